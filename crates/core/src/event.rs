@@ -1,0 +1,440 @@
+//! What the core tells observers: every transition of every VM, plus the figures behind them.
+//!
+//! Events are typed and serialisable; the UI renders them, `--json` prints them as NDJSON, and
+//! the journal stores them. Given the same inputs at the same times, the core emits the same
+//! events in the same order.
+
+use crate::model::{ConvergenceAid, ErrorClass, HostId, LeftoverKind, MigrationMode, VmId};
+use crate::time::Time;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The phase a VM's move is in (the name of its state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Selected, waiting for its turn, a slot, or a condition (see the wait reason).
+    Queued,
+    /// Start asked of the driver.
+    Starting,
+    /// Started; waiting for the driver to report it running.
+    Confirming,
+    /// Running; progress watched.
+    Migrating,
+    /// Abort asked.
+    Aborting,
+    /// Looking at the hosts to learn what really happened.
+    Locating,
+    /// Removing what a failed attempt left on the destination.
+    Discarding,
+    /// Waiting before the next attempt.
+    BackingOff,
+    /// Proving the VM arrived.
+    Verifying,
+    /// Removing what the move left on the source.
+    CleaningUp,
+    /// Done: on its destination, verified.
+    Moved,
+    /// Given up, with a reason.
+    Unmigratable,
+    /// Not moved because the run was stopped; still where it was.
+    Cancelled,
+}
+
+impl Phase {
+    /// Whether the VM's move is over.
+    pub fn is_final(self) -> bool {
+        matches!(self, Phase::Moved | Phase::Unmigratable | Phase::Cancelled)
+    }
+    /// Whether a migration of this VM may be in flight (it holds slots).
+    pub fn holds_slot(self) -> bool {
+        matches!(
+            self,
+            Phase::Starting | Phase::Confirming | Phase::Migrating | Phase::Aborting | Phase::Locating
+        )
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        f.write_str(&s)
+    }
+}
+
+/// Why a queued VM is not moving yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "wait", content = "detail")]
+pub enum WaitReason {
+    /// Its turn has not come, or no slot is free on its source or any destination.
+    NoSlot,
+    /// A backup holds it (since when it was first seen so).
+    BackingUp {
+        /// First seen backing up.
+        since: Time,
+    },
+    /// Someone else is migrating it.
+    MigratingByOther,
+    /// Another job holds it.
+    OtherJob(String),
+    /// Its power state is changing.
+    Transitioning(String),
+    /// Powered off: moved after the running VMs.
+    OfflineAfterLive,
+    /// Its source or every destination did not answer; retried.
+    HostUnreachable,
+    /// No destination has room while other moves land; waits for them.
+    NoRoomYet,
+}
+
+impl fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitReason::NoSlot => write!(f, "waiting for a free slot"),
+            WaitReason::BackingUp { since } => write!(f, "backing up (seen since {since})"),
+            WaitReason::MigratingByOther => write!(f, "being migrated by someone else"),
+            WaitReason::OtherJob(j) => write!(f, "busy with {j}"),
+            WaitReason::Transitioning(s) => write!(f, "power state changing ({s})"),
+            WaitReason::OfflineAfterLive => write!(f, "powered off: moves after the running VMs"),
+            WaitReason::HostUnreachable => write!(f, "a host did not answer"),
+            WaitReason::NoRoomYet => write!(f, "no destination has room yet"),
+        }
+    }
+}
+
+/// Why a VM was given up (unmigratable) or not moved (cancelled).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "reason", content = "detail")]
+pub enum Reason {
+    /// Named, but on no source host.
+    NotFound,
+    /// Disappeared from its source and is on no known host.
+    Vanished,
+    /// Found on a host that is neither its source nor an allowed destination.
+    FoundElsewhere(HostId),
+    /// Its primary status is not OK (the seed: "that status").
+    BadStatus(String),
+    /// Backing up for longer than the threshold (seconds).
+    BackupTooLong {
+        /// The threshold, in seconds.
+        threshold_secs: u64,
+    },
+    /// Every attempt failed.
+    AttemptsExhausted {
+        /// How many.
+        attempts: u32,
+        /// The last error.
+        last_error: String,
+    },
+    /// An error that retrying will not fix.
+    Permanent(String),
+    /// No allowed destination could ever hold it.
+    NoDestinationFits {
+        /// Memory it needs (live moves), bytes.
+        memory_bytes: u64,
+        /// Disk it needs, bytes.
+        disk_bytes: u64,
+    },
+    /// Every allowed destination refused it.
+    AllDestinationsRefused(String),
+    /// Seen running on both hosts: left exactly as found for a person to decide.
+    RunningOnBoth,
+    /// Not found on either host after an attempt: left for a person.
+    LostAfterAttempt,
+    /// The run was stopped before it was moved.
+    RunStopped,
+    /// Fail-fast stopped the run after another VM was unmigratable.
+    FailFast,
+    /// Could not be proven on the destination.
+    NotVerified(String),
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::NotFound => write!(f, "not found on its source host"),
+            Reason::Vanished => write!(f, "disappeared from its source and is on no known host"),
+            Reason::FoundElsewhere(h) => write!(f, "found on {h}, which is not one of its destinations"),
+            Reason::BadStatus(s) => write!(f, "bad status: {s}"),
+            Reason::BackupTooLong { threshold_secs } => write!(
+                f,
+                "still backing up after {}",
+                crate::spec::dur::format_duration(std::time::Duration::from_secs(*threshold_secs))
+            ),
+            Reason::AttemptsExhausted { attempts, last_error } => {
+                write!(f, "failed {attempts} attempts; last: {last_error}")
+            }
+            Reason::Permanent(e) => write!(f, "cannot move: {e}"),
+            Reason::NoDestinationFits { memory_bytes, disk_bytes } => write!(
+                f,
+                "no destination has room for it ({} memory, {} disk)",
+                crate::fmt_bytes(*memory_bytes),
+                crate::fmt_bytes(*disk_bytes)
+            ),
+            Reason::AllDestinationsRefused(e) => write!(f, "every destination refused it; last: {e}"),
+            Reason::RunningOnBoth => {
+                write!(f, "running on both source and destination: left untouched for a person")
+            }
+            Reason::LostAfterAttempt => {
+                write!(f, "on neither host after an attempt: left for a person")
+            }
+            Reason::RunStopped => write!(f, "run stopped before it moved"),
+            Reason::FailFast => write!(f, "run stopped (fail-fast) before it moved"),
+            Reason::NotVerified(e) => write!(f, "could not be proven on the destination: {e}"),
+        }
+    }
+}
+
+/// One thing that happened, at a time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// When (run time).
+    pub at: Time,
+    /// What.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// The kinds of events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
+pub enum EventKind {
+    /// The run began.
+    RunStarted {
+        /// Run id.
+        run_id: String,
+        /// Source hosts.
+        sources: Vec<HostId>,
+        /// Destination hosts.
+        destinations: Vec<HostId>,
+    },
+    /// A host's figures, when first seen and whenever its slot use by others changes.
+    HostSeen {
+        /// Host.
+        host: HostId,
+        /// Effective slot limit.
+        limit: u32,
+        /// Migrations on it that this run did not start.
+        foreign: u32,
+        /// Free memory, bytes.
+        free_memory_bytes: u64,
+        /// Free disk, bytes.
+        free_disk_bytes: u64,
+    },
+    /// A host did not answer.
+    HostUnreachable {
+        /// Host.
+        host: HostId,
+        /// Why.
+        error: String,
+    },
+    /// A name or pattern matched nothing.
+    SelectionUnmatched {
+        /// Source host.
+        source: HostId,
+        /// The pattern.
+        pattern: String,
+    },
+    /// A VM was selected for the run.
+    Selected {
+        /// VM.
+        vm: VmId,
+        /// Name.
+        name: String,
+        /// Source.
+        source: HostId,
+        /// Live or offline, as it stands now.
+        mode: MigrationMode,
+        /// Memory, bytes.
+        memory_bytes: u64,
+        /// Disk, bytes.
+        disk_bytes: u64,
+    },
+    /// A VM changed phase.
+    Transition {
+        /// VM.
+        vm: VmId,
+        /// From.
+        from: Phase,
+        /// To.
+        to: Phase,
+    },
+    /// A queued VM waits, and why (emitted when the reason changes).
+    Waiting {
+        /// VM.
+        vm: VmId,
+        /// Why.
+        reason: WaitReason,
+    },
+    /// An attempt was started.
+    AttemptStarted {
+        /// VM.
+        vm: VmId,
+        /// Attempt number (1-based).
+        attempt: u32,
+        /// Source.
+        source: HostId,
+        /// Destination.
+        destination: HostId,
+        /// Mode.
+        mode: MigrationMode,
+    },
+    /// Progress of a running migration.
+    Progress {
+        /// VM.
+        vm: VmId,
+        /// Attempt.
+        attempt: u32,
+        /// Bytes done.
+        bytes_done: u64,
+        /// Bytes total (0 if unknown).
+        bytes_total: u64,
+        /// Bytes remaining (0 if unknown).
+        bytes_remaining: u64,
+    },
+    /// A watchdog applied a convergence aid.
+    Escalated {
+        /// VM.
+        vm: VmId,
+        /// Attempt.
+        attempt: u32,
+        /// The aid.
+        aid: ConvergenceAid,
+    },
+    /// A watchdog fired.
+    WatchdogFired {
+        /// VM.
+        vm: VmId,
+        /// Attempt.
+        attempt: u32,
+        /// "stall", "completion" or "start".
+        which: String,
+    },
+    /// An attempt failed.
+    AttemptFailed {
+        /// VM.
+        vm: VmId,
+        /// Attempt.
+        attempt: u32,
+        /// Class of the error.
+        class: ErrorClass,
+        /// The error.
+        error: String,
+        /// When the next attempt may start, if one will.
+        retry_at: Option<Time>,
+    },
+    /// The VM was proven on its destination.
+    Verified {
+        /// VM.
+        vm: VmId,
+        /// Destination.
+        destination: HostId,
+    },
+    /// A leftover was removed.
+    LeftoverRemoved {
+        /// VM.
+        vm: VmId,
+        /// Host.
+        host: HostId,
+        /// Kind.
+        kind: LeftoverKind,
+        /// Path or name.
+        what: String,
+    },
+    /// A leftover could not be removed (the move still counts).
+    LeftoverKept {
+        /// VM.
+        vm: VmId,
+        /// Host.
+        host: HostId,
+        /// Path or name.
+        what: String,
+        /// Why.
+        error: String,
+    },
+    /// The VM moved.
+    Moved {
+        /// VM.
+        vm: VmId,
+        /// Name.
+        name: String,
+        /// Where it is now.
+        destination: HostId,
+        /// Attempts it took (0 if it was already there).
+        attempts: u32,
+    },
+    /// The VM cannot be moved.
+    Unmigratable {
+        /// VM.
+        vm: VmId,
+        /// Name.
+        name: String,
+        /// Why.
+        reason: Reason,
+    },
+    /// The VM was not moved because the run stopped.
+    Cancelled {
+        /// VM.
+        vm: VmId,
+        /// Name.
+        name: String,
+        /// Why.
+        reason: Reason,
+    },
+    /// A stop was asked for.
+    StopRequested {
+        /// Abort running migrations too.
+        abort_running: bool,
+    },
+    /// An input arrived that the VM's state does not accept (a bug somewhere; ignored).
+    IllegalInput {
+        /// VM.
+        vm: VmId,
+        /// Its phase.
+        phase: Phase,
+        /// The input's kind.
+        input: String,
+    },
+    /// The run cannot go on (a source host could not be listed at start).
+    RunFailed {
+        /// Why.
+        error: String,
+    },
+    /// The run is over.
+    RunFinished {
+        /// VMs moved.
+        moved: u32,
+        /// VMs unmigratable.
+        unmigratable: u32,
+        /// VMs not moved because the run stopped.
+        cancelled: u32,
+    },
+}
+
+impl EventKind {
+    /// The VM this event is about, if one.
+    pub fn vm(&self) -> Option<&VmId> {
+        use EventKind::*;
+        match self {
+            Selected { vm, .. }
+            | Transition { vm, .. }
+            | Waiting { vm, .. }
+            | AttemptStarted { vm, .. }
+            | Progress { vm, .. }
+            | Escalated { vm, .. }
+            | WatchdogFired { vm, .. }
+            | AttemptFailed { vm, .. }
+            | Verified { vm, .. }
+            | LeftoverRemoved { vm, .. }
+            | LeftoverKept { vm, .. }
+            | Moved { vm, .. }
+            | Unmigratable { vm, .. }
+            | Cancelled { vm, .. }
+            | IllegalInput { vm, .. } => Some(vm),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! The data the core reasons about: hosts, VMs, their activity, migrations and their outcome.
+//!
+//! These are plain, serialisable values. Drivers translate their hypervisor's objects into
+//! them; nothing hypervisor-specific (libvirt flags, WMI objects, XML) appears here.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// A host's name as written in the configuration (not necessarily its DNS name).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct HostId(pub String);
+
+impl HostId {
+    /// Builds a host id from anything string-like.
+    pub fn new(s: impl Into<String>) -> Self {
+        HostId(s.into())
+    }
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for HostId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for HostId {
+    fn from(s: &str) -> Self {
+        HostId(s.to_owned())
+    }
+}
+
+/// A VM's stable identity: its UUID (libvirt) or GUID (Hyper-V). Names may repeat across hosts;
+/// ids do not.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct VmId(pub String);
+
+impl VmId {
+    /// Builds a VM id from anything string-like.
+    pub fn new(s: impl Into<String>) -> Self {
+        VmId(s.into())
+    }
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for VmId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for VmId {
+    fn from(s: &str) -> Self {
+        VmId(s.to_owned())
+    }
+}
+
+/// A VM's power state, as far as moving it is concerned.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "detail")]
+pub enum PowerState {
+    /// Running: moved live.
+    Running,
+    /// Paused (libvirt) : moved live, stays paused.
+    Paused,
+    /// Powered off: moved offline (after the running ones by default).
+    Off,
+    /// Saved/hibernated state (Hyper-V): moved offline.
+    Saved,
+    /// Starting, stopping, saving...: not moved until it settles.
+    Transitioning(String),
+}
+
+impl PowerState {
+    /// Whether a VM in this state is moved live (memory and disks while it runs).
+    pub fn is_live(&self) -> bool {
+        matches!(self, PowerState::Running | PowerState::Paused)
+    }
+    /// Whether a VM in this state is moved offline (disks and definition only).
+    pub fn is_offline(&self) -> bool {
+        matches!(self, PowerState::Off | PowerState::Saved)
+    }
+}
+
+/// The primary operational status of a VM (Hyper-V's OperationalStatus[0]; libvirt: always Ok
+/// unless the domain reports a crashed/blocked state).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status", content = "detail")]
+pub enum Health {
+    /// Healthy.
+    Ok,
+    /// "In service": a job (backup, migration) is working on it; see [`Activity`].
+    InService,
+    /// Anything else, with the hypervisor's words (the seed's "any other status": unmigratable).
+    Bad(String),
+}
+
+/// What is happening to a VM right now, besides running.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "activity", content = "detail")]
+pub enum Activity {
+    /// Nothing that would stop a migration.
+    Idle,
+    /// Migrating away from this host (ours or someone else's).
+    MigratingOut,
+    /// Arriving on this host by migration (ours or someone else's).
+    MigratingIn,
+    /// A backup job holds it.
+    BackingUp,
+    /// Another job (block copy, commit, snapshot, export...) holds it; the words say which.
+    OtherJob(String),
+}
+
+impl Activity {
+    /// Whether this activity is a migration (which occupies a slot on the host).
+    pub fn is_migration(&self) -> bool {
+        matches!(self, Activity::MigratingOut | Activity::MigratingIn)
+    }
+}
+
+/// One VM as a host reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmInfo {
+    /// Stable identity.
+    pub id: VmId,
+    /// Display name.
+    pub name: String,
+    /// Power state.
+    pub power: PowerState,
+    /// Primary operational status.
+    pub health: Health,
+    /// What is happening to it.
+    pub activity: Activity,
+    /// Memory the VM needs on a destination to run, in bytes.
+    pub memory_bytes: u64,
+    /// Disk space its disks take now (allocated), in bytes.
+    pub disk_bytes: u64,
+}
+
+/// What a host reports about itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Host-reported limit of concurrent migrations (Hyper-V's MaximumActiveVirtualSystemMigration);
+    /// `None` when the hypervisor has no such limit (libvirt): the configured default applies.
+    pub migration_limit: Option<u32>,
+    /// Migrations in flight on the host (in and out, whoever started them), if the host counts them.
+    pub active_migrations: u32,
+    /// Memory free for new VMs, in bytes.
+    pub free_memory_bytes: u64,
+    /// Free space where migrated disks go, in bytes.
+    pub free_disk_bytes: u64,
+}
+
+/// One disk of a VM.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disk {
+    /// The path of the disk's top image on its host.
+    pub path: String,
+    /// Image format ("qcow2", "raw", "vhdx"...).
+    pub format: String,
+    /// The size the guest sees, in bytes.
+    pub virtual_bytes: u64,
+    /// The space the image takes on the host, in bytes (its whole backing chain).
+    pub allocated_bytes: u64,
+    /// Backing images, nearest first (empty for a flat image).
+    pub backing_chain: Vec<String>,
+}
+
+/// Everything a VM occupies on its host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Footprint {
+    /// Memory, in bytes.
+    pub memory_bytes: u64,
+    /// Its disks.
+    pub disks: Vec<Disk>,
+    /// Configuration files and folders (Hyper-V config root, libvirt has none on disk we own).
+    pub config_paths: Vec<String>,
+}
+
+impl Footprint {
+    /// Total allocated disk bytes (what a move copies, at most).
+    pub fn disk_bytes(&self) -> u64 {
+        self.disks.iter().map(|d| d.allocated_bytes).sum()
+    }
+}
+
+/// Live (memory and disks while it runs) or offline (disks and definition of a stopped VM).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationMode {
+    /// The VM keeps running; memory and disks are copied.
+    Live,
+    /// The VM is not running; disks and definition are copied.
+    Offline,
+}
+
+impl fmt::Display for MigrationMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MigrationMode::Live => "live",
+            MigrationMode::Offline => "offline",
+        })
+    }
+}
+
+/// Where a moved VM's files go on the destination.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub struct PathLayout {
+    /// Base folder (or libvirt pool path) on the destination; `None` keeps each disk's source path.
+    pub base: Option<String>,
+    /// Put each VM in `<base>/<vm name>` (the seed's `-PutInASubfolder`).
+    pub put_in_subfolder: bool,
+    /// Each disk keeps its source drive letter / volume (the seed's `-PreserveSourceVhdPathDriveLetter`).
+    pub preserve_drive_letter: bool,
+}
+
+/// A request to start one attempt of one move.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationRequest {
+    /// The VM.
+    pub vm: VmId,
+    /// Its name (some hypervisors address VMs by name).
+    pub vm_name: String,
+    /// Where it is.
+    pub source: HostId,
+    /// Where it goes.
+    pub destination: HostId,
+    /// Live or offline.
+    pub mode: MigrationMode,
+    /// Destination file layout.
+    pub layout: PathLayout,
+    /// Which attempt this is (1-based); drivers put it in job names.
+    pub attempt: u32,
+    /// The run's id; drivers put it in job names so parallel runs don't mix their jobs.
+    pub run_id: String,
+}
+
+/// An opaque handle to a migration a driver started (a job id, a domain UUID...).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MigrationHandle(pub String);
+
+/// Progress figures of a migration in flight.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Bytes transferred so far (memory and disks).
+    pub bytes_done: u64,
+    /// Bytes known to remain (0 when unknown).
+    pub bytes_remaining: u64,
+    /// Total bytes expected (0 when unknown).
+    pub bytes_total: u64,
+    /// Guest memory dirty rate in bytes/s, where known.
+    pub dirty_rate: Option<u64>,
+    /// Transfer rate in bytes/s, where known.
+    pub transfer_rate: Option<u64>,
+    /// Pre-copy iteration, where known.
+    pub iteration: Option<u32>,
+    /// Percent complete as the hypervisor says (Hyper-V's PercentComplete), where that is all there is.
+    pub percent: Option<u8>,
+}
+
+/// What a driver says about a migration it started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum MigrationStatus {
+    /// Accepted but not yet seen running (Hyper-V job state New/Starting).
+    Pending,
+    /// Running, with figures.
+    Running(Progress),
+    /// Finished successfully (verification still to come).
+    Completed,
+    /// Ended without success.
+    Failed(Failure),
+}
+
+/// How a failure should be treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// Passing: retry with backoff (timeouts, locks, busy hosts, a lost connection before start).
+    Transient,
+    /// Will not go away by retrying this VM: unmigratable at once.
+    Permanent,
+    /// The destination cannot take this VM (no space, name clash, path taken): try another allowed
+    /// destination, else unmigratable.
+    DestinationRefused,
+    /// Unknown whether the action happened (a connection lost mid-call): look at the hosts first.
+    Indeterminate,
+}
+
+/// A classified failure, as the core sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// How to treat it.
+    pub class: ErrorClass,
+    /// One sentence for a person.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure of the given class.
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        Failure { class, message: message.into() }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A convergence aid a driver may apply to a live migration that does not converge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvergenceAid {
+    /// Throttle the guest's vCPUs (QEMU auto-converge).
+    AutoConverge,
+    /// Switch to post-copy.
+    PostCopy,
+    /// Raise the allowed downtime.
+    RaiseDowntime,
+}
+
+/// Where a VM is, as the hosts say (used after an unclear outcome and on resume).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    /// The VM as seen on the source, if it is defined there.
+    pub on_source: Option<VmInfo>,
+    /// The VM as seen on the destination, if it is defined there.
+    pub on_destination: Option<VmInfo>,
+    /// A migration job of this VM still running, with its handle.
+    pub running_migration: Option<MigrationHandle>,
+}
+
+/// The proof a driver gives that a VM arrived.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// Running (live move) or defined (offline move) on the destination.
+    pub on_destination: bool,
+    /// Every disk present on the destination at its expected size.
+    pub disks_present: bool,
+    /// No longer running on the source (it may still be defined there as a leftover).
+    pub stopped_on_source: bool,
+    /// Words for a person when something is missing.
+    pub detail: String,
+}
+
+impl Verification {
+    /// Whether this proves the VM arrived and the source copy is not running.
+    pub fn is_proof(&self) -> bool {
+        self.on_destination && self.disks_present && self.stopped_on_source
+    }
+}
+
+/// Something a move leaves behind, to be removed after verification.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Leftover {
+    /// The host it is on.
+    pub host: HostId,
+    /// What kind of thing.
+    pub kind: LeftoverKind,
+    /// A path, volume or definition name.
+    pub what: String,
+}
+
+/// Kinds of leftovers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeftoverKind {
+    /// A disk image.
+    DiskImage,
+    /// A log file.
+    LogFile,
+    /// An empty folder (only ever removed when empty).
+    EmptyFolder,
+    /// A VM definition left on the source.
+    Definition,
+}
+
+/// A duration in seconds for serde (human-readable in config, seconds in events).
+pub fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}

@@ -1,0 +1,404 @@
+//! What a run is asked to do: the hosts, the selection of VMs, where they may go, and the
+//! policy settings. Validated once, before anything is touched.
+
+use crate::model::{HostId, PathLayout};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Which VMs of a source host to move.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "patterns")]
+pub enum Selection {
+    /// Every VM on the host (an evacuation).
+    All,
+    /// VMs whose name matches one of these names or glob patterns (`web-*`, `db?`).
+    /// A plain name that matches nothing is reported as not found.
+    Names(Vec<String>),
+}
+
+/// One source host, the VMs to take from it and where they may go.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceSpec {
+    /// The source host.
+    pub host: HostId,
+    /// Which of its VMs.
+    pub select: Selection,
+    /// Allowed destinations (at least one, never the source itself).
+    pub destinations: Vec<HostId>,
+}
+
+/// What to do when a watchdog fires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchdogAction {
+    /// Abort the migration (it counts as a failed attempt, retried per policy).
+    #[default]
+    Abort,
+    /// First apply the driver's convergence aids (auto-converge, post-copy); abort if that does
+    /// not help within another timeout.
+    Escalate,
+}
+
+/// In which order VMs are started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    /// Largest (memory + disk) first: minimises the total time (LPT).
+    #[default]
+    LargestFirst,
+    /// Smallest first: the most VMs moved early.
+    SmallestFirst,
+    /// The order the VMs were named in (or the host listed them).
+    AsGiven,
+}
+
+/// Which scheduling algorithm drives starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SchedulerPolicy {
+    /// Event-driven: a freed slot is refilled at once.
+    #[default]
+    Vmove,
+    /// A faithful model of the seed module: passes every `poll_interval`, one VM at a time with
+    /// start confirmation, completions noticed only at the next pass. For comparison benchmarks.
+    Seed,
+}
+
+/// The knobs of a run. Defaults are the seed's where it had one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Tries per VM before it is unmigratable (seed: `-MaxAttempts`, 3).
+    pub max_attempts: u32,
+    /// How often every host is re-read (seed: `-Timeout`, 60 s). Scheduling does not wait for it.
+    #[serde(with = "crate::spec::dur")]
+    pub poll_interval: Duration,
+    /// How often hosts are re-read while a VM waits on something only a host can tell (a backup, a
+    /// foreign migration, a host that did not answer).
+    #[serde(with = "crate::spec::dur")]
+    pub recheck_interval: Duration,
+    /// How long to wait for a started migration to show as running, per check (seed: 10 s).
+    #[serde(with = "crate::spec::dur")]
+    pub job_start_timeout: Duration,
+    /// How many checks before a migration that never showed as running is aborted (seed: 3).
+    pub job_start_attempts: u32,
+    /// How long a VM may stay backing up before it is unmigratable (seed: 1 h).
+    #[serde(with = "crate::spec::dur")]
+    pub backup_threshold: Duration,
+    /// How often a running migration's progress is read.
+    #[serde(with = "crate::spec::dur")]
+    pub progress_interval: Duration,
+    /// A migration with no progress for this long is stalled.
+    #[serde(with = "crate::spec::dur")]
+    pub stall_timeout: Duration,
+    /// What to do with a stalled migration.
+    pub stall_action: WatchdogAction,
+    /// A migration may take at most this long per GiB it moves (memory + disks).
+    #[serde(with = "crate::spec::dur")]
+    pub completion_timeout_per_gib: Duration,
+    /// The completion timeout is never shorter than this.
+    #[serde(with = "crate::spec::dur")]
+    pub completion_timeout_min: Duration,
+    /// What to do when the completion timeout passes.
+    pub completion_action: WatchdogAction,
+    /// First retry delay; doubled each attempt.
+    #[serde(with = "crate::spec::dur")]
+    pub backoff_initial: Duration,
+    /// Longest retry delay.
+    #[serde(with = "crate::spec::dur")]
+    pub backoff_max: Duration,
+    /// Random spread of each delay, as a fraction (0.2 = +-20 %).
+    pub backoff_jitter: f64,
+    /// Move powered-off and saved VMs only after the running ones (seed behaviour).
+    pub offline_last: bool,
+    /// Stop starting moves at the first unmigratable VM (seed: `-CrashOnUnmigratable`).
+    pub fail_fast: bool,
+    /// Slot limit for hosts whose hypervisor reports none (libvirt), and Hyper-V's default.
+    pub default_host_limit: u32,
+    /// Cap on concurrent migrations per host, applied to every host (seed: `-MaxParallelMigrations`).
+    pub max_parallel: Option<u32>,
+    /// Cap on concurrent migrations of this run across the whole cluster.
+    pub cluster_cap: Option<u32>,
+    /// Start order.
+    pub order: Order,
+    /// The scheduling algorithm.
+    pub policy: SchedulerPolicy,
+    /// Seed of the retry jitter (and of everything random in a simulation).
+    pub seed: u64,
+    /// Remove what a verified move leaves on the source.
+    pub cleanup: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_attempts: 3,
+            poll_interval: Duration::from_secs(60),
+            recheck_interval: Duration::from_secs(10),
+            job_start_timeout: Duration::from_secs(10),
+            job_start_attempts: 3,
+            backup_threshold: Duration::from_secs(3600),
+            progress_interval: Duration::from_secs(2),
+            stall_timeout: Duration::from_secs(150),
+            stall_action: WatchdogAction::Abort,
+            completion_timeout_per_gib: Duration::from_secs(150),
+            completion_timeout_min: Duration::from_secs(300),
+            completion_action: WatchdogAction::Escalate,
+            backoff_initial: Duration::from_secs(20),
+            backoff_max: Duration::from_secs(300),
+            backoff_jitter: 0.2,
+            offline_last: true,
+            fail_fast: false,
+            default_host_limit: 2,
+            max_parallel: None,
+            cluster_cap: None,
+            order: Order::LargestFirst,
+            policy: SchedulerPolicy::Vmove,
+            seed: 0,
+            cleanup: true,
+        }
+    }
+}
+
+/// Per-host limits from the configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostLimits {
+    /// Cap on this host's concurrent migrations (in + out).
+    pub max_migrations: Option<u32>,
+}
+
+/// Everything a run needs to know before it starts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// The run's id (put in job names and the journal).
+    pub run_id: String,
+    /// Sources, their selections and allowed destinations.
+    pub sources: Vec<SourceSpec>,
+    /// Every known host with its configured limits (sources and destinations must be here).
+    pub hosts: BTreeMap<HostId, HostLimits>,
+    /// Destination file layout, per destination host (hosts not listed get the default layout).
+    pub layouts: BTreeMap<HostId, PathLayout>,
+    /// VM name -> destination it must go to.
+    pub pins: BTreeMap<String, HostId>,
+    /// VM name -> priority (higher starts first; default 0). Ties follow `settings.order`.
+    pub priorities: BTreeMap<String, i32>,
+    /// Policy knobs.
+    pub settings: Settings,
+}
+
+/// A bad run specification. Each names what is wrong; nothing has been touched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// No source given.
+    #[error("nothing to move: no source host was given")]
+    NoSource,
+    /// A host is not configured.
+    #[error("unknown host `{0}`: it is not in the configuration's hosts")]
+    UnknownHost(HostId),
+    /// Source and destination are the same.
+    #[error("host `{0}` is both a source and a destination of its own VMs")]
+    SameSourceAndDestination(HostId),
+    /// A source has no destination.
+    #[error("source host `{0}` has no destination")]
+    NoDestination(HostId),
+    /// A cap of zero would never move anything.
+    #[error("`{0}` must be at least 1")]
+    ZeroCap(String),
+    /// A pattern does not parse.
+    #[error("bad VM name pattern `{pattern}`: {reason}")]
+    BadPattern {
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        reason: String,
+    },
+    /// A pin names a host that is not an allowed destination.
+    #[error("VM `{vm}` is pinned to `{host}`, which is not one of its allowed destinations")]
+    BadPin {
+        /// VM name.
+        vm: String,
+        /// Host.
+        host: HostId,
+    },
+    /// The same source listed twice.
+    #[error("source host `{0}` is listed twice")]
+    DuplicateSource(HostId),
+    /// A setting out of range.
+    #[error("setting `{key}` {reason}")]
+    BadSetting {
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl RunSpec {
+    /// Checks the spec. Every error names the host, key or pattern at fault.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.sources.is_empty() {
+            return Err(SpecError::NoSource);
+        }
+        let s = &self.settings;
+        if s.max_attempts == 0 {
+            return Err(SpecError::ZeroCap("max_attempts".into()));
+        }
+        if s.job_start_attempts == 0 {
+            return Err(SpecError::ZeroCap("job_start_attempts".into()));
+        }
+        if s.default_host_limit == 0 {
+            return Err(SpecError::ZeroCap("default_host_limit".into()));
+        }
+        if s.max_parallel == Some(0) {
+            return Err(SpecError::ZeroCap("max_parallel".into()));
+        }
+        if s.cluster_cap == Some(0) {
+            return Err(SpecError::ZeroCap("cluster_cap".into()));
+        }
+        if !(0.0..=1.0).contains(&s.backoff_jitter) {
+            return Err(SpecError::BadSetting {
+                key: "backoff_jitter",
+                reason: format!("must be between 0 and 1, not {}", s.backoff_jitter),
+            });
+        }
+        for (key, d) in [
+            ("poll_interval", s.poll_interval),
+            ("recheck_interval", s.recheck_interval),
+            ("progress_interval", s.progress_interval),
+            ("job_start_timeout", s.job_start_timeout),
+            ("stall_timeout", s.stall_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(SpecError::BadSetting { key, reason: "must be longer than 0s".into() });
+            }
+        }
+        for (host, limits) in &self.hosts {
+            if limits.max_migrations == Some(0) {
+                return Err(SpecError::ZeroCap(format!("hosts.{host}.max_migrations")));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for src in &self.sources {
+            if !seen.insert(&src.host) {
+                return Err(SpecError::DuplicateSource(src.host.clone()));
+            }
+            if !self.hosts.contains_key(&src.host) {
+                return Err(SpecError::UnknownHost(src.host.clone()));
+            }
+            if src.destinations.is_empty() {
+                return Err(SpecError::NoDestination(src.host.clone()));
+            }
+            for d in &src.destinations {
+                if !self.hosts.contains_key(d) {
+                    return Err(SpecError::UnknownHost(d.clone()));
+                }
+                if *d == src.host {
+                    return Err(SpecError::SameSourceAndDestination(d.clone()));
+                }
+            }
+            if let Selection::Names(pats) = &src.select {
+                for p in pats {
+                    crate::select::compile(p)?;
+                }
+            }
+        }
+        for host in self.pins.values() {
+            if !self.hosts.contains_key(host) {
+                return Err(SpecError::UnknownHost(host.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Serde for durations as human strings ("90s", "1h 30m") or plain seconds.
+pub mod dur {
+    use serde::{Deserialize, Deserializer, Serializer, de};
+    use std::time::Duration;
+
+    /// Serialises as a human string.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(*d))
+    }
+
+    /// Accepts "90s", "1h", "1h 30m", "250ms" or a number of seconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Float(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(n) => Ok(Duration::from_secs(n)),
+            Raw::Float(f) if f >= 0.0 && f.is_finite() => Ok(Duration::from_secs_f64(f)),
+            Raw::Float(f) => Err(de::Error::custom(format!("`{f}` is not a duration"))),
+            Raw::Text(t) => parse_duration(&t).map_err(de::Error::custom),
+        }
+    }
+
+    /// Parses "90s", "1h 30m", "250ms", "2m30s", "45" (seconds).
+    pub fn parse_duration(text: &str) -> Result<Duration, String> {
+        let t = text.trim();
+        if t.is_empty() {
+            return Err("an empty duration: write e.g. \"90s\", \"5m\" or \"1h\"".into());
+        }
+        if let Ok(n) = t.parse::<u64>() {
+            return Ok(Duration::from_secs(n));
+        }
+        let mut total = Duration::ZERO;
+        let mut rest = t;
+        while !rest.is_empty() {
+            rest = rest.trim_start();
+            let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+            if num_end == 0 {
+                return Err(format!("`{text}` is not a duration: write e.g. \"90s\", \"5m\" or \"1h\""));
+            }
+            let num: f64 = rest[..num_end]
+                .parse()
+                .map_err(|_| format!("`{text}` is not a duration: bad number"))?;
+            rest = rest[num_end..].trim_start();
+            let unit_end = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+            let unit = &rest[..unit_end];
+            rest = &rest[unit_end..];
+            let secs = match unit {
+                "ms" => num / 1000.0,
+                "s" | "sec" | "secs" | "second" | "seconds" => num,
+                "m" | "min" | "mins" | "minute" | "minutes" => num * 60.0,
+                "h" | "hr" | "hour" | "hours" => num * 3600.0,
+                "d" | "day" | "days" => num * 86400.0,
+                "" => return Err(format!("`{text}` needs a unit (ms, s, m, h, d)")),
+                other => {
+                    return Err(format!(
+                        "`{text}` has an unknown unit `{other}` (use ms, s, m, h or d)"
+                    ));
+                }
+            };
+            total += Duration::from_secs_f64(secs);
+        }
+        Ok(total)
+    }
+
+    /// Formats a duration the way [`parse_duration`] reads it back.
+    pub fn format_duration(d: Duration) -> String {
+        let ms = d.as_millis();
+        if ms == 0 {
+            return "0s".into();
+        }
+        if ms % 1000 != 0 {
+            return format!("{ms}ms");
+        }
+        let mut s = (ms / 1000) as u64;
+        let mut out = String::new();
+        for (unit, n) in [("h", 3600), ("m", 60), ("s", 1)] {
+            if s >= n {
+                out.push_str(&format!("{}{unit}", s / n));
+                s %= n;
+            }
+        }
+        out
+    }
+}

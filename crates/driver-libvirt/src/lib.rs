@@ -1,0 +1,1 @@
+//! vmove-driver-libvirt

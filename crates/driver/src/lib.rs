@@ -1,0 +1,156 @@
+//! The one trait every hypervisor implements, and the shared conformance suite.
+//!
+//! # Layout
+//! - [`Driver`]: the contract (rustdoc on each method says what a driver must guarantee).
+//! - [`DriverError`]: an error with its [`ErrorClass`], so the core can decide retry or give up.
+//! - `conformance` (feature `test-util`): the tests every driver runs against a fixture it sets up.
+//!
+//! One driver value serves every host of its kind named in the configuration; hosts are
+//! addressed by their configured [`HostId`]. Driver types (libvirt flags, WMI objects, XML)
+//! never appear in this trait.
+
+use async_trait::async_trait;
+pub use vmove_core::model::*;
+pub use vmove_core::io::LeftoverContext;
+
+#[cfg(feature = "test-util")]
+pub mod conformance;
+
+/// An error from a driver, with the class that tells the core what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DriverError {
+    /// Retry, give up, try another destination, or look first.
+    pub class: ErrorClass,
+    /// One sentence for a person (no secrets).
+    pub message: String,
+    /// The hypervisor's own code, when it has one (libvirt error code, WMI return value).
+    pub code: Option<i64>,
+}
+
+impl DriverError {
+    /// A transient error.
+    pub fn transient(message: impl Into<String>) -> Self {
+        DriverError { class: ErrorClass::Transient, message: message.into(), code: None }
+    }
+    /// A permanent error.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        DriverError { class: ErrorClass::Permanent, message: message.into(), code: None }
+    }
+    /// The destination refuses this VM.
+    pub fn destination_refused(message: impl Into<String>) -> Self {
+        DriverError { class: ErrorClass::DestinationRefused, message: message.into(), code: None }
+    }
+    /// Unknown whether the action took place.
+    pub fn indeterminate(message: impl Into<String>) -> Self {
+        DriverError { class: ErrorClass::Indeterminate, message: message.into(), code: None }
+    }
+    /// Attaches the hypervisor's code.
+    pub fn with_code(mut self, code: i64) -> Self {
+        self.code = Some(code);
+        self
+    }
+}
+
+impl From<DriverError> for Failure {
+    fn from(e: DriverError) -> Failure {
+        Failure { class: e.class, message: e.message }
+    }
+}
+
+/// Shorthand.
+pub type DriverResult<T> = Result<T, DriverError>;
+
+/// A hypervisor driver: the contract the engine relies on.
+///
+/// General rules:
+/// - Every method may be called concurrently from several tasks, for different VMs and hosts.
+/// - Blocking work (libvirt calls) runs off the async runtime (`spawn_blocking`).
+/// - Errors carry a class: [`ErrorClass::Transient`] for what may pass (timeouts, locks, lost
+///   connections before anything was asked), [`ErrorClass::Permanent`] for what will not,
+///   [`ErrorClass::DestinationRefused`] when only the chosen destination is the problem, and
+///   [`ErrorClass::Indeterminate`] when the driver cannot tell whether a state-changing call took
+///   effect. A read-only call never returns `Indeterminate`.
+/// - Nothing is ever deleted or overwritten unless the method's contract says so, and then only
+///   after its own re-check.
+#[async_trait]
+pub trait Driver: Send + Sync + std::fmt::Debug {
+    /// A short name of the driver kind ("sim", "libvirt", "hyperv").
+    fn kind(&self) -> &'static str;
+
+    /// The hosts this driver serves.
+    fn hosts(&self) -> Vec<HostId>;
+
+    /// A host's limits, load and capacity. `active_migrations` counts every migration in or out
+    /// of the host that the hypervisor can see, whoever started it.
+    async fn host_info(&self, host: &HostId) -> DriverResult<HostInfo>;
+
+    /// Every VM defined on the host, with power state, health and activity. A VM arriving by
+    /// migration shows `Activity::MigratingIn`; one leaving, `Activity::MigratingOut`.
+    async fn list_vms(&self, host: &HostId) -> DriverResult<Vec<VmInfo>>;
+
+    /// What the VM occupies: memory, disks (paths, formats, sizes, backing chains), config paths.
+    /// A VM not on the host is a `Permanent` error whose message says "not found".
+    async fn footprint(&self, host: &HostId, vm: &VmId) -> DriverResult<Footprint>;
+
+    /// Starts one attempt and returns once the hypervisor has accepted it (it need not be running
+    /// yet). Must refuse, without touching anything, when a destination path already holds a file
+    /// (`DestinationRefused`), when the VM is not on the source (`Permanent`), or when the VM is
+    /// busy (`Transient`). The VM must stay running on exactly one host at every moment.
+    async fn start_migration(&self, req: &MigrationRequest) -> DriverResult<MigrationHandle>;
+
+    /// The status of a migration this driver started (or adopted through [`Driver::locate`]).
+    /// `Completed` means the hypervisor says it finished; the engine still verifies.
+    async fn migration_status(
+        &self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+    ) -> DriverResult<MigrationStatus>;
+
+    /// Asks the hypervisor to abort the migration. Afterwards the VM runs on the source only.
+    /// Aborting a migration that already ended is not an error.
+    async fn abort_migration(
+        &self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+    ) -> DriverResult<()>;
+
+    /// Applies a convergence aid to a running live migration. `Ok(false)` when the driver has no
+    /// such aid (the default).
+    async fn converge(
+        &self,
+        _req: &MigrationRequest,
+        _handle: &MigrationHandle,
+        _aid: ConvergenceAid,
+    ) -> DriverResult<bool> {
+        Ok(false)
+    }
+
+    /// Where the VM is now: on the source, on the destination, and any migration job of it still
+    /// running (with a handle the engine can poll or abort). Read-only.
+    async fn locate(&self, req: &MigrationRequest) -> DriverResult<Location>;
+
+    /// Proves the move: running (live) or defined (offline) on the destination, every disk present
+    /// there at its expected size, and not running on the source. Read-only.
+    async fn verify(&self, req: &MigrationRequest) -> DriverResult<Verification>;
+
+    /// Lists leftovers. `AfterSuccess`: what the moved VM left on the SOURCE (disk images of its
+    /// whole chain, logs, a definition, folders that will be empty). `AfterFailedAttempt`: what the
+    /// attempt left on the DESTINATION (pre-created images; never anything of another VM, and
+    /// nothing at all if the VM runs there). Read-only.
+    async fn leftovers(
+        &self,
+        req: &MigrationRequest,
+        context: LeftoverContext,
+    ) -> DriverResult<Vec<Leftover>>;
+
+    /// Removes one leftover the engine got from [`Driver::leftovers`]. The driver re-checks before
+    /// deleting: a folder only when empty, a disk only when no defined VM on that host uses it,
+    /// a definition only when that VM is not running.
+    async fn remove_leftover(
+        &self,
+        req: &MigrationRequest,
+        leftover: &Leftover,
+        context: LeftoverContext,
+    ) -> DriverResult<()>;
+}
