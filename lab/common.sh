@@ -1,0 +1,58 @@
+# shellcheck shell=bash
+# Shared settings of the vmove lab scripts (sourced, not run).
+#
+# VMOVE_LAB_DIR    where the lab keeps its state (default /var/tmp/vmove-lab)
+# VMOVE_LAB_HOSTS  the hosts to bring up (default "hostA hostB"; hostC, hostD... also work)
+#
+# Host i (0-based, by letter: hostA=0, hostB=1, ...) listens on 127.0.0.(2+i):16509, has host UUID
+# 00000000-0000-4000-8000-0000000000(a+i) and migration ports 49152+32*i .. 49152+32*i+31.
+# Inside its namespace, /etc/libvirt, /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt and
+# /run/libvirt are bind mounts of $LAB/<host>/{etc,lib,log,cache,run}: a path P seen by that host's
+# libvirtd and QEMU is at $(host_path <host> P) from outside.
+
+set -euo pipefail
+
+LAB="${VMOVE_LAB_DIR:-/var/tmp/vmove-lab}"
+HOSTS="${VMOVE_LAB_HOSTS:-hostA hostB}"
+LAB_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+need_root() { [ "$(id -u)" = 0 ] || die "the lab needs root (unshare, bind mounts, useradd)"; }
+
+host_index() {
+  case "$1" in
+    host[A-Z]) printf '%d' $(( $(printf '%d' "'${1#host}") - 65 )) ;;
+    *) die "unknown lab host '$1' (hostA, hostB, ...)" ;;
+  esac
+}
+host_ip() { printf '127.0.0.%d' $(( 2 + $(host_index "$1") )); }
+host_uri() { printf 'qemu+tcp://%s/system' "$(host_ip "$1")"; }
+host_uuid() { printf '00000000-0000-4000-8000-%012x' $(( 10 + $(host_index "$1") )); }
+host_port_min() { printf '%d' $(( 49152 + 32 * $(host_index "$1") )); }
+host_port_max() { printf '%d' $(( 49152 + 32 * $(host_index "$1") + 31 )); }
+host_dir() { printf '%s/%s' "$LAB" "$1"; }
+# host_path HOST PATH: where PATH (as the host sees it) is from outside the namespace.
+host_path() {
+  local d; d="$(host_dir "$1")"
+  case "$2" in
+    /etc/libvirt*) printf '%s/etc%s' "$d" "${2#/etc/libvirt}" ;;
+    /var/lib/libvirt*) printf '%s/lib%s' "$d" "${2#/var/lib/libvirt}" ;;
+    /var/log/libvirt*) printf '%s/log%s' "$d" "${2#/var/log/libvirt}" ;;
+    /var/cache/libvirt*) printf '%s/cache%s' "$d" "${2#/var/cache/libvirt}" ;;
+    /run/libvirt*) printf '%s/run%s' "$d" "${2#/run/libvirt}" ;;
+    *) printf '%s' "$2" ;;
+  esac
+}
+vsh() { local h="$1"; shift; virsh -q -c "$(host_uri "$h")" "$@"; }
+
+# The pid of a host's libvirtd if it is alive (and really libvirtd), else nothing.
+libvirtd_pid() {
+  local f; f="$(host_dir "$1")/run/libvirtd.pid"
+  [ -s "$f" ] || return 0
+  local pid; pid="$(cat "$f")"
+  if [ -d "/proc/$pid" ] && grep -q libvirtd "/proc/$pid/comm" 2>/dev/null; then
+    printf '%s' "$pid"
+  fi
+}
