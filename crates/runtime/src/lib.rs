@@ -1,1 +1,390 @@
-//! vmove-runtime
+//! The tokio glue between the pure [`vmove_core::Core`] and the hypervisor drivers.
+//!
+//! [`Runtime::run`] owns one run: it carries out every [`Command`] the core asks for as its own
+//! task (each driver call under a time-out), feeds each answer back as the matching [`Input`]
+//! with `now` = milliseconds since the run's [`tokio::time::Instant`] epoch, calls
+//! [`Core::handle_timeout`] when [`Core::poll_timeout`] says, and forwards every [`Event`] to the
+//! [`EventSink`]s. Because it uses `tokio::time` only, tests run it on a paused clock.
+//!
+//! # Layout
+//! - [`sink`]: the [`EventSink`] trait (hooks before a command, on each answer, on each event,
+//!   at the end) and two general sinks, [`NdjsonSink`] and [`CollectSink`].
+//! - `exec`: one command against the drivers, with time-outs; the class of a time-out is
+//!   `Transient` for a read-only call and `Indeterminate` for a state-changing one.
+//! - this file: [`Runtime`], [`RuntimeOptions`], the stop handle ([`Control`]) and [`RunResult`].
+//!
+//! # Failure handling
+//! - A driver error becomes the core's [`vmove_core::Failure`] with the driver's class.
+//! - A driver call that does not answer within [`RuntimeOptions::call_timeout`] is cut off.
+//! - A task that panics is answered as if its call had timed out (the core never waits forever).
+//! - A sink error (a journal that cannot write) keeps the command it was about from being carried
+//!   out (answered as a transient failure) and asks the core to stop starting moves.
+//! - If the core is neither finished nor waiting on anything (no task, no timer), the run ends
+//!   with [`RunResult::stalled`] rather than hang.
+
+mod exec;
+pub mod sink;
+
+pub use exec::Drivers;
+pub use sink::{CollectSink, Collected, EventSink, NdjsonSink, SinkError};
+
+use exec::{CallKind, Exec, Requests, call_kind, failed_answer};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use vmove_core::event::EventKind;
+use vmove_core::{Command, Core, ErrorClass, Event, Failure, Input, Snapshot, Time};
+
+/// What the runtime drives: [`Core`], or a stand-in with the same surface (tests script one to
+/// exercise the runtime alone).
+pub trait Engine: Send {
+    /// See [`Core::handle_event`].
+    fn handle_event(&mut self, now: Time, input: Input);
+    /// See [`Core::handle_timeout`].
+    fn handle_timeout(&mut self, now: Time);
+    /// See [`Core::poll_command`].
+    fn poll_command(&mut self) -> Option<Command>;
+    /// See [`Core::poll_event`].
+    fn poll_event(&mut self) -> Option<Event>;
+    /// See [`Core::poll_timeout`].
+    fn poll_timeout(&self) -> Option<Time>;
+    /// See [`Core::is_finished`].
+    fn is_finished(&self) -> bool;
+    /// See [`Core::snapshot`].
+    fn snapshot(&self, now: Time) -> Snapshot;
+}
+
+impl Engine for Core {
+    fn handle_event(&mut self, now: Time, input: Input) {
+        Core::handle_event(self, now, input);
+    }
+    fn handle_timeout(&mut self, now: Time) {
+        Core::handle_timeout(self, now);
+    }
+    fn poll_command(&mut self) -> Option<Command> {
+        Core::poll_command(self)
+    }
+    fn poll_event(&mut self) -> Option<Event> {
+        Core::poll_event(self)
+    }
+    fn poll_timeout(&self) -> Option<Time> {
+        Core::poll_timeout(self)
+    }
+    fn is_finished(&self) -> bool {
+        Core::is_finished(self)
+    }
+    fn snapshot(&self, now: Time) -> Snapshot {
+        Core::snapshot(self, now)
+    }
+}
+
+/// How the runtime behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeOptions {
+    /// The longest any one driver call may take before it is cut off.
+    pub call_timeout: Duration,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            call_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A message to a running run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlMsg {
+    /// Stop starting moves; with `abort_running`, abort the running ones too.
+    Stop {
+        /// Abort running migrations too.
+        abort_running: bool,
+    },
+}
+
+/// A handle to steer a running run (Ctrl-C handling in the CLI holds one). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Control {
+    tx: mpsc::UnboundedSender<ControlMsg>,
+}
+
+/// The run's end of [`Control`]; hand it to [`Runtime::run`].
+#[derive(Debug)]
+pub struct ControlReceiver {
+    rx: mpsc::UnboundedReceiver<ControlMsg>,
+}
+
+impl Control {
+    /// A new handle and the receiver the run listens on.
+    pub fn new() -> (Control, ControlReceiver) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Control { tx }, ControlReceiver { rx })
+    }
+
+    /// Asks the run to stop starting moves (and, with `abort_running`, to abort running ones).
+    /// Returns false when the run is already over.
+    pub fn stop(&self, abort_running: bool) -> bool {
+        self.tx.send(ControlMsg::Stop { abort_running }).is_ok()
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// Every VM and host at the end.
+    pub snapshot: Snapshot,
+    /// How long the run took (on the tokio clock).
+    pub elapsed: Duration,
+    /// The strongest stop asked for: `Some(false)` stop starting, `Some(true)` abort running.
+    pub stop_requested: Option<bool>,
+    /// The first sink error, if any (it stopped the run).
+    pub sink_error: Option<String>,
+    /// The core was not finished but waited on nothing: the run was given up.
+    pub stalled: bool,
+}
+
+impl RunResult {
+    /// Why the run as a whole failed, if it did (a failed run, a sink error, a stall).
+    pub fn error(&self) -> Option<String> {
+        if let Some(e) = &self.snapshot.failed {
+            return Some(e.clone());
+        }
+        if let Some(e) = &self.sink_error {
+            return Some(e.clone());
+        }
+        if self.stalled {
+            return Some("the engine stopped making progress (nothing in flight, no timer)".into());
+        }
+        None
+    }
+}
+
+/// Runs a [`Core`] (any [`Engine`]) against real drivers.
+#[derive(Clone, Debug, Default)]
+pub struct Runtime {
+    options: RuntimeOptions,
+}
+
+/// What the run loop keeps between steps.
+struct Loop<E: Engine> {
+    core: E,
+    epoch: Instant,
+    run_id: String,
+    exec: Arc<Exec>,
+    sinks: Vec<Box<dyn EventSink>>,
+    tasks: JoinSet<Input>,
+    /// The answer to give when a task dies without answering.
+    fallbacks: HashMap<tokio::task::Id, Input>,
+    requests: Requests,
+    stop_requested: Option<bool>,
+    sink_error: Option<String>,
+    /// Answers to feed without running anything (commands a sink refused).
+    pending: Vec<Input>,
+}
+
+impl Runtime {
+    /// A runtime with these options.
+    pub fn new(options: RuntimeOptions) -> Self {
+        Runtime { options }
+    }
+
+    /// Runs `core` to its end. Never panics on driver or sink trouble; see the module docs.
+    pub async fn run<E: Engine>(
+        &self,
+        core: E,
+        drivers: Drivers,
+        sinks: Vec<Box<dyn EventSink>>,
+        mut control: ControlReceiver,
+    ) -> RunResult {
+        let epoch = Instant::now();
+        let run_id = core.snapshot(Time::ZERO).run_id;
+        let mut lp = Loop {
+            core,
+            epoch,
+            run_id,
+            exec: Arc::new(Exec {
+                drivers,
+                call_timeout: self.options.call_timeout,
+            }),
+            sinks,
+            tasks: JoinSet::new(),
+            fallbacks: HashMap::new(),
+            requests: Requests::default(),
+            stop_requested: None,
+            sink_error: None,
+            pending: Vec::new(),
+        };
+        let mut control_open = true;
+        let mut stalled = false;
+        loop {
+            lp.pump().await;
+            if lp.core.is_finished() {
+                break;
+            }
+            if !lp.pending.is_empty() {
+                for input in std::mem::take(&mut lp.pending) {
+                    lp.feed(input).await;
+                }
+                continue;
+            }
+            let deadline = lp.core.poll_timeout().map(|t| lp.epoch + t.since_epoch());
+            if lp.tasks.is_empty() && deadline.is_none() {
+                stalled = true;
+                break;
+            }
+            let far = Instant::now() + Duration::from_secs(86_400 * 365);
+            tokio::select! {
+                biased;
+                msg = control.rx.recv(), if control_open => match msg {
+                    Some(ControlMsg::Stop { abort_running }) => {
+                        lp.stop_requested = Some(lp.stop_requested.unwrap_or(false) || abort_running);
+                        lp.feed(Input::Stop { abort_running }).await;
+                    }
+                    None => control_open = false,
+                },
+                Some(joined) = lp.tasks.join_next_with_id() => {
+                    let input = match joined {
+                        Ok((id, input)) => {
+                            lp.fallbacks.remove(&id);
+                            input
+                        }
+                        Err(e) => match lp.fallbacks.remove(&e.id()) {
+                            Some(input) => input,
+                            None => continue,
+                        },
+                    };
+                    lp.feed(input).await;
+                }
+                () = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
+                    let now = lp.now();
+                    lp.core.handle_timeout(now);
+                }
+            }
+        }
+        lp.tasks.abort_all();
+        let now = lp.now();
+        let snapshot = lp.core.snapshot(now);
+        for sink in &mut lp.sinks {
+            if let Err(e) = sink.on_finish(&snapshot).await {
+                lp.sink_error
+                    .get_or_insert_with(|| format!("the {} sink failed: {e}", sink.name()));
+            }
+        }
+        RunResult {
+            snapshot,
+            elapsed: epoch.elapsed(),
+            stop_requested: lp.stop_requested,
+            sink_error: lp.sink_error,
+            stalled,
+        }
+    }
+}
+
+impl<E: Engine> Loop<E> {
+    fn now(&self) -> Time {
+        Time(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Hands one input to the sinks, then to the core.
+    async fn feed(&mut self, input: Input) {
+        let now = self.now();
+        let mut failed = None;
+        for sink in &mut self.sinks {
+            if let Err(e) = sink.on_input(now, &input).await {
+                failed.get_or_insert_with(|| format!("the {} sink failed: {e}", sink.name()));
+            }
+        }
+        self.core.handle_event(now, input);
+        if let Some(e) = failed {
+            self.sink_failed(e);
+        }
+    }
+
+    /// Records a sink error and asks the core to stop starting moves (once).
+    fn sink_failed(&mut self, error: String) {
+        if self.sink_error.is_none() {
+            self.sink_error = Some(error);
+            let now = self.now();
+            if self.stop_requested.is_none() {
+                self.stop_requested = Some(false);
+            }
+            self.core.handle_event(
+                now,
+                Input::Stop {
+                    abort_running: false,
+                },
+            );
+        }
+    }
+
+    /// Forwards events, then carries out commands, until the core has nothing more to say.
+    async fn pump(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some(ev) = self.core.poll_event() {
+                progressed = true;
+                self.forward(&ev).await;
+            }
+            while let Some(cmd) = self.core.poll_command() {
+                progressed = true;
+                self.dispatch(cmd).await;
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    async fn forward(&mut self, ev: &Event) {
+        if let EventKind::Moved { vm, .. }
+        | EventKind::Unmigratable { vm, .. }
+        | EventKind::Cancelled { vm, .. } = &ev.kind
+        {
+            self.requests.forget(vm);
+        }
+        let mut failed = None;
+        for sink in &mut self.sinks {
+            if let Err(e) = sink.on_event(ev).await {
+                failed.get_or_insert_with(|| format!("the {} sink failed: {e}", sink.name()));
+            }
+        }
+        if let Some(e) = failed {
+            self.sink_failed(e);
+        }
+    }
+
+    async fn dispatch(&mut self, cmd: Command) {
+        let now = self.now();
+        let mut refused = None;
+        for sink in &mut self.sinks {
+            if let Err(e) = sink.on_command(now, &cmd).await {
+                refused.get_or_insert_with(|| format!("the {} sink failed: {e}", sink.name()));
+            }
+        }
+        if let Some(e) = refused {
+            // Nothing was done: the command is answered as a passing failure, and the run stops.
+            let failure = Failure::new(ErrorClass::Transient, format!("not carried out: {e}"));
+            self.pending.push(failed_answer(&cmd, now, failure));
+            self.sink_failed(e);
+            return;
+        }
+        let req = self.requests.resolve(&cmd, &self.run_id);
+        let class = match call_kind(&cmd) {
+            CallKind::ReadOnly => ErrorClass::Transient,
+            CallKind::StateChanging => ErrorClass::Indeterminate,
+        };
+        let fallback = failed_answer(
+            &cmd,
+            now,
+            Failure::new(class, "the driver call died without an answer"),
+        );
+        let handle = self
+            .tasks
+            .spawn(Arc::clone(&self.exec).execute(cmd, req, now));
+        self.fallbacks.insert(handle.id(), fallback);
+    }
+}

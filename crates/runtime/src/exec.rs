@@ -1,0 +1,457 @@
+//! Carrying out one [`Command`] against the drivers, with a time-out on every call, and turning
+//! the result into the matching [`Input`].
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use vmove_core::spec::dur::format_duration;
+use vmove_core::{
+    Command, ErrorClass, Failure, HostId, Input, MigrationMode, MigrationRequest, PathLayout, Time,
+    VmId,
+};
+use vmove_driver::{Driver, DriverResult};
+
+/// The drivers of a run: which driver serves each host. One driver value may serve many hosts.
+pub type Drivers = HashMap<HostId, Arc<dyn Driver>>;
+
+/// Whether a driver call may change something on a host (decides the class of a time-out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CallKind {
+    /// Reads only: a time-out is transient (asking again is harmless).
+    ReadOnly,
+    /// Changes state: after a time-out nobody knows whether it happened (indeterminate).
+    StateChanging,
+}
+
+/// Everything a command task needs.
+#[derive(Debug)]
+pub(crate) struct Exec {
+    pub drivers: Drivers,
+    pub call_timeout: Duration,
+}
+
+impl Exec {
+    fn driver(&self, host: &HostId) -> Result<&Arc<dyn Driver>, Failure> {
+        self.drivers.get(host).ok_or_else(|| {
+            Failure::new(
+                ErrorClass::Permanent,
+                format!("no driver serves host `{host}`"),
+            )
+        })
+    }
+
+    /// Runs one driver call with the time-out; maps errors and time-outs to a [`Failure`].
+    async fn call<T>(
+        &self,
+        what: &str,
+        host: &HostId,
+        kind: CallKind,
+        fut: impl Future<Output = DriverResult<T>>,
+    ) -> Result<T, Failure> {
+        match tokio::time::timeout(self.call_timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_elapsed) => {
+                let class = match kind {
+                    CallKind::ReadOnly => ErrorClass::Transient,
+                    CallKind::StateChanging => ErrorClass::Indeterminate,
+                };
+                Err(Failure::new(
+                    class,
+                    format!(
+                        "{what} on host `{host}` did not answer within {}",
+                        format_duration(self.call_timeout)
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Carries out `cmd` and returns the core's answer. `req` is the attempt's request for
+    /// commands that only carry a handle (poll, abort, converge, remove a leftover).
+    pub async fn execute(
+        self: Arc<Self>,
+        cmd: Command,
+        req: MigrationRequest,
+        requested_at: Time,
+    ) -> Input {
+        use CallKind::*;
+        match cmd {
+            Command::RefreshHost { host } => {
+                let result = async {
+                    let d = self.driver(&host)?;
+                    let (info, vms) = tokio::join!(
+                        self.call(
+                            "reading the host's figures",
+                            &host,
+                            ReadOnly,
+                            d.host_info(&host)
+                        ),
+                        self.call("listing the VMs", &host, ReadOnly, d.list_vms(&host)),
+                    );
+                    Ok((info?, vms?))
+                }
+                .await;
+                Input::HostRefreshed {
+                    host,
+                    requested_at,
+                    result,
+                }
+            }
+            Command::StartMigration(req) => {
+                let result = async {
+                    let d = self.driver(&req.source)?;
+                    let dd = self.driver(&req.destination)?;
+                    if d.kind() != dd.kind() {
+                        return Err(Failure::new(
+                            ErrorClass::Permanent,
+                            format!(
+                                "cannot move from a {} host (`{}`) to a {} host (`{}`)",
+                                d.kind(),
+                                req.source,
+                                dd.kind(),
+                                req.destination
+                            ),
+                        ));
+                    }
+                    self.call(
+                        "starting the migration",
+                        &req.source,
+                        StateChanging,
+                        d.start_migration(&req),
+                    )
+                    .await
+                }
+                .await;
+                Input::MigrationStarted {
+                    vm: req.vm,
+                    attempt: req.attempt,
+                    result,
+                }
+            }
+            Command::PollMigration {
+                vm,
+                attempt,
+                source,
+                handle,
+                ..
+            } => {
+                let result = async {
+                    let d = self.driver(&source)?;
+                    self.call(
+                        "reading the migration's status",
+                        &source,
+                        ReadOnly,
+                        d.migration_status(&req, &handle),
+                    )
+                    .await
+                }
+                .await;
+                Input::MigrationStatus {
+                    vm,
+                    attempt,
+                    result,
+                }
+            }
+            Command::AbortMigration {
+                vm,
+                attempt,
+                source,
+                handle,
+                ..
+            } => {
+                let result = async {
+                    let d = self.driver(&source)?;
+                    self.call(
+                        "aborting the migration",
+                        &source,
+                        StateChanging,
+                        d.abort_migration(&req, &handle),
+                    )
+                    .await
+                }
+                .await;
+                Input::AbortDone {
+                    vm,
+                    attempt,
+                    result,
+                }
+            }
+            Command::Converge {
+                vm,
+                attempt,
+                source,
+                handle,
+                aid,
+            } => {
+                let result = async {
+                    let d = self.driver(&source)?;
+                    self.call(
+                        "applying a convergence aid",
+                        &source,
+                        StateChanging,
+                        d.converge(&req, &handle, aid),
+                    )
+                    .await
+                }
+                .await;
+                Input::Converged {
+                    vm,
+                    attempt,
+                    result,
+                }
+            }
+            Command::Locate {
+                vm,
+                attempt,
+                request,
+            } => {
+                let result = async {
+                    let d = self.driver(&request.source)?;
+                    self.call(
+                        "locating the VM",
+                        &request.source,
+                        ReadOnly,
+                        d.locate(&request),
+                    )
+                    .await
+                }
+                .await;
+                Input::Located {
+                    vm,
+                    attempt,
+                    result,
+                }
+            }
+            Command::Verify {
+                vm,
+                attempt,
+                request,
+            } => {
+                let result = async {
+                    let d = self.driver(&request.source)?;
+                    self.call(
+                        "verifying the move",
+                        &request.source,
+                        ReadOnly,
+                        d.verify(&request),
+                    )
+                    .await
+                }
+                .await;
+                Input::Verified {
+                    vm,
+                    attempt,
+                    result,
+                }
+            }
+            Command::ListLeftovers {
+                vm,
+                attempt,
+                request,
+                context,
+            } => {
+                let result = async {
+                    let d = self.driver(&request.source)?;
+                    self.call(
+                        "listing leftovers",
+                        &request.source,
+                        ReadOnly,
+                        d.leftovers(&request, context),
+                    )
+                    .await
+                }
+                .await;
+                Input::LeftoversListed {
+                    vm,
+                    attempt,
+                    result,
+                }
+            }
+            Command::RemoveLeftover {
+                vm,
+                attempt,
+                leftover,
+                context,
+            } => {
+                let result = async {
+                    let d = self.driver(&leftover.host)?;
+                    self.call(
+                        "removing a leftover",
+                        &leftover.host,
+                        StateChanging,
+                        d.remove_leftover(&req, &leftover, context),
+                    )
+                    .await
+                }
+                .await;
+                Input::LeftoverRemoved {
+                    vm,
+                    attempt,
+                    leftover,
+                    result,
+                }
+            }
+        }
+    }
+}
+
+/// Whether a command may change something on a host.
+pub(crate) fn call_kind(cmd: &Command) -> CallKind {
+    match cmd {
+        Command::StartMigration(_)
+        | Command::AbortMigration { .. }
+        | Command::Converge { .. }
+        | Command::RemoveLeftover { .. } => CallKind::StateChanging,
+        Command::RefreshHost { .. }
+        | Command::PollMigration { .. }
+        | Command::Locate { .. }
+        | Command::Verify { .. }
+        | Command::ListLeftovers { .. } => CallKind::ReadOnly,
+    }
+}
+
+/// The answer to `cmd` when it could not be carried out (a sink refused it, its task died).
+pub(crate) fn failed_answer(cmd: &Command, requested_at: Time, failure: Failure) -> Input {
+    match cmd.clone() {
+        Command::RefreshHost { host } => Input::HostRefreshed {
+            host,
+            requested_at,
+            result: Err(failure),
+        },
+        Command::StartMigration(r) => Input::MigrationStarted {
+            vm: r.vm,
+            attempt: r.attempt,
+            result: Err(failure),
+        },
+        Command::PollMigration { vm, attempt, .. } => Input::MigrationStatus {
+            vm,
+            attempt,
+            result: Err(failure),
+        },
+        Command::AbortMigration { vm, attempt, .. } => Input::AbortDone {
+            vm,
+            attempt,
+            result: Err(failure),
+        },
+        Command::Converge { vm, attempt, .. } => Input::Converged {
+            vm,
+            attempt,
+            result: Err(failure),
+        },
+        Command::Locate { vm, attempt, .. } => Input::Located {
+            vm,
+            attempt,
+            result: Err(failure),
+        },
+        Command::Verify { vm, attempt, .. } => Input::Verified {
+            vm,
+            attempt,
+            result: Err(failure),
+        },
+        Command::ListLeftovers { vm, attempt, .. } => Input::LeftoversListed {
+            vm,
+            attempt,
+            result: Err(failure),
+        },
+        Command::RemoveLeftover {
+            vm,
+            attempt,
+            leftover,
+            ..
+        } => Input::LeftoverRemoved {
+            vm,
+            attempt,
+            leftover,
+            result: Err(failure),
+        },
+    }
+}
+
+/// Remembers each attempt's request, so commands that carry only a handle can give the driver
+/// the full request its contract asks for.
+#[derive(Debug, Default)]
+pub(crate) struct Requests {
+    by_attempt: HashMap<(VmId, u32), MigrationRequest>,
+}
+
+impl Requests {
+    /// Learns from a command and returns the request to hand its task.
+    pub fn resolve(&mut self, cmd: &Command, run_id: &str) -> MigrationRequest {
+        match cmd {
+            Command::StartMigration(r)
+            | Command::Locate { request: r, .. }
+            | Command::Verify { request: r, .. }
+            | Command::ListLeftovers { request: r, .. } => {
+                self.by_attempt.insert((r.vm.clone(), r.attempt), r.clone());
+                r.clone()
+            }
+            Command::PollMigration {
+                vm,
+                attempt,
+                source,
+                destination,
+                ..
+            }
+            | Command::AbortMigration {
+                vm,
+                attempt,
+                source,
+                destination,
+                ..
+            } => self.get_or(vm, *attempt, source, Some(destination), run_id),
+            Command::Converge {
+                vm,
+                attempt,
+                source,
+                ..
+            } => self.get_or(vm, *attempt, source, None, run_id),
+            Command::RemoveLeftover {
+                vm,
+                attempt,
+                leftover,
+                ..
+            } => self.get_or(vm, *attempt, &leftover.host, None, run_id),
+            Command::RefreshHost { host } => MigrationRequest {
+                vm: VmId::new(""),
+                vm_name: String::new(),
+                source: host.clone(),
+                destination: host.clone(),
+                mode: MigrationMode::Live,
+                layout: PathLayout::default(),
+                attempt: 0,
+                run_id: run_id.to_owned(),
+            },
+        }
+    }
+
+    fn get_or(
+        &self,
+        vm: &VmId,
+        attempt: u32,
+        source: &HostId,
+        destination: Option<&HostId>,
+        run_id: &str,
+    ) -> MigrationRequest {
+        if let Some(r) = self.by_attempt.get(&(vm.clone(), attempt)) {
+            return r.clone();
+        }
+        // The attempt was not started by this process (adopted after a resume): the best we know.
+        MigrationRequest {
+            vm: vm.clone(),
+            vm_name: vm.to_string(),
+            source: source.clone(),
+            destination: destination.unwrap_or(source).clone(),
+            mode: MigrationMode::Live,
+            layout: PathLayout::default(),
+            attempt,
+            run_id: run_id.to_owned(),
+        }
+    }
+
+    /// Forgets every attempt of a VM whose move is over.
+    pub fn forget(&mut self, vm: &VmId) {
+        self.by_attempt.retain(|(v, _), _| v != vm);
+    }
+}

@@ -1,0 +1,371 @@
+//! The runtime alone, against a scripted engine and a fake driver, on a paused tokio clock.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use async_trait::async_trait;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::*;
+use vmove_core::{Command, ErrorClass, Event, Input, Time};
+use vmove_driver::DriverError;
+use vmove_runtime::{
+    CollectSink, Control, EventSink, NdjsonSink, Runtime, RuntimeOptions, SinkError,
+};
+
+fn outcome(seen: &Arc<Mutex<Seen>>, vm: &str) -> Option<Outcome> {
+    seen.lock().unwrap().outcomes.get(vm).cloned()
+}
+
+#[tokio::test(start_paused = true)]
+async fn commands_are_carried_out_and_answered_on_the_tokio_clock() {
+    let log = Log::default();
+    let engine = ScriptEngine::new(&["vm1", "vm2", "vm3"], 2);
+    let seen = Arc::clone(&engine.seen);
+    let collect = CollectSink::new();
+    let (_control, rx) = Control::new();
+    let result = Runtime::default()
+        .run(
+            engine,
+            drivers(FakeDriver::new(Duration::from_secs(30), log.clone())),
+            vec![Box::new(collect.clone())],
+            rx,
+        )
+        .await;
+    assert_eq!(result.error(), None);
+    for vm in ["vm1", "vm2", "vm3"] {
+        assert_eq!(outcome(&seen, vm), Some(Outcome::Moved), "{vm}");
+    }
+    // Two at once, 30 s each: vm3 starts when a slot frees at ~30 s and ends at ~60 s.
+    assert!(
+        result.elapsed >= Duration::from_secs(60),
+        "{:?}",
+        result.elapsed
+    );
+    assert!(
+        result.elapsed < Duration::from_secs(63),
+        "{:?}",
+        result.elapsed
+    );
+    let seen = seen.lock().unwrap();
+    let vm3_started = seen
+        .inputs
+        .iter()
+        .find(|(_, i)| matches!(i, Input::MigrationStarted { vm, .. } if vm.as_str() == "vm3"))
+        .map(|(t, _)| *t)
+        .unwrap();
+    assert!(
+        vm3_started >= Time(30_000) && vm3_started < Time(32_000),
+        "{vm3_started}"
+    );
+    // The refresh was answered, and time-outs came at the engine's 1 s cadence.
+    assert!(
+        seen.inputs
+            .iter()
+            .any(|(_, i)| matches!(i, Input::HostRefreshed { result: Ok(_), .. }))
+    );
+    assert!(seen.timeouts.len() >= 60, "{}", seen.timeouts.len());
+    assert!(seen.timeouts.windows(2).all(|w| w[0] <= w[1]));
+    // The collector saw every command and every event.
+    let c = collect.collected();
+    assert_eq!(
+        c.commands
+            .iter()
+            .filter(|(_, c)| matches!(c, Command::StartMigration(_)))
+            .count(),
+        3
+    );
+    assert_eq!(c.events.len(), 3);
+    assert!(c.finished.is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_starts_nothing_new_and_lets_running_moves_finish() {
+    let log = Log::default();
+    let engine = ScriptEngine::new(&["vm1", "vm2", "vm3", "vm4"], 1);
+    let seen = Arc::clone(&engine.seen);
+    let (control, rx) = Control::new();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        control.stop(false);
+    });
+    let result = Runtime::default()
+        .run(
+            engine,
+            drivers(FakeDriver::new(Duration::from_secs(30), log.clone())),
+            vec![],
+            rx,
+        )
+        .await;
+    assert_eq!(result.stop_requested, Some(false));
+    assert_eq!(outcome(&seen, "vm1"), Some(Outcome::Moved));
+    for vm in ["vm2", "vm3", "vm4"] {
+        assert_eq!(outcome(&seen, vm), Some(Outcome::Cancelled), "{vm}");
+    }
+    let starts: Vec<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("driver start"))
+        .cloned()
+        .collect();
+    assert_eq!(starts, vec!["driver start vm1".to_string()]);
+    assert!(result.elapsed >= Duration::from_secs(30) && result.elapsed < Duration::from_secs(33));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_stop_aborts_running_moves() {
+    let log = Log::default();
+    let engine = ScriptEngine::new(&["vm1", "vm2"], 1);
+    let seen = Arc::clone(&engine.seen);
+    let (control, rx) = Control::new();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        control.stop(false);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        control.stop(true);
+    });
+    let result = Runtime::default()
+        .run(
+            engine,
+            drivers(FakeDriver::new(Duration::from_secs(300), log.clone())),
+            vec![],
+            rx,
+        )
+        .await;
+    assert_eq!(result.stop_requested, Some(true));
+    assert_eq!(outcome(&seen, "vm1"), Some(Outcome::Aborted));
+    assert_eq!(outcome(&seen, "vm2"), Some(Outcome::Cancelled));
+    assert!(
+        log.lock()
+            .unwrap()
+            .contains(&"driver abort vm1".to_string())
+    );
+    assert!(result.elapsed >= Duration::from_secs(10) && result.elapsed < Duration::from_secs(12));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_state_changing_call_times_out_as_indeterminate() {
+    let log = Log::default();
+    let mut d = FakeDriver::new(Duration::from_secs(30), log);
+    d.hang_start.insert("stuck".into());
+    let engine = ScriptEngine::new(&["stuck", "ok"], 2);
+    let seen = Arc::clone(&engine.seen);
+    let (_c, rx) = Control::new();
+    let rt = Runtime::new(RuntimeOptions {
+        call_timeout: Duration::from_secs(5),
+    });
+    let result = rt.run(engine, drivers(d), vec![], rx).await;
+    match outcome(&seen, "stuck") {
+        Some(Outcome::Failed(ErrorClass::Indeterminate, msg)) => {
+            assert!(msg.contains("did not answer within 5s"), "{msg}");
+            assert!(msg.contains("`a`"), "{msg}");
+        }
+        other => panic!("unexpected outcome {other:?}"),
+    }
+    // The hung call did not hold up the other VM or the run.
+    assert_eq!(outcome(&seen, "ok"), Some(Outcome::Moved));
+    assert!(
+        result.elapsed < Duration::from_secs(33),
+        "{:?}",
+        result.elapsed
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_read_only_call_times_out_as_transient() {
+    let mut d = FakeDriver::new(Duration::from_secs(30), Log::default());
+    d.hang_status.insert("slowpoll".into());
+    let engine = ScriptEngine::new(&["slowpoll"], 1);
+    let seen = Arc::clone(&engine.seen);
+    let (_c, rx) = Control::new();
+    let rt = Runtime::new(RuntimeOptions {
+        call_timeout: Duration::from_secs(7),
+    });
+    let result = rt.run(engine, drivers(d), vec![], rx).await;
+    match outcome(&seen, "slowpoll") {
+        Some(Outcome::Failed(ErrorClass::Transient, msg)) => {
+            assert!(msg.contains("did not answer within 7s"), "{msg}")
+        }
+        other => panic!("unexpected outcome {other:?}"),
+    }
+    // First poll at 1 s, cut off 7 s later.
+    assert_eq!(result.elapsed, Duration::from_secs(8));
+}
+
+#[tokio::test(start_paused = true)]
+async fn driver_errors_reach_the_engine_with_their_class() {
+    let mut d = FakeDriver::new(Duration::from_secs(30), Log::default());
+    d.fail_start.insert(
+        "full".into(),
+        DriverError::destination_refused("no space on b"),
+    );
+    d.fail_start
+        .insert("gone".into(), DriverError::permanent("VM gone not found"));
+    let engine = ScriptEngine::new(&["full", "gone"], 2);
+    let seen = Arc::clone(&engine.seen);
+    let (_c, rx) = Control::new();
+    Runtime::default().run(engine, drivers(d), vec![], rx).await;
+    assert_eq!(
+        outcome(&seen, "full"),
+        Some(Outcome::Failed(
+            ErrorClass::DestinationRefused,
+            "no space on b".into()
+        ))
+    );
+    assert_eq!(
+        outcome(&seen, "gone"),
+        Some(Outcome::Failed(
+            ErrorClass::Permanent,
+            "VM gone not found".into()
+        ))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_driver_call_is_still_answered() {
+    let mut d = FakeDriver::new(Duration::from_secs(30), Log::default());
+    d.panic_start.insert("boom".into());
+    let engine = ScriptEngine::new(&["boom"], 1);
+    let seen = Arc::clone(&engine.seen);
+    let (_c, rx) = Control::new();
+    let result = Runtime::default().run(engine, drivers(d), vec![], rx).await;
+    assert!(!result.stalled);
+    assert!(matches!(
+        outcome(&seen, "boom"),
+        Some(Outcome::Failed(ErrorClass::Indeterminate, m)) if m.contains("died")
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_engine_waiting_on_nothing_ends_the_run_as_stalled() {
+    let mut engine = ScriptEngine::new(&[], 1);
+    engine.idle_forever = true;
+    let (_c, rx) = Control::new();
+    let result = Runtime::default()
+        .run(
+            engine,
+            drivers(FakeDriver::new(Duration::from_secs(1), Log::default())),
+            vec![],
+            rx,
+        )
+        .await;
+    assert!(result.stalled);
+    assert!(result.error().unwrap().contains("stopped making progress"));
+}
+
+/// Logs each hook into the shared log; optionally refuses start commands.
+struct OrderSink {
+    log: Log,
+    refuse_starts: bool,
+}
+
+#[async_trait]
+impl EventSink for OrderSink {
+    fn name(&self) -> &str {
+        "journal"
+    }
+    async fn on_command(&mut self, _now: Time, command: &Command) -> Result<(), SinkError> {
+        if let Command::StartMigration(r) = command {
+            if self.refuse_starts {
+                return Err(SinkError::new("disk full"));
+            }
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("intent start {}", r.vm_name));
+        }
+        Ok(())
+    }
+    async fn on_event(&mut self, _event: &Event) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn sinks_see_each_command_before_the_driver_carries_it_out() {
+    let log = Log::default();
+    let engine = ScriptEngine::new(&["vm1", "vm2", "vm3"], 3);
+    let (_c, rx) = Control::new();
+    Runtime::default()
+        .run(
+            engine,
+            drivers(FakeDriver::new(Duration::from_secs(3), log.clone())),
+            vec![Box::new(OrderSink {
+                log: log.clone(),
+                refuse_starts: false,
+            })],
+            rx,
+        )
+        .await;
+    let log = log.lock().unwrap();
+    for vm in ["vm1", "vm2", "vm3"] {
+        let intent = log
+            .iter()
+            .position(|l| *l == format!("intent start {vm}"))
+            .unwrap();
+        let call = log
+            .iter()
+            .position(|l| *l == format!("driver start {vm}"))
+            .unwrap();
+        assert!(intent < call, "{log:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_sink_keeps_its_command_from_running_and_stops_the_run() {
+    let log = Log::default();
+    let engine = ScriptEngine::new(&["vm1", "vm2"], 1);
+    let seen = Arc::clone(&engine.seen);
+    let (_c, rx) = Control::new();
+    let result = Runtime::default()
+        .run(
+            engine,
+            drivers(FakeDriver::new(Duration::from_secs(3), log.clone())),
+            vec![Box::new(OrderSink {
+                log: log.clone(),
+                refuse_starts: true,
+            })],
+            rx,
+        )
+        .await;
+    assert!(
+        !log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("driver start"))
+    );
+    let err = result.error().unwrap();
+    assert!(
+        err.contains("journal") && err.contains("disk full"),
+        "{err}"
+    );
+    assert_eq!(result.stop_requested, Some(false));
+    assert!(
+        matches!(outcome(&seen, "vm1"), Some(Outcome::Failed(ErrorClass::Transient, m)) if m.contains("not carried out"))
+    );
+    assert_eq!(outcome(&seen, "vm2"), Some(Outcome::Cancelled));
+}
+
+#[tokio::test(start_paused = true)]
+async fn ndjson_sink_writes_one_parseable_event_per_line() {
+    let buf: Vec<u8> = Vec::new();
+    let mut sink = NdjsonSink::new(buf);
+    let ev = Event {
+        at: Time(1500),
+        kind: vmove_core::EventKind::RunFinished {
+            moved: 2,
+            unmigratable: 1,
+            cancelled: 0,
+        },
+    };
+    sink.on_event(&ev).await.unwrap();
+    sink.on_event(&ev).await.unwrap();
+    let text = String::from_utf8(sink.into_inner()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2);
+    for l in lines {
+        let back: Event = serde_json::from_str(l).unwrap();
+        assert_eq!(back, ev);
+    }
+}
