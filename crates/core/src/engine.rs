@@ -1,65 +1,1309 @@
-//! The engine: placement, slots, scheduling, and the per-VM machines tied together.
+//! The engine: selection, placement, slots, scheduling, and the per-VM machines tied together.
+//!
+//! Everything here is deterministic: hosts and VMs live in vectors indexed in the order they
+//! were configured or listed, sets are ordered, timers are a heap keyed by (time, target).
 
-use crate::event::Event;
+use crate::event::{Event, EventKind, Phase, Reason, WaitReason};
 use crate::io::{Command, Input};
-use crate::spec::{RunSpec, SpecError};
+use crate::machine::{self, Assessment, Ctx, MoveState, Output, VmEvent, VmMove};
+use crate::model::{HostId, HostInfo, MigrationMode, VmId, VmInfo};
+use crate::select;
+use crate::slots::SlotLedger;
+use crate::spec::{Order, RunSpec, SchedulerPolicy, Selection, Settings, SpecError};
 use crate::time::Time;
-use crate::view::Snapshot;
+use crate::view::{HostView, Snapshot, VmView};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+
+/// Consecutive failed refreshes after which a host is considered down.
+pub const HOST_DOWN_AFTER_FAILURES: u32 = 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKey {
+    Vm(usize),
+    Host(usize),
+    SeedPass,
+}
+
+#[derive(Debug)]
+struct HostState {
+    id: HostId,
+    cap: Option<u32>,
+    info: Option<HostInfo>,
+    reachable: bool,
+    answered: bool,
+    failures: u32,
+    down: bool,
+    refresh_outstanding: bool,
+    next_refresh: Option<Time>,
+    reserved_memory: u64,
+    reserved_disk: u64,
+    /// Our VMs last seen listed on this host.
+    seen_ours: BTreeSet<usize>,
+    /// When our slots on this host were last released (to tell stale listings from foreign ones).
+    releases: VecDeque<Time>,
+    announced: Option<(u32, u32)>,
+}
+
+#[derive(Debug, Clone)]
+struct Reservation {
+    host: usize,
+    memory: u64,
+    disk: u64,
+    /// Set when the move is over: released at the first refresh of the host asked after this.
+    settle_after: Option<Time>,
+}
+
+#[derive(Debug)]
+struct SourceState {
+    host: usize,
+    select: Selection,
+    destinations: Vec<usize>,
+    resolved: bool,
+    ready: BTreeSet<OrderKey>,
+}
+
+type OrderKey = (Reverse<i32>, u64, usize);
+
+#[derive(Debug, Default)]
+struct SeedPass {
+    active: bool,
+    waiting_on: Option<usize>,
+    pause_until: Time,
+    next_pass: Option<Time>,
+}
 
 /// The migration engine of one run. Pure: driven by inputs and time, it emits commands and events.
 #[derive(Debug)]
 pub struct Core {
     spec: RunSpec,
+    hosts: Vec<HostState>,
+    host_index: BTreeMap<HostId, usize>,
+    sources: Vec<SourceState>,
+    vms: Vec<VmMove>,
+    vm_index: HashMap<VmId, usize>,
+    vm_source: Vec<usize>,
+    where_seen: Vec<BTreeMap<usize, VmInfo>>,
+    obs_time: Vec<Time>,
+    slot: Vec<Option<(usize, usize)>>,
+    reservation: Vec<Option<Reservation>>,
+    last_release: Vec<Option<Time>>,
+    in_ready: Vec<Option<OrderKey>>,
+    order_keys: Vec<OrderKey>,
+    live_pending: Vec<bool>,
+    live_pending_count: usize,
+    final_count: usize,
+    ledger: SlotLedger,
+    commands: VecDeque<Command>,
+    events: VecDeque<Event>,
+    timers: BinaryHeap<Reverse<(Time, TimerKey)>>,
+    stopping: Option<Reason>,
+    abort_running: bool,
+    initialized: bool,
+    finished: bool,
+    failed: Option<String>,
+    seed: SeedPass,
+    now: Time,
 }
 
 impl Core {
     /// Validates the spec and creates the engine. Its first commands refresh every host involved.
     pub fn new(spec: RunSpec, now: Time) -> Result<Core, SpecError> {
         spec.validate()?;
-        let _ = now;
-        Ok(Core { spec })
+        let mut host_index = BTreeMap::new();
+        let mut hosts = Vec::new();
+        let mut add_host = |id: &HostId, hosts: &mut Vec<HostState>| -> usize {
+            *host_index.entry(id.clone()).or_insert_with(|| {
+                hosts.push(HostState {
+                    id: id.clone(),
+                    cap: spec.hosts.get(id).and_then(|l| l.max_migrations),
+                    info: None,
+                    reachable: false,
+                    answered: false,
+                    failures: 0,
+                    down: false,
+                    refresh_outstanding: false,
+                    next_refresh: None,
+                    reserved_memory: 0,
+                    reserved_disk: 0,
+                    seen_ours: BTreeSet::new(),
+                    releases: VecDeque::new(),
+                    announced: None,
+                });
+                hosts.len() - 1
+            })
+        };
+        let mut sources = Vec::new();
+        for s in &spec.sources {
+            let host = add_host(&s.host, &mut hosts);
+            let destinations = s
+                .destinations
+                .iter()
+                .map(|d| add_host(d, &mut hosts))
+                .collect();
+            sources.push(SourceState {
+                host,
+                select: s.select.clone(),
+                destinations,
+                resolved: false,
+                ready: BTreeSet::new(),
+            });
+        }
+        for h in spec.pins.values() {
+            add_host(h, &mut hosts);
+        }
+        let n = hosts.len();
+        let ledger = SlotLedger::new(
+            n,
+            spec.settings.default_host_limit,
+            spec.settings.cluster_cap,
+        );
+        let mut core = Core {
+            hosts,
+            host_index,
+            sources,
+            vms: Vec::new(),
+            vm_index: HashMap::new(),
+            vm_source: Vec::new(),
+            where_seen: Vec::new(),
+            obs_time: Vec::new(),
+            slot: Vec::new(),
+            reservation: Vec::new(),
+            last_release: Vec::new(),
+            in_ready: Vec::new(),
+            order_keys: Vec::new(),
+            live_pending: Vec::new(),
+            live_pending_count: 0,
+            final_count: 0,
+            ledger,
+            commands: VecDeque::new(),
+            events: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            stopping: None,
+            abort_running: false,
+            initialized: false,
+            finished: false,
+            failed: None,
+            seed: SeedPass::default(),
+            now,
+            spec,
+        };
+        for h in 0..n {
+            core.refresh_limit(h);
+        }
+        let src_ids = core
+            .sources
+            .iter()
+            .map(|s| core.hosts[s.host].id.clone())
+            .collect();
+        let mut dst_ids: Vec<HostId> = core
+            .sources
+            .iter()
+            .flat_map(|s| s.destinations.iter().map(|&d| core.hosts[d].id.clone()))
+            .collect();
+        dst_ids.sort();
+        dst_ids.dedup();
+        core.emit(EventKind::RunStarted {
+            run_id: core.spec.run_id.clone(),
+            sources: src_ids,
+            destinations: dst_ids,
+        });
+        for h in 0..n {
+            core.issue_refresh(h, now);
+        }
+        Ok(core)
+    }
+
+    /// The run's specification.
+    pub fn spec(&self) -> &RunSpec {
+        &self.spec
+    }
+
+    /// The run's settings.
+    pub fn settings(&self) -> &Settings {
+        &self.spec.settings
     }
 
     /// Feeds one input from the world.
     pub fn handle_event(&mut self, now: Time, input: Input) {
-        let _ = (now, input, &self.spec);
+        self.now = self.now.max(now);
+        let now = self.now;
+        match input {
+            Input::HostRefreshed {
+                host,
+                requested_at,
+                result,
+            } => {
+                if let Some(&h) = self.host_index.get(&host) {
+                    self.on_refresh(h, now, requested_at, result);
+                }
+            }
+            Input::Stop { abort_running } => self.stop(now, Reason::RunStopped, abort_running),
+            other => {
+                let Some((vm, attempt)) = other.vm_attempt() else {
+                    return;
+                };
+                let Some(&idx) = self.vm_index.get(vm) else {
+                    return;
+                };
+                if attempt != self.vms[idx].attempts {
+                    // An answer about an earlier attempt: that attempt's outcome was already settled
+                    // by looking at the hosts; ignore it.
+                    return;
+                }
+                let ev = match other {
+                    Input::MigrationStarted { result, .. } => VmEvent::Started(result),
+                    Input::MigrationStatus { result, .. } => VmEvent::Status(result),
+                    Input::AbortDone { result, .. } => VmEvent::AbortDone(result),
+                    Input::Converged { result, .. } => VmEvent::Converged(result),
+                    Input::Located { result, .. } => {
+                        if let Ok(loc) = &result {
+                            self.note_location(idx, loc);
+                        }
+                        VmEvent::Located(result)
+                    }
+                    Input::Verified { result, .. } => VmEvent::Verified(result),
+                    Input::LeftoversListed { result, .. } => VmEvent::Leftovers(result),
+                    Input::LeftoverRemoved {
+                        leftover, result, ..
+                    } => VmEvent::LeftoverRemoved(leftover, result),
+                    Input::HostRefreshed { .. } | Input::Stop { .. } => return,
+                };
+                self.step(idx, now, ev);
+            }
+        }
+        self.after(now);
     }
 
     /// Tells the engine that time `now` has come (call at or after [`Core::poll_timeout`]).
     pub fn handle_timeout(&mut self, now: Time) {
-        let _ = now;
+        self.now = self.now.max(now);
+        let now = self.now;
+        while let Some(&Reverse((t, key))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            match key {
+                TimerKey::Vm(idx) => {
+                    if self.vms[idx].timer == Some(t) {
+                        self.vms[idx].timer = None;
+                        self.step(idx, now, VmEvent::Timer);
+                    }
+                }
+                TimerKey::Host(h) => {
+                    if self.hosts[h].next_refresh == Some(t) {
+                        self.hosts[h].next_refresh = None;
+                        if !self.finished {
+                            self.issue_refresh(h, now);
+                        }
+                    }
+                }
+                TimerKey::SeedPass => {
+                    if self.seed.next_pass == Some(t) {
+                        self.seed.next_pass = None;
+                        self.seed.active = true;
+                    }
+                }
+            }
+        }
+        self.after(now);
     }
 
     /// The next command to carry out, if any.
     pub fn poll_command(&mut self) -> Option<Command> {
-        None
+        self.commands.pop_front()
     }
 
     /// The next event for observers, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        None
+        self.events.pop_front()
     }
 
     /// When the engine next wants [`Core::handle_timeout`] called.
     pub fn poll_timeout(&self) -> Option<Time> {
-        None
+        if self.finished {
+            return None;
+        }
+        self.timers.peek().map(|Reverse((t, _))| *t)
     }
 
-    /// Whether the run is over (every VM final, nothing in flight).
+    /// Whether the run is over (every VM final, every source listed or given up).
     pub fn is_finished(&self) -> bool {
-        true
+        self.finished
+    }
+
+    /// Why the run failed as a whole (a source that could never be listed), if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
     }
 
     /// A view of every VM and host.
     pub fn snapshot(&self, now: Time) -> Snapshot {
+        let vms = self
+            .vms
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let destination = match &v.state {
+                    MoveState::Moved { destination } => Some(destination.clone()),
+                    st => st
+                        .request()
+                        .map(|r| r.destination.clone())
+                        .or_else(|| self.slot[i].map(|(_, d)| self.hosts[d].id.clone())),
+                };
+                let reason = match &v.state {
+                    MoveState::Unmigratable { reason } | MoveState::Cancelled { reason } => {
+                        Some(reason.clone())
+                    }
+                    _ => None,
+                };
+                VmView {
+                    id: v.id.clone(),
+                    name: v.name.clone(),
+                    source: v.source.clone(),
+                    destination,
+                    phase: v.phase(),
+                    mode: v.mode,
+                    attempts: v.attempts,
+                    waiting: v.wait.clone(),
+                    progress: if v.phase() == Phase::Migrating {
+                        v.progress.clone()
+                    } else {
+                        None
+                    },
+                    reason,
+                    memory_bytes: v.memory_bytes,
+                    disk_bytes: v.disk_bytes,
+                    started_at: v.started_at,
+                    finished_at: v.finished_at,
+                    last_error: v.last_error.clone(),
+                }
+            })
+            .collect();
+        let hosts = self
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(h, hs)| HostView {
+                id: hs.id.clone(),
+                limit: self.ledger.limit(h),
+                ours: self.ledger.ours(h),
+                foreign: self.ledger.foreign(h),
+                reachable: hs.reachable,
+            })
+            .collect();
         Snapshot {
             run_id: self.spec.run_id.clone(),
             at: now,
-            vms: vec![],
-            hosts: vec![],
-            stopping: false,
-            finished: true,
-            failed: None,
+            vms,
+            hosts,
+            stopping: self.stopping.is_some(),
+            finished: self.finished,
+            failed: self.failed.clone(),
         }
     }
+
+    // ------------------------------------------------------------------ internals
+
+    fn emit(&mut self, kind: EventKind) {
+        self.events.push_back(Event { at: self.now, kind });
+    }
+
+    fn refresh_limit(&mut self, h: usize) {
+        let s = &self.spec.settings;
+        let reported = self.hosts[h].info.as_ref().and_then(|i| i.migration_limit);
+        let lim = SlotLedger::effective_limit(
+            reported,
+            s.default_host_limit,
+            &[self.hosts[h].cap, s.max_parallel],
+        );
+        self.ledger.set_limit(h, lim);
+    }
+
+    fn issue_refresh(&mut self, h: usize, now: Time) {
+        let hs = &mut self.hosts[h];
+        if hs.refresh_outstanding {
+            return;
+        }
+        hs.refresh_outstanding = true;
+        let _ = now;
+        self.commands.push_back(Command::RefreshHost {
+            host: hs.id.clone(),
+        });
+    }
+
+    fn schedule_refresh(&mut self, h: usize, at: Time) {
+        let hs = &mut self.hosts[h];
+        if hs.next_refresh.is_some_and(|t| t <= at) {
+            return;
+        }
+        hs.next_refresh = Some(at);
+        self.timers.push(Reverse((at, TimerKey::Host(h))));
+    }
+
+    fn on_refresh(
+        &mut self,
+        h: usize,
+        now: Time,
+        requested_at: Time,
+        result: Result<(HostInfo, Vec<VmInfo>), crate::model::Failure>,
+    ) {
+        self.hosts[h].refresh_outstanding = false;
+        let s = self.spec.settings.clone();
+        match result {
+            Err(f) => {
+                let first = self.hosts[h].failures == 0;
+                let hs = &mut self.hosts[h];
+                hs.failures += 1;
+                hs.reachable = false;
+                hs.answered = true;
+                if first {
+                    let host = hs.id.clone();
+                    self.emit(EventKind::HostUnreachable {
+                        host,
+                        error: f.message.clone(),
+                    });
+                }
+                if self.hosts[h].failures >= HOST_DOWN_AFTER_FAILURES && !self.hosts[h].down {
+                    self.host_down(h, now, &f.message);
+                }
+                self.schedule_refresh(h, now + s.recheck_interval);
+            }
+            Ok((info, vms)) => {
+                {
+                    let hs = &mut self.hosts[h];
+                    hs.failures = 0;
+                    hs.reachable = true;
+                    hs.down = false;
+                    hs.answered = true;
+                    hs.info = Some(info.clone());
+                }
+                self.refresh_limit(h);
+                // Observations of our VMs.
+                let mut listed: BTreeMap<usize, VmInfo> = BTreeMap::new();
+                for v in &vms {
+                    if let Some(&i) = self.vm_index.get(&v.id) {
+                        listed.insert(i, v.clone());
+                    }
+                }
+                let mut changed = Vec::new();
+                let previously: Vec<usize> = self.hosts[h].seen_ours.iter().copied().collect();
+                for i in previously {
+                    if !listed.contains_key(&i) && self.obs_time[i] <= requested_at {
+                        self.where_seen[i].remove(&h);
+                        self.hosts[h].seen_ours.remove(&i);
+                        changed.push(i);
+                    }
+                }
+                for (i, v) in listed {
+                    if self.obs_time[i] <= requested_at {
+                        self.where_seen[i].insert(h, v);
+                        self.hosts[h].seen_ours.insert(i);
+                        changed.push(i);
+                    }
+                }
+                // Foreign migrations: listed migrating VMs that are not ours in flight (nor ours
+                // that ended after this listing was asked for), or the host's own count beyond ours.
+                while self.hosts[h]
+                    .releases
+                    .front()
+                    .is_some_and(|&t| t < requested_at)
+                {
+                    self.hosts[h].releases.pop_front();
+                }
+                let mut listed_foreign = 0u32;
+                for v in &vms {
+                    if !v.activity.is_migration() {
+                        continue;
+                    }
+                    let ours = self.vm_index.get(&v.id).is_some_and(|&i| {
+                        self.slot[i].is_some()
+                            || self.last_release[i].is_some_and(|t| t >= requested_at)
+                    });
+                    if !ours {
+                        listed_foreign += 1;
+                    }
+                }
+                let ours_then = self.ledger.ours(h) + self.hosts[h].releases.len() as u32;
+                let counted_foreign = info.active_migrations.saturating_sub(ours_then);
+                let foreign = listed_foreign.max(counted_foreign);
+                self.ledger.set_foreign(h, foreign);
+                // Reservations of finished moves are now reflected in the host's own figures.
+                let mut settled = 0;
+                for r in self.reservation.iter_mut() {
+                    if let Some(res) = r {
+                        if res.host == h && res.settle_after.is_some_and(|t| t <= requested_at) {
+                            settled += 1;
+                            self.hosts[h].reserved_memory =
+                                self.hosts[h].reserved_memory.saturating_sub(res.memory);
+                            self.hosts[h].reserved_disk =
+                                self.hosts[h].reserved_disk.saturating_sub(res.disk);
+                            *r = None;
+                        }
+                    }
+                }
+                let _ = settled;
+                let announce = (self.ledger.limit(h), foreign);
+                if self.hosts[h].announced != Some(announce) {
+                    self.hosts[h].announced = Some(announce);
+                    self.emit(EventKind::HostSeen {
+                        host: self.hosts[h].id.clone(),
+                        limit: announce.0,
+                        foreign,
+                        free_memory_bytes: info.free_memory_bytes,
+                        free_disk_bytes: info.free_disk_bytes,
+                    });
+                }
+                // Selections of sources listed for the first time.
+                for si in 0..self.sources.len() {
+                    if self.sources[si].host == h && !self.sources[si].resolved {
+                        self.resolve_source(si, &vms, now);
+                    }
+                }
+                changed.sort_unstable();
+                changed.dedup();
+                for i in changed {
+                    if self.vms[i].phase() == Phase::Queued {
+                        self.reassess(i, now);
+                    }
+                }
+                let fast = foreign > 0
+                    || self.hosts[h].seen_ours.iter().any(|&i| {
+                        self.vms[i].phase() == Phase::Queued
+                            && self.vms[i].wait.as_ref().is_some_and(is_observed_wait)
+                    });
+                let every = if fast {
+                    s.recheck_interval.min(s.poll_interval)
+                } else {
+                    s.poll_interval
+                };
+                self.schedule_refresh(h, now + every);
+            }
+        }
+        if !self.initialized && self.hosts.iter().all(|hs| hs.answered) {
+            self.initialized = true;
+        }
+    }
+
+    fn host_down(&mut self, h: usize, now: Time, why: &str) {
+        self.hosts[h].down = true;
+        let host = self.hosts[h].id.clone();
+        for si in 0..self.sources.len() {
+            if self.sources[si].host == h && !self.sources[si].resolved {
+                self.sources[si].resolved = true;
+                let msg = format!("could not list source host {host}: {why}");
+                self.failed.get_or_insert(msg.clone());
+                self.emit(EventKind::RunFailed { error: msg });
+            }
+        }
+        for i in 0..self.vms.len() {
+            if self.vms[i].phase() == Phase::Queued && self.vm_source[i] == h {
+                self.step(
+                    i,
+                    now,
+                    VmEvent::Assessed(Assessment::Unmigratable(Reason::SourceDown(host.clone()))),
+                );
+            }
+        }
+    }
+
+    fn resolve_source(&mut self, si: usize, listed: &[VmInfo], now: Time) {
+        self.sources[si].resolved = true;
+        let host = self.sources[si].host;
+        let host_id = self.hosts[host].id.clone();
+        let sel = select::apply(&self.sources[si].select, listed);
+        for p in &sel.unmatched_patterns {
+            self.emit(EventKind::SelectionUnmatched {
+                source: host_id.clone(),
+                pattern: p.clone(),
+            });
+        }
+        let order = if self.spec.settings.policy == SchedulerPolicy::Seed {
+            Order::AsGiven
+        } else {
+            self.spec.settings.order
+        };
+        let dests: Vec<HostId> = self.sources[si]
+            .destinations
+            .iter()
+            .map(|&d| self.hosts[d].id.clone())
+            .collect();
+        let mut new = Vec::new();
+        for &li in &sel.chosen {
+            let info = &listed[li];
+            if self.vm_index.contains_key(&info.id) {
+                continue;
+            }
+            let mode = if info.power.is_offline() {
+                MigrationMode::Offline
+            } else {
+                MigrationMode::Live
+            };
+            let destinations = match self.spec.pins.get(&info.name) {
+                Some(p) => vec![p.clone()],
+                None => dests.clone(),
+            };
+            let idx = self.push_vm(
+                VmMove::new(
+                    info.id.clone(),
+                    info.name.clone(),
+                    host_id.clone(),
+                    destinations,
+                    info.memory_bytes,
+                    info.disk_bytes,
+                    mode,
+                ),
+                host,
+            );
+            self.where_seen[idx].insert(host, info.clone());
+            self.hosts[host].seen_ours.insert(idx);
+            let size = info.memory_bytes.saturating_add(info.disk_bytes);
+            let prio = self.spec.priorities.get(&info.name).copied().unwrap_or(0);
+            let size_key = match order {
+                Order::LargestFirst => u64::MAX - size,
+                Order::SmallestFirst => size,
+                Order::AsGiven => 0,
+            };
+            self.in_ready_key_init(idx, (Reverse(prio), size_key, idx));
+            self.emit(EventKind::Selected {
+                vm: info.id.clone(),
+                name: info.name.clone(),
+                source: host_id.clone(),
+                mode,
+                memory_bytes: info.memory_bytes,
+                disk_bytes: info.disk_bytes,
+            });
+            new.push(idx);
+        }
+        for name in sel.missing {
+            let id = VmId::new(format!("missing:{host_id}/{name}"));
+            let idx = self.push_vm(
+                VmMove::new(
+                    id,
+                    name,
+                    host_id.clone(),
+                    dests.clone(),
+                    0,
+                    0,
+                    MigrationMode::Live,
+                ),
+                host,
+            );
+            self.step(
+                idx,
+                now,
+                VmEvent::Assessed(Assessment::Unmigratable(Reason::NotFound)),
+            );
+        }
+        for idx in new {
+            if let Some(reason) = self.stopping.clone() {
+                self.step(
+                    idx,
+                    now,
+                    VmEvent::Stop {
+                        abort_running: false,
+                        reason,
+                    },
+                );
+            } else if self.vms[idx]
+                .destinations
+                .iter()
+                .any(|d| *d == self.vms[idx].source)
+            {
+                self.step(
+                    idx,
+                    now,
+                    VmEvent::Assessed(Assessment::Unmigratable(Reason::PinnedToSource)),
+                );
+            } else {
+                self.reassess(idx, now);
+            }
+        }
+    }
+
+    fn push_vm(&mut self, vm: VmMove, source: usize) -> usize {
+        let idx = self.vms.len();
+        self.vm_index.insert(vm.id.clone(), idx);
+        self.vms.push(vm);
+        self.vm_source.push(source);
+        self.where_seen.push(BTreeMap::new());
+        self.obs_time.push(Time::ZERO);
+        self.slot.push(None);
+        self.reservation.push(None);
+        self.last_release.push(None);
+        self.in_ready.push(None);
+        self.live_pending.push(false);
+        self.order_keys.push((Reverse(0), 0, idx));
+        idx
+    }
+
+    fn in_ready_key_init(&mut self, idx: usize, key: OrderKey) {
+        self.order_keys[idx] = key;
+    }
+
+    fn note_location(&mut self, idx: usize, loc: &crate::model::Location) {
+        // A Locate answer is the freshest word on where the VM is: later refreshes asked before
+        // it must not overwrite it.
+        let src = self.vm_source[idx];
+        let dst = self.vms[idx]
+            .state
+            .request()
+            .and_then(|r| self.host_index.get(&r.destination).copied());
+        match &loc.on_source {
+            Some(v) => {
+                self.where_seen[idx].insert(src, v.clone());
+                self.hosts[src].seen_ours.insert(idx);
+            }
+            None => {
+                self.where_seen[idx].remove(&src);
+                self.hosts[src].seen_ours.remove(&idx);
+            }
+        }
+        if let Some(d) = dst {
+            match &loc.on_destination {
+                Some(v) => {
+                    self.where_seen[idx].insert(d, v.clone());
+                    self.hosts[d].seen_ours.insert(idx);
+                }
+                None => {
+                    self.where_seen[idx].remove(&d);
+                    self.hosts[d].seen_ours.remove(&idx);
+                }
+            }
+        }
+        self.obs_time[idx] = self.now;
+    }
+
+    /// What the hosts say about a queued VM.
+    fn assess(&self, idx: usize) -> Assessment {
+        let vm = &self.vms[idx];
+        let src = self.vm_source[idx];
+        let seen = &self.where_seen[idx];
+        if let Some(info) = seen.get(&src) {
+            if info.activity.is_migration() {
+                return Assessment::Wait {
+                    reason: WaitReason::MigratingByOther,
+                    held: false,
+                };
+            }
+            if let crate::model::Health::Bad(s) = &info.health {
+                return Assessment::Unmigratable(Reason::BadStatus(s.clone()));
+            }
+            match &info.activity {
+                crate::model::Activity::BackingUp => {
+                    return Assessment::Wait {
+                        reason: WaitReason::BackingUp { since: self.now },
+                        held: true,
+                    };
+                }
+                crate::model::Activity::OtherJob(j) => {
+                    return Assessment::Wait {
+                        reason: WaitReason::OtherJob(j.clone()),
+                        held: true,
+                    };
+                }
+                _ => {}
+            }
+            if info.health == crate::model::Health::InService {
+                // The seed: "in service" with no secondary status counts as backing up.
+                return Assessment::Wait {
+                    reason: WaitReason::BackingUp { since: self.now },
+                    held: true,
+                };
+            }
+            return match &info.power {
+                crate::model::PowerState::Transitioning(s) => Assessment::Wait {
+                    reason: WaitReason::Transitioning(s.clone()),
+                    held: true,
+                },
+                p if p.is_offline() => Assessment::Ready(MigrationMode::Offline),
+                _ => Assessment::Ready(MigrationMode::Live),
+            };
+        }
+        // Not on its source any more.
+        for (&h, info) in seen {
+            let hid = &self.hosts[h].id;
+            if vm.destinations.contains(hid) {
+                if info.activity.is_migration() {
+                    return Assessment::Wait {
+                        reason: WaitReason::MigratingByOther,
+                        held: false,
+                    };
+                }
+                return Assessment::AlreadyThere(hid.clone());
+            }
+        }
+        if let Some((&h, _)) = seen.iter().next() {
+            return Assessment::Unmigratable(Reason::FoundElsewhere(self.hosts[h].id.clone()));
+        }
+        if vm.attempts > 0 {
+            Assessment::Unmigratable(Reason::Vanished)
+        } else {
+            Assessment::Unmigratable(Reason::NotFound)
+        }
+    }
+
+    fn reassess(&mut self, idx: usize, now: Time) {
+        let a = self.assess(idx);
+        self.step(idx, now, VmEvent::Assessed(a));
+    }
+
+    fn stop(&mut self, now: Time, reason: Reason, abort_running: bool) {
+        let first = self.stopping.is_none();
+        if !first && (!abort_running || self.abort_running) {
+            return;
+        }
+        self.stopping.get_or_insert(reason.clone());
+        let reason = self.stopping.clone().unwrap_or(reason);
+        self.abort_running |= abort_running;
+        self.emit(EventKind::StopRequested {
+            abort_running: self.abort_running,
+        });
+        for si in 0..self.sources.len() {
+            self.sources[si].resolved = true;
+        }
+        for i in 0..self.vms.len() {
+            if !self.vms[i].phase().is_final() {
+                self.step(
+                    i,
+                    now,
+                    VmEvent::Stop {
+                        abort_running: self.abort_running,
+                        reason: reason.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Runs one transition of a VM and applies its consequences (slots, reservations, timers,
+    /// ready sets, events, commands).
+    fn step(&mut self, idx: usize, now: Time, ev: VmEvent) {
+        let before = self.vms[idx].phase();
+        let timer_before = self.vms[idx].timer;
+        let wait_before = self.vms[idx].wait.clone();
+        let stopping = self.stopping.clone();
+        let ctx = Ctx {
+            now,
+            settings: &self.spec.settings,
+            stopping: stopping.as_ref(),
+            abort_running: self.abort_running,
+        };
+        let out = match machine::step(&mut self.vms[idx], ctx, ev) {
+            Ok(out) => out,
+            Err(illegal) => {
+                let vm = self.vms[idx].id.clone();
+                self.emit(EventKind::IllegalInput {
+                    vm,
+                    phase: illegal.phase,
+                    input: illegal.event.into(),
+                });
+                return;
+            }
+        };
+        let after = self.vms[idx].phase();
+        if before != after {
+            let vm = self.vms[idx].id.clone();
+            self.emit(EventKind::Transition {
+                vm,
+                from: before,
+                to: after,
+            });
+        }
+        self.apply(idx, now, before, after, out);
+        let _ = wait_before;
+        if self.vms[idx].timer != timer_before {
+            if let Some(t) = self.vms[idx].timer {
+                self.timers.push(Reverse((t, TimerKey::Vm(idx))));
+            }
+        }
+    }
+
+    fn apply(&mut self, idx: usize, now: Time, before: Phase, after: Phase, out: Output) {
+        let _ = before;
+        // Slots: held exactly while the phase says a migration may be in flight.
+        if after.holds_slot() && self.slot[idx].is_none() {
+            if let Some(req) = self.vms[idx].state.request() {
+                let src = self.vm_source[idx];
+                if let Some(&dst) = self.host_index.get(&req.destination) {
+                    self.ledger.reserve(src, dst);
+                    self.slot[idx] = Some((src, dst));
+                }
+            }
+        } else if !after.holds_slot() {
+            if let Some((src, dst)) = self.slot[idx].take() {
+                self.ledger.release(src, dst);
+                self.last_release[idx] = Some(now);
+                self.hosts[src].releases.push_back(now);
+                self.hosts[dst].releases.push_back(now);
+            }
+        }
+        // Capacity reservations on the destination: from start until the destination's own
+        // figures show the VM (a refresh asked after it arrived), or until the attempt fails.
+        match after {
+            Phase::Starting if self.reservation[idx].is_none() => {
+                if let Some(req) = self.vms[idx].state.request() {
+                    if let Some(&dst) = self.host_index.get(&req.destination) {
+                        let memory = if req.mode == MigrationMode::Live {
+                            self.vms[idx].memory_bytes
+                        } else {
+                            0
+                        };
+                        let disk = self.vms[idx].disk_bytes;
+                        self.hosts[dst].reserved_memory += memory;
+                        self.hosts[dst].reserved_disk += disk;
+                        self.reservation[idx] = Some(Reservation {
+                            host: dst,
+                            memory,
+                            disk,
+                            settle_after: None,
+                        });
+                    }
+                }
+            }
+            Phase::Moved => {
+                if let Some(r) = self.reservation[idx].as_mut() {
+                    r.settle_after.get_or_insert(now);
+                }
+            }
+            Phase::Queued
+            | Phase::BackingOff
+            | Phase::Discarding
+            | Phase::Unmigratable
+            | Phase::Cancelled => {
+                if let Some(r) = self.reservation[idx].take() {
+                    self.hosts[r.host].reserved_memory =
+                        self.hosts[r.host].reserved_memory.saturating_sub(r.memory);
+                    self.hosts[r.host].reserved_disk =
+                        self.hosts[r.host].reserved_disk.saturating_sub(r.disk);
+                }
+            }
+            _ => {}
+        }
+        // Ready set of its source.
+        let ready = after == Phase::Queued
+            && self.vms[idx]
+                .wait
+                .as_ref()
+                .is_none_or(|w| !is_observed_wait(w));
+        let key = self.order_keys[idx];
+        let si = self.source_of(idx);
+        match (ready, self.in_ready[idx].is_some()) {
+            (true, false) => {
+                if let Some(si) = si {
+                    self.sources[si].ready.insert(key);
+                }
+                self.in_ready[idx] = Some(key);
+            }
+            (false, true) => {
+                if let Some(si) = si {
+                    self.sources[si].ready.remove(&key);
+                }
+                self.in_ready[idx] = None;
+            }
+            _ => {}
+        }
+        // Live moves still to do (offline ones wait for them by default).
+        let live_pending = self.vms[idx].mode == MigrationMode::Live
+            && !after.is_final()
+            && after != Phase::Verifying
+            && after != Phase::CleaningUp
+            && (after != Phase::Queued || ready);
+        if live_pending != self.live_pending[idx] {
+            self.live_pending[idx] = live_pending;
+            if live_pending {
+                self.live_pending_count += 1;
+            } else {
+                self.live_pending_count -= 1;
+            }
+        }
+        if after.is_final() && !before.is_final() {
+            self.final_count += 1;
+        }
+        for e in out.events {
+            self.emit(e);
+        }
+        self.commands.extend(out.commands);
+        if after == Phase::Unmigratable
+            && before != Phase::Unmigratable
+            && self.spec.settings.fail_fast
+        {
+            self.stop(now, Reason::FailFast, false);
+        }
+    }
+
+    fn source_of(&self, idx: usize) -> Option<usize> {
+        let h = self.vm_source[idx];
+        self.sources.iter().position(|s| s.host == h)
+    }
+
+    /// After every input or timeout: schedule, check completion, tidy the timer heap.
+    fn after(&mut self, now: Time) {
+        if self.initialized && self.stopping.is_none() {
+            match self.spec.settings.policy {
+                SchedulerPolicy::Vmove => self.schedule(now),
+                SchedulerPolicy::Seed => self.schedule_seed(now),
+            }
+        }
+        if !self.finished
+            && self.initialized
+            && self.sources.iter().all(|s| s.resolved)
+            && self.final_count == self.vms.len()
+        {
+            self.finished = true;
+            let (mut m, mut u, mut c) = (0, 0, 0);
+            for v in &self.vms {
+                match v.phase() {
+                    Phase::Moved => m += 1,
+                    Phase::Unmigratable => u += 1,
+                    _ => c += 1,
+                }
+            }
+            self.emit(EventKind::RunFinished {
+                moved: m,
+                unmigratable: u,
+                cancelled: c,
+            });
+        }
+        self.tidy_timers();
+    }
+
+    fn tidy_timers(&mut self) {
+        while let Some(&Reverse((t, key))) = self.timers.peek() {
+            let valid = match key {
+                TimerKey::Vm(i) => self.vms[i].timer == Some(t),
+                TimerKey::Host(h) => self.hosts[h].next_refresh == Some(t),
+                TimerKey::SeedPass => self.seed.next_pass == Some(t),
+            };
+            if valid {
+                break;
+            }
+            self.timers.pop();
+        }
+    }
+
+    fn offline_allowed(&self) -> bool {
+        !self.spec.settings.offline_last || self.live_pending_count == 0
+    }
+
+    fn set_sched_wait(&mut self, idx: usize, now: Time, reason: WaitReason) {
+        if self.vms[idx].wait.as_ref() != Some(&reason) {
+            self.step(
+                idx,
+                now,
+                VmEvent::Assessed(Assessment::Wait {
+                    reason,
+                    held: false,
+                }),
+            );
+        }
+    }
+
+    /// Event-driven list scheduling: every source with a free slot gets its best ready VM that
+    /// some destination can take now; repeated until nothing more can start.
+    fn schedule(&mut self, now: Time) {
+        let offline_ok = self.offline_allowed();
+        for si in 0..self.sources.len() {
+            loop {
+                if !self.ledger.cluster_has_room() {
+                    return;
+                }
+                let src = self.sources[si].host;
+                if self.sources[si].ready.is_empty()
+                    || self.ledger.free(src) == 0
+                    || !self.hosts[src].reachable
+                {
+                    break;
+                }
+                let candidates: Vec<usize> = self.sources[si].ready.iter().map(|k| k.2).collect();
+                let mut started = false;
+                for idx in candidates {
+                    if self.vms[idx].mode == MigrationMode::Offline && !offline_ok {
+                        self.set_sched_wait(idx, now, WaitReason::OfflineAfterLive);
+                        continue;
+                    }
+                    match self.place(idx, false) {
+                        Place::To(d) => {
+                            self.start(idx, d, now);
+                            started = true;
+                            break;
+                        }
+                        Place::Wait(w) => self.set_sched_wait(idx, now, w),
+                        Place::Never(r) => {
+                            self.step(idx, now, VmEvent::Assessed(Assessment::Unmigratable(r)))
+                        }
+                    }
+                    if self.ledger.free(src) == 0 {
+                        break;
+                    }
+                }
+                if !started {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The seed's algorithm, for comparison: passes every `poll_interval`; within a pass one VM at
+    /// a time, each start followed by `job_start_timeout` and its confirmation; one destination.
+    fn schedule_seed(&mut self, now: Time) {
+        if self.seed.next_pass.is_none() && !self.seed.active {
+            self.seed.active = true;
+        }
+        if !self.seed.active {
+            return;
+        }
+        if let Some(w) = self.seed.waiting_on {
+            let p = self.vms[w].phase();
+            if matches!(p, Phase::Starting | Phase::Confirming) || now < self.seed.pause_until {
+                return;
+            }
+            self.seed.waiting_on = None;
+        }
+        let offline_ok = self.live_pending_count == 0 && self.ledger.total_ours() == 0;
+        for si in 0..self.sources.len() {
+            let candidates: Vec<usize> = self.sources[si].ready.iter().map(|k| k.2).collect();
+            // The seed prefers running VMs: offline ones only when nothing else is left.
+            for idx in candidates {
+                if self.vms[idx].mode == MigrationMode::Offline && !offline_ok {
+                    self.set_sched_wait(idx, now, WaitReason::OfflineAfterLive);
+                    continue;
+                }
+                match self.place(idx, true) {
+                    Place::To(d) => {
+                        self.start(idx, d, now);
+                        self.seed.waiting_on = Some(idx);
+                        self.seed.pause_until = now + self.spec.settings.job_start_timeout;
+                        // Wake up when the pause is over.
+                        self.seed.next_pass = Some(self.seed.pause_until);
+                        self.timers
+                            .push(Reverse((self.seed.pause_until, TimerKey::SeedPass)));
+                        return;
+                    }
+                    Place::Wait(w) => self.set_sched_wait(idx, now, w),
+                    Place::Never(r) => {
+                        self.step(idx, now, VmEvent::Assessed(Assessment::Unmigratable(r)))
+                    }
+                }
+            }
+        }
+        // Pass over: sleep `poll_interval`.
+        self.seed.active = false;
+        let t = now + self.spec.settings.poll_interval;
+        self.seed.next_pass = Some(t);
+        self.timers.push(Reverse((t, TimerKey::SeedPass)));
+    }
+
+    fn start(&mut self, idx: usize, dst: usize, now: Time) {
+        let destination = self.hosts[dst].id.clone();
+        let layout = self
+            .spec
+            .layouts
+            .get(&destination)
+            .cloned()
+            .unwrap_or_default();
+        let mode = self.vms[idx].mode;
+        let run_id = self.spec.run_id.clone();
+        self.step(
+            idx,
+            now,
+            VmEvent::Start {
+                destination,
+                mode,
+                layout,
+                run_id,
+            },
+        );
+    }
+
+    /// Chooses a destination for a ready VM: one that is up, has a free slot (the source too),
+    /// and room for it after the moves already headed there; the fewest migrations in flight
+    /// first, then the most free memory.
+    fn place(&self, idx: usize, first_only: bool) -> Place {
+        let vm = &self.vms[idx];
+        let src = self.vm_source[idx];
+        let need_mem = if vm.mode == MigrationMode::Live {
+            vm.memory_bytes
+        } else {
+            0
+        };
+        let need_disk = vm.disk_bytes;
+        let mut best: Option<((u32, Reverse<u64>, usize), usize)> = None;
+        let (mut no_slot, mut no_room, mut unreachable, mut considered) = (false, false, false, 0);
+        let mut dests = vm.open_destinations();
+        let iter: Box<dyn Iterator<Item = &HostId>> = if first_only {
+            Box::new(dests.next().into_iter())
+        } else {
+            Box::new(dests)
+        };
+        for d in iter {
+            let Some(&h) = self.host_index.get(d) else {
+                continue;
+            };
+            let hs = &self.hosts[h];
+            if hs.down {
+                continue;
+            }
+            considered += 1;
+            let Some(info) = hs.info.as_ref().filter(|_| hs.reachable) else {
+                unreachable = true;
+                continue;
+            };
+            if info.free_memory_bytes < need_mem || info.free_disk_bytes < need_disk {
+                continue;
+            }
+            let free_mem = info.free_memory_bytes.saturating_sub(hs.reserved_memory);
+            let free_disk = info.free_disk_bytes.saturating_sub(hs.reserved_disk);
+            if free_mem < need_mem || free_disk < need_disk {
+                no_room = true;
+                continue;
+            }
+            if !self.ledger.can_start(src, h) {
+                no_slot = true;
+                continue;
+            }
+            let score = (
+                self.ledger.ours(h) + self.ledger.foreign(h),
+                Reverse(free_mem),
+                h,
+            );
+            if best.as_ref().is_none_or(|(b, _)| score < *b) {
+                best = Some((score, h));
+            }
+        }
+        if let Some((_, h)) = best {
+            Place::To(h)
+        } else if no_slot {
+            Place::Wait(WaitReason::NoSlot)
+        } else if no_room {
+            Place::Wait(WaitReason::NoRoomYet)
+        } else if unreachable {
+            Place::Wait(WaitReason::HostUnreachable)
+        } else if considered == 0 {
+            Place::Never(Reason::DestinationsDown)
+        } else {
+            Place::Never(Reason::NoDestinationFits {
+                memory_bytes: need_mem,
+                disk_bytes: need_disk,
+            })
+        }
+    }
+}
+
+enum Place {
+    To(usize),
+    Wait(WaitReason),
+    Never(Reason),
+}
+
+/// Waits that only a host refresh can end (as opposed to the scheduler's own waits).
+fn is_observed_wait(w: &WaitReason) -> bool {
+    matches!(
+        w,
+        WaitReason::BackingUp { .. }
+            | WaitReason::MigratingByOther
+            | WaitReason::OtherJob(_)
+            | WaitReason::Transitioning(_)
+    )
 }

@@ -50,7 +50,11 @@ impl Phase {
     pub fn holds_slot(self) -> bool {
         matches!(
             self,
-            Phase::Starting | Phase::Confirming | Phase::Migrating | Phase::Aborting | Phase::Locating
+            Phase::Starting
+                | Phase::Confirming
+                | Phase::Migrating
+                | Phase::Aborting
+                | Phase::Locating
         )
     }
 }
@@ -150,6 +154,12 @@ pub enum Reason {
     FailFast,
     /// Could not be proven on the destination.
     NotVerified(String),
+    /// Its source host stopped answering.
+    SourceDown(HostId),
+    /// Every allowed destination stopped answering.
+    DestinationsDown,
+    /// Pinned to its own host.
+    PinnedToSource,
 }
 
 impl fmt::Display for Reason {
@@ -157,26 +167,39 @@ impl fmt::Display for Reason {
         match self {
             Reason::NotFound => write!(f, "not found on its source host"),
             Reason::Vanished => write!(f, "disappeared from its source and is on no known host"),
-            Reason::FoundElsewhere(h) => write!(f, "found on {h}, which is not one of its destinations"),
+            Reason::FoundElsewhere(h) => {
+                write!(f, "found on {h}, which is not one of its destinations")
+            }
             Reason::BadStatus(s) => write!(f, "bad status: {s}"),
             Reason::BackupTooLong { threshold_secs } => write!(
                 f,
                 "still backing up after {}",
                 crate::spec::dur::format_duration(std::time::Duration::from_secs(*threshold_secs))
             ),
-            Reason::AttemptsExhausted { attempts, last_error } => {
+            Reason::AttemptsExhausted {
+                attempts,
+                last_error,
+            } => {
                 write!(f, "failed {attempts} attempts; last: {last_error}")
             }
             Reason::Permanent(e) => write!(f, "cannot move: {e}"),
-            Reason::NoDestinationFits { memory_bytes, disk_bytes } => write!(
+            Reason::NoDestinationFits {
+                memory_bytes,
+                disk_bytes,
+            } => write!(
                 f,
                 "no destination has room for it ({} memory, {} disk)",
                 crate::fmt_bytes(*memory_bytes),
                 crate::fmt_bytes(*disk_bytes)
             ),
-            Reason::AllDestinationsRefused(e) => write!(f, "every destination refused it; last: {e}"),
+            Reason::AllDestinationsRefused(e) => {
+                write!(f, "every destination refused it; last: {e}")
+            }
             Reason::RunningOnBoth => {
-                write!(f, "running on both source and destination: left untouched for a person")
+                write!(
+                    f,
+                    "running on both source and destination: left untouched for a person"
+                )
             }
             Reason::LostAfterAttempt => {
                 write!(f, "on neither host after an attempt: left for a person")
@@ -184,6 +207,9 @@ impl fmt::Display for Reason {
             Reason::RunStopped => write!(f, "run stopped before it moved"),
             Reason::FailFast => write!(f, "run stopped (fail-fast) before it moved"),
             Reason::NotVerified(e) => write!(f, "could not be proven on the destination: {e}"),
+            Reason::SourceDown(h) => write!(f, "its source host {h} stopped answering"),
+            Reason::DestinationsDown => write!(f, "every allowed destination stopped answering"),
+            Reason::PinnedToSource => write!(f, "pinned to the host it is already on"),
         }
     }
 }

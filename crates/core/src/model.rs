@@ -310,7 +310,10 @@ pub struct Failure {
 impl Failure {
     /// A failure of the given class.
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
-        Failure { class, message: message.into() }
+        Failure {
+            class,
+            message: message.into(),
+        }
     }
 }
 

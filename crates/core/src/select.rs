@@ -12,11 +12,17 @@ pub fn is_glob(p: &str) -> bool {
 /// Compiles a name or glob pattern.
 pub fn compile(p: &str) -> Result<GlobMatcher, SpecError> {
     if p.trim().is_empty() {
-        return Err(SpecError::BadPattern { pattern: p.into(), reason: "it is empty".into() });
+        return Err(SpecError::BadPattern {
+            pattern: p.into(),
+            reason: "it is empty".into(),
+        });
     }
     Glob::new(p)
         .map(|g| g.compile_matcher())
-        .map_err(|e| SpecError::BadPattern { pattern: p.into(), reason: e.kind().to_string() })
+        .map_err(|e| SpecError::BadPattern {
+            pattern: p.into(),
+            reason: e.kind().to_string(),
+        })
 }
 
 /// The result of applying a selection to a host's VMs.
@@ -75,7 +81,11 @@ pub fn apply(sel: &Selection, vms: &[VmInfo]) -> Selected {
                     }
                 }
             }
-            Selected { chosen, missing, unmatched_patterns: unmatched }
+            Selected {
+                chosen,
+                missing,
+                unmatched_patterns: unmatched,
+            }
         }
     }
 }

@@ -271,7 +271,10 @@ impl RunSpec {
             ("stall_timeout", s.stall_timeout),
         ] {
             if d.is_zero() {
-                return Err(SpecError::BadSetting { key, reason: "must be longer than 0s".into() });
+                return Err(SpecError::BadSetting {
+                    key,
+                    reason: "must be longer than 0s".into(),
+                });
             }
         }
         for (host, limits) in &self.hosts {
@@ -353,15 +356,21 @@ pub mod dur {
         let mut rest = t;
         while !rest.is_empty() {
             rest = rest.trim_start();
-            let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+            let num_end = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(rest.len());
             if num_end == 0 {
-                return Err(format!("`{text}` is not a duration: write e.g. \"90s\", \"5m\" or \"1h\""));
+                return Err(format!(
+                    "`{text}` is not a duration: write e.g. \"90s\", \"5m\" or \"1h\""
+                ));
             }
             let num: f64 = rest[..num_end]
                 .parse()
                 .map_err(|_| format!("`{text}` is not a duration: bad number"))?;
             rest = rest[num_end..].trim_start();
-            let unit_end = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+            let unit_end = rest
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(rest.len());
             let unit = &rest[..unit_end];
             rest = &rest[unit_end..];
             let secs = match unit {
@@ -388,7 +397,7 @@ pub mod dur {
         if ms == 0 {
             return "0s".into();
         }
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             return format!("{ms}ms");
         }
         let mut s = (ms / 1000) as u64;

@@ -1,0 +1,423 @@
+//! A tiny scripted world for the core's own tests: hosts with VMs, migrations that take a fixed
+//! time, and knobs to make things fail. The full simulator lives in `vmove-sim`; this one exists so
+//! the core's tests depend on nothing but the core.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+use vmove_core::*;
+
+#[derive(Debug, Clone)]
+pub struct Mig {
+    pub src: HostId,
+    pub dst: HostId,
+    pub done_at: Time,
+    pub mode: MigrationMode,
+    pub handle: MigrationHandle,
+}
+
+#[derive(Debug, Default)]
+pub struct World {
+    pub hosts: BTreeMap<HostId, (HostInfo, Vec<VmInfo>)>,
+    pub migs: BTreeMap<VmId, Mig>,
+    /// VM name -> remaining start failures with that class.
+    pub start_failures: BTreeMap<String, Vec<ErrorClass>>,
+    /// VM names whose migrations never report running (stuck Pending).
+    pub stuck_pending: Vec<String>,
+    /// VM names whose migrations stall (never complete, no progress).
+    pub stall: Vec<String>,
+    pub duration: Duration,
+    pub removed: Vec<(Leftover, LeftoverContext)>,
+    pub leftovers: BTreeMap<HostId, Vec<Leftover>>,
+    pub log: Vec<String>,
+    /// Hosts that fail refreshes.
+    pub down: Vec<HostId>,
+}
+
+pub fn vm(name: &str, power: PowerState) -> VmInfo {
+    VmInfo {
+        id: VmId::new(format!("id-{name}")),
+        name: name.into(),
+        power,
+        health: Health::Ok,
+        activity: Activity::Idle,
+        memory_bytes: 1 << 30,
+        disk_bytes: 4 << 30,
+    }
+}
+
+pub fn host_info(limit: Option<u32>) -> HostInfo {
+    HostInfo {
+        migration_limit: limit,
+        active_migrations: 0,
+        free_memory_bytes: 64 << 30,
+        free_disk_bytes: 1 << 40,
+    }
+}
+
+impl World {
+    pub fn new() -> Self {
+        World {
+            duration: Duration::from_secs(30),
+            ..Default::default()
+        }
+    }
+
+    pub fn add_host(&mut self, h: &str, limit: Option<u32>) {
+        self.hosts
+            .insert(HostId::new(h), (host_info(limit), vec![]));
+    }
+
+    pub fn add_vm(&mut self, h: &str, v: VmInfo) {
+        self.hosts.get_mut(&HostId::new(h)).unwrap().1.push(v);
+    }
+
+    pub fn find(&self, id: &VmId) -> Vec<(HostId, VmInfo)> {
+        let mut out = vec![];
+        for (h, (_, vms)) in &self.hosts {
+            for v in vms {
+                if &v.id == id {
+                    out.push((h.clone(), v.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    fn set_activity(&mut self, h: &HostId, id: &VmId, a: Activity) {
+        if let Some((_, vms)) = self.hosts.get_mut(h) {
+            for v in vms.iter_mut() {
+                if &v.id == id {
+                    v.activity = a.clone();
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, id: &VmId) {
+        let m = self.migs.remove(id).unwrap();
+        let (_, vms) = self.hosts.get_mut(&m.src).unwrap();
+        let pos = vms.iter().position(|v| &v.id == id).unwrap();
+        let mut v = vms.remove(pos);
+        v.activity = Activity::Idle;
+        self.hosts.get_mut(&m.dst).unwrap().1.push(v.clone());
+        self.leftovers
+            .entry(m.src.clone())
+            .or_default()
+            .push(Leftover {
+                host: m.src.clone(),
+                kind: LeftoverKind::DiskImage,
+                what: format!("/images/{}.qcow2", v.name),
+            });
+        self.log
+            .push(format!("moved {} {}->{}", v.name, m.src, m.dst));
+    }
+
+    /// Answers one command at `now`.
+    pub fn answer(&mut self, now: Time, cmd: Command) -> Option<Input> {
+        Some(match cmd {
+            Command::RefreshHost { host } => {
+                if self.down.contains(&host) {
+                    return Some(Input::HostRefreshed {
+                        host,
+                        requested_at: now,
+                        result: Err(Failure::new(ErrorClass::Transient, "connection refused")),
+                    });
+                }
+                let (mut info, vms) = self.hosts[&host].clone();
+                info.active_migrations = self
+                    .migs
+                    .values()
+                    .filter(|m| m.src == host || m.dst == host)
+                    .count() as u32;
+                Input::HostRefreshed {
+                    host,
+                    requested_at: now,
+                    result: Ok((info, vms)),
+                }
+            }
+            Command::StartMigration(req) => {
+                if let Some(f) = self.start_failures.get_mut(&req.vm_name) {
+                    if !f.is_empty() {
+                        let class = f.remove(0);
+                        return Some(Input::MigrationStarted {
+                            vm: req.vm,
+                            attempt: req.attempt,
+                            result: Err(Failure::new(class, "injected failure")),
+                        });
+                    }
+                }
+                let handle = MigrationHandle(format!("job-{}-{}", req.vm_name, req.attempt));
+                self.set_activity(&req.source, &req.vm, Activity::MigratingOut);
+                self.log.push(format!(
+                    "start {} {}->{}",
+                    req.vm_name, req.source, req.destination
+                ));
+                self.migs.insert(
+                    req.vm.clone(),
+                    Mig {
+                        src: req.source.clone(),
+                        dst: req.destination.clone(),
+                        done_at: now + self.duration,
+                        mode: req.mode,
+                        handle: handle.clone(),
+                    },
+                );
+                Input::MigrationStarted {
+                    vm: req.vm,
+                    attempt: req.attempt,
+                    result: Ok(handle),
+                }
+            }
+            Command::PollMigration { vm, attempt, .. } => {
+                let name = self.migs.get(&vm).map(|_| ());
+                let status = match (name, self.migs.get(&vm)) {
+                    (Some(()), Some(m)) => {
+                        let vm_name = self
+                            .find(&vm)
+                            .first()
+                            .map(|(_, v)| v.name.clone())
+                            .unwrap_or_default();
+                        if self.stuck_pending.contains(&vm_name) {
+                            MigrationStatus::Pending
+                        } else if self.stall.contains(&vm_name) {
+                            MigrationStatus::Running(Progress {
+                                bytes_done: 10,
+                                bytes_total: 100,
+                                bytes_remaining: 90,
+                                ..Default::default()
+                            })
+                        } else {
+                            let total = self.duration.as_millis() as u64;
+                            let left = m.done_at.0.saturating_sub(now.0);
+                            MigrationStatus::Running(Progress {
+                                bytes_done: total - left,
+                                bytes_total: total,
+                                bytes_remaining: left,
+                                ..Default::default()
+                            })
+                        }
+                    }
+                    _ => MigrationStatus::Completed,
+                };
+                Input::MigrationStatus {
+                    vm,
+                    attempt,
+                    result: Ok(status),
+                }
+            }
+            Command::AbortMigration { vm, attempt, .. } => {
+                if let Some(m) = self.migs.remove(&vm) {
+                    self.set_activity(&m.src, &vm, Activity::Idle);
+                    self.log.push(format!("aborted {vm}"));
+                    self.leftovers
+                        .entry(m.dst.clone())
+                        .or_default()
+                        .push(Leftover {
+                            host: m.dst.clone(),
+                            kind: LeftoverKind::DiskImage,
+                            what: format!("/images/{vm}.partial"),
+                        });
+                }
+                Input::AbortDone {
+                    vm,
+                    attempt,
+                    result: Ok(()),
+                }
+            }
+            Command::Converge { vm, attempt, .. } => Input::Converged {
+                vm,
+                attempt,
+                result: Ok(false),
+            },
+            Command::Locate {
+                vm,
+                attempt,
+                request,
+            } => {
+                let on_source = self.hosts[&request.source]
+                    .1
+                    .iter()
+                    .find(|v| v.id == vm)
+                    .cloned();
+                let on_destination = self.hosts[&request.destination]
+                    .1
+                    .iter()
+                    .find(|v| v.id == vm)
+                    .cloned();
+                let running_migration = self.migs.get(&vm).map(|m| m.handle.clone());
+                Input::Located {
+                    vm,
+                    attempt,
+                    result: Ok(Location {
+                        on_source,
+                        on_destination,
+                        running_migration,
+                    }),
+                }
+            }
+            Command::Verify {
+                vm,
+                attempt,
+                request,
+            } => {
+                let on_dst = self.hosts[&request.destination]
+                    .1
+                    .iter()
+                    .any(|v| v.id == vm);
+                let on_src = self.hosts[&request.source].1.iter().any(|v| v.id == vm);
+                Input::Verified {
+                    vm,
+                    attempt,
+                    result: Ok(Verification {
+                        on_destination: on_dst,
+                        disks_present: on_dst,
+                        stopped_on_source: !on_src,
+                        detail: String::new(),
+                    }),
+                }
+            }
+            Command::ListLeftovers {
+                vm,
+                attempt,
+                request,
+                context,
+            } => {
+                let host = match context {
+                    LeftoverContext::AfterSuccess => &request.source,
+                    LeftoverContext::AfterFailedAttempt => &request.destination,
+                };
+                let name = &request.vm_name;
+                let list = self
+                    .leftovers
+                    .get(host)
+                    .map(|v| {
+                        v.iter()
+                            .filter(|l| {
+                                l.what.contains(name.as_str()) || l.what.contains(vm.as_str())
+                            })
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Input::LeftoversListed {
+                    vm,
+                    attempt,
+                    result: Ok(list),
+                }
+            }
+            Command::RemoveLeftover {
+                vm,
+                attempt,
+                leftover,
+                context,
+            } => {
+                if let Some(v) = self.leftovers.get_mut(&leftover.host) {
+                    v.retain(|l| l != &leftover);
+                }
+                self.removed.push((leftover.clone(), context));
+                Input::LeftoverRemoved {
+                    vm,
+                    attempt,
+                    leftover,
+                    result: Ok(()),
+                }
+            }
+        })
+    }
+
+    /// The earliest migration completion.
+    fn next_completion(&self) -> Option<(Time, VmId)> {
+        self.migs
+            .iter()
+            .filter(|(id, _)| {
+                let name = self
+                    .find(id)
+                    .first()
+                    .map(|(_, v)| v.name.clone())
+                    .unwrap_or_default();
+                !self.stuck_pending.contains(&name) && !self.stall.contains(&name)
+            })
+            .map(|(id, m)| (m.done_at, id.clone()))
+            .min()
+    }
+}
+
+/// Runs a core against the world until it finishes (or `limit` steps). Returns every event.
+pub fn run(
+    core: &mut Core,
+    world: &mut World,
+    mut now: Time,
+    mut hook: impl FnMut(&Core, &World, &Command),
+) -> Vec<Event> {
+    let mut events = vec![];
+    for _ in 0..200_000 {
+        while let Some(c) = core.poll_command() {
+            hook(core, world, &c);
+            if let Some(i) = world.answer(now, c) {
+                core.handle_event(now, i);
+            }
+        }
+        while let Some(e) = core.poll_event() {
+            events.push(e);
+        }
+        if core.is_finished() {
+            return events;
+        }
+        let t_core = core.poll_timeout();
+        let t_world = world.next_completion();
+        match (t_core, t_world) {
+            (None, None) => panic!("livelock: nothing to wait for at {now}"),
+            (Some(t), Some((tw, _))) if t <= tw => {
+                now = now.max(t);
+                core.handle_timeout(now);
+            }
+            (Some(_), Some((tw, id))) | (None, Some((tw, id))) => {
+                now = now.max(tw);
+                let attempt = core
+                    .snapshot(now)
+                    .vms
+                    .iter()
+                    .find(|v| v.id == id)
+                    .map(|v| v.attempts)
+                    .unwrap();
+                world.finish(&id);
+                core.handle_event(
+                    now,
+                    Input::MigrationStatus {
+                        vm: id,
+                        attempt,
+                        result: Ok(MigrationStatus::Completed),
+                    },
+                );
+            }
+            (Some(t), None) => {
+                now = now.max(t);
+                core.handle_timeout(now);
+            }
+        }
+    }
+    panic!("did not finish in 200000 steps");
+}
+
+pub fn spec(src: &str, dsts: &[&str], hosts: &[&str]) -> RunSpec {
+    RunSpec {
+        run_id: "test".into(),
+        sources: vec![SourceSpec {
+            host: HostId::new(src),
+            select: Selection::All,
+            destinations: dsts.iter().map(|d| HostId::new(*d)).collect(),
+        }],
+        hosts: hosts
+            .iter()
+            .map(|h| (HostId::new(*h), HostLimits::default()))
+            .collect(),
+        layouts: Default::default(),
+        pins: Default::default(),
+        priorities: Default::default(),
+        settings: Settings {
+            backoff_jitter: 0.0,
+            ..Settings::default()
+        },
+    }
+}
