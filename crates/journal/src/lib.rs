@@ -1,1 +1,45 @@
-//! vmove-journal
+//! vmove-journal: the crash-safe record of every run, in SQLite.
+//!
+//! The runtime writes each [`Command`](vmove_core::Command) as an *intent* BEFORE carrying it
+//! out, its answer ([`Input`](vmove_core::Input)) as an *outcome* after, and every
+//! [`Event`](vmove_core::Event) the core emits. Each write is one SQLite transaction in WAL mode
+//! with `synchronous = FULL`: when a `record_*` call returns, the record survives a crash of the
+//! process or the machine. After a crash the journal holds a consistent prefix of what was
+//! written: whole transactions, never part of one.
+//!
+//! Exactly one process drives a run: it holds the run's *lease* (a row with its pid, host and
+//! expiry, refreshed periodically). Writes for a run need the lease; intents need an unexpired
+//! one. A run whose VMs overlap those of another live run is refused. Any process may read
+//! (`status`, `history`) and may ask a run to stop.
+//!
+//! See `docs/journal.md` for the schema, the guarantees and what resume does in each phase.
+//!
+//! # Layout
+//! - [`journal`]: [`Journal`]: open, runs, leases, stop requests, records, reads.
+//! - [`record`]: the values stored and loaded ([`RunRecord`], [`Entry`], [`RunSummary`]...).
+//! - [`status`]: [`VmStatus`], the per-VM latest state kept in step with the events.
+//! - [`rebuild`]: what resume needs per VM, computed from a loaded [`RunRecord`].
+//! - [`schema`]: the tables and their ordered migrations.
+//! - [`clock`]: wall-clock time ([`WallTime`]), injectable for lease tests.
+//! - [`error`]: the error type, [`JournalError`].
+//! - `testing` (feature `test-util`): a journal in a temporary directory for other crates' tests.
+
+pub mod clock;
+pub mod error;
+pub mod journal;
+pub mod rebuild;
+pub mod record;
+pub mod schema;
+pub mod status;
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+pub use clock::{Clock, ManualClock, SystemClock, WallTime};
+pub use error::{JournalError, Result};
+pub use journal::{Journal, Options};
+pub use rebuild::{VmResume, rebuild};
+pub use record::{
+    ConfigFormat, Entry, EntryBody, Holder, IntentId, IntentRecord, LeaseInfo, NewRun, RunEnd,
+    RunRecord, RunState, RunSummary, StopRequest,
+};
+pub use status::{ProgressFigures, VmStatus};
