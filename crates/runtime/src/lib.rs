@@ -82,16 +82,21 @@ impl Engine for Core {
 }
 
 /// How the runtime behaves.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RuntimeOptions {
     /// The longest any one driver call may take before it is cut off.
     pub call_timeout: Duration,
+    /// Run-time seconds per real second (1 for real hosts). The demo runs the core on a
+    /// simulated cluster whose clock is real time sped up; the core's clock must run as fast.
+    /// `call_timeout` stays in real time.
+    pub speed: f64,
 }
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
         RuntimeOptions {
             call_timeout: Duration::from_secs(120),
+            speed: 1.0,
         }
     }
 }
@@ -173,6 +178,9 @@ pub struct Runtime {
 struct Loop<E: Engine> {
     core: E,
     epoch: Instant,
+    speed: f64,
+    /// The latest time handed to the core (time never goes back).
+    last_now: Time,
     run_id: String,
     exec: Arc<Exec>,
     sinks: Vec<Box<dyn EventSink>>,
@@ -205,6 +213,12 @@ impl Runtime {
         let mut lp = Loop {
             core,
             epoch,
+            speed: if self.options.speed.is_finite() && self.options.speed > 0.0 {
+                self.options.speed
+            } else {
+                1.0
+            },
+            last_now: Time::ZERO,
             run_id,
             exec: Arc::new(Exec {
                 drivers,
@@ -231,7 +245,8 @@ impl Runtime {
                 }
                 continue;
             }
-            let deadline = lp.core.poll_timeout().map(|t| lp.epoch + t.since_epoch());
+            let wake = lp.core.poll_timeout();
+            let deadline = wake.map(|t| lp.instant_of(t));
             if lp.tasks.is_empty() && deadline.is_none() {
                 stalled = true;
                 break;
@@ -260,7 +275,9 @@ impl Runtime {
                     lp.feed(input).await;
                 }
                 () = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
-                    let now = lp.now();
+                    // Rounding must not make the core see a time before the one it asked for.
+                    let now = lp.now().max(wake.unwrap_or(Time::ZERO));
+                    lp.last_now = now;
                     lp.core.handle_timeout(now);
                 }
             }
@@ -285,8 +302,25 @@ impl Runtime {
 }
 
 impl<E: Engine> Loop<E> {
-    fn now(&self) -> Time {
-        Time(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
+    /// Run time now: real time since the epoch times the speed; never earlier than before.
+    fn now(&mut self) -> Time {
+        let elapsed = self.epoch.elapsed();
+        let ms = if self.speed == 1.0 {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        } else {
+            (elapsed.as_secs_f64() * self.speed * 1000.0) as u64
+        };
+        self.last_now = self.last_now.max(Time(ms));
+        self.last_now
+    }
+
+    /// The real instant at which run time reaches `t`.
+    fn instant_of(&self, t: Time) -> Instant {
+        if self.speed == 1.0 {
+            self.epoch + t.since_epoch()
+        } else {
+            self.epoch + Duration::from_secs_f64(t.as_millis() as f64 / 1000.0 / self.speed)
+        }
     }
 
     /// Hands one input to the sinks, then to the core.

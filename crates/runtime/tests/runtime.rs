@@ -154,6 +154,7 @@ async fn a_hung_state_changing_call_times_out_as_indeterminate() {
     let (_c, rx) = Control::new();
     let rt = Runtime::new(RuntimeOptions {
         call_timeout: Duration::from_secs(5),
+        ..Default::default()
     });
     let result = rt.run(engine, drivers(d), vec![], rx).await;
     match outcome(&seen, "stuck") {
@@ -181,6 +182,7 @@ async fn a_hung_read_only_call_times_out_as_transient() {
     let (_c, rx) = Control::new();
     let rt = Runtime::new(RuntimeOptions {
         call_timeout: Duration::from_secs(7),
+        ..Default::default()
     });
     let result = rt.run(engine, drivers(d), vec![], rx).await;
     match outcome(&seen, "slowpoll") {
@@ -368,4 +370,34 @@ async fn ndjson_sink_writes_one_parseable_event_per_line() {
         let back: Event = serde_json::from_str(l).unwrap();
         assert_eq!(back, ev);
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_faster_run_clock_scales_time_handed_to_the_engine() {
+    // At speed 10, the fake's 30 s migrations (on the real tokio clock) take 3 s, and the engine
+    // sees run time ten times the real time.
+    let engine = ScriptEngine::new(&["vm1"], 1);
+    let seen = Arc::clone(&engine.seen);
+    let (_c, rx) = Control::new();
+    let rt = Runtime::new(RuntimeOptions {
+        speed: 10.0,
+        ..Default::default()
+    });
+    let result = rt
+        .run(
+            engine,
+            drivers(FakeDriver::new(Duration::from_secs(3), Log::default())),
+            vec![],
+            rx,
+        )
+        .await;
+    assert_eq!(outcome(&seen, "vm1"), Some(Outcome::Moved));
+    let seen = seen.lock().unwrap();
+    // The engine polls every run-time second = every 100 ms of real time.
+    assert!(seen.timeouts.len() >= 30, "{}", seen.timeouts.len());
+    let last = seen.inputs.last().unwrap().0;
+    assert!(last >= Time(30_000) && last < Time(32_000), "{last}");
+    assert!(
+        result.elapsed >= Duration::from_secs(3) && result.elapsed < Duration::from_millis(3300)
+    );
 }
