@@ -35,6 +35,8 @@ struct HostState {
     failures: u32,
     down: bool,
     refresh_outstanding: bool,
+    requested_at: Time,
+    last_ok_requested_at: Option<Time>,
     next_refresh: Option<Time>,
     reserved_memory: u64,
     reserved_disk: u64,
@@ -89,6 +91,8 @@ pub struct Core {
     reservation: Vec<Option<Reservation>>,
     last_release: Vec<Option<Time>>,
     in_ready: Vec<Option<OrderKey>>,
+    missing_since: Vec<Option<Time>>,
+    searching: BTreeSet<usize>,
     order_keys: Vec<OrderKey>,
     live_pending: Vec<bool>,
     live_pending_count: usize,
@@ -123,6 +127,8 @@ impl Core {
                     failures: 0,
                     down: false,
                     refresh_outstanding: false,
+                    requested_at: Time::ZERO,
+                    last_ok_requested_at: None,
                     next_refresh: None,
                     reserved_memory: 0,
                     reserved_disk: 0,
@@ -171,6 +177,8 @@ impl Core {
             reservation: Vec::new(),
             last_release: Vec::new(),
             in_ready: Vec::new(),
+            missing_since: Vec::new(),
+            searching: BTreeSet::new(),
             order_keys: Vec::new(),
             live_pending: Vec::new(),
             live_pending_count: 0,
@@ -427,7 +435,7 @@ impl Core {
             return;
         }
         hs.refresh_outstanding = true;
-        let _ = now;
+        hs.requested_at = now;
         self.commands.push_back(Command::RefreshHost {
             host: hs.id.clone(),
         });
@@ -478,6 +486,7 @@ impl Core {
                     hs.down = false;
                     hs.answered = true;
                     hs.info = Some(info.clone());
+                    hs.last_ok_requested_at = Some(requested_at);
                 }
                 self.refresh_limit(h);
                 // Observations of our VMs.
@@ -561,6 +570,7 @@ impl Core {
                         self.resolve_source(si, &vms, now);
                     }
                 }
+                changed.extend(self.searching.iter().copied());
                 changed.sort_unstable();
                 changed.dedup();
                 for i in changed {
@@ -733,6 +743,7 @@ impl Core {
         self.reservation.push(None);
         self.last_release.push(None);
         self.in_ready.push(None);
+        self.missing_since.push(None);
         self.live_pending.push(false);
         self.order_keys.push((Reverse(0), 0, idx));
         idx
@@ -845,7 +856,37 @@ impl Core {
     }
 
     fn reassess(&mut self, idx: usize, now: Time) {
-        let a = self.assess(idx);
+        let mut a = self.assess(idx);
+        if let Assessment::Unmigratable(Reason::NotFound | Reason::Vanished) = a {
+            // Gone from its source and seen nowhere: before calling it lost, look at every
+            // destination with a listing asked for after it went missing (it may have just
+            // arrived there by someone else's hand).
+            let since = *self.missing_since[idx].get_or_insert(now);
+            let pending: Vec<usize> = self.vms[idx]
+                .destinations
+                .iter()
+                .filter_map(|d| self.host_index.get(d).copied())
+                .filter(|&h| {
+                    !self.hosts[h].down
+                        && self.hosts[h].last_ok_requested_at.is_none_or(|t| t < since)
+                })
+                .collect();
+            if !pending.is_empty() {
+                for h in pending {
+                    self.issue_refresh(h, now);
+                }
+                self.searching.insert(idx);
+                a = Assessment::Wait {
+                    reason: WaitReason::Searching,
+                    held: false,
+                };
+            } else {
+                self.searching.remove(&idx);
+            }
+        } else {
+            self.missing_since[idx] = None;
+            self.searching.remove(&idx);
+        }
         self.step(idx, now, VmEvent::Assessed(a));
     }
 
@@ -1305,5 +1346,6 @@ fn is_observed_wait(w: &WaitReason) -> bool {
             | WaitReason::MigratingByOther
             | WaitReason::OtherJob(_)
             | WaitReason::Transitioning(_)
+            | WaitReason::Searching
     )
 }

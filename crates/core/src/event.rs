@@ -92,6 +92,8 @@ pub enum WaitReason {
     HostUnreachable,
     /// No destination has room while other moves land; waits for them.
     NoRoomYet,
+    /// Gone from its source and not seen elsewhere yet: its destinations are being looked at.
+    Searching,
 }
 
 impl fmt::Display for WaitReason {
@@ -105,6 +107,7 @@ impl fmt::Display for WaitReason {
             WaitReason::OfflineAfterLive => write!(f, "powered off: moves after the running VMs"),
             WaitReason::HostUnreachable => write!(f, "a host did not answer"),
             WaitReason::NoRoomYet => write!(f, "no destination has room yet"),
+            WaitReason::Searching => write!(f, "gone from its source: looking for it"),
         }
     }
 }

@@ -545,41 +545,53 @@ impl VmMove {
         refused_dest: Option<HostId>,
         out: &mut Output,
     ) {
-        if let Some(reason) = ctx.stopping {
-            self.finish(
-                ctx.now,
-                MoveState::Cancelled {
-                    reason: reason.clone(),
-                },
-                out,
-            );
-            return;
-        }
         if let Some(d) = refused_dest {
             self.refused.insert(d);
         }
         let other_left = self.open_destinations().next().is_some();
-        match policy::on_failure(ctx.settings, why.class, self.attempts, self.key, other_left) {
-            RetryAction::RetryAfter(d) => {
+        let action = match ctx.stopping {
+            Some(_) => None,
+            None => Some(policy::on_failure(
+                ctx.settings,
+                why.class,
+                self.attempts,
+                self.key,
+                other_left,
+            )),
+        };
+        out.events.push(EventKind::AttemptFailed {
+            vm: self.id.clone(),
+            attempt: self.attempts,
+            class: why.class,
+            error: why.message.clone(),
+            retry_at: match action {
+                Some(RetryAction::RetryAfter(d)) => Some(ctx.now + d),
+                Some(RetryAction::TryElsewhere) => Some(ctx.now),
+                _ => None,
+            },
+        });
+        match action {
+            None => {
+                let reason = ctx.stopping.cloned().unwrap_or(Reason::RunStopped);
+                self.finish(ctx.now, MoveState::Cancelled { reason }, out);
+            }
+            Some(RetryAction::RetryAfter(d)) => {
                 let until = ctx.now + d;
-                if let Some(EventKind::AttemptFailed { retry_at, .. }) = out.events.last_mut() {
-                    *retry_at = Some(until);
-                }
                 self.timer = Some(until);
                 self.state = MoveState::BackingOff { until };
             }
-            RetryAction::TryElsewhere => {
+            Some(RetryAction::TryElsewhere) => {
                 self.timer = None;
                 self.state = MoveState::Queued;
             }
-            RetryAction::Exhausted => {
+            Some(RetryAction::Exhausted) => {
                 let reason = Reason::AttemptsExhausted {
                     attempts: self.attempts,
                     last_error: why.message,
                 };
                 self.finish(ctx.now, MoveState::Unmigratable { reason }, out);
             }
-            RetryAction::GiveUp => {
+            Some(RetryAction::GiveUp) => {
                 let reason = if why.class == ErrorClass::DestinationRefused {
                     Reason::AllDestinationsRefused(why.message)
                 } else {
@@ -590,15 +602,10 @@ impl VmMove {
         }
     }
 
-    fn record_failure(&mut self, req: &MigrationRequest, why: &Failure, out: &mut Output) {
+    fn record_failure(&mut self, _req: &MigrationRequest, why: &Failure, _out: &mut Output) {
+        // Only remembered here: AttemptFailed is announced once the hosts were looked at and
+        // what follows (retry when, or give up) is known.
         self.last_error = Some(why.message.clone());
-        out.events.push(EventKind::AttemptFailed {
-            vm: self.id.clone(),
-            attempt: req.attempt,
-            class: why.class,
-            error: why.message.clone(),
-            retry_at: None,
-        });
     }
 
     fn next_leftover(

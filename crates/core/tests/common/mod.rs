@@ -94,7 +94,7 @@ impl World {
         }
     }
 
-    fn finish(&mut self, id: &VmId) {
+    pub fn finish(&mut self, id: &VmId) {
         let m = self.migs.remove(id).unwrap();
         let (_, vms) = self.hosts.get_mut(&m.src).unwrap();
         let pos = vms.iter().position(|v| &v.id == id).unwrap();
@@ -348,7 +348,7 @@ pub fn run(
     core: &mut Core,
     world: &mut World,
     mut now: Time,
-    mut hook: impl FnMut(&Core, &World, &Command),
+    mut hook: impl FnMut(&Core, &mut World, &Command),
 ) -> Vec<Event> {
     let mut events = vec![];
     for _ in 0..200_000 {
