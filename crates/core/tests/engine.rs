@@ -526,7 +526,7 @@ fn stop_gracefully_cancels_queued_and_lets_running_finish() {
     run(&mut core, &mut w, Time::ZERO, |_, _, _| {});
     let (m, u, c) = core.snapshot(Time::ZERO).counts();
     assert_eq!((m, u, c), (2, 0, 3));
-    for (_, (_, vms)) in &w.hosts {
+    for (_, vms) in w.hosts.values() {
         for v in vms {
             assert_eq!(w.find(&v.id).len(), 1, "{} on more than one host", v.name);
         }
