@@ -1,0 +1,66 @@
+//! The configuration of one libvirt host, as written under `[hosts.<name>]` in vmove's TOML.
+
+use serde::Deserialize;
+
+/// One libvirt host. Example:
+/// ```toml
+/// [hosts.kvm1]
+/// driver = "libvirt"
+/// uri = "qemu+tls://kvm1.example.net/system"
+/// pool = "images"
+/// path = "/var/lib/libvirt/images"
+/// migration_ports = [49152, 49215]
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LibvirtHostConfig {
+    /// Connection URI: `qemu+tcp://`, `qemu+ssh://` or `qemu+tls://...`/system`.
+    pub uri: String,
+    /// The storage pool destination disks are created in (when the destination folder is its
+    /// target). Default `images`.
+    #[serde(default = "default_pool")]
+    pub pool: String,
+    /// Destination base folder for moved disks; default: the pool's target path.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The host's `migration_port_min`/`max` from qemu.conf, if you want vmove to know how many
+    /// storage migrations the range takes at once (each takes 2 ports).
+    #[serde(default)]
+    pub migration_ports: Option<[u16; 2]>,
+    /// Peer-to-peer migration (the source libvirtd drives it and reaches the destination URI
+    /// itself; it survives a crash of vmove). Default false: vmove drives it.
+    #[serde(default)]
+    pub p2p: bool,
+    /// Start live migrations with QEMU auto-converge (CPU throttling when memory is dirtied
+    /// faster than it is sent). Default false.
+    #[serde(default)]
+    pub auto_converge: bool,
+    /// Allow the watchdog to switch a migration to post-copy (started with the post-copy flag).
+    /// Post-copy that fails loses the VM: default false.
+    #[serde(default)]
+    pub post_copy: bool,
+    /// Migration bandwidth limit, MiB/s.
+    #[serde(default)]
+    pub bandwidth_mib_s: Option<u64>,
+    /// Cap when the watchdog raises the allowed downtime, ms (default 2000).
+    #[serde(default)]
+    pub max_downtime_ms: Option<u64>,
+    /// Read by the CLI (which driver serves the host); must be "libvirt" if given.
+    #[serde(default)]
+    pub driver: Option<String>,
+    /// Read by the CLI (the host's slot limit); ignored here.
+    #[serde(default)]
+    pub max_migrations: Option<u32>,
+}
+
+fn default_pool() -> String {
+    "images".to_owned()
+}
+
+impl LibvirtHostConfig {
+    /// How many storage migrations the configured port range takes at once (2 ports each).
+    pub fn port_capacity(&self) -> Option<u32> {
+        self.migration_ports
+            .map(|[lo, hi]| (u32::from(hi.saturating_sub(lo)) + 1) / 2)
+    }
+}

@@ -1,0 +1,1073 @@
+//! [`LibvirtDriver`]: the [`Driver`] implementation.
+
+use crate::error::{Phase, code, from_virt};
+use crate::ffi;
+use crate::host::{self, Host, describe, find_domain, find_domain_by_name, read_err, vol_at};
+use crate::xml::{self, Provenance};
+use crate::LibvirtHostConfig;
+use async_trait::async_trait;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use virt::connect::Connect;
+use virt::domain::{Domain, MigrateParameters};
+use virt::storage_vol::StorageVol;
+use virt::sys;
+use vmove_driver::*;
+
+/// The libvirt driver: one value serves every configured libvirt host.
+#[derive(Clone, Debug)]
+pub struct LibvirtDriver {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    hosts: BTreeMap<HostId, Arc<Host>>,
+    migrations: Mutex<HashMap<String, Arc<Migration>>>,
+    /// Destination images this driver created, per VM: the only files an
+    /// `AfterFailedAttempt` clean-up may delete.
+    created: Mutex<HashMap<VmId, Vec<(HostId, String)>>>,
+}
+
+/// One migration this driver started.
+#[derive(Debug)]
+struct Migration {
+    mode: MigrationMode,
+    vm: VmId,
+    source: HostId,
+    post_copy: bool,
+    auto_converge: bool,
+    max_downtime_cap_ms: u64,
+    outcome: Mutex<Option<Result<(), DriverError>>>,
+    cancel: AtomicBool,
+    bytes_done: AtomicU64,
+    bytes_total: AtomicU64,
+}
+
+impl Migration {
+    fn outcome(&self) -> Option<Result<(), DriverError>> {
+        self.outcome.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    fn finish(&self, r: Result<(), DriverError>) {
+        *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+    }
+}
+
+static CLEAR_ERROR_CALLBACK: Once = Once::new();
+
+async fn blocking<T: Send + 'static>(
+    phase: Phase,
+    f: impl FnOnce() -> DriverResult<T> + Send + 'static,
+) -> DriverResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = format!("a libvirt call did not finish: {e}");
+            Err(match phase {
+                Phase::Change => DriverError::indeterminate(msg),
+                Phase::Read | Phase::Prepare => DriverError::transient(msg),
+            })
+        }
+    }
+}
+
+fn file_name(p: &str) -> String {
+    Path::new(p).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn folder(p: &str) -> String {
+    Path::new(p).parent().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "/".into())
+}
+
+/// Where each disk goes: `<base>[/<vm name>]/<file name>`, names made unique.
+pub(crate) fn destination_paths(base: &str, vm_name: &str, subfolder: bool, sources: &[String]) -> Vec<String> {
+    let base = base.trim_end_matches('/');
+    let dir = if subfolder { format!("{base}/{vm_name}") } else { base.to_owned() };
+    let mut out: Vec<String> = Vec::new();
+    for s in sources {
+        let mut name = file_name(s);
+        let mut n = 1;
+        while out.iter().any(|o| file_name(o) == name) {
+            name = format!("{n}-{}", file_name(s));
+            n += 1;
+        }
+        out.push(format!("{dir}/{name}"));
+    }
+    out
+}
+
+fn progress_of(j: &ffi::JobFigures) -> Progress {
+    Progress {
+        bytes_done: j.data_processed,
+        bytes_remaining: j.data_remaining,
+        bytes_total: j.data_total,
+        dirty_rate: match (j.dirty_rate_pages, j.page_size) {
+            (Some(r), Some(p)) => Some(r.saturating_mul(p)),
+            _ => None,
+        },
+        transfer_rate: match (j.mem_bps, j.disk_bps) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        },
+        iteration: j.iteration.map(|i| i as u32),
+        percent: None,
+    }
+}
+
+impl LibvirtDriver {
+    /// A driver for these hosts.
+    pub fn new(hosts: Vec<(HostId, LibvirtHostConfig)>) -> Self {
+        // libvirt prints every error to stderr unless told not to.
+        CLEAR_ERROR_CALLBACK.call_once(virt::error::clear_error_callback);
+        let hosts = hosts
+            .into_iter()
+            .map(|(id, cfg)| (id.clone(), Arc::new(Host::new(id, cfg))))
+            .collect();
+        LibvirtDriver {
+            inner: Arc::new(Inner {
+                hosts,
+                migrations: Mutex::new(HashMap::new()),
+                created: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Builds the driver from the `[hosts.<name>]` tables of the hosts it serves. An unknown or
+    /// malformed key is an error that names the host and the key.
+    pub fn from_config(hosts: &[(HostId, toml::Table)]) -> Result<LibvirtDriver, DriverError> {
+        let mut out = Vec::new();
+        for (id, table) in hosts {
+            let cfg = LibvirtHostConfig::deserialize(toml::Value::Table(table.clone()))
+                .map_err(|e| DriverError::permanent(format!("host {id}: {}", e.message())))?;
+            if let Some(d) = &cfg.driver
+                && d != "libvirt"
+            {
+                return Err(DriverError::permanent(format!("host {id}: driver is '{d}', not 'libvirt'")));
+            }
+            if !(cfg.uri.starts_with("qemu") && cfg.uri.contains("://")) {
+                return Err(DriverError::permanent(format!(
+                    "host {id}: uri '{}' is not a qemu URI (qemu+tcp://, qemu+ssh://, qemu+tls://...)",
+                    cfg.uri
+                )));
+            }
+            out.push((id.clone(), cfg));
+        }
+        Ok(LibvirtDriver::new(out))
+    }
+
+    /// How many storage migrations the host's configured migration port range takes at once
+    /// (libvirt itself has no slot limit; each storage migration uses 2 incoming ports).
+    pub fn port_capacity(&self, host: &HostId) -> Option<u32> {
+        self.inner.hosts.get(host).and_then(|h| h.cfg.port_capacity())
+    }
+
+    fn host(&self, id: &HostId) -> DriverResult<Arc<Host>> {
+        self.inner
+            .hosts
+            .get(id)
+            .cloned()
+            .ok_or_else(|| DriverError::permanent(format!("host {id} is not a configured libvirt host")))
+    }
+
+    fn record(&self, handle: &MigrationHandle) -> Option<Arc<Migration>> {
+        self.inner.migrations.lock().unwrap_or_else(|p| p.into_inner()).get(&handle.0).cloned()
+    }
+
+    fn created_on(&self, vm: &VmId, host: &HostId) -> Vec<String> {
+        self.inner
+            .created
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(vm)
+            .map(|v| v.iter().filter(|(h, _)| h == host).map(|(_, p)| p.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Everything a prepared migration needs on its thread.
+struct Prepared {
+    sconn: Connect,
+    dconn: Connect,
+    dom: Domain,
+    dest_xml: String,
+    /// (source file, destination file) to stream (offline only).
+    copies: Vec<(String, String)>,
+    /// (destination path, expected virtual size) to verify (offline only).
+    expect: Vec<(String, u64)>,
+    flags: u32,
+    params: MigrateParameters,
+    p2p_uri: Option<String>,
+}
+
+impl Inner {
+    fn remember_created(&self, vm: &VmId, host: &HostId, path: &str) {
+        let mut g = self.created.lock().unwrap_or_else(|p| p.into_inner());
+        let v = g.entry(vm.clone()).or_default();
+        if !v.iter().any(|(h, p)| h == host && p == path) {
+            v.push((host.clone(), path.to_owned()));
+        }
+    }
+
+    fn forget_created(&self, vm: &VmId, host: &HostId, path: &str) {
+        let mut g = self.created.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = g.get_mut(vm) {
+            v.retain(|(h, p)| !(h == host && p == path));
+        }
+    }
+
+    /// Checks, pre-creates destination images and builds the destination XML. Touches nothing
+    /// on either host until every check passed.
+    fn prepare(&self, req: &MigrationRequest) -> DriverResult<Prepared> {
+        let src = self.hosts.get(&req.source).cloned().ok_or_else(|| {
+            DriverError::permanent(format!("host {} is not a configured libvirt host", req.source))
+        })?;
+        let dst = self.hosts.get(&req.destination).cloned().ok_or_else(|| {
+            DriverError::permanent(format!("host {} is not a configured libvirt host", req.destination))
+        })?;
+        let sconn = src.open()?;
+        let dconn = dst.open()?;
+        let dom = find_domain(&sconn, &req.vm)?.ok_or_else(|| {
+            DriverError::permanent(format!("VM {} not found on {}", req.vm_name, req.source))
+        })?;
+        let info = host::vm_info(&sconn, &dom)?;
+        match req.mode {
+            MigrationMode::Live if !info.power.is_live() => {
+                return Err(DriverError::permanent(format!(
+                    "VM {} is not running on {} ({:?}): it cannot move live",
+                    info.name, req.source, info.power
+                )));
+            }
+            MigrationMode::Offline if info.power != PowerState::Off => {
+                return Err(DriverError::permanent(format!(
+                    "VM {} is not shut off on {} ({:?}): it cannot move offline",
+                    info.name, req.source, info.power
+                )));
+            }
+            _ => {}
+        }
+        if info.activity != Activity::Idle {
+            return Err(DriverError::transient(format!(
+                "VM {} is busy on {}: {:?}",
+                info.name, req.source, info.activity
+            )));
+        }
+        let xml_flags = match req.mode {
+            MigrationMode::Live => sys::VIR_DOMAIN_XML_MIGRATABLE,
+            MigrationMode::Offline => sys::VIR_DOMAIN_XML_MIGRATABLE | sys::VIR_DOMAIN_XML_INACTIVE,
+        };
+        let (raw, desc) = describe(&dom, xml_flags)?;
+        let disks = host::disks_of(&sconn, &desc)?;
+
+        // The destination must not know this VM (by id or by name).
+        if let Some(d) = find_domain(&dconn, &req.vm)? {
+            let active = d.is_active().unwrap_or(false);
+            return Err(DriverError::destination_refused(format!(
+                "VM {} is already {} on {}",
+                desc.name,
+                if active { "running" } else { "defined" },
+                req.destination
+            )));
+        }
+        if find_domain_by_name(&dconn, &desc.name)?.is_some() {
+            return Err(DriverError::destination_refused(format!(
+                "another VM named {} already exists on {}",
+                desc.name, req.destination
+            )));
+        }
+
+        // Where the disks go.
+        let base = match (&req.layout.base, &dst.cfg.path) {
+            (Some(b), _) => b.clone(),
+            (None, Some(p)) => p.clone(),
+            (None, None) => host::pool_path(&dconn, &dst.cfg.pool)?.1,
+        };
+        let has_chain = disks.iter().any(|d| !d.backing_chain.is_empty());
+        // Offline, a chain travels as it is (every file), so its files keep their paths.
+        let offline_chain = req.mode == MigrationMode::Offline && has_chain;
+        let tops: Vec<String> = disks.iter().map(|d| d.path.clone()).collect();
+        let dest_tops = if offline_chain {
+            if req.layout.base.is_some() || req.layout.put_in_subfolder {
+                return Err(DriverError::permanent(format!(
+                    "VM {} is shut off with a backing chain: an offline move keeps its paths, and the layout asks for others",
+                    desc.name
+                )));
+            }
+            tops.clone()
+        } else {
+            destination_paths(&base, &desc.name, req.layout.put_in_subfolder, &tops)
+        };
+        // Every destination file (and, offline with a chain, every chain file) must be free.
+        let mut dest_files: Vec<(String, String, u64, String)> = Vec::new(); // (src, dst, capacity, format)
+        for (d, dt) in disks.iter().zip(&dest_tops) {
+            dest_files.push((d.path.clone(), dt.clone(), d.virtual_bytes, d.format.clone()));
+            if offline_chain {
+                for b in &d.backing_chain {
+                    dest_files.push((b.clone(), b.clone(), 0, String::new()));
+                }
+            }
+        }
+        for (_, dpath, _, _) in &dest_files {
+            if vol_at(&dconn, dpath)?.is_some() {
+                return Err(DriverError::destination_refused(format!(
+                    "destination path {dpath} already holds a file on {}; not overwriting it",
+                    req.destination
+                )));
+            }
+        }
+        // Space: what the disks take now must fit.
+        let need: u64 = disks.iter().map(|d| d.allocated_bytes).sum();
+        if let Ok((pool, _)) = host::pool_path(&dconn, &dst.cfg.pool)
+            && let Ok(pi) = pool.info()
+            && pi.available < need
+        {
+            return Err(DriverError::destination_refused(format!(
+                "not enough space on {}: {} bytes free in pool {}, {} needed",
+                req.destination, pi.available, dst.cfg.pool, need
+            )));
+        }
+
+        // Pre-create the destination images (sparse). From here on, what we create is ours.
+        let mut copies = Vec::new();
+        let mut expect = Vec::new();
+        for (spath, dpath, capacity, format) in &dest_files {
+            let pool = host::dir_pool(&dconn, &folder(dpath), true)?.ok_or_else(|| {
+                DriverError::destination_refused(format!("cannot create folder {} on {}", folder(dpath), req.destination))
+            })?;
+            let vol_xml = match req.mode {
+                MigrationMode::Live => format!(
+                    "<volume><name>{}</name><capacity unit='bytes'>{capacity}</capacity><allocation unit='bytes'>0</allocation><target><format type='{}'/></target></volume>",
+                    xml::escape(&file_name(dpath)),
+                    xml::escape(format)
+                ),
+                MigrationMode::Offline => {
+                    // A raw file of the source file's own size: the stream copies the file
+                    // byte for byte (qcow2 headers included).
+                    let svol = vol_at(&sconn, spath)?.ok_or_else(|| {
+                        DriverError::permanent(format!("disk {spath} of VM {} is missing on {}", desc.name, req.source))
+                    })?;
+                    let physical = host::vol_physical(&svol)?;
+                    format!(
+                        "<volume><name>{}</name><capacity unit='bytes'>{physical}</capacity><allocation unit='bytes'>0</allocation><target><format type='raw'/></target></volume>",
+                        xml::escape(&file_name(dpath))
+                    )
+                }
+            };
+            match StorageVol::create_xml(&pool, &vol_xml, 0) {
+                Ok(_) => self.remember_created(&req.vm, &req.destination, dpath),
+                Err(e) => {
+                    let mut err = from_virt(&e, &format!("cannot create {dpath} on {}", req.destination), Phase::Prepare);
+                    if e.code().to_raw() as i32 == code::STORAGE_VOL_EXIST {
+                        err.class = ErrorClass::DestinationRefused;
+                    }
+                    return Err(err);
+                }
+            }
+            if req.mode == MigrationMode::Offline {
+                copies.push((spath.clone(), dpath.clone()));
+            }
+            if *capacity > 0 {
+                expect.push((dpath.clone(), *capacity));
+            }
+        }
+
+        let mut logs = vec![format!("/var/log/libvirt/qemu/{}.log", desc.name)];
+        logs.extend(desc.log_files.iter().cloned());
+        let mut files = Vec::new();
+        for d in &disks {
+            files.push(d.path.clone());
+            files.extend(d.backing_chain.iter().cloned());
+        }
+        let provenance = Provenance {
+            source_host: req.source.0.clone(),
+            source_name: desc.name.clone(),
+            files,
+            logs,
+            sizes: expect.clone(),
+        };
+        let targets: Vec<(String, String)> = desc
+            .disks
+            .iter()
+            .zip(&dest_tops)
+            .map(|(d, p)| (d.target.clone(), p.clone()))
+            .collect();
+        let flatten = req.mode == MigrationMode::Live && has_chain;
+        let dest_xml = xml::rewrite_for_destination(&raw, &targets, flatten, Some(&provenance))
+            .map_err(|e| DriverError::permanent(e.to_string()))?;
+
+        let mut flags = sys::VIR_MIGRATE_LIVE
+            | sys::VIR_MIGRATE_PERSIST_DEST
+            | sys::VIR_MIGRATE_UNDEFINE_SOURCE
+            | sys::VIR_MIGRATE_NON_SHARED_DISK;
+        if src.cfg.auto_converge {
+            flags |= sys::VIR_MIGRATE_AUTO_CONVERGE;
+        }
+        if src.cfg.post_copy {
+            flags |= sys::VIR_MIGRATE_POSTCOPY;
+        }
+        let p2p_uri = src.cfg.p2p.then(|| dst.cfg.uri.clone());
+        if p2p_uri.is_some() {
+            flags |= sys::VIR_MIGRATE_PEER2PEER;
+        }
+        let params = MigrateParameters {
+            dest_xml: Some(dest_xml.clone()),
+            bandwidth: src.cfg.bandwidth_mib_s,
+            ..MigrateParameters::default()
+        };
+        Ok(Prepared { sconn, dconn, dom, dest_xml, copies, expect, flags, params, p2p_uri })
+    }
+}
+
+fn run_live(p: Prepared) -> Result<(), DriverError> {
+    let r = match &p.p2p_uri {
+        Some(uri) => p.dom.migrate_to_uri3(Some(uri.as_str()), p.params, p.flags).map(|_| ()),
+        None => p.dom.migrate3(&p.dconn, p.params, p.flags).map(|_| ()),
+    };
+    r.map_err(|e| from_virt(&e, "live migration failed", Phase::Change))
+}
+
+fn run_offline(p: Prepared, rec: &Migration) -> Result<(), DriverError> {
+    let mut total = 0;
+    let mut pairs = Vec::new();
+    for (s, d) in &p.copies {
+        let sv = vol_at(&p.sconn, s)?.ok_or_else(|| DriverError::transient(format!("source disk {s} vanished")))?;
+        let dv = vol_at(&p.dconn, d)?.ok_or_else(|| DriverError::transient(format!("destination image {d} vanished")))?;
+        total += host::vol_physical(&sv)?;
+        pairs.push((sv, dv, d.clone()));
+    }
+    rec.bytes_total.store(total, Ordering::Relaxed);
+    for (sv, dv, d) in &pairs {
+        ffi::copy_volume_sparse(&p.sconn, sv, &p.dconn, dv, &rec.cancel, &rec.bytes_done).map_err(|e| {
+            if rec.cancel.load(Ordering::Relaxed) {
+                DriverError::transient(format!("offline copy to {d} aborted")).with_code(i64::from(code::OPERATION_ABORTED))
+            } else {
+                from_virt(&e, &format!("copying a disk to {d} failed"), Phase::Prepare)
+            }
+        })?;
+    }
+    if rec.cancel.load(Ordering::Relaxed) {
+        return Err(DriverError::transient("offline move aborted"));
+    }
+    // Every image at its expected virtual size (the pool re-reads the copied headers).
+    for (d, size) in &p.expect {
+        let v = vol_at(&p.dconn, d)?.ok_or_else(|| DriverError::transient(format!("copied image {d} is missing")))?;
+        let (cap, _, _, _) = host::vol_facts(&v)?;
+        if cap != *size {
+            return Err(DriverError::transient(format!("copied image {d} has size {cap}, expected {size}")));
+        }
+    }
+    let new = p
+        .dconn
+        .define_domain_xml(&p.dest_xml)
+        .map_err(|e| from_virt(&e, "cannot define the VM on the destination", Phase::Change))?;
+    // The source must still be shut off: else the destination copy goes, the source stays.
+    let still_off = ffi::state(&p.dom).map(|(s, _)| s as u32 == sys::VIR_DOMAIN_SHUTOFF).unwrap_or(false);
+    if !still_off {
+        let _ = new.undefine();
+        return Err(DriverError::transient("the VM was started on the source during its offline move"));
+    }
+    p.dom
+        .undefine()
+        .map_err(|e| from_virt(&e, "defined on the destination, but cannot undefine it on the source", Phase::Change))
+}
+
+#[async_trait]
+impl Driver for LibvirtDriver {
+    fn kind(&self) -> &'static str {
+        "libvirt"
+    }
+
+    fn hosts(&self) -> Vec<HostId> {
+        self.inner.hosts.keys().cloned().collect()
+    }
+
+    async fn host_info(&self, host: &HostId) -> DriverResult<HostInfo> {
+        let h = self.host(host)?;
+        blocking(Phase::Read, move || {
+            let conn = h.conn()?;
+            let free_memory_bytes = conn.free_memory().map_err(read_err("cannot read free memory"))?;
+            let free_disk_bytes = match host::pool_path(&conn, &h.cfg.pool) {
+                Ok((p, _)) => p.info().map(|i| i.available).unwrap_or(0),
+                Err(_) => 0,
+            };
+            let mut active = 0;
+            for d in conn
+                .list_all_domains(sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+                .map_err(read_err("cannot list VMs"))?
+            {
+                let job = ffi::job_stats(&d).ok().flatten();
+                let migrating = match job.and_then(|j| j.operation) {
+                    Some(4) | Some(5) => true,
+                    _ => matches!(
+                        ffi::state(&d).map(|(s, r)| host::power_of(s, r).1),
+                        Ok(Some(Activity::MigratingIn | Activity::MigratingOut))
+                    ),
+                };
+                if migrating {
+                    active += 1;
+                }
+            }
+            Ok(HostInfo { migration_limit: None, active_migrations: active, free_memory_bytes, free_disk_bytes })
+        })
+        .await
+    }
+
+    async fn list_vms(&self, host: &HostId) -> DriverResult<Vec<VmInfo>> {
+        let h = self.host(host)?;
+        blocking(Phase::Read, move || {
+            let conn = h.conn()?;
+            let mut out = Vec::new();
+            for d in conn.list_all_domains(0).map_err(read_err("cannot list VMs"))? {
+                match host::vm_info(&conn, &d) {
+                    Ok(v) => out.push(v),
+                    // Gone between the list and the look: not ours to report.
+                    Err(e) if e.code == Some(i64::from(code::NO_DOMAIN)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn footprint(&self, host: &HostId, vm: &VmId) -> DriverResult<Footprint> {
+        let h = self.host(host)?;
+        let (hid, vm) = (host.clone(), vm.clone());
+        blocking(Phase::Read, move || {
+            let conn = h.conn()?;
+            let dom = find_domain(&conn, &vm)?
+                .ok_or_else(|| DriverError::permanent(format!("VM {vm} not found on {hid}")))?;
+            let (_, desc) = describe(&dom, 0)?;
+            let disks = host::disks_of(&conn, &desc)?;
+            Ok(Footprint { memory_bytes: desc.memory_kib * 1024, disks, config_paths: Vec::new() })
+        })
+        .await
+    }
+
+    async fn start_migration(&self, req: &MigrationRequest) -> DriverResult<MigrationHandle> {
+        let src = self.host(&req.source)?;
+        let handle = MigrationHandle(format!("{}:{}:{}:{}", req.mode, req.vm, req.run_id, req.attempt));
+        let rec = Arc::new(Migration {
+            mode: req.mode,
+            vm: req.vm.clone(),
+            source: req.source.clone(),
+            post_copy: src.cfg.post_copy,
+            auto_converge: src.cfg.auto_converge,
+            max_downtime_cap_ms: src.cfg.max_downtime_ms.unwrap_or(2000),
+            outcome: Mutex::new(None),
+            cancel: AtomicBool::new(false),
+            bytes_done: AtomicU64::new(0),
+            bytes_total: AtomicU64::new(0),
+        });
+        let inner = self.inner.clone();
+        let r = req.clone();
+        let prepared = blocking(Phase::Prepare, move || inner.prepare(&r)).await?;
+        self.inner
+            .migrations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(handle.0.clone(), rec.clone());
+        tracing::info!(vm = %req.vm_name, from = %req.source, to = %req.destination, mode = %req.mode, "libvirt migration starting");
+        // The migration call blocks until the end: it gets a blocking thread of its own.
+        tokio::task::spawn_blocking(move || {
+            let r = match rec.mode {
+                MigrationMode::Live => run_live(prepared),
+                MigrationMode::Offline => run_offline(prepared, &rec),
+            };
+            if let Err(e) = &r {
+                tracing::warn!(vm = %rec.vm, error = %e.message, "libvirt migration failed");
+            }
+            rec.finish(r);
+        });
+        Ok(handle)
+    }
+
+    async fn migration_status(
+        &self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+    ) -> DriverResult<MigrationStatus> {
+        let rec = self.record(handle);
+        if let Some(rec) = &rec {
+            match rec.outcome() {
+                Some(Ok(())) => return Ok(MigrationStatus::Completed),
+                Some(Err(e)) => return Ok(MigrationStatus::Failed(e.into())),
+                None if rec.mode == MigrationMode::Offline => {
+                    let done = rec.bytes_done.load(Ordering::Relaxed);
+                    let total = rec.bytes_total.load(Ordering::Relaxed);
+                    return Ok(MigrationStatus::Running(Progress {
+                        bytes_done: done,
+                        bytes_total: total,
+                        bytes_remaining: total.saturating_sub(done),
+                        ..Progress::default()
+                    }));
+                }
+                None => {}
+            }
+        }
+        let src = self.host(&req.source)?;
+        let dst = self.host(&req.destination)?;
+        let vm = req.vm.clone();
+        let adopted = rec.is_none();
+        blocking(Phase::Read, move || {
+            let sconn = src.conn()?;
+            let sdom = find_domain(&sconn, &vm)?;
+            if let Some(d) = &sdom
+                && let Some(job) = ffi::job_stats(d).map_err(read_err("cannot read the migration's job"))?
+                && job.operation == Some(5)
+            {
+                return Ok(MigrationStatus::Running(progress_of(&job)));
+            }
+            if !adopted {
+                // Our thread still runs but the source shows no job yet (or no longer).
+                return Ok(MigrationStatus::Pending);
+            }
+            let dconn = dst.conn()?;
+            let on_dst = find_domain(&dconn, &vm)?.map(|d| d.is_active().unwrap_or(false)).unwrap_or(false);
+            let on_src = sdom.map(|d| d.is_active().unwrap_or(false)).unwrap_or(false);
+            Ok(if on_dst && !on_src {
+                MigrationStatus::Completed
+            } else {
+                MigrationStatus::Failed(Failure::new(
+                    ErrorClass::Indeterminate,
+                    "no migration job runs and the VM is not running on the destination only",
+                ))
+            })
+        })
+        .await
+    }
+
+    async fn abort_migration(&self, req: &MigrationRequest, handle: &MigrationHandle) -> DriverResult<()> {
+        if let Some(rec) = self.record(handle) {
+            rec.cancel.store(true, Ordering::Relaxed);
+            if rec.outcome().is_some() || rec.mode == MigrationMode::Offline {
+                return Ok(());
+            }
+        }
+        let src = self.host(&req.source)?;
+        let vm = req.vm.clone();
+        blocking(Phase::Change, move || {
+            let conn = src.conn()?;
+            let Some(dom) = find_domain(&conn, &vm)? else { return Ok(()) };
+            match ffi::abort_job(&dom) {
+                Ok(()) => Ok(()),
+                // No job (it already ended): not an error.
+                Err(e) if e.code().to_raw() as i32 == code::OPERATION_INVALID => Ok(()),
+                Err(e) => Err(from_virt(&e, "cannot abort the migration", Phase::Change)),
+            }
+        })
+        .await
+    }
+
+    async fn converge(
+        &self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+        aid: ConvergenceAid,
+    ) -> DriverResult<bool> {
+        let Some(rec) = self.record(handle) else { return Ok(false) };
+        if rec.mode != MigrationMode::Live || rec.outcome().is_some() {
+            return Ok(false);
+        }
+        match aid {
+            // libvirt arms auto-converge only when a migration starts (config auto_converge);
+            // once armed, QEMU throttles the guest by itself when it does not converge.
+            ConvergenceAid::AutoConverge => Ok(rec.auto_converge),
+            ConvergenceAid::PostCopy if !rec.post_copy => Ok(false),
+            ConvergenceAid::PostCopy | ConvergenceAid::RaiseDowntime => {
+                let src = self.host(&rec.source)?;
+                let vm = req.vm.clone();
+                let cap = rec.max_downtime_cap_ms;
+                blocking(Phase::Change, move || {
+                    let conn = src.conn()?;
+                    let Some(dom) = find_domain(&conn, &vm)? else { return Ok(false) };
+                    if aid == ConvergenceAid::PostCopy {
+                        ffi::start_post_copy(&dom).map_err(|e| from_virt(&e, "cannot switch to post-copy", Phase::Change))?;
+                        return Ok(true);
+                    }
+                    let now = ffi::max_downtime(&dom).map_err(read_err("cannot read the allowed downtime"))?;
+                    let next = (now.max(150) * 2).min(cap);
+                    if next <= now {
+                        return Ok(false);
+                    }
+                    dom.migrate_set_max_downtime(next, 0)
+                        .map_err(|e| from_virt(&e, "cannot raise the allowed downtime", Phase::Change))?;
+                    Ok(true)
+                })
+                .await
+            }
+        }
+    }
+
+    async fn locate(&self, req: &MigrationRequest) -> DriverResult<Location> {
+        let src = self.host(&req.source)?;
+        let dst = self.host(&req.destination)?;
+        let vm = req.vm.clone();
+        let ours: Option<String> = self
+            .inner
+            .migrations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(_, m)| m.vm == req.vm && m.outcome().is_none())
+            .map(|(h, _)| h.clone());
+        blocking(Phase::Read, move || {
+            let sconn = src.conn()?;
+            let dconn = dst.conn()?;
+            let on_source = match find_domain(&sconn, &vm)? {
+                Some(d) => Some(host::vm_info(&sconn, &d)?),
+                None => None,
+            };
+            let on_destination = match find_domain(&dconn, &vm)? {
+                Some(d) => Some(host::vm_info(&dconn, &d)?),
+                None => None,
+            };
+            let migrating = on_source.as_ref().is_some_and(|v| v.activity == Activity::MigratingOut);
+            let running_migration = match (migrating, ours) {
+                (true, Some(h)) => Some(MigrationHandle(h)),
+                (true, None) => Some(MigrationHandle(format!("adopted:{vm}"))),
+                (false, Some(h)) => Some(MigrationHandle(h)), // our offline copy
+                (false, None) => None,
+            };
+            Ok(Location { on_source, on_destination, running_migration })
+        })
+        .await
+    }
+
+    async fn verify(&self, req: &MigrationRequest) -> DriverResult<Verification> {
+        let src = self.host(&req.source)?;
+        let dst = self.host(&req.destination)?;
+        let (vm, mode) = (req.vm.clone(), req.mode);
+        blocking(Phase::Read, move || {
+            let dconn = dst.conn()?;
+            let sconn = src.conn()?;
+            let mut detail = Vec::new();
+            let ddom = find_domain(&dconn, &vm)?;
+            let (on_destination, disks_present) = match &ddom {
+                None => {
+                    detail.push("not defined on the destination".to_owned());
+                    (false, false)
+                }
+                Some(d) => {
+                    let active = d.is_active().unwrap_or(false);
+                    let persistent = d.is_persistent().unwrap_or(false);
+                    let on = match mode {
+                        MigrationMode::Live => active && persistent,
+                        MigrationMode::Offline => persistent,
+                    };
+                    if !on {
+                        detail.push(format!("on the destination: active {active}, persistent {persistent}"));
+                    }
+                    let (_, desc) = describe(d, 0)?;
+                    let mut ok = !desc.disks.is_empty() || desc.provenance.is_some();
+                    for disk in &desc.disks {
+                        match vol_at(&dconn, &disk.source)? {
+                            Some(v) => {
+                                let (cap, _, _, _) = host::vol_facts(&v)?;
+                                let want = desc
+                                    .provenance
+                                    .as_ref()
+                                    .and_then(|p| p.sizes.iter().find(|(p, _)| p == &disk.source).map(|(_, s)| *s));
+                                if want.is_some_and(|w| w != cap) || cap == 0 {
+                                    ok = false;
+                                    detail.push(format!("{} has size {cap}, expected {want:?}", disk.source));
+                                }
+                            }
+                            None => {
+                                ok = false;
+                                detail.push(format!("{} missing on the destination", disk.source));
+                            }
+                        }
+                    }
+                    (on, ok)
+                }
+            };
+            let stopped_on_source = match find_domain(&sconn, &vm)? {
+                None => true,
+                Some(d) => {
+                    let a = d.is_active().unwrap_or(true);
+                    if a {
+                        detail.push("still running on the source".to_owned());
+                    }
+                    !a
+                }
+            };
+            Ok(Verification { on_destination, disks_present, stopped_on_source, detail: detail.join("; ") })
+        })
+        .await
+    }
+
+    async fn leftovers(&self, req: &MigrationRequest, context: LeftoverContext) -> DriverResult<Vec<Leftover>> {
+        let src = self.host(&req.source)?;
+        let dst = self.host(&req.destination)?;
+        let req2 = req.clone();
+        let created = self.created_on(&req.vm, &req.destination);
+        blocking(Phase::Read, move || leftovers_sync(&src, &dst, &req2, context, &created)).await
+    }
+
+    async fn remove_leftover(
+        &self,
+        req: &MigrationRequest,
+        leftover: &Leftover,
+        context: LeftoverContext,
+    ) -> DriverResult<()> {
+        let src = self.host(&req.source)?;
+        let dst = self.host(&req.destination)?;
+        let inner = self.inner.clone();
+        let (req2, lo) = (req.clone(), leftover.clone());
+        let created = self.created_on(&req.vm, &req.destination);
+        blocking(Phase::Change, move || {
+            let r = remove_sync(&src, &dst, &req2, &lo, context, &created);
+            if r.is_ok() && lo.kind == LeftoverKind::DiskImage {
+                inner.forget_created(&req2.vm, &lo.host, &lo.what);
+            }
+            r
+        })
+        .await
+    }
+}
+
+fn leftovers_sync(
+    src: &Host,
+    dst: &Host,
+    req: &MigrationRequest,
+    context: LeftoverContext,
+    created: &[String],
+) -> DriverResult<Vec<Leftover>> {
+    let dconn = dst.conn()?;
+    let ddom = find_domain(&dconn, &req.vm)?;
+    let mut out = Vec::new();
+    match context {
+        LeftoverContext::AfterSuccess => {
+            let Some(ddom) = ddom else { return Ok(out) };
+            let (_, desc) = describe(&ddom, 0)?;
+            let Some(prov) = desc.provenance else { return Ok(out) };
+            let sconn = src.conn()?;
+            if let Some(sdom) = find_domain(&sconn, &req.vm)? {
+                if sdom.is_active().unwrap_or(true) {
+                    return Ok(out); // Running on the source: nothing there is a leftover.
+                }
+                out.push(Leftover { host: req.source.clone(), kind: LeftoverKind::Definition, what: prov.source_name.clone() });
+            }
+            let in_use = host::paths_in_use(&sconn)?;
+            let mut files = Vec::new();
+            for f in &prov.files {
+                if !in_use.contains(f) && vol_at(&sconn, f)?.is_some() {
+                    files.push(f.clone());
+                    out.push(Leftover { host: req.source.clone(), kind: LeftoverKind::DiskImage, what: f.clone() });
+                }
+            }
+            for l in &prov.logs {
+                if !in_use.contains(l) && vol_at(&sconn, l)?.is_some() {
+                    files.push(l.clone());
+                    out.push(Leftover { host: req.source.clone(), kind: LeftoverKind::LogFile, what: l.clone() });
+                }
+            }
+            // Folders of the VM's disks that hold nothing else (never a pool of the host's own).
+            let mut dirs: Vec<String> = prov.files.iter().map(|f| folder(f)).collect();
+            dirs.sort();
+            dirs.dedup();
+            for d in dirs {
+                if protected_folder(&sconn, src, &d)? {
+                    continue;
+                }
+                let Some(pool) = host::dir_pool(&sconn, &d, false)? else { continue };
+                let vols = pool.list_volumes().map_err(read_err("cannot list a folder"))?;
+                if vols.iter().all(|v| files.contains(&format!("{}/{v}", d.trim_end_matches('/')))) {
+                    out.push(Leftover { host: req.source.clone(), kind: LeftoverKind::EmptyFolder, what: d });
+                }
+            }
+        }
+        LeftoverContext::AfterFailedAttempt => {
+            if let Some(d) = &ddom {
+                if d.is_active().unwrap_or(true) {
+                    return Ok(out); // It runs there: nothing of it is a leftover.
+                }
+                let (_, desc) = describe(d, 0)?;
+                if desc.provenance.is_some_and(|p| p.source_host == req.source.0) {
+                    out.push(Leftover { host: req.destination.clone(), kind: LeftoverKind::Definition, what: desc.name });
+                }
+            }
+            let in_use = host::paths_in_use(&dconn)?;
+            for p in created {
+                if !in_use.contains(p) && vol_at(&dconn, p)?.is_some() {
+                    out.push(Leftover { host: req.destination.clone(), kind: LeftoverKind::DiskImage, what: p.clone() });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A folder that is the target of a pool other than our transient ones, or the configured
+/// destination base: never removed.
+fn protected_folder(conn: &Connect, h: &Host, dir: &str) -> DriverResult<bool> {
+    let dir = dir.trim_end_matches('/');
+    if dir.is_empty() || h.cfg.path.as_deref().map(|p| p.trim_end_matches('/')) == Some(dir) {
+        return Ok(true);
+    }
+    if let Ok(p) = conn.lookup_storage_pool_by_target_path(dir) {
+        let name = p.name().unwrap_or_default();
+        return Ok(!name.starts_with("vmove-"));
+    }
+    Ok(false)
+}
+
+fn remove_sync(
+    src: &Host,
+    dst: &Host,
+    req: &MigrationRequest,
+    lo: &Leftover,
+    context: LeftoverContext,
+    created: &[String],
+) -> DriverResult<()> {
+    let h = if lo.host == req.source {
+        src
+    } else if lo.host == req.destination {
+        dst
+    } else {
+        return Err(DriverError::permanent(format!("leftover on {} belongs to neither host of the move", lo.host)));
+    };
+    let conn = h.conn()?;
+    // The VM must not run on the host we clean.
+    if let Some(d) = find_domain(&conn, &req.vm)?
+        && d.is_active().unwrap_or(true)
+    {
+        return Err(DriverError::permanent(format!("VM {} runs on {}: its files are not leftovers", req.vm_name, lo.host)));
+    }
+    match context {
+        LeftoverContext::AfterSuccess if lo.host != req.source => {
+            return Err(DriverError::permanent("after a success, only the source is cleaned"));
+        }
+        LeftoverContext::AfterSuccess => {
+            // The proof must still hold: the VM is on the destination.
+            let dconn = dst.conn()?;
+            if find_domain(&dconn, &req.vm)?.is_none() {
+                return Err(DriverError::permanent(format!(
+                    "VM {} is not on {}: not removing anything of it on {}",
+                    req.vm_name, req.destination, req.source
+                )));
+            }
+        }
+        LeftoverContext::AfterFailedAttempt => {
+            if lo.host != req.destination {
+                return Err(DriverError::permanent("after a failed attempt, only the destination is cleaned"));
+            }
+            if lo.kind == LeftoverKind::DiskImage && !created.contains(&lo.what) {
+                return Err(DriverError::permanent(format!("{} was not created by vmove: not removing it", lo.what)));
+            }
+        }
+    }
+    let del_err = |what: &str| {
+        let w = what.to_owned();
+        move |e: virt::error::Error| from_virt(&e, &format!("cannot remove {w}"), Phase::Change)
+    };
+    match lo.kind {
+        LeftoverKind::DiskImage | LeftoverKind::LogFile => {
+            if host::paths_in_use(&conn)?.contains(&lo.what) {
+                return Err(DriverError::permanent(format!("{} is used by a VM on {}", lo.what, lo.host)));
+            }
+            match vol_at(&conn, &lo.what)? {
+                Some(v) => v.delete(0).map_err(del_err(&lo.what)),
+                None => Ok(()), // Already gone.
+            }
+        }
+        LeftoverKind::Definition => {
+            let Some(d) = find_domain(&conn, &req.vm)? else { return Ok(()) };
+            if d.is_active().unwrap_or(true) {
+                return Err(DriverError::permanent("the definition's VM runs"));
+            }
+            d.undefine().map_err(del_err(&lo.what))
+        }
+        LeftoverKind::EmptyFolder => {
+            if protected_folder(&conn, h, &lo.what)? {
+                return Err(DriverError::permanent(format!("{} is a storage pool's folder: kept", lo.what)));
+            }
+            // Our transient pool on it goes first (two pools may not share a folder).
+            if let Ok(p) = conn.lookup_storage_pool_by_target_path(lo.what.trim_end_matches('/'))
+                && p.name().unwrap_or_default().starts_with("vmove-")
+            {
+                let _ = p.destroy();
+            }
+            let name = format!("{}-rm", host::transient_pool_name(&lo.what));
+            let pool_xml = format!(
+                "<pool type='dir'><name>{name}</name><target><path>{}</path></target></pool>",
+                xml::escape(lo.what.trim_end_matches('/'))
+            );
+            let pool = conn.define_storage_pool_xml(&pool_xml, 0).map_err(del_err(&lo.what))?;
+            // rmdir: fails when the folder is not empty, which is the re-check we want.
+            let r = pool.delete(0).map_err(del_err(&lo.what));
+            let _ = pool.undefine();
+            r
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn destination_paths_follow_the_layout() {
+        let src = vec!["/a/vm1-0.qcow2".to_owned(), "/b/vm1-0.qcow2".to_owned(), "/a/data.raw".to_owned()];
+        assert_eq!(
+            destination_paths("/pool/", "vm1", false, &src),
+            vec!["/pool/vm1-0.qcow2", "/pool/1-vm1-0.qcow2", "/pool/data.raw"]
+        );
+        assert_eq!(destination_paths("/pool", "vm1", true, &src[..1]), vec!["/pool/vm1/vm1-0.qcow2"]);
+    }
+
+    #[test]
+    fn from_config_names_a_bad_key() {
+        let mut t = toml::Table::new();
+        t.insert("uri".into(), "qemu+tcp://127.0.0.2/system".into());
+        t.insert("pooll".into(), "images".into());
+        let e = LibvirtDriver::from_config(&[(HostId::new("hostA"), t)]).unwrap_err();
+        assert!(e.message.contains("pooll") && e.message.contains("hostA"), "{}", e.message);
+    }
+
+    #[test]
+    fn from_config_accepts_cli_keys_and_defaults_the_pool() {
+        let t: toml::Table = toml::from_str(
+            "driver = \"libvirt\"\nuri = \"qemu+ssh://root@kvm1/system\"\nmax_migrations = 2\nmigration_ports = [49152, 49215]",
+        )
+        .unwrap();
+        let d = LibvirtDriver::from_config(&[(HostId::new("kvm1"), t)]).unwrap();
+        assert_eq!(d.hosts(), vec![HostId::new("kvm1")]);
+        assert_eq!(d.port_capacity(&HostId::new("kvm1")), Some(32));
+        assert_eq!(d.inner.hosts[&HostId::new("kvm1")].cfg.pool, "images");
+    }
+
+    #[test]
+    fn from_config_refuses_a_non_qemu_uri_and_another_driver() {
+        let t: toml::Table = toml::from_str("uri = \"xen:///system\"").unwrap();
+        assert!(LibvirtDriver::from_config(&[(HostId::new("x"), t)]).unwrap_err().message.contains("xen:///"));
+        let t: toml::Table = toml::from_str("uri = \"qemu:///system\"\ndriver = \"hyperv\"").unwrap();
+        assert!(LibvirtDriver::from_config(&[(HostId::new("x"), t)]).unwrap_err().message.contains("hyperv"));
+    }
+
+    #[test]
+    fn progress_combines_memory_and_disk_figures() {
+        let j = ffi::JobFigures {
+            job_type: 2,
+            operation: Some(5),
+            data_processed: 10,
+            data_remaining: 30,
+            data_total: 40,
+            dirty_rate_pages: Some(100),
+            page_size: Some(4096),
+            mem_bps: Some(1000),
+            disk_bps: Some(500),
+            iteration: Some(3),
+            expected_downtime_ms: None,
+        };
+        let p = progress_of(&j);
+        assert_eq!((p.bytes_done, p.bytes_remaining, p.bytes_total), (10, 30, 40));
+        assert_eq!(p.dirty_rate, Some(409600));
+        assert_eq!(p.transfer_rate, Some(1500));
+        assert_eq!(p.iteration, Some(3));
+    }
+}

@@ -1,0 +1,153 @@
+//! Turning libvirt errors into classified [`DriverError`]s.
+//!
+//! The class tells the engine what to do: retry later (`Transient`), give up on the VM
+//! (`Permanent`), try another destination (`DestinationRefused`), or look at the hosts first
+//! (`Indeterminate`, only for calls that change state).
+
+use vmove_driver::{DriverError, ErrorClass};
+
+/// libvirt error codes we classify (`virErrorNumber`).
+pub mod code {
+    /// Internal error (also "Unable to find an unused port").
+    pub const INTERNAL_ERROR: i32 = 1;
+    /// Operation failed (also a migration that failed on the way).
+    pub const OPERATION_FAILED: i32 = 9;
+    /// A system call failed (I/O, a lost connection).
+    pub const SYSTEM_ERROR: i32 = 38;
+    /// No such domain.
+    pub const NO_DOMAIN: i32 = 42;
+    /// Authentication failed.
+    pub const AUTH_FAILED: i32 = 45;
+    /// No such storage pool.
+    pub const NO_STORAGE_POOL: i32 = 49;
+    /// No such storage volume.
+    pub const NO_STORAGE_VOL: i32 = 50;
+    /// Operation not valid now ("another migration job", "active block job", "not running").
+    pub const OPERATION_INVALID: i32 = 55;
+    /// Timed out (the job lock held by a backup: "cannot acquire state change lock").
+    pub const OPERATION_TIMEOUT: i32 = 68;
+    /// Aborted (by `virDomainAbortJob`).
+    pub const OPERATION_ABORTED: i32 = 78;
+    /// The volume already exists.
+    pub const STORAGE_VOL_EXIST: i32 = 90;
+    /// No backup job.
+    pub const NO_DOMAIN_BACKUP: i32 = 104;
+}
+
+/// What kind of call failed: it decides what an unclear error means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// A read-only call: never `Indeterminate`.
+    Read,
+    /// Preparing a migration, before the hypervisor was asked to move anything.
+    Prepare,
+    /// The migration call itself, or a state-changing call whose effect we cannot see.
+    Change,
+}
+
+/// Classifies a libvirt error code and message.
+pub fn classify(code: i32, message: &str, phase: Phase) -> ErrorClass {
+    let m = message.to_ascii_lowercase();
+    let has = |s: &str| m.contains(s);
+    if has("no space left") || has("not enough space") || has("insufficient space") || has("enospc") {
+        return ErrorClass::DestinationRefused;
+    }
+    if has("already exists with uuid") || code == code::STORAGE_VOL_EXIST {
+        return ErrorClass::DestinationRefused;
+    }
+    match code {
+        code::NO_DOMAIN => ErrorClass::Permanent,
+        code::OPERATION_TIMEOUT => ErrorClass::Transient,
+        code::OPERATION_ABORTED => ErrorClass::Transient,
+        code::AUTH_FAILED => ErrorClass::Permanent,
+        code::OPERATION_INVALID => {
+            if has("job") || has("migrat") || has("lock") {
+                ErrorClass::Transient
+            } else {
+                ErrorClass::Permanent
+            }
+        }
+        code::INTERNAL_ERROR if has("unused port") => ErrorClass::Transient,
+        code::SYSTEM_ERROR | code::INTERNAL_ERROR
+            if has("connection") || has("cannot recv") || has("cannot write") || has("end of file") =>
+        {
+            match phase {
+                Phase::Change => ErrorClass::Indeterminate,
+                Phase::Read | Phase::Prepare => ErrorClass::Transient,
+            }
+        }
+        code::NO_STORAGE_POOL => ErrorClass::DestinationRefused,
+        _ => ErrorClass::Transient,
+    }
+}
+
+/// Builds a classified [`DriverError`] from a libvirt error, with words saying what we did.
+pub fn from_virt(e: &virt::error::Error, what: &str, phase: Phase) -> DriverError {
+    let code = e.code().to_raw() as i32;
+    let class = classify(code, e.message(), phase);
+    let msg = if code == code::NO_DOMAIN {
+        format!("{what}: not found ({})", e.message())
+    } else {
+        format!("{what}: {}", e.message())
+    };
+    DriverError { class, message: msg, code: Some(i64::from(code)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_holding_the_job_lock_is_transient() {
+        let m = "Timed out during operation: cannot acquire state change lock (held by monitor=remoteDispatchDomainBackupBegin)";
+        assert_eq!(classify(68, m, Phase::Change), ErrorClass::Transient);
+    }
+
+    #[test]
+    fn no_such_domain_is_permanent() {
+        assert_eq!(classify(42, "Domain not found: no domain with matching uuid", Phase::Read), ErrorClass::Permanent);
+    }
+
+    #[test]
+    fn no_space_refuses_the_destination() {
+        let m = "internal error: unable to execute QEMU command 'blockdev-add': No space left on device";
+        assert_eq!(classify(1, m, Phase::Change), ErrorClass::DestinationRefused);
+        assert_eq!(classify(38, "cannot allocate 1 bytes: No space left on device", Phase::Prepare), ErrorClass::DestinationRefused);
+    }
+
+    #[test]
+    fn another_migration_job_and_block_job_are_transient() {
+        assert_eq!(classify(55, "Requested operation is not valid: another migration job is already running for domain 'vm1'", Phase::Prepare), ErrorClass::Transient);
+        assert_eq!(classify(55, "Requested operation is not valid: domain has active block job", Phase::Prepare), ErrorClass::Transient);
+    }
+
+    #[test]
+    fn invalid_operation_without_a_job_is_permanent() {
+        assert_eq!(classify(55, "Requested operation is not valid: domain is not running", Phase::Prepare), ErrorClass::Permanent);
+    }
+
+    #[test]
+    fn name_clash_on_destination_is_refused() {
+        let m = "operation failed: domain 'vm1' already exists with uuid 1234";
+        assert_eq!(classify(9, m, Phase::Change), ErrorClass::DestinationRefused);
+        assert_eq!(classify(90, "storage volume 'x' exists already", Phase::Prepare), ErrorClass::DestinationRefused);
+    }
+
+    #[test]
+    fn lost_connection_mid_migration_is_indeterminate_but_not_on_reads() {
+        let m = "Cannot recv data: Connection reset by peer";
+        assert_eq!(classify(38, m, Phase::Change), ErrorClass::Indeterminate);
+        assert_eq!(classify(38, m, Phase::Read), ErrorClass::Transient);
+    }
+
+    #[test]
+    fn aborted_and_port_exhaustion_are_transient() {
+        assert_eq!(classify(78, "operation aborted: migration out job: canceled by client", Phase::Change), ErrorClass::Transient);
+        assert_eq!(classify(1, "internal error: Unable to find an unused port in range 'migration' (49184-49187)", Phase::Change), ErrorClass::Transient);
+    }
+
+    #[test]
+    fn auth_failure_is_permanent() {
+        assert_eq!(classify(45, "authentication failed", Phase::Read), ErrorClass::Permanent);
+    }
+}

@@ -1,0 +1,243 @@
+//! The libvirt calls the `virt` crate (0.5.0) does not wrap, or wraps unsoundly, in one place.
+//!
+//! Every function here takes the crate's safe handles, calls `virt::sys` directly and turns the
+//! result into owned Rust values. Why each one is needed:
+//! - [`job_stats`]: `Domain::job_stats()` builds a `Vec` from a NULL pointer when no job runs
+//!   (abort in debug builds, UB in release); we call `virDomainGetJobStats` and read the typed
+//!   parameters with `virTypedParamsGet*`, then free them.
+//! - [`abort_job`], [`block_job_type`], [`backup_running`], [`start_post_copy`],
+//!   [`max_downtime`]: not wrapped at all.
+//! - [`copy_volume_sparse`]: pipes a sparse download stream into a sparse upload stream with
+//!   `virStreamSparseRecvAll`, whose callbacks the crate does not expose.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, c_char, c_int, c_longlong, c_void};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use virt::connect::Connect;
+use virt::domain::Domain;
+use virt::error::Error;
+use virt::storage_vol::StorageVol;
+use virt::stream::Stream;
+use virt::sys;
+
+/// The figures of a domain's current job, as far as we use them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobFigures {
+    /// `virDomainJobType`: 0 none, 1 bounded, 2 unbounded, 3 completed, 4 failed, 5 cancelled.
+    pub job_type: i32,
+    /// `virDomainJobOperation` (4 migration in, 5 migration out, 9 backup...), if reported.
+    pub operation: Option<i32>,
+    /// Bytes processed / remaining / total (memory and disks together).
+    pub data_processed: u64,
+    /// Bytes known to remain.
+    pub data_remaining: u64,
+    /// Bytes expected in total.
+    pub data_total: u64,
+    /// Memory dirty rate in pages/s and the page size in bytes.
+    pub dirty_rate_pages: Option<u64>,
+    /// Memory page size in bytes.
+    pub page_size: Option<u64>,
+    /// Memory transfer rate, bytes/s.
+    pub mem_bps: Option<u64>,
+    /// Disk transfer rate, bytes/s.
+    pub disk_bps: Option<u64>,
+    /// Pre-copy iteration.
+    pub iteration: Option<u64>,
+    /// Expected downtime, ms.
+    pub expected_downtime_ms: Option<u64>,
+}
+
+/// The current job of a domain, `None` when it has none.
+pub fn job_stats(dom: &Domain) -> Result<Option<JobFigures>, Error> {
+    let mut job_type: c_int = 0;
+    let mut params: sys::virTypedParameterPtr = std::ptr::null_mut();
+    let mut nparams: c_int = 0;
+    // SAFETY: `dom` is a live domain handle; the out-pointers point to our locals; libvirt
+    // allocates `params` (possibly NULL when nparams is 0) and we free it below.
+    let ret = unsafe {
+        sys::virDomainGetJobStats(dom.as_ptr(), &mut job_type, &mut params, &mut nparams, 0)
+    };
+    if ret < 0 {
+        return Err(Error::last_error());
+    }
+    let ull = |name: &CStr| -> Option<u64> {
+        if params.is_null() {
+            return None;
+        }
+        let mut v: std::os::raw::c_ulonglong = 0;
+        // SAFETY: params/nparams come from libvirt above and are still allocated.
+        let r = unsafe { sys::virTypedParamsGetULLong(params, nparams, name.as_ptr(), &mut v) };
+        (r == 1).then_some(v)
+    };
+    let int = |name: &CStr| -> Option<i32> {
+        if params.is_null() {
+            return None;
+        }
+        let mut v: c_int = 0;
+        // SAFETY: as above.
+        let r = unsafe { sys::virTypedParamsGetInt(params, nparams, name.as_ptr(), &mut v) };
+        (r == 1).then_some(v)
+    };
+    let figures = JobFigures {
+        job_type,
+        operation: int(sys::VIR_DOMAIN_JOB_OPERATION),
+        data_processed: ull(sys::VIR_DOMAIN_JOB_DATA_PROCESSED).unwrap_or(0),
+        data_remaining: ull(sys::VIR_DOMAIN_JOB_DATA_REMAINING).unwrap_or(0),
+        data_total: ull(sys::VIR_DOMAIN_JOB_DATA_TOTAL).unwrap_or(0),
+        dirty_rate_pages: ull(sys::VIR_DOMAIN_JOB_MEMORY_DIRTY_RATE),
+        page_size: ull(sys::VIR_DOMAIN_JOB_MEMORY_PAGE_SIZE),
+        mem_bps: ull(sys::VIR_DOMAIN_JOB_MEMORY_BPS),
+        disk_bps: ull(sys::VIR_DOMAIN_JOB_DISK_BPS),
+        iteration: ull(sys::VIR_DOMAIN_JOB_MEMORY_ITERATION),
+        expected_downtime_ms: ull(sys::VIR_DOMAIN_JOB_DOWNTIME),
+    };
+    if !params.is_null() {
+        // SAFETY: allocated by libvirt in virDomainGetJobStats; freed exactly once.
+        unsafe { sys::virTypedParamsFree(params, nparams) };
+    }
+    Ok((job_type != sys::VIR_DOMAIN_JOB_NONE as c_int).then_some(figures))
+}
+
+/// Aborts the domain's current job (`virDomainAbortJob`).
+pub fn abort_job(dom: &Domain) -> Result<(), Error> {
+    // SAFETY: live domain handle.
+    let ret = unsafe { sys::virDomainAbortJob(dom.as_ptr()) };
+    if ret < 0 { Err(Error::last_error()) } else { Ok(()) }
+}
+
+/// The type of the block job on disk `target` (`vda`...), `None` when there is none.
+/// Types: 1 pull, 2 copy, 3 commit, 4 active commit, 5 backup.
+pub fn block_job_type(dom: &Domain, target: &str) -> Result<Option<i32>, Error> {
+    let disk = std::ffi::CString::new(target)?;
+    let mut info = sys::virDomainBlockJobInfo { type_: 0, bandwidth: 0, cur: 0, end: 0 };
+    // SAFETY: live domain handle, NUL-terminated disk name, `info` is ours.
+    let ret = unsafe { sys::virDomainGetBlockJobInfo(dom.as_ptr(), disk.as_ptr(), &mut info, 0) };
+    match ret {
+        r if r < 0 => Err(Error::last_error()),
+        0 => Ok(None),
+        _ => Ok(Some(info.type_)),
+    }
+}
+
+/// Whether a backup job (push or pull) runs: `virDomainBackupGetXMLDesc` succeeds only then.
+pub fn backup_running(dom: &Domain) -> bool {
+    // SAFETY: live domain handle; the returned string is ours to free.
+    let ptr = unsafe { sys::virDomainBackupGetXMLDesc(dom.as_ptr(), 0) };
+    if ptr.is_null() {
+        return false;
+    }
+    // SAFETY: libvirt allocated it with malloc; freed once.
+    unsafe { libc_free(ptr.cast()) };
+    true
+}
+
+unsafe extern "C" {
+    #[link_name = "free"]
+    fn libc_free(p: *mut c_void);
+}
+
+/// Switches a running migration of the domain to post-copy.
+pub fn start_post_copy(dom: &Domain) -> Result<(), Error> {
+    // SAFETY: live domain handle.
+    let ret = unsafe { sys::virDomainMigrateStartPostCopy(dom.as_ptr(), 0) };
+    if ret < 0 { Err(Error::last_error()) } else { Ok(()) }
+}
+
+/// The allowed downtime of the domain's migration, ms.
+pub fn max_downtime(dom: &Domain) -> Result<u64, Error> {
+    let mut v: std::os::raw::c_ulonglong = 0;
+    // SAFETY: live domain handle; `v` is ours.
+    let ret = unsafe { sys::virDomainMigrateGetMaxDowntime(dom.as_ptr(), &mut v, 0) };
+    if ret < 0 { Err(Error::last_error()) } else { Ok(v) }
+}
+
+struct Pipe<'a> {
+    dst: &'a Stream,
+    cancel: &'a AtomicBool,
+    bytes: &'a AtomicU64,
+}
+
+unsafe extern "C" fn sink(
+    _st: sys::virStreamPtr,
+    data: *const c_char,
+    nbytes: usize,
+    opaque: *mut c_void,
+) -> c_int {
+    // SAFETY: `opaque` is the `Pipe` living on copy_volume_sparse's stack for the whole call.
+    let pipe = unsafe { &*(opaque as *const Pipe<'_>) };
+    if pipe.cancel.load(Ordering::Relaxed) {
+        return -1;
+    }
+    // SAFETY: libvirt hands us `nbytes` readable bytes at `data`.
+    let buf = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), nbytes) };
+    let mut off = 0;
+    while off < buf.len() {
+        match pipe.dst.send(&buf[off..]) {
+            Ok(n) if n > 0 => off += n as usize,
+            _ => return -1,
+        }
+    }
+    pipe.bytes.fetch_add(nbytes as u64, Ordering::Relaxed);
+    0
+}
+
+unsafe extern "C" fn hole(_st: sys::virStreamPtr, length: c_longlong, opaque: *mut c_void) -> c_int {
+    // SAFETY: as in `sink`.
+    let pipe = unsafe { &*(opaque as *const Pipe<'_>) };
+    if pipe.cancel.load(Ordering::Relaxed) {
+        return -1;
+    }
+    // SAFETY: the destination stream is live; a hole is sent as its length.
+    let r = unsafe { sys::virStreamSendHole(pipe.dst.as_ptr(), length, 0) };
+    if r < 0 {
+        return -1;
+    }
+    pipe.bytes.fetch_add(length as u64, Ordering::Relaxed);
+    0
+}
+
+/// Copies the whole file behind `src` (on `src_conn`) into `dst` (on `dst_conn`) through
+/// libvirt's sparse volume streams: holes travel as lengths, not zeros. `bytes` counts what
+/// was copied (data and holes); setting `cancel` stops the copy with an error.
+pub fn copy_volume_sparse(
+    src_conn: &Connect,
+    src: &StorageVol,
+    dst_conn: &Connect,
+    dst: &StorageVol,
+    cancel: &AtomicBool,
+    bytes: &AtomicU64,
+) -> Result<(), Error> {
+    let down = Stream::new(src_conn, 0)?;
+    let up = Stream::new(dst_conn, 0)?;
+    src.download(&down, 0, 0, sys::VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)?;
+    dst.upload(&up, 0, 0, sys::VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)?;
+    let pipe = Pipe { dst: &up, cancel, bytes };
+    // SAFETY: `down` is a live stream set up for a sparse download; the callbacks only touch
+    // `pipe`, which outlives this call.
+    let ret = unsafe {
+        sys::virStreamSparseRecvAll(
+            down.as_ptr(),
+            Some(sink),
+            Some(hole),
+            (&pipe as *const Pipe<'_>).cast_mut().cast(),
+        )
+    };
+    if ret < 0 {
+        let err = Error::last_error();
+        let _ = down.abort();
+        let _ = up.abort();
+        return Err(err);
+    }
+    down.finish()?;
+    up.finish()
+}
+
+/// The domain's state and reason as raw numbers (`virDomainGetState`). The crate's
+/// `Domain::state()` ignores a failure of the call and reports garbage instead.
+pub fn state(dom: &Domain) -> Result<(i32, i32), Error> {
+    let mut state: c_int = -1;
+    let mut reason: c_int = -1;
+    // SAFETY: live domain handle; out-pointers are our locals.
+    let ret = unsafe { sys::virDomainGetState(dom.as_ptr(), &mut state, &mut reason, 0) };
+    if ret < 0 { Err(Error::last_error()) } else { Ok((state, reason)) }
+}

@@ -1,0 +1,376 @@
+//! Blocking operations on one libvirt host (run them inside `spawn_blocking`).
+//!
+//! Files are seen through libvirt's storage API only: a file's folder is an active `dir` pool
+//! (the configured one, any other whose target is that folder, or a transient pool
+//! `vmove-<hash>` we create for it), refreshed before each look, so `vmove` works against remote
+//! hosts without a shell on them.
+
+use crate::error::{Phase, from_virt};
+use crate::ffi;
+use crate::xml::{self, DomainDesc};
+use std::path::Path;
+use std::sync::Mutex;
+use virt::connect::Connect;
+use virt::domain::Domain;
+use virt::storage_pool::StoragePool;
+use virt::storage_vol::StorageVol;
+use virt::sys;
+use vmove_driver::*;
+
+/// Shorthand for a libvirt error in a read-only call.
+pub fn read_err(what: &str) -> impl Fn(virt::error::Error) -> DriverError + '_ {
+    move |e| from_virt(&e, what, Phase::Read)
+}
+
+/// The raw libvirt error code of an error.
+pub fn code_of(e: &virt::error::Error) -> i32 {
+    e.code().to_raw() as i32
+}
+
+/// One configured host and its shared connection for short calls.
+#[derive(Debug)]
+pub struct Host {
+    /// Configured name.
+    pub id: HostId,
+    /// Its configuration.
+    pub cfg: crate::LibvirtHostConfig,
+    shared: Mutex<Option<ConnHolder>>,
+}
+
+struct ConnHolder(Connect);
+impl std::fmt::Debug for ConnHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Connect")
+    }
+}
+
+impl Host {
+    /// A host from its configuration (no connection yet).
+    pub fn new(id: HostId, cfg: crate::LibvirtHostConfig) -> Self {
+        Host { id, cfg, shared: Mutex::new(None) }
+    }
+
+    /// A new connection of its own (one per migration: libvirt serves 5 requests at once per
+    /// connection, and a long migration call must not block the short ones).
+    pub fn open(&self) -> DriverResult<Connect> {
+        Connect::open(Some(&self.cfg.uri)).map_err(|e| {
+            let mut err = from_virt(&e, &format!("cannot connect to {} ({})", self.id, self.cfg.uri), Phase::Read);
+            if err.class == ErrorClass::Permanent && err.code != Some(45) {
+                err.class = ErrorClass::Transient;
+            }
+            err
+        })
+    }
+
+    /// The shared connection for short calls, reopened when it died.
+    pub fn conn(&self) -> DriverResult<Connect> {
+        let mut g = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ConnHolder(c)) = g.as_ref()
+            && c.is_alive().unwrap_or(false)
+        {
+            return Ok(c.clone());
+        }
+        let c = self.open()?;
+        *g = Some(ConnHolder(c.clone()));
+        Ok(c)
+    }
+}
+
+/// The domain with this UUID, if defined on the host.
+pub fn find_domain(conn: &Connect, vm: &VmId) -> DriverResult<Option<Domain>> {
+    match conn.lookup_domain_by_uuid_string(vm.as_str()) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if code_of(&e) == crate::error::code::NO_DOMAIN => Ok(None),
+        Err(e) => Err(read_err("cannot look the VM up")(e)),
+    }
+}
+
+/// The domain with this name, if defined on the host.
+pub fn find_domain_by_name(conn: &Connect, name: &str) -> DriverResult<Option<Domain>> {
+    match conn.lookup_domain_by_name(name) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if code_of(&e) == crate::error::code::NO_DOMAIN => Ok(None),
+        Err(e) => Err(read_err("cannot look the VM up")(e)),
+    }
+}
+
+/// The domain's XML (live definition when running), parsed.
+pub fn describe(dom: &Domain, flags: u32) -> DriverResult<(String, DomainDesc)> {
+    let raw = dom.xml_desc(flags).map_err(read_err("cannot read the VM's definition"))?;
+    let desc = xml::parse_domain(&raw).map_err(|e| DriverError::transient(e.to_string()))?;
+    Ok((raw, desc))
+}
+
+fn folder_of(path: &str) -> String {
+    Path::new(path).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|| "/".to_owned())
+}
+
+fn file_of(path: &str) -> String {
+    Path::new(path).file_name().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// A short stable name for the transient pool of a folder.
+pub fn transient_pool_name(dir: &str) -> String {
+    // FNV-1a: stable across runs and machines (std's hasher is randomised).
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in dir.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("vmove-{h:016x}")
+}
+
+/// An active, refreshed `dir` pool whose target is `dir`. With `build`, a missing folder is
+/// created (`mkdir -p` through the pool build); without, a missing folder gives `None`.
+pub fn dir_pool(conn: &Connect, dir: &str, build: bool) -> DriverResult<Option<StoragePool>> {
+    let dir = dir.trim_end_matches('/');
+    let dir = if dir.is_empty() { "/" } else { dir };
+    if let Ok(p) = conn.lookup_storage_pool_by_target_path(dir) {
+        if !p.is_active().unwrap_or(false) {
+            // An inactive pool of someone else: start it only if that is what the folder needs.
+            p.create(0).map_err(read_err("cannot start the storage pool of a folder"))?;
+        }
+        p.refresh(0).map_err(read_err("cannot refresh a storage pool"))?;
+        return Ok(Some(p));
+    }
+    let name = transient_pool_name(dir);
+    let pool_xml = format!(
+        "<pool type='dir'><name>{name}</name><target><path>{}</path></target></pool>",
+        xml::escape(dir)
+    );
+    let flags = if build { sys::VIR_STORAGE_POOL_CREATE_WITH_BUILD } else { 0 };
+    match conn.create_storage_pool_xml(&pool_xml, flags) {
+        Ok(p) => Ok(Some(p)),
+        Err(e) => {
+            // Someone (a parallel call) created it meanwhile: use theirs.
+            if let Ok(p) = conn.lookup_storage_pool_by_name(&name)
+                && p.is_active().unwrap_or(false)
+            {
+                p.refresh(0).map_err(read_err("cannot refresh a storage pool"))?;
+                return Ok(Some(p));
+            }
+            let m = e.message().to_ascii_lowercase();
+            if !build && (m.contains("no such file") || m.contains("cannot open") || m.contains("not exist")) {
+                return Ok(None);
+            }
+            Err(from_virt(&e, &format!("cannot open folder {dir} through libvirt"), Phase::Read))
+        }
+    }
+}
+
+/// The volume at `path`, if that file exists on the host.
+pub fn vol_at(conn: &Connect, path: &str) -> DriverResult<Option<StorageVol>> {
+    let Some(pool) = dir_pool(conn, &folder_of(path), false)? else { return Ok(None) };
+    match pool.lookup_storage_vol_by_name(&file_of(path)) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if code_of(&e) == crate::error::code::NO_STORAGE_VOL => Ok(None),
+        Err(e) => Err(read_err("cannot look a disk image up")(e)),
+    }
+}
+
+/// Virtual size, allocated bytes, format and backing file of a volume.
+pub fn vol_facts(vol: &StorageVol) -> DriverResult<(u64, u64, Option<String>, Option<String>)> {
+    let info = vol.info().map_err(read_err("cannot read a disk image's size"))?;
+    let raw = vol.xml_desc(0).map_err(read_err("cannot read a disk image's description"))?;
+    let (format, backing) =
+        xml::vol_format_and_backing(&raw).map_err(|e| DriverError::transient(e.to_string()))?;
+    Ok((info.capacity, info.allocation, format, backing))
+}
+
+/// The size of the file itself (qcow2: the file, not the guest's view), bytes.
+pub fn vol_physical(vol: &StorageVol) -> DriverResult<u64> {
+    vol.info_flags(sys::VIR_STORAGE_VOL_GET_PHYSICAL)
+        .map(|i| i.allocation)
+        .map_err(read_err("cannot read a disk image's physical size"))
+}
+
+/// A VM's disks with their sizes and full backing chains.
+pub fn disks_of(conn: &Connect, desc: &DomainDesc) -> DriverResult<Vec<Disk>> {
+    let mut out = Vec::new();
+    for d in &desc.disks {
+        let mut disk = Disk {
+            path: d.source.clone(),
+            format: d.format.clone().unwrap_or_else(|| "raw".to_owned()),
+            virtual_bytes: 0,
+            allocated_bytes: 0,
+            backing_chain: Vec::new(),
+        };
+        let mut next = Some(d.source.clone());
+        let mut first = true;
+        while let Some(path) = next.take() {
+            let Some(vol) = vol_at(conn, &path)? else { break };
+            let (cap, alloc, format, backing) = vol_facts(&vol)?;
+            if first {
+                disk.virtual_bytes = cap;
+                if d.format.is_none()
+                    && let Some(f) = format
+                {
+                    disk.format = f;
+                }
+                first = false;
+            } else {
+                disk.backing_chain.push(path.clone());
+            }
+            disk.allocated_bytes += alloc;
+            if disk.backing_chain.len() > 32 {
+                break; // A loop in a chain (should not exist): stop counting.
+            }
+            next = backing;
+        }
+        // A running domain's XML names the chain even where volumes are not visible.
+        if disk.backing_chain.is_empty() && !d.backing.is_empty() {
+            disk.backing_chain = d.backing.clone();
+        }
+        out.push(disk);
+    }
+    Ok(out)
+}
+
+/// Power state and its words, from libvirt's state and reason.
+pub fn power_of(state: i32, reason: i32) -> (PowerState, Option<Activity>, Health) {
+    use sys::*;
+    match state as u32 {
+        VIR_DOMAIN_RUNNING => (PowerState::Running, None, Health::Ok),
+        VIR_DOMAIN_BLOCKED => (PowerState::Running, None, Health::Ok),
+        VIR_DOMAIN_PAUSED => {
+            let act = match reason as u32 {
+                VIR_DOMAIN_PAUSED_MIGRATION | VIR_DOMAIN_PAUSED_STARTING_UP => Some(Activity::MigratingIn),
+                VIR_DOMAIN_PAUSED_POSTCOPY => Some(Activity::MigratingOut),
+                _ => None,
+            };
+            let health = match reason as u32 {
+                VIR_DOMAIN_PAUSED_IOERROR => Health::Bad("paused on an I/O error".to_owned()),
+                VIR_DOMAIN_PAUSED_CRASHED => Health::Bad("crashed".to_owned()),
+                VIR_DOMAIN_PAUSED_POSTCOPY_FAILED => Health::Bad("post-copy migration failed".to_owned()),
+                _ => Health::Ok,
+            };
+            (PowerState::Paused, act, health)
+        }
+        VIR_DOMAIN_SHUTOFF => (PowerState::Off, None, Health::Ok),
+        VIR_DOMAIN_SHUTDOWN => (PowerState::Transitioning("shutting down".to_owned()), None, Health::Ok),
+        VIR_DOMAIN_CRASHED => (PowerState::Off, None, Health::Bad("crashed".to_owned())),
+        VIR_DOMAIN_PMSUSPENDED => (PowerState::Saved, None, Health::Ok),
+        _ => (PowerState::Transitioning("no state".to_owned()), None, Health::Ok),
+    }
+}
+
+/// What the job with this libvirt operation number means for us.
+pub fn activity_of_operation(op: Option<i32>) -> Activity {
+    match op {
+        Some(4) => Activity::MigratingIn,
+        Some(5) => Activity::MigratingOut,
+        Some(9) => Activity::BackingUp,
+        Some(1) => Activity::OtherJob("starting".to_owned()),
+        Some(2) => Activity::OtherJob("saving".to_owned()),
+        Some(3) => Activity::OtherJob("restoring".to_owned()),
+        Some(6) => Activity::OtherJob("snapshot".to_owned()),
+        Some(7) => Activity::OtherJob("snapshot revert".to_owned()),
+        Some(8) => Activity::OtherJob("memory dump".to_owned()),
+        Some(10) => Activity::OtherJob("snapshot delete".to_owned()),
+        _ => Activity::OtherJob("a libvirt job".to_owned()),
+    }
+}
+
+/// What a block job of this type means for us.
+pub fn activity_of_block_job(t: i32) -> Activity {
+    match t {
+        5 => Activity::BackingUp,
+        1 => Activity::OtherJob("block pull".to_owned()),
+        2 => Activity::OtherJob("block copy".to_owned()),
+        3 | 4 => Activity::OtherJob("block commit".to_owned()),
+        _ => Activity::OtherJob("a block job".to_owned()),
+    }
+}
+
+/// A domain as vmove sees it.
+pub fn vm_info(conn: &Connect, dom: &Domain) -> DriverResult<VmInfo> {
+    let (state, reason) = ffi::state(dom).map_err(read_err("cannot read the VM's state"))?;
+    let active = dom.is_active().map_err(read_err("cannot read the VM's state"))?;
+    let (_, desc) = describe(dom, 0)?;
+    let (power, paused_activity, mut health) = power_of(state, reason);
+    let mut activity = Activity::Idle;
+    if active {
+        if let Some(job) = ffi::job_stats(dom).map_err(read_err("cannot read the VM's job"))? {
+            activity = activity_of_operation(job.operation);
+        }
+        if activity == Activity::Idle && ffi::backup_running(dom) {
+            activity = Activity::BackingUp;
+        }
+        if activity == Activity::Idle {
+            for d in &desc.disks {
+                if let Ok(Some(t)) = ffi::block_job_type(dom, &d.target) {
+                    activity = activity_of_block_job(t);
+                    break;
+                }
+                if d.mirror {
+                    activity = Activity::OtherJob("block copy".to_owned());
+                    break;
+                }
+            }
+        }
+        if activity == Activity::Idle
+            && let Some(a) = paused_activity
+        {
+            activity = a;
+        }
+    }
+    if activity != Activity::Idle && health == Health::Ok {
+        health = Health::InService;
+    }
+    let disks = disks_of(conn, &desc)?;
+    Ok(VmInfo {
+        id: VmId::new(desc.uuid.clone()),
+        name: desc.name.clone(),
+        power,
+        health,
+        activity,
+        memory_bytes: desc.memory_kib * 1024,
+        disk_bytes: disks.iter().map(|d| d.allocated_bytes).sum(),
+    })
+}
+
+/// Every file path used by any domain defined on the host (tops and known chains).
+pub fn paths_in_use(conn: &Connect) -> DriverResult<Vec<String>> {
+    let doms = conn.list_all_domains(0).map_err(read_err("cannot list VMs"))?;
+    let mut out = Vec::new();
+    for d in doms {
+        let Ok((_, desc)) = describe(&d, 0) else { continue };
+        for disk in &desc.disks {
+            out.push(disk.source.clone());
+            out.extend(disk.backing.iter().cloned());
+            // Inactive domains do not list chains in their XML: follow the volumes.
+            let mut next = Some(disk.source.clone());
+            let mut n = 0;
+            while let Some(p) = next.take() {
+                n += 1;
+                if n > 32 {
+                    break;
+                }
+                let Ok(Some(v)) = vol_at(conn, &p) else { break };
+                let Ok((_, _, _, b)) = vol_facts(&v) else { break };
+                if let Some(b) = &b {
+                    out.push(b.clone());
+                }
+                next = b;
+            }
+        }
+        for l in &desc.log_files {
+            out.push(l.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Pool target path of the named pool.
+pub fn pool_path(conn: &Connect, pool: &str) -> DriverResult<(StoragePool, String)> {
+    let p = conn.lookup_storage_pool_by_name(pool).map_err(|e| {
+        let mut err = from_virt(&e, &format!("storage pool '{pool}'"), Phase::Read);
+        err.class = ErrorClass::DestinationRefused;
+        err
+    })?;
+    let raw = p.xml_desc(0).map_err(read_err("cannot read a storage pool"))?;
+    let path = xml::pool_target(&raw)
+        .map_err(|e| DriverError::transient(e.to_string()))?
+        .ok_or_else(|| DriverError::destination_refused(format!("storage pool '{pool}' has no target path")))?;
+    Ok((p, path))
+}

@@ -1,0 +1,396 @@
+//! Reading the domain, pool and volume XML we need, and rewriting a domain's XML for its
+//! destination (new disk paths, flattened backing chains, our provenance record).
+//!
+//! Rewrites splice the original text at the byte ranges `roxmltree` reports, so everything we
+//! do not touch stays exactly as libvirt wrote it.
+
+use std::ops::Range;
+
+/// The XML namespace of the provenance record vmove leaves in a moved domain's `<metadata>`.
+pub const VMOVE_NS: &str = "https://vmove.invalid/libvirt/1";
+
+/// A parse failure (libvirt gave us XML we do not understand).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read libvirt XML: {0}")]
+pub struct XmlError(String);
+
+impl From<roxmltree::Error> for XmlError {
+    fn from(e: roxmltree::Error) -> Self {
+        XmlError(e.to_string())
+    }
+}
+
+/// One file-backed disk of a domain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskDesc {
+    /// Guest device name (`vda`).
+    pub target: String,
+    /// Top image path.
+    pub source: String,
+    /// Driver format (`qcow2`, `raw`), if given.
+    pub format: Option<String>,
+    /// Backing images from `<backingStore>`, nearest first (running domains only).
+    pub backing: Vec<String>,
+    /// A `<mirror>` child: a block copy job holds this disk.
+    pub mirror: bool,
+    /// `<readonly/>` or `<shareable/>`: not copied by a storage migration.
+    pub shared_or_readonly: bool,
+}
+
+/// What we read from a domain's XML.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainDesc {
+    /// Name.
+    pub name: String,
+    /// UUID.
+    pub uuid: String,
+    /// Memory, KiB.
+    pub memory_kib: u64,
+    /// File-backed disks (`device='disk'`, `type='file'`).
+    pub disks: Vec<DiskDesc>,
+    /// Files the domain writes logs to (serial/console `type='file'`, `<log file=...>`).
+    pub log_files: Vec<String>,
+    /// The provenance record of an earlier move, if vmove left one.
+    pub provenance: Option<Provenance>,
+}
+
+/// What a moved domain's source left behind, recorded in the destination definition so it
+/// survives a crash of vmove.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Provenance {
+    /// Source host (configured name).
+    pub source_host: String,
+    /// The domain's name on the source.
+    pub source_name: String,
+    /// Every disk file of every chain on the source.
+    pub files: Vec<String>,
+    /// Log files on the source.
+    pub logs: Vec<String>,
+    /// Expected virtual size of each destination disk: (path, bytes).
+    pub sizes: Vec<(String, u64)>,
+}
+
+fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
+    n.children().find(|c| c.has_tag_name(name))
+}
+
+fn memory_kib(n: roxmltree::Node<'_, '_>) -> u64 {
+    let v: u64 = n.text().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
+    match n.attribute("unit").unwrap_or("KiB") {
+        "b" | "bytes" => v / 1024,
+        "k" | "KiB" => v,
+        "KB" => v * 1000 / 1024,
+        "M" | "MiB" => v * 1024,
+        "MB" => v * 1_000_000 / 1024,
+        "G" | "GiB" => v * 1024 * 1024,
+        "GB" => v * 1_000_000_000 / 1024,
+        _ => v,
+    }
+}
+
+/// Parses a domain's XML.
+pub fn parse_domain(xml: &str) -> Result<DomainDesc, XmlError> {
+    let doc = roxmltree::Document::parse(xml)?;
+    let root = doc.root_element();
+    let text = |name: &str| child(root, name).and_then(|n| n.text()).unwrap_or("").trim().to_owned();
+    let mut disks = Vec::new();
+    let mut log_files = Vec::new();
+    if let Some(devices) = child(root, "devices") {
+        for d in devices.children().filter(|c| c.has_tag_name("disk")) {
+            if d.attribute("device").unwrap_or("disk") != "disk" || d.attribute("type") != Some("file") {
+                continue;
+            }
+            let Some(source) = child(d, "source").and_then(|s| s.attribute("file")) else { continue };
+            let Some(target) = child(d, "target").and_then(|t| t.attribute("dev")) else { continue };
+            let mut backing = Vec::new();
+            let mut bs = child(d, "backingStore");
+            while let Some(b) = bs {
+                match child(b, "source").and_then(|s| s.attribute("file")) {
+                    Some(f) => backing.push(f.to_owned()),
+                    None => break,
+                }
+                bs = child(b, "backingStore");
+            }
+            disks.push(DiskDesc {
+                target: target.to_owned(),
+                source: source.to_owned(),
+                format: child(d, "driver").and_then(|dr| dr.attribute("type")).map(str::to_owned),
+                backing,
+                mirror: child(d, "mirror").is_some(),
+                shared_or_readonly: child(d, "readonly").is_some() || child(d, "shareable").is_some(),
+            });
+        }
+        for c in devices.children().filter(|c| c.has_tag_name("serial") || c.has_tag_name("console")) {
+            if c.attribute("type") == Some("file")
+                && let Some(p) = child(c, "source").and_then(|s| s.attribute("path"))
+                && !log_files.iter().any(|l| l == p)
+            {
+                log_files.push(p.to_owned());
+            }
+            if let Some(p) = child(c, "log").and_then(|l| l.attribute("file"))
+                && !log_files.iter().any(|l| l == p)
+            {
+                log_files.push(p.to_owned());
+            }
+        }
+    }
+    let provenance = child(root, "metadata")
+        .and_then(|m| m.children().find(|c| c.tag_name().namespace() == Some(VMOVE_NS)))
+        .map(|p| {
+            let mut out = Provenance {
+                source_host: p.attribute("source-host").unwrap_or("").to_owned(),
+                source_name: p.attribute("source-name").unwrap_or("").to_owned(),
+                ..Provenance::default()
+            };
+            for c in p.children().filter(|c| c.is_element()) {
+                let path = c.attribute("path").unwrap_or("").to_owned();
+                match c.tag_name().name() {
+                    "file" => out.files.push(path),
+                    "log" => out.logs.push(path),
+                    "size" => out
+                        .sizes
+                        .push((path, c.attribute("bytes").and_then(|b| b.parse().ok()).unwrap_or(0))),
+                    _ => {}
+                }
+            }
+            out
+        });
+    Ok(DomainDesc {
+        name: text("name"),
+        uuid: text("uuid"),
+        memory_kib: child(root, "memory").map(memory_kib).unwrap_or(0),
+        disks,
+        log_files,
+        provenance,
+    })
+}
+
+/// Escapes text for an XML attribute value.
+pub fn escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '\'' => o.push_str("&apos;"),
+            '"' => o.push_str("&quot;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn provenance_xml(p: &Provenance) -> String {
+    let mut s = format!(
+        "<vmove:moved xmlns:vmove='{VMOVE_NS}' source-host='{}' source-name='{}'>",
+        escape(&p.source_host),
+        escape(&p.source_name)
+    );
+    for f in &p.files {
+        s.push_str(&format!("<vmove:file path='{}'/>", escape(f)));
+    }
+    for f in &p.logs {
+        s.push_str(&format!("<vmove:log path='{}'/>", escape(f)));
+    }
+    for (f, b) in &p.sizes {
+        s.push_str(&format!("<vmove:size path='{}' bytes='{b}'/>", escape(f)));
+    }
+    s.push_str("</vmove:moved>");
+    s
+}
+
+/// Rewrites a domain's XML for its destination: each disk whose target is in `paths` gets the
+/// new source path; with `flatten`, each such disk's `<backingStore>` becomes `<backingStore/>`
+/// (the destination gets one flat image); a provenance record replaces any earlier one.
+pub fn rewrite_for_destination(
+    xml: &str,
+    paths: &[(String, String)],
+    flatten: bool,
+    provenance: Option<&Provenance>,
+) -> Result<String, XmlError> {
+    let doc = roxmltree::Document::parse(xml)?;
+    let root = doc.root_element();
+    let mut edits: Vec<(Range<usize>, String)> = Vec::new();
+    if let Some(devices) = child(root, "devices") {
+        for d in devices.children().filter(|c| c.has_tag_name("disk")) {
+            let Some(target) = child(d, "target").and_then(|t| t.attribute("dev")) else { continue };
+            let Some((_, new_path)) = paths.iter().find(|(t, _)| t == target) else { continue };
+            let Some(src) = child(d, "source") else { continue };
+            let Some(attr) = src.attributes().find(|a| a.name() == "file") else { continue };
+            edits.push((attr.range_value(), escape(new_path)));
+            if flatten {
+                match child(d, "backingStore") {
+                    Some(bs) => edits.push((bs.range(), "<backingStore/>".to_owned())),
+                    None => {
+                        // After </source>, or after the self-closing <source .../>.
+                        let at = src.range().end;
+                        edits.push((at..at, "<backingStore/>".to_owned()));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(p) = provenance {
+        let record = provenance_xml(p);
+        match child(root, "metadata") {
+            Some(m) => {
+                if let Some(old) = m.children().find(|c| c.tag_name().namespace() == Some(VMOVE_NS)) {
+                    edits.push((old.range(), record));
+                } else {
+                    // Just before </metadata> (or replacing a self-closing <metadata/>).
+                    let r = m.range();
+                    if xml[r.clone()].ends_with("/>") {
+                        edits.push((r, format!("<metadata>{record}</metadata>")));
+                    } else {
+                        let close = xml[r.clone()].rfind("</").map(|i| r.start + i).unwrap_or(r.end);
+                        edits.push((close..close, record));
+                    }
+                }
+            }
+            None => {
+                let r = root.range();
+                let close = xml[r.clone()].rfind("</").map(|i| r.start + i).unwrap_or(r.end);
+                edits.push((close..close, format!("<metadata>{record}</metadata>")));
+            }
+        }
+    }
+    edits.sort_by(|a, b| b.0.start.cmp(&a.0.start).then(b.0.end.cmp(&a.0.end)));
+    let mut out = xml.to_owned();
+    for (r, s) in edits {
+        out.replace_range(r, &s);
+    }
+    // The result must still parse (a cheap guard against a bad splice).
+    roxmltree::Document::parse(&out)?;
+    Ok(out)
+}
+
+/// The target path of a pool, from its XML.
+pub fn pool_target(xml: &str) -> Result<Option<String>, XmlError> {
+    let doc = roxmltree::Document::parse(xml)?;
+    Ok(child(doc.root_element(), "target")
+        .and_then(|t| child(t, "path"))
+        .and_then(|p| p.text())
+        .map(|s| s.trim().to_owned()))
+}
+
+/// A volume's format and its backing file, from its XML.
+pub fn vol_format_and_backing(xml: &str) -> Result<(Option<String>, Option<String>), XmlError> {
+    let doc = roxmltree::Document::parse(xml)?;
+    let root = doc.root_element();
+    let format = child(root, "target")
+        .and_then(|t| child(t, "format"))
+        .and_then(|f| f.attribute("type"))
+        .map(str::to_owned);
+    let backing = child(root, "backingStore")
+        .and_then(|b| child(b, "path"))
+        .and_then(|p| p.text())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
+    Ok((format, backing))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const RUNNING: &str = r#"<domain type='qemu' id='3'>
+  <name>vm1</name>
+  <uuid>11111111-2222-3333-4444-555555555555</uuid>
+  <memory unit='KiB'>65536</memory>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='/var/lib/libvirt/images/vm1-0.qcow2' index='2'/>
+      <backingStore type='file' index='3'>
+        <format type='qcow2'/>
+        <source file='/var/lib/libvirt/images/vm1-0-base.qcow2'/>
+        <backingStore/>
+      </backingStore>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='/data/it&apos;s.img'></source>
+      <target dev='vdb' bus='virtio'/>
+      <mirror type='file' job='copy'><source file='/x'/></mirror>
+    </disk>
+    <disk type='file' device='cdrom'><source file='/iso/a.iso'/><target dev='hdc'/><readonly/></disk>
+    <serial type='file'><source path='/var/log/libvirt/qemu/vm1-serial0.log'/><target port='0'/></serial>
+    <console type='file'><source path='/var/log/libvirt/qemu/vm1-serial0.log'/><target type='serial' port='0'/></console>
+  </devices>
+</domain>"#;
+
+    #[test]
+    fn parse_reads_disks_chain_mirror_logs() {
+        let d = parse_domain(RUNNING).unwrap();
+        assert_eq!(d.name, "vm1");
+        assert_eq!(d.memory_kib, 65536);
+        assert_eq!(d.disks.len(), 2, "the cdrom is not a disk we move");
+        assert_eq!(d.disks[0].backing, vec!["/var/lib/libvirt/images/vm1-0-base.qcow2"]);
+        assert_eq!(d.disks[0].format.as_deref(), Some("qcow2"));
+        assert!(!d.disks[0].mirror);
+        assert!(d.disks[1].mirror);
+        assert_eq!(d.disks[1].source, "/data/it's.img");
+        assert_eq!(d.log_files, vec!["/var/log/libvirt/qemu/vm1-serial0.log"]);
+        assert!(d.provenance.is_none());
+    }
+
+    #[test]
+    fn rewrite_flattens_backing_chain_and_moves_paths() {
+        let paths = vec![
+            ("vda".to_owned(), "/dst/vm1/vm1-0.qcow2".to_owned()),
+            ("vdb".to_owned(), "/dst/vm1/it's.img".to_owned()),
+        ];
+        let out = rewrite_for_destination(RUNNING, &paths, true, None).unwrap();
+        let d = parse_domain(&out).unwrap();
+        assert_eq!(d.disks[0].source, "/dst/vm1/vm1-0.qcow2");
+        assert!(d.disks[0].backing.is_empty(), "chain flattened: {out}");
+        assert!(!out.contains("vm1-0-base.qcow2"), "{out}");
+        assert_eq!(d.disks[1].source, "/dst/vm1/it's.img");
+        // Both disks get an empty <backingStore/>.
+        assert_eq!(out.matches("<backingStore/>").count(), 2, "{out}");
+        // The cdrom and everything else untouched.
+        assert!(out.contains("<source file='/iso/a.iso'/>"));
+        assert!(out.contains("<emulator>/usr/bin/qemu-system-x86_64</emulator>"));
+    }
+
+    #[test]
+    fn rewrite_without_flatten_keeps_chain() {
+        let paths = vec![("vda".to_owned(), "/dst/a.qcow2".to_owned())];
+        let out = rewrite_for_destination(RUNNING, &paths, false, None).unwrap();
+        let d = parse_domain(&out).unwrap();
+        assert_eq!(d.disks[0].source, "/dst/a.qcow2");
+        assert_eq!(d.disks[0].backing.len(), 1);
+    }
+
+    #[test]
+    fn provenance_round_trips_and_replaces_earlier_record() {
+        let p = Provenance {
+            source_host: "hostA".into(),
+            source_name: "vm1".into(),
+            files: vec!["/a/vm1-0.qcow2".into(), "/a/vm1-0-base.qcow2".into()],
+            logs: vec!["/var/log/libvirt/qemu/vm1.log".into()],
+            sizes: vec![("/b/vm1-0.qcow2".into(), 67108864)],
+        };
+        let once = rewrite_for_destination(RUNNING, &[], false, Some(&p)).unwrap();
+        assert_eq!(parse_domain(&once).unwrap().provenance.as_ref(), Some(&p));
+        let p2 = Provenance { source_host: "hostB".into(), ..p.clone() };
+        let twice = rewrite_for_destination(&once, &[], false, Some(&p2)).unwrap();
+        assert_eq!(parse_domain(&twice).unwrap().provenance, Some(p2));
+        assert_eq!(twice.matches("vmove:moved xmlns").count(), 1, "{twice}");
+    }
+
+    #[test]
+    fn pool_and_volume_xml() {
+        let pool = "<pool type='dir'><name>images</name><target><path>/var/lib/libvirt/images</path></target></pool>";
+        assert_eq!(pool_target(pool).unwrap().as_deref(), Some("/var/lib/libvirt/images"));
+        let vol = "<volume type='file'><name>t.qcow2</name><target><path>/i/t.qcow2</path><format type='qcow2'/></target><backingStore><path>/i/b.qcow2</path><format type='qcow2'/></backingStore></volume>";
+        assert_eq!(
+            vol_format_and_backing(vol).unwrap(),
+            (Some("qcow2".into()), Some("/i/b.qcow2".into()))
+        );
+    }
+}
