@@ -698,6 +698,34 @@ impl SimCluster {
             .collect()
     }
 
+    /// VMs that can never move: a permanent start failure in their script, or a permanent
+    /// failure part-way through a migration.
+    pub fn permanent_failures(&self) -> BTreeSet<VmId> {
+        let mut out: BTreeSet<VmId> = self
+            .vms
+            .iter()
+            .filter(|v| !v.removed && v.script.contains(&StartFault::Permanent))
+            .map(|v| v.spec.id.clone())
+            .collect();
+        out.extend(self.mid.iter().filter(|m| m.fail == Some(ErrorClass::Permanent)).map(|m| m.vm.clone()));
+        out
+    }
+
+    /// If a backup holds the VM now, when the (chained) backup windows let it go.
+    pub fn blocked_from_start_until(&self, vm: &VmId) -> Option<Time> {
+        let v = self.vm_idx(vm)?;
+        let mut windows = self.vms[v].backups.clone();
+        windows.sort();
+        let mut until: Option<Time> = None;
+        for w in windows {
+            let at = until.unwrap_or(self.now);
+            if w.contains(at) {
+                until = Some(w.to);
+            }
+        }
+        until
+    }
+
     // ----- the driver's operations, at the current time -----
 
     /// A host's limit, load and capacity.

@@ -1,0 +1,321 @@
+//! [`simulate`]: the discrete-event loop that drives [`vmove_core::Core`] against a
+//! [`SimCluster`] on virtual time.
+//!
+//! Each step: carry out every command the core has at the current time against the cluster
+//! and feed the answer straight back; then jump the clock to the earliest of the core's
+//! timeout, the cluster's next event and a scheduled stop; push `Input::MigrationStatus`
+//! (Completed/Failed) for every migration of ours that ended on the way, at the exact time it
+//! ended; let the core handle its timeout. A bounded number of steps catches livelock.
+
+use crate::cluster::{MigrationEnd, SimCluster};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use vmove_core::io::{Command, Input};
+use vmove_core::model::{HostId, MigrationHandle, MigrationMode, MigrationRequest, PathLayout, VmId};
+use vmove_core::spec::{RunSpec, SpecError};
+use vmove_core::{Core, Event, Snapshot, Time};
+
+/// How to run a simulation.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// Fail with [`SimRunError::Livelock`] after this many steps (commands plus clock jumps).
+    /// `None`: 1,000 per VM and host, plus 100,000.
+    pub max_steps: Option<u64>,
+    /// Keep every event in [`SimOutcome::events`] (a 10,000-VM run with progress events is
+    /// large: turn it off there; the observer still sees every event).
+    pub record_events: bool,
+    /// Send `Input::Stop { abort_running }` at this time.
+    pub stop_at: Option<(Time, bool)>,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions { max_steps: None, record_events: true, stop_at: None }
+    }
+}
+
+/// One step, as the observer sees it (after the step).
+#[derive(Debug)]
+pub struct Step<'a> {
+    /// The time of the step.
+    pub now: Time,
+    /// The cluster's ground truth after the step.
+    pub cluster: &'a SimCluster,
+    /// Commands carried out in this step, each with the answer fed back.
+    pub commands: &'a [(Command, Input)],
+    /// Inputs pushed unasked in this step (migration ends, a stop).
+    pub pushed: &'a [Input],
+    /// Events the core emitted in this step.
+    pub events: &'a [Event],
+    /// The core (for snapshots).
+    pub core: &'a Core,
+}
+
+/// What a simulated run produced.
+#[derive(Debug)]
+pub struct SimOutcome {
+    /// Every event, in order (empty unless `record_events`).
+    pub events: Vec<Event>,
+    /// How many events there were.
+    pub event_count: u64,
+    /// When the run finished.
+    pub makespan: Time,
+    /// The core's final view.
+    pub snapshot: Snapshot,
+    /// Per host: the peak of our migrations and of all migrations at once (cluster truth).
+    pub peak_concurrency: BTreeMap<HostId, (u32, u32)>,
+    /// Steps taken.
+    pub steps: u64,
+    /// Commands carried out.
+    pub commands: u64,
+    /// The cluster at the end.
+    pub cluster: SimCluster,
+}
+
+impl SimOutcome {
+    /// The events as NDJSON (one JSON object per line).
+    pub fn ndjson(&self) -> String {
+        let mut s = String::new();
+        for e in &self.events {
+            // Events are plain data (strings, numbers, enums): serialising cannot fail.
+            s.push_str(&serde_json::to_string(e).unwrap_or_default());
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// Why a simulation could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum SimRunError {
+    /// The spec is invalid.
+    #[error("the run specification is invalid")]
+    Spec(#[from] SpecError),
+    /// Too many steps: the core or the model spins without finishing.
+    #[error("no end after {steps} steps (at {at}): livelock")]
+    Livelock {
+        /// Steps taken.
+        steps: u64,
+        /// Virtual time reached.
+        at: Time,
+    },
+    /// Nothing left to wait for, yet the core is not finished.
+    #[error("the core is not finished at {at} but waits for nothing")]
+    Stuck {
+        /// Virtual time.
+        at: Time,
+    },
+}
+
+/// Runs `spec` on `cluster` to the end.
+pub fn simulate(spec: RunSpec, cluster: SimCluster, opts: SimOptions) -> Result<SimOutcome, SimRunError> {
+    simulate_observed(spec, cluster, opts, &mut |_| {})
+}
+
+/// Runs `spec` on `cluster` to the end, calling `observer` after every step.
+pub fn simulate_observed(
+    spec: RunSpec,
+    mut cluster: SimCluster,
+    opts: SimOptions,
+    observer: &mut dyn FnMut(&Step<'_>),
+) -> Result<SimOutcome, SimRunError> {
+    let vm_count = cluster.vm_specs().count() as u64;
+    let max_steps =
+        opts.max_steps.unwrap_or(1000 * (vm_count + cluster.host_ids().len() as u64) + 100_000);
+    let mut now = cluster.now();
+    let mut core = Core::new(spec, now)?;
+    let mut exec = Exec::default();
+    let mut events = Vec::new();
+    let mut event_count = 0u64;
+    let mut steps = 0u64;
+    let mut command_count = 0u64;
+    let mut stop = opts.stop_at;
+    let mut pushed: Vec<Input> = Vec::new();
+    let mut done: Vec<(Command, Input)> = Vec::new();
+    let mut step_events: Vec<Event> = Vec::new();
+    loop {
+        while let Some(cmd) = core.poll_command() {
+            steps += 1;
+            command_count += 1;
+            if steps > max_steps {
+                return Err(SimRunError::Livelock { steps, at: now });
+            }
+            let input = exec.run(&mut cluster, &cmd, now);
+            core.handle_event(now, input.clone());
+            done.push((cmd, input));
+        }
+        while let Some(e) = core.poll_event() {
+            event_count += 1;
+            step_events.push(e);
+        }
+        observer(&Step {
+            now,
+            cluster: &cluster,
+            commands: &done,
+            pushed: &pushed,
+            events: &step_events,
+            core: &core,
+        });
+        if opts.record_events {
+            events.append(&mut step_events);
+        } else {
+            step_events.clear();
+        }
+        done.clear();
+        pushed.clear();
+        if core.is_finished() {
+            break;
+        }
+        steps += 1;
+        if steps > max_steps {
+            return Err(SimRunError::Livelock { steps, at: now });
+        }
+        let t_core = core.poll_timeout().map(|t| t.max(now));
+        let t_stop = stop.map(|(t, _)| t.max(now));
+        let next = [t_core, cluster.next_event_time(), t_stop].into_iter().flatten().min();
+        let Some(next) = next else {
+            return Err(SimRunError::Stuck { at: now });
+        };
+        let ended = cluster.advance_to(next);
+        now = next;
+        for end in ended {
+            if let Some(input) = exec.pushed(end) {
+                core.handle_event(now, input.clone());
+                pushed.push(input);
+            }
+        }
+        if let Some((t, abort_running)) = stop {
+            if t <= now {
+                stop = None;
+                let input = Input::Stop { abort_running };
+                core.handle_event(now, input.clone());
+                pushed.push(input);
+            }
+        }
+        if t_core.is_some_and(|t| t <= now) {
+            core.handle_timeout(now);
+        }
+    }
+    let snapshot = core.snapshot(now);
+    Ok(SimOutcome {
+        events,
+        event_count,
+        makespan: now,
+        snapshot,
+        peak_concurrency: cluster.peak_concurrency(),
+        steps,
+        commands: command_count,
+        cluster,
+    })
+}
+
+/// Carries out commands against the cluster; remembers requests and the handles the core knows.
+#[derive(Debug, Default)]
+struct Exec {
+    requests: HashMap<(VmId, u32), MigrationRequest>,
+    known: HashSet<MigrationHandle>,
+}
+
+impl Exec {
+    fn request(&self, vm: &VmId, attempt: u32, source: &HostId, destination: &HostId) -> MigrationRequest {
+        self.requests.get(&(vm.clone(), attempt)).cloned().unwrap_or_else(|| MigrationRequest {
+            vm: vm.clone(),
+            vm_name: vm.to_string(),
+            source: source.clone(),
+            destination: destination.clone(),
+            mode: MigrationMode::Live,
+            layout: PathLayout::default(),
+            attempt,
+            run_id: String::new(),
+        })
+    }
+
+    fn remember(&mut self, req: &MigrationRequest) {
+        self.requests.entry((req.vm.clone(), req.attempt)).or_insert_with(|| req.clone());
+    }
+
+    /// The status input for a migration that ended, if the core knows that migration.
+    fn pushed(&mut self, end: MigrationEnd) -> Option<Input> {
+        if !self.known.contains(&end.handle) {
+            return None;
+        }
+        Some(Input::MigrationStatus {
+            vm: end.request.vm,
+            attempt: end.request.attempt,
+            result: Ok(end.status),
+        })
+    }
+
+    fn run(&mut self, c: &mut SimCluster, cmd: &Command, now: Time) -> Input {
+        match cmd {
+            Command::RefreshHost { host } => Input::HostRefreshed {
+                host: host.clone(),
+                requested_at: now,
+                result: c
+                    .host_info(host)
+                    .and_then(|i| c.list_vms(host).map(|v| (i, v)))
+                    .map_err(Into::into),
+            },
+            Command::StartMigration(req) => {
+                self.remember(req);
+                let result = c.start_migration(req);
+                if let Ok(h) = &result {
+                    self.known.insert(h.clone());
+                }
+                Input::MigrationStarted { vm: req.vm.clone(), attempt: req.attempt, result: result.map_err(Into::into) }
+            }
+            Command::PollMigration { vm, attempt, source, destination, handle } => {
+                let req = self.request(vm, *attempt, source, destination);
+                Input::MigrationStatus {
+                    vm: vm.clone(),
+                    attempt: *attempt,
+                    result: c.migration_status(&req, handle).map_err(Into::into),
+                }
+            }
+            Command::AbortMigration { vm, attempt, source, destination, handle } => {
+                let req = self.request(vm, *attempt, source, destination);
+                Input::AbortDone {
+                    vm: vm.clone(),
+                    attempt: *attempt,
+                    result: c.abort_migration(&req, handle).map_err(Into::into),
+                }
+            }
+            Command::Converge { vm, attempt, source, handle, aid } => {
+                let req = self.request(vm, *attempt, source, source);
+                Input::Converged {
+                    vm: vm.clone(),
+                    attempt: *attempt,
+                    result: c.converge(&req, handle, *aid).map_err(Into::into),
+                }
+            }
+            Command::Locate { vm, attempt, request } => {
+                self.remember(request);
+                let result = c.locate(request);
+                if let Ok(Some(h)) = result.as_ref().map(|l| l.running_migration.clone()) {
+                    self.known.insert(h);
+                }
+                Input::Located { vm: vm.clone(), attempt: *attempt, result: result.map_err(Into::into) }
+            }
+            Command::Verify { vm, attempt, request } => {
+                self.remember(request);
+                Input::Verified { vm: vm.clone(), attempt: *attempt, result: c.verify(request).map_err(Into::into) }
+            }
+            Command::ListLeftovers { vm, attempt, request, context } => {
+                self.remember(request);
+                Input::LeftoversListed {
+                    vm: vm.clone(),
+                    attempt: *attempt,
+                    result: c.leftovers(request, *context).map_err(Into::into),
+                }
+            }
+            Command::RemoveLeftover { vm, attempt, leftover, context } => {
+                let req = self.request(vm, *attempt, &leftover.host, &leftover.host);
+                Input::LeftoverRemoved {
+                    vm: vm.clone(),
+                    attempt: *attempt,
+                    leftover: leftover.clone(),
+                    result: c.remove_leftover(&req, leftover, *context).map_err(Into::into),
+                }
+            }
+        }
+    }
+}
