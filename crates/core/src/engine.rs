@@ -45,6 +45,8 @@ struct HostState {
     /// When our slots on this host were last released (to tell stale listings from foreign ones).
     releases: VecDeque<Time>,
     announced: Option<(u32, u32)>,
+    /// Our VMs that arrived here and whose reservation awaits a refresh that shows them.
+    settling: Vec<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,7 +67,8 @@ struct SourceState {
     ready: BTreeSet<OrderKey>,
 }
 
-type OrderKey = (Reverse<i32>, u64, usize);
+/// (offline and offline_last, priority, size key, VM index): the order a source's ready VMs start in.
+type OrderKey = (bool, Reverse<i32>, u64, usize);
 
 #[derive(Debug, Default)]
 struct SeedPass {
@@ -82,6 +85,8 @@ pub struct Core {
     hosts: Vec<HostState>,
     host_index: BTreeMap<HostId, usize>,
     sources: Vec<SourceState>,
+    /// Host index -> its entry in `sources`, if it is a source.
+    source_state: Vec<Option<usize>>,
     vms: Vec<VmMove>,
     vm_index: HashMap<VmId, usize>,
     vm_source: Vec<usize>,
@@ -135,6 +140,7 @@ impl Core {
                     seen_ours: BTreeSet::new(),
                     releases: VecDeque::new(),
                     announced: None,
+                    settling: Vec::new(),
                 });
                 hosts.len() - 1
             })
@@ -167,6 +173,7 @@ impl Core {
         let mut core = Core {
             hosts,
             host_index,
+            source_state: Vec::new(),
             sources,
             vms: Vec::new(),
             vm_index: HashMap::new(),
@@ -196,6 +203,10 @@ impl Core {
             now,
             spec,
         };
+        core.source_state = vec![None; n];
+        for (si, s) in core.sources.iter().enumerate() {
+            core.source_state[s.host] = Some(si);
+        }
         for h in 0..n {
             core.refresh_limit(h);
         }
@@ -539,20 +550,22 @@ impl Core {
                 let foreign = listed_foreign.max(counted_foreign);
                 self.ledger.set_foreign(h, foreign);
                 // Reservations of finished moves are now reflected in the host's own figures.
-                let mut settled = 0;
-                for r in self.reservation.iter_mut() {
-                    if let Some(res) = r {
-                        if res.host == h && res.settle_after.is_some_and(|t| t <= requested_at) {
-                            settled += 1;
+                let settling = std::mem::take(&mut self.hosts[h].settling);
+                for i in settling {
+                    let due = self.reservation[i].as_ref().is_some_and(|r| {
+                        r.host == h && r.settle_after.is_some_and(|t| t <= requested_at)
+                    });
+                    if due {
+                        if let Some(res) = self.reservation[i].take() {
                             self.hosts[h].reserved_memory =
                                 self.hosts[h].reserved_memory.saturating_sub(res.memory);
                             self.hosts[h].reserved_disk =
                                 self.hosts[h].reserved_disk.saturating_sub(res.disk);
-                            *r = None;
                         }
+                    } else if self.reservation[i].as_ref().is_some_and(|r| r.host == h) {
+                        self.hosts[h].settling.push(i);
                     }
                 }
-                let _ = settled;
                 let announce = (self.ledger.limit(h), foreign);
                 if self.hosts[h].announced != Some(announce) {
                     self.hosts[h].announced = Some(announce);
@@ -675,7 +688,7 @@ impl Core {
                 Order::SmallestFirst => size,
                 Order::AsGiven => 0,
             };
-            self.in_ready_key_init(idx, (Reverse(prio), size_key, idx));
+            self.in_ready_key_init(idx, (false, Reverse(prio), size_key, idx));
             self.emit(EventKind::Selected {
                 vm: info.id.clone(),
                 name: info.name.clone(),
@@ -745,7 +758,7 @@ impl Core {
         self.in_ready.push(None);
         self.missing_since.push(None);
         self.live_pending.push(false);
-        self.order_keys.push((Reverse(0), 0, idx));
+        self.order_keys.push((false, Reverse(0), 0, idx));
         idx
     }
 
@@ -1005,7 +1018,10 @@ impl Core {
             }
             Phase::Moved => {
                 if let Some(r) = self.reservation[idx].as_mut() {
-                    r.settle_after.get_or_insert(now);
+                    if r.settle_after.is_none() {
+                        r.settle_after = Some(now);
+                        self.hosts[r.host].settling.push(idx);
+                    }
                 }
             }
             Phase::Queued
@@ -1028,7 +1044,8 @@ impl Core {
                 .wait
                 .as_ref()
                 .is_none_or(|w| !is_observed_wait(w));
-        let key = self.order_keys[idx];
+        let mut key = self.order_keys[idx];
+        key.0 = self.vms[idx].mode == MigrationMode::Offline && self.spec.settings.offline_last;
         let si = self.source_of(idx);
         match (ready, self.in_ready[idx].is_some()) {
             (true, false) => {
@@ -1038,10 +1055,18 @@ impl Core {
                 self.in_ready[idx] = Some(key);
             }
             (false, true) => {
-                if let Some(si) = si {
-                    self.sources[si].ready.remove(&key);
+                if let (Some(si), Some(old)) = (si, self.in_ready[idx]) {
+                    self.sources[si].ready.remove(&old);
                 }
                 self.in_ready[idx] = None;
+            }
+            (true, true) if self.in_ready[idx] != Some(key) => {
+                // Its mode changed (powered off or on while queued): re-sort it.
+                if let (Some(si), Some(old)) = (si, self.in_ready[idx]) {
+                    self.sources[si].ready.remove(&old);
+                    self.sources[si].ready.insert(key);
+                }
+                self.in_ready[idx] = Some(key);
             }
             _ => {}
         }
@@ -1075,8 +1100,10 @@ impl Core {
     }
 
     fn source_of(&self, idx: usize) -> Option<usize> {
-        let h = self.vm_source[idx];
-        self.sources.iter().position(|s| s.host == h)
+        self.source_state
+            .get(self.vm_source[idx])
+            .copied()
+            .flatten()
     }
 
     /// After every input or timeout: schedule, check completion, tidy the timer heap.
@@ -1145,6 +1172,7 @@ impl Core {
     /// some destination can take now; repeated until nothing more can start.
     fn schedule(&mut self, now: Time) {
         let offline_ok = self.offline_allowed();
+        let pins = !self.spec.pins.is_empty();
         for si in 0..self.sources.len() {
             loop {
                 if !self.ledger.cluster_has_room() {
@@ -1157,11 +1185,36 @@ impl Core {
                 {
                     break;
                 }
-                let candidates: Vec<usize> = self.sources[si].ready.iter().map(|k| k.2).collect();
+                // Without pins every VM's destinations are among its source's: if none of those
+                // has a free slot, nothing of this source can start.
+                if !pins
+                    && self.sources[si]
+                        .destinations
+                        .iter()
+                        .all(|&d| self.ledger.free(d) == 0)
+                {
+                    break;
+                }
                 let mut started = false;
-                for idx in candidates {
+                let mut cursor: Option<OrderKey> = None;
+                loop {
+                    let next = match cursor {
+                        None => self.sources[si].ready.iter().next().copied(),
+                        Some(c) => self.sources[si]
+                            .ready
+                            .range((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))
+                            .next()
+                            .copied(),
+                    };
+                    let Some(key) = next else { break };
+                    cursor = Some(key);
+                    let idx = key.3;
                     if self.vms[idx].mode == MigrationMode::Offline && !offline_ok {
                         self.set_sched_wait(idx, now, WaitReason::OfflineAfterLive);
+                        if key.0 {
+                            // Offline VMs sort after the live ones: none after this can start.
+                            break;
+                        }
                         continue;
                     }
                     match self.place(idx, false) {
@@ -1204,7 +1257,7 @@ impl Core {
         }
         let offline_ok = self.live_pending_count == 0 && self.ledger.total_ours() == 0;
         for si in 0..self.sources.len() {
-            let candidates: Vec<usize> = self.sources[si].ready.iter().map(|k| k.2).collect();
+            let candidates: Vec<usize> = self.sources[si].ready.iter().map(|k| k.3).collect();
             // The seed prefers running VMs: offline ones only when nothing else is left.
             for idx in candidates {
                 if self.vms[idx].mode == MigrationMode::Offline && !offline_ok {
