@@ -6,7 +6,7 @@
 use crate::event::{Event, EventKind, Phase, Reason, WaitReason};
 use crate::io::{Command, Input};
 use crate::machine::{self, Assessment, Ctx, MoveState, Output, VmEvent, VmMove};
-use crate::model::{HostId, HostInfo, MigrationMode, VmId, VmInfo};
+use crate::model::{HostId, HostInfo, MigrationMode, MigrationRequest, VmId, VmInfo};
 use crate::select;
 use crate::slots::SlotLedger;
 use crate::spec::{Order, RunSpec, SchedulerPolicy, Selection, Settings, SpecError};
@@ -229,6 +229,105 @@ impl Core {
         });
         for h in 0..n {
             core.issue_refresh(h, now);
+        }
+        Ok(core)
+    }
+
+    /// Rebuilds the engine of an interrupted run from what its journal recorded, then observes
+    /// before acting: every VM that was in flight is located on the hosts first (a migration still
+    /// running is re-adopted, one that completed is verified and cleaned up, one that failed is
+    /// retried or given up per policy with its attempts counted); queued and cancelled VMs are
+    /// re-assessed once every host has been listed; moved and unmigratable VMs stay as they were.
+    /// Sources with recorded VMs are not selected again: the run moves the VMs it set out to move.
+    pub fn resume(spec: RunSpec, now: Time, recovered: Vec<Recovered>) -> Result<Core, SpecError> {
+        let mut core = Core::new(spec, now)?;
+        // A source whose selection was recorded is not selected again; one with nothing recorded
+        // (the crash came before its first listing) is selected as in a new run.
+        for r in &recovered {
+            if let Some(&h) = core.host_index.get(&r.source) {
+                if let Some(si) = core.source_state[h] {
+                    core.sources[si].resolved = true;
+                }
+            }
+        }
+        for r in recovered {
+            let Some(&src) = core.host_index.get(&r.source) else {
+                return Err(SpecError::UnknownHost(r.source));
+            };
+            for d in &r.destinations {
+                if !core.host_index.contains_key(d) {
+                    return Err(SpecError::UnknownHost(d.clone()));
+                }
+            }
+            let prio = core.spec.priorities.get(&r.name).copied().unwrap_or(0);
+            let size = r.memory_bytes.saturating_add(r.disk_bytes);
+            let mut vm = VmMove::new(
+                r.id,
+                r.name,
+                r.source,
+                r.destinations,
+                r.memory_bytes,
+                r.disk_bytes,
+                r.mode,
+            );
+            vm.attempts = r.attempts;
+            let idx = core.push_vm(vm, src);
+            let size_key = match core.spec.settings.order {
+                Order::LargestFirst => u64::MAX - size,
+                Order::SmallestFirst => size,
+                Order::AsGiven => 0,
+            };
+            core.in_ready_key_init(idx, (false, Reverse(prio), size_key, idx));
+            match r.state {
+                RecoveredState::Queued | RecoveredState::Cancelled(_) => {
+                    core.searching.insert(idx);
+                    core.step(
+                        idx,
+                        now,
+                        VmEvent::Assessed(Assessment::Wait {
+                            reason: WaitReason::Searching,
+                            held: false,
+                        }),
+                    );
+                }
+                RecoveredState::InFlight(mut req) => {
+                    req.attempt = core.vms[idx].attempts.max(1);
+                    core.vms[idx].attempts = req.attempt;
+                    let why = crate::model::Failure::new(
+                        crate::model::ErrorClass::Indeterminate,
+                        "vmove stopped while this move was in flight",
+                    );
+                    core.commands.push_back(Command::Locate {
+                        vm: core.vms[idx].id.clone(),
+                        attempt: req.attempt,
+                        request: req.clone(),
+                    });
+                    core.vms[idx].state = MoveState::Locating {
+                        req,
+                        why,
+                        tries: 0,
+                        abort_rounds: 0,
+                    };
+                    let out = Output::default();
+                    core.apply(idx, now, Phase::Queued, Phase::Locating, out);
+                    let vm = core.vms[idx].id.clone();
+                    core.emit(EventKind::Transition {
+                        vm,
+                        from: Phase::Queued,
+                        to: Phase::Locating,
+                    });
+                }
+                RecoveredState::Moved(d) => {
+                    core.step(idx, now, VmEvent::Assessed(Assessment::AlreadyThere(d)));
+                }
+                RecoveredState::Unmigratable(reason) => {
+                    core.step(
+                        idx,
+                        now,
+                        VmEvent::Assessed(Assessment::Unmigratable(reason)),
+                    );
+                }
+            }
         }
         Ok(core)
     }
@@ -583,7 +682,9 @@ impl Core {
                         self.resolve_source(si, &vms, now);
                     }
                 }
-                changed.extend(self.searching.iter().copied());
+                if self.initialized {
+                    changed.extend(self.searching.iter().copied());
+                }
                 changed.sort_unstable();
                 changed.dedup();
                 for i in changed {
@@ -606,6 +707,13 @@ impl Core {
         }
         if !self.initialized && self.hosts.iter().all(|hs| hs.answered) {
             self.initialized = true;
+            // VMs recovered from a journal are placed once every host has been listed.
+            let pending: Vec<usize> = self.searching.iter().copied().collect();
+            for i in pending {
+                if self.vms[i].phase() == Phase::Queued {
+                    self.reassess(i, now);
+                }
+            }
         }
     }
 
@@ -1383,6 +1491,45 @@ impl Core {
             })
         }
     }
+}
+
+/// One VM of an interrupted run, as its journal recorded it (see [`Core::resume`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recovered {
+    /// Id.
+    pub id: VmId,
+    /// Name.
+    pub name: String,
+    /// Source host.
+    pub source: HostId,
+    /// Allowed destinations.
+    pub destinations: Vec<HostId>,
+    /// Memory, bytes.
+    pub memory_bytes: u64,
+    /// Disk, bytes.
+    pub disk_bytes: u64,
+    /// Live or offline.
+    pub mode: MigrationMode,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Where its move stood.
+    pub state: RecoveredState,
+}
+
+/// Where a recovered VM's move stood when the journal was last written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecoveredState {
+    /// Not started (or waiting to retry).
+    Queued,
+    /// An attempt was under way (started, migrating, aborting, verifying, cleaning up...): the
+    /// request of that attempt.
+    InFlight(MigrationRequest),
+    /// Moved (verified) to this host.
+    Moved(HostId),
+    /// Given up.
+    Unmigratable(Reason),
+    /// Not moved because that run was stopped: resume moves it.
+    Cancelled(Reason),
 }
 
 enum Place {

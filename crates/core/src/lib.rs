@@ -29,7 +29,7 @@ pub mod spec;
 pub mod time;
 pub mod view;
 
-pub use engine::Core;
+pub use engine::{Core, Recovered, RecoveredState};
 pub use event::{Event, EventKind, Phase, Reason, WaitReason};
 pub use io::{Command, Input, LeftoverContext};
 pub use model::*;

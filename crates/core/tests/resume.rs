@@ -1,0 +1,157 @@
+//! Crash at every point of a run and resume: the same final placement, no attempt started twice,
+//! nothing cleaned up twice, every VM on exactly one host.
+#![allow(clippy::unwrap_used)]
+mod common;
+use common::*;
+use std::collections::BTreeMap;
+use vmove_core::*;
+
+/// What a journal knows at the crash: each VM's phase and its attempt's request.
+fn recover(core: &Core, spec: &RunSpec) -> Vec<Recovered> {
+    core.snapshot(Time::ZERO)
+        .vms
+        .into_iter()
+        .map(|v| {
+            let req = |dst: &HostId| MigrationRequest {
+                vm: v.id.clone(),
+                vm_name: v.name.clone(),
+                source: v.source.clone(),
+                destination: dst.clone(),
+                mode: v.mode,
+                layout: spec.layouts.get(dst).cloned().unwrap_or_default(),
+                attempt: v.attempts,
+                run_id: spec.run_id.clone(),
+            };
+            let state = match v.phase {
+                Phase::Queued | Phase::BackingOff => RecoveredState::Queued,
+                Phase::Moved => RecoveredState::Moved(v.destination.clone().unwrap()),
+                Phase::Unmigratable => RecoveredState::Unmigratable(v.reason.clone().unwrap()),
+                Phase::Cancelled => RecoveredState::Cancelled(v.reason.clone().unwrap()),
+                _ => RecoveredState::InFlight(req(v.destination.as_ref().unwrap())),
+            };
+            Recovered {
+                id: v.id,
+                name: v.name,
+                source: v.source,
+                destinations: spec.sources[0].destinations.clone(),
+                memory_bytes: v.memory_bytes,
+                disk_bytes: v.disk_bytes,
+                mode: v.mode,
+                attempts: v.attempts,
+                state,
+            }
+        })
+        .collect()
+}
+
+fn world() -> World {
+    let mut w = World::new();
+    w.add_host("a", Some(2));
+    w.add_host("b", Some(2));
+    w.add_host("c", Some(2));
+    for i in 0..4 {
+        w.add_vm("a", vm(&format!("v{i}"), PowerState::Running));
+    }
+    w.add_vm("a", vm("off", PowerState::Off));
+    w
+}
+
+fn the_spec() -> RunSpec {
+    spec("a", &["b", "c"], &["a", "b", "c"])
+}
+
+#[test]
+fn resume_after_a_crash_at_every_command_reaches_the_same_placement() {
+    // Count the commands of an uninterrupted run.
+    let mut w = world();
+    let mut core = Core::new(the_spec(), Time::ZERO).unwrap();
+    let mut total = 0;
+    run(&mut core, &mut w, Time::ZERO, |_, _, _| total += 1);
+    assert_eq!(core.snapshot(Time::ZERO).counts(), (5, 0, 0));
+    assert!(total >= 40, "a run this size issues more commands: {total}");
+
+    for cut in 0..total {
+        let mut w = world();
+        let mut core = Core::new(the_spec(), Time::ZERO).unwrap();
+        let mut now = Time::ZERO;
+        let mut n = 0;
+        // Run until command `cut` has been carried out by the world, then lose its answer: crash.
+        'outer: loop {
+            while let Some(c) = core.poll_command() {
+                let answer = w.answer(now, c);
+                n += 1;
+                if n > cut {
+                    break 'outer;
+                }
+                if let Some(i) = answer {
+                    core.handle_event(now, i);
+                }
+            }
+            assert!(!core.is_finished(), "cut {cut} beyond the run");
+            let t_core = core.poll_timeout();
+            let done = w.migs.iter().map(|(id, m)| (m.done_at, id.clone())).min();
+            match (t_core, done) {
+                (Some(t), Some((tw, _))) if t <= tw => {
+                    now = t;
+                    core.handle_timeout(now);
+                }
+                (_, Some((tw, id))) => {
+                    now = now.max(tw);
+                    let attempt = core
+                        .snapshot(now)
+                        .vms
+                        .iter()
+                        .find(|v| v.id == id)
+                        .unwrap()
+                        .attempts;
+                    w.finish(&id);
+                    core.handle_event(
+                        now,
+                        Input::MigrationStatus {
+                            vm: id,
+                            attempt,
+                            result: Ok(MigrationStatus::Completed),
+                        },
+                    );
+                }
+                (Some(t), None) => {
+                    now = t;
+                    core.handle_timeout(now);
+                }
+                (None, None) => panic!("stuck before cut {cut}"),
+            }
+        }
+        let recovered = recover(&core, &the_spec());
+        drop(core);
+        let mut resumed = Core::resume(the_spec(), now, recovered).unwrap();
+        run(&mut resumed, &mut w, now, |_, _, _| {});
+        let snap = resumed.snapshot(now);
+        assert_eq!(snap.counts(), (5, 0, 0), "cut {cut}: {:#?}", snap.vms);
+        // Every VM on exactly one host, and not on the source.
+        for v in &snap.vms {
+            let places = w.find(&v.id);
+            assert_eq!(places.len(), 1, "cut {cut}: {} on {places:?}", v.name);
+            assert_ne!(places[0].0.as_str(), "a");
+        }
+        // No attempt started twice, nothing removed twice.
+        let mut starts: BTreeMap<&str, u32> = BTreeMap::new();
+        for l in w.log.iter().filter(|l| l.starts_with("start ")) {
+            *starts.entry(l.split(' ').nth(1).unwrap()).or_default() += 1;
+        }
+        assert!(starts.values().all(|&n| n == 1), "cut {cut}: {starts:?}");
+        let mut removed = w
+            .removed
+            .iter()
+            .map(|(l, _)| l.what.clone())
+            .collect::<Vec<_>>();
+        let before = removed.len();
+        removed.sort();
+        removed.dedup();
+        assert_eq!(before, removed.len(), "cut {cut}: a leftover removed twice");
+        assert!(
+            w.leftovers.values().all(|l| l.is_empty()),
+            "cut {cut}: leftovers remain {:?}",
+            w.leftovers
+        );
+    }
+}
