@@ -37,7 +37,7 @@ pub mod testing;
 pub use clock::{Clock, ManualClock, SystemClock, WallTime};
 pub use error::{JournalError, Result};
 pub use journal::{Journal, Options};
-pub use rebuild::{VmResume, rebuild};
+pub use rebuild::{VmResume, rebuild, recovered};
 pub use record::{
     ConfigFormat, Entry, EntryBody, Holder, IntentId, IntentRecord, LeaseInfo, NewRun, RunEnd,
     RunRecord, RunState, RunSummary, StopRequest,

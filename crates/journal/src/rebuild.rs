@@ -6,8 +6,8 @@
 use crate::record::{EntryBody, IntentRecord, RunRecord};
 use std::collections::BTreeMap;
 use vmove_core::{
-    Command, EventKind, HostId, Input, Leftover, MigrationHandle, MigrationRequest, Phase,
-    Verification, VmId,
+    Command, EventKind, HostId, Input, Leftover, MigrationHandle, MigrationMode, MigrationRequest,
+    Phase, Reason, Recovered, RecoveredState, RunSpec, Verification, VmId,
 };
 
 /// One VM's facts from the journal.
@@ -19,6 +19,18 @@ pub struct VmResume {
     pub name: String,
     /// Source host as selected.
     pub source: Option<HostId>,
+    /// Live or offline (as selected, then as the last attempt was started).
+    pub mode: MigrationMode,
+    /// Memory, bytes (as selected).
+    pub memory_bytes: u64,
+    /// Disk, bytes (as selected).
+    pub disk_bytes: u64,
+    /// Where it ended up, once moved.
+    pub moved_to: Option<HostId>,
+    /// Why it was given up or cancelled.
+    pub reason: Option<Reason>,
+    /// Attempts whose failure was settled (an `AttemptFailed` event: the hosts were looked at).
+    pub failed_attempts: Vec<u32>,
     /// The last phase the events recorded (`Queued` once selected, before any transition).
     pub phase: Phase,
     /// The highest attempt number started (0: none).
@@ -45,6 +57,12 @@ impl VmResume {
             name: vm.0.clone(),
             vm,
             source: None,
+            mode: MigrationMode::Live,
+            memory_bytes: 0,
+            disk_bytes: 0,
+            moved_to: None,
+            reason: None,
+            failed_attempts: Vec::new(),
             phase: Phase::Queued,
             attempt: 0,
             last_request: None,
@@ -73,7 +91,13 @@ impl VmResume {
 
 /// Per VM, in id order: the last phase, attempt, request, handle, proof and unanswered intents.
 pub fn rebuild(record: &RunRecord) -> BTreeMap<VmId, VmResume> {
+    rebuild_ordered(record).0
+}
+
+/// [`rebuild`], plus the VM ids in the order they were selected.
+fn rebuild_ordered(record: &RunRecord) -> (BTreeMap<VmId, VmResume>, Vec<VmId>) {
     let mut out: BTreeMap<VmId, VmResume> = BTreeMap::new();
+    let mut order: Vec<VmId> = Vec::new();
     for entry in &record.entries {
         match &entry.body {
             EntryBody::Intent(Command::StartMigration(req)) => {
@@ -127,14 +151,42 @@ pub fn rebuild(record: &RunRecord) -> BTreeMap<VmId, VmResume> {
                     .entry(vm.clone())
                     .or_insert_with(|| VmResume::new(vm.clone()));
                 match &ev.kind {
-                    EventKind::Selected { name, source, .. } => {
+                    EventKind::Selected {
+                        name,
+                        source,
+                        mode,
+                        memory_bytes,
+                        disk_bytes,
+                        ..
+                    } => {
+                        if !order.contains(vm) {
+                            order.push(vm.clone());
+                        }
                         v.name = name.clone();
                         v.source = Some(source.clone());
+                        v.mode = *mode;
+                        v.memory_bytes = *memory_bytes;
+                        v.disk_bytes = *disk_bytes;
                     }
                     EventKind::Transition { to, .. } => v.phase = *to,
-                    EventKind::Moved { .. } => v.phase = Phase::Moved,
-                    EventKind::Unmigratable { .. } => v.phase = Phase::Unmigratable,
-                    EventKind::Cancelled { .. } => v.phase = Phase::Cancelled,
+                    EventKind::AttemptStarted { mode, .. } => v.mode = *mode,
+                    EventKind::AttemptFailed { attempt, .. }
+                        if !v.failed_attempts.contains(attempt) =>
+                    {
+                        v.failed_attempts.push(*attempt);
+                    }
+                    EventKind::Moved { destination, .. } => {
+                        v.phase = Phase::Moved;
+                        v.moved_to = Some(destination.clone());
+                    }
+                    EventKind::Unmigratable { reason, .. } => {
+                        v.phase = Phase::Unmigratable;
+                        v.reason = Some(reason.clone());
+                    }
+                    EventKind::Cancelled { reason, .. } => {
+                        v.phase = Phase::Cancelled;
+                        v.reason = Some(reason.clone());
+                    }
                     EventKind::Verified { .. } => v.verified_event = true,
                     _ => {}
                 }
@@ -150,7 +202,7 @@ pub fn rebuild(record: &RunRecord) -> BTreeMap<VmId, VmResume> {
             v.open_intents.push(intent);
         }
     }
-    out
+    (out, order)
 }
 
 /// The VMs that are not final: the ones resume must observe.
@@ -159,4 +211,100 @@ pub fn in_flight(record: &RunRecord) -> Vec<VmResume> {
         .into_values()
         .filter(|v| !v.is_final())
         .collect()
+}
+
+impl VmResume {
+    /// Whether an attempt may be under way as far as the journal can tell: a start was recorded
+    /// and that attempt's failure was never settled (no `AttemptFailed` event, which the core
+    /// emits only after looking at the hosts), or an action on the world has no outcome. Only
+    /// the hosts can say what really happened: such a VM is handed to the core as in flight, to
+    /// be located. A VM whose phase says "starting" but whose start intent was never written
+    /// cannot have been started (intents are written before acting): it is not in flight.
+    pub fn maybe_in_flight(&self) -> bool {
+        if self.is_final() {
+            return false;
+        }
+        let unsettled_start =
+            self.last_request.is_some() && !self.failed_attempts.contains(&self.attempt);
+        let open_action = self.open_intents.iter().any(|i| {
+            matches!(
+                i.command,
+                Command::StartMigration(_)
+                    | Command::AbortMigration { .. }
+                    | Command::Converge { .. }
+                    | Command::RemoveLeftover { .. }
+            )
+        });
+        unsettled_start || open_action
+    }
+
+    /// What the core's [`Core::resume`](vmove_core::Core::resume) needs for this VM, or `None`
+    /// for a VM the journal knows too little about to hand over (never selected, no request).
+    ///
+    /// The mapping never trusts the journal to skip an observation: a VM that may be in flight
+    /// (see [`VmResume::maybe_in_flight`]) becomes [`RecoveredState::InFlight`] with its last
+    /// request, which the core locates on the hosts before anything else; any other unfinished
+    /// VM is queued again (and re-assessed from a fresh host listing).
+    pub fn to_recovered(&self, spec: &RunSpec) -> Option<Recovered> {
+        let source = self
+            .source
+            .clone()
+            .or_else(|| self.last_request.as_ref().map(|r| r.source.clone()))?;
+        let destinations = spec
+            .sources
+            .iter()
+            .find(|s| s.host == source)
+            .map(|s| s.destinations.clone())
+            .unwrap_or_default();
+        let state = match self.phase {
+            Phase::Moved => RecoveredState::Moved(
+                self.moved_to
+                    .clone()
+                    .or_else(|| self.last_request.as_ref().map(|r| r.destination.clone()))?,
+            ),
+            Phase::Unmigratable => {
+                RecoveredState::Unmigratable(self.reason.clone().unwrap_or(Reason::Vanished))
+            }
+            Phase::Cancelled => {
+                RecoveredState::Cancelled(self.reason.clone().unwrap_or(Reason::RunStopped))
+            }
+            _ => match (&self.last_request, self.maybe_in_flight()) {
+                (Some(req), true) => RecoveredState::InFlight(req.clone()),
+                _ => RecoveredState::Queued,
+            },
+        };
+        Some(Recovered {
+            id: self.vm.clone(),
+            name: self.name.clone(),
+            source,
+            destinations,
+            memory_bytes: self.memory_bytes,
+            disk_bytes: self.disk_bytes,
+            mode: self
+                .last_request
+                .as_ref()
+                .map(|r| r.mode)
+                .unwrap_or(self.mode),
+            attempts: self.attempt,
+            state,
+        })
+    }
+}
+
+/// Every VM of the run as [`Core::resume`](vmove_core::Core::resume) takes them, in selection
+/// order (VMs never selected but named by a request follow, by id).
+pub fn recovered(record: &RunRecord) -> Vec<Recovered> {
+    let (facts, order) = rebuild_ordered(record);
+    let mut out: Vec<Recovered> = order
+        .iter()
+        .filter_map(|vm| facts.get(vm))
+        .filter_map(|v| v.to_recovered(&record.spec))
+        .collect();
+    out.extend(
+        facts
+            .values()
+            .filter(|v| !order.contains(&v.vm))
+            .filter_map(|v| v.to_recovered(&record.spec)),
+    );
+    out
 }

@@ -4,8 +4,10 @@
 mod common;
 
 use common::*;
-use vmove_core::{Command, Input, LeftoverKind, MigrationHandle, Phase, Selection, VmId};
-use vmove_journal::{EntryBody, Journal, RunRecord, rebuild, rebuild::in_flight};
+use vmove_core::{
+    Command, HostId, Input, LeftoverKind, MigrationHandle, Phase, RecoveredState, Selection, VmId,
+};
+use vmove_journal::{EntryBody, Journal, RunRecord, rebuild, rebuild::in_flight, recovered};
 
 fn journal_with_script() -> (tempfile::TempDir, Journal, RunRecord) {
     let (dir, path) = temp_path();
@@ -128,4 +130,90 @@ fn every_cut_of_a_run_rebuilds_without_going_back() {
         }
     }
     assert_eq!(last_attempt, 2);
+}
+
+fn state_of(rec: &RunRecord, vm: &str) -> (RecoveredState, u32) {
+    let r = recovered(rec)
+        .into_iter()
+        .find(|r| r.id == VmId::new(vm))
+        .unwrap();
+    (r.state, r.attempts)
+}
+
+#[test]
+fn recovered_hands_the_core_moved_vms_with_their_destination() {
+    let (_d, _j, full) = journal_with_script();
+    let all = recovered(&full);
+    assert_eq!(
+        all.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["web0", "web1"]
+    );
+    assert_eq!(all[0].state, RecoveredState::Moved(HostId::new("b")));
+    assert_eq!((all[0].attempts, all[1].attempts), (2, 1));
+    assert_eq!(all[0].destinations, vec![HostId::new("b")]);
+    assert_eq!(all[0].source, HostId::new("a"));
+    assert_eq!(all[0].memory_bytes, 1 << 30);
+}
+
+#[test]
+fn recovered_marks_an_unanswered_start_in_flight_so_the_core_locates_it_first() {
+    let (_d, j, full) = journal_with_script();
+    let first = seq_of(&full, 0, |b| {
+        matches!(b, EntryBody::Intent(Command::StartMigration(_)))
+    });
+    let rec = j.load_run_until("r1", first).unwrap();
+    match state_of(&rec, "u-0") {
+        (RecoveredState::InFlight(req), 1) => assert_eq!(req.attempt, 1),
+        other => panic!("expected in flight at attempt 1, got {other:?}"),
+    }
+}
+
+#[test]
+fn recovered_keeps_a_failed_start_in_flight_until_the_failure_was_settled_on_the_hosts() {
+    let (_d, j, full) = journal_with_script();
+    // The start's failed outcome is recorded, but the core had not yet looked at the hosts.
+    let outcome = seq_of(&full, 0, |b| {
+        matches!(
+            b,
+            EntryBody::Outcome {
+                input: Input::MigrationStarted { result: Err(_), .. },
+                ..
+            }
+        )
+    });
+    let rec = j.load_run_until("r1", outcome).unwrap();
+    assert!(matches!(
+        state_of(&rec, "u-0"),
+        (RecoveredState::InFlight(_), 1)
+    ));
+    // Once AttemptFailed is recorded, it waits to be retried: queued, its attempt counted.
+    let settled = seq_of(
+        &full,
+        0,
+        |b| matches!(b, EntryBody::Event(e) if matches!(e.kind, vmove_core::EventKind::AttemptFailed { .. })),
+    );
+    let rec = j.load_run_until("r1", settled + 1).unwrap();
+    assert_eq!(state_of(&rec, "u-0"), (RecoveredState::Queued, 1));
+    // Phase "starting" again for attempt 2, but its start intent is not written yet: queued.
+    let second_starting = seq_of(
+        &full,
+        settled + 2,
+        |b| matches!(b, EntryBody::Event(e) if matches!(e.kind, vmove_core::EventKind::Transition { to: Phase::Starting, .. })),
+    );
+    let rec = j.load_run_until("r1", second_starting).unwrap();
+    assert_eq!(rebuild(&rec)[&VmId::new("u-0")].phase, Phase::Starting);
+    assert_eq!(state_of(&rec, "u-0"), (RecoveredState::Queued, 1));
+}
+
+#[test]
+fn recovered_keeps_a_verified_move_in_flight_until_its_cleanup_is_over() {
+    let (_d, j, full) = journal_with_script();
+    let remove = seq_of(&full, 0, |b| {
+        matches!(b, EntryBody::Intent(Command::RemoveLeftover { .. }))
+    });
+    let rec = j.load_run_until("r1", remove).unwrap();
+    match state_of(&rec, "u-0") {
+        (RecoveredState::InFlight(req), 2) => assert_eq!(req.destination, HostId::new("b")),
+        other => panic!("expected in flight at attempt 2, got {other:?}"),
+    }
 }
