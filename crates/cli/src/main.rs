@@ -1,1 +1,285 @@
-fn main() {}
+//! `vmove`: moves many virtual machines between hypervisor hosts that share no storage.
+//!
+//! A thin binary: it parses, merges and renders; the core decides.
+//!
+//! # Layout
+//! - [`args`]: raw command-line arguments (clap derive).
+//! - [`config`]: the TOML config file: lookup order, tables, errors naming file and key.
+//! - [`settings`]: `[defaults]` + `VMOVE_<KEY>` + flags -> effective settings (flags > env > file).
+//! - [`request`]: a command's selection + config -> the core's `RunSpec`.
+//! - [`drivers`]: the driver factory (the only file that knows the driver crates).
+//! - [`simrun`]: `demo` and `plan` on the simulated cluster.
+//! - [`output`]: progress bars or plain lines, the summary table, `--report`.
+//! - this file: the flow of each command, Ctrl-C handling and exit codes.
+//!
+//! Exit codes: 0 all moved, 2 some unmigratable (or not moved), 1 an error before or during the
+//! run, 130 interrupted.
+
+mod args;
+mod config;
+mod drivers;
+mod output;
+mod request;
+mod settings;
+mod simrun;
+
+use anyhow::{Context, Result, anyhow};
+use args::{Cli, Cmd, Common, PlanWhat};
+use clap::Parser;
+use config::ConfigFile;
+use output::{LinesSink, Record, RecordSink, SharedRecord};
+use request::Chosen;
+use settings::Effective;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use vmove_core::{Core, HostId, Selection, Time};
+use vmove_runtime::{Control, Drivers, EventSink, NdjsonSink, Runtime, RuntimeOptions};
+
+/// Exit code: every VM moved.
+const EXIT_OK: u8 = 0;
+/// Exit code: an error before or during the run.
+const EXIT_ERROR: u8 = 1;
+/// Exit code: some VMs are unmigratable (or were not moved).
+const EXIT_UNMIGRATABLE: u8 = 2;
+/// Exit code: interrupted by Ctrl-C.
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_ERROR } else { EXIT_OK };
+            // Help and version go to stdout, usage errors to stderr, as clap formats them.
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vmove: error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("vmove: error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// Reads the environment (a function so the settings code can be tested with a map).
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok()
+}
+
+async fn run(cli: Cli) -> Result<u8> {
+    let found = config::locate(cli.common.config.as_deref(), &env);
+    let cfg = config::load(found)?;
+    let file_origin = match &cfg.path {
+        Some((p, _)) => format!("config file `{}`", p.display()),
+        None => "the built-in defaults".to_owned(),
+    };
+    let eff = settings::merge(
+        &cfg.defaults,
+        &file_origin,
+        &env,
+        &cli.common.knobs.given(),
+        cli.common.knobs.path.clone(),
+    )?;
+    match cli.command {
+        Cmd::Config => {
+            print_config(&cfg, &eff);
+            Ok(EXIT_OK)
+        }
+        Cmd::Demo(a) => simrun::demo(&a, &eff, &cli.common).await,
+        Cmd::Plan { what } => {
+            let chosen = match what {
+                PlanWhat::Migrate(a) => Chosen::Migrate(a),
+                PlanWhat::Evacuate(a) => Chosen::Evacuate(a),
+            };
+            plan_or_move(chosen, &cfg, &eff, &cli.common, true).await
+        }
+        Cmd::Migrate(a) => {
+            let dry = a.placement.dry_run;
+            plan_or_move(Chosen::Migrate(a), &cfg, &eff, &cli.common, dry).await
+        }
+        Cmd::Evacuate(a) => {
+            let dry = a.placement.dry_run;
+            plan_or_move(Chosen::Evacuate(a), &cfg, &eff, &cli.common, dry).await
+        }
+    }
+}
+
+fn print_config(cfg: &ConfigFile, eff: &Effective) {
+    match &cfg.path {
+        Some((p, origin)) => println!("# config file: {} (found through {origin})", p.display()),
+        None => println!("# config file: none found; built-in defaults"),
+    }
+    print!("{}", settings::render(eff));
+    for (h, c) in &cfg.hosts {
+        println!(
+            "\n[hosts.{h}]\ndriver = \"{}\"{}{}",
+            c.driver.name(),
+            c.max_migrations
+                .map(|n| format!("\nmax_migrations = {n}"))
+                .unwrap_or_default(),
+            c.path
+                .as_ref()
+                .map(|p| format!("\npath = {:?}", p))
+                .unwrap_or_default()
+        );
+    }
+}
+
+/// `migrate`, `evacuate` and `plan`: build the spec, build the drivers, then plan or move.
+async fn plan_or_move(
+    chosen: Chosen,
+    cfg: &ConfigFile,
+    eff: &Effective,
+    common: &Common,
+    dry_run: bool,
+) -> Result<u8> {
+    let verb = match &chosen {
+        Chosen::Migrate(_) => "migrate",
+        Chosen::Evacuate(_) => "evacuate",
+    };
+    let draft = request::draft(&chosen, cfg, eff, request::run_id())?;
+    draft.precheck()?;
+    let mut involved = request::involved(&draft.spec);
+    involved.extend(draft.search.iter().cloned());
+    involved.extend(draft.destinations.iter().cloned());
+    let built = drivers::build(&cfg.hosts, &involved).await?;
+    let spec = if draft.unsourced.is_empty() {
+        draft.spec
+    } else {
+        let found = find_sources(&built.drivers, &draft.search, &draft.unsourced, eff).await?;
+        draft.resolve(&found)?
+    };
+    spec.validate()?;
+    if dry_run {
+        return simrun::plan(spec, &built.drivers, eff, common).await;
+    }
+    let core = Core::new(spec, Time::ZERO)?;
+    let options = RuntimeOptions {
+        call_timeout: eff.call_timeout,
+        speed: built.speed,
+    };
+    execute(core, built.drivers, options, common, verb).await
+}
+
+/// Lists the VMs of every searched host and says which hosts hold VMs matching each pattern.
+async fn find_sources(
+    drivers: &Drivers,
+    search: &[HostId],
+    patterns: &[String],
+    eff: &Effective,
+) -> Result<BTreeMap<String, Vec<HostId>>> {
+    let mut found: BTreeMap<String, Vec<HostId>> = BTreeMap::new();
+    for h in search {
+        let d = drivers
+            .get(h)
+            .ok_or_else(|| anyhow!("no driver serves host `{h}`"))?;
+        let vms = tokio::time::timeout(eff.call_timeout, d.list_vms(h))
+            .await
+            .map_err(|_| anyhow!("host `{h}` did not list its VMs within the call time-out"))?
+            .with_context(|| format!("host `{h}` could not list its VMs"))?;
+        for p in patterns {
+            let sel = vmove_core::select::apply(&Selection::Names(vec![p.clone()]), &vms);
+            if !sel.chosen.is_empty() {
+                found.entry(p.clone()).or_default().push(h.clone());
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Runs a core to its end with the usual sinks, Ctrl-C handling, summary and report.
+pub(crate) async fn execute(
+    core: Core,
+    drivers: Drivers,
+    options: RuntimeOptions,
+    common: &Common,
+    verb: &str,
+) -> Result<u8> {
+    let record: SharedRecord = Arc::new(Mutex::new(Record::new(verb)));
+    let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(RecordSink(Arc::clone(&record)))];
+    if common.json {
+        sinks.push(Box::new(NdjsonSink::new(std::io::stdout())));
+    } else if std::io::stderr().is_terminal() && !common.plain {
+        sinks.push(Box::new(output::BarsSink::new()));
+    } else {
+        sinks.push(Box::new(LinesSink::new(Box::new(std::io::stdout()))));
+    }
+
+    let (control, rx) = Control::new();
+    let presses = Arc::new(AtomicU32::new(0));
+    let ctrl_c = {
+        let presses = Arc::clone(&presses);
+        tokio::spawn(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                match presses.fetch_add(1, Ordering::SeqCst) + 1 {
+                    1 => {
+                        eprintln!(
+                            "vmove: stopping: no new moves; running ones finish. Ctrl-C again aborts them."
+                        );
+                        control.stop(false);
+                    }
+                    2 => {
+                        eprintln!(
+                            "vmove: aborting running migrations; every VM stays on one host."
+                        );
+                        control.stop(true);
+                    }
+                    _ => eprintln!("vmove: aborts asked; waiting for them to finish."),
+                }
+            }
+        })
+    };
+    let result = Runtime::new(options).run(core, drivers, sinks, rx).await;
+    ctrl_c.abort();
+
+    let error = result.error();
+    let interrupted = presses.load(Ordering::SeqCst) > 0;
+    let mut rec = output::lock(&record).clone();
+    let code = if error.is_some() {
+        rec.outcome = "failed".into();
+        if rec.error.is_none() {
+            rec.error = error.clone();
+        }
+        EXIT_ERROR
+    } else if interrupted {
+        rec.outcome = "interrupted".into();
+        EXIT_INTERRUPTED
+    } else if rec.unmigratable > 0
+        || rec.cancelled > 0
+        || rec.vms.iter().any(|v| v.outcome != "moved")
+    {
+        rec.outcome = "some_unmigratable".into();
+        EXIT_UNMIGRATABLE
+    } else {
+        rec.outcome = "all_moved".into();
+        EXIT_OK
+    };
+    let table = rec.table();
+    if common.json {
+        eprint!("\n{table}");
+    } else {
+        print!("\n{table}");
+    }
+    if let Some(path) = &common.report {
+        rec.write(path)?;
+    }
+    if let Some(e) = error {
+        eprintln!("vmove: error: the run failed: {e}");
+    }
+    Ok(code)
+}

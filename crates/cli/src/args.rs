@@ -1,0 +1,369 @@
+//! Raw command-line arguments (clap derive). Nothing here decides anything: [`crate::settings`]
+//! merges these with the config file and the environment.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Moves many virtual machines between hypervisor hosts that share no storage, reliably.
+#[derive(Parser, Debug)]
+#[command(name = "vmove", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub common: Common,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Move the named VMs (names or glob patterns, `HOST:PATTERN` to name the source).
+    Migrate(MigrateArgs),
+    /// Move every VM off one or more hosts.
+    Evacuate(EvacuateArgs),
+    /// Dry run: print the order, destinations and an ETA from a simulation of the plan.
+    Plan {
+        /// What to plan.
+        #[command(subcommand)]
+        what: PlanWhat,
+    },
+    /// Evacuate a built-in simulated cluster in (sped-up) real time.
+    Demo(DemoArgs),
+    /// Print the effective settings (after config file, environment and flags) and where they
+    /// came from.
+    Config,
+}
+
+/// What `plan` plans.
+#[derive(Subcommand, Debug)]
+pub enum PlanWhat {
+    /// Plan a `migrate`.
+    Migrate(MigrateArgs),
+    /// Plan an `evacuate`.
+    Evacuate(EvacuateArgs),
+}
+
+/// Where VMs may go, and per-VM wishes.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Placement {
+    /// Allowed destinations (comma-separated or repeated); placement picks among them.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required = true,
+        value_name = "HOST[,HOST...]"
+    )]
+    pub to: Vec<String>,
+    /// Pin a VM to one destination (repeatable).
+    #[arg(long = "pin", value_name = "VM=HOST")]
+    pub pins: Vec<String>,
+    /// Give a VM a priority; higher starts first (repeatable).
+    #[arg(long = "priority", value_name = "VM=N")]
+    pub priorities: Vec<String>,
+    /// Only plan (same as `vmove plan ...`).
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `vmove migrate`.
+#[derive(Args, Debug, Clone)]
+pub struct MigrateArgs {
+    /// VM names or glob patterns (`web-*`); `HOST:PATTERN` names the source host.
+    #[arg(required = true, value_name = "VM|PATTERN|HOST:PATTERN")]
+    pub vms: Vec<String>,
+    /// Source host of the VMs named without one (repeatable). Without it, every configured
+    /// host that is not a destination is searched.
+    #[arg(long = "from", value_name = "HOST")]
+    pub from: Vec<String>,
+    /// Destinations and wishes.
+    #[command(flatten)]
+    pub placement: Placement,
+}
+
+/// `vmove evacuate`.
+#[derive(Args, Debug, Clone)]
+pub struct EvacuateArgs {
+    /// Hosts to empty.
+    #[arg(required = true, value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Destinations and wishes.
+    #[command(flatten)]
+    pub placement: Placement,
+}
+
+/// `vmove demo`.
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Speed-up on top of the demo's own (the demo is tuned to last ~30 s at 1).
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        env = "VMOVE_DEMO_SPEED",
+        value_name = "FACTOR"
+    )]
+    pub speed: f64,
+}
+
+/// Options every command takes; the settings knobs override the config file and environment.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Common {
+    /// Config file (else $VMOVE_CONFIG, ./vmove.toml, then <user config dir>/vmove/vmove.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print events as NDJSON on stdout (and nothing else there).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Write a report when done: JSON, or Markdown when FILE ends in .md.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Plain lines even on a terminal (no progress bars).
+    #[arg(long, global = true)]
+    pub plain: bool,
+    /// The settings knobs.
+    #[command(flatten)]
+    pub knobs: Knobs,
+}
+
+/// Every `[defaults]` key settable from the command line. Values are checked where the config
+/// file's are, so a bad one is reported naming its flag.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Knobs {
+    /// Tries per VM before it is unmigratable [max_attempts].
+    #[arg(long, global = true, value_name = "N", help_heading = "Settings")]
+    pub max_attempts: Option<String>,
+    /// Cap on concurrent migrations per host [max_parallel].
+    #[arg(long, global = true, value_name = "N", help_heading = "Settings")]
+    pub max_parallel: Option<String>,
+    /// Cap on concurrent migrations across the cluster [cluster_cap].
+    #[arg(long, global = true, value_name = "N", help_heading = "Settings")]
+    pub cluster_cap: Option<String>,
+    /// Slot limit for hosts that report none [default_host_limit].
+    #[arg(long, global = true, value_name = "N", help_heading = "Settings")]
+    pub default_host_limit: Option<String>,
+    /// How often hosts are re-read [poll_interval].
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        help_heading = "Settings"
+    )]
+    pub poll_interval: Option<String>,
+    /// Re-read interval while a VM waits on a host condition [recheck_interval].
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        help_heading = "Settings"
+    )]
+    pub recheck_interval: Option<String>,
+    /// Wait per check for a started migration to show as running [job_start_timeout].
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        help_heading = "Settings"
+    )]
+    pub job_start_timeout: Option<String>,
+    /// Checks before a migration that never showed as running is aborted [job_start_attempts].
+    #[arg(long, global = true, value_name = "N", help_heading = "Settings")]
+    pub job_start_attempts: Option<String>,
+    /// How long a VM may stay backing up [backup_threshold].
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        help_heading = "Settings"
+    )]
+    pub backup_threshold: Option<String>,
+    /// How often a running migration's progress is read [progress_interval].
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        help_heading = "Settings"
+    )]
+    pub progress_interval: Option<String>,
+    /// No progress for this long means stalled [stall_timeout].
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        help_heading = "Settings"
+    )]
+    pub stall_timeout: Option<String>,
+    /// abort or escalate a stalled migration [stall_action].
+    #[arg(long, global = true, value_name = "ACTION", help_heading = "Settings")]
+    pub stall_action: Option<String>,
+    /// Longest time per GiB moved [completion_timeout_per_gib].
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        help_heading = "Settings"
+    )]
+    pub completion_timeout_per_gib: Option<String>,
+    /// Shortest completion timeout [completion_timeout_min].
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        help_heading = "Settings"
+    )]
+    pub completion_timeout_min: Option<String>,
+    /// abort or escalate at the completion timeout [completion_action].
+    #[arg(long, global = true, value_name = "ACTION", help_heading = "Settings")]
+    pub completion_action: Option<String>,
+    /// First retry delay [backoff_initial].
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        help_heading = "Settings"
+    )]
+    pub backoff_initial: Option<String>,
+    /// Longest retry delay [backoff_max].
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        help_heading = "Settings"
+    )]
+    pub backoff_max: Option<String>,
+    /// Random spread of retry delays, 0..1 [backoff_jitter].
+    #[arg(
+        long,
+        global = true,
+        value_name = "FRACTION",
+        help_heading = "Settings"
+    )]
+    pub backoff_jitter: Option<String>,
+    /// Start order: largest_first, smallest_first, as_given [order].
+    #[arg(long, global = true, value_name = "ORDER", help_heading = "Settings")]
+    pub order: Option<String>,
+    /// Scheduler: vmove or seed [policy].
+    #[arg(long, global = true, value_name = "POLICY", help_heading = "Settings")]
+    pub policy: Option<String>,
+    /// Seed of the retry jitter [seed].
+    #[arg(long, global = true, value_name = "N", help_heading = "Settings")]
+    pub seed: Option<String>,
+    /// Longest a single driver call may take [call_timeout].
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        help_heading = "Settings"
+    )]
+    pub call_timeout: Option<String>,
+    /// Destination base folder for every destination [path of each host].
+    #[arg(long, global = true, value_name = "PATH", help_heading = "Settings")]
+    pub path: Option<String>,
+    /// Stop starting moves at the first unmigratable VM [fail_fast = true].
+    #[arg(long, global = true, help_heading = "Settings")]
+    pub fail_fast: bool,
+    /// Move powered-off VMs together with running ones [offline_last = false].
+    #[arg(long, global = true, help_heading = "Settings")]
+    pub offline_first: bool,
+    /// Keep what a verified move leaves on the source [cleanup = false].
+    #[arg(long, global = true, help_heading = "Settings")]
+    pub no_cleanup: bool,
+    /// Put each VM in <path>/<VM name> [put_in_subfolder = true].
+    #[arg(long, global = true, help_heading = "Settings")]
+    pub put_in_subfolder: bool,
+    /// Each disk keeps its source drive letter [preserve_drive_letter = true].
+    #[arg(long, global = true, help_heading = "Settings")]
+    pub preserve_drive_letter: bool,
+}
+
+impl Knobs {
+    /// The knobs given, as `(config key, flag, raw value)`.
+    pub fn given(&self) -> Vec<(&'static str, &'static str, String)> {
+        let mut v = Vec::new();
+        let mut s = |key: &'static str, flag: &'static str, val: &Option<String>| {
+            if let Some(x) = val {
+                v.push((key, flag, x.clone()));
+            }
+        };
+        s("max_attempts", "--max-attempts", &self.max_attempts);
+        s("max_parallel", "--max-parallel", &self.max_parallel);
+        s("cluster_cap", "--cluster-cap", &self.cluster_cap);
+        s(
+            "default_host_limit",
+            "--default-host-limit",
+            &self.default_host_limit,
+        );
+        s("poll_interval", "--poll-interval", &self.poll_interval);
+        s(
+            "recheck_interval",
+            "--recheck-interval",
+            &self.recheck_interval,
+        );
+        s(
+            "job_start_timeout",
+            "--job-start-timeout",
+            &self.job_start_timeout,
+        );
+        s(
+            "job_start_attempts",
+            "--job-start-attempts",
+            &self.job_start_attempts,
+        );
+        s(
+            "backup_threshold",
+            "--backup-threshold",
+            &self.backup_threshold,
+        );
+        s(
+            "progress_interval",
+            "--progress-interval",
+            &self.progress_interval,
+        );
+        s("stall_timeout", "--stall-timeout", &self.stall_timeout);
+        s("stall_action", "--stall-action", &self.stall_action);
+        s(
+            "completion_timeout_per_gib",
+            "--completion-timeout-per-gib",
+            &self.completion_timeout_per_gib,
+        );
+        s(
+            "completion_timeout_min",
+            "--completion-timeout-min",
+            &self.completion_timeout_min,
+        );
+        s(
+            "completion_action",
+            "--completion-action",
+            &self.completion_action,
+        );
+        s(
+            "backoff_initial",
+            "--backoff-initial",
+            &self.backoff_initial,
+        );
+        s("backoff_max", "--backoff-max", &self.backoff_max);
+        s("backoff_jitter", "--backoff-jitter", &self.backoff_jitter);
+        s("order", "--order", &self.order);
+        s("policy", "--policy", &self.policy);
+        s("seed", "--seed", &self.seed);
+        s("call_timeout", "--call-timeout", &self.call_timeout);
+        let t = Some("true".to_string());
+        let f = Some("false".to_string());
+        if self.fail_fast {
+            s("fail_fast", "--fail-fast", &t);
+        }
+        if self.offline_first {
+            s("offline_last", "--offline-first", &f);
+        }
+        if self.no_cleanup {
+            s("cleanup", "--no-cleanup", &f);
+        }
+        if self.put_in_subfolder {
+            s("put_in_subfolder", "--put-in-subfolder", &t);
+        }
+        if self.preserve_drive_letter {
+            s("preserve_drive_letter", "--preserve-drive-letter", &t);
+        }
+        v
+    }
+}

@@ -1,0 +1,197 @@
+//! The driver factory: one driver value per kind, serving every configured host of that kind.
+//! This is the only place that knows the driver crates.
+//!
+//! Each constructor gets `(host, table)` pairs: the `[hosts.<name>]` table as written, less the
+//! CLI's layout keys (`put_in_subfolder`, `preserve_drive_letter`); `driver`, `max_migrations`
+//! and `path` stay in it, for drivers that want them.
+
+use crate::config::{DriverKind, HostConfig};
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use vmove_core::spec::dur;
+use vmove_core::{GIB, HostId, Time};
+use vmove_driver::Driver;
+use vmove_runtime::Drivers;
+use vmove_sim::{Faults, HostSpec, SimClock, SimCluster, SimDriver, VmSpec, Window};
+
+/// The drivers of a run, and the run-time speed they need (1 except for sped-up sim hosts).
+#[derive(Debug)]
+pub struct Built {
+    /// Host -> driver.
+    pub drivers: Drivers,
+    /// Run-time seconds per real second.
+    pub speed: f64,
+}
+
+/// Builds the drivers of the `involved` hosts (other configured hosts are left alone, so a
+/// host that cannot be reached does not stop a run that does not touch it).
+pub async fn build(
+    hosts: &BTreeMap<HostId, HostConfig>,
+    involved: &BTreeSet<HostId>,
+) -> Result<Built> {
+    let mut by_kind: BTreeMap<DriverKind, Vec<(HostId, toml::Table)>> = BTreeMap::new();
+    for h in involved {
+        let Some(c) = hosts.get(h) else {
+            bail!("unknown host `{h}`: it is not in the configuration's hosts");
+        };
+        by_kind
+            .entry(c.driver)
+            .or_default()
+            .push((h.clone(), c.driver_table.clone()));
+    }
+    let mut drivers = Drivers::new();
+    let mut speed = 1.0;
+    for (kind, group) in by_kind {
+        let driver: Arc<dyn Driver> = match kind {
+            DriverKind::Sim => {
+                let (d, s) = sim_from_config(&group)?;
+                speed = s;
+                Arc::new(d)
+            }
+            DriverKind::Libvirt => not_built(kind)?,
+            DriverKind::HyperV => not_built(kind)?,
+        };
+        for (h, _) in group {
+            drivers.insert(h, Arc::clone(&driver));
+        }
+    }
+    Ok(Built { drivers, speed })
+}
+
+fn not_built(kind: DriverKind) -> Result<Arc<dyn Driver>> {
+    bail!(
+        "the {} driver is not built into this vmove yet",
+        kind.name()
+    )
+}
+
+/// A `driver = "sim"` host: a simulated host with its VMs, for trying vmove without hypervisors.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimHostConfig {
+    /// Read by the CLI.
+    #[allow(dead_code)]
+    driver: String,
+    /// Read by the CLI.
+    #[allow(dead_code)]
+    max_migrations: Option<u32>,
+    /// Read by the CLI.
+    #[allow(dead_code)]
+    path: Option<String>,
+    /// The limit the simulated host reports (omit: it reports none, like libvirt).
+    migration_limit: Option<u32>,
+    #[serde(default = "d_memory")]
+    memory_gib: u64,
+    #[serde(default = "d_disk")]
+    disk_gib: u64,
+    #[serde(default = "d_nic")]
+    nic_gbps: f64,
+    #[serde(default = "d_stream")]
+    stream_mb_s: u64,
+    /// Simulated seconds per real second.
+    #[serde(default = "d_speed")]
+    speed: f64,
+    #[serde(default)]
+    vms: Vec<SimVmConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimVmConfig {
+    name: String,
+    #[serde(default = "d_vm_memory")]
+    memory_gib: f64,
+    #[serde(default)]
+    disk_gib: f64,
+    #[serde(default)]
+    off: bool,
+    #[serde(default)]
+    dirty_mib_s: u64,
+    /// Backing up from the start for this long ("10m").
+    #[serde(default)]
+    backup_for: Option<String>,
+    /// Its first N migration starts fail with a transient error.
+    #[serde(default)]
+    transient_failures: u32,
+}
+
+fn d_memory() -> u64 {
+    512
+}
+fn d_disk() -> u64 {
+    16 * 1024
+}
+fn d_nic() -> f64 {
+    10.0
+}
+fn d_stream() -> u64 {
+    500
+}
+fn d_speed() -> f64 {
+    1.0
+}
+fn d_vm_memory() -> f64 {
+    4.0
+}
+
+fn gib(x: f64) -> u64 {
+    (x.max(0.0) * GIB as f64) as u64
+}
+
+fn sim_from_config(group: &[(HostId, toml::Table)]) -> Result<(SimDriver, f64)> {
+    let mut hosts = Vec::new();
+    let mut vms = Vec::new();
+    let mut faults = Faults::default();
+    let mut speed: Option<f64> = None;
+    for (h, t) in group {
+        let c: SimHostConfig = t
+            .clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("`hosts.{h}`: {}", e.message().trim()))?;
+        if !(c.speed.is_finite() && c.speed > 0.0) {
+            bail!("`hosts.{h}.speed` must be above 0, not {}", c.speed);
+        }
+        if speed.is_some_and(|s| s != c.speed) {
+            bail!("`hosts.{h}.speed`: every sim host of a run must have the same speed");
+        }
+        speed = Some(c.speed);
+        let mut spec = HostSpec::new(h.as_str());
+        spec.migration_limit = c.migration_limit;
+        spec.memory_bytes = c.memory_gib * GIB;
+        spec.disk_bytes = c.disk_gib * GIB;
+        spec.nic_bytes_per_sec = (c.nic_gbps * 125_000_000.0) as u64;
+        spec.stream_cap_bytes_per_sec = c.stream_mb_s * 1_000_000;
+        hosts.push(spec);
+        for v in c.vms {
+            let mut vm = VmSpec::running(&v.name, h.as_str(), gib(v.memory_gib))
+                .with_dirty_rate(v.dirty_mib_s << 20);
+            if v.disk_gib > 0.0 {
+                vm = vm.with_disk(gib(v.disk_gib));
+            }
+            if v.off {
+                vm = vm.off();
+            }
+            if let Some(b) = &v.backup_for {
+                let d = dur::parse_duration(b)
+                    .map_err(|e| anyhow::anyhow!("`hosts.{h}.vms` `{}`.backup_for: {e}", v.name))?;
+                faults.backups.push((
+                    vm.id.clone(),
+                    Window {
+                        from: Time::ZERO,
+                        to: Time::ZERO + d,
+                    },
+                ));
+            }
+            if v.transient_failures > 0 {
+                faults.transient_starts(&vm.id, v.transient_failures);
+            }
+            vms.push(vm);
+        }
+    }
+    let cluster =
+        SimCluster::new(hosts, vms, faults).context("the sim hosts do not make a cluster")?;
+    let speed = speed.unwrap_or(1.0);
+    Ok((SimDriver::new(cluster, SimClock::scaled(speed)), speed))
+}

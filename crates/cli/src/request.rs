@@ -1,0 +1,256 @@
+//! From a command's selection (`migrate`/`evacuate` arguments), the config file and the
+//! effective settings to the core's [`RunSpec`]. Validation is the core's
+//! ([`RunSpec::validate`]); this only puts the pieces together.
+
+use crate::args::{EvacuateArgs, MigrateArgs, Placement};
+use crate::config::ConfigFile;
+use crate::settings::Effective;
+use anyhow::{Context, Result, anyhow, bail};
+use std::collections::{BTreeMap, BTreeSet};
+use vmove_core::{HostId, HostLimits, PathLayout, RunSpec, Selection, SourceSpec};
+
+/// What a run selects.
+#[derive(Clone, Debug)]
+pub enum Chosen {
+    /// `migrate`.
+    Migrate(MigrateArgs),
+    /// `evacuate`.
+    Evacuate(EvacuateArgs),
+}
+
+impl Chosen {
+    /// The placement arguments.
+    pub fn placement(&self) -> &Placement {
+        match self {
+            Chosen::Migrate(a) => &a.placement,
+            Chosen::Evacuate(a) => &a.placement,
+        }
+    }
+}
+
+/// A selection whose VM patterns may still need their source hosts found.
+#[derive(Clone, Debug)]
+pub struct Draft {
+    /// The spec, with the sources known so far.
+    pub spec: RunSpec,
+    /// Patterns named without a host and without `--from`: each configured host that is not a
+    /// destination must be searched for them.
+    pub unsourced: Vec<String>,
+    /// The hosts to search for them.
+    pub search: Vec<HostId>,
+    /// The allowed destinations (`--to`).
+    pub destinations: Vec<HostId>,
+}
+
+/// A fresh run id: seconds since 1970 and the process id, in hex.
+pub fn run_id() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("{secs:x}-{:x}", std::process::id())
+}
+
+fn kv<'a>(flag: &str, item: &'a str) -> Result<(&'a str, &'a str)> {
+    item.split_once('=')
+        .filter(|(k, v)| !k.trim().is_empty() && !v.trim().is_empty())
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .ok_or_else(|| anyhow!("flag `{flag}`: `{item}` is not of the form NAME=VALUE"))
+}
+
+/// Builds the draft spec. Errors name the flag at fault.
+pub fn draft(chosen: &Chosen, cfg: &ConfigFile, eff: &Effective, run_id: String) -> Result<Draft> {
+    let placement = chosen.placement();
+    let destinations: Vec<HostId> = dedup(placement.to.iter().map(|s| HostId::new(s.trim())));
+    if destinations.iter().any(|d| d.as_str().is_empty()) {
+        bail!("flag `--to`: an empty host name");
+    }
+    let mut by_source: BTreeMap<HostId, Selection> = BTreeMap::new();
+    let mut unsourced = Vec::new();
+    let mut search = Vec::new();
+    match chosen {
+        Chosen::Evacuate(a) => {
+            for h in &a.hosts {
+                by_source.insert(HostId::new(h.trim()), Selection::All);
+            }
+        }
+        Chosen::Migrate(a) => {
+            let mut loose = Vec::new();
+            for item in &a.vms {
+                match item.split_once(':') {
+                    Some((h, pat)) if cfg.hosts.contains_key(&HostId::new(h)) => {
+                        push_name(&mut by_source, HostId::new(h), pat);
+                    }
+                    _ => loose.push(item.clone()),
+                }
+            }
+            if !loose.is_empty() {
+                if a.from.is_empty() {
+                    search = cfg
+                        .hosts
+                        .keys()
+                        .filter(|h| !destinations.contains(h))
+                        .cloned()
+                        .collect();
+                    if search.is_empty() {
+                        bail!(
+                            "no configured host to look for {} on: name the source with `--from HOST` or `HOST:VM`",
+                            loose.join(", ")
+                        );
+                    }
+                    unsourced = loose;
+                } else {
+                    for h in &a.from {
+                        for p in &loose {
+                            push_name(&mut by_source, HostId::new(h.trim()), p);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut pins = cfg.pins.clone();
+    for p in &placement.pins {
+        let (vm, host) = kv("--pin", p)?;
+        pins.insert(vm.to_owned(), HostId::new(host));
+    }
+    let mut priorities = cfg.priorities.clone();
+    for p in &placement.priorities {
+        let (vm, n) = kv("--priority", p)?;
+        let n: i32 = n
+            .parse()
+            .with_context(|| format!("flag `--priority`: `{n}` is not a whole number"))?;
+        priorities.insert(vm.to_owned(), n);
+    }
+    let hosts: BTreeMap<HostId, HostLimits> = cfg
+        .hosts
+        .iter()
+        .map(|(h, c)| {
+            (
+                h.clone(),
+                HostLimits {
+                    max_migrations: c.max_migrations,
+                },
+            )
+        })
+        .collect();
+    let layouts: BTreeMap<HostId, PathLayout> = cfg
+        .hosts
+        .iter()
+        .map(|(h, c)| {
+            (
+                h.clone(),
+                PathLayout {
+                    base: eff.path.clone().or_else(|| c.path.clone()),
+                    put_in_subfolder: c.put_in_subfolder.unwrap_or(eff.put_in_subfolder),
+                    preserve_drive_letter: c
+                        .preserve_drive_letter
+                        .unwrap_or(eff.preserve_drive_letter),
+                },
+            )
+        })
+        .collect();
+    let sources = by_source
+        .into_iter()
+        .map(|(host, select)| SourceSpec {
+            host,
+            select,
+            destinations: destinations.clone(),
+        })
+        .collect();
+    let spec = RunSpec {
+        run_id,
+        sources,
+        hosts,
+        layouts,
+        pins,
+        priorities,
+        settings: eff.settings.clone(),
+    };
+    Ok(Draft {
+        spec,
+        unsourced,
+        search,
+        destinations,
+    })
+}
+
+impl Draft {
+    /// Checks the draft as the core will, with every searched host standing in as a source of
+    /// the unsourced patterns (so a bad pattern or host is reported before any host is asked).
+    pub fn precheck(&self) -> Result<(), vmove_core::SpecError> {
+        let mut spec = self.spec.clone();
+        for h in &self.search {
+            if !spec.sources.iter().any(|s| &s.host == h) {
+                spec.sources.push(SourceSpec {
+                    host: h.clone(),
+                    select: Selection::Names(self.unsourced.clone()),
+                    destinations: self.destinations.clone(),
+                });
+            }
+        }
+        spec.validate()
+    }
+
+    /// Adds the unsourced patterns to the hosts where they were found. `found` maps each
+    /// pattern to the hosts whose VM list matches it; a pattern found nowhere is an error.
+    pub fn resolve(mut self, found: &BTreeMap<String, Vec<HostId>>) -> Result<RunSpec> {
+        for p in &self.unsourced {
+            let hosts = found.get(p).map(Vec::as_slice).unwrap_or(&[]);
+            if hosts.is_empty() {
+                bail!(
+                    "`{p}` matches no VM on any configured host that is not a destination ({}); name its host with `--from HOST` or `HOST:{p}`",
+                    self.search
+                        .iter()
+                        .map(|h| h.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            for h in hosts {
+                match self.spec.sources.iter_mut().find(|s| &s.host == h) {
+                    Some(s) => {
+                        if let Selection::Names(n) = &mut s.select
+                            && !n.contains(p)
+                        {
+                            n.push(p.clone());
+                        }
+                    }
+                    None => self.spec.sources.push(SourceSpec {
+                        host: h.clone(),
+                        select: Selection::Names(vec![p.clone()]),
+                        destinations: self.destinations.clone(),
+                    }),
+                }
+            }
+        }
+        self.spec.sources.sort_by(|a, b| a.host.cmp(&b.host));
+        Ok(self.spec)
+    }
+}
+
+fn push_name(by_source: &mut BTreeMap<HostId, Selection>, host: HostId, pat: &str) {
+    let entry = by_source
+        .entry(host)
+        .or_insert_with(|| Selection::Names(Vec::new()));
+    if let Selection::Names(n) = entry
+        && !n.iter().any(|x| x == pat)
+    {
+        n.push(pat.to_owned());
+    }
+}
+
+fn dedup(it: impl Iterator<Item = HostId>) -> Vec<HostId> {
+    let mut seen = BTreeSet::new();
+    it.filter(|h| seen.insert(h.clone())).collect()
+}
+
+/// Every host a spec touches (sources and destinations).
+pub fn involved(spec: &RunSpec) -> BTreeSet<HostId> {
+    let mut s = BTreeSet::new();
+    for src in &spec.sources {
+        s.insert(src.host.clone());
+        s.extend(src.destinations.iter().cloned());
+    }
+    s
+}

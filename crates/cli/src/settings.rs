@@ -1,0 +1,318 @@
+//! Merging the `[defaults]` of the config file, `VMOVE_<KEY>` environment variables and the
+//! command-line knobs into one [`Effective`] set of settings. Precedence: flags > environment >
+//! file > built-in defaults. Every value is checked on its own first, so an error names the key
+//! and where the bad value came from.
+
+use crate::config::ConfigError;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use vmove_core::Settings;
+use vmove_core::spec::dur;
+
+/// `[defaults]` keys that are not [`Settings`] fields (the CLI and runtime read them).
+pub const EXTRA_KEYS: [&str; 3] = ["put_in_subfolder", "preserve_drive_letter", "call_timeout"];
+
+/// Keys whose string values may be written with dashes (`largest-first`).
+const ENUM_KEYS: [&str; 4] = ["order", "policy", "stall_action", "completion_action"];
+
+/// The default of the runtime's per-call time-out.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The settings in force, with where each came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Effective {
+    /// The core's knobs.
+    pub settings: Settings,
+    /// Default for every destination: put each VM in `<path>/<VM name>`.
+    pub put_in_subfolder: bool,
+    /// Default for every destination: keep each disk's source drive letter.
+    pub preserve_drive_letter: bool,
+    /// The longest a single driver call may take.
+    pub call_timeout: Duration,
+    /// `--path`: destination base folder for every destination (overrides each host's `path`).
+    pub path: Option<String>,
+    /// Key -> where its value came from (keys left at their default are absent).
+    pub origins: BTreeMap<String, String>,
+}
+
+/// Every `[defaults]` key: the [`Settings`] fields, then [`EXTRA_KEYS`].
+pub fn all_keys() -> Vec<String> {
+    let mut keys: Vec<String> = match serde_json::to_value(Settings::default()) {
+        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    keys.extend(EXTRA_KEYS.iter().map(|k| k.to_string()));
+    keys
+}
+
+/// The environment variable for a key: `VMOVE_MAX_ATTEMPTS`.
+pub fn env_name(key: &str) -> String {
+    format!("VMOVE_{}", key.to_ascii_uppercase())
+}
+
+/// Reads a value written on the command line or in the environment: TOML syntax when it is
+/// (`5`, `true`, `0.2`), else a string (`90s`, `abort`).
+pub fn parse_raw(key: &str, raw: &str) -> toml::Value {
+    let v = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| !matches!(v, toml::Value::Table(_) | toml::Value::Array(_)))
+        .unwrap_or_else(|| toml::Value::String(raw.trim().to_owned()));
+    normalise(key, v)
+}
+
+fn normalise(key: &str, v: toml::Value) -> toml::Value {
+    match v {
+        toml::Value::String(s) if ENUM_KEYS.contains(&key) => {
+            toml::Value::String(s.replace('-', "_"))
+        }
+        v => v,
+    }
+}
+
+/// Checks one key's value on its own.
+fn check(
+    key: &str,
+    value: &toml::Value,
+    origin: &str,
+    known: &[String],
+) -> Result<(), ConfigError> {
+    let bad = |message: String| ConfigError::BadValue {
+        origin: origin.to_owned(),
+        key: key.to_owned(),
+        message,
+    };
+    match key {
+        "put_in_subfolder" | "preserve_drive_letter" => match value {
+            toml::Value::Boolean(_) => Ok(()),
+            other => Err(bad(format!("must be true or false, not {other}"))),
+        },
+        "call_timeout" => duration_of(value).map(|_| ()).map_err(bad),
+        k if known.iter().any(|x| x == k) => {
+            let mut t = toml::Table::new();
+            t.insert(k.to_owned(), value.clone());
+            t.try_into::<Settings>()
+                .map(|_| ())
+                .map_err(|e| bad(e.message().trim().to_owned()))
+        }
+        _ => Err(ConfigError::UnknownKey {
+            origin: origin.to_owned(),
+            key: key.to_owned(),
+            hint: " (docs/config.md lists every key of [defaults]; `vmove config` prints them)"
+                .into(),
+        }),
+    }
+}
+
+fn duration_of(v: &toml::Value) -> Result<Duration, String> {
+    let d = match v {
+        toml::Value::String(s) => dur::parse_duration(s)?,
+        toml::Value::Integer(n) if *n >= 0 => Duration::from_secs(u64::try_from(*n).unwrap_or(0)),
+        toml::Value::Float(f) if *f >= 0.0 && f.is_finite() => Duration::from_secs_f64(*f),
+        other => {
+            return Err(format!(
+                "must be a duration like \"90s\" or \"2m\", not {other}"
+            ));
+        }
+    };
+    if d.is_zero() {
+        return Err("must be longer than 0s".into());
+    }
+    Ok(d)
+}
+
+/// Merges the layers. `file_origin` names the config file for messages; `env` reads the
+/// environment (a function so tests can pass a map); `flags` are `(key, flag, raw value)`.
+pub fn merge(
+    file_defaults: &toml::Table,
+    file_origin: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    flags: &[(&'static str, &'static str, String)],
+    path_flag: Option<String>,
+) -> Result<Effective, ConfigError> {
+    let known: Vec<String> = all_keys();
+    let mut merged = toml::Table::new();
+    let mut origins = BTreeMap::new();
+    for (k, v) in file_defaults {
+        let v = normalise(k, v.clone());
+        check(k, &v, &format!("{file_origin}, [defaults]"), &known)?;
+        origins.insert(k.clone(), file_origin.to_owned());
+        merged.insert(k.clone(), v);
+    }
+    for k in &known {
+        let name = env_name(k);
+        if let Some(raw) = env(&name) {
+            let v = parse_raw(k, &raw);
+            let origin = format!("environment variable `{name}`");
+            check(k, &v, &origin, &known)?;
+            origins.insert(k.clone(), origin);
+            merged.insert(k.clone(), v);
+        }
+    }
+    for (k, flag, raw) in flags {
+        let v = parse_raw(k, raw);
+        let origin = format!("flag `{flag}`");
+        check(k, &v, &origin, &known)?;
+        origins.insert((*k).to_owned(), origin);
+        merged.insert((*k).to_owned(), v);
+    }
+    let take_bool =
+        |t: &mut toml::Table, k: &str| t.remove(k).and_then(|v| v.as_bool()).unwrap_or(false);
+    let put_in_subfolder = take_bool(&mut merged, "put_in_subfolder");
+    let preserve_drive_letter = take_bool(&mut merged, "preserve_drive_letter");
+    let call_timeout = match merged.remove("call_timeout") {
+        Some(v) => duration_of(&v).unwrap_or(DEFAULT_CALL_TIMEOUT),
+        None => DEFAULT_CALL_TIMEOUT,
+    };
+    let settings = merged
+        .try_into::<Settings>()
+        .map_err(|e| ConfigError::BadValue {
+            origin: "the merged settings".into(),
+            key: "defaults".into(),
+            message: e.message().trim().to_owned(),
+        })?;
+    if path_flag.is_some() {
+        origins.insert("path".into(), "flag `--path`".into());
+    }
+    Ok(Effective {
+        settings,
+        put_in_subfolder,
+        preserve_drive_letter,
+        call_timeout,
+        path: path_flag,
+        origins,
+    })
+}
+
+/// The effective settings as a `[defaults]` TOML table, each line commented with its origin.
+pub fn render(eff: &Effective) -> String {
+    let mut out = String::from("[defaults]\n");
+    let table = toml::Table::try_from(&eff.settings).unwrap_or_default();
+    let origin = |k: &str| {
+        eff.origins
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| "default".into())
+    };
+    for k in all_keys() {
+        let line = match k.as_str() {
+            "put_in_subfolder" => format!("{k} = {}", eff.put_in_subfolder),
+            "preserve_drive_letter" => format!("{k} = {}", eff.preserve_drive_letter),
+            "call_timeout" => format!("{k} = \"{}\"", dur::format_duration(eff.call_timeout)),
+            _ => match table.get(&k) {
+                Some(v) => format!("{k} = {v}"),
+                None => format!("# {k} = (not set)"),
+            },
+        };
+        out.push_str(&format!("{line:<40} # {}\n", origin(&k)));
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_seeds() {
+        let e = merge(&toml::Table::new(), "f", &env_of(&[]), &[], None).unwrap();
+        assert_eq!(e.settings, Settings::default());
+        assert_eq!(e.settings.max_attempts, 3);
+        assert_eq!(e.settings.backup_threshold, Duration::from_secs(3600));
+        assert!(!e.put_in_subfolder && !e.preserve_drive_letter);
+        assert_eq!(e.call_timeout, DEFAULT_CALL_TIMEOUT);
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file() {
+        let file: toml::Table =
+            toml::from_str("max_attempts = 4\nbackup_threshold = \"2h\"\npoll_interval = \"30s\"")
+                .unwrap();
+        let env = env_of(&[
+            ("VMOVE_MAX_ATTEMPTS", "5"),
+            ("VMOVE_BACKUP_THRESHOLD", "90m"),
+        ]);
+        let flags = [("max_attempts", "--max-attempts", "6".to_string())];
+        let e = merge(&file, "config file `f`", &env, &flags, None).unwrap();
+        assert_eq!(e.settings.max_attempts, 6);
+        assert_eq!(e.settings.backup_threshold, Duration::from_secs(90 * 60));
+        assert_eq!(e.settings.poll_interval, Duration::from_secs(30));
+        assert_eq!(e.origins["max_attempts"], "flag `--max-attempts`");
+        assert_eq!(
+            e.origins["backup_threshold"],
+            "environment variable `VMOVE_BACKUP_THRESHOLD`"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_key_and_origin() {
+        let file: toml::Table = toml::from_str("backup_threshold = \"1 fortnight\"").unwrap();
+        let e = merge(&file, "config file `f`", &env_of(&[]), &[], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`backup_threshold`") && e.contains("config file `f`"),
+            "{e}"
+        );
+        let e = merge(
+            &toml::Table::new(),
+            "f",
+            &env_of(&[("VMOVE_MAX_ATTEMPTS", "lots")]),
+            &[],
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("VMOVE_MAX_ATTEMPTS") && e.contains("`max_attempts`"),
+            "{e}"
+        );
+        let flags = [("order", "--order", "random".to_string())];
+        let e = merge(&toml::Table::new(), "f", &env_of(&[]), &flags, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("flag `--order`"), "{e}");
+        let file: toml::Table = toml::from_str("max_atempts = 3").unwrap();
+        let e = merge(&file, "config file `f`", &env_of(&[]), &[], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown key `max_atempts`"), "{e}");
+    }
+
+    #[test]
+    fn dashes_in_enum_values_are_accepted() {
+        let flags = [("order", "--order", "smallest-first".to_string())];
+        let e = merge(&toml::Table::new(), "f", &env_of(&[]), &flags, None).unwrap();
+        assert_eq!(e.settings.order, vmove_core::Order::SmallestFirst);
+    }
+
+    #[test]
+    fn every_settings_key_is_known() {
+        let keys = all_keys();
+        for k in [
+            "max_attempts",
+            "poll_interval",
+            "job_start_timeout",
+            "job_start_attempts",
+            "backup_threshold",
+            "fail_fast",
+            "max_parallel",
+            "cluster_cap",
+            "put_in_subfolder",
+            "preserve_drive_letter",
+            "call_timeout",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k}");
+        }
+    }
+}
