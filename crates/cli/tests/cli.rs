@@ -1,0 +1,408 @@
+//! The `vmove` binary, run as a user would: exit codes, output, config errors, config lookup,
+//! env precedence, reports. Every test runs in its own directory with its own HOME.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A scratch directory with an isolated HOME and user config dir.
+struct Sandbox {
+    dir: PathBuf,
+}
+
+impl Sandbox {
+    fn new(name: &str) -> Sandbox {
+        let dir = std::env::temp_dir().join(format!("vmove-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("home/.config")).unwrap();
+        Sandbox { dir }
+    }
+
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_vmove"));
+        c.args(args).current_dir(&self.dir).stdin(Stdio::null());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("VMOVE_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("HOME", self.dir.join("home"));
+        c.env("XDG_CONFIG_HOME", self.dir.join("home/.config"));
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.cmd(args).output().unwrap())
+    }
+
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut c = self.cmd(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        Run::from(c.output().unwrap())
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    #[track_caller]
+    fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// A config error: exit 1, one line on stderr containing every `needle`, nothing on stdout.
+    #[track_caller]
+    fn expect_config_error(&self, needles: &[&str]) {
+        self.expect_code(1);
+        let lines: Vec<&str> = self.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "one sentence expected, got:\n{}", self.stderr);
+        for n in needles {
+            assert!(self.stderr.contains(n), "`{n}` not in: {}", self.stderr);
+        }
+        assert!(self.stdout.is_empty(), "stdout not empty: {}", self.stdout);
+    }
+}
+
+/// Two sim hosts at 1000x: `a` with three VMs (one too big for `b`), `b` empty and small.
+const SIM_HOSTS: &str = r#"
+[hosts.a]
+driver = "sim"
+speed = 1000
+migration_limit = 2
+vms = [
+  { name = "web-1", memory_gib = 2, disk_gib = 4 },
+  { name = "web-2", memory_gib = 2, disk_gib = 4, transient_failures = 1 },
+  { name = "db-1", memory_gib = 8, disk_gib = 10, backup_for = "3m" },
+  { name = "huge-1", memory_gib = 200, disk_gib = 10 },
+]
+
+[hosts.b]
+driver = "sim"
+speed = 1000
+memory_gib = 64
+"#;
+
+// ---- demo -------------------------------------------------------------------------------
+
+#[test]
+fn demo_summary_names_the_backup_wait_the_retry_and_the_vm_that_cannot_fit() {
+    let sb = Sandbox::new("demo");
+    let r = sb.run(&["demo", "--speed", "40", "--plain"]);
+    r.expect_code(2);
+    let summary = r.stdout.split("REASON / NOTES").nth(1).expect("a summary table");
+    let row = |vm: &str| summary.lines().find(|l| l.starts_with(vm)).unwrap_or_default().to_owned();
+    assert!(row("db-01").contains("moved") && row("db-01").contains("waited for a backup"), "{summary}");
+    assert!(row("web-02").contains("moved") && row("web-02").contains("retried"), "{summary}");
+    assert!(
+        row("analytics-01").contains("unmigratable")
+            && row("analytics-01").contains("no destination has room"),
+        "{summary}"
+    );
+    assert!(summary.contains("11 moved, 1 unmigratable, 0 cancelled"), "{summary}");
+}
+
+#[test]
+fn demo_json_puts_only_parseable_events_on_stdout() {
+    let sb = Sandbox::new("demo-json");
+    let r = sb.run(&["demo", "--speed", "40", "--json"]);
+    r.expect_code(2);
+    let mut kinds = std::collections::BTreeSet::new();
+    for line in r.stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        kinds.insert(v["event"].as_str().unwrap().to_owned());
+        assert!(v["at"].is_u64(), "{line}");
+    }
+    for k in ["run_started", "selected", "attempt_started", "attempt_failed", "moved", "unmigratable", "run_finished"] {
+        assert!(kinds.contains(k), "no `{k}` event in {kinds:?}");
+    }
+    // The human summary went to stderr.
+    assert!(r.stderr.contains("REASON / NOTES"), "{}", r.stderr);
+}
+
+#[test]
+fn demo_writes_json_and_markdown_reports() {
+    let sb = Sandbox::new("report");
+    sb.run(&["demo", "--speed", "40", "--plain", "--report", "out.json"]).expect_code(2);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sb.dir.join("out.json")).unwrap()).unwrap();
+    assert_eq!(v["outcome"], "some_unmigratable");
+    assert_eq!(v["moved"], 11);
+    assert_eq!(v["unmigratable"], 1);
+    let vms = v["vms"].as_array().unwrap();
+    assert_eq!(vms.len(), 12);
+    let big = vms.iter().find(|r| r["name"] == "analytics-01").unwrap();
+    assert_eq!(big["outcome"], "unmigratable");
+    assert!(big["reason"].as_str().unwrap().contains("no destination has room"));
+
+    sb.run(&["demo", "--speed", "40", "--plain", "--report", "out.md"]).expect_code(2);
+    let md = std::fs::read_to_string(sb.dir.join("out.md")).unwrap();
+    assert!(md.starts_with("# vmove run demo"), "{md}");
+    assert!(md.contains("| analytics-01 | hv-01 | - | unmigratable | 0 |"), "{md}");
+}
+
+#[test]
+fn a_second_ctrl_c_aborts_and_exits_130() {
+    let sb = Sandbox::new("sigint");
+    let mut child = sb
+        .cmd(&["demo", "--speed", "0.5", "--plain"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = child.id().to_string();
+    let int = || Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(int().success());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(int().success());
+    let started = Instant::now();
+    let out = loop {
+        if let Some(_status) = child.try_wait().unwrap() {
+            break Run::from(child.wait_with_output().unwrap());
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "vmove did not stop after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    out.expect_code(130);
+    assert!(out.stderr.contains("no new moves") && out.stderr.contains("aborting"), "{}", out.stderr);
+    // Nothing half-done: every VM of the summary is moved, cancelled or unmigratable.
+    let summary = out.stdout.split("REASON / NOTES").nth(1).expect("a summary");
+    assert!(!summary.contains("unfinished"), "{summary}");
+    assert!(summary.contains("cancelled"), "{summary}");
+}
+
+// ---- config errors ----------------------------------------------------------------------
+
+#[test]
+fn malformed_toml_names_the_file_and_line() {
+    let sb = Sandbox::new("malformed");
+    sb.write("vmove.toml", "[defaults]\nmax_attempts = = 3\n");
+    sb.run(&["evacuate", "a", "--to", "b"])
+        .expect_config_error(&["vmove.toml", "not valid TOML", "line 2"]);
+}
+
+#[test]
+fn bad_duration_names_the_key_in_file_env_and_flag() {
+    let sb = Sandbox::new("duration");
+    sb.write("vmove.toml", &format!("[defaults]\nbackup_threshold = \"1 fortnight\"\n{SIM_HOSTS}"));
+    sb.run(&["evacuate", "a", "--to", "b"])
+        .expect_config_error(&["`backup_threshold`", "vmove.toml", "fortnight"]);
+    sb.write("vmove.toml", SIM_HOSTS);
+    sb.run_env(&["evacuate", "a", "--to", "b"], &[("VMOVE_POLL_INTERVAL", "5 parsecs")])
+        .expect_config_error(&["VMOVE_POLL_INTERVAL", "`poll_interval`"]);
+    sb.run(&["evacuate", "a", "--to", "b", "--stall-timeout", "soon"])
+        .expect_config_error(&["flag `--stall-timeout`", "`stall_timeout`"]);
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let sb = Sandbox::new("unknown-key");
+    sb.write("vmove.toml", &format!("[defaults]\nmax_atempts = 3\n{SIM_HOSTS}"));
+    sb.run(&["evacuate", "a", "--to", "b"]).expect_config_error(&["unknown key `max_atempts`"]);
+    sb.write("vmove.toml", &format!("[hostz.x]\ndriver = \"sim\"\n{SIM_HOSTS}"));
+    sb.run(&["evacuate", "a", "--to", "b"]).expect_config_error(&["unknown key `hostz`"]);
+}
+
+#[test]
+fn unknown_host_is_named() {
+    let sb = Sandbox::new("unknown-host");
+    sb.write("vmove.toml", SIM_HOSTS);
+    sb.run(&["evacuate", "a", "--to", "zz"]).expect_config_error(&["unknown host `zz`"]);
+    sb.run(&["evacuate", "nowhere", "--to", "b"]).expect_config_error(&["unknown host `nowhere`"]);
+    sb.run(&["migrate", "web-1", "--from", "x", "--to", "b"]).expect_config_error(&["unknown host `x`"]);
+}
+
+#[test]
+fn a_cap_of_zero_is_refused() {
+    let sb = Sandbox::new("cap0");
+    sb.write("vmove.toml", SIM_HOSTS);
+    sb.run(&["evacuate", "a", "--to", "b", "--max-parallel", "0"])
+        .expect_config_error(&["`max_parallel` must be at least 1"]);
+    sb.run_env(&["evacuate", "a", "--to", "b"], &[("VMOVE_MAX_ATTEMPTS", "0")])
+        .expect_config_error(&["`max_attempts` must be at least 1"]);
+    sb.write("vmove.toml", &SIM_HOSTS.replace("migration_limit = 2", "max_migrations = 0"));
+    sb.run(&["evacuate", "a", "--to", "b"]).expect_config_error(&["`hosts.a.max_migrations`", "at least 1"]);
+}
+
+#[test]
+fn same_source_and_destination_is_refused() {
+    let sb = Sandbox::new("same");
+    sb.write("vmove.toml", SIM_HOSTS);
+    sb.run(&["evacuate", "a", "--to", "a"])
+        .expect_config_error(&["host `a` is both a source and a destination"]);
+    sb.run(&["migrate", "a:web-1", "--to", "b,a"])
+        .expect_config_error(&["host `a` is both a source and a destination"]);
+}
+
+#[test]
+fn a_missing_config_file_given_by_flag_or_env_is_an_error() {
+    let sb = Sandbox::new("missing");
+    sb.run(&["config", "--config", "nope.toml"]).expect_config_error(&["nope.toml", "--config"]);
+    sb.run_env(&["config"], &[("VMOVE_CONFIG", "gone.toml")])
+        .expect_config_error(&["gone.toml", "$VMOVE_CONFIG"]);
+}
+
+#[test]
+fn usage_errors_exit_1() {
+    let sb = Sandbox::new("usage");
+    let r = sb.run(&["migrate", "web-1"]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("--to"), "{}", r.stderr);
+}
+
+#[test]
+fn drivers_not_built_in_say_so() {
+    let sb = Sandbox::new("libvirt");
+    sb.write(
+        "vmove.toml",
+        "[hosts.k1]\ndriver = \"libvirt\"\nuri = \"qemu+tcp://127.0.0.1/system\"\n[hosts.k2]\ndriver = \"libvirt\"\nuri = \"qemu+tcp://127.0.0.2/system\"\n",
+    );
+    let r = sb.run(&["evacuate", "k1", "--to", "k2"]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("libvirt driver"), "{}", r.stderr);
+}
+
+// ---- config lookup and precedence --------------------------------------------------------
+
+fn max_attempts_of(r: &Run) -> String {
+    r.expect_code(0);
+    r.stdout
+        .lines()
+        .find(|l| l.starts_with("max_attempts"))
+        .map(|l| l.split_whitespace().nth(2).unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn config_lookup_order_is_flag_env_working_dir_user_dir() {
+    let sb = Sandbox::new("lookup");
+    let file = |n: u32| format!("[defaults]\nmax_attempts = {n}\n");
+    assert_eq!(max_attempts_of(&sb.run(&["config"])), "3", "built-in default");
+    sb.write("home/.config/vmove/vmove.toml", &file(7));
+    let r = sb.run(&["config"]);
+    assert_eq!(max_attempts_of(&r), "7");
+    assert!(r.stdout.contains("user config directory"), "{}", r.stdout);
+    sb.write("vmove.toml", &file(4));
+    assert_eq!(max_attempts_of(&sb.run(&["config"])), "4", "./vmove.toml beats the user dir");
+    sb.write("env.toml", &file(5));
+    assert_eq!(
+        max_attempts_of(&sb.run_env(&["config"], &[("VMOVE_CONFIG", "env.toml")])),
+        "5",
+        "$VMOVE_CONFIG beats ./vmove.toml"
+    );
+    sb.write("flag.toml", &file(6));
+    assert_eq!(
+        max_attempts_of(&sb.run_env(&["config", "--config", "flag.toml"], &[("VMOVE_CONFIG", "env.toml")])),
+        "6",
+        "--config beats $VMOVE_CONFIG"
+    );
+}
+
+#[test]
+fn flags_beat_env_which_beats_the_file() {
+    let sb = Sandbox::new("precedence");
+    sb.write("vmove.toml", "[defaults]\nmax_attempts = 4\nbackup_threshold = \"2h\"\n");
+    let r = sb.run_env(&["config"], &[("VMOVE_MAX_ATTEMPTS", "5"), ("VMOVE_BACKUP_THRESHOLD", "30m")]);
+    assert_eq!(max_attempts_of(&r), "5");
+    assert!(r.stdout.contains("backup_threshold = \"30m\""), "{}", r.stdout);
+    assert!(r.stdout.contains("VMOVE_MAX_ATTEMPTS"), "origin shown: {}", r.stdout);
+    let r = sb.run_env(&["config", "--max-attempts", "9"], &[("VMOVE_MAX_ATTEMPTS", "5")]);
+    assert_eq!(max_attempts_of(&r), "9");
+    assert!(r.stdout.contains("flag `--max-attempts`"), "{}", r.stdout);
+}
+
+// ---- real runs on sim hosts from the config ----------------------------------------------
+
+#[test]
+fn migrate_finds_the_source_of_unqualified_patterns() {
+    let sb = Sandbox::new("migrate");
+    sb.write("vmove.toml", SIM_HOSTS);
+    let r = sb.run(&["migrate", "web-*", "--to", "b", "--plain", "--report", "r.json"]);
+    r.expect_code(0);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sb.dir.join("r.json")).unwrap()).unwrap();
+    assert_eq!(v["outcome"], "all_moved");
+    let names: Vec<&str> = v["vms"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"web-1") && names.contains(&"web-2"));
+    let web2 = v["vms"].as_array().unwrap().iter().find(|r| r["name"] == "web-2").unwrap();
+    assert_eq!(web2["attempts"], 2, "its first start fails once");
+}
+
+#[test]
+fn evacuate_exits_2_when_a_vm_cannot_move() {
+    let sb = Sandbox::new("evacuate");
+    sb.write("vmove.toml", SIM_HOSTS);
+    let r = sb.run(&["evacuate", "a", "--to", "b", "--plain"]);
+    r.expect_code(2);
+    let huge = r.stdout.lines().find(|l| l.starts_with("huge-1")).unwrap_or_default();
+    assert!(huge.contains("unmigratable") && huge.contains("no destination has room"), "{}", r.stdout);
+    let db = r.stdout.lines().find(|l| l.starts_with("db-1 ")).unwrap_or_default();
+    assert!(db.contains("moved") && db.contains("waited for a backup"), "{}", r.stdout);
+}
+
+#[test]
+fn a_short_backup_threshold_from_a_flag_makes_the_backed_up_vm_unmigratable() {
+    let sb = Sandbox::new("threshold");
+    sb.write("vmove.toml", SIM_HOSTS);
+    let r = sb.run(&["migrate", "a:db-1", "--to", "b", "--plain", "--backup-threshold", "30s"]);
+    r.expect_code(2);
+    let db = r.stdout.lines().find(|l| l.starts_with("db-1 ")).unwrap_or_default();
+    assert!(db.contains("unmigratable") && db.contains("backing up"), "{}", r.stdout);
+}
+
+#[test]
+fn migrate_of_a_name_found_nowhere_is_an_error() {
+    let sb = Sandbox::new("nowhere");
+    sb.write("vmove.toml", SIM_HOSTS);
+    sb.run(&["migrate", "ghost", "--to", "b"]).expect_config_error(&["`ghost` matches no VM"]);
+}
+
+#[test]
+fn plan_prints_order_destinations_and_an_eta_without_moving() {
+    let sb = Sandbox::new("plan");
+    sb.write("vmove.toml", SIM_HOSTS);
+    let r = sb.run(&["plan", "evacuate", "a", "--to", "b"]);
+    r.expect_code(2);
+    assert!(r.stdout.contains("ETA:"), "{}", r.stdout);
+    assert!(r.stdout.contains("a -> b"), "{}", r.stdout);
+    assert!(r.stdout.contains("huge-1 would not move"), "{}", r.stdout);
+    // A dry run: no live progress lines, only the plan.
+    assert!(!r.stdout.contains("MOVED"), "{}", r.stdout);
+    let r = sb.run(&["migrate", "web-1", "--to", "b", "--dry-run"]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("web-1") && r.stdout.contains("ETA:"), "{}", r.stdout);
+}
