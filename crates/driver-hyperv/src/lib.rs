@@ -1,1 +1,25 @@
-//! vmove-driver-hyperv
+//! The Hyper-V driver of vmove: a small WS-Management/WMI client and the driver built on it.
+//!
+//! # Layout
+//! - [`xml`]: a namespace-aware XML tree (quick-xml) and escaping.
+//! - [`cim`]: CIM instances and values, endpoint references, CIM-XML and WS-Man instance forms.
+//! - [`wsman`]: the client (Enumerate/Pull with WQL, Get, Invoke), its transport (one HTTP/1.1
+//!   connection per host session, rustls for HTTPS, NTLM sealing over HTTP) and credentials.
+//! - [`paths`]: destination layouts (one path, subfolder, preserved drive letters) and the
+//!   source clean-up candidates, as pure functions.
+//! - [`config`]: `[hosts.<name>]` settings; [`driver`]: [`HyperVDriver`].
+//! - `fake` (feature `test-util`): a stateful Hyper-V protocol fake for tests.
+//!
+//! Nothing WMI-shaped leaves this crate: the driver translates instances into the engine's model.
+
+pub mod cim;
+pub mod config;
+pub mod driver;
+pub mod paths;
+pub mod wsman;
+pub mod xml;
+#[cfg(any(test, feature = "test-util"))]
+pub mod fake;
+
+pub use config::HyperVHostConfig;
+pub use driver::HyperVDriver;

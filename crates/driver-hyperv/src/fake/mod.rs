@@ -1,0 +1,477 @@
+//! A stateful Hyper-V protocol fake (feature `test-util`): one WinRM HTTP listener per fake host
+//! on 127.0.0.1, NTLM authentication through `sspi`'s server side, sealed messages, and the
+//! WS-Management operations the driver uses (Enumerate/Pull with WQL, Get, Invoke).
+//!
+//! It is test code, but it is written to the wire format real hosts use (see
+//! `docs/drivers/hyperv.md`), and an independent client (pypsrp) is run against it in the tests.
+
+pub mod wql;
+pub mod world;
+
+use crate::cim::{ANONYMOUS, CimValue, NS_ADDRESSING, NS_CIM, NS_WSMAN, write_wsman_value};
+use crate::wsman::Credentials;
+use crate::wsman::sealing;
+use crate::wsman::soap::{NS_ENUM, NS_SOAP, NS_WSMANFAULT};
+use crate::xml::{Element, NS_XSI, esc};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use sspi::{
+    AuthIdentity, BufferType, CredentialUse, DataRepresentation, Ntlm, SecurityBuffer, SecurityStatus,
+    ServerRequestFlags, Sspi, SspiImpl, Username,
+};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+pub use world::{FakeHost, FakeJob, FakeVm, Fault, Faults, World};
+
+/// The fake: a shared world and one listener per host.
+#[derive(Clone)]
+pub struct FakeHyperV {
+    world: Arc<Mutex<World>>,
+    addrs: BTreeMap<String, SocketAddr>,
+    tasks: Arc<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for FakeHyperV {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeHyperV").field("addrs", &self.addrs).finish_non_exhaustive()
+    }
+}
+
+impl Drop for FakeHyperV {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.tasks) == 1 {
+            for t in self.tasks.iter() {
+                t.abort();
+            }
+        }
+    }
+}
+
+struct ServerCtx {
+    world: Arc<Mutex<World>>,
+    host: String,
+    user: String,
+    password: String,
+}
+
+impl FakeHyperV {
+    /// Starts listeners for every host already in `world`, accepting `creds` over NTLM.
+    pub async fn start(world: World, creds: &Credentials) -> std::io::Result<FakeHyperV> {
+        let hosts: Vec<String> = world.hosts.keys().cloned().collect();
+        let world = Arc::new(Mutex::new(world));
+        let mut addrs = BTreeMap::new();
+        let mut tasks = Vec::new();
+        for h in hosts {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            addrs.insert(h.clone(), listener.local_addr()?);
+            let ctx = Arc::new(ServerCtx {
+                world: world.clone(),
+                host: h,
+                user: creds.user.clone(),
+                password: creds.password().to_owned(),
+            });
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else { return };
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        let conn = Arc::new(tokio::sync::Mutex::new(ConnState::default()));
+                        let svc = hyper::service::service_fn(move |req| {
+                            let ctx = ctx.clone();
+                            let conn = conn.clone();
+                            async move { Ok::<_, std::convert::Infallible>(handle(&ctx, &conn, req).await) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
+                    });
+                }
+            }));
+        }
+        Ok(FakeHyperV { world, addrs, tasks: Arc::new(tasks) })
+    }
+
+    /// The listener of a host.
+    pub fn addr(&self, host: &str) -> Option<SocketAddr> {
+        self.addrs.get(host).copied()
+    }
+
+    /// Runs `f` on the world (under its lock).
+    pub fn with<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
+        let mut w = self.world.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut w)
+    }
+
+    /// Advances the virtual clock and the jobs.
+    pub fn advance(&self, d: Duration) {
+        self.with(|w| {
+            w.now_ms += d.as_millis() as u64;
+            w.tick();
+        });
+    }
+}
+
+#[derive(Default)]
+struct ConnState {
+    ntlm: Option<Ntlm>,
+    handle: Option<<Ntlm as SspiImpl>::CredentialsHandle>,
+    authed: bool,
+}
+
+fn resp(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    r
+}
+
+fn unauthorized(token: Option<&[u8]>) -> Response<Full<Bytes>> {
+    use base64::Engine as _;
+    let mut r = resp(StatusCode::UNAUTHORIZED, Bytes::new());
+    let v = match token {
+        Some(t) => format!("Negotiate {}", base64::engine::general_purpose::STANDARD.encode(t)),
+        None => "Negotiate".to_owned(),
+    };
+    if let Ok(hv) = header::HeaderValue::from_str(&v) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, hv);
+    }
+    r
+}
+
+async fn handle(ctx: &ServerCtx, conn: &tokio::sync::Mutex<ConnState>, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    use base64::Engine as _;
+    // Injected HTTP-level faults.
+    let (status, hang) = {
+        let mut w = ctx.world.lock().unwrap_or_else(|p| p.into_inner());
+        let st = w.faults.http_status.get_mut(&ctx.host).and_then(|q| q.pop_front());
+        let hang = match w.faults.hang.get_mut(&ctx.host) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        };
+        (st, hang)
+    };
+    if hang {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    if let Some(st) = status {
+        let code = StatusCode::from_u16(st).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return if code == StatusCode::UNAUTHORIZED { unauthorized(None) } else { resp(code, Bytes::new()) };
+    }
+    if req.uri().path() != "/wsman" {
+        return resp(StatusCode::NOT_FOUND, Bytes::new());
+    }
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return resp(StatusCode::BAD_REQUEST, Bytes::new()),
+    };
+    let mut st = conn.lock().await;
+    if let Some(a) = auth {
+        let token = a
+            .strip_prefix("Negotiate ")
+            .or_else(|| a.strip_prefix("NTLM "))
+            .and_then(|t| base64::engine::general_purpose::STANDARD.decode(t.trim()).ok());
+        let Some(token) = token else { return unauthorized(None) };
+        match ntlm_step(ctx, &mut st, token) {
+            Ok(Some(challenge)) => return unauthorized(Some(&challenge)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!("fake NTLM refused: {e}");
+                *st = ConnState::default();
+                return unauthorized(None);
+            }
+        }
+    }
+    if !st.authed {
+        return unauthorized(None);
+    }
+    if body.is_empty() {
+        return resp(StatusCode::OK, Bytes::new());
+    }
+    if !content_type.starts_with("multipart/encrypted") {
+        // AllowUnencrypted=false, as on a real host.
+        return resp(StatusCode::BAD_REQUEST, Bytes::new());
+    }
+    let Some(ntlm) = st.ntlm.as_mut() else { return unauthorized(None) };
+    let plain = match sealing::unseal(ntlm, &body) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!("fake cannot unseal: {e}");
+            return resp(StatusCode::BAD_REQUEST, Bytes::new());
+        }
+    };
+    let text = String::from_utf8_lossy(&plain).into_owned();
+    let (code, answer) = dispatch(ctx, &text);
+    match sealing::seal(ntlm, answer.as_bytes()) {
+        Ok(sealed) => {
+            let mut r = resp(code, Bytes::from(sealed));
+            r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(sealing::CONTENT_TYPE));
+            r
+        }
+        Err(_) => resp(StatusCode::INTERNAL_SERVER_ERROR, Bytes::new()),
+    }
+}
+
+/// One NTLM step: `Some(challenge)` after a NEGOTIATE, `None` once authenticated.
+fn ntlm_step(ctx: &ServerCtx, st: &mut ConnState, token: Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+    let is_negotiate = token.len() > 12 && &token[..8] == b"NTLMSSP\0" && token[8] == 1;
+    if is_negotiate || st.ntlm.is_none() {
+        let username = Username::parse(&ctx.user).map_err(|e| e.to_string())?;
+        let identity = AuthIdentity { username, password: ctx.password.clone().into() };
+        let mut ntlm = Ntlm::new();
+        let handle = ntlm
+            .acquire_credentials_handle()
+            .with_credential_use(CredentialUse::Inbound)
+            .with_auth_data(&identity)
+            .execute(&mut ntlm)
+            .map_err(|e| e.to_string())?
+            .credentials_handle;
+        st.ntlm = Some(ntlm);
+        st.handle = Some(handle);
+        st.authed = false;
+    }
+    let (Some(ntlm), Some(handle)) = (st.ntlm.as_mut(), st.handle.as_mut()) else {
+        return Err("no context".into());
+    };
+    let mut input = vec![SecurityBuffer::new(token, BufferType::Token)];
+    let mut output = vec![SecurityBuffer::new(Vec::new(), BufferType::Token)];
+    let builder = ntlm
+        .accept_security_context()
+        .with_credentials_handle(handle)
+        .with_context_requirements(ServerRequestFlags::ALLOCATE_MEMORY)
+        .with_target_data_representation(DataRepresentation::Native)
+        .with_input(&mut input)
+        .with_output(&mut output);
+    let status = ntlm
+        .accept_security_context_impl(builder)
+        .and_then(|mut g| g.resolve_to_result())
+        .map_err(|e| e.to_string())?
+        .status;
+    match status {
+        SecurityStatus::ContinueNeeded => Ok(Some(std::mem::take(&mut output[0].buffer))),
+        SecurityStatus::CompleteNeeded | SecurityStatus::CompleteAndContinue | SecurityStatus::Ok => {
+            if matches!(status, SecurityStatus::CompleteNeeded | SecurityStatus::CompleteAndContinue) {
+                ntlm.complete_auth_token(&mut output).map_err(|e| e.to_string())?;
+            }
+            // sspi checks the password; check the account name too.
+            let names = ntlm.query_context_names().map_err(|e| e.to_string())?;
+            let want = Username::parse(&ctx.user).map_err(|e| e.to_string())?;
+            if !names.username.account_name().eq_ignore_ascii_case(want.account_name()) {
+                return Err("unknown user".into());
+            }
+            st.authed = true;
+            Ok(None)
+        }
+        other => Err(format!("unexpected NTLM status {other:?}")),
+    }
+}
+
+fn envelope(action: &str, relates_to: &str, body: &str) -> String {
+    format!(
+        "<s:Envelope xmlns:s=\"{NS_SOAP}\" xmlns:a=\"{NS_ADDRESSING}\" xmlns:n=\"{NS_ENUM}\" xmlns:w=\"{NS_WSMAN}\" xmlns:xsi=\"{NS_XSI}\" xmlns:cim=\"{NS_CIM}\" xml:lang=\"en-US\">\
+<s:Header><a:To>{ANONYMOUS}</a:To><a:Action>{}</a:Action><a:MessageID>uuid:{}</a:MessageID><a:RelatesTo>{}</a:RelatesTo></s:Header>\
+<s:Body>{body}</s:Body></s:Envelope>",
+        esc(action),
+        uuid::Uuid::new_v4().to_string().to_uppercase(),
+        esc(relates_to)
+    )
+}
+
+fn fault_envelope(relates_to: &str, f: &Fault) -> String {
+    let sender = if f.subcode == "w:TimedOut" { "s:Receiver" } else { "s:Sender" };
+    let body = format!(
+        "<s:Fault><s:Code><s:Value>{sender}</s:Value><s:Subcode><s:Value>{}</s:Value></s:Subcode></s:Code>\
+<s:Reason><s:Text xml:lang=\"en-US\">{}</s:Text></s:Reason><s:Detail><f:WSManFault xmlns:f=\"{NS_WSMANFAULT}\" Code=\"{}\" Machine=\"fake\"><f:Message>{}</f:Message></f:WSManFault></s:Detail></s:Fault>",
+        esc(&f.subcode),
+        esc(&f.reason),
+        f.code,
+        esc(&f.reason)
+    );
+    envelope("http://schemas.dmtf.org/wbem/wsman/1/wsman/fault", relates_to, &body)
+}
+
+fn split_uri(uri: &str) -> Option<(String, String)> {
+    let rest = uri.strip_prefix(crate::cim::WMI_BASE)?;
+    let (ns, class) = rest.rsplit_once('/')?;
+    Some((ns.to_owned(), class.to_owned()))
+}
+
+fn write_items(out: &mut String, items: &[crate::cim::CimInstance], ns: &str) {
+    for i in items {
+        out.push_str("<w:Item>");
+        out.push_str(&i.to_wsman(ns));
+        if let Some(e) = &i.epr {
+            out.push_str("<a:EndpointReference>");
+            e.write_children(out);
+            out.push_str("</a:EndpointReference>");
+        }
+        out.push_str("</w:Item>");
+    }
+}
+
+/// Handles one plain SOAP request; returns the HTTP status and the answer.
+fn dispatch(ctx: &ServerCtx, text: &str) -> (StatusCode, String) {
+    let env = match crate::xml::parse(text) {
+        Ok(e) => e,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                fault_envelope("", &Fault { subcode: "w:SchemaValidationError".into(), code: 2_150_858_817, reason: e.to_string() }),
+            );
+        }
+    };
+    let hdr = env.child_ns(NS_SOAP, "Header").cloned().unwrap_or_default();
+    let body = env.child_ns(NS_SOAP, "Body").cloned().unwrap_or_default();
+    let h = |n: &str| hdr.child(n).map(|e| e.text_trimmed().to_owned()).unwrap_or_default();
+    let (action, uri, mid) = (h("Action"), h("ResourceURI"), h("MessageID"));
+    let selectors: Vec<(String, String)> = hdr
+        .child("SelectorSet")
+        .map(|ss| ss.children_named("Selector").map(|s| (s.attr("Name").unwrap_or("").to_owned(), s.text_trimmed().to_owned())).collect())
+        .unwrap_or_default();
+    let result = dispatch_inner(ctx, &action, &uri, &selectors, &body);
+    match result {
+        Ok((resp_action, resp_body)) => (StatusCode::OK, envelope(&resp_action, &mid, &resp_body)),
+        Err(f) => (StatusCode::INTERNAL_SERVER_ERROR, fault_envelope(&mid, &f)),
+    }
+}
+
+fn dispatch_inner(ctx: &ServerCtx, action: &str, uri: &str, selectors: &[(String, String)], body: &Element) -> Result<(String, String), Fault> {
+    let mut w = ctx.world.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(n) = w.faults.timeout_fault.get_mut(&ctx.host) {
+        if *n > 0 {
+            *n -= 1;
+            return Err(Fault {
+                subcode: "w:TimedOut".into(),
+                code: crate::wsman::soap::CODE_OPERATION_TIMEOUT,
+                reason: "The WS-Management service cannot complete the operation within the time specified in OperationTimeout.".into(),
+            });
+        }
+    }
+    let (ns, class) = split_uri(uri).ok_or_else(|| Fault {
+        subcode: "w:DestinationUnreachable".into(),
+        code: 2_150_858_770,
+        reason: format!("unknown resource URI {uri}"),
+    })?;
+    match action {
+        crate::wsman::soap::ACTION_ENUMERATE => {
+            let en = body.child("Enumerate").ok_or_else(|| Fault { subcode: "w:SchemaValidationError".into(), code: 2_150_858_817, reason: "no Enumerate".into() })?;
+            let filter = en.child("Filter");
+            let epr_mode = en.child("EnumerationMode").is_some_and(|m| m.text_trimmed() == "EnumerateObjectAndEPR");
+            let max = en.child("MaxElements").and_then(|m| m.text_trimmed().parse::<usize>().ok()).unwrap_or(1);
+            let optimize = en.child("OptimizeEnumeration").is_some();
+            let mut items = match filter {
+                Some(f) => {
+                    if class != "*" {
+                        // Real hosts fault a WQL filter on a class URI.
+                        return Err(Fault { subcode: "w:CannotProcessFilter".into(), code: 2_150_858_752, reason: "A WQL filter needs the wildcard resource URI".into() });
+                    }
+                    w.query(&ctx.host, &ns, &f.text)?
+                }
+                None => {
+                    if class == "*" {
+                        return Err(Fault { subcode: "w:InvalidParameter".into(), code: 2_150_858_778, reason: "the wildcard URI needs a filter".into() });
+                    }
+                    w.query(&ctx.host, &ns, &format!("SELECT * FROM {class}"))?
+                }
+            };
+            if !epr_mode {
+                for i in items.iter_mut() {
+                    i.epr = None;
+                }
+            }
+            let page = w.page_size.min(max.max(1));
+            let first: Vec<_> = if optimize { items.drain(..page.min(items.len())).collect() } else { Vec::new() };
+            let ctx_id = format!("uuid:{}", uuid::Uuid::new_v4().to_string().to_uppercase());
+            let mut out = String::from("<n:EnumerateResponse>");
+            let end = items.is_empty();
+            if !end {
+                w.enumerations.insert(ctx_id.clone(), items.into());
+                let _ = write!(out, "<n:EnumerationContext>{ctx_id}</n:EnumerationContext>");
+            }
+            if optimize {
+                out.push_str("<w:Items>");
+                write_items(&mut out, &first, &ns_of_items(&ns));
+                out.push_str("</w:Items>");
+                if end {
+                    out.push_str("<w:EndOfSequence/>");
+                }
+            }
+            out.push_str("</n:EnumerateResponse>");
+            Ok(("http://schemas.xmlsoap.org/ws/2004/09/enumeration/EnumerateResponse".into(), out))
+        }
+        crate::wsman::soap::ACTION_PULL => {
+            let pull = body.child("Pull").ok_or_else(|| Fault { subcode: "w:SchemaValidationError".into(), code: 2_150_858_817, reason: "no Pull".into() })?;
+            let ctx_id = pull.child("EnumerationContext").map(|c| c.text_trimmed().to_owned()).unwrap_or_default();
+            let max = pull.child("MaxElements").and_then(|m| m.text_trimmed().parse::<usize>().ok()).unwrap_or(1);
+            let page = w.page_size.min(max.max(1));
+            let mut rest = w.enumerations.remove(&ctx_id).ok_or_else(|| Fault { subcode: "n:InvalidEnumerationContext".into(), code: 2_150_858_797, reason: "unknown enumeration context".into() })?;
+            let items: Vec<_> = rest.drain(..page.min(rest.len())).collect();
+            let mut out = String::from("<n:PullResponse>");
+            let end = rest.is_empty();
+            if !end {
+                w.enumerations.insert(ctx_id.clone(), rest);
+                let _ = write!(out, "<n:EnumerationContext>{ctx_id}</n:EnumerationContext>");
+            }
+            out.push_str("<n:Items>");
+            write_items(&mut out, &items, &ns_of_items(&ns));
+            out.push_str("</n:Items>");
+            if end {
+                out.push_str("<n:EndOfSequence/>");
+            }
+            out.push_str("</n:PullResponse>");
+            Ok(("http://schemas.xmlsoap.org/ws/2004/09/enumeration/PullResponse".into(), out))
+        }
+        crate::wsman::soap::ACTION_RELEASE => Ok(("http://schemas.xmlsoap.org/ws/2004/09/enumeration/ReleaseResponse".into(), String::new())),
+        crate::wsman::soap::ACTION_GET => {
+            let inst = w.get(&ctx.host, &ns, &class, selectors)?;
+            Ok(("http://schemas.xmlsoap.org/ws/2004/09/transfer/GetResponse".into(), inst.to_wsman(&ns)))
+        }
+        a if a.starts_with(uri) && a.len() > uri.len() + 1 => {
+            let method = &a[uri.len() + 1..];
+            let input_name = format!("{method}_INPUT");
+            let input = body.child(&input_name).cloned().unwrap_or_default();
+            let out_params = w.invoke(&ctx.host, &class, method, selectors, &input)?;
+            let mut out = String::new();
+            let _ = write!(
+                out,
+                "<p:{method}_OUTPUT xmlns:p=\"{}\" xmlns:xsi=\"{NS_XSI}\" xmlns:cim=\"{NS_CIM}\" xmlns:a=\"{NS_ADDRESSING}\" xmlns:w=\"{NS_WSMAN}\">",
+                esc(uri)
+            );
+            for (n, v) in &out_params {
+                match v {
+                    // Output references are written without xsi:type, as Hyper-V does.
+                    CimValue::Ref(e) => {
+                        let _ = write!(out, "<p:{n}>");
+                        e.write_children(&mut out);
+                        let _ = write!(out, "</p:{n}>");
+                    }
+                    v => write_wsman_value(&mut out, n, v),
+                }
+            }
+            let _ = write!(out, "</p:{method}_OUTPUT>");
+            Ok((format!("{a}Response"), out))
+        }
+        _ => Err(Fault { subcode: "w:ActionNotSupported".into(), code: 2_150_858_909, reason: format!("action {action} is not supported") }),
+    }
+}
+
+fn ns_of_items(ns: &str) -> String {
+    ns.to_owned()
+}

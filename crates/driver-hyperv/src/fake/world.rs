@@ -1,0 +1,926 @@
+//! The state of the fake Hyper-V hosts and the WS-Management operations on it.
+//!
+//! Time is virtual (`now_ms`), advanced by the test, optionally plus real elapsed time.
+//! Migration jobs advance when any request looks at the world ([`World::tick`]).
+
+use super::wql::{self, Cond, Query};
+use crate::cim::{CimInstance, CimValue, Epr, class_uri};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// `root/virtualization/v2`.
+pub const NS_V2: &str = "root/virtualization/v2";
+/// `root/cimv2`.
+pub const NS_CIMV2: &str = "root/cimv2";
+
+/// A file on a fake host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeFile {
+    /// Full path as created (`E:\VMs\vm1\Virtual Hard Disks\vm1.vhdx`).
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A VM on a fake host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeVm {
+    /// GUID (`Msvm_ComputerSystem.Name`).
+    pub guid: String,
+    /// `ElementName`.
+    pub name: String,
+    /// `EnabledState`.
+    pub enabled_state: u16,
+    /// `OperationalStatus`.
+    pub op_status: Vec<u16>,
+    /// Memory, MiB.
+    pub memory_mib: u64,
+    /// `ConfigurationDataRoot`.
+    pub config_root: String,
+    /// `SnapshotDataRoot`.
+    pub snapshot_root: String,
+    /// `SwapFileDataRoot`.
+    pub swap_root: String,
+    /// VHD paths.
+    pub disks: Vec<String>,
+}
+
+/// A migration job (kept on the host that started it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeJob {
+    /// `InstanceID`.
+    pub id: String,
+    /// The VM's GUID.
+    pub vm: String,
+    /// Host key of the source.
+    pub source: String,
+    /// Host key of the destination.
+    pub destination: String,
+    /// Live (running VM) or not.
+    pub live: bool,
+    /// The new configuration root, if one was given.
+    pub new_root: Option<String>,
+    /// (old path, new path) of each disk.
+    pub disk_moves: Vec<(String, String)>,
+    /// `JobState`.
+    pub state: u16,
+    /// `PercentComplete`.
+    pub percent: u16,
+    /// When it started (virtual ms).
+    pub start_ms: u64,
+    /// How long it takes.
+    pub duration_ms: u64,
+    /// `ErrorDescription` when it failed.
+    pub error: Option<String>,
+    /// Ends with `JobState` 10 instead of completing.
+    pub fail_at_end: bool,
+}
+
+impl FakeJob {
+    fn running(&self) -> bool {
+        matches!(self.state, 2..=6)
+    }
+}
+
+/// One fake Hyper-V host.
+#[derive(Clone, Debug, Default)]
+pub struct FakeHost {
+    /// The computer name Hyper-V reports (`SystemName`).
+    pub computer_name: String,
+    /// `MaximumActiveVirtualSystemMigration`.
+    pub migration_limit: u32,
+    /// Volumes (`C:`, `E:`).
+    pub volumes: Vec<String>,
+    /// Free bytes per volume.
+    pub free_disk_bytes: u64,
+    /// Free memory.
+    pub free_memory_bytes: u64,
+    /// Files by lower-case path.
+    pub files: BTreeMap<String, FakeFile>,
+    /// Directories: lower-case path -> path as created.
+    pub dirs: BTreeMap<String, String>,
+    /// VMs by GUID.
+    pub vms: BTreeMap<String, FakeVm>,
+    /// Jobs started here, by id.
+    pub jobs: BTreeMap<String, FakeJob>,
+    /// Migrations someone else runs (counted by the service, no VM of ours).
+    pub foreign_migrations: u32,
+}
+
+/// Faults to inject.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Per VM GUID: ReturnValues the next MigrateVirtualSystemToHost calls answer (32768, 32775...).
+    pub migrate_return: BTreeMap<String, VecDeque<u32>>,
+    /// Per VM GUID: how many next migration jobs end in JobState 10.
+    pub job_exception: BTreeMap<String, u32>,
+    /// VMs CheckVirtualSystemIsMigratableToHost says no for.
+    pub unmigratable: BTreeSet<String>,
+    /// Per host key: HTTP statuses the next requests get (401, 500).
+    pub http_status: BTreeMap<String, VecDeque<u16>>,
+    /// Per host key: how many next requests get no answer at all.
+    pub hang: BTreeMap<String, u32>,
+    /// Per host key: how many next requests get the operation-timeout fault (2150858793).
+    pub timeout_fault: BTreeMap<String, u32>,
+}
+
+/// Calls seen, for tests to assert on.
+#[derive(Clone, Debug, Default)]
+pub struct Calls {
+    /// (host key, method) of each Invoke.
+    pub invokes: Vec<(String, String)>,
+    /// (host key, WQL) of each Enumerate.
+    pub queries: Vec<(String, String)>,
+    /// Raw bodies of embedded instance parameters (CIM-XML) received.
+    pub embedded: Vec<String>,
+}
+
+/// A fault to answer with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// `s:Subcode` value (`w:InvalidSelectors`).
+    pub subcode: String,
+    /// WSManFault code.
+    pub code: u64,
+    /// Words.
+    pub reason: String,
+}
+
+impl Fault {
+    fn new(subcode: &str, code: u64, reason: impl Into<String>) -> Self {
+        Fault { subcode: subcode.into(), code, reason: reason.into() }
+    }
+    fn invalid(reason: impl Into<String>) -> Self {
+        Fault::new("w:InvalidParameter", 2_150_858_778, reason)
+    }
+    fn not_found(reason: impl Into<String>) -> Self {
+        Fault::new("w:InvalidSelectors", 2_150_858_843, reason)
+    }
+}
+
+/// Output of an Invoke: out parameters in order.
+pub type Output = Vec<(String, CimValue)>;
+
+/// The whole fake world.
+#[derive(Debug, Default)]
+pub struct World {
+    /// Virtual time, ms.
+    pub now_ms: u64,
+    /// Hosts by key (the name the test and the driver config use).
+    pub hosts: BTreeMap<String, FakeHost>,
+    /// Injected faults.
+    pub faults: Faults,
+    /// What was called.
+    pub calls: Calls,
+    /// How long a migration job takes, ms (virtual).
+    pub migration_ms: u64,
+    /// Items per Enumerate/Pull page (small, so that Pull is exercised).
+    pub page_size: usize,
+    /// Open enumerations.
+    pub enumerations: BTreeMap<String, VecDeque<CimInstance>>,
+    next_id: u64,
+}
+
+/// Lower-case key of a path.
+pub fn key(p: &str) -> String {
+    p.trim_end_matches('\\').to_ascii_lowercase()
+}
+
+/// The parent folder of a Windows path (`E:\a\b` -> `E:\a`; `E:\a` -> `E:\`; `E:\` -> None).
+pub fn parent(p: &str) -> Option<String> {
+    let t = p.trim_end_matches('\\');
+    let i = t.rfind('\\')?;
+    if i == 2 && t.as_bytes().get(1) == Some(&b':') {
+        if t.len() == 3 {
+            return None;
+        }
+        return Some(format!("{}\\", &t[..2]));
+    }
+    Some(t[..i].to_owned())
+}
+
+fn file_name(p: &str) -> &str {
+    p.rsplit('\\').next().unwrap_or(p)
+}
+
+impl FakeHost {
+    /// Creates a folder and its parents.
+    pub fn mkdirs(&mut self, path: &str) {
+        let mut p = Some(path.trim_end_matches('\\').to_owned());
+        while let Some(cur) = p {
+            if cur.len() <= 3 {
+                break;
+            }
+            self.dirs.entry(key(&cur)).or_insert_with(|| cur.clone());
+            p = parent(&cur);
+        }
+    }
+    /// Writes a file (and its folders).
+    pub fn write_file(&mut self, path: &str, size: u64) {
+        if let Some(par) = parent(path) {
+            self.mkdirs(&par);
+        }
+        self.files.insert(key(path), FakeFile { path: path.to_owned(), size });
+    }
+    /// Whether a folder exists.
+    pub fn dir_exists(&self, path: &str) -> bool {
+        self.dirs.contains_key(&key(path))
+    }
+    fn volume_exists(&self, drive: &str) -> bool {
+        self.volumes.iter().any(|v| v.eq_ignore_ascii_case(drive))
+    }
+    fn active_migrations(&self, all: &BTreeMap<String, FakeHost>, me: &str) -> u32 {
+        let mut n = self.foreign_migrations;
+        for h in all.values() {
+            for j in h.jobs.values() {
+                if j.running() && (j.source == me || j.destination == me) {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+}
+
+fn vm_epr(guid: &str) -> Epr {
+    Epr::new(
+        class_uri(NS_V2, "Msvm_ComputerSystem"),
+        vec![("CreationClassName".into(), "Msvm_ComputerSystem".into()), ("Name".into(), guid.into())],
+    )
+}
+
+fn host_system_epr(name: &str) -> Epr {
+    Epr::new(
+        class_uri(NS_V2, "Msvm_ComputerSystem"),
+        vec![("CreationClassName".into(), "Msvm_ComputerSystem".into()), ("Name".into(), name.into())],
+    )
+}
+
+fn job_epr(id: &str) -> Epr {
+    Epr::new(class_uri(NS_V2, "Msvm_MigrationJob"), vec![("InstanceID".into(), id.into())])
+}
+
+fn s(v: &str) -> CimValue {
+    CimValue::String(v.to_owned())
+}
+
+fn u16s(v: &[u16]) -> CimValue {
+    CimValue::Array(v.iter().map(|x| CimValue::U16(*x)).collect())
+}
+
+fn cim_datetime(ms: u64) -> String {
+    // Days since the run epoch are enough for a fake: 2026-01-01 plus ms.
+    let secs = ms / 1000;
+    format!("20260101{:02}{:02}{:02}.{:06}+000", (secs / 3600) % 24, (secs / 60) % 60, secs % 60, (ms % 1000) * 1000)
+}
+
+impl World {
+    /// An empty world with defaults (3 s migrations, pages of 5).
+    pub fn new() -> Self {
+        World { migration_ms: 3000, page_size: 5, ..World::default() }
+    }
+
+    fn id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Adds a host.
+    pub fn add_host(&mut self, key: &str, computer_name: &str, volumes: &[&str]) {
+        self.hosts.insert(
+            key.to_owned(),
+            FakeHost {
+                computer_name: computer_name.to_owned(),
+                migration_limit: 2,
+                volumes: volumes.iter().map(|v| (*v).to_owned()).collect(),
+                free_disk_bytes: 2 << 40,
+                free_memory_bytes: 256 << 30,
+                ..FakeHost::default()
+            },
+        );
+    }
+
+    /// Adds a VM under `<root>` (config, checkpoints, smart paging there; disks in
+    /// `<root>\Virtual Hard Disks`), returns its GUID.
+    pub fn add_vm(&mut self, host: &str, name: &str, running: bool, memory_mib: u64, disks_mib: &[u64], root: &str) -> String {
+        let n = self.id();
+        let guid = format!("{:08X}-0000-4000-8000-{:012X}", n, n);
+        let disks: Vec<String> = disks_mib
+            .iter()
+            .enumerate()
+            .map(|(i, _)| format!("{root}\\Virtual Hard Disks\\{name}_{i}.vhdx"))
+            .collect();
+        let vm = FakeVm {
+            guid: guid.clone(),
+            name: name.to_owned(),
+            enabled_state: if running { 2 } else { 3 },
+            op_status: vec![2],
+            memory_mib,
+            config_root: root.to_owned(),
+            snapshot_root: root.to_owned(),
+            swap_root: root.to_owned(),
+            disks: disks.clone(),
+        };
+        if let Some(h) = self.hosts.get_mut(host) {
+            h.write_file(&format!("{root}\\Virtual Machines\\{guid}.vmcx"), 64 << 10);
+            h.write_file(&format!("{root}\\Virtual Machines\\{guid}.vmgs"), 1 << 20);
+            h.mkdirs(&format!("{root}\\Virtual Machines\\{guid}"));
+            h.mkdirs(&format!("{root}\\Snapshots"));
+            for (d, mib) in disks.iter().zip(disks_mib) {
+                h.write_file(d, mib << 20);
+            }
+            h.vms.insert(guid.clone(), vm);
+        }
+        guid
+    }
+
+    fn host_key_by_name(&self, name: &str) -> Option<String> {
+        self.hosts
+            .iter()
+            .find(|(k, h)| k.eq_ignore_ascii_case(name) || h.computer_name.eq_ignore_ascii_case(name))
+            .map(|(k, _)| k.clone())
+    }
+
+    /// Advances jobs to `now_ms`.
+    pub fn tick(&mut self) {
+        let now = self.now_ms;
+        let mut finished: Vec<(String, String)> = Vec::new();
+        for (hk, h) in self.hosts.iter_mut() {
+            for j in h.jobs.values_mut() {
+                if !j.running() {
+                    continue;
+                }
+                let elapsed = now.saturating_sub(j.start_ms);
+                let pct = (elapsed * 100 / j.duration_ms.max(1)).min(100) as u16;
+                j.percent = pct;
+                j.state = if elapsed == 0 { 3 } else { 4 };
+                if elapsed >= j.duration_ms {
+                    finished.push((hk.clone(), j.id.clone()));
+                }
+            }
+        }
+        for (hk, id) in finished {
+            self.finish_job(&hk, &id);
+        }
+        // Show the moving VMs' secondary status.
+        let mut shows: Vec<(String, String, Vec<u16>)> = Vec::new();
+        for h in self.hosts.values() {
+            for j in h.jobs.values().filter(|j| j.running()) {
+                let first_half = j.percent < 50;
+                let st = match (j.live, first_half) {
+                    (_, true) => 32778,
+                    (true, false) => 32774,
+                    (false, false) => 32779,
+                };
+                shows.push((j.source.clone(), j.vm.clone(), vec![11, st]));
+            }
+        }
+        for (hk, vm, st) in shows {
+            if let Some(v) = self.hosts.get_mut(&hk).and_then(|h| h.vms.get_mut(&vm)) {
+                v.op_status = st;
+            }
+        }
+    }
+
+    fn finish_job(&mut self, hk: &str, id: &str) {
+        let Some(job) = self.hosts.get(hk).and_then(|h| h.jobs.get(id)).cloned() else { return };
+        if job.fail_at_end {
+            if let Some(j) = self.hosts.get_mut(hk).and_then(|h| h.jobs.get_mut(id)) {
+                j.state = 10;
+                j.error = Some(format!(
+                    "Virtual machine migration operation for '{}' failed at migration source '{}'.",
+                    job.vm, hk
+                ));
+            }
+            if let Some(v) = self.hosts.get_mut(&job.source).and_then(|h| h.vms.get_mut(&job.vm)) {
+                v.op_status = vec![2];
+            }
+            return;
+        }
+        let Some(mut vm) = self.hosts.get_mut(&job.source).and_then(|h| h.vms.remove(&job.vm)) else { return };
+        // Hyper-V removes the source's configuration and (RetainVhdCopiesOnSource=false) VHDs,
+        // but leaves the folders: that is what the clean-up is for.
+        let old_root = vm.config_root.clone();
+        let mut sizes = BTreeMap::new();
+        if let Some(src) = self.hosts.get_mut(&job.source) {
+            for d in &vm.disks {
+                if let Some(f) = src.files.remove(&key(d)) {
+                    sizes.insert(key(d), f.size);
+                }
+            }
+            src.files.remove(&key(&format!("{old_root}\\Virtual Machines\\{}.vmcx", vm.guid)));
+            src.files.remove(&key(&format!("{old_root}\\Virtual Machines\\{}.vmgs", vm.guid)));
+        }
+        let new_root = job.new_root.clone().unwrap_or(old_root);
+        vm.config_root = new_root.clone();
+        vm.snapshot_root = new_root.clone();
+        vm.swap_root = new_root.clone();
+        vm.disks = vm
+            .disks
+            .iter()
+            .map(|d| job.disk_moves.iter().find(|(o, _)| key(o) == key(d)).map(|(_, n)| n.clone()).unwrap_or(d.clone()))
+            .collect();
+        vm.op_status = vec![2];
+        if let Some(dst) = self.hosts.get_mut(&job.destination) {
+            dst.write_file(&format!("{new_root}\\Virtual Machines\\{}.vmcx", vm.guid), 64 << 10);
+            dst.write_file(&format!("{new_root}\\Virtual Machines\\{}.vmgs", vm.guid), 1 << 20);
+            for (old, new) in job.disk_moves.iter() {
+                let size = sizes.get(&key(old)).copied().unwrap_or(1 << 20);
+                dst.write_file(new, size);
+            }
+            dst.vms.insert(vm.guid.clone(), vm);
+        }
+        if let Some(j) = self.hosts.get_mut(hk).and_then(|h| h.jobs.get_mut(id)) {
+            j.state = 7;
+            j.percent = 100;
+        }
+    }
+
+    // ----- instances -----
+
+    fn vm_instance(h: &FakeHost, vm: &FakeVm) -> CimInstance {
+        let _ = h;
+        let mut i = CimInstance::new("Msvm_ComputerSystem")
+            .with("Caption", s("Virtual Machine"))
+            .with("CreationClassName", s("Msvm_ComputerSystem"))
+            .with("Description", s("Microsoft Virtual Machine"))
+            .with("ElementName", s(&vm.name))
+            .with("EnabledState", CimValue::U16(vm.enabled_state))
+            .with("HealthState", CimValue::U16(5))
+            .with("InstallDate", CimValue::DateTime("20260101000000.000000+000".into()))
+            .with("Name", s(&vm.guid))
+            .with("OnTimeInMilliseconds", CimValue::U64(if vm.enabled_state == 2 { 123_456 } else { 0 }))
+            .with("OperationalStatus", u16s(&vm.op_status))
+            .with("OtherEnabledState", CimValue::Null);
+        i.epr = Some(vm_epr(&vm.guid));
+        i
+    }
+
+    fn host_instance(h: &FakeHost) -> CimInstance {
+        let mut i = CimInstance::new("Msvm_ComputerSystem")
+            .with("Caption", s("Hosting Computer System"))
+            .with("CreationClassName", s("Msvm_ComputerSystem"))
+            .with("ElementName", s(&h.computer_name))
+            .with("EnabledState", CimValue::U16(2))
+            .with("Name", s(&h.computer_name))
+            .with("OperationalStatus", u16s(&[2]));
+        i.epr = Some(host_system_epr(&h.computer_name));
+        i
+    }
+
+    fn service_epr(h: &FakeHost) -> Epr {
+        Epr::new(
+            class_uri(NS_V2, "Msvm_VirtualSystemMigrationService"),
+            vec![
+                ("CreationClassName".into(), "Msvm_VirtualSystemMigrationService".into()),
+                ("Name".into(), "migrationwmi".into()),
+                ("SystemCreationClassName".into(), "Msvm_ComputerSystem".into()),
+                ("SystemName".into(), h.computer_name.clone()),
+            ],
+        )
+    }
+
+    fn job_instance(j: &FakeJob) -> CimInstance {
+        let mut i = CimInstance::new("Msvm_MigrationJob")
+            .with("Caption", s("Virtual System Migration"))
+            .with("DestinationHost", s(&j.destination))
+            .with("ElementName", s("Virtual System Migration"))
+            .with("ErrorCode", CimValue::U16(if j.state == 10 { 32768 } else { 0 }))
+            .with("ErrorDescription", j.error.as_deref().map(s).unwrap_or(CimValue::Null))
+            .with("InstanceID", s(&j.id))
+            .with("JobState", CimValue::U16(j.state))
+            .with("JobType", CimValue::U16(306))
+            .with("PercentComplete", CimValue::U16(j.percent))
+            .with("StartTime", CimValue::DateTime(cim_datetime(j.start_ms)))
+            .with("VirtualSystemName", s(&j.vm));
+        i.epr = Some(job_epr(&j.id));
+        i
+    }
+
+    fn instances_of(&self, hk: &str, namespace: &str, class: &str) -> Result<Vec<CimInstance>, Fault> {
+        let h = self.hosts.get(hk).ok_or_else(|| Fault::invalid("unknown host"))?;
+        let mut out = Vec::new();
+        let ns_ok = |want: &str| namespace.eq_ignore_ascii_case(want);
+        match class {
+            "Msvm_ComputerSystem" if ns_ok(NS_V2) => {
+                out.push(Self::host_instance(h));
+                for vm in h.vms.values() {
+                    out.push(Self::vm_instance(h, vm));
+                }
+            }
+            "Msvm_VirtualSystemMigrationService" if ns_ok(NS_V2) => {
+                let n = h.active_migrations(&self.hosts, hk);
+                let mut i = CimInstance::new("Msvm_VirtualSystemMigrationService")
+                    .with("ActiveStorageMigrationCount", CimValue::U32(0))
+                    .with("ActiveVirtualSystemMigrationCount", CimValue::U32(n))
+                    .with("CreationClassName", s("Msvm_VirtualSystemMigrationService"))
+                    .with("MigrationServiceListenerIPAddressList", CimValue::Array(vec![s("192.0.2.10")]))
+                    .with("Name", s("migrationwmi"))
+                    .with("SystemCreationClassName", s("Msvm_ComputerSystem"))
+                    .with("SystemName", s(&h.computer_name));
+                i.epr = Some(Self::service_epr(h));
+                out.push(i);
+            }
+            "Msvm_VirtualSystemMigrationServiceSettingData" if ns_ok(NS_V2) => {
+                out.push(
+                    CimInstance::new(class)
+                        .with("AuthenticationType", CimValue::U16(1))
+                        .with("EnableSmbTransport", CimValue::Bool(false))
+                        .with("EnableVirtualSystemMigration", CimValue::Bool(true))
+                        .with("InstanceID", s("Microsoft:MigrationServiceSettingData"))
+                        .with("MaximumActiveStorageMigration", CimValue::U32(2))
+                        .with("MaximumActiveVirtualSystemMigration", CimValue::U32(h.migration_limit)),
+                );
+            }
+            "Msvm_VirtualSystemMigrationSettingData" if ns_ok(NS_V2) => {
+                for (t, name) in [(32768u16, "VirtualSystem"), (32769, "Storage"), (32770, "Staged"), (32771, "VirtualSystemAndStorage")] {
+                    out.push(
+                        CimInstance::new(class)
+                            .with("Bandwidth", CimValue::Null)
+                            .with("Caption", s("Virtual System Migration Setting Data"))
+                            .with("DestinationIPAddressList", CimValue::Null)
+                            .with("EnableCompression", CimValue::Bool(true))
+                            .with("InstanceID", s(&format!("Microsoft:MigrationSettingData\\{name}")))
+                            .with("MigrationType", CimValue::U16(t))
+                            .with("Priority", CimValue::U16(0))
+                            .with("RetainVhdCopiesOnSource", CimValue::Bool(false))
+                            .with("RemoveSourceUnmanagedVhds", CimValue::Bool(false))
+                            .with("TransportType", CimValue::U16(5)),
+                    );
+                }
+            }
+            "Msvm_VirtualSystemSettingData" if ns_ok(NS_V2) => {
+                for vm in h.vms.values() {
+                    out.push(Self::vssd(vm));
+                }
+            }
+            "Msvm_StorageAllocationSettingData" if ns_ok(NS_V2) => {
+                for vm in h.vms.values() {
+                    for (i, d) in vm.disks.iter().enumerate() {
+                        out.push(
+                            CimInstance::new(class)
+                                .with("Caption", s("Hard Disk Image"))
+                                .with("ElementName", s("Hard Disk Image"))
+                                .with("HostResource", CimValue::Array(vec![s(d)]))
+                                .with("InstanceID", s(&format!("Microsoft:{}\\83F8638B-8DCA-4152-9EDA-2CA8B33039B4\\0\\{i}\\L", vm.guid)))
+                                .with("Parent", s(&format!("\\\\{}\\root\\virtualization\\v2:Msvm_ResourceAllocationSettingData.InstanceID=\"Microsoft:{}\"", h.computer_name, vm.guid)))
+                                .with("PoolID", s(""))
+                                .with("ResourceSubType", s("Microsoft:Hyper-V:Virtual Hard Disk"))
+                                .with("ResourceType", CimValue::U16(31)),
+                        );
+                    }
+                }
+            }
+            "Msvm_MemorySettingData" if ns_ok(NS_V2) => {
+                for vm in h.vms.values() {
+                    out.push(
+                        CimInstance::new(class)
+                            .with("InstanceID", s(&format!("Microsoft:{}\\4764334d-e001-4176-82ee-5594ec9b530e", vm.guid)))
+                            .with("ResourceType", CimValue::U16(4))
+                            .with("VirtualQuantity", CimValue::U64(vm.memory_mib)),
+                    );
+                }
+            }
+            "Msvm_MigrationJob" | "Msvm_ConcreteJob" if ns_ok(NS_V2) => {
+                for j in h.jobs.values() {
+                    out.push(Self::job_instance(j));
+                }
+            }
+            "Win32_Directory" if ns_ok(NS_CIMV2) => {
+                for d in h.dirs.values() {
+                    out.push(Self::dir_instance(d));
+                }
+            }
+            "CIM_DataFile" if ns_ok(NS_CIMV2) => {
+                for f in h.files.values() {
+                    let (drive, path) = f.path.split_at(2);
+                    let dir_path = match path.rfind('\\') {
+                        Some(i) => &path[..=i],
+                        None => "\\",
+                    };
+                    let mut i = CimInstance::new("CIM_DataFile")
+                        .with("Drive", s(&drive.to_ascii_lowercase()))
+                        .with("FileName", s(file_name(&f.path).rsplit_once('.').map(|x| x.0).unwrap_or(file_name(&f.path))))
+                        .with("FileSize", CimValue::U64(f.size))
+                        .with("Name", s(&f.path.to_ascii_lowercase()))
+                        .with("Path", s(&dir_path.to_ascii_lowercase()));
+                    i.epr = Some(Epr::new(class_uri(NS_CIMV2, "CIM_DataFile"), vec![("Name".into(), f.path.to_ascii_lowercase())]));
+                    out.push(i);
+                }
+            }
+            "Win32_LogicalDisk" if ns_ok(NS_CIMV2) => {
+                for v in &h.volumes {
+                    out.push(
+                        CimInstance::new(class)
+                            .with("DeviceID", s(v))
+                            .with("DriveType", CimValue::U32(3))
+                            .with("FreeSpace", CimValue::U64(h.free_disk_bytes)),
+                    );
+                }
+            }
+            "Win32_OperatingSystem" if ns_ok(NS_CIMV2) => {
+                out.push(
+                    CimInstance::new(class)
+                        .with("CSName", s(&h.computer_name))
+                        .with("FreePhysicalMemory", CimValue::U64(h.free_memory_bytes / 1024)),
+                );
+            }
+            _ => return Err(Fault::invalid(format!("Invalid class {class} in namespace {namespace}"))),
+        }
+        Ok(out)
+    }
+
+    fn vssd(vm: &FakeVm) -> CimInstance {
+        CimInstance::new("Msvm_VirtualSystemSettingData")
+            .with("ConfigurationDataRoot", s(&vm.config_root))
+            .with("ConfigurationID", s(&vm.guid))
+            .with("ElementName", s(&vm.name))
+            .with("InstanceID", s(&format!("Microsoft:{}", vm.guid)))
+            .with("SnapshotDataRoot", s(&vm.snapshot_root))
+            .with("SwapFileDataRoot", s(&vm.swap_root))
+            .with("VirtualSystemIdentifier", s(&vm.guid))
+            .with("VirtualSystemType", s("Microsoft:Hyper-V:System:Realized"))
+    }
+
+    fn dir_instance(d: &str) -> CimInstance {
+        let mut i = CimInstance::new("Win32_Directory")
+            .with("Drive", s(&d[..2].to_ascii_lowercase()))
+            .with("Name", s(&d.to_ascii_lowercase()));
+        i.epr = Some(Epr::new(class_uri(NS_CIMV2, "Win32_Directory"), vec![("Name".into(), d.to_ascii_lowercase())]));
+        i
+    }
+
+    fn matches(inst: &CimInstance, conds: &[Cond]) -> bool {
+        conds.iter().all(|c| match c {
+            Cond::Eq(p, v) => match inst.get(p) {
+                Some(CimValue::Array(_)) => inst.get_array(p).iter().any(|x| x.eq_ignore_ascii_case(v)),
+                Some(val) => val.as_text().is_some_and(|x| x.eq_ignore_ascii_case(v)),
+                None => false,
+            },
+            Cond::Like(p, pat) => inst.get_str(p).is_some_and(|x| wql::like(&x, pat)),
+        })
+    }
+
+    /// Runs a WQL query on a host.
+    pub fn query(&mut self, hk: &str, namespace: &str, q: &str) -> Result<Vec<CimInstance>, Fault> {
+        self.tick();
+        self.calls.queries.push((hk.to_owned(), q.to_owned()));
+        let parsed = wql::parse(q).map_err(|e| Fault::new("w:CannotProcessFilter", 2_150_858_752, e))?;
+        match parsed {
+            Query::Select { class, conds } => {
+                let all = self.instances_of(hk, namespace, &class)?;
+                Ok(all.into_iter().filter(|i| Self::matches(i, &conds)).collect())
+            }
+            Query::Associators { class, keys, assoc_class, result_class, result_role } => {
+                let key_of = |n: &str| keys.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+                let h = self.hosts.get(hk).ok_or_else(|| Fault::invalid("unknown host"))?;
+                match (class.as_str(), assoc_class.as_deref()) {
+                    ("Msvm_ComputerSystem", Some("Msvm_SettingsDefineState")) => {
+                        let guid = key_of("Name").unwrap_or_default();
+                        if result_class.as_deref().is_some_and(|r| r != "Msvm_VirtualSystemSettingData") {
+                            return Ok(Vec::new());
+                        }
+                        Ok(h.vms.get(&guid).map(Self::vssd).into_iter().collect())
+                    }
+                    ("Win32_Directory", Some("Win32_Subdirectory")) => {
+                        let name = key_of("Name").unwrap_or_default();
+                        if !h.dir_exists(&name) {
+                            return Err(Fault::not_found(format!("No such directory {name}")));
+                        }
+                        let want_children = result_role.as_deref().is_none_or(|r| r.eq_ignore_ascii_case("PartComponent"));
+                        let mut out = Vec::new();
+                        for d in h.dirs.values() {
+                            let is_child = parent(d).is_some_and(|p| key(&p) == key(&name));
+                            let is_parent = parent(&name).is_some_and(|p| key(&p) == key(d));
+                            if (want_children && is_child) || (!want_children && is_parent) {
+                                out.push(Self::dir_instance(d));
+                            }
+                        }
+                        Ok(out)
+                    }
+                    _ => Err(Fault::new("w:CannotProcessFilter", 2_150_858_752, format!("unsupported association on {class}"))),
+                }
+            }
+        }
+    }
+
+    /// WS-Transfer Get.
+    pub fn get(&mut self, hk: &str, namespace: &str, class: &str, selectors: &[(String, String)]) -> Result<CimInstance, Fault> {
+        self.tick();
+        let sel = |n: &str| selectors.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+        let all = match class {
+            "Msvm_ConcreteJob" | "Msvm_MigrationJob" => self.instances_of(hk, namespace, "Msvm_MigrationJob")?,
+            c => self.instances_of(hk, namespace, c)?,
+        };
+        all.into_iter()
+            .find(|i| {
+                selectors
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with("__"))
+                    .all(|(k, v)| i.get_str(k).is_some_and(|x| x.eq_ignore_ascii_case(v)))
+                    && (sel("InstanceID").is_some() || sel("Name").is_some())
+            })
+            .ok_or_else(|| Fault::not_found(format!("No {class} instance matches the selectors")))
+    }
+
+    /// Invoke.
+    pub fn invoke(
+        &mut self,
+        hk: &str,
+        class: &str,
+        method: &str,
+        selectors: &[(String, String)],
+        params: &crate::xml::Element,
+    ) -> Result<Output, Fault> {
+        self.tick();
+        self.calls.invokes.push((hk.to_owned(), method.to_owned()));
+        let sel = |n: &str| selectors.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+        let param_text = |n: &str| params.child(n).map(|e| e.text.clone());
+        let param_ref = |n: &str| params.child(n).and_then(Epr::from_element);
+        match (class, method) {
+            ("Msvm_VirtualSystemMigrationService", "MigrateVirtualSystemToHost" | "CheckVirtualSystemIsMigratableToHost") => {
+                let h = self.hosts.get(hk).ok_or_else(|| Fault::invalid("unknown host"))?;
+                if !sel("SystemName").is_some_and(|n| n.eq_ignore_ascii_case(&h.computer_name)) || sel("Name").as_deref() != Some("migrationwmi") {
+                    return Err(Fault::not_found("The migration service selectors do not match this host"));
+                }
+                let vm_ref = param_ref("ComputerSystem").ok_or_else(|| Fault::invalid("ComputerSystem missing"))?;
+                let guid = vm_ref.selector("Name").unwrap_or("").to_owned();
+                let dest_name = param_text("DestinationHost").unwrap_or_default();
+                for e in params.children_named("MigrationSettingData").chain(params.children_named("NewSystemSettingData")).chain(params.children_named("NewResourceSettingData")) {
+                    self.calls.embedded.push(e.text.clone());
+                }
+                let msd = match param_text("MigrationSettingData") {
+                    Some(t) if !t.trim().is_empty() => Some(CimInstance::from_cim_xml(&t).map_err(|e| Fault::invalid(e.to_string()))?),
+                    _ => None,
+                };
+                let dest = self.host_key_by_name(&dest_name);
+                if method == "CheckVirtualSystemIsMigratableToHost" {
+                    let ok = dest.is_some()
+                        && dest.as_deref() != Some(hk)
+                        && self.hosts[hk].vms.contains_key(&guid)
+                        && !self.faults.unmigratable.contains(&guid);
+                    return Ok(vec![("IsMigratable".into(), CimValue::Bool(ok)), ("ReturnValue".into(), CimValue::U32(0))]);
+                }
+                if let Some(rv) = self.faults.migrate_return.get_mut(&guid).and_then(|q| q.pop_front()) {
+                    return Ok(vec![("ReturnValue".into(), CimValue::U32(rv))]);
+                }
+                let Some(dest) = dest else {
+                    return Ok(vec![("ReturnValue".into(), CimValue::U32(32773))]);
+                };
+                if dest == hk {
+                    return Ok(vec![("ReturnValue".into(), CimValue::U32(32773))]);
+                }
+                let Some(vm) = self.hosts[hk].vms.get(&guid).cloned() else {
+                    return Ok(vec![("ReturnValue".into(), CimValue::U32(32773))]);
+                };
+                let busy = self.hosts[hk].jobs.values().any(|j| j.running() && j.vm == guid);
+                if busy || vm.op_status.first() != Some(&2) {
+                    return Ok(vec![("ReturnValue".into(), CimValue::U32(32775))]);
+                }
+                if msd.as_ref().and_then(|m| m.get_u32("MigrationType")) != Some(32771) {
+                    return Ok(vec![("ReturnValue".into(), CimValue::U32(32773))]);
+                }
+                let new_root = match param_text("NewSystemSettingData") {
+                    Some(t) if !t.trim().is_empty() => {
+                        let vssd = CimInstance::from_cim_xml(&t).map_err(|e| Fault::invalid(e.to_string()))?;
+                        vssd.get_str("ConfigurationDataRoot")
+                    }
+                    _ => None,
+                };
+                let mut disk_moves: Vec<(String, String)> = vm.disks.iter().map(|d| (d.clone(), d.clone())).collect();
+                for e in params.children_named("NewResourceSettingData") {
+                    let r = CimInstance::from_cim_xml(&e.text).map_err(|e| Fault::invalid(e.to_string()))?;
+                    let iid = r.get_str("InstanceID").unwrap_or_default();
+                    let idx: Option<usize> = iid.split('\\').nth(3).and_then(|x| x.parse().ok());
+                    let new = r.get_array("HostResource").into_iter().next();
+                    if let (Some(i), Some(new)) = (idx, new) {
+                        if let Some(m) = disk_moves.get_mut(i) {
+                            m.1 = new;
+                        }
+                    }
+                }
+                // A disk whose target exists, or a volume that does not: the job fails.
+                let dst = &self.hosts[&dest];
+                let clash = disk_moves.iter().find(|(_, n)| dst.files.contains_key(&key(n)) || !dst.volume_exists(&n[..2]));
+                let mut fail_at_end = false;
+                let mut error = None;
+                if let Some((_, n)) = clash {
+                    fail_at_end = true;
+                    error = Some(format!("The file '{n}' already exists or its volume is missing."));
+                }
+                if let Some(c) = self.faults.job_exception.get_mut(&guid) {
+                    if *c > 0 {
+                        *c -= 1;
+                        fail_at_end = true;
+                    }
+                }
+                let id = format!("{:08X}-JOB-{}", self.id(), guid);
+                let job = FakeJob {
+                    id: id.clone(),
+                    vm: guid.clone(),
+                    source: hk.to_owned(),
+                    destination: dest,
+                    live: vm.enabled_state == 2,
+                    new_root,
+                    disk_moves,
+                    state: 3,
+                    percent: 0,
+                    start_ms: self.now_ms,
+                    duration_ms: self.migration_ms,
+                    error,
+                    fail_at_end,
+                };
+                if let Some(h) = self.hosts.get_mut(hk) {
+                    h.jobs.insert(id.clone(), job);
+                }
+                self.tick();
+                Ok(vec![("Job".into(), CimValue::Ref(job_epr(&id))), ("ReturnValue".into(), CimValue::U32(4096))])
+            }
+            ("Msvm_ConcreteJob" | "Msvm_MigrationJob", "RequestStateChange") => {
+                let id = sel("InstanceID").ok_or_else(|| Fault::not_found("InstanceID missing"))?;
+                let requested: u16 = param_text("RequestedState").and_then(|t| t.trim().parse().ok()).unwrap_or(0);
+                let h = self.hosts.get_mut(hk).ok_or_else(|| Fault::invalid("unknown host"))?;
+                let job = h.jobs.get_mut(&id).ok_or_else(|| Fault::not_found("no such job"))?;
+                if !(requested == 4 || requested == 5) {
+                    return Ok(vec![("ReturnValue".into(), CimValue::U32(4097))]);
+                }
+                if !job.running() {
+                    return Ok(vec![("ReturnValue".into(), CimValue::U32(32775))]);
+                }
+                job.state = if requested == 4 { 8 } else { 9 };
+                job.error = Some("The operation was cancelled.".into());
+                let (src, vm) = (job.source.clone(), job.vm.clone());
+                if let Some(v) = self.hosts.get_mut(&src).and_then(|h| h.vms.get_mut(&vm)) {
+                    v.op_status = vec![2];
+                }
+                Ok(vec![("ReturnValue".into(), CimValue::U32(0))])
+            }
+            ("Win32_Directory", "Delete") => {
+                let name = sel("Name").ok_or_else(|| Fault::not_found("Name missing"))?;
+                let h = self.hosts.get_mut(hk).ok_or_else(|| Fault::invalid("unknown host"))?;
+                if !h.dir_exists(&name) {
+                    return Err(Fault::not_found(format!("No such directory {name}")));
+                }
+                let k = key(&name);
+                let prefix = format!("{k}\\");
+                let holds = h.files.keys().any(|f| f.starts_with(&prefix)) || h.dirs.keys().any(|d| d.starts_with(&prefix));
+                if holds {
+                    // Win32_Directory.Delete on a folder that holds anything: 14 ("directory not empty")
+                    // in the fake, so a driver that forgot to check never loses data here.
+                    return Ok(vec![("ReturnValue".into(), CimValue::U32(14))]);
+                }
+                h.dirs.remove(&k);
+                Ok(vec![("ReturnValue".into(), CimValue::U32(0))])
+            }
+            _ => Err(Fault::new("w:ActionNotSupported", 2_150_858_909, format!("{class}.{method} is not supported by the fake"))),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parent_stops_at_the_volume() {
+        assert_eq!(parent("E:\\VMs\\a").as_deref(), Some("E:\\VMs"));
+        assert_eq!(parent("E:\\VMs").as_deref(), Some("E:\\"));
+        assert_eq!(parent("E:\\"), None);
+    }
+
+    #[test]
+    fn migration_job_moves_the_vm_on_the_virtual_clock() {
+        let mut w = World::new();
+        w.add_host("a", "HVA", &["C:", "E:"]);
+        w.add_host("b", "HVB", &["C:", "E:"]);
+        let g = w.add_vm("a", "vm1", true, 512, &[10], "E:\\VMs\\vm1");
+        let job = FakeJob {
+            id: "J".into(),
+            vm: g.clone(),
+            source: "a".into(),
+            destination: "b".into(),
+            live: true,
+            new_root: Some("E:\\New\\vm1".into()),
+            disk_moves: vec![("E:\\VMs\\vm1\\Virtual Hard Disks\\vm1_0.vhdx".into(), "E:\\New\\vm1\\Virtual Hard Disks\\vm1_0.vhdx".into())],
+            state: 3,
+            percent: 0,
+            start_ms: 0,
+            duration_ms: 1000,
+            error: None,
+            fail_at_end: false,
+        };
+        w.hosts.get_mut("a").unwrap().jobs.insert("J".into(), job);
+        w.now_ms = 600;
+        w.tick();
+        assert_eq!(w.hosts["a"].vms[&g].op_status, vec![11, 32774]);
+        assert_eq!(w.hosts["a"].active_migrations(&w.hosts, "b"), 1);
+        w.now_ms = 1000;
+        w.tick();
+        assert!(!w.hosts["a"].vms.contains_key(&g));
+        assert_eq!(w.hosts["b"].vms[&g].config_root, "E:\\New\\vm1");
+        assert!(w.hosts["b"].files.contains_key(&key("E:\\New\\vm1\\Virtual Hard Disks\\vm1_0.vhdx")));
+        // the source keeps its (now empty) folders
+        assert!(w.hosts["a"].dir_exists("E:\\VMs\\vm1\\Virtual Hard Disks"));
+        assert!(!w.hosts["a"].files.contains_key(&key("E:\\VMs\\vm1\\Virtual Hard Disks\\vm1_0.vhdx")));
+    }
+}
