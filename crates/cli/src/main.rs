@@ -153,7 +153,7 @@ async fn plan_or_move(
         Chosen::Evacuate(_) => "evacuate",
     };
     let draft = request::draft(&chosen, cfg, eff, request::run_id())?;
-    draft.precheck()?;
+    draft.precheck().map_err(|e| spec_error(e, eff))?;
     let mut involved = request::involved(&draft.spec);
     involved.extend(draft.search.iter().cloned());
     involved.extend(draft.destinations.iter().cloned());
@@ -164,7 +164,7 @@ async fn plan_or_move(
         let found = find_sources(&built.drivers, &draft.search, &draft.unsourced, eff).await?;
         draft.resolve(&found)?
     };
-    spec.validate()?;
+    spec.validate().map_err(|e| spec_error(e, eff))?;
     if dry_run {
         return simrun::plan(spec, &built.drivers, eff, common).await;
     }
@@ -174,6 +174,20 @@ async fn plan_or_move(
         speed: built.speed,
     };
     execute(core, built.drivers, options, common, verb).await
+}
+
+/// A spec error, with where the offending setting came from when it was set.
+pub(crate) fn spec_error(e: vmove_core::SpecError, eff: &Effective) -> anyhow::Error {
+    use vmove_core::SpecError;
+    let key = match &e {
+        SpecError::ZeroCap(k) => Some(k.as_str()),
+        SpecError::BadSetting { key, .. } => Some(*key),
+        _ => None,
+    };
+    match key.and_then(|k| eff.origins.get(k)) {
+        Some(origin) => anyhow!("{e} (set by {origin})"),
+        None => anyhow!(e),
+    }
 }
 
 /// Lists the VMs of every searched host and says which hosts hold VMs matching each pattern.

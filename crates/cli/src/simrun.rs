@@ -67,7 +67,7 @@ pub async fn demo(args: &DemoArgs, eff: &Effective, common: &Common) -> Result<u
     for h in hosts {
         drivers.insert(h, Arc::clone(&driver));
     }
-    let core = Core::new(spec, Time::ZERO)?;
+    let core = Core::new(spec, Time::ZERO).map_err(|e| crate::spec_error(e, eff))?;
     let options = RuntimeOptions {
         call_timeout: eff.call_timeout,
         speed,

@@ -78,7 +78,13 @@ impl From<Output> for Run {
 impl Run {
     #[track_caller]
     fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, Some(code), "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code,
+            Some(code),
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
 
@@ -86,8 +92,17 @@ impl Run {
     #[track_caller]
     fn expect_config_error(&self, needles: &[&str]) {
         self.expect_code(1);
-        let lines: Vec<&str> = self.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(lines.len(), 1, "one sentence expected, got:\n{}", self.stderr);
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "one sentence expected, got:\n{}",
+            self.stderr
+        );
         for n in needles {
             assert!(self.stderr.contains(n), "`{n}` not in: {}", self.stderr);
         }
@@ -121,16 +136,35 @@ fn demo_summary_names_the_backup_wait_the_retry_and_the_vm_that_cannot_fit() {
     let sb = Sandbox::new("demo");
     let r = sb.run(&["demo", "--speed", "40", "--plain"]);
     r.expect_code(2);
-    let summary = r.stdout.split("REASON / NOTES").nth(1).expect("a summary table");
-    let row = |vm: &str| summary.lines().find(|l| l.starts_with(vm)).unwrap_or_default().to_owned();
-    assert!(row("db-01").contains("moved") && row("db-01").contains("waited for a backup"), "{summary}");
-    assert!(row("web-02").contains("moved") && row("web-02").contains("retried"), "{summary}");
+    let summary = r
+        .stdout
+        .split("REASON / NOTES")
+        .nth(1)
+        .expect("a summary table");
+    let row = |vm: &str| {
+        summary
+            .lines()
+            .find(|l| l.starts_with(vm))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        row("db-01").contains("moved") && row("db-01").contains("waited for a backup"),
+        "{summary}"
+    );
+    assert!(
+        row("web-02").contains("moved") && row("web-02").contains("retried"),
+        "{summary}"
+    );
     assert!(
         row("analytics-01").contains("unmigratable")
             && row("analytics-01").contains("no destination has room"),
         "{summary}"
     );
-    assert!(summary.contains("11 moved, 1 unmigratable, 0 cancelled"), "{summary}");
+    assert!(
+        summary.contains("11 moved, 1 unmigratable, 0 cancelled"),
+        "{summary}"
+    );
 }
 
 #[test]
@@ -140,12 +174,20 @@ fn demo_json_puts_only_parseable_events_on_stdout() {
     r.expect_code(2);
     let mut kinds = std::collections::BTreeSet::new();
     for line in r.stdout.lines() {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         kinds.insert(v["event"].as_str().unwrap().to_owned());
         assert!(v["at"].is_u64(), "{line}");
     }
-    for k in ["run_started", "selected", "attempt_started", "attempt_failed", "moved", "unmigratable", "run_finished"] {
+    for k in [
+        "run_started",
+        "selected",
+        "attempt_started",
+        "attempt_failed",
+        "moved",
+        "unmigratable",
+        "run_finished",
+    ] {
         assert!(kinds.contains(k), "no `{k}` event in {kinds:?}");
     }
     // The human summary went to stderr.
@@ -155,7 +197,8 @@ fn demo_json_puts_only_parseable_events_on_stdout() {
 #[test]
 fn demo_writes_json_and_markdown_reports() {
     let sb = Sandbox::new("report");
-    sb.run(&["demo", "--speed", "40", "--plain", "--report", "out.json"]).expect_code(2);
+    sb.run(&["demo", "--speed", "40", "--plain", "--report", "out.json"])
+        .expect_code(2);
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(sb.dir.join("out.json")).unwrap()).unwrap();
     assert_eq!(v["outcome"], "some_unmigratable");
@@ -165,12 +208,21 @@ fn demo_writes_json_and_markdown_reports() {
     assert_eq!(vms.len(), 12);
     let big = vms.iter().find(|r| r["name"] == "analytics-01").unwrap();
     assert_eq!(big["outcome"], "unmigratable");
-    assert!(big["reason"].as_str().unwrap().contains("no destination has room"));
+    assert!(
+        big["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no destination has room")
+    );
 
-    sb.run(&["demo", "--speed", "40", "--plain", "--report", "out.md"]).expect_code(2);
+    sb.run(&["demo", "--speed", "40", "--plain", "--report", "out.md"])
+        .expect_code(2);
     let md = std::fs::read_to_string(sb.dir.join("out.md")).unwrap();
     assert!(md.starts_with("# vmove run demo"), "{md}");
-    assert!(md.contains("| analytics-01 | hv-01 | - | unmigratable | 0 |"), "{md}");
+    assert!(
+        md.contains("| analytics-01 | hv-01 | - | unmigratable | 0 |"),
+        "{md}"
+    );
 }
 
 #[test]
@@ -193,13 +245,24 @@ fn a_second_ctrl_c_aborts_and_exits_130() {
         if let Some(_status) = child.try_wait().unwrap() {
             break Run::from(child.wait_with_output().unwrap());
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "vmove did not stop after Ctrl-C");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "vmove did not stop after Ctrl-C"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     out.expect_code(130);
-    assert!(out.stderr.contains("no new moves") && out.stderr.contains("aborting"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no new moves") && out.stderr.contains("aborting"),
+        "{}",
+        out.stderr
+    );
     // Nothing half-done: every VM of the summary is moved, cancelled or unmigratable.
-    let summary = out.stdout.split("REASON / NOTES").nth(1).expect("a summary");
+    let summary = out
+        .stdout
+        .split("REASON / NOTES")
+        .nth(1)
+        .expect("a summary");
     assert!(!summary.contains("unfinished"), "{summary}");
     assert!(summary.contains("cancelled"), "{summary}");
 }
@@ -217,12 +280,18 @@ fn malformed_toml_names_the_file_and_line() {
 #[test]
 fn bad_duration_names_the_key_in_file_env_and_flag() {
     let sb = Sandbox::new("duration");
-    sb.write("vmove.toml", &format!("[defaults]\nbackup_threshold = \"1 fortnight\"\n{SIM_HOSTS}"));
+    sb.write(
+        "vmove.toml",
+        &format!("[defaults]\nbackup_threshold = \"1 fortnight\"\n{SIM_HOSTS}"),
+    );
     sb.run(&["evacuate", "a", "--to", "b"])
         .expect_config_error(&["`backup_threshold`", "vmove.toml", "fortnight"]);
     sb.write("vmove.toml", SIM_HOSTS);
-    sb.run_env(&["evacuate", "a", "--to", "b"], &[("VMOVE_POLL_INTERVAL", "5 parsecs")])
-        .expect_config_error(&["VMOVE_POLL_INTERVAL", "`poll_interval`"]);
+    sb.run_env(
+        &["evacuate", "a", "--to", "b"],
+        &[("VMOVE_POLL_INTERVAL", "5 parsecs")],
+    )
+    .expect_config_error(&["VMOVE_POLL_INTERVAL", "`poll_interval`"]);
     sb.run(&["evacuate", "a", "--to", "b", "--stall-timeout", "soon"])
         .expect_config_error(&["flag `--stall-timeout`", "`stall_timeout`"]);
 }
@@ -230,19 +299,30 @@ fn bad_duration_names_the_key_in_file_env_and_flag() {
 #[test]
 fn unknown_key_is_named() {
     let sb = Sandbox::new("unknown-key");
-    sb.write("vmove.toml", &format!("[defaults]\nmax_atempts = 3\n{SIM_HOSTS}"));
-    sb.run(&["evacuate", "a", "--to", "b"]).expect_config_error(&["unknown key `max_atempts`"]);
-    sb.write("vmove.toml", &format!("[hostz.x]\ndriver = \"sim\"\n{SIM_HOSTS}"));
-    sb.run(&["evacuate", "a", "--to", "b"]).expect_config_error(&["unknown key `hostz`"]);
+    sb.write(
+        "vmove.toml",
+        &format!("[defaults]\nmax_atempts = 3\n{SIM_HOSTS}"),
+    );
+    sb.run(&["evacuate", "a", "--to", "b"])
+        .expect_config_error(&["unknown key `max_atempts`"]);
+    sb.write(
+        "vmove.toml",
+        &format!("[hostz.x]\ndriver = \"sim\"\n{SIM_HOSTS}"),
+    );
+    sb.run(&["evacuate", "a", "--to", "b"])
+        .expect_config_error(&["unknown key `hostz`"]);
 }
 
 #[test]
 fn unknown_host_is_named() {
     let sb = Sandbox::new("unknown-host");
     sb.write("vmove.toml", SIM_HOSTS);
-    sb.run(&["evacuate", "a", "--to", "zz"]).expect_config_error(&["unknown host `zz`"]);
-    sb.run(&["evacuate", "nowhere", "--to", "b"]).expect_config_error(&["unknown host `nowhere`"]);
-    sb.run(&["migrate", "web-1", "--from", "x", "--to", "b"]).expect_config_error(&["unknown host `x`"]);
+    sb.run(&["evacuate", "a", "--to", "zz"])
+        .expect_config_error(&["unknown host `zz`"]);
+    sb.run(&["evacuate", "nowhere", "--to", "b"])
+        .expect_config_error(&["unknown host `nowhere`"]);
+    sb.run(&["migrate", "web-1", "--from", "x", "--to", "b"])
+        .expect_config_error(&["unknown host `x`"]);
 }
 
 #[test]
@@ -250,11 +330,18 @@ fn a_cap_of_zero_is_refused() {
     let sb = Sandbox::new("cap0");
     sb.write("vmove.toml", SIM_HOSTS);
     sb.run(&["evacuate", "a", "--to", "b", "--max-parallel", "0"])
-        .expect_config_error(&["`max_parallel` must be at least 1"]);
-    sb.run_env(&["evacuate", "a", "--to", "b"], &[("VMOVE_MAX_ATTEMPTS", "0")])
-        .expect_config_error(&["`max_attempts` must be at least 1"]);
-    sb.write("vmove.toml", &SIM_HOSTS.replace("migration_limit = 2", "max_migrations = 0"));
-    sb.run(&["evacuate", "a", "--to", "b"]).expect_config_error(&["`hosts.a.max_migrations`", "at least 1"]);
+        .expect_config_error(&["`max_parallel` must be at least 1", "flag `--max-parallel`"]);
+    sb.run_env(
+        &["evacuate", "a", "--to", "b"],
+        &[("VMOVE_MAX_ATTEMPTS", "0")],
+    )
+    .expect_config_error(&["`max_attempts` must be at least 1", "VMOVE_MAX_ATTEMPTS"]);
+    sb.write(
+        "vmove.toml",
+        &SIM_HOSTS.replace("migration_limit = 2", "max_migrations = 0"),
+    );
+    sb.run(&["evacuate", "a", "--to", "b"])
+        .expect_config_error(&["`hosts.a.max_migrations`", "at least 1"]);
 }
 
 #[test]
@@ -270,7 +357,8 @@ fn same_source_and_destination_is_refused() {
 #[test]
 fn a_missing_config_file_given_by_flag_or_env_is_an_error() {
     let sb = Sandbox::new("missing");
-    sb.run(&["config", "--config", "nope.toml"]).expect_config_error(&["nope.toml", "--config"]);
+    sb.run(&["config", "--config", "nope.toml"])
+        .expect_config_error(&["nope.toml", "--config"]);
     sb.run_env(&["config"], &[("VMOVE_CONFIG", "gone.toml")])
         .expect_config_error(&["gone.toml", "$VMOVE_CONFIG"]);
 }
@@ -310,13 +398,21 @@ fn max_attempts_of(r: &Run) -> String {
 fn config_lookup_order_is_flag_env_working_dir_user_dir() {
     let sb = Sandbox::new("lookup");
     let file = |n: u32| format!("[defaults]\nmax_attempts = {n}\n");
-    assert_eq!(max_attempts_of(&sb.run(&["config"])), "3", "built-in default");
+    assert_eq!(
+        max_attempts_of(&sb.run(&["config"])),
+        "3",
+        "built-in default"
+    );
     sb.write("home/.config/vmove/vmove.toml", &file(7));
     let r = sb.run(&["config"]);
     assert_eq!(max_attempts_of(&r), "7");
     assert!(r.stdout.contains("user config directory"), "{}", r.stdout);
     sb.write("vmove.toml", &file(4));
-    assert_eq!(max_attempts_of(&sb.run(&["config"])), "4", "./vmove.toml beats the user dir");
+    assert_eq!(
+        max_attempts_of(&sb.run(&["config"])),
+        "4",
+        "./vmove.toml beats the user dir"
+    );
     sb.write("env.toml", &file(5));
     assert_eq!(
         max_attempts_of(&sb.run_env(&["config"], &[("VMOVE_CONFIG", "env.toml")])),
@@ -325,7 +421,10 @@ fn config_lookup_order_is_flag_env_working_dir_user_dir() {
     );
     sb.write("flag.toml", &file(6));
     assert_eq!(
-        max_attempts_of(&sb.run_env(&["config", "--config", "flag.toml"], &[("VMOVE_CONFIG", "env.toml")])),
+        max_attempts_of(&sb.run_env(
+            &["config", "--config", "flag.toml"],
+            &[("VMOVE_CONFIG", "env.toml")]
+        )),
         "6",
         "--config beats $VMOVE_CONFIG"
     );
@@ -334,12 +433,32 @@ fn config_lookup_order_is_flag_env_working_dir_user_dir() {
 #[test]
 fn flags_beat_env_which_beats_the_file() {
     let sb = Sandbox::new("precedence");
-    sb.write("vmove.toml", "[defaults]\nmax_attempts = 4\nbackup_threshold = \"2h\"\n");
-    let r = sb.run_env(&["config"], &[("VMOVE_MAX_ATTEMPTS", "5"), ("VMOVE_BACKUP_THRESHOLD", "30m")]);
+    sb.write(
+        "vmove.toml",
+        "[defaults]\nmax_attempts = 4\nbackup_threshold = \"2h\"\n",
+    );
+    let r = sb.run_env(
+        &["config"],
+        &[
+            ("VMOVE_MAX_ATTEMPTS", "5"),
+            ("VMOVE_BACKUP_THRESHOLD", "30m"),
+        ],
+    );
     assert_eq!(max_attempts_of(&r), "5");
-    assert!(r.stdout.contains("backup_threshold = \"30m\""), "{}", r.stdout);
-    assert!(r.stdout.contains("VMOVE_MAX_ATTEMPTS"), "origin shown: {}", r.stdout);
-    let r = sb.run_env(&["config", "--max-attempts", "9"], &[("VMOVE_MAX_ATTEMPTS", "5")]);
+    assert!(
+        r.stdout.contains("backup_threshold = \"30m\""),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("VMOVE_MAX_ATTEMPTS"),
+        "origin shown: {}",
+        r.stdout
+    );
+    let r = sb.run_env(
+        &["config", "--max-attempts", "9"],
+        &[("VMOVE_MAX_ATTEMPTS", "5")],
+    );
     assert_eq!(max_attempts_of(&r), "9");
     assert!(r.stdout.contains("flag `--max-attempts`"), "{}", r.stdout);
 }
@@ -350,15 +469,27 @@ fn flags_beat_env_which_beats_the_file() {
 fn migrate_finds_the_source_of_unqualified_patterns() {
     let sb = Sandbox::new("migrate");
     sb.write("vmove.toml", SIM_HOSTS);
-    let r = sb.run(&["migrate", "web-*", "--to", "b", "--plain", "--report", "r.json"]);
+    let r = sb.run(&[
+        "migrate", "web-*", "--to", "b", "--plain", "--report", "r.json",
+    ]);
     r.expect_code(0);
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(sb.dir.join("r.json")).unwrap()).unwrap();
     assert_eq!(v["outcome"], "all_moved");
-    let names: Vec<&str> = v["vms"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names.contains(&"web-1") && names.contains(&"web-2"));
-    let web2 = v["vms"].as_array().unwrap().iter().find(|r| r["name"] == "web-2").unwrap();
+    let web2 = v["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "web-2")
+        .unwrap();
     assert_eq!(web2["attempts"], 2, "its first start fails once");
 }
 
@@ -368,27 +499,60 @@ fn evacuate_exits_2_when_a_vm_cannot_move() {
     sb.write("vmove.toml", SIM_HOSTS);
     let r = sb.run(&["evacuate", "a", "--to", "b", "--plain"]);
     r.expect_code(2);
-    let huge = r.stdout.lines().find(|l| l.starts_with("huge-1")).unwrap_or_default();
-    assert!(huge.contains("unmigratable") && huge.contains("no destination has room"), "{}", r.stdout);
-    let db = r.stdout.lines().find(|l| l.starts_with("db-1 ")).unwrap_or_default();
-    assert!(db.contains("moved") && db.contains("waited for a backup"), "{}", r.stdout);
+    let huge = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("huge-1"))
+        .unwrap_or_default();
+    assert!(
+        huge.contains("unmigratable") && huge.contains("no destination has room"),
+        "{}",
+        r.stdout
+    );
+    let db = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("db-1 "))
+        .unwrap_or_default();
+    assert!(
+        db.contains("moved") && db.contains("waited for a backup"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
 fn a_short_backup_threshold_from_a_flag_makes_the_backed_up_vm_unmigratable() {
     let sb = Sandbox::new("threshold");
     sb.write("vmove.toml", SIM_HOSTS);
-    let r = sb.run(&["migrate", "a:db-1", "--to", "b", "--plain", "--backup-threshold", "30s"]);
+    let r = sb.run(&[
+        "migrate",
+        "a:db-1",
+        "--to",
+        "b",
+        "--plain",
+        "--backup-threshold",
+        "30s",
+    ]);
     r.expect_code(2);
-    let db = r.stdout.lines().find(|l| l.starts_with("db-1 ")).unwrap_or_default();
-    assert!(db.contains("unmigratable") && db.contains("backing up"), "{}", r.stdout);
+    let db = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("db-1 "))
+        .unwrap_or_default();
+    assert!(
+        db.contains("unmigratable") && db.contains("backing up"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
 fn migrate_of_a_name_found_nowhere_is_an_error() {
     let sb = Sandbox::new("nowhere");
     sb.write("vmove.toml", SIM_HOSTS);
-    sb.run(&["migrate", "ghost", "--to", "b"]).expect_config_error(&["`ghost` matches no VM"]);
+    sb.run(&["migrate", "ghost", "--to", "b"])
+        .expect_config_error(&["`ghost` matches no VM"]);
 }
 
 #[test]
@@ -404,5 +568,9 @@ fn plan_prints_order_destinations_and_an_eta_without_moving() {
     assert!(!r.stdout.contains("MOVED"), "{}", r.stdout);
     let r = sb.run(&["migrate", "web-1", "--to", "b", "--dry-run"]);
     r.expect_code(0);
-    assert!(r.stdout.contains("web-1") && r.stdout.contains("ETA:"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("web-1") && r.stdout.contains("ETA:"),
+        "{}",
+        r.stdout
+    );
 }

@@ -1,0 +1,358 @@
+//! The real core, through the runtime, against the simulated cluster, on a paused tokio clock.
+//!
+//! The sim's manual clock is kept at the tokio clock's time by a thin wrapper driver, so the
+//! whole run is deterministic and takes no real time.
+#![allow(clippy::unwrap_used)]
+
+use async_trait::async_trait;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use vmove_core::{
+    ConvergenceAid, Core, Footprint, HostId, HostInfo, Leftover, LeftoverContext, Location,
+    MigrationHandle, MigrationRequest, MigrationStatus, Phase, Time, Verification, VmId, VmInfo,
+};
+use vmove_driver::{Driver, DriverResult};
+use vmove_runtime::{CollectSink, Control, Drivers, Runtime, RuntimeOptions};
+use vmove_sim::scenarios::{self, Demo, Scenario};
+use vmove_sim::{SimClock, SimCluster, SimDriver, SimOptions, simulate};
+
+/// A [`SimDriver`] on a manual clock that follows the tokio clock; optionally hangs the first
+/// start of some VMs (the call never returns).
+#[derive(Debug)]
+struct Clocked {
+    inner: SimDriver,
+    clock: SimClock,
+    epoch: Instant,
+    last: Mutex<u64>,
+    hang_first_start: Mutex<HashSet<String>>,
+}
+
+impl Clocked {
+    fn new(cluster: SimCluster) -> Clocked {
+        let clock = SimClock::manual();
+        Clocked {
+            inner: SimDriver::new(cluster, clock.clone()),
+            clock,
+            epoch: Instant::now(),
+            last: Mutex::new(0),
+            hang_first_start: Mutex::default(),
+        }
+    }
+    fn sync(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let mut last = self.last.lock().unwrap();
+        if now > *last {
+            self.clock.advance(Duration::from_millis(now - *last));
+            *last = now;
+        }
+    }
+    fn cluster(&self) -> Arc<Mutex<SimCluster>> {
+        self.inner.cluster()
+    }
+}
+
+#[async_trait]
+impl Driver for Clocked {
+    fn kind(&self) -> &'static str {
+        "sim"
+    }
+    fn hosts(&self) -> Vec<HostId> {
+        self.inner.hosts()
+    }
+    async fn host_info(&self, host: &HostId) -> DriverResult<HostInfo> {
+        self.sync();
+        self.inner.host_info(host).await
+    }
+    async fn list_vms(&self, host: &HostId) -> DriverResult<Vec<VmInfo>> {
+        self.sync();
+        self.inner.list_vms(host).await
+    }
+    async fn footprint(&self, host: &HostId, vm: &VmId) -> DriverResult<Footprint> {
+        self.sync();
+        self.inner.footprint(host, vm).await
+    }
+    async fn start_migration(&self, req: &MigrationRequest) -> DriverResult<MigrationHandle> {
+        self.sync();
+        if self.hang_first_start.lock().unwrap().remove(&req.vm_name) {
+            std::future::pending::<()>().await;
+        }
+        self.inner.start_migration(req).await
+    }
+    async fn migration_status(
+        &self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+    ) -> DriverResult<MigrationStatus> {
+        self.sync();
+        self.inner.migration_status(req, handle).await
+    }
+    async fn abort_migration(
+        &self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+    ) -> DriverResult<()> {
+        self.sync();
+        self.inner.abort_migration(req, handle).await
+    }
+    async fn converge(
+        &self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+        aid: ConvergenceAid,
+    ) -> DriverResult<bool> {
+        self.sync();
+        self.inner.converge(req, handle, aid).await
+    }
+    async fn locate(&self, req: &MigrationRequest) -> DriverResult<Location> {
+        self.sync();
+        self.inner.locate(req).await
+    }
+    async fn verify(&self, req: &MigrationRequest) -> DriverResult<Verification> {
+        self.sync();
+        self.inner.verify(req).await
+    }
+    async fn leftovers(
+        &self,
+        req: &MigrationRequest,
+        context: LeftoverContext,
+    ) -> DriverResult<Vec<Leftover>> {
+        self.sync();
+        self.inner.leftovers(req, context).await
+    }
+    async fn remove_leftover(
+        &self,
+        req: &MigrationRequest,
+        leftover: &Leftover,
+        context: LeftoverContext,
+    ) -> DriverResult<()> {
+        self.sync();
+        self.inner.remove_leftover(req, leftover, context).await
+    }
+}
+
+fn drivers_for(d: Arc<Clocked>, hosts: &[HostId]) -> Drivers {
+    let mut m = Drivers::new();
+    for h in hosts {
+        m.insert(h.clone(), Arc::clone(&d) as Arc<dyn Driver>);
+    }
+    m
+}
+
+fn demo() -> (Arc<Clocked>, Core, Vec<HostId>) {
+    let Demo {
+        scenario: Scenario { cluster, spec },
+        ..
+    } = scenarios::demo();
+    let hosts = cluster.host_ids();
+    let core = Core::new(spec, Time::ZERO).unwrap();
+    (Arc::new(Clocked::new(cluster)), core, hosts)
+}
+
+fn name_of(cluster: &SimCluster, vm: &VmId) -> String {
+    cluster
+        .vm_specs()
+        .find(|v| &v.id == vm)
+        .map(|v| v.name.clone())
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_demo_runs_to_its_end_through_the_runtime() {
+    let virtual_makespan = {
+        let Demo {
+            scenario: Scenario { cluster, spec },
+            ..
+        } = scenarios::demo();
+        simulate(spec, cluster, SimOptions::default())
+            .unwrap()
+            .makespan
+    };
+    let (driver, core, hosts) = demo();
+    let (_c, rx) = Control::new();
+    let collect = CollectSink::new();
+    let result = Runtime::default()
+        .run(
+            core,
+            drivers_for(Arc::clone(&driver), &hosts),
+            vec![Box::new(collect.clone())],
+            rx,
+        )
+        .await;
+    assert_eq!(result.error(), None);
+    let snap = &result.snapshot;
+    assert!(snap.finished);
+    assert_eq!(snap.counts(), (11, 1, 0));
+    let big = snap.vms.iter().find(|v| v.name == "analytics-01").unwrap();
+    assert_eq!(big.phase, Phase::Unmigratable);
+    let web2 = snap.vms.iter().find(|v| v.name == "web-02").unwrap();
+    assert_eq!((web2.phase, web2.attempts), (Phase::Moved, 2));
+    // The cluster agrees: every moved VM is on its destination, the big one still on hv-01.
+    let cluster = driver.cluster();
+    let cluster = cluster.lock().unwrap();
+    for v in &snap.vms {
+        let on = cluster.vm_host(&v.id).unwrap();
+        match v.phase {
+            Phase::Moved => assert_eq!(Some(on), v.destination.as_ref(), "{}", v.name),
+            _ => assert_eq!(on.as_str(), "hv-01", "{}", v.name),
+        }
+    }
+    // Polling instead of exact completion pushes costs a little time, not much.
+    let real = Time(result.elapsed.as_millis() as u64);
+    assert!(real >= virtual_makespan, "{real} < {virtual_makespan}");
+    assert!(
+        real.as_millis() <= virtual_makespan.as_millis() * 11 / 10,
+        "{real} vs {virtual_makespan}"
+    );
+    // Every command the sinks saw was carried out: the collector saw the run's events too.
+    let c = collect.collected();
+    assert!(c.commands.len() > 20);
+    assert_eq!(c.finished.as_ref().map(|s| s.counts()), Some((11, 1, 0)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_lets_running_moves_finish_and_cancels_the_rest() {
+    let (driver, core, hosts) = demo();
+    let (control, rx) = Control::new();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        control.stop(false);
+    });
+    let collect = CollectSink::new();
+    let result = Runtime::default()
+        .run(
+            core,
+            drivers_for(Arc::clone(&driver), &hosts),
+            vec![Box::new(collect.clone())],
+            rx,
+        )
+        .await;
+    assert_eq!(result.error(), None);
+    assert_eq!(result.stop_requested, Some(false));
+    let (moved, _unmig, cancelled) = result.snapshot.counts();
+    assert!(
+        moved >= 1 && cancelled >= 1,
+        "{:?}",
+        result.snapshot.counts()
+    );
+    // No attempt started after the stop.
+    let late_starts: Vec<_> = collect
+        .collected()
+        .commands
+        .iter()
+        .filter(|(t, c)| *t > Time(60_000) && matches!(c, vmove_core::Command::StartMigration(_)))
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(late_starts.is_empty(), "{late_starts:?}");
+    // Every VM is on exactly one host: moved ones on their destination, the rest on hv-01.
+    let cluster = driver.cluster();
+    let cluster = cluster.lock().unwrap();
+    for v in &result.snapshot.vms {
+        assert!(v.phase.is_final(), "{} is {:?}", v.name, v.phase);
+        let on = cluster.vm_host(&v.id).unwrap().clone();
+        let expected = if v.phase == Phase::Moved {
+            v.destination.clone().unwrap()
+        } else {
+            HostId::new("hv-01")
+        };
+        assert_eq!(on, expected, "{}", name_of(&cluster, &v.id));
+        assert!(cluster.vm_migrating_to(&v.id).is_none());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abort_stops_running_migrations_at_once() {
+    let (driver, core, hosts) = demo();
+    let (control, rx) = Control::new();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        control.stop(true);
+    });
+    let result = Runtime::default()
+        .run(core, drivers_for(Arc::clone(&driver), &hosts), vec![], rx)
+        .await;
+    assert_eq!(result.stop_requested, Some(true));
+    // Nothing in the demo finishes within 30 s: nothing moved, and the run ends soon after.
+    assert_eq!(
+        result.snapshot.counts().0,
+        0,
+        "{:?}",
+        result.snapshot.counts()
+    );
+    assert!(
+        result.elapsed < Duration::from_secs(60),
+        "{:?}",
+        result.elapsed
+    );
+    let cluster = driver.cluster();
+    let cluster = cluster.lock().unwrap();
+    for v in &result.snapshot.vms {
+        assert_eq!(
+            cluster.vm_host(&v.id).unwrap().as_str(),
+            "hv-01",
+            "{}",
+            v.name
+        );
+        assert!(
+            cluster.vm_migrating_to(&v.id).is_none(),
+            "{} still migrating",
+            v.name
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_start_is_cut_off_then_resolved_by_looking_and_retried() {
+    let (driver, core, hosts) = demo();
+    driver
+        .hang_first_start
+        .lock()
+        .unwrap()
+        .insert("build-01".into());
+    let (_c, rx) = Control::new();
+    let collect = CollectSink::new();
+    let rt = Runtime::new(RuntimeOptions {
+        call_timeout: Duration::from_secs(30),
+        ..Default::default()
+    });
+    let result = rt
+        .run(
+            core,
+            drivers_for(Arc::clone(&driver), &hosts),
+            vec![Box::new(collect.clone())],
+            rx,
+        )
+        .await;
+    assert_eq!(result.error(), None);
+    let build = result
+        .snapshot
+        .vms
+        .iter()
+        .find(|v| v.name == "build-01")
+        .unwrap();
+    assert_eq!(build.phase, Phase::Moved, "{build:?}");
+    assert_eq!(build.attempts, 2, "the hung attempt counts");
+    // The core was told the outcome was unknown, and looked before it retried.
+    let events = collect.collected().events;
+    let failed = events.iter().find_map(|e| match &e.kind {
+        vmove_core::EventKind::AttemptFailed {
+            vm, class, error, ..
+        } if *vm == build.id => Some((e.at, *class, error.clone())),
+        _ => None,
+    });
+    let (at, class, error) = failed.expect("an AttemptFailed for build-01");
+    assert_eq!(class, vmove_core::ErrorClass::Indeterminate);
+    assert!(error.contains("did not answer within 30s"), "{error}");
+    assert!(at >= Time(30_000), "{at}");
+    let located = collect
+        .collected()
+        .commands
+        .iter()
+        .any(|(_, c)| matches!(c, vmove_core::Command::Locate { vm, .. } if *vm == build.id));
+    assert!(
+        located,
+        "an unclear start must be resolved by looking at the hosts"
+    );
+    assert_eq!(result.snapshot.counts(), (11, 1, 0));
+}
