@@ -17,9 +17,12 @@ use vmove_core::{Core, Event, Snapshot, Time};
 /// How to run a simulation.
 #[derive(Clone, Debug)]
 pub struct SimOptions {
-    /// Fail with [`SimRunError::Livelock`] after this many steps (commands plus clock jumps).
-    /// `None`: 1,000 per VM and host, plus 100,000.
+    /// Fail with [`SimRunError::Livelock`] after this many steps (commands plus clock jumps)
+    /// in all. `None`: 100 million.
     pub max_steps: Option<u64>,
+    /// Fail with [`SimRunError::Livelock`] after this many steps without the clock moving.
+    /// `None`: 20 per VM and host, plus 10,000.
+    pub max_steps_per_instant: Option<u64>,
     /// Keep every event in [`SimOutcome::events`] (a 10,000-VM run with progress events is
     /// large: turn it off there; the observer still sees every event).
     pub record_events: bool,
@@ -29,7 +32,7 @@ pub struct SimOptions {
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { max_steps: None, record_events: true, stop_at: None }
+        SimOptions { max_steps: None, max_steps_per_instant: None, record_events: true, stop_at: None }
     }
 }
 
@@ -90,7 +93,7 @@ pub enum SimRunError {
     /// The spec is invalid.
     #[error("the run specification is invalid")]
     Spec(#[from] SpecError),
-    /// Too many steps: the core or the model spins without finishing.
+    /// Too many steps in all, or at one instant: the core or the model spins.
     #[error("no end after {steps} steps (at {at}): livelock")]
     Livelock {
         /// Steps taken.
@@ -119,8 +122,10 @@ pub fn simulate_observed(
     observer: &mut dyn FnMut(&Step<'_>),
 ) -> Result<SimOutcome, SimRunError> {
     let vm_count = cluster.vm_specs().count() as u64;
-    let max_steps =
-        opts.max_steps.unwrap_or(1000 * (vm_count + cluster.host_ids().len() as u64) + 100_000);
+    let max_steps = opts.max_steps.unwrap_or(100_000_000);
+    let max_instant =
+        opts.max_steps_per_instant.unwrap_or(20 * (vm_count + cluster.host_ids().len() as u64) + 10_000);
+    let mut instant_steps = 0u64;
     let mut now = cluster.now();
     let mut core = Core::new(spec, now)?;
     let mut exec = Exec::default();
@@ -135,8 +140,9 @@ pub fn simulate_observed(
     loop {
         while let Some(cmd) = core.poll_command() {
             steps += 1;
+            instant_steps += 1;
             command_count += 1;
-            if steps > max_steps {
+            if steps > max_steps || instant_steps > max_instant {
                 return Err(SimRunError::Livelock { steps, at: now });
             }
             let input = exec.run(&mut cluster, &cmd, now);
@@ -166,7 +172,8 @@ pub fn simulate_observed(
             break;
         }
         steps += 1;
-        if steps > max_steps {
+        instant_steps += 1;
+        if steps > max_steps || instant_steps > max_instant {
             return Err(SimRunError::Livelock { steps, at: now });
         }
         let t_core = core.poll_timeout().map(|t| t.max(now));
@@ -175,6 +182,9 @@ pub fn simulate_observed(
         let Some(next) = next else {
             return Err(SimRunError::Stuck { at: now });
         };
+        if next > now {
+            instant_steps = 0;
+        }
         let ended = cluster.advance_to(next);
         now = next;
         for end in ended {

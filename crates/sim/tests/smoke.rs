@@ -34,3 +34,11 @@ fn random_faulty_scenario_finishes() {
     }
     assert_eq!((m + u + c) as usize, out.snapshot.vms.len());
 }
+
+#[test]
+fn a_run_that_cannot_end_in_its_step_budget_is_reported_as_livelock() {
+    let sc = scenarios::random(5, &RandomParams::clean(1, 1, 4));
+    let opts = SimOptions { max_steps: Some(20), ..SimOptions::default() };
+    let err = simulate(sc.spec, sc.cluster, opts).expect_err("20 steps are not enough");
+    assert!(matches!(err, vmove_sim::SimRunError::Livelock { .. }), "{err}");
+}
