@@ -2,7 +2,7 @@
 # Creates a test VM on a lab host. Usage:
 #   lab/mkvm.sh HOST NAME [--mem MiB] [--disks N] [--size MiB] [--fill MiB] [--backing] [--off]
 #                         [--dir DIR] [--linux] [--uuid UUID]
-#   --disks N    N qcow2 disks (default 1), each --size MiB virtual (default 64)
+#   --disks N    N qcow2 disks (default 1), each --size MiB virtual (default 64; or a list: 64,32)
 #   --fill MiB   writes a per-disk byte pattern over the first MiB of each disk (checksums mean something)
 #   --backing    each disk is a qcow2 overlay on a base image (an external-snapshot chain of 2)
 #   --off        defined but not started
@@ -15,12 +15,12 @@ need_root
 
 [ $# -ge 2 ] || die "usage: mkvm.sh HOST NAME [options]"
 h="$1"; name="$2"; shift 2
-mem=64; disks=1; size=64; fill=0; backing=0; off=0; dir=/var/lib/libvirt/images; linux=0; uuid=""
+mem=64; disks=1; size_list=64; fill=0; backing=0; off=0; dir=/var/lib/libvirt/images; linux=0; uuid=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --mem) mem="$2"; shift 2 ;;
     --disks) disks="$2"; shift 2 ;;
-    --size) size="$2"; shift 2 ;;
+    --size) size_list="$2"; shift 2 ;;
     --fill) fill="$2"; shift 2 ;;
     --backing) backing=1; shift ;;
     --off) off=1; shift ;;
@@ -49,6 +49,8 @@ fi
 for i in $(seq 0 $((disks - 1))); do
   dev="vd$(printf "\\x$(printf %x $((97 + i)))")"
   top="$dir/$name-$i.qcow2"
+  IFS=, read -r -a sizes <<<"$size_list"
+  size="${sizes[$i]:-${sizes[-1]}}"
   [ -e "$(host_path "$h" "$top")" ] && die "$top already exists on $h"
   if [ "$backing" = 1 ]; then
     base="$dir/$name-$i-base.qcow2"

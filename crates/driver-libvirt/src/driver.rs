@@ -420,7 +420,11 @@ impl Inner {
     }
 }
 
-fn run_live(p: Prepared) -> Result<(), DriverError> {
+fn run_live(p: Prepared, rec: &Migration) -> Result<(), DriverError> {
+    if rec.cancel.load(Ordering::Relaxed) {
+        return Err(DriverError::transient("migration aborted before it started")
+            .with_code(i64::from(code::OPERATION_ABORTED)));
+    }
     let r = match &p.p2p_uri {
         Some(uri) => p.dom.migrate_to_uri3(Some(uri.as_str()), p.params, p.flags).map(|_| ()),
         None => p.dom.migrate3(&p.dconn, p.params, p.flags).map(|_| ()),
@@ -434,12 +438,13 @@ fn run_offline(p: Prepared, rec: &Migration) -> Result<(), DriverError> {
     for (s, d) in &p.copies {
         let sv = vol_at(&p.sconn, s)?.ok_or_else(|| DriverError::transient(format!("source disk {s} vanished")))?;
         let dv = vol_at(&p.dconn, d)?.ok_or_else(|| DriverError::transient(format!("destination image {d} vanished")))?;
-        total += host::vol_physical(&sv)?;
-        pairs.push((sv, dv, d.clone()));
+        let size = host::vol_physical(&sv)?;
+        total += size;
+        pairs.push((sv, dv, d.clone(), size));
     }
     rec.bytes_total.store(total, Ordering::Relaxed);
-    for (sv, dv, d) in &pairs {
-        ffi::copy_volume_sparse(&p.sconn, sv, &p.dconn, dv, &rec.cancel, &rec.bytes_done).map_err(|e| {
+    for (sv, dv, d, size) in &pairs {
+        ffi::copy_volume_sparse(&p.sconn, sv, *size, &p.dconn, dv, &rec.cancel, &rec.bytes_done).map_err(|e| {
             if rec.cancel.load(Ordering::Relaxed) {
                 DriverError::transient(format!("offline copy to {d} aborted")).with_code(i64::from(code::OPERATION_ABORTED))
             } else {
@@ -573,7 +578,7 @@ impl Driver for LibvirtDriver {
         // The migration call blocks until the end: it gets a blocking thread of its own.
         tokio::task::spawn_blocking(move || {
             let r = match rec.mode {
-                MigrationMode::Live => run_live(prepared),
+                MigrationMode::Live => run_live(prepared, &rec),
                 MigrationMode::Offline => run_offline(prepared, &rec),
             };
             if let Err(e) = &r {
@@ -640,7 +645,8 @@ impl Driver for LibvirtDriver {
     }
 
     async fn abort_migration(&self, req: &MigrationRequest, handle: &MigrationHandle) -> DriverResult<()> {
-        if let Some(rec) = self.record(handle) {
+        let rec = self.record(handle);
+        if let Some(rec) = &rec {
             rec.cancel.store(true, Ordering::Relaxed);
             if rec.outcome().is_some() || rec.mode == MigrationMode::Offline {
                 return Ok(());
@@ -650,13 +656,25 @@ impl Driver for LibvirtDriver {
         let vm = req.vm.clone();
         blocking(Phase::Change, move || {
             let conn = src.conn()?;
-            let Some(dom) = find_domain(&conn, &vm)? else { return Ok(()) };
-            match ffi::abort_job(&dom) {
-                Ok(()) => Ok(()),
-                // No job (it already ended): not an error.
-                Err(e) if e.code().to_raw() as i32 == code::OPERATION_INVALID => Ok(()),
-                Err(e) => Err(from_virt(&e, "cannot abort the migration", Phase::Change)),
+            // Our migration thread may not have reached libvirt yet: until it ends or its job
+            // is aborted, keep trying (it checks `cancel` before it calls libvirt, too).
+            for _ in 0..100 {
+                let Some(dom) = find_domain(&conn, &vm)? else { return Ok(()) };
+                match ffi::abort_job(&dom) {
+                    Ok(()) => return Ok(()),
+                    // No job: it has not started or has already ended.
+                    Err(e) if e.code().to_raw() as i32 == code::OPERATION_INVALID => {
+                        match &rec {
+                            Some(r) if r.outcome().is_none() => {
+                                std::thread::sleep(std::time::Duration::from_millis(100))
+                            }
+                            _ => return Ok(()),
+                        }
+                    }
+                    Err(e) => return Err(from_virt(&e, "cannot abort the migration", Phase::Change)),
+                }
             }
+            Err(DriverError::indeterminate("the migration neither ended nor accepted the abort within 10 s"))
         })
         .await
     }

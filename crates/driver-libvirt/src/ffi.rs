@@ -155,6 +155,15 @@ struct Pipe<'a> {
     dst: &'a Stream,
     cancel: &'a AtomicBool,
     bytes: &'a AtomicU64,
+    /// The source file's size: a stream that claims more is broken, and is stopped rather than
+    /// allowed to fill the destination's disk.
+    limit: u64,
+}
+
+impl Pipe<'_> {
+    fn over_limit(&self, more: u64) -> bool {
+        self.bytes.load(Ordering::Relaxed).saturating_add(more) > self.limit
+    }
 }
 
 unsafe extern "C" fn sink(
@@ -165,7 +174,7 @@ unsafe extern "C" fn sink(
 ) -> c_int {
     // SAFETY: `opaque` is the `Pipe` living on copy_volume_sparse's stack for the whole call.
     let pipe = unsafe { &*(opaque as *const Pipe<'_>) };
-    if pipe.cancel.load(Ordering::Relaxed) {
+    if pipe.cancel.load(Ordering::Relaxed) || pipe.over_limit(nbytes as u64) {
         return -1;
     }
     // SAFETY: libvirt hands us `nbytes` readable bytes at `data`.
@@ -178,13 +187,15 @@ unsafe extern "C" fn sink(
         }
     }
     pipe.bytes.fetch_add(nbytes as u64, Ordering::Relaxed);
-    0
+    // A sink returns how many bytes it consumed (returning 0 makes libvirt hand the same bytes
+    // again, forever).
+    nbytes as c_int
 }
 
 unsafe extern "C" fn hole(_st: sys::virStreamPtr, length: c_longlong, opaque: *mut c_void) -> c_int {
     // SAFETY: as in `sink`.
     let pipe = unsafe { &*(opaque as *const Pipe<'_>) };
-    if pipe.cancel.load(Ordering::Relaxed) {
+    if pipe.cancel.load(Ordering::Relaxed) || length < 0 || pipe.over_limit(length as u64) {
         return -1;
     }
     // SAFETY: the destination stream is live; a hole is sent as its length.
@@ -198,10 +209,12 @@ unsafe extern "C" fn hole(_st: sys::virStreamPtr, length: c_longlong, opaque: *m
 
 /// Copies the whole file behind `src` (on `src_conn`) into `dst` (on `dst_conn`) through
 /// libvirt's sparse volume streams: holes travel as lengths, not zeros. `bytes` counts what
-/// was copied (data and holes); setting `cancel` stops the copy with an error.
+/// was copied (data and holes) and must not pass `limit` (the source file's size: the copy
+/// stops with an error rather than write more); setting `cancel` stops the copy with an error.
 pub fn copy_volume_sparse(
     src_conn: &Connect,
     src: &StorageVol,
+    limit: u64,
     dst_conn: &Connect,
     dst: &StorageVol,
     cancel: &AtomicBool,
@@ -211,7 +224,7 @@ pub fn copy_volume_sparse(
     let up = Stream::new(dst_conn, 0)?;
     src.download(&down, 0, 0, sys::VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)?;
     dst.upload(&up, 0, 0, sys::VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)?;
-    let pipe = Pipe { dst: &up, cancel, bytes };
+    let pipe = Pipe { dst: &up, cancel, bytes, limit: bytes.load(Ordering::Relaxed).saturating_add(limit) };
     // SAFETY: `down` is a live stream set up for a sparse download; the callbacks only touch
     // `pipe`, which outlives this call.
     let ret = unsafe {
