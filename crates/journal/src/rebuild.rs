@@ -239,17 +239,17 @@ impl VmResume {
     }
 
     /// What the core's [`Core::resume`](vmove_core::Core::resume) needs for this VM, or `None`
-    /// for a VM the journal knows too little about to hand over (never selected, no request).
+    /// for a VM whose selection was never recorded. Such a VM is left out on purpose: the core
+    /// selects a source with no recovered VM afresh, and finds it on the hosts (handing it over
+    /// with an invented source would mark its source as selected and lose the source's other
+    /// VMs). Under the write protocol (events before the next intent) it cannot happen.
     ///
     /// The mapping never trusts the journal to skip an observation: a VM that may be in flight
     /// (see [`VmResume::maybe_in_flight`]) becomes [`RecoveredState::InFlight`] with its last
     /// request, which the core locates on the hosts before anything else; any other unfinished
     /// VM is queued again (and re-assessed from a fresh host listing).
     pub fn to_recovered(&self, spec: &RunSpec) -> Option<Recovered> {
-        let source = self
-            .source
-            .clone()
-            .or_else(|| self.last_request.as_ref().map(|r| r.source.clone()))?;
+        let source = self.source.clone()?;
         let destinations = spec
             .sources
             .iter()
@@ -291,20 +291,13 @@ impl VmResume {
     }
 }
 
-/// Every VM of the run as [`Core::resume`](vmove_core::Core::resume) takes them, in selection
-/// order (VMs never selected but named by a request follow, by id).
+/// Every selected VM of the run as [`Core::resume`](vmove_core::Core::resume) takes them, in
+/// selection order.
 pub fn recovered(record: &RunRecord) -> Vec<Recovered> {
     let (facts, order) = rebuild_ordered(record);
-    let mut out: Vec<Recovered> = order
+    order
         .iter()
         .filter_map(|vm| facts.get(vm))
         .filter_map(|v| v.to_recovered(&record.spec))
-        .collect();
-    out.extend(
-        facts
-            .values()
-            .filter(|v| !order.contains(&v.vm))
-            .filter_map(|v| v.to_recovered(&record.spec)),
-    );
-    out
+        .collect()
 }

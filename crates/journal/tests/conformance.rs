@@ -697,6 +697,8 @@ fn a_torn_wal_reopens_to_a_consistent_prefix() {
 /// never an error, and every read is a consistent snapshot that only moves forward.
 #[test]
 fn a_concurrent_reader_sees_consistent_snapshots_while_the_writer_writes() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
     let (_dir, path) = temp_path();
     let clock = clock();
     let mut w = open_as(&path, &clock, me());
@@ -707,8 +709,20 @@ fn a_concurrent_reader_sees_consistent_snapshots_while_the_writer_writes() {
     w.record_event("r1", &sel).unwrap();
     let vm = VmId::new("u-0");
     let writes = 150u64;
+    // The writer pauses every 30 writes until the reader has read once more, so reads are
+    // guaranteed to fall between writes however the threads are scheduled.
+    let reads = Arc::new(AtomicU64::new(0));
+    let reads_w = Arc::clone(&reads);
     let writer = std::thread::spawn(move || {
         for i in 1..=writes {
+            if i % 30 == 0 {
+                let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                while reads_w.load(Ordering::SeqCst) < i / 30
+                    && std::time::Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
             let e = vmove_core::Event {
                 at: Time(i),
                 kind: EventKind::Progress {
@@ -726,8 +740,9 @@ fn a_concurrent_reader_sees_consistent_snapshots_while_the_writer_writes() {
     let reader = open_as(&path, &clock, other(400));
     let mut last_done = 0;
     let mut last_entries = 0;
-    let mut reads = 0;
+    let mut partial_reads = 0;
     loop {
+        let finished = writer.is_finished();
         let status = reader.vm_status("r1").unwrap();
         let done = status[0]
             .progress
@@ -743,8 +758,11 @@ fn a_concurrent_reader_sees_consistent_snapshots_while_the_writer_writes() {
         assert_consistent(&rec);
         assert!(rec.entries.len() >= last_entries);
         last_entries = rec.entries.len();
-        reads += 1;
-        if writer.is_finished() {
+        if done > 0 && done < writes {
+            partial_reads += 1;
+        }
+        reads.fetch_add(1, Ordering::SeqCst);
+        if finished {
             break;
         }
     }
@@ -756,5 +774,8 @@ fn a_concurrent_reader_sees_consistent_snapshots_while_the_writer_writes() {
             .map(|p| p.bytes_done),
         Some(writes)
     );
-    assert!(reads > 1, "the reader read while the writer wrote");
+    assert!(
+        partial_reads >= 4,
+        "the reader read between writes: {partial_reads} times"
+    );
 }
