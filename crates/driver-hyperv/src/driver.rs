@@ -165,13 +165,17 @@ fn op_status(i: &CimInstance) -> Vec<u32> {
 }
 
 impl HyperVDriver {
-    /// Builds the driver from `[hosts.<name>]` tables (a `driver = "hyperv"` key is ignored).
+    /// Builds the driver from `[hosts.<name>]` tables. The keys the CLI owns for every driver
+    /// (`driver`, `max_migrations`, `path`) are left to it; every other key must be one of
+    /// [`HyperVHostConfig`]'s.
     /// Credentials come from each host's `credentials_file`, else from the environment.
     pub fn from_config(hosts: &[(HostId, toml::Table)]) -> Result<HyperVDriver, DriverError> {
         let mut out = BTreeMap::new();
         for (id, table) in hosts {
             let mut t = table.clone();
-            t.remove("driver");
+            for k in ["driver", "max_migrations", "path"] {
+                t.remove(k);
+            }
             let cfg: HyperVHostConfig = toml::Value::Table(t)
                 .try_into()
                 .map_err(|e| DriverError::permanent(format!("host {id}: invalid Hyper-V settings: {e}")))?;

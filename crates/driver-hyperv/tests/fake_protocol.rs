@@ -244,7 +244,7 @@ async fn from_config_reads_a_private_credentials_file_and_refuses_unknown_keys()
     }
     let port = fake.addr("hv1").unwrap().port();
     let table: toml::Table = format!(
-        "driver = 'hyperv'\naddress = '127.0.0.1'\nport = {port}\ntransport = 'http'\nauth = 'negotiate'\ncredentials_file = '{}'\n",
+        "driver = 'hyperv'\nmax_migrations = 2\npath = 'E:\\VMs'\naddress = '127.0.0.1'\nport = {port}\ntransport = 'http'\nauth = 'negotiate'\ncredentials_file = '{}'\n",
         cf.display()
     )
     .parse()

@@ -57,11 +57,34 @@ struct ServerCtx {
     host: String,
     user: String,
     password: String,
+    tls: bool,
 }
 
 impl FakeHyperV {
-    /// Starts listeners for every host already in `world`, accepting `creds` over NTLM.
+    /// Starts plain-HTTP listeners for every host already in `world`, accepting `creds` over
+    /// NTLM with sealed messages (port 5985's behaviour).
     pub async fn start(world: World, creds: &Credentials) -> std::io::Result<FakeHyperV> {
+        Self::start_inner(world, creds, None).await
+    }
+
+    /// Starts HTTPS listeners (port 5986's behaviour) with the given certificate chain and key
+    /// (DER), accepting `creds` over Basic and NTLM, messages not sealed.
+    pub async fn start_tls(
+        world: World,
+        creds: &Credentials,
+        chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+        key: rustls_pki_types::PrivateKeyDer<'static>,
+    ) -> std::io::Result<FakeHyperV> {
+        let conf = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(std::io::Error::other)?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(std::io::Error::other)?;
+        Self::start_inner(world, creds, Some(tokio_rustls::TlsAcceptor::from(Arc::new(conf)))).await
+    }
+
+    async fn start_inner(world: World, creds: &Credentials, tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<FakeHyperV> {
         let hosts: Vec<String> = world.hosts.keys().cloned().collect();
         let world = Arc::new(Mutex::new(world));
         let mut addrs = BTreeMap::new();
@@ -74,11 +97,14 @@ impl FakeHyperV {
                 host: h,
                 user: creds.user.clone(),
                 password: creds.password().to_owned(),
+                tls: tls.is_some(),
             });
+            let tls = tls.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
                     let Ok((stream, _)) = listener.accept().await else { return };
                     let ctx = ctx.clone();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
                         let conn = Arc::new(tokio::sync::Mutex::new(ConnState::default()));
                         let svc = hyper::service::service_fn(move |req| {
@@ -86,9 +112,17 @@ impl FakeHyperV {
                             let conn = conn.clone();
                             async move { Ok::<_, std::convert::Infallible>(handle(&ctx, &conn, req).await) }
                         });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
+                        let builder = hyper::server::conn::http1::Builder::new();
+                        match tls {
+                            Some(acceptor) => {
+                                if let Ok(s) = acceptor.accept(stream).await {
+                                    let _ = builder.serve_connection(TokioIo::new(s), svc).await;
+                                }
+                            }
+                            None => {
+                                let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                        }
                     });
                 }
             }));
@@ -183,7 +217,16 @@ async fn handle(ctx: &ServerCtx, conn: &tokio::sync::Mutex<ConnState>, req: Requ
         Err(_) => return resp(StatusCode::BAD_REQUEST, Bytes::new()),
     };
     let mut st = conn.lock().await;
-    if let Some(a) = auth {
+    let mut basic_ok = false;
+    if let Some(b) = auth.as_deref().and_then(|a| a.strip_prefix("Basic ")) {
+        // Basic is accepted on HTTPS only, as WinRM does by default.
+        let want = format!("{}:{}", ctx.user, ctx.password);
+        let got = base64::engine::general_purpose::STANDARD.decode(b.trim()).unwrap_or_default();
+        if !ctx.tls || got != want.as_bytes() {
+            return unauthorized(None);
+        }
+        basic_ok = true;
+    } else if let Some(a) = auth {
         let token = a
             .strip_prefix("Negotiate ")
             .or_else(|| a.strip_prefix("NTLM "))
@@ -199,11 +242,19 @@ async fn handle(ctx: &ServerCtx, conn: &tokio::sync::Mutex<ConnState>, req: Requ
             }
         }
     }
-    if !st.authed {
+    if !st.authed && !basic_ok {
         return unauthorized(None);
     }
     if body.is_empty() {
         return resp(StatusCode::OK, Bytes::new());
+    }
+    if ctx.tls && !content_type.starts_with("multipart/encrypted") {
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let (code, answer) = dispatch(ctx, &text);
+        let mut r = resp(code, Bytes::from(answer));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/soap+xml;charset=UTF-8"));
+        return r;
     }
     if !content_type.starts_with("multipart/encrypted") {
         // AllowUnencrypted=false, as on a real host.
