@@ -60,7 +60,9 @@ fn default_pool() -> String {
 impl LibvirtHostConfig {
     /// How many storage migrations the configured port range takes at once (2 ports each).
     pub fn port_capacity(&self) -> Option<u32> {
-        self.migration_ports
-            .map(|[lo, hi]| (u32::from(hi.saturating_sub(lo)) + 1) / 2)
+        self.migration_ports.map(|[lo, hi]| {
+            let ports = u32::from(hi.saturating_sub(lo)) + 1;
+            ports / 2
+        })
     }
 }

@@ -1,10 +1,10 @@
 //! [`LibvirtDriver`]: the [`Driver`] implementation.
 
+use crate::LibvirtHostConfig;
 use crate::error::{Phase, code, from_virt};
 use crate::ffi;
 use crate::host::{self, Host, describe, find_domain, find_domain_by_name, read_err, vol_at};
 use crate::xml::{self, Provenance};
-use crate::LibvirtHostConfig;
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -49,7 +49,10 @@ struct Migration {
 
 impl Migration {
     fn outcome(&self) -> Option<Result<(), DriverError>> {
-        self.outcome.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.outcome
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
     fn finish(&self, r: Result<(), DriverError>) {
         *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
@@ -75,17 +78,32 @@ async fn blocking<T: Send + 'static>(
 }
 
 fn file_name(p: &str) -> String {
-    Path::new(p).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+    Path::new(p)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn folder(p: &str) -> String {
-    Path::new(p).parent().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "/".into())
+    Path::new(p)
+        .parent()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "/".into())
 }
 
 /// Where each disk goes: `<base>[/<vm name>]/<file name>`, names made unique.
-pub(crate) fn destination_paths(base: &str, vm_name: &str, subfolder: bool, sources: &[String]) -> Vec<String> {
+pub(crate) fn destination_paths(
+    base: &str,
+    vm_name: &str,
+    subfolder: bool,
+    sources: &[String],
+) -> Vec<String> {
     let base = base.trim_end_matches('/');
-    let dir = if subfolder { format!("{base}/{vm_name}") } else { base.to_owned() };
+    let dir = if subfolder {
+        format!("{base}/{vm_name}")
+    } else {
+        base.to_owned()
+    };
     let mut out: Vec<String> = Vec::new();
     for s in sources {
         let mut name = file_name(s);
@@ -145,7 +163,9 @@ impl LibvirtDriver {
             if let Some(d) = &cfg.driver
                 && d != "libvirt"
             {
-                return Err(DriverError::permanent(format!("host {id}: driver is '{d}', not 'libvirt'")));
+                return Err(DriverError::permanent(format!(
+                    "host {id}: driver is '{d}', not 'libvirt'"
+                )));
             }
             if !(cfg.uri.starts_with("qemu") && cfg.uri.contains("://")) {
                 return Err(DriverError::permanent(format!(
@@ -161,19 +181,25 @@ impl LibvirtDriver {
     /// How many storage migrations the host's configured migration port range takes at once
     /// (libvirt itself has no slot limit; each storage migration uses 2 incoming ports).
     pub fn port_capacity(&self, host: &HostId) -> Option<u32> {
-        self.inner.hosts.get(host).and_then(|h| h.cfg.port_capacity())
+        self.inner
+            .hosts
+            .get(host)
+            .and_then(|h| h.cfg.port_capacity())
     }
 
     fn host(&self, id: &HostId) -> DriverResult<Arc<Host>> {
-        self.inner
-            .hosts
-            .get(id)
-            .cloned()
-            .ok_or_else(|| DriverError::permanent(format!("host {id} is not a configured libvirt host")))
+        self.inner.hosts.get(id).cloned().ok_or_else(|| {
+            DriverError::permanent(format!("host {id} is not a configured libvirt host"))
+        })
     }
 
     fn record(&self, handle: &MigrationHandle) -> Option<Arc<Migration>> {
-        self.inner.migrations.lock().unwrap_or_else(|p| p.into_inner()).get(&handle.0).cloned()
+        self.inner
+            .migrations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&handle.0)
+            .cloned()
     }
 
     fn created_on(&self, vm: &VmId, host: &HostId) -> Vec<String> {
@@ -182,7 +208,12 @@ impl LibvirtDriver {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(vm)
-            .map(|v| v.iter().filter(|(h, _)| h == host).map(|(_, p)| p.clone()).collect())
+            .map(|v| {
+                v.iter()
+                    .filter(|(h, _)| h == host)
+                    .map(|(_, p)| p.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -222,10 +253,16 @@ impl Inner {
     /// on either host until every check passed.
     fn prepare(&self, req: &MigrationRequest) -> DriverResult<Prepared> {
         let src = self.hosts.get(&req.source).cloned().ok_or_else(|| {
-            DriverError::permanent(format!("host {} is not a configured libvirt host", req.source))
+            DriverError::permanent(format!(
+                "host {} is not a configured libvirt host",
+                req.source
+            ))
         })?;
         let dst = self.hosts.get(&req.destination).cloned().ok_or_else(|| {
-            DriverError::permanent(format!("host {} is not a configured libvirt host", req.destination))
+            DriverError::permanent(format!(
+                "host {} is not a configured libvirt host",
+                req.destination
+            ))
         })?;
         let sconn = src.open()?;
         let dconn = dst.open()?;
@@ -302,7 +339,12 @@ impl Inner {
         // Every destination file (and, offline with a chain, every chain file) must be free.
         let mut dest_files: Vec<(String, String, u64, String)> = Vec::new(); // (src, dst, capacity, format)
         for (d, dt) in disks.iter().zip(&dest_tops) {
-            dest_files.push((d.path.clone(), dt.clone(), d.virtual_bytes, d.format.clone()));
+            dest_files.push((
+                d.path.clone(),
+                dt.clone(),
+                d.virtual_bytes,
+                d.format.clone(),
+            ));
             if offline_chain {
                 for b in &d.backing_chain {
                     dest_files.push((b.clone(), b.clone(), 0, String::new()));
@@ -334,7 +376,11 @@ impl Inner {
         let mut expect = Vec::new();
         for (spath, dpath, capacity, format) in &dest_files {
             let pool = host::dir_pool(&dconn, &folder(dpath), true)?.ok_or_else(|| {
-                DriverError::destination_refused(format!("cannot create folder {} on {}", folder(dpath), req.destination))
+                DriverError::destination_refused(format!(
+                    "cannot create folder {} on {}",
+                    folder(dpath),
+                    req.destination
+                ))
             })?;
             let vol_xml = match req.mode {
                 MigrationMode::Live => format!(
@@ -346,7 +392,10 @@ impl Inner {
                     // A raw file of the source file's own size: the stream copies the file
                     // byte for byte (qcow2 headers included).
                     let svol = vol_at(&sconn, spath)?.ok_or_else(|| {
-                        DriverError::permanent(format!("disk {spath} of VM {} is missing on {}", desc.name, req.source))
+                        DriverError::permanent(format!(
+                            "disk {spath} of VM {} is missing on {}",
+                            desc.name, req.source
+                        ))
                     })?;
                     let physical = host::vol_physical(&svol)?;
                     format!(
@@ -358,7 +407,11 @@ impl Inner {
             match StorageVol::create_xml(&pool, &vol_xml, 0) {
                 Ok(_) => self.remember_created(&req.vm, &req.destination, dpath),
                 Err(e) => {
-                    let mut err = from_virt(&e, &format!("cannot create {dpath} on {}", req.destination), Phase::Prepare);
+                    let mut err = from_virt(
+                        &e,
+                        &format!("cannot create {dpath} on {}", req.destination),
+                        Phase::Prepare,
+                    );
                     if e.code().to_raw() as i32 == code::STORAGE_VOL_EXIST {
                         err.class = ErrorClass::DestinationRefused;
                     }
@@ -416,17 +469,32 @@ impl Inner {
             bandwidth: src.cfg.bandwidth_mib_s,
             ..MigrateParameters::default()
         };
-        Ok(Prepared { sconn, dconn, dom, dest_xml, copies, expect, flags, params, p2p_uri })
+        Ok(Prepared {
+            sconn,
+            dconn,
+            dom,
+            dest_xml,
+            copies,
+            expect,
+            flags,
+            params,
+            p2p_uri,
+        })
     }
 }
 
 fn run_live(p: Prepared, rec: &Migration) -> Result<(), DriverError> {
     if rec.cancel.load(Ordering::Relaxed) {
-        return Err(DriverError::transient("migration aborted before it started")
-            .with_code(i64::from(code::OPERATION_ABORTED)));
+        return Err(
+            DriverError::transient("migration aborted before it started")
+                .with_code(i64::from(code::OPERATION_ABORTED)),
+        );
     }
     let r = match &p.p2p_uri {
-        Some(uri) => p.dom.migrate_to_uri3(Some(uri.as_str()), p.params, p.flags).map(|_| ()),
+        Some(uri) => p
+            .dom
+            .migrate_to_uri3(Some(uri.as_str()), p.params, p.flags)
+            .map(|_| ()),
         None => p.dom.migrate3(&p.dconn, p.params, p.flags).map(|_| ()),
     };
     r.map_err(|e| from_virt(&e, "live migration failed", Phase::Change))
@@ -436,17 +504,29 @@ fn run_offline(p: Prepared, rec: &Migration) -> Result<(), DriverError> {
     let mut total = 0;
     let mut pairs = Vec::new();
     for (s, d) in &p.copies {
-        let sv = vol_at(&p.sconn, s)?.ok_or_else(|| DriverError::transient(format!("source disk {s} vanished")))?;
-        let dv = vol_at(&p.dconn, d)?.ok_or_else(|| DriverError::transient(format!("destination image {d} vanished")))?;
+        let sv = vol_at(&p.sconn, s)?
+            .ok_or_else(|| DriverError::transient(format!("source disk {s} vanished")))?;
+        let dv = vol_at(&p.dconn, d)?
+            .ok_or_else(|| DriverError::transient(format!("destination image {d} vanished")))?;
         let size = host::vol_physical(&sv)?;
         total += size;
         pairs.push((sv, dv, d.clone(), size));
     }
     rec.bytes_total.store(total, Ordering::Relaxed);
     for (sv, dv, d, size) in &pairs {
-        ffi::copy_volume_sparse(&p.sconn, sv, *size, &p.dconn, dv, &rec.cancel, &rec.bytes_done).map_err(|e| {
+        ffi::copy_volume_sparse(
+            &p.sconn,
+            sv,
+            *size,
+            &p.dconn,
+            dv,
+            &rec.cancel,
+            &rec.bytes_done,
+        )
+        .map_err(|e| {
             if rec.cancel.load(Ordering::Relaxed) {
-                DriverError::transient(format!("offline copy to {d} aborted")).with_code(i64::from(code::OPERATION_ABORTED))
+                DriverError::transient(format!("offline copy to {d} aborted"))
+                    .with_code(i64::from(code::OPERATION_ABORTED))
             } else {
                 from_virt(&e, &format!("copying a disk to {d} failed"), Phase::Prepare)
             }
@@ -457,10 +537,13 @@ fn run_offline(p: Prepared, rec: &Migration) -> Result<(), DriverError> {
     }
     // Every image at its expected virtual size (the pool re-reads the copied headers).
     for (d, size) in &p.expect {
-        let v = vol_at(&p.dconn, d)?.ok_or_else(|| DriverError::transient(format!("copied image {d} is missing")))?;
+        let v = vol_at(&p.dconn, d)?
+            .ok_or_else(|| DriverError::transient(format!("copied image {d} is missing")))?;
         let (cap, _, _, _) = host::vol_facts(&v)?;
         if cap != *size {
-            return Err(DriverError::transient(format!("copied image {d} has size {cap}, expected {size}")));
+            return Err(DriverError::transient(format!(
+                "copied image {d} has size {cap}, expected {size}"
+            )));
         }
     }
     let new = p
@@ -468,14 +551,22 @@ fn run_offline(p: Prepared, rec: &Migration) -> Result<(), DriverError> {
         .define_domain_xml(&p.dest_xml)
         .map_err(|e| from_virt(&e, "cannot define the VM on the destination", Phase::Change))?;
     // The source must still be shut off: else the destination copy goes, the source stays.
-    let still_off = ffi::state(&p.dom).map(|(s, _)| s as u32 == sys::VIR_DOMAIN_SHUTOFF).unwrap_or(false);
+    let still_off = ffi::state(&p.dom)
+        .map(|(s, _)| s as u32 == sys::VIR_DOMAIN_SHUTOFF)
+        .unwrap_or(false);
     if !still_off {
         let _ = new.undefine();
-        return Err(DriverError::transient("the VM was started on the source during its offline move"));
+        return Err(DriverError::transient(
+            "the VM was started on the source during its offline move",
+        ));
     }
-    p.dom
-        .undefine()
-        .map_err(|e| from_virt(&e, "defined on the destination, but cannot undefine it on the source", Phase::Change))
+    p.dom.undefine().map_err(|e| {
+        from_virt(
+            &e,
+            "defined on the destination, but cannot undefine it on the source",
+            Phase::Change,
+        )
+    })
 }
 
 #[async_trait]
@@ -492,7 +583,9 @@ impl Driver for LibvirtDriver {
         let h = self.host(host)?;
         blocking(Phase::Read, move || {
             let conn = h.conn()?;
-            let free_memory_bytes = conn.free_memory().map_err(read_err("cannot read free memory"))?;
+            let free_memory_bytes = conn
+                .free_memory()
+                .map_err(read_err("cannot read free memory"))?;
             let free_disk_bytes = match host::pool_path(&conn, &h.cfg.pool) {
                 Ok((p, _)) => p.info().map(|i| i.available).unwrap_or(0),
                 Err(_) => 0,
@@ -514,7 +607,12 @@ impl Driver for LibvirtDriver {
                     active += 1;
                 }
             }
-            Ok(HostInfo { migration_limit: None, active_migrations: active, free_memory_bytes, free_disk_bytes })
+            Ok(HostInfo {
+                migration_limit: None,
+                active_migrations: active,
+                free_memory_bytes,
+                free_disk_bytes,
+            })
         })
         .await
     }
@@ -524,7 +622,10 @@ impl Driver for LibvirtDriver {
         blocking(Phase::Read, move || {
             let conn = h.conn()?;
             let mut out = Vec::new();
-            for d in conn.list_all_domains(0).map_err(read_err("cannot list VMs"))? {
+            for d in conn
+                .list_all_domains(0)
+                .map_err(read_err("cannot list VMs"))?
+            {
                 match host::vm_info(&conn, &d) {
                     Ok(v) => out.push(v),
                     // Gone between the list and the look: not ours to report.
@@ -546,14 +647,21 @@ impl Driver for LibvirtDriver {
                 .ok_or_else(|| DriverError::permanent(format!("VM {vm} not found on {hid}")))?;
             let (_, desc) = describe(&dom, 0)?;
             let disks = host::disks_of(&conn, &desc)?;
-            Ok(Footprint { memory_bytes: desc.memory_kib * 1024, disks, config_paths: Vec::new() })
+            Ok(Footprint {
+                memory_bytes: desc.memory_kib * 1024,
+                disks,
+                config_paths: Vec::new(),
+            })
         })
         .await
     }
 
     async fn start_migration(&self, req: &MigrationRequest) -> DriverResult<MigrationHandle> {
         let src = self.host(&req.source)?;
-        let handle = MigrationHandle(format!("{}:{}:{}:{}", req.mode, req.vm, req.run_id, req.attempt));
+        let handle = MigrationHandle(format!(
+            "{}:{}:{}:{}",
+            req.mode, req.vm, req.run_id, req.attempt
+        ));
         let rec = Arc::new(Migration {
             mode: req.mode,
             vm: req.vm.clone(),
@@ -620,7 +728,8 @@ impl Driver for LibvirtDriver {
             let sconn = src.conn()?;
             let sdom = find_domain(&sconn, &vm)?;
             if let Some(d) = &sdom
-                && let Some(job) = ffi::job_stats(d).map_err(read_err("cannot read the migration's job"))?
+                && let Some(job) =
+                    ffi::job_stats(d).map_err(read_err("cannot read the migration's job"))?
                 && job.operation == Some(5)
             {
                 return Ok(MigrationStatus::Running(progress_of(&job)));
@@ -630,8 +739,12 @@ impl Driver for LibvirtDriver {
                 return Ok(MigrationStatus::Pending);
             }
             let dconn = dst.conn()?;
-            let on_dst = find_domain(&dconn, &vm)?.map(|d| d.is_active().unwrap_or(false)).unwrap_or(false);
-            let on_src = sdom.map(|d| d.is_active().unwrap_or(false)).unwrap_or(false);
+            let on_dst = find_domain(&dconn, &vm)?
+                .map(|d| d.is_active().unwrap_or(false))
+                .unwrap_or(false);
+            let on_src = sdom
+                .map(|d| d.is_active().unwrap_or(false))
+                .unwrap_or(false);
             Ok(if on_dst && !on_src {
                 MigrationStatus::Completed
             } else {
@@ -644,7 +757,11 @@ impl Driver for LibvirtDriver {
         .await
     }
 
-    async fn abort_migration(&self, req: &MigrationRequest, handle: &MigrationHandle) -> DriverResult<()> {
+    async fn abort_migration(
+        &self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+    ) -> DriverResult<()> {
         let rec = self.record(handle);
         if let Some(rec) = &rec {
             rec.cancel.store(true, Ordering::Relaxed);
@@ -659,22 +776,26 @@ impl Driver for LibvirtDriver {
             // Our migration thread may not have reached libvirt yet: until it ends or its job
             // is aborted, keep trying (it checks `cancel` before it calls libvirt, too).
             for _ in 0..100 {
-                let Some(dom) = find_domain(&conn, &vm)? else { return Ok(()) };
+                let Some(dom) = find_domain(&conn, &vm)? else {
+                    return Ok(());
+                };
                 match ffi::abort_job(&dom) {
                     Ok(()) => return Ok(()),
                     // No job: it has not started or has already ended.
-                    Err(e) if e.code().to_raw() as i32 == code::OPERATION_INVALID => {
-                        match &rec {
-                            Some(r) if r.outcome().is_none() => {
-                                std::thread::sleep(std::time::Duration::from_millis(100))
-                            }
-                            _ => return Ok(()),
+                    Err(e) if e.code().to_raw() as i32 == code::OPERATION_INVALID => match &rec {
+                        Some(r) if r.outcome().is_none() => {
+                            std::thread::sleep(std::time::Duration::from_millis(100))
                         }
+                        _ => return Ok(()),
+                    },
+                    Err(e) => {
+                        return Err(from_virt(&e, "cannot abort the migration", Phase::Change));
                     }
-                    Err(e) => return Err(from_virt(&e, "cannot abort the migration", Phase::Change)),
                 }
             }
-            Err(DriverError::indeterminate("the migration neither ended nor accepted the abort within 10 s"))
+            Err(DriverError::indeterminate(
+                "the migration neither ended nor accepted the abort within 10 s",
+            ))
         })
         .await
     }
@@ -685,7 +806,9 @@ impl Driver for LibvirtDriver {
         handle: &MigrationHandle,
         aid: ConvergenceAid,
     ) -> DriverResult<bool> {
-        let Some(rec) = self.record(handle) else { return Ok(false) };
+        let Some(rec) = self.record(handle) else {
+            return Ok(false);
+        };
         if rec.mode != MigrationMode::Live || rec.outcome().is_some() {
             return Ok(false);
         }
@@ -700,18 +823,24 @@ impl Driver for LibvirtDriver {
                 let cap = rec.max_downtime_cap_ms;
                 blocking(Phase::Change, move || {
                     let conn = src.conn()?;
-                    let Some(dom) = find_domain(&conn, &vm)? else { return Ok(false) };
+                    let Some(dom) = find_domain(&conn, &vm)? else {
+                        return Ok(false);
+                    };
                     if aid == ConvergenceAid::PostCopy {
-                        ffi::start_post_copy(&dom).map_err(|e| from_virt(&e, "cannot switch to post-copy", Phase::Change))?;
+                        ffi::start_post_copy(&dom).map_err(|e| {
+                            from_virt(&e, "cannot switch to post-copy", Phase::Change)
+                        })?;
                         return Ok(true);
                     }
-                    let now = ffi::max_downtime(&dom).map_err(read_err("cannot read the allowed downtime"))?;
+                    let now = ffi::max_downtime(&dom)
+                        .map_err(read_err("cannot read the allowed downtime"))?;
                     let next = (now.max(150) * 2).min(cap);
                     if next <= now {
                         return Ok(false);
                     }
-                    dom.migrate_set_max_downtime(next, 0)
-                        .map_err(|e| from_virt(&e, "cannot raise the allowed downtime", Phase::Change))?;
+                    dom.migrate_set_max_downtime(next, 0).map_err(|e| {
+                        from_virt(&e, "cannot raise the allowed downtime", Phase::Change)
+                    })?;
                     Ok(true)
                 })
                 .await
@@ -742,14 +871,20 @@ impl Driver for LibvirtDriver {
                 Some(d) => Some(host::vm_info(&dconn, &d)?),
                 None => None,
             };
-            let migrating = on_source.as_ref().is_some_and(|v| v.activity == Activity::MigratingOut);
+            let migrating = on_source
+                .as_ref()
+                .is_some_and(|v| v.activity == Activity::MigratingOut);
             let running_migration = match (migrating, ours) {
                 (true, Some(h)) => Some(MigrationHandle(h)),
                 (true, None) => Some(MigrationHandle(format!("adopted:{vm}"))),
                 (false, Some(h)) => Some(MigrationHandle(h)), // our offline copy
                 (false, None) => None,
             };
-            Ok(Location { on_source, on_destination, running_migration })
+            Ok(Location {
+                on_source,
+                on_destination,
+                running_migration,
+            })
         })
         .await
     }
@@ -776,7 +911,9 @@ impl Driver for LibvirtDriver {
                         MigrationMode::Offline => persistent,
                     };
                     if !on {
-                        detail.push(format!("on the destination: active {active}, persistent {persistent}"));
+                        detail.push(format!(
+                            "on the destination: active {active}, persistent {persistent}"
+                        ));
                     }
                     let (_, desc) = describe(d, 0)?;
                     let mut ok = !desc.disks.is_empty() || desc.provenance.is_some();
@@ -784,13 +921,18 @@ impl Driver for LibvirtDriver {
                         match vol_at(&dconn, &disk.source)? {
                             Some(v) => {
                                 let (cap, _, _, _) = host::vol_facts(&v)?;
-                                let want = desc
-                                    .provenance
-                                    .as_ref()
-                                    .and_then(|p| p.sizes.iter().find(|(p, _)| p == &disk.source).map(|(_, s)| *s));
+                                let want = desc.provenance.as_ref().and_then(|p| {
+                                    p.sizes
+                                        .iter()
+                                        .find(|(p, _)| p == &disk.source)
+                                        .map(|(_, s)| *s)
+                                });
                                 if want.is_some_and(|w| w != cap) || cap == 0 {
                                     ok = false;
-                                    detail.push(format!("{} has size {cap}, expected {want:?}", disk.source));
+                                    detail.push(format!(
+                                        "{} has size {cap}, expected {want:?}",
+                                        disk.source
+                                    ));
                                 }
                             }
                             None => {
@@ -812,17 +954,29 @@ impl Driver for LibvirtDriver {
                     !a
                 }
             };
-            Ok(Verification { on_destination, disks_present, stopped_on_source, detail: detail.join("; ") })
+            Ok(Verification {
+                on_destination,
+                disks_present,
+                stopped_on_source,
+                detail: detail.join("; "),
+            })
         })
         .await
     }
 
-    async fn leftovers(&self, req: &MigrationRequest, context: LeftoverContext) -> DriverResult<Vec<Leftover>> {
+    async fn leftovers(
+        &self,
+        req: &MigrationRequest,
+        context: LeftoverContext,
+    ) -> DriverResult<Vec<Leftover>> {
         let src = self.host(&req.source)?;
         let dst = self.host(&req.destination)?;
         let req2 = req.clone();
         let created = self.created_on(&req.vm, &req.destination);
-        blocking(Phase::Read, move || leftovers_sync(&src, &dst, &req2, context, &created)).await
+        blocking(Phase::Read, move || {
+            leftovers_sync(&src, &dst, &req2, context, &created)
+        })
+        .await
     }
 
     async fn remove_leftover(
@@ -861,26 +1015,40 @@ fn leftovers_sync(
         LeftoverContext::AfterSuccess => {
             let Some(ddom) = ddom else { return Ok(out) };
             let (_, desc) = describe(&ddom, 0)?;
-            let Some(prov) = desc.provenance else { return Ok(out) };
+            let Some(prov) = desc.provenance else {
+                return Ok(out);
+            };
             let sconn = src.conn()?;
             if let Some(sdom) = find_domain(&sconn, &req.vm)? {
                 if sdom.is_active().unwrap_or(true) {
                     return Ok(out); // Running on the source: nothing there is a leftover.
                 }
-                out.push(Leftover { host: req.source.clone(), kind: LeftoverKind::Definition, what: prov.source_name.clone() });
+                out.push(Leftover {
+                    host: req.source.clone(),
+                    kind: LeftoverKind::Definition,
+                    what: prov.source_name.clone(),
+                });
             }
             let in_use = host::paths_in_use(&sconn)?;
             let mut files = Vec::new();
             for f in &prov.files {
                 if !in_use.contains(f) && vol_at(&sconn, f)?.is_some() {
                     files.push(f.clone());
-                    out.push(Leftover { host: req.source.clone(), kind: LeftoverKind::DiskImage, what: f.clone() });
+                    out.push(Leftover {
+                        host: req.source.clone(),
+                        kind: LeftoverKind::DiskImage,
+                        what: f.clone(),
+                    });
                 }
             }
             for l in &prov.logs {
                 if !in_use.contains(l) && vol_at(&sconn, l)?.is_some() {
                     files.push(l.clone());
-                    out.push(Leftover { host: req.source.clone(), kind: LeftoverKind::LogFile, what: l.clone() });
+                    out.push(Leftover {
+                        host: req.source.clone(),
+                        kind: LeftoverKind::LogFile,
+                        what: l.clone(),
+                    });
                 }
             }
             // Folders of the VM's disks that hold nothing else (never a pool of the host's own).
@@ -891,10 +1059,21 @@ fn leftovers_sync(
                 if protected_folder(&sconn, src, &d)? {
                     continue;
                 }
-                let Some(pool) = host::dir_pool(&sconn, &d, false)? else { continue };
-                let vols = pool.list_volumes().map_err(read_err("cannot list a folder"))?;
-                if vols.iter().all(|v| files.contains(&format!("{}/{v}", d.trim_end_matches('/')))) {
-                    out.push(Leftover { host: req.source.clone(), kind: LeftoverKind::EmptyFolder, what: d });
+                let Some(pool) = host::dir_pool(&sconn, &d, false)? else {
+                    continue;
+                };
+                let vols = pool
+                    .list_volumes()
+                    .map_err(read_err("cannot list a folder"))?;
+                if vols
+                    .iter()
+                    .all(|v| files.contains(&format!("{}/{v}", d.trim_end_matches('/'))))
+                {
+                    out.push(Leftover {
+                        host: req.source.clone(),
+                        kind: LeftoverKind::EmptyFolder,
+                        what: d,
+                    });
                 }
             }
         }
@@ -904,14 +1083,25 @@ fn leftovers_sync(
                     return Ok(out); // It runs there: nothing of it is a leftover.
                 }
                 let (_, desc) = describe(d, 0)?;
-                if desc.provenance.is_some_and(|p| p.source_host == req.source.0) {
-                    out.push(Leftover { host: req.destination.clone(), kind: LeftoverKind::Definition, what: desc.name });
+                if desc
+                    .provenance
+                    .is_some_and(|p| p.source_host == req.source.0)
+                {
+                    out.push(Leftover {
+                        host: req.destination.clone(),
+                        kind: LeftoverKind::Definition,
+                        what: desc.name,
+                    });
                 }
             }
             let in_use = host::paths_in_use(&dconn)?;
             for p in created {
                 if !in_use.contains(p) && vol_at(&dconn, p)?.is_some() {
-                    out.push(Leftover { host: req.destination.clone(), kind: LeftoverKind::DiskImage, what: p.clone() });
+                    out.push(Leftover {
+                        host: req.destination.clone(),
+                        kind: LeftoverKind::DiskImage,
+                        what: p.clone(),
+                    });
                 }
             }
         }
@@ -946,18 +1136,26 @@ fn remove_sync(
     } else if lo.host == req.destination {
         dst
     } else {
-        return Err(DriverError::permanent(format!("leftover on {} belongs to neither host of the move", lo.host)));
+        return Err(DriverError::permanent(format!(
+            "leftover on {} belongs to neither host of the move",
+            lo.host
+        )));
     };
     let conn = h.conn()?;
     // The VM must not run on the host we clean.
     if let Some(d) = find_domain(&conn, &req.vm)?
         && d.is_active().unwrap_or(true)
     {
-        return Err(DriverError::permanent(format!("VM {} runs on {}: its files are not leftovers", req.vm_name, lo.host)));
+        return Err(DriverError::permanent(format!(
+            "VM {} runs on {}: its files are not leftovers",
+            req.vm_name, lo.host
+        )));
     }
     match context {
         LeftoverContext::AfterSuccess if lo.host != req.source => {
-            return Err(DriverError::permanent("after a success, only the source is cleaned"));
+            return Err(DriverError::permanent(
+                "after a success, only the source is cleaned",
+            ));
         }
         LeftoverContext::AfterSuccess => {
             // The proof must still hold: the VM is on the destination.
@@ -971,10 +1169,15 @@ fn remove_sync(
         }
         LeftoverContext::AfterFailedAttempt => {
             if lo.host != req.destination {
-                return Err(DriverError::permanent("after a failed attempt, only the destination is cleaned"));
+                return Err(DriverError::permanent(
+                    "after a failed attempt, only the destination is cleaned",
+                ));
             }
             if lo.kind == LeftoverKind::DiskImage && !created.contains(&lo.what) {
-                return Err(DriverError::permanent(format!("{} was not created by vmove: not removing it", lo.what)));
+                return Err(DriverError::permanent(format!(
+                    "{} was not created by vmove: not removing it",
+                    lo.what
+                )));
             }
         }
     }
@@ -985,7 +1188,10 @@ fn remove_sync(
     match lo.kind {
         LeftoverKind::DiskImage | LeftoverKind::LogFile => {
             if host::paths_in_use(&conn)?.contains(&lo.what) {
-                return Err(DriverError::permanent(format!("{} is used by a VM on {}", lo.what, lo.host)));
+                return Err(DriverError::permanent(format!(
+                    "{} is used by a VM on {}",
+                    lo.what, lo.host
+                )));
             }
             match vol_at(&conn, &lo.what)? {
                 Some(v) => v.delete(0).map_err(del_err(&lo.what)),
@@ -993,7 +1199,9 @@ fn remove_sync(
             }
         }
         LeftoverKind::Definition => {
-            let Some(d) = find_domain(&conn, &req.vm)? else { return Ok(()) };
+            let Some(d) = find_domain(&conn, &req.vm)? else {
+                return Ok(());
+            };
             if d.is_active().unwrap_or(true) {
                 return Err(DriverError::permanent("the definition's VM runs"));
             }
@@ -1001,7 +1209,10 @@ fn remove_sync(
         }
         LeftoverKind::EmptyFolder => {
             if protected_folder(&conn, h, &lo.what)? {
-                return Err(DriverError::permanent(format!("{} is a storage pool's folder: kept", lo.what)));
+                return Err(DriverError::permanent(format!(
+                    "{} is a storage pool's folder: kept",
+                    lo.what
+                )));
             }
             // Our transient pool on it goes first (two pools may not share a folder).
             if let Ok(p) = conn.lookup_storage_pool_by_target_path(lo.what.trim_end_matches('/'))
@@ -1014,7 +1225,9 @@ fn remove_sync(
                 "<pool type='dir'><name>{name}</name><target><path>{}</path></target></pool>",
                 xml::escape(lo.what.trim_end_matches('/'))
             );
-            let pool = conn.define_storage_pool_xml(&pool_xml, 0).map_err(del_err(&lo.what))?;
+            let pool = conn
+                .define_storage_pool_xml(&pool_xml, 0)
+                .map_err(del_err(&lo.what))?;
             // rmdir: fails when the folder is not empty, which is the re-check we want.
             let r = pool.delete(0).map_err(del_err(&lo.what));
             let _ = pool.undefine();
@@ -1030,12 +1243,19 @@ mod tests {
 
     #[test]
     fn destination_paths_follow_the_layout() {
-        let src = vec!["/a/vm1-0.qcow2".to_owned(), "/b/vm1-0.qcow2".to_owned(), "/a/data.raw".to_owned()];
+        let src = vec![
+            "/a/vm1-0.qcow2".to_owned(),
+            "/b/vm1-0.qcow2".to_owned(),
+            "/a/data.raw".to_owned(),
+        ];
         assert_eq!(
             destination_paths("/pool/", "vm1", false, &src),
             vec!["/pool/vm1-0.qcow2", "/pool/1-vm1-0.qcow2", "/pool/data.raw"]
         );
-        assert_eq!(destination_paths("/pool", "vm1", true, &src[..1]), vec!["/pool/vm1/vm1-0.qcow2"]);
+        assert_eq!(
+            destination_paths("/pool", "vm1", true, &src[..1]),
+            vec!["/pool/vm1/vm1-0.qcow2"]
+        );
     }
 
     #[test]
@@ -1044,7 +1264,11 @@ mod tests {
         t.insert("uri".into(), "qemu+tcp://127.0.0.2/system".into());
         t.insert("pooll".into(), "images".into());
         let e = LibvirtDriver::from_config(&[(HostId::new("hostA"), t)]).unwrap_err();
-        assert!(e.message.contains("pooll") && e.message.contains("hostA"), "{}", e.message);
+        assert!(
+            e.message.contains("pooll") && e.message.contains("hostA"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -1062,9 +1286,20 @@ mod tests {
     #[test]
     fn from_config_refuses_a_non_qemu_uri_and_another_driver() {
         let t: toml::Table = toml::from_str("uri = \"xen:///system\"").unwrap();
-        assert!(LibvirtDriver::from_config(&[(HostId::new("x"), t)]).unwrap_err().message.contains("xen:///"));
-        let t: toml::Table = toml::from_str("uri = \"qemu:///system\"\ndriver = \"hyperv\"").unwrap();
-        assert!(LibvirtDriver::from_config(&[(HostId::new("x"), t)]).unwrap_err().message.contains("hyperv"));
+        assert!(
+            LibvirtDriver::from_config(&[(HostId::new("x"), t)])
+                .unwrap_err()
+                .message
+                .contains("xen:///")
+        );
+        let t: toml::Table =
+            toml::from_str("uri = \"qemu:///system\"\ndriver = \"hyperv\"").unwrap();
+        assert!(
+            LibvirtDriver::from_config(&[(HostId::new("x"), t)])
+                .unwrap_err()
+                .message
+                .contains("hyperv")
+        );
     }
 
     #[test]
@@ -1083,7 +1318,10 @@ mod tests {
             expected_downtime_ms: None,
         };
         let p = progress_of(&j);
-        assert_eq!((p.bytes_done, p.bytes_remaining, p.bytes_total), (10, 30, 40));
+        assert_eq!(
+            (p.bytes_done, p.bytes_remaining, p.bytes_total),
+            (10, 30, 40)
+        );
         assert_eq!(p.dirty_rate, Some(409600));
         assert_eq!(p.transfer_rate, Some(1500));
         assert_eq!(p.iteration, Some(3));

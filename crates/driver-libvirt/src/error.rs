@@ -49,7 +49,8 @@ pub enum Phase {
 pub fn classify(code: i32, message: &str, phase: Phase) -> ErrorClass {
     let m = message.to_ascii_lowercase();
     let has = |s: &str| m.contains(s);
-    if has("no space left") || has("not enough space") || has("insufficient space") || has("enospc") {
+    if has("no space left") || has("not enough space") || has("insufficient space") || has("enospc")
+    {
         return ErrorClass::DestinationRefused;
     }
     if has("already exists with uuid") || code == code::STORAGE_VOL_EXIST {
@@ -69,7 +70,10 @@ pub fn classify(code: i32, message: &str, phase: Phase) -> ErrorClass {
         }
         code::INTERNAL_ERROR if has("unused port") => ErrorClass::Transient,
         code::SYSTEM_ERROR | code::INTERNAL_ERROR
-            if has("connection") || has("cannot recv") || has("cannot write") || has("end of file") =>
+            if has("connection")
+                || has("cannot recv")
+                || has("cannot write")
+                || has("end of file") =>
         {
             match phase {
                 Phase::Change => ErrorClass::Indeterminate,
@@ -90,7 +94,11 @@ pub fn from_virt(e: &virt::error::Error, what: &str, phase: Phase) -> DriverErro
     } else {
         format!("{what}: {}", e.message())
     };
-    DriverError { class, message: msg, code: Some(i64::from(code)) }
+    DriverError {
+        class,
+        message: msg,
+        code: Some(i64::from(code)),
+    }
 }
 
 #[cfg(test)]
@@ -105,32 +113,76 @@ mod tests {
 
     #[test]
     fn no_such_domain_is_permanent() {
-        assert_eq!(classify(42, "Domain not found: no domain with matching uuid", Phase::Read), ErrorClass::Permanent);
+        assert_eq!(
+            classify(
+                42,
+                "Domain not found: no domain with matching uuid",
+                Phase::Read
+            ),
+            ErrorClass::Permanent
+        );
     }
 
     #[test]
     fn no_space_refuses_the_destination() {
         let m = "internal error: unable to execute QEMU command 'blockdev-add': No space left on device";
-        assert_eq!(classify(1, m, Phase::Change), ErrorClass::DestinationRefused);
-        assert_eq!(classify(38, "cannot allocate 1 bytes: No space left on device", Phase::Prepare), ErrorClass::DestinationRefused);
+        assert_eq!(
+            classify(1, m, Phase::Change),
+            ErrorClass::DestinationRefused
+        );
+        assert_eq!(
+            classify(
+                38,
+                "cannot allocate 1 bytes: No space left on device",
+                Phase::Prepare
+            ),
+            ErrorClass::DestinationRefused
+        );
     }
 
     #[test]
     fn another_migration_job_and_block_job_are_transient() {
-        assert_eq!(classify(55, "Requested operation is not valid: another migration job is already running for domain 'vm1'", Phase::Prepare), ErrorClass::Transient);
-        assert_eq!(classify(55, "Requested operation is not valid: domain has active block job", Phase::Prepare), ErrorClass::Transient);
+        assert_eq!(
+            classify(
+                55,
+                "Requested operation is not valid: another migration job is already running for domain 'vm1'",
+                Phase::Prepare
+            ),
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            classify(
+                55,
+                "Requested operation is not valid: domain has active block job",
+                Phase::Prepare
+            ),
+            ErrorClass::Transient
+        );
     }
 
     #[test]
     fn invalid_operation_without_a_job_is_permanent() {
-        assert_eq!(classify(55, "Requested operation is not valid: domain is not running", Phase::Prepare), ErrorClass::Permanent);
+        assert_eq!(
+            classify(
+                55,
+                "Requested operation is not valid: domain is not running",
+                Phase::Prepare
+            ),
+            ErrorClass::Permanent
+        );
     }
 
     #[test]
     fn name_clash_on_destination_is_refused() {
         let m = "operation failed: domain 'vm1' already exists with uuid 1234";
-        assert_eq!(classify(9, m, Phase::Change), ErrorClass::DestinationRefused);
-        assert_eq!(classify(90, "storage volume 'x' exists already", Phase::Prepare), ErrorClass::DestinationRefused);
+        assert_eq!(
+            classify(9, m, Phase::Change),
+            ErrorClass::DestinationRefused
+        );
+        assert_eq!(
+            classify(90, "storage volume 'x' exists already", Phase::Prepare),
+            ErrorClass::DestinationRefused
+        );
     }
 
     #[test]
@@ -142,12 +194,29 @@ mod tests {
 
     #[test]
     fn aborted_and_port_exhaustion_are_transient() {
-        assert_eq!(classify(78, "operation aborted: migration out job: canceled by client", Phase::Change), ErrorClass::Transient);
-        assert_eq!(classify(1, "internal error: Unable to find an unused port in range 'migration' (49184-49187)", Phase::Change), ErrorClass::Transient);
+        assert_eq!(
+            classify(
+                78,
+                "operation aborted: migration out job: canceled by client",
+                Phase::Change
+            ),
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            classify(
+                1,
+                "internal error: Unable to find an unused port in range 'migration' (49184-49187)",
+                Phase::Change
+            ),
+            ErrorClass::Transient
+        );
     }
 
     #[test]
     fn auth_failure_is_permanent() {
-        assert_eq!(classify(45, "authentication failed", Phase::Read), ErrorClass::Permanent);
+        assert_eq!(
+            classify(45, "authentication failed", Phase::Read),
+            ErrorClass::Permanent
+        );
     }
 }

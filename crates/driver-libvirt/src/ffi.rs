@@ -102,14 +102,23 @@ pub fn job_stats(dom: &Domain) -> Result<Option<JobFigures>, Error> {
 pub fn abort_job(dom: &Domain) -> Result<(), Error> {
     // SAFETY: live domain handle.
     let ret = unsafe { sys::virDomainAbortJob(dom.as_ptr()) };
-    if ret < 0 { Err(Error::last_error()) } else { Ok(()) }
+    if ret < 0 {
+        Err(Error::last_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// The type of the block job on disk `target` (`vda`...), `None` when there is none.
 /// Types: 1 pull, 2 copy, 3 commit, 4 active commit, 5 backup.
 pub fn block_job_type(dom: &Domain, target: &str) -> Result<Option<i32>, Error> {
     let disk = std::ffi::CString::new(target)?;
-    let mut info = sys::virDomainBlockJobInfo { type_: 0, bandwidth: 0, cur: 0, end: 0 };
+    let mut info = sys::virDomainBlockJobInfo {
+        type_: 0,
+        bandwidth: 0,
+        cur: 0,
+        end: 0,
+    };
     // SAFETY: live domain handle, NUL-terminated disk name, `info` is ours.
     let ret = unsafe { sys::virDomainGetBlockJobInfo(dom.as_ptr(), disk.as_ptr(), &mut info, 0) };
     match ret {
@@ -140,7 +149,11 @@ unsafe extern "C" {
 pub fn start_post_copy(dom: &Domain) -> Result<(), Error> {
     // SAFETY: live domain handle.
     let ret = unsafe { sys::virDomainMigrateStartPostCopy(dom.as_ptr(), 0) };
-    if ret < 0 { Err(Error::last_error()) } else { Ok(()) }
+    if ret < 0 {
+        Err(Error::last_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// The allowed downtime of the domain's migration, ms.
@@ -148,7 +161,11 @@ pub fn max_downtime(dom: &Domain) -> Result<u64, Error> {
     let mut v: std::os::raw::c_ulonglong = 0;
     // SAFETY: live domain handle; `v` is ours.
     let ret = unsafe { sys::virDomainMigrateGetMaxDowntime(dom.as_ptr(), &mut v, 0) };
-    if ret < 0 { Err(Error::last_error()) } else { Ok(v) }
+    if ret < 0 {
+        Err(Error::last_error())
+    } else {
+        Ok(v)
+    }
 }
 
 struct Pipe<'a> {
@@ -192,7 +209,11 @@ unsafe extern "C" fn sink(
     nbytes as c_int
 }
 
-unsafe extern "C" fn hole(_st: sys::virStreamPtr, length: c_longlong, opaque: *mut c_void) -> c_int {
+unsafe extern "C" fn hole(
+    _st: sys::virStreamPtr,
+    length: c_longlong,
+    opaque: *mut c_void,
+) -> c_int {
     // SAFETY: as in `sink`.
     let pipe = unsafe { &*(opaque as *const Pipe<'_>) };
     if pipe.cancel.load(Ordering::Relaxed) || length < 0 || pipe.over_limit(length as u64) {
@@ -224,7 +245,12 @@ pub fn copy_volume_sparse(
     let up = Stream::new(dst_conn, 0)?;
     src.download(&down, 0, 0, sys::VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)?;
     dst.upload(&up, 0, 0, sys::VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)?;
-    let pipe = Pipe { dst: &up, cancel, bytes, limit: bytes.load(Ordering::Relaxed).saturating_add(limit) };
+    let pipe = Pipe {
+        dst: &up,
+        cancel,
+        bytes,
+        limit: bytes.load(Ordering::Relaxed).saturating_add(limit),
+    };
     // SAFETY: `down` is a live stream set up for a sparse download; the callbacks only touch
     // `pipe`, which outlives this call.
     let ret = unsafe {
@@ -252,5 +278,9 @@ pub fn state(dom: &Domain) -> Result<(i32, i32), Error> {
     let mut reason: c_int = -1;
     // SAFETY: live domain handle; out-pointers are our locals.
     let ret = unsafe { sys::virDomainGetState(dom.as_ptr(), &mut state, &mut reason, 0) };
-    if ret < 0 { Err(Error::last_error()) } else { Ok((state, reason)) }
+    if ret < 0 {
+        Err(Error::last_error())
+    } else {
+        Ok((state, reason))
+    }
 }

@@ -47,14 +47,22 @@ impl std::fmt::Debug for ConnHolder {
 impl Host {
     /// A host from its configuration (no connection yet).
     pub fn new(id: HostId, cfg: crate::LibvirtHostConfig) -> Self {
-        Host { id, cfg, shared: Mutex::new(None) }
+        Host {
+            id,
+            cfg,
+            shared: Mutex::new(None),
+        }
     }
 
     /// A new connection of its own (one per migration: libvirt serves 5 requests at once per
     /// connection, and a long migration call must not block the short ones).
     pub fn open(&self) -> DriverResult<Connect> {
         Connect::open(Some(&self.cfg.uri)).map_err(|e| {
-            let mut err = from_virt(&e, &format!("cannot connect to {} ({})", self.id, self.cfg.uri), Phase::Read);
+            let mut err = from_virt(
+                &e,
+                &format!("cannot connect to {} ({})", self.id, self.cfg.uri),
+                Phase::Read,
+            );
             if err.class == ErrorClass::Permanent && err.code != Some(45) {
                 err.class = ErrorClass::Transient;
             }
@@ -96,17 +104,25 @@ pub fn find_domain_by_name(conn: &Connect, name: &str) -> DriverResult<Option<Do
 
 /// The domain's XML (live definition when running), parsed.
 pub fn describe(dom: &Domain, flags: u32) -> DriverResult<(String, DomainDesc)> {
-    let raw = dom.xml_desc(flags).map_err(read_err("cannot read the VM's definition"))?;
+    let raw = dom
+        .xml_desc(flags)
+        .map_err(read_err("cannot read the VM's definition"))?;
     let desc = xml::parse_domain(&raw).map_err(|e| DriverError::transient(e.to_string()))?;
     Ok((raw, desc))
 }
 
 fn folder_of(path: &str) -> String {
-    Path::new(path).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|| "/".to_owned())
+    Path::new(path)
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "/".to_owned())
 }
 
 fn file_of(path: &str) -> String {
-    Path::new(path).file_name().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
+    Path::new(path)
+        .file_name()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// A short stable name for the transient pool of a folder.
@@ -128,9 +144,11 @@ pub fn dir_pool(conn: &Connect, dir: &str, build: bool) -> DriverResult<Option<S
     if let Ok(p) = conn.lookup_storage_pool_by_target_path(dir) {
         if !p.is_active().unwrap_or(false) {
             // An inactive pool of someone else: start it only if that is what the folder needs.
-            p.create(0).map_err(read_err("cannot start the storage pool of a folder"))?;
+            p.create(0)
+                .map_err(read_err("cannot start the storage pool of a folder"))?;
         }
-        p.refresh(0).map_err(read_err("cannot refresh a storage pool"))?;
+        p.refresh(0)
+            .map_err(read_err("cannot refresh a storage pool"))?;
         return Ok(Some(p));
     }
     let name = transient_pool_name(dir);
@@ -138,7 +156,11 @@ pub fn dir_pool(conn: &Connect, dir: &str, build: bool) -> DriverResult<Option<S
         "<pool type='dir'><name>{name}</name><target><path>{}</path></target></pool>",
         xml::escape(dir)
     );
-    let flags = if build { sys::VIR_STORAGE_POOL_CREATE_WITH_BUILD } else { 0 };
+    let flags = if build {
+        sys::VIR_STORAGE_POOL_CREATE_WITH_BUILD
+    } else {
+        0
+    };
     match conn.create_storage_pool_xml(&pool_xml, flags) {
         Ok(p) => Ok(Some(p)),
         Err(e) => {
@@ -146,21 +168,32 @@ pub fn dir_pool(conn: &Connect, dir: &str, build: bool) -> DriverResult<Option<S
             if let Ok(p) = conn.lookup_storage_pool_by_name(&name)
                 && p.is_active().unwrap_or(false)
             {
-                p.refresh(0).map_err(read_err("cannot refresh a storage pool"))?;
+                p.refresh(0)
+                    .map_err(read_err("cannot refresh a storage pool"))?;
                 return Ok(Some(p));
             }
             let m = e.message().to_ascii_lowercase();
-            if !build && (m.contains("no such file") || m.contains("cannot open") || m.contains("not exist")) {
+            if !build
+                && (m.contains("no such file")
+                    || m.contains("cannot open")
+                    || m.contains("not exist"))
+            {
                 return Ok(None);
             }
-            Err(from_virt(&e, &format!("cannot open folder {dir} through libvirt"), Phase::Read))
+            Err(from_virt(
+                &e,
+                &format!("cannot open folder {dir} through libvirt"),
+                Phase::Read,
+            ))
         }
     }
 }
 
 /// The volume at `path`, if that file exists on the host.
 pub fn vol_at(conn: &Connect, path: &str) -> DriverResult<Option<StorageVol>> {
-    let Some(pool) = dir_pool(conn, &folder_of(path), false)? else { return Ok(None) };
+    let Some(pool) = dir_pool(conn, &folder_of(path), false)? else {
+        return Ok(None);
+    };
     match pool.lookup_storage_vol_by_name(&file_of(path)) {
         Ok(v) => Ok(Some(v)),
         Err(e) if code_of(&e) == crate::error::code::NO_STORAGE_VOL => Ok(None),
@@ -170,8 +203,12 @@ pub fn vol_at(conn: &Connect, path: &str) -> DriverResult<Option<StorageVol>> {
 
 /// Virtual size, allocated bytes, format and backing file of a volume.
 pub fn vol_facts(vol: &StorageVol) -> DriverResult<(u64, u64, Option<String>, Option<String>)> {
-    let info = vol.info().map_err(read_err("cannot read a disk image's size"))?;
-    let raw = vol.xml_desc(0).map_err(read_err("cannot read a disk image's description"))?;
+    let info = vol
+        .info()
+        .map_err(read_err("cannot read a disk image's size"))?;
+    let raw = vol
+        .xml_desc(0)
+        .map_err(read_err("cannot read a disk image's description"))?;
     let (format, backing) =
         xml::vol_format_and_backing(&raw).map_err(|e| DriverError::transient(e.to_string()))?;
     Ok((info.capacity, info.allocation, format, backing))
@@ -198,7 +235,9 @@ pub fn disks_of(conn: &Connect, desc: &DomainDesc) -> DriverResult<Vec<Disk>> {
         let mut next = Some(d.source.clone());
         let mut first = true;
         while let Some(path) = next.take() {
-            let Some(vol) = vol_at(conn, &path)? else { break };
+            let Some(vol) = vol_at(conn, &path)? else {
+                break;
+            };
             let (cap, alloc, format, backing) = vol_facts(&vol)?;
             if first {
                 disk.virtual_bytes = cap;
@@ -234,23 +273,35 @@ pub fn power_of(state: i32, reason: i32) -> (PowerState, Option<Activity>, Healt
         VIR_DOMAIN_BLOCKED => (PowerState::Running, None, Health::Ok),
         VIR_DOMAIN_PAUSED => {
             let act = match reason as u32 {
-                VIR_DOMAIN_PAUSED_MIGRATION | VIR_DOMAIN_PAUSED_STARTING_UP => Some(Activity::MigratingIn),
+                VIR_DOMAIN_PAUSED_MIGRATION | VIR_DOMAIN_PAUSED_STARTING_UP => {
+                    Some(Activity::MigratingIn)
+                }
                 VIR_DOMAIN_PAUSED_POSTCOPY => Some(Activity::MigratingOut),
                 _ => None,
             };
             let health = match reason as u32 {
                 VIR_DOMAIN_PAUSED_IOERROR => Health::Bad("paused on an I/O error".to_owned()),
                 VIR_DOMAIN_PAUSED_CRASHED => Health::Bad("crashed".to_owned()),
-                VIR_DOMAIN_PAUSED_POSTCOPY_FAILED => Health::Bad("post-copy migration failed".to_owned()),
+                VIR_DOMAIN_PAUSED_POSTCOPY_FAILED => {
+                    Health::Bad("post-copy migration failed".to_owned())
+                }
                 _ => Health::Ok,
             };
             (PowerState::Paused, act, health)
         }
         VIR_DOMAIN_SHUTOFF => (PowerState::Off, None, Health::Ok),
-        VIR_DOMAIN_SHUTDOWN => (PowerState::Transitioning("shutting down".to_owned()), None, Health::Ok),
+        VIR_DOMAIN_SHUTDOWN => (
+            PowerState::Transitioning("shutting down".to_owned()),
+            None,
+            Health::Ok,
+        ),
         VIR_DOMAIN_CRASHED => (PowerState::Off, None, Health::Bad("crashed".to_owned())),
         VIR_DOMAIN_PMSUSPENDED => (PowerState::Saved, None, Health::Ok),
-        _ => (PowerState::Transitioning("no state".to_owned()), None, Health::Ok),
+        _ => (
+            PowerState::Transitioning("no state".to_owned()),
+            None,
+            Health::Ok,
+        ),
     }
 }
 
@@ -285,7 +336,9 @@ pub fn activity_of_block_job(t: i32) -> Activity {
 /// A domain as vmove sees it.
 pub fn vm_info(conn: &Connect, dom: &Domain) -> DriverResult<VmInfo> {
     let (state, reason) = ffi::state(dom).map_err(read_err("cannot read the VM's state"))?;
-    let active = dom.is_active().map_err(read_err("cannot read the VM's state"))?;
+    let active = dom
+        .is_active()
+        .map_err(read_err("cannot read the VM's state"))?;
     let (_, desc) = describe(dom, 0)?;
     let (power, paused_activity, mut health) = power_of(state, reason);
     let mut activity = Activity::Idle;
@@ -331,10 +384,14 @@ pub fn vm_info(conn: &Connect, dom: &Domain) -> DriverResult<VmInfo> {
 
 /// Every file path used by any domain defined on the host (tops and known chains).
 pub fn paths_in_use(conn: &Connect) -> DriverResult<Vec<String>> {
-    let doms = conn.list_all_domains(0).map_err(read_err("cannot list VMs"))?;
+    let doms = conn
+        .list_all_domains(0)
+        .map_err(read_err("cannot list VMs"))?;
     let mut out = Vec::new();
     for d in doms {
-        let Ok((_, desc)) = describe(&d, 0) else { continue };
+        let Ok((_, desc)) = describe(&d, 0) else {
+            continue;
+        };
         for disk in &desc.disks {
             out.push(disk.source.clone());
             out.extend(disk.backing.iter().cloned());
@@ -347,7 +404,9 @@ pub fn paths_in_use(conn: &Connect) -> DriverResult<Vec<String>> {
                     break;
                 }
                 let Ok(Some(v)) = vol_at(conn, &p) else { break };
-                let Ok((_, _, _, b)) = vol_facts(&v) else { break };
+                let Ok((_, _, _, b)) = vol_facts(&v) else {
+                    break;
+                };
                 if let Some(b) = &b {
                     out.push(b.clone());
                 }
@@ -368,9 +427,13 @@ pub fn pool_path(conn: &Connect, pool: &str) -> DriverResult<(StoragePool, Strin
         err.class = ErrorClass::DestinationRefused;
         err
     })?;
-    let raw = p.xml_desc(0).map_err(read_err("cannot read a storage pool"))?;
+    let raw = p
+        .xml_desc(0)
+        .map_err(read_err("cannot read a storage pool"))?;
     let path = xml::pool_target(&raw)
         .map_err(|e| DriverError::transient(e.to_string()))?
-        .ok_or_else(|| DriverError::destination_refused(format!("storage pool '{pool}' has no target path")))?;
+        .ok_or_else(|| {
+            DriverError::destination_refused(format!("storage pool '{pool}' has no target path"))
+        })?;
     Ok((p, path))
 }

@@ -92,16 +92,28 @@ fn memory_kib(n: roxmltree::Node<'_, '_>) -> u64 {
 pub fn parse_domain(xml: &str) -> Result<DomainDesc, XmlError> {
     let doc = roxmltree::Document::parse(xml)?;
     let root = doc.root_element();
-    let text = |name: &str| child(root, name).and_then(|n| n.text()).unwrap_or("").trim().to_owned();
+    let text = |name: &str| {
+        child(root, name)
+            .and_then(|n| n.text())
+            .unwrap_or("")
+            .trim()
+            .to_owned()
+    };
     let mut disks = Vec::new();
     let mut log_files = Vec::new();
     if let Some(devices) = child(root, "devices") {
         for d in devices.children().filter(|c| c.has_tag_name("disk")) {
-            if d.attribute("device").unwrap_or("disk") != "disk" || d.attribute("type") != Some("file") {
+            if d.attribute("device").unwrap_or("disk") != "disk"
+                || d.attribute("type") != Some("file")
+            {
                 continue;
             }
-            let Some(source) = child(d, "source").and_then(|s| s.attribute("file")) else { continue };
-            let Some(target) = child(d, "target").and_then(|t| t.attribute("dev")) else { continue };
+            let Some(source) = child(d, "source").and_then(|s| s.attribute("file")) else {
+                continue;
+            };
+            let Some(target) = child(d, "target").and_then(|t| t.attribute("dev")) else {
+                continue;
+            };
             let mut backing = Vec::new();
             let mut bs = child(d, "backingStore");
             while let Some(b) = bs {
@@ -114,13 +126,19 @@ pub fn parse_domain(xml: &str) -> Result<DomainDesc, XmlError> {
             disks.push(DiskDesc {
                 target: target.to_owned(),
                 source: source.to_owned(),
-                format: child(d, "driver").and_then(|dr| dr.attribute("type")).map(str::to_owned),
+                format: child(d, "driver")
+                    .and_then(|dr| dr.attribute("type"))
+                    .map(str::to_owned),
                 backing,
                 mirror: child(d, "mirror").is_some(),
-                shared_or_readonly: child(d, "readonly").is_some() || child(d, "shareable").is_some(),
+                shared_or_readonly: child(d, "readonly").is_some()
+                    || child(d, "shareable").is_some(),
             });
         }
-        for c in devices.children().filter(|c| c.has_tag_name("serial") || c.has_tag_name("console")) {
+        for c in devices
+            .children()
+            .filter(|c| c.has_tag_name("serial") || c.has_tag_name("console"))
+        {
             if c.attribute("type") == Some("file")
                 && let Some(p) = child(c, "source").and_then(|s| s.attribute("path"))
                 && !log_files.iter().any(|l| l == p)
@@ -135,7 +153,10 @@ pub fn parse_domain(xml: &str) -> Result<DomainDesc, XmlError> {
         }
     }
     let provenance = child(root, "metadata")
-        .and_then(|m| m.children().find(|c| c.tag_name().namespace() == Some(VMOVE_NS)))
+        .and_then(|m| {
+            m.children()
+                .find(|c| c.tag_name().namespace() == Some(VMOVE_NS))
+        })
         .map(|p| {
             let mut out = Provenance {
                 source_host: p.attribute("source-host").unwrap_or("").to_owned(),
@@ -147,9 +168,12 @@ pub fn parse_domain(xml: &str) -> Result<DomainDesc, XmlError> {
                 match c.tag_name().name() {
                     "file" => out.files.push(path),
                     "log" => out.logs.push(path),
-                    "size" => out
-                        .sizes
-                        .push((path, c.attribute("bytes").and_then(|b| b.parse().ok()).unwrap_or(0))),
+                    "size" => out.sizes.push((
+                        path,
+                        c.attribute("bytes")
+                            .and_then(|b| b.parse().ok())
+                            .unwrap_or(0),
+                    )),
                     _ => {}
                 }
             }
@@ -214,10 +238,18 @@ pub fn rewrite_for_destination(
     let mut edits: Vec<(Range<usize>, String)> = Vec::new();
     if let Some(devices) = child(root, "devices") {
         for d in devices.children().filter(|c| c.has_tag_name("disk")) {
-            let Some(target) = child(d, "target").and_then(|t| t.attribute("dev")) else { continue };
-            let Some((_, new_path)) = paths.iter().find(|(t, _)| t == target) else { continue };
-            let Some(src) = child(d, "source") else { continue };
-            let Some(attr) = src.attributes().find(|a| a.name() == "file") else { continue };
+            let Some(target) = child(d, "target").and_then(|t| t.attribute("dev")) else {
+                continue;
+            };
+            let Some((_, new_path)) = paths.iter().find(|(t, _)| t == target) else {
+                continue;
+            };
+            let Some(src) = child(d, "source") else {
+                continue;
+            };
+            let Some(attr) = src.attributes().find(|a| a.name() == "file") else {
+                continue;
+            };
             edits.push((attr.range_value(), escape(new_path)));
             if flatten {
                 match child(d, "backingStore") {
@@ -235,7 +267,10 @@ pub fn rewrite_for_destination(
         let record = provenance_xml(p);
         match child(root, "metadata") {
             Some(m) => {
-                if let Some(old) = m.children().find(|c| c.tag_name().namespace() == Some(VMOVE_NS)) {
+                if let Some(old) = m
+                    .children()
+                    .find(|c| c.tag_name().namespace() == Some(VMOVE_NS))
+                {
                     edits.push((old.range(), record));
                 } else {
                     // Just before </metadata> (or replacing a self-closing <metadata/>).
@@ -243,14 +278,20 @@ pub fn rewrite_for_destination(
                     if xml[r.clone()].ends_with("/>") {
                         edits.push((r, format!("<metadata>{record}</metadata>")));
                     } else {
-                        let close = xml[r.clone()].rfind("</").map(|i| r.start + i).unwrap_or(r.end);
+                        let close = xml[r.clone()]
+                            .rfind("</")
+                            .map(|i| r.start + i)
+                            .unwrap_or(r.end);
                         edits.push((close..close, record));
                     }
                 }
             }
             None => {
                 let r = root.range();
-                let close = xml[r.clone()].rfind("</").map(|i| r.start + i).unwrap_or(r.end);
+                let close = xml[r.clone()]
+                    .rfind("</")
+                    .map(|i| r.start + i)
+                    .unwrap_or(r.end);
                 edits.push((close..close, format!("<metadata>{record}</metadata>")));
             }
         }
@@ -329,7 +370,10 @@ mod tests {
         assert_eq!(d.name, "vm1");
         assert_eq!(d.memory_kib, 65536);
         assert_eq!(d.disks.len(), 2, "the cdrom is not a disk we move");
-        assert_eq!(d.disks[0].backing, vec!["/var/lib/libvirt/images/vm1-0-base.qcow2"]);
+        assert_eq!(
+            d.disks[0].backing,
+            vec!["/var/lib/libvirt/images/vm1-0-base.qcow2"]
+        );
         assert_eq!(d.disks[0].format.as_deref(), Some("qcow2"));
         assert!(!d.disks[0].mirror);
         assert!(d.disks[1].mirror);
@@ -377,7 +421,10 @@ mod tests {
         };
         let once = rewrite_for_destination(RUNNING, &[], false, Some(&p)).unwrap();
         assert_eq!(parse_domain(&once).unwrap().provenance.as_ref(), Some(&p));
-        let p2 = Provenance { source_host: "hostB".into(), ..p.clone() };
+        let p2 = Provenance {
+            source_host: "hostB".into(),
+            ..p.clone()
+        };
         let twice = rewrite_for_destination(&once, &[], false, Some(&p2)).unwrap();
         assert_eq!(parse_domain(&twice).unwrap().provenance, Some(p2));
         assert_eq!(twice.matches("vmove:moved xmlns").count(), 1, "{twice}");
@@ -386,7 +433,10 @@ mod tests {
     #[test]
     fn pool_and_volume_xml() {
         let pool = "<pool type='dir'><name>images</name><target><path>/var/lib/libvirt/images</path></target></pool>";
-        assert_eq!(pool_target(pool).unwrap().as_deref(), Some("/var/lib/libvirt/images"));
+        assert_eq!(
+            pool_target(pool).unwrap().as_deref(),
+            Some("/var/lib/libvirt/images")
+        );
         let vol = "<volume type='file'><name>t.qcow2</name><target><path>/i/t.qcow2</path><format type='qcow2'/></target><backingStore><path>/i/b.qcow2</path><format type='qcow2'/></backingStore></volume>";
         assert_eq!(
             vol_format_and_backing(vol).unwrap(),

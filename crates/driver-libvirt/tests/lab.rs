@@ -21,7 +21,9 @@ fn lab_enabled(test: &str) -> bool {
     if std::env::var("VMOVE_LAB").as_deref() == Ok("1") {
         return true;
     }
-    eprintln!("\n!!! SKIPPED {test}: needs the libvirt lab (run lab/up.sh as root, then VMOVE_LAB=1) !!!\n");
+    eprintln!(
+        "\n!!! SKIPPED {test}: needs the libvirt lab (run lab/up.sh as root, then VMOVE_LAB=1) !!!\n"
+    );
     false
 }
 
@@ -43,18 +45,30 @@ fn uri(host: &str) -> String {
 
 /// Where a path inside a host's images folder is from outside its namespace.
 fn outside(host: &str, path: &str) -> PathBuf {
-    let rest = path.strip_prefix("/var/lib/libvirt/").expect("lab paths live under /var/lib/libvirt");
+    let rest = path
+        .strip_prefix("/var/lib/libvirt/")
+        .expect("lab paths live under /var/lib/libvirt");
     lab_dir().join(host).join("lib").join(rest)
 }
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().expect("command runs");
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn virsh(host: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new("virsh").arg("-q").arg("-c").arg(uri(host)).args(args).output().map_err(|e| e.to_string())?;
+    let out = Command::new("virsh")
+        .arg("-q")
+        .arg("-c")
+        .arg(uri(host))
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     } else {
@@ -63,7 +77,9 @@ fn virsh(host: &str, args: &[&str]) -> Result<String, String> {
 }
 
 fn checksum(host: &str, path: &str) -> String {
-    run(Command::new(scripts().join("checksum.sh")).arg(host).arg(path))
+    run(Command::new(scripts().join("checksum.sh"))
+        .arg(host)
+        .arg(path))
 }
 
 struct Lab {
@@ -97,7 +113,10 @@ impl Lab {
     /// Creates a VM on hostA with `lab/mkvm.sh` and extra options.
     fn mkvm(&self, name: &str, opts: &[&str]) -> (VmId, String) {
         let name = format!("{}-{name}", self.prefix);
-        let uuid = run(Command::new(scripts().join("mkvm.sh")).arg(A).arg(&name).args(opts));
+        let uuid = run(Command::new(scripts().join("mkvm.sh"))
+            .arg(A)
+            .arg(&name)
+            .args(opts));
         let id = VmId::new(uuid.lines().last().unwrap_or_default().to_owned());
         self.names.lock().unwrap().insert(id.clone(), name.clone());
         (id, name)
@@ -110,7 +129,9 @@ impl Lab {
             for dir in ["lib/images", "log/qemu"] {
                 if let Ok(rd) = std::fs::read_dir(lab_dir().join(h).join(dir)) {
                     for e in rd.flatten() {
-                        if e.file_name().to_string_lossy().starts_with(&format!("{name}-"))
+                        if e.file_name()
+                            .to_string_lossy()
+                            .starts_with(&format!("{name}-"))
                             || e.file_name().to_string_lossy() == format!("{name}.log")
                         {
                             let _ = std::fs::remove_file(e.path());
@@ -224,10 +245,22 @@ async fn destination_path_taken_is_refused_and_the_file_is_untouched() {
     let err = lab.driver.start_migration(&req).await.unwrap_err();
     assert_eq!(err.class, ErrorClass::DestinationRefused, "{err}");
     assert!(err.message.contains(&format!("{name}-1.qcow2")), "{err}");
-    assert_eq!(std::fs::read(&other).unwrap(), b"precious data of another VM");
-    assert!(!outside(B, &format!("/var/lib/libvirt/images/{name}-0.qcow2")).exists(), "nothing is pre-created before every check passed");
+    assert_eq!(
+        std::fs::read(&other).unwrap(),
+        b"precious data of another VM"
+    );
+    assert!(
+        !outside(B, &format!("/var/lib/libvirt/images/{name}-0.qcow2")).exists(),
+        "nothing is pre-created before every check passed"
+    );
     assert_eq!(virsh(A, &["domstate", &name]).unwrap(), "running");
-    assert!(lab.driver.leftovers(&req, LeftoverContext::AfterFailedAttempt).await.unwrap().is_empty());
+    assert!(
+        lab.driver
+            .leftovers(&req, LeftoverContext::AfterFailedAttempt)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     lab.cleanup(&name);
 }
 
@@ -240,22 +273,43 @@ async fn backing_chain_is_flattened_and_content_kept() {
     let (vm, name) = lab.mkvm("chain", &["--backing", "--fill", "8"]);
     let path = format!("/var/lib/libvirt/images/{name}-0.qcow2");
     let fp = lab.driver.footprint(&HostId::new(A), &vm).await.unwrap();
-    assert_eq!(fp.disks[0].backing_chain, vec![format!("/var/lib/libvirt/images/{name}-0-base.qcow2")]);
+    assert_eq!(
+        fp.disks[0].backing_chain,
+        vec![format!("/var/lib/libvirt/images/{name}-0-base.qcow2")]
+    );
     let before = checksum(A, &path);
     let req = lab.request(&vm, &name, MigrationMode::Live);
     lab.move_and_clean(&req).await;
     let after = checksum(B, &path);
     assert_eq!(before, after, "guest-visible content changed");
-    let info = run(Command::new("qemu-img").args(["info", "-U", "--output=json"]).arg(outside(B, &path)));
-    assert!(!info.contains("backing-filename"), "destination image still has a backing file: {info}");
+    let info = run(Command::new("qemu-img")
+        .args(["info", "-U", "--output=json"])
+        .arg(outside(B, &path)));
+    assert!(
+        !info.contains("backing-filename"),
+        "destination image still has a backing file: {info}"
+    );
     assert!(!outside(B, &format!("/var/lib/libvirt/images/{name}-0-base.qcow2")).exists());
     // The source keeps the whole chain until the engine asks; then it all goes.
-    let left = lab.driver.leftovers(&req, LeftoverContext::AfterSuccess).await.unwrap();
+    let left = lab
+        .driver
+        .leftovers(&req, LeftoverContext::AfterSuccess)
+        .await
+        .unwrap();
     let whats: Vec<&str> = left.iter().map(|l| l.what.as_str()).collect();
-    assert!(whats.contains(&path.as_str()) && whats.iter().any(|w| w.ends_with("-0-base.qcow2")), "{left:?}");
-    assert!(whats.iter().any(|w| w.ends_with(&format!("{name}.log"))), "the QEMU log is a leftover: {left:?}");
+    assert!(
+        whats.contains(&path.as_str()) && whats.iter().any(|w| w.ends_with("-0-base.qcow2")),
+        "{left:?}"
+    );
+    assert!(
+        whats.iter().any(|w| w.ends_with(&format!("{name}.log"))),
+        "the QEMU log is a leftover: {left:?}"
+    );
     for l in &left {
-        lab.driver.remove_leftover(&req, l, LeftoverContext::AfterSuccess).await.unwrap();
+        lab.driver
+            .remove_leftover(&req, l, LeftoverContext::AfterSuccess)
+            .await
+            .unwrap();
     }
     assert!(!outside(A, &path).exists());
     assert!(!outside(A, &format!("/var/lib/libvirt/images/{name}-0-base.qcow2")).exists());
@@ -270,15 +324,24 @@ async fn two_disks_move_with_equal_checksums() {
     }
     let lab = Lab::new();
     let (vm, name) = lab.mkvm("two", &["--disks", "2", "--size", "64,32", "--fill", "8"]);
-    let paths: Vec<String> = (0..2).map(|i| format!("/var/lib/libvirt/images/{name}-{i}.qcow2")).collect();
+    let paths: Vec<String> = (0..2)
+        .map(|i| format!("/var/lib/libvirt/images/{name}-{i}.qcow2"))
+        .collect();
     let before: Vec<String> = paths.iter().map(|p| checksum(A, p)).collect();
     assert_ne!(before[0], before[1], "the disks hold different data");
     let req = lab.request(&vm, &name, MigrationMode::Live);
     lab.move_and_clean(&req).await;
     let after: Vec<String> = paths.iter().map(|p| checksum(B, p)).collect();
     assert_eq!(before, after);
-    assert!(virsh(B, &["dominfo", &name]).unwrap().contains("Persistent:     yes"));
-    assert!(virsh(A, &["dominfo", &name]).is_err(), "undefined on the source");
+    assert!(
+        virsh(B, &["dominfo", &name])
+            .unwrap()
+            .contains("Persistent:     yes")
+    );
+    assert!(
+        virsh(A, &["dominfo", &name]).is_err(),
+        "undefined on the source"
+    );
     lab.cleanup(&name);
 }
 
@@ -288,8 +351,13 @@ async fn offline_move_keeps_content_and_stays_off() {
         return;
     }
     let lab = Lab::new();
-    let (vm, name) = lab.mkvm("off", &["--off", "--disks", "2", "--fill", "8", "--size", "256"]);
-    let paths: Vec<String> = (0..2).map(|i| format!("/var/lib/libvirt/images/{name}-{i}.qcow2")).collect();
+    let (vm, name) = lab.mkvm(
+        "off",
+        &["--off", "--disks", "2", "--fill", "8", "--size", "256"],
+    );
+    let paths: Vec<String> = (0..2)
+        .map(|i| format!("/var/lib/libvirt/images/{name}-{i}.qcow2"))
+        .collect();
     let before: Vec<String> = paths.iter().map(|p| checksum(A, p)).collect();
     let req = lab.request(&vm, &name, MigrationMode::Offline);
     lab.move_and_clean(&req).await;
@@ -317,7 +385,10 @@ async fn abort_leaves_vm_on_source_and_a_removable_leftover_on_destination() {
     let h = lab.driver.start_migration(&req).await.unwrap();
     // Wait until it really runs, then abort.
     for _ in 0..100 {
-        if matches!(lab.driver.migration_status(&req, &h).await.unwrap(), MigrationStatus::Running(_)) {
+        if matches!(
+            lab.driver.migration_status(&req, &h).await.unwrap(),
+            MigrationStatus::Running(_)
+        ) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -327,11 +398,21 @@ async fn abort_leaves_vm_on_source_and_a_removable_leftover_on_destination() {
     assert!(matches!(end, MigrationStatus::Failed(_)), "{end:?}");
     assert_eq!(virsh(A, &["domstate", &name]).unwrap(), "running");
     let dest = format!("/var/lib/libvirt/images/{name}-0.qcow2");
-    assert!(outside(B, &dest).exists(), "libvirt leaves the pre-created image");
-    let left = lab.driver.leftovers(&req, LeftoverContext::AfterFailedAttempt).await.unwrap();
+    assert!(
+        outside(B, &dest).exists(),
+        "libvirt leaves the pre-created image"
+    );
+    let left = lab
+        .driver
+        .leftovers(&req, LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap();
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0].what, dest);
-    lab.driver.remove_leftover(&req, &left[0], LeftoverContext::AfterFailedAttempt).await.unwrap();
+    lab.driver
+        .remove_leftover(&req, &left[0], LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap();
     assert!(!outside(B, &dest).exists());
     assert!(outside(A, &dest).exists(), "the source disk is untouched");
     lab.cleanup(&name);
@@ -355,11 +436,18 @@ async fn pull_backup_is_seen_as_backing_up_and_blocks_a_start() {
     let info = vms.iter().find(|v| v.id == vm).unwrap();
     assert_eq!(info.activity, Activity::BackingUp);
     assert_eq!(info.health, Health::InService);
-    let err = lab.driver.start_migration(&lab.request(&vm, &name, MigrationMode::Live)).await.unwrap_err();
+    let err = lab
+        .driver
+        .start_migration(&lab.request(&vm, &name, MigrationMode::Live))
+        .await
+        .unwrap_err();
     assert_eq!(err.class, ErrorClass::Transient, "{err}");
     virsh(A, &["domjobabort", &name]).unwrap();
     let vms = lab.driver.list_vms(&HostId::new(A)).await.unwrap();
-    assert_eq!(vms.iter().find(|v| v.id == vm).unwrap().activity, Activity::Idle);
+    assert_eq!(
+        vms.iter().find(|v| v.id == vm).unwrap().activity,
+        Activity::Idle
+    );
     let _ = std::fs::remove_file(f);
     lab.cleanup(&name);
 }
