@@ -12,7 +12,15 @@
 //! one. A run whose VMs overlap those of another live run is refused. Any process may read
 //! (`status`, `history`) and may ask a run to stop.
 //!
-//! See `docs/journal.md` for the schema, the guarantees and what resume does in each phase.
+//! Resume: [`Journal::acquire`] → [`Journal::load_run`] → [`recovered`] →
+//! `vmove_core::Core::resume`, which locates every VM that may be in flight before acting.
+//!
+//! Calls block (fsync; waiting for another writer up to the busy timeout): from async code, own
+//! the [`Journal`] on a dedicated thread or call it through `spawn_blocking`. It is `Send`, not
+//! `Sync`; each reader opens its own.
+//!
+//! See `docs/journal.md` for the schema, the guarantees, the write protocol and what resume does
+//! in each phase.
 //!
 //! # Layout
 //! - [`journal`]: [`Journal`]: open, runs, leases, stop requests, records, reads.

@@ -512,6 +512,8 @@ fn resume_after_a_crash_after_every_journal_record_moves_every_vm_once() {
             }
             if got == expected {
                 same_destinations += 1;
+            } else if std::env::var("REPLAY_DEBUG").is_ok() {
+                eprintln!("{tag}: destinations differ: {got:?} vs {expected:?}; recovered {notes:?}");
             }
             for ((vm, attempt), n) in &world.starts {
                 assert_eq!(
