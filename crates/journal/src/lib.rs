@@ -26,7 +26,7 @@
 //! - [`journal`]: [`Journal`]: open, runs, leases, stop requests, records, reads.
 //! - [`record`]: the values stored and loaded ([`RunRecord`], [`Entry`], [`RunSummary`]...).
 //! - [`status`]: [`VmStatus`], the per-VM latest state kept in step with the events.
-//! - [`rebuild`]: what resume needs per VM, computed from a loaded [`RunRecord`].
+//! - [`mod@rebuild`]: what resume needs per VM, computed from a loaded [`RunRecord`].
 //! - [`schema`]: the tables and their ordered migrations.
 //! - [`clock`]: wall-clock time ([`WallTime`]), injectable for lease tests.
 //! - [`error`]: the error type, [`JournalError`].
