@@ -50,8 +50,9 @@ pub enum JournalError {
     },
     /// Another process drives the run.
     #[error(
-        "run `{run}` is driven by process {pid} on host `{host}` (lease valid until {until}); \
-         wait for it to finish, or for the lease to expire if that process is gone"
+        "run `{run}` is driven by process {pid} on host `{host}` (lease valid until {until}){note}; \
+         wait for it to finish, or for the lease to expire if that process is gone",
+        note = gone_note(*.holder_gone)
     )]
     LeaseHeld {
         /// Run.
@@ -62,6 +63,9 @@ pub enum JournalError {
         host: String,
         /// When its lease expires unless refreshed.
         until: WallTime,
+        /// The holder is on this host and no such process runs: it crashed, and the lease will
+        /// be taken over once it expires (never earlier: see docs/journal.md).
+        holder_gone: bool,
     },
     /// This journal handle writes for a run it does not drive.
     #[error("this process does not hold the lease of run `{run}`: acquire it first")]
@@ -159,6 +163,14 @@ pub enum JournalError {
         /// The value.
         value: String,
     },
+}
+
+fn gone_note(gone: bool) -> &'static str {
+    if gone {
+        ", but that process is no longer running"
+    } else {
+        ""
+    }
 }
 
 /// Results of journal operations.

@@ -88,6 +88,17 @@ fn command_attempt(c: &Command) -> Option<u32> {
     }
 }
 
+/// Whether `holder` is known to be gone: it is on this host and no process with its pid runs
+/// (Linux `/proc`; elsewhere nothing is known and this says `false`).
+fn holder_gone(holder: &Holder) -> bool {
+    let here = Holder::current();
+    let proc = std::path::Path::new("/proc");
+    holder.host == here.host
+        && holder.pid != here.pid
+        && proc.join("self").exists()
+        && !proc.join(holder.pid.to_string()).exists()
+}
+
 /// The facts of a live run that are needed to refuse a conflicting one.
 struct LiveRun {
     id: String,
@@ -238,6 +249,7 @@ impl Journal {
                     pid: info.holder.pid,
                     host: info.holder.host.clone(),
                     until: info.expires_at,
+                    holder_gone: holder_gone(&info.holder),
                 });
             }
         }

@@ -138,7 +138,12 @@ fn a_second_holder_is_refused_while_the_lease_is_valid_and_named_in_the_error() 
             pid,
             host,
             until,
+            holder_gone,
         } => {
+            assert!(
+                !holder_gone,
+                "a holder on another host is never known to be gone"
+            );
             assert_eq!(
                 (run.as_str(), *pid, host.as_str(), *until),
                 ("r1", 100, "this-host", lease.expires_at)

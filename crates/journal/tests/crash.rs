@@ -157,6 +157,10 @@ fn a_process_killed_mid_write_keeps_every_acknowledged_record_and_a_consistent_p
         // The dead child's lease holds until it expires, naming the child.
         let err = j.acquire(&run).unwrap_err();
         assert!(
+            err.to_string().contains("no longer running"),
+            "the dead child is named as gone: {err}"
+        );
+        assert!(
             matches!(err, JournalError::LeaseHeld { pid: p, .. } if p == pid),
             "{err}"
         );
