@@ -40,11 +40,18 @@ pub struct Epr {
 impl Epr {
     /// A reference with the anonymous address.
     pub fn new(resource_uri: impl Into<String>, selectors: Vec<(String, String)>) -> Self {
-        Epr { address: ANONYMOUS.to_owned(), resource_uri: resource_uri.into(), selectors }
+        Epr {
+            address: ANONYMOUS.to_owned(),
+            resource_uri: resource_uri.into(),
+            selectors,
+        }
     }
     /// A selector's value.
     pub fn selector(&self, name: &str) -> Option<&str> {
-        self.selectors.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.selectors
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
     /// The class name (the last segment of the resource URI).
     pub fn class_name(&self) -> &str {
@@ -66,11 +73,20 @@ impl Epr {
             .child_ns(NS_WSMAN, "SelectorSet")
             .map(|ss| {
                 ss.children_named("Selector")
-                    .map(|s| (s.attr("Name").unwrap_or("").to_owned(), s.text_trimmed().to_owned()))
+                    .map(|s| {
+                        (
+                            s.attr("Name").unwrap_or("").to_owned(),
+                            s.text_trimmed().to_owned(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
-        Some(Epr { address, resource_uri, selectors })
+        Some(Epr {
+            address,
+            resource_uri,
+            selectors,
+        })
     }
     /// Writes the `a:Address` + `a:ReferenceParameters` children (prefixes `a`, `w` must be bound).
     pub fn write_children(&self, out: &mut String) {
@@ -81,7 +97,12 @@ impl Epr {
             esc(&self.resource_uri)
         );
         for (k, v) in &self.selectors {
-            let _ = write!(out, "<w:Selector Name=\"{}\">{}</w:Selector>", esc(k), esc(v));
+            let _ = write!(
+                out,
+                "<w:Selector Name=\"{}\">{}</w:Selector>",
+                esc(k),
+                esc(v)
+            );
         }
         out.push_str("</w:SelectorSet></a:ReferenceParameters>");
     }
@@ -167,7 +188,11 @@ pub struct CimInstance {
 impl CimInstance {
     /// An empty instance of a class.
     pub fn new(class_name: impl Into<String>) -> Self {
-        CimInstance { class_name: class_name.into(), properties: Vec::new(), epr: None }
+        CimInstance {
+            class_name: class_name.into(),
+            properties: Vec::new(),
+            epr: None,
+        }
     }
     /// Builder: sets a property.
     pub fn with(mut self, name: &str, value: CimValue) -> Self {
@@ -184,7 +209,10 @@ impl CimInstance {
     }
     /// A property's value.
     pub fn get(&self, name: &str) -> Option<&CimValue> {
-        self.properties.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+        self.properties
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
     }
     /// A scalar property as text (None when absent or null).
     pub fn get_str(&self, name: &str) -> Option<String> {
@@ -200,7 +228,8 @@ impl CimInstance {
     }
     /// A boolean property.
     pub fn get_bool(&self, name: &str) -> Option<bool> {
-        self.get_str(name).map(|s| s.trim().eq_ignore_ascii_case("true"))
+        self.get_str(name)
+            .map(|s| s.trim().eq_ignore_ascii_case("true"))
     }
     /// An array property as text items (a single value counts as a one-item array; absent or
     /// null is empty).
@@ -271,7 +300,10 @@ impl CimInstance {
     pub fn from_cim_xml(text: &str) -> Result<CimInstance, crate::xml::XmlError> {
         let root = crate::xml::parse(text)?;
         if root.name != "INSTANCE" {
-            return Err(crate::xml::XmlError(format!("expected INSTANCE, found {}", root.name)));
+            return Err(crate::xml::XmlError(format!(
+                "expected INSTANCE, found {}",
+                root.name
+            )));
         }
         let mut inst = CimInstance::new(root.attr("CLASSNAME").unwrap_or(""));
         for p in &root.children {
@@ -317,7 +349,10 @@ impl CimInstance {
                 .or_else(|| child.child_ns(NS_CIM, "Interval"))
             {
                 CimValue::DateTime(dt.text_trimmed().to_owned())
-            } else if child.child_ns(NS_ADDRESSING, "ReferenceParameters").is_some() {
+            } else if child
+                .child_ns(NS_ADDRESSING, "ReferenceParameters")
+                .is_some()
+            {
                 match Epr::from_element(child) {
                     Some(e) => CimValue::Ref(e),
                     None => CimValue::Null,
@@ -373,7 +408,11 @@ pub fn write_wsman_value(out: &mut String, name: &str, value: &CimValue) {
             }
         }
         CimValue::DateTime(d) => {
-            let _ = write!(out, "<p:{name}><cim:Datetime>{}</cim:Datetime></p:{name}>", esc(d));
+            let _ = write!(
+                out,
+                "<p:{name}><cim:Datetime>{}</cim:Datetime></p:{name}>",
+                esc(d)
+            );
         }
         CimValue::Ref(e) => {
             let _ = write!(out, "<p:{name} xsi:type=\"cim:cimReference\">");
@@ -390,9 +429,21 @@ pub fn write_wsman_value(out: &mut String, name: &str, value: &CimValue) {
 fn typed(ty: &str, text: String) -> CimValue {
     match ty {
         "boolean" => CimValue::Bool(text.trim().eq_ignore_ascii_case("true")),
-        "uint16" => text.trim().parse().map(CimValue::U16).unwrap_or(CimValue::Text(text)),
-        "uint32" => text.trim().parse().map(CimValue::U32).unwrap_or(CimValue::Text(text)),
-        "uint64" => text.trim().parse().map(CimValue::U64).unwrap_or(CimValue::Text(text)),
+        "uint16" => text
+            .trim()
+            .parse()
+            .map(CimValue::U16)
+            .unwrap_or(CimValue::Text(text)),
+        "uint32" => text
+            .trim()
+            .parse()
+            .map(CimValue::U32)
+            .unwrap_or(CimValue::Text(text)),
+        "uint64" => text
+            .trim()
+            .parse()
+            .map(CimValue::U64)
+            .unwrap_or(CimValue::Text(text)),
         "datetime" => CimValue::DateTime(text),
         "string" => CimValue::String(text),
         _ => CimValue::Text(text),
@@ -403,10 +454,16 @@ fn typed(ty: &str, text: String) -> CimValue {
 /// instances (migration setting data, system setting data, storage allocation setting data).
 pub fn type_hint(class: &str, property: &str) -> Option<&'static str> {
     let t = match (class, property) {
-        ("Msvm_VirtualSystemMigrationSettingData", "MigrationType" | "Priority" | "TransportType") => "uint16",
         (
             "Msvm_VirtualSystemMigrationSettingData",
-            "RetainVhdCopiesOnSource" | "RemoveSourceUnmanagedVhds" | "EnableCompression" | "Bandwidth",
+            "MigrationType" | "Priority" | "TransportType",
+        ) => "uint16",
+        (
+            "Msvm_VirtualSystemMigrationSettingData",
+            "RetainVhdCopiesOnSource"
+            | "RemoveSourceUnmanagedVhds"
+            | "EnableCompression"
+            | "Bandwidth",
         ) => {
             if property == "Bandwidth" {
                 "uint64"
@@ -414,7 +471,13 @@ pub fn type_hint(class: &str, property: &str) -> Option<&'static str> {
                 "boolean"
             }
         }
-        (_, "ResourceType" | "AutomaticRecoveryAction" | "AutomaticShutdownAction" | "AutomaticStartupAction") => "uint16",
+        (
+            _,
+            "ResourceType"
+            | "AutomaticRecoveryAction"
+            | "AutomaticShutdownAction"
+            | "AutomaticStartupAction",
+        ) => "uint16",
         (_, "VirtualQuantity" | "Reservation" | "Limit" | "Weight") => "uint64",
         (_, "AutomaticAllocation" | "AutomaticDeallocation" | "IsSaved") => "boolean",
         _ => return None,
@@ -464,9 +527,15 @@ mod tests {
         );
         let inst = CimInstance::new("Msvm_Thing")
             .with("Name", CimValue::String("a<b".into()))
-            .with("Counts", CimValue::Array(vec![CimValue::U16(1), CimValue::U16(2)]))
+            .with(
+                "Counts",
+                CimValue::Array(vec![CimValue::U16(1), CimValue::U16(2)]),
+            )
             .with("Gone", CimValue::Null)
-            .with("When", CimValue::DateTime("20260101000000.000000+000".into()))
+            .with(
+                "When",
+                CimValue::DateTime("20260101000000.000000+000".into()),
+            )
             .with("Job", CimValue::Ref(job.clone()));
         let text = inst.to_wsman("root/virtualization/v2");
         let back = CimInstance::from_wsman(&crate::xml::parse(&text).unwrap());
@@ -474,7 +543,10 @@ mod tests {
         assert_eq!(back.get_array("Counts"), vec!["1", "2"]);
         assert_eq!(back.get("Gone"), Some(&CimValue::Null));
         assert_eq!(back.get_ref("Job"), Some(&job));
-        assert_eq!(back.get("When"), Some(&CimValue::DateTime("20260101000000.000000+000".into())));
+        assert_eq!(
+            back.get("When"),
+            Some(&CimValue::DateTime("20260101000000.000000+000".into()))
+        );
     }
 
     #[test]
@@ -507,12 +579,16 @@ mod tests {
 
     #[test]
     fn cim_xml_escapes_paths() {
-        let s = CimInstance::new("Msvm_StorageAllocationSettingData")
-            .with("HostResource", CimValue::Array(vec![CimValue::String("E:\\VMs\\a&b.vhdx".into())]));
+        let s = CimInstance::new("Msvm_StorageAllocationSettingData").with(
+            "HostResource",
+            CimValue::Array(vec![CimValue::String("E:\\VMs\\a&b.vhdx".into())]),
+        );
         let xml = s.to_cim_xml();
         assert!(xml.contains("<VALUE>E:\\VMs\\a&amp;b.vhdx</VALUE>"));
         assert_eq!(
-            CimInstance::from_cim_xml(&xml).unwrap().get_array("HostResource"),
+            CimInstance::from_cim_xml(&xml)
+                .unwrap()
+                .get_array("HostResource"),
             vec!["E:\\VMs\\a&b.vhdx"]
         );
     }
@@ -521,7 +597,10 @@ mod tests {
     fn object_path_quotes_and_escapes_keys() {
         let e = Epr::new(
             class_uri("root/cimv2", "Win32_Directory"),
-            vec![("Name".into(), "e:\\vms\\x".into()), ("__cimnamespace".into(), "root/cimv2".into())],
+            vec![
+                ("Name".into(), "e:\\vms\\x".into()),
+                ("__cimnamespace".into(), "root/cimv2".into()),
+            ],
         );
         assert_eq!(e.object_path(), "Win32_Directory.Name=\"e:\\\\vms\\\\x\"");
     }

@@ -90,7 +90,8 @@ mod tests {
 
     #[test]
     fn http_defaults_to_5985() {
-        let c: HyperVHostConfig = toml::from_str("address = \"hv1\"\ntransport = \"http\"\nauth = \"ntlm\"").unwrap();
+        let c: HyperVHostConfig =
+            toml::from_str("address = \"hv1\"\ntransport = \"http\"\nauth = \"ntlm\"").unwrap();
         assert_eq!(c.port(), 5985);
         assert_eq!(c.auth, AuthMethod::Ntlm);
     }

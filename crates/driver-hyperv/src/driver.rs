@@ -41,8 +41,14 @@ pub struct HyperVDriver {
 
 impl std::fmt::Debug for HyperVDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let clients: Vec<_> = self.hosts.iter().map(|(k, h)| (k.clone(), h.client.endpoint())).collect();
-        f.debug_struct("HyperVDriver").field("hosts", &clients).finish_non_exhaustive()
+        let clients: Vec<_> = self
+            .hosts
+            .iter()
+            .map(|(k, h)| (k.clone(), h.client.endpoint()))
+            .collect();
+        f.debug_struct("HyperVDriver")
+            .field("hosts", &clients)
+            .finish_non_exhaustive()
     }
 }
 
@@ -53,7 +59,11 @@ fn read_err(host: &HostId, what: &str, e: WsmanError) -> DriverError {
         return DriverError::permanent(msg);
     }
     match &e {
-        WsmanError::Soap(s) if !s.is_timeout() && matches!(s, crate::wsman::SoapError::Fault { .. }) => DriverError::permanent(msg),
+        WsmanError::Soap(s)
+            if !s.is_timeout() && matches!(s, crate::wsman::SoapError::Fault { .. }) =>
+        {
+            DriverError::permanent(msg)
+        }
         _ => DriverError::transient(msg),
     }
 }
@@ -154,14 +164,19 @@ pub fn status_of(op: &[u32]) -> (Health, Activity) {
         Some(s) if MIGRATING.contains(&s) => Activity::MigratingOut,
         Some(32776) if primary == 11 => Activity::BackingUp,
         None if primary == 11 => Activity::BackingUp,
-        Some(s) if primary == 11 || (32768..=32773).contains(&s) => Activity::OtherJob(secondary_words(s)),
+        Some(s) if primary == 11 || (32768..=32773).contains(&s) => {
+            Activity::OtherJob(secondary_words(s))
+        }
         _ => Activity::Idle,
     };
     (health, activity)
 }
 
 fn op_status(i: &CimInstance) -> Vec<u32> {
-    i.get_array("OperationalStatus").iter().filter_map(|s| s.trim().parse().ok()).collect()
+    i.get_array("OperationalStatus")
+        .iter()
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
 }
 
 impl HyperVDriver {
@@ -176,20 +191,29 @@ impl HyperVDriver {
             for k in ["driver", "max_migrations", "path"] {
                 t.remove(k);
             }
-            let cfg: HyperVHostConfig = toml::Value::Table(t)
-                .try_into()
-                .map_err(|e| DriverError::permanent(format!("host {id}: invalid Hyper-V settings: {e}")))?;
+            let cfg: HyperVHostConfig = toml::Value::Table(t).try_into().map_err(|e| {
+                DriverError::permanent(format!("host {id}: invalid Hyper-V settings: {e}"))
+            })?;
             let creds = Credentials::load(cfg.credentials_file.as_deref())
                 .map_err(|e| DriverError::permanent(format!("host {id}: {e}")))?;
             out.insert(id.clone(), Self::host_from(&cfg, creds));
         }
-        Ok(HyperVDriver { hosts: out, moved: Mutex::new(HashMap::new()) })
+        Ok(HyperVDriver {
+            hosts: out,
+            moved: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Builds the driver from parsed configs and explicit credentials (tests, embedding).
     pub fn new(hosts: Vec<(HostId, HyperVHostConfig, Credentials)>) -> HyperVDriver {
-        let hosts = hosts.into_iter().map(|(id, cfg, creds)| (id, Self::host_from(&cfg, creds))).collect();
-        HyperVDriver { hosts, moved: Mutex::new(HashMap::new()) }
+        let hosts = hosts
+            .into_iter()
+            .map(|(id, cfg, creds)| (id, Self::host_from(&cfg, creds)))
+            .collect();
+        HyperVDriver {
+            hosts,
+            moved: Mutex::new(HashMap::new()),
+        }
     }
 
     fn host_from(cfg: &HyperVHostConfig, creds: Credentials) -> Host {
@@ -198,51 +222,88 @@ impl HyperVDriver {
             port: cfg.port(),
             scheme: cfg.transport,
             auth: cfg.auth,
-            tls: TlsOptions { ca_file: cfg.ca_file.clone(), insecure_skip_verify: cfg.insecure_skip_verify },
+            tls: TlsOptions {
+                ca_file: cfg.ca_file.clone(),
+                insecure_skip_verify: cfg.insecure_skip_verify,
+            },
             connect_timeout: Duration::from_secs(cfg.connect_timeout_secs.unwrap_or(20)),
             request_timeout: Duration::from_secs(cfg.request_timeout_secs.unwrap_or(60)),
         };
-        Host { client: WsmanClient::new(tc, creds), host_name: Mutex::new(cfg.host_name.clone()) }
+        Host {
+            client: WsmanClient::new(tc, creds),
+            host_name: Mutex::new(cfg.host_name.clone()),
+        }
     }
 
     fn host(&self, id: &HostId) -> DriverResult<&Host> {
-        self.hosts
-            .get(id)
-            .ok_or_else(|| DriverError::permanent(format!("host {id} is not a configured Hyper-V host")))
+        self.hosts.get(id).ok_or_else(|| {
+            DriverError::permanent(format!("host {id} is not a configured Hyper-V host"))
+        })
     }
 
     async fn query(&self, id: &HostId, ns: &str, wql: &str) -> DriverResult<Vec<CimInstance>> {
-        self.host(id)?.client.query(ns, wql).await.map_err(|e| read_err(id, "a WMI query", e))
+        self.host(id)?
+            .client
+            .query(ns, wql)
+            .await
+            .map_err(|e| read_err(id, "a WMI query", e))
     }
 
     /// The computer name Hyper-V knows the host by.
     async fn host_name(&self, id: &HostId) -> DriverResult<String> {
         let h = self.host(id)?;
-        if let Some(n) = h.host_name.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(n) = h
+            .host_name
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
             return Ok(n);
         }
         let sys = self
-            .query(id, V2, "SELECT * FROM Msvm_ComputerSystem WHERE Caption='Hosting Computer System'")
+            .query(
+                id,
+                V2,
+                "SELECT * FROM Msvm_ComputerSystem WHERE Caption='Hosting Computer System'",
+            )
             .await?;
-        let name = sys
-            .first()
-            .and_then(|s| s.get_str("Name"))
-            .ok_or_else(|| DriverError::transient(format!("{id} did not report its computer name")))?;
+        let name = sys.first().and_then(|s| s.get_str("Name")).ok_or_else(|| {
+            DriverError::transient(format!("{id} did not report its computer name"))
+        })?;
         *h.host_name.lock().unwrap_or_else(|p| p.into_inner()) = Some(name.clone());
         Ok(name)
     }
 
     async fn vm_instance(&self, id: &HostId, vm: &VmId) -> DriverResult<Option<CimInstance>> {
-        let q = format!("SELECT * FROM Msvm_ComputerSystem WHERE Name={}", wql_str(vm.as_str()));
-        Ok(self.query(id, V2, &q).await?.into_iter().find(|i| i.get_str("Caption").as_deref() == Some("Virtual Machine")))
+        let q = format!(
+            "SELECT * FROM Msvm_ComputerSystem WHERE Name={}",
+            wql_str(vm.as_str())
+        );
+        Ok(self
+            .query(id, V2, &q)
+            .await?
+            .into_iter()
+            .find(|i| i.get_str("Caption").as_deref() == Some("Virtual Machine")))
     }
 
     async fn file_size(&self, id: &HostId, path: &str) -> DriverResult<Option<u64>> {
-        let q = format!("SELECT * FROM CIM_DataFile WHERE Name={}", wql_str(&path.to_ascii_lowercase()));
-        Ok(self.query(id, CIMV2, &q).await?.first().map(|f| f.get_u64("FileSize").unwrap_or(0)))
+        let q = format!(
+            "SELECT * FROM CIM_DataFile WHERE Name={}",
+            wql_str(&path.to_ascii_lowercase())
+        );
+        Ok(self
+            .query(id, CIMV2, &q)
+            .await?
+            .first()
+            .map(|f| f.get_u64("FileSize").unwrap_or(0)))
     }
 
-    fn to_info(&self, i: &CimInstance, memory: &HashMap<String, u64>, disk: &HashMap<String, u64>) -> Option<VmInfo> {
+    fn to_info(
+        &self,
+        i: &CimInstance,
+        memory: &HashMap<String, u64>,
+        disk: &HashMap<String, u64>,
+    ) -> Option<VmInfo> {
         let guid = i.get_str("Name")?;
         let (health, activity) = status_of(&op_status(i));
         Some(VmInfo {
@@ -262,14 +323,26 @@ impl HyperVDriver {
         Some(rest.split('\\').next()?.to_ascii_uppercase())
     }
 
-    async fn memory_map(&self, id: &HostId, like: Option<&str>) -> DriverResult<HashMap<String, u64>> {
+    async fn memory_map(
+        &self,
+        id: &HostId,
+        like: Option<&str>,
+    ) -> DriverResult<HashMap<String, u64>> {
         let q = match like {
-            Some(g) => format!("SELECT * FROM Msvm_MemorySettingData WHERE InstanceID LIKE {}", wql_str(&format!("Microsoft:{g}%"))),
+            Some(g) => format!(
+                "SELECT * FROM Msvm_MemorySettingData WHERE InstanceID LIKE {}",
+                wql_str(&format!("Microsoft:{g}%"))
+            ),
             None => "SELECT * FROM Msvm_MemorySettingData".to_owned(),
         };
         let mut m = HashMap::new();
         for i in self.query(id, V2, &q).await? {
-            if let (Some(g), Some(mb)) = (i.get_str("InstanceID").as_deref().and_then(Self::guid_of_instance_id), i.get_u64("VirtualQuantity")) {
+            if let (Some(g), Some(mb)) = (
+                i.get_str("InstanceID")
+                    .as_deref()
+                    .and_then(Self::guid_of_instance_id),
+                i.get_u64("VirtualQuantity"),
+            ) {
                 m.entry(g).or_insert(mb << 20);
             }
         }
@@ -298,11 +371,18 @@ impl HyperVDriver {
             .await?
             .into_iter()
             .next()
-            .ok_or_else(|| DriverError::permanent(format!("VM {guid} not found on {id} (no settings)")))
+            .ok_or_else(|| {
+                DriverError::permanent(format!("VM {guid} not found on {id} (no settings)"))
+            })
     }
 
     async fn volumes(&self, id: &HostId) -> DriverResult<Vec<CimInstance>> {
-        self.query(id, CIMV2, "SELECT * FROM Win32_LogicalDisk WHERE DriveType=3").await
+        self.query(
+            id,
+            CIMV2,
+            "SELECT * FROM Win32_LogicalDisk WHERE DriveType=3",
+        )
+        .await
     }
 
     async fn service(&self, id: &HostId) -> DriverResult<CimInstance> {
@@ -310,7 +390,9 @@ impl HyperVDriver {
             .await?
             .into_iter()
             .next()
-            .ok_or_else(|| DriverError::permanent(format!("{id} has no virtual system migration service")))
+            .ok_or_else(|| {
+                DriverError::permanent(format!("{id} has no virtual system migration service"))
+            })
     }
 
     fn service_epr(svc: &CimInstance, host_name: &str) -> Epr {
@@ -318,9 +400,15 @@ impl HyperVDriver {
             Epr::new(
                 class_uri(V2, "Msvm_VirtualSystemMigrationService"),
                 vec![
-                    ("CreationClassName".into(), "Msvm_VirtualSystemMigrationService".into()),
+                    (
+                        "CreationClassName".into(),
+                        "Msvm_VirtualSystemMigrationService".into(),
+                    ),
                     ("Name".into(), "migrationwmi".into()),
-                    ("SystemCreationClassName".into(), "Msvm_ComputerSystem".into()),
+                    (
+                        "SystemCreationClassName".into(),
+                        "Msvm_ComputerSystem".into(),
+                    ),
                     ("SystemName".into(), host_name.into()),
                 ],
             )
@@ -330,23 +418,39 @@ impl HyperVDriver {
     fn vm_epr(guid: &str) -> Epr {
         Epr::new(
             class_uri(V2, "Msvm_ComputerSystem"),
-            vec![("CreationClassName".into(), "Msvm_ComputerSystem".into()), ("Name".into(), guid.into())],
+            vec![
+                ("CreationClassName".into(), "Msvm_ComputerSystem".into()),
+                ("Name".into(), guid.into()),
+            ],
         )
     }
 
     fn job_epr(id: &str) -> Epr {
-        Epr::new(class_uri(V2, "Msvm_ConcreteJob"), vec![("InstanceID".into(), id.into())])
+        Epr::new(
+            class_uri(V2, "Msvm_ConcreteJob"),
+            vec![("InstanceID".into(), id.into())],
+        )
     }
 
     async fn job(&self, id: &HostId, job_id: &str) -> DriverResult<Option<CimInstance>> {
-        let q = format!("SELECT * FROM Msvm_ConcreteJob WHERE InstanceID={}", wql_str(job_id));
+        let q = format!(
+            "SELECT * FROM Msvm_ConcreteJob WHERE InstanceID={}",
+            wql_str(job_id)
+        );
         Ok(self.query(id, V2, &q).await?.into_iter().next())
     }
 
     /// A folder's subfolders (lower-case names) and number of files; `None` when it does not exist.
-    async fn folder_contents(&self, id: &HostId, path: &str) -> DriverResult<Option<(Vec<String>, usize)>> {
+    async fn folder_contents(
+        &self,
+        id: &HostId,
+        path: &str,
+    ) -> DriverResult<Option<(Vec<String>, usize)>> {
         let lower = path.trim_end_matches('\\').to_ascii_lowercase();
-        let q = format!("SELECT * FROM Win32_Directory WHERE Name={}", wql_str(&lower));
+        let q = format!(
+            "SELECT * FROM Win32_Directory WHERE Name={}",
+            wql_str(&lower)
+        );
         if self.query(id, CIMV2, &q).await?.is_empty() {
             return Ok(None);
         }
@@ -364,24 +468,39 @@ impl HyperVDriver {
         // CIM_DataFile.Path has no drive letter and ends with a backslash.
         let drive = paths::drive(&lower).unwrap_or_default();
         let dir_path = format!("{}\\", paths::without_drive(&lower));
-        let q = format!("SELECT * FROM CIM_DataFile WHERE Drive={} AND Path={}", wql_str(&drive), wql_str(&dir_path));
+        let q = format!(
+            "SELECT * FROM CIM_DataFile WHERE Drive={} AND Path={}",
+            wql_str(&drive),
+            wql_str(&dir_path)
+        );
         let files = self.query(id, CIMV2, &q).await?.len();
         Ok(Some((subdirs, files)))
     }
 
     fn remember(&self, req: &MigrationRequest, m: Moved) {
-        self.moved.lock().unwrap_or_else(|p| p.into_inner()).insert((req.vm.clone(), req.attempt), m);
+        self.moved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((req.vm.clone(), req.attempt), m);
     }
 
     fn recall(&self, req: &MigrationRequest) -> Option<Moved> {
         let map = self.moved.lock().unwrap_or_else(|p| p.into_inner());
         map.get(&(req.vm.clone(), req.attempt))
             .cloned()
-            .or_else(|| map.iter().filter(|((v, _), _)| *v == req.vm).max_by_key(|((_, a), _)| *a).map(|(_, m)| m.clone()))
+            .or_else(|| {
+                map.iter()
+                    .filter(|((v, _), _)| *v == req.vm)
+                    .max_by_key(|((_, a), _)| *a)
+                    .map(|(_, m)| m.clone())
+            })
     }
 
     async fn running_job_of(&self, id: &HostId, guid: &str) -> DriverResult<Option<String>> {
-        let q = format!("SELECT * FROM Msvm_MigrationJob WHERE VirtualSystemName={}", wql_str(guid));
+        let q = format!(
+            "SELECT * FROM Msvm_MigrationJob WHERE VirtualSystemName={}",
+            wql_str(guid)
+        );
         Ok(self
             .query(id, V2, &q)
             .await?
@@ -391,7 +510,9 @@ impl HyperVDriver {
     }
 
     async fn info_of(&self, id: &HostId, vm: &VmId) -> DriverResult<Option<VmInfo>> {
-        let Some(i) = self.vm_instance(id, vm).await? else { return Ok(None) };
+        let Some(i) = self.vm_instance(id, vm).await? else {
+            return Ok(None);
+        };
         let mem = self.memory_map(id, Some(vm.as_str())).await?;
         Ok(self.to_info(&i, &mem, &HashMap::new()))
     }
@@ -409,85 +530,179 @@ impl Driver for HyperVDriver {
 
     async fn host_info(&self, host: &HostId) -> DriverResult<HostInfo> {
         let svc = self.service(host).await?;
-        let sd = self.query(host, V2, "SELECT * FROM Msvm_VirtualSystemMigrationServiceSettingData").await?;
-        let limit = sd.first().and_then(|s| s.get_u32("MaximumActiveVirtualSystemMigration"));
-        let vms = self.query(host, V2, "SELECT * FROM Msvm_ComputerSystem WHERE Caption='Virtual Machine'").await?;
+        let sd = self
+            .query(
+                host,
+                V2,
+                "SELECT * FROM Msvm_VirtualSystemMigrationServiceSettingData",
+            )
+            .await?;
+        let limit = sd
+            .first()
+            .and_then(|s| s.get_u32("MaximumActiveVirtualSystemMigration"));
+        let vms = self
+            .query(
+                host,
+                V2,
+                "SELECT * FROM Msvm_ComputerSystem WHERE Caption='Virtual Machine'",
+            )
+            .await?;
         let migrating = vms
             .iter()
             .filter(|v| op_status(v).get(1).is_some_and(|s| MIGRATING.contains(s)))
             .count() as u32;
         // The service's count, or the VMs that show as migrating (the seed counts these),
         // whichever is larger: "if the queue is full we don't care who filled it".
-        let active = svc.get_u32("ActiveVirtualSystemMigrationCount").unwrap_or(0).max(migrating);
-        let os = self.query(host, CIMV2, "SELECT * FROM Win32_OperatingSystem").await?;
-        let free_memory_bytes = os.first().and_then(|o| o.get_u64("FreePhysicalMemory")).unwrap_or(0) * 1024;
-        let free_disk_bytes = self.volumes(host).await?.iter().filter_map(|v| v.get_u64("FreeSpace")).max().unwrap_or(0);
-        Ok(HostInfo { migration_limit: limit, active_migrations: active, free_memory_bytes, free_disk_bytes })
+        let active = svc
+            .get_u32("ActiveVirtualSystemMigrationCount")
+            .unwrap_or(0)
+            .max(migrating);
+        let os = self
+            .query(host, CIMV2, "SELECT * FROM Win32_OperatingSystem")
+            .await?;
+        let free_memory_bytes = os
+            .first()
+            .and_then(|o| o.get_u64("FreePhysicalMemory"))
+            .unwrap_or(0)
+            * 1024;
+        let free_disk_bytes = self
+            .volumes(host)
+            .await?
+            .iter()
+            .filter_map(|v| v.get_u64("FreeSpace"))
+            .max()
+            .unwrap_or(0);
+        Ok(HostInfo {
+            migration_limit: limit,
+            active_migrations: active,
+            free_memory_bytes,
+            free_disk_bytes,
+        })
     }
 
     async fn list_vms(&self, host: &HostId) -> DriverResult<Vec<VmInfo>> {
-        let vms = self.query(host, V2, "SELECT * FROM Msvm_ComputerSystem WHERE Caption='Virtual Machine'").await?;
+        let vms = self
+            .query(
+                host,
+                V2,
+                "SELECT * FROM Msvm_ComputerSystem WHERE Caption='Virtual Machine'",
+            )
+            .await?;
         let mem = self.memory_map(host, None).await?;
         let mut disk: HashMap<String, u64> = HashMap::new();
-        for s in self.query(host, V2, "SELECT * FROM Msvm_StorageAllocationSettingData WHERE ResourceType=31").await? {
-            let Some(g) = s.get_str("InstanceID").as_deref().and_then(Self::guid_of_instance_id) else { continue };
+        for s in self
+            .query(
+                host,
+                V2,
+                "SELECT * FROM Msvm_StorageAllocationSettingData WHERE ResourceType=31",
+            )
+            .await?
+        {
+            let Some(g) = s
+                .get_str("InstanceID")
+                .as_deref()
+                .and_then(Self::guid_of_instance_id)
+            else {
+                continue;
+            };
             for p in s.get_array("HostResource") {
                 if let Some(sz) = self.file_size(host, &p).await? {
                     *disk.entry(g.clone()).or_default() += sz;
                 }
             }
         }
-        Ok(vms.iter().filter_map(|i| self.to_info(i, &mem, &disk)).collect())
+        Ok(vms
+            .iter()
+            .filter_map(|i| self.to_info(i, &mem, &disk))
+            .collect())
     }
 
     async fn footprint(&self, host: &HostId, vm: &VmId) -> DriverResult<Footprint> {
         if self.vm_instance(host, vm).await?.is_none() {
-            return Err(DriverError::permanent(format!("VM {vm} not found on {host}")));
+            return Err(DriverError::permanent(format!(
+                "VM {vm} not found on {host}"
+            )));
         }
         let guid = vm.as_str();
-        let memory_bytes = self.memory_map(host, Some(guid)).await?.values().next().copied().unwrap_or(0);
+        let memory_bytes = self
+            .memory_map(host, Some(guid))
+            .await?
+            .values()
+            .next()
+            .copied()
+            .unwrap_or(0);
         let vssd = self.vssd(host, guid).await?;
         let mut disks = Vec::new();
         for s in self.vhds(host, guid).await? {
             for p in s.get_array("HostResource") {
                 let size = self.file_size(host, &p).await?.unwrap_or(0);
                 let format = p.rsplit('.').next().unwrap_or("vhdx").to_ascii_lowercase();
-                disks.push(Disk { path: p, format, virtual_bytes: size, allocated_bytes: size, backing_chain: Vec::new() });
+                disks.push(Disk {
+                    path: p,
+                    format,
+                    virtual_bytes: size,
+                    allocated_bytes: size,
+                    backing_chain: Vec::new(),
+                });
             }
         }
         let mut config_paths = Vec::new();
-        for k in ["ConfigurationDataRoot", "SnapshotDataRoot", "SwapFileDataRoot"] {
+        for k in [
+            "ConfigurationDataRoot",
+            "SnapshotDataRoot",
+            "SwapFileDataRoot",
+        ] {
             if let Some(p) = vssd.get_str(k) {
                 if !config_paths.contains(&p) {
                     config_paths.push(p);
                 }
             }
         }
-        Ok(Footprint { memory_bytes, disks, config_paths })
+        Ok(Footprint {
+            memory_bytes,
+            disks,
+            config_paths,
+        })
     }
 
     async fn start_migration(&self, req: &MigrationRequest) -> DriverResult<MigrationHandle> {
         let (src, dst) = (&req.source, &req.destination);
         if src == dst {
-            return Err(DriverError::permanent("source and destination are the same host"));
+            return Err(DriverError::permanent(
+                "source and destination are the same host",
+            ));
         }
         let src_client = &self.host(src)?.client;
         self.host(dst)?;
         let guid = req.vm.as_str().to_owned();
         let Some(vm) = self.vm_instance(src, &req.vm).await? else {
-            return Err(DriverError::permanent(format!("VM {} not found on {src}", req.vm)));
+            return Err(DriverError::permanent(format!(
+                "VM {} not found on {src}",
+                req.vm
+            )));
         };
         let (health, activity) = status_of(&op_status(&vm));
         if activity != Activity::Idle {
-            return Err(DriverError::transient(format!("VM {} is busy on {src} ({activity:?})", req.vm)));
+            return Err(DriverError::transient(format!(
+                "VM {} is busy on {src} ({activity:?})",
+                req.vm
+            )));
         }
         if let Health::Bad(w) = health {
             return Err(DriverError::permanent(format!("VM {} is {w}", req.vm)));
         }
         let vssd = self.vssd(src, &guid).await?;
         let sasds = self.vhds(src, &guid).await?;
-        let disk_paths: Vec<String> = sasds.iter().filter_map(|s| s.get_array("HostResource").into_iter().next()).collect();
-        let volumes: Vec<String> = self.volumes(dst).await?.iter().filter_map(|v| v.get_str("DeviceID")).collect();
+        let disk_paths: Vec<String> = sasds
+            .iter()
+            .filter_map(|s| s.get_array("HostResource").into_iter().next())
+            .collect();
+        let volumes: Vec<String> = self
+            .volumes(dst)
+            .await?
+            .iter()
+            .filter_map(|v| v.get_str("DeviceID"))
+            .collect();
         let plan = paths::plan(&req.layout, &req.vm_name, &disk_paths, &volumes)
             .map_err(|e| DriverError::destination_refused(format!("{}: {e}", req.vm_name)))?;
         // Never overwrite: refuse if any target file exists on the destination.
@@ -497,58 +712,102 @@ impl Driver for HyperVDriver {
         }
         for t in &targets {
             if self.file_size(dst, t).await?.is_some() {
-                return Err(DriverError::destination_refused(format!("{t} already exists on {dst}")));
+                return Err(DriverError::destination_refused(format!(
+                    "{t} already exists on {dst}"
+                )));
             }
         }
         let mut sizes = Vec::new();
         for (s, t) in &plan.disks {
-            sizes.push((s.clone(), t.clone(), self.file_size(src, s).await?.unwrap_or(0)));
+            sizes.push((
+                s.clone(),
+                t.clone(),
+                self.file_size(src, s).await?.unwrap_or(0),
+            ));
         }
         let dest_name = self.host_name(dst).await?;
         let src_name = self.host_name(src).await?;
         let svc = self.service(src).await?;
         let svc_epr = Self::service_epr(&svc, &src_name);
         let msd = self
-            .query(src, V2, "SELECT * FROM Msvm_VirtualSystemMigrationSettingData WHERE MigrationType=32771")
+            .query(
+                src,
+                V2,
+                "SELECT * FROM Msvm_VirtualSystemMigrationSettingData WHERE MigrationType=32771",
+            )
             .await?
             .into_iter()
             .next()
-            .ok_or_else(|| DriverError::permanent(format!("{src} has no shared-nothing migration setting data")))?;
+            .ok_or_else(|| {
+                DriverError::permanent(format!(
+                    "{src} has no shared-nothing migration setting data"
+                ))
+            })?;
         let mut msd = CimInstance { epr: None, ..msd };
         msd.set("MigrationType", CimValue::U16(32771));
         // Migratability check first (synchronous).
         let check = src_client
-            .invoke(&svc_epr, "CheckVirtualSystemIsMigratableToHost", &[
-                ("ComputerSystem".into(), Param::Ref(Self::vm_epr(&guid))),
-                ("DestinationHost".into(), Param::Value(CimValue::String(dest_name.clone()))),
-                ("MigrationSettingData".into(), Param::Embedded(msd.clone())),
-            ])
+            .invoke(
+                &svc_epr,
+                "CheckVirtualSystemIsMigratableToHost",
+                &[
+                    ("ComputerSystem".into(), Param::Ref(Self::vm_epr(&guid))),
+                    (
+                        "DestinationHost".into(),
+                        Param::Value(CimValue::String(dest_name.clone())),
+                    ),
+                    ("MigrationSettingData".into(), Param::Embedded(msd.clone())),
+                ],
+            )
             .await
             .map_err(|e| read_err(src, "CheckVirtualSystemIsMigratableToHost", e))?;
         match check.get_u32("ReturnValue") {
             Some(0) if check.get_bool("IsMigratable") == Some(true) => {}
             Some(0) => {
-                return Err(DriverError::destination_refused(format!("{} cannot be migrated to {dst} (CheckVirtualSystemIsMigratableToHost)", req.vm_name)));
+                return Err(DriverError::destination_refused(format!(
+                    "{} cannot be migrated to {dst} (CheckVirtualSystemIsMigratableToHost)",
+                    req.vm_name
+                )));
             }
             Some(rv) => return Err(rv_error("CheckVirtualSystemIsMigratableToHost", rv)),
-            None => return Err(DriverError::transient("CheckVirtualSystemIsMigratableToHost returned no ReturnValue")),
+            None => {
+                return Err(DriverError::transient(
+                    "CheckVirtualSystemIsMigratableToHost returned no ReturnValue",
+                ));
+            }
         }
         let mut params: Vec<(String, Param)> = vec![
             ("ComputerSystem".into(), Param::Ref(Self::vm_epr(&guid))),
-            ("DestinationHost".into(), Param::Value(CimValue::String(dest_name.clone()))),
+            (
+                "DestinationHost".into(),
+                Param::Value(CimValue::String(dest_name.clone())),
+            ),
             ("MigrationSettingData".into(), Param::Embedded(msd)),
         ];
         if let Some(root) = &plan.root {
-            let mut v = CimInstance { epr: None, ..vssd.clone() };
-            for k in ["ConfigurationDataRoot", "SnapshotDataRoot", "SwapFileDataRoot"] {
+            let mut v = CimInstance {
+                epr: None,
+                ..vssd.clone()
+            };
+            for k in [
+                "ConfigurationDataRoot",
+                "SnapshotDataRoot",
+                "SwapFileDataRoot",
+            ] {
                 v.set(k, CimValue::String(root.clone()));
             }
             params.push(("NewSystemSettingData".into(), Param::Embedded(v)));
         }
         let mut rasds = Vec::new();
         for (s, (_, t)) in sasds.iter().zip(&plan.disks) {
-            let mut r = CimInstance { epr: None, ..s.clone() };
-            r.set("HostResource", CimValue::Array(vec![CimValue::String(t.clone())]));
+            let mut r = CimInstance {
+                epr: None,
+                ..s.clone()
+            };
+            r.set(
+                "HostResource",
+                CimValue::Array(vec![CimValue::String(t.clone())]),
+            );
             r.set("PoolID", CimValue::String(String::new()));
             rasds.push(r);
         }
@@ -572,7 +831,11 @@ impl Driver for HyperVDriver {
                 let job = out
                     .get_ref("Job")
                     .and_then(|e| e.selector("InstanceID").map(str::to_owned))
-                    .ok_or_else(|| DriverError::indeterminate("MigrateVirtualSystemToHost started a job but named none"))?;
+                    .ok_or_else(|| {
+                        DriverError::indeterminate(
+                            "MigrateVirtualSystemToHost started a job but named none",
+                        )
+                    })?;
                 self.remember(req, moved);
                 Ok(MigrationHandle(job))
             }
@@ -581,11 +844,17 @@ impl Driver for HyperVDriver {
                 Ok(MigrationHandle(format!("done:{guid}")))
             }
             Some(rv) => Err(rv_error("MigrateVirtualSystemToHost", rv)),
-            None => Err(DriverError::indeterminate("MigrateVirtualSystemToHost returned no ReturnValue")),
+            None => Err(DriverError::indeterminate(
+                "MigrateVirtualSystemToHost returned no ReturnValue",
+            )),
         }
     }
 
-    async fn migration_status(&self, req: &MigrationRequest, handle: &MigrationHandle) -> DriverResult<MigrationStatus> {
+    async fn migration_status(
+        &self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+    ) -> DriverResult<MigrationStatus> {
         if handle.0.starts_with("done:") {
             return Ok(MigrationStatus::Completed);
         }
@@ -596,51 +865,87 @@ impl Driver for HyperVDriver {
             return Ok(if on_dst && !on_src {
                 MigrationStatus::Completed
             } else {
-                MigrationStatus::Failed(Failure::new(ErrorClass::Transient, "the migration job disappeared and the VM did not arrive"))
+                MigrationStatus::Failed(Failure::new(
+                    ErrorClass::Transient,
+                    "the migration job disappeared and the VM did not arrive",
+                ))
             });
         };
         let pct = job.get_u32("PercentComplete").map(|p| p.min(100) as u8);
         Ok(match job.get_u32("JobState").unwrap_or(0) {
             2 | 3 => MigrationStatus::Pending,
-            4..=6 => MigrationStatus::Running(Progress { percent: pct, ..Progress::default() }),
+            4..=6 => MigrationStatus::Running(Progress {
+                percent: pct,
+                ..Progress::default()
+            }),
             7 => MigrationStatus::Completed,
-            8 | 9 => MigrationStatus::Failed(Failure::new(ErrorClass::Transient, "the migration job was cancelled")),
+            8 | 9 => MigrationStatus::Failed(Failure::new(
+                ErrorClass::Transient,
+                "the migration job was cancelled",
+            )),
             10 => {
-                let words = job.get_str("ErrorDescription").unwrap_or_else(|| "the migration job failed".into());
+                let words = job
+                    .get_str("ErrorDescription")
+                    .unwrap_or_else(|| "the migration job failed".into());
                 let code = job.get_u32("ErrorCode").unwrap_or(0);
-                MigrationStatus::Failed(Failure::new(ErrorClass::Transient, format!("{words} (error {code})")))
+                MigrationStatus::Failed(Failure::new(
+                    ErrorClass::Transient,
+                    format!("{words} (error {code})"),
+                ))
             }
-            other => MigrationStatus::Failed(Failure::new(ErrorClass::Transient, format!("unexpected job state {other}"))),
+            other => MigrationStatus::Failed(Failure::new(
+                ErrorClass::Transient,
+                format!("unexpected job state {other}"),
+            )),
         })
     }
 
-    async fn abort_migration(&self, req: &MigrationRequest, handle: &MigrationHandle) -> DriverResult<()> {
+    async fn abort_migration(
+        &self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+    ) -> DriverResult<()> {
         if handle.0.starts_with("done:") {
             return Ok(());
         }
-        let Some(job) = self.job(&req.source, &handle.0).await? else { return Ok(()) };
+        let Some(job) = self.job(&req.source, &handle.0).await? else {
+            return Ok(());
+        };
         if !matches!(job.get_u32("JobState"), Some(2..=6)) {
             return Ok(());
         }
         let out = self
             .host(&req.source)?
             .client
-            .invoke(&Self::job_epr(&handle.0), "RequestStateChange", &[("RequestedState".into(), Param::Value(CimValue::U16(4)))])
+            .invoke(
+                &Self::job_epr(&handle.0),
+                "RequestStateChange",
+                &[("RequestedState".into(), Param::Value(CimValue::U16(4)))],
+            )
             .await
             .map_err(|e| write_err(&req.source, "RequestStateChange on the migration job", e))?;
         match out.get_u32("ReturnValue") {
             Some(0) | Some(4096) => Ok(()),
             Some(32775) => Ok(()), // it ended meanwhile
             Some(rv) => Err(rv_error("RequestStateChange", rv)),
-            None => Err(DriverError::indeterminate("RequestStateChange returned no ReturnValue")),
+            None => Err(DriverError::indeterminate(
+                "RequestStateChange returned no ReturnValue",
+            )),
         }
     }
 
     async fn locate(&self, req: &MigrationRequest) -> DriverResult<Location> {
         let on_source = self.info_of(&req.source, &req.vm).await?;
         let on_destination = self.info_of(&req.destination, &req.vm).await?;
-        let running_migration = self.running_job_of(&req.source, req.vm.as_str()).await?.map(MigrationHandle);
-        Ok(Location { on_source, on_destination, running_migration })
+        let running_migration = self
+            .running_job_of(&req.source, req.vm.as_str())
+            .await?
+            .map(MigrationHandle);
+        Ok(Location {
+            on_source,
+            on_destination,
+            running_migration,
+        })
     }
 
     async fn verify(&self, req: &MigrationRequest) -> DriverResult<Verification> {
@@ -672,7 +977,11 @@ impl Driver for HyperVDriver {
             if let Some(m) = &expected {
                 if now.len() != m.disks.len() {
                     disks_present = false;
-                    detail.push(format!("{} disks on the destination, {} expected", now.len(), m.disks.len()));
+                    detail.push(format!(
+                        "{} disks on the destination, {} expected",
+                        now.len(),
+                        m.disks.len()
+                    ));
                 }
                 for (_, t, size) in &m.disks {
                     match self.file_size(&req.destination, t).await? {
@@ -700,10 +1009,19 @@ impl Driver for HyperVDriver {
         if !stopped_on_source {
             detail.push(format!("still running on {}", req.source));
         }
-        Ok(Verification { on_destination, disks_present, stopped_on_source, detail: detail.join("; ") })
+        Ok(Verification {
+            on_destination,
+            disks_present,
+            stopped_on_source,
+            detail: detail.join("; "),
+        })
     }
 
-    async fn leftovers(&self, req: &MigrationRequest, context: LeftoverContext) -> DriverResult<Vec<Leftover>> {
+    async fn leftovers(
+        &self,
+        req: &MigrationRequest,
+        context: LeftoverContext,
+    ) -> DriverResult<Vec<Leftover>> {
         match context {
             LeftoverContext::AfterFailedAttempt => {
                 // Hyper-V removes what a failed shared-nothing move created on the destination;
@@ -724,11 +1042,24 @@ impl Driver for HyperVDriver {
                 // subfolder of it is itself listed (so it will be empty when its turn comes).
                 let mut out: Vec<Leftover> = Vec::new();
                 let mut listed: Vec<String> = Vec::new();
-                for f in paths::cleanup_candidates(&m.guid, &m.config_root, &m.snapshot_root, &m.swap_root, &disks) {
-                    let Some((subdirs, files)) = self.folder_contents(&req.source, &f).await? else { continue };
+                for f in paths::cleanup_candidates(
+                    &m.guid,
+                    &m.config_root,
+                    &m.snapshot_root,
+                    &m.swap_root,
+                    &disks,
+                ) {
+                    let Some((subdirs, files)) = self.folder_contents(&req.source, &f).await?
+                    else {
+                        continue;
+                    };
                     if files == 0 && subdirs.iter().all(|d| listed.contains(d)) {
                         listed.push(f.to_ascii_lowercase());
-                        out.push(Leftover { host: req.source.clone(), kind: LeftoverKind::EmptyFolder, what: f });
+                        out.push(Leftover {
+                            host: req.source.clone(),
+                            kind: LeftoverKind::EmptyFolder,
+                            what: f,
+                        });
                     }
                 }
                 Ok(out)
@@ -736,26 +1067,44 @@ impl Driver for HyperVDriver {
         }
     }
 
-    async fn remove_leftover(&self, req: &MigrationRequest, leftover: &Leftover, _context: LeftoverContext) -> DriverResult<()> {
+    async fn remove_leftover(
+        &self,
+        req: &MigrationRequest,
+        leftover: &Leftover,
+        _context: LeftoverContext,
+    ) -> DriverResult<()> {
         if leftover.kind != LeftoverKind::EmptyFolder {
-            return Err(DriverError::permanent(format!("the Hyper-V driver removes empty folders only, not {:?}", leftover.kind)));
+            return Err(DriverError::permanent(format!(
+                "the Hyper-V driver removes empty folders only, not {:?}",
+                leftover.kind
+            )));
         }
         let host = &leftover.host;
         let path = leftover.what.trim_end_matches('\\');
         if paths::depth(path) < 2 || paths::drive(path).is_none() {
-            return Err(DriverError::permanent(format!("{path} is a volume or a first-level folder: never removed")));
+            return Err(DriverError::permanent(format!(
+                "{path} is a volume or a first-level folder: never removed"
+            )));
         }
         if host == &req.source && self.vm_instance(host, &req.vm).await?.is_some() {
-            return Err(DriverError::permanent(format!("VM {} is still defined on {host}: its folders stay", req.vm)));
+            return Err(DriverError::permanent(format!(
+                "VM {} is still defined on {host}: its folders stay",
+                req.vm
+            )));
         }
         match self.folder_contents(host, path).await? {
             None => return Ok(()), // already gone
             Some((subdirs, files)) if !subdirs.is_empty() || files > 0 => {
-                return Err(DriverError::permanent(format!("{path} on {host} is not empty: kept")));
+                return Err(DriverError::permanent(format!(
+                    "{path} on {host} is not empty: kept"
+                )));
             }
             Some(_) => {}
         }
-        let epr = Epr::new(class_uri(CIMV2, "Win32_Directory"), vec![("Name".into(), path.to_ascii_lowercase())]);
+        let epr = Epr::new(
+            class_uri(CIMV2, "Win32_Directory"),
+            vec![("Name".into(), path.to_ascii_lowercase())],
+        );
         let out = self
             .host(host)?
             .client
@@ -764,9 +1113,17 @@ impl Driver for HyperVDriver {
             .map_err(|e| write_err(host, "Win32_Directory.Delete", e))?;
         match out.get_u32("ReturnValue") {
             Some(0) => Ok(()),
-            Some(14) => Err(DriverError::permanent(format!("{path} on {host} is not empty (14): kept")).with_code(14)),
-            Some(rv) => Err(DriverError::permanent(format!("Win32_Directory.Delete of {path} returned {rv}")).with_code(rv as i64)),
-            None => Err(DriverError::indeterminate("Win32_Directory.Delete returned no ReturnValue")),
+            Some(14) => Err(DriverError::permanent(format!(
+                "{path} on {host} is not empty (14): kept"
+            ))
+            .with_code(14)),
+            Some(rv) => Err(DriverError::permanent(format!(
+                "Win32_Directory.Delete of {path} returned {rv}"
+            ))
+            .with_code(rv as i64)),
+            None => Err(DriverError::indeterminate(
+                "Win32_Directory.Delete returned no ReturnValue",
+            )),
         }
     }
 }
@@ -778,7 +1135,10 @@ mod tests {
     #[test]
     fn seed_status_rules() {
         assert_eq!(status_of(&[2]), (Health::Ok, Activity::Idle));
-        assert_eq!(status_of(&[11, 32776]), (Health::InService, Activity::BackingUp));
+        assert_eq!(
+            status_of(&[11, 32776]),
+            (Health::InService, Activity::BackingUp)
+        );
         assert_eq!(status_of(&[11]), (Health::InService, Activity::BackingUp));
         for s in [32774, 32778, 32779] {
             assert_eq!(status_of(&[11, s]).1, Activity::MigratingOut);

@@ -15,11 +15,11 @@
 pub mod cim;
 pub mod config;
 pub mod driver;
+#[cfg(any(test, feature = "test-util"))]
+pub mod fake;
 pub mod paths;
 pub mod wsman;
 pub mod xml;
-#[cfg(any(test, feature = "test-util"))]
-pub mod fake;
 
 pub use config::HyperVHostConfig;
 pub use driver::HyperVDriver;

@@ -37,12 +37,19 @@ pub fn parent(p: &str) -> Option<String> {
 
 /// Joins with one backslash.
 pub fn join(a: &str, b: &str) -> String {
-    format!("{}\\{}", a.trim_end_matches('\\'), b.trim_start_matches('\\'))
+    format!(
+        "{}\\{}",
+        a.trim_end_matches('\\'),
+        b.trim_start_matches('\\')
+    )
 }
 
 /// How many components below the volume (`E:\VMs` -> 1, `E:\VMs\a` -> 2).
 pub fn depth(p: &str) -> usize {
-    without_drive(p).split('\\').filter(|c| !c.is_empty()).count()
+    without_drive(p)
+        .split('\\')
+        .filter(|c| !c.is_empty())
+        .count()
 }
 
 /// Where a VM goes: its new configuration root (None: unchanged) and each disk's new path.
@@ -76,11 +83,23 @@ pub enum PlanError {
 ///   -DestinationStoragePath P` does);
 /// - `preserve_drive_letter`: a disk on drive `D:` goes to `D:<P without drive>\<file>` when `D:`
 ///   exists on the destination, else as above.
-pub fn plan(layout: &PathLayout, vm_name: &str, disks: &[String], dest_volumes: &[String]) -> Result<Plan, PlanError> {
+pub fn plan(
+    layout: &PathLayout,
+    vm_name: &str,
+    disks: &[String],
+    dest_volumes: &[String],
+) -> Result<Plan, PlanError> {
     let Some(base) = layout.base.as_deref() else {
-        return Ok(Plan { root: None, disks: disks.iter().map(|d| (d.clone(), d.clone())).collect() });
+        return Ok(Plan {
+            root: None,
+            disks: disks.iter().map(|d| (d.clone(), d.clone())).collect(),
+        });
     };
-    let base = if layout.put_in_subfolder { join(base, vm_name) } else { base.trim_end_matches('\\').to_owned() };
+    let base = if layout.put_in_subfolder {
+        join(base, vm_name)
+    } else {
+        base.trim_end_matches('\\').to_owned()
+    };
     let base_drive = drive(&base).ok_or_else(|| PlanError::NoDrive(base.clone()))?;
     let has = |d: &str| dest_volumes.iter().any(|v| v.eq_ignore_ascii_case(d));
     if !has(&base_drive) {
@@ -90,20 +109,34 @@ pub fn plan(layout: &PathLayout, vm_name: &str, disks: &[String], dest_volumes: 
     for d in disks {
         let name = file_name(d);
         let target = match drive(d) {
-            Some(dd) if layout.preserve_drive_letter && has(&dd) => format!("{dd}{}", join(without_drive(&base), name)),
+            Some(dd) if layout.preserve_drive_letter && has(&dd) => {
+                format!("{dd}{}", join(without_drive(&base), name))
+            }
             _ => join(&join(&base, "Virtual Hard Disks"), name),
         };
-        if out.iter().any(|(_, t): &(String, String)| t.eq_ignore_ascii_case(&target)) {
+        if out
+            .iter()
+            .any(|(_, t): &(String, String)| t.eq_ignore_ascii_case(&target))
+        {
             return Err(PlanError::Collision(target));
         }
         out.push((d.clone(), target));
     }
-    Ok(Plan { root: Some(base), disks: out })
+    Ok(Plan {
+        root: Some(base),
+        disks: out,
+    })
 }
 
 /// The folders the seed removes from the source after a move, when empty, deepest first, none
 /// of them a first-level folder of a volume.
-pub fn cleanup_candidates(guid: &str, config_root: &str, snapshot_root: &str, swap_root: &str, disks: &[String]) -> Vec<String> {
+pub fn cleanup_candidates(
+    guid: &str,
+    config_root: &str,
+    snapshot_root: &str,
+    swap_root: &str,
+    disks: &[String],
+) -> Vec<String> {
     let mut list: Vec<String> = Vec::new();
     let vmdir = |root: &str| join(root, "Virtual Machines");
     for root in [config_root, swap_root] {
@@ -154,7 +187,11 @@ mod tests {
 
     #[test]
     fn one_path_puts_disks_under_virtual_hard_disks() {
-        let l = PathLayout { base: Some("E:\\Hyper-V".into()), put_in_subfolder: false, preserve_drive_letter: false };
+        let l = PathLayout {
+            base: Some("E:\\Hyper-V".into()),
+            put_in_subfolder: false,
+            preserve_drive_letter: false,
+        };
         let p = plan(&l, "web", &["C:\\x\\d1.vhdx".into()], &vols(&["C:", "E:"])).unwrap();
         assert_eq!(p.root.as_deref(), Some("E:\\Hyper-V"));
         assert_eq!(p.disks[0].1, "E:\\Hyper-V\\Virtual Hard Disks\\d1.vhdx");
@@ -162,16 +199,31 @@ mod tests {
 
     #[test]
     fn put_in_subfolder_adds_the_vm_name() {
-        let l = PathLayout { base: Some("E:\\Hyper-V\\".into()), put_in_subfolder: true, preserve_drive_letter: false };
+        let l = PathLayout {
+            base: Some("E:\\Hyper-V\\".into()),
+            put_in_subfolder: true,
+            preserve_drive_letter: false,
+        };
         let p = plan(&l, "web", &["C:\\x\\d1.vhdx".into()], &vols(&["E:"])).unwrap();
         assert_eq!(p.root.as_deref(), Some("E:\\Hyper-V\\web"));
-        assert_eq!(p.disks[0].1, "E:\\Hyper-V\\web\\Virtual Hard Disks\\d1.vhdx");
+        assert_eq!(
+            p.disks[0].1,
+            "E:\\Hyper-V\\web\\Virtual Hard Disks\\d1.vhdx"
+        );
     }
 
     #[test]
     fn preserve_drive_letter_keeps_existing_volumes_only() {
-        let l = PathLayout { base: Some("C:\\VMs".into()), put_in_subfolder: false, preserve_drive_letter: true };
-        let disks = vec!["C:\\x\\d1.vhdx".to_string(), "D:\\y\\d2.vhdx".into(), "F:\\z\\d3.vhdx".into()];
+        let l = PathLayout {
+            base: Some("C:\\VMs".into()),
+            put_in_subfolder: false,
+            preserve_drive_letter: true,
+        };
+        let disks = vec![
+            "C:\\x\\d1.vhdx".to_string(),
+            "D:\\y\\d2.vhdx".into(),
+            "F:\\z\\d3.vhdx".into(),
+        ];
         let p = plan(&l, "web", &disks, &vols(&["C:", "D:"])).unwrap();
         assert_eq!(p.disks[0].1, "C:\\VMs\\d1.vhdx");
         assert_eq!(p.disks[1].1, "D:\\VMs\\d2.vhdx");
@@ -181,22 +233,48 @@ mod tests {
 
     #[test]
     fn missing_base_volume_and_name_collisions_are_refused() {
-        let l = PathLayout { base: Some("Z:\\VMs".into()), put_in_subfolder: false, preserve_drive_letter: false };
-        assert_eq!(plan(&l, "a", &[], &vols(&["C:"])), Err(PlanError::MissingVolume("Z:".into())));
-        let l = PathLayout { base: Some("C:\\VMs".into()), put_in_subfolder: false, preserve_drive_letter: false };
+        let l = PathLayout {
+            base: Some("Z:\\VMs".into()),
+            put_in_subfolder: false,
+            preserve_drive_letter: false,
+        };
+        assert_eq!(
+            plan(&l, "a", &[], &vols(&["C:"])),
+            Err(PlanError::MissingVolume("Z:".into()))
+        );
+        let l = PathLayout {
+            base: Some("C:\\VMs".into()),
+            put_in_subfolder: false,
+            preserve_drive_letter: false,
+        };
         let d = vec!["C:\\a\\x.vhdx".to_string(), "D:\\b\\x.vhdx".into()];
-        assert!(matches!(plan(&l, "a", &d, &vols(&["C:"])), Err(PlanError::Collision(_))));
+        assert!(matches!(
+            plan(&l, "a", &d, &vols(&["C:"])),
+            Err(PlanError::Collision(_))
+        ));
     }
 
     #[test]
     fn no_base_keeps_paths() {
         let p = plan(&PathLayout::default(), "a", &["E:\\v\\a.vhdx".into()], &[]).unwrap();
-        assert_eq!(p, Plan { root: None, disks: vec![("E:\\v\\a.vhdx".into(), "E:\\v\\a.vhdx".into())] });
+        assert_eq!(
+            p,
+            Plan {
+                root: None,
+                disks: vec![("E:\\v\\a.vhdx".into(), "E:\\v\\a.vhdx".into())]
+            }
+        );
     }
 
     #[test]
     fn cleanup_never_lists_first_level_folders_and_lists_children_first() {
-        let c = cleanup_candidates("G1", "E:\\VMs\\vm1", "E:\\VMs\\vm1", "E:\\VMs\\vm1", &["F:\\Disks\\vm1\\a.vhdx".into(), "F:\\b.vhdx".into()]);
+        let c = cleanup_candidates(
+            "G1",
+            "E:\\VMs\\vm1",
+            "E:\\VMs\\vm1",
+            "E:\\VMs\\vm1",
+            &["F:\\Disks\\vm1\\a.vhdx".into(), "F:\\b.vhdx".into()],
+        );
         assert!(c.iter().all(|p| depth(p) >= 2), "{c:?}");
         assert!(!c.iter().any(|p| p.eq_ignore_ascii_case("E:\\VMs")));
         assert!(c.contains(&"E:\\VMs\\vm1\\Virtual Machines\\G1".to_string()));

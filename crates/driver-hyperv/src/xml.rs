@@ -70,7 +70,10 @@ impl Element {
     }
     /// An attribute's value by local name (any namespace).
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs.iter().find(|a| a.name == name).map(|a| a.value.as_str())
+        self.attrs
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.value.as_str())
     }
     /// An attribute's value by namespace and local name.
     pub fn attr_ns(&self, ns: &str, name: &str) -> Option<&str> {
@@ -144,7 +147,8 @@ pub fn parse(input: &str) -> Result<Element, XmlError> {
             Event::Text(t) => {
                 if let Some(top) = stack.last_mut() {
                     let raw = t.decode().map_err(|e| XmlError(e.to_string()))?;
-                    let s = quick_xml::escape::unescape(&raw).map_err(|e| XmlError(e.to_string()))?;
+                    let s =
+                        quick_xml::escape::unescape(&raw).map_err(|e| XmlError(e.to_string()))?;
                     top.text.push_str(&s);
                 }
             }

@@ -27,11 +27,24 @@ impl Fixture for HvFixture {
         HostId::new("hv2")
     }
     fn layout(&self) -> PathLayout {
-        PathLayout { base: Some("E:\\Moved".into()), put_in_subfolder: true, preserve_drive_letter: false }
+        PathLayout {
+            base: Some("E:\\Moved".into()),
+            put_in_subfolder: true,
+            preserve_drive_letter: false,
+        }
     }
     async fn create_vm(&self, shape: &VmShape) -> VmId {
         let root = format!("E:\\VMs\\{}", shape.name);
-        let g = self.fake.with(|w| w.add_vm("hv1", &shape.name, shape.running, shape.memory_mib, &shape.disks_mib, &root));
+        let g = self.fake.with(|w| {
+            w.add_vm(
+                "hv1",
+                &shape.name,
+                shape.running,
+                shape.memory_mib,
+                &shape.disks_mib,
+                &root,
+            )
+        });
         VmId::new(g)
     }
     async fn occupy_destination_path(&self, vm: &VmId) -> bool {
@@ -65,14 +78,29 @@ impl Fixture for HvFixture {
 #[tokio::test]
 async fn hyperv_driver_passes_the_conformance_suite_against_the_fake() {
     let (fake, driver) = common::start(common::world()).await;
-    let fx = HvFixture { fake: fake.clone(), driver };
+    let fx = HvFixture {
+        fake: fake.clone(),
+        driver,
+    };
     run_all(&fx).await;
     // The suite really went through the protocol: migrations were invoked with embedded
     // CIM-XML, and folders were deleted through root\cimv2.
     let (invokes, embedded) = fake.with(|w| (w.calls.invokes.clone(), w.calls.embedded.clone()));
-    assert!(invokes.iter().any(|(h, m)| h == "hv1" && m == "MigrateVirtualSystemToHost"));
-    assert!(invokes.iter().any(|(_, m)| m == "CheckVirtualSystemIsMigratableToHost"));
+    assert!(
+        invokes
+            .iter()
+            .any(|(h, m)| h == "hv1" && m == "MigrateVirtualSystemToHost")
+    );
+    assert!(
+        invokes
+            .iter()
+            .any(|(_, m)| m == "CheckVirtualSystemIsMigratableToHost")
+    );
     assert!(invokes.iter().any(|(_, m)| m == "RequestStateChange"));
     assert!(invokes.iter().any(|(h, m)| h == "hv1" && m == "Delete"));
-    assert!(embedded.iter().any(|e| e.contains("<INSTANCE CLASSNAME=\"Msvm_VirtualSystemMigrationSettingData\">")));
+    assert!(
+        embedded
+            .iter()
+            .any(|e| e.contains("<INSTANCE CLASSNAME=\"Msvm_VirtualSystemMigrationSettingData\">"))
+    );
 }

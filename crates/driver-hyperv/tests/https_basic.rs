@@ -23,7 +23,10 @@ fn pki() -> Pki {
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
     let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&leaf_key, &issuer).unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
     Pki {
         ca_pem: ca_cert.pem(),
         chain: vec![leaf.der().clone()],
@@ -31,7 +34,12 @@ fn pki() -> Pki {
     }
 }
 
-fn driver(fake: &FakeHyperV, ca_file: Option<std::path::PathBuf>, insecure: bool, auth: AuthMethod) -> HyperVDriver {
+fn driver(
+    fake: &FakeHyperV,
+    ca_file: Option<std::path::PathBuf>,
+    insecure: bool,
+    auth: AuthMethod,
+) -> HyperVDriver {
     let mut cfg = common::host_config(fake, "hv1", 5);
     cfg.address = "localhost".into();
     cfg.transport = Scheme::Https;
@@ -46,11 +54,16 @@ async fn https_basic_verifies_the_certificate_by_default() {
     let p = pki();
     let mut w = common::world();
     w.add_vm("hv1", "tls-vm", true, 256, &[8], "E:\\VMs\\tls-vm");
-    let fake = FakeHyperV::start_tls(w, &common::creds(), p.chain.clone(), p.key.clone_key()).await.unwrap();
+    let fake = FakeHyperV::start_tls(w, &common::creds(), p.chain.clone(), p.key.clone_key())
+        .await
+        .unwrap();
     let hv1 = HostId::new("hv1");
 
     // Unknown CA: refused (a transient connect-level error that names TLS).
-    let e = driver(&fake, None, false, AuthMethod::Basic).list_vms(&hv1).await.unwrap_err();
+    let e = driver(&fake, None, false, AuthMethod::Basic)
+        .list_vms(&hv1)
+        .await
+        .unwrap_err();
     assert!(e.message.contains("TLS"), "{e}");
 
     // The CA given in ca_file: accepted, and the VM is listed.
@@ -58,11 +71,21 @@ async fn https_basic_verifies_the_certificate_by_default() {
     std::fs::create_dir_all(&dir).unwrap();
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, &p.ca_pem).unwrap();
-    let vms = driver(&fake, Some(ca.clone()), false, AuthMethod::Basic).list_vms(&hv1).await.unwrap();
+    let vms = driver(&fake, Some(ca.clone()), false, AuthMethod::Basic)
+        .list_vms(&hv1)
+        .await
+        .unwrap();
     assert_eq!(vms.len(), 1);
 
     // Explicit skip-verify: accepted without the CA.
-    assert_eq!(driver(&fake, None, true, AuthMethod::Basic).list_vms(&hv1).await.unwrap().len(), 1);
+    assert_eq!(
+        driver(&fake, None, true, AuthMethod::Basic)
+            .list_vms(&hv1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     // Basic with a wrong password is a permanent error.
     let mut cfg = common::host_config(&fake, "hv1", 5);
@@ -70,8 +93,15 @@ async fn https_basic_verifies_the_certificate_by_default() {
     cfg.transport = Scheme::Https;
     cfg.auth = AuthMethod::Basic;
     cfg.ca_file = Some(ca);
-    let bad = HyperVDriver::new(vec![(hv1.clone(), cfg, vmove_driver_hyperv::wsman::Credentials::new(common::USER, "nope"))]);
-    assert_eq!(bad.list_vms(&hv1).await.unwrap_err().class, ErrorClass::Permanent);
+    let bad = HyperVDriver::new(vec![(
+        hv1.clone(),
+        cfg,
+        vmove_driver_hyperv::wsman::Credentials::new(common::USER, "nope"),
+    )]);
+    assert_eq!(
+        bad.list_vms(&hv1).await.unwrap_err().class,
+        ErrorClass::Permanent
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -10,10 +10,19 @@ use std::process::Command;
 fn venv() -> Result<PathBuf, String> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pypsrp-venv");
     let py = dir.join("bin/python");
-    if py.exists() && Command::new(&py).args(["-c", "import pypsrp"]).status().is_ok_and(|s| s.success()) {
+    if py.exists()
+        && Command::new(&py)
+            .args(["-c", "import pypsrp"])
+            .status()
+            .is_ok_and(|s| s.success())
+    {
         return Ok(py);
     }
-    let st = Command::new("python3").args(["-m", "venv"]).arg(&dir).status().map_err(|e| format!("python3: {e}"))?;
+    let st = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&dir)
+        .status()
+        .map_err(|e| format!("python3: {e}"))?;
     if !st.success() {
         return Err("python3 -m venv failed".into());
     }
@@ -33,7 +42,10 @@ async fn pypsrp_enumerates_and_invokes_against_the_fake_over_ntlm_encryption() {
         Ok(p) => p,
         Err(e) => {
             // CI sets VMOVE_REQUIRE_PYPSRP=1 so that a skip cannot pass unnoticed.
-            assert!(std::env::var("VMOVE_REQUIRE_PYPSRP").is_err(), "pypsrp is required: {e}");
+            assert!(
+                std::env::var("VMOVE_REQUIRE_PYPSRP").is_err(),
+                "pypsrp is required: {e}"
+            );
             eprintln!("\n*** SKIPPED pypsrp cross-check: {e} ***\n");
             return;
         }
@@ -41,7 +53,14 @@ async fn pypsrp_enumerates_and_invokes_against_the_fake_over_ntlm_encryption() {
     let mut w = common::world();
     let mut guid = String::new();
     for i in 0..7 {
-        let g = w.add_vm("hv1", &format!("py{i}"), true, 256, &[8], &format!("E:\\VMs\\py{i}"));
+        let g = w.add_vm(
+            "hv1",
+            &format!("py{i}"),
+            true,
+            256,
+            &[8],
+            &format!("E:\\VMs\\py{i}"),
+        );
         if i == 3 {
             guid = g;
         }
@@ -58,14 +77,30 @@ async fn pypsrp_enumerates_and_invokes_against_the_fake_over_ntlm_encryption() {
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "pypsrp failed:\n{}\n{}", stdout, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pypsrp failed:\n{}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    let vms: Vec<String> = v["vms"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_owned()).collect();
+    let vms: Vec<String> = v["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(vms, (0..7).map(|i| format!("py{i}")).collect::<Vec<_>>());
-    assert!(v["pulls"].as_u64().unwrap() >= 1, "7 VMs in pages of 5 need a Pull");
+    assert!(
+        v["pulls"].as_u64().unwrap() >= 1,
+        "7 VMs in pages of 5 need a Pull"
+    );
     assert_eq!(v["return_value"], 4096);
     assert_eq!(v["job_state"].as_u64().unwrap(), 3, "a new job is starting");
-    assert!(v["fault_code"].as_u64().is_some(), "pypsrp did not read the WSManFault code: {v}");
+    assert!(
+        v["fault_code"].as_u64().is_some(),
+        "pypsrp did not read the WSManFault code: {v}"
+    );
     // The fake really started a migration from what pypsrp sent.
     let job = v["job_id"].as_str().unwrap().to_owned();
     fake.with(|w| {

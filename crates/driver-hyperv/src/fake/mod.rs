@@ -5,8 +5,8 @@
 //! It is test code, but it is written to the wire format real hosts use (see
 //! `docs/drivers/hyperv.md`), and an independent client (pypsrp) is run against it in the tests.
 
-pub mod wql;
 pub mod world;
+pub mod wql;
 
 use crate::cim::{ANONYMOUS, CimValue, NS_ADDRESSING, NS_CIM, NS_WSMAN, write_wsman_value};
 use crate::wsman::Credentials;
@@ -18,8 +18,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use sspi::{
-    AuthIdentity, BufferType, CredentialUse, DataRepresentation, Ntlm, SecurityBuffer, SecurityStatus,
-    ServerRequestFlags, Sspi, SspiImpl, Username,
+    AuthIdentity, BufferType, CredentialUse, DataRepresentation, Ntlm, SecurityBuffer,
+    SecurityStatus, ServerRequestFlags, Sspi, SspiImpl, Username,
 };
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -38,7 +38,9 @@ pub struct FakeHyperV {
 
 impl std::fmt::Debug for FakeHyperV {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeHyperV").field("addrs", &self.addrs).finish_non_exhaustive()
+        f.debug_struct("FakeHyperV")
+            .field("addrs", &self.addrs)
+            .finish_non_exhaustive()
     }
 }
 
@@ -75,16 +77,27 @@ impl FakeHyperV {
         chain: Vec<rustls_pki_types::CertificateDer<'static>>,
         key: rustls_pki_types::PrivateKeyDer<'static>,
     ) -> std::io::Result<FakeHyperV> {
-        let conf = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(std::io::Error::other)?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(std::io::Error::other)?;
-        Self::start_inner(world, creds, Some(tokio_rustls::TlsAcceptor::from(Arc::new(conf)))).await
+        let conf = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(std::io::Error::other)?;
+        Self::start_inner(
+            world,
+            creds,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(conf))),
+        )
+        .await
     }
 
-    async fn start_inner(world: World, creds: &Credentials, tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<FakeHyperV> {
+    async fn start_inner(
+        world: World,
+        creds: &Credentials,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<FakeHyperV> {
         let hosts: Vec<String> = world.hosts.keys().cloned().collect();
         let world = Arc::new(Mutex::new(world));
         let mut addrs = BTreeMap::new();
@@ -102,7 +115,9 @@ impl FakeHyperV {
             let tls = tls.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
-                    let Ok((stream, _)) = listener.accept().await else { return };
+                    let Ok((stream, _)) = listener.accept().await else {
+                        return;
+                    };
                     let ctx = ctx.clone();
                     let tls = tls.clone();
                     tokio::spawn(async move {
@@ -110,7 +125,9 @@ impl FakeHyperV {
                         let svc = hyper::service::service_fn(move |req| {
                             let ctx = ctx.clone();
                             let conn = conn.clone();
-                            async move { Ok::<_, std::convert::Infallible>(handle(&ctx, &conn, req).await) }
+                            async move {
+                                Ok::<_, std::convert::Infallible>(handle(&ctx, &conn, req).await)
+                            }
                         });
                         let builder = hyper::server::conn::http1::Builder::new();
                         match tls {
@@ -127,7 +144,11 @@ impl FakeHyperV {
                 }
             }));
         }
-        Ok(FakeHyperV { world, addrs, tasks: Arc::new(tasks) })
+        Ok(FakeHyperV {
+            world,
+            addrs,
+            tasks: Arc::new(tasks),
+        })
     }
 
     /// The listener of a host.
@@ -167,7 +188,10 @@ fn unauthorized(token: Option<&[u8]>) -> Response<Full<Bytes>> {
     use base64::Engine as _;
     let mut r = resp(StatusCode::UNAUTHORIZED, Bytes::new());
     let v = match token {
-        Some(t) => format!("Negotiate {}", base64::engine::general_purpose::STANDARD.encode(t)),
+        Some(t) => format!(
+            "Negotiate {}",
+            base64::engine::general_purpose::STANDARD.encode(t)
+        ),
         None => "Negotiate".to_owned(),
     };
     if let Ok(hv) = header::HeaderValue::from_str(&v) {
@@ -176,12 +200,20 @@ fn unauthorized(token: Option<&[u8]>) -> Response<Full<Bytes>> {
     r
 }
 
-async fn handle(ctx: &ServerCtx, conn: &tokio::sync::Mutex<ConnState>, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    ctx: &ServerCtx,
+    conn: &tokio::sync::Mutex<ConnState>,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
     use base64::Engine as _;
     // Injected HTTP-level faults.
     let (status, hang) = {
         let mut w = ctx.world.lock().unwrap_or_else(|p| p.into_inner());
-        let st = w.faults.http_status.get_mut(&ctx.host).and_then(|q| q.pop_front());
+        let st = w
+            .faults
+            .http_status
+            .get_mut(&ctx.host)
+            .and_then(|q| q.pop_front());
         let hang = match w.faults.hang.get_mut(&ctx.host) {
             Some(n) if *n > 0 => {
                 *n -= 1;
@@ -196,7 +228,11 @@ async fn handle(ctx: &ServerCtx, conn: &tokio::sync::Mutex<ConnState>, req: Requ
     }
     if let Some(st) = status {
         let code = StatusCode::from_u16(st).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return if code == StatusCode::UNAUTHORIZED { unauthorized(None) } else { resp(code, Bytes::new()) };
+        return if code == StatusCode::UNAUTHORIZED {
+            unauthorized(None)
+        } else {
+            resp(code, Bytes::new())
+        };
     }
     if req.uri().path() != "/wsman" {
         return resp(StatusCode::NOT_FOUND, Bytes::new());
@@ -221,7 +257,9 @@ async fn handle(ctx: &ServerCtx, conn: &tokio::sync::Mutex<ConnState>, req: Requ
     if let Some(b) = auth.as_deref().and_then(|a| a.strip_prefix("Basic ")) {
         // Basic is accepted on HTTPS only, as WinRM does by default.
         let want = format!("{}:{}", ctx.user, ctx.password);
-        let got = base64::engine::general_purpose::STANDARD.decode(b.trim()).unwrap_or_default();
+        let got = base64::engine::general_purpose::STANDARD
+            .decode(b.trim())
+            .unwrap_or_default();
         if !ctx.tls || got != want.as_bytes() {
             return unauthorized(None);
         }
@@ -230,8 +268,14 @@ async fn handle(ctx: &ServerCtx, conn: &tokio::sync::Mutex<ConnState>, req: Requ
         let token = a
             .strip_prefix("Negotiate ")
             .or_else(|| a.strip_prefix("NTLM "))
-            .and_then(|t| base64::engine::general_purpose::STANDARD.decode(t.trim()).ok());
-        let Some(token) = token else { return unauthorized(None) };
+            .and_then(|t| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(t.trim())
+                    .ok()
+            });
+        let Some(token) = token else {
+            return unauthorized(None);
+        };
         match ntlm_step(ctx, &mut st, token) {
             Ok(Some(challenge)) => return unauthorized(Some(&challenge)),
             Ok(None) => {}
@@ -252,15 +296,19 @@ async fn handle(ctx: &ServerCtx, conn: &tokio::sync::Mutex<ConnState>, req: Requ
         let text = String::from_utf8_lossy(&body).into_owned();
         let (code, answer) = dispatch(ctx, &text);
         let mut r = resp(code, Bytes::from(answer));
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/soap+xml;charset=UTF-8"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/soap+xml;charset=UTF-8"),
+        );
         return r;
     }
     if !content_type.starts_with("multipart/encrypted") {
         // AllowUnencrypted=false, as on a real host.
         return resp(StatusCode::BAD_REQUEST, Bytes::new());
     }
-    let Some(ntlm) = st.ntlm.as_mut() else { return unauthorized(None) };
+    let Some(ntlm) = st.ntlm.as_mut() else {
+        return unauthorized(None);
+    };
     let plain = match sealing::unseal(ntlm, &body) {
         Ok(p) => p,
         Err(e) => {
@@ -273,7 +321,10 @@ async fn handle(ctx: &ServerCtx, conn: &tokio::sync::Mutex<ConnState>, req: Requ
     match sealing::seal(ntlm, answer.as_bytes()) {
         Ok(sealed) => {
             let mut r = resp(code, Bytes::from(sealed));
-            r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(sealing::CONTENT_TYPE));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(sealing::CONTENT_TYPE),
+            );
             r
         }
         Err(_) => resp(StatusCode::INTERNAL_SERVER_ERROR, Bytes::new()),
@@ -281,11 +332,18 @@ async fn handle(ctx: &ServerCtx, conn: &tokio::sync::Mutex<ConnState>, req: Requ
 }
 
 /// One NTLM step: `Some(challenge)` after a NEGOTIATE, `None` once authenticated.
-fn ntlm_step(ctx: &ServerCtx, st: &mut ConnState, token: Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+fn ntlm_step(
+    ctx: &ServerCtx,
+    st: &mut ConnState,
+    token: Vec<u8>,
+) -> Result<Option<Vec<u8>>, String> {
     let is_negotiate = token.len() > 12 && &token[..8] == b"NTLMSSP\0" && token[8] == 1;
     if is_negotiate || st.ntlm.is_none() {
         let username = Username::parse(&ctx.user).map_err(|e| e.to_string())?;
-        let identity = AuthIdentity { username, password: ctx.password.clone().into() };
+        let identity = AuthIdentity {
+            username,
+            password: ctx.password.clone().into(),
+        };
         let mut ntlm = Ntlm::new();
         let handle = ntlm
             .acquire_credentials_handle()
@@ -317,14 +375,24 @@ fn ntlm_step(ctx: &ServerCtx, st: &mut ConnState, token: Vec<u8>) -> Result<Opti
         .status;
     match status {
         SecurityStatus::ContinueNeeded => Ok(Some(std::mem::take(&mut output[0].buffer))),
-        SecurityStatus::CompleteNeeded | SecurityStatus::CompleteAndContinue | SecurityStatus::Ok => {
-            if matches!(status, SecurityStatus::CompleteNeeded | SecurityStatus::CompleteAndContinue) {
-                ntlm.complete_auth_token(&mut output).map_err(|e| e.to_string())?;
+        SecurityStatus::CompleteNeeded
+        | SecurityStatus::CompleteAndContinue
+        | SecurityStatus::Ok => {
+            if matches!(
+                status,
+                SecurityStatus::CompleteNeeded | SecurityStatus::CompleteAndContinue
+            ) {
+                ntlm.complete_auth_token(&mut output)
+                    .map_err(|e| e.to_string())?;
             }
             // sspi checks the password; check the account name too.
             let names = ntlm.query_context_names().map_err(|e| e.to_string())?;
             let want = Username::parse(&ctx.user).map_err(|e| e.to_string())?;
-            if !names.username.account_name().eq_ignore_ascii_case(want.account_name()) {
+            if !names
+                .username
+                .account_name()
+                .eq_ignore_ascii_case(want.account_name())
+            {
                 return Err("unknown user".into());
             }
             st.authed = true;
@@ -346,7 +414,11 @@ fn envelope(action: &str, relates_to: &str, body: &str) -> String {
 }
 
 fn fault_envelope(relates_to: &str, f: &Fault) -> String {
-    let sender = if f.subcode == "w:TimedOut" { "s:Receiver" } else { "s:Sender" };
+    let sender = if f.subcode == "w:TimedOut" {
+        "s:Receiver"
+    } else {
+        "s:Sender"
+    };
     let body = format!(
         "<s:Fault><s:Code><s:Value>{sender}</s:Value><s:Subcode><s:Value>{}</s:Value></s:Subcode></s:Code>\
 <s:Reason><s:Text xml:lang=\"en-US\">{}</s:Text></s:Reason><s:Detail><f:WSManFault xmlns:f=\"{NS_WSMANFAULT}\" Code=\"{}\" Machine=\"fake\"><f:Message>{}</f:Message></f:WSManFault></s:Detail></s:Fault>",
@@ -355,7 +427,11 @@ fn fault_envelope(relates_to: &str, f: &Fault) -> String {
         f.code,
         esc(&f.reason)
     );
-    envelope("http://schemas.dmtf.org/wbem/wsman/1/wsman/fault", relates_to, &body)
+    envelope(
+        "http://schemas.dmtf.org/wbem/wsman/1/wsman/fault",
+        relates_to,
+        &body,
+    )
 }
 
 fn split_uri(uri: &str) -> Option<(String, String)> {
@@ -384,17 +460,37 @@ fn dispatch(ctx: &ServerCtx, text: &str) -> (StatusCode, String) {
         Err(e) => {
             return (
                 StatusCode::BAD_REQUEST,
-                fault_envelope("", &Fault { subcode: "w:SchemaValidationError".into(), code: 2_150_858_817, reason: e.to_string() }),
+                fault_envelope(
+                    "",
+                    &Fault {
+                        subcode: "w:SchemaValidationError".into(),
+                        code: 2_150_858_817,
+                        reason: e.to_string(),
+                    },
+                ),
             );
         }
     };
     let hdr = env.child_ns(NS_SOAP, "Header").cloned().unwrap_or_default();
     let body = env.child_ns(NS_SOAP, "Body").cloned().unwrap_or_default();
-    let h = |n: &str| hdr.child(n).map(|e| e.text_trimmed().to_owned()).unwrap_or_default();
+    let h = |n: &str| {
+        hdr.child(n)
+            .map(|e| e.text_trimmed().to_owned())
+            .unwrap_or_default()
+    };
     let (action, uri, mid) = (h("Action"), h("ResourceURI"), h("MessageID"));
     let selectors: Vec<(String, String)> = hdr
         .child("SelectorSet")
-        .map(|ss| ss.children_named("Selector").map(|s| (s.attr("Name").unwrap_or("").to_owned(), s.text_trimmed().to_owned())).collect())
+        .map(|ss| {
+            ss.children_named("Selector")
+                .map(|s| {
+                    (
+                        s.attr("Name").unwrap_or("").to_owned(),
+                        s.text_trimmed().to_owned(),
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default();
     let result = dispatch_inner(ctx, &action, &uri, &selectors, &body);
     match result {
@@ -403,7 +499,13 @@ fn dispatch(ctx: &ServerCtx, text: &str) -> (StatusCode, String) {
     }
 }
 
-fn dispatch_inner(ctx: &ServerCtx, action: &str, uri: &str, selectors: &[(String, String)], body: &Element) -> Result<(String, String), Fault> {
+fn dispatch_inner(
+    ctx: &ServerCtx,
+    action: &str,
+    uri: &str,
+    selectors: &[(String, String)],
+    body: &Element,
+) -> Result<(String, String), Fault> {
     let mut w = ctx.world.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(n) = w.faults.timeout_fault.get_mut(&ctx.host) {
         if *n > 0 {
@@ -422,22 +524,39 @@ fn dispatch_inner(ctx: &ServerCtx, action: &str, uri: &str, selectors: &[(String
     })?;
     match action {
         crate::wsman::soap::ACTION_ENUMERATE => {
-            let en = body.child("Enumerate").ok_or_else(|| Fault { subcode: "w:SchemaValidationError".into(), code: 2_150_858_817, reason: "no Enumerate".into() })?;
+            let en = body.child("Enumerate").ok_or_else(|| Fault {
+                subcode: "w:SchemaValidationError".into(),
+                code: 2_150_858_817,
+                reason: "no Enumerate".into(),
+            })?;
             let filter = en.child("Filter");
-            let epr_mode = en.child("EnumerationMode").is_some_and(|m| m.text_trimmed() == "EnumerateObjectAndEPR");
-            let max = en.child("MaxElements").and_then(|m| m.text_trimmed().parse::<usize>().ok()).unwrap_or(1);
+            let epr_mode = en
+                .child("EnumerationMode")
+                .is_some_and(|m| m.text_trimmed() == "EnumerateObjectAndEPR");
+            let max = en
+                .child("MaxElements")
+                .and_then(|m| m.text_trimmed().parse::<usize>().ok())
+                .unwrap_or(1);
             let optimize = en.child("OptimizeEnumeration").is_some();
             let mut items = match filter {
                 Some(f) => {
                     if class != "*" {
                         // Real hosts fault a WQL filter on a class URI.
-                        return Err(Fault { subcode: "w:CannotProcessFilter".into(), code: 2_150_858_752, reason: "A WQL filter needs the wildcard resource URI".into() });
+                        return Err(Fault {
+                            subcode: "w:CannotProcessFilter".into(),
+                            code: 2_150_858_752,
+                            reason: "A WQL filter needs the wildcard resource URI".into(),
+                        });
                     }
                     w.query(&ctx.host, &ns, &f.text)?
                 }
                 None => {
                     if class == "*" {
-                        return Err(Fault { subcode: "w:InvalidParameter".into(), code: 2_150_858_778, reason: "the wildcard URI needs a filter".into() });
+                        return Err(Fault {
+                            subcode: "w:InvalidParameter".into(),
+                            code: 2_150_858_778,
+                            reason: "the wildcard URI needs a filter".into(),
+                        });
                     }
                     w.query(&ctx.host, &ns, &format!("SELECT * FROM {class}"))?
                 }
@@ -448,7 +567,11 @@ fn dispatch_inner(ctx: &ServerCtx, action: &str, uri: &str, selectors: &[(String
                 }
             }
             let page = w.page_size.min(max.max(1));
-            let first: Vec<_> = if optimize { items.drain(..page.min(items.len())).collect() } else { Vec::new() };
+            let first: Vec<_> = if optimize {
+                items.drain(..page.min(items.len())).collect()
+            } else {
+                Vec::new()
+            };
             let ctx_id = format!("uuid:{}", uuid::Uuid::new_v4().to_string().to_uppercase());
             let mut out = String::from("<n:EnumerateResponse>");
             let end = items.is_empty();
@@ -465,14 +588,31 @@ fn dispatch_inner(ctx: &ServerCtx, action: &str, uri: &str, selectors: &[(String
                 }
             }
             out.push_str("</n:EnumerateResponse>");
-            Ok(("http://schemas.xmlsoap.org/ws/2004/09/enumeration/EnumerateResponse".into(), out))
+            Ok((
+                "http://schemas.xmlsoap.org/ws/2004/09/enumeration/EnumerateResponse".into(),
+                out,
+            ))
         }
         crate::wsman::soap::ACTION_PULL => {
-            let pull = body.child("Pull").ok_or_else(|| Fault { subcode: "w:SchemaValidationError".into(), code: 2_150_858_817, reason: "no Pull".into() })?;
-            let ctx_id = pull.child("EnumerationContext").map(|c| c.text_trimmed().to_owned()).unwrap_or_default();
-            let max = pull.child("MaxElements").and_then(|m| m.text_trimmed().parse::<usize>().ok()).unwrap_or(1);
+            let pull = body.child("Pull").ok_or_else(|| Fault {
+                subcode: "w:SchemaValidationError".into(),
+                code: 2_150_858_817,
+                reason: "no Pull".into(),
+            })?;
+            let ctx_id = pull
+                .child("EnumerationContext")
+                .map(|c| c.text_trimmed().to_owned())
+                .unwrap_or_default();
+            let max = pull
+                .child("MaxElements")
+                .and_then(|m| m.text_trimmed().parse::<usize>().ok())
+                .unwrap_or(1);
             let page = w.page_size.min(max.max(1));
-            let mut rest = w.enumerations.remove(&ctx_id).ok_or_else(|| Fault { subcode: "n:InvalidEnumerationContext".into(), code: 2_150_858_797, reason: "unknown enumeration context".into() })?;
+            let mut rest = w.enumerations.remove(&ctx_id).ok_or_else(|| Fault {
+                subcode: "n:InvalidEnumerationContext".into(),
+                code: 2_150_858_797,
+                reason: "unknown enumeration context".into(),
+            })?;
             let items: Vec<_> = rest.drain(..page.min(rest.len())).collect();
             let mut out = String::from("<n:PullResponse>");
             let end = rest.is_empty();
@@ -487,12 +627,21 @@ fn dispatch_inner(ctx: &ServerCtx, action: &str, uri: &str, selectors: &[(String
                 out.push_str("<n:EndOfSequence/>");
             }
             out.push_str("</n:PullResponse>");
-            Ok(("http://schemas.xmlsoap.org/ws/2004/09/enumeration/PullResponse".into(), out))
+            Ok((
+                "http://schemas.xmlsoap.org/ws/2004/09/enumeration/PullResponse".into(),
+                out,
+            ))
         }
-        crate::wsman::soap::ACTION_RELEASE => Ok(("http://schemas.xmlsoap.org/ws/2004/09/enumeration/ReleaseResponse".into(), String::new())),
+        crate::wsman::soap::ACTION_RELEASE => Ok((
+            "http://schemas.xmlsoap.org/ws/2004/09/enumeration/ReleaseResponse".into(),
+            String::new(),
+        )),
         crate::wsman::soap::ACTION_GET => {
             let inst = w.get(&ctx.host, &ns, &class, selectors)?;
-            Ok(("http://schemas.xmlsoap.org/ws/2004/09/transfer/GetResponse".into(), inst.to_wsman(&ns)))
+            Ok((
+                "http://schemas.xmlsoap.org/ws/2004/09/transfer/GetResponse".into(),
+                inst.to_wsman(&ns),
+            ))
         }
         a if a.starts_with(uri) && a.len() > uri.len() + 1 => {
             let method = &a[uri.len() + 1..];
@@ -519,7 +668,11 @@ fn dispatch_inner(ctx: &ServerCtx, action: &str, uri: &str, selectors: &[(String
             let _ = write!(out, "</p:{method}_OUTPUT>");
             Ok((format!("{a}Response"), out))
         }
-        _ => Err(Fault { subcode: "w:ActionNotSupported".into(), code: 2_150_858_909, reason: format!("action {action} is not supported") }),
+        _ => Err(Fault {
+            subcode: "w:ActionNotSupported".into(),
+            code: 2_150_858_909,
+            reason: format!("action {action} is not supported"),
+        }),
     }
 }
 

@@ -147,7 +147,11 @@ pub struct Fault {
 
 impl Fault {
     fn new(subcode: &str, code: u64, reason: impl Into<String>) -> Self {
-        Fault { subcode: subcode.into(), code, reason: reason.into() }
+        Fault {
+            subcode: subcode.into(),
+            code,
+            reason: reason.into(),
+        }
     }
     fn invalid(reason: impl Into<String>) -> Self {
         Fault::new("w:InvalidParameter", 2_150_858_778, reason)
@@ -219,7 +223,13 @@ impl FakeHost {
         if let Some(par) = parent(path) {
             self.mkdirs(&par);
         }
-        self.files.insert(key(path), FakeFile { path: path.to_owned(), size });
+        self.files.insert(
+            key(path),
+            FakeFile {
+                path: path.to_owned(),
+                size,
+            },
+        );
     }
     /// Whether a folder exists.
     pub fn dir_exists(&self, path: &str) -> bool {
@@ -244,19 +254,28 @@ impl FakeHost {
 fn vm_epr(guid: &str) -> Epr {
     Epr::new(
         class_uri(NS_V2, "Msvm_ComputerSystem"),
-        vec![("CreationClassName".into(), "Msvm_ComputerSystem".into()), ("Name".into(), guid.into())],
+        vec![
+            ("CreationClassName".into(), "Msvm_ComputerSystem".into()),
+            ("Name".into(), guid.into()),
+        ],
     )
 }
 
 fn host_system_epr(name: &str) -> Epr {
     Epr::new(
         class_uri(NS_V2, "Msvm_ComputerSystem"),
-        vec![("CreationClassName".into(), "Msvm_ComputerSystem".into()), ("Name".into(), name.into())],
+        vec![
+            ("CreationClassName".into(), "Msvm_ComputerSystem".into()),
+            ("Name".into(), name.into()),
+        ],
     )
 }
 
 fn job_epr(id: &str) -> Epr {
-    Epr::new(class_uri(NS_V2, "Msvm_MigrationJob"), vec![("InstanceID".into(), id.into())])
+    Epr::new(
+        class_uri(NS_V2, "Msvm_MigrationJob"),
+        vec![("InstanceID".into(), id.into())],
+    )
 }
 
 fn s(v: &str) -> CimValue {
@@ -270,13 +289,23 @@ fn u16s(v: &[u16]) -> CimValue {
 fn cim_datetime(ms: u64) -> String {
     // Days since the run epoch are enough for a fake: 2026-01-01 plus ms.
     let secs = ms / 1000;
-    format!("20260101{:02}{:02}{:02}.{:06}+000", (secs / 3600) % 24, (secs / 60) % 60, secs % 60, (ms % 1000) * 1000)
+    format!(
+        "20260101{:02}{:02}{:02}.{:06}+000",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60,
+        (ms % 1000) * 1000
+    )
 }
 
 impl World {
     /// An empty world with defaults (3 s migrations, pages of 5).
     pub fn new() -> Self {
-        World { migration_ms: 3000, page_size: 5, ..World::default() }
+        World {
+            migration_ms: 3000,
+            page_size: 5,
+            ..World::default()
+        }
     }
 
     fn id(&mut self) -> u64 {
@@ -301,7 +330,15 @@ impl World {
 
     /// Adds a VM under `<root>` (config, checkpoints, smart paging there; disks in
     /// `<root>\Virtual Hard Disks`), returns its GUID.
-    pub fn add_vm(&mut self, host: &str, name: &str, running: bool, memory_mib: u64, disks_mib: &[u64], root: &str) -> String {
+    pub fn add_vm(
+        &mut self,
+        host: &str,
+        name: &str,
+        running: bool,
+        memory_mib: u64,
+        disks_mib: &[u64],
+        root: &str,
+    ) -> String {
         let n = self.id();
         let guid = format!("{:08X}-0000-4000-8000-{:012X}", n, n);
         let disks: Vec<String> = disks_mib
@@ -336,7 +373,9 @@ impl World {
     fn host_key_by_name(&self, name: &str) -> Option<String> {
         self.hosts
             .iter()
-            .find(|(k, h)| k.eq_ignore_ascii_case(name) || h.computer_name.eq_ignore_ascii_case(name))
+            .find(|(k, h)| {
+                k.eq_ignore_ascii_case(name) || h.computer_name.eq_ignore_ascii_case(name)
+            })
             .map(|(k, _)| k.clone())
     }
 
@@ -382,7 +421,9 @@ impl World {
     }
 
     fn finish_job(&mut self, hk: &str, id: &str) {
-        let Some(job) = self.hosts.get(hk).and_then(|h| h.jobs.get(id)).cloned() else { return };
+        let Some(job) = self.hosts.get(hk).and_then(|h| h.jobs.get(id)).cloned() else {
+            return;
+        };
         if job.fail_at_end {
             if let Some(j) = self.hosts.get_mut(hk).and_then(|h| h.jobs.get_mut(id)) {
                 j.state = 10;
@@ -391,12 +432,22 @@ impl World {
                     job.vm, hk
                 ));
             }
-            if let Some(v) = self.hosts.get_mut(&job.source).and_then(|h| h.vms.get_mut(&job.vm)) {
+            if let Some(v) = self
+                .hosts
+                .get_mut(&job.source)
+                .and_then(|h| h.vms.get_mut(&job.vm))
+            {
                 v.op_status = vec![2];
             }
             return;
         }
-        let Some(mut vm) = self.hosts.get_mut(&job.source).and_then(|h| h.vms.remove(&job.vm)) else { return };
+        let Some(mut vm) = self
+            .hosts
+            .get_mut(&job.source)
+            .and_then(|h| h.vms.remove(&job.vm))
+        else {
+            return;
+        };
         // Hyper-V removes the source's configuration and (RetainVhdCopiesOnSource=false) VHDs,
         // but leaves the folders: that is what the clean-up is for.
         let old_root = vm.config_root.clone();
@@ -407,8 +458,14 @@ impl World {
                     sizes.insert(key(d), f.size);
                 }
             }
-            src.files.remove(&key(&format!("{old_root}\\Virtual Machines\\{}.vmcx", vm.guid)));
-            src.files.remove(&key(&format!("{old_root}\\Virtual Machines\\{}.vmgs", vm.guid)));
+            src.files.remove(&key(&format!(
+                "{old_root}\\Virtual Machines\\{}.vmcx",
+                vm.guid
+            )));
+            src.files.remove(&key(&format!(
+                "{old_root}\\Virtual Machines\\{}.vmgs",
+                vm.guid
+            )));
         }
         let new_root = job.new_root.clone().unwrap_or(old_root);
         vm.config_root = new_root.clone();
@@ -417,12 +474,24 @@ impl World {
         vm.disks = vm
             .disks
             .iter()
-            .map(|d| job.disk_moves.iter().find(|(o, _)| key(o) == key(d)).map(|(_, n)| n.clone()).unwrap_or(d.clone()))
+            .map(|d| {
+                job.disk_moves
+                    .iter()
+                    .find(|(o, _)| key(o) == key(d))
+                    .map(|(_, n)| n.clone())
+                    .unwrap_or(d.clone())
+            })
             .collect();
         vm.op_status = vec![2];
         if let Some(dst) = self.hosts.get_mut(&job.destination) {
-            dst.write_file(&format!("{new_root}\\Virtual Machines\\{}.vmcx", vm.guid), 64 << 10);
-            dst.write_file(&format!("{new_root}\\Virtual Machines\\{}.vmgs", vm.guid), 1 << 20);
+            dst.write_file(
+                &format!("{new_root}\\Virtual Machines\\{}.vmcx", vm.guid),
+                64 << 10,
+            );
+            dst.write_file(
+                &format!("{new_root}\\Virtual Machines\\{}.vmgs", vm.guid),
+                1 << 20,
+            );
             for (old, new) in job.disk_moves.iter() {
                 let size = sizes.get(&key(old)).copied().unwrap_or(1 << 20);
                 dst.write_file(new, size);
@@ -446,9 +515,15 @@ impl World {
             .with("ElementName", s(&vm.name))
             .with("EnabledState", CimValue::U16(vm.enabled_state))
             .with("HealthState", CimValue::U16(5))
-            .with("InstallDate", CimValue::DateTime("20260101000000.000000+000".into()))
+            .with(
+                "InstallDate",
+                CimValue::DateTime("20260101000000.000000+000".into()),
+            )
             .with("Name", s(&vm.guid))
-            .with("OnTimeInMilliseconds", CimValue::U64(if vm.enabled_state == 2 { 123_456 } else { 0 }))
+            .with(
+                "OnTimeInMilliseconds",
+                CimValue::U64(if vm.enabled_state == 2 { 123_456 } else { 0 }),
+            )
             .with("OperationalStatus", u16s(&vm.op_status))
             .with("OtherEnabledState", CimValue::Null);
         i.epr = Some(vm_epr(&vm.guid));
@@ -471,9 +546,15 @@ impl World {
         Epr::new(
             class_uri(NS_V2, "Msvm_VirtualSystemMigrationService"),
             vec![
-                ("CreationClassName".into(), "Msvm_VirtualSystemMigrationService".into()),
+                (
+                    "CreationClassName".into(),
+                    "Msvm_VirtualSystemMigrationService".into(),
+                ),
                 ("Name".into(), "migrationwmi".into()),
-                ("SystemCreationClassName".into(), "Msvm_ComputerSystem".into()),
+                (
+                    "SystemCreationClassName".into(),
+                    "Msvm_ComputerSystem".into(),
+                ),
                 ("SystemName".into(), h.computer_name.clone()),
             ],
         )
@@ -484,8 +565,14 @@ impl World {
             .with("Caption", s("Virtual System Migration"))
             .with("DestinationHost", s(&j.destination))
             .with("ElementName", s("Virtual System Migration"))
-            .with("ErrorCode", CimValue::U16(if j.state == 10 { 32768 } else { 0 }))
-            .with("ErrorDescription", j.error.as_deref().map(s).unwrap_or(CimValue::Null))
+            .with(
+                "ErrorCode",
+                CimValue::U16(if j.state == 10 { 32768 } else { 0 }),
+            )
+            .with(
+                "ErrorDescription",
+                j.error.as_deref().map(s).unwrap_or(CimValue::Null),
+            )
             .with("InstanceID", s(&j.id))
             .with("JobState", CimValue::U16(j.state))
             .with("JobType", CimValue::U16(306))
@@ -496,8 +583,16 @@ impl World {
         i
     }
 
-    fn instances_of(&self, hk: &str, namespace: &str, class: &str) -> Result<Vec<CimInstance>, Fault> {
-        let h = self.hosts.get(hk).ok_or_else(|| Fault::invalid("unknown host"))?;
+    fn instances_of(
+        &self,
+        hk: &str,
+        namespace: &str,
+        class: &str,
+    ) -> Result<Vec<CimInstance>, Fault> {
+        let h = self
+            .hosts
+            .get(hk)
+            .ok_or_else(|| Fault::invalid("unknown host"))?;
         let mut out = Vec::new();
         let ns_ok = |want: &str| namespace.eq_ignore_ascii_case(want);
         match class {
@@ -513,7 +608,10 @@ impl World {
                     .with("ActiveStorageMigrationCount", CimValue::U32(0))
                     .with("ActiveVirtualSystemMigrationCount", CimValue::U32(n))
                     .with("CreationClassName", s("Msvm_VirtualSystemMigrationService"))
-                    .with("MigrationServiceListenerIPAddressList", CimValue::Array(vec![s("192.0.2.10")]))
+                    .with(
+                        "MigrationServiceListenerIPAddressList",
+                        CimValue::Array(vec![s("192.0.2.10")]),
+                    )
                     .with("Name", s("migrationwmi"))
                     .with("SystemCreationClassName", s("Msvm_ComputerSystem"))
                     .with("SystemName", s(&h.computer_name));
@@ -528,18 +626,29 @@ impl World {
                         .with("EnableVirtualSystemMigration", CimValue::Bool(true))
                         .with("InstanceID", s("Microsoft:MigrationServiceSettingData"))
                         .with("MaximumActiveStorageMigration", CimValue::U32(2))
-                        .with("MaximumActiveVirtualSystemMigration", CimValue::U32(h.migration_limit)),
+                        .with(
+                            "MaximumActiveVirtualSystemMigration",
+                            CimValue::U32(h.migration_limit),
+                        ),
                 );
             }
             "Msvm_VirtualSystemMigrationSettingData" if ns_ok(NS_V2) => {
-                for (t, name) in [(32768u16, "VirtualSystem"), (32769, "Storage"), (32770, "Staged"), (32771, "VirtualSystemAndStorage")] {
+                for (t, name) in [
+                    (32768u16, "VirtualSystem"),
+                    (32769, "Storage"),
+                    (32770, "Staged"),
+                    (32771, "VirtualSystemAndStorage"),
+                ] {
                     out.push(
                         CimInstance::new(class)
                             .with("Bandwidth", CimValue::Null)
                             .with("Caption", s("Virtual System Migration Setting Data"))
                             .with("DestinationIPAddressList", CimValue::Null)
                             .with("EnableCompression", CimValue::Bool(true))
-                            .with("InstanceID", s(&format!("Microsoft:MigrationSettingData\\{name}")))
+                            .with(
+                                "InstanceID",
+                                s(&format!("Microsoft:MigrationSettingData\\{name}")),
+                            )
                             .with("MigrationType", CimValue::U16(t))
                             .with("Priority", CimValue::U16(0))
                             .with("RetainVhdCopiesOnSource", CimValue::Bool(false))
@@ -574,7 +683,13 @@ impl World {
                 for vm in h.vms.values() {
                     out.push(
                         CimInstance::new(class)
-                            .with("InstanceID", s(&format!("Microsoft:{}\\4764334d-e001-4176-82ee-5594ec9b530e", vm.guid)))
+                            .with(
+                                "InstanceID",
+                                s(&format!(
+                                    "Microsoft:{}\\4764334d-e001-4176-82ee-5594ec9b530e",
+                                    vm.guid
+                                )),
+                            )
                             .with("ResourceType", CimValue::U16(4))
                             .with("VirtualQuantity", CimValue::U64(vm.memory_mib)),
                     );
@@ -599,11 +714,20 @@ impl World {
                     };
                     let mut i = CimInstance::new("CIM_DataFile")
                         .with("Drive", s(&drive.to_ascii_lowercase()))
-                        .with("FileName", s(file_name(&f.path).rsplit_once('.').map(|x| x.0).unwrap_or(file_name(&f.path))))
+                        .with(
+                            "FileName",
+                            s(file_name(&f.path)
+                                .rsplit_once('.')
+                                .map(|x| x.0)
+                                .unwrap_or(file_name(&f.path))),
+                        )
                         .with("FileSize", CimValue::U64(f.size))
                         .with("Name", s(&f.path.to_ascii_lowercase()))
                         .with("Path", s(&dir_path.to_ascii_lowercase()));
-                    i.epr = Some(Epr::new(class_uri(NS_CIMV2, "CIM_DataFile"), vec![("Name".into(), f.path.to_ascii_lowercase())]));
+                    i.epr = Some(Epr::new(
+                        class_uri(NS_CIMV2, "CIM_DataFile"),
+                        vec![("Name".into(), f.path.to_ascii_lowercase())],
+                    ));
                     out.push(i);
                 }
             }
@@ -621,10 +745,17 @@ impl World {
                 out.push(
                     CimInstance::new(class)
                         .with("CSName", s(&h.computer_name))
-                        .with("FreePhysicalMemory", CimValue::U64(h.free_memory_bytes / 1024)),
+                        .with(
+                            "FreePhysicalMemory",
+                            CimValue::U64(h.free_memory_bytes / 1024),
+                        ),
                 );
             }
-            _ => return Err(Fault::invalid(format!("Invalid class {class} in namespace {namespace}"))),
+            _ => {
+                return Err(Fault::invalid(format!(
+                    "Invalid class {class} in namespace {namespace}"
+                )));
+            }
         }
         Ok(out)
     }
@@ -645,14 +776,19 @@ impl World {
         let mut i = CimInstance::new("Win32_Directory")
             .with("Drive", s(&d[..2].to_ascii_lowercase()))
             .with("Name", s(&d.to_ascii_lowercase()));
-        i.epr = Some(Epr::new(class_uri(NS_CIMV2, "Win32_Directory"), vec![("Name".into(), d.to_ascii_lowercase())]));
+        i.epr = Some(Epr::new(
+            class_uri(NS_CIMV2, "Win32_Directory"),
+            vec![("Name".into(), d.to_ascii_lowercase())],
+        ));
         i
     }
 
     fn matches(inst: &CimInstance, conds: &[Cond]) -> bool {
         conds.iter().all(|c| match c {
             Cond::Eq(p, v) => match inst.get(p) {
-                Some(CimValue::Array(_)) => inst.get_array(p).iter().any(|x| x.eq_ignore_ascii_case(v)),
+                Some(CimValue::Array(_)) => {
+                    inst.get_array(p).iter().any(|x| x.eq_ignore_ascii_case(v))
+                }
                 Some(val) => val.as_text().is_some_and(|x| x.eq_ignore_ascii_case(v)),
                 None => false,
             },
@@ -664,19 +800,39 @@ impl World {
     pub fn query(&mut self, hk: &str, namespace: &str, q: &str) -> Result<Vec<CimInstance>, Fault> {
         self.tick();
         self.calls.queries.push((hk.to_owned(), q.to_owned()));
-        let parsed = wql::parse(q).map_err(|e| Fault::new("w:CannotProcessFilter", 2_150_858_752, e))?;
+        let parsed =
+            wql::parse(q).map_err(|e| Fault::new("w:CannotProcessFilter", 2_150_858_752, e))?;
         match parsed {
             Query::Select { class, conds } => {
                 let all = self.instances_of(hk, namespace, &class)?;
-                Ok(all.into_iter().filter(|i| Self::matches(i, &conds)).collect())
+                Ok(all
+                    .into_iter()
+                    .filter(|i| Self::matches(i, &conds))
+                    .collect())
             }
-            Query::Associators { class, keys, assoc_class, result_class, result_role } => {
-                let key_of = |n: &str| keys.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
-                let h = self.hosts.get(hk).ok_or_else(|| Fault::invalid("unknown host"))?;
+            Query::Associators {
+                class,
+                keys,
+                assoc_class,
+                result_class,
+                result_role,
+            } => {
+                let key_of = |n: &str| {
+                    keys.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                        .map(|(_, v)| v.clone())
+                };
+                let h = self
+                    .hosts
+                    .get(hk)
+                    .ok_or_else(|| Fault::invalid("unknown host"))?;
                 match (class.as_str(), assoc_class.as_deref()) {
                     ("Msvm_ComputerSystem", Some("Msvm_SettingsDefineState")) => {
                         let guid = key_of("Name").unwrap_or_default();
-                        if result_class.as_deref().is_some_and(|r| r != "Msvm_VirtualSystemSettingData") {
+                        if result_class
+                            .as_deref()
+                            .is_some_and(|r| r != "Msvm_VirtualSystemSettingData")
+                        {
                             return Ok(Vec::new());
                         }
                         Ok(h.vms.get(&guid).map(Self::vssd).into_iter().collect())
@@ -686,7 +842,9 @@ impl World {
                         if !h.dir_exists(&name) {
                             return Err(Fault::not_found(format!("No such directory {name}")));
                         }
-                        let want_children = result_role.as_deref().is_none_or(|r| r.eq_ignore_ascii_case("PartComponent"));
+                        let want_children = result_role
+                            .as_deref()
+                            .is_none_or(|r| r.eq_ignore_ascii_case("PartComponent"));
                         let mut out = Vec::new();
                         for d in h.dirs.values() {
                             let is_child = parent(d).is_some_and(|p| key(&p) == key(&name));
@@ -697,18 +855,35 @@ impl World {
                         }
                         Ok(out)
                     }
-                    _ => Err(Fault::new("w:CannotProcessFilter", 2_150_858_752, format!("unsupported association on {class}"))),
+                    _ => Err(Fault::new(
+                        "w:CannotProcessFilter",
+                        2_150_858_752,
+                        format!("unsupported association on {class}"),
+                    )),
                 }
             }
         }
     }
 
     /// WS-Transfer Get.
-    pub fn get(&mut self, hk: &str, namespace: &str, class: &str, selectors: &[(String, String)]) -> Result<CimInstance, Fault> {
+    pub fn get(
+        &mut self,
+        hk: &str,
+        namespace: &str,
+        class: &str,
+        selectors: &[(String, String)],
+    ) -> Result<CimInstance, Fault> {
         self.tick();
-        let sel = |n: &str| selectors.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+        let sel = |n: &str| {
+            selectors
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
         let all = match class {
-            "Msvm_ConcreteJob" | "Msvm_MigrationJob" => self.instances_of(hk, namespace, "Msvm_MigrationJob")?,
+            "Msvm_ConcreteJob" | "Msvm_MigrationJob" => {
+                self.instances_of(hk, namespace, "Msvm_MigrationJob")?
+            }
             c => self.instances_of(hk, namespace, c)?,
         };
         all.into_iter()
@@ -733,23 +908,45 @@ impl World {
     ) -> Result<Output, Fault> {
         self.tick();
         self.calls.invokes.push((hk.to_owned(), method.to_owned()));
-        let sel = |n: &str| selectors.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+        let sel = |n: &str| {
+            selectors
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
         let param_text = |n: &str| params.child(n).map(|e| e.text.clone());
         let param_ref = |n: &str| params.child(n).and_then(Epr::from_element);
         match (class, method) {
-            ("Msvm_VirtualSystemMigrationService", "MigrateVirtualSystemToHost" | "CheckVirtualSystemIsMigratableToHost") => {
-                let h = self.hosts.get(hk).ok_or_else(|| Fault::invalid("unknown host"))?;
-                if !sel("SystemName").is_some_and(|n| n.eq_ignore_ascii_case(&h.computer_name)) || sel("Name").as_deref() != Some("migrationwmi") {
-                    return Err(Fault::not_found("The migration service selectors do not match this host"));
+            (
+                "Msvm_VirtualSystemMigrationService",
+                "MigrateVirtualSystemToHost" | "CheckVirtualSystemIsMigratableToHost",
+            ) => {
+                let h = self
+                    .hosts
+                    .get(hk)
+                    .ok_or_else(|| Fault::invalid("unknown host"))?;
+                if !sel("SystemName").is_some_and(|n| n.eq_ignore_ascii_case(&h.computer_name))
+                    || sel("Name").as_deref() != Some("migrationwmi")
+                {
+                    return Err(Fault::not_found(
+                        "The migration service selectors do not match this host",
+                    ));
                 }
-                let vm_ref = param_ref("ComputerSystem").ok_or_else(|| Fault::invalid("ComputerSystem missing"))?;
+                let vm_ref = param_ref("ComputerSystem")
+                    .ok_or_else(|| Fault::invalid("ComputerSystem missing"))?;
                 let guid = vm_ref.selector("Name").unwrap_or("").to_owned();
                 let dest_name = param_text("DestinationHost").unwrap_or_default();
-                for e in params.children_named("MigrationSettingData").chain(params.children_named("NewSystemSettingData")).chain(params.children_named("NewResourceSettingData")) {
+                for e in params
+                    .children_named("MigrationSettingData")
+                    .chain(params.children_named("NewSystemSettingData"))
+                    .chain(params.children_named("NewResourceSettingData"))
+                {
                     self.calls.embedded.push(e.text.clone());
                 }
                 let msd = match param_text("MigrationSettingData") {
-                    Some(t) if !t.trim().is_empty() => Some(CimInstance::from_cim_xml(&t).map_err(|e| Fault::invalid(e.to_string()))?),
+                    Some(t) if !t.trim().is_empty() => Some(
+                        CimInstance::from_cim_xml(&t).map_err(|e| Fault::invalid(e.to_string()))?,
+                    ),
                     _ => None,
                 };
                 let dest = self.host_key_by_name(&dest_name);
@@ -758,9 +955,17 @@ impl World {
                         && dest.as_deref() != Some(hk)
                         && self.hosts[hk].vms.contains_key(&guid)
                         && !self.faults.unmigratable.contains(&guid);
-                    return Ok(vec![("IsMigratable".into(), CimValue::Bool(ok)), ("ReturnValue".into(), CimValue::U32(0))]);
+                    return Ok(vec![
+                        ("IsMigratable".into(), CimValue::Bool(ok)),
+                        ("ReturnValue".into(), CimValue::U32(0)),
+                    ]);
                 }
-                if let Some(rv) = self.faults.migrate_return.get_mut(&guid).and_then(|q| q.pop_front()) {
+                if let Some(rv) = self
+                    .faults
+                    .migrate_return
+                    .get_mut(&guid)
+                    .and_then(|q| q.pop_front())
+                {
                     return Ok(vec![("ReturnValue".into(), CimValue::U32(rv))]);
                 }
                 let Some(dest) = dest else {
@@ -772,7 +977,10 @@ impl World {
                 let Some(vm) = self.hosts[hk].vms.get(&guid).cloned() else {
                     return Ok(vec![("ReturnValue".into(), CimValue::U32(32773))]);
                 };
-                let busy = self.hosts[hk].jobs.values().any(|j| j.running() && j.vm == guid);
+                let busy = self.hosts[hk]
+                    .jobs
+                    .values()
+                    .any(|j| j.running() && j.vm == guid);
                 if busy || vm.op_status.first() != Some(&2) {
                     return Ok(vec![("ReturnValue".into(), CimValue::U32(32775))]);
                 }
@@ -781,14 +989,17 @@ impl World {
                 }
                 let new_root = match param_text("NewSystemSettingData") {
                     Some(t) if !t.trim().is_empty() => {
-                        let vssd = CimInstance::from_cim_xml(&t).map_err(|e| Fault::invalid(e.to_string()))?;
+                        let vssd = CimInstance::from_cim_xml(&t)
+                            .map_err(|e| Fault::invalid(e.to_string()))?;
                         vssd.get_str("ConfigurationDataRoot")
                     }
                     _ => None,
                 };
-                let mut disk_moves: Vec<(String, String)> = vm.disks.iter().map(|d| (d.clone(), d.clone())).collect();
+                let mut disk_moves: Vec<(String, String)> =
+                    vm.disks.iter().map(|d| (d.clone(), d.clone())).collect();
                 for e in params.children_named("NewResourceSettingData") {
-                    let r = CimInstance::from_cim_xml(&e.text).map_err(|e| Fault::invalid(e.to_string()))?;
+                    let r = CimInstance::from_cim_xml(&e.text)
+                        .map_err(|e| Fault::invalid(e.to_string()))?;
                     let iid = r.get_str("InstanceID").unwrap_or_default();
                     let idx: Option<usize> = iid.split('\\').nth(3).and_then(|x| x.parse().ok());
                     let new = r.get_array("HostResource").into_iter().next();
@@ -800,12 +1011,16 @@ impl World {
                 }
                 // A disk whose target exists, or a volume that does not: the job fails.
                 let dst = &self.hosts[&dest];
-                let clash = disk_moves.iter().find(|(_, n)| dst.files.contains_key(&key(n)) || !dst.volume_exists(&n[..2]));
+                let clash = disk_moves
+                    .iter()
+                    .find(|(_, n)| dst.files.contains_key(&key(n)) || !dst.volume_exists(&n[..2]));
                 let mut fail_at_end = false;
                 let mut error = None;
                 if let Some((_, n)) = clash {
                     fail_at_end = true;
-                    error = Some(format!("The file '{n}' already exists or its volume is missing."));
+                    error = Some(format!(
+                        "The file '{n}' already exists or its volume is missing."
+                    ));
                 }
                 if let Some(c) = self.faults.job_exception.get_mut(&guid) {
                     if *c > 0 {
@@ -833,13 +1048,24 @@ impl World {
                     h.jobs.insert(id.clone(), job);
                 }
                 self.tick();
-                Ok(vec![("Job".into(), CimValue::Ref(job_epr(&id))), ("ReturnValue".into(), CimValue::U32(4096))])
+                Ok(vec![
+                    ("Job".into(), CimValue::Ref(job_epr(&id))),
+                    ("ReturnValue".into(), CimValue::U32(4096)),
+                ])
             }
             ("Msvm_ConcreteJob" | "Msvm_MigrationJob", "RequestStateChange") => {
                 let id = sel("InstanceID").ok_or_else(|| Fault::not_found("InstanceID missing"))?;
-                let requested: u16 = param_text("RequestedState").and_then(|t| t.trim().parse().ok()).unwrap_or(0);
-                let h = self.hosts.get_mut(hk).ok_or_else(|| Fault::invalid("unknown host"))?;
-                let job = h.jobs.get_mut(&id).ok_or_else(|| Fault::not_found("no such job"))?;
+                let requested: u16 = param_text("RequestedState")
+                    .and_then(|t| t.trim().parse().ok())
+                    .unwrap_or(0);
+                let h = self
+                    .hosts
+                    .get_mut(hk)
+                    .ok_or_else(|| Fault::invalid("unknown host"))?;
+                let job = h
+                    .jobs
+                    .get_mut(&id)
+                    .ok_or_else(|| Fault::not_found("no such job"))?;
                 if !(requested == 4 || requested == 5) {
                     return Ok(vec![("ReturnValue".into(), CimValue::U32(4097))]);
                 }
@@ -856,13 +1082,17 @@ impl World {
             }
             ("Win32_Directory", "Delete") => {
                 let name = sel("Name").ok_or_else(|| Fault::not_found("Name missing"))?;
-                let h = self.hosts.get_mut(hk).ok_or_else(|| Fault::invalid("unknown host"))?;
+                let h = self
+                    .hosts
+                    .get_mut(hk)
+                    .ok_or_else(|| Fault::invalid("unknown host"))?;
                 if !h.dir_exists(&name) {
                     return Err(Fault::not_found(format!("No such directory {name}")));
                 }
                 let k = key(&name);
                 let prefix = format!("{k}\\");
-                let holds = h.files.keys().any(|f| f.starts_with(&prefix)) || h.dirs.keys().any(|d| d.starts_with(&prefix));
+                let holds = h.files.keys().any(|f| f.starts_with(&prefix))
+                    || h.dirs.keys().any(|d| d.starts_with(&prefix));
                 if holds {
                     // Win32_Directory.Delete on a folder that holds anything: 14 ("directory not empty")
                     // in the fake, so a driver that forgot to check never loses data here.
@@ -871,7 +1101,11 @@ impl World {
                 h.dirs.remove(&k);
                 Ok(vec![("ReturnValue".into(), CimValue::U32(0))])
             }
-            _ => Err(Fault::new("w:ActionNotSupported", 2_150_858_909, format!("{class}.{method} is not supported by the fake"))),
+            _ => Err(Fault::new(
+                "w:ActionNotSupported",
+                2_150_858_909,
+                format!("{class}.{method} is not supported by the fake"),
+            )),
         }
     }
 }
@@ -901,7 +1135,10 @@ mod tests {
             destination: "b".into(),
             live: true,
             new_root: Some("E:\\New\\vm1".into()),
-            disk_moves: vec![("E:\\VMs\\vm1\\Virtual Hard Disks\\vm1_0.vhdx".into(), "E:\\New\\vm1\\Virtual Hard Disks\\vm1_0.vhdx".into())],
+            disk_moves: vec![(
+                "E:\\VMs\\vm1\\Virtual Hard Disks\\vm1_0.vhdx".into(),
+                "E:\\New\\vm1\\Virtual Hard Disks\\vm1_0.vhdx".into(),
+            )],
             state: 3,
             percent: 0,
             start_ms: 0,
@@ -918,9 +1155,17 @@ mod tests {
         w.tick();
         assert!(!w.hosts["a"].vms.contains_key(&g));
         assert_eq!(w.hosts["b"].vms[&g].config_root, "E:\\New\\vm1");
-        assert!(w.hosts["b"].files.contains_key(&key("E:\\New\\vm1\\Virtual Hard Disks\\vm1_0.vhdx")));
+        assert!(
+            w.hosts["b"]
+                .files
+                .contains_key(&key("E:\\New\\vm1\\Virtual Hard Disks\\vm1_0.vhdx"))
+        );
         // the source keeps its (now empty) folders
         assert!(w.hosts["a"].dir_exists("E:\\VMs\\vm1\\Virtual Hard Disks"));
-        assert!(!w.hosts["a"].files.contains_key(&key("E:\\VMs\\vm1\\Virtual Hard Disks\\vm1_0.vhdx")));
+        assert!(
+            !w.hosts["a"]
+                .files
+                .contains_key(&key("E:\\VMs\\vm1\\Virtual Hard Disks\\vm1_0.vhdx"))
+        );
     }
 }

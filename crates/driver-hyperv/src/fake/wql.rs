@@ -46,7 +46,10 @@ pub fn parse(q: &str) -> Result<Query, String> {
         let (class, keys_text) = path.split_once('.').ok_or("object path without keys")?;
         let keys = parse_keys(keys_text)?;
         let rest = t[close + 1..].trim();
-        let rest = rest.strip_prefix("WHERE").or_else(|| rest.strip_prefix("where")).unwrap_or(rest);
+        let rest = rest
+            .strip_prefix("WHERE")
+            .or_else(|| rest.strip_prefix("where"))
+            .unwrap_or(rest);
         let mut assoc_class = None;
         let mut result_class = None;
         let mut result_role = None;
@@ -60,7 +63,13 @@ pub fn parse(q: &str) -> Result<Query, String> {
                 }
             }
         }
-        return Ok(Query::Associators { class: class.trim().to_owned(), keys, assoc_class, result_class, result_role });
+        return Ok(Query::Associators {
+            class: class.trim().to_owned(),
+            keys,
+            assoc_class,
+            result_class,
+            result_role,
+        });
     }
     if !upper.starts_with("SELECT * FROM ") {
         return Err(format!("unsupported query: {t}"));
@@ -80,7 +89,10 @@ pub fn parse(q: &str) -> Result<Query, String> {
             conds.push(parse_cond(part.trim())?);
         }
     }
-    Ok(Query::Select { class: class.to_owned(), conds })
+    Ok(Query::Select {
+        class: class.to_owned(),
+        conds,
+    })
 }
 
 fn split_and(s: &str) -> Vec<String> {
@@ -105,7 +117,12 @@ fn split_and(s: &str) -> Vec<String> {
         } else if c == '\'' || c == '"' {
             quote = Some(c);
             cur.push(c);
-        } else if chars[i..].iter().take(5).collect::<String>().eq_ignore_ascii_case(" and ") {
+        } else if chars[i..]
+            .iter()
+            .take(5)
+            .collect::<String>()
+            .eq_ignore_ascii_case(" and ")
+        {
             parts.push(std::mem::take(&mut cur));
             i += 5;
             continue;
@@ -120,7 +137,9 @@ fn split_and(s: &str) -> Vec<String> {
 
 fn unquote(v: &str) -> Result<String, String> {
     let v = v.trim();
-    if v.len() >= 2 && ((v.starts_with('\'') && v.ends_with('\'')) || (v.starts_with('"') && v.ends_with('"'))) {
+    if v.len() >= 2
+        && ((v.starts_with('\'') && v.ends_with('\'')) || (v.starts_with('"') && v.ends_with('"')))
+    {
         let inner = &v[1..v.len() - 1];
         let mut out = String::new();
         let mut it = inner.chars();
@@ -142,47 +161,53 @@ fn parse_cond(s: &str) -> Result<Cond, String> {
     if let Some(i) = upper.find(" LIKE ") {
         return Ok(Cond::Like(s[..i].trim().to_owned(), unquote(&s[i + 6..])?));
     }
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("unsupported condition {s}"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("unsupported condition {s}"))?;
     Ok(Cond::Eq(k.trim().to_owned(), unquote(v)?))
 }
 
 fn parse_keys(s: &str) -> Result<Vec<(String, String)>, String> {
+    let chars: Vec<char> = s.chars().collect();
     let mut keys = Vec::new();
-    let mut rest = s.trim();
-    while !rest.is_empty() {
-        let (k, after) = rest.split_once('=').ok_or("bad key")?;
-        let after = after.trim_start();
-        let q = after.chars().next().ok_or("bad key value")?;
+    let mut i = 0;
+    loop {
+        while i < chars.len() && (chars[i] == ',' || chars[i].is_whitespace()) {
+            i += 1;
+        }
+        if i >= chars.len() {
+            return Ok(keys);
+        }
+        let eq = (i..chars.len())
+            .find(|&k| chars[k] == '=')
+            .ok_or("bad key")?;
+        let name: String = chars[i..eq].iter().collect();
+        let mut v = eq + 1;
+        while v < chars.len() && chars[v].is_whitespace() {
+            v += 1;
+        }
+        let q = *chars.get(v).ok_or("bad key value")?;
         if q != '"' && q != '\'' {
             return Err("unquoted key value".into());
         }
+        let mut k = v + 1;
         let mut end = None;
-        let bytes: Vec<char> = after.chars().collect();
-        let mut i = 1;
-        while i < bytes.len() {
-            if bytes[i] == '\\' {
-                i += 2;
+        while k < chars.len() {
+            if chars[k] == '\\' {
+                k += 2;
                 continue;
             }
-            if bytes[i] == q {
-                end = Some(i);
+            if chars[k] == q {
+                end = Some(k);
                 break;
             }
-            i += 1;
+            k += 1;
         }
         let end = end.ok_or("unterminated key value")?;
-        let raw: String = bytes[..=end].iter().collect();
-        keys.push((k.trim().to_owned(), unquote(&raw)?));
-        let remaining: String = bytes[end + 1..].iter().collect();
-        rest = remaining.trim_start_matches([',', ' ']).trim();
-        // re-borrow: keep an owned copy alive for the next iteration
-        let owned = rest.to_owned();
-        return parse_keys(&owned).map(|mut more| {
-            keys.append(&mut more);
-            keys
-        });
+        let raw: String = chars[v..=end].iter().collect();
+        keys.push((name.trim().to_owned(), unquote(&raw)?));
+        i = end + 1;
     }
-    Ok(keys)
 }
 
 /// `LIKE` matching (`%` any run, `_` one char), case-insensitive.
@@ -207,16 +232,29 @@ mod tests {
 
     #[test]
     fn parses_select_with_and_like_and_escaped_backslashes() {
-        let q = parse(r"SELECT * FROM CIM_DataFile WHERE Drive='E:' AND Path='\\VMs\\vm1\\'").unwrap();
+        let q =
+            parse(r"SELECT * FROM CIM_DataFile WHERE Drive='E:' AND Path='\\VMs\\vm1\\'").unwrap();
         assert_eq!(
             q,
             Query::Select {
                 class: "CIM_DataFile".into(),
-                conds: vec![Cond::Eq("Drive".into(), "E:".into()), Cond::Eq("Path".into(), r"\VMs\vm1\".into())]
+                conds: vec![
+                    Cond::Eq("Drive".into(), "E:".into()),
+                    Cond::Eq("Path".into(), r"\VMs\vm1\".into())
+                ]
             }
         );
-        let q = parse("SELECT * FROM Msvm_StorageAllocationSettingData WHERE InstanceID LIKE 'Microsoft:G1%'").unwrap();
-        assert_eq!(q, Query::Select { class: "Msvm_StorageAllocationSettingData".into(), conds: vec![Cond::Like("InstanceID".into(), "Microsoft:G1%".into())] });
+        let q = parse(
+            "SELECT * FROM Msvm_StorageAllocationSettingData WHERE InstanceID LIKE 'Microsoft:G1%'",
+        )
+        .unwrap();
+        assert_eq!(
+            q,
+            Query::Select {
+                class: "Msvm_StorageAllocationSettingData".into(),
+                conds: vec![Cond::Like("InstanceID".into(), "Microsoft:G1%".into())]
+            }
+        );
     }
 
     #[test]

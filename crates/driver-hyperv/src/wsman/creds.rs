@@ -18,7 +18,10 @@ pub struct Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials").field("user", &self.user).field("password", &"<redacted>").finish()
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
     }
 }
 
@@ -26,7 +29,9 @@ impl fmt::Debug for Credentials {
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
     /// Neither a file nor the environment variables.
-    #[error("no Hyper-V credentials: set {ENV_USER} and {ENV_PASSWORD}, or name a credentials_file")]
+    #[error(
+        "no Hyper-V credentials: set {ENV_USER} and {ENV_PASSWORD}, or name a credentials_file"
+    )]
     Missing,
     /// The file could not be read.
     #[error("cannot read the credentials file {path}")]
@@ -38,7 +43,9 @@ pub enum CredentialsError {
         source: std::io::Error,
     },
     /// The file can be read by others.
-    #[error("the credentials file {path} is readable by group or others (mode {mode:o}); chmod 600 it")]
+    #[error(
+        "the credentials file {path} is readable by group or others (mode {mode:o}); chmod 600 it"
+    )]
     TooOpen {
         /// The file.
         path: String,
@@ -56,7 +63,10 @@ pub enum CredentialsError {
 impl Credentials {
     /// Builds credentials (tests and callers that already hold them).
     pub fn new(user: impl Into<String>, password: impl Into<String>) -> Self {
-        Credentials { user: user.into(), password: password.into() }
+        Credentials {
+            user: user.into(),
+            password: password.into(),
+        }
     }
     /// The password (for the authentication code only).
     pub fn password(&self) -> &str {
@@ -68,15 +78,26 @@ impl Credentials {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let meta = std::fs::metadata(path).map_err(|source| CredentialsError::Read { path: p.clone(), source })?;
+            let meta = std::fs::metadata(path).map_err(|source| CredentialsError::Read {
+                path: p.clone(),
+                source,
+            })?;
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
                 return Err(CredentialsError::TooOpen { path: p, mode });
             }
         }
-        let text = std::fs::read_to_string(path).map_err(|source| CredentialsError::Read { path: p.clone(), source })?;
-        let table: toml::Table = text.parse().map_err(|_| CredentialsError::Format { path: p.clone() })?;
-        match (table.get("user").and_then(|v| v.as_str()), table.get("password").and_then(|v| v.as_str())) {
+        let text = std::fs::read_to_string(path).map_err(|source| CredentialsError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|_| CredentialsError::Format { path: p.clone() })?;
+        match (
+            table.get("user").and_then(|v| v.as_str()),
+            table.get("password").and_then(|v| v.as_str()),
+        ) {
             (Some(u), Some(pw)) => Ok(Credentials::new(u, pw)),
             _ => Err(CredentialsError::Format { path: p }),
         }
@@ -119,7 +140,10 @@ mod tests {
         let f = dir.join("creds.toml");
         std::fs::write(&f, "user = \"LAB\\\\ops\"\npassword = \"pw\"\n").unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(Credentials::from_file(&f), Err(CredentialsError::TooOpen { .. })));
+        assert!(matches!(
+            Credentials::from_file(&f),
+            Err(CredentialsError::TooOpen { .. })
+        ));
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
         let c = Credentials::from_file(&f).unwrap();
         assert_eq!(c.user, "LAB\\ops");

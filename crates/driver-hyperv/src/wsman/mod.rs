@@ -15,8 +15,8 @@ use crate::cim::{CimInstance, Epr, class_uri};
 use crate::xml::Element;
 pub use creds::Credentials;
 pub use soap::{Param, SoapError};
-pub use transport::{AuthMethod, Scheme, TlsOptions, TransportConfig, TransportError};
 use transport::Connection;
+pub use transport::{AuthMethod, Scheme, TlsOptions, TransportConfig, TransportError};
 
 /// A failed WS-Management call.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +39,10 @@ impl WsmanError {
     }
     /// Whether the service refused our credentials.
     pub fn is_unauthorized(&self) -> bool {
-        matches!(self, WsmanError::Transport(TransportError::Unauthorized { .. }))
+        matches!(
+            self,
+            WsmanError::Transport(TransportError::Unauthorized { .. })
+        )
     }
 }
 
@@ -78,7 +81,12 @@ impl WsmanClient {
             operation_timeout_secs: cfg.request_timeout.as_secs().max(2) - 1,
             max_envelope_size: 512_000,
         };
-        WsmanClient { cfg, creds, header, conn: tokio::sync::Mutex::new(None) }
+        WsmanClient {
+            cfg,
+            creds,
+            header,
+            conn: tokio::sync::Mutex::new(None),
+        }
     }
 
     /// The endpoint URL.
@@ -87,7 +95,10 @@ impl WsmanClient {
     }
 
     /// Sends one message built for a fresh MessageID and returns the checked Body.
-    async fn call(&self, build: impl Fn(&soap::HeaderParams, &str) -> String) -> Result<Element, WsmanError> {
+    async fn call(
+        &self,
+        build: impl Fn(&soap::HeaderParams, &str) -> String,
+    ) -> Result<Element, WsmanError> {
         let mut guard = self.conn.lock().await;
         let mut attempts = 0;
         loop {
@@ -97,13 +108,18 @@ impl WsmanClient {
             }
             let mid = message_id();
             let text = build(&self.header, &mid);
-            let conn = guard.as_mut().ok_or_else(|| TransportError::Unsupported("no connection".into()))?;
+            let conn = guard
+                .as_mut()
+                .ok_or_else(|| TransportError::Unsupported("no connection".into()))?;
             match conn.post(&text).await {
                 Ok(answer) => return Ok(soap::parse_response(&answer, &mid)?),
                 Err(e) => {
                     // The connection (and its NTLM context) is spent either way.
                     *guard = None;
-                    if e.certainly_not_sent() && attempts < 2 && !matches!(e, TransportError::Unauthorized { .. }) {
+                    if e.certainly_not_sent()
+                        && attempts < 2
+                        && !matches!(e, TransportError::Unauthorized { .. })
+                    {
                         tracing::debug!("retrying on a new connection: {e}");
                         continue;
                     }
@@ -117,17 +133,23 @@ impl WsmanClient {
     /// wildcard resource URI, and pulls every page.
     pub async fn query(&self, namespace: &str, wql: &str) -> Result<Vec<CimInstance>, WsmanError> {
         let uri = class_uri(namespace, "*");
-        let body = self.call(|h, mid| soap::enumerate(h, mid, &uri, wql, MAX_ELEMENTS)).await?;
+        let body = self
+            .call(|h, mid| soap::enumerate(h, mid, &uri, wql, MAX_ELEMENTS))
+            .await?;
         let mut page = soap::parse_page(&body)?;
         let mut items = std::mem::take(&mut page.items);
         let mut pulls = 0;
         while !page.end {
-            let Some(ctx) = page.context.clone() else { break };
+            let Some(ctx) = page.context.clone() else {
+                break;
+            };
             pulls += 1;
             if pulls > MAX_PULLS {
                 return Err(SoapError::Malformed("the enumeration never ends".into()).into());
             }
-            let body = self.call(|h, mid| soap::pull(h, mid, &uri, &ctx, MAX_ELEMENTS)).await?;
+            let body = self
+                .call(|h, mid| soap::pull(h, mid, &uri, &ctx, MAX_ELEMENTS))
+                .await?;
             page = soap::parse_page(&body)?;
             items.append(&mut page.items);
         }
@@ -147,8 +169,15 @@ impl WsmanClient {
     }
 
     /// Invokes a method; returns the output instance (ReturnValue and out parameters).
-    pub async fn invoke(&self, target: &Epr, method: &str, params: &[(String, Param)]) -> Result<CimInstance, WsmanError> {
-        let body = self.call(|h, mid| soap::invoke(h, mid, target, method, params)).await?;
+    pub async fn invoke(
+        &self,
+        target: &Epr,
+        method: &str,
+        params: &[(String, Param)],
+    ) -> Result<CimInstance, WsmanError> {
+        let body = self
+            .call(|h, mid| soap::invoke(h, mid, target, method, params))
+            .await?;
         Ok(soap::parse_output(&body, method)?)
     }
 

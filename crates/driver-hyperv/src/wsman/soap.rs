@@ -40,7 +40,14 @@ pub struct HeaderParams {
     pub max_envelope_size: u32,
 }
 
-fn header(out: &mut String, h: &HeaderParams, action: &str, resource_uri: &str, message_id: &str, selectors: &[(String, String)]) {
+fn header(
+    out: &mut String,
+    h: &HeaderParams,
+    action: &str,
+    resource_uri: &str,
+    message_id: &str,
+    selectors: &[(String, String)],
+) {
     let _ = write!(
         out,
         "<s:Envelope xmlns:s=\"{NS_SOAP}\" xmlns:a=\"{NS_ADDRESSING}\" xmlns:n=\"{NS_ENUM}\" xmlns:w=\"{NS_WSMAN}\" xmlns:p=\"{NS_MSWSMAN}\" xmlns:xsi=\"{NS_XSI}\">\
@@ -65,7 +72,12 @@ fn header(out: &mut String, h: &HeaderParams, action: &str, resource_uri: &str, 
     if !selectors.is_empty() {
         out.push_str("<w:SelectorSet>");
         for (k, v) in selectors {
-            let _ = write!(out, "<w:Selector Name=\"{}\">{}</w:Selector>", esc(k), esc(v));
+            let _ = write!(
+                out,
+                "<w:Selector Name=\"{}\">{}</w:Selector>",
+                esc(k),
+                esc(v)
+            );
         }
         out.push_str("</w:SelectorSet>");
     }
@@ -73,7 +85,13 @@ fn header(out: &mut String, h: &HeaderParams, action: &str, resource_uri: &str, 
 }
 
 /// An Enumerate with a WQL filter, optimized, objects with their EPRs.
-pub fn enumerate(h: &HeaderParams, message_id: &str, resource_uri: &str, wql: &str, max_elements: u32) -> String {
+pub fn enumerate(
+    h: &HeaderParams,
+    message_id: &str,
+    resource_uri: &str,
+    wql: &str,
+    max_elements: u32,
+) -> String {
     let mut out = String::new();
     header(&mut out, h, ACTION_ENUMERATE, resource_uri, message_id, &[]);
     let _ = write!(
@@ -87,7 +105,13 @@ pub fn enumerate(h: &HeaderParams, message_id: &str, resource_uri: &str, wql: &s
 }
 
 /// A Pull on an enumeration context.
-pub fn pull(h: &HeaderParams, message_id: &str, resource_uri: &str, context: &str, max_elements: u32) -> String {
+pub fn pull(
+    h: &HeaderParams,
+    message_id: &str,
+    resource_uri: &str,
+    context: &str,
+    max_elements: u32,
+) -> String {
     let mut out = String::new();
     header(&mut out, h, ACTION_PULL, resource_uri, message_id, &[]);
     let _ = write!(
@@ -101,7 +125,14 @@ pub fn pull(h: &HeaderParams, message_id: &str, resource_uri: &str, context: &st
 /// A WS-Transfer Get of one instance.
 pub fn get(h: &HeaderParams, message_id: &str, epr: &Epr) -> String {
     let mut out = String::new();
-    header(&mut out, h, ACTION_GET, &epr.resource_uri, message_id, &epr.selectors);
+    header(
+        &mut out,
+        h,
+        ACTION_GET,
+        &epr.resource_uri,
+        message_id,
+        &epr.selectors,
+    );
     out.push_str("<s:Body/></s:Envelope>");
     out
 }
@@ -120,11 +151,28 @@ pub enum Param {
 }
 
 /// An Invoke of `method` on the instance `target` names.
-pub fn invoke(h: &HeaderParams, message_id: &str, target: &Epr, method: &str, params: &[(String, Param)]) -> String {
+pub fn invoke(
+    h: &HeaderParams,
+    message_id: &str,
+    target: &Epr,
+    method: &str,
+    params: &[(String, Param)],
+) -> String {
     let mut out = String::new();
     let action = format!("{}/{}", target.resource_uri, method);
-    header(&mut out, h, &action, &target.resource_uri, message_id, &target.selectors);
-    let _ = write!(out, "<s:Body><p:{method}_INPUT xmlns:p=\"{}\">", esc(&target.resource_uri));
+    header(
+        &mut out,
+        h,
+        &action,
+        &target.resource_uri,
+        message_id,
+        &target.selectors,
+    );
+    let _ = write!(
+        out,
+        "<s:Body><p:{method}_INPUT xmlns:p=\"{}\">",
+        esc(&target.resource_uri)
+    );
     for (name, p) in params {
         match p {
             Param::Value(v) => write_wsman_value(&mut out, name, v),
@@ -176,8 +224,13 @@ pub enum SoapError {
 impl SoapError {
     /// Whether this is the service's operation timeout (2150858793).
     pub fn is_timeout(&self) -> bool {
-        matches!(self, SoapError::Fault { code: Some(CODE_OPERATION_TIMEOUT), .. })
-            || matches!(self, SoapError::Fault { subcode, .. } if subcode.ends_with("TimedOut"))
+        matches!(
+            self,
+            SoapError::Fault {
+                code: Some(CODE_OPERATION_TIMEOUT),
+                ..
+            }
+        ) || matches!(self, SoapError::Fault { subcode, .. } if subcode.ends_with("TimedOut"))
     }
 }
 
@@ -186,7 +239,10 @@ impl SoapError {
 pub fn parse_response(text: &str, message_id: &str) -> Result<Element, SoapError> {
     let env = crate::xml::parse(text).map_err(|e| SoapError::Malformed(e.to_string()))?;
     if env.ns != NS_SOAP || env.name != "Envelope" {
-        return Err(SoapError::Malformed(format!("root element is {}", env.name)));
+        return Err(SoapError::Malformed(format!(
+            "root element is {}",
+            env.name
+        )));
     }
     let body = env
         .child_ns(NS_SOAP, "Body")
@@ -200,8 +256,18 @@ pub fn parse_response(text: &str, message_id: &str) -> Result<Element, SoapError
         .map(|r| r.text_trimmed().to_owned());
     match relates {
         Some(r) if r == message_id => {}
-        Some(r) => return Err(SoapError::WrongRelatesTo { expected: message_id.to_owned(), got: r }),
-        None => return Err(SoapError::WrongRelatesTo { expected: message_id.to_owned(), got: String::new() }),
+        Some(r) => {
+            return Err(SoapError::WrongRelatesTo {
+                expected: message_id.to_owned(),
+                got: r,
+            });
+        }
+        None => {
+            return Err(SoapError::WrongRelatesTo {
+                expected: message_id.to_owned(),
+                got: String::new(),
+            });
+        }
     }
     Ok(body.clone())
 }
@@ -220,7 +286,9 @@ pub fn parse_fault(fault: &Element) -> SoapError {
         .map(|t| t.text_trimmed().to_owned())
         .unwrap_or_default();
     let wf = fault.find("WSManFault");
-    let code = wf.and_then(|w| w.attr("Code")).and_then(|c| c.trim().parse().ok());
+    let code = wf
+        .and_then(|w| w.attr("Code"))
+        .and_then(|c| c.trim().parse().ok());
     if let Some(msg) = wf.and_then(|w| w.child("Message")) {
         let m = msg.text_trimmed();
         let m = if m.is_empty() {
@@ -232,7 +300,11 @@ pub fn parse_fault(fault: &Element) -> SoapError {
             reason = m.to_owned();
         }
     }
-    SoapError::Fault { subcode, code, reason }
+    SoapError::Fault {
+        subcode,
+        code,
+        reason,
+    }
 }
 
 /// Items of an Enumerate or Pull response body: instances with their EPRs, the context to pull
@@ -255,7 +327,10 @@ pub fn parse_page(body: &Element) -> Result<Page, SoapError> {
         .find(|c| c.name == "EnumerateResponse" || c.name == "PullResponse")
         .ok_or_else(|| SoapError::Malformed("no EnumerateResponse or PullResponse".into()))?;
     let mut page = Page {
-        context: resp.child("EnumerationContext").map(|c| c.text_trimmed().to_owned()).filter(|c| !c.is_empty()),
+        context: resp
+            .child("EnumerationContext")
+            .map(|c| c.text_trimmed().to_owned())
+            .filter(|c| !c.is_empty()),
         end: resp.child("EndOfSequence").is_some(),
         items: Vec::new(),
     };
@@ -296,7 +371,11 @@ mod tests {
     use crate::cim::class_uri;
 
     fn h() -> HeaderParams {
-        HeaderParams { to: "http://hv1:5985/wsman".into(), operation_timeout_secs: 60, max_envelope_size: 512000 }
+        HeaderParams {
+            to: "http://hv1:5985/wsman".into(),
+            operation_timeout_secs: 60,
+            max_envelope_size: 512000,
+        }
     }
 
     const HEAD: &str = "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\" xmlns:a=\"http://schemas.xmlsoap.org/ws/2004/08/addressing\" xmlns:n=\"http://schemas.xmlsoap.org/ws/2004/09/enumeration\" xmlns:w=\"http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd\" xmlns:p=\"http://schemas.microsoft.com/wbem/wsman/1/wsman.xsd\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><s:Header><a:To>http://hv1:5985/wsman</a:To>";
@@ -304,8 +383,15 @@ mod tests {
     #[test]
     fn golden_enumerate_uses_wildcard_uri_wql_optimize_and_epr_mode() {
         let uri = class_uri("root/virtualization/v2", "*");
-        let got = enumerate(&h(), "uuid:00000000-0000-0000-0000-000000000001", &uri, "SELECT * FROM Msvm_ComputerSystem WHERE Caption='Virtual Machine'", 32000);
-        let want = format!("{HEAD}<w:ResourceURI s:mustUnderstand=\"true\">http://schemas.microsoft.com/wbem/wsman/1/wmi/root/virtualization/v2/*</w:ResourceURI>\
+        let got = enumerate(
+            &h(),
+            "uuid:00000000-0000-0000-0000-000000000001",
+            &uri,
+            "SELECT * FROM Msvm_ComputerSystem WHERE Caption='Virtual Machine'",
+            32000,
+        );
+        let want = format!(
+            "{HEAD}<w:ResourceURI s:mustUnderstand=\"true\">http://schemas.microsoft.com/wbem/wsman/1/wmi/root/virtualization/v2/*</w:ResourceURI>\
 <a:ReplyTo><a:Address s:mustUnderstand=\"true\">http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</a:Address></a:ReplyTo>\
 <a:Action s:mustUnderstand=\"true\">http://schemas.xmlsoap.org/ws/2004/09/enumeration/Enumerate</a:Action>\
 <w:MaxEnvelopeSize s:mustUnderstand=\"true\">512000</w:MaxEnvelopeSize>\
@@ -314,11 +400,15 @@ mod tests {
 <w:OperationTimeout>PT60.000S</w:OperationTimeout></s:Header>\
 <s:Body><n:Enumerate><w:OptimizeEnumeration/><w:MaxElements>32000</w:MaxElements>\
 <w:Filter Dialect=\"http://schemas.microsoft.com/wbem/wsman/1/WQL\">SELECT * FROM Msvm_ComputerSystem WHERE Caption=&apos;Virtual Machine&apos;</w:Filter>\
-<w:EnumerationMode>EnumerateObjectAndEPR</w:EnumerationMode></n:Enumerate></s:Body></s:Envelope>");
+<w:EnumerationMode>EnumerateObjectAndEPR</w:EnumerationMode></n:Enumerate></s:Body></s:Envelope>"
+        );
         assert_eq!(got, want);
         // and it is well-formed XML whose filter reads back unescaped
         let env = crate::xml::parse(&got).unwrap();
-        assert_eq!(env.find("Filter").unwrap().text, "SELECT * FROM Msvm_ComputerSystem WHERE Caption='Virtual Machine'");
+        assert_eq!(
+            env.find("Filter").unwrap().text,
+            "SELECT * FROM Msvm_ComputerSystem WHERE Caption='Virtual Machine'"
+        );
     }
 
     #[test]
@@ -327,7 +417,10 @@ mod tests {
         let got = pull(&h(), "uuid:2", &uri, "uuid:ctx-9", 32000);
         assert!(got.contains("<a:Action s:mustUnderstand=\"true\">http://schemas.xmlsoap.org/ws/2004/09/enumeration/Pull</a:Action>"));
         assert!(got.ends_with("<s:Body><n:Pull><n:EnumerationContext>uuid:ctx-9</n:EnumerationContext><n:MaxElements>32000</n:MaxElements></n:Pull></s:Body></s:Envelope>"));
-        let job = Epr::new(class_uri("root/virtualization/v2", "Msvm_ConcreteJob"), vec![("InstanceID".into(), "J-1".into())]);
+        let job = Epr::new(
+            class_uri("root/virtualization/v2", "Msvm_ConcreteJob"),
+            vec![("InstanceID".into(), "J-1".into())],
+        );
         let got = get(&h(), "uuid:3", &job);
         assert!(got.contains("<w:ResourceURI s:mustUnderstand=\"true\">http://schemas.microsoft.com/wbem/wsman/1/wmi/root/virtualization/v2/Msvm_ConcreteJob</w:ResourceURI>"));
         assert!(got.contains("<w:SelectorSet><w:Selector Name=\"InstanceID\">J-1</w:Selector></w:SelectorSet></s:Header><s:Body/></s:Envelope>"));
@@ -335,61 +428,115 @@ mod tests {
 
     #[test]
     fn golden_invoke_migrate_with_selectors_ref_and_embedded_params() {
-        let svc_uri = class_uri("root/virtualization/v2", "Msvm_VirtualSystemMigrationService");
-        let svc = Epr::new(svc_uri.clone(), vec![
-            ("CreationClassName".into(), "Msvm_VirtualSystemMigrationService".into()),
-            ("Name".into(), "migrationwmi".into()),
-            ("SystemCreationClassName".into(), "Msvm_ComputerSystem".into()),
-            ("SystemName".into(), "HV1".into()),
-        ]);
-        let vm = Epr::new(class_uri("root/virtualization/v2", "Msvm_ComputerSystem"), vec![
-            ("CreationClassName".into(), "Msvm_ComputerSystem".into()),
-            ("Name".into(), "GUID-1".into()),
-        ]);
-        let msd = CimInstance::new("Msvm_VirtualSystemMigrationSettingData").with("MigrationType", CimValue::U16(32771));
-        let got = invoke(&h(), "uuid:4", &svc, "MigrateVirtualSystemToHost", &[
-            ("ComputerSystem".into(), Param::Ref(vm)),
-            ("DestinationHost".into(), Param::Value(CimValue::String("hv2".into()))),
-            ("MigrationSettingData".into(), Param::Embedded(msd)),
-        ]);
-        assert!(got.contains(&format!("<a:Action s:mustUnderstand=\"true\">{svc_uri}/MigrateVirtualSystemToHost</a:Action>")));
+        let svc_uri = class_uri(
+            "root/virtualization/v2",
+            "Msvm_VirtualSystemMigrationService",
+        );
+        let svc = Epr::new(
+            svc_uri.clone(),
+            vec![
+                (
+                    "CreationClassName".into(),
+                    "Msvm_VirtualSystemMigrationService".into(),
+                ),
+                ("Name".into(), "migrationwmi".into()),
+                (
+                    "SystemCreationClassName".into(),
+                    "Msvm_ComputerSystem".into(),
+                ),
+                ("SystemName".into(), "HV1".into()),
+            ],
+        );
+        let vm = Epr::new(
+            class_uri("root/virtualization/v2", "Msvm_ComputerSystem"),
+            vec![
+                ("CreationClassName".into(), "Msvm_ComputerSystem".into()),
+                ("Name".into(), "GUID-1".into()),
+            ],
+        );
+        let msd = CimInstance::new("Msvm_VirtualSystemMigrationSettingData")
+            .with("MigrationType", CimValue::U16(32771));
+        let got = invoke(
+            &h(),
+            "uuid:4",
+            &svc,
+            "MigrateVirtualSystemToHost",
+            &[
+                ("ComputerSystem".into(), Param::Ref(vm)),
+                (
+                    "DestinationHost".into(),
+                    Param::Value(CimValue::String("hv2".into())),
+                ),
+                ("MigrationSettingData".into(), Param::Embedded(msd)),
+            ],
+        );
+        assert!(got.contains(&format!(
+            "<a:Action s:mustUnderstand=\"true\">{svc_uri}/MigrateVirtualSystemToHost</a:Action>"
+        )));
         assert!(got.contains("<w:SelectorSet><w:Selector Name=\"CreationClassName\">Msvm_VirtualSystemMigrationService</w:Selector><w:Selector Name=\"Name\">migrationwmi</w:Selector><w:Selector Name=\"SystemCreationClassName\">Msvm_ComputerSystem</w:Selector><w:Selector Name=\"SystemName\">HV1</w:Selector></w:SelectorSet>"));
-        let body = format!("<s:Body><p:MigrateVirtualSystemToHost_INPUT xmlns:p=\"{svc_uri}\">\
+        let body = format!(
+            "<s:Body><p:MigrateVirtualSystemToHost_INPUT xmlns:p=\"{svc_uri}\">\
 <p:ComputerSystem><a:Address>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</a:Address><a:ReferenceParameters>\
 <w:ResourceURI>http://schemas.microsoft.com/wbem/wsman/1/wmi/root/virtualization/v2/Msvm_ComputerSystem</w:ResourceURI>\
 <w:SelectorSet><w:Selector Name=\"CreationClassName\">Msvm_ComputerSystem</w:Selector><w:Selector Name=\"Name\">GUID-1</w:Selector></w:SelectorSet></a:ReferenceParameters></p:ComputerSystem>\
 <p:DestinationHost>hv2</p:DestinationHost>\
 <p:MigrationSettingData>&lt;INSTANCE CLASSNAME=&quot;Msvm_VirtualSystemMigrationSettingData&quot;&gt;&lt;PROPERTY NAME=&quot;MigrationType&quot; TYPE=&quot;uint16&quot;&gt;&lt;VALUE&gt;32771&lt;/VALUE&gt;&lt;/PROPERTY&gt;&lt;/INSTANCE&gt;</p:MigrationSettingData>\
-</p:MigrateVirtualSystemToHost_INPUT></s:Body></s:Envelope>");
+</p:MigrateVirtualSystemToHost_INPUT></s:Body></s:Envelope>"
+        );
         assert!(got.ends_with(&body), "{got}");
         // The embedded instance survives the trip through XML text.
         let env = crate::xml::parse(&got).unwrap();
         let text = &env.find("MigrationSettingData").unwrap().text;
-        assert_eq!(CimInstance::from_cim_xml(text).unwrap().get_u32("MigrationType"), Some(32771));
+        assert_eq!(
+            CimInstance::from_cim_xml(text)
+                .unwrap()
+                .get_u32("MigrationType"),
+            Some(32771)
+        );
     }
 
     #[test]
     fn fault_with_wsmanfault_code_is_parsed_and_timeout_recognised() {
-        let text = format!("<s:Envelope xmlns:s=\"{NS_SOAP}\" xmlns:a=\"{NS_ADDRESSING}\" xmlns:w=\"{NS_WSMAN}\"><s:Header><a:RelatesTo>uuid:1</a:RelatesTo></s:Header><s:Body><s:Fault><s:Code><s:Value>s:Receiver</s:Value><s:Subcode><s:Value>w:TimedOut</s:Value></s:Subcode></s:Code><s:Reason><s:Text xml:lang=\"en-US\">The WS-Management service cannot complete the operation within the time specified in OperationTimeout.</s:Text></s:Reason><s:Detail><f:WSManFault xmlns:f=\"{NS_WSMANFAULT}\" Code=\"2150858793\" Machine=\"hv1\"><f:Message>timed out</f:Message></f:WSManFault></s:Detail></s:Fault></s:Body></s:Envelope>");
+        let text = format!(
+            "<s:Envelope xmlns:s=\"{NS_SOAP}\" xmlns:a=\"{NS_ADDRESSING}\" xmlns:w=\"{NS_WSMAN}\"><s:Header><a:RelatesTo>uuid:1</a:RelatesTo></s:Header><s:Body><s:Fault><s:Code><s:Value>s:Receiver</s:Value><s:Subcode><s:Value>w:TimedOut</s:Value></s:Subcode></s:Code><s:Reason><s:Text xml:lang=\"en-US\">The WS-Management service cannot complete the operation within the time specified in OperationTimeout.</s:Text></s:Reason><s:Detail><f:WSManFault xmlns:f=\"{NS_WSMANFAULT}\" Code=\"2150858793\" Machine=\"hv1\"><f:Message>timed out</f:Message></f:WSManFault></s:Detail></s:Fault></s:Body></s:Envelope>"
+        );
         let err = parse_response(&text, "uuid:1").unwrap_err();
         assert!(err.is_timeout());
-        assert_eq!(err, SoapError::Fault { subcode: "w:TimedOut".into(), code: Some(2150858793), reason: "timed out".into() });
+        assert_eq!(
+            err,
+            SoapError::Fault {
+                subcode: "w:TimedOut".into(),
+                code: Some(2150858793),
+                reason: "timed out".into()
+            }
+        );
     }
 
     #[test]
     fn relates_to_mismatch_is_refused() {
-        let text = format!("<s:Envelope xmlns:s=\"{NS_SOAP}\" xmlns:a=\"{NS_ADDRESSING}\"><s:Header><a:RelatesTo>uuid:other</a:RelatesTo></s:Header><s:Body/></s:Envelope>");
-        assert!(matches!(parse_response(&text, "uuid:mine"), Err(SoapError::WrongRelatesTo { .. })));
+        let text = format!(
+            "<s:Envelope xmlns:s=\"{NS_SOAP}\" xmlns:a=\"{NS_ADDRESSING}\"><s:Header><a:RelatesTo>uuid:other</a:RelatesTo></s:Header><s:Body/></s:Envelope>"
+        );
+        assert!(matches!(
+            parse_response(&text, "uuid:mine"),
+            Err(SoapError::WrongRelatesTo { .. })
+        ));
     }
 
     #[test]
     fn page_with_items_and_eprs() {
-        let text = format!("<s:Envelope xmlns:s=\"{NS_SOAP}\" xmlns:a=\"{NS_ADDRESSING}\" xmlns:w=\"{NS_WSMAN}\" xmlns:n=\"{NS_ENUM}\"><s:Header><a:RelatesTo>uuid:1</a:RelatesTo></s:Header><s:Body><n:EnumerateResponse><n:EnumerationContext>uuid:c</n:EnumerationContext><w:Items><w:Item><p:Msvm_ComputerSystem xmlns:p=\"urn:cs\"><p:Name>G1</p:Name></p:Msvm_ComputerSystem><a:EndpointReference><a:Address>{}</a:Address><a:ReferenceParameters><w:ResourceURI>urn:cs</w:ResourceURI><w:SelectorSet><w:Selector Name=\"Name\">G1</w:Selector></w:SelectorSet></a:ReferenceParameters></a:EndpointReference></w:Item></w:Items></n:EnumerateResponse></s:Body></s:Envelope>", crate::cim::ANONYMOUS);
+        let text = format!(
+            "<s:Envelope xmlns:s=\"{NS_SOAP}\" xmlns:a=\"{NS_ADDRESSING}\" xmlns:w=\"{NS_WSMAN}\" xmlns:n=\"{NS_ENUM}\"><s:Header><a:RelatesTo>uuid:1</a:RelatesTo></s:Header><s:Body><n:EnumerateResponse><n:EnumerationContext>uuid:c</n:EnumerationContext><w:Items><w:Item><p:Msvm_ComputerSystem xmlns:p=\"urn:cs\"><p:Name>G1</p:Name></p:Msvm_ComputerSystem><a:EndpointReference><a:Address>{}</a:Address><a:ReferenceParameters><w:ResourceURI>urn:cs</w:ResourceURI><w:SelectorSet><w:Selector Name=\"Name\">G1</w:Selector></w:SelectorSet></a:ReferenceParameters></a:EndpointReference></w:Item></w:Items></n:EnumerateResponse></s:Body></s:Envelope>",
+            crate::cim::ANONYMOUS
+        );
         let body = parse_response(&text, "uuid:1").unwrap();
         let page = parse_page(&body).unwrap();
         assert_eq!(page.context.as_deref(), Some("uuid:c"));
         assert!(!page.end);
         assert_eq!(page.items.len(), 1);
-        assert_eq!(page.items[0].epr.as_ref().unwrap().selector("Name"), Some("G1"));
+        assert_eq!(
+            page.items[0].epr.as_ref().unwrap().selector("Name"),
+            Some("G1")
+        );
     }
 }

@@ -10,8 +10,8 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use sspi::{
-    AuthIdentity, BufferType, ClientRequestFlags, CredentialUse, DataRepresentation, Ntlm, SecurityBuffer,
-    SecurityStatus, Sspi, SspiImpl, Username,
+    AuthIdentity, BufferType, ClientRequestFlags, CredentialUse, DataRepresentation, Ntlm,
+    SecurityBuffer, SecurityStatus, Sspi, SspiImpl, Username,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -192,9 +192,15 @@ fn tls_config(opts: &TlsOptions, endpoint: &str) -> Result<rustls::ClientConfig,
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError::Tls { endpoint: endpoint.into(), reason: e.to_string() })?;
+        .map_err(|e| TransportError::Tls {
+            endpoint: endpoint.into(),
+            reason: e.to_string(),
+        })?;
     if opts.insecure_skip_verify {
-        tracing::warn!(endpoint, "TLS certificate verification is OFF (insecure_skip_verify)");
+        tracing::warn!(
+            endpoint,
+            "TLS certificate verification is OFF (insecure_skip_verify)"
+        );
         return Ok(builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
@@ -206,16 +212,21 @@ fn tls_config(opts: &TlsOptions, endpoint: &str) -> Result<rustls::ClientConfig,
     }
     if let Some(ca) = &opts.ca_file {
         use rustls_pki_types::pem::PemObject;
-        let iter = rustls_pki_types::CertificateDer::pem_file_iter(ca).map_err(|e| TransportError::Tls {
-            endpoint: endpoint.into(),
-            reason: format!("cannot read CA file {}: {e}", ca.display()),
+        let iter = rustls_pki_types::CertificateDer::pem_file_iter(ca).map_err(|e| {
+            TransportError::Tls {
+                endpoint: endpoint.into(),
+                reason: format!("cannot read CA file {}: {e}", ca.display()),
+            }
         })?;
         for cert in iter {
             let cert = cert.map_err(|e| TransportError::Tls {
                 endpoint: endpoint.into(),
                 reason: format!("bad certificate in {}: {e}", ca.display()),
             })?;
-            roots.add(cert).map_err(|e| TransportError::Tls { endpoint: endpoint.into(), reason: e.to_string() })?;
+            roots.add(cert).map_err(|e| TransportError::Tls {
+                endpoint: endpoint.into(),
+                reason: e.to_string(),
+            })?;
         }
     }
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
@@ -241,7 +252,12 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         cert: &rustls_pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -249,7 +265,12 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         cert: &rustls_pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
@@ -259,7 +280,10 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
 /// Builds a client NTLM context for the credentials.
 fn ntlm_identity(creds: &Credentials) -> Result<AuthIdentity, String> {
     let username = Username::parse(&creds.user).map_err(|e| format!("bad user name: {e}"))?;
-    Ok(AuthIdentity { username, password: creds.password().to_owned().into() })
+    Ok(AuthIdentity {
+        username,
+        password: creds.password().to_owned().into(),
+    })
 }
 
 fn www_auth_token(resp_headers: &hyper::HeaderMap) -> Option<Vec<u8>> {
@@ -268,9 +292,13 @@ fn www_auth_token(resp_headers: &hyper::HeaderMap) -> Option<Vec<u8>> {
         let s = v.to_str().ok()?;
         for part in s.split(',') {
             let part = part.trim();
-            let rest = part.strip_prefix("Negotiate ").or_else(|| part.strip_prefix("NTLM "));
+            let rest = part
+                .strip_prefix("Negotiate ")
+                .or_else(|| part.strip_prefix("NTLM "));
             if let Some(tok) = rest {
-                return base64::engine::general_purpose::STANDARD.decode(tok.trim()).ok();
+                return base64::engine::general_purpose::STANDARD
+                    .decode(tok.trim())
+                    .ok();
             }
         }
     }
@@ -279,16 +307,28 @@ fn www_auth_token(resp_headers: &hyper::HeaderMap) -> Option<Vec<u8>> {
 
 impl Connection {
     /// Connects, sets up TLS if asked, and authenticates.
-    pub async fn open(cfg: &TransportConfig, creds: &Credentials) -> Result<Connection, TransportError> {
+    pub async fn open(
+        cfg: &TransportConfig,
+        creds: &Credentials,
+    ) -> Result<Connection, TransportError> {
         let endpoint = cfg.endpoint();
         let secs = cfg.connect_timeout.as_secs();
-        match tokio::time::timeout(cfg.connect_timeout, Self::open_inner(cfg, creds, endpoint.clone())).await {
+        match tokio::time::timeout(
+            cfg.connect_timeout,
+            Self::open_inner(cfg, creds, endpoint.clone()),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(_) => Err(TransportError::Timeout { endpoint, secs }),
         }
     }
 
-    async fn open_inner(cfg: &TransportConfig, creds: &Credentials, endpoint: String) -> Result<Connection, TransportError> {
+    async fn open_inner(
+        cfg: &TransportConfig,
+        creds: &Credentials,
+        endpoint: String,
+    ) -> Result<Connection, TransportError> {
         if cfg.auth == AuthMethod::Kerberos {
             return Err(TransportError::Unsupported(
                 "Kerberos is not available in this build; use auth = \"negotiate\" (NTLM) or \"basic\" over HTTPS".into(),
@@ -296,29 +336,45 @@ impl Connection {
         }
         if cfg.auth == AuthMethod::Basic && cfg.scheme == Scheme::Http {
             return Err(TransportError::Unsupported(
-                "Basic authentication over plain HTTP would send the password in clear; use HTTPS".into(),
+                "Basic authentication over plain HTTP would send the password in clear; use HTTPS"
+                    .into(),
             ));
         }
         let tcp = TcpStream::connect((cfg.host.as_str(), cfg.port))
             .await
-            .map_err(|source| TransportError::Connect { endpoint: endpoint.clone(), source })?;
+            .map_err(|source| TransportError::Connect {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
         let _ = tcp.set_nodelay(true);
         let io: Box<dyn Io> = match cfg.scheme {
             Scheme::Http => Box::new(tcp),
             Scheme::Https => {
                 let conf = tls_config(&cfg.tls, &endpoint)?;
-                let name = rustls_pki_types::ServerName::try_from(cfg.host.clone())
-                    .map_err(|e| TransportError::Tls { endpoint: endpoint.clone(), reason: e.to_string() })?;
+                let name =
+                    rustls_pki_types::ServerName::try_from(cfg.host.clone()).map_err(|e| {
+                        TransportError::Tls {
+                            endpoint: endpoint.clone(),
+                            reason: e.to_string(),
+                        }
+                    })?;
                 let tls = tokio_rustls::TlsConnector::from(Arc::new(conf))
                     .connect(name, tcp)
                     .await
-                    .map_err(|e| TransportError::Tls { endpoint: endpoint.clone(), reason: e.to_string() })?;
+                    .map_err(|e| TransportError::Tls {
+                        endpoint: endpoint.clone(),
+                        reason: e.to_string(),
+                    })?;
                 Box::new(tls)
             }
         };
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
-            .map_err(|e| TransportError::Http { endpoint: endpoint.clone(), reason: e.to_string(), before_send: true })?;
+            .map_err(|e| TransportError::Http {
+                endpoint: endpoint.clone(),
+                reason: e.to_string(),
+                before_send: true,
+            })?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("WinRM connection closed: {e}");
@@ -338,7 +394,10 @@ impl Connection {
             AuthMethod::Basic => {
                 use base64::Engine as _;
                 let raw = format!("{}:{}", creds.user, creds.password());
-                c.basic = Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw)));
+                c.basic = Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(raw)
+                ));
             }
             AuthMethod::Negotiate | AuthMethod::Ntlm => c.ntlm_handshake(creds).await?,
             AuthMethod::Kerberos => {}
@@ -350,7 +409,10 @@ impl Connection {
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD;
         let endpoint = self.endpoint.clone();
-        let auth_err = |reason: String| TransportError::Auth { endpoint: endpoint.clone(), reason };
+        let auth_err = |reason: String| TransportError::Auth {
+            endpoint: endpoint.clone(),
+            reason,
+        };
         let identity = ntlm_identity(creds).map_err(auth_err)?;
         let mut ntlm = Ntlm::new();
         let mut handle = ntlm
@@ -358,9 +420,14 @@ impl Connection {
             .with_credential_use(CredentialUse::Outbound)
             .with_auth_data(&identity)
             .execute(&mut ntlm)
-            .map_err(|e| TransportError::Auth { endpoint: self.endpoint.clone(), reason: e.to_string() })?
+            .map_err(|e| TransportError::Auth {
+                endpoint: self.endpoint.clone(),
+                reason: e.to_string(),
+            })?
             .credentials_handle;
-        let flags = ClientRequestFlags::CONFIDENTIALITY | ClientRequestFlags::INTEGRITY | ClientRequestFlags::ALLOCATE_MEMORY;
+        let flags = ClientRequestFlags::CONFIDENTIALITY
+            | ClientRequestFlags::INTEGRITY
+            | ClientRequestFlags::ALLOCATE_MEMORY;
         let target = format!("WSMAN/{}", self.host_header.split(':').next().unwrap_or(""));
         let mut input: Option<Vec<u8>> = None;
         loop {
@@ -382,26 +449,44 @@ impl Connection {
                 }
                 ntlm.initialize_security_context_impl(&mut builder)
                     .and_then(|mut g| g.resolve_to_result())
-                    .map_err(|e| TransportError::Auth { endpoint: self.endpoint.clone(), reason: e.to_string() })?
+                    .map_err(|e| TransportError::Auth {
+                        endpoint: self.endpoint.clone(),
+                        reason: e.to_string(),
+                    })?
                     .status
             };
-            if matches!(status, SecurityStatus::CompleteAndContinue | SecurityStatus::CompleteNeeded) {
+            if matches!(
+                status,
+                SecurityStatus::CompleteAndContinue | SecurityStatus::CompleteNeeded
+            ) {
                 ntlm.complete_auth_token(&mut output)
-                    .map_err(|e| TransportError::Auth { endpoint: self.endpoint.clone(), reason: e.to_string() })?;
+                    .map_err(|e| TransportError::Auth {
+                        endpoint: self.endpoint.clone(),
+                        reason: e.to_string(),
+                    })?;
             }
             let token = std::mem::take(&mut output[0].buffer);
             let req = Request::post("/wsman")
                 .header(header::HOST, &self.host_header)
-                .header(header::AUTHORIZATION, format!("Negotiate {}", b64.encode(&token)))
+                .header(
+                    header::AUTHORIZATION,
+                    format!("Negotiate {}", b64.encode(&token)),
+                )
                 .header(header::CONTENT_LENGTH, "0")
                 .header(header::USER_AGENT, "vmove")
                 .body(Full::new(Bytes::new()))
-                .map_err(|e| TransportError::Http { endpoint: self.endpoint.clone(), reason: e.to_string(), before_send: true })?;
+                .map_err(|e| TransportError::Http {
+                    endpoint: self.endpoint.clone(),
+                    reason: e.to_string(),
+                    before_send: true,
+                })?;
             let (status_code, headers, _) = self.send(req).await?;
             let continue_needed = matches!(status, SecurityStatus::ContinueNeeded);
             if continue_needed {
                 if status_code != StatusCode::UNAUTHORIZED {
-                    return Err(auth_err(format!("expected a challenge, got HTTP {status_code}")));
+                    return Err(auth_err(format!(
+                        "expected a challenge, got HTTP {status_code}"
+                    )));
                 }
                 match www_auth_token(&headers) {
                     Some(t) => input = Some(t),
@@ -409,7 +494,9 @@ impl Connection {
                 }
             } else {
                 if status_code == StatusCode::UNAUTHORIZED {
-                    return Err(TransportError::Unauthorized { endpoint: self.endpoint.clone() });
+                    return Err(TransportError::Unauthorized {
+                        endpoint: self.endpoint.clone(),
+                    });
                 }
                 break;
             }
@@ -425,21 +512,32 @@ impl Connection {
         let endpoint = self.endpoint.clone();
         let secs = self.request_timeout.as_secs();
         let fut = async {
-            self.sender.ready().await.map_err(|e| TransportError::Http {
-                endpoint: endpoint.clone(),
-                reason: e.to_string(),
-                before_send: true,
-            })?;
-            let resp = self.sender.send_request(req).await.map_err(|e| TransportError::Http {
-                endpoint: endpoint.clone(),
-                reason: e.to_string(),
-                before_send: false,
-            })?;
+            self.sender
+                .ready()
+                .await
+                .map_err(|e| TransportError::Http {
+                    endpoint: endpoint.clone(),
+                    reason: e.to_string(),
+                    before_send: true,
+                })?;
+            let resp = self
+                .sender
+                .send_request(req)
+                .await
+                .map_err(|e| TransportError::Http {
+                    endpoint: endpoint.clone(),
+                    reason: e.to_string(),
+                    before_send: false,
+                })?;
             let (parts, body) = resp.into_parts();
             let body = body
                 .collect()
                 .await
-                .map_err(|e| TransportError::Http { endpoint: endpoint.clone(), reason: e.to_string(), before_send: false })?
+                .map_err(|e| TransportError::Http {
+                    endpoint: endpoint.clone(),
+                    reason: e.to_string(),
+                    before_send: false,
+                })?
                 .to_bytes();
             Ok((parts.status, parts.headers, body))
         };
@@ -456,7 +554,10 @@ impl Connection {
             .header(header::HOST, &self.host_header)
             .header(header::USER_AGENT, "vmove");
         let body = if self.seal {
-            let ctx = self.ntlm.as_mut().ok_or_else(|| TransportError::Unsupported("HTTP needs NTLM".into()))?;
+            let ctx = self
+                .ntlm
+                .as_mut()
+                .ok_or_else(|| TransportError::Unsupported("HTTP needs NTLM".into()))?;
             b = b.header(header::CONTENT_TYPE, sealing::CONTENT_TYPE);
             Bytes::from(sealing::seal(ctx, soap.as_bytes())?)
         } else {
@@ -469,23 +570,37 @@ impl Connection {
         let req = b
             .header(header::CONTENT_LENGTH, body.len().to_string())
             .body(Full::new(body))
-            .map_err(|e| TransportError::Http { endpoint: self.endpoint.clone(), reason: e.to_string(), before_send: true })?;
+            .map_err(|e| TransportError::Http {
+                endpoint: self.endpoint.clone(),
+                reason: e.to_string(),
+                before_send: true,
+            })?;
         let (status, headers, body) = self.send(req).await?;
         if status == StatusCode::UNAUTHORIZED {
-            return Err(TransportError::Unauthorized { endpoint: self.endpoint.clone() });
+            return Err(TransportError::Unauthorized {
+                endpoint: self.endpoint.clone(),
+            });
         }
         let sealed = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("multipart/encrypted"));
         let text = if sealed {
-            let ctx = self.ntlm.as_mut().ok_or_else(|| TransportError::Unsupported("sealed answer without NTLM".into()))?;
+            let ctx = self
+                .ntlm
+                .as_mut()
+                .ok_or_else(|| TransportError::Unsupported("sealed answer without NTLM".into()))?;
             sealing::unseal(ctx, &body)?
         } else {
             body.to_vec()
         };
-        if !(status.is_success() || ((status.as_u16() == 400 || status.as_u16() == 500) && !text.is_empty())) {
-            return Err(TransportError::Status { endpoint: self.endpoint.clone(), status: status.as_u16() });
+        if !(status.is_success()
+            || ((status.as_u16() == 400 || status.as_u16() == 500) && !text.is_empty()))
+        {
+            return Err(TransportError::Status {
+                endpoint: self.endpoint.clone(),
+                status: status.as_u16(),
+            });
         }
         String::from_utf8(text).map_err(|_| TransportError::Http {
             endpoint: self.endpoint.clone(),

@@ -32,7 +32,11 @@ pub fn host_config(fake: &FakeHyperV, host: &str, request_timeout_secs: u64) -> 
         insecure_skip_verify: false,
         credentials_file: None,
         // hv1's computer name is looked up through WMI; hv2's is configured.
-        host_name: if host == "hv2" { Some("HV2".into()) } else { None },
+        host_name: if host == "hv2" {
+            Some("HV2".into())
+        } else {
+            None
+        },
         request_timeout_secs: Some(request_timeout_secs),
         connect_timeout_secs: Some(5),
     }
@@ -48,7 +52,12 @@ pub async fn start(world: World) -> (FakeHyperV, HyperVDriver) {
 }
 
 /// Polls `f` (advancing the fake's clock by `step` each time) until it returns Some.
-pub async fn eventually<T, Fut>(fake: &FakeHyperV, step: Duration, tries: usize, mut f: impl FnMut() -> Fut) -> Option<T>
+pub async fn eventually<T, Fut>(
+    fake: &FakeHyperV,
+    step: Duration,
+    tries: usize,
+    mut f: impl FnMut() -> Fut,
+) -> Option<T>
 where
     Fut: std::future::Future<Output = Option<T>>,
 {
