@@ -105,7 +105,10 @@ impl VmSpec {
     }
     /// Adds a disk whose allocation equals its virtual size.
     pub fn with_disk(mut self, bytes: u64) -> VmSpec {
-        self.disks.push(DiskSpec { virtual_bytes: bytes, allocated_bytes: bytes });
+        self.disks.push(DiskSpec {
+            virtual_bytes: bytes,
+            allocated_bytes: bytes,
+        });
         self
     }
     /// Sets the dirty rate.
@@ -398,7 +401,11 @@ pub fn destination_path(layout: &PathLayout, source_path: &str, vm_name: &str) -
 
 impl SimCluster {
     /// Builds a cluster at time zero. Every VM's disk images and log are created on its host.
-    pub fn new(hosts: Vec<HostSpec>, vms: Vec<VmSpec>, faults: Faults) -> Result<SimCluster, SimError> {
+    pub fn new(
+        hosts: Vec<HostSpec>,
+        vms: Vec<VmSpec>,
+        faults: Faults,
+    ) -> Result<SimCluster, SimError> {
         let mut c = SimCluster {
             now: Time::ZERO,
             hosts: Vec::with_capacity(hosts.len()),
@@ -451,22 +458,43 @@ impl SimCluster {
 
     /// Adds a VM on its host, creating its disk images and log there.
     pub fn add_vm(&mut self, spec: VmSpec) -> Result<(), SimError> {
-        if self.vm_index.get(&spec.id).is_some_and(|&i| !self.vms[i].removed) {
+        if self
+            .vm_index
+            .get(&spec.id)
+            .is_some_and(|&i| !self.vms[i].removed)
+        {
             return Err(SimError::DuplicateVm(spec.id));
         }
-        let host = self.host_idx(&spec.host).ok_or_else(|| SimError::UnknownHost {
-            what: format!("VM {}", spec.name),
-            host: spec.host.clone(),
-        })?;
+        let host = self
+            .host_idx(&spec.host)
+            .ok_or_else(|| SimError::UnknownHost {
+                what: format!("VM {}", spec.name),
+                host: spec.host.clone(),
+            })?;
         let idx = self.vms.len();
         let dir = format!("/vms/{}", spec.name);
-        let disk_paths: Vec<String> =
-            (0..spec.disks.len()).map(|i| format!("{dir}/{}-disk{i}.qcow2", spec.name)).collect();
+        let disk_paths: Vec<String> = (0..spec.disks.len())
+            .map(|i| format!("{dir}/{}-disk{i}.qcow2", spec.name))
+            .collect();
         let log_path = format!("{dir}/{}.log", spec.name);
         for (p, d) in disk_paths.iter().zip(&spec.disks) {
-            self.put_file(host, p.clone(), Some(idx), LeftoverKind::DiskImage, d.allocated_bytes, true);
+            self.put_file(
+                host,
+                p.clone(),
+                Some(idx),
+                LeftoverKind::DiskImage,
+                d.allocated_bytes,
+                true,
+            );
         }
-        self.put_file(host, log_path.clone(), Some(idx), LeftoverKind::LogFile, 0, true);
+        self.put_file(
+            host,
+            log_path.clone(),
+            Some(idx),
+            LeftoverKind::LogFile,
+            0,
+            true,
+        );
         if spec.power.is_live() {
             self.hosts[host].used_memory += spec.memory_bytes;
         }
@@ -489,18 +517,24 @@ impl SimCluster {
     /// Removes a VM and every file of it on every host (test fixtures). A running migration of
     /// it is dropped.
     pub fn remove_vm(&mut self, id: &VmId) {
-        let Some(&v) = self.vm_index.get(id) else { return };
+        let Some(&v) = self.vm_index.get(id) else {
+            return;
+        };
         if self.vms[v].removed {
             return;
         }
         if let Some(m) = self.vms[v].active_mig {
-            self.end_migration(m, MigrationStatus::Failed(Failure::new(ErrorClass::Permanent, "the VM was deleted")));
+            self.end_migration(
+                m,
+                MigrationStatus::Failed(Failure::new(ErrorClass::Permanent, "the VM was deleted")),
+            );
         }
         let host = self.vms[v].host;
         self.hosts[host].vms.remove(&v);
         if self.vms[v].spec.power.is_live() {
-            self.hosts[host].used_memory =
-                self.hosts[host].used_memory.saturating_sub(self.vms[v].spec.memory_bytes);
+            self.hosts[host].used_memory = self.hosts[host]
+                .used_memory
+                .saturating_sub(self.vms[v].spec.memory_bytes);
         }
         for h in 0..self.hosts.len() {
             let paths: Vec<String> = self.hosts[h]
@@ -525,7 +559,8 @@ impl SimCluster {
             self.vms[v].script.extend(script);
         }
         for m in &faults.mid {
-            self.vm_idx(&m.vm).ok_or_else(|| SimError::UnknownVm(m.vm.clone()))?;
+            self.vm_idx(&m.vm)
+                .ok_or_else(|| SimError::UnknownVm(m.vm.clone()))?;
         }
         self.mid.extend(faults.mid);
         for (host, w) in faults.host_down {
@@ -537,10 +572,12 @@ impl SimCluster {
             self.edges.extend([w.from, w.to]);
         }
         for f in faults.foreign {
-            let h = self.host_idx(&f.host).ok_or_else(|| SimError::UnknownHost {
-                what: "a foreign migration window".into(),
-                host: f.host.clone(),
-            })?;
+            let h = self
+                .host_idx(&f.host)
+                .ok_or_else(|| SimError::UnknownHost {
+                    what: "a foreign migration window".into(),
+                    host: f.host.clone(),
+                })?;
             self.world.extend([(f.window.from, h), (f.window.to, h)]);
             self.hosts[h].foreign.push(f);
         }
@@ -568,7 +605,9 @@ impl SimCluster {
 
     /// Puts a file nobody here owns at `path` on `host` (for the "never overwrite" checks).
     pub fn occupy_path(&mut self, host: &HostId, path: &str) -> bool {
-        let Some(h) = self.host_idx(host) else { return false };
+        let Some(h) = self.host_idx(host) else {
+            return false;
+        };
         if self.hosts[h].files.contains_key(path) {
             return false;
         }
@@ -653,18 +692,22 @@ impl SimCluster {
 
     /// Where a VM is defined now.
     pub fn vm_host(&self, vm: &VmId) -> Option<&HostId> {
-        self.vm_idx(vm).map(|v| &self.hosts[self.vms[v].host].spec.id)
+        self.vm_idx(vm)
+            .map(|v| &self.hosts[self.vms[v].host].spec.id)
     }
 
     /// Whether a VM is migrating now, and to where.
     pub fn vm_migrating_to(&self, vm: &VmId) -> Option<&HostId> {
         let v = self.vm_idx(vm)?;
-        self.vms[v].active_mig.map(|m| &self.hosts[self.migs[m].dst].spec.id)
+        self.vms[v]
+            .active_mig
+            .map(|m| &self.hosts[self.migs[m].dst].spec.id)
     }
 
     /// Our migrations touching the host now.
     pub fn active_ours(&self, host: &HostId) -> u32 {
-        self.host_idx(host).map_or(0, |h| self.hosts[h].active.len() as u32)
+        self.host_idx(host)
+            .map_or(0, |h| self.hosts[h].active.len() as u32)
     }
 
     /// Foreign migrations on the host now.
@@ -675,7 +718,10 @@ impl SimCluster {
     /// The highest number of our migrations seen on each host at once, and of all migrations
     /// (foreign ones included).
     pub fn peak_concurrency(&self) -> BTreeMap<HostId, (u32, u32)> {
-        self.hosts.iter().map(|h| (h.spec.id.clone(), (h.peak_ours, h.peak_total))).collect()
+        self.hosts
+            .iter()
+            .map(|h| (h.spec.id.clone(), (h.peak_ours, h.peak_total)))
+            .collect()
     }
 
     /// Number of migrations started so far.
@@ -690,11 +736,20 @@ impl SimCluster {
 
     /// Files on a host: (path, owner VM id, kind, complete).
     pub fn files_on(&self, host: &HostId) -> Vec<(String, Option<VmId>, LeftoverKind, bool)> {
-        let Some(h) = self.host_idx(host) else { return vec![] };
+        let Some(h) = self.host_idx(host) else {
+            return vec![];
+        };
         self.hosts[h]
             .files
             .iter()
-            .map(|(p, f)| (p.clone(), f.owner.map(|o| self.vms[o].spec.id.clone()), f.kind, f.complete))
+            .map(|(p, f)| {
+                (
+                    p.clone(),
+                    f.owner.map(|o| self.vms[o].spec.id.clone()),
+                    f.kind,
+                    f.complete,
+                )
+            })
             .collect()
     }
 
@@ -707,7 +762,12 @@ impl SimCluster {
             .filter(|v| !v.removed && v.script.contains(&StartFault::Permanent))
             .map(|v| v.spec.id.clone())
             .collect();
-        out.extend(self.mid.iter().filter(|m| m.fail == Some(ErrorClass::Permanent)).map(|m| m.vm.clone()));
+        out.extend(
+            self.mid
+                .iter()
+                .filter(|m| m.fail == Some(ErrorClass::Permanent))
+                .map(|m| m.vm.clone()),
+        );
         out
     }
 
@@ -743,7 +803,11 @@ impl SimCluster {
     /// Every VM defined on the host, VMs arriving by migration, and foreign migrations.
     pub fn list_vms(&self, host: &HostId) -> DriverResult<Vec<VmInfo>> {
         let h = self.reachable(host)?;
-        let mut out: Vec<VmInfo> = self.hosts[h].vms.iter().map(|&v| self.vm_info(v, h)).collect();
+        let mut out: Vec<VmInfo> = self.hosts[h]
+            .vms
+            .iter()
+            .map(|&v| self.vm_info(v, h))
+            .collect();
         for &m in &self.hosts[h].active {
             if self.migs[m].dst == h {
                 out.push(self.vm_info(self.migs[m].vm, h));
@@ -811,7 +875,10 @@ impl SimCluster {
         let v = self.vm_on(&req.vm, src)?;
         let vs = &self.vms[v];
         if vs.active_mig.is_some() {
-            return Err(transient(format!("VM {} is already migrating", vs.spec.name)));
+            return Err(transient(format!(
+                "VM {} is already migrating",
+                vs.spec.name
+            )));
         }
         if self.backing_up(v) {
             return Err(transient(format!("VM {} is being backed up", vs.spec.name)));
@@ -838,7 +905,10 @@ impl SimCluster {
             .collect();
         let dest_log_path = destination_path(&req.layout, &vs.log_path, &vs.spec.name);
         let mut seen = BTreeSet::new();
-        for p in dest_disk_paths.iter().chain(std::iter::once(&dest_log_path)) {
+        for p in dest_disk_paths
+            .iter()
+            .chain(std::iter::once(&dest_log_path))
+        {
             if self.hosts[dst].files.contains_key(p) || !seen.insert(p) {
                 return Err(DriverError::destination_refused(format!(
                     "{} already holds a file at {p}",
@@ -846,7 +916,11 @@ impl SimCluster {
                 )));
             }
         }
-        let need_mem = if req.mode == MigrationMode::Live { vs.spec.memory_bytes } else { 0 };
+        let need_mem = if req.mode == MigrationMode::Live {
+            vs.spec.memory_bytes
+        } else {
+            0
+        };
         let d = &self.hosts[dst];
         let free_mem = d.spec.memory_bytes.saturating_sub(d.used_memory);
         let free_disk = d.spec.disk_bytes.saturating_sub(d.used_disk);
@@ -891,7 +965,11 @@ impl SimCluster {
     }
 
     /// The status of a migration.
-    pub fn migration_status(&self, req: &MigrationRequest, handle: &MigrationHandle) -> DriverResult<MigrationStatus> {
+    pub fn migration_status(
+        &self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+    ) -> DriverResult<MigrationStatus> {
         self.reachable(&req.source)?;
         let m = self.mig_of(req, handle)?;
         let mg = &self.migs[m];
@@ -902,12 +980,22 @@ impl SimCluster {
     }
 
     /// Aborts a migration; the VM stays on the source. Aborting an ended one is not an error.
-    pub fn abort_migration(&mut self, req: &MigrationRequest, handle: &MigrationHandle) -> DriverResult<()> {
+    pub fn abort_migration(
+        &mut self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+    ) -> DriverResult<()> {
         self.reachable(&req.source)?;
         let m = self.mig_of(req, handle)?;
         if self.migs[m].outcome.is_none() {
             self.settle(m);
-            self.end_migration(m, MigrationStatus::Failed(Failure::new(ErrorClass::Transient, "the migration was aborted")));
+            self.end_migration(
+                m,
+                MigrationStatus::Failed(Failure::new(
+                    ErrorClass::Transient,
+                    "the migration was aborted",
+                )),
+            );
             self.clean_wakes();
         }
         Ok(())
@@ -915,7 +1003,12 @@ impl SimCluster {
 
     /// Applies a convergence aid: auto-converge quarters the dirty rate, post-copy finishes the
     /// current round and completes, raising the downtime quadruples it.
-    pub fn converge(&mut self, req: &MigrationRequest, handle: &MigrationHandle, aid: ConvergenceAid) -> DriverResult<bool> {
+    pub fn converge(
+        &mut self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+        aid: ConvergenceAid,
+    ) -> DriverResult<bool> {
         self.reachable(&req.source)?;
         let m = self.mig_of(req, handle)?;
         if self.migs[m].outcome.is_some() {
@@ -938,12 +1031,20 @@ impl SimCluster {
         let src = self.reachable(&req.source)?;
         let dst = self.reachable(&req.destination)?;
         let Some(v) = self.vm_idx(&req.vm) else {
-            return Ok(Location { on_source: None, on_destination: None, running_migration: None });
+            return Ok(Location {
+                on_source: None,
+                on_destination: None,
+                running_migration: None,
+            });
         };
         let vs = &self.vms[v];
         let incoming = vs.active_mig.filter(|&m| self.migs[m].dst == dst);
         let on = |h: usize| {
-            if vs.host == h || (h == dst && incoming.is_some()) { Some(self.vm_info(v, h)) } else { None }
+            if vs.host == h || (h == dst && incoming.is_some()) {
+                Some(self.vm_info(v, h))
+            } else {
+                None
+            }
         };
         Ok(Location {
             on_source: on(src),
@@ -978,10 +1079,9 @@ impl SimCluster {
             };
         let disks_present = on_destination
             && vs.disk_paths.iter().zip(&vs.spec.disks).all(|(p, d)| {
-                self.hosts[dst]
-                    .files
-                    .get(p)
-                    .is_some_and(|f| f.complete && f.owner == Some(v) && f.bytes == d.allocated_bytes)
+                self.hosts[dst].files.get(p).is_some_and(|f| {
+                    f.complete && f.owner == Some(v) && f.bytes == d.allocated_bytes
+                })
             });
         let stopped_on_source = vs.host != src;
         let mut missing = vec![];
@@ -998,18 +1098,28 @@ impl SimCluster {
             on_destination,
             disks_present,
             stopped_on_source,
-            detail: if missing.is_empty() { "verified".into() } else { missing.join("; ") },
+            detail: if missing.is_empty() {
+                "verified".into()
+            } else {
+                missing.join("; ")
+            },
         })
     }
 
     /// What the VM left behind (see [`LeftoverContext`]); never another VM's files.
-    pub fn leftovers(&self, req: &MigrationRequest, context: LeftoverContext) -> DriverResult<Vec<Leftover>> {
+    pub fn leftovers(
+        &self,
+        req: &MigrationRequest,
+        context: LeftoverContext,
+    ) -> DriverResult<Vec<Leftover>> {
         let host = match context {
             LeftoverContext::AfterSuccess => &req.source,
             LeftoverContext::AfterFailedAttempt => &req.destination,
         };
         let h = self.reachable(host)?;
-        let Some(v) = self.vm_idx(&req.vm) else { return Ok(vec![]) };
+        let Some(v) = self.vm_idx(&req.vm) else {
+            return Ok(vec![]);
+        };
         if !self.is_leftover_host(v, h) {
             return Ok(vec![]);
         }
@@ -1017,13 +1127,22 @@ impl SimCluster {
             .files
             .iter()
             .filter(|(_, f)| f.owner == Some(v))
-            .map(|(p, f)| Leftover { host: host.clone(), kind: f.kind, what: p.clone() })
+            .map(|(p, f)| Leftover {
+                host: host.clone(),
+                kind: f.kind,
+                what: p.clone(),
+            })
             .collect())
     }
 
     /// Removes one leftover after re-checking that the VM does not use it. A leftover already
     /// gone is not an error.
-    pub fn remove_leftover(&mut self, req: &MigrationRequest, leftover: &Leftover, context: LeftoverContext) -> DriverResult<()> {
+    pub fn remove_leftover(
+        &mut self,
+        req: &MigrationRequest,
+        leftover: &Leftover,
+        context: LeftoverContext,
+    ) -> DriverResult<()> {
         let h = self.reachable(&leftover.host)?;
         let expected = match context {
             LeftoverContext::AfterSuccess => &req.source,
@@ -1035,7 +1154,9 @@ impl SimCluster {
                 leftover.what, leftover.host
             )));
         }
-        let Some(f) = self.hosts[h].files.get(&leftover.what) else { return Ok(()) };
+        let Some(f) = self.hosts[h].files.get(&leftover.what) else {
+            return Ok(());
+        };
         let Some(v) = self.vm_idx(&req.vm) else {
             return Err(DriverError::permanent(format!("VM {} not found", req.vm)));
         };
@@ -1063,7 +1184,10 @@ impl SimCluster {
     }
 
     fn vm_idx(&self, vm: &VmId) -> Option<usize> {
-        self.vm_index.get(vm).copied().filter(|&v| !self.vms[v].removed)
+        self.vm_index
+            .get(vm)
+            .copied()
+            .filter(|&v| !self.vms[v].removed)
     }
 
     fn up(&self, h: usize) -> bool {
@@ -1112,7 +1236,12 @@ impl SimCluster {
     }
 
     fn foreign_now(&self, h: usize) -> u32 {
-        self.hosts[h].foreign.iter().filter(|f| f.window.contains(self.now)).map(|f| f.count).sum()
+        self.hosts[h]
+            .foreign
+            .iter()
+            .filter(|f| f.window.contains(self.now))
+            .map(|f| f.count)
+            .sum()
     }
 
     fn vm_info(&self, v: usize, h: usize) -> VmInfo {
@@ -1123,7 +1252,11 @@ impl SimCluster {
         VmInfo {
             id: vs.spec.id.clone(),
             name: vs.spec.name.clone(),
-            power: if incoming { PowerState::Off } else { vs.spec.power.clone() },
+            power: if incoming {
+                PowerState::Off
+            } else {
+                vs.spec.power.clone()
+            },
             health: match &vs.spec.health {
                 Health::Ok if backing => Health::InService,
                 other => other.clone(),
@@ -1142,9 +1275,25 @@ impl SimCluster {
         }
     }
 
-    fn put_file(&mut self, h: usize, path: String, owner: Option<usize>, kind: LeftoverKind, bytes: u64, complete: bool) {
+    fn put_file(
+        &mut self,
+        h: usize,
+        path: String,
+        owner: Option<usize>,
+        kind: LeftoverKind,
+        bytes: u64,
+        complete: bool,
+    ) {
         let host = &mut self.hosts[h];
-        if let Some(old) = host.files.insert(path, File { owner, kind, bytes, complete }) {
+        if let Some(old) = host.files.insert(
+            path,
+            File {
+                owner,
+                kind,
+                bytes,
+                complete,
+            },
+        ) {
             host.used_disk = host.used_disk.saturating_sub(old.bytes);
         }
         host.used_disk += bytes;
@@ -1181,7 +1330,11 @@ impl SimCluster {
         let vm_id = self.vms[v].spec.id.clone();
         let mut hang_at = None;
         let mut fail_at = None;
-        for f in self.mid.iter().filter(|f| f.vm == vm_id && f.nth_start == nth) {
+        for f in self
+            .mid
+            .iter()
+            .filter(|f| f.vm == vm_id && f.nth_start == nth)
+        {
             let at = self.now + std::time::Duration::from_millis(f.after_ms);
             match f.fail {
                 None => hang_at = Some(at),
@@ -1191,7 +1344,14 @@ impl SimCluster {
         // Pre-create the destination images (empty until the copy completes).
         let disks = self.vms[v].spec.disks.clone();
         for (p, d) in dest_disk_paths.iter().zip(&disks) {
-            self.put_file(dst, p.clone(), Some(v), LeftoverKind::DiskImage, d.allocated_bytes, false);
+            self.put_file(
+                dst,
+                p.clone(),
+                Some(v),
+                LeftoverKind::DiskImage,
+                d.allocated_bytes,
+                false,
+            );
         }
         self.hosts[dst].used_memory += need_mem;
         let spec = &self.vms[v].spec;
@@ -1210,7 +1370,11 @@ impl SimCluster {
             rate: 0,
             sent: 0,
             disk_total: spec.disk_bytes(),
-            mem_total: if req.mode == MigrationMode::Live { spec.memory_bytes } else { 0 },
+            mem_total: if req.mode == MigrationMode::Live {
+                spec.memory_bytes
+            } else {
+                0
+            },
             dirty_rate: spec.dirty_rate,
             downtime_ms: DEFAULT_DOWNTIME_MS,
             postcopy: false,
@@ -1260,7 +1424,11 @@ impl SimCluster {
         };
         let s = &self.hosts[mg.src].spec;
         let d = &self.hosts[mg.dst].spec;
-        s.stream_cap_bytes_per_sec.min(d.stream_cap_bytes_per_sec).min(per(mg.src)).min(per(mg.dst)).max(1)
+        s.stream_cap_bytes_per_sec
+            .min(d.stream_cap_bytes_per_sec)
+            .min(per(mg.src))
+            .min(per(mg.dst))
+            .max(1)
     }
 
     /// Recomputes the rate of every migration touching host `h` and reschedules them.
@@ -1295,7 +1463,12 @@ impl SimCluster {
         }
         if let Some(at) = at {
             self.seq += 1;
-            self.wakes.push(Reverse(Wake { at: at.max(now), seq: self.seq, mig: m, epoch: mg.epoch }));
+            self.wakes.push(Reverse(Wake {
+                at: at.max(now),
+                seq: self.seq,
+                mig: m,
+                epoch: mg.epoch,
+            }));
         }
     }
 
@@ -1317,7 +1490,10 @@ impl SimCluster {
             if at <= now {
                 let status = MigrationStatus::Failed(Failure::new(
                     class,
-                    format!("the migration failed part-way on {} (injected)", self.migs[m].req.source),
+                    format!(
+                        "the migration failed part-way on {} (injected)",
+                        self.migs[m].req.source
+                    ),
                 ));
                 return Some(self.end_migration(m, status));
             }
@@ -1356,7 +1532,8 @@ impl SimCluster {
                 let dur = now.0.saturating_sub(mg.round_started.0);
                 let dirtied = (u128::from(mg.dirty_rate) * u128::from(dur) / 1000) as u64;
                 let next = dirtied.min(mg.mem_total);
-                let budget = ((u128::from(mg.rate) * u128::from(mg.downtime_ms) / 1000) as u64).max(MIN_FINAL_ROUND);
+                let budget = ((u128::from(mg.rate) * u128::from(mg.downtime_ms) / 1000) as u64)
+                    .max(MIN_FINAL_ROUND);
                 if next <= budget {
                     // Stop-and-copy: the last `next` bytes go during the pause.
                     let mg = &mut self.migs[m];
@@ -1396,7 +1573,14 @@ impl SimCluster {
                     f.complete = true;
                 }
             }
-            self.put_file(dst, dest_log.clone(), Some(v), LeftoverKind::LogFile, 0, true);
+            self.put_file(
+                dst,
+                dest_log.clone(),
+                Some(v),
+                LeftoverKind::LogFile,
+                0,
+                true,
+            );
             let mem = self.vms[v].spec.memory_bytes;
             if self.vms[v].spec.power.is_live() {
                 self.hosts[src].used_memory = self.hosts[src].used_memory.saturating_sub(mem);
@@ -1415,13 +1599,19 @@ impl SimCluster {
         self.reshare(src);
         self.reshare(dst);
         let mg = &self.migs[m];
-        MigrationEnd { at: self.now, request: mg.req.clone(), handle: mg.handle.clone(), status }
+        MigrationEnd {
+            at: self.now,
+            request: mg.req.clone(),
+            handle: mg.handle.clone(),
+            status,
+        }
     }
 
     fn progress(&self, m: usize) -> Progress {
         let mg = &self.migs[m];
         let dt = self.now.0.saturating_sub(mg.updated.0);
-        let extra = ((u128::from(mg.rate) * u128::from(dt) / 1000) as u64).min(mg.stage_total - mg.stage_done);
+        let extra = ((u128::from(mg.rate) * u128::from(dt) / 1000) as u64)
+            .min(mg.stage_total - mg.stage_done);
         let stage_done = mg.stage_done + extra;
         let sent = mg.sent + extra;
         let (remaining, iteration) = match mg.stage {
@@ -1437,7 +1627,8 @@ impl SimCluster {
             dirty_rate: (mg.req.mode == MigrationMode::Live).then_some(mg.dirty_rate),
             transfer_rate: Some(mg.rate),
             iteration,
-            percent: (total > 0).then(|| ((u128::from(sent) * 100 / u128::from(total)) as u8).min(100)),
+            percent: (total > 0)
+                .then(|| ((u128::from(sent) * 100 / u128::from(total)) as u8).min(100)),
         }
     }
 }

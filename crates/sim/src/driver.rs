@@ -44,14 +44,22 @@ impl SimClock {
 
     /// Real time scaled by `speed` (values below 0.001 are taken as 0.001), from now.
     pub fn scaled(speed: f64) -> SimClock {
-        SimClock::Scaled { start: Instant::now(), speed: speed.max(0.001), offset: Time::ZERO }
+        SimClock::Scaled {
+            start: Instant::now(),
+            speed: speed.max(0.001),
+            offset: Time::ZERO,
+        }
     }
 
     /// The simulated time now.
     pub fn now(&self) -> Time {
         match self {
             SimClock::Manual(t) => Time(t.load(Ordering::SeqCst)),
-            SimClock::Scaled { start, speed, offset } => {
+            SimClock::Scaled {
+                start,
+                speed,
+                offset,
+            } => {
                 let real = start.elapsed().as_secs_f64();
                 Time(offset.0 + (real * speed * 1000.0) as u64)
             }
@@ -61,7 +69,10 @@ impl SimClock {
     /// Moves a manual clock forward (no effect on a scaled one).
     pub fn advance(&self, d: std::time::Duration) {
         if let SimClock::Manual(t) = self {
-            t.fetch_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX), Ordering::SeqCst);
+            t.fetch_add(
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+                Ordering::SeqCst,
+            );
         }
     }
 
@@ -84,7 +95,10 @@ pub struct SimDriver {
 impl SimDriver {
     /// A driver over `cluster` on `clock`.
     pub fn new(cluster: SimCluster, clock: SimClock) -> SimDriver {
-        SimDriver { cluster: Arc::new(Mutex::new(cluster)), clock }
+        SimDriver {
+            cluster: Arc::new(Mutex::new(cluster)),
+            clock,
+        }
     }
 
     /// A driver sharing an existing cluster.
@@ -150,7 +164,11 @@ impl Driver for SimDriver {
         self.lock().migration_status(req, handle)
     }
 
-    async fn abort_migration(&self, req: &MigrationRequest, handle: &MigrationHandle) -> DriverResult<()> {
+    async fn abort_migration(
+        &self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+    ) -> DriverResult<()> {
         self.lock().abort_migration(req, handle)
     }
 
@@ -171,7 +189,11 @@ impl Driver for SimDriver {
         self.lock().verify(req)
     }
 
-    async fn leftovers(&self, req: &MigrationRequest, context: LeftoverContext) -> DriverResult<Vec<Leftover>> {
+    async fn leftovers(
+        &self,
+        req: &MigrationRequest,
+        context: LeftoverContext,
+    ) -> DriverResult<Vec<Leftover>> {
         self.lock().leftovers(req, context)
     }
 

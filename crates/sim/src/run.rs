@@ -8,9 +8,12 @@
 //! ended; let the core handle its timeout. A bounded number of steps catches livelock.
 
 use crate::cluster::{MigrationEnd, SimCluster};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use vmove_core::io::{Command, Input};
-use vmove_core::model::{HostId, MigrationHandle, MigrationMode, MigrationRequest, PathLayout, VmId};
+use vmove_core::model::{
+    HostId, MigrationHandle, MigrationMode, MigrationRequest, PathLayout, VmId,
+};
 use vmove_core::spec::{RunSpec, SpecError};
 use vmove_core::{Core, Event, Snapshot, Time};
 
@@ -32,7 +35,12 @@ pub struct SimOptions {
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { max_steps: None, max_steps_per_instant: None, record_events: true, stop_at: None }
+        SimOptions {
+            max_steps: None,
+            max_steps_per_instant: None,
+            record_events: true,
+            stop_at: None,
+        }
     }
 }
 
@@ -110,21 +118,35 @@ pub enum SimRunError {
 }
 
 /// Runs `spec` on `cluster` to the end.
-pub fn simulate(spec: RunSpec, cluster: SimCluster, opts: SimOptions) -> Result<SimOutcome, SimRunError> {
-    simulate_observed(spec, cluster, opts, &mut |_| {})
+pub fn simulate(
+    spec: RunSpec,
+    cluster: SimCluster,
+    opts: SimOptions,
+) -> Result<SimOutcome, SimRunError> {
+    run(spec, cluster, opts, None)
 }
 
 /// Runs `spec` on `cluster` to the end, calling `observer` after every step.
 pub fn simulate_observed(
     spec: RunSpec,
-    mut cluster: SimCluster,
+    cluster: SimCluster,
     opts: SimOptions,
     observer: &mut dyn FnMut(&Step<'_>),
 ) -> Result<SimOutcome, SimRunError> {
+    run(spec, cluster, opts, Some(observer))
+}
+
+fn run(
+    spec: RunSpec,
+    mut cluster: SimCluster,
+    opts: SimOptions,
+    mut observer: Option<&mut dyn FnMut(&Step<'_>)>,
+) -> Result<SimOutcome, SimRunError> {
     let vm_count = cluster.vm_specs().count() as u64;
     let max_steps = opts.max_steps.unwrap_or(100_000_000);
-    let max_instant =
-        opts.max_steps_per_instant.unwrap_or(20 * (vm_count + cluster.host_ids().len() as u64) + 10_000);
+    let max_instant = opts
+        .max_steps_per_instant
+        .unwrap_or(20 * (vm_count + cluster.host_ids().len() as u64) + 10_000);
     let mut instant_steps = 0u64;
     let mut now = cluster.now();
     let mut core = Core::new(spec, now)?;
@@ -146,21 +168,27 @@ pub fn simulate_observed(
                 return Err(SimRunError::Livelock { steps, at: now });
             }
             let input = exec.run(&mut cluster, &cmd, now);
-            core.handle_event(now, input.clone());
-            done.push((cmd, input));
+            if observer.is_some() {
+                core.handle_event(now, input.clone());
+                done.push((cmd, input));
+            } else {
+                core.handle_event(now, input);
+            }
         }
         while let Some(e) = core.poll_event() {
             event_count += 1;
             step_events.push(e);
         }
-        observer(&Step {
-            now,
-            cluster: &cluster,
-            commands: &done,
-            pushed: &pushed,
-            events: &step_events,
-            core: &core,
-        });
+        if let Some(observer) = observer.as_mut() {
+            observer(&Step {
+                now,
+                cluster: &cluster,
+                commands: &done,
+                pushed: &pushed,
+                events: &step_events,
+                core: &core,
+            });
+        }
         if opts.record_events {
             events.append(&mut step_events);
         } else {
@@ -178,7 +206,10 @@ pub fn simulate_observed(
         }
         let t_core = core.poll_timeout().map(|t| t.max(now));
         let t_stop = stop.map(|(t, _)| t.max(now));
-        let next = [t_core, cluster.next_event_time(), t_stop].into_iter().flatten().min();
+        let next = [t_core, cluster.next_event_time(), t_stop]
+            .into_iter()
+            .flatten()
+            .min();
         let Some(next) = next else {
             return Err(SimRunError::Stuck { at: now });
         };
@@ -226,8 +257,17 @@ struct Exec {
 }
 
 impl Exec {
-    fn request(&self, vm: &VmId, attempt: u32, source: &HostId, destination: &HostId) -> MigrationRequest {
-        self.requests.get(&(vm.clone(), attempt)).cloned().unwrap_or_else(|| MigrationRequest {
+    fn request(
+        &self,
+        vm: &VmId,
+        attempt: u32,
+        source: &HostId,
+        destination: &HostId,
+    ) -> Cow<'_, MigrationRequest> {
+        if let Some(r) = self.requests.get(&(vm.clone(), attempt)) {
+            return Cow::Borrowed(r);
+        }
+        Cow::Owned(MigrationRequest {
             vm: vm.clone(),
             vm_name: vm.to_string(),
             source: source.clone(),
@@ -240,7 +280,9 @@ impl Exec {
     }
 
     fn remember(&mut self, req: &MigrationRequest) {
-        self.requests.entry((req.vm.clone(), req.attempt)).or_insert_with(|| req.clone());
+        self.requests
+            .entry((req.vm.clone(), req.attempt))
+            .or_insert_with(|| req.clone());
     }
 
     /// The status input for a migration that ended, if the core knows that migration.
@@ -271,9 +313,19 @@ impl Exec {
                 if let Ok(h) = &result {
                     self.known.insert(h.clone());
                 }
-                Input::MigrationStarted { vm: req.vm.clone(), attempt: req.attempt, result: result.map_err(Into::into) }
+                Input::MigrationStarted {
+                    vm: req.vm.clone(),
+                    attempt: req.attempt,
+                    result: result.map_err(Into::into),
+                }
             }
-            Command::PollMigration { vm, attempt, source, destination, handle } => {
+            Command::PollMigration {
+                vm,
+                attempt,
+                source,
+                destination,
+                handle,
+            } => {
                 let req = self.request(vm, *attempt, source, destination);
                 Input::MigrationStatus {
                     vm: vm.clone(),
@@ -281,7 +333,13 @@ impl Exec {
                     result: c.migration_status(&req, handle).map_err(Into::into),
                 }
             }
-            Command::AbortMigration { vm, attempt, source, destination, handle } => {
+            Command::AbortMigration {
+                vm,
+                attempt,
+                source,
+                destination,
+                handle,
+            } => {
                 let req = self.request(vm, *attempt, source, destination);
                 Input::AbortDone {
                     vm: vm.clone(),
@@ -289,7 +347,13 @@ impl Exec {
                     result: c.abort_migration(&req, handle).map_err(Into::into),
                 }
             }
-            Command::Converge { vm, attempt, source, handle, aid } => {
+            Command::Converge {
+                vm,
+                attempt,
+                source,
+                handle,
+                aid,
+            } => {
                 let req = self.request(vm, *attempt, source, source);
                 Input::Converged {
                     vm: vm.clone(),
@@ -297,19 +361,40 @@ impl Exec {
                     result: c.converge(&req, handle, *aid).map_err(Into::into),
                 }
             }
-            Command::Locate { vm, attempt, request } => {
+            Command::Locate {
+                vm,
+                attempt,
+                request,
+            } => {
                 self.remember(request);
                 let result = c.locate(request);
                 if let Ok(Some(h)) = result.as_ref().map(|l| l.running_migration.clone()) {
                     self.known.insert(h);
                 }
-                Input::Located { vm: vm.clone(), attempt: *attempt, result: result.map_err(Into::into) }
+                Input::Located {
+                    vm: vm.clone(),
+                    attempt: *attempt,
+                    result: result.map_err(Into::into),
+                }
             }
-            Command::Verify { vm, attempt, request } => {
+            Command::Verify {
+                vm,
+                attempt,
+                request,
+            } => {
                 self.remember(request);
-                Input::Verified { vm: vm.clone(), attempt: *attempt, result: c.verify(request).map_err(Into::into) }
+                Input::Verified {
+                    vm: vm.clone(),
+                    attempt: *attempt,
+                    result: c.verify(request).map_err(Into::into),
+                }
             }
-            Command::ListLeftovers { vm, attempt, request, context } => {
+            Command::ListLeftovers {
+                vm,
+                attempt,
+                request,
+                context,
+            } => {
                 self.remember(request);
                 Input::LeftoversListed {
                     vm: vm.clone(),
@@ -317,13 +402,20 @@ impl Exec {
                     result: c.leftovers(request, *context).map_err(Into::into),
                 }
             }
-            Command::RemoveLeftover { vm, attempt, leftover, context } => {
+            Command::RemoveLeftover {
+                vm,
+                attempt,
+                leftover,
+                context,
+            } => {
                 let req = self.request(vm, *attempt, &leftover.host, &leftover.host);
                 Input::LeftoverRemoved {
                     vm: vm.clone(),
                     attempt: *attempt,
                     leftover: leftover.clone(),
-                    result: c.remove_leftover(&req, leftover, *context).map_err(Into::into),
+                    result: c
+                        .remove_leftover(&req, leftover, *context)
+                        .map_err(Into::into),
                 }
             }
         }

@@ -3,8 +3,8 @@
 //! schedule's makespan.
 
 use crate::cluster::{
-    DiskSpec, Faults, ForeignWindow, GIB, HostSpec, MIB, MidFault, SimCluster, SimError,
-    StartFault, VmSpec, Window, DEFAULT_DOWNTIME_MS,
+    DEFAULT_DOWNTIME_MS, DiskSpec, Faults, ForeignWindow, GIB, HostSpec, MIB, MidFault, SimCluster,
+    SimError, StartFault, VmSpec, Window,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -41,7 +41,12 @@ fn t(secs: u64) -> Time {
 }
 
 /// A run spec evacuating `sources` (all their VMs) to `destinations`, with default settings.
-pub fn evacuation(run_id: &str, sources: &[HostId], destinations: &[HostId], settings: Settings) -> RunSpec {
+pub fn evacuation(
+    run_id: &str,
+    sources: &[HostId],
+    destinations: &[HostId],
+    settings: Settings,
+) -> RunSpec {
     let mut hosts = BTreeMap::new();
     for h in sources.iter().chain(destinations) {
         hosts.insert(h.clone(), HostLimits::default());
@@ -50,7 +55,11 @@ pub fn evacuation(run_id: &str, sources: &[HostId], destinations: &[HostId], set
         run_id: run_id.into(),
         sources: sources
             .iter()
-            .map(|s| SourceSpec { host: s.clone(), select: Selection::All, destinations: destinations.to_vec() })
+            .map(|s| SourceSpec {
+                host: s.clone(),
+                select: Selection::All,
+                destinations: destinations.to_vec(),
+            })
             .collect(),
         hosts,
         layouts: BTreeMap::new(),
@@ -74,7 +83,9 @@ pub fn demo() -> Demo {
         })
         .collect();
     let vm = |name: &str, mem_gib: u64, disk_gib: u64, dirty_mib: u64| {
-        VmSpec::running(name, "hv-01", mem_gib * GIB).with_disk(disk_gib * GIB).with_dirty_rate(dirty_mib * MIB)
+        VmSpec::running(name, "hv-01", mem_gib * GIB)
+            .with_disk(disk_gib * GIB)
+            .with_dirty_rate(dirty_mib * MIB)
     };
     let vms = vec![
         vm("db-01", 16, 12, 20),
@@ -92,14 +103,32 @@ pub fn demo() -> Demo {
     ];
     let id = |name: &str| VmId::new(crate::cluster::uuid_like(name));
     let mut faults = Faults::default();
-    faults.backups.push((id("db-01"), Window { from: Time::ZERO, to: t(120) }));
+    faults.backups.push((
+        id("db-01"),
+        Window {
+            from: Time::ZERO,
+            to: t(120),
+        },
+    ));
     faults.transient_starts(&id("web-02"), 1);
     // Every name above is unique and on a defined host: this cannot fail.
     #[allow(clippy::unwrap_used)]
     let cluster = SimCluster::new(hosts, vms, faults).unwrap();
-    let settings = Settings { seed: 7, backoff_initial: Duration::from_secs(20), ..Settings::default() };
-    let spec = evacuation("demo", &[HostId::new("hv-01")], &[HostId::new("hv-02"), HostId::new("hv-03")], settings);
-    Demo { scenario: Scenario { cluster, spec }, speed: DEMO_SPEED }
+    let settings = Settings {
+        seed: 7,
+        backoff_initial: Duration::from_secs(20),
+        ..Settings::default()
+    };
+    let spec = evacuation(
+        "demo",
+        &[HostId::new("hv-01")],
+        &[HostId::new("hv-02"), HostId::new("hv-03")],
+        settings,
+    );
+    Demo {
+        scenario: Scenario { cluster, spec },
+        speed: DEMO_SPEED,
+    }
 }
 
 /// Knobs of [`random`]. Probabilities are per VM (or per host for hosts down / foreign).
@@ -185,11 +214,19 @@ impl RandomParams {
 /// determined by `seed`.
 pub fn random(seed: u64, p: &RandomParams) -> Scenario {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let src: Vec<HostId> = (0..p.sources.max(1)).map(|i| HostId::new(format!("src-{i:02}"))).collect();
-    let dst: Vec<HostId> = (0..p.destinations.max(1)).map(|i| HostId::new(format!("dst-{i:02}"))).collect();
+    let src: Vec<HostId> = (0..p.sources.max(1))
+        .map(|i| HostId::new(format!("src-{i:02}")))
+        .collect();
+    let dst: Vec<HostId> = (0..p.destinations.max(1))
+        .map(|i| HostId::new(format!("dst-{i:02}")))
+        .collect();
     let mut hosts = Vec::new();
     for h in src.iter().chain(&dst) {
-        let limit = if rng.random_bool(0.2) { None } else { Some(p.host_limit.max(1)) };
+        let limit = if rng.random_bool(0.2) {
+            None
+        } else {
+            Some(p.host_limit.max(1))
+        };
         let nic = [125_000_000u64, 1_250_000_000, 2_500_000_000][rng.random_range(0..3)];
         hosts.push(HostSpec {
             migration_limit: limit,
@@ -209,7 +246,10 @@ pub fn random(seed: u64, p: &RandomParams) -> Scenario {
             let mut v = VmSpec::running(name, s.as_str(), mem);
             for _ in 0..rng.random_range(1..=3) {
                 let alloc = rng.random_range(1..=120) * GIB;
-                v.disks.push(DiskSpec { virtual_bytes: alloc * 2, allocated_bytes: alloc });
+                v.disks.push(DiskSpec {
+                    virtual_bytes: alloc * 2,
+                    allocated_bytes: alloc,
+                });
             }
             v.dirty_rate = if rng.random_bool(p.p_hot) {
                 1_000_000_000
@@ -224,10 +264,18 @@ pub fn random(seed: u64, p: &RandomParams) -> Scenario {
             }
             let id = v.id.clone();
             if rng.random_bool(p.p_permanent) {
-                faults.start_script.entry(id.clone()).or_default().push(StartFault::Permanent);
+                faults
+                    .start_script
+                    .entry(id.clone())
+                    .or_default()
+                    .push(StartFault::Permanent);
             } else {
                 if rng.random_bool(p.p_indeterminate) {
-                    faults.start_script.entry(id.clone()).or_default().push(StartFault::Indeterminate);
+                    faults
+                        .start_script
+                        .entry(id.clone())
+                        .or_default()
+                        .push(StartFault::Indeterminate);
                 }
                 if rng.random_bool(p.p_transient) {
                     let n = rng.random_range(1..=2);
@@ -235,9 +283,18 @@ pub fn random(seed: u64, p: &RandomParams) -> Scenario {
                 }
             }
             if rng.random_bool(p.p_hang) {
-                faults.mid.push(MidFault { vm: id.clone(), nth_start: 1, after_ms: rng.random_range(1..=60) * 1000, fail: None });
+                faults.mid.push(MidFault {
+                    vm: id.clone(),
+                    nth_start: 1,
+                    after_ms: rng.random_range(1..=60) * 1000,
+                    fail: None,
+                });
             } else if rng.random_bool(p.p_midfail) {
-                let class = if rng.random_bool(0.8) { ErrorClass::Transient } else { ErrorClass::Permanent };
+                let class = if rng.random_bool(0.8) {
+                    ErrorClass::Transient
+                } else {
+                    ErrorClass::Permanent
+                };
                 faults.mid.push(MidFault {
                     vm: id.clone(),
                     nth_start: 1,
@@ -248,7 +305,13 @@ pub fn random(seed: u64, p: &RandomParams) -> Scenario {
             if rng.random_bool(p.p_backup) {
                 let from = rng.random_range(0..=600);
                 let len = rng.random_range(30..=5400);
-                faults.backups.push((id.clone(), Window { from: t(from), to: t(from + len) }));
+                faults.backups.push((
+                    id.clone(),
+                    Window {
+                        from: t(from),
+                        to: t(from + len),
+                    },
+                ));
             }
             vms.push(v);
         }
@@ -257,7 +320,13 @@ pub fn random(seed: u64, p: &RandomParams) -> Scenario {
         if rng.random_bool(p.p_host_down) {
             let from = rng.random_range(0..=1800);
             let len = rng.random_range(10..=300);
-            faults.host_down.push((h.clone(), Window { from: t(from), to: t(from + len) }));
+            faults.host_down.push((
+                h.clone(),
+                Window {
+                    from: t(from),
+                    to: t(from + len),
+                },
+            ));
         }
     }
     for h in &dst {
@@ -266,7 +335,10 @@ pub fn random(seed: u64, p: &RandomParams) -> Scenario {
             let len = rng.random_range(30..=900);
             faults.foreign.push(ForeignWindow {
                 host: h.clone(),
-                window: Window { from: t(from), to: t(from + len) },
+                window: Window {
+                    from: t(from),
+                    to: t(from + len),
+                },
                 count: rng.random_range(1..=2),
                 inbound: true,
             });
@@ -275,8 +347,15 @@ pub fn random(seed: u64, p: &RandomParams) -> Scenario {
     // Names embed the seed and are unique; hosts are defined above: this cannot fail.
     #[allow(clippy::unwrap_used)]
     let cluster = SimCluster::new(hosts, vms, faults).unwrap();
-    let settings = Settings { seed, max_parallel: p.max_parallel, ..Settings::default() };
-    Scenario { cluster, spec: evacuation(&format!("random-{seed}"), &src, &dst, settings) }
+    let settings = Settings {
+        seed,
+        max_parallel: p.max_parallel,
+        ..Settings::default()
+    };
+    Scenario {
+        cluster,
+        spec: evacuation(&format!("random-{seed}"), &src, &dst, settings),
+    }
 }
 
 /// A large evacuation: `vms` VMs spread evenly over the first half of `hosts` hosts, moved to
@@ -287,25 +366,102 @@ pub fn large(vms: usize, hosts: usize) -> Scenario {
     let mut p = RandomParams::clean(half, hosts.saturating_sub(half).max(1), per_source);
     p.host_limit = 2;
     let mut rng = ChaCha8Rng::seed_from_u64(10_000);
-    let src: Vec<HostId> = (0..p.sources).map(|i| HostId::new(format!("src-{i:03}"))).collect();
-    let dst: Vec<HostId> = (0..p.destinations).map(|i| HostId::new(format!("dst-{i:03}"))).collect();
+    let src: Vec<HostId> = (0..p.sources)
+        .map(|i| HostId::new(format!("src-{i:03}")))
+        .collect();
+    let dst: Vec<HostId> = (0..p.destinations)
+        .map(|i| HostId::new(format!("dst-{i:03}")))
+        .collect();
     let host_specs: Vec<HostSpec> = src
         .iter()
         .chain(&dst)
-        .map(|h| HostSpec { memory_bytes: 1024 * GIB, disk_bytes: 256 * 1024 * GIB, ..HostSpec::new(h.as_str()) })
+        .map(|h| HostSpec {
+            memory_bytes: 1024 * GIB,
+            disk_bytes: 256 * 1024 * GIB,
+            ..HostSpec::new(h.as_str())
+        })
         .collect();
     let mut vm_specs = Vec::with_capacity(vms);
     for n in 0..vms {
         let s = &src[n % src.len()];
-        let v = VmSpec::running(format!("vm{n:05}"), s.as_str(), rng.random_range(1..=16) * GIB)
-            .with_disk(rng.random_range(10..=60) * GIB)
-            .with_dirty_rate(rng.random_range(0..=40) * MIB);
+        let v = VmSpec::running(
+            format!("vm{n:05}"),
+            s.as_str(),
+            rng.random_range(1..=16) * GIB,
+        )
+        .with_disk(rng.random_range(10..=60) * GIB)
+        .with_dirty_rate(rng.random_range(0..=40) * MIB);
         vm_specs.push(v);
     }
     // Names are unique and hosts defined: this cannot fail.
     #[allow(clippy::unwrap_used)]
     let cluster = SimCluster::new(host_specs, vm_specs, Faults::default()).unwrap();
-    Scenario { cluster, spec: evacuation("large", &src, &dst, Settings::default()) }
+    Scenario {
+        cluster,
+        spec: evacuation("large", &src, &dst, Settings::default()),
+    }
+}
+
+/// A benchmark workload: `sources` hosts evacuated to `destinations`, all on 10 GbE
+/// (1.25 GB/s NICs, 250 MB/s per migration, so 2 slots fill 40 % of a NIC, 4 slots 80 %, 8 slots
+/// all of it), VMs of 2-32 GiB memory and 10-200 GiB disk with modest dirty rates; no faults.
+/// `heavy_tail`: one VM in ten is five times larger (the case largest-first ordering is for).
+pub fn workload(
+    seed: u64,
+    sources: usize,
+    destinations: usize,
+    vms_per_source: usize,
+    heavy_tail: bool,
+) -> Scenario {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let src: Vec<HostId> = (0..sources.max(1))
+        .map(|i| HostId::new(format!("src-{i:02}")))
+        .collect();
+    let dst: Vec<HostId> = (0..destinations.max(1))
+        .map(|i| HostId::new(format!("dst-{i:02}")))
+        .collect();
+    let hosts: Vec<HostSpec> = src
+        .iter()
+        .chain(&dst)
+        .map(|h| HostSpec {
+            migration_limit: Some(8),
+            memory_bytes: 4096 * GIB,
+            disk_bytes: 256 * 1024 * GIB,
+            nic_bytes_per_sec: 1_250_000_000,
+            stream_cap_bytes_per_sec: 250_000_000,
+            ..HostSpec::new(h.as_str())
+        })
+        .collect();
+    let mut vms = Vec::new();
+    for s in &src {
+        for i in 0..vms_per_source {
+            let big = if heavy_tail && rng.random_bool(0.1) {
+                5
+            } else {
+                1
+            };
+            vms.push(
+                VmSpec::running(
+                    format!("{s}-vm{i:03}-{seed}"),
+                    s.as_str(),
+                    rng.random_range(2..=32) * GIB,
+                )
+                .with_disk(big * rng.random_range(10..=200) * GIB)
+                .with_dirty_rate(rng.random_range(0..=20) * MIB),
+            );
+        }
+    }
+    // Names embed host, index and seed: unique; hosts are defined above: this cannot fail.
+    #[allow(clippy::unwrap_used)]
+    let cluster = SimCluster::new(hosts, vms, Faults::default()).unwrap();
+    let settings = Settings {
+        seed,
+        ..Settings::default()
+    };
+    Scenario {
+        cluster,
+        spec: evacuation(&format!("workload-{seed}"), &src, &dst, settings),
+    }
 }
 
 /// What to assume about real hosts that their figures do not say.
@@ -362,8 +518,16 @@ pub fn from_observed(hosts: &[ObservedHost], a: &Assumptions) -> Result<SimClust
     let mut faults = Faults::default();
     let foreign_end = Time::ZERO + a.foreign_duration;
     for h in hosts {
-        let here: Vec<&VmInfo> = h.vms.iter().filter(|v| v.activity != Activity::MigratingIn).collect();
-        let used_mem: u64 = here.iter().filter(|v| v.power.is_live()).map(|v| v.memory_bytes).sum();
+        let here: Vec<&VmInfo> = h
+            .vms
+            .iter()
+            .filter(|v| v.activity != Activity::MigratingIn)
+            .collect();
+        let used_mem: u64 = here
+            .iter()
+            .filter(|v| v.power.is_live())
+            .map(|v| v.memory_bytes)
+            .sum();
         let used_disk: u64 = here.iter().map(|v| v.disk_bytes).sum();
         let limit = h.info.migration_limit.unwrap_or(a.default_limit).max(1);
         specs.push(HostSpec {
@@ -371,7 +535,9 @@ pub fn from_observed(hosts: &[ObservedHost], a: &Assumptions) -> Result<SimClust
             migration_limit: h.info.migration_limit,
             memory_bytes: h.info.free_memory_bytes + used_mem,
             disk_bytes: h.info.free_disk_bytes + used_disk,
-            nic_bytes_per_sec: a.nic_bytes_per_sec.unwrap_or(a.bandwidth.saturating_mul(u64::from(limit))),
+            nic_bytes_per_sec: a
+                .nic_bytes_per_sec
+                .unwrap_or(a.bandwidth.saturating_mul(u64::from(limit))),
             stream_cap_bytes_per_sec: a.bandwidth,
         });
         let moving = h.vms.iter().filter(|v| v.activity.is_migration()).count() as u32;
@@ -379,7 +545,10 @@ pub fn from_observed(hosts: &[ObservedHost], a: &Assumptions) -> Result<SimClust
         if foreign > 0 {
             faults.foreign.push(ForeignWindow {
                 host: h.id.clone(),
-                window: Window { from: Time::ZERO, to: foreign_end },
+                window: Window {
+                    from: Time::ZERO,
+                    to: foreign_end,
+                },
                 count: foreign,
                 inbound: true,
             });
@@ -391,7 +560,10 @@ pub fn from_observed(hosts: &[ObservedHost], a: &Assumptions) -> Result<SimClust
                 host: h.id.clone(),
                 memory_bytes: v.memory_bytes,
                 dirty_rate: if v.power.is_live() { a.dirty_rate } else { 0 },
-                disks: vec![DiskSpec { virtual_bytes: v.disk_bytes, allocated_bytes: v.disk_bytes }],
+                disks: vec![DiskSpec {
+                    virtual_bytes: v.disk_bytes,
+                    allocated_bytes: v.disk_bytes,
+                }],
                 power: v.power.clone(),
                 health: v.health.clone(),
             };
@@ -399,7 +571,13 @@ pub fn from_observed(hosts: &[ObservedHost], a: &Assumptions) -> Result<SimClust
                 s.health = Health::Ok;
             }
             if v.activity == Activity::BackingUp {
-                faults.backups.push((v.id.clone(), Window { from: Time::ZERO, to: Time::ZERO + a.backup_duration }));
+                faults.backups.push((
+                    v.id.clone(),
+                    Window {
+                        from: Time::ZERO,
+                        to: Time::ZERO + a.backup_duration,
+                    },
+                ));
             }
             vms.push(s);
         }
@@ -445,7 +623,9 @@ pub fn lower_bound(cluster: &SimCluster, spec: &RunSpec) -> Time {
     let s = &spec.settings;
     let limit = |h: &HostId| -> u64 {
         let hs = cluster.host_spec(h);
-        let mut l = hs.and_then(|x| x.migration_limit).unwrap_or(s.default_host_limit);
+        let mut l = hs
+            .and_then(|x| x.migration_limit)
+            .unwrap_or(s.default_host_limit);
         if let Some(c) = spec.hosts.get(h).and_then(|x| x.max_migrations) {
             l = l.min(c);
         }
@@ -455,7 +635,9 @@ pub fn lower_bound(cluster: &SimCluster, spec: &RunSpec) -> Time {
         u64::from(l.max(1))
     };
     let throughput = |h: &HostId| -> u64 {
-        cluster.host_spec(h).map_or(1, |x| (limit(h) * x.stream_cap_bytes_per_sec).min(x.nic_bytes_per_sec))
+        cluster.host_spec(h).map_or(1, |x| {
+            (limit(h) * x.stream_cap_bytes_per_sec).min(x.nic_bytes_per_sec)
+        })
     };
     let permanent: std::collections::BTreeSet<VmId> = cluster.permanent_failures();
     let mut longest = 0u64;
@@ -464,10 +646,15 @@ pub fn lower_bound(cluster: &SimCluster, spec: &RunSpec) -> Time {
     let mut dests = std::collections::BTreeSet::new();
     let mut per_source_bound = 0u64;
     for src in &spec.sources {
-        let Some(ss) = cluster.host_spec(&src.host) else { continue };
+        let Some(ss) = cluster.host_spec(&src.host) else {
+            continue;
+        };
         let matchers: Vec<_> = match &src.select {
             Selection::All => vec![],
-            Selection::Names(p) => p.iter().filter_map(|x| vmove_core::select::compile(x).ok()).collect(),
+            Selection::Names(p) => p
+                .iter()
+                .filter_map(|x| vmove_core::select::compile(x).ok())
+                .collect(),
         };
         let mut source_bytes = 0u128;
         for v in cluster.vm_specs().filter(|v| v.host == src.host) {
@@ -480,7 +667,9 @@ pub fn lower_bound(cluster: &SimCluster, spec: &RunSpec) -> Time {
             let live = v.power.is_live();
             let mut best: Option<u64> = None;
             for d in &src.destinations {
-                let Some(ds) = cluster.host_spec(d) else { continue };
+                let Some(ds) = cluster.host_spec(d) else {
+                    continue;
+                };
                 if (live && v.memory_bytes > ds.memory_bytes) || v.disk_bytes() > ds.disk_bytes {
                     continue;
                 }
@@ -493,7 +682,12 @@ pub fn lower_bound(cluster: &SimCluster, spec: &RunSpec) -> Time {
             }
             let Some(rate) = best else { continue };
             max_rate = max_rate.max(rate);
-            let (bytes, ms) = alone(v.disk_bytes(), if live { v.memory_bytes } else { 0 }, v.dirty_rate, rate);
+            let (bytes, ms) = alone(
+                v.disk_bytes(),
+                if live { v.memory_bytes } else { 0 },
+                v.dirty_rate,
+                rate,
+            );
             let ready = cluster.blocked_from_start_until(&v.id).map_or(0, |t| t.0);
             if ready > s.backup_threshold.as_millis() as u64 {
                 continue; // held past the threshold: it will not move
@@ -501,14 +695,19 @@ pub fn lower_bound(cluster: &SimCluster, spec: &RunSpec) -> Time {
             longest = longest.max(ready + ms);
             source_bytes += u128::from(bytes);
         }
-        per_source_bound = per_source_bound.max((source_bytes * 1000 / u128::from(throughput(&src.host))) as u64);
+        per_source_bound =
+            per_source_bound.max((source_bytes * 1000 / u128::from(throughput(&src.host))) as u64);
         total += source_bytes;
         dests.extend(src.destinations.iter().cloned());
     }
-    let dest_tp: u128 = dests.iter().map(|d| u128::from(throughput(d))).sum::<u128>().max(1);
+    let dest_tp: u128 = dests
+        .iter()
+        .map(|d| u128::from(throughput(d)))
+        .sum::<u128>()
+        .max(1);
     let dest_bound = (total * 1000 / dest_tp) as u64;
-    let cap_bound = s
-        .cluster_cap
-        .map_or(0, |c| (total * 1000 / (u128::from(c) * u128::from(max_rate))) as u64);
+    let cap_bound = s.cluster_cap.map_or(0, |c| {
+        (total * 1000 / (u128::from(c) * u128::from(max_rate))) as u64
+    });
     Time(longest.max(per_source_bound).max(dest_bound).max(cap_bound))
 }

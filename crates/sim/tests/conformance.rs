@@ -20,7 +20,10 @@ impl SimFixture {
         // The constructor cannot fail for two distinct, well-formed hosts.
         #[allow(clippy::unwrap_used)]
         let cluster = SimCluster::new(hosts, vec![], Faults::default()).unwrap();
-        SimFixture { driver: SimDriver::new(cluster, SimClock::manual()), serial: AtomicU32::new(0) }
+        SimFixture {
+            driver: SimDriver::new(cluster, SimClock::manual()),
+            serial: AtomicU32::new(0),
+        }
     }
 }
 
@@ -37,12 +40,19 @@ impl Fixture for SimFixture {
     }
     async fn create_vm(&self, shape: &VmShape) -> VmId {
         let n = self.serial.fetch_add(1, Ordering::SeqCst);
-        let mut spec = VmSpec::running(format!("{}-{n}", shape.name), "sim-a", shape.memory_mib * MIB)
-            .with_dirty_rate(20 * MIB);
+        let mut spec = VmSpec::running(
+            format!("{}-{n}", shape.name),
+            "sim-a",
+            shape.memory_mib * MIB,
+        )
+        .with_dirty_rate(20 * MIB);
         spec.disks = shape
             .disks_mib
             .iter()
-            .map(|&m| DiskSpec { virtual_bytes: m * MIB, allocated_bytes: m * MIB })
+            .map(|&m| DiskSpec {
+                virtual_bytes: m * MIB,
+                allocated_bytes: m * MIB,
+            })
             .collect();
         if !shape.running {
             spec.power = PowerState::Off;
@@ -54,9 +64,15 @@ impl Fixture for SimFixture {
     }
     async fn occupy_destination_path(&self, vm: &VmId) -> bool {
         let mut c = self.driver.lock();
-        let Ok(fp) = c.footprint(&self.source(), vm) else { return false };
-        let Some(name) = c.vm_specs().find(|s| &s.id == vm).map(|s| s.name.clone()) else { return false };
-        let Some(first) = fp.disks.first() else { return false };
+        let Ok(fp) = c.footprint(&self.source(), vm) else {
+            return false;
+        };
+        let Some(name) = c.vm_specs().find(|s| &s.id == vm).map(|s| s.name.clone()) else {
+            return false;
+        };
+        let Some(first) = fp.disks.first() else {
+            return false;
+        };
         let path = destination_path(&self.layout(), &first.path, &name);
         c.occupy_path(&self.destination(), &path)
     }
@@ -96,7 +112,12 @@ async fn conformance_suite_catches_a_hanging_migration() {
         async fn create_vm(&self, shape: &VmShape) -> VmId {
             let vm = self.0.create_vm(shape).await;
             let faults = Faults {
-                mid: vec![vmove_sim::MidFault { vm: vm.clone(), nth_start: 1, after_ms: 10, fail: None }],
+                mid: vec![vmove_sim::MidFault {
+                    vm: vm.clone(),
+                    nth_start: 1,
+                    after_ms: 10,
+                    fail: None,
+                }],
                 ..Faults::default()
             };
             #[allow(clippy::unwrap_used)]
@@ -115,5 +136,8 @@ async fn conformance_suite_catches_a_hanging_migration() {
     }
     let r = conformance::live_migration_end_to_end(&Hanging(SimFixture::new())).await;
     let err = r.expect_err("a migration that never ends must fail the live migration check");
-    assert!(err.contains("did not end"), "unexpected failure text: {err}");
+    assert!(
+        err.contains("did not end"),
+        "unexpected failure text: {err}"
+    );
 }

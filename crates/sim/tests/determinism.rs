@@ -30,7 +30,9 @@ fn another_seed_gives_other_events() {
 fn the_demo_is_deterministic_too() {
     let run = || {
         let d = scenarios::demo();
-        simulate(d.scenario.spec, d.scenario.cluster, SimOptions::default()).expect("demo runs").ndjson()
+        simulate(d.scenario.spec, d.scenario.cluster, SimOptions::default())
+            .expect("demo runs")
+            .ndjson()
     };
     assert_eq!(run(), run());
 }

@@ -13,7 +13,10 @@ use vmove_sim::{SimCluster, SimOptions, Step, simulate_observed};
 /// The limit the run must respect on a host: min(reported or default, host cap, run cap).
 fn effective_limit(spec: &RunSpec, cluster: &SimCluster, h: &HostId) -> u32 {
     let s = &spec.settings;
-    let mut l = cluster.host_spec(h).and_then(|x| x.migration_limit).unwrap_or(s.default_host_limit);
+    let mut l = cluster
+        .host_spec(h)
+        .and_then(|x| x.migration_limit)
+        .unwrap_or(s.default_host_limit);
     if let Some(c) = spec.hosts.get(h).and_then(|x| x.max_migrations) {
         l = l.min(c);
     }
@@ -59,23 +62,49 @@ impl Checker {
         for (cmd, input) in s.commands {
             match (cmd, input) {
                 (Command::RefreshHost { host }, Input::HostRefreshed { result: Ok(_), .. }) => {
-                    self.foreign_seen.insert(host.clone(), s.cluster.active_foreign(host));
+                    self.foreign_seen
+                        .insert(host.clone(), s.cluster.active_foreign(host));
                 }
                 (Command::StartMigration(req), Input::MigrationStarted { result: Err(e), .. })
                     if e.message.contains("already migrating") =>
                 {
-                    self.fail(s.now, format!("VM {} was started while already in a migration", req.vm_name));
+                    self.fail(
+                        s.now,
+                        format!(
+                            "VM {} was started while already in a migration",
+                            req.vm_name
+                        ),
+                    );
                 }
-                (Command::Verify { vm, .. }, Input::Verified { result: Ok(v), .. }) if v.is_proof() => {
+                (Command::Verify { vm, .. }, Input::Verified { result: Ok(v), .. })
+                    if v.is_proof() =>
+                {
                     self.proven.insert(vm.clone());
                 }
-                (Command::RemoveLeftover { vm, context: LeftoverContext::AfterSuccess, leftover, .. }, _)
-                    if !self.proven.contains(vm) =>
-                {
-                    self.fail(s.now, format!("{} of VM {vm} removed before its move was verified", leftover.what));
+                (
+                    Command::RemoveLeftover {
+                        vm,
+                        context: LeftoverContext::AfterSuccess,
+                        leftover,
+                        ..
+                    },
+                    _,
+                ) if !self.proven.contains(vm) => {
+                    self.fail(
+                        s.now,
+                        format!(
+                            "{} of VM {vm} removed before its move was verified",
+                            leftover.what
+                        ),
+                    );
                 }
-                (Command::StartMigration(req), _) if req.attempt > self.spec.settings.max_attempts => {
-                    self.fail(s.now, format!("VM {} started attempt {}", req.vm_name, req.attempt));
+                (Command::StartMigration(req), _)
+                    if req.attempt > self.spec.settings.max_attempts =>
+                {
+                    self.fail(
+                        s.now,
+                        format!("VM {} started attempt {}", req.vm_name, req.attempt),
+                    );
                 }
                 _ => {}
             }
@@ -115,7 +144,13 @@ impl Checker {
         }
         if let Some(cap) = self.spec.settings.cluster_cap {
             if total / 2 > cap {
-                self.fail(s.now, format!("{} migrations in the cluster > cluster cap {cap}", total / 2));
+                self.fail(
+                    s.now,
+                    format!(
+                        "{} migrations in the cluster > cluster cap {cap}",
+                        total / 2
+                    ),
+                );
             }
         }
     }
@@ -139,11 +174,17 @@ fn run_checked(sc: Scenario, opts: SimOptions) -> Result<(), String> {
             v.push(format!("VM {} made {} attempts", vm.name, vm.attempts));
         }
         if let Some(to) = out.cluster.vm_migrating_to(&vm.id) {
-            v.push(format!("VM {} is still migrating to {to} after the run", vm.name));
+            v.push(format!(
+                "VM {} is still migrating to {to} after the run",
+                vm.name
+            ));
         }
         match vm.phase {
             Phase::Moved if on.as_ref() != vm.destination.as_ref() => {
-                v.push(format!("VM {} is Moved but on {on:?}, not {:?}", vm.name, vm.destination));
+                v.push(format!(
+                    "VM {} is Moved but on {on:?}, not {:?}",
+                    vm.name, vm.destination
+                ));
             }
             Phase::Cancelled | Phase::Unmigratable if on.is_none() => {
                 v.push(format!("VM {} is on no host", vm.name));
@@ -151,22 +192,47 @@ fn run_checked(sc: Scenario, opts: SimOptions) -> Result<(), String> {
             _ => {}
         }
     }
-    if v.is_empty() { Ok(()) } else { Err(v.join("\n")) }
+    if v.is_empty() {
+        Ok(())
+    } else {
+        Err(v.join("\n"))
+    }
 }
 
 fn params() -> impl Strategy<Value = (u64, RandomParams)> {
-    (any::<u64>(), 1usize..=3, 1usize..=3, 1usize..=8, 1u32..=4, prop::option::of(1u32..=3), any::<bool>()).prop_map(
-        |(seed, s, d, n, limit, max_parallel, faulty)| {
-            let mut p = if faulty { RandomParams::faulty(s, d, n) } else { RandomParams::clean(s, d, n) };
+    (
+        any::<u64>(),
+        1usize..=3,
+        1usize..=3,
+        1usize..=8,
+        1u32..=4,
+        prop::option::of(1u32..=3),
+        any::<bool>(),
+    )
+        .prop_map(|(seed, s, d, n, limit, max_parallel, faulty)| {
+            let mut p = if faulty {
+                RandomParams::faulty(s, d, n)
+            } else {
+                RandomParams::clean(s, d, n)
+            };
             p.host_limit = limit;
             p.max_parallel = max_parallel;
             (seed, p)
-        },
-    )
+        })
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+    // A fixed RNG seed keeps CI reproducible; set VMOVE_PROPTEST_RANDOM=1 to explore new cases.
+    #![proptest_config(ProptestConfig {
+        cases: 24,
+        failure_persistence: None,
+        rng_seed: if std::env::var_os("VMOVE_PROPTEST_RANDOM").is_some() {
+            proptest::test_runner::RngSeed::Random
+        } else {
+            proptest::test_runner::RngSeed::Fixed(0x5eed_2026)
+        },
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn invariants_hold_at_every_step((seed, p) in params()) {
@@ -200,7 +266,9 @@ fn checker_catches_a_host_over_its_limit() {
     let mut strict = sc.spec.clone();
     strict.settings.max_parallel = Some(1);
     let mut checker = Checker::new(&strict, &sc.cluster);
-    let _ = simulate_observed(sc.spec, sc.cluster, SimOptions::default(), &mut |s| checker.step(s));
+    let _ = simulate_observed(sc.spec, sc.cluster, SimOptions::default(), &mut |s| {
+        checker.step(s)
+    });
     assert!(
         checker.violations.iter().any(|v| v.contains("> limit 1")),
         "the checker missed a host over its limit: {:?}",
@@ -212,12 +280,32 @@ fn checker_catches_a_host_over_its_limit() {
 fn stop_with_abort_cancels_running_moves_and_leaves_them_on_the_source() {
     let sc = scenarios::random(9, &RandomParams::clean(1, 1, 6));
     let source = HostId::new("src-00");
-    let opts = SimOptions { stop_at: Some((Time(30_000), true)), ..SimOptions::default() };
+    let opts = SimOptions {
+        stop_at: Some((Time(30_000), true)),
+        ..SimOptions::default()
+    };
     let out = vmove_sim::simulate(sc.spec, sc.cluster, opts).expect("finishes");
-    let cancelled: Vec<_> = out.snapshot.vms.iter().filter(|v| v.phase == Phase::Cancelled).collect();
-    assert!(!cancelled.is_empty(), "a stop after 30 s cancels the moves not yet done");
+    let cancelled: Vec<_> = out
+        .snapshot
+        .vms
+        .iter()
+        .filter(|v| v.phase == Phase::Cancelled)
+        .collect();
+    assert!(
+        !cancelled.is_empty(),
+        "a stop after 30 s cancels the moves not yet done"
+    );
     for v in cancelled {
-        assert_eq!(out.cluster.vm_host(&v.id), Some(&source), "{} left its source", v.name);
+        assert_eq!(
+            out.cluster.vm_host(&v.id),
+            Some(&source),
+            "{} left its source",
+            v.name
+        );
     }
-    assert_eq!(out.cluster.active_ours(&source), 0, "no migration left running");
+    assert_eq!(
+        out.cluster.active_ours(&source),
+        0,
+        "no migration left running"
+    );
 }

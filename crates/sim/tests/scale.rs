@@ -15,8 +15,15 @@ fn evacuates_10_000_vms_across_500_hosts() {
     let lb = scenarios::lower_bound(&sc.cluster, &sc.spec);
     let limits: Vec<_> = sc.cluster.host_ids();
     let wall = Instant::now();
-    let out = simulate(sc.spec, sc.cluster, SimOptions { record_events: false, ..SimOptions::default() })
-        .expect("the evacuation finishes");
+    let out = simulate(
+        sc.spec,
+        sc.cluster,
+        SimOptions {
+            record_events: false,
+            ..SimOptions::default()
+        },
+    )
+    .expect("the evacuation finishes");
     let wall = wall.elapsed();
     let (moved, unmigratable, cancelled) = out.snapshot.counts();
     eprintln!(
@@ -27,11 +34,23 @@ fn evacuates_10_000_vms_across_500_hosts() {
     assert_eq!((moved, unmigratable, cancelled), (10_000, 0, 0));
     for v in &out.snapshot.vms {
         assert_eq!(v.phase, Phase::Moved);
-        assert_eq!(out.cluster.vm_host(&v.id), v.destination.as_ref(), "{} is not where the core says", v.name);
+        assert_eq!(
+            out.cluster.vm_host(&v.id),
+            v.destination.as_ref(),
+            "{} is not where the core says",
+            v.name
+        );
     }
     for h in &limits {
         let (ours, _) = out.peak_concurrency[h];
-        assert!(ours <= 2, "{h} peaked at {ours} migrations, over its limit of 2");
+        assert!(
+            ours <= 2,
+            "{h} peaked at {ours} migrations, over its limit of 2"
+        );
     }
-    assert!(out.makespan >= lb, "makespan {} below the lower bound {lb}", out.makespan);
+    assert!(
+        out.makespan >= lb,
+        "makespan {} below the lower bound {lb}",
+        out.makespan
+    );
 }

@@ -1,2 +1,207 @@
-//! Benchmark (written below).
-fn main() {}
+//! `vmove-bench`: our scheduler against the seed's, on the same simulated workloads.
+//!
+//! Run: `cargo run --release -p vmove-sim --bin vmove-bench` (add `--quick` to skip the
+//! 10,000-VM run). Prints, for each workload at slots 2, 4 and 8, the makespan over a lower
+//! bound for `SchedulerPolicy::Vmove` and `SchedulerPolicy::Seed`, then the wall time and peak
+//! memory (VmHWM) of a 10,000-VM / 500-host evacuation.
+
+use std::process::ExitCode;
+use std::time::Instant;
+use vmove_core::Time;
+use vmove_core::spec::SchedulerPolicy;
+use vmove_sim::scenarios::{self, Scenario};
+use vmove_sim::{SimOptions, simulate};
+
+struct Workload {
+    name: &'static str,
+    seed: u64,
+    sources: usize,
+    destinations: usize,
+    vms_per_source: usize,
+    heavy_tail: bool,
+}
+
+const WORKLOADS: &[Workload] = &[
+    Workload {
+        name: "1 -> 1 host, 40 VMs",
+        seed: 11,
+        sources: 1,
+        destinations: 1,
+        vms_per_source: 40,
+        heavy_tail: false,
+    },
+    Workload {
+        name: "1 -> 1 host, 40 VMs, heavy tail",
+        seed: 12,
+        sources: 1,
+        destinations: 1,
+        vms_per_source: 40,
+        heavy_tail: true,
+    },
+    Workload {
+        name: "1 -> 1 host, 150 VMs",
+        seed: 13,
+        sources: 1,
+        destinations: 1,
+        vms_per_source: 150,
+        heavy_tail: false,
+    },
+    Workload {
+        name: "4 -> 2 hosts, 160 VMs",
+        seed: 14,
+        sources: 4,
+        destinations: 2,
+        vms_per_source: 40,
+        heavy_tail: true,
+    },
+];
+
+fn scenario(w: &Workload, slots: u32, policy: SchedulerPolicy) -> Scenario {
+    let mut sc = scenarios::workload(
+        w.seed,
+        w.sources,
+        w.destinations,
+        w.vms_per_source,
+        w.heavy_tail,
+    );
+    sc.spec.settings.max_parallel = Some(slots);
+    sc.spec.settings.policy = policy;
+    sc
+}
+
+fn secs(t: Time) -> f64 {
+    t.0 as f64 / 1000.0
+}
+
+/// Peak resident memory of this process, KiB (Linux `VmHWM`).
+fn vm_hwm_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU time (user + system) this process has used, seconds (Linux `/proc/self/stat`, 100 Hz ticks).
+fn cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+fn main() -> ExitCode {
+    let quick = std::env::args().any(|a| a == "--quick");
+    println!("makespan / lower bound (simulated; lower is better, 1.00 is optimal)\n");
+    println!(
+        "| workload | slots | lower bound (s) | vmove (s) | vmove / LB | seed (s) | seed / LB | seed / vmove |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut worst = 0.0f64;
+    for w in WORKLOADS {
+        for slots in [2u32, 4, 8] {
+            let mut row = Vec::new();
+            let mut lb = Time::ZERO;
+            for policy in [SchedulerPolicy::Vmove, SchedulerPolicy::Seed] {
+                let sc = scenario(w, slots, policy);
+                lb = scenarios::lower_bound(&sc.cluster, &sc.spec);
+                match simulate(
+                    sc.spec,
+                    sc.cluster,
+                    SimOptions {
+                        record_events: false,
+                        ..SimOptions::default()
+                    },
+                ) {
+                    Ok(out) => {
+                        let (moved, unmig, canc) = out.snapshot.counts();
+                        if unmig + canc > 0 {
+                            eprintln!(
+                                "{} slots {slots} {policy:?}: {moved} moved, {unmig} unmigratable, {canc} cancelled",
+                                w.name
+                            );
+                        }
+                        row.push(Some(out.makespan));
+                    }
+                    Err(e) => {
+                        eprintln!("{} slots {slots} {policy:?}: {e}", w.name);
+                        row.push(None);
+                    }
+                }
+            }
+            let ratio = |m: Option<Time>| m.map_or(f64::NAN, |m| secs(m) / secs(lb).max(0.001));
+            let ours = ratio(row[0]);
+            worst = worst.max(ours);
+            let fmt =
+                |m: Option<Time>| m.map_or("failed".to_string(), |m| format!("{:.0}", secs(m)));
+            let vs = match (row[0], row[1]) {
+                (Some(a), Some(b)) => format!("{:.2}x", secs(b) / secs(a).max(0.001)),
+                _ => "-".into(),
+            };
+            println!(
+                "| {} | {slots} | {:.0} | {} | {ours:.4} | {} | {:.3} | {vs} |",
+                w.name,
+                secs(lb),
+                fmt(row[0]),
+                fmt(row[1]),
+                ratio(row[1]),
+            );
+        }
+    }
+    println!("\nworst vmove / lower bound: {worst:.4} (target <= 1.01)");
+    if quick {
+        return ExitCode::SUCCESS;
+    }
+    let sc = scenarios::large(10_000, 500);
+    let before = vm_hwm_kib();
+    let lb = scenarios::lower_bound(&sc.cluster, &sc.spec);
+    let wall = Instant::now();
+    let cpu0 = cpu_secs();
+    let out = match simulate(
+        sc.spec,
+        sc.cluster,
+        SimOptions {
+            record_events: false,
+            ..SimOptions::default()
+        },
+    ) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("the 10,000-VM run failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let wall = wall.elapsed();
+    let cpu = match (cpu0, cpu_secs()) {
+        (Some(a), Some(b)) => format!("{:.2} s", b - a),
+        _ => "unknown".into(),
+    };
+    let (moved, unmig, canc) = out.snapshot.counts();
+    let hwm = vm_hwm_kib().map_or("unknown".to_string(), |k| {
+        format!("{:.1} MiB", k as f64 / 1024.0)
+    });
+    println!("\n10,000 VMs, 500 hosts (250 evacuated to 250), slots 2:");
+    println!("- moved {moved}, unmigratable {unmig}, cancelled {canc}");
+    println!(
+        "- simulated makespan {:.0} s, lower bound {:.0} s, ratio {:.4}",
+        secs(out.makespan),
+        secs(lb),
+        secs(out.makespan) / secs(lb).max(0.001)
+    );
+    println!(
+        "- {} steps, {} commands, {} events",
+        out.steps, out.commands, out.event_count
+    );
+    if let Some(b) = before {
+        println!(
+            "- peak memory before the run (cluster and spec built): {:.1} MiB",
+            b as f64 / 1024.0
+        );
+    }
+    println!(
+        "- wall time {:.2} s, CPU time {cpu} (target < 10 s); peak memory (VmHWM) {hwm} (target < 200 MiB)",
+        wall.as_secs_f64()
+    );
+    ExitCode::SUCCESS
+}
