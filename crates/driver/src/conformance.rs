@@ -103,7 +103,12 @@ pub async fn run_all(f: &dyn Fixture) {
 }
 
 fn shape(name: &str, running: bool) -> VmShape {
-    VmShape { name: name.into(), running, memory_mib: 256, disks_mib: vec![64] }
+    VmShape {
+        name: name.into(),
+        running,
+        memory_mib: 256,
+        disks_mib: vec![64],
+    }
 }
 
 /// Finds the VM on a host by id.
@@ -117,7 +122,12 @@ async fn find(f: &dyn Fixture, host: &HostId, vm: &VmId) -> Result<Option<VmInfo
 }
 
 /// A request to move `vm` from the fixture's source to its destination.
-async fn request(f: &dyn Fixture, vm: &VmId, mode: MigrationMode, attempt: u32) -> Result<MigrationRequest, String> {
+async fn request(
+    f: &dyn Fixture,
+    vm: &VmId,
+    mode: MigrationMode,
+    attempt: u32,
+) -> Result<MigrationRequest, String> {
     let src = f.source();
     let info = find(f, &src, vm)
         .await?
@@ -135,7 +145,11 @@ async fn request(f: &dyn Fixture, vm: &VmId, mode: MigrationMode, attempt: u32) 
 }
 
 /// Polls the status until it is no longer pending or running; `Err` on timeout.
-async fn wait_end(f: &dyn Fixture, req: &MigrationRequest, h: &MigrationHandle) -> Result<MigrationStatus, String> {
+async fn wait_end(
+    f: &dyn Fixture,
+    req: &MigrationRequest,
+    h: &MigrationHandle,
+) -> Result<MigrationStatus, String> {
     let timeout = f.migration_timeout();
     let step = (timeout / 200).max(Duration::from_millis(50));
     let mut waited = Duration::ZERO;
@@ -150,7 +164,11 @@ async fn wait_end(f: &dyn Fixture, req: &MigrationRequest, h: &MigrationHandle) 
                 );
             }
         }
-        ensure!(waited < timeout, "the migration of {} did not end within {timeout:?}", req.vm_name);
+        ensure!(
+            waited < timeout,
+            "the migration of {} did not end within {timeout:?}",
+            req.vm_name
+        );
         f.sleep(step).await;
         waited += step;
     }
@@ -174,11 +192,20 @@ pub async fn hosts_and_host_info(f: &dyn Fixture) -> CheckResult {
     let hosts = d.hosts();
     for h in [f.source(), f.destination()] {
         ensure!(hosts.contains(&h), "hosts() does not list {h}");
-        let info = d.host_info(&h).await.map_err(|e| format!("host_info({h}) failed: {e}"))?;
-        ensure!(info.migration_limit != Some(0), "host_info({h}) reports a migration limit of 0");
+        let info = d
+            .host_info(&h)
+            .await
+            .map_err(|e| format!("host_info({h}) failed: {e}"))?;
+        ensure!(
+            info.migration_limit != Some(0),
+            "host_info({h}) reports a migration limit of 0"
+        );
     }
     let unknown = HostId::new("no-such-host-vmove-conformance");
-    ensure!(d.host_info(&unknown).await.is_err(), "host_info of an unknown host succeeded");
+    ensure!(
+        d.host_info(&unknown).await.is_err(),
+        "host_info of an unknown host succeeded"
+    );
     Ok(())
 }
 
@@ -188,8 +215,16 @@ pub async fn list_vms_shows_created_vm(f: &dyn Fixture) -> CheckResult {
         let info = find(f, &f.source(), &vm)
             .await?
             .ok_or_else(|| format!("list_vms({}) does not show the new VM {vm}", f.source()))?;
-        ensure!(info.power.is_live(), "a running VM is listed as {:?}", info.power);
-        ensure!(info.activity == Activity::Idle, "a new VM is listed as {:?}", info.activity);
+        ensure!(
+            info.power.is_live(),
+            "a running VM is listed as {:?}",
+            info.power
+        );
+        ensure!(
+            info.activity == Activity::Idle,
+            "a new VM is listed as {:?}",
+            info.activity
+        );
         ensure!(
             find(f, &f.destination(), &vm).await?.is_none(),
             "the new VM also shows on the destination"
@@ -201,25 +236,45 @@ pub async fn list_vms_shows_created_vm(f: &dyn Fixture) -> CheckResult {
 
 /// `footprint` reports memory and disks; an unknown VM is a permanent "not found" error.
 pub async fn footprint_and_unknown_vm(f: &dyn Fixture) -> CheckResult {
-    let s = VmShape { name: "conf-footprint".into(), running: true, memory_mib: 256, disks_mib: vec![64, 32] };
+    let s = VmShape {
+        name: "conf-footprint".into(),
+        running: true,
+        memory_mib: 256,
+        disks_mib: vec![64, 32],
+    };
     with_vm(f, s, |f, vm| async move {
         let fp = f
             .driver()
             .footprint(&f.source(), &vm)
             .await
             .map_err(|e| format!("footprint failed: {e}"))?;
-        ensure!(fp.memory_bytes >= 256 << 20, "footprint memory {} < 256 MiB", fp.memory_bytes);
-        ensure!(fp.disks.len() == 2, "footprint lists {} disks, not 2", fp.disks.len());
+        ensure!(
+            fp.memory_bytes >= 256 << 20,
+            "footprint memory {} < 256 MiB",
+            fp.memory_bytes
+        );
+        ensure!(
+            fp.disks.len() == 2,
+            "footprint lists {} disks, not 2",
+            fp.disks.len()
+        );
         for d in &fp.disks {
             ensure!(!d.path.is_empty(), "a disk has an empty path");
         }
         let err = f
             .driver()
-            .footprint(&f.source(), &VmId::new("00000000-0000-4000-8000-00000000dead"))
+            .footprint(
+                &f.source(),
+                &VmId::new("00000000-0000-4000-8000-00000000dead"),
+            )
             .await
             .err()
             .ok_or("footprint of an unknown VM succeeded")?;
-        ensure!(err.class == ErrorClass::Permanent, "unknown VM gave a {:?} error", err.class);
+        ensure!(
+            err.class == ErrorClass::Permanent,
+            "unknown VM gave a {:?} error",
+            err.class
+        );
         ensure!(
             err.message.to_lowercase().contains("not found"),
             "unknown VM error does not say \"not found\": {}",
@@ -233,19 +288,42 @@ pub async fn footprint_and_unknown_vm(f: &dyn Fixture) -> CheckResult {
 /// Checks that the VM is on the destination only and that the source leftovers go away.
 async fn prove_and_clean(f: &dyn Fixture, req: &MigrationRequest) -> CheckResult {
     let d = f.driver();
-    let v = d.verify(req).await.map_err(|e| format!("verify failed: {e}"))?;
+    let v = d
+        .verify(req)
+        .await
+        .map_err(|e| format!("verify failed: {e}"))?;
     ensure!(v.is_proof(), "verify after Completed is no proof: {v:?}");
-    let loc = d.locate(req).await.map_err(|e| format!("locate failed: {e}"))?;
-    ensure!(loc.on_destination.is_some(), "locate does not show the VM on the destination");
-    ensure!(loc.on_source.is_none(), "locate still shows the VM on the source: {:?}", loc.on_source);
-    ensure!(loc.running_migration.is_none(), "locate shows a migration still running");
+    let loc = d
+        .locate(req)
+        .await
+        .map_err(|e| format!("locate failed: {e}"))?;
+    ensure!(
+        loc.on_destination.is_some(),
+        "locate does not show the VM on the destination"
+    );
+    ensure!(
+        loc.on_source.is_none(),
+        "locate still shows the VM on the source: {:?}",
+        loc.on_source
+    );
+    ensure!(
+        loc.running_migration.is_none(),
+        "locate shows a migration still running"
+    );
     let left = d
         .leftovers(req, LeftoverContext::AfterSuccess)
         .await
         .map_err(|e| format!("leftovers failed: {e}"))?;
-    ensure!(!left.is_empty(), "no leftovers on the source after a move (its disk images stay there)");
+    ensure!(
+        !left.is_empty(),
+        "no leftovers on the source after a move (its disk images stay there)"
+    );
     for l in &left {
-        ensure!(l.host == req.source, "an AfterSuccess leftover is on {}, not the source", l.host);
+        ensure!(
+            l.host == req.source,
+            "an AfterSuccess leftover is on {}, not the source",
+            l.host
+        );
     }
     for l in &left {
         d.remove_leftover(req, l, LeftoverContext::AfterSuccess)
@@ -256,9 +334,18 @@ async fn prove_and_clean(f: &dyn Fixture, req: &MigrationRequest) -> CheckResult
         .leftovers(req, LeftoverContext::AfterSuccess)
         .await
         .map_err(|e| format!("leftovers failed: {e}"))?;
-    ensure!(again.is_empty(), "leftovers remain after removing them: {again:?}");
-    let v = d.verify(req).await.map_err(|e| format!("verify failed: {e}"))?;
-    ensure!(v.is_proof(), "removing the source leftovers broke the destination copy: {v:?}");
+    ensure!(
+        again.is_empty(),
+        "leftovers remain after removing them: {again:?}"
+    );
+    let v = d
+        .verify(req)
+        .await
+        .map_err(|e| format!("verify failed: {e}"))?;
+    ensure!(
+        v.is_proof(),
+        "removing the source leftovers broke the destination copy: {v:?}"
+    );
     Ok(())
 }
 
@@ -266,14 +353,28 @@ async fn prove_and_clean(f: &dyn Fixture, req: &MigrationRequest) -> CheckResult
 pub async fn live_migration_end_to_end(f: &dyn Fixture) -> CheckResult {
     with_vm(f, shape("conf-live", true), |f, vm| async move {
         let req = request(f, &vm, MigrationMode::Live, 1).await?;
-        let h = f.driver().start_migration(&req).await.map_err(|e| format!("start_migration failed: {e}"))?;
+        let h = f
+            .driver()
+            .start_migration(&req)
+            .await
+            .map_err(|e| format!("start_migration failed: {e}"))?;
         let end = wait_end(f, &req, &h).await?;
-        ensure!(end == MigrationStatus::Completed, "the live migration ended {end:?}");
+        ensure!(
+            end == MigrationStatus::Completed,
+            "the live migration ended {end:?}"
+        );
         let info = find(f, &f.destination(), &vm)
             .await?
             .ok_or("the moved VM is not listed on the destination")?;
-        ensure!(info.power.is_live(), "the VM moved live is {:?} on the destination", info.power);
-        ensure!(find(f, &f.source(), &vm).await?.is_none(), "the moved VM is still listed on the source");
+        ensure!(
+            info.power.is_live(),
+            "the VM moved live is {:?} on the destination",
+            info.power
+        );
+        ensure!(
+            find(f, &f.source(), &vm).await?.is_none(),
+            "the moved VM is still listed on the source"
+        );
         prove_and_clean(f, &req).await
     })
     .await
@@ -283,13 +384,24 @@ pub async fn live_migration_end_to_end(f: &dyn Fixture) -> CheckResult {
 pub async fn offline_migration(f: &dyn Fixture) -> CheckResult {
     with_vm(f, shape("conf-offline", false), |f, vm| async move {
         let req = request(f, &vm, MigrationMode::Offline, 1).await?;
-        let h = f.driver().start_migration(&req).await.map_err(|e| format!("start_migration failed: {e}"))?;
+        let h = f
+            .driver()
+            .start_migration(&req)
+            .await
+            .map_err(|e| format!("start_migration failed: {e}"))?;
         let end = wait_end(f, &req, &h).await?;
-        ensure!(end == MigrationStatus::Completed, "the offline migration ended {end:?}");
+        ensure!(
+            end == MigrationStatus::Completed,
+            "the offline migration ended {end:?}"
+        );
         let info = find(f, &f.destination(), &vm)
             .await?
             .ok_or("the moved VM is not listed on the destination")?;
-        ensure!(!info.power.is_live(), "a VM moved offline is {:?} on the destination", info.power);
+        ensure!(
+            !info.power.is_live(),
+            "a VM moved offline is {:?} on the destination",
+            info.power
+        );
         prove_and_clean(f, &req).await
     })
     .await
@@ -298,7 +410,12 @@ pub async fn offline_migration(f: &dyn Fixture) -> CheckResult {
 /// An aborted migration leaves the VM running on the source only; what it left on the
 /// destination is listed and removable.
 pub async fn abort_leaves_vm_on_source(f: &dyn Fixture) -> CheckResult {
-    let s = VmShape { name: "conf-abort".into(), running: true, memory_mib: 512, disks_mib: vec![1024] };
+    let s = VmShape {
+        name: "conf-abort".into(),
+        running: true,
+        memory_mib: 512,
+        disks_mib: vec![1024],
+    };
     with_vm(f, s, |f, vm| async move {
         let d = f.driver();
         let req = request(f, &vm, MigrationMode::Live, 1).await?;
@@ -372,7 +489,11 @@ pub async fn start_on_missing_vm_fails(f: &dyn Fixture) -> CheckResult {
         .await
         .err()
         .ok_or("starting a migration of a missing VM succeeded")?;
-    ensure!(err.class == ErrorClass::Permanent, "a missing VM gave a {:?} error: {err}", err.class);
+    ensure!(
+        err.class == ErrorClass::Permanent,
+        "a missing VM gave a {:?} error: {err}",
+        err.class
+    );
     Ok(())
 }
 
@@ -416,27 +537,50 @@ pub async fn destination_path_taken_is_refused(f: &dyn Fixture) -> CheckResult {
 
 /// A second start for a VM already migrating fails; the first migration is unharmed.
 pub async fn already_migrating_is_refused(f: &dyn Fixture) -> CheckResult {
-    let s = VmShape { name: "conf-twice".into(), running: true, memory_mib: 512, disks_mib: vec![1024] };
+    let s = VmShape {
+        name: "conf-twice".into(),
+        running: true,
+        memory_mib: 512,
+        disks_mib: vec![1024],
+    };
     with_vm(f, s, |f, vm| async move {
         let d = f.driver();
         let req = request(f, &vm, MigrationMode::Live, 1).await?;
-        let h = d.start_migration(&req).await.map_err(|e| format!("start_migration failed: {e}"))?;
-        let second = MigrationRequest { attempt: 2, ..req.clone() };
+        let h = d
+            .start_migration(&req)
+            .await
+            .map_err(|e| format!("start_migration failed: {e}"))?;
+        let second = MigrationRequest {
+            attempt: 2,
+            ..req.clone()
+        };
         let r = d.start_migration(&second).await;
         let status = d.migration_status(&req, &h).await;
         let _ = d.abort_migration(&req, &h).await;
         let _ = wait_end(f, &req, &h).await;
-        let left = d.leftovers(&req, LeftoverContext::AfterFailedAttempt).await.unwrap_or_default();
+        let left = d
+            .leftovers(&req, LeftoverContext::AfterFailedAttempt)
+            .await
+            .unwrap_or_default();
         for l in &left {
-            let _ = d.remove_leftover(&req, l, LeftoverContext::AfterFailedAttempt).await;
+            let _ = d
+                .remove_leftover(&req, l, LeftoverContext::AfterFailedAttempt)
+                .await;
         }
-        let err = r.err().ok_or("a second migration of a VM already migrating was accepted")?;
+        let err = r
+            .err()
+            .ok_or("a second migration of a VM already migrating was accepted")?;
         ensure!(
             err.class != ErrorClass::Indeterminate,
             "a refused second start gave an indeterminate error: {err}"
         );
         ensure!(
-            matches!(status, Ok(MigrationStatus::Pending | MigrationStatus::Running(_) | MigrationStatus::Completed)),
+            matches!(
+                status,
+                Ok(MigrationStatus::Pending
+                    | MigrationStatus::Running(_)
+                    | MigrationStatus::Completed)
+            ),
             "the refused second start harmed the first migration: {status:?}"
         );
         Ok(())
