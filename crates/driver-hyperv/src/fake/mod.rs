@@ -162,6 +162,18 @@ impl FakeHyperV {
         f(&mut w)
     }
 
+    /// Lets the virtual clock follow real time, `speed` times faster (for runs of the real CLI).
+    pub fn run_clock(&self, speed: f64) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let step = Duration::from_millis(50);
+            loop {
+                tokio::time::sleep(step).await;
+                me.advance(step.mul_f64(speed));
+            }
+        })
+    }
+
     /// Advances the virtual clock and the jobs.
     pub fn advance(&self, d: Duration) {
         self.with(|w| {

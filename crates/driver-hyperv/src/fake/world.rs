@@ -121,6 +121,8 @@ pub struct Faults {
     pub hang: BTreeMap<String, u32>,
     /// Per host key: how many next requests get the operation-timeout fault (2150858793).
     pub timeout_fault: BTreeMap<String, u32>,
+    /// Per VM GUID: the virtual time (ms) its backup ends ([11, 32776] until then).
+    pub backup_ends_ms: BTreeMap<String, u64>,
 }
 
 /// Calls seen, for tests to assert on.
@@ -382,6 +384,27 @@ impl World {
     /// Advances jobs to `now_ms`.
     pub fn tick(&mut self) {
         let now = self.now_ms;
+        let ended: Vec<String> = self
+            .faults
+            .backup_ends_ms
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(g, _)| g.clone())
+            .collect();
+        for h in self.hosts.values_mut() {
+            for v in h.vms.values_mut() {
+                if self.faults.backup_ends_ms.contains_key(&v.guid) {
+                    v.op_status = if ended.contains(&v.guid) {
+                        vec![2]
+                    } else {
+                        vec![11, 32776]
+                    };
+                }
+            }
+        }
+        for g in ended {
+            self.faults.backup_ends_ms.remove(&g);
+        }
         let mut finished: Vec<(String, String)> = Vec::new();
         for (hk, h) in self.hosts.iter_mut() {
             for j in h.jobs.values_mut() {
