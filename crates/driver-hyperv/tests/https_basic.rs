@@ -116,3 +116,21 @@ async fn basic_over_plain_http_is_refused_without_sending_the_password() {
     // nothing reached the fake
     assert!(fake.with(|w| w.calls.queries.is_empty()));
 }
+
+#[tokio::test]
+async fn ntlm_over_https_works_without_sealing() {
+    let p = pki();
+    let mut w = common::world();
+    w.add_vm("hv1", "tls-ntlm", true, 256, &[8], "E:\\VMs\\tls-ntlm");
+    let fake = FakeHyperV::start_tls(w, &common::creds(), p.chain.clone(), p.key.clone_key())
+        .await
+        .unwrap();
+    let vms = driver(&fake, None, true, AuthMethod::Negotiate)
+        .list_vms(&HostId::new("hv1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+        vec!["tls-ntlm"]
+    );
+}
