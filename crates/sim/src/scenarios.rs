@@ -586,7 +586,9 @@ pub fn from_observed(hosts: &[ObservedHost], a: &Assumptions) -> Result<SimClust
 }
 
 /// Bytes and milliseconds one live migration takes alone at `rate`, following the cluster's
-/// pre-copy model (disk, then memory rounds until a round fits in the downtime).
+/// pre-copy model (disk, then memory rounds until a round fits in the downtime). The bytes are
+/// those sent before the switch-over: the final stop-and-copy takes no time in the model, so it
+/// is not counted (a bound built on these bytes stays a bound).
 pub fn alone(disk: u64, memory: u64, dirty_rate: u64, rate: u64) -> (u64, u64) {
     let rate = rate.max(1);
     let ms_for = |bytes: u64| (u128::from(bytes) * 1000).div_ceil(u128::from(rate)) as u64;
@@ -607,7 +609,7 @@ pub fn alone(disk: u64, memory: u64, dirty_rate: u64, rate: u64) -> (u64, u64) {
         ms += d;
         let next = ((u128::from(dirty_rate) * u128::from(d) / 1000) as u64).min(memory);
         if next <= budget {
-            return (bytes + next, ms);
+            return (bytes, ms);
         }
         round = next;
     }

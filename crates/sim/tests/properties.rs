@@ -309,3 +309,26 @@ fn stop_with_abort_cancels_running_moves_and_leaves_them_on_the_source() {
         "no migration left running"
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 16,
+        failure_persistence: None,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x10b0_2026),
+        ..ProptestConfig::default()
+    })]
+
+    /// The lower bound is a bound: no fault-free run beats it, and every VM moves.
+    #[test]
+    fn makespan_is_never_below_the_lower_bound(
+        seed in any::<u64>(), s in 1usize..=3, d in 1usize..=3, n in 1usize..=12, slots in 1u32..=8, tail in any::<bool>()
+    ) {
+        let mut sc = scenarios::workload(seed, s, d, n, tail);
+        sc.spec.settings.max_parallel = Some(slots);
+        let lb = scenarios::lower_bound(&sc.cluster, &sc.spec);
+        let out = vmove_sim::simulate(sc.spec, sc.cluster, SimOptions { record_events: false, ..SimOptions::default() })
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(out.snapshot.counts(), ((s * n) as u32, 0, 0));
+        prop_assert!(out.makespan >= lb, "makespan {} < lower bound {}", out.makespan, lb);
+    }
+}

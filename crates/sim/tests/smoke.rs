@@ -78,3 +78,66 @@ fn a_run_that_cannot_end_in_its_step_budget_is_reported_as_livelock() {
         "{err}"
     );
 }
+
+#[test]
+fn from_observed_mirrors_capacity_foreign_migrations_and_backups() {
+    use vmove_core::model::{Activity, Health, HostId, HostInfo, PowerState, VmId, VmInfo};
+    use vmove_sim::cluster::GIB;
+    use vmove_sim::scenarios::{Assumptions, ObservedHost};
+    let vm = |id: &str, activity: Activity| VmInfo {
+        id: VmId::new(id),
+        name: id.into(),
+        power: PowerState::Running,
+        health: Health::Ok,
+        activity,
+        memory_bytes: 8 * GIB,
+        disk_bytes: 40 * GIB,
+    };
+    let hosts = vec![
+        ObservedHost {
+            id: HostId::new("h1"),
+            info: HostInfo {
+                migration_limit: Some(2),
+                active_migrations: 0,
+                free_memory_bytes: 100 * GIB,
+                free_disk_bytes: 1000 * GIB,
+            },
+            vms: vec![vm("a", Activity::Idle), vm("b", Activity::BackingUp)],
+        },
+        ObservedHost {
+            id: HostId::new("h2"),
+            info: HostInfo {
+                migration_limit: None,
+                active_migrations: 1,
+                free_memory_bytes: 50 * GIB,
+                free_disk_bytes: 500 * GIB,
+            },
+            vms: vec![vm("c", Activity::MigratingIn)],
+        },
+    ];
+    let c = scenarios::from_observed(&hosts, &Assumptions::with_bandwidth(100_000_000))
+        .expect("builds");
+    let h1 = HostId::new("h1");
+    let h2 = HostId::new("h2");
+    assert_eq!(
+        c.host_spec(&h1).expect("h1").memory_bytes,
+        116 * GIB,
+        "free + what the VMs use"
+    );
+    assert_eq!(c.host_info(&h1).expect("h1").free_memory_bytes, 100 * GIB);
+    assert_eq!(
+        c.active_foreign(&h2),
+        1,
+        "the arriving VM is a foreign migration"
+    );
+    assert_eq!(c.vm_specs().count(), 2, "the arriving VM is not created");
+    assert!(
+        c.blocked_from_start_until(&VmId::new("b")).is_some(),
+        "the backup goes on"
+    );
+    assert_eq!(
+        c.host_spec(&h2).expect("h2").nic_bytes_per_sec,
+        200_000_000,
+        "bandwidth x default limit 2"
+    );
+}

@@ -1,0 +1,327 @@
+//! The cluster model on its own: pre-copy, bandwidth sharing, faults, files.
+#![allow(clippy::unwrap_used)]
+
+use vmove_core::Time;
+use vmove_core::io::LeftoverContext;
+use vmove_core::model::{
+    Activity, ConvergenceAid, ErrorClass, HostId, MigrationMode, MigrationRequest, MigrationStatus,
+    PathLayout,
+};
+use vmove_sim::cluster::{GIB, MIB};
+use vmove_sim::scenarios::alone;
+use vmove_sim::{
+    Faults, ForeignWindow, HostSpec, MidFault, SimCluster, StartFault, VmSpec, Window,
+};
+
+const RATE: u64 = 500_000_000;
+
+fn hosts() -> Vec<HostSpec> {
+    ["a", "b"]
+        .into_iter()
+        .map(|h| HostSpec {
+            nic_bytes_per_sec: 1_000_000_000,
+            stream_cap_bytes_per_sec: RATE,
+            ..HostSpec::new(h)
+        })
+        .collect()
+}
+
+fn req(vm: &VmSpec, attempt: u32) -> MigrationRequest {
+    MigrationRequest {
+        vm: vm.id.clone(),
+        vm_name: vm.name.clone(),
+        source: HostId::new("a"),
+        destination: HostId::new("b"),
+        mode: if vm.power.is_live() {
+            MigrationMode::Live
+        } else {
+            MigrationMode::Offline
+        },
+        layout: PathLayout::default(),
+        attempt,
+        run_id: "t".into(),
+    }
+}
+
+/// Advances event by event until the migration ends; returns when.
+fn run_to_end(c: &mut SimCluster, limit: Time) -> Option<(Time, MigrationStatus)> {
+    while let Some(t) = c.next_event_time() {
+        if t > limit {
+            return None;
+        }
+        if let Some(e) = c.advance_to(t).into_iter().next() {
+            return Some((e.at, e.status));
+        }
+    }
+    None
+}
+
+#[test]
+fn precopy_time_follows_the_round_model() {
+    let vm = VmSpec::running("v", "a", 4 * GIB)
+        .with_disk(10 * GIB)
+        .with_dirty_rate(100 * MIB);
+    let mut c = SimCluster::new(hosts(), vec![vm.clone()], Faults::default()).unwrap();
+    c.start_migration(&req(&vm, 1)).unwrap();
+    let (at, status) = run_to_end(&mut c, Time(3_600_000)).unwrap();
+    assert_eq!(status, MigrationStatus::Completed);
+    let (_, ms) = alone(10 * GIB, 4 * GIB, 100 * MIB, RATE);
+    // Several memory rounds: more than disk + one memory pass.
+    assert!(ms > (14 * GIB * 1000) / RATE, "{ms}");
+    assert!(at.0.abs_diff(ms) <= 5, "cluster {} vs model {ms} ms", at.0);
+    assert_eq!(c.vm_host(&vm.id), Some(&HostId::new("b")));
+}
+
+#[test]
+fn non_converging_migration_needs_an_aid() {
+    let vm = VmSpec::running("hot", "a", 4 * GIB)
+        .with_disk(GIB)
+        .with_dirty_rate(RATE * 2);
+    let mut c = SimCluster::new(hosts(), vec![vm.clone()], Faults::default()).unwrap();
+    let r = req(&vm, 1);
+    let h = c.start_migration(&r).unwrap();
+    assert!(
+        run_to_end(&mut c, Time(600_000)).is_none(),
+        "a VM dirtying faster than the link never converges"
+    );
+    let before = match c.migration_status(&r, &h).unwrap() {
+        MigrationStatus::Running(p) => p,
+        other => panic!("{other:?}"),
+    };
+    assert!(before.bytes_remaining > 0);
+    assert!(c.converge(&r, &h, ConvergenceAid::AutoConverge).unwrap());
+    // A quarter of 1 GB/s is 250 MB/s < 500 MB/s: it converges now.
+    let (at, status) = run_to_end(&mut c, Time(3_600_000)).unwrap();
+    assert_eq!(status, MigrationStatus::Completed);
+    assert!(at > Time(600_000));
+}
+
+#[test]
+fn postcopy_finishes_a_non_converging_migration() {
+    let vm = VmSpec::running("hot", "a", 2 * GIB).with_dirty_rate(RATE * 4);
+    let mut c = SimCluster::new(hosts(), vec![vm.clone()], Faults::default()).unwrap();
+    let r = req(&vm, 1);
+    let h = c.start_migration(&r).unwrap();
+    c.advance_to(Time(60_000));
+    assert!(c.converge(&r, &h, ConvergenceAid::PostCopy).unwrap());
+    let (_, status) = run_to_end(&mut c, Time(120_000)).unwrap();
+    assert_eq!(status, MigrationStatus::Completed);
+}
+
+#[test]
+fn concurrent_migrations_share_the_nic() {
+    // NIC 1 GB/s, stream cap 500 MB/s: two at once still get 500 MB/s each; four get 250.
+    let vms: Vec<VmSpec> = (0..4)
+        .map(|i| VmSpec::running(format!("v{i}"), "a", 0).with_disk(10 * GIB))
+        .collect();
+    let mut c = SimCluster::new(hosts(), vms.clone(), Faults::default()).unwrap();
+    for v in &vms {
+        c.start_migration(&req(v, 1)).unwrap();
+    }
+    let (at, _) = run_to_end(&mut c, Time(3_600_000)).unwrap();
+    let expect = 10 * GIB * 1000 / 250_000_000;
+    assert!(at.0.abs_diff(expect) <= 2, "{} vs {expect}", at.0);
+    assert_eq!(c.peak_concurrency()[&HostId::new("a")], (4, 4));
+}
+
+#[test]
+fn foreign_migrations_show_and_take_bandwidth() {
+    let vm = VmSpec::running("v", "a", 0).with_disk(10 * GIB);
+    let faults = Faults {
+        foreign: vec![ForeignWindow {
+            host: HostId::new("b"),
+            window: Window {
+                from: Time::ZERO,
+                to: Time(1_000_000),
+            },
+            count: 3,
+            inbound: true,
+        }],
+        ..Faults::default()
+    };
+    let mut c = SimCluster::new(hosts(), vec![vm.clone()], faults).unwrap();
+    let b = HostId::new("b");
+    assert_eq!(c.host_info(&b).unwrap().active_migrations, 3);
+    assert_eq!(
+        c.list_vms(&b)
+            .unwrap()
+            .iter()
+            .filter(|v| v.activity == Activity::MigratingIn)
+            .count(),
+        3
+    );
+    c.start_migration(&req(&vm, 1)).unwrap();
+    assert_eq!(c.host_info(&b).unwrap().active_migrations, 4);
+    let (at, _) = run_to_end(&mut c, Time(3_600_000)).unwrap();
+    // 1 GB/s shared by 4 on b: 250 MB/s.
+    let expect = 10 * GIB * 1000 / 250_000_000;
+    assert!(at.0.abs_diff(expect) <= 2, "{} vs {expect}", at.0);
+    c.advance_to(Time(1_000_000));
+    assert_eq!(c.host_info(&b).unwrap().active_migrations, 0);
+}
+
+#[test]
+fn backups_and_hosts_down_refuse_transiently_then_pass() {
+    let vm = VmSpec::running("v", "a", GIB).with_disk(GIB);
+    let faults = Faults {
+        backups: vec![(
+            vm.id.clone(),
+            Window {
+                from: Time::ZERO,
+                to: Time(10_000),
+            },
+        )],
+        host_down: vec![(
+            HostId::new("b"),
+            Window {
+                from: Time(10_000),
+                to: Time(20_000),
+            },
+        )],
+        ..Faults::default()
+    };
+    let mut c = SimCluster::new(hosts(), vec![vm.clone()], faults).unwrap();
+    let listed = c.list_vms(&HostId::new("a")).unwrap();
+    assert_eq!(listed[0].activity, Activity::BackingUp);
+    assert_eq!(
+        c.start_migration(&req(&vm, 1)).unwrap_err().class,
+        ErrorClass::Transient
+    );
+    assert_eq!(c.next_event_time(), Some(Time(10_000)));
+    c.advance_to(Time(10_000));
+    assert_eq!(
+        c.list_vms(&HostId::new("a")).unwrap()[0].activity,
+        Activity::Idle
+    );
+    assert_eq!(
+        c.host_info(&HostId::new("b")).unwrap_err().class,
+        ErrorClass::Transient
+    );
+    assert_eq!(
+        c.start_migration(&req(&vm, 1)).unwrap_err().class,
+        ErrorClass::Transient
+    );
+    c.advance_to(Time(20_000));
+    c.start_migration(&req(&vm, 1)).unwrap();
+}
+
+#[test]
+fn start_script_transient_then_indeterminate_then_success() {
+    let vm = VmSpec::running("v", "a", GIB).with_disk(GIB);
+    let mut faults = Faults::default();
+    faults.transient_starts(&vm.id, 2);
+    faults
+        .start_script
+        .get_mut(&vm.id)
+        .unwrap()
+        .push(StartFault::Indeterminate);
+    let mut c = SimCluster::new(hosts(), vec![vm.clone()], faults).unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            c.start_migration(&req(&vm, 1)).unwrap_err().class,
+            ErrorClass::Transient
+        );
+    }
+    assert_eq!(
+        c.migrations_started(),
+        0,
+        "a transient refusal starts nothing"
+    );
+    let e = c.start_migration(&req(&vm, 1)).unwrap_err();
+    assert_eq!(e.class, ErrorClass::Indeterminate);
+    let loc = c.locate(&req(&vm, 1)).unwrap();
+    assert!(
+        loc.running_migration.is_some(),
+        "the indeterminate start did start it"
+    );
+    assert_eq!(loc.on_source.unwrap().activity, Activity::MigratingOut);
+    assert_eq!(loc.on_destination.unwrap().activity, Activity::MigratingIn);
+    let (_, s) = run_to_end(&mut c, Time(600_000)).unwrap();
+    assert_eq!(s, MigrationStatus::Completed);
+}
+
+#[test]
+fn a_failed_attempt_blocks_a_retry_until_its_leftovers_are_removed() {
+    let vm = VmSpec::running("v", "a", GIB).with_disk(4 * GIB);
+    let faults = Faults {
+        mid: vec![MidFault {
+            vm: vm.id.clone(),
+            nth_start: 1,
+            after_ms: 1000,
+            fail: Some(ErrorClass::Transient),
+        }],
+        ..Faults::default()
+    };
+    let mut c = SimCluster::new(hosts(), vec![vm.clone()], faults).unwrap();
+    c.start_migration(&req(&vm, 1)).unwrap();
+    let (at, s) = run_to_end(&mut c, Time(600_000)).unwrap();
+    assert_eq!(at, Time(1000));
+    assert!(matches!(s, MigrationStatus::Failed(_)));
+    assert_eq!(c.vm_host(&vm.id), Some(&HostId::new("a")));
+    let r2 = req(&vm, 2);
+    assert_eq!(
+        c.start_migration(&r2).unwrap_err().class,
+        ErrorClass::DestinationRefused
+    );
+    let left = c
+        .leftovers(&r2, LeftoverContext::AfterFailedAttempt)
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    // The VM's own files on the source are not leftovers while it runs there, and cannot be removed.
+    assert!(
+        c.leftovers(&r2, LeftoverContext::AfterSuccess)
+            .unwrap()
+            .is_empty()
+    );
+    for l in &left {
+        c.remove_leftover(&r2, l, LeftoverContext::AfterFailedAttempt)
+            .unwrap();
+    }
+    c.start_migration(&r2).unwrap();
+    let (_, s) = run_to_end(&mut c, Time(600_000)).unwrap();
+    assert_eq!(s, MigrationStatus::Completed);
+    let v = c.verify(&r2).unwrap();
+    assert!(v.is_proof(), "{v:?}");
+}
+
+#[test]
+fn a_destination_without_room_refuses() {
+    let vm = VmSpec::running("big", "a", 600 * GIB).with_disk(GIB);
+    let mut c = SimCluster::new(hosts(), vec![vm.clone()], Faults::default()).unwrap();
+    let e = c.start_migration(&req(&vm, 1)).unwrap_err();
+    assert_eq!(e.class, ErrorClass::DestinationRefused);
+    assert_eq!(c.migrations_started(), 0);
+}
+
+#[test]
+fn a_hung_migration_stops_progressing_and_can_be_aborted() {
+    let vm = VmSpec::running("v", "a", GIB).with_disk(100 * GIB);
+    let faults = Faults {
+        mid: vec![MidFault {
+            vm: vm.id.clone(),
+            nth_start: 1,
+            after_ms: 5000,
+            fail: None,
+        }],
+        ..Faults::default()
+    };
+    let mut c = SimCluster::new(hosts(), vec![vm.clone()], faults).unwrap();
+    let r = req(&vm, 1);
+    let h = c.start_migration(&r).unwrap();
+    c.advance_to(Time(6000));
+    let done = |c: &SimCluster| match c.migration_status(&r, &h).unwrap() {
+        MigrationStatus::Running(p) => p.bytes_done,
+        other => panic!("{other:?}"),
+    };
+    let at6 = done(&c);
+    assert_eq!(at6, 5 * RATE, "5 s at 500 MB/s, then nothing");
+    c.advance_to(Time(600_000));
+    assert_eq!(done(&c), at6);
+    assert_eq!(c.next_event_time(), None);
+    c.abort_migration(&r, &h).unwrap();
+    assert!(matches!(
+        c.migration_status(&r, &h).unwrap(),
+        MigrationStatus::Failed(_)
+    ));
+    assert_eq!(c.vm_migrating_to(&vm.id), None);
+}
