@@ -427,3 +427,26 @@ async fn from_config_reads_a_private_credentials_file_and_refuses_unknown_keys()
     assert!(e.message.contains("pasword"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn one_connection_per_host_session_carries_every_request() {
+    let mut w = common::world();
+    let g = w.add_vm("hv1", "one", true, 256, &[8], "E:\\VMs\\one");
+    let (fake, d) = common::start(w).await;
+    let hv1 = HostId::new("hv1");
+    d.host_info(&hv1).await.unwrap();
+    d.list_vms(&hv1).await.unwrap();
+    d.footprint(&hv1, &VmId::new(g)).await.unwrap();
+    let (conns, queries) = fake.with(|w| {
+        (
+            w.calls.connections.get("hv1").copied(),
+            w.calls.queries.len(),
+        )
+    });
+    assert!(queries > 5);
+    assert_eq!(
+        conns,
+        Some(1),
+        "NTLM binds to the TCP connection: one per session"
+    );
+}

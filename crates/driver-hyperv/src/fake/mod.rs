@@ -118,6 +118,10 @@ impl FakeHyperV {
                     let Ok((stream, _)) = listener.accept().await else {
                         return;
                     };
+                    {
+                        let mut w = ctx.world.lock().unwrap_or_else(|p| p.into_inner());
+                        *w.calls.connections.entry(ctx.host.clone()).or_default() += 1;
+                    }
                     let ctx = ctx.clone();
                     let tls = tls.clone();
                     tokio::spawn(async move {

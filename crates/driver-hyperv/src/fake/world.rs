@@ -134,6 +134,8 @@ pub struct Calls {
     pub queries: Vec<(String, String)>,
     /// Raw bodies of embedded instance parameters (CIM-XML) received.
     pub embedded: Vec<String>,
+    /// TCP connections accepted, per host key.
+    pub connections: BTreeMap<String, u32>,
 }
 
 /// A fault to answer with.
