@@ -144,6 +144,8 @@ pub struct RandomParams {
     pub host_limit: u32,
     /// `max_parallel` of the run.
     pub max_parallel: Option<u32>,
+    /// `cluster_cap` of the run.
+    pub cluster_cap: Option<u32>,
     /// Chance a VM is powered off.
     pub p_off: f64,
     /// Chance a VM fails its first start(s) transiently (1 or 2 times).
@@ -177,6 +179,7 @@ impl RandomParams {
             vms_per_source,
             host_limit: 2,
             max_parallel: None,
+            cluster_cap: None,
             p_off: 0.0,
             p_transient: 0.0,
             p_permanent: 0.0,
@@ -350,6 +353,7 @@ pub fn random(seed: u64, p: &RandomParams) -> Scenario {
     let settings = Settings {
         seed,
         max_parallel: p.max_parallel,
+        cluster_cap: p.cluster_cap,
         ..Settings::default()
     };
     Scenario {

@@ -207,18 +207,22 @@ fn params() -> impl Strategy<Value = (u64, RandomParams)> {
         1usize..=8,
         1u32..=4,
         prop::option::of(1u32..=3),
+        prop::option::of(1u32..=4),
         any::<bool>(),
     )
-        .prop_map(|(seed, s, d, n, limit, max_parallel, faulty)| {
-            let mut p = if faulty {
-                RandomParams::faulty(s, d, n)
-            } else {
-                RandomParams::clean(s, d, n)
-            };
-            p.host_limit = limit;
-            p.max_parallel = max_parallel;
-            (seed, p)
-        })
+        .prop_map(
+            |(seed, s, d, n, limit, max_parallel, cluster_cap, faulty)| {
+                let mut p = if faulty {
+                    RandomParams::faulty(s, d, n)
+                } else {
+                    RandomParams::clean(s, d, n)
+                };
+                p.host_limit = limit;
+                p.max_parallel = max_parallel;
+                p.cluster_cap = cluster_cap;
+                (seed, p)
+            },
+        )
 }
 
 proptest! {

@@ -1,7 +1,8 @@
 //! 10,000 VMs across 500 hosts: half the hosts evacuated to the other half.
 //!
-//! Slow in a debug build; CI runs it in release:
-//! `cargo test --release -p vmove-sim --test scale -- --include-ignored`.
+//! About a minute in a debug build on a loaded 2-core machine (65 s measured), about 9 s in
+//! release (`cargo test --release -p vmove-sim --test scale`). It runs in both: building the
+//! workspace again in release for CI would cost more than the minute.
 
 use std::time::Instant;
 use vmove_core::Phase;
@@ -9,7 +10,6 @@ use vmove_sim::scenarios;
 use vmove_sim::{SimOptions, simulate};
 
 #[test]
-#[cfg_attr(debug_assertions, ignore = "slow in debug builds: run with --release")]
 fn evacuates_10_000_vms_across_500_hosts() {
     let sc = scenarios::large(10_000, 500);
     let lb = scenarios::lower_bound(&sc.cluster, &sc.spec);
