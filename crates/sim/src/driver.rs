@@ -206,3 +206,35 @@ impl Driver for SimDriver {
         self.lock().remove_leftover(req, leftover, context)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn scaled_clock_runs_speed_times_faster_than_real_time() {
+        let two_secs_ago = Instant::now()
+            .checked_sub(Duration::from_secs(2))
+            .expect("the machine has been up 2 s");
+        let c = SimClock::Scaled {
+            start: two_secs_ago,
+            speed: 10.0,
+            offset: Time(5_000),
+        };
+        let t = c.now().0;
+        // 2 s real x 10 = 20 s simulated, after the 5 s offset (plus the few ms this test takes).
+        assert!((25_000..26_000).contains(&t), "{t}");
+        c.advance(Duration::from_secs(100));
+        assert!(c.now().0 < 30_000, "advance does not move a scaled clock");
+    }
+
+    #[test]
+    fn manual_clock_moves_only_when_advanced() {
+        let c = SimClock::manual();
+        assert_eq!(c.now(), Time::ZERO);
+        c.advance(Duration::from_millis(1500));
+        assert_eq!(c.now(), Time(1500));
+        assert_eq!(c.clone().now(), Time(1500), "clones share the time");
+    }
+}
