@@ -43,6 +43,49 @@ fn demo_moves_everything_that_fits_and_reports_the_rest() {
         )
     });
     assert!(retried, "the transient failure of web-02 is retried");
+    let id = |name: &str| {
+        out.snapshot
+            .vms
+            .iter()
+            .find(|v| v.name == name)
+            .expect("listed")
+            .id
+            .clone()
+    };
+    let db01 = id("db-01");
+    let waited_for_backup = out.events.iter().any(|e| {
+        matches!(&e.kind, EventKind::Waiting { vm, reason: vmove_core::WaitReason::BackingUp { .. } } if *vm == db01)
+    });
+    assert!(waited_for_backup, "db-01 is seen waiting for its backup");
+    let first_start = |vm: &vmove_core::VmId| {
+        out.events
+            .iter()
+            .find(|e| matches!(&e.kind, EventKind::AttemptStarted { vm: v, .. } if v == vm))
+            .map(|e| e.at)
+            .expect("started")
+    };
+    assert!(
+        first_start(&db01) >= vmove_core::Time(120_000),
+        "db-01 starts only after its backup ends"
+    );
+    let last_live = [
+        "db-01", "db-02", "web-01", "web-02", "web-03", "app-01", "app-02", "cache-01", "build-01",
+    ]
+    .iter()
+    .map(|n| first_start(&id(n)))
+    .max()
+    .expect("some");
+    for off in ["old-01", "old-02"] {
+        assert!(
+            first_start(&id(off)) >= last_live,
+            "{off} (powered off) moves after the running VMs"
+        );
+    }
+    let real_secs = out.makespan.0 as f64 / 1000.0 / scenarios::DEMO_SPEED;
+    assert!(
+        (20.0..=45.0).contains(&real_secs),
+        "the demo lasts {real_secs:.0} s real at its speed"
+    );
 }
 
 #[test]
