@@ -37,7 +37,13 @@ struct Moved {
 pub struct HyperVDriver {
     hosts: BTreeMap<HostId, Host>,
     moved: Mutex<HashMap<(VmId, u32), Moved>>,
+    /// Disk sizes for `list_vms` only (one WMI query per disk is slow on a host with many VMs);
+    /// `footprint` and `verify` always ask the host.
+    sizes: Mutex<HashMap<(HostId, String), (u64, std::time::Instant)>>,
 }
+
+/// How long `list_vms` trusts a disk size it read.
+const SIZE_TTL: Duration = Duration::from_secs(300);
 
 impl std::fmt::Debug for HyperVDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -201,6 +207,7 @@ impl HyperVDriver {
         Ok(HyperVDriver {
             hosts: out,
             moved: Mutex::new(HashMap::new()),
+            sizes: Mutex::new(HashMap::new()),
         })
     }
 
@@ -213,6 +220,7 @@ impl HyperVDriver {
         HyperVDriver {
             hosts,
             moved: Mutex::new(HashMap::new()),
+            sizes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -315,6 +323,23 @@ impl HyperVDriver {
             disk_bytes: disk.get(&guid.to_ascii_uppercase()).copied().unwrap_or(0),
             id: VmId::new(guid),
         })
+    }
+
+    async fn cached_file_size(&self, id: &HostId, path: &str) -> DriverResult<Option<u64>> {
+        let k = (id.clone(), path.to_ascii_lowercase());
+        if let Some((sz, at)) = self.sizes.lock().unwrap_or_else(|p| p.into_inner()).get(&k) {
+            if at.elapsed() < SIZE_TTL {
+                return Ok(Some(*sz));
+            }
+        }
+        let sz = self.file_size(id, path).await?;
+        if let Some(v) = sz {
+            self.sizes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(k, (v, std::time::Instant::now()));
+        }
+        Ok(sz)
     }
 
     fn guid_of_instance_id(iid: &str) -> Option<String> {
@@ -606,7 +631,7 @@ impl Driver for HyperVDriver {
                 continue;
             };
             for p in s.get_array("HostResource") {
-                if let Some(sz) = self.file_size(host, &p).await? {
+                if let Some(sz) = self.cached_file_size(host, &p).await? {
                     *disk.entry(g.clone()).or_default() += sz;
                 }
             }

@@ -450,3 +450,35 @@ async fn one_connection_per_host_session_carries_every_request() {
         "NTLM binds to the TCP connection: one per session"
     );
 }
+
+#[tokio::test]
+async fn list_vms_reuses_disk_sizes_it_read_recently() {
+    let mut w = common::world();
+    for i in 0..4 {
+        w.add_vm(
+            "hv1",
+            &format!("c{i}"),
+            true,
+            256,
+            &[8],
+            &format!("E:\\VMs\\c{i}"),
+        );
+    }
+    let (fake, d) = common::start(w).await;
+    let hv1 = HostId::new("hv1");
+    let count = || {
+        fake.with(|w| {
+            w.calls
+                .queries
+                .iter()
+                .filter(|(_, q)| q.contains("CIM_DataFile WHERE Name"))
+                .count()
+        })
+    };
+    let first = d.list_vms(&hv1).await.unwrap();
+    let after_first = count();
+    let second = d.list_vms(&hv1).await.unwrap();
+    assert_eq!(after_first, 4);
+    assert_eq!(count(), 4, "the second listing asked for the sizes again");
+    assert_eq!(first, second);
+}
