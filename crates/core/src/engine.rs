@@ -109,6 +109,8 @@ pub struct Core {
     stopping: Option<Reason>,
     abort_running: bool,
     initialized: bool,
+    /// Something that may let a VM start changed since the scheduler last ran.
+    dirty: bool,
     finished: bool,
     failed: Option<String>,
     seed: SeedPass,
@@ -197,6 +199,7 @@ impl Core {
             stopping: None,
             abort_running: false,
             initialized: false,
+            dirty: true,
             finished: false,
             failed: None,
             seed: SeedPass::default(),
@@ -568,6 +571,7 @@ impl Core {
         result: Result<(HostInfo, Vec<VmInfo>), crate::model::Failure>,
     ) {
         self.hosts[h].refresh_outstanding = false;
+        self.dirty = true;
         let s = self.spec.settings.clone();
         match result {
             Err(f) => {
@@ -755,7 +759,7 @@ impl Core {
         } else {
             self.spec.settings.order
         };
-        let dests: Vec<HostId> = self.sources[si]
+        let dests: std::sync::Arc<[HostId]> = self.sources[si]
             .destinations
             .iter()
             .map(|&d| self.hosts[d].id.clone())
@@ -771,8 +775,8 @@ impl Core {
             } else {
                 MigrationMode::Live
             };
-            let destinations = match self.spec.pins.get(&info.name) {
-                Some(p) => vec![p.clone()],
+            let destinations: std::sync::Arc<[HostId]> = match self.spec.pins.get(&info.name) {
+                Some(p) => std::sync::Arc::from(vec![p.clone()]),
                 None => dests.clone(),
             };
             let idx = self.push_vm(
@@ -1096,6 +1100,7 @@ impl Core {
         } else if !after.holds_slot() {
             if let Some((src, dst)) = self.slot[idx].take() {
                 self.ledger.release(src, dst);
+                self.dirty = true;
                 self.last_release[idx] = Some(now);
                 self.hosts[src].releases.push_back(now);
                 self.hosts[dst].releases.push_back(now);
@@ -1138,6 +1143,7 @@ impl Core {
             | Phase::Unmigratable
             | Phase::Cancelled => {
                 if let Some(r) = self.reservation[idx].take() {
+                    self.dirty = true;
                     self.hosts[r.host].reserved_memory =
                         self.hosts[r.host].reserved_memory.saturating_sub(r.memory);
                     self.hosts[r.host].reserved_disk =
@@ -1157,6 +1163,7 @@ impl Core {
         let si = self.source_of(idx);
         match (ready, self.in_ready[idx].is_some()) {
             (true, false) => {
+                self.dirty = true;
                 if let Some(si) = si {
                     self.sources[si].ready.insert(key);
                 }
@@ -1170,6 +1177,7 @@ impl Core {
             }
             (true, true) if self.in_ready[idx] != Some(key) => {
                 // Its mode changed (powered off or on while queued): re-sort it.
+                self.dirty = true;
                 if let (Some(si), Some(old)) = (si, self.in_ready[idx]) {
                     self.sources[si].ready.remove(&old);
                     self.sources[si].ready.insert(key);
@@ -1190,6 +1198,9 @@ impl Core {
                 self.live_pending_count += 1;
             } else {
                 self.live_pending_count -= 1;
+                if self.live_pending_count == 0 {
+                    self.dirty = true;
+                }
             }
         }
         if after.is_final() && !before.is_final() {
@@ -1279,69 +1290,69 @@ impl Core {
     /// Event-driven list scheduling: every source with a free slot gets its best ready VM that
     /// some destination can take now; repeated until nothing more can start.
     fn schedule(&mut self, now: Time) {
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
         let offline_ok = self.offline_allowed();
         let pins = !self.spec.pins.is_empty();
-        for si in 0..self.sources.len() {
-            loop {
-                if !self.ledger.cluster_has_room() {
-                    return;
+        let n = self.sources.len();
+        // Per source: the last ready VM looked at in this call, and whether nothing more of it can
+        // start now.
+        let mut cursor: Vec<Option<OrderKey>> = vec![None; n];
+        let mut done = vec![false; n];
+        loop {
+            if !self.ledger.cluster_has_room() {
+                return;
+            }
+            // Largest first ACROSS sources: of every source that could start something, take the
+            // best VM not yet looked at.
+            let mut best: Option<(OrderKey, usize)> = None;
+            for si in 0..n {
+                if done[si] {
+                    continue;
                 }
                 let src = self.sources[si].host;
-                if self.sources[si].ready.is_empty()
-                    || self.ledger.free(src) == 0
+                if self.ledger.free(src) == 0
                     || !self.hosts[src].reachable
+                    || (!pins
+                        && self.sources[si]
+                            .destinations
+                            .iter()
+                            .all(|&d| self.ledger.free(d) == 0))
                 {
-                    break;
+                    done[si] = true;
+                    continue;
                 }
-                // Without pins every VM's destinations are among its source's: if none of those
-                // has a free slot, nothing of this source can start.
-                if !pins
-                    && self.sources[si]
-                        .destinations
-                        .iter()
-                        .all(|&d| self.ledger.free(d) == 0)
-                {
-                    break;
+                let next = match cursor[si] {
+                    None => self.sources[si].ready.iter().next().copied(),
+                    Some(c) => self.sources[si]
+                        .ready
+                        .range((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))
+                        .next()
+                        .copied(),
+                };
+                match next {
+                    None => done[si] = true,
+                    Some(k) if best.is_none_or(|(b, _)| k < b) => best = Some((k, si)),
+                    Some(_) => {}
                 }
-                let mut started = false;
-                let mut cursor: Option<OrderKey> = None;
-                loop {
-                    let next = match cursor {
-                        None => self.sources[si].ready.iter().next().copied(),
-                        Some(c) => self.sources[si]
-                            .ready
-                            .range((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))
-                            .next()
-                            .copied(),
-                    };
-                    let Some(key) = next else { break };
-                    cursor = Some(key);
-                    let idx = key.3;
-                    if self.vms[idx].mode == MigrationMode::Offline && !offline_ok {
-                        self.set_sched_wait(idx, now, WaitReason::OfflineAfterLive);
-                        if key.0 {
-                            // Offline VMs sort after the live ones: none after this can start.
-                            break;
-                        }
-                        continue;
-                    }
-                    match self.place(idx, false) {
-                        Place::To(d) => {
-                            self.start(idx, d, now);
-                            started = true;
-                            break;
-                        }
-                        Place::Wait(w) => self.set_sched_wait(idx, now, w),
-                        Place::Never(r) => {
-                            self.step(idx, now, VmEvent::Assessed(Assessment::Unmigratable(r)))
-                        }
-                    }
-                    if self.ledger.free(src) == 0 {
-                        break;
-                    }
+            }
+            let Some((key, si)) = best else { return };
+            cursor[si] = Some(key);
+            let idx = key.3;
+            if self.vms[idx].mode == MigrationMode::Offline && !offline_ok {
+                self.set_sched_wait(idx, now, WaitReason::OfflineAfterLive);
+                if key.0 {
+                    // Offline VMs sort after the live ones: nothing after this one can start.
+                    done[si] = true;
                 }
-                if !started {
-                    break;
+                continue;
+            }
+            match self.place(idx, false) {
+                Place::To(d) => self.start(idx, d, now),
+                Place::Wait(w) => self.set_sched_wait(idx, now, w),
+                Place::Never(r) => {
+                    self.step(idx, now, VmEvent::Assessed(Assessment::Unmigratable(r)))
                 }
             }
         }

@@ -319,8 +319,8 @@ pub struct VmMove {
     pub key: u64,
     /// Source host.
     pub source: HostId,
-    /// Allowed destinations.
-    pub destinations: Vec<HostId>,
+    /// Allowed destinations (shared by every VM of a source).
+    pub destinations: std::sync::Arc<[HostId]>,
     /// Destinations that refused it.
     pub refused: BTreeSet<HostId>,
     /// Memory, bytes.
@@ -379,7 +379,7 @@ impl VmMove {
         id: VmId,
         name: String,
         source: HostId,
-        destinations: Vec<HostId>,
+        destinations: impl Into<std::sync::Arc<[HostId]>>,
         memory_bytes: u64,
         disk_bytes: u64,
         mode: MigrationMode,
@@ -390,7 +390,7 @@ impl VmMove {
             name,
             key,
             source,
-            destinations,
+            destinations: destinations.into(),
             refused: BTreeSet::new(),
             memory_bytes,
             disk_bytes,
