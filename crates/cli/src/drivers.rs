@@ -50,21 +50,20 @@ pub async fn build(
                 speed = s;
                 Arc::new(d)
             }
-            DriverKind::Libvirt => not_built(kind)?,
-            DriverKind::HyperV => not_built(kind)?,
+            DriverKind::Libvirt => Arc::new(
+                vmove_driver_libvirt::LibvirtDriver::from_config(&group)
+                    .context("the libvirt hosts' configuration is not usable")?,
+            ),
+            DriverKind::HyperV => Arc::new(
+                vmove_driver_hyperv::HyperVDriver::from_config(&group)
+                    .context("the Hyper-V hosts' configuration is not usable")?,
+            ),
         };
         for (h, _) in group {
             drivers.insert(h, Arc::clone(&driver));
         }
     }
     Ok(Built { drivers, speed })
-}
-
-fn not_built(kind: DriverKind) -> Result<Arc<dyn Driver>> {
-    bail!(
-        "the {} driver is not built into this vmove yet",
-        kind.name()
-    )
 }
 
 /// A `driver = "sim"` host: a simulated host with its VMs, for trying vmove without hypervisors.

@@ -372,15 +372,20 @@ fn usage_errors_exit_1() {
 }
 
 #[test]
-fn drivers_not_built_in_say_so() {
+fn a_driver_refuses_a_key_it_does_not_know_before_anything_is_touched() {
     let sb = Sandbox::new("libvirt");
     sb.write(
         "vmove.toml",
-        "[hosts.k1]\ndriver = \"libvirt\"\nuri = \"qemu+tcp://127.0.0.1/system\"\n[hosts.k2]\ndriver = \"libvirt\"\nuri = \"qemu+tcp://127.0.0.2/system\"\n",
+        "[hosts.k1]\ndriver = \"libvirt\"\nurl = \"qemu+tcp://127.0.0.1/system\"\n[hosts.k2]\ndriver = \"libvirt\"\nuri = \"qemu+tcp://127.0.0.2/system\"\n",
     );
-    let r = sb.run(&["evacuate", "k1", "--to", "k2"]);
-    r.expect_code(1);
-    assert!(r.stderr.contains("libvirt driver"), "{}", r.stderr);
+    sb.run(&["evacuate", "k1", "--to", "k2"])
+        .expect_config_error(&["libvirt", "k1", "url"]);
+    sb.write(
+        "vmove.toml",
+        "[hosts.h1]\ndriver = \"hyperv\"\naddress = \"127.0.0.1\"\ncolour = \"blue\"\n[hosts.h2]\ndriver = \"hyperv\"\naddress = \"127.0.0.2\"\n",
+    );
+    sb.run(&["evacuate", "h1", "--to", "h2"])
+        .expect_config_error(&["Hyper-V", "h1", "colour"]);
 }
 
 // ---- config lookup and precedence --------------------------------------------------------
