@@ -1305,6 +1305,11 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
 
         // ---------------- Verifying ----------------
         (MoveState::Verifying { req, tries }, VmEvent::Verified(res)) => {
+            // An answer that disproves counts against VERIFY_RETRIES (short waits: a VM that just
+            // arrived may need a moment to show as running); a host that does not answer is
+            // waited for like a Locate (OBSERVE_RETRIES x recheck_interval). Either way, nothing
+            // is touched until the proof comes.
+            let unanswered = matches!(&res, Err(e) if e.class != ErrorClass::Permanent);
             let why_not = match res {
                 Ok(v) if v.is_proof() => None,
                 Ok(v) => Some(if v.detail.is_empty() {
@@ -1313,6 +1318,17 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                     v.detail
                 }),
                 Err(e) => Some(e.message),
+            };
+            let limit = if unanswered {
+                OBSERVE_RETRIES
+            } else {
+                VERIFY_RETRIES
+            };
+            let wait = if unanswered {
+                s.recheck_interval
+            } else {
+                s.recheck_interval
+                    .min(s.progress_interval.max(Duration::from_secs(1)))
             };
             match why_not {
                 None => {
@@ -1340,7 +1356,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                         );
                     }
                 }
-                Some(msg) if tries + 1 >= VERIFY_RETRIES => {
+                Some(msg) if tries + 1 >= limit => {
                     vm.last_error = Some(msg.clone());
                     vm.finish(
                         now,
@@ -1352,11 +1368,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                 }
                 Some(msg) => {
                     vm.last_error = Some(msg);
-                    vm.timer = Some(
-                        now + s
-                            .recheck_interval
-                            .min(s.progress_interval.max(Duration::from_secs(1))),
-                    );
+                    vm.timer = Some(now + wait);
                     vm.state = MoveState::Verifying {
                         req,
                         tries: tries + 1,

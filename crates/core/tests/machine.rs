@@ -737,3 +737,34 @@ fn a_start_during_a_stop_with_abort_is_aborted_as_soon_as_it_is_accepted() {
             .any(|c| matches!(c, Command::AbortMigration { .. }))
     );
 }
+
+#[test]
+fn verification_waits_out_a_host_that_does_not_answer() {
+    let settings = Settings::default();
+    let ctx = Ctx {
+        now: Time(1),
+        settings: &settings,
+        stopping: None,
+        abort_running: false,
+    };
+    let mut v = vm_in(Phase::Verifying);
+    let down = Failure::new(ErrorClass::Transient, "host does not answer");
+    for _ in 0..vmove_core::machine::VERIFY_RETRIES * 2 {
+        step(&mut v, ctx, VmEvent::Verified(Err(down.clone()))).unwrap();
+        assert_eq!(
+            v.phase(),
+            Phase::Verifying,
+            "a passing outage must not end the move"
+        );
+        assert_eq!(v.timer, Some(Time(1) + settings.recheck_interval));
+        step(&mut v, ctx, VmEvent::Timer).unwrap();
+    }
+    let proof = Verification {
+        on_destination: true,
+        disks_present: true,
+        stopped_on_source: true,
+        detail: String::new(),
+    };
+    step(&mut v, ctx, VmEvent::Verified(Ok(proof))).unwrap();
+    assert_eq!(v.phase(), Phase::CleaningUp);
+}
