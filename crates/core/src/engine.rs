@@ -293,33 +293,8 @@ impl Core {
                         }),
                     );
                 }
-                RecoveredState::InFlight(mut req) => {
-                    req.attempt = core.vms[idx].attempts.max(1);
-                    core.vms[idx].attempts = req.attempt;
-                    let why = crate::model::Failure::new(
-                        crate::model::ErrorClass::Indeterminate,
-                        "vmove stopped while this move was in flight",
-                    );
-                    core.commands.push_back(Command::Locate {
-                        vm: core.vms[idx].id.clone(),
-                        attempt: req.attempt,
-                        request: req.clone(),
-                    });
-                    core.vms[idx].state = MoveState::Locating {
-                        req,
-                        why,
-                        tries: 0,
-                        abort_rounds: 0,
-                    };
-                    let out = Output::default();
-                    core.apply(idx, now, Phase::Queued, Phase::Locating, out);
-                    let vm = core.vms[idx].id.clone();
-                    core.emit(EventKind::Transition {
-                        vm,
-                        from: Phase::Queued,
-                        to: Phase::Locating,
-                    });
-                }
+                RecoveredState::InFlight(req) => core.resume_in_flight(idx, now, req, false),
+                RecoveredState::Aborting(req) => core.resume_in_flight(idx, now, req, true),
                 RecoveredState::Moved(d) => {
                     core.step(idx, now, VmEvent::Assessed(Assessment::AlreadyThere(d)));
                 }
@@ -333,6 +308,44 @@ impl Core {
             }
         }
         Ok(core)
+    }
+
+    /// A recovered VM whose attempt was in flight: look at the hosts before anything else.
+    fn resume_in_flight(
+        &mut self,
+        idx: usize,
+        now: Time,
+        mut req: MigrationRequest,
+        aborting: bool,
+    ) {
+        req.attempt = self.vms[idx].attempts.max(1);
+        self.vms[idx].attempts = req.attempt;
+        let why = crate::model::Failure::new(
+            if aborting {
+                crate::model::ErrorClass::Transient
+            } else {
+                crate::model::ErrorClass::Indeterminate
+            },
+            "vmove stopped while this move was in flight",
+        );
+        self.commands.push_back(Command::Locate {
+            vm: self.vms[idx].id.clone(),
+            attempt: req.attempt,
+            request: req.clone(),
+        });
+        self.vms[idx].state = MoveState::Locating {
+            req,
+            why,
+            tries: 0,
+            abort_rounds: u32::from(aborting),
+        };
+        self.apply(idx, now, Phase::Queued, Phase::Locating, Output::default());
+        let vm = self.vms[idx].id.clone();
+        self.emit(EventKind::Transition {
+            vm,
+            from: Phase::Queued,
+            to: Phase::Locating,
+        });
     }
 
     /// The run's specification.
@@ -1535,6 +1548,9 @@ pub enum RecoveredState {
     /// An attempt was under way (started, migrating, aborting, verifying, cleaning up...): the
     /// request of that attempt.
     InFlight(MigrationRequest),
+    /// An attempt that vmove had decided to give up (a watchdog or a stop had asked for its
+    /// abort): if its migration still runs, it is aborted again rather than re-adopted.
+    Aborting(MigrationRequest),
     /// Moved (verified) to this host.
     Moved(HostId),
     /// Given up.

@@ -155,3 +155,36 @@ fn resume_after_a_crash_at_every_command_reaches_the_same_placement() {
         );
     }
 }
+
+#[test]
+fn resume_of_an_attempt_being_aborted_aborts_it_again_instead_of_adopting_it() {
+    let mut w = world();
+    let mut core = Core::new(the_spec(), Time::ZERO).unwrap();
+    // Start the first two moves, then crash.
+    for _ in 0..2 {
+        while let Some(c) = core.poll_command() {
+            let i = w.answer(Time::ZERO, c).unwrap();
+            core.handle_event(Time::ZERO, i);
+        }
+    }
+    assert_eq!(w.migs.len(), 2);
+    let mut rec = recover(&core, &the_spec());
+    for r in rec.iter_mut() {
+        if let RecoveredState::InFlight(req) = &r.state {
+            r.state = RecoveredState::Aborting(req.clone());
+        }
+    }
+    let mut resumed = Core::resume(the_spec(), Time(1000), rec).unwrap();
+    let mut aborts = 0;
+    while let Some(c) = resumed.poll_command() {
+        if matches!(c, Command::AbortMigration { .. }) {
+            aborts += 1;
+        }
+        if let Some(i) = w.answer(Time(1000), c) {
+            resumed.handle_event(Time(1000), i);
+        }
+    }
+    assert_eq!(aborts, 2, "both running migrations are aborted again");
+    run(&mut resumed, &mut w, Time(1000), |_, _, _| {});
+    assert_eq!(resumed.snapshot(Time::ZERO).counts(), (5, 0, 0));
+}

@@ -250,12 +250,15 @@ impl VmResume {
     /// VM is queued again (and re-assessed from a fresh host listing).
     pub fn to_recovered(&self, spec: &RunSpec) -> Option<Recovered> {
         let source = self.source.clone()?;
-        let destinations = spec
-            .sources
-            .iter()
-            .find(|s| s.host == source)
-            .map(|s| s.destinations.clone())
-            .unwrap_or_default();
+        let destinations = match spec.pins.get(&self.name) {
+            Some(pin) => vec![pin.clone()],
+            None => spec
+                .sources
+                .iter()
+                .find(|s| s.host == source)
+                .map(|s| s.destinations.clone())
+                .unwrap_or_default(),
+        };
         let state = match self.phase {
             Phase::Moved => RecoveredState::Moved(
                 self.moved_to
@@ -269,6 +272,11 @@ impl VmResume {
                 RecoveredState::Cancelled(self.reason.clone().unwrap_or(Reason::RunStopped))
             }
             _ => match (&self.last_request, self.maybe_in_flight()) {
+                // An abort had been asked: if the job still runs, it is aborted again, not
+                // re-adopted.
+                (Some(req), true) if self.phase == Phase::Aborting => {
+                    RecoveredState::Aborting(req.clone())
+                }
                 (Some(req), true) => RecoveredState::InFlight(req.clone()),
                 _ => RecoveredState::Queued,
             },
