@@ -16,5 +16,6 @@ trap teardown EXIT
 "$LAB_SCRIPTS/up.sh"
 
 cd "$ROOT"
-log "running the lab tests (cargo test -p vmove-driver-libvirt --test lab)"
-VMOVE_LAB=1 VMOVE_LAB_DIR="$LAB" cargo test -p vmove-driver-libvirt --test lab -- --test-threads=1
+# --release: reuses the build of scripts/test.sh (cargo test --workspace --release).
+log "running the lab tests (cargo test --release -p vmove-driver-libvirt --test lab)"
+VMOVE_LAB=1 VMOVE_LAB_DIR="$LAB" cargo test --release -p vmove-driver-libvirt --test lab -- --test-threads=1

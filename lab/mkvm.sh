@@ -41,9 +41,12 @@ kernel_xml=""
 if [ "$linux" = 1 ]; then
   "$LAB_SCRIPTS/guest/build.sh" >&2
   [ "$mem" -ge 128 ] || mem=128
-  gdir="$(host_path "$h" /var/lib/libvirt/guest)"
-  mkdir -p "$gdir"
-  cp -u "$LAB/guest/vmlinuz" "$LAB/guest/initrd.img" "$gdir/"
+  # On every host: QEMU on a migration's destination opens the kernel at the same path.
+  for gh in $HOSTS; do
+    gdir="$(host_path "$gh" /var/lib/libvirt/guest)"
+    mkdir -p "$gdir"
+    cp -u "$LAB/guest/vmlinuz" "$LAB/guest/initrd.img" "$gdir/"
+  done
   kernel_xml="<kernel>/var/lib/libvirt/guest/vmlinuz</kernel><initrd>/var/lib/libvirt/guest/initrd.img</initrd><cmdline>console=ttyS0 panic=-1 quiet</cmdline>"
 fi
 for i in $(seq 0 $((disks - 1))); do

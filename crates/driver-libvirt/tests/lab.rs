@@ -451,3 +451,83 @@ async fn pull_backup_is_seen_as_backing_up_and_blocks_a_start() {
     let _ = std::fs::remove_file(f);
     lab.cleanup(&name);
 }
+
+/// The highest `vmove-counter N` in a serial log (0 when none).
+fn last_counter(log: &std::path::Path) -> u64 {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("vmove-counter "))
+        .filter_map(|n| n.trim().parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The counter the guest last wrote to sector 0 of its disk (read without locking).
+fn disk_counter(host: &str, path: &str) -> u64 {
+    let out = run(Command::new("qemu-io")
+        .args(["-U", "-r", "-f", "qcow2", "-c", "read -v 0 64"])
+        .arg(outside(host, path)));
+    // qemu-io -v prints a hex dump with the text on the right: collect the text column.
+    let text: String = out.lines().filter_map(|l| l.split("  ").last()).collect();
+    // (qemu-io shows '-' and ' ' as '.': "vmove.counter.000000000011".)
+    text.split("counter")
+        .nth(1)
+        .and_then(|s| {
+            s.chars()
+                .skip(1)
+                .take_while(|c| c.is_ascii_digit())
+                .collect::<String>()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linux_guest_keeps_writing_on_the_destination() {
+    if !lab_enabled("linux_guest_keeps_writing_on_the_destination") {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = lab.mkvm("linux", &["--linux", "--size", "64"]);
+    let log_a = lab_dir()
+        .join(A)
+        .join(format!("log/qemu/{name}-serial0.log"));
+    let log_b = lab_dir()
+        .join(B)
+        .join(format!("log/qemu/{name}-serial0.log"));
+    let disk = format!("/var/lib/libvirt/images/{name}-0.qcow2");
+    for _ in 0..120 {
+        if last_counter(&log_a) >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        last_counter(&log_a) >= 3,
+        "the guest did not boot and count on hostA"
+    );
+    let req = lab.request(&vm, &name, MigrationMode::Live);
+    lab.move_and_clean(&req).await;
+    let on_a = last_counter(&log_a);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let on_b = last_counter(&log_b);
+    assert!(
+        on_b > on_a,
+        "the guest does not count on hostB: last on A {on_a}, on B {on_b}"
+    );
+    let d1 = disk_counter(B, &disk);
+    assert!(
+        d1 > on_a,
+        "the disk on hostB holds counter {d1}, not past {on_a}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let d2 = disk_counter(B, &disk);
+    assert!(
+        d2 > d1,
+        "the guest's writes do not reach its disk on hostB ({d1} then {d2})"
+    );
+    assert_eq!(virsh(B, &["domstate", &name]).unwrap(), "running");
+    lab.cleanup(&name);
+}
