@@ -267,6 +267,58 @@ fn a_second_ctrl_c_aborts_and_exits_130() {
     assert!(summary.contains("cancelled"), "{summary}");
 }
 
+#[test]
+fn a_first_ctrl_c_lets_running_moves_finish_and_exits_130() {
+    let sb = Sandbox::new("sigint-once");
+    let mut child = sb
+        .cmd(&["demo", "--speed", "4", "--plain", "--report", "r.json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    let out = loop {
+        if child.try_wait().unwrap().is_some() {
+            break Run::from(child.wait_with_output().unwrap());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "vmove did not stop after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    out.expect_code(130);
+    assert!(
+        out.stderr.contains("no new moves") && !out.stderr.contains("aborting"),
+        "{}",
+        out.stderr
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sb.dir.join("r.json")).unwrap()).unwrap();
+    assert_eq!(v["outcome"], "interrupted");
+    // The migrations running at the first Ctrl-C were not aborted: they finished.
+    let moved = v["moved"].as_u64().unwrap();
+    let cancelled = v["cancelled"].as_u64().unwrap();
+    assert!(moved >= 1 && cancelled >= 1, "{v}");
+    assert!(
+        v["vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["outcome"] != "unfinished"),
+        "{v}"
+    );
+}
+
 // ---- config errors ----------------------------------------------------------------------
 
 #[test]
