@@ -18,7 +18,9 @@
 //! - A driver call that does not answer within [`RuntimeOptions::call_timeout`] is cut off.
 //! - A task that panics is answered as if its call had timed out (the core never waits forever).
 //! - A sink error (a journal that cannot write) keeps the command it was about from being carried
-//!   out (answered as a transient failure) and asks the core to stop starting moves.
+//!   out (answered as a transient failure) and asks the core to stop starting moves (an
+//!   `Input::Stop`, shown to the sinks like any input); from then on no migration is started,
+//!   while running ones are still watched, verified and cleaned up.
 //! - If the core is neither finished nor waiting on anything (no task, no timer), the run ends
 //!   with [`RunResult::stalled`] rather than hang.
 
@@ -342,16 +344,13 @@ impl<E: Engine> Loop<E> {
     fn sink_failed(&mut self, error: String) {
         if self.sink_error.is_none() {
             self.sink_error = Some(error);
-            let now = self.now();
             if self.stop_requested.is_none() {
                 self.stop_requested = Some(false);
             }
-            self.core.handle_event(
-                now,
-                Input::Stop {
-                    abort_running: false,
-                },
-            );
+            // Fed like any other input (sinks see it first), before anything else happens.
+            self.pending.push(Input::Stop {
+                abort_running: false,
+            });
         }
     }
 
@@ -393,6 +392,15 @@ impl<E: Engine> Loop<E> {
 
     async fn dispatch(&mut self, cmd: Command) {
         let now = self.now();
+        if let (Some(e), Command::StartMigration(_)) = (&self.sink_error, &cmd) {
+            // After a sink failed, nothing new starts (the core is being stopped).
+            let failure = Failure::new(
+                ErrorClass::Transient,
+                format!("not started: the run is stopping because {e}"),
+            );
+            self.pending.push(failed_answer(&cmd, now, failure));
+            return;
+        }
         let mut refused = None;
         for sink in &mut self.sinks {
             if let Err(e) = sink.on_command(now, &cmd).await {
@@ -401,9 +409,10 @@ impl<E: Engine> Loop<E> {
         }
         if let Some(e) = refused {
             // Nothing was done: the command is answered as a passing failure, and the run stops.
+            // The stop goes in first, so the core learns of the failure already stopping.
             let failure = Failure::new(ErrorClass::Transient, format!("not carried out: {e}"));
-            self.pending.push(failed_answer(&cmd, now, failure));
             self.sink_failed(e);
+            self.pending.push(failed_answer(&cmd, now, failure));
             return;
         }
         let req = self.requests.resolve(&cmd, &self.run_id);

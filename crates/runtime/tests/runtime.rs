@@ -256,10 +256,12 @@ async fn an_engine_waiting_on_nothing_ends_the_run_as_stalled() {
     assert!(result.error().unwrap().contains("stopped making progress"));
 }
 
-/// Logs each hook into the shared log; optionally refuses start commands.
+/// Logs each hook into the shared log; optionally refuses start commands (all of them, or only
+/// the first).
 struct OrderSink {
     log: Log,
     refuse_starts: bool,
+    refuse_once: bool,
 }
 
 #[async_trait]
@@ -270,6 +272,9 @@ impl EventSink for OrderSink {
     async fn on_command(&mut self, _now: Time, command: &Command) -> Result<(), SinkError> {
         if let Command::StartMigration(r) = command {
             if self.refuse_starts {
+                if self.refuse_once {
+                    self.refuse_starts = false;
+                }
                 return Err(SinkError::new("disk full"));
             }
             self.log
@@ -296,6 +301,7 @@ async fn sinks_see_each_command_before_the_driver_carries_it_out() {
             vec![Box::new(OrderSink {
                 log: log.clone(),
                 refuse_starts: false,
+                refuse_once: false,
             })],
             rx,
         )
@@ -327,6 +333,7 @@ async fn a_failing_sink_keeps_its_command_from_running_and_stops_the_run() {
             vec![Box::new(OrderSink {
                 log: log.clone(),
                 refuse_starts: true,
+                refuse_once: false,
             })],
             rx,
         )
@@ -400,4 +407,69 @@ async fn a_faster_run_clock_scales_time_handed_to_the_engine() {
     assert!(
         result.elapsed >= Duration::from_secs(3) && result.elapsed < Duration::from_millis(3300)
     );
+}
+
+/// Records every input it is shown.
+struct InputSink(Arc<Mutex<Vec<Input>>>);
+
+#[async_trait]
+impl EventSink for InputSink {
+    fn name(&self) -> &str {
+        "inputs"
+    }
+    async fn on_input(&mut self, _now: Time, input: &Input) -> Result<(), SinkError> {
+        self.0.lock().unwrap().push(input.clone());
+        Ok(())
+    }
+    async fn on_event(&mut self, _event: &Event) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_sink_error_nothing_new_starts_even_if_the_sink_recovers() {
+    let log = Log::default();
+    // Three VMs may start at once; the journal refuses only the first start.
+    let engine = ScriptEngine::new(&["vm1", "vm2", "vm3"], 3);
+    let seen = Arc::clone(&engine.seen);
+    let inputs = Arc::new(Mutex::new(Vec::new()));
+    let (_c, rx) = Control::new();
+    let result = Runtime::default()
+        .run(
+            engine,
+            drivers(FakeDriver::new(Duration::from_secs(3), log.clone())),
+            vec![
+                Box::new(OrderSink {
+                    log: log.clone(),
+                    refuse_starts: true,
+                    refuse_once: true,
+                }),
+                Box::new(InputSink(Arc::clone(&inputs))),
+            ],
+            rx,
+        )
+        .await;
+    assert!(result.sink_error.is_some());
+    assert!(
+        !log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("driver start")),
+        "{:?}",
+        log.lock().unwrap()
+    );
+    for vm in ["vm1", "vm2", "vm3"] {
+        assert!(
+            matches!(
+                outcome(&seen, vm),
+                Some(Outcome::Failed(ErrorClass::Transient, _))
+            ),
+            "{vm}: {:?}",
+            outcome(&seen, vm)
+        );
+    }
+    // The stop the runtime asked for went through the sinks like any input.
+    assert!(inputs.lock().unwrap().contains(&Input::Stop {
+        abort_running: false
+    }));
 }
