@@ -136,6 +136,22 @@ pub fn transient_pool_name(dir: &str) -> String {
     format!("vmove-{h:016x}")
 }
 
+/// Refreshes a pool. libvirt refuses while a volume of the pool is being created or uploaded
+/// ("has asynchronous jobs running"): that passes within seconds, so we retry for a while.
+pub fn refresh(p: &StoragePool) -> DriverResult<()> {
+    let mut tries = 0;
+    loop {
+        match p.refresh(0) {
+            Ok(_) => return Ok(()),
+            Err(e) if tries < 30 && e.message().contains("asynchronous jobs") => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(e) => return Err(read_err("cannot refresh a storage pool")(e)),
+        }
+    }
+}
+
 /// An active, refreshed `dir` pool whose target is `dir`. With `build`, a missing folder is
 /// created (`mkdir -p` through the pool build); without, a missing folder gives `None`.
 pub fn dir_pool(conn: &Connect, dir: &str, build: bool) -> DriverResult<Option<StoragePool>> {
@@ -147,8 +163,7 @@ pub fn dir_pool(conn: &Connect, dir: &str, build: bool) -> DriverResult<Option<S
             p.create(0)
                 .map_err(read_err("cannot start the storage pool of a folder"))?;
         }
-        p.refresh(0)
-            .map_err(read_err("cannot refresh a storage pool"))?;
+        refresh(&p)?;
         return Ok(Some(p));
     }
     let name = transient_pool_name(dir);
@@ -168,8 +183,7 @@ pub fn dir_pool(conn: &Connect, dir: &str, build: bool) -> DriverResult<Option<S
             if let Ok(p) = conn.lookup_storage_pool_by_name(&name)
                 && p.is_active().unwrap_or(false)
             {
-                p.refresh(0)
-                    .map_err(read_err("cannot refresh a storage pool"))?;
+                refresh(&p)?;
                 return Ok(Some(p));
             }
             let m = e.message().to_ascii_lowercase();
