@@ -1,5 +1,6 @@
 //! The driver factory: one driver value per kind, serving every configured host of that kind.
-//! This is the only place that knows the driver crates.
+//! This is the only place that knows the driver crates. The libvirt and Hyper-V drivers are
+//! cargo features (both on by default); without one, its hosts get a clear error.
 //!
 //! Each constructor gets `(host, table)` pairs: the `[hosts.<name>]` table as written, less the
 //! CLI's layout keys (`put_in_subfolder`, `preserve_drive_letter`); `driver`, `max_migrations`
@@ -50,20 +51,38 @@ pub async fn build(
                 speed = s;
                 Arc::new(d)
             }
-            DriverKind::Libvirt => Arc::new(
-                vmove_driver_libvirt::LibvirtDriver::from_config(&group)
-                    .context("the libvirt hosts' configuration is not usable")?,
-            ),
-            DriverKind::HyperV => Arc::new(
-                vmove_driver_hyperv::HyperVDriver::from_config(&group)
-                    .context("the Hyper-V hosts' configuration is not usable")?,
-            ),
+            DriverKind::Libvirt => libvirt(&group)?,
+            DriverKind::HyperV => hyperv(&group)?,
         };
         for (h, _) in group {
             drivers.insert(h, Arc::clone(&driver));
         }
     }
     Ok(Built { drivers, speed })
+}
+
+#[cfg(feature = "libvirt")]
+fn libvirt(group: &[(HostId, toml::Table)]) -> Result<Arc<dyn Driver>> {
+    let d = vmove_driver_libvirt::LibvirtDriver::from_config(group)
+        .context("the libvirt hosts' configuration is not usable")?;
+    Ok(Arc::new(d))
+}
+
+#[cfg(not(feature = "libvirt"))]
+fn libvirt(_group: &[(HostId, toml::Table)]) -> Result<Arc<dyn Driver>> {
+    bail!("the libvirt driver is not built into this vmove (build it with the `libvirt` feature)")
+}
+
+#[cfg(feature = "hyperv")]
+fn hyperv(group: &[(HostId, toml::Table)]) -> Result<Arc<dyn Driver>> {
+    let d = vmove_driver_hyperv::HyperVDriver::from_config(group)
+        .context("the Hyper-V hosts' configuration is not usable")?;
+    Ok(Arc::new(d))
+}
+
+#[cfg(not(feature = "hyperv"))]
+fn hyperv(_group: &[(HostId, toml::Table)]) -> Result<Arc<dyn Driver>> {
+    bail!("the hyperv driver is not built into this vmove (build it with the `hyperv` feature)")
 }
 
 /// A `driver = "sim"` host: a simulated host with its VMs, for trying vmove without hypervisors.

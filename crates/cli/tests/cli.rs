@@ -423,6 +423,7 @@ fn usage_errors_exit_1() {
     assert!(r.stderr.contains("--to"), "{}", r.stderr);
 }
 
+#[cfg(all(feature = "libvirt", feature = "hyperv"))]
 #[test]
 fn a_driver_refuses_a_key_it_does_not_know_before_anything_is_touched() {
     let sb = Sandbox::new("libvirt");
@@ -438,6 +439,18 @@ fn a_driver_refuses_a_key_it_does_not_know_before_anything_is_touched() {
     );
     sb.run(&["evacuate", "h1", "--to", "h2"])
         .expect_config_error(&["Hyper-V", "h1", "colour"]);
+}
+
+#[cfg(not(feature = "libvirt"))]
+#[test]
+fn a_driver_left_out_of_the_build_says_so() {
+    let sb = Sandbox::new("no-libvirt");
+    sb.write(
+        "vmove.toml",
+        "[hosts.k1]\ndriver = \"libvirt\"\nuri = \"qemu+tcp://127.0.0.1/system\"\n[hosts.k2]\ndriver = \"libvirt\"\nuri = \"qemu+tcp://127.0.0.2/system\"\n",
+    );
+    sb.run(&["evacuate", "k1", "--to", "k2"])
+        .expect_config_error(&["the libvirt driver is not built into this vmove"]);
 }
 
 // ---- config lookup and precedence --------------------------------------------------------
