@@ -18,13 +18,14 @@ ROOT="$(cd "$LAB_SCRIPTS/.." && pwd)"
 
 "$LAB_SCRIPTS/up.sh"
 
-# A fresh start: remove earlier demo VMs (ours only: names start with demo-).
+# A fresh start: the demo evacuates ALL of hostA, so every VM the lab hosts hold (the lab's own:
+# demo, e2e, tests) is removed first, with its files.
 for h in $HOSTS; do
-  for d in $(vsh "$h" list --all --name 2>/dev/null | grep '^demo-' || true); do
+  for d in $(vsh "$h" list --all --name 2>/dev/null || true); do
     vsh "$h" destroy "$d" >/dev/null 2>&1 || true
     vsh "$h" undefine "$d" >/dev/null 2>&1 || true
   done
-  rm -f "$(host_dir "$h")"/lib/images/demo-* "$(host_dir "$h")"/log/qemu/demo-*
+  rm -f "$(host_dir "$h")"/lib/images/* "$(host_dir "$h")"/log/qemu/*
   vsh "$h" pool-refresh images >/dev/null
 done
 
