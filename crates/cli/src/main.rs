@@ -216,6 +216,39 @@ async fn find_sources(
     Ok(found)
 }
 
+/// Ctrl-C presses, listened for from the moment [`Interrupts::install`] returns.
+struct Interrupts {
+    #[cfg(unix)]
+    sig: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    fn install() -> Result<Interrupts> {
+        #[cfg(unix)]
+        {
+            let sig = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .context("cannot listen for Ctrl-C")?;
+            Ok(Interrupts { sig })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Interrupts {})
+        }
+    }
+
+    /// Waits for the next press; false when no more can come.
+    async fn next(&mut self) -> bool {
+        #[cfg(unix)]
+        {
+            self.sig.recv().await.is_some()
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c().await.is_ok()
+        }
+    }
+}
+
 /// Runs a core to its end with the usual sinks, Ctrl-C handling, summary and report.
 pub(crate) async fn execute(
     core: Core,
@@ -236,10 +269,12 @@ pub(crate) async fn execute(
 
     let (control, rx) = Control::new();
     let presses = Arc::new(AtomicU32::new(0));
+    // The handler is installed here, before the run starts, so no early Ctrl-C is missed.
+    let mut interrupts = Interrupts::install()?;
     let ctrl_c = {
         let presses = Arc::clone(&presses);
         tokio::spawn(async move {
-            while tokio::signal::ctrl_c().await.is_ok() {
+            while interrupts.next().await {
                 match presses.fetch_add(1, Ordering::SeqCst) + 1 {
                     1 => {
                         eprintln!(

@@ -129,6 +129,101 @@ speed = 1000
 memory_gib = 64
 "#;
 
+/// A running `vmove` whose stdout lines are read as they come.
+struct Live {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Live {
+    fn spawn(sb: &Sandbox, args: &[&str]) -> Live {
+        let mut child = sb
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Live {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (at most 30 s) for a stdout line containing `needle`.
+    fn wait_for(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(100)) {
+                let hit = l.contains(needle);
+                self.seen.push(l);
+                if hit {
+                    return;
+                }
+            }
+        }
+        panic!(
+            "no line with `{needle}` within 30 s; seen:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    fn interrupt(&self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// Waits (at most 30 s) for the end; returns the run with all of stdout.
+    fn finish(mut self) -> Run {
+        let started = Instant::now();
+        loop {
+            if self.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "vmove did not stop after Ctrl-C"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let status = self.child.wait().unwrap();
+        let mut stderr = String::new();
+        use std::io::Read;
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        let mut stdout = self.seen;
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            stdout.push(l);
+        }
+        Run {
+            code: status.code(),
+            stdout: stdout.join("\n") + "\n",
+            stderr,
+        }
+    }
+}
+
 // ---- demo -------------------------------------------------------------------------------
 
 #[test]
@@ -228,29 +323,12 @@ fn demo_writes_json_and_markdown_reports() {
 #[test]
 fn a_second_ctrl_c_aborts_and_exits_130() {
     let sb = Sandbox::new("sigint");
-    let mut child = sb
-        .cmd(&["demo", "--speed", "0.5", "--plain"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let pid = child.id().to_string();
-    let int = || Command::new("kill").args(["-INT", &pid]).status().unwrap();
-    assert!(int().success());
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(int().success());
-    let started = Instant::now();
-    let out = loop {
-        if let Some(_status) = child.try_wait().unwrap() {
-            break Run::from(child.wait_with_output().unwrap());
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "vmove did not stop after Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let mut live = Live::spawn(&sb, &["demo", "--speed", "0.5", "--plain"]);
+    live.wait_for("attempt 1,");
+    live.interrupt();
+    std::thread::sleep(Duration::from_millis(300));
+    live.interrupt();
+    let out = live.finish();
     out.expect_code(130);
     assert!(
         out.stderr.contains("no new moves") && out.stderr.contains("aborting"),
@@ -270,32 +348,13 @@ fn a_second_ctrl_c_aborts_and_exits_130() {
 #[test]
 fn a_first_ctrl_c_lets_running_moves_finish_and_exits_130() {
     let sb = Sandbox::new("sigint-once");
-    let mut child = sb
-        .cmd(&["demo", "--speed", "4", "--plain", "--report", "r.json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
+    let mut live = Live::spawn(
+        &sb,
+        &["demo", "--speed", "4", "--plain", "--report", "r.json"],
     );
-    let started = Instant::now();
-    let out = loop {
-        if child.try_wait().unwrap().is_some() {
-            break Run::from(child.wait_with_output().unwrap());
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "vmove did not stop after Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    live.wait_for("attempt 1,");
+    live.interrupt();
+    let out = live.finish();
     out.expect_code(130);
     assert!(
         out.stderr.contains("no new moves") && !out.stderr.contains("aborting"),
