@@ -119,7 +119,7 @@ migration_limit = 2
 vms = [
   { name = "web-1", memory_gib = 2, disk_gib = 4 },
   { name = "web-2", memory_gib = 2, disk_gib = 4, transient_failures = 1 },
-  { name = "db-1", memory_gib = 8, disk_gib = 10, backup_for = "3m" },
+  { name = "db-1", memory_gib = 8, disk_gib = 10, backup_for = "10m" },
   { name = "huge-1", memory_gib = 200, disk_gib = 10 },
 ]
 
@@ -229,7 +229,7 @@ impl Live {
 #[test]
 fn demo_summary_names_the_backup_wait_the_retry_and_the_vm_that_cannot_fit() {
     let sb = Sandbox::new("demo");
-    let r = sb.run(&["demo", "--speed", "40", "--plain"]);
+    let r = sb.run(&["demo", "--speed", "10", "--plain"]);
     r.expect_code(2);
     let summary = r
         .stdout
@@ -265,7 +265,7 @@ fn demo_summary_names_the_backup_wait_the_retry_and_the_vm_that_cannot_fit() {
 #[test]
 fn demo_json_puts_only_parseable_events_on_stdout() {
     let sb = Sandbox::new("demo-json");
-    let r = sb.run(&["demo", "--speed", "40", "--json"]);
+    let r = sb.run(&["demo", "--speed", "10", "--json"]);
     r.expect_code(2);
     let mut kinds = std::collections::BTreeSet::new();
     for line in r.stdout.lines() {
@@ -292,7 +292,7 @@ fn demo_json_puts_only_parseable_events_on_stdout() {
 #[test]
 fn demo_writes_json_and_markdown_reports() {
     let sb = Sandbox::new("report");
-    sb.run(&["demo", "--speed", "40", "--plain", "--report", "out.json"])
+    sb.run(&["demo", "--speed", "10", "--plain", "--report", "out.json"])
         .expect_code(2);
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(sb.dir.join("out.json")).unwrap()).unwrap();
@@ -310,7 +310,7 @@ fn demo_writes_json_and_markdown_reports() {
             .contains("no destination has room")
     );
 
-    sb.run(&["demo", "--speed", "40", "--plain", "--report", "out.md"])
+    sb.run(&["demo", "--speed", "10", "--plain", "--report", "out.md"])
         .expect_code(2);
     let md = std::fs::read_to_string(sb.dir.join("out.md")).unwrap();
     assert!(md.starts_with("# vmove run demo"), "{md}");
