@@ -121,6 +121,10 @@ pub struct Common {
     /// Plain lines even on a terminal (no progress bars).
     #[arg(long, global = true)]
     pub plain: bool,
+    /// `plan`: the transfer rate one migration is assumed to reach, MB/s (the hosts do not
+    /// report it).
+    #[arg(long, global = true, value_name = "MB/S", default_value_t = 125)]
+    pub plan_bandwidth: u64,
     /// The settings knobs.
     #[command(flatten)]
     pub knobs: Knobs,

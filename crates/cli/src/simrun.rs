@@ -75,14 +75,12 @@ pub async fn demo(args: &DemoArgs, eff: &Effective, common: &Common) -> Result<u
     crate::execute(core, drivers, options, common, "demo").await
 }
 
-/// Assumed transfer rate of one migration for `plan`, bytes/s (1 Gb/s).
-const PLAN_BANDWIDTH: u64 = 125_000_000;
-
 /// Builds a simulated copy of the spec's hosts from what their drivers say now.
 async fn observed_cluster(
     spec: &RunSpec,
     drivers: &Drivers,
     eff: &Effective,
+    bandwidth: u64,
 ) -> Result<SimCluster> {
     let mut involved = BTreeSet::new();
     for s in &spec.sources {
@@ -106,7 +104,7 @@ async fn observed_cluster(
             .with_context(|| format!("host `{h}` could not list its VMs"))?;
         observed.push(ObservedHost { id: h, info, vms });
     }
-    let mut a = Assumptions::with_bandwidth(PLAN_BANDWIDTH);
+    let mut a = Assumptions::with_bandwidth(bandwidth);
     a.default_limit = eff.settings.default_host_limit;
     from_observed(&observed, &a).context("the hosts' figures do not make a cluster")
 }
@@ -118,7 +116,11 @@ pub async fn plan(
     eff: &Effective,
     common: &Common,
 ) -> Result<u8> {
-    let cluster = observed_cluster(&spec, drivers, eff).await?;
+    if common.plan_bandwidth == 0 {
+        anyhow::bail!("flag `--plan-bandwidth` must be at least 1 (MB/s)");
+    }
+    let bandwidth = common.plan_bandwidth.saturating_mul(1_000_000);
+    let cluster = observed_cluster(&spec, drivers, eff, bandwidth).await?;
     let out = simulate(spec, cluster, SimOptions::default())
         .map_err(|e| anyhow!("the plan could not be simulated: {e}"))?;
     let mut rec = Record::new("plan");
@@ -129,9 +131,10 @@ pub async fn plan(
     if common.json {
         print!("{}", out.ndjson());
     }
-    let mut text = String::from(
-        "Plan (simulated on the hosts' current figures; assumed: 1 Gb/s per migration, 10 MiB/s \
-         guest dirty rate, running backups last 15 more minutes):\n",
+    let mut text = format!(
+        "Plan (simulated on the hosts' current figures; assumed: {} MB/s per migration \
+         (--plan-bandwidth), 10 MiB/s guest dirty rate, running backups last 15 more minutes):\n",
+        common.plan_bandwidth
     );
     let mut starts: Vec<(Time, String, String, String)> = Vec::new();
     let mut seen = BTreeSet::new();

@@ -695,6 +695,36 @@ fn plan_prints_order_destinations_and_an_eta_without_moving() {
     assert!(r.stdout.contains("huge-1 would not move"), "{}", r.stdout);
     // A dry run: no live progress lines, only the plan.
     assert!(!r.stdout.contains("MOVED"), "{}", r.stdout);
+    // A faster assumed link gives an earlier ETA.
+    let eta = |r: &Run| {
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with("ETA:"))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let slow = sb.run(&[
+        "plan",
+        "migrate",
+        "a:web-1",
+        "--to",
+        "b",
+        "--plan-bandwidth",
+        "10",
+    ]);
+    let fast = sb.run(&[
+        "plan",
+        "migrate",
+        "a:web-1",
+        "--to",
+        "b",
+        "--plan-bandwidth",
+        "1000",
+    ]);
+    slow.expect_code(0);
+    fast.expect_code(0);
+    assert_ne!(eta(&slow), eta(&fast));
+    assert!(slow.stdout.contains("10 MB/s") && fast.stdout.contains("1000 MB/s"));
     let r = sb.run(&["migrate", "web-1", "--to", "b", "--dry-run"]);
     r.expect_code(0);
     assert!(
