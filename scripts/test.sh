@@ -1,26 +1,33 @@
 #!/usr/bin/env bash
-# Every test: installs the system packages (build dependencies, and libvirt + QEMU for the lab),
-# runs the workspace's tests, then the real-libvirt lab tests on two libvirt hosts on this machine.
-# Needs root (or sudo) for the packages and the lab.
+# Every test: installs the system packages (build dependencies; python3-venv for the independent
+# WS-Management client cross-check; libvirt + QEMU for the lab), runs the workspace's tests, then
+# the real-libvirt lab tests on two libvirt hosts on this machine. Needs root (or sudo).
 source "$(dirname "$0")/common.sh"
 need_cargo
 install_build_deps
 cd "$ROOT"
-if [ -x lab/install.sh ] || [ -f lab/install.sh ]; then
-  say "installing the lab's packages (libvirt, QEMU)"
-  as_root bash lab/install.sh
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  say "installing python3-venv (for the pypsrp cross-check of the Hyper-V protocol fake)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
 fi
+say "installing the lab's packages (libvirt, QEMU)"
+as_root bash lab/install.sh
 
-say "unit, property and integration tests (cargo test --workspace)"
-cargo test --workspace --locked --release 2>&1 | tee /tmp/vmove-test-unit.log
+say "building (release)"
+cargo build --release --locked -p vmove
+
+say "unit, property, simulation, protocol-fake and CLI tests (cargo test --workspace --all-features)"
+set +e
+VMOVE_REQUIRE_PYPSRP=1 VMOVE_REQUIRE_CLI_E2E=1 VMOVE_BIN="$ROOT/target/release/vmove" \
+  cargo test --workspace --all-features --locked --release 2>&1 | tee /tmp/vmove-test-unit.log
 unit=${PIPESTATUS[0]}
 
-lab=0
-if [ -f lab/ci.sh ]; then
-  say "real-libvirt lab tests (lab/ci.sh)"
-  as_root bash lab/ci.sh || lab=$?
-fi
+say "real-libvirt lab tests (lab/ci.sh)"
+as_root bash lab/ci.sh 2>&1 | tee /tmp/vmove-test-lab.log
+lab=${PIPESTATUS[0]}
+set -e
 
-say "summary: unit/integration exit $unit, lab exit $lab"
-grep -E '^test result:' /tmp/vmove-test-unit.log | awk '{p+=$4; f+=$6} END {printf "tests: %d passed, %d failed\n", p, f}'
+say "exit codes: workspace tests $unit, lab tests $lab"
+cat /tmp/vmove-test-unit.log /tmp/vmove-test-lab.log | grep -E '^test result:' |
+  awk '{p+=$4; f+=$6; i+=$8} END {printf "total: %d passed, %d failed, %d skipped\n", p, f, i}'
 [ "$unit" = 0 ] && [ "$lab" = 0 ]
