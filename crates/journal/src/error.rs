@@ -163,6 +163,9 @@ pub enum JournalError {
         /// The value.
         value: String,
     },
+    /// The blocking task a journal call ran on died (feature `sink`).
+    #[error("a journal call did not complete: {0}")]
+    Worker(String),
 }
 
 fn gone_note(gone: bool) -> &'static str {

@@ -28,6 +28,8 @@
 //! - [`status`]: [`VmStatus`], the per-VM latest state kept in step with the events.
 //! - [`mod@rebuild`]: what resume needs per VM, computed from a loaded [`RunRecord`].
 //! - [`schema`]: the tables and their ordered migrations.
+//! - `sink` (feature `sink`): `JournalSink`, the runtime sink that keeps the write protocol, and
+//!   `Keeper`, the task that refreshes the lease and polls stop requests.
 //! - [`clock`]: wall-clock time ([`WallTime`]), injectable for lease tests.
 //! - [`error`]: the error type, [`JournalError`].
 //! - `testing` (feature `test-util`): a journal in a temporary directory for other crates' tests.
@@ -38,6 +40,8 @@ pub mod journal;
 pub mod rebuild;
 pub mod record;
 pub mod schema;
+#[cfg(feature = "sink")]
+pub mod sink;
 pub mod status;
 #[cfg(feature = "test-util")]
 pub mod testing;

@@ -92,6 +92,9 @@ pub struct RuntimeOptions {
     /// simulated cluster whose clock is real time sped up; the core's clock must run as fast.
     /// `call_timeout` stays in real time.
     pub speed: f64,
+    /// The run time at which the run loop starts (0 for a new run). A resumed run starts at the
+    /// largest time its journal recorded, so the core never sees time go back.
+    pub start: Time,
 }
 
 impl Default for RuntimeOptions {
@@ -99,6 +102,7 @@ impl Default for RuntimeOptions {
         RuntimeOptions {
             call_timeout: Duration::from_secs(120),
             speed: 1.0,
+            start: Time::ZERO,
         }
     }
 }
@@ -183,6 +187,8 @@ struct Loop<E: Engine> {
     speed: f64,
     /// The latest time handed to the core (time never goes back).
     last_now: Time,
+    /// Run time at `epoch`.
+    start: Time,
     run_id: String,
     exec: Arc<Exec>,
     sinks: Vec<Box<dyn EventSink>>,
@@ -211,7 +217,8 @@ impl Runtime {
         mut control: ControlReceiver,
     ) -> RunResult {
         let epoch = Instant::now();
-        let run_id = core.snapshot(Time::ZERO).run_id;
+        let start = self.options.start;
+        let run_id = core.snapshot(start).run_id;
         let mut lp = Loop {
             core,
             epoch,
@@ -220,7 +227,8 @@ impl Runtime {
             } else {
                 1.0
             },
-            last_now: Time::ZERO,
+            last_now: start,
+            start,
             run_id,
             exec: Arc::new(Exec {
                 drivers,
@@ -312,12 +320,13 @@ impl<E: Engine> Loop<E> {
         } else {
             (elapsed.as_secs_f64() * self.speed * 1000.0) as u64
         };
-        self.last_now = self.last_now.max(Time(ms));
+        self.last_now = self.last_now.max(Time(self.start.0.saturating_add(ms)));
         self.last_now
     }
 
     /// The real instant at which run time reaches `t`.
     fn instant_of(&self, t: Time) -> Instant {
+        let t = Time(t.0.saturating_sub(self.start.0));
         if self.speed == 1.0 {
             self.epoch + t.since_epoch()
         } else {
@@ -358,9 +367,14 @@ impl<E: Engine> Loop<E> {
     async fn pump(&mut self) {
         loop {
             let mut progressed = false;
+            let mut events = false;
             while let Some(ev) = self.core.poll_event() {
                 progressed = true;
+                events = true;
                 self.forward(&ev).await;
+            }
+            if events {
+                self.step_end().await;
             }
             while let Some(cmd) = self.core.poll_command() {
                 progressed = true;
@@ -382,6 +396,18 @@ impl<E: Engine> Loop<E> {
         let mut failed = None;
         for sink in &mut self.sinks {
             if let Err(e) = sink.on_event(ev).await {
+                failed.get_or_insert_with(|| format!("the {} sink failed: {e}", sink.name()));
+            }
+        }
+        if let Some(e) = failed {
+            self.sink_failed(e);
+        }
+    }
+
+    async fn step_end(&mut self) {
+        let mut failed = None;
+        for sink in &mut self.sinks {
+            if let Err(e) = sink.on_step_end().await {
                 failed.get_or_insert_with(|| format!("the {} sink failed: {e}", sink.name()));
             }
         }

@@ -30,7 +30,8 @@ impl From<std::io::Error> for SinkError {
 /// - [`EventSink::on_command`] BEFORE the command is carried out (a journal writes its intent
 ///   there; if it fails, the command is not carried out);
 /// - [`EventSink::on_input`] before the core is given a driver's answer;
-/// - [`EventSink::on_event`] for every event the core emits;
+/// - [`EventSink::on_event`] for every event the core emits, then [`EventSink::on_step_end`]
+///   once the step's events are all out (before its commands);
 /// - [`EventSink::on_finish`] once, with the final snapshot.
 ///
 /// Sinks should be quick: the core waits for them.
@@ -51,6 +52,12 @@ pub trait EventSink: Send {
 
     /// Called with every event.
     async fn on_event(&mut self, event: &Event) -> Result<(), SinkError>;
+
+    /// Called after the events of one core step were all given to [`EventSink::on_event`],
+    /// before any command of that step is carried out (a journal writes them as one batch here).
+    async fn on_step_end(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
 
     /// Called once when the run is over.
     async fn on_finish(&mut self, _snapshot: &Snapshot) -> Result<(), SinkError> {
