@@ -357,8 +357,23 @@ pub fn vm_info(conn: &Connect, dom: &Domain) -> DriverResult<VmInfo> {
     let (power, paused_activity, mut health) = power_of(state, reason);
     let mut activity = Activity::Idle;
     if active {
-        if let Some(job) = ffi::job_stats(dom).map_err(read_err("cannot read the VM's job"))? {
-            activity = activity_of_operation(job.operation);
+        match ffi::job_stats(dom) {
+            Ok(Some(job)) => activity = activity_of_operation(job.operation),
+            Ok(None) => {}
+            // The destination of an incoming migration answers "migration statistics are
+            // available only on the source host" (84, operation unsupported).
+            Err(e) if code_of(&e) == 84 || e.message().contains("only on the source") => {
+                activity = Activity::MigratingIn;
+            }
+            Err(e) => return Err(read_err("cannot read the VM's job")(e)),
+        }
+        // Before the calls below: on the destination of an incoming migration the domain is
+        // paused and the migration holds its job; a block job query would wait for that job
+        // (30 s, then "cannot acquire state change lock") for the whole migration.
+        if activity == Activity::Idle
+            && let Some(a) = paused_activity
+        {
+            activity = a;
         }
         if activity == Activity::Idle && ffi::backup_running(dom) {
             activity = Activity::BackingUp;
@@ -374,11 +389,6 @@ pub fn vm_info(conn: &Connect, dom: &Domain) -> DriverResult<VmInfo> {
                     break;
                 }
             }
-        }
-        if activity == Activity::Idle
-            && let Some(a) = paused_activity
-        {
-            activity = a;
         }
     }
     if activity != Activity::Idle && health == Health::Ok {

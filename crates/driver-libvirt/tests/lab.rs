@@ -531,3 +531,63 @@ async fn linux_guest_keeps_writing_on_the_destination() {
     assert_eq!(virsh(B, &["domstate", &name]).unwrap(), "running");
     lab.cleanup(&name);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_migration_is_seen_on_both_hosts_without_waiting_for_its_job() {
+    if !lab_enabled("foreign_migration_is_seen_on_both_hosts_without_waiting_for_its_job") {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = lab.mkvm("foreign", &["--size", "256", "--fill", "128"]);
+    // A slow migration started by someone else (virsh), 4 MiB/s.
+    let mut child = Command::new("virsh")
+        .args([
+            "-q",
+            "-c",
+            &uri(A),
+            "migrate",
+            "--live",
+            "--copy-storage-all",
+            "--persistent",
+        ])
+        .args(["--undefinesource", "--bandwidth", "4", &name, &uri(B)])
+        .spawn()
+        .unwrap();
+    let mut seen = false;
+    for _ in 0..40 {
+        if virsh(A, &["domjobinfo", &name])
+            .unwrap_or_default()
+            .contains("Outgoing migration")
+        {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(seen, "the foreign migration did not start");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The destination's domain is paused with the migration holding its job: reading it must
+    // not wait for that job (a block job query would, 30 s).
+    let t = std::time::Instant::now();
+    let on_b = lab.driver.list_vms(&HostId::new(B)).await.unwrap();
+    let hb = lab.driver.host_info(&HostId::new(B)).await.unwrap();
+    let on_a = lab.driver.list_vms(&HostId::new(A)).await.unwrap();
+    let ha = lab.driver.host_info(&HostId::new(A)).await.unwrap();
+    let took = t.elapsed();
+    let _ = virsh(A, &["domjobabort", &name]);
+    let _ = child.wait();
+    assert!(
+        took < Duration::from_secs(10),
+        "reading the hosts took {took:?}"
+    );
+    assert_eq!(
+        on_b.iter().find(|v| v.id == vm).map(|v| v.activity.clone()),
+        Some(Activity::MigratingIn)
+    );
+    assert_eq!(
+        on_a.iter().find(|v| v.id == vm).map(|v| v.activity.clone()),
+        Some(Activity::MigratingOut)
+    );
+    assert_eq!((ha.active_migrations, hb.active_migrations), (1, 1));
+    lab.cleanup(&name);
+}
