@@ -34,6 +34,34 @@ pub enum Cmd {
     /// Print the effective settings (after config file, environment and flags) and where they
     /// came from.
     Config,
+    /// Go on with an interrupted run (default: the newest unfinished one) from its journal.
+    Resume {
+        /// The run id (see `vmove history`).
+        run: Option<String>,
+    },
+    /// Show a run's state per VM from the journal (works while the run goes, from anywhere).
+    Status {
+        /// The run id (default: the newest run).
+        run: Option<String>,
+        /// Redraw every 2 s until the run is over.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Ask a running run to stop starting moves (with --now, to abort running migrations).
+    Abort {
+        /// The run id.
+        run: String,
+        /// Abort running migrations too (every VM stays on exactly one host).
+        #[arg(long)]
+        now: bool,
+    },
+    /// List past and current runs.
+    History,
+    /// Print (and with --report FILE, write) a run's report, rebuilt from the journal.
+    Report {
+        /// The run id (default: the newest run).
+        run: Option<String>,
+    },
 }
 
 /// What `plan` plans.
@@ -125,6 +153,9 @@ pub struct Common {
     /// report it).
     #[arg(long, global = true, value_name = "MB/S", default_value_t = 125)]
     pub plan_bandwidth: u64,
+    /// Do not journal this run (it cannot be resumed, watched or aborted from elsewhere).
+    #[arg(long, global = true)]
+    pub no_journal: bool,
     /// The settings knobs.
     #[command(flatten)]
     pub knobs: Knobs,
@@ -260,6 +291,17 @@ pub struct Knobs {
         help_heading = "Settings"
     )]
     pub call_timeout: Option<String>,
+    /// The journal file [journal; default <user data dir>/vmove/journal.db].
+    #[arg(long, global = true, value_name = "FILE", help_heading = "Settings")]
+    pub journal: Option<String>,
+    /// How long a run's lease lasts without a refresh [journal_lease].
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        help_heading = "Settings"
+    )]
+    pub journal_lease: Option<String>,
     /// Destination base folder for every destination [path of each host].
     #[arg(long, global = true, value_name = "PATH", help_heading = "Settings")]
     pub path: Option<String>,
@@ -351,6 +393,8 @@ impl Knobs {
         s("policy", "--policy", &self.policy);
         s("seed", "--seed", &self.seed);
         s("call_timeout", "--call-timeout", &self.call_timeout);
+        s("journal", "--journal", &self.journal);
+        s("journal_lease", "--journal-lease", &self.journal_lease);
         let t = Some("true".to_string());
         let f = Some("false".to_string());
         if self.fail_fast {

@@ -49,7 +49,7 @@ pub async fn build(
             DriverKind::Sim => {
                 let (d, s) = sim_from_config(&group)?;
                 speed = s;
-                Arc::new(d)
+                d
             }
             DriverKind::Libvirt => libvirt(&group)?,
             DriverKind::HyperV => hyperv(&group)?,
@@ -111,6 +111,9 @@ struct SimHostConfig {
     /// Simulated seconds per real second.
     #[serde(default = "d_speed")]
     speed: f64,
+    /// Keep the simulated cluster in this file so it outlives the process (crash tests; see
+    /// `simstate`). Every sim host of a run must name the same file.
+    state_file: Option<String>,
     #[serde(default)]
     vms: Vec<SimVmConfig>,
 }
@@ -158,7 +161,8 @@ fn gib(x: f64) -> u64 {
     (x.max(0.0) * GIB as f64) as u64
 }
 
-fn sim_from_config(group: &[(HostId, toml::Table)]) -> Result<(SimDriver, f64)> {
+fn sim_from_config(group: &[(HostId, toml::Table)]) -> Result<(Arc<dyn Driver>, f64)> {
+    let mut state_file: Option<Option<String>> = None;
     let mut hosts = Vec::new();
     let mut vms = Vec::new();
     let mut faults = Faults::default();
@@ -175,6 +179,10 @@ fn sim_from_config(group: &[(HostId, toml::Table)]) -> Result<(SimDriver, f64)> 
             bail!("`hosts.{h}.speed`: every sim host of a run must have the same speed");
         }
         speed = Some(c.speed);
+        if state_file.as_ref().is_some_and(|f| *f != c.state_file) {
+            bail!("`hosts.{h}.state_file`: every sim host of a run must name the same state file");
+        }
+        state_file = Some(c.state_file.clone());
         let mut spec = HostSpec::new(h.as_str());
         spec.migration_limit = c.migration_limit;
         spec.memory_bytes = c.memory_gib * GIB;
@@ -211,5 +219,9 @@ fn sim_from_config(group: &[(HostId, toml::Table)]) -> Result<(SimDriver, f64)> 
     let cluster =
         SimCluster::new(hosts, vms, faults).context("the sim hosts do not make a cluster")?;
     let speed = speed.unwrap_or(1.0);
-    Ok((SimDriver::new(cluster, SimClock::scaled(speed)), speed))
+    if let Some(Some(file)) = state_file {
+        let d = crate::simstate::PersistentSim::open(std::path::Path::new(&file), cluster, speed)?;
+        return Ok((Arc::new(d), speed));
+    }
+    Ok((Arc::new(SimDriver::new(cluster, SimClock::scaled(speed))), speed))
 }

@@ -9,6 +9,8 @@
 //! - [`request`]: a command's selection + config -> the core's `RunSpec`.
 //! - [`drivers`]: the driver factory (the only file that knows the driver crates).
 //! - [`simrun`]: `demo` and `plan` on the simulated cluster.
+//! - [`simstate`]: sim hosts kept in a state file (`state_file`), so they outlive the process.
+//! - [`runs`]: the journal: journaling a run, `resume`, `status`, `abort`, `history`, `report`.
 //! - [`output`]: progress bars or plain lines, the summary table, `--report`.
 //! - this file: the flow of each command, Ctrl-C handling and exit codes.
 //!
@@ -20,8 +22,10 @@ mod config;
 mod drivers;
 mod output;
 mod request;
+mod runs;
 mod settings;
 mod simrun;
+mod simstate;
 
 use anyhow::{Context, Result, anyhow};
 use args::{Cli, Cmd, Common, PlanWhat};
@@ -35,7 +39,9 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use vmove_core::{Core, HostId, Selection, Time};
+use vmove_journal::sink::{JournalSink, Keeper, with_journal};
 use vmove_runtime::{Control, Drivers, EventSink, NdjsonSink, Runtime, RuntimeOptions};
 
 /// Exit code: every VM moved.
@@ -116,6 +122,11 @@ async fn run(cli: Cli) -> Result<u8> {
             let dry = a.placement.dry_run;
             plan_or_move(Chosen::Evacuate(a), &cfg, &eff, &cli.common, dry).await
         }
+        Cmd::Resume { run } => runs::resume(run, &eff, &cli.common).await,
+        Cmd::Status { run, watch } => runs::status(run, watch, &eff).await,
+        Cmd::Abort { run, now } => runs::abort(&run, now, &eff),
+        Cmd::History => runs::history(&eff),
+        Cmd::Report { run } => runs::report(run, &eff, &cli.common),
     }
 }
 
@@ -168,12 +179,25 @@ async fn plan_or_move(
     if dry_run {
         return simrun::plan(spec, &built.drivers, eff, common).await;
     }
+    let journaling = if common.no_journal {
+        None
+    } else {
+        let j = runs::start(eff, cfg, &spec)?;
+        eprintln!(
+            "vmove: run {} (journal `{}`; `vmove status {}` from another terminal)",
+            j.run,
+            runs::journal_path(eff)?.display(),
+            j.run
+        );
+        Some(j)
+    };
     let core = Core::new(spec, Time::ZERO)?;
     let options = RuntimeOptions {
         call_timeout: eff.call_timeout,
         speed: built.speed,
+        start: Time::ZERO,
     };
-    execute(core, built.drivers, options, common, verb).await
+    execute(core, built.drivers, options, common, verb, journaling).await
 }
 
 /// A spec error, with where the offending setting came from when it was set.
@@ -249,6 +273,38 @@ impl Interrupts {
     }
 }
 
+/// Ends the run's journal record: finished, aborted (stopped with VMs not moved) or failed. A
+/// run whose journal could not be written is left unfinished (resumable).
+async fn finish_journal(j: &runs::Journaling, result: &vmove_runtime::RunResult) {
+    use vmove_journal::RunEnd;
+    if result.sink_error.is_some() {
+        let run = j.run.clone();
+        let _ = with_journal(&j.journal, move |jj| jj.release(&run)).await;
+        eprintln!(
+            "vmove: the run's journal could not be written; the run is left resumable (`vmove resume {}`)",
+            j.run
+        );
+        return;
+    }
+    let end = match result.error() {
+        Some(e) => RunEnd::Failed(e),
+        None if result.stop_requested.is_some()
+            && result
+                .snapshot
+                .vms
+                .iter()
+                .any(|v| v.phase != vmove_core::Phase::Moved) =>
+        {
+            RunEnd::Aborted
+        }
+        None => RunEnd::Finished,
+    };
+    let run = j.run.clone();
+    if let Err(e) = with_journal(&j.journal, move |jj| jj.finish_run(&run, end)).await {
+        eprintln!("vmove: warning: the run's end could not be journaled: {e}");
+    }
+}
+
 /// Runs a core to its end with the usual sinks, Ctrl-C handling, summary and report.
 pub(crate) async fn execute(
     core: Core,
@@ -256,9 +312,18 @@ pub(crate) async fn execute(
     options: RuntimeOptions,
     common: &Common,
     verb: &str,
+    journaling: Option<runs::Journaling>,
 ) -> Result<u8> {
     let record: SharedRecord = Arc::new(Mutex::new(Record::new(verb)));
-    let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(RecordSink(Arc::clone(&record)))];
+    let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
+    if let Some(j) = &journaling {
+        // First: the intent is durable before any other sink (or the driver) sees a command.
+        sinks.push(Box::new(JournalSink::new(
+            Arc::clone(&j.journal),
+            j.run.clone(),
+        )));
+    }
+    sinks.push(Box::new(RecordSink(Arc::clone(&record))));
     if common.json {
         sinks.push(Box::new(NdjsonSink::new(std::io::stdout())));
     } else if std::io::stderr().is_terminal() && !common.plain {
@@ -268,6 +333,20 @@ pub(crate) async fn execute(
     }
 
     let (control, rx) = Control::new();
+    let keeper = journaling.as_ref().map(|j| {
+        if let Some(stop) = j.stop_seen {
+            // A stop asked before this process drove the run: the core hears it before any answer.
+            control.stop(stop.abort_running);
+        }
+        Keeper::start(
+            Arc::clone(&j.journal),
+            j.run.clone(),
+            control.clone(),
+            Duration::from_secs(1),
+            j.lease / 3,
+            j.stop_seen,
+        )
+    });
     let presses = Arc::new(AtomicU32::new(0));
     // The handler is installed here, before the run starts, so no early Ctrl-C is missed.
     let mut interrupts = Interrupts::install()?;
@@ -295,6 +374,12 @@ pub(crate) async fn execute(
     };
     let result = Runtime::new(options).run(core, drivers, sinks, rx).await;
     ctrl_c.abort();
+    if let Some(k) = keeper {
+        k.stop();
+    }
+    if let Some(j) = &journaling {
+        finish_journal(j, &result).await;
+    }
 
     let error = result.error();
     let interrupted = presses.load(Ordering::SeqCst) > 0;

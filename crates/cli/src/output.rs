@@ -244,6 +244,15 @@ impl Record {
         self.duration_secs = self.duration_secs.max(secs);
     }
 
+    /// Counts outcomes from the rows (a report rebuilt from a journal has no final snapshot).
+    pub fn tally(&mut self, end: Time) {
+        let count = |o: &str| self.vms.iter().filter(|r| r.outcome == o).count() as u32;
+        self.moved = count("moved");
+        self.unmigratable = count("unmigratable");
+        self.cancelled = count("cancelled");
+        self.duration_secs = self.duration_secs.max(end.as_millis() as f64 / 1000.0);
+    }
+
     /// Fills what events did not say from the final snapshot, and counts outcomes.
     pub fn finish(&mut self, snap: &Snapshot) {
         for v in &snap.vms {

@@ -10,7 +10,16 @@ use vmove_core::Settings;
 use vmove_core::spec::dur;
 
 /// `[defaults]` keys that are not [`Settings`] fields (the CLI and runtime read them).
-pub const EXTRA_KEYS: [&str; 3] = ["put_in_subfolder", "preserve_drive_letter", "call_timeout"];
+pub const EXTRA_KEYS: [&str; 5] = [
+    "put_in_subfolder",
+    "preserve_drive_letter",
+    "call_timeout",
+    "journal",
+    "journal_lease",
+];
+
+/// The default lease time of a journaled run (refreshed every third of it).
+pub const DEFAULT_JOURNAL_LEASE: Duration = Duration::from_secs(30);
 
 /// Keys whose string values may be written with dashes (`largest-first`).
 const ENUM_KEYS: [&str; 4] = ["order", "policy", "stall_action", "completion_action"];
@@ -31,6 +40,10 @@ pub struct Effective {
     pub call_timeout: Duration,
     /// `--path`: destination base folder for every destination (overrides each host's `path`).
     pub path: Option<String>,
+    /// The journal file (`journal`); `None`: the default under the user's data directory.
+    pub journal: Option<String>,
+    /// The lease time of a journaled run (`journal_lease`).
+    pub journal_lease: Duration,
     /// Key -> where its value came from (keys left at their default are absent).
     pub origins: BTreeMap<String, String>,
 }
@@ -87,7 +100,11 @@ fn check(
             toml::Value::Boolean(_) => Ok(()),
             other => Err(bad(format!("must be true or false, not {other}"))),
         },
-        "call_timeout" => duration_of(value).map(|_| ()).map_err(bad),
+        "call_timeout" | "journal_lease" => duration_of(value).map(|_| ()).map_err(bad),
+        "journal" => match value {
+            toml::Value::String(p) if !p.is_empty() => Ok(()),
+            other => Err(bad(format!("must be a file path, not {other}"))),
+        },
         k if known.iter().any(|x| x == k) => {
             let mut t = toml::Table::new();
             t.insert(k.to_owned(), value.clone());
@@ -164,6 +181,13 @@ pub fn merge(
         Some(v) => duration_of(&v).unwrap_or(DEFAULT_CALL_TIMEOUT),
         None => DEFAULT_CALL_TIMEOUT,
     };
+    let journal_lease = match merged.remove("journal_lease") {
+        Some(v) => duration_of(&v).unwrap_or(DEFAULT_JOURNAL_LEASE),
+        None => DEFAULT_JOURNAL_LEASE,
+    };
+    let journal = merged
+        .remove("journal")
+        .and_then(|v| v.as_str().map(str::to_owned));
     let settings = merged
         .try_into::<Settings>()
         .map_err(|e| ConfigError::BadValue {
@@ -180,6 +204,8 @@ pub fn merge(
         preserve_drive_letter,
         call_timeout,
         path: path_flag,
+        journal,
+        journal_lease,
         origins,
     })
 }
@@ -199,6 +225,11 @@ pub fn render(eff: &Effective) -> String {
             "put_in_subfolder" => format!("{k} = {}", eff.put_in_subfolder),
             "preserve_drive_letter" => format!("{k} = {}", eff.preserve_drive_letter),
             "call_timeout" => format!("{k} = \"{}\"", dur::format_duration(eff.call_timeout)),
+            "journal_lease" => format!("{k} = \"{}\"", dur::format_duration(eff.journal_lease)),
+            "journal" => match &eff.journal {
+                Some(p) => format!("{k} = {p:?}"),
+                None => format!("# {k} = (default: <user data dir>/vmove/journal.db)"),
+            },
             _ => match table.get(&k) {
                 Some(v) => format!("{k} = {v}"),
                 None => format!("# {k} = (not set)"),

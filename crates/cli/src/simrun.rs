@@ -71,8 +71,10 @@ pub async fn demo(args: &DemoArgs, eff: &Effective, common: &Common) -> Result<u
     let options = RuntimeOptions {
         call_timeout: eff.call_timeout,
         speed,
+        start: Time::ZERO,
     };
-    crate::execute(core, drivers, options, common, "demo").await
+    // The demo's cluster lives in this process only: nothing to resume, so it is not journaled.
+    crate::execute(core, drivers, options, common, "demo", None).await
 }
 
 /// Builds a simulated copy of the spec's hosts from what their drivers say now.

@@ -1,0 +1,382 @@
+//! The journal side of the CLI: where the journal is, journaling a new run, and the commands
+//! that read or steer runs through it (`resume`, `status`, `abort`, `history`, `report`).
+
+use crate::args::Common;
+use crate::config;
+use crate::output::Record;
+use crate::settings::Effective;
+use anyhow::{Context, Result, anyhow};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use vmove_core::{Core, Phase, RunSpec, Time};
+use vmove_journal::sink::SharedJournal;
+use vmove_journal::{
+    ConfigFormat, Journal, JournalError, NewRun, Options, RunState, RunSummary, StopRequest,
+    VmStatus, WallTime,
+};
+use vmove_runtime::RuntimeOptions;
+
+/// A journaled run being driven by this process.
+#[derive(Debug)]
+pub struct Journaling {
+    /// The journal (this process holds the run's lease through it).
+    pub journal: SharedJournal,
+    /// The run id.
+    pub run: String,
+    /// The lease time (refreshed every third of it).
+    pub lease: Duration,
+    /// A stop already asked of the run before this process drove it (resume feeds it first).
+    pub stop_seen: Option<StopRequest>,
+}
+
+/// The journal file: `--journal` > `VMOVE_JOURNAL` > `[defaults] journal` > the user's data dir.
+pub fn journal_path(eff: &Effective) -> Result<PathBuf> {
+    if let Some(p) = &eff.journal {
+        return Ok(PathBuf::from(p));
+    }
+    let base = directories::BaseDirs::new()
+        .ok_or_else(|| anyhow!("no home directory to keep the journal in; set `--journal FILE`"))?;
+    Ok(base.data_dir().join("vmove").join("journal.db"))
+}
+
+/// Opens the journal (creating it and its directory when missing).
+pub fn open(eff: &Effective) -> Result<Journal> {
+    let path = journal_path(eff)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the journal's folder `{}`", dir.display()))?;
+    }
+    Journal::open_with(
+        &path,
+        Options {
+            lease_ttl: eff.journal_lease,
+            ..Options::default()
+        },
+    )
+    .with_context(|| format!("cannot open the journal `{}`", path.display()))
+}
+
+/// Removes values of keys that look like secrets (`password`, `secret`, `token`) from config
+/// text before it is stored (the drivers read passwords from files or the environment anyway).
+fn strip_secrets(text: &str) -> String {
+    fn walk(t: &mut toml::Table) {
+        let keys: Vec<String> = t.keys().cloned().collect();
+        for k in keys {
+            let lk = k.to_ascii_lowercase();
+            let secret = ["password", "secret", "token"].iter().any(|s| lk.contains(s))
+                && !lk.ends_with("_file")
+                && !lk.ends_with("_env");
+            if secret {
+                t.insert(k, toml::Value::String("<removed>".into()));
+            } else if let Some(toml::Value::Table(sub)) = t.get_mut(&k) {
+                walk(sub);
+            }
+        }
+    }
+    match toml::from_str::<toml::Table>(text) {
+        Ok(mut t) => {
+            walk(&mut t);
+            toml::to_string(&t).unwrap_or_default()
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// Creates the journal record of a new run (the VM guard refuses one that overlaps a live run)
+/// and returns it, lease held.
+pub fn start(eff: &Effective, cfg: &config::ConfigFile, spec: &RunSpec) -> Result<Journaling> {
+    let mut j = open(eff)?;
+    let text = match &cfg.path {
+        Some((p, _)) => std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read the config file `{}`", p.display()))?,
+        None => String::new(),
+    };
+    j.create_run(&NewRun {
+        spec: spec.clone(),
+        config: strip_secrets(&text),
+        config_format: ConfigFormat::Toml,
+    })
+    .map_err(|e| anyhow!("the run was refused; nothing was touched: {e}"))?;
+    Ok(Journaling {
+        journal: Arc::new(Mutex::new(j)),
+        run: spec.run_id.clone(),
+        lease: eff.journal_lease,
+        stop_seen: None,
+    })
+}
+
+fn newest(j: &Journal, only_running: bool) -> Result<String> {
+    let runs = j.runs()?;
+    runs.into_iter()
+        .filter(|r| !only_running || r.state == RunState::Running)
+        .max_by_key(|r| (r.created_at, r.id.clone()))
+        .map(|r| r.id)
+        .ok_or_else(|| {
+            anyhow!(if only_running {
+                "the journal holds no unfinished run"
+            } else {
+                "the journal holds no run"
+            })
+        })
+}
+
+/// `vmove resume [RUN]`.
+pub async fn resume(run: Option<String>, eff: &Effective, common: &Common) -> Result<u8> {
+    let mut j = open(eff)?;
+    let run = match run {
+        Some(r) => r,
+        None => newest(&j, true)?,
+    };
+    j.acquire(&run).map_err(|e| match e {
+        JournalError::LeaseHeld { .. } => anyhow!("cannot resume: {e}"),
+        e => anyhow!("cannot resume run `{run}`: {e}"),
+    })?;
+    let rec = j.load_run(&run)?;
+    // The run goes on with the hosts as they were configured when it started (the config text
+    // in its record), not with today's config file.
+    let cfg = config::parse(&rec.config, std::path::Path::new("(the run's recorded config)"))
+        .context("the configuration recorded with the run cannot be read")?;
+    let involved = crate::request::involved(&rec.spec);
+    let built = crate::drivers::build(&cfg.hosts, &involved).await?;
+    let start = rec.entries.iter().map(|e| e.at).max().unwrap_or(Time::ZERO);
+    let recovered = vmove_journal::recovered(&rec);
+    let in_flight = recovered
+        .iter()
+        .filter(|r| matches!(r.state, vmove_core::RecoveredState::InFlight(_)))
+        .count();
+    let stop_seen = j.stop_requested(&run)?;
+    eprintln!(
+        "vmove: resuming run {run}: {} VMs recovered, {in_flight} possibly in flight (located before anything is done){}",
+        recovered.len(),
+        match stop_seen {
+            Some(s) if s.abort_running => "; a stop --now is pending",
+            Some(_) => "; a stop is pending",
+            None => "",
+        }
+    );
+    let core = Core::resume(rec.spec.clone(), start, recovered)
+        .map_err(|e| anyhow!("the run cannot be rebuilt: {e}"))?;
+    let options = RuntimeOptions {
+        call_timeout: eff.call_timeout,
+        speed: built.speed,
+        start,
+    };
+    let journaling = Journaling {
+        journal: Arc::new(Mutex::new(j)),
+        run,
+        lease: eff.journal_lease,
+        stop_seen,
+    };
+    crate::execute(
+        core,
+        built.drivers,
+        options,
+        common,
+        "resume",
+        Some(journaling),
+    )
+    .await
+}
+
+fn wall(t: WallTime) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(t.0).unwrap_or(0)))
+        .to_string()
+}
+
+fn status_line(v: &VmStatus) -> String {
+    let dest = v
+        .destination
+        .as_ref()
+        .map(|d| format!(" -> {d}"))
+        .unwrap_or_default();
+    let what = match v.phase {
+        Phase::Moved => "moved".to_string(),
+        Phase::Unmigratable => format!(
+            "unmigratable: {}",
+            v.reason
+                .as_ref()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "-".into())
+        ),
+        Phase::Cancelled => format!(
+            "cancelled: {}",
+            v.reason
+                .as_ref()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "-".into())
+        ),
+        Phase::Migrating => match &v.progress {
+            Some(p) if p.bytes_total > 0 => format!(
+                "moving (attempt {}): {:.0}% of {}",
+                v.attempt,
+                p.bytes_done as f64 * 100.0 / p.bytes_total as f64,
+                vmove_core::fmt_bytes(p.bytes_total)
+            ),
+            _ => format!("moving (attempt {})", v.attempt),
+        },
+        Phase::Queued if v.waiting.is_some() => format!(
+            "waiting: {}",
+            v.waiting.as_ref().map(|w| w.to_string()).unwrap_or_default()
+        ),
+        other => format!("{other} (attempt {})", v.attempt),
+    };
+    let err = match (&v.last_error, v.phase) {
+        (Some(e), p) if !p.is_final() => format!(" [last error: {e}]"),
+        _ => String::new(),
+    };
+    format!("{:<24} {:<10}{dest:<14} {what}{err}", v.name, v.source)
+}
+
+fn summary_head(s: &RunSummary) -> String {
+    let mut out = format!(
+        "run {}: {} (created {}, driven by pid {} on {})",
+        s.id,
+        s.state,
+        wall(s.created_at),
+        s.driver.pid,
+        s.driver.host
+    );
+    if let Some(l) = &s.lease {
+        out.push_str(&format!("; lease until {}", wall(l.expires_at)));
+    }
+    if let Some(st) = &s.stop {
+        out.push_str(if st.abort_running {
+            "; abort --now requested"
+        } else {
+            "; stop requested"
+        });
+    }
+    if let Some(d) = &s.detail {
+        out.push_str(&format!("; {d}"));
+    }
+    out
+}
+
+/// `vmove status [RUN] [--watch]`.
+pub async fn status(run: Option<String>, watch: bool, eff: &Effective) -> Result<u8> {
+    let j = open(eff)?;
+    let run = match run {
+        Some(r) => r,
+        None => newest(&j, false)?,
+    };
+    loop {
+        let s = j.run_summary(&run)?;
+        let vms = j.vm_status(&run)?;
+        let mut out = summary_head(&s) + "\n";
+        for v in &vms {
+            out.push_str(&status_line(v));
+            out.push('\n');
+        }
+        let count = |p: Phase| vms.iter().filter(|v| v.phase == p).count();
+        out.push_str(&format!(
+            "{} VMs: {} moved, {} moving, {} unmigratable, {} cancelled, {} other\n",
+            vms.len(),
+            count(Phase::Moved),
+            count(Phase::Migrating),
+            count(Phase::Unmigratable),
+            count(Phase::Cancelled),
+            vms.iter().filter(|v| !v.phase.is_final() && v.phase != Phase::Migrating).count()
+        ));
+        if watch {
+            // Clear the screen between frames when on a terminal.
+            use std::io::IsTerminal;
+            if std::io::stdout().is_terminal() {
+                print!("\x1b[2J\x1b[H");
+            }
+        }
+        print!("{out}");
+        if !watch || s.state != RunState::Running {
+            return Ok(0);
+        }
+        println!();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// `vmove abort RUN [--now]`.
+pub fn abort(run: &str, now: bool, eff: &Effective) -> Result<u8> {
+    let mut j = open(eff)?;
+    let s = j
+        .request_stop(run, now)
+        .map_err(|e| anyhow!("cannot ask run `{run}` to stop: {e}"))?;
+    println!(
+        "asked run {run} to stop{} (at {}); its driving process sees it within about a second",
+        if s.abort_running {
+            " and abort its running migrations"
+        } else {
+            " starting moves; running ones finish"
+        },
+        wall(s.at)
+    );
+    Ok(0)
+}
+
+/// `vmove history`.
+pub fn history(eff: &Effective) -> Result<u8> {
+    let j = open(eff)?;
+    let mut runs = j.runs()?;
+    runs.sort_by_key(|r| r.created_at);
+    if runs.is_empty() {
+        println!("no runs in {}", journal_path(eff)?.display());
+        return Ok(0);
+    }
+    println!(
+        "{:<28} {:<9} {:<21} {:>5} {:>6} {:>6} {:>6}",
+        "RUN", "STATE", "CREATED", "VMS", "MOVED", "UNMIG", "CANC"
+    );
+    for r in runs {
+        let n = |p: Phase| r.phases.get(&p).copied().unwrap_or(0);
+        let total: u32 = r.phases.values().sum();
+        println!(
+            "{:<28} {:<9} {:<21} {:>5} {:>6} {:>6} {:>6}",
+            r.id,
+            r.state.as_str(),
+            wall(r.created_at),
+            total,
+            n(Phase::Moved),
+            n(Phase::Unmigratable),
+            n(Phase::Cancelled)
+        );
+    }
+    Ok(0)
+}
+
+/// `vmove report [RUN] [--report FILE]`: the CLI's report, rebuilt from the journal's events.
+pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u8> {
+    let j = open(eff)?;
+    let run = match run {
+        Some(r) => r,
+        None => newest(&j, false)?,
+    };
+    let rec = j.load_run(&run)?;
+    let mut r = Record::new("report");
+    r.started_unix = u64::try_from(rec.summary.created_at.0 / 1000).unwrap_or(0);
+    for ev in rec.events() {
+        r.apply(ev);
+    }
+    if r.run_id.is_empty() {
+        r.run_id = run.clone();
+    }
+    let end = rec.entries.iter().map(|e| e.at).max().unwrap_or(Time::ZERO);
+    r.tally(end);
+    r.outcome = match rec.summary.state {
+        RunState::Running => "unfinished".into(),
+        RunState::Failed => "failed".into(),
+        RunState::Aborted => "interrupted".into(),
+        RunState::Finished if r.vms.iter().all(|v| v.outcome == "moved") => "all_moved".into(),
+        RunState::Finished => "some_unmigratable".into(),
+    };
+    if r.error.is_none() {
+        r.error = rec.summary.detail.clone();
+    }
+    println!("{}", summary_head(&rec.summary));
+    print!("{}", r.table());
+    if let Some(path) = &common.report {
+        r.write(path)?;
+    }
+    if rec.summary.state == RunState::Running {
+        eprintln!("vmove: note: run {run} is not over: this report is of the run so far");
+    }
+    Ok(0)
+}
