@@ -142,9 +142,19 @@ impl EventSink for JournalSink {
         self.flush().await?;
         let run = self.run.clone();
         let cmd = command.clone();
-        let id = with_journal(&self.journal, move |j| j.record_intent(&run, now, &cmd))
-            .await
-            .map_err(sink_error)?;
+        // An expired lease nobody took over (this process was slow or paused) is renewed and the
+        // intent retried once; a lease another process took is lost for good (fencing).
+        let id = with_journal(&self.journal, move |j| {
+            match j.record_intent(&run, now, &cmd) {
+                Err(JournalError::LeaseExpired { .. }) => {
+                    j.refresh_lease(&run)?;
+                    j.record_intent(&run, now, &cmd)
+                }
+                other => other,
+            }
+        })
+        .await
+        .map_err(sink_error)?;
         self.open
             .entry(command_key(command))
             .or_default()
@@ -194,9 +204,9 @@ pub struct Keeper {
 }
 
 impl Keeper {
-    /// Starts the keeper: every `poll` it reads the run's stop request and, when one is new or
+    /// Starts the keeper: at once and then every `refresh` it refreshes the lease; every `poll` it reads the run's stop request and, when one is new or
     /// stronger than the last seen, sends it through `control` (the runtime feeds it to the core
-    /// as `Input::Stop`, through the sinks); every `refresh` it refreshes the lease. A lost lease
+    /// as `Input::Stop`, through the sinks). A lost lease
     /// is reported on stderr: the next journal write fails (fencing) and the run stops.
     pub fn start(
         journal: SharedJournal,
@@ -207,10 +217,24 @@ impl Keeper {
         seen: Option<StopRequest>,
     ) -> Keeper {
         let task = tokio::spawn(async move {
-            let mut last_refresh = tokio::time::Instant::now();
+            let tick = poll.min(refresh).max(Duration::from_millis(10));
+            // Refreshed at once: the lease was taken some time before the run started.
+            let mut last_refresh: Option<tokio::time::Instant> = None;
+            let mut last_poll = tokio::time::Instant::now();
             let mut strongest: Option<bool> = seen.map(|s| s.abort_running);
             loop {
-                tokio::time::sleep(poll).await;
+                if last_refresh.is_none_or(|t| t.elapsed() >= refresh) {
+                    last_refresh = Some(tokio::time::Instant::now());
+                    let r = run.clone();
+                    if let Err(e) = with_journal(&journal, move |j| j.refresh_lease(&r)).await {
+                        eprintln!("vmove: warning: the journal lease could not be refreshed: {e}");
+                    }
+                }
+                tokio::time::sleep(tick).await;
+                if last_poll.elapsed() < poll {
+                    continue;
+                }
+                last_poll = tokio::time::Instant::now();
                 let r = run.clone();
                 if let Ok(Some(stop)) = with_journal(&journal, move |j| j.stop_requested(&r)).await
                 {
@@ -229,13 +253,6 @@ impl Keeper {
                             }
                         );
                         control.stop(stop.abort_running);
-                    }
-                }
-                if last_refresh.elapsed() >= refresh {
-                    last_refresh = tokio::time::Instant::now();
-                    let r = run.clone();
-                    if let Err(e) = with_journal(&journal, move |j| j.refresh_lease(&r)).await {
-                        eprintln!("vmove: warning: the journal lease could not be refreshed: {e}");
                     }
                 }
             }
