@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Stall watchdog on real hosts: cuts the link to hostB (tc netem drops every packet to 127.0.0.3
-# on lo: only the lab's hostB uses that address) while `vmove migrate` copies a slow VM's disk,
-# checks that vmove gives up on the stalled attempt within its stall timeout (a line of its
-# output says so) while the VM keeps running on hostA, restores the link, and checks the retry
-# succeeds (VM running on hostB, checksum equal). The tc rule is removed on every exit.
+# Stall watchdog on real hosts: freezes the destination's end of a migration (SIGSTOP to the
+# incoming QEMU on hostB, by its pid file: the data path stops as if the link were cut; this
+# kernel has no netem to drop packets) while `vmove migrate` copies a slow VM's disk, checks that
+# vmove gives up on the stalled attempt within its stall timeout (a line of its output says so)
+# while the VM keeps running on hostA, thaws it, and checks the retry succeeds (VM running on
+# hostB, checksum equal). The process is thawed on every exit.
 source "$(dirname "$0")/common.sh"
 need_root
 ROOT="$(cd "$LAB_SCRIPTS/.." && pwd)"
 STALL=15
 "$LAB_SCRIPTS/up.sh"
-command -v tc >/dev/null || die "tc (iproute2) is needed to cut the link"
 
 for h in $HOSTS; do
   vsh "$h" destroy stall-1 >/dev/null 2>&1 || true; vsh "$h" undefine stall-1 >/dev/null 2>&1 || true
@@ -41,8 +41,12 @@ if [ -z "$vmove" ]; then
 fi
 
 cut=0
+frozen=""
 uncut() {
-  if [ "$cut" = 1 ]; then tc qdisc del dev lo root 2>/dev/null || true; cut=0; log "link to hostB restored"; fi
+  if [ "$cut" = 1 ]; then
+    [ -n "$frozen" ] && kill -CONT "$frozen" 2>/dev/null || true
+    cut=0; log "destination QEMU (pid $frozen) thawed"
+  fi
 }
 trap uncut EXIT
 out="$LAB/stall-out.txt"; : >"$out"
@@ -57,11 +61,11 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 sleep 4
-tc qdisc add dev lo root handle 1: prio
-tc qdisc add dev lo parent 1:3 handle 30: netem loss 100%
-tc filter add dev lo parent 1:0 protocol ip u32 match ip dst 127.0.0.3/32 flowid 1:3
+frozen="$(cat "$(host_dir hostB)/run/qemu/stall-1.pid" 2>/dev/null || true)"
+[ -n "$frozen" ] && grep -q qemu "/proc/$frozen/comm" || die "no incoming QEMU for stall-1 on hostB"
+kill -STOP "$frozen"
 cut=1; t_cut=$(date +%s)
-log "link to hostB cut at $t_cut"
+log "destination QEMU (pid $frozen) frozen at $t_cut"
 # Keep it cut for the stall timeout plus margin, watching the source.
 running_on_a=1
 for _ in $(seq 1 $(( (STALL + 20) * 2 ))); do
@@ -74,7 +78,7 @@ wait "$runner" || true
 cat "$out"
 
 fail=0
-t_stall="$(grep -iE 'stall|abort' "$out" | head -1 | cut -d' ' -f1)"
+t_stall="$(grep -iE 'watchdog|abort' "$out" | head -1 | cut -d' ' -f1)"
 if [ -n "$t_stall" ] && [ "$t_stall" -le $(( t_cut + STALL + 10 )) ]; then
   echo "ok   vmove acted on the stall $(( t_stall - t_cut )) s after the cut (stall timeout ${STALL} s)"
 else

@@ -780,7 +780,7 @@ impl Driver for LibvirtDriver {
                     return Ok(());
                 };
                 match ffi::abort_job(&dom) {
-                    Ok(()) => return Ok(()),
+                    Ok(()) => return wait_job_end(&conn, &vm, rec.as_deref()),
                     // No job: it has not started or has already ended.
                     Err(e) if e.code().to_raw() as i32 == code::OPERATION_INVALID => match &rec {
                         Some(r) if r.outcome().is_none() => {
@@ -999,6 +999,28 @@ impl Driver for LibvirtDriver {
         })
         .await
     }
+}
+
+/// After an abort was accepted: waits (up to 30 s) until the migration has really ended (our
+/// migration call returned, or the source shows no migration job), so that afterwards the VM
+/// runs on the source only. A migration whose peer hangs can take a while to unwind.
+fn wait_job_end(conn: &Connect, vm: &VmId, rec: Option<&Migration>) -> DriverResult<()> {
+    for _ in 0..150 {
+        let ended = match rec {
+            Some(r) => r.outcome().is_some(),
+            None => match find_domain(conn, vm)? {
+                None => true,
+                Some(d) => !matches!(ffi::job_stats(&d), Ok(Some(j)) if j.operation == Some(5)),
+            },
+        };
+        if ended {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    Err(DriverError::transient(
+        "the abort was accepted but the migration has not ended within 30 s",
+    ))
 }
 
 fn leftovers_sync(
