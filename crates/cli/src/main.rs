@@ -314,7 +314,15 @@ pub(crate) async fn execute(
     verb: &str,
     journaling: Option<runs::Journaling>,
 ) -> Result<u8> {
-    let record: SharedRecord = Arc::new(Mutex::new(Record::new(verb)));
+    let mut first = Record::new(verb);
+    let mut names = std::collections::HashMap::new();
+    for ev in journaling.iter().flat_map(|j| &j.history) {
+        first.apply(ev);
+        if let vmove_core::event::EventKind::Selected { vm, name, .. } = &ev.kind {
+            names.insert(vm.clone(), name.clone());
+        }
+    }
+    let record: SharedRecord = Arc::new(Mutex::new(first));
     let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
     if let Some(j) = &journaling {
         // First: the intent is durable before any other sink (or the driver) sees a command.
@@ -327,9 +335,11 @@ pub(crate) async fn execute(
     if common.json {
         sinks.push(Box::new(NdjsonSink::new(std::io::stdout())));
     } else if std::io::stderr().is_terminal() && !common.plain {
-        sinks.push(Box::new(output::BarsSink::new()));
+        sinks.push(Box::new(output::BarsSink::new().with_names(names)));
     } else {
-        sinks.push(Box::new(LinesSink::new(Box::new(std::io::stdout()))));
+        sinks.push(Box::new(
+            LinesSink::new(Box::new(std::io::stdout())).with_names(names),
+        ));
     }
 
     let (control, rx) = Control::new();
@@ -382,7 +392,8 @@ pub(crate) async fn execute(
     }
 
     let error = result.error();
-    let interrupted = presses.load(Ordering::SeqCst) > 0;
+    // Ctrl-C, or `vmove abort` through the journal (the keeper's stop).
+    let interrupted = presses.load(Ordering::SeqCst) > 0 || result.stop_requested.is_some();
     let mut rec = output::lock(&record).clone();
     let code = if error.is_some() {
         rec.outcome = "failed".into();

@@ -581,6 +581,12 @@ impl LinesSink {
             names: HashMap::new(),
         }
     }
+
+    /// Knows these VM names already (a resumed run's VMs were selected by an earlier process).
+    pub fn with_names(mut self, names: HashMap<VmId, String>) -> Self {
+        self.names = names;
+        self
+    }
 }
 
 #[async_trait]
@@ -644,6 +650,12 @@ impl BarsSink {
             selected: 0,
             done: 0,
         }
+    }
+
+    /// Knows these VM names already (a resumed run's VMs were selected by an earlier process).
+    pub fn with_names(mut self, names: HashMap<VmId, String>) -> Self {
+        self.names = names;
+        self
     }
 
     fn vm_bar(&mut self, vm: &VmId) -> ProgressBar {

@@ -28,6 +28,9 @@ pub struct Journaling {
     pub lease: Duration,
     /// A stop already asked of the run before this process drove it (resume feeds it first).
     pub stop_seen: Option<StopRequest>,
+    /// The events earlier processes recorded (resume): the summary and progress lines start
+    /// from them.
+    pub history: Vec<vmove_core::Event>,
 }
 
 /// The journal file: `--journal` > `VMOVE_JOURNAL` > `[defaults] journal` > the user's data dir.
@@ -103,6 +106,7 @@ pub fn start(eff: &Effective, cfg: &config::ConfigFile, spec: &RunSpec) -> Resul
         run: spec.run_id.clone(),
         lease: eff.journal_lease,
         stop_seen: None,
+        history: Vec::new(),
     })
 }
 
@@ -167,6 +171,7 @@ pub async fn resume(run: Option<String>, eff: &Effective, common: &Common) -> Re
         run,
         lease: eff.journal_lease,
         stop_seen,
+        history: rec.events().cloned().collect(),
     };
     crate::execute(
         core,

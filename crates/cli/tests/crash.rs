@@ -282,8 +282,12 @@ fn kill_9_at_20_random_points_and_resume_moves_every_vm_once() {
             Some(s) => {
                 let err = sb.read(&format!("run{n}.err"));
                 if err.contains("is driven by process") {
-                    // The killed process's lease has not expired yet: a clear refusal.
+                    // The killed process's lease has not expired yet: a clear refusal naming
+                    // the holder and until when.
+                    assert!(err.contains("lease valid until"), "{err}");
+                    assert_eq!(s.code(), Some(1), "{err}");
                     refusals += 1;
+                    std::thread::sleep(Duration::from_millis(150));
                 } else if err.contains("holds no unfinished run") {
                     panic!("the run ended while it was being killed?\n{err}");
                 } else {
@@ -307,8 +311,23 @@ fn kill_9_at_20_random_points_and_resume_moves_every_vm_once() {
         sb.read(&format!("run{last}.err"))
     );
     assert!(kills >= 20, "{kills} kills");
+    // The kills fell while moves were in flight: resumes had VMs to locate first.
+    let mut in_flight = 0;
+    for i in 1..started_runs {
+        let err = sb.read(&format!("run{i}.err"));
+        if let Some(n) = err
+            .split("VMs recovered, ")
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next())
+            .and_then(|n| n.parse::<u32>().ok())
+        {
+            in_flight += u32::from(n > 0);
+        }
+    }
+    assert!(in_flight >= 10, "only {in_flight} resumes found a move in flight");
     eprintln!(
-        "{kills} kills, {refusals} resumes refused while a lease was live, {started_runs} processes, {:.1} s",
+        "{kills} kills, {refusals} resumes refused while a lease was live, {in_flight} resumes \
+         found moves in flight, {started_runs} processes, {:.1} s",
         t0.elapsed().as_secs_f64()
     );
 
@@ -400,4 +419,115 @@ fn kill_9_at_20_random_points_and_resume_moves_every_vm_once() {
     assert_eq!(big["outcome"], "unmigratable", "{big}");
     let moved = vms.iter().filter(|v| v["outcome"] == "moved").count();
     assert_eq!(moved, VMS.len() - 1, "every VM that fits moved: {report:#}");
+}
+
+/// Every VM of the replayed cluster is defined on exactly one host.
+fn assert_one_host_each(c: &SimCluster) {
+    for (n, ..) in VMS {
+        let id = VmSpec::running(n, "a", 0).id;
+        let defined: Vec<HostId> = c
+            .host_ids()
+            .into_iter()
+            .filter(|h| c.list_vms(h).unwrap().iter().any(|v| v.id == id))
+            .collect();
+        assert_eq!(defined.len(), 1, "{n} defined on {defined:?}");
+    }
+}
+
+/// Starts a run, waits for its first start, reads `status` while it goes, asks `abort`.
+fn abort_while_running(tag: &str, now: bool) -> (Sandbox, serde_json::Value, String) {
+    let sb = Sandbox::new(tag);
+    let mut child = sb.spawn(&["evacuate", "a", "--to", "b,c"], "run");
+    wait_for(
+        || sb.read("sim.state").contains("\"call\":\"start\""),
+        Duration::from_secs(30),
+        "the first start",
+    );
+    let (_, history, _) = sb.run(&["history"]);
+    let run = history
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    // Another process reads the run while it goes.
+    let (code, status, err) = sb.run(&["status", &run]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(status.contains(&format!("run {run}: running")), "{status}");
+    assert!(status.contains("moving"), "a VM shows as moving: {status}");
+    assert!(status.contains("big-1"), "{status}");
+    let args: Vec<&str> = if now {
+        vec!["abort", &run, "--now"]
+    } else {
+        vec!["abort", &run]
+    };
+    let (code, out, err) = sb.run(&args);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the run did not stop after `abort`"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130), "{}", sb.read("run.err"));
+    assert!(
+        sb.read("run.err").contains("stop requested through the journal"),
+        "{}",
+        sb.read("run.err")
+    );
+    let (_, history, _) = sb.run(&["history"]);
+    assert!(history.contains("aborted"), "{history}");
+    let (code, _, err) = sb.run(&["report", &run, "--report", "r.json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&sb.read("r.json")).unwrap();
+    // An aborted run is over: resume refuses it.
+    let (code, _, err) = sb.run(&["resume", &run]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("aborted"), "{err}");
+    (sb, report, run)
+}
+
+#[test]
+fn abort_stops_starting_moves_and_lets_running_ones_finish() {
+    let (sb, report, _) = abort_while_running("abort", false);
+    let vms = report["vms"].as_array().unwrap();
+    let moved = vms.iter().filter(|v| v["outcome"] == "moved").count();
+    let cancelled = vms.iter().filter(|v| v["outcome"] == "cancelled").count();
+    assert!(moved >= 1, "the running moves finished: {report:#}");
+    assert!(cancelled >= 1, "the rest were not started: {report:#}");
+    for v in vms.iter().filter(|v| v["outcome"] != "moved") {
+        assert!(v["reason"].as_str().is_some(), "{v}");
+    }
+    let c = replay(&sb.dir.join("sim.state"));
+    assert_one_host_each(&c);
+    // No abort reached the hosts: running moves were let finish.
+    assert!(
+        !sb.read("sim.state").contains("\"call\":\"abort\""),
+        "a plain abort aborts nothing"
+    );
+}
+
+#[test]
+fn abort_now_aborts_running_migrations_and_leaves_each_vm_on_one_host() {
+    let (sb, report, _) = abort_while_running("abort-now", true);
+    let c = replay(&sb.dir.join("sim.state"));
+    assert_one_host_each(&c);
+    assert!(
+        sb.read("sim.state").contains("\"call\":\"abort\""),
+        "--now aborted the running migrations"
+    );
+    for v in report["vms"].as_array().unwrap() {
+        let id = VmId::new(v["id"].as_str().unwrap());
+        let host = c.vm_host(&id).map(|h| h.to_string());
+        if v["outcome"] == "moved" {
+            assert_eq!(host.as_deref(), v["destination"].as_str(), "{v}");
+        } else {
+            assert_eq!(host.as_deref(), Some("a"), "not moved, still on a: {v}");
+        }
+    }
 }
