@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Crash test of `vmove` on real libvirt hosts: `kill -9` of the driving process at >= 5 points,
+# `vmove resume` after each, then every VM must run on exactly one host with its disks' content
+# unchanged (checksums), nothing left on the source, no attempt started twice and nothing removed
+# twice (from the journal). Exit 0 = every assertion held.
+#
+# Kill points (each waits for its moment in the journal, read with sqlite3 while the run goes):
+#   1 start      right after a start_migration intent is durable (the start may or may not have
+#                reached the host)
+#   2 migrating  right after a poll_migration intent (a libvirt migration job is running)
+#   3 verify     right after a verify intent (the move probably arrived, nothing cleaned yet)
+#   4 cleanup    right after a remove_leftover intent on the source (cleanup under way)
+#   5 migrating  again, on a later VM
+#   6 random     at a seeded random time
+# Runs on its OWN lab hosts by default (VMOVE_LAB_HOSTS="hostC hostD", VMOVE_LAB_DIR
+# /var/tmp/vmove-lab-crash) so it does not disturb a lab others use; tears down only those.
+#   VMOVE_BIN=path        the vmove binary (else built with cargo, release)
+#   VMOVE_CRASH_KEEP=1    leave its lab up
+export VMOVE_LAB_DIR="${VMOVE_LAB_DIR:-/var/tmp/vmove-lab-crash}"
+export VMOVE_LAB_HOSTS="${VMOVE_LAB_HOSTS:-hostC hostD}"
+source "$(dirname "$0")/common.sh"
+need_root
+command -v sqlite3 >/dev/null || die "sqlite3 is needed to watch the journal (apt-get install sqlite3)"
+ROOT="$(cd "$LAB_SCRIPTS/.." && pwd)"
+read -r SRC DST _ <<<"$HOSTS"
+[ -n "$DST" ] || die "two lab hosts are needed (VMOVE_LAB_HOSTS)"
+"$LAB_SCRIPTS/up.sh"
+teardown() {
+  local rc=$?
+  [ -n "${child:-}" ] && kill -9 "$child" 2>/dev/null || true
+  if [ "${VMOVE_CRASH_KEEP:-0}" != 1 ]; then "$LAB_SCRIPTS/down.sh" || true; fi
+  exit "$rc"
+}
+trap teardown EXIT
+
+for h in $HOSTS; do
+  for d in $(vsh "$h" list --all --name 2>/dev/null | grep '^crash-' || true); do
+    vsh "$h" destroy "$d" >/dev/null 2>&1 || true
+    vsh "$h" undefine "$d" >/dev/null 2>&1 || true
+  done
+  rm -f "$(host_dir "$h")"/lib/images/crash-* "$(host_dir "$h")"/log/qemu/crash-*
+  vsh "$h" pool-refresh images >/dev/null
+done
+
+VMS="crash-1 crash-2 crash-3 crash-4 crash-5 crash-6"
+log "creating $(wc -w <<<"$VMS") VMs on $SRC"
+for n in $VMS; do "$LAB_SCRIPTS/mkvm.sh" "$SRC" "$n" --size 384 --fill 48 >/dev/null; done
+"$LAB_SCRIPTS/mkvm.sh" "$SRC" crash-off --off --size 128 --fill 16 >/dev/null
+VMS="$VMS crash-off"
+
+declare -A before
+for d in $VMS; do
+  for p in $(vsh "$SRC" domblklist "$d" --details | awk '$2=="disk"{print $4}'); do
+    before["$d|$p"]="$("$LAB_SCRIPTS/checksum.sh" "$SRC" "$p")"
+  done
+done
+
+work="$LAB/crash-run"
+rm -rf "$work"; mkdir -p "$work"
+J="$work/journal.db"
+cfg="$work/crash.toml"
+cat >"$cfg" <<TOML
+[defaults]
+journal = "$J"
+journal_lease = "2s"
+poll_interval = "2s"
+recheck_interval = "2s"
+stall_timeout = "60s"
+max_attempts = 5
+backoff_initial = "1s"
+
+[hosts.$SRC]
+driver = "libvirt"
+uri = "$(host_uri "$SRC")"
+max_migrations = 1
+
+[hosts.$DST]
+driver = "libvirt"
+uri = "$(host_uri "$DST")"
+max_migrations = 1
+TOML
+
+vmove="${VMOVE_BIN:-}"
+if [ -z "$vmove" ]; then
+  (cd "$ROOT" && cargo build --release -p vmove >&2)
+  vmove="${CARGO_TARGET_DIR:-$ROOT/target}/release/vmove"
+fi
+vm() { "$vmove" --config "$cfg" --plain "$@"; }
+q() { sqlite3 -readonly "$J" "$1" 2>/dev/null || echo 0; }
+intents() { q "SELECT count(*) FROM entries WHERE kind='intent' AND name='$1'"; }
+
+RANDOM=2026
+n=0
+kills=0
+child=""
+points="start migrating verify cleanup migrating random"
+run_over=0
+for point in $points; do
+  n=$((n + 1))
+  base_poll=$(intents poll_migration); base_start=$(intents start_migration); base_verify=$(intents verify); base_remove=$(intents remove_leftover)
+  if [ "$n" = 1 ]; then
+    vm evacuate "$SRC" --to "$DST" >"$work/p$n.out" 2>"$work/p$n.err" &
+    child=$!
+  else
+    # The killed process's lease must expire first; resume refuses clearly until then.
+    while :; do
+      vm resume >"$work/p$n.out" 2>"$work/p$n.err" &
+      child=$!
+      sleep 0.3
+      kill -0 "$child" 2>/dev/null && break
+      wait "$child" || true
+      if grep -q "is driven by process" "$work/p$n.err"; then
+        grep -q "lease valid until" "$work/p$n.err" || die "the refusal does not say until when: $(cat "$work/p$n.err")"
+        sleep 0.3; continue
+      fi
+      run_over=1; break
+    done
+    [ "$run_over" = 1 ] && break
+  fi
+  deadline=$(( $(date +%s) + 120 ))
+  hit=0
+  [ "$point" = random ] && rnd_ms=$(( 500 + RANDOM % 4000 )) && t0=$(date +%s%3N)
+  while kill -0 "$child" 2>/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do
+    case "$point" in
+      start) [ "$(intents start_migration)" -gt "$base_start" ] && hit=1 ;;
+      migrating) [ "$(intents poll_migration)" -gt "$base_poll" ] && hit=1 ;;
+      verify) [ "$(intents verify)" -gt "$base_verify" ] && hit=1 ;;
+      cleanup) [ "$(intents remove_leftover)" -gt "$base_remove" ] && hit=1 ;;
+      random) [ $(( $(date +%s%3N) - t0 )) -ge "$rnd_ms" ] && hit=1 ;;
+    esac
+    [ "$hit" = 1 ] && break
+    sleep 0.05
+  done
+  if [ "$hit" = 1 ] && kill -9 "$child" 2>/dev/null; then
+    wait "$child" 2>/dev/null || true
+    kills=$((kills + 1))
+    log "kill $kills: -9 at '$point' (process $n); journal: $(q "SELECT group_concat(name||'='||phase, ' ') FROM vm_state")"
+  else
+    wait "$child" 2>/dev/null || true
+    log "process $n ended before the '$point' point"
+    run_over=1
+    break
+  fi
+done
+child=""
+if [ "$run_over" = 0 ]; then
+  n=$((n + 1))
+  log "resuming to the end (process $n)"
+  until vm resume >"$work/p$n.out" 2>"$work/p$n.err"; do
+    grep -q "is driven by process" "$work/p$n.err" || break
+    sleep 0.5
+  done
+fi
+cat "$work/p$n.out" || true
+
+fail=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; fail=1; }
+state() { vsh "$1" domstate "$2" 2>/dev/null || echo absent; }
+
+[ "$kills" -ge 5 ] && ok "$kills kills" || bad "only $kills kills"
+[ "$(q "SELECT state FROM runs")" = finished ] && ok "the run finished" || bad "run state: $(q "SELECT state FROM runs")"
+vm history
+for d in $VMS; do
+  want=running; [ "$d" = crash-off ] && want="shut off"
+  [ "$(state "$DST" "$d")" = "$want" ] && ok "$d $want on $DST" || bad "$d is '$(state "$DST" "$d")' on $DST"
+  [ "$(state "$SRC" "$d")" = absent ] && ok "$d gone from $SRC" || bad "$d still on $SRC: $(state "$SRC" "$d")"
+done
+for key in "${!before[@]}"; do
+  d="${key%%|*}"; p="${key#*|}"
+  [ "$("$LAB_SCRIPTS/checksum.sh" "$DST" "$p")" = "${before[$key]}" ] && ok "checksum $d $p" || bad "checksum differs: $d $p"
+done
+left="$(cd "$(host_dir "$SRC")" && ls lib/images log/qemu | grep '^crash-' || true)"
+[ -z "$left" ] && ok "nothing left on $SRC" || bad "left on $SRC: $(echo $left)"
+twice="$(q "SELECT vm||'#'||attempt FROM entries WHERE kind='intent' AND name='start_migration' GROUP BY vm, attempt HAVING count(*) > 1")"
+[ -z "$twice" ] && ok "no attempt started twice" || bad "attempts started twice: $twice"
+removed_twice="$(q "SELECT json_extract(i.body,'\$.leftover.what') FROM entries i JOIN entries o ON o.run_id = i.run_id AND o.answers = i.seq
+  WHERE i.kind='intent' AND i.name='remove_leftover' AND json_type(o.body,'\$.result.Ok') IS NOT NULL
+  GROUP BY json_extract(i.body,'\$.leftover.host'), json_extract(i.body,'\$.leftover.what') HAVING count(*) > 1")"
+[ -z "$removed_twice" ] && ok "nothing removed twice" || bad "removed twice: $removed_twice"
+echo "resumes: $(grep -h 'resuming run' "$work"/p*.err | sed 's/.*recovered, //' | tr '\n' ';')"
+
+[ "$fail" = 0 ] && echo "CRASH PASSED" || echo "CRASH FAILED"
+exit "$fail"
