@@ -223,5 +223,8 @@ fn sim_from_config(group: &[(HostId, toml::Table)]) -> Result<(Arc<dyn Driver>, 
         let d = crate::simstate::PersistentSim::open(std::path::Path::new(&file), cluster, speed)?;
         return Ok((Arc::new(d), speed));
     }
-    Ok((Arc::new(SimDriver::new(cluster, SimClock::scaled(speed))), speed))
+    Ok((
+        Arc::new(SimDriver::new(cluster, SimClock::scaled(speed))),
+        speed,
+    ))
 }

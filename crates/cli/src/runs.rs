@@ -67,7 +67,9 @@ fn strip_secrets(text: &str) -> String {
         let keys: Vec<String> = t.keys().cloned().collect();
         for k in keys {
             let lk = k.to_ascii_lowercase();
-            let secret = ["password", "secret", "token"].iter().any(|s| lk.contains(s))
+            let secret = ["password", "secret", "token"]
+                .iter()
+                .any(|s| lk.contains(s))
                 && !lk.ends_with("_file")
                 && !lk.ends_with("_env");
             if secret {
@@ -139,8 +141,11 @@ pub async fn resume(run: Option<String>, eff: &Effective, common: &Common) -> Re
     let rec = j.load_run(&run)?;
     // The run goes on with the hosts as they were configured when it started (the config text
     // in its record), not with today's config file.
-    let cfg = config::parse(&rec.config, std::path::Path::new("(the run's recorded config)"))
-        .context("the configuration recorded with the run cannot be read")?;
+    let cfg = config::parse(
+        &rec.config,
+        std::path::Path::new("(the run's recorded config)"),
+    )
+    .context("the configuration recorded with the run cannot be read")?;
     let involved = crate::request::involved(&rec.spec);
     let built = crate::drivers::build(&cfg.hosts, &involved).await?;
     let start = rec.entries.iter().map(|e| e.at).max().unwrap_or(Time::ZERO);
@@ -185,8 +190,10 @@ pub async fn resume(run: Option<String>, eff: &Effective, common: &Common) -> Re
 }
 
 fn wall(t: WallTime) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(t.0).unwrap_or(0)))
-        .to_string()
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(t.0).unwrap_or(0)),
+    )
+    .to_string()
 }
 
 fn status_line(v: &VmStatus) -> String {
@@ -222,7 +229,10 @@ fn status_line(v: &VmStatus) -> String {
         },
         Phase::Queued if v.waiting.is_some() => format!(
             "waiting: {}",
-            v.waiting.as_ref().map(|w| w.to_string()).unwrap_or_default()
+            v.waiting
+                .as_ref()
+                .map(|w| w.to_string())
+                .unwrap_or_default()
         ),
         other => format!("{other} (attempt {})", v.attempt),
     };
@@ -281,7 +291,9 @@ pub async fn status(run: Option<String>, watch: bool, eff: &Effective) -> Result
             count(Phase::Migrating),
             count(Phase::Unmigratable),
             count(Phase::Cancelled),
-            vms.iter().filter(|v| !v.phase.is_final() && v.phase != Phase::Migrating).count()
+            vms.iter()
+                .filter(|v| !v.phase.is_final() && v.phase != Phase::Migrating)
+                .count()
         ));
         if watch {
             // Clear the screen between frames when on a terminal.

@@ -108,7 +108,10 @@ impl PersistentSim {
             let mut lines = BufReader::new(f).lines();
             let head = lines.next().transpose()?.unwrap_or_default();
             let h: Header = serde_json::from_str(&head).with_context(|| {
-                format!("the sim state file `{}` has no valid header", path.display())
+                format!(
+                    "the sim state file `{}` has no valid header",
+                    path.display()
+                )
             })?;
             if h.speed != speed {
                 bail!(

@@ -154,7 +154,9 @@ fn replay(path: &Path) -> SimCluster {
         let req = serde_json::from_value(v["req"].clone()).unwrap();
         let _ = match v["call"].as_str().unwrap() {
             "start" => c.start_migration(&req).map(|_| ()),
-            "abort" => c.abort_migration(&req, &serde_json::from_value(v["handle"].clone()).unwrap()),
+            "abort" => {
+                c.abort_migration(&req, &serde_json::from_value(v["handle"].clone()).unwrap())
+            }
             "converge" => c
                 .converge(
                     &req,
@@ -234,7 +236,11 @@ fn a_second_vmove_on_the_same_vms_is_refused_and_touches_nothing() {
     assert_eq!(after[..before.len()], before[..]);
     let (_, history, _) = sb.run(&["history"]);
     let runs: Vec<&str> = history.lines().skip(1).collect();
-    assert_eq!(runs.len(), 1, "only the first run is in the journal:\n{history}");
+    assert_eq!(
+        runs.len(),
+        1,
+        "only the first run is in the journal:\n{history}"
+    );
     let first_id = runs[0].split_whitespace().next().unwrap();
     for (_, v) in calls(&sb.dir.join("sim.state")) {
         assert_eq!(
@@ -324,7 +330,10 @@ fn kill_9_at_20_random_points_and_resume_moves_every_vm_once() {
             in_flight += u32::from(n > 0);
         }
     }
-    assert!(in_flight >= 10, "only {in_flight} resumes found a move in flight");
+    assert!(
+        in_flight >= 10,
+        "only {in_flight} resumes found a move in flight"
+    );
     eprintln!(
         "{kills} kills, {refusals} resumes refused while a lease was live, {in_flight} resumes \
          found moves in flight, {started_runs} processes, {:.1} s",
@@ -389,8 +398,16 @@ fn kill_9_at_20_random_points_and_resume_moves_every_vm_once() {
             "moved" => {
                 let dest = row["destination"].as_str().unwrap();
                 assert!(["b", "c"].contains(&dest), "{name} moved to {dest}");
-                assert_eq!(host, Some(HostId::new(dest)), "{name}: journal and hosts agree");
-                assert_eq!(files, vec![HostId::new(dest)], "{name}: files on its host only");
+                assert_eq!(
+                    host,
+                    Some(HostId::new(dest)),
+                    "{name}: journal and hosts agree"
+                );
+                assert_eq!(
+                    files,
+                    vec![HostId::new(dest)],
+                    "{name}: files on its host only"
+                );
             }
             "unmigratable" | "cancelled" => {
                 assert!(
@@ -405,12 +422,7 @@ fn kill_9_at_20_random_points_and_resume_moves_every_vm_once() {
         let defined: Vec<HostId> = c
             .host_ids()
             .into_iter()
-            .filter(|h| {
-                c.list_vms(h)
-                    .unwrap()
-                    .iter()
-                    .any(|v| v.id == id)
-            })
+            .filter(|h| c.list_vms(h).unwrap().iter().any(|v| v.id == id))
             .collect();
         assert_eq!(defined.len(), 1, "{name} defined on {defined:?}");
     }
@@ -476,7 +488,8 @@ fn abort_while_running(tag: &str, now: bool) -> (Sandbox, serde_json::Value, Str
     };
     assert_eq!(status.code(), Some(130), "{}", sb.read("run.err"));
     assert!(
-        sb.read("run.err").contains("stop requested through the journal"),
+        sb.read("run.err")
+            .contains("stop requested through the journal"),
         "{}",
         sb.read("run.err")
     );
