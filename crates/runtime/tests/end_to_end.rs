@@ -356,3 +356,99 @@ async fn a_hung_start_is_cut_off_then_resolved_by_looking_and_retried() {
     );
     assert_eq!(result.snapshot.counts(), (11, 1, 0));
 }
+
+/// Logs the order of the hooks a sink sees.
+#[derive(Clone, Default)]
+struct HookLog(Arc<Mutex<Vec<&'static str>>>);
+
+#[async_trait]
+impl vmove_runtime::EventSink for HookLog {
+    fn name(&self) -> &str {
+        "hooks"
+    }
+    async fn on_command(
+        &mut self,
+        _now: Time,
+        _c: &vmove_core::Command,
+    ) -> Result<(), vmove_runtime::SinkError> {
+        self.0.lock().unwrap().push("command");
+        Ok(())
+    }
+    async fn on_input(
+        &mut self,
+        _now: Time,
+        _i: &vmove_core::Input,
+    ) -> Result<(), vmove_runtime::SinkError> {
+        self.0.lock().unwrap().push("input");
+        Ok(())
+    }
+    async fn on_event(&mut self, _e: &vmove_core::Event) -> Result<(), vmove_runtime::SinkError> {
+        self.0.lock().unwrap().push("event");
+        Ok(())
+    }
+    async fn on_step_end(&mut self) -> Result<(), vmove_runtime::SinkError> {
+        self.0.lock().unwrap().push("step_end");
+        Ok(())
+    }
+}
+
+/// The journal's write protocol rests on this: a step's events are closed by `on_step_end`
+/// before any command (or answer) comes.
+#[tokio::test(start_paused = true)]
+async fn every_step_s_events_end_with_on_step_end_before_the_next_command_or_input() {
+    let (driver, core, hosts) = demo();
+    let (_c, rx) = Control::new();
+    let log = HookLog::default();
+    let result = Runtime::new(RuntimeOptions::default())
+        .run(
+            core,
+            drivers_for(Arc::clone(&driver), &hosts),
+            vec![Box::new(log.clone())],
+            rx,
+        )
+        .await;
+    assert_eq!(result.error(), None);
+    let seen = log.0.lock().unwrap().clone();
+    assert!(seen.iter().filter(|h| **h == "step_end").count() > 10);
+    let mut open_events = false;
+    for (i, h) in seen.iter().enumerate() {
+        match *h {
+            "event" => open_events = true,
+            "step_end" => {
+                assert!(open_events, "a step end without events at {i}");
+                open_events = false;
+            }
+            other => assert!(!open_events, "{other} at {i} before the step's events were closed"),
+        }
+    }
+}
+
+/// A resumed run's clock starts where its journal left off: the core never sees time go back.
+#[tokio::test(start_paused = true)]
+async fn a_run_started_at_a_later_time_never_hands_the_core_an_earlier_time() {
+    let (driver, _core, hosts) = demo();
+    let Demo {
+        scenario: Scenario { spec, .. },
+        ..
+    } = scenarios::demo();
+    let start = Time(3_600_000);
+    let core = Core::new(spec, start).unwrap();
+    let (_c, rx) = Control::new();
+    let collect = CollectSink::new();
+    let result = Runtime::new(RuntimeOptions {
+        start,
+        ..Default::default()
+    })
+    .run(
+        core,
+        drivers_for(Arc::clone(&driver), &hosts),
+        vec![Box::new(collect.clone())],
+        rx,
+    )
+    .await;
+    assert_eq!(result.error(), None);
+    let c = collect.collected();
+    assert!(c.commands.iter().all(|(t, _)| *t >= start));
+    assert!(c.events.iter().all(|e| e.at >= start), "every event at or after the start");
+    assert!(result.snapshot.at > start);
+}
