@@ -418,7 +418,10 @@ async fn every_step_s_events_end_with_on_step_end_before_the_next_command_or_inp
                 assert!(open_events, "a step end without events at {i}");
                 open_events = false;
             }
-            other => assert!(!open_events, "{other} at {i} before the step's events were closed"),
+            other => assert!(
+                !open_events,
+                "{other} at {i} before the step's events were closed"
+            ),
         }
     }
 }
@@ -449,6 +452,9 @@ async fn a_run_started_at_a_later_time_never_hands_the_core_an_earlier_time() {
     assert_eq!(result.error(), None);
     let c = collect.collected();
     assert!(c.commands.iter().all(|(t, _)| *t >= start));
-    assert!(c.events.iter().all(|e| e.at >= start), "every event at or after the start");
+    assert!(
+        c.events.iter().all(|e| e.at >= start),
+        "every event at or after the start"
+    );
     assert!(result.snapshot.at > start);
 }
