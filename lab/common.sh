@@ -3,9 +3,12 @@
 #
 # VMOVE_LAB_DIR    where the lab keeps its state (default /var/tmp/vmove-lab)
 # VMOVE_LAB_HOSTS  the hosts to bring up (default "hostA hostB"; hostC, hostD... also work)
+# VMOVE_LAB_IP_BASE  last byte of hostA's address (default 2). Two labs on one machine need
+#                  different bases and port bases (they share the network namespace).
+# VMOVE_LAB_PORT_BASE  first migration port (default 49152)
 #
-# Host i (0-based, by letter: hostA=0, hostB=1, ...) listens on 127.0.0.(2+i):16509, has host UUID
-# 00000000-0000-4000-8000-0000000000(a+i) and migration ports 49152+32*i .. 49152+32*i+31.
+# Host i (0-based, by letter: hostA=0, hostB=1, ...) listens on 127.0.0.(BASE+i):16509, has host
+# UUID 00000000-0000-4000-8000-0000000000(a+i) and migration ports PORT_BASE+32*i .. +31.
 # Inside its namespace, /etc/libvirt, /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt and
 # /run/libvirt are bind mounts of $LAB/<host>/{etc,lib,log,cache,run}: a path P seen by that host's
 # libvirtd and QEMU is at $(host_path <host> P) from outside.
@@ -27,11 +30,13 @@ host_index() {
     *) die "unknown lab host '$1' (hostA, hostB, ...)" ;;
   esac
 }
-host_ip() { printf '127.0.0.%d' $(( 2 + $(host_index "$1") )); }
+IP_BASE="${VMOVE_LAB_IP_BASE:-2}"
+PORT_BASE="${VMOVE_LAB_PORT_BASE:-49152}"
+host_ip() { printf '127.0.0.%d' $(( IP_BASE + $(host_index "$1") )); }
 host_uri() { printf 'qemu+tcp://%s/system' "$(host_ip "$1")"; }
 host_uuid() { printf '00000000-0000-4000-8000-%012x' $(( 10 + $(host_index "$1") )); }
-host_port_min() { printf '%d' $(( 49152 + 32 * $(host_index "$1") )); }
-host_port_max() { printf '%d' $(( 49152 + 32 * $(host_index "$1") + 31 )); }
+host_port_min() { printf '%d' $(( PORT_BASE + 32 * $(host_index "$1") )); }
+host_port_max() { printf '%d' $(( PORT_BASE + 32 * $(host_index "$1") + 31 )); }
 host_dir() { printf '%s/%s' "$LAB" "$1"; }
 # host_path HOST PATH: where PATH (as the host sees it) is from outside the namespace.
 host_path() {

@@ -43,7 +43,7 @@ for h in $HOSTS; do
 done
 
 VMS="crash-1 crash-2 crash-3 crash-4 crash-5 crash-6"
-log "creating $(wc -w <<<"$VMS") VMs on $SRC"
+log "creating 7 VMs on $SRC"
 for n in $VMS; do "$LAB_SCRIPTS/mkvm.sh" "$SRC" "$n" --size 384 --fill 48 >/dev/null; done
 "$LAB_SCRIPTS/mkvm.sh" "$SRC" crash-off --off --size 128 --fill 16 >/dev/null
 VMS="$VMS crash-off"
@@ -85,7 +85,9 @@ if [ -z "$vmove" ]; then
   (cd "$ROOT" && cargo build --release -p vmove >&2)
   vmove="${CARGO_TARGET_DIR:-$ROOT/target}/release/vmove"
 fi
-vm() { "$vmove" --config "$cfg" --plain "$@"; }
+# An array, not a function: `cmd &` must make $! the vmove process itself (a backgrounded
+# function is a subshell; killing it would orphan vmove, not kill it).
+VM=("$vmove" --config "$cfg" --plain)
 q() { sqlite3 -readonly "$J" "$1" 2>/dev/null || echo 0; }
 intents() { q "SELECT count(*) FROM entries WHERE kind='intent' AND name='$1'"; }
 
@@ -99,12 +101,12 @@ for point in $points; do
   n=$((n + 1))
   base_poll=$(intents poll_migration); base_start=$(intents start_migration); base_verify=$(intents verify); base_remove=$(intents remove_leftover)
   if [ "$n" = 1 ]; then
-    vm evacuate "$SRC" --to "$DST" >"$work/p$n.out" 2>"$work/p$n.err" &
+    "${VM[@]}" evacuate "$SRC" --to "$DST" >"$work/p$n.out" 2>"$work/p$n.err" &
     child=$!
   else
     # The killed process's lease must expire first; resume refuses clearly until then.
     while :; do
-      vm resume >"$work/p$n.out" 2>"$work/p$n.err" &
+      "${VM[@]}" resume >"$work/p$n.out" 2>"$work/p$n.err" &
       child=$!
       sleep 0.3
       kill -0 "$child" 2>/dev/null && break
@@ -113,6 +115,7 @@ for point in $points; do
         grep -q "lease valid until" "$work/p$n.err" || die "the refusal does not say until when: $(cat "$work/p$n.err")"
         sleep 0.3; continue
       fi
+      log "process $n: $(cat "$work/p$n.err")"
       run_over=1; break
     done
     [ "$run_over" = 1 ] && break
@@ -146,7 +149,7 @@ child=""
 if [ "$run_over" = 0 ]; then
   n=$((n + 1))
   log "resuming to the end (process $n)"
-  until vm resume >"$work/p$n.out" 2>"$work/p$n.err"; do
+  until "${VM[@]}" resume >"$work/p$n.out" 2>"$work/p$n.err"; do
     grep -q "is driven by process" "$work/p$n.err" || break
     sleep 0.5
   done
@@ -160,7 +163,7 @@ state() { vsh "$1" domstate "$2" 2>/dev/null || echo absent; }
 
 [ "$kills" -ge 5 ] && ok "$kills kills" || bad "only $kills kills"
 [ "$(q "SELECT state FROM runs")" = finished ] && ok "the run finished" || bad "run state: $(q "SELECT state FROM runs")"
-vm history
+"${VM[@]}" history
 for d in $VMS; do
   want=running; [ "$d" = crash-off ] && want="shut off"
   [ "$(state "$DST" "$d")" = "$want" ] && ok "$d $want on $DST" || bad "$d is '$(state "$DST" "$d")' on $DST"

@@ -35,10 +35,15 @@ fn scripts() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../lab")
 }
 
+/// The lab host's URI (lab/common.sh: 127.0.0.(VMOVE_LAB_IP_BASE + index), base 2).
 fn uri(host: &str) -> String {
+    let base: u8 = std::env::var("VMOVE_LAB_IP_BASE")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(2);
     match host {
-        A => "qemu+tcp://127.0.0.2/system".into(),
-        B => "qemu+tcp://127.0.0.3/system".into(),
+        A => format!("qemu+tcp://127.0.0.{base}/system"),
+        B => format!("qemu+tcp://127.0.0.{}/system", base + 1),
         _ => unreachable!("two lab hosts"),
     }
 }
