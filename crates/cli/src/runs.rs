@@ -397,3 +397,19 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
     }
     Ok(0)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_looking_keys_are_blanked_before_the_config_is_stored() {
+        let text = "[hosts.h]\ndriver = \"hyperv\"\npassword = \"hunter2\"\ncredentials_file = \"/etc/c\"\n\n[hosts.h.x]\napi_token = \"t0k\"\n";
+        let out = strip_secrets(text);
+        assert!(!out.contains("hunter2") && !out.contains("t0k"), "{out}");
+        assert!(out.contains("/etc/c"), "other keys are kept: {out}");
+        let back: toml::Table = toml::from_str(&out).unwrap();
+        assert_eq!(back["hosts"]["h"]["driver"].as_str(), Some("hyperv"));
+    }
+}

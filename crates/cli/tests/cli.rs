@@ -733,3 +733,55 @@ fn plan_prints_order_destinations_and_an_eta_without_moving() {
         r.stdout
     );
 }
+
+#[test]
+fn runs_are_journaled_by_default_under_the_user_data_dir_and_not_with_no_journal() {
+    let sb = Sandbox::new("journal-default");
+    sb.write("vmove.toml", SIM_HOSTS);
+    sb.run(&["evacuate", "a", "--to", "b", "--plain"])
+        .expect_code(2);
+    let default = sb.dir.join("home/.local/share/vmove/journal.db");
+    assert!(default.is_file(), "no journal at {}", default.display());
+    let h = sb.run(&["history"]);
+    h.expect_code(0);
+    let rows: Vec<&str> = h.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{}", h.stdout);
+    assert!(rows[0].contains("finished"), "{}", h.stdout);
+    // The report rebuilt from the journal says what the run said.
+    let r = sb.run(&["report", "--report", "r.json"]);
+    r.expect_code(0);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sb.dir.join("r.json")).unwrap()).unwrap();
+    let huge = report["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "huge-1")
+        .unwrap();
+    assert_eq!(huge["outcome"], "unmigratable", "{report:#}");
+    assert!(
+        huge["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no destination has room")
+    );
+    assert_eq!(report["moved"], 3, "{report:#}");
+    // --no-journal: nothing more in it; VMOVE_JOURNAL moves it.
+    sb.run(&["evacuate", "a", "--to", "b", "--plain", "--no-journal"])
+        .expect_code(2);
+    let h = sb.run(&["history"]);
+    assert_eq!(h.stdout.lines().skip(1).count(), 1, "{}", h.stdout);
+    let other = sb.dir.join("elsewhere.db");
+    sb.run_env(
+        &["evacuate", "a", "--to", "b", "--plain"],
+        &[("VMOVE_JOURNAL", other.to_str().unwrap())],
+    )
+    .expect_code(2);
+    assert!(other.is_file());
+    let h = sb.run(&["history", "--journal", other.to_str().unwrap()]);
+    assert_eq!(h.stdout.lines().skip(1).count(), 1, "{}", h.stdout);
+    // Nothing to resume: a clear error.
+    let r = sb.run(&["resume"]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("no unfinished run"), "{}", r.stderr);
+}
