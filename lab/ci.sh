@@ -18,4 +18,18 @@ trap teardown EXIT
 cd "$ROOT"
 # --release: reuses the build of scripts/test.sh (cargo test --workspace --release).
 log "running the lab tests (cargo test --release -p vmove-driver-libvirt --test lab)"
-VMOVE_LAB=1 VMOVE_LAB_DIR="$LAB" cargo test --release -p vmove-driver-libvirt --test lab -- --test-threads=1
+VMOVE_LAB=1 VMOVE_LAB_DIR="$LAB" cargo test --workspace --all-features --locked --release --test lab -- --test-threads=1
+
+# End-to-end checks through the real CLI (issue 3's lab evidence): each script asserts and exits
+# non-zero on the first check that does not hold. They need the release `vmove` binary.
+VMOVE_BIN="${VMOVE_BIN:-$ROOT/target/release/vmove}"
+[ -x "$VMOVE_BIN" ] || (cd "$ROOT" && cargo build --workspace --all-features --locked --release --bins)
+export VMOVE_BIN VMOVE_E2E_KEEP=1
+passed=0; failed=0; failures=()
+for s in e2e slots stall crash; do
+  [ -f "$LAB_SCRIPTS/$s.sh" ] || continue
+  log "lab script: $s.sh"
+  if bash "$LAB_SCRIPTS/$s.sh"; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$s"); fi
+done
+echo "lab-scripts: $passed passed, $failed failed"
+[ "$failed" = 0 ] || die "lab scripts failed: ${failures[*]}"
