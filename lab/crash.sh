@@ -74,6 +74,10 @@ backoff_initial = "1s"
 driver = "libvirt"
 uri = "$(host_uri "$SRC")"
 max_migrations = 1
+# Peer-to-peer: the source libvirtd drives the migration, so it survives the death of the vmove
+# process that started it and a resumed vmove re-adopts it (without p2p the job dies with the
+# client, and the partial destination copy cannot be proven ours after a restart).
+p2p = true
 
 [hosts.$DST]
 driver = "libvirt"
