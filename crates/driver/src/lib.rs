@@ -10,8 +10,8 @@
 //! never appear in this trait.
 
 use async_trait::async_trait;
-pub use vmove_core::model::*;
 pub use vmove_core::io::LeftoverContext;
+pub use vmove_core::model::*;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
@@ -31,19 +31,35 @@ pub struct DriverError {
 impl DriverError {
     /// A transient error.
     pub fn transient(message: impl Into<String>) -> Self {
-        DriverError { class: ErrorClass::Transient, message: message.into(), code: None }
+        DriverError {
+            class: ErrorClass::Transient,
+            message: message.into(),
+            code: None,
+        }
     }
     /// A permanent error.
     pub fn permanent(message: impl Into<String>) -> Self {
-        DriverError { class: ErrorClass::Permanent, message: message.into(), code: None }
+        DriverError {
+            class: ErrorClass::Permanent,
+            message: message.into(),
+            code: None,
+        }
     }
     /// The destination refuses this VM.
     pub fn destination_refused(message: impl Into<String>) -> Self {
-        DriverError { class: ErrorClass::DestinationRefused, message: message.into(), code: None }
+        DriverError {
+            class: ErrorClass::DestinationRefused,
+            message: message.into(),
+            code: None,
+        }
     }
     /// Unknown whether the action took place.
     pub fn indeterminate(message: impl Into<String>) -> Self {
-        DriverError { class: ErrorClass::Indeterminate, message: message.into(), code: None }
+        DriverError {
+            class: ErrorClass::Indeterminate,
+            message: message.into(),
+            code: None,
+        }
     }
     /// Attaches the hypervisor's code.
     pub fn with_code(mut self, code: i64) -> Self {
@@ -54,7 +70,10 @@ impl DriverError {
 
 impl From<DriverError> for Failure {
     fn from(e: DriverError) -> Failure {
-        Failure { class: e.class, message: e.message }
+        Failure {
+            class: e.class,
+            message: e.message,
+        }
     }
 }
 
