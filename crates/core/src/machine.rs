@@ -608,6 +608,24 @@ impl VmMove {
         self.last_error = Some(why.message.clone());
     }
 
+    /// Announces the outcome of one leftover removal (removed, or kept with the reason).
+    fn report_removal(&self, l: Leftover, res: Result<(), Failure>, out: &mut Output) {
+        out.events.push(match res {
+            Ok(()) => EventKind::LeftoverRemoved {
+                vm: self.id.clone(),
+                host: l.host,
+                kind: l.kind,
+                what: l.what,
+            },
+            Err(e) => EventKind::LeftoverKept {
+                vm: self.id.clone(),
+                host: l.host,
+                what: l.what,
+                error: e.message,
+            },
+        });
+    }
+
     fn next_leftover(
         &mut self,
         req: &MigrationRequest,
@@ -1243,20 +1261,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
             VmEvent::LeftoverRemoved(l, res),
         ) if todo.front() == Some(&l) => {
             todo.pop_front();
-            match res {
-                Ok(()) => out.events.push(EventKind::LeftoverRemoved {
-                    vm: vm.id.clone(),
-                    host: l.host.clone(),
-                    kind: l.kind,
-                    what: l.what.clone(),
-                }),
-                Err(e) => out.events.push(EventKind::LeftoverKept {
-                    vm: vm.id.clone(),
-                    host: l.host.clone(),
-                    what: l.what.clone(),
-                    error: e.message,
-                }),
-            }
+            vm.report_removal(l, res, &mut out);
             if vm.next_leftover(
                 &req,
                 LeftoverContext::AfterFailedAttempt,
@@ -1431,20 +1436,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
             VmEvent::LeftoverRemoved(l, res),
         ) if todo.front() == Some(&l) => {
             todo.pop_front();
-            match res {
-                Ok(()) => out.events.push(EventKind::LeftoverRemoved {
-                    vm: vm.id.clone(),
-                    host: l.host.clone(),
-                    kind: l.kind,
-                    what: l.what.clone(),
-                }),
-                Err(e) => out.events.push(EventKind::LeftoverKept {
-                    vm: vm.id.clone(),
-                    host: l.host.clone(),
-                    what: l.what.clone(),
-                    error: e.message,
-                }),
-            }
+            vm.report_removal(l, res, &mut out);
             if vm.next_leftover(&req, LeftoverContext::AfterSuccess, &mut todo, &mut out) {
                 vm.state = MoveState::CleaningUp {
                     req,
