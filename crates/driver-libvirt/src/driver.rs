@@ -45,6 +45,8 @@ struct Migration {
     cancel: AtomicBool,
     bytes_done: AtomicU64,
     bytes_total: AtomicU64,
+    /// Flips to true once `outcome` is set (for [`Driver::wait_for_end`]).
+    ended: tokio::sync::watch::Sender<bool>,
 }
 
 impl Migration {
@@ -56,6 +58,7 @@ impl Migration {
     }
     fn finish(&self, r: Result<(), DriverError>) {
         *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+        self.ended.send_replace(true);
     }
 }
 
@@ -673,6 +676,7 @@ impl Driver for LibvirtDriver {
             cancel: AtomicBool::new(false),
             bytes_done: AtomicU64::new(0),
             bytes_total: AtomicU64::new(0),
+            ended: tokio::sync::watch::Sender::new(false),
         });
         let inner = self.inner.clone();
         let r = req.clone();
@@ -755,6 +759,24 @@ impl Driver for LibvirtDriver {
             })
         })
         .await
+    }
+
+    /// The migration call runs on a thread of its own and returns when libvirt says the
+    /// migration ended: its outcome is the answer, with no poll in between. Migrations adopted
+    /// after a restart (no thread of ours) are left to the polls.
+    async fn wait_for_end(
+        &self,
+        _req: &MigrationRequest,
+        handle: &MigrationHandle,
+    ) -> Option<DriverResult<MigrationStatus>> {
+        let rec = self.record(handle)?;
+        let mut ended = rec.ended.subscribe();
+        // The sender lives in `rec`, which we hold: the wait ends only when `finish` runs.
+        let _ = ended.wait_for(|done| *done).await;
+        Some(Ok(match rec.outcome()? {
+            Ok(()) => MigrationStatus::Completed,
+            Err(e) => MigrationStatus::Failed(e.into()),
+        }))
     }
 
     async fn abort_migration(

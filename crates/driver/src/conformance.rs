@@ -174,6 +174,37 @@ async fn wait_end(
     }
 }
 
+/// After a migration ended as `end` (read by polling), [`Driver::wait_for_end`] must answer at
+/// once, and with the same kind of end (or `None`: the driver does not push).
+async fn wait_for_end_agrees(
+    f: &dyn Fixture,
+    req: &MigrationRequest,
+    h: &MigrationHandle,
+    end: &MigrationStatus,
+) -> CheckResult {
+    let waited = tokio::time::timeout(Duration::from_secs(30), f.driver().wait_for_end(req, h))
+        .await
+        .map_err(|_| {
+            format!(
+                "wait_for_end did not answer within 30 s of the migration of {} ending",
+                req.vm_name
+            )
+        })?;
+    match waited {
+        None => Ok(()),
+        Some(Err(e)) => Err(format!(
+            "wait_for_end failed after the migration ended: {e}"
+        )),
+        Some(Ok(pushed)) => {
+            ensure!(
+                std::mem::discriminant(&pushed) == std::mem::discriminant(end),
+                "wait_for_end says {pushed:?} but the status reads {end:?}"
+            );
+            Ok(())
+        }
+    }
+}
+
 /// Runs `body` on a fresh VM and destroys the VM afterwards, whatever happened.
 async fn with_vm<'a, F, Fut>(f: &'a dyn Fixture, s: VmShape, body: F) -> CheckResult
 where
@@ -363,6 +394,7 @@ pub async fn live_migration_end_to_end(f: &dyn Fixture) -> CheckResult {
             end == MigrationStatus::Completed,
             "the live migration ended {end:?}"
         );
+        wait_for_end_agrees(f, &req, &h, &end).await?;
         let info = find(f, &f.destination(), &vm)
             .await?
             .ok_or("the moved VM is not listed on the destination")?;
@@ -426,6 +458,7 @@ pub async fn abort_leaves_vm_on_source(f: &dyn Fixture) -> CheckResult {
             matches!(end, MigrationStatus::Failed(_)),
             "an aborted migration ended {end:?} (make the fixture's abort VM slower to move)"
         );
+        wait_for_end_agrees(f, &req, &h, &end).await?;
         d.abort_migration(&req, &h).await.map_err(|e| format!("aborting an ended migration failed: {e}"))?;
         let on_src = find(f, &f.source(), &vm).await?.ok_or("after an abort the VM is not on the source")?;
         ensure!(on_src.power.is_live(), "after an abort the VM is {:?} on the source", on_src.power);

@@ -126,6 +126,21 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
         handle: &MigrationHandle,
     ) -> DriverResult<MigrationStatus>;
 
+    /// Waits until a migration this driver started ends and says how (`Completed` or `Failed`),
+    /// for drivers that learn of the end as it happens (libvirt: the blocking migration call
+    /// returns). The runtime awaits it beside the engine's polls, with no time-out, and hands the
+    /// answer to the engine as an unasked status, so a finished migration is verified at once
+    /// instead of at the next poll. `None` (the default) means "I cannot tell before a poll":
+    /// the polls alone find the end. Read-only. Must never answer `Completed` for a migration
+    /// whose status would not read `Completed` right after.
+    async fn wait_for_end(
+        &self,
+        _req: &MigrationRequest,
+        _handle: &MigrationHandle,
+    ) -> Option<DriverResult<MigrationStatus>> {
+        None
+    }
+
     /// Asks the hypervisor to abort the migration. Afterwards the VM runs on the source only.
     /// Aborting a migration that already ended is not an error.
     async fn abort_migration(

@@ -68,6 +68,27 @@ impl Exec {
         }
     }
 
+    /// Awaits the end of a migration this run started, for drivers that can tell
+    /// ([`Driver::wait_for_end`]); the answer is an unasked [`Input::MigrationStatus`]. No
+    /// time-out: the engine's watchdogs and polls go on beside it, and the task is dropped when the
+    /// run ends. A driver error is not passed on (the next poll will read the status).
+    pub async fn watch_end(
+        self: Arc<Self>,
+        req: MigrationRequest,
+        handle: vmove_core::MigrationHandle,
+    ) -> Option<Input> {
+        let d = self.driver(&req.source).ok()?;
+        match d.wait_for_end(&req, &handle).await? {
+            Ok(status) => Some(Input::MigrationStatus {
+                vm: req.vm,
+                attempt: req.attempt,
+                result: Ok(status),
+            }),
+            // The polls go on and will read the status.
+            Err(_) => None,
+        }
+    }
+
     /// Carries out `cmd` and returns the core's answer. `req` is the attempt's request for
     /// commands that only carry a handle (poll, abort, converge, remove a leftover).
     pub async fn execute(
@@ -448,6 +469,11 @@ impl Requests {
             attempt,
             run_id: run_id.to_owned(),
         }
+    }
+
+    /// The request of an attempt this process started or looked at, if known.
+    pub fn get(&self, vm: &VmId, attempt: u32) -> Option<&MigrationRequest> {
+        self.by_attempt.get(&(vm.clone(), attempt))
     }
 
     /// Forgets every attempt of a VM whose move is over.

@@ -200,6 +200,10 @@ struct Loop<E: Engine> {
     sink_error: Option<String>,
     /// Answers to feed without running anything (commands a sink refused).
     pending: Vec<Input>,
+    /// One task per migration this run started, awaiting [`vmove_driver::Driver::wait_for_end`];
+    /// each yields the end it learned of (an unasked status), or nothing if the driver cannot
+    /// tell. Not counted as work in flight: the engine's own polls and timers go on beside them.
+    watchers: JoinSet<Option<Input>>,
 }
 
 impl Runtime {
@@ -241,6 +245,7 @@ impl Runtime {
             stop_requested: None,
             sink_error: None,
             pending: Vec::new(),
+            watchers: JoinSet::new(),
         };
         let mut control_open = true;
         let mut stalled = false;
@@ -284,6 +289,9 @@ impl Runtime {
                     };
                     lp.feed(input).await;
                 }
+                Some(Ok(Some(input))) = lp.watchers.join_next(), if !lp.watchers.is_empty() => {
+                    lp.feed(input).await;
+                }
                 () = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
                     // Rounding must not make the core see a time before the one it asked for.
                     let now = lp.now().max(wake.unwrap_or(Time::ZERO));
@@ -293,6 +301,7 @@ impl Runtime {
             }
         }
         lp.tasks.abort_all();
+        lp.watchers.abort_all();
         let now = lp.now();
         let snapshot = lp.core.snapshot(now);
         for sink in &mut lp.sinks {
@@ -343,7 +352,22 @@ impl<E: Engine> Loop<E> {
                 failed.get_or_insert_with(|| format!("the {} sink failed: {e}", sink.name()));
             }
         }
+        let watch = match &input {
+            Input::MigrationStarted {
+                vm,
+                attempt,
+                result: Ok(handle),
+            } => self
+                .requests
+                .get(vm, *attempt)
+                .map(|req| (req.clone(), handle.clone())),
+            _ => None,
+        };
         self.core.handle_event(now, input);
+        if let Some((req, handle)) = watch {
+            self.watchers
+                .spawn(Arc::clone(&self.exec).watch_end(req, handle));
+        }
         if let Some(e) = failed {
             self.sink_failed(e);
         }

@@ -27,6 +27,9 @@ struct Clocked {
     epoch: Instant,
     last: Mutex<u64>,
     hang_first_start: Mutex<HashSet<String>>,
+    /// Answer `wait_for_end` (watching the cluster every 50 ms of tokio time), as the libvirt
+    /// driver does; otherwise leave the end to the polls.
+    push_end: bool,
 }
 
 impl Clocked {
@@ -38,6 +41,7 @@ impl Clocked {
             epoch: Instant::now(),
             last: Mutex::new(0),
             hang_first_start: Mutex::default(),
+            push_end: false,
         }
     }
     fn sync(&self) {
@@ -87,6 +91,23 @@ impl Driver for Clocked {
     ) -> DriverResult<MigrationStatus> {
         self.sync();
         self.inner.migration_status(req, handle).await
+    }
+    async fn wait_for_end(
+        &self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+    ) -> Option<DriverResult<MigrationStatus>> {
+        if !self.push_end {
+            return None;
+        }
+        loop {
+            self.sync();
+            match self.inner.migration_status(req, handle).await {
+                Ok(MigrationStatus::Pending | MigrationStatus::Running(_)) => {}
+                other => return Some(other),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     async fn abort_migration(
         &self,
@@ -209,6 +230,50 @@ async fn the_demo_runs_to_its_end_through_the_runtime() {
     let c = collect.collected();
     assert!(c.commands.len() > 20);
     assert_eq!(c.finished.as_ref().map(|s| s.counts()), Some((11, 1, 0)));
+}
+
+/// Regression guard for the lab benchmark's per-migration overhead: a driver that pushes the end
+/// of a migration (`wait_for_end`) gets it verified at once, not at the next progress poll, so the
+/// run takes as long as the simulator's exact-push model says, while polls alone lose time.
+#[tokio::test(start_paused = true)]
+async fn a_pushed_migration_end_is_acted_on_before_the_next_poll() {
+    fn scenario() -> Scenario {
+        let Demo { mut scenario, .. } = scenarios::demo();
+        // Sparse progress polls make the difference plain.
+        scenario.spec.settings.progress_interval = Duration::from_secs(20);
+        scenario
+    }
+    async fn run(push_end: bool) -> Duration {
+        let Scenario { cluster, spec } = scenario();
+        let hosts = cluster.host_ids();
+        let core = Core::new(spec, Time::ZERO).unwrap();
+        let mut d = Clocked::new(cluster);
+        d.push_end = push_end;
+        let (_c, rx) = Control::new();
+        let result = Runtime::default()
+            .run(core, drivers_for(Arc::new(d), &hosts), vec![], rx)
+            .await;
+        assert_eq!(result.error(), None);
+        assert_eq!(result.snapshot.counts(), (11, 1, 0));
+        result.elapsed
+    }
+    let exact = {
+        let Scenario { cluster, spec } = scenario();
+        simulate(spec, cluster, SimOptions::default())
+            .unwrap()
+            .makespan
+    };
+    let polled = run(false).await;
+    let pushed = run(true).await;
+    assert!(
+        pushed + Duration::from_secs(20) < polled,
+        "pushed {pushed:?} vs polled {polled:?}"
+    );
+    let pushed_ms = pushed.as_millis() as u64;
+    assert!(
+        pushed_ms <= exact.as_millis() * 101 / 100 + 1_000,
+        "pushed {pushed:?} vs the simulator's exact {exact}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
