@@ -282,7 +282,29 @@ impl Core {
             };
             core.in_ready_key_init(idx, (false, Reverse(prio), size_key, idx));
             match r.state {
-                RecoveredState::Queued | RecoveredState::Cancelled(_) => {
+                RecoveredState::BackingOff(until) if until > now => {
+                    core.searching.insert(idx);
+                    core.vms[idx].timer = Some(until);
+                    core.vms[idx].state = MoveState::BackingOff { until };
+                    core.timers.push(Reverse((until, TimerKey::Vm(idx))));
+                    core.apply(
+                        idx,
+                        now,
+                        Phase::Queued,
+                        Phase::BackingOff,
+                        Output::default(),
+                    );
+                    let vm = core.vms[idx].id.clone();
+                    core.emit(EventKind::Transition {
+                        vm,
+                        from: Phase::Queued,
+                        to: Phase::BackingOff,
+                    });
+                }
+                // A backoff already over waits no more.
+                RecoveredState::Queued
+                | RecoveredState::Cancelled(_)
+                | RecoveredState::BackingOff(_) => {
                     core.searching.insert(idx);
                     core.step(
                         idx,
@@ -423,6 +445,14 @@ impl Core {
                     if self.vms[idx].timer == Some(t) {
                         self.vms[idx].timer = None;
                         self.step(idx, now, VmEvent::Timer);
+                        // A VM recovered while backing off has not been seen since the resume:
+                        // once its delay is over, the hosts' listings decide, as for `Queued`.
+                        if self.initialized
+                            && self.searching.contains(&idx)
+                            && self.vms[idx].phase() == Phase::Queued
+                        {
+                            self.reassess(idx, now);
+                        }
                     }
                 }
                 TimerKey::Host(h) => {
@@ -1557,6 +1587,9 @@ pub enum RecoveredState {
     Unmigratable(Reason),
     /// Not moved because that run was stopped: resume moves it.
     Cancelled(Reason),
+    /// Waiting out the backoff after a failed attempt, until this time: resume keeps the delay
+    /// (then looks at the hosts, as for `Queued`).
+    BackingOff(Time),
 }
 
 enum Place {

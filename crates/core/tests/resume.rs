@@ -188,3 +188,56 @@ fn resume_of_an_attempt_being_aborted_aborts_it_again_instead_of_adopting_it() {
     run(&mut resumed, &mut w, Time(1000), |_, _, _| {});
     assert_eq!(resumed.snapshot(Time::ZERO).counts(), (5, 0, 0));
 }
+
+/// Regression guard: a VM waiting out its backoff when vmove died still waits out the rest of
+/// it after `resume` (it used to be retried at once), then moves.
+#[test]
+fn resume_keeps_the_remaining_backoff_of_a_failed_attempt() {
+    let mut w = world();
+    let mut core = Core::new(the_spec(), Time::ZERO).unwrap();
+    // Let it list the hosts; crash before anything starts.
+    while let Some(c) = core.poll_command() {
+        if matches!(c, Command::RefreshHost { .. }) {
+            let i = w.answer(Time::ZERO, c).unwrap();
+            core.handle_event(Time::ZERO, i);
+        }
+    }
+    let mut rec = recover(&core, &the_spec());
+    assert_eq!(rec.len(), 5);
+    let v0 = rec.iter().position(|r| r.name == "v0").unwrap();
+    rec[v0].attempts = 1;
+    rec[v0].state = RecoveredState::BackingOff(Time(60_000));
+    // One VM whose backoff is already over when the resume comes: no wait.
+    let v1 = rec.iter().position(|r| r.name == "v1").unwrap();
+    rec[v1].attempts = 1;
+    rec[v1].state = RecoveredState::BackingOff(Time(500));
+    let mut resumed = Core::resume(the_spec(), Time(1_000), rec).unwrap();
+    let snap = resumed.snapshot(Time(1_000));
+    let phase_of = |s: &Snapshot, n: &str| s.vms.iter().find(|v| v.name == n).unwrap().phase;
+    assert_eq!(phase_of(&snap, "v0"), Phase::BackingOff);
+    let mut starts: BTreeMap<String, Time> = BTreeMap::new();
+    run_timed(&mut resumed, &mut w, Time(1_000), |_, _, now, c| {
+        if let Command::StartMigration(r) = c {
+            starts.entry(r.vm_name.clone()).or_insert(now);
+        }
+    });
+    assert_eq!(resumed.snapshot(Time::ZERO).counts(), (5, 0, 0));
+    assert!(
+        starts["v0"] >= Time(60_000),
+        "v0 started at {}",
+        starts["v0"]
+    );
+    assert!(
+        starts["v1"] < Time(60_000),
+        "v1 started at {}",
+        starts["v1"]
+    );
+    // Its next attempt is number 2: the failed one counts.
+    let v0 = resumed
+        .snapshot(Time::ZERO)
+        .vms
+        .into_iter()
+        .find(|v| v.name == "v0")
+        .unwrap();
+    assert_eq!(v0.attempts, 2);
+}

@@ -7,7 +7,7 @@ use crate::record::{EntryBody, IntentRecord, RunRecord};
 use std::collections::BTreeMap;
 use vmove_core::{
     Command, EventKind, HostId, Input, Leftover, MigrationHandle, MigrationMode, MigrationRequest,
-    Phase, Reason, Recovered, RecoveredState, RunSpec, Verification, VmId,
+    Phase, Reason, Recovered, RecoveredState, RunSpec, Time, Verification, VmId,
 };
 
 /// One VM's facts from the journal.
@@ -31,6 +31,8 @@ pub struct VmResume {
     pub reason: Option<Reason>,
     /// Attempts whose failure was settled (an `AttemptFailed` event: the hosts were looked at).
     pub failed_attempts: Vec<u32>,
+    /// When the last settled failure said the next attempt may start (its backoff), if it did.
+    pub retry_at: Option<Time>,
     /// The last phase the events recorded (`Queued` once selected, before any transition).
     pub phase: Phase,
     /// The highest attempt number started (0: none).
@@ -63,6 +65,7 @@ impl VmResume {
             moved_to: None,
             reason: None,
             failed_attempts: Vec::new(),
+            retry_at: None,
             phase: Phase::Queued,
             attempt: 0,
             last_request: None,
@@ -170,10 +173,11 @@ fn rebuild_ordered(record: &RunRecord) -> (BTreeMap<VmId, VmResume>, Vec<VmId>) 
                     }
                     EventKind::Transition { to, .. } => v.phase = *to,
                     EventKind::AttemptStarted { mode, .. } => v.mode = *mode,
-                    EventKind::AttemptFailed { attempt, .. }
-                        if !v.failed_attempts.contains(attempt) =>
-                    {
+                    EventKind::AttemptFailed {
+                        attempt, retry_at, ..
+                    } if !v.failed_attempts.contains(attempt) => {
                         v.failed_attempts.push(*attempt);
+                        v.retry_at = *retry_at;
                     }
                     EventKind::Moved { destination, .. } => {
                         v.phase = Phase::Moved;
@@ -278,6 +282,11 @@ impl VmResume {
                     RecoveredState::Aborting(req.clone())
                 }
                 (Some(req), true) => RecoveredState::InFlight(req.clone()),
+                // Waiting out a backoff: the delay still runs after a resume.
+                _ if self.phase == Phase::BackingOff => match self.retry_at {
+                    Some(t) => RecoveredState::BackingOff(t),
+                    None => RecoveredState::Queued,
+                },
                 _ => RecoveredState::Queued,
             },
         };

@@ -186,14 +186,29 @@ fn recovered_keeps_a_failed_start_in_flight_until_the_failure_was_settled_on_the
         state_of(&rec, "u-0"),
         (RecoveredState::InFlight(_), 1)
     ));
-    // Once AttemptFailed is recorded, it waits to be retried: queued, its attempt counted.
+    // Once AttemptFailed is recorded, it waits to be retried: its attempt counted...
     let settled = seq_of(
         &full,
         0,
         |b| matches!(b, EntryBody::Event(e) if matches!(e.kind, vmove_core::EventKind::AttemptFailed { .. })),
     );
+    // ... and until the retry may come (its backoff), which resume waits out.
+    let retry_at = full
+        .entries
+        .iter()
+        .find_map(|e| match &e.body {
+            EntryBody::Event(ev) if e.seq == settled => match &ev.kind {
+                vmove_core::EventKind::AttemptFailed { retry_at, .. } => *retry_at,
+                _ => None,
+            },
+            _ => None,
+        })
+        .unwrap();
     let rec = j.load_run_until("r1", settled + 1).unwrap();
-    assert_eq!(state_of(&rec, "u-0"), (RecoveredState::Queued, 1));
+    assert_eq!(
+        state_of(&rec, "u-0"),
+        (RecoveredState::BackingOff(retry_at), 1)
+    );
     // Phase "starting" again for attempt 2, but its start intent is not written yet: queued.
     let second_starting = seq_of(
         &full,

@@ -347,13 +347,23 @@ impl World {
 pub fn run(
     core: &mut Core,
     world: &mut World,
-    mut now: Time,
+    now: Time,
     mut hook: impl FnMut(&Core, &mut World, &Command),
+) -> Vec<Event> {
+    run_timed(core, world, now, |core, world, _, c| hook(core, world, c))
+}
+
+/// [`run`], with the time of each command handed to the hook.
+pub fn run_timed(
+    core: &mut Core,
+    world: &mut World,
+    mut now: Time,
+    mut hook: impl FnMut(&Core, &mut World, Time, &Command),
 ) -> Vec<Event> {
     let mut events = vec![];
     for _ in 0..200_000 {
         while let Some(c) = core.poll_command() {
-            hook(core, world, &c);
+            hook(core, world, now, &c);
             if let Some(i) = world.answer(now, c) {
                 core.handle_event(now, i);
             }
