@@ -68,6 +68,21 @@ impl Exec {
         }
     }
 
+    /// [`Exec::call`] on the driver serving `host`.
+    async fn on<'a, T, F>(
+        &'a self,
+        what: &str,
+        host: &HostId,
+        kind: CallKind,
+        f: impl FnOnce(&'a dyn Driver) -> F,
+    ) -> Result<T, Failure>
+    where
+        F: Future<Output = DriverResult<T>>,
+    {
+        let d = self.driver(host)?;
+        self.call(what, host, kind, f(d.as_ref())).await
+    }
+
     /// Awaits the end of a migration this run started, for drivers that can tell
     /// ([`Driver::wait_for_end`]); the answer is an unasked [`Input::MigrationStatus`]. No
     /// time-out: the engine's watchdogs and polls go on beside it, and the task is dropped when the
@@ -157,163 +172,100 @@ impl Exec {
                 source,
                 handle,
                 ..
-            } => {
-                let result = async {
-                    let d = self.driver(&source)?;
-                    self.call(
-                        "reading the migration's status",
-                        &source,
-                        ReadOnly,
-                        d.migration_status(&req, &handle),
-                    )
-                    .await
-                }
-                .await;
-                Input::MigrationStatus {
-                    vm,
-                    attempt,
-                    result,
-                }
-            }
+            } => Input::MigrationStatus {
+                result: self
+                    .on("reading the migration's status", &source, ReadOnly, |d| {
+                        d.migration_status(&req, &handle)
+                    })
+                    .await,
+                vm,
+                attempt,
+            },
             Command::AbortMigration {
                 vm,
                 attempt,
                 source,
                 handle,
                 ..
-            } => {
-                let result = async {
-                    let d = self.driver(&source)?;
-                    self.call(
-                        "aborting the migration",
-                        &source,
-                        StateChanging,
-                        d.abort_migration(&req, &handle),
-                    )
-                    .await
-                }
-                .await;
-                Input::AbortDone {
-                    vm,
-                    attempt,
-                    result,
-                }
-            }
+            } => Input::AbortDone {
+                result: self
+                    .on("aborting the migration", &source, StateChanging, |d| {
+                        d.abort_migration(&req, &handle)
+                    })
+                    .await,
+                vm,
+                attempt,
+            },
             Command::Converge {
                 vm,
                 attempt,
                 source,
                 handle,
                 aid,
-            } => {
-                let result = async {
-                    let d = self.driver(&source)?;
-                    self.call(
-                        "applying a convergence aid",
-                        &source,
-                        StateChanging,
-                        d.converge(&req, &handle, aid),
-                    )
-                    .await
-                }
-                .await;
-                Input::Converged {
-                    vm,
-                    attempt,
-                    result,
-                }
-            }
+            } => Input::Converged {
+                result: self
+                    .on("applying a convergence aid", &source, StateChanging, |d| {
+                        d.converge(&req, &handle, aid)
+                    })
+                    .await,
+                vm,
+                attempt,
+            },
             Command::Locate {
                 vm,
                 attempt,
                 request,
-            } => {
-                let result = async {
-                    let d = self.driver(&request.source)?;
-                    self.call(
-                        "locating the VM",
-                        &request.source,
-                        ReadOnly,
-                        d.locate(&request),
-                    )
-                    .await
-                }
-                .await;
-                Input::Located {
-                    vm,
-                    attempt,
-                    result,
-                }
-            }
+            } => Input::Located {
+                result: self
+                    .on("locating the VM", &request.source, ReadOnly, |d| {
+                        d.locate(&request)
+                    })
+                    .await,
+                vm,
+                attempt,
+            },
             Command::Verify {
                 vm,
                 attempt,
                 request,
-            } => {
-                let result = async {
-                    let d = self.driver(&request.source)?;
-                    self.call(
-                        "verifying the move",
-                        &request.source,
-                        ReadOnly,
-                        d.verify(&request),
-                    )
-                    .await
-                }
-                .await;
-                Input::Verified {
-                    vm,
-                    attempt,
-                    result,
-                }
-            }
+            } => Input::Verified {
+                result: self
+                    .on("verifying the move", &request.source, ReadOnly, |d| {
+                        d.verify(&request)
+                    })
+                    .await,
+                vm,
+                attempt,
+            },
             Command::ListLeftovers {
                 vm,
                 attempt,
                 request,
                 context,
-            } => {
-                let result = async {
-                    let d = self.driver(&request.source)?;
-                    self.call(
-                        "listing leftovers",
-                        &request.source,
-                        ReadOnly,
-                        d.leftovers(&request, context),
-                    )
-                    .await
-                }
-                .await;
-                Input::LeftoversListed {
-                    vm,
-                    attempt,
-                    result,
-                }
-            }
+            } => Input::LeftoversListed {
+                result: self
+                    .on("listing leftovers", &request.source, ReadOnly, |d| {
+                        d.leftovers(&request, context)
+                    })
+                    .await,
+                vm,
+                attempt,
+            },
             Command::RemoveLeftover {
                 vm,
                 attempt,
                 leftover,
                 context,
-            } => {
-                let result = async {
-                    let d = self.driver(&leftover.host)?;
-                    self.call(
-                        "removing a leftover",
-                        &leftover.host,
-                        StateChanging,
-                        d.remove_leftover(&req, &leftover, context),
-                    )
-                    .await
-                }
-                .await;
-                Input::LeftoverRemoved {
-                    vm,
-                    attempt,
-                    leftover,
-                    result,
-                }
-            }
+            } => Input::LeftoverRemoved {
+                result: self
+                    .on("removing a leftover", &leftover.host, StateChanging, |d| {
+                        d.remove_leftover(&req, &leftover, context)
+                    })
+                    .await,
+                vm,
+                attempt,
+                leftover,
+            },
         }
     }
 }
