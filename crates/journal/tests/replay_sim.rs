@@ -5,22 +5,18 @@
 //! attempt started twice and nothing removed twice.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use vmove_core::{
-    Command, Core, HostId, Input, MigrationHandle, MigrationMode, MigrationRequest, PathLayout,
-    RunSpec, Settings, Time, VmId,
-};
+use vmove_core::{Command, Core, HostId, Input, RunSpec, Settings, Time, VmId};
 use vmove_journal::{Holder, Journal, ManualClock, Options, RunEnd, RunState, WallTime, recovered};
 use vmove_sim::cluster::GIB;
-use vmove_sim::{Faults, HostSpec, MigrationEnd, SimCluster, VmSpec};
+use vmove_sim::{Exec, Faults, HostSpec, MigrationEnd, SimCluster, VmSpec};
 
 /// The world as the drivers see it, counting what matters for the invariants.
 struct World {
     cluster: SimCluster,
-    requests: HashMap<(VmId, u32), MigrationRequest>,
-    known: HashSet<MigrationHandle>,
+    exec: Exec,
     /// Start calls per (VM, attempt).
     starts: BTreeMap<(VmId, u32), u32>,
     /// Successful removals per (host, what).
@@ -54,197 +50,37 @@ impl World {
     fn new() -> World {
         World {
             cluster: cluster(),
-            requests: HashMap::new(),
-            known: HashSet::new(),
+            exec: Exec::default(),
             starts: BTreeMap::new(),
             removals: BTreeMap::new(),
         }
     }
 
-    fn request(
-        &self,
-        vm: &VmId,
-        attempt: u32,
-        source: &HostId,
-        destination: &HostId,
-    ) -> MigrationRequest {
-        self.requests
-            .get(&(vm.clone(), attempt))
-            .cloned()
-            .unwrap_or_else(|| MigrationRequest {
-                vm: vm.clone(),
-                vm_name: vm.to_string(),
-                source: source.clone(),
-                destination: destination.clone(),
-                mode: MigrationMode::Live,
-                layout: PathLayout::default(),
-                attempt,
-                run_id: String::new(),
-            })
-    }
-
-    fn remember(&mut self, req: &MigrationRequest) {
-        self.requests
-            .entry((req.vm.clone(), req.attempt))
-            .or_insert_with(|| req.clone());
-    }
-
     fn pushed(&mut self, end: MigrationEnd) -> Option<Input> {
-        self.known
-            .contains(&end.handle)
-            .then_some(Input::MigrationStatus {
-                vm: end.request.vm,
-                attempt: end.request.attempt,
-                result: Ok(end.status),
-            })
+        self.exec.pushed(end)
     }
 
+    /// Carries out `cmd` as the sim's executor does, counting starts and removals.
     fn exec(&mut self, cmd: &Command, now: Time) -> Input {
-        let c = &mut self.cluster;
-        match cmd {
-            Command::RefreshHost { host } => Input::HostRefreshed {
-                host: host.clone(),
-                requested_at: now,
-                result: c
-                    .host_info(host)
-                    .and_then(|i| c.list_vms(host).map(|v| (i, v)))
-                    .map_err(Into::into),
-            },
-            Command::StartMigration(req) => {
-                *self
-                    .starts
-                    .entry((req.vm.clone(), req.attempt))
-                    .or_default() += 1;
-                self.requests
-                    .entry((req.vm.clone(), req.attempt))
-                    .or_insert_with(|| req.clone());
-                let result = self.cluster.start_migration(req);
-                if let Ok(h) = &result {
-                    self.known.insert(h.clone());
-                }
-                Input::MigrationStarted {
-                    vm: req.vm.clone(),
-                    attempt: req.attempt,
-                    result: result.map_err(Into::into),
-                }
-            }
-            Command::PollMigration {
-                vm,
-                attempt,
-                source,
-                destination,
-                handle,
-            } => {
-                let req = self.request(vm, *attempt, source, destination);
-                Input::MigrationStatus {
-                    vm: vm.clone(),
-                    attempt: *attempt,
-                    result: self
-                        .cluster
-                        .migration_status(&req, handle)
-                        .map_err(Into::into),
-                }
-            }
-            Command::AbortMigration {
-                vm,
-                attempt,
-                source,
-                destination,
-                handle,
-            } => {
-                let req = self.request(vm, *attempt, source, destination);
-                Input::AbortDone {
-                    vm: vm.clone(),
-                    attempt: *attempt,
-                    result: self
-                        .cluster
-                        .abort_migration(&req, handle)
-                        .map_err(Into::into),
-                }
-            }
-            Command::Converge {
-                vm,
-                attempt,
-                source,
-                handle,
-                aid,
-            } => {
-                let req = self.request(vm, *attempt, source, source);
-                Input::Converged {
-                    vm: vm.clone(),
-                    attempt: *attempt,
-                    result: self
-                        .cluster
-                        .converge(&req, handle, *aid)
-                        .map_err(Into::into),
-                }
-            }
-            Command::Locate {
-                vm,
-                attempt,
-                request,
-            } => {
-                self.remember(request);
-                let result = self.cluster.locate(request);
-                if let Ok(Some(h)) = result.as_ref().map(|l| l.running_migration.clone()) {
-                    self.known.insert(h);
-                }
-                Input::Located {
-                    vm: vm.clone(),
-                    attempt: *attempt,
-                    result: result.map_err(Into::into),
-                }
-            }
-            Command::Verify {
-                vm,
-                attempt,
-                request,
-            } => {
-                self.remember(request);
-                Input::Verified {
-                    vm: vm.clone(),
-                    attempt: *attempt,
-                    result: self.cluster.verify(request).map_err(Into::into),
-                }
-            }
-            Command::ListLeftovers {
-                vm,
-                attempt,
-                request,
-                context,
-            } => {
-                self.remember(request);
-                Input::LeftoversListed {
-                    vm: vm.clone(),
-                    attempt: *attempt,
-                    result: self
-                        .cluster
-                        .leftovers(request, *context)
-                        .map_err(Into::into),
-                }
-            }
-            Command::RemoveLeftover {
-                vm,
-                attempt,
-                leftover,
-                context,
-            } => {
-                let req = self.request(vm, *attempt, &leftover.host, &leftover.host);
-                let result = self.cluster.remove_leftover(&req, leftover, *context);
-                if result.is_ok() {
-                    *self
-                        .removals
-                        .entry((leftover.host.clone(), leftover.what.clone()))
-                        .or_default() += 1;
-                }
-                Input::LeftoverRemoved {
-                    vm: vm.clone(),
-                    attempt: *attempt,
-                    leftover: leftover.clone(),
-                    result: result.map_err(Into::into),
-                }
-            }
+        if let Command::StartMigration(req) = cmd {
+            *self
+                .starts
+                .entry((req.vm.clone(), req.attempt))
+                .or_default() += 1;
         }
+        let input = self.exec.run(&mut self.cluster, cmd, now);
+        if let Input::LeftoverRemoved {
+            leftover,
+            result: Ok(()),
+            ..
+        } = &input
+        {
+            *self
+                .removals
+                .entry((leftover.host.clone(), leftover.what.clone()))
+                .or_default() += 1;
+        }
+        input
     }
 }
 

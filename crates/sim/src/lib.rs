@@ -24,4 +24,4 @@ pub use cluster::{
     StartFault, VmSpec, Window,
 };
 pub use driver::{SimClock, SimDriver};
-pub use run::{SimOptions, SimOutcome, SimRunError, Step, simulate, simulate_observed};
+pub use run::{Exec, SimOptions, SimOutcome, SimRunError, Step, simulate, simulate_observed};

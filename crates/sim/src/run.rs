@@ -249,9 +249,11 @@ fn run(
     })
 }
 
-/// Carries out commands against the cluster; remembers requests and the handles the core knows.
+/// Carries out the core's commands against a [`SimCluster`] (what a driver does for the runtime),
+/// remembering each attempt's request and the handles the core knows. [`simulate`] uses it; tests
+/// that drive the core themselves (crash and replay tests) use it too.
 #[derive(Debug, Default)]
-struct Exec {
+pub struct Exec {
     requests: HashMap<(VmId, u32), MigrationRequest>,
     known: HashSet<MigrationHandle>,
 }
@@ -286,7 +288,7 @@ impl Exec {
     }
 
     /// The status input for a migration that ended, if the core knows that migration.
-    fn pushed(&mut self, end: MigrationEnd) -> Option<Input> {
+    pub fn pushed(&mut self, end: MigrationEnd) -> Option<Input> {
         if !self.known.contains(&end.handle) {
             return None;
         }
@@ -297,7 +299,8 @@ impl Exec {
         })
     }
 
-    fn run(&mut self, c: &mut SimCluster, cmd: &Command, now: Time) -> Input {
+    /// Carries out `cmd` on `c` at `now` and returns the core's answer.
+    pub fn run(&mut self, c: &mut SimCluster, cmd: &Command, now: Time) -> Input {
         match cmd {
             Command::RefreshHost { host } => Input::HostRefreshed {
                 host: host.clone(),
