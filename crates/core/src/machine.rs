@@ -647,6 +647,25 @@ impl VmMove {
     }
 }
 
+/// How often a started migration is looked at until it shows as running: every progress interval
+/// (a migration that ends before its first status read is not left waiting for a whole
+/// `job_start_timeout`), never less often than the seed's `job_start_timeout`.
+fn confirm_every(s: &Settings) -> Duration {
+    s.progress_interval
+        .min(s.job_start_timeout)
+        .max(Duration::from_millis(1))
+}
+
+/// How many of those looks make up the seed's window (`job_start_attempts` x
+/// `job_start_timeout`) before a migration that never showed as running is aborted.
+fn confirm_checks(s: &Settings) -> u32 {
+    let window = s.job_start_timeout.as_millis() * u128::from(s.job_start_attempts);
+    let every = confirm_every(s).as_millis().max(1);
+    u32::try_from(window.div_ceil(every))
+        .unwrap_or(u32::MAX)
+        .max(1)
+}
+
 /// The transition table. On `Err`, the VM is unchanged.
 pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illegal> {
     let mut out = Output::default();
@@ -784,7 +803,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                 destination: req.destination.clone(),
                 handle: handle.clone(),
             });
-            vm.timer = Some(now + s.job_start_timeout);
+            vm.timer = Some(now + confirm_every(s));
             vm.state = MoveState::Confirming {
                 req,
                 handle,
@@ -842,7 +861,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
             VmEvent::Timer,
         ) => {
             let checks = checks + 1;
-            if checks >= s.job_start_attempts {
+            if checks >= confirm_checks(s) {
                 out.events.push(EventKind::WatchdogFired {
                     vm: vm.id.clone(),
                     attempt: req.attempt,
@@ -866,7 +885,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                     destination: req.destination.clone(),
                     handle: handle.clone(),
                 });
-                vm.timer = Some(now + s.job_start_timeout);
+                vm.timer = Some(now + confirm_every(s));
                 vm.state = MoveState::Confirming {
                     req,
                     handle,

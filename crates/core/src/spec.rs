@@ -78,7 +78,9 @@ pub struct Settings {
     /// foreign migration, a host that did not answer).
     #[serde(with = "crate::spec::dur")]
     pub recheck_interval: Duration,
-    /// How long to wait for a started migration to show as running, per check (seed: 10 s).
+    /// How long to wait for a started migration to show as running, per check (seed: 10 s). The
+    /// window is `job_start_timeout` x `job_start_attempts`; within it the status is read every
+    /// `progress_interval` (at most every `job_start_timeout`).
     #[serde(with = "crate::spec::dur")]
     pub job_start_timeout: Duration,
     /// How many checks before a migration that never showed as running is aborted (seed: 3).
