@@ -6,12 +6,23 @@
 # VMOVE_LAB_IP_BASE  last byte of hostA's address (default 2). Two labs on one machine need
 #                  different bases and port bases (they share the network namespace).
 # VMOVE_LAB_PORT_BASE  first migration port (default 49152)
+# VMOVE_LAB_NET    `loopback` (default) or `netns`: see below.
 #
 # Host i (0-based, by letter: hostA=0, hostB=1, ...) listens on 127.0.0.(BASE+i):16509, has host
 # UUID 00000000-0000-4000-8000-0000000000(a+i) and migration ports PORT_BASE+32*i .. +31.
 # Inside its namespace, /etc/libvirt, /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt and
 # /run/libvirt are bind mounts of $LAB/<host>/{etc,lib,log,cache,run}: a path P seen by that host's
 # libvirtd and QEMU is at $(host_path <host> P) from outside.
+#
+# VMOVE_LAB_NET=netns (for network fault tests, e.g. lab/stall-net.sh): each host's libvirtd (and
+# so its QEMUs) runs in a network namespace of its own, `vmove-<host>`, whose `eth0` is one end
+# of a veth pair; the other end, `vmv-<host>` in the root namespace, is a port of the lab's bridge
+# `vmvbr<BASE>`. The host's address is 198.18.0.(BASE+i)/24 (BASE defaults to 10 in this mode;
+# 198.18.0.0/15 is the benchmark range, not routed anywhere), loopback is up inside. The bridge
+# holds 198.18.0.(BASE-1) with one /32 route per host, so the root namespace (vmove, virsh)
+# reaches every host, and two netns labs with distinct bases (and host names: the namespace and
+# veth are named after the host) do not fight over a /24 route.
+# `ip link set vmv-<host> down` cuts that host off: its libvirtd and its migration ports.
 
 set -euo pipefail
 
@@ -30,9 +41,14 @@ host_index() {
     *) die "unknown lab host '$1' (hostA, hostB, ...)" ;;
   esac
 }
-IP_BASE="${VMOVE_LAB_IP_BASE:-2}"
+LAB_NET="${VMOVE_LAB_NET:-loopback}"
+case "$LAB_NET" in
+  loopback) IP_BASE="${VMOVE_LAB_IP_BASE:-2}"; NET_PREFIX=127.0.0 ;;
+  netns) IP_BASE="${VMOVE_LAB_IP_BASE:-10}"; NET_PREFIX=198.18.0 ;;
+  *) die "VMOVE_LAB_NET must be loopback or netns, not '$LAB_NET'" ;;
+esac
 PORT_BASE="${VMOVE_LAB_PORT_BASE:-49152}"
-host_ip() { printf '127.0.0.%d' $(( IP_BASE + $(host_index "$1") )); }
+host_ip() { printf '%s.%d' "$NET_PREFIX" $(( IP_BASE + $(host_index "$1") )); }
 host_uri() { printf 'qemu+tcp://%s/system' "$(host_ip "$1")"; }
 host_uuid() { printf '00000000-0000-4000-8000-%012x' $(( 10 + $(host_index "$1") )); }
 host_port_min() { printf '%d' $(( PORT_BASE + 32 * $(host_index "$1") )); }
@@ -61,3 +77,10 @@ libvirtd_pid() {
     printf '%s' "$pid"
   fi
 }
+
+# netns mode: the names of a host's network namespace and of its veth end in the root namespace
+# (interface names have at most 15 characters), the lab's bridge and the bridge's address.
+host_netns() { printf 'vmove-%s' "$1"; }
+host_veth() { printf 'vmv-%s' "$1"; }
+lab_bridge() { printf 'vmvbr%d' "$IP_BASE"; }
+lab_bridge_ip() { printf '%s.%d' "$NET_PREFIX" $(( IP_BASE - 1 )); }

@@ -3,6 +3,9 @@
 # SIGTERMs each libvirtd by its pid file, then any QEMU left by its pid in run/qemu/*.pid.
 # Keeps the hosts' disks, definitions and the QEMU capability cache (up.sh is fast next time);
 # `down.sh --wipe` also deletes $VMOVE_LAB_DIR.
+# VMOVE_LAB_NET=netns: first sets every host's link up (a test may have left one cut), and at the
+# end deletes each host's veth pair, /32 route and network namespace, then the lab's bridge once
+# no port is left on it. Only the lab's own names (lab/common.sh) are touched.
 source "$(dirname "$0")/common.sh"
 need_root
 
@@ -10,6 +13,12 @@ wipe=0
 [ "${1:-}" = "--wipe" ] && wipe=1
 
 alive() { [ -d "/proc/$1" ]; }
+
+if [ "$LAB_NET" = netns ]; then
+  for h in $HOSTS; do
+    if [ -d "/sys/class/net/$(host_veth "$h")" ]; then ip link set "$(host_veth "$h")" up || true; fi
+  done
+fi
 
 for h in $HOSTS; do
   [ -d "$(host_dir "$h")" ] || continue
@@ -46,6 +55,20 @@ for h in $HOSTS; do
     fi
   done
 done
+
+if [ "$LAB_NET" = netns ]; then
+  br="$(lab_bridge)"
+  for h in $HOSTS; do
+    ns="$(host_netns "$h")"; veth="$(host_veth "$h")"
+    if [ -d "/sys/class/net/$veth" ]; then ip link del "$veth"; fi
+    if [ -d "/sys/class/net/$br" ]; then ip route del "$(host_ip "$h")/32" dev "$br" 2>/dev/null || true; fi
+    if [ -e "/run/netns/$ns" ]; then log "deleting network namespace $ns"; ip netns del "$ns"; fi
+  done
+  if [ -d "/sys/class/net/$br" ] && [ -z "$(ls -A "/sys/class/net/$br/brif")" ]; then
+    log "deleting bridge $br"
+    ip link del "$br"
+  fi
+fi
 
 if [ "$wipe" = 1 ]; then
   log "wiping $LAB"

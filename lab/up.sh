@@ -2,6 +2,9 @@
 # Brings up the lab: one root libvirtd per host ($VMOVE_LAB_HOSTS, default "hostA hostB"), each in
 # its own mount + UTS namespace, sharing the network namespace, listening on its own loopback
 # address with a distinct host UUID and migration port range, and an active `images` dir pool.
+# VMOVE_LAB_NET=netns: each host in a network namespace of its own instead, on a veth pair to the
+# lab's bridge (see lab/common.sh); up.sh creates what is missing of them and sets every link up
+# (so it also mends a link a test left cut).
 # Idempotent: a host whose daemon already answers is left alone. Fast when warm: the QEMU
 # capability cache (cache/qemu) survives down.sh and is seeded from a sibling host.
 #
@@ -48,9 +51,52 @@ migration_port_max = $(host_port_max "$h")
 CONF
 }
 
+# netns mode: the lab's bridge (root namespace), then per host its namespace, veth pair, addresses
+# and /32 route. Each step only if missing; links are always set up.
+ensure_bridge() {
+  local br; br="$(lab_bridge)"
+  [ "$IP_BASE" -ge 2 ] || die "VMOVE_LAB_IP_BASE must be at least 2 in netns mode (the bridge takes BASE-1)"
+  local h; for h in $HOSTS; do
+    [ $(( IP_BASE + $(host_index "$h") )) -le 254 ] || die "$h's address would be past 198.18.0.254 (VMOVE_LAB_IP_BASE $IP_BASE)"
+  done
+  if [ ! -d "/sys/class/net/$br" ]; then
+    log "creating bridge $br ($(lab_bridge_ip))"
+    ip link add "$br" type bridge
+  fi
+  local a; a="$(ip -4 -o addr show dev "$br")"
+  [[ "$a" == *" $(lab_bridge_ip)/32 "* ]] || ip addr add "$(lab_bridge_ip)/32" dev "$br"
+  ip link set "$br" up
+}
+
+ensure_host_net() {
+  local h="$1" ns veth br ip; ns="$(host_netns "$h")"; veth="$(host_veth "$h")"; br="$(lab_bridge)"; ip="$(host_ip "$h")"
+  [ -e "/run/netns/$ns" ] || { log "creating network namespace $ns"; ip netns add "$ns"; }
+  if [ ! -d "/sys/class/net/$veth" ]; then
+    ip -n "$ns" link del eth0 2>/dev/null || true
+    ip link add "$veth" type veth peer name eth0 netns "$ns"
+  fi
+  ip link set "$veth" master "$br"
+  ip link set "$veth" up
+  ip -n "$ns" link set lo up
+  local a; a="$(ip -n "$ns" -4 -o addr show dev eth0)"
+  [[ "$a" == *" $ip/24 "* ]] || ip -n "$ns" addr add "$ip/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip route replace "$ip/32" dev "$br" src "$(lab_bridge_ip)"
+}
+
+# The command prefix that starts a process in the host's network (netns mode) or here.
+in_host_net() {
+  if [ "$LAB_NET" = netns ]; then printf 'nsenter --net=/run/netns/%s' "$(host_netns "$1")"; fi
+}
+
 start_host() {
   local h="$1" d ip; d="$(host_dir "$h")"; ip="$(host_ip "$h")"
-  if [ -n "$(libvirtd_pid "$h")" ] && vsh "$h" version >/dev/null 2>&1; then
+  local pid; pid="$(libvirtd_pid "$h")"
+  if [ -n "$pid" ] && [ "$LAB_NET" = netns ] &&
+     [ "$(stat -L -c %i "/proc/$pid/ns/net")" != "$(stat -L -c %i "/run/netns/$(host_netns "$h")")" ]; then
+    die "$h's libvirtd (pid $pid) runs outside network namespace $(host_netns "$h") (another mode?): run lab/down.sh with the settings it was started with"
+  fi
+  if [ -n "$pid" ] && vsh "$h" version >/dev/null 2>&1; then
     log "$h already up (pid $(libvirtd_pid "$h"), $(host_uri "$h"))"
     return 0
   fi
@@ -67,7 +113,8 @@ start_host() {
   fi
   log "starting $h on $ip"
   # setsid + all stdio redirected: the daemon outlives this script and holds none of its pipes.
-  setsid unshare --mount --uts --propagation private -- /bin/sh -c "
+  # shellcheck disable=SC2046 # in_host_net is empty or a command and its argument
+  setsid $(in_host_net "$h") unshare --mount --uts --propagation private -- /bin/sh -c "
     hostname $h &&
     mount --bind '$d/etc' /etc/libvirt &&
     mount --bind '$d/lib' /var/lib/libvirt &&
@@ -94,9 +141,11 @@ ensure_pool() {
   vsh "$h" pool-refresh images >/dev/null
 }
 
+if [ "$LAB_NET" = netns ]; then ensure_bridge; fi
 for h in $HOSTS; do
   mkdir -p /etc/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt /run/libvirt
   write_config "$h"
+  if [ "$LAB_NET" = netns ]; then ensure_host_net "$h"; fi
   start_host "$h"
 done
 
@@ -113,5 +162,6 @@ for h in $HOSTS; do
   caps="$(vsh "$h" capabilities)"
   got="$(sed -n 's:.*<uuid>\(.*\)</uuid>.*:\1:p' <<<"$caps" | head -1)"
   [ "$got" = "$(host_uuid "$h")" ] || die "$h reports host UUID '$got', expected $(host_uuid "$h")"
-  log "$h up: $(host_uri "$h") pid $(libvirtd_pid "$h") ports $(host_port_min "$h")-$(host_port_max "$h")"
+  where=""; [ "$LAB_NET" != netns ] || where=" (netns $(host_netns "$h"), link $(host_veth "$h"))"
+  log "$h up: $(host_uri "$h")$where pid $(libvirtd_pid "$h") ports $(host_port_min "$h")-$(host_port_max "$h")"
 done

@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# Stall watchdog on a really cut link (issue 3): two libvirt hosts in network namespaces of their
+# own (lab/common.sh, VMOVE_LAB_NET=netns). While `vmove migrate` copies a slow VM's disk from
+# the first host to the second, the second host's link is cut (`ip link set vmv-<host> down`:
+# its libvirtd, vmove's connection to it and the migration's data path all go silent, nothing
+# is refused). Checks that vmove
+#   - reports the stall and aborts the attempt within the stall timeout (+ slack; the delay
+#     from the cut is measured and printed),
+#   - leaves the VM running on the source all along and never running on the destination
+#     (the destination is looked at through its libvirtd's unix socket while its link is cut),
+#   - once the link is back, retries and moves it: running on the destination only, checksum of
+#     the disk equal to before, nothing of it left on the source (disk, definition) nor a second
+#     image on the destination.
+# The link is restored on every exit.
+#
+# Its own lab: VMOVE_LAB_NET=netns, /var/tmp/vmove-lab-net, hostI hostJ, ports from 53000, unless
+# VMOVE_LAB_NET=netns is set already (then the VMOVE_LAB_* variables given are used as they are).
+#   VMOVE_BIN=...            the vmove binary (else built with cargo)
+#   VMOVE_STALL_NET_KEEP=1   leave its lab up afterwards (default: lab/down.sh, which also deletes
+#                            the namespaces, veths and bridge)
+if [ "${VMOVE_LAB_NET:-}" != netns ]; then
+  export VMOVE_LAB_NET=netns VMOVE_LAB_DIR=/var/tmp/vmove-lab-net VMOVE_LAB_HOSTS="hostI hostJ" \
+    VMOVE_LAB_PORT_BASE=53000
+  unset VMOVE_LAB_IP_BASE
+fi
+source "$(dirname "$0")/common.sh"
+need_root
+ROOT="$(cd "$LAB_SCRIPTS/.." && pwd)"
+read -r A B _ <<<"$HOSTS"
+[ -n "$B" ] || die "stall-net.sh needs two hosts in VMOVE_LAB_HOSTS"
+VM=stall-net-1
+IMG=/var/lib/libvirt/images/$VM-0.qcow2
+STALL=15   # stall_timeout, s
+SLACK=8    # progress_interval (2 s) + one poll answer + scheduling
+# The watchdog counts from the last poll that saw progress: up to a progress interval (2 s) before
+# the cut, and bytes already in the socket buffers still count. So it may fire a bit before
+# STALL s after the cut, never much before.
+STALL_MIN=12.5
+HOLD="${VMOVE_STALL_NET_HOLD:-10}" # keep the link cut this long after the watchdog fired, s
+
+# A host's libvirtd through its unix socket (bind mount of its run dir): answers while the
+# host's network link is cut.
+vsh_local() { local h="$1"; shift; virsh -q -c "qemu:///system?socket=$(host_dir "$h")/run/libvirt-sock" "$@"; }
+state_of() { vsh_local "$1" domstate "$VM" 2>/dev/null || echo absent; }
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+"$LAB_SCRIPTS/up.sh"
+link="$(host_veth "$B")"
+
+restore() {
+  local f; f="$(ip -o link show "$link" 2>/dev/null || true)"
+  if [ -n "$f" ] && [[ "$f" != *",UP"* ]]; then
+    ip link set "$link" up && log "link $link restored"
+  fi
+}
+finish() {
+  local rc=$?
+  restore
+  if [ -n "${runner:-}" ] && [ -d "/proc/$runner" ]; then kill "$runner" 2>/dev/null || true; fi
+  if [ "${VMOVE_STALL_NET_KEEP:-0}" != 1 ]; then "$LAB_SCRIPTS/down.sh" || true; fi
+  exit "$rc"
+}
+trap finish EXIT
+
+for h in $HOSTS; do
+  vsh_local "$h" destroy "$VM" >/dev/null 2>&1 || true; vsh_local "$h" undefine "$VM" >/dev/null 2>&1 || true
+  rm -f "$(host_dir "$h")"/lib/images/"$VM"* "$(host_dir "$h")"/log/qemu/"$VM"*
+  vsh_local "$h" pool-refresh images >/dev/null
+done
+# 384 MiB written at 16 MiB/s: the disk copy alone takes ~24 s.
+"$LAB_SCRIPTS/mkvm.sh" "$A" "$VM" --size 512 --fill 384 >/dev/null
+sum_before="$("$LAB_SCRIPTS/checksum.sh" "$A" "$IMG")"
+
+cfg="$LAB/stall-net.toml"
+cat >"$cfg" <<TOML
+[defaults]
+stall_timeout = "${STALL}s"
+progress_interval = "2s"
+recheck_interval = "5s"
+max_attempts = 5
+backoff_initial = "5s"
+[hosts.$A]
+driver = "libvirt"
+uri = "$(host_uri "$A")"
+bandwidth_mib_s = 16
+[hosts.$B]
+driver = "libvirt"
+uri = "$(host_uri "$B")"
+TOML
+vmove="${VMOVE_BIN:-}"
+if [ -z "$vmove" ]; then
+  (cd "$ROOT" && cargo build --release -p vmove >&2)
+  vmove="${CARGO_TARGET_DIR:-$ROOT/target}/release/vmove"
+fi
+
+out="$LAB/stall-net-out.txt"; : >"$out"
+journal="$LAB/stall-net-journal.db"; rm -f "$journal"*
+stamp() { local l; while IFS= read -r l; do echo "$(now) $l"; done; }
+# Each line of vmove's output with the time it was read (s.ns); $runner is vmove's own pid.
+"$vmove" --config "$cfg" --journal "$journal" --plain migrate "$VM" --from "$A" --to "$B" > >(stamp >>"$out") 2>&1 &
+runner=$!
+
+# Wait until the disk copy runs (the source shows the job), let it copy a while, then cut.
+for _ in $(seq 1 120); do
+  j="$(vsh_local "$A" domjobinfo "$VM" 2>/dev/null || true)"
+  [[ "$j" == *"Outgoing migration"* ]] && break
+  sleep 0.5
+done
+[[ "$j" == *"Outgoing migration"* ]] || die "the migration of $VM never showed on $A"
+sleep 4
+copied_before="$(vsh_local "$A" domjobinfo "$VM" 2>/dev/null | sed -n 's/^Data processed: *//p')"
+ip link set "$link" down
+t_cut="$(now)"
+log "link $link of $B cut at $t_cut (copied so far: ${copied_before:-?})"
+
+# Watch both hosts through their unix sockets while the link is cut: the source must keep the VM
+# running, the destination must never run it. The cut lasts until vmove reported the abort
+# (at most stall timeout + 60 s) plus HOLD, so the abort happens on a dead link.
+running_on_a=1; running_on_b=0; states_a=""; t_abort=""; t_until=""; t_job_end=""; seen=0
+deadline=$(awk -v t="$t_cut" -v s="$STALL" 'BEGIN { printf "%.3f", t + s + 60 }')
+while :; do
+  sa="$(state_of "$A")"; sb="$(state_of "$B")"
+  if [ -z "$t_job_end" ]; then
+    j="$(vsh_local "$A" domjobinfo "$VM" 2>/dev/null || true)"
+    [[ "$j" == *"Outgoing migration"* ]] || t_job_end="$(now)"
+  fi
+  # vmove's lines while the link is cut, as they come.
+  n="$(wc -l <"$out")"
+  if [ "$n" -gt "$seen" ]; then sed -n "$((seen + 1)),${n}p" "$out" | while IFS= read -r l; do log "vmove +$(secs "$t_cut" "${l%% *}") s: ${l#* }"; done; seen=$n; fi
+  [[ "$states_a" == *"$sa"* ]] || states_a+="$sa;"
+  [ "$sa" = running ] || running_on_a=0
+  [ "$sb" != running ] || running_on_b=1
+  if [ -z "$t_abort" ]; then
+    l="$(grep -E 'watchdog fired|attempt [0-9]+ failed' "$out" | head -1 || true)"
+    if [ -n "$l" ]; then
+      t_abort="${l%% *}"
+      t_until=$(awk -v t="$(now)" -v k="$HOLD" 'BEGIN { printf "%.3f", t + k }')
+      log "vmove reported the stall $(secs "$t_cut" "$t_abort") s after the cut: ${l#* }"
+    fi
+  fi
+  t="$(now)"
+  if [ -n "$t_until" ]; then
+    awk -v t="$t" -v u="$t_until" 'BEGIN { exit !(t >= u) }' && break
+  else
+    awk -v t="$t" -v u="$deadline" 'BEGIN { exit !(t >= u) }' && break
+  fi
+  sleep 0.5
+done
+job_a_at_restore="$(vsh_local "$A" domjobinfo "$VM" 2>/dev/null | sed -n 's/^Operation: *//p')"
+restore
+t_restore="$(now)"
+
+# The retry: vmove ends by itself (the run is over when the VM moved or gave up).
+for _ in $(seq 1 600); do
+  [ -d "/proc/$runner" ] || break
+  # Still safe while it retries: never on both.
+  [ "$(state_of "$A")" = running ] && [ "$(state_of "$B")" = running ] && running_on_b=2
+  sleep 0.5
+done
+t_end="$(now)"
+if [ -d "/proc/$runner" ]; then log "vmove (pid $runner) still runs after 300 s: stopping it"; kill "$runner" 2>/dev/null || true; fi
+rc=0; wait "$runner" || rc=$?
+runner=""
+sleep 0.5 # the last lines through stamp
+echo "$(now) vmove-exit $rc" >>"$out"
+cat "$out"
+echo "---"
+echo "cut at $t_cut, vmove reported the stall at ${t_abort:-never}, link restored at $t_restore ($(secs "$t_cut" "$t_restore") s cut), vmove done at $t_end ($(secs "$t_restore" "$t_end") s after the restore)"
+echo "source's job when the link came back: ${job_a_at_restore:-none}; source states seen during the cut: ${states_a%;}"
+if [ -n "$t_job_end" ]; then
+  echo "the source's migration job ended $(secs "$t_cut" "$t_job_end") s after the cut, while the link was still cut"
+else
+  echo "the source's migration job still ran when the link came back ($(secs "$t_cut" "$t_restore") s after the cut${t_abort:+, $(secs "$t_abort" "$t_restore") s after the watchdog fired})"
+fi
+
+# What vmove did between the cut and the end, from its journal (sqlite3, if installed): the
+# watchdog, each abort and locate with its answer, and the migration call's own end.
+if command -v sqlite3 >/dev/null; then
+  echo "--- journal (s after the cut; the link came back at +$(secs "$t_cut" "$t_restore") s)"
+  t0ms="$(awk -v t="$t_cut" 'BEGIN { printf "%.0f", t * 1000 }')"
+  sqlite3 -separator ' ' "$journal" "
+    SELECT printf('%+8.1f', (written_at - $t0ms) / 1000.0), printf('#%d', seq), name,
+           CASE WHEN answers IS NOT NULL THEN printf('(answers #%d)', answers) ELSE '' END,
+           CASE WHEN body LIKE '%\"Err\"%' THEN substr(body, instr(body, '\"message\"'), 120)
+                WHEN name = 'migration_status' THEN substr(body, instr(body, '\"status\"'), 100)
+                WHEN name = 'located' THEN substr(body, instr(body, '\"running_migration\"'), 60)
+                ELSE '' END
+    FROM entries
+    WHERE written_at >= $t0ms - 1000 AND (name IN ('watchdog_fired', 'abort_migration', 'abort_done',
+      'locate', 'located', 'attempt_failed', 'attempt_started', 'verified', 'moved')
+      OR (kind = 'input' AND name = 'migration_status'))
+    ORDER BY seq" || true
+fi
+
+fail=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; fail=1; }
+if [ -n "$t_abort" ]; then
+  d="$(secs "$t_cut" "$t_abort")"
+  if awk -v d="$d" -v s="$STALL" -v k="$SLACK" -v m="$STALL_MIN" 'BEGIN { exit !(d >= m && d <= s + k) }'; then
+    ok "the stall watchdog fired (and vmove asked libvirt to abort) $d s after the link was cut (stall timeout ${STALL} s, allowed $STALL_MIN-$((STALL + SLACK)) s)"
+  else
+    bad "vmove reported the stall $d s after the cut, outside $STALL_MIN-$((STALL + SLACK)) s"
+  fi
+else
+  bad "vmove never reported a stall or an abort while the link was cut"
+fi
+grep -q "stall watchdog fired on attempt 1" "$out" && ok "the stall watchdog fired on attempt 1" ||
+  bad "no \"stall watchdog fired on attempt 1\" in vmove's output"
+grep -qE "attempt 1 failed .*stalled: no progress for ${STALL}s" "$out" && ok "the failure names the stall (\"stalled: no progress for ${STALL}s\")" ||
+  bad "no \"stalled: no progress for ${STALL}s\" in vmove's output"
+[ "$running_on_a" = 1 ] && ok "the VM kept running on $A all the time the link was cut" ||
+  bad "the VM was not running on $A at some point while the link was cut (states: $states_a)"
+case "$running_on_b" in
+  0) ok "the VM never ran on $B while the link was cut, nor on both hosts afterwards" ;;
+  1) bad "the VM ran on $B while the link was cut" ;;
+  2) bad "the VM ran on both hosts during the retry" ;;
+esac
+grep -q '^[0-9.]* vmove-exit 0$' "$out" && ok "vmove exited 0" || bad "vmove did not exit 0: $(grep 'vmove-exit' "$out" | cut -d' ' -f2-)"
+attempts="$(grep -cE '^[0-9.]+ \[ *[0-9a-z.]+\] [^ ]+: attempt [0-9]+ failed' "$out" || true)"
+[ "$(state_of "$B")" = running ] && ok "the retry moved it: running on $B" || bad "not running on $B ($(state_of "$B"))"
+[ "$(state_of "$A")" = absent ] && ok "no longer defined on $A" || bad "still on $A ($(state_of "$A"))"
+[ ! -e "$(host_path "$A" "$IMG")" ] && ok "its disk is gone from $A" || bad "its disk is still on $A"
+left_b="$(find "$(host_path "$B" /var/lib/libvirt/images)" -name "$VM*" ! -name "$VM-0.qcow2" | tr '\n' ' ')"
+[ -z "$left_b" ] && ok "no other image of it on $B" || bad "other images of it on $B: $left_b"
+if [ "$(state_of "$B")" = running ]; then
+  [ "$("$LAB_SCRIPTS/checksum.sh" "$B" "$IMG")" = "$sum_before" ] && ok "checksum equal ($sum_before)" ||
+    bad "checksum differs"
+fi
+[ "$attempts" -ge 1 ] && ok "failed attempts before the move: $attempts" || bad "no failed attempt in vmove's output"
+if [ "$fail" = 0 ]; then echo "STALL-NET PASSED"; else echo "STALL-NET FAILED"; fi
+exit "$fail"
