@@ -11,7 +11,10 @@ use std::path::PathBuf;
 /// driver = "hyperv"
 /// address = "hv1.lab.example"
 /// transport = "https"          # or "http" (NTLM-sealed messages)
-/// auth = "negotiate"           # "ntlm", "basic" (HTTPS only), "kerberos" (not in this build)
+/// auth = "negotiate"           # "ntlm", "basic" (HTTPS only), "kerberos"
+/// realm = "LAB.EXAMPLE"        # Kerberos realm (negotiate then uses Kerberos)
+/// kdc = "dc1.lab.example:88"   # optional; else SSPI_KDC_URL, krb5.conf, DNS SRV
+/// spn = "HTTP/hv1.lab.example" # optional; default HTTP/<address>
 /// ca_file = "/etc/vmove/lab-ca.pem"
 /// credentials_file = "/etc/vmove/hv.toml"   # 0600; else VMOVE_HYPERV_USER / VMOVE_HYPERV_PASSWORD
 /// host_name = "HV1"            # the computer name Hyper-V knows (migration destination name)
@@ -30,6 +33,17 @@ pub struct HyperVHostConfig {
     /// `negotiate` (default), `ntlm`, `kerberos`, `basic`.
     #[serde(default = "default_auth")]
     pub auth: AuthMethod,
+    /// Kerberos realm. With `auth = "negotiate"`, setting `realm`, `kdc` or `spn` selects
+    /// Kerberos instead of NTLM.
+    #[serde(default)]
+    pub realm: Option<String>,
+    /// Kerberos KDC (`host[:port]`, `tcp://host:port`, `udp://host:port`). Found through
+    /// `SSPI_KDC_URL`, krb5.conf or the realm's DNS SRV records when absent.
+    #[serde(default)]
+    pub kdc: Option<String>,
+    /// The WinRM listener's service principal (default `HTTP/<address>`).
+    #[serde(default)]
+    pub spn: Option<String>,
     /// Extra CA certificates (PEM) to trust for HTTPS.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -60,6 +74,15 @@ fn default_auth() -> AuthMethod {
 }
 
 impl HyperVHostConfig {
+    /// The Kerberos settings.
+    pub fn kerberos(&self) -> crate::wsman::KerberosOptions {
+        crate::wsman::KerberosOptions {
+            realm: self.realm.clone(),
+            kdc: self.kdc.clone(),
+            spn: self.spn.clone(),
+        }
+    }
+
     /// The port, defaulted by transport.
     pub fn port(&self) -> u16 {
         self.port.unwrap_or(match self.transport {
@@ -86,6 +109,19 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused() {
         assert!(toml::from_str::<HyperVHostConfig>("address = \"hv1\"\npasword = \"x\"").is_err());
+    }
+
+    #[test]
+    fn kerberos_keys_are_read() {
+        let c: HyperVHostConfig = toml::from_str(
+            "address = \"hv1.lab.example\"\nauth = \"kerberos\"\nrealm = \"LAB.EXAMPLE\"\nkdc = \"dc1.lab.example:88\"",
+        )
+        .unwrap();
+        assert_eq!(c.auth, AuthMethod::Kerberos);
+        let k = c.kerberos();
+        assert_eq!(k.realm.as_deref(), Some("LAB.EXAMPLE"));
+        assert_eq!(k.kdc.as_deref(), Some("dc1.lab.example:88"));
+        assert_eq!(k.spn_for(&c.address), "HTTP/hv1.lab.example");
     }
 
     #[test]

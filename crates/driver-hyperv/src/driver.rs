@@ -234,6 +234,7 @@ impl HyperVDriver {
                 ca_file: cfg.ca_file.clone(),
                 insecure_skip_verify: cfg.insecure_skip_verify,
             },
+            kerberos: cfg.kerberos(),
             connect_timeout: Duration::from_secs(cfg.connect_timeout_secs.unwrap_or(20)),
             request_timeout: Duration::from_secs(cfg.request_timeout_secs.unwrap_or(60)),
         };

@@ -5,6 +5,7 @@
 //! It is test code, but it is written to the wire format real hosts use (see
 //! `docs/drivers/hyperv.md`), and an independent client (pypsrp) is run against it in the tests.
 
+pub mod keytab;
 pub mod world;
 pub mod wql;
 
@@ -18,8 +19,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use sspi::{
-    AuthIdentity, BufferType, CredentialUse, DataRepresentation, Ntlm, SecurityBuffer,
-    SecurityStatus, ServerRequestFlags, Sspi, SspiImpl, Username,
+    AuthIdentity, BufferType, CredentialUse, CredentialsBuffers, DataRepresentation, KdcResolution,
+    Kerberos, KerberosConfig, Ntlm, SecurityBuffer, SecurityStatus, ServerRequestFlags, Sspi,
+    SspiImpl, Username,
 };
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -60,13 +62,66 @@ struct ServerCtx {
     user: String,
     password: String,
     tls: bool,
+    /// This host's Kerberos service principal and key, and the client principal accepted.
+    kerberos: Option<(keytab::KeytabEntry, String)>,
+}
+
+/// Kerberos for the fake: each host's `HTTP/<name>` key (from the KDC's keytab) and the one
+/// client principal it accepts (`user@REALM`).
+#[derive(Clone, Debug)]
+pub struct FakeKerberos {
+    /// Fake host -> its service key.
+    pub services: BTreeMap<String, keytab::KeytabEntry>,
+    /// The accepted client, `account@REALM` (compared case-insensitively).
+    pub client: String,
+}
+
+impl FakeKerberos {
+    /// Takes each host's key for its service principal (`HTTP/hv1.example`) from a keytab.
+    pub fn from_keytab(
+        path: &std::path::Path,
+        client: &str,
+        hosts: &[(&str, &str)],
+    ) -> Result<FakeKerberos, String> {
+        let entries = keytab::read(path)?;
+        let mut services = BTreeMap::new();
+        for (host, spn) in hosts {
+            let want: Vec<&str> = spn.split('/').collect();
+            let e = entries
+                .iter()
+                .filter(|e| {
+                    e.components
+                        .iter()
+                        .map(String::as_str)
+                        .eq(want.iter().copied())
+                })
+                .max_by_key(|e| e.kvno)
+                .ok_or_else(|| format!("no key for {spn} in {}", path.display()))?;
+            services.insert((*host).to_owned(), e.clone());
+        }
+        Ok(FakeKerberos {
+            services,
+            client: client.to_owned(),
+        })
+    }
 }
 
 impl FakeHyperV {
     /// Starts plain-HTTP listeners for every host already in `world`, accepting `creds` over
     /// NTLM with sealed messages (port 5985's behaviour).
     pub async fn start(world: World, creds: &Credentials) -> std::io::Result<FakeHyperV> {
-        Self::start_inner(world, creds, None).await
+        Self::start_inner(world, creds, None, None).await
+    }
+
+    /// Like [`FakeHyperV::start`], and each host also accepts Kerberos (raw krb5 GSS tokens under
+    /// the `Negotiate` or `Kerberos` scheme, mutual authentication, sealed messages with either
+    /// protocol) for its service principal, through `sspi`'s Kerberos server side.
+    pub async fn start_with_kerberos(
+        world: World,
+        creds: &Credentials,
+        kerberos: FakeKerberos,
+    ) -> std::io::Result<FakeHyperV> {
+        Self::start_inner(world, creds, None, Some(kerberos)).await
     }
 
     /// Starts HTTPS listeners (port 5986's behaviour) with the given certificate chain and key
@@ -89,6 +144,7 @@ impl FakeHyperV {
             world,
             creds,
             Some(tokio_rustls::TlsAcceptor::from(Arc::new(conf))),
+            None,
         )
         .await
     }
@@ -97,6 +153,7 @@ impl FakeHyperV {
         world: World,
         creds: &Credentials,
         tls: Option<tokio_rustls::TlsAcceptor>,
+        kerberos: Option<FakeKerberos>,
     ) -> std::io::Result<FakeHyperV> {
         let hosts: Vec<String> = world.hosts.keys().cloned().collect();
         let world = Arc::new(Mutex::new(world));
@@ -107,10 +164,13 @@ impl FakeHyperV {
             addrs.insert(h.clone(), listener.local_addr()?);
             let ctx = Arc::new(ServerCtx {
                 world: world.clone(),
-                host: h,
                 user: creds.user.clone(),
                 password: creds.password().to_owned(),
                 tls: tls.is_some(),
+                kerberos: kerberos
+                    .as_ref()
+                    .and_then(|k| k.services.get(&h).map(|e| (e.clone(), k.client.clone()))),
+                host: h,
             });
             let tls = tls.clone();
             tasks.push(tokio::spawn(async move {
@@ -191,6 +251,7 @@ impl FakeHyperV {
 struct ConnState {
     ntlm: Option<Ntlm>,
     handle: Option<<Ntlm as SspiImpl>::CredentialsHandle>,
+    krb: Option<Kerberos>,
     authed: bool,
 }
 
@@ -283,6 +344,7 @@ async fn handle(
     } else if let Some(a) = auth {
         let token = a
             .strip_prefix("Negotiate ")
+            .or_else(|| a.strip_prefix("Kerberos "))
             .or_else(|| a.strip_prefix("NTLM "))
             .and_then(|t| {
                 base64::engine::general_purpose::STANDARD
@@ -292,6 +354,31 @@ async fn handle(
         let Some(token) = token else {
             return unauthorized(None);
         };
+        if token.first() == Some(&0x60) {
+            // A GSS-API krb5 token (AP-REQ).
+            match kerberos_step(ctx, &mut st, token) {
+                Ok(ap_rep) => {
+                    let mut r = resp(StatusCode::OK, Bytes::new());
+                    let v = format!(
+                        "Negotiate {}",
+                        base64::engine::general_purpose::STANDARD.encode(ap_rep)
+                    );
+                    if let Ok(hv) = header::HeaderValue::from_str(&v) {
+                        r.headers_mut().insert(header::WWW_AUTHENTICATE, hv);
+                    }
+                    if body.is_empty() {
+                        return r;
+                    }
+                    // WinRM refuses a message sent in clear with the first token over HTTP.
+                    return resp(StatusCode::BAD_REQUEST, Bytes::new());
+                }
+                Err(e) => {
+                    tracing::debug!("fake Kerberos refused: {e}");
+                    *st = ConnState::default();
+                    return unauthorized(None);
+                }
+            }
+        }
         match ntlm_step(ctx, &mut st, token) {
             Ok(Some(challenge)) => return unauthorized(Some(&challenge)),
             Ok(None) => {}
@@ -318,14 +405,21 @@ async fn handle(
         );
         return r;
     }
-    if !content_type.starts_with("multipart/encrypted") {
+    let Some(protocol) = sealing::protocol_of(&content_type) else {
         // AllowUnencrypted=false, as on a real host.
         return resp(StatusCode::BAD_REQUEST, Bytes::new());
-    }
-    let Some(ntlm) = st.ntlm.as_mut() else {
-        return unauthorized(None);
     };
-    let plain = match sealing::unseal(ntlm, &body) {
+    {
+        let mut w = ctx.world.lock().unwrap_or_else(|p| p.into_inner());
+        *w.calls.sealed.entry(protocol.to_owned()).or_default() += 1;
+    }
+    let st = &mut *st;
+    let unsealed = match (st.krb.as_mut(), st.ntlm.as_mut()) {
+        (Some(k), _) => sealing::unseal(k, &body),
+        (None, Some(n)) => sealing::unseal(n, &body),
+        (None, None) => return unauthorized(None),
+    };
+    let plain = match unsealed {
         Ok(p) => p,
         Err(e) => {
             tracing::debug!("fake cannot unseal: {e}");
@@ -334,17 +428,85 @@ async fn handle(
     };
     let text = String::from_utf8_lossy(&plain).into_owned();
     let (code, answer) = dispatch(ctx, &text);
-    match sealing::seal(ntlm, answer.as_bytes()) {
+    let sealed = match (st.krb.as_mut(), st.ntlm.as_mut()) {
+        (Some(k), _) => sealing::seal(k, protocol, answer.as_bytes()),
+        (None, Some(n)) => sealing::seal(n, protocol, answer.as_bytes()),
+        (None, None) => return unauthorized(None),
+    };
+    match sealed {
         Ok(sealed) => {
             let mut r = resp(code, Bytes::from(sealed));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
-                header::HeaderValue::from_static(sealing::CONTENT_TYPE),
+                header::HeaderValue::from_static(sealing::content_type(protocol)),
             );
             r
         }
         Err(_) => resp(StatusCode::INTERNAL_SERVER_ERROR, Bytes::new()),
     }
+}
+
+/// Accepts a Kerberos AP-REQ for this host's service principal with the keytab's key (sspi's
+/// Kerberos server: ticket and authenticator decrypted and checked, replay cache, clock skew),
+/// checks the client principal, and returns the AP-REP (mutual authentication).
+fn kerberos_step(ctx: &ServerCtx, st: &mut ConnState, token: Vec<u8>) -> Result<Vec<u8>, String> {
+    let Some((service, client)) = &ctx.kerberos else {
+        return Err("this fake host does not accept Kerberos".into());
+    };
+    let sname: Vec<&str> = service.components.iter().map(String::as_str).collect();
+    let props = sspi::kerberos::ServerProperties::new(
+        &sname,
+        None,
+        Duration::from_secs(300),
+        Some(service.key.clone().into()),
+    )
+    .map_err(|e| e.to_string())?;
+    let config = KerberosConfig {
+        kdc_resolution: KdcResolution::KdcUrl(None),
+        client_computer_name: ctx.host.clone(),
+    };
+    let mut krb = Kerberos::new_server_from_config(config, props).map_err(|e| e.to_string())?;
+    let mut handle: Option<CredentialsBuffers> = None;
+    let mut input = vec![SecurityBuffer::new(token, BufferType::Token)];
+    let mut output = vec![SecurityBuffer::new(Vec::new(), BufferType::Token)];
+    let builder = krb
+        .accept_security_context()
+        .with_credentials_handle(&mut handle)
+        .with_context_requirements(
+            ServerRequestFlags::MUTUAL_AUTH
+                | ServerRequestFlags::CONFIDENTIALITY
+                | ServerRequestFlags::INTEGRITY,
+        )
+        .with_target_data_representation(DataRepresentation::Native)
+        .with_input(&mut input)
+        .with_output(&mut output);
+    let status = krb
+        .accept_security_context_impl(builder)
+        .and_then(|mut g| g.resolve_to_result())
+        .map_err(|e| e.to_string())?
+        .status;
+    if status != SecurityStatus::Ok {
+        return Err(format!("unexpected Kerberos status {status:?}"));
+    }
+    let names = krb.query_context_names().map_err(|e| e.to_string())?;
+    let got = format!(
+        "{}@{}",
+        names.username.account_name(),
+        crate::wsman::kerberos::realm_of(&names.username)
+            .unwrap_or("")
+            .to_uppercase()
+    );
+    if !got.eq_ignore_ascii_case(client) {
+        return Err(format!("unknown Kerberos client {got}"));
+    }
+    {
+        let mut w = ctx.world.lock().unwrap_or_else(|p| p.into_inner());
+        w.calls.kerberos_logons.push((ctx.host.clone(), got));
+    }
+    st.krb = Some(krb);
+    st.ntlm = None;
+    st.authed = true;
+    Ok(std::mem::take(&mut output[0].buffer))
 }
 
 /// One NTLM step: `Some(challenge)` after a NEGOTIATE, `None` once authenticated.
@@ -370,6 +532,7 @@ fn ntlm_step(
             .credentials_handle;
         st.ntlm = Some(ntlm);
         st.handle = Some(handle);
+        st.krb = None;
         st.authed = false;
     }
     let (Some(ntlm), Some(handle)) = (st.ntlm.as_mut(), st.handle.as_mut()) else {

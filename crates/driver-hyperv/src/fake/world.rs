@@ -136,6 +136,10 @@ pub struct Calls {
     pub embedded: Vec<String>,
     /// TCP connections accepted, per host key.
     pub connections: BTreeMap<String, u32>,
+    /// Sealed messages received, per protocol (`application/HTTP-...-session-encrypted`).
+    pub sealed: BTreeMap<String, u32>,
+    /// (host key, client principal) of each Kerberos logon accepted.
+    pub kerberos_logons: Vec<(String, String)>,
 }
 
 /// A fault to answer with.

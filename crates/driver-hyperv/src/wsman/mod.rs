@@ -3,10 +3,12 @@
 //!
 //! - [`soap`]: envelopes and response parsing (faults, RelatesTo).
 //! - [`transport`]: the HTTP connection, TLS, authentication.
-//! - [`sealing`]: NTLM message sealing as WinRM frames it.
+//! - [`sealing`]: NTLM and Kerberos message sealing as WinRM frames it.
+//! - [`kerberos`]: the Kerberos client (realm, KDC, SPN) on `sspi`.
 //! - [`creds`]: credentials from the environment or a 0600 file.
 
 pub mod creds;
+pub mod kerberos;
 pub mod sealing;
 pub mod soap;
 pub mod transport;
@@ -14,6 +16,7 @@ pub mod transport;
 use crate::cim::{CimInstance, Epr, class_uri};
 use crate::xml::Element;
 pub use creds::Credentials;
+pub use kerberos::KerberosOptions;
 pub use soap::{Param, SoapError};
 use transport::Connection;
 pub use transport::{AuthMethod, Scheme, TlsOptions, TransportConfig, TransportError};
@@ -41,7 +44,9 @@ impl WsmanError {
     pub fn is_unauthorized(&self) -> bool {
         matches!(
             self,
-            WsmanError::Transport(TransportError::Unauthorized { .. })
+            WsmanError::Transport(
+                TransportError::Unauthorized { .. } | TransportError::KerberosRefused { .. }
+            )
         )
     }
 }

@@ -1,28 +1,64 @@
-//! NTLM message sealing as WinRM frames it over HTTP (`multipart/encrypted`), for both ends.
+//! Message sealing as WinRM frames it over HTTP (`multipart/encrypted`, MS-WSMV 2.2.9.1), for
+//! both ends, with an NTLM or a Kerberos context.
 //!
 //! ```text
 //! --Encrypted Boundary\r\n
-//! \tContent-Type: application/HTTP-SPNEGO-session-encrypted\r\n
+//! \tContent-Type: <protocol>\r\n
 //! \tOriginalContent: type=application/soap+xml;charset=UTF-8;Length=<plain length>\r\n
 //! --Encrypted Boundary\r\n
 //! \tContent-Type: application/octet-stream\r\n
-//! <u32 LE signature length><signature><ciphertext>--Encrypted Boundary--\r\n
+//! <u32 LE header length><header><ciphertext>--Encrypted Boundary--\r\n
 //! ```
+//!
+//! The protocol is `application/HTTP-SPNEGO-session-encrypted` for the `Negotiate` scheme and
+//! `application/HTTP-Kerberos-session-encrypted` for the `Kerberos` scheme. The header is what
+//! SSPI's `EncryptMessage` puts in its token buffer: NTLM's 16-byte signature, or for Kerberos
+//! (RFC 4121 wrap token, AES, rotated as Windows does) the token header, the encrypted confounder,
+//! filler and header copy and the checksum, whose size the context tells
+//! (`QueryContextAttributes(SIZES).cbSecurityTrailer`, 60 bytes for AES with EC=0). With AES the
+//! ciphertext is as long as the plain text, so `Length` is the plain length (RC4 would add padding
+//! and count it; it is not offered).
 
-use sspi::{EncryptionFlags, Ntlm, SecurityBufferRef, Sspi};
+use sspi::{EncryptionFlags, SecurityBufferRef, Sspi};
 
-/// The protocol named in the content type.
+/// The protocol for the `Negotiate` scheme (NTLM, or Kerberos negotiated).
 pub const PROTOCOL: &str = "application/HTTP-SPNEGO-session-encrypted";
-/// The HTTP `Content-Type` of a sealed message.
+/// The protocol for the `Kerberos` scheme.
+pub const PROTOCOL_KERBEROS: &str = "application/HTTP-Kerberos-session-encrypted";
+/// The HTTP `Content-Type` of a sealed message (SPNEGO protocol).
 pub const CONTENT_TYPE: &str = "multipart/encrypted;protocol=\"application/HTTP-SPNEGO-session-encrypted\";boundary=\"Encrypted Boundary\"";
+/// The HTTP `Content-Type` of a sealed message (Kerberos protocol).
+pub const CONTENT_TYPE_KERBEROS: &str = "multipart/encrypted;protocol=\"application/HTTP-Kerberos-session-encrypted\";boundary=\"Encrypted Boundary\"";
 const BOUNDARY: &[u8] = b"--Encrypted Boundary";
-const NTLM_SIGNATURE_LEN: usize = 16;
+
+/// The `Content-Type` for a protocol.
+pub fn content_type(protocol: &str) -> &'static str {
+    if protocol == PROTOCOL_KERBEROS {
+        CONTENT_TYPE_KERBEROS
+    } else {
+        CONTENT_TYPE
+    }
+}
+
+/// The protocol named in a `Content-Type` header, if it is a sealed message.
+pub fn protocol_of(content_type: &str) -> Option<&'static str> {
+    if !content_type.starts_with("multipart/encrypted") {
+        return None;
+    }
+    if content_type.contains(PROTOCOL_KERBEROS) {
+        Some(PROTOCOL_KERBEROS)
+    } else if content_type.contains(PROTOCOL) {
+        Some(PROTOCOL)
+    } else {
+        None
+    }
+}
 
 /// Sealing or unsealing failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
     /// The security context refused.
-    #[error("NTLM sealing failed: {0}")]
+    #[error("message sealing failed: {0}")]
     Sspi(String),
     /// The multipart body is not what WinRM sends.
     #[error("malformed encrypted message: {0}")]
@@ -37,22 +73,29 @@ pub enum SealError {
     },
 }
 
-/// Seals a SOAP message with the context and frames it.
-pub fn seal(ctx: &mut Ntlm, plain: &[u8]) -> Result<Vec<u8>, SealError> {
-    let mut signature = vec![0u8; NTLM_SIGNATURE_LEN];
+/// Seals a SOAP message with the context and frames it for `protocol`.
+pub fn seal<C: Sspi>(ctx: &mut C, protocol: &str, plain: &[u8]) -> Result<Vec<u8>, SealError> {
+    let trailer = ctx
+        .query_context_sizes()
+        .map_err(|e| SealError::Sspi(e.to_string()))?
+        .security_trailer as usize;
+    let mut signature = vec![0u8; trailer];
     let mut data = plain.to_vec();
-    {
+    let (sig_len, data_len) = {
         let mut bufs = [
             SecurityBufferRef::token_buf(&mut signature),
             SecurityBufferRef::data_buf(&mut data),
         ];
         ctx.encrypt_message(EncryptionFlags::empty(), &mut bufs)
             .map_err(|e| SealError::Sspi(e.to_string()))?;
-    }
+        (bufs[0].data().len(), bufs[1].data().len())
+    };
+    signature.truncate(sig_len);
+    data.truncate(data_len);
     let mut out = Vec::with_capacity(plain.len() + 256);
     out.extend_from_slice(BOUNDARY);
     out.extend_from_slice(b"\r\n\tContent-Type: ");
-    out.extend_from_slice(PROTOCOL.as_bytes());
+    out.extend_from_slice(protocol.as_bytes());
     out.extend_from_slice(
         b"\r\n\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length=",
     );
@@ -60,7 +103,7 @@ pub fn seal(ctx: &mut Ntlm, plain: &[u8]) -> Result<Vec<u8>, SealError> {
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(BOUNDARY);
     out.extend_from_slice(b"\r\n\tContent-Type: application/octet-stream\r\n");
-    out.extend_from_slice(&(NTLM_SIGNATURE_LEN as u32).to_le_bytes());
+    out.extend_from_slice(&(signature.len() as u32).to_le_bytes());
     out.extend_from_slice(&signature);
     out.extend_from_slice(&data);
     out.extend_from_slice(BOUNDARY);
@@ -76,7 +119,7 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
 }
 
 /// Unframes and unseals a message.
-pub fn unseal(ctx: &mut Ntlm, body: &[u8]) -> Result<Vec<u8>, SealError> {
+pub fn unseal<C: Sspi>(ctx: &mut C, body: &[u8]) -> Result<Vec<u8>, SealError> {
     let len_key = b"Length=";
     let lp = find(body, len_key, 0).ok_or(SealError::Framing("no OriginalContent length"))?
         + len_key.len();

@@ -3,6 +3,7 @@
 //! socket and one context for its whole life; if it breaks, the client opens a new one.
 
 use super::creds::Credentials;
+use super::kerberos::{KerberosClient, KerberosOptions};
 use super::sealing;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -10,8 +11,8 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use sspi::{
-    AuthIdentity, BufferType, ClientRequestFlags, CredentialUse, DataRepresentation, Ntlm,
-    SecurityBuffer, SecurityStatus, Sspi, SspiImpl, Username,
+    AuthIdentity, BufferType, ClientRequestFlags, CredentialUse, DataRepresentation, Kerberos,
+    Ntlm, SecurityBuffer, SecurityStatus, Sspi, SspiImpl, Username,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use tokio::net::TcpStream;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheme {
-    /// Plain HTTP; every message sealed by the NTLM context.
+    /// Plain HTTP; every message sealed by the NTLM or Kerberos context.
     Http,
     /// HTTP over TLS.
     Https,
@@ -33,11 +34,12 @@ pub enum Scheme {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMethod {
-    /// HTTP `Negotiate` carrying NTLM tokens (what WinRM offers to a non-domain client).
+    /// HTTP `Negotiate`: Kerberos tokens when a realm, KDC or SPN is configured, else NTLM
+    /// (what WinRM offers to a non-domain client).
     Negotiate,
     /// NTLM (sent as `Negotiate`, as WinRM expects).
     Ntlm,
-    /// Kerberos (not available in this build; see docs/drivers/hyperv.md).
+    /// Kerberos (the HTTP `Kerberos` scheme, `HTTP-Kerberos-session-encrypted` sealing).
     Kerberos,
     /// Basic, HTTPS only (local accounts).
     Basic,
@@ -65,6 +67,8 @@ pub struct TransportConfig {
     pub auth: AuthMethod,
     /// TLS options (HTTPS).
     pub tls: TlsOptions,
+    /// Kerberos settings (`auth = "kerberos"`, or `negotiate` with any of them set).
+    pub kerberos: KerberosOptions,
     /// Timeout of connecting (TCP + TLS + authentication).
     pub connect_timeout: Duration,
     /// Timeout of one request/response.
@@ -116,6 +120,14 @@ pub enum TransportError {
         /// Why.
         reason: String,
     },
+    /// The KDC refused (wrong password, unknown principal, ...).
+    #[error("authentication with {endpoint} failed: {reason}")]
+    KerberosRefused {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        reason: String,
+    },
     /// This configuration is not supported.
     #[error("unsupported configuration: {0}")]
     Unsupported(String),
@@ -150,6 +162,23 @@ pub enum TransportError {
     Seal(#[from] sealing::SealError),
 }
 
+/// The security context of an authenticated connection.
+enum SecCtx {
+    Ntlm(Box<Ntlm>),
+    Kerberos(Box<Kerberos>),
+}
+
+impl TransportConfig {
+    /// Whether this configuration authenticates with Kerberos.
+    pub fn uses_kerberos(&self) -> bool {
+        match self.auth {
+            AuthMethod::Kerberos => true,
+            AuthMethod::Negotiate => self.kerberos.configured(),
+            AuthMethod::Ntlm | AuthMethod::Basic => false,
+        }
+    }
+}
+
 impl TransportError {
     /// Whether the request certainly did not reach the host (safe to repeat anything).
     pub fn certainly_not_sent(&self) -> bool {
@@ -158,6 +187,7 @@ impl TransportError {
             | TransportError::Tls { .. }
             | TransportError::Unauthorized { .. }
             | TransportError::Auth { .. }
+            | TransportError::KerberosRefused { .. }
             | TransportError::Unsupported(_) => true,
             TransportError::Http { before_send, .. } => *before_send,
             _ => false,
@@ -173,7 +203,8 @@ pub struct Connection {
     sender: SendRequest<Full<Bytes>>,
     endpoint: String,
     host_header: String,
-    ntlm: Option<Ntlm>,
+    ctx: Option<SecCtx>,
+    protocol: &'static str,
     basic: Option<String>,
     seal: bool,
     request_timeout: Duration,
@@ -184,6 +215,7 @@ impl std::fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("endpoint", &self.endpoint)
             .field("sealed", &self.seal)
+            .field("protocol", &self.protocol)
             .finish_non_exhaustive()
     }
 }
@@ -294,6 +326,7 @@ fn www_auth_token(resp_headers: &hyper::HeaderMap) -> Option<Vec<u8>> {
             let part = part.trim();
             let rest = part
                 .strip_prefix("Negotiate ")
+                .or_else(|| part.strip_prefix("Kerberos "))
                 .or_else(|| part.strip_prefix("NTLM "));
             if let Some(tok) = rest {
                 return base64::engine::general_purpose::STANDARD
@@ -329,11 +362,6 @@ impl Connection {
         creds: &Credentials,
         endpoint: String,
     ) -> Result<Connection, TransportError> {
-        if cfg.auth == AuthMethod::Kerberos {
-            return Err(TransportError::Unsupported(
-                "Kerberos is not available in this build; use auth = \"negotiate\" (NTLM) or \"basic\" over HTTPS".into(),
-            ));
-        }
         if cfg.auth == AuthMethod::Basic && cfg.scheme == Scheme::Http {
             return Err(TransportError::Unsupported(
                 "Basic authentication over plain HTTP would send the password in clear; use HTTPS"
@@ -385,7 +413,8 @@ impl Connection {
             sender,
             endpoint,
             host_header,
-            ntlm: None,
+            ctx: None,
+            protocol: sealing::PROTOCOL,
             basic: None,
             seal: cfg.scheme == Scheme::Http,
             request_timeout: cfg.request_timeout,
@@ -399,8 +428,18 @@ impl Connection {
                     base64::engine::general_purpose::STANDARD.encode(raw)
                 ));
             }
-            AuthMethod::Negotiate | AuthMethod::Ntlm => c.ntlm_handshake(creds).await?,
-            AuthMethod::Kerberos => {}
+            _ if cfg.uses_kerberos() => {
+                let scheme = if cfg.auth == AuthMethod::Kerberos {
+                    c.protocol = sealing::PROTOCOL_KERBEROS;
+                    "Kerberos"
+                } else {
+                    "Negotiate"
+                };
+                c.kerberos_handshake(cfg, creds, scheme).await?
+            }
+            AuthMethod::Negotiate | AuthMethod::Ntlm | AuthMethod::Kerberos => {
+                c.ntlm_handshake(creds).await?
+            }
         }
         Ok(c)
     }
@@ -501,7 +540,85 @@ impl Connection {
                 break;
             }
         }
-        self.ntlm = Some(ntlm);
+        self.ctx = Some(SecCtx::Ntlm(Box::new(ntlm)));
+        Ok(())
+    }
+
+    /// Kerberos: AS and TGS exchanges with the KDC, the AP-REQ to the listener on an empty POST,
+    /// and the listener's AP-REP (mutual authentication) checked from the 200 answer.
+    async fn kerberos_handshake(
+        &mut self,
+        cfg: &TransportConfig,
+        creds: &Credentials,
+        scheme: &str,
+    ) -> Result<(), TransportError> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let endpoint = self.endpoint.clone();
+        let auth_err = |reason: String| TransportError::Auth {
+            endpoint: endpoint.clone(),
+            reason,
+        };
+        let mut krb = KerberosClient::new(&cfg.kerberos, creds, &cfg.host, cfg.connect_timeout)
+            .map_err(|e| TransportError::KerberosRefused {
+                endpoint: self.endpoint.clone(),
+                reason: format!("Kerberos: {e}"),
+            })?;
+        let spn = krb.spn().to_owned();
+        let first = krb.step(None).await.map_err(|e| {
+            let reason = format!("Kerberos ticket for {spn}: {e}");
+            if e.refused {
+                TransportError::KerberosRefused {
+                    endpoint: self.endpoint.clone(),
+                    reason,
+                }
+            } else {
+                auth_err(reason)
+            }
+        })?;
+        let req = Request::post("/wsman")
+            .header(header::HOST, &self.host_header)
+            .header(
+                header::AUTHORIZATION,
+                format!("{scheme} {}", b64.encode(&first.token)),
+            )
+            .header(header::CONTENT_LENGTH, "0")
+            .header(header::USER_AGENT, "vmove")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| TransportError::Http {
+                endpoint: self.endpoint.clone(),
+                reason: e.to_string(),
+                before_send: true,
+            })?;
+        let (status_code, headers, _) = self.send(req).await?;
+        if status_code == StatusCode::UNAUTHORIZED {
+            return Err(TransportError::Unauthorized {
+                endpoint: self.endpoint.clone(),
+            });
+        }
+        if !status_code.is_success() {
+            return Err(auth_err(format!(
+                "the Kerberos AP-REQ got HTTP {status_code}"
+            )));
+        }
+        if first.status == SecurityStatus::ContinueNeeded {
+            let Some(ap_rep) = www_auth_token(&headers) else {
+                return Err(auth_err(
+                    "the host sent no AP-REP (mutual authentication failed)".into(),
+                ));
+            };
+            let last = krb
+                .step(Some(ap_rep))
+                .await
+                .map_err(|e| auth_err(format!("Kerberos AP-REP: {e}")))?;
+            if last.status != SecurityStatus::Ok {
+                return Err(auth_err(format!(
+                    "Kerberos did not complete ({:?})",
+                    last.status
+                )));
+            }
+        }
+        self.ctx = Some(SecCtx::Kerberos(Box::new(krb.into_context())));
         Ok(())
     }
 
@@ -554,12 +671,19 @@ impl Connection {
             .header(header::HOST, &self.host_header)
             .header(header::USER_AGENT, "vmove");
         let body = if self.seal {
-            let ctx = self
-                .ntlm
-                .as_mut()
-                .ok_or_else(|| TransportError::Unsupported("HTTP needs NTLM".into()))?;
-            b = b.header(header::CONTENT_TYPE, sealing::CONTENT_TYPE);
-            Bytes::from(sealing::seal(ctx, soap.as_bytes())?)
+            let sealed = match self.ctx.as_mut() {
+                Some(SecCtx::Ntlm(c)) => sealing::seal(c.as_mut(), self.protocol, soap.as_bytes())?,
+                Some(SecCtx::Kerberos(c)) => {
+                    sealing::seal(c.as_mut(), self.protocol, soap.as_bytes())?
+                }
+                None => {
+                    return Err(TransportError::Unsupported(
+                        "HTTP needs NTLM or Kerberos".into(),
+                    ));
+                }
+            };
+            b = b.header(header::CONTENT_TYPE, sealing::content_type(self.protocol));
+            Bytes::from(sealed)
         } else {
             b = b.header(header::CONTENT_TYPE, "application/soap+xml;charset=UTF-8");
             if let Some(basic) = &self.basic {
@@ -586,11 +710,15 @@ impl Connection {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("multipart/encrypted"));
         let text = if sealed {
-            let ctx = self
-                .ntlm
-                .as_mut()
-                .ok_or_else(|| TransportError::Unsupported("sealed answer without NTLM".into()))?;
-            sealing::unseal(ctx, &body)?
+            match self.ctx.as_mut() {
+                Some(SecCtx::Ntlm(c)) => sealing::unseal(c.as_mut(), &body)?,
+                Some(SecCtx::Kerberos(c)) => sealing::unseal(c.as_mut(), &body)?,
+                None => {
+                    return Err(TransportError::Unsupported(
+                        "sealed answer without a security context".into(),
+                    ));
+                }
+            }
         } else {
             body.to_vec()
         };
