@@ -33,10 +33,22 @@ struct Moved {
     disks: Vec<(String, String, u64)>,
 }
 
+/// The destination files one attempt may create: each disk's target path, recorded just before
+/// `MigrateVirtualSystemToHost` and only after every one of them was checked absent on the
+/// destination (`start_migration` refuses taken paths). In memory only: after a restart of vmove
+/// nothing is known, so nothing is listed (the files stay, nothing is lost).
+#[derive(Clone, Debug)]
+struct AttemptFiles {
+    destination: HostId,
+    /// Destination paths of the VM's disks (their file names are the source disks').
+    disks: Vec<String>,
+}
+
 /// The Hyper-V driver: one WS-Management client per configured host.
 pub struct HyperVDriver {
     hosts: BTreeMap<HostId, Host>,
     moved: Mutex<HashMap<(VmId, u32), Moved>>,
+    attempts: Mutex<HashMap<(VmId, u32), AttemptFiles>>,
     /// Disk sizes for `list_vms` only (one WMI query per disk is slow on a host with many VMs);
     /// `footprint` and `verify` always ask the host.
     sizes: Mutex<HashMap<(HostId, String), (u64, std::time::Instant)>>,
@@ -207,6 +219,7 @@ impl HyperVDriver {
         Ok(HyperVDriver {
             hosts: out,
             moved: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(HashMap::new()),
             sizes: Mutex::new(HashMap::new()),
         })
     }
@@ -220,6 +233,7 @@ impl HyperVDriver {
         HyperVDriver {
             hosts,
             moved: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(HashMap::new()),
             sizes: Mutex::new(HashMap::new()),
         }
     }
@@ -520,6 +534,126 @@ impl HyperVDriver {
                     .max_by_key(|((_, a), _)| *a)
                     .map(|(_, m)| m.clone())
             })
+    }
+
+    /// Why a failed attempt's files on the destination must not be touched now, if they must
+    /// not: the VM must be on the source, not on the destination, and not moving.
+    async fn failed_attempt_hold(&self, req: &MigrationRequest) -> DriverResult<Option<String>> {
+        if self.vm_instance(&req.destination, &req.vm).await?.is_some() {
+            return Ok(Some(format!(
+                "VM {} is on {}: its files there are its own",
+                req.vm, req.destination
+            )));
+        }
+        if self.vm_instance(&req.source, &req.vm).await?.is_none() {
+            return Ok(Some(format!(
+                "VM {} is not on {} either: the destination copies may be all there is",
+                req.vm, req.source
+            )));
+        }
+        if let Some(job) = self.running_job_of(&req.source, req.vm.as_str()).await? {
+            return Ok(Some(format!(
+                "a migration of VM {} is running ({job})",
+                req.vm
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Every VHD path a VM (or checkpoint) on the host uses, lower case.
+    async fn disks_in_use(&self, id: &HostId) -> DriverResult<std::collections::HashSet<String>> {
+        Ok(self
+            .query(id, V2, "SELECT * FROM Msvm_StorageAllocationSettingData")
+            .await?
+            .iter()
+            .flat_map(|s| s.get_array("HostResource"))
+            .map(|p| p.to_ascii_lowercase())
+            .collect())
+    }
+
+    /// Whether a move of ANOTHER VM this driver started also targets `path` on `host` (its copy
+    /// may be the file there now).
+    fn claimed_by_another_vm(&self, req: &MigrationRequest, host: &HostId, path: &str) -> bool {
+        self.attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|((vm, _), r)| {
+                *vm != req.vm
+                    && &r.destination == host
+                    && r.disks.iter().any(|d| d.eq_ignore_ascii_case(path))
+            })
+    }
+
+    fn attempt_files(&self, req: &MigrationRequest) -> Option<AttemptFiles> {
+        self.attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(req.vm.clone(), req.attempt))
+            .cloned()
+    }
+
+    /// Deletes a failed attempt's disk copy on the destination after checking again that it is
+    /// one, that the VM is safe on the source, and that no VM on the destination uses the file.
+    async fn remove_attempt_copy(
+        &self,
+        req: &MigrationRequest,
+        leftover: &Leftover,
+    ) -> DriverResult<()> {
+        let host = &leftover.host;
+        let path = leftover.what.as_str();
+        let rec = self.attempt_files(req);
+        let ours = rec.as_ref().is_some_and(|r| {
+            &r.destination == host
+                && *host == req.destination
+                && r.disks.iter().any(|d| d.eq_ignore_ascii_case(path))
+        });
+        if !ours {
+            return Err(DriverError::permanent(format!(
+                "{path} on {host} is not a file attempt {} of VM {} created: kept",
+                req.attempt, req.vm
+            )));
+        }
+        if self.claimed_by_another_vm(req, host, path) {
+            return Err(DriverError::permanent(format!(
+                "{path} on {host} is also a target of another VM's move: kept"
+            )));
+        }
+        if let Some(why) = self.failed_attempt_hold(req).await? {
+            return Err(DriverError::permanent(format!("{path} kept: {why}")));
+        }
+        if self
+            .disks_in_use(host)
+            .await?
+            .contains(&path.to_ascii_lowercase())
+        {
+            return Err(DriverError::permanent(format!(
+                "{path} on {host} is used by a VM there: kept"
+            )));
+        }
+        if self.file_size(host, path).await?.is_none() {
+            return Ok(()); // already gone
+        }
+        let epr = Epr::new(
+            class_uri(CIMV2, "CIM_DataFile"),
+            vec![("Name".into(), path.to_ascii_lowercase())],
+        );
+        let out = self
+            .host(host)?
+            .client
+            .invoke(&epr, "Delete", &[])
+            .await
+            .map_err(|e| write_err(host, "CIM_DataFile.Delete", e))?;
+        match out.get_u32("ReturnValue") {
+            Some(0) => Ok(()),
+            Some(rv) => Err(DriverError::permanent(format!(
+                "CIM_DataFile.Delete of {path} on {host} returned {rv}: kept"
+            ))
+            .with_code(rv as i64)),
+            None => Err(DriverError::indeterminate(
+                "CIM_DataFile.Delete returned no ReturnValue",
+            )),
+        }
     }
 
     async fn running_job_of(&self, id: &HostId, guid: &str) -> DriverResult<Option<String>> {
@@ -840,6 +974,18 @@ impl Driver for HyperVDriver {
         if !rasds.is_empty() {
             params.push(("NewResourceSettingData".into(), Param::EmbeddedArray(rasds)));
         }
+        // From here on the destination paths may fill: remember them (all checked absent above)
+        // so a failed attempt's copies can be found and only they removed.
+        self.attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                (req.vm.clone(), req.attempt),
+                AttemptFiles {
+                    destination: dst.clone(),
+                    disks: plan.disks.iter().map(|(_, t)| t.clone()).collect(),
+                },
+            );
         tracing::info!(vm = %req.vm, from = %src, to = %dst, attempt = req.attempt, "starting MigrateVirtualSystemToHost");
         let out = src_client
             .invoke(&svc_epr, "MigrateVirtualSystemToHost", &params)
@@ -1050,9 +1196,38 @@ impl Driver for HyperVDriver {
     ) -> DriverResult<Vec<Leftover>> {
         match context {
             LeftoverContext::AfterFailedAttempt => {
-                // Hyper-V removes what a failed shared-nothing move created on the destination;
-                // this driver lists nothing there (see docs/drivers/hyperv.md).
-                Ok(Vec::new())
+                // A failed shared-nothing move can leave the VHD copies it made in the paths this
+                // driver gave it. Listed: exactly those paths (checked absent before the attempt),
+                // when the file is there, no VM on the destination uses it, and the VM is safe on
+                // the source and not on the destination.
+                let Some(rec) = self.attempt_files(req) else {
+                    tracing::warn!(vm = %req.vm, attempt = req.attempt, "no record of the attempt's destination paths (started before a restart?): nothing listed");
+                    return Ok(Vec::new());
+                };
+                if rec.destination != req.destination {
+                    return Ok(Vec::new());
+                }
+                if let Some(why) = self.failed_attempt_hold(req).await? {
+                    tracing::info!(vm = %req.vm, "no destination leftovers listed: {why}");
+                    return Ok(Vec::new());
+                }
+                let used = self.disks_in_use(&req.destination).await?;
+                let mut out = Vec::new();
+                for d in &rec.disks {
+                    if used.contains(&d.to_ascii_lowercase())
+                        || self.claimed_by_another_vm(req, &req.destination, d)
+                    {
+                        continue;
+                    }
+                    if self.file_size(&req.destination, d).await?.is_some() {
+                        out.push(Leftover {
+                            host: req.destination.clone(),
+                            kind: LeftoverKind::DiskImage,
+                            what: d.clone(),
+                        });
+                    }
+                }
+                Ok(out)
             }
             LeftoverContext::AfterSuccess => {
                 let Some(m) = self.recall(req) else {
@@ -1097,11 +1272,16 @@ impl Driver for HyperVDriver {
         &self,
         req: &MigrationRequest,
         leftover: &Leftover,
-        _context: LeftoverContext,
+        context: LeftoverContext,
     ) -> DriverResult<()> {
+        if context == LeftoverContext::AfterFailedAttempt
+            && leftover.kind == LeftoverKind::DiskImage
+        {
+            return self.remove_attempt_copy(req, leftover).await;
+        }
         if leftover.kind != LeftoverKind::EmptyFolder {
             return Err(DriverError::permanent(format!(
-                "the Hyper-V driver removes empty folders only, not {:?}",
+                "the Hyper-V driver removes empty folders, and disk copies of a failed attempt, not {:?} ({context:?})",
                 leftover.kind
             )));
         }

@@ -73,6 +73,9 @@ pub struct FakeJob {
     pub error: Option<String>,
     /// Ends with `JobState` 10 instead of completing.
     pub fail_at_end: bool,
+    /// When it fails: leaves on the destination the disk copies it had made (every disk but the
+    /// last in full, the last one half copied), as a real shared-nothing move can.
+    pub leaves_copies: bool,
 }
 
 impl FakeJob {
@@ -113,6 +116,9 @@ pub struct Faults {
     pub migrate_return: BTreeMap<String, VecDeque<u32>>,
     /// Per VM GUID: how many next migration jobs end in JobState 10.
     pub job_exception: BTreeMap<String, u32>,
+    /// VM GUIDs whose jobs failed through `job_exception` leave their partial disk copies on
+    /// the destination.
+    pub failure_leaves_copies: BTreeSet<String>,
     /// VMs CheckVirtualSystemIsMigratableToHost says no for.
     pub unmigratable: BTreeSet<String>,
     /// Per host key: HTTP statuses the next requests get (401, 500).
@@ -467,6 +473,24 @@ impl World {
                 .and_then(|h| h.vms.get_mut(&job.vm))
             {
                 v.op_status = vec![2];
+            }
+            if job.leaves_copies {
+                let sizes: Vec<u64> = job
+                    .disk_moves
+                    .iter()
+                    .map(|(old, _)| {
+                        self.hosts
+                            .get(&job.source)
+                            .and_then(|h| h.files.get(&key(old)))
+                            .map_or(1 << 20, |f| f.size)
+                    })
+                    .collect();
+                if let Some(dst) = self.hosts.get_mut(&job.destination) {
+                    let last = job.disk_moves.len().saturating_sub(1);
+                    for (i, ((_, new), size)) in job.disk_moves.iter().zip(sizes).enumerate() {
+                        dst.write_file(new, if i == last { size / 2 } else { size });
+                    }
+                }
             }
             return;
         }
@@ -1044,6 +1068,7 @@ impl World {
                     .iter()
                     .find(|(_, n)| dst.files.contains_key(&key(n)) || !dst.volume_exists(&n[..2]));
                 let mut fail_at_end = false;
+                let mut leaves_copies = false;
                 let mut error = None;
                 if let Some((_, n)) = clash {
                     fail_at_end = true;
@@ -1055,6 +1080,8 @@ impl World {
                     if *c > 0 {
                         *c -= 1;
                         fail_at_end = true;
+                        leaves_copies =
+                            clash.is_none() && self.faults.failure_leaves_copies.contains(&guid);
                     }
                 }
                 let id = format!("{:08X}-JOB-{}", self.id(), guid);
@@ -1072,6 +1099,7 @@ impl World {
                     duration_ms: self.migration_ms,
                     error,
                     fail_at_end,
+                    leaves_copies,
                 };
                 if let Some(h) = self.hosts.get_mut(hk) {
                     h.jobs.insert(id.clone(), job);
@@ -1107,6 +1135,24 @@ impl World {
                 if let Some(v) = self.hosts.get_mut(&src).and_then(|h| h.vms.get_mut(&vm)) {
                     v.op_status = vec![2];
                 }
+                Ok(vec![("ReturnValue".into(), CimValue::U32(0))])
+            }
+            ("CIM_DataFile", "Delete") => {
+                let name = sel("Name").ok_or_else(|| Fault::not_found("Name missing"))?;
+                let h = self
+                    .hosts
+                    .get_mut(hk)
+                    .ok_or_else(|| Fault::invalid("unknown host"))?;
+                let k = key(&name);
+                if !h.files.contains_key(&k) {
+                    return Err(Fault::not_found(format!("No such file {name}")));
+                }
+                if h.vms.values().any(|v| v.disks.iter().any(|d| key(d) == k)) {
+                    // A disk a VM of this host holds: 15 ("sharing violation"), so a driver that
+                    // forgot to check never loses data here.
+                    return Ok(vec![("ReturnValue".into(), CimValue::U32(15))]);
+                }
+                h.files.remove(&k);
                 Ok(vec![("ReturnValue".into(), CimValue::U32(0))])
             }
             ("Win32_Directory", "Delete") => {
@@ -1174,6 +1220,7 @@ mod tests {
             duration_ms: 1000,
             error: None,
             fail_at_end: false,
+            leaves_copies: false,
         };
         w.hosts.get_mut("a").unwrap().jobs.insert("J".into(), job);
         w.now_ms = 600;
