@@ -403,3 +403,159 @@ async fn kerberos_refusals_name_the_cause_and_never_print_the_password() {
     );
     assert_eq!(fake.with(|w| w.calls.kerberos_logons.len()), 0);
 }
+
+/// A DNS server on 127.0.0.1 for the test's realm only: answers `_kerberos._tcp.<realm>` SRV
+/// queries with `localhost:<port>` and every other query with an empty answer. It answers at most
+/// `max` queries and stops after `life` or when `stop` is set.
+fn tiny_dns(
+    port: u16,
+    max: usize,
+    life: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (u16, std::thread::JoinHandle<usize>) {
+    let sock = std::net::UdpSocket::bind((KDC_ADDR, 0)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let dns_port = sock.local_addr().unwrap().port();
+    let want = format!("_kerberos._tcp.{}", REALM.to_ascii_lowercase());
+    let t = std::thread::spawn(move || {
+        let deadline = Instant::now() + life;
+        let mut answered = 0;
+        let mut buf = [0u8; 1500];
+        while answered < max
+            && Instant::now() < deadline
+            && !stop.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let q = &buf[..n];
+            if n < 17 {
+                continue;
+            }
+            // The question: labels from byte 12, then type and class.
+            let mut i = 12;
+            let mut labels = Vec::new();
+            while i < n && q[i] != 0 {
+                let l = q[i] as usize;
+                labels.push(String::from_utf8_lossy(&q[i + 1..(i + 1 + l).min(n)]).into_owned());
+                i += 1 + l;
+            }
+            let qend = i + 5; // the zero label, type, class
+            if qend > n {
+                continue;
+            }
+            let qtype = u16::from_be_bytes([q[i + 1], q[i + 2]]);
+            let name = labels.join(".").to_ascii_lowercase();
+            let srv = qtype == 33 && name == want;
+            let mut r = Vec::new();
+            r.extend_from_slice(&q[..2]); // id
+            r.extend_from_slice(&[0x81, 0x80]); // response, RD, RA, NOERROR
+            r.extend_from_slice(&1u16.to_be_bytes());
+            r.extend_from_slice(&u16::from(srv).to_be_bytes());
+            r.extend_from_slice(&[0, 0, 0, 0]);
+            r.extend_from_slice(&q[12..qend]);
+            if srv {
+                r.extend_from_slice(&[0xC0, 0x0C, 0, 33, 0, 1, 0, 0, 0, 60]);
+                let mut rdata = Vec::new();
+                rdata.extend_from_slice(&0u16.to_be_bytes()); // priority
+                rdata.extend_from_slice(&0u16.to_be_bytes()); // weight
+                rdata.extend_from_slice(&port.to_be_bytes());
+                rdata.extend_from_slice(b"\x09localhost\x00");
+                r.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+                r.extend_from_slice(&rdata);
+            }
+            let _ = sock.send_to(&r, from);
+            answered += 1;
+        }
+        answered
+    });
+    (dns_port, t)
+}
+
+/// Runs `kdc_discovery_child` in a child process of this test binary with `env` (the KDC look-up
+/// reads process-wide variables, which this process's other tests must not see).
+fn run_child(env: &[(&str, String)]) {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args([
+        "--exact",
+        "kdc_discovery_child",
+        "--include-ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+    assert!(
+        text.contains("listed 2 VMs through the KDC found by"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn without_kdc_the_kdc_is_found_through_krb5_conf_or_dns_srv() {
+    let pw = password();
+    let Some(kdc) = kdc_or_skip(&["hv1"], &pw) else {
+        return;
+    };
+    let base = [
+        ("VMOVE_KRB_CHILD_PW", pw.clone()),
+        ("VMOVE_KRB_CHILD_KEYTAB", kdc.keytab.display().to_string()),
+    ];
+    // krb5.conf ([realms] VMOVE.TEST kdc = 127.0.0.1:<port>), as `kinit` would use it.
+    let mut env = base.to_vec();
+    env.push(("VMOVE_KRB_CHILD", "krb5.conf".into()));
+    env.push((
+        "KRB5_CONFIG",
+        kdc.dir.join("krb5.conf").display().to_string(),
+    ));
+    run_child(&env);
+    // DNS: no krb5.conf; the realm's _kerberos._tcp SRV record names localhost:<port>.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (dns_port, dns) = tiny_dns(kdc.port, 50, Duration::from_secs(60), stop.clone());
+    let mut env = base.to_vec();
+    env.push(("VMOVE_KRB_CHILD", "DNS SRV".into()));
+    env.push(("KRB5_CONFIG", "/nonexistent/krb5.conf".into()));
+    env.push(("SSPI_DNS_URL", format!("udp://{KDC_ADDR}:{dns_port}")));
+    run_child(&env);
+    drop(kdc);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(dns.join().unwrap() >= 1, "the DNS server was never asked");
+}
+
+/// The child of `without_kdc_the_kdc_is_found_through_krb5_conf_or_dns_srv`.
+#[tokio::test]
+#[ignore = "run by without_kdc_the_kdc_is_found_through_krb5_conf_or_dns_srv in a child process"]
+async fn kdc_discovery_child() {
+    let how = std::env::var("VMOVE_KRB_CHILD").expect("run by its parent test");
+    let pw = std::env::var("VMOVE_KRB_CHILD_PW").unwrap();
+    let keytab = PathBuf::from(std::env::var("VMOVE_KRB_CHILD_KEYTAB").unwrap());
+    let mut w = common::world();
+    w.add_vm("hv1", "a", true, 256, &[1], "E:\\VMs\\a");
+    w.add_vm("hv1", "b", false, 256, &[1], "E:\\VMs\\b");
+    let kerberos =
+        FakeKerberos::from_keytab(&keytab, &format!("{USER}@{REALM}"), &[("hv1", &spn("hv1"))])
+            .unwrap();
+    let fake = FakeHyperV::start_with_kerberos(w, &common::creds(), kerberos)
+        .await
+        .unwrap();
+    let mut cfg = common::host_config(&fake, "hv1", 10);
+    cfg.auth = AuthMethod::Kerberos;
+    cfg.realm = Some(REALM.into());
+    cfg.kdc = None;
+    cfg.spn = Some(spn("hv1"));
+    let d = HyperVDriver::new(vec![(HostId::new("hv1"), cfg, Credentials::new(USER, &pw))]);
+    let vms = d.list_vms(&HostId::new("hv1")).await.unwrap();
+    assert_eq!(vms.len(), 2);
+    assert_eq!(fake.with(|w| w.calls.kerberos_logons.len()), 1);
+    println!("listed 2 VMs through the KDC found by {how}");
+}
