@@ -1,6 +1,7 @@
 //! End to end: the real `vmove` binary evacuates a fake Hyper-V host of 20 VMs over HTTP + NTLM
-//! sealing (some backing up for a while, some off, one failing twice then succeeding), and the
-//! empty folders left on the source are removed while a non-empty one is kept.
+//! sealing (some backing up for a while, some off, one failing twice then succeeding, its failed
+//! job leaving partial disk copies on the destination that are removed before the retry), and
+//! the empty folders left on the source are removed while a non-empty one is kept.
 //!
 //! Needs the CLI binary: `VMOVE_BIN=/path/to/vmove cargo test -p vmove-driver-hyperv
 //! --features test-util --test cli_e2e`. Skipped, loudly, without it.
@@ -44,6 +45,12 @@ async fn vmove_evacuate_of_a_20_vm_fake_host_over_ntlm() {
         .migrate_return
         .insert(ids[7].clone(), [32768].into());
     w.faults.job_exception.insert(ids[7].clone(), 1);
+    w.faults.failure_leaves_copies.insert(ids[7].clone());
+    // a file of the same name as vm07's disk elsewhere on the destination: never touched
+    w.hosts
+        .get_mut("hv2")
+        .unwrap()
+        .write_file("E:\\Archive\\vm07_0.vhdx", 5);
     // someone else's file in vm03's folder: that folder must stay
     w.hosts
         .get_mut("hv1")
@@ -142,6 +149,31 @@ path = 'E:\Moved'
             src.dir_exists("E:\\VMs"),
             "a first-level folder was removed"
         );
+        // vm07's failed job left a half copy of its disk; it was removed before the retry, which
+        // then put the whole disk there (and nothing else of vm07's lies around).
+        let vm07: Vec<(String, u64)> = dst
+            .files
+            .iter()
+            .filter(|(k, _)| k.ends_with(".vhdx") && k.contains("vm07"))
+            .map(|(_, f)| (f.path.clone(), f.size))
+            .collect();
+        assert_eq!(
+            vm07,
+            vec![
+                ("E:\\Archive\\vm07_0.vhdx".to_string(), 5),
+                (
+                    "E:\\Moved\\vm07\\Virtual Hard Disks\\vm07_0.vhdx".to_string(),
+                    (16 + 7) << 20
+                ),
+            ]
+        );
+        let deletes = w
+            .calls
+            .invokes
+            .iter()
+            .filter(|(h, m)| h == "hv2" && m == "Delete")
+            .count();
+        assert_eq!(deletes, 1, "the failed attempt's copy was removed once");
         let migrates = w
             .calls
             .invokes

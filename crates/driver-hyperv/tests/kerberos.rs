@@ -155,7 +155,7 @@ impl Kdc {
         let child = c
             .spawn()
             .map_err(|e| format!("cannot start krb5kdc: {e}"))?;
-        let kdc = Kdc {
+        let mut kdc = Kdc {
             child,
             dir,
             port,
@@ -163,6 +163,9 @@ impl Kdc {
         };
         let deadline = Instant::now() + Duration::from_secs(15);
         while std::net::TcpStream::connect((KDC_ADDR, port)).is_err() {
+            if let Ok(Some(st)) = kdc.child.try_wait() {
+                return Err(format!("krb5kdc exited ({st}): {}", kdc.log()));
+            }
             if Instant::now() > deadline {
                 return Err("krb5kdc did not listen within 15 s".into());
             }
@@ -183,7 +186,15 @@ impl Kdc {
 /// The KDC, or None after printing why the test is skipped (a failure under
 /// VMOVE_REQUIRE_KERBEROS=1).
 fn kdc_or_skip(hosts: &[&str], password: &str) -> Option<Kdc> {
-    match Kdc::start(hosts, password) {
+    // The free port is picked before krb5kdc binds it: on a clash, try another.
+    let mut started = Kdc::start(hosts, password);
+    for _ in 0..2 {
+        match &started {
+            Err(e) if e.starts_with("krb5kdc") => started = Kdc::start(hosts, password),
+            _ => break,
+        }
+    }
+    match started {
         Ok(k) => Some(k),
         Err(e) => {
             assert!(
