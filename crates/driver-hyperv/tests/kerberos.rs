@@ -570,3 +570,38 @@ async fn kdc_discovery_child() {
     assert_eq!(fake.with(|w| w.calls.kerberos_logons.len()), 1);
     println!("listed 2 VMs through the KDC found by {how}");
 }
+
+#[tokio::test]
+async fn kerberos_over_https_authenticates_and_sends_plain_soap_inside_tls() {
+    let pw = password();
+    let Some(kdc) = kdc_or_skip(&["hv1"], &pw) else {
+        return;
+    };
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let chain = vec![cert.cert.der().clone()];
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let mut w = common::world();
+    w.add_vm("hv1", "tls-krb", true, 256, &[1], "E:\\VMs\\tls-krb");
+    let kerberos = FakeKerberos::from_keytab(
+        &kdc.keytab,
+        &format!("{USER}@{REALM}"),
+        &[("hv1", &spn("hv1"))],
+    )
+    .unwrap();
+    let fake = FakeHyperV::start_tls_with_kerberos(w, &common::creds(), chain, key, kerberos)
+        .await
+        .unwrap();
+    let mut cfg = kerberos_config(&fake, &kdc, "hv1", AuthMethod::Kerberos);
+    cfg.address = "localhost".into();
+    cfg.transport = vmove_driver_hyperv::wsman::Scheme::Https;
+    cfg.insecure_skip_verify = true;
+    let d = HyperVDriver::new(vec![(HostId::new("hv1"), cfg, Credentials::new(USER, &pw))]);
+    let vms = d.list_vms(&HostId::new("hv1")).await.unwrap();
+    assert_eq!(vms.len(), 1);
+    let (logons, sealed) = fake.with(|w| (w.calls.kerberos_logons.clone(), w.calls.sealed.clone()));
+    assert_eq!(logons.len(), 1, "{logons:?}");
+    assert!(
+        sealed.is_empty(),
+        "TLS carries the messages unsealed: {sealed:?}"
+    );
+}

@@ -132,6 +132,28 @@ impl FakeHyperV {
         chain: Vec<rustls_pki_types::CertificateDer<'static>>,
         key: rustls_pki_types::PrivateKeyDer<'static>,
     ) -> std::io::Result<FakeHyperV> {
+        Self::start_tls_inner(world, creds, chain, key, None).await
+    }
+
+    /// Like [`FakeHyperV::start_tls`], and each host also accepts Kerberos (messages not sealed:
+    /// TLS protects them).
+    pub async fn start_tls_with_kerberos(
+        world: World,
+        creds: &Credentials,
+        chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+        key: rustls_pki_types::PrivateKeyDer<'static>,
+        kerberos: FakeKerberos,
+    ) -> std::io::Result<FakeHyperV> {
+        Self::start_tls_inner(world, creds, chain, key, Some(kerberos)).await
+    }
+
+    async fn start_tls_inner(
+        world: World,
+        creds: &Credentials,
+        chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+        key: rustls_pki_types::PrivateKeyDer<'static>,
+        kerberos: Option<FakeKerberos>,
+    ) -> std::io::Result<FakeHyperV> {
         let conf = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -144,7 +166,7 @@ impl FakeHyperV {
             world,
             creds,
             Some(tokio_rustls::TlsAcceptor::from(Arc::new(conf))),
-            None,
+            kerberos,
         )
         .await
     }
