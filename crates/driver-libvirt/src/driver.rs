@@ -4,6 +4,7 @@ use crate::LibvirtHostConfig;
 use crate::error::{Phase, code, from_virt};
 use crate::ffi;
 use crate::host::{self, Host, describe, find_domain, find_domain_by_name, read_err, vol_at};
+use crate::provenance;
 use crate::xml::{self, Provenance};
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -27,7 +28,8 @@ pub struct LibvirtDriver {
 struct Inner {
     hosts: BTreeMap<HostId, Arc<Host>>,
     migrations: Mutex<HashMap<String, Arc<Migration>>>,
-    /// Destination images this driver created, per VM: the only files an
+    /// Destination images this driver created, per VM. With the provenance markers on the
+    /// destination (`provenance.rs`, which survive this process), the only files an
     /// `AfterFailedAttempt` clean-up may delete.
     created: Mutex<HashMap<VmId, Vec<(HostId, String)>>>,
 }
@@ -92,6 +94,30 @@ fn folder(p: &str) -> String {
         .parent()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_else(|| "/".into())
+}
+
+/// The destination folder of a move's disks (before the per-VM subfolder, if any).
+fn destination_base(dconn: &Connect, dst: &Host, req: &MigrationRequest) -> DriverResult<String> {
+    Ok(match (&req.layout.base, &dst.cfg.path) {
+        (Some(b), _) => b.clone(),
+        (None, Some(p)) => p.clone(),
+        (None, None) => host::pool_path(dconn, &dst.cfg.pool)?.1,
+    })
+}
+
+/// The folders where a move's pre-created images may be: every active `dir` pool's folder and
+/// the move's destination folder (with the VM's subfolder when the layout asks for one).
+fn marker_folders(
+    dconn: &Connect,
+    dst: &Host,
+    req: &MigrationRequest,
+) -> DriverResult<Vec<String>> {
+    let base = destination_base(dconn, dst, req)?;
+    let mut extra = vec![base.clone()];
+    if req.layout.put_in_subfolder {
+        extra.push(format!("{}/{}", base.trim_end_matches('/'), req.vm_name));
+    }
+    provenance::folders(dconn, &extra)
 }
 
 /// Where each disk goes: `<base>[/<vm name>]/<file name>`, names made unique.
@@ -319,11 +345,7 @@ impl Inner {
         }
 
         // Where the disks go.
-        let base = match (&req.layout.base, &dst.cfg.path) {
-            (Some(b), _) => b.clone(),
-            (None, Some(p)) => p.clone(),
-            (None, None) => host::pool_path(&dconn, &dst.cfg.pool)?.1,
-        };
+        let base = destination_base(&dconn, &dst, req)?;
         let has_chain = disks.iter().any(|d| !d.backing_chain.is_empty());
         // Offline, a chain travels as it is (every file), so its files keep their paths.
         let offline_chain = req.mode == MigrationMode::Offline && has_chain;
@@ -374,7 +396,9 @@ impl Inner {
             )));
         }
 
-        // Pre-create the destination images (sparse). From here on, what we create is ours.
+        // Pre-create the destination images (sparse). From here on, what we create is ours:
+        // each image's provenance marker is created first, so that a process started after a
+        // crash can prove the image vmove's (provenance.rs).
         let mut copies = Vec::new();
         let mut expect = Vec::new();
         for (spath, dpath, capacity, format) in &dest_files {
@@ -407,9 +431,14 @@ impl Inner {
                     )
                 }
             };
+            provenance::mark(&pool, dpath, &req.vm, &req.destination)?;
             match StorageVol::create_xml(&pool, &vol_xml, 0) {
                 Ok(_) => self.remember_created(&req.vm, &req.destination, dpath),
                 Err(e) => {
+                    // No image of ours there: the marker must not vouch for whatever is.
+                    if let Err(u) = provenance::unmark(&dconn, dpath, &req.vm) {
+                        tracing::warn!(path = %dpath, error = %u.message, "cannot remove a provenance marker");
+                    }
                     let mut err = from_virt(
                         &e,
                         &format!("cannot create {dpath} on {}", req.destination),
@@ -731,9 +760,17 @@ impl Driver for LibvirtDriver {
         blocking(Phase::Read, move || {
             let sconn = src.conn()?;
             let sdom = find_domain(&sconn, &vm)?;
-            if let Some(d) = &sdom
-                && let Some(job) =
-                    ffi::job_stats(d).map_err(read_err("cannot read the migration's job"))?
+            let job = match &sdom {
+                Some(d) => match ffi::job_stats(d) {
+                    Ok(j) => j,
+                    // Undefined between the look-up and the job query: the migration ended
+                    // (UNDEFINE_SOURCE) and there is no job to read.
+                    Err(e) if host::code_of(&e) == code::NO_DOMAIN => None,
+                    Err(e) => return Err(read_err("cannot read the migration's job")(e)),
+                },
+                None => None,
+            };
+            if let Some(job) = job
                 && job.operation == Some(5)
             {
                 return Ok(MigrationStatus::Running(progress_of(&job)));
@@ -920,6 +957,7 @@ impl Driver for LibvirtDriver {
             let sconn = src.conn()?;
             let mut detail = Vec::new();
             let ddom = find_domain(&dconn, &vm)?;
+            let mut used = Vec::new();
             let (on_destination, disks_present) = match &ddom {
                 None => {
                     detail.push("not defined on the destination".to_owned());
@@ -938,6 +976,7 @@ impl Driver for LibvirtDriver {
                         ));
                     }
                     let (_, desc) = describe(d, 0)?;
+                    used = host::paths_of(&dconn, &desc);
                     let mut ok = !desc.disks.is_empty() || desc.provenance.is_some();
                     for disk in &desc.disks {
                         match vol_at(&dconn, &disk.source)? {
@@ -976,12 +1015,22 @@ impl Driver for LibvirtDriver {
                     !a
                 }
             };
-            Ok(Verification {
+            let v = Verification {
                 on_destination,
                 disks_present,
                 stopped_on_source,
                 detail: detail.join("; "),
-            })
+            };
+            if v.is_proof() {
+                // The images are the VM's disks now, proven by the VM itself: their provenance
+                // markers go (removing a marker is always safe; see provenance.rs).
+                for p in &used {
+                    if let Err(e) = provenance::unmark(&dconn, p, &vm) {
+                        tracing::warn!(path = %p, error = %e.message, "cannot remove a provenance marker");
+                    }
+                }
+            }
+            Ok(v)
         })
         .await
     }
@@ -1139,7 +1188,16 @@ fn leftovers_sync(
                 }
             }
             let in_use = host::paths_in_use(&dconn)?;
-            for p in created {
+            // The images this process created, and those the destination proves a process
+            // (this one or one before a crash) pre-created for this VM.
+            let found = provenance::scan(&dconn, &marker_folders(&dconn, dst, req)?, &req.vm)?;
+            let mut images: Vec<String> = created.to_vec();
+            for p in found.images {
+                if !images.contains(&p) {
+                    images.push(p);
+                }
+            }
+            for p in &images {
                 if !in_use.contains(p) && vol_at(&dconn, p)?.is_some() {
                     out.push(Leftover {
                         host: req.destination.clone(),
@@ -1147,6 +1205,15 @@ fn leftovers_sync(
                         what: p.clone(),
                     });
                 }
+            }
+            // Markers whose image is gone (a crash between marker and image, or between
+            // removing the image and its marker).
+            for m in found.orphans {
+                out.push(Leftover {
+                    host: req.destination.clone(),
+                    kind: LeftoverKind::DiskImage,
+                    what: m,
+                });
             }
         }
     }
@@ -1217,11 +1284,28 @@ fn remove_sync(
                     "after a failed attempt, only the destination is cleaned",
                 ));
             }
-            if lo.kind == LeftoverKind::DiskImage && !created.contains(&lo.what) {
-                return Err(DriverError::permanent(format!(
-                    "{} was not created by vmove: not removing it",
-                    lo.what
-                )));
+            if lo.kind == LeftoverKind::DiskImage {
+                if provenance::is_marker_of(&file_name(&lo.what), &req.vm) {
+                    // A provenance marker of this VM: it goes once its image is gone.
+                    if !provenance::is_orphan(&conn, &lo.what, &req.vm)? {
+                        return Err(DriverError::permanent(format!(
+                            "{} still marks an image on {}: not removing it before the image",
+                            lo.what, lo.host
+                        )));
+                    }
+                    return match vol_at(&conn, &lo.what)? {
+                        Some(v) => v.delete(0).map_err(|e| {
+                            from_virt(&e, &format!("cannot remove {}", lo.what), Phase::Change)
+                        }),
+                        None => Ok(()),
+                    };
+                }
+                if !created.contains(&lo.what) && !provenance::proven(&conn, &lo.what, &req.vm)? {
+                    return Err(DriverError::permanent(format!(
+                        "{} was not created by vmove for VM {} (not in this process's record, no provenance marker of it on {}): not removing it",
+                        lo.what, req.vm_name, lo.host
+                    )));
+                }
             }
         }
     }
@@ -1237,10 +1321,17 @@ fn remove_sync(
                     lo.what, lo.host
                 )));
             }
-            match vol_at(&conn, &lo.what)? {
-                Some(v) => v.delete(0).map_err(del_err(&lo.what)),
-                None => Ok(()), // Already gone.
+            // (Already gone: nothing to delete.)
+            if let Some(v) = vol_at(&conn, &lo.what)? {
+                v.delete(0).map_err(del_err(&lo.what))?;
             }
+            // The image first, then its provenance marker (a crash in between leaves an orphan
+            // marker, listed and removed next time; never an image no process can prove).
+            if context == LeftoverContext::AfterFailedAttempt && lo.kind == LeftoverKind::DiskImage
+            {
+                provenance::unmark(&conn, &lo.what, &req.vm)?;
+            }
+            Ok(())
         }
         LeftoverKind::Definition => {
             let Some(d) = find_domain(&conn, &req.vm)? else {

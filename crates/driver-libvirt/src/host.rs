@@ -125,15 +125,19 @@ fn file_of(path: &str) -> String {
         .unwrap_or_default()
 }
 
-/// A short stable name for the transient pool of a folder.
-pub fn transient_pool_name(dir: &str) -> String {
-    // FNV-1a: stable across runs and machines (std's hasher is randomised).
+/// FNV-1a: a hash stable across runs and machines (std's hasher is randomised).
+pub fn fnv64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
-    for b in dir.as_bytes() {
+    for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x100000001b3);
     }
-    format!("vmove-{h:016x}")
+    h
+}
+
+/// A short stable name for the transient pool of a folder.
+pub fn transient_pool_name(dir: &str) -> String {
+    format!("vmove-{:016x}", fnv64(dir.as_bytes()))
 }
 
 /// Refreshes a pool. libvirt refuses while a volume of the pool is being created or uploaded
@@ -416,32 +420,39 @@ pub fn paths_in_use(conn: &Connect) -> DriverResult<Vec<String>> {
         let Ok((_, desc)) = describe(&d, 0) else {
             continue;
         };
-        for disk in &desc.disks {
-            out.push(disk.source.clone());
-            out.extend(disk.backing.iter().cloned());
-            // Inactive domains do not list chains in their XML: follow the volumes.
-            let mut next = Some(disk.source.clone());
-            let mut n = 0;
-            while let Some(p) = next.take() {
-                n += 1;
-                if n > 32 {
-                    break;
-                }
-                let Ok(Some(v)) = vol_at(conn, &p) else { break };
-                let Ok((_, _, _, b)) = vol_facts(&v) else {
-                    break;
-                };
-                if let Some(b) = &b {
-                    out.push(b.clone());
-                }
-                next = b;
-            }
-        }
-        for l in &desc.log_files {
-            out.push(l.clone());
-        }
+        out.extend(paths_of(conn, &desc));
     }
     Ok(out)
+}
+
+/// Every file path one domain uses (tops, known chains, logs).
+pub fn paths_of(conn: &Connect, desc: &DomainDesc) -> Vec<String> {
+    let mut out = Vec::new();
+    for disk in &desc.disks {
+        out.push(disk.source.clone());
+        out.extend(disk.backing.iter().cloned());
+        // Inactive domains do not list chains in their XML: follow the volumes.
+        let mut next = Some(disk.source.clone());
+        let mut n = 0;
+        while let Some(p) = next.take() {
+            n += 1;
+            if n > 32 {
+                break;
+            }
+            let Ok(Some(v)) = vol_at(conn, &p) else { break };
+            let Ok((_, _, _, b)) = vol_facts(&v) else {
+                break;
+            };
+            if let Some(b) = &b {
+                out.push(b.clone());
+            }
+            next = b;
+        }
+    }
+    for l in &desc.log_files {
+        out.push(l.clone());
+    }
+    out
 }
 
 /// Pool target path of the named pool.

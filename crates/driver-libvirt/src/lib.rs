@@ -23,6 +23,7 @@ mod driver;
 pub mod error;
 mod ffi;
 mod host;
+mod provenance;
 pub mod xml;
 
 pub use config::LibvirtHostConfig;

@@ -14,8 +14,28 @@ use vmove_driver::conformance::{self, Fixture, VmShape};
 use vmove_driver::*;
 use vmove_driver_libvirt::{LibvirtDriver, LibvirtHostConfig};
 
-const A: &str = "hostA";
-const B: &str = "hostB";
+/// The lab's two hosts: the first two of `VMOVE_LAB_HOSTS` (lab/common.sh; default
+/// "hostA hostB"), so the tests run on any lab brought up with the same environment.
+fn lab_hosts() -> &'static (String, String) {
+    static HOSTS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    HOSTS.get_or_init(|| {
+        let env = std::env::var("VMOVE_LAB_HOSTS").unwrap_or_else(|_| "hostA hostB".into());
+        let mut it = env.split_whitespace().map(str::to_owned);
+        let a = it.next().unwrap_or_else(|| "hostA".into());
+        let b = it.next().expect("VMOVE_LAB_HOSTS names two lab hosts");
+        (a, b)
+    })
+}
+
+/// The source host of the tests.
+fn a() -> &'static str {
+    &lab_hosts().0
+}
+
+/// The destination host of the tests.
+fn b() -> &'static str {
+    &lab_hosts().1
+}
 
 fn lab_enabled(test: &str) -> bool {
     if std::env::var("VMOVE_LAB").as_deref() == Ok("1") {
@@ -35,17 +55,24 @@ fn scripts() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../lab")
 }
 
-/// The lab host's URI (lab/common.sh: 127.0.0.(VMOVE_LAB_IP_BASE + index), base 2).
+/// The lab host's URI (lab/common.sh: 127.0.0.(VMOVE_LAB_IP_BASE + index), base 2, where
+/// hostA has index 0, hostB 1, ...; with VMOVE_LAB_NET=netns 198.18.0.(base + index), base 10).
 fn uri(host: &str) -> String {
+    let netns = std::env::var("VMOVE_LAB_NET").as_deref() == Ok("netns");
+    let (prefix, default_base) = if netns {
+        ("198.18.0", 10)
+    } else {
+        ("127.0.0", 2)
+    };
     let base: u8 = std::env::var("VMOVE_LAB_IP_BASE")
         .ok()
         .and_then(|b| b.parse().ok())
-        .unwrap_or(2);
-    match host {
-        A => format!("qemu+tcp://127.0.0.{base}/system"),
-        B => format!("qemu+tcp://127.0.0.{}/system", base + 1),
-        _ => unreachable!("two lab hosts"),
-    }
+        .unwrap_or(default_base);
+    let index = match host.strip_prefix("host").map(str::as_bytes) {
+        Some([c]) if c.is_ascii_uppercase() => c - b'A',
+        _ => panic!("unknown lab host '{host}' (hostA, hostB, ...)"),
+    };
+    format!("qemu+tcp://{prefix}.{}/system", base + index)
 }
 
 /// Where a path inside a host's images folder is from outside its namespace.
@@ -95,6 +122,11 @@ struct Lab {
 
 impl Lab {
     fn new() -> Self {
+        Self::with_bandwidth(None)
+    }
+
+    /// A lab whose migrations are capped at `bandwidth_mib_s` (None: uncapped).
+    fn with_bandwidth(bandwidth_mib_s: Option<u64>) -> Self {
         let cfg = |h: &str| LibvirtHostConfig {
             uri: uri(h),
             pool: "images".into(),
@@ -103,13 +135,16 @@ impl Lab {
             p2p: false,
             auto_converge: false,
             post_copy: false,
-            bandwidth_mib_s: None,
+            bandwidth_mib_s,
             max_downtime_ms: None,
             driver: None,
             max_migrations: None,
         };
         Lab {
-            driver: LibvirtDriver::new(vec![(HostId::new(A), cfg(A)), (HostId::new(B), cfg(B))]),
+            driver: LibvirtDriver::new(vec![
+                (HostId::new(a()), cfg(a())),
+                (HostId::new(b()), cfg(b())),
+            ]),
             names: Mutex::new(HashMap::new()),
             prefix: format!("t{}", std::process::id() % 100000),
         }
@@ -119,7 +154,7 @@ impl Lab {
     fn mkvm(&self, name: &str, opts: &[&str]) -> (VmId, String) {
         let name = format!("{}-{name}", self.prefix);
         let uuid = run(Command::new(scripts().join("mkvm.sh"))
-            .arg(A)
+            .arg(a())
             .arg(&name)
             .args(opts));
         let id = VmId::new(uuid.lines().last().unwrap_or_default().to_owned());
@@ -128,7 +163,7 @@ impl Lab {
     }
 
     fn cleanup(&self, name: &str) {
-        for h in [A, B] {
+        for h in [a(), b()] {
             let _ = virsh(h, &["destroy", name]);
             let _ = virsh(h, &["undefine", name]);
             for dir in ["lib/images", "log/qemu"] {
@@ -152,8 +187,8 @@ impl Lab {
         MigrationRequest {
             vm: vm.clone(),
             vm_name: name.to_owned(),
-            source: HostId::new(A),
-            destination: HostId::new(B),
+            source: HostId::new(a()),
+            destination: HostId::new(b()),
             mode,
             layout: PathLayout::default(),
             attempt: 1,
@@ -187,10 +222,10 @@ impl Fixture for Lab {
         &self.driver
     }
     fn source(&self) -> HostId {
-        HostId::new(A)
+        HostId::new(a())
     }
     fn destination(&self) -> HostId {
-        HostId::new(B)
+        HostId::new(b())
     }
     async fn create_vm(&self, shape: &VmShape) -> VmId {
         let sizes: Vec<String> = shape.disks_mib.iter().map(|s| s.to_string()).collect();
@@ -210,7 +245,7 @@ impl Fixture for Lab {
     }
     async fn occupy_destination_path(&self, vm: &VmId) -> bool {
         let name = self.names.lock().unwrap()[vm].clone();
-        let p = outside(B, &format!("/var/lib/libvirt/images/{name}-0.qcow2"));
+        let p = outside(b(), &format!("/var/lib/libvirt/images/{name}-0.qcow2"));
         std::fs::write(&p, b"someone else's file").unwrap();
         true
     }
@@ -244,7 +279,7 @@ async fn destination_path_taken_is_refused_and_the_file_is_untouched() {
     let lab = Lab::new();
     let (vm, name) = lab.mkvm("taken", &["--disks", "2"]);
     // The SECOND disk's path is taken: the first must not be created either.
-    let other = outside(B, &format!("/var/lib/libvirt/images/{name}-1.qcow2"));
+    let other = outside(b(), &format!("/var/lib/libvirt/images/{name}-1.qcow2"));
     std::fs::write(&other, b"precious data of another VM").unwrap();
     let req = lab.request(&vm, &name, MigrationMode::Live);
     let err = lab.driver.start_migration(&req).await.unwrap_err();
@@ -255,10 +290,10 @@ async fn destination_path_taken_is_refused_and_the_file_is_untouched() {
         b"precious data of another VM"
     );
     assert!(
-        !outside(B, &format!("/var/lib/libvirt/images/{name}-0.qcow2")).exists(),
+        !outside(b(), &format!("/var/lib/libvirt/images/{name}-0.qcow2")).exists(),
         "nothing is pre-created before every check passed"
     );
-    assert_eq!(virsh(A, &["domstate", &name]).unwrap(), "running");
+    assert_eq!(virsh(a(), &["domstate", &name]).unwrap(), "running");
     assert!(
         lab.driver
             .leftovers(&req, LeftoverContext::AfterFailedAttempt)
@@ -277,24 +312,24 @@ async fn backing_chain_is_flattened_and_content_kept() {
     let lab = Lab::new();
     let (vm, name) = lab.mkvm("chain", &["--backing", "--fill", "8"]);
     let path = format!("/var/lib/libvirt/images/{name}-0.qcow2");
-    let fp = lab.driver.footprint(&HostId::new(A), &vm).await.unwrap();
+    let fp = lab.driver.footprint(&HostId::new(a()), &vm).await.unwrap();
     assert_eq!(
         fp.disks[0].backing_chain,
         vec![format!("/var/lib/libvirt/images/{name}-0-base.qcow2")]
     );
-    let before = checksum(A, &path);
+    let before = checksum(a(), &path);
     let req = lab.request(&vm, &name, MigrationMode::Live);
     lab.move_and_clean(&req).await;
-    let after = checksum(B, &path);
+    let after = checksum(b(), &path);
     assert_eq!(before, after, "guest-visible content changed");
     let info = run(Command::new("qemu-img")
         .args(["info", "-U", "--output=json"])
-        .arg(outside(B, &path)));
+        .arg(outside(b(), &path)));
     assert!(
         !info.contains("backing-filename"),
         "destination image still has a backing file: {info}"
     );
-    assert!(!outside(B, &format!("/var/lib/libvirt/images/{name}-0-base.qcow2")).exists());
+    assert!(!outside(b(), &format!("/var/lib/libvirt/images/{name}-0-base.qcow2")).exists());
     // The source keeps the whole chain until the engine asks; then it all goes.
     let left = lab
         .driver
@@ -316,9 +351,9 @@ async fn backing_chain_is_flattened_and_content_kept() {
             .await
             .unwrap();
     }
-    assert!(!outside(A, &path).exists());
-    assert!(!outside(A, &format!("/var/lib/libvirt/images/{name}-0-base.qcow2")).exists());
-    assert_eq!(virsh(B, &["domstate", &name]).unwrap(), "running");
+    assert!(!outside(a(), &path).exists());
+    assert!(!outside(a(), &format!("/var/lib/libvirt/images/{name}-0-base.qcow2")).exists());
+    assert_eq!(virsh(b(), &["domstate", &name]).unwrap(), "running");
     lab.cleanup(&name);
 }
 
@@ -332,19 +367,19 @@ async fn two_disks_move_with_equal_checksums() {
     let paths: Vec<String> = (0..2)
         .map(|i| format!("/var/lib/libvirt/images/{name}-{i}.qcow2"))
         .collect();
-    let before: Vec<String> = paths.iter().map(|p| checksum(A, p)).collect();
+    let before: Vec<String> = paths.iter().map(|p| checksum(a(), p)).collect();
     assert_ne!(before[0], before[1], "the disks hold different data");
     let req = lab.request(&vm, &name, MigrationMode::Live);
     lab.move_and_clean(&req).await;
-    let after: Vec<String> = paths.iter().map(|p| checksum(B, p)).collect();
+    let after: Vec<String> = paths.iter().map(|p| checksum(b(), p)).collect();
     assert_eq!(before, after);
     assert!(
-        virsh(B, &["dominfo", &name])
+        virsh(b(), &["dominfo", &name])
             .unwrap()
             .contains("Persistent:     yes")
     );
     assert!(
-        virsh(A, &["dominfo", &name]).is_err(),
+        virsh(a(), &["dominfo", &name]).is_err(),
         "undefined on the source"
     );
     lab.cleanup(&name);
@@ -363,14 +398,14 @@ async fn offline_move_keeps_content_and_stays_off() {
     let paths: Vec<String> = (0..2)
         .map(|i| format!("/var/lib/libvirt/images/{name}-{i}.qcow2"))
         .collect();
-    let before: Vec<String> = paths.iter().map(|p| checksum(A, p)).collect();
+    let before: Vec<String> = paths.iter().map(|p| checksum(a(), p)).collect();
     let req = lab.request(&vm, &name, MigrationMode::Offline);
     lab.move_and_clean(&req).await;
-    let after: Vec<String> = paths.iter().map(|p| checksum(B, p)).collect();
+    let after: Vec<String> = paths.iter().map(|p| checksum(b(), p)).collect();
     assert_eq!(before, after);
-    assert_eq!(virsh(B, &["domstate", &name]).unwrap(), "shut off");
+    assert_eq!(virsh(b(), &["domstate", &name]).unwrap(), "shut off");
     // Sparse: a 256 MiB disk with 8 MiB written takes far less than 256 MiB on B.
-    let used = std::fs::metadata(outside(B, &paths[0])).map(|m| {
+    let used = std::fs::metadata(outside(b(), &paths[0])).map(|m| {
         use std::os::unix::fs::MetadataExt;
         m.blocks() * 512
     });
@@ -401,10 +436,10 @@ async fn abort_leaves_vm_on_source_and_a_removable_leftover_on_destination() {
     lab.driver.abort_migration(&req, &h).await.unwrap();
     let end = lab.wait_end(&req, &h).await;
     assert!(matches!(end, MigrationStatus::Failed(_)), "{end:?}");
-    assert_eq!(virsh(A, &["domstate", &name]).unwrap(), "running");
+    assert_eq!(virsh(a(), &["domstate", &name]).unwrap(), "running");
     let dest = format!("/var/lib/libvirt/images/{name}-0.qcow2");
     assert!(
-        outside(B, &dest).exists(),
+        outside(b(), &dest).exists(),
         "libvirt leaves the pre-created image"
     );
     let left = lab
@@ -418,8 +453,8 @@ async fn abort_leaves_vm_on_source_and_a_removable_leftover_on_destination() {
         .remove_leftover(&req, &left[0], LeftoverContext::AfterFailedAttempt)
         .await
         .unwrap();
-    assert!(!outside(B, &dest).exists());
-    assert!(outside(A, &dest).exists(), "the source disk is untouched");
+    assert!(!outside(b(), &dest).exists());
+    assert!(outside(a(), &dest).exists(), "the source disk is untouched");
     lab.cleanup(&name);
 }
 
@@ -436,8 +471,8 @@ async fn pull_backup_is_seen_as_backing_up_and_blocks_a_start() {
     );
     let f = std::env::temp_dir().join(format!("{name}-backup.xml"));
     std::fs::write(&f, xml).unwrap();
-    virsh(A, &["backup-begin", &name, f.to_str().unwrap()]).unwrap();
-    let vms = lab.driver.list_vms(&HostId::new(A)).await.unwrap();
+    virsh(a(), &["backup-begin", &name, f.to_str().unwrap()]).unwrap();
+    let vms = lab.driver.list_vms(&HostId::new(a())).await.unwrap();
     let info = vms.iter().find(|v| v.id == vm).unwrap();
     assert_eq!(info.activity, Activity::BackingUp);
     assert_eq!(info.health, Health::InService);
@@ -447,8 +482,8 @@ async fn pull_backup_is_seen_as_backing_up_and_blocks_a_start() {
         .await
         .unwrap_err();
     assert_eq!(err.class, ErrorClass::Transient, "{err}");
-    virsh(A, &["domjobabort", &name]).unwrap();
-    let vms = lab.driver.list_vms(&HostId::new(A)).await.unwrap();
+    virsh(a(), &["domjobabort", &name]).unwrap();
+    let vms = lab.driver.list_vms(&HostId::new(a())).await.unwrap();
     assert_eq!(
         vms.iter().find(|v| v.id == vm).unwrap().activity,
         Activity::Idle
@@ -497,10 +532,10 @@ async fn linux_guest_keeps_writing_on_the_destination() {
     let lab = Lab::new();
     let (vm, name) = lab.mkvm("linux", &["--linux", "--size", "64"]);
     let log_a = lab_dir()
-        .join(A)
+        .join(a())
         .join(format!("log/qemu/{name}-serial0.log"));
     let log_b = lab_dir()
-        .join(B)
+        .join(b())
         .join(format!("log/qemu/{name}-serial0.log"));
     let disk = format!("/var/lib/libvirt/images/{name}-0.qcow2");
     for _ in 0..120 {
@@ -522,18 +557,18 @@ async fn linux_guest_keeps_writing_on_the_destination() {
         on_b > on_a,
         "the guest does not count on hostB: last on A {on_a}, on B {on_b}"
     );
-    let d1 = disk_counter(B, &disk);
+    let d1 = disk_counter(b(), &disk);
     assert!(
         d1 > on_a,
         "the disk on hostB holds counter {d1}, not past {on_a}"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let d2 = disk_counter(B, &disk);
+    let d2 = disk_counter(b(), &disk);
     assert!(
         d2 > d1,
         "the guest's writes do not reach its disk on hostB ({d1} then {d2})"
     );
-    assert_eq!(virsh(B, &["domstate", &name]).unwrap(), "running");
+    assert_eq!(virsh(b(), &["domstate", &name]).unwrap(), "running");
     lab.cleanup(&name);
 }
 
@@ -549,18 +584,18 @@ async fn foreign_migration_is_seen_on_both_hosts_without_waiting_for_its_job() {
         .args([
             "-q",
             "-c",
-            &uri(A),
+            &uri(a()),
             "migrate",
             "--live",
             "--copy-storage-all",
             "--persistent",
         ])
-        .args(["--undefinesource", "--bandwidth", "4", &name, &uri(B)])
+        .args(["--undefinesource", "--bandwidth", "4", &name, &uri(b())])
         .spawn()
         .unwrap();
     let mut seen = false;
     for _ in 0..40 {
-        if virsh(A, &["domjobinfo", &name])
+        if virsh(a(), &["domjobinfo", &name])
             .unwrap_or_default()
             .contains("Outgoing migration")
         {
@@ -574,12 +609,12 @@ async fn foreign_migration_is_seen_on_both_hosts_without_waiting_for_its_job() {
     // The destination's domain is paused with the migration holding its job: reading it must
     // not wait for that job (a block job query would, 30 s).
     let t = std::time::Instant::now();
-    let on_b = lab.driver.list_vms(&HostId::new(B)).await.unwrap();
-    let hb = lab.driver.host_info(&HostId::new(B)).await.unwrap();
-    let on_a = lab.driver.list_vms(&HostId::new(A)).await.unwrap();
-    let ha = lab.driver.host_info(&HostId::new(A)).await.unwrap();
+    let on_b = lab.driver.list_vms(&HostId::new(b())).await.unwrap();
+    let hb = lab.driver.host_info(&HostId::new(b())).await.unwrap();
+    let on_a = lab.driver.list_vms(&HostId::new(a())).await.unwrap();
+    let ha = lab.driver.host_info(&HostId::new(a())).await.unwrap();
     let took = t.elapsed();
-    let _ = virsh(A, &["domjobabort", &name]);
+    let _ = virsh(a(), &["domjobabort", &name]);
     let _ = child.wait();
     assert!(
         took < Duration::from_secs(10),
@@ -594,5 +629,175 @@ async fn foreign_migration_is_seen_on_both_hosts_without_waiting_for_its_job() {
         Some(Activity::MigratingOut)
     );
     assert_eq!((ha.active_migrations, hb.active_migrations), (1, 1));
+    lab.cleanup(&name);
+}
+
+/// The provenance markers (`<image>.vmove-<uuid>`) of a VM in the destination's images folder.
+fn markers_on(host: &str, vm: &VmId) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(lab_dir().join(host).join("lib/images"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(&format!(".vmove-{}", vm.as_str())))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Guards issue 4's crash gap: a destination image pre-created by one driver instance for an
+/// attempt that then failed (the process that made it is gone, as after `kill -9`) is proven
+/// vmove's by its marker on the destination host, so a NEW driver instance lists and removes it
+/// (image, then marker). A file at a destination path without this VM's marker, or with another
+/// VM's marker, is neither listed nor removed; another VM's marker also stops a pre-create there.
+/// A successful move leaves no marker behind, and markers never make the moved VM's disks
+/// look like leftovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_driver_removes_images_a_previous_instance_pre_created_and_nothing_else() {
+    if !lab_enabled(
+        "a_restarted_driver_removes_images_a_previous_instance_pre_created_and_nothing_else",
+    ) {
+        return;
+    }
+    // Instance 1: pre-creates the destination image, then the attempt fails (aborted; the
+    // 4 MiB/s cap keeps the migration from finishing first).
+    let first = Lab::with_bandwidth(Some(4));
+    let (vm, name) = first.mkvm("prov", &["--size", "128", "--fill", "64"]);
+    let dest = format!("/var/lib/libvirt/images/{name}-0.qcow2");
+    let marker = format!("{name}-0.qcow2.vmove-{}", vm.as_str());
+    let req = first.request(&vm, &name, MigrationMode::Live);
+    let h = first.driver.start_migration(&req).await.unwrap();
+    assert!(outside(b(), &dest).exists(), "the image is pre-created");
+    assert_eq!(markers_on(b(), &vm), vec![marker.clone()], "marker first");
+    first.driver.abort_migration(&req, &h).await.unwrap();
+    let end = first.wait_end(&req, &h).await;
+    assert!(matches!(end, MigrationStatus::Failed(_)), "{end:?}");
+    assert_eq!(virsh(a(), &["domstate", &name]).unwrap(), "running");
+    drop(first);
+
+    // Instance 2 (a restarted process): knows nothing in memory, the destination proves it.
+    let lab = Lab::new();
+    lab.names.lock().unwrap().insert(vm.clone(), name.clone());
+    let left = lab
+        .driver
+        .leftovers(&req, LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap();
+    assert_eq!(
+        left,
+        vec![Leftover {
+            host: HostId::new(b()),
+            kind: LeftoverKind::DiskImage,
+            what: dest.clone(),
+        }]
+    );
+    lab.driver
+        .remove_leftover(&req, &left[0], LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap();
+    assert!(!outside(b(), &dest).exists(), "the image is removed");
+    assert!(markers_on(b(), &vm).is_empty(), "then its marker");
+    assert!(
+        lab.driver
+            .leftovers(&req, LeftoverContext::AfterFailedAttempt)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(outside(a(), &dest).exists(), "the source disk is untouched");
+
+    // A file at the destination path that no marker of this VM vouches for: kept.
+    let file = outside(b(), &dest);
+    let other_vm = "0badc0de-0000-4000-8000-000000000001";
+    let other_marker = outside(b(), &format!("{dest}.vmove-{other_vm}"));
+    let our_marker = outside(b(), &format!("/var/lib/libvirt/images/{marker}"));
+    let as_leftover = Leftover {
+        host: HostId::new(b()),
+        kind: LeftoverKind::DiskImage,
+        what: dest.clone(),
+    };
+    std::fs::write(&file, b"someone else's data").unwrap();
+    for (case, ours, theirs) in [
+        ("no marker", false, false),
+        ("another VM's marker", false, true),
+        ("this VM's and another VM's marker", true, true),
+    ] {
+        let _ = std::fs::remove_file(&other_marker);
+        let _ = std::fs::remove_file(&our_marker);
+        if ours {
+            std::fs::write(&our_marker, b"").unwrap();
+        }
+        if theirs {
+            std::fs::write(&other_marker, b"").unwrap();
+        }
+        let left = lab
+            .driver
+            .leftovers(&req, LeftoverContext::AfterFailedAttempt)
+            .await
+            .unwrap();
+        assert!(
+            !left.iter().any(|l| l.what == dest),
+            "{case}: listed {left:?}"
+        );
+        let err = lab
+            .driver
+            .remove_leftover(&req, &as_leftover, LeftoverContext::AfterFailedAttempt)
+            .await
+            .unwrap_err();
+        assert!(
+            err.message.contains("not created by vmove"),
+            "{case}: {err}"
+        );
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            b"someone else's data",
+            "{case}"
+        );
+    }
+    std::fs::remove_file(&file).unwrap();
+    let _ = std::fs::remove_file(&our_marker);
+
+    // Another VM's marker on a free destination path: no pre-create there, nothing created.
+    let err = lab.driver.start_migration(&req).await.unwrap_err();
+    assert_eq!(err.class, ErrorClass::DestinationRefused, "{err}");
+    assert!(err.message.contains(other_vm), "{err}");
+    assert!(!file.exists() && markers_on(b(), &vm).is_empty());
+    std::fs::remove_file(&other_marker).unwrap();
+
+    // This VM's marker without its image (a crash between marker and image): listed, removed.
+    std::fs::write(&our_marker, b"").unwrap();
+    let left = lab
+        .driver
+        .leftovers(&req, LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap();
+    let marker_path = format!("/var/lib/libvirt/images/{marker}");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].what, marker_path);
+    lab.driver
+        .remove_leftover(&req, &left[0], LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap();
+    assert!(!our_marker.exists());
+
+    // A successful move: while it runs on the destination nothing of it is a leftover there
+    // (markers or not); once verified, its markers are gone.
+    let h = lab.driver.start_migration(&req).await.unwrap();
+    assert_eq!(lab.wait_end(&req, &h).await, MigrationStatus::Completed);
+    assert_eq!(markers_on(b(), &vm), vec![marker.clone()]);
+    assert!(
+        lab.driver
+            .leftovers(&req, LeftoverContext::AfterFailedAttempt)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the moved VM's disk looks like a leftover"
+    );
+    let v = lab.driver.verify(&req).await.unwrap();
+    assert!(v.is_proof(), "{v:?}");
+    assert!(
+        markers_on(b(), &vm).is_empty(),
+        "markers left after the move"
+    );
+    assert_eq!(virsh(b(), &["domstate", &name]).unwrap(), "running");
     lab.cleanup(&name);
 }
