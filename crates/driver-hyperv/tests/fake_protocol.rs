@@ -449,6 +449,14 @@ async fn one_connection_per_host_session_carries_every_request() {
         Some(1),
         "NTLM binds to the TCP connection: one per session"
     );
+    // NTLM's sealing header is its 16-byte signature.
+    let lens = fake.with(|w| w.calls.sealed_header_lens.clone());
+    assert_eq!(
+        lens.get(vmove_driver_hyperv::wsman::sealing::PROTOCOL)
+            .map(|s| s.iter().copied().collect::<Vec<_>>()),
+        Some(vec![16]),
+        "{lens:?}"
+    );
 }
 
 #[tokio::test]

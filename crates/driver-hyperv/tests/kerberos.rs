@@ -318,6 +318,15 @@ async fn kerberos_lists_and_moves_a_vm_over_http_with_kerberos_sealing() {
         "{sealed:?}"
     );
     assert_eq!(sealed.get(sealing::PROTOCOL), None, "{sealed:?}");
+    // The wrap token's size, as SSPI reports it for AES (cbSecurityTrailer): 16 header, 16
+    // confounder, 16 encrypted header copy, 12 checksum.
+    let lens = fake.with(|w| w.calls.sealed_header_lens.clone());
+    assert_eq!(
+        lens.get(sealing::PROTOCOL_KERBEROS)
+            .map(|s| s.iter().copied().collect::<Vec<_>>()),
+        Some(vec![60]),
+        "{lens:?}"
+    );
     // The tickets came from our KDC: an AS and a TGS exchange for each host's HTTP principal.
     let log = kdc.log();
     assert!(log.contains("AS_REQ"), "{log}");

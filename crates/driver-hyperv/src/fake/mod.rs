@@ -434,6 +434,13 @@ async fn handle(
     {
         let mut w = ctx.world.lock().unwrap_or_else(|p| p.into_inner());
         *w.calls.sealed.entry(protocol.to_owned()).or_default() += 1;
+        if let Some(n) = sealing::header_len(&body) {
+            w.calls
+                .sealed_header_lens
+                .entry(protocol.to_owned())
+                .or_default()
+                .insert(n);
+        }
     }
     let st = &mut *st;
     let unsealed = match (st.krb.as_mut(), st.ntlm.as_mut()) {

@@ -144,6 +144,8 @@ pub struct Calls {
     pub connections: BTreeMap<String, u32>,
     /// Sealed messages received, per protocol (`application/HTTP-...-session-encrypted`).
     pub sealed: BTreeMap<String, u32>,
+    /// The header (signature / wrap token) lengths seen in sealed messages, per protocol.
+    pub sealed_header_lens: BTreeMap<String, BTreeSet<usize>>,
     /// (host key, client principal) of each Kerberos logon accepted.
     pub kerberos_logons: Vec<(String, String)>,
 }

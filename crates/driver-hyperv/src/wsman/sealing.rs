@@ -118,6 +118,14 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
         .map(|p| p + from)
 }
 
+/// The length of the header (NTLM signature or Kerberos wrap token) a sealed message announces.
+pub fn header_len(body: &[u8]) -> Option<usize> {
+    let octet = b"\tContent-Type: application/octet-stream\r\n";
+    let start = find(body, octet, 0)? + octet.len();
+    let b = body.get(start..start + 4)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+}
+
 /// Unframes and unseals a message.
 pub fn unseal<C: Sspi>(ctx: &mut C, body: &[u8]) -> Result<Vec<u8>, SealError> {
     let len_key = b"Length=";
