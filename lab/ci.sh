@@ -26,11 +26,7 @@ VMOVE_BIN="${VMOVE_BIN:-$ROOT/target/release/vmove}"
 [ -x "$VMOVE_BIN" ] || (cd "$ROOT" && cargo build --workspace --all-features --locked --release --bins)
 export VMOVE_BIN VMOVE_E2E_KEEP=1
 passed=0; failed=0; failures=()
-# lab/crash.sh (kill -9 of vmove at 6 points, resume after each) is NOT run here yet: its safety
-# checks always hold, but its liveness check ("every VM moved") fails when a kill lands between
-# the driver pre-creating a destination image and the migration starting (the image cannot be
-# proven vmove's by a new process, so the retry refuses to overwrite it). See docs/journal.md.
-for s in e2e slots stall; do
+for s in e2e slots stall-net crash; do
   [ -f "$LAB_SCRIPTS/$s.sh" ] || continue
   log "lab script: $s.sh"
   if bash "$LAB_SCRIPTS/$s.sh"; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$s"); fi

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Crash test of `vmove` on real libvirt hosts: `kill -9` of the driving process at >= 5 points,
 # `vmove resume` after each. Safety: every VM runs on exactly one host with its disks' content
-# unchanged there (checksums), nothing of a moved VM left on the source, no attempt started twice
-# and nothing removed twice (from the journal). Liveness: every VM moved (the hosts have room and
-# nothing is injected). Exit 0 = every assertion held.
+# unchanged there (checksums), nothing of a moved VM left on the source, nothing of a failed
+# attempt and no provenance marker (`<image>.vmove-<uuid>`, libvirt driver) left on the
+# destination, no attempt started twice and nothing removed twice (from the journal). Liveness:
+# every VM moved (the hosts have room and nothing is injected). Exit 0 = every assertion held.
 #
 # Kill points (each waits for its moment in the journal, read with sqlite3 while the run goes):
 #   1 start      right after a start_migration intent is durable (the start may or may not have
@@ -21,7 +22,13 @@ export VMOVE_LAB_DIR="${VMOVE_LAB_DIR:-/var/tmp/vmove-lab-crash}"
 export VMOVE_LAB_HOSTS="${VMOVE_LAB_HOSTS:-hostC hostD}"
 source "$(dirname "$0")/common.sh"
 need_root
-command -v sqlite3 >/dev/null || die "sqlite3 is needed to watch the journal (apt-get install sqlite3)"
+# sqlite3 watches the journal while the run goes (not in lab/install.sh: only this script needs it).
+if ! command -v sqlite3 >/dev/null; then
+  log "installing sqlite3 (to watch the journal)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends sqlite3 >/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends sqlite3 >/dev/null; } \
+    || die "sqlite3 is needed to watch the journal (apt-get install sqlite3)"
+fi
 ROOT="$(cd "$LAB_SCRIPTS/.." && pwd)"
 read -r SRC DST _ <<<"$HOSTS"
 [ -n "$DST" ] || die "two lab hosts are needed (VMOVE_LAB_HOSTS)"
@@ -189,10 +196,18 @@ for key in "${!before[@]}"; do
   [ "$("$LAB_SCRIPTS/checksum.sh" "$h" "$p")" = "${before[$key]}" ] && ok "checksum $d $p on $h" || bad "checksum differs: $d $p on $h"
 done
 for d in $VMS; do
-  [ "${where[$d]:-}" = "$DST" ] || continue
-  left="$(cd "$(host_dir "$SRC")" && ls lib/images log/qemu | grep "^$d[-.]" || true)"
-  [ -z "$left" ] && ok "nothing of $d left on $SRC" || bad "left on $SRC: $(echo $left)"
+  if [ "${where[$d]:-}" = "$DST" ]; then
+    left="$(cd "$(host_dir "$SRC")" && ls lib/images log/qemu | grep "^$d[-.]" || true)"
+    [ -z "$left" ] && ok "nothing of $d left on $SRC" || bad "left on $SRC: $(echo $left)"
+  elif [ "${where[$d]:-}" = "$SRC" ]; then
+    left="$(cd "$(host_dir "$DST")" && ls lib/images | grep "^$d[-.]" || true)"
+    [ -z "$left" ] && ok "nothing of $d's failed attempts left on $DST" || bad "left on $DST: $(echo $left)"
+  fi
 done
+# Provenance markers (<image>.vmove-<uuid>) live only while an attempt is in flight or failed
+# and not yet cleaned: none may survive the run.
+markers="$(cd "$(host_dir "$DST")/lib/images" && ls | grep -F '.vmove-' || true)"
+[ -z "$markers" ] && ok "no provenance marker left on $DST" || bad "provenance markers left on $DST: $(echo $markers)"
 twice="$(q "SELECT vm||'#'||attempt FROM entries WHERE kind='intent' AND name='start_migration' GROUP BY vm, attempt HAVING count(*) > 1")"
 [ -z "$twice" ] && ok "no attempt started twice" || bad "attempts started twice: $twice"
 removed_twice="$(q "SELECT json_extract(i.body,'\$.leftover.what') FROM entries i JOIN entries o ON o.run_id = i.run_id AND o.answers = i.seq
