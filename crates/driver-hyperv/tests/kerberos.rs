@@ -614,3 +614,111 @@ async fn kerberos_over_https_authenticates_and_sends_plain_soap_inside_tls() {
         "TLS carries the messages unsealed: {sealed:?}"
     );
 }
+
+/// A venv with pypsrp and pyspnego's Kerberos back end (python-gssapi and krb5 over MIT libkrb5,
+/// built from PyPI: needs Debian's libkrb5-dev and a C compiler).
+fn kerberos_venv() -> Result<PathBuf, String> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pypsrp-krb-venv");
+    let py = dir.join("bin/python");
+    let ready = |py: &Path| {
+        Command::new(py)
+            .args(["-c", "import pypsrp, spnego._gss as g; assert g.HAS_GSSAPI"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if py.exists() && ready(&py) {
+        return Ok(py);
+    }
+    let st = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&dir)
+        .status()
+        .map_err(|e| format!("python3: {e}"))?;
+    if !st.success() {
+        return Err("python3 -m venv failed".into());
+    }
+    let st = Command::new(dir.join("bin/pip"))
+        .args(["install", "-q", "pypsrp>=0.8", "gssapi", "krb5"])
+        .status()
+        .map_err(|e| format!("pip: {e}"))?;
+    if !st.success() || !ready(&py) {
+        return Err(
+            "pip install pypsrp gssapi krb5 failed (PyPI reachable? libkrb5-dev installed?)".into(),
+        );
+    }
+    Ok(py)
+}
+
+/// An independent Kerberos client, MIT's GSSAPI through pypsrp/pyspnego, against the fake: its
+/// AP-REQ accepted, our AP-REP accepted by MIT (mutual authentication), and messages sealed by
+/// MIT's `gss_wrap_iov` unsealed by the fake and the fake's answers unwrapped by MIT. So the
+/// Kerberos framing (60-byte header, rotation, `Length`) is not only our client agreeing with our
+/// fake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pypsrp_over_mit_gssapi_authenticates_and_enumerates_with_kerberos_encryption() {
+    let pw = password();
+    let Some(kdc) = kdc_or_skip(&["hv1"], &pw) else {
+        return;
+    };
+    let py = match kerberos_venv() {
+        Ok(p) => p,
+        Err(e) => {
+            assert!(
+                std::env::var("VMOVE_REQUIRE_KERBEROS").is_err(),
+                "VMOVE_REQUIRE_KERBEROS is set but pypsrp with Kerberos is not available: {e}"
+            );
+            eprintln!("\n*** SKIPPED pypsrp Kerberos cross-check: {e} ***\n");
+            println!("SKIPPED pypsrp Kerberos cross-check: {e}");
+            return;
+        }
+    };
+    let mut w = common::world();
+    w.add_vm("hv1", "py-a", true, 256, &[1], "E:\\VMs\\py-a");
+    w.add_vm("hv1", "py-b", false, 256, &[1], "E:\\VMs\\py-b");
+    let kerberos = FakeKerberos::from_keytab(
+        &kdc.keytab,
+        &format!("{USER}@{REALM}"),
+        &[("hv1", &spn("hv1"))],
+    )
+    .unwrap();
+    let fake = FakeHyperV::start_with_kerberos(w, &common::creds(), kerberos)
+        .await
+        .unwrap();
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/pypsrp_kerberos_check.py");
+    let ccache = kdc.dir.join("ccache");
+    let out = tokio::process::Command::new(py)
+        .arg(script)
+        .args([
+            fake.addr("hv1").unwrap().port().to_string(),
+            "hv1.vmove.test".into(),
+        ])
+        .env("VMOVE_HYPERV_USER", format!("{USER}@{REALM}"))
+        .env("VMOVE_HYPERV_PASSWORD", &pw)
+        .env("KRB5_CONFIG", kdc.dir.join("krb5.conf"))
+        .env("KRB5CCNAME", format!("FILE:{}", ccache.display()))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "pypsrp failed:\n{stdout}\n{stderr}");
+    assert!(!stdout.contains(&pw) && !stderr.contains(&pw));
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["names"], serde_json::json!(["py-a", "py-b"]), "{v}");
+    assert_eq!(v["encryption"], sealing::PROTOCOL, "{v}");
+    let (logons, lens) = fake.with(|w| {
+        (
+            w.calls.kerberos_logons.clone(),
+            w.calls.sealed_header_lens.clone(),
+        )
+    });
+    assert_eq!(logons, vec![("hv1".to_string(), format!("{USER}@{REALM}"))]);
+    // MIT's wrap token for AES is as long as ours (see the sealing test above).
+    assert_eq!(
+        lens.get(sealing::PROTOCOL)
+            .map(|s| s.iter().copied().collect::<Vec<_>>()),
+        Some(vec![60]),
+        "{lens:?}"
+    );
+}
