@@ -4,7 +4,9 @@
 //! VMOVE_HYPERV_LIVE_HOST=hv1.lab.example      # source host (required)
 //! VMOVE_HYPERV_LIVE_DEST=hv2.lab.example      # destination host (for the move test)
 //! VMOVE_HYPERV_LIVE_TRANSPORT=https|http      # default https
-//! VMOVE_HYPERV_LIVE_AUTH=negotiate|ntlm|basic # default negotiate
+//! VMOVE_HYPERV_LIVE_AUTH=negotiate|ntlm|basic|kerberos # default negotiate
+//! VMOVE_HYPERV_LIVE_REALM=CORP.EXAMPLE        # Kerberos realm (negotiate then uses Kerberos)
+//! VMOVE_HYPERV_LIVE_KDC=dc1.corp.example:88   # optional (else krb5.conf / DNS SRV)
 //! VMOVE_HYPERV_LIVE_CA_FILE=/path/ca.pem      # optional
 //! VMOVE_HYPERV_LIVE_VM=<GUID>                 # a DISPOSABLE VM on the source to move (move test)
 //! VMOVE_HYPERV_LIVE_PATH='E:\vmove-live'      # destination base folder (move test)
@@ -39,6 +41,12 @@ fn host_table(address: &str) -> toml::Table {
     );
     if let Some(ca) = env("VMOVE_HYPERV_LIVE_CA_FILE") {
         t.insert("ca_file".into(), ca.into());
+    }
+    if let Some(realm) = env("VMOVE_HYPERV_LIVE_REALM") {
+        t.insert("realm".into(), realm.into());
+    }
+    if let Some(kdc) = env("VMOVE_HYPERV_LIVE_KDC") {
+        t.insert("kdc".into(), kdc.into());
     }
     t
 }
