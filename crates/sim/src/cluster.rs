@@ -58,6 +58,19 @@ impl HostSpec {
     }
 }
 
+/// How migrations on one route (source -> destination) behave beyond the hosts' figures
+/// (set with [`SimCluster::set_route`]; `vmove plan` fits it from measured migrations).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Fixed time every migration on this route takes besides moving bytes (setting up,
+    /// switching over, noticing the end), ms. It comes first; meanwhile the migration moves no
+    /// bytes and takes no share of either host's NIC. 0: none (the model as it was).
+    pub overhead_ms: u64,
+    /// The most one migration on this route moves per second, bytes/s (`None`: the hosts'
+    /// stream caps).
+    pub stream_cap_bytes_per_sec: Option<u64>,
+}
+
 /// One disk of a simulated VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DiskSpec {
@@ -311,8 +324,14 @@ struct Vm {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
+    /// The route's fixed overhead, until the given time (only when the route has one).
+    Setup {
+        until: Time,
+    },
     Disk,
-    Memory { round: u32 },
+    Memory {
+        round: u32,
+    },
     Ended,
 }
 
@@ -372,6 +391,8 @@ pub struct SimCluster {
     edges: Vec<Time>,
     edge_cursor: usize,
     mid: Vec<MidFault>,
+    /// Per (source, destination) index pair: the route's overhead and cap (none: defaults).
+    routes: HashMap<(usize, usize), RouteSpec>,
 }
 
 /// Default allowed downtime of the final stop-and-copy, ms (QEMU's default is 300 ms).
@@ -421,6 +442,7 @@ impl SimCluster {
             edges: Vec::new(),
             edge_cursor: 0,
             mid: Vec::new(),
+            routes: HashMap::new(),
         };
         for h in hosts {
             c.add_host(h)?;
@@ -601,6 +623,34 @@ impl SimCluster {
         }
         self.clean_wakes();
         Ok(())
+    }
+
+    /// Sets how migrations from `source` to `destination` behave (see [`RouteSpec`]); applies
+    /// to migrations started afterwards.
+    pub fn set_route(
+        &mut self,
+        source: &HostId,
+        destination: &HostId,
+        route: RouteSpec,
+    ) -> Result<(), SimError> {
+        let idx = |h: &HostId| {
+            self.host_idx(h).ok_or_else(|| SimError::UnknownHost {
+                what: "a route".into(),
+                host: h.clone(),
+            })
+        };
+        let (s, d) = (idx(source)?, idx(destination)?);
+        if route.stream_cap_bytes_per_sec == Some(0) {
+            return Err(SimError::NoBandwidth(source.clone()));
+        }
+        self.routes.insert((s, d), route);
+        Ok(())
+    }
+
+    /// The route's figures, if set.
+    pub fn route(&self, source: &HostId, destination: &HostId) -> Option<RouteSpec> {
+        let (s, d) = (self.host_idx(source)?, self.host_idx(destination)?);
+        self.routes.get(&(s, d)).copied()
     }
 
     /// Puts a file nobody here owns at `path` on `host` (for the "never overwrite" checks).
@@ -1354,6 +1404,7 @@ impl SimCluster {
             );
         }
         self.hosts[dst].used_memory += need_mem;
+        let overhead = self.routes.get(&(src, dst)).map_or(0, |r| r.overhead_ms);
         let spec = &self.vms[v].spec;
         let handle = MigrationHandle(format!("sim-{m}/{}/{}", req.run_id, req.attempt));
         self.migs.push(Mig {
@@ -1362,8 +1413,14 @@ impl SimCluster {
             vm: v,
             src,
             dst,
-            stage: Stage::Disk,
-            stage_total: spec.disk_bytes(),
+            stage: if overhead > 0 {
+                Stage::Setup {
+                    until: Time(self.now.0 + overhead),
+                }
+            } else {
+                Stage::Disk
+            },
+            stage_total: if overhead > 0 { 0 } else { spec.disk_bytes() },
             stage_done: 0,
             round_started: self.now,
             updated: self.now,
@@ -1395,6 +1452,10 @@ impl SimCluster {
         self.note_peak(dst);
         self.reshare(src);
         self.reshare(dst);
+        if overhead > 0 {
+            // Rate 0 during the overhead: resharing did not schedule it.
+            self.schedule(m);
+        }
         m
     }
 
@@ -1414,21 +1475,31 @@ impl SimCluster {
 
     fn share(&self, m: usize) -> u64 {
         let mg = &self.migs[m];
-        if mg.hung {
+        if mg.hung || matches!(mg.stage, Stage::Setup { .. }) {
             return 0;
         }
         let per = |h: usize| {
             let host = &self.hosts[h];
-            let n = host.active.len() as u64 + u64::from(self.foreign_now(h));
+            // Migrations in their fixed overhead move no bytes: they take no share.
+            let moving = if self.routes.is_empty() {
+                host.active.len()
+            } else {
+                host.active
+                    .iter()
+                    .filter(|&&x| !matches!(self.migs[x].stage, Stage::Setup { .. }))
+                    .count()
+            };
+            let n = moving as u64 + u64::from(self.foreign_now(h));
             host.spec.nic_bytes_per_sec / n.max(1)
         };
         let s = &self.hosts[mg.src].spec;
         let d = &self.hosts[mg.dst].spec;
-        s.stream_cap_bytes_per_sec
-            .min(d.stream_cap_bytes_per_sec)
-            .min(per(mg.src))
-            .min(per(mg.dst))
-            .max(1)
+        let cap = self
+            .routes
+            .get(&(mg.src, mg.dst))
+            .and_then(|r| r.stream_cap_bytes_per_sec)
+            .unwrap_or(s.stream_cap_bytes_per_sec.min(d.stream_cap_bytes_per_sec));
+        cap.min(per(mg.src)).min(per(mg.dst)).max(1)
     }
 
     /// Recomputes the rate of every migration touching host `h` and reschedules them.
@@ -1450,7 +1521,11 @@ impl SimCluster {
         let mg = &mut self.migs[m];
         mg.epoch += 1;
         let mut at: Option<Time> = None;
-        if mg.rate > 0 && !mg.hung {
+        if let Stage::Setup { until } = mg.stage {
+            if !mg.hung {
+                at = Some(until);
+            }
+        } else if mg.rate > 0 && !mg.hung {
             let rem = u128::from(mg.stage_total - mg.stage_done);
             let ms = (rem * 1000).div_ceil(u128::from(mg.rate)) as u64;
             at = Some(Time(now.0 + ms));
@@ -1513,6 +1588,22 @@ impl SimCluster {
             return None;
         }
         match mg.stage {
+            Stage::Setup { until } => {
+                if now < until {
+                    self.schedule(m);
+                    return None;
+                }
+                let (src, dst) = (mg.src, mg.dst);
+                let mg = &mut self.migs[m];
+                mg.stage = Stage::Disk;
+                mg.stage_total = mg.disk_total;
+                mg.stage_done = 0;
+                mg.round_started = now;
+                // It now takes a share of both NICs: every rate there changes.
+                self.reshare(src);
+                self.reshare(dst);
+                None
+            }
             Stage::Disk => {
                 if mg.mem_total == 0 {
                     return Some(self.end_migration(m, MigrationStatus::Completed));
@@ -1615,6 +1706,7 @@ impl SimCluster {
         let stage_done = mg.stage_done + extra;
         let sent = mg.sent + extra;
         let (remaining, iteration) = match mg.stage {
+            Stage::Setup { .. } => (mg.disk_total + mg.mem_total, None),
             Stage::Disk => (mg.disk_total - stage_done + mg.mem_total, None),
             Stage::Memory { round } => (mg.stage_total - stage_done, Some(round + 1)),
             Stage::Ended => (0, None),

@@ -20,8 +20,8 @@ pub mod run;
 pub mod scenarios;
 
 pub use cluster::{
-    DiskSpec, Faults, ForeignWindow, HostSpec, MidFault, MigrationEnd, SimCluster, SimError,
-    StartFault, VmSpec, Window,
+    DiskSpec, Faults, ForeignWindow, HostSpec, MidFault, MigrationEnd, RouteSpec, SimCluster,
+    SimError, StartFault, VmSpec, Window,
 };
 pub use driver::{SimClock, SimDriver};
 pub use run::{Exec, SimOptions, SimOutcome, SimRunError, Step, simulate, simulate_observed};

@@ -3,8 +3,8 @@
 //! schedule's makespan.
 
 use crate::cluster::{
-    DEFAULT_DOWNTIME_MS, DiskSpec, Faults, ForeignWindow, GIB, HostSpec, MIB, MidFault, SimCluster,
-    SimError, StartFault, VmSpec, Window,
+    DEFAULT_DOWNTIME_MS, DiskSpec, Faults, ForeignWindow, GIB, HostSpec, MIB, MidFault, RouteSpec,
+    SimCluster, SimError, StartFault, VmSpec, Window,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -484,6 +484,12 @@ pub struct Assumptions {
     pub backup_duration: Duration,
     /// The default host limit (for hosts that report none).
     pub default_limit: u32,
+    /// Per host: its aggregate migration throughput, bytes/s, shared by the migrations touching
+    /// it (measured; overrides `nic_bytes_per_sec` for that host).
+    pub host_nic: BTreeMap<HostId, u64>,
+    /// Per (source, destination): the route's fixed overhead and one migration's cap (measured).
+    /// Routes naming a host that is not observed are ignored.
+    pub routes: BTreeMap<(HostId, HostId), RouteSpec>,
 }
 
 impl Assumptions {
@@ -496,6 +502,8 @@ impl Assumptions {
             foreign_duration: Duration::from_secs(300),
             backup_duration: Duration::from_secs(900),
             default_limit: 2,
+            host_nic: BTreeMap::new(),
+            routes: BTreeMap::new(),
         }
     }
 }
@@ -539,9 +547,10 @@ pub fn from_observed(hosts: &[ObservedHost], a: &Assumptions) -> Result<SimClust
             migration_limit: h.info.migration_limit,
             memory_bytes: h.info.free_memory_bytes + used_mem,
             disk_bytes: h.info.free_disk_bytes + used_disk,
-            nic_bytes_per_sec: a
-                .nic_bytes_per_sec
-                .unwrap_or(a.bandwidth.saturating_mul(u64::from(limit))),
+            nic_bytes_per_sec: a.host_nic.get(&h.id).copied().unwrap_or_else(|| {
+                a.nic_bytes_per_sec
+                    .unwrap_or(a.bandwidth.saturating_mul(u64::from(limit)))
+            }),
             stream_cap_bytes_per_sec: a.bandwidth,
         });
         let moving = h.vms.iter().filter(|v| v.activity.is_migration()).count() as u32;
@@ -586,7 +595,13 @@ pub fn from_observed(hosts: &[ObservedHost], a: &Assumptions) -> Result<SimClust
             vms.push(s);
         }
     }
-    SimCluster::new(specs, vms, faults)
+    let mut cluster = SimCluster::new(specs, vms, faults)?;
+    for ((src, dst), route) in &a.routes {
+        if cluster.host_spec(src).is_some() && cluster.host_spec(dst).is_some() {
+            cluster.set_route(src, dst, *route)?;
+        }
+    }
+    Ok(cluster)
 }
 
 /// Bytes and milliseconds one live migration takes alone at `rate`, following the cluster's

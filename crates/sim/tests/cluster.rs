@@ -325,3 +325,62 @@ fn a_hung_migration_stops_progressing_and_can_be_aborted() {
     ));
     assert_eq!(c.vm_migrating_to(&vm.id), None);
 }
+
+#[test]
+fn a_route_overhead_delays_each_migration_by_exactly_that_and_takes_no_bandwidth_meanwhile() {
+    use vmove_sim::RouteSpec;
+    let vm = VmSpec::running("v", "a", 0).with_disk(GIB);
+    let alone_ms = GIB * 1000 / RATE;
+    // Overhead 0 (the default) is the model as it was.
+    let mut c = SimCluster::new(hosts(), vec![vm.clone()], Faults::default()).unwrap();
+    c.start_migration(&req(&vm, 1)).unwrap();
+    let (at, _) = run_to_end(&mut c, Time(3_600_000)).unwrap();
+    assert!(at.0.abs_diff(alone_ms) <= 1, "{} vs {alone_ms}", at.0);
+    // 1.5 s of overhead and a 100 MB/s cap on the route.
+    let mut c = SimCluster::new(hosts(), vec![vm.clone()], Faults::default()).unwrap();
+    let (a, b) = (HostId::new("a"), HostId::new("b"));
+    let route = RouteSpec {
+        overhead_ms: 1500,
+        stream_cap_bytes_per_sec: Some(100_000_000),
+    };
+    c.set_route(&a, &b, route).unwrap();
+    assert_eq!(c.route(&a, &b), Some(route));
+    assert_eq!(c.route(&b, &a), None);
+    c.start_migration(&req(&vm, 1)).unwrap();
+    let (at, status) = run_to_end(&mut c, Time(3_600_000)).unwrap();
+    assert_eq!(status, MigrationStatus::Completed);
+    let expect = 1500 + GIB * 1000 / 100_000_000;
+    assert!(at.0.abs_diff(expect) <= 1, "{} vs {expect}", at.0);
+    // Two migrations, the second started during the first's overhead: the first moves alone at
+    // the full NIC share until the second's overhead ends.
+    let vms: Vec<VmSpec> = (0..2)
+        .map(|i| VmSpec::running(format!("w{i}"), "a", 0).with_disk(GIB))
+        .collect();
+    let one_nic = |h: &str| HostSpec {
+        nic_bytes_per_sec: 100_000_000,
+        stream_cap_bytes_per_sec: 100_000_000,
+        ..HostSpec::new(h)
+    };
+    let mut c = SimCluster::new(
+        vec![one_nic("a"), one_nic("b")],
+        vms.clone(),
+        Faults::default(),
+    )
+    .unwrap();
+    c.set_route(
+        &a,
+        &b,
+        RouteSpec {
+            overhead_ms: 1000,
+            stream_cap_bytes_per_sec: None,
+        },
+    )
+    .unwrap();
+    c.start_migration(&req(&vms[0], 1)).unwrap();
+    c.advance_to(Time(1000));
+    c.start_migration(&req(&vms[1], 1)).unwrap();
+    // w0: 1 s overhead, 1 s alone at 100 MB/s (100 MB), then shared at 50 MB/s.
+    let (at, _) = run_to_end(&mut c, Time(3_600_000)).unwrap();
+    let expect = 2000 + (GIB - 100_000_000) * 1000 / 50_000_000;
+    assert!(at.0.abs_diff(expect) <= 2, "{} vs {expect}", at.0);
+}
