@@ -24,8 +24,8 @@ pub fn realm_of(u: &Username) -> Option<&str> {
 /// Kerberos settings of one host.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KerberosOptions {
-    /// The realm (`CORP.EXAMPLE`). When absent, the user must name it (`user@REALM` or
-    /// `REALM\user`).
+    /// The realm (`CORP.EXAMPLE`); it wins over a domain in the user name. When absent, the
+    /// user must name it (`user@REALM` or `REALM\user`).
     pub realm: Option<String>,
     /// The KDC: `host:port`, `tcp://host:port` or `udp://host:port`. When absent `sspi` looks in
     /// `SSPI_KDC_URL`, krb5.conf (`KRB5_CONFIG`) and DNS (`_kerberos._tcp.<realm>` SRV).
@@ -50,10 +50,12 @@ impl KerberosOptions {
     /// The user as `sspi` needs it: the account and the realm (upper case).
     pub fn principal(&self, user: &str) -> Result<Username, String> {
         let parsed = Username::parse(user).map_err(|e| format!("bad user name: {e}"))?;
-        let realm = match (realm_of(&parsed), &self.realm) {
-            (Some(d), _) => d.to_uppercase(),
-            (None, Some(r)) => r.to_uppercase(),
-            (None, None) => {
+        // A configured realm wins: `CORP\user` names the NetBIOS domain and `user@corp.com` may
+        // carry an alternative UPN suffix, neither of which need be the realm.
+        let realm = match (&self.realm, realm_of(&parsed)) {
+            (Some(r), _) => r.to_uppercase(),
+            (None, Some(d)) if !d.is_empty() => d.to_uppercase(),
+            _ => {
                 return Err(format!(
                     "Kerberos needs a realm: set `realm` or give the user as user@REALM (got {user:?})"
                 ));
@@ -322,7 +324,17 @@ mod tests {
         let u = o.principal("ops").unwrap();
         assert_eq!(u.account_name(), "ops");
         assert_eq!(realm_of(&u), Some("CORP.EXAMPLE"));
+        // The configured realm wins over a NetBIOS domain or another UPN suffix.
         let u = o.principal("ops@lab.example").unwrap();
+        assert_eq!(realm_of(&u), Some("CORP.EXAMPLE"));
+        let u = o.principal("CORP\\ops").unwrap();
+        assert_eq!(
+            (u.account_name(), realm_of(&u)),
+            ("ops", Some("CORP.EXAMPLE"))
+        );
+        let u = KerberosOptions::default()
+            .principal("ops@lab.example")
+            .unwrap();
         assert_eq!(realm_of(&u), Some("LAB.EXAMPLE"));
         let u = KerberosOptions::default().principal("LAB\\ops").unwrap();
         assert_eq!(realm_of(&u), Some("LAB"));
