@@ -149,10 +149,22 @@ pub struct Common {
     /// Plain lines even on a terminal (no progress bars).
     #[arg(long, global = true)]
     pub plain: bool,
-    /// `plan`: the transfer rate one migration is assumed to reach, MB/s (the hosts do not
-    /// report it).
-    #[arg(long, global = true, value_name = "MB/S", default_value_t = 125)]
-    pub plan_bandwidth: u64,
+    /// `plan`: the transfer rate of one migration, MB/s [default: fitted from the journal's
+    /// past migrations on the same route, else 125].
+    #[arg(long, global = true, value_name = "MB/S")]
+    pub plan_bandwidth: Option<u64>,
+    /// `plan`: the fixed time each migration takes besides moving bytes, seconds [default:
+    /// fitted from the journal, else 0].
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub plan_overhead: Option<f64>,
+    /// `plan`: what a host moves in all when several migrations run at once, MB/s [default:
+    /// fitted from the journal, else the host's limit x the per-migration rate].
+    #[arg(long, global = true, value_name = "MB/S")]
+    pub plan_aggregate: Option<u64>,
+    /// `plan`: how many of the journal's newest runs to fit the figures from (0: none, use the
+    /// flags and defaults).
+    #[arg(long, global = true, value_name = "RUNS", default_value_t = 20)]
+    pub plan_history: usize,
     /// Do not journal this run (it cannot be resumed, watched or aborted from elsewhere).
     #[arg(long, global = true)]
     pub no_journal: bool,

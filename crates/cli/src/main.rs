@@ -9,6 +9,7 @@
 //! - [`request`]: a command's selection + config -> the core's `RunSpec`.
 //! - [`drivers`]: the driver factory (the only file that knows the driver crates).
 //! - [`simrun`]: `demo` and `plan` on the simulated cluster.
+//! - [`calibrate`]: `plan`'s per-route figures, fitted from the journal's past migrations.
 //! - [`simstate`]: sim hosts kept in a state file (`state_file`), so they outlive the process.
 //! - [`runs`]: the journal: journaling a run, `resume`, `status`, `abort`, `history`, `report`.
 //! - [`output`]: progress bars or plain lines, the summary table, `--report`.
@@ -18,6 +19,7 @@
 //! run, 130 interrupted.
 
 mod args;
+mod calibrate;
 mod config;
 mod drivers;
 mod output;

@@ -2,23 +2,25 @@
 //!
 //! - `demo` evacuates a built-in cluster through the REAL runtime, with a [`SimDriver`] whose
 //!   clock is real time sped up so the run lasts about 30 s (`--speed` multiplies that).
-//! - `plan` builds a simulated copy of the real hosts from what their drivers report, runs the
-//!   plan on it in virtual time, and prints the order, destinations and an ETA.
+//! - `plan` builds a simulated copy of the real hosts from what their drivers report, calibrated
+//!   per route from the journal's past migrations ([`crate::calibrate`]), runs the plan on it in
+//!   virtual time, and prints the figures it used, the order, destinations and an ETA.
 
 use crate::args::{Common, DemoArgs};
+use crate::calibrate::{Calibration, Method, RouteFit};
 use crate::output::{Record, fmt_eta, fmt_time};
 use crate::settings::Effective;
 use anyhow::{Context, Result, anyhow};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use vmove_core::event::EventKind;
-use vmove_core::{Core, RunSpec, Settings, Time, fmt_bytes};
+use vmove_core::{Core, HostId, RunSpec, Settings, Time, fmt_bytes};
 use vmove_driver::Driver;
 use vmove_runtime::{Drivers, RuntimeOptions};
 use vmove_sim::scenarios::{
     self, Assumptions, DEMO_SPEED, Demo, ObservedHost, Scenario, from_observed,
 };
-use vmove_sim::{SimClock, SimCluster, SimDriver, SimOptions, simulate};
+use vmove_sim::{RouteSpec, SimClock, SimCluster, SimDriver, SimOptions, simulate};
 
 /// About how long the demo lasts in real time at `--speed 1`.
 const DEMO_SECONDS: f64 = 31.0;
@@ -82,7 +84,7 @@ async fn observed_cluster(
     spec: &RunSpec,
     drivers: &Drivers,
     eff: &Effective,
-    bandwidth: u64,
+    mut a: Assumptions,
 ) -> Result<SimCluster> {
     let mut involved = BTreeSet::new();
     for s in &spec.sources {
@@ -106,7 +108,6 @@ async fn observed_cluster(
             .with_context(|| format!("host `{h}` could not list its VMs"))?;
         observed.push(ObservedHost { id: h, info, vms });
     }
-    let mut a = Assumptions::with_bandwidth(bandwidth);
     a.default_limit = eff.settings.default_host_limit;
     from_observed(&observed, &a).context("the hosts' figures do not make a cluster")
 }
@@ -118,11 +119,25 @@ pub async fn plan(
     eff: &Effective,
     common: &Common,
 ) -> Result<u8> {
-    if common.plan_bandwidth == 0 {
+    if common.plan_bandwidth == Some(0) {
         anyhow::bail!("flag `--plan-bandwidth` must be at least 1 (MB/s)");
     }
-    let bandwidth = common.plan_bandwidth.saturating_mul(1_000_000);
-    let cluster = observed_cluster(&spec, drivers, eff, bandwidth).await?;
+    if common.plan_aggregate == Some(0) {
+        anyhow::bail!("flag `--plan-aggregate` must be at least 1 (MB/s)");
+    }
+    if let Some(o) = common.plan_overhead
+        && !(o.is_finite() && o >= 0.0)
+    {
+        anyhow::bail!("flag `--plan-overhead` must be 0 or more seconds, not {o}");
+    }
+    let path = crate::runs::journal_path(eff)?;
+    let history = common.plan_history;
+    let calibration =
+        tokio::task::spawn_blocking(move || Calibration::from_journal(&path, history))
+            .await
+            .context("the calibration task failed")??;
+    let (assumptions, header, tail_ms) = assumptions_for(&spec, &calibration, common);
+    let cluster = observed_cluster(&spec, drivers, eff, assumptions).await?;
     let out = simulate(spec, cluster, SimOptions::default())
         .map_err(|e| anyhow!("the plan could not be simulated: {e}"))?;
     let mut rec = Record::new("plan");
@@ -133,11 +148,7 @@ pub async fn plan(
     if common.json {
         print!("{}", out.ndjson());
     }
-    let mut text = format!(
-        "Plan (simulated on the hosts' current figures; assumed: {} MB/s per migration \
-         (--plan-bandwidth), 10 MiB/s guest dirty rate, running backups last 15 more minutes):\n",
-        common.plan_bandwidth
-    );
+    let mut text = header;
     let mut starts: Vec<(Time, String, String, String)> = Vec::new();
     let mut seen = BTreeSet::new();
     for e in &out.events {
@@ -177,9 +188,11 @@ pub async fn plan(
             r.reason.clone().unwrap_or_else(|| r.outcome.clone())
         ));
     }
+    let eta = out.makespan.since_epoch() + std::time::Duration::from_millis(tail_ms);
     text.push_str(&format!(
-        "ETA: {} for {} VMs ({} would move)\n",
-        fmt_eta(out.makespan.since_epoch()),
+        "ETA: {} ({:.1} s) for {} VMs ({} would move)\n",
+        fmt_eta(eta),
+        eta.as_secs_f64(),
         rec.vms.len(),
         rec.moved
     ));
@@ -197,4 +210,160 @@ pub async fn plan(
         rec.write(path)?;
     }
     Ok(if rec.outcome == "all_moved" { 0 } else { 2 })
+}
+
+/// Default rate of one migration when neither the journal nor `--plan-bandwidth` says, MB/s.
+const DEFAULT_MB_S: u64 = 125;
+
+fn mb(bytes_per_sec: u64) -> String {
+    if bytes_per_sec >= crate::calibrate::UNLIMITED {
+        return "no measurable cost per byte".to_owned();
+    }
+    if bytes_per_sec.is_multiple_of(1_000_000) {
+        return format!("{} MB/s", bytes_per_sec / 1_000_000);
+    }
+    format!("{:.1} MB/s", bytes_per_sec as f64 / 1e6)
+}
+
+/// The simulator's assumptions for the plan's routes, from the calibration and the flags (flags
+/// win), the header that says which figures were used and where they came from, and the time
+/// to add to the simulated makespan (run start-up and the last VM's verification and clean-up,
+/// which the simulator does not spend).
+fn assumptions_for(
+    spec: &RunSpec,
+    cal: &Calibration,
+    common: &Common,
+) -> (Assumptions, String, u64) {
+    let flag_rate = common.plan_bandwidth.map(|b| b.saturating_mul(1_000_000));
+    let flag_agg = common.plan_aggregate.map(|b| b.saturating_mul(1_000_000));
+    let flag_overhead = common.plan_overhead.map(|s| (s * 1000.0).round() as u64);
+    let mut routes: Vec<(HostId, HostId)> = Vec::new();
+    for s in &spec.sources {
+        for d in &s.destinations {
+            if !routes.contains(&(s.host.clone(), d.clone())) {
+                routes.push((s.host.clone(), d.clone()));
+            }
+        }
+    }
+    let fits: Vec<Option<&RouteFit>> = routes.iter().map(|r| cal.routes.get(r)).collect();
+    let default_rate = flag_rate
+        .or_else(|| fits.iter().flatten().map(|f| f.stream).max())
+        .unwrap_or(DEFAULT_MB_S * 1_000_000);
+    let mut a = Assumptions::with_bandwidth(default_rate);
+    // A fitted rate already holds the real pre-copy rounds (it was measured over disk + one
+    // pass of memory): with every route fitted, the simulator adds no dirty-page rounds.
+    let all_fitted = fits.iter().all(Option::is_some);
+    if all_fitted {
+        a.dirty_rate = 0;
+    }
+    let mut text = format!(
+        "Plan (simulated on the hosts' current figures; per-migration figures from {}):\n",
+        cal.origin
+    );
+    let mut finish = 0u64;
+    let mut any_default = false;
+    for ((src, dst), fit) in routes.iter().zip(&fits) {
+        let rate = flag_rate.or(fit.map(|f| f.stream)).unwrap_or(default_rate);
+        let overhead = flag_overhead.or(fit.map(|f| f.overhead_ms)).unwrap_or(0);
+        let aggregate = flag_agg.or(fit.and_then(|f| f.aggregate));
+        a.routes.insert(
+            (src.clone(), dst.clone()),
+            RouteSpec {
+                overhead_ms: overhead,
+                stream_cap_bytes_per_sec: Some(rate.max(1)),
+            },
+        );
+        for h in [src, dst] {
+            // Without a measured aggregate, concurrent migrations are assumed not to slow each
+            // other down (each gets `rate`; the host's limit caps how many run).
+            let nic = aggregate.unwrap_or(rate.saturating_mul(64)).max(1);
+            let e = a.host_nic.entry(h.clone()).or_insert(nic);
+            *e = (*e).max(nic);
+        }
+        finish = finish.max(fit.and_then(|f| f.finish_ms).unwrap_or(0));
+        let src_of = |flag: bool, measured: bool| {
+            if flag {
+                " (flag)"
+            } else if measured {
+                ""
+            } else {
+                " (DEFAULT)"
+            }
+        };
+        let line = match fit {
+            Some(f) => format!(
+                "  {src} -> {dst}: {n} migrations measured ({alone} alone, up to {k:.1} at once; {how}): \
+                 {o:.2} s fixed{of} + bytes at {r} per migration{rf}, {agg}; dirty rate {d}{dn}; \
+                 {fin:.2} s to verify and clean up\n",
+                n = f.samples,
+                alone = f.alone,
+                k = f.max_concurrency,
+                how = match f.method {
+                    Method::Regression => "fixed cost and rate from a line through their sizes",
+                    Method::FixedOnly => "bigger ones took no longer: their time is fixed cost",
+                    Method::StartLatency =>
+                        "sizes too alike to separate: fixed cost = measured start latency",
+                },
+                o = overhead as f64 / 1000.0,
+                of = src_of(flag_overhead.is_some(), true),
+                r = mb(rate),
+                rf = src_of(flag_rate.is_some(), true),
+                agg = match (flag_agg, f.aggregate) {
+                    (Some(x), _) => format!("{} in all when several run (flag)", mb(x)),
+                    (None, Some(x)) => format!("{} in all when several run", mb(x)),
+                    (None, None) => "several at once never measured: assumed not to slow each \
+                                     other (DEFAULT)"
+                        .to_owned(),
+                },
+                d = f.dirty_rate.map_or_else(
+                    || "not reported".to_owned(),
+                    |d| { format!("{}/s", fmt_bytes(d)) }
+                ),
+                dn = if all_fitted {
+                    " (its rounds are in the measured rate)"
+                } else {
+                    " (10 MiB/s assumed: a route has no history)"
+                },
+                fin = f.finish_ms.unwrap_or(0) as f64 / 1000.0,
+            ),
+            None => {
+                any_default = true;
+                format!(
+                    "  {src} -> {dst}: no past migrations on this route: DEFAULTS used: {r} per \
+                     migration{rf} (--plan-bandwidth), {o:.2} s fixed{of} (--plan-overhead), {agg} \
+                     (--plan-aggregate), {d}/s dirty rate\n",
+                    r = mb(rate),
+                    rf = src_of(flag_rate.is_some(), false),
+                    o = overhead as f64 / 1000.0,
+                    of = src_of(flag_overhead.is_some(), false),
+                    agg = match flag_agg {
+                        Some(x) => format!("{} in all when several run (flag)", mb(x)),
+                        None => "several at once do not slow each other (DEFAULT)".to_owned(),
+                    },
+                    d = fmt_bytes(a.dirty_rate),
+                )
+            }
+        };
+        text.push_str(&line);
+    }
+    let startup = cal.startup_ms.unwrap_or(0);
+    text.push_str(&format!(
+        "  also assumed: running backups last 15 more minutes; migrations seen in flight 5 more \
+         minutes{}{}\n",
+        if any_default {
+            "; a route without history: move a few VMs (any run is journaled) to calibrate it"
+        } else {
+            ""
+        },
+        if startup > 0 || finish > 0 {
+            format!(
+                "; the ETA adds {:.2} s to start and {:.2} s to verify the last VM (measured)",
+                startup as f64 / 1000.0,
+                finish as f64 / 1000.0
+            )
+        } else {
+            String::new()
+        }
+    ));
+    (a, text, startup + finish)
 }

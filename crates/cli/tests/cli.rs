@@ -785,3 +785,97 @@ fn runs_are_journaled_by_default_under_the_user_data_dir_and_not_with_no_journal
     r.expect_code(1);
     assert!(r.stderr.contains("no unfinished run"), "{}", r.stderr);
 }
+
+/// Two sim hosts at 50x with VMs of different sizes and no dirty pages: `a` -> `b` at 100 MB/s.
+const SIM_CAL: &str = r#"
+[defaults]
+progress_interval = "2s"
+[hosts.a]
+driver = "sim"
+speed = 50
+migration_limit = 1
+stream_mb_s = 100
+vms = [
+  { name = "s-1", memory_gib = 0.5, disk_gib = 1 },
+  { name = "s-2", memory_gib = 0.5, disk_gib = 3 },
+  { name = "s-3", memory_gib = 0.5, disk_gib = 2 },
+]
+[hosts.b]
+driver = "sim"
+speed = 50
+stream_mb_s = 100
+"#;
+
+#[test]
+fn plan_without_history_says_it_used_defaults_and_with_history_uses_measured_figures() {
+    let sb = Sandbox::new("plan-cal");
+    sb.write("vmove.toml", SIM_CAL);
+    // No journal yet: every figure is a default, and the plan says so.
+    let r = sb.run(&["plan", "migrate", "a:s-3", "--to", "b"]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("no journal at"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("a -> b: no past migrations on this route: DEFAULTS used"),
+        "{}",
+        r.stdout
+    );
+    // Move two VMs of different sizes, one at a time (journaled by default).
+    let m = sb.run(&["migrate", "a:s-1", "a:s-2", "--to", "b", "--plain"]);
+    m.expect_code(0);
+    let r = sb.run(&["plan", "migrate", "a:s-3", "--to", "b"]);
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains("a -> b: 2 migrations measured (2 alone"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("DEFAULTS used"), "{}", r.stdout);
+    // Only concurrency was never measured (one at a time), and the plan says that is assumed.
+    assert!(
+        r.stdout
+            .contains("several at once never measured: assumed not to slow each other (DEFAULT)"),
+        "{}",
+        r.stdout
+    );
+    // The fitted rate is the sim host's 100 MB/s within the noise of real time at 50x.
+    let rate: f64 = r
+        .stdout
+        .split(" + bytes at ")
+        .nth(1)
+        .and_then(|x| x.split(" MB/s").next())
+        .and_then(|x| x.parse().ok())
+        .unwrap_or_else(|| panic!("no fitted rate in {}", r.stdout));
+    assert!((60.0..=140.0).contains(&rate), "{rate} MB/s: {}", r.stdout);
+    // A flag wins over the journal, and the plan says it came from the flag.
+    let r = sb.run(&[
+        "plan",
+        "migrate",
+        "a:s-3",
+        "--to",
+        "b",
+        "--plan-bandwidth",
+        "10",
+    ]);
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains("10 MB/s per migration (flag)"),
+        "{}",
+        r.stdout
+    );
+    // --plan-history 0 ignores the journal.
+    let r = sb.run(&[
+        "plan",
+        "migrate",
+        "a:s-3",
+        "--to",
+        "b",
+        "--plan-history",
+        "0",
+    ]);
+    assert!(
+        r.stdout.contains("calibration turned off") && r.stdout.contains("DEFAULTS used"),
+        "{}",
+        r.stdout
+    );
+}
