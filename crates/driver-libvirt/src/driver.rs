@@ -111,7 +111,7 @@ fn marker_folders(
     dconn: &Connect,
     dst: &Host,
     req: &MigrationRequest,
-) -> DriverResult<Vec<String>> {
+) -> DriverResult<Vec<(String, bool)>> {
     let base = destination_base(dconn, dst, req)?;
     let mut extra = vec![base.clone()];
     if req.layout.put_in_subfolder {

@@ -215,12 +215,20 @@ pub struct Found {
     pub orphans: Vec<String>,
 }
 
-/// Looks for the markers of `vm` in these folders.
-pub fn scan(conn: &Connect, folders: &[String], vm: &VmId) -> DriverResult<Found> {
+/// Looks for the markers of `vm` in these folders: `(folder, must)`; a folder that cannot be
+/// listed is an error when `must`, else skipped (another pool of the host that fails to
+/// refresh must not stop the clean-up of the move's own folder).
+pub fn scan(conn: &Connect, folders: &[(String, bool)], vm: &VmId) -> DriverResult<Found> {
     let mut out = Found::default();
-    for folder in folders {
-        let Some((_, names)) = listing(conn, folder)? else {
-            continue;
+    for (folder, must) in folders {
+        let names = match listing(conn, folder) {
+            Ok(Some((_, names))) => names,
+            Ok(None) => continue,
+            Err(e) if !must => {
+                tracing::warn!(folder = %folder, error = %e.message, "cannot look for provenance markers in a folder");
+                continue;
+            }
+            Err(e) => return Err(e),
         };
         for m in names.iter().filter(|n| is_marker_of(n, vm)) {
             let image = names.iter().find(|n| *n != m && marker_name(n, vm) == *m);
@@ -236,11 +244,14 @@ pub fn scan(conn: &Connect, folders: &[String], vm: &VmId) -> DriverResult<Found
     Ok(out)
 }
 
-/// The folders where markers of a move to this host may be: every active `dir` pool's folder
-/// (including the driver's transient `vmove-…` pools) and the given ones (the move's
-/// destination folder, which may have no pool yet).
-pub fn folders(conn: &Connect, extra: &[String]) -> DriverResult<Vec<String>> {
-    let mut out: Vec<String> = Vec::new();
+/// The folders where markers of a move to this host may be, as `(folder, must)`: the given
+/// ones (the move's destination folder, which may have no pool yet; `must`) and every active
+/// `dir` pool's folder (including the driver's transient `vmove-…` pools; best effort).
+pub fn folders(conn: &Connect, extra: &[String]) -> DriverResult<Vec<(String, bool)>> {
+    let mut out: Vec<(String, bool)> = extra
+        .iter()
+        .map(|e| (e.trim_end_matches('/').to_owned(), true))
+        .collect();
     let pools = conn
         .list_all_storage_pools(sys::VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE)
         .map_err(read_err("cannot list storage pools"))?;
@@ -250,14 +261,12 @@ pub fn folders(conn: &Connect, extra: &[String]) -> DriverResult<Vec<String>> {
             continue;
         }
         if let Ok(Some(t)) = xml::pool_target(&raw) {
-            out.push(t.trim_end_matches('/').to_owned());
+            let t = t.trim_end_matches('/').to_owned();
+            if !out.iter().any(|(f, _)| *f == t) {
+                out.push((t, false));
+            }
         }
     }
-    for e in extra {
-        out.push(e.trim_end_matches('/').to_owned());
-    }
-    out.sort();
-    out.dedup();
     Ok(out)
 }
 

@@ -801,3 +801,59 @@ async fn a_restarted_driver_removes_images_a_previous_instance_pre_created_and_n
     assert_eq!(virsh(b(), &["domstate", &name]).unwrap(), "running");
     lab.cleanup(&name);
 }
+
+/// Guards the marker search beyond the pool's own folder: with a per-VM subfolder layout
+/// (reached through the driver's transient `vmove-…` pool), a new driver instance still finds
+/// and removes the image a previous instance pre-created there for a failed attempt, then its
+/// marker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_driver_finds_pre_created_images_in_a_per_vm_subfolder() {
+    if !lab_enabled("a_restarted_driver_finds_pre_created_images_in_a_per_vm_subfolder") {
+        return;
+    }
+    let first = Lab::with_bandwidth(Some(4));
+    let (vm, name) = first.mkvm("provsub", &["--size", "128", "--fill", "64"]);
+    let mut req = first.request(&vm, &name, MigrationMode::Live);
+    req.layout.put_in_subfolder = true;
+    let dir = format!("/var/lib/libvirt/images/{name}");
+    let dest = format!("{dir}/{name}-0.qcow2");
+    let h = first.driver.start_migration(&req).await.unwrap();
+    assert!(outside(b(), &dest).exists(), "pre-created in the subfolder");
+    first.driver.abort_migration(&req, &h).await.unwrap();
+    let end = first.wait_end(&req, &h).await;
+    assert!(matches!(end, MigrationStatus::Failed(_)), "{end:?}");
+    drop(first);
+
+    let lab = Lab::new();
+    let left = lab
+        .driver
+        .leftovers(&req, LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].what, dest);
+    lab.driver
+        .remove_leftover(&req, &left[0], LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap();
+    let remaining: Vec<String> = std::fs::read_dir(outside(b(), &dir))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(remaining.is_empty(), "left in the subfolder: {remaining:?}");
+    assert_eq!(virsh(a(), &["domstate", &name]).unwrap(), "running");
+    // The driver's transient pool on the subfolder goes with the folder.
+    for pool in virsh(b(), &["pool-list", "--name"]).unwrap().lines() {
+        let pool = pool.trim();
+        if pool.starts_with("vmove-")
+            && virsh(b(), &["pool-dumpxml", pool])
+                .unwrap_or_default()
+                .contains(&format!("<path>{dir}</path>"))
+        {
+            let _ = virsh(b(), &["pool-destroy", pool]);
+        }
+    }
+    let _ = std::fs::remove_dir(outside(b(), &dir));
+    lab.cleanup(&name);
+}
