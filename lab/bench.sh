@@ -10,9 +10,10 @@
 # evacuation when it holds nothing else; VMs other lab scripts left there are not touched).
 # Beside each vmove run: what `vmove plan` predicted for the same move just before it,
 # with the same config, calibrated from the benchmark's own journal ($LAB/bench-journal.db, new
-# for each benchmark): the earlier vmove runs of this benchmark, and first a short calibration
-# run (`vmove migrate` of two VMs of other sizes, one at a time) so the very first plan has
-# measured figures too. The virsh loop is not journaled: it calibrates nothing.
+# for each benchmark): the earlier vmove runs of this benchmark, and first two short calibration
+# runs (`vmove migrate` of three VMs of other sizes one at a time, then of two VMs at once) so
+# the very first plan has measured figures too. The virsh loop is not journaled: it calibrates
+# nothing.
 #   BENCH_N (default 6), BENCH_DISK_MIB (128), BENCH_FILL_MIB (64), VMOVE_BIN
 source "$(dirname "$0")/common.sh"
 need_root
@@ -75,15 +76,22 @@ max_migrations = $1
 TOML
 }
 
-# Calibration run: two VMs of other sizes than the benchmark's (so a fixed cost per migration
-# and a per-byte rate can be told apart), moved one at a time, journaled.
+# Calibration runs, journaled: three VMs of other sizes than the benchmark's (so a fixed cost per
+# migration and a per-byte rate can be told apart) moved one at a time, then two moved at once
+# (what running together costs on these hosts).
 fresh
 cal_small=$(( FILL / 4 > 0 ? FILL / 4 : 1 )); cal_big=$(( FILL * 2 )); cal_disk=$(( DISK > cal_big ? DISK : cal_big ))
-"$LAB_SCRIPTS/mkvm.sh" hostA benchcal-1 --size "$cal_disk" --fill "$cal_small" >/dev/null
-"$LAB_SCRIPTS/mkvm.sh" hostA benchcal-2 --size "$cal_disk" --fill "$cal_big" >/dev/null
+i=0
+for f in "$cal_small" "$cal_big" "$FILL" "$FILL" "$FILL"; do
+  i=$((i + 1))
+  "$LAB_SCRIPTS/mkvm.sh" hostA "benchcal-$i" --size "$cal_disk" --fill "$f" >/dev/null
+done
 config 1
-"$vmove" --config "$LAB/bench.toml" --journal "$journal" --plain migrate 'hostA:benchcal-*' --to hostB \
-  >"$LAB/bench-cal.log" 2>&1 || { tail -5 "$LAB/bench-cal.log"; die "the calibration run failed"; }
+"$vmove" --config "$LAB/bench.toml" --journal "$journal" --plain migrate hostA:benchcal-1 hostA:benchcal-2 hostA:benchcal-3 \
+  --to hostB >"$LAB/bench-cal.log" 2>&1 || { tail -5 "$LAB/bench-cal.log"; die "the calibration run failed"; }
+config 2
+"$vmove" --config "$LAB/bench.toml" --journal "$journal" --plain migrate hostA:benchcal-4 hostA:benchcal-5 \
+  --to hostB >>"$LAB/bench-cal.log" 2>&1 || { tail -5 "$LAB/bench-cal.log"; die "the calibration run failed"; }
 
 rows=()
 for k in 1 2 4; do
@@ -97,7 +105,7 @@ for k in 1 2 4; do
   "$vmove" --config "$LAB/bench.toml" --journal "$journal" --plain migrate 'hostA:bench-*' --to hostB >"$LAB/bench-$k.log" 2>&1 || { tail -5 "$LAB/bench-$k.log"; die "vmove failed with $k slots"; }
   m="$(echo "$(now) - $s" | bc)"
   lb="$(echo "a = $sum / $k; if ($longest > a) $longest else a" | bc -l)"
-  case $k in 1) from="calibration run" ;; 2) from="calibration + slots=1" ;; *) from="calibration + slots=1,2" ;; esac
+  case $k in 1) from="calibration runs" ;; 2) from="calibration + slots=1" ;; *) from="calibration + slots=1,2" ;; esac
   rows+=("$(printf '| %d | %.1f | %.1f | %.2f | %.2fx | %.1f | %+.1f %% | %s |' "$k" "$m" "$lb" "$(echo "$m / $lb" | bc -l)" \
     "$(echo "$seq_makespan / $m" | bc -l)" "$p" "$(echo "($p - $m) * 100 / $m" | bc -l)" "$from")")
 done

@@ -158,7 +158,7 @@ pub struct Common {
     #[arg(long, global = true, value_name = "SECONDS")]
     pub plan_overhead: Option<f64>,
     /// `plan`: what a host moves in all when several migrations run at once, MB/s [default:
-    /// fitted from the journal, else the host's limit x the per-migration rate].
+    /// fitted from the journal, else: migrations do not slow each other].
     #[arg(long, global = true, value_name = "MB/S")]
     pub plan_aggregate: Option<u64>,
     /// `plan`: how many of the journal's newest runs to fit the figures from (0: none, use the

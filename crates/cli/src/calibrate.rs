@@ -17,9 +17,10 @@
 //!   rest of each duration is counted as transfer.
 //! - `aggregate`: from the samples that ran with others, each one's effective rate
 //!   `bytes / (duration - overhead)` times its concurrency, where that rate is below the single
-//!   stream's (so the hosts, not the stream, limited it); the median. When none was limited, the
-//!   highest total measured; when none ran with others, unknown (the plan then assumes
-//!   `limit x stream`, and says so).
+//!   stream's (so the hosts, not the stream, limited it); the median, which may be below one
+//!   stream (the simulator applies it only while several run). When none was limited, the
+//!   highest total measured; when none ran with others, unknown (the plan then assumes that
+//!   concurrent migrations do not slow each other, and says so).
 //! - the dirty rate: the median of the highest dirty rate each attempt reported, where reported.
 //! - `startup` and `finish`: the median time from a run's start to its first attempt and from
 //!   a migration's end to `moved` (verification and clean-up); the plan adds them to the ETA.
@@ -356,7 +357,9 @@ pub fn fit(samples: &[&Sample]) -> Option<RouteFit> {
             .map(|s| eff(s) * s.concurrency)
             .collect();
         Some(match median(limited) {
-            Some(a) => a.max(stream),
+            // May be below one stream: hosts whose CPUs, not their link, slow concurrent
+            // migrations down move less in all than one migration alone.
+            Some(a) => a,
             None => crowded
                 .iter()
                 .map(|s| eff(s) * s.concurrency)
@@ -502,6 +505,7 @@ mod tests {
             RouteSpec {
                 overhead_ms,
                 stream_cap_bytes_per_sec: None,
+                aggregate_bytes_per_sec: None,
             },
         )
         .unwrap();

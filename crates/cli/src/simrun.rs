@@ -271,12 +271,15 @@ fn assumptions_for(
             RouteSpec {
                 overhead_ms: overhead,
                 stream_cap_bytes_per_sec: Some(rate.max(1)),
+                // Applied only while several migrations move bytes on the route's hosts.
+                aggregate_bytes_per_sec: aggregate.map(|x| x.max(1)),
             },
         );
         for h in [src, dst] {
-            // Without a measured aggregate, concurrent migrations are assumed not to slow each
-            // other down (each gets `rate`; the host's limit caps how many run).
-            let nic = aggregate.unwrap_or(rate.saturating_mul(64)).max(1);
+            // The hosts' links are not what limits here (a measured aggregate is the route's);
+            // without one, concurrent migrations are assumed not to slow each other down (each
+            // gets `rate`; the host's limit caps how many run).
+            let nic = rate.saturating_mul(64).max(1);
             let e = a.host_nic.entry(h.clone()).or_insert(nic);
             *e = (*e).max(nic);
         }

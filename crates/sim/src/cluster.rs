@@ -69,6 +69,12 @@ pub struct RouteSpec {
     /// The most one migration on this route moves per second, bytes/s (`None`: the hosts'
     /// stream caps).
     pub stream_cap_bytes_per_sec: Option<u64>,
+    /// What the route's hosts move in all when several migrations move bytes there, bytes/s:
+    /// while `n >= 2` migrations move bytes on its source or destination (the larger count),
+    /// each one on this route gets at most `aggregate / n`. Unlike a NIC it does not cap a
+    /// migration running alone, so it may be below one stream's rate (hosts whose CPUs, not
+    /// their link, slow concurrent migrations down). `None`: only the NICs share.
+    pub aggregate_bytes_per_sec: Option<u64>,
 }
 
 /// One disk of a simulated VM.
@@ -1478,7 +1484,7 @@ impl SimCluster {
         if mg.hung || matches!(mg.stage, Stage::Setup { .. }) {
             return 0;
         }
-        let per = |h: usize| {
+        let count = |h: usize| {
             let host = &self.hosts[h];
             // Migrations in their fixed overhead move no bytes: they take no share.
             let moving = if self.routes.is_empty() {
@@ -1489,16 +1495,21 @@ impl SimCluster {
                     .filter(|&&x| !matches!(self.migs[x].stage, Stage::Setup { .. }))
                     .count()
             };
-            let n = moving as u64 + u64::from(self.foreign_now(h));
-            host.spec.nic_bytes_per_sec / n.max(1)
+            (moving as u64 + u64::from(self.foreign_now(h))).max(1)
         };
+        let per = |h: usize| self.hosts[h].spec.nic_bytes_per_sec / count(h);
         let s = &self.hosts[mg.src].spec;
         let d = &self.hosts[mg.dst].spec;
-        let cap = self
-            .routes
-            .get(&(mg.src, mg.dst))
+        let route = self.routes.get(&(mg.src, mg.dst));
+        let mut cap = route
             .and_then(|r| r.stream_cap_bytes_per_sec)
             .unwrap_or(s.stream_cap_bytes_per_sec.min(d.stream_cap_bytes_per_sec));
+        if let Some(agg) = route.and_then(|r| r.aggregate_bytes_per_sec) {
+            let n = count(mg.src).max(count(mg.dst));
+            if n >= 2 {
+                cap = cap.min(agg / n);
+            }
+        }
         cap.min(per(mg.src)).min(per(mg.dst)).max(1)
     }
 

@@ -342,6 +342,7 @@ fn a_route_overhead_delays_each_migration_by_exactly_that_and_takes_no_bandwidth
     let route = RouteSpec {
         overhead_ms: 1500,
         stream_cap_bytes_per_sec: Some(100_000_000),
+        aggregate_bytes_per_sec: None,
     };
     c.set_route(&a, &b, route).unwrap();
     assert_eq!(c.route(&a, &b), Some(route));
@@ -373,6 +374,7 @@ fn a_route_overhead_delays_each_migration_by_exactly_that_and_takes_no_bandwidth
         RouteSpec {
             overhead_ms: 1000,
             stream_cap_bytes_per_sec: None,
+            aggregate_bytes_per_sec: None,
         },
     )
     .unwrap();
@@ -383,4 +385,36 @@ fn a_route_overhead_delays_each_migration_by_exactly_that_and_takes_no_bandwidth
     let (at, _) = run_to_end(&mut c, Time(3_600_000)).unwrap();
     let expect = 2000 + (GIB - 100_000_000) * 1000 / 50_000_000;
     assert!(at.0.abs_diff(expect) <= 2, "{} vs {expect}", at.0);
+}
+
+#[test]
+fn a_route_aggregate_slows_concurrent_migrations_but_not_one_alone() {
+    use vmove_sim::RouteSpec;
+    // Stream 500 MB/s, NIC 1 GB/s; the route's hosts move 300 MB/s in all when several run.
+    let vms: Vec<VmSpec> = (0..2)
+        .map(|i| VmSpec::running(format!("x{i}"), "a", 0).with_disk(GIB))
+        .collect();
+    let (a, b) = (HostId::new("a"), HostId::new("b"));
+    let route = RouteSpec {
+        aggregate_bytes_per_sec: Some(300_000_000),
+        ..RouteSpec::default()
+    };
+    let mut c = SimCluster::new(hosts(), vms.clone(), Faults::default()).unwrap();
+    c.set_route(&a, &b, route).unwrap();
+    c.start_migration(&req(&vms[0], 1)).unwrap();
+    let (at, _) = run_to_end(&mut c, Time(3_600_000)).unwrap();
+    let expect = GIB * 1000 / RATE;
+    assert!(at.0.abs_diff(expect) <= 1, "alone: {} vs {expect}", at.0);
+    let mut c = SimCluster::new(hosts(), vms.clone(), Faults::default()).unwrap();
+    c.set_route(&a, &b, route).unwrap();
+    for v in &vms {
+        c.start_migration(&req(v, 1)).unwrap();
+    }
+    let (at, _) = run_to_end(&mut c, Time(3_600_000)).unwrap();
+    let expect = GIB * 1000 / 150_000_000;
+    assert!(
+        at.0.abs_diff(expect) <= 2,
+        "two at once: {} vs {expect}",
+        at.0
+    );
 }
