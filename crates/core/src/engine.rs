@@ -358,7 +358,13 @@ impl Core {
         self.vms[idx].state = MoveState::Locating {
             req,
             why,
-            tries: 0,
+            // An abort asked by the dead process may never have reached the host: if the job
+            // still runs, the first look asks again (no patience spent waiting for it).
+            tries: if aborting {
+                crate::machine::ABORT_PATIENCE - 1
+            } else {
+                0
+            },
             abort_rounds: u32::from(aborting),
         };
         self.apply(idx, now, Phase::Queued, Phase::Locating, Output::default());

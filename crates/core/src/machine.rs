@@ -65,6 +65,11 @@ pub const OBSERVE_RETRIES: u32 = 60;
 pub const VERIFY_RETRIES: u32 = 5;
 /// How many times a migration that keeps running after an abort is aborted again.
 pub const ABORT_RETRIES: u32 = 3;
+/// How many looks at the hosts (`recheck_interval` apart) a migration whose abort was asked may
+/// go on running before the abort is asked again. An accepted abort can take a while: on a cut
+/// link, libvirt ends an aborted storage migration only at the source's next TCP retransmission
+/// after the link is back (25 s, 51 s, 102 s... after the cut, seen in the netns lab).
+pub const ABORT_PATIENCE: u32 = 6;
 
 /// The state of one VM's move. The data each phase needs lives in its variant.
 #[derive(Debug, Clone, PartialEq)]
@@ -1150,11 +1155,21 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                     if !we_gave_up && why.class == ErrorClass::Indeterminate {
                         // The start did happen: re-adopt the migration.
                         vm.start_migrating(ctx, req, handle, &mut out);
+                    } else if abort_rounds > 0 && tries + 1 < ABORT_PATIENCE {
+                        // The abort was asked and the job still runs: give it time to end
+                        // before asking again (each ask is a round).
+                        vm.timer = Some(now + s.recheck_interval);
+                        vm.state = MoveState::Locating {
+                            req,
+                            why,
+                            tries: tries + 1,
+                            abort_rounds,
+                        };
                     } else if abort_rounds < ABORT_RETRIES {
                         vm.abort(ctx, req, handle, why, abort_rounds, &mut out);
                     } else {
                         let reason = Reason::Permanent(format!(
-                            "its migration job keeps running after {ABORT_RETRIES} aborts; left for a person"
+                            "its migration job keeps running after {ABORT_RETRIES} aborts (each given {ABORT_PATIENCE} looks to end); left for a person"
                         ));
                         vm.finish(now, MoveState::Unmigratable { reason }, &mut out);
                     }

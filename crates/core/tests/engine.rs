@@ -403,6 +403,35 @@ fn a_migration_pending_at_its_first_look_is_noticed_within_a_progress_interval()
     );
 }
 
+/// Regression guard (lab/stall-net.sh, link back ~30 s after the cut): libvirt accepted the
+/// abort but ended the job only ~40 s later; the engine asked again at once, three times, and
+/// gave the VM up as "keeps running after 3 aborts". Now an accepted abort is given time (looks
+/// `recheck_interval` apart) before it is asked again, and the retry moves the VM.
+#[test]
+fn an_accepted_abort_that_takes_a_while_is_waited_for_then_the_retry_moves_the_vm() {
+    let mut w = two_hosts();
+    w.add_vm("a", vm("cut", PowerState::Running));
+    w.stall.push("cut".into());
+    w.slow_abort
+        .insert("cut".into(), std::time::Duration::from_secs(40));
+    let mut s = spec("a", &["b"], &["a", "b"]);
+    s.settings.stall_timeout = std::time::Duration::from_secs(15);
+    let mut core = Core::new(s, Time::ZERO).unwrap();
+    let mut aborts = 0;
+    run(&mut core, &mut w, Time::ZERO, |_, w, c| {
+        if matches!(c, Command::AbortMigration { .. }) {
+            aborts += 1;
+            // The link is back: the next attempt goes through.
+            w.stall.clear();
+        }
+    });
+    let v = outcome(&core, "cut");
+    assert_eq!(v.phase, Phase::Moved, "{:?}", v.reason);
+    assert_eq!(v.attempts, 2);
+    assert!(aborts <= 2, "asked to abort {aborts} times within 40 s");
+    assert_eq!(w.find(&VmId::new("id-cut")).len(), 1);
+}
+
 #[test]
 fn stalled_migration_is_aborted_by_the_watchdog_and_leftovers_on_destination_removed() {
     let mut w = two_hosts();

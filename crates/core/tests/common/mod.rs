@@ -32,6 +32,10 @@ pub struct World {
     pub log: Vec<String>,
     /// Hosts that fail refreshes.
     pub down: Vec<HostId>,
+    /// VM name -> how long its migration goes on after an accepted abort (libvirt on a cut link).
+    pub slow_abort: BTreeMap<String, Duration>,
+    /// When each slowly aborted migration really ends.
+    pub abort_ends: BTreeMap<VmId, Time>,
 }
 
 pub fn vm(name: &str, power: PowerState) -> VmInfo {
@@ -115,6 +119,20 @@ impl World {
 
     /// Answers one command at `now`.
     pub fn answer(&mut self, now: Time, cmd: Command) -> Option<Input> {
+        // Slowly aborted migrations whose time has come end now (the VM stays on its source).
+        let ended: Vec<VmId> = self
+            .abort_ends
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(v, _)| v.clone())
+            .collect();
+        for vm in ended {
+            self.abort_ends.remove(&vm);
+            if let Some(m) = self.migs.remove(&vm) {
+                self.set_activity(&m.src, &vm, Activity::Idle);
+                self.log.push(format!("aborted {vm}"));
+            }
+        }
         Some(match cmd {
             Command::RefreshHost { host } => {
                 if self.down.contains(&host) {
@@ -207,6 +225,22 @@ impl World {
                 }
             }
             Command::AbortMigration { vm, attempt, .. } => {
+                let name = self
+                    .find(&vm)
+                    .first()
+                    .map(|(_, v)| v.name.clone())
+                    .unwrap_or_default();
+                if let Some(d) = self.slow_abort.get(&name).copied() {
+                    if self.migs.contains_key(&vm) {
+                        self.log.push(format!("abort accepted {vm}"));
+                        self.abort_ends.entry(vm.clone()).or_insert(now + d);
+                        return Some(Input::AbortDone {
+                            vm,
+                            attempt,
+                            result: Ok(()),
+                        });
+                    }
+                }
                 if let Some(m) = self.migs.remove(&vm) {
                     self.set_activity(&m.src, &vm, Activity::Idle);
                     self.log.push(format!("aborted {vm}"));
@@ -336,7 +370,9 @@ impl World {
                     .first()
                     .map(|(_, v)| v.name.clone())
                     .unwrap_or_default();
-                !self.stuck_pending.contains(&name) && !self.stall.contains(&name)
+                !self.stuck_pending.contains(&name)
+                    && !self.stall.contains(&name)
+                    && !self.abort_ends.contains_key(id)
             })
             .map(|(id, m)| (m.done_at, id.clone()))
             .min()
