@@ -45,7 +45,7 @@ impl Exec {
     async fn call<T>(
         &self,
         what: &str,
-        host: &HostId,
+        place: &str,
         kind: CallKind,
         fut: impl Future<Output = DriverResult<T>>,
     ) -> Result<T, Failure> {
@@ -60,7 +60,7 @@ impl Exec {
                 Err(Failure::new(
                     class,
                     format!(
-                        "{what} on host `{host}` did not answer within {}",
+                        "{what} on {place} did not answer within {}",
                         format_duration(self.call_timeout)
                     ),
                 ))
@@ -68,11 +68,13 @@ impl Exec {
         }
     }
 
-    /// [`Exec::call`] on the driver serving `host`.
+    /// [`Exec::call`] on the driver serving `host`; `also` names the other host the call asks
+    /// (locate, verify and leftovers look at both ends), so a time-out names both.
     async fn on<'a, T, F>(
         &'a self,
         what: &str,
         host: &HostId,
+        also: Option<&HostId>,
         kind: CallKind,
         f: impl FnOnce(&'a dyn Driver) -> F,
     ) -> Result<T, Failure>
@@ -80,7 +82,11 @@ impl Exec {
         F: Future<Output = DriverResult<T>>,
     {
         let d = self.driver(host)?;
-        self.call(what, host, kind, f(d.as_ref())).await
+        let place = match also {
+            Some(other) if other != host => format!("hosts `{host}` and `{other}`"),
+            _ => format!("host `{host}`"),
+        };
+        self.call(what, &place, kind, f(d.as_ref())).await
     }
 
     /// Awaits the end of a migration this run started, for drivers that can tell
@@ -117,14 +123,15 @@ impl Exec {
             Command::RefreshHost { host } => {
                 let result = async {
                     let d = self.driver(&host)?;
+                    let place = format!("host `{host}`");
                     let (info, vms) = tokio::join!(
                         self.call(
                             "reading the host's figures",
-                            &host,
+                            &place,
                             ReadOnly,
                             d.host_info(&host)
                         ),
-                        self.call("listing the VMs", &host, ReadOnly, d.list_vms(&host)),
+                        self.call("listing the VMs", &place, ReadOnly, d.list_vms(&host)),
                     );
                     Ok((info?, vms?))
                 }
@@ -153,7 +160,7 @@ impl Exec {
                     }
                     self.call(
                         "starting the migration",
-                        &req.source,
+                        &format!("host `{}`", req.source),
                         StateChanging,
                         d.start_migration(&req),
                     )
@@ -174,9 +181,13 @@ impl Exec {
                 ..
             } => Input::MigrationStatus {
                 result: self
-                    .on("reading the migration's status", &source, ReadOnly, |d| {
-                        d.migration_status(&req, &handle)
-                    })
+                    .on(
+                        "reading the migration's status",
+                        &source,
+                        None,
+                        ReadOnly,
+                        |d| d.migration_status(&req, &handle),
+                    )
                     .await,
                 vm,
                 attempt,
@@ -189,9 +200,13 @@ impl Exec {
                 ..
             } => Input::AbortDone {
                 result: self
-                    .on("aborting the migration", &source, StateChanging, |d| {
-                        d.abort_migration(&req, &handle)
-                    })
+                    .on(
+                        "aborting the migration",
+                        &source,
+                        None,
+                        StateChanging,
+                        |d| d.abort_migration(&req, &handle),
+                    )
                     .await,
                 vm,
                 attempt,
@@ -204,9 +219,13 @@ impl Exec {
                 aid,
             } => Input::Converged {
                 result: self
-                    .on("applying a convergence aid", &source, StateChanging, |d| {
-                        d.converge(&req, &handle, aid)
-                    })
+                    .on(
+                        "applying a convergence aid",
+                        &source,
+                        None,
+                        StateChanging,
+                        |d| d.converge(&req, &handle, aid),
+                    )
                     .await,
                 vm,
                 attempt,
@@ -217,9 +236,13 @@ impl Exec {
                 request,
             } => Input::Located {
                 result: self
-                    .on("locating the VM", &request.source, ReadOnly, |d| {
-                        d.locate(&request)
-                    })
+                    .on(
+                        "locating the VM",
+                        &request.source,
+                        Some(&request.destination),
+                        ReadOnly,
+                        |d| d.locate(&request),
+                    )
                     .await,
                 vm,
                 attempt,
@@ -230,9 +253,13 @@ impl Exec {
                 request,
             } => Input::Verified {
                 result: self
-                    .on("verifying the move", &request.source, ReadOnly, |d| {
-                        d.verify(&request)
-                    })
+                    .on(
+                        "verifying the move",
+                        &request.source,
+                        Some(&request.destination),
+                        ReadOnly,
+                        |d| d.verify(&request),
+                    )
                     .await,
                 vm,
                 attempt,
@@ -244,9 +271,13 @@ impl Exec {
                 context,
             } => Input::LeftoversListed {
                 result: self
-                    .on("listing leftovers", &request.source, ReadOnly, |d| {
-                        d.leftovers(&request, context)
-                    })
+                    .on(
+                        "listing leftovers",
+                        &request.source,
+                        Some(&request.destination),
+                        ReadOnly,
+                        |d| d.leftovers(&request, context),
+                    )
                     .await,
                 vm,
                 attempt,
@@ -258,9 +289,13 @@ impl Exec {
                 context,
             } => Input::LeftoverRemoved {
                 result: self
-                    .on("removing a leftover", &leftover.host, StateChanging, |d| {
-                        d.remove_leftover(&req, &leftover, context)
-                    })
+                    .on(
+                        "removing a leftover",
+                        &leftover.host,
+                        None,
+                        StateChanging,
+                        |d| d.remove_leftover(&req, &leftover, context),
+                    )
                     .await,
                 vm,
                 attempt,
