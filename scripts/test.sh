@@ -10,6 +10,12 @@ if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   say "installing python3-venv (for the pypsrp cross-check of the Hyper-V protocol fake)"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
 fi
+if ! command -v krb5kdc >/dev/null 2>&1 || ! command -v kadmin.local >/dev/null 2>&1 \
+  || ! pkg-config --exists krb5-gssapi 2>/dev/null; then
+  say "installing MIT Kerberos (a KDC on loopback for the Hyper-V Kerberos tests; libkrb5-dev for the pypsrp cross-check's gssapi)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    krb5-kdc krb5-admin-server libkrb5-dev gcc python3-dev >/dev/null
+fi
 say "installing the lab's packages (libvirt, QEMU)"
 as_root bash lab/install.sh
 
@@ -18,7 +24,7 @@ cargo build --workspace --all-features --locked --release --bins
 
 say "unit, property, simulation, protocol-fake and CLI tests (cargo test --workspace --all-features)"
 set +e
-VMOVE_REQUIRE_PYPSRP=1 VMOVE_REQUIRE_CLI_E2E=1 VMOVE_BIN="$ROOT/target/release/vmove" \
+VMOVE_REQUIRE_PYPSRP=1 VMOVE_REQUIRE_CLI_E2E=1 VMOVE_REQUIRE_KERBEROS=1 VMOVE_BIN="$ROOT/target/release/vmove" \
   cargo test --workspace --all-features --locked --release 2>&1 | tee /tmp/vmove-test-unit.log
 unit=${PIPESTATUS[0]}
 
