@@ -634,17 +634,7 @@ impl HyperVDriver {
         if self.file_size(host, path).await?.is_none() {
             return Ok(()); // already gone
         }
-        let epr = Epr::new(
-            class_uri(CIMV2, "CIM_DataFile"),
-            vec![("Name".into(), path.to_ascii_lowercase())],
-        );
-        let out = self
-            .host(host)?
-            .client
-            .invoke(&epr, "Delete", &[])
-            .await
-            .map_err(|e| write_err(host, "CIM_DataFile.Delete", e))?;
-        match out.get_u32("ReturnValue") {
+        match self.cim_delete(host, "CIM_DataFile", path).await? {
             Some(0) => Ok(()),
             Some(rv) => Err(DriverError::permanent(format!(
                 "CIM_DataFile.Delete of {path} on {host} returned {rv}: kept"
@@ -654,6 +644,27 @@ impl HyperVDriver {
                 "CIM_DataFile.Delete returned no ReturnValue",
             )),
         }
+    }
+
+    /// Invokes `Delete` on the root\cimv2 instance of `class` named `path` (a file or a folder,
+    /// the seed's way); its ReturnValue, which the caller reads.
+    async fn cim_delete(
+        &self,
+        host: &HostId,
+        class: &str,
+        path: &str,
+    ) -> DriverResult<Option<u32>> {
+        let epr = Epr::new(
+            class_uri(CIMV2, class),
+            vec![("Name".into(), path.to_ascii_lowercase())],
+        );
+        let out = self
+            .host(host)?
+            .client
+            .invoke(&epr, "Delete", &[])
+            .await
+            .map_err(|e| write_err(host, &format!("{class}.Delete"), e))?;
+        Ok(out.get_u32("ReturnValue"))
     }
 
     async fn running_job_of(&self, id: &HostId, guid: &str) -> DriverResult<Option<String>> {
@@ -1307,17 +1318,7 @@ impl Driver for HyperVDriver {
             }
             Some(_) => {}
         }
-        let epr = Epr::new(
-            class_uri(CIMV2, "Win32_Directory"),
-            vec![("Name".into(), path.to_ascii_lowercase())],
-        );
-        let out = self
-            .host(host)?
-            .client
-            .invoke(&epr, "Delete", &[])
-            .await
-            .map_err(|e| write_err(host, "Win32_Directory.Delete", e))?;
-        match out.get_u32("ReturnValue") {
+        match self.cim_delete(host, "Win32_Directory", path).await? {
             Some(0) => Ok(()),
             Some(14) => Err(DriverError::permanent(format!(
                 "{path} on {host} is not empty (14): kept"

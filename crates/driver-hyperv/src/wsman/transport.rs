@@ -444,9 +444,32 @@ impl Connection {
         Ok(c)
     }
 
-    async fn ntlm_handshake(&mut self, creds: &Credentials) -> Result<(), TransportError> {
+    /// An empty POST carrying one authentication token (`Authorization: <scheme> <base64>`), as
+    /// the NTLM and Kerberos handshakes send before any SOAP body.
+    fn auth_request(
+        &self,
+        scheme: &str,
+        token: &[u8],
+    ) -> Result<Request<Full<Bytes>>, TransportError> {
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD;
+        Request::post("/wsman")
+            .header(header::HOST, &self.host_header)
+            .header(
+                header::AUTHORIZATION,
+                format!("{scheme} {}", b64.encode(token)),
+            )
+            .header(header::CONTENT_LENGTH, "0")
+            .header(header::USER_AGENT, "vmove")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| TransportError::Http {
+                endpoint: self.endpoint.clone(),
+                reason: e.to_string(),
+                before_send: true,
+            })
+    }
+
+    async fn ntlm_handshake(&mut self, creds: &Credentials) -> Result<(), TransportError> {
         let endpoint = self.endpoint.clone();
         let auth_err = |reason: String| TransportError::Auth {
             endpoint: endpoint.clone(),
@@ -505,20 +528,7 @@ impl Connection {
                     })?;
             }
             let token = std::mem::take(&mut output[0].buffer);
-            let req = Request::post("/wsman")
-                .header(header::HOST, &self.host_header)
-                .header(
-                    header::AUTHORIZATION,
-                    format!("Negotiate {}", b64.encode(&token)),
-                )
-                .header(header::CONTENT_LENGTH, "0")
-                .header(header::USER_AGENT, "vmove")
-                .body(Full::new(Bytes::new()))
-                .map_err(|e| TransportError::Http {
-                    endpoint: self.endpoint.clone(),
-                    reason: e.to_string(),
-                    before_send: true,
-                })?;
+            let req = self.auth_request("Negotiate", &token)?;
             let (status_code, headers, _) = self.send(req).await?;
             let continue_needed = matches!(status, SecurityStatus::ContinueNeeded);
             if continue_needed {
@@ -552,8 +562,6 @@ impl Connection {
         creds: &Credentials,
         scheme: &str,
     ) -> Result<(), TransportError> {
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD;
         let endpoint = self.endpoint.clone();
         let auth_err = |reason: String| TransportError::Auth {
             endpoint: endpoint.clone(),
@@ -576,20 +584,7 @@ impl Connection {
                 auth_err(reason)
             }
         })?;
-        let req = Request::post("/wsman")
-            .header(header::HOST, &self.host_header)
-            .header(
-                header::AUTHORIZATION,
-                format!("{scheme} {}", b64.encode(&first.token)),
-            )
-            .header(header::CONTENT_LENGTH, "0")
-            .header(header::USER_AGENT, "vmove")
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| TransportError::Http {
-                endpoint: self.endpoint.clone(),
-                reason: e.to_string(),
-                before_send: true,
-            })?;
+        let req = self.auth_request(scheme, &first.token)?;
         let (status_code, headers, _) = self.send(req).await?;
         if status_code == StatusCode::UNAUTHORIZED {
             return Err(TransportError::Unauthorized {
