@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::time::Duration;
 use vmove_driver::*;
 use vmove_driver_hyperv::HyperVDriver;
 use vmove_driver_hyperv::fake::FakeHyperV;
@@ -34,23 +33,6 @@ fn req(vm: &str, attempt: u32) -> MigrationRequest {
         attempt,
         run_id: "leftovers".into(),
     }
-}
-
-async fn run_to_end(
-    fake: &FakeHyperV,
-    d: &HyperVDriver,
-    r: &MigrationRequest,
-    h: &MigrationHandle,
-) -> MigrationStatus {
-    for _ in 0..100 {
-        match d.migration_status(r, h).await.unwrap() {
-            MigrationStatus::Pending | MigrationStatus::Running(_) => {
-                fake.advance(Duration::from_millis(500))
-            }
-            end => return end,
-        }
-    }
-    panic!("migration never ended");
 }
 
 /// hv1 runs web (disks of 10 and 20 MiB); hv2 holds ARCHIVE and a VM "other" using OTHER_DISK.
@@ -96,7 +78,7 @@ async fn failed_attempt_copies_are_listed_removed_and_the_retry_leaves_nothing()
     let r1 = req(&g, 1);
     let h1 = d.start_migration(&r1).await.unwrap();
     assert!(matches!(
-        run_to_end(&fake, &d, &r1, &h1).await,
+        common::run_to_end(&fake, &d, &r1, &h1).await,
         MigrationStatus::Failed(_)
     ));
     assert_eq!(file_size(&fake, "hv2", T0), Some(10 << 20));
@@ -168,7 +150,7 @@ async fn failed_attempt_copies_are_listed_removed_and_the_retry_leaves_nothing()
     let r2 = req(&g, 2);
     let h2 = d.start_migration(&r2).await.unwrap();
     assert_eq!(
-        run_to_end(&fake, &d, &r2, &h2).await,
+        common::run_to_end(&fake, &d, &r2, &h2).await,
         MigrationStatus::Completed
     );
     assert!(d.verify(&r2).await.unwrap().is_proof());
@@ -241,7 +223,7 @@ async fn failed_attempt_leftovers_never_include_files_that_are_not_the_attempts(
     let r = req(&g, 2);
     let h = d.start_migration(&r).await.unwrap();
     assert!(matches!(
-        run_to_end(&fake, &d, &r, &h).await,
+        common::run_to_end(&fake, &d, &r, &h).await,
         MigrationStatus::Failed(_)
     ));
     // A same-named file elsewhere is never accepted for removal.

@@ -36,23 +36,6 @@ fn base(p: &str) -> PathLayout {
     }
 }
 
-async fn run_to_end(
-    fake: &vmove_driver_hyperv::fake::FakeHyperV,
-    d: &HyperVDriver,
-    r: &MigrationRequest,
-    h: &MigrationHandle,
-) -> MigrationStatus {
-    for _ in 0..100 {
-        match d.migration_status(r, h).await.unwrap() {
-            MigrationStatus::Pending | MigrationStatus::Running(_) => {
-                fake.advance(Duration::from_millis(500))
-            }
-            end => return end,
-        }
-    }
-    panic!("migration never ended");
-}
-
 #[tokio::test]
 async fn wrong_password_is_refused_as_permanent_and_never_printed() {
     let (fake, _) = common::start(common::world()).await;
@@ -153,7 +136,7 @@ async fn in_flight_migrations_count_on_both_hosts_and_vm_shows_migrating() {
         matches!(d.migration_status(&r, &h).await.unwrap(), MigrationStatus::Running(p) if p.percent == Some(53))
     );
     assert_eq!(
-        run_to_end(&fake, &d, &r, &h).await,
+        common::run_to_end(&fake, &d, &r, &h).await,
         MigrationStatus::Completed
     );
     assert!(d.verify(&r).await.unwrap().is_proof());
@@ -179,7 +162,7 @@ async fn return_values_32768_and_32775_and_job_exception_are_failures_to_retry()
     assert_eq!((e2.class, e2.code), (ErrorClass::Transient, Some(32775)));
     let r3 = req(&g, "flaky", MigrationMode::Live, base("E:\\New"), 3);
     let h3 = d.start_migration(&r3).await.unwrap();
-    match run_to_end(&fake, &d, &r3, &h3).await {
+    match common::run_to_end(&fake, &d, &r3, &h3).await {
         MigrationStatus::Failed(f) => {
             assert_eq!(f.class, ErrorClass::Transient);
             assert!(
@@ -194,7 +177,7 @@ async fn return_values_32768_and_32775_and_job_exception_are_failures_to_retry()
     let r4 = req(&g, "flaky", MigrationMode::Live, base("E:\\New"), 4);
     let h4 = d.start_migration(&r4).await.unwrap();
     assert_eq!(
-        run_to_end(&fake, &d, &r4, &h4).await,
+        common::run_to_end(&fake, &d, &r4, &h4).await,
         MigrationStatus::Completed
     );
 }
@@ -277,7 +260,7 @@ async fn preserve_drive_letter_and_subfolder_layouts_land_where_the_seed_puts_th
     let r = req(&g, "db", MigrationMode::Offline, layout, 1);
     let h = d.start_migration(&r).await.unwrap();
     assert_eq!(
-        run_to_end(&fake, &d, &r, &h).await,
+        common::run_to_end(&fake, &d, &r, &h).await,
         MigrationStatus::Completed
     );
     let fp = d.footprint(&r.destination, &r.vm).await.unwrap();
@@ -315,7 +298,7 @@ async fn cleanup_removes_only_empty_source_folders_and_never_first_level_ones() 
     let r = req(&g, "app", MigrationMode::Live, base("E:\\New\\app"), 1);
     let h = d.start_migration(&r).await.unwrap();
     assert_eq!(
-        run_to_end(&fake, &d, &r, &h).await,
+        common::run_to_end(&fake, &d, &r, &h).await,
         MigrationStatus::Completed
     );
     let left = d

@@ -278,19 +278,10 @@ async fn kerberos_lists_and_moves_a_vm_over_http_with_kerberos_sealing() {
         run_id: "krb".into(),
     };
     let h = d.start_migration(&r).await.unwrap();
-    let mut end = None;
-    for _ in 0..100 {
-        match d.migration_status(&r, &h).await.unwrap() {
-            MigrationStatus::Pending | MigrationStatus::Running(_) => {
-                fake.advance(Duration::from_millis(500))
-            }
-            e => {
-                end = Some(e);
-                break;
-            }
-        }
-    }
-    assert_eq!(end, Some(MigrationStatus::Completed));
+    assert_eq!(
+        common::run_to_end(&fake, &d, &r, &h).await,
+        MigrationStatus::Completed
+    );
     let v = d.verify(&r).await.unwrap();
     assert!(v.is_proof(), "{v:?}");
     assert!(
@@ -615,40 +606,6 @@ async fn kerberos_over_https_authenticates_and_sends_plain_soap_inside_tls() {
     );
 }
 
-/// A venv with pypsrp and pyspnego's Kerberos back end (python-gssapi and krb5 over MIT libkrb5,
-/// built from PyPI: needs Debian's libkrb5-dev and a C compiler).
-fn kerberos_venv() -> Result<PathBuf, String> {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pypsrp-krb-venv");
-    let py = dir.join("bin/python");
-    let ready = |py: &Path| {
-        Command::new(py)
-            .args(["-c", "import pypsrp, spnego._gss as g; assert g.HAS_GSSAPI"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if py.exists() && ready(&py) {
-        return Ok(py);
-    }
-    let st = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&dir)
-        .status()
-        .map_err(|e| format!("python3: {e}"))?;
-    if !st.success() {
-        return Err("python3 -m venv failed".into());
-    }
-    let st = Command::new(dir.join("bin/pip"))
-        .args(["install", "-q", "pypsrp>=0.8", "gssapi", "krb5"])
-        .status()
-        .map_err(|e| format!("pip: {e}"))?;
-    if !st.success() || !ready(&py) {
-        return Err(
-            "pip install pypsrp gssapi krb5 failed (PyPI reachable? libkrb5-dev installed?)".into(),
-        );
-    }
-    Ok(py)
-}
-
 /// An independent Kerberos client, MIT's GSSAPI through pypsrp/pyspnego, against the fake: its
 /// AP-REQ accepted, our AP-REP accepted by MIT (mutual authentication), and messages sealed by
 /// MIT's `gss_wrap_iov` unsealed by the fake and the fake's answers unwrapped by MIT. So the
@@ -660,7 +617,14 @@ async fn pypsrp_over_mit_gssapi_authenticates_and_enumerates_with_kerberos_encry
     let Some(kdc) = kdc_or_skip(&["hv1"], &pw) else {
         return;
     };
-    let py = match kerberos_venv() {
+    // pypsrp and pyspnego's Kerberos back end (python-gssapi and krb5 over MIT libkrb5, built
+    // from PyPI: needs Debian's libkrb5-dev and a C compiler).
+    let py = match common::python_venv(
+        "pypsrp-krb-venv",
+        "import pypsrp, spnego._gss as g; assert g.HAS_GSSAPI",
+        &["pypsrp>=0.8", "gssapi", "krb5"],
+        "PyPI reachable? libkrb5-dev installed?",
+    ) {
         Ok(p) => p,
         Err(e) => {
             assert!(

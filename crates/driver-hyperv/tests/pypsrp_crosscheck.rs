@@ -5,40 +5,15 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
-
-fn venv() -> Result<PathBuf, String> {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pypsrp-venv");
-    let py = dir.join("bin/python");
-    if py.exists()
-        && Command::new(&py)
-            .args(["-c", "import pypsrp"])
-            .status()
-            .is_ok_and(|s| s.success())
-    {
-        return Ok(py);
-    }
-    let st = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&dir)
-        .status()
-        .map_err(|e| format!("python3: {e}"))?;
-    if !st.success() {
-        return Err("python3 -m venv failed".into());
-    }
-    let st = Command::new(dir.join("bin/pip"))
-        .args(["install", "-q", "pypsrp>=0.8"])
-        .status()
-        .map_err(|e| format!("pip: {e}"))?;
-    if !st.success() {
-        return Err("pip install pypsrp failed (is PyPI reachable?)".into());
-    }
-    Ok(py)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pypsrp_enumerates_and_invokes_against_the_fake_over_ntlm_encryption() {
-    let py = match venv() {
+    let py = match common::python_venv(
+        "pypsrp-venv",
+        "import pypsrp",
+        &["pypsrp>=0.8"],
+        "is PyPI reachable?",
+    ) {
         Ok(p) => p,
         Err(e) => {
             // CI sets VMOVE_REQUIRE_PYPSRP=1 so that a skip cannot pass unnoticed.

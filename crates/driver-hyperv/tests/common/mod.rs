@@ -1,8 +1,11 @@
-//! Shared set-up: a fake with two hosts reached over HTTP + NTLM sealing, and the driver.
+//! Shared set-up: a fake with two hosts reached over HTTP + NTLM sealing, and the driver; a
+//! migration run to its end on the fake's clock; a Python venv for the independent clients.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
-use vmove_driver::HostId;
+use vmove_driver::{Driver, HostId, MigrationHandle, MigrationRequest, MigrationStatus};
 use vmove_driver_hyperv::fake::{FakeHyperV, World};
 use vmove_driver_hyperv::wsman::{AuthMethod, Credentials, Scheme};
 use vmove_driver_hyperv::{HyperVDriver, HyperVHostConfig};
@@ -71,4 +74,65 @@ where
         fake.advance(step);
     }
     None
+}
+
+/// Polls the migration (advancing the fake's clock by 500 ms between polls) until it ends; its
+/// end. Panics after 100 polls.
+pub async fn run_to_end(
+    fake: &FakeHyperV,
+    d: &HyperVDriver,
+    r: &MigrationRequest,
+    h: &MigrationHandle,
+) -> MigrationStatus {
+    for _ in 0..100 {
+        match d.migration_status(r, h).await.unwrap() {
+            MigrationStatus::Pending | MigrationStatus::Running(_) => {
+                fake.advance(Duration::from_millis(500))
+            }
+            end => return end,
+        }
+    }
+    panic!("migration never ended");
+}
+
+/// A Python venv `<target tmp dir>/<name>` in which the Python code `probe` runs without error:
+/// reused when it does, else made (`python3 -m venv`, `pip install <packages>`) and probed again.
+/// The error says what failed, with `hint` (what to check) when pip or the probe did.
+pub fn python_venv(
+    name: &str,
+    probe: &str,
+    packages: &[&str],
+    hint: &str,
+) -> Result<PathBuf, String> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let py = dir.join("bin/python");
+    let ready = || {
+        Command::new(&py)
+            .args(["-c", probe])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if py.exists() && ready() {
+        return Ok(py);
+    }
+    let st = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&dir)
+        .status()
+        .map_err(|e| format!("python3: {e}"))?;
+    if !st.success() {
+        return Err("python3 -m venv failed".into());
+    }
+    let st = Command::new(dir.join("bin/pip"))
+        .args(["install", "-q"])
+        .args(packages)
+        .status()
+        .map_err(|e| format!("pip: {e}"))?;
+    if !st.success() || !ready() {
+        return Err(format!(
+            "pip install {} failed, or `{probe}` fails after it ({hint})",
+            packages.join(" ")
+        ));
+    }
+    Ok(py)
 }
