@@ -14,7 +14,10 @@ use vmove_core::{
     MigrationHandle, MigrationRequest, MigrationStatus, Phase, Time, Verification, VmId, VmInfo,
 };
 use vmove_driver::{Driver, DriverResult};
-use vmove_runtime::{CollectSink, Control, Drivers, Runtime, RuntimeOptions};
+use vmove_runtime::{
+    CollectSink, Collected, Control, ControlReceiver, Drivers, EventSink, RunResult, Runtime,
+    RuntimeOptions,
+};
 use vmove_sim::scenarios::{self, Demo, Scenario};
 use vmove_sim::{SimClock, SimCluster, SimDriver, SimOptions, simulate};
 
@@ -161,6 +164,42 @@ fn drivers_for(d: Arc<Clocked>, hosts: &[HostId]) -> Drivers {
     m
 }
 
+/// Runs `core` on `driver` (serving every one of `hosts`) through a runtime with `options`,
+/// feeding `sinks`, until the run ends.
+async fn run_on(
+    options: RuntimeOptions,
+    driver: &Arc<Clocked>,
+    hosts: &[HostId],
+    core: Core,
+    sinks: Vec<Box<dyn EventSink>>,
+    control: ControlReceiver,
+) -> RunResult {
+    Runtime::new(options)
+        .run(core, drivers_for(Arc::clone(driver), hosts), sinks, control)
+        .await
+}
+
+/// [`run_on`] with a collector as the only sink: the result and what the collector saw.
+async fn run_collecting(
+    options: RuntimeOptions,
+    driver: &Arc<Clocked>,
+    hosts: &[HostId],
+    core: Core,
+    control: ControlReceiver,
+) -> (RunResult, Collected) {
+    let collect = CollectSink::new();
+    let result = run_on(
+        options,
+        driver,
+        hosts,
+        core,
+        vec![Box::new(collect.clone())],
+        control,
+    )
+    .await;
+    (result, collect.collected())
+}
+
 fn demo() -> (Arc<Clocked>, Core, Vec<HostId>) {
     let Demo {
         scenario: Scenario { cluster, spec },
@@ -192,15 +231,7 @@ async fn the_demo_runs_to_its_end_through_the_runtime() {
     };
     let (driver, core, hosts) = demo();
     let (_c, rx) = Control::new();
-    let collect = CollectSink::new();
-    let result = Runtime::default()
-        .run(
-            core,
-            drivers_for(Arc::clone(&driver), &hosts),
-            vec![Box::new(collect.clone())],
-            rx,
-        )
-        .await;
+    let (result, c) = run_collecting(RuntimeOptions::default(), &driver, &hosts, core, rx).await;
     assert_eq!(result.error(), None);
     let snap = &result.snapshot;
     assert!(snap.finished);
@@ -227,7 +258,6 @@ async fn the_demo_runs_to_its_end_through_the_runtime() {
         "{real} vs {virtual_makespan}"
     );
     // Every command the sinks saw was carried out: the collector saw the run's events too.
-    let c = collect.collected();
     assert!(c.commands.len() > 20);
     assert_eq!(c.finished.as_ref().map(|s| s.counts()), Some((11, 1, 0)));
 }
@@ -250,9 +280,15 @@ async fn a_pushed_migration_end_is_acted_on_before_the_next_poll() {
         let mut d = Clocked::new(cluster);
         d.push_end = push_end;
         let (_c, rx) = Control::new();
-        let result = Runtime::default()
-            .run(core, drivers_for(Arc::new(d), &hosts), vec![], rx)
-            .await;
+        let result = run_on(
+            RuntimeOptions::default(),
+            &Arc::new(d),
+            &hosts,
+            core,
+            vec![],
+            rx,
+        )
+        .await;
         assert_eq!(result.error(), None);
         assert_eq!(result.snapshot.counts(), (11, 1, 0));
         result.elapsed
@@ -284,15 +320,8 @@ async fn a_stop_lets_running_moves_finish_and_cancels_the_rest() {
         tokio::time::sleep(Duration::from_secs(60)).await;
         control.stop(false);
     });
-    let collect = CollectSink::new();
-    let result = Runtime::default()
-        .run(
-            core,
-            drivers_for(Arc::clone(&driver), &hosts),
-            vec![Box::new(collect.clone())],
-            rx,
-        )
-        .await;
+    let (result, collected) =
+        run_collecting(RuntimeOptions::default(), &driver, &hosts, core, rx).await;
     assert_eq!(result.error(), None);
     assert_eq!(result.stop_requested, Some(false));
     let (moved, _unmig, cancelled) = result.snapshot.counts();
@@ -302,8 +331,7 @@ async fn a_stop_lets_running_moves_finish_and_cancels_the_rest() {
         result.snapshot.counts()
     );
     // No attempt started after the stop.
-    let late_starts: Vec<_> = collect
-        .collected()
+    let late_starts: Vec<_> = collected
         .commands
         .iter()
         .filter(|(t, c)| *t > Time(60_000) && matches!(c, vmove_core::Command::StartMigration(_)))
@@ -334,9 +362,7 @@ async fn an_abort_stops_running_migrations_at_once() {
         tokio::time::sleep(Duration::from_secs(30)).await;
         control.stop(true);
     });
-    let result = Runtime::default()
-        .run(core, drivers_for(Arc::clone(&driver), &hosts), vec![], rx)
-        .await;
+    let result = run_on(RuntimeOptions::default(), &driver, &hosts, core, vec![], rx).await;
     assert_eq!(result.stop_requested, Some(true));
     // Nothing in the demo finishes within 30 s: nothing moved, and the run ends soon after.
     assert_eq!(
@@ -376,19 +402,11 @@ async fn a_hung_start_is_cut_off_then_resolved_by_looking_and_retried() {
         .unwrap()
         .insert("build-01".into());
     let (_c, rx) = Control::new();
-    let collect = CollectSink::new();
-    let rt = Runtime::new(RuntimeOptions {
+    let options = RuntimeOptions {
         call_timeout: Duration::from_secs(30),
         ..Default::default()
-    });
-    let result = rt
-        .run(
-            core,
-            drivers_for(Arc::clone(&driver), &hosts),
-            vec![Box::new(collect.clone())],
-            rx,
-        )
-        .await;
+    };
+    let (result, collected) = run_collecting(options, &driver, &hosts, core, rx).await;
     assert_eq!(result.error(), None);
     let build = result
         .snapshot
@@ -399,7 +417,7 @@ async fn a_hung_start_is_cut_off_then_resolved_by_looking_and_retried() {
     assert_eq!(build.phase, Phase::Moved, "{build:?}");
     assert_eq!(build.attempts, 2, "the hung attempt counts");
     // The core was told the outcome was unknown, and looked before it retried.
-    let events = collect.collected().events;
+    let events = &collected.events;
     let failed = events.iter().find_map(|e| match &e.kind {
         vmove_core::EventKind::AttemptFailed {
             vm, class, error, ..
@@ -410,8 +428,7 @@ async fn a_hung_start_is_cut_off_then_resolved_by_looking_and_retried() {
     assert_eq!(class, vmove_core::ErrorClass::Indeterminate);
     assert!(error.contains("did not answer within 30s"), "{error}");
     assert!(at >= Time(30_000), "{at}");
-    let located = collect
-        .collected()
+    let located = collected
         .commands
         .iter()
         .any(|(_, c)| matches!(c, vmove_core::Command::Locate { vm, .. } if *vm == build.id));
@@ -464,14 +481,15 @@ async fn every_step_s_events_end_with_on_step_end_before_the_next_command_or_inp
     let (driver, core, hosts) = demo();
     let (_c, rx) = Control::new();
     let log = HookLog::default();
-    let result = Runtime::new(RuntimeOptions::default())
-        .run(
-            core,
-            drivers_for(Arc::clone(&driver), &hosts),
-            vec![Box::new(log.clone())],
-            rx,
-        )
-        .await;
+    let result = run_on(
+        RuntimeOptions::default(),
+        &driver,
+        &hosts,
+        core,
+        vec![Box::new(log.clone())],
+        rx,
+    )
+    .await;
     assert_eq!(result.error(), None);
     let seen = log.0.lock().unwrap().clone();
     assert!(seen.iter().filter(|h| **h == "step_end").count() > 10);
@@ -502,20 +520,12 @@ async fn a_run_started_at_a_later_time_never_hands_the_core_an_earlier_time() {
     let start = Time(3_600_000);
     let core = Core::new(spec, start).unwrap();
     let (_c, rx) = Control::new();
-    let collect = CollectSink::new();
-    let result = Runtime::new(RuntimeOptions {
+    let options = RuntimeOptions {
         start,
         ..Default::default()
-    })
-    .run(
-        core,
-        drivers_for(Arc::clone(&driver), &hosts),
-        vec![Box::new(collect.clone())],
-        rx,
-    )
-    .await;
+    };
+    let (result, c) = run_collecting(options, &driver, &hosts, core, rx).await;
     assert_eq!(result.error(), None);
-    let c = collect.collected();
     assert!(c.commands.iter().all(|(t, _)| *t >= start));
     assert!(
         c.events.iter().all(|e| e.at >= start),
