@@ -33,15 +33,19 @@ struct Moved {
     disks: Vec<(String, String, u64)>,
 }
 
-/// The destination files one attempt may create: each disk's target path, recorded just before
-/// `MigrateVirtualSystemToHost` and only after every one of them was checked absent on the
-/// destination (`start_migration` refuses taken paths). In memory only: after a restart of vmove
-/// nothing is known, so nothing is listed (the files stay, nothing is lost).
+/// The destination files and folders one attempt may create: each disk's target path, and the
+/// folders above the target paths that did not exist yet, recorded just before
+/// `MigrateVirtualSystemToHost` and only after every target was checked absent on the destination
+/// (`start_migration` refuses taken paths). In memory only: after a restart of vmove nothing is
+/// known, so nothing is listed (the files stay, nothing is lost).
 #[derive(Clone, Debug)]
 struct AttemptFiles {
     destination: HostId,
     /// Destination paths of the VM's disks (their file names are the source disks').
     disks: Vec<String>,
+    /// Folders above the targets (below the first level of a volume) that did not exist when the
+    /// targets were checked free, deepest first.
+    new_folders: Vec<String>,
 }
 
 /// The Hyper-V driver: one WS-Management client per configured host.
@@ -480,6 +484,16 @@ impl HyperVDriver {
         Ok(self.query(id, V2, &q).await?.into_iter().next())
     }
 
+    /// Whether a folder exists (`Win32_Directory`).
+    async fn folder_exists(&self, id: &HostId, path: &str) -> DriverResult<bool> {
+        let lower = path.trim_end_matches('\\').to_ascii_lowercase();
+        let q = format!(
+            "SELECT * FROM Win32_Directory WHERE Name={}",
+            wql_str(&lower)
+        );
+        Ok(!self.query(id, CIMV2, &q).await?.is_empty())
+    }
+
     /// A folder's subfolders (lower-case names) and number of files; `None` when it does not exist.
     async fn folder_contents(
         &self,
@@ -487,11 +501,7 @@ impl HyperVDriver {
         path: &str,
     ) -> DriverResult<Option<(Vec<String>, usize)>> {
         let lower = path.trim_end_matches('\\').to_ascii_lowercase();
-        let q = format!(
-            "SELECT * FROM Win32_Directory WHERE Name={}",
-            wql_str(&lower)
-        );
-        if self.query(id, CIMV2, &q).await?.is_empty() {
+        if !self.folder_exists(id, &lower).await? {
             return Ok(None);
         }
         let q = format!(
@@ -583,6 +593,60 @@ impl HyperVDriver {
                     && &r.destination == host
                     && r.disks.iter().any(|d| d.eq_ignore_ascii_case(path))
             })
+    }
+
+    /// Whether a move of ANOTHER VM this driver started may put something into `folder` on
+    /// `host` (a target below it), or counts it as a folder of its own attempt.
+    fn folder_claimed_by_another_vm(
+        &self,
+        req: &MigrationRequest,
+        host: &HostId,
+        folder: &str,
+    ) -> bool {
+        let below = format!("{}\\", folder.trim_end_matches('\\').to_ascii_lowercase());
+        self.attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|((vm, _), r)| {
+                *vm != req.vm
+                    && &r.destination == host
+                    && (r
+                        .disks
+                        .iter()
+                        .any(|d| d.to_ascii_lowercase().starts_with(&below))
+                        || r.new_folders.iter().any(|f| f.eq_ignore_ascii_case(folder)))
+            })
+    }
+
+    /// Checks that `folder` on `host` is one attempt `req.attempt` created on its destination,
+    /// claimed by no other VM's move, and that the VM is safe on the source; why not, if not.
+    async fn attempt_folder_refusal(
+        &self,
+        req: &MigrationRequest,
+        host: &HostId,
+        folder: &str,
+    ) -> DriverResult<Option<String>> {
+        let ours = self.attempt_files(req).is_some_and(|r| {
+            &r.destination == host
+                && *host == req.destination
+                && r.new_folders.iter().any(|f| f.eq_ignore_ascii_case(folder))
+        });
+        if !ours {
+            return Ok(Some(format!(
+                "{folder} on {host} is not a folder attempt {} of VM {} created: kept",
+                req.attempt, req.vm
+            )));
+        }
+        if self.folder_claimed_by_another_vm(req, host, folder) {
+            return Ok(Some(format!(
+                "{folder} on {host} may receive another VM's move: kept"
+            )));
+        }
+        Ok(self
+            .failed_attempt_hold(req)
+            .await?
+            .map(|why| format!("{folder} kept: {why}")))
     }
 
     fn attempt_files(&self, req: &MigrationRequest) -> Option<AttemptFiles> {
@@ -888,6 +952,13 @@ impl Driver for HyperVDriver {
                 )));
             }
         }
+        // The folders the attempt will have to create: only these may go after it fails.
+        let mut new_folders = Vec::new();
+        for f in paths::folders_above(&targets) {
+            if !self.folder_exists(dst, &f).await? {
+                new_folders.push(f);
+            }
+        }
         let mut sizes = Vec::new();
         for (s, t) in &plan.disks {
             sizes.push((
@@ -995,6 +1066,7 @@ impl Driver for HyperVDriver {
                 AttemptFiles {
                     destination: dst.clone(),
                     disks: plan.disks.iter().map(|(_, t)| t.clone()).collect(),
+                    new_folders,
                 },
             );
         tracing::info!(vm = %req.vm, from = %src, to = %dst, attempt = req.attempt, "starting MigrateVirtualSystemToHost");
@@ -1238,6 +1310,35 @@ impl Driver for HyperVDriver {
                         });
                     }
                 }
+                // Then the folders the attempt created, deepest first, each only when it will be
+                // empty when its turn comes: its files are all listed copies, its subfolders all
+                // listed folders.
+                let mut listed: Vec<String> = Vec::new();
+                let mut folders = Vec::new();
+                for f in &rec.new_folders {
+                    if self.folder_claimed_by_another_vm(req, &req.destination, f) {
+                        continue;
+                    }
+                    let Some((subdirs, files)) = self.folder_contents(&req.destination, f).await?
+                    else {
+                        continue;
+                    };
+                    let copies_here = out
+                        .iter()
+                        .filter(|l| {
+                            paths::parent(&l.what).is_some_and(|p| p.eq_ignore_ascii_case(f))
+                        })
+                        .count();
+                    if files == copies_here && subdirs.iter().all(|d| listed.contains(d)) {
+                        listed.push(f.to_ascii_lowercase());
+                        folders.push(Leftover {
+                            host: req.destination.clone(),
+                            kind: LeftoverKind::EmptyFolder,
+                            what: f.clone(),
+                        });
+                    }
+                }
+                out.extend(folders);
                 Ok(out)
             }
             LeftoverContext::AfterSuccess => {
@@ -1292,12 +1393,17 @@ impl Driver for HyperVDriver {
         }
         if leftover.kind != LeftoverKind::EmptyFolder {
             return Err(DriverError::permanent(format!(
-                "the Hyper-V driver removes empty folders, and disk copies of a failed attempt, not {:?} ({context:?})",
+                "the Hyper-V driver removes empty folders, and disk copies and folders of a failed attempt, not {:?} ({context:?})",
                 leftover.kind
             )));
         }
         let host = &leftover.host;
         let path = leftover.what.trim_end_matches('\\');
+        if context == LeftoverContext::AfterFailedAttempt {
+            if let Some(why) = self.attempt_folder_refusal(req, host, path).await? {
+                return Err(DriverError::permanent(why));
+            }
+        }
         if paths::depth(path) < 2 || paths::drive(path).is_none() {
             return Err(DriverError::permanent(format!(
                 "{path} is a volume or a first-level folder: never removed"

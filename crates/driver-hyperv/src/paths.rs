@@ -52,6 +52,28 @@ pub fn depth(p: &str) -> usize {
         .count()
 }
 
+/// The folders above `files` that a clean-up may ever remove: below the first level of a volume
+/// (depth 2 or more, the seed's rule), each once (ignoring case), deepest first, and in the
+/// order the files name them among folders of one depth.
+pub fn folders_above(files: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for f in files {
+        let mut p = parent(f);
+        while let Some(cur) = p {
+            if depth(&cur) < 2 {
+                break;
+            }
+            if !out.iter().any(|o| o.eq_ignore_ascii_case(&cur)) {
+                out.push(cur.clone());
+            }
+            p = parent(&cur);
+        }
+    }
+    // Stable: folders of one depth keep the order the files named them in.
+    out.sort_by_key(|f| std::cmp::Reverse(depth(f)));
+    out
+}
+
 /// Where a VM goes: its new configuration root (None: unchanged) and each disk's new path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -180,6 +202,25 @@ pub fn wql_str(v: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folders_above_files_stop_below_the_first_level_deepest_first() {
+        let files = vec![
+            "E:\\Hyper-V\\web\\Virtual Hard Disks\\web_0.vhdx".to_string(),
+            "e:\\hyper-v\\web\\virtual hard disks\\web_1.vhdx".to_string(),
+            "E:\\Hyper-V\\web\\Virtual Machines\\G.vmcx".to_string(),
+            "D:\\Top\\d.vhdx".to_string(),
+            "D:\\d.vhdx".to_string(),
+        ];
+        assert_eq!(
+            folders_above(&files),
+            vec![
+                "E:\\Hyper-V\\web\\Virtual Hard Disks".to_string(),
+                "E:\\Hyper-V\\web\\Virtual Machines".to_string(),
+                "E:\\Hyper-V\\web".to_string(),
+            ]
+        );
+    }
 
     fn vols(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()

@@ -1,6 +1,7 @@
 //! End to end: the real `vmove` binary evacuates a fake Hyper-V host of 20 VMs over HTTP + NTLM
 //! sealing (some backing up for a while, some off, one failing twice then succeeding, its failed
-//! job leaving partial disk copies on the destination that are removed before the retry), and
+//! job leaving partial disk copies on the destination, and the folders it created for them,
+//! that are removed before the retry), and
 //! the empty folders left on the source are removed while a non-empty one is kept.
 //!
 //! Needs the CLI binary: `VMOVE_BIN=/path/to/vmove cargo test -p vmove-driver-hyperv
@@ -173,7 +174,12 @@ path = 'E:\Moved'
             .iter()
             .filter(|(h, m)| h == "hv2" && m == "Delete")
             .count();
-        assert_eq!(deletes, 1, "the failed attempt's copy was removed once");
+        // The copy, then the three folders the failed attempt had created for vm07 (E:\Moved\vm07,
+        // its `Virtual Hard Disks` and `Virtual Machines`), each once; the retry made them again.
+        assert_eq!(
+            deletes, 4,
+            "the failed attempt's copy and its three new folders were removed once"
+        );
         let migrates = w
             .calls
             .invokes

@@ -1,13 +1,13 @@
 //! What a failed shared-nothing move leaves on the DESTINATION: the VHD copies it made in the
-//! paths the driver computed. Listed and removed (CIM_DataFile.Delete) only when they are the
-//! attempt's own, never a file that was there before, nor one a VM there uses, nor anything while
-//! the VM is not safely on the source.
+//! paths the driver computed, and the folders it created for them. Listed and removed
+//! (CIM_DataFile.Delete, then Win32_Directory.Delete) only when they are the attempt's own, never
+//! a file or folder that was there before, nor one a VM there uses or that holds anything else,
+//! nor anything while the VM is not safely on the source.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use vmove_driver::*;
-use vmove_driver_hyperv::HyperVDriver;
 use vmove_driver_hyperv::fake::FakeHyperV;
 use vmove_driver_hyperv::fake::world::key;
 
@@ -17,6 +17,10 @@ const T1: &str = "E:\\Hyper-V\\web\\Virtual Hard Disks\\web_1.vhdx";
 const ARCHIVE: &str = "E:\\Archive\\web_0.vhdx";
 /// Another VM on the destination whose disk has the same name as web's second disk.
 const OTHER_DISK: &str = "E:\\VMs\\other\\Virtual Hard Disks\\web_1.vhdx";
+/// The folders web's move to hv2 needs (its disks' folder, its configuration folder, its root).
+const DISKS_DIR: &str = "E:\\Hyper-V\\web\\Virtual Hard Disks";
+const CONFIG_DIR: &str = "E:\\Hyper-V\\web\\Virtual Machines";
+const VM_DIR: &str = "E:\\Hyper-V\\web";
 
 fn req(vm: &str, attempt: u32) -> MigrationRequest {
     MigrationRequest {
@@ -59,6 +63,18 @@ fn file_size(fake: &FakeHyperV, host: &str, path: &str) -> Option<u64> {
     fake.with(|w| w.hosts[host].files.get(&key(path)).map(|f| f.size))
 }
 
+fn dir_exists(fake: &FakeHyperV, host: &str, path: &str) -> bool {
+    fake.with(|w| w.hosts[host].dir_exists(path))
+}
+
+fn on_hv2(kind: LeftoverKind, what: &str) -> Leftover {
+    Leftover {
+        host: HostId::new("hv2"),
+        kind,
+        what: what.into(),
+    }
+}
+
 fn deletes_on(fake: &FakeHyperV, host: &str) -> usize {
     fake.with(|w| {
         w.calls
@@ -90,38 +106,40 @@ async fn failed_attempt_copies_are_listed_removed_and_the_retry_leaves_nothing()
     let loc = d.locate(&r1).await.unwrap();
     assert!(loc.on_source.is_some() && loc.on_destination.is_none());
 
-    // Listed: exactly the attempt's two copies, on the destination.
-    let mut left = d
+    // Listed: exactly the attempt's two copies, then the folders it created (deepest first; the
+    // first-level E:\Hyper-V it also created is never removed), on the destination.
+    assert!(dir_exists(&fake, "hv2", CONFIG_DIR) && dir_exists(&fake, "hv2", "E:\\Hyper-V"));
+    let left = d
         .leftovers(&r1, LeftoverContext::AfterFailedAttempt)
         .await
         .unwrap();
-    left.sort_by(|a, b| a.what.cmp(&b.what));
     assert_eq!(
         left,
         vec![
-            Leftover {
-                host: HostId::new("hv2"),
-                kind: LeftoverKind::DiskImage,
-                what: T0.into()
-            },
-            Leftover {
-                host: HostId::new("hv2"),
-                kind: LeftoverKind::DiskImage,
-                what: T1.into()
-            },
+            on_hv2(LeftoverKind::DiskImage, T0),
+            on_hv2(LeftoverKind::DiskImage, T1),
+            on_hv2(LeftoverKind::EmptyFolder, DISKS_DIR),
+            on_hv2(LeftoverKind::EmptyFolder, CONFIG_DIR),
+            on_hv2(LeftoverKind::EmptyFolder, VM_DIR),
         ]
     );
     // A retry before the clean-up is refused: the driver never overwrites.
     let e = d.start_migration(&req(&g, 2)).await.unwrap_err();
     assert_eq!(e.class, ErrorClass::DestinationRefused, "{e}");
 
-    // Removed through CIM_DataFile.Delete; the same-named files elsewhere stay.
+    // Removed in the listed order through CIM_DataFile.Delete and Win32_Directory.Delete; the
+    // same-named files elsewhere stay, and so does E:\Hyper-V.
     for l in &left {
         d.remove_leftover(&r1, l, LeftoverContext::AfterFailedAttempt)
             .await
             .unwrap();
     }
-    assert_eq!(deletes_on(&fake, "hv2"), 2);
+    assert_eq!(deletes_on(&fake, "hv2"), 5);
+    for f in [DISKS_DIR, CONFIG_DIR, VM_DIR] {
+        assert!(!dir_exists(&fake, "hv2", f), "{f} is still there");
+    }
+    assert!(dir_exists(&fake, "hv2", "E:\\Hyper-V"));
+    assert!(dir_exists(&fake, "hv2", "E:\\Archive"));
     assert_eq!(file_size(&fake, "hv2", T0), None);
     assert_eq!(file_size(&fake, "hv2", T1), None);
     assert_eq!(file_size(&fake, "hv2", ARCHIVE), Some(7 << 20));
@@ -141,10 +159,12 @@ async fn failed_attempt_copies_are_listed_removed_and_the_retry_leaves_nothing()
             .unwrap()
             .is_empty()
     );
-    d.remove_leftover(&r1, &left[0], LeftoverContext::AfterFailedAttempt)
-        .await
-        .unwrap();
-    assert_eq!(deletes_on(&fake, "hv2"), 2);
+    for l in [&left[0], &left[4]] {
+        d.remove_leftover(&r1, l, LeftoverContext::AfterFailedAttempt)
+            .await
+            .unwrap();
+    }
+    assert_eq!(deletes_on(&fake, "hv2"), 5);
 
     // Attempt 2 succeeds into the same paths.
     let r2 = req(&g, 2);
@@ -240,7 +260,8 @@ async fn failed_attempt_leftovers_never_include_files_that_are_not_the_attempts(
     assert_eq!(file_size(&fake, "hv2", ARCHIVE), Some(7 << 20));
 
     // Someone attaches one of the copies to a VM on the destination: it is no longer listed, and
-    // its removal is refused.
+    // its removal is refused. (Its folder existed before this attempt, since the refused one
+    // found T1 there: never listed; the configuration folder is this attempt's.)
     fake.with(|w| {
         let h = w.hosts.get_mut("hv2").unwrap();
         let vm = h.vms.values_mut().find(|v| v.name == "other").unwrap();
@@ -252,7 +273,7 @@ async fn failed_attempt_leftovers_never_include_files_that_are_not_the_attempts(
         .unwrap();
     assert_eq!(
         left.iter().map(|l| l.what.as_str()).collect::<Vec<_>>(),
-        vec![T1]
+        vec![T1, CONFIG_DIR]
     );
     let e = d
         .remove_leftover(
@@ -270,18 +291,7 @@ async fn failed_attempt_leftovers_never_include_files_that_are_not_the_attempts(
     assert_eq!(file_size(&fake, "hv2", T0), Some(10 << 20));
 
     // A driver that did not start the attempt (vmove restarted) knows nothing: nothing listed.
-    let fresh = HyperVDriver::new(vec![
-        (
-            HostId::new("hv1"),
-            common::host_config(&fake, "hv1", 10),
-            common::creds(),
-        ),
-        (
-            HostId::new("hv2"),
-            common::host_config(&fake, "hv2", 10),
-            common::creds(),
-        ),
-    ]);
+    let fresh = common::driver(&fake);
     assert!(
         fresh
             .leftovers(&r, LeftoverContext::AfterFailedAttempt)
@@ -319,4 +329,113 @@ async fn failed_attempt_leftovers_never_include_files_that_are_not_the_attempts(
     assert_eq!(file_size(&fake, "hv2", T1), None);
     assert_eq!(file_size(&fake, "hv2", T0), Some(10 << 20));
     assert_eq!(deletes_on(&fake, "hv2"), 1);
+}
+
+/// Regression guard: the folders a failed attempt created on the destination went unremoved.
+/// Only a folder that did not exist when the attempt's paths were checked free is ever listed or
+/// removed, only when it holds nothing but what is listed before it, and its removal checks again
+/// that it is empty.
+#[tokio::test]
+async fn failed_attempt_folders_are_removed_only_when_the_attempt_created_them_and_they_are_empty()
+{
+    let (mut w, g) = world();
+    // VM_DIR exists (empty) before the attempt: an operator made it.
+    w.hosts.get_mut("hv2").unwrap().mkdirs(VM_DIR);
+    let (fake, d) = common::start(w).await;
+    let r = req(&g, 1);
+    let h = d.start_migration(&r).await.unwrap();
+    assert!(matches!(
+        common::run_to_end(&fake, &d, &r, &h).await,
+        MigrationStatus::Failed(_)
+    ));
+    let left = d
+        .leftovers(&r, LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap();
+    assert_eq!(
+        left,
+        vec![
+            on_hv2(LeftoverKind::DiskImage, T0),
+            on_hv2(LeftoverKind::DiskImage, T1),
+            on_hv2(LeftoverKind::EmptyFolder, DISKS_DIR),
+            on_hv2(LeftoverKind::EmptyFolder, CONFIG_DIR),
+        ],
+        "VM_DIR existed before the attempt"
+    );
+    // A folder that existed before is refused, even though it would be empty.
+    let e = d
+        .remove_leftover(
+            &r,
+            &on_hv2(LeftoverKind::EmptyFolder, VM_DIR),
+            LeftoverContext::AfterFailedAttempt,
+        )
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("not a folder attempt 1"), "{e}");
+    // The attempt's own folder while it still holds the copies: refused, nothing deleted.
+    let e = d
+        .remove_leftover(&r, &left[2], LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("not empty"), "{e}");
+    assert_eq!(deletes_on(&fake, "hv2"), 0);
+    assert_eq!(file_size(&fake, "hv2", T0), Some(10 << 20));
+
+    // Someone puts a file of theirs into the configuration folder the attempt created: it is no
+    // longer listed, and removing it as listed before is refused; the file stays.
+    let notes = format!("{CONFIG_DIR}\\notes.txt");
+    fake.with(|w| w.hosts.get_mut("hv2").unwrap().write_file(&notes, 100));
+    let relisted = d
+        .leftovers(&r, LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap();
+    assert_eq!(relisted, left[..3].to_vec());
+    for l in &left[..3] {
+        d.remove_leftover(&r, l, LeftoverContext::AfterFailedAttempt)
+            .await
+            .unwrap();
+    }
+    let e = d
+        .remove_leftover(&r, &left[3], LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("not empty"), "{e}");
+    assert_eq!(file_size(&fake, "hv2", &notes), Some(100));
+    assert!(dir_exists(&fake, "hv2", CONFIG_DIR));
+    assert!(!dir_exists(&fake, "hv2", DISKS_DIR));
+    assert!(dir_exists(&fake, "hv2", VM_DIR));
+    assert_eq!(deletes_on(&fake, "hv2"), 3);
+
+    // A driver that did not start the attempt (vmove restarted) lists no folder and removes none.
+    fake.with(|w| w.hosts.get_mut("hv2").unwrap().files.remove(&key(&notes)));
+    let fresh = common::driver(&fake);
+    assert!(
+        fresh
+            .leftovers(&r, LeftoverContext::AfterFailedAttempt)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let e = fresh
+        .remove_leftover(&r, &left[3], LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("not a folder attempt 1"), "{e}");
+    assert!(dir_exists(&fake, "hv2", CONFIG_DIR));
+
+    // While the VM is not safely on the source, no folder goes either.
+    let web = fake.with(|w| w.hosts.get_mut("hv1").unwrap().vms.remove(&g).unwrap());
+    let e = d
+        .remove_leftover(&r, &left[3], LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("not on hv1"), "{e}");
+    assert!(dir_exists(&fake, "hv2", CONFIG_DIR));
+    fake.with(|w| w.hosts.get_mut("hv1").unwrap().vms.insert(g.clone(), web));
+    d.remove_leftover(&r, &left[3], LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap();
+    assert!(!dir_exists(&fake, "hv2", CONFIG_DIR));
+    assert!(dir_exists(&fake, "hv2", VM_DIR));
+    assert_eq!(deletes_on(&fake, "hv2"), 4);
 }

@@ -117,7 +117,8 @@ pub struct Faults {
     /// Per VM GUID: how many next migration jobs end in JobState 10.
     pub job_exception: BTreeMap<String, u32>,
     /// VM GUIDs whose jobs failed through `job_exception` leave their partial disk copies on
-    /// the destination.
+    /// the destination, with the folders they needed and the VM's (empty) `Virtual Machines`
+    /// folder under its new configuration root.
     pub failure_leaves_copies: BTreeSet<String>,
     /// VMs CheckVirtualSystemIsMigratableToHost says no for.
     pub unmigratable: BTreeSet<String>,
@@ -488,6 +489,11 @@ impl World {
                     })
                     .collect();
                 if let Some(dst) = self.hosts.get_mut(&job.destination) {
+                    // The job had begun to receive the VM: its configuration folder (empty) and
+                    // the copies, each creating the folders it needs.
+                    if let Some(root) = &job.new_root {
+                        dst.mkdirs(&format!("{root}\\Virtual Machines"));
+                    }
                     let last = job.disk_moves.len().saturating_sub(1);
                     for (i, ((_, new), size)) in job.disk_moves.iter().zip(sizes).enumerate() {
                         dst.write_file(new, if i == last { size / 2 } else { size });

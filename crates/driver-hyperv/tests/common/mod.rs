@@ -50,11 +50,16 @@ pub fn host_config(fake: &FakeHyperV, host: &str, request_timeout_secs: u64) -> 
 
 pub async fn start(world: World) -> (FakeHyperV, HyperVDriver) {
     let fake = FakeHyperV::start(world, &creds()).await.unwrap();
-    let driver = HyperVDriver::new(vec![
-        (HostId::new("hv1"), host_config(&fake, "hv1", 10), creds()),
-        (HostId::new("hv2"), host_config(&fake, "hv2", 10), creds()),
-    ]);
+    let driver = driver(&fake);
     (fake, driver)
+}
+
+/// A new driver for the fake's two hosts (a new one: as after a restart of vmove).
+pub fn driver(fake: &FakeHyperV) -> HyperVDriver {
+    HyperVDriver::new(vec![
+        (HostId::new("hv1"), host_config(fake, "hv1", 10), creds()),
+        (HostId::new("hv2"), host_config(fake, "hv2", 10), creds()),
+    ])
 }
 
 /// Polls `f` (advancing the fake's clock by `step` each time) until it returns Some.
