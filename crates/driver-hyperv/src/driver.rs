@@ -581,18 +581,23 @@ impl HyperVDriver {
             .collect())
     }
 
-    /// Whether a move of ANOTHER VM this driver started also targets `path` on `host` (its copy
-    /// may be the file there now).
-    fn claimed_by_another_vm(&self, req: &MigrationRequest, host: &HostId, path: &str) -> bool {
+    /// The records of the attempts of OTHER VMs this driver started to `host`.
+    fn other_vms_attempts(&self, req: &MigrationRequest, host: &HostId) -> Vec<AttemptFiles> {
         self.attempts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .any(|((vm, _), r)| {
-                *vm != req.vm
-                    && &r.destination == host
-                    && r.disks.iter().any(|d| d.eq_ignore_ascii_case(path))
-            })
+            .filter(|((vm, _), r)| *vm != req.vm && &r.destination == host)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// Whether a move of ANOTHER VM this driver started also targets `path` on `host` (its copy
+    /// may be the file there now).
+    fn claimed_by_another_vm(&self, req: &MigrationRequest, host: &HostId, path: &str) -> bool {
+        self.other_vms_attempts(req, host)
+            .iter()
+            .any(|r| r.disks.iter().any(|d| d.eq_ignore_ascii_case(path)))
     }
 
     /// Whether a move of ANOTHER VM this driver started may put something into `folder` on
@@ -604,19 +609,12 @@ impl HyperVDriver {
         folder: &str,
     ) -> bool {
         let below = format!("{}\\", folder.trim_end_matches('\\').to_ascii_lowercase());
-        self.attempts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .any(|((vm, _), r)| {
-                *vm != req.vm
-                    && &r.destination == host
-                    && (r
-                        .disks
-                        .iter()
-                        .any(|d| d.to_ascii_lowercase().starts_with(&below))
-                        || r.new_folders.iter().any(|f| f.eq_ignore_ascii_case(folder)))
-            })
+        self.other_vms_attempts(req, host).iter().any(|r| {
+            r.disks
+                .iter()
+                .any(|d| d.to_ascii_lowercase().starts_with(&below))
+                || r.new_folders.iter().any(|f| f.eq_ignore_ascii_case(folder))
+        })
     }
 
     /// Checks that `folder` on `host` is one attempt `req.attempt` created on its destination,

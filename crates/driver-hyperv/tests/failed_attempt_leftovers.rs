@@ -8,6 +8,7 @@
 mod common;
 
 use vmove_driver::*;
+use vmove_driver_hyperv::HyperVDriver;
 use vmove_driver_hyperv::fake::FakeHyperV;
 use vmove_driver_hyperv::fake::world::key;
 
@@ -75,6 +76,21 @@ fn on_hv2(kind: LeftoverKind, what: &str) -> Leftover {
     }
 }
 
+/// Starts `r` and runs it to its end, which must be a failure.
+async fn start_and_fail(fake: &FakeHyperV, d: &HyperVDriver, r: &MigrationRequest) {
+    let h = d.start_migration(r).await.unwrap();
+    assert!(matches!(
+        common::run_to_end(fake, d, r, &h).await,
+        MigrationStatus::Failed(_)
+    ));
+}
+
+async fn failed_leftovers(d: &HyperVDriver, r: &MigrationRequest) -> Vec<Leftover> {
+    d.leftovers(r, LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap()
+}
+
 fn deletes_on(fake: &FakeHyperV, host: &str) -> usize {
     fake.with(|w| {
         w.calls
@@ -92,11 +108,7 @@ async fn failed_attempt_copies_are_listed_removed_and_the_retry_leaves_nothing()
 
     // Attempt 1: the job fails after copying web_0 in full and web_1 half way.
     let r1 = req(&g, 1);
-    let h1 = d.start_migration(&r1).await.unwrap();
-    assert!(matches!(
-        common::run_to_end(&fake, &d, &r1, &h1).await,
-        MigrationStatus::Failed(_)
-    ));
+    start_and_fail(&fake, &d, &r1).await;
     assert_eq!(file_size(&fake, "hv2", T0), Some(10 << 20));
     assert_eq!(
         file_size(&fake, "hv2", T1),
@@ -109,10 +121,7 @@ async fn failed_attempt_copies_are_listed_removed_and_the_retry_leaves_nothing()
     // Listed: exactly the attempt's two copies, then the folders it created (deepest first; the
     // first-level E:\Hyper-V it also created is never removed), on the destination.
     assert!(dir_exists(&fake, "hv2", CONFIG_DIR) && dir_exists(&fake, "hv2", "E:\\Hyper-V"));
-    let left = d
-        .leftovers(&r1, LeftoverContext::AfterFailedAttempt)
-        .await
-        .unwrap();
+    let left = failed_leftovers(&d, &r1).await;
     assert_eq!(
         left,
         vec![
@@ -153,12 +162,7 @@ async fn failed_attempt_copies_are_listed_removed_and_the_retry_leaves_nothing()
         Some(20 << 20)
     );
     // Nothing more to list; removing again is a no-op (already gone), not an error.
-    assert!(
-        d.leftovers(&r1, LeftoverContext::AfterFailedAttempt)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(failed_leftovers(&d, &r1).await.is_empty());
     for l in [&left[0], &left[4]] {
         d.remove_leftover(&r1, l, LeftoverContext::AfterFailedAttempt)
             .await
@@ -177,12 +181,7 @@ async fn failed_attempt_copies_are_listed_removed_and_the_retry_leaves_nothing()
     // Nothing is left to remove on the destination for either attempt, and the destination's
     // disk folder holds exactly web's two disks, whole.
     for r in [&r1, &r2] {
-        assert!(
-            d.leftovers(r, LeftoverContext::AfterFailedAttempt)
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(failed_leftovers(&d, r).await.is_empty());
     }
     let in_folder: Vec<(String, u64)> = fake.with(|w| {
         w.hosts["hv2"]
@@ -217,12 +216,7 @@ async fn failed_attempt_leftovers_never_include_files_that_are_not_the_attempts(
     let r0 = req(&g, 1);
     let e = d.start_migration(&r0).await.unwrap_err();
     assert_eq!(e.class, ErrorClass::DestinationRefused, "{e}");
-    assert!(
-        d.leftovers(&r0, LeftoverContext::AfterFailedAttempt)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(failed_leftovers(&d, &r0).await.is_empty());
     let e = d
         .remove_leftover(
             &r0,
@@ -241,11 +235,7 @@ async fn failed_attempt_leftovers_never_include_files_that_are_not_the_attempts(
 
     // Attempt 2 fails and leaves its copies.
     let r = req(&g, 2);
-    let h = d.start_migration(&r).await.unwrap();
-    assert!(matches!(
-        common::run_to_end(&fake, &d, &r, &h).await,
-        MigrationStatus::Failed(_)
-    ));
+    start_and_fail(&fake, &d, &r).await;
     // A same-named file elsewhere is never accepted for removal.
     let archive = Leftover {
         host: HostId::new("hv2"),
@@ -267,10 +257,7 @@ async fn failed_attempt_leftovers_never_include_files_that_are_not_the_attempts(
         let vm = h.vms.values_mut().find(|v| v.name == "other").unwrap();
         vm.disks.push(T0.into());
     });
-    let left = d
-        .leftovers(&r, LeftoverContext::AfterFailedAttempt)
-        .await
-        .unwrap();
+    let left = failed_leftovers(&d, &r).await;
     assert_eq!(
         left.iter().map(|l| l.what.as_str()).collect::<Vec<_>>(),
         vec![T1, CONFIG_DIR]
@@ -292,23 +279,12 @@ async fn failed_attempt_leftovers_never_include_files_that_are_not_the_attempts(
 
     // A driver that did not start the attempt (vmove restarted) knows nothing: nothing listed.
     let fresh = common::driver(&fake);
-    assert!(
-        fresh
-            .leftovers(&r, LeftoverContext::AfterFailedAttempt)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(failed_leftovers(&fresh, &r).await.is_empty());
 
     // The VM vanished from the source: the destination copies may be all there is. Nothing is
     // listed and nothing removed.
     let web = fake.with(|w| w.hosts.get_mut("hv1").unwrap().vms.remove(&g).unwrap());
-    assert!(
-        d.leftovers(&r, LeftoverContext::AfterFailedAttempt)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(failed_leftovers(&d, &r).await.is_empty());
     let t1 = Leftover {
         host: HostId::new("hv2"),
         kind: LeftoverKind::DiskImage,
@@ -343,15 +319,8 @@ async fn failed_attempt_folders_are_removed_only_when_the_attempt_created_them_a
     w.hosts.get_mut("hv2").unwrap().mkdirs(VM_DIR);
     let (fake, d) = common::start(w).await;
     let r = req(&g, 1);
-    let h = d.start_migration(&r).await.unwrap();
-    assert!(matches!(
-        common::run_to_end(&fake, &d, &r, &h).await,
-        MigrationStatus::Failed(_)
-    ));
-    let left = d
-        .leftovers(&r, LeftoverContext::AfterFailedAttempt)
-        .await
-        .unwrap();
+    start_and_fail(&fake, &d, &r).await;
+    let left = failed_leftovers(&d, &r).await;
     assert_eq!(
         left,
         vec![
@@ -385,11 +354,7 @@ async fn failed_attempt_folders_are_removed_only_when_the_attempt_created_them_a
     // longer listed, and removing it as listed before is refused; the file stays.
     let notes = format!("{CONFIG_DIR}\\notes.txt");
     fake.with(|w| w.hosts.get_mut("hv2").unwrap().write_file(&notes, 100));
-    let relisted = d
-        .leftovers(&r, LeftoverContext::AfterFailedAttempt)
-        .await
-        .unwrap();
-    assert_eq!(relisted, left[..3].to_vec());
+    assert_eq!(failed_leftovers(&d, &r).await, left[..3].to_vec());
     for l in &left[..3] {
         d.remove_leftover(&r, l, LeftoverContext::AfterFailedAttempt)
             .await
@@ -409,13 +374,7 @@ async fn failed_attempt_folders_are_removed_only_when_the_attempt_created_them_a
     // A driver that did not start the attempt (vmove restarted) lists no folder and removes none.
     fake.with(|w| w.hosts.get_mut("hv2").unwrap().files.remove(&key(&notes)));
     let fresh = common::driver(&fake);
-    assert!(
-        fresh
-            .leftovers(&r, LeftoverContext::AfterFailedAttempt)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(failed_leftovers(&fresh, &r).await.is_empty());
     let e = fresh
         .remove_leftover(&r, &left[3], LeftoverContext::AfterFailedAttempt)
         .await
