@@ -22,6 +22,8 @@ const OTHER_DISK: &str = "E:\\VMs\\other\\Virtual Hard Disks\\web_1.vhdx";
 const DISKS_DIR: &str = "E:\\Hyper-V\\web\\Virtual Hard Disks";
 const CONFIG_DIR: &str = "E:\\Hyper-V\\web\\Virtual Machines";
 const VM_DIR: &str = "E:\\Hyper-V\\web";
+/// An empty folder on the destination that has nothing to do with web.
+const UNRELATED_DIR: &str = "E:\\VMs\\retired";
 
 fn req(vm: &str, attempt: u32) -> MigrationRequest {
     MigrationRequest {
@@ -315,8 +317,10 @@ async fn failed_attempt_leftovers_never_include_files_that_are_not_the_attempts(
 async fn failed_attempt_folders_are_removed_only_when_the_attempt_created_them_and_they_are_empty()
 {
     let (mut w, g) = world();
-    // VM_DIR exists (empty) before the attempt: an operator made it.
+    // VM_DIR exists (empty) before the attempt: an operator made it; so does an unrelated empty
+    // folder elsewhere.
     w.hosts.get_mut("hv2").unwrap().mkdirs(VM_DIR);
+    w.hosts.get_mut("hv2").unwrap().mkdirs(UNRELATED_DIR);
     let (fake, d) = common::start(w).await;
     let r = req(&g, 1);
     start_and_fail(&fake, &d, &r).await;
@@ -341,6 +345,18 @@ async fn failed_attempt_folders_are_removed_only_when_the_attempt_created_them_a
         .await
         .unwrap_err();
     assert!(e.message.contains("not a folder attempt 1"), "{e}");
+    // So is any other empty folder named as a failed attempt's leftover (such a folder used to
+    // be removed: only its emptiness was checked).
+    let e = d
+        .remove_leftover(
+            &r,
+            &on_hv2(LeftoverKind::EmptyFolder, UNRELATED_DIR),
+            LeftoverContext::AfterFailedAttempt,
+        )
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("not a folder attempt 1"), "{e}");
+    assert!(dir_exists(&fake, "hv2", UNRELATED_DIR));
     // The attempt's own folder while it still holds the copies: refused, nothing deleted.
     let e = d
         .remove_leftover(&r, &left[2], LeftoverContext::AfterFailedAttempt)
