@@ -202,6 +202,11 @@ impl Record {
                 what,
                 error,
             } => self.note(vm, format!("left {what} on {host}: {error}")),
+            EventKind::LeftBehind { vm, .. } => {
+                if let Some(text) = left_behind(&ev.kind) {
+                    self.note(vm, text);
+                }
+            }
             EventKind::Moved {
                 vm,
                 name,
@@ -500,6 +505,56 @@ pub fn describe(ev: &Event, names: &HashMap<VmId, String>) -> Option<String> {
             format!("{}: {which} watchdog fired on attempt {attempt}", name(vm))
         }
         EventKind::Escalated { vm, aid, .. } => format!("{}: applying {aid:?}", name(vm)),
+        EventKind::AbortWaiting {
+            vm,
+            source,
+            destination,
+            why,
+            round,
+            rounds,
+            look,
+            looks,
+            ..
+        } => {
+            if *look == 0 {
+                format!(
+                    "{}: {why} on {source} -> {destination}; abort asked of {source} (round {round} of {rounds})",
+                    name(vm)
+                )
+            } else {
+                format!(
+                    "{}: {why} on {source} -> {destination}; abort asked, waiting for {source} to end the job (look {look} of {looks})",
+                    name(vm)
+                )
+            }
+        }
+        EventKind::CallFailed {
+            vm,
+            call,
+            error,
+            tries,
+            of,
+            retry_at,
+            ..
+        } => {
+            if call == "abort" {
+                format!(
+                    "{}: the abort (round {tries} of {of}) failed: {error}; looking at the hosts",
+                    name(vm)
+                )
+            } else {
+                format!(
+                    "{}: {call} failed (try {tries} of {of}): {error}{}",
+                    name(vm),
+                    retry_at
+                        .map(|t| format!("; again at {}", fmt_time(t)))
+                        .unwrap_or_default()
+                )
+            }
+        }
+        EventKind::LeftBehind { vm, .. } => {
+            format!("{}: {}", name(vm), left_behind(&ev.kind)?)
+        }
         EventKind::Verified { vm, destination } => {
             format!("{}: verified on {destination}", name(vm))
         }
@@ -551,6 +606,30 @@ pub fn describe(ev: &Event, names: &HashMap<VmId, String>) -> Option<String> {
         EventKind::Transition { .. } | EventKind::Progress { .. } => return None,
     };
     Some(format!("[{:>7}] {s}", fmt_time(ev.at)))
+}
+
+/// What a failed attempt left on its destination when the move ended, for a person.
+fn left_behind(kind: &EventKind) -> Option<String> {
+    let EventKind::LeftBehind {
+        attempt,
+        host,
+        what,
+        why,
+        ..
+    } = kind
+    else {
+        return None;
+    };
+    Some(if what.is_empty() {
+        format!(
+            "{host} was not checked for what attempt {attempt} left there ({why}); a later run removes what its driver proves ours"
+        )
+    } else {
+        format!(
+            "left on {host} by attempt {attempt}: {} (ours; not removed: {why}; a later run removes what its driver proves ours)",
+            what.join(", ")
+        )
+    })
 }
 
 fn plural(n: u32) -> &'static str {
@@ -730,6 +809,20 @@ impl EventSink for BarsSink {
                 b.set_position(*bytes_done);
             }
             EventKind::AttemptFailed { vm, .. } => self.end_bar(vm),
+            EventKind::AbortWaiting {
+                vm,
+                source,
+                look,
+                looks,
+                ..
+            } => {
+                let b = self.vm_bar(vm);
+                b.set_message(if *look == 0 {
+                    format!("aborting on {source}")
+                } else {
+                    format!("aborting: waiting for {source} (look {look} of {looks})")
+                });
+            }
             EventKind::Moved { vm, .. }
             | EventKind::Unmigratable { vm, .. }
             | EventKind::Cancelled { vm, .. } => {
@@ -766,4 +859,49 @@ impl EventSink for BarsSink {
 /// `12m05s` style for an ETA.
 pub fn fmt_eta(d: Duration) -> String {
     format_duration(Duration::from_secs(d.as_secs().max(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn left(what: Vec<String>, why: &str) -> Event {
+        Event {
+            at: Time(61_000),
+            kind: EventKind::LeftBehind {
+                vm: VmId::new("u7"),
+                attempt: 1,
+                host: HostId::new("hostJ"),
+                what,
+                why: why.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn what_a_give_up_leaves_behind_is_a_line_and_a_note_in_the_summary() {
+        let names = HashMap::from([(VmId::new("u7"), "vm07".to_string())]);
+        let ev = left(vec!["/img/vm07.qcow2".into()], "host hostJ does not answer");
+        assert_eq!(
+            describe(&ev, &names).as_deref(),
+            Some(
+                "[  1m01s] vm07: left on hostJ by attempt 1: /img/vm07.qcow2 (ours; not removed: host hostJ does not answer; a later run removes what its driver proves ours)"
+            )
+        );
+        let unchecked = left(vec![], "its migration job was still running");
+        let line = describe(&unchecked, &names).unwrap_or_default();
+        assert!(
+            line.contains("vm07: hostJ was not checked for what attempt 1 left there (its migration job was still running)"),
+            "{line}"
+        );
+        let mut r = Record::new("migrate");
+        r.apply(&ev);
+        r.apply(&unchecked);
+        let row = &r.vms[0];
+        assert_eq!(row.notes.len(), 2, "{:?}", row.notes);
+        assert!(
+            r.table()
+                .contains("left on hostJ by attempt 1: /img/vm07.qcow2")
+        );
+    }
 }

@@ -342,6 +342,65 @@ pub enum EventKind {
         /// "stall", "completion" or "start".
         which: String,
     },
+    /// A migration is being aborted (a watchdog fired, or the run was stopped with abort):
+    /// said when the abort is asked (`look` 0) and at every look at the hosts that finds the job
+    /// still running, so a person sees what vmove waits for (on a cut link this lasts minutes).
+    AbortWaiting {
+        /// VM.
+        vm: VmId,
+        /// Attempt.
+        attempt: u32,
+        /// Source (where the job runs and is aborted).
+        source: HostId,
+        /// Destination.
+        destination: HostId,
+        /// Why the attempt is being given up ("stalled: no progress for 15s").
+        why: String,
+        /// Aborts asked so far in this attempt (1-based) and how many may be asked.
+        round: u32,
+        /// See `round`.
+        rounds: u32,
+        /// Looks at the hosts since this abort was asked that found the job running (0: just
+        /// asked), and how many are waited for before it is asked again.
+        look: u32,
+        /// See `look`.
+        looks: u32,
+    },
+    /// A call about an attempt failed or did not answer (abort, locate, verify): what vmove does
+    /// next is in `tries`/`of`/`retry_at`. Before these were journaled only and a person saw
+    /// nothing for minutes.
+    CallFailed {
+        /// VM.
+        vm: VmId,
+        /// Attempt.
+        attempt: u32,
+        /// `abort`, `locate` or `verify`.
+        call: String,
+        /// The error (a time-out names the hosts asked).
+        error: String,
+        /// Failed calls of this kind in a row in this attempt (1-based), and how many are
+        /// allowed before the VM is left for a person.
+        tries: u32,
+        /// See `tries`.
+        of: u32,
+        /// When the call is made again, if it is.
+        retry_at: Option<Time>,
+    },
+    /// A VM's move ended (unmigratable or cancelled; the event follows) with what a failed attempt
+    /// left on its destination still there, or with the destination not checked for it.
+    LeftBehind {
+        /// VM.
+        vm: VmId,
+        /// Attempt.
+        attempt: u32,
+        /// The destination of the failed attempt.
+        host: HostId,
+        /// What the driver listed there as this VM's and could not remove (empty: the
+        /// destination could not be listed or was not looked at).
+        what: Vec<String>,
+        /// Why it is still there (the removal's or the listing's error, or why nobody looked).
+        why: String,
+    },
     /// An attempt failed.
     AttemptFailed {
         /// VM.
@@ -455,6 +514,9 @@ impl EventKind {
             | Progress { vm, .. }
             | Escalated { vm, .. }
             | WatchdogFired { vm, .. }
+            | AbortWaiting { vm, .. }
+            | CallFailed { vm, .. }
+            | LeftBehind { vm, .. }
             | AttemptFailed { vm, .. }
             | Verified { vm, .. }
             | LeftoverRemoved { vm, .. }

@@ -33,7 +33,7 @@
 //!     Locating --> Discarding: it is on the source: remove what the attempt left on the destination
 //!     Locating --> Unmigratable: on both / on neither
 //!     Discarding --> BackingOff: transient failure, attempts left
-//!     Discarding --> Queued: destination refused, another one allowed
+//!     Discarding --> Queued: refused, another destination allowed (or our own leftover caused it and was removed: same one, once)
 //!     Discarding --> Unmigratable: permanent / attempts exhausted
 //!     Discarding --> Cancelled: run stopped
 //!     BackingOff --> Queued: delay over
@@ -122,6 +122,8 @@ pub enum MoveState {
         why: Failure,
         /// Leftovers still to remove (`None` until listed).
         todo: Option<VecDeque<Leftover>>,
+        /// What was removed and what was not, so far.
+        tally: DiscardTally,
     },
     /// Waiting before the next attempt.
     BackingOff {
@@ -157,6 +159,24 @@ pub enum MoveState {
         /// Why.
         reason: Reason,
     },
+}
+
+/// What the clean-up of a failed attempt's destination did so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiscardTally {
+    /// Leftovers removed.
+    pub removed: u32,
+    /// Leftovers that could not be removed (what, and the error).
+    pub kept: Vec<(String, String)>,
+    /// Why the leftovers could not be listed, if they could not.
+    pub unlisted: Option<String>,
+}
+
+impl DiscardTally {
+    /// Everything listed was removed, and something was.
+    fn cleared_something(&self) -> bool {
+        self.removed > 0 && self.kept.is_empty() && self.unlisted.is_none()
+    }
 }
 
 /// The data of a running migration.
@@ -328,6 +348,9 @@ pub struct VmMove {
     pub destinations: std::sync::Arc<[HostId]>,
     /// Destinations that refused it.
     pub refused: BTreeSet<HostId>,
+    /// Destinations whose refusal was not counted once, because the clean-up that followed it
+    /// removed what an earlier attempt of this VM had left there (at most once per destination).
+    pub forgiven: BTreeSet<HostId>,
     /// Memory, bytes.
     pub memory_bytes: u64,
     /// Disk, bytes.
@@ -397,6 +420,7 @@ impl VmMove {
             source,
             destinations: destinations.into(),
             refused: BTreeSet::new(),
+            forgiven: BTreeSet::new(),
             memory_bytes,
             disk_bytes,
             mode,
@@ -488,6 +512,7 @@ impl VmMove {
             destination: req.destination.clone(),
             handle: handle.clone(),
         });
+        self.abort_waiting(&req, &why, rounds + 1, 0, out);
         // If the abort never answers, look at the hosts anyway after a stall timeout.
         self.timer = Some(ctx.now + ctx.settings.stall_timeout);
         self.state = MoveState::Aborting {
@@ -548,6 +573,7 @@ impl VmMove {
         ctx: Ctx<'_>,
         why: Failure,
         refused_dest: Option<HostId>,
+        refusal_cleared: bool,
         out: &mut Output,
     ) {
         if let Some(d) = refused_dest {
@@ -556,6 +582,9 @@ impl VmMove {
         let other_left = self.open_destinations().next().is_some();
         let action = match ctx.stopping {
             Some(_) => None,
+            None if refusal_cleared => {
+                Some(policy::after_cleared_refusal(ctx.settings, self.attempts))
+            }
             None => Some(policy::on_failure(
                 ctx.settings,
                 why.class,
@@ -571,7 +600,7 @@ impl VmMove {
             error: why.message.clone(),
             retry_at: match action {
                 Some(RetryAction::RetryAfter(d)) => Some(ctx.now + d),
-                Some(RetryAction::TryElsewhere) => Some(ctx.now),
+                Some(RetryAction::TryElsewhere | RetryAction::RetryNow) => Some(ctx.now),
                 _ => None,
             },
         });
@@ -585,7 +614,7 @@ impl VmMove {
                 self.timer = Some(until);
                 self.state = MoveState::BackingOff { until };
             }
-            Some(RetryAction::TryElsewhere) => {
+            Some(RetryAction::TryElsewhere | RetryAction::RetryNow) => {
                 self.timer = None;
                 self.state = MoveState::Queued;
             }
@@ -604,6 +633,115 @@ impl VmMove {
                 };
                 self.finish(ctx.now, MoveState::Unmigratable { reason }, out);
             }
+        }
+    }
+
+    /// Says that an abort was asked (`look` 0) or that the job still runs after it.
+    fn abort_waiting(
+        &self,
+        req: &MigrationRequest,
+        why: &Failure,
+        round: u32,
+        look: u32,
+        out: &mut Output,
+    ) {
+        out.events.push(EventKind::AbortWaiting {
+            vm: self.id.clone(),
+            attempt: req.attempt,
+            source: req.source.clone(),
+            destination: req.destination.clone(),
+            why: why.message.clone(),
+            round,
+            rounds: ABORT_RETRIES,
+            look,
+            looks: ABORT_PATIENCE,
+        });
+    }
+
+    /// Says that a call about the attempt failed and what follows.
+    fn call_failed(
+        &self,
+        req: &MigrationRequest,
+        call: &str,
+        error: &str,
+        (tries, of): (u32, u32),
+        retry_at: Option<Time>,
+        out: &mut Output,
+    ) {
+        out.events.push(EventKind::CallFailed {
+            vm: self.id.clone(),
+            attempt: req.attempt,
+            call: call.into(),
+            error: error.into(),
+            tries,
+            of,
+            retry_at,
+        });
+    }
+
+    /// The move ends from `Locating` without the destination having been looked at for what the
+    /// attempt left there: say so (the event precedes the outcome).
+    fn left_unchecked(&self, req: &MigrationRequest, why: String, out: &mut Output) {
+        out.events.push(EventKind::LeftBehind {
+            vm: self.id.clone(),
+            attempt: req.attempt,
+            host: req.destination.clone(),
+            what: Vec::new(),
+            why,
+        });
+    }
+
+    /// The clean-up of a failed attempt's destination is over: decide what follows. A refusal of
+    /// the destination does not count when this clean-up removed everything it listed and
+    /// something was listed (the refusal was caused by what an earlier attempt of this VM left
+    /// there, proven ours by the driver), once per destination: the VM is retried there at once.
+    fn discarded(
+        &mut self,
+        ctx: Ctx<'_>,
+        req: MigrationRequest,
+        mut why: Failure,
+        tally: DiscardTally,
+        out: &mut Output,
+    ) {
+        let refused = why.class == ErrorClass::DestinationRefused;
+        let cleared =
+            refused && tally.cleared_something() && !self.forgiven.contains(&req.destination);
+        if cleared {
+            self.forgiven.insert(req.destination.clone());
+            why.message = format!(
+                "{}; the clean-up removed {} an earlier attempt of this VM had left there, so this refusal does not count",
+                why.message,
+                plural(tally.removed, "leftover", "leftovers"),
+            );
+        }
+        let refused_dest = (refused && !cleared).then(|| req.destination.clone());
+        let before = out.events.len();
+        self.after_failure(ctx, why, refused_dest, cleared, out);
+        if self.phase().is_final() && (!tally.kept.is_empty() || tally.unlisted.is_some()) {
+            let (what, why) = match tally.unlisted {
+                Some(e) => (Vec::new(), format!("could not list it: {e}")),
+                None => (
+                    tally.kept.iter().map(|(w, _)| w.clone()).collect(),
+                    tally
+                        .kept
+                        .iter()
+                        .map(|(_, e)| e.clone())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+            };
+            // Before the outcome event, after AttemptFailed.
+            let at = (before + 1).min(out.events.len());
+            out.events.insert(
+                at,
+                EventKind::LeftBehind {
+                    vm: self.id.clone(),
+                    attempt: req.attempt,
+                    host: req.destination.clone(),
+                    what,
+                    why,
+                },
+            );
         }
     }
 
@@ -650,6 +788,11 @@ impl VmMove {
             false
         }
     }
+}
+
+/// `1 leftover`, `2 leftovers`.
+fn plural(n: u32, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// How often a started migration is looked at until it shows as running: every progress interval
@@ -1090,8 +1233,19 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
             MoveState::Aborting {
                 req, why, rounds, ..
             },
-            VmEvent::AbortDone(_),
+            VmEvent::AbortDone(res),
         ) => {
+            if let Err(e) = res {
+                // Said, then the hosts decide (a job that still runs is asked again).
+                vm.call_failed(
+                    &req,
+                    "abort",
+                    &e.message,
+                    (rounds, ABORT_RETRIES),
+                    None,
+                    &mut out,
+                );
+            }
             vm.locate(req, why, rounds, &mut out);
         }
         (
@@ -1122,6 +1276,14 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
         ) => match res {
             Err(e) => {
                 if tries + 1 >= OBSERVE_RETRIES {
+                    vm.left_unchecked(
+                        &req,
+                        format!(
+                            "the hosts did not answer {OBSERVE_RETRIES} looks: {}",
+                            e.message
+                        ),
+                        &mut out,
+                    );
                     vm.last_error = Some(e.message);
                     vm.finish(
                         now,
@@ -1131,6 +1293,14 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                         &mut out,
                     );
                 } else {
+                    vm.call_failed(
+                        &req,
+                        "locate",
+                        &e.message,
+                        (tries + 1, OBSERVE_RETRIES),
+                        Some(now + s.recheck_interval),
+                        &mut out,
+                    );
                     vm.timer = Some(now + s.recheck_interval);
                     vm.state = MoveState::Locating {
                         req,
@@ -1158,6 +1328,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                     } else if abort_rounds > 0 && tries + 1 < ABORT_PATIENCE {
                         // The abort was asked and the job still runs: give it time to end
                         // before asking again (each ask is a round).
+                        vm.abort_waiting(&req, &why, abort_rounds, tries + 1, &mut out);
                         vm.timer = Some(now + s.recheck_interval);
                         vm.state = MoveState::Locating {
                             req,
@@ -1168,6 +1339,11 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                     } else if abort_rounds < ABORT_RETRIES {
                         vm.abort(ctx, req, handle, why, abort_rounds, &mut out);
                     } else {
+                        vm.left_unchecked(
+                            &req,
+                            "its migration job was still running, so nothing was removed".into(),
+                            &mut out,
+                        );
                         let reason = Reason::Permanent(format!(
                             "its migration job keeps running after {ABORT_RETRIES} aborts (each given {ABORT_PATIENCE} looks to end); left for a person"
                         ));
@@ -1197,8 +1373,14 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                         req,
                         why,
                         todo: None,
+                        tally: DiscardTally::default(),
                     };
                 } else if why.class == ErrorClass::Permanent {
+                    vm.left_unchecked(
+                        &req,
+                        "the VM was on neither host, so nothing was removed".into(),
+                        &mut out,
+                    );
                     vm.finish(
                         now,
                         MoveState::Unmigratable {
@@ -1207,6 +1389,11 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                         &mut out,
                     );
                 } else {
+                    vm.left_unchecked(
+                        &req,
+                        "the VM was on neither host, so nothing was removed".into(),
+                        &mut out,
+                    );
                     vm.finish(
                         now,
                         MoveState::Unmigratable {
@@ -1254,6 +1441,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                 req,
                 why,
                 todo: None,
+                mut tally,
             },
             VmEvent::Leftovers(res),
         ) => {
@@ -1264,8 +1452,9 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                         vm: vm.id.clone(),
                         host: req.destination.clone(),
                         what: "(could not list the failed attempt's leftovers)".into(),
-                        error: e.message,
+                        error: e.message.clone(),
                     });
+                    tally.unlisted = Some(e.message);
                     VecDeque::new()
                 }
             };
@@ -1279,11 +1468,10 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                     req,
                     why,
                     todo: Some(todo),
+                    tally,
                 };
             } else {
-                let refused =
-                    (why.class == ErrorClass::DestinationRefused).then(|| req.destination.clone());
-                vm.after_failure(ctx, why, refused, &mut out);
+                vm.discarded(ctx, req, why, tally, &mut out);
             }
         }
         (
@@ -1291,10 +1479,15 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                 req,
                 why,
                 todo: Some(mut todo),
+                mut tally,
             },
             VmEvent::LeftoverRemoved(l, res),
         ) if todo.front() == Some(&l) => {
             todo.pop_front();
+            match &res {
+                Ok(()) => tally.removed += 1,
+                Err(e) => tally.kept.push((l.what.clone(), e.message.clone())),
+            }
             vm.report_removal(l, res, &mut out);
             if vm.next_leftover(
                 &req,
@@ -1306,11 +1499,10 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                     req,
                     why,
                     todo: Some(todo),
+                    tally,
                 };
             } else {
-                let refused =
-                    (why.class == ErrorClass::DestinationRefused).then(|| req.destination.clone());
-                vm.after_failure(ctx, why, refused, &mut out);
+                vm.discarded(ctx, req, why, tally, &mut out);
             }
         }
         // Self-loop: late answers of the failed attempt; a stop takes effect when discarding ends.
@@ -1406,6 +1598,16 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                     );
                 }
                 Some(msg) => {
+                    if unanswered {
+                        vm.call_failed(
+                            &req,
+                            "verify",
+                            &msg,
+                            (tries + 1, limit),
+                            Some(now + wait),
+                            &mut out,
+                        );
+                    }
                     vm.last_error = Some(msg);
                     vm.timer = Some(now + wait);
                     vm.state = MoveState::Verifying {

@@ -16,6 +16,8 @@ pub enum RetryAction {
     RetryAfter(Duration),
     /// Try another destination now.
     TryElsewhere,
+    /// Try again now (the destination refused only because of our own leftover, now removed).
+    RetryNow,
     /// Give up: attempts exhausted.
     Exhausted,
     /// Give up: retrying cannot help.
@@ -38,6 +40,16 @@ pub fn on_failure(
         ErrorClass::Transient | ErrorClass::Indeterminate => {
             RetryAction::RetryAfter(backoff(settings, vm_key, attempts))
         }
+    }
+}
+
+/// What follows a destination's refusal whose cause was removed (what an earlier attempt of this
+/// VM left there): retry at once, the same destination allowed, if attempts are left.
+pub fn after_cleared_refusal(settings: &Settings, attempts: u32) -> RetryAction {
+    if attempts >= settings.max_attempts {
+        RetryAction::Exhausted
+    } else {
+        RetryAction::RetryNow
     }
 }
 

@@ -80,6 +80,7 @@ fn state(p: Phase) -> MoveState {
             req: req(),
             why: Failure::new(ErrorClass::Transient, "x"),
             todo: None,
+            tally: Default::default(),
         },
         Phase::BackingOff => MoveState::BackingOff { until: Time(5000) },
         Phase::Verifying => MoveState::Verifying {
@@ -582,6 +583,7 @@ fn discarding_then_retry_policy() {
         req: req(),
         why: Failure::new(ErrorClass::Transient, "x"),
         todo: Some(VecDeque::from([leftover()])),
+        tally: Default::default(),
     };
     let other = Leftover {
         what: "/other".into(),

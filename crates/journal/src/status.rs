@@ -144,9 +144,12 @@ impl VmStatus {
                 self.reason = Some(reason.clone());
             }
             EventKind::LeftoverKept { error, .. } => self.last_error = Some(error.clone()),
+            EventKind::CallFailed { error, .. } => self.last_error = Some(error.clone()),
             // Self-loops: these change nothing a status line shows.
             EventKind::Escalated { .. }
             | EventKind::WatchdogFired { .. }
+            | EventKind::AbortWaiting { .. }
+            | EventKind::LeftBehind { .. }
             | EventKind::LeftoverRemoved { .. }
             | EventKind::IllegalInput { .. } => {}
             // Not about one VM (filtered out above).

@@ -36,6 +36,16 @@ pub struct World {
     pub slow_abort: BTreeMap<String, Duration>,
     /// When each slowly aborted migration really ends.
     pub abort_ends: BTreeMap<VmId, Time>,
+    /// A start is refused (`DestinationRefused`) while the destination holds a leftover of that
+    /// VM (its path is taken: the libvirt driver's "path taken" after a given-up attempt).
+    pub refuse_taken_paths: bool,
+    /// An injected `DestinationRefused` start leaves a leftover of the VM on the destination (a
+    /// driver that pre-creates images, then is refused).
+    pub refused_start_leaves: bool,
+    /// Leftover paths whose removal fails.
+    pub remove_fails: Vec<String>,
+    /// The next N locates fail (a host that does not answer).
+    pub locate_failures: u32,
 }
 
 pub fn vm(name: &str, power: PowerState) -> VmInfo {
@@ -155,9 +165,39 @@ impl World {
                 }
             }
             Command::StartMigration(req) => {
+                if self.refuse_taken_paths {
+                    let taken = self.leftovers.get(&req.destination).and_then(|v| {
+                        v.iter()
+                            .find(|l| l.what.contains(req.vm_name.as_str()))
+                            .cloned()
+                    });
+                    if let Some(l) = taken {
+                        return Some(Input::MigrationStarted {
+                            vm: req.vm,
+                            attempt: req.attempt,
+                            result: Err(Failure::new(
+                                ErrorClass::DestinationRefused,
+                                format!("{} is taken on {}", l.what, req.destination),
+                            )),
+                        });
+                    }
+                }
                 if let Some(f) = self.start_failures.get_mut(&req.vm_name) {
                     if !f.is_empty() {
                         let class = f.remove(0);
+                        if class == ErrorClass::DestinationRefused && self.refused_start_leaves {
+                            self.leftovers
+                                .entry(req.destination.clone())
+                                .or_default()
+                                .push(Leftover {
+                                    host: req.destination.clone(),
+                                    kind: LeftoverKind::DiskImage,
+                                    what: format!(
+                                        "/images/{}.refused-{}",
+                                        req.vm_name, req.attempt
+                                    ),
+                                });
+                        }
                         return Some(Input::MigrationStarted {
                             vm: req.vm,
                             attempt: req.attempt,
@@ -269,6 +309,20 @@ impl World {
                 attempt,
                 request,
             } => {
+                if self.locate_failures > 0 {
+                    self.locate_failures -= 1;
+                    return Some(Input::Located {
+                        vm,
+                        attempt,
+                        result: Err(Failure::new(
+                            ErrorClass::Transient,
+                            format!(
+                                "locating the VM on hosts `{}` and `{}` did not answer within 2m",
+                                request.source, request.destination
+                            ),
+                        )),
+                    });
+                }
                 let on_source = self.hosts[&request.source]
                     .1
                     .iter()
@@ -346,6 +400,17 @@ impl World {
                 leftover,
                 context,
             } => {
+                if self.remove_fails.contains(&leftover.what) {
+                    return Some(Input::LeftoverRemoved {
+                        vm,
+                        attempt,
+                        leftover,
+                        result: Err(Failure::new(
+                            ErrorClass::Transient,
+                            "host b does not answer",
+                        )),
+                    });
+                }
                 if let Some(v) = self.leftovers.get_mut(&leftover.host) {
                     v.retain(|l| l != &leftover);
                 }
