@@ -15,7 +15,7 @@ use vmove_core::spec::dur;
 use vmove_core::{GIB, HostId, Time};
 use vmove_driver::Driver;
 use vmove_runtime::Drivers;
-use vmove_sim::{Faults, HostSpec, SimClock, SimCluster, SimDriver, VmSpec, Window};
+use vmove_sim::{Faults, HostSpec, MidFault, SimClock, SimCluster, SimDriver, VmSpec, Window};
 
 /// The drivers of a run, and the run-time speed they need (1 except for sped-up sim hosts).
 #[derive(Debug)]
@@ -114,8 +114,20 @@ struct SimHostConfig {
     /// Keep the simulated cluster in this file so it outlives the process (crash tests; see
     /// `simstate`). Every sim host of a run must name the same file.
     state_file: Option<String>,
+    /// Times its management endpoint does not answer (calls fail; its VMs and migrations go
+    /// on): `[{ from = "10s", for = "40s" }]`, from the start of the run.
+    #[serde(default)]
+    down: Vec<SimDownConfig>,
     #[serde(default)]
     vms: Vec<SimVmConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimDownConfig {
+    from: String,
+    #[serde(rename = "for")]
+    lasts: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,6 +148,9 @@ struct SimVmConfig {
     /// Its first N migration starts fail with a transient error.
     #[serde(default)]
     transient_failures: u32,
+    /// Its first migration stops making progress this long after it starts ("5s"): a stall.
+    #[serde(default)]
+    stall_after: Option<String>,
 }
 
 fn d_memory() -> u64 {
@@ -190,6 +205,19 @@ fn sim_from_config(group: &[(HostId, toml::Table)]) -> Result<(Arc<dyn Driver>, 
         spec.nic_bytes_per_sec = (c.nic_gbps * 125_000_000.0) as u64;
         spec.stream_cap_bytes_per_sec = c.stream_mb_s * 1_000_000;
         hosts.push(spec);
+        for d in &c.down {
+            let from = dur::parse_duration(&d.from)
+                .map_err(|e| anyhow::anyhow!("`hosts.{h}.down` from: {e}"))?;
+            let lasts = dur::parse_duration(&d.lasts)
+                .map_err(|e| anyhow::anyhow!("`hosts.{h}.down` for: {e}"))?;
+            faults.host_down.push((
+                h.clone(),
+                Window {
+                    from: Time::ZERO + from,
+                    to: Time::ZERO + from + lasts,
+                },
+            ));
+        }
         for v in c.vms {
             let mut vm = VmSpec::running(&v.name, h.as_str(), gib(v.memory_gib))
                 .with_dirty_rate(v.dirty_mib_s << 20);
@@ -212,6 +240,17 @@ fn sim_from_config(group: &[(HostId, toml::Table)]) -> Result<(Arc<dyn Driver>, 
             }
             if v.transient_failures > 0 {
                 faults.transient_starts(&vm.id, v.transient_failures);
+            }
+            if let Some(s) = &v.stall_after {
+                let d = dur::parse_duration(s).map_err(|e| {
+                    anyhow::anyhow!("`hosts.{h}.vms` `{}`.stall_after: {e}", v.name)
+                })?;
+                faults.mid.push(MidFault {
+                    vm: vm.id.clone(),
+                    nth_start: 1,
+                    after_ms: u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+                    fail: None,
+                });
             }
             vms.push(vm);
         }

@@ -879,3 +879,54 @@ fn plan_without_history_says_it_used_defaults_and_with_history_uses_measured_fig
         r.stdout
     );
 }
+
+/// Issue 3: between a watchdog's abort and the next outcome (a minute or more on a cut link)
+/// the plain output said nothing. Now it says when the abort is asked, when a call about the
+/// attempt fails (with its try and the next look), and each look that finds the job running.
+/// The sim's source stops answering just before the stall watchdog fires, for 40 s.
+#[test]
+fn plain_output_says_what_vmove_waits_for_after_a_stall_abort() {
+    let sb = Sandbox::new("stall-wait");
+    sb.write(
+        "vmove.toml",
+        r#"
+[hosts.a]
+driver = "sim"
+speed = 50
+down = [{ from = "10s", for = "40s" }]
+vms = [{ name = "stuck-1", memory_gib = 1, disk_gib = 2, stall_after = "2s" }]
+
+[hosts.b]
+driver = "sim"
+speed = 50
+"#,
+    );
+    let r = sb.run(&[
+        "migrate",
+        "stuck-1",
+        "--from",
+        "a",
+        "--to",
+        "b",
+        "--plain",
+        "--no-journal",
+        "--stall-timeout",
+        "15s",
+    ]);
+    r.expect_code(0);
+    for needle in [
+        "stuck-1: stalled: no progress for 15s on a -> b; abort asked of a (round 1 of 3)",
+        "stuck-1: the abort (round 1 of 3) failed: ",
+        "stuck-1: locate failed (try 1 of 60): ",
+        "; again at ",
+        "stuck-1: stalled: no progress for 15s on a -> b; abort asked, waiting for a to end the job (look ",
+        "abort asked of a (round 2 of 3)",
+        "stuck-1: MOVED to b (2 attempts)",
+    ] {
+        assert!(
+            r.stdout.contains(needle),
+            "`{needle}` not in:\n{}",
+            r.stdout
+        );
+    }
+}
