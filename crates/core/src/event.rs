@@ -151,6 +151,10 @@ pub enum Reason {
     RunningOnBoth,
     /// Not found on either host after an attempt: left for a person.
     LostAfterAttempt,
+    /// The hosts did not answer where the VM is after an attempt (every look failed; the last
+    /// error): left for a person. Before, this was reported as `LostAfterAttempt`, which said the
+    /// VM was on neither host when nobody had been able to look.
+    NotLocated(String),
     /// The run was stopped before it was moved.
     RunStopped,
     /// Fail-fast stopped the run after another VM was unmigratable.
@@ -207,6 +211,10 @@ impl fmt::Display for Reason {
             Reason::LostAfterAttempt => {
                 write!(f, "on neither host after an attempt: left for a person")
             }
+            Reason::NotLocated(e) => write!(
+                f,
+                "could not be located after an attempt (the hosts did not answer: {e}): left for a person"
+            ),
             Reason::RunStopped => write!(f, "run stopped before it moved"),
             Reason::FailFast => write!(f, "run stopped (fail-fast) before it moved"),
             Reason::NotVerified(e) => write!(f, "could not be proven on the destination: {e}"),

@@ -1284,11 +1284,11 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                         ),
                         &mut out,
                     );
-                    vm.last_error = Some(e.message);
+                    vm.last_error = Some(e.message.clone());
                     vm.finish(
                         now,
                         MoveState::Unmigratable {
-                            reason: Reason::LostAfterAttempt,
+                            reason: Reason::NotLocated(e.message),
                         },
                         &mut out,
                     );

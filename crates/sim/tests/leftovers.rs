@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 use vmove_core::{
-    EventKind, HostId, HostLimits, Phase, RunSpec, Selection, Settings, SourceSpec, Time, VmId,
+    EventKind, HostId, HostLimits, Phase, Reason, RunSpec, Selection, Settings, SourceSpec, Time,
+    VmId,
 };
 use vmove_sim::{Faults, HostSpec, MidFault, SimCluster, SimOptions, VmSpec, Window, simulate};
 
@@ -68,6 +69,12 @@ fn the_run_after_a_give_up_removes_the_partial_copy_and_moves_the_vm_to_that_des
     let one = simulate(spec("run-1"), cluster, SimOptions::default()).unwrap();
     let v = &one.snapshot.vms[0];
     assert_eq!(v.phase, Phase::Unmigratable, "{:?}", v.reason);
+    // Nobody could look: the reason says so (it said "on neither host").
+    assert!(
+        matches!(&v.reason, Some(Reason::NotLocated(e)) if e.contains("does not answer")),
+        "{:?}",
+        v.reason
+    );
     assert!(one.events.iter().any(|e| matches!(
         &e.kind,
         EventKind::LeftBehind { host, what, .. } if host.as_str() == "b" && what.is_empty()
