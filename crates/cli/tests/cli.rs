@@ -883,7 +883,10 @@ fn plan_without_history_says_it_used_defaults_and_with_history_uses_measured_fig
 /// Issue 3: between a watchdog's abort and the next outcome (a minute or more on a cut link)
 /// the plain output said nothing. Now it says when the abort is asked, when a call about the
 /// attempt fails (with its try and the next look), and each look that finds the job running.
-/// The sim's source stops answering just before the stall watchdog fires, for 40 s.
+/// The sim's source stops answering before the stall watchdog fires (~17 s) until ~52 s: the
+/// abort fails, four locates fail (17, 27, 37, 47 s), the look at ~57 s finds the job running
+/// (one "waiting" line, patience left), the next asks again. Speed 20: each boundary is ~5
+/// simulated seconds (~250 ms of real time) from the nearest look.
 #[test]
 fn plain_output_says_what_vmove_waits_for_after_a_stall_abort() {
     let sb = Sandbox::new("stall-wait");
@@ -892,13 +895,13 @@ fn plain_output_says_what_vmove_waits_for_after_a_stall_abort() {
         r#"
 [hosts.a]
 driver = "sim"
-speed = 50
-down = [{ from = "10s", for = "40s" }]
+speed = 20
+down = [{ from = "8s", for = "44s" }]
 vms = [{ name = "stuck-1", memory_gib = 1, disk_gib = 2, stall_after = "2s" }]
 
 [hosts.b]
 driver = "sim"
-speed = 50
+speed = 20
 "#,
     );
     let r = sb.run(&[
