@@ -21,6 +21,12 @@
 //!   stream (the simulator applies it only while several run). When none was limited, the
 //!   highest total measured; when none ran with others, unknown (the plan then assumes that
 //!   concurrent migrations do not slow each other, and says so).
+//! - per concurrency: the samples that ran with others grouped by their concurrency rounded to
+//!   the nearest whole number (a [`Level`]); each level's figure is the median effective rate
+//!   `bytes / (duration - overhead)` of its samples, i.e. what one migration moved while that
+//!   many ran. Level 1 is `stream`. The plan gives the simulator these measured levels, which
+//!   uses the nearest one for each concurrency instead of the `aggregate` line (see
+//!   `RouteSpec::rate_at_concurrency`); with no level above 1, the line as above.
 //! - the dirty rate: the median of the highest dirty rate each attempt reported, where reported.
 //! - `startup` and `finish`: the median time from a run's start to its first attempt and from
 //!   a migration's end to `moved` (verification and clean-up); the plan adds them to the ETA.
@@ -224,6 +230,17 @@ pub enum Method {
     StartLatency,
 }
 
+/// What one migration moved while a given number of migrations ran at once on a route's hosts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Level {
+    /// Migrations at once (a sample's concurrency, rounded).
+    pub at_once: u32,
+    /// Samples at this level.
+    pub samples: usize,
+    /// One migration's effective rate at this level, bytes/s (the median).
+    pub rate: u64,
+}
+
 /// What the journal says about one route.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RouteFit {
@@ -241,6 +258,9 @@ pub struct RouteFit {
     pub aggregate: Option<u64>,
     /// The highest concurrency measured.
     pub max_concurrency: f64,
+    /// One migration's rate per concurrency level measured, sorted: level 1 (`stream`, from
+    /// the samples that ran alone, if any did) and each level of 2 or more at once.
+    pub levels: Vec<Level>,
     /// Median dirty rate reported, bytes/s.
     pub dirty_rate: Option<u64>,
     /// Median time from a migration's end to `moved`, ms.
@@ -345,12 +365,37 @@ pub fn fit(samples: &[&Sample]) -> Option<RouteFit> {
         .filter(|s| s.concurrency >= ALONE && s.bytes > 0)
         .collect();
     let max_concurrency = samples.iter().map(|s| s.concurrency).fold(1.0, f64::max);
+    let eff = |s: &Sample| {
+        s.bytes as f64 * 1000.0 / (s.duration_ms() as f64 - overhead).max(MIN_TRANSFER_MS)
+    };
+    let mut by_level: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
+    for s in &crowded {
+        // At least 2: a sample counted as crowded (>= ALONE) ran with others.
+        let at = (s.concurrency.round() as u32).max(2);
+        by_level.entry(at).or_default().push(eff(s));
+    }
+    let mut levels: Vec<Level> = Vec::new();
+    let alone_count = samples.iter().filter(|s| s.concurrency < ALONE).count();
+    if alone_count > 0 {
+        levels.push(Level {
+            at_once: 1,
+            samples: alone_count,
+            rate: stream.round() as u64,
+        });
+    }
+    for (at, rates) in by_level {
+        let n = rates.len();
+        if let Some(r) = median(rates) {
+            levels.push(Level {
+                at_once: at,
+                samples: n,
+                rate: r.clamp(1.0, UNLIMITED as f64).round() as u64,
+            });
+        }
+    }
     let aggregate = if crowded.is_empty() {
         None
     } else {
-        let eff = |s: &Sample| {
-            s.bytes as f64 * 1000.0 / (s.duration_ms() as f64 - overhead).max(MIN_TRANSFER_MS)
-        };
         let limited: Vec<f64> = crowded
             .iter()
             .filter(|s| eff(s) < 0.9 * stream)
@@ -374,6 +419,7 @@ pub fn fit(samples: &[&Sample]) -> Option<RouteFit> {
         stream: stream.round() as u64,
         aggregate: aggregate.map(|a| a.round() as u64),
         max_concurrency,
+        levels,
         dirty_rate: median(
             samples
                 .iter()
@@ -389,6 +435,19 @@ pub fn fit(samples: &[&Sample]) -> Option<RouteFit> {
         )
         .map(|d| d.round() as u64),
     })
+}
+
+impl RouteFit {
+    /// The per-concurrency figures for the simulator (`RouteSpec::rate_at_concurrency`): every
+    /// measured level, when at least one of them is 2 or more at once; empty otherwise (nothing
+    /// measured with others: the simulator keeps the fitted stream and aggregate).
+    pub fn rate_at_concurrency(&self) -> Vec<(u32, u64)> {
+        if self.levels.iter().any(|l| l.at_once >= 2) {
+            self.levels.iter().map(|l| (l.at_once, l.rate)).collect()
+        } else {
+            Vec::new()
+        }
+    }
 }
 
 /// What the plan learnt from the journal, per route, and where from.
@@ -506,6 +565,7 @@ mod tests {
                 overhead_ms,
                 stream_cap_bytes_per_sec: None,
                 aggregate_bytes_per_sec: None,
+                rate_at_concurrency: vec![],
             },
         )
         .unwrap();
@@ -637,6 +697,136 @@ mod tests {
         assert_eq!(s[0].vm, vm("x"));
         assert_eq!(s[0].duration_ms(), 2000);
         assert!(close(s[0].concurrency, 1.5, 1e-9), "{s:?}");
+    }
+
+    /// A run's events: each `(vm, start, end)` a live attempt a -> b of `bytes`, reaching
+    /// `migrating` `latency` ms after its start and `verifying` at its end.
+    fn run_events(moves: &[(&str, u64, u64)], bytes: u64, latency: u64) -> Vec<Event> {
+        let (a, b) = (HostId::new("a"), HostId::new("b"));
+        let mut ev: Vec<Event> = Vec::new();
+        for &(v, start, end) in moves {
+            let vm = VmId::new(v);
+            ev.push(Event {
+                at: Time(0),
+                kind: EventKind::Selected {
+                    vm: vm.clone(),
+                    name: v.into(),
+                    source: a.clone(),
+                    mode: MigrationMode::Live,
+                    memory_bytes: 0,
+                    disk_bytes: bytes,
+                },
+            });
+            ev.push(Event {
+                at: Time(start),
+                kind: EventKind::AttemptStarted {
+                    vm: vm.clone(),
+                    attempt: 1,
+                    source: a.clone(),
+                    destination: b.clone(),
+                    mode: MigrationMode::Live,
+                },
+            });
+            ev.push(Event {
+                at: Time(start + latency),
+                kind: EventKind::Transition {
+                    vm: vm.clone(),
+                    from: Phase::Confirming,
+                    to: Phase::Migrating,
+                },
+            });
+            ev.push(Event {
+                at: Time(end),
+                kind: EventKind::Transition {
+                    vm,
+                    from: Phase::Migrating,
+                    to: Phase::Verifying,
+                },
+            });
+        }
+        ev.sort_by_key(|e| e.at);
+        ev
+    }
+
+    #[test]
+    fn per_concurrency_figures_come_from_migrations_grouped_by_how_many_ran_at_once() {
+        // 150 MB each: one alone in 2.0 s, two at once in 3.0 s, four at once in 4.0 s, all
+        // 0.5 s from start to migrating (sizes alike: overhead = that latency).
+        let mut s = Vec::new();
+        for (run, moves) in [
+            ("one", vec![("p", 0, 2000), ("q", 5000, 7000)]),
+            ("two", vec![("r", 0, 3000), ("s", 0, 3000)]),
+            (
+                "four",
+                vec![
+                    ("t", 0, 4000),
+                    ("u", 0, 4000),
+                    ("v", 0, 4000),
+                    ("w", 0, 4000),
+                ],
+            ),
+        ] {
+            let (got, _) = samples_of_run(run, &run_events(&moves, 150 * MB, 500), []);
+            s.extend(got);
+        }
+        let conc: Vec<f64> = s.iter().map(|x| x.concurrency).collect();
+        assert_eq!(conc, [1.0, 1.0, 2.0, 2.0, 4.0, 4.0, 4.0, 4.0]);
+        let f = fit(&s.iter().collect::<Vec<_>>()).unwrap();
+        assert_eq!(f.method, Method::StartLatency, "{f:?}");
+        assert_eq!(f.overhead_ms, 500);
+        // 150 MB over the time after the overhead, rounded to whole bytes/s.
+        let rate = |ms: u64| (150e9 / (ms - 500) as f64).round() as u64;
+        assert_eq!(
+            f.levels,
+            [
+                Level {
+                    at_once: 1,
+                    samples: 2,
+                    rate: rate(2000)
+                },
+                Level {
+                    at_once: 2,
+                    samples: 2,
+                    rate: rate(3000)
+                },
+                Level {
+                    at_once: 4,
+                    samples: 4,
+                    rate: rate(4000)
+                },
+            ]
+        );
+        assert_eq!(
+            f.rate_at_concurrency(),
+            [(1, 100 * MB), (2, 60 * MB), (4, 42_857_143)]
+        );
+    }
+
+    #[test]
+    fn partly_overlapping_migrations_count_at_their_time_weighted_concurrency() {
+        // x alone for 1 s, then with y for 3 s: 1.75 at once, rounds to level 2; y ran all of
+        // its 3 s with x: 2.0.
+        let (s, _) = samples_of_run(
+            "r",
+            &run_events(&[("x", 0, 4000), ("y", 1000, 4000)], 100 * MB, 0),
+            [],
+        );
+        assert!(close(s[0].concurrency, 1.75, 1e-9), "{s:?}");
+        assert!(close(s[1].concurrency, 2.0, 1e-9), "{s:?}");
+        let f = fit(&s.iter().collect::<Vec<_>>()).unwrap();
+        assert_eq!(f.levels.len(), 1, "none alone: no level 1 ({f:?})");
+        assert_eq!(f.levels[0].at_once, 2);
+        assert_eq!(f.levels[0].samples, 2);
+    }
+
+    #[test]
+    fn without_concurrent_history_the_plan_keeps_the_fitted_line() {
+        let s = history("alone", 1, 700, 50 * MB, 80 * MB);
+        let f = fit(&s.iter().collect::<Vec<_>>()).unwrap();
+        assert_eq!(f.levels.len(), 1, "{f:?}");
+        assert_eq!(f.levels[0].at_once, 1);
+        assert_eq!(f.levels[0].rate, f.stream);
+        assert!(f.rate_at_concurrency().is_empty(), "{f:?}");
     }
 
     #[test]

@@ -138,6 +138,7 @@ pub async fn plan(
             .context("the calibration task failed")??;
     let (assumptions, header, tail_ms) = assumptions_for(&spec, &calibration, common);
     let cluster = observed_cluster(&spec, drivers, eff, assumptions).await?;
+    let header = header + &levels_used(&spec, &cluster);
     let out = simulate(spec, cluster, SimOptions::default())
         .map_err(|e| anyhow!("the plan could not be simulated: {e}"))?;
     let mut rec = Record::new("plan");
@@ -212,6 +213,46 @@ pub async fn plan(
     Ok(if rec.outcome == "all_moved" { 0 } else { 2 })
 }
 
+/// For each route with rates measured per concurrency: how many migrations its hosts' slots let
+/// run at once and which measured level the simulator uses for that many (the same one, or the
+/// nearest measured: said so, never extrapolated).
+fn levels_used(spec: &RunSpec, cluster: &SimCluster) -> String {
+    let mut text = String::new();
+    let mut seen = BTreeSet::new();
+    for s in &spec.sources {
+        for d in &s.destinations {
+            if !seen.insert((s.host.clone(), d.clone())) {
+                continue;
+            }
+            let Some(route) = cluster.route(&s.host, d) else {
+                continue;
+            };
+            let limit = |h: &HostId| cluster.host_spec(h).and_then(|x| x.migration_limit);
+            let k = match (limit(&s.host), limit(d)) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
+                (None, None) => continue,
+            };
+            if let Some((level, rate)) = route.rate_nearest(k) {
+                text.push_str(&format!(
+                    "    {} -> {d}: up to {k} at once (the hosts' slots): {}\n",
+                    s.host,
+                    if level == k {
+                        format!("uses the figure measured at {k} at once ({})", mb(rate))
+                    } else {
+                        format!(
+                            "{k} at once never measured: uses the nearest measured level, {level} \
+                             at once ({})",
+                            mb(rate)
+                        )
+                    }
+                ));
+            }
+        }
+    }
+    text
+}
+
 /// Default rate of one migration when neither the journal nor `--plan-bandwidth` says, MB/s.
 const DEFAULT_MB_S: u64 = 125;
 
@@ -266,6 +307,12 @@ fn assumptions_for(
         let rate = flag_rate.or(fit.map(|f| f.stream)).unwrap_or(default_rate);
         let overhead = flag_overhead.or(fit.map(|f| f.overhead_ms)).unwrap_or(0);
         let aggregate = flag_agg.or(fit.and_then(|f| f.aggregate));
+        // The rates measured per concurrency, unless a flag sets the rate or the aggregate
+        // (then the line those flags describe).
+        let per_level = match fit {
+            Some(f) if flag_rate.is_none() && flag_agg.is_none() => f.rate_at_concurrency(),
+            _ => Vec::new(),
+        };
         a.routes.insert(
             (src.clone(), dst.clone()),
             RouteSpec {
@@ -273,6 +320,7 @@ fn assumptions_for(
                 stream_cap_bytes_per_sec: Some(rate.max(1)),
                 // Applied only while several migrations move bytes on the route's hosts.
                 aggregate_bytes_per_sec: aggregate.map(|x| x.max(1)),
+                rate_at_concurrency: per_level.clone(),
             },
         );
         for h in [src, dst] {
@@ -294,41 +342,61 @@ fn assumptions_for(
             }
         };
         let line = match fit {
-            Some(f) => format!(
-                "  {src} -> {dst}: {n} migrations measured ({alone} alone, up to {k:.1} at once; {how}): \
+            Some(f) => {
+                format!(
+                    "  {src} -> {dst}: {n} migrations measured ({alone} alone, up to {k:.1} at once; {how}): \
                  {o:.2} s fixed{of} + bytes at {r} per migration{rf}, {agg}; dirty rate {d}{dn}; \
                  {fin:.2} s to verify and clean up\n",
-                n = f.samples,
-                alone = f.alone,
-                k = f.max_concurrency,
-                how = match f.method {
-                    Method::Regression => "fixed cost and rate from a line through their sizes",
-                    Method::FixedOnly => "bigger ones took no longer: their time is fixed cost",
-                    Method::StartLatency =>
-                        "sizes too alike to separate: fixed cost = measured start latency",
-                },
-                o = overhead as f64 / 1000.0,
-                of = src_of(flag_overhead.is_some(), true),
-                r = mb(rate),
-                rf = src_of(flag_rate.is_some(), true),
-                agg = match (flag_agg, f.aggregate) {
-                    (Some(x), _) => format!("{} in all when several run (flag)", mb(x)),
-                    (None, Some(x)) => format!("{} in all when several run", mb(x)),
-                    (None, None) => "several at once never measured: assumed not to slow each \
+                    n = f.samples,
+                    alone = f.alone,
+                    k = f.max_concurrency,
+                    how = match f.method {
+                        Method::Regression => "fixed cost and rate from a line through their sizes",
+                        Method::FixedOnly => "bigger ones took no longer: their time is fixed cost",
+                        Method::StartLatency =>
+                            "sizes too alike to separate: fixed cost = measured start latency",
+                    },
+                    o = overhead as f64 / 1000.0,
+                    of = src_of(flag_overhead.is_some(), true),
+                    r = mb(rate),
+                    rf = src_of(flag_rate.is_some(), true),
+                    agg = match (flag_agg, f.aggregate) {
+                        (Some(x), _) => format!("{} in all when several run (flag)", mb(x)),
+                        (None, Some(x)) => format!("{} in all when several run", mb(x)),
+                        (None, None) => "several at once never measured: assumed not to slow each \
                                      other (DEFAULT)"
-                        .to_owned(),
-                },
-                d = f.dirty_rate.map_or_else(
-                    || "not reported".to_owned(),
-                    |d| { format!("{}/s", fmt_bytes(d)) }
-                ),
-                dn = if all_fitted {
-                    " (its rounds are in the measured rate)"
+                            .to_owned(),
+                    },
+                    d = f.dirty_rate.map_or_else(
+                        || "not reported".to_owned(),
+                        |d| { format!("{}/s", fmt_bytes(d)) }
+                    ),
+                    dn = if all_fitted {
+                        " (its rounds are in the measured rate)"
+                    } else {
+                        " (10 MiB/s assumed: a route has no history)"
+                    },
+                    fin = f.finish_ms.unwrap_or(0) as f64 / 1000.0,
+                ) + &if per_level.is_empty() {
+                    String::new()
                 } else {
-                    " (10 MiB/s assumed: a route has no history)"
-                },
-                fin = f.finish_ms.unwrap_or(0) as f64 / 1000.0,
-            ),
+                    format!(
+                        "    per migration by how many ran at once (measured, used instead of the \
+                     line above; n at once takes the nearest measured level, a tie the higher, \
+                     none beyond the highest): {}\n",
+                        f.levels
+                            .iter()
+                            .map(|l| format!(
+                                "{} at once {} ({} measured)",
+                                l.at_once,
+                                mb(l.rate),
+                                l.samples
+                            ))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            }
             None => {
                 any_default = true;
                 format!(

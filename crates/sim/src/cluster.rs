@@ -60,7 +60,7 @@ impl HostSpec {
 
 /// How migrations on one route (source -> destination) behave beyond the hosts' figures
 /// (set with [`SimCluster::set_route`]; `vmove plan` fits it from measured migrations).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouteSpec {
     /// Fixed time every migration on this route takes besides moving bytes (setting up,
     /// switching over, noticing the end), ms. It comes first; meanwhile the migration moves no
@@ -75,6 +75,24 @@ pub struct RouteSpec {
     /// migration running alone, so it may be below one stream's rate (hosts whose CPUs, not
     /// their link, slow concurrent migrations down). `None`: only the NICs share.
     pub aggregate_bytes_per_sec: Option<u64>,
+    /// One migration's rate measured at given concurrencies: `(n, bytes/s)` = each migration
+    /// moved that much while `n` migrations moved bytes on the route's hosts (the larger count of
+    /// its source and destination), sorted by `n`, no `n` twice. When not empty it replaces the
+    /// stream cap and the aggregate: while `n` migrations move bytes, each one on this route
+    /// gets the figure of the measured level nearest to `n` (a tie: the higher level, the
+    /// slower one), so nothing is extrapolated beyond what was measured; the NICs still cap.
+    pub rate_at_concurrency: Vec<(u32, u64)>,
+}
+
+impl RouteSpec {
+    /// The figure of the measured level nearest to `n` (a tie: the higher level), with that
+    /// level; `None` when nothing was measured per concurrency.
+    pub fn rate_nearest(&self, n: u32) -> Option<(u32, u64)> {
+        self.rate_at_concurrency
+            .iter()
+            .copied()
+            .min_by_key(|&(level, _)| (level.abs_diff(n), std::cmp::Reverse(level)))
+    }
 }
 
 /// One disk of a simulated VM.
@@ -646,7 +664,9 @@ impl SimCluster {
             })
         };
         let (s, d) = (idx(source)?, idx(destination)?);
-        if route.stream_cap_bytes_per_sec == Some(0) {
+        if route.stream_cap_bytes_per_sec == Some(0)
+            || route.rate_at_concurrency.iter().any(|&(_, r)| r == 0)
+        {
             return Err(SimError::NoBandwidth(source.clone()));
         }
         self.routes.insert((s, d), route);
@@ -656,7 +676,7 @@ impl SimCluster {
     /// The route's figures, if set.
     pub fn route(&self, source: &HostId, destination: &HostId) -> Option<RouteSpec> {
         let (s, d) = (self.host_idx(source)?, self.host_idx(destination)?);
-        self.routes.get(&(s, d)).copied()
+        self.routes.get(&(s, d)).cloned()
     }
 
     /// Puts a file nobody here owns at `path` on `host` (for the "never overwrite" checks).
@@ -1504,11 +1524,15 @@ impl SimCluster {
         let mut cap = route
             .and_then(|r| r.stream_cap_bytes_per_sec)
             .unwrap_or(s.stream_cap_bytes_per_sec.min(d.stream_cap_bytes_per_sec));
-        if let Some(agg) = route.and_then(|r| r.aggregate_bytes_per_sec) {
-            let n = count(mg.src).max(count(mg.dst));
-            if n >= 2 {
-                cap = cap.min(agg / n);
-            }
+        let n = count(mg.src).max(count(mg.dst));
+        if let Some((_, r)) =
+            route.and_then(|r| r.rate_nearest(u32::try_from(n).unwrap_or(u32::MAX)))
+        {
+            cap = r;
+        } else if let Some(agg) = route.and_then(|r| r.aggregate_bytes_per_sec)
+            && n >= 2
+        {
+            cap = cap.min(agg / n);
         }
         cap.min(per(mg.src)).min(per(mg.dst)).max(1)
     }

@@ -598,7 +598,7 @@ pub fn from_observed(hosts: &[ObservedHost], a: &Assumptions) -> Result<SimClust
     let mut cluster = SimCluster::new(specs, vms, faults)?;
     for ((src, dst), route) in &a.routes {
         if cluster.host_spec(src).is_some() && cluster.host_spec(dst).is_some() {
-            cluster.set_route(src, dst, *route)?;
+            cluster.set_route(src, dst, route.clone())?;
         }
     }
     Ok(cluster)

@@ -343,8 +343,9 @@ fn a_route_overhead_delays_each_migration_by_exactly_that_and_takes_no_bandwidth
         overhead_ms: 1500,
         stream_cap_bytes_per_sec: Some(100_000_000),
         aggregate_bytes_per_sec: None,
+        rate_at_concurrency: vec![],
     };
-    c.set_route(&a, &b, route).unwrap();
+    c.set_route(&a, &b, route.clone()).unwrap();
     assert_eq!(c.route(&a, &b), Some(route));
     assert_eq!(c.route(&b, &a), None);
     c.start_migration(&req(&vm, 1)).unwrap();
@@ -375,6 +376,7 @@ fn a_route_overhead_delays_each_migration_by_exactly_that_and_takes_no_bandwidth
             overhead_ms: 1000,
             stream_cap_bytes_per_sec: None,
             aggregate_bytes_per_sec: None,
+            rate_at_concurrency: vec![],
         },
     )
     .unwrap();
@@ -400,7 +402,7 @@ fn a_route_aggregate_slows_concurrent_migrations_but_not_one_alone() {
         ..RouteSpec::default()
     };
     let mut c = SimCluster::new(hosts(), vms.clone(), Faults::default()).unwrap();
-    c.set_route(&a, &b, route).unwrap();
+    c.set_route(&a, &b, route.clone()).unwrap();
     c.start_migration(&req(&vms[0], 1)).unwrap();
     let (at, _) = run_to_end(&mut c, Time(3_600_000)).unwrap();
     let expect = GIB * 1000 / RATE;
@@ -417,4 +419,57 @@ fn a_route_aggregate_slows_concurrent_migrations_but_not_one_alone() {
         "two at once: {} vs {expect}",
         at.0
     );
+}
+
+#[test]
+fn a_route_rate_measured_per_concurrency_uses_the_nearest_measured_level_and_never_extrapolates() {
+    use vmove_sim::RouteSpec;
+    // Measured: 200 MB/s alone, 80 MB/s each with 2 at once, 40 MB/s each with 4 at once.
+    let route = RouteSpec {
+        rate_at_concurrency: vec![(1, 200_000_000), (2, 80_000_000), (4, 40_000_000)],
+        ..RouteSpec::default()
+    };
+    assert_eq!(route.rate_nearest(1), Some((1, 200_000_000)));
+    assert_eq!(
+        route.rate_nearest(3),
+        Some((4, 40_000_000)),
+        "a tie goes to the higher level"
+    );
+    assert_eq!(
+        route.rate_nearest(8),
+        Some((4, 40_000_000)),
+        "beyond: the highest measured"
+    );
+    assert_eq!(RouteSpec::default().rate_nearest(2), None);
+    let (a, b) = (HostId::new("a"), HostId::new("b"));
+    let mb = 1_000_000u64;
+    for (n, rate) in [
+        (1u64, 200 * mb),
+        (2, 80 * mb),
+        (3, 40 * mb),
+        (4, 40 * mb),
+        (6, 40 * mb),
+    ] {
+        let vms: Vec<VmSpec> = (0..n)
+            .map(|i| VmSpec::running(format!("x{i}"), "a", 0).with_disk(400 * mb))
+            .collect();
+        let mut c = SimCluster::new(hosts(), vms.clone(), Faults::default()).unwrap();
+        c.set_route(&a, &b, route.clone()).unwrap();
+        for v in &vms {
+            c.start_migration(&req(v, 1)).unwrap();
+        }
+        let (at, _) = run_to_end(&mut c, Time(3_600_000)).unwrap();
+        let expect = 400 * mb * 1000 / rate;
+        assert!(
+            at.0.abs_diff(expect) <= 2,
+            "{n} at once: {} ms vs {expect}",
+            at.0
+        );
+    }
+    let bad = RouteSpec {
+        rate_at_concurrency: vec![(2, 0)],
+        ..RouteSpec::default()
+    };
+    let mut c = SimCluster::new(hosts(), vec![], Faults::default()).unwrap();
+    assert!(c.set_route(&a, &b, bad).is_err(), "a zero rate is refused");
 }
