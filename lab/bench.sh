@@ -1,24 +1,30 @@
 #!/usr/bin/env bash
-# Benchmark (not a test): N VMs with written disks moved hostA -> hostB by a sequential
-# `virsh migrate` loop, then by `vmove evacuate` with slots 1, 2 and 4. Prints each makespan,
-# makespan / lower bound and the speed-up over the virsh loop. The lower bound for k slots is
-# max(longest single migration, sum of single migration times / k), single times measured by
-# the virsh loop. This machine has 2 cores running every QEMU (TCG): parallel migrations share
-# them, so the bound (which assumes k migrations cost no more than one) is optimistic here.
+# Benchmark (not a test): N VMs with written disks moved hostA -> hostB by `virsh migrate` with
+# 1 (a sequential loop), 2 and 4 parallel workers, then by `vmove migrate` with slots 1, 2 and 4.
+# Prints, per k: vmove's makespan, k-parallel virsh's, three lower bounds and vmove / each, the
+# speed-up over the sequential loop and over k-parallel virsh (docs/BENCHMARKS.md says what each
+# bound means):
+#   old bound         max(longest, sum / k) over the single (sequential) durations
+#   tight bound       also p_(k) + p_(k+1) (k-th and (k+1)-th longest single) when N > k: of the
+#                     k+1 longest migrations two must share a slot (migrations cannot be split)
+#   contention bound  the tight bound over the durations measured with k virsh at once (this
+#                     machine's 2 cores run every QEMU: k at once each take longer than one)
+# and, from vmove's journal, each VM's start, end, verify + clean-up and the idle time of a slot
+# between a migration's end and the next start ($LAB/bench-timeline-K.txt).
 #
 # vmove moves exactly the benchmark's VMs (`migrate 'hostA:bench-*' --to hostB`: hostA's
 # evacuation when it holds nothing else; VMs other lab scripts left there are not touched).
 # Beside each vmove run: what `vmove plan` predicted for the same move just before it,
 # with the same config, calibrated from the benchmark's own journal ($LAB/bench-journal.db, new
-# for each benchmark): the earlier vmove runs of this benchmark, and first two short calibration
-# runs (`vmove migrate` of three VMs of other sizes one at a time, then of two VMs at once) so
-# the very first plan has measured figures too. The virsh loop is not journaled: it calibrates
-# nothing.
-#   BENCH_N (default 6), BENCH_DISK_MIB (128), BENCH_FILL_MIB (64), VMOVE_BIN
+# for each benchmark): the earlier vmove runs of this benchmark, and first three short calibration
+# runs (`vmove migrate` of three VMs of other sizes one at a time, then of two VMs at once, then
+# of four at once) so the very first plan has measured figures at each concurrency. The virsh
+# runs are not journaled: they calibrate nothing.
+#   BENCH_N (default 8), BENCH_DISK_MIB (128), BENCH_FILL_MIB (64), VMOVE_BIN
 source "$(dirname "$0")/common.sh"
 need_root
 ROOT="$(cd "$LAB_SCRIPTS/.." && pwd)"
-N="${BENCH_N:-6}"; DISK="${BENCH_DISK_MIB:-128}"; FILL="${BENCH_FILL_MIB:-64}"
+N="${BENCH_N:-8}"; DISK="${BENCH_DISK_MIB:-128}"; FILL="${BENCH_FILL_MIB:-64}"
 "$LAB_SCRIPTS/up.sh"
 vmove="${VMOVE_BIN:-}"
 if [ -z "$vmove" ]; then
@@ -40,20 +46,52 @@ fresh() {
 now() { date +%s.%N; }
 
 load0="$(cut -d' ' -f1-3 /proc/loadavg)"
-fresh
-declare -a t
-t0="$(now)"
-for i in $(seq 1 "$N"); do
-  s="$(now)"
-  # The destination image must exist with the right size (sparse), as vmove pre-creates it.
+
+# One virsh migration, as a worker of the loop below: pre-create the destination image (sparse,
+# the right size, as vmove does), migrate, print how long both took.
+virsh_one() {
+  local i="$1" s; s="$(now)"
   vsh hostB vol-create-as images "bench-$i-0.qcow2" "${DISK}M" --format qcow2 --allocation 0 >/dev/null
-  vsh hostA migrate --live --copy-storage-all --persistent --undefinesource "bench-$i" "$(host_uri hostB)"
-  t[$i]="$(echo "$(now) - $s" | bc)"
-done
-seq_makespan="$(echo "$(now) - $t0" | bc)"
-sum=0; longest=0
-for i in $(seq 1 "$N"); do sum="$(echo "$sum + ${t[$i]}" | bc)"; longest="$(echo "if (${t[$i]} > $longest) ${t[$i]} else $longest" | bc)"; done
+  vsh hostA migrate --live --copy-storage-all --persistent --undefinesource "bench-$i" "$(host_uri hostB)" >/dev/null
+  echo "$(now) - $s" | bc
+}
+# virsh_run K: fresh VMs, migrated by K parallel workers (K=1: the sequential loop). Each
+# migration's own duration goes to $LAB/bench-virsh-K.times (one a line), the makespan to
+# $LAB/bench-virsh-K.makespan.
+virsh_run() {
+  local k="$1" t0 i; fresh; rm -f "$LAB"/bench-virsh-"$k".t.*
+  t0="$(now)"
+  for i in $(seq 1 "$N"); do
+    while [ "$(jobs -rp | wc -l)" -ge "$k" ]; do wait -n || true; done
+    virsh_one "$i" >"$LAB/bench-virsh-$k.t.$i" &
+  done
+  wait
+  echo "$(now) - $t0" | bc >"$LAB/bench-virsh-$k.makespan"
+  for i in $(seq 1 "$N"); do
+    [ -s "$LAB/bench-virsh-$k.t.$i" ] || die "virsh migration of bench-$i with $k at once failed"
+    cat "$LAB/bench-virsh-$k.t.$i"
+  done >"$LAB/bench-virsh-$k.times"
+  rm -f "$LAB"/bench-virsh-"$k".t.*
+}
+# bound FILE K TIGHT: a lower bound on the makespan of N indivisible jobs (durations in FILE) on
+# K identical slots: max(longest, sum / K) (TIGHT=0, the old bound) and, when TIGHT=1 and N > K,
+# also p_(K) + p_(K+1), the K-th and (K+1)-th longest (of the K+1 longest jobs two share a slot).
+bound() {
+  sort -gr "$1" | awk -v k="$2" -v tight="$3" '
+    { p[NR] = $1; sum += $1 }
+    END { b = p[1]; if (sum / k > b) b = sum / k
+          if (tight && NR > k && p[k] + p[k + 1] > b) b = p[k] + p[k + 1]
+          printf "%.3f", b }'
+}
+sumof() { awk '{ s += $1 } END { printf "%.3f", s }' "$1"; }
+maxof() { sort -gr "$1" | head -1; }
+
+declare -A vk
+for k in 1 2 4; do virsh_run "$k"; vk[$k]="$(cat "$LAB/bench-virsh-$k.makespan")"; done
+seq_makespan="${vk[1]}"; single="$LAB/bench-virsh-1.times"
+sum="$(sumof "$single")"; longest="$(maxof "$single")"
 echo "virsh sequential: makespan ${seq_makespan} s (sum of single migrations ${sum} s, longest ${longest} s)" >&2
+echo "virsh 2 at once: ${vk[2]} s; 4 at once: ${vk[4]} s" >&2
 
 journal="$LAB/bench-journal.db"
 rm -f "$journal" "$journal-wal" "$journal-shm"
@@ -77,12 +115,12 @@ TOML
 }
 
 # Calibration runs, journaled: three VMs of other sizes than the benchmark's (so a fixed cost per
-# migration and a per-byte rate can be told apart) moved one at a time, then two moved at once
-# (what running together costs on these hosts).
+# migration and a per-byte rate can be told apart) moved one at a time, then two moved at once,
+# then four (what running together costs on these hosts, at each concurrency the plan predicts).
 fresh
 cal_small=$(( FILL / 4 > 0 ? FILL / 4 : 1 )); cal_big=$(( FILL * 2 )); cal_disk=$(( DISK > cal_big ? DISK : cal_big ))
 i=0
-for f in "$cal_small" "$cal_big" "$FILL" "$FILL" "$FILL"; do
+for f in "$cal_small" "$cal_big" "$FILL" "$FILL" "$FILL" "$FILL" "$FILL" "$FILL" "$FILL"; do
   i=$((i + 1))
   "$LAB_SCRIPTS/mkvm.sh" hostA "benchcal-$i" --size "$cal_disk" --fill "$f" >/dev/null
 done
@@ -92,6 +130,42 @@ config 1
 config 2
 "$vmove" --config "$LAB/bench.toml" --journal "$journal" --plain migrate hostA:benchcal-4 hostA:benchcal-5 \
   --to hostB >>"$LAB/bench-cal.log" 2>&1 || { tail -5 "$LAB/bench-cal.log"; die "the calibration run failed"; }
+config 4
+"$vmove" --config "$LAB/bench.toml" --journal "$journal" --plain migrate hostA:benchcal-6 hostA:benchcal-7 hostA:benchcal-8 \
+  hostA:benchcal-9 --to hostB >>"$LAB/bench-cal.log" 2>&1 || { tail -5 "$LAB/bench-cal.log"; die "the calibration run failed"; }
+
+# timeline K: from the journal's last run, each VM's start (start_migration asked), started (the
+# driver's answer: image pre-created, migration begun), migration end (its transition to
+# verifying, when its slot is freed), moved (verified and cleaned up), and for each
+# start after the first K how long after the latest migration end it came (the slot's idle time).
+timeline() {
+  python3 - "$journal" >"$LAB/bench-timeline-$1.txt" <<'PY'
+import sqlite3, sys, json
+db = sqlite3.connect(sys.argv[1])
+run = db.execute("select id from runs order by created_at desc limit 1").fetchone()[0]
+vms = {}
+for at, kind, name, body in db.execute(
+        "select at, kind, name, body from entries where run_id=? and vm is not null order by seq", (run,)):
+    b = json.loads(body); v = vms.setdefault(b.get("vm"), {})
+    if kind == "intent" and name == "start_migration": v.setdefault("start", at); v["name"] = b["vm_name"]
+    if kind == "outcome" and name == "migration_started": v.setdefault("started", at)
+    if kind == "event" and name == "transition" and b.get("to") == "verifying": v.setdefault("end", at)
+    if kind == "event" and name == "moved": v["moved"] = at
+vs = sorted((v for v in vms.values() if "start" in v), key=lambda v: v["start"])
+ends = sorted(v["end"] for v in vs if "end" in v)
+idle = []
+print("vm start_ms started_ms end_ms moved_ms start_call_s migration_s verify+cleanup_s idle_before_start_ms")
+for v in vs:
+    prior = [e for e in ends if e <= v["start"]]
+    gap = v["start"] - prior[-1] if prior else None
+    if gap is not None: idle.append(gap)
+    print(v.get("name"), v["start"], v.get("started"), v.get("end"), v.get("moved"),
+          round((v.get("started", 0) - v["start"]) / 1000, 2), round((v.get("end", 0) - v["start"]) / 1000, 2),
+          round((v.get("moved", 0) - v.get("end", 0)) / 1000, 2), gap)
+if idle: print("slot idle between a migration's end and the next start: max %d ms, total %d ms" % (max(idle), sum(idle)))
+print("makespan by the journal (first start to last moved): %.2f s" % ((max(v.get("moved", 0) for v in vs) - vs[0]["start"]) / 1000))
+PY
+}
 
 rows=()
 for k in 1 2 4; do
@@ -104,16 +178,24 @@ for k in 1 2 4; do
   s="$(now)"
   "$vmove" --config "$LAB/bench.toml" --journal "$journal" --plain migrate 'hostA:bench-*' --to hostB >"$LAB/bench-$k.log" 2>&1 || { tail -5 "$LAB/bench-$k.log"; die "vmove failed with $k slots"; }
   m="$(echo "$(now) - $s" | bc)"
-  lb="$(echo "a = $sum / $k; if ($longest > a) $longest else a" | bc -l)"
-  case $k in 1) from="calibration runs" ;; 2) from="calibration + slots=1" ;; *) from="calibration + slots=1,2" ;; esac
-  rows+=("$(printf '| %d | %.1f | %.1f | %.2f | %.2fx | %.1f | %+.1f %% | %s |' "$k" "$m" "$lb" "$(echo "$m / $lb" | bc -l)" \
-    "$(echo "$seq_makespan / $m" | bc -l)" "$p" "$(echo "($p - $m) * 100 / $m" | bc -l)" "$from")")
+  timeline "$k"
+  lb_old="$(bound "$single" "$k" 0)"; lb_tight="$(bound "$single" "$k" 1)"
+  lb_cont="$(bound "$LAB/bench-virsh-$k.times" "$k" 1)"
+  rows+=("$(printf '| %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f | %.2fx | %.2fx | %.1f | %+.1f %% |' \
+    "$k" "$m" "${vk[$k]}" "$lb_old" "$lb_tight" "$lb_cont" "$(echo "$m / $lb_old" | bc -l)" "$(echo "$m / $lb_tight" | bc -l)" \
+    "$(echo "$m / $lb_cont" | bc -l)" "$(echo "$seq_makespan / $m" | bc -l)" "$(echo "${vk[$k]} / $m" | bc -l)" \
+    "$p" "$(echo "($p - $m) * 100 / $m" | bc -l)")")
 done
-printf 'N=%s VMs, %s MiB disks with %s MiB written, 64 MiB RAM, TCG, 2 cores; load before: %s\n' "$N" "$DISK" "$FILL" "$load0"
+printf 'N=%s VMs, %s MiB disks with %s MiB written, 64 MiB RAM, TCG, 2 cores; load before: %s, after: %s\n' "$N" "$DISK" "$FILL" "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf 'virsh sequential loop: makespan %.1f s (sum of single migrations %.1f s, longest %.1f s)\n' "$seq_makespan" "$sum" "$longest"
-printf '| slots | vmove makespan (s) | lower bound (s) | makespan / bound | speed-up over virsh | plan ETA (s) | plan error | plan calibrated from |\n'
-printf '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n'
+for k in 2 4; do
+  printf 'virsh %d at once: makespan %.1f s (its migrations: sum %.1f s, longest %.1f s)\n' "$k" "${vk[$k]}" \
+    "$(sumof "$LAB/bench-virsh-$k.times")" "$(maxof "$LAB/bench-virsh-$k.times")"
+done
+printf '| slots | vmove (s) | virsh k at once (s) | old bound (s) | tight bound (s) | contention bound (s) | vmove / old | vmove / tight | vmove / contention | speed-up over virsh loop | over virsh k at once | plan ETA (s) | plan error |\n'
+printf '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
 printf '%s\n' "${rows[@]}"
 printf 'plans: %s/bench-plan-{1,2,4}.txt; the last plan'"'"'s figures:\n' "$LAB"
 sed -n '2,3p' "$LAB/bench-plan-4.txt"
+for k in 1 2 4; do printf 'vmove %d slots, from the journal (%s):\n' "$k" "$LAB/bench-timeline-$k.txt"; tail -2 "$LAB/bench-timeline-$k.txt"; done
 fresh >/dev/null 2>&1 || true
