@@ -45,6 +45,15 @@ pub struct LibvirtHostConfig {
     /// Cap when the watchdog raises the allowed downtime, ms (default 2000).
     #[serde(default)]
     pub max_downtime_ms: Option<u64>,
+    /// Seconds between libvirt keepalive probes on every connection vmove opens to the host
+    /// (default 5; 0 turns keepalive off). A host that answers none of `keepalive_count`
+    /// probes in a row has its connection closed, so a call to a frozen or unreachable host
+    /// fails after about `interval * (count + 1)` seconds instead of hanging.
+    #[serde(default = "default_keepalive_interval")]
+    pub keepalive_interval_s: u32,
+    /// How many keepalive probes may go unanswered before the connection is closed (default 3).
+    #[serde(default = "default_keepalive_count")]
+    pub keepalive_count: u32,
     /// Read by the CLI (which driver serves the host); must be "libvirt" if given.
     #[serde(default)]
     pub driver: Option<String>,
@@ -53,11 +62,29 @@ pub struct LibvirtHostConfig {
     pub max_migrations: Option<u32>,
 }
 
+fn default_keepalive_interval() -> u32 {
+    5
+}
+
+fn default_keepalive_count() -> u32 {
+    3
+}
+
 fn default_pool() -> String {
     "images".to_owned()
 }
 
 impl LibvirtHostConfig {
+    /// About how long a silent host takes to be noticed on an open connection (keepalive
+    /// interval times count, plus one interval), `None` when keepalive is off.
+    pub fn keepalive_bound(&self) -> Option<std::time::Duration> {
+        (self.keepalive_interval_s > 0).then(|| {
+            std::time::Duration::from_secs(
+                u64::from(self.keepalive_interval_s) * (u64::from(self.keepalive_count) + 1),
+            )
+        })
+    }
+
     /// How many storage migrations the configured port range takes at once (2 ports each).
     pub fn port_capacity(&self) -> Option<u32> {
         self.migration_ports.map(|[lo, hi]| {

@@ -82,6 +82,23 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// [`blocking`] for a call to `hosts`: a connection lost on the way is reported with the name
+/// of the host it was to.
+async fn blocking_on<T: Send + 'static>(
+    hosts: Vec<Arc<Host>>,
+    phase: Phase,
+    f: impl FnOnce() -> DriverResult<T> + Send + 'static,
+) -> DriverResult<T> {
+    blocking(phase, f).await.map_err(|e| {
+        let lost: Vec<(String, String)> = hosts
+            .iter()
+            .filter(|h| h.shared_connection_lost())
+            .map(|h| (h.id.as_str().to_owned(), h.cfg.uri.clone()))
+            .collect();
+        crate::error::name_lost_host(e, &lost)
+    })
+}
+
 fn file_name(p: &str) -> String {
     Path::new(p)
         .file_name()
@@ -613,7 +630,7 @@ impl Driver for LibvirtDriver {
 
     async fn host_info(&self, host: &HostId) -> DriverResult<HostInfo> {
         let h = self.host(host)?;
-        blocking(Phase::Read, move || {
+        blocking_on(vec![h.clone()], Phase::Read, move || {
             let conn = h.conn()?;
             let free_memory_bytes = conn
                 .free_memory()
@@ -651,7 +668,7 @@ impl Driver for LibvirtDriver {
 
     async fn list_vms(&self, host: &HostId) -> DriverResult<Vec<VmInfo>> {
         let h = self.host(host)?;
-        blocking(Phase::Read, move || {
+        blocking_on(vec![h.clone()], Phase::Read, move || {
             let conn = h.conn()?;
             let mut out = Vec::new();
             for d in conn
@@ -673,7 +690,7 @@ impl Driver for LibvirtDriver {
     async fn footprint(&self, host: &HostId, vm: &VmId) -> DriverResult<Footprint> {
         let h = self.host(host)?;
         let (hid, vm) = (host.clone(), vm.clone());
-        blocking(Phase::Read, move || {
+        blocking_on(vec![h.clone()], Phase::Read, move || {
             let conn = h.conn()?;
             let dom = find_domain(&conn, &vm)?
                 .ok_or_else(|| DriverError::permanent(format!("VM {vm} not found on {hid}")))?;
@@ -919,7 +936,7 @@ impl Driver for LibvirtDriver {
             .iter()
             .find(|(_, m)| m.vm == req.vm && m.outcome().is_none())
             .map(|(h, _)| h.clone());
-        blocking(Phase::Read, move || {
+        blocking_on(vec![src.clone(), dst.clone()], Phase::Read, move || {
             let sconn = src.conn()?;
             let dconn = dst.conn()?;
             let on_source = match find_domain(&sconn, &vm)? {
@@ -952,7 +969,7 @@ impl Driver for LibvirtDriver {
         let src = self.host(&req.source)?;
         let dst = self.host(&req.destination)?;
         let (vm, mode) = (req.vm.clone(), req.mode);
-        blocking(Phase::Read, move || {
+        blocking_on(vec![src.clone(), dst.clone()], Phase::Read, move || {
             let dconn = dst.conn()?;
             let sconn = src.conn()?;
             let mut detail = Vec::new();

@@ -56,6 +56,12 @@ pub fn classify(code: i32, message: &str, phase: Phase) -> ErrorClass {
     if has("already exists with uuid") || code == code::STORAGE_VOL_EXIST {
         return ErrorClass::DestinationRefused;
     }
+    if connection_lost(message) {
+        return match phase {
+            Phase::Change => ErrorClass::Indeterminate,
+            Phase::Read | Phase::Prepare => ErrorClass::Transient,
+        };
+    }
     match code {
         code::NO_DOMAIN => ErrorClass::Permanent,
         code::OPERATION_TIMEOUT => ErrorClass::Transient,
@@ -85,6 +91,39 @@ pub fn classify(code: i32, message: &str, phase: Phase) -> ErrorClass {
     }
 }
 
+/// Whether a libvirt message says the connection to the host is gone: closed by keepalive
+/// (the host answered no probe), or the socket broke. Whatever the error code, a call that
+/// got it may be retried on a new connection once the host answers again.
+pub fn connection_lost(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "keepalive",
+        "socket is closed",
+        "connection closed",
+        "end of file while reading",
+    ]
+    .iter()
+    .any(|s| m.contains(s))
+}
+
+/// Says which host a lost connection was to: `lost` are the hosts of the call whose
+/// connection is gone (see `Host::shared_connection_lost`). Other errors are unchanged.
+pub fn name_lost_host(mut err: DriverError, lost: &[(String, String)]) -> DriverError {
+    if !connection_lost(&err.message) || lost.is_empty() {
+        return err;
+    }
+    let who = lost
+        .iter()
+        .map(|(id, uri)| format!("{id} ({uri})"))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    err.message = format!(
+        "lost the connection to {who}: its libvirtd stopped answering or went away ({})",
+        err.message
+    );
+    err
+}
+
 /// Builds a classified [`DriverError`] from a libvirt error, with words saying what we did.
 pub fn from_virt(e: &virt::error::Error, what: &str, phase: Phase) -> DriverError {
     let code = e.code().to_raw() as i32;
@@ -109,6 +148,40 @@ mod tests {
     fn backup_holding_the_job_lock_is_transient() {
         let m = "Timed out during operation: cannot acquire state change lock (held by monitor=remoteDispatchDomainBackupBegin)";
         assert_eq!(classify(68, m, Phase::Change), ErrorClass::Transient);
+    }
+
+    #[test]
+    fn a_connection_closed_by_keepalive_is_transient_and_names_the_host() {
+        // The message libvirt 9 gave on the lab for a call whose connection keepalive closed
+        // (lab test a_call_to_a_frozen_libvirtd_...), and libvirt's message for a call on a
+        // client whose socket is closed.
+        for m in [
+            "internal error: connection closed due to keepalive timeout",
+            "internal error: client socket is closed",
+        ] {
+            assert_eq!(classify(1, m, Phase::Read), ErrorClass::Transient, "{m}");
+            assert_eq!(classify(1, m, Phase::Prepare), ErrorClass::Transient, "{m}");
+            assert_eq!(
+                classify(1, m, Phase::Change),
+                ErrorClass::Indeterminate,
+                "{m}"
+            );
+            let e = DriverError {
+                class: ErrorClass::Transient,
+                message: format!("cannot list VMs: {m}"),
+                code: Some(1),
+            };
+            let named = name_lost_host(e, &[("hostB".into(), "qemu+tcp://h/system".into())]);
+            assert!(
+                named.message.contains("hostB (qemu+tcp://h/system)"),
+                "{}",
+                named.message
+            );
+            assert!(named.message.contains(m), "{}", named.message);
+        }
+        let other = DriverError::transient("cannot list VMs: out of memory");
+        let same = name_lost_host(other.clone(), &[("hostB".into(), "u".into())]);
+        assert_eq!(same.message, other.message);
     }
 
     #[test]

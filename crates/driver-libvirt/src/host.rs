@@ -27,6 +27,58 @@ pub fn code_of(e: &virt::error::Error) -> i32 {
     e.code().to_raw() as i32
 }
 
+/// How long opening a connection may take before the host counts as not answering.
+pub const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Registers libvirt's default event loop once per process and runs it on a thread of its
+/// own. Keepalive needs it: without a registered loop libvirt never sends a probe, and a call
+/// to a host that went silent waits for an answer forever.
+pub fn event_loop() -> DriverResult<()> {
+    static LOOP: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    LOOP.get_or_init(|| {
+        virt::event::event_register_default_impl()
+            .map_err(|e| format!("cannot register libvirt's event loop: {e}"))?;
+        std::thread::Builder::new()
+            .name("vmove-libvirt-events".into())
+            .spawn(|| {
+                loop {
+                    if let Err(e) = virt::event::event_run_default_impl() {
+                        tracing::warn!("libvirt event loop: {e}");
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                    }
+                }
+            })
+            .map(|_| ())
+            .map_err(|e| format!("cannot start libvirt's event loop thread: {e}"))
+    })
+    .clone()
+    .map_err(DriverError::permanent)
+}
+
+/// Opens a connection and turns keepalive on as configured.
+fn open_with_keepalive(id: &HostId, cfg: &crate::LibvirtHostConfig) -> DriverResult<Connect> {
+    let conn = Connect::open(Some(&cfg.uri)).map_err(|e| {
+        let mut err = from_virt(
+            &e,
+            &format!("cannot connect to {id} ({})", cfg.uri),
+            Phase::Read,
+        );
+        if err.class == ErrorClass::Permanent && err.code != Some(45) {
+            err.class = ErrorClass::Transient;
+        }
+        err
+    })?;
+    if cfg.keepalive_interval_s > 0 {
+        let interval = i32::try_from(cfg.keepalive_interval_s).unwrap_or(i32::MAX);
+        if let Err(e) = conn.set_keep_alive(interval, cfg.keepalive_count) {
+            // Not fatal: the calls work, only a silent host is noticed late (the runtime's call
+            // timeout still bounds them).
+            tracing::warn!("{id}: cannot turn libvirt keepalive on: {e}");
+        }
+    }
+    Ok(conn)
+}
+
 /// One configured host and its shared connection for short calls.
 #[derive(Debug)]
 pub struct Host {
@@ -57,17 +109,42 @@ impl Host {
     /// A new connection of its own (one per migration: libvirt serves 5 requests at once per
     /// connection, and a long migration call must not block the short ones).
     pub fn open(&self) -> DriverResult<Connect> {
-        Connect::open(Some(&self.cfg.uri)).map_err(|e| {
-            let mut err = from_virt(
-                &e,
-                &format!("cannot connect to {} ({})", self.id, self.cfg.uri),
-                Phase::Read,
-            );
-            if err.class == ErrorClass::Permanent && err.code != Some(45) {
-                err.class = ErrorClass::Transient;
-            }
-            err
-        })
+        event_loop()?;
+        let cfg = self.cfg.clone();
+        let id = self.id.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // libvirt's open has no timeout of its own and keepalive only starts once it is done:
+        // against a frozen daemon (the kernel still accepts the TCP connection) it waits
+        // forever. It runs on a thread of its own and is given up after OPEN_TIMEOUT; a late
+        // connection is closed when that thread's send finds nobody listening.
+        let spawned = std::thread::Builder::new()
+            .name(format!("vmove-open-{id}"))
+            .spawn(move || {
+                let _ = tx.send(open_with_keepalive(&id, &cfg));
+            });
+        if let Err(e) = spawned {
+            return Err(DriverError::transient(format!(
+                "cannot connect to {} ({}): cannot start a thread: {e}",
+                self.id, self.cfg.uri
+            )));
+        }
+        match rx.recv_timeout(OPEN_TIMEOUT) {
+            Ok(r) => r,
+            Err(_) => Err(DriverError::transient(format!(
+                "cannot connect to {} ({}): its libvirtd did not answer within {} s \
+                 (stopped, overloaded or unreachable)",
+                self.id,
+                self.cfg.uri,
+                OPEN_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// Whether the shared connection was open and has been closed under us (keepalive found
+    /// the host silent, or the socket broke).
+    pub fn shared_connection_lost(&self) -> bool {
+        let g = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        matches!(g.as_ref(), Some(ConnHolder(c)) if !c.is_alive().unwrap_or(false))
     }
 
     /// The shared connection for short calls, reopened when it died.

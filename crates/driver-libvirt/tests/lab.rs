@@ -137,6 +137,8 @@ impl Lab {
             post_copy: false,
             bandwidth_mib_s,
             max_downtime_ms: None,
+            keepalive_interval_s: 5,
+            keepalive_count: 3,
             driver: None,
             max_migrations: None,
         };
@@ -856,4 +858,99 @@ async fn a_restarted_driver_finds_pre_created_images_in_a_per_vm_subfolder() {
     }
     let _ = std::fs::remove_dir(outside(b(), &dir));
     lab.cleanup(&name);
+}
+
+/// The pid of a lab host's libvirtd (lab/up.sh writes it to `<lab>/<host>/run/libvirtd.pid`),
+/// checked to really be libvirtd.
+fn libvirtd_pid(host: &str) -> String {
+    let pid = std::fs::read_to_string(lab_dir().join(host).join("run/libvirtd.pid"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    assert!(
+        comm.contains("libvirtd"),
+        "pid {pid} of {host} is not libvirtd ({comm:?})"
+    );
+    pid
+}
+
+fn signal(sig: &str, pid: &str) {
+    let st = Command::new("kill").args([sig, pid]).status().unwrap();
+    assert!(st.success(), "kill {sig} {pid} failed");
+}
+
+/// SIGCONTs a stopped libvirtd when dropped, so a failing test does not leave it frozen.
+struct Resume(String);
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+    }
+}
+
+/// Guards keepalive on the driver's connections (and the bounded connection open): with the
+/// destination's libvirtd frozen (SIGSTOP), a call on the already open connection fails
+/// within ~30 s (keepalive 5 s x 3) and a call that must open a new connection fails within
+/// the open timeout, both transient and naming the host, instead of hanging until the
+/// runtime's 120 s call timeout; once libvirtd runs again the calls work on a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_a_frozen_libvirtd_fails_within_the_keepalive_bound_and_works_after() {
+    if !lab_enabled("a_call_to_a_frozen_libvirtd_fails_within_the_keepalive_bound_and_works_after")
+    {
+        return;
+    }
+    let lab = Lab::new();
+    let dst = HostId::new(b());
+    lab.driver
+        .host_info(&dst)
+        .await
+        .expect("host info before the freeze");
+    let pid = libvirtd_pid(b());
+    let resume = Resume(pid.clone());
+    signal("-STOP", &pid);
+
+    let t0 = std::time::Instant::now();
+    let first = tokio::time::timeout(Duration::from_secs(90), lab.driver.host_info(&dst)).await;
+    let took_first = t0.elapsed();
+    let t1 = std::time::Instant::now();
+    let second = tokio::time::timeout(Duration::from_secs(90), lab.driver.list_vms(&dst)).await;
+    let took_second = t1.elapsed();
+    drop(resume);
+
+    let first = first.expect("host info on the open connection hung 90 s: no keepalive");
+    let err = first.expect_err("host info answered by a frozen libvirtd");
+    eprintln!("frozen, open connection: {took_first:?}: {err:?}");
+    assert!(
+        took_first < Duration::from_secs(30),
+        "took {took_first:?} to notice a frozen libvirtd"
+    );
+    assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
+    assert!(
+        err.message.contains(b()),
+        "does not name the host: {}",
+        err.message
+    );
+
+    let second = second.expect("list on a new connection hung 90 s: open not bounded");
+    let err = second.expect_err("VMs listed by a frozen libvirtd");
+    eprintln!("frozen, new connection: {took_second:?}: {err:?}");
+    assert!(
+        took_second < Duration::from_secs(40),
+        "took {took_second:?} to give up opening a connection to a frozen libvirtd"
+    );
+    assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
+    assert!(
+        err.message.contains(b()),
+        "does not name the host: {}",
+        err.message
+    );
+
+    // Running again: the next calls open a fresh connection and work.
+    let info = lab
+        .driver
+        .host_info(&dst)
+        .await
+        .expect("host info after SIGCONT");
+    assert!(info.free_memory_bytes > 0, "{info:?}");
+    lab.driver.list_vms(&dst).await.expect("list after SIGCONT");
 }
