@@ -227,12 +227,19 @@ fn levels_used(spec: &RunSpec, cluster: &SimCluster) -> String {
             let Some(route) = cluster.route(&s.host, d) else {
                 continue;
             };
-            let limit = |h: &HostId| cluster.host_spec(h).and_then(|x| x.migration_limit);
-            let k = match (limit(&s.host), limit(d)) {
-                (Some(a), Some(b)) => a.min(b),
-                (Some(a), None) | (None, Some(a)) => a,
-                (None, None) => continue,
+            // As the engine counts a host's slots: what it reports (else the default limit),
+            // capped by its `max_migrations`.
+            let limit = |h: &HostId| {
+                let reported = cluster
+                    .host_spec(h)
+                    .and_then(|x| x.migration_limit)
+                    .unwrap_or(spec.settings.default_host_limit);
+                match spec.hosts.get(h).and_then(|l| l.max_migrations) {
+                    Some(cap) => reported.min(cap),
+                    None => reported,
+                }
             };
+            let k = limit(&s.host).min(limit(d));
             if let Some((level, rate)) = route.rate_nearest(k) {
                 text.push_str(&format!(
                     "    {} -> {d}: up to {k} at once (the hosts' slots): {}\n",

@@ -880,6 +880,86 @@ fn plan_without_history_says_it_used_defaults_and_with_history_uses_measured_fig
     );
 }
 
+/// Two sim hosts with 2 slots each (`CAP` in place of a cap line for the plan's host a).
+const SIM_PAIRS: &str = r#"
+[defaults]
+progress_interval = "2s"
+[hosts.a]
+driver = "sim"
+speed = 50
+migration_limit = 2
+stream_mb_s = 100
+CAP
+vms = [
+  { name = "p-1", memory_gib = 0.5, disk_gib = 2 },
+  { name = "p-2", memory_gib = 0.5, disk_gib = 2 },
+  { name = "p-3", memory_gib = 0.5, disk_gib = 2 },
+  { name = "p-4", memory_gib = 0.5, disk_gib = 2 },
+]
+[hosts.b]
+driver = "sim"
+speed = 50
+migration_limit = 2
+stream_mb_s = 100
+"#;
+
+/// Issue 3: the plan is calibrated per concurrency. After a run that moved two at once (none
+/// alone), the plan lists that level and says its 2 slots use the figure measured at 2 at once;
+/// capped to 1 slot it says 1 at once was never measured and which level it uses instead; a
+/// rate flag turns the levels off.
+#[test]
+fn plan_uses_the_rate_measured_at_its_slots_or_says_which_nearest_level() {
+    let sb = Sandbox::new("plan-levels");
+    sb.write("vmove.toml", &SIM_PAIRS.replace("CAP", ""));
+    let m = sb.run(&["migrate", "a:p-1", "a:p-2", "--to", "b", "--plain"]);
+    m.expect_code(0);
+    let r = sb.run(&["plan", "migrate", "a:p-3", "a:p-4", "--to", "b"]);
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains("per migration by how many ran at once")
+            && r.stdout.contains("2 at once ")
+            && r.stdout.contains("(2 measured)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(
+            "a -> b: up to 2 at once (the hosts' slots): uses the figure measured at 2 at once"
+        ),
+        "{}",
+        r.stdout
+    );
+    sb.write(
+        "vmove.toml",
+        &SIM_PAIRS.replace("CAP", "max_migrations = 1"),
+    );
+    let r = sb.run(&["plan", "migrate", "a:p-3", "a:p-4", "--to", "b"]);
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains(
+            "a -> b: up to 1 at once (the hosts' slots): 1 at once never measured: uses the nearest measured level, 2 at once"
+        ),
+        "{}",
+        r.stdout
+    );
+    let r = sb.run(&[
+        "plan",
+        "migrate",
+        "a:p-3",
+        "--to",
+        "b",
+        "--plan-bandwidth",
+        "10",
+    ]);
+    r.expect_code(0);
+    assert!(
+        !r.stdout.contains("per migration by how many ran at once")
+            && !r.stdout.contains("the hosts' slots"),
+        "{}",
+        r.stdout
+    );
+}
+
 /// Issue 3: between a watchdog's abort and the next outcome (a minute or more on a cut link)
 /// the plain output said nothing. Now it says when the abort is asked, when a call about the
 /// attempt fails (with its try and the next look), and each look that finds the job running.
