@@ -26,7 +26,7 @@ VMOVE_BIN="${VMOVE_BIN:-$ROOT/target/release/vmove}"
 [ -x "$VMOVE_BIN" ] || (cd "$ROOT" && cargo build --workspace --all-features --locked --release --bins)
 export VMOVE_BIN VMOVE_E2E_KEEP=1
 passed=0; failed=0; failures=()
-for s in e2e slots stall-net crash; do
+for s in e2e slots stall-net stall-daemon crash; do
   [ -f "$LAB_SCRIPTS/$s.sh" ] || continue
   log "lab script: $s.sh"
   if bash "$LAB_SCRIPTS/$s.sh"; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$s"); fi
