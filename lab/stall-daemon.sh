@@ -61,6 +61,12 @@ resume() {
 finish() {
   local rc=$?
   resume
+  # An incoming QEMU of the failed attempt that outlived everything (see the check below) was
+  # started by this script's lab: stop it by its pid.
+  local q
+  for q in ${qemu_b_seen:-}; do
+    if [ -d "/proc/$q" ] && { tr '\0' ' ' <"/proc/$q/cmdline"; } 2>/dev/null | grep -q "guest=$VM,"; then kill "$q" || true; fi
+  done
   if [ -n "${runner:-}" ] && [ -d "/proc/$runner" ]; then kill "$runner" 2>/dev/null || true; fi
   if [ "${VMOVE_STALL_DAEMON_KEEP:-0}" != 1 ]; then "$LAB_SCRIPTS/down.sh" || true; fi
   exit "$rc"
@@ -120,14 +126,20 @@ log "libvirtd $pid_b of $B frozen at $t_freeze (copied so far: ${copied_before:-
 
 # While frozen: the source must keep the VM running. The destination's libvirtd cannot be asked;
 # an incoming QEMU there is recorded (it runs the guest only once its libvirtd says so).
-running_on_a=1; states_a=""; t_fail=""; t_until=""; seen=0; qemu_b_seen=""; copied=""
+running_on_a=1; t_pause0=""; t_pause1=""; states_a=""; t_fail=""; t_until=""; seen=0; qemu_b_seen=""; copied=""
 deadline=$(awk -v t="$t_freeze" -v s="$BOUND" -v k="$HOLD" 'BEGIN { printf "%.3f", t + s + k }')
 while :; do
   sa="$(state_of "$A")"
   n="$(wc -l <"$out")"
   if [ "$n" -gt "$seen" ]; then sed -n "$((seen + 1)),${n}p" "$out" | while IFS= read -r l; do log "vmove +$(secs "$t_freeze" "${l%% *}") s: ${l#* }"; done; seen=$n; fi
   [[ "$states_a" == *"$sa"* ]] || states_a+="$sa;"
-  [ "$sa" = running ] || running_on_a=0
+  # Paused is libvirt's switchover (the memory is across, the source waits for the destination's
+  # Finish); Confirm resumes it when Finish fails. Measured, bounded below; anything else fails.
+  case "$sa" in
+    running) ;;
+    paused) [ -n "$t_pause0" ] || t_pause0="$(now)"; t_pause1="$(now)" ;;
+    *) running_on_a=0 ;;
+  esac
   q="$(qemu_incoming)"; [ -z "$q" ] || qemu_b_seen="$q"
   c="$(vsh "$A" domjobinfo "$VM" 2>/dev/null | sed -n 's/^Data processed: *//p')"; [ -z "$c" ] || copied="$c"
   # vmove noticed: its journal has the watchdog, the migration's failure or a failed attempt
@@ -207,8 +219,14 @@ if [ -n "$t_fail" ]; then
 else
   bad "vmove reported neither a stall nor a failed attempt while $B's libvirtd was frozen"
 fi
-[ "$running_on_a" = 1 ] && ok "the VM kept running on $A all the time $B's libvirtd was frozen" ||
-  bad "the VM was not running on $A at some point while $B's libvirtd was frozen (states: $states_a)"
+[ "$running_on_a" = 1 ] && ok "the VM stayed on $A (running or paused) all the time $B's libvirtd was frozen (states: ${states_a%;})" ||
+  bad "the VM was neither running nor paused on $A at some point while $B's libvirtd was frozen (states: $states_a)"
+if [ -n "$t_pause0" ]; then
+  p="$(secs "$t_pause0" "$t_pause1")"
+  awk -v p="$p" 'BEGIN { exit !(p <= 25) }' && ok "paused on $A (switchover waiting for $B's Finish) for about $p s, then resumed (bound 25 s: keepalive)" ||
+    bad "paused on $A for $p s (bound 25 s)"
+fi
+[ "$(state_of "$A")" != paused ] || bad "still paused on $A"
 [ "$running_on_both" = 0 ] && ok "never running on both hosts afterwards" || bad "the VM ran on both hosts during the retry"
 grep -q '^[0-9.]* vmove-exit 0$' "$out" && ok "vmove exited 0" || bad "vmove did not exit 0: $(grep 'vmove-exit' "$out" | cut -d' ' -f2-)"
 attempts="$(grep -cE '^[0-9.]+ \[ *[0-9a-z.]+\] [^ ]+: attempt [0-9]+ failed' "$out" || true)"
@@ -222,6 +240,10 @@ if [ "$(state_of "$B")" = running ]; then
   [ "$("$LAB_SCRIPTS/checksum.sh" "$B" "$IMG")" = "$sum_before" ] && ok "checksum equal ($sum_before)" ||
     bad "checksum differs"
 fi
+stale=""
+for q in $qemu_b_seen; do [ -d "/proc/$q" ] && stale+="$q "; done
+[ -z "$stale" ] && ok "the failed attempt's incoming QEMU on $B (pid ${qemu_b_seen:-none}) is gone" ||
+  bad "the failed attempt's incoming QEMU on $B still runs (pid $stale; paused, never resumed)"
 [ "$attempts" -ge 1 ] && ok "failed attempts before the move: $attempts" || bad "no failed attempt in vmove's output"
 phase="SIGSTOP/SIGCONT"; [ "$CRASH" = 1 ] && phase="SIGSTOP/SIGKILL/restart"
 if [ "$fail" = 0 ]; then echo "STALL-DAEMON ($phase) PASSED"; else echo "STALL-DAEMON ($phase) FAILED"; fi
