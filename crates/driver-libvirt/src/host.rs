@@ -147,17 +147,32 @@ impl Host {
         matches!(g.as_ref(), Some(ConnHolder(c)) if !c.is_alive().unwrap_or(false))
     }
 
-    /// The shared connection for short calls, reopened when it died.
+    /// The shared connection for short calls, reopened when it died. The lock is not held
+    /// while a new connection opens (up to `OPEN_TIMEOUT` against a frozen daemon): every
+    /// caller would wait for the one opening, one after the other. Two callers that find it
+    /// dead at once each open one; the first kept is shared, the other is used once and dropped.
     pub fn conn(&self) -> DriverResult<Connect> {
-        let mut g = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(ConnHolder(c)) = g.as_ref()
-            && c.is_alive().unwrap_or(false)
-        {
-            return Ok(c.clone());
+        if let Some(c) = self.live_shared() {
+            return Ok(c);
         }
         let c = self.open()?;
-        *g = Some(ConnHolder(c.clone()));
-        Ok(c)
+        let mut g = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        match g.as_ref() {
+            Some(ConnHolder(kept)) if kept.is_alive().unwrap_or(false) => Ok(c),
+            _ => {
+                *g = Some(ConnHolder(c.clone()));
+                Ok(c)
+            }
+        }
+    }
+
+    /// The shared connection, if it is open and alive.
+    fn live_shared(&self) -> Option<Connect> {
+        let g = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        match g.as_ref() {
+            Some(ConnHolder(c)) if c.is_alive().unwrap_or(false) => Some(c.clone()),
+            _ => None,
+        }
     }
 }
 
