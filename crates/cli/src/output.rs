@@ -528,6 +528,16 @@ pub fn describe(ev: &Event, names: &HashMap<VmId, String>) -> Option<String> {
                 )
             }
         }
+        EventKind::MigrationFailed {
+            vm,
+            attempt,
+            source,
+            destination,
+            error,
+        } => format!(
+            "{}: attempt {attempt}: the migration {source} -> {destination} failed: {error}; looking at both hosts",
+            name(vm)
+        ),
         EventKind::CallFailed {
             vm,
             call,
@@ -807,6 +817,15 @@ impl EventSink for BarsSink {
                     b.set_length(*bytes_total);
                 }
                 b.set_position(*bytes_done);
+            }
+            EventKind::MigrationFailed {
+                vm,
+                source,
+                destination,
+                ..
+            } => {
+                self.vm_bar(vm)
+                    .set_message(format!("failed: looking at {source} and {destination}"));
             }
             EventKind::AttemptFailed { vm, .. } => self.end_bar(vm),
             EventKind::AbortWaiting {

@@ -374,6 +374,21 @@ pub enum EventKind {
         /// See `look`.
         looks: u32,
     },
+    /// The driver reported an attempt's migration failed. Said at once: what follows (retry
+    /// when, or give up) is `AttemptFailed`, once both hosts were looked at, which can take
+    /// a while when one of them does not answer.
+    MigrationFailed {
+        /// VM.
+        vm: VmId,
+        /// Attempt.
+        attempt: u32,
+        /// Source.
+        source: HostId,
+        /// Destination.
+        destination: HostId,
+        /// The driver's error.
+        error: String,
+    },
     /// A call about an attempt failed or did not answer (abort, locate, verify): what vmove does
     /// next is in `tries`/`of`/`retry_at`. Before these were journaled only and a person saw
     /// nothing for minutes.
@@ -524,6 +539,7 @@ impl EventKind {
             | WatchdogFired { vm, .. }
             | AbortWaiting { vm, .. }
             | CallFailed { vm, .. }
+            | MigrationFailed { vm, .. }
             | LeftBehind { vm, .. }
             | AttemptFailed { vm, .. }
             | Verified { vm, .. }

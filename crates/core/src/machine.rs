@@ -745,10 +745,18 @@ impl VmMove {
         }
     }
 
-    fn record_failure(&mut self, _req: &MigrationRequest, why: &Failure, _out: &mut Output) {
-        // Only remembered here: AttemptFailed is announced once the hosts were looked at and
-        // what follows (retry when, or give up) is known.
+    fn record_failure(&mut self, req: &MigrationRequest, why: &Failure, out: &mut Output) {
+        // AttemptFailed is announced once the hosts were looked at and what follows (retry
+        // when, or give up) is known; the failure itself is said now (the look can take a
+        // minute when a host does not answer).
         self.last_error = Some(why.message.clone());
+        out.events.push(EventKind::MigrationFailed {
+            vm: self.id.clone(),
+            attempt: req.attempt,
+            source: req.source.clone(),
+            destination: req.destination.clone(),
+            error: why.message.clone(),
+        });
     }
 
     /// Announces the outcome of one leftover removal (removed, or kept with the reason).

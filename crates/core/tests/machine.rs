@@ -770,3 +770,36 @@ fn verification_waits_out_a_host_that_does_not_answer() {
     step(&mut v, ctx, VmEvent::Verified(Ok(proof))).unwrap();
     assert_eq!(v.phase(), Phase::CleaningUp);
 }
+
+/// The lab (lab/stall-daemon.sh): a migration the driver reported failed was said only once
+/// both hosts had been looked at, 36 s later while the destination's libvirtd was frozen; the
+/// plain output was silent meanwhile. The failure is now an event at once, before the look.
+#[test]
+fn a_migration_reported_failed_is_said_at_once_before_the_hosts_are_looked_at() {
+    for p in [Phase::Confirming, Phase::Migrating] {
+        let (r, _, commands, events) = go(
+            p,
+            VmEvent::Status(Ok(MigrationStatus::Failed(Failure::new(
+                ErrorClass::Indeterminate,
+                "client socket is closed",
+            )))),
+            Time(1000),
+        );
+        assert_eq!(r, Ok(Phase::Locating), "from {p}");
+        assert!(
+            events.iter().any(|e| matches!(e,
+                EventKind::MigrationFailed { error, .. } if error == "client socket is closed")),
+            "from {p}: no MigrationFailed in {events:?}"
+        );
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, EventKind::AttemptFailed { .. })),
+            "from {p}: AttemptFailed before the look: {events:?}"
+        );
+        assert!(
+            commands.iter().any(|c| matches!(c, Command::Locate { .. })),
+            "from {p}: no locate in {commands:?}"
+        );
+    }
+}

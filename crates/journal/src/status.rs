@@ -145,6 +145,7 @@ impl VmStatus {
             }
             EventKind::LeftoverKept { error, .. } => self.last_error = Some(error.clone()),
             EventKind::CallFailed { error, .. } => self.last_error = Some(error.clone()),
+            EventKind::MigrationFailed { error, .. } => self.last_error = Some(error.clone()),
             // Self-loops: these change nothing a status line shows.
             EventKind::Escalated { .. }
             | EventKind::WatchdogFired { .. }
