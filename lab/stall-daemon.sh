@@ -37,9 +37,9 @@ BOUND=55
 # after the failed attempt meets the frozen daemon (a new connection to it is given up after 30 s).
 HOLD="${VMOVE_STALL_DAEMON_HOLD:-35}"
 
+VSH=vsh
+source "$LAB_SCRIPTS/stall-common.sh"
 state_of() { vsh "$1" domstate "$VM" 2>/dev/null || echo absent; }
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 # The pids of QEMU processes for the VM started for an incoming migration (the destination's;
 # libvirt daemonizes QEMU, so they are found by their command line, not as children).
 qemu_incoming() {
@@ -73,53 +73,11 @@ finish() {
 }
 trap finish EXIT
 
-for h in $HOSTS; do
-  vsh "$h" destroy "$VM" >/dev/null 2>&1 || true; vsh "$h" undefine "$VM" >/dev/null 2>&1 || true
-  rm -f "$(host_dir "$h")"/lib/images/"$VM"* "$(host_dir "$h")"/log/qemu/"$VM"*
-  vsh "$h" pool-refresh images >/dev/null
-done
-# 384 MiB written at 16 MiB/s: the disk copy alone takes ~24 s.
-"$LAB_SCRIPTS/mkvm.sh" "$A" "$VM" --size 512 --fill 384 >/dev/null
-sum_before="$("$LAB_SCRIPTS/checksum.sh" "$A" "$IMG")"
-
-cfg="$LAB/stall-daemon.toml"
-cat >"$cfg" <<TOML
-[defaults]
-stall_timeout = "${STALL}s"
-progress_interval = "2s"
-recheck_interval = "5s"
-max_attempts = 5
-backoff_initial = "5s"
-[hosts.$A]
-driver = "libvirt"
-uri = "$(host_uri "$A")"
-bandwidth_mib_s = 16
-[hosts.$B]
-driver = "libvirt"
-uri = "$(host_uri "$B")"
-TOML
-vmove="${VMOVE_BIN:-}"
-if [ -z "$vmove" ]; then
-  (cd "$ROOT" && cargo build --release -p vmove >&2)
-  vmove="${CARGO_TARGET_DIR:-$ROOT/target}/release/vmove"
-fi
-
-out="$LAB/stall-daemon-out.txt"; : >"$out"
-journal="$LAB/stall-daemon-journal.db"; rm -f "$journal"*
-stamp() { local l; while IFS= read -r l; do echo "$(now) $l"; done; }
-"$vmove" --config "$cfg" --journal "$journal" --plain migrate "$VM" --from "$A" --to "$B" > >(stamp >>"$out") 2>&1 &
-runner=$!
-
-for _ in $(seq 1 120); do
-  j="$(vsh "$A" domjobinfo "$VM" 2>/dev/null || true)"
-  [[ "$j" == *"Outgoing migration"* ]] && break
-  sleep 0.5
-done
-[[ "$j" == *"Outgoing migration"* ]] || die "the migration of $VM never showed on $A"
-sleep 4
+stall_fresh_vm
+stall_start_vmove stall-daemon
+stall_wait_for_copy
 pid_b="$(libvirtd_pid "$B")"
 [ -n "$pid_b" ] || die "no libvirtd pid for $B"
-copied_before="$(vsh "$A" domjobinfo "$VM" 2>/dev/null | sed -n 's/^Data processed: *//p')"
 kill -STOP "$pid_b"; frozen="$pid_b"
 t_freeze="$(now)"
 log "libvirtd $pid_b of $B frozen at $t_freeze (copied so far: ${copied_before:-?})"
@@ -151,6 +109,7 @@ while :; do
       ORDER BY seq LIMIT 1" 2>/dev/null || true)"
     if [ -n "$l" ]; then
       t_fail="$(awk -v ms="${l%% *}" 'BEGIN { printf "%.3f", ms / 1000 }')"
+      fail_kind="${l#* }"; fail_kind="${fail_kind%% *}"
       t_until=$(awk -v t="$(now)" -v k="$HOLD" 'BEGIN { printf "%.3f", t + k }')
       log "vmove noticed $(secs "$t_freeze" "$t_fail") s after the freeze (journal: ${l#* })"
     fi
@@ -244,6 +203,16 @@ stale=""
 for q in $qemu_b_seen; do [ -d "/proc/$q" ] && stale+="$q "; done
 [ -z "$stale" ] && ok "the failed attempt's incoming QEMU on $B (pid ${qemu_b_seen:-none}) is gone" ||
   bad "the failed attempt's incoming QEMU on $B still runs (pid $stale; paused, never resumed)"
+# A failed migration is said at once, not only once both hosts were looked at (which waits for
+# the frozen daemon: ~40 s of silence before).
+if [ "${fail_kind:-}" = migration_status ]; then
+  said="$(grep -m1 -E '^[0-9.]+ \[ *[0-9a-z.]+\] [^ ]+: attempt [0-9]+: the migration .* failed' "$out" | cut -d' ' -f1 || true)"
+  if [ -n "$said" ] && awk -v d="$(secs "$t_fail" "$said")" 'BEGIN { exit !(d <= 5) }'; then
+    ok "vmove said the migration failed $(secs "$t_fail" "$said") s after libvirt reported it"
+  else
+    bad "vmove did not say the migration failed within 5 s of libvirt reporting it (${said:+said $(secs "$t_fail" "$said") s after})"
+  fi
+fi
 [ "$attempts" -ge 1 ] && ok "failed attempts before the move: $attempts" || bad "no failed attempt in vmove's output"
 phase="SIGSTOP/SIGCONT"; [ "$CRASH" = 1 ] && phase="SIGSTOP/SIGKILL/restart"
 if [ "$fail" = 0 ]; then echo "STALL-DAEMON ($phase) PASSED"; else echo "STALL-DAEMON ($phase) FAILED"; fi

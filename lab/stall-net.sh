@@ -46,9 +46,9 @@ HOLD="${VMOVE_STALL_NET_HOLD:-3}"
 # A host's libvirtd through its unix socket (bind mount of its run dir): answers while the
 # host's network link is cut.
 vsh_local() { local h="$1"; shift; virsh -q -c "qemu:///system?socket=$(host_dir "$h")/run/libvirt-sock" "$@"; }
+VSH=vsh_local
+source "$LAB_SCRIPTS/stall-common.sh"
 state_of() { vsh_local "$1" domstate "$VM" 2>/dev/null || echo absent; }
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 # The first moment the source shows no migration job after the cut is when the aborted job ended
 # (a retry starts only after a backoff of 5 s).
 job_ended() {
@@ -75,53 +75,10 @@ finish() {
 }
 trap finish EXIT
 
-for h in $HOSTS; do
-  vsh_local "$h" destroy "$VM" >/dev/null 2>&1 || true; vsh_local "$h" undefine "$VM" >/dev/null 2>&1 || true
-  rm -f "$(host_dir "$h")"/lib/images/"$VM"* "$(host_dir "$h")"/log/qemu/"$VM"*
-  vsh_local "$h" pool-refresh images >/dev/null
-done
-# 384 MiB written at 16 MiB/s: the disk copy alone takes ~24 s.
-"$LAB_SCRIPTS/mkvm.sh" "$A" "$VM" --size 512 --fill 384 >/dev/null
-sum_before="$("$LAB_SCRIPTS/checksum.sh" "$A" "$IMG")"
-
-cfg="$LAB/stall-net.toml"
-cat >"$cfg" <<TOML
-[defaults]
-stall_timeout = "${STALL}s"
-progress_interval = "2s"
-recheck_interval = "5s"
-max_attempts = 5
-backoff_initial = "5s"
-[hosts.$A]
-driver = "libvirt"
-uri = "$(host_uri "$A")"
-bandwidth_mib_s = 16
-[hosts.$B]
-driver = "libvirt"
-uri = "$(host_uri "$B")"
-TOML
-vmove="${VMOVE_BIN:-}"
-if [ -z "$vmove" ]; then
-  (cd "$ROOT" && cargo build --release -p vmove >&2)
-  vmove="${CARGO_TARGET_DIR:-$ROOT/target}/release/vmove"
-fi
-
-out="$LAB/stall-net-out.txt"; : >"$out"
-journal="$LAB/stall-net-journal.db"; rm -f "$journal"*
-stamp() { local l; while IFS= read -r l; do echo "$(now) $l"; done; }
-# Each line of vmove's output with the time it was read (s.ns); $runner is vmove's own pid.
-"$vmove" --config "$cfg" --journal "$journal" --plain migrate "$VM" --from "$A" --to "$B" > >(stamp >>"$out") 2>&1 &
-runner=$!
-
-# Wait until the disk copy runs (the source shows the job), let it copy a while, then cut.
-for _ in $(seq 1 120); do
-  j="$(vsh_local "$A" domjobinfo "$VM" 2>/dev/null || true)"
-  [[ "$j" == *"Outgoing migration"* ]] && break
-  sleep 0.5
-done
-[[ "$j" == *"Outgoing migration"* ]] || die "the migration of $VM never showed on $A"
-sleep 4
-copied_before="$(vsh_local "$A" domjobinfo "$VM" 2>/dev/null | sed -n 's/^Data processed: *//p')"
+stall_fresh_vm
+stall_start_vmove stall-net
+# Wait until the disk copy runs, let it copy a while, then cut.
+stall_wait_for_copy
 ip link set "$link" down
 t_cut="$(now)"
 log "link $link of $B cut at $t_cut (copied so far: ${copied_before:-?})"
@@ -174,7 +131,7 @@ rc=0; wait "$runner" || rc=$?
 runner=""
 # If vmove gave up while the job still ran: when did it end?
 for _ in $(seq 1 300); do job_ended; [ -z "$t_job_end" ] || break; sleep 0.5; done
-sleep 0.5 # the last lines through stamp
+sleep 0.5 # the last lines through stall_stamp
 echo "$(now) vmove-exit $rc" >>"$out"
 cat "$out"
 echo "---"
