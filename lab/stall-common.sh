@@ -66,3 +66,24 @@ stall_wait_for_copy() {
   sleep 4
   copied_before="$("$VSH" "$A" domjobinfo "$VM" 2>/dev/null | sed -n 's/^Data processed: *//p')"
 }
+
+# Prints vmove's journal from T0 (s.ns) on, each entry's time relative to it: the watchdog,
+# aborts, looks, attempts and the migration statuses, with their errors. HEADING says what T0 was.
+stall_journal_since() {
+  local t0ms
+  command -v sqlite3 >/dev/null || return 0
+  echo "--- journal ($2)"
+  t0ms="$(awk -v t="$1" 'BEGIN { printf "%.0f", t * 1000 }')"
+  sqlite3 -separator ' ' "$journal" "
+    SELECT printf('%+8.1f', (written_at - $t0ms) / 1000.0), printf('#%d', seq), name,
+           CASE WHEN answers IS NOT NULL THEN printf('(answers #%d)', answers) ELSE '' END,
+           CASE WHEN body LIKE '%\"Err\"%' THEN substr(body, instr(body, '\"message\"'), 160)
+                WHEN name = 'migration_status' THEN substr(body, instr(body, '\"status\"'), 100)
+                WHEN name = 'located' THEN substr(body, instr(body, '\"running_migration\"'), 60)
+                ELSE '' END
+    FROM entries
+    WHERE written_at >= $t0ms - 1000 AND (name IN ('watchdog_fired', 'abort_migration', 'abort_done',
+      'locate', 'located', 'attempt_failed', 'attempt_started', 'verified', 'moved')
+      OR (kind = 'input' AND name = 'migration_status'))
+    ORDER BY seq" || true
+}

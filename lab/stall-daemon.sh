@@ -150,20 +150,7 @@ echo "---"
 echo "frozen at $t_freeze, vmove noticed at ${t_fail:-never}, libvirtd $([ "$CRASH" = 1 ] && echo restarted || echo resumed) at $t_resume ($(secs "$t_freeze" "$t_resume") s frozen), vmove done at $t_end ($(secs "$t_resume" "$t_end") s later)"
 echo "source states while frozen: ${states_a%;}; destination QEMU for the VM while frozen: ${qemu_b_seen:-none}"
 
-if command -v sqlite3 >/dev/null; then
-  echo "--- journal (s after the freeze)"
-  t0ms="$(awk -v t="$t_freeze" 'BEGIN { printf "%.0f", t * 1000 }')"
-  sqlite3 -separator ' ' "$journal" "
-    SELECT printf('%+8.1f', (written_at - $t0ms) / 1000.0), printf('#%d', seq), name,
-           CASE WHEN body LIKE '%\"Err\"%' THEN substr(body, instr(body, '\"message\"'), 160)
-                WHEN name = 'migration_status' THEN substr(body, instr(body, '\"status\"'), 100)
-                ELSE '' END
-    FROM entries
-    WHERE written_at >= $t0ms - 1000 AND (name IN ('watchdog_fired', 'abort_migration', 'abort_done',
-      'locate', 'located', 'attempt_failed', 'attempt_started', 'verified', 'moved')
-      OR (kind = 'input' AND name = 'migration_status'))
-    ORDER BY seq" || true
-fi
+stall_journal_since "$t_freeze" "s after the freeze"
 
 fail=0
 ok() { echo "ok   $*"; }

@@ -147,22 +147,7 @@ fi
 
 # What vmove did between the cut and the end, from its journal (sqlite3, if installed): the
 # watchdog, each abort and locate with its answer, and the migration call's own end.
-if command -v sqlite3 >/dev/null; then
-  echo "--- journal (s after the cut; the link came back at +$(secs "$t_cut" "$t_restore") s)"
-  t0ms="$(awk -v t="$t_cut" 'BEGIN { printf "%.0f", t * 1000 }')"
-  sqlite3 -separator ' ' "$journal" "
-    SELECT printf('%+8.1f', (written_at - $t0ms) / 1000.0), printf('#%d', seq), name,
-           CASE WHEN answers IS NOT NULL THEN printf('(answers #%d)', answers) ELSE '' END,
-           CASE WHEN body LIKE '%\"Err\"%' THEN substr(body, instr(body, '\"message\"'), 120)
-                WHEN name = 'migration_status' THEN substr(body, instr(body, '\"status\"'), 100)
-                WHEN name = 'located' THEN substr(body, instr(body, '\"running_migration\"'), 60)
-                ELSE '' END
-    FROM entries
-    WHERE written_at >= $t0ms - 1000 AND (name IN ('watchdog_fired', 'abort_migration', 'abort_done',
-      'locate', 'located', 'attempt_failed', 'attempt_started', 'verified', 'moved')
-      OR (kind = 'input' AND name = 'migration_status'))
-    ORDER BY seq" || true
-fi
+stall_journal_since "$t_cut" "s after the cut; the link came back at +$(secs "$t_cut" "$t_restore") s"
 
 fail=0
 ok() { echo "ok   $*"; }
