@@ -22,13 +22,8 @@ export VMOVE_LAB_DIR="${VMOVE_LAB_DIR:-/var/tmp/vmove-lab-crash}"
 export VMOVE_LAB_HOSTS="${VMOVE_LAB_HOSTS:-hostC hostD}"
 source "$(dirname "$0")/common.sh"
 need_root
-# sqlite3 watches the journal while the run goes (not in lab/install.sh: only this script needs it).
-if ! command -v sqlite3 >/dev/null; then
-  log "installing sqlite3 (to watch the journal)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends sqlite3 >/dev/null \
-    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends sqlite3 >/dev/null; } \
-    || die "sqlite3 is needed to watch the journal (apt-get install sqlite3)"
-fi
+# sqlite3 watches the journal while the run goes (lab/install.sh installs it).
+command -v sqlite3 >/dev/null || die "crash.sh reads vmove's journal with sqlite3: run lab/install.sh (or apt-get install sqlite3)"
 ROOT="$(cd "$LAB_SCRIPTS/.." && pwd)"
 read -r SRC DST _ <<<"$HOSTS"
 [ -n "$DST" ] || die "two lab hosts are needed (VMOVE_LAB_HOSTS)"

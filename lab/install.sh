@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the vmove lab needs (Debian 12): libvirt's monolithic daemon with the QEMU driver,
 # QEMU, qemu-img, the libvirt development files (to build the driver) and the libvirt-qemu
-# user/group the QEMU driver looks up. Idempotent; does nothing slow when all is present.
+# user/group the QEMU driver looks up, and sqlite3 (lab/crash.sh, stall-*.sh and bench.sh read
+# vmove's journal with it). Idempotent; does nothing slow when all is present.
 #
 # Not installed on purpose: libvirt-daemon-system (pulls in and upgrades systemd, iptables...).
 # qemu-utils is pinned to bookworm: a newer backport conflicts with qemu-system 7.2 and apt would
@@ -9,7 +10,7 @@
 source "$(dirname "$0")/common.sh"
 need_root
 
-PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 libvirt-dev pkgconf qemu-utils)
+PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 libvirt-dev pkgconf qemu-utils sqlite3)
 missing=()
 for p in "${PKGS[@]}"; do
   st="$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)"
@@ -28,7 +29,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends --allow-downgrades \
     libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 libvirt-dev pkgconf \
-    qemu-utils/bookworm >/dev/null
+    qemu-utils/bookworm sqlite3 >/dev/null
 else
   log "packages present"
 fi
