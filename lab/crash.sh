@@ -205,9 +205,13 @@ markers="$(cd "$(host_dir "$DST")/lib/images" && ls | grep -F '.vmove-' || true)
 [ -z "$markers" ] && ok "no provenance marker left on $DST" || bad "provenance markers left on $DST: $(echo $markers)"
 twice="$(q "SELECT vm||'#'||attempt FROM entries WHERE kind='intent' AND name='start_migration' GROUP BY vm, attempt HAVING count(*) > 1")"
 [ -z "$twice" ] && ok "no attempt started twice" || bad "attempts started twice: $twice"
-removed_twice="$(q "SELECT json_extract(i.body,'\$.leftover.what') FROM entries i JOIN entries o ON o.run_id = i.run_id AND o.answers = i.seq
+# One file is removed at most once. Grouped by attempt too: each attempt pre-creates its own
+# image at the same destination path, and each failed attempt's image is removed after it (two
+# files, one path). Within one attempt the driver lists only files that still exist, so a
+# second removal there would be a real double removal.
+removed_twice="$(q "SELECT json_extract(i.body,'\$.leftover.host')||':'||json_extract(i.body,'\$.leftover.what')||' (attempt '||i.attempt||')' FROM entries i JOIN entries o ON o.run_id = i.run_id AND o.answers = i.seq
   WHERE i.kind='intent' AND i.name='remove_leftover' AND json_type(o.body,'\$.result.Ok') IS NOT NULL
-  GROUP BY json_extract(i.body,'\$.leftover.host'), json_extract(i.body,'\$.leftover.what') HAVING count(*) > 1")"
+  GROUP BY i.vm, i.attempt, json_extract(i.body,'\$.leftover.host'), json_extract(i.body,'\$.leftover.what') HAVING count(*) > 1")"
 [ -z "$removed_twice" ] && ok "nothing removed twice" || bad "removed twice: $removed_twice"
 # Liveness: nothing stood in the way (room, no faults): every VM should have moved.
 not_moved="$(q "SELECT group_concat(name, ' ') FROM vm_state WHERE phase != 'moved'")"
