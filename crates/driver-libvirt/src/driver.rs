@@ -378,6 +378,9 @@ impl Inner {
         } else {
             destination_paths(&base, &desc.name, req.layout.put_in_subfolder, &tops)
         };
+        // From the check that the paths are free to the last image created, this process's
+        // other migrations to the host wait (Host::creating).
+        let _creating = dst.creating();
         // Every destination file (and, offline with a chain, every chain file) must be free.
         let mut dest_files: Vec<(String, String, u64, String)> = Vec::new(); // (src, dst, capacity, format)
         for (d, dt) in disks.iter().zip(&dest_tops) {

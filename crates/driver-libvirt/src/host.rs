@@ -87,6 +87,7 @@ pub struct Host {
     /// Its configuration.
     pub cfg: crate::LibvirtHostConfig,
     shared: Mutex<Option<ConnHolder>>,
+    creating: Mutex<()>,
 }
 
 struct ConnHolder(Connect);
@@ -103,7 +104,19 @@ impl Host {
             id,
             cfg,
             shared: Mutex::new(None),
+            creating: Mutex::new(()),
         }
+    }
+
+    /// Held while this process checks destination paths and pre-creates images on the host,
+    /// so that its own migrations do so one after the other. libvirt refuses to refresh a pool
+    /// while a volume of it is being created ("asynchronous jobs running"); four migrations
+    /// prepared at once each found another's image being created and waited out a retry,
+    /// and their starts came 0.2 s apart (lab benchmark, docs/BENCHMARKS.md). In turn, each
+    /// waits only for the other's create itself (tens of ms). It also makes the check that a
+    /// path is free and the image's creation one step for this process.
+    pub fn creating(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.creating.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A new connection of its own (one per migration: libvirt serves 5 requests at once per
@@ -232,6 +245,12 @@ pub fn transient_pool_name(dir: &str) -> String {
     format!("vmove-{:016x}", fnv64(dir.as_bytes()))
 }
 
+/// How often a refresh refused for a volume being created is tried again, and for how long.
+/// Creating an image takes tens of milliseconds: a short interval keeps a refresh that bumped
+/// into one from waiting much longer than the create itself.
+const REFRESH_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+const REFRESH_TRIES: u32 = 300; // 6 s
+
 /// Refreshes a pool. libvirt refuses while a volume of the pool is being created or uploaded
 /// ("has asynchronous jobs running"): that passes within seconds, so we retry for a while.
 pub fn refresh(p: &StoragePool) -> DriverResult<()> {
@@ -239,9 +258,9 @@ pub fn refresh(p: &StoragePool) -> DriverResult<()> {
     loop {
         match p.refresh(0) {
             Ok(_) => return Ok(()),
-            Err(e) if tries < 30 && e.message().contains("asynchronous jobs") => {
+            Err(e) if tries < REFRESH_TRIES && e.message().contains("asynchronous jobs") => {
                 tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(200));
+                std::thread::sleep(REFRESH_RETRY);
             }
             Err(e) => return Err(read_err("cannot refresh a storage pool")(e)),
         }
