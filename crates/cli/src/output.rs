@@ -923,4 +923,37 @@ mod tests {
                 .contains("left on hostJ by attempt 1: /img/vm07.qcow2")
         );
     }
+
+    /// The end-to-end test of these lines (tests/cli.rs) no longer reaches a look that waits: its
+    /// first abort fails, and a failed abort is asked again at once, without waiting.
+    #[test]
+    fn a_look_that_finds_an_aborted_job_running_says_which_look_of_how_many() {
+        let names = HashMap::from([(VmId::new("u7"), "vm07".to_string())]);
+        let waiting = |look| Event {
+            at: Time(57_400),
+            kind: EventKind::AbortWaiting {
+                vm: VmId::new("u7"),
+                attempt: 1,
+                source: HostId::new("hostA"),
+                destination: HostId::new("hostJ"),
+                why: "stalled: no progress for 15s".into(),
+                round: 1,
+                rounds: 3,
+                look,
+                looks: 6,
+            },
+        };
+        assert_eq!(
+            describe(&waiting(2), &names).as_deref(),
+            Some(
+                "[  57.4s] vm07: stalled: no progress for 15s on hostA -> hostJ; abort asked, waiting for hostA to end the job (look 2 of 6)"
+            )
+        );
+        assert_eq!(
+            describe(&waiting(0), &names).as_deref(),
+            Some(
+                "[  57.4s] vm07: stalled: no progress for 15s on hostA -> hostJ; abort asked of hostA (round 1 of 3)"
+            )
+        );
+    }
 }

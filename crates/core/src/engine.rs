@@ -358,14 +358,11 @@ impl Core {
         self.vms[idx].state = MoveState::Locating {
             req,
             why,
+            tries: 0,
+            abort_rounds: u32::from(aborting),
             // An abort asked by the dead process may never have reached the host: if the job
             // still runs, the first look asks again (no patience spent waiting for it).
-            tries: if aborting {
-                crate::machine::ABORT_PATIENCE - 1
-            } else {
-                0
-            },
-            abort_rounds: u32::from(aborting),
+            abort_wait: None,
         };
         self.apply(idx, now, Phase::Queued, Phase::Locating, Output::default());
         let vm = self.vms[idx].id.clone();

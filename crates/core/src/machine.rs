@@ -10,6 +10,14 @@
 //! phase before and after every transition ([`Phase::holds_slot`]), so every exit path releases
 //! them.
 //!
+//! After an abort, what a look that finds the job still running does depends on the abort's
+//! answer: accepted, unanswered (the `Aborting` timer) or indeterminate, the abort may still take
+//! effect, so the job is given [`ABORT_PATIENCE`] looks (`recheck_interval` apart) to end before
+//! the abort is asked again; definitely refused (a transient, permanent or refused error: it did
+//! not happen), there is nothing to wait for, so the first such look asks again. Either way at
+//! most [`ABORT_RETRIES`] aborts are asked, then the VM is left for a person. Looks that fail are
+//! counted apart (at most [`OBSERVE_RETRIES`] per round) and do not use up that patience.
+//!
 //! ```mermaid
 //! stateDiagram-v2
 //!     [*] --> Queued
@@ -26,9 +34,9 @@
 //!     Migrating --> Verifying: completed
 //!     Migrating --> Aborting: stall / completion watchdog, or abort of the run
 //!     Migrating --> Locating: failed
-//!     Aborting --> Locating: abort answered (or timed out)
+//!     Aborting --> Locating: abort answered (or timed out): look at once
 //!     Locating --> Migrating: a migration job still runs (re-adopted)
-//!     Locating --> Aborting: a job still runs after we aborted
+//!     Locating --> Aborting: a job still runs (after a refused abort: at once; after an accepted or unanswered one: at the ABORT_PATIENCE-th look)
 //!     Locating --> Verifying: it is on the destination
 //!     Locating --> Discarding: it is on the source: remove what the attempt left on the destination
 //!     Locating --> Unmigratable: on both / on neither
@@ -65,10 +73,13 @@ pub const OBSERVE_RETRIES: u32 = 60;
 pub const VERIFY_RETRIES: u32 = 5;
 /// How many times a migration that keeps running after an abort is aborted again.
 pub const ABORT_RETRIES: u32 = 3;
-/// How many looks at the hosts (`recheck_interval` apart) a migration whose abort was asked may
-/// go on running before the abort is asked again. An accepted abort can take a while: on a cut
-/// link, libvirt ends an aborted storage migration only at the source's next TCP retransmission
-/// after the link is back (25 s, 51 s, 102 s... after the cut, seen in the netns lab).
+/// How many looks at the hosts (`recheck_interval` apart) a migration whose abort was accepted
+/// (or not answered, or answered with an indeterminate error) may go on running before the abort
+/// is asked again. An accepted abort can take a while: on a cut link, libvirt ends an aborted
+/// storage migration only at the source's next TCP retransmission after the link is back (25 s,
+/// 51 s, 102 s... after the cut, seen in the netns lab). An abort the driver definitely refused
+/// (a transient, permanent or refused error: it did not happen) gets no patience: the first look
+/// that finds the job running asks again (the next round).
 pub const ABORT_PATIENCE: u32 = 6;
 
 /// The state of one VM's move. The data each phase needs lives in its variant.
@@ -109,10 +120,15 @@ pub enum MoveState {
         req: MigrationRequest,
         /// What went wrong (the attempt's failure).
         why: Failure,
-        /// Locate calls that failed so far.
+        /// Locate calls that failed so far (at most [`OBSERVE_RETRIES`]).
         tries: u32,
         /// Aborts asked so far in this attempt.
         abort_rounds: u32,
+        /// Waiting for the last abort to take effect: how many looks found the job still running
+        /// since it was asked (at most [`ABORT_PATIENCE`]). `None` when there is nothing to wait
+        /// for: no abort was asked, or the last one was definitely refused (or, after a resume,
+        /// may never have reached the host); a job found running is then aborted at once.
+        abort_wait: Option<u32>,
     },
     /// Removing what a failed attempt left on the destination.
     Discarding {
@@ -481,7 +497,16 @@ impl VmMove {
         self.state = state;
     }
 
-    fn locate(&mut self, req: MigrationRequest, why: Failure, abort_rounds: u32, out: &mut Output) {
+    /// Looks at the hosts now: the first look after a failure or an abort (`abort_rounds` asked
+    /// so far; `abort_wait` as in [`MoveState::Locating`]).
+    fn locate(
+        &mut self,
+        req: MigrationRequest,
+        why: Failure,
+        abort_rounds: u32,
+        abort_wait: Option<u32>,
+        out: &mut Output,
+    ) {
         out.commands.push(Command::Locate {
             vm: self.id.clone(),
             attempt: req.attempt,
@@ -493,7 +518,15 @@ impl VmMove {
             why,
             tries: 0,
             abort_rounds,
+            abort_wait,
         };
+    }
+
+    /// Stays in `Locating` (`state`, with its counts) and looks again after `recheck_interval`.
+    fn relocate_later(&mut self, ctx: Ctx<'_>, state: MoveState) {
+        debug_assert!(matches!(state, MoveState::Locating { .. }));
+        self.timer = Some(ctx.now + ctx.settings.recheck_interval);
+        self.state = state;
     }
 
     fn abort(
@@ -745,6 +778,29 @@ impl VmMove {
         }
     }
 
+    /// Removes the next of a failed attempt's leftovers on the destination, or, when none is
+    /// left, settles the attempt ([`VmMove::discarded`]).
+    fn discard_next(
+        &mut self,
+        ctx: Ctx<'_>,
+        req: MigrationRequest,
+        why: Failure,
+        mut todo: VecDeque<Leftover>,
+        tally: DiscardTally,
+        out: &mut Output,
+    ) {
+        if self.next_leftover(&req, LeftoverContext::AfterFailedAttempt, &mut todo, out) {
+            self.state = MoveState::Discarding {
+                req,
+                why,
+                todo: Some(todo),
+                tally,
+            };
+        } else {
+            self.discarded(ctx, req, why, tally, out);
+        }
+    }
+
     fn record_failure(&mut self, req: &MigrationRequest, why: &Failure, out: &mut Output) {
         // AttemptFailed is announced once the hosts were looked at and what follows (retry
         // when, or give up) is known; the failure itself is said now (the look can take a
@@ -976,7 +1032,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
         }
         (MoveState::Starting { req }, VmEvent::Started(Err(why))) => {
             vm.record_failure(&req, &why, &mut out);
-            vm.locate(req, why, 0, &mut out);
+            vm.locate(req, why, 0, None, &mut out);
         }
         // Self-loop: a stop while the start call is out; handled when its answer arrives.
         (st @ MoveState::Starting { .. }, VmEvent::Stop { .. }) => vm.state = st,
@@ -997,7 +1053,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
             Ok(MigrationStatus::Completed) => vm.verify(req, 0, &mut out),
             Ok(MigrationStatus::Failed(why)) => {
                 vm.record_failure(&req, &why, &mut out);
-                vm.locate(req, why, 0, &mut out);
+                vm.locate(req, why, 0, None, &mut out);
             }
             // Self-loop: not running yet, or the status could not be read; the timer decides.
             Ok(MigrationStatus::Pending) | Err(_) => {
@@ -1108,7 +1164,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                 }
                 Ok(MigrationStatus::Failed(why)) => {
                     vm.record_failure(&m.req, &why, &mut out);
-                    vm.locate(m.req, why, 0, &mut out);
+                    vm.locate(m.req, why, 0, None, &mut out);
                 }
                 // Self-loop: Pending after running is not news; an unreadable status is left to the
                 // stall watchdog.
@@ -1243,8 +1299,17 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
             },
             VmEvent::AbortDone(res),
         ) => {
+            // Either way the hosts are looked at now. What is waited for depends on the answer:
+            // an accepted abort (or one whose outcome is unknown) may still take effect, so a job
+            // found running is given ABORT_PATIENCE looks to end; an abort the driver definitely
+            // refused did not happen, so a job found running is aborted again at once (the next
+            // round), and a job that is gone needs no abort.
+            let abort_wait = match &res {
+                Ok(()) => Some(0),
+                Err(e) if e.class == ErrorClass::Indeterminate => Some(0),
+                Err(_) => None,
+            };
             if let Err(e) = res {
-                // Said, then the hosts decide (a job that still runs is asked again).
                 vm.call_failed(
                     &req,
                     "abort",
@@ -1254,7 +1319,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                     &mut out,
                 );
             }
-            vm.locate(req, why, rounds, &mut out);
+            vm.locate(req, why, rounds, abort_wait, &mut out);
         }
         (
             MoveState::Aborting {
@@ -1262,8 +1327,8 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
             },
             VmEvent::Timer,
         ) => {
-            // The abort call never answered: look at the hosts anyway.
-            vm.locate(req, why, rounds, &mut out);
+            // The abort call never answered (it may yet take effect): look at the hosts anyway.
+            vm.locate(req, why, rounds, Some(0), &mut out);
         }
         // Self-loop: status reports and convergence answers that crossed the abort; the Locate that
         // follows decides from what the hosts show.
@@ -1279,6 +1344,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                 why,
                 tries,
                 abort_rounds,
+                abort_wait,
             },
             VmEvent::Located(res),
         ) => match res {
@@ -1309,13 +1375,16 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                         Some(now + s.recheck_interval),
                         &mut out,
                     );
-                    vm.timer = Some(now + s.recheck_interval);
-                    vm.state = MoveState::Locating {
-                        req,
-                        why,
-                        tries: tries + 1,
-                        abort_rounds,
-                    };
+                    vm.relocate_later(
+                        ctx,
+                        MoveState::Locating {
+                            req,
+                            why,
+                            tries: tries + 1,
+                            abort_rounds,
+                            abort_wait,
+                        },
+                    );
                 }
             }
             Ok(loc) => {
@@ -1333,18 +1402,24 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                     if !we_gave_up && why.class == ErrorClass::Indeterminate {
                         // The start did happen: re-adopt the migration.
                         vm.start_migrating(ctx, req, handle, &mut out);
-                    } else if abort_rounds > 0 && tries + 1 < ABORT_PATIENCE {
-                        // The abort was asked and the job still runs: give it time to end
-                        // before asking again (each ask is a round).
-                        vm.abort_waiting(&req, &why, abort_rounds, tries + 1, &mut out);
-                        vm.timer = Some(now + s.recheck_interval);
-                        vm.state = MoveState::Locating {
-                            req,
-                            why,
-                            tries: tries + 1,
-                            abort_rounds,
-                        };
+                    } else if let Some(looks) = abort_wait.filter(|l| l + 1 < ABORT_PATIENCE) {
+                        // The abort was accepted (or its answer is unknown) and the job still
+                        // runs: give it time to end before asking again (each ask is a round).
+                        // Failed looks in between do not count here (they have `tries`).
+                        vm.abort_waiting(&req, &why, abort_rounds, looks + 1, &mut out);
+                        vm.relocate_later(
+                            ctx,
+                            MoveState::Locating {
+                                req,
+                                why,
+                                tries,
+                                abort_rounds,
+                                abort_wait: Some(looks + 1),
+                            },
+                        );
                     } else if abort_rounds < ABORT_RETRIES {
+                        // No abort yet, its patience is spent, or the last one was refused:
+                        // ask (again) now.
                         vm.abort(ctx, req, handle, why, abort_rounds, &mut out);
                     } else {
                         vm.left_unchecked(
@@ -1353,7 +1428,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                             &mut out,
                         );
                         let reason = Reason::Permanent(format!(
-                            "its migration job keeps running after {ABORT_RETRIES} aborts (each given {ABORT_PATIENCE} looks to end); left for a person"
+                            "its migration job keeps running after {ABORT_RETRIES} aborts (each accepted one given {ABORT_PATIENCE} looks to end); left for a person"
                         ));
                         vm.finish(now, MoveState::Unmigratable { reason }, &mut out);
                     }
@@ -1418,6 +1493,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                 why,
                 tries,
                 abort_rounds,
+                abort_wait,
             },
             VmEvent::Timer,
         ) => {
@@ -1432,6 +1508,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                 why,
                 tries,
                 abort_rounds,
+                abort_wait,
             };
         }
         // Self-loop: late status/abort/convergence answers; the Locate answer decides.
@@ -1453,7 +1530,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
             },
             VmEvent::Leftovers(res),
         ) => {
-            let mut todo: VecDeque<Leftover> = match res {
+            let todo: VecDeque<Leftover> = match res {
                 Ok(v) => v.into_iter().collect(),
                 Err(e) => {
                     out.events.push(EventKind::LeftoverKept {
@@ -1466,21 +1543,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                     VecDeque::new()
                 }
             };
-            if vm.next_leftover(
-                &req,
-                LeftoverContext::AfterFailedAttempt,
-                &mut todo,
-                &mut out,
-            ) {
-                vm.state = MoveState::Discarding {
-                    req,
-                    why,
-                    todo: Some(todo),
-                    tally,
-                };
-            } else {
-                vm.discarded(ctx, req, why, tally, &mut out);
-            }
+            vm.discard_next(ctx, req, why, todo, tally, &mut out);
         }
         (
             MoveState::Discarding {
@@ -1497,21 +1560,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                 Err(e) => tally.kept.push((l.what.clone(), e.message.clone())),
             }
             vm.report_removal(l, res, &mut out);
-            if vm.next_leftover(
-                &req,
-                LeftoverContext::AfterFailedAttempt,
-                &mut todo,
-                &mut out,
-            ) {
-                vm.state = MoveState::Discarding {
-                    req,
-                    why,
-                    todo: Some(todo),
-                    tally,
-                };
-            } else {
-                vm.discarded(ctx, req, why, tally, &mut out);
-            }
+            vm.discard_next(ctx, req, why, todo, tally, &mut out);
         }
         // Self-loop: late answers of the failed attempt; a stop takes effect when discarding ends.
         (

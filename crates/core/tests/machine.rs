@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::VecDeque;
-use vmove_core::machine::{Assessment, Ctx, Migrating, MoveState, VmEvent, VmMove, step};
+use vmove_core::machine::{Assessment, Ctx, Illegal, Migrating, MoveState, VmEvent, VmMove, step};
 use vmove_core::*;
 
 fn req() -> MigrationRequest {
@@ -75,6 +75,7 @@ fn state(p: Phase) -> MoveState {
             why: Failure::new(ErrorClass::Transient, "x"),
             tries: 0,
             abort_rounds: 0,
+            abort_wait: None,
         },
         Phase::Discarding => MoveState::Discarding {
             req: req(),
@@ -150,6 +151,77 @@ fn go(
     }
 }
 
+/// One VM driven through a sequence of events at a time the test moves (no stop pending).
+struct Driven {
+    v: VmMove,
+    settings: Settings,
+    now: Time,
+}
+
+impl Driven {
+    /// A VM in phase `p` (its state as [`state`] builds it), at `now`, with no backoff jitter.
+    fn at(p: Phase, now: Time) -> Self {
+        Driven {
+            v: vm_in(p),
+            settings: Settings {
+                backoff_jitter: 0.0,
+                ..Settings::default()
+            },
+            now,
+        }
+    }
+
+    /// A VM whose migration (attempt 1, a -> b) is being aborted: round 1 asked.
+    fn aborting() -> Self {
+        Driven::at(Phase::Aborting, Time(1000))
+    }
+
+    /// Steps the machine; the commands and events it produced.
+    fn try_feed(&mut self, ev: VmEvent) -> Result<(Vec<Command>, Vec<EventKind>), Illegal> {
+        let ctx = Ctx {
+            now: self.now,
+            settings: &self.settings,
+            stopping: None,
+            abort_running: false,
+        };
+        let out = step(&mut self.v, ctx, ev)?;
+        Ok((out.commands, out.events))
+    }
+
+    /// [`Driven::try_feed`] with an event that must be legal.
+    fn feed(&mut self, ev: VmEvent) -> (Vec<Command>, Vec<EventKind>) {
+        self.try_feed(ev).unwrap()
+    }
+
+    /// A look at the hosts answered (the VM on its source, the job still running or not).
+    /// Returns whether an abort was asked at this look.
+    fn look(&mut self, job_running: bool) -> bool {
+        let (c, _) = self.feed(loc(Some(info(PowerState::Running)), None, job_running));
+        c.iter()
+            .any(|c| matches!(c, Command::AbortMigration { .. }))
+    }
+
+    /// A look at the hosts that failed.
+    fn failed_look(&mut self) {
+        self.feed(VmEvent::Located(Err(Failure::new(
+            ErrorClass::Transient,
+            "host a does not answer",
+        ))));
+    }
+
+    /// The timer of the next look, if one is set (it asks for the look).
+    fn next_look(&mut self) {
+        if let Some(t) = self.v.timer {
+            self.now = self.now.max(t);
+            let (c, _) = self.feed(VmEvent::Timer);
+            assert!(
+                matches!(c[..], [Command::Locate { .. }]),
+                "the timer looks at the hosts: {c:?}"
+            );
+        }
+    }
+}
+
 fn ok(p: Phase, ev: VmEvent) -> (Phase, Vec<Command>) {
     let (r, _, c, _) = go(p, ev, Time(1000));
     (
@@ -178,6 +250,15 @@ fn loc(src: Option<VmInfo>, dst: Option<VmInfo>, job: bool) -> VmEvent {
         on_destination: dst,
         running_migration: job.then(h),
     }))
+}
+
+/// The leftover call `c` is, if it is exactly one: a listing or a removal, and its context.
+fn leftover_call(c: &[Command]) -> Option<(&'static str, LeftoverContext)> {
+    match c {
+        [Command::ListLeftovers { context, .. }] => Some(("list", *context)),
+        [Command::RemoveLeftover { context, .. }] => Some(("remove", *context)),
+        _ => None,
+    }
 }
 
 fn stop(abort: bool) -> VmEvent {
@@ -457,14 +538,13 @@ fn locating_decides_from_what_the_hosts_show() {
         Phase::Locating,
         loc(Some(info(PowerState::Running)), None, false),
     );
-    assert_eq!(p, Phase::Discarding);
-    assert!(matches!(
-        c[..],
-        [Command::ListLeftovers {
-            context: LeftoverContext::AfterFailedAttempt,
-            ..
-        }]
-    ));
+    assert_eq!(
+        (p, leftover_call(&c)),
+        (
+            Phase::Discarding,
+            Some(("list", LeftoverContext::AfterFailedAttempt))
+        )
+    );
     // Arrived: verify.
     assert_eq!(
         ok(
@@ -530,56 +610,32 @@ fn locating_decides_from_what_the_hosts_show() {
 
 #[test]
 fn locating_after_an_indeterminate_start_readopts_a_running_job() {
-    let settings = Settings::default();
-    let mut v = vm_in(Phase::Locating);
-    v.state = MoveState::Locating {
+    let mut d = Driven::at(Phase::Locating, Time(1));
+    d.v.state = MoveState::Locating {
         req: req(),
         why: Failure::new(ErrorClass::Indeterminate, "lost"),
         tries: 0,
         abort_rounds: 0,
+        abort_wait: None,
     };
-    let ctx = Ctx {
-        now: Time(1),
-        settings: &settings,
-        stopping: None,
-        abort_running: false,
-    };
-    step(
-        &mut v,
-        ctx,
-        loc(Some(info(PowerState::Running)), None, true),
-    )
-    .unwrap();
-    assert_eq!(v.phase(), Phase::Migrating);
+    d.feed(loc(Some(info(PowerState::Running)), None, true));
+    assert_eq!(d.v.phase(), Phase::Migrating);
 }
 
 #[test]
 fn discarding_then_retry_policy() {
-    let settings = Settings {
-        backoff_jitter: 0.0,
-        ..Settings::default()
-    };
-    let ctx = Ctx {
-        now: Time(1000),
-        settings: &settings,
-        stopping: None,
-        abort_running: false,
-    };
-    let mut v = vm_in(Phase::Discarding);
-    let out = step(&mut v, ctx, VmEvent::Leftovers(Ok(vec![leftover()]))).unwrap();
-    assert!(matches!(
-        out.commands[..],
-        [Command::RemoveLeftover {
-            context: LeftoverContext::AfterFailedAttempt,
-            ..
-        }]
-    ));
-    step(&mut v, ctx, VmEvent::LeftoverRemoved(leftover(), Ok(()))).unwrap();
-    assert_eq!(v.phase(), Phase::BackingOff);
-    assert_eq!(v.timer, Some(Time(21_000)));
+    let mut d = Driven::at(Phase::Discarding, Time(1000));
+    let (c, _) = d.feed(VmEvent::Leftovers(Ok(vec![leftover()])));
+    assert_eq!(
+        leftover_call(&c),
+        Some(("remove", LeftoverContext::AfterFailedAttempt))
+    );
+    d.feed(VmEvent::LeftoverRemoved(leftover(), Ok(())));
+    assert_eq!(d.v.phase(), Phase::BackingOff);
+    assert_eq!(d.v.timer, Some(Time(21_000)));
     // A removal answer for something else is illegal.
-    let mut v = vm_in(Phase::Discarding);
-    v.state = MoveState::Discarding {
+    let mut d = Driven::at(Phase::Discarding, Time(1000));
+    d.v.state = MoveState::Discarding {
         req: req(),
         why: Failure::new(ErrorClass::Transient, "x"),
         todo: Some(VecDeque::from([leftover()])),
@@ -589,7 +645,7 @@ fn discarding_then_retry_policy() {
         what: "/other".into(),
         ..leftover()
     };
-    assert!(step(&mut v, ctx, VmEvent::LeftoverRemoved(other, Ok(()))).is_err());
+    assert!(d.try_feed(VmEvent::LeftoverRemoved(other, Ok(()))).is_err());
     illegal(Phase::Discarding, start());
 }
 
@@ -620,14 +676,13 @@ fn verifying_transitions() {
         detail: String::new(),
     };
     let (p, c) = ok(Phase::Verifying, VmEvent::Verified(Ok(proof.clone())));
-    assert_eq!(p, Phase::CleaningUp);
-    assert!(matches!(
-        c[..],
-        [Command::ListLeftovers {
-            context: LeftoverContext::AfterSuccess,
-            ..
-        }]
-    ));
+    assert_eq!(
+        (p, leftover_call(&c)),
+        (
+            Phase::CleaningUp,
+            Some(("list", LeftoverContext::AfterSuccess))
+        )
+    );
     let partial = Verification {
         disks_present: false,
         ..proof
@@ -648,14 +703,7 @@ fn verifying_transitions() {
 
 #[test]
 fn verification_that_never_proves_is_unmigratable_and_touches_nothing() {
-    let settings = Settings::default();
-    let ctx = Ctx {
-        now: Time(1),
-        settings: &settings,
-        stopping: None,
-        abort_running: false,
-    };
-    let mut v = vm_in(Phase::Verifying);
+    let mut d = Driven::at(Phase::Verifying, Time(1));
     let bad = Verification {
         on_destination: true,
         disks_present: false,
@@ -663,17 +711,17 @@ fn verification_that_never_proves_is_unmigratable_and_touches_nothing() {
         detail: "disk missing".into(),
     };
     for _ in 0..vmove_core::machine::VERIFY_RETRIES {
-        let out = step(&mut v, ctx, VmEvent::Verified(Ok(bad.clone()))).unwrap();
-        assert!(out.commands.iter().all(|c| !matches!(
+        let (c, _) = d.feed(VmEvent::Verified(Ok(bad.clone())));
+        assert!(c.iter().all(|c| !matches!(
             c,
             Command::RemoveLeftover { .. } | Command::ListLeftovers { .. }
         )));
-        if v.phase() == Phase::Verifying {
-            step(&mut v, ctx, VmEvent::Timer).unwrap();
+        if d.v.phase() == Phase::Verifying {
+            d.feed(VmEvent::Timer);
         }
     }
     assert!(matches!(
-        v.state,
+        d.v.state,
         MoveState::Unmigratable {
             reason: Reason::NotVerified(_)
         }
@@ -683,14 +731,13 @@ fn verification_that_never_proves_is_unmigratable_and_touches_nothing() {
 #[test]
 fn cleaning_up_transitions() {
     let (p, c) = ok(Phase::CleaningUp, VmEvent::Leftovers(Ok(vec![leftover()])));
-    assert_eq!(p, Phase::CleaningUp);
-    assert!(matches!(
-        c[..],
-        [Command::RemoveLeftover {
-            context: LeftoverContext::AfterSuccess,
-            ..
-        }]
-    ));
+    assert_eq!(
+        (p, leftover_call(&c)),
+        (
+            Phase::CleaningUp,
+            Some(("remove", LeftoverContext::AfterSuccess))
+        )
+    );
     assert_eq!(
         ok(Phase::CleaningUp, VmEvent::Leftovers(Ok(vec![]))).0,
         Phase::Moved
@@ -742,24 +789,17 @@ fn a_start_during_a_stop_with_abort_is_aborted_as_soon_as_it_is_accepted() {
 
 #[test]
 fn verification_waits_out_a_host_that_does_not_answer() {
-    let settings = Settings::default();
-    let ctx = Ctx {
-        now: Time(1),
-        settings: &settings,
-        stopping: None,
-        abort_running: false,
-    };
-    let mut v = vm_in(Phase::Verifying);
+    let mut d = Driven::at(Phase::Verifying, Time(1));
     let down = Failure::new(ErrorClass::Transient, "host does not answer");
     for _ in 0..vmove_core::machine::VERIFY_RETRIES * 2 {
-        step(&mut v, ctx, VmEvent::Verified(Err(down.clone()))).unwrap();
+        d.feed(VmEvent::Verified(Err(down.clone())));
         assert_eq!(
-            v.phase(),
+            d.v.phase(),
             Phase::Verifying,
             "a passing outage must not end the move"
         );
-        assert_eq!(v.timer, Some(Time(1) + settings.recheck_interval));
-        step(&mut v, ctx, VmEvent::Timer).unwrap();
+        assert_eq!(d.v.timer, Some(Time(1) + d.settings.recheck_interval));
+        d.feed(VmEvent::Timer);
     }
     let proof = Verification {
         on_destination: true,
@@ -767,8 +807,8 @@ fn verification_waits_out_a_host_that_does_not_answer() {
         stopped_on_source: true,
         detail: String::new(),
     };
-    step(&mut v, ctx, VmEvent::Verified(Ok(proof))).unwrap();
-    assert_eq!(v.phase(), Phase::CleaningUp);
+    d.feed(VmEvent::Verified(Ok(proof)));
+    assert_eq!(d.v.phase(), Phase::CleaningUp);
 }
 
 /// The lab (lab/stall-daemon.sh): a migration the driver reported failed was said only once
@@ -802,4 +842,163 @@ fn a_migration_reported_failed_is_said_at_once_before_the_hosts_are_looked_at() 
             "from {p}: no locate in {commands:?}"
         );
     }
+}
+
+/// Regression guard (issue 1 of the engine's loose ends): after an abort that definitely failed
+/// (the driver said it could not abort), the engine still gave the job `ABORT_PATIENCE` looks to
+/// end as if the abort had been accepted, asking again only ~50 s later. A refused abort has
+/// nothing to wait for: the first look that finds the job running asks again at once.
+#[test]
+fn a_definitely_refused_abort_is_asked_again_at_the_first_look_that_finds_the_job_running() {
+    for class in [ErrorClass::Transient, ErrorClass::Permanent] {
+        let mut d = Driven::aborting();
+        let (c, ev) = d.feed(VmEvent::AbortDone(Err(Failure::new(
+            class,
+            "cannot abort the migration: host a refused",
+        ))));
+        assert!(
+            matches!(c[..], [Command::Locate { .. }]),
+            "{class:?}: the hosts are looked at at once: {c:?}"
+        );
+        assert!(
+            ev.iter()
+                .any(|e| matches!(e, EventKind::CallFailed { call, .. } if call == "abort")),
+            "{class:?}: the failed abort is said: {ev:?}"
+        );
+        let (c, ev) = d.feed(loc(Some(info(PowerState::Running)), None, true));
+        assert!(
+            c.iter()
+                .any(|c| matches!(c, Command::AbortMigration { .. })),
+            "{class:?}: the job still runs after a refused abort: asked again at once, not waited for: {c:?} {ev:?}"
+        );
+        assert_eq!(d.v.phase(), Phase::Aborting);
+        assert!(
+            ev.iter().any(|e| matches!(
+                e,
+                EventKind::AbortWaiting {
+                    round: 2,
+                    look: 0,
+                    ..
+                }
+            )),
+            "{class:?}: round 2 is said: {ev:?}"
+        );
+    }
+    // A refused abort whose job is gone: the attempt's failure goes on as usual (clean-up of
+    // the destination), nothing waited for.
+    let mut d = Driven::aborting();
+    d.feed(VmEvent::AbortDone(Err(Failure::new(
+        ErrorClass::Transient,
+        "no migration job to abort",
+    ))));
+    let (c, _) = d.feed(loc(Some(info(PowerState::Running)), None, false));
+    assert_eq!(
+        (d.v.phase(), leftover_call(&c)),
+        (
+            Phase::Discarding,
+            Some(("list", LeftoverContext::AfterFailedAttempt))
+        )
+    );
+}
+
+/// The other side of the rule above: an abort that was accepted, or whose answer is unknown (an
+/// indeterminate error, or no answer at all), may still take effect, so a job found running is
+/// given `ABORT_PATIENCE` looks to end before the abort is asked again.
+#[test]
+fn an_accepted_or_unanswered_abort_is_given_its_patience_before_it_is_asked_again() {
+    let answers: [(&str, Option<VmEvent>); 3] = [
+        ("accepted", Some(VmEvent::AbortDone(Ok(())))),
+        (
+            "indeterminate",
+            Some(VmEvent::AbortDone(Err(Failure::new(
+                ErrorClass::Indeterminate,
+                "the abort call did not answer within 2m",
+            )))),
+        ),
+        ("unanswered", None),
+    ];
+    for (what, answer) in answers {
+        let mut d = Driven::aborting();
+        match answer {
+            Some(ev) => {
+                d.feed(ev);
+            }
+            // The Aborting timer: the abort call never answered.
+            None => {
+                d.feed(VmEvent::Timer);
+            }
+        }
+        assert_eq!(d.v.phase(), Phase::Locating, "{what}");
+        let mut asked_at = None;
+        for look in 1..=vmove_core::machine::ABORT_PATIENCE {
+            if d.look(true) {
+                asked_at = Some(look);
+                break;
+            }
+            d.next_look();
+        }
+        assert_eq!(
+            asked_at,
+            Some(vmove_core::machine::ABORT_PATIENCE),
+            "{what}: asked again only at the last look of its patience"
+        );
+    }
+}
+
+/// Regression guard (issue 2 of the engine's loose ends): failed locates and the looks spent
+/// waiting for an aborted job to end shared one counter (`tries`), so three failed locates
+/// after an accepted abort left it three looks of patience instead of six, and the looks spent
+/// waiting were taken from the budget of failed locates. Each has its own count now.
+#[test]
+fn failed_locates_and_looks_waiting_for_an_aborted_job_are_counted_apart() {
+    let patience = vmove_core::machine::ABORT_PATIENCE;
+    let observe = vmove_core::machine::OBSERVE_RETRIES;
+    // Failed locates do not eat the abort's patience.
+    let mut d = Driven::aborting();
+    d.feed(VmEvent::AbortDone(Ok(())));
+    for _ in 0..3 {
+        d.failed_look();
+        d.next_look();
+    }
+    let mut running_looks = 0;
+    loop {
+        running_looks += 1;
+        if d.look(true) {
+            break;
+        }
+        assert!(running_looks < 20, "never asked again");
+        d.next_look();
+    }
+    assert_eq!(
+        running_looks, patience,
+        "after 3 failed locates, the accepted abort still gets its {patience} looks"
+    );
+    // Looks that found the job running do not eat the budget of failed locates.
+    let mut d = Driven::aborting();
+    d.feed(VmEvent::AbortDone(Ok(())));
+    for _ in 1..patience {
+        assert!(!d.look(true), "within its patience");
+        d.next_look();
+    }
+    for n in 1..observe {
+        d.failed_look();
+        assert_eq!(
+            d.v.phase(),
+            Phase::Locating,
+            "failed locate {n} of {observe} after {} looks that found the job: still looking",
+            patience - 1
+        );
+        d.next_look();
+    }
+    d.failed_look();
+    assert!(
+        matches!(
+            d.v.state,
+            MoveState::Unmigratable {
+                reason: Reason::NotLocated(_)
+            }
+        ),
+        "{:?}",
+        d.v.state
+    );
 }
