@@ -688,6 +688,8 @@ mod tests {
                     class: ErrorClass::Transient,
                     error: "boom".into(),
                     retry_at: None,
+                    refused_by: None,
+                    forgiven: false,
                 },
             ),
             ev(2000, to("x", Phase::Verifying)),

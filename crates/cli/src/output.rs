@@ -179,6 +179,7 @@ impl Record {
                 class,
                 error,
                 retry_at,
+                ..
             } => {
                 let class = serde_json::to_value(class)
                     .ok()
@@ -494,6 +495,7 @@ pub fn describe(ev: &Event, names: &HashMap<VmId, String>) -> Option<String> {
             class,
             error,
             retry_at,
+            ..
         } => format!(
             "{}: attempt {attempt} failed ({class:?}): {error}{}",
             name(vm),

@@ -274,6 +274,8 @@ impl Core {
                 r.mode,
             );
             vm.attempts = r.attempts;
+            vm.refused = r.refused.into_iter().collect();
+            vm.forgiven = r.forgiven.into_iter().collect();
             let idx = core.push_vm(vm, src);
             let size_key = match core.spec.settings.order {
                 Order::LargestFirst => u64::MAX - size,
@@ -1569,6 +1571,11 @@ pub struct Recovered {
     pub mode: MigrationMode,
     /// Attempts started so far.
     pub attempts: u32,
+    /// Destinations that refused it in this run ([`VmMove::refused`]): not tried again.
+    pub refused: Vec<HostId>,
+    /// Destinations whose refusal was forgiven in this run ([`VmMove::forgiven`]): not forgiven
+    /// again.
+    pub forgiven: Vec<HostId>,
     /// Where its move stood.
     pub state: RecoveredState,
 }

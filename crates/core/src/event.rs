@@ -436,6 +436,14 @@ pub enum EventKind {
         error: String,
         /// When the next attempt may start, if one will.
         retry_at: Option<Time>,
+        /// The destination, when it refused the VM (`class` is `destination_refused`): it is not
+        /// tried again in this run, unless `forgiven`. Absent from journals of older versions.
+        #[serde(default)]
+        refused_by: Option<HostId>,
+        /// That refusal does not count: our own leftover caused it and the clean-up removed it,
+        /// so the VM is retried there (at most once per destination per run).
+        #[serde(default)]
+        forgiven: bool,
     },
     /// The VM was proven on its destination.
     Verified {

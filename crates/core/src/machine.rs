@@ -601,23 +601,30 @@ impl VmMove {
     }
 
     /// After a failed attempt, with the VM known to be on its source and the destination clean.
+    /// `refused_by`: the destination, when it refused the VM; `forgiven`: that refusal does not
+    /// count (see [`VmMove::discarded`]). Both are in the `AttemptFailed` event, so that a resumed
+    /// run rebuilds [`VmMove::refused`] and [`VmMove::forgiven`] from the journal.
     fn after_failure(
         &mut self,
         ctx: Ctx<'_>,
         why: Failure,
-        refused_dest: Option<HostId>,
-        refusal_cleared: bool,
+        refused_by: Option<HostId>,
+        forgiven: bool,
         out: &mut Output,
     ) {
-        if let Some(d) = refused_dest {
-            self.refused.insert(d);
+        match &refused_by {
+            Some(d) if forgiven => {
+                self.forgiven.insert(d.clone());
+            }
+            Some(d) => {
+                self.refused.insert(d.clone());
+            }
+            None => {}
         }
         let other_left = self.open_destinations().next().is_some();
         let action = match ctx.stopping {
             Some(_) => None,
-            None if refusal_cleared => {
-                Some(policy::after_cleared_refusal(ctx.settings, self.attempts))
-            }
+            None if forgiven => Some(policy::after_cleared_refusal(ctx.settings, self.attempts)),
             None => Some(policy::on_failure(
                 ctx.settings,
                 why.class,
@@ -636,6 +643,8 @@ impl VmMove {
                 Some(RetryAction::TryElsewhere | RetryAction::RetryNow) => Some(ctx.now),
                 _ => None,
             },
+            refused_by,
+            forgiven,
         });
         match action {
             None => {
@@ -740,16 +749,15 @@ impl VmMove {
         let cleared =
             refused && tally.cleared_something() && !self.forgiven.contains(&req.destination);
         if cleared {
-            self.forgiven.insert(req.destination.clone());
             why.message = format!(
                 "{}; the clean-up removed {} an earlier attempt of this VM had left there, so this refusal does not count",
                 why.message,
                 plural(tally.removed, "leftover", "leftovers"),
             );
         }
-        let refused_dest = (refused && !cleared).then(|| req.destination.clone());
+        let refused_by = refused.then(|| req.destination.clone());
         let before = out.events.len();
-        self.after_failure(ctx, why, refused_dest, cleared, out);
+        self.after_failure(ctx, why, refused_by, cleared, out);
         if self.phase().is_final() && (!tally.kept.is_empty() || tally.unlisted.is_some()) {
             let (what, why) = match tally.unlisted {
                 Some(e) => (Vec::new(), format!("could not list it: {e}")),

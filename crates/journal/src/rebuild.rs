@@ -33,6 +33,12 @@ pub struct VmResume {
     pub failed_attempts: Vec<u32>,
     /// When the last settled failure said the next attempt may start (its backoff), if it did.
     pub retry_at: Option<Time>,
+    /// Destinations that refused it in this run (`AttemptFailed` with `refused_by`, not
+    /// forgiven): the resumed run does not try them again.
+    pub refused: Vec<HostId>,
+    /// Destinations whose refusal was forgiven in this run (`AttemptFailed` with `forgiven`):
+    /// the resumed run does not forgive them again.
+    pub forgiven: Vec<HostId>,
     /// The last phase the events recorded (`Queued` once selected, before any transition).
     pub phase: Phase,
     /// The highest attempt number started (0: none).
@@ -43,6 +49,9 @@ pub struct VmResume {
     pub handle: Option<MigrationHandle>,
     /// Whether the start of that attempt has an outcome (else it may or may not have started).
     pub start_answered: bool,
+    /// Whether an abort of that attempt was asked (its intent recorded): a job of it still
+    /// running is aborted again on resume, never re-adopted, whatever phase came after.
+    pub abort_asked: bool,
     /// The proof recorded for that attempt by a `Verify` outcome, if it was a proof.
     pub verification: Option<Verification>,
     /// Whether a `Verified` event was recorded for it.
@@ -66,11 +75,14 @@ impl VmResume {
             reason: None,
             failed_attempts: Vec::new(),
             retry_at: None,
+            refused: Vec::new(),
+            forgiven: Vec::new(),
             phase: Phase::Queued,
             attempt: 0,
             last_request: None,
             handle: None,
             start_answered: false,
+            abort_asked: false,
             verification: None,
             verified_event: false,
             removed_leftovers: Vec::new(),
@@ -112,6 +124,7 @@ fn rebuild_ordered(record: &RunRecord) -> (BTreeMap<VmId, VmResume>, Vec<VmId>) 
                     v.last_request = Some(req.clone());
                     v.handle = None;
                     v.start_answered = false;
+                    v.abort_asked = false;
                     v.verification = None;
                     v.verified_event = false;
                 }
@@ -174,10 +187,24 @@ fn rebuild_ordered(record: &RunRecord) -> (BTreeMap<VmId, VmResume>, Vec<VmId>) 
                     EventKind::Transition { to, .. } => v.phase = *to,
                     EventKind::AttemptStarted { mode, .. } => v.mode = *mode,
                     EventKind::AttemptFailed {
-                        attempt, retry_at, ..
+                        attempt,
+                        retry_at,
+                        refused_by,
+                        forgiven,
+                        ..
                     } if !v.failed_attempts.contains(attempt) => {
                         v.failed_attempts.push(*attempt);
                         v.retry_at = *retry_at;
+                        if let Some(d) = refused_by {
+                            let set = if *forgiven {
+                                &mut v.forgiven
+                            } else {
+                                &mut v.refused
+                            };
+                            if !set.contains(d) {
+                                set.push(d.clone());
+                            }
+                        }
                     }
                     EventKind::Moved { destination, .. } => {
                         v.phase = Phase::Moved;
@@ -193,6 +220,11 @@ fn rebuild_ordered(record: &RunRecord) -> (BTreeMap<VmId, VmResume>, Vec<VmId>) 
                     }
                     EventKind::Verified { .. } => v.verified_event = true,
                     _ => {}
+                }
+            }
+            EntryBody::Intent(Command::AbortMigration { vm, attempt, .. }) => {
+                if let Some(v) = out.get_mut(vm).filter(|v| v.attempt == *attempt) {
+                    v.abort_asked = true;
                 }
             }
             EntryBody::Intent(_) => {}
@@ -276,9 +308,9 @@ impl VmResume {
                 RecoveredState::Cancelled(self.reason.clone().unwrap_or(Reason::RunStopped))
             }
             _ => match (&self.last_request, self.maybe_in_flight()) {
-                // An abort had been asked: if the job still runs, it is aborted again, not
-                // re-adopted.
-                (Some(req), true) if self.phase == Phase::Aborting => {
+                // An abort had been asked (the phase may have moved on to the look at the hosts
+                // that follows it): if the job still runs, it is aborted again, not re-adopted.
+                (Some(req), true) if self.phase == Phase::Aborting || self.abort_asked => {
                     RecoveredState::Aborting(req.clone())
                 }
                 (Some(req), true) => RecoveredState::InFlight(req.clone()),
@@ -303,6 +335,8 @@ impl VmResume {
                 .map(|r| r.mode)
                 .unwrap_or(self.mode),
             attempts: self.attempt,
+            refused: self.refused.clone(),
+            forgiven: self.forgiven.clone(),
             state,
         })
     }

@@ -168,6 +168,8 @@ pub fn script(run: &str, vm_prefix: &str, n: usize) -> Vec<Step> {
                     class: ErrorClass::Transient,
                     error: "host b is busy".into(),
                     retry_at: Some(Time(t + 20)),
+                    refused_by: None,
+                    forgiven: false,
                 },
             ));
             s.push(transition(t + 1, &vm, Phase::Starting, Phase::BackingOff));
