@@ -16,10 +16,13 @@
 # evacuation when it holds nothing else; VMs other lab scripts left there are not touched).
 # Beside each vmove run: what `vmove plan` predicted for the same move just before it,
 # with the same config, calibrated from the benchmark's own journal ($LAB/bench-journal.db, new
-# for each benchmark): the earlier vmove runs of this benchmark, and first three short calibration
-# runs (`vmove migrate` of three VMs of other sizes one at a time, then of two VMs at once, then
-# of four at once) so the very first plan has measured figures at each concurrency. The virsh
-# runs are not journaled: they calibrate nothing.
+# for each benchmark): the earlier runs of this benchmark, and a short calibration run right
+# before (`vmove migrate` of three VMs of other sizes one at a time before the 1-slot plan, of k
+# VMs at once before the k-slot plan), so each plan has a measured figure at its concurrency
+# from the same minutes. The virsh runs are not journaled: they calibrate nothing.
+# Order, so that the machine's load (other work on it) drifts as little as possible between what
+# is compared: the sequential virsh loop; then for k = 1, 2, 4: k-parallel virsh (k > 1), the
+# calibration at k, the plan, the vmove run.
 #   BENCH_N (default 8), BENCH_DISK_MIB (128), BENCH_FILL_MIB (64), VMOVE_BIN
 source "$(dirname "$0")/common.sh"
 need_root
@@ -87,11 +90,10 @@ sumof() { awk '{ s += $1 } END { printf "%.3f", s }' "$1"; }
 maxof() { sort -gr "$1" | head -1; }
 
 declare -A vk
-for k in 1 2 4; do virsh_run "$k"; vk[$k]="$(cat "$LAB/bench-virsh-$k.makespan")"; done
+virsh_run 1; vk[1]="$(cat "$LAB/bench-virsh-1.makespan")"
 seq_makespan="${vk[1]}"; single="$LAB/bench-virsh-1.times"
 sum="$(sumof "$single")"; longest="$(maxof "$single")"
 echo "virsh sequential: makespan ${seq_makespan} s (sum of single migrations ${sum} s, longest ${longest} s)" >&2
-echo "virsh 2 at once: ${vk[2]} s; 4 at once: ${vk[4]} s" >&2
 
 journal="$LAB/bench-journal.db"
 rm -f "$journal" "$journal-wal" "$journal-shm"
@@ -114,25 +116,29 @@ max_migrations = $1
 TOML
 }
 
-# Calibration runs, journaled: three VMs of other sizes than the benchmark's (so a fixed cost per
-# migration and a per-byte rate can be told apart) moved one at a time, then two moved at once,
-# then four (what running together costs on these hosts, at each concurrency the plan predicts).
-fresh
-cal_small=$(( FILL / 4 > 0 ? FILL / 4 : 1 )); cal_big=$(( FILL * 2 )); cal_disk=$(( DISK > cal_big ? DISK : cal_big ))
-i=0
-for f in "$cal_small" "$cal_big" "$FILL" "$FILL" "$FILL" "$FILL" "$FILL" "$FILL" "$FILL"; do
-  i=$((i + 1))
-  "$LAB_SCRIPTS/mkvm.sh" hostA "benchcal-$i" --size "$cal_disk" --fill "$f" >/dev/null
-done
-config 1
-"$vmove" --config "$LAB/bench.toml" --journal "$journal" --plain migrate hostA:benchcal-1 hostA:benchcal-2 hostA:benchcal-3 \
-  --to hostB >"$LAB/bench-cal.log" 2>&1 || { tail -5 "$LAB/bench-cal.log"; die "the calibration run failed"; }
-config 2
-"$vmove" --config "$LAB/bench.toml" --journal "$journal" --plain migrate hostA:benchcal-4 hostA:benchcal-5 \
-  --to hostB >>"$LAB/bench-cal.log" 2>&1 || { tail -5 "$LAB/bench-cal.log"; die "the calibration run failed"; }
-config 4
-"$vmove" --config "$LAB/bench.toml" --journal "$journal" --plain migrate hostA:benchcal-6 hostA:benchcal-7 hostA:benchcal-8 \
-  hostA:benchcal-9 --to hostB >>"$LAB/bench-cal.log" 2>&1 || { tail -5 "$LAB/bench-cal.log"; die "the calibration run failed"; }
+# calibrate K: a journaled `vmove migrate` of K calibration VMs at once (K=1: three VMs of other
+# sizes than the benchmark's, one at a time, so that a fixed cost per migration and a per-byte
+# rate can be told apart). Run right before the plan and the vmove run with K slots (and right
+# after k-parallel virsh), so that all three see the machine as loaded as it is then.
+calibrate() {
+  local k="$1" i names=() sizes
+  if [ "$k" = 1 ]; then
+    sizes="$(( FILL / 4 > 0 ? FILL / 4 : 1 )) $(( FILL * 2 )) $FILL"
+  else
+    sizes="$(for _ in $(seq 1 "$k"); do printf '%s ' "$FILL"; done)"
+  fi
+  local cal_disk=$(( DISK > FILL * 2 ? DISK : FILL * 2 ))
+  i=0
+  for f in $sizes; do
+    i=$((i + 1))
+    "$LAB_SCRIPTS/mkvm.sh" hostA "benchcal-$i" --size "$cal_disk" --fill "$f" >/dev/null
+    names+=("hostA:benchcal-$i")
+  done
+  config "$k"
+  "$vmove" --config "$LAB/bench.toml" --journal "$journal" --plain migrate "${names[@]}" \
+    --to hostB >>"$LAB/bench-cal.log" 2>&1 || { tail -5 "$LAB/bench-cal.log"; die "the calibration run with $k at once failed"; }
+}
+: >"$LAB/bench-cal.log"
 
 # timeline K: from the journal's last run, each VM's start (start_migration asked), started (the
 # driver's answer: image pre-created, migration begun), migration end (its transition to
@@ -169,7 +175,10 @@ PY
 
 rows=()
 for k in 1 2 4; do
+  # Side by side: k-parallel virsh, then vmove's calibration at k at once, its plan and its run.
+  [ "$k" = 1 ] || { virsh_run "$k"; vk[$k]="$(cat "$LAB/bench-virsh-$k.makespan")"; }
   fresh
+  calibrate "$k"
   config "$k"
   "$vmove" --config "$LAB/bench.toml" --journal "$journal" --plain plan migrate 'hostA:bench-*' --to hostB \
     >"$LAB/bench-plan-$k.txt" 2>&1 || { cat "$LAB/bench-plan-$k.txt"; die "vmove plan failed with $k slots"; }
