@@ -26,6 +26,41 @@ pub fn class_uri(namespace: &str, class: &str) -> String {
     format!("{WMI_BASE}{namespace}/{class}")
 }
 
+/// The reference to a `Msvm_ComputerSystem` (a VM by its GUID, or the host by its computer
+/// name) in `root/virtualization/v2`.
+pub fn computer_system_epr(name: &str) -> Epr {
+    Epr::new(
+        class_uri("root/virtualization/v2", "Msvm_ComputerSystem"),
+        vec![
+            ("CreationClassName".into(), "Msvm_ComputerSystem".into()),
+            ("Name".into(), name.into()),
+        ],
+    )
+}
+
+/// The reference to a host's `Msvm_VirtualSystemMigrationService` (a singleton named
+/// `migrationwmi`), by the host's computer name.
+pub fn migration_service_epr(host_name: &str) -> Epr {
+    Epr::new(
+        class_uri(
+            "root/virtualization/v2",
+            "Msvm_VirtualSystemMigrationService",
+        ),
+        vec![
+            (
+                "CreationClassName".into(),
+                "Msvm_VirtualSystemMigrationService".into(),
+            ),
+            ("Name".into(), "migrationwmi".into()),
+            (
+                "SystemCreationClassName".into(),
+                "Msvm_ComputerSystem".into(),
+            ),
+            ("SystemName".into(), host_name.into()),
+        ],
+    )
+}
+
 /// A WS-Addressing endpoint reference to one CIM instance.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Epr {

@@ -4,6 +4,7 @@
 use crate::cim::{CimInstance, CimValue, Epr, class_uri};
 use crate::config::HyperVHostConfig;
 use crate::paths::{self, wql_str};
+use crate::record::{self, AttemptRecord, Registry};
 use crate::wsman::{Credentials, Param, TlsOptions, TransportConfig, WsmanClient, WsmanError};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
@@ -33,26 +34,10 @@ struct Moved {
     disks: Vec<(String, String, u64)>,
 }
 
-/// The destination files and folders one attempt may create: each disk's target path, and the
-/// folders above the target paths that did not exist yet, recorded just before
-/// `MigrateVirtualSystemToHost` and only after every target was checked absent on the destination
-/// (`start_migration` refuses taken paths). In memory only: after a restart of vmove nothing is
-/// known, so nothing is listed (the files stay, nothing is lost).
-#[derive(Clone, Debug)]
-struct AttemptFiles {
-    destination: HostId,
-    /// Destination paths of the VM's disks (their file names are the source disks').
-    disks: Vec<String>,
-    /// Folders above the targets (below the first level of a volume) that did not exist when the
-    /// targets were checked free, deepest first.
-    new_folders: Vec<String>,
-}
-
 /// The Hyper-V driver: one WS-Management client per configured host.
 pub struct HyperVDriver {
     hosts: BTreeMap<HostId, Host>,
     moved: Mutex<HashMap<(VmId, u32), Moved>>,
-    attempts: Mutex<HashMap<(VmId, u32), AttemptFiles>>,
     /// Disk sizes for `list_vms` only (one WMI query per disk is slow on a host with many VMs);
     /// `footprint` and `verify` always ask the host.
     sizes: Mutex<HashMap<(HostId, String), (u64, std::time::Instant)>>,
@@ -75,7 +60,7 @@ impl std::fmt::Debug for HyperVDriver {
 }
 
 /// A read-only call failed: transient unless the credentials or the request are wrong.
-fn read_err(host: &HostId, what: &str, e: WsmanError) -> DriverError {
+pub(crate) fn read_err(host: &HostId, what: &str, e: WsmanError) -> DriverError {
     let msg = format!("{what} on {host} failed: {e}");
     if e.is_unauthorized() {
         return DriverError::permanent(msg);
@@ -91,7 +76,7 @@ fn read_err(host: &HostId, what: &str, e: WsmanError) -> DriverError {
 }
 
 /// A state-changing call failed: indeterminate unless it certainly was not delivered.
-fn write_err(host: &HostId, what: &str, e: WsmanError) -> DriverError {
+pub(crate) fn write_err(host: &HostId, what: &str, e: WsmanError) -> DriverError {
     let msg = format!("{what} on {host} failed: {e}");
     if e.certainly_not_sent() {
         if e.is_unauthorized() {
@@ -223,7 +208,6 @@ impl HyperVDriver {
         Ok(HyperVDriver {
             hosts: out,
             moved: Mutex::new(HashMap::new()),
-            attempts: Mutex::new(HashMap::new()),
             sizes: Mutex::new(HashMap::new()),
         })
     }
@@ -237,7 +221,6 @@ impl HyperVDriver {
         HyperVDriver {
             hosts,
             moved: Mutex::new(HashMap::new()),
-            attempts: Mutex::new(HashMap::new()),
             sizes: Mutex::new(HashMap::new()),
         }
     }
@@ -299,6 +282,16 @@ impl HyperVDriver {
         })?;
         *h.host_name.lock().unwrap_or_else(|p| p.into_inner()) = Some(name.clone());
         Ok(name)
+    }
+
+    /// Every VM of the host (`Msvm_ComputerSystem` instances that are not the host itself).
+    async fn vm_instances(&self, id: &HostId) -> DriverResult<Vec<CimInstance>> {
+        self.query(
+            id,
+            V2,
+            "SELECT * FROM Msvm_ComputerSystem WHERE Caption='Virtual Machine'",
+        )
+        .await
     }
 
     async fn vm_instance(&self, id: &HostId, vm: &VmId) -> DriverResult<Option<CimInstance>> {
@@ -440,33 +433,9 @@ impl HyperVDriver {
     }
 
     fn service_epr(svc: &CimInstance, host_name: &str) -> Epr {
-        svc.epr.clone().unwrap_or_else(|| {
-            Epr::new(
-                class_uri(V2, "Msvm_VirtualSystemMigrationService"),
-                vec![
-                    (
-                        "CreationClassName".into(),
-                        "Msvm_VirtualSystemMigrationService".into(),
-                    ),
-                    ("Name".into(), "migrationwmi".into()),
-                    (
-                        "SystemCreationClassName".into(),
-                        "Msvm_ComputerSystem".into(),
-                    ),
-                    ("SystemName".into(), host_name.into()),
-                ],
-            )
-        })
-    }
-
-    fn vm_epr(guid: &str) -> Epr {
-        Epr::new(
-            class_uri(V2, "Msvm_ComputerSystem"),
-            vec![
-                ("CreationClassName".into(), "Msvm_ComputerSystem".into()),
-                ("Name".into(), guid.into()),
-            ],
-        )
+        svc.epr
+            .clone()
+            .unwrap_or_else(|| crate::cim::migration_service_epr(host_name))
     }
 
     fn job_epr(id: &str) -> Epr {
@@ -581,62 +550,177 @@ impl HyperVDriver {
             .collect())
     }
 
-    /// The records of the attempts of OTHER VMs this driver started to `host`.
-    fn other_vms_attempts(&self, req: &MigrationRequest, host: &HostId) -> Vec<AttemptFiles> {
-        self.attempts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|((vm, _), r)| *vm != req.vm && &r.destination == host)
-            .map(|(_, r)| r.clone())
-            .collect()
+    /// A host's registry (where the attempt records are).
+    fn registry<'a>(&'a self, id: &'a HostId) -> DriverResult<Registry<'a>> {
+        Ok(Registry {
+            client: &self.host(id)?.client,
+            host: id,
+        })
     }
 
-    /// Whether a move of ANOTHER VM this driver started also targets `path` on `host` (its copy
-    /// may be the file there now).
-    fn claimed_by_another_vm(&self, req: &MigrationRequest, host: &HostId, path: &str) -> bool {
-        self.other_vms_attempts(req, host)
+    /// What the VM's attempt records on its destination vouch for, merged: this attempt's and
+    /// every earlier one's (of this run or an earlier run, by this process or another) that
+    /// still names something.
+    async fn own_record(&self, req: &MigrationRequest) -> DriverResult<AttemptRecord> {
+        let mut out = AttemptRecord::default();
+        for (_, r) in self.registry(&req.destination)?.records(&req.vm).await? {
+            out.merge(&r);
+        }
+        Ok(out)
+    }
+
+    /// The attempt records of every OTHER VM on `host`.
+    async fn others_records(
+        &self,
+        req: &MigrationRequest,
+        host: &HostId,
+    ) -> DriverResult<Vec<AttemptRecord>> {
+        self.registry(host)?.others(&req.vm).await
+    }
+
+    /// Drops `path` from the VM's records on `host` once it is gone (best effort: a record of a
+    /// path that is gone lists nothing, and the VM's next start to the host drops it).
+    async fn forget_removed(&self, req: &MigrationRequest, host: &HostId, path: &str) {
+        let r = match self.registry(host) {
+            Ok(r) => r.forget(&req.vm, path).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = r {
+            tracing::warn!(vm = %req.vm, host = %host, path, error = %e, "cannot drop a removed path from the attempt records");
+        }
+    }
+
+    /// Writes attempt `req`'s record `rec` on its destination, merged with what the VM's earlier
+    /// records there still vouch for (the disks and folders that still exist), then deletes
+    /// those earlier records. Written before the earlier ones go, so a crash in between leaves
+    /// both (the same paths twice), never neither. Returns what it carried over from them.
+    async fn write_attempt_record(
+        &self,
+        req: &MigrationRequest,
+        rec: &AttemptRecord,
+    ) -> DriverResult<AttemptRecord> {
+        let dst = &req.destination;
+        let reg = self.registry(dst)?;
+        let name = record::value_name(req);
+        let earlier = reg.records(&req.vm).await?;
+        let mut carried = AttemptRecord::default();
+        for (n, r) in &earlier {
+            if *n == name {
+                continue;
+            }
+            let mut still = AttemptRecord::default();
+            for d in &r.disks {
+                if self.file_size(dst, d).await?.is_some() {
+                    still.disks.push(d.clone());
+                }
+            }
+            for f in &r.folders {
+                if self.folder_exists(dst, f).await? {
+                    still.folders.push(f.clone());
+                }
+            }
+            carried.merge(&still);
+        }
+        let mut merged = rec.clone();
+        merged.merge(&carried);
+        reg.write(&req.vm, &name, &merged).await?;
+        for (n, _) in &earlier {
+            if *n != name {
+                reg.delete(&req.vm, n).await?;
+            }
+        }
+        Ok(carried)
+    }
+
+    /// Deletes every attempt record of the VM on its destination (its move there is proven).
+    async fn drop_records_after_proof(&self, req: &MigrationRequest) {
+        let r = async {
+            let reg = self.registry(&req.destination)?;
+            for (n, _) in reg.records(&req.vm).await? {
+                reg.delete(&req.vm, &n).await?;
+            }
+            DriverResult::Ok(())
+        }
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(vm = %req.vm, host = %req.destination, error = %e, "cannot delete the attempt records of a proven move");
+        }
+    }
+
+    /// Takes back what attempt `req`'s record added (its start was refused after it was
+    /// written: nothing was created): the record keeps only what it `carried` over from earlier
+    /// records, and goes when that is nothing.
+    async fn drop_attempt_record(&self, req: &MigrationRequest, carried: &AttemptRecord) {
+        let name = record::value_name(req);
+        let r = match self.registry(&req.destination) {
+            Ok(r) if carried.is_empty() => r.delete(&req.vm, &name).await,
+            Ok(r) => r.write(&req.vm, &name, carried).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = r {
+            tracing::warn!(vm = %req.vm, host = %req.destination, error = %e, "cannot delete the record of a refused start");
+        }
+    }
+
+    /// Whether ANOTHER VM's attempt record names `path` on its host as one of its disks (its
+    /// copy may be the file there now).
+    fn claimed_by_another_vm(others: &[AttemptRecord], path: &str) -> bool {
+        others
             .iter()
             .any(|r| r.disks.iter().any(|d| d.eq_ignore_ascii_case(path)))
     }
 
-    /// Whether a move of ANOTHER VM this driver started may put something into `folder` on
-    /// `host` (a target below it), or counts it as a folder of its own attempt.
-    fn folder_claimed_by_another_vm(
-        &self,
-        req: &MigrationRequest,
-        host: &HostId,
-        folder: &str,
-    ) -> bool {
+    /// Whether ANOTHER VM's attempt may put something into `folder` (a disk below it) or counts
+    /// it as a folder of its own.
+    fn folder_claimed_by_another_vm(others: &[AttemptRecord], folder: &str) -> bool {
         let below = format!("{}\\", folder.trim_end_matches('\\').to_ascii_lowercase());
-        self.other_vms_attempts(req, host).iter().any(|r| {
+        others.iter().any(|r| {
             r.disks
                 .iter()
                 .any(|d| d.to_ascii_lowercase().starts_with(&below))
-                || r.new_folders.iter().any(|f| f.eq_ignore_ascii_case(folder))
+                || r.folders.iter().any(|f| f.eq_ignore_ascii_case(folder))
         })
     }
 
-    /// Checks that `folder` on `host` is one attempt `req.attempt` created on its destination,
-    /// claimed by no other VM's move, and that the VM is safe on the source; why not, if not.
+    /// Why `path` (a `"file"` or a `"folder"`) on `host` is not one an attempt of the VM may have
+    /// created on its destination, if it is not: no attempt record of the VM there names it.
+    async fn not_recorded(
+        &self,
+        req: &MigrationRequest,
+        host: &HostId,
+        path: &str,
+        kind: &str,
+    ) -> DriverResult<Option<String>> {
+        if *host == req.destination {
+            let rec = self.own_record(req).await?;
+            let named = if kind == "file" {
+                &rec.disks
+            } else {
+                &rec.folders
+            };
+            if named.iter().any(|p| p.eq_ignore_ascii_case(path)) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(format!(
+            "{path} on {host} is not a {kind} an attempt of VM {} created (no attempt record names it): kept",
+            req.vm
+        )))
+    }
+
+    /// Checks that `folder` on `host` is one an attempt of the VM created on its destination (an
+    /// attempt record names it), claimed by no other VM's attempt, and that the VM is safe on the
+    /// source; why not, if not.
     async fn attempt_folder_refusal(
         &self,
         req: &MigrationRequest,
         host: &HostId,
         folder: &str,
     ) -> DriverResult<Option<String>> {
-        let ours = self.attempt_files(req).is_some_and(|r| {
-            &r.destination == host
-                && *host == req.destination
-                && r.new_folders.iter().any(|f| f.eq_ignore_ascii_case(folder))
-        });
-        if !ours {
-            return Ok(Some(format!(
-                "{folder} on {host} is not a folder attempt {} of VM {} created: kept",
-                req.attempt, req.vm
-            )));
+        if let Some(why) = self.not_recorded(req, host, folder, "folder").await? {
+            return Ok(Some(why));
         }
-        if self.folder_claimed_by_another_vm(req, host, folder) {
+        if Self::folder_claimed_by_another_vm(&self.others_records(req, host).await?, folder) {
             return Ok(Some(format!(
                 "{folder} on {host} may receive another VM's move: kept"
             )));
@@ -645,14 +729,6 @@ impl HyperVDriver {
             .failed_attempt_hold(req)
             .await?
             .map(|why| format!("{folder} kept: {why}")))
-    }
-
-    fn attempt_files(&self, req: &MigrationRequest) -> Option<AttemptFiles> {
-        self.attempts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&(req.vm.clone(), req.attempt))
-            .cloned()
     }
 
     /// Deletes a failed attempt's disk copy on the destination after checking again that it is
@@ -664,19 +740,16 @@ impl HyperVDriver {
     ) -> DriverResult<()> {
         let host = &leftover.host;
         let path = leftover.what.as_str();
-        let rec = self.attempt_files(req);
-        let ours = rec.as_ref().is_some_and(|r| {
-            &r.destination == host
-                && *host == req.destination
-                && r.disks.iter().any(|d| d.eq_ignore_ascii_case(path))
-        });
-        if !ours {
-            return Err(DriverError::permanent(format!(
-                "{path} on {host} is not a file attempt {} of VM {} created: kept",
-                req.attempt, req.vm
-            )));
+        if self.file_size(host, path).await?.is_none() {
+            // Already gone (removed by an earlier call whose answer was lost, or by someone):
+            // nothing to prove, nothing touched.
+            self.forget_removed(req, host, path).await;
+            return Ok(());
         }
-        if self.claimed_by_another_vm(req, host, path) {
+        if let Some(why) = self.not_recorded(req, host, path, "file").await? {
+            return Err(DriverError::permanent(why));
+        }
+        if Self::claimed_by_another_vm(&self.others_records(req, host).await?, path) {
             return Err(DriverError::permanent(format!(
                 "{path} on {host} is also a target of another VM's move: kept"
             )));
@@ -693,11 +766,11 @@ impl HyperVDriver {
                 "{path} on {host} is used by a VM there: kept"
             )));
         }
-        if self.file_size(host, path).await?.is_none() {
-            return Ok(()); // already gone
-        }
         match self.cim_delete(host, "CIM_DataFile", path).await? {
-            Some(0) => Ok(()),
+            Some(0) => {
+                self.forget_removed(req, host, path).await;
+                Ok(())
+            }
             Some(rv) => Err(DriverError::permanent(format!(
                 "CIM_DataFile.Delete of {path} on {host} returned {rv}: kept"
             ))
@@ -773,13 +846,7 @@ impl Driver for HyperVDriver {
         let limit = sd
             .first()
             .and_then(|s| s.get_u32("MaximumActiveVirtualSystemMigration"));
-        let vms = self
-            .query(
-                host,
-                V2,
-                "SELECT * FROM Msvm_ComputerSystem WHERE Caption='Virtual Machine'",
-            )
-            .await?;
+        let vms = self.vm_instances(host).await?;
         let migrating = vms
             .iter()
             .filter(|v| op_status(v).get(1).is_some_and(|s| MIGRATING.contains(s)))
@@ -814,13 +881,7 @@ impl Driver for HyperVDriver {
     }
 
     async fn list_vms(&self, host: &HostId) -> DriverResult<Vec<VmInfo>> {
-        let vms = self
-            .query(
-                host,
-                V2,
-                "SELECT * FROM Msvm_ComputerSystem WHERE Caption='Virtual Machine'",
-            )
-            .await?;
+        let vms = self.vm_instances(host).await?;
         let mem = self.memory_map(host, None).await?;
         let mut disk: HashMap<String, u64> = HashMap::new();
         for s in self
@@ -991,7 +1052,10 @@ impl Driver for HyperVDriver {
                 &svc_epr,
                 "CheckVirtualSystemIsMigratableToHost",
                 &[
-                    ("ComputerSystem".into(), Param::Ref(Self::vm_epr(&guid))),
+                    (
+                        "ComputerSystem".into(),
+                        Param::Ref(crate::cim::computer_system_epr(&guid)),
+                    ),
                     (
                         "DestinationHost".into(),
                         Param::Value(CimValue::String(dest_name.clone())),
@@ -1017,7 +1081,10 @@ impl Driver for HyperVDriver {
             }
         }
         let mut params: Vec<(String, Param)> = vec![
-            ("ComputerSystem".into(), Param::Ref(Self::vm_epr(&guid))),
+            (
+                "ComputerSystem".into(),
+                Param::Ref(crate::cim::computer_system_epr(&guid)),
+            ),
             (
                 "DestinationHost".into(),
                 Param::Value(CimValue::String(dest_name.clone())),
@@ -1054,24 +1121,66 @@ impl Driver for HyperVDriver {
         if !rasds.is_empty() {
             params.push(("NewResourceSettingData".into(), Param::EmbeddedArray(rasds)));
         }
-        // From here on the destination paths may fill: remember them (all checked absent above)
-        // so a failed attempt's copies can be found and only they removed.
-        self.attempts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                (req.vm.clone(), req.attempt),
-                AttemptFiles {
-                    destination: dst.clone(),
-                    disks: plan.disks.iter().map(|(_, t)| t.clone()).collect(),
-                    new_folders,
-                },
-            );
+        // From here on the destination paths may fill: record them on the destination (all
+        // checked absent above) so that a failed attempt's copies and folders can be found, by
+        // this process or one started after a crash, and only they removed. Then check again
+        // with the record in place: what appeared meanwhile is not ours (record.rs).
+        let rec = AttemptRecord {
+            disks: plan.disks.iter().map(|(_, t)| t.clone()).collect(),
+            folders: new_folders,
+        };
+        let carried = self
+            .write_attempt_record(req, &rec)
+            .await
+            .map_err(|mut e| {
+                // Nothing was asked of the migration service yet: the VM certainly did not move.
+                if e.class == ErrorClass::Indeterminate {
+                    e.class = ErrorClass::Transient;
+                }
+                e.message = format!(
+                    "cannot record the attempt's destination paths: {}",
+                    e.message
+                );
+                e
+            })?;
+        let mut appeared = None;
+        for t in &targets {
+            if self.file_size(dst, t).await?.is_some() {
+                appeared = Some(t);
+                break;
+            }
+        }
+        if appeared.is_none() {
+            for f in &rec.folders {
+                if self.folder_exists(dst, f).await? {
+                    appeared = Some(f);
+                    break;
+                }
+            }
+        }
+        if let Some(p) = appeared {
+            self.drop_attempt_record(req, &carried).await;
+            return Err(DriverError::destination_refused(format!(
+                "{p} appeared on {dst} while the attempt was being prepared: not using it"
+            )));
+        }
         tracing::info!(vm = %req.vm, from = %src, to = %dst, attempt = req.attempt, "starting MigrateVirtualSystemToHost");
-        let out = src_client
+        let out = match src_client
             .invoke(&svc_epr, "MigrateVirtualSystemToHost", &params)
             .await
-            .map_err(|e| write_err(src, "MigrateVirtualSystemToHost", e))?;
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let e = write_err(src, "MigrateVirtualSystemToHost", e);
+                if e.class != ErrorClass::Indeterminate {
+                    // Certainly not taken (never sent, or refused with a fault): nothing was
+                    // created, so the record goes (it would only vouch for paths that stay
+                    // free, which someone else may fill later).
+                    self.drop_attempt_record(req, &carried).await;
+                }
+                return Err(e);
+            }
+        };
         let moved = Moved {
             guid: guid.clone(),
             config_root: vssd.get_str("ConfigurationDataRoot").unwrap_or_default(),
@@ -1096,7 +1205,11 @@ impl Driver for HyperVDriver {
                 self.remember(req, moved);
                 Ok(MigrationHandle(format!("done:{guid}")))
             }
-            Some(rv) => Err(rv_error("MigrateVirtualSystemToHost", rv)),
+            Some(rv) => {
+                // Refused: no job, nothing created; the record goes (as above).
+                self.drop_attempt_record(req, &carried).await;
+                Err(rv_error("MigrateVirtualSystemToHost", rv))
+            }
             None => Err(DriverError::indeterminate(
                 "MigrateVirtualSystemToHost returned no ReturnValue",
             )),
@@ -1262,12 +1375,19 @@ impl Driver for HyperVDriver {
         if !stopped_on_source {
             detail.push(format!("still running on {}", req.source));
         }
-        Ok(Verification {
+        let v = Verification {
             on_destination,
             disks_present,
             stopped_on_source,
             detail: detail.join("; "),
-        })
+        };
+        if v.is_proof() {
+            // The VM's files on the destination are its own now, proven by the VM itself: its
+            // attempt records there go, so that they can never make them look like leftovers
+            // (deleting a record is always safe: it can only keep a file; see record.rs).
+            self.drop_records_after_proof(req).await;
+        }
+        Ok(v)
     }
 
     async fn leftovers(
@@ -1278,25 +1398,25 @@ impl Driver for HyperVDriver {
         match context {
             LeftoverContext::AfterFailedAttempt => {
                 // A failed shared-nothing move can leave the VHD copies it made in the paths this
-                // driver gave it. Listed: exactly those paths (checked absent before the attempt),
-                // when the file is there, no VM on the destination uses it, and the VM is safe on
-                // the source and not on the destination.
-                let Some(rec) = self.attempt_files(req) else {
-                    tracing::warn!(vm = %req.vm, attempt = req.attempt, "no record of the attempt's destination paths (started before a restart?): nothing listed");
-                    return Ok(Vec::new());
-                };
-                if rec.destination != req.destination {
+                // driver gave it. Listed: exactly those paths (checked absent before the attempt
+                // and named by an attempt record of the VM on the destination, see record.rs),
+                // when the file is there, no VM on the destination uses it and no other VM's
+                // record names it, and the VM is safe on the source and not on the destination.
+                let rec = self.own_record(req).await?;
+                if rec.is_empty() {
+                    tracing::debug!(vm = %req.vm, host = %req.destination, "no attempt record of the VM on its destination: nothing listed");
                     return Ok(Vec::new());
                 }
                 if let Some(why) = self.failed_attempt_hold(req).await? {
                     tracing::info!(vm = %req.vm, "no destination leftovers listed: {why}");
                     return Ok(Vec::new());
                 }
+                let others = self.others_records(req, &req.destination).await?;
                 let used = self.disks_in_use(&req.destination).await?;
                 let mut out = Vec::new();
                 for d in &rec.disks {
                     if used.contains(&d.to_ascii_lowercase())
-                        || self.claimed_by_another_vm(req, &req.destination, d)
+                        || Self::claimed_by_another_vm(&others, d)
                     {
                         continue;
                     }
@@ -1313,8 +1433,8 @@ impl Driver for HyperVDriver {
                 // listed folders.
                 let mut listed: Vec<String> = Vec::new();
                 let mut folders = Vec::new();
-                for f in &rec.new_folders {
-                    if self.folder_claimed_by_another_vm(req, &req.destination, f) {
+                for f in &rec.folders {
+                    if Self::folder_claimed_by_another_vm(&others, f) {
                         continue;
                     }
                     let Some((subdirs, files)) = self.folder_contents(&req.destination, f).await?
@@ -1397,7 +1517,13 @@ impl Driver for HyperVDriver {
         }
         let host = &leftover.host;
         let path = leftover.what.trim_end_matches('\\');
-        if context == LeftoverContext::AfterFailedAttempt {
+        let failed_attempt = context == LeftoverContext::AfterFailedAttempt;
+        if failed_attempt && !self.folder_exists(host, path).await? {
+            // Already gone: nothing to prove, nothing touched.
+            self.forget_removed(req, host, path).await;
+            return Ok(());
+        }
+        if failed_attempt {
             if let Some(why) = self.attempt_folder_refusal(req, host, path).await? {
                 return Err(DriverError::permanent(why));
             }
@@ -1414,7 +1540,13 @@ impl Driver for HyperVDriver {
             )));
         }
         match self.folder_contents(host, path).await? {
-            None => return Ok(()), // already gone
+            None => {
+                // Already gone.
+                if failed_attempt {
+                    self.forget_removed(req, host, path).await;
+                }
+                return Ok(());
+            }
             Some((subdirs, files)) if !subdirs.is_empty() || files > 0 => {
                 return Err(DriverError::permanent(format!(
                     "{path} on {host} is not empty: kept"
@@ -1423,7 +1555,12 @@ impl Driver for HyperVDriver {
             Some(_) => {}
         }
         match self.cim_delete(host, "Win32_Directory", path).await? {
-            Some(0) => Ok(()),
+            Some(0) => {
+                if failed_attempt {
+                    self.forget_removed(req, host, path).await;
+                }
+                Ok(())
+            }
             Some(14) => Err(DriverError::permanent(format!(
                 "{path} on {host} is not empty (14): kept"
             ))

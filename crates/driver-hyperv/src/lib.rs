@@ -7,6 +7,8 @@
 //!   connection per host session, rustls for HTTPS, NTLM sealing over HTTP) and credentials.
 //! - [`paths`]: destination layouts (one path, subfolder, preserved drive letters) and the
 //!   source clean-up candidates, as pure functions.
+//! - [`record`]: attempt records, kept in the destination's registry (`StdRegProv`), that
+//!   prove after a crash which files and folders a failed attempt may have left there.
 //! - [`config`]: `[hosts.<name>]` settings; [`driver`]: [`HyperVDriver`].
 //! - `fake` (feature `test-util`): a stateful Hyper-V protocol fake for tests.
 //!
@@ -18,6 +20,7 @@ pub mod driver;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
 pub mod paths;
+pub mod record;
 pub mod wsman;
 pub mod xml;
 

@@ -2,7 +2,10 @@
 //! sealing (some backing up for a while, some off, one failing twice then succeeding, its failed
 //! job leaving partial disk copies on the destination, and the folders it created for them,
 //! that are removed before the retry), and
-//! the empty folders left on the source are removed while a non-empty one is kept.
+//! the empty folders left on the source are removed while a non-empty one is kept. And a run
+//! killed (SIGKILL) after a failed attempt left copies and folders on the destination: `vmove
+//! resume`, a new process, removes exactly those (from the attempt's record on the destination)
+//! and moves the VM.
 //!
 //! Needs the CLI binary: `VMOVE_BIN=/path/to/vmove cargo test -p vmove-driver-hyperv
 //! --features test-util --test cli_e2e`. Skipped, loudly, without it.
@@ -10,17 +13,75 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+use vmove_driver_hyperv::fake::FakeHyperV;
 use vmove_driver_hyperv::fake::world::key;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vmove_evacuate_of_a_20_vm_fake_host_over_ntlm() {
+/// The `vmove` binary, or None (the test is skipped, loudly, unless it is required).
+fn vmove_bin() -> Option<PathBuf> {
     let Some(bin) = std::env::var_os("VMOVE_BIN") else {
         assert!(
             std::env::var("VMOVE_REQUIRE_CLI_E2E").is_err(),
             "VMOVE_BIN is required"
         );
         eprintln!("\n*** SKIPPED cli_e2e: set VMOVE_BIN to the vmove binary ***\n");
+        return None;
+    };
+    Some(bin.into())
+}
+
+/// Writes `<dir>/vmove.toml` for the fake's two hosts (hv1 -> hv2, into `E:\Moved`), with these
+/// `[defaults]` lines.
+fn write_config(fake: &FakeHyperV, dir: &Path, defaults: &str) -> PathBuf {
+    let cfg = format!(
+        r#"[defaults]
+{defaults}
+put_in_subfolder = true
+
+[hosts.hv1]
+driver = "hyperv"
+address = "127.0.0.1"
+port = {p1}
+transport = "http"
+auth = "ntlm"
+request_timeout_secs = 10
+
+[hosts.hv2]
+driver = "hyperv"
+address = "127.0.0.1"
+port = {p2}
+transport = "http"
+auth = "ntlm"
+host_name = "HV2"
+path = 'E:\Moved'
+"#,
+        p1 = fake.addr("hv1").unwrap().port(),
+        p2 = fake.addr("hv2").unwrap().port()
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("vmove.toml");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+/// `vmove --config <cfg> <args> --plain`, run in `dir` with the fake's credentials.
+fn vmove(bin: &Path, cfg: &Path, dir: &Path, args: &[&str]) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(bin);
+    c.arg("--config")
+        .arg(cfg)
+        .args(args)
+        .arg("--plain")
+        .current_dir(dir)
+        .env("VMOVE_HYPERV_USER", common::USER)
+        .env("VMOVE_HYPERV_PASSWORD", common::PASSWORD)
+        .kill_on_drop(true);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vmove_evacuate_of_a_20_vm_fake_host_over_ntlm() {
+    let Some(bin) = vmove_bin() else {
         return;
     };
     let mut w = common::world();
@@ -62,48 +123,19 @@ async fn vmove_evacuate_of_a_20_vm_fake_host_over_ntlm() {
     let _clock = fake.run_clock(1.0);
 
     let dir = std::env::temp_dir().join(format!("vmove-hv-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = format!(
-        r#"[defaults]
-poll_interval = "2s"
+    let cfg = write_config(
+        &fake,
+        &dir,
+        r#"poll_interval = "2s"
 recheck_interval = "1s"
 job_start_timeout = "2s"
 progress_interval = "500ms"
 backoff_initial = "1s"
 backoff_max = "2s"
 backoff_jitter = 0.0
-max_attempts = 3
-put_in_subfolder = true
-
-[hosts.hv1]
-driver = "hyperv"
-address = "127.0.0.1"
-port = {p1}
-transport = "http"
-auth = "ntlm"
-request_timeout_secs = 10
-
-[hosts.hv2]
-driver = "hyperv"
-address = "127.0.0.1"
-port = {p2}
-transport = "http"
-auth = "ntlm"
-host_name = "HV2"
-path = 'E:\Moved'
-"#,
-        p1 = fake.addr("hv1").unwrap().port(),
-        p2 = fake.addr("hv2").unwrap().port()
+max_attempts = 3"#,
     );
-    std::fs::write(dir.join("vmove.toml"), cfg).unwrap();
-    let child = tokio::process::Command::new(bin)
-        .args(["--config"])
-        .arg(dir.join("vmove.toml"))
-        .args(["evacuate", "hv1", "--to", "hv2", "--plain"])
-        .current_dir(&dir)
-        .env("VMOVE_HYPERV_USER", common::USER)
-        .env("VMOVE_HYPERV_PASSWORD", common::PASSWORD)
-        .output();
+    let child = vmove(&bin, &cfg, &dir, &["evacuate", "hv1", "--to", "hv2"]).output();
     let out = tokio::time::timeout(Duration::from_secs(300), child)
         .await
         .expect("vmove did not finish in 5 minutes")
@@ -189,6 +221,151 @@ path = 'E:\Moved'
         assert!(
             migrates >= 22,
             "vm07 needed three attempts: {migrates} migrate calls"
+        );
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Regression guard: after vmove crashed, what a failed attempt had left on the destination (its
+/// disk copies and the folders it created) stayed there, and the resumed run's retry was refused
+/// on them (the record of them was in the killed process's memory). vmove is killed (SIGKILL)
+/// right after the migration job failed, before it noticed; `vmove resume` removes exactly
+/// those copies and folders, from the attempt's record on the destination, and moves the VM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vmove_resume_after_a_kill_removes_what_the_failed_attempt_left_and_moves_the_vm() {
+    let Some(bin) = vmove_bin() else {
+        return;
+    };
+    let mut w = common::world();
+    w.migration_ms = 3000;
+    let g = w.add_vm("hv1", "web", true, 512, &[10, 20], "E:\\VMs\\web");
+    w.faults.job_exception.insert(g.clone(), 1);
+    w.faults.failure_leaves_copies.insert(g.clone());
+    // Beside where web goes: someone's file and an empty folder, which must stay.
+    let readme = "E:\\Moved\\readme.txt";
+    {
+        let h = w.hosts.get_mut("hv2").unwrap();
+        h.write_file(readme, 10);
+        h.mkdirs("E:\\Moved\\retired");
+    }
+    let (fake, _) = common::start(w).await;
+    let _clock = fake.run_clock(1.0);
+    let copy0 = "E:\\Moved\\web\\Virtual Hard Disks\\web_0.vhdx";
+    let copy1 = "E:\\Moved\\web\\Virtual Hard Disks\\web_1.vhdx";
+    let web_dirs = [
+        "E:\\Moved\\web\\Virtual Hard Disks",
+        "E:\\Moved\\web\\Virtual Machines",
+        "E:\\Moved\\web",
+    ];
+
+    let dir = std::env::temp_dir().join(format!("vmove-hv-kill-{}", std::process::id()));
+    let journal = dir.join("journal.db");
+    // Polls far apart: the job fails (3 s) long before vmove would look at it again (15 s; the
+    // resumed run keeps these settings).
+    let cfg = write_config(
+        &fake,
+        &dir,
+        &format!(
+            r#"journal = '{}'
+journal_lease = "1s"
+poll_interval = "15s"
+recheck_interval = "15s"
+job_start_timeout = "15s"
+progress_interval = "15s"
+stall_timeout = "10m"
+backoff_initial = "1s"
+backoff_max = "2s"
+backoff_jitter = 0.0
+max_attempts = 3"#,
+            journal.display()
+        ),
+    );
+    let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
+    let mut child = vmove(&bin, &cfg, &dir, &["evacuate", "hv1", "--to", "hv2"])
+        .stdout(log("run.out"))
+        .stderr(log("run.err"))
+        .spawn()
+        .unwrap();
+    let job_failed = || {
+        fake.with(|w| {
+            w.hosts["hv1"]
+                .jobs
+                .values()
+                .any(|j| j.vm == g && j.state == 10)
+        })
+    };
+    let mut waited = Duration::ZERO;
+    while !job_failed() {
+        assert!(
+            waited < Duration::from_secs(60),
+            "web's migration job never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waited += Duration::from_millis(20);
+    }
+    child.start_kill().unwrap(); // SIGKILL
+    child.wait().await.unwrap();
+    let run_err = std::fs::read_to_string(dir.join("run.err")).unwrap();
+    fake.with(|w| {
+        let dst = &w.hosts["hv2"];
+        assert!(
+            dst.files.contains_key(&key(copy0)) && dst.files.contains_key(&key(copy1)),
+            "the failed attempt's copies were gone before the kill: nothing left for the resume\n{run_err}"
+        );
+        assert!(w.hosts["hv1"].vms.contains_key(&g));
+    });
+
+    // `vmove resume`, a new process, once the killed run's 1 s lease has run out.
+    let mut tries = 0;
+    let out = loop {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let out = tokio::time::timeout(
+            Duration::from_secs(120),
+            vmove(&bin, &cfg, &dir, &["resume"]).output(),
+        )
+        .await
+        .expect("vmove resume did not finish in 2 minutes")
+        .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        tries += 1;
+        if err.contains("lease valid until") && tries < 5 {
+            continue;
+        }
+        break out;
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("--- vmove resume stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+    assert_eq!(out.status.code(), Some(0), "vmove resume did not move web");
+    fake.with(|w| {
+        let (src, dst) = (&w.hosts["hv1"], &w.hosts["hv2"]);
+        assert!(!src.vms.contains_key(&g), "web is still on hv1");
+        let vm = &dst.vms[&g];
+        assert_eq!(vm.disks, vec![copy0.to_string(), copy1.to_string()]);
+        // The whole disks (the half copy was removed, then the retry copied them again).
+        assert_eq!(dst.files[&key(copy0)].size, 10 << 20);
+        assert_eq!(dst.files[&key(copy1)].size, 20 << 20);
+        // Removed once each: the two copies and the three folders the failed attempt created.
+        let deleted: Vec<&String> = w
+            .calls
+            .invokes
+            .iter()
+            .filter(|(h, m)| h == "hv2" && m == "Delete")
+            .map(|(_, m)| m)
+            .collect();
+        assert_eq!(deleted.len(), 5, "{deleted:?}");
+        for d in web_dirs {
+            assert!(dst.dir_exists(d), "{d} (made again by the retry)");
+        }
+        // Nothing beside it was touched, and no attempt record of web is left.
+        assert_eq!(dst.files[&key(readme)].size, 10);
+        assert!(dst.dir_exists("E:\\Moved\\retired") && dst.dir_exists("E:\\Moved"));
+        assert!(
+            dst.registry
+                .keys()
+                .all(|k| !k.contains(&g.to_ascii_lowercase())),
+            "{:?}",
+            dst.registry.keys().collect::<Vec<_>>()
         );
     });
     std::fs::remove_dir_all(&dir).unwrap();

@@ -11,6 +11,7 @@ use vmove_driver::*;
 use vmove_driver_hyperv::HyperVDriver;
 use vmove_driver_hyperv::fake::FakeHyperV;
 use vmove_driver_hyperv::fake::world::key;
+use vmove_driver_hyperv::record;
 
 const T0: &str = "E:\\Hyper-V\\web\\Virtual Hard Disks\\web_0.vhdx";
 const T1: &str = "E:\\Hyper-V\\web\\Virtual Hard Disks\\web_1.vhdx";
@@ -78,6 +79,18 @@ fn on_hv2(kind: LeftoverKind, what: &str) -> Leftover {
     }
 }
 
+/// What web's failed move to hv2 leaves there, in the order it is listed: its two copies, then
+/// the folders it created, deepest first (never the first-level `E:\\Hyper-V`).
+fn everything_web_left() -> Vec<Leftover> {
+    vec![
+        on_hv2(LeftoverKind::DiskImage, T0),
+        on_hv2(LeftoverKind::DiskImage, T1),
+        on_hv2(LeftoverKind::EmptyFolder, DISKS_DIR),
+        on_hv2(LeftoverKind::EmptyFolder, CONFIG_DIR),
+        on_hv2(LeftoverKind::EmptyFolder, VM_DIR),
+    ]
+}
+
 /// Starts `r` and runs it to its end, which must be a failure.
 async fn start_and_fail(fake: &FakeHyperV, d: &HyperVDriver, r: &MigrationRequest) {
     let h = d.start_migration(r).await.unwrap();
@@ -91,6 +104,33 @@ async fn failed_leftovers(d: &HyperVDriver, r: &MigrationRequest) -> Vec<Leftove
     d.leftovers(r, LeftoverContext::AfterFailedAttempt)
         .await
         .unwrap()
+}
+
+/// Removes `l` as a failed attempt's leftover, which must be refused; the error.
+async fn removal_refused(d: &HyperVDriver, r: &MigrationRequest, l: &Leftover) -> DriverError {
+    d.remove_leftover(r, l, LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap_err()
+}
+
+async fn remove_all(d: &HyperVDriver, r: &MigrationRequest, left: &[Leftover]) {
+    for l in left {
+        d.remove_leftover(r, l, LeftoverContext::AfterFailedAttempt)
+            .await
+            .unwrap();
+    }
+}
+
+/// The attempt records of VM `g` in hv2's registry: (value name, strings).
+fn records_on_hv2(fake: &FakeHyperV, g: &str) -> Vec<(String, Vec<String>)> {
+    let k = format!("{}\\{g}", record::KEY).to_ascii_lowercase();
+    fake.with(|w| {
+        w.hosts["hv2"]
+            .registry
+            .get(&k)
+            .map(|key| key.values.values().cloned().collect())
+            .unwrap_or_default()
+    })
 }
 
 fn deletes_on(fake: &FakeHyperV, host: &str) -> usize {
@@ -124,27 +164,14 @@ async fn failed_attempt_copies_are_listed_removed_and_the_retry_leaves_nothing()
     // first-level E:\Hyper-V it also created is never removed), on the destination.
     assert!(dir_exists(&fake, "hv2", CONFIG_DIR) && dir_exists(&fake, "hv2", "E:\\Hyper-V"));
     let left = failed_leftovers(&d, &r1).await;
-    assert_eq!(
-        left,
-        vec![
-            on_hv2(LeftoverKind::DiskImage, T0),
-            on_hv2(LeftoverKind::DiskImage, T1),
-            on_hv2(LeftoverKind::EmptyFolder, DISKS_DIR),
-            on_hv2(LeftoverKind::EmptyFolder, CONFIG_DIR),
-            on_hv2(LeftoverKind::EmptyFolder, VM_DIR),
-        ]
-    );
+    assert_eq!(left, everything_web_left());
     // A retry before the clean-up is refused: the driver never overwrites.
     let e = d.start_migration(&req(&g, 2)).await.unwrap_err();
     assert_eq!(e.class, ErrorClass::DestinationRefused, "{e}");
 
     // Removed in the listed order through CIM_DataFile.Delete and Win32_Directory.Delete; the
     // same-named files elsewhere stay, and so does E:\Hyper-V.
-    for l in &left {
-        d.remove_leftover(&r1, l, LeftoverContext::AfterFailedAttempt)
-            .await
-            .unwrap();
-    }
+    remove_all(&d, &r1, &left).await;
     assert_eq!(deletes_on(&fake, "hv2"), 5);
     for f in [DISKS_DIR, CONFIG_DIR, VM_DIR] {
         assert!(!dir_exists(&fake, "hv2", f), "{f} is still there");
@@ -163,13 +190,11 @@ async fn failed_attempt_copies_are_listed_removed_and_the_retry_leaves_nothing()
         file_size(&fake, "hv1", "E:\\VMs\\web\\Virtual Hard Disks\\web_1.vhdx"),
         Some(20 << 20)
     );
-    // Nothing more to list; removing again is a no-op (already gone), not an error.
+    // Nothing more to list, and no record of the attempt is left; removing again is a no-op
+    // (already gone), not an error.
     assert!(failed_leftovers(&d, &r1).await.is_empty());
-    for l in [&left[0], &left[4]] {
-        d.remove_leftover(&r1, l, LeftoverContext::AfterFailedAttempt)
-            .await
-            .unwrap();
-    }
+    assert_eq!(records_on_hv2(&fake, &g), vec![]);
+    remove_all(&d, &r1, &[left[0].clone(), left[4].clone()]).await;
     assert_eq!(deletes_on(&fake, "hv2"), 5);
 
     // Attempt 2 succeeds into the same paths.
@@ -179,7 +204,13 @@ async fn failed_attempt_copies_are_listed_removed_and_the_retry_leaves_nothing()
         common::run_to_end(&fake, &d, &r2, &h2).await,
         MigrationStatus::Completed
     );
+    assert_eq!(records_on_hv2(&fake, &g).len(), 1, "attempt 2's record");
     assert!(d.verify(&r2).await.unwrap().is_proof());
+    assert_eq!(
+        records_on_hv2(&fake, &g),
+        vec![],
+        "a proven move drops the VM's records"
+    );
     // Nothing is left to remove on the destination for either attempt, and the destination's
     // disk folder holds exactly web's two disks, whole.
     for r in [&r1, &r2] {
@@ -198,10 +229,7 @@ async fn failed_attempt_copies_are_listed_removed_and_the_retry_leaves_nothing()
         vec![(T0.to_string(), 10 << 20), (T1.to_string(), 20 << 20)]
     );
     // And the attempt-1 copies' removal cannot touch the moved VM's disks now.
-    let e = d
-        .remove_leftover(&r1, &left[0], LeftoverContext::AfterFailedAttempt)
-        .await
-        .unwrap_err();
+    let e = removal_refused(&d, &r1, &left[0]).await;
     assert_eq!(e.class, ErrorClass::Permanent, "{e}");
     assert_eq!(file_size(&fake, "hv2", T0), Some(10 << 20));
     assert_eq!(file_size(&fake, "hv2", ARCHIVE), Some(7 << 20));
@@ -219,18 +247,12 @@ async fn failed_attempt_leftovers_never_include_files_that_are_not_the_attempts(
     let e = d.start_migration(&r0).await.unwrap_err();
     assert_eq!(e.class, ErrorClass::DestinationRefused, "{e}");
     assert!(failed_leftovers(&d, &r0).await.is_empty());
-    let e = d
-        .remove_leftover(
-            &r0,
-            &Leftover {
-                host: HostId::new("hv2"),
-                kind: LeftoverKind::DiskImage,
-                what: T1.into(),
-            },
-            LeftoverContext::AfterFailedAttempt,
-        )
-        .await
-        .unwrap_err();
+    assert_eq!(
+        records_on_hv2(&fake, &g),
+        vec![],
+        "a refused start records nothing"
+    );
+    let e = removal_refused(&d, &r0, &on_hv2(LeftoverKind::DiskImage, T1)).await;
     assert_eq!(e.class, ErrorClass::Permanent, "{e}");
     assert_eq!(file_size(&fake, "hv2", T1), Some(3 << 20));
     fake.with(|w| w.hosts.get_mut("hv2").unwrap().files.remove(&key(T1)));
@@ -239,16 +261,9 @@ async fn failed_attempt_leftovers_never_include_files_that_are_not_the_attempts(
     let r = req(&g, 2);
     start_and_fail(&fake, &d, &r).await;
     // A same-named file elsewhere is never accepted for removal.
-    let archive = Leftover {
-        host: HostId::new("hv2"),
-        kind: LeftoverKind::DiskImage,
-        what: ARCHIVE.into(),
-    };
-    let e = d
-        .remove_leftover(&r, &archive, LeftoverContext::AfterFailedAttempt)
-        .await
-        .unwrap_err();
-    assert!(e.message.contains("not a file attempt"), "{e}");
+    let archive = on_hv2(LeftoverKind::DiskImage, ARCHIVE);
+    let e = removal_refused(&d, &r, &archive).await;
+    assert!(e.message.contains("no attempt record names it"), "{e}");
     assert_eq!(file_size(&fake, "hv2", ARCHIVE), Some(7 << 20));
 
     // Someone attaches one of the copies to a VM on the destination: it is no longer listed, and
@@ -264,38 +279,21 @@ async fn failed_attempt_leftovers_never_include_files_that_are_not_the_attempts(
         left.iter().map(|l| l.what.as_str()).collect::<Vec<_>>(),
         vec![T1, CONFIG_DIR]
     );
-    let e = d
-        .remove_leftover(
-            &r,
-            &Leftover {
-                host: HostId::new("hv2"),
-                kind: LeftoverKind::DiskImage,
-                what: T0.into(),
-            },
-            LeftoverContext::AfterFailedAttempt,
-        )
-        .await
-        .unwrap_err();
+    let e = removal_refused(&d, &r, &on_hv2(LeftoverKind::DiskImage, T0)).await;
     assert!(e.message.contains("used by a VM"), "{e}");
     assert_eq!(file_size(&fake, "hv2", T0), Some(10 << 20));
 
-    // A driver that did not start the attempt (vmove restarted) knows nothing: nothing listed.
+    // A driver that did not start the attempt (vmove restarted) reads the same record on hv2
+    // and lists the same.
     let fresh = common::driver(&fake);
-    assert!(failed_leftovers(&fresh, &r).await.is_empty());
+    assert_eq!(failed_leftovers(&fresh, &r).await, left);
 
     // The VM vanished from the source: the destination copies may be all there is. Nothing is
     // listed and nothing removed.
     let web = fake.with(|w| w.hosts.get_mut("hv1").unwrap().vms.remove(&g).unwrap());
     assert!(failed_leftovers(&d, &r).await.is_empty());
-    let t1 = Leftover {
-        host: HostId::new("hv2"),
-        kind: LeftoverKind::DiskImage,
-        what: T1.into(),
-    };
-    let e = d
-        .remove_leftover(&r, &t1, LeftoverContext::AfterFailedAttempt)
-        .await
-        .unwrap_err();
+    let t1 = on_hv2(LeftoverKind::DiskImage, T1);
+    let e = removal_refused(&d, &r, &t1).await;
     assert!(e.message.contains("not on hv1"), "{e}");
     assert_eq!(file_size(&fake, "hv2", T1), Some(10 << 20));
 
@@ -327,41 +325,19 @@ async fn failed_attempt_folders_are_removed_only_when_the_attempt_created_them_a
     let left = failed_leftovers(&d, &r).await;
     assert_eq!(
         left,
-        vec![
-            on_hv2(LeftoverKind::DiskImage, T0),
-            on_hv2(LeftoverKind::DiskImage, T1),
-            on_hv2(LeftoverKind::EmptyFolder, DISKS_DIR),
-            on_hv2(LeftoverKind::EmptyFolder, CONFIG_DIR),
-        ],
+        everything_web_left()[..4],
         "VM_DIR existed before the attempt"
     );
     // A folder that existed before is refused, even though it would be empty.
-    let e = d
-        .remove_leftover(
-            &r,
-            &on_hv2(LeftoverKind::EmptyFolder, VM_DIR),
-            LeftoverContext::AfterFailedAttempt,
-        )
-        .await
-        .unwrap_err();
-    assert!(e.message.contains("not a folder attempt 1"), "{e}");
+    let e = removal_refused(&d, &r, &on_hv2(LeftoverKind::EmptyFolder, VM_DIR)).await;
+    assert!(e.message.contains("no attempt record names it"), "{e}");
     // So is any other empty folder named as a failed attempt's leftover (such a folder used to
     // be removed: only its emptiness was checked).
-    let e = d
-        .remove_leftover(
-            &r,
-            &on_hv2(LeftoverKind::EmptyFolder, UNRELATED_DIR),
-            LeftoverContext::AfterFailedAttempt,
-        )
-        .await
-        .unwrap_err();
-    assert!(e.message.contains("not a folder attempt 1"), "{e}");
+    let e = removal_refused(&d, &r, &on_hv2(LeftoverKind::EmptyFolder, UNRELATED_DIR)).await;
+    assert!(e.message.contains("no attempt record names it"), "{e}");
     assert!(dir_exists(&fake, "hv2", UNRELATED_DIR));
     // The attempt's own folder while it still holds the copies: refused, nothing deleted.
-    let e = d
-        .remove_leftover(&r, &left[2], LeftoverContext::AfterFailedAttempt)
-        .await
-        .unwrap_err();
+    let e = removal_refused(&d, &r, &left[2]).await;
     assert!(e.message.contains("not empty"), "{e}");
     assert_eq!(deletes_on(&fake, "hv2"), 0);
     assert_eq!(file_size(&fake, "hv2", T0), Some(10 << 20));
@@ -371,15 +347,8 @@ async fn failed_attempt_folders_are_removed_only_when_the_attempt_created_them_a
     let notes = format!("{CONFIG_DIR}\\notes.txt");
     fake.with(|w| w.hosts.get_mut("hv2").unwrap().write_file(&notes, 100));
     assert_eq!(failed_leftovers(&d, &r).await, left[..3].to_vec());
-    for l in &left[..3] {
-        d.remove_leftover(&r, l, LeftoverContext::AfterFailedAttempt)
-            .await
-            .unwrap();
-    }
-    let e = d
-        .remove_leftover(&r, &left[3], LeftoverContext::AfterFailedAttempt)
-        .await
-        .unwrap_err();
+    remove_all(&d, &r, &left[..3]).await;
+    let e = removal_refused(&d, &r, &left[3]).await;
     assert!(e.message.contains("not empty"), "{e}");
     assert_eq!(file_size(&fake, "hv2", &notes), Some(100));
     assert!(dir_exists(&fake, "hv2", CONFIG_DIR));
@@ -387,30 +356,172 @@ async fn failed_attempt_folders_are_removed_only_when_the_attempt_created_them_a
     assert!(dir_exists(&fake, "hv2", VM_DIR));
     assert_eq!(deletes_on(&fake, "hv2"), 3);
 
-    // A driver that did not start the attempt (vmove restarted) lists no folder and removes none.
+    // The file gone again, a driver that did not start the attempt (vmove restarted) lists the
+    // folder from the attempt's record on hv2, and still never the one that existed before.
     fake.with(|w| w.hosts.get_mut("hv2").unwrap().files.remove(&key(&notes)));
     let fresh = common::driver(&fake);
-    assert!(failed_leftovers(&fresh, &r).await.is_empty());
-    let e = fresh
-        .remove_leftover(&r, &left[3], LeftoverContext::AfterFailedAttempt)
-        .await
-        .unwrap_err();
-    assert!(e.message.contains("not a folder attempt 1"), "{e}");
-    assert!(dir_exists(&fake, "hv2", CONFIG_DIR));
+    assert_eq!(failed_leftovers(&fresh, &r).await, left[3..].to_vec());
+    let e = removal_refused(&fresh, &r, &on_hv2(LeftoverKind::EmptyFolder, VM_DIR)).await;
+    assert!(e.message.contains("no attempt record names it"), "{e}");
 
     // While the VM is not safely on the source, no folder goes either.
     let web = fake.with(|w| w.hosts.get_mut("hv1").unwrap().vms.remove(&g).unwrap());
-    let e = d
-        .remove_leftover(&r, &left[3], LeftoverContext::AfterFailedAttempt)
-        .await
-        .unwrap_err();
+    let e = removal_refused(&fresh, &r, &left[3]).await;
     assert!(e.message.contains("not on hv1"), "{e}");
     assert!(dir_exists(&fake, "hv2", CONFIG_DIR));
     fake.with(|w| w.hosts.get_mut("hv1").unwrap().vms.insert(g.clone(), web));
-    d.remove_leftover(&r, &left[3], LeftoverContext::AfterFailedAttempt)
-        .await
-        .unwrap();
+    remove_all(&fresh, &r, &left[3..]).await;
     assert!(!dir_exists(&fake, "hv2", CONFIG_DIR));
     assert!(dir_exists(&fake, "hv2", VM_DIR));
     assert_eq!(deletes_on(&fake, "hv2"), 4);
+    assert_eq!(records_on_hv2(&fake, &g), vec![]);
+}
+
+/// Regression guard: a failed attempt's copies and folders on the destination stayed there
+/// forever once vmove crashed (its record of them was in memory only), and the retry was refused
+/// on them until an operator removed them. The driver that started the attempt is dropped (the
+/// crash); a new one, knowing nothing, reads the attempt's record on the destination and lists
+/// and removes exactly what the attempt left, and nothing beside it.
+#[tokio::test]
+async fn a_new_driver_after_a_crash_lists_and_removes_exactly_what_the_failed_attempt_left() {
+    let (mut w, g) = world();
+    // Beside what web's move will create: an unrelated empty folder and a file in E:\Hyper-V, and
+    // a file in a folder of another VM's.
+    let unrelated_file = "E:\\Hyper-V\\readme.txt";
+    let other_vm_dir = "E:\\Hyper-V\\db\\Virtual Hard Disks";
+    let other_vm_file = "E:\\Hyper-V\\db\\Virtual Hard Disks\\web_1.vhdx";
+    {
+        let h = w.hosts.get_mut("hv2").unwrap();
+        h.mkdirs("E:\\Hyper-V\\retired");
+        h.write_file(unrelated_file, 10);
+        h.write_file(other_vm_file, 4 << 20);
+    }
+    let (fake, d) = common::start(w).await;
+    let r = req(&g, 1);
+    start_and_fail(&fake, &d, &r).await;
+    assert_eq!(records_on_hv2(&fake, &g).len(), 1);
+    drop(d); // vmove crashes: everything the driver knew in memory is gone.
+
+    let fresh = common::driver(&fake);
+    let left = failed_leftovers(&fresh, &r).await;
+    assert_eq!(left, everything_web_left());
+    // Nothing else is accepted for removal.
+    for other in [
+        on_hv2(LeftoverKind::DiskImage, ARCHIVE),
+        on_hv2(LeftoverKind::DiskImage, other_vm_file),
+        on_hv2(LeftoverKind::EmptyFolder, "E:\\Hyper-V\\retired"),
+        on_hv2(LeftoverKind::EmptyFolder, other_vm_dir),
+    ] {
+        let e = removal_refused(&fresh, &r, &other).await;
+        assert!(e.message.contains("no attempt record names it"), "{e}");
+    }
+    assert_eq!(deletes_on(&fake, "hv2"), 0);
+    remove_all(&fresh, &r, &left).await;
+    assert_eq!(deletes_on(&fake, "hv2"), 5);
+    for l in &left {
+        assert!(
+            file_size(&fake, "hv2", &l.what).is_none() && !dir_exists(&fake, "hv2", &l.what),
+            "{} is still there",
+            l.what
+        );
+    }
+    // Everything beside it stays, and so does every source file.
+    assert_eq!(file_size(&fake, "hv2", unrelated_file), Some(10));
+    assert_eq!(file_size(&fake, "hv2", other_vm_file), Some(4 << 20));
+    assert_eq!(file_size(&fake, "hv2", ARCHIVE), Some(7 << 20));
+    assert_eq!(file_size(&fake, "hv2", OTHER_DISK), Some(5 << 20));
+    for f in ["E:\\Hyper-V", "E:\\Hyper-V\\retired", other_vm_dir] {
+        assert!(dir_exists(&fake, "hv2", f), "{f} was removed");
+    }
+    assert_eq!(
+        file_size(&fake, "hv1", "E:\\VMs\\web\\Virtual Hard Disks\\web_1.vhdx"),
+        Some(20 << 20)
+    );
+    // The record went with the last thing it named.
+    assert_eq!(records_on_hv2(&fake, &g), vec![]);
+    assert!(failed_leftovers(&fresh, &r).await.is_empty());
+
+    // The retry is not refused on the old copies any more, and moves the VM.
+    let r2 = req(&g, 2);
+    let h2 = fresh.start_migration(&r2).await.unwrap();
+    assert_eq!(
+        common::run_to_end(&fake, &fresh, &r2, &h2).await,
+        MigrationStatus::Completed
+    );
+    assert!(fresh.verify(&r2).await.unwrap().is_proof());
+    assert_eq!(records_on_hv2(&fake, &g), vec![]);
+}
+
+/// Writes the record a crash can leave for web's attempt 1 (as the driver writes it).
+fn crash_left_record(fake: &FakeHyperV, g: &str) {
+    let lines: Vec<String> = vec![
+        record::HEADER.into(),
+        format!("disk={T0}"),
+        format!("disk={T1}"),
+        format!("folder={DISKS_DIR}"),
+        format!("folder={CONFIG_DIR}"),
+        format!("folder={VM_DIR}"),
+    ];
+    fake.with(|w| {
+        let h = w.hosts.get_mut("hv2").unwrap();
+        let k = format!("{}\\{g}", record::KEY);
+        h.reg_create_key(&k);
+        let key = h.registry.get_mut(&k.to_ascii_lowercase()).unwrap();
+        let name = "run leftovers attempt 1".to_owned();
+        key.values.insert(name.clone(), (name, lines));
+    });
+}
+
+/// A start the migration service refuses leaves no record of its own (nothing was created). A
+/// record left by a crash right after `MigrateVirtualSystemToHost` was sent (the job had only
+/// made web's folder when it failed) vouches for what exists of it: a new driver lists that
+/// folder; a refused start keeps it vouched for; the next attempt's record takes it over.
+#[tokio::test]
+async fn a_refused_start_leaves_no_record_and_a_crash_left_record_is_merged_into_the_next() {
+    let (mut w, g) = world();
+    w.faults
+        .migrate_return
+        .insert(g.clone(), [32768, 32768].into());
+    let (fake, d) = common::start(w).await;
+    let e = d.start_migration(&req(&g, 1)).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Transient, "{e}");
+    assert_eq!(records_on_hv2(&fake, &g), vec![]);
+    drop(d);
+
+    // What the crash left: attempt 1's record and web's folder.
+    crash_left_record(&fake, &g);
+    fake.with(|w| w.hosts.get_mut("hv2").unwrap().mkdirs(VM_DIR));
+    let fresh = common::driver(&fake);
+    let r1 = req(&g, 1);
+    let just_the_folder = vec![on_hv2(LeftoverKind::EmptyFolder, VM_DIR)];
+    assert_eq!(failed_leftovers(&fresh, &r1).await, just_the_folder);
+
+    // Attempt 2 is refused by the migration service: its record takes over the folder from
+    // attempt 1's and keeps only that.
+    let r2 = req(&g, 2);
+    let e = fresh.start_migration(&r2).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Transient, "{e}");
+    let recs = records_on_hv2(&fake, &g);
+    assert_eq!(
+        recs,
+        vec![(
+            "run leftovers attempt 2".to_owned(),
+            vec![record::HEADER.to_owned(), format!("folder={VM_DIR}")]
+        )]
+    );
+    assert_eq!(failed_leftovers(&fresh, &r2).await, just_the_folder);
+
+    // Attempt 3 finds web's folder there (not new for it) and fails after copying: its record
+    // names the folder too, and the clean-up removes everything.
+    let r3 = req(&g, 3);
+    start_and_fail(&fake, &fresh, &r3).await;
+    let recs = records_on_hv2(&fake, &g);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0].0, "run leftovers attempt 3");
+    let left = failed_leftovers(&fresh, &r3).await;
+    assert_eq!(left, everything_web_left());
+    remove_all(&fresh, &r3, &left).await;
+    assert!(!dir_exists(&fake, "hv2", VM_DIR));
+    assert!(dir_exists(&fake, "hv2", "E:\\Hyper-V"));
+    assert_eq!(records_on_hv2(&fake, &g), vec![]);
 }

@@ -28,7 +28,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-pub use world::{FakeHost, FakeJob, FakeVm, Fault, Faults, World};
+pub use world::{FakeHost, FakeJob, FakeRegKey, FakeVm, Fault, Faults, World};
 
 /// The fake: a shared world and one listener per host.
 #[derive(Clone)]

@@ -4,7 +4,9 @@
 //! Migration jobs advance when any request looks at the world ([`World::tick`]).
 
 use super::wql::{self, Cond, Query};
-use crate::cim::{CimInstance, CimValue, Epr, class_uri};
+use crate::cim::{
+    CimInstance, CimValue, Epr, class_uri, computer_system_epr, migration_service_epr,
+};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// `root/virtualization/v2`.
@@ -107,6 +109,19 @@ pub struct FakeHost {
     pub jobs: BTreeMap<String, FakeJob>,
     /// Migrations someone else runs (counted by the service, no VM of ours).
     pub foreign_migrations: u32,
+    /// `HKEY_LOCAL_MACHINE` as `StdRegProv` sees it: keys by lower-case path.
+    pub registry: BTreeMap<String, FakeRegKey>,
+}
+
+/// A registry key under `HKEY_LOCAL_MACHINE` (names compare case-insensitively, as Windows'
+/// do; `StdRegProv` answers with them as created).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FakeRegKey {
+    /// The path as created (`SOFTWARE\vmove`).
+    pub path: String,
+    /// `REG_MULTI_SZ` values: lower-case name -> (name as created, strings). The only type the
+    /// driver writes.
+    pub values: BTreeMap<String, (String, Vec<String>)>,
 }
 
 /// Faults to inject.
@@ -248,6 +263,29 @@ impl FakeHost {
             },
         );
     }
+    /// Creates a registry key under `HKEY_LOCAL_MACHINE` and the keys above it.
+    pub fn reg_create_key(&mut self, path: &str) {
+        let mut cur = String::new();
+        for part in path.split('\\').filter(|p| !p.is_empty()) {
+            if !cur.is_empty() {
+                cur.push('\\');
+            }
+            cur.push_str(part);
+            self.registry
+                .entry(cur.to_ascii_lowercase())
+                .or_insert_with(|| FakeRegKey {
+                    path: cur.clone(),
+                    values: BTreeMap::new(),
+                });
+        }
+    }
+    /// The strings of a `REG_MULTI_SZ` value, if the key and the value exist.
+    pub fn reg_value(&self, key: &str, name: &str) -> Option<&Vec<String>> {
+        self.registry
+            .get(&key.trim_matches('\\').to_ascii_lowercase())
+            .and_then(|k| k.values.get(&name.to_ascii_lowercase()))
+            .map(|(_, v)| v)
+    }
     /// Whether a folder exists.
     pub fn dir_exists(&self, path: &str) -> bool {
         self.dirs.contains_key(&key(path))
@@ -266,26 +304,6 @@ impl FakeHost {
         }
         n
     }
-}
-
-fn vm_epr(guid: &str) -> Epr {
-    Epr::new(
-        class_uri(NS_V2, "Msvm_ComputerSystem"),
-        vec![
-            ("CreationClassName".into(), "Msvm_ComputerSystem".into()),
-            ("Name".into(), guid.into()),
-        ],
-    )
-}
-
-fn host_system_epr(name: &str) -> Epr {
-    Epr::new(
-        class_uri(NS_V2, "Msvm_ComputerSystem"),
-        vec![
-            ("CreationClassName".into(), "Msvm_ComputerSystem".into()),
-            ("Name".into(), name.into()),
-        ],
-    )
 }
 
 fn job_epr(id: &str) -> Epr {
@@ -587,7 +605,7 @@ impl World {
             )
             .with("OperationalStatus", u16s(&vm.op_status))
             .with("OtherEnabledState", CimValue::Null);
-        i.epr = Some(vm_epr(&vm.guid));
+        i.epr = Some(computer_system_epr(&vm.guid));
         i
     }
 
@@ -599,26 +617,8 @@ impl World {
             .with("EnabledState", CimValue::U16(2))
             .with("Name", s(&h.computer_name))
             .with("OperationalStatus", u16s(&[2]));
-        i.epr = Some(host_system_epr(&h.computer_name));
+        i.epr = Some(computer_system_epr(&h.computer_name));
         i
-    }
-
-    fn service_epr(h: &FakeHost) -> Epr {
-        Epr::new(
-            class_uri(NS_V2, "Msvm_VirtualSystemMigrationService"),
-            vec![
-                (
-                    "CreationClassName".into(),
-                    "Msvm_VirtualSystemMigrationService".into(),
-                ),
-                ("Name".into(), "migrationwmi".into()),
-                (
-                    "SystemCreationClassName".into(),
-                    "Msvm_ComputerSystem".into(),
-                ),
-                ("SystemName".into(), h.computer_name.clone()),
-            ],
-        )
     }
 
     fn job_instance(j: &FakeJob) -> CimInstance {
@@ -676,7 +676,7 @@ impl World {
                     .with("Name", s("migrationwmi"))
                     .with("SystemCreationClassName", s("Msvm_ComputerSystem"))
                     .with("SystemName", s(&h.computer_name));
-                i.epr = Some(Self::service_epr(h));
+                i.epr = Some(migration_service_epr(&h.computer_name));
                 out.push(i);
             }
             "Msvm_VirtualSystemMigrationServiceSettingData" if ns_ok(NS_V2) => {
@@ -958,6 +958,116 @@ impl World {
             .ok_or_else(|| Fault::not_found(format!("No {class} instance matches the selectors")))
     }
 
+    /// `StdRegProv`'s static methods (`root\default` and `root\cimv2`) on `HKEY_LOCAL_MACHINE`:
+    /// `CreateKey`, `DeleteKey`, `EnumKey`, `EnumValues`, `SetMultiStringValue`,
+    /// `GetMultiStringValue`, `DeleteValue`. ReturnValue is a Win32 error: 0 done, 2 the key or
+    /// value does not exist, 5 a key that still has subkeys (`RegDeleteKey`), 6 another hive.
+    fn std_reg_prov(
+        h: &mut FakeHost,
+        method: &str,
+        params: &crate::xml::Element,
+    ) -> Result<Output, Fault> {
+        let text = |n: &str| params.child(n).map(|e| e.text.trim().to_owned());
+        let rv = |v: u32| vec![("ReturnValue".to_owned(), CimValue::U32(v))];
+        if text("hDefKey").as_deref().unwrap_or("2147483650") != "2147483650" {
+            return Ok(rv(6));
+        }
+        let sub = text("sSubKeyName")
+            .ok_or_else(|| Fault::invalid("sSubKeyName missing"))?
+            .trim_matches('\\')
+            .to_owned();
+        let k = sub.to_ascii_lowercase();
+        let value_name = text("sValueName").unwrap_or_default();
+        let names = |items: Vec<String>| {
+            if items.is_empty() {
+                CimValue::Null
+            } else {
+                CimValue::Array(items.into_iter().map(CimValue::String).collect())
+            }
+        };
+        match method {
+            "CreateKey" => {
+                h.reg_create_key(&sub);
+                Ok(rv(0))
+            }
+            "DeleteKey" => {
+                let prefix = format!("{k}\\");
+                if !h.registry.contains_key(&k) {
+                    Ok(rv(2))
+                } else if h.registry.keys().any(|o| o.starts_with(&prefix)) {
+                    Ok(rv(5))
+                } else {
+                    h.registry.remove(&k);
+                    Ok(rv(0))
+                }
+            }
+            "EnumKey" => {
+                if !h.registry.contains_key(&k) {
+                    return Ok(rv(2));
+                }
+                let prefix = format!("{k}\\");
+                let subkeys: Vec<String> = h
+                    .registry
+                    .iter()
+                    .filter(|(o, _)| o.strip_prefix(&prefix).is_some_and(|r| !r.contains('\\')))
+                    .map(|(_, v)| v.path.rsplit('\\').next().unwrap_or("").to_owned())
+                    .collect();
+                Ok(vec![
+                    ("ReturnValue".into(), CimValue::U32(0)),
+                    ("sNames".into(), names(subkeys)),
+                ])
+            }
+            "EnumValues" => {
+                let Some(key) = h.registry.get(&k) else {
+                    return Ok(rv(2));
+                };
+                let vs: Vec<String> = key.values.values().map(|(n, _)| n.clone()).collect();
+                let types = if vs.is_empty() {
+                    CimValue::Null
+                } else {
+                    // REG_MULTI_SZ (7): the only type this fake stores.
+                    CimValue::Array(vs.iter().map(|_| CimValue::U32(7)).collect())
+                };
+                Ok(vec![
+                    ("ReturnValue".into(), CimValue::U32(0)),
+                    ("Types".into(), types),
+                    ("sNames".into(), names(vs)),
+                ])
+            }
+            "SetMultiStringValue" => {
+                let Some(key) = h.registry.get_mut(&k) else {
+                    return Ok(rv(2));
+                };
+                let items: Vec<String> = params
+                    .children_named("sValue")
+                    .map(|e| e.text.clone())
+                    .collect();
+                key.values
+                    .insert(value_name.to_ascii_lowercase(), (value_name, items));
+                Ok(rv(0))
+            }
+            "GetMultiStringValue" => match h.reg_value(&sub, &value_name) {
+                Some(items) => Ok(vec![
+                    ("ReturnValue".into(), CimValue::U32(0)),
+                    ("sValue".into(), names(items.clone())),
+                ]),
+                None => Ok(rv(2)),
+            },
+            "DeleteValue" => {
+                let gone = h
+                    .registry
+                    .get_mut(&k)
+                    .and_then(|key| key.values.remove(&value_name.to_ascii_lowercase()));
+                Ok(rv(if gone.is_some() { 0 } else { 2 }))
+            }
+            _ => Err(Fault::new(
+                "w:ActionNotSupported",
+                2_150_858_909,
+                format!("StdRegProv.{method} is not supported by the fake"),
+            )),
+        }
+    }
+
     /// Invoke.
     pub fn invoke(
         &mut self,
@@ -1144,6 +1254,13 @@ impl World {
                     v.op_status = vec![2];
                 }
                 Ok(vec![("ReturnValue".into(), CimValue::U32(0))])
+            }
+            ("StdRegProv", _) => {
+                let h = self
+                    .hosts
+                    .get_mut(hk)
+                    .ok_or_else(|| Fault::invalid("unknown host"))?;
+                Self::std_reg_prov(h, method, params)
             }
             ("CIM_DataFile", "Delete") => {
                 let name = sel("Name").ok_or_else(|| Fault::not_found("Name missing"))?;
