@@ -604,10 +604,8 @@ impl HyperVDriver {
         let name = record::value_name(req);
         let earlier = reg.records(&req.vm).await?;
         let mut carried = AttemptRecord::default();
-        for (n, r) in &earlier {
-            if *n == name {
-                continue;
-            }
+        // (A record of this very attempt, if its start is asked again, is carried over too.)
+        for (_, r) in &earlier {
             let mut still = AttemptRecord::default();
             for d in &r.disks {
                 if self.file_size(dst, d).await?.is_some() {
