@@ -78,9 +78,25 @@ async fn pypsrp_enumerates_and_invokes_against_the_fake_over_ntlm_encryption() {
     );
     // The fake really started a migration from what pypsrp sent.
     let job = v["job_id"].as_str().unwrap().to_owned();
+    let lines = vec![
+        "vmove attempt record 1".to_owned(),
+        "folder=E:\\Hyper-V\\py0".to_owned(),
+    ];
     fake.with(|w| {
         let j = &w.hosts["hv1"].jobs[&job];
         assert_eq!(j.vm, guid);
         assert_eq!(j.destination, "hv2");
+        // And stored the registry value pypsrp wrote, each string as sent.
+        let key = format!("SOFTWARE\\vmove\\AttemptRecords\\{guid}");
+        assert_eq!(
+            w.hosts["hv1"].reg_value(&key, "run py attempt 1"),
+            Some(&lines)
+        );
     });
+    let reg = &v["registry"];
+    assert_eq!(reg["create"], "0", "{v}");
+    assert_eq!(reg["set"], "0", "{v}");
+    assert_eq!(reg["names"], serde_json::json!(["run py attempt 1"]), "{v}");
+    assert_eq!(reg["value"], serde_json::json!(lines), "{v}");
+    assert_eq!(reg["missing"], "2", "{v}");
 }

@@ -1,6 +1,7 @@
 """Independent client check of the vmove Hyper-V fake: pypsrp (not our code) enumerates with
 WQL + Pull, invokes MigrateVirtualSystemToHost with a REF and an embedded CIM-XML parameter, and
-Gets the job, over HTTP with NTLM message encryption.
+Gets the job, and writes and reads back a registry value through StdRegProv's static methods
+(as the driver's attempt records do), over HTTP with NTLM message encryption.
 
 Usage: pypsrp_check.py PORT VM_GUID DEST_NAME SOURCE_NAME  (user/password from
 VMOVE_HYPERV_USER / VMOVE_HYPERV_PASSWORD). Prints one JSON object.
@@ -110,6 +111,35 @@ def main():
         result["fault_code"] = None
     except Exception as e:  # pypsrp.exceptions.WSManFaultError
         result["fault_code"] = getattr(e, "code", None)
+
+    # StdRegProv's static methods (no selector set), as the driver's attempt records use them:
+    # arrays in as repeated elements, arrays out read back.
+    reg = "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/default/StdRegProv"
+    key = "SOFTWARE\\vmove\\AttemptRecords\\" + guid
+
+    def reg_call(method, **params):
+        inp = ET.Element("{%s}%s_INPUT" % (reg, method))
+        ET.SubElement(inp, "{%s}hDefKey" % reg).text = "2147483650"
+        ET.SubElement(inp, "{%s}sSubKeyName" % reg).text = key
+        for name, value in params.items():
+            for item in value if isinstance(value, list) else [value]:
+                ET.SubElement(inp, "{%s}%s" % (reg, name)).text = item
+        resp = wsman.invoke(reg + "/" + method, reg, inp)
+        out = resp.find("s:Body", namespaces=NAMESPACES)[0]
+        got = {}
+        for c in out:
+            got.setdefault(local(c.tag), []).append(c.text)
+        return got
+
+    lines = ["vmove attempt record 1", "folder=E:\\Hyper-V\\py0"]
+    result["registry"] = {
+        "create": reg_call("CreateKey")["ReturnValue"][0],
+        "set": reg_call("SetMultiStringValue", sValueName="run py attempt 1",
+                        sValue=lines)["ReturnValue"][0],
+        "names": reg_call("EnumValues").get("sNames"),
+        "value": reg_call("GetMultiStringValue", sValueName="run py attempt 1").get("sValue"),
+        "missing": reg_call("GetMultiStringValue", sValueName="nothing")["ReturnValue"][0],
+    }
     print(json.dumps(result))
 
 
