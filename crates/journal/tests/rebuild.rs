@@ -239,91 +239,58 @@ fn recovered_keeps_a_verified_move_in_flight_until_its_cleanup_is_over() {
 /// again; only the phase `Aborting` itself said an abort had been asked.
 #[test]
 fn recovered_remembers_an_abort_asked_for_the_attempt_after_the_phase_moved_on() {
-    use vmove_core::{Event, EventKind, Failure, MigrationMode, MigrationRequest, PathLayout};
+    use vmove_core::{ErrorClass, EventKind, Failure, MigrationMode};
     let (_dir, path) = temp_path();
     let clock = clock();
     let mut j = open_as(&path, &clock, other(1));
     j.create_run(&new_run("r1", Selection::All)).unwrap();
     let vm = VmId::new("u-0");
-    let ev = |at: u64, kind: EventKind| Event {
-        at: vmove_core::Time(at),
-        kind,
-    };
-    let phase = |at: u64, from: Phase, to: Phase| {
-        ev(
-            at,
-            EventKind::Transition {
-                vm: vm.clone(),
-                from,
-                to,
-            },
-        )
-    };
-    let req = MigrationRequest {
-        vm: vm.clone(),
-        vm_name: "web0".into(),
-        source: "a".into(),
-        destination: "b".into(),
-        mode: MigrationMode::Live,
-        layout: PathLayout::default(),
-        attempt: 1,
-        run_id: "r1".into(),
-    };
-    let at = vmove_core::Time;
-    j.record_events(
-        "r1",
-        &[
-            ev(
-                0,
-                EventKind::Selected {
-                    vm: vm.clone(),
-                    name: "web0".into(),
-                    source: "a".into(),
-                    mode: MigrationMode::Live,
-                    memory_bytes: 1 << 30,
-                    disk_bytes: 10 << 30,
-                },
-            ),
-            phase(0, Phase::Queued, Phase::Starting),
-        ],
-    )
-    .unwrap();
-    let start = j
-        .record_intent("r1", at(0), &Command::StartMigration(req.clone()))
-        .unwrap();
+    let req = request(&vm, "web0", 1, "r1");
     let handle = MigrationHandle("job-1".into());
-    let started = Input::MigrationStarted {
-        vm: vm.clone(),
-        attempt: 1,
-        result: Ok(handle.clone()),
-    };
-    j.record_outcome("r1", start, at(1), &started).unwrap();
-    j.record_events("r1", &[phase(1, Phase::Starting, Phase::Confirming)])
-        .unwrap();
-    j.record_events("r1", &[phase(5, Phase::Confirming, Phase::Migrating)])
-        .unwrap();
-    // The stall watchdog: abort asked and answered, then the look at the hosts.
-    j.record_events("r1", &[phase(150, Phase::Migrating, Phase::Aborting)])
-        .unwrap();
-    let abort = Command::AbortMigration {
-        vm: vm.clone(),
-        attempt: 1,
-        source: "a".into(),
-        destination: "b".into(),
-        handle,
-    };
-    let id = j.record_intent("r1", at(150), &abort).unwrap();
-    let aborted = Input::AbortDone {
-        vm: vm.clone(),
-        attempt: 1,
-        result: Err(Failure::new(
-            vmove_core::ErrorClass::Indeterminate,
-            "no answer",
-        )),
-    };
-    j.record_outcome("r1", id, at(151), &aborted).unwrap();
-    j.record_events("r1", &[phase(151, Phase::Aborting, Phase::Locating)])
-        .unwrap();
+    let steps = [
+        ev(
+            0,
+            EventKind::Selected {
+                vm: vm.clone(),
+                name: "web0".into(),
+                source: "a".into(),
+                mode: MigrationMode::Live,
+                memory_bytes: 1 << 30,
+                disk_bytes: 10 << 30,
+            },
+        ),
+        transition(0, &vm, Phase::Queued, Phase::Starting),
+        Step::Intent(Command::StartMigration(req.clone())),
+        Step::Outcome(
+            0,
+            Input::MigrationStarted {
+                vm: vm.clone(),
+                attempt: 1,
+                result: Ok(handle.clone()),
+            },
+        ),
+        transition(1, &vm, Phase::Starting, Phase::Confirming),
+        transition(5, &vm, Phase::Confirming, Phase::Migrating),
+        // The stall watchdog: the abort asked and answered (unknown), then the look at the hosts.
+        transition(150, &vm, Phase::Migrating, Phase::Aborting),
+        Step::Intent(Command::AbortMigration {
+            vm: vm.clone(),
+            attempt: 1,
+            source: "a".into(),
+            destination: "b".into(),
+            handle,
+        }),
+        Step::Outcome(
+            1,
+            Input::AbortDone {
+                vm: vm.clone(),
+                attempt: 1,
+                result: Err(Failure::new(ErrorClass::Indeterminate, "no answer")),
+            },
+        ),
+        transition(151, &vm, Phase::Aborting, Phase::Locating),
+    ];
+    write_steps(&mut j, "r1", &steps, &mut Vec::new());
     let rec = j.load_run("r1").unwrap();
     assert_eq!(rebuild(&rec)[&vm].phase, Phase::Locating);
     assert_eq!(state_of(&rec, "u-0"), (RecoveredState::Aborting(req), 1));

@@ -94,7 +94,8 @@ pub enum Step {
     Event(Event),
 }
 
-fn request(vm: &VmId, name: &str, attempt: u32, run: &str) -> MigrationRequest {
+/// The request of attempt `attempt` of `vm`, from a to b.
+pub fn request(vm: &VmId, name: &str, attempt: u32, run: &str) -> MigrationRequest {
     MigrationRequest {
         vm: vm.clone(),
         vm_name: name.into(),
@@ -107,11 +108,11 @@ fn request(vm: &VmId, name: &str, attempt: u32, run: &str) -> MigrationRequest {
     }
 }
 
-fn ev(at: u64, kind: EventKind) -> Step {
+pub fn ev(at: u64, kind: EventKind) -> Step {
     Step::Event(Event { at: Time(at), kind })
 }
 
-fn transition(at: u64, vm: &VmId, from: Phase, to: Phase) -> Step {
+pub fn transition(at: u64, vm: &VmId, from: Phase, to: Phase) -> Step {
     ev(
         at,
         EventKind::Transition {
