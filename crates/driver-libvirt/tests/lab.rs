@@ -209,6 +209,32 @@ impl Lab {
         panic!("migration of {} did not end in 120 s", req.vm_name);
     }
 
+    /// A new driver instance (as in a restarted process: nothing in memory) that knows the
+    /// name of this VM for its clean-up.
+    fn restarted(vm: &VmId, name: &str) -> Self {
+        let lab = Lab::new();
+        lab.names
+            .lock()
+            .unwrap()
+            .insert(vm.clone(), name.to_owned());
+        lab
+    }
+
+    /// The leftovers the driver lists (the listing must work).
+    async fn left(&self, req: &MigrationRequest, ctx: LeftoverContext) -> Vec<Leftover> {
+        self.driver.leftovers(req, ctx).await.unwrap()
+    }
+
+    /// Removes these leftovers, each of which must go.
+    async fn remove_all(&self, req: &MigrationRequest, left: &[Leftover], ctx: LeftoverContext) {
+        for l in left {
+            self.driver
+                .remove_leftover(req, l, ctx)
+                .await
+                .unwrap_or_else(|e| panic!("removing {l:?}: {e}"));
+        }
+    }
+
     async fn move_and_clean(&self, req: &MigrationRequest) {
         let h = self.driver.start_migration(req).await.unwrap();
         let end = self.wait_end(req, &h).await;
@@ -297,10 +323,8 @@ async fn destination_path_taken_is_refused_and_the_file_is_untouched() {
     );
     assert_eq!(virsh(a(), &["domstate", &name]).unwrap(), "running");
     assert!(
-        lab.driver
-            .leftovers(&req, LeftoverContext::AfterFailedAttempt)
+        lab.left(&req, LeftoverContext::AfterFailedAttempt)
             .await
-            .unwrap()
             .is_empty()
     );
     lab.cleanup(&name);
@@ -333,11 +357,7 @@ async fn backing_chain_is_flattened_and_content_kept() {
     );
     assert!(!outside(b(), &format!("/var/lib/libvirt/images/{name}-0-base.qcow2")).exists());
     // The source keeps the whole chain until the engine asks; then it all goes.
-    let left = lab
-        .driver
-        .leftovers(&req, LeftoverContext::AfterSuccess)
-        .await
-        .unwrap();
+    let left = lab.left(&req, LeftoverContext::AfterSuccess).await;
     let whats: Vec<&str> = left.iter().map(|l| l.what.as_str()).collect();
     assert!(
         whats.contains(&path.as_str()) && whats.iter().any(|w| w.ends_with("-0-base.qcow2")),
@@ -347,12 +367,8 @@ async fn backing_chain_is_flattened_and_content_kept() {
         whats.iter().any(|w| w.ends_with(&format!("{name}.log"))),
         "the QEMU log is a leftover: {left:?}"
     );
-    for l in &left {
-        lab.driver
-            .remove_leftover(&req, l, LeftoverContext::AfterSuccess)
-            .await
-            .unwrap();
-    }
+    lab.remove_all(&req, &left, LeftoverContext::AfterSuccess)
+        .await;
     assert!(!outside(a(), &path).exists());
     assert!(!outside(a(), &format!("/var/lib/libvirt/images/{name}-0-base.qcow2")).exists());
     assert_eq!(virsh(b(), &["domstate", &name]).unwrap(), "running");
@@ -444,11 +460,7 @@ async fn abort_leaves_vm_on_source_and_a_removable_leftover_on_destination() {
         outside(b(), &dest).exists(),
         "libvirt leaves the pre-created image"
     );
-    let left = lab
-        .driver
-        .leftovers(&req, LeftoverContext::AfterFailedAttempt)
-        .await
-        .unwrap();
+    let left = lab.left(&req, LeftoverContext::AfterFailedAttempt).await;
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0].what, dest);
     lab.driver
@@ -677,13 +689,8 @@ async fn a_restarted_driver_removes_images_a_previous_instance_pre_created_and_n
     drop(first);
 
     // Instance 2 (a restarted process): knows nothing in memory, the destination proves it.
-    let lab = Lab::new();
-    lab.names.lock().unwrap().insert(vm.clone(), name.clone());
-    let left = lab
-        .driver
-        .leftovers(&req, LeftoverContext::AfterFailedAttempt)
-        .await
-        .unwrap();
+    let lab = Lab::restarted(&vm, &name);
+    let left = lab.left(&req, LeftoverContext::AfterFailedAttempt).await;
     assert_eq!(
         left,
         vec![Leftover {
@@ -699,10 +706,8 @@ async fn a_restarted_driver_removes_images_a_previous_instance_pre_created_and_n
     assert!(!outside(b(), &dest).exists(), "the image is removed");
     assert!(markers_on(b(), &vm).is_empty(), "then its marker");
     assert!(
-        lab.driver
-            .leftovers(&req, LeftoverContext::AfterFailedAttempt)
+        lab.left(&req, LeftoverContext::AfterFailedAttempt)
             .await
-            .unwrap()
             .is_empty()
     );
     assert!(outside(a(), &dest).exists(), "the source disk is untouched");
@@ -731,11 +736,7 @@ async fn a_restarted_driver_removes_images_a_previous_instance_pre_created_and_n
         if theirs {
             std::fs::write(&other_marker, b"").unwrap();
         }
-        let left = lab
-            .driver
-            .leftovers(&req, LeftoverContext::AfterFailedAttempt)
-            .await
-            .unwrap();
+        let left = lab.left(&req, LeftoverContext::AfterFailedAttempt).await;
         assert!(
             !left.iter().any(|l| l.what == dest),
             "{case}: listed {left:?}"
@@ -767,11 +768,7 @@ async fn a_restarted_driver_removes_images_a_previous_instance_pre_created_and_n
 
     // This VM's marker without its image (a crash between marker and image): listed, removed.
     std::fs::write(&our_marker, b"").unwrap();
-    let left = lab
-        .driver
-        .leftovers(&req, LeftoverContext::AfterFailedAttempt)
-        .await
-        .unwrap();
+    let left = lab.left(&req, LeftoverContext::AfterFailedAttempt).await;
     let marker_path = format!("/var/lib/libvirt/images/{marker}");
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0].what, marker_path);
@@ -787,10 +784,8 @@ async fn a_restarted_driver_removes_images_a_previous_instance_pre_created_and_n
     assert_eq!(lab.wait_end(&req, &h).await, MigrationStatus::Completed);
     assert_eq!(markers_on(b(), &vm), vec![marker.clone()]);
     assert!(
-        lab.driver
-            .leftovers(&req, LeftoverContext::AfterFailedAttempt)
+        lab.left(&req, LeftoverContext::AfterFailedAttempt)
             .await
-            .unwrap()
             .is_empty(),
         "the moved VM's disk looks like a leftover"
     );
@@ -827,11 +822,7 @@ async fn a_restarted_driver_finds_pre_created_images_in_a_per_vm_subfolder() {
     drop(first);
 
     let lab = Lab::new();
-    let left = lab
-        .driver
-        .leftovers(&req, LeftoverContext::AfterFailedAttempt)
-        .await
-        .unwrap();
+    let left = lab.left(&req, LeftoverContext::AfterFailedAttempt).await;
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0].what, dest);
     lab.driver
@@ -888,6 +879,30 @@ impl Drop for Resume {
     }
 }
 
+/// Checks that a call to a frozen libvirtd (`what`, given 90 s) failed within `bound`,
+/// transient and naming the destination host; `no_bound` says what is missing if it hung.
+fn failed_in_time<T: std::fmt::Debug>(
+    what: &str,
+    no_bound: &str,
+    res: Result<DriverResult<T>, tokio::time::error::Elapsed>,
+    took: Duration,
+    bound: Duration,
+) {
+    let res = res.unwrap_or_else(|_| panic!("{what} hung 90 s: {no_bound}"));
+    let err = res.expect_err("a frozen libvirtd answered");
+    eprintln!("frozen, {what}: {took:?}: {err:?}");
+    assert!(
+        took < bound,
+        "{what}: took {took:?} to give up on a frozen libvirtd"
+    );
+    assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
+    assert!(
+        err.message.contains(b()),
+        "does not name the host: {}",
+        err.message
+    );
+}
+
 /// Guards keepalive on the driver's connections (and the bounded connection open): with the
 /// destination's libvirtd frozen (SIGSTOP), a call on the already open connection fails
 /// within ~30 s (keepalive 5 s x 3) and a call that must open a new connection fails within
@@ -917,32 +932,19 @@ async fn a_call_to_a_frozen_libvirtd_fails_within_the_keepalive_bound_and_works_
     let took_second = t1.elapsed();
     drop(resume);
 
-    let first = first.expect("host info on the open connection hung 90 s: no keepalive");
-    let err = first.expect_err("host info answered by a frozen libvirtd");
-    eprintln!("frozen, open connection: {took_first:?}: {err:?}");
-    assert!(
-        took_first < Duration::from_secs(30),
-        "took {took_first:?} to notice a frozen libvirtd"
+    failed_in_time(
+        "host info on the open connection",
+        "no keepalive",
+        first,
+        took_first,
+        Duration::from_secs(30),
     );
-    assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
-    assert!(
-        err.message.contains(b()),
-        "does not name the host: {}",
-        err.message
-    );
-
-    let second = second.expect("list on a new connection hung 90 s: open not bounded");
-    let err = second.expect_err("VMs listed by a frozen libvirtd");
-    eprintln!("frozen, new connection: {took_second:?}: {err:?}");
-    assert!(
-        took_second < Duration::from_secs(40),
-        "took {took_second:?} to give up opening a connection to a frozen libvirtd"
-    );
-    assert_eq!(err.class, ErrorClass::Transient, "{err:?}");
-    assert!(
-        err.message.contains(b()),
-        "does not name the host: {}",
-        err.message
+    failed_in_time(
+        "list on a new connection",
+        "open not bounded",
+        second,
+        took_second,
+        Duration::from_secs(40),
     );
 
     // Running again: the next calls open a fresh connection and work.
