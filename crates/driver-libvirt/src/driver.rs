@@ -5,7 +5,7 @@ use crate::error::{Phase, code, from_virt};
 use crate::ffi;
 use crate::host::{self, Host, describe, find_domain, find_domain_by_name, read_err, vol_at};
 use crate::provenance;
-use crate::xml::{self, Provenance};
+use crate::xml::{self, FileFacts, Provenance};
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -274,6 +274,9 @@ struct Prepared {
     copies: Vec<(String, String)>,
     /// (destination path, expected virtual size) to verify (offline only).
     expect: Vec<(String, u64)>,
+    /// The provenance record in `dest_xml` (offline: completed with the source files' facts
+    /// once they are copied).
+    provenance: Provenance,
     flags: u32,
     params: MigrateParameters,
     p2p_uri: Option<String>,
@@ -491,6 +494,7 @@ impl Inner {
             files,
             logs,
             sizes: expect.clone(),
+            sources: Vec::new(),
         };
         let targets: Vec<(String, String)> = desc
             .disks
@@ -528,6 +532,7 @@ impl Inner {
             dest_xml,
             copies,
             expect,
+            provenance,
             flags,
             params,
             p2p_uri,
@@ -552,7 +557,23 @@ fn run_live(p: Prepared, rec: &Migration) -> Result<(), DriverError> {
     r.map_err(|e| from_virt(&e, "live migration failed", Phase::Change))
 }
 
+/// Size and modification and change times of each of these source files (each must be there).
+fn source_facts(conn: &Connect, files: &[String]) -> DriverResult<Vec<FileFacts>> {
+    files
+        .iter()
+        .map(|f| {
+            host::file_facts(conn, f)?
+                .ok_or_else(|| DriverError::transient(format!("source disk {f} vanished")))
+        })
+        .collect()
+}
+
 fn run_offline(p: Prepared, rec: &Migration) -> Result<(), DriverError> {
+    // The source files as the copy starts; compared when it ends, and recorded in the
+    // destination's provenance, so that a later look can tell whether the source changed
+    // after the copy (a crash between the define below and the source's undefine).
+    let sources: Vec<String> = p.copies.iter().map(|(s, _)| s.clone()).collect();
+    let before = source_facts(&p.sconn, &sources)?;
     let mut total = 0;
     let mut pairs = Vec::new();
     for (s, d) in &p.copies {
@@ -598,9 +619,22 @@ fn run_offline(p: Prepared, rec: &Migration) -> Result<(), DriverError> {
             )));
         }
     }
+    let after = source_facts(&p.sconn, &sources)?;
+    if let Some((b, a)) = before.iter().zip(&after).find(|(b, a)| b != a) {
+        return Err(DriverError::transient(format!(
+            "source disk {} changed during its offline copy ({}, then {}): the copy is not used",
+            b.path,
+            describe_facts(b),
+            describe_facts(a)
+        )));
+    }
+    let mut provenance = p.provenance.clone();
+    provenance.sources = after;
+    let dest_xml = xml::rewrite_for_destination(&p.dest_xml, &[], false, Some(&provenance))
+        .map_err(|e| DriverError::permanent(e.to_string()))?;
     let new = p
         .dconn
-        .define_domain_xml(&p.dest_xml)
+        .define_domain_xml(&dest_xml)
         .map_err(|e| from_virt(&e, "cannot define the VM on the destination", Phase::Change))?;
     // The source must still be shut off: else the destination copy goes, the source stays.
     let still_off = ffi::state(&p.dom)
@@ -619,6 +653,113 @@ fn run_offline(p: Prepared, rec: &Migration) -> Result<(), DriverError> {
             Phase::Change,
         )
     })
+}
+
+fn describe_facts(f: &FileFacts) -> String {
+    format!(
+        "{} bytes, modified {}, changed {}",
+        f.bytes,
+        f.mtime.as_deref().unwrap_or("(unknown)"),
+        f.ctime.as_deref().unwrap_or("(unknown)")
+    )
+}
+
+/// Whether the source's disk files are still those an offline copy was taken from, as the
+/// destination's provenance recorded them when the copy ended: the same files (`files_now`,
+/// every file of every chain of the source definition), each of the recorded size and
+/// modification and change times (`facts`: a file's facts now, `None` when it is gone).
+/// `Ok(Err(why))` when anything differs or cannot be compared.
+fn unchanged_since_copy(
+    prov: &Provenance,
+    files_now: &[String],
+    facts: impl Fn(&str) -> DriverResult<Option<FileFacts>>,
+) -> DriverResult<Result<(), String>> {
+    let mut now: Vec<&String> = files_now.iter().collect();
+    let mut copied: Vec<&String> = prov.files.iter().collect();
+    now.sort();
+    now.dedup();
+    copied.sort();
+    copied.dedup();
+    if now != copied {
+        return Ok(Err(format!(
+            "the source's disk files are now {now:?}, the copy was of {copied:?}"
+        )));
+    }
+    if prov.sources.is_empty() {
+        return Ok(Err("the destination's provenance records no size and change time of the source's disk files (a live move's, or an older vmove's): nothing proves the source unchanged since the copy".into()));
+    }
+    for f in &prov.files {
+        let Some(then) = prov.sources.iter().find(|s| &s.path == f) else {
+            return Ok(Err(format!(
+                "the destination's provenance records no size and change time of source disk {f}"
+            )));
+        };
+        if then.ctime.is_none() {
+            return Ok(Err(format!(
+                "libvirt reported no change time of source disk {f} when it was copied: nothing proves it unchanged since"
+            )));
+        }
+        match facts(f)? {
+            None => return Ok(Err(format!("source disk {f} is gone"))),
+            Some(n) if &n != then => {
+                return Ok(Err(format!(
+                    "source disk {f} changed after its copy ({}, now {})",
+                    describe_facts(then),
+                    describe_facts(&n)
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// After an offline move that left the VM defined on both hosts (vmove stopped between the
+/// define on the destination and the undefine on the source): whether the destination's
+/// definition is vmove's copy of this very source definition, shut off and unchanged since
+/// the copy, so that the source's definition and files are leftovers. `Ok(Err(why))` when
+/// not proven: then nothing of the source may go.
+fn source_superseded(
+    sconn: &Connect,
+    sdom: &Domain,
+    prov: Option<&Provenance>,
+    req: &MigrationRequest,
+) -> DriverResult<Result<(), String>> {
+    let Some(prov) = prov else {
+        return Ok(Err(format!(
+            "the definition on {} carries no vmove provenance: nothing proves it a copy of the one on {}",
+            req.destination, req.source
+        )));
+    };
+    if prov.source_host != req.source.0 {
+        return Ok(Err(format!(
+            "the definition on {} is a copy from {}, not from {}",
+            req.destination, prov.source_host, req.source
+        )));
+    }
+    let (state, _) = ffi::state(sdom).map_err(read_err("cannot read the VM's state"))?;
+    if state as u32 != sys::VIR_DOMAIN_SHUTOFF {
+        return Ok(Err(format!("the VM is not shut off on {}", req.source)));
+    }
+    if sdom.has_managed_save(0).unwrap_or(true) {
+        return Ok(Err(format!(
+            "the VM has a saved state on {} (started after the copy)",
+            req.source
+        )));
+    }
+    let (_, desc) = describe(sdom, sys::VIR_DOMAIN_XML_INACTIVE)?;
+    if desc.name != prov.source_name {
+        return Ok(Err(format!(
+            "the VM is named {} on {}, the copy was of {}",
+            desc.name, req.source, prov.source_name
+        )));
+    }
+    let mut files_now = Vec::new();
+    for d in host::disks_of(sconn, &desc)? {
+        files_now.push(d.path);
+        files_now.extend(d.backing_chain);
+    }
+    unchanged_since_copy(prov, &files_now, |f| host::file_facts(sconn, f))
 }
 
 #[async_trait]
@@ -971,6 +1112,7 @@ impl Driver for LibvirtDriver {
     async fn verify(&self, req: &MigrationRequest) -> DriverResult<Verification> {
         let src = self.host(&req.source)?;
         let dst = self.host(&req.destination)?;
+        let req = req.clone();
         let (vm, mode) = (req.vm.clone(), req.mode);
         blocking_on(vec![src.clone(), dst.clone()], Phase::Read, move || {
             let dconn = dst.conn()?;
@@ -978,7 +1120,11 @@ impl Driver for LibvirtDriver {
             let mut detail = Vec::new();
             let ddom = find_domain(&dconn, &vm)?;
             let mut used = Vec::new();
-            let (on_destination, disks_present) = match &ddom {
+            let mut provenance = None;
+            // Destination disks with no recorded size (proven by their size only if the
+            // source's copy is gone).
+            let mut unrecorded = Vec::new();
+            let (on_destination, mut disks_present) = match &ddom {
                 None => {
                     detail.push("not defined on the destination".to_owned());
                     (false, false)
@@ -1015,6 +1161,9 @@ impl Driver for LibvirtDriver {
                                         disk.source
                                     ));
                                 }
+                                if want.is_none() {
+                                    unrecorded.push(disk.source.clone());
+                                }
                             }
                             None => {
                                 ok = false;
@@ -1022,10 +1171,12 @@ impl Driver for LibvirtDriver {
                             }
                         }
                     }
+                    provenance = desc.provenance;
                     (on, ok)
                 }
             };
-            let stopped_on_source = match find_domain(&sconn, &vm)? {
+            let sdom = find_domain(&sconn, &vm)?;
+            let stopped_on_source = match &sdom {
                 None => true,
                 Some(d) => {
                     let a = d.is_active().unwrap_or(true);
@@ -1035,6 +1186,31 @@ impl Driver for LibvirtDriver {
                     !a
                 }
             };
+            // Offline, still defined (shut off) on the source: vmove stopped between the
+            // define on the destination and the undefine on the source. The destination's
+            // copy is the VM only if it is vmove's copy of this source definition and the
+            // source did not change since (else its data is newer than the copy's).
+            if mode == MigrationMode::Offline
+                && on_destination
+                && disks_present
+                && stopped_on_source
+                && let Some(sdom) = &sdom
+            {
+                let why_not = if let Some(d) = unrecorded.first() {
+                    Err(format!(
+                        "the destination's provenance records no size of its disk {d}"
+                    ))
+                } else {
+                    source_superseded(&sconn, sdom, provenance.as_ref(), &req)?
+                };
+                if let Err(why) = why_not {
+                    disks_present = false;
+                    detail.push(format!(
+                        "defined on both hosts, and the copy on {} is not proven the VM's current disks: {why}",
+                        req.destination
+                    ));
+                }
+            }
             let v = Verification {
                 on_destination,
                 disks_present,
@@ -1132,17 +1308,29 @@ fn leftovers_sync(
                 return Ok(out);
             };
             let sconn = src.conn()?;
-            if let Some(sdom) = find_domain(&sconn, &req.vm)? {
-                if sdom.is_active().unwrap_or(true) {
-                    return Ok(out); // Running on the source: nothing there is a leftover.
+            let in_use = match find_domain(&sconn, &req.vm)? {
+                Some(sdom) => {
+                    if sdom.is_active().unwrap_or(true) {
+                        return Ok(out); // Running on the source: nothing there is a leftover.
+                    }
+                    if req.mode == MigrationMode::Offline
+                        && let Err(why) = source_superseded(&sconn, &sdom, Some(&prov), req)?
+                    {
+                        return Err(DriverError::permanent(format!(
+                            "VM {} is still defined on {} and {why}: nothing of it there is a leftover",
+                            req.vm_name, req.source
+                        )));
+                    }
+                    out.push(Leftover {
+                        host: req.source.clone(),
+                        kind: LeftoverKind::Definition,
+                        what: prov.source_name.clone(),
+                    });
+                    // Listed first, so removed before its files: they are not kept by it.
+                    host::paths_in_use_by_others(&sconn, &req.vm)?
                 }
-                out.push(Leftover {
-                    host: req.source.clone(),
-                    kind: LeftoverKind::Definition,
-                    what: prov.source_name.clone(),
-                });
-            }
-            let in_use = host::paths_in_use(&sconn)?;
+                None => host::paths_in_use(&sconn)?,
+            };
             let mut files = Vec::new();
             for f in &prov.files {
                 if !in_use.contains(f) && vol_at(&sconn, f)?.is_some() {
@@ -1291,11 +1479,25 @@ fn remove_sync(
         LeftoverContext::AfterSuccess => {
             // The proof must still hold: the VM is on the destination.
             let dconn = dst.conn()?;
-            if find_domain(&dconn, &req.vm)?.is_none() {
+            let Some(ddom) = find_domain(&dconn, &req.vm)? else {
                 return Err(DriverError::permanent(format!(
                     "VM {} is not on {}: not removing anything of it on {}",
                     req.vm_name, req.destination, req.source
                 )));
+            };
+            // Offline and still defined on the source (vmove stopped between the define on
+            // the destination and the undefine on the source): only while the source is
+            // unchanged since the copy.
+            if req.mode == MigrationMode::Offline
+                && let Some(sdom) = find_domain(&conn, &req.vm)?
+            {
+                let (_, ddesc) = describe(&ddom, 0)?;
+                if let Err(why) = source_superseded(&conn, &sdom, ddesc.provenance.as_ref(), req)? {
+                    return Err(DriverError::permanent(format!(
+                        "VM {} is still defined on {} and {why}: not removing anything of it there",
+                        req.vm_name, req.source
+                    )));
+                }
             }
         }
         LeftoverContext::AfterFailedAttempt => {
@@ -1455,6 +1657,85 @@ mod tests {
                 .message
                 .contains("hyperv")
         );
+    }
+
+    fn facts(path: &str, bytes: u64, ctime: Option<&str>) -> FileFacts {
+        FileFacts {
+            path: path.into(),
+            bytes,
+            mtime: Some("1795735743.261969297".into()),
+            ctime: ctime.map(str::to_owned),
+        }
+    }
+
+    /// Guards the proof that lets a resumed run finish an offline move cut between the
+    /// destination's define and the source's undefine: the source's files must be the copied
+    /// ones, each as recorded when the copy ended; anything else, or nothing recorded, is no
+    /// proof.
+    #[test]
+    fn a_source_is_unchanged_since_the_copy_only_with_the_same_files_as_recorded() {
+        let files = vec!["/a/vm-0.qcow2".to_owned(), "/a/vm-0-base.qcow2".to_owned()];
+        let then = vec![
+            facts("/a/vm-0.qcow2", 4521984, Some("1795735743.261969298")),
+            facts("/a/vm-0-base.qcow2", 196616, Some("1795735700.000000001")),
+        ];
+        let prov = Provenance {
+            source_host: "hostA".into(),
+            source_name: "vm".into(),
+            files: files.clone(),
+            sources: then.clone(),
+            ..Provenance::default()
+        };
+        let same = |f: &str| Ok(then.iter().find(|t| t.path == f).cloned());
+        // The chain listed in another order is the same files.
+        let reordered = vec![files[1].clone(), files[0].clone()];
+        assert_eq!(
+            unchanged_since_copy(&prov, &reordered, same).unwrap(),
+            Ok(())
+        );
+
+        let why = |now: Vec<FileFacts>, files: &[String], prov: &Provenance| {
+            unchanged_since_copy(prov, files, |f: &str| {
+                Ok(now.iter().find(|t| t.path == f).cloned())
+            })
+            .unwrap()
+            .unwrap_err()
+        };
+        // Written after the copy: the change time moved (the size may not).
+        let mut written = then.clone();
+        written[1].ctime = Some("1795735800.5".into());
+        let w = why(written, &files, &prov);
+        assert!(
+            w.contains("/a/vm-0-base.qcow2") && w.contains("changed after its copy"),
+            "{w}"
+        );
+        // Grown.
+        let mut grown = then.clone();
+        grown[0].bytes += 65536;
+        assert!(why(grown, &files, &prov).contains("/a/vm-0.qcow2"));
+        // Gone.
+        assert!(why(then[..1].to_vec(), &files, &prov).contains("is gone"));
+        // A disk added to (or removed from) the source definition.
+        let mut more = files.clone();
+        more.push("/a/vm-1.qcow2".into());
+        assert!(why(then.clone(), &more, &prov).contains("the copy was of"));
+        assert!(why(then.clone(), &files[..1], &prov).contains("the copy was of"));
+        // Nothing recorded (a live move's or an older vmove's record), or no change time.
+        let bare = Provenance {
+            sources: Vec::new(),
+            ..prov.clone()
+        };
+        assert!(why(then.clone(), &files, &bare).contains("nothing proves"));
+        let no_ctime = Provenance {
+            sources: vec![then[0].clone(), facts("/a/vm-0-base.qcow2", 196616, None)],
+            ..prov.clone()
+        };
+        assert!(why(then.clone(), &files, &no_ctime).contains("no change time"));
+        let partial = Provenance {
+            sources: then[..1].to_vec(),
+            ..prov.clone()
+        };
+        assert!(why(then.clone(), &files, &partial).contains("/a/vm-0-base.qcow2"));
     }
 
     #[test]

@@ -350,6 +350,26 @@ pub fn vol_physical(vol: &StorageVol) -> DriverResult<u64> {
         .map_err(read_err("cannot read a disk image's physical size"))
 }
 
+/// Size and modification and change times of the file at `path` (`None`: no such file), as
+/// the storage API reports them after a refresh of its folder.
+pub fn file_facts(conn: &Connect, path: &str) -> DriverResult<Option<xml::FileFacts>> {
+    let Some(vol) = vol_at(conn, path)? else {
+        return Ok(None);
+    };
+    let bytes = vol_physical(&vol)?;
+    let raw = vol
+        .xml_desc(0)
+        .map_err(read_err("cannot read a disk image's description"))?;
+    let (mtime, ctime) =
+        xml::vol_timestamps(&raw).map_err(|e| DriverError::transient(e.to_string()))?;
+    Ok(Some(xml::FileFacts {
+        path: path.to_owned(),
+        bytes,
+        mtime,
+        ctime,
+    }))
+}
+
 /// A VM's disks with their sizes and full backing chains.
 pub fn disks_of(conn: &Connect, desc: &DomainDesc) -> DriverResult<Vec<Disk>> {
     let mut out = Vec::new();
@@ -523,6 +543,16 @@ pub fn vm_info(conn: &Connect, dom: &Domain) -> DriverResult<VmInfo> {
 
 /// Every file path used by any domain defined on the host (tops and known chains).
 pub fn paths_in_use(conn: &Connect) -> DriverResult<Vec<String>> {
+    paths_in_use_except(conn, None)
+}
+
+/// Every file path used by the domains defined on the host other than `vm` (a definition
+/// being removed as a leftover does not keep its own files; another VM sharing a file does).
+pub fn paths_in_use_by_others(conn: &Connect, vm: &VmId) -> DriverResult<Vec<String>> {
+    paths_in_use_except(conn, Some(vm))
+}
+
+fn paths_in_use_except(conn: &Connect, except: Option<&VmId>) -> DriverResult<Vec<String>> {
     let doms = conn
         .list_all_domains(0)
         .map_err(read_err("cannot list VMs"))?;
@@ -531,6 +561,9 @@ pub fn paths_in_use(conn: &Connect) -> DriverResult<Vec<String>> {
         let Ok((_, desc)) = describe(&d, 0) else {
             continue;
         };
+        if except.is_some_and(|vm| desc.uuid.eq_ignore_ascii_case(vm.as_str())) {
+            continue;
+        }
         out.extend(paths_of(conn, &desc));
     }
     Ok(out)

@@ -68,6 +68,25 @@ pub struct Provenance {
     pub logs: Vec<String>,
     /// Expected virtual size of each destination disk: (path, bytes).
     pub sizes: Vec<(String, u64)>,
+    /// Offline moves: each source file as it was when its copy ended (what tells, after a
+    /// crash that left the VM defined on both hosts, whether the source changed since).
+    pub sources: Vec<FileFacts>,
+}
+
+/// A file as libvirt's storage API describes it: its size and its last modification and
+/// change times (the volume's `<timestamps>`, seconds with nanoseconds, kept as libvirt
+/// writes them). Any write to the file changes its change time, and so does a change of its
+/// owner or mode; nobody can set it back (unlike the modification time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileFacts {
+    /// Path on its host.
+    pub path: String,
+    /// Size of the file itself, bytes.
+    pub bytes: u64,
+    /// Last modification time, if libvirt reports it.
+    pub mtime: Option<String>,
+    /// Last change time, if libvirt reports it.
+    pub ctime: Option<String>,
 }
 
 fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
@@ -174,6 +193,15 @@ pub fn parse_domain(xml: &str) -> Result<DomainDesc, XmlError> {
                             .and_then(|b| b.parse().ok())
                             .unwrap_or(0),
                     )),
+                    "source" => out.sources.push(FileFacts {
+                        path,
+                        bytes: c
+                            .attribute("bytes")
+                            .and_then(|b| b.parse().ok())
+                            .unwrap_or(0),
+                        mtime: c.attribute("mtime").map(str::to_owned),
+                        ctime: c.attribute("ctime").map(str::to_owned),
+                    }),
                     _ => {}
                 }
             }
@@ -219,6 +247,19 @@ fn provenance_xml(p: &Provenance) -> String {
     }
     for (f, b) in &p.sizes {
         s.push_str(&format!("<vmove:size path='{}' bytes='{b}'/>", escape(f)));
+    }
+    for f in &p.sources {
+        s.push_str(&format!(
+            "<vmove:source path='{}' bytes='{}'",
+            escape(&f.path),
+            f.bytes
+        ));
+        for (name, t) in [("mtime", &f.mtime), ("ctime", &f.ctime)] {
+            if let Some(t) = t {
+                s.push_str(&format!(" {name}='{}'", escape(t)));
+            }
+        }
+        s.push_str("/>");
     }
     s.push_str("</vmove:moved>");
     s
@@ -331,6 +372,19 @@ pub fn vol_format_and_backing(xml: &str) -> Result<(Option<String>, Option<Strin
     Ok((format, backing))
 }
 
+/// A volume's last modification and change times (`<target><timestamps>`), from its XML.
+pub fn vol_timestamps(xml: &str) -> Result<(Option<String>, Option<String>), XmlError> {
+    let doc = roxmltree::Document::parse(xml)?;
+    let ts = child(doc.root_element(), "target").and_then(|t| child(t, "timestamps"));
+    let time = |name: &str| {
+        ts.and_then(|t| child(t, name))
+            .and_then(|n| n.text())
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    Ok((time("mtime"), time("ctime")))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -418,6 +472,20 @@ mod tests {
             files: vec!["/a/vm1-0.qcow2".into(), "/a/vm1-0-base.qcow2".into()],
             logs: vec!["/var/log/libvirt/qemu/vm1.log".into()],
             sizes: vec![("/b/vm1-0.qcow2".into(), 67108864)],
+            sources: vec![
+                FileFacts {
+                    path: "/a/vm1-0.qcow2".into(),
+                    bytes: 4521984,
+                    mtime: Some("1795735743.261969297".into()),
+                    ctime: Some("1795735743.261969298".into()),
+                },
+                FileFacts {
+                    path: "/a/vm1-0-base.qcow2".into(),
+                    bytes: 196616,
+                    mtime: None,
+                    ctime: None,
+                },
+            ],
         };
         let once = rewrite_for_destination(RUNNING, &[], false, Some(&p)).unwrap();
         assert_eq!(parse_domain(&once).unwrap().provenance.as_ref(), Some(&p));
@@ -441,6 +509,15 @@ mod tests {
         assert_eq!(
             vol_format_and_backing(vol).unwrap(),
             (Some("qcow2".into()), Some("/i/b.qcow2".into()))
+        );
+        assert_eq!(vol_timestamps(vol).unwrap(), (None, None));
+        let vol = "<volume type='file'><name>t.qcow2</name><target><path>/i/t.qcow2</path><timestamps><atime>1795735743.349969302</atime><mtime>1795735743.261969297</mtime><ctime>1795735743.261969298</ctime><btime>0</btime></timestamps></target></volume>";
+        assert_eq!(
+            vol_timestamps(vol).unwrap(),
+            (
+                Some("1795735743.261969297".into()),
+                Some("1795735743.261969298".into())
+            )
         );
     }
 }

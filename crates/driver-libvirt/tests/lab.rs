@@ -956,3 +956,190 @@ async fn a_call_to_a_frozen_libvirtd_fails_within_the_keepalive_bound_and_works_
     assert!(info.free_memory_bytes > 0, "{info:?}");
     lab.driver.list_vms(&dst).await.expect("list after SIGCONT");
 }
+
+/// An offline move stopped where a `kill -9` of vmove in `run_offline` would stop it: the VM
+/// defined on the destination (disks copied, provenance written) but not yet undefined on the
+/// source. Done with a real driver move, then the source definition put back as it was (its
+/// disks were never touched: only the after-success clean-up removes them). Returns the disks'
+/// paths and their checksums before the move.
+async fn offline_move_cut_before_the_source_undefine(
+    lab: &Lab,
+    vm: &VmId,
+    name: &str,
+) -> (Vec<String>, Vec<String>) {
+    let paths: Vec<String> = (0..2)
+        .map(|i| format!("/var/lib/libvirt/images/{name}-{i}.qcow2"))
+        .collect();
+    let before: Vec<String> = paths.iter().map(|p| checksum(a(), p)).collect();
+    let source_xml = virsh(a(), &["dumpxml", "--inactive", name]).unwrap();
+    let req = lab.request(vm, name, MigrationMode::Offline);
+    let h = lab.driver.start_migration(&req).await.unwrap();
+    assert_eq!(lab.wait_end(&req, &h).await, MigrationStatus::Completed);
+    let f = std::env::temp_dir().join(format!("{name}-source.xml"));
+    std::fs::write(&f, source_xml).unwrap();
+    virsh(a(), &["define", f.to_str().unwrap()]).unwrap();
+    let _ = std::fs::remove_file(&f);
+    for h in [a(), b()] {
+        assert_eq!(virsh(h, &["domstate", name]).unwrap(), "shut off", "on {h}");
+    }
+    (paths, before)
+}
+
+/// Guards the crash window of an offline move between "defined on the destination" and
+/// "undefined on the source": a restarted vmove (a new driver instance, doing what the engine
+/// does on resume: locate, verify, list and remove the source's leftovers) finishes the move
+/// while the source copy is shut off and unchanged since the copy (the destination's
+/// provenance records the source disks' size and change time), and it then leaves the VM
+/// defined on the destination only, content equal. Once a source disk changed after the copy,
+/// nothing proves the destination copy current: verify says why, and listing or removing the
+/// source's leftovers is refused naming that disk (the source keeps its data).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_move_cut_after_the_destination_define_finishes_only_while_the_source_is_unchanged()
+ {
+    if !lab_enabled(
+        "an_offline_move_cut_after_the_destination_define_finishes_only_while_the_source_is_unchanged",
+    ) {
+        return;
+    }
+    let first = Lab::new();
+    let opts = ["--off", "--disks", "2", "--size", "64", "--fill", "4"];
+
+    // 1. Unchanged source: the resumed run finishes the move.
+    let (vm, name) = first.mkvm("offcut", &opts);
+    let (paths, before) = offline_move_cut_before_the_source_undefine(&first, &vm, &name).await;
+    drop(first);
+    let lab = Lab::restarted(&vm, &name);
+    let req = lab.request(&vm, &name, MigrationMode::Offline);
+    let loc = lab.driver.locate(&req).await.unwrap();
+    assert_eq!(
+        loc.on_source.as_ref().map(|v| v.power.clone()),
+        Some(PowerState::Off)
+    );
+    assert!(
+        loc.on_destination.is_some() && loc.running_migration.is_none(),
+        "{loc:?}"
+    );
+    let v = lab.driver.verify(&req).await.unwrap();
+    assert!(v.is_proof(), "{v:?}");
+    let left = lab.left(&req, LeftoverContext::AfterSuccess).await;
+    assert!(
+        left.iter()
+            .any(|l| l.kind == LeftoverKind::Definition && l.host == HostId::new(a())),
+        "{left:?}"
+    );
+    for p in &paths {
+        assert!(
+            left.iter().any(|l| &l.what == p),
+            "{p} not listed: {left:?}"
+        );
+    }
+    lab.remove_all(&req, &left, LeftoverContext::AfterSuccess)
+        .await;
+    assert!(
+        virsh(a(), &["dominfo", &name]).is_err(),
+        "still defined on the source"
+    );
+    for p in &paths {
+        assert!(!outside(a(), p).exists(), "{p} left on the source");
+    }
+    let after: Vec<String> = paths.iter().map(|p| checksum(b(), p)).collect();
+    assert_eq!(before, after);
+    assert_eq!(virsh(b(), &["domstate", &name]).unwrap(), "shut off");
+    lab.cleanup(&name);
+
+    // 2. A source disk written after the copy (as if the VM had been started and shut off
+    // again): the destination copy is stale, nothing of the source may go.
+    let first = Lab::new();
+    let (vm, name) = first.mkvm("offchg", &opts);
+    let (paths, _) = offline_move_cut_before_the_source_undefine(&first, &vm, &name).await;
+    drop(first);
+    run(Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", "write -P 0x7a 0 64k"])
+        .arg(outside(a(), &paths[1])));
+    let changed = checksum(a(), &paths[1]);
+    let lab = Lab::restarted(&vm, &name);
+    let req = lab.request(&vm, &name, MigrationMode::Offline);
+    let v = lab.driver.verify(&req).await.unwrap();
+    assert!(!v.is_proof(), "a stale destination copy proven: {v:?}");
+    assert!(v.detail.contains(&paths[1]), "{v:?}");
+    let err = lab
+        .driver
+        .leftovers(&req, LeftoverContext::AfterSuccess)
+        .await
+        .unwrap_err();
+    assert!(err.message.contains(&paths[1]), "{err}");
+    let definition = Leftover {
+        host: HostId::new(a()),
+        kind: LeftoverKind::Definition,
+        what: name.clone(),
+    };
+    let err = lab
+        .driver
+        .remove_leftover(&req, &definition, LeftoverContext::AfterSuccess)
+        .await
+        .unwrap_err();
+    assert!(err.message.contains(&paths[1]), "{err}");
+    assert_eq!(virsh(a(), &["domstate", &name]).unwrap(), "shut off");
+    assert_eq!(
+        checksum(a(), &paths[1]),
+        changed,
+        "the source's data changed"
+    );
+    lab.cleanup(&name);
+}
+
+/// Guards what the provenance's source facts mean: they are those of the data copied. A source
+/// disk written while its offline copy runs fails the attempt before the VM is defined on the
+/// destination (the VM stays on the source only, its data as written), and the copies are the
+/// failed attempt's leftovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_copy_whose_source_changes_meanwhile_is_not_defined_on_the_destination() {
+    if !lab_enabled(
+        "an_offline_copy_whose_source_changes_meanwhile_is_not_defined_on_the_destination",
+    ) {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = lab.mkvm("offwrt", &["--off", "--size", "1024", "--fill", "768"]);
+    let path = format!("/var/lib/libvirt/images/{name}-0.qcow2");
+    let req = lab.request(&vm, &name, MigrationMode::Offline);
+    let h = lab.driver.start_migration(&req).await.unwrap();
+    let mut copying = false;
+    for _ in 0..200 {
+        match lab.driver.migration_status(&req, &h).await.unwrap() {
+            MigrationStatus::Running(p) if p.bytes_done > 0 => {
+                copying = true;
+                break;
+            }
+            MigrationStatus::Pending | MigrationStatus::Running(_) => {}
+            end => panic!("the copy ended before the write: {end:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(copying, "the copy did not start");
+    run(Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", "write -P 0x7a 0 64k"])
+        .arg(outside(a(), &path)));
+    let written = checksum(a(), &path);
+    let end = lab.wait_end(&req, &h).await;
+    let MigrationStatus::Failed(f) = &end else {
+        panic!("a copy of a disk written meanwhile was used: {end:?}");
+    };
+    assert!(
+        f.message.contains("changed during its offline copy") && f.message.contains(&path),
+        "{f:?}"
+    );
+    assert!(
+        virsh(b(), &["dominfo", &name]).is_err(),
+        "defined on {}",
+        b()
+    );
+    assert_eq!(virsh(a(), &["domstate", &name]).unwrap(), "shut off");
+    assert_eq!(checksum(a(), &path), written);
+    let left = lab.left(&req, LeftoverContext::AfterFailedAttempt).await;
+    assert_eq!(
+        left.iter().map(|l| l.what.as_str()).collect::<Vec<_>>(),
+        vec![path.as_str()]
+    );
+    lab.cleanup(&name);
+}
