@@ -965,7 +965,7 @@ fn plan_uses_the_rate_measured_at_its_slots_or_says_which_nearest_level() {
 /// attempt fails (with its try and the next look), and each look that finds the job running.
 /// The sim's source stops answering before the stall watchdog fires (~17 s) until ~52 s: the
 /// abort fails, four locates fail (17, 27, 37, 47 s), the look at ~57 s finds the job running
-/// and, the first abort having failed (nothing to wait for), asks again at once. Speed 20: each
+/// and, the first abort having failed for a passing reason, waits one look and asks again. Speed 20: each
 /// boundary is ~5 simulated seconds (~250 ms of real time) from the nearest look.
 #[test]
 fn plain_output_says_what_vmove_waits_for_after_a_stall_abort() {
@@ -1011,11 +1011,21 @@ speed = 20
             r.stdout
         );
     }
-    // A failed abort is not waited for: no look is spent on it before the second abort.
+    // An abort that failed for a passing reason (the source not answering) is not waited for
+    // as an accepted one (6 looks): one look finds the job running and says so ("look 1 of 2"),
+    // the next asks again.
     let round2 = r.stdout.find("(round 2 of 3)").unwrap();
+    assert_eq!(
+        r.stdout[..round2]
+            .matches("waiting for a to end the job")
+            .count(),
+        1,
+        "one look waited after the failed abort:\n{}",
+        r.stdout
+    );
     assert!(
-        !r.stdout[..round2].contains("waiting for a to end the job"),
-        "looks waited after a failed abort:\n{}",
+        r.stdout[..round2].contains("waiting for a to end the job (look 1 of 2)"),
+        "{}",
         r.stdout
     );
 }

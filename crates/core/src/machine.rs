@@ -13,8 +13,10 @@
 //! After an abort, what a look that finds the job still running does depends on the abort's
 //! answer: accepted, unanswered (the `Aborting` timer) or indeterminate, the abort may still take
 //! effect, so the job is given [`ABORT_PATIENCE`] looks (`recheck_interval` apart) to end before
-//! the abort is asked again; definitely refused (a transient, permanent or refused error: it did
-//! not happen), there is nothing to wait for, so the first such look asks again. Either way at
+//! the abort is asked again; definitely refused (it did not happen), there is nothing to wait for:
+//! refused for good (a permanent or refused error), the first such look asks again; refused for a
+//! passing reason (a transient error: host busy, a lock held), the next look does
+//! ([`REFUSED_ABORT_PATIENCE`]), so that passing refusals do not use up the rounds in seconds. Either way at
 //! most [`ABORT_RETRIES`] aborts are asked, then the VM is left for a person. Looks that fail are
 //! counted apart (at most [`OBSERVE_RETRIES`] per round) and do not use up that patience.
 //!
@@ -36,7 +38,7 @@
 //!     Migrating --> Locating: failed
 //!     Aborting --> Locating: abort answered (or timed out): look at once
 //!     Locating --> Migrating: a migration job still runs (re-adopted)
-//!     Locating --> Aborting: a job still runs (after a refused abort: at once; after an accepted or unanswered one: at the ABORT_PATIENCE-th look)
+//!     Locating --> Aborting: a job still runs (after an abort refused for good: at once; refused for a passing reason: at the 2nd look; accepted or unanswered: at the ABORT_PATIENCE-th look)
 //!     Locating --> Verifying: it is on the destination
 //!     Locating --> Discarding: it is on the source: remove what the attempt left on the destination
 //!     Locating --> Unmigratable: on both / on neither
@@ -77,10 +79,16 @@ pub const ABORT_RETRIES: u32 = 3;
 /// (or not answered, or answered with an indeterminate error) may go on running before the abort
 /// is asked again. An accepted abort can take a while: on a cut link, libvirt ends an aborted
 /// storage migration only at the source's next TCP retransmission after the link is back (25 s,
-/// 51 s, 102 s... after the cut, seen in the netns lab). An abort the driver definitely refused
-/// (a transient, permanent or refused error: it did not happen) gets no patience: the first look
-/// that finds the job running asks again (the next round).
+/// 51 s, 102 s... after the cut, seen in the netns lab). An abort the driver refused for good
+/// (a permanent or refused error: it did not happen) gets no patience: the first look that finds
+/// the job running asks again (the next round); one refused for a passing reason gets
+/// [`REFUSED_ABORT_PATIENCE`].
 pub const ABORT_PATIENCE: u32 = 6;
+/// The looks a job found running after an abort the driver refused for a passing reason (a
+/// transient error: the host busy, a lock held) gets before the abort is asked again: one
+/// `recheck_interval`, so that three passing refusals do not use up [`ABORT_RETRIES`] in seconds.
+/// An abort refused for good (permanent, refused) is asked again at the first look.
+pub const REFUSED_ABORT_PATIENCE: u32 = 2;
 
 /// The state of one VM's move. The data each phase needs lives in its variant.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,10 +133,12 @@ pub enum MoveState {
         /// Aborts asked so far in this attempt.
         abort_rounds: u32,
         /// Waiting for the last abort to take effect: how many looks found the job still running
-        /// since it was asked (at most [`ABORT_PATIENCE`]). `None` when there is nothing to wait
-        /// for: no abort was asked, or the last one was definitely refused (or, after a resume,
-        /// may never have reached the host); a job found running is then aborted at once.
-        abort_wait: Option<u32>,
+        /// since it was asked, and how many it may (the patience: [`ABORT_PATIENCE`] after an
+        /// abort accepted or not answered, [`REFUSED_ABORT_PATIENCE`] after one refused for a
+        /// passing reason). `None` when there is nothing to wait for: no abort was asked, or the
+        /// last one was refused for good (or, after a resume, may never have reached the host);
+        /// a job found running is then aborted at once.
+        abort_wait: Option<(u32, u32)>,
     },
     /// Removing what a failed attempt left on the destination.
     Discarding {
@@ -504,7 +514,7 @@ impl VmMove {
         req: MigrationRequest,
         why: Failure,
         abort_rounds: u32,
-        abort_wait: Option<u32>,
+        abort_wait: Option<(u32, u32)>,
         out: &mut Output,
     ) {
         out.commands.push(Command::Locate {
@@ -545,7 +555,7 @@ impl VmMove {
             destination: req.destination.clone(),
             handle: handle.clone(),
         });
-        self.abort_waiting(&req, &why, rounds + 1, 0, out);
+        self.abort_waiting(&req, &why, rounds + 1, (0, ABORT_PATIENCE), out);
         // If the abort never answers, look at the hosts anyway after a stall timeout.
         self.timer = Some(ctx.now + ctx.settings.stall_timeout);
         self.state = MoveState::Aborting {
@@ -678,13 +688,14 @@ impl VmMove {
         }
     }
 
-    /// Says that an abort was asked (`look` 0) or that the job still runs after it.
+    /// Says that an abort was asked (`look` 0) or that the job still runs after it (`look` of
+    /// `looks`).
     fn abort_waiting(
         &self,
         req: &MigrationRequest,
         why: &Failure,
         round: u32,
-        look: u32,
+        (look, looks): (u32, u32),
         out: &mut Output,
     ) {
         out.events.push(EventKind::AbortWaiting {
@@ -696,7 +707,7 @@ impl VmMove {
             round,
             rounds: ABORT_RETRIES,
             look,
-            looks: ABORT_PATIENCE,
+            looks,
         });
     }
 
@@ -1310,11 +1321,13 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
             // Either way the hosts are looked at now. What is waited for depends on the answer:
             // an accepted abort (or one whose outcome is unknown) may still take effect, so a job
             // found running is given ABORT_PATIENCE looks to end; an abort the driver definitely
-            // refused did not happen, so a job found running is aborted again at once (the next
-            // round), and a job that is gone needs no abort.
+            // refused did not happen: a job found running is aborted again (the next round) at
+            // once when the refusal was for good, after one more look (REFUSED_ABORT_PATIENCE)
+            // when it was for a passing reason; a job that is gone needs no abort.
             let abort_wait = match &res {
-                Ok(()) => Some(0),
-                Err(e) if e.class == ErrorClass::Indeterminate => Some(0),
+                Ok(()) => Some((0, ABORT_PATIENCE)),
+                Err(e) if e.class == ErrorClass::Indeterminate => Some((0, ABORT_PATIENCE)),
+                Err(e) if e.class == ErrorClass::Transient => Some((0, REFUSED_ABORT_PATIENCE)),
                 Err(_) => None,
             };
             if let Err(e) = res {
@@ -1336,7 +1349,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
             VmEvent::Timer,
         ) => {
             // The abort call never answered (it may yet take effect): look at the hosts anyway.
-            vm.locate(req, why, rounds, Some(0), &mut out);
+            vm.locate(req, why, rounds, Some((0, ABORT_PATIENCE)), &mut out);
         }
         // Self-loop: status reports and convergence answers that crossed the abort; the Locate that
         // follows decides from what the hosts show.
@@ -1410,11 +1423,13 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                     if !we_gave_up && why.class == ErrorClass::Indeterminate {
                         // The start did happen: re-adopt the migration.
                         vm.start_migrating(ctx, req, handle, &mut out);
-                    } else if let Some(looks) = abort_wait.filter(|l| l + 1 < ABORT_PATIENCE) {
+                    } else if let Some((looks, patience)) =
+                        abort_wait.filter(|&(l, patience)| l + 1 < patience)
+                    {
                         // The abort was accepted (or its answer is unknown) and the job still
                         // runs: give it time to end before asking again (each ask is a round).
                         // Failed looks in between do not count here (they have `tries`).
-                        vm.abort_waiting(&req, &why, abort_rounds, looks + 1, &mut out);
+                        vm.abort_waiting(&req, &why, abort_rounds, (looks + 1, patience), &mut out);
                         vm.relocate_later(
                             ctx,
                             MoveState::Locating {
@@ -1422,7 +1437,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                                 why,
                                 tries,
                                 abort_rounds,
-                                abort_wait: Some(looks + 1),
+                                abort_wait: Some((looks + 1, patience)),
                             },
                         );
                     } else if abort_rounds < ABORT_RETRIES {

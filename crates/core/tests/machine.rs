@@ -850,7 +850,7 @@ fn a_migration_reported_failed_is_said_at_once_before_the_hosts_are_looked_at() 
 /// nothing to wait for: the first look that finds the job running asks again at once.
 #[test]
 fn a_definitely_refused_abort_is_asked_again_at_the_first_look_that_finds_the_job_running() {
-    for class in [ErrorClass::Transient, ErrorClass::Permanent] {
+    for class in [ErrorClass::Permanent, ErrorClass::DestinationRefused] {
         let mut d = Driven::aborting();
         let (c, ev) = d.feed(VmEvent::AbortDone(Err(Failure::new(
             class,
@@ -899,6 +899,50 @@ fn a_definitely_refused_abort_is_asked_again_at_the_first_look_that_finds_the_jo
             Some(("list", LeftoverContext::AfterFailedAttempt))
         )
     );
+}
+
+/// An abort refused for a passing reason (a transient error: the host busy, a lock held) is
+/// asked again one look later, not at once: three passing refusals in a row must not leave a
+/// running migration for a person within seconds.
+#[test]
+fn an_abort_refused_for_a_passing_reason_is_asked_again_one_look_later() {
+    let mut d = Driven::aborting();
+    let (c, _) = d.feed(VmEvent::AbortDone(Err(Failure::new(
+        ErrorClass::Transient,
+        "cannot abort the migration: timed out acquiring the state change lock",
+    ))));
+    assert!(
+        matches!(c[..], [Command::Locate { .. }]),
+        "the hosts are looked at at once: {c:?}"
+    );
+    let (c, ev) = d.feed(loc(Some(info(PowerState::Running)), None, true));
+    assert!(
+        !c.iter()
+            .any(|c| matches!(c, Command::AbortMigration { .. })),
+        "not asked again at the first look: {c:?}"
+    );
+    assert_eq!(d.v.phase(), Phase::Locating);
+    assert!(
+        ev.iter().any(|e| matches!(
+            e,
+            EventKind::AbortWaiting {
+                round: 1,
+                look: 1,
+                looks: vmove_core::machine::REFUSED_ABORT_PATIENCE,
+                ..
+            }
+        )),
+        "the wait is said, with its own patience: {ev:?}"
+    );
+    let (c, _) = d.feed(VmEvent::Timer);
+    assert!(matches!(c[..], [Command::Locate { .. }]), "{c:?}");
+    let (c, ev) = d.feed(loc(Some(info(PowerState::Running)), None, true));
+    assert!(
+        c.iter()
+            .any(|c| matches!(c, Command::AbortMigration { .. })),
+        "asked again at the second look: {c:?} {ev:?}"
+    );
+    assert_eq!(d.v.phase(), Phase::Aborting);
 }
 
 /// The other side of the rule above: an abort that was accepted, or whose answer is unknown (an
