@@ -35,7 +35,8 @@ if [ -z "$vmove" ]; then
   vmove="${CARGO_TARGET_DIR:-$ROOT/target}/release/vmove"
 fi
 
-fresh() {
+# wipe: no benchmark VM (nor its files) on any host. fresh: wipe, then N new VMs on hostA.
+wipe() {
   for h in $HOSTS; do
     for d in $(vsh "$h" list --all --name 2>/dev/null | grep -E '^(bench|benchcal)-' || true); do
       vsh "$h" destroy "$d" >/dev/null 2>&1 || true; vsh "$h" undefine "$d" >/dev/null 2>&1 || true
@@ -44,6 +45,9 @@ fresh() {
     rm -f "$(host_dir "$h")"/lib/images/benchcal-* "$(host_dir "$h")"/log/qemu/benchcal-*
     vsh "$h" pool-refresh images >/dev/null
   done
+}
+fresh() {
+  wipe
   for i in $(seq 1 "$N"); do "$LAB_SCRIPTS/mkvm.sh" hostA "bench-$i" --size "$DISK" --fill "$FILL" >/dev/null; done
 }
 now() { date +%s.%N; }
@@ -207,4 +211,5 @@ printf '%s\n' "${rows[@]}"
 printf 'plans: %s/bench-plan-{1,2,4}.txt; the last plan'"'"'s figures:\n' "$LAB"
 sed -n '2,3p' "$LAB/bench-plan-4.txt"
 for k in 1 2 4; do printf 'vmove %d slots, from the journal (%s):\n' "$k" "$LAB/bench-timeline-$k.txt"; tail -2 "$LAB/bench-timeline-$k.txt"; done
-fresh >/dev/null 2>&1 || true
+# Leave no benchmark VM running (8 QEMUs would load the machine for whatever runs next).
+wipe >/dev/null 2>&1 || true
