@@ -776,9 +776,7 @@ impl Driver for LibvirtDriver {
         let h = self.host(host)?;
         blocking_on(vec![h.clone()], Phase::Read, move || {
             let conn = h.conn()?;
-            let free_memory_bytes = conn
-                .free_memory()
-                .map_err(read_err("cannot read free memory"))?;
+            let free_memory_bytes = host::available_memory(&conn)?;
             let free_disk_bytes = match host::pool_path(&conn, &h.cfg.pool) {
                 Ok((p, _)) => p.info().map(|i| i.available).unwrap_or(0),
                 Err(_) => 0,

@@ -7,6 +7,8 @@
 //!   parameters with `virTypedParamsGet*`, then free them.
 //! - [`abort_job`], [`block_job_type`], [`backup_running`], [`start_post_copy`],
 //!   [`max_downtime`]: not wrapped at all.
+//! - [`node_memory_stats`]: `virNodeGetMemoryStats` is not wrapped (the crate has only the
+//!   free memory, `MemFree`, which leaves out the page cache the kernel gives back on demand).
 //! - [`copy_volume_sparse`]: pipes a sparse download stream into a sparse upload stream with
 //!   `virStreamSparseRecvAll`, whose callbacks the crate does not expose.
 #![allow(unsafe_code)]
@@ -96,6 +98,43 @@ pub fn job_stats(dom: &Domain) -> Result<Option<JobFigures>, Error> {
         unsafe { sys::virTypedParamsFree(params, nparams) };
     }
     Ok((job_type != sys::VIR_DOMAIN_JOB_NONE as c_int).then_some(figures))
+}
+
+/// The host's memory figures (`virNodeGetMemoryStats`, all cells): each field's name (`total`,
+/// `free`, `buffers`, `cached`) and its value in KiB.
+pub fn node_memory_stats(conn: &Connect) -> Result<Vec<(String, u64)>, Error> {
+    let cells = sys::VIR_NODE_MEMORY_STATS_ALL_CELLS;
+    let mut n: c_int = 0;
+    // SAFETY: live connection; a NULL params array with nparams 0 asks only for the count.
+    let ret = unsafe {
+        sys::virNodeGetMemoryStats(conn.as_ptr(), cells, std::ptr::null_mut(), &mut n, 0)
+    };
+    if ret < 0 {
+        return Err(Error::last_error());
+    }
+    let mut params = vec![
+        sys::_virNodeMemoryStats {
+            field: [0; sys::VIR_NODE_MEMORY_STATS_FIELD_LENGTH as usize],
+            value: 0,
+        };
+        usize::try_from(n).unwrap_or(0)
+    ];
+    // SAFETY: `params` holds `n` elements, which libvirt fills (it writes at most `n` and sets
+    // `n` to how many it wrote); each `field` is a NUL-terminated string within its 80 bytes.
+    let ret =
+        unsafe { sys::virNodeGetMemoryStats(conn.as_ptr(), cells, params.as_mut_ptr(), &mut n, 0) };
+    if ret < 0 {
+        return Err(Error::last_error());
+    }
+    params.truncate(usize::try_from(n).unwrap_or(0));
+    Ok(params
+        .iter()
+        .map(|p| {
+            // SAFETY: see above: NUL-terminated within the array.
+            let name = unsafe { CStr::from_ptr(p.field.as_ptr()) };
+            (name.to_string_lossy().into_owned(), p.value)
+        })
+        .collect())
 }
 
 /// Aborts the domain's current job (`virDomainAbortJob`).

@@ -299,6 +299,55 @@ async fn conformance_suite_on_the_lab() {
     conformance::run_all(&Lab::new()).await;
 }
 
+/// A figure of /proc/meminfo in bytes (the lab's hosts share this machine's kernel).
+fn meminfo(field: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/meminfo"));
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// Regression: the driver reported libvirt's free memory (`MemFree`) as what a host can give a
+/// new VM, leaving out the page cache the kernel gives back on demand. On the lab, with most of
+/// 24 GiB in page cache, a host with 23 GiB available looked 1.5 GiB free and `vmove plan` said
+/// two 64 MiB VMs had no room. With 512 MiB read into the page cache just before, the driver's
+/// figure must count it: well above MemFree, near MemAvailable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_memory_counts_the_page_cache_the_kernel_gives_back() {
+    if !lab_enabled("free_memory_counts_the_page_cache_the_kernel_gives_back") {
+        return;
+    }
+    let lab = Lab::new();
+    let file = lab_dir().join("page-cache-filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&file).unwrap();
+        let chunk = vec![7u8; 1 << 20];
+        for _ in 0..512 {
+            f.write_all(&chunk).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+    std::fs::read(&file).unwrap(); // into the page cache
+    let info = lab.driver.host_info(&HostId::new(b())).await.unwrap();
+    let (free, available) = (meminfo("MemFree"), meminfo("MemAvailable"));
+    std::fs::remove_file(&file).unwrap();
+    let got = info.free_memory_bytes;
+    assert!(
+        got > free + (256 << 20),
+        "the page cache is not counted: driver {got} B, MemFree {free} B, MemAvailable {available} B"
+    );
+    let off = got.abs_diff(available) as f64 / available as f64;
+    assert!(
+        off < 0.15,
+        "driver {got} B is {:.0} % away from MemAvailable {available} B",
+        off * 100.0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destination_path_taken_is_refused_and_the_file_is_untouched() {
     if !lab_enabled("destination_path_taken_is_refused_and_the_file_is_untouched") {
