@@ -65,7 +65,8 @@ path = 'E:\Moved'
     path
 }
 
-/// `vmove --config <cfg> <args> --plain`, run in `dir` with the fake's credentials.
+/// `vmove --config <cfg> <args> --plain`, run in `dir` with the fake's credentials and its
+/// journal in `dir` (never the user's own journal under `$HOME`).
 fn vmove(bin: &Path, cfg: &Path, dir: &Path, args: &[&str]) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(bin);
     c.arg("--config")
@@ -73,6 +74,7 @@ fn vmove(bin: &Path, cfg: &Path, dir: &Path, args: &[&str]) -> tokio::process::C
         .args(args)
         .arg("--plain")
         .current_dir(dir)
+        .env("VMOVE_JOURNAL", dir.join("journal.db"))
         .env("VMOVE_HYPERV_USER", common::USER)
         .env("VMOVE_HYPERV_PASSWORD", common::PASSWORD)
         .kill_on_drop(true);
