@@ -24,6 +24,8 @@
 # is compared: the sequential virsh loop; then for k = 1, 2, 4: k-parallel virsh (k > 1), the
 # calibration at k, the plan, the vmove run.
 #   BENCH_N (default 8), BENCH_DISK_MIB (128), BENCH_FILL_MIB (64), VMOVE_BIN
+#   BENCH_NO_CLEANUP=1: also, after each vmove run, the same move with `cleanup = false` (in a
+#   journal of its own: it calibrates nothing), to show what the source clean-up costs.
 source "$(dirname "$0")/common.sh"
 need_root
 ROOT="$(cd "$LAB_SCRIPTS/.." && pwd)"
@@ -177,7 +179,7 @@ print("makespan by the journal (first start to last moved): %.2f s" % ((max(v.ge
 PY
 }
 
-rows=()
+rows=(); declare -A nc
 for k in 1 2 4; do
   # Side by side: k-parallel virsh, then vmove's calibration at k at once, its plan and its run.
   [ "$k" = 1 ] || { virsh_run "$k"; vk[$k]="$(cat "$LAB/bench-virsh-$k.makespan")"; }
@@ -198,6 +200,17 @@ for k in 1 2 4; do
     "$k" "$m" "${vk[$k]}" "$lb_old" "$lb_tight" "$lb_cont" "$(echo "$m / $lb_old" | bc -l)" "$(echo "$m / $lb_tight" | bc -l)" \
     "$(echo "$m / $lb_cont" | bc -l)" "$(echo "$seq_makespan / $m" | bc -l)" "$(echo "${vk[$k]} / $m" | bc -l)" \
     "$p" "$(echo "($p - $m) * 100 / $m" | bc -l)")")
+  if [ "${BENCH_NO_CLEANUP:-0}" = 1 ]; then
+    # The same move with nothing removed from the source afterwards (`cleanup = false`; the
+    # verification stays), in a journal of its own so that it calibrates no plan: how much of
+    # vmove's time against k-parallel virsh (which removes nothing) the clean-up is.
+    fresh
+    nj="$LAB/bench-nocleanup.db"; rm -f "$nj" "$nj-wal" "$nj-shm"
+    s="$(now)"
+    VMOVE_CLEANUP=false "$vmove" --config "$LAB/bench.toml" --journal "$nj" --plain migrate 'hostA:bench-*' --to hostB \
+      >"$LAB/bench-nocleanup-$k.log" 2>&1 || { tail -5 "$LAB/bench-nocleanup-$k.log"; die "vmove (cleanup = false) failed with $k slots"; }
+    nc[$k]="$(echo "$(now) - $s" | bc)"
+  fi
 done
 printf 'N=%s VMs, %s MiB disks with %s MiB written, 64 MiB RAM, TCG, 2 cores; load before: %s, after: %s\n' "$N" "$DISK" "$FILL" "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf 'virsh sequential loop: makespan %.1f s (sum of single migrations %.1f s, longest %.1f s)\n' "$seq_makespan" "$sum" "$longest"
@@ -208,6 +221,12 @@ done
 printf '| slots | vmove (s) | virsh k at once (s) | old bound (s) | tight bound (s) | contention bound (s) | vmove / old | vmove / tight | vmove / contention | speed-up over virsh loop | over virsh k at once | plan ETA (s) | plan error |\n'
 printf '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
 printf '%s\n' "${rows[@]}"
+if [ "${BENCH_NO_CLEANUP:-0}" = 1 ]; then
+  for k in 1 2 4; do
+    printf 'vmove %d slots with cleanup = false (nothing removed from hostA): %.1f s (%.2f x k-parallel virsh)\n' \
+      "$k" "${nc[$k]}" "$(echo "${nc[$k]} / ${vk[$k]}" | bc -l)"
+  done
+fi
 printf 'plans: %s/bench-plan-{1,2,4}.txt; the last plan'"'"'s figures:\n' "$LAB"
 sed -n '2,3p' "$LAB/bench-plan-4.txt"
 for k in 1 2 4; do printf 'vmove %d slots, from the journal (%s):\n' "$k" "$LAB/bench-timeline-$k.txt"; tail -2 "$LAB/bench-timeline-$k.txt"; done
