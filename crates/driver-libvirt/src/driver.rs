@@ -1330,8 +1330,9 @@ fn leftovers_sync(
                 None => host::paths_in_use(&sconn)?,
             };
             let mut files = Vec::new();
+            let mut pools = host::Pools::default();
             for f in &prov.files {
-                if !in_use.contains(f) && vol_at(&sconn, f)?.is_some() {
+                if !in_use.contains(f) && pools.vol_at(&sconn, f)?.is_some() {
                     files.push(f.clone());
                     out.push(Leftover {
                         host: req.source.clone(),
@@ -1341,7 +1342,7 @@ fn leftovers_sync(
                 }
             }
             for l in &prov.logs {
-                if !in_use.contains(l) && vol_at(&sconn, l)?.is_some() {
+                if !in_use.contains(l) && pools.vol_at(&sconn, l)?.is_some() {
                     files.push(l.clone());
                     out.push(Leftover {
                         host: req.source.clone(),

@@ -584,6 +584,7 @@ fn paths_in_use_except(conn: &Connect, except: Option<&VmId>) -> DriverResult<Ve
         .list_all_domains(0)
         .map_err(read_err("cannot list VMs"))?;
     let mut out = Vec::new();
+    let mut pools = Pools::default();
     for d in doms {
         let Ok((_, desc)) = describe(&d, 0) else {
             continue;
@@ -591,13 +592,49 @@ fn paths_in_use_except(conn: &Connect, except: Option<&VmId>) -> DriverResult<Ve
         if except.is_some_and(|vm| desc.uuid.eq_ignore_ascii_case(vm.as_str())) {
             continue;
         }
-        out.extend(paths_of(conn, &desc));
+        out.extend(paths_with(conn, &desc, &mut pools));
     }
     Ok(out)
 }
 
+/// The pools of folders looked at during one call, each refreshed once, at its first look-up.
+/// Following every VM's backing chains (`paths_in_use`) looks up a volume per disk; each
+/// look-up through [`vol_at`] refreshed its pool (libvirtd reads every file of the folder), so
+/// one call refreshed a pool about twice per VM on the host. In the lab benchmark, a source
+/// host's clean-up (a listing and a removal per file, each asking what is in use) cost
+/// libvirtd enough CPU to slow the migrations running beside it (docs/BENCHMARKS.md).
+#[derive(Default)]
+pub struct Pools(std::collections::HashMap<String, Option<StoragePool>>);
+
+impl Pools {
+    /// [`vol_at`], refreshing the folder's pool only the first time this call looks there.
+    pub fn vol_at(&mut self, conn: &Connect, path: &str) -> DriverResult<Option<StorageVol>> {
+        let dir = folder_of(path);
+        let pool = match self.0.get(&dir) {
+            Some(p) => p.clone(),
+            None => {
+                let p = dir_pool(conn, &dir, false)?;
+                self.0.insert(dir, p.clone());
+                p
+            }
+        };
+        let Some(pool) = pool else {
+            return Ok(None);
+        };
+        match pool.lookup_storage_vol_by_name(&file_of(path)) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if code_of(&e) == crate::error::code::NO_STORAGE_VOL => Ok(None),
+            Err(e) => Err(read_err("cannot look a disk image up")(e)),
+        }
+    }
+}
+
 /// Every file path one domain uses (tops, known chains, logs).
 pub fn paths_of(conn: &Connect, desc: &DomainDesc) -> Vec<String> {
+    paths_with(conn, desc, &mut Pools::default())
+}
+
+fn paths_with(conn: &Connect, desc: &DomainDesc, pools: &mut Pools) -> Vec<String> {
     let mut out = Vec::new();
     for disk in &desc.disks {
         out.push(disk.source.clone());
@@ -610,7 +647,9 @@ pub fn paths_of(conn: &Connect, desc: &DomainDesc) -> Vec<String> {
             if n > 32 {
                 break;
             }
-            let Ok(Some(v)) = vol_at(conn, &p) else { break };
+            let Ok(Some(v)) = pools.vol_at(conn, &p) else {
+                break;
+            };
             let Ok((_, _, _, b)) = vol_facts(&v) else {
                 break;
             };
