@@ -196,16 +196,11 @@ impl Host {
 /// `vmove plan` said two 64 MiB VMs had no room. Falls back to `MemFree` when the figures lack
 /// buffers and cache.
 pub fn available_memory(conn: &Connect) -> DriverResult<u64> {
-    let stats = crate::ffi::node_memory_stats(conn);
-    let field = |stats: &[(String, u64)], name: &str| {
-        stats.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
-    };
-    if let Ok(stats) = &stats
-        && let (Some(free), Some(buffers), Some(cached)) = (
-            field(stats, "free"),
-            field(stats, "buffers"),
-            field(stats, "cached"),
-        )
+    // Figures it cannot read count as lacking: the fallback below answers.
+    let stats = crate::ffi::node_memory_stats(conn).unwrap_or_default();
+    let field = |name: &str| stats.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+    if let (Some(free), Some(buffers), Some(cached)) =
+        (field("free"), field("buffers"), field("cached"))
     {
         return Ok(free
             .saturating_add(buffers)
@@ -347,9 +342,14 @@ pub fn dir_pool(conn: &Connect, dir: &str, build: bool) -> DriverResult<Option<S
 
 /// The volume at `path`, if that file exists on the host.
 pub fn vol_at(conn: &Connect, path: &str) -> DriverResult<Option<StorageVol>> {
-    let Some(pool) = dir_pool(conn, &folder_of(path), false)? else {
-        return Ok(None);
-    };
+    match dir_pool(conn, &folder_of(path), false)? {
+        Some(pool) => vol_in(&pool, path),
+        None => Ok(None),
+    }
+}
+
+/// The volume at `path` in `pool` (the pool of its folder, as it was last refreshed).
+fn vol_in(pool: &StoragePool, path: &str) -> DriverResult<Option<StorageVol>> {
     match pool.lookup_storage_vol_by_name(&file_of(path)) {
         Ok(v) => Ok(Some(v)),
         Err(e) if code_of(&e) == crate::error::code::NO_STORAGE_VOL => Ok(None),
@@ -618,13 +618,9 @@ impl Pools {
                 p
             }
         };
-        let Some(pool) = pool else {
-            return Ok(None);
-        };
-        match pool.lookup_storage_vol_by_name(&file_of(path)) {
-            Ok(v) => Ok(Some(v)),
-            Err(e) if code_of(&e) == crate::error::code::NO_STORAGE_VOL => Ok(None),
-            Err(e) => Err(read_err("cannot look a disk image up")(e)),
+        match pool {
+            Some(pool) => vol_in(&pool, path),
+            None => Ok(None),
         }
     }
 }
