@@ -1119,6 +1119,7 @@ impl Driver for LibvirtDriver {
             let ddom = find_domain(&dconn, &vm)?;
             let mut used = Vec::new();
             let mut provenance = None;
+            let mut pools = host::Pools::default();
             // Destination disks with no recorded size (proven by their size only if the
             // source's copy is gone).
             let mut unrecorded = Vec::new();
@@ -1140,10 +1141,10 @@ impl Driver for LibvirtDriver {
                         ));
                     }
                     let (_, desc) = describe(d, 0)?;
-                    used = host::paths_of(&dconn, &desc);
+                    used = host::paths_of(&dconn, &desc, &mut pools);
                     let mut ok = !desc.disks.is_empty() || desc.provenance.is_some();
                     for disk in &desc.disks {
-                        match vol_at(&dconn, &disk.source)? {
+                        match pools.vol_at(&dconn, &disk.source)? {
                             Some(v) => {
                                 let (cap, _, _, _) = host::vol_facts(&v)?;
                                 let want = desc.provenance.as_ref().and_then(|p| {
@@ -1306,6 +1307,7 @@ fn leftovers_sync(
                 return Ok(out);
             };
             let sconn = src.conn()?;
+            let mut pools = host::Pools::default();
             let in_use = match find_domain(&sconn, &req.vm)? {
                 Some(sdom) => {
                     if sdom.is_active().unwrap_or(true) {
@@ -1325,12 +1327,11 @@ fn leftovers_sync(
                         what: prov.source_name.clone(),
                     });
                     // Listed first, so removed before its files: they are not kept by it.
-                    host::paths_in_use_by_others(&sconn, &req.vm)?
+                    host::paths_in_use_by_others(&sconn, &req.vm, &mut pools)?
                 }
-                None => host::paths_in_use(&sconn)?,
+                None => host::paths_in_use(&sconn, &mut pools)?,
             };
             let mut files = Vec::new();
-            let mut pools = host::Pools::default();
             for f in &prov.files {
                 if !in_use.contains(f) && pools.vol_at(&sconn, f)?.is_some() {
                     files.push(f.clone());
@@ -1394,7 +1395,8 @@ fn leftovers_sync(
                     });
                 }
             }
-            let in_use = host::paths_in_use(&dconn)?;
+            let mut pools = host::Pools::default();
+            let in_use = host::paths_in_use(&dconn, &mut pools)?;
             // The images this process created, and those the destination proves a process
             // (this one or one before a crash) pre-created for this VM.
             let found = provenance::scan(&dconn, &marker_folders(&dconn, dst, req)?, &req.vm)?;
@@ -1405,7 +1407,7 @@ fn leftovers_sync(
                 }
             }
             for p in &images {
-                if !in_use.contains(p) && vol_at(&dconn, p)?.is_some() {
+                if !in_use.contains(p) && pools.vol_at(&dconn, p)?.is_some() {
                     out.push(Leftover {
                         host: req.destination.clone(),
                         kind: LeftoverKind::DiskImage,
@@ -1536,14 +1538,16 @@ fn remove_sync(
     };
     match lo.kind {
         LeftoverKind::DiskImage | LeftoverKind::LogFile => {
-            if host::paths_in_use(&conn)?.contains(&lo.what) {
+            // One refresh of each folder, within this call, serves the check and the removal.
+            let mut pools = host::Pools::default();
+            if host::paths_in_use(&conn, &mut pools)?.contains(&lo.what) {
                 return Err(DriverError::permanent(format!(
                     "{} is used by a VM on {}",
                     lo.what, lo.host
                 )));
             }
             // (Already gone: nothing to delete.)
-            if let Some(v) = vol_at(&conn, &lo.what)? {
+            if let Some(v) = pools.vol_at(&conn, &lo.what)? {
                 v.delete(0).map_err(del_err(&lo.what))?;
             }
             // The image first, then its provenance marker (a crash in between leaves an orphan

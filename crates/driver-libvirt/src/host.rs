@@ -568,23 +568,31 @@ pub fn vm_info(conn: &Connect, dom: &Domain) -> DriverResult<VmInfo> {
     })
 }
 
-/// Every file path used by any domain defined on the host (tops and known chains).
-pub fn paths_in_use(conn: &Connect) -> DriverResult<Vec<String>> {
-    paths_in_use_except(conn, None)
+/// Every file path used by any domain defined on the host (tops and known chains). `pools`
+/// is the caller's look-ups of this call: a removal shares them with its own look-up.
+pub fn paths_in_use(conn: &Connect, pools: &mut Pools) -> DriverResult<Vec<String>> {
+    paths_in_use_except(conn, None, pools)
 }
 
 /// Every file path used by the domains defined on the host other than `vm` (a definition
 /// being removed as a leftover does not keep its own files; another VM sharing a file does).
-pub fn paths_in_use_by_others(conn: &Connect, vm: &VmId) -> DriverResult<Vec<String>> {
-    paths_in_use_except(conn, Some(vm))
+pub fn paths_in_use_by_others(
+    conn: &Connect,
+    vm: &VmId,
+    pools: &mut Pools,
+) -> DriverResult<Vec<String>> {
+    paths_in_use_except(conn, Some(vm), pools)
 }
 
-fn paths_in_use_except(conn: &Connect, except: Option<&VmId>) -> DriverResult<Vec<String>> {
+fn paths_in_use_except(
+    conn: &Connect,
+    except: Option<&VmId>,
+    pools: &mut Pools,
+) -> DriverResult<Vec<String>> {
     let doms = conn
         .list_all_domains(0)
         .map_err(read_err("cannot list VMs"))?;
     let mut out = Vec::new();
-    let mut pools = Pools::default();
     for d in doms {
         let Ok((_, desc)) = describe(&d, 0) else {
             continue;
@@ -592,7 +600,7 @@ fn paths_in_use_except(conn: &Connect, except: Option<&VmId>) -> DriverResult<Ve
         if except.is_some_and(|vm| desc.uuid.eq_ignore_ascii_case(vm.as_str())) {
             continue;
         }
-        out.extend(paths_with(conn, &desc, &mut pools));
+        out.extend(paths_of(conn, &desc, pools));
     }
     Ok(out)
 }
@@ -625,16 +633,19 @@ impl Pools {
     }
 }
 
-/// Every file path one domain uses (tops, known chains, logs).
-pub fn paths_of(conn: &Connect, desc: &DomainDesc) -> Vec<String> {
-    paths_with(conn, desc, &mut Pools::default())
-}
-
-fn paths_with(conn: &Connect, desc: &DomainDesc, pools: &mut Pools) -> Vec<String> {
+/// Every file path one domain uses (tops, chains, logs). A running domain's live definition
+/// lists the whole chain QEMU has open (it ends in `<backingStore/>`): taken from there. An
+/// inactive definition lists none, so its chains are followed volume by volume (three calls
+/// per layer). On a source host being cleaned most VMs run, and every removal asks this of
+/// every VM (docs/BENCHMARKS.md).
+pub fn paths_of(conn: &Connect, desc: &DomainDesc, pools: &mut Pools) -> Vec<String> {
     let mut out = Vec::new();
     for disk in &desc.disks {
         out.push(disk.source.clone());
         out.extend(disk.backing.iter().cloned());
+        if desc.active && disk.chain_complete {
+            continue;
+        }
         // Inactive domains do not list chains in their XML: follow the volumes.
         let mut next = Some(disk.source.clone());
         let mut n = 0;

@@ -31,6 +31,9 @@ pub struct DiskDesc {
     pub format: Option<String>,
     /// Backing images from `<backingStore>`, nearest first (running domains only).
     pub backing: Vec<String>,
+    /// The definition states the whole chain: `backing` ends at an empty `<backingStore/>`
+    /// (libvirt writes it so for a running domain: the chain QEMU has open).
+    pub chain_complete: bool,
     /// A `<mirror>` child: a block copy job holds this disk.
     pub mirror: bool,
     /// `<readonly/>` or `<shareable/>`: not copied by a storage migration.
@@ -46,6 +49,8 @@ pub struct DomainDesc {
     pub uuid: String,
     /// Memory, KiB.
     pub memory_kib: u64,
+    /// Running: the XML is the live definition (libvirt gives the root an `id` only then).
+    pub active: bool,
     /// File-backed disks (`device='disk'`, `type='file'`).
     pub disks: Vec<DiskDesc>,
     /// Files the domain writes logs to (serial/console `type='file'`, `<log file=...>`).
@@ -134,11 +139,16 @@ pub fn parse_domain(xml: &str) -> Result<DomainDesc, XmlError> {
                 continue;
             };
             let mut backing = Vec::new();
+            let mut chain_complete = false;
             let mut bs = child(d, "backingStore");
             while let Some(b) = bs {
                 match child(b, "source").and_then(|s| s.attribute("file")) {
                     Some(f) => backing.push(f.to_owned()),
-                    None => break,
+                    None => {
+                        chain_complete =
+                            b.attributes().len() == 0 && !b.children().any(|c| c.is_element());
+                        break;
+                    }
                 }
                 bs = child(b, "backingStore");
             }
@@ -149,6 +159,7 @@ pub fn parse_domain(xml: &str) -> Result<DomainDesc, XmlError> {
                     .and_then(|dr| dr.attribute("type"))
                     .map(str::to_owned),
                 backing,
+                chain_complete,
                 mirror: child(d, "mirror").is_some(),
                 shared_or_readonly: child(d, "readonly").is_some()
                     || child(d, "shareable").is_some(),
@@ -211,6 +222,7 @@ pub fn parse_domain(xml: &str) -> Result<DomainDesc, XmlError> {
         name: text("name"),
         uuid: text("uuid"),
         memory_kib: child(root, "memory").map(memory_kib).unwrap_or(0),
+        active: root.attribute("id").is_some_and(|id| id != "-1"),
         disks,
         log_files,
         provenance,
@@ -434,6 +446,28 @@ mod tests {
         assert_eq!(d.disks[1].source, "/data/it's.img");
         assert_eq!(d.log_files, vec!["/var/log/libvirt/qemu/vm1-serial0.log"]);
         assert!(d.provenance.is_none());
+    }
+
+    #[test]
+    fn a_chain_is_complete_only_where_the_definition_ends_it() {
+        let d = parse_domain(RUNNING).unwrap();
+        assert!(d.active, "a root with an id is a running domain's live XML");
+        assert!(d.disks[0].chain_complete, "ends at <backingStore/>");
+        assert!(
+            !d.disks[1].chain_complete,
+            "no <backingStore> at all: unknown"
+        );
+        // An inactive definition (no id) says nothing of the chain libvirt would find.
+        let inactive = RUNNING.replace(" id='3'", "");
+        assert!(!parse_domain(&inactive).unwrap().active);
+        // A chain that stops at a network or unreadable layer is not complete.
+        let network = RUNNING.replace(
+            "<backingStore/>",
+            "<backingStore type='network' index='4'><source protocol='nbd' name='x'/></backingStore>",
+        );
+        let d = parse_domain(&network).unwrap();
+        assert_eq!(d.disks[0].backing.len(), 1);
+        assert!(!d.disks[0].chain_complete);
     }
 
     #[test]

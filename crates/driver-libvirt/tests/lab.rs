@@ -424,6 +424,81 @@ async fn backing_chain_is_flattened_and_content_kept() {
     lab.cleanup(&name);
 }
 
+/// What is in use on a source is read from each running VM's live definition (the chain QEMU
+/// has open), without following its volumes; a shut-off VM's chain is followed volume by
+/// volume. Either way a base image another VM still uses is neither listed nor removed when
+/// the VM it came with has moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_image_another_vm_still_uses_is_never_a_leftover() {
+    if !lab_enabled("a_base_image_another_vm_still_uses_is_never_a_leftover") {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = lab.mkvm("based", &["--backing", "--fill", "8"]);
+    let base = format!("/var/lib/libvirt/images/{name}-0-base.qcow2");
+    // Another VM whose only disk is an overlay on that base.
+    let share = |what: &str, start: bool| {
+        let (_, other) = lab.mkvm(what, &["--off"]);
+        let top = format!("/var/lib/libvirt/images/{other}-0.qcow2");
+        run(Command::new("qemu-img")
+            .args([
+                "create", "-q", "-f", "qcow2", "-F", "qcow2", "-u", "-b", &base,
+            ])
+            .arg(outside(a(), &top))
+            .arg("64M"));
+        virsh(a(), &["pool-refresh", "images"]).unwrap();
+        if start {
+            virsh(a(), &["start", &other]).unwrap();
+            let live = virsh(a(), &["dumpxml", &other]).unwrap();
+            assert!(
+                live.contains(&base),
+                "the live definition lists the base: {live}"
+            );
+        }
+        other
+    };
+    let running = share("sharer-on", true);
+    let req = lab.request(&vm, &name, MigrationMode::Live);
+    lab.move_and_clean(&req).await;
+    let left = lab.left(&req, LeftoverContext::AfterSuccess).await;
+    assert!(
+        left.iter()
+            .any(|l| l.what.ends_with(&format!("{name}-0.qcow2"))),
+        "the moved VM's own image is a leftover: {left:?}"
+    );
+    assert!(
+        !left.iter().any(|l| l.what == base),
+        "a base another VM runs on is not a leftover: {left:?}"
+    );
+    let asked = Leftover {
+        host: HostId::new(a()),
+        kind: LeftoverKind::DiskImage,
+        what: base.clone(),
+    };
+    let refused = || async {
+        let err = lab
+            .driver
+            .remove_leftover(&req, &asked, LeftoverContext::AfterSuccess)
+            .await
+            .expect_err("a base in use is not removed");
+        assert!(err.message.contains("is used by a VM"), "{err}");
+        assert!(outside(a(), &base).exists());
+    };
+    // In use by the running VM (read from its live definition).
+    refused().await;
+    // In use by a shut-off VM only (its chain followed through the volumes).
+    virsh(a(), &["destroy", &running]).unwrap();
+    virsh(a(), &["undefine", &running]).unwrap();
+    let off = share("sharer-off", false);
+    refused().await;
+    lab.remove_all(&req, &left, LeftoverContext::AfterSuccess)
+        .await;
+    assert!(outside(a(), &base).exists(), "still the shut-off VM's base");
+    for n in [&running, &off, &name] {
+        lab.cleanup(n);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_disks_move_with_equal_checksums() {
     if !lab_enabled("two_disks_move_with_equal_checksums") {
