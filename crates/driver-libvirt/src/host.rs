@@ -295,12 +295,19 @@ pub fn dir_pool(conn: &Connect, dir: &str, build: bool) -> DriverResult<Option<S
     let dir = dir.trim_end_matches('/');
     let dir = if dir.is_empty() { "/" } else { dir };
     if let Ok(p) = conn.lookup_storage_pool_by_target_path(dir) {
-        if !p.is_active().unwrap_or(false) {
-            // An inactive pool of someone else: start it only if that is what the folder needs.
-            p.create(0)
-                .map_err(read_err("cannot start the storage pool of a folder"))?;
+        // Refreshed at once (a refresh fails on an inactive pool): asking first whether it is
+        // active costs one more call, on every look at a folder.
+        match refresh(&p) {
+            Ok(()) => {}
+            Err(_) if !p.is_active().unwrap_or(true) => {
+                // An inactive pool of someone else: start it only if that is what the folder
+                // needs.
+                p.create(0)
+                    .map_err(read_err("cannot start the storage pool of a folder"))?;
+                refresh(&p)?;
+            }
+            Err(e) => return Err(e),
         }
-        refresh(&p)?;
         return Ok(Some(p));
     }
     let name = transient_pool_name(dir);
@@ -357,17 +364,23 @@ fn vol_in(pool: &StoragePool, path: &str) -> DriverResult<Option<StorageVol>> {
     }
 }
 
-/// Virtual size, allocated bytes, format and backing file of a volume.
+/// Virtual size, allocated bytes, format and backing file of a volume: one call (its XML has
+/// them all), two when the XML lacks a size.
 pub fn vol_facts(vol: &StorageVol) -> DriverResult<(u64, u64, Option<String>, Option<String>)> {
-    let info = vol
-        .info()
-        .map_err(read_err("cannot read a disk image's size"))?;
     let raw = vol
         .xml_desc(0)
         .map_err(read_err("cannot read a disk image's description"))?;
-    let (format, backing) =
-        xml::vol_format_and_backing(&raw).map_err(|e| DriverError::transient(e.to_string()))?;
-    Ok((info.capacity, info.allocation, format, backing))
+    let d = xml::vol_desc(&raw).map_err(|e| DriverError::transient(e.to_string()))?;
+    let (capacity, allocation) = match (d.capacity, d.allocation) {
+        (Some(c), Some(a)) => (c, a),
+        _ => {
+            let info = vol
+                .info()
+                .map_err(read_err("cannot read a disk image's size"))?;
+            (info.capacity, info.allocation)
+        }
+    };
+    Ok((capacity, allocation, d.format, d.backing))
 }
 
 /// The size of the file itself (qcow2: the file, not the guest's view), bytes.

@@ -368,20 +368,55 @@ pub fn pool_target(xml: &str) -> Result<Option<String>, XmlError> {
         .map(|s| s.trim().to_owned()))
 }
 
-/// A volume's format and its backing file, from its XML.
-pub fn vol_format_and_backing(xml: &str) -> Result<(Option<String>, Option<String>), XmlError> {
+/// What a volume's XML says of it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct VolDesc {
+    /// Virtual size (`<capacity>`), bytes.
+    pub capacity: Option<u64>,
+    /// Bytes allocated on the host (`<allocation>`).
+    pub allocation: Option<u64>,
+    /// `<target><format type=...>`.
+    pub format: Option<String>,
+    /// `<backingStore><path>`.
+    pub backing: Option<String>,
+}
+
+/// A size element with a `unit` attribute (libvirt writes `bytes`), in bytes.
+fn size_bytes(n: roxmltree::Node<'_, '_>) -> Option<u64> {
+    let v: u64 = n.text()?.trim().parse().ok()?;
+    let k: u64 = match n.attribute("unit").unwrap_or("bytes") {
+        "b" | "bytes" => 1,
+        "KB" => 1000,
+        "k" | "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "M" | "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "G" | "GiB" => 1 << 30,
+        "TB" => 1_000_000_000_000,
+        "T" | "TiB" => 1 << 40,
+        _ => return None,
+    };
+    v.checked_mul(k)
+}
+
+/// A volume's sizes, format and backing file, from its XML (libvirt refreshes the volume
+/// before writing it, as it does for `virStorageVolGetInfo`).
+pub fn vol_desc(xml: &str) -> Result<VolDesc, XmlError> {
     let doc = roxmltree::Document::parse(xml)?;
     let root = doc.root_element();
-    let format = child(root, "target")
-        .and_then(|t| child(t, "format"))
-        .and_then(|f| f.attribute("type"))
-        .map(str::to_owned);
-    let backing = child(root, "backingStore")
-        .and_then(|b| child(b, "path"))
-        .and_then(|p| p.text())
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty());
-    Ok((format, backing))
+    Ok(VolDesc {
+        capacity: child(root, "capacity").and_then(size_bytes),
+        allocation: child(root, "allocation").and_then(size_bytes),
+        format: child(root, "target")
+            .and_then(|t| child(t, "format"))
+            .and_then(|f| f.attribute("type"))
+            .map(str::to_owned),
+        backing: child(root, "backingStore")
+            .and_then(|b| child(b, "path"))
+            .and_then(|p| p.text())
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty()),
+    })
 }
 
 /// A volume's last modification and change times (`<target><timestamps>`), from its XML.
@@ -539,10 +574,15 @@ mod tests {
             pool_target(pool).unwrap().as_deref(),
             Some("/var/lib/libvirt/images")
         );
-        let vol = "<volume type='file'><name>t.qcow2</name><target><path>/i/t.qcow2</path><format type='qcow2'/></target><backingStore><path>/i/b.qcow2</path><format type='qcow2'/></backingStore></volume>";
+        let vol = "<volume type='file'><name>t.qcow2</name><capacity unit='bytes'>67108864</capacity><allocation unit='KiB'>4356</allocation><target><path>/i/t.qcow2</path><format type='qcow2'/></target><backingStore><path>/i/b.qcow2</path><format type='qcow2'/></backingStore></volume>";
         assert_eq!(
-            vol_format_and_backing(vol).unwrap(),
-            (Some("qcow2".into()), Some("/i/b.qcow2".into()))
+            vol_desc(vol).unwrap(),
+            VolDesc {
+                capacity: Some(67108864),
+                allocation: Some(4356 * 1024),
+                format: Some("qcow2".into()),
+                backing: Some("/i/b.qcow2".into()),
+            }
         );
         assert_eq!(vol_timestamps(vol).unwrap(), (None, None));
         let vol = "<volume type='file'><name>t.qcow2</name><target><path>/i/t.qcow2</path><timestamps><atime>1795735743.349969302</atime><mtime>1795735743.261969297</mtime><ctime>1795735743.261969298</ctime><btime>0</btime></timestamps></target></volume>";
