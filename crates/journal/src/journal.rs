@@ -4,7 +4,7 @@ use crate::clock::{Clock, SystemClock, WallTime};
 use crate::error::{JournalError, Result};
 use crate::record::{
     ConfigFormat, Entry, EntryBody, Holder, IntentId, LeaseInfo, NewRun, RunEnd, RunRecord,
-    RunState, RunSummary, StopRequest,
+    RunState, RunSummary, StepRecord, StopRequest,
 };
 use crate::schema;
 use crate::status::VmStatus;
@@ -378,28 +378,10 @@ impl Journal {
     pub fn record_intent(&mut self, run: &str, at: Time, command: &Command) -> Result<IntentId> {
         let now = self.now();
         let token = self.held.get(run).cloned();
-        let body = encode(command)?;
-        let name = tag(&body, "command");
         let tx = self.write_tx()?;
-        let seq = begin_entry(&tx, run, token.as_deref(), now, true)?;
-        if let Some(vm) = command.vm() {
-            check_vm_free(&tx, run, vm, now)?;
-        }
-        insert_entry(
-            &tx,
-            run,
-            seq,
-            "intent",
-            at,
-            command.vm(),
-            command_attempt(command),
-            &name,
-            None,
-            &body,
-            now,
-        )?;
+        let id = intent_in(&tx, run, token.as_deref(), now, at, command)?;
         tx.commit()?;
-        Ok(IntentId(seq))
+        Ok(id)
     }
 
     /// Records the answer to an intent. Durable when this returns.
@@ -427,44 +409,8 @@ impl Journal {
     ) -> Result<u64> {
         let now = self.now();
         let token = self.held.get(run).cloned();
-        let body = encode(input)?;
-        let name = tag(&body, "input");
-        let (vm, attempt) = match input.vm_attempt() {
-            Some((vm, a)) => (Some(vm), Some(a)),
-            None => (None, None),
-        };
         let tx = self.write_tx()?;
-        let seq = begin_entry(&tx, run, token.as_deref(), now, false)?;
-        if let Some(id) = intent {
-            let kind: Option<String> = tx
-                .query_row(
-                    "SELECT kind FROM entries WHERE run_id = ?1 AND seq = ?2",
-                    params![run, id.0 as i64],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if kind.as_deref() != Some("intent") {
-                return Err(JournalError::UnknownIntent {
-                    run: run.to_owned(),
-                    intent: id.0,
-                });
-            }
-            let answered: bool = tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM entries WHERE run_id = ?1 AND answers = ?2)",
-                params![run, id.0 as i64],
-                |r| r.get(0),
-            )?;
-            if answered {
-                return Err(JournalError::DuplicateOutcome {
-                    run: run.to_owned(),
-                    intent: id.0,
-                });
-            }
-        }
-        let kind = if intent.is_some() { "outcome" } else { "input" };
-        insert_entry(
-            &tx, run, seq, kind, at, vm, attempt, &name, intent, &body, now,
-        )?;
+        let seq = input_in(&tx, run, token.as_deref(), now, intent, at, input)?;
         tx.commit()?;
         Ok(seq)
     }
@@ -484,31 +430,38 @@ impl Journal {
         let tx = self.write_tx()?;
         let mut seqs = Vec::with_capacity(events.len());
         for event in events {
-            let body = encode(event)?;
-            let name = tag(&body, "event");
-            let seq = begin_entry(&tx, run, token.as_deref(), now, false)?;
-            let vm = event.kind.vm();
-            if let (EventKind::Selected { .. }, Some(vm)) = (&event.kind, vm) {
-                check_vm_free(&tx, run, vm, now)?;
-            }
-            let attempt = match &event.kind {
-                EventKind::AttemptStarted { attempt, .. }
-                | EventKind::Progress { attempt, .. }
-                | EventKind::Escalated { attempt, .. }
-                | EventKind::WatchdogFired { attempt, .. }
-                | EventKind::AttemptFailed { attempt, .. } => Some(*attempt),
-                _ => None,
-            };
-            insert_entry(
-                &tx, run, seq, "event", event.at, vm, attempt, &name, None, &body, now,
-            )?;
-            if let Some(vm) = vm {
-                update_status(&tx, run, vm, seq, event)?;
-            }
-            seqs.push(seq);
+            seqs.push(event_in(&tx, run, token.as_deref(), now, event)?);
         }
         tx.commit()?;
         Ok(seqs)
+    }
+
+    /// Records, in this order and in ONE transaction (all or none, one sync to disk), what a
+    /// run lived since its last write: answers and inputs, the events the core emitted, then
+    /// the intents of the commands it asks for, none of which has been carried out yet. The
+    /// same checks as [`Journal::record_outcome`], [`Journal::record_input`],
+    /// [`Journal::record_events`] and [`Journal::record_intent`], each refusing the whole
+    /// step. Returns the intents' ids, in the order given.
+    pub fn record_step(&mut self, run: &str, step: &[StepRecord]) -> Result<Vec<IntentId>> {
+        let now = self.now();
+        let token = self.held.get(run).cloned();
+        let tx = self.write_tx()?;
+        let mut intents = Vec::new();
+        for r in step {
+            match r {
+                StepRecord::Input { intent, at, input } => {
+                    input_in(&tx, run, token.as_deref(), now, *intent, *at, input)?;
+                }
+                StepRecord::Event(event) => {
+                    event_in(&tx, run, token.as_deref(), now, event)?;
+                }
+                StepRecord::Intent { at, command } => {
+                    intents.push(intent_in(&tx, run, token.as_deref(), now, *at, command)?);
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(intents)
     }
 
     // ----- reads (no lease; a consistent snapshot each) -----
@@ -711,6 +664,119 @@ fn check_lease(
 }
 
 /// Checks the run and the lease and allocates the next sequence number.
+/// An intent, inside a write transaction.
+fn intent_in(
+    tx: &Transaction<'_>,
+    run: &str,
+    token: Option<&str>,
+    now: WallTime,
+    at: Time,
+    command: &Command,
+) -> Result<IntentId> {
+    let body = encode(command)?;
+    let name = tag(&body, "command");
+    let seq = begin_entry(tx, run, token, now, true)?;
+    if let Some(vm) = command.vm() {
+        check_vm_free(tx, run, vm, now)?;
+    }
+    insert_entry(
+        tx,
+        run,
+        seq,
+        "intent",
+        at,
+        command.vm(),
+        command_attempt(command),
+        &name,
+        None,
+        &body,
+        now,
+    )?;
+    Ok(IntentId(seq))
+}
+
+/// An outcome (answering `intent`) or an unasked input, inside a write transaction.
+fn input_in(
+    tx: &Transaction<'_>,
+    run: &str,
+    token: Option<&str>,
+    now: WallTime,
+    intent: Option<IntentId>,
+    at: Time,
+    input: &Input,
+) -> Result<u64> {
+    let body = encode(input)?;
+    let name = tag(&body, "input");
+    let (vm, attempt) = match input.vm_attempt() {
+        Some((vm, a)) => (Some(vm), Some(a)),
+        None => (None, None),
+    };
+    let seq = begin_entry(tx, run, token, now, false)?;
+    if let Some(id) = intent {
+        let kind: Option<String> = tx
+            .query_row(
+                "SELECT kind FROM entries WHERE run_id = ?1 AND seq = ?2",
+                params![run, id.0 as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if kind.as_deref() != Some("intent") {
+            return Err(JournalError::UnknownIntent {
+                run: run.to_owned(),
+                intent: id.0,
+            });
+        }
+        let answered: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM entries WHERE run_id = ?1 AND answers = ?2)",
+            params![run, id.0 as i64],
+            |r| r.get(0),
+        )?;
+        if answered {
+            return Err(JournalError::DuplicateOutcome {
+                run: run.to_owned(),
+                intent: id.0,
+            });
+        }
+    }
+    let kind = if intent.is_some() { "outcome" } else { "input" };
+    insert_entry(
+        tx, run, seq, kind, at, vm, attempt, &name, intent, &body, now,
+    )?;
+    Ok(seq)
+}
+
+/// An event and its VM's status row, inside a write transaction.
+fn event_in(
+    tx: &Transaction<'_>,
+    run: &str,
+    token: Option<&str>,
+    now: WallTime,
+    event: &Event,
+) -> Result<u64> {
+    let body = encode(event)?;
+    let name = tag(&body, "event");
+    let seq = begin_entry(tx, run, token, now, false)?;
+    let vm = event.kind.vm();
+    if let (EventKind::Selected { .. }, Some(vm)) = (&event.kind, vm) {
+        check_vm_free(tx, run, vm, now)?;
+    }
+    let attempt = match &event.kind {
+        EventKind::AttemptStarted { attempt, .. }
+        | EventKind::Progress { attempt, .. }
+        | EventKind::Escalated { attempt, .. }
+        | EventKind::WatchdogFired { attempt, .. }
+        | EventKind::AttemptFailed { attempt, .. } => Some(*attempt),
+        _ => None,
+    };
+    insert_entry(
+        tx, run, seq, "event", event.at, vm, attempt, &name, None, &body, now,
+    )?;
+    if let Some(vm) = vm {
+        update_status(tx, run, vm, seq, event)?;
+    }
+    Ok(seq)
+}
+
 fn begin_entry(
     tx: &Transaction<'_>,
     run: &str,

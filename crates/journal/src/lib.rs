@@ -52,6 +52,6 @@ pub use journal::{Journal, Options};
 pub use rebuild::{VmResume, rebuild, recovered};
 pub use record::{
     ConfigFormat, Entry, EntryBody, Holder, IntentId, IntentRecord, LeaseInfo, NewRun, RunEnd,
-    RunRecord, RunState, RunSummary, StopRequest,
+    RunRecord, RunState, RunSummary, StepRecord, StopRequest,
 };
 pub use status::{ProgressFigures, VmStatus};

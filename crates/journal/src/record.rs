@@ -174,6 +174,29 @@ impl fmt::Display for IntentId {
     }
 }
 
+/// One record of a step written by [`Journal::record_step`](crate::Journal::record_step).
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepRecord {
+    /// A driver's answer to `intent`, or (`None`) an input nobody asked for.
+    Input {
+        /// The intent it answers.
+        intent: Option<IntentId>,
+        /// Run time it arrived.
+        at: Time,
+        /// The answer.
+        input: Input,
+    },
+    /// An event the core emitted.
+    Event(Event),
+    /// A command about to be carried out.
+    Intent {
+        /// Run time it was asked.
+        at: Time,
+        /// The command.
+        command: Command,
+    },
+}
+
 /// What one entry holds.
 #[derive(Clone, Debug, PartialEq)]
 pub enum EntryBody {

@@ -9,7 +9,8 @@ use common::*;
 use std::time::Duration;
 use vmove_core::{Command, EventKind, HostId, Input, Phase, Selection, Time, VmId};
 use vmove_journal::{
-    Clock, EntryBody, Holder, IntentId, Journal, JournalError, RunEnd, RunState, WallTime, schema,
+    Clock, EntryBody, Holder, IntentId, Journal, JournalError, RunEnd, RunState, StepRecord,
+    WallTime, schema,
 };
 
 fn me() -> Holder {
@@ -117,6 +118,85 @@ fn outcomes_must_answer_a_known_intent_once() {
     assert_eq!(rec.entries.len(), 3, "refused outcomes write nothing");
     assert_consistent(&rec);
     assert_eq!(rec.intents()[0].outcome.as_ref().map(|o| o.0), Some(3));
+}
+
+/// A step (an answer, the events it caused, the intents of the commands it asks for) is one
+/// transaction: written in order, with the outcome matched to its intent, or not at all.
+#[test]
+fn a_step_is_written_in_order_and_all_or_nothing() {
+    let (_dir, path) = temp_path();
+    let clock = clock();
+    let mut j = open_as(&path, &clock, me());
+    j.create_run(&new_run("r1", Selection::All)).unwrap();
+    let refresh = |h: &str| Command::RefreshHost {
+        host: HostId::new(h),
+    };
+    let ids = j
+        .record_step(
+            "r1",
+            &[StepRecord::Intent {
+                at: Time(1),
+                command: refresh("a"),
+            }],
+        )
+        .unwrap();
+    assert_eq!(ids, vec![IntentId(1)]);
+    let answer = Input::Stop {
+        abort_running: false,
+    };
+    let event = vmove_core::Event {
+        at: Time(2),
+        kind: EventKind::RunFinished {
+            moved: 0,
+            unmigratable: 0,
+            cancelled: 0,
+        },
+    };
+    let step = |intent: IntentId| {
+        vec![
+            StepRecord::Input {
+                intent: Some(intent),
+                at: Time(2),
+                input: answer.clone(),
+            },
+            StepRecord::Event(event.clone()),
+            StepRecord::Intent {
+                at: Time(2),
+                command: refresh("b"),
+            },
+            StepRecord::Intent {
+                at: Time(2),
+                command: refresh("c"),
+            },
+        ]
+    };
+    // An outcome for an intent that does not exist refuses the whole step, written last or not.
+    let err = j.record_step("r1", &step(IntentId(99))).unwrap_err();
+    assert!(matches!(err, JournalError::UnknownIntent { .. }), "{err}");
+    assert_eq!(j.load_run("r1").unwrap().entries.len(), 1, "nothing of it");
+    let ids = j.record_step("r1", &step(IntentId(1))).unwrap();
+    assert_eq!(ids, vec![IntentId(4), IntentId(5)]);
+    let rec = j.load_run("r1").unwrap();
+    let kinds: Vec<&str> = rec
+        .entries
+        .iter()
+        .map(|e| match &e.body {
+            EntryBody::Intent(_) => "intent",
+            EntryBody::Outcome { .. } => "outcome",
+            EntryBody::Input(_) => "input",
+            EntryBody::Event(_) => "event",
+        })
+        .collect();
+    assert_eq!(kinds, ["intent", "outcome", "event", "intent", "intent"]);
+    assert_consistent(&rec);
+    assert_eq!(rec.intents()[0].outcome.as_ref().map(|o| o.0), Some(2));
+    // Answered once: the same step again is refused, and writes nothing.
+    let err = j.record_step("r1", &step(IntentId(1))).unwrap_err();
+    assert!(
+        matches!(err, JournalError::DuplicateOutcome { .. }),
+        "{err}"
+    );
+    assert_eq!(j.load_run("r1").unwrap().entries.len(), 5);
 }
 
 #[test]

@@ -198,6 +198,8 @@ struct Loop<E: Engine> {
     requests: Requests,
     stop_requested: Option<bool>,
     sink_error: Option<String>,
+    /// Inputs were given to the sinks since their last `on_step` (which writes them).
+    unwritten: bool,
     /// Answers to feed without running anything (commands a sink refused).
     pending: Vec<Input>,
     /// One task per migration this run started, awaiting [`vmove_driver::Driver::wait_for_end`];
@@ -244,6 +246,7 @@ impl Runtime {
             requests: Requests::default(),
             stop_requested: None,
             sink_error: None,
+            unwritten: false,
             pending: Vec::new(),
             watchers: JoinSet::new(),
         };
@@ -352,6 +355,7 @@ impl<E: Engine> Loop<E> {
                 failed.get_or_insert_with(|| format!("the {} sink failed: {e}", sink.name()));
             }
         }
+        self.unwritten = true;
         let watch = match &input {
             Input::MigrationStarted {
                 vm,
@@ -390,22 +394,49 @@ impl<E: Engine> Loop<E> {
     /// Forwards events, then carries out commands, until the core has nothing more to say.
     async fn pump(&mut self) {
         loop {
-            let mut progressed = false;
             let mut events = false;
             while let Some(ev) = self.core.poll_event() {
-                progressed = true;
                 events = true;
                 self.forward(&ev).await;
             }
-            if events {
-                self.step_end().await;
-            }
+            let now = self.now();
+            let mut commands = Vec::new();
             while let Some(cmd) = self.core.poll_command() {
-                progressed = true;
-                self.dispatch(cmd).await;
+                if let (Some(e), Command::StartMigration(_)) = (&self.sink_error, &cmd) {
+                    // After a sink failed, nothing new starts (the core is being stopped).
+                    let failure = Failure::new(
+                        ErrorClass::Transient,
+                        format!("not started: the run is stopping because {e}"),
+                    );
+                    self.pending.push(failed_answer(&cmd, now, failure));
+                } else {
+                    commands.push(cmd);
+                }
             }
-            if !progressed {
+            if !events && commands.is_empty() && !self.unwritten {
                 return;
+            }
+            self.unwritten = false;
+            let mut refused = None;
+            for sink in &mut self.sinks {
+                if let Err(e) = sink.on_step(now, &commands).await {
+                    refused.get_or_insert_with(|| format!("the {} sink failed: {e}", sink.name()));
+                }
+            }
+            if let Some(e) = refused {
+                // Nothing was done: each command is answered as a passing failure, and the
+                // run stops. The stop goes in first, so the core learns of the failures
+                // already stopping.
+                self.sink_failed(e.clone());
+                for cmd in commands {
+                    let failure =
+                        Failure::new(ErrorClass::Transient, format!("not carried out: {e}"));
+                    self.pending.push(failed_answer(&cmd, now, failure));
+                }
+                continue;
+            }
+            for cmd in commands {
+                self.dispatch(cmd, now);
             }
         }
     }
@@ -428,43 +459,8 @@ impl<E: Engine> Loop<E> {
         }
     }
 
-    async fn step_end(&mut self) {
-        let mut failed = None;
-        for sink in &mut self.sinks {
-            if let Err(e) = sink.on_step_end().await {
-                failed.get_or_insert_with(|| format!("the {} sink failed: {e}", sink.name()));
-            }
-        }
-        if let Some(e) = failed {
-            self.sink_failed(e);
-        }
-    }
-
-    async fn dispatch(&mut self, cmd: Command) {
-        let now = self.now();
-        if let (Some(e), Command::StartMigration(_)) = (&self.sink_error, &cmd) {
-            // After a sink failed, nothing new starts (the core is being stopped).
-            let failure = Failure::new(
-                ErrorClass::Transient,
-                format!("not started: the run is stopping because {e}"),
-            );
-            self.pending.push(failed_answer(&cmd, now, failure));
-            return;
-        }
-        let mut refused = None;
-        for sink in &mut self.sinks {
-            if let Err(e) = sink.on_command(now, &cmd).await {
-                refused.get_or_insert_with(|| format!("the {} sink failed: {e}", sink.name()));
-            }
-        }
-        if let Some(e) = refused {
-            // Nothing was done: the command is answered as a passing failure, and the run stops.
-            // The stop goes in first, so the core learns of the failure already stopping.
-            let failure = Failure::new(ErrorClass::Transient, format!("not carried out: {e}"));
-            self.sink_failed(e);
-            self.pending.push(failed_answer(&cmd, now, failure));
-            return;
-        }
+    /// Carries out a command its sinks have seen (its intent is written).
+    fn dispatch(&mut self, cmd: Command, now: Time) {
         let req = self.requests.resolve(&cmd, &self.run_id);
         let class = match call_kind(&cmd) {
             CallKind::ReadOnly => ErrorClass::Transient,

@@ -27,11 +27,14 @@ impl From<std::io::Error> for SinkError {
 
 /// An observer of a run. Every hook is awaited by the run loop, in order, so a sink sees the
 /// run exactly as the core lived it:
-/// - [`EventSink::on_command`] BEFORE the command is carried out (a journal writes its intent
-///   there; if it fails, the command is not carried out);
 /// - [`EventSink::on_input`] before the core is given a driver's answer;
-/// - [`EventSink::on_event`] for every event the core emits, then [`EventSink::on_step_end`]
-///   once the step's events are all out (before its commands);
+/// - [`EventSink::on_event`] for every event the core emits;
+/// - [`EventSink::on_step`] once the events of a step are all out, with the commands the step
+///   asks for, BEFORE any of them is carried out (if it fails, none is); also after inputs
+///   whose step said nothing. Its default calls [`EventSink::on_step_end`], then
+///   [`EventSink::on_command`] for each command. The journal overrides it: what it was given
+///   since its last write (inputs, events) and the commands' intents go to disk in one
+///   transaction, one sync instead of one per record;
 /// - [`EventSink::on_finish`] once, with the final snapshot.
 ///
 /// Sinks should be quick: the core waits for them.
@@ -54,8 +57,19 @@ pub trait EventSink: Send {
     async fn on_event(&mut self, event: &Event) -> Result<(), SinkError>;
 
     /// Called after the events of one core step were all given to [`EventSink::on_event`],
-    /// before any command of that step is carried out (a journal writes them as one batch here).
+    /// before any command of that step is carried out (by the default [`EventSink::on_step`]).
     async fn on_step_end(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// Called once the events of a step were given to [`EventSink::on_event`], with the
+    /// commands of the step (maybe none), before any of them is carried out. An error keeps
+    /// them all from being carried out.
+    async fn on_step(&mut self, now: Time, commands: &[Command]) -> Result<(), SinkError> {
+        self.on_step_end().await?;
+        for c in commands {
+            self.on_command(now, c).await?;
+        }
         Ok(())
     }
 

@@ -474,10 +474,11 @@ impl vmove_runtime::EventSink for HookLog {
     }
 }
 
-/// The journal's write protocol rests on this: a step's events are closed by `on_step_end`
-/// before any command (or answer) comes.
+/// The journal's write protocol rests on this: a step's events are closed by `on_step` (here
+/// its default: `on_step_end`, then each command) before any answer comes, and a command
+/// reaches the sinks only there, after its step's events.
 #[tokio::test(start_paused = true)]
-async fn every_step_s_events_end_with_on_step_end_before_the_next_command_or_input() {
+async fn every_step_s_events_and_commands_reach_on_step_before_the_next_input() {
     let (driver, core, hosts) = demo();
     let (_c, rx) = Control::new();
     let log = HookLog::default();
@@ -493,20 +494,27 @@ async fn every_step_s_events_end_with_on_step_end_before_the_next_command_or_inp
     assert_eq!(result.error(), None);
     let seen = log.0.lock().unwrap().clone();
     assert!(seen.iter().filter(|h| **h == "step_end").count() > 10);
+    assert!(seen.iter().filter(|h| **h == "command").count() > 10);
     let mut open_events = false;
+    let mut prev = "";
     for (i, h) in seen.iter().enumerate() {
         match *h {
             "event" => open_events = true,
-            "step_end" => {
-                assert!(open_events, "a step end without events at {i}");
-                open_events = false;
+            "step_end" => open_events = false,
+            "command" => {
+                assert!(
+                    prev == "step_end" || prev == "command",
+                    "a command at {i} outside a step (after {prev})"
+                );
             }
             other => assert!(
                 !open_events,
                 "{other} at {i} before the step's events were closed"
             ),
         }
+        prev = h;
     }
+    assert!(!open_events, "the last events were never closed");
 }
 
 /// A resumed run's clock starts where its journal left off: the core never sees time go back.
