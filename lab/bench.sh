@@ -24,6 +24,9 @@
 # is compared: the sequential virsh loop; then for k = 1, 2, 4: k-parallel virsh (k > 1), the
 # calibration at k, the plan, the vmove run.
 #   BENCH_N (default 8), BENCH_DISK_MIB (128), BENCH_FILL_MIB (64), VMOVE_BIN
+#   BENCH_REPEAT=R (default 1): R rounds per slot count, each a k-parallel virsh run and a vmove
+#     run side by side (round 1 is the table above; the summary gives each round's ratio to its
+#     own virsh run and the median of the rounds: this machine's noise is +-15 % run to run)
 #   BENCH_NO_CLEANUP=1: also, after each vmove run, the same move with `cleanup = false` (in a
 #   journal of its own: it calibrates nothing), to show what the source clean-up costs.
 source "$(dirname "$0")/common.sh"
@@ -97,7 +100,9 @@ maxof() { sort -gr "$1" | head -1; }
 
 declare -A vk
 virsh_run 1; vk[1]="$(cat "$LAB/bench-virsh-1.makespan")"
-seq_makespan="${vk[1]}"; single="$LAB/bench-virsh-1.times"
+seq_makespan="${vk[1]}"; single="$LAB/bench-single.times"; cp "$LAB/bench-virsh-1.times" "$single"
+R="${BENCH_REPEAT:-1}"
+rounds="$LAB/bench-rounds.txt"; : >"$rounds"   # k round vmove virsh contention-bound
 sum="$(sumof "$single")"; longest="$(maxof "$single")"
 echo "virsh sequential: makespan ${seq_makespan} s (sum of single migrations ${sum} s, longest ${longest} s)" >&2
 
@@ -196,6 +201,7 @@ for k in 1 2 4; do
   timeline "$k"
   lb_old="$(bound "$single" "$k" 0)"; lb_tight="$(bound "$single" "$k" 1)"
   lb_cont="$(bound "$LAB/bench-virsh-$k.times" "$k" 1)"
+  echo "$k 1 $m ${vk[$k]} $lb_cont $p" >>"$rounds"
   rows+=("$(printf '| %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f | %.2fx | %.2fx | %.1f | %+.1f %% |' \
     "$k" "$m" "${vk[$k]}" "$lb_old" "$lb_tight" "$lb_cont" "$(echo "$m / $lb_old" | bc -l)" "$(echo "$m / $lb_tight" | bc -l)" \
     "$(echo "$m / $lb_cont" | bc -l)" "$(echo "$seq_makespan / $m" | bc -l)" "$(echo "${vk[$k]} / $m" | bc -l)" \
@@ -211,6 +217,14 @@ for k in 1 2 4; do
       >"$LAB/bench-nocleanup-$k.log" 2>&1 || { tail -5 "$LAB/bench-nocleanup-$k.log"; die "vmove (cleanup = false) failed with $k slots"; }
     nc[$k]="$(echo "$(now) - $s" | bc)"
   fi
+  # More rounds, each k-parallel virsh and vmove side by side.
+  for r in $(seq 2 "$R"); do
+    virsh_run "$k"
+    fresh
+    s="$(now)"
+    "$vmove" --config "$LAB/bench.toml" --journal "$journal" --plain migrate 'hostA:bench-*' --to hostB >"$LAB/bench-$k.log" 2>&1 || { tail -5 "$LAB/bench-$k.log"; die "vmove failed with $k slots (round $r)"; }
+    echo "$k $r $(echo "$(now) - $s" | bc) $(cat "$LAB/bench-virsh-$k.makespan") $(bound "$LAB/bench-virsh-$k.times" "$k" 1)" >>"$rounds"
+  done
 done
 printf 'N=%s VMs, %s MiB disks with %s MiB written, 64 MiB RAM, TCG, 2 cores; load before: %s, after: %s\n' "$N" "$DISK" "$FILL" "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf 'virsh sequential loop: makespan %.1f s (sum of single migrations %.1f s, longest %.1f s)\n' "$seq_makespan" "$sum" "$longest"
@@ -226,6 +240,24 @@ if [ "${BENCH_NO_CLEANUP:-0}" = 1 ]; then
     printf 'vmove %d slots with cleanup = false (nothing removed from hostA): %.1f s (%.2f x k-parallel virsh)\n' \
       "$k" "${nc[$k]}" "$(echo "${nc[$k]} / ${vk[$k]}" | bc -l)"
   done
+fi
+if [ "$R" -gt 1 ]; then
+  python3 - "$rounds" <<'PY'
+import sys, statistics as st
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+print("%d rounds per slot count, each k-parallel virsh and vmove side by side (%s):" % (max(int(r[1]) for r in rows), sys.argv[1]))
+print("| slots | vmove median (s) | virsh k at once median (s) | contention bound median (s) | vmove / contention bound, per round | median | rounds within 1.10x | vmove / virsh k at once, per round | median | plan ETA (s) | plan error against the median |")
+print("| ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: |")
+for k in sorted({int(r[0]) for r in rows}):
+    rs = [r for r in rows if int(r[0]) == k]
+    m = [float(r[2]) for r in rs]; v = [float(r[3]) for r in rs]; b = [float(r[4]) for r in rs]
+    rb = [x / y for x, y in zip(m, b)]; rv = [x / y for x, y in zip(m, v)]
+    eta = float(rs[0][5])
+    print("| %d | %.2f | %.2f | %.2f | %s | %.2f | %d of %d | %s | %.2f | %.1f | %+.1f %% |" % (
+        k, st.median(m), st.median(v), st.median(b), " ".join("%.2f" % x for x in rb), st.median(rb),
+        sum(1 for x in rb if x <= 1.10), len(rb), " ".join("%.2f" % x for x in rv), st.median(rv),
+        eta, (eta - st.median(m)) * 100 / st.median(m)))
+PY
 fi
 printf 'plans: %s/bench-plan-{1,2,4}.txt; the last plan'"'"'s figures:\n' "$LAB"
 sed -n '2,3p' "$LAB/bench-plan-4.txt"
