@@ -24,15 +24,7 @@ if [ -z "$vmove" ]; then
   vmove="${CARGO_TARGET_DIR:-$ROOT/target}/release/vmove"
 fi
 work="$LAB/bench-cost"; mkdir -p "$work"
-wipe() {
-  for h in $HOSTS; do
-    for d in $(vsh "$h" list --all --name 2>/dev/null | grep -E '^bench-' || true); do
-      vsh "$h" destroy "$d" >/dev/null 2>&1 || true; vsh "$h" undefine "$d" >/dev/null 2>&1 || true
-    done
-    rm -f "$(host_dir "$h")"/lib/images/bench-* "$(host_dir "$h")"/log/qemu/bench-*
-    vsh "$h" pool-refresh images >/dev/null
-  done
-}
+wipe() { bench_wipe bench; }
 wipe
 for i in $(seq 1 "$N"); do "$LAB_SCRIPTS/mkvm.sh" hostA "bench-$i" --size "$DISK" --fill "$FILL" >/dev/null; done
 cat >"$work/cost.toml" <<TOML

@@ -41,16 +41,7 @@ if [ -z "$vmove" ]; then
 fi
 
 # wipe: no benchmark VM (nor its files) on any host. fresh: wipe, then N new VMs on hostA.
-wipe() {
-  for h in $HOSTS; do
-    for d in $(vsh "$h" list --all --name 2>/dev/null | grep -E '^(bench|benchcal)-' || true); do
-      vsh "$h" destroy "$d" >/dev/null 2>&1 || true; vsh "$h" undefine "$d" >/dev/null 2>&1 || true
-    done
-    rm -f "$(host_dir "$h")"/lib/images/bench-* "$(host_dir "$h")"/log/qemu/bench-*
-    rm -f "$(host_dir "$h")"/lib/images/benchcal-* "$(host_dir "$h")"/log/qemu/benchcal-*
-    vsh "$h" pool-refresh images >/dev/null
-  done
-}
+wipe() { bench_wipe bench benchcal; }
 fresh() {
   wipe
   for i in $(seq 1 "$N"); do "$LAB_SCRIPTS/mkvm.sh" hostA "bench-$i" --size "$DISK" --fill "$FILL" >/dev/null; done

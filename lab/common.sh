@@ -67,6 +67,20 @@ host_path() {
   esac
 }
 vsh() { local h="$1"; shift; virsh -q -c "$(host_uri "$h")" "$@"; }
+# bench_wipe PREFIX...: no VM named PREFIX-<anything> on any lab host, nor its images and logs
+# (lab/bench.sh, lab/bench-cost.sh).
+bench_wipe() {
+  local h d p
+  for h in $HOSTS; do
+    for p in "$@"; do
+      for d in $(vsh "$h" list --all --name 2>/dev/null | grep -E "^$p-" || true); do
+        vsh "$h" destroy "$d" >/dev/null 2>&1 || true; vsh "$h" undefine "$d" >/dev/null 2>&1 || true
+      done
+      rm -f "$(host_dir "$h")"/lib/images/"$p"-* "$(host_dir "$h")"/log/qemu/"$p"-*
+    done
+    vsh "$h" pool-refresh images >/dev/null
+  done
+}
 
 # The pid of a host's libvirtd if it is alive (and really libvirtd), else nothing.
 libvirtd_pid() {
