@@ -100,16 +100,26 @@ fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::No
 
 fn memory_kib(n: roxmltree::Node<'_, '_>) -> u64 {
     let v: u64 = n.text().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
-    match n.attribute("unit").unwrap_or("KiB") {
-        "b" | "bytes" => v / 1024,
-        "k" | "KiB" => v,
-        "KB" => v * 1000 / 1024,
-        "M" | "MiB" => v * 1024,
-        "MB" => v * 1_000_000 / 1024,
-        "G" | "GiB" => v * 1024 * 1024,
-        "GB" => v * 1_000_000_000 / 1024,
-        _ => v,
+    match unit_bytes(n.attribute("unit").unwrap_or("KiB")) {
+        Some(k) => v.saturating_mul(k) / 1024,
+        None => v,
     }
+}
+
+/// Bytes in one of libvirt's size units (`b`/`bytes`, `KB`, `k`/`KiB`, ... up to `T`/`TiB`).
+fn unit_bytes(unit: &str) -> Option<u64> {
+    Some(match unit {
+        "b" | "bytes" => 1,
+        "KB" => 1000,
+        "k" | "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "M" | "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "G" | "GiB" => 1 << 30,
+        "TB" => 1_000_000_000_000,
+        "T" | "TiB" => 1 << 40,
+        _ => return None,
+    })
 }
 
 /// Parses a domain's XML.
@@ -384,19 +394,7 @@ pub struct VolDesc {
 /// A size element with a `unit` attribute (libvirt writes `bytes`), in bytes.
 fn size_bytes(n: roxmltree::Node<'_, '_>) -> Option<u64> {
     let v: u64 = n.text()?.trim().parse().ok()?;
-    let k: u64 = match n.attribute("unit").unwrap_or("bytes") {
-        "b" | "bytes" => 1,
-        "KB" => 1000,
-        "k" | "KiB" => 1 << 10,
-        "MB" => 1_000_000,
-        "M" | "MiB" => 1 << 20,
-        "GB" => 1_000_000_000,
-        "G" | "GiB" => 1 << 30,
-        "TB" => 1_000_000_000_000,
-        "T" | "TiB" => 1 << 40,
-        _ => return None,
-    };
-    v.checked_mul(k)
+    v.checked_mul(unit_bytes(n.attribute("unit").unwrap_or("bytes"))?)
 }
 
 /// A volume's sizes, format and backing file, from its XML (libvirt refreshes the volume
@@ -481,6 +479,25 @@ mod tests {
         assert_eq!(d.disks[1].source, "/data/it's.img");
         assert_eq!(d.log_files, vec!["/var/log/libvirt/qemu/vm1-serial0.log"]);
         assert!(d.provenance.is_none());
+    }
+
+    #[test]
+    fn memory_in_any_unit_reads_as_kib() {
+        let kib = |mem: &str| {
+            parse_domain(&RUNNING.replace("<memory unit='KiB'>65536</memory>", mem))
+                .unwrap()
+                .memory_kib
+        };
+        assert_eq!(kib("<memory unit='bytes'>67108864</memory>"), 65536);
+        assert_eq!(kib("<memory unit='M'>64</memory>"), 65536);
+        assert_eq!(kib("<memory unit='GiB'>2</memory>"), 2 * 1024 * 1024);
+        assert_eq!(kib("<memory unit='KB'>1024</memory>"), 1000);
+        assert_eq!(kib("<memory>512</memory>"), 512, "KiB without a unit");
+        assert_eq!(
+            kib("<memory unit='parsec'>7</memory>"),
+            7,
+            "an unknown unit as KiB"
+        );
     }
 
     #[test]
