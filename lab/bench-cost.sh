@@ -27,21 +27,7 @@ work="$LAB/bench-cost"; mkdir -p "$work"
 wipe() { bench_wipe bench; }
 wipe
 for i in $(seq 1 "$N"); do "$LAB_SCRIPTS/mkvm.sh" hostA "bench-$i" --size "$DISK" --fill "$FILL" >/dev/null; done
-cat >"$work/cost.toml" <<TOML
-[defaults]
-progress_interval = "1s"
-poll_interval = "5s"
-default_host_limit = $K
-cleanup = $CLEANUP
-[hosts.hostA]
-driver = "libvirt"
-uri = "$(host_uri hostA)"
-max_migrations = $K
-[hosts.hostB]
-driver = "libvirt"
-uri = "$(host_uri hostB)"
-max_migrations = $K
-TOML
+bench_config "$work/cost.toml" "$K"
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 hz="$(getconf CLK_TCK)"
 pa="$(libvirtd_pid hostA)"; pb="$(libvirtd_pid hostB)"
@@ -52,7 +38,7 @@ pre=(); env_extra=()
 [ "${COUNT_CALLS:-0}" = 1 ] && env_extra=(LIBVIRT_LOG_FILTERS=1:rpc.netclient "LIBVIRT_LOG_OUTPUTS=1:file:$work/rpc.log")
 sleep 1
 a0="$(ticks "$pa")"; b0="$(ticks "$pb")"
-"${pre[@]}" env "${env_extra[@]}" /usr/bin/time -f '%U %S %e' -o "$work/time.txt" \
+"${pre[@]}" env VMOVE_CLEANUP="$CLEANUP" "${env_extra[@]}" /usr/bin/time -f '%U %S %e' -o "$work/time.txt" \
   "$vmove" --config "$work/cost.toml" --journal "$work/journal.db" --plain migrate 'hostA:bench-*' --to hostB \
   >"$work/vmove.log" 2>&1 || { tail -5 "$work/vmove.log"; die "vmove failed"; }
 a1="$(ticks "$pa")"; b1="$(ticks "$pb")"

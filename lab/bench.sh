@@ -101,22 +101,7 @@ journal="$LAB/bench-journal.db"
 rm -f "$journal" "$journal-wal" "$journal-shm"
 # The slot limit is the hosts' default limit (libvirt reports none), so that k slots really
 # means k migrations at once (a host's max_migrations only caps that limit).
-config() {
-  cat >"$LAB/bench.toml" <<TOML
-[defaults]
-progress_interval = "1s"
-poll_interval = "5s"
-default_host_limit = $1
-[hosts.hostA]
-driver = "libvirt"
-uri = "$(host_uri hostA)"
-max_migrations = $1
-[hosts.hostB]
-driver = "libvirt"
-uri = "$(host_uri hostB)"
-max_migrations = $1
-TOML
-}
+config() { bench_config "$LAB/bench.toml" "$1"; }
 
 # calibrate K: a journaled `vmove migrate` of K calibration VMs at once (K=1: three VMs of other
 # sizes than the benchmark's, one at a time, so that a fixed cost per migration and a per-byte

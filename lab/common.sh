@@ -67,6 +67,24 @@ host_path() {
   esac
 }
 vsh() { local h="$1"; shift; virsh -q -c "$(host_uri "$h")" "$@"; }
+# bench_config FILE K: the benchmark's vmove config, hostA and hostB with K slots each
+# (lab/bench.sh, lab/bench-cost.sh).
+bench_config() {
+  cat >"$1" <<TOML
+[defaults]
+progress_interval = "1s"
+poll_interval = "5s"
+default_host_limit = $2
+[hosts.hostA]
+driver = "libvirt"
+uri = "$(host_uri hostA)"
+max_migrations = $2
+[hosts.hostB]
+driver = "libvirt"
+uri = "$(host_uri hostB)"
+max_migrations = $2
+TOML
+}
 # bench_wipe PREFIX...: no VM named PREFIX-<anything> on any lab host, nor its images and logs
 # (lab/bench.sh, lab/bench-cost.sh).
 bench_wipe() {
