@@ -61,6 +61,30 @@ pub fn migration_service_epr(host_name: &str) -> Epr {
     )
 }
 
+/// The reference to a host's `Msvm_VirtualSystemManagementService` (a singleton named `vmms`:
+/// MicrosoftDocs/win32 desktop-src/HyperV_v2/msvm-virtualsystemmanagementservice.md), by the
+/// host's computer name.
+pub fn management_service_epr(host_name: &str) -> Epr {
+    Epr::new(
+        class_uri(
+            "root/virtualization/v2",
+            "Msvm_VirtualSystemManagementService",
+        ),
+        vec![
+            (
+                "CreationClassName".into(),
+                "Msvm_VirtualSystemManagementService".into(),
+            ),
+            ("Name".into(), "vmms".into()),
+            (
+                "SystemCreationClassName".into(),
+                "Msvm_ComputerSystem".into(),
+            ),
+            ("SystemName".into(), host_name.into()),
+        ],
+    )
+}
+
 /// A WS-Addressing endpoint reference to one CIM instance.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Epr {
@@ -320,7 +344,17 @@ impl CimInstance {
                         esc(name),
                         v.cim_type(hint)
                     );
-                    if let Some(t) = v.as_text() {
+                    // A datetime goes out in CIM's native form whatever form it was read in:
+                    // real hosts fail the job on the ISO 8601 form WinRM returns (r4sd/go-wsman
+                    // hyperv/datetime_write_integration_test.go: ISO 8601 with TYPE="datetime"
+                    // -> ErrorCode 32768; CIM native with TYPE="datetime" -> accepted).
+                    let text = match v {
+                        CimValue::DateTime(d) => {
+                            Some(datetime_to_cim(d).unwrap_or_else(|| d.clone()))
+                        }
+                        v => v.as_text(),
+                    };
+                    if let Some(t) = text {
                         let _ = write!(out, "<VALUE>{}</VALUE>", esc(&t));
                     }
                     out.push_str("</PROPERTY>");
@@ -443,11 +477,14 @@ pub fn write_wsman_value(out: &mut String, name: &str, value: &CimValue) {
             }
         }
         CimValue::DateTime(d) => {
-            let _ = write!(
-                out,
-                "<p:{name}><cim:Datetime>{}</cim:Datetime></p:{name}>",
-                esc(d)
-            );
+            // WS-CIM (DSP0230) carries a point in time as `cim:Datetime` and an interval
+            // (xs:duration, `P...`) as `cim:Interval`.
+            let el = if d.starts_with('P') || d.starts_with("-P") {
+                "Interval"
+            } else {
+                "Datetime"
+            };
+            let _ = write!(out, "<p:{name}><cim:{el}>{}</cim:{el}></p:{name}>", esc(d));
         }
         CimValue::Ref(e) => {
             let _ = write!(out, "<p:{name} xsi:type=\"cim:cimReference\">");
@@ -486,38 +523,166 @@ fn typed(ty: &str, text: String) -> CimValue {
 }
 
 /// The CIM type of the non-string properties of the classes Hyper-V takes as embedded
-/// instances (migration setting data, system setting data, storage allocation setting data).
+/// instances, as the class reference (MicrosoftDocs/win32 desktop-src/HyperV_v2) types them:
+/// `msvm-virtualsystemmigrationsettingdata.md` (Bandwidth is uint16),
+/// `msvm-storageallocationsettingdata.md` (Weight is uint32; Limit, Reservation,
+/// VirtualQuantity uint64), `msvm-virtualsystemsettingdata.md`. Only for values read from the
+/// wire (type unknown); the driver's own settings carry their type ([`crate::prepare`]).
 pub fn type_hint(class: &str, property: &str) -> Option<&'static str> {
     let t = match (class, property) {
         (
             "Msvm_VirtualSystemMigrationSettingData",
-            "MigrationType" | "Priority" | "TransportType",
+            "MigrationType" | "Priority" | "TransportType" | "Bandwidth" | "CPUCappingMagnitude",
         ) => "uint16",
         (
             "Msvm_VirtualSystemMigrationSettingData",
             "RetainVhdCopiesOnSource"
             | "RemoveSourceUnmanagedVhds"
             | "EnableCompression"
-            | "Bandwidth",
-        ) => {
-            if property == "Bandwidth" {
-                "uint64"
-            } else {
-                "boolean"
-            }
-        }
+            | "AvoidRemovingVHDs"
+            | "CancelIfBlackoutThresholdExceeded"
+            | "AllowOverwriteExistingFile",
+        ) => "boolean",
         (
             _,
             "ResourceType"
             | "AutomaticRecoveryAction"
             | "AutomaticShutdownAction"
-            | "AutomaticStartupAction",
+            | "AutomaticStartupAction"
+            | "ConsumerVisibility"
+            | "MappingBehavior",
         ) => "uint16",
+        ("Msvm_StorageAllocationSettingData", "Weight") => "uint32",
         (_, "VirtualQuantity" | "Reservation" | "Limit" | "Weight") => "uint64",
         (_, "AutomaticAllocation" | "AutomaticDeallocation" | "IsSaved") => "boolean",
+        (
+            _,
+            "CreationTime" | "AutomaticStartupActionDelay" | "AutomaticCriticalErrorActionTimeout",
+        ) => "datetime",
         _ => return None,
     };
     Some(t)
+}
+
+/// A datetime in CIM's native form (DSP0004: a timestamp `yyyymmddHHMMSS.mmmmmmsUUU`, UUU the
+/// offset from UTC in minutes; an interval `ddddddddHHMMSS.mmmmmm:000`), from that form or
+/// from the forms WS-Management carries (DSP0230: xs:dateTime `2026-01-02T03:04:05.5Z` /
+/// `+02:00`, xs:duration `P1DT2H3M4.5S`). `None` when it is neither.
+pub fn datetime_to_cim(v: &str) -> Option<String> {
+    let v = v.trim();
+    if is_cim_datetime(v) {
+        return Some(v.to_owned());
+    }
+    if let Some(rest) = v.strip_prefix('P') {
+        // xs:duration, days/hours/minutes/seconds only (no years or months: an interval in
+        // CIM has none).
+        let (date, time) = match rest.split_once('T') {
+            Some((d, t)) => (d, t),
+            None => (rest, ""),
+        };
+        let mut days = 0u64;
+        if !date.is_empty() {
+            days = date.strip_suffix('D')?.parse().ok()?;
+        }
+        let (mut h, mut m, mut s, mut us) = (0u64, 0u64, 0u64, 0u64);
+        let mut num = String::new();
+        for c in time.chars() {
+            match c {
+                '0'..='9' | '.' => num.push(c),
+                'H' => h = std::mem::take(&mut num).parse().ok()?,
+                'M' => m = std::mem::take(&mut num).parse().ok()?,
+                'S' => {
+                    let n = std::mem::take(&mut num);
+                    let (whole, frac) = n.split_once('.').unwrap_or((&n, ""));
+                    s = whole.parse().ok()?;
+                    let frac: String = frac.chars().chain(std::iter::repeat('0')).take(6).collect();
+                    us = frac.parse().ok()?;
+                }
+                _ => return None,
+            }
+        }
+        if !num.is_empty() {
+            return None;
+        }
+        // Carry into days as CIM's fields are bounded (hours < 24, minutes/seconds < 60).
+        let total = ((days * 24 + h) * 60 + m) * 60 + s;
+        let (d, rem) = (total / 86_400, total % 86_400);
+        if d > 99_999_999 {
+            return None;
+        }
+        return Some(format!(
+            "{d:08}{:02}{:02}{:02}.{us:06}:000",
+            rem / 3600,
+            (rem / 60) % 60,
+            rem % 60
+        ));
+    }
+    // xs:dateTime: YYYY-MM-DDTHH:MM:SS[.f+][Z|(+|-)HH:MM]
+    let b = v.as_bytes();
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let digits = |r: std::ops::Range<usize>| -> Option<&str> {
+        let t = v.get(r)?;
+        t.bytes().all(|c| c.is_ascii_digit()).then_some(t)
+    };
+    let (y, mo, d, h, mi, s) = (
+        digits(0..4)?,
+        digits(5..7)?,
+        digits(8..10)?,
+        digits(11..13)?,
+        digits(14..16)?,
+        digits(17..19)?,
+    );
+    let mut rest = &v[19..];
+    let mut us = String::from("000000");
+    if let Some(r) = rest.strip_prefix('.') {
+        let n = r.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return None;
+        }
+        us = r[..n]
+            .chars()
+            .chain(std::iter::repeat('0'))
+            .take(6)
+            .collect();
+        rest = &r[n..];
+    }
+    let offset: i64 = match rest {
+        "" | "Z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+            let hh: i64 = o[1..3].parse().ok()?;
+            let mm: i64 = o[4..6].parse().ok()?;
+            let m = hh * 60 + mm;
+            if o.starts_with('-') { -m } else { m }
+        }
+        _ => return None,
+    };
+    let sign = if offset < 0 { '-' } else { '+' };
+    Some(format!(
+        "{y}{mo}{d}{h}{mi}{s}.{us}{sign}{:03}",
+        offset.abs()
+    ))
+}
+
+/// Whether `v` is a datetime in CIM's native form: a timestamp `yyyymmddHHMMSS.mmmmmmsUUU`
+/// (s `+` or `-`) or an interval `ddddddddHHMMSS.mmmmmm:000` (DSP0004 5.2.4; Microsoft's
+/// `CIM_DATETIME`, desktop-src/WmiSdk/cim-datetime.md). Asterisks (unknown fields) are not
+/// accepted: Hyper-V's settings never carry them.
+pub fn is_cim_datetime(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() == 25
+        && b[..14].iter().all(u8::is_ascii_digit)
+        && b[14] == b'.'
+        && b[15..21].iter().all(u8::is_ascii_digit)
+        && ((matches!(b[21], b'+' | b'-') && b[22..].iter().all(u8::is_ascii_digit))
+            || &b[21..] == b":000")
 }
 
 #[cfg(test)]
@@ -626,6 +791,95 @@ mod tests {
                 .get_array("HostResource"),
             vec!["E:\\VMs\\a&b.vhdx"]
         );
+    }
+
+    #[test]
+    fn datetimes_are_written_in_cim_native_form_whatever_form_they_were_read_in() {
+        assert_eq!(
+            datetime_to_cim("2026-01-02T03:04:05Z").as_deref(),
+            Some("20260102030405.000000+000")
+        );
+        assert_eq!(
+            datetime_to_cim("2026-01-02T03:04:05.25-05:30").as_deref(),
+            Some("20260102030405.250000-330")
+        );
+        assert_eq!(
+            datetime_to_cim("P0DT0H45M0S").as_deref(),
+            Some("00000000004500.000000:000")
+        );
+        assert_eq!(
+            datetime_to_cim("PT90S").as_deref(),
+            Some("00000000000130.000000:000")
+        );
+        assert_eq!(
+            datetime_to_cim("P2D").as_deref(),
+            Some("00000002000000.000000:000")
+        );
+        assert_eq!(
+            datetime_to_cim("20260101000000.000000+000").as_deref(),
+            Some("20260101000000.000000+000")
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2026-01-02",
+            "P1Y",
+            "PT1X",
+            "2026-01-02T03:04:05+5",
+        ] {
+            assert_eq!(datetime_to_cim(bad), None, "{bad}");
+        }
+        let v = CimInstance::new("Msvm_VirtualSystemSettingData")
+            .with(
+                "AutomaticStartupActionDelay",
+                CimValue::DateTime("P0DT0H1M30S".into()),
+            )
+            .with("CreationTime", CimValue::Text("x".into()));
+        let xml = v.to_cim_xml();
+        assert!(
+            xml.contains("<PROPERTY NAME=\"AutomaticStartupActionDelay\" TYPE=\"datetime\"><VALUE>00000000000130.000000:000</VALUE>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<PROPERTY NAME=\"CreationTime\" TYPE=\"datetime\">"),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn type_hints_follow_the_class_reference() {
+        // Bandwidth is uint16 (msvm-virtualsystemmigrationsettingdata.md), Weight uint32
+        // (msvm-storageallocationsettingdata.md): both were uint64 before.
+        assert_eq!(
+            type_hint("Msvm_VirtualSystemMigrationSettingData", "Bandwidth"),
+            Some("uint16")
+        );
+        assert_eq!(
+            type_hint("Msvm_StorageAllocationSettingData", "Weight"),
+            Some("uint32")
+        );
+        assert_eq!(
+            type_hint("Msvm_StorageAllocationSettingData", "Limit"),
+            Some("uint64")
+        );
+    }
+
+    #[test]
+    fn intervals_go_on_the_wire_as_cim_interval() {
+        let inst = CimInstance::new("Msvm_Thing")
+            .with("Delay", CimValue::DateTime("PT30S".into()))
+            .with("At", CimValue::DateTime("2026-01-01T00:00:00Z".into()));
+        let text = inst.to_wsman("root/virtualization/v2");
+        assert!(
+            text.contains("<cim:Interval>PT30S</cim:Interval>"),
+            "{text}"
+        );
+        assert!(
+            text.contains("<cim:Datetime>2026-01-01T00:00:00Z</cim:Datetime>"),
+            "{text}"
+        );
+        let back = CimInstance::from_wsman(&crate::xml::parse(&text).unwrap());
+        assert_eq!(back.get("Delay"), Some(&CimValue::DateTime("PT30S".into())));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use crate::cim::{CimInstance, CimValue, Epr, class_uri};
 use crate::config::HyperVHostConfig;
 use crate::paths::{self, wql_str};
+use crate::prepare;
 use crate::record::{self, AttemptRecord, Registry};
 use crate::wsman::{Credentials, Param, TlsOptions, TransportConfig, WsmanClient, WsmanError};
 use async_trait::async_trait;
@@ -270,28 +271,31 @@ impl HyperVDriver {
         {
             return Ok(n);
         }
-        let sys = self
-            .query(
-                id,
-                V2,
-                "SELECT * FROM Msvm_ComputerSystem WHERE Caption='Hosting Computer System'",
-            )
-            .await?;
-        let name = sys.first().and_then(|s| s.get_str("Name")).ok_or_else(|| {
-            DriverError::transient(format!("{id} did not report its computer name"))
-        })?;
+        // The migration service's SystemName is the host's computer name (its key), in any
+        // locale: captions are translated ("Hosting Computer System" is not what a Japanese
+        // host shows: r4sd/go-wsman hyperv/host_filter.go).
+        let name = self
+            .service(id)
+            .await?
+            .get_str("SystemName")
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| {
+                DriverError::transient(format!("{id} did not report its computer name"))
+            })?;
         *h.host_name.lock().unwrap_or_else(|p| p.into_inner()) = Some(name.clone());
         Ok(name)
     }
 
-    /// Every VM of the host (`Msvm_ComputerSystem` instances that are not the host itself).
+    /// Every VM of the host: the `Msvm_ComputerSystem` instances whose `Name` is a GUID (the
+    /// host's own instance has its computer name). Not by `Caption`: it is translated
+    /// (`prepare::is_vm_name`).
     async fn vm_instances(&self, id: &HostId) -> DriverResult<Vec<CimInstance>> {
-        self.query(
-            id,
-            V2,
-            "SELECT * FROM Msvm_ComputerSystem WHERE Caption='Virtual Machine'",
-        )
-        .await
+        Ok(self
+            .query(id, V2, "SELECT * FROM Msvm_ComputerSystem")
+            .await?
+            .into_iter()
+            .filter(|i| i.get_str("Name").is_some_and(|n| prepare::is_vm_name(&n)))
+            .collect())
     }
 
     async fn vm_instance(&self, id: &HostId, vm: &VmId) -> DriverResult<Option<CimInstance>> {
@@ -303,7 +307,7 @@ impl HyperVDriver {
             .query(id, V2, &q)
             .await?
             .into_iter()
-            .find(|i| i.get_str("Caption").as_deref() == Some("Virtual Machine")))
+            .find(|i| i.get_str("Name").is_some_and(|n| prepare::is_vm_name(&n))))
     }
 
     async fn file_size(&self, id: &HostId, path: &str) -> DriverResult<Option<u64>> {
@@ -386,18 +390,56 @@ impl HyperVDriver {
         Ok(m)
     }
 
-    /// The VM's VHD paths (ResourceType 31), in order.
+    /// The VM's virtual hard disks (current configuration), in order: ResourceType 31 with the
+    /// hard-disk subtype, not its DVD or floppy images (`prepare::is_vhd`).
     async fn vhds(&self, id: &HostId, guid: &str) -> DriverResult<Vec<CimInstance>> {
+        self.vhds_of_settings(id, &format!("Microsoft:{guid}"))
+            .await
+    }
+
+    /// The virtual hard disks of the settings whose `InstanceID` is `settings_id` (a VM's
+    /// `Microsoft:<GUID>`, a checkpoint's `Microsoft:<checkpoint id>`): os-win `_wqlutils.py`
+    /// `get_element_associated_class` selects them by `InstanceID LIKE '<settings id>%'`.
+    async fn vhds_of_settings(
+        &self,
+        id: &HostId,
+        settings_id: &str,
+    ) -> DriverResult<Vec<CimInstance>> {
         let q = format!(
             "SELECT * FROM Msvm_StorageAllocationSettingData WHERE InstanceID LIKE {}",
-            wql_str(&format!("Microsoft:{guid}%"))
+            wql_str(&format!("{settings_id}%"))
         );
         Ok(self
             .query(id, V2, &q)
             .await?
             .into_iter()
-            .filter(|s| s.get_u32("ResourceType") == Some(31))
+            .filter(|s| {
+                prepare::is_vhd(s)
+                    // `Microsoft:<id>%` must not also take `Microsoft:<id>X...`.
+                    && s.get_str("InstanceID").is_some_and(|i| {
+                        i.get(settings_id.len()..)
+                            .is_some_and(|rest| rest.is_empty() || rest.starts_with('\\'))
+                    })
+            })
             .collect())
+    }
+
+    /// The virtual hard disks the VM's checkpoints reference (standard and recovery
+    /// checkpoints: the older links of each differencing chain). The checkpoints are the VM's
+    /// associators through `Msvm_SnapshotOfVirtualSystem` (os-win `vmutils.py`
+    /// `get_vm_snapshots`).
+    async fn checkpoint_vhds(&self, id: &HostId, guid: &str) -> DriverResult<Vec<CimInstance>> {
+        let q = format!(
+            "ASSOCIATORS OF {{Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSystem\",Name=\"{guid}\"}} WHERE AssocClass=Msvm_SnapshotOfVirtualSystem ResultClass=Msvm_VirtualSystemSettingData"
+        );
+        let mut out = Vec::new();
+        for snap in self.query(id, V2, &q).await? {
+            let Some(sid) = snap.get_str("InstanceID") else {
+                continue;
+            };
+            out.extend(self.vhds_of_settings(id, &sid).await?);
+        }
+        Ok(out)
     }
 
     async fn vssd(&self, id: &HostId, guid: &str) -> DriverResult<CimInstance> {
@@ -813,6 +855,167 @@ impl HyperVDriver {
             .and_then(|j| j.get_str("InstanceID")))
     }
 
+    /// The name a move to `id` gives as `DestinationHost` (`prepare::destination_name`): the
+    /// configured `host_name`, else the host's full DNS name, else its computer name.
+    async fn destination_name(&self, id: &HostId) -> DriverResult<String> {
+        let configured = self
+            .host(id)?
+            .host_name
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(c) = configured {
+            return Ok(c);
+        }
+        let computer_name = self.host_name(id).await?;
+        let cs = self
+            .query(id, CIMV2, "SELECT * FROM Win32_ComputerSystem")
+            .await?;
+        Ok(prepare::destination_name(None, cs.first(), &computer_name))
+    }
+
+    /// `EnableVirtualSystemMigration` of the host's migration service settings.
+    async fn migration_enabled(&self, id: &HostId) -> DriverResult<bool> {
+        let sd = self
+            .query(
+                id,
+                V2,
+                "SELECT * FROM Msvm_VirtualSystemMigrationServiceSettingData",
+            )
+            .await?;
+        Ok(sd
+            .first()
+            .and_then(|s| s.get_bool("EnableVirtualSystemMigration"))
+            .unwrap_or(false))
+    }
+
+    /// Whether the source can send and the destination can take a migration, as Microsoft's
+    /// sample and os-win check before moving (Windows-classic-samples MigrationCommon.cs
+    /// `GetMigrationDestinationListenAddresses`; os-win livemigrationutils.py
+    /// `check_live_migration_config`): `EnableVirtualSystemMigration` on both, and the
+    /// destination listening on some address (`MigrationServiceListenerIPAddressList`). The
+    /// destination's addresses (for `DestinationIPAddressList`); a destination that takes no
+    /// migrations refuses (`DestinationRefused`: another may take the VM), a source that sends
+    /// none is permanent.
+    async fn migration_readiness(&self, src: &HostId, dst: &HostId) -> DriverResult<Vec<String>> {
+        if !self.migration_enabled(src).await? {
+            return Err(DriverError::permanent(format!(
+                "{src} does not send VM migrations (EnableVirtualSystemMigration is false on its migration service: Enable-VMMigration)"
+            )));
+        }
+        if !self.migration_enabled(dst).await? {
+            return Err(DriverError::destination_refused(format!(
+                "{dst} does not accept VM migrations (EnableVirtualSystemMigration is false on its migration service: Enable-VMMigration)"
+            )));
+        }
+        let addresses: Vec<String> = self
+            .service(dst)
+            .await?
+            .get_array("MigrationServiceListenerIPAddressList")
+            .into_iter()
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
+        if addresses.is_empty() {
+            return Err(DriverError::destination_refused(format!(
+                "{dst} has no migration network (its migration service listens on no address: Add-VMMigrationNetwork)"
+            )));
+        }
+        Ok(addresses)
+    }
+
+    /// Removes a planned VM of `req.vm` (same GUID) from the destination, the leftover of a
+    /// failed attempt that blocks the next one, as Move-VM does before a move and os-win's
+    /// `destroy_existing_planned_vm` (migrationutils.py) with
+    /// `Msvm_VirtualSystemManagementService.DestroySystem` (destroysystem-msvm-
+    /// virtualsystemmanagementservice.md; a planned VM: msvm-plannedcomputersystem.md).
+    /// Only while the VM is realized on the source and not on the destination, and no
+    /// migration of it runs: then a planned VM of its GUID there can only be an attempt's
+    /// leftover (a move in progress would show). `DestroySystem` removes the definition, not
+    /// its disks (os-win vmutils.py `destroy_vm`).
+    async fn remove_planned_leftover(&self, req: &MigrationRequest) -> DriverResult<()> {
+        let (src, dst) = (&req.source, &req.destination);
+        let q = format!(
+            "SELECT * FROM Msvm_PlannedComputerSystem WHERE Name={}",
+            wql_str(req.vm.as_str())
+        );
+        let found: Vec<CimInstance> = self
+            .query(dst, V2, &q)
+            .await?
+            .into_iter()
+            .filter(|p| {
+                p.get_str("Name")
+                    .is_some_and(|n| n.eq_ignore_ascii_case(req.vm.as_str()))
+            })
+            .collect();
+        let Some(planned) = found.into_iter().next() else {
+            return Ok(());
+        };
+        if self.vm_instance(dst, &req.vm).await?.is_some() {
+            return Err(DriverError::permanent(format!(
+                "VM {} is on {dst} already, and a planned VM of it too: left for a person",
+                req.vm
+            )));
+        }
+        if self.vm_instance(src, &req.vm).await?.is_none() {
+            return Err(DriverError::permanent(format!(
+                "VM {} is not on {src}: its planned VM on {dst} is not removed",
+                req.vm
+            )));
+        }
+        if let Some(job) = self.running_job_of(src, req.vm.as_str()).await? {
+            return Err(DriverError::transient(format!(
+                "a migration of VM {} is running ({job}): its planned VM on {dst} stays",
+                req.vm
+            )));
+        }
+        let target = planned.epr.clone().unwrap_or_else(|| {
+            Epr::new(
+                class_uri(V2, "Msvm_PlannedComputerSystem"),
+                vec![
+                    (
+                        "CreationClassName".into(),
+                        "Msvm_PlannedComputerSystem".into(),
+                    ),
+                    ("Name".into(), req.vm.as_str().to_owned()),
+                ],
+            )
+        });
+        let vmms = crate::cim::management_service_epr(&self.host_name(dst).await?);
+        tracing::info!(vm = %req.vm, host = %dst, "removing the planned VM a failed attempt left");
+        let out = self
+            .host(dst)?
+            .client
+            .invoke(
+                &vmms,
+                "DestroySystem",
+                &[("AffectedSystem".into(), Param::Ref(target))],
+            )
+            .await
+            .map_err(|e| {
+                let mut e = write_err(dst, "DestroySystem of a planned VM", e);
+                // Nothing was asked of the migration service: the VM did not move.
+                if e.class == ErrorClass::Indeterminate {
+                    e.class = ErrorClass::Transient;
+                }
+                e
+            })?;
+        match out.get_u32("ReturnValue") {
+            Some(0) => Ok(()),
+            Some(4096) => {
+                // A job removes it: the start is asked again once it is gone.
+                Err(DriverError::transient(format!(
+                    "the planned VM of {} on {dst} is being removed",
+                    req.vm
+                )))
+            }
+            Some(rv) => Err(rv_error("DestroySystem of a planned VM", rv)),
+            None => Err(DriverError::transient(
+                "DestroySystem returned no ReturnValue",
+            )),
+        }
+    }
+
     async fn info_of(&self, id: &HostId, vm: &VmId) -> DriverResult<Option<VmInfo>> {
         let Some(i) = self.vm_instance(id, vm).await? else {
             return Ok(None);
@@ -882,6 +1085,24 @@ impl Driver for HyperVDriver {
         let vms = self.vm_instances(host).await?;
         let mem = self.memory_map(host, None).await?;
         let mut disk: HashMap<String, u64> = HashMap::new();
+        // A checkpoint's disk entries carry the checkpoint's id, not the VM's: its settings
+        // name the VM (`VirtualSystemIdentifier`).
+        let owner: HashMap<String, String> = self
+            .query(host, V2, "SELECT * FROM Msvm_VirtualSystemSettingData")
+            .await?
+            .iter()
+            .filter_map(|v| {
+                let id = v
+                    .get_str("InstanceID")
+                    .as_deref()
+                    .and_then(Self::guid_of_instance_id)?;
+                Some((
+                    id,
+                    v.get_str("VirtualSystemIdentifier")?.to_ascii_uppercase(),
+                ))
+            })
+            .collect();
+        let mut counted: std::collections::HashSet<String> = std::collections::HashSet::new();
         for s in self
             .query(
                 host,
@@ -890,14 +1111,22 @@ impl Driver for HyperVDriver {
             )
             .await?
         {
+            if !prepare::is_vhd(&s) {
+                continue;
+            }
             let Some(g) = s
                 .get_str("InstanceID")
                 .as_deref()
                 .and_then(Self::guid_of_instance_id)
+                .map(|o| owner.get(&o).cloned().unwrap_or(o))
             else {
                 continue;
             };
             for p in s.get_array("HostResource") {
+                // A chain's base is referenced by several checkpoints: counted once.
+                if !counted.insert(p.to_ascii_lowercase()) {
+                    continue;
+                }
                 if let Some(sz) = self.cached_file_size(host, &p).await? {
                     *disk.entry(g.clone()).or_default() += sz;
                 }
@@ -925,18 +1154,19 @@ impl Driver for HyperVDriver {
             .unwrap_or(0);
         let vssd = self.vssd(host, guid).await?;
         let mut disks = Vec::new();
-        for s in self.vhds(host, guid).await? {
-            for p in s.get_array("HostResource") {
-                let size = self.file_size(host, &p).await?.unwrap_or(0);
-                let format = p.rsplit('.').next().unwrap_or("vhdx").to_ascii_lowercase();
-                disks.push(Disk {
-                    path: p,
-                    format,
-                    virtual_bytes: size,
-                    allocated_bytes: size,
-                    backing_chain: Vec::new(),
-                });
-            }
+        // Every link of every chain: the current configuration's disks and its checkpoints'.
+        let mut sasds = self.vhds(host, guid).await?;
+        sasds.extend(self.checkpoint_vhds(host, guid).await?);
+        for p in prepare::distinct_paths(&sasds) {
+            let size = self.file_size(host, &p).await?.unwrap_or(0);
+            let format = p.rsplit('.').next().unwrap_or("vhdx").to_ascii_lowercase();
+            disks.push(Disk {
+                path: p,
+                format,
+                virtual_bytes: size,
+                allocated_bytes: size,
+                backing_chain: Vec::new(),
+            });
         }
         let mut config_paths = Vec::new();
         for k in [
@@ -983,12 +1213,22 @@ impl Driver for HyperVDriver {
         if let Health::Bad(w) = health {
             return Err(DriverError::permanent(format!("VM {} is {w}", req.vm)));
         }
+        // Both ends must take migrations, the destination on a network it listens on
+        // (refused before anything is written).
+        let dest_addresses = self.migration_readiness(src, dst).await?;
+        // A planned VM of this VM left on the destination by a failed attempt blocks the move:
+        // it goes first, as Move-VM does.
+        self.remove_planned_leftover(req).await?;
         let vssd = self.vssd(src, &guid).await?;
-        let sasds = self.vhds(src, &guid).await?;
-        let disk_paths: Vec<String> = sasds
-            .iter()
-            .filter_map(|s| s.get_array("HostResource").into_iter().next())
-            .collect();
+        // Every virtual hard disk moves: the current configuration's and every checkpoint's
+        // (the older links of each differencing chain), as Move-VM -IncludeStorage does; a VHD
+        // referenced only by a checkpoint is otherwise not moved (Windows-classic-samples
+        // VmAndStorageMigration.cs). DVD and floppy images keep their paths.
+        let mut sasds = self.vhds(src, &guid).await?;
+        let current = sasds.len();
+        sasds.extend(self.checkpoint_vhds(src, &guid).await?);
+        let disk_paths = prepare::distinct_paths(&sasds);
+        let current_paths = prepare::distinct_paths(&sasds[..current]);
         let volumes: Vec<String> = self
             .volumes(dst)
             .await?
@@ -1016,51 +1256,59 @@ impl Driver for HyperVDriver {
                 new_folders.push(f);
             }
         }
+        let target_of = |p: &str| {
+            plan.disks
+                .iter()
+                .find(|(s, _)| s.eq_ignore_ascii_case(p))
+                .map(|(_, t)| t.clone())
+        };
         let mut sizes = Vec::new();
-        for (s, t) in &plan.disks {
+        for s in &current_paths {
             sizes.push((
                 s.clone(),
-                t.clone(),
+                target_of(s).unwrap_or_else(|| s.clone()),
                 self.file_size(src, s).await?.unwrap_or(0),
             ));
         }
-        let dest_name = self.host_name(dst).await?;
+        let dest_name = self.destination_name(dst).await?;
         let src_name = self.host_name(src).await?;
         let svc = self.service(src).await?;
         let svc_epr = Self::service_epr(&svc, &src_name);
-        let msd = self
-            .query(
-                src,
-                V2,
-                "SELECT * FROM Msvm_VirtualSystemMigrationSettingData WHERE MigrationType=32771",
-            )
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| {
-                DriverError::permanent(format!(
-                    "{src} has no shared-nothing migration setting data"
-                ))
-            })?;
-        let mut msd = CimInstance { epr: None, ..msd };
-        msd.set("MigrationType", CimValue::U16(32771));
-        // Migratability check first (synchronous).
+        // The move's parameters, built once: the migratability check is asked with exactly
+        // these (with the source's paths it would judge the wrong files: MigrationCommon.cs
+        // CheckMigratability passes the move's new settings).
+        let mut params: Vec<(String, Param)> = vec![
+            (
+                "ComputerSystem".into(),
+                Param::Ref(crate::cim::computer_system_epr(&guid)),
+            ),
+            (
+                "DestinationHost".into(),
+                Param::Value(CimValue::String(dest_name.clone())),
+            ),
+            (
+                "MigrationSettingData".into(),
+                Param::Embedded(prepare::migration_setting_data(&dest_addresses)),
+            ),
+        ];
+        if let Some(root) = &plan.root {
+            params.push((
+                "NewSystemSettingData".into(),
+                Param::Embedded(prepare::system_settings(&vssd, root)),
+            ));
+        }
+        let rasds: Vec<CimInstance> = sasds
+            .iter()
+            .filter_map(|s| {
+                let p = s.get_array("HostResource").into_iter().next()?;
+                Some(prepare::resource_settings(s, &target_of(&p)?))
+            })
+            .collect();
+        if !rasds.is_empty() {
+            params.push(("NewResourceSettingData".into(), Param::EmbeddedArray(rasds)));
+        }
         let check = src_client
-            .invoke(
-                &svc_epr,
-                "CheckVirtualSystemIsMigratableToHost",
-                &[
-                    (
-                        "ComputerSystem".into(),
-                        Param::Ref(crate::cim::computer_system_epr(&guid)),
-                    ),
-                    (
-                        "DestinationHost".into(),
-                        Param::Value(CimValue::String(dest_name.clone())),
-                    ),
-                    ("MigrationSettingData".into(), Param::Embedded(msd.clone())),
-                ],
-            )
+            .invoke(&svc_epr, "CheckVirtualSystemIsMigratableToHost", &params)
             .await
             .map_err(|e| read_err(src, "CheckVirtualSystemIsMigratableToHost", e))?;
         match check.get_u32("ReturnValue") {
@@ -1077,47 +1325,6 @@ impl Driver for HyperVDriver {
                     "CheckVirtualSystemIsMigratableToHost returned no ReturnValue",
                 ));
             }
-        }
-        let mut params: Vec<(String, Param)> = vec![
-            (
-                "ComputerSystem".into(),
-                Param::Ref(crate::cim::computer_system_epr(&guid)),
-            ),
-            (
-                "DestinationHost".into(),
-                Param::Value(CimValue::String(dest_name.clone())),
-            ),
-            ("MigrationSettingData".into(), Param::Embedded(msd)),
-        ];
-        if let Some(root) = &plan.root {
-            let mut v = CimInstance {
-                epr: None,
-                ..vssd.clone()
-            };
-            for k in [
-                "ConfigurationDataRoot",
-                "SnapshotDataRoot",
-                "SwapFileDataRoot",
-            ] {
-                v.set(k, CimValue::String(root.clone()));
-            }
-            params.push(("NewSystemSettingData".into(), Param::Embedded(v)));
-        }
-        let mut rasds = Vec::new();
-        for (s, (_, t)) in sasds.iter().zip(&plan.disks) {
-            let mut r = CimInstance {
-                epr: None,
-                ..s.clone()
-            };
-            r.set(
-                "HostResource",
-                CimValue::Array(vec![CimValue::String(t.clone())]),
-            );
-            r.set("PoolID", CimValue::String(String::new()));
-            rasds.push(r);
-        }
-        if !rasds.is_empty() {
-            params.push(("NewResourceSettingData".into(), Param::EmbeddedArray(rasds)));
         }
         // From here on the destination paths may fill: record them on the destination (all
         // checked absent above) so that a failed attempt's copies and folders can be found, by

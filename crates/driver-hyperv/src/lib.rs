@@ -5,6 +5,8 @@
 //! - [`cim`]: CIM instances and values, endpoint references, CIM-XML and WS-Man instance forms.
 //! - [`wsman`]: the client (Enumerate/Pull with WQL, Get, Invoke), its transport (one HTTP/1.1
 //!   connection per host session, rustls for HTTPS, NTLM sealing over HTTP) and credentials.
+//! - [`prepare`]: what a move sends (minimal typed embedded instances) and finds (VMs by GUID,
+//!   hard disks by subtype), as pure functions.
 //! - [`paths`]: destination layouts (one path, subfolder, preserved drive letters) and the
 //!   source clean-up candidates, as pure functions.
 //! - [`record`]: attempt records, kept in the destination's registry (`StdRegProv`), that
@@ -20,6 +22,7 @@ pub mod driver;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
 pub mod paths;
+pub mod prepare;
 pub mod record;
 pub mod wsman;
 pub mod xml;

@@ -6,6 +6,9 @@
 //! `docs/drivers/hyperv.md`), and an independent client (pypsrp) is run against it in the tests.
 
 pub mod keytab;
+mod migration;
+pub mod model;
+pub mod schema;
 pub mod world;
 pub mod wql;
 
@@ -18,6 +21,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
+pub use model::{FakeCheckpoint, FakeDrive, FakePlanned, Locale};
 use sspi::{
     AuthIdentity, BufferType, CredentialUse, CredentialsBuffers, DataRepresentation, KdcResolution,
     Kerberos, KerberosConfig, Ntlm, SecurityBuffer, SecurityStatus, ServerRequestFlags, Sspi,

@@ -3,6 +3,7 @@
 //! Time is virtual (`now_ms`), advanced by the test, optionally plus real elapsed time.
 //! Migration jobs advance when any request looks at the world ([`World::tick`]).
 
+use super::model::{self, FakeCheckpoint, FakeDrive, FakePlanned, Locale};
 use super::wql::{self, Cond, Query};
 use crate::cim::{
     CimInstance, CimValue, Epr, class_uri, computer_system_epr, migration_service_epr,
@@ -24,7 +25,7 @@ pub struct FakeFile {
 }
 
 /// A VM on a fake host.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FakeVm {
     /// GUID (`Msvm_ComputerSystem.Name`).
     pub guid: String,
@@ -42,8 +43,12 @@ pub struct FakeVm {
     pub snapshot_root: String,
     /// `SwapFileDataRoot`.
     pub swap_root: String,
-    /// VHD paths.
+    /// VHD paths (the current configuration's: the newest link of each chain).
     pub disks: Vec<String>,
+    /// DVD and floppy drives with their images (`World::add_drive`).
+    pub drives: Vec<FakeDrive>,
+    /// Checkpoints, oldest first (`World::add_checkpoint`).
+    pub checkpoints: Vec<FakeCheckpoint>,
 }
 
 /// A migration job (kept on the host that started it).
@@ -111,6 +116,15 @@ pub struct FakeHost {
     pub foreign_migrations: u32,
     /// `HKEY_LOCAL_MACHINE` as `StdRegProv` sees it: keys by lower-case path.
     pub registry: BTreeMap<String, FakeRegKey>,
+    /// The DNS domain (`Win32_ComputerSystem.Domain`): the host's full name is
+    /// `<computer name>.<domain>`.
+    pub domain: String,
+    /// `Msvm_VirtualSystemMigrationServiceSettingData.EnableVirtualSystemMigration`.
+    pub migration_enabled: bool,
+    /// `Msvm_VirtualSystemMigrationService.MigrationServiceListenerIPAddressList`.
+    pub listener_ips: Vec<String>,
+    /// Planned VMs by GUID (`Msvm_PlannedComputerSystem`).
+    pub planned: BTreeMap<String, FakePlanned>,
 }
 
 /// A registry key under `HKEY_LOCAL_MACHINE` (names compare case-insensitively, as Windows'
@@ -145,6 +159,9 @@ pub struct Faults {
     pub timeout_fault: BTreeMap<String, u32>,
     /// Per VM GUID: the virtual time (ms) its backup ends ([11, 32776] until then).
     pub backup_ends_ms: BTreeMap<String, u64>,
+    /// VM GUIDs whose jobs failed through `job_exception` leave a planned VM of theirs
+    /// (`Msvm_PlannedComputerSystem`, same GUID) on the destination.
+    pub failure_leaves_planned: BTreeSet<String>,
 }
 
 /// Calls seen, for tests to assert on.
@@ -156,6 +173,12 @@ pub struct Calls {
     pub queries: Vec<(String, String)>,
     /// Raw bodies of embedded instance parameters (CIM-XML) received.
     pub embedded: Vec<String>,
+    /// (host key, method, parameters as CIM-XML text in order) of each call of the migration
+    /// service's `MigrateVirtualSystemToHost` and `CheckVirtualSystemIsMigratableToHost`:
+    /// `DestinationHost` and each embedded instance.
+    pub migration_params: Vec<(String, String, Vec<(String, String)>)>,
+    /// (host key, class of the reference, its `Name`) of each `DestroySystem`.
+    pub destroyed: Vec<(String, String, String)>,
     /// TCP connections accepted, per host key.
     pub connections: BTreeMap<String, u32>,
     /// Sealed messages received, per protocol (`application/HTTP-...-session-encrypted`).
@@ -213,6 +236,8 @@ pub struct World {
     pub page_size: usize,
     /// Open enumerations.
     pub enumerations: BTreeMap<String, VecDeque<CimInstance>>,
+    /// The language of the hosts' captions ([`World::set_locale`]).
+    pub locale: Locale,
     next_id: u64,
 }
 
@@ -234,7 +259,7 @@ pub fn parent(p: &str) -> Option<String> {
     Some(t[..i].to_owned())
 }
 
-fn file_name(p: &str) -> &str {
+pub(crate) fn file_name(p: &str) -> &str {
     p.rsplit('\\').next().unwrap_or(p)
 }
 
@@ -290,7 +315,7 @@ impl FakeHost {
     pub fn dir_exists(&self, path: &str) -> bool {
         self.dirs.contains_key(&key(path))
     }
-    fn volume_exists(&self, drive: &str) -> bool {
+    pub(crate) fn volume_exists(&self, drive: &str) -> bool {
         self.volumes.iter().any(|v| v.eq_ignore_ascii_case(drive))
     }
     fn active_migrations(&self, all: &BTreeMap<String, FakeHost>, me: &str) -> u32 {
@@ -322,10 +347,12 @@ fn u16s(v: &[u16]) -> CimValue {
 }
 
 fn cim_datetime(ms: u64) -> String {
-    // Days since the run epoch are enough for a fake: 2026-01-01 plus ms.
+    // Days since the run epoch are enough for a fake: 2026-01-01 plus ms. WinRM returns a
+    // datetime in the ISO 8601 form (xs:dateTime), not CIM's native one (r4sd/go-wsman
+    // hyperv/datetime_write_integration_test.go: "read returns ISO 8601").
     let secs = ms / 1000;
     format!(
-        "20260101{:02}{:02}{:02}.{:06}+000",
+        "2026-01-01T{:02}:{:02}:{:02}.{:06}Z",
         (secs / 3600) % 24,
         (secs / 60) % 60,
         secs % 60,
@@ -348,6 +375,11 @@ impl World {
         self.next_id
     }
 
+    /// A new number (for ids).
+    pub(crate) fn next_id(&mut self) -> u64 {
+        self.id()
+    }
+
     /// Adds a host.
     pub fn add_host(&mut self, key: &str, computer_name: &str, volumes: &[&str]) {
         self.hosts.insert(
@@ -358,6 +390,9 @@ impl World {
                 volumes: volumes.iter().map(|v| (*v).to_owned()).collect(),
                 free_disk_bytes: 2 << 40,
                 free_memory_bytes: 256 << 30,
+                domain: "lab.example".into(),
+                migration_enabled: true,
+                listener_ips: vec![format!("192.0.2.{}", 10 + self.hosts.len())],
                 ..FakeHost::default()
             },
         );
@@ -391,6 +426,7 @@ impl World {
             snapshot_root: root.to_owned(),
             swap_root: root.to_owned(),
             disks: disks.clone(),
+            ..FakeVm::default()
         };
         if let Some(h) = self.hosts.get_mut(host) {
             h.write_file(&format!("{root}\\Virtual Machines\\{guid}.vmcx"), 64 << 10);
@@ -405,11 +441,13 @@ impl World {
         guid
     }
 
-    fn host_key_by_name(&self, name: &str) -> Option<String> {
+    pub(crate) fn host_key_by_name(&self, name: &str) -> Option<String> {
         self.hosts
             .iter()
             .find(|(k, h)| {
-                k.eq_ignore_ascii_case(name) || h.computer_name.eq_ignore_ascii_case(name)
+                k.eq_ignore_ascii_case(name)
+                    || h.computer_name.eq_ignore_ascii_case(name)
+                    || format!("{}.{}", h.computer_name, h.domain).eq_ignore_ascii_case(name)
             })
             .map(|(k, _)| k.clone())
     }
@@ -495,6 +533,17 @@ impl World {
             {
                 v.op_status = vec![2];
             }
+            if self.faults.failure_leaves_planned.contains(&job.vm) {
+                let vm = self
+                    .hosts
+                    .get(&job.source)
+                    .and_then(|h| h.vms.get(&job.vm))
+                    .cloned();
+                if let Some(vm) = vm {
+                    let root = job.new_root.clone().unwrap_or(vm.config_root.clone());
+                    self.add_planned(&job.destination, &vm.guid, &vm.name, &root);
+                }
+            }
             if job.leaves_copies {
                 let sizes: Vec<u64> = job
                     .disk_moves
@@ -532,7 +581,9 @@ impl World {
         let old_root = vm.config_root.clone();
         let mut sizes = BTreeMap::new();
         if let Some(src) = self.hosts.get_mut(&job.source) {
-            for d in &vm.disks {
+            // What moved leaves the source (RetainVhdCopiesOnSource false): every storage entry
+            // the job moved, disks, checkpoint disks and drive images alike.
+            for (d, _) in &job.disk_moves {
                 if let Some(f) = src.files.remove(&key(d)) {
                     sizes.insert(key(d), f.size);
                 }
@@ -550,17 +601,22 @@ impl World {
         vm.config_root = new_root.clone();
         vm.snapshot_root = new_root.clone();
         vm.swap_root = new_root.clone();
-        vm.disks = vm
-            .disks
-            .iter()
-            .map(|d| {
-                job.disk_moves
-                    .iter()
-                    .find(|(o, _)| key(o) == key(d))
-                    .map(|(_, n)| n.clone())
-                    .unwrap_or(d.clone())
-            })
-            .collect();
+        let moved = |d: &String| {
+            job.disk_moves
+                .iter()
+                .find(|(o, _)| key(o) == key(d))
+                .map(|(_, n)| n.clone())
+                .unwrap_or(d.clone())
+        };
+        vm.disks = vm.disks.iter().map(moved).collect();
+        // A checkpoint's disks and the drive images keep their paths unless the job moved them
+        // (then they point at paths the destination may not have).
+        for c in vm.checkpoints.iter_mut() {
+            c.disks = c.disks.iter().map(moved).collect();
+        }
+        for d in vm.drives.iter_mut() {
+            d.path = moved(&d.path);
+        }
         vm.op_status = vec![2];
         if let Some(dst) = self.hosts.get_mut(&job.destination) {
             dst.write_file(
@@ -585,10 +641,10 @@ impl World {
 
     // ----- instances -----
 
-    fn vm_instance(h: &FakeHost, vm: &FakeVm) -> CimInstance {
+    fn vm_instance(h: &FakeHost, vm: &FakeVm, locale: Locale) -> CimInstance {
         let _ = h;
         let mut i = CimInstance::new("Msvm_ComputerSystem")
-            .with("Caption", s("Virtual Machine"))
+            .with("Caption", s(locale.vm_caption()))
             .with("CreationClassName", s("Msvm_ComputerSystem"))
             .with("Description", s("Microsoft Virtual Machine"))
             .with("ElementName", s(&vm.name))
@@ -596,7 +652,7 @@ impl World {
             .with("HealthState", CimValue::U16(5))
             .with(
                 "InstallDate",
-                CimValue::DateTime("20260101000000.000000+000".into()),
+                CimValue::DateTime("2026-01-01T00:00:00Z".into()),
             )
             .with("Name", s(&vm.guid))
             .with(
@@ -609,10 +665,13 @@ impl World {
         i
     }
 
-    fn host_instance(h: &FakeHost) -> CimInstance {
+    fn host_instance(h: &FakeHost, locale: Locale) -> CimInstance {
+        // The host's Name is its computer name, a VM's its GUID (r4sd/go-wsman
+        // hyperv/host_filter.go, seen on a real host); its InstallDate is null.
         let mut i = CimInstance::new("Msvm_ComputerSystem")
-            .with("Caption", s("Hosting Computer System"))
+            .with("Caption", s(locale.host_caption()))
             .with("CreationClassName", s("Msvm_ComputerSystem"))
+            .with("Description", s(locale.host_description()))
             .with("ElementName", s(&h.computer_name))
             .with("EnabledState", CimValue::U16(2))
             .with("Name", s(&h.computer_name))
@@ -658,10 +717,27 @@ impl World {
         let ns_ok = |want: &str| namespace.eq_ignore_ascii_case(want);
         match class {
             "Msvm_ComputerSystem" if ns_ok(NS_V2) => {
-                out.push(Self::host_instance(h));
+                out.push(Self::host_instance(h, self.locale));
                 for vm in h.vms.values() {
-                    out.push(Self::vm_instance(h, vm));
+                    out.push(Self::vm_instance(h, vm, self.locale));
                 }
+            }
+            "Msvm_PlannedComputerSystem" if ns_ok(NS_V2) => {
+                for p in h.planned.values() {
+                    out.push(model::planned_instance(p));
+                }
+            }
+            "Msvm_VirtualSystemManagementService" if ns_ok(NS_V2) => {
+                out.push(model::management_service(h));
+            }
+            "Win32_ComputerSystem" if ns_ok(NS_CIMV2) => {
+                out.push(
+                    CimInstance::new(class)
+                        .with("DNSHostName", s(&h.computer_name.to_ascii_lowercase()))
+                        .with("Domain", s(&h.domain))
+                        .with("Name", s(&h.computer_name))
+                        .with("PartOfDomain", CimValue::Bool(true)),
+                );
             }
             "Msvm_VirtualSystemMigrationService" if ns_ok(NS_V2) => {
                 let n = h.active_migrations(&self.hosts, hk);
@@ -671,7 +747,11 @@ impl World {
                     .with("CreationClassName", s("Msvm_VirtualSystemMigrationService"))
                     .with(
                         "MigrationServiceListenerIPAddressList",
-                        CimValue::Array(vec![s("192.0.2.10")]),
+                        if h.listener_ips.is_empty() {
+                            CimValue::Null
+                        } else {
+                            CimValue::Array(h.listener_ips.iter().map(|a| s(a)).collect())
+                        },
                     )
                     .with("Name", s("migrationwmi"))
                     .with("SystemCreationClassName", s("Msvm_ComputerSystem"))
@@ -684,7 +764,10 @@ impl World {
                     CimInstance::new(class)
                         .with("AuthenticationType", CimValue::U16(1))
                         .with("EnableSmbTransport", CimValue::Bool(false))
-                        .with("EnableVirtualSystemMigration", CimValue::Bool(true))
+                        .with(
+                            "EnableVirtualSystemMigration",
+                            CimValue::Bool(h.migration_enabled),
+                        )
                         .with("InstanceID", s("Microsoft:MigrationServiceSettingData"))
                         .with("MaximumActiveStorageMigration", CimValue::U32(2))
                         .with(
@@ -721,23 +804,17 @@ impl World {
             "Msvm_VirtualSystemSettingData" if ns_ok(NS_V2) => {
                 for vm in h.vms.values() {
                     out.push(Self::vssd(vm));
+                    for c in &vm.checkpoints {
+                        out.push(model::checkpoint_vssd(vm, c));
+                    }
+                }
+                for p in h.planned.values() {
+                    out.push(model::planned_vssd(p));
                 }
             }
             "Msvm_StorageAllocationSettingData" if ns_ok(NS_V2) => {
                 for vm in h.vms.values() {
-                    for (i, d) in vm.disks.iter().enumerate() {
-                        out.push(
-                            CimInstance::new(class)
-                                .with("Caption", s("Hard Disk Image"))
-                                .with("ElementName", s("Hard Disk Image"))
-                                .with("HostResource", CimValue::Array(vec![s(d)]))
-                                .with("InstanceID", s(&format!("Microsoft:{}\\83F8638B-8DCA-4152-9EDA-2CA8B33039B4\\0\\{i}\\L", vm.guid)))
-                                .with("Parent", s(&format!("\\\\{}\\root\\virtualization\\v2:Msvm_ResourceAllocationSettingData.InstanceID=\"Microsoft:{}\"", h.computer_name, vm.guid)))
-                                .with("PoolID", s(""))
-                                .with("ResourceSubType", s("Microsoft:Hyper-V:Virtual Hard Disk"))
-                                .with("ResourceType", CimValue::U16(31)),
-                        );
-                    }
+                    out.extend(model::storage_of(h, vm));
                 }
             }
             "Msvm_MemorySettingData" if ns_ok(NS_V2) => {
@@ -822,9 +899,20 @@ impl World {
     }
 
     fn vssd(vm: &FakeVm) -> CimInstance {
+        // Datetimes as WinRM returns them: ISO 8601 (r4sd/go-wsman
+        // hyperv/datetime_write_integration_test.go).
         CimInstance::new("Msvm_VirtualSystemSettingData")
+            .with(
+                "AutomaticStartupActionDelay",
+                CimValue::DateTime("P0DT0H0M0S".into()),
+            )
+            .with("AutomaticStartupAction", CimValue::U16(3))
             .with("ConfigurationDataRoot", s(&vm.config_root))
             .with("ConfigurationID", s(&vm.guid))
+            .with(
+                "CreationTime",
+                CimValue::DateTime("2026-01-01T00:00:00Z".into()),
+            )
             .with("ElementName", s(&vm.name))
             .with("InstanceID", s(&format!("Microsoft:{}", vm.guid)))
             .with("SnapshotDataRoot", s(&vm.snapshot_root))
@@ -897,6 +985,25 @@ impl World {
                             return Ok(Vec::new());
                         }
                         Ok(h.vms.get(&guid).map(Self::vssd).into_iter().collect())
+                    }
+                    // A VM's checkpoints (os-win vmutils.py get_vm_snapshots).
+                    ("Msvm_ComputerSystem", Some("Msvm_SnapshotOfVirtualSystem")) => {
+                        let guid = key_of("Name").unwrap_or_default();
+                        if result_class
+                            .as_deref()
+                            .is_some_and(|r| r != "Msvm_VirtualSystemSettingData")
+                        {
+                            return Ok(Vec::new());
+                        }
+                        Ok(h.vms
+                            .get(&guid)
+                            .map(|vm| {
+                                vm.checkpoints
+                                    .iter()
+                                    .map(|c| model::checkpoint_vssd(vm, c))
+                                    .collect()
+                            })
+                            .unwrap_or_default())
                     }
                     ("Win32_Directory", Some("Win32_Subdirectory")) => {
                         let name = key_of("Name").unwrap_or_default();
@@ -1086,147 +1193,13 @@ impl World {
                 .map(|(_, v)| v.clone())
         };
         let param_text = |n: &str| params.child(n).map(|e| e.text.clone());
-        let param_ref = |n: &str| params.child(n).and_then(Epr::from_element);
         match (class, method) {
             (
                 "Msvm_VirtualSystemMigrationService",
                 "MigrateVirtualSystemToHost" | "CheckVirtualSystemIsMigratableToHost",
-            ) => {
-                let h = self
-                    .hosts
-                    .get(hk)
-                    .ok_or_else(|| Fault::invalid("unknown host"))?;
-                if !sel("SystemName").is_some_and(|n| n.eq_ignore_ascii_case(&h.computer_name))
-                    || sel("Name").as_deref() != Some("migrationwmi")
-                {
-                    return Err(Fault::not_found(
-                        "The migration service selectors do not match this host",
-                    ));
-                }
-                let vm_ref = param_ref("ComputerSystem")
-                    .ok_or_else(|| Fault::invalid("ComputerSystem missing"))?;
-                let guid = vm_ref.selector("Name").unwrap_or("").to_owned();
-                let dest_name = param_text("DestinationHost").unwrap_or_default();
-                for e in params
-                    .children_named("MigrationSettingData")
-                    .chain(params.children_named("NewSystemSettingData"))
-                    .chain(params.children_named("NewResourceSettingData"))
-                {
-                    self.calls.embedded.push(e.text.clone());
-                }
-                let msd = match param_text("MigrationSettingData") {
-                    Some(t) if !t.trim().is_empty() => Some(
-                        CimInstance::from_cim_xml(&t).map_err(|e| Fault::invalid(e.to_string()))?,
-                    ),
-                    _ => None,
-                };
-                let dest = self.host_key_by_name(&dest_name);
-                if method == "CheckVirtualSystemIsMigratableToHost" {
-                    let ok = dest.is_some()
-                        && dest.as_deref() != Some(hk)
-                        && self.hosts[hk].vms.contains_key(&guid)
-                        && !self.faults.unmigratable.contains(&guid);
-                    return Ok(vec![
-                        ("IsMigratable".into(), CimValue::Bool(ok)),
-                        ("ReturnValue".into(), CimValue::U32(0)),
-                    ]);
-                }
-                if let Some(rv) = self
-                    .faults
-                    .migrate_return
-                    .get_mut(&guid)
-                    .and_then(|q| q.pop_front())
-                {
-                    return Ok(vec![("ReturnValue".into(), CimValue::U32(rv))]);
-                }
-                let Some(dest) = dest else {
-                    return Ok(vec![("ReturnValue".into(), CimValue::U32(32773))]);
-                };
-                if dest == hk {
-                    return Ok(vec![("ReturnValue".into(), CimValue::U32(32773))]);
-                }
-                let Some(vm) = self.hosts[hk].vms.get(&guid).cloned() else {
-                    return Ok(vec![("ReturnValue".into(), CimValue::U32(32773))]);
-                };
-                let busy = self.hosts[hk]
-                    .jobs
-                    .values()
-                    .any(|j| j.running() && j.vm == guid);
-                if busy || vm.op_status.first() != Some(&2) {
-                    return Ok(vec![("ReturnValue".into(), CimValue::U32(32775))]);
-                }
-                if msd.as_ref().and_then(|m| m.get_u32("MigrationType")) != Some(32771) {
-                    return Ok(vec![("ReturnValue".into(), CimValue::U32(32773))]);
-                }
-                let new_root = match param_text("NewSystemSettingData") {
-                    Some(t) if !t.trim().is_empty() => {
-                        let vssd = CimInstance::from_cim_xml(&t)
-                            .map_err(|e| Fault::invalid(e.to_string()))?;
-                        vssd.get_str("ConfigurationDataRoot")
-                    }
-                    _ => None,
-                };
-                let mut disk_moves: Vec<(String, String)> =
-                    vm.disks.iter().map(|d| (d.clone(), d.clone())).collect();
-                for e in params.children_named("NewResourceSettingData") {
-                    let r = CimInstance::from_cim_xml(&e.text)
-                        .map_err(|e| Fault::invalid(e.to_string()))?;
-                    let iid = r.get_str("InstanceID").unwrap_or_default();
-                    let idx: Option<usize> = iid.split('\\').nth(3).and_then(|x| x.parse().ok());
-                    let new = r.get_array("HostResource").into_iter().next();
-                    if let (Some(i), Some(new)) = (idx, new) {
-                        if let Some(m) = disk_moves.get_mut(i) {
-                            m.1 = new;
-                        }
-                    }
-                }
-                // A disk whose target exists, or a volume that does not: the job fails.
-                let dst = &self.hosts[&dest];
-                let clash = disk_moves
-                    .iter()
-                    .find(|(_, n)| dst.files.contains_key(&key(n)) || !dst.volume_exists(&n[..2]));
-                let mut fail_at_end = false;
-                let mut leaves_copies = false;
-                let mut error = None;
-                if let Some((_, n)) = clash {
-                    fail_at_end = true;
-                    error = Some(format!(
-                        "The file '{n}' already exists or its volume is missing."
-                    ));
-                }
-                if let Some(c) = self.faults.job_exception.get_mut(&guid) {
-                    if *c > 0 {
-                        *c -= 1;
-                        fail_at_end = true;
-                        leaves_copies =
-                            clash.is_none() && self.faults.failure_leaves_copies.contains(&guid);
-                    }
-                }
-                let id = format!("{:08X}-JOB-{}", self.id(), guid);
-                let job = FakeJob {
-                    id: id.clone(),
-                    vm: guid.clone(),
-                    source: hk.to_owned(),
-                    destination: dest,
-                    live: vm.enabled_state == 2,
-                    new_root,
-                    disk_moves,
-                    state: 3,
-                    percent: 0,
-                    start_ms: self.now_ms,
-                    duration_ms: self.migration_ms,
-                    error,
-                    fail_at_end,
-                    leaves_copies,
-                };
-                if let Some(h) = self.hosts.get_mut(hk) {
-                    h.jobs.insert(id.clone(), job);
-                }
-                self.tick();
-                Ok(vec![
-                    ("Job".into(), CimValue::Ref(job_epr(&id))),
-                    ("ReturnValue".into(), CimValue::U32(4096)),
-                ])
+            ) => self.migration_call(hk, method, selectors, params),
+            ("Msvm_VirtualSystemManagementService", "DestroySystem") => {
+                self.destroy_system(hk, selectors, params)
             }
             ("Msvm_ConcreteJob" | "Msvm_MigrationJob", "RequestStateChange") => {
                 let id = sel("InstanceID").ok_or_else(|| Fault::not_found("InstanceID missing"))?;
