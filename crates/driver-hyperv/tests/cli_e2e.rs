@@ -15,8 +15,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use vmove_driver_hyperv::fake::FakeHyperV;
+use vmove_driver_hyperv::fake::model::{SUBTYPE_DVD, SUBTYPE_FLOPPY};
 use vmove_driver_hyperv::fake::world::key;
+use vmove_driver_hyperv::fake::{FakeHyperV, Locale};
 
 /// The `vmove` binary, or None (the test is skipped, loudly, unless it is required).
 fn vmove_bin() -> Option<PathBuf> {
@@ -83,6 +84,21 @@ fn vmove(bin: &Path, cfg: &Path, dir: &Path, args: &[&str]) -> tokio::process::C
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vmove_evacuate_of_a_20_vm_fake_host_over_ntlm() {
+    evacuate_twenty(false).await;
+}
+
+/// The same evacuation from hosts that show their captions in Swedish, with VMs that have
+/// checkpoints (standard and recovery: differencing chains), DVD and floppy images from a
+/// shared library, and vm07's failed job also leaving a planned VM of it on the destination.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vmove_evacuate_in_swedish_with_checkpoints_isos_and_a_planned_vm_left() {
+    evacuate_twenty(true).await;
+}
+
+const ISO: &str = "E:\\ISO\\install.iso";
+const VFD: &str = "E:\\ISO\\drivers.vfd";
+
+async fn evacuate_twenty(foreign: bool) {
     let Some(bin) = vmove_bin() else {
         return;
     };
@@ -120,11 +136,27 @@ async fn vmove_evacuate_of_a_20_vm_fake_host_over_ntlm() {
         .get_mut("hv1")
         .unwrap()
         .write_file("E:\\VMs\\vm03\\keep-me.txt", 10);
+    if foreign {
+        w.set_locale(Locale::Swedish);
+        w.add_checkpoint("hv1", &ids[10], "before patch", false);
+        w.add_checkpoint("hv1", &ids[10], "after patch", false);
+        w.add_checkpoint("hv1", &ids[11], "Veeam", true);
+        w.add_checkpoint("hv1", &ids[14], "off", false);
+        w.add_drive("hv1", &ids[12], SUBTYPE_DVD, ISO);
+        w.add_drive("hv1", &ids[13], SUBTYPE_DVD, ISO);
+        w.add_drive("hv1", &ids[13], SUBTYPE_FLOPPY, VFD);
+        w.hosts.get_mut("hv2").unwrap().write_file(ISO, 700 << 20);
+        w.faults.failure_leaves_planned.insert(ids[7].clone());
+    }
     w.tick();
     let (fake, _) = common::start(w).await;
     let _clock = fake.run_clock(1.0);
 
-    let dir = std::env::temp_dir().join(format!("vmove-hv-e2e-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "vmove-hv-e2e-{}-{}",
+        std::process::id(),
+        if foreign { "sv" } else { "en" }
+    ));
     let cfg = write_config(
         &fake,
         &dir,
@@ -224,6 +256,43 @@ max_attempts = 3"#,
             migrates >= 22,
             "vm07 needed three attempts: {migrates} migrate calls"
         );
+        if foreign {
+            // Every link of every checkpoint chain moved under the VM's new folder.
+            for i in [10usize, 11, 14] {
+                let vm = &dst.vms[&ids[i]];
+                let mut all = vm.disks.clone();
+                for c in &vm.checkpoints {
+                    all.extend(c.disks.clone());
+                }
+                assert!(all.len() > 1, "vm{i:02} has its chain");
+                for p in all {
+                    assert!(
+                        p.starts_with(&format!("E:\\Moved\\vm{i:02}\\Virtual Hard Disks\\")),
+                        "vm{i:02}: {p}"
+                    );
+                    assert!(dst.files.contains_key(&key(&p)), "vm{i:02}: {p} missing");
+                }
+            }
+            // The images stayed in the library, and the VMs still name them.
+            assert!(src.files.contains_key(&key(ISO)) && src.files.contains_key(&key(VFD)));
+            assert_eq!(dst.vms[&ids[13]].drives.len(), 2);
+            assert!(
+                dst.vms[&ids[13]]
+                    .drives
+                    .iter()
+                    .all(|d| d.path.starts_with("E:\\ISO\\"))
+            );
+            // vm07's planned VM was removed before its retry, and nothing else destroyed.
+            assert!(dst.planned.is_empty());
+            assert_eq!(
+                w.calls.destroyed,
+                [(
+                    "hv2".to_owned(),
+                    "Msvm_PlannedComputerSystem".to_owned(),
+                    ids[7].clone()
+                )]
+            );
+        }
     });
     std::fs::remove_dir_all(&dir).unwrap();
 }

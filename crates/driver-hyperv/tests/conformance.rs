@@ -8,11 +8,15 @@ use std::time::Duration;
 use vmove_driver::conformance::{Fixture, VmShape, run_all};
 use vmove_driver::{Driver, HostId, PathLayout, VmId};
 use vmove_driver_hyperv::HyperVDriver;
-use vmove_driver_hyperv::fake::FakeHyperV;
+use vmove_driver_hyperv::fake::model::SUBTYPE_DVD;
+use vmove_driver_hyperv::fake::{FakeHyperV, Locale};
 
 struct HvFixture {
     fake: FakeHyperV,
     driver: HyperVDriver,
+    /// Each VM created with a DVD image from a shared library and (but the footprint check's,
+    /// which counts disks) a checkpoint, on hosts whose captions are not English.
+    foreign: bool,
 }
 
 #[async_trait]
@@ -35,15 +39,23 @@ impl Fixture for HvFixture {
     }
     async fn create_vm(&self, shape: &VmShape) -> VmId {
         let root = format!("E:\\VMs\\{}", shape.name);
+        let foreign = self.foreign;
         let g = self.fake.with(|w| {
-            w.add_vm(
+            let g = w.add_vm(
                 "hv1",
                 &shape.name,
                 shape.running,
                 shape.memory_mib,
                 &shape.disks_mib,
                 &root,
-            )
+            );
+            if foreign {
+                w.add_drive("hv1", &g, SUBTYPE_DVD, "E:\\ISO\\install.iso");
+                if shape.name != "conf-footprint" {
+                    w.add_checkpoint("hv1", &g, "before the move", false);
+                }
+            }
+            g
         });
         VmId::new(g)
     }
@@ -81,6 +93,7 @@ async fn hyperv_driver_passes_the_conformance_suite_against_the_fake() {
     let fx = HvFixture {
         fake: fake.clone(),
         driver,
+        foreign: false,
     };
     run_all(&fx).await;
     // The suite really went through the protocol: migrations were invoked with embedded
@@ -103,4 +116,40 @@ async fn hyperv_driver_passes_the_conformance_suite_against_the_fake() {
             .iter()
             .any(|e| e.contains("<INSTANCE CLASSNAME=\"Msvm_VirtualSystemMigrationSettingData\">"))
     );
+}
+
+#[tokio::test]
+async fn hyperv_driver_passes_the_conformance_suite_in_swedish_with_checkpoints_and_isos() {
+    let mut w = common::world();
+    w.set_locale(Locale::Swedish);
+    let (fake, driver) = common::start(w).await;
+    let fx = HvFixture {
+        fake: fake.clone(),
+        driver,
+        foreign: true,
+    };
+    run_all(&fx).await;
+    // The moves gave new paths to checkpoint disks (their entries are the checkpoints' own,
+    // `Microsoft:<checkpoint id>\\...`), none to the image, which stayed where it was.
+    let (checkpoint_disks_sent, image_sent, iso_kept) = fake.with(|w| {
+        let rasds: Vec<&String> = w
+            .calls
+            .migration_params
+            .iter()
+            .flat_map(|(_, _, p)| p.iter())
+            .filter(|(n, _)| n == "NewResourceSettingData")
+            .map(|(_, x)| x)
+            .collect();
+        (
+            rasds.iter().filter(|x| x.contains("Microsoft:C")).count(),
+            rasds.iter().any(|x| x.contains("install.iso")),
+            w.hosts["hv1"].files.contains_key("e:\\iso\\install.iso"),
+        )
+    });
+    assert!(
+        checkpoint_disks_sent > 0,
+        "checkpoint disks were given new paths"
+    );
+    assert!(!image_sent, "the ISO was given a new path");
+    assert!(iso_kept, "the shared ISO stayed on the source");
 }

@@ -330,8 +330,9 @@ impl World {
 
     /// Leaves a planned VM of `guid` on `host` (as a failed attempt does).
     pub fn add_planned(&mut self, host: &str, guid: &str, name: &str, config_root: &str) {
+        // Its files are not modelled: no source says where a failed migration's planned VM
+        // keeps them, or whether DestroySystem removes them.
         if let Some(h) = self.hosts.get_mut(host) {
-            h.mkdirs(&format!("{config_root}\\Planned Virtual Machines"));
             h.planned.insert(
                 guid.to_owned(),
                 FakePlanned {
