@@ -246,6 +246,18 @@ impl HyperVDriver {
         }
     }
 
+    /// Runs a read-only WQL query on a configured host (`root/virtualization/v2`,
+    /// `root/cimv2`): for diagnostics and the live suite (`tests/live.rs`), which compares what
+    /// the driver finds with what the host shows.
+    pub async fn wmi_query(
+        &self,
+        host: &HostId,
+        namespace: &str,
+        wql: &str,
+    ) -> DriverResult<Vec<CimInstance>> {
+        self.query(host, namespace, wql).await
+    }
+
     fn host(&self, id: &HostId) -> DriverResult<&Host> {
         self.hosts.get(id).ok_or_else(|| {
             DriverError::permanent(format!("host {id} is not a configured Hyper-V host"))

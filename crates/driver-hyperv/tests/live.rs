@@ -14,11 +14,26 @@
 //! VMOVE_HYPERV_USER / VMOVE_HYPERV_PASSWORD   # credentials (never on the command line)
 //! cargo test -p vmove-driver-hyperv --test live -- --ignored --nocapture
 //! ```
+//!
+//! One check per behaviour of docs/drivers/hyperv.md "Behaviour by behaviour", read-only unless
+//! its name says it moves: finding VMs and the host in the host's language
+//! (`live_vms_and_the_host_are_found_without_captions`), hard disks apart from DVD/floppy images
+//! and checkpoint chains (`live_only_hard_disks_with_their_checkpoint_chains_are_moved`), the
+//! destination's migration settings (`live_destination_migration_settings`), planned VMs
+//! (`live_planned_vms_are_found_by_guid`), datetimes as a host returns them
+//! (`live_datetimes_read_convert_to_cim_native_form`); the embedded instances and the
+//! migratability check with the move's own settings are proven by the move
+//! (`live_move_of_a_disposable_vm`: give it a checkpoint and an ISO to cover those too).
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 use vmove_driver::*;
 use vmove_driver_hyperv::HyperVDriver;
+use vmove_driver_hyperv::cim::datetime_to_cim;
+use vmove_driver_hyperv::prepare;
+
+const V2: &str = "root/virtualization/v2";
 
 fn env(k: &str) -> Option<String> {
     std::env::var(k).ok().filter(|v| !v.is_empty())
@@ -149,6 +164,241 @@ async fn live_move_of_a_disposable_vm() {
             d.remove_leftover(&req, l, LeftoverContext::AfterSuccess)
                 .await
                 .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a real Hyper-V host (VMOVE_HYPERV_LIVE_HOST)"]
+async fn live_vms_and_the_host_are_found_without_captions() {
+    let Some((d, src, dst)) = driver() else {
+        return;
+    };
+    for h in std::iter::once(src).chain(dst) {
+        // What the driver finds (Name is a GUID) must be what os-win finds (the realized
+        // settings' VirtualSystemIdentifier), whatever the captions say.
+        let found: BTreeSet<String> = d
+            .list_vms(&h)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| v.id.as_str().to_ascii_uppercase())
+            .collect();
+        let realized: BTreeSet<String> = d
+            .wmi_query(
+                &h,
+                V2,
+                "SELECT * FROM Msvm_VirtualSystemSettingData WHERE VirtualSystemType='Microsoft:Hyper-V:System:Realized'",
+            )
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.get_str("VirtualSystemIdentifier"))
+            .map(|g| g.to_ascii_uppercase())
+            .collect();
+        let systems = d
+            .wmi_query(&h, V2, "SELECT * FROM Msvm_ComputerSystem")
+            .await
+            .unwrap();
+        let captions: BTreeSet<String> = systems
+            .iter()
+            .filter_map(|s| s.get_str("Caption"))
+            .collect();
+        eprintln!("{h}: captions {captions:?}; {} VMs", found.len());
+        assert_eq!(found, realized, "{h}: VMs by GUID vs realized settings");
+        let hosts: Vec<String> = systems
+            .iter()
+            .filter_map(|s| s.get_str("Name"))
+            .filter(|n| !prepare::is_vm_name(n))
+            .collect();
+        assert_eq!(hosts.len(), 1, "{h}: exactly one host instance: {hosts:?}");
+        // The computer name the driver reads (the migration service's SystemName) is the host
+        // instance's Name.
+        let svc = d
+            .wmi_query(&h, V2, "SELECT * FROM Msvm_VirtualSystemMigrationService")
+            .await
+            .unwrap();
+        assert_eq!(
+            svc.first()
+                .and_then(|s| s.get_str("SystemName"))
+                .map(|n| n.to_ascii_uppercase()),
+            Some(hosts[0].to_ascii_uppercase())
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a real Hyper-V host (VMOVE_HYPERV_LIVE_HOST)"]
+async fn live_only_hard_disks_with_their_checkpoint_chains_are_moved() {
+    let Some((d, src, _)) = driver() else {
+        return;
+    };
+    let mut with_images = 0;
+    let mut with_checkpoints = 0;
+    for v in d.list_vms(&src).await.unwrap() {
+        let g = v.id.as_str();
+        let fp = d.footprint(&src, &v.id).await.unwrap();
+        let planned: BTreeSet<String> = fp
+            .disks
+            .iter()
+            .map(|x| x.path.to_ascii_lowercase())
+            .collect();
+        let entries = d
+            .wmi_query(
+                &src,
+                V2,
+                &format!("SELECT * FROM Msvm_StorageAllocationSettingData WHERE InstanceID LIKE 'Microsoft:{g}%'"),
+            )
+            .await
+            .unwrap();
+        for e in &entries {
+            let path = e
+                .get_array("HostResource")
+                .into_iter()
+                .next()
+                .unwrap_or_default();
+            let sub = e.get_str("ResourceSubType").unwrap_or_default();
+            eprintln!("{}: {sub} {path}", v.name);
+            if prepare::is_vhd(e) {
+                assert!(
+                    planned.contains(&path.to_ascii_lowercase()),
+                    "{}: {path} not moved",
+                    v.name
+                );
+            } else if !path.is_empty() {
+                with_images += 1;
+                assert!(
+                    !planned.contains(&path.to_ascii_lowercase()),
+                    "{}: image {path} would move",
+                    v.name
+                );
+            }
+        }
+        let snaps = d
+            .wmi_query(
+                &src,
+                V2,
+                &format!("ASSOCIATORS OF {{Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSystem\",Name=\"{g}\"}} WHERE AssocClass=Msvm_SnapshotOfVirtualSystem ResultClass=Msvm_VirtualSystemSettingData"),
+            )
+            .await
+            .unwrap();
+        for s in &snaps {
+            with_checkpoints += 1;
+            let sid = s.get_str("InstanceID").unwrap();
+            eprintln!(
+                "{}: checkpoint {sid} {:?}",
+                v.name,
+                s.get_str("VirtualSystemType")
+            );
+            for e in d
+                .wmi_query(
+                    &src,
+                    V2,
+                    &format!("SELECT * FROM Msvm_StorageAllocationSettingData WHERE InstanceID LIKE '{sid}%'"),
+                )
+                .await
+                .unwrap()
+                .iter()
+                .filter(|e| prepare::is_vhd(e))
+            {
+                let path = e.get_array("HostResource").into_iter().next().unwrap_or_default();
+                assert!(planned.contains(&path.to_ascii_lowercase()), "{}: checkpoint disk {path} not moved", v.name);
+            }
+        }
+    }
+    eprintln!(
+        "{with_images} images and {with_checkpoints} checkpoints seen (0 proves nothing about them)"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs a real Hyper-V host (VMOVE_HYPERV_LIVE_HOST and _DEST)"]
+async fn live_destination_migration_settings() {
+    let Some((d, _, Some(dst))) = driver() else {
+        return;
+    };
+    let sd = d
+        .wmi_query(
+            &dst,
+            V2,
+            "SELECT * FROM Msvm_VirtualSystemMigrationServiceSettingData",
+        )
+        .await
+        .unwrap();
+    let svc = d
+        .wmi_query(&dst, V2, "SELECT * FROM Msvm_VirtualSystemMigrationService")
+        .await
+        .unwrap();
+    let cs = d
+        .wmi_query(&dst, "root/cimv2", "SELECT * FROM Win32_ComputerSystem")
+        .await
+        .unwrap();
+    let enabled = sd
+        .first()
+        .and_then(|s| s.get_bool("EnableVirtualSystemMigration"));
+    let addresses = svc
+        .first()
+        .map(|s| s.get_array("MigrationServiceListenerIPAddressList"))
+        .unwrap_or_default();
+    let name = prepare::destination_name(None, cs.first(), "(computer name)");
+    eprintln!("{dst}: migration enabled {enabled:?}, listens on {addresses:?}, full name {name}");
+    assert_eq!(enabled, Some(true), "{dst} takes no migrations");
+    assert!(!addresses.is_empty(), "{dst} has no migration network");
+    assert!(name.contains('.'), "{dst} reports no DNS domain: {name}");
+}
+
+#[tokio::test]
+#[ignore = "needs a real Hyper-V host (VMOVE_HYPERV_LIVE_HOST)"]
+async fn live_planned_vms_are_found_by_guid() {
+    let Some((d, src, dst)) = driver() else {
+        return;
+    };
+    for h in std::iter::once(src).chain(dst) {
+        let planned = d
+            .wmi_query(&h, V2, "SELECT * FROM Msvm_PlannedComputerSystem")
+            .await
+            .unwrap();
+        for p in &planned {
+            let name = p.get_str("Name").unwrap_or_default();
+            eprintln!("{h}: planned VM {name} ({:?})", p.get_str("ElementName"));
+            assert!(
+                prepare::is_vm_name(&name),
+                "{h}: a planned VM's Name is its GUID: {name}"
+            );
+            let by_guid = d
+                .wmi_query(
+                    &h,
+                    V2,
+                    &format!("SELECT * FROM Msvm_PlannedComputerSystem WHERE Name='{name}'"),
+                )
+                .await
+                .unwrap();
+            assert_eq!(by_guid.len(), 1, "{h}: {name} found by GUID");
+        }
+        eprintln!("{h}: {} planned VMs", planned.len());
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a real Hyper-V host (VMOVE_HYPERV_LIVE_HOST)"]
+async fn live_datetimes_read_convert_to_cim_native_form() {
+    let Some((d, src, _)) = driver() else {
+        return;
+    };
+    let vssds = d
+        .wmi_query(
+            &src,
+            V2,
+            "SELECT * FROM Msvm_VirtualSystemSettingData WHERE VirtualSystemType='Microsoft:Hyper-V:System:Realized'",
+        )
+        .await
+        .unwrap();
+    for v in vssds.iter().take(3) {
+        for k in ["CreationTime", "AutomaticStartupActionDelay"] {
+            if let Some(t) = v.get_str(k) {
+                eprintln!("{k} read as {t:?} -> {:?}", datetime_to_cim(&t));
+                assert!(datetime_to_cim(&t).is_some(), "{k} {t:?} does not convert");
+            }
         }
     }
 }
