@@ -317,6 +317,68 @@ mod tests {
         }
     }
 
+    /// Whether a value the fake shows has the kind of its declared type.
+    fn kind_matches(ty: &str, array: bool, v: &crate::cim::CimValue) -> bool {
+        use crate::cim::CimValue as V;
+        match v {
+            V::Null => true,
+            V::Array(items) => array && items.iter().all(|i| kind_matches(ty, false, i)),
+            _ if array => false,
+            V::String(_) | V::Text(_) => ty == "string",
+            V::Bool(_) => ty == "boolean",
+            V::U16(_) => ty == "uint16",
+            V::U32(_) => ty == "uint32",
+            V::U64(_) => ty == "uint64",
+            V::DateTime(_) => ty == "datetime",
+            V::Ref(_) => false,
+        }
+    }
+
+    #[test]
+    fn the_fake_shows_its_classes_as_the_table_types_them() {
+        use super::super::model::SUBTYPE_DVD;
+        use super::super::world::{NS_CIMV2, NS_V2, World};
+        let mut w = World::new();
+        w.add_host("a", "HVA", &["C:", "E:"]);
+        w.add_host("b", "HVB", &["C:", "E:"]);
+        let g = w.add_vm("a", "vm1", true, 512, &[10], "E:\\VMs\\vm1");
+        w.add_drive("a", &g, SUBTYPE_DVD, "E:\\ISO\\x.iso");
+        w.add_checkpoint("a", &g, "c1", true);
+        w.add_planned("b", &g, "vm1", "E:\\M\\vm1");
+        let mut seen = 0;
+        for c in CLASSES {
+            let ns = if c.name.starts_with("Win32_") {
+                NS_CIMV2
+            } else {
+                NS_V2
+            };
+            for host in ["a", "b"] {
+                let all = w
+                    .query(host, ns, &format!("SELECT * FROM {}", c.name))
+                    .unwrap();
+                for i in all {
+                    for (name, v) in &i.properties {
+                        seen += 1;
+                        match property(c.name, name) {
+                            Some((ty, array)) => assert!(
+                                kind_matches(ty, array, v),
+                                "{}.{name} is {ty}{}, the fake shows {v:?}",
+                                c.name,
+                                if array { "[]" } else { "" }
+                            ),
+                            None => assert!(
+                                !c.complete,
+                                "the fake shows {}.{name}, which the class does not have",
+                                c.name
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+        assert!(seen > 50, "{seen} properties checked");
+    }
+
     #[test]
     fn an_embedded_instance_is_judged_as_a_host_judges_it() {
         let ok = "<INSTANCE CLASSNAME=\"Msvm_VirtualSystemMigrationSettingData\">\

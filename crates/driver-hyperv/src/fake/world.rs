@@ -762,7 +762,7 @@ impl World {
             "Msvm_VirtualSystemMigrationServiceSettingData" if ns_ok(NS_V2) => {
                 out.push(
                     CimInstance::new(class)
-                        .with("AuthenticationType", CimValue::U16(1))
+                        .with("AuthenticationType", CimValue::U32(1))
                         .with("EnableSmbTransport", CimValue::Bool(false))
                         .with(
                             "EnableVirtualSystemMigration",
