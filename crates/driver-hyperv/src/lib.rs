@@ -9,6 +9,9 @@
 //!   source clean-up candidates, as pure functions.
 //! - [`record`]: attempt records, kept in the destination's registry (`StdRegProv`), that
 //!   prove after a crash which files and folders a failed attempt may have left there.
+//! - [`job`]: migration jobs through the reference the call returned: states, cancel,
+//!   failure detail (`GetErrorEx`) and its class.
+//! - [`verify`]: the disk half of a move's proof (the destination VM's own disk entries).
 //! - [`config`]: `[hosts.<name>]` settings; [`driver`]: [`HyperVDriver`].
 //! - `fake` (feature `test-util`): a stateful Hyper-V protocol fake for tests.
 //!
@@ -19,8 +22,10 @@ pub mod config;
 pub mod driver;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
+pub mod job;
 pub mod paths;
 pub mod record;
+pub mod verify;
 pub mod wsman;
 pub mod xml;
 

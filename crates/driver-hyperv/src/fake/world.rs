@@ -145,6 +145,55 @@ pub struct Faults {
     pub timeout_fault: BTreeMap<String, u32>,
     /// Per VM GUID: the virtual time (ms) its backup ends ([11, 32776] until then).
     pub backup_ends_ms: BTreeMap<String, u64>,
+    /// VM GUIDs whose migration jobs say `Cancellable` = false (Msvm_MigrationJob.Cancellable:
+    /// "Indicates whether the job can be canceled"; a job asked anyway answers 4097, invalid
+    /// state transition, CIM_ConcreteJob.RequestStateChange).
+    pub not_cancellable: BTreeSet<String>,
+    /// Per VM GUID: its next migration job ends in JobState 32768, "completed with warnings"
+    /// (os-win `JOB_STATE_COMPLETED_WITH_WARNINGS`, counted among the completed states), with
+    /// these words in `ErrorDescription`. The VM moves as with 7.
+    pub completes_with_warnings: BTreeMap<String, String>,
+    /// Per VM GUID: what its failing job (`job_exception`) says: `ErrorCode` and the one
+    /// `Msvm_Error` `GetErrorEx` returns. Without it a failed job says 32768 with a generic
+    /// error (CIMStatusCode 1, CIM_ERR_FAILED).
+    pub job_error_detail: BTreeMap<String, FakeJobError>,
+    /// Per host key: WMI provider errors the next requests get, as a fault whose `s:Detail`
+    /// holds an `MSFT_WmiError` (see `FakeWmiError`).
+    pub wmi_error: BTreeMap<String, VecDeque<FakeWmiError>>,
+    /// Sealed answers close with `--Encrypted Boundary` instead of `--Encrypted Boundary--`
+    /// (both forms are in use: see `FakeHyperV`'s sealing and `wsman::sealing::unframe`).
+    pub bare_final_boundary: bool,
+}
+
+/// The detail of a failed migration job: its `ErrorCode` (the migration service's table:
+/// 32768 failed, 32769 access denied...) and the `Msvm_Error` its `GetErrorEx` returns
+/// (`CIMStatusCode` CIM_ERR_*, `ErrorType` 7 security..., `Message`; Msvm_Error class
+/// reference; GetErrorEx of Msvm_MigrationJob: "one or more Msvm_Error instances are returned"
+/// for a failed job, embedded in CIM-XML).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeJobError {
+    /// `ErrorCode` of the job.
+    pub error_code: u16,
+    /// `CIMStatusCode` of the `Msvm_Error`.
+    pub cim_status: u32,
+    /// `ErrorType` of the `Msvm_Error`.
+    pub error_type: u16,
+    /// `Message` of the `Msvm_Error`.
+    pub message: String,
+}
+
+/// A WMI provider error, answered as WinRM does: a `w:InternalError` fault whose `s:Detail` is an
+/// `MSFT_WmiError` instance with `CIMStatusCode`, `Message`, `MessageID` and `error_Code` (the
+/// shape of pypsrp's `test_wsman_fault_wmi_error_detail` fixture; the WinRM Ruby gem's
+/// `raise_if_wmi_error` reads the same `error_Code`), and no `WSManFault`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeWmiError {
+    /// `error_Code`, an HRESULT (`0x80041002` WBEM_E_NOT_FOUND).
+    pub code: u64,
+    /// `CIMStatusCode` (CIM_ERR_*).
+    pub cim_status: u32,
+    /// `Message`.
+    pub message: String,
 }
 
 /// Calls seen, for tests to assert on.
@@ -164,6 +213,8 @@ pub struct Calls {
     pub sealed_header_lens: BTreeMap<String, BTreeSet<usize>>,
     /// (host key, client principal) of each Kerberos logon accepted.
     pub kerberos_logons: Vec<(String, String)>,
+    /// (job InstanceID, RequestedState) of each RequestStateChange a job received.
+    pub job_state_requests: Vec<(String, u16)>,
 }
 
 /// A fault to answer with.
@@ -213,6 +264,13 @@ pub struct World {
     pub page_size: usize,
     /// Open enumerations.
     pub enumerations: BTreeMap<String, VecDeque<CimInstance>>,
+    /// By how much each disk of a RUNNING VM grows during its move (4 MiB in `World::new`).
+    /// The fake's `.vhdx` disks are dynamically expanding (`New-VHD`'s default;
+    /// `Msvm_VirtualHardDiskSettingData.Type` 3), and a running VM keeps writing while Hyper-V
+    /// mirrors its storage to the destination, so the copy that arrives is larger than the
+    /// file measured on the source before the start. A powered-off VM's disks arrive as they
+    /// were.
+    pub live_disk_growth: u64,
     next_id: u64,
 }
 
@@ -339,6 +397,7 @@ impl World {
         World {
             migration_ms: 3000,
             page_size: 5,
+            live_disk_growth: 4 << 20,
             ..World::default()
         }
     }
@@ -571,15 +630,20 @@ impl World {
                 &format!("{new_root}\\Virtual Machines\\{}.vmgs", vm.guid),
                 1 << 20,
             );
+            let growth = if job.live { self.live_disk_growth } else { 0 };
             for (old, new) in job.disk_moves.iter() {
                 let size = sizes.get(&key(old)).copied().unwrap_or(1 << 20);
-                dst.write_file(new, size);
+                dst.write_file(new, size + growth);
             }
             dst.vms.insert(vm.guid.clone(), vm);
         }
+        let warning = self.faults.completes_with_warnings.remove(&job.vm);
         if let Some(j) = self.hosts.get_mut(hk).and_then(|h| h.jobs.get_mut(id)) {
-            j.state = 7;
+            j.state = if warning.is_some() { 32768 } else { 7 };
             j.percent = 100;
+            if warning.is_some() {
+                j.error = warning;
+            }
         }
     }
 
@@ -621,15 +685,23 @@ impl World {
         i
     }
 
-    fn job_instance(j: &FakeJob) -> CimInstance {
+    fn job_instance(j: &FakeJob, faults: &Faults) -> CimInstance {
+        let error_code = match j.state {
+            10 => faults
+                .job_error_detail
+                .get(&j.vm)
+                .map_or(32768, |d| d.error_code),
+            _ => 0,
+        };
         let mut i = CimInstance::new("Msvm_MigrationJob")
+            .with(
+                "Cancellable",
+                CimValue::Bool(!faults.not_cancellable.contains(&j.vm)),
+            )
             .with("Caption", s("Virtual System Migration"))
             .with("DestinationHost", s(&j.destination))
             .with("ElementName", s("Virtual System Migration"))
-            .with(
-                "ErrorCode",
-                CimValue::U16(if j.state == 10 { 32768 } else { 0 }),
-            )
+            .with("ErrorCode", CimValue::U16(error_code))
             .with(
                 "ErrorDescription",
                 j.error.as_deref().map(s).unwrap_or(CimValue::Null),
@@ -756,11 +828,15 @@ impl World {
                     );
                 }
             }
-            "Msvm_MigrationJob" | "Msvm_ConcreteJob" if ns_ok(NS_V2) => {
+            "Msvm_MigrationJob" if ns_ok(NS_V2) => {
                 for j in h.jobs.values() {
-                    out.push(Self::job_instance(j));
+                    out.push(Self::job_instance(j, &self.faults));
                 }
             }
+            // Msvm_MigrationJob derives from CIM_ConcreteJob, not from Msvm_ConcreteJob
+            // (class reference): no migration job is an Msvm_ConcreteJob, and the fake has no
+            // other jobs.
+            "Msvm_ConcreteJob" if ns_ok(NS_V2) => {}
             "Win32_Directory" if ns_ok(NS_CIMV2) => {
                 for d in h.dirs.values() {
                     out.push(Self::dir_instance(d));
@@ -941,12 +1017,7 @@ impl World {
                 .find(|(k, _)| k.eq_ignore_ascii_case(n))
                 .map(|(_, v)| v.clone())
         };
-        let all = match class {
-            "Msvm_ConcreteJob" | "Msvm_MigrationJob" => {
-                self.instances_of(hk, namespace, "Msvm_MigrationJob")?
-            }
-            c => self.instances_of(hk, namespace, c)?,
-        };
+        let all = self.instances_of(hk, namespace, class)?;
         all.into_iter()
             .find(|i| {
                 selectors
@@ -1228,11 +1299,69 @@ impl World {
                     ("ReturnValue".into(), CimValue::U32(4096)),
                 ])
             }
-            ("Msvm_ConcreteJob" | "Msvm_MigrationJob", "RequestStateChange") => {
+            ("Msvm_ConcreteJob", _) => Err(Fault::not_found(
+                "No Msvm_ConcreteJob instance matches the selectors (a migration job is an Msvm_MigrationJob)",
+            )),
+            ("Msvm_MigrationJob", "GetErrorEx") => {
+                let id = sel("InstanceID").ok_or_else(|| Fault::not_found("InstanceID missing"))?;
+                let job = self
+                    .hosts
+                    .get(hk)
+                    .and_then(|h| h.jobs.get(&id))
+                    .cloned()
+                    .ok_or_else(|| Fault::not_found("no such job"))?;
+                // Errors only for a job that failed or was ended by a client (GetErrorEx of
+                // Msvm_MigrationJob); null otherwise.
+                let error = match job.state {
+                    10 => Some(
+                        self.faults
+                            .job_error_detail
+                            .get(&job.vm)
+                            .cloned()
+                            .unwrap_or(FakeJobError {
+                                error_code: 32768,
+                                cim_status: 1,
+                                error_type: 4,
+                                message: job
+                                    .error
+                                    .clone()
+                                    .unwrap_or_else(|| "The migration failed.".into()),
+                            }),
+                    ),
+                    8 | 9 => Some(FakeJobError {
+                        error_code: 32768,
+                        cim_status: 1,
+                        error_type: 1,
+                        message: "The operation was cancelled.".into(),
+                    }),
+                    _ => None,
+                };
+                let errors = match error {
+                    Some(e) => CimValue::Array(vec![CimValue::String(
+                        CimInstance::new("Msvm_Error")
+                            .with("CIMStatusCode", CimValue::U32(e.cim_status))
+                            .with("ErrorType", CimValue::U16(e.error_type))
+                            .with("Message", s(&e.message))
+                            .to_cim_xml(),
+                    )]),
+                    None => CimValue::Null,
+                };
+                Ok(vec![
+                    ("Errors".into(), errors),
+                    ("ReturnValue".into(), CimValue::U32(0)),
+                ])
+            }
+            ("Msvm_MigrationJob", "RequestStateChange") => {
                 let id = sel("InstanceID").ok_or_else(|| Fault::not_found("InstanceID missing"))?;
                 let requested: u16 = param_text("RequestedState")
                     .and_then(|t| t.trim().parse().ok())
                     .unwrap_or(0);
+                self.calls.job_state_requests.push((id.clone(), requested));
+                let not_cancellable = self
+                    .hosts
+                    .get(hk)
+                    .and_then(|h| h.jobs.get(&id))
+                    .is_some_and(|j| self.faults.not_cancellable.contains(&j.vm));
                 let h = self
                     .hosts
                     .get_mut(hk)
@@ -1241,7 +1370,7 @@ impl World {
                     .jobs
                     .get_mut(&id)
                     .ok_or_else(|| Fault::not_found("no such job"))?;
-                if !(requested == 4 || requested == 5) {
+                if !(requested == 4 || requested == 5) || (not_cancellable && job.running()) {
                     return Ok(vec![("ReturnValue".into(), CimValue::U32(4097))]);
                 }
                 if !job.running() {
