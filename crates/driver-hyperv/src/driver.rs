@@ -845,8 +845,78 @@ impl HyperVDriver {
         }
     }
 
-    /// Invokes `Delete` on the root\cimv2 instance of `class` named `path` (a file or a folder,
-    /// the seed's way); its ReturnValue, which the caller reads.
+    /// Removes an empty folder without ever deleting what someone puts into it meanwhile
+    /// (cleanup.rs): renames it to a name of its own (`Win32_Directory.Rename`, atomic), checks
+    /// that folder empty, and deletes it; when it is not empty it is renamed back and kept.
+    async fn remove_empty_folder(&self, host: &HostId, path: &str) -> DriverResult<()> {
+        let aside = crate::cleanup::aside_name(path, &uuid::Uuid::new_v4().simple().to_string());
+        match self.cim_rename(host, path, &aside).await? {
+            Some(0) => {}
+            Some(rv) => {
+                return Err(DriverError::permanent(format!(
+                    "{path} on {host} could not be set aside for removal (Win32_Directory.Rename returned {rv}): kept"
+                ))
+                .with_code(rv as i64));
+            }
+            None => {
+                return Err(DriverError::indeterminate(
+                    "Win32_Directory.Rename returned no ReturnValue",
+                ));
+            }
+        }
+        let empty = matches!(
+            self.folder_contents(host, &aside).await,
+            Ok(Some((ref subdirs, 0))) if subdirs.is_empty()
+        );
+        if empty {
+            return match self.cim_delete(host, "Win32_Directory", &aside).await? {
+                Some(0) => Ok(()),
+                Some(rv) => Err(DriverError::permanent(format!(
+                    "Win32_Directory.Delete of {aside} (set aside from {path}) on {host} returned {rv}: {}",
+                    crate::cleanup::put_back_words(&aside, path)
+                ))
+                .with_code(rv as i64)),
+                None => Err(DriverError::indeterminate(
+                    "Win32_Directory.Delete returned no ReturnValue",
+                )),
+            };
+        }
+        // Something arrived before the rename: back under its name, kept.
+        match self.cim_rename(host, &aside, path).await {
+            Ok(Some(0)) => Err(DriverError::permanent(format!(
+                "{path} on {host} is not empty: kept"
+            ))),
+            _ => Err(DriverError::permanent(format!(
+                "{path} on {host} is not empty and could not be renamed back: {}",
+                crate::cleanup::put_back_words(&aside, path)
+            ))),
+        }
+    }
+
+    /// Invokes `Rename(FileName)` on the root\cimv2 `Win32_Directory` named `path`.
+    async fn cim_rename(&self, host: &HostId, path: &str, to: &str) -> DriverResult<Option<u32>> {
+        let epr = Epr::new(
+            class_uri(CIMV2, "Win32_Directory"),
+            vec![("Name".into(), path.to_ascii_lowercase())],
+        );
+        let out = self
+            .host(host)?
+            .client
+            .invoke(
+                &epr,
+                "Rename",
+                &[(
+                    "FileName".into(),
+                    Param::Value(CimValue::String(to.to_owned())),
+                )],
+            )
+            .await
+            .map_err(|e| write_err(host, "Win32_Directory.Rename", e))?;
+        Ok(out.get_u32("ReturnValue"))
+    }
+
+    /// Invokes `Delete` on the root\cimv2 instance of `class` named `path` (a file, or a folder
+    /// set aside and checked empty: remove_empty_folder); its ReturnValue, which the caller reads.
     async fn cim_delete(
         &self,
         host: &HostId,
@@ -1606,33 +1676,21 @@ impl Driver for HyperVDriver {
                 if failed_attempt {
                     self.forget_removed(req, host, path).await;
                 }
-                return Ok(());
+                Ok(())
             }
-            Some((subdirs, files)) if !subdirs.is_empty() || files > 0 => {
-                return Err(DriverError::permanent(format!(
-                    "{path} on {host} is not empty: kept"
-                )));
-            }
-            Some(_) => {}
-        }
-        match self.cim_delete(host, "Win32_Directory", path).await? {
-            Some(0) => {
+            Some((subdirs, files)) if !subdirs.is_empty() || files > 0 => Err(
+                DriverError::permanent(format!("{path} on {host} is not empty: kept")),
+            ),
+            // Empty now: set aside under a name nobody else knows, checked empty there, and
+            // only then deleted (Win32_Directory.Delete may take along what it holds:
+            // cleanup.rs).
+            Some(_) => {
+                self.remove_empty_folder(host, path).await?;
                 if failed_attempt {
                     self.forget_removed(req, host, path).await;
                 }
                 Ok(())
             }
-            Some(14) => Err(DriverError::permanent(format!(
-                "{path} on {host} is not empty (14): kept"
-            ))
-            .with_code(14)),
-            Some(rv) => Err(DriverError::permanent(format!(
-                "Win32_Directory.Delete of {path} returned {rv}"
-            ))
-            .with_code(rv as i64)),
-            None => Err(DriverError::indeterminate(
-                "Win32_Directory.Delete returned no ReturnValue",
-            )),
         }
     }
 }

@@ -7,6 +7,7 @@
 //!   connection per host session, rustls for HTTPS, NTLM sealing over HTTP) and credentials.
 //! - [`paths`]: destination layouts (one path, subfolder, preserved drive letters) and the
 //!   source clean-up candidates, as pure functions.
+//! - [`cleanup`]: how an empty folder is removed (set aside, checked, deleted) and why.
 //! - [`record`]: attempt records, kept in the destination's registry (`StdRegProv`), that
 //!   prove after a crash which files and folders a failed attempt may have left there.
 //! - [`job`]: migration jobs through the reference the call returned: states, cancel,
@@ -18,6 +19,7 @@
 //! Nothing WMI-shaped leaves this crate: the driver translates instances into the engine's model.
 
 pub mod cim;
+pub mod cleanup;
 pub mod config;
 pub mod driver;
 #[cfg(any(test, feature = "test-util"))]

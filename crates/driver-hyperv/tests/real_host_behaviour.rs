@@ -263,3 +263,98 @@ async fn sealed_answers_whose_final_boundary_lacks_its_dashes_are_read() {
         MigrationStatus::Completed
     );
 }
+
+/// Moves `app` and returns the source folders listed after it.
+async fn moved_app() -> (
+    vmove_driver_hyperv::fake::FakeHyperV,
+    vmove_driver_hyperv::HyperVDriver,
+    MigrationRequest,
+    Vec<Leftover>,
+) {
+    let mut w = common::world();
+    let g = w.add_vm("hv1", "app", true, 512, &[10], "E:\\VMs\\app");
+    let (fake, d) = common::start(w).await;
+    let r = req(&g, "app", 1);
+    let h = d.start_migration(&r).await.unwrap();
+    common::run_to_end(&fake, &d, &r, &h).await;
+    assert!(d.verify(&r).await.unwrap().is_proof());
+    let left = d
+        .leftovers(&r, LeftoverContext::AfterSuccess)
+        .await
+        .unwrap();
+    assert!(
+        left.iter()
+            .any(|l| l.what.eq_ignore_ascii_case("E:\\VMs\\app\\Snapshots")),
+        "{left:?}"
+    );
+    (fake, d, r, left)
+}
+
+#[tokio::test]
+async fn a_source_folder_is_never_deleted_with_a_file_put_into_it_after_the_check() {
+    let (fake, d, r, left) = moved_app().await;
+    // Between the driver's emptiness check and its delete, someone writes into the folder.
+    let theirs = "E:\\VMs\\app\\Snapshots\\someone-else.avhdx";
+    fake.with(|w| {
+        w.faults
+            .writes_before_folder_delete
+            .insert("hv1".into(), vec![theirs.into()])
+    });
+    // (The folders above it are then kept as not empty: their removal may fail.)
+    for l in &left {
+        let _ = d
+            .remove_leftover(&r, l, LeftoverContext::AfterSuccess)
+            .await;
+    }
+    fake.with(|w| {
+        let h = &w.hosts["hv1"];
+        assert!(
+            w.faults.writes_before_folder_delete.is_empty(),
+            "no folder was deleted"
+        );
+        assert!(
+            h.files.contains_key(&key(theirs)),
+            "a folder delete took along a file written after the check"
+        );
+        // Nothing set aside is left behind.
+        assert!(
+            !h.dirs.keys().any(|d| d.contains("vmove-removing")),
+            "{:?}",
+            h.dirs.keys()
+        );
+    });
+}
+
+#[tokio::test]
+async fn a_folder_that_fills_before_it_is_set_aside_is_put_back_and_kept() {
+    let (fake, d, r, left) = moved_app().await;
+    let snapshots = left
+        .iter()
+        .find(|l| l.what.eq_ignore_ascii_case("E:\\VMs\\app\\Snapshots"))
+        .unwrap();
+    let theirs = "E:\\VMs\\app\\Snapshots\\arrived.avhdx";
+    fake.with(|w| {
+        w.faults
+            .writes_before_folder_rename
+            .insert("hv1".into(), vec![theirs.into()])
+    });
+    let e = d
+        .remove_leftover(&r, snapshots, LeftoverContext::AfterSuccess)
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("not empty: kept"), "{e}");
+    fake.with(|w| {
+        let h = &w.hosts["hv1"];
+        assert!(h.files.contains_key(&key(theirs)), "their file is gone");
+        assert!(h.dir_exists("E:\\VMs\\app\\Snapshots"));
+        assert!(
+            !h.dirs.keys().any(|d| d.contains("vmove-removing")),
+            "{:?}",
+            h.dirs.keys()
+        );
+        assert!(
+            !w.calls.invokes.iter().any(|(_, m)| m == "Delete"),
+            "a folder was deleted"
+        );
+    });
+}

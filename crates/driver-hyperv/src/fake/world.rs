@@ -160,6 +160,12 @@ pub struct Faults {
     /// Per host key: WMI provider errors the next requests get, as a fault whose `s:Detail`
     /// holds an `MSFT_WmiError` (see `FakeWmiError`).
     pub wmi_error: BTreeMap<String, VecDeque<FakeWmiError>>,
+    /// Per host key: files (paths) someone writes just before the next `Win32_Directory.Delete`
+    /// on that host is carried out (a race with a check made before the call).
+    pub writes_before_folder_delete: BTreeMap<String, Vec<String>>,
+    /// Per host key: files someone writes just before the next `Win32_Directory.Rename` on that
+    /// host is carried out.
+    pub writes_before_folder_rename: BTreeMap<String, Vec<String>>,
     /// Sealed answers close with `--Encrypted Boundary` instead of `--Encrypted Boundary--`
     /// (both forms are in use: see `FakeHyperV`'s sealing and `wsman::sealing::unframe`).
     pub bare_final_boundary: bool,
@@ -1409,6 +1415,75 @@ impl World {
                 h.files.remove(&k);
                 Ok(vec![("ReturnValue".into(), CimValue::U32(0))])
             }
+            ("Win32_Directory", "Rename") => {
+                // Win32_Directory.Rename(FileName): "the fully qualified new name"; 0 success,
+                // 10 the object exists, 13 not the same drive, 15 sharing violation (the
+                // CIM_LogicalFile return table). Windows refuses to rename a folder while a file
+                // in it is open: here, while a VM of the host has a disk or its configuration in
+                // it.
+                let name = sel("Name").ok_or_else(|| Fault::not_found("Name missing"))?;
+                let to = param_text("FileName")
+                    .map(|t| t.trim().to_owned())
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| Fault::invalid("FileName missing"))?;
+                let writes = self
+                    .faults
+                    .writes_before_folder_rename
+                    .remove(hk)
+                    .unwrap_or_default();
+                let h = self
+                    .hosts
+                    .get_mut(hk)
+                    .ok_or_else(|| Fault::invalid("unknown host"))?;
+                for f in writes {
+                    h.write_file(&f, 1);
+                }
+                if !h.dir_exists(&name) {
+                    return Err(Fault::not_found(format!("No such directory {name}")));
+                }
+                let (k, kt) = (key(&name), key(&to));
+                if !k.get(..2).is_some_and(|d| kt.starts_with(d)) {
+                    return Ok(vec![("ReturnValue".into(), CimValue::U32(13))]);
+                }
+                if h.dir_exists(&to) || h.files.contains_key(&kt) {
+                    return Ok(vec![("ReturnValue".into(), CimValue::U32(10))]);
+                }
+                let prefix = format!("{k}\\");
+                let in_use = h.vms.values().any(|v| {
+                    v.disks
+                        .iter()
+                        .chain(std::iter::once(&v.config_root))
+                        .any(|p| key(p) == k || key(p).starts_with(&prefix))
+                });
+                if in_use {
+                    return Ok(vec![("ReturnValue".into(), CimValue::U32(15))]);
+                }
+                let moved = |p: &str| format!("{}{}", to.trim_end_matches('\\'), &p[k.len()..]);
+                let dirs: Vec<(String, String)> = h
+                    .dirs
+                    .iter()
+                    .filter(|(d, _)| **d == k || d.starts_with(&prefix))
+                    .map(|(d, p)| (d.clone(), p.clone()))
+                    .collect();
+                for (d, p) in dirs {
+                    h.dirs.remove(&d);
+                    let np = moved(&p);
+                    h.dirs.insert(key(&np), np);
+                }
+                let files: Vec<String> = h
+                    .files
+                    .keys()
+                    .filter(|f| f.starts_with(&prefix))
+                    .cloned()
+                    .collect();
+                for f in files {
+                    if let Some(mut ff) = h.files.remove(&f) {
+                        ff.path = moved(&ff.path);
+                        h.files.insert(key(&ff.path), ff);
+                    }
+                }
+                Ok(vec![("ReturnValue".into(), CimValue::U32(0))])
+            }
             ("Win32_Directory", "Delete") => {
                 let name = sel("Name").ok_or_else(|| Fault::not_found("Name missing"))?;
                 let h = self
@@ -1420,14 +1495,34 @@ impl World {
                 }
                 let k = key(&name);
                 let prefix = format!("{k}\\");
-                let holds = h.files.keys().any(|f| f.starts_with(&prefix))
-                    || h.dirs.keys().any(|d| d.starts_with(&prefix));
-                if holds {
-                    // Win32_Directory.Delete on a folder that holds anything: 14 ("directory not empty")
-                    // in the fake, so a driver that forgot to check never loses data here.
-                    return Ok(vec![("ReturnValue".into(), CimValue::U32(14))]);
+                // Someone's files arriving, by their path, in the folder being deleted (by its
+                // name, or the name it was set aside from) between a driver's emptiness check
+                // and this call.
+                let pending = self
+                    .faults
+                    .writes_before_folder_delete
+                    .remove(hk)
+                    .unwrap_or_default();
+                let mut later = Vec::new();
+                for f in pending {
+                    let folder = parent(&f).map(|p| key(&p)).unwrap_or_default();
+                    if k == folder || k.starts_with(&format!("{folder}.vmove-removing-")) {
+                        h.write_file(&f, 1);
+                    } else {
+                        later.push(f);
+                    }
                 }
-                h.dirs.remove(&k);
+                if !later.is_empty() {
+                    self.faults
+                        .writes_before_folder_delete
+                        .insert(hk.to_owned(), later);
+                }
+                // Win32_Directory.Delete is not proven to refuse a folder that is not empty, and
+                // its sibling DeleteEx walks the folder's children (StartFileName/StopFileName:
+                // class reference; src/cleanup.rs): the fake deletes the folder WITH everything
+                // in it, so a driver that relies on a check made before the call loses data here.
+                h.files.retain(|f, _| !f.starts_with(&prefix));
+                h.dirs.retain(|d, _| *d != k && !d.starts_with(&prefix));
                 Ok(vec![("ReturnValue".into(), CimValue::U32(0))])
             }
             _ => Err(Fault::new(
