@@ -3,6 +3,7 @@
 
 use crate::cim::{CimInstance, CimValue, Epr, class_uri};
 use crate::config::HyperVHostConfig;
+use crate::job::{JobPhase, JobRef};
 use crate::paths::{self, wql_str};
 use crate::prepare;
 use crate::record::{self, AttemptRecord, Registry};
@@ -67,12 +68,29 @@ pub(crate) fn read_err(host: &HostId, what: &str, e: WsmanError) -> DriverError 
         return DriverError::permanent(msg);
     }
     match &e {
+        // A WMI error that says "later" (server too busy, out of memory...) passes.
+        WsmanError::Soap(s) if s.wmi().is_some_and(|w| w.is_transient()) => {
+            DriverError::transient(msg).with_code(wmi_code(s))
+        }
         WsmanError::Soap(s)
             if !s.is_timeout() && matches!(s, crate::wsman::SoapError::Fault { .. }) =>
         {
-            DriverError::permanent(msg)
+            match s.wmi().and_then(|w| w.code) {
+                Some(c) => DriverError::permanent(msg).with_code(c as i64),
+                None => DriverError::permanent(msg),
+            }
         }
         _ => DriverError::transient(msg),
+    }
+}
+
+/// The WMI error code of a fault, else its WS-Management code, else 0.
+fn wmi_code(s: &crate::wsman::SoapError) -> i64 {
+    match s {
+        crate::wsman::SoapError::Fault { wmi, code, .. } => {
+            wmi.as_ref().and_then(|w| w.code).or(*code).unwrap_or(0) as i64
+        }
+        _ => 0,
     }
 }
 
@@ -86,9 +104,17 @@ pub(crate) fn write_err(host: &HostId, what: &str, e: WsmanError) -> DriverError
         return DriverError::transient(msg);
     }
     match &e {
-        WsmanError::Soap(crate::wsman::SoapError::Fault { code, .. }) if !e_is_timeout(&e) => {
+        // The provider refused the call with a WMI error that says "later": not carried out.
+        WsmanError::Soap(s) if s.wmi().is_some_and(|w| w.is_transient()) => {
+            DriverError::transient(msg).with_code(wmi_code(s))
+        }
+        WsmanError::Soap(crate::wsman::SoapError::Fault { code, wmi, .. }) if !e_is_timeout(&e) => {
             let mut d = DriverError::permanent(msg);
-            d.code = code.map(|c| c as i64);
+            d.code = wmi
+                .as_ref()
+                .and_then(|w| w.code)
+                .or(*code)
+                .map(|c| c as i64);
             d
         }
         _ => DriverError::indeterminate(msg),
@@ -121,12 +147,11 @@ pub fn return_value_words(rv: u32) -> &'static str {
 
 fn rv_error(what: &str, rv: u32) -> DriverError {
     let msg = format!("{what} returned {rv} ({})", return_value_words(rv));
-    let e = match rv {
-        32768 | 32771 | 32772 | 32774 | 32775 | 32777 => DriverError::transient(msg),
-        32778 => DriverError::destination_refused(msg),
-        _ => DriverError::permanent(msg),
-    };
-    e.with_code(rv as i64)
+    DriverError {
+        class: crate::job::code_class(rv),
+        message: msg,
+        code: Some(rv as i64),
+    }
 }
 
 fn power_of(enabled: u32) -> PowerState {
@@ -492,19 +517,60 @@ impl HyperVDriver {
             .unwrap_or_else(|| crate::cim::migration_service_epr(host_name))
     }
 
-    fn job_epr(id: &str) -> Epr {
-        Epr::new(
-            class_uri(V2, "Msvm_ConcreteJob"),
-            vec![("InstanceID".into(), id.into())],
-        )
+    /// The job a handle names, read through the reference the call returned (WS-Transfer Get
+    /// on its class and selectors: job.rs); None when the host says it is gone.
+    async fn job(&self, id: &HostId, handle: &str) -> DriverResult<Option<CimInstance>> {
+        let r = JobRef::decode(handle);
+        match self.host(id)?.client.get(&r.epr()).await {
+            Ok(j) => Ok(Some(j)),
+            Err(WsmanError::Soap(s)) if crate::job::is_gone(&s) => Ok(None),
+            Err(e) => Err(read_err(id, "reading the migration job", e)),
+        }
     }
 
-    async fn job(&self, id: &HostId, job_id: &str) -> DriverResult<Option<CimInstance>> {
-        let q = format!(
-            "SELECT * FROM Msvm_ConcreteJob WHERE InstanceID={}",
-            wql_str(job_id)
-        );
-        Ok(self.query(id, V2, &q).await?.into_iter().next())
+    /// A failed job's errors (`GetErrorEx`), best effort: a job whose detail cannot be read
+    /// still failed, with its `ErrorCode` and `ErrorDescription`.
+    async fn job_errors(&self, id: &HostId, handle: &str) -> Vec<crate::job::JobError> {
+        let r = JobRef::decode(handle);
+        let out = match self.host(id) {
+            Ok(h) => h.client.invoke(&r.epr(), "GetErrorEx", &[]).await,
+            Err(_) => return Vec::new(),
+        };
+        match out {
+            Ok(o) if o.get_u32("ReturnValue") == Some(0) => o
+                .get_array("Errors")
+                .iter()
+                .filter_map(|t| crate::job::JobError::parse(t))
+                .collect(),
+            Ok(o) => {
+                tracing::warn!(host = %id, rv = ?o.get_u32("ReturnValue"), "GetErrorEx on the failed migration job did not answer 0");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(host = %id, error = %e, "GetErrorEx on the failed migration job failed");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Asks the job for a state change; its ReturnValue.
+    async fn request_job_state(
+        &self,
+        id: &HostId,
+        handle: &str,
+        state: u16,
+    ) -> DriverResult<Option<u32>> {
+        let out = self
+            .host(id)?
+            .client
+            .invoke(
+                &JobRef::decode(handle).epr(),
+                "RequestStateChange",
+                &[("RequestedState".into(), Param::Value(CimValue::U16(state)))],
+            )
+            .await
+            .map_err(|e| write_err(id, "RequestStateChange on the migration job", e))?;
+        Ok(out.get_u32("ReturnValue"))
     }
 
     /// Whether a folder exists (`Win32_Directory`).
@@ -833,8 +899,78 @@ impl HyperVDriver {
         }
     }
 
-    /// Invokes `Delete` on the root\cimv2 instance of `class` named `path` (a file or a folder,
-    /// the seed's way); its ReturnValue, which the caller reads.
+    /// Removes an empty folder without ever deleting what someone puts into it meanwhile
+    /// (cleanup.rs): renames it to a name of its own (`Win32_Directory.Rename`, atomic), checks
+    /// that folder empty, and deletes it; when it is not empty it is renamed back and kept.
+    async fn remove_empty_folder(&self, host: &HostId, path: &str) -> DriverResult<()> {
+        let aside = crate::cleanup::aside_name(path, &uuid::Uuid::new_v4().simple().to_string());
+        match self.cim_rename(host, path, &aside).await? {
+            Some(0) => {}
+            Some(rv) => {
+                return Err(DriverError::permanent(format!(
+                    "{path} on {host} could not be set aside for removal (Win32_Directory.Rename returned {rv}): kept"
+                ))
+                .with_code(rv as i64));
+            }
+            None => {
+                return Err(DriverError::indeterminate(
+                    "Win32_Directory.Rename returned no ReturnValue",
+                ));
+            }
+        }
+        let empty = matches!(
+            self.folder_contents(host, &aside).await,
+            Ok(Some((ref subdirs, 0))) if subdirs.is_empty()
+        );
+        if empty {
+            return match self.cim_delete(host, "Win32_Directory", &aside).await? {
+                Some(0) => Ok(()),
+                Some(rv) => Err(DriverError::permanent(format!(
+                    "Win32_Directory.Delete of {aside} (set aside from {path}) on {host} returned {rv}: {}",
+                    crate::cleanup::put_back_words(&aside, path)
+                ))
+                .with_code(rv as i64)),
+                None => Err(DriverError::indeterminate(
+                    "Win32_Directory.Delete returned no ReturnValue",
+                )),
+            };
+        }
+        // Something arrived before the rename: back under its name, kept.
+        match self.cim_rename(host, &aside, path).await {
+            Ok(Some(0)) => Err(DriverError::permanent(format!(
+                "{path} on {host} is not empty: kept"
+            ))),
+            _ => Err(DriverError::permanent(format!(
+                "{path} on {host} is not empty and could not be renamed back: {}",
+                crate::cleanup::put_back_words(&aside, path)
+            ))),
+        }
+    }
+
+    /// Invokes `Rename(FileName)` on the root\cimv2 `Win32_Directory` named `path`.
+    async fn cim_rename(&self, host: &HostId, path: &str, to: &str) -> DriverResult<Option<u32>> {
+        let epr = Epr::new(
+            class_uri(CIMV2, "Win32_Directory"),
+            vec![("Name".into(), path.to_ascii_lowercase())],
+        );
+        let out = self
+            .host(host)?
+            .client
+            .invoke(
+                &epr,
+                "Rename",
+                &[(
+                    "FileName".into(),
+                    Param::Value(CimValue::String(to.to_owned())),
+                )],
+            )
+            .await
+            .map_err(|e| write_err(host, "Win32_Directory.Rename", e))?;
+        Ok(out.get_u32("ReturnValue"))
+    }
+
+    /// Invokes `Delete` on the root\cimv2 instance of `class` named `path` (a file, or a folder
+    /// set aside and checked empty: remove_empty_folder); its ReturnValue, which the caller reads.
     async fn cim_delete(
         &self,
         host: &HostId,
@@ -863,8 +999,14 @@ impl HyperVDriver {
             .query(id, V2, &q)
             .await?
             .into_iter()
-            .find(|j| matches!(j.get_u32("JobState"), Some(2..=6)))
-            .and_then(|j| j.get_str("InstanceID")))
+            .find(crate::job::is_running)
+            .and_then(|j| {
+                j.epr
+                    .as_ref()
+                    .and_then(JobRef::from_epr)
+                    .or_else(|| j.get_str("InstanceID").map(|i| JobRef::migration(&i)))
+            })
+            .map(|r| r.encode()))
     }
 
     /// The name a move to `id` gives as `DestinationHost` (`prepare::destination_name`): the
@@ -1407,9 +1549,12 @@ impl Driver for HyperVDriver {
         };
         match out.get_u32("ReturnValue") {
             Some(4096) => {
+                // The handle is the reference the call returned (class and selectors): the
+                // job is an Msvm_MigrationJob, never found as an Msvm_ConcreteJob (job.rs).
                 let job = out
                     .get_ref("Job")
-                    .and_then(|e| e.selector("InstanceID").map(str::to_owned))
+                    .and_then(JobRef::from_epr)
+                    .map(|r| r.encode())
                     .ok_or_else(|| {
                         DriverError::indeterminate(
                             "MigrateVirtualSystemToHost started a job but named none",
@@ -1454,32 +1599,28 @@ impl Driver for HyperVDriver {
                 ))
             });
         };
-        let pct = job.get_u32("PercentComplete").map(|p| p.min(100) as u8);
-        Ok(match job.get_u32("JobState").unwrap_or(0) {
-            2 | 3 => MigrationStatus::Pending,
-            4..=6 => MigrationStatus::Running(Progress {
-                percent: pct,
+        Ok(match crate::job::phase_of(&job) {
+            JobPhase::Pending => MigrationStatus::Pending,
+            JobPhase::Running(percent) => MigrationStatus::Running(Progress {
+                percent,
                 ..Progress::default()
             }),
-            7 => MigrationStatus::Completed,
-            8 | 9 => MigrationStatus::Failed(Failure::new(
+            JobPhase::Completed { warning } => {
+                if let Some(w) = warning {
+                    // JobState 32768: done, with something to tell (os-win counts it done).
+                    tracing::warn!(vm = %req.vm, host = %req.source, "the migration job completed with warnings: {w}");
+                }
+                MigrationStatus::Completed
+            }
+            JobPhase::Cancelled => MigrationStatus::Failed(Failure::new(
                 ErrorClass::Transient,
                 "the migration job was cancelled",
             )),
-            10 => {
-                let words = job
-                    .get_str("ErrorDescription")
-                    .unwrap_or_else(|| "the migration job failed".into());
-                let code = job.get_u32("ErrorCode").unwrap_or(0);
-                MigrationStatus::Failed(Failure::new(
-                    ErrorClass::Transient,
-                    format!("{words} (error {code})"),
-                ))
+            JobPhase::Failed => {
+                let errors = self.job_errors(&req.source, &handle.0).await;
+                let (class, words) = crate::job::failure(&job, &errors);
+                MigrationStatus::Failed(Failure::new(class, words))
             }
-            other => MigrationStatus::Failed(Failure::new(
-                ErrorClass::Transient,
-                format!("unexpected job state {other}"),
-            )),
         })
     }
 
@@ -1494,20 +1635,30 @@ impl Driver for HyperVDriver {
         let Some(job) = self.job(&req.source, &handle.0).await? else {
             return Ok(());
         };
-        if !matches!(job.get_u32("JobState"), Some(2..=6)) {
+        if !crate::job::is_running(&job) {
             return Ok(());
         }
-        let out = self
-            .host(&req.source)?
-            .client
-            .invoke(
-                &Self::job_epr(&handle.0),
-                "RequestStateChange",
-                &[("RequestedState".into(), Param::Value(CimValue::U16(4)))],
-            )
-            .await
-            .map_err(|e| write_err(&req.source, "RequestStateChange on the migration job", e))?;
-        match out.get_u32("ReturnValue") {
+        if !crate::job::cancellable(&job) {
+            // Asked only of a job that says it can be cancelled (job.rs); this one runs to
+            // its end, and the engine's looks find how it ended.
+            return Err(DriverError::permanent(format!(
+                "the migration job of VM {} on {} says it cannot be cancelled (Cancellable is {}): it runs to its end",
+                req.vm,
+                req.source,
+                job.get_str("Cancellable")
+                    .unwrap_or_else(|| "not set".into())
+            )));
+        }
+        let mut rv = self
+            .request_job_state(&req.source, &handle.0, crate::job::TERMINATE)
+            .await?;
+        if rv.is_some_and(crate::job::transition_unsupported) {
+            tracing::info!(vm = %req.vm, "the migration job refused Terminate as unsupported: asking Kill, as os-win does");
+            rv = self
+                .request_job_state(&req.source, &handle.0, crate::job::KILL)
+                .await?;
+        }
+        match rv {
             Some(0) | Some(4096) => Ok(()),
             Some(32775) => Ok(()), // it ended meanwhile
             Some(rv) => Err(rv_error("RequestStateChange", rv)),
@@ -1550,43 +1701,25 @@ impl Driver for HyperVDriver {
         };
         let mut disks_present = on_destination;
         if on_destination {
-            let expected = self.recall(req);
-            let now: Vec<String> = self
+            // The destination VM's own disk entries, each checked present there; never sizes
+            // compared with the source's (a dynamic disk grows during a live move: verify.rs).
+            let mut entries = Vec::new();
+            for p in self
                 .vhds(&req.destination, req.vm.as_str())
                 .await?
                 .iter()
                 .filter_map(|s| s.get_array("HostResource").into_iter().next())
-                .collect();
-            if let Some(m) = &expected {
-                if now.len() != m.disks.len() {
-                    disks_present = false;
-                    detail.push(format!(
-                        "{} disks on the destination, {} expected",
-                        now.len(),
-                        m.disks.len()
-                    ));
-                }
-                for (_, t, size) in &m.disks {
-                    match self.file_size(&req.destination, t).await? {
-                        Some(s) if s == *size => {}
-                        Some(s) => {
-                            disks_present = false;
-                            detail.push(format!("{t} is {s} bytes, {size} expected"));
-                        }
-                        None => {
-                            disks_present = false;
-                            detail.push(format!("{t} is missing"));
-                        }
-                    }
-                }
-            } else {
-                for p in &now {
-                    if self.file_size(&req.destination, p).await?.is_none() {
-                        disks_present = false;
-                        detail.push(format!("{p} is missing"));
-                    }
-                }
+            {
+                let exists = self.file_size(&req.destination, &p).await?.is_some();
+                entries.push((p, exists));
             }
+            let expected: Option<Vec<String>> = self
+                .recall(req)
+                .map(|m| m.disks.iter().map(|(_, t, _)| t.clone()).collect());
+            let proof =
+                crate::verify::prove_disks(req.destination.as_str(), &entries, expected.as_deref());
+            disks_present = proof.disks_present;
+            detail.extend(proof.detail);
         }
         let stopped_on_source = src.as_ref().is_none_or(|v| !v.power.is_live());
         if !stopped_on_source {
@@ -1762,33 +1895,21 @@ impl Driver for HyperVDriver {
                 if failed_attempt {
                     self.forget_removed(req, host, path).await;
                 }
-                return Ok(());
+                Ok(())
             }
-            Some((subdirs, files)) if !subdirs.is_empty() || files > 0 => {
-                return Err(DriverError::permanent(format!(
-                    "{path} on {host} is not empty: kept"
-                )));
-            }
-            Some(_) => {}
-        }
-        match self.cim_delete(host, "Win32_Directory", path).await? {
-            Some(0) => {
+            Some((subdirs, files)) if !subdirs.is_empty() || files > 0 => Err(
+                DriverError::permanent(format!("{path} on {host} is not empty: kept")),
+            ),
+            // Empty now: set aside under a name nobody else knows, checked empty there, and
+            // only then deleted (Win32_Directory.Delete may take along what it holds:
+            // cleanup.rs).
+            Some(_) => {
+                self.remove_empty_folder(host, path).await?;
                 if failed_attempt {
                     self.forget_removed(req, host, path).await;
                 }
                 Ok(())
             }
-            Some(14) => Err(DriverError::permanent(format!(
-                "{path} on {host} is not empty (14): kept"
-            ))
-            .with_code(14)),
-            Some(rv) => Err(DriverError::permanent(format!(
-                "Win32_Directory.Delete of {path} returned {rv}"
-            ))
-            .with_code(rv as i64)),
-            None => Err(DriverError::indeterminate(
-                "Win32_Directory.Delete returned no ReturnValue",
-            )),
         }
     }
 }

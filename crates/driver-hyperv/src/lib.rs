@@ -9,21 +9,28 @@
 //!   hard disks by subtype), as pure functions.
 //! - [`paths`]: destination layouts (one path, subfolder, preserved drive letters) and the
 //!   source clean-up candidates, as pure functions.
+//! - [`cleanup`]: how an empty folder is removed (set aside, checked, deleted) and why.
 //! - [`record`]: attempt records, kept in the destination's registry (`StdRegProv`), that
 //!   prove after a crash which files and folders a failed attempt may have left there.
+//! - [`job`]: migration jobs through the reference the call returned: states, cancel,
+//!   failure detail (`GetErrorEx`) and its class.
+//! - [`verify`]: the disk half of a move's proof (the destination VM's own disk entries).
 //! - [`config`]: `[hosts.<name>]` settings; [`driver`]: [`HyperVDriver`].
 //! - `fake` (feature `test-util`): a stateful Hyper-V protocol fake for tests.
 //!
 //! Nothing WMI-shaped leaves this crate: the driver translates instances into the engine's model.
 
 pub mod cim;
+pub mod cleanup;
 pub mod config;
 pub mod driver;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
+pub mod job;
 pub mod paths;
 pub mod prepare;
 pub mod record;
+pub mod verify;
 pub mod wsman;
 pub mod xml;
 

@@ -230,7 +230,7 @@ max_attempts = 3"#,
                 ("E:\\Archive\\vm07_0.vhdx".to_string(), 5),
                 (
                     "E:\\Moved\\vm07\\Virtual Hard Disks\\vm07_0.vhdx".to_string(),
-                    (16 + 7) << 20
+                    ((16 + 7) << 20) + w.live_disk_growth
                 ),
             ]
         );
@@ -413,9 +413,10 @@ max_attempts = 3"#,
         assert!(!src.vms.contains_key(&g), "web is still on hv1");
         let vm = &dst.vms[&g];
         assert_eq!(vm.disks, vec![copy0.to_string(), copy1.to_string()]);
-        // The whole disks (the half copy was removed, then the retry copied them again).
-        assert_eq!(dst.files[&key(copy0)].size, 10 << 20);
-        assert_eq!(dst.files[&key(copy1)].size, 20 << 20);
+        // The whole disks (the half copy was removed, then the retry copied them again; the
+        // running VM's dynamic disks grew during the move).
+        assert_eq!(dst.files[&key(copy0)].size, (10 << 20) + w.live_disk_growth);
+        assert_eq!(dst.files[&key(copy1)].size, (20 << 20) + w.live_disk_growth);
         // Removed once each: the two copies and the three folders the failed attempt created.
         let deleted: Vec<&String> = w
             .calls

@@ -72,6 +72,11 @@ async fn pypsrp_enumerates_and_invokes_against_the_fake_over_ntlm_encryption() {
     );
     assert_eq!(v["return_value"], 4096);
     assert_eq!(v["job_state"].as_u64().unwrap(), 3, "a new job is starting");
+    assert_eq!(
+        v["job_class"].as_str(),
+        Some("Msvm_MigrationJob"),
+        "the returned reference names the job's class"
+    );
     assert!(
         v["fault_code"].as_u64().is_some(),
         "pypsrp did not read the WSManFault code: {v}"

@@ -32,7 +32,9 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-pub use world::{FakeHost, FakeJob, FakeRegKey, FakeVm, Fault, Faults, World};
+pub use world::{
+    FakeHost, FakeJob, FakeJobError, FakeRegKey, FakeVm, FakeWmiError, Fault, Faults, World,
+};
 
 /// The fake: a shared world and one listener per host.
 #[derive(Clone)]
@@ -467,7 +469,23 @@ async fn handle(
         (None, None) => return unauthorized(None),
     };
     match sealed {
-        Ok(sealed) => {
+        Ok(mut sealed) => {
+            let bare = ctx
+                .world
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .faults
+                .bare_final_boundary;
+            if bare {
+                // The closing boundary without its `--`, as pywinrm wrote it for years
+                // (winrm/encryption.py `_encrypt_message`) and as pywinrm and pypsrp accept it
+                // from a server (`_decrypt_response`, `unwrap_message`).
+                let closed = b"--Encrypted Boundary--\r\n";
+                if sealed.ends_with(closed) {
+                    sealed.truncate(sealed.len() - closed.len());
+                    sealed.extend_from_slice(b"--Encrypted Boundary\r\n");
+                }
+            }
             let mut r = resp(code, Bytes::from(sealed));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -646,6 +664,33 @@ fn fault_envelope(relates_to: &str, f: &Fault) -> String {
     )
 }
 
+/// A WMI provider error as WinRM answers it (see [`FakeWmiError`]).
+fn wmi_fault_envelope(relates_to: &str, e: &FakeWmiError) -> String {
+    let body = format!(
+        "<s:Fault><s:Code><s:Value>s:Receiver</s:Value><s:Subcode><s:Value>w:InternalError</s:Value></s:Subcode></s:Code>\
+<s:Reason><s:Text xml:lang=\"en-US\">{msg} </s:Text></s:Reason><s:Detail>\
+<p:MSFT_WmiError b:IsCIM_Error=\"true\" xmlns:b=\"http://schemas.dmtf.org/wbem/wsman/1/cimbinding.xsd\" xmlns:p=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/MSFT_WmiError\" xsi:type=\"p:MSFT_WmiError_Type\">\
+<p:CIMStatusCode xsi:type=\"cim:cimUnsignedInt\">{cim}</p:CIMStatusCode>\
+<p:CIMStatusCodeDescription xsi:type=\"cim:cimString\" xsi:nil=\"true\"/>\
+<p:ErrorType xsi:type=\"cim:cimUnsignedShort\">0</p:ErrorType>\
+<p:Message xsi:type=\"cim:cimString\">{msg} </p:Message>\
+<p:MessageID xsi:type=\"cim:cimString\">HRESULT 0x{code:08x}</p:MessageID>\
+<p:error_Category xsi:type=\"cim:cimUnsignedInt\">30</p:error_Category>\
+<p:error_Code xsi:type=\"cim:cimUnsignedInt\">{code}</p:error_Code>\
+<p:error_Type xsi:type=\"cim:cimString\">HRESULT</p:error_Type>\
+<p:error_WindowsErrorMessage xsi:type=\"cim:cimString\" xsi:nil=\"true\"/>\
+</p:MSFT_WmiError></s:Detail></s:Fault>",
+        msg = esc(&e.message),
+        cim = e.cim_status,
+        code = e.code,
+    );
+    envelope(
+        "http://schemas.dmtf.org/wbem/wsman/1/wsman/fault",
+        relates_to,
+        &body,
+    )
+}
+
 fn split_uri(uri: &str) -> Option<(String, String)> {
     let rest = uri.strip_prefix(crate::cim::WMI_BASE)?;
     let (ns, class) = rest.rsplit_once('/')?;
@@ -704,6 +749,20 @@ fn dispatch(ctx: &ServerCtx, text: &str) -> (StatusCode, String) {
                 .collect()
         })
         .unwrap_or_default();
+    let injected = ctx
+        .world
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .faults
+        .wmi_error
+        .get_mut(&ctx.host)
+        .and_then(|q| q.pop_front());
+    if let Some(e) = injected {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            wmi_fault_envelope(&mid, &e),
+        );
+    }
     let result = dispatch_inner(ctx, &action, &uri, &selectors, &body);
     match result {
         Ok((resp_action, resp_body)) => (StatusCode::OK, envelope(&resp_action, &mid, &resp_body)),

@@ -162,6 +162,61 @@ pub struct Faults {
     /// VM GUIDs whose jobs failed through `job_exception` leave a planned VM of theirs
     /// (`Msvm_PlannedComputerSystem`, same GUID) on the destination.
     pub failure_leaves_planned: BTreeSet<String>,
+    /// VM GUIDs whose migration jobs say `Cancellable` = false (Msvm_MigrationJob.Cancellable:
+    /// "Indicates whether the job can be canceled"; a job asked anyway answers 4097, invalid
+    /// state transition, CIM_ConcreteJob.RequestStateChange).
+    pub not_cancellable: BTreeSet<String>,
+    /// Per VM GUID: its next migration job ends in JobState 32768, "completed with warnings"
+    /// (os-win `JOB_STATE_COMPLETED_WITH_WARNINGS`, counted among the completed states), with
+    /// these words in `ErrorDescription`. The VM moves as with 7.
+    pub completes_with_warnings: BTreeMap<String, String>,
+    /// Per VM GUID: what its failing job (`job_exception`) says: `ErrorCode` and the one
+    /// `Msvm_Error` `GetErrorEx` returns. Without it a failed job says 32768 with a generic
+    /// error (CIMStatusCode 1, CIM_ERR_FAILED).
+    pub job_error_detail: BTreeMap<String, FakeJobError>,
+    /// Per host key: WMI provider errors the next requests get, as a fault whose `s:Detail`
+    /// holds an `MSFT_WmiError` (see `FakeWmiError`).
+    pub wmi_error: BTreeMap<String, VecDeque<FakeWmiError>>,
+    /// Per host key: files (paths) someone writes just before the next `Win32_Directory.Delete`
+    /// on that host is carried out (a race with a check made before the call).
+    pub writes_before_folder_delete: BTreeMap<String, Vec<String>>,
+    /// Per host key: files someone writes just before the next `Win32_Directory.Rename` on that
+    /// host is carried out.
+    pub writes_before_folder_rename: BTreeMap<String, Vec<String>>,
+    /// Sealed answers close with `--Encrypted Boundary` instead of `--Encrypted Boundary--`
+    /// (both forms are in use: see `FakeHyperV`'s sealing and `wsman::sealing::unframe`).
+    pub bare_final_boundary: bool,
+}
+
+/// The detail of a failed migration job: its `ErrorCode` (the migration service's table:
+/// 32768 failed, 32769 access denied...) and the `Msvm_Error` its `GetErrorEx` returns
+/// (`CIMStatusCode` CIM_ERR_*, `ErrorType` 7 security..., `Message`; Msvm_Error class
+/// reference; GetErrorEx of Msvm_MigrationJob: "one or more Msvm_Error instances are returned"
+/// for a failed job, embedded in CIM-XML).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeJobError {
+    /// `ErrorCode` of the job.
+    pub error_code: u16,
+    /// `CIMStatusCode` of the `Msvm_Error`.
+    pub cim_status: u32,
+    /// `ErrorType` of the `Msvm_Error`.
+    pub error_type: u16,
+    /// `Message` of the `Msvm_Error`.
+    pub message: String,
+}
+
+/// A WMI provider error, answered as WinRM does: a `w:InternalError` fault whose `s:Detail` is an
+/// `MSFT_WmiError` instance with `CIMStatusCode`, `Message`, `MessageID` and `error_Code` (the
+/// shape of pypsrp's `test_wsman_fault_wmi_error_detail` fixture; the WinRM Ruby gem's
+/// `raise_if_wmi_error` reads the same `error_Code`), and no `WSManFault`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeWmiError {
+    /// `error_Code`, an HRESULT (`0x80041002` WBEM_E_NOT_FOUND).
+    pub code: u64,
+    /// `CIMStatusCode` (CIM_ERR_*).
+    pub cim_status: u32,
+    /// `Message`.
+    pub message: String,
 }
 
 /// Calls seen, for tests to assert on.
@@ -187,6 +242,8 @@ pub struct Calls {
     pub sealed_header_lens: BTreeMap<String, BTreeSet<usize>>,
     /// (host key, client principal) of each Kerberos logon accepted.
     pub kerberos_logons: Vec<(String, String)>,
+    /// (job InstanceID, RequestedState) of each RequestStateChange a job received.
+    pub job_state_requests: Vec<(String, u16)>,
 }
 
 /// A fault to answer with.
@@ -238,6 +295,13 @@ pub struct World {
     pub enumerations: BTreeMap<String, VecDeque<CimInstance>>,
     /// The language of the hosts' captions ([`World::set_locale`]).
     pub locale: Locale,
+    /// By how much each disk of a RUNNING VM grows during its move (4 MiB in `World::new`).
+    /// The fake's `.vhdx` disks are dynamically expanding (`New-VHD`'s default;
+    /// `Msvm_VirtualHardDiskSettingData.Type` 3), and a running VM keeps writing while Hyper-V
+    /// mirrors its storage to the destination, so the copy that arrives is larger than the
+    /// file measured on the source before the start. A powered-off VM's disks arrive as they
+    /// were.
+    pub live_disk_growth: u64,
     next_id: u64,
 }
 
@@ -366,6 +430,7 @@ impl World {
         World {
             migration_ms: 3000,
             page_size: 5,
+            live_disk_growth: 4 << 20,
             ..World::default()
         }
     }
@@ -627,15 +692,20 @@ impl World {
                 &format!("{new_root}\\Virtual Machines\\{}.vmgs", vm.guid),
                 1 << 20,
             );
+            let growth = if job.live { self.live_disk_growth } else { 0 };
             for (old, new) in job.disk_moves.iter() {
                 let size = sizes.get(&key(old)).copied().unwrap_or(1 << 20);
-                dst.write_file(new, size);
+                dst.write_file(new, size + growth);
             }
             dst.vms.insert(vm.guid.clone(), vm);
         }
+        let warning = self.faults.completes_with_warnings.remove(&job.vm);
         if let Some(j) = self.hosts.get_mut(hk).and_then(|h| h.jobs.get_mut(id)) {
-            j.state = 7;
+            j.state = if warning.is_some() { 32768 } else { 7 };
             j.percent = 100;
+            if warning.is_some() {
+                j.error = warning;
+            }
         }
     }
 
@@ -680,15 +750,23 @@ impl World {
         i
     }
 
-    fn job_instance(j: &FakeJob) -> CimInstance {
+    fn job_instance(j: &FakeJob, faults: &Faults) -> CimInstance {
+        let error_code = match j.state {
+            10 => faults
+                .job_error_detail
+                .get(&j.vm)
+                .map_or(32768, |d| d.error_code),
+            _ => 0,
+        };
         let mut i = CimInstance::new("Msvm_MigrationJob")
+            .with(
+                "Cancellable",
+                CimValue::Bool(!faults.not_cancellable.contains(&j.vm)),
+            )
             .with("Caption", s("Virtual System Migration"))
             .with("DestinationHost", s(&j.destination))
             .with("ElementName", s("Virtual System Migration"))
-            .with(
-                "ErrorCode",
-                CimValue::U16(if j.state == 10 { 32768 } else { 0 }),
-            )
+            .with("ErrorCode", CimValue::U16(error_code))
             .with(
                 "ErrorDescription",
                 j.error.as_deref().map(s).unwrap_or(CimValue::Null),
@@ -833,11 +911,15 @@ impl World {
                     );
                 }
             }
-            "Msvm_MigrationJob" | "Msvm_ConcreteJob" if ns_ok(NS_V2) => {
+            "Msvm_MigrationJob" if ns_ok(NS_V2) => {
                 for j in h.jobs.values() {
-                    out.push(Self::job_instance(j));
+                    out.push(Self::job_instance(j, &self.faults));
                 }
             }
+            // Msvm_MigrationJob derives from CIM_ConcreteJob, not from Msvm_ConcreteJob
+            // (class reference): no migration job is an Msvm_ConcreteJob, and the fake has no
+            // other jobs.
+            "Msvm_ConcreteJob" if ns_ok(NS_V2) => {}
             "Win32_Directory" if ns_ok(NS_CIMV2) => {
                 for d in h.dirs.values() {
                     out.push(Self::dir_instance(d));
@@ -1048,12 +1130,7 @@ impl World {
                 .find(|(k, _)| k.eq_ignore_ascii_case(n))
                 .map(|(_, v)| v.clone())
         };
-        let all = match class {
-            "Msvm_ConcreteJob" | "Msvm_MigrationJob" => {
-                self.instances_of(hk, namespace, "Msvm_MigrationJob")?
-            }
-            c => self.instances_of(hk, namespace, c)?,
-        };
+        let all = self.instances_of(hk, namespace, class)?;
         all.into_iter()
             .find(|i| {
                 selectors
@@ -1201,11 +1278,69 @@ impl World {
             ("Msvm_VirtualSystemManagementService", "DestroySystem") => {
                 self.destroy_system(hk, selectors, params)
             }
-            ("Msvm_ConcreteJob" | "Msvm_MigrationJob", "RequestStateChange") => {
+            ("Msvm_ConcreteJob", _) => Err(Fault::not_found(
+                "No Msvm_ConcreteJob instance matches the selectors (a migration job is an Msvm_MigrationJob)",
+            )),
+            ("Msvm_MigrationJob", "GetErrorEx") => {
+                let id = sel("InstanceID").ok_or_else(|| Fault::not_found("InstanceID missing"))?;
+                let job = self
+                    .hosts
+                    .get(hk)
+                    .and_then(|h| h.jobs.get(&id))
+                    .cloned()
+                    .ok_or_else(|| Fault::not_found("no such job"))?;
+                // Errors only for a job that failed or was ended by a client (GetErrorEx of
+                // Msvm_MigrationJob); null otherwise.
+                let error = match job.state {
+                    10 => Some(
+                        self.faults
+                            .job_error_detail
+                            .get(&job.vm)
+                            .cloned()
+                            .unwrap_or(FakeJobError {
+                                error_code: 32768,
+                                cim_status: 1,
+                                error_type: 4,
+                                message: job
+                                    .error
+                                    .clone()
+                                    .unwrap_or_else(|| "The migration failed.".into()),
+                            }),
+                    ),
+                    8 | 9 => Some(FakeJobError {
+                        error_code: 32768,
+                        cim_status: 1,
+                        error_type: 1,
+                        message: "The operation was cancelled.".into(),
+                    }),
+                    _ => None,
+                };
+                let errors = match error {
+                    Some(e) => CimValue::Array(vec![CimValue::String(
+                        CimInstance::new("Msvm_Error")
+                            .with("CIMStatusCode", CimValue::U32(e.cim_status))
+                            .with("ErrorType", CimValue::U16(e.error_type))
+                            .with("Message", s(&e.message))
+                            .to_cim_xml(),
+                    )]),
+                    None => CimValue::Null,
+                };
+                Ok(vec![
+                    ("Errors".into(), errors),
+                    ("ReturnValue".into(), CimValue::U32(0)),
+                ])
+            }
+            ("Msvm_MigrationJob", "RequestStateChange") => {
                 let id = sel("InstanceID").ok_or_else(|| Fault::not_found("InstanceID missing"))?;
                 let requested: u16 = param_text("RequestedState")
                     .and_then(|t| t.trim().parse().ok())
                     .unwrap_or(0);
+                self.calls.job_state_requests.push((id.clone(), requested));
+                let not_cancellable = self
+                    .hosts
+                    .get(hk)
+                    .and_then(|h| h.jobs.get(&id))
+                    .is_some_and(|j| self.faults.not_cancellable.contains(&j.vm));
                 let h = self
                     .hosts
                     .get_mut(hk)
@@ -1214,7 +1349,7 @@ impl World {
                     .jobs
                     .get_mut(&id)
                     .ok_or_else(|| Fault::not_found("no such job"))?;
-                if !(requested == 4 || requested == 5) {
+                if !(requested == 4 || requested == 5) || (not_cancellable && job.running()) {
                     return Ok(vec![("ReturnValue".into(), CimValue::U32(4097))]);
                 }
                 if !job.running() {
@@ -1253,6 +1388,75 @@ impl World {
                 h.files.remove(&k);
                 Ok(vec![("ReturnValue".into(), CimValue::U32(0))])
             }
+            ("Win32_Directory", "Rename") => {
+                // Win32_Directory.Rename(FileName): "the fully qualified new name"; 0 success,
+                // 10 the object exists, 13 not the same drive, 15 sharing violation (the
+                // CIM_LogicalFile return table). Windows refuses to rename a folder while a file
+                // in it is open: here, while a VM of the host has a disk or its configuration in
+                // it.
+                let name = sel("Name").ok_or_else(|| Fault::not_found("Name missing"))?;
+                let to = param_text("FileName")
+                    .map(|t| t.trim().to_owned())
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| Fault::invalid("FileName missing"))?;
+                let writes = self
+                    .faults
+                    .writes_before_folder_rename
+                    .remove(hk)
+                    .unwrap_or_default();
+                let h = self
+                    .hosts
+                    .get_mut(hk)
+                    .ok_or_else(|| Fault::invalid("unknown host"))?;
+                for f in writes {
+                    h.write_file(&f, 1);
+                }
+                if !h.dir_exists(&name) {
+                    return Err(Fault::not_found(format!("No such directory {name}")));
+                }
+                let (k, kt) = (key(&name), key(&to));
+                if !k.get(..2).is_some_and(|d| kt.starts_with(d)) {
+                    return Ok(vec![("ReturnValue".into(), CimValue::U32(13))]);
+                }
+                if h.dir_exists(&to) || h.files.contains_key(&kt) {
+                    return Ok(vec![("ReturnValue".into(), CimValue::U32(10))]);
+                }
+                let prefix = format!("{k}\\");
+                let in_use = h.vms.values().any(|v| {
+                    v.disks
+                        .iter()
+                        .chain(std::iter::once(&v.config_root))
+                        .any(|p| key(p) == k || key(p).starts_with(&prefix))
+                });
+                if in_use {
+                    return Ok(vec![("ReturnValue".into(), CimValue::U32(15))]);
+                }
+                let moved = |p: &str| format!("{}{}", to.trim_end_matches('\\'), &p[k.len()..]);
+                let dirs: Vec<(String, String)> = h
+                    .dirs
+                    .iter()
+                    .filter(|(d, _)| **d == k || d.starts_with(&prefix))
+                    .map(|(d, p)| (d.clone(), p.clone()))
+                    .collect();
+                for (d, p) in dirs {
+                    h.dirs.remove(&d);
+                    let np = moved(&p);
+                    h.dirs.insert(key(&np), np);
+                }
+                let files: Vec<String> = h
+                    .files
+                    .keys()
+                    .filter(|f| f.starts_with(&prefix))
+                    .cloned()
+                    .collect();
+                for f in files {
+                    if let Some(mut ff) = h.files.remove(&f) {
+                        ff.path = moved(&ff.path);
+                        h.files.insert(key(&ff.path), ff);
+                    }
+                }
+                Ok(vec![("ReturnValue".into(), CimValue::U32(0))])
+            }
             ("Win32_Directory", "Delete") => {
                 let name = sel("Name").ok_or_else(|| Fault::not_found("Name missing"))?;
                 let h = self
@@ -1264,14 +1468,34 @@ impl World {
                 }
                 let k = key(&name);
                 let prefix = format!("{k}\\");
-                let holds = h.files.keys().any(|f| f.starts_with(&prefix))
-                    || h.dirs.keys().any(|d| d.starts_with(&prefix));
-                if holds {
-                    // Win32_Directory.Delete on a folder that holds anything: 14 ("directory not empty")
-                    // in the fake, so a driver that forgot to check never loses data here.
-                    return Ok(vec![("ReturnValue".into(), CimValue::U32(14))]);
+                // Someone's files arriving, by their path, in the folder being deleted (by its
+                // name, or the name it was set aside from) between a driver's emptiness check
+                // and this call.
+                let pending = self
+                    .faults
+                    .writes_before_folder_delete
+                    .remove(hk)
+                    .unwrap_or_default();
+                let mut later = Vec::new();
+                for f in pending {
+                    let folder = parent(&f).map(|p| key(&p)).unwrap_or_default();
+                    if k == folder || k.starts_with(&format!("{folder}.vmove-removing-")) {
+                        h.write_file(&f, 1);
+                    } else {
+                        later.push(f);
+                    }
                 }
-                h.dirs.remove(&k);
+                if !later.is_empty() {
+                    self.faults
+                        .writes_before_folder_delete
+                        .insert(hk.to_owned(), later);
+                }
+                // Win32_Directory.Delete is not proven to refuse a folder that is not empty, and
+                // its sibling DeleteEx walks the folder's children (StartFileName/StopFileName:
+                // class reference; src/cleanup.rs): the fake deletes the folder WITH everything
+                // in it, so a driver that relies on a check made before the call loses data here.
+                h.files.retain(|f, _| !f.starts_with(&prefix));
+                h.dirs.retain(|d, _| *d != k && !d.starts_with(&prefix));
                 Ok(vec![("ReturnValue".into(), CimValue::U32(0))])
             }
             _ => Err(Fault::new(

@@ -17,7 +17,7 @@ use crate::cim::{CimInstance, Epr, class_uri};
 use crate::xml::Element;
 pub use creds::Credentials;
 pub use kerberos::KerberosOptions;
-pub use soap::{Param, SoapError};
+pub use soap::{Param, SoapError, WmiError};
 use transport::Connection;
 pub use transport::{AuthMethod, Scheme, TlsOptions, TransportConfig, TransportError};
 

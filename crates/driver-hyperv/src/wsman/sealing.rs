@@ -126,8 +126,28 @@ pub fn header_len(body: &[u8]) -> Option<usize> {
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
 }
 
-/// Unframes and unseals a message.
-pub fn unseal<C: Sspi>(ctx: &mut C, body: &[u8]) -> Result<Vec<u8>, SealError> {
+/// The parts of a sealed message, as [`unframe`] finds them.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// The plain length `OriginalContent` announces.
+    pub want: usize,
+    /// The header (NTLM signature or Kerberos wrap token).
+    pub header: &'a [u8],
+    /// The ciphertext.
+    pub data: &'a [u8],
+}
+
+/// Splits a sealed message into its announced length, header and ciphertext, without any
+/// cryptography (so that it can be tested and fuzzed alone).
+///
+/// The final boundary is accepted with and without its trailing `--` (`--Encrypted Boundary--`
+/// or `--Encrypted Boundary`), each optionally followed by CRLF: WinRM closes with `--`, while
+/// pywinrm sent the bare boundary for years and reads both (`winrm/encryption.py`,
+/// `_decrypt_response`: "sometimes the last Encrypted Boundary has -- before the newline"), and
+/// pypsrp splits on the boundary line and strips an optional closing `--`
+/// (`pypsrp/encryption.py`, `unwrap_message`). The closing boundary must END the body: bytes of
+/// the ciphertext that happen to spell a boundary are never taken for it.
+pub fn unframe(body: &[u8]) -> Result<Frame<'_>, SealError> {
     let len_key = b"Length=";
     let lp = find(body, len_key, 0).ok_or(SealError::Framing("no OriginalContent length"))?
         + len_key.len();
@@ -139,22 +159,38 @@ pub fn unseal<C: Sspi>(ctx: &mut C, body: &[u8]) -> Result<Vec<u8>, SealError> {
     let octet = b"\tContent-Type: application/octet-stream\r\n";
     let start =
         find(body, octet, le).ok_or(SealError::Framing("no octet-stream part"))? + octet.len();
-    let end_marker = b"--Encrypted Boundary--";
-    let end = body
-        .windows(end_marker.len())
-        .rposition(|w| w == end_marker)
-        .filter(|&e| e >= start)
-        .ok_or(SealError::Framing("no closing boundary"))?;
+    let tail = body.strip_suffix(b"\r\n").unwrap_or(body);
+    let end = if let Some(t) = tail.strip_suffix(b"--Encrypted Boundary--") {
+        t.len()
+    } else if let Some(t) = tail.strip_suffix(BOUNDARY) {
+        t.len()
+    } else {
+        return Err(SealError::Framing("no closing boundary"));
+    };
+    if end < start {
+        return Err(SealError::Framing("no closing boundary"));
+    }
     let part = &body[start..end];
     if part.len() < 4 {
         return Err(SealError::Framing("short encrypted part"));
     }
     let sig_len = u32::from_le_bytes([part[0], part[1], part[2], part[3]]) as usize;
-    if part.len() < 4 + sig_len {
+    if part.len() - 4 < sig_len {
         return Err(SealError::Framing("signature longer than the part"));
     }
-    let mut signature = part[4..4 + sig_len].to_vec();
-    let mut data = part[4 + sig_len..].to_vec();
+    Ok(Frame {
+        want,
+        header: &part[4..4 + sig_len],
+        data: &part[4 + sig_len..],
+    })
+}
+
+/// Unframes ([`unframe`]) and unseals a message.
+pub fn unseal<C: Sspi>(ctx: &mut C, body: &[u8]) -> Result<Vec<u8>, SealError> {
+    let frame = unframe(body)?;
+    let want = frame.want;
+    let mut signature = frame.header.to_vec();
+    let mut data = frame.data.to_vec();
     let data = {
         let mut bufs = [
             SecurityBufferRef::data_buf(&mut data),
@@ -171,4 +207,58 @@ pub fn unseal<C: Sspi>(ctx: &mut C, body: &[u8]) -> Result<Vec<u8>, SealError> {
         });
     }
     Ok(data)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A sealed message as `seal` frames it, with `close` as its end.
+    fn framed(header: &[u8], data: &[u8], close: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(b"--Encrypted Boundary\r\n\tContent-Type: application/HTTP-SPNEGO-session-encrypted\r\n\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length=5\r\n--Encrypted Boundary\r\n\tContent-Type: application/octet-stream\r\n");
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(header);
+        out.extend_from_slice(data);
+        out.extend_from_slice(close);
+        out
+    }
+
+    #[test]
+    fn the_final_boundary_is_read_with_and_without_its_trailing_dashes() {
+        for close in [
+            &b"--Encrypted Boundary--\r\n"[..],
+            b"--Encrypted Boundary--",
+            b"--Encrypted Boundary\r\n",
+            b"--Encrypted Boundary",
+        ] {
+            let body = framed(b"SIGNATURE-16-BYT", b"ciphr", close);
+            let f = unframe(&body).unwrap_or_else(|e| panic!("{close:?}: {e}"));
+            assert_eq!(f.want, 5);
+            assert_eq!(f.header, b"SIGNATURE-16-BYT");
+            assert_eq!(f.data, b"ciphr", "{close:?}");
+        }
+    }
+
+    #[test]
+    fn a_boundary_spelled_inside_the_ciphertext_does_not_end_it() {
+        let data = b"ab--Encrypted Boundary--\r\ncd";
+        let body = framed(b"0123456789abcdef", data, b"--Encrypted Boundary--\r\n");
+        assert_eq!(unframe(&body).unwrap().data, data);
+        let body = framed(b"0123456789abcdef", data, b"--Encrypted Boundary\r\n");
+        assert_eq!(unframe(&body).unwrap().data, data);
+    }
+
+    #[test]
+    fn a_message_without_a_closing_boundary_or_with_a_short_part_is_refused() {
+        let body = framed(b"0123456789abcdef", b"ciphr", b"");
+        assert!(matches!(unframe(&body), Err(SealError::Framing(_))));
+        let mut body = framed(b"", b"", b"--Encrypted Boundary--\r\n");
+        // a header length that runs past the part
+        let at = body.len() - b"--Encrypted Boundary--\r\n".len() - 4;
+        body[at..at + 4].copy_from_slice(&1000u32.to_le_bytes());
+        assert!(matches!(unframe(&body), Err(SealError::Framing(_))));
+        assert!(unframe(b"").is_err());
+    }
 }

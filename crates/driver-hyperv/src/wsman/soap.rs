@@ -199,7 +199,10 @@ pub fn invoke(
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SoapError {
     /// The service answered with a SOAP fault.
-    #[error("WS-Management fault {subcode} (code {code:?}): {reason}")]
+    #[error(
+        "WS-Management fault {subcode} (code {code:?}): {reason}{}",
+        wmi_words(wmi)
+    )]
     Fault {
         /// `s:Subcode/s:Value` (`w:TimedOut`, `w:InvalidSelectors`...).
         subcode: String,
@@ -207,6 +210,8 @@ pub enum SoapError {
         code: Option<u64>,
         /// The reason or the WSManFault message.
         reason: String,
+        /// The WMI provider's own error (`MSFT_WmiError` in `s:Detail`), when it sent one.
+        wmi: Option<Box<WmiError>>,
     },
     /// The answer is not a SOAP envelope we understand.
     #[error("unexpected WS-Management answer: {0}")]
@@ -221,7 +226,88 @@ pub enum SoapError {
     },
 }
 
+/// The detail a WMI provider puts in a fault: an `MSFT_WmiError` instance in `s:Detail`
+/// (shape: pypsrp's `test_wsman_fault_wmi_error_detail` fixture, and the WinRM Ruby gem's
+/// `raise_if_wmi_error`, which read `error_Code` and `Message`; `CIMStatusCode` and `MessageID`
+/// are `CIM_Error` properties, Msvm_Error/CIM_Error class reference).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WmiError {
+    /// `error_Code`: an HRESULT (`0x80041002` WBEM_E_NOT_FOUND...).
+    pub code: Option<u64>,
+    /// `Message`.
+    pub message: String,
+    /// `CIMStatusCode` (CIM_ERR_*: 2 access denied, 4 invalid parameter, 6 not found...).
+    pub cim_status: Option<u32>,
+    /// `MessageID` (`HRESULT 0x80041002`).
+    pub message_id: Option<String>,
+}
+
+/// HRESULTs of `error_Code` that mean "try again later" (WMI error constants, Microsoft's
+/// "WMI Error Constants" page: WBEM_E_OUT_OF_MEMORY, WBEM_E_TRANSPORT_FAILURE,
+/// WBEM_E_SERVER_TOO_BUSY, WBEM_E_QUOTA_VIOLATION, WBEM_E_TIMED_OUT). Every other WMI error is
+/// an answer about the request itself and does not change by asking again.
+pub const WMI_TRANSIENT: [u64; 5] = [
+    0x8004_1006,
+    0x8004_1015,
+    0x8004_1045,
+    0x8004_106C,
+    0x8004_3001,
+];
+
+impl WmiError {
+    /// Whether asking again later may succeed ([`WMI_TRANSIENT`]).
+    pub fn is_transient(&self) -> bool {
+        self.code.is_some_and(|c| WMI_TRANSIENT.contains(&c))
+    }
+}
+
+fn wmi_words(w: &Option<Box<WmiError>>) -> String {
+    match w {
+        None => String::new(),
+        Some(w) => {
+            let mut out = String::from("; WMI error");
+            if let Some(c) = w.code {
+                out.push_str(&format!(" 0x{c:08X}"));
+            }
+            if let Some(c) = w.cim_status {
+                out.push_str(&format!(" (CIM status {c})"));
+            }
+            if !w.message.is_empty() {
+                out.push_str(": ");
+                out.push_str(&w.message);
+            }
+            out
+        }
+    }
+}
+
+/// Reads an `MSFT_WmiError` element (its children by local name; `xsi:nil` ones are absent).
+fn parse_wmi_error(e: &Element) -> WmiError {
+    let text = |n: &str| {
+        e.child(n)
+            .filter(|c| !c.is_nil())
+            .map(|c| c.text_trimmed().to_owned())
+            .filter(|t| !t.is_empty())
+    };
+    WmiError {
+        code: text("error_Code").and_then(|t| t.parse().ok()),
+        message: text("Message")
+            .or_else(|| text("error_WindowsErrorMessage"))
+            .unwrap_or_default(),
+        cim_status: text("CIMStatusCode").and_then(|t| t.parse().ok()),
+        message_id: text("MessageID"),
+    }
+}
+
 impl SoapError {
+    /// The WMI error the fault carries, if any.
+    pub fn wmi(&self) -> Option<&WmiError> {
+        match self {
+            SoapError::Fault { wmi, .. } => wmi.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Whether this is the service's operation timeout (2150858793).
     pub fn is_timeout(&self) -> bool {
         matches!(
@@ -300,10 +386,20 @@ pub fn parse_fault(fault: &Element) -> SoapError {
             reason = m.to_owned();
         }
     }
+    let wmi = fault
+        .child("Detail")
+        .and_then(|d| d.find("MSFT_WmiError"))
+        .map(|e| Box::new(parse_wmi_error(e)));
+    if reason.is_empty() {
+        if let Some(w) = &wmi {
+            reason = w.message.clone();
+        }
+    }
     SoapError::Fault {
         subcode,
         code,
         reason,
+        wmi,
     }
 }
 
@@ -507,9 +603,44 @@ mod tests {
             SoapError::Fault {
                 subcode: "w:TimedOut".into(),
                 code: Some(2150858793),
-                reason: "timed out".into()
+                reason: "timed out".into(),
+                wmi: None,
             }
         );
+    }
+
+    #[test]
+    fn a_wmi_error_fault_is_read_with_its_code_status_and_message() {
+        // The shape WinRM answers a WMI provider error with (pypsrp's WMI error fixture): an
+        // MSFT_WmiError in s:Detail, no WSManFault.
+        let text = format!(
+            "<s:Envelope xmlns:s=\"{NS_SOAP}\" xmlns:a=\"{NS_ADDRESSING}\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><s:Header><a:RelatesTo>uuid:1</a:RelatesTo></s:Header><s:Body><s:Fault>\
+<s:Code><s:Value>s:Receiver</s:Value><s:Subcode><s:Value>w:InternalError</s:Value></s:Subcode></s:Code>\
+<s:Reason><s:Text xml:lang=\"en-US\">Not found </s:Text></s:Reason><s:Detail>\
+<p:MSFT_WmiError b:IsCIM_Error=\"true\" xmlns:b=\"http://schemas.dmtf.org/wbem/wsman/1/cimbinding.xsd\" xmlns:p=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/MSFT_WmiError\">\
+<p:CIMStatusCode>6</p:CIMStatusCode><p:CIMStatusCodeDescription xsi:nil=\"true\"/>\
+<p:Message>Not found </p:Message><p:MessageID>HRESULT 0x80041002</p:MessageID>\
+<p:error_Code>2147749890</p:error_Code><p:error_Type>HRESULT</p:error_Type>\
+</p:MSFT_WmiError></s:Detail></s:Fault></s:Body></s:Envelope>"
+        );
+        let err = parse_response(&text, "uuid:1").unwrap_err();
+        let w = err.wmi().unwrap();
+        assert_eq!(w.code, Some(0x8004_1002));
+        assert_eq!(w.cim_status, Some(6));
+        assert_eq!(w.message, "Not found");
+        assert_eq!(w.message_id.as_deref(), Some("HRESULT 0x80041002"));
+        assert!(!w.is_transient());
+        let shown = err.to_string();
+        assert!(shown.contains("w:InternalError"), "{shown}");
+        assert!(
+            shown.contains("WMI error 0x80041002 (CIM status 6): Not found"),
+            "{shown}"
+        );
+        // A WSManFault alone carries no WMI error.
+        let plain = format!(
+            "<s:Envelope xmlns:s=\"{NS_SOAP}\"><s:Body><s:Fault><s:Reason><s:Text>x</s:Text></s:Reason></s:Fault></s:Body></s:Envelope>"
+        );
+        assert_eq!(parse_response(&plain, "uuid:1").unwrap_err().wmi(), None);
     }
 
     #[test]

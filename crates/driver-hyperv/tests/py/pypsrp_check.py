@@ -95,11 +95,16 @@ def main():
         if s.get("Name") == "InstanceID":
             job_id = s.text
     result["job_id"] = job_id
+    # The job's class is the one its reference names (an Msvm_MigrationJob).
+    job_uri = None
+    for r in out.iter("{%s}ResourceURI" % W):
+        job_uri = r.text
+    result["job_class"] = job_uri.rsplit("/", 1)[-1] if job_uri else None
 
-    # Get the job by its selector.
+    # Get the job through its reference: its resource URI and selector.
     jsel = SelectorSet()
     jsel.add_option("InstanceID", job_id)
-    body = wsman.get(WMI + "Msvm_ConcreteJob", selector_set=jsel)
+    body = wsman.get(job_uri, selector_set=jsel)
     job = body[0]
     result["job_state"] = int(job.find("{%s}JobState" % job.tag.split("}")[0][1:]).text)
 
@@ -107,7 +112,7 @@ def main():
     try:
         bad = SelectorSet()
         bad.add_option("InstanceID", "no-such-job")
-        wsman.get(WMI + "Msvm_ConcreteJob", selector_set=bad)
+        wsman.get(job_uri, selector_set=bad)
         result["fault_code"] = None
     except Exception as e:  # pypsrp.exceptions.WSManFaultError
         result["fault_code"] = getattr(e, "code", None)

@@ -1,0 +1,121 @@
+//! The disk half of a move's proof, as a pure function.
+//!
+//! A move is proven from the destination VM's own disk entries: the `HostResource` paths of
+//! its `Msvm_StorageAllocationSettingData` on the destination, each of which must exist there
+//! (`CIM_DataFile`), and, when this process started the move, every target path it gave
+//! `MigrateVirtualSystemToHost` must be one of them.
+//!
+//! Sizes are NOT compared with the source's. A dynamically expanding or differencing VHDX grows
+//! while a running VM writes to it, and during a live shared-nothing move the writes keep
+//! reaching the disk (Hyper-V mirrors them to the destination copy before the switch-over), so
+//! the destination's file is routinely larger than the size read from the source before the
+//! start: `Msvm_VirtualHardDiskSettingData.Type` 3 (dynamic) and 4 (differencing) are
+//! expanding formats (class reference), and dynamic is `New-VHD`'s default. Byte equality
+//! refused such moves as unproven and left them for a person. The file's existence at the path
+//! the destination VM itself uses is what Hyper-V's own completion means for storage; its
+//! size says nothing more.
+
+/// What [`prove_disks`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskProof {
+    /// Every disk is where the destination VM says it is.
+    pub disks_present: bool,
+    /// What is wrong, for the verification's detail.
+    pub detail: Vec<String>,
+}
+
+/// Judges the destination VM's disks.
+///
+/// - `entries`: each disk path the destination VM's own settings name, with whether a file
+///   exists at it on the destination;
+/// - `expected`: the target paths this process gave the move, when it started it (after a
+///   restart they are unknown: the VM's own entries alone then prove it).
+pub fn prove_disks(
+    host: &str,
+    entries: &[(String, bool)],
+    expected: Option<&[String]>,
+) -> DiskProof {
+    let mut detail = Vec::new();
+    for (p, exists) in entries {
+        if !exists {
+            detail.push(format!("{p} (a disk of the VM on {host}) is missing"));
+        }
+    }
+    if let Some(want) = expected {
+        if entries.len() < want.len() {
+            detail.push(format!(
+                "{} disks on {host}, {} expected",
+                entries.len(),
+                want.len()
+            ));
+        }
+        for t in want {
+            if !entries.iter().any(|(p, _)| p.eq_ignore_ascii_case(t)) {
+                detail.push(format!("{t} is not one of the VM's disks on {host}"));
+            }
+        }
+    }
+    DiskProof {
+        disks_present: detail.is_empty(),
+        detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(p: &str, exists: bool) -> (String, bool) {
+        (p.to_owned(), exists)
+    }
+
+    #[test]
+    fn disks_present_at_the_vm_s_own_paths_prove_the_move_whatever_their_size() {
+        let want = vec!["E:\\New\\a.vhdx".to_owned(), "E:\\New\\b.vhdx".to_owned()];
+        let got = prove_disks(
+            "hv2",
+            &[e("e:\\new\\A.vhdx", true), e("E:\\New\\b.vhdx", true)],
+            Some(&want),
+        );
+        assert!(got.disks_present, "{got:?}");
+        assert!(got.detail.is_empty());
+    }
+
+    #[test]
+    fn a_missing_file_an_unexpected_path_or_a_lost_disk_is_no_proof() {
+        let want = vec!["E:\\New\\a.vhdx".to_owned(), "E:\\New\\b.vhdx".to_owned()];
+        let missing = prove_disks(
+            "hv2",
+            &[e("E:\\New\\a.vhdx", true), e("E:\\New\\b.vhdx", false)],
+            Some(&want),
+        );
+        assert!(!missing.disks_present);
+        assert!(missing.detail[0].contains("b.vhdx"), "{missing:?}");
+        let elsewhere = prove_disks(
+            "hv2",
+            &[e("E:\\New\\a.vhdx", true), e("E:\\Old\\b.vhdx", true)],
+            Some(&want),
+        );
+        assert!(!elsewhere.disks_present);
+        assert!(
+            elsewhere
+                .detail
+                .iter()
+                .any(|d| d.contains("E:\\New\\b.vhdx")),
+            "{elsewhere:?}"
+        );
+        let lost = prove_disks("hv2", &[e("E:\\New\\a.vhdx", true)], Some(&want));
+        assert!(!lost.disks_present);
+        assert!(
+            lost.detail.iter().any(|d| d.contains("1 disks")),
+            "{lost:?}"
+        );
+    }
+
+    #[test]
+    fn without_a_record_of_the_start_the_vm_s_own_entries_decide() {
+        assert!(prove_disks("hv2", &[e("E:\\x.vhdx", true)], None).disks_present);
+        assert!(!prove_disks("hv2", &[e("E:\\x.vhdx", false)], None).disks_present);
+        assert!(prove_disks("hv2", &[], None).disks_present);
+    }
+}
