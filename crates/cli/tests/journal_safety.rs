@@ -224,3 +224,135 @@ fn a_new_journal_is_created_0600_in_a_0700_folder_and_an_existing_folder_is_left
     );
     assert_eq!(mode(&sb.path("shared/journal.db")), 0o600);
 }
+
+/// A small tmpfs mounted in the sandbox for one test, unmounted when dropped.
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts one, or says why not (not root, no `mount`).
+    fn mount(dir: PathBuf, size: &str) -> Result<Tmpfs, String> {
+        let uid = Command::new("id")
+            .arg("-u")
+            .output()
+            .map_err(|e| e.to_string())?;
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            return Err("not root".into());
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&dir)
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !ok.success() {
+            return Err(format!("mount failed: {ok}"));
+        }
+        Ok(Tmpfs { dir })
+    }
+
+    /// Fills it to the last byte (dd stops at ENOSPC).
+    fn fill(&self) {
+        let _ = Command::new("dd")
+            .args(["if=/dev/zero", "bs=4k"])
+            .arg(format!("of={}", self.dir.join("filler").display()))
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    fn make_room(&self) {
+        std::fs::remove_file(self.dir.join("filler")).unwrap();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+    }
+}
+
+#[test]
+fn a_journal_on_a_full_tmpfs_stops_new_moves_names_disk_full_once_and_resumes_once_there_is_room() {
+    let sb = Sandbox::new("tmpfs");
+    let fs = match Tmpfs::mount(sb.path("small"), "64m") {
+        Ok(fs) => fs,
+        Err(why) => {
+            eprintln!("SKIPPED: a real full file system needs a tmpfs mount ({why})");
+            return;
+        }
+    };
+    let journal = fs.dir.join("journal.db");
+    // 8 VMs, 2 at a time (the sim's default slots), each a few seconds.
+    sim_config(&sb, &journal, 8, 30, 10);
+    let out = std::fs::File::create(sb.path("run.out")).unwrap();
+    let err = std::fs::File::create(sb.path("run.err")).unwrap();
+    let mut child = sb
+        .cmd(&["evacuate", "a", "--to", "b"])
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .unwrap();
+    // Fill the file system once some moves are running.
+    let t0 = Instant::now();
+    loop {
+        let (_, status, _) = sb.run(&["status"]);
+        if status.contains("moving (attempt") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "{status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    fs.fill();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(180),
+            "the run did not end"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let out = std::fs::read_to_string(sb.path("run.out")).unwrap();
+    let err = std::fs::read_to_string(sb.path("run.err")).unwrap();
+    assert_eq!(status.code(), Some(1), "{out}\n{err}");
+    let cause = format!("journal {}: disk full (SQLITE_FULL)", journal.display());
+    assert_eq!(
+        err.matches(&cause).count(),
+        1,
+        "said once on stderr:\n{err}"
+    );
+    assert!(out.contains(&cause), "and in the summary:\n{out}");
+    assert!(err.contains("vmove resume"), "{err}");
+    assert!(out.contains(" 0 unmigratable,"), "{out}");
+    for verdict in ["watchdog", "stalled", "left for a person"] {
+        assert!(
+            !out.contains(verdict) && !err.contains(verdict),
+            "no verdict caused by the journal ({verdict}):\n{out}\n{err}"
+        );
+    }
+    // Room again: resume finishes the run; every VM moved.
+    fs.make_room();
+    let (code, out, err) = sb.run(&["resume"]);
+    let df = Command::new("df").arg(&fs.dir).output().unwrap();
+    let ls = Command::new("ls").arg("-l").arg(&fs.dir).output().unwrap();
+    assert_eq!(
+        code,
+        Some(0),
+        "{out}\n{err}\n{}\n{}",
+        String::from_utf8_lossy(&df.stdout),
+        String::from_utf8_lossy(&ls.stdout)
+    );
+    let (_, status, _) = sb.run(&["status"]);
+    assert!(status.contains("8 VMs: 8 moved"), "{status}");
+    let (_, history, _) = sb.run(&["history"]);
+    assert!(history.contains("finished"), "{history}");
+    drop(fs);
+}
