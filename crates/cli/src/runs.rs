@@ -84,7 +84,8 @@ pub fn open(eff: &Effective) -> Result<Journal> {
             ..Options::default()
         },
     )
-    .with_context(|| format!("cannot open the journal `{}`", path.display()))
+    // The error names the path and SQLite's verdict; `chain` leaves out SQLite's bare code.
+    .map_err(|e| anyhow!(e.chain()))
 }
 
 /// The fields of each driver's `[hosts.<name>]` table that hold a URI, whose user

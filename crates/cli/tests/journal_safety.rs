@@ -356,3 +356,46 @@ fn a_journal_on_a_full_tmpfs_stops_new_moves_names_disk_full_once_and_resumes_on
     assert!(history.contains("finished"), "{history}");
     drop(fs);
 }
+
+#[test]
+fn a_damaged_journal_is_refused_naming_its_path_and_sqlites_cause() {
+    let sb = Sandbox::new("corrupt");
+    std::fs::write(sb.path("journal.db"), vec![0x5a_u8; 8192]).unwrap();
+    for args in [&["history"][..], &["status"], &["resume"]] {
+        let mut a = args.to_vec();
+        a.extend(["--journal", "journal.db"]);
+        let (code, _, err) = sb.run(&a);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(
+            err.contains("journal.db")
+                && err.contains("not a journal database (SQLITE_NOTADB)")
+                && err.contains("file is not a database"),
+            "the path and SQLite's own words: {err}"
+        );
+    }
+    // Nothing was written over it.
+    assert_eq!(
+        std::fs::read(sb.path("journal.db")).unwrap(),
+        vec![0x5a_u8; 8192]
+    );
+}
+
+#[test]
+fn a_lease_over_an_hour_is_refused_naming_the_setting_and_the_maximum() {
+    let sb = Sandbox::new("lease");
+    for args in [
+        &["config", "--journal-lease", "100000h"][..],
+        &["history", "--journal", "j.db", "--journal-lease", "61m"],
+    ] {
+        let (code, _, err) = sb.run(args);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(
+            err.contains("`journal_lease` must be at most 1h"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!sb.path("j.db").exists(), "nothing was created");
+    let (code, out, err) = sb.run(&["config", "--journal-lease", "1h"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("journal_lease = \"1h\""), "{out}");
+}

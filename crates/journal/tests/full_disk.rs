@@ -43,6 +43,8 @@ struct Watched {
     fill_after: Mutex<Option<usize>>,
     calls: Mutex<Vec<(Call, bool)>>,
     full: Mutex<bool>,
+    /// Make room again at the first proof asked while full (the journal comes back mid-run).
+    room_at_verify: bool,
 }
 
 impl Watched {
@@ -118,6 +120,17 @@ impl Driver for Watched {
         self.inner.locate(req).await
     }
     async fn verify(&self, req: &MigrationRequest) -> DriverResult<Verification> {
+        {
+            let mut full = self.full.lock().unwrap();
+            if self.room_at_verify && *full {
+                self.journal
+                    .lock()
+                    .unwrap()
+                    .simulate_full_disk(false)
+                    .unwrap();
+                *full = false;
+            }
+        }
         self.inner.verify(req).await
     }
     async fn leftovers(
@@ -166,6 +179,7 @@ async fn a_full_journal_stops_new_starts_but_watches_running_migrations_to_their
         fill_after: Mutex::new(Some(3)),
         calls: Mutex::default(),
         full: Mutex::new(false),
+        room_at_verify: false,
     });
     let drivers = || {
         let mut d = Drivers::new();
@@ -320,6 +334,91 @@ async fn a_full_journal_stops_new_starts_but_watches_running_migrations_to_their
         );
     }
     drop(c);
+    for (call, _) in watched.calls.lock().unwrap().iter() {
+        if let Call::Remove(vm, attempt, l) = call {
+            assert!(
+                rec.entries.iter().any(|e| matches!(
+                    &e.body,
+                    EntryBody::Intent(Command::RemoveLeftover { vm: v, attempt: a, leftover, .. })
+                        if v == vm && a == attempt && leftover == l
+                )),
+                "removal of {l:?} has no intent"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_that_can_be_written_again_mid_run_gets_what_it_missed_and_the_held_actions_go_on()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let Demo {
+        scenario: Scenario { cluster, spec },
+        ..
+    } = scenarios::demo();
+    let run_id = spec.run_id.clone();
+    let mut j = Journal::open(&path).unwrap();
+    j.create_run(&NewRun {
+        spec: spec.clone(),
+        config: String::new(),
+        config_format: ConfigFormat::Toml,
+    })
+    .unwrap();
+    let journal: SharedJournal = Arc::new(Mutex::new(j));
+    let hosts = cluster.host_ids();
+    let watched = Arc::new(Watched {
+        inner: SimDriver::new(cluster, SimClock::scaled(400.0)),
+        journal: Arc::clone(&journal),
+        fill_after: Mutex::new(Some(3)),
+        calls: Mutex::default(),
+        full: Mutex::new(false),
+        room_at_verify: true,
+    });
+    let mut drivers = Drivers::new();
+    for h in &hosts {
+        drivers.insert(h.clone(), Arc::clone(&watched) as Arc<dyn Driver>);
+    }
+    let (_c, rx) = Control::new();
+    let result = Runtime::new(RuntimeOptions {
+        speed: 400.0,
+        ..Default::default()
+    })
+    .run(
+        Core::new(spec, Time::ZERO).unwrap(),
+        drivers,
+        vec![Box::new(JournalSink::new(
+            Arc::clone(&journal),
+            run_id.clone(),
+        ))],
+        rx,
+    )
+    .await;
+    // The run stopped starting moves when the journal failed (that stays), but the held
+    // removals went on once it could be written: nothing is left waiting.
+    assert!(result.sink_error.is_some());
+    assert!(result.held.is_empty(), "{:?}", result.held);
+    let rec = journal.lock().unwrap().load_run(&run_id).unwrap();
+    let starts = watched
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(c, _)| matches!(c, Call::Start(..)))
+        .count();
+    assert_eq!(starts, 3);
+    assert_eq!(
+        rec.vms.iter().filter(|v| v.phase == Phase::Moved).count(),
+        3,
+        "the three running moves ended moved, in the journal too"
+    );
+    assert!(rec.vms.iter().all(|v| v.phase.is_final()), "{:?}", rec.vms);
+    // What happened while it was full was written when it came back: the progress polls'
+    // answers (asked without their intents) are there as inputs.
+    assert!(rec.entries.iter().any(|e| matches!(
+        &e.body,
+        EntryBody::Input(vmove_core::Input::MigrationStatus { .. })
+    )));
     for (call, _) in watched.calls.lock().unwrap().iter() {
         if let Call::Remove(vm, attempt, l) = call {
             assert!(
