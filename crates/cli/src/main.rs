@@ -78,7 +78,11 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("vmove: error: {e:#}");
+            // A configured URI may hold a password: never printed (vmove_driver::redact_uris).
+            eprintln!(
+                "vmove: error: {}",
+                vmove_driver::redact_uris(&format!("{e:#}"))
+            );
             ExitCode::from(EXIT_ERROR)
         }
     }
@@ -124,7 +128,7 @@ async fn run(cli: Cli) -> Result<u8> {
             let dry = a.placement.dry_run;
             plan_or_move(Chosen::Evacuate(a), &cfg, &eff, &cli.common, dry).await
         }
-        Cmd::Resume { run } => runs::resume(run, &eff, &cli.common).await,
+        Cmd::Resume { run } => runs::resume(run, &cfg, &eff, &cli.common).await,
         Cmd::Status { run, watch } => runs::status(run, watch, &eff).await,
         Cmd::Abort { run, now } => runs::abort(&run, now, &eff),
         Cmd::History => runs::history(&eff),
@@ -282,8 +286,18 @@ async fn finish_journal(j: &runs::Journaling, result: &vmove_runtime::RunResult)
     if result.sink_error.is_some() {
         let run = j.run.clone();
         let _ = with_journal(&j.journal, move |jj| jj.release(&run)).await;
+        // The cause was said on stderr when it happened (once) and is in the summary.
         eprintln!(
-            "vmove: the run's journal could not be written; the run is left resumable (`vmove resume {}`)",
+            "vmove: the run stopped because its journal could not be written{}; it is left \
+             resumable: `vmove resume {}` once the journal can be written",
+            if result.held.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} action(s) on the hosts wait for it)",
+                    result.held.len()
+                )
+            },
             j.run
         );
         return;
@@ -425,7 +439,7 @@ pub(crate) async fn execute(
     if let Some(path) = &common.report {
         rec.write(path)?;
     }
-    if let Some(e) = error {
+    if let Some(e) = error.filter(|_| result.sink_error.is_none() || journaling.is_none()) {
         eprintln!("vmove: error: the run failed: {e}");
     }
     Ok(code)

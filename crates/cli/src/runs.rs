@@ -43,12 +43,39 @@ pub fn journal_path(eff: &Effective) -> Result<PathBuf> {
     Ok(base.data_dir().join("vmove").join("journal.db"))
 }
 
+/// Creates the journal's folder (and its missing parents) readable by its owner only (0700);
+/// the journal file itself is created 0600 by the journal. An existing folder's mode is left
+/// as it is, with a warning when others may write in it (they could replace the journal).
+fn private_folder(dir: &std::path::Path) -> Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        if let Ok(meta) = std::fs::metadata(dir) {
+            // A sticky folder (/tmp) lets nobody replace another user's files.
+            let mode = meta.permissions().mode();
+            if meta.is_dir() && mode & 0o022 != 0 && mode & 0o1000 == 0 {
+                eprintln!(
+                    "vmove: warning: the journal's folder `{}` may be written by other users \
+                     (mode {:o}); keep the journal in a folder only you can write",
+                    dir.display(),
+                    mode & 0o777
+                );
+            }
+            return Ok(());
+        }
+        b.mode(0o700);
+    }
+    b.create(dir)
+        .with_context(|| format!("cannot create the journal's folder `{}`", dir.display()))
+}
+
 /// Opens the journal (creating it and its directory when missing).
 pub fn open(eff: &Effective) -> Result<Journal> {
     let path = journal_path(eff)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the journal's folder `{}`", dir.display()))?;
+        private_folder(dir)?;
     }
     Journal::open_with(
         &path,
@@ -57,11 +84,29 @@ pub fn open(eff: &Effective) -> Result<Journal> {
             ..Options::default()
         },
     )
-    .with_context(|| format!("cannot open the journal `{}`", path.display()))
+    // The error names the path and SQLite's verdict; `chain` leaves out SQLite's bare code.
+    .map_err(|e| anyhow!(e.chain()))
 }
 
-/// Removes values of keys that look like secrets (`password`, `secret`, `token`) from config
-/// text before it is stored (the drivers read passwords from files or the environment anyway).
+/// The fields of each driver's `[hosts.<name>]` table that hold a URI, whose user
+/// information (a password) is hidden before the config is stored with a run. Chosen by what
+/// the field IS in the driver's schema, not by how its key is spelled: libvirt's connection
+/// `uri` (`qemu+tcp://user:password@host/system`), Hyper-V's `kdc` (`tcp://host:port`). The
+/// drivers accept no other secret in the config (Hyper-V reads its credentials from
+/// `credentials_file` or the environment; every driver refuses unknown keys), and every other
+/// value goes through the same URI redaction (`vmove_driver::redact_uris`) as a net.
+const URI_FIELDS: &[(config::DriverKind, &str)] = &[
+    (config::DriverKind::Libvirt, "uri"),
+    (config::DriverKind::HyperV, "kdc"),
+];
+
+/// What a secret-looking key's value becomes in the stored config (a second net under the
+/// schema's list, for keys a driver might accept one day).
+const REMOVED: &str = "<removed>";
+
+/// The config text as stored with a run: URIs' user information hidden in the schema's URI
+/// fields and anywhere else in the text, and values of keys that look like secrets
+/// (`password`, `secret`, `token`) blanked.
 fn strip_secrets(text: &str) -> String {
     fn walk(t: &mut toml::Table) {
         let keys: Vec<String> = t.keys().cloned().collect();
@@ -73,18 +118,65 @@ fn strip_secrets(text: &str) -> String {
                 && !lk.ends_with("_file")
                 && !lk.ends_with("_env");
             if secret {
-                t.insert(k, toml::Value::String("<removed>".into()));
+                t.insert(k, toml::Value::String(REMOVED.into()));
             } else if let Some(toml::Value::Table(sub)) = t.get_mut(&k) {
                 walk(sub);
             }
         }
     }
-    match toml::from_str::<toml::Table>(text) {
-        Ok(mut t) => {
-            walk(&mut t);
-            toml::to_string(&t).unwrap_or_default()
+    let Ok(mut t) = toml::from_str::<toml::Table>(text) else {
+        return String::new();
+    };
+    walk(&mut t);
+    let out = toml::to_string(&t).unwrap_or_default();
+    vmove_driver::redact_uris(&out).into_owned()
+}
+
+/// The recorded config text with the URIs that were redacted when it was stored taken back
+/// from today's config file, where its host has a URI that redacts to the same text (the same
+/// host, user and path: only the hidden part can differ). Returns the text and the hosts whose
+/// URI could not be restored (resume then connects without its user information).
+fn restore_uris(recorded: &str, current: Option<&str>) -> (String, Vec<String>) {
+    let Ok(mut rec) = toml::from_str::<toml::Table>(recorded) else {
+        return (recorded.to_owned(), Vec::new());
+    };
+    let cur: toml::Table = current
+        .and_then(|c| toml::from_str(c).ok())
+        .unwrap_or_default();
+    let mut missing = Vec::new();
+    let mut changed = false;
+    if let Some(toml::Value::Table(hosts)) = rec.get_mut("hosts") {
+        for (name, host) in hosts.iter_mut() {
+            let toml::Value::Table(host) = host else {
+                continue;
+            };
+            for (_, field) in URI_FIELDS {
+                let Some(toml::Value::String(v)) = host.get(*field) else {
+                    continue;
+                };
+                if !v.contains(&format!("://{}@", vmove_driver::redact::REDACTED)) {
+                    continue;
+                }
+                let today = cur
+                    .get("hosts")
+                    .and_then(|h| h.get(name))
+                    .and_then(|h| h.get(*field))
+                    .and_then(|v| v.as_str())
+                    .filter(|t| vmove_driver::redact_uris(t) == v.as_str());
+                match today {
+                    Some(t) => {
+                        host.insert((*field).to_owned(), toml::Value::String(t.to_owned()));
+                        changed = true;
+                    }
+                    None => missing.push(format!("hosts.{name}.{field}")),
+                }
+            }
         }
-        Err(_) => String::new(),
+    }
+    if changed {
+        (toml::to_string(&rec).unwrap_or_default(), missing)
+    } else {
+        (recorded.to_owned(), missing)
     }
 }
 
@@ -128,24 +220,43 @@ fn newest(j: &Journal, only_running: bool) -> Result<String> {
 }
 
 /// `vmove resume [RUN]`.
-pub async fn resume(run: Option<String>, eff: &Effective, common: &Common) -> Result<u8> {
+pub async fn resume(
+    run: Option<String>,
+    current: &config::ConfigFile,
+    eff: &Effective,
+    common: &Common,
+) -> Result<u8> {
     let mut j = open(eff)?;
     let run = match run {
         Some(r) => r,
         None => newest(&j, true)?,
     };
-    j.acquire(&run).map_err(|e| match e {
+    let (_, took_over) = j.acquire_taking_over(&run).map_err(|e| match e {
         JournalError::LeaseHeld { .. } => anyhow!("cannot resume: {e}"),
-        e => anyhow!("cannot resume run `{run}`: {e}"),
+        e => anyhow!("cannot resume run `{run}`: {}", e.chain()),
     })?;
+    if let Some(t) = took_over {
+        // The lease had not expired, but its holder is provably dead (docs/journal.md).
+        eprintln!("vmove: {t}");
+    }
     let rec = j.load_run(&run)?;
     // The run goes on with the hosts as they were configured when it started (the config text
     // in its record), not with today's config file.
-    let cfg = config::parse(
-        &rec.config,
-        std::path::Path::new("(the run's recorded config)"),
-    )
-    .context("the configuration recorded with the run cannot be read")?;
+    // A URI's user information was not stored (no password in the journal): it comes back
+    // from today's config file where that host's URI is otherwise the same.
+    let today = current
+        .path
+        .as_ref()
+        .and_then(|(p, _)| std::fs::read_to_string(p).ok());
+    let (text, missing) = restore_uris(&rec.config, today.as_deref());
+    for m in missing {
+        eprintln!(
+            "vmove: warning: `{m}` was recorded without its user information and today's config \
+             file has no matching URI: resume connects without it"
+        );
+    }
+    let cfg = config::parse(&text, std::path::Path::new("(the run's recorded config)"))
+        .context("the configuration recorded with the run cannot be read")?;
     let involved = crate::request::involved(&rec.spec);
     let built = crate::drivers::build(&cfg.hosts, &involved).await?;
     let start = rec.entries.iter().map(|e| e.at).max().unwrap_or(Time::ZERO);
@@ -402,6 +513,37 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_in_a_uri_is_not_stored_and_comes_back_from_the_config_file_on_resume() {
+        let text = "[hosts.kvm1]\ndriver = \"libvirt\"\nuri = \"qemu+tcp://admin:s3cr3t@127.0.0.1:1/system\"\n\n[hosts.kvm2]\ndriver = \"libvirt\"\nuri = \"qemu+ssh://root:pw2@kvm2/system\"\n";
+        let stored = strip_secrets(text);
+        assert!(
+            !stored.contains("s3cr3t") && !stored.contains("pw2"),
+            "{stored}"
+        );
+        assert!(
+            stored.contains("qemu+tcp://***@127.0.0.1:1/system"),
+            "{stored}"
+        );
+        // Resume: kvm1's URI is back from today's file; kvm2's changed host, so it is not.
+        let today = text.replace("@kvm2/", "@kvm9/");
+        let (back, missing) = restore_uris(&stored, Some(&today));
+        let t: toml::Table = toml::from_str(&back).unwrap();
+        assert_eq!(
+            t["hosts"]["kvm1"]["uri"].as_str(),
+            Some("qemu+tcp://admin:s3cr3t@127.0.0.1:1/system")
+        );
+        assert_eq!(
+            t["hosts"]["kvm2"]["uri"].as_str(),
+            Some("qemu+ssh://***@kvm2/system")
+        );
+        assert_eq!(missing, vec!["hosts.kvm2.uri".to_owned()]);
+        // Without a config file nothing is restored, and that is said.
+        let (same, missing) = restore_uris(&stored, None);
+        assert_eq!(same, stored);
+        assert_eq!(missing.len(), 2);
+    }
 
     #[test]
     fn secret_looking_keys_are_blanked_before_the_config_is_stored() {

@@ -100,7 +100,20 @@ fn check(
             toml::Value::Boolean(_) => Ok(()),
             other => Err(bad(format!("must be true or false, not {other}"))),
         },
-        "call_timeout" | "journal_lease" => duration_of(value).map(|_| ()).map_err(bad),
+        "call_timeout" => duration_of(value).map(|_| ()).map_err(bad),
+        "journal_lease" => duration_of(value)
+            .and_then(|d| {
+                if d > vmove_journal::MAX_LEASE {
+                    Err(format!(
+                        "must be at most {} (a lease keeps other processes off the run's VMs \
+                         until it expires; a dead holder on this machine is taken over at once)",
+                        dur::format_duration(vmove_journal::MAX_LEASE)
+                    ))
+                } else {
+                    Ok(())
+                }
+            })
+            .map_err(bad),
         "journal" => match value {
             toml::Value::String(p) if !p.is_empty() => Ok(()),
             other => Err(bad(format!("must be a file path, not {other}"))),

@@ -334,9 +334,22 @@ fn kill_9_at_20_random_points_and_resume_moves_every_vm_once() {
         in_flight >= 10,
         "only {in_flight} resumes found a move in flight"
     );
+    // A killed holder is dead on this machine: resume takes its lease over at once, saying so,
+    // instead of being refused until the lease expires (issue 12, section 5).
+    let takeovers = (1..started_runs)
+        .filter(|i| {
+            sb.read(&format!("run{i}.err"))
+                .contains("on this machine is gone: taking over")
+        })
+        .count();
+    assert_eq!(
+        refusals, 0,
+        "a resume was refused although its holder was dead"
+    );
+    assert!(takeovers >= 5, "only {takeovers} take-overs");
     eprintln!(
-        "{kills} kills, {refusals} resumes refused while a lease was live, {in_flight} resumes \
-         found moves in flight, {started_runs} processes, {:.1} s",
+        "{kills} kills, {refusals} resumes refused while a lease was live, {takeovers} take-overs \
+         of a dead holder, {in_flight} resumes found moves in flight, {started_runs} processes, {:.1} s",
         t0.elapsed().as_secs_f64()
     );
 

@@ -114,7 +114,7 @@ pub fn name_lost_host(mut err: DriverError, lost: &[(String, String)]) -> Driver
     }
     let who = lost
         .iter()
-        .map(|(id, uri)| format!("{id} ({uri})"))
+        .map(|(id, uri)| format!("{id} ({})", vmove_driver::redact_uris(uri)))
         .collect::<Vec<_>>()
         .join(" and ");
     err.message = format!(
@@ -135,7 +135,8 @@ pub fn from_virt(e: &virt::error::Error, what: &str, phase: Phase) -> DriverErro
     };
     DriverError {
         class,
-        message: msg,
+        // `what` may name the host's URI, libvirt's message may quote it: no password goes on.
+        message: vmove_driver::redact_uris(&msg).into_owned(),
         code: Some(i64::from(code)),
     }
 }

@@ -60,7 +60,7 @@ fn open_with_keepalive(id: &HostId, cfg: &crate::LibvirtHostConfig) -> DriverRes
     let conn = Connect::open(Some(&cfg.uri)).map_err(|e| {
         let mut err = from_virt(
             &e,
-            &format!("cannot connect to {id} ({})", cfg.uri),
+            &format!("cannot connect to {id} ({})", redact_uris(&cfg.uri)),
             Phase::Read,
         );
         if err.class == ErrorClass::Permanent && err.code != Some(45) {
@@ -138,7 +138,8 @@ impl Host {
         if let Err(e) = spawned {
             return Err(DriverError::transient(format!(
                 "cannot connect to {} ({}): cannot start a thread: {e}",
-                self.id, self.cfg.uri
+                self.id,
+                redact_uris(&self.cfg.uri)
             )));
         }
         match rx.recv_timeout(OPEN_TIMEOUT) {
@@ -147,7 +148,7 @@ impl Host {
                 "cannot connect to {} ({}): its libvirtd did not answer within {} s \
                  (stopped, overloaded or unreachable)",
                 self.id,
-                self.cfg.uri,
+                redact_uris(&self.cfg.uri),
                 OPEN_TIMEOUT.as_secs()
             ))),
         }

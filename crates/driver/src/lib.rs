@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`Driver`]: the contract (rustdoc on each method says what a driver must guarantee).
 //! - [`DriverError`]: an error with its [`ErrorClass`], so the core can decide retry or give up.
+//! - [`redact`]: [`redact_uris`], the one helper that hides user information (passwords) in
+//!   URIs, for every error, journal row, log line and printout.
 //! - `conformance` (feature `test-util`): the tests every driver runs against a fixture it sets up.
 //!
 //! One driver value serves every host of its kind named in the configuration; hosts are
@@ -15,10 +17,16 @@ pub use vmove_core::model::*;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
+pub mod redact;
 
-/// An error from a driver, with the class that tells the core what to do about it.
+pub use redact::redact_uris;
+
+/// An error from a driver, with the class that tells the core what to do about it. Its
+/// constructors, its `Display` and its conversion to the core's [`Failure`] hide user
+/// information in URIs ([`redact_uris`]), so a password in a configured URI reaches no
+/// message, journal row or report.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
+#[error("{}", redact_uris(message))]
 pub struct DriverError {
     /// Retry, give up, try another destination, or look first.
     pub class: ErrorClass,
@@ -33,7 +41,7 @@ impl DriverError {
     pub fn transient(message: impl Into<String>) -> Self {
         DriverError {
             class: ErrorClass::Transient,
-            message: message.into(),
+            message: redact_uris(&message.into()).into_owned(),
             code: None,
         }
     }
@@ -41,7 +49,7 @@ impl DriverError {
     pub fn permanent(message: impl Into<String>) -> Self {
         DriverError {
             class: ErrorClass::Permanent,
-            message: message.into(),
+            message: redact_uris(&message.into()).into_owned(),
             code: None,
         }
     }
@@ -49,7 +57,7 @@ impl DriverError {
     pub fn destination_refused(message: impl Into<String>) -> Self {
         DriverError {
             class: ErrorClass::DestinationRefused,
-            message: message.into(),
+            message: redact_uris(&message.into()).into_owned(),
             code: None,
         }
     }
@@ -57,7 +65,7 @@ impl DriverError {
     pub fn indeterminate(message: impl Into<String>) -> Self {
         DriverError {
             class: ErrorClass::Indeterminate,
-            message: message.into(),
+            message: redact_uris(&message.into()).into_owned(),
             code: None,
         }
     }
@@ -72,7 +80,7 @@ impl From<DriverError> for Failure {
     fn from(e: DriverError) -> Failure {
         Failure {
             class: e.class,
-            message: e.message,
+            message: redact_uris(&e.message).into_owned(),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     /// The database file could not be opened or set up.
-    #[error("could not open the journal at {}", path.display())]
+    #[error("could not open the journal at {}: {}", path.display(), sqlite_cause(source))]
     Open {
         /// Where.
         path: PathBuf,
@@ -16,8 +16,18 @@ pub enum JournalError {
         #[source]
         source: rusqlite::Error,
     },
-    /// SQLite refused an operation.
-    #[error("the journal database failed")]
+    /// The journal file could not be created.
+    #[error("could not create the journal file {}", path.display())]
+    Create {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// SQLite refused an operation. The message names SQLite's verdict (disk full, damaged,
+    /// read-only...) and its result code; the source is SQLite's own words.
+    #[error("{}", sqlite_cause(.0))]
     Sqlite(#[from] rusqlite::Error),
     /// The file was written by a newer vmove.
     #[error(
@@ -66,6 +76,19 @@ pub enum JournalError {
         /// The holder is on this host and no such process runs: it crashed, and the lease will
         /// be taken over once it expires (never earlier: see docs/journal.md).
         holder_gone: bool,
+    },
+    /// The lease time is out of bounds.
+    #[error(
+        "a journal lease of {} is not allowed: it must be longer than 0s and at most {} \
+         (a lease keeps every other process off the run's VMs until it expires)",
+        humantime::format_duration(*.ttl),
+        humantime::format_duration(*.max)
+    )]
+    BadLease {
+        /// The lease asked for.
+        ttl: std::time::Duration,
+        /// The longest allowed ([`crate::MAX_LEASE`]).
+        max: std::time::Duration,
     },
     /// This journal handle writes for a run it does not drive.
     #[error("this process does not hold the lease of run `{run}`: acquire it first")]
@@ -166,6 +189,64 @@ pub enum JournalError {
     /// The blocking task a journal call ran on died (feature `sink`).
     #[error("a journal call did not complete: {0}")]
     Worker(String),
+}
+
+/// What SQLite's answer means, with its primary result code's name (`SQLITE_FULL`...): the
+/// words a user needs to act ("disk full", "damaged"), the code to search for. Codes from
+/// <https://www.sqlite.org/rescode.html>.
+pub fn sqlite_cause(e: &rusqlite::Error) -> String {
+    let rusqlite::Error::SqliteFailure(f, _) = e else {
+        return format!("SQLite failed ({e})");
+    };
+    let (what, code) = match f.extended_code & 0xff {
+        13 => ("disk full", "SQLITE_FULL"),
+        11 => ("the database file is damaged", "SQLITE_CORRUPT"),
+        26 => ("the file is not a journal database", "SQLITE_NOTADB"),
+        10 => ("I/O error", "SQLITE_IOERR"),
+        8 => ("the file or its folder is read-only", "SQLITE_READONLY"),
+        14 => ("the file cannot be opened", "SQLITE_CANTOPEN"),
+        3 => ("permission denied", "SQLITE_PERM"),
+        23 => ("access denied", "SQLITE_AUTH"),
+        5 => ("locked by another process", "SQLITE_BUSY"),
+        6 => ("a table is locked", "SQLITE_LOCKED"),
+        7 => ("out of memory", "SQLITE_NOMEM"),
+        15 => ("file locking failed", "SQLITE_PROTOCOL"),
+        19 => ("a constraint was violated", "SQLITE_CONSTRAINT"),
+        _ => return format!("SQLite failed (result code {})", f.extended_code),
+    };
+    if f.extended_code > 0xff {
+        format!("{what} ({code}, extended code {})", f.extended_code)
+    } else {
+        format!("{what} ({code})")
+    }
+}
+
+impl JournalError {
+    /// The whole message, each cause after a colon (`Display` gives only the first): what a
+    /// sink or a log line that cannot print a chain shows.
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut next = std::error::Error::source(self);
+        while let Some(e) = next {
+            let s = e.to_string();
+            // SQLite's bare result code (`Error code 13: ...`) repeats what `sqlite_cause` said.
+            if !out.ends_with(&s) && !s.starts_with("Error code ") {
+                out.push_str(": ");
+                out.push_str(&s);
+            }
+            next = e.source();
+        }
+        out
+    }
+
+    /// Whether SQLite said the disk (or file system) is full.
+    pub fn is_disk_full(&self) -> bool {
+        let e = match self {
+            JournalError::Sqlite(e) | JournalError::Open { source: e, .. } => e,
+            _ => return false,
+        };
+        matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull)
+    }
 }
 
 fn gone_note(gone: bool) -> &'static str {

@@ -18,6 +18,33 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use vmove_core::{Command, Event, EventKind, Input, RunSpec, Selection, Time, VmId};
 
+/// The longest lease a run may have (`journal_lease`). A lease keeps every other process
+/// off the run's VMs until it expires: a lease of days would lock them for days after a crash
+/// on another machine (a dead holder on this machine is taken over at once: [`TakeOver`]).
+pub const MAX_LEASE: Duration = Duration::from_secs(3600);
+
+/// A lease [`Journal::acquire_taking_over`] took before it expired, because its holder on this
+/// machine is provably dead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TakeOver {
+    /// The dead holder.
+    pub holder: Holder,
+    /// How it is known dead (`is gone`, `is gone (its pid is now a later process's)`).
+    pub how: &'static str,
+    /// When its lease would have expired.
+    pub until: WallTime,
+}
+
+impl std::fmt::Display for TakeOver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "holder pid {} on this machine {}: taking over",
+            self.holder.pid, self.how
+        )
+    }
+}
+
 /// How a journal is opened.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -54,8 +81,19 @@ pub struct Journal {
 
 static TOKEN_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(JournalError::Encode)
+/// A value as stored: JSON, with the user information of any URI in it hidden (a driver's
+/// error may quote a configured URI; the core's values carry it as plain text).
+pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
+    let json = serde_json::to_string(v).map_err(JournalError::Encode)?;
+    Ok(redact(json))
+}
+
+/// `text` with URIs' user information hidden ([`vmove_driver::redact_uris`]).
+pub(crate) fn redact(text: String) -> String {
+    match vmove_driver::redact_uris(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(t) => t,
+    }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(run: &str, seq: u64, s: &str) -> Result<T> {
@@ -88,8 +126,9 @@ fn command_attempt(c: &Command) -> Option<u32> {
     }
 }
 
-/// Whether `holder` is known to be gone: it is on this host and no process with its pid runs
-/// (Linux `/proc`; elsewhere nothing is known and this says `false`).
+/// Whether `holder` looks gone though it cannot be proven (on this host, its pid absent,
+/// but no start time or boot identity recorded to prove it is the same boot): said in
+/// [`JournalError::LeaseHeld`], never acted on.
 fn holder_gone(holder: &Holder) -> bool {
     let here = Holder::current();
     let proc = std::path::Path::new("/proc");
@@ -97,6 +136,25 @@ fn holder_gone(holder: &Holder) -> bool {
         && holder.pid != here.pid
         && proc.join("self").exists()
         && !proc.join(holder.pid.to_string()).exists()
+}
+
+/// Creates the journal file, readable and writable by its owner only (0600), when it does not
+/// exist yet: SQLite then creates its `-wal` and `-shm` files with the same mode (it copies
+/// the database file's permissions; <https://www.sqlite.org/tempfiles.html>). An existing
+/// file is left as it is.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The facts of a live run that are needed to refuse a conflicting one.
@@ -118,10 +176,20 @@ impl Journal {
     /// Opens with explicit options.
     pub fn open_with(path: impl AsRef<Path>, opts: Options) -> Result<Journal> {
         let path = path.as_ref().to_path_buf();
+        if opts.lease_ttl > MAX_LEASE || opts.lease_ttl.is_zero() {
+            return Err(JournalError::BadLease {
+                ttl: opts.lease_ttl,
+                max: MAX_LEASE,
+            });
+        }
         let open_err = |source| JournalError::Open {
             path: path.clone(),
             source,
         };
+        create_private(&path).map_err(|e| JournalError::Create {
+            path: path.clone(),
+            source: e,
+        })?;
         let mut conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -138,7 +206,11 @@ impl Journal {
         }
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
             .map_err(open_err)?;
-        schema::migrate(&mut conn, opts.clock.now())?;
+        // A damaged file often reads until the schema is looked at: keep the path with the cause.
+        schema::migrate(&mut conn, opts.clock.now()).map_err(|e| match e {
+            JournalError::Sqlite(source) => open_err(source),
+            e => e,
+        })?;
         Ok(Journal {
             conn,
             path,
@@ -160,6 +232,25 @@ impl Journal {
     /// How long a lease lasts without a refresh (refresh at a third of it).
     pub fn lease_ttl(&self) -> Duration {
         self.opts.lease_ttl
+    }
+
+    /// Test hook (feature `test-util`): with `full`, caps the database at the pages it has now
+    /// (SQLite's `max_page_count`), so that a write needing another page fails with
+    /// `SQLITE_FULL` exactly as on a full disk; without, lifts the cap (room again).
+    #[cfg(feature = "test-util")]
+    pub fn simulate_full_disk(&self, full: bool) -> Result<()> {
+        let pages: i64 = if full {
+            self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?
+        } else {
+            // SQLite's default maximum.
+            4_294_967_294
+        };
+        let _: i64 = self
+            .conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get(0)
+            })?;
+        Ok(())
     }
 
     /// The schema version of the open journal.
@@ -213,7 +304,7 @@ impl Journal {
         tx.execute(
             "INSERT INTO runs (id, created_at, config_format, config, spec, state, driver_host, driver_pid)
              VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7)",
-            params![run, now.0, new.config_format.as_str(), new.config, spec_json, holder.host, holder.pid],
+            params![run, now.0, new.config_format.as_str(), redact(new.config.clone()), spec_json, holder.host, holder.pid],
         )?;
         let lease = write_lease(&tx, &run, &token, &holder, now, now, ttl)?;
         tx.commit()?;
@@ -225,6 +316,15 @@ impl Journal {
     /// Refused while another process's lease is unexpired (the error names it), or while another
     /// live run holds one of this run's unfinished VMs.
     pub fn acquire(&mut self, run: &str) -> Result<LeaseInfo> {
+        self.acquire_taking_over(run).map(|(lease, _)| lease)
+    }
+
+    /// [`Journal::acquire`], which also takes an unexpired lease over when its holder is
+    /// provably dead on this machine (same boot and pid namespace, and its pid gone or
+    /// another process's: [`crate::proc`]), and says so. A holder that runs, or that this
+    /// process cannot see (another machine, another boot, no start time recorded), keeps its
+    /// lease until it expires.
+    pub fn acquire_taking_over(&mut self, run: &str) -> Result<(LeaseInfo, Option<TakeOver>)> {
         let now = self.now();
         let mine = self.held.get(run).cloned();
         let token = mine.clone().unwrap_or_else(|| self.new_token());
@@ -240,17 +340,30 @@ impl Journal {
         }
         let current = read_lease(&tx, run)?;
         let mut acquired_at = now;
+        let mut took_over = None;
         if let Some((tok, info)) = &current {
             if Some(tok) == mine.as_ref() {
                 acquired_at = info.acquired_at;
             } else if info.expires_at > now {
-                return Err(JournalError::LeaseHeld {
-                    run: run.to_owned(),
-                    pid: info.holder.pid,
-                    host: info.holder.host.clone(),
-                    until: info.expires_at,
-                    holder_gone: holder_gone(&info.holder),
-                });
+                match crate::proc::holder_state(&info.holder) {
+                    crate::proc::HolderState::Dead(how) => {
+                        took_over = Some(TakeOver {
+                            holder: info.holder.clone(),
+                            how,
+                            until: info.expires_at,
+                        });
+                    }
+                    state => {
+                        return Err(JournalError::LeaseHeld {
+                            run: run.to_owned(),
+                            pid: info.holder.pid,
+                            host: info.holder.host.clone(),
+                            until: info.expires_at,
+                            holder_gone: state == crate::proc::HolderState::Unknown
+                                && holder_gone(&info.holder),
+                        });
+                    }
+                }
             }
         }
         // The VM guard, for resume: none of our unfinished VMs may be held by another live run.
@@ -269,7 +382,7 @@ impl Journal {
         )?;
         tx.commit()?;
         self.held.insert(run.to_owned(), token);
-        Ok(lease)
+        Ok((lease, took_over))
     }
 
     /// Extends this handle's lease. Fails with [`JournalError::LeaseLost`] if another process
@@ -328,7 +441,7 @@ impl Journal {
         check_lease(&tx, run, token.as_deref(), now, false)?;
         let (state, detail) = match end {
             RunEnd::Finished => (RunState::Finished, None),
-            RunEnd::Failed(e) => (RunState::Failed, Some(e)),
+            RunEnd::Failed(e) => (RunState::Failed, Some(redact(e))),
             RunEnd::Aborted => (RunState::Aborted, None),
         };
         tx.execute(
@@ -591,13 +704,20 @@ fn run_state(conn: &Connection, run: &str) -> Result<RunState> {
 fn read_lease(conn: &Connection, run: &str) -> Result<Option<(String, LeaseInfo)>> {
     Ok(conn
         .query_row(
-            "SELECT token, holder_pid, holder_host, acquired_at, refreshed_at, expires_at FROM leases WHERE run_id = ?1",
+            "SELECT token, holder_pid, holder_host, acquired_at, refreshed_at, expires_at,
+                    holder_started, holder_boot
+             FROM leases WHERE run_id = ?1",
             [run],
             |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     LeaseInfo {
-                        holder: Holder { pid: r.get(1)?, host: r.get(2)? },
+                        holder: Holder {
+                            pid: r.get(1)?,
+                            host: r.get(2)?,
+                            started: r.get::<_, Option<i64>>(6)?.map(|t| t as u64),
+                            boot: r.get(7)?,
+                        },
                         acquired_at: WallTime(r.get(3)?),
                         refreshed_at: WallTime(r.get(4)?),
                         expires_at: WallTime(r.get(5)?),
@@ -619,11 +739,22 @@ fn write_lease(
 ) -> Result<LeaseInfo> {
     let expires_at = now.after(ttl);
     tx.execute(
-        "INSERT INTO leases (run_id, token, holder_pid, holder_host, acquired_at, refreshed_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO leases (run_id, token, holder_pid, holder_host, acquired_at, refreshed_at, expires_at,
+                             holder_started, holder_boot)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (run_id) DO UPDATE SET token = ?2, holder_pid = ?3, holder_host = ?4,
-             acquired_at = ?5, refreshed_at = ?6, expires_at = ?7",
-        params![run, token, holder.pid, holder.host, acquired_at.0, now.0, expires_at.0],
+             acquired_at = ?5, refreshed_at = ?6, expires_at = ?7, holder_started = ?8, holder_boot = ?9",
+        params![
+            run,
+            token,
+            holder.pid,
+            holder.host,
+            acquired_at.0,
+            now.0,
+            expires_at.0,
+            holder.started.map(|t| t as i64),
+            holder.boot
+        ],
     )?;
     Ok(LeaseInfo {
         holder: holder.clone(),
@@ -943,7 +1074,12 @@ fn summary(conn: &Connection, run: &str) -> Result<RunSummary> {
         state,
         detail,
         finished_at: finished.map(WallTime),
-        driver: Holder { pid, host },
+        driver: Holder {
+            pid,
+            host,
+            started: None,
+            boot: None,
+        },
         stop: read_stop(conn, run)?,
         lease: read_lease(conn, run)?.map(|(_, l)| l),
         entries: last_seq as u64,

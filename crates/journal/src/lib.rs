@@ -30,6 +30,8 @@
 //! - [`schema`]: the tables and their ordered migrations.
 //! - `sink` (feature `sink`): `JournalSink`, the runtime sink that keeps the write protocol, and
 //!   `Keeper`, the task that refreshes the lease and polls stop requests.
+//! - [`mod@proc`]: whether a lease holder on this machine is provably dead (pid, start time,
+//!   boot id).
 //! - [`clock`]: wall-clock time ([`WallTime`]), injectable for lease tests.
 //! - [`error`]: the error type, [`JournalError`].
 //! - `testing` (feature `test-util`): a journal in a temporary directory for other crates' tests.
@@ -37,6 +39,7 @@
 pub mod clock;
 pub mod error;
 pub mod journal;
+pub mod proc;
 pub mod rebuild;
 pub mod record;
 pub mod schema;
@@ -48,7 +51,7 @@ pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock, WallTime};
 pub use error::{JournalError, Result};
-pub use journal::{Journal, Options};
+pub use journal::{Journal, MAX_LEASE, Options, TakeOver};
 pub use rebuild::{VmResume, rebuild, recovered};
 pub use record::{
     ConfigFormat, Entry, EntryBody, Holder, IntentId, IntentRecord, LeaseInfo, NewRun, RunEnd,

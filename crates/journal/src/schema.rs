@@ -22,7 +22,7 @@ struct Migration {
 }
 
 /// The newest schema version this build knows.
-pub const LATEST: u32 = 2;
+pub const LATEST: u32 = 3;
 
 const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -95,6 +95,15 @@ CREATE INDEX vm_state_live ON vm_state (vm) WHERE final = 0;
 "#,
         backfill: Some(backfill_vm_state),
     },
+    Migration {
+        version: 3,
+        description: "the lease holder's process start time and boot identity (take-over of a dead holder)",
+        sql: r#"
+ALTER TABLE leases ADD COLUMN holder_started INTEGER;
+ALTER TABLE leases ADD COLUMN holder_boot TEXT;
+"#,
+        backfill: None,
+    },
 ];
 
 /// Rebuilds `vm_state` from the events of every run (migration 2).
@@ -141,7 +150,7 @@ pub(crate) fn put_status(
     seq: u64,
     s: &VmStatus,
 ) -> Result<()> {
-    let json = serde_json::to_string(s).map_err(JournalError::Encode)?;
+    let json = crate::journal::encode(s)?;
     conn.execute(
         "INSERT INTO vm_state (run_id, vm, ord, name, source, phase, final, status, updated_seq)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)

@@ -89,8 +89,10 @@ fn input_key(input: &Input) -> Option<String> {
     })
 }
 
-fn sink_error(e: JournalError) -> SinkError {
-    SinkError::new(format!("the journal could not be written: {e}"))
+/// What a failed write says: the journal's path and SQLite's verdict with its causes
+/// (`journal /x/journal.db: disk full (SQLITE_FULL): database or disk is full`).
+fn describe(path: &std::path::Path, e: &JournalError) -> String {
+    format!("journal {}: {}", path.display(), e.chain())
 }
 
 /// The journal sink of one run. The run must exist and this process must hold its lease
@@ -100,8 +102,13 @@ pub struct JournalSink {
     run: String,
     /// Intents without an outcome yet, by what their answer is matched with.
     open: HashMap<String, VecDeque<IntentId>>,
-    /// Answers and events since the last write, in the order they came.
+    /// Answers and events since the last write, in the order they came. Kept when a write
+    /// fails, and written with the next one that succeeds.
     buffer: Vec<StepRecord>,
+    /// Where the journal is (for messages).
+    path: std::path::PathBuf,
+    /// The last write failed (said once on stderr; said again when writes work again).
+    down: bool,
 }
 
 impl std::fmt::Debug for JournalSink {
@@ -115,11 +122,18 @@ impl std::fmt::Debug for JournalSink {
 impl JournalSink {
     /// A sink writing run `run` through `journal`.
     pub fn new(journal: SharedJournal, run: impl Into<String>) -> Self {
+        let path = journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .path()
+            .to_path_buf();
         JournalSink {
             journal,
             run: run.into(),
             open: HashMap::new(),
             buffer: Vec::new(),
+            path,
+            down: false,
         }
     }
 
@@ -128,27 +142,64 @@ impl JournalSink {
         if self.buffer.is_empty() && commands.is_empty() {
             return Ok(());
         }
+        let kept = self.buffer.len();
         let mut step = std::mem::take(&mut self.buffer);
         step.extend(commands.iter().map(|c| StepRecord::Intent {
             at: now,
             command: c.clone(),
         }));
         let run = self.run.clone();
-        // An expired lease nobody took over (this process was slow or paused) is renewed and the
-        // step retried once; a lease another process took is lost for good (fencing).
-        let ids = with_journal(&self.journal, move |j| match j.record_step(&run, &step) {
-            Err(JournalError::LeaseExpired { .. }) => {
-                j.refresh_lease(&run)?;
-                j.record_step(&run, &step)
-            }
-            other => other,
+        // An expired lease nobody took over (this process was slow or paused, or the journal
+        // could not be written for a while) is renewed and the step retried once; a lease
+        // another process took is lost for good (fencing).
+        let result = with_journal(&self.journal, move |j| {
+            let r = match j.record_step(&run, &step) {
+                Err(JournalError::LeaseExpired { .. }) => j
+                    .refresh_lease(&run)
+                    .and_then(|_| j.record_step(&run, &step)),
+                other => other,
+            };
+            Ok((r, step))
         })
-        .await
-        .map_err(sink_error)?;
+        .await;
+        let ids = match result {
+            Ok((Ok(ids), _)) => ids,
+            Ok((Err(e), mut step)) => {
+                // Nothing of the step was written: its answers and events wait for the next
+                // write (the runtime offers the intents again with it).
+                step.truncate(kept);
+                self.buffer = step;
+                return Err(self.failed(&e));
+            }
+            Err(e) => return Err(self.failed(&e)),
+        };
+        if self.down {
+            self.down = false;
+            eprintln!(
+                "vmove: journal {}: written again; held actions go on",
+                self.path.display()
+            );
+        }
         for (c, id) in commands.iter().zip(ids) {
             self.open.entry(command_key(c)).or_default().push_back(id);
         }
         Ok(())
+    }
+
+    /// The sink error for a failed write; the first of an outage is said on stderr, with what
+    /// the run does about it (the runtime's rules: no new moves, reads go on, changes wait).
+    fn failed(&mut self, e: &JournalError) -> SinkError {
+        let what = describe(&self.path, e);
+        if !self.down {
+            self.down = true;
+            eprintln!(
+                "vmove: {what}\nvmove: no new moves; running migrations are watched to their end; \
+                 nothing is removed or aborted until the journal can be written again \
+                 (then `vmove resume {}` goes on)",
+                self.run
+            );
+        }
+        SinkError::new(what)
     }
 }
 
@@ -218,12 +269,22 @@ impl Keeper {
             let mut last_refresh: Option<tokio::time::Instant> = None;
             let mut last_poll = tokio::time::Instant::now();
             let mut strongest: Option<bool> = seen.map(|s| s.abort_running);
+            // Said once per outage (a full disk fails every refresh): the sink says the cause.
+            let mut refresh_failed = false;
             loop {
                 if last_refresh.is_none_or(|t| t.elapsed() >= refresh) {
                     last_refresh = Some(tokio::time::Instant::now());
                     let r = run.clone();
-                    if let Err(e) = with_journal(&journal, move |j| j.refresh_lease(&r)).await {
-                        eprintln!("vmove: warning: the journal lease could not be refreshed: {e}");
+                    match with_journal(&journal, move |j| j.refresh_lease(&r)).await {
+                        Err(e) if !refresh_failed => {
+                            refresh_failed = true;
+                            eprintln!(
+                                "vmove: warning: the journal lease could not be refreshed: {}",
+                                e.chain()
+                            );
+                        }
+                        Err(_) => {}
+                        Ok(_) => refresh_failed = false,
                     }
                 }
                 tokio::time::sleep(tick).await;

@@ -17,6 +17,8 @@ fn me() -> Holder {
     Holder {
         pid: 100,
         host: "this-host".into(),
+        started: None,
+        boot: None,
     }
 }
 

@@ -9,9 +9,8 @@ use common::*;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command as Proc, Stdio};
-use std::time::Duration;
 use vmove_core::{Command, Selection, Time};
-use vmove_journal::{Clock, Journal, JournalError, ManualClock, SystemClock, rebuild};
+use vmove_journal::{Clock, Journal, ManualClock, SystemClock, rebuild};
 
 const CHILD_ENV: &str = "VMOVE_JOURNAL_CHILD";
 
@@ -109,7 +108,7 @@ fn spawn_child(mode: &str, path: &Path, run: &str) -> Child {
 /// SIGKILL at five different points of a write loop. After each kill the journal opens, holds
 /// every record the child acknowledged (a record is durable when its call returns), is a
 /// consistent prefix, leaves the earlier runs untouched, and the dead child's lease is taken
-/// over only once it has expired.
+/// over at once (it is provably dead: same boot, its pid gone), saying so.
 #[test]
 fn a_process_killed_mid_write_keeps_every_acknowledged_record_and_a_consistent_prefix() {
     let (_dir, path) = temp_path();
@@ -154,18 +153,16 @@ fn a_process_killed_mid_write_keeps_every_acknowledged_record_and_a_consistent_p
                 "run {id} changed"
             );
         }
-        // The dead child's lease holds until it expires, naming the child.
-        let err = j.acquire(&run).unwrap_err();
-        assert!(
-            err.to_string().contains("no longer running"),
-            "the dead child is named as gone: {err}"
+        // The dead child (this machine, this boot, its pid gone) is taken over at once, and
+        // the take-over names it; before schema 3 its lease held until it expired.
+        let (_, took) = j.acquire_taking_over(&run).unwrap();
+        let took = took.expect("a dead holder on this machine is taken over before expiry");
+        assert_eq!(took.holder.pid, pid);
+        assert!(took.until > wall, "the lease had not expired");
+        assert_eq!(
+            took.to_string(),
+            format!("holder pid {pid} on this machine is gone: taking over")
         );
-        assert!(
-            matches!(err, JournalError::LeaseHeld { pid: p, .. } if p == pid),
-            "{err}"
-        );
-        clock.advance(Duration::from_secs(31));
-        j.acquire(&run).unwrap();
         // What resume would start from: every VM the journal knows, none final yet at the last round's cut
         // unless the child got that far.
         let facts = rebuild(&rec);

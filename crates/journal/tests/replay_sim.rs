@@ -181,6 +181,8 @@ fn open(path: &std::path::Path, clock: &ManualClock, pid: u32) -> Journal {
             holder: Holder {
                 pid,
                 host: "replay".into(),
+                started: None,
+                boot: None,
             },
             lease_ttl: Duration::from_secs(30),
             ..Options::default()

@@ -17,10 +17,17 @@
 //! - A driver error becomes the core's [`vmove_core::Failure`] with the driver's class.
 //! - A driver call that does not answer within [`RuntimeOptions::call_timeout`] is cut off.
 //! - A task that panics is answered as if its call had timed out (the core never waits forever).
-//! - A sink error (a journal that cannot write) keeps the command it was about from being carried
-//!   out (answered as a transient failure) and asks the core to stop starting moves (an
-//!   `Input::Stop`, shown to the sinks like any input); from then on no migration is started,
-//!   while running ones are still watched, verified and cleaned up.
+//! - A sink error (a journal that cannot write: a full disk, a damaged file) asks the core to
+//!   stop starting moves (an `Input::Stop`, shown to the sinks like any input). The step's
+//!   commands are not all lost: a start is answered as a transient failure (it never
+//!   happened); a read-only call (refresh, progress poll, locate, verify, list leftovers)
+//!   changes nothing on the hosts and is carried out anyway, so running migrations are still
+//!   watched to their end and no watchdog fires because the journal is down; a call that
+//!   changes the hosts (abort, convergence aid, leftover removal) is **held**, unanswered,
+//!   and offered again to the sinks at the next step: carried out once its intent is written
+//!   (intent before action: nothing is removed from a source while the proof cannot be
+//!   journaled). When every VM not yet final waits on a held call, the run ends
+//!   ([`RunResult::held`]); `vmove resume` goes on from the journal and the hosts.
 //! - If the core is neither finished nor waiting on anything (no task, no timer), the run ends
 //!   with [`RunResult::stalled`] rather than hang.
 
@@ -156,6 +163,9 @@ pub struct RunResult {
     pub sink_error: Option<String>,
     /// The core was not finished but waited on nothing: the run was given up.
     pub stalled: bool,
+    /// Calls that change the hosts and were not carried out because a sink (the journal)
+    /// could not record them: the run ended with every unfinished VM waiting on one.
+    pub held: Vec<Command>,
 }
 
 impl RunResult {
@@ -171,6 +181,16 @@ impl RunResult {
             return Some("the engine stopped making progress (nothing in flight, no timer)".into());
         }
         None
+    }
+}
+
+/// The words of a sink's failure: as the sink put them when they start with its name
+/// (`journal /x/journal.db: disk full (SQLITE_FULL)`), else `the NAME sink failed: ...`.
+fn sink_failure(name: &str, e: &SinkError) -> String {
+    if e.0.starts_with(name) {
+        e.0.clone()
+    } else {
+        format!("the {name} sink failed: {e}")
     }
 }
 
@@ -202,6 +222,12 @@ struct Loop<E: Engine> {
     unwritten: bool,
     /// Answers to feed without running anything (commands a sink refused).
     pending: Vec<Input>,
+    /// Calls that change the hosts, refused by a sink (the journal could not write their
+    /// intent): not carried out, not answered, offered to the sinks again at the next step.
+    held: Vec<Command>,
+    /// The sinks (by index) that refused the last step they were given: they are given the
+    /// held commands again, the others are not.
+    down: Vec<bool>,
     /// One task per migration this run started, awaiting [`vmove_driver::Driver::wait_for_end`];
     /// each yields the end it learned of (an unasked status), or nothing if the driver cannot
     /// tell. Not counted as work in flight: the engine's own polls and timers go on beside them.
@@ -240,6 +266,7 @@ impl Runtime {
                 drivers,
                 call_timeout: self.options.call_timeout,
             }),
+            down: vec![false; sinks.len()],
             sinks,
             tasks: JoinSet::new(),
             fallbacks: HashMap::new(),
@@ -248,6 +275,7 @@ impl Runtime {
             sink_error: None,
             unwritten: false,
             pending: Vec::new(),
+            held: Vec::new(),
             watchers: JoinSet::new(),
         };
         let mut control_open = true;
@@ -262,6 +290,10 @@ impl Runtime {
                     lp.feed(input).await;
                 }
                 continue;
+            }
+            if lp.blocked_on_held() {
+                // Nothing more can happen without the record: the run ends, resumable.
+                break;
             }
             let wake = lp.core.poll_timeout();
             let deadline = wake.map(|t| lp.instant_of(t));
@@ -310,7 +342,7 @@ impl Runtime {
         for sink in &mut lp.sinks {
             if let Err(e) = sink.on_finish(&snapshot).await {
                 lp.sink_error
-                    .get_or_insert_with(|| format!("the {} sink failed: {e}", sink.name()));
+                    .get_or_insert_with(|| sink_failure(sink.name(), &e));
             }
         }
         RunResult {
@@ -319,6 +351,7 @@ impl Runtime {
             stop_requested: lp.stop_requested,
             sink_error: lp.sink_error,
             stalled,
+            held: lp.held,
         }
     }
 }
@@ -352,7 +385,7 @@ impl<E: Engine> Loop<E> {
         let mut failed = None;
         for sink in &mut self.sinks {
             if let Err(e) = sink.on_input(now, &input).await {
-                failed.get_or_insert_with(|| format!("the {} sink failed: {e}", sink.name()));
+                failed.get_or_insert_with(|| sink_failure(sink.name(), &e));
             }
         }
         self.unwritten = true;
@@ -391,8 +424,31 @@ impl<E: Engine> Loop<E> {
         }
     }
 
+    /// Whether every VM not yet final waits on a held call (none is moving or being looked
+    /// at): nothing more can happen until the record can be written. A held convergence aid
+    /// does not count: its migration goes on, and is still watched.
+    fn blocked_on_held(&self) -> bool {
+        if self.held.is_empty() {
+            return false;
+        }
+        let waiting: std::collections::HashSet<&vmove_core::VmId> = self
+            .held
+            .iter()
+            .filter(|c| !matches!(c, Command::Converge { .. }))
+            .filter_map(Command::vm)
+            .collect();
+        self.core
+            .snapshot(self.last_now)
+            .vms
+            .iter()
+            .filter(|v| !v.phase.is_final())
+            .all(|v| waiting.contains(&v.id))
+    }
+
     /// Forwards events, then carries out commands, until the core has nothing more to say.
+    /// Held commands are offered again once per call.
     async fn pump(&mut self) {
+        let mut retried = false;
         loop {
             let mut events = false;
             while let Some(ev) = self.core.poll_event() {
@@ -413,29 +469,56 @@ impl<E: Engine> Loop<E> {
                     commands.push(cmd);
                 }
             }
-            if !events && commands.is_empty() && !self.unwritten {
+            let retry = !retried && !self.held.is_empty();
+            if !events && commands.is_empty() && !self.unwritten && !retry {
                 return;
             }
             self.unwritten = false;
+            let held = if retry {
+                retried = true;
+                std::mem::take(&mut self.held)
+            } else {
+                Vec::new()
+            };
             let mut refused = None;
-            for sink in &mut self.sinks {
-                if let Err(e) = sink.on_step(now, &commands).await {
-                    refused.get_or_insert_with(|| format!("the {} sink failed: {e}", sink.name()));
+            for (i, sink) in self.sinks.iter_mut().enumerate() {
+                // A sink that refused before is offered the held commands again (first: they
+                // were asked for first); the others saw them already.
+                let result = if self.down[i] && !held.is_empty() {
+                    let all: Vec<Command> = held.iter().chain(&commands).cloned().collect();
+                    sink.on_step(now, &all).await
+                } else {
+                    sink.on_step(now, &commands).await
+                };
+                self.down[i] = result.is_err();
+                if let Err(e) = result {
+                    refused.get_or_insert_with(|| sink_failure(sink.name(), &e));
                 }
             }
+            let all = held.into_iter().chain(commands);
             if let Some(e) = refused {
-                // Nothing was done: each command is answered as a passing failure, and the
-                // run stops. The stop goes in first, so the core learns of the failures
-                // already stopping.
+                // The step's intents are not written. The run stops starting moves (the stop
+                // goes in first, so the core learns of what follows already stopping); a start
+                // is answered as a failure (it did not happen); a read-only call is carried out
+                // (it changes nothing, and running migrations must still be watched); a call
+                // that changes the hosts waits for the record.
                 self.sink_failed(e.clone());
-                for cmd in commands {
-                    let failure =
-                        Failure::new(ErrorClass::Transient, format!("not carried out: {e}"));
-                    self.pending.push(failed_answer(&cmd, now, failure));
+                for cmd in all {
+                    match call_kind(&cmd) {
+                        _ if matches!(cmd, Command::StartMigration(_)) => {
+                            let failure = Failure::new(
+                                ErrorClass::Transient,
+                                format!("not carried out: {e}"),
+                            );
+                            self.pending.push(failed_answer(&cmd, now, failure));
+                        }
+                        CallKind::ReadOnly => self.dispatch(cmd, now),
+                        CallKind::StateChanging => self.held.push(cmd),
+                    }
                 }
                 continue;
             }
-            for cmd in commands {
+            for cmd in all {
                 self.dispatch(cmd, now);
             }
         }
@@ -451,7 +534,7 @@ impl<E: Engine> Loop<E> {
         let mut failed = None;
         for sink in &mut self.sinks {
             if let Err(e) = sink.on_event(ev).await {
-                failed.get_or_insert_with(|| format!("the {} sink failed: {e}", sink.name()));
+                failed.get_or_insert_with(|| sink_failure(sink.name(), &e));
             }
         }
         if let Some(e) = failed {

@@ -47,6 +47,8 @@ pub fn other(pid: u32) -> Holder {
     Holder {
         pid,
         host: "other-host".into(),
+        started: None,
+        boot: None,
     }
 }
 

@@ -1,0 +1,434 @@
+//! A journal that fills up mid-run (issue 12, section 3), through the real runtime, core and
+//! journal sink on the simulated demo cluster: no new starts; running migrations watched to
+//! their end (no watchdog verdict because the journal is down); nothing removed or aborted
+//! while its intent cannot be written; the cause named with the path; and once there is room
+//! again, `resume` (acquire, load, recovered, `Core::resume`) moves the rest, nothing lost.
+//!
+//! The disk is filled with SQLite's own limit (`max_page_count`, through
+//! `Journal::simulate_full_disk`): a write needing a new page fails with `SQLITE_FULL`, the
+//! error a full file system gives. The CLI test `a_journal_on_a_full_tmpfs_...` does the same
+//! on a real full tmpfs (root only).
+#![cfg(all(feature = "sink", feature = "test-util"))]
+#![allow(clippy::unwrap_used)]
+
+use async_trait::async_trait;
+use std::sync::{Arc, Mutex};
+use vmove_core::event::EventKind;
+use vmove_core::{
+    Command, ConvergenceAid, Core, Footprint, HostId, HostInfo, Leftover, LeftoverContext,
+    Location, MigrationHandle, MigrationRequest, MigrationStatus, Phase, Time, Verification, VmId,
+    VmInfo,
+};
+use vmove_driver::{Driver, DriverResult};
+use vmove_journal::sink::{JournalSink, SharedJournal};
+use vmove_journal::{ConfigFormat, EntryBody, Journal, NewRun, RunEnd, RunState, recovered};
+use vmove_runtime::{CollectSink, Control, Drivers, Runtime, RuntimeOptions};
+use vmove_sim::scenarios::{self, Demo, Scenario};
+use vmove_sim::{SimClock, SimDriver};
+
+/// A state-changing call the driver received.
+#[derive(Clone, Debug, PartialEq)]
+enum Call {
+    Start(VmId, u32),
+    Abort(VmId, u32),
+    Remove(VmId, u32, Leftover),
+}
+
+/// The sim driver, logging its state-changing calls; fills the journal right after the
+/// `fill_after`-th start was carried out (so that migrations are running when it fills).
+#[derive(Debug)]
+struct Watched {
+    inner: SimDriver,
+    journal: SharedJournal,
+    fill_after: Mutex<Option<usize>>,
+    calls: Mutex<Vec<(Call, bool)>>,
+    full: Mutex<bool>,
+    /// Make room again at the first proof asked while full (the journal comes back mid-run).
+    room_at_verify: bool,
+}
+
+impl Watched {
+    fn log(&self, c: Call) {
+        let full = *self.full.lock().unwrap();
+        self.calls.lock().unwrap().push((c, full));
+    }
+}
+
+#[async_trait]
+impl Driver for Watched {
+    fn kind(&self) -> &'static str {
+        "sim"
+    }
+    fn hosts(&self) -> Vec<HostId> {
+        self.inner.hosts()
+    }
+    async fn host_info(&self, host: &HostId) -> DriverResult<HostInfo> {
+        self.inner.host_info(host).await
+    }
+    async fn list_vms(&self, host: &HostId) -> DriverResult<Vec<VmInfo>> {
+        self.inner.list_vms(host).await
+    }
+    async fn footprint(&self, host: &HostId, vm: &VmId) -> DriverResult<Footprint> {
+        self.inner.footprint(host, vm).await
+    }
+    async fn start_migration(&self, req: &MigrationRequest) -> DriverResult<MigrationHandle> {
+        self.log(Call::Start(req.vm.clone(), req.attempt));
+        let r = self.inner.start_migration(req).await;
+        let starts = self
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(c, _)| matches!(c, Call::Start(..)))
+            .count();
+        let mut fill = self.fill_after.lock().unwrap();
+        if *fill == Some(starts) {
+            *fill = None;
+            self.journal
+                .lock()
+                .unwrap()
+                .simulate_full_disk(true)
+                .unwrap();
+            *self.full.lock().unwrap() = true;
+        }
+        r
+    }
+    async fn migration_status(
+        &self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+    ) -> DriverResult<MigrationStatus> {
+        self.inner.migration_status(req, handle).await
+    }
+    async fn abort_migration(
+        &self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+    ) -> DriverResult<()> {
+        self.log(Call::Abort(req.vm.clone(), req.attempt));
+        self.inner.abort_migration(req, handle).await
+    }
+    async fn converge(
+        &self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+        aid: ConvergenceAid,
+    ) -> DriverResult<bool> {
+        self.inner.converge(req, handle, aid).await
+    }
+    async fn locate(&self, req: &MigrationRequest) -> DriverResult<Location> {
+        self.inner.locate(req).await
+    }
+    async fn verify(&self, req: &MigrationRequest) -> DriverResult<Verification> {
+        {
+            let mut full = self.full.lock().unwrap();
+            if self.room_at_verify && *full {
+                self.journal
+                    .lock()
+                    .unwrap()
+                    .simulate_full_disk(false)
+                    .unwrap();
+                *full = false;
+            }
+        }
+        self.inner.verify(req).await
+    }
+    async fn leftovers(
+        &self,
+        req: &MigrationRequest,
+        context: LeftoverContext,
+    ) -> DriverResult<Vec<Leftover>> {
+        self.inner.leftovers(req, context).await
+    }
+    async fn remove_leftover(
+        &self,
+        req: &MigrationRequest,
+        leftover: &Leftover,
+        context: LeftoverContext,
+    ) -> DriverResult<()> {
+        self.log(Call::Remove(req.vm.clone(), req.attempt, leftover.clone()));
+        self.inner.remove_leftover(req, leftover, context).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_journal_stops_new_starts_but_watches_running_migrations_to_their_end_and_resume_finishes()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let Demo {
+        scenario: Scenario { cluster, spec },
+        ..
+    } = scenarios::demo();
+    let speed = 400.0;
+    let run_id = spec.run_id.clone();
+    let mut j = Journal::open(&path).unwrap();
+    j.create_run(&NewRun {
+        spec: spec.clone(),
+        config: String::new(),
+        config_format: ConfigFormat::Toml,
+    })
+    .unwrap();
+    let journal: SharedJournal = Arc::new(Mutex::new(j));
+    let hosts = cluster.host_ids();
+    let sim = SimDriver::new(cluster, SimClock::scaled(speed));
+    let cluster = sim.cluster();
+    let watched = Arc::new(Watched {
+        inner: sim,
+        journal: Arc::clone(&journal),
+        fill_after: Mutex::new(Some(3)),
+        calls: Mutex::default(),
+        full: Mutex::new(false),
+        room_at_verify: false,
+    });
+    let drivers = || {
+        let mut d = Drivers::new();
+        for h in &hosts {
+            d.insert(h.clone(), Arc::clone(&watched) as Arc<dyn Driver>);
+        }
+        d
+    };
+    let options = |start| RuntimeOptions {
+        speed,
+        start,
+        ..Default::default()
+    };
+
+    // 1. The journal fills right after the third start.
+    let collect = CollectSink::new();
+    let (_c, rx) = Control::new();
+    let result = Runtime::new(options(Time::ZERO))
+        .run(
+            Core::new(spec.clone(), Time::ZERO).unwrap(),
+            drivers(),
+            vec![
+                Box::new(JournalSink::new(Arc::clone(&journal), run_id.clone())),
+                Box::new(collect.clone()),
+            ],
+            rx,
+        )
+        .await;
+    let err = result.error().unwrap();
+    let want = format!("journal {}: disk full (SQLITE_FULL)", path.display());
+    assert!(err.starts_with(&want), "{err}");
+    let calls = watched.calls.lock().unwrap().clone();
+    let started: Vec<VmId> = calls
+        .iter()
+        .filter_map(|(c, _)| match c {
+            Call::Start(vm, _) => Some(vm.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        started.len(),
+        3,
+        "no start after the journal filled: {calls:?}"
+    );
+    assert!(
+        calls.iter().all(|(_, full)| !full),
+        "nothing was started, aborted or removed while the journal was full: {calls:?}"
+    );
+    let events = collect.collected().events;
+    for e in &events {
+        let verdict = match &e.kind {
+            EventKind::WatchdogFired { .. }
+            | EventKind::MigrationFailed { .. }
+            | EventKind::AttemptFailed { .. } => true,
+            // analytics-01 (300 GiB) fits no host of the demo: given up at selection.
+            EventKind::Unmigratable { reason, .. } => {
+                !matches!(reason, vmove_core::Reason::NoDestinationFits { .. })
+            }
+            _ => false,
+        };
+        assert!(!verdict, "a verdict caused by the journal's failure: {e:?}");
+    }
+    // Each migration that was running was watched to its end and proven: it waits, verified,
+    // for its source clean-up (held: its intent cannot be written), or is moved.
+    for vm in &started {
+        let v = result.snapshot.vms.iter().find(|v| &v.id == vm).unwrap();
+        assert!(
+            matches!(v.phase, Phase::CleaningUp | Phase::Moved),
+            "{}: {:?}",
+            v.name,
+            v.phase
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(&e.kind, EventKind::Verified { vm: x, .. } if x == vm)),
+            "{} was verified while the journal was full",
+            v.name
+        );
+    }
+    assert!(
+        result
+            .held
+            .iter()
+            .all(|c| matches!(c, Command::RemoveLeftover { .. })),
+        "{:?}",
+        result.held
+    );
+    assert!(!result.held.is_empty());
+    assert!(
+        result
+            .snapshot
+            .vms
+            .iter()
+            .all(|v| v.phase.is_final() || result.held.iter().any(|c| c.vm() == Some(&v.id))),
+        "the run ended only when every unfinished VM waited on the journal"
+    );
+    // The journal still says `running` (resumable).
+    assert_eq!(
+        journal.lock().unwrap().run_summary(&run_id).unwrap().state,
+        RunState::Running
+    );
+
+    // 2. Room again: resume from the journal and the hosts.
+    journal.lock().unwrap().simulate_full_disk(false).unwrap();
+    *watched.full.lock().unwrap() = false;
+    let (rec, core, start) = {
+        let mut j = journal.lock().unwrap();
+        j.acquire(&run_id).unwrap();
+        let rec = j.load_run(&run_id).unwrap();
+        let start = rec.entries.iter().map(|e| e.at).max().unwrap_or(Time::ZERO);
+        let core = Core::resume(rec.spec.clone(), start, recovered(&rec)).unwrap();
+        (rec, core, start)
+    };
+    assert!(rec.entries.len() > 10);
+    let (_c, rx) = Control::new();
+    let result = Runtime::new(options(start))
+        .run(
+            core,
+            drivers(),
+            vec![Box::new(JournalSink::new(
+                Arc::clone(&journal),
+                run_id.clone(),
+            ))],
+            rx,
+        )
+        .await;
+    assert_eq!(result.error(), None);
+    {
+        let mut j = journal.lock().unwrap();
+        j.finish_run(&run_id, RunEnd::Finished).unwrap();
+    }
+    let rec = journal.lock().unwrap().load_run(&run_id).unwrap();
+    // Every VM the demo can move is moved, each on exactly one host, and every removal the
+    // hosts saw has its intent in the journal (intent before action, across the outage).
+    let moved = rec.vms.iter().filter(|v| v.phase == Phase::Moved).count();
+    assert!(moved >= 10, "{moved} moved: {:?}", rec.vms);
+    assert!(rec.vms.iter().all(|v| v.phase.is_final()));
+    for vm in &started {
+        let v = rec.vms.iter().find(|v| &v.vm == vm).unwrap();
+        assert_eq!(v.phase, Phase::Moved, "{}", v.name);
+    }
+    let c = cluster.lock().unwrap();
+    for v in rec.vms.iter().filter(|v| v.phase == Phase::Moved) {
+        assert_eq!(c.vm_host(&v.vm), v.destination.as_ref(), "{}", v.name);
+        assert!(
+            !c.files_on(&v.source)
+                .iter()
+                .any(|(_, owner, _, _)| owner.as_ref() == Some(&v.vm)),
+            "{} left files on its source",
+            v.name
+        );
+    }
+    drop(c);
+    for (call, _) in watched.calls.lock().unwrap().iter() {
+        if let Call::Remove(vm, attempt, l) = call {
+            assert!(
+                rec.entries.iter().any(|e| matches!(
+                    &e.body,
+                    EntryBody::Intent(Command::RemoveLeftover { vm: v, attempt: a, leftover, .. })
+                        if v == vm && a == attempt && leftover == l
+                )),
+                "removal of {l:?} has no intent"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_that_can_be_written_again_mid_run_gets_what_it_missed_and_the_held_actions_go_on()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let Demo {
+        scenario: Scenario { cluster, spec },
+        ..
+    } = scenarios::demo();
+    let run_id = spec.run_id.clone();
+    let mut j = Journal::open(&path).unwrap();
+    j.create_run(&NewRun {
+        spec: spec.clone(),
+        config: String::new(),
+        config_format: ConfigFormat::Toml,
+    })
+    .unwrap();
+    let journal: SharedJournal = Arc::new(Mutex::new(j));
+    let hosts = cluster.host_ids();
+    let watched = Arc::new(Watched {
+        inner: SimDriver::new(cluster, SimClock::scaled(400.0)),
+        journal: Arc::clone(&journal),
+        fill_after: Mutex::new(Some(3)),
+        calls: Mutex::default(),
+        full: Mutex::new(false),
+        room_at_verify: true,
+    });
+    let mut drivers = Drivers::new();
+    for h in &hosts {
+        drivers.insert(h.clone(), Arc::clone(&watched) as Arc<dyn Driver>);
+    }
+    let (_c, rx) = Control::new();
+    let result = Runtime::new(RuntimeOptions {
+        speed: 400.0,
+        ..Default::default()
+    })
+    .run(
+        Core::new(spec, Time::ZERO).unwrap(),
+        drivers,
+        vec![Box::new(JournalSink::new(
+            Arc::clone(&journal),
+            run_id.clone(),
+        ))],
+        rx,
+    )
+    .await;
+    // The run stopped starting moves when the journal failed (that stays), but the held
+    // removals went on once it could be written: nothing is left waiting.
+    assert!(result.sink_error.is_some());
+    assert!(result.held.is_empty(), "{:?}", result.held);
+    let rec = journal.lock().unwrap().load_run(&run_id).unwrap();
+    let starts = watched
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(c, _)| matches!(c, Call::Start(..)))
+        .count();
+    assert_eq!(starts, 3);
+    assert_eq!(
+        rec.vms.iter().filter(|v| v.phase == Phase::Moved).count(),
+        3,
+        "the three running moves ended moved, in the journal too"
+    );
+    assert!(rec.vms.iter().all(|v| v.phase.is_final()), "{:?}", rec.vms);
+    // What happened while it was full was written when it came back: the progress polls'
+    // answers (asked without their intents) are there as inputs.
+    assert!(rec.entries.iter().any(|e| matches!(
+        &e.body,
+        EntryBody::Input(vmove_core::Input::MigrationStatus { .. })
+    )));
+    for (call, _) in watched.calls.lock().unwrap().iter() {
+        if let Call::Remove(vm, attempt, l) = call {
+            assert!(
+                rec.entries.iter().any(|e| matches!(
+                    &e.body,
+                    EntryBody::Intent(Command::RemoveLeftover { vm: v, attempt: a, leftover, .. })
+                        if v == vm && a == attempt && leftover == l
+                )),
+                "removal of {l:?} has no intent"
+            );
+        }
+    }
+}
