@@ -46,6 +46,10 @@ fn child_process_entry() {
                 j.record_intent(&run, Time(1), &Command::RefreshHost { host: "a".into() })
                     .unwrap();
                 writeln!(out, "WON {}", std::process::id()).unwrap();
+                out.flush().unwrap();
+                // Stay alive while the other child tries: a dead winner's lease is taken
+                // over at once (same machine, pid gone), which is not the race tested here.
+                std::thread::sleep(std::time::Duration::from_secs(3));
             }
             Err(e) => {
                 let write =

@@ -219,14 +219,17 @@ async fn a_full_journal_stops_new_starts_but_watches_running_migrations_to_their
             _ => None,
         })
         .collect();
-    assert_eq!(
-        started.len(),
-        3,
-        "no start after the journal filled: {calls:?}"
-    );
+    // The cap stops the journal from growing; a small write that still fits in its pages
+    // may go through (its intent is then written, and it is carried out). The first write
+    // that fails stops the run: the VMs not started by then are never started.
+    assert!(started.len() >= 3, "{calls:?}");
     assert!(
-        calls.iter().all(|(_, full)| !full),
-        "nothing was started, aborted or removed while the journal was full: {calls:?}"
+        result
+            .snapshot
+            .vms
+            .iter()
+            .any(|v| v.phase == Phase::Cancelled),
+        "new moves stopped"
     );
     let events = collect.collected().events;
     for e in &events {
@@ -334,18 +337,7 @@ async fn a_full_journal_stops_new_starts_but_watches_running_migrations_to_their
         );
     }
     drop(c);
-    for (call, _) in watched.calls.lock().unwrap().iter() {
-        if let Call::Remove(vm, attempt, l) = call {
-            assert!(
-                rec.entries.iter().any(|e| matches!(
-                    &e.body,
-                    EntryBody::Intent(Command::RemoveLeftover { vm: v, attempt: a, leftover, .. })
-                        if v == vm && a == attempt && leftover == l
-                )),
-                "removal of {l:?} has no intent"
-            );
-        }
-    }
+    every_call_has_its_intent(&watched, &rec);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -406,11 +398,11 @@ async fn a_journal_that_can_be_written_again_mid_run_gets_what_it_missed_and_the
         .iter()
         .filter(|(c, _)| matches!(c, Call::Start(..)))
         .count();
-    assert_eq!(starts, 3);
+    assert!(starts >= 3);
     assert_eq!(
         rec.vms.iter().filter(|v| v.phase == Phase::Moved).count(),
-        3,
-        "the three running moves ended moved, in the journal too"
+        starts,
+        "every move that was running ended moved, in the journal too"
     );
     assert!(rec.vms.iter().all(|v| v.phase.is_final()), "{:?}", rec.vms);
     // What happened while it was full was written when it came back: the progress polls'
@@ -419,16 +411,32 @@ async fn a_journal_that_can_be_written_again_mid_run_gets_what_it_missed_and_the
         &e.body,
         EntryBody::Input(vmove_core::Input::MigrationStatus { .. })
     )));
+    every_call_has_its_intent(&watched, &rec);
+}
+
+/// Intent before action, across the outage: every start, abort and removal the hosts saw has
+/// its intent in the journal.
+fn every_call_has_its_intent(watched: &Watched, rec: &vmove_journal::RunRecord) {
     for (call, _) in watched.calls.lock().unwrap().iter() {
-        if let Call::Remove(vm, attempt, l) = call {
-            assert!(
-                rec.entries.iter().any(|e| matches!(
-                    &e.body,
-                    EntryBody::Intent(Command::RemoveLeftover { vm: v, attempt: a, leftover, .. })
-                        if v == vm && a == attempt && leftover == l
-                )),
-                "removal of {l:?} has no intent"
-            );
-        }
+        let found = rec.entries.iter().any(|e| match (&e.body, call) {
+            (EntryBody::Intent(Command::StartMigration(r)), Call::Start(vm, a)) => {
+                r.vm == *vm && r.attempt == *a
+            }
+            (
+                EntryBody::Intent(Command::AbortMigration { vm: v, attempt, .. }),
+                Call::Abort(vm, a),
+            ) => v == vm && attempt == a,
+            (
+                EntryBody::Intent(Command::RemoveLeftover {
+                    vm: v,
+                    attempt,
+                    leftover,
+                    ..
+                }),
+                Call::Remove(vm, a, l),
+            ) => v == vm && attempt == a && leftover == l,
+            _ => false,
+        });
+        assert!(found, "{call:?} has no intent in the journal");
     }
 }
