@@ -1028,6 +1028,33 @@ impl HyperVDriver {
         }
     }
 
+    /// How a planned VM of `vm` is named as a leftover.
+    fn planned_what(vm: &VmId) -> String {
+        format!("planned VM {vm}")
+    }
+
+    /// The planned VM of `req.vm` on its destination as a leftover of a failed attempt, when
+    /// there is one and the VM is safe on its source (on the source, not on the destination,
+    /// not migrating: `failed_attempt_hold`).
+    async fn planned_leftover(&self, req: &MigrationRequest) -> DriverResult<Vec<Leftover>> {
+        let q = format!(
+            "SELECT * FROM Msvm_PlannedComputerSystem WHERE Name={}",
+            wql_str(req.vm.as_str())
+        );
+        let found = self.query(&req.destination, V2, &q).await?.iter().any(|p| {
+            p.get_str("Name")
+                .is_some_and(|n| n.eq_ignore_ascii_case(req.vm.as_str()))
+        });
+        if !found || self.failed_attempt_hold(req).await?.is_some() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Leftover {
+            host: req.destination.clone(),
+            kind: LeftoverKind::Definition,
+            what: Self::planned_what(&req.vm),
+        }])
+    }
+
     async fn info_of(&self, id: &HostId, vm: &VmId) -> DriverResult<Option<VmInfo>> {
         let Some(i) = self.vm_instance(id, vm).await? else {
             return Ok(None);
@@ -1619,10 +1646,13 @@ impl Driver for HyperVDriver {
                 // and named by an attempt record of the VM on the destination, see record.rs),
                 // when the file is there, no VM on the destination uses it and no other VM's
                 // record names it, and the VM is safe on the source and not on the destination.
+                // A planned VM of the VM a failed attempt left there (listed last, removed by
+                // `remove_leftover` with DestroySystem: `remove_planned_leftover`).
+                let planned = self.planned_leftover(req).await?;
                 let rec = self.own_record(req).await?;
                 if rec.is_empty() {
-                    tracing::debug!(vm = %req.vm, host = %req.destination, "no attempt record of the VM on its destination: nothing listed");
-                    return Ok(Vec::new());
+                    tracing::debug!(vm = %req.vm, host = %req.destination, "no attempt record of the VM on its destination: no file or folder listed");
+                    return Ok(planned);
                 }
                 if let Some(why) = self.failed_attempt_hold(req).await? {
                     tracing::info!(vm = %req.vm, "no destination leftovers listed: {why}");
@@ -1674,6 +1704,7 @@ impl Driver for HyperVDriver {
                     }
                 }
                 out.extend(folders);
+                out.extend(planned);
                 Ok(out)
             }
             LeftoverContext::AfterSuccess => {
@@ -1725,6 +1756,19 @@ impl Driver for HyperVDriver {
             && leftover.kind == LeftoverKind::DiskImage
         {
             return self.remove_attempt_copy(req, leftover).await;
+        }
+        if context == LeftoverContext::AfterFailedAttempt
+            && leftover.kind == LeftoverKind::Definition
+        {
+            if leftover.host != req.destination || leftover.what != Self::planned_what(&req.vm) {
+                return Err(DriverError::permanent(format!(
+                    "{} on {} is not a planned VM of {} on its destination: kept",
+                    leftover.what, leftover.host, req.vm
+                )));
+            }
+            // Checks again that it is the VM's and that the VM is safe on its source; a planned
+            // VM already gone is success.
+            return self.remove_planned_leftover(req).await;
         }
         if leftover.kind != LeftoverKind::EmptyFolder {
             return Err(DriverError::permanent(format!(
