@@ -22,6 +22,8 @@ const MIGRATING: [u32; 4] = [32774, 32778, 32779, 32780];
 struct Host {
     client: WsmanClient,
     host_name: Mutex<Option<String>>,
+    /// `host_name` as configured (the cache above also holds a name read from the host).
+    configured_name: Option<String>,
 }
 
 /// What a move started by this driver needs later (verification, clean-up).
@@ -243,6 +245,7 @@ impl HyperVDriver {
         Host {
             client: WsmanClient::new(tc, creds),
             host_name: Mutex::new(cfg.host_name.clone()),
+            configured_name: cfg.host_name.clone(),
         }
     }
 
@@ -870,14 +873,8 @@ impl HyperVDriver {
     /// The name a move to `id` gives as `DestinationHost` (`prepare::destination_name`): the
     /// configured `host_name`, else the host's full DNS name, else its computer name.
     async fn destination_name(&self, id: &HostId) -> DriverResult<String> {
-        let configured = self
-            .host(id)?
-            .host_name
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some(c) = configured {
-            return Ok(c);
+        if let Some(c) = &self.host(id)?.configured_name {
+            return Ok(c.clone());
         }
         let computer_name = self.host_name(id).await?;
         let cs = self

@@ -265,9 +265,18 @@ async fn migration_settings_name_the_destinations_addresses_and_full_name() {
     let mut w = common::world();
     // hv1's name is not configured: it is read from the host.
     let g = w.add_vm("hv2", "web", true, 512, &[10], "E:\\VMs\\web");
+    let first = w.add_vm("hv1", "db", true, 256, &[5], "E:\\VMs\\db");
     w.hosts.get_mut("hv1").unwrap().listener_ips =
         vec!["192.0.2.21".into(), "198.51.100.21".into()];
     let (fake, d) = common::start(w).await;
+    // A move from hv1 first: by then the driver has read hv1's computer name, and a move to
+    // hv1 must still name it by its full name.
+    let r0 = req(&first, "db", "hv1", "hv2", 1);
+    assert_eq!(
+        move_to_end(&fake, &d, &r0).await,
+        MigrationStatus::Completed
+    );
+    fake.with(|w| w.calls.migration_params.clear());
     let r = req(&g, "web", "hv2", "hv1", 1);
     assert_eq!(move_to_end(&fake, &d, &r).await, MigrationStatus::Completed);
     let calls = sent(&fake, "MigrateVirtualSystemToHost");
