@@ -1263,6 +1263,17 @@ impl Driver for HyperVDriver {
         let mut sasds = self.vhds(src, &guid).await?;
         let current = sasds.len();
         sasds.extend(self.checkpoint_vhds(src, &guid).await?);
+        if let Some(shared) = sasds.iter().find(|s| prepare::is_shared_vhd(s)) {
+            return Err(DriverError::permanent(format!(
+                "{} uses the shared virtual hard disk {}: a VM with a shared disk is not moved (detach it, or move the guest cluster another way)",
+                req.vm_name,
+                shared
+                    .get_array("HostResource")
+                    .first()
+                    .cloned()
+                    .unwrap_or_default()
+            )));
+        }
         let disk_paths = prepare::distinct_paths(&sasds);
         let current_paths = prepare::distinct_paths(&sasds[..current]);
         let volumes: Vec<String> = self

@@ -459,3 +459,31 @@ async fn a_failed_attempts_planned_vm_is_listed_as_its_leftover_and_removed() {
         .unwrap();
     assert_eq!(fake.with(|w| w.calls.destroyed.len()), 1);
 }
+
+#[tokio::test]
+async fn a_vm_with_a_shared_disk_is_refused_before_anything_is_touched() {
+    let mut w = common::world();
+    let g = w.add_vm("hv1", "node1", true, 512, &[10, 20], "E:\\VMs\\node1");
+    {
+        let h = w.hosts.get_mut("hv1").unwrap();
+        let shared = "E:\\Cluster\\quorum.vhds";
+        h.write_file(shared, 1 << 30);
+        h.vms.get_mut(&g).unwrap().disks[1] = shared.into();
+    }
+    let (fake, d) = common::start(w).await;
+    let e = d
+        .start_migration(&req(&g, "node1", "hv1", "hv2", 1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, ErrorClass::Permanent, "{e}");
+    assert!(e.message.contains("quorum.vhds"), "{e}");
+    let invokes = fake.with(|w| w.calls.invokes.clone());
+    assert!(
+        !invokes
+            .iter()
+            .any(|(_, m)| m == "MigrateVirtualSystemToHost"
+                || m == "CheckVirtualSystemIsMigratableToHost"
+                || m == "SetMultiStringValue"),
+        "{invokes:?}"
+    );
+}

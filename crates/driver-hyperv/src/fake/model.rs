@@ -148,6 +148,12 @@ pub fn sasd(host: &FakeHost, owner: &str, iid: String, subtype: &str, path: &str
             )),
         )
         .with("PoolID", s(""))
+        // A shared disk (a VHD Set, `.vhds`, is always one) supports SCSI-3 persistent
+        // reservations (msvm-storageallocationsettingdata.md PersistentReservationsSupported).
+        .with(
+            "PersistentReservationsSupported",
+            CimValue::Bool(path.to_ascii_lowercase().ends_with(".vhds")),
+        )
         .with("ResourceSubType", s(subtype))
         .with("ResourceType", CimValue::U16(31))
         .with("Weight", CimValue::U32(0))
