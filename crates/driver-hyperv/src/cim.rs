@@ -605,7 +605,13 @@ pub fn datetime_to_cim(v: &str) -> Option<String> {
             return None;
         }
         // Carry into days as CIM's fields are bounded (hours < 24, minutes/seconds < 60).
-        let total = ((days * 24 + h) * 60 + m) * 60 + s;
+        let total = days
+            .checked_mul(24)
+            .and_then(|x| x.checked_add(h))
+            .and_then(|x| x.checked_mul(60))
+            .and_then(|x| x.checked_add(m))
+            .and_then(|x| x.checked_mul(60))
+            .and_then(|x| x.checked_add(s))?;
         let (d, rem) = (total / 86_400, total % 86_400);
         if d > 99_999_999 {
             return None;
@@ -656,9 +662,12 @@ pub fn datetime_to_cim(v: &str) -> Option<String> {
     }
     let offset: i64 = match rest {
         "" | "Z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
-            let hh: i64 = o[1..3].parse().ok()?;
-            let mm: i64 = o[4..6].parse().ok()?;
+        o if o.len() == 6
+            && (o.starts_with('+') || o.starts_with('-'))
+            && o.get(3..4) == Some(":") =>
+        {
+            let hh: i64 = o.get(1..3)?.parse().ok()?;
+            let mm: i64 = o.get(4..6)?.parse().ok()?;
             let m = hh * 60 + mm;
             if o.starts_with('-') { -m } else { m }
         }
@@ -826,6 +835,14 @@ mod tests {
             "P1Y",
             "PT1X",
             "2026-01-02T03:04:05+5",
+            // Hostile: overflows u64 arithmetic (no panic), or more days than CIM holds.
+            "P18446744073709551615D",
+            "PT18446744073709551615H",
+            "P100000000D",
+            "2026-01-02T03:04:05.Z",
+            "２０２６-01-02T03:04:05Z",
+            "2026-01-02T03:04:05+é:0",
+            "2026-01-02T03:04:05+0é00",
         ] {
             assert_eq!(datetime_to_cim(bad), None, "{bad}");
         }

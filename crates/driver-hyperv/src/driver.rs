@@ -23,6 +23,8 @@ const MIGRATING: [u32; 4] = [32774, 32778, 32779, 32780];
 struct Host {
     client: WsmanClient,
     host_name: Mutex<Option<String>>,
+    /// `host_name` as configured (the cache above also holds a name read from the host).
+    configured_name: Option<String>,
 }
 
 /// What a move started by this driver needs later (verification, clean-up).
@@ -268,6 +270,7 @@ impl HyperVDriver {
         Host {
             client: WsmanClient::new(tc, creds),
             host_name: Mutex::new(cfg.host_name.clone()),
+            configured_name: cfg.host_name.clone(),
         }
     }
 
@@ -1012,14 +1015,8 @@ impl HyperVDriver {
     /// The name a move to `id` gives as `DestinationHost` (`prepare::destination_name`): the
     /// configured `host_name`, else the host's full DNS name, else its computer name.
     async fn destination_name(&self, id: &HostId) -> DriverResult<String> {
-        let configured = self
-            .host(id)?
-            .host_name
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some(c) = configured {
-            return Ok(c);
+        if let Some(c) = &self.host(id)?.configured_name {
+            return Ok(c.clone());
         }
         let computer_name = self.host_name(id).await?;
         let cs = self
@@ -1168,6 +1165,33 @@ impl HyperVDriver {
                 "DestroySystem returned no ReturnValue",
             )),
         }
+    }
+
+    /// How a planned VM of `vm` is named as a leftover.
+    fn planned_what(vm: &VmId) -> String {
+        format!("planned VM {vm}")
+    }
+
+    /// The planned VM of `req.vm` on its destination as a leftover of a failed attempt, when
+    /// there is one and the VM is safe on its source (on the source, not on the destination,
+    /// not migrating: `failed_attempt_hold`).
+    async fn planned_leftover(&self, req: &MigrationRequest) -> DriverResult<Vec<Leftover>> {
+        let q = format!(
+            "SELECT * FROM Msvm_PlannedComputerSystem WHERE Name={}",
+            wql_str(req.vm.as_str())
+        );
+        let found = self.query(&req.destination, V2, &q).await?.iter().any(|p| {
+            p.get_str("Name")
+                .is_some_and(|n| n.eq_ignore_ascii_case(req.vm.as_str()))
+        });
+        if !found || self.failed_attempt_hold(req).await?.is_some() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Leftover {
+            host: req.destination.clone(),
+            kind: LeftoverKind::Definition,
+            what: Self::planned_what(&req.vm),
+        }])
     }
 
     async fn info_of(&self, id: &HostId, vm: &VmId) -> DriverResult<Option<VmInfo>> {
@@ -1381,6 +1405,17 @@ impl Driver for HyperVDriver {
         let mut sasds = self.vhds(src, &guid).await?;
         let current = sasds.len();
         sasds.extend(self.checkpoint_vhds(src, &guid).await?);
+        if let Some(shared) = sasds.iter().find(|s| prepare::is_shared_vhd(s)) {
+            return Err(DriverError::permanent(format!(
+                "{} uses the shared virtual hard disk {}: a VM with a shared disk is not moved (detach it, or move the guest cluster another way)",
+                req.vm_name,
+                shared
+                    .get_array("HostResource")
+                    .first()
+                    .cloned()
+                    .unwrap_or_default()
+            )));
+        }
         let disk_paths = prepare::distinct_paths(&sasds);
         let current_paths = prepare::distinct_paths(&sasds[..current]);
         let volumes: Vec<String> = self
@@ -1752,10 +1787,13 @@ impl Driver for HyperVDriver {
                 // and named by an attempt record of the VM on the destination, see record.rs),
                 // when the file is there, no VM on the destination uses it and no other VM's
                 // record names it, and the VM is safe on the source and not on the destination.
+                // A planned VM of the VM a failed attempt left there (listed last, removed by
+                // `remove_leftover` with DestroySystem: `remove_planned_leftover`).
+                let planned = self.planned_leftover(req).await?;
                 let rec = self.own_record(req).await?;
                 if rec.is_empty() {
-                    tracing::debug!(vm = %req.vm, host = %req.destination, "no attempt record of the VM on its destination: nothing listed");
-                    return Ok(Vec::new());
+                    tracing::debug!(vm = %req.vm, host = %req.destination, "no attempt record of the VM on its destination: no file or folder listed");
+                    return Ok(planned);
                 }
                 if let Some(why) = self.failed_attempt_hold(req).await? {
                     tracing::info!(vm = %req.vm, "no destination leftovers listed: {why}");
@@ -1807,6 +1845,7 @@ impl Driver for HyperVDriver {
                     }
                 }
                 out.extend(folders);
+                out.extend(planned);
                 Ok(out)
             }
             LeftoverContext::AfterSuccess => {
@@ -1858,6 +1897,19 @@ impl Driver for HyperVDriver {
             && leftover.kind == LeftoverKind::DiskImage
         {
             return self.remove_attempt_copy(req, leftover).await;
+        }
+        if context == LeftoverContext::AfterFailedAttempt
+            && leftover.kind == LeftoverKind::Definition
+        {
+            if leftover.host != req.destination || leftover.what != Self::planned_what(&req.vm) {
+                return Err(DriverError::permanent(format!(
+                    "{} on {} is not a planned VM of {} on its destination: kept",
+                    leftover.what, leftover.host, req.vm
+                )));
+            }
+            // Checks again that it is the VM's and that the VM is safe on its source; a planned
+            // VM already gone is success.
+            return self.remove_planned_leftover(req).await;
         }
         if leftover.kind != LeftoverKind::EmptyFolder {
             return Err(DriverError::permanent(format!(

@@ -40,6 +40,18 @@ pub fn is_vhd(sasd: &CimInstance) -> bool {
             .is_some_and(|t| t.eq_ignore_ascii_case(VHD_SUBTYPE))
 }
 
+/// Whether a virtual hard disk is shared between VMs (a guest cluster's): a VHD Set (`.vhds`)
+/// or a disk that supports SCSI-3 persistent reservations (`PersistentReservationsSupported`,
+/// msvm-storageallocationsettingdata.md). Move-VM leaves shared disks out of a move; vmove
+/// refuses such a VM rather than move one node's view of a shared disk.
+pub fn is_shared_vhd(sasd: &CimInstance) -> bool {
+    sasd.get_bool("PersistentReservationsSupported") == Some(true)
+        || sasd
+            .get_array("HostResource")
+            .first()
+            .is_some_and(|p| p.to_ascii_lowercase().ends_with(".vhds"))
+}
+
 /// Whether a `Msvm_ComputerSystem` `Name` is a VM's: a VM's is its GUID, the host's own
 /// instance has the computer name (r4sd/go-wsman `hyperv/host_filter.go`, from a real host).
 /// Captions cannot tell: they are translated (`Virtuell dator`, `仮想マシン`; GNS3

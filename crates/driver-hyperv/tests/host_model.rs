@@ -265,9 +265,18 @@ async fn migration_settings_name_the_destinations_addresses_and_full_name() {
     let mut w = common::world();
     // hv1's name is not configured: it is read from the host.
     let g = w.add_vm("hv2", "web", true, 512, &[10], "E:\\VMs\\web");
+    let first = w.add_vm("hv1", "db", true, 256, &[5], "E:\\VMs\\db");
     w.hosts.get_mut("hv1").unwrap().listener_ips =
         vec!["192.0.2.21".into(), "198.51.100.21".into()];
     let (fake, d) = common::start(w).await;
+    // A move from hv1 first: by then the driver has read hv1's computer name, and a move to
+    // hv1 must still name it by its full name.
+    let r0 = req(&first, "db", "hv1", "hv2", 1);
+    assert_eq!(
+        move_to_end(&fake, &d, &r0).await,
+        MigrationStatus::Completed
+    );
+    fake.with(|w| w.calls.migration_params.clear());
     let r = req(&g, "web", "hv2", "hv1", 1);
     assert_eq!(move_to_end(&fake, &d, &r).await, MigrationStatus::Completed);
     let calls = sent(&fake, "MigrateVirtualSystemToHost");
@@ -392,4 +401,89 @@ async fn a_planned_vm_is_left_alone_while_the_vm_is_not_safe_on_its_source() {
     assert_eq!(e.class, ErrorClass::Transient, "{e}");
     assert!(fake.with(|w| w.calls.destroyed.is_empty()));
     assert!(fake.with(|w| w.hosts["hv2"].planned.contains_key(&g)));
+}
+
+#[tokio::test]
+async fn a_failed_attempts_planned_vm_is_listed_as_its_leftover_and_removed() {
+    let mut w = common::world();
+    let g = w.add_vm("hv1", "web", true, 512, &[10], "E:\\VMs\\web");
+    let other = w.add_vm("hv1", "db", true, 256, &[5], "E:\\VMs\\db");
+    w.faults.job_exception.insert(g.clone(), 1);
+    w.faults.failure_leaves_planned.insert(g.clone());
+    w.add_planned("hv2", &other, "db", "E:\\Staged\\db");
+    let (fake, d) = common::start(w).await;
+    let r1 = req(&g, "web", "hv1", "hv2", 1);
+    assert!(matches!(
+        move_to_end(&fake, &d, &r1).await,
+        MigrationStatus::Failed(_)
+    ));
+    let left = d
+        .leftovers(&r1, LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap();
+    let planned: Vec<&Leftover> = left
+        .iter()
+        .filter(|l| l.kind == LeftoverKind::Definition)
+        .collect();
+    assert_eq!(planned.len(), 1, "{left:?}");
+    assert_eq!(planned[0].host, HostId::new("hv2"));
+    assert!(planned[0].what.contains(&g), "{:?}", planned[0]);
+    // Another VM's name in the same shape is refused, nothing destroyed.
+    let wrong = Leftover {
+        host: HostId::new("hv2"),
+        kind: LeftoverKind::Definition,
+        what: format!("planned VM {other}"),
+    };
+    assert!(
+        d.remove_leftover(&r1, &wrong, LeftoverContext::AfterFailedAttempt)
+            .await
+            .is_err()
+    );
+    assert!(fake.with(|w| w.calls.destroyed.is_empty()));
+    d.remove_leftover(&r1, planned[0], LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap();
+    assert!(fake.with(|w| !w.hosts["hv2"].planned.contains_key(&g)));
+    assert!(fake.with(|w| w.hosts["hv2"].planned.contains_key(&other)));
+    // Gone: listed no more, and removing it again is success touching nothing.
+    let again = d
+        .leftovers(&r1, LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap();
+    assert!(
+        again.iter().all(|l| l.kind != LeftoverKind::Definition),
+        "{again:?}"
+    );
+    d.remove_leftover(&r1, planned[0], LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap();
+    assert_eq!(fake.with(|w| w.calls.destroyed.len()), 1);
+}
+
+#[tokio::test]
+async fn a_vm_with_a_shared_disk_is_refused_before_anything_is_touched() {
+    let mut w = common::world();
+    let g = w.add_vm("hv1", "node1", true, 512, &[10, 20], "E:\\VMs\\node1");
+    {
+        let h = w.hosts.get_mut("hv1").unwrap();
+        let shared = "E:\\Cluster\\quorum.vhds";
+        h.write_file(shared, 1 << 30);
+        h.vms.get_mut(&g).unwrap().disks[1] = shared.into();
+    }
+    let (fake, d) = common::start(w).await;
+    let e = d
+        .start_migration(&req(&g, "node1", "hv1", "hv2", 1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, ErrorClass::Permanent, "{e}");
+    assert!(e.message.contains("quorum.vhds"), "{e}");
+    let invokes = fake.with(|w| w.calls.invokes.clone());
+    assert!(
+        !invokes
+            .iter()
+            .any(|(_, m)| m == "MigrateVirtualSystemToHost"
+                || m == "CheckVirtualSystemIsMigratableToHost"
+                || m == "SetMultiStringValue"),
+        "{invokes:?}"
+    );
 }

@@ -154,6 +154,30 @@ async fn live_move_of_a_disposable_vm() {
     assert_eq!(end, MigrationStatus::Completed);
     let v = d.verify(&req).await.unwrap();
     assert!(v.is_proof(), "{v:?}");
+    // Every virtual hard disk, the checkpoints' too, is under the destination path now; images
+    // kept their paths; no planned VM of it is left on the destination.
+    let fp = d.footprint(&dst, &info.id).await.unwrap();
+    let base = env("VMOVE_HYPERV_LIVE_PATH").unwrap().to_ascii_lowercase();
+    for disk in &fp.disks {
+        eprintln!("on {dst}: {}", disk.path);
+        assert!(
+            disk.path.to_ascii_lowercase().starts_with(&base),
+            "{} was not moved under {base}",
+            disk.path
+        );
+    }
+    let planned = d
+        .wmi_query(
+            &dst,
+            V2,
+            &format!(
+                "SELECT * FROM Msvm_PlannedComputerSystem WHERE Name='{}'",
+                info.id.as_str()
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(planned.is_empty(), "a planned VM of it is left on {dst}");
     let left = d
         .leftovers(&req, LeftoverContext::AfterSuccess)
         .await

@@ -148,6 +148,12 @@ pub fn sasd(host: &FakeHost, owner: &str, iid: String, subtype: &str, path: &str
             )),
         )
         .with("PoolID", s(""))
+        // A shared disk (a VHD Set, `.vhds`, is always one) supports SCSI-3 persistent
+        // reservations (msvm-storageallocationsettingdata.md PersistentReservationsSupported).
+        .with(
+            "PersistentReservationsSupported",
+            CimValue::Bool(path.to_ascii_lowercase().ends_with(".vhds")),
+        )
         .with("ResourceSubType", s(subtype))
         .with("ResourceType", CimValue::U16(31))
         .with("Weight", CimValue::U32(0))
@@ -306,7 +312,10 @@ impl World {
                 let stem = file.rsplit_once('.').map_or(file, |x| x.0);
                 // A chain's links are named after the base disk (Hyper-V names each
                 // `<base>_<checkpoint id>.avhdx`).
-                let base = stem.split('_').take(2).collect::<Vec<_>>().join("_");
+                let base = match stem.rsplit_once('_') {
+                    Some((b, link)) if link.len() == 36 && link.starts_with('C') => b,
+                    _ => stem,
+                };
                 let child = format!("{dir}\\{base}_{id}.avhdx");
                 h.write_file(&child, 4 << 20);
                 new_disks.push(child);
@@ -341,6 +350,49 @@ impl World {
                     config_root: config_root.to_owned(),
                 },
             );
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_make_one_chain_per_disk_whatever_the_vm_is_called() {
+        let mut w = World::new();
+        w.add_host("a", "HVA", &["C:", "E:"]);
+        let g = w.add_vm("a", "my_vm", true, 512, &[10, 20], "E:\\VMs\\my_vm");
+        let c1 = w.add_checkpoint("a", &g, "one", false);
+        let c2 = w.add_checkpoint("a", &g, "two", true);
+        let vm = &w.hosts["a"].vms[&g];
+        let d = "E:\\VMs\\my_vm\\Virtual Hard Disks";
+        assert_eq!(
+            vm.disks,
+            [
+                format!("{d}\\my_vm_0_{c2}.avhdx"),
+                format!("{d}\\my_vm_1_{c2}.avhdx")
+            ]
+        );
+        assert_eq!(
+            vm.checkpoints[1].disks,
+            [
+                format!("{d}\\my_vm_0_{c1}.avhdx"),
+                format!("{d}\\my_vm_1_{c1}.avhdx")
+            ]
+        );
+        assert_eq!(
+            vm.checkpoints[0].disks,
+            [format!("{d}\\my_vm_0.vhdx"), format!("{d}\\my_vm_1.vhdx")]
+        );
+        assert!(vm.checkpoints[1].recovery);
+        for p in vm
+            .disks
+            .iter()
+            .chain(vm.checkpoints.iter().flat_map(|c| c.disks.iter()))
+        {
+            assert!(w.hosts["a"].files.contains_key(&key(p)), "{p}");
         }
     }
 }
