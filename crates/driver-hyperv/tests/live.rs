@@ -143,7 +143,7 @@ async fn live_move_of_a_disposable_vm() {
     // names an Msvm_MigrationJob, and polling it through that reference works.
     let job = JobRef::decode(&h.0);
     eprintln!("job reference: {job:?}");
-    assert_eq!(job.class, "Msvm_MigrationJob", "{job:?}");
+    assert_eq!(job.class(), "Msvm_MigrationJob", "{job:?}");
     let end = loop {
         match d.migration_status(&req, &h).await.unwrap() {
             MigrationStatus::Pending | MigrationStatus::Running(_) => {
