@@ -106,9 +106,14 @@ pub(crate) fn write_err(host: &HostId, what: &str, e: WsmanError) -> DriverError
         return DriverError::transient(msg);
     }
     match &e {
-        // The provider refused the call with a WMI error that says "later": not carried out.
-        WsmanError::Soap(s) if s.wmi().is_some_and(|w| w.is_transient()) => {
+        // The provider refused the call before doing anything (too busy, over quota): not
+        // carried out, ask again later. A WMI time-out, transport failure or out-of-memory may
+        // come after the method began: indeterminate, like the operation time-out (below).
+        WsmanError::Soap(s) if s.wmi().is_some_and(|w| w.refused_before_work()) => {
             DriverError::transient(msg).with_code(wmi_code(s))
+        }
+        WsmanError::Soap(s) if s.wmi().is_some_and(|w| w.is_transient()) => {
+            DriverError::indeterminate(msg).with_code(wmi_code(s))
         }
         WsmanError::Soap(crate::wsman::SoapError::Fault { code, wmi, .. }) if !e_is_timeout(&e) => {
             let mut d = DriverError::permanent(msg);
@@ -1992,6 +1997,46 @@ mod tests {
         assert!(power_of(6).is_offline());
         assert!(power_of(2).is_live());
         assert!(matches!(power_of(32773), PowerState::Transitioning(_)));
+    }
+
+    fn wmi_fault(code: u64) -> WsmanError {
+        WsmanError::Soap(crate::wsman::SoapError::Fault {
+            subcode: "w:InternalError".into(),
+            code: None,
+            reason: "r".into(),
+            wmi: Some(Box::new(crate::wsman::WmiError {
+                code: Some(code),
+                message: "m".into(),
+                cim_status: None,
+                message_id: None,
+            })),
+        })
+    }
+
+    #[test]
+    fn a_wmi_error_on_a_state_changing_call_is_transient_only_when_refused_before_work() {
+        let h = HostId::new("hv1");
+        // Server too busy: refused, not carried out.
+        let e = write_err(&h, "x", wmi_fault(0x8004_1045));
+        assert_eq!(
+            (e.class, e.code),
+            (ErrorClass::Transient, Some(0x8004_1045))
+        );
+        // Timed out: the method may have begun.
+        assert_eq!(
+            write_err(&h, "x", wmi_fault(0x8004_3001)).class,
+            ErrorClass::Indeterminate
+        );
+        // Not found: an answer about the request.
+        assert_eq!(
+            write_err(&h, "x", wmi_fault(0x8004_1002)).class,
+            ErrorClass::Permanent
+        );
+        // A read is never indeterminate.
+        assert_eq!(
+            read_err(&h, "x", wmi_fault(0x8004_3001)).class,
+            ErrorClass::Transient
+        );
     }
 
     #[test]

@@ -35,11 +35,12 @@ use vmove_driver::ErrorClass;
 /// `root/virtualization/v2`.
 const V2: &str = "root/virtualization/v2";
 
-/// A job, as the reference a method returned names it: its class and key selectors.
+/// A job, as the reference a method returned names it: its resource URI (which ends in its
+/// class) and key selectors.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobRef {
-    /// Class name (`Msvm_MigrationJob`).
-    pub class: String,
+    /// `w:ResourceURI` (`.../root/virtualization/v2/Msvm_MigrationJob`).
+    pub resource_uri: String,
     /// Key selectors (`InstanceID`), as the reference gave them.
     pub selectors: Vec<(String, String)>,
 }
@@ -67,7 +68,7 @@ impl JobRef {
             return None;
         }
         Some(JobRef {
-            class: class.to_owned(),
+            resource_uri: e.resource_uri.clone(),
             selectors: e.selectors.clone(),
         })
     }
@@ -75,14 +76,19 @@ impl JobRef {
     /// A migration job known by its `InstanceID` only.
     pub fn migration(instance_id: &str) -> JobRef {
         JobRef {
-            class: MIGRATION_JOB.to_owned(),
+            resource_uri: class_uri(V2, MIGRATION_JOB),
             selectors: vec![("InstanceID".to_owned(), instance_id.to_owned())],
         }
     }
 
-    /// The handle text: `job|<class>|<selector>=<value>|...` (`%`, `|`, `=` escaped).
+    /// The class (the last segment of the resource URI).
+    pub fn class(&self) -> &str {
+        self.resource_uri.rsplit('/').next().unwrap_or("")
+    }
+
+    /// The handle text: `job|<resource URI>|<selector>=<value>|...` (`%`, `|`, `=` escaped).
     pub fn encode(&self) -> String {
-        let mut out = format!("job|{}", escape(&self.class));
+        let mut out = format!("job|{}", escape(&self.resource_uri));
         for (k, v) in &self.selectors {
             out.push('|');
             out.push_str(&escape(k));
@@ -100,17 +106,21 @@ impl JobRef {
             return JobRef::migration(handle);
         };
         let mut parts = rest.split('|');
-        let class = unescape(parts.next().unwrap_or_default());
+        let resource_uri = unescape(parts.next().unwrap_or_default());
         let selectors = parts
             .filter_map(|p| p.split_once('='))
             .map(|(k, v)| (unescape(k), unescape(v)))
             .collect();
-        JobRef { class, selectors }
+        JobRef {
+            resource_uri,
+            selectors,
+        }
     }
 
-    /// The reference to Get the job or invoke its methods.
+    /// The reference to Get the job or invoke its methods: the returned one's resource URI and
+    /// selectors.
     pub fn epr(&self) -> Epr {
-        Epr::new(class_uri(V2, &self.class), self.selectors.clone())
+        Epr::new(self.resource_uri.clone(), self.selectors.clone())
     }
 
     /// The job's `InstanceID`, if the reference has one.
@@ -284,7 +294,7 @@ mod tests {
     #[test]
     fn a_handle_keeps_the_class_and_selectors_of_the_returned_reference() {
         let r = JobRef {
-            class: MIGRATION_JOB.into(),
+            resource_uri: class_uri(V2, MIGRATION_JOB),
             selectors: vec![
                 ("InstanceID".into(), "5D2F|a=b%c".into()),
                 ("__cimnamespace".into(), "root/virtualization/v2".into()),
@@ -299,7 +309,8 @@ mod tests {
         );
         // A handle of an earlier version (a bare InstanceID) is the migration job of that id.
         let old = JobRef::decode("8C1B-JOB");
-        assert_eq!(old.class, MIGRATION_JOB);
+        assert_eq!(old.class(), MIGRATION_JOB);
+        assert_eq!(old.epr().resource_uri, r.epr().resource_uri);
         assert_eq!(old.instance_id(), Some("8C1B-JOB"));
     }
 

@@ -99,6 +99,12 @@ fn ns_of(r: &ResolveResult<'_>) -> String {
     }
 }
 
+/// How deep elements may nest. WS-Management answers nest about 15 deep; a deeper document
+/// is refused before quick-xml's namespace resolver counts past its `u16` nesting level (it
+/// panicked at 65,536: found by `tests/fuzz_parsers.rs`) and before the tree is deep enough for
+/// its recursive walks and drop to overflow the stack.
+pub const MAX_DEPTH: usize = 256;
+
 /// Parses a whole document and returns its root element.
 pub fn parse(input: &str) -> Result<Element, XmlError> {
     let mut reader = NsReader::from_str(input);
@@ -110,6 +116,9 @@ pub fn parse(input: &str) -> Result<Element, XmlError> {
             .map_err(|e| XmlError(e.to_string()))?;
         match ev {
             Event::Start(ref s) | Event::Empty(ref s) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(XmlError(format!("elements nested deeper than {MAX_DEPTH}")));
+                }
                 let mut el = Element {
                     ns: ns_of(&res),
                     name: String::from_utf8_lossy(s.local_name().as_ref()).into_owned(),
@@ -216,6 +225,18 @@ mod tests {
     fn rejects_unbalanced_documents() {
         assert!(parse("<a><b></a>").is_err());
         assert!(parse("<a>").is_err());
+    }
+
+    #[test]
+    fn documents_nested_deeper_than_the_limit_are_refused() {
+        let ok = format!("{}{}", "<a>".repeat(MAX_DEPTH), "</a>".repeat(MAX_DEPTH));
+        assert!(parse(&ok).is_ok());
+        let deep = format!(
+            "{}{}",
+            "<a>".repeat(MAX_DEPTH + 1),
+            "</a>".repeat(MAX_DEPTH + 1)
+        );
+        assert!(parse(&deep).unwrap_err().0.contains("nested deeper"));
     }
 
     #[test]

@@ -259,6 +259,12 @@ impl WmiError {
     pub fn is_transient(&self) -> bool {
         self.code.is_some_and(|c| WMI_TRANSIENT.contains(&c))
     }
+
+    /// Whether WMI refused the request before any work (WBEM_E_SERVER_TOO_BUSY,
+    /// WBEM_E_QUOTA_VIOLATION): a state-changing call that got it certainly did not happen.
+    pub fn refused_before_work(&self) -> bool {
+        matches!(self.code, Some(0x8004_1045 | 0x8004_106C))
+    }
 }
 
 fn wmi_words(w: &Option<Box<WmiError>>) -> String {
