@@ -25,11 +25,23 @@ VMOVE_LAB=1 VMOVE_LAB_DIR="$LAB" cargo test --workspace --all-features --locked 
 VMOVE_BIN="${VMOVE_BIN:-$ROOT/target/release/vmove}"
 [ -x "$VMOVE_BIN" ] || (cd "$ROOT" && cargo build --workspace --all-features --locked --release --bins)
 export VMOVE_BIN VMOVE_E2E_KEEP=1
+# The lab keeps its data in its own folders: nothing of vmove's may change under the user's
+# home (its default journal is ~/.local/share/vmove/journal.db). Checked after the scripts.
+home_data="${HOME:-/root}/.local/share/vmove"
+home_stamp="$(mktemp)"
 passed=0; failed=0; failures=()
-for s in e2e slots stall-net stall-daemon crash; do
+for s in e2e slots stall-net stall-daemon crash crash-many; do
   [ -f "$LAB_SCRIPTS/$s.sh" ] || continue
   log "lab script: $s.sh"
   if bash "$LAB_SCRIPTS/$s.sh"; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$s"); fi
 done
+touched="$(find "$home_data" -newer "$home_stamp" 2>/dev/null || true)"
+rm -f "$home_stamp"
+if [ -n "$touched" ]; then
+  log "a lab script wrote under $home_data: $(echo $touched)"
+  failed=$((failed + 1)); failures+=("home-untouched")
+else
+  log "nothing under $home_data changed"
+fi
 echo "lab-scripts: $passed passed, $failed failed"
 [ "$failed" = 0 ] || die "lab scripts failed: ${failures[*]}"

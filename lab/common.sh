@@ -30,6 +30,13 @@ LAB="${VMOVE_LAB_DIR:-/var/tmp/vmove-lab}"
 HOSTS="${VMOVE_LAB_HOSTS:-hostA hostB}"
 LAB_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
+# Every vmove a lab script starts keeps its data in the lab folder, never under the user's
+# $HOME: a script names its journal (`journal =` in its config or --journal), and any vmove
+# that does not finds its default journal under $LAB/xdg-data instead of ~/.local/share
+# (vmove's default journal is in $XDG_DATA_HOME; docs/config.md). lab/ci.sh checks that the
+# lab scripts leave ~/.local/share/vmove untouched.
+export XDG_DATA_HOME="$LAB/xdg-data"
+
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 

@@ -57,8 +57,11 @@ for d in $(vsh hostA list --all --name | grep '^demo-'); do
 done
 
 cfg="$LAB/demo.toml"
+# Its own journal, in the lab folder (never the user's under $HOME).
+rm -f "$LAB"/demo-journal.db*
 cat >"$cfg" <<TOML
 [defaults]
+journal = "$LAB/demo-journal.db"
 backup_threshold = "2m"
 stall_timeout = "60s"
 max_attempts = 3

@@ -59,8 +59,11 @@ for d in $(vsh hostA list --all --name | grep '^e2e-'); do
 done
 
 cfg="$LAB/e2e.toml"
+# Its own journal, in the lab folder (never the user's under $HOME).
+rm -f "$LAB"/e2e-journal.db*
 cat >"$cfg" <<TOML
 [defaults]
+journal = "$LAB/e2e-journal.db"
 backup_threshold = "40s"
 recheck_interval = "5s"
 poll_interval = "10s"

@@ -19,8 +19,11 @@ done
 for i in 1 2 3 4; do "$LAB_SCRIPTS/mkvm.sh" hostA "slot-$i" --size 64 --fill 48 >/dev/null; done
 
 cfg="$LAB/slots.toml"
+# Its own journal, in the lab folder (never the user's under $HOME).
+rm -f "$LAB"/slots-journal.db*
 cat >"$cfg" <<TOML
 [defaults]
+journal = "$LAB/slots-journal.db"
 recheck_interval = "2s"
 poll_interval = "5s"
 [hosts.hostA]

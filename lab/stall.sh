@@ -20,8 +20,11 @@ done
 sum_before="$("$LAB_SCRIPTS/checksum.sh" hostA /var/lib/libvirt/images/stall-1-0.qcow2)"
 
 cfg="$LAB/stall.toml"
+# Its own journal, in the lab folder (never the user's under $HOME).
+rm -f "$LAB"/stall-journal.db*
 cat >"$cfg" <<TOML
 [defaults]
+journal = "$LAB/stall-journal.db"
 stall_timeout = "${STALL}s"
 progress_interval = "2s"
 max_attempts = 3

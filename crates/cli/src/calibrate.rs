@@ -690,6 +690,7 @@ mod tests {
                     retry_at: None,
                     refused_by: None,
                     forgiven: false,
+                    interrupted: false,
                 },
             ),
             ev(2000, to("x", Phase::Verifying)),

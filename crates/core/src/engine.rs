@@ -274,6 +274,7 @@ impl Core {
                 r.mode,
             );
             vm.attempts = r.attempts;
+            vm.uncounted = r.uncounted.min(r.attempts);
             vm.refused = r.refused.into_iter().collect();
             vm.forgiven = r.forgiven.into_iter().collect();
             let idx = core.push_vm(vm, src);
@@ -344,6 +345,11 @@ impl Core {
     ) {
         req.attempt = self.vms[idx].attempts.max(1);
         self.vms[idx].attempts = req.attempt;
+        // vmove's own stop interrupted it: if it turns out not to have moved the VM, it does
+        // not count (an abort vmove had asked means the attempt had failed on its own first).
+        if !aborting {
+            self.vms[idx].interrupted = Some(req.attempt);
+        }
         let why = crate::model::Failure::new(
             if aborting {
                 crate::model::ErrorClass::Transient
@@ -1571,6 +1577,9 @@ pub struct Recovered {
     pub mode: MigrationMode,
     /// Attempts started so far.
     pub attempts: u32,
+    /// Of those, attempts vmove's own crash interrupted without moving the VM (`AttemptFailed`
+    /// with `interrupted`): they do not count toward `max_attempts` ([`VmMove::uncounted`]).
+    pub uncounted: u32,
     /// Destinations that refused it in this run ([`VmMove::refused`]): not tried again.
     pub refused: Vec<HostId>,
     /// Destinations whose refusal was forgiven in this run ([`VmMove::forgiven`]): not forgiven

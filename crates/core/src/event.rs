@@ -444,6 +444,12 @@ pub enum EventKind {
         /// so the VM is retried there (at most once per destination per run).
         #[serde(default)]
         forgiven: bool,
+        /// The attempt was in flight when vmove itself stopped (a crash, a kill) and did not
+        /// move the VM: it does not count toward `max_attempts`, and the next one starts at
+        /// once. A resumed run rebuilds `VmMove::uncounted` from these. Absent from journals of
+        /// older versions.
+        #[serde(default)]
+        interrupted: bool,
     },
     /// The VM was proven on its destination.
     Verified {

@@ -39,7 +39,8 @@
 //!     Aborting --> Locating: abort answered (or timed out): look at once
 //!     Locating --> Migrating: a migration job still runs (re-adopted)
 //!     Locating --> Aborting: a job still runs (after an abort refused for good: at once; refused for a passing reason: at the 2nd look; accepted or unanswered: at the ABORT_PATIENCE-th look)
-//!     Locating --> Verifying: it is on the destination
+//!     Locating --> Verifying: it is on the destination (or paused on the source by an interrupted migration while the destination runs a copy: verify proves the copy this attempt's)
+//!     Locating --> Aborting: paused on the source by an interrupted migration, no copy on the destination: roll back (resume the source copy)
 //!     Locating --> Discarding: it is on the source: remove what the attempt left on the destination
 //!     Locating --> Unmigratable: on both / on neither
 //!     Discarding --> BackingOff: transient failure, attempts left
@@ -60,7 +61,7 @@
 use crate::event::{EventKind, Phase, Reason, WaitReason};
 use crate::io::{Command, LeftoverContext};
 use crate::model::{
-    ConvergenceAid, ErrorClass, Failure, HostId, Leftover, Location, MigrationHandle,
+    Activity, ConvergenceAid, ErrorClass, Failure, HostId, Leftover, Location, MigrationHandle,
     MigrationMode, MigrationRequest, MigrationStatus, PathLayout, Progress, Verification, VmId,
 };
 use crate::policy::{self, RetryAction};
@@ -383,8 +384,17 @@ pub struct VmMove {
     pub disk_bytes: u64,
     /// Mode as last assessed.
     pub mode: MigrationMode,
-    /// Attempts started.
+    /// Attempts started (attempt numbers never repeat).
     pub attempts: u32,
+    /// Attempts that do not count toward `max_attempts`: each was in flight when vmove itself
+    /// stopped (a crash, a kill) and turned out not to have moved the VM (`AttemptFailed` with
+    /// `interrupted`). vmove's own crash is not the VM's failure.
+    pub uncounted: u32,
+    /// The attempt that was in flight when vmove stopped, set on resume
+    /// ([`crate::Core::resume`]) until that attempt ends or fails on its own (a failure this
+    /// process sees itself counts as usual). If it ends with the VM back on its source, it is
+    /// one of [`VmMove::uncounted`].
+    pub interrupted: Option<u32>,
     /// Why it waits (queued only).
     pub wait: Option<WaitReason>,
     /// Since when it is held by a backup or job.
@@ -451,6 +461,8 @@ impl VmMove {
             disk_bytes,
             mode,
             attempts: 0,
+            uncounted: 0,
+            interrupted: None,
             wait: None,
             held_since: None,
             progress: None,
@@ -466,6 +478,12 @@ impl VmMove {
     /// The phase.
     pub fn phase(&self) -> Phase {
         self.state.phase()
+    }
+
+    /// Attempts that count toward `max_attempts`: those started, less those vmove's own crash
+    /// interrupted without moving the VM ([`VmMove::uncounted`]).
+    pub fn counted_attempts(&self) -> u32 {
+        self.attempts.saturating_sub(self.uncounted)
     }
 
     /// Destinations still allowed (not refused).
@@ -631,14 +649,23 @@ impl VmMove {
             }
             None => {}
         }
+        // The attempt vmove's own crash interrupted, back on its source with nothing moved:
+        // not the VM's failure. It does not count, and the next attempt starts at once.
+        let interrupted = self.interrupted.take() == Some(self.attempts) && refused_by.is_none();
+        if interrupted {
+            self.uncounted += 1;
+        }
+        let counted = self.counted_attempts();
         let other_left = self.open_destinations().next().is_some();
         let action = match ctx.stopping {
             Some(_) => None,
-            None if forgiven => Some(policy::after_cleared_refusal(ctx.settings, self.attempts)),
+            None if forgiven || interrupted => {
+                Some(policy::after_cleared_refusal(ctx.settings, counted))
+            }
             None => Some(policy::on_failure(
                 ctx.settings,
                 why.class,
-                self.attempts,
+                counted,
                 self.key,
                 other_left,
             )),
@@ -655,6 +682,7 @@ impl VmMove {
             },
             refused_by,
             forgiven,
+            interrupted,
         });
         match action {
             None => {
@@ -672,7 +700,7 @@ impl VmMove {
             }
             Some(RetryAction::Exhausted) => {
                 let reason = Reason::AttemptsExhausted {
-                    attempts: self.attempts,
+                    attempts: counted,
                     last_error: why.message,
                 };
                 self.finish(ctx.now, MoveState::Unmigratable { reason }, out);
@@ -797,6 +825,72 @@ impl VmMove {
         }
     }
 
+    /// `Locating` found the VM paused on its source by a migration whose driving client went
+    /// away between the migration's steps ([`Activity::MigrationInterrupted`]; libvirt: after
+    /// Perform, before Confirm: vmove killed while it drove a non-p2p migration). Neither copy
+    /// runs; only one of them may ever run again. What the migration's last step would have
+    /// done is done, by explicit, journaled commands:
+    /// - the destination runs a copy (libvirt: Finish ran): verify. The driver proves the copy
+    ///   is this attempt's (libvirt: the provenance record in its definition names this run and
+    ///   attempt) and only then counts the paused source copy as stopped; the clean-up after
+    ///   success then stops and removes that copy (what Confirm does). Not proven: nothing is
+    ///   touched (`NotVerified` after `VERIFY_RETRIES`);
+    /// - a copy is still arriving there (paused, incoming: libvirt destroys it when the
+    ///   client's connection closes): look again, `recheck_interval` apart, at most
+    ///   `OBSERVE_RETRIES` times, then left for a person;
+    /// - no copy there: roll back (what Confirm does on failure: resume the source copy) by an
+    ///   abort, at most `ABORT_RETRIES` asks; then the attempt settles as failed, as usual.
+    #[allow(clippy::too_many_arguments)]
+    fn settle_interrupted(
+        &mut self,
+        ctx: Ctx<'_>,
+        req: MigrationRequest,
+        why: Failure,
+        tries: u32,
+        abort_rounds: u32,
+        loc: Location,
+        out: &mut Output,
+    ) {
+        let dst_copy = loc.on_destination.as_ref().filter(|v| v.power.is_live());
+        match (dst_copy, loc.running_migration) {
+            (Some(v), _) if !v.activity.is_migration() => self.verify(req, 0, out),
+            (Some(_), _) if tries + 1 < OBSERVE_RETRIES => {
+                let state = MoveState::Locating {
+                    req,
+                    why,
+                    tries: tries + 1,
+                    abort_rounds,
+                    abort_wait: None,
+                };
+                self.relocate_later(ctx, state);
+            }
+            (None, Some(handle)) if abort_rounds < ABORT_RETRIES => {
+                self.abort(ctx, req, handle, why, abort_rounds, out)
+            }
+            (dst, _) => {
+                let what = if dst.is_some() {
+                    format!(
+                        "a copy kept arriving on {} for {OBSERVE_RETRIES} looks",
+                        req.destination
+                    )
+                } else {
+                    format!("{abort_rounds} aborts did not roll it back")
+                };
+                self.left_unchecked(
+                    &req,
+                    "its source copy was paused by an interrupted migration, so nothing was removed"
+                        .into(),
+                    out,
+                );
+                let reason = Reason::Permanent(format!(
+                    "paused on {} by an interrupted migration, and {what}; left for a person",
+                    req.source
+                ));
+                self.finish(ctx.now, MoveState::Unmigratable { reason }, out);
+            }
+        }
+    }
+
     /// Removes the next of a failed attempt's leftovers on the destination, or, when none is
     /// left, settles the attempt ([`VmMove::discarded`]).
     fn discard_next(
@@ -824,6 +918,10 @@ impl VmMove {
         // AttemptFailed is announced once the hosts were looked at and what follows (retry
         // when, or give up) is known; the failure itself is said now (the look can take a
         // minute when a host does not answer).
+        // A failure this process saw itself: the attempt failed on its own, and counts.
+        if self.interrupted == Some(req.attempt) {
+            self.interrupted = None;
+        }
         self.last_error = Some(why.message.clone());
         out.events.push(EventKind::MigrationFailed {
             vm: self.id.clone(),
@@ -1418,7 +1516,14 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                 let dst_arrived = loc.on_destination.as_ref().is_some_and(|v| {
                     !v.activity.is_migration() && if live { v.power.is_live() } else { true }
                 });
-                if let Some(handle) = loc.running_migration {
+                let src_interrupted = loc
+                    .on_source
+                    .as_ref()
+                    .is_some_and(|v| v.activity == Activity::MigrationInterrupted);
+                if src_interrupted && live {
+                    // Before the job branch: an interrupted migration has no job to re-adopt.
+                    vm.settle_interrupted(ctx, req, why, tries, abort_rounds, loc, &mut out);
+                } else if let Some(handle) = loc.running_migration {
                     let we_gave_up = abort_rounds > 0 || ctx.abort_running;
                     if !we_gave_up && why.class == ErrorClass::Indeterminate {
                         // The start did happen: re-adopt the migration.

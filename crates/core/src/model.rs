@@ -118,12 +118,24 @@ pub enum Activity {
     BackingUp,
     /// Another job (block copy, commit, snapshot, export...) holds it; the words say which.
     OtherJob(String),
+    /// Paused on a migration's SOURCE by a migration whose driving client went away before the
+    /// migration's last step (libvirt: `paused (migrating)` with no migration job left, the
+    /// state its source is in after Perform until Confirm; see docs/drivers/libvirt.md,
+    /// "Recovery after a killed client"). Nothing is copied any more: the hypervisor waits for
+    /// someone to finish the migration (stop this copy: the destination's copy runs) or to roll
+    /// it back (resume this copy: no copy runs on the destination). The engine does one or
+    /// the other only for its own attempt, after looking at both hosts (`Locating`). Counts as a
+    /// migration ([`Activity::is_migration`]): anyone else's is waited for, never touched.
+    MigrationInterrupted,
 }
 
 impl Activity {
     /// Whether this activity is a migration (which occupies a slot on the host).
     pub fn is_migration(&self) -> bool {
-        matches!(self, Activity::MigratingOut | Activity::MigratingIn)
+        matches!(
+            self,
+            Activity::MigratingOut | Activity::MigratingIn | Activity::MigrationInterrupted
+        )
     }
 }
 
@@ -342,7 +354,9 @@ pub struct Location {
     pub on_source: Option<VmInfo>,
     /// The VM as seen on the destination, if it is defined there.
     pub on_destination: Option<VmInfo>,
-    /// A migration job of this VM still running, with its handle.
+    /// A migration of this VM that is not over, with a handle the engine can poll or abort:
+    /// its job still runs, or (the source shows [`Activity::MigrationInterrupted`]) it was left
+    /// between its steps by a client that went away; aborting that one rolls it back.
     pub running_migration: Option<MigrationHandle>,
 }
 

@@ -38,6 +38,7 @@ fn recover(core: &Core, spec: &RunSpec) -> Vec<Recovered> {
                 disk_bytes: v.disk_bytes,
                 mode: v.mode,
                 attempts: v.attempts,
+                uncounted: 0,
                 refused: Vec::new(),
                 forgiven: Vec::new(),
                 state,

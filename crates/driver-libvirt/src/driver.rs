@@ -491,6 +491,8 @@ impl Inner {
         let provenance = Provenance {
             source_host: req.source.0.clone(),
             source_name: desc.name.clone(),
+            run_id: req.run_id.clone(),
+            attempt: req.attempt,
             files,
             logs,
             sizes: expect.clone(),
@@ -762,6 +764,54 @@ fn source_superseded(
     unchanged_since_copy(prov, &files_now, |f| host::file_facts(sconn, f))
 }
 
+/// Whether the destination runs the copy THIS attempt made (`Ok(Ok(()))`), or why not: its
+/// domain of the VM's UUID runs (not paused), is persistent, and carries vmove's provenance
+/// record naming this source host, this run and this attempt. The proof that lets a source copy
+/// left paused by an interrupted migration (see [`host::interrupted_migration`]) be stopped as
+/// Confirm would: the destination ran Finish of this very migration.
+fn runs_this_attempts_copy(
+    dconn: &Connect,
+    req: &MigrationRequest,
+) -> DriverResult<Result<(), String>> {
+    let Some(d) = find_domain(dconn, &req.vm)? else {
+        return Ok(Err(format!(
+            "VM {} is not on {}",
+            req.vm_name, req.destination
+        )));
+    };
+    let (state, _) = ffi::state(&d).map_err(read_err("cannot read the VM's state"))?;
+    if state as u32 != sys::VIR_DOMAIN_RUNNING {
+        return Ok(Err(format!(
+            "VM {} does not run on {}",
+            req.vm_name, req.destination
+        )));
+    }
+    if !d.is_persistent().unwrap_or(false) {
+        return Ok(Err(format!(
+            "VM {} is not persistent on {} (the migration's Finish did not complete)",
+            req.vm_name, req.destination
+        )));
+    }
+    let (_, desc) = describe(&d, 0)?;
+    Ok(match desc.provenance {
+        Some(p)
+            if p.source_host == req.source.0
+                && p.run_id == req.run_id
+                && p.attempt == req.attempt =>
+        {
+            Ok(())
+        }
+        Some(p) => Err(format!(
+            "the copy on {} was made from {} by run {:?} attempt {}, not by this attempt (run {:?} attempt {})",
+            req.destination, p.source_host, p.run_id, p.attempt, req.run_id, req.attempt
+        )),
+        None => Err(format!(
+            "the copy on {} carries no provenance record of vmove",
+            req.destination
+        )),
+    })
+}
+
 #[async_trait]
 impl Driver for LibvirtDriver {
     fn kind(&self) -> &'static str {
@@ -988,23 +1038,25 @@ impl Driver for LibvirtDriver {
             }
         }
         let src = self.host(&req.source)?;
-        let vm = req.vm.clone();
+        let dst = self.host(&req.destination)?;
+        let req2 = req.clone();
         blocking(Phase::Change, move || {
             let conn = src.conn()?;
+            let vm = &req2.vm;
             // Our migration thread may not have reached libvirt yet: until it ends or its job
             // is aborted, keep trying (it checks `cancel` before it calls libvirt, too).
             for _ in 0..100 {
-                let Some(dom) = find_domain(&conn, &vm)? else {
+                let Some(dom) = find_domain(&conn, vm)? else {
                     return Ok(());
                 };
                 match ffi::abort_job(&dom) {
-                    Ok(()) => return wait_job_end(&conn, &vm, rec.as_deref()),
+                    Ok(()) => return wait_job_end(&conn, vm, rec.as_deref()),
                     // No job: it has not started or has already ended.
                     Err(e) if e.code().to_raw() as i32 == code::OPERATION_INVALID => match &rec {
                         Some(r) if r.outcome().is_none() => {
                             std::thread::sleep(std::time::Duration::from_millis(100))
                         }
-                        _ => return Ok(()),
+                        _ => return roll_back_interrupted(&dom, &dst, &req2),
                     },
                     Err(e) => {
                         return Err(from_virt(&e, "cannot abort the migration", Phase::Change));
@@ -1089,9 +1141,14 @@ impl Driver for LibvirtDriver {
                 Some(d) => Some(host::vm_info(&dconn, &d)?),
                 None => None,
             };
-            let migrating = on_source
-                .as_ref()
-                .is_some_and(|v| v.activity == Activity::MigratingOut);
+            // A migration that is not over: its job runs, or it was left between Perform and
+            // Confirm by a client that went away (its abort rolls it back).
+            let migrating = on_source.as_ref().is_some_and(|v| {
+                matches!(
+                    v.activity,
+                    Activity::MigratingOut | Activity::MigrationInterrupted
+                )
+            });
             let running_migration = match (migrating, ours) {
                 (true, Some(h)) => Some(MigrationHandle(h)),
                 (true, None) => Some(MigrationHandle(format!("adopted:{vm}"))),
@@ -1177,12 +1234,24 @@ impl Driver for LibvirtDriver {
             let sdom = find_domain(&sconn, &vm)?;
             let stopped_on_source = match &sdom {
                 None => true,
-                Some(d) => {
-                    let a = d.is_active().unwrap_or(true);
-                    if a {
-                        detail.push("still running on the source".to_owned());
+                Some(d) if !d.is_active().unwrap_or(true) => true,
+                // Paused by a migration its client left between Finish and Confirm: the
+                // source copy does not run, and the destination runs this attempt's copy. The
+                // clean-up stops and removes it, as Confirm would have.
+                Some(d) if mode == MigrationMode::Live && host::interrupted_migration(d)? => {
+                    match runs_this_attempts_copy(&dconn, &req)? {
+                        Ok(()) => true,
+                        Err(why) => {
+                            detail.push(format!(
+                                "paused on the source by an interrupted migration, and {why}"
+                            ));
+                            false
+                        }
                     }
-                    !a
+                }
+                Some(_) => {
+                    detail.push("still running on the source".to_owned());
+                    false
                 }
             };
             // Offline, still defined (shut off) on the source: vmove stopped between the
@@ -1267,6 +1336,37 @@ impl Driver for LibvirtDriver {
     }
 }
 
+/// The abort of a migration with no job left: if the source copy waits "paused (migrating)"
+/// for a migration its client left after Perform ([`host::interrupted_migration`]), roll it
+/// back as the migration's Confirm does on failure (`qemuMigrationSrcConfirmPhase` with
+/// `cancelled`: the source's CPUs are resumed), but only once the destination has no copy of
+/// the VM that runs or is arriving (re-checked here; else `Permanent`, nothing changed). A pause
+/// its owner asked for (reason `user`) or any other state is left as it is.
+fn roll_back_interrupted(dom: &Domain, dst: &Host, req: &MigrationRequest) -> DriverResult<()> {
+    if !host::interrupted_migration(dom)? {
+        return Ok(());
+    }
+    let dconn = dst.conn()?;
+    if let Some(d) = find_domain(&dconn, &req.vm)?
+        && d.is_active().unwrap_or(true)
+    {
+        return Err(DriverError::permanent(format!(
+            "VM {} has a running or arriving copy on {}: its paused copy on {} is not resumed",
+            req.vm_name, req.destination, req.source
+        )));
+    }
+    tracing::info!(vm = %req.vm_name, host = %req.source, "resuming the source copy an interrupted migration left paused");
+    dom.resume()
+        .map_err(|e| {
+            from_virt(
+                &e,
+                "cannot resume the VM's paused source copy",
+                Phase::Change,
+            )
+        })
+        .map(|_| ())
+}
+
 /// After an abort was accepted: waits (up to 30 s) until the migration has really ended (our
 /// migration call returned, or the source shows no migration job), so that afterwards the VM
 /// runs on the source only. A migration whose peer hangs can take a while to unwind.
@@ -1310,9 +1410,16 @@ fn leftovers_sync(
             let mut pools = host::Pools::default();
             let in_use = match find_domain(&sconn, &req.vm)? {
                 Some(sdom) => {
-                    if sdom.is_active().unwrap_or(true) {
+                    if sdom.is_active().unwrap_or(true)
+                        && !(req.mode == MigrationMode::Live
+                            && host::interrupted_migration(&sdom)?
+                            && runs_this_attempts_copy(&dconn, req)?.is_ok())
+                    {
                         return Ok(out); // Running on the source: nothing there is a leftover.
                     }
+                    // (Or paused there by this attempt's interrupted migration, whose copy runs
+                    // on the destination: the definition, listed first, is stopped and removed
+                    // as Confirm would have.)
                     if req.mode == MigrationMode::Offline
                         && let Err(why) = source_superseded(&sconn, &sdom, Some(&prov), req)?
                     {
@@ -1462,14 +1569,33 @@ fn remove_sync(
         )));
     };
     let conn = h.conn()?;
-    // The VM must not run on the host we clean.
+    // The VM must not run on the host we clean; the one exception is the source copy this
+    // attempt's migration left paused between Finish and Confirm, once the destination runs
+    // this attempt's copy: its definition is stopped, then removed (what Confirm does).
     if let Some(d) = find_domain(&conn, &req.vm)?
         && d.is_active().unwrap_or(true)
     {
-        return Err(DriverError::permanent(format!(
-            "VM {} runs on {}: its files are not leftovers",
-            req.vm_name, lo.host
-        )));
+        let confirmable = context == LeftoverContext::AfterSuccess
+            && lo.host == req.source
+            && lo.kind == LeftoverKind::Definition
+            && req.mode == MigrationMode::Live
+            && host::interrupted_migration(&d)?;
+        if !confirmable {
+            return Err(DriverError::permanent(format!(
+                "VM {} runs on {}: its files are not leftovers",
+                req.vm_name, lo.host
+            )));
+        }
+        let dconn = dst.conn()?;
+        if let Err(why) = runs_this_attempts_copy(&dconn, req)? {
+            return Err(DriverError::permanent(format!(
+                "VM {} is paused on {} by an interrupted migration, and {why}: not stopping it",
+                req.vm_name, lo.host
+            )));
+        }
+        tracing::info!(vm = %req.vm_name, host = %lo.host, "stopping the source copy an interrupted migration left paused (its destination copy runs)");
+        d.destroy()
+            .map_err(|e| from_virt(&e, "cannot stop the VM's paused source copy", Phase::Change))?;
     }
     match context {
         LeftoverContext::AfterSuccess if lo.host != req.source => {

@@ -495,6 +495,36 @@ pub fn power_of(state: i32, reason: i32) -> (PowerState, Option<Activity>, Healt
     }
 }
 
+/// Whether a domain state is "paused (migrating)": `VIR_DOMAIN_PAUSED` with reason
+/// `VIR_DOMAIN_PAUSED_MIGRATION`. A pause its owner asked for (reason `user`) is not.
+pub fn paused_by_migration(state: i32, reason: i32) -> bool {
+    state as u32 == sys::VIR_DOMAIN_PAUSED && reason as u32 == sys::VIR_DOMAIN_PAUSED_MIGRATION
+}
+
+/// Whether the domain waits, paused on a migration's source, for the end of a migration that
+/// nobody drives any more: "paused (migrating)" and no job at all.
+///
+/// libvirt's QEMU driver pauses the source at the switchover (the end of Perform) with reason
+/// "migration". When the connection that drives a non-p2p migration closes after Perform and
+/// before Confirm (the client was killed), the source's close callback
+/// (`qemuMigrationAnyConnectionClosed`, src/qemu/qemu_migration.c, phase `perform3_done`:
+/// "Migration of domain %s finished but we don't know if the domain was successfully
+/// started on destination or not") ends the migration job and leaves the domain paused, "to
+/// let higher levels decide". During a live migration the source has a job (operation
+/// "outgoing migration"), the destination's incoming domain answers job queries with code 84,
+/// so neither looks like this.
+pub fn interrupted_migration(dom: &Domain) -> DriverResult<bool> {
+    let (state, reason) = ffi::state(dom).map_err(read_err("cannot read the VM's state"))?;
+    if !paused_by_migration(state, reason) {
+        return Ok(false);
+    }
+    match ffi::job_stats(dom) {
+        Ok(job) => Ok(job.is_none()),
+        Err(e) if code_of(&e) == 84 || e.message().contains("only on the source") => Ok(false),
+        Err(e) => Err(read_err("cannot read the VM's job")(e)),
+    }
+}
+
 /// What the job with this libvirt operation number means for us.
 pub fn activity_of_operation(op: Option<i32>) -> Activity {
     match op {
@@ -535,6 +565,11 @@ pub fn vm_info(conn: &Connect, dom: &Domain) -> DriverResult<VmInfo> {
     if active {
         match ffi::job_stats(dom) {
             Ok(Some(job)) => activity = activity_of_operation(job.operation),
+            Ok(None) if paused_by_migration(state, reason) => {
+                // No job, yet paused by a migration: one whose client went away after Perform
+                // (see `interrupted_migration`).
+                activity = Activity::MigrationInterrupted;
+            }
             Ok(None) => {}
             // The destination of an incoming migration answers "migration statistics are
             // available only on the source host" (84, operation unsupported).
@@ -702,4 +737,38 @@ pub fn pool_path(conn: &Connect, pool: &str) -> DriverResult<(StoragePool, Strin
             DriverError::destination_refused(format!("storage pool '{pool}' has no target path"))
         })?;
     Ok((p, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only "paused (migrating)" marks a migration's pause: a pause its owner asked for, an I/O
+    /// error's, a snapshot's or an incoming start's never makes vmove resume or stop a VM.
+    #[test]
+    fn only_a_pause_caused_by_a_migration_reads_as_one() {
+        let paused = sys::VIR_DOMAIN_PAUSED as i32;
+        assert!(paused_by_migration(
+            paused,
+            sys::VIR_DOMAIN_PAUSED_MIGRATION as i32
+        ));
+        for reason in [
+            sys::VIR_DOMAIN_PAUSED_USER,
+            sys::VIR_DOMAIN_PAUSED_IOERROR,
+            sys::VIR_DOMAIN_PAUSED_SNAPSHOT,
+            sys::VIR_DOMAIN_PAUSED_STARTING_UP,
+            sys::VIR_DOMAIN_PAUSED_POSTCOPY,
+            sys::VIR_DOMAIN_PAUSED_UNKNOWN,
+        ] {
+            assert!(
+                !paused_by_migration(paused, reason as i32),
+                "reason {reason}"
+            );
+        }
+        // Running after a migration (reason 2, the same number) is not a pause.
+        assert!(!paused_by_migration(
+            sys::VIR_DOMAIN_RUNNING as i32,
+            sys::VIR_DOMAIN_RUNNING_MIGRATED as i32
+        ));
+    }
 }

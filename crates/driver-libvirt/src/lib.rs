@@ -22,6 +22,8 @@ mod config;
 mod driver;
 pub mod error;
 mod ffi;
+#[cfg(test)]
+mod fuzz;
 mod host;
 mod provenance;
 pub mod xml;

@@ -67,6 +67,12 @@ pub struct Provenance {
     pub source_host: String,
     /// The domain's name on the source.
     pub source_name: String,
+    /// The run that made this copy (empty in records of older versions).
+    pub run_id: String,
+    /// The attempt of that run that made this copy (0 in records of older versions). With
+    /// `run_id` it proves, after a crash between a migration's Finish and Confirm, that the
+    /// copy running on the destination is the one this attempt made.
+    pub attempt: u32,
     /// Every disk file of every chain on the source.
     pub files: Vec<String>,
     /// Log files on the source.
@@ -201,6 +207,11 @@ pub fn parse_domain(xml: &str) -> Result<DomainDesc, XmlError> {
             let mut out = Provenance {
                 source_host: p.attribute("source-host").unwrap_or("").to_owned(),
                 source_name: p.attribute("source-name").unwrap_or("").to_owned(),
+                run_id: p.attribute("run").unwrap_or("").to_owned(),
+                attempt: p
+                    .attribute("attempt")
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or(0),
                 ..Provenance::default()
             };
             for c in p.children().filter(|c| c.is_element()) {
@@ -257,9 +268,11 @@ pub fn escape(s: &str) -> String {
 
 fn provenance_xml(p: &Provenance) -> String {
     let mut s = format!(
-        "<vmove:moved xmlns:vmove='{VMOVE_NS}' source-host='{}' source-name='{}'>",
+        "<vmove:moved xmlns:vmove='{VMOVE_NS}' source-host='{}' source-name='{}' run='{}' attempt='{}'>",
         escape(&p.source_host),
-        escape(&p.source_name)
+        escape(&p.source_name),
+        escape(&p.run_id),
+        p.attempt
     );
     for f in &p.files {
         s.push_str(&format!("<vmove:file path='{}'/>", escape(f)));
@@ -555,6 +568,8 @@ mod tests {
         let p = Provenance {
             source_host: "hostA".into(),
             source_name: "vm1".into(),
+            run_id: "run-7".into(),
+            attempt: 2,
             files: vec!["/a/vm1-0.qcow2".into(), "/a/vm1-0-base.qcow2".into()],
             logs: vec!["/var/log/libvirt/qemu/vm1.log".into()],
             sizes: vec![("/b/vm1-0.qcow2".into(), 67108864)],

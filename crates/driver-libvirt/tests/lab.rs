@@ -1267,3 +1267,128 @@ async fn an_offline_copy_whose_source_changes_meanwhile_is_not_defined_on_the_de
     );
     lab.cleanup(&name);
 }
+
+/// Starts a non-p2p `virsh migrate` of `name` (the client drives Begin..Confirm, as vmove does
+/// by default) and kills it (SIGKILL) as soon as the source shows the VM paused: the
+/// switchover, between Perform and Confirm. Returns the source's and the destination's
+/// `domstate --reason` a moment after the kill ("absent" when not defined), or None when the
+/// window was missed (the migration ended first).
+fn kill_client_at_the_switchover(name: &str) -> Option<(String, String)> {
+    let mut child = Command::new("virsh")
+        .args([
+            "-q",
+            "-c",
+            &uri(a()),
+            "migrate",
+            "--live",
+            "--copy-storage-all",
+        ])
+        .args(["--persistent", "--undefinesource", name, &uri(b())])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut hit = false;
+    for _ in 0..6000 {
+        if virsh(a(), &["domstate", name]).is_ok_and(|s| s.starts_with("paused")) {
+            hit = true;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // The hosts run their close callbacks for the client's connections.
+    std::thread::sleep(Duration::from_secs(2));
+    let state = |h: &str| virsh(h, &["domstate", "--reason", name]).unwrap_or("absent".into());
+    let (s, d) = (state(a()), state(b()));
+    (hit && s.starts_with("paused (migrating)")).then_some((s, d))
+}
+
+/// What libvirt leaves when the client of a non-p2p migration dies at the switchover, and
+/// what the driver makes of it: the source "paused (migrating)" with no job reads as
+/// `MigrationInterrupted` with a handle. With no copy on the destination, the abort resumes
+/// it (Confirm's failure path). With a running copy there that is not this attempt's (virsh
+/// made it: no vmove provenance), verify is no proof, nothing of the source is listed, and a
+/// removal of its definition is refused: the paused copy stays as it is. Before: read as
+/// `MigratingIn` (someone else's migration), and its abort did nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_whose_client_died_at_the_switchover_is_rolled_back_or_left_alone() {
+    if !lab_enabled("a_migration_whose_client_died_at_the_switchover_is_rolled_back_or_left_alone")
+    {
+        return;
+    }
+    let lab = Lab::new();
+    let mut seen = Vec::new();
+    for round in 0..4 {
+        let (vm, name) = lab.mkvm(
+            &format!("killed{round}"),
+            &["--size", "256", "--fill", "160"],
+        );
+        let req = lab.request(&vm, &name, MigrationMode::Live);
+        let Some((s, d)) = kill_client_at_the_switchover(&name) else {
+            lab.cleanup(&name);
+            continue;
+        };
+        let loc = lab.driver.locate(&req).await.unwrap();
+        let src = loc.on_source.clone().unwrap();
+        assert_eq!(src.activity, Activity::MigrationInterrupted, "{s} / {d}");
+        let handle = loc
+            .running_migration
+            .clone()
+            .expect("a handle to roll it back");
+        if d.starts_with("running") {
+            let v = lab.driver.verify(&req).await.unwrap();
+            assert!(!v.is_proof(), "{v:?}");
+            assert!(v.detail.contains("interrupted migration"), "{}", v.detail);
+            let left = lab.left(&req, LeftoverContext::AfterSuccess).await;
+            assert!(left.is_empty(), "{left:?}");
+            let def = Leftover {
+                host: HostId::new(a()),
+                kind: LeftoverKind::Definition,
+                what: name.clone(),
+            };
+            let r = lab
+                .driver
+                .remove_leftover(&req, &def, LeftoverContext::AfterSuccess)
+                .await;
+            assert!(r.is_err(), "{r:?}");
+            // Nor is it resumed: a copy runs on the destination.
+            assert!(lab.driver.abort_migration(&req, &handle).await.is_err());
+            assert!(
+                virsh(a(), &["domstate", "--reason", &name])
+                    .unwrap()
+                    .starts_with("paused (migrating)")
+            );
+            seen.push("paused with a running copy: left alone");
+        } else {
+            lab.driver.abort_migration(&req, &handle).await.unwrap();
+            let now = virsh(a(), &["domstate", "--reason", &name]).unwrap();
+            assert!(now.starts_with("running"), "{now}");
+            seen.push("paused with no copy: resumed");
+        }
+        lab.cleanup(&name);
+    }
+    assert!(!seen.is_empty(), "the switchover was never hit in 4 rounds");
+    eprintln!("seen: {seen:?}");
+
+    // A VM its owner paused is never resumed by an abort.
+    let (vm, name) = lab.mkvm("ownerpaused", &[]);
+    virsh(a(), &["suspend", &name]).unwrap();
+    let req = lab.request(&vm, &name, MigrationMode::Live);
+    let loc = lab.driver.locate(&req).await.unwrap();
+    assert_eq!(loc.on_source.unwrap().activity, Activity::Idle);
+    assert!(loc.running_migration.is_none());
+    lab.driver
+        .abort_migration(&req, &MigrationHandle(format!("adopted:{vm}")))
+        .await
+        .unwrap();
+    assert_eq!(
+        virsh(a(), &["domstate", "--reason", &name]).unwrap(),
+        "paused (user)"
+    );
+    lab.cleanup(&name);
+}

@@ -150,7 +150,11 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     }
 
     /// Asks the hypervisor to abort the migration. Afterwards the VM runs on the source only.
-    /// Aborting a migration that already ended is not an error.
+    /// Aborting a migration that already ended is not an error. For a migration left between
+    /// its steps ([`Activity::MigrationInterrupted`] on the source), the abort is its roll-back:
+    /// the source copy resumes, and only after the driver re-checked that no copy of the VM
+    /// runs or arrives on the destination (else an error, nothing changed); a VM paused for any
+    /// other reason (its owner's) stays as it is.
     async fn abort_migration(
         &self,
         req: &MigrationRequest,
@@ -168,12 +172,17 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
         Ok(false)
     }
 
-    /// Where the VM is now: on the source, on the destination, and any migration job of it still
-    /// running (with a handle the engine can poll or abort). Read-only.
+    /// Where the VM is now: on the source, on the destination, and any migration of it that is
+    /// not over (its job runs, or it was left between its steps: the source then shows
+    /// [`Activity::MigrationInterrupted`]), with a handle the engine can poll or abort. Read-only.
     async fn locate(&self, req: &MigrationRequest) -> DriverResult<Location>;
 
     /// Proves the move: running (live) or defined (offline) on the destination, every disk present
-    /// there at its expected size, and not running on the source. Read-only.
+    /// there at its expected size, and not running on the source. A source copy paused by an
+    /// interrupted migration ([`Activity::MigrationInterrupted`]) counts as not running only when
+    /// the driver proves the destination runs the copy THIS attempt made; the after-success
+    /// clean-up then lists it (a definition) and `remove_leftover` stops it before removing it.
+    /// Read-only.
     async fn verify(&self, req: &MigrationRequest) -> DriverResult<Verification>;
 
     /// Lists leftovers. `AfterSuccess`: what the moved VM left on the SOURCE (disk images of its

@@ -31,6 +31,9 @@ pub struct VmResume {
     pub reason: Option<Reason>,
     /// Attempts whose failure was settled (an `AttemptFailed` event: the hosts were looked at).
     pub failed_attempts: Vec<u32>,
+    /// Attempts vmove's own crash interrupted without moving the VM (`AttemptFailed` with
+    /// `interrupted`): they do not count toward `max_attempts`.
+    pub uncounted: Vec<u32>,
     /// When the last settled failure said the next attempt may start (its backoff), if it did.
     pub retry_at: Option<Time>,
     /// Destinations that refused it in this run (`AttemptFailed` with `refused_by`, not
@@ -74,6 +77,7 @@ impl VmResume {
             moved_to: None,
             reason: None,
             failed_attempts: Vec::new(),
+            uncounted: Vec::new(),
             retry_at: None,
             refused: Vec::new(),
             forgiven: Vec::new(),
@@ -191,9 +195,13 @@ fn rebuild_ordered(record: &RunRecord) -> (BTreeMap<VmId, VmResume>, Vec<VmId>) 
                         retry_at,
                         refused_by,
                         forgiven,
+                        interrupted,
                         ..
                     } if !v.failed_attempts.contains(attempt) => {
                         v.failed_attempts.push(*attempt);
+                        if *interrupted {
+                            v.uncounted.push(*attempt);
+                        }
                         v.retry_at = *retry_at;
                         if let Some(d) = refused_by {
                             let set = if *forgiven {
@@ -335,6 +343,7 @@ impl VmResume {
                 .map(|r| r.mode)
                 .unwrap_or(self.mode),
             attempts: self.attempt,
+            uncounted: u32::try_from(self.uncounted.len()).unwrap_or(u32::MAX),
             refused: self.refused.clone(),
             forgiven: self.forgiven.clone(),
             state,

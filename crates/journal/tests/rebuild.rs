@@ -295,3 +295,63 @@ fn recovered_remembers_an_abort_asked_for_the_attempt_after_the_phase_moved_on()
     assert_eq!(rebuild(&rec)[&vm].phase, Phase::Locating);
     assert_eq!(state_of(&rec, "u-0"), (RecoveredState::Aborting(req), 1));
 }
+
+/// Attempts vmove's own crashes interrupted (`AttemptFailed` with `interrupted`) survive the
+/// next crash: resume hands the core their count, so that they never use up `max_attempts`
+/// (three crashes in a row used to make a VM "unmigratable: failed 3 attempts"). A failure of
+/// the VM's own (`interrupted` false, or absent in older journals) is not among them.
+#[test]
+fn attempts_interrupted_by_a_crash_are_rebuilt_as_uncounted() {
+    use vmove_core::{ErrorClass, EventKind, MigrationMode};
+    let (_d, path) = temp_path();
+    let clock = clock();
+    let mut j = open_as(&path, &clock, other(1));
+    j.create_run(&new_run("r1", Selection::All)).unwrap();
+    let vm = VmId::new("u-0");
+    let failed = |attempt: u32, interrupted: bool| {
+        ev(
+            10 + u64::from(attempt),
+            EventKind::AttemptFailed {
+                vm: vm.clone(),
+                attempt,
+                class: if interrupted {
+                    ErrorClass::Indeterminate
+                } else {
+                    ErrorClass::Transient
+                },
+                error: "x".into(),
+                retry_at: None,
+                refused_by: None,
+                forgiven: false,
+                interrupted,
+            },
+        )
+    };
+    let steps = vec![
+        ev(
+            1,
+            EventKind::Selected {
+                vm: vm.clone(),
+                name: "web0".into(),
+                source: "a".into(),
+                mode: MigrationMode::Live,
+                memory_bytes: 1 << 30,
+                disk_bytes: 10 << 30,
+            },
+        ),
+        Step::Intent(Command::StartMigration(request(&vm, "web0", 1, "r1"))),
+        failed(1, true),
+        Step::Intent(Command::StartMigration(request(&vm, "web0", 2, "r1"))),
+        failed(2, false),
+        Step::Intent(Command::StartMigration(request(&vm, "web0", 3, "r1"))),
+        failed(3, true),
+        Step::Intent(Command::StartMigration(request(&vm, "web0", 4, "r1"))),
+    ];
+    write_steps(&mut j, "r1", &steps, &mut Vec::new());
+    let rec = j.load_run("r1").unwrap();
+    assert_eq!(rebuild(&rec)[&vm].uncounted, vec![1, 3]);
+    let r = recovered(&rec);
+    assert_eq!(r.len(), 1);
+    assert_eq!((r[0].attempts, r[0].uncounted), (4, 2));
+    assert!(matches!(r[0].state, RecoveredState::InFlight(ref q) if q.attempt == 4));
+}

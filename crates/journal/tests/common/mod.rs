@@ -173,6 +173,7 @@ pub fn script(run: &str, vm_prefix: &str, n: usize) -> Vec<Step> {
                     retry_at: Some(Time(t + 20)),
                     refused_by: None,
                     forgiven: false,
+                    interrupted: false,
                 },
             ));
             s.push(transition(t + 1, &vm, Phase::Starting, Phase::BackingOff));
