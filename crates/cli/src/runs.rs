@@ -5,7 +5,8 @@ use crate::args::Common;
 use crate::config;
 use crate::output::Record;
 use crate::settings::Effective;
-use anyhow::{Context, Result, anyhow};
+use crate::stdio;
+use anyhow::{Context, Result, anyhow, bail};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,6 +50,32 @@ pub fn open(eff: &Effective) -> Result<Journal> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the journal's folder `{}`", dir.display()))?;
+    }
+    Journal::open_with(
+        &path,
+        Options {
+            lease_ttl: eff.journal_lease,
+            ..Options::default()
+        },
+    )
+    .with_context(|| format!("cannot open the journal `{}`", path.display()))
+}
+
+/// Opens a journal that must already exist (`status`, `history`, `report`, `abort`, `resume`):
+/// a mistyped `--journal` is an error naming the path, and creates no folder and no database.
+pub fn open_existing(eff: &Effective) -> Result<Journal> {
+    let path = journal_path(eff)?;
+    if path.is_dir() {
+        bail!(
+            "the journal `{}` is a folder, not a journal file",
+            path.display()
+        );
+    }
+    if !path.is_file() {
+        bail!(
+            "no journal at `{}`: no run was journaled there (check --journal, VMOVE_JOURNAL or `journal` in [defaults])",
+            path.display()
+        );
     }
     Journal::open_with(
         &path,
@@ -129,7 +156,10 @@ fn newest(j: &Journal, only_running: bool) -> Result<String> {
 
 /// `vmove resume [RUN]`.
 pub async fn resume(run: Option<String>, eff: &Effective, common: &Common) -> Result<u8> {
-    let mut j = open(eff)?;
+    if let Some(path) = &common.report {
+        crate::output::check_writable(path)?;
+    }
+    let mut j = open_existing(eff)?;
     let run = match run {
         Some(r) => r,
         None => newest(&j, true)?,
@@ -155,7 +185,7 @@ pub async fn resume(run: Option<String>, eff: &Effective, common: &Common) -> Re
         .filter(|r| matches!(r.state, vmove_core::RecoveredState::InFlight(_)))
         .count();
     let stop_seen = j.stop_requested(&run)?;
-    eprintln!(
+    errln!(
         "vmove: resuming run {run}: {} VMs recovered, {in_flight} possibly in flight (located before anything is done){}",
         recovered.len(),
         match stop_seen {
@@ -185,6 +215,7 @@ pub async fn resume(run: Option<String>, eff: &Effective, common: &Common) -> Re
         common,
         "resume",
         Some(journaling),
+        None,
     )
     .await
 }
@@ -270,7 +301,7 @@ fn summary_head(s: &RunSummary) -> String {
 
 /// `vmove status [RUN] [--watch]`.
 pub async fn status(run: Option<String>, watch: bool, eff: &Effective) -> Result<u8> {
-    let j = open(eff)?;
+    let j = open_existing(eff)?;
     let run = match run {
         Some(r) => r,
         None => newest(&j, false)?,
@@ -299,25 +330,25 @@ pub async fn status(run: Option<String>, watch: bool, eff: &Effective) -> Result
             // Clear the screen between frames when on a terminal.
             use std::io::IsTerminal;
             if std::io::stdout().is_terminal() {
-                print!("\x1b[2J\x1b[H");
+                stdio::out_raw("\x1b[2J\x1b[H");
             }
         }
-        print!("{out}");
-        if !watch || s.state != RunState::Running {
+        // A reader that went away ends a watch (there is no one left to show it to).
+        if !stdio::out(&out) || !watch || s.state != RunState::Running {
             return Ok(0);
         }
-        println!();
+        outln!();
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 
 /// `vmove abort RUN [--now]`.
 pub fn abort(run: &str, now: bool, eff: &Effective) -> Result<u8> {
-    let mut j = open(eff)?;
+    let mut j = open_existing(eff)?;
     let s = j
         .request_stop(run, now)
         .map_err(|e| anyhow!("cannot ask run `{run}` to stop: {e}"))?;
-    println!(
+    outln!(
         "asked run {run} to stop{} (at {}); its driving process sees it within about a second",
         if s.abort_running {
             " and abort its running migrations"
@@ -331,21 +362,27 @@ pub fn abort(run: &str, now: bool, eff: &Effective) -> Result<u8> {
 
 /// `vmove history`.
 pub fn history(eff: &Effective) -> Result<u8> {
-    let j = open(eff)?;
+    let j = open_existing(eff)?;
     let mut runs = j.runs()?;
     runs.sort_by_key(|r| r.created_at);
     if runs.is_empty() {
-        println!("no runs in {}", journal_path(eff)?.display());
+        outln!("no runs in {}", journal_path(eff)?.display());
         return Ok(0);
     }
-    println!(
+    outln!(
         "{:<28} {:<9} {:<21} {:>5} {:>6} {:>6} {:>6}",
-        "RUN", "STATE", "CREATED", "VMS", "MOVED", "UNMIG", "CANC"
+        "RUN",
+        "STATE",
+        "CREATED",
+        "VMS",
+        "MOVED",
+        "UNMIG",
+        "CANC"
     );
     for r in runs {
         let n = |p: Phase| r.phases.get(&p).copied().unwrap_or(0);
         let total: u32 = r.phases.values().sum();
-        println!(
+        outln!(
             "{:<28} {:<9} {:<21} {:>5} {:>6} {:>6} {:>6}",
             r.id,
             r.state.as_str(),
@@ -361,7 +398,10 @@ pub fn history(eff: &Effective) -> Result<u8> {
 
 /// `vmove report [RUN] [--report FILE]`: the CLI's report, rebuilt from the journal's events.
 pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u8> {
-    let j = open(eff)?;
+    if let Some(path) = &common.report {
+        crate::output::check_writable(path)?;
+    }
+    let j = open_existing(eff)?;
     let run = match run {
         Some(r) => r,
         None => newest(&j, false)?,
@@ -387,13 +427,13 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
     if r.error.is_none() {
         r.error = rec.summary.detail.clone();
     }
-    println!("{}", summary_head(&rec.summary));
-    print!("{}", r.table());
+    outln!("{}", summary_head(&rec.summary));
+    stdio::out(&r.table());
     if let Some(path) = &common.report {
         r.write(path)?;
     }
     if rec.summary.state == RunState::Running {
-        eprintln!("vmove: note: run {run} is not over: this report is of the run so far");
+        errln!("vmove: note: run {run} is not over: this report is of the run so far");
     }
     Ok(0)
 }
