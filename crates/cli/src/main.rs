@@ -29,6 +29,8 @@ mod args;
 mod calibrate;
 mod config;
 mod drivers;
+#[cfg(test)]
+mod fuzz;
 mod output;
 mod request;
 mod runs;

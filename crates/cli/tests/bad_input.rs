@@ -559,6 +559,21 @@ fn catalogue(sb: &Sandbox) -> Vec<Case> {
             "speeds-differ.toml",
             &["speed"],
         ),
+        // A source that does not answer (nothing listens on its port): refused at once, not a
+        // run that waits silently for minutes for the host to come back.
+        case_env(
+            "an unreachable Hyper-V source",
+            &[
+                "evacuate",
+                "hv1",
+                "--to",
+                "hv2",
+                "--config",
+                "hyperv-down.toml",
+            ],
+            &[("VMOVE_HYPERV_USER", "u"), ("VMOVE_HYPERV_PASSWORD", "p")],
+            &["host `hv1` could not list its VMs", "127.0.0.1"],
+        ),
         // The journal: a mistyped path creates nothing.
         case(
             "status with a mistyped journal",
@@ -635,6 +650,22 @@ fn catalogue(sb: &Sandbox) -> Vec<Case> {
 fn every_bad_input_is_refused_clearly_without_a_panic_and_changes_nothing() {
     let sb = Sandbox::new("catalogue");
     sb.write("vmove.toml", SIM_CONFIG);
+    // Two Hyper-V hosts on loopback ports nothing listens on (bound, then let go).
+    let closed_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    sb.write(
+        "hyperv-down.toml",
+        &format!(
+            "[hosts.hv1]\ndriver = \"hyperv\"\naddress = \"127.0.0.1\"\nport = {}\ntransport = \"http\"\n\n[hosts.hv2]\ndriver = \"hyperv\"\naddress = \"127.0.0.1\"\nport = {}\ntransport = \"http\"\n",
+            closed_port(),
+            closed_port()
+        ),
+    );
     for (name, text) in bad_configs() {
         sb.write(name, &text);
     }

@@ -447,8 +447,11 @@ pub mod dur {
             if !secs.is_finite() || secs > MAX_DURATION.as_secs_f64() {
                 return Err(too_long(text));
             }
+            // Whole microseconds, rounded: `from_secs_f64` truncates, and "17000000216ms"
+            // read back as 17000000215 ms (found by the CLI's fuzzing).
+            let part = Duration::from_micros((secs * 1e6).round() as u64);
             total = total
-                .checked_add(Duration::from_secs_f64(secs))
+                .checked_add(part)
                 .filter(|d| *d <= MAX_DURATION)
                 .ok_or_else(|| too_long(text))?;
         }
@@ -473,5 +476,37 @@ pub mod dur {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dur::{MAX_DURATION, format_duration, from_secs_f64, parse_duration};
+    use std::time::Duration;
+
+    #[test]
+    fn a_huge_duration_is_an_error_not_a_panic() {
+        for text in [
+            "999999999999999999999d",
+            "99999999999999999999",
+            "1e20s",
+            "200d 200d",
+            "366d",
+            "9999999999999999999999999999999999999999.5s",
+        ] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
+        assert!(from_secs_f64(1e20).is_err());
+        assert!(from_secs_f64(f64::NAN).is_err());
+        assert!(from_secs_f64(-1.0).is_err());
+        assert_eq!(parse_duration("365d"), Ok(MAX_DURATION));
+    }
+
+    #[test]
+    fn a_printed_duration_reads_back_to_the_millisecond() {
+        let d = parse_duration("17000000216.1ms").map(|d| d.as_millis());
+        assert_eq!(d, Ok(17_000_000_216));
+        let d = Duration::from_millis(17_000_000_216);
+        assert_eq!(parse_duration(&format_duration(d)), Ok(d));
     }
 }
