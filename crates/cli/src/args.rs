@@ -78,6 +78,7 @@ pub enum PlanWhat {
 pub struct Placement {
     /// Allowed destinations (comma-separated or repeated); placement picks among them.
     #[arg(
+        allow_negative_numbers = true,
         long,
         value_delimiter = ',',
         required = true,
@@ -85,10 +86,10 @@ pub struct Placement {
     )]
     pub to: Vec<String>,
     /// Pin a VM to one destination (repeatable).
-    #[arg(long = "pin", value_name = "VM=HOST")]
+    #[arg(allow_negative_numbers = true, long = "pin", value_name = "VM=HOST")]
     pub pins: Vec<String>,
     /// Give a VM a priority; higher starts first (repeatable).
-    #[arg(long = "priority", value_name = "VM=N")]
+    #[arg(allow_negative_numbers = true, long = "priority", value_name = "VM=N")]
     pub priorities: Vec<String>,
     /// Only plan (same as `vmove plan ...`).
     #[arg(long)]
@@ -99,11 +100,15 @@ pub struct Placement {
 #[derive(Args, Debug, Clone)]
 pub struct MigrateArgs {
     /// VM names or glob patterns (`web-*`); `HOST:PATTERN` names the source host.
-    #[arg(required = true, value_name = "VM|PATTERN|HOST:PATTERN")]
+    #[arg(
+        allow_negative_numbers = true,
+        required = true,
+        value_name = "VM|PATTERN|HOST:PATTERN"
+    )]
     pub vms: Vec<String>,
     /// Source host of the VMs named without one (repeatable). Without it, every configured
     /// host that is not a destination is searched.
-    #[arg(long = "from", value_name = "HOST")]
+    #[arg(allow_negative_numbers = true, long = "from", value_name = "HOST")]
     pub from: Vec<String>,
     /// Destinations and wishes.
     #[command(flatten)]
@@ -114,7 +119,7 @@ pub struct MigrateArgs {
 #[derive(Args, Debug, Clone)]
 pub struct EvacuateArgs {
     /// Hosts to empty.
-    #[arg(required = true, value_name = "HOST")]
+    #[arg(allow_negative_numbers = true, required = true, value_name = "HOST")]
     pub hosts: Vec<String>,
     /// Destinations and wishes.
     #[command(flatten)]
@@ -124,46 +129,73 @@ pub struct EvacuateArgs {
 /// `vmove demo`.
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
-    /// Speed-up on top of the demo's own (the demo is tuned to last ~30 s at 1).
-    #[arg(
-        long,
-        default_value_t = 1.0,
-        env = "VMOVE_DEMO_SPEED",
-        value_name = "FACTOR"
-    )]
-    pub speed: f64,
+    /// Speed-up on top of the demo's own (the demo is tuned to last ~30 s at 1) [default: 1,
+    /// or $VMOVE_DEMO_SPEED].
+    #[arg(allow_negative_numbers = true, long, value_name = "FACTOR")]
+    pub speed: Option<f64>,
 }
 
 /// Options every command takes; the settings knobs override the config file and environment.
 #[derive(Args, Debug, Clone, Default)]
 pub struct Common {
     /// Config file (else $VMOVE_CONFIG, ./vmove.toml, then <user config dir>/vmove/vmove.toml).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
     /// Print events as NDJSON on stdout (and nothing else there).
     #[arg(long, global = true)]
     pub json: bool,
     /// Write a report when done: JSON, or Markdown when FILE ends in .md.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "FILE"
+    )]
     pub report: Option<PathBuf>,
     /// Plain lines even on a terminal (no progress bars).
     #[arg(long, global = true)]
     pub plain: bool,
     /// `plan`: the transfer rate of one migration, MB/s [default: fitted from the journal's
     /// past migrations on the same route, else 125].
-    #[arg(long, global = true, value_name = "MB/S")]
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "MB/S"
+    )]
     pub plan_bandwidth: Option<u64>,
     /// `plan`: the fixed time each migration takes besides moving bytes, seconds [default:
     /// fitted from the journal, else 0].
-    #[arg(long, global = true, value_name = "SECONDS")]
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "SECONDS"
+    )]
     pub plan_overhead: Option<f64>,
     /// `plan`: what a host moves in all when several migrations run at once, MB/s [default:
     /// fitted from the journal, else: migrations do not slow each other].
-    #[arg(long, global = true, value_name = "MB/S")]
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "MB/S"
+    )]
     pub plan_aggregate: Option<u64>,
     /// `plan`: how many of the journal's newest runs to fit the figures from (0: none, use the
     /// flags and defaults).
-    #[arg(long, global = true, value_name = "RUNS", default_value_t = 20)]
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "RUNS",
+        default_value_t = 20
+    )]
     pub plan_history: usize,
     /// Do not journal this run (it cannot be resumed, watched or aborted from elsewhere).
     #[arg(long, global = true)]
@@ -178,19 +210,44 @@ pub struct Common {
 #[derive(Args, Debug, Clone, Default)]
 pub struct Knobs {
     /// Tries per VM before it is unmigratable [max_attempts].
-    #[arg(long, global = true, value_name = "N", help_heading = "Settings")]
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "N",
+        help_heading = "Settings"
+    )]
     pub max_attempts: Option<String>,
     /// Cap on concurrent migrations per host [max_parallel].
-    #[arg(long, global = true, value_name = "N", help_heading = "Settings")]
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "N",
+        help_heading = "Settings"
+    )]
     pub max_parallel: Option<String>,
     /// Cap on concurrent migrations across the cluster [cluster_cap].
-    #[arg(long, global = true, value_name = "N", help_heading = "Settings")]
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "N",
+        help_heading = "Settings"
+    )]
     pub cluster_cap: Option<String>,
     /// Slot limit for hosts that report none [default_host_limit].
-    #[arg(long, global = true, value_name = "N", help_heading = "Settings")]
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "N",
+        help_heading = "Settings"
+    )]
     pub default_host_limit: Option<String>,
     /// How often hosts are re-read [poll_interval].
     #[arg(
+        allow_negative_numbers = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -199,6 +256,7 @@ pub struct Knobs {
     pub poll_interval: Option<String>,
     /// Re-read interval while a VM waits on a host condition [recheck_interval].
     #[arg(
+        allow_negative_numbers = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -207,6 +265,7 @@ pub struct Knobs {
     pub recheck_interval: Option<String>,
     /// Wait per check for a started migration to show as running [job_start_timeout].
     #[arg(
+        allow_negative_numbers = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -214,10 +273,17 @@ pub struct Knobs {
     )]
     pub job_start_timeout: Option<String>,
     /// Checks before a migration that never showed as running is aborted [job_start_attempts].
-    #[arg(long, global = true, value_name = "N", help_heading = "Settings")]
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "N",
+        help_heading = "Settings"
+    )]
     pub job_start_attempts: Option<String>,
     /// How long a VM may stay backing up [backup_threshold].
     #[arg(
+        allow_negative_numbers = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -226,6 +292,7 @@ pub struct Knobs {
     pub backup_threshold: Option<String>,
     /// How often a running migration's progress is read [progress_interval].
     #[arg(
+        allow_negative_numbers = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -234,6 +301,7 @@ pub struct Knobs {
     pub progress_interval: Option<String>,
     /// No progress for this long means stalled [stall_timeout].
     #[arg(
+        allow_negative_numbers = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -241,10 +309,17 @@ pub struct Knobs {
     )]
     pub stall_timeout: Option<String>,
     /// abort or escalate a stalled migration [stall_action].
-    #[arg(long, global = true, value_name = "ACTION", help_heading = "Settings")]
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "ACTION",
+        help_heading = "Settings"
+    )]
     pub stall_action: Option<String>,
     /// Longest time per GiB moved [completion_timeout_per_gib].
     #[arg(
+        allow_negative_numbers = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -253,6 +328,7 @@ pub struct Knobs {
     pub completion_timeout_per_gib: Option<String>,
     /// Shortest completion timeout [completion_timeout_min].
     #[arg(
+        allow_negative_numbers = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -260,10 +336,17 @@ pub struct Knobs {
     )]
     pub completion_timeout_min: Option<String>,
     /// abort or escalate at the completion timeout [completion_action].
-    #[arg(long, global = true, value_name = "ACTION", help_heading = "Settings")]
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "ACTION",
+        help_heading = "Settings"
+    )]
     pub completion_action: Option<String>,
     /// First retry delay [backoff_initial].
     #[arg(
+        allow_negative_numbers = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -272,6 +355,7 @@ pub struct Knobs {
     pub backoff_initial: Option<String>,
     /// Longest retry delay [backoff_max].
     #[arg(
+        allow_negative_numbers = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -280,6 +364,7 @@ pub struct Knobs {
     pub backoff_max: Option<String>,
     /// Random spread of retry delays, 0..1 [backoff_jitter].
     #[arg(
+        allow_negative_numbers = true,
         long,
         global = true,
         value_name = "FRACTION",
@@ -287,16 +372,35 @@ pub struct Knobs {
     )]
     pub backoff_jitter: Option<String>,
     /// Start order: largest_first, smallest_first, as_given [order].
-    #[arg(long, global = true, value_name = "ORDER", help_heading = "Settings")]
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "ORDER",
+        help_heading = "Settings"
+    )]
     pub order: Option<String>,
     /// Scheduler: vmove or seed [policy].
-    #[arg(long, global = true, value_name = "POLICY", help_heading = "Settings")]
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "POLICY",
+        help_heading = "Settings"
+    )]
     pub policy: Option<String>,
     /// Seed of the retry jitter [seed].
-    #[arg(long, global = true, value_name = "N", help_heading = "Settings")]
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "N",
+        help_heading = "Settings"
+    )]
     pub seed: Option<String>,
     /// Longest a single driver call may take [call_timeout].
     #[arg(
+        allow_negative_numbers = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -304,10 +408,17 @@ pub struct Knobs {
     )]
     pub call_timeout: Option<String>,
     /// The journal file [journal; default <user data dir>/vmove/journal.db].
-    #[arg(long, global = true, value_name = "FILE", help_heading = "Settings")]
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "FILE",
+        help_heading = "Settings"
+    )]
     pub journal: Option<String>,
     /// How long a run's lease lasts without a refresh [journal_lease].
     #[arg(
+        allow_negative_numbers = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -315,7 +426,13 @@ pub struct Knobs {
     )]
     pub journal_lease: Option<String>,
     /// Destination base folder for every destination [path of each host].
-    #[arg(long, global = true, value_name = "PATH", help_heading = "Settings")]
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Settings"
+    )]
     pub path: Option<String>,
     /// Stop starting moves at the first unmigratable VM [fail_fast = true].
     #[arg(long, global = true, help_heading = "Settings")]

@@ -208,6 +208,7 @@ pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
             "hosts" => {
                 for (name, host) in expect_table(value, &origin, "hosts")? {
                     let at = format!("hosts.{name}");
+                    check_host_name(&name, &origin)?;
                     let t = expect_table(host, &origin, &at)?;
                     cfg.hosts
                         .insert(HostId::new(&name), host_config(t, &origin, &at)?);
@@ -256,6 +257,29 @@ pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
         }
     }
     Ok(cfg)
+}
+
+/// A host name is what `--to a,b`, `HOST:VM`, `--pin VM=HOST` and the journal separate with
+/// `,` `:` and `=`: a name holding one (or nothing, or blanks and control characters) could not
+/// be named on the command line, or would name two hosts.
+fn check_host_name(name: &str, origin: &str) -> Result<(), ConfigError> {
+    let why = if name.trim().is_empty() {
+        Some("is empty")
+    } else if name.contains([',', ':', '=']) {
+        Some("holds `,`, `:` or `=`, which separate host names on the command line")
+    } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some("holds blanks or control characters")
+    } else {
+        None
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => Err(ConfigError::BadValue {
+            origin: origin.to_owned(),
+            key: format!("hosts.{}", name.escape_debug()),
+            message: format!("is not a usable host name: it {why}"),
+        }),
+    }
 }
 
 fn host_config(mut t: toml::Table, origin: &str, at: &str) -> Result<HostConfig, ConfigError> {

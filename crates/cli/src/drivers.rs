@@ -176,7 +176,57 @@ fn gib(x: f64) -> u64 {
     (x.max(0.0) * GIB as f64) as u64
 }
 
-fn sim_from_config(group: &[(HostId, toml::Table)]) -> Result<(Arc<dyn Driver>, f64)> {
+/// The largest size a sim host or VM may be given, GiB (1 EiB): sizes are kept in bytes.
+const MAX_SIM_GIB: u64 = 1 << 30;
+/// The largest speed-up of a sim cluster (a day in a tenth of a second).
+const MAX_SIM_SPEED: f64 = 1e6;
+
+/// Refuses figures no host has (a speed of 1e300, negative or NaN sizes, a NIC of 0): they
+/// used to be taken as they came, clamped to 0 or overflowing the byte counts.
+fn check_sim_host(h: &HostId, c: &SimHostConfig) -> Result<()> {
+    let range = |key: &str, x: f64, min_exclusive: f64, max: f64| -> Result<()> {
+        if !(x.is_finite() && x > min_exclusive && x <= max) {
+            bail!(
+                "`hosts.{h}.{key}` must be {} and at most {max}, not {x}",
+                if min_exclusive < 0.0 {
+                    "0 or more"
+                } else {
+                    "above 0"
+                }
+            );
+        }
+        Ok(())
+    };
+    range("speed", c.speed, 0.0, MAX_SIM_SPEED)?;
+    range("memory_gib", c.memory_gib as f64, 0.0, MAX_SIM_GIB as f64)?;
+    range("disk_gib", c.disk_gib as f64, -1.0, MAX_SIM_GIB as f64)?;
+    range("nic_gbps", c.nic_gbps, 0.0, 1e6)?;
+    range("stream_mb_s", c.stream_mb_s as f64, 0.0, 1e9)?;
+    let mut names = BTreeSet::new();
+    for v in &c.vms {
+        let at = |key: &str| format!("vms `{}`.{key}", v.name.escape_debug());
+        if v.name.trim().is_empty() {
+            bail!("`hosts.{h}.vms`: a VM has an empty name");
+        }
+        if !names.insert(v.name.as_str()) {
+            bail!(
+                "`hosts.{h}.vms`: VM `{}` is listed twice",
+                v.name.escape_debug()
+            );
+        }
+        range(&at("memory_gib"), v.memory_gib, 0.0, MAX_SIM_GIB as f64)?;
+        range(&at("disk_gib"), v.disk_gib, -1.0, MAX_SIM_GIB as f64)?;
+        range(
+            &at("dirty_mib_s"),
+            v.dirty_mib_s as f64,
+            -1.0,
+            (1u64 << 30) as f64,
+        )?;
+    }
+    Ok(())
+}
+
+pub(crate) fn sim_from_config(group: &[(HostId, toml::Table)]) -> Result<(Arc<dyn Driver>, f64)> {
     let mut state_file: Option<Option<String>> = None;
     let mut hosts = Vec::new();
     let mut vms = Vec::new();
@@ -187,9 +237,7 @@ fn sim_from_config(group: &[(HostId, toml::Table)]) -> Result<(Arc<dyn Driver>, 
             .clone()
             .try_into()
             .map_err(|e: toml::de::Error| anyhow::anyhow!("`hosts.{h}`: {}", e.message().trim()))?;
-        if !(c.speed.is_finite() && c.speed > 0.0) {
-            bail!("`hosts.{h}.speed` must be above 0, not {}", c.speed);
-        }
+        check_sim_host(h, &c)?;
         if speed.is_some_and(|s| s != c.speed) {
             bail!("`hosts.{h}.speed`: every sim host of a run must have the same speed");
         }

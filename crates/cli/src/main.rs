@@ -15,13 +15,22 @@
 //! - [`output`]: progress bars or plain lines, the summary table, `--report`.
 //! - this file: the flow of each command, Ctrl-C handling and exit codes.
 //!
+//! - [`stdio`]: writes to stdout and stderr that never panic (a closed pipe never ends a run).
+//!
 //! Exit codes: 0 all moved, 2 some unmigratable (or not moved), 1 an error before or during the
-//! run, 130 interrupted.
+//! run, 130 interrupted (Ctrl-C, SIGTERM, SIGHUP or `vmove abort`). A reader that closes stdout
+//! (`| head`) changes none of them.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+#[macro_use]
+mod stdio;
 mod args;
 mod calibrate;
 mod config;
 mod drivers;
+#[cfg(test)]
+mod fuzz;
 mod output;
 mod request;
 mod runs;
@@ -42,7 +51,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use vmove_core::{Core, HostId, Selection, Time};
+use vmove_core::{Core, HostId, Selection, Time, VmInfo};
 use vmove_journal::sink::{JournalSink, Keeper, with_journal};
 use vmove_runtime::{Control, Drivers, EventSink, NdjsonSink, Runtime, RuntimeOptions};
 
@@ -52,7 +61,7 @@ const EXIT_OK: u8 = 0;
 const EXIT_ERROR: u8 = 1;
 /// Exit code: some VMs are unmigratable (or were not moved).
 const EXIT_UNMIGRATABLE: u8 = 2;
-/// Exit code: interrupted by Ctrl-C.
+/// Exit code: interrupted (Ctrl-C, SIGTERM, SIGHUP, or `vmove abort` through the journal).
 const EXIT_INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
@@ -71,7 +80,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("vmove: error: cannot start the async runtime: {e}");
+            errln!("vmove: error: cannot start the async runtime: {e}");
             return ExitCode::from(EXIT_ERROR);
         }
     };
@@ -79,7 +88,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             // A configured URI may hold a password: never printed (vmove_driver::redact_uris).
-            eprintln!(
+            errln!(
                 "vmove: error: {}",
                 vmove_driver::redact_uris(&format!("{e:#}"))
             );
@@ -107,43 +116,63 @@ async fn run(cli: Cli) -> Result<u8> {
         &cli.common.knobs.given(),
         cli.common.knobs.path.clone(),
     )?;
+    // A run outlives a reader that closes its output: that is said once. Short commands (and
+    // dry runs) end quietly when their reader goes away (see `stdio`).
+    let moves = match &cli.command {
+        Cmd::Demo(_) | Cmd::Resume { .. } => true,
+        Cmd::Migrate(a) => !a.placement.dry_run,
+        Cmd::Evacuate(a) => !a.placement.dry_run,
+        _ => false,
+    };
+    if moves {
+        stdio::announce_closed_stdout();
+    }
+    let code = command(cli, &cfg, &eff).await?;
+    match stdio::stdout_failure() {
+        // Said on stderr already; a short command whose output was lost did not do its job.
+        Some(kind) if !moves && kind != std::io::ErrorKind::BrokenPipe => Ok(EXIT_ERROR),
+        _ => Ok(code),
+    }
+}
+
+async fn command(cli: Cli, cfg: &ConfigFile, eff: &Effective) -> Result<u8> {
     match cli.command {
         Cmd::Config => {
-            print_config(&cfg, &eff);
+            print_config(cfg, eff);
             Ok(EXIT_OK)
         }
-        Cmd::Demo(a) => simrun::demo(&a, &eff, &cli.common).await,
+        Cmd::Demo(a) => simrun::demo(&a, eff, &cli.common).await,
         Cmd::Plan { what } => {
             let chosen = match what {
                 PlanWhat::Migrate(a) => Chosen::Migrate(a),
                 PlanWhat::Evacuate(a) => Chosen::Evacuate(a),
             };
-            plan_or_move(chosen, &cfg, &eff, &cli.common, true).await
+            plan_or_move(chosen, cfg, eff, &cli.common, true).await
         }
         Cmd::Migrate(a) => {
             let dry = a.placement.dry_run;
-            plan_or_move(Chosen::Migrate(a), &cfg, &eff, &cli.common, dry).await
+            plan_or_move(Chosen::Migrate(a), cfg, eff, &cli.common, dry).await
         }
         Cmd::Evacuate(a) => {
             let dry = a.placement.dry_run;
-            plan_or_move(Chosen::Evacuate(a), &cfg, &eff, &cli.common, dry).await
+            plan_or_move(Chosen::Evacuate(a), cfg, eff, &cli.common, dry).await
         }
-        Cmd::Resume { run } => runs::resume(run, &cfg, &eff, &cli.common).await,
-        Cmd::Status { run, watch } => runs::status(run, watch, &eff).await,
-        Cmd::Abort { run, now } => runs::abort(&run, now, &eff),
-        Cmd::History => runs::history(&eff),
-        Cmd::Report { run } => runs::report(run, &eff, &cli.common),
+        Cmd::Resume { run } => runs::resume(run, cfg, eff, &cli.common).await,
+        Cmd::Status { run, watch } => runs::status(run, watch, eff).await,
+        Cmd::Abort { run, now } => runs::abort(&run, now, eff),
+        Cmd::History => runs::history(eff),
+        Cmd::Report { run } => runs::report(run, eff, &cli.common),
     }
 }
 
 fn print_config(cfg: &ConfigFile, eff: &Effective) {
     match &cfg.path {
-        Some((p, origin)) => println!("# config file: {} (found through {origin})", p.display()),
-        None => println!("# config file: none found; built-in defaults"),
+        Some((p, origin)) => outln!("# config file: {} (found through {origin})", p.display()),
+        None => outln!("# config file: none found; built-in defaults"),
     }
-    print!("{}", settings::render(eff));
+    stdio::out(&settings::render(eff));
     for (h, c) in &cfg.hosts {
-        println!(
+        outln!(
             "\n[hosts.{h}]\ndriver = \"{}\"{}{}",
             c.driver.name(),
             c.max_migrations
@@ -169,19 +198,48 @@ async fn plan_or_move(
         Chosen::Migrate(_) => "migrate",
         Chosen::Evacuate(_) => "evacuate",
     };
+    // Everything that can be refused is refused before any host is asked or the journal
+    // written: the report's file, the request, then the VMs the hosts list.
+    if let Some(path) = &common.report {
+        output::check_writable(path)?;
+    }
     let draft = request::draft(&chosen, cfg, eff, request::run_id())?;
     draft.precheck().map_err(|e| spec_error(e, eff))?;
-    let mut involved = request::involved(&draft.spec);
-    involved.extend(draft.search.iter().cloned());
-    involved.extend(draft.destinations.iter().cloned());
-    let built = drivers::build(&cfg.hosts, &involved).await?;
-    let spec = if draft.unsourced.is_empty() {
-        draft.spec
+    // From here a SIGTERM, SIGHUP or Ctrl-C is heard: before the run it ends vmove at once
+    // (nothing was touched), during it, it stops the run as Ctrl-C does.
+    let mut interrupts = if dry_run {
+        None
     } else {
-        let found = find_sources(&built.drivers, &draft.search, &draft.unsourced, eff).await?;
-        draft.resolve(&found)?
+        Some(Interrupts::install()?)
     };
-    spec.validate().map_err(|e| spec_error(e, eff))?;
+    let prepare = async {
+        let mut involved = request::involved(&draft.spec);
+        involved.extend(draft.search.iter().cloned());
+        involved.extend(draft.destinations.iter().cloned());
+        let built = drivers::build(&cfg.hosts, &involved).await?;
+        let mut to_list: Vec<HostId> = draft.search.clone();
+        to_list.extend(draft.spec.sources.iter().map(|s| s.host.clone()));
+        let listed = list_hosts(&built.drivers, &to_list, eff).await?;
+        let spec = if draft.unsourced.is_empty() {
+            draft.spec.clone()
+        } else {
+            let found = find_sources(&listed, &draft.search, &draft.unsourced);
+            draft.clone().resolve(&found)?
+        };
+        spec.validate().map_err(|e| spec_error(e, eff))?;
+        request::check_selection(&spec, &listed, chosen.placement())?;
+        anyhow::Ok((built, spec))
+    };
+    let (built, spec) = match &mut interrupts {
+        None => prepare.await?,
+        Some(i) => tokio::select! {
+            r = prepare => r?,
+            Some(what) = i.next() => {
+                errln!("vmove: {what} before the run started: nothing was touched");
+                return Ok(EXIT_INTERRUPTED);
+            }
+        },
+    };
     if dry_run {
         return simrun::plan(spec, &built.drivers, eff, common).await;
     }
@@ -189,7 +247,7 @@ async fn plan_or_move(
         None
     } else {
         let j = runs::start(eff, cfg, &spec)?;
-        eprintln!(
+        errln!(
             "vmove: run {} (journal `{}`; `vmove status {}` from another terminal)",
             j.run,
             runs::journal_path(eff)?.display(),
@@ -203,7 +261,16 @@ async fn plan_or_move(
         speed: built.speed,
         start: Time::ZERO,
     };
-    execute(core, built.drivers, options, common, verb, journaling).await
+    execute(
+        core,
+        built.drivers,
+        options,
+        common,
+        verb,
+        journaling,
+        interrupts,
+    )
+    .await
 }
 
 /// A spec error, with where the offending setting came from when it was set.
@@ -220,45 +287,87 @@ pub(crate) fn spec_error(e: vmove_core::SpecError, eff: &Effective) -> anyhow::E
     }
 }
 
-/// Lists the VMs of every searched host and says which hosts hold VMs matching each pattern.
-async fn find_sources(
+/// Lists the VMs of each host (once), saying so when a host is slow to answer.
+async fn list_hosts(
     drivers: &Drivers,
-    search: &[HostId],
-    patterns: &[String],
+    hosts: &[HostId],
     eff: &Effective,
-) -> Result<BTreeMap<String, Vec<HostId>>> {
-    let mut found: BTreeMap<String, Vec<HostId>> = BTreeMap::new();
-    for h in search {
+) -> Result<BTreeMap<HostId, Vec<VmInfo>>> {
+    let mut listed = BTreeMap::new();
+    for h in hosts {
+        if listed.contains_key(h) {
+            continue;
+        }
         let d = drivers
             .get(h)
             .ok_or_else(|| anyhow!("no driver serves host `{h}`"))?;
-        let vms = tokio::time::timeout(eff.call_timeout, d.list_vms(h))
-            .await
-            .map_err(|_| anyhow!("host `{h}` did not list its VMs within the call time-out"))?
-            .with_context(|| format!("host `{h}` could not list its VMs"))?;
+        let call = tokio::time::timeout(eff.call_timeout, d.list_vms(h));
+        tokio::pin!(call);
+        let vms = tokio::select! {
+            r = &mut call => r,
+            () = tokio::time::sleep(SLOW_HOST) => {
+                errln!(
+                    "vmove: waiting for host `{h}` to list its VMs (up to the call time-out, {})",
+                    vmove_core::spec::dur::format_duration(eff.call_timeout)
+                );
+                call.await
+            }
+        }
+        .map_err(|_| anyhow!("host `{h}` did not list its VMs within the call time-out"))?
+        .with_context(|| format!("host `{h}` could not list its VMs; nothing was started"))?;
+        listed.insert(h.clone(), vms);
+    }
+    Ok(listed)
+}
+
+/// How long a host may take to answer before vmove says it is waiting for it.
+const SLOW_HOST: Duration = Duration::from_secs(2);
+
+/// Says which searched hosts hold VMs matching each pattern.
+fn find_sources(
+    listed: &BTreeMap<HostId, Vec<VmInfo>>,
+    search: &[HostId],
+    patterns: &[String],
+) -> BTreeMap<String, Vec<HostId>> {
+    let mut found: BTreeMap<String, Vec<HostId>> = BTreeMap::new();
+    for h in search {
+        let vms = listed.get(h).map(Vec::as_slice).unwrap_or(&[]);
         for p in patterns {
-            let sel = vmove_core::select::apply(&Selection::Names(vec![p.clone()]), &vms);
+            let sel = vmove_core::select::apply(&Selection::Names(vec![p.clone()]), vms);
             if !sel.chosen.is_empty() {
                 found.entry(p.clone()).or_default().push(h.clone());
             }
         }
     }
-    Ok(found)
+    found
 }
 
-/// Ctrl-C presses, listened for from the moment [`Interrupts::install`] returns.
-struct Interrupts {
+/// Ctrl-C presses, SIGTERM and SIGHUP, listened for from the moment [`Interrupts::install`]
+/// returns. All three mean the same (a service manager's SIGTERM and a closed terminal's SIGHUP
+/// used to end vmove at once, with no summary and the run left "moving" in the journal): the
+/// first stops new moves and lets running ones finish, the second aborts running ones.
+pub(crate) struct Interrupts {
     #[cfg(unix)]
-    sig: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Interrupts {
-    fn install() -> Result<Interrupts> {
+    pub(crate) fn install() -> Result<Interrupts> {
         #[cfg(unix)]
         {
-            let sig = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-                .context("cannot listen for Ctrl-C")?;
-            Ok(Interrupts { sig })
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind, name: &str| {
+                signal(kind).with_context(|| format!("cannot listen for {name}"))
+            };
+            Ok(Interrupts {
+                int: listen(SignalKind::interrupt(), "Ctrl-C")?,
+                term: listen(SignalKind::terminate(), "SIGTERM")?,
+                hup: listen(SignalKind::hangup(), "SIGHUP")?,
+            })
         }
         #[cfg(not(unix))]
         {
@@ -266,15 +375,20 @@ impl Interrupts {
         }
     }
 
-    /// Waits for the next press; false when no more can come.
-    async fn next(&mut self) -> bool {
+    /// Waits for the next press or signal and names it; `None` when no more can come.
+    async fn next(&mut self) -> Option<&'static str> {
         #[cfg(unix)]
         {
-            self.sig.recv().await.is_some()
+            tokio::select! {
+                Some(()) = self.int.recv() => Some("Ctrl-C"),
+                Some(()) = self.term.recv() => Some("SIGTERM"),
+                Some(()) = self.hup.recv() => Some("SIGHUP"),
+                else => None,
+            }
         }
         #[cfg(not(unix))]
         {
-            tokio::signal::ctrl_c().await.is_ok()
+            tokio::signal::ctrl_c().await.ok().map(|()| "Ctrl-C")
         }
     }
 }
@@ -287,7 +401,7 @@ async fn finish_journal(j: &runs::Journaling, result: &vmove_runtime::RunResult)
         let run = j.run.clone();
         let _ = with_journal(&j.journal, move |jj| jj.release(&run)).await;
         // The cause was said on stderr when it happened (once) and is in the summary.
-        eprintln!(
+        errln!(
             "vmove: the run stopped because its journal could not be written{}; it is left \
              resumable: `vmove resume {}` once the journal can be written",
             if result.held.is_empty() {
@@ -317,7 +431,7 @@ async fn finish_journal(j: &runs::Journaling, result: &vmove_runtime::RunResult)
     };
     let run = j.run.clone();
     if let Err(e) = with_journal(&j.journal, move |jj| jj.finish_run(&run, end)).await {
-        eprintln!("vmove: warning: the run's end could not be journaled: {e}");
+        errln!("vmove: warning: the run's end could not be journaled: {e}");
     }
 }
 
@@ -329,6 +443,7 @@ pub(crate) async fn execute(
     common: &Common,
     verb: &str,
     journaling: Option<runs::Journaling>,
+    interrupts: Option<Interrupts>,
 ) -> Result<u8> {
     let mut first = Record::new(verb);
     let mut names = std::collections::HashMap::new();
@@ -349,12 +464,12 @@ pub(crate) async fn execute(
     }
     sinks.push(Box::new(RecordSink(Arc::clone(&record))));
     if common.json {
-        sinks.push(Box::new(NdjsonSink::new(std::io::stdout())));
+        sinks.push(Box::new(NdjsonSink::new(stdio::Stdout)));
     } else if std::io::stderr().is_terminal() && !common.plain {
         sinks.push(Box::new(output::BarsSink::new().with_names(names)));
     } else {
         sinks.push(Box::new(
-            LinesSink::new(Box::new(std::io::stdout())).with_names(names),
+            LinesSink::new(Box::new(stdio::Stdout)).with_names(names),
         ));
     }
 
@@ -375,25 +490,28 @@ pub(crate) async fn execute(
     });
     let presses = Arc::new(AtomicU32::new(0));
     // The handler is installed here, before the run starts, so no early Ctrl-C is missed.
-    let mut interrupts = Interrupts::install()?;
+    let mut interrupts = match interrupts {
+        Some(i) => i,
+        None => Interrupts::install()?,
+    };
     let ctrl_c = {
         let presses = Arc::clone(&presses);
         tokio::spawn(async move {
-            while interrupts.next().await {
+            while let Some(what) = interrupts.next().await {
                 match presses.fetch_add(1, Ordering::SeqCst) + 1 {
                     1 => {
-                        eprintln!(
-                            "vmove: stopping: no new moves; running ones finish. Ctrl-C again aborts them."
+                        errln!(
+                            "vmove: {what}: stopping: no new moves; running ones finish. Ctrl-C (or SIGTERM) again aborts them."
                         );
                         control.stop(false);
                     }
                     2 => {
-                        eprintln!(
-                            "vmove: aborting running migrations; every VM stays on one host."
+                        errln!(
+                            "vmove: {what}: aborting running migrations; every VM stays on one host."
                         );
                         control.stop(true);
                     }
-                    _ => eprintln!("vmove: aborts asked; waiting for them to finish."),
+                    _ => errln!("vmove: {what}: aborts asked; waiting for them to finish."),
                 }
             }
         })
@@ -432,15 +550,15 @@ pub(crate) async fn execute(
     };
     let table = rec.table();
     if common.json {
-        eprint!("\n{table}");
+        stdio::err(&format!("\n{table}"));
     } else {
-        print!("\n{table}");
+        stdio::out(&format!("\n{table}"));
     }
     if let Some(path) = &common.report {
         rec.write(path)?;
     }
     if let Some(e) = error.filter(|_| result.sink_error.is_none() || journaling.is_none()) {
-        eprintln!("vmove: error: the run failed: {e}");
+        errln!("vmove: error: the run failed: {e}");
     }
     Ok(code)
 }

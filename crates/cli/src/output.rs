@@ -357,10 +357,16 @@ impl Record {
 
     /// The report as Markdown.
     pub fn markdown(&self) -> String {
-        let esc = |s: &str| s.replace('|', "\\|");
+        // Table cells: `|` would end the cell; control characters (a VM name is whatever its
+        // hypervisor allows) are shown escaped, never written raw.
+        let esc = |s: &str| {
+            crate::stdio::printable(s)
+                .replace('\n', "\\n")
+                .replace('|', "\\|")
+        };
         let mut out = format!(
             "# vmove run {}\n\n- command: `{}`\n- outcome: {}\n- duration: {}\n- moved: {}, unmigratable: {}, cancelled: {}\n",
-            self.run_id,
+            esc(&self.run_id),
             self.command,
             self.outcome,
             fmt_time(Time((self.duration_secs * 1000.0) as u64)),
@@ -380,7 +386,7 @@ impl Record {
                 esc(&r.name),
                 esc(r.source.as_deref().unwrap_or("-")),
                 esc(r.destination.as_deref().unwrap_or("-")),
-                r.outcome,
+                esc(&r.outcome),
                 r.attempts,
                 esc(&why.join("; "))
             ));
@@ -402,6 +408,47 @@ impl Record {
         std::fs::write(path, text)
             .with_context(|| format!("cannot write the report `{}`", path.display()))
     }
+}
+
+/// Checks, before a run starts, that `--report` can be written (it used to be found only after
+/// every VM moved): not a folder, its folder exists, and a file can be made or appended to
+/// there. Nothing is left behind: a file made to check is removed again.
+pub fn check_writable(path: &Path) -> anyhow::Result<()> {
+    use anyhow::{Context, bail};
+    if path.as_os_str().is_empty() {
+        bail!("flag `--report`: an empty file name");
+    }
+    if path.is_dir() {
+        bail!(
+            "flag `--report`: `{}` is a folder, not a file",
+            path.display()
+        );
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!(
+            "flag `--report`: the folder `{}` of `{}` does not exist",
+            dir.display(),
+            path.display()
+        );
+    }
+    if path.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("flag `--report`: cannot write `{}`", path.display()))?;
+    } else {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .with_context(|| format!("flag `--report`: cannot write `{}`", path.display()))?;
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
 }
 
 /// The shared record, filled by a [`RecordSink`].
@@ -863,7 +910,7 @@ impl EventSink for BarsSink {
         }
         if let Some(line) = describe(ev, &self.names) {
             // Printed above the bars; a terminal that went away is not worth stopping a run for.
-            let _ = self.multi.println(line);
+            let _ = self.multi.println(crate::stdio::printable(&line));
         }
         Ok(())
     }

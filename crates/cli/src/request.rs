@@ -7,7 +7,7 @@ use crate::config::ConfigFile;
 use crate::settings::Effective;
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::{BTreeMap, BTreeSet};
-use vmove_core::{HostId, HostLimits, PathLayout, RunSpec, Selection, SourceSpec};
+use vmove_core::{HostId, HostLimits, PathLayout, RunSpec, Selection, SourceSpec, VmInfo};
 
 /// What a run selects.
 #[derive(Clone, Debug)]
@@ -65,13 +65,20 @@ pub fn draft(chosen: &Chosen, cfg: &ConfigFile, eff: &Effective, run_id: String)
     if destinations.iter().any(|d| d.as_str().is_empty()) {
         bail!("flag `--to`: an empty host name");
     }
+    let host_arg = |what: &str, h: &str| -> Result<HostId> {
+        let h = h.trim();
+        if h.is_empty() {
+            bail!("{what}: an empty host name");
+        }
+        Ok(HostId::new(h))
+    };
     let mut by_source: BTreeMap<HostId, Selection> = BTreeMap::new();
     let mut unsourced = Vec::new();
     let mut search = Vec::new();
     match chosen {
         Chosen::Evacuate(a) => {
             for h in &a.hosts {
-                by_source.insert(HostId::new(h.trim()), Selection::All);
+                by_source.insert(host_arg("evacuate", h)?, Selection::All);
             }
         }
         Chosen::Migrate(a) => {
@@ -81,7 +88,12 @@ pub fn draft(chosen: &Chosen, cfg: &ConfigFile, eff: &Effective, run_id: String)
                     Some((h, pat)) if cfg.hosts.contains_key(&HostId::new(h)) => {
                         push_name(&mut by_source, HostId::new(h), pat);
                     }
-                    _ => loose.push(item.clone()),
+                    // `HOST:VM` with a host nobody configured: a typo, not a VM named so.
+                    Some((h, _)) => bail!(
+                        "`{item}`: `{h}` is not a configured host (`HOST:VM` names the source host; configured: {})",
+                        configured(cfg)
+                    ),
+                    None => loose.push(item.clone()),
                 }
             }
             if !loose.is_empty() {
@@ -101,8 +113,9 @@ pub fn draft(chosen: &Chosen, cfg: &ConfigFile, eff: &Effective, run_id: String)
                     unsourced = loose;
                 } else {
                     for h in &a.from {
+                        let h = host_arg("flag `--from`", h)?;
                         for p in &loose {
-                            push_name(&mut by_source, HostId::new(h.trim()), p);
+                            push_name(&mut by_source, h.clone(), p);
                         }
                     }
                 }
@@ -227,6 +240,82 @@ impl Draft {
         self.spec.sources.sort_by(|a, b| a.host.cmp(&b.host));
         Ok(self.spec)
     }
+}
+
+fn configured(cfg: &ConfigFile) -> String {
+    if cfg.hosts.is_empty() {
+        return "none".into();
+    }
+    cfg.hosts
+        .keys()
+        .map(|h| format!("`{h}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Checks a complete spec against the VMs its sources list now, before anything is started:
+/// each name or pattern must match a VM on its source (a typo in `HOST:VM` or after `--from`
+/// is refused as a plain name's is), each `--pin` and `--priority` must name a VM of the run,
+/// and each pin of a VM of the run must be one of its allowed destinations (`--to`).
+pub fn check_selection(
+    spec: &RunSpec,
+    listed: &BTreeMap<HostId, Vec<VmInfo>>,
+    placement: &Placement,
+) -> Result<()> {
+    // VM name -> its source's allowed destinations.
+    let mut chosen: BTreeMap<&str, &[HostId]> = BTreeMap::new();
+    for src in &spec.sources {
+        let vms = listed.get(&src.host).map(Vec::as_slice).unwrap_or(&[]);
+        let sel = vmove_core::select::apply(&src.select, vms);
+        let mut lost = sel.missing.clone();
+        lost.extend(sel.unmatched_patterns.iter().cloned());
+        if !lost.is_empty() {
+            bail!(
+                "{} {} no VM on host `{}`; nothing was started",
+                lost.iter()
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if lost.len() == 1 { "matches" } else { "match" },
+                src.host
+            );
+        }
+        for i in sel.chosen {
+            if let Some(v) = vms.get(i) {
+                chosen.insert(v.name.as_str(), &src.destinations);
+            }
+        }
+    }
+    for (flag, items) in [
+        ("--pin", &placement.pins),
+        ("--priority", &placement.priorities),
+    ] {
+        for item in items {
+            let (vm, _) = kv(flag, item)?;
+            if !chosen.contains_key(vm) {
+                bail!("flag `{flag}`: no VM named `{vm}` is moved by this run");
+            }
+        }
+    }
+    for (vm, allowed) in &chosen {
+        if let Some(host) = spec.pins.get(*vm)
+            && !allowed.contains(host)
+        {
+            bail!(
+                "{} (allowed: {})",
+                vmove_core::SpecError::BadPin {
+                    vm: (*vm).to_owned(),
+                    host: host.clone(),
+                },
+                allowed
+                    .iter()
+                    .map(|h| format!("`{h}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 fn push_name(by_source: &mut BTreeMap<HostId, Selection>, host: HostId, pat: &str) {

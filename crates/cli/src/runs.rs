@@ -5,7 +5,8 @@ use crate::args::Common;
 use crate::config;
 use crate::output::Record;
 use crate::settings::Effective;
-use anyhow::{Context, Result, anyhow};
+use crate::stdio;
+use anyhow::{Context, Result, anyhow, bail};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -56,7 +57,7 @@ fn private_folder(dir: &std::path::Path) -> Result<()> {
             // A sticky folder (/tmp) lets nobody replace another user's files.
             let mode = meta.permissions().mode();
             if meta.is_dir() && mode & 0o022 != 0 && mode & 0o1000 == 0 {
-                eprintln!(
+                errln!(
                     "vmove: warning: the journal's folder `{}` may be written by other users \
                      (mode {:o}); keep the journal in a folder only you can write",
                     dir.display(),
@@ -85,6 +86,33 @@ pub fn open(eff: &Effective) -> Result<Journal> {
         },
     )
     // The error names the path and SQLite's verdict; `chain` leaves out SQLite's bare code.
+    .map_err(|e| anyhow!(e.chain()))
+}
+
+/// Opens a journal that must already exist (`status`, `history`, `report`, `abort`, `resume`):
+/// a mistyped `--journal` is an error naming the path, and creates no folder and no database.
+pub fn open_existing(eff: &Effective) -> Result<Journal> {
+    let path = journal_path(eff)?;
+    if path.is_dir() {
+        bail!(
+            "the journal `{}` is a folder, not a journal file",
+            path.display()
+        );
+    }
+    if !path.is_file() {
+        bail!(
+            "no journal at `{}`: no run was journaled there (check --journal, VMOVE_JOURNAL or `journal` in [defaults])",
+            path.display()
+        );
+    }
+    Journal::open_with(
+        &path,
+        Options {
+            lease_ttl: eff.journal_lease,
+            ..Options::default()
+        },
+    )
+    // The error names the path and SQLite's verdict.
     .map_err(|e| anyhow!(e.chain()))
 }
 
@@ -226,7 +254,10 @@ pub async fn resume(
     eff: &Effective,
     common: &Common,
 ) -> Result<u8> {
-    let mut j = open(eff)?;
+    if let Some(path) = &common.report {
+        crate::output::check_writable(path)?;
+    }
+    let mut j = open_existing(eff)?;
     let run = match run {
         Some(r) => r,
         None => newest(&j, true)?,
@@ -237,7 +268,7 @@ pub async fn resume(
     })?;
     if let Some(t) = took_over {
         // The lease had not expired, but its holder is provably dead (docs/journal.md).
-        eprintln!("vmove: {t}");
+        errln!("vmove: {t}");
     }
     let rec = j.load_run(&run)?;
     // The run goes on with the hosts as they were configured when it started (the config text
@@ -250,7 +281,7 @@ pub async fn resume(
         .and_then(|(p, _)| std::fs::read_to_string(p).ok());
     let (text, missing) = restore_uris(&rec.config, today.as_deref());
     for m in missing {
-        eprintln!(
+        errln!(
             "vmove: warning: `{m}` was recorded without its user information and today's config \
              file has no matching URI: resume connects without it"
         );
@@ -266,7 +297,7 @@ pub async fn resume(
         .filter(|r| matches!(r.state, vmove_core::RecoveredState::InFlight(_)))
         .count();
     let stop_seen = j.stop_requested(&run)?;
-    eprintln!(
+    errln!(
         "vmove: resuming run {run}: {} VMs recovered, {in_flight} possibly in flight (located before anything is done){}",
         recovered.len(),
         match stop_seen {
@@ -296,6 +327,7 @@ pub async fn resume(
         common,
         "resume",
         Some(journaling),
+        None,
     )
     .await
 }
@@ -381,7 +413,7 @@ fn summary_head(s: &RunSummary) -> String {
 
 /// `vmove status [RUN] [--watch]`.
 pub async fn status(run: Option<String>, watch: bool, eff: &Effective) -> Result<u8> {
-    let j = open(eff)?;
+    let j = open_existing(eff)?;
     let run = match run {
         Some(r) => r,
         None => newest(&j, false)?,
@@ -410,25 +442,25 @@ pub async fn status(run: Option<String>, watch: bool, eff: &Effective) -> Result
             // Clear the screen between frames when on a terminal.
             use std::io::IsTerminal;
             if std::io::stdout().is_terminal() {
-                print!("\x1b[2J\x1b[H");
+                stdio::out_raw("\x1b[2J\x1b[H");
             }
         }
-        print!("{out}");
-        if !watch || s.state != RunState::Running {
+        // A reader that went away ends a watch (there is no one left to show it to).
+        if !stdio::out(&out) || !watch || s.state != RunState::Running {
             return Ok(0);
         }
-        println!();
+        outln!();
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 
 /// `vmove abort RUN [--now]`.
 pub fn abort(run: &str, now: bool, eff: &Effective) -> Result<u8> {
-    let mut j = open(eff)?;
+    let mut j = open_existing(eff)?;
     let s = j
         .request_stop(run, now)
         .map_err(|e| anyhow!("cannot ask run `{run}` to stop: {e}"))?;
-    println!(
+    outln!(
         "asked run {run} to stop{} (at {}); its driving process sees it within about a second",
         if s.abort_running {
             " and abort its running migrations"
@@ -442,21 +474,37 @@ pub fn abort(run: &str, now: bool, eff: &Effective) -> Result<u8> {
 
 /// `vmove history`.
 pub fn history(eff: &Effective) -> Result<u8> {
-    let j = open(eff)?;
+    // A new user's first `vmove history`: the default journal does not exist yet. That is no
+    // error (and creates nothing); a journal named by --journal, VMOVE_JOURNAL or the config
+    // that does not exist is (a mistyped path).
+    if eff.journal.is_none() {
+        let path = journal_path(eff)?;
+        if !path.exists() {
+            outln!("no runs yet (no journal at {})", path.display());
+            return Ok(0);
+        }
+    }
+    let j = open_existing(eff)?;
     let mut runs = j.runs()?;
     runs.sort_by_key(|r| r.created_at);
     if runs.is_empty() {
-        println!("no runs in {}", journal_path(eff)?.display());
+        outln!("no runs in {}", journal_path(eff)?.display());
         return Ok(0);
     }
-    println!(
+    outln!(
         "{:<28} {:<9} {:<21} {:>5} {:>6} {:>6} {:>6}",
-        "RUN", "STATE", "CREATED", "VMS", "MOVED", "UNMIG", "CANC"
+        "RUN",
+        "STATE",
+        "CREATED",
+        "VMS",
+        "MOVED",
+        "UNMIG",
+        "CANC"
     );
     for r in runs {
         let n = |p: Phase| r.phases.get(&p).copied().unwrap_or(0);
         let total: u32 = r.phases.values().sum();
-        println!(
+        outln!(
             "{:<28} {:<9} {:<21} {:>5} {:>6} {:>6} {:>6}",
             r.id,
             r.state.as_str(),
@@ -472,7 +520,10 @@ pub fn history(eff: &Effective) -> Result<u8> {
 
 /// `vmove report [RUN] [--report FILE]`: the CLI's report, rebuilt from the journal's events.
 pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u8> {
-    let j = open(eff)?;
+    if let Some(path) = &common.report {
+        crate::output::check_writable(path)?;
+    }
+    let j = open_existing(eff)?;
     let run = match run {
         Some(r) => r,
         None => newest(&j, false)?,
@@ -498,13 +549,13 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
     if r.error.is_none() {
         r.error = rec.summary.detail.clone();
     }
-    println!("{}", summary_head(&rec.summary));
-    print!("{}", r.table());
+    outln!("{}", summary_head(&rec.summary));
+    stdio::out(&r.table());
     if let Some(path) = &common.report {
         r.write(path)?;
     }
     if rec.summary.state == RunState::Running {
-        eprintln!("vmove: note: run {run} is not over: this report is of the run so far");
+        errln!("vmove: note: run {run} is not over: this report is of the run so far");
     }
     Ok(0)
 }

@@ -137,8 +137,8 @@ fn check(
 fn duration_of(v: &toml::Value) -> Result<Duration, String> {
     let d = match v {
         toml::Value::String(s) => dur::parse_duration(s)?,
-        toml::Value::Integer(n) if *n >= 0 => Duration::from_secs(u64::try_from(*n).unwrap_or(0)),
-        toml::Value::Float(f) if *f >= 0.0 && f.is_finite() => Duration::from_secs_f64(*f),
+        toml::Value::Integer(n) if *n >= 0 => dur::from_secs_f64(*n as f64)?,
+        toml::Value::Float(f) => dur::from_secs_f64(*f)?,
         other => {
             return Err(format!(
                 "must be a duration like \"90s\" or \"2m\", not {other}"
@@ -208,6 +208,28 @@ pub fn merge(
             key: "defaults".into(),
             message: e.message().trim().to_owned(),
         })?;
+    // The knobs together, as a run checks them: a value no run accepts ("0s" intervals) is
+    // refused here already, so `vmove config` says what a run would.
+    settings.validate().map_err(|e| {
+        let key = match &e {
+            vmove_core::SpecError::ZeroCap(k) => k.clone(),
+            vmove_core::SpecError::BadSetting { key, .. } => (*key).to_owned(),
+            _ => "defaults".to_owned(),
+        };
+        let message = match &e {
+            vmove_core::SpecError::ZeroCap(_) => "must be at least 1".to_owned(),
+            vmove_core::SpecError::BadSetting { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        };
+        ConfigError::BadValue {
+            origin: origins
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| "the built-in defaults".into()),
+            key,
+            message,
+        }
+    })?;
     if path_flag.is_some() {
         origins.insert("path".into(), "flag `--path`".into());
     }

@@ -10,6 +10,7 @@ use crate::args::{Common, DemoArgs};
 use crate::calibrate::{Calibration, Method, RouteFit};
 use crate::output::{Record, fmt_eta, fmt_time};
 use crate::settings::Effective;
+use crate::stdio;
 use anyhow::{Context, Result, anyhow};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -39,17 +40,38 @@ fn with_user_settings(base: &Settings, eff: &Effective) -> Result<Settings> {
     serde_json::from_value(b).context("settings could not be merged")
 }
 
+/// The demo's speed-up: `--speed`, else `VMOVE_DEMO_SPEED`, else 1. Read here rather than by
+/// clap so that a bad environment value is blamed on the variable, not on the flag.
+fn demo_speed(flag: Option<f64>, env: &dyn Fn(&str) -> Option<String>) -> Result<f64> {
+    const MAX: f64 = 1e6;
+    let (value, origin) = match (flag, env("VMOVE_DEMO_SPEED")) {
+        (Some(v), _) => (v, "flag `--speed`".to_owned()),
+        (None, Some(raw)) => {
+            let v: f64 = raw.trim().parse().map_err(|_| {
+                anyhow!("environment variable `VMOVE_DEMO_SPEED`: `{raw}` is not a number (a speed-up such as 10)")
+            })?;
+            (v, "environment variable `VMOVE_DEMO_SPEED`".to_owned())
+        }
+        (None, None) => (1.0, String::new()),
+    };
+    if !(value.is_finite() && value > 0.0 && value <= MAX) {
+        anyhow::bail!("{origin}: the speed-up must be above 0 and at most {MAX}, not {value}");
+    }
+    Ok(value)
+}
+
 /// `vmove demo`.
 pub async fn demo(args: &DemoArgs, eff: &Effective, common: &Common) -> Result<u8> {
-    if !(args.speed.is_finite() && args.speed > 0.0) {
-        anyhow::bail!("flag `--speed` must be above 0, not {}", args.speed);
+    let factor = demo_speed(args.speed, &crate::env)?;
+    if let Some(path) = &common.report {
+        crate::output::check_writable(path)?;
     }
     let Demo {
         scenario: Scenario { cluster, mut spec },
         speed,
     } = scenarios::demo();
     spec.settings = with_user_settings(&spec.settings, eff)?;
-    let speed = speed * args.speed;
+    let speed = speed * factor;
     let vms = cluster.vm_specs().count();
     let hosts = cluster.host_ids();
     let intro = format!(
@@ -60,9 +82,9 @@ pub async fn demo(args: &DemoArgs, eff: &Effective, common: &Common) -> Result<u
         DEMO_SECONDS * DEMO_SPEED / speed
     );
     if common.json {
-        eprint!("{intro}");
+        stdio::err(&intro);
     } else {
-        print!("{intro}");
+        stdio::out(&intro);
     }
     let driver: Arc<dyn Driver> = Arc::new(SimDriver::new(cluster, SimClock::scaled(speed)));
     let mut drivers = Drivers::new();
@@ -76,7 +98,7 @@ pub async fn demo(args: &DemoArgs, eff: &Effective, common: &Common) -> Result<u
         start: Time::ZERO,
     };
     // The demo's cluster lives in this process only: nothing to resume, so it is not journaled.
-    crate::execute(core, drivers, options, common, "demo", None).await
+    crate::execute(core, drivers, options, common, "demo", None, None).await
 }
 
 /// Builds a simulated copy of the spec's hosts from what their drivers say now.
@@ -147,7 +169,7 @@ pub async fn plan(
     }
     rec.finish(&out.snapshot);
     if common.json {
-        print!("{}", out.ndjson());
+        stdio::out(&out.ndjson());
     }
     let mut text = header;
     let mut starts: Vec<(Time, String, String, String)> = Vec::new();
@@ -198,9 +220,9 @@ pub async fn plan(
         rec.moved
     ));
     if common.json {
-        eprint!("{text}");
+        stdio::err(&text);
     } else {
-        print!("{text}");
+        stdio::out(&text);
     }
     rec.outcome = if rec.vms.iter().all(|r| r.outcome == "moved") {
         "all_moved".into()

@@ -101,11 +101,38 @@ impl PersistentSim {
     /// Opens (or creates) the state file for `cluster`, the cluster built from the config.
     pub fn open(path: &Path, mut cluster: SimCluster, speed: f64) -> Result<PersistentSim> {
         let speed = speed.max(0.001);
-        let existing = path.is_file() && std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) > 0;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "cannot create the sim state file's folder `{}`",
+                    dir.display()
+                )
+            })?;
+        }
+        let log = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .with_context(|| format!("cannot open the sim state file `{}`", path.display()))?;
+        // One process at a time: two that replay the same file each believe they own the
+        // cluster, and both moved the same VM. The lock (flock) goes with the process, so a
+        // killed vmove leaves none behind for `resume` to trip on.
+        match log.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "the sim state file `{}` is in use by another vmove process; wait for it to end (its hosts are its until then)",
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| {
+                    format!("cannot lock the sim state file `{}`", path.display())
+                });
+            }
+        }
+        let existing = log.metadata().map(|m| m.len()).unwrap_or(0) > 0;
         let epoch_ms = if existing {
-            let f = File::open(path)
-                .with_context(|| format!("cannot read the sim state file `{}`", path.display()))?;
-            let mut lines = BufReader::new(f).lines();
+            let mut lines = BufReader::new(&log).lines();
             let head = lines.next().transpose()?.unwrap_or_default();
             let h: Header = serde_json::from_str(&head).with_context(|| {
                 format!(
@@ -131,13 +158,8 @@ impl PersistentSim {
             }
             h.epoch_ms
         } else {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            let mut f = File::create(path).with_context(|| {
-                format!("cannot create the sim state file `{}`", path.display())
-            })?;
             let epoch_ms = wall_ms();
+            let mut f = &log;
             writeln!(f, "{}", serde_json::to_string(&Header { epoch_ms, speed })?)?;
             f.sync_all()?;
             epoch_ms
@@ -149,10 +171,6 @@ impl PersistentSim {
             speed,
             offset,
         };
-        let log = OpenOptions::new()
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot append to the sim state file `{}`", path.display()))?;
         Ok(PersistentSim {
             inner: SimDriver::shared(Arc::new(Mutex::new(cluster)), clock),
             log: Mutex::new(log),

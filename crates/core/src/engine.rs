@@ -1366,13 +1366,11 @@ impl Core {
                     continue;
                 }
                 let src = self.sources[si].host;
-                if self.ledger.free(src) == 0
+                // A host that reports no slots at all is left to `place`, which says so.
+                let full = |h: usize| self.ledger.free(h) == 0 && !self.reports_no_slots(h);
+                if full(src)
                     || !self.hosts[src].reachable
-                    || (!pins
-                        && self.sources[si]
-                            .destinations
-                            .iter()
-                            .all(|&d| self.ledger.free(d) == 0))
+                    || (!pins && self.sources[si].destinations.iter().all(|&d| full(d)))
                 {
                     done[si] = true;
                     continue;
@@ -1484,6 +1482,17 @@ impl Core {
         );
     }
 
+    /// A host whose own figures allow no migration at all (it reported a limit of 0) never
+    /// frees a slot: its VMs, and VMs that can go nowhere else, are unmigratable
+    /// ([`Reason::NoMigrationSlots`]); waiting for a slot there waited forever.
+    fn reports_no_slots(&self, h: usize) -> bool {
+        self.ledger.limit(h) == 0
+            && self.hosts[h]
+                .info
+                .as_ref()
+                .is_some_and(|i| i.migration_limit == Some(0))
+    }
+
     /// Chooses a destination for a ready VM: one that is up, has a free slot (the source too),
     /// and room for it after the moves already headed there; the fewest migrations in flight
     /// first, then the most free memory.
@@ -1496,6 +1505,11 @@ impl Core {
             0
         };
         let need_disk = vm.disk_bytes;
+        let no_slots_ever = |h: usize| self.reports_no_slots(h);
+        if no_slots_ever(src) {
+            return Place::Never(Reason::NoMigrationSlots(self.hosts[src].id.clone()));
+        }
+        let mut zero_slots = None;
         let mut best: Option<((u32, Reverse<u64>, usize), usize)> = None;
         let (mut no_slot, mut no_room, mut unreachable, mut considered) = (false, false, false, 0);
         let mut dests = vm.open_destinations();
@@ -1526,6 +1540,10 @@ impl Core {
                 no_room = true;
                 continue;
             }
+            if no_slots_ever(h) {
+                zero_slots.get_or_insert(h);
+                continue;
+            }
             if !self.ledger.can_start(src, h) {
                 no_slot = true;
                 continue;
@@ -1547,6 +1565,8 @@ impl Core {
             Place::Wait(WaitReason::NoRoomYet)
         } else if unreachable {
             Place::Wait(WaitReason::HostUnreachable)
+        } else if let Some(h) = zero_slots {
+            Place::Never(Reason::NoMigrationSlots(self.hosts[h].id.clone()))
         } else if considered == 0 {
             Place::Never(Reason::DestinationsDown)
         } else {

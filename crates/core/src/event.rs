@@ -165,6 +165,9 @@ pub enum Reason {
     SourceDown(HostId),
     /// Every allowed destination stopped answering.
     DestinationsDown,
+    /// Its source, or every allowed destination that could hold it, reports a limit of 0
+    /// concurrent migrations: no slot will ever be free there.
+    NoMigrationSlots(HostId),
     /// Pinned to its own host.
     PinnedToSource,
 }
@@ -220,6 +223,10 @@ impl fmt::Display for Reason {
             Reason::NotVerified(e) => write!(f, "could not be proven on the destination: {e}"),
             Reason::SourceDown(h) => write!(f, "its source host {h} stopped answering"),
             Reason::DestinationsDown => write!(f, "every allowed destination stopped answering"),
+            Reason::NoMigrationSlots(h) => write!(
+                f,
+                "host {h} allows no migrations (it reports a limit of 0 at once): no slot will ever be free"
+            ),
             Reason::PinnedToSource => write!(f, "pinned to the host it is already on"),
         }
     }

@@ -163,6 +163,72 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// Checks the knobs on their own (the run spec's [`RunSpec::validate`] calls it; the CLI
+    /// calls it when it merges settings, so `vmove config` refuses what a run would).
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let s = self;
+        if s.max_attempts == 0 {
+            return Err(SpecError::ZeroCap("max_attempts".into()));
+        }
+        if s.job_start_attempts == 0 {
+            return Err(SpecError::ZeroCap("job_start_attempts".into()));
+        }
+        if s.default_host_limit == 0 {
+            return Err(SpecError::ZeroCap("default_host_limit".into()));
+        }
+        if s.max_parallel == Some(0) {
+            return Err(SpecError::ZeroCap("max_parallel".into()));
+        }
+        if s.cluster_cap == Some(0) {
+            return Err(SpecError::ZeroCap("cluster_cap".into()));
+        }
+        if !(0.0..=1.0).contains(&s.backoff_jitter) {
+            return Err(SpecError::BadSetting {
+                key: "backoff_jitter",
+                reason: format!("must be between 0 and 1, not {}", s.backoff_jitter),
+            });
+        }
+        for (key, d) in [
+            ("poll_interval", s.poll_interval),
+            ("recheck_interval", s.recheck_interval),
+            ("progress_interval", s.progress_interval),
+            ("job_start_timeout", s.job_start_timeout),
+            ("stall_timeout", s.stall_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(SpecError::BadSetting {
+                    key,
+                    reason: "must be longer than 0s".into(),
+                });
+            }
+        }
+        for (key, d) in [
+            ("poll_interval", s.poll_interval),
+            ("recheck_interval", s.recheck_interval),
+            ("progress_interval", s.progress_interval),
+            ("job_start_timeout", s.job_start_timeout),
+            ("backup_threshold", s.backup_threshold),
+            ("stall_timeout", s.stall_timeout),
+            ("completion_timeout_per_gib", s.completion_timeout_per_gib),
+            ("completion_timeout_min", s.completion_timeout_min),
+            ("backoff_initial", s.backoff_initial),
+            ("backoff_max", s.backoff_max),
+        ] {
+            if d > dur::MAX_DURATION {
+                return Err(SpecError::BadSetting {
+                    key,
+                    reason: format!(
+                        "is longer than {} (the longest duration vmove accepts)",
+                        dur::format_duration(dur::MAX_DURATION)
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Per-host limits from the configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -243,42 +309,7 @@ impl RunSpec {
         if self.sources.is_empty() {
             return Err(SpecError::NoSource);
         }
-        let s = &self.settings;
-        if s.max_attempts == 0 {
-            return Err(SpecError::ZeroCap("max_attempts".into()));
-        }
-        if s.job_start_attempts == 0 {
-            return Err(SpecError::ZeroCap("job_start_attempts".into()));
-        }
-        if s.default_host_limit == 0 {
-            return Err(SpecError::ZeroCap("default_host_limit".into()));
-        }
-        if s.max_parallel == Some(0) {
-            return Err(SpecError::ZeroCap("max_parallel".into()));
-        }
-        if s.cluster_cap == Some(0) {
-            return Err(SpecError::ZeroCap("cluster_cap".into()));
-        }
-        if !(0.0..=1.0).contains(&s.backoff_jitter) {
-            return Err(SpecError::BadSetting {
-                key: "backoff_jitter",
-                reason: format!("must be between 0 and 1, not {}", s.backoff_jitter),
-            });
-        }
-        for (key, d) in [
-            ("poll_interval", s.poll_interval),
-            ("recheck_interval", s.recheck_interval),
-            ("progress_interval", s.progress_interval),
-            ("job_start_timeout", s.job_start_timeout),
-            ("stall_timeout", s.stall_timeout),
-        ] {
-            if d.is_zero() {
-                return Err(SpecError::BadSetting {
-                    key,
-                    reason: "must be longer than 0s".into(),
-                });
-            }
-        }
+        self.settings.validate()?;
         for (host, limits) in &self.hosts {
             if limits.max_migrations == Some(0) {
                 return Err(SpecError::ZeroCap(format!("hosts.{host}.max_migrations")));
@@ -338,11 +369,33 @@ pub mod dur {
             Text(String),
         }
         match Raw::deserialize(d)? {
-            Raw::Secs(n) => Ok(Duration::from_secs(n)),
-            Raw::Float(f) if f >= 0.0 && f.is_finite() => Ok(Duration::from_secs_f64(f)),
-            Raw::Float(f) => Err(de::Error::custom(format!("`{f}` is not a duration"))),
+            Raw::Secs(n) => from_secs_f64(n as f64).map_err(de::Error::custom),
+            Raw::Float(f) => from_secs_f64(f).map_err(de::Error::custom),
             Raw::Text(t) => parse_duration(&t).map_err(de::Error::custom),
         }
+    }
+
+    /// The longest duration any setting may have: 365 days. Longer ones are surely typos, and
+    /// would overflow the clocks they are added to (`--stall-timeout 999999999999999999999d`
+    /// used to panic).
+    pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+    /// A number of seconds as a duration: finite, not negative, at most [`MAX_DURATION`].
+    pub fn from_secs_f64(secs: f64) -> Result<Duration, String> {
+        if !secs.is_finite() || secs < 0.0 {
+            return Err(format!("`{secs}` is not a duration (seconds, 0 or more)"));
+        }
+        if secs > MAX_DURATION.as_secs_f64() {
+            return Err(too_long(&format!("{secs}")));
+        }
+        Ok(Duration::from_secs_f64(secs))
+    }
+
+    fn too_long(text: &str) -> String {
+        format!(
+            "`{text}` is longer than {} (the longest duration vmove accepts)",
+            format_duration(MAX_DURATION)
+        )
     }
 
     /// Parses "90s", "1h 30m", "250ms", "2m30s", "45" (seconds).
@@ -351,8 +404,11 @@ pub mod dur {
         if t.is_empty() {
             return Err("an empty duration: write e.g. \"90s\", \"5m\" or \"1h\"".into());
         }
-        if let Ok(n) = t.parse::<u64>() {
-            return Ok(Duration::from_secs(n));
+        if t.bytes().all(|b| b.is_ascii_digit()) {
+            return match t.parse::<u64>() {
+                Ok(n) if n <= MAX_DURATION.as_secs() => Ok(Duration::from_secs(n)),
+                _ => Err(too_long(text)),
+            };
         }
         let mut total = Duration::ZERO;
         let mut rest = t;
@@ -388,7 +444,16 @@ pub mod dur {
                     ));
                 }
             };
-            total += Duration::from_secs_f64(secs);
+            if !secs.is_finite() || secs > MAX_DURATION.as_secs_f64() {
+                return Err(too_long(text));
+            }
+            // Whole microseconds, rounded: `from_secs_f64` truncates, and "17000000216ms"
+            // read back as 17000000215 ms (found by the CLI's fuzzing).
+            let part = Duration::from_micros((secs * 1e6).round() as u64);
+            total = total
+                .checked_add(part)
+                .filter(|d| *d <= MAX_DURATION)
+                .ok_or_else(|| too_long(text))?;
         }
         Ok(total)
     }
@@ -411,5 +476,37 @@ pub mod dur {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dur::{MAX_DURATION, format_duration, from_secs_f64, parse_duration};
+    use std::time::Duration;
+
+    #[test]
+    fn a_huge_duration_is_an_error_not_a_panic() {
+        for text in [
+            "999999999999999999999d",
+            "99999999999999999999",
+            "1e20s",
+            "200d 200d",
+            "366d",
+            "9999999999999999999999999999999999999999.5s",
+        ] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
+        assert!(from_secs_f64(1e20).is_err());
+        assert!(from_secs_f64(f64::NAN).is_err());
+        assert!(from_secs_f64(-1.0).is_err());
+        assert_eq!(parse_duration("365d"), Ok(MAX_DURATION));
+    }
+
+    #[test]
+    fn a_printed_duration_reads_back_to_the_millisecond() {
+        let d = parse_duration("17000000216.1ms").map(|d| d.as_millis());
+        assert_eq!(d, Ok(17_000_000_216));
+        let d = Duration::from_millis(17_000_000_216);
+        assert_eq!(parse_duration(&format_duration(d)), Ok(d));
     }
 }

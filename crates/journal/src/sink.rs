@@ -175,10 +175,10 @@ impl JournalSink {
         };
         if self.down {
             self.down = false;
-            eprintln!(
+            say_on_stderr(format_args!(
                 "vmove: journal {}: written again; held actions go on",
                 self.path.display()
-            );
+            ));
         }
         for (c, id) in commands.iter().zip(ids) {
             self.open.entry(command_key(c)).or_default().push_back(id);
@@ -192,12 +192,12 @@ impl JournalSink {
         let what = describe(&self.path, e);
         if !self.down {
             self.down = true;
-            eprintln!(
+            say_on_stderr(format_args!(
                 "vmove: {what}\nvmove: no new moves; running migrations are watched to their end; \
                  nothing is removed or aborted until the journal can be written again \
                  (then `vmove resume {}` goes on)",
                 self.run
-            );
+            ));
         }
         SinkError::new(what)
     }
@@ -278,10 +278,10 @@ impl Keeper {
                     match with_journal(&journal, move |j| j.refresh_lease(&r)).await {
                         Err(e) if !refresh_failed => {
                             refresh_failed = true;
-                            eprintln!(
+                            say_on_stderr(format_args!(
                                 "vmove: warning: the journal lease could not be refreshed: {}",
                                 e.chain()
-                            );
+                            ));
                         }
                         Err(_) => {}
                         Ok(_) => refresh_failed = false,
@@ -301,14 +301,14 @@ impl Keeper {
                     };
                     if stronger {
                         strongest = Some(stop.abort_running);
-                        eprintln!(
+                        say_on_stderr(format_args!(
                             "vmove: stop requested through the journal{}",
                             if stop.abort_running {
                                 " (--now: aborting running migrations)"
                             } else {
                                 ": no new moves; running ones finish"
                             }
-                        );
+                        ));
                         control.stop(stop.abort_running);
                     }
                 }
@@ -321,4 +321,11 @@ impl Keeper {
     pub fn stop(self) {
         self.task.abort();
     }
+}
+
+/// One line for the person on stderr. A closed or broken stderr must not end the run
+/// (`eprintln!` panics when the write fails), so a failed write is dropped.
+fn say_on_stderr(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{args}");
 }

@@ -1,0 +1,143 @@
+//! Writing to stdout and stderr without ever panicking or failing a run.
+//!
+//! `println!` panics when its write fails ("failed printing to stdout: Broken pipe", exit 101):
+//! `vmove evacuate ... | head -1` used to die that way and cancel the run's VMs. Rust ignores
+//! SIGPIPE, so a write to a closed pipe returns `EPIPE`; every write of the binary goes through
+//! this module instead (`clippy::print_stdout` and `clippy::print_stderr` are denied in main.rs):
+//! - the first failed write to stdout marks it gone; later writes are dropped silently;
+//! - during a run ([`announce_closed_stdout`]) that first failure is said ONCE on stderr, with
+//!   its cause, and the run goes on to its normal end (output is never worth stopping a move);
+//! - in short commands (`status`, `history`, `report`, `config`, `plan`, `abort`) a reader that
+//!   went away (`EPIPE`) is the reader's choice (`vmove history | head -1`): nothing is said and
+//!   the command exits as it would have (0). Any other write error (a full disk behind `>`) is
+//!   said on stderr and the command exits 1 ([`stdout_failure`]);
+//! - a failed write to stderr is ignored (there is nowhere left to say it).
+
+use std::io::{self, Write};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once a write to stdout failed: nothing more is written there.
+static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+/// Say the first stdout failure on stderr even when it is a closed pipe (during a run).
+static ANNOUNCE: AtomicBool = AtomicBool::new(false);
+/// The first stdout failure.
+static FAILURE: Mutex<Option<io::ErrorKind>> = Mutex::new(None);
+
+/// From now on a closed stdout is said on stderr (a run is going on that outlives its reader).
+pub fn announce_closed_stdout() {
+    ANNOUNCE.store(true, Ordering::SeqCst);
+}
+
+/// How the first failed write to stdout failed, if one did.
+pub fn stdout_failure() -> Option<io::ErrorKind> {
+    *FAILURE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn stdout_failed(e: &io::Error) {
+    if STDOUT_GONE.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    *FAILURE.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.kind());
+    let pipe = e.kind() == io::ErrorKind::BrokenPipe;
+    if ANNOUNCE.load(Ordering::SeqCst) {
+        err(&format!(
+            "vmove: standard output {} ({e}); nothing more is printed there, the run goes on\n",
+            if pipe {
+                "was closed by its reader"
+            } else {
+                "cannot be written"
+            }
+        ));
+    } else if !pipe {
+        err(&format!(
+            "vmove: error: standard output cannot be written: {e}\n"
+        ));
+    }
+}
+
+/// `text` with every control character but newline and tab escaped (`\u{1b}`): names come
+/// from hypervisors and config files, and must not move a terminal's cursor or hide text.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut s = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            s.extend(c.escape_unicode());
+        } else {
+            s.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(s)
+}
+
+/// Writes `text` to stdout (flushed, control characters escaped by [`printable`]); false when
+/// stdout is gone. Never panics.
+pub fn out(text: &str) -> bool {
+    out_bytes(printable(text).as_bytes())
+}
+
+/// Writes terminal control sequences of vmove's own (clearing the screen) as they are.
+pub fn out_raw(text: &str) -> bool {
+    out_bytes(text.as_bytes())
+}
+
+fn out_bytes(bytes: &[u8]) -> bool {
+    if STDOUT_GONE.load(Ordering::SeqCst) {
+        return false;
+    }
+    let mut o = io::stdout().lock();
+    match o.write_all(bytes).and_then(|()| o.flush()) {
+        Ok(()) => true,
+        Err(e) => {
+            stdout_failed(&e);
+            false
+        }
+    }
+}
+
+/// Writes `text` to stderr; a failure is ignored. Never panics.
+pub fn err(text: &str) {
+    let mut e = io::stderr().lock();
+    let _ = e
+        .write_all(printable(text).as_bytes())
+        .and_then(|()| e.flush());
+}
+
+/// Stdout as a [`Write`] for sinks: never fails (what cannot be written is dropped, see the
+/// module docs), so a closed pipe cannot stop a run as a failed sink would.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stdout;
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match std::str::from_utf8(buf) {
+            Ok(text) => out(text),
+            Err(_) => out_bytes(buf),
+        };
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `println!` that never panics: a line to stdout through [`out`].
+macro_rules! outln {
+    () => {{
+        $crate::stdio::out("\n");
+    }};
+    ($($t:tt)*) => {{
+        $crate::stdio::out(&format!("{}\n", format_args!($($t)*)));
+    }};
+}
+
+/// `eprintln!` that never panics: a line to stderr through [`err`].
+macro_rules! errln {
+    ($($t:tt)*) => { $crate::stdio::err(&format!("{}\n", format_args!($($t)*))) };
+}
