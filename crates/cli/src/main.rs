@@ -430,6 +430,22 @@ async fn finish_journal(j: &runs::Journaling, result: &vmove_runtime::RunResult)
         None => RunEnd::Finished,
     };
     let run = j.run.clone();
+    // A closed output was said once on stderr when it happened; the journal keeps it too, so
+    // that `vmove status` shows why the run's own output stops where it does.
+    if let Some(kind) = stdio::stdout_failure() {
+        let note = format!(
+            "standard output {} during the run ({kind}); the run went on to its end without it",
+            if kind == std::io::ErrorKind::BrokenPipe {
+                "was closed by its reader"
+            } else {
+                "could not be written"
+            }
+        );
+        let r = run.clone();
+        if let Err(e) = with_journal(&j.journal, move |jj| jj.record_note(&r, &note)).await {
+            errln!("vmove: warning: the closed output could not be noted in the journal: {e}");
+        }
+    }
     if let Err(e) = with_journal(&j.journal, move |jj| jj.finish_run(&run, end)).await {
         errln!("vmove: warning: the run's end could not be journaled: {e}");
     }

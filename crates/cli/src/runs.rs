@@ -438,6 +438,9 @@ pub async fn status(run: Option<String>, watch: bool, eff: &Effective) -> Result
                 .filter(|v| !v.phase.is_final() && v.phase != Phase::Migrating)
                 .count()
         ));
+        for (at, text) in j.notes(&run)? {
+            out.push_str(&format!("note ({}): {text}\n", wall(at)));
+        }
         if watch {
             // Clear the screen between frames when on a terminal.
             use std::io::IsTerminal;

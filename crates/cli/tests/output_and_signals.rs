@@ -122,6 +122,11 @@ fn a_reader_that_closes_after_one_line_does_not_stop_an_evacuation() {
     let s = status(&sb);
     assert!(s.contains("6 VMs: 6 moved"), "{s}");
     assert!(s.contains(": finished"), "{s}");
+    // The journal keeps it too: status shows why the run's output stops where it does.
+    assert!(
+        s.contains("note (") && s.contains("standard output was closed by its reader"),
+        "{s}"
+    );
 }
 
 #[test]

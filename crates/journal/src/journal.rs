@@ -454,6 +454,32 @@ impl Journal {
         Ok(())
     }
 
+    // ----- notes -----
+
+    /// Writes a note for a person about the run, beside its moves (that its standard output
+    /// was closed by its reader and the run went on). Any process may write one; the text is
+    /// redacted like every stored text (no URI's user information).
+    pub fn record_note(&mut self, run: &str, text: &str) -> Result<()> {
+        let now = self.now();
+        let tx = self.write_tx()?;
+        run_state(&tx, run)?;
+        tx.execute(
+            "INSERT INTO notes (run_id, at, text) VALUES (?1, ?2, ?3)",
+            params![run, now.0, redact(text.to_owned())],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The run's notes, oldest first, with when each was written.
+    pub fn notes(&self, run: &str) -> Result<Vec<(WallTime, String)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT at, text FROM notes WHERE run_id = ?1 ORDER BY at, rowid")?;
+        let rows = st.query_map([run], |r| Ok((WallTime(r.get(0)?), r.get(1)?)))?;
+        Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+    }
+
     // ----- stop requests (any process) -----
 
     /// Asks a running run to stop starting moves; with `now`, to abort running migrations too.

@@ -22,7 +22,7 @@ struct Migration {
 }
 
 /// The newest schema version this build knows.
-pub const LATEST: u32 = 3;
+pub const LATEST: u32 = 4;
 
 const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -101,6 +101,19 @@ CREATE INDEX vm_state_live ON vm_state (vm) WHERE final = 0;
         sql: r#"
 ALTER TABLE leases ADD COLUMN holder_started INTEGER;
 ALTER TABLE leases ADD COLUMN holder_boot TEXT;
+"#,
+        backfill: None,
+    },
+    Migration {
+        version: 4,
+        description: "notes: what happened to a run beside its moves (its output closed by its reader)",
+        sql: r#"
+CREATE TABLE notes (
+    run_id  TEXT NOT NULL REFERENCES runs(id),
+    at      INTEGER NOT NULL,
+    text    TEXT NOT NULL
+) STRICT;
+CREATE INDEX notes_run ON notes (run_id, at);
 "#,
         backfill: None,
     },

@@ -866,3 +866,29 @@ fn a_concurrent_reader_sees_consistent_snapshots_while_the_writer_writes() {
         "the reader read between writes: {partial_reads} times"
     );
 }
+
+/// A note about a run (its output closed by its reader) is kept with the run, readable by any
+/// process, oldest first, redacted like every stored text; a note for an unknown run is refused.
+#[test]
+fn a_runs_notes_are_kept_in_order_redacted_and_only_for_known_runs() {
+    let (_dir, path) = temp_path();
+    let clock = clock();
+    let mut j = open_as(&path, &clock, me());
+    j.create_run(&new_run("r1", Selection::All)).unwrap();
+    j.record_note("r1", "standard output was closed by its reader")
+        .unwrap();
+    j.record_note("r1", "seen from qemu+tcp://admin:Pw123@h/system")
+        .unwrap();
+    let other = open_as(&path, &clock, other(4242));
+    let notes: Vec<String> = other
+        .notes("r1")
+        .unwrap()
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert_eq!(notes[0], "standard output was closed by its reader");
+    assert!(!notes[1].contains("Pw123"), "{notes:?}");
+    assert!(j.record_note("nope", "x").is_err());
+    assert!(j.notes("nope").unwrap().is_empty());
+}
