@@ -64,6 +64,33 @@ const EXIT_UNMIGRATABLE: u8 = 2;
 /// Exit code: interrupted (Ctrl-C, SIGTERM, SIGHUP, or `vmove abort` through the journal).
 const EXIT_INTERRUPTED: u8 = 130;
 
+/// The drivers' `tracing` messages go to stderr (never stdout, which `--json` owns), warnings
+/// and errors by default: a Hyper-V job that completed with warnings, TLS verification turned
+/// off, a provenance marker that could not be removed. `VMOVE_LOG` (or `RUST_LOG`) sets the
+/// level with tracing's filter syntax (`info`, `vmove_driver_libvirt=debug`). A value that is
+/// not a filter is said once and the default kept. A failed write is dropped (`stdio::Stderr`).
+fn install_log() {
+    use tracing_subscriber::EnvFilter;
+    let (var, value) = match (std::env::var("VMOVE_LOG"), std::env::var("RUST_LOG")) {
+        (Ok(v), _) => ("VMOVE_LOG", Some(v)),
+        (_, Ok(v)) => ("RUST_LOG", Some(v)),
+        _ => ("", None),
+    };
+    let filter = match value.filter(|v| !v.trim().is_empty()) {
+        Some(v) => EnvFilter::try_new(&v).unwrap_or_else(|e| {
+            errln!("vmove: warning: {var}={v:?} is not a log filter ({e}); logging warnings");
+            EnvFilter::new("warn")
+        }),
+        None => EnvFilter::new("warn"),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| stdio::Stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -74,6 +101,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    install_log();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

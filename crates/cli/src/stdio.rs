@@ -127,6 +127,21 @@ impl Write for Stdout {
     }
 }
 
+/// Stderr as a [`Write`] for the log (the drivers' `tracing` warnings): never fails, like
+/// [`err`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stderr;
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        err(&String::from_utf8_lossy(buf));
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// `println!` that never panics: a line to stdout through [`out`].
 macro_rules! outln {
     () => {{

@@ -126,6 +126,11 @@ async fn evacuate_twenty(foreign: bool) {
         .insert(ids[7].clone(), [32768].into());
     w.faults.job_exception.insert(ids[7].clone(), 1);
     w.faults.failure_leaves_copies.insert(ids[7].clone());
+    // one job completes with warnings (JobState 32768): a success, its words shown on stderr
+    w.faults.completes_with_warnings.insert(
+        ids[5].clone(),
+        "The network adapter could not be connected to switch 'LAN' on the destination".into(),
+    );
     // a file of the same name as vm07's disk elsewhere on the destination: never touched
     w.hosts
         .get_mut("hv2")
@@ -182,6 +187,12 @@ max_attempts = 3"#,
         "the password was printed"
     );
     assert_eq!(out.status.code(), Some(0), "vmove evacuate failed");
+    // The job that completed with warnings moved its VM, and its warning reached the user
+    // (the drivers' `tracing` warnings go to stderr).
+    assert!(
+        stderr.contains("completed with warnings") && stderr.contains("switch 'LAN'"),
+        "the job's warning was not shown: {stderr}"
+    );
     fake.with(|w| {
         let (src, dst) = (&w.hosts["hv1"], &w.hosts["hv2"]);
         assert!(
