@@ -102,6 +102,17 @@ fn check(
         },
         "call_timeout" => duration_of(value).map(|_| ()).map_err(bad),
         "journal_lease" => duration_of(value)
+            // Longer than any duration (`100000h`) is over the lease's own bound too: say that.
+            .map_err(|e| {
+                if e.contains("is longer than") {
+                    format!(
+                        "{e}; `journal_lease` must be at most {}",
+                        dur::format_duration(vmove_journal::MAX_LEASE)
+                    )
+                } else {
+                    e
+                }
+            })
             .and_then(|d| {
                 if d > vmove_journal::MAX_LEASE {
                     Err(format!(

@@ -94,19 +94,28 @@ const PASSWORD: &str = "Hunter2SecretPw";
 fn a_password_in_a_libvirt_uri_reaches_no_output_report_or_journal_row() {
     let sb = Sandbox::new("secret");
     // Two libvirt hosts on loopback ports nobody listens on: every call fails, with the URI
-    // in the driver's words.
+    // in the driver's words. A run from the unreachable kvm1 is refused before it starts (its
+    // VMs cannot be listed); a run from the simulated host `a` to kvm2 starts, journals its
+    // config and waits for the destination, whose every failure names its URI.
     let cfg = format!(
         "[defaults]\njournal = \"{j}\"\nmax_attempts = 1\n\n\
+         [hosts.a]\ndriver = \"sim\"\nstate_file = \"{st}\"\nvms = [ {{ name = \"web-1\", memory_gib = 1, disk_gib = 1 }} ]\n\n\
          [hosts.kvm1]\ndriver = \"libvirt\"\nuri = \"qemu+tcp://admin:{PASSWORD}@127.0.0.1:{p1}/system\"\nkeepalive_interval_s = 1\nkeepalive_count = 1\n\n\
          [hosts.kvm2]\ndriver = \"libvirt\"\nuri = \"qemu+tcp://admin:{PASSWORD}@127.0.0.1:{p2}/system\"\nkeepalive_interval_s = 1\nkeepalive_count = 1\n",
         j = sb.path("state/journal.db").display(),
+        st = sb.path("sim.state").display(),
         p1 = closed_port(),
         p2 = closed_port(),
     );
     std::fs::write(sb.path("vmove.toml"), cfg).unwrap();
     let mut outputs = Vec::new();
-    // An unreachable source is waited for (the run goes on until stopped): let it try for a
-    // few seconds, then stop it with Ctrl-C (SIGINT) as a user would.
+    let (code, out, err) = sb.run(&["migrate", "web-1", "--from", "kvm1", "--to", "kvm2"]);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    outputs.push(format!(
+        "$ vmove migrate web-1 --from kvm1 ...\n{out}\n{err}"
+    ));
+    // An unreachable destination is waited for (the run goes on until stopped): let it try for
+    // a few seconds, then stop it with Ctrl-C (SIGINT) as a user would.
     let out = std::fs::File::create(sb.path("run.out")).unwrap();
     let err = std::fs::File::create(sb.path("run.err")).unwrap();
     let mut child = sb
@@ -114,7 +123,7 @@ fn a_password_in_a_libvirt_uri_reaches_no_output_report_or_journal_row() {
             "migrate",
             "web-1",
             "--from",
-            "kvm1",
+            "a",
             "--to",
             "kvm2",
             "--report",
@@ -215,7 +224,15 @@ fn a_new_journal_is_created_0600_in_a_0700_folder_and_an_existing_folder_is_left
     // An existing folder others may write in keeps its mode, and vmove says so.
     std::fs::create_dir(sb.path("shared")).unwrap();
     std::fs::set_permissions(sb.path("shared"), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let (code, _, err) = sb.run(&["history", "--journal", "shared/journal.db"]);
+    // (The VMs went to b: this run brings them back, journaled in the shared folder.)
+    let (code, _, err) = sb.run(&[
+        "evacuate",
+        "b",
+        "--to",
+        "a",
+        "--journal",
+        "shared/journal.db",
+    ]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(mode(&sb.path("shared")), 0o777);
     assert!(

@@ -1273,7 +1273,30 @@ async fn an_offline_copy_whose_source_changes_meanwhile_is_not_defined_on_the_de
 /// switchover, between Perform and Confirm. Returns the source's and the destination's
 /// `domstate --reason` a moment after the kill ("absent" when not defined), or None when the
 /// window was missed (the migration ended first).
-fn kill_client_at_the_switchover(name: &str) -> Option<(String, String)> {
+fn kill_client_at_the_switchover(name: &str, after: Duration) -> Option<(String, String)> {
+    use std::io::BufRead;
+    // The source's lifecycle events tell the moment it pauses for the switchover
+    // ("Suspended Migrated") as it happens: polling `domstate` missed that window on a quiet
+    // machine (four rounds in a row in CI).
+    let mut events = Command::new("virsh")
+        .args(["-q", "-c", &uri(a()), "event", "--domain", name])
+        .args(["--event", "lifecycle", "--loop"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = events.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("Suspended") && tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    // Let the watcher connect before the migration starts.
+    std::thread::sleep(Duration::from_millis(500));
     let mut child = Command::new("virsh")
         .args([
             "-q",
@@ -1289,22 +1312,29 @@ fn kill_client_at_the_switchover(name: &str) -> Option<(String, String)> {
         .spawn()
         .unwrap();
     let mut hit = false;
-    for _ in 0..6000 {
-        if virsh(a(), &["domstate", name]).is_ok_and(|s| s.starts_with("paused")) {
+    for _ in 0..60_000 {
+        if rx.try_recv().is_ok() {
             hit = true;
+            // The pause starts the switchover (Perform); a client killed during Perform has
+            // the migration cancelled and the source resumed. The state this test is about
+            // comes after Perform: each round waits a little longer into the window.
+            std::thread::sleep(after);
             break;
         }
         if child.try_wait().unwrap().is_some() {
             break;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(1));
     }
     let _ = child.kill();
     let _ = child.wait();
+    let _ = events.kill();
+    let _ = events.wait();
     // The hosts run their close callbacks for the client's connections.
     std::thread::sleep(Duration::from_secs(2));
     let state = |h: &str| virsh(h, &["domstate", "--reason", name]).unwrap_or("absent".into());
     let (s, d) = (state(a()), state(b()));
+    eprintln!("switchover round of {name}: event seen {hit}, source {s:?}, destination {d:?}");
     (hit && s.starts_with("paused (migrating)")).then_some((s, d))
 }
 
@@ -1315,21 +1345,32 @@ fn kill_client_at_the_switchover(name: &str) -> Option<(String, String)> {
 /// made it: no vmove provenance), verify is no proof, nothing of the source is listed, and a
 /// removal of its definition is refused: the paused copy stays as it is. Before: read as
 /// `MigratingIn` (someone else's migration), and its abort did nothing.
+///
+/// The moment: virsh's client is killed 0, 10, 20... ms after the source's "Suspended
+/// Migrated" event (the switchover), one round each, until a round finds the source "paused
+/// (migrating)". Killed during Perform the migration is cancelled (source running); after
+/// Confirm the move is whole (source gone). On this lab the state lies 20-80 ms in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_whose_client_died_at_the_switchover_is_rolled_back_or_left_alone() {
     if !lab_enabled("a_migration_whose_client_died_at_the_switchover_is_rolled_back_or_left_alone")
     {
         return;
     }
+    const ROUNDS: usize = 16;
     let lab = Lab::new();
     let mut seen = Vec::new();
-    for round in 0..4 {
+    for round in 0..ROUNDS {
+        if !seen.is_empty() {
+            break;
+        }
         let (vm, name) = lab.mkvm(
             &format!("killed{round}"),
             &["--size", "256", "--fill", "160"],
         );
         let req = lab.request(&vm, &name, MigrationMode::Live);
-        let Some((s, d)) = kill_client_at_the_switchover(&name) else {
+        let Some((s, d)) =
+            kill_client_at_the_switchover(&name, Duration::from_millis(10 * round as u64))
+        else {
             lab.cleanup(&name);
             continue;
         };
@@ -1372,7 +1413,10 @@ async fn a_migration_whose_client_died_at_the_switchover_is_rolled_back_or_left_
         }
         lab.cleanup(&name);
     }
-    assert!(!seen.is_empty(), "the switchover was never hit in 4 rounds");
+    assert!(
+        !seen.is_empty(),
+        "the switchover was never hit in {ROUNDS} rounds"
+    );
     eprintln!("seen: {seen:?}");
 
     // A VM its owner paused is never resumed by an abort.
