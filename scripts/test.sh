@@ -25,7 +25,7 @@ cargo build --workspace --all-features --locked --release --bins
 say "unit, property, simulation, protocol-fake and CLI tests (cargo test --workspace --all-features)"
 set +e
 VMOVE_REQUIRE_PYPSRP=1 VMOVE_REQUIRE_CLI_E2E=1 VMOVE_REQUIRE_KERBEROS=1 VMOVE_BIN="$ROOT/target/release/vmove" \
-  cargo test --workspace --all-features --locked --release 2>&1 | tee /tmp/vmove-test-unit.log
+  cargo test --workspace --all-features --locked --release --no-fail-fast 2>&1 | tee /tmp/vmove-test-unit.log
 unit=${PIPESTATUS[0]}
 
 say "real-libvirt lab tests (lab/ci.sh)"
