@@ -8,7 +8,7 @@
 //! - [`io`]: [`Command`]s to the world and [`Input`]s from it.
 //! - [`event`]: [`Event`]s for observers (UI, NDJSON, journal).
 //! - [`machine`]: the per-VM move state machine (one exhaustive transition function).
-//! - [`slots`]: the slot ledger (ours and foreign migrations per host).
+//! - [`slots`]: the slot ledger (ours and foreign migrations per host), in the engine's folder.
 //! - [`policy`]: retry backoff with seeded jitter.
 //! - [`engine`]: [`Core`], which ties them together and schedules.
 //! - [`view`]: snapshots for displays and reports.
@@ -24,8 +24,8 @@ pub mod machine;
 pub mod model;
 pub mod policy;
 pub mod select;
-pub mod slots;
 pub mod spec;
+pub use engine::slots;
 pub mod time;
 pub mod view;
 

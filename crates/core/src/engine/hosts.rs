@@ -1,0 +1,443 @@
+//! Host state and refreshes: what a host's listing tells the engine (its figures, where our VMs
+//! are, foreign migrations, a source's selection), and a host that stays unreachable.
+
+use super::Core;
+use super::assess::is_observed_wait;
+use super::slots::SlotLedger;
+use super::timers::TimerKey;
+use super::vm;
+use crate::event::{EventKind, Phase, Reason};
+use crate::io::Command;
+use crate::machine::{Assessment, VmEvent, VmMove};
+use crate::model::{Failure, HostId, HostInfo, MigrationMode, VmId, VmInfo};
+use crate::select;
+use crate::spec::{Order, SchedulerPolicy, Selection};
+use crate::time::Time;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+/// Consecutive failed refreshes after which a host is considered down.
+pub const HOST_DOWN_AFTER_FAILURES: u32 = 30;
+
+/// What the engine knows about one host, indexed like the slot ledger.
+#[derive(Debug)]
+pub(super) struct HostState {
+    pub(super) id: HostId,
+    /// The run's configured cap on its migrations.
+    pub(super) cap: Option<u32>,
+    /// Its figures from the last listing that succeeded.
+    pub(super) info: Option<HostInfo>,
+    /// Its last refresh succeeded.
+    pub(super) reachable: bool,
+    /// It has answered a refresh at least once (listed, or failed).
+    pub(super) answered: bool,
+    /// Refreshes failed in a row.
+    pub(super) failures: u32,
+    /// Failed [`HOST_DOWN_AFTER_FAILURES`] times in a row, and not listed since.
+    pub(super) down: bool,
+    /// A refresh is asked and not answered yet (never two at once).
+    pub(super) refresh_outstanding: bool,
+    /// When the last refresh that succeeded was asked.
+    pub(super) last_ok_requested_at: Option<Time>,
+    /// Memory reserved here by moves not yet shown in its own figures.
+    pub(super) reserved_memory: u64,
+    /// Disk reserved here by moves not yet shown in its own figures.
+    pub(super) reserved_disk: u64,
+    /// Our VMs last seen listed on this host.
+    pub(super) seen_ours: BTreeSet<usize>,
+    /// When our slots on this host were last released (to tell stale listings from foreign ones).
+    pub(super) releases: VecDeque<Time>,
+    /// The (limit, foreign migrations) last announced in `HostSeen`.
+    pub(super) announced: Option<(u32, u32)>,
+    /// Our VMs that arrived here and whose reservation awaits a refresh that shows them.
+    pub(super) settling: Vec<usize>,
+}
+
+impl HostState {
+    pub(super) fn new(id: HostId, cap: Option<u32>) -> Self {
+        HostState {
+            id,
+            cap,
+            info: None,
+            reachable: false,
+            answered: false,
+            failures: 0,
+            down: false,
+            refresh_outstanding: false,
+            last_ok_requested_at: None,
+            reserved_memory: 0,
+            reserved_disk: 0,
+            seen_ours: BTreeSet::new(),
+            releases: VecDeque::new(),
+            announced: None,
+            settling: Vec::new(),
+        }
+    }
+}
+
+/// A source host of the run and its VMs ready to start.
+#[derive(Debug)]
+pub(super) struct SourceState {
+    /// Its host index.
+    pub(super) host: usize,
+    /// Which of its VMs the run moves.
+    pub(super) select: Selection,
+    /// Host indexes its VMs may go to (unless pinned).
+    pub(super) destinations: Vec<usize>,
+    /// Its selection is made (or given up): no more VMs come from it.
+    pub(super) resolved: bool,
+    /// Its queued VMs that may start as soon as a slot and a destination allow.
+    pub(super) ready: BTreeSet<vm::OrderKey>,
+}
+
+impl SourceState {
+    pub(super) fn new(host: usize, select: Selection, destinations: Vec<usize>) -> Self {
+        SourceState {
+            host,
+            select,
+            destinations,
+            resolved: false,
+            ready: BTreeSet::new(),
+        }
+    }
+}
+
+impl Core {
+    /// Sets a host's effective slot limit from its figures and the caps that apply to it.
+    pub(super) fn refresh_limit(&mut self, h: usize) {
+        let s = &self.spec.settings;
+        let reported = self.hosts[h].info.as_ref().and_then(|i| i.migration_limit);
+        let lim = SlotLedger::effective_limit(
+            reported,
+            s.default_host_limit,
+            &[self.hosts[h].cap, s.max_parallel],
+        );
+        self.ledger.set_limit(h, lim);
+    }
+
+    /// Asks for a refresh of a host now, unless one is already under way.
+    pub(super) fn issue_refresh(&mut self, h: usize) {
+        let hs = &mut self.hosts[h];
+        if hs.refresh_outstanding {
+            return;
+        }
+        hs.refresh_outstanding = true;
+        self.commands.push_back(Command::RefreshHost {
+            host: hs.id.clone(),
+        });
+    }
+
+    /// Asks for a refresh of a host at `at`, unless one is due sooner.
+    fn schedule_refresh(&mut self, h: usize, at: Time) {
+        let key = TimerKey::Host(h);
+        if self.timers.due_at(key).is_some_and(|t| t <= at) {
+            return;
+        }
+        self.timers.schedule(key, at);
+    }
+
+    /// A host's refresh answered: its figures, our VMs on it, foreign migrations, the selection
+    /// of a source listed for the first time, and the next refresh.
+    pub(super) fn on_refresh(
+        &mut self,
+        h: usize,
+        now: Time,
+        requested_at: Time,
+        result: Result<(HostInfo, Vec<VmInfo>), Failure>,
+    ) {
+        self.hosts[h].refresh_outstanding = false;
+        self.dirty = true;
+        let recheck = self.spec.settings.recheck_interval;
+        match result {
+            Err(f) => {
+                let first = self.hosts[h].failures == 0;
+                let hs = &mut self.hosts[h];
+                hs.failures += 1;
+                hs.reachable = false;
+                hs.answered = true;
+                if first {
+                    let host = hs.id.clone();
+                    self.emit(EventKind::HostUnreachable {
+                        host,
+                        error: f.message.clone(),
+                    });
+                }
+                if self.hosts[h].failures >= HOST_DOWN_AFTER_FAILURES && !self.hosts[h].down {
+                    self.host_down(h, now, &f.message);
+                }
+                self.schedule_refresh(h, now + recheck);
+            }
+            Ok((info, vms)) => self.on_listing(h, now, requested_at, info, vms),
+        }
+        if !self.initialized && self.hosts.iter().all(|hs| hs.answered) {
+            self.initialized = true;
+            // VMs recovered from a journal are placed once every host has been listed.
+            let pending: Vec<usize> = self.searching.iter().copied().collect();
+            for i in pending {
+                if self.vms[i].vm.phase() == Phase::Queued {
+                    self.reassess(i, now);
+                }
+            }
+        }
+    }
+
+    /// A host's refresh succeeded.
+    fn on_listing(
+        &mut self,
+        h: usize,
+        now: Time,
+        requested_at: Time,
+        info: HostInfo,
+        vms: Vec<VmInfo>,
+    ) {
+        {
+            let hs = &mut self.hosts[h];
+            hs.failures = 0;
+            hs.reachable = true;
+            hs.down = false;
+            hs.answered = true;
+            hs.info = Some(info.clone());
+            hs.last_ok_requested_at = Some(requested_at);
+        }
+        self.refresh_limit(h);
+        let mut changed = self.note_listing(h, requested_at, &vms);
+        let foreign = self.count_foreign(h, requested_at, &info, &vms);
+        self.ledger.set_foreign(h, foreign);
+        self.settle_reservations(h, requested_at);
+        let announce = (self.ledger.limit(h), foreign);
+        if self.hosts[h].announced != Some(announce) {
+            self.hosts[h].announced = Some(announce);
+            self.emit(EventKind::HostSeen {
+                host: self.hosts[h].id.clone(),
+                limit: announce.0,
+                foreign,
+                free_memory_bytes: info.free_memory_bytes,
+                free_disk_bytes: info.free_disk_bytes,
+            });
+        }
+        // Selections of sources listed for the first time.
+        for si in 0..self.sources.len() {
+            if self.sources[si].host == h && !self.sources[si].resolved {
+                self.resolve_source(si, &vms, now);
+            }
+        }
+        if self.initialized {
+            changed.extend(self.searching.iter().copied());
+        }
+        changed.sort_unstable();
+        changed.dedup();
+        for i in changed {
+            if self.vms[i].vm.phase() == Phase::Queued {
+                self.reassess(i, now);
+            }
+        }
+        let fast = foreign > 0
+            || self.hosts[h].seen_ours.iter().any(|&i| {
+                let vm = &self.vms[i].vm;
+                vm.phase() == Phase::Queued && vm.wait.as_ref().is_some_and(is_observed_wait)
+            });
+        let s = &self.spec.settings;
+        let every = if fast {
+            s.recheck_interval.min(s.poll_interval)
+        } else {
+            s.poll_interval
+        };
+        self.schedule_refresh(h, now + every);
+    }
+
+    /// Where a listing shows our VMs (unless a locate answer newer than the listing said
+    /// otherwise); returns the VMs whose whereabouts changed.
+    fn note_listing(&mut self, h: usize, requested_at: Time, vms: &[VmInfo]) -> Vec<usize> {
+        let mut listed: BTreeMap<usize, VmInfo> = BTreeMap::new();
+        for v in vms {
+            if let Some(&i) = self.vm_index.get(&v.id) {
+                listed.insert(i, v.clone());
+            }
+        }
+        let mut changed = Vec::new();
+        let previously: Vec<usize> = self.hosts[h].seen_ours.iter().copied().collect();
+        for i in previously {
+            if !listed.contains_key(&i) && self.vms[i].observed_at <= requested_at {
+                self.vms[i].seen.remove(&h);
+                self.hosts[h].seen_ours.remove(&i);
+                changed.push(i);
+            }
+        }
+        for (i, v) in listed {
+            if self.vms[i].observed_at <= requested_at {
+                self.vms[i].seen.insert(h, v);
+                self.hosts[h].seen_ours.insert(i);
+                changed.push(i);
+            }
+        }
+        changed
+    }
+
+    /// Foreign migrations on a host: listed migrating VMs that are not ours in flight (nor ours
+    /// that ended after this listing was asked for), or the host's own count beyond ours.
+    fn count_foreign(
+        &mut self,
+        h: usize,
+        requested_at: Time,
+        info: &HostInfo,
+        vms: &[VmInfo],
+    ) -> u32 {
+        while self.hosts[h]
+            .releases
+            .front()
+            .is_some_and(|&t| t < requested_at)
+        {
+            self.hosts[h].releases.pop_front();
+        }
+        let mut listed_foreign = 0u32;
+        for v in vms {
+            if !v.activity.is_migration() {
+                continue;
+            }
+            let ours = self.vm_index.get(&v.id).is_some_and(|&i| {
+                let e = &self.vms[i];
+                e.slot.is_some() || e.last_release.is_some_and(|t| t >= requested_at)
+            });
+            if !ours {
+                listed_foreign += 1;
+            }
+        }
+        let ours_then = self.ledger.ours(h) + self.hosts[h].releases.len() as u32;
+        let counted_foreign = info.active_migrations.saturating_sub(ours_then);
+        listed_foreign.max(counted_foreign)
+    }
+
+    /// A host failed [`HOST_DOWN_AFTER_FAILURES`] refreshes in a row: a source never listed fails
+    /// the run, and its queued VMs are given up.
+    fn host_down(&mut self, h: usize, now: Time, why: &str) {
+        self.hosts[h].down = true;
+        let host = self.hosts[h].id.clone();
+        for si in 0..self.sources.len() {
+            if self.sources[si].host == h && !self.sources[si].resolved {
+                self.sources[si].resolved = true;
+                let msg = format!("could not list source host {host}: {why}");
+                self.failed.get_or_insert(msg.clone());
+                self.emit(EventKind::RunFailed { error: msg });
+            }
+        }
+        for i in 0..self.vms.len() {
+            if self.vms[i].vm.phase() == Phase::Queued && self.vms[i].source == h {
+                self.step(
+                    i,
+                    now,
+                    VmEvent::Assessed(Assessment::Unmigratable(Reason::SourceDown(host.clone()))),
+                );
+            }
+        }
+    }
+
+    /// A source's first listing: applies its selection and adds the VMs chosen.
+    fn resolve_source(&mut self, si: usize, listed: &[VmInfo], now: Time) {
+        self.sources[si].resolved = true;
+        let host = self.sources[si].host;
+        let host_id = self.hosts[host].id.clone();
+        let sel = select::apply(&self.sources[si].select, listed);
+        for p in &sel.unmatched_patterns {
+            self.emit(EventKind::SelectionUnmatched {
+                source: host_id.clone(),
+                pattern: p.clone(),
+            });
+        }
+        let order = if self.spec.settings.policy == SchedulerPolicy::Seed {
+            Order::AsGiven
+        } else {
+            self.spec.settings.order
+        };
+        let dests: Arc<[HostId]> = self.sources[si]
+            .destinations
+            .iter()
+            .map(|&d| self.hosts[d].id.clone())
+            .collect();
+        let mut new = Vec::new();
+        for &li in &sel.chosen {
+            let info = &listed[li];
+            if self.vm_index.contains_key(&info.id) {
+                continue;
+            }
+            let mode = if info.power.is_offline() {
+                MigrationMode::Offline
+            } else {
+                MigrationMode::Live
+            };
+            let destinations: Arc<[HostId]> = match self.spec.pins.get(&info.name) {
+                Some(p) => Arc::from(vec![p.clone()]),
+                None => dests.clone(),
+            };
+            let idx = self.push_vm(
+                VmMove::new(
+                    info.id.clone(),
+                    info.name.clone(),
+                    host_id.clone(),
+                    destinations,
+                    info.memory_bytes,
+                    info.disk_bytes,
+                    mode,
+                ),
+                host,
+            );
+            self.vms[idx].seen.insert(host, info.clone());
+            self.hosts[host].seen_ours.insert(idx);
+            let prio = self.spec.priorities.get(&info.name).copied().unwrap_or(0);
+            self.set_order(
+                idx,
+                prio,
+                vm::size_key(order, info.memory_bytes, info.disk_bytes),
+            );
+            self.emit(EventKind::Selected {
+                vm: info.id.clone(),
+                name: info.name.clone(),
+                source: host_id.clone(),
+                mode,
+                memory_bytes: info.memory_bytes,
+                disk_bytes: info.disk_bytes,
+            });
+            new.push(idx);
+        }
+        for name in sel.missing {
+            let id = VmId::new(format!("missing:{host_id}/{name}"));
+            let idx = self.push_vm(
+                VmMove::new(
+                    id,
+                    name,
+                    host_id.clone(),
+                    dests.clone(),
+                    0,
+                    0,
+                    MigrationMode::Live,
+                ),
+                host,
+            );
+            self.step(
+                idx,
+                now,
+                VmEvent::Assessed(Assessment::Unmigratable(Reason::NotFound)),
+            );
+        }
+        for idx in new {
+            let vm = &self.vms[idx].vm;
+            if let Some(reason) = self.stopping.clone() {
+                self.step(
+                    idx,
+                    now,
+                    VmEvent::Stop {
+                        abort_running: false,
+                        reason,
+                    },
+                );
+            } else if vm.destinations.contains(&vm.source) {
+                self.step(
+                    idx,
+                    now,
+                    VmEvent::Assessed(Assessment::Unmigratable(Reason::PinnedToSource)),
+                );
+            } else {
+                self.reassess(idx, now);
+            }
+        }
+    }
+}

@@ -1,0 +1,662 @@
+//! The engine: selection, placement, slots, scheduling, and the per-VM machines tied together.
+//!
+//! Everything here is deterministic: hosts and VMs live in vectors indexed in the order they
+//! were configured or listed, sets are ordered, timers are taken by (time, key).
+//!
+//! # Layout
+//! - this file: [`Core`]'s public surface (new, resume, inputs, time-outs, polls, snapshot), the
+//!   step that runs one VM transition and applies what follows from it, and [`Recovered`];
+//! - `hosts.rs`: host state, refreshes and what a listing tells (foreign migrations, a source's
+//!   selection, a host that stays down);
+//! - `assess.rs`: what the hosts say about a queued VM (assess, reassess, locate answers);
+//! - `schedule.rs`: the ready sets, the schedulers (ours and the seed's) and placement;
+//! - [`slots`]: the slot ledger, and the slots and reservations derived from each VM's phase;
+//! - `timers.rs`: the timer queue;
+//! - `vm.rs`: the per-VM entry (the move and the engine's facts about it).
+
+mod assess;
+mod hosts;
+mod schedule;
+pub mod slots;
+mod timers;
+mod vm;
+
+pub use hosts::HOST_DOWN_AFTER_FAILURES;
+
+use crate::event::{Event, EventKind, Phase, Reason, WaitReason};
+use crate::io::{Command, Input};
+use crate::machine::{self, Assessment, Ctx, MoveState, Output, VmEvent, VmMove};
+use crate::model::{ErrorClass, Failure, HostId, MigrationMode, MigrationRequest, VmId};
+use crate::spec::{RunSpec, Settings, SpecError};
+use crate::time::Time;
+use crate::view::{HostView, Snapshot, VmView};
+use hosts::{HostState, SourceState};
+use schedule::SeedPass;
+use slots::SlotLedger;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use timers::{TimerKey, TimerQueue};
+use vm::VmEntry;
+
+/// The migration engine of one run. Pure: driven by inputs and time, it emits commands and events.
+#[derive(Debug)]
+pub struct Core {
+    spec: RunSpec,
+    hosts: Vec<HostState>,
+    host_index: BTreeMap<HostId, usize>,
+    sources: Vec<SourceState>,
+    /// Host index -> its entry in `sources`, if it is a source.
+    source_state: Vec<Option<usize>>,
+    vms: Vec<VmEntry>,
+    vm_index: HashMap<VmId, usize>,
+    /// VMs gone from their source and seen nowhere yet, or recovered and not seen since: each
+    /// listing of any host assesses them again.
+    searching: BTreeSet<usize>,
+    /// Live moves still to do (see [`VmEntry::live_pending`]).
+    live_pending_count: usize,
+    /// VMs in a final phase.
+    final_count: usize,
+    ledger: SlotLedger,
+    commands: VecDeque<Command>,
+    events: VecDeque<Event>,
+    timers: TimerQueue<TimerKey>,
+    stopping: Option<Reason>,
+    abort_running: bool,
+    /// Every host has answered its first refresh (listed, or failed).
+    initialized: bool,
+    /// Something that may let a VM start changed since the scheduler last ran.
+    dirty: bool,
+    finished: bool,
+    failed: Option<String>,
+    seed: SeedPass,
+    now: Time,
+}
+
+impl Core {
+    /// Validates the spec and creates the engine. Its first commands refresh every host involved.
+    pub fn new(spec: RunSpec, now: Time) -> Result<Core, SpecError> {
+        spec.validate()?;
+        let mut host_index = BTreeMap::new();
+        let mut hosts = Vec::new();
+        let mut add_host = |id: &HostId, hosts: &mut Vec<HostState>| -> usize {
+            *host_index.entry(id.clone()).or_insert_with(|| {
+                let cap = spec.hosts.get(id).and_then(|l| l.max_migrations);
+                hosts.push(HostState::new(id.clone(), cap));
+                hosts.len() - 1
+            })
+        };
+        let mut sources = Vec::new();
+        for s in &spec.sources {
+            let host = add_host(&s.host, &mut hosts);
+            let destinations = s
+                .destinations
+                .iter()
+                .map(|d| add_host(d, &mut hosts))
+                .collect();
+            sources.push(SourceState::new(host, s.select.clone(), destinations));
+        }
+        for h in spec.pins.values() {
+            add_host(h, &mut hosts);
+        }
+        let n = hosts.len();
+        let ledger = SlotLedger::new(
+            n,
+            spec.settings.default_host_limit,
+            spec.settings.cluster_cap,
+        );
+        let mut core = Core {
+            hosts,
+            host_index,
+            source_state: Vec::new(),
+            sources,
+            vms: Vec::new(),
+            vm_index: HashMap::new(),
+            searching: BTreeSet::new(),
+            live_pending_count: 0,
+            final_count: 0,
+            ledger,
+            commands: VecDeque::new(),
+            events: VecDeque::new(),
+            timers: TimerQueue::default(),
+            stopping: None,
+            abort_running: false,
+            initialized: false,
+            dirty: true,
+            finished: false,
+            failed: None,
+            seed: SeedPass::default(),
+            now,
+            spec,
+        };
+        core.source_state = vec![None; n];
+        for (si, s) in core.sources.iter().enumerate() {
+            core.source_state[s.host] = Some(si);
+        }
+        for h in 0..n {
+            core.refresh_limit(h);
+        }
+        let src_ids = core
+            .sources
+            .iter()
+            .map(|s| core.hosts[s.host].id.clone())
+            .collect();
+        let mut dst_ids: Vec<HostId> = core
+            .sources
+            .iter()
+            .flat_map(|s| s.destinations.iter().map(|&d| core.hosts[d].id.clone()))
+            .collect();
+        dst_ids.sort();
+        dst_ids.dedup();
+        core.emit(EventKind::RunStarted {
+            run_id: core.spec.run_id.clone(),
+            sources: src_ids,
+            destinations: dst_ids,
+        });
+        for h in 0..n {
+            core.issue_refresh(h);
+        }
+        Ok(core)
+    }
+
+    /// Rebuilds the engine of an interrupted run from what its journal recorded, then observes
+    /// before acting: every VM that was in flight is located on the hosts first (a migration still
+    /// running is re-adopted, one that completed is verified and cleaned up, one that failed is
+    /// retried or given up per policy with its attempts counted); queued and cancelled VMs are
+    /// re-assessed once every host has been listed; moved and unmigratable VMs stay as they were.
+    /// Sources with recorded VMs are not selected again: the run moves the VMs it set out to move.
+    pub fn resume(spec: RunSpec, now: Time, recovered: Vec<Recovered>) -> Result<Core, SpecError> {
+        let mut core = Core::new(spec, now)?;
+        // A source whose selection was recorded is not selected again; one with nothing recorded
+        // (the crash came before its first listing) is selected as in a new run.
+        for r in &recovered {
+            if let Some(&h) = core.host_index.get(&r.source) {
+                if let Some(si) = core.source_state[h] {
+                    core.sources[si].resolved = true;
+                }
+            }
+        }
+        for r in recovered {
+            let Some(&src) = core.host_index.get(&r.source) else {
+                return Err(SpecError::UnknownHost(r.source));
+            };
+            for d in &r.destinations {
+                if !core.host_index.contains_key(d) {
+                    return Err(SpecError::UnknownHost(d.clone()));
+                }
+            }
+            let prio = core.spec.priorities.get(&r.name).copied().unwrap_or(0);
+            let size_key = vm::size_key(core.spec.settings.order, r.memory_bytes, r.disk_bytes);
+            let mut vm = VmMove::new(
+                r.id,
+                r.name,
+                r.source,
+                r.destinations,
+                r.memory_bytes,
+                r.disk_bytes,
+                r.mode,
+            );
+            vm.attempts = r.attempts;
+            vm.uncounted = r.uncounted.min(r.attempts);
+            vm.refused = r.refused.into_iter().collect();
+            vm.forgiven = r.forgiven.into_iter().collect();
+            let idx = core.push_vm(vm, src);
+            core.set_order(idx, prio, size_key);
+            match r.state {
+                RecoveredState::BackingOff(until) if until > now => {
+                    core.searching.insert(idx);
+                    core.vms[idx].vm.timer = Some(until);
+                    core.vms[idx].vm.state = MoveState::BackingOff { until };
+                    core.timers.schedule(TimerKey::Vm(idx), until);
+                    core.apply(
+                        idx,
+                        now,
+                        Phase::Queued,
+                        Phase::BackingOff,
+                        Output::default(),
+                    );
+                    let vm = core.vms[idx].vm.id.clone();
+                    core.emit(EventKind::Transition {
+                        vm,
+                        from: Phase::Queued,
+                        to: Phase::BackingOff,
+                    });
+                }
+                // A backoff already over waits no more.
+                RecoveredState::Queued
+                | RecoveredState::Cancelled(_)
+                | RecoveredState::BackingOff(_) => {
+                    core.searching.insert(idx);
+                    core.step(
+                        idx,
+                        now,
+                        VmEvent::Assessed(Assessment::Wait {
+                            reason: WaitReason::Searching,
+                            held: false,
+                        }),
+                    );
+                }
+                RecoveredState::InFlight(req) => core.resume_in_flight(idx, now, req, false),
+                RecoveredState::Aborting(req) => core.resume_in_flight(idx, now, req, true),
+                RecoveredState::Moved(d) => {
+                    core.step(idx, now, VmEvent::Assessed(Assessment::AlreadyThere(d)));
+                }
+                RecoveredState::Unmigratable(reason) => {
+                    core.step(
+                        idx,
+                        now,
+                        VmEvent::Assessed(Assessment::Unmigratable(reason)),
+                    );
+                }
+            }
+        }
+        Ok(core)
+    }
+
+    /// A recovered VM whose attempt was in flight: look at the hosts before anything else.
+    fn resume_in_flight(
+        &mut self,
+        idx: usize,
+        now: Time,
+        mut req: MigrationRequest,
+        aborting: bool,
+    ) {
+        let vm = &mut self.vms[idx].vm;
+        req.attempt = vm.attempts.max(1);
+        vm.attempts = req.attempt;
+        // vmove's own stop interrupted it: if it turns out not to have moved the VM, it does
+        // not count (an abort vmove had asked means the attempt had failed on its own first).
+        if !aborting {
+            vm.interrupted = Some(req.attempt);
+        }
+        let why = Failure::new(
+            if aborting {
+                ErrorClass::Transient
+            } else {
+                ErrorClass::Indeterminate
+            },
+            "vmove stopped while this move was in flight",
+        );
+        self.commands.push_back(Command::Locate {
+            vm: vm.id.clone(),
+            attempt: req.attempt,
+            request: req.clone(),
+        });
+        vm.state = MoveState::Locating {
+            req,
+            why,
+            tries: 0,
+            abort_rounds: u32::from(aborting),
+            // An abort asked by the dead process may never have reached the host: if the job
+            // still runs, the first look asks again (no patience spent waiting for it).
+            abort_wait: None,
+        };
+        let vm = vm.id.clone();
+        self.apply(idx, now, Phase::Queued, Phase::Locating, Output::default());
+        self.emit(EventKind::Transition {
+            vm,
+            from: Phase::Queued,
+            to: Phase::Locating,
+        });
+    }
+
+    /// The run's specification.
+    pub fn spec(&self) -> &RunSpec {
+        &self.spec
+    }
+
+    /// The run's settings.
+    pub fn settings(&self) -> &Settings {
+        &self.spec.settings
+    }
+
+    /// Feeds one input from the world.
+    pub fn handle_event(&mut self, now: Time, input: Input) {
+        self.now = self.now.max(now);
+        let now = self.now;
+        match input {
+            Input::HostRefreshed {
+                host,
+                requested_at,
+                result,
+            } => {
+                if let Some(&h) = self.host_index.get(&host) {
+                    self.on_refresh(h, now, requested_at, result);
+                }
+            }
+            Input::Stop { abort_running } => self.stop(now, Reason::RunStopped, abort_running),
+            other => {
+                let Some((vm, attempt)) = other.vm_attempt() else {
+                    return;
+                };
+                let Some(&idx) = self.vm_index.get(vm) else {
+                    return;
+                };
+                if attempt != self.vms[idx].vm.attempts {
+                    // An answer about an earlier attempt: that attempt's outcome was already settled
+                    // by looking at the hosts; ignore it.
+                    return;
+                }
+                let ev = match other {
+                    Input::MigrationStarted { result, .. } => VmEvent::Started(result),
+                    Input::MigrationStatus { result, .. } => VmEvent::Status(result),
+                    Input::AbortDone { result, .. } => VmEvent::AbortDone(result),
+                    Input::Converged { result, .. } => VmEvent::Converged(result),
+                    Input::Located { result, .. } => {
+                        if let Ok(loc) = &result {
+                            self.note_location(idx, loc);
+                        }
+                        VmEvent::Located(result)
+                    }
+                    Input::Verified { result, .. } => VmEvent::Verified(result),
+                    Input::LeftoversListed { result, .. } => VmEvent::Leftovers(result),
+                    Input::LeftoverRemoved {
+                        leftover, result, ..
+                    } => VmEvent::LeftoverRemoved(leftover, result),
+                    Input::HostRefreshed { .. } | Input::Stop { .. } => return,
+                };
+                self.step(idx, now, ev);
+            }
+        }
+        self.after(now);
+    }
+
+    /// Tells the engine that time `now` has come (call at or after [`Core::poll_timeout`]).
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.now = self.now.max(now);
+        let now = self.now;
+        while let Some((_, key)) = self.timers.pop_due(now) {
+            match key {
+                TimerKey::Vm(idx) => {
+                    self.vms[idx].vm.timer = None;
+                    self.step(idx, now, VmEvent::Timer);
+                    // A VM recovered while backing off has not been seen since the resume:
+                    // once its delay is over, the hosts' listings decide, as for `Queued`.
+                    if self.initialized
+                        && self.searching.contains(&idx)
+                        && self.vms[idx].vm.phase() == Phase::Queued
+                    {
+                        self.reassess(idx, now);
+                    }
+                }
+                TimerKey::Host(h) => {
+                    if !self.finished {
+                        self.issue_refresh(h);
+                    }
+                }
+                TimerKey::SeedPass => self.seed.active = true,
+            }
+        }
+        self.after(now);
+    }
+
+    /// The next command to carry out, if any.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// The next event for observers, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When the engine next wants [`Core::handle_timeout`] called.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        if self.finished {
+            return None;
+        }
+        self.timers.next().map(|(t, _)| t)
+    }
+
+    /// Whether the run is over (every VM final, every source listed or given up).
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Why the run failed as a whole (a source that could never be listed), if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    /// A view of every VM and host.
+    pub fn snapshot(&self, now: Time) -> Snapshot {
+        let vms = self
+            .vms
+            .iter()
+            .map(|e| {
+                let v = &e.vm;
+                let destination = match &v.state {
+                    MoveState::Moved { destination } => Some(destination.clone()),
+                    st => st
+                        .request()
+                        .map(|r| r.destination.clone())
+                        .or_else(|| e.slot.map(|(_, d)| self.hosts[d].id.clone())),
+                };
+                let reason = match &v.state {
+                    MoveState::Unmigratable { reason } | MoveState::Cancelled { reason } => {
+                        Some(reason.clone())
+                    }
+                    _ => None,
+                };
+                VmView {
+                    id: v.id.clone(),
+                    name: v.name.clone(),
+                    source: v.source.clone(),
+                    destination,
+                    phase: v.phase(),
+                    mode: v.mode,
+                    attempts: v.attempts,
+                    waiting: v.wait.clone(),
+                    progress: if v.phase() == Phase::Migrating {
+                        v.progress.clone()
+                    } else {
+                        None
+                    },
+                    reason,
+                    memory_bytes: v.memory_bytes,
+                    disk_bytes: v.disk_bytes,
+                    started_at: v.started_at,
+                    finished_at: v.finished_at,
+                    last_error: v.last_error.clone(),
+                }
+            })
+            .collect();
+        let hosts = self
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(h, hs)| HostView {
+                id: hs.id.clone(),
+                limit: self.ledger.limit(h),
+                ours: self.ledger.ours(h),
+                foreign: self.ledger.foreign(h),
+                reachable: hs.reachable,
+            })
+            .collect();
+        Snapshot {
+            run_id: self.spec.run_id.clone(),
+            at: now,
+            vms,
+            hosts,
+            stopping: self.stopping.is_some(),
+            finished: self.finished,
+            failed: self.failed.clone(),
+        }
+    }
+
+    fn emit(&mut self, kind: EventKind) {
+        self.events.push_back(Event { at: self.now, kind });
+    }
+
+    fn stop(&mut self, now: Time, reason: Reason, abort_running: bool) {
+        let first = self.stopping.is_none();
+        if !first && (!abort_running || self.abort_running) {
+            return;
+        }
+        self.stopping.get_or_insert(reason.clone());
+        let reason = self.stopping.clone().unwrap_or(reason);
+        self.abort_running |= abort_running;
+        self.emit(EventKind::StopRequested {
+            abort_running: self.abort_running,
+        });
+        for si in 0..self.sources.len() {
+            self.sources[si].resolved = true;
+        }
+        for i in 0..self.vms.len() {
+            if !self.vms[i].vm.phase().is_final() {
+                self.step(
+                    i,
+                    now,
+                    VmEvent::Stop {
+                        abort_running: self.abort_running,
+                        reason: reason.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Runs one transition of a VM and applies its consequences (slots, reservations, timers,
+    /// ready sets, events, commands).
+    fn step(&mut self, idx: usize, now: Time, ev: VmEvent) {
+        let before = self.vms[idx].vm.phase();
+        let timer_before = self.vms[idx].vm.timer;
+        let stopping = self.stopping.clone();
+        let ctx = Ctx {
+            now,
+            settings: &self.spec.settings,
+            stopping: stopping.as_ref(),
+            abort_running: self.abort_running,
+        };
+        let out = match machine::step(&mut self.vms[idx].vm, ctx, ev) {
+            Ok(out) => out,
+            Err(illegal) => {
+                let vm = self.vms[idx].vm.id.clone();
+                self.emit(EventKind::IllegalInput {
+                    vm,
+                    phase: illegal.phase,
+                    input: illegal.event.into(),
+                });
+                return;
+            }
+        };
+        let after = self.vms[idx].vm.phase();
+        if before != after {
+            let vm = self.vms[idx].vm.id.clone();
+            self.emit(EventKind::Transition {
+                vm,
+                from: before,
+                to: after,
+            });
+        }
+        self.apply(idx, now, before, after, out);
+        let timer = self.vms[idx].vm.timer;
+        if timer != timer_before {
+            match timer {
+                Some(t) => self.timers.schedule(TimerKey::Vm(idx), t),
+                None => {
+                    self.timers.cancel(TimerKey::Vm(idx));
+                }
+            }
+        }
+    }
+
+    /// What follows from a VM's phase change `before` -> `after`: its slots, reservation, ready
+    /// set and live count, then the transition's events and commands (and a fail-fast stop).
+    fn apply(&mut self, idx: usize, now: Time, before: Phase, after: Phase, out: Output) {
+        self.derive_slots(idx, now, after);
+        self.derive_reservation(idx, now, after);
+        self.derive_ready(idx, after);
+        if after.is_final() && !before.is_final() {
+            self.final_count += 1;
+        }
+        for e in out.events {
+            self.emit(e);
+        }
+        self.commands.extend(out.commands);
+        if after == Phase::Unmigratable
+            && before != Phase::Unmigratable
+            && self.spec.settings.fail_fast
+        {
+            self.stop(now, Reason::FailFast, false);
+        }
+    }
+
+    /// After every input or timeout: schedule, then check whether the run is over.
+    fn after(&mut self, now: Time) {
+        if self.initialized && self.stopping.is_none() {
+            self.run_scheduler(now);
+        }
+        if !self.finished
+            && self.initialized
+            && self.sources.iter().all(|s| s.resolved)
+            && self.final_count == self.vms.len()
+        {
+            self.finished = true;
+            let (mut m, mut u, mut c) = (0, 0, 0);
+            for e in &self.vms {
+                match e.vm.phase() {
+                    Phase::Moved => m += 1,
+                    Phase::Unmigratable => u += 1,
+                    _ => c += 1,
+                }
+            }
+            self.emit(EventKind::RunFinished {
+                moved: m,
+                unmigratable: u,
+                cancelled: c,
+            });
+        }
+    }
+}
+
+/// One VM of an interrupted run, as its journal recorded it (see [`Core::resume`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recovered {
+    /// The VM's id as its source's driver reported it.
+    pub id: VmId,
+    /// The VM's name (priorities and pins refer to it).
+    pub name: String,
+    /// The host it moves from.
+    pub source: HostId,
+    /// The hosts it may move to, in the order recorded.
+    pub destinations: Vec<HostId>,
+    /// The VM's memory, bytes (reserved on the destination for a live move).
+    pub memory_bytes: u64,
+    /// The VM's disks, bytes (reserved on the destination).
+    pub disk_bytes: u64,
+    /// Whether it moves live or offline.
+    pub mode: MigrationMode,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Of those, attempts vmove's own crash interrupted without moving the VM (`AttemptFailed`
+    /// with `interrupted`): they do not count toward `max_attempts` ([`VmMove::uncounted`]).
+    pub uncounted: u32,
+    /// Destinations that refused it in this run ([`VmMove::refused`]): not tried again.
+    pub refused: Vec<HostId>,
+    /// Destinations whose refusal was forgiven in this run ([`VmMove::forgiven`]): not forgiven
+    /// again.
+    pub forgiven: Vec<HostId>,
+    /// Where its move stood.
+    pub state: RecoveredState,
+}
+
+/// Where a recovered VM's move stood when the journal was last written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecoveredState {
+    /// Not started (or waiting to retry).
+    Queued,
+    /// An attempt was under way (started, migrating, aborting, verifying, cleaning up...): the
+    /// request of that attempt.
+    InFlight(MigrationRequest),
+    /// An attempt that vmove had decided to give up (a watchdog or a stop had asked for its
+    /// abort): if its migration still runs, it is aborted again rather than re-adopted.
+    Aborting(MigrationRequest),
+    /// Moved (verified) to this host.
+    Moved(HostId),
+    /// Given up.
+    Unmigratable(Reason),
+    /// Not moved because that run was stopped: resume moves it.
+    Cancelled(Reason),
+    /// Waiting out the backoff after a failed attempt, until this time: resume keeps the delay
+    /// (then looks at the hosts, as for `Queued`).
+    BackingOff(Time),
+}

@@ -1,0 +1,79 @@
+//! What the engine knows about each VM of the run: its move, and the facts derived around it.
+
+use super::Core;
+use super::slots::Reservation;
+use crate::machine::VmMove;
+use crate::model::VmInfo;
+use crate::spec::Order;
+use crate::time::Time;
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+
+/// (offline and offline_last, priority, size key, VM index): the order a source's ready VMs start in.
+pub(super) type OrderKey = (bool, Reverse<i32>, u64, usize);
+
+/// One VM of the run: its move (driven by [`crate::machine::step`]) and the engine's own facts
+/// about it, indexed by host index where a host is involved.
+#[derive(Debug)]
+pub(super) struct VmEntry {
+    /// The move and its state machine.
+    pub(super) vm: VmMove,
+    /// Host index of its source.
+    pub(super) source: usize,
+    /// Where the hosts' listings (or a locate answer) last showed it, by host index.
+    pub(super) seen: BTreeMap<usize, VmInfo>,
+    /// When a locate answer last placed it: host listings asked before this are older news.
+    pub(super) observed_at: Time,
+    /// The (source, destination) slots its move holds.
+    pub(super) slot: Option<(usize, usize)>,
+    /// Capacity it holds on its destination.
+    pub(super) reservation: Option<Reservation>,
+    /// When it last gave its slots back (to tell a stale listing of its migration from a foreign one).
+    pub(super) last_release: Option<Time>,
+    /// Its key in its source's ready set, while it is in it.
+    pub(super) ready_key: Option<OrderKey>,
+    /// When it was first found gone from its source and seen nowhere, while that lasts.
+    pub(super) missing_since: Option<Time>,
+    /// A live move still to do: counted in `Core::live_pending_count` (offline moves wait for these
+    /// by default).
+    pub(super) live_pending: bool,
+    /// Its place in the start order (the offline flag is set when it enters the ready set).
+    pub(super) order_key: OrderKey,
+}
+
+/// The size part of a VM's [`OrderKey`] for `order`.
+pub(super) fn size_key(order: Order, memory_bytes: u64, disk_bytes: u64) -> u64 {
+    let size = memory_bytes.saturating_add(disk_bytes);
+    match order {
+        Order::LargestFirst => u64::MAX - size,
+        Order::SmallestFirst => size,
+        Order::AsGiven => 0,
+    }
+}
+
+impl Core {
+    /// Adds a VM to the run; returns its index.
+    pub(super) fn push_vm(&mut self, vm: VmMove, source: usize) -> usize {
+        let idx = self.vms.len();
+        self.vm_index.insert(vm.id.clone(), idx);
+        self.vms.push(VmEntry {
+            vm,
+            source,
+            seen: BTreeMap::new(),
+            observed_at: Time::ZERO,
+            slot: None,
+            reservation: None,
+            last_release: None,
+            ready_key: None,
+            missing_since: None,
+            live_pending: false,
+            order_key: (false, Reverse(0), 0, idx),
+        });
+        idx
+    }
+
+    /// Sets a VM's place in the start order: by priority, then `size_key`, then index.
+    pub(super) fn set_order(&mut self, idx: usize, priority: i32, size_key: u64) {
+        self.vms[idx].order_key = (false, Reverse(priority), size_key, idx);
+    }
+}
