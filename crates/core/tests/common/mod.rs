@@ -532,3 +532,28 @@ pub fn spec(src: &str, dsts: &[&str], hosts: &[&str]) -> RunSpec {
         },
     }
 }
+
+/// The snapshot view of the VM named `name` (panics if there is none).
+pub fn outcome(core: &Core, name: &str) -> VmView {
+    core.snapshot(Time::ZERO)
+        .vms
+        .into_iter()
+        .find(|v| v.name == name)
+        .unwrap()
+}
+
+/// Two hosts, `a` and `b`, with two slots each.
+pub fn two_hosts() -> World {
+    let mut w = World::new();
+    w.add_host("a", Some(2));
+    w.add_host("b", Some(2));
+    w
+}
+
+/// The events about the VM with id `id`, in order.
+pub fn vm_events<'a>(ev: &'a [Event], id: &str) -> Vec<&'a EventKind> {
+    ev.iter()
+        .map(|e| &e.kind)
+        .filter(|k| k.vm().is_some_and(|v| v.as_str() == id))
+        .collect()
+}
