@@ -16,7 +16,10 @@ use crate::time::Time;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-/// Consecutive failed refreshes after which a host is considered down.
+/// Consecutive failed refreshes after which a host is considered down. A failed refresh is
+/// retried every `recheck_interval`, so with the default 10 s a host is given five minutes: long
+/// enough to ride out a reboot or a network blip, short enough that a source that cannot be listed
+/// fails the run instead of waiting forever.
 pub const HOST_DOWN_AFTER_FAILURES: u32 = 30;
 
 /// What the engine knows about one host, indexed like the slot ledger.

@@ -46,7 +46,7 @@ impl Core {
                 .is_none_or(|w| !is_observed_wait(w));
         let offline = self.vms[idx].vm.mode == MigrationMode::Offline;
         let mut key = self.vms[idx].order_key;
-        key.0 = offline && self.spec.settings.offline_last;
+        key.held_back = offline && self.spec.settings.offline_last;
         let si = self
             .source_state
             .get(self.vms[idx].source)
@@ -172,10 +172,10 @@ impl Core {
             }
             let Some((key, si)) = best else { return };
             cursor[si] = Some(key);
-            let idx = key.3;
+            let idx = key.vm;
             if self.vms[idx].vm.mode == MigrationMode::Offline && !offline_ok {
                 self.set_sched_wait(idx, now, WaitReason::OfflineAfterLive);
-                if key.0 {
+                if key.held_back {
                     // Offline VMs sort after the live ones: nothing after this one can start.
                     done[si] = true;
                 }
@@ -203,7 +203,7 @@ impl Core {
         }
         let offline_ok = self.live_pending_count == 0 && self.ledger.total_ours() == 0;
         for si in 0..self.sources.len() {
-            let candidates: Vec<usize> = self.sources[si].ready.iter().map(|k| k.3).collect();
+            let candidates: Vec<usize> = self.sources[si].ready.iter().map(|k| k.vm).collect();
             // The seed prefers running VMs: offline ones only when nothing else is left.
             for idx in candidates {
                 if self.vms[idx].vm.mode == MigrationMode::Offline && !offline_ok {

@@ -9,8 +9,29 @@ use crate::time::Time;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
-/// (offline and offline_last, priority, size key, VM index): the order a source's ready VMs start in.
-pub(super) type OrderKey = (bool, Reverse<i32>, u64, usize);
+/// The order a source's ready VMs start in: the derived order compares the fields top to bottom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct OrderKey {
+    /// An offline VM while `offline_last` is set: after every live one.
+    pub(super) held_back: bool,
+    /// Higher priorities first.
+    pub(super) priority: Reverse<i32>,
+    /// The run's [`Order`] (see [`size_key`]).
+    pub(super) size: u64,
+    /// The VM's index: ties go in the order VMs were listed.
+    pub(super) vm: usize,
+}
+
+impl OrderKey {
+    fn new(priority: i32, size: u64, vm: usize) -> Self {
+        OrderKey {
+            held_back: false,
+            priority: Reverse(priority),
+            size,
+            vm,
+        }
+    }
+}
 
 /// One VM of the run: its move (driven by [`crate::machine::step`]) and the engine's own facts
 /// about it, indexed by host index where a host is involved.
@@ -37,7 +58,7 @@ pub(super) struct VmEntry {
     /// A live move still to do: counted in `Core::live_pending_count` (offline moves wait for these
     /// by default).
     pub(super) live_pending: bool,
-    /// Its place in the start order (the offline flag is set when it enters the ready set).
+    /// Its place in the start order (`held_back` is set when it enters the ready set).
     pub(super) order_key: OrderKey,
 }
 
@@ -67,13 +88,13 @@ impl Core {
             ready_key: None,
             missing_since: None,
             live_pending: false,
-            order_key: (false, Reverse(0), 0, idx),
+            order_key: OrderKey::new(0, 0, idx),
         });
         idx
     }
 
     /// Sets a VM's place in the start order: by priority, then `size_key`, then index.
     pub(super) fn set_order(&mut self, idx: usize, priority: i32, size_key: u64) {
-        self.vms[idx].order_key = (false, Reverse(priority), size_key, idx);
+        self.vms[idx].order_key = OrderKey::new(priority, size_key, idx);
     }
 }
