@@ -17,9 +17,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 /// Consecutive failed refreshes after which a host is considered down. A failed refresh is
-/// retried every `recheck_interval`, so with the default 10 s a host is given five minutes: long
-/// enough to ride out a reboot or a network blip, short enough that a source that cannot be listed
-/// fails the run instead of waiting forever.
+/// retried every `recheck_interval`, so at the default 10 s this is five minutes of failures;
+/// then a source never listed fails the run (instead of waiting forever) and its queued VMs are
+/// given up, and placement skips a destination that is down.
 pub const HOST_DOWN_AFTER_FAILURES: u32 = 30;
 
 /// What the engine knows about one host, indexed like the slot ledger.
