@@ -58,7 +58,7 @@ pub struct Core {
     ledger: SlotLedger,
     commands: VecDeque<Command>,
     events: VecDeque<Event>,
-    timers: TimerQueue<TimerKey>,
+    timers: TimerQueue,
     stopping: Option<Reason>,
     abort_running: bool,
     /// Every host has answered its first refresh (listed, or failed).

@@ -4,7 +4,8 @@
 //! order timers were set in.
 
 use crate::time::Time;
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 /// What a wake-up is for. The derived order breaks ties between wake-ups due at the same time:
 /// VMs (by index) first, then host refreshes (by index), then the seed scheduler's next pass.
@@ -19,55 +20,81 @@ pub(super) enum TimerKey {
 }
 
 /// Wake-ups by key: setting a key's time again replaces its earlier one.
-#[derive(Debug, Clone)]
-pub(super) struct TimerQueue<K> {
-    /// Every pending wake-up, in the order they are taken.
-    queue: BTreeSet<(Time, K)>,
-    /// The time each key is due at (the same entries as `queue`).
-    due: BTreeMap<K, Time>,
+///
+/// A binary heap with lazy deletion: a replaced or cancelled wake-up stays in the heap until it
+/// reaches the top, where it is dropped (its key's time differs). Every change leaves a current
+/// wake-up on top, so [`TimerQueue::next`] is exact. Each key's time is in a vector indexed like
+/// the engine's tables, so telling a current entry from a stale one costs no lookup.
+#[derive(Debug, Clone, Default)]
+pub(super) struct TimerQueue {
+    heap: BinaryHeap<Reverse<(Time, TimerKey)>>,
+    /// When each VM's wake-up is due, by VM index.
+    vms: Vec<Option<Time>>,
+    /// When each host's wake-up is due, by host index.
+    hosts: Vec<Option<Time>>,
+    /// When the seed scheduler's next pass is due.
+    seed_pass: Option<Time>,
 }
 
-impl<K: Ord + Copy> Default for TimerQueue<K> {
-    fn default() -> Self {
-        TimerQueue {
-            queue: BTreeSet::new(),
-            due: BTreeMap::new(),
-        }
-    }
-}
-
-impl<K: Ord + Copy> TimerQueue<K> {
+impl TimerQueue {
     /// Wakes `key` at `at`, instead of any time set for it before.
-    pub(super) fn schedule(&mut self, key: K, at: Time) {
-        if let Some(old) = self.due.insert(key, at) {
-            self.queue.remove(&(old, key));
-        }
-        self.queue.insert((at, key));
+    pub(super) fn schedule(&mut self, key: TimerKey, at: Time) {
+        *self.slot(key) = Some(at);
+        self.heap.push(Reverse((at, key)));
+        self.drop_stale();
     }
 
     /// Forgets the wake-up of `key`, if it had one; returns when it was due.
-    pub(super) fn cancel(&mut self, key: K) -> Option<Time> {
-        let at = self.due.remove(&key)?;
-        self.queue.remove(&(at, key));
-        Some(at)
+    pub(super) fn cancel(&mut self, key: TimerKey) -> Option<Time> {
+        let at = self.slot(key).take();
+        self.drop_stale();
+        at
     }
 
     /// When `key` is due, if it is set.
-    pub(super) fn due_at(&self, key: K) -> Option<Time> {
-        self.due.get(&key).copied()
+    pub(super) fn due_at(&self, key: TimerKey) -> Option<Time> {
+        match key {
+            TimerKey::Vm(i) => self.vms.get(i).copied().flatten(),
+            TimerKey::Host(h) => self.hosts.get(h).copied().flatten(),
+            TimerKey::SeedPass => self.seed_pass,
+        }
     }
 
     /// The earliest wake-up, without taking it.
-    pub(super) fn next(&self) -> Option<(Time, K)> {
-        self.queue.first().copied()
+    pub(super) fn next(&self) -> Option<(Time, TimerKey)> {
+        self.heap.peek().map(|&Reverse(top)| top)
     }
 
     /// Takes the earliest wake-up if it is due at or before `now`.
-    pub(super) fn pop_due(&mut self, now: Time) -> Option<(Time, K)> {
+    pub(super) fn pop_due(&mut self, now: Time) -> Option<(Time, TimerKey)> {
         let (at, key) = self.next().filter(|&(at, _)| at <= now)?;
-        self.queue.remove(&(at, key));
-        self.due.remove(&key);
+        self.heap.pop();
+        *self.slot(key) = None;
+        self.drop_stale();
         Some((at, key))
+    }
+
+    /// Where `key`'s time is kept (the vectors grow on first use of an index).
+    fn slot(&mut self, key: TimerKey) -> &mut Option<Time> {
+        let (table, i) = match key {
+            TimerKey::Vm(i) => (&mut self.vms, i),
+            TimerKey::Host(h) => (&mut self.hosts, h),
+            TimerKey::SeedPass => return &mut self.seed_pass,
+        };
+        if table.len() <= i {
+            table.resize(i + 1, None);
+        }
+        &mut table[i]
+    }
+
+    /// Pops replaced and cancelled wake-ups off the top.
+    fn drop_stale(&mut self) {
+        while let Some(&Reverse((at, key))) = self.heap.peek() {
+            if self.due_at(key) == Some(at) {
+                break;
+            }
+            self.heap.pop();
+        }
     }
 }
 
@@ -136,5 +163,17 @@ mod tests {
         assert_eq!(q.next(), Some((t(20), TimerKey::Vm(1))));
         assert_eq!(q.pop_due(t(100)), Some((t(20), TimerKey::Vm(1))));
         assert_eq!(q.pop_due(t(100)), None);
+    }
+
+    #[test]
+    fn a_key_set_back_to_an_earlier_time_wakes_once() {
+        let mut q = TimerQueue::default();
+        q.schedule(TimerKey::Vm(0), t(10));
+        q.schedule(TimerKey::Vm(0), t(20));
+        q.schedule(TimerKey::Vm(0), t(10));
+        q.schedule(TimerKey::Vm(0), t(10));
+        assert_eq!(q.pop_due(t(100)), Some((t(10), TimerKey::Vm(0))));
+        assert_eq!(q.pop_due(t(100)), None, "one wake-up per key");
+        assert_eq!(q.next(), None);
     }
 }
