@@ -1,4 +1,5 @@
-//! Whether a lease holder on this machine is provably dead (Linux `/proc`).
+//! What Linux `/proc` says of a process and of this boot: the facts that prove a lease holder
+//! on this machine dead (`crate::holder::holder_state`).
 //!
 //! A pid alone proves nothing: pids are reused, and a pid means something only in one boot of
 //! one machine and one pid namespace. So a holder is recorded with its pid, its start time
@@ -10,8 +11,6 @@
 //! started at another time. A stopped process (SIGSTOP) still has its `/proc` entry, so it is
 //! never taken for dead; neither is a holder on another machine, another boot, or anywhere
 //! `/proc` cannot say (the caller waits for the lease to expire then).
-
-use crate::record::Holder;
 
 /// The start time of process `pid` in clock ticks after boot, if it exists (and `/proc` can
 /// tell).
@@ -35,35 +34,6 @@ pub fn boot_identity() -> Option<String> {
     Some(format!("{}/{}", boot.trim(), ns.display()))
 }
 
-/// What can be said of a lease holder from this process.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HolderState {
-    /// It runs (or may: on another machine, boot or pid namespace, or `/proc` cannot tell).
-    Unknown,
-    /// It runs here: its pid has its start time.
-    Alive,
-    /// It is provably gone; the words say how (`is gone`, `is gone (its pid is now a later process's)`).
-    Dead(&'static str),
-}
-
-/// Whether `holder` is alive, dead or unknown, as seen from this process.
-pub fn holder_state(holder: &Holder) -> HolderState {
-    let here = Holder::current();
-    let same_boot = here.boot.is_some() && holder.boot == here.boot && holder.host == here.host;
-    if !same_boot {
-        return HolderState::Unknown;
-    }
-    let Some(started) = holder.started else {
-        return HolderState::Unknown;
-    };
-    match start_time(holder.pid) {
-        None if std::path::Path::new("/proc/self/stat").exists() => HolderState::Dead("is gone"),
-        None => HolderState::Unknown,
-        Some(t) if t != started => HolderState::Dead("is gone (its pid is now a later process's)"),
-        Some(_) => HolderState::Alive,
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -77,17 +47,5 @@ mod tests {
         assert_eq!(parse_start_time(line), Some(987_654));
         assert_eq!(parse_start_time("4242 (x) S 1 2"), None);
         assert_eq!(parse_start_time("garbage"), None);
-    }
-
-    #[test]
-    fn this_process_is_alive_and_has_a_start_time_and_boot_identity() {
-        let me = Holder::current();
-        assert!(me.started.is_some());
-        assert!(
-            me.boot.as_deref().unwrap().contains("/pid:["),
-            "{:?}",
-            me.boot
-        );
-        assert_eq!(holder_state(&me), HolderState::Alive);
     }
 }

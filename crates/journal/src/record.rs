@@ -2,6 +2,7 @@
 //! leases and stop requests.
 
 use crate::clock::WallTime;
+pub use crate::holder::Holder;
 use crate::status::VmStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -95,46 +96,6 @@ pub struct NewRun {
     pub config: String,
     /// Its format.
     pub config_format: ConfigFormat,
-}
-
-/// Who drives a run: a process on a host.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Holder {
-    /// Process id.
-    pub pid: u32,
-    /// Host name.
-    pub host: String,
-    /// When the process started, in clock ticks after boot (`/proc/<pid>/stat`, field 22):
-    /// tells the holder apart from a later process given the same pid. `None` where unknown
-    /// (not Linux; leases written before schema 3).
-    #[serde(default)]
-    pub started: Option<u64>,
-    /// Which boot of which machine, and which pid namespace, the pid belongs to
-    /// ([`crate::proc::boot_identity`]): pids and start times mean something only there.
-    #[serde(default)]
-    pub boot: Option<String>,
-}
-
-impl Holder {
-    /// This process on this host.
-    pub fn current() -> Holder {
-        let pid = std::process::id();
-        Holder {
-            pid,
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
-            started: crate::proc::start_time(pid),
-            boot: crate::proc::boot_identity(),
-        }
-    }
-
-    /// Process `pid` on this host, as [`Holder::current`] would describe it (tests).
-    pub fn of_pid(pid: u32) -> Holder {
-        Holder {
-            pid,
-            started: crate::proc::start_time(pid),
-            ..Holder::current()
-        }
-    }
 }
 
 /// A run's lease as stored.
