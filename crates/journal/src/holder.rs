@@ -7,9 +7,7 @@ use serde::{Deserialize, Serialize};
 /// Who drives a run: a process on a host.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Holder {
-    /// Process id.
     pub pid: u32,
-    /// Host name.
     pub host: String,
     /// When the process started, in clock ticks after boot (`/proc/<pid>/stat`, field 22):
     /// tells the holder apart from a later process given the same pid. `None` where unknown

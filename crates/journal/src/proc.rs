@@ -19,12 +19,18 @@ pub fn start_time(pid: u32) -> Option<u64> {
     parse_start_time(&stat)
 }
 
+/// Where `starttime` is among the fields after the name: the fields after the name start with
+/// field 3 (state), so field 22 is the 20th of them (index 19).
+const START_TIME_AFTER_NAME: usize = 19;
+
 /// Field 22 of a `/proc/<pid>/stat` line. The command name (field 2) is in parentheses and may
 /// itself hold spaces and parentheses: the fields are counted after its LAST `)`.
 fn parse_start_time(stat: &str) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 1..];
-    // `rest` starts with field 3 (state): field 22 is the 20th after the name.
-    rest.split_whitespace().nth(19)?.parse().ok()
+    rest.split_whitespace()
+        .nth(START_TIME_AFTER_NAME)?
+        .parse()
+        .ok()
 }
 
 /// This boot of this machine and this pid namespace: `<boot_id>/pid:[<inode>]`.

@@ -94,7 +94,6 @@ pub struct NewRun {
     pub spec: RunSpec,
     /// The configuration used, as text (no secrets: the caller strips them).
     pub config: String,
-    /// Its format.
     pub config_format: ConfigFormat,
 }
 
@@ -123,11 +122,9 @@ pub struct StopRequest {
 /// One line of `history`: a run without its entries.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
-    /// Run id.
     pub id: String,
     /// When it was created.
     pub created_at: WallTime,
-    /// Its state.
     pub state: RunState,
     /// Why it failed, if it did.
     pub detail: Option<String>,
@@ -174,7 +171,6 @@ pub enum StepRecord {
     Intent {
         /// Run time it was asked.
         at: Time,
-        /// The command.
         command: Command,
     },
 }
@@ -229,11 +225,9 @@ pub struct IntentRecord {
 pub struct RunRecord {
     /// The run's summary.
     pub summary: RunSummary,
-    /// Its spec.
     pub spec: RunSpec,
     /// The configuration text it was started with.
     pub config: String,
-    /// Its format.
     pub config_format: ConfigFormat,
     /// Every entry, in sequence order.
     pub entries: Vec<Entry>,

@@ -17,6 +17,19 @@ use std::time::Duration;
 /// on another machine (a dead holder on this machine is taken over at once: [`super::TakeOver`]).
 pub const MAX_LEASE: Duration = Duration::from_secs(3600);
 
+/// The lease [`Options::default`] gives: refreshed every third of it, and a holder that crashed
+/// on another machine keeps the run's VMs for at most this long.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// How long a write waits for another process's write transaction by default: long enough to
+/// wait out another writer's step (one transaction, one sync).
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// SQLite's default `max_page_count` (<https://www.sqlite.org/pragma.html#pragma_max_page_count>):
+/// what lifting the simulated full disk restores.
+#[cfg(feature = "test-util")]
+const SQLITE_MAX_PAGE_COUNT: i64 = 4_294_967_294;
+
 /// How a journal is opened.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -35,8 +48,8 @@ impl Default for Options {
         Options {
             clock: Arc::new(SystemClock),
             holder: Holder::current(),
-            lease_ttl: Duration::from_secs(30),
-            busy_timeout: Duration::from_secs(10),
+            lease_ttl: DEFAULT_LEASE_TTL,
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
         }
     }
 }
@@ -149,8 +162,7 @@ impl Journal {
         let pages: i64 = if full {
             self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?
         } else {
-            // SQLite's default maximum.
-            4_294_967_294
+            SQLITE_MAX_PAGE_COUNT
         };
         let _: i64 = self
             .conn

@@ -20,7 +20,6 @@ pub enum StartFault {
 /// A migration that stops progressing (or fails) some time after it started.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MidFault {
-    /// The VM.
     pub vm: VmId,
     /// Which of the VM's started migrations (1-based, counting migrations that did start).
     pub nth_start: u32,
@@ -49,7 +48,6 @@ impl Window {
 /// Migrations someone else runs on a host for a while.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ForeignWindow {
-    /// The host.
     pub host: HostId,
     /// When.
     pub window: Window,
@@ -69,7 +67,6 @@ pub struct Faults {
     /// Hosts whose management endpoint does not answer for a while (calls fail `Transient`;
     /// VMs and migrations on them go on).
     pub host_down: Vec<(HostId, Window)>,
-    /// Foreign migrations.
     pub foreign: Vec<ForeignWindow>,
     /// Backup windows per VM (activity `BackingUp`, health `InService`).
     pub backups: Vec<(VmId, Window)>,

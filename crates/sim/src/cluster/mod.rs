@@ -34,6 +34,8 @@ mod state;
 pub use faults::{Faults, ForeignWindow, MidFault, StartFault, Window};
 pub use files::destination_path;
 pub use precopy::DEFAULT_DOWNTIME_MS;
+pub(crate) use precopy::MIN_FINAL_ROUND;
+pub(crate) use spec::MS_PER_SEC;
 pub use spec::{
     DiskSpec, GIB, HostSpec, MIB, MigrationEnd, RouteSpec, SimError, VmSpec, uuid_like,
 };

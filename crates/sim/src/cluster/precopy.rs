@@ -1,7 +1,7 @@
 //! The pre-copy model: a migration's stages (set-up, disks, memory rounds against the dirty
 //! rate, the final stop-and-copy), fair sharing of NIC bandwidth, and a migration's end.
 
-use super::spec::{MIB, MigrationEnd};
+use super::spec::{MIB, MS_PER_SEC, MigrationEnd};
 use super::state::{Mig, SimCluster, Stage};
 use vmove_core::model::{
     Failure, LeftoverKind, MigrationHandle, MigrationMode, MigrationRequest, MigrationStatus,
@@ -12,8 +12,9 @@ use vmove_core::time::Time;
 /// Default allowed downtime of the final stop-and-copy, ms (QEMU's default is 300 ms).
 pub const DEFAULT_DOWNTIME_MS: u64 = 300;
 
-/// A final round never needs to be smaller than this.
-const MIN_FINAL_ROUND: u64 = MIB;
+/// The smallest budget of the final stop-and-copy: a memory round this small always fits,
+/// however slow the route (`alone` in `scenarios::bound` follows the same rule).
+pub(crate) const MIN_FINAL_ROUND: u64 = MIB;
 
 impl SimCluster {
     pub(super) fn note_peak(&mut self, h: usize) {
@@ -125,7 +126,7 @@ impl SimCluster {
         let mg = &mut self.migs[m];
         let dt = now.0.saturating_sub(mg.updated.0);
         if dt > 0 && mg.rate > 0 && mg.stage != Stage::Ended {
-            let bytes = (u128::from(mg.rate) * u128::from(dt) / 1000) as u64;
+            let bytes = (u128::from(mg.rate) * u128::from(dt) / MS_PER_SEC) as u64;
             let bytes = bytes.min(mg.stage_total - mg.stage_done);
             mg.stage_done += bytes;
             mg.sent += bytes;
@@ -248,9 +249,10 @@ impl SimCluster {
                     return Some(self.end_migration(m, MigrationStatus::Completed));
                 }
                 let dur = now.0.saturating_sub(mg.round_started.0);
-                let dirtied = (u128::from(mg.dirty_rate) * u128::from(dur) / 1000) as u64;
+                let dirtied = (u128::from(mg.dirty_rate) * u128::from(dur) / MS_PER_SEC) as u64;
                 let next = dirtied.min(mg.mem_total);
-                let budget = ((u128::from(mg.rate) * u128::from(mg.downtime_ms) / 1000) as u64)
+                let budget = ((u128::from(mg.rate) * u128::from(mg.downtime_ms) / MS_PER_SEC)
+                    as u64)
                     .max(MIN_FINAL_ROUND);
                 if next <= budget {
                     // Stop-and-copy: the last `next` bytes go during the pause.
@@ -328,7 +330,7 @@ impl SimCluster {
     pub(super) fn progress(&self, m: usize) -> Progress {
         let mg = &self.migs[m];
         let dt = self.now.0.saturating_sub(mg.updated.0);
-        let extra = ((u128::from(mg.rate) * u128::from(dt) / 1000) as u64)
+        let extra = ((u128::from(mg.rate) * u128::from(dt) / MS_PER_SEC) as u64)
             .min(mg.stage_total - mg.stage_done);
         let stage_done = mg.stage_done + extra;
         let sent = mg.sent + extra;

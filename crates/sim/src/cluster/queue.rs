@@ -1,7 +1,7 @@
 //! The event queue: the next time anything changes, moving the clock there, and the wake-ups
 //! of migrations (stale ones dropped by epoch).
 
-use super::spec::MigrationEnd;
+use super::spec::{MS_PER_SEC, MigrationEnd};
 use super::state::{SimCluster, Stage, Wake};
 use std::cmp::Reverse;
 use vmove_core::time::Time;
@@ -70,7 +70,7 @@ impl SimCluster {
             }
         } else if mg.rate > 0 && !mg.hung {
             let rem = u128::from(mg.stage_total - mg.stage_done);
-            let ms = (rem * 1000).div_ceil(u128::from(mg.rate)) as u64;
+            let ms = (rem * MS_PER_SEC).div_ceil(u128::from(mg.rate)) as u64;
             at = Some(Time(now.0 + ms));
         }
         if let Some(h) = mg.hang_at.filter(|_| !mg.hung) {

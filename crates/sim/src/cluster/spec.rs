@@ -11,6 +11,8 @@ pub const MIB: u64 = 1 << 20;
 
 /// One GiB in bytes.
 pub const GIB: u64 = 1 << 30;
+/// Milliseconds in a second: the model keeps rates in bytes/s and time in ms.
+pub(crate) const MS_PER_SEC: u128 = 1000;
 
 /// A host of the simulated cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,7 +97,6 @@ pub struct DiskSpec {
 pub struct VmSpec {
     /// Its id (uuid-like).
     pub id: VmId,
-    /// Its name.
     pub name: String,
     /// Where it is defined.
     pub host: HostId,
@@ -103,9 +104,7 @@ pub struct VmSpec {
     pub memory_bytes: u64,
     /// Guest memory dirty rate, bytes/s.
     pub dirty_rate: u64,
-    /// Disks.
     pub disks: Vec<DiskSpec>,
-    /// Power state.
     pub power: PowerState,
     /// Primary status.
     pub health: Health,
@@ -188,7 +187,6 @@ pub enum SimError {
     UnknownHost {
         /// Who names it.
         what: String,
-        /// The host.
         host: HostId,
     },
     /// A fault names a VM that is not defined.
@@ -206,7 +204,6 @@ pub struct MigrationEnd {
     pub at: Time,
     /// Its request (VM, attempt, hosts).
     pub request: MigrationRequest,
-    /// Its handle.
     pub handle: MigrationHandle,
     /// `Completed` or `Failed`.
     pub status: MigrationStatus,

@@ -1,7 +1,7 @@
 //! A lower bound on any schedule's makespan ([`lower_bound`]), and the time one live migration
 //! takes alone under the cluster's pre-copy model ([`alone`]).
 
-use crate::cluster::{DEFAULT_DOWNTIME_MS, MIB, SimCluster};
+use crate::cluster::{DEFAULT_DOWNTIME_MS, MIN_FINAL_ROUND, MS_PER_SEC, SimCluster};
 use vmove_core::model::{Health, HostId, VmId};
 use vmove_core::spec::{RunSpec, Selection};
 use vmove_core::time::Time;
@@ -12,7 +12,7 @@ use vmove_core::time::Time;
 /// is not counted (a bound built on these bytes stays a bound).
 pub fn alone(disk: u64, memory: u64, dirty_rate: u64, rate: u64) -> (u64, u64) {
     let rate = rate.max(1);
-    let ms_for = |bytes: u64| (u128::from(bytes) * 1000).div_ceil(u128::from(rate)) as u64;
+    let ms_for = |bytes: u64| (u128::from(bytes) * MS_PER_SEC).div_ceil(u128::from(rate)) as u64;
     let mut bytes = disk;
     let mut ms = ms_for(disk);
     if memory == 0 {
@@ -22,13 +22,14 @@ pub fn alone(disk: u64, memory: u64, dirty_rate: u64, rate: u64) -> (u64, u64) {
         // Never converges without an aid: at least the disks and one full memory pass.
         return (bytes + memory, ms + ms_for(memory));
     }
-    let budget = ((u128::from(rate) * u128::from(DEFAULT_DOWNTIME_MS) / 1000) as u64).max(MIB);
+    let budget = ((u128::from(rate) * u128::from(DEFAULT_DOWNTIME_MS) / MS_PER_SEC) as u64)
+        .max(MIN_FINAL_ROUND);
     let mut round = memory;
     loop {
         let d = ms_for(round);
         bytes += round;
         ms += d;
-        let next = ((u128::from(dirty_rate) * u128::from(d) / 1000) as u64).min(memory);
+        let next = ((u128::from(dirty_rate) * u128::from(d) / MS_PER_SEC) as u64).min(memory);
         if next <= budget {
             return (bytes, ms);
         }
@@ -118,8 +119,8 @@ pub fn lower_bound(cluster: &SimCluster, spec: &RunSpec) -> Time {
             longest = longest.max(ready + ms);
             source_bytes += u128::from(bytes);
         }
-        per_source_bound =
-            per_source_bound.max((source_bytes * 1000 / u128::from(throughput(&src.host))) as u64);
+        per_source_bound = per_source_bound
+            .max((source_bytes * MS_PER_SEC / u128::from(throughput(&src.host))) as u64);
         total += source_bytes;
         dests.extend(src.destinations.iter().cloned());
     }
@@ -128,9 +129,9 @@ pub fn lower_bound(cluster: &SimCluster, spec: &RunSpec) -> Time {
         .map(|d| u128::from(throughput(d)))
         .sum::<u128>()
         .max(1);
-    let dest_bound = (total * 1000 / dest_tp) as u64;
+    let dest_bound = (total * MS_PER_SEC / dest_tp) as u64;
     let cap_bound = s.cluster_cap.map_or(0, |c| {
-        (total * 1000 / (u128::from(c) * u128::from(max_rate))) as u64
+        (total * MS_PER_SEC / (u128::from(c) * u128::from(max_rate))) as u64
     });
     Time(longest.max(per_source_bound).max(dest_bound).max(cap_bound))
 }
