@@ -20,7 +20,6 @@ use vmove_core::time::Time;
 /// A cluster and the run to carry out on it.
 #[derive(Debug)]
 pub struct Scenario {
-    /// The cluster.
     pub cluster: SimCluster,
     /// The run.
     pub spec: RunSpec,
@@ -518,7 +517,6 @@ pub struct ObservedHost {
     pub id: HostId,
     /// What it reported.
     pub info: HostInfo,
-    /// Its VMs.
     pub vms: Vec<VmInfo>,
 }
 

@@ -160,7 +160,6 @@ impl SimCluster {
         Ok(c)
     }
 
-    /// Adds a host.
     pub fn add_host(&mut self, spec: HostSpec) -> Result<(), SimError> {
         if self.host_index.contains_key(&spec.id) {
             return Err(SimError::DuplicateHost(spec.id));
