@@ -47,7 +47,7 @@ impl HostSpec {
 }
 
 /// How migrations on one route (source -> destination) behave beyond the hosts' figures
-/// (set with [`SimCluster::set_route`]; `vmove plan` fits it from measured migrations).
+/// (set with [`SimCluster::set_route`](crate::SimCluster::set_route); `vmove plan` fits it from measured migrations).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouteSpec {
     /// Fixed time every migration on this route takes besides moving bytes (setting up,
@@ -197,7 +197,7 @@ pub enum SimError {
     NoBandwidth(HostId),
 }
 
-/// A migration that ended, reported by [`SimCluster::advance_to`] at the time it ended.
+/// A migration that ended, reported by [`SimCluster::advance_to`](crate::SimCluster::advance_to) at the time it ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MigrationEnd {
     /// When it ended.
