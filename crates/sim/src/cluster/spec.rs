@@ -31,17 +31,29 @@ pub struct HostSpec {
     pub stream_cap_bytes_per_sec: u64,
 }
 
+/// [`HostSpec::new`]'s migration limit: two at a time (Hyper-V's default for simultaneous live
+/// migrations).
+const DEFAULT_MIGRATION_LIMIT: u32 = 2;
+/// [`HostSpec::new`]'s memory: room for every VM of the small scenarios and tests.
+const DEFAULT_MEMORY: u64 = 512 * GIB;
+/// [`HostSpec::new`]'s disk (16 TiB): room for every VM of the small scenarios and tests.
+const DEFAULT_DISK: u64 = 16 * 1024 * GIB;
+/// [`HostSpec::new`]'s NIC: 10 GbE, in bytes/s.
+const DEFAULT_NIC: u64 = 1_250_000_000;
+/// [`HostSpec::new`]'s cap per migration stream, bytes/s.
+const DEFAULT_STREAM_CAP: u64 = 500_000_000;
+
 impl HostSpec {
     /// A host with a 10 GbE NIC (1.25 GB/s), 500 MB/s per migration, limit 2, 512 GiB memory
     /// and 16 TiB of disk.
     pub fn new(id: impl Into<String>) -> HostSpec {
         HostSpec {
             id: HostId::new(id),
-            migration_limit: Some(2),
-            memory_bytes: 512 * GIB,
-            disk_bytes: 16 * 1024 * GIB,
-            nic_bytes_per_sec: 1_250_000_000,
-            stream_cap_bytes_per_sec: 500_000_000,
+            migration_limit: Some(DEFAULT_MIGRATION_LIMIT),
+            memory_bytes: DEFAULT_MEMORY,
+            disk_bytes: DEFAULT_DISK,
+            nic_bytes_per_sec: DEFAULT_NIC,
+            stream_cap_bytes_per_sec: DEFAULT_STREAM_CAP,
         }
     }
 }
