@@ -41,7 +41,6 @@ impl fmt::Display for WallTime {
 
 /// A source of wall-clock time.
 pub trait Clock: Send + Sync + fmt::Debug {
-    /// Now.
     fn now(&self) -> WallTime;
 }
 
@@ -73,7 +72,7 @@ impl ManualClock {
         let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         self.0.fetch_add(ms, Ordering::SeqCst);
     }
-    /// Sets the clock.
+
     pub fn set(&self, t: WallTime) {
         self.0.store(t.0, Ordering::SeqCst);
     }

@@ -10,7 +10,6 @@ pub enum JournalError {
     /// The database file could not be opened or set up.
     #[error("could not open the journal at {}: {}", path.display(), sqlite_cause(source))]
     Open {
-        /// Where.
         path: PathBuf,
         /// Why.
         #[source]
@@ -19,7 +18,6 @@ pub enum JournalError {
     /// The journal file could not be created.
     #[error("could not create the journal file {}", path.display())]
     Create {
-        /// Where.
         path: PathBuf,
         /// Why.
         #[source]
@@ -52,12 +50,7 @@ pub enum JournalError {
     RunExists(String),
     /// The run is over; nothing more may be written for it.
     #[error("run `{run}` is already {state}")]
-    RunNotRunning {
-        /// Run.
-        run: String,
-        /// Its state.
-        state: RunState,
-    },
+    RunNotRunning { run: String, state: RunState },
     /// Another process drives the run.
     #[error(
         "run `{run}` is driven by process {pid} on host `{host}` (lease valid until {until}){note}; \
@@ -65,7 +58,6 @@ pub enum JournalError {
         note = gone_note(*.holder_gone)
     )]
     LeaseHeld {
-        /// Run.
         run: String,
         /// Holder's pid.
         pid: u32,
@@ -92,16 +84,12 @@ pub enum JournalError {
     },
     /// This journal handle writes for a run it does not drive.
     #[error("this process does not hold the lease of run `{run}`: acquire it first")]
-    LeaseNotHeld {
-        /// Run.
-        run: String,
-    },
+    LeaseNotHeld { run: String },
     /// Our lease expired and another process took the run over: stop acting at once.
     #[error(
         "the lease of run `{run}` was taken over by process {pid} on host `{host}`: this process must stop driving it"
     )]
     LeaseLost {
-        /// Run.
         run: String,
         /// New holder's pid.
         pid: u32,
@@ -111,7 +99,6 @@ pub enum JournalError {
     /// Our lease expired (nobody took it yet); refresh it before acting again.
     #[error("the lease of run `{run}` expired at {until}: refresh it before starting anything")]
     LeaseExpired {
-        /// Run.
         run: String,
         /// When it expired.
         until: WallTime,
@@ -122,7 +109,6 @@ pub enum JournalError {
          two runs may not move the same VM"
     )]
     VmInUse {
-        /// VM id.
         vm: String,
         /// VM name.
         name: String,
@@ -150,27 +136,16 @@ pub enum JournalError {
     },
     /// An outcome names an intent the run does not have.
     #[error("run `{run}` has no intent {intent}")]
-    UnknownIntent {
-        /// Run.
-        run: String,
-        /// Intent id.
-        intent: u64,
-    },
+    UnknownIntent { run: String, intent: u64 },
     /// An intent can have one outcome only.
     #[error("intent {intent} of run `{run}` already has an outcome")]
-    DuplicateOutcome {
-        /// Run.
-        run: String,
-        /// Intent id.
-        intent: u64,
-    },
+    DuplicateOutcome { run: String, intent: u64 },
     /// A value could not be written as JSON.
     #[error("could not encode a journal record as JSON")]
     Encode(#[source] serde_json::Error),
     /// A stored record does not decode (written by an incompatible build, or damaged).
     #[error("record {seq} of run `{run}` does not decode")]
     Decode {
-        /// Run.
         run: String,
         /// Sequence number (0: the run's own row).
         seq: u64,
@@ -183,13 +158,16 @@ pub enum JournalError {
     Corrupt {
         /// Which column.
         what: &'static str,
-        /// The value.
         value: String,
     },
     /// The blocking task a journal call ran on died (feature `sink`).
     #[error("a journal call did not complete: {0}")]
     Worker(String),
 }
+
+/// The low byte of an extended SQLite result code is its primary code
+/// (<https://www.sqlite.org/rescode.html#extrc>).
+const PRIMARY_CODE_MASK: i32 = 0xff;
 
 /// What SQLite's answer means, with its primary result code's name (`SQLITE_FULL`...): the
 /// words a user needs to act ("disk full", "damaged"), the code to search for. Codes from
@@ -198,23 +176,24 @@ pub fn sqlite_cause(e: &rusqlite::Error) -> String {
     let rusqlite::Error::SqliteFailure(f, _) = e else {
         return format!("SQLite failed ({e})");
     };
-    let (what, code) = match f.extended_code & 0xff {
-        13 => ("disk full", "SQLITE_FULL"),
-        11 => ("the database file is damaged", "SQLITE_CORRUPT"),
-        26 => ("the file is not a journal database", "SQLITE_NOTADB"),
-        10 => ("I/O error", "SQLITE_IOERR"),
-        8 => ("the file or its folder is read-only", "SQLITE_READONLY"),
-        14 => ("the file cannot be opened", "SQLITE_CANTOPEN"),
-        3 => ("permission denied", "SQLITE_PERM"),
-        23 => ("access denied", "SQLITE_AUTH"),
-        5 => ("locked by another process", "SQLITE_BUSY"),
-        6 => ("a table is locked", "SQLITE_LOCKED"),
-        7 => ("out of memory", "SQLITE_NOMEM"),
-        15 => ("file locking failed", "SQLITE_PROTOCOL"),
-        19 => ("a constraint was violated", "SQLITE_CONSTRAINT"),
+    use rusqlite::ffi;
+    let (what, code) = match f.extended_code & PRIMARY_CODE_MASK {
+        ffi::SQLITE_FULL => ("disk full", "SQLITE_FULL"),
+        ffi::SQLITE_CORRUPT => ("the database file is damaged", "SQLITE_CORRUPT"),
+        ffi::SQLITE_NOTADB => ("the file is not a journal database", "SQLITE_NOTADB"),
+        ffi::SQLITE_IOERR => ("I/O error", "SQLITE_IOERR"),
+        ffi::SQLITE_READONLY => ("the file or its folder is read-only", "SQLITE_READONLY"),
+        ffi::SQLITE_CANTOPEN => ("the file cannot be opened", "SQLITE_CANTOPEN"),
+        ffi::SQLITE_PERM => ("permission denied", "SQLITE_PERM"),
+        ffi::SQLITE_AUTH => ("access denied", "SQLITE_AUTH"),
+        ffi::SQLITE_BUSY => ("locked by another process", "SQLITE_BUSY"),
+        ffi::SQLITE_LOCKED => ("a table is locked", "SQLITE_LOCKED"),
+        ffi::SQLITE_NOMEM => ("out of memory", "SQLITE_NOMEM"),
+        ffi::SQLITE_PROTOCOL => ("file locking failed", "SQLITE_PROTOCOL"),
+        ffi::SQLITE_CONSTRAINT => ("a constraint was violated", "SQLITE_CONSTRAINT"),
         _ => return format!("SQLite failed (result code {})", f.extended_code),
     };
-    if f.extended_code > 0xff {
+    if f.extended_code > PRIMARY_CODE_MASK {
         format!("{what} ({code}, extended code {})", f.extended_code)
     } else {
         format!("{what} ({code})")

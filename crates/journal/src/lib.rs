@@ -23,21 +23,25 @@
 //! in each phase.
 //!
 //! # Layout
-//! - [`journal`]: [`Journal`]: open, runs, leases, stop requests, records, reads.
+//! - [`journal`]: [`Journal`]: open, runs, leases, stop requests, records, reads (a room each).
+//! - `codec`: how values are stored (JSON, URIs' user information hidden).
 //! - [`record`]: the values stored and loaded ([`RunRecord`], [`Entry`], [`RunSummary`]...).
 //! - [`status`]: [`VmStatus`], the per-VM latest state kept in step with the events.
 //! - [`mod@rebuild`]: what resume needs per VM, computed from a loaded [`RunRecord`].
 //! - [`schema`]: the tables and their ordered migrations.
 //! - `sink` (feature `sink`): `JournalSink`, the runtime sink that keeps the write protocol, and
 //!   `Keeper`, the task that refreshes the lease and polls stop requests.
-//! - [`mod@proc`]: whether a lease holder on this machine is provably dead (pid, start time,
-//!   boot id).
+//! - [`holder`]: [`Holder`], who drives a run, and whether a holder on this machine is provably
+//!   dead.
+//! - [`mod@proc`]: what `/proc` says of a process (start time) and of this boot (boot id).
 //! - [`clock`]: wall-clock time ([`WallTime`]), injectable for lease tests.
 //! - [`error`]: the error type, [`JournalError`].
 //! - `testing` (feature `test-util`): a journal in a temporary directory for other crates' tests.
 
 pub mod clock;
+mod codec;
 pub mod error;
+pub mod holder;
 pub mod journal;
 pub mod proc;
 pub mod rebuild;
@@ -51,10 +55,11 @@ pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock, WallTime};
 pub use error::{JournalError, Result};
+pub use holder::Holder;
 pub use journal::{Journal, MAX_LEASE, Options, TakeOver};
 pub use rebuild::{VmResume, rebuild, recovered};
 pub use record::{
-    ConfigFormat, Entry, EntryBody, Holder, IntentId, IntentRecord, LeaseInfo, NewRun, RunEnd,
-    RunRecord, RunState, RunSummary, StepRecord, StopRequest,
+    ConfigFormat, Entry, EntryBody, IntentId, IntentRecord, LeaseInfo, NewRun, RunEnd, RunRecord,
+    RunState, RunSummary, StepRecord, StopRequest,
 };
 pub use status::{ProgressFigures, VmStatus};

@@ -1,4 +1,5 @@
-//! Whether a lease holder on this machine is provably dead (Linux `/proc`).
+//! What Linux `/proc` says of a process and of this boot: the facts that prove a lease holder
+//! on this machine dead (`crate::holder::holder_state`).
 //!
 //! A pid alone proves nothing: pids are reused, and a pid means something only in one boot of
 //! one machine and one pid namespace. So a holder is recorded with its pid, its start time
@@ -11,8 +12,6 @@
 //! never taken for dead; neither is a holder on another machine, another boot, or anywhere
 //! `/proc` cannot say (the caller waits for the lease to expire then).
 
-use crate::record::Holder;
-
 /// The start time of process `pid` in clock ticks after boot, if it exists (and `/proc` can
 /// tell).
 pub fn start_time(pid: u32) -> Option<u64> {
@@ -20,12 +19,18 @@ pub fn start_time(pid: u32) -> Option<u64> {
     parse_start_time(&stat)
 }
 
+/// Where `starttime` is among the fields after the name: the fields after the name start with
+/// field 3 (state), so field 22 is the 20th of them (index 19).
+const START_TIME_AFTER_NAME: usize = 19;
+
 /// Field 22 of a `/proc/<pid>/stat` line. The command name (field 2) is in parentheses and may
 /// itself hold spaces and parentheses: the fields are counted after its LAST `)`.
 fn parse_start_time(stat: &str) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 1..];
-    // `rest` starts with field 3 (state): field 22 is the 20th after the name.
-    rest.split_whitespace().nth(19)?.parse().ok()
+    rest.split_whitespace()
+        .nth(START_TIME_AFTER_NAME)?
+        .parse()
+        .ok()
 }
 
 /// This boot of this machine and this pid namespace: `<boot_id>/pid:[<inode>]`.
@@ -33,35 +38,6 @@ pub fn boot_identity() -> Option<String> {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
     let ns = std::fs::read_link("/proc/self/ns/pid").ok()?;
     Some(format!("{}/{}", boot.trim(), ns.display()))
-}
-
-/// What can be said of a lease holder from this process.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HolderState {
-    /// It runs (or may: on another machine, boot or pid namespace, or `/proc` cannot tell).
-    Unknown,
-    /// It runs here: its pid has its start time.
-    Alive,
-    /// It is provably gone; the words say how (`is gone`, `is gone (its pid is now a later process's)`).
-    Dead(&'static str),
-}
-
-/// Whether `holder` is alive, dead or unknown, as seen from this process.
-pub fn holder_state(holder: &Holder) -> HolderState {
-    let here = Holder::current();
-    let same_boot = here.boot.is_some() && holder.boot == here.boot && holder.host == here.host;
-    if !same_boot {
-        return HolderState::Unknown;
-    }
-    let Some(started) = holder.started else {
-        return HolderState::Unknown;
-    };
-    match start_time(holder.pid) {
-        None if std::path::Path::new("/proc/self/stat").exists() => HolderState::Dead("is gone"),
-        None => HolderState::Unknown,
-        Some(t) if t != started => HolderState::Dead("is gone (its pid is now a later process's)"),
-        Some(_) => HolderState::Alive,
-    }
 }
 
 #[cfg(test)]
@@ -77,17 +53,5 @@ mod tests {
         assert_eq!(parse_start_time(line), Some(987_654));
         assert_eq!(parse_start_time("4242 (x) S 1 2"), None);
         assert_eq!(parse_start_time("garbage"), None);
-    }
-
-    #[test]
-    fn this_process_is_alive_and_has_a_start_time_and_boot_identity() {
-        let me = Holder::current();
-        assert!(me.started.is_some());
-        assert!(
-            me.boot.as_deref().unwrap().contains("/pid:["),
-            "{:?}",
-            me.boot
-        );
-        assert_eq!(holder_state(&me), HolderState::Alive);
     }
 }

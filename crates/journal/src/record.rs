@@ -2,6 +2,7 @@
 //! leases and stop requests.
 
 use crate::clock::WallTime;
+pub use crate::holder::Holder;
 use crate::status::VmStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -93,48 +94,7 @@ pub struct NewRun {
     pub spec: RunSpec,
     /// The configuration used, as text (no secrets: the caller strips them).
     pub config: String,
-    /// Its format.
     pub config_format: ConfigFormat,
-}
-
-/// Who drives a run: a process on a host.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Holder {
-    /// Process id.
-    pub pid: u32,
-    /// Host name.
-    pub host: String,
-    /// When the process started, in clock ticks after boot (`/proc/<pid>/stat`, field 22):
-    /// tells the holder apart from a later process given the same pid. `None` where unknown
-    /// (not Linux; leases written before schema 3).
-    #[serde(default)]
-    pub started: Option<u64>,
-    /// Which boot of which machine, and which pid namespace, the pid belongs to
-    /// ([`crate::proc::boot_identity`]): pids and start times mean something only there.
-    #[serde(default)]
-    pub boot: Option<String>,
-}
-
-impl Holder {
-    /// This process on this host.
-    pub fn current() -> Holder {
-        let pid = std::process::id();
-        Holder {
-            pid,
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
-            started: crate::proc::start_time(pid),
-            boot: crate::proc::boot_identity(),
-        }
-    }
-
-    /// Process `pid` on this host, as [`Holder::current`] would describe it (tests).
-    pub fn of_pid(pid: u32) -> Holder {
-        Holder {
-            pid,
-            started: crate::proc::start_time(pid),
-            ..Holder::current()
-        }
-    }
 }
 
 /// A run's lease as stored.
@@ -162,11 +122,9 @@ pub struct StopRequest {
 /// One line of `history`: a run without its entries.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
-    /// Run id.
     pub id: String,
     /// When it was created.
     pub created_at: WallTime,
-    /// Its state.
     pub state: RunState,
     /// Why it failed, if it did.
     pub detail: Option<String>,
@@ -213,7 +171,6 @@ pub enum StepRecord {
     Intent {
         /// Run time it was asked.
         at: Time,
-        /// The command.
         command: Command,
     },
 }
@@ -268,11 +225,9 @@ pub struct IntentRecord {
 pub struct RunRecord {
     /// The run's summary.
     pub summary: RunSummary,
-    /// Its spec.
     pub spec: RunSpec,
     /// The configuration text it was started with.
     pub config: String,
-    /// Its format.
     pub config_format: ConfigFormat,
     /// Every entry, in sequence order.
     pub entries: Vec<Entry>,

@@ -163,7 +163,7 @@ pub(crate) fn put_status(
     seq: u64,
     s: &VmStatus,
 ) -> Result<()> {
-    let json = crate::journal::encode(s)?;
+    let json = crate::codec::encode(s)?;
     conn.execute(
         "INSERT INTO vm_state (run_id, vm, ord, name, source, phase, final, status, updated_seq)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)

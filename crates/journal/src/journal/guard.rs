@@ -1,0 +1,152 @@
+//! The VM guard: a VM, or a selection that may take one, that another live run holds is
+//! refused.
+
+use crate::clock::WallTime;
+use crate::codec::decode;
+use crate::error::{JournalError, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+use vmove_core::{RunSpec, Selection, VmId};
+
+/// The facts of a live run that are needed to refuse a conflicting one.
+struct LiveRun {
+    id: String,
+    spec: RunSpec,
+    pid: u32,
+    host: String,
+    has_vms: bool,
+}
+
+/// Another run that is live now: running, with an unexpired lease.
+fn live_runs(conn: &Connection, except: &str, now: WallTime) -> Result<Vec<LiveRun>> {
+    let mut stmt = conn.prepare(
+        "SELECT r.id, r.spec, l.holder_pid, l.holder_host,
+                EXISTS (SELECT 1 FROM vm_state v WHERE v.run_id = r.id)
+         FROM runs r JOIN leases l ON l.run_id = r.id
+         WHERE r.state = 'running' AND l.expires_at > ?2 AND r.id <> ?1",
+    )?;
+    let rows = stmt.query_map(params![except, now.0], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, u32>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, bool>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, spec, pid, host, has_vms) = row?;
+        let spec = decode(&id, 0, &spec)?;
+        out.push(LiveRun {
+            id,
+            spec,
+            pid,
+            host,
+            has_vms,
+        });
+    }
+    Ok(out)
+}
+
+/// Refuses if another live run holds `vm` in an unfinished phase.
+pub(super) fn check_vm_free(conn: &Connection, run: &str, vm: &VmId, now: WallTime) -> Result<()> {
+    let hit: Option<(String, String, u32, String)> = conn
+        .query_row(
+            "SELECT v.run_id, v.name, l.holder_pid, l.holder_host
+             FROM vm_state v JOIN runs r ON r.id = v.run_id JOIN leases l ON l.run_id = v.run_id
+             WHERE v.vm = ?1 AND v.run_id <> ?2 AND v.final = 0 AND r.state = 'running' AND l.expires_at > ?3
+             LIMIT 1",
+            params![vm.as_str(), run, now.0],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    match hit {
+        None => Ok(()),
+        Some((other_run, name, pid, host)) => Err(JournalError::VmInUse {
+            vm: vm.0.clone(),
+            name,
+            other_run,
+            pid,
+            host,
+        }),
+    }
+}
+
+/// Whether a selection takes a VM of this name (a pattern that does not compile counts as a match:
+/// refusing is the safe side).
+fn selection_matches(sel: &Selection, name: &str) -> bool {
+    match sel {
+        Selection::All => true,
+        Selection::Names(pats) => pats.iter().any(|p| {
+            vmove_core::select::compile(p)
+                .map(|m| m.is_match(name))
+                .unwrap_or(true)
+        }),
+    }
+}
+
+/// Whether two selections of one host may take a common VM. Two glob patterns are assumed to
+/// overlap (deciding it exactly is not worth the risk).
+fn selections_may_overlap(a: &Selection, b: &Selection) -> bool {
+    use vmove_core::select::is_glob;
+    match (a, b) {
+        (Selection::All, _) | (_, Selection::All) => true,
+        (Selection::Names(x), Selection::Names(y)) => {
+            let names_of = |v: &Vec<String>| {
+                v.iter()
+                    .filter(|p| !is_glob(p))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            let has_glob = |v: &Vec<String>| v.iter().any(|p| is_glob(p));
+            (has_glob(x) && has_glob(y))
+                || names_of(x).iter().any(|n| selection_matches(b, n))
+                || names_of(y).iter().any(|n| selection_matches(a, n))
+        }
+    }
+}
+
+/// The VM guard at creation: refuses a run whose selection takes a VM another live run holds;
+/// while that other run has selected nothing yet, refuses a selection that may overlap its own.
+pub(super) fn check_selection_free(
+    conn: &Connection,
+    run: &str,
+    spec: &RunSpec,
+    now: WallTime,
+) -> Result<()> {
+    for other in live_runs(conn, run, now)? {
+        for src in &spec.sources {
+            let Some(theirs) = other.spec.sources.iter().find(|s| s.host == src.host) else {
+                continue;
+            };
+            if other.has_vms {
+                let mut stmt = conn.prepare(
+                    "SELECT vm, name FROM vm_state WHERE run_id = ?1 AND source = ?2 AND final = 0 ORDER BY ord",
+                )?;
+                let rows = stmt.query_map(params![other.id, src.host.as_str()], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })?;
+                for row in rows {
+                    let (vm, name) = row?;
+                    if selection_matches(&src.select, &name) {
+                        return Err(JournalError::VmInUse {
+                            vm,
+                            name,
+                            other_run: other.id.clone(),
+                            pid: other.pid,
+                            host: other.host.clone(),
+                        });
+                    }
+                }
+            } else if selections_may_overlap(&src.select, &theirs.select) {
+                return Err(JournalError::SelectionOverlap {
+                    source_host: src.host.0.clone(),
+                    other_run: other.id.clone(),
+                    pid: other.pid,
+                    host: other.host.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}

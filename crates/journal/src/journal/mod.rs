@@ -1,0 +1,21 @@
+//! [`Journal`]: one SQLite connection and the lease tokens this handle holds.
+//!
+//! # Rooms
+//! - `handle`: the [`Journal`] value, its [`Options`], opening a file and its write transactions.
+//! - `lease`: creating a run, taking, refreshing and giving up its lease, ending it ([`TakeOver`]).
+//! - `guard`: the VM guard: refusing a VM or a selection another live run holds.
+//! - `write`: the entries a lease holder writes (intents, outcomes, inputs, events, steps).
+//! - `read`: what any process reads: runs, summaries, statuses, a whole run.
+//! - `notes`: what any process may write: notes for a person and stop requests.
+//! - `rows`: the rows read inside a transaction, shared by the others.
+
+mod guard;
+mod handle;
+mod lease;
+mod notes;
+mod read;
+mod rows;
+mod write;
+
+pub use handle::{Journal, MAX_LEASE, Options};
+pub use lease::TakeOver;

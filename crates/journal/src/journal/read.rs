@@ -1,0 +1,121 @@
+//! What any process reads, with no lease: a consistent snapshot each.
+
+use super::handle::Journal;
+use super::rows::{read_statuses, run_state, summary};
+use crate::clock::WallTime;
+use crate::codec::decode;
+use crate::error::{JournalError, Result};
+use crate::record::{ConfigFormat, Entry, EntryBody, IntentId, RunRecord, RunSummary};
+use crate::status::VmStatus;
+use rusqlite::params;
+use vmove_core::{RunSpec, Time};
+
+impl Journal {
+    /// Every run, newest first.
+    pub fn runs(&self) -> Result<Vec<RunSummary>> {
+        let ids: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT id FROM runs ORDER BY created_at DESC, rowid DESC")?;
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let tx = self.conn.unchecked_transaction()?;
+        let out = ids
+            .iter()
+            .map(|id| summary(&tx, id))
+            .collect::<Result<Vec<_>>>()?;
+        tx.finish()?;
+        Ok(out)
+    }
+
+    /// One run's summary.
+    pub fn run_summary(&self, run: &str) -> Result<RunSummary> {
+        summary(&self.conn, run)
+    }
+
+    /// The per-VM status of a run, in selection order (what `status` shows).
+    pub fn vm_status(&self, run: &str) -> Result<Vec<VmStatus>> {
+        let tx = self.conn.unchecked_transaction()?;
+        run_state(&tx, run)?;
+        let out = read_statuses(&tx, run)?;
+        tx.finish()?;
+        Ok(out)
+    }
+
+    /// Everything about a run, for replay and reports.
+    pub fn load_run(&self, run: &str) -> Result<RunRecord> {
+        self.load_run_until(run, u64::MAX)
+    }
+
+    /// A run as it stood after entry `last_seq` (replay tests cut the journal with this). The
+    /// status table is the current one.
+    pub fn load_run_until(&self, run: &str, last_seq: u64) -> Result<RunRecord> {
+        let tx = self.conn.unchecked_transaction()?;
+        let summary = summary(&tx, run)?;
+        let (spec, config, format): (String, String, String) = tx.query_row(
+            "SELECT spec, config, config_format FROM runs WHERE id = ?1",
+            [run],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let spec: RunSpec = decode(run, 0, &spec)?;
+        let config_format = ConfigFormat::parse(&format).ok_or(JournalError::Corrupt {
+            what: "config format",
+            value: format,
+        })?;
+        let mut entries = Vec::new();
+        {
+            let mut stmt = tx.prepare(
+                "SELECT seq, kind, at, answers, body, written_at FROM entries
+                 WHERE run_id = ?1 AND seq <= ?2 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map(
+                params![run, i64::try_from(last_seq).unwrap_or(i64::MAX)],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)? as u64,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)? as u64,
+                        r.get::<_, Option<i64>>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, i64>(5)?,
+                    ))
+                },
+            )?;
+            for row in rows {
+                let (seq, kind, at, answers, body, written) = row?;
+                let body = match kind.as_str() {
+                    "intent" => EntryBody::Intent(decode(run, seq, &body)?),
+                    "outcome" => EntryBody::Outcome {
+                        intent: IntentId(answers.unwrap_or_default() as u64),
+                        input: decode(run, seq, &body)?,
+                    },
+                    "input" => EntryBody::Input(decode(run, seq, &body)?),
+                    "event" => EntryBody::Event(decode(run, seq, &body)?),
+                    other => {
+                        return Err(JournalError::Corrupt {
+                            what: "entry kind",
+                            value: other.to_owned(),
+                        });
+                    }
+                };
+                entries.push(Entry {
+                    seq,
+                    at: Time(at),
+                    written_at: WallTime(written),
+                    body,
+                });
+            }
+        }
+        let vms = read_statuses(&tx, run)?;
+        tx.finish()?;
+        Ok(RunRecord {
+            summary,
+            spec,
+            config,
+            config_format,
+            entries,
+            vms,
+        })
+    }
+}

@@ -1,0 +1,273 @@
+//! The journal's conformance suite, in-process: schema migration, a journal from a newer vmove,
+//! WAL mode with full sync, a torn WAL, and a concurrent reader.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+use vmove_core::{EventKind, Phase, Selection, Time, VmId};
+use vmove_journal::{Holder, Journal, JournalError, WallTime, schema};
+
+fn me() -> Holder {
+    Holder {
+        pid: 100,
+        host: "this-host".into(),
+        started: None,
+        boot: None,
+    }
+}
+
+#[test]
+fn migration_from_schema_1_keeps_the_data_and_backfills_the_status_table() {
+    let (_dir, path) = temp_path();
+    let clock = clock();
+    // Build a version-1 journal by hand, as an older vmove wrote it.
+    let steps = script("r1", "u", 2);
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        assert_eq!(schema::migrate_to(&mut conn, 1, WallTime(1)).unwrap(), 1);
+        let spec_json = serde_json::to_string(&spec("r1", Selection::All)).unwrap();
+        conn.execute(
+            "INSERT INTO runs (id, created_at, config_format, config, spec, state, driver_host, driver_pid, last_seq)
+             VALUES ('r1', 5, 'toml', '', ?1, 'running', 'h', 42, ?2)",
+            rusqlite::params![spec_json, steps.len() as i64],
+        )
+        .unwrap();
+        let mut intents = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            let seq = i as i64 + 1;
+            let (kind, body, answers) = match step {
+                Step::Intent(c) => {
+                    intents.push(seq);
+                    ("intent", serde_json::to_string(c).unwrap(), None)
+                }
+                Step::Outcome(k, input) => (
+                    "outcome",
+                    serde_json::to_string(input).unwrap(),
+                    Some(intents[*k]),
+                ),
+                Step::Input(input) => ("input", serde_json::to_string(input).unwrap(), None),
+                Step::Event(e) => ("event", serde_json::to_string(e).unwrap(), None),
+            };
+            conn.execute(
+                "INSERT INTO entries (run_id, seq, kind, at, name, answers, body, written_at) VALUES ('r1', ?1, ?2, ?3, 'x', ?4, ?5, 0)",
+                rusqlite::params![seq, kind, step_time(step, i).0 as i64, answers, body],
+            )
+            .unwrap();
+        }
+    }
+    let j = open_as(&path, &clock, me());
+    assert_eq!(j.schema_version().unwrap(), schema::LATEST);
+    let rec = j.load_run("r1").unwrap();
+    assert_eq!(rec.entries.len(), steps.len());
+    assert_eq!(
+        rec.vms.len(),
+        2,
+        "the status table is rebuilt from the events"
+    );
+    assert!(rec.vms.iter().all(|v| v.phase == Phase::Moved));
+    assert_consistent(&rec);
+    assert_eq!(j.stop_requested("r1").unwrap(), None);
+    // Reopening does not migrate twice.
+    drop(j);
+    let j = open_as(&path, &clock, me());
+    assert_eq!(j.schema_version().unwrap(), schema::LATEST);
+}
+
+#[test]
+fn a_journal_from_a_newer_vmove_is_refused() {
+    let (_dir, path) = temp_path();
+    let clock = clock();
+    drop(open_as(&path, &clock, me()));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO schema_version (version, applied_at, description) VALUES (99, 0, 'future')",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let err = Journal::open(&path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            JournalError::SchemaTooNew {
+                found: 99,
+                supported: schema::LATEST
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_journal_is_in_wal_mode_with_full_sync() {
+    let (_dir, path) = temp_path();
+    let j = Journal::open(&path).unwrap();
+    drop(j);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal", "WAL mode persists in the file");
+}
+
+/// A torn last write: the WAL of a live writer is copied (as a crash would leave it) and cut at
+/// many offsets, frame boundaries and mid-frame. Each cut must open, and hold a prefix of what
+/// was written: whole transactions, never a part of one.
+#[test]
+fn a_torn_wal_reopens_to_a_consistent_prefix() {
+    let (dir, path) = temp_path();
+    let clock = clock();
+    let mut j = open_as(&path, &clock, me());
+    j.create_run(&new_run("r1", Selection::All)).unwrap();
+    let steps = script("r1", "u", 6);
+    write_steps(&mut j, "r1", &steps, &mut Vec::new());
+    let full = j.load_run("r1").unwrap();
+    let wal = std::fs::read(path.with_extension("sqlite-wal")).unwrap();
+    let db = std::fs::read(&path).unwrap();
+    assert!(
+        wal.len() > 32 + 4096,
+        "the WAL holds frames ({} bytes)",
+        wal.len()
+    );
+    const PAGE: usize = 4096;
+    const FRAME: usize = 24 + PAGE;
+    let frames = (wal.len() - 32) / FRAME;
+    // About 40 frames, evenly spread, each cut at its boundary and in the middle of its page.
+    let step = (frames / 40).max(1);
+    let mut cuts: Vec<usize> = (0..=frames)
+        .step_by(step)
+        .flat_map(|f| [32 + f * FRAME, 32 + f * FRAME + 24 + 100])
+        .collect();
+    cuts.push(wal.len());
+    cuts.retain(|&c| c <= wal.len());
+    cuts.sort();
+    let mut last = 0usize;
+    let mut lengths = Vec::new();
+    for (i, &cut) in cuts.iter().enumerate() {
+        let crash = dir.path().join(format!("crash-{i}"));
+        std::fs::create_dir_all(&crash).unwrap();
+        let p = crash.join("journal.sqlite");
+        std::fs::write(&p, &db).unwrap();
+        std::fs::write(p.with_extension("sqlite-wal"), &wal[..cut]).unwrap();
+        let reopened = open_as(&p, &clock, me());
+        let n = match reopened.load_run("r1") {
+            Ok(rec) => {
+                assert_consistent(&rec);
+                assert_eq!(
+                    rec.entries,
+                    full.entries[..rec.entries.len()],
+                    "cut at {cut}: not a prefix"
+                );
+                rec.entries.len()
+            }
+            // The run's own row was in the cut-off part.
+            Err(JournalError::UnknownRun(_)) => 0,
+            Err(e) => panic!("cut at {cut}: {e}"),
+        };
+        eprintln!("torn-wal cut {cut}: {n} entries");
+        assert!(
+            n >= last,
+            "cut at {cut}: {n} entries, fewer than the {last} of a shorter cut"
+        );
+        last = n;
+        lengths.push(n);
+    }
+    assert_eq!(
+        last,
+        full.entries.len(),
+        "the whole WAL gives back everything"
+    );
+    assert!(
+        lengths.windows(2).any(|w| w[0] < w[1]) && lengths[0] < full.entries.len(),
+        "cuts lost some entries: {lengths:?}"
+    );
+}
+
+/// A reader (`vmove status` in another terminal) reads while the driver writes: never blocked,
+/// never an error, and every read is a consistent snapshot that only moves forward.
+#[test]
+fn a_concurrent_reader_sees_consistent_snapshots_while_the_writer_writes() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let (_dir, path) = temp_path();
+    let clock = clock();
+    let mut w = open_as(&path, &clock, me());
+    w.create_run(&new_run("r1", Selection::All)).unwrap();
+    let Step::Event(sel) = script("r1", "u", 1).remove(0) else {
+        panic!()
+    };
+    w.record_event("r1", &sel).unwrap();
+    let vm = VmId::new("u-0");
+    let writes = 150u64;
+    // The writer pauses every 30 writes until the reader has read once more, so reads are
+    // guaranteed to fall between writes however the threads are scheduled.
+    let reads = Arc::new(AtomicU64::new(0));
+    let reads_w = Arc::clone(&reads);
+    let writer = std::thread::spawn(move || {
+        for i in 1..=writes {
+            if i % 30 == 0 {
+                let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                while reads_w.load(Ordering::SeqCst) < i / 30
+                    && std::time::Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            let e = vmove_core::Event {
+                at: Time(i),
+                kind: EventKind::Progress {
+                    vm: vm.clone(),
+                    attempt: 1,
+                    bytes_done: i,
+                    bytes_total: writes,
+                    bytes_remaining: writes - i,
+                },
+            };
+            w.record_event("r1", &e).unwrap();
+        }
+        w
+    });
+    let reader = open_as(&path, &clock, other(400));
+    let mut last_done = 0;
+    let mut last_entries = 0;
+    let mut partial_reads = 0;
+    loop {
+        let finished = writer.is_finished();
+        let status = reader.vm_status("r1").unwrap();
+        let done = status[0]
+            .progress
+            .as_ref()
+            .map(|p| p.bytes_done)
+            .unwrap_or(0);
+        assert!(
+            done >= last_done,
+            "progress went back from {last_done} to {done}"
+        );
+        last_done = done;
+        let rec = reader.load_run("r1").unwrap();
+        assert_consistent(&rec);
+        assert!(rec.entries.len() >= last_entries);
+        last_entries = rec.entries.len();
+        if done > 0 && done < writes {
+            partial_reads += 1;
+        }
+        reads.fetch_add(1, Ordering::SeqCst);
+        if finished {
+            break;
+        }
+    }
+    let _w = writer.join().unwrap();
+    assert_eq!(
+        reader.vm_status("r1").unwrap()[0]
+            .progress
+            .as_ref()
+            .map(|p| p.bytes_done),
+        Some(writes)
+    );
+    assert!(
+        partial_reads >= 4,
+        "the reader read between writes: {partial_reads} times"
+    );
+}

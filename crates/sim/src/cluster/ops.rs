@@ -1,0 +1,417 @@
+//! The driver's operations, answered at the cluster's current time: host and VM listings,
+//! footprints, starting, polling, aborting and converging migrations, locating and verifying.
+
+use super::faults::StartFault;
+use super::files::destination_path;
+use super::spec::uuid_like;
+use super::state::SimCluster;
+use std::collections::BTreeSet;
+use vmove_core::model::{
+    ConvergenceAid, Disk, ErrorClass, Failure, Footprint, Health, HostId, HostInfo, Location,
+    MigrationHandle, MigrationMode, MigrationRequest, MigrationStatus, PowerState, Verification,
+    VmId, VmInfo,
+};
+use vmove_driver::{DriverError, DriverResult};
+
+impl SimCluster {
+    /// A host's limit, load and capacity.
+    pub fn host_info(&self, host: &HostId) -> DriverResult<HostInfo> {
+        let h = self.reachable(host)?;
+        let hs = &self.hosts[h];
+        Ok(HostInfo {
+            migration_limit: hs.spec.migration_limit,
+            active_migrations: hs.active.len() as u32 + self.foreign_now(h),
+            free_memory_bytes: hs.spec.memory_bytes.saturating_sub(hs.used_memory),
+            free_disk_bytes: hs.spec.disk_bytes.saturating_sub(hs.used_disk),
+        })
+    }
+
+    /// Every VM defined on the host, VMs arriving by migration, and foreign migrations.
+    pub fn list_vms(&self, host: &HostId) -> DriverResult<Vec<VmInfo>> {
+        let h = self.reachable(host)?;
+        let mut out: Vec<VmInfo> = self.hosts[h]
+            .vms
+            .iter()
+            .map(|&v| self.vm_info(v, h))
+            .collect();
+        for &m in &self.hosts[h].active {
+            if self.migs[m].dst == h {
+                out.push(self.vm_info(self.migs[m].vm, h));
+            }
+        }
+        let mut k = 0;
+        for f in &self.hosts[h].foreign {
+            if f.window.contains(self.now) {
+                for _ in 0..f.count {
+                    let name = format!("foreign-{}-{}-{k}", self.hosts[h].spec.id, f.window.from.0);
+                    k += 1;
+                    out.push(VmInfo {
+                        id: VmId::new(uuid_like(&name)),
+                        name,
+                        power: PowerState::Running,
+                        health: Health::Ok,
+                        activity: if f.inbound {
+                            vmove_core::model::Activity::MigratingIn
+                        } else {
+                            vmove_core::model::Activity::MigratingOut
+                        },
+                        memory_bytes: 0,
+                        disk_bytes: 0,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the VM occupies on the host.
+    pub fn footprint(&self, host: &HostId, vm: &VmId) -> DriverResult<Footprint> {
+        let h = self.reachable(host)?;
+        let v = self.vm_on(vm, h)?;
+        let vs = &self.vms[v];
+        Ok(Footprint {
+            memory_bytes: vs.spec.memory_bytes,
+            disks: vs
+                .disk_paths
+                .iter()
+                .zip(&vs.spec.disks)
+                .map(|(p, d)| Disk {
+                    path: p.clone(),
+                    format: "qcow2".into(),
+                    virtual_bytes: d.virtual_bytes,
+                    allocated_bytes: d.allocated_bytes,
+                    backing_chain: vec![],
+                })
+                .collect(),
+            config_paths: vec![],
+        })
+    }
+
+    /// Starts one attempt. Refuses without touching anything when a check fails; then applies
+    /// the VM's start script (see [`StartFault`]).
+    pub fn start_migration(&mut self, req: &MigrationRequest) -> DriverResult<MigrationHandle> {
+        let src = self.reachable(&req.source)?;
+        let dst = self.reachable(&req.destination)?;
+        if src == dst {
+            return Err(DriverError::permanent(format!(
+                "source and destination are the same host `{}`",
+                req.source
+            )));
+        }
+        let v = self.vm_on(&req.vm, src)?;
+        let vs = &self.vms[v];
+        if vs.active_mig.is_some() {
+            return Err(DriverError::transient(format!(
+                "VM {} is already migrating",
+                vs.spec.name
+            )));
+        }
+        if self.backing_up(v) {
+            return Err(DriverError::transient(format!(
+                "VM {} is being backed up",
+                vs.spec.name
+            )));
+        }
+        match (req.mode, vs.spec.power.is_live()) {
+            (MigrationMode::Live, false) => {
+                return Err(DriverError::permanent(format!(
+                    "VM {} is not running: it cannot be moved live",
+                    vs.spec.name
+                )));
+            }
+            (MigrationMode::Offline, true) => {
+                return Err(DriverError::permanent(format!(
+                    "VM {} is running: it cannot be moved offline",
+                    vs.spec.name
+                )));
+            }
+            _ => {}
+        }
+        let dest_disk_paths: Vec<String> = vs
+            .disk_paths
+            .iter()
+            .map(|p| destination_path(&req.layout, p, &vs.spec.name))
+            .collect();
+        let dest_log_path = destination_path(&req.layout, &vs.log_path, &vs.spec.name);
+        let mut seen = BTreeSet::new();
+        for p in dest_disk_paths
+            .iter()
+            .chain(std::iter::once(&dest_log_path))
+        {
+            if self.hosts[dst].files.contains_key(p) || !seen.insert(p) {
+                return Err(DriverError::destination_refused(format!(
+                    "{} already holds a file at {p}",
+                    req.destination
+                )));
+            }
+        }
+        let need_mem = if req.mode == MigrationMode::Live {
+            vs.spec.memory_bytes
+        } else {
+            0
+        };
+        let d = &self.hosts[dst];
+        let free_mem = d.spec.memory_bytes.saturating_sub(d.used_memory);
+        let free_disk = d.spec.disk_bytes.saturating_sub(d.used_disk);
+        if need_mem > free_mem || vs.spec.disk_bytes() > free_disk {
+            return Err(DriverError::destination_refused(format!(
+                "{} has no room for VM {} ({} memory and {} disk free)",
+                req.destination,
+                vs.spec.name,
+                vmove_core::fmt_bytes(free_mem),
+                vmove_core::fmt_bytes(free_disk)
+            )));
+        }
+        let fault = self.vms[v].script.front().copied();
+        match fault {
+            Some(StartFault::Transient) => {
+                self.vms[v].script.pop_front();
+                return Err(DriverError::transient(format!(
+                    "{} is busy: the migration of {} was not accepted (injected)",
+                    req.source, self.vms[v].spec.name
+                )));
+            }
+            Some(StartFault::Permanent) => {
+                return Err(DriverError::permanent(format!(
+                    "the migration of {} is not supported by {} (injected)",
+                    self.vms[v].spec.name, req.source
+                )));
+            }
+            Some(StartFault::Indeterminate) => {
+                self.vms[v].script.pop_front();
+            }
+            None => {}
+        }
+        let m = self.begin(req, v, src, dst, dest_disk_paths, dest_log_path, need_mem);
+        self.clean_wakes();
+        if fault == Some(StartFault::Indeterminate) {
+            return Err(DriverError::indeterminate(format!(
+                "the connection to {} was lost while starting the migration of {} (injected)",
+                req.source, self.vms[v].spec.name
+            )));
+        }
+        Ok(self.migs[m].handle.clone())
+    }
+
+    /// The status of a migration.
+    pub fn migration_status(
+        &self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+    ) -> DriverResult<MigrationStatus> {
+        self.reachable(&req.source)?;
+        let m = self.mig_of(req, handle)?;
+        let mg = &self.migs[m];
+        if let Some(o) = &mg.outcome {
+            return Ok(o.clone());
+        }
+        Ok(MigrationStatus::Running(self.progress(m)))
+    }
+
+    /// Aborts a migration; the VM stays on the source. Aborting an ended one is not an error.
+    pub fn abort_migration(
+        &mut self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+    ) -> DriverResult<()> {
+        self.reachable(&req.source)?;
+        let m = self.mig_of(req, handle)?;
+        if self.migs[m].outcome.is_none() {
+            self.settle(m);
+            self.end_migration(
+                m,
+                MigrationStatus::Failed(Failure::new(
+                    ErrorClass::Transient,
+                    "the migration was aborted",
+                )),
+            );
+            self.clean_wakes();
+        }
+        Ok(())
+    }
+
+    /// Applies a convergence aid: auto-converge quarters the dirty rate, post-copy finishes the
+    /// current round and completes, raising the downtime quadruples it.
+    pub fn converge(
+        &mut self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+        aid: ConvergenceAid,
+    ) -> DriverResult<bool> {
+        self.reachable(&req.source)?;
+        let m = self.mig_of(req, handle)?;
+        if self.migs[m].outcome.is_some() {
+            return Err(DriverError::permanent("the migration is no longer running"));
+        }
+        if self.migs[m].req.mode == MigrationMode::Offline {
+            return Ok(false);
+        }
+        let mg = &mut self.migs[m];
+        match aid {
+            ConvergenceAid::AutoConverge => mg.dirty_rate /= 4,
+            ConvergenceAid::PostCopy => mg.postcopy = true,
+            ConvergenceAid::RaiseDowntime => mg.downtime_ms = mg.downtime_ms.saturating_mul(4),
+        }
+        Ok(true)
+    }
+
+    /// Where the VM is, from the request's two hosts.
+    pub fn locate(&self, req: &MigrationRequest) -> DriverResult<Location> {
+        let src = self.reachable(&req.source)?;
+        let dst = self.reachable(&req.destination)?;
+        let Some(v) = self.vm_idx(&req.vm) else {
+            return Ok(Location {
+                on_source: None,
+                on_destination: None,
+                running_migration: None,
+            });
+        };
+        let vs = &self.vms[v];
+        let incoming = vs.active_mig.filter(|&m| self.migs[m].dst == dst);
+        let on = |h: usize| {
+            if vs.host == h || (h == dst && incoming.is_some()) {
+                Some(self.vm_info(v, h))
+            } else {
+                None
+            }
+        };
+        Ok(Location {
+            on_source: on(src),
+            on_destination: on(dst),
+            running_migration: vs
+                .active_mig
+                .filter(|&m| self.migs[m].src == src && self.migs[m].dst == dst)
+                .map(|m| self.migs[m].handle.clone()),
+        })
+    }
+
+    /// Proof of arrival: on the destination (running for live, defined for offline), every
+    /// disk complete there, and not on the source.
+    pub fn verify(&self, req: &MigrationRequest) -> DriverResult<Verification> {
+        let src = self.reachable(&req.source)?;
+        let dst = self.reachable(&req.destination)?;
+        let Some(v) = self.vm_idx(&req.vm) else {
+            return Ok(Verification {
+                on_destination: false,
+                disks_present: false,
+                stopped_on_source: true,
+                detail: format!("VM {} is on no host", req.vm_name),
+            });
+        };
+        let vs = &self.vms[v];
+        let settled = vs.active_mig.is_none();
+        let on_destination = settled
+            && vs.host == dst
+            && match req.mode {
+                MigrationMode::Live => vs.spec.power.is_live(),
+                MigrationMode::Offline => true,
+            };
+        let disks_present = on_destination
+            && vs.disk_paths.iter().zip(&vs.spec.disks).all(|(p, d)| {
+                self.hosts[dst].files.get(p).is_some_and(|f| {
+                    f.complete && f.owner == Some(v) && f.bytes == d.allocated_bytes
+                })
+            });
+        let stopped_on_source = vs.host != src;
+        let mut missing = vec![];
+        if !on_destination {
+            missing.push(format!("not settled on {}", req.destination));
+        }
+        if on_destination && !disks_present {
+            missing.push(format!("a disk is missing on {}", req.destination));
+        }
+        if !stopped_on_source {
+            missing.push(format!("still on {}", req.source));
+        }
+        Ok(Verification {
+            on_destination,
+            disks_present,
+            stopped_on_source,
+            detail: if missing.is_empty() {
+                "verified".into()
+            } else {
+                missing.join("; ")
+            },
+        })
+    }
+
+    pub(super) fn reachable(&self, host: &HostId) -> DriverResult<usize> {
+        let h = self
+            .host_idx(host)
+            .ok_or_else(|| DriverError::permanent(format!("unknown host `{host}`")))?;
+        if !self.up(h) {
+            return Err(DriverError::transient(format!(
+                "host {host} does not answer"
+            )));
+        }
+        Ok(h)
+    }
+
+    pub(super) fn vm_on(&self, vm: &VmId, h: usize) -> DriverResult<usize> {
+        match self.vm_idx(vm) {
+            Some(v) if self.vms[v].host == h => Ok(v),
+            _ => Err(DriverError::permanent(format!(
+                "VM {vm} not found on {}",
+                self.hosts[h].spec.id
+            ))),
+        }
+    }
+
+    pub(super) fn mig_of(
+        &self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+    ) -> DriverResult<usize> {
+        match self.handle_index.get(handle) {
+            Some(&m) if self.migs[m].req.vm == req.vm => Ok(m),
+            _ => Err(DriverError::permanent(format!(
+                "migration {} of VM {} not found",
+                handle.0, req.vm
+            ))),
+        }
+    }
+
+    pub(super) fn backing_up(&self, v: usize) -> bool {
+        self.vms[v].backups.iter().any(|w| w.contains(self.now))
+    }
+
+    pub(super) fn foreign_now(&self, h: usize) -> u32 {
+        self.hosts[h]
+            .foreign
+            .iter()
+            .filter(|f| f.window.contains(self.now))
+            .map(|f| f.count)
+            .sum()
+    }
+
+    pub(super) fn vm_info(&self, v: usize, h: usize) -> VmInfo {
+        use vmove_core::model::Activity;
+        let vs = &self.vms[v];
+        let incoming = vs.host != h;
+        let backing = !incoming && self.backing_up(v);
+        VmInfo {
+            id: vs.spec.id.clone(),
+            name: vs.spec.name.clone(),
+            power: if incoming {
+                PowerState::Off
+            } else {
+                vs.spec.power.clone()
+            },
+            health: match &vs.spec.health {
+                Health::Ok if backing => Health::InService,
+                other => other.clone(),
+            },
+            activity: if incoming {
+                Activity::MigratingIn
+            } else if vs.active_mig.is_some() {
+                Activity::MigratingOut
+            } else if backing {
+                Activity::BackingUp
+            } else {
+                Activity::Idle
+            },
+            memory_bytes: vs.spec.memory_bytes,
+            disk_bytes: vs.spec.disk_bytes(),
+        }
+    }
+}
