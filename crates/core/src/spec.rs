@@ -2,6 +2,7 @@
 //! policy settings. Validated once, before anything is touched.
 
 use crate::model::{HostId, PathLayout};
+use globset::{Glob, GlobMatcher};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -15,6 +16,27 @@ pub enum Selection {
     /// VMs whose name matches one of these names or glob patterns (`web-*`, `db?`).
     /// A plain name that matches nothing is reported as not found.
     Names(Vec<String>),
+}
+
+/// Whether a pattern has glob characters (else it is a plain name).
+pub fn is_glob(p: &str) -> bool {
+    p.contains(['*', '?', '['])
+}
+
+/// Compiles a name or glob pattern of a [`Selection::Names`].
+pub fn compile(p: &str) -> Result<GlobMatcher, SpecError> {
+    if p.trim().is_empty() {
+        return Err(SpecError::BadPattern {
+            pattern: p.into(),
+            reason: "it is empty".into(),
+        });
+    }
+    Glob::new(p)
+        .map(|g| g.compile_matcher())
+        .map_err(|e| SpecError::BadPattern {
+            pattern: p.into(),
+            reason: e.kind().to_string(),
+        })
 }
 
 /// One source host, the VMs to take from it and where they may go.
@@ -276,18 +298,12 @@ pub enum SpecError {
     ZeroCap(String),
     /// A pattern does not parse.
     #[error("bad VM name pattern `{pattern}`: {reason}")]
-    BadPattern {
-        /// The pattern.
-        pattern: String,
-        /// Why.
-        reason: String,
-    },
+    BadPattern { pattern: String, reason: String },
     /// A pin names a host that is not an allowed destination.
     #[error("VM `{vm}` is pinned to `{host}`, which is not one of its allowed destinations")]
     BadPin {
         /// VM name.
         vm: String,
-        /// Host.
         host: HostId,
     },
     /// The same source listed twice.
@@ -296,7 +312,6 @@ pub enum SpecError {
     /// A setting out of range.
     #[error("setting `{key}` {reason}")]
     BadSetting {
-        /// The key.
         key: &'static str,
         /// What is wrong.
         reason: String,
@@ -336,7 +351,7 @@ impl RunSpec {
             }
             if let Selection::Names(pats) = &src.select {
                 for p in pats {
-                    crate::select::compile(p)?;
+                    compile(p)?;
                 }
             }
         }
@@ -376,8 +391,7 @@ pub mod dur {
     }
 
     /// The longest duration any setting may have: 365 days. Longer ones are surely typos, and
-    /// would overflow the clocks they are added to (`--stall-timeout 999999999999999999999d`
-    /// used to panic).
+    /// would overflow the clocks they are added to (`--stall-timeout 999999999999999999999d`).
     pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 
     /// A number of seconds as a duration: finite, not negative, at most [`MAX_DURATION`].
