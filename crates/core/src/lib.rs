@@ -30,7 +30,7 @@ pub mod time;
 pub mod view;
 
 pub use engine::{Core, Recovered, RecoveredState};
-pub use event::{Event, EventKind, Phase, Reason, WaitReason};
+pub use event::{AttemptCall, Event, EventKind, Phase, Reason, WaitReason, Watchdog};
 pub use io::{Command, Input, LeftoverContext};
 pub use model::*;
 pub use spec::{

@@ -239,7 +239,6 @@ pub struct PathLayout {
 /// A request to start one attempt of one move.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrationRequest {
-    /// The VM.
     pub vm: VmId,
     /// Its name (some hypervisors address VMs by name).
     pub vm_name: String,
