@@ -1,8 +1,7 @@
 //! `Aborting`: an abort was asked; whatever its answer, the hosts are looked at next.
 
-use super::{
-    ABORT_PATIENCE, ABORT_RETRIES, Ctx, MoveState, Next, Output, REFUSED_ABORT_PATIENCE, VmMove,
-};
+use super::limits::{ABORT_PATIENCE, ABORT_RETRIES, REFUSED_ABORT_PATIENCE};
+use super::types::{Ctx, MoveState, Next, Output, VmMove};
 use crate::event::AttemptCall;
 use crate::io::Command;
 use crate::model::{ErrorClass, Failure, MigrationHandle, MigrationRequest};

@@ -1,7 +1,7 @@
 //! `CleaningUp`: removing, one by one, what a proven move left on the source. A leftover that
 //! cannot be removed is kept with a warning; the move is done either way.
 
-use super::{Ctx, MoveState, Next, Output, VmMove};
+use super::types::{Ctx, MoveState, Next, Output, VmMove};
 use crate::event::EventKind;
 use crate::io::LeftoverContext;
 use crate::model::{Failure, Leftover, MigrationRequest};

@@ -1,7 +1,8 @@
 //! What several phases share: ending the move, and the events that say what an attempt is
 //! doing (a failure, an abort waited for, a call that failed, what was left behind or removed).
 
-use super::{ABORT_RETRIES, MoveState, Output, VmMove};
+use super::limits::ABORT_RETRIES;
+use super::types::{MoveState, Output, VmMove};
 use crate::event::{AttemptCall, EventKind};
 use crate::io::{Command, LeftoverContext};
 use crate::model::{Failure, Leftover, MigrationRequest};

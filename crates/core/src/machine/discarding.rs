@@ -2,7 +2,7 @@
 //! the destination is removed, one by one, and then the attempt is settled: retried (at once,
 //! later, elsewhere), given up, or cancelled when the run is stopping.
 
-use super::{Ctx, DiscardTally, MoveState, Next, Output, VmMove};
+use super::types::{Ctx, DiscardTally, MoveState, Next, Output, VmMove};
 use crate::event::{EventKind, Reason};
 use crate::io::LeftoverContext;
 use crate::model::{ErrorClass, Failure, HostId, Leftover, MigrationRequest};

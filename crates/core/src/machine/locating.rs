@@ -3,10 +3,8 @@
 //! arrived, clear the destination of what the attempt left (the VM is back on its source),
 //! settle a migration a killed client left between its steps, or give up touching nothing.
 
-use super::{
-    ABORT_PATIENCE, ABORT_RETRIES, Ctx, DiscardTally, MoveState, Next, OBSERVE_RETRIES, Output,
-    VmMove,
-};
+use super::limits::{ABORT_PATIENCE, ABORT_RETRIES, OBSERVE_RETRIES};
+use super::types::{Ctx, DiscardTally, MoveState, Next, Output, VmMove};
 use crate::event::{AttemptCall, Reason};
 use crate::io::{Command, LeftoverContext};
 use crate::model::{Activity, ErrorClass, Failure, Location, MigrationMode, MigrationRequest};

@@ -2,7 +2,7 @@
 //! watchdogs, and convergence aids before giving up.
 
 use super::aborting::run_stopped;
-use super::{Ctx, Migrating, MoveState, Next, Output, VmMove};
+use super::types::{Ctx, Migrating, MoveState, Next, Output, VmMove};
 use crate::event::{EventKind, Watchdog};
 use crate::io::Command;
 use crate::model::{

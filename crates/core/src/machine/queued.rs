@@ -1,7 +1,7 @@
 //! `Queued` (waiting to be started, as the engine assesses it) and `BackingOff` (waiting out a
 //! retry delay, then queued again).
 
-use super::{Assessment, Ctx, MoveState, Next, Output, VmMove};
+use super::types::{Assessment, Ctx, MoveState, Next, Output, VmMove};
 use crate::event::{EventKind, Reason, WaitReason};
 use crate::io::Command;
 use crate::model::{HostId, MigrationMode, MigrationRequest, PathLayout};

@@ -2,7 +2,7 @@
 //! running, at most the seed's `job_start_attempts` x `job_start_timeout`).
 
 use super::aborting::run_stopped;
-use super::{Ctx, MoveState, Next, Output, VmMove};
+use super::types::{Ctx, MoveState, Next, Output, VmMove};
 use crate::event::{EventKind, Watchdog};
 use crate::io::Command;
 use crate::model::{ErrorClass, Failure, MigrationHandle, MigrationRequest, MigrationStatus};

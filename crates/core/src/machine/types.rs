@@ -2,7 +2,7 @@
 //! and the VM whose move it is.
 
 #[cfg(doc)]
-use super::{ABORT_PATIENCE, OBSERVE_RETRIES, REFUSED_ABORT_PATIENCE};
+use super::limits::{ABORT_PATIENCE, OBSERVE_RETRIES, REFUSED_ABORT_PATIENCE};
 use crate::event::{EventKind, Phase, Reason, WaitReason};
 use crate::io::Command;
 use crate::model::{
@@ -385,3 +385,6 @@ impl VmMove {
             .filter(|d| !self.refused.contains(*d))
     }
 }
+
+/// What a transition returns: the next state, and the commands and events it produced.
+pub(super) type Next = (MoveState, Output);

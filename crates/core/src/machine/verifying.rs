@@ -1,7 +1,8 @@
 //! `Verifying`: proving the VM arrived (on the destination with every disk, not running on the
 //! source). Nothing is touched until the proof comes.
 
-use super::{Ctx, MoveState, Next, OBSERVE_RETRIES, Output, VERIFY_RETRIES, VmMove};
+use super::limits::{OBSERVE_RETRIES, VERIFY_RETRIES};
+use super::types::{Ctx, MoveState, Next, Output, VmMove};
 use crate::event::{AttemptCall, EventKind, Reason};
 use crate::io::{Command, LeftoverContext};
 use crate::model::{ErrorClass, Failure, MigrationRequest, Verification};
