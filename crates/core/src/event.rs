@@ -298,7 +298,6 @@ named!(AttemptCall);
 pub struct Event {
     /// When (run time).
     pub at: Time,
-    /// What.
     #[serde(flatten)]
     pub kind: EventKind,
 }
@@ -334,11 +333,7 @@ pub enum EventKind {
         error: String,
     },
     /// A name or pattern matched nothing.
-    SelectionUnmatched {
-        /// Source host.
-        source: HostId,
-        pattern: String,
-    },
+    SelectionUnmatched { source: HostId, pattern: String },
     /// A VM was selected for the run.
     Selected {
         vm: VmId,
@@ -519,7 +514,6 @@ pub enum EventKind {
     /// An input arrived that the VM's state does not accept (a bug somewhere; ignored).
     IllegalInput {
         vm: VmId,
-        /// Its phase.
         phase: Phase,
         /// The input's kind.
         input: String,

@@ -144,9 +144,7 @@ impl Activity {
 pub struct VmInfo {
     /// Stable identity.
     pub id: VmId,
-    /// Display name.
     pub name: String,
-    /// Power state.
     pub power: PowerState,
     /// Primary operational status.
     pub health: Health,
@@ -192,7 +190,6 @@ pub struct Disk {
 pub struct Footprint {
     /// Memory, in bytes.
     pub memory_bytes: u64,
-    /// Its disks.
     pub disks: Vec<Disk>,
     /// Configuration files and folders (Hyper-V config root, libvirt has none on disk we own).
     pub config_paths: Vec<String>,

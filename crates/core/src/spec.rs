@@ -42,7 +42,6 @@ pub fn compile(p: &str) -> Result<GlobMatcher, SpecError> {
 /// One source host, the VMs to take from it and where they may go.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceSpec {
-    /// The source host.
     pub host: HostId,
     /// Which of its VMs.
     pub select: Selection,
@@ -144,7 +143,6 @@ pub struct Settings {
     pub max_parallel: Option<u32>,
     /// Cap on concurrent migrations of this run across the whole cluster.
     pub cluster_cap: Option<u32>,
-    /// Start order.
     pub order: Order,
     /// The scheduling algorithm.
     pub policy: SchedulerPolicy,
@@ -274,7 +272,6 @@ pub struct RunSpec {
     pub pins: BTreeMap<String, HostId>,
     /// VM name -> priority (higher starts first; default 0). Ties follow `settings.order`.
     pub priorities: BTreeMap<String, i32>,
-    /// Policy knobs.
     pub settings: Settings,
 }
 

@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 pub struct VmView {
     pub id: VmId,
     pub name: String,
-    /// Source host.
     pub source: HostId,
     /// Destination (chosen, or where it ended up).
     pub destination: Option<HostId>,
@@ -55,7 +54,7 @@ pub struct HostView {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub run_id: String,
-    /// Now.
+    /// When the snapshot was taken.
     pub at: Time,
     /// VMs, in selection order.
     pub vms: Vec<VmView>,

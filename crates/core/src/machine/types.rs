@@ -20,10 +20,7 @@ pub enum MoveState {
     /// Waiting to be started (see [`VmMove::wait`]).
     Queued,
     /// Start asked.
-    Starting {
-        /// The attempt's request.
-        req: MigrationRequest,
-    },
+    Starting { req: MigrationRequest },
     /// Accepted; waiting to see it running.
     Confirming {
         req: MigrationRequest,
@@ -97,7 +94,6 @@ pub enum MoveState {
 /// What the clean-up of a failed attempt's destination did so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DiscardTally {
-    /// Leftovers removed.
     pub removed: u32,
     /// Leftovers that could not be removed (what, and the error).
     pub kept: Vec<(String, String)>,
@@ -125,11 +121,9 @@ pub struct Migrating {
     pub best_done: u64,
     /// Fewest bytes remaining seen (u64::MAX until known).
     pub best_remaining: u64,
-    /// Next progress poll.
     pub next_poll: Time,
     /// A poll is outstanding.
     pub polling: bool,
-    /// Completion deadline.
     pub deadline: Time,
     /// Convergence aids applied so far (escalation step).
     pub escalations: u32,
@@ -199,7 +193,6 @@ pub enum VmEvent {
     Start {
         destination: HostId,
         mode: MigrationMode,
-        /// Destination layout.
         layout: PathLayout,
         run_id: String,
     },
@@ -266,7 +259,6 @@ pub struct VmMove {
     pub name: String,
     /// Stable key for per-VM randomness.
     pub key: u64,
-    /// Source host.
     pub source: HostId,
     /// Allowed destinations (shared by every VM of a source).
     pub destinations: std::sync::Arc<[HostId]>,
@@ -296,14 +288,12 @@ pub struct VmMove {
     pub wait: Option<WaitReason>,
     /// Since when it is held by a backup or job.
     pub held_since: Option<Time>,
-    /// Latest progress.
     pub progress: Option<Progress>,
     pub last_error: Option<String>,
     /// When the current attempt started.
     pub started_at: Option<Time>,
     /// When it reached a final phase.
     pub finished_at: Option<Time>,
-    /// The VM's timer.
     pub timer: Option<Time>,
     /// Whether this VM's source copy was proven gone and the destination copy proven present.
     pub verified: bool,
