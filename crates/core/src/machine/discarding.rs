@@ -208,7 +208,6 @@ pub(super) fn listed(
 }
 
 /// Discarding, the first leftover's removal answered.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn removed(
     vm: &mut VmMove,
     ctx: Ctx<'_>,

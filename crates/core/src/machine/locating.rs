@@ -60,7 +60,6 @@ impl VmMove {
     ///   `OBSERVE_RETRIES` times, then left for a person;
     /// - no copy there: roll back (what Confirm does on failure: resume the source copy) by an
     ///   abort, at most `ABORT_RETRIES` asks; then the attempt settles as failed, as usual.
-    #[allow(clippy::too_many_arguments)]
     fn settle_interrupted(
         &mut self,
         ctx: Ctx<'_>,
@@ -114,7 +113,6 @@ impl VmMove {
 
 /// Locating, a look that failed: look again after `recheck_interval`, at most
 /// [`OBSERVE_RETRIES`] times, then left for a person.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn look_failed(
     vm: &mut VmMove,
     ctx: Ctx<'_>,
@@ -168,7 +166,6 @@ pub(super) fn look_failed(
 }
 
 /// Locating, the hosts answered: decide from what they show.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn located(
     vm: &mut VmMove,
     ctx: Ctx<'_>,

@@ -12,17 +12,18 @@
 //! phase before and after every transition ([`Phase::holds_slot`]), so every exit path releases
 //! them.
 //!
-//! After an abort, what a look that finds the job still running does depends on the abort's
-//! answer: accepted, unanswered (the `Aborting` timer) or indeterminate, the abort may still take
-//! effect (and can take a while: on a cut link, libvirt ends an aborted storage migration only
-//! at the source's next TCP retransmission after the link is back: 25 s, 51 s, 102 s... after
-//! the cut, seen in the netns lab), so the job is given [`ABORT_PATIENCE`] looks
-//! (`recheck_interval` apart) to end before the abort is asked again; definitely refused (it did not happen), there is nothing to wait for:
-//! refused for good (a permanent or refused error), the first such look asks again; refused for a
-//! passing reason (a transient error: host busy, a lock held), the next look does
+//! After an abort, what a look that finds the job still running does depends on the abort's answer:
+//! accepted, unanswered (the `Aborting` timer) or indeterminate, the abort may still take effect
+//! (and can take a while: on a cut link, libvirt ends an aborted storage migration only at the
+//! source's next TCP retransmission after the link is back: 25 s, 51 s, 102 s... after the cut,
+//! seen in the netns lab), so the job is given [`ABORT_PATIENCE`] looks (`recheck_interval` apart)
+//! to end before the abort is asked again; definitely refused (it did not happen), there is nothing
+//! to wait for: refused for good (a permanent or refused error), the first such look asks again;
+//! refused for a passing reason (a transient error: host busy, a lock held), the next look does
 //! ([`REFUSED_ABORT_PATIENCE`]), so that passing refusals do not use up the rounds in seconds.
-//! Either way at most [`ABORT_RETRIES`] aborts are asked, then the VM is left for a person. Looks that fail are
-//! counted apart (at most [`OBSERVE_RETRIES`] per round) and do not use up that patience.
+//! Either way at most [`ABORT_RETRIES`] aborts are asked, then the VM is left for a person. Looks
+//! that fail are counted apart (at most [`OBSERVE_RETRIES`] per round) and do not use up that
+//! patience.
 //!
 //! ```mermaid
 //! stateDiagram-v2
@@ -59,6 +60,8 @@
 //!     CleaningUp --> Moved: leftovers removed (or kept with a warning)
 //!     Moved --> [*]
 //!     Unmigratable --> [*]
+//!     Cancelled --> [*]
+//! ```
 
 mod aborting;
 mod cleaning;
