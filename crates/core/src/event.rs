@@ -198,8 +198,8 @@ impl fmt::Display for Reason {
             } => write!(
                 f,
                 "no destination has room for it ({} memory, {} disk)",
-                crate::fmt_bytes(*memory_bytes),
-                crate::fmt_bytes(*disk_bytes)
+                crate::model::fmt_bytes(*memory_bytes),
+                crate::model::fmt_bytes(*disk_bytes)
             ),
             Reason::AllDestinationsRefused(e) => {
                 write!(f, "every destination refused it; last: {e}")

@@ -39,22 +39,3 @@ pub use spec::{
 };
 pub use time::Time;
 pub use view::{HostView, Snapshot, VmView};
-
-/// Formats a byte count for people ("1.5 GiB").
-pub fn fmt_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}
-
-/// One GiB in bytes.
-pub const GIB: u64 = 1 << 30;

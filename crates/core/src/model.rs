@@ -405,3 +405,24 @@ pub enum LeftoverKind {
 pub fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
+
+/// Formats a byte count for people ("1.5 GiB").
+pub fn fmt_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    /// The step from one unit to the next (binary prefixes).
+    const STEP: f64 = 1024.0;
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= STEP && i < UNITS.len() - 1 {
+        v /= STEP;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+/// One GiB in bytes.
+pub const GIB: u64 = 1 << 30;

@@ -24,7 +24,7 @@ impl VmMove {
     /// When the migration must be complete: `completion_timeout_per_gib` for every GiB of
     /// memory and disk, at least `completion_timeout_min`.
     fn completion_deadline(&self, s: &Settings, now: Time) -> Time {
-        let gib = (self.memory_bytes + self.disk_bytes) as f64 / crate::GIB as f64;
+        let gib = (self.memory_bytes + self.disk_bytes) as f64 / crate::model::GIB as f64;
         let per = Duration::from_secs_f64(s.completion_timeout_per_gib.as_secs_f64() * gib);
         now + per.max(s.completion_timeout_min)
     }
