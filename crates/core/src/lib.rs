@@ -2,12 +2,14 @@
 //!
 //! # Layout
 //! - [`time`]: [`Time`], milliseconds since the run's epoch; always passed in.
-//! - [`model`]: hosts, VMs, activity, migrations, failures: what drivers report.
-//! - [`spec`]: what a run is asked to do ([`RunSpec`], [`Settings`]) and its validation.
-//! - [`select`]: names and glob patterns against a host's VMs.
+//! - [`model`]: hosts, VMs, activity, migrations, failures: what drivers report; byte units.
+//! - [`spec`]: what a run is asked to do ([`RunSpec`], [`Settings`]) and its validation
+//!   (including compiling name patterns).
+//! - [`select`]: a [`Selection`] applied to a host's VMs.
 //! - [`io`]: [`Command`]s to the world and [`Input`]s from it.
 //! - [`event`]: [`Event`]s for observers (UI, NDJSON, journal).
-//! - [`machine`]: the per-VM move state machine (one exhaustive transition function).
+//! - [`machine`]: the per-VM move state machine: one table of (state, event) whose arms name
+//!   transition functions, a file per phase.
 //! - [`slots`]: the slot ledger (ours and foreign migrations per host).
 //! - [`policy`]: retry backoff with seeded jitter.
 //! - [`engine`]: [`Core`], which ties them together and schedules.
