@@ -596,7 +596,7 @@ pub fn describe(ev: &Event, names: &HashMap<VmId, String>) -> Option<String> {
             retry_at,
             ..
         } => {
-            if call == "abort" {
+            if *call == vmove_core::AttemptCall::Abort {
                 format!(
                     "{}: the abort (round {tries} of {of}) failed: {error}; looking at the hosts",
                     name(vm)

@@ -133,7 +133,6 @@ pub enum Reason {
     AttemptsExhausted {
         /// How many.
         attempts: u32,
-        /// The last error.
         last_error: String,
     },
     /// An error that retrying will not fix.
@@ -152,8 +151,8 @@ pub enum Reason {
     /// Not found on either host after an attempt: left for a person.
     LostAfterAttempt,
     /// The hosts did not answer where the VM is after an attempt (every look failed; the last
-    /// error): left for a person. Before, this was reported as `LostAfterAttempt`, which said the
-    /// VM was on neither host when nobody had been able to look.
+    /// error): left for a person. Not `LostAfterAttempt`, which says the VM was on neither host:
+    /// here nobody was able to look.
     NotLocated(String),
     /// The run was stopped before it was moved.
     RunStopped,
@@ -199,8 +198,8 @@ impl fmt::Display for Reason {
             } => write!(
                 f,
                 "no destination has room for it ({} memory, {} disk)",
-                crate::fmt_bytes(*memory_bytes),
-                crate::fmt_bytes(*disk_bytes)
+                crate::model::fmt_bytes(*memory_bytes),
+                crate::model::fmt_bytes(*disk_bytes)
             ),
             Reason::AllDestinationsRefused(e) => {
                 write!(f, "every destination refused it; last: {e}")
@@ -232,12 +231,73 @@ impl fmt::Display for Reason {
     }
 }
 
+/// A watchdog of a migration attempt. Serialized as `start`, `stall`, `completion`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Watchdog {
+    /// The migration did not show as running within `job_start_attempts` x `job_start_timeout`.
+    Start,
+    /// No progress for `stall_timeout`.
+    Stall,
+    /// Not complete by the completion deadline.
+    Completion,
+}
+
+/// A call about an attempt whose failure is reported ([`EventKind::CallFailed`]). Serialized as
+/// `abort`, `locate`, `verify`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptCall {
+    /// AbortMigration.
+    Abort,
+    Locate,
+    Verify,
+}
+
+impl Watchdog {
+    /// The name serde writes (the NDJSON's `which`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Watchdog::Start => "start",
+            Watchdog::Stall => "stall",
+            Watchdog::Completion => "completion",
+        }
+    }
+}
+
+impl AttemptCall {
+    /// The name serde writes (the NDJSON's `call`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptCall::Abort => "abort",
+            AttemptCall::Locate => "locate",
+            AttemptCall::Verify => "verify",
+        }
+    }
+}
+
+macro_rules! named {
+    ($t:ty) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+    };
+}
+named!(Watchdog);
+named!(AttemptCall);
+
 /// One thing that happened, at a time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// When (run time).
     pub at: Time,
-    /// What.
     #[serde(flatten)]
     pub kind: EventKind,
 }
@@ -248,7 +308,6 @@ pub struct Event {
 pub enum EventKind {
     /// The run began.
     RunStarted {
-        /// Run id.
         run_id: String,
         /// Source hosts.
         sources: Vec<HostId>,
@@ -257,7 +316,6 @@ pub enum EventKind {
     },
     /// A host's figures, when first seen and whenever its slot use by others changes.
     HostSeen {
-        /// Host.
         host: HostId,
         /// Effective slot limit.
         limit: u32,
@@ -270,25 +328,16 @@ pub enum EventKind {
     },
     /// A host did not answer.
     HostUnreachable {
-        /// Host.
         host: HostId,
         /// Why.
         error: String,
     },
     /// A name or pattern matched nothing.
-    SelectionUnmatched {
-        /// Source host.
-        source: HostId,
-        /// The pattern.
-        pattern: String,
-    },
+    SelectionUnmatched { source: HostId, pattern: String },
     /// A VM was selected for the run.
     Selected {
-        /// VM.
         vm: VmId,
-        /// Name.
         name: String,
-        /// Source.
         source: HostId,
         /// Live or offline, as it stands now.
         mode: MigrationMode,
@@ -298,41 +347,22 @@ pub enum EventKind {
         disk_bytes: u64,
     },
     /// A VM changed phase.
-    Transition {
-        /// VM.
-        vm: VmId,
-        /// From.
-        from: Phase,
-        /// To.
-        to: Phase,
-    },
+    Transition { vm: VmId, from: Phase, to: Phase },
     /// A queued VM waits, and why (emitted when the reason changes).
-    Waiting {
-        /// VM.
-        vm: VmId,
-        /// Why.
-        reason: WaitReason,
-    },
+    Waiting { vm: VmId, reason: WaitReason },
     /// An attempt was started.
     AttemptStarted {
-        /// VM.
         vm: VmId,
         /// Attempt number (1-based).
         attempt: u32,
-        /// Source.
         source: HostId,
-        /// Destination.
         destination: HostId,
-        /// Mode.
         mode: MigrationMode,
     },
     /// Progress of a running migration.
     Progress {
-        /// VM.
         vm: VmId,
-        /// Attempt.
         attempt: u32,
-        /// Bytes done.
         bytes_done: u64,
         /// Bytes total (0 if unknown).
         bytes_total: u64,
@@ -341,33 +371,24 @@ pub enum EventKind {
     },
     /// A watchdog applied a convergence aid.
     Escalated {
-        /// VM.
         vm: VmId,
-        /// Attempt.
         attempt: u32,
-        /// The aid.
         aid: ConvergenceAid,
     },
     /// A watchdog fired.
     WatchdogFired {
-        /// VM.
         vm: VmId,
-        /// Attempt.
         attempt: u32,
-        /// "stall", "completion" or "start".
-        which: String,
+        which: Watchdog,
     },
     /// A migration is being aborted (a watchdog fired, or the run was stopped with abort):
     /// said when the abort is asked (`look` 0) and at every look at the hosts that finds the job
     /// still running, so a person sees what vmove waits for (on a cut link this lasts minutes).
     AbortWaiting {
-        /// VM.
         vm: VmId,
-        /// Attempt.
         attempt: u32,
         /// Source (where the job runs and is aborted).
         source: HostId,
-        /// Destination.
         destination: HostId,
         /// Why the attempt is being given up ("stalled: no progress for 15s").
         why: String,
@@ -385,27 +406,19 @@ pub enum EventKind {
     /// when, or give up) is `AttemptFailed`, once both hosts were looked at, which can take
     /// a while when one of them does not answer.
     MigrationFailed {
-        /// VM.
         vm: VmId,
-        /// Attempt.
         attempt: u32,
-        /// Source.
         source: HostId,
-        /// Destination.
         destination: HostId,
         /// The driver's error.
         error: String,
     },
     /// A call about an attempt failed or did not answer (abort, locate, verify): what vmove does
-    /// next is in `tries`/`of`/`retry_at`. Before these were journaled only and a person saw
-    /// nothing for minutes.
+    /// next is in `tries`/`of`/`retry_at`, so a person sees why nothing moves for minutes.
     CallFailed {
-        /// VM.
         vm: VmId,
-        /// Attempt.
         attempt: u32,
-        /// `abort`, `locate` or `verify`.
-        call: String,
+        call: AttemptCall,
         /// The error (a time-out names the hosts asked).
         error: String,
         /// Failed calls of this kind in a row in this attempt (1-based), and how many are
@@ -419,9 +432,7 @@ pub enum EventKind {
     /// A VM's move ended (unmigratable or cancelled; the event follows) with what a failed attempt
     /// left on its destination still there, or with the destination not checked for it.
     LeftBehind {
-        /// VM.
         vm: VmId,
-        /// Attempt.
         attempt: u32,
         /// The destination of the failed attempt.
         host: HostId,
@@ -433,13 +444,10 @@ pub enum EventKind {
     },
     /// An attempt failed.
     AttemptFailed {
-        /// VM.
         vm: VmId,
-        /// Attempt.
         attempt: u32,
         /// Class of the error.
         class: ErrorClass,
-        /// The error.
         error: String,
         /// When the next attempt may start, if one will.
         retry_at: Option<Time>,
@@ -459,28 +467,18 @@ pub enum EventKind {
         interrupted: bool,
     },
     /// The VM was proven on its destination.
-    Verified {
-        /// VM.
-        vm: VmId,
-        /// Destination.
-        destination: HostId,
-    },
+    Verified { vm: VmId, destination: HostId },
     /// A leftover was removed.
     LeftoverRemoved {
-        /// VM.
         vm: VmId,
-        /// Host.
         host: HostId,
-        /// Kind.
         kind: LeftoverKind,
         /// Path or name.
         what: String,
     },
     /// A leftover could not be removed (the move still counts).
     LeftoverKept {
-        /// VM.
         vm: VmId,
-        /// Host.
         host: HostId,
         /// Path or name.
         what: String,
@@ -489,9 +487,7 @@ pub enum EventKind {
     },
     /// The VM moved.
     Moved {
-        /// VM.
         vm: VmId,
-        /// Name.
         name: String,
         /// Where it is now.
         destination: HostId,
@@ -500,20 +496,14 @@ pub enum EventKind {
     },
     /// The VM cannot be moved.
     Unmigratable {
-        /// VM.
         vm: VmId,
-        /// Name.
         name: String,
-        /// Why.
         reason: Reason,
     },
     /// The VM was not moved because the run stopped.
     Cancelled {
-        /// VM.
         vm: VmId,
-        /// Name.
         name: String,
-        /// Why.
         reason: Reason,
     },
     /// A stop was asked for.
@@ -523,9 +513,7 @@ pub enum EventKind {
     },
     /// An input arrived that the VM's state does not accept (a bug somewhere; ignored).
     IllegalInput {
-        /// VM.
         vm: VmId,
-        /// Its phase.
         phase: Phase,
         /// The input's kind.
         input: String,
@@ -571,6 +559,23 @@ impl EventKind {
             | Cancelled { vm, .. }
             | IllegalInput { vm, .. } => Some(vm),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchdog_and_call_names_are_what_serde_writes() {
+        for w in [Watchdog::Start, Watchdog::Stall, Watchdog::Completion] {
+            assert_eq!(serde_json::to_value(w).expect("serializes"), w.as_str());
+            assert_eq!(w.to_string(), w.as_str());
+        }
+        for c in [AttemptCall::Abort, AttemptCall::Locate, AttemptCall::Verify] {
+            assert_eq!(serde_json::to_value(c).expect("serializes"), c.as_str());
+            assert!(c == *c.as_str());
         }
     }
 }

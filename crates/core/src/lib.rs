@@ -2,12 +2,14 @@
 //!
 //! # Layout
 //! - [`time`]: [`Time`], milliseconds since the run's epoch; always passed in.
-//! - [`model`]: hosts, VMs, activity, migrations, failures: what drivers report.
-//! - [`spec`]: what a run is asked to do ([`RunSpec`], [`Settings`]) and its validation.
-//! - [`select`]: names and glob patterns against a host's VMs.
+//! - [`model`]: hosts, VMs, activity, migrations, failures: what drivers report; byte units.
+//! - [`spec`]: what a run is asked to do ([`RunSpec`], [`Settings`]) and its validation
+//!   (including compiling name patterns).
+//! - [`select`]: a [`Selection`] applied to a host's VMs.
 //! - [`io`]: [`Command`]s to the world and [`Input`]s from it.
 //! - [`event`]: [`Event`]s for observers (UI, NDJSON, journal).
-//! - [`machine`]: the per-VM move state machine (one exhaustive transition function).
+//! - [`machine`]: the per-VM move state machine: one table of (state, event) whose arms name
+//!   transition functions, a file per phase.
 //! - [`slots`]: the slot ledger (ours and foreign migrations per host), in the engine's folder.
 //! - [`policy`]: retry backoff with seeded jitter.
 //! - [`engine`]: [`Core`], which ties them together and schedules.
@@ -30,7 +32,7 @@ pub mod time;
 pub mod view;
 
 pub use engine::{Core, Recovered, RecoveredState};
-pub use event::{Event, EventKind, Phase, Reason, WaitReason};
+pub use event::{AttemptCall, Event, EventKind, Phase, Reason, WaitReason, Watchdog};
 pub use io::{Command, Input, LeftoverContext};
 pub use model::*;
 pub use spec::{
@@ -39,22 +41,3 @@ pub use spec::{
 };
 pub use time::Time;
 pub use view::{HostView, Snapshot, VmView};
-
-/// Formats a byte count for people ("1.5 GiB").
-pub fn fmt_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}
-
-/// One GiB in bytes.
-pub const GIB: u64 = 1 << 30;

@@ -144,9 +144,7 @@ impl Activity {
 pub struct VmInfo {
     /// Stable identity.
     pub id: VmId,
-    /// Display name.
     pub name: String,
-    /// Power state.
     pub power: PowerState,
     /// Primary operational status.
     pub health: Health,
@@ -192,7 +190,6 @@ pub struct Disk {
 pub struct Footprint {
     /// Memory, in bytes.
     pub memory_bytes: u64,
-    /// Its disks.
     pub disks: Vec<Disk>,
     /// Configuration files and folders (Hyper-V config root, libvirt has none on disk we own).
     pub config_paths: Vec<String>,
@@ -239,7 +236,6 @@ pub struct PathLayout {
 /// A request to start one attempt of one move.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrationRequest {
-    /// The VM.
     pub vm: VmId,
     /// Its name (some hypervisors address VMs by name).
     pub vm_name: String,
@@ -409,3 +405,24 @@ pub enum LeftoverKind {
 pub fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
+
+/// Formats a byte count for people ("1.5 GiB").
+pub fn fmt_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    /// The step from one unit to the next (binary prefixes).
+    const STEP: f64 = 1024.0;
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= STEP && i < UNITS.len() - 1 {
+        v /= STEP;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+/// One GiB in bytes.
+pub const GIB: u64 = 1 << 30;

@@ -53,10 +53,28 @@ pub fn after_cleared_refusal(settings: &Settings, attempts: u32) -> RetryAction 
     }
 }
 
+/// The largest doubling of `backoff_initial`: 2^30 times is far beyond any `backoff_max`, and
+/// `1u32 << exp` stays in range.
+const MAX_BACKOFF_DOUBLINGS: u32 = 30;
+
+/// How far the VM's key is rotated before it is mixed into the jitter's seed, so that the run's
+/// `seed` and the key do not cancel out bit for bit.
+const KEY_ROTATION: u32 = 17;
+
+/// The 64-bit golden-ratio constant (2^64 / phi, as in Fibonacci hashing): spreads consecutive
+/// attempt numbers over the seed's bits.
+const GOLDEN_RATIO_64: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// FNV-1a's 64-bit offset basis.
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a's 64-bit prime.
+const FNV_PRIME: u64 = 0x0100_0000_01b3;
+
 /// The delay before attempt `attempts + 1`: `backoff_initial * 2^(attempts-1)`, capped at
 /// `backoff_max`, spread by +-`backoff_jitter`.
 pub fn backoff(settings: &Settings, vm_key: u64, attempts: u32) -> Duration {
-    let exp = attempts.saturating_sub(1).min(30);
+    let exp = attempts.saturating_sub(1).min(MAX_BACKOFF_DOUBLINGS);
     let base = settings
         .backoff_initial
         .saturating_mul(1u32 << exp)
@@ -67,8 +85,8 @@ pub fn backoff(settings: &Settings, vm_key: u64, attempts: u32) -> Duration {
     }
     let mut rng = ChaCha8Rng::seed_from_u64(
         settings.seed
-            ^ vm_key.rotate_left(17)
-            ^ u64::from(attempts).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ^ vm_key.rotate_left(KEY_ROTATION)
+            ^ u64::from(attempts).wrapping_mul(GOLDEN_RATIO_64),
     );
     let f: f64 = rng.random_range(-jitter..=jitter);
     Duration::from_secs_f64((base.as_secs_f64() * (1.0 + f)).max(0.0))
@@ -76,10 +94,10 @@ pub fn backoff(settings: &Settings, vm_key: u64, attempts: u32) -> Duration {
 
 /// A stable 64-bit key for a VM id (FNV-1a), used to seed per-VM randomness.
 pub fn vm_key(id: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h: u64 = FNV_OFFSET;
     for b in id.bytes() {
         h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+        h = h.wrapping_mul(FNV_PRIME);
     }
     h
 }

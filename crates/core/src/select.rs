@@ -1,29 +1,10 @@
 //! Resolving a [`Selection`](crate::spec::Selection) against a host's VM list.
 
 use crate::model::VmInfo;
-use crate::spec::{Selection, SpecError};
-use globset::{Glob, GlobMatcher};
-
-/// Whether a pattern has glob characters (else it is a plain name).
-pub fn is_glob(p: &str) -> bool {
-    p.contains(['*', '?', '['])
-}
-
-/// Compiles a name or glob pattern.
-pub fn compile(p: &str) -> Result<GlobMatcher, SpecError> {
-    if p.trim().is_empty() {
-        return Err(SpecError::BadPattern {
-            pattern: p.into(),
-            reason: "it is empty".into(),
-        });
-    }
-    Glob::new(p)
-        .map(|g| g.compile_matcher())
-        .map_err(|e| SpecError::BadPattern {
-            pattern: p.into(),
-            reason: e.kind().to_string(),
-        })
-}
+use crate::spec::Selection;
+/// Pattern compiling lives with the [`Selection`] it validates; re-exported here for callers
+/// that resolve selections.
+pub use crate::spec::{compile, is_glob};
 
 /// The result of applying a selection to a host's VMs.
 #[derive(Debug, Clone, PartialEq, Eq)]

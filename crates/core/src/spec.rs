@@ -2,6 +2,7 @@
 //! policy settings. Validated once, before anything is touched.
 
 use crate::model::{HostId, PathLayout};
+use globset::{Glob, GlobMatcher};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -17,10 +18,30 @@ pub enum Selection {
     Names(Vec<String>),
 }
 
+/// Whether a pattern has glob characters (else it is a plain name).
+pub fn is_glob(p: &str) -> bool {
+    p.contains(['*', '?', '['])
+}
+
+/// Compiles a name or glob pattern of a [`Selection::Names`].
+pub fn compile(p: &str) -> Result<GlobMatcher, SpecError> {
+    if p.trim().is_empty() {
+        return Err(SpecError::BadPattern {
+            pattern: p.into(),
+            reason: "it is empty".into(),
+        });
+    }
+    Glob::new(p)
+        .map(|g| g.compile_matcher())
+        .map_err(|e| SpecError::BadPattern {
+            pattern: p.into(),
+            reason: e.kind().to_string(),
+        })
+}
+
 /// One source host, the VMs to take from it and where they may go.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceSpec {
-    /// The source host.
     pub host: HostId,
     /// Which of its VMs.
     pub select: Selection,
@@ -122,7 +143,6 @@ pub struct Settings {
     pub max_parallel: Option<u32>,
     /// Cap on concurrent migrations of this run across the whole cluster.
     pub cluster_cap: Option<u32>,
-    /// Start order.
     pub order: Order,
     /// The scheduling algorithm.
     pub policy: SchedulerPolicy,
@@ -252,7 +272,6 @@ pub struct RunSpec {
     pub pins: BTreeMap<String, HostId>,
     /// VM name -> priority (higher starts first; default 0). Ties follow `settings.order`.
     pub priorities: BTreeMap<String, i32>,
-    /// Policy knobs.
     pub settings: Settings,
 }
 
@@ -276,18 +295,12 @@ pub enum SpecError {
     ZeroCap(String),
     /// A pattern does not parse.
     #[error("bad VM name pattern `{pattern}`: {reason}")]
-    BadPattern {
-        /// The pattern.
-        pattern: String,
-        /// Why.
-        reason: String,
-    },
+    BadPattern { pattern: String, reason: String },
     /// A pin names a host that is not an allowed destination.
     #[error("VM `{vm}` is pinned to `{host}`, which is not one of its allowed destinations")]
     BadPin {
         /// VM name.
         vm: String,
-        /// Host.
         host: HostId,
     },
     /// The same source listed twice.
@@ -296,7 +309,6 @@ pub enum SpecError {
     /// A setting out of range.
     #[error("setting `{key}` {reason}")]
     BadSetting {
-        /// The key.
         key: &'static str,
         /// What is wrong.
         reason: String,
@@ -336,7 +348,7 @@ impl RunSpec {
             }
             if let Selection::Names(pats) = &src.select {
                 for p in pats {
-                    crate::select::compile(p)?;
+                    compile(p)?;
                 }
             }
         }
@@ -376,8 +388,7 @@ pub mod dur {
     }
 
     /// The longest duration any setting may have: 365 days. Longer ones are surely typos, and
-    /// would overflow the clocks they are added to (`--stall-timeout 999999999999999999999d`
-    /// used to panic).
+    /// would overflow the clocks they are added to (`--stall-timeout 999999999999999999999d`).
     pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 
     /// A number of seconds as a duration: finite, not negative, at most [`MAX_DURATION`].

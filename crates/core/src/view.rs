@@ -8,15 +8,11 @@ use serde::{Deserialize, Serialize};
 /// One VM's place in the run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmView {
-    /// Id.
     pub id: VmId,
-    /// Name.
     pub name: String,
-    /// Source host.
     pub source: HostId,
     /// Destination (chosen, or where it ended up).
     pub destination: Option<HostId>,
-    /// Phase.
     pub phase: Phase,
     /// Live or offline.
     pub mode: MigrationMode,
@@ -43,7 +39,6 @@ pub struct VmView {
 /// One host's slot use.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostView {
-    /// Id.
     pub id: HostId,
     /// Effective limit.
     pub limit: u32,
@@ -58,13 +53,11 @@ pub struct HostView {
 /// The whole run at a moment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// Run id.
     pub run_id: String,
-    /// Now.
+    /// When the snapshot was taken.
     pub at: Time,
     /// VMs, in selection order.
     pub vms: Vec<VmView>,
-    /// Hosts.
     pub hosts: Vec<HostView>,
     /// Whether a stop was asked.
     pub stopping: bool,

@@ -115,7 +115,7 @@ fn phase(core: &Core) -> VmView {
 /// destination and Confirm on the source): not "running on both". The engine verifies (the
 /// driver proves the destination copy this attempt's before it counts the paused source copy
 /// as stopped), and the clean-up removes the source copy as Confirm would. Nothing is aborted,
-/// nothing started again. Before: unmigratable "running on both source and destination".
+/// nothing started again; not unmigratable "running on both source and destination".
 #[test]
 fn a_source_left_paused_by_an_interrupted_migration_is_finished_once_the_destination_runs_this_attempts_copy()
  {
@@ -262,7 +262,7 @@ fn a_paused_source_is_never_stopped_when_the_destination_copy_is_not_proven_this
 /// Perform, before Finish; the destination dropped its incoming copy): the engine rolls back
 /// as Confirm would on failure (the abort resumes the source copy), then the attempt settles
 /// as a failure vmove's crash caused (not counted) and the VM moves on the next attempt.
-/// Before: taken for "migrating by someone else" and waited on for ever, paused.
+/// Not taken for "migrating by someone else" and waited on for ever, paused.
 #[test]
 fn a_source_left_paused_by_an_interrupted_migration_with_no_copy_elsewhere_is_resumed_and_moved() {
     let mut core = Core::resume(
@@ -417,7 +417,7 @@ fn a_vm_its_owner_paused_stays_paused_after_a_resume() {
 /// vmove's own crashes do not use up a VM's attempts: a VM whose journal shows 3 attempts, the
 /// first two interrupted by earlier crashes and the third in flight at this one, is found back
 /// on its source; the third does not count either, and the VM moves on attempt 4 (max_attempts
-/// 3). Before: "unmigratable: failed 3 attempts; last: vmove stopped while this move was in
+/// 3), not "unmigratable: failed 3 attempts; last: vmove stopped while this move was in
 /// flight".
 #[test]
 fn attempts_interrupted_by_vmove_s_own_crash_do_not_count_toward_max_attempts() {

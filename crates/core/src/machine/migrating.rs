@@ -1,0 +1,233 @@
+//! `Migrating`: a running migration, watched. Progress polls, the stall and completion
+//! watchdogs, and convergence aids before giving up.
+
+use super::aborting::run_stopped;
+use super::types::{Ctx, Migrating, MoveState, Next, Output, VmMove};
+use crate::event::{EventKind, Watchdog};
+use crate::io::Command;
+use crate::model::{
+    ConvergenceAid, ErrorClass, Failure, MigrationHandle, MigrationRequest, MigrationStatus,
+};
+use crate::spec::{Settings, WatchdogAction};
+use crate::time::Time;
+use std::time::Duration;
+
+/// Convergence aids applied, in this order, when a watchdog fires with `Escalate`; once all were
+/// tried, the next firing aborts.
+const AIDS: [ConvergenceAid; 2] = [ConvergenceAid::AutoConverge, ConvergenceAid::PostCopy];
+
+/// The soonest the watch timer is set after a timer firing, so that a deadline already passed
+/// does not fire again at the same instant.
+const MIN_WATCH_DELAY: Duration = Duration::from_millis(1);
+
+impl VmMove {
+    /// When the migration must be complete: `completion_timeout_per_gib` for every GiB of
+    /// memory and disk, at least `completion_timeout_min`.
+    fn completion_deadline(&self, s: &Settings, now: Time) -> Time {
+        let gib = (self.memory_bytes + self.disk_bytes) as f64 / crate::model::GIB as f64;
+        let per = Duration::from_secs_f64(s.completion_timeout_per_gib.as_secs_f64() * gib);
+        now + per.max(s.completion_timeout_min)
+    }
+
+    /// Seen running (or re-adopted): watch it, unless the run is being stopped with abort.
+    pub(super) fn start_migrating(
+        &mut self,
+        ctx: Ctx<'_>,
+        req: MigrationRequest,
+        handle: MigrationHandle,
+        out: &mut Output,
+    ) -> MoveState {
+        let now = ctx.now;
+        if ctx.abort_running {
+            return self.abort(ctx, req, handle, run_stopped(), 0, out);
+        }
+        let m = Migrating {
+            deadline: self.completion_deadline(ctx.settings, now),
+            req,
+            handle,
+            since: now,
+            last_progress_at: now,
+            best_done: 0,
+            best_remaining: u64::MAX,
+            next_poll: now + ctx.settings.progress_interval,
+            polling: false,
+            escalations: 0,
+            converging: false,
+        };
+        self.timer = Some(
+            m.next_poll
+                .min(m.deadline)
+                .min(now + ctx.settings.stall_timeout),
+        );
+        MoveState::Migrating(Box::new(m))
+    }
+}
+
+/// Migrating, a status: progress (it advanced if more is done or less remains, or, with no
+/// byte counts, the percentage grew), completed (prove it), failed (look at the hosts).
+pub(super) fn status(
+    vm: &mut VmMove,
+    ctx: Ctx<'_>,
+    mut m: Box<Migrating>,
+    res: Result<MigrationStatus, Failure>,
+) -> Next {
+    let mut out = Output::default();
+    m.polling = false;
+    let state = match res {
+        Ok(MigrationStatus::Running(p)) => {
+            let advanced = p.bytes_done > m.best_done
+                || (p.bytes_remaining > 0 && p.bytes_remaining < m.best_remaining)
+                || (p.bytes_remaining == 0
+                    && p.bytes_total == 0
+                    && p.percent.is_some_and(|pc| {
+                        vm.progress
+                            .as_ref()
+                            .and_then(|q| q.percent)
+                            .is_none_or(|q| pc > q)
+                    }));
+            if advanced {
+                m.last_progress_at = ctx.now;
+            }
+            m.best_done = m.best_done.max(p.bytes_done);
+            if p.bytes_remaining > 0 {
+                m.best_remaining = m.best_remaining.min(p.bytes_remaining);
+            }
+            out.events.push(EventKind::Progress {
+                vm: vm.id.clone(),
+                attempt: m.req.attempt,
+                bytes_done: p.bytes_done,
+                bytes_total: p.bytes_total,
+                bytes_remaining: p.bytes_remaining,
+            });
+            vm.progress = Some(p);
+            MoveState::Migrating(m)
+        }
+        Ok(MigrationStatus::Completed) => vm.verify(m.req, 0, &mut out),
+        Ok(MigrationStatus::Failed(why)) => {
+            vm.record_failure(&m.req, &why, &mut out);
+            vm.locate(m.req, why, 0, None, &mut out)
+        }
+        // Self-loop: Pending after running is not news; an unreadable status is left to the
+        // stall watchdog.
+        Ok(MigrationStatus::Pending) | Err(_) => MoveState::Migrating(m),
+    };
+    (state, out)
+}
+
+/// Migrating, timer: the stall watchdog (no progress for `stall_timeout`) or the completion
+/// watchdog fires (apply the next convergence aid when the action is `Escalate`, else abort);
+/// a progress poll is due.
+pub(super) fn timer(vm: &mut VmMove, ctx: Ctx<'_>, mut m: Box<Migrating>) -> Next {
+    let mut out = Output::default();
+    let (now, s) = (ctx.now, ctx.settings);
+    let stall_at = m.last_progress_at + s.stall_timeout;
+    let fired = if now >= stall_at {
+        Some((Watchdog::Stall, s.stall_action))
+    } else if now >= m.deadline {
+        Some((Watchdog::Completion, s.completion_action))
+    } else {
+        None
+    };
+    if let Some((which, action)) = fired {
+        out.events.push(EventKind::WatchdogFired {
+            vm: vm.id.clone(),
+            attempt: m.req.attempt,
+            which,
+        });
+        let aid = usize::try_from(m.escalations)
+            .ok()
+            .and_then(|i| AIDS.get(i).copied());
+        match (action, aid) {
+            (WatchdogAction::Escalate, Some(aid)) if !m.converging => {
+                out.commands.push(Command::Converge {
+                    vm: vm.id.clone(),
+                    attempt: m.req.attempt,
+                    source: m.req.source.clone(),
+                    handle: m.handle.clone(),
+                    aid,
+                });
+                m.converging = true;
+                m.escalations += 1;
+                // Give the aid a full stall timeout (and the completion a new one) to work.
+                m.last_progress_at = now;
+                m.deadline = m.deadline.max(now + s.stall_timeout);
+            }
+            _ => {
+                let why = Failure::new(
+                    ErrorClass::Transient,
+                    if which == Watchdog::Stall {
+                        format!(
+                            "stalled: no progress for {}",
+                            crate::spec::dur::format_duration(s.stall_timeout)
+                        )
+                    } else {
+                        "did not complete within its completion timeout".to_string()
+                    },
+                );
+                vm.record_failure(&m.req, &why, &mut out);
+                let state = vm.abort(ctx, m.req, m.handle, why, 0, &mut out);
+                return (state, out);
+            }
+        }
+    }
+    if now >= m.next_poll {
+        if !m.polling {
+            out.commands.push(Command::PollMigration {
+                vm: vm.id.clone(),
+                attempt: m.req.attempt,
+                source: m.req.source.clone(),
+                destination: m.req.destination.clone(),
+                handle: m.handle.clone(),
+            });
+            m.polling = true;
+        }
+        m.next_poll = now + s.progress_interval;
+    }
+    vm.timer = Some(
+        m.next_poll
+            .min(m.deadline.max(now))
+            .min(m.last_progress_at + s.stall_timeout)
+            .max(now + MIN_WATCH_DELAY),
+    );
+    (MoveState::Migrating(m), out)
+}
+
+/// Migrating, a convergence aid's answer: applied (say so), or not (the next firing tries the
+/// next aid; with none left, abort).
+pub(super) fn converged(
+    vm: &mut VmMove,
+    ctx: Ctx<'_>,
+    mut m: Box<Migrating>,
+    res: Result<bool, Failure>,
+) -> Next {
+    let mut out = Output::default();
+    let (now, s) = (ctx.now, ctx.settings);
+    m.converging = false;
+    let state = match res {
+        Ok(true) => {
+            out.events.push(EventKind::Escalated {
+                vm: vm.id.clone(),
+                attempt: m.req.attempt,
+                aid: if m.escalations <= 1 { AIDS[0] } else { AIDS[1] },
+            });
+            MoveState::Migrating(m)
+        }
+        // No aid (or it failed): try the next step on the next firing, or abort.
+        Ok(false) | Err(_) => {
+            if m.escalations as usize >= AIDS.len() {
+                let why = Failure::new(
+                    ErrorClass::Transient,
+                    "did not converge and no convergence aid helped",
+                );
+                vm.record_failure(&m.req, &why, &mut out);
+                vm.abort(ctx, m.req, m.handle, why, 0, &mut out)
+            } else {
+                // Make the stall watchdog fire at once: it tries the next aid, or aborts.
+                m.last_progress_at = Time(now.0.saturating_sub(s.stall_timeout.as_millis() as u64));
+                vm.timer = Some(now);
+                MoveState::Migrating(m)
+            }
+        }
+    };
+    (state, out)
+}

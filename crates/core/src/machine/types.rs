@@ -1,0 +1,380 @@
+//! The types of the move state machine: the states, the events, what a transition produces,
+//! and the VM whose move it is.
+
+#[cfg(doc)]
+use super::limits::{ABORT_PATIENCE, OBSERVE_RETRIES, REFUSED_ABORT_PATIENCE};
+use crate::event::{EventKind, Phase, Reason, WaitReason};
+use crate::io::Command;
+use crate::model::{
+    Failure, HostId, Leftover, Location, MigrationHandle, MigrationMode, MigrationRequest,
+    MigrationStatus, PathLayout, Progress, Verification, VmId,
+};
+use crate::policy;
+use crate::spec::Settings;
+use crate::time::Time;
+use std::collections::{BTreeSet, VecDeque};
+
+/// The state of one VM's move. The data each phase needs lives in its variant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MoveState {
+    /// Waiting to be started (see [`VmMove::wait`]).
+    Queued,
+    /// Start asked.
+    Starting { req: MigrationRequest },
+    /// Accepted; waiting to see it running.
+    Confirming {
+        req: MigrationRequest,
+        handle: MigrationHandle,
+        /// Checks made so far.
+        checks: u32,
+    },
+    /// Running, watched.
+    Migrating(Box<Migrating>),
+    /// Abort asked.
+    Aborting {
+        req: MigrationRequest,
+        handle: MigrationHandle,
+        /// Why the attempt is being given up.
+        why: Failure,
+        /// Aborts asked so far in this attempt.
+        rounds: u32,
+    },
+    /// Looking at the hosts.
+    Locating {
+        req: MigrationRequest,
+        /// What went wrong (the attempt's failure).
+        why: Failure,
+        /// Locate calls that failed so far (at most [`OBSERVE_RETRIES`]).
+        tries: u32,
+        /// Aborts asked so far in this attempt.
+        abort_rounds: u32,
+        /// Waiting for the last abort to take effect: how many looks found the job still running
+        /// since it was asked, and how many it may (the patience: [`ABORT_PATIENCE`] after an
+        /// abort accepted or not answered, [`REFUSED_ABORT_PATIENCE`] after one refused for a
+        /// passing reason). `None` when there is nothing to wait for: no abort was asked, or the
+        /// last one was refused for good (or, after a resume, may never have reached the host);
+        /// a job found running is then aborted at once.
+        abort_wait: Option<(u32, u32)>,
+    },
+    /// Removing what a failed attempt left on the destination.
+    Discarding {
+        req: MigrationRequest,
+        /// The attempt's failure.
+        why: Failure,
+        /// Leftovers still to remove (`None` until listed).
+        todo: Option<VecDeque<Leftover>>,
+        /// What was removed and what was not, so far.
+        tally: DiscardTally,
+    },
+    /// Waiting before the next attempt.
+    BackingOff { until: Time },
+    /// Proving the VM arrived.
+    Verifying {
+        req: MigrationRequest,
+        /// Failed or inconclusive verifications so far.
+        tries: u32,
+    },
+    /// Removing what the move left on the source.
+    CleaningUp {
+        req: MigrationRequest,
+        /// Leftovers still to remove (`None` until listed).
+        todo: Option<VecDeque<Leftover>>,
+    },
+    /// Done.
+    Moved {
+        /// Where it is.
+        destination: HostId,
+    },
+    /// Given up.
+    Unmigratable { reason: Reason },
+    /// Not moved: the run stopped.
+    Cancelled { reason: Reason },
+}
+
+/// What the clean-up of a failed attempt's destination did so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiscardTally {
+    pub removed: u32,
+    /// Leftovers that could not be removed (what, and the error).
+    pub kept: Vec<(String, String)>,
+    /// Why the leftovers could not be listed, if they could not.
+    pub unlisted: Option<String>,
+}
+
+impl DiscardTally {
+    /// Everything listed was removed, and something was.
+    pub(super) fn cleared_something(&self) -> bool {
+        self.removed > 0 && self.kept.is_empty() && self.unlisted.is_none()
+    }
+}
+
+/// The data of a running migration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Migrating {
+    pub req: MigrationRequest,
+    pub handle: MigrationHandle,
+    /// When it was seen running.
+    pub since: Time,
+    /// Last time progress was made.
+    pub last_progress_at: Time,
+    /// Most bytes done seen.
+    pub best_done: u64,
+    /// Fewest bytes remaining seen (u64::MAX until known).
+    pub best_remaining: u64,
+    pub next_poll: Time,
+    /// A poll is outstanding.
+    pub polling: bool,
+    pub deadline: Time,
+    /// Convergence aids applied so far (escalation step).
+    pub escalations: u32,
+    /// A convergence request is outstanding.
+    pub converging: bool,
+}
+
+impl MoveState {
+    /// The phase name of this state.
+    pub fn phase(&self) -> Phase {
+        match self {
+            MoveState::Queued => Phase::Queued,
+            MoveState::Starting { .. } => Phase::Starting,
+            MoveState::Confirming { .. } => Phase::Confirming,
+            MoveState::Migrating(_) => Phase::Migrating,
+            MoveState::Aborting { .. } => Phase::Aborting,
+            MoveState::Locating { .. } => Phase::Locating,
+            MoveState::Discarding { .. } => Phase::Discarding,
+            MoveState::BackingOff { .. } => Phase::BackingOff,
+            MoveState::Verifying { .. } => Phase::Verifying,
+            MoveState::CleaningUp { .. } => Phase::CleaningUp,
+            MoveState::Moved { .. } => Phase::Moved,
+            MoveState::Unmigratable { .. } => Phase::Unmigratable,
+            MoveState::Cancelled { .. } => Phase::Cancelled,
+        }
+    }
+
+    /// The request of the attempt in flight, if any.
+    pub fn request(&self) -> Option<&MigrationRequest> {
+        match self {
+            MoveState::Starting { req }
+            | MoveState::Confirming { req, .. }
+            | MoveState::Aborting { req, .. }
+            | MoveState::Locating { req, .. }
+            | MoveState::Discarding { req, .. }
+            | MoveState::Verifying { req, .. }
+            | MoveState::CleaningUp { req, .. } => Some(req),
+            MoveState::Migrating(m) => Some(&m.req),
+            _ => None,
+        }
+    }
+}
+
+/// What the engine learned about a queued VM from the hosts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Assessment {
+    /// Eligible, in this mode.
+    Ready(MigrationMode),
+    /// Not yet; `held` means the wait counts against `backup_threshold`.
+    Wait {
+        reason: WaitReason,
+        /// Whether it is a hold that counts against the threshold (backup, job, transition).
+        held: bool,
+    },
+    /// Already on an allowed destination.
+    AlreadyThere(HostId),
+    /// Cannot be moved.
+    Unmigratable(Reason),
+}
+
+/// An event for one VM's machine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VmEvent {
+    /// The engine's assessment of a queued VM.
+    Assessed(Assessment),
+    /// The scheduler starts it toward `destination`.
+    Start {
+        destination: HostId,
+        mode: MigrationMode,
+        layout: PathLayout,
+        run_id: String,
+    },
+    /// Answer to StartMigration.
+    Started(Result<MigrationHandle, Failure>),
+    /// A status report (answer or push).
+    Status(Result<MigrationStatus, Failure>),
+    /// Answer to AbortMigration.
+    AbortDone(Result<(), Failure>),
+    /// Answer to Converge.
+    Converged(Result<bool, Failure>),
+    /// Answer to Locate.
+    Located(Result<Location, Failure>),
+    /// Answer to Verify.
+    Verified(Result<Verification, Failure>),
+    /// Answer to ListLeftovers.
+    Leftovers(Result<Vec<Leftover>, Failure>),
+    /// Answer to RemoveLeftover.
+    LeftoverRemoved(Leftover, Result<(), Failure>),
+    /// The VM's timer is due.
+    Timer,
+    /// The run stops.
+    Stop {
+        /// Abort running migrations.
+        abort_running: bool,
+        /// Reason for VMs that will not move.
+        reason: Reason,
+    },
+}
+
+impl VmEvent {
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            VmEvent::Assessed(_) => "assessed",
+            VmEvent::Start { .. } => "start",
+            VmEvent::Started(_) => "migration_started",
+            VmEvent::Status(_) => "migration_status",
+            VmEvent::AbortDone(_) => "abort_done",
+            VmEvent::Converged(_) => "converged",
+            VmEvent::Located(_) => "located",
+            VmEvent::Verified(_) => "verified",
+            VmEvent::Leftovers(_) => "leftovers_listed",
+            VmEvent::LeftoverRemoved(..) => "leftover_removed",
+            VmEvent::Timer => "timer",
+            VmEvent::Stop { .. } => "stop",
+        }
+    }
+}
+
+/// A transition the state does not accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("illegal transition: {phase} does not accept {event}")]
+pub struct Illegal {
+    pub phase: Phase,
+    /// The event's name.
+    pub event: &'static str,
+}
+
+/// One VM's move: identity, figures, and its state.
+#[derive(Debug, Clone)]
+pub struct VmMove {
+    pub id: VmId,
+    pub name: String,
+    /// Stable key for per-VM randomness.
+    pub key: u64,
+    pub source: HostId,
+    /// Allowed destinations (shared by every VM of a source).
+    pub destinations: std::sync::Arc<[HostId]>,
+    /// Destinations that refused it.
+    pub refused: BTreeSet<HostId>,
+    /// Destinations whose refusal was not counted once, because the clean-up that followed it
+    /// removed what an earlier attempt of this VM had left there (at most once per destination).
+    pub forgiven: BTreeSet<HostId>,
+    /// Memory, bytes.
+    pub memory_bytes: u64,
+    /// Disk, bytes.
+    pub disk_bytes: u64,
+    /// Mode as last assessed.
+    pub mode: MigrationMode,
+    /// Attempts started (attempt numbers never repeat).
+    pub attempts: u32,
+    /// Attempts that do not count toward `max_attempts`: each was in flight when vmove itself
+    /// stopped (a crash, a kill) and turned out not to have moved the VM (`AttemptFailed` with
+    /// `interrupted`). vmove's own crash is not the VM's failure.
+    pub uncounted: u32,
+    /// The attempt that was in flight when vmove stopped, set on resume
+    /// ([`crate::Core::resume`]) until that attempt ends or fails on its own (a failure this
+    /// process sees itself counts as usual). If it ends with the VM back on its source, it is
+    /// one of [`VmMove::uncounted`].
+    pub interrupted: Option<u32>,
+    /// Why it waits (queued only).
+    pub wait: Option<WaitReason>,
+    /// Since when it is held by a backup or job.
+    pub held_since: Option<Time>,
+    pub progress: Option<Progress>,
+    pub last_error: Option<String>,
+    /// When the current attempt started.
+    pub started_at: Option<Time>,
+    /// When it reached a final phase.
+    pub finished_at: Option<Time>,
+    pub timer: Option<Time>,
+    /// Whether this VM's source copy was proven gone and the destination copy proven present.
+    pub verified: bool,
+    pub state: MoveState,
+}
+
+/// What a transition produced.
+#[derive(Debug, Default, PartialEq)]
+pub struct Output {
+    /// Commands to carry out, in order.
+    pub commands: Vec<Command>,
+    /// Events to emit, in order (transitions are added by the engine).
+    pub events: Vec<EventKind>,
+}
+
+/// Facts from outside the VM that a transition may need.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    pub now: Time,
+    pub settings: &'a Settings,
+    /// The run is stopping (no new attempts).
+    pub stopping: Option<&'a Reason>,
+    /// Running migrations are to be aborted.
+    pub abort_running: bool,
+}
+
+impl VmMove {
+    /// A fresh, queued move.
+    pub fn new(
+        id: VmId,
+        name: String,
+        source: HostId,
+        destinations: impl Into<std::sync::Arc<[HostId]>>,
+        memory_bytes: u64,
+        disk_bytes: u64,
+        mode: MigrationMode,
+    ) -> Self {
+        let key = policy::vm_key(id.as_str());
+        VmMove {
+            id,
+            name,
+            key,
+            source,
+            destinations: destinations.into(),
+            refused: BTreeSet::new(),
+            forgiven: BTreeSet::new(),
+            memory_bytes,
+            disk_bytes,
+            mode,
+            attempts: 0,
+            uncounted: 0,
+            interrupted: None,
+            wait: None,
+            held_since: None,
+            progress: None,
+            last_error: None,
+            started_at: None,
+            finished_at: None,
+            timer: None,
+            verified: false,
+            state: MoveState::Queued,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.state.phase()
+    }
+
+    /// Attempts that count toward `max_attempts`: those started, less those vmove's own crash
+    /// interrupted without moving the VM ([`VmMove::uncounted`]).
+    pub fn counted_attempts(&self) -> u32 {
+        self.attempts.saturating_sub(self.uncounted)
+    }
+
+    /// Destinations still allowed (not refused).
+    pub fn open_destinations(&self) -> impl Iterator<Item = &HostId> {
+        self.destinations
+            .iter()
+            .filter(|d| !self.refused.contains(*d))
+    }
+}
+
+/// What a transition returns: the next state, and the commands and events it produced.
+pub(super) type Next = (MoveState, Output);

@@ -1,0 +1,502 @@
+//! One test per phase: every event it accepts, and the illegal ones.
+
+use super::*;
+
+#[test]
+fn queued_transitions() {
+    assert_eq!(ok(Phase::Queued, start()).0, Phase::Starting);
+    assert!(matches!(
+        ok(Phase::Queued, start()).1[..],
+        [Command::StartMigration(_)]
+    ));
+    assert_eq!(
+        ok(
+            Phase::Queued,
+            VmEvent::Assessed(Assessment::Ready(MigrationMode::Offline))
+        )
+        .0,
+        Phase::Queued
+    );
+    assert_eq!(
+        ok(
+            Phase::Queued,
+            VmEvent::Assessed(Assessment::AlreadyThere(HostId::new("b")))
+        )
+        .0,
+        Phase::Moved
+    );
+    assert_eq!(
+        ok(
+            Phase::Queued,
+            VmEvent::Assessed(Assessment::Unmigratable(Reason::NotFound))
+        )
+        .0,
+        Phase::Unmigratable
+    );
+    assert_eq!(ok(Phase::Queued, stop(false)).0, Phase::Cancelled);
+    assert_eq!(ok(Phase::Queued, VmEvent::Timer).0, Phase::Queued);
+    for ev in [
+        VmEvent::Started(Ok(h())),
+        VmEvent::Status(Ok(MigrationStatus::Completed)),
+        VmEvent::AbortDone(Ok(())),
+        VmEvent::Located(Err(Failure::new(ErrorClass::Transient, "x"))),
+        VmEvent::Verified(Err(Failure::new(ErrorClass::Transient, "x"))),
+        VmEvent::Leftovers(Ok(vec![])),
+        VmEvent::LeftoverRemoved(leftover(), Ok(())),
+        VmEvent::Converged(Ok(true)),
+    ] {
+        illegal(Phase::Queued, ev);
+    }
+}
+
+#[test]
+fn backup_hold_becomes_unmigratable_exactly_at_the_threshold() {
+    let settings = Settings::default();
+    let mut v = vm_in(Phase::Queued);
+    let wait = || {
+        VmEvent::Assessed(Assessment::Wait {
+            reason: WaitReason::BackingUp { since: Time::ZERO },
+            held: true,
+        })
+    };
+    let ctx = |now| Ctx {
+        now,
+        settings: &settings,
+        stopping: None,
+        abort_running: false,
+    };
+    step(&mut v, ctx(Time(0)), wait()).unwrap();
+    assert_eq!(v.timer, Some(Time(3_600_000)));
+    step(&mut v, ctx(Time(3_599_999)), wait()).unwrap();
+    assert_eq!(v.phase(), Phase::Queued);
+    step(&mut v, ctx(Time(3_600_000)), VmEvent::Timer).unwrap();
+    assert_eq!(v.phase(), Phase::Unmigratable);
+}
+
+#[test]
+fn starting_transitions() {
+    let (p, c) = ok(Phase::Starting, VmEvent::Started(Ok(h())));
+    assert_eq!(p, Phase::Confirming);
+    assert!(matches!(c[..], [Command::PollMigration { .. }]));
+    let (p, c) = ok(
+        Phase::Starting,
+        VmEvent::Started(Err(Failure::new(ErrorClass::Transient, "busy"))),
+    );
+    assert_eq!(p, Phase::Locating);
+    assert!(
+        matches!(c[..], [Command::Locate { .. }]),
+        "a failed start is looked at before anything else"
+    );
+    assert_eq!(ok(Phase::Starting, stop(true)).0, Phase::Starting);
+    illegal(Phase::Starting, start());
+    illegal(
+        Phase::Starting,
+        VmEvent::Verified(Ok(Verification {
+            on_destination: true,
+            disks_present: true,
+            stopped_on_source: true,
+            detail: String::new(),
+        })),
+    );
+    illegal(Phase::Starting, VmEvent::Timer);
+}
+
+#[test]
+fn confirming_transitions() {
+    assert_eq!(
+        ok(
+            Phase::Confirming,
+            VmEvent::Status(Ok(MigrationStatus::Running(Progress::default())))
+        )
+        .0,
+        Phase::Migrating
+    );
+    assert_eq!(
+        ok(
+            Phase::Confirming,
+            VmEvent::Status(Ok(MigrationStatus::Completed))
+        )
+        .0,
+        Phase::Verifying
+    );
+    assert_eq!(
+        ok(
+            Phase::Confirming,
+            VmEvent::Status(Ok(MigrationStatus::Pending))
+        )
+        .0,
+        Phase::Confirming
+    );
+    assert_eq!(
+        ok(
+            Phase::Confirming,
+            VmEvent::Status(Ok(MigrationStatus::Failed(Failure::new(
+                ErrorClass::Transient,
+                "x"
+            ))))
+        )
+        .0,
+        Phase::Locating
+    );
+    assert_eq!(ok(Phase::Confirming, VmEvent::Timer).0, Phase::Confirming);
+    assert_eq!(ok(Phase::Confirming, stop(true)).0, Phase::Aborting);
+    assert_eq!(ok(Phase::Confirming, stop(false)).0, Phase::Confirming);
+    illegal(Phase::Confirming, start());
+    illegal(Phase::Confirming, VmEvent::Leftovers(Ok(vec![])));
+}
+
+#[test]
+fn migrating_transitions() {
+    assert_eq!(
+        ok(
+            Phase::Migrating,
+            VmEvent::Status(Ok(MigrationStatus::Completed))
+        )
+        .0,
+        Phase::Verifying
+    );
+    assert_eq!(
+        ok(
+            Phase::Migrating,
+            VmEvent::Status(Ok(MigrationStatus::Running(Progress {
+                bytes_done: 5,
+                ..Default::default()
+            })))
+        )
+        .0,
+        Phase::Migrating
+    );
+    assert_eq!(
+        ok(
+            Phase::Migrating,
+            VmEvent::Status(Ok(MigrationStatus::Failed(Failure::new(
+                ErrorClass::Indeterminate,
+                "x"
+            ))))
+        )
+        .0,
+        Phase::Locating
+    );
+    assert_eq!(ok(Phase::Migrating, stop(true)).0, Phase::Aborting);
+    assert_eq!(ok(Phase::Migrating, stop(false)).0, Phase::Migrating);
+    // Timer before any deadline: a poll.
+    let (p, c, ..) = {
+        let (r, v, c, e) = go(Phase::Migrating, VmEvent::Timer, Time(2000));
+        (r.unwrap(), c, v, e)
+    };
+    assert_eq!(p, Phase::Migrating);
+    assert!(matches!(c[..], [Command::PollMigration { .. }]));
+    // Timer past the stall timeout (default action abort).
+    let (r, _, c, e) = go(Phase::Migrating, VmEvent::Timer, Time(150_000));
+    assert_eq!(r.unwrap(), Phase::Aborting);
+    assert!(matches!(c[..], [Command::AbortMigration { .. }]));
+    assert!(
+        e.iter()
+            .any(|e| matches!(e, EventKind::WatchdogFired { which, .. } if which == "stall"))
+    );
+    illegal(Phase::Migrating, start());
+    illegal(Phase::Migrating, VmEvent::Started(Ok(h())));
+}
+
+#[test]
+fn escalation_applies_convergence_aids_before_aborting() {
+    let settings = Settings {
+        stall_action: WatchdogAction::Escalate,
+        ..Settings::default()
+    };
+    let mut v = vm_in(Phase::Migrating);
+    let ctx = |now| Ctx {
+        now,
+        settings: &settings,
+        stopping: None,
+        abort_running: false,
+    };
+    let out = step(&mut v, ctx(Time(150_000)), VmEvent::Timer).unwrap();
+    assert!(out.commands.iter().any(|c| matches!(
+        c,
+        Command::Converge {
+            aid: ConvergenceAid::AutoConverge,
+            ..
+        }
+    )));
+    step(&mut v, ctx(Time(150_100)), VmEvent::Converged(Ok(true))).unwrap();
+    let out = step(&mut v, ctx(Time(300_100)), VmEvent::Timer).unwrap();
+    assert!(out.commands.iter().any(|c| matches!(
+        c,
+        Command::Converge {
+            aid: ConvergenceAid::PostCopy,
+            ..
+        }
+    )));
+    step(&mut v, ctx(Time(300_200)), VmEvent::Converged(Ok(true))).unwrap();
+    let out = step(&mut v, ctx(Time(450_200)), VmEvent::Timer).unwrap();
+    assert!(
+        out.commands
+            .iter()
+            .any(|c| matches!(c, Command::AbortMigration { .. }))
+    );
+    assert_eq!(v.phase(), Phase::Aborting);
+}
+
+#[test]
+fn aborting_transitions() {
+    assert_eq!(
+        ok(Phase::Aborting, VmEvent::AbortDone(Ok(()))).0,
+        Phase::Locating
+    );
+    assert_eq!(
+        ok(
+            Phase::Aborting,
+            VmEvent::AbortDone(Err(Failure::new(ErrorClass::Transient, "x")))
+        )
+        .0,
+        Phase::Locating
+    );
+    assert_eq!(ok(Phase::Aborting, VmEvent::Timer).0, Phase::Locating);
+    assert_eq!(
+        ok(
+            Phase::Aborting,
+            VmEvent::Status(Ok(MigrationStatus::Completed))
+        )
+        .0,
+        Phase::Aborting
+    );
+    illegal(Phase::Aborting, start());
+    illegal(Phase::Aborting, VmEvent::Leftovers(Ok(vec![])));
+}
+
+#[test]
+fn locating_decides_from_what_the_hosts_show() {
+    // On the source only: discard what the attempt left on the destination.
+    let (p, c) = ok(
+        Phase::Locating,
+        loc(Some(info(PowerState::Running)), None, false),
+    );
+    assert_eq!(
+        (p, leftover_call(&c)),
+        (
+            Phase::Discarding,
+            Some(("list", LeftoverContext::AfterFailedAttempt))
+        )
+    );
+    // Arrived: verify.
+    assert_eq!(
+        ok(
+            Phase::Locating,
+            loc(None, Some(info(PowerState::Running)), false)
+        )
+        .0,
+        Phase::Verifying
+    );
+    // Running on both: hands off.
+    let (r, v, c, _) = go(
+        Phase::Locating,
+        loc(
+            Some(info(PowerState::Running)),
+            Some(info(PowerState::Running)),
+            false,
+        ),
+        Time(1),
+    );
+    assert_eq!(r.unwrap(), Phase::Unmigratable);
+    assert!(c.is_empty(), "nothing may be touched when both copies run");
+    assert!(matches!(
+        v.state,
+        MoveState::Unmigratable {
+            reason: Reason::RunningOnBoth
+        }
+    ));
+    // Neither: left for a person.
+    assert_eq!(
+        ok(Phase::Locating, loc(None, None, false)).0,
+        Phase::Unmigratable
+    );
+    // A job still runs after a transient failure: abort it.
+    assert_eq!(
+        ok(
+            Phase::Locating,
+            loc(Some(info(PowerState::Running)), None, true)
+        )
+        .0,
+        Phase::Aborting
+    );
+    // Locate failed: retry later.
+    assert_eq!(
+        ok(
+            Phase::Locating,
+            VmEvent::Located(Err(Failure::new(ErrorClass::Transient, "x")))
+        )
+        .0,
+        Phase::Locating
+    );
+    assert_eq!(ok(Phase::Locating, VmEvent::Timer).0, Phase::Locating);
+    illegal(Phase::Locating, start());
+    illegal(
+        Phase::Locating,
+        VmEvent::Verified(Ok(Verification {
+            on_destination: true,
+            disks_present: true,
+            stopped_on_source: true,
+            detail: String::new(),
+        })),
+    );
+}
+
+#[test]
+fn locating_after_an_indeterminate_start_readopts_a_running_job() {
+    let mut d = Driven::at(Phase::Locating, Time(1));
+    d.v.state = MoveState::Locating {
+        req: req(),
+        why: Failure::new(ErrorClass::Indeterminate, "lost"),
+        tries: 0,
+        abort_rounds: 0,
+        abort_wait: None,
+    };
+    d.feed(loc(Some(info(PowerState::Running)), None, true));
+    assert_eq!(d.v.phase(), Phase::Migrating);
+}
+
+#[test]
+fn discarding_then_retry_policy() {
+    let mut d = Driven::at(Phase::Discarding, Time(1000));
+    let (c, _) = d.feed(VmEvent::Leftovers(Ok(vec![leftover()])));
+    assert_eq!(
+        leftover_call(&c),
+        Some(("remove", LeftoverContext::AfterFailedAttempt))
+    );
+    d.feed(VmEvent::LeftoverRemoved(leftover(), Ok(())));
+    assert_eq!(d.v.phase(), Phase::BackingOff);
+    assert_eq!(d.v.timer, Some(Time(21_000)));
+    // A removal answer for something else is illegal.
+    let mut d = Driven::at(Phase::Discarding, Time(1000));
+    d.v.state = MoveState::Discarding {
+        req: req(),
+        why: Failure::new(ErrorClass::Transient, "x"),
+        todo: Some(VecDeque::from([leftover()])),
+        tally: Default::default(),
+    };
+    let other = Leftover {
+        what: "/other".into(),
+        ..leftover()
+    };
+    assert!(d.try_feed(VmEvent::LeftoverRemoved(other, Ok(()))).is_err());
+    illegal(Phase::Discarding, start());
+}
+
+#[test]
+fn backing_off_transitions() {
+    assert_eq!(
+        go(Phase::BackingOff, VmEvent::Timer, Time(5000)).0.unwrap(),
+        Phase::Queued
+    );
+    assert_eq!(
+        go(Phase::BackingOff, VmEvent::Timer, Time(4000)).0.unwrap(),
+        Phase::BackingOff
+    );
+    assert_eq!(ok(Phase::BackingOff, stop(false)).0, Phase::Cancelled);
+    illegal(Phase::BackingOff, start());
+    illegal(
+        Phase::BackingOff,
+        VmEvent::Located(Err(Failure::new(ErrorClass::Transient, "x"))),
+    );
+}
+
+#[test]
+fn verifying_transitions() {
+    let proof = Verification {
+        on_destination: true,
+        disks_present: true,
+        stopped_on_source: true,
+        detail: String::new(),
+    };
+    let (p, c) = ok(Phase::Verifying, VmEvent::Verified(Ok(proof.clone())));
+    assert_eq!(
+        (p, leftover_call(&c)),
+        (
+            Phase::CleaningUp,
+            Some(("list", LeftoverContext::AfterSuccess))
+        )
+    );
+    let partial = Verification {
+        disks_present: false,
+        ..proof
+    };
+    assert_eq!(
+        ok(Phase::Verifying, VmEvent::Verified(Ok(partial))).0,
+        Phase::Verifying
+    );
+    assert_eq!(ok(Phase::Verifying, VmEvent::Timer).0, Phase::Verifying);
+    assert_eq!(
+        ok(Phase::Verifying, stop(true)).0,
+        Phase::Verifying,
+        "a stop never interrupts proving a moved VM"
+    );
+    illegal(Phase::Verifying, start());
+    illegal(Phase::Verifying, VmEvent::Leftovers(Ok(vec![])));
+}
+
+#[test]
+fn verification_that_never_proves_is_unmigratable_and_touches_nothing() {
+    let mut d = Driven::at(Phase::Verifying, Time(1));
+    let bad = Verification {
+        on_destination: true,
+        disks_present: false,
+        stopped_on_source: true,
+        detail: "disk missing".into(),
+    };
+    for _ in 0..vmove_core::machine::VERIFY_RETRIES {
+        let (c, _) = d.feed(VmEvent::Verified(Ok(bad.clone())));
+        assert!(c.iter().all(|c| !matches!(
+            c,
+            Command::RemoveLeftover { .. } | Command::ListLeftovers { .. }
+        )));
+        if d.v.phase() == Phase::Verifying {
+            d.feed(VmEvent::Timer);
+        }
+    }
+    assert!(matches!(
+        d.v.state,
+        MoveState::Unmigratable {
+            reason: Reason::NotVerified(_)
+        }
+    ));
+}
+
+#[test]
+fn cleaning_up_transitions() {
+    let (p, c) = ok(Phase::CleaningUp, VmEvent::Leftovers(Ok(vec![leftover()])));
+    assert_eq!(
+        (p, leftover_call(&c)),
+        (
+            Phase::CleaningUp,
+            Some(("remove", LeftoverContext::AfterSuccess))
+        )
+    );
+    assert_eq!(
+        ok(Phase::CleaningUp, VmEvent::Leftovers(Ok(vec![]))).0,
+        Phase::Moved
+    );
+    assert_eq!(
+        ok(
+            Phase::CleaningUp,
+            VmEvent::Leftovers(Err(Failure::new(ErrorClass::Transient, "x")))
+        )
+        .0,
+        Phase::Moved
+    );
+    illegal(
+        Phase::CleaningUp,
+        VmEvent::LeftoverRemoved(leftover(), Ok(())),
+    );
+    illegal(Phase::CleaningUp, start());
+}
+
+#[test]
+fn final_states_ignore_stale_answers_but_refuse_a_start() {
+    for p in [Phase::Moved, Phase::Unmigratable, Phase::Cancelled] {
+        assert_eq!(ok(p, VmEvent::Status(Ok(MigrationStatus::Completed))).0, p);
+        assert_eq!(ok(p, VmEvent::Timer).0, p);
+        assert_eq!(ok(p, stop(true)).0, p);
+        illegal(p, start());
+    }
+}
