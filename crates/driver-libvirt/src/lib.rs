@@ -4,9 +4,11 @@
 //!
 //! # Layout
 //! - [`LibvirtHostConfig`] (`config.rs`): one host's `[hosts.<name>]` table; [`LibvirtDriver::from_config`].
-//! - `driver.rs`: [`LibvirtDriver`], the [`vmove_driver::Driver`] implementation: every libvirt
-//!   call runs in `spawn_blocking`; a migration runs on a blocking thread of its own with its own
-//!   two connections, and reports its outcome through a record the status calls read.
+//! - `driver.rs`: [`LibvirtDriver`], the [`vmove_driver::Driver`] implementation, handing each
+//!   call to the room of its phase in `driver/` (inventory, prepare, jobs, offline, verify,
+//!   recovery, cleanup): every libvirt call runs in `spawn_blocking`; a migration runs on a
+//!   blocking thread of its own with its own two connections, and reports its outcome through a
+//!   record the status calls read.
 //! - `host.rs`: blocking operations on one host (domains, pools, volumes, activity detection).
 //! - `xml.rs`: reading domain/pool/volume XML and rewriting a domain for its destination (new
 //!   paths, flattened backing chains, the provenance record left in `<metadata>`).
