@@ -9,7 +9,8 @@
 //!   recovery, cleanup): every libvirt call runs in `spawn_blocking`; a migration runs on a
 //!   blocking thread of its own with its own two connections, and reports its outcome through a
 //!   record the status calls read.
-//! - `host.rs`: blocking operations on one host (domains, pools, volumes, activity detection).
+//! - `host.rs`: blocking operations on one host, in `host/`: connections (`connection.rs`),
+//!   pools and volumes (`storage.rs`), domains and their activity (`domain.rs`).
 //! - `xml.rs`: reading domain/pool/volume XML and rewriting a domain for its destination (new
 //!   paths, flattened backing chains, the provenance record left in `<metadata>`).
 //! - `error.rs`: libvirt error codes and messages -> [`vmove_driver::ErrorClass`].
