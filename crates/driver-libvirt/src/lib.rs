@@ -30,6 +30,8 @@ mod fuzz;
 mod host;
 mod provenance;
 pub mod xml;
+#[cfg(test)]
+mod xml_samples;
 
 pub use config::LibvirtHostConfig;
 pub use driver::LibvirtDriver;
