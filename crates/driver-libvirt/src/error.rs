@@ -32,6 +32,9 @@ pub mod code {
     pub const STORAGE_VOL_EXIST: i32 = 90;
     /// No backup job.
     pub const NO_DOMAIN_BACKUP: i32 = 104;
+    /// `VIR_ERR_OPERATION_UNSUPPORTED`: e.g. job statistics asked of a migration's incoming
+    /// domain ("only on the source").
+    pub const OPERATION_UNSUPPORTED: i32 = 84;
 }
 
 /// What kind of call failed: it decides what an unclear error means.

@@ -1,4 +1,4 @@
-//! Fuzzing of what the driver reads from libvirt (issue 12, section 6): the domain, pool and
+//! Fuzzing of what the driver reads from libvirt: the domain, pool and
 //! volume XML readers and the rewrite for the destination (`xml.rs`), and the provenance
 //! markers' names (`provenance.rs`), fed arbitrary strings, XML made of libvirt's own pieces,
 //! and real domain/volume XML with random cuts and insertions. The property is "no panic"

@@ -4,7 +4,7 @@ use super::state::Inner;
 use super::state::blocking_on;
 use crate::error::{Phase, code};
 use crate::ffi;
-use crate::host::{self, describe, find_domain, read_err};
+use crate::host::{self, JOB_MIGRATION_IN, JOB_MIGRATION_OUT, describe, find_domain, read_err};
 use virt::sys;
 use vmove_driver::*;
 
@@ -25,7 +25,7 @@ pub(super) async fn host_info(inner: &Inner, host: &HostId) -> DriverResult<Host
         {
             let job = ffi::job_stats(&d).ok().flatten();
             let migrating = match job.and_then(|j| j.operation) {
-                Some(4) | Some(5) => true,
+                Some(JOB_MIGRATION_IN | JOB_MIGRATION_OUT) => true,
                 _ => matches!(
                     ffi::state(&d).map(|(s, r)| host::power_of(s, r).1),
                     Ok(Some(Activity::MigratingIn | Activity::MigratingOut))

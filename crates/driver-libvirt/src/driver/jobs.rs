@@ -5,13 +5,29 @@ use super::offline::run_offline;
 use super::prepare::{Prepared, prepare};
 use super::recovery::roll_back_interrupted;
 use super::state::{Inner, Migration, blocking};
+use crate::config::DEFAULT_MAX_DOWNTIME_MS;
 use crate::error::{Phase, code, from_virt};
 use crate::ffi;
-use crate::host::{self, find_domain, read_err};
+use crate::host::{self, JOB_MIGRATION_OUT, find_domain, read_err};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use virt::connect::Connect;
 use vmove_driver::*;
+
+/// How often an abort is asked again while our migration thread has not reached libvirt yet
+/// (no job to abort), and how many times: 10 s in all.
+const ABORT_RETRY: Duration = Duration::from_millis(100);
+const ABORT_TRIES: u32 = 100;
+
+/// How often, after an accepted abort, the migration is looked at until it has ended, and how
+/// many times: 30 s in all (a migration whose peer hangs can take a while to unwind).
+const JOB_END_POLL: Duration = Duration::from_millis(200);
+const JOB_END_TRIES: u32 = 150;
+
+/// The smallest allowed downtime a raise doubles from, ms: a host set lower than this gets
+/// 300 ms at the first raise rather than creeping up from a few ms.
+const DOWNTIME_FLOOR_MS: u64 = 150;
 
 /// [`Driver::start_migration`]: prepares (checks, pre-created images), then runs the migration
 /// on a blocking thread of its own, which reports its outcome through the [`Migration`] record.
@@ -30,7 +46,7 @@ pub(super) async fn start(
         source: req.source.clone(),
         post_copy: src.cfg.post_copy,
         auto_converge: src.cfg.auto_converge,
-        max_downtime_cap_ms: src.cfg.max_downtime_ms.unwrap_or(2000),
+        max_downtime_cap_ms: src.cfg.max_downtime_ms.unwrap_or(DEFAULT_MAX_DOWNTIME_MS),
         outcome: Mutex::new(None),
         cancel: AtomicBool::new(false),
         bytes_done: AtomicU64::new(0),
@@ -102,7 +118,7 @@ pub(super) async fn status(
             None => None,
         };
         if let Some(job) = job
-            && job.operation == Some(5)
+            && job.operation == Some(JOB_MIGRATION_OUT)
         {
             return Ok(MigrationStatus::Running(progress_of(&job)));
         }
@@ -167,7 +183,7 @@ pub(super) async fn abort(
         let vm = &req2.vm;
         // Our migration thread may not have reached libvirt yet: until it ends or its job
         // is aborted, keep trying (it checks `cancel` before it calls libvirt, too).
-        for _ in 0..100 {
+        for _ in 0..ABORT_TRIES {
             let Some(dom) = find_domain(&conn, vm)? else {
                 return Ok(());
             };
@@ -175,9 +191,7 @@ pub(super) async fn abort(
                 Ok(()) => return wait_job_end(&conn, vm, rec.as_deref()),
                 // No job: it has not started or has already ended.
                 Err(e) if e.code().to_raw() as i32 == code::OPERATION_INVALID => match &rec {
-                    Some(r) if r.outcome().is_none() => {
-                        std::thread::sleep(std::time::Duration::from_millis(100))
-                    }
+                    Some(r) if r.outcome().is_none() => std::thread::sleep(ABORT_RETRY),
                     _ => return roll_back_interrupted(&dom, &dst, &req2),
                 },
                 Err(e) => {
@@ -226,7 +240,7 @@ pub(super) async fn converge(
                 }
                 let now = ffi::max_downtime(&dom)
                     .map_err(read_err("cannot read the allowed downtime"))?;
-                let next = (now.max(150) * 2).min(cap);
+                let next = (now.max(DOWNTIME_FLOOR_MS) * 2).min(cap);
                 if next <= now {
                     return Ok(false);
                 }
@@ -279,18 +293,20 @@ fn progress_of(j: &ffi::JobFigures) -> Progress {
 /// migration call returned, or the source shows no migration job), so that afterwards the VM
 /// runs on the source only. A migration whose peer hangs can take a while to unwind.
 fn wait_job_end(conn: &Connect, vm: &VmId, rec: Option<&Migration>) -> DriverResult<()> {
-    for _ in 0..150 {
+    for _ in 0..JOB_END_TRIES {
         let ended = match rec {
             Some(r) => r.outcome().is_some(),
             None => match find_domain(conn, vm)? {
                 None => true,
-                Some(d) => !matches!(ffi::job_stats(&d), Ok(Some(j)) if j.operation == Some(5)),
+                Some(d) => {
+                    !matches!(ffi::job_stats(&d), Ok(Some(j)) if j.operation == Some(JOB_MIGRATION_OUT))
+                }
             },
         };
         if ended {
             return Ok(());
         }
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        std::thread::sleep(JOB_END_POLL);
     }
     Err(DriverError::transient(
         "the abort was accepted but the migration has not ended within 30 s",

@@ -19,6 +19,9 @@ pub fn code_of(e: &virt::error::Error) -> i32 {
 /// How long opening a connection may take before the host counts as not answering.
 pub const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How long the event loop thread waits after a failed turn before the next.
+const EVENT_LOOP_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Registers libvirt's default event loop once per process and runs it on a thread of its
 /// own. Keepalive needs it: without a registered loop libvirt never sends a probe, and a call
 /// to a host that went silent waits for an answer forever.
@@ -33,7 +36,7 @@ pub fn event_loop() -> DriverResult<()> {
                 loop {
                     if let Err(e) = virt::event::event_run_default_impl() {
                         tracing::warn!("libvirt event loop: {e}");
-                        std::thread::sleep(std::time::Duration::from_millis(200));
+                        std::thread::sleep(EVENT_LOOP_RETRY);
                     }
                 }
             })
@@ -52,7 +55,9 @@ fn open_with_keepalive(id: &HostId, cfg: &crate::LibvirtHostConfig) -> DriverRes
             &format!("cannot connect to {id} ({})", redact_uris(&cfg.uri)),
             Phase::Read,
         );
-        if err.class == ErrorClass::Permanent && err.code != Some(45) {
+        if err.class == ErrorClass::Permanent
+            && err.code != Some(i64::from(crate::error::code::AUTH_FAILED))
+        {
             err.class = ErrorClass::Transient;
         }
         err
@@ -181,10 +186,8 @@ impl Host {
 
 /// The memory a new VM can have on the host, in bytes: free memory plus the buffers and page
 /// cache the kernel gives back when a process needs it (what Linux's `MemAvailable` and Nova's
-/// libvirt driver count). libvirt's free memory alone (`MemFree`) leaves the cache out: on the
-/// lab, with 22 of 24 GiB in page cache, a host with 23 GiB to give looked 1.5 GiB free, and
-/// `vmove plan` said two 64 MiB VMs had no room. Falls back to `MemFree` when the figures lack
-/// buffers and cache.
+/// libvirt driver count); libvirt's free memory alone (`MemFree`) leaves the cache out
+/// (docs/drivers/libvirt.md). Falls back to `MemFree` when the figures lack buffers and cache.
 pub fn available_memory(conn: &Connect) -> DriverResult<u64> {
     // Figures it cannot read count as lacking: the fallback below answers.
     let stats = crate::ffi::node_memory_stats(conn).unwrap_or_default();

@@ -3,12 +3,34 @@
 
 use super::connection::{code_of, read_err};
 use super::storage::{Pools, vol_at, vol_facts};
+use crate::error::code;
 use crate::ffi;
 use crate::xml::{self, DomainDesc};
 use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::sys;
 use vmove_driver::*;
+
+/// The layers of a backing chain followed before it counts as a loop (which should not exist).
+const MAX_CHAIN_DEPTH: usize = 32;
+
+/// libvirt's job operation (`virDomainJobOperation`) of an incoming migration.
+pub const JOB_MIGRATION_IN: i32 = sys::VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN as i32;
+/// libvirt's job operation of an outgoing migration.
+pub const JOB_MIGRATION_OUT: i32 = sys::VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT as i32;
+
+/// The other job operations libvirt names.
+mod op {
+    use virt::sys;
+    pub const START: i32 = sys::VIR_DOMAIN_JOB_OPERATION_START as i32;
+    pub const SAVE: i32 = sys::VIR_DOMAIN_JOB_OPERATION_SAVE as i32;
+    pub const RESTORE: i32 = sys::VIR_DOMAIN_JOB_OPERATION_RESTORE as i32;
+    pub const SNAPSHOT: i32 = sys::VIR_DOMAIN_JOB_OPERATION_SNAPSHOT as i32;
+    pub const SNAPSHOT_REVERT: i32 = sys::VIR_DOMAIN_JOB_OPERATION_SNAPSHOT_REVERT as i32;
+    pub const DUMP: i32 = sys::VIR_DOMAIN_JOB_OPERATION_DUMP as i32;
+    pub const BACKUP: i32 = sys::VIR_DOMAIN_JOB_OPERATION_BACKUP as i32;
+    pub const SNAPSHOT_DELETE: i32 = sys::VIR_DOMAIN_JOB_OPERATION_SNAPSHOT_DELETE as i32;
+}
 
 /// The domain with this UUID, if defined on the host.
 pub fn find_domain(conn: &Connect, vm: &VmId) -> DriverResult<Option<Domain>> {
@@ -67,7 +89,7 @@ pub fn disks_of(conn: &Connect, desc: &DomainDesc) -> DriverResult<Vec<Disk>> {
                 disk.backing_chain.push(path.clone());
             }
             disk.allocated_bytes += alloc;
-            if disk.backing_chain.len() > 32 {
+            if disk.backing_chain.len() > MAX_CHAIN_DEPTH {
                 break; // A loop in a chain (should not exist): stop counting.
             }
             next = backing;
@@ -146,7 +168,12 @@ pub fn interrupted_migration(dom: &Domain) -> DriverResult<bool> {
     }
     match ffi::job_stats(dom) {
         Ok(job) => Ok(job.is_none()),
-        Err(e) if code_of(&e) == 84 || e.message().contains("only on the source") => Ok(false),
+        Err(e)
+            if code_of(&e) == code::OPERATION_UNSUPPORTED
+                || e.message().contains("only on the source") =>
+        {
+            Ok(false)
+        }
         Err(e) => Err(read_err("cannot read the VM's job")(e)),
     }
 }
@@ -154,16 +181,16 @@ pub fn interrupted_migration(dom: &Domain) -> DriverResult<bool> {
 /// What the job with this libvirt operation number means for us.
 pub fn activity_of_operation(op: Option<i32>) -> Activity {
     match op {
-        Some(4) => Activity::MigratingIn,
-        Some(5) => Activity::MigratingOut,
-        Some(9) => Activity::BackingUp,
-        Some(1) => Activity::OtherJob("starting".to_owned()),
-        Some(2) => Activity::OtherJob("saving".to_owned()),
-        Some(3) => Activity::OtherJob("restoring".to_owned()),
-        Some(6) => Activity::OtherJob("snapshot".to_owned()),
-        Some(7) => Activity::OtherJob("snapshot revert".to_owned()),
-        Some(8) => Activity::OtherJob("memory dump".to_owned()),
-        Some(10) => Activity::OtherJob("snapshot delete".to_owned()),
+        Some(JOB_MIGRATION_IN) => Activity::MigratingIn,
+        Some(JOB_MIGRATION_OUT) => Activity::MigratingOut,
+        Some(op::BACKUP) => Activity::BackingUp,
+        Some(op::START) => Activity::OtherJob("starting".to_owned()),
+        Some(op::SAVE) => Activity::OtherJob("saving".to_owned()),
+        Some(op::RESTORE) => Activity::OtherJob("restoring".to_owned()),
+        Some(op::SNAPSHOT) => Activity::OtherJob("snapshot".to_owned()),
+        Some(op::SNAPSHOT_REVERT) => Activity::OtherJob("snapshot revert".to_owned()),
+        Some(op::DUMP) => Activity::OtherJob("memory dump".to_owned()),
+        Some(op::SNAPSHOT_DELETE) => Activity::OtherJob("snapshot delete".to_owned()),
         _ => Activity::OtherJob("a libvirt job".to_owned()),
     }
 }
@@ -199,7 +226,10 @@ pub fn vm_info(conn: &Connect, dom: &Domain) -> DriverResult<VmInfo> {
             Ok(None) => {}
             // The destination of an incoming migration answers "migration statistics are
             // available only on the source host" (84, operation unsupported).
-            Err(e) if code_of(&e) == 84 || e.message().contains("only on the source") => {
+            Err(e)
+                if code_of(&e) == code::OPERATION_UNSUPPORTED
+                    || e.message().contains("only on the source") =>
+            {
                 activity = Activity::MigratingIn;
             }
             Err(e) => return Err(read_err("cannot read the VM's job")(e)),
@@ -298,7 +328,7 @@ pub fn paths_of(conn: &Connect, desc: &DomainDesc, pools: &mut Pools) -> Vec<Str
         let mut n = 0;
         while let Some(p) = next.take() {
             n += 1;
-            if n > 32 {
+            if n > MAX_CHAIN_DEPTH {
                 break;
             }
             let Ok(Some(v)) = pools.vol_at(conn, &p) else {

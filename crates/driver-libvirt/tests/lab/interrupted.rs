@@ -374,8 +374,7 @@ fn kill_client_at_the_switchover(name: &str, after: Duration) -> Option<(String,
 /// `MigrationInterrupted` with a handle. With no copy on the destination, the abort resumes
 /// it (Confirm's failure path). With a running copy there that is not this attempt's (virsh
 /// made it: no vmove provenance), verify is no proof, nothing of the source is listed, and a
-/// removal of its definition is refused: the paused copy stays as it is. Before: read as
-/// `MigratingIn` (someone else's migration), and its abort did nothing.
+/// removal of its definition is refused: the paused copy stays as it is.
 ///
 /// The moment: virsh's client is killed 0, 10, 20... ms after the source's "Suspended
 /// Migrated" event (the switchover), one round each, until a round finds the source "paused

@@ -17,11 +17,10 @@ fn meminfo(field: &str) -> u64 {
     kib * 1024
 }
 
-/// Regression: the driver reported libvirt's free memory (`MemFree`) as what a host can give a
-/// new VM, leaving out the page cache the kernel gives back on demand. On the lab, with most of
-/// 24 GiB in page cache, a host with 23 GiB available looked 1.5 GiB free and `vmove plan` said
-/// two 64 MiB VMs had no room. With 512 MiB read into the page cache just before, the driver's
-/// figure must count it: well above MemFree, near MemAvailable.
+/// What a host can give a new VM counts the page cache the kernel gives back on demand, which
+/// libvirt's free memory (`MemFree`) leaves out (docs/drivers/libvirt.md). With 512 MiB read
+/// into the page cache just before, the driver's figure must count it: well above MemFree, near
+/// MemAvailable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn free_memory_counts_the_page_cache_the_kernel_gives_back() {
     if !lab_enabled("free_memory_counts_the_page_cache_the_kernel_gives_back") {

@@ -16,7 +16,7 @@ fn markers_on(host: &str, vm: &VmId) -> Vec<String> {
     out
 }
 
-/// Guards issue 4's crash gap: a destination image pre-created by one driver instance for an
+/// Guards the crash gap between an image's pre-creation and its clean-up: a destination image pre-created by one driver instance for an
 /// attempt that then failed (the process that made it is gone, as after `kill -9`) is proven
 /// vmove's by its marker on the destination host, so a NEW driver instance lists and removes it
 /// (image, then marker). A file at a destination path without this VM's marker, or with another
