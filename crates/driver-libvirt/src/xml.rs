@@ -43,9 +43,9 @@ pub struct DiskDesc {
 /// What we read from a domain's XML.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomainDesc {
-    /// Name.
+    /// The domain's name, unique on its host.
     pub name: String,
-    /// UUID.
+    /// The domain's UUID: vmove's VM id.
     pub uuid: String,
     /// Memory, KiB.
     pub memory_kib: u64,

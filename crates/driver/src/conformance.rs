@@ -48,11 +48,37 @@ pub trait Fixture: Send + Sync {
     async fn destroy_vm(&self, vm: &VmId);
     /// How long a small migration may take in this environment.
     fn migration_timeout(&self) -> Duration {
-        Duration::from_secs(60)
+        DEFAULT_MIGRATION_TIMEOUT
     }
     /// Lets time pass (real sleep, or advancing a virtual clock).
     async fn sleep(&self, d: Duration);
 }
+
+/// How long a small migration may take unless the fixture says otherwise.
+pub const DEFAULT_MIGRATION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The status of a migration is read about this many times within the fixture's migration
+/// time-out...
+const POLLS_PER_TIMEOUT: u32 = 200;
+/// ...but never more often than this.
+const MIN_POLL: Duration = Duration::from_millis(50);
+
+/// How soon after a migration ended [`Driver::wait_for_end`] must answer.
+const WAIT_FOR_END_GRACE: Duration = Duration::from_secs(30);
+
+/// The memory and disk of the small VM most checks move, MiB.
+const SMALL_VM_MIB: u64 = 256;
+const SMALL_DISK_MIB: u64 = 64;
+
+/// The memory and disk of the VM the abort and double-start checks move, MiB: large enough that
+/// its migration still runs when the check acts on it.
+const SLOW_VM_MIB: u64 = 512;
+const SLOW_DISK_MIB: u64 = 1024;
+
+/// A VM id no fixture creates (for the "unknown VM" answers).
+const UNKNOWN_VM: &str = "00000000-0000-4000-8000-00000000dead";
+/// A VM id no fixture creates (for a start that must fail).
+const MISSING_VM: &str = "00000000-0000-4000-8000-0000000beef0";
 
 /// The outcome of one check: `Err` says, in one sentence, what the driver got wrong.
 pub type CheckResult = Result<(), String>;
@@ -162,8 +188,8 @@ fn shape(name: &str, running: bool) -> VmShape {
     VmShape {
         name: name.into(),
         running,
-        memory_mib: 256,
-        disks_mib: vec![64],
+        memory_mib: SMALL_VM_MIB,
+        disks_mib: vec![SMALL_DISK_MIB],
     }
 }
 
@@ -207,7 +233,7 @@ async fn wait_end(
     h: &MigrationHandle,
 ) -> Result<MigrationStatus, String> {
     let timeout = f.migration_timeout();
-    let step = (timeout / 200).max(Duration::from_millis(50));
+    let step = (timeout / POLLS_PER_TIMEOUT).max(MIN_POLL);
     let mut waited = Duration::ZERO;
     loop {
         match f.driver().migration_status(req, h).await {
@@ -238,11 +264,12 @@ async fn wait_for_end_agrees(
     h: &MigrationHandle,
     end: &MigrationStatus,
 ) -> CheckResult {
-    let waited = tokio::time::timeout(Duration::from_secs(30), f.driver().wait_for_end(req, h))
+    let waited = tokio::time::timeout(WAIT_FOR_END_GRACE, f.driver().wait_for_end(req, h))
         .await
         .map_err(|_| {
             format!(
-                "wait_for_end did not answer within 30 s of the migration of {} ending",
+                "wait_for_end did not answer within {} s of the migration of {} ending",
+                WAIT_FOR_END_GRACE.as_secs(),
                 req.vm_name
             )
         })?;
@@ -326,8 +353,8 @@ pub async fn footprint_and_unknown_vm(f: &dyn Fixture) -> CheckResult {
     let s = VmShape {
         name: "conf-footprint".into(),
         running: true,
-        memory_mib: 256,
-        disks_mib: vec![64, 32],
+        memory_mib: SMALL_VM_MIB,
+        disks_mib: vec![SMALL_DISK_MIB, SMALL_DISK_MIB / 2],
     };
     with_vm(f, s, |f, vm| async move {
         let fp = f
@@ -336,8 +363,8 @@ pub async fn footprint_and_unknown_vm(f: &dyn Fixture) -> CheckResult {
             .await
             .map_err(|e| format!("footprint failed: {e}"))?;
         ensure!(
-            fp.memory_bytes >= 256 << 20,
-            "footprint memory {} < 256 MiB",
+            fp.memory_bytes >= SMALL_VM_MIB << 20,
+            "footprint memory {} < {SMALL_VM_MIB} MiB",
             fp.memory_bytes
         );
         ensure!(
@@ -350,10 +377,7 @@ pub async fn footprint_and_unknown_vm(f: &dyn Fixture) -> CheckResult {
         }
         let err = f
             .driver()
-            .footprint(
-                &f.source(),
-                &VmId::new("00000000-0000-4000-8000-00000000dead"),
-            )
+            .footprint(&f.source(), &VmId::new(UNKNOWN_VM))
             .await
             .err()
             .ok_or("footprint of an unknown VM succeeded")?;
@@ -501,8 +525,8 @@ pub async fn abort_leaves_vm_on_source(f: &dyn Fixture) -> CheckResult {
     let s = VmShape {
         name: "conf-abort".into(),
         running: true,
-        memory_mib: 512,
-        disks_mib: vec![1024],
+        memory_mib: SLOW_VM_MIB,
+        disks_mib: vec![SLOW_DISK_MIB],
     };
     with_vm(f, s, |f, vm| async move {
         let d = f.driver();
@@ -563,7 +587,7 @@ pub async fn abort_leaves_vm_on_source(f: &dyn Fixture) -> CheckResult {
 /// Starting a migration of a VM that does not exist fails (permanently), touching nothing.
 pub async fn start_on_missing_vm_fails(f: &dyn Fixture) -> CheckResult {
     let req = MigrationRequest {
-        vm: VmId::new("00000000-0000-4000-8000-0000000beef0"),
+        vm: VmId::new(MISSING_VM),
         vm_name: "conf-missing".into(),
         source: f.source(),
         destination: f.destination(),
@@ -629,8 +653,8 @@ pub async fn already_migrating_is_refused(f: &dyn Fixture) -> CheckResult {
     let s = VmShape {
         name: "conf-twice".into(),
         running: true,
-        memory_mib: 512,
-        disks_mib: vec![1024],
+        memory_mib: SLOW_VM_MIB,
+        disks_mib: vec![SLOW_DISK_MIB],
     };
     with_vm(f, s, |f, vm| async move {
         let d = f.driver();

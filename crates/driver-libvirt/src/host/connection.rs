@@ -76,9 +76,9 @@ fn open_with_keepalive(id: &HostId, cfg: &crate::LibvirtHostConfig) -> DriverRes
 /// One configured host and its shared connection for short calls.
 #[derive(Debug)]
 pub struct Host {
-    /// Configured name.
+    /// The host's name in the configuration (`[hosts.<name>]`).
     pub id: HostId,
-    /// Its configuration.
+    /// Its `[hosts.<name>]` table.
     pub cfg: crate::LibvirtHostConfig,
     shared: Mutex<Option<ConnHolder>>,
     creating: Mutex<()>,
