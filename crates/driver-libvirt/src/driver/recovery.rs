@@ -1,6 +1,8 @@
 //! The proofs and the roll-back that settle a move its client left unfinished: an offline move
 //! cut between the destination's define and the source's undefine, and a live migration left
-//! between its steps (the source "paused (migrating)").
+//! between its steps (the source "paused (migrating)"). docs/drivers/libvirt.md tells the whole
+//! story ("Crash windows of an offline move", "Recovery after a killed client"); the comments
+//! where `verify.rs` and `cleanup.rs` use these only name the case.
 
 use super::offline::describe_facts;
 use crate::error::{Phase, from_virt};
