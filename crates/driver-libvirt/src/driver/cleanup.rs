@@ -12,7 +12,7 @@ use crate::xml;
 use virt::connect::Connect;
 use vmove_driver::*;
 
-/// [`Driver::leftovers`].
+/// [`Driver::leftovers`]: what the move left on the host `context` names (a blocking read).
 pub(super) async fn leftovers(
     inner: &Inner,
     req: &MigrationRequest,
@@ -28,7 +28,8 @@ pub(super) async fn leftovers(
     .await
 }
 
-/// [`Driver::remove_leftover`].
+/// [`Driver::remove_leftover`]: removes one leftover after re-checking that it is one; an image
+/// this process created is forgotten once removed.
 pub(super) async fn remove_leftover(
     inner: &std::sync::Arc<Inner>,
     req: &MigrationRequest,

@@ -8,7 +8,8 @@ use crate::host::{self, JOB_MIGRATION_IN, JOB_MIGRATION_OUT, describe, find_doma
 use virt::sys;
 use vmove_driver::*;
 
-/// [`Driver::host_info`].
+/// [`Driver::host_info`]: free memory (page cache included), free space in the host's pool, and
+/// the migrations running there (ours and foreign, in or out).
 pub(super) async fn host_info(inner: &Inner, host: &HostId) -> DriverResult<HostInfo> {
     let h = inner.host(host)?;
     blocking_on(vec![h.clone()], Phase::Read, move || {
@@ -45,7 +46,8 @@ pub(super) async fn host_info(inner: &Inner, host: &HostId) -> DriverResult<Host
     .await
 }
 
-/// [`Driver::list_vms`].
+/// [`Driver::list_vms`]: every domain defined on the host (one gone between the list and the look
+/// is left out).
 pub(super) async fn list_vms(inner: &Inner, host: &HostId) -> DriverResult<Vec<VmInfo>> {
     let h = inner.host(host)?;
     blocking_on(vec![h.clone()], Phase::Read, move || {
@@ -67,7 +69,7 @@ pub(super) async fn list_vms(inner: &Inner, host: &HostId) -> DriverResult<Vec<V
     .await
 }
 
-/// [`Driver::footprint`].
+/// [`Driver::footprint`]: the VM's memory and its disks with their chains.
 pub(super) async fn footprint(inner: &Inner, host: &HostId, vm: &VmId) -> DriverResult<Footprint> {
     let h = inner.host(host)?;
     let (hid, vm) = (host.clone(), vm.clone());

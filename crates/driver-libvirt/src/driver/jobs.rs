@@ -76,7 +76,9 @@ pub(super) async fn start(
     Ok(handle)
 }
 
-/// [`Driver::migration_status`].
+/// [`Driver::migration_status`]: our thread's outcome when it has one (offline: the bytes
+/// streamed so far); else the source's migration job; for an adopted migration with no job,
+/// where the VM runs.
 pub(super) async fn status(
     inner: &Inner,
     req: &MigrationRequest,
@@ -162,7 +164,9 @@ pub(super) async fn wait_for_end(
     }))
 }
 
-/// [`Driver::abort_migration`].
+/// [`Driver::abort_migration`]: cancels our thread (offline: at its next chunk) and aborts the
+/// source's job, waiting until it has ended; with no job left, rolls back a migration a killed
+/// client left paused (`recovery.rs`).
 pub(super) async fn abort(
     inner: &Inner,
     req: &MigrationRequest,
@@ -206,7 +210,8 @@ pub(super) async fn abort(
     .await
 }
 
-/// [`Driver::converge`].
+/// [`Driver::converge`]: post-copy (when configured), a doubled allowed downtime (up to the
+/// host's cap), or whether auto-converge was armed at the start.
 pub(super) async fn converge(
     inner: &Inner,
     req: &MigrationRequest,

@@ -7,7 +7,8 @@ use crate::host::{self, describe, find_domain};
 use crate::provenance;
 use vmove_driver::*;
 
-/// [`Driver::locate`].
+/// [`Driver::locate`]: the VM on each host, and the migration still running (ours, or one found
+/// on the source: adopted).
 pub(super) async fn locate(inner: &Inner, req: &MigrationRequest) -> DriverResult<Location> {
     let src = inner.host(&req.source)?;
     let dst = inner.host(&req.destination)?;
@@ -53,7 +54,8 @@ pub(super) async fn locate(inner: &Inner, req: &MigrationRequest) -> DriverResul
     .await
 }
 
-/// [`Driver::verify`].
+/// [`Driver::verify`]: on the destination with every disk at its recorded size, and stopped on
+/// the source; once proven, the disks' provenance markers go.
 pub(super) async fn verify(inner: &Inner, req: &MigrationRequest) -> DriverResult<Verification> {
     let src = inner.host(&req.source)?;
     let dst = inner.host(&req.destination)?;
