@@ -87,6 +87,35 @@ impl Fixture for HvFixture {
     }
 }
 
+/// A fixture on a fresh fake: English captions and plain VMs, or (`foreign`) Swedish captions
+/// and VMs holding a DVD image from a shared library and a checkpoint.
+async fn fixture(foreign: bool) -> HvFixture {
+    let mut w = common::world();
+    if foreign {
+        w.set_locale(Locale::Swedish);
+    }
+    let (fake, driver) = common::start(w).await;
+    HvFixture {
+        fake,
+        driver,
+        foreign,
+    }
+}
+
+/// One test per check of the shared suite (`against_the_fake::<check>`).
+mod against_the_fake {
+    use super::fixture;
+    vmove_driver::conformance_tests!(fixture(false).await);
+}
+
+/// One test per check, on Swedish hosts with checkpoints and ISOs
+/// (`in_swedish_with_checkpoints_and_isos::<check>`).
+mod in_swedish_with_checkpoints_and_isos {
+    use super::fixture;
+    vmove_driver::conformance_tests!(fixture(true).await);
+}
+
+/// The whole suite on one fake, to see what it sent over the protocol.
 #[tokio::test]
 async fn hyperv_driver_passes_the_conformance_suite_against_the_fake() {
     let (fake, driver) = common::start(common::world()).await;
@@ -118,6 +147,7 @@ async fn hyperv_driver_passes_the_conformance_suite_against_the_fake() {
     );
 }
 
+/// The whole suite on one Swedish fake, to see what its moves sent.
 #[tokio::test]
 async fn hyperv_driver_passes_the_conformance_suite_in_swedish_with_checkpoints_and_isos() {
     let mut w = common::world();

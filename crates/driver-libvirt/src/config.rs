@@ -2,6 +2,10 @@
 
 use serde::Deserialize;
 
+/// The default cap of the allowed downtime a convergence aid may raise to, ms: 2 s, a pause
+/// most guests and their clients ride out (libvirt's own default is 300 ms).
+pub const DEFAULT_MAX_DOWNTIME_MS: u64 = 2000;
+
 /// One libvirt host. Example:
 /// ```toml
 /// [hosts.kvm1]
@@ -42,7 +46,8 @@ pub struct LibvirtHostConfig {
     /// Migration bandwidth limit, MiB/s.
     #[serde(default)]
     pub bandwidth_mib_s: Option<u64>,
-    /// Cap when the watchdog raises the allowed downtime, ms (default 2000).
+    /// Cap when the watchdog raises the allowed downtime, ms (default
+    /// [`DEFAULT_MAX_DOWNTIME_MS`]).
     #[serde(default)]
     pub max_downtime_ms: Option<u64>,
     /// Seconds between libvirt keepalive probes on every connection vmove opens to the host

@@ -8,30 +8,33 @@ use vmove_driver::{DriverError, ErrorClass};
 
 /// libvirt error codes we classify (`virErrorNumber`).
 pub mod code {
-    /// Internal error (also "Unable to find an unused port").
+    /// `VIR_ERR_INTERNAL_ERROR`: internal error (also "Unable to find an unused port").
     pub const INTERNAL_ERROR: i32 = 1;
-    /// Operation failed (also a migration that failed on the way).
+    /// `VIR_ERR_OPERATION_FAILED`: operation failed (also a migration that failed on the way).
     pub const OPERATION_FAILED: i32 = 9;
-    /// A system call failed (I/O, a lost connection).
+    /// `VIR_ERR_SYSTEM_ERROR`: a system call failed (I/O, a lost connection).
     pub const SYSTEM_ERROR: i32 = 38;
-    /// No such domain.
+    /// `VIR_ERR_NO_DOMAIN`: no such domain.
     pub const NO_DOMAIN: i32 = 42;
-    /// Authentication failed.
+    /// `VIR_ERR_AUTH_FAILED`: authentication failed.
     pub const AUTH_FAILED: i32 = 45;
-    /// No such storage pool.
+    /// `VIR_ERR_NO_STORAGE_POOL`: no such storage pool.
     pub const NO_STORAGE_POOL: i32 = 49;
-    /// No such storage volume.
+    /// `VIR_ERR_NO_STORAGE_VOL`: no such storage volume.
     pub const NO_STORAGE_VOL: i32 = 50;
-    /// Operation not valid now ("another migration job", "active block job", "not running").
+    /// `VIR_ERR_OPERATION_INVALID`: operation not valid now ("another migration job", "active block job", "not running").
     pub const OPERATION_INVALID: i32 = 55;
-    /// Timed out (the job lock held by a backup: "cannot acquire state change lock").
+    /// `VIR_ERR_OPERATION_TIMEOUT`: timed out (the job lock held by a backup: "cannot acquire state change lock").
     pub const OPERATION_TIMEOUT: i32 = 68;
-    /// Aborted (by `virDomainAbortJob`).
+    /// `VIR_ERR_OPERATION_ABORTED`: aborted (by `virDomainAbortJob`).
     pub const OPERATION_ABORTED: i32 = 78;
-    /// The volume already exists.
+    /// `VIR_ERR_STORAGE_VOL_EXIST`: the volume already exists.
     pub const STORAGE_VOL_EXIST: i32 = 90;
-    /// No backup job.
+    /// `VIR_ERR_NO_DOMAIN_BACKUP`: no backup job.
     pub const NO_DOMAIN_BACKUP: i32 = 104;
+    /// `VIR_ERR_OPERATION_UNSUPPORTED`: e.g. job statistics asked of a migration's incoming
+    /// domain ("only on the source").
+    pub const OPERATION_UNSUPPORTED: i32 = 84;
 }
 
 /// What kind of call failed: it decides what an unclear error means.

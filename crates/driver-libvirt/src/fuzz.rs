@@ -1,4 +1,4 @@
-//! Fuzzing of what the driver reads from libvirt (issue 12, section 6): the domain, pool and
+//! Fuzzing of what the driver reads from libvirt: the domain, pool and
 //! volume XML readers and the rewrite for the destination (`xml.rs`), and the provenance
 //! markers' names (`provenance.rs`), fed arbitrary strings, XML made of libvirt's own pieces,
 //! and real domain/volume XML with random cuts and insertions. The property is "no panic"
@@ -15,45 +15,13 @@ use crate::xml::{
     FileFacts, Provenance, parse_domain, pool_target, rewrite_for_destination, vol_desc,
     vol_timestamps,
 };
+use crate::xml_samples::{POOL, VOLUME, running_with_provenance};
 use proptest::prelude::*;
 use vmove_driver::VmId;
 
-/// A running domain as libvirt 9.0 writes it (live XML: `id`, a backing chain ending in
-/// `<backingStore/>`, a mirror, a cdrom, file serial/console logs) with vmove's provenance.
-const DOMAIN: &str = r#"<domain type='qemu' id='3'>
-  <name>vm1</name>
-  <uuid>11111111-2222-3333-4444-555555555555</uuid>
-  <metadata>
-    <vmove:moved xmlns:vmove='https://vmove.invalid/libvirt/1' source-host='hostA' source-name='vm1' run='r1' attempt='2'><vmove:file path='/a/vm1-0.qcow2'/><vmove:log path='/var/log/libvirt/qemu/vm1.log'/><vmove:size path='/b/vm1-0.qcow2' bytes='67108864'/><vmove:source path='/a/vm1-0.qcow2' bytes='4521984' mtime='1795735743.261969297' ctime='1795735743.261969298'/></vmove:moved>
-  </metadata>
-  <memory unit='KiB'>65536</memory>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
-      <source file='/var/lib/libvirt/images/vm1-0.qcow2' index='2'/>
-      <backingStore type='file' index='3'>
-        <format type='qcow2'/>
-        <source file='/var/lib/libvirt/images/vm1-0-base.qcow2'/>
-        <backingStore/>
-      </backingStore>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='raw'/>
-      <source file='/data/it&apos;s.img'></source>
-      <target dev='vdb' bus='virtio'/>
-      <mirror type='file' job='copy'><source file='/x'/></mirror>
-    </disk>
-    <disk type='file' device='cdrom'><source file='/iso/a.iso'/><target dev='hdc'/><readonly/></disk>
-    <serial type='file'><source path='/var/log/libvirt/qemu/vm1-serial0.log'/><target port='0'/><log file='/var/log/libvirt/qemu/vm1-log.log'/></serial>
-    <console type='file'><source path='/var/log/libvirt/qemu/vm1-serial0.log'/><target type='serial' port='0'/></console>
-  </devices>
-</domain>"#;
-
-const VOLUME: &str = "<volume type='file'><name>t.qcow2</name><capacity unit='bytes'>67108864</capacity><allocation unit='KiB'>4356</allocation><target><path>/i/t.qcow2</path><format type='qcow2'/><timestamps><atime>1795735743.349969302</atime><mtime>1795735743.261969297</mtime><ctime>1795735743.261969298</ctime></timestamps></target><backingStore><path>/i/b.qcow2</path><format type='qcow2'/></backingStore></volume>";
-
-const POOL: &str = "<pool type='dir'><name>images</name><target><path>/var/lib/libvirt/images</path></target></pool>";
+/// The seeds mutated: a running domain with vmove's provenance (`xml_samples.rs`, shared with
+/// `xml.rs`'s tests), a volume and a pool.
+static DOMAIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(running_with_provenance);
 
 /// Pieces of libvirt's XML (and of XML's own syntax) that random documents are built from.
 const PIECES: &[&str] = &[
@@ -225,7 +193,7 @@ proptest! {
 
     #[test]
     fn the_readers_never_panic_on_mutated_real_xml(e in edits()) {
-        for doc in [DOMAIN, VOLUME, POOL] {
+        for doc in [DOMAIN.as_str(), VOLUME, POOL] {
             read_all(&mutate(doc, &e));
         }
     }
@@ -243,8 +211,8 @@ proptest! {
         record in prop::option::of(provenance()),
     ) {
         let doc = match &e {
-            Some(e) => mutate(DOMAIN, e),
-            None => DOMAIN.to_owned(),
+            Some(e) => mutate(&DOMAIN, e),
+            None => DOMAIN.clone(),
         };
         let paths: Vec<(String, String)> =
             paths.into_iter().map(|(t, p)| (t.to_owned(), p)).collect();
@@ -261,7 +229,7 @@ proptest! {
     /// (what proves a copy this attempt's after a crash: run and attempt included).
     #[test]
     fn a_provenance_record_round_trips(p in provenance()) {
-        let out = rewrite_for_destination(DOMAIN, &[], false, Some(&p)).unwrap();
+        let out = rewrite_for_destination(&DOMAIN, &[], false, Some(&p)).unwrap();
         prop_assert_eq!(parse_domain(&out).unwrap().provenance, Some(p));
     }
 

@@ -4,10 +4,13 @@
 //!
 //! # Layout
 //! - [`LibvirtHostConfig`] (`config.rs`): one host's `[hosts.<name>]` table; [`LibvirtDriver::from_config`].
-//! - `driver.rs`: [`LibvirtDriver`], the [`vmove_driver::Driver`] implementation: every libvirt
-//!   call runs in `spawn_blocking`; a migration runs on a blocking thread of its own with its own
-//!   two connections, and reports its outcome through a record the status calls read.
-//! - `host.rs`: blocking operations on one host (domains, pools, volumes, activity detection).
+//! - `driver.rs`: [`LibvirtDriver`], the [`vmove_driver::Driver`] implementation, handing each
+//!   call to the room of its phase in `driver/` (inventory, prepare, jobs, offline, verify,
+//!   recovery, cleanup): every libvirt call runs in `spawn_blocking`; a migration runs on a
+//!   blocking thread of its own with its own two connections, and reports its outcome through a
+//!   record the status calls read.
+//! - `host.rs`: blocking operations on one host, in `host/`: connections (`connection.rs`),
+//!   pools and volumes (`storage.rs`), domains and their activity (`domain.rs`).
 //! - `xml.rs`: reading domain/pool/volume XML and rewriting a domain for its destination (new
 //!   paths, flattened backing chains, the provenance record left in `<metadata>`).
 //! - `error.rs`: libvirt error codes and messages -> [`vmove_driver::ErrorClass`].
@@ -27,6 +30,8 @@ mod fuzz;
 mod host;
 mod provenance;
 pub mod xml;
+#[cfg(test)]
+mod xml_samples;
 
 pub use config::LibvirtHostConfig;
 pub use driver::LibvirtDriver;

@@ -43,9 +43,9 @@ pub struct DiskDesc {
 /// What we read from a domain's XML.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomainDesc {
-    /// Name.
+    /// The domain's name, unique on its host.
     pub name: String,
-    /// UUID.
+    /// The domain's UUID: vmove's VM id.
     pub uuid: String,
     /// Memory, KiB.
     pub memory_kib: u64,
@@ -447,34 +447,7 @@ pub fn vol_timestamps(xml: &str) -> Result<(Option<String>, Option<String>), Xml
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    const RUNNING: &str = r#"<domain type='qemu' id='3'>
-  <name>vm1</name>
-  <uuid>11111111-2222-3333-4444-555555555555</uuid>
-  <memory unit='KiB'>65536</memory>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
-      <source file='/var/lib/libvirt/images/vm1-0.qcow2' index='2'/>
-      <backingStore type='file' index='3'>
-        <format type='qcow2'/>
-        <source file='/var/lib/libvirt/images/vm1-0-base.qcow2'/>
-        <backingStore/>
-      </backingStore>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='raw'/>
-      <source file='/data/it&apos;s.img'></source>
-      <target dev='vdb' bus='virtio'/>
-      <mirror type='file' job='copy'><source file='/x'/></mirror>
-    </disk>
-    <disk type='file' device='cdrom'><source file='/iso/a.iso'/><target dev='hdc'/><readonly/></disk>
-    <serial type='file'><source path='/var/log/libvirt/qemu/vm1-serial0.log'/><target port='0'/></serial>
-    <console type='file'><source path='/var/log/libvirt/qemu/vm1-serial0.log'/><target type='serial' port='0'/></console>
-  </devices>
-</domain>"#;
+    use crate::xml_samples::{POOL, RUNNING, VOLUME};
 
     #[test]
     fn parse_reads_disks_chain_mirror_logs() {
@@ -601,12 +574,15 @@ mod tests {
 
     #[test]
     fn pool_and_volume_xml() {
-        let pool = "<pool type='dir'><name>images</name><target><path>/var/lib/libvirt/images</path></target></pool>";
         assert_eq!(
-            pool_target(pool).unwrap().as_deref(),
+            pool_target(POOL).unwrap().as_deref(),
             Some("/var/lib/libvirt/images")
         );
-        let vol = "<volume type='file'><name>t.qcow2</name><capacity unit='bytes'>67108864</capacity><allocation unit='KiB'>4356</allocation><target><path>/i/t.qcow2</path><format type='qcow2'/></target><backingStore><path>/i/b.qcow2</path><format type='qcow2'/></backingStore></volume>";
+        // The sample without its timestamps.
+        let start = VOLUME.find("<timestamps>").unwrap();
+        let end = VOLUME.find("</timestamps>").unwrap() + "</timestamps>".len();
+        let vol = format!("{}{}", &VOLUME[..start], &VOLUME[end..]);
+        let vol = vol.as_str();
         assert_eq!(
             vol_desc(vol).unwrap(),
             VolDesc {

@@ -37,7 +37,7 @@ pub struct DriverError {
 }
 
 impl DriverError {
-    /// A transient error.
+    /// An error of class [`ErrorClass::Transient`], its message's URIs redacted.
     pub fn transient(message: impl Into<String>) -> Self {
         DriverError {
             class: ErrorClass::Transient,
@@ -45,7 +45,7 @@ impl DriverError {
             code: None,
         }
     }
-    /// A permanent error.
+    /// An error of class [`ErrorClass::Permanent`], its message's URIs redacted.
     pub fn permanent(message: impl Into<String>) -> Self {
         DriverError {
             class: ErrorClass::Permanent,
@@ -85,7 +85,7 @@ impl From<DriverError> for Failure {
     }
 }
 
-/// Shorthand.
+/// What every driver call returns.
 pub type DriverResult<T> = Result<T, DriverError>;
 
 /// A hypervisor driver: the contract the engine relies on.

@@ -88,9 +88,10 @@ impl Fixture for SimFixture {
     }
 }
 
-#[tokio::test]
-async fn sim_driver_passes_the_conformance_suite() {
-    conformance::run_all(&SimFixture::new()).await;
+/// One test per check of the shared suite (`sim_driver::<check>`).
+mod sim_driver {
+    use super::SimFixture;
+    vmove_driver::conformance_tests!(SimFixture::new());
 }
 
 /// Guards the suite itself: a driver that lies (here: a migration that never ends) must fail it.

@@ -1,0 +1,477 @@
+//! Moves on the lab: free memory, refused destinations, backing chains, checksums, offline
+//! moves, aborts, backups, a writing guest and a foreign migration.
+
+use crate::common::*;
+use std::process::Command;
+use std::time::Duration;
+use vmove_driver::*;
+
+/// A figure of /proc/meminfo in bytes (the lab's hosts share this machine's kernel).
+fn meminfo(field: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/meminfo"));
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// What a host can give a new VM counts the page cache the kernel gives back on demand, which
+/// libvirt's free memory (`MemFree`) leaves out (docs/drivers/libvirt.md). With 512 MiB read
+/// into the page cache just before, the driver's figure must count it: well above MemFree, near
+/// MemAvailable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_memory_counts_the_page_cache_the_kernel_gives_back() {
+    if !lab_enabled("free_memory_counts_the_page_cache_the_kernel_gives_back") {
+        return;
+    }
+    let lab = Lab::new();
+    let file = lab_dir().join("page-cache-filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&file).unwrap();
+        let chunk = vec![7u8; 1 << 20];
+        for _ in 0..512 {
+            f.write_all(&chunk).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+    std::fs::read(&file).unwrap(); // into the page cache
+    let info = lab.driver.host_info(&HostId::new(b())).await.unwrap();
+    let (free, available) = (meminfo("MemFree"), meminfo("MemAvailable"));
+    std::fs::remove_file(&file).unwrap();
+    let got = info.free_memory_bytes;
+    assert!(
+        got > free + (256 << 20),
+        "the page cache is not counted: driver {got} B, MemFree {free} B, MemAvailable {available} B"
+    );
+    let off = got.abs_diff(available) as f64 / available as f64;
+    assert!(
+        off < 0.15,
+        "driver {got} B is {:.0} % away from MemAvailable {available} B",
+        off * 100.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destination_path_taken_is_refused_and_the_file_is_untouched() {
+    if !lab_enabled("destination_path_taken_is_refused_and_the_file_is_untouched") {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = lab.mkvm("taken", &["--disks", "2"]);
+    // The SECOND disk's path is taken: the first must not be created either.
+    let other = outside(b(), &format!("/var/lib/libvirt/images/{name}-1.qcow2"));
+    std::fs::write(&other, b"precious data of another VM").unwrap();
+    let req = lab.request(&vm, &name, MigrationMode::Live);
+    let err = lab.driver.start_migration(&req).await.unwrap_err();
+    assert_eq!(err.class, ErrorClass::DestinationRefused, "{err}");
+    assert!(err.message.contains(&format!("{name}-1.qcow2")), "{err}");
+    assert_eq!(
+        std::fs::read(&other).unwrap(),
+        b"precious data of another VM"
+    );
+    assert!(
+        !outside(b(), &format!("/var/lib/libvirt/images/{name}-0.qcow2")).exists(),
+        "nothing is pre-created before every check passed"
+    );
+    assert_eq!(virsh(a(), &["domstate", &name]).unwrap(), "running");
+    assert!(
+        lab.left(&req, LeftoverContext::AfterFailedAttempt)
+            .await
+            .is_empty()
+    );
+    lab.cleanup(&name);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backing_chain_is_flattened_and_content_kept() {
+    if !lab_enabled("backing_chain_is_flattened_and_content_kept") {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = lab.mkvm("chain", &["--backing", "--fill", "8"]);
+    let path = format!("/var/lib/libvirt/images/{name}-0.qcow2");
+    let fp = lab.driver.footprint(&HostId::new(a()), &vm).await.unwrap();
+    assert_eq!(
+        fp.disks[0].backing_chain,
+        vec![format!("/var/lib/libvirt/images/{name}-0-base.qcow2")]
+    );
+    let before = checksum(a(), &path);
+    let req = lab.request(&vm, &name, MigrationMode::Live);
+    lab.move_and_clean(&req).await;
+    let after = checksum(b(), &path);
+    assert_eq!(before, after, "guest-visible content changed");
+    let info = run(Command::new("qemu-img")
+        .args(["info", "-U", "--output=json"])
+        .arg(outside(b(), &path)));
+    assert!(
+        !info.contains("backing-filename"),
+        "destination image still has a backing file: {info}"
+    );
+    assert!(!outside(b(), &format!("/var/lib/libvirt/images/{name}-0-base.qcow2")).exists());
+    // The source keeps the whole chain until the engine asks; then it all goes.
+    let left = lab.left(&req, LeftoverContext::AfterSuccess).await;
+    let whats: Vec<&str> = left.iter().map(|l| l.what.as_str()).collect();
+    assert!(
+        whats.contains(&path.as_str()) && whats.iter().any(|w| w.ends_with("-0-base.qcow2")),
+        "{left:?}"
+    );
+    assert!(
+        whats.iter().any(|w| w.ends_with(&format!("{name}.log"))),
+        "the QEMU log is a leftover: {left:?}"
+    );
+    lab.remove_all(&req, &left, LeftoverContext::AfterSuccess)
+        .await;
+    assert!(!outside(a(), &path).exists());
+    assert!(!outside(a(), &format!("/var/lib/libvirt/images/{name}-0-base.qcow2")).exists());
+    assert_eq!(virsh(b(), &["domstate", &name]).unwrap(), "running");
+    lab.cleanup(&name);
+}
+
+/// What is in use on a source is read from each running VM's live definition (the chain QEMU
+/// has open), without following its volumes; a shut-off VM's chain is followed volume by
+/// volume. Either way a base image another VM still uses is neither listed nor removed when
+/// the VM it came with has moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_image_another_vm_still_uses_is_never_a_leftover() {
+    if !lab_enabled("a_base_image_another_vm_still_uses_is_never_a_leftover") {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = lab.mkvm("based", &["--backing", "--fill", "8"]);
+    let base = format!("/var/lib/libvirt/images/{name}-0-base.qcow2");
+    // Another VM whose only disk is an overlay on that base.
+    let share = |what: &str, start: bool| {
+        let (_, other) = lab.mkvm(what, &["--off"]);
+        let top = format!("/var/lib/libvirt/images/{other}-0.qcow2");
+        run(Command::new("qemu-img")
+            .args([
+                "create", "-q", "-f", "qcow2", "-F", "qcow2", "-u", "-b", &base,
+            ])
+            .arg(outside(a(), &top))
+            .arg("64M"));
+        virsh(a(), &["pool-refresh", "images"]).unwrap();
+        if start {
+            virsh(a(), &["start", &other]).unwrap();
+            let live = virsh(a(), &["dumpxml", &other]).unwrap();
+            assert!(
+                live.contains(&base),
+                "the live definition lists the base: {live}"
+            );
+        }
+        other
+    };
+    let running = share("sharer-on", true);
+    let req = lab.request(&vm, &name, MigrationMode::Live);
+    lab.move_and_clean(&req).await;
+    let left = lab.left(&req, LeftoverContext::AfterSuccess).await;
+    assert!(
+        left.iter()
+            .any(|l| l.what.ends_with(&format!("{name}-0.qcow2"))),
+        "the moved VM's own image is a leftover: {left:?}"
+    );
+    assert!(
+        !left.iter().any(|l| l.what == base),
+        "a base another VM runs on is not a leftover: {left:?}"
+    );
+    let asked = Leftover {
+        host: HostId::new(a()),
+        kind: LeftoverKind::DiskImage,
+        what: base.clone(),
+    };
+    let refused = || async {
+        let err = lab
+            .driver
+            .remove_leftover(&req, &asked, LeftoverContext::AfterSuccess)
+            .await
+            .expect_err("a base in use is not removed");
+        assert!(err.message.contains("is used by a VM"), "{err}");
+        assert!(outside(a(), &base).exists());
+    };
+    // In use by the running VM (read from its live definition).
+    refused().await;
+    // In use by a shut-off VM only (its chain followed through the volumes).
+    virsh(a(), &["destroy", &running]).unwrap();
+    virsh(a(), &["undefine", &running]).unwrap();
+    let off = share("sharer-off", false);
+    refused().await;
+    lab.remove_all(&req, &left, LeftoverContext::AfterSuccess)
+        .await;
+    assert!(outside(a(), &base).exists(), "still the shut-off VM's base");
+    for n in [&running, &off, &name] {
+        lab.cleanup(n);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_disks_move_with_equal_checksums() {
+    if !lab_enabled("two_disks_move_with_equal_checksums") {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = lab.mkvm("two", &["--disks", "2", "--size", "64,32", "--fill", "8"]);
+    let paths: Vec<String> = (0..2)
+        .map(|i| format!("/var/lib/libvirt/images/{name}-{i}.qcow2"))
+        .collect();
+    let before: Vec<String> = paths.iter().map(|p| checksum(a(), p)).collect();
+    assert_ne!(before[0], before[1], "the disks hold different data");
+    let req = lab.request(&vm, &name, MigrationMode::Live);
+    lab.move_and_clean(&req).await;
+    let after: Vec<String> = paths.iter().map(|p| checksum(b(), p)).collect();
+    assert_eq!(before, after);
+    assert!(
+        virsh(b(), &["dominfo", &name])
+            .unwrap()
+            .contains("Persistent:     yes")
+    );
+    assert!(
+        virsh(a(), &["dominfo", &name]).is_err(),
+        "undefined on the source"
+    );
+    lab.cleanup(&name);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_move_keeps_content_and_stays_off() {
+    if !lab_enabled("offline_move_keeps_content_and_stays_off") {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = lab.mkvm(
+        "off",
+        &["--off", "--disks", "2", "--fill", "8", "--size", "256"],
+    );
+    let paths: Vec<String> = (0..2)
+        .map(|i| format!("/var/lib/libvirt/images/{name}-{i}.qcow2"))
+        .collect();
+    let before: Vec<String> = paths.iter().map(|p| checksum(a(), p)).collect();
+    let req = lab.request(&vm, &name, MigrationMode::Offline);
+    lab.move_and_clean(&req).await;
+    let after: Vec<String> = paths.iter().map(|p| checksum(b(), p)).collect();
+    assert_eq!(before, after);
+    assert_eq!(virsh(b(), &["domstate", &name]).unwrap(), "shut off");
+    // Sparse: a 256 MiB disk with 8 MiB written takes far less than 256 MiB on B.
+    let used = std::fs::metadata(outside(b(), &paths[0])).map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.blocks() * 512
+    });
+    let used = used.unwrap();
+    assert!(used < 64 << 20, "the copy is not sparse: {used} bytes");
+    lab.cleanup(&name);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_leaves_vm_on_source_and_a_removable_leftover_on_destination() {
+    if !lab_enabled("abort_leaves_vm_on_source_and_a_removable_leftover_on_destination") {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = lab.mkvm("abort", &["--size", "1024", "--fill", "512"]);
+    let req = lab.request(&vm, &name, MigrationMode::Live);
+    let h = lab.driver.start_migration(&req).await.unwrap();
+    // Wait until it really runs, then abort.
+    for _ in 0..100 {
+        if matches!(
+            lab.driver.migration_status(&req, &h).await.unwrap(),
+            MigrationStatus::Running(_)
+        ) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    lab.driver.abort_migration(&req, &h).await.unwrap();
+    let end = lab.wait_end(&req, &h).await;
+    assert!(matches!(end, MigrationStatus::Failed(_)), "{end:?}");
+    assert_eq!(virsh(a(), &["domstate", &name]).unwrap(), "running");
+    let dest = format!("/var/lib/libvirt/images/{name}-0.qcow2");
+    assert!(
+        outside(b(), &dest).exists(),
+        "libvirt leaves the pre-created image"
+    );
+    let left = lab.left(&req, LeftoverContext::AfterFailedAttempt).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].what, dest);
+    lab.driver
+        .remove_leftover(&req, &left[0], LeftoverContext::AfterFailedAttempt)
+        .await
+        .unwrap();
+    assert!(!outside(b(), &dest).exists());
+    assert!(outside(a(), &dest).exists(), "the source disk is untouched");
+    lab.cleanup(&name);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_backup_is_seen_as_backing_up_and_blocks_a_start() {
+    if !lab_enabled("pull_backup_is_seen_as_backing_up_and_blocks_a_start") {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = lab.mkvm("backup", &[]);
+    let xml = format!(
+        "<domainbackup mode='pull'><server transport='unix' socket='/var/lib/libvirt/qemu/{name}-nbd.sock'/>\
+         <disks><disk name='vda' backup='yes' type='file'><scratch file='/var/lib/libvirt/images/{name}-scratch.qcow2'/></disk></disks></domainbackup>"
+    );
+    let f = std::env::temp_dir().join(format!("{name}-backup.xml"));
+    std::fs::write(&f, xml).unwrap();
+    virsh(a(), &["backup-begin", &name, f.to_str().unwrap()]).unwrap();
+    let vms = lab.driver.list_vms(&HostId::new(a())).await.unwrap();
+    let info = vms.iter().find(|v| v.id == vm).unwrap();
+    assert_eq!(info.activity, Activity::BackingUp);
+    assert_eq!(info.health, Health::InService);
+    let err = lab
+        .driver
+        .start_migration(&lab.request(&vm, &name, MigrationMode::Live))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Transient, "{err}");
+    virsh(a(), &["domjobabort", &name]).unwrap();
+    let vms = lab.driver.list_vms(&HostId::new(a())).await.unwrap();
+    assert_eq!(
+        vms.iter().find(|v| v.id == vm).unwrap().activity,
+        Activity::Idle
+    );
+    let _ = std::fs::remove_file(f);
+    lab.cleanup(&name);
+}
+
+/// The highest `vmove-counter N` in a serial log (0 when none).
+fn last_counter(log: &std::path::Path) -> u64 {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("vmove-counter "))
+        .filter_map(|n| n.trim().parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The counter the guest last wrote to sector 0 of its disk (read without locking).
+fn disk_counter(host: &str, path: &str) -> u64 {
+    let out = run(Command::new("qemu-io")
+        .args(["-U", "-r", "-f", "qcow2", "-c", "read -v 0 64"])
+        .arg(outside(host, path)));
+    // qemu-io -v prints a hex dump with the text on the right: collect the text column.
+    let text: String = out.lines().filter_map(|l| l.split("  ").last()).collect();
+    // (qemu-io shows '-' and ' ' as '.': "vmove.counter.000000000011".)
+    text.split("counter")
+        .nth(1)
+        .and_then(|s| {
+            s.chars()
+                .skip(1)
+                .take_while(|c| c.is_ascii_digit())
+                .collect::<String>()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linux_guest_keeps_writing_on_the_destination() {
+    if !lab_enabled("linux_guest_keeps_writing_on_the_destination") {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = lab.mkvm("linux", &["--linux", "--size", "64"]);
+    let log_a = lab_dir()
+        .join(a())
+        .join(format!("log/qemu/{name}-serial0.log"));
+    let log_b = lab_dir()
+        .join(b())
+        .join(format!("log/qemu/{name}-serial0.log"));
+    let disk = format!("/var/lib/libvirt/images/{name}-0.qcow2");
+    for _ in 0..120 {
+        if last_counter(&log_a) >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        last_counter(&log_a) >= 3,
+        "the guest did not boot and count on hostA"
+    );
+    let req = lab.request(&vm, &name, MigrationMode::Live);
+    lab.move_and_clean(&req).await;
+    let on_a = last_counter(&log_a);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let on_b = last_counter(&log_b);
+    assert!(
+        on_b > on_a,
+        "the guest does not count on hostB: last on A {on_a}, on B {on_b}"
+    );
+    let d1 = disk_counter(b(), &disk);
+    assert!(
+        d1 > on_a,
+        "the disk on hostB holds counter {d1}, not past {on_a}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let d2 = disk_counter(b(), &disk);
+    assert!(
+        d2 > d1,
+        "the guest's writes do not reach its disk on hostB ({d1} then {d2})"
+    );
+    assert_eq!(virsh(b(), &["domstate", &name]).unwrap(), "running");
+    lab.cleanup(&name);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_migration_is_seen_on_both_hosts_without_waiting_for_its_job() {
+    if !lab_enabled("foreign_migration_is_seen_on_both_hosts_without_waiting_for_its_job") {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = lab.mkvm("foreign", &["--size", "256", "--fill", "128"]);
+    // A slow migration started by someone else (virsh), 4 MiB/s.
+    let mut child = Command::new("virsh")
+        .args([
+            "-q",
+            "-c",
+            &uri(a()),
+            "migrate",
+            "--live",
+            "--copy-storage-all",
+            "--persistent",
+        ])
+        .args(["--undefinesource", "--bandwidth", "4", &name, &uri(b())])
+        .spawn()
+        .unwrap();
+    let mut seen = false;
+    for _ in 0..40 {
+        if virsh(a(), &["domjobinfo", &name])
+            .unwrap_or_default()
+            .contains("Outgoing migration")
+        {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(seen, "the foreign migration did not start");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The destination's domain is paused with the migration holding its job: reading it must
+    // not wait for that job (a block job query would, 30 s).
+    let t = std::time::Instant::now();
+    let on_b = lab.driver.list_vms(&HostId::new(b())).await.unwrap();
+    let hb = lab.driver.host_info(&HostId::new(b())).await.unwrap();
+    let on_a = lab.driver.list_vms(&HostId::new(a())).await.unwrap();
+    let ha = lab.driver.host_info(&HostId::new(a())).await.unwrap();
+    let took = t.elapsed();
+    let _ = virsh(a(), &["domjobabort", &name]);
+    let _ = child.wait();
+    assert!(
+        took < Duration::from_secs(10),
+        "reading the hosts took {took:?}"
+    );
+    assert_eq!(
+        on_b.iter().find(|v| v.id == vm).map(|v| v.activity.clone()),
+        Some(Activity::MigratingIn)
+    );
+    assert_eq!(
+        on_a.iter().find(|v| v.id == vm).map(|v| v.activity.clone()),
+        Some(Activity::MigratingOut)
+    );
+    assert_eq!((ha.active_migrations, hb.active_migrations), (1, 1));
+    lab.cleanup(&name);
+}
