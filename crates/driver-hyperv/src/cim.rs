@@ -10,6 +10,11 @@
 use crate::xml::{Element, NS_XSI, esc};
 use std::fmt::Write as _;
 
+/// The Hyper-V WMI namespace (Msvm_* classes).
+pub const V2: &str = "root/virtualization/v2";
+/// The Windows WMI namespace (Win32_* and CIM_DataFile classes).
+pub const CIMV2: &str = "root/cimv2";
+
 /// WS-Addressing.
 pub const NS_ADDRESSING: &str = "http://schemas.xmlsoap.org/ws/2004/08/addressing";
 /// WS-Management (DMTF).

@@ -24,12 +24,15 @@ pub mod cim;
 pub mod cleanup;
 pub mod config;
 pub mod driver;
+mod error;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
+mod inventory;
 pub mod job;
 pub mod paths;
 pub mod prepare;
 pub mod record;
+mod status;
 pub mod verify;
 pub mod wsman;
 pub mod xml;
