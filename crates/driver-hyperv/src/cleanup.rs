@@ -1,5 +1,6 @@
-//! Folder clean-up: how a folder is removed through WMI without deleting what someone puts
-//! into it after the check.
+//! Clean-up: the driver's leftovers (what a failed attempt left on the destination, or a
+//! finished move on the source; listed, then each checked again and removed), and how a folder
+//! is removed through WMI without deleting what someone puts into it after the check.
 //!
 //! # The finding (issue 13, defect 10)
 //! Whether `Win32_Directory.Delete` refuses a folder that is not empty is **not proven**, and
@@ -48,7 +49,7 @@
 
 use crate::cim::{CIMV2, CimInstance, CimValue, Epr, V2, class_uri};
 use crate::driver::HyperVDriver;
-use crate::error::{rv_error, write_err};
+use crate::error::{RV_COMPLETED, RV_JOB_STARTED, rv_error, write_err};
 use crate::paths::{self, wql_str};
 use crate::wsman::Param;
 use vmove_driver::*;
@@ -338,8 +339,8 @@ impl HyperVDriver {
                 e
             })?;
         match out.get_u32("ReturnValue") {
-            Some(0) => Ok(()),
-            Some(4096) => {
+            Some(RV_COMPLETED) => Ok(()),
+            Some(RV_JOB_STARTED) => {
                 // A job removes it: the start is asked again once it is gone.
                 Err(DriverError::transient(format!(
                     "the planned VM of {} on {dst} is being removed",

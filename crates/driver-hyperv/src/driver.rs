@@ -5,7 +5,7 @@
 //! attempt records in `record`.
 
 use crate::cim::CimInstance;
-use crate::config::HyperVHostConfig;
+use crate::config::{DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_REQUEST_TIMEOUT_SECS, HyperVHostConfig};
 use crate::error::read_err;
 use crate::wsman::{Credentials, TlsOptions, TransportConfig, WsmanClient};
 use async_trait::async_trait;
@@ -116,8 +116,14 @@ impl HyperVDriver {
                 insecure_skip_verify: cfg.insecure_skip_verify,
             },
             kerberos: cfg.kerberos(),
-            connect_timeout: Duration::from_secs(cfg.connect_timeout_secs.unwrap_or(20)),
-            request_timeout: Duration::from_secs(cfg.request_timeout_secs.unwrap_or(60)),
+            connect_timeout: Duration::from_secs(
+                cfg.connect_timeout_secs
+                    .unwrap_or(DEFAULT_CONNECT_TIMEOUT_SECS),
+            ),
+            request_timeout: Duration::from_secs(
+                cfg.request_timeout_secs
+                    .unwrap_or(DEFAULT_REQUEST_TIMEOUT_SECS),
+            ),
         };
         Host {
             client: WsmanClient::new(tc, creds),

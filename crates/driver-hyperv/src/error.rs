@@ -73,11 +73,20 @@ fn e_is_timeout(e: &WsmanError) -> bool {
     matches!(e, WsmanError::Soap(s) if s.is_timeout())
 }
 
+/// A WMI method's return value: completed (the migration service's table,
+/// MicrosoftDocs/win32 desktop-src/HyperV_v2/migratevirtualsystemtohost-msvm-
+/// virtualsystemmigrationservice.md, shared by `RequestStateChange` and `DestroySystem`).
+pub(crate) const RV_COMPLETED: u32 = 0;
+/// The method started a job that carries it on ("Method Parameters Checked - Job Started").
+pub(crate) const RV_JOB_STARTED: u32 = 4096;
+/// "Invalid state for this operation": asked of a job that has ended meanwhile.
+pub(crate) const RV_INVALID_STATE: u32 = 32775;
+
 /// Words for a WMI method return value.
 pub fn return_value_words(rv: u32) -> &'static str {
     match rv {
-        0 => "completed",
-        4096 => "job started",
+        RV_COMPLETED => "completed",
+        RV_JOB_STARTED => "job started",
         32768 => "failed",
         32769 => "access denied",
         32770 => "not supported",
@@ -85,7 +94,7 @@ pub fn return_value_words(rv: u32) -> &'static str {
         32772 => "timeout",
         32773 => "invalid parameter",
         32774 => "system is in use",
-        32775 => "invalid state for this operation",
+        RV_INVALID_STATE => "invalid state for this operation",
         32776 => "incorrect data type",
         32777 => "system is not available",
         32778 => "out of memory",

@@ -9,6 +9,12 @@ use crate::status::{MIGRATING, op_status, power_of, status_of};
 use std::collections::HashMap;
 use vmove_driver::*;
 
+/// `Msvm_MemorySettingData.VirtualQuantity` counts megabytes (its `AllocationUnits` is
+/// "byte*2^20": msvm-memorysettingdata.md): shifted left by this, bytes.
+const MIB_SHIFT: u32 = 20;
+/// `Win32_OperatingSystem.FreePhysicalMemory` counts kilobytes (win32-operatingsystem.md).
+const BYTES_PER_KIB: u64 = 1024;
+
 impl HyperVDriver {
     /// The computer name Hyper-V knows the host by.
     pub(crate) async fn host_name(&self, id: &HostId) -> DriverResult<String> {
@@ -142,7 +148,7 @@ impl HyperVDriver {
                     .and_then(Self::guid_of_instance_id),
                 i.get_u64("VirtualQuantity"),
             ) {
-                m.entry(g).or_insert(mb << 20);
+                m.entry(g).or_insert(mb << MIB_SHIFT);
             }
         }
         Ok(m)
@@ -338,7 +344,7 @@ impl HyperVDriver {
             .first()
             .and_then(|o| o.get_u64("FreePhysicalMemory"))
             .unwrap_or(0)
-            * 1024;
+            * BYTES_PER_KIB;
         let free_disk_bytes = self
             .volumes(host)
             .await?

@@ -1,5 +1,6 @@
 //! Migration jobs: the reference `MigrateVirtualSystemToHost` returned, what a job's state
-//! means, how it is cancelled, and what a failed job's detail says.
+//! means, how it is cancelled, and what a failed job's detail says; and the driver's calls on
+//! a job (read, poll, cancel).
 //!
 //! # Sources
 //! - The class of the job is the one the method's `Job` reference names: an
@@ -32,7 +33,7 @@
 use crate::cim::{CimInstance, CimValue, Epr, V2, class_uri};
 use crate::driver::HyperVDriver;
 pub use crate::error::code_class;
-use crate::error::{read_err, rv_error, write_err};
+use crate::error::{RV_COMPLETED, RV_INVALID_STATE, RV_JOB_STARTED, read_err, rv_error, write_err};
 use crate::paths::wql_str;
 use crate::wsman::{Param, WsmanError};
 use vmove_driver::*;
@@ -431,8 +432,8 @@ impl HyperVDriver {
                 .await?;
         }
         match rv {
-            Some(0) | Some(4096) => Ok(()),
-            Some(32775) => Ok(()), // it ended meanwhile
+            Some(RV_COMPLETED) | Some(RV_JOB_STARTED) => Ok(()),
+            Some(RV_INVALID_STATE) => Ok(()), // it ended meanwhile
             Some(rv) => Err(rv_error("RequestStateChange", rv)),
             None => Err(DriverError::indeterminate(
                 "RequestStateChange returned no ReturnValue",

@@ -1,7 +1,8 @@
 //! What a move sends and what it looks for: the embedded instances of
 //! `MigrateVirtualSystemToHost` (and of the migratability check, which gets the same), which
 //! storage entries are virtual hard disks, which `Msvm_ComputerSystem` is a VM, and the
-//! destination's name. Pure functions over instances read from the hosts.
+//! destination's name: pure functions over instances read from the hosts. Then the start of a
+//! move on them (`HyperVDriver::start`: the checks, the attempt record, the call).
 //!
 //! # Embedded instances
 //! Minimal: the identity (`InstanceID`) and the properties the move sets, each with the CIM type
@@ -21,7 +22,7 @@
 use crate::cim::{CIMV2, V2};
 use crate::cim::{CimInstance, CimValue};
 use crate::driver::{HyperVDriver, Moved};
-use crate::error::{read_err, rv_error, write_err};
+use crate::error::{RV_COMPLETED, RV_JOB_STARTED, read_err, rv_error, write_err};
 use crate::job::JobRef;
 use crate::paths;
 use crate::record::AttemptRecord;
@@ -373,8 +374,8 @@ impl HyperVDriver {
             .await
             .map_err(|e| read_err(src, "CheckVirtualSystemIsMigratableToHost", e))?;
         match check.get_u32("ReturnValue") {
-            Some(0) if check.get_bool("IsMigratable") == Some(true) => {}
-            Some(0) => {
+            Some(RV_COMPLETED) if check.get_bool("IsMigratable") == Some(true) => {}
+            Some(RV_COMPLETED) => {
                 return Err(DriverError::destination_refused(format!(
                     "{} cannot be migrated to {dst} (CheckVirtualSystemIsMigratableToHost)",
                     req.vm_name
@@ -455,7 +456,7 @@ impl HyperVDriver {
             disks: sizes,
         };
         match out.get_u32("ReturnValue") {
-            Some(4096) => {
+            Some(RV_JOB_STARTED) => {
                 // The handle is the reference the call returned (class and selectors): the
                 // job is an Msvm_MigrationJob, never found as an Msvm_ConcreteJob (job.rs).
                 let job = out
@@ -470,7 +471,7 @@ impl HyperVDriver {
                 self.remember(req, moved);
                 Ok(MigrationHandle(job))
             }
-            Some(0) => {
+            Some(RV_COMPLETED) => {
                 self.remember(req, moved);
                 Ok(MigrationHandle(format!("done:{guid}")))
             }

@@ -15,7 +15,7 @@
 //!   `folder=<path>` for each folder above them that did not exist (deepest first).
 //!
 //! A value is written whole or not at all (`RegSetValueEx`), so a record is never half there.
-//! Order of operations in `start_migration` (see `driver.rs`), so that a crash anywhere leaves
+//! Order of operations in `start_migration` (see `prepare.rs`), so that a crash anywhere leaves
 //! nothing unprovable that vmove made and nothing proven that it did not make:
 //! 1. the paths are checked free (a taken disk path refuses the start: no record);
 //! 2. the record is written (merged with what the VM's earlier records on that host still vouch

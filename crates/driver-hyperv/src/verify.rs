@@ -1,4 +1,4 @@
-//! The disk half of a move's proof, as a pure function.
+//! A move's proof: its disk half as a pure function, and the driver's `verify` around it.
 //!
 //! A move is proven from the destination VM's own disk entries: the `HostResource` paths of
 //! its `Msvm_StorageAllocationSettingData` on the destination, each of which must exist there
@@ -10,8 +10,7 @@
 //! reaching the disk (Hyper-V mirrors them to the destination copy before the switch-over), so
 //! the destination's file is routinely larger than the size read from the source before the
 //! start: `Msvm_VirtualHardDiskSettingData.Type` 3 (dynamic) and 4 (differencing) are
-//! expanding formats (class reference), and dynamic is `New-VHD`'s default. Byte equality
-//! refused such moves as unproven and left them for a person. The file's existence at the path
+//! expanding formats (class reference), and dynamic is `New-VHD`'s default. The file's existence at the path
 //! the destination VM itself uses is what Hyper-V's own completion means for storage; its
 //! size says nothing more.
 

@@ -192,9 +192,7 @@ pub enum CimValue {
     Null,
     /// A scalar read from the wire, type unknown.
     Text(String),
-    /// A string.
     String(String),
-    /// A boolean.
     Bool(bool),
     /// A uint16.
     U16(u16),

@@ -20,12 +20,10 @@ pub const NS_CIMV2: &str = "root/cimv2";
 /// host caption: the fake uses a stand-in, which matters only in not being the English one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Locale {
-    /// English (the captions the driver used to filter on).
+    /// English (the fake's default).
     #[default]
     English,
-    /// Swedish.
     Swedish,
-    /// Japanese.
     Japanese,
 }
 
@@ -206,7 +204,6 @@ pub struct FakeHost {
     pub volumes: Vec<String>,
     /// Free bytes per volume.
     pub free_disk_bytes: u64,
-    /// Free memory.
     pub free_memory_bytes: u64,
     /// Files by lower-case path.
     pub files: BTreeMap<String, FakeFile>,
@@ -357,7 +354,6 @@ pub struct Fault {
     pub subcode: String,
     /// WSManFault code.
     pub code: u64,
-    /// Words.
     pub reason: String,
 }
 

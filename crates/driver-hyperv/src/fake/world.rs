@@ -18,7 +18,6 @@ pub struct World {
     pub now_ms: u64,
     /// Hosts by key (the name the test and the driver config use).
     pub hosts: BTreeMap<String, FakeHost>,
-    /// Injected faults.
     pub faults: Faults,
     /// What was called.
     pub calls: Calls,

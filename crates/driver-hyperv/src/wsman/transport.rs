@@ -31,7 +31,7 @@ pub enum AuthMethod {
     Basic,
 }
 
-/// TLS options.
+/// How an HTTPS listener's certificate is checked.
 #[derive(Clone, Debug, Default)]
 pub struct TlsOptions {
     /// A PEM file of extra CA certificates to trust besides the system's.
@@ -45,11 +45,9 @@ pub struct TlsOptions {
 pub struct TransportConfig {
     /// Host name or address.
     pub host: String,
-    /// TCP port.
     pub port: u16,
     /// HTTP or HTTPS.
     pub scheme: Scheme,
-    /// Authentication.
     pub auth: AuthMethod,
     /// TLS options (HTTPS).
     pub tls: TlsOptions,
@@ -78,7 +76,6 @@ pub enum TransportError {
     /// TCP connect failed.
     #[error("cannot connect to {endpoint}")]
     Connect {
-        /// The endpoint.
         endpoint: String,
         /// Why.
         #[source]
@@ -87,21 +84,16 @@ pub enum TransportError {
     /// TLS set-up or handshake failed.
     #[error("TLS with {endpoint} failed: {reason}")]
     Tls {
-        /// The endpoint.
         endpoint: String,
         /// Why.
         reason: String,
     },
     /// The host refused our credentials.
     #[error("{endpoint} refused the credentials (HTTP 401)")]
-    Unauthorized {
-        /// The endpoint.
-        endpoint: String,
-    },
+    Unauthorized { endpoint: String },
     /// Authentication failed locally or the handshake broke.
     #[error("authentication with {endpoint} failed: {reason}")]
     Auth {
-        /// The endpoint.
         endpoint: String,
         /// Why.
         reason: String,
@@ -109,7 +101,6 @@ pub enum TransportError {
     /// The KDC refused (wrong password, unknown principal, ...).
     #[error("authentication with {endpoint} failed: {reason}")]
     KerberosRefused {
-        /// The endpoint.
         endpoint: String,
         /// Why.
         reason: String,
@@ -119,16 +110,10 @@ pub enum TransportError {
     Unsupported(String),
     /// An HTTP status without a SOAP answer.
     #[error("{endpoint} answered HTTP {status}")]
-    Status {
-        /// The endpoint.
-        endpoint: String,
-        /// The status.
-        status: u16,
-    },
+    Status { endpoint: String, status: u16 },
     /// The connection broke or the HTTP exchange failed.
     #[error("HTTP exchange with {endpoint} failed: {reason}")]
     Http {
-        /// The endpoint.
         endpoint: String,
         /// Why.
         reason: String,
@@ -138,7 +123,6 @@ pub enum TransportError {
     /// No answer in time.
     #[error("{endpoint} did not answer within {secs} s")]
     Timeout {
-        /// The endpoint.
         endpoint: String,
         /// The timeout.
         secs: u64,
