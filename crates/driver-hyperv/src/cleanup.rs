@@ -393,13 +393,10 @@ impl HyperVDriver {
     ) -> DriverResult<Vec<Leftover>> {
         match context {
             LeftoverContext::AfterFailedAttempt => {
-                // A failed shared-nothing move can leave the VHD copies it made in the paths this
-                // driver gave it. Listed: exactly those paths (checked absent before the attempt
-                // and named by an attempt record of the VM on the destination, see record.rs),
-                // when the file is there, no VM on the destination uses it and no other VM's
-                // record names it, and the VM is safe on the source and not on the destination.
-                // A planned VM of the VM a failed attempt left there (listed last, removed by
-                // `remove_leftover` with DestroySystem: `remove_planned_leftover`).
+                // Only what an attempt record of the VM on the destination names, each file and
+                // folder only while nothing else may use it, then a planned VM of it (removed by
+                // `remove_planned_leftover`): docs/drivers/hyperv.md, "Clean-up of the
+                // destination after a failed attempt", tells the rules and why.
                 let planned = self.planned_leftover(req).await?;
                 let rec = self.own_record(req).await?;
                 if rec.is_empty() {

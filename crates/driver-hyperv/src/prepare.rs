@@ -237,7 +237,7 @@ impl HyperVDriver {
     }
 
     /// `Driver::start_migration`: checks, the attempt record, then `MigrateVirtualSystemToHost`
-    /// (record.rs tells the order and why).
+    /// (docs/drivers/hyperv.md, Attempt records, tells the order and why).
     pub(crate) async fn start(&self, req: &MigrationRequest) -> DriverResult<MigrationHandle> {
         let (src, dst) = (&req.source, &req.destination);
         if src == dst {
@@ -391,7 +391,8 @@ impl HyperVDriver {
         // From here on the destination paths may fill: record them on the destination (all
         // checked absent above) so that a failed attempt's copies and folders can be found, by
         // this process or one started after a crash, and only they removed. Then check again
-        // with the record in place: what appeared meanwhile is not ours (record.rs).
+        // with the record in place: what appeared meanwhile is not ours (docs/drivers/hyperv.md,
+        // Attempt records).
         let rec = AttemptRecord {
             disks: plan.disks.iter().map(|(_, t)| t.clone()).collect(),
             folders: new_folders,

@@ -15,20 +15,9 @@
 //!   `folder=<path>` for each folder above them that did not exist (deepest first).
 //!
 //! A value is written whole or not at all (`RegSetValueEx`), so a record is never half there.
-//! Order of operations in `start_migration` (see `prepare.rs`), so that a crash anywhere leaves
-//! nothing unprovable that vmove made and nothing proven that it did not make:
-//! 1. the paths are checked free (a taken disk path refuses the start: no record);
-//! 2. the record is written (merged with what the VM's earlier records on that host still vouch
-//!    for, which are then deleted);
-//! 3. the paths are checked again with the record in place: anything there now refuses the start
-//!    and the record is deleted;
-//! 4. `MigrateVirtualSystemToHost`.
-//!
-//! A crash between 2 and 4 leaves a record of paths that stay empty: it lists nothing, and the
-//! next start of that VM to that host drops it. Removing a listed leftover drops its path from
-//! the records (after the removal: a crash in between leaves a record of a path that is gone,
-//! which lists nothing), and a record that names nothing more is deleted; a verified move to the
-//! host deletes all of that VM's records there (its files there are its own now).
+//! The order of operations in `start_migration` (prepare.rs), what a crash at each step leaves,
+//! and when records are dropped: docs/drivers/hyperv.md, "What the driver does", Attempt
+//! records (the full story, told once there).
 
 use crate::cim::{CimInstance, CimValue, Epr, class_uri};
 use crate::driver::HyperVDriver;

@@ -117,7 +117,8 @@ impl HyperVDriver {
         if v.is_proof() {
             // The VM's files on the destination are its own now, proven by the VM itself: its
             // attempt records there go, so that they can never make them look like leftovers
-            // (deleting a record is always safe: it can only keep a file; see record.rs).
+            // (deleting a record is always safe: it can only keep a file; docs/drivers/hyperv.md,
+            // Attempt records).
             self.drop_records_after_proof(req).await;
         }
         Ok(v)

@@ -1,5 +1,5 @@
 //! How a connection to a WinRM listener is configured (scheme, authentication, TLS, time-outs)
-//! and how it fails ([`TransportError`]); the connection itself is [`super::connection`].
+//! and how it fails ([`TransportError`]); the connection itself is in `connection.rs`.
 
 use super::kerberos::KerberosOptions;
 use super::sealing;
