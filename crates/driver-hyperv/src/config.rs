@@ -57,13 +57,22 @@ pub struct HyperVHostConfig {
     /// migration service's selectors). Read from the host when absent.
     #[serde(default)]
     pub host_name: Option<String>,
-    /// Seconds one WS-Management request may take (default 60).
+    /// Seconds one WS-Management request may take ([`DEFAULT_REQUEST_TIMEOUT_SECS`]).
     #[serde(default)]
     pub request_timeout_secs: Option<u64>,
-    /// Seconds connecting and authenticating may take (default 20).
+    /// Seconds connecting and authenticating may take ([`DEFAULT_CONNECT_TIMEOUT_SECS`]).
     #[serde(default)]
     pub connect_timeout_secs: Option<u64>,
 }
+
+/// Seconds one WS-Management request may take when `request_timeout_secs` is not set: WinRM's
+/// own default `MaxTimeoutms` is 60000 (`winrm get winrm/config`), so a host answers or faults
+/// within it.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 60;
+/// Seconds connecting and authenticating may take when `connect_timeout_secs` is not set: TCP,
+/// TLS and a Kerberos or NTLM round trip take well under a second on a working link; a third of
+/// a request's time bounds a host that does not answer.
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 20;
 
 fn default_transport() -> Scheme {
     Scheme::Https

@@ -1,5 +1,6 @@
 //! Migration jobs: the reference `MigrateVirtualSystemToHost` returned, what a job's state
-//! means, how it is cancelled, and what a failed job's detail says.
+//! means, how it is cancelled, and what a failed job's detail says; and the driver's calls on
+//! a job (read, poll, cancel).
 //!
 //! # Sources
 //! - The class of the job is the one the method's `Job` reference names: an
@@ -29,11 +30,13 @@
 //!   job's own `ErrorCode` uses the migration service's return-value table (32768 failed,
 //!   32769 access denied, ...).
 
-use crate::cim::{CimInstance, Epr, class_uri};
-use vmove_driver::ErrorClass;
-
-/// `root/virtualization/v2`.
-const V2: &str = "root/virtualization/v2";
+use crate::cim::{CimInstance, CimValue, Epr, V2, class_uri};
+use crate::driver::HyperVDriver;
+pub use crate::error::code_class;
+use crate::error::{RV_COMPLETED, RV_INVALID_STATE, RV_JOB_STARTED, read_err, rv_error, write_err};
+use crate::paths::wql_str;
+use crate::wsman::{Param, WsmanError};
+use vmove_driver::*;
 
 /// A job, as the reference a method returned names it: its resource URI (which ends in its
 /// class) and key selectors.
@@ -206,19 +209,6 @@ pub fn cancellable(job: &CimInstance) -> bool {
     job.get_bool("Cancellable") == Some(true)
 }
 
-/// The class of a job `ErrorCode` or method return value (the migration service's table).
-pub fn code_class(code: u32) -> ErrorClass {
-    match code {
-        // failed, status unknown, timeout, system in use, invalid state, not available
-        32768 | 32771 | 32772 | 32774 | 32775 | 32777 => ErrorClass::Transient,
-        // out of memory: this destination cannot take it now
-        32778 => ErrorClass::DestinationRefused,
-        // access denied, not supported, invalid parameter, incorrect data type, and codes no
-        // table defines
-        _ => ErrorClass::Permanent,
-    }
-}
-
 /// One `Msvm_Error` of `GetErrorEx`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobError {
@@ -277,6 +267,179 @@ pub fn failure(job: &CimInstance, errors: &[JobError]) -> (ErrorClass, String) {
         }
     }
     (class, format!("{words} (error {code})"))
+}
+
+impl HyperVDriver {
+    /// The job a handle names, read through the reference the call returned (WS-Transfer Get
+    /// on its class and selectors: job.rs); None when the host says it is gone.
+    pub(crate) async fn job(&self, id: &HostId, handle: &str) -> DriverResult<Option<CimInstance>> {
+        let r = JobRef::decode(handle);
+        match self.host(id)?.client.get(&r.epr()).await {
+            Ok(j) => Ok(Some(j)),
+            Err(WsmanError::Soap(s)) if crate::job::is_gone(&s) => Ok(None),
+            Err(e) => Err(read_err(id, "reading the migration job", e)),
+        }
+    }
+
+    /// A failed job's errors (`GetErrorEx`), best effort: a job whose detail cannot be read
+    /// still failed, with its `ErrorCode` and `ErrorDescription`.
+    pub(crate) async fn job_errors(&self, id: &HostId, handle: &str) -> Vec<crate::job::JobError> {
+        let r = JobRef::decode(handle);
+        let out = match self.host(id) {
+            Ok(h) => h.client.invoke(&r.epr(), "GetErrorEx", &[]).await,
+            Err(_) => return Vec::new(),
+        };
+        match out {
+            Ok(o) if o.get_u32("ReturnValue") == Some(0) => o
+                .get_array("Errors")
+                .iter()
+                .filter_map(|t| crate::job::JobError::parse(t))
+                .collect(),
+            Ok(o) => {
+                tracing::warn!(host = %id, rv = ?o.get_u32("ReturnValue"), "GetErrorEx on the failed migration job did not answer 0");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(host = %id, error = %e, "GetErrorEx on the failed migration job failed");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Asks the job for a state change; its ReturnValue.
+    pub(crate) async fn request_job_state(
+        &self,
+        id: &HostId,
+        handle: &str,
+        state: u16,
+    ) -> DriverResult<Option<u32>> {
+        let out = self
+            .host(id)?
+            .client
+            .invoke(
+                &JobRef::decode(handle).epr(),
+                "RequestStateChange",
+                &[("RequestedState".into(), Param::Value(CimValue::U16(state)))],
+            )
+            .await
+            .map_err(|e| write_err(id, "RequestStateChange on the migration job", e))?;
+        Ok(out.get_u32("ReturnValue"))
+    }
+
+    pub(crate) async fn running_job_of(
+        &self,
+        id: &HostId,
+        guid: &str,
+    ) -> DriverResult<Option<String>> {
+        let q = format!(
+            "SELECT * FROM Msvm_MigrationJob WHERE VirtualSystemName={}",
+            wql_str(guid)
+        );
+        Ok(self
+            .query(id, V2, &q)
+            .await?
+            .into_iter()
+            .find(crate::job::is_running)
+            .and_then(|j| {
+                j.epr
+                    .as_ref()
+                    .and_then(JobRef::from_epr)
+                    .or_else(|| j.get_str("InstanceID").map(|i| JobRef::migration(&i)))
+            })
+            .map(|r| r.encode()))
+    }
+
+    /// `Driver::migration_status`: the job's phase, read through its reference.
+    pub(crate) async fn job_status(
+        &self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+    ) -> DriverResult<MigrationStatus> {
+        if handle.0.starts_with("done:") {
+            return Ok(MigrationStatus::Completed);
+        }
+        let Some(job) = self.job(&req.source, &handle.0).await? else {
+            // Jobs are deleted some time after they end: decide by where the VM is.
+            let on_dst = self.vm_instance(&req.destination, &req.vm).await?.is_some();
+            let on_src = self.vm_instance(&req.source, &req.vm).await?.is_some();
+            return Ok(if on_dst && !on_src {
+                MigrationStatus::Completed
+            } else {
+                MigrationStatus::Failed(Failure::new(
+                    ErrorClass::Transient,
+                    "the migration job disappeared and the VM did not arrive",
+                ))
+            });
+        };
+        Ok(match crate::job::phase_of(&job) {
+            JobPhase::Pending => MigrationStatus::Pending,
+            JobPhase::Running(percent) => MigrationStatus::Running(Progress {
+                percent,
+                ..Progress::default()
+            }),
+            JobPhase::Completed { warning } => {
+                if let Some(w) = warning {
+                    // JobState 32768: done, with something to tell (os-win counts it done).
+                    tracing::warn!(vm = %req.vm, host = %req.source, "the migration job completed with warnings: {w}");
+                }
+                MigrationStatus::Completed
+            }
+            JobPhase::Cancelled => MigrationStatus::Failed(Failure::new(
+                ErrorClass::Transient,
+                "the migration job was cancelled",
+            )),
+            JobPhase::Failed => {
+                let errors = self.job_errors(&req.source, &handle.0).await;
+                let (class, words) = crate::job::failure(&job, &errors);
+                MigrationStatus::Failed(Failure::new(class, words))
+            }
+        })
+    }
+
+    /// `Driver::abort_migration`: Terminate, or Kill when Terminate is unsupported (module doc).
+    pub(crate) async fn abort_job(
+        &self,
+        req: &MigrationRequest,
+        handle: &MigrationHandle,
+    ) -> DriverResult<()> {
+        if handle.0.starts_with("done:") {
+            return Ok(());
+        }
+        let Some(job) = self.job(&req.source, &handle.0).await? else {
+            return Ok(());
+        };
+        if !crate::job::is_running(&job) {
+            return Ok(());
+        }
+        if !crate::job::cancellable(&job) {
+            // Asked only of a job that says it can be cancelled (job.rs); this one runs to
+            // its end, and the engine's looks find how it ended.
+            return Err(DriverError::permanent(format!(
+                "the migration job of VM {} on {} says it cannot be cancelled (Cancellable is {}): it runs to its end",
+                req.vm,
+                req.source,
+                job.get_str("Cancellable")
+                    .unwrap_or_else(|| "not set".into())
+            )));
+        }
+        let mut rv = self
+            .request_job_state(&req.source, &handle.0, crate::job::TERMINATE)
+            .await?;
+        if rv.is_some_and(crate::job::transition_unsupported) {
+            tracing::info!(vm = %req.vm, "the migration job refused Terminate as unsupported: asking Kill, as os-win does");
+            rv = self
+                .request_job_state(&req.source, &handle.0, crate::job::KILL)
+                .await?;
+        }
+        match rv {
+            Some(RV_COMPLETED) | Some(RV_JOB_STARTED) => Ok(()),
+            Some(RV_INVALID_STATE) => Ok(()), // it ended meanwhile
+            Some(rv) => Err(rv_error("RequestStateChange", rv)),
+            None => Err(DriverError::indeterminate(
+                "RequestStateChange returned no ReturnValue",
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

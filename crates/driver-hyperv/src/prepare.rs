@@ -1,7 +1,8 @@
 //! What a move sends and what it looks for: the embedded instances of
 //! `MigrateVirtualSystemToHost` (and of the migratability check, which gets the same), which
 //! storage entries are virtual hard disks, which `Msvm_ComputerSystem` is a VM, and the
-//! destination's name. Pure functions over instances read from the hosts.
+//! destination's name: pure functions over instances read from the hosts. Then the start of a
+//! move on them (`HyperVDriver::start`: the checks, the attempt record, the call).
 //!
 //! # Embedded instances
 //! Minimal: the identity (`InstanceID`) and the properties the move sets, each with the CIM type
@@ -18,7 +19,16 @@
 //! `VmMigrationSimpleWithNewDataRoot`). libvirt's Hyper-V driver likewise writes each embedded
 //! property with its type from a table of the class (src/hyperv/hyperv_wmi.c).
 
+use crate::cim::{CIMV2, V2};
 use crate::cim::{CimInstance, CimValue};
+use crate::driver::{HyperVDriver, Moved};
+use crate::error::{RV_COMPLETED, RV_JOB_STARTED, read_err, rv_error, write_err};
+use crate::job::JobRef;
+use crate::paths;
+use crate::record::AttemptRecord;
+use crate::status::{op_status, status_of};
+use crate::wsman::Param;
+use vmove_driver::*;
 
 /// `ResourceSubType` of a virtual hard disk (`.vhd`, `.vhdx`, and the `.avhdx` links of a
 /// checkpoint chain). ResourceType 31 also covers DVD (`Microsoft:Hyper-V:Virtual CD/DVD Disk`)
@@ -156,6 +166,326 @@ pub fn destination_name(
         }
     }
     computer_name.to_owned()
+}
+
+impl HyperVDriver {
+    /// The name a move to `id` gives as `DestinationHost` (`destination_name`): the
+    /// configured `host_name`, else the host's full DNS name, else its computer name.
+    pub(crate) async fn destination_name(&self, id: &HostId) -> DriverResult<String> {
+        if let Some(c) = &self.host(id)?.configured_name {
+            return Ok(c.clone());
+        }
+        let computer_name = self.host_name(id).await?;
+        let cs = self
+            .query(id, CIMV2, "SELECT * FROM Win32_ComputerSystem")
+            .await?;
+        Ok(destination_name(None, cs.first(), &computer_name))
+    }
+
+    /// `EnableVirtualSystemMigration` of the host's migration service settings.
+    pub(crate) async fn migration_enabled(&self, id: &HostId) -> DriverResult<bool> {
+        let sd = self
+            .query(
+                id,
+                V2,
+                "SELECT * FROM Msvm_VirtualSystemMigrationServiceSettingData",
+            )
+            .await?;
+        Ok(sd
+            .first()
+            .and_then(|s| s.get_bool("EnableVirtualSystemMigration"))
+            .unwrap_or(false))
+    }
+
+    /// Whether the source can send and the destination can take a migration, as Microsoft's
+    /// sample and os-win check before moving (Windows-classic-samples MigrationCommon.cs
+    /// `GetMigrationDestinationListenAddresses`; os-win livemigrationutils.py
+    /// `check_live_migration_config`): `EnableVirtualSystemMigration` on both, and the
+    /// destination listening on some address (`MigrationServiceListenerIPAddressList`). The
+    /// destination's addresses (for `DestinationIPAddressList`); a destination that takes no
+    /// migrations refuses (`DestinationRefused`: another may take the VM), a source that sends
+    /// none is permanent.
+    pub(crate) async fn migration_readiness(
+        &self,
+        src: &HostId,
+        dst: &HostId,
+    ) -> DriverResult<Vec<String>> {
+        if !self.migration_enabled(src).await? {
+            return Err(DriverError::permanent(format!(
+                "{src} does not send VM migrations (EnableVirtualSystemMigration is false on its migration service: Enable-VMMigration)"
+            )));
+        }
+        if !self.migration_enabled(dst).await? {
+            return Err(DriverError::destination_refused(format!(
+                "{dst} does not accept VM migrations (EnableVirtualSystemMigration is false on its migration service: Enable-VMMigration)"
+            )));
+        }
+        let addresses: Vec<String> = self
+            .service(dst)
+            .await?
+            .get_array("MigrationServiceListenerIPAddressList")
+            .into_iter()
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
+        if addresses.is_empty() {
+            return Err(DriverError::destination_refused(format!(
+                "{dst} has no migration network (its migration service listens on no address: Add-VMMigrationNetwork)"
+            )));
+        }
+        Ok(addresses)
+    }
+
+    /// `Driver::start_migration`: checks, the attempt record, then `MigrateVirtualSystemToHost`
+    /// (docs/drivers/hyperv.md, Attempt records, tells the order and why).
+    pub(crate) async fn start(&self, req: &MigrationRequest) -> DriverResult<MigrationHandle> {
+        let (src, dst) = (&req.source, &req.destination);
+        if src == dst {
+            return Err(DriverError::permanent(
+                "source and destination are the same host",
+            ));
+        }
+        let src_client = &self.host(src)?.client;
+        self.host(dst)?;
+        let guid = req.vm.as_str().to_owned();
+        let Some(vm) = self.vm_instance(src, &req.vm).await? else {
+            return Err(DriverError::permanent(format!(
+                "VM {} not found on {src}",
+                req.vm
+            )));
+        };
+        let (health, activity) = status_of(&op_status(&vm));
+        if activity != Activity::Idle {
+            return Err(DriverError::transient(format!(
+                "VM {} is busy on {src} ({activity:?})",
+                req.vm
+            )));
+        }
+        if let Health::Bad(w) = health {
+            return Err(DriverError::permanent(format!("VM {} is {w}", req.vm)));
+        }
+        // Both ends must take migrations, the destination on a network it listens on
+        // (refused before anything is written).
+        let dest_addresses = self.migration_readiness(src, dst).await?;
+        // A planned VM of this VM left on the destination by a failed attempt blocks the move:
+        // it goes first, as Move-VM does.
+        self.remove_planned_leftover(req).await?;
+        let vssd = self.vssd(src, &guid).await?;
+        // Every virtual hard disk moves: the current configuration's and every checkpoint's
+        // (the older links of each differencing chain), as Move-VM -IncludeStorage does; a VHD
+        // referenced only by a checkpoint is otherwise not moved (Windows-classic-samples
+        // VmAndStorageMigration.cs). DVD and floppy images keep their paths.
+        let mut sasds = self.vhds(src, &guid).await?;
+        let current = sasds.len();
+        sasds.extend(self.checkpoint_vhds(src, &guid).await?);
+        if let Some(shared) = sasds.iter().find(|s| is_shared_vhd(s)) {
+            return Err(DriverError::permanent(format!(
+                "{} uses the shared virtual hard disk {}: a VM with a shared disk is not moved (detach it, or move the guest cluster another way)",
+                req.vm_name,
+                shared
+                    .get_array("HostResource")
+                    .first()
+                    .cloned()
+                    .unwrap_or_default()
+            )));
+        }
+        let disk_paths = distinct_paths(&sasds);
+        let current_paths = distinct_paths(&sasds[..current]);
+        let volumes: Vec<String> = self
+            .volumes(dst)
+            .await?
+            .iter()
+            .filter_map(|v| v.get_str("DeviceID"))
+            .collect();
+        let plan = paths::plan(&req.layout, &req.vm_name, &disk_paths, &volumes)
+            .map_err(|e| DriverError::destination_refused(format!("{}: {e}", req.vm_name)))?;
+        // Never overwrite: refuse if any target file exists on the destination.
+        let mut targets: Vec<String> = plan.disks.iter().map(|(_, t)| t.clone()).collect();
+        if let Some(root) = &plan.root {
+            targets.push(paths::join(root, &format!("Virtual Machines\\{guid}.vmcx")));
+        }
+        for t in &targets {
+            if self.file_size(dst, t).await?.is_some() {
+                return Err(DriverError::destination_refused(format!(
+                    "{t} already exists on {dst}"
+                )));
+            }
+        }
+        // The folders the attempt will have to create: only these may go after it fails.
+        let mut new_folders = Vec::new();
+        for f in paths::folders_above(&targets) {
+            if !self.folder_exists(dst, &f).await? {
+                new_folders.push(f);
+            }
+        }
+        let target_of = |p: &str| {
+            plan.disks
+                .iter()
+                .find(|(s, _)| s.eq_ignore_ascii_case(p))
+                .map(|(_, t)| t.clone())
+        };
+        let mut sizes = Vec::new();
+        for s in &current_paths {
+            sizes.push((
+                s.clone(),
+                target_of(s).unwrap_or_else(|| s.clone()),
+                self.file_size(src, s).await?.unwrap_or(0),
+            ));
+        }
+        let dest_name = self.destination_name(dst).await?;
+        let src_name = self.host_name(src).await?;
+        let svc = self.service(src).await?;
+        let svc_epr = Self::service_epr(&svc, &src_name);
+        // The move's parameters, built once: the migratability check is asked with exactly
+        // these (with the source's paths it would judge the wrong files: MigrationCommon.cs
+        // CheckMigratability passes the move's new settings).
+        let mut params: Vec<(String, Param)> = vec![
+            (
+                "ComputerSystem".into(),
+                Param::Ref(crate::cim::computer_system_epr(&guid)),
+            ),
+            (
+                "DestinationHost".into(),
+                Param::Value(CimValue::String(dest_name.clone())),
+            ),
+            (
+                "MigrationSettingData".into(),
+                Param::Embedded(migration_setting_data(&dest_addresses)),
+            ),
+        ];
+        if let Some(root) = &plan.root {
+            params.push((
+                "NewSystemSettingData".into(),
+                Param::Embedded(system_settings(&vssd, root)),
+            ));
+        }
+        let rasds: Vec<CimInstance> = sasds
+            .iter()
+            .filter_map(|s| {
+                let p = s.get_array("HostResource").into_iter().next()?;
+                Some(resource_settings(s, &target_of(&p)?))
+            })
+            .collect();
+        if !rasds.is_empty() {
+            params.push(("NewResourceSettingData".into(), Param::EmbeddedArray(rasds)));
+        }
+        let check = src_client
+            .invoke(&svc_epr, "CheckVirtualSystemIsMigratableToHost", &params)
+            .await
+            .map_err(|e| read_err(src, "CheckVirtualSystemIsMigratableToHost", e))?;
+        match check.get_u32("ReturnValue") {
+            Some(RV_COMPLETED) if check.get_bool("IsMigratable") == Some(true) => {}
+            Some(RV_COMPLETED) => {
+                return Err(DriverError::destination_refused(format!(
+                    "{} cannot be migrated to {dst} (CheckVirtualSystemIsMigratableToHost)",
+                    req.vm_name
+                )));
+            }
+            Some(rv) => return Err(rv_error("CheckVirtualSystemIsMigratableToHost", rv)),
+            None => {
+                return Err(DriverError::transient(
+                    "CheckVirtualSystemIsMigratableToHost returned no ReturnValue",
+                ));
+            }
+        }
+        // From here on the destination paths may fill: record them on the destination (all
+        // checked absent above) so that a failed attempt's copies and folders can be found, by
+        // this process or one started after a crash, and only they removed. Then check again
+        // with the record in place: what appeared meanwhile is not ours (docs/drivers/hyperv.md,
+        // Attempt records).
+        let rec = AttemptRecord {
+            disks: plan.disks.iter().map(|(_, t)| t.clone()).collect(),
+            folders: new_folders,
+        };
+        let carried = self
+            .write_attempt_record(req, &rec)
+            .await
+            .map_err(|mut e| {
+                // Nothing was asked of the migration service yet: the VM certainly did not move.
+                if e.class == ErrorClass::Indeterminate {
+                    e.class = ErrorClass::Transient;
+                }
+                e.message = format!(
+                    "cannot record the attempt's destination paths: {}",
+                    e.message
+                );
+                e
+            })?;
+        let mut appeared = None;
+        for t in &targets {
+            if self.file_size(dst, t).await?.is_some() {
+                appeared = Some(t);
+                break;
+            }
+        }
+        if appeared.is_none() {
+            for f in &rec.folders {
+                if self.folder_exists(dst, f).await? {
+                    appeared = Some(f);
+                    break;
+                }
+            }
+        }
+        if let Some(p) = appeared {
+            self.drop_attempt_record(req, &carried).await;
+            return Err(DriverError::destination_refused(format!(
+                "{p} appeared on {dst} while the attempt was being prepared: not using it"
+            )));
+        }
+        tracing::info!(vm = %req.vm, from = %src, to = %dst, attempt = req.attempt, "starting MigrateVirtualSystemToHost");
+        let out = match src_client
+            .invoke(&svc_epr, "MigrateVirtualSystemToHost", &params)
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let e = write_err(src, "MigrateVirtualSystemToHost", e);
+                if e.class != ErrorClass::Indeterminate {
+                    // Certainly not taken (never sent, or refused with a fault): nothing was
+                    // created, so the record goes (it would only vouch for paths that stay
+                    // free, which someone else may fill later).
+                    self.drop_attempt_record(req, &carried).await;
+                }
+                return Err(e);
+            }
+        };
+        let moved = Moved {
+            guid: guid.clone(),
+            config_root: vssd.get_str("ConfigurationDataRoot").unwrap_or_default(),
+            snapshot_root: vssd.get_str("SnapshotDataRoot").unwrap_or_default(),
+            swap_root: vssd.get_str("SwapFileDataRoot").unwrap_or_default(),
+            disks: sizes,
+        };
+        match out.get_u32("ReturnValue") {
+            Some(RV_JOB_STARTED) => {
+                // The handle is the reference the call returned (class and selectors): the
+                // job is an Msvm_MigrationJob, never found as an Msvm_ConcreteJob (job.rs).
+                let job = out
+                    .get_ref("Job")
+                    .and_then(JobRef::from_epr)
+                    .map(|r| r.encode())
+                    .ok_or_else(|| {
+                        DriverError::indeterminate(
+                            "MigrateVirtualSystemToHost started a job but named none",
+                        )
+                    })?;
+                self.remember(req, moved);
+                Ok(MigrationHandle(job))
+            }
+            Some(RV_COMPLETED) => {
+                self.remember(req, moved);
+                Ok(MigrationHandle(format!("done:{guid}")))
+            }
+            Some(rv) => {
+                // Refused: no job, nothing created; the record goes (as above).
+                self.drop_attempt_record(req, &carried).await;
+                Err(rv_error("MigrateVirtualSystemToHost", rv))
+            }
+            None => Err(DriverError::indeterminate(
+                "MigrateVirtualSystemToHost returned no ReturnValue",
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

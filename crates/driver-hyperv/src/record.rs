@@ -15,23 +15,13 @@
 //!   `folder=<path>` for each folder above them that did not exist (deepest first).
 //!
 //! A value is written whole or not at all (`RegSetValueEx`), so a record is never half there.
-//! Order of operations in `start_migration` (see `driver.rs`), so that a crash anywhere leaves
-//! nothing unprovable that vmove made and nothing proven that it did not make:
-//! 1. the paths are checked free (a taken disk path refuses the start: no record);
-//! 2. the record is written (merged with what the VM's earlier records on that host still vouch
-//!    for, which are then deleted);
-//! 3. the paths are checked again with the record in place: anything there now refuses the start
-//!    and the record is deleted;
-//! 4. `MigrateVirtualSystemToHost`.
-//!
-//! A crash between 2 and 4 leaves a record of paths that stay empty: it lists nothing, and the
-//! next start of that VM to that host drops it. Removing a listed leftover drops its path from
-//! the records (after the removal: a crash in between leaves a record of a path that is gone,
-//! which lists nothing), and a record that names nothing more is deleted; a verified move to the
-//! host deletes all of that VM's records there (its files there are its own now).
+//! The order of operations in `start_migration` (prepare.rs), what a crash at each step leaves,
+//! and when records are dropped: docs/drivers/hyperv.md, "What the driver does", Attempt
+//! records (the full story, told once there).
 
 use crate::cim::{CimInstance, CimValue, Epr, class_uri};
-use crate::driver::{read_err, write_err};
+use crate::driver::HyperVDriver;
+use crate::error::{read_err, write_err};
 use crate::paths;
 use crate::wsman::{Param, WsmanClient};
 use vmove_driver::*;
@@ -309,6 +299,168 @@ impl Registry<'_> {
             }
         }
         Ok(())
+    }
+}
+
+impl HyperVDriver {
+    /// A host's registry (where the attempt records are).
+    pub(crate) fn registry<'a>(&'a self, id: &'a HostId) -> DriverResult<Registry<'a>> {
+        Ok(Registry {
+            client: &self.host(id)?.client,
+            host: id,
+        })
+    }
+
+    /// What the VM's attempt records on its destination vouch for, merged: this attempt's and
+    /// every earlier one's (of this run or an earlier run, by this process or another) that
+    /// still names something.
+    pub(crate) async fn own_record(&self, req: &MigrationRequest) -> DriverResult<AttemptRecord> {
+        let mut out = AttemptRecord::default();
+        for (_, r) in self.registry(&req.destination)?.records(&req.vm).await? {
+            out.merge(&r);
+        }
+        Ok(out)
+    }
+
+    /// The attempt records of every OTHER VM on `host`.
+    pub(crate) async fn others_records(
+        &self,
+        req: &MigrationRequest,
+        host: &HostId,
+    ) -> DriverResult<Vec<AttemptRecord>> {
+        self.registry(host)?.others(&req.vm).await
+    }
+
+    /// Drops `path` from the VM's records on `host` once it is gone (best effort: a record of a
+    /// path that is gone lists nothing, and the VM's next start to the host drops it).
+    pub(crate) async fn forget_removed(&self, req: &MigrationRequest, host: &HostId, path: &str) {
+        let r = match self.registry(host) {
+            Ok(r) => r.forget(&req.vm, path).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = r {
+            tracing::warn!(vm = %req.vm, host = %host, path, error = %e, "cannot drop a removed path from the attempt records");
+        }
+    }
+
+    /// Writes attempt `req`'s record `rec` on its destination, merged with what the VM's earlier
+    /// records there still vouch for (the disks and folders that still exist), then deletes
+    /// those earlier records. Written before the earlier ones go, so a crash in between leaves
+    /// both (the same paths twice), never neither. Returns what it carried over from them.
+    pub(crate) async fn write_attempt_record(
+        &self,
+        req: &MigrationRequest,
+        rec: &AttemptRecord,
+    ) -> DriverResult<AttemptRecord> {
+        let dst = &req.destination;
+        let reg = self.registry(dst)?;
+        let name = value_name(req);
+        let earlier = reg.records(&req.vm).await?;
+        let mut carried = AttemptRecord::default();
+        // (A record of this very attempt, if its start is asked again, is carried over too.)
+        for (_, r) in &earlier {
+            let mut still = AttemptRecord::default();
+            for d in &r.disks {
+                if self.file_size(dst, d).await?.is_some() {
+                    still.disks.push(d.clone());
+                }
+            }
+            for f in &r.folders {
+                if self.folder_exists(dst, f).await? {
+                    still.folders.push(f.clone());
+                }
+            }
+            carried.merge(&still);
+        }
+        let mut merged = rec.clone();
+        merged.merge(&carried);
+        reg.write(&req.vm, &name, &merged).await?;
+        for (n, _) in &earlier {
+            if *n != name {
+                reg.delete(&req.vm, n).await?;
+            }
+        }
+        Ok(carried)
+    }
+
+    /// Deletes every attempt record of the VM on its destination (its move there is proven).
+    pub(crate) async fn drop_records_after_proof(&self, req: &MigrationRequest) {
+        let r = async {
+            let reg = self.registry(&req.destination)?;
+            for (n, _) in reg.records(&req.vm).await? {
+                reg.delete(&req.vm, &n).await?;
+            }
+            DriverResult::Ok(())
+        }
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(vm = %req.vm, host = %req.destination, error = %e, "cannot delete the attempt records of a proven move");
+        }
+    }
+
+    /// Takes back what attempt `req`'s record added (its start was refused after it was
+    /// written: nothing was created): the record keeps only what it `carried` over from earlier
+    /// records, and goes when that is nothing.
+    pub(crate) async fn drop_attempt_record(
+        &self,
+        req: &MigrationRequest,
+        carried: &AttemptRecord,
+    ) {
+        let name = value_name(req);
+        let r = match self.registry(&req.destination) {
+            Ok(r) if carried.is_empty() => r.delete(&req.vm, &name).await,
+            Ok(r) => r.write(&req.vm, &name, carried).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = r {
+            tracing::warn!(vm = %req.vm, host = %req.destination, error = %e, "cannot delete the record of a refused start");
+        }
+    }
+
+    /// Whether ANOTHER VM's attempt record names `path` on its host as one of its disks (its
+    /// copy may be the file there now).
+    pub(crate) fn claimed_by_another_vm(others: &[AttemptRecord], path: &str) -> bool {
+        others
+            .iter()
+            .any(|r| r.disks.iter().any(|d| d.eq_ignore_ascii_case(path)))
+    }
+
+    /// Whether ANOTHER VM's attempt may put something into `folder` (a disk below it) or counts
+    /// it as a folder of its own.
+    pub(crate) fn folder_claimed_by_another_vm(others: &[AttemptRecord], folder: &str) -> bool {
+        let below = format!("{}\\", folder.trim_end_matches('\\').to_ascii_lowercase());
+        others.iter().any(|r| {
+            r.disks
+                .iter()
+                .any(|d| d.to_ascii_lowercase().starts_with(&below))
+                || r.folders.iter().any(|f| f.eq_ignore_ascii_case(folder))
+        })
+    }
+
+    /// Why `path` (a `"file"` or a `"folder"`) on `host` is not one an attempt of the VM may have
+    /// created on its destination, if it is not: no attempt record of the VM there names it.
+    pub(crate) async fn not_recorded(
+        &self,
+        req: &MigrationRequest,
+        host: &HostId,
+        path: &str,
+        kind: &str,
+    ) -> DriverResult<Option<String>> {
+        if *host == req.destination {
+            let rec = self.own_record(req).await?;
+            let named = if kind == "file" {
+                &rec.disks
+            } else {
+                &rec.folders
+            };
+            if named.iter().any(|p| p.eq_ignore_ascii_case(path)) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(format!(
+            "{path} on {host} is not a {kind} an attempt of VM {} created (no attempt record names it): kept",
+            req.vm
+        )))
     }
 }
 

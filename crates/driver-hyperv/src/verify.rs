@@ -1,4 +1,4 @@
-//! The disk half of a move's proof, as a pure function.
+//! A move's proof: its disk half as a pure function, and the driver's `verify` around it.
 //!
 //! A move is proven from the destination VM's own disk entries: the `HostResource` paths of
 //! its `Msvm_StorageAllocationSettingData` on the destination, each of which must exist there
@@ -10,10 +10,12 @@
 //! reaching the disk (Hyper-V mirrors them to the destination copy before the switch-over), so
 //! the destination's file is routinely larger than the size read from the source before the
 //! start: `Msvm_VirtualHardDiskSettingData.Type` 3 (dynamic) and 4 (differencing) are
-//! expanding formats (class reference), and dynamic is `New-VHD`'s default. Byte equality
-//! refused such moves as unproven and left them for a person. The file's existence at the path
+//! expanding formats (class reference), and dynamic is `New-VHD`'s default. The file's existence at the path
 //! the destination VM itself uses is what Hyper-V's own completion means for storage; its
 //! size says nothing more.
+
+use crate::driver::HyperVDriver;
+use vmove_driver::*;
 
 /// What [`prove_disks`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +60,68 @@ pub fn prove_disks(
     DiskProof {
         disks_present: detail.is_empty(),
         detail,
+    }
+}
+
+impl HyperVDriver {
+    /// `Driver::verify`: the move's proof (verify.rs for the disk half).
+    pub(crate) async fn prove(&self, req: &MigrationRequest) -> DriverResult<Verification> {
+        let dst = self.info_of(&req.destination, &req.vm).await?;
+        let src = self.info_of(&req.source, &req.vm).await?;
+        let mut detail = Vec::new();
+        let on_destination = match (&dst, req.mode) {
+            (Some(v), MigrationMode::Live) => {
+                if v.power != PowerState::Running {
+                    detail.push(format!("on {} but {:?}", req.destination, v.power));
+                }
+                v.power == PowerState::Running
+            }
+            (Some(_), MigrationMode::Offline) => true,
+            (None, _) => {
+                detail.push(format!("not on {}", req.destination));
+                false
+            }
+        };
+        let mut disks_present = on_destination;
+        if on_destination {
+            // The destination VM's own disk entries, each checked present there; never sizes
+            // compared with the source's (a dynamic disk grows during a live move: verify.rs).
+            let mut entries = Vec::new();
+            for p in self
+                .vhds(&req.destination, req.vm.as_str())
+                .await?
+                .iter()
+                .filter_map(|s| s.get_array("HostResource").into_iter().next())
+            {
+                let exists = self.file_size(&req.destination, &p).await?.is_some();
+                entries.push((p, exists));
+            }
+            let expected: Option<Vec<String>> = self
+                .recall(req)
+                .map(|m| m.disks.iter().map(|(_, t, _)| t.clone()).collect());
+            let proof =
+                crate::verify::prove_disks(req.destination.as_str(), &entries, expected.as_deref());
+            disks_present = proof.disks_present;
+            detail.extend(proof.detail);
+        }
+        let stopped_on_source = src.as_ref().is_none_or(|v| !v.power.is_live());
+        if !stopped_on_source {
+            detail.push(format!("still running on {}", req.source));
+        }
+        let v = Verification {
+            on_destination,
+            disks_present,
+            stopped_on_source,
+            detail: detail.join("; "),
+        };
+        if v.is_proof() {
+            // The VM's files on the destination are its own now, proven by the VM itself: its
+            // attempt records there go, so that they can never make them look like leftovers
+            // (deleting a record is always safe: it can only keep a file; docs/drivers/hyperv.md,
+            // Attempt records).
+            self.drop_records_after_proof(req).await;
+        }
+        Ok(v)
     }
 }
 

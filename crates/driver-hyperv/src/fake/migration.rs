@@ -26,7 +26,7 @@
 
 use super::model::{self, FakePlanned};
 use super::schema;
-use super::world::{FakeJob, Fault, Output, World, key};
+use super::world::{FakeJob, Fault, NS_V2, Output, World, key};
 use crate::cim::{CimInstance, CimValue, Epr, class_uri};
 use crate::xml::Element;
 
@@ -315,7 +315,7 @@ impl World {
             (
                 "Job".into(),
                 CimValue::Ref(Epr::new(
-                    class_uri(super::world::NS_V2, "Msvm_MigrationJob"),
+                    class_uri(NS_V2, "Msvm_MigrationJob"),
                     vec![("InstanceID".into(), id)],
                 )),
             ),

@@ -36,7 +36,6 @@ pub enum CredentialsError {
     /// The file could not be read.
     #[error("cannot read the credentials file {path}")]
     Read {
-        /// The file.
         path: String,
         /// Why.
         #[source]
@@ -47,17 +46,13 @@ pub enum CredentialsError {
         "the credentials file {path} is readable by group or others (mode {mode:o}); chmod 600 it"
     )]
     TooOpen {
-        /// The file.
         path: String,
         /// Its mode bits.
         mode: u32,
     },
     /// The file's content is not `user = ...` / `password = ...`.
     #[error("the credentials file {path} must hold `user = \"...\"` and `password = \"...\"`")]
-    Format {
-        /// The file.
-        path: String,
-    },
+    Format { path: String },
 }
 
 impl Credentials {

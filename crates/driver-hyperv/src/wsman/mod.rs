@@ -2,11 +2,13 @@
 //! host session.
 //!
 //! - [`soap`]: envelopes and response parsing (faults, RelatesTo).
-//! - [`transport`]: the HTTP connection, TLS, authentication.
+//! - [`transport`]: how a connection is configured and how it fails.
+//! - `connection`: the HTTP connection, TLS, authentication.
 //! - [`sealing`]: NTLM and Kerberos message sealing as WinRM frames it.
 //! - [`kerberos`]: the Kerberos client (realm, KDC, SPN) on `sspi`.
 //! - [`creds`]: credentials from the environment or a 0600 file.
 
+mod connection;
 pub mod creds;
 pub mod kerberos;
 pub mod sealing;
@@ -15,10 +17,10 @@ pub mod transport;
 
 use crate::cim::{CimInstance, Epr, class_uri};
 use crate::xml::Element;
+use connection::Connection;
 pub use creds::Credentials;
 pub use kerberos::KerberosOptions;
 pub use soap::{Param, SoapError, WmiError};
-use transport::Connection;
 pub use transport::{AuthMethod, Scheme, TlsOptions, TransportConfig, TransportError};
 
 /// A failed WS-Management call.
