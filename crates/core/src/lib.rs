@@ -31,7 +31,7 @@ pub mod view;
 
 pub use engine::{Core, Recovered, RecoveredState};
 pub use event::{Event, EventKind, Phase, Reason, WaitReason};
-pub use io::{Command, Input, LeftoverContext};
+pub use io::{Command, Input, Key, LeftoverContext};
 pub use model::*;
 pub use spec::{
     HostLimits, Order, RunSpec, SchedulerPolicy, Selection, Settings, SourceSpec, SpecError,

@@ -567,10 +567,7 @@ impl VmMove {
         out: &mut Output,
     ) {
         out.commands.push(Command::AbortMigration {
-            vm: self.id.clone(),
-            attempt: req.attempt,
-            source: req.source.clone(),
-            destination: req.destination.clone(),
+            request: req.clone(),
             handle: handle.clone(),
         });
         self.abort_waiting(&req, &why, rounds + 1, (0, ABORT_PATIENCE), out);
@@ -959,8 +956,7 @@ impl VmMove {
     ) -> bool {
         if let Some(l) = todo.front() {
             out.commands.push(Command::RemoveLeftover {
-                vm: self.id.clone(),
-                attempt: req.attempt,
+                request: req.clone(),
                 leftover: l.clone(),
                 context: ctx_kind,
             });
@@ -1126,10 +1122,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
         // ---------------- Starting ----------------
         (MoveState::Starting { req }, VmEvent::Started(Ok(handle))) => {
             out.commands.push(Command::PollMigration {
-                vm: vm.id.clone(),
-                attempt: req.attempt,
-                source: req.source.clone(),
-                destination: req.destination.clone(),
+                request: req.clone(),
                 handle: handle.clone(),
             });
             vm.timer = Some(now + confirm_every(s));
@@ -1208,10 +1201,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                 vm.abort(ctx, req, handle, why, 0, &mut out);
             } else {
                 out.commands.push(Command::PollMigration {
-                    vm: vm.id.clone(),
-                    attempt: req.attempt,
-                    source: req.source.clone(),
-                    destination: req.destination.clone(),
+                    request: req.clone(),
                     handle: handle.clone(),
                 });
                 vm.timer = Some(now + confirm_every(s));
@@ -1311,9 +1301,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                 match (action, aid) {
                     (WatchdogAction::Escalate, Some(aid)) if !m.converging => {
                         out.commands.push(Command::Converge {
-                            vm: vm.id.clone(),
-                            attempt: m.req.attempt,
-                            source: m.req.source.clone(),
+                            request: m.req.clone(),
                             handle: m.handle.clone(),
                             aid,
                         });
@@ -1345,10 +1333,7 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
             if now >= m.next_poll {
                 if !m.polling {
                     out.commands.push(Command::PollMigration {
-                        vm: vm.id.clone(),
-                        attempt: m.req.attempt,
-                        source: m.req.source.clone(),
-                        destination: m.req.destination.clone(),
+                        request: m.req.clone(),
                         handle: m.handle.clone(),
                     });
                     m.polling = true;

@@ -169,8 +169,7 @@ fn a_source_left_paused_by_an_interrupted_migration_is_finished_once_the_destina
             })
         }
         Command::RemoveLeftover {
-            vm,
-            attempt,
+            request: vmove_core::MigrationRequest { vm, attempt, .. },
             leftover,
             ..
         } => Some(Input::LeftoverRemoved {
@@ -294,7 +293,10 @@ fn a_source_left_paused_by_an_interrupted_migration_with_no_copy_elsewhere_is_re
                 ..located(on_source.clone(), on_destination.clone())
             }),
         }),
-        Command::AbortMigration { vm, attempt, .. } => {
+        Command::AbortMigration {
+            request: vmove_core::MigrationRequest { vm, attempt, .. },
+            ..
+        } => {
             // The driver's roll-back: resume the paused source copy.
             on_source = Some(seen(PowerState::Running, Activity::Idle));
             Some(Input::AbortDone {
@@ -316,7 +318,10 @@ fn a_source_left_paused_by_an_interrupted_migration_with_no_copy_elsewhere_is_re
                 result: Ok(MigrationHandle("job-2".into())),
             })
         }
-        Command::PollMigration { vm, attempt, .. } => {
+        Command::PollMigration {
+            request: vmove_core::MigrationRequest { vm, attempt, .. },
+            ..
+        } => {
             on_destination = on_source.take();
             Some(Input::MigrationStatus {
                 vm: vm.clone(),

@@ -113,17 +113,7 @@ fn tag(json: &str, key: &str) -> String {
 }
 
 fn command_attempt(c: &Command) -> Option<u32> {
-    match c {
-        Command::RefreshHost { .. } => None,
-        Command::StartMigration(r) => Some(r.attempt),
-        Command::PollMigration { attempt, .. }
-        | Command::AbortMigration { attempt, .. }
-        | Command::Converge { attempt, .. }
-        | Command::Locate { attempt, .. }
-        | Command::Verify { attempt, .. }
-        | Command::ListLeftovers { attempt, .. }
-        | Command::RemoveLeftover { attempt, .. } => Some(*attempt),
-    }
+    c.attempt()
 }
 
 /// Whether `holder` looks gone though it cannot be proven (on this host, its pid absent,

@@ -230,8 +230,11 @@ fn rebuild_ordered(record: &RunRecord) -> (BTreeMap<VmId, VmResume>, Vec<VmId>) 
                     _ => {}
                 }
             }
-            EntryBody::Intent(Command::AbortMigration { vm, attempt, .. }) => {
-                if let Some(v) = out.get_mut(vm).filter(|v| v.attempt == *attempt) {
+            EntryBody::Intent(Command::AbortMigration { request, .. }) => {
+                if let Some(v) = out
+                    .get_mut(&request.vm)
+                    .filter(|v| v.attempt == request.attempt)
+                {
                     v.abort_asked = true;
                 }
             }

@@ -115,7 +115,10 @@ impl World {
                     result,
                 }
             }
-            Command::PollMigration { attempt, .. } => Input::MigrationStatus {
+            Command::PollMigration {
+                request: vmove_core::MigrationRequest { attempt, .. },
+                ..
+            } => Input::MigrationStatus {
                 vm,
                 attempt,
                 result: Ok(MigrationStatus::Completed),
@@ -160,7 +163,9 @@ impl World {
                 }
             }
             Command::RemoveLeftover {
-                attempt, leftover, ..
+                request: vmove_core::MigrationRequest { attempt, .. },
+                leftover,
+                ..
             } => {
                 if let Some(f) = self.files.get_mut(&leftover.host) {
                     f.retain(|l| l != &leftover);

@@ -22,19 +22,28 @@ fn input_matches(cmd: &Command, input: &Input) -> bool {
             r.vm == *vm && r.attempt == *attempt
         }
         (
-            Command::PollMigration { vm, attempt, .. },
+            Command::PollMigration {
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
+                ..
+            },
             Input::MigrationStatus {
                 vm: v, attempt: a, ..
             },
         )
         | (
-            Command::AbortMigration { vm, attempt, .. },
+            Command::AbortMigration {
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
+                ..
+            },
             Input::AbortDone {
                 vm: v, attempt: a, ..
             },
         )
         | (
-            Command::Converge { vm, attempt, .. },
+            Command::Converge {
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
+                ..
+            },
             Input::Converged {
                 vm: v, attempt: a, ..
             },
@@ -59,8 +68,7 @@ fn input_matches(cmd: &Command, input: &Input) -> bool {
         ) => vm == v && attempt == a,
         (
             Command::RemoveLeftover {
-                vm,
-                attempt,
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
                 leftover,
                 ..
             },

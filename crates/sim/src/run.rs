@@ -8,12 +8,9 @@
 //! ended; let the core handle its timeout. A bounded number of steps catches livelock.
 
 use crate::cluster::{MigrationEnd, SimCluster};
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use vmove_core::io::{Command, Input};
-use vmove_core::model::{
-    HostId, MigrationHandle, MigrationMode, MigrationRequest, PathLayout, VmId,
-};
+use vmove_core::model::{HostId, MigrationHandle};
 use vmove_core::spec::{RunSpec, SpecError};
 use vmove_core::{Core, Event, Snapshot, Time};
 
@@ -250,43 +247,14 @@ fn run(
 }
 
 /// Carries out the core's commands against a [`SimCluster`] (what a driver does for the runtime),
-/// remembering each attempt's request and the handles the core knows. [`simulate`] uses it; tests
+/// remembering the handles the core knows. [`simulate`] uses it; tests
 /// that drive the core themselves (crash and replay tests) use it too.
 #[derive(Debug, Default)]
 pub struct Exec {
-    requests: HashMap<(VmId, u32), MigrationRequest>,
     known: HashSet<MigrationHandle>,
 }
 
 impl Exec {
-    fn request(
-        &self,
-        vm: &VmId,
-        attempt: u32,
-        source: &HostId,
-        destination: &HostId,
-    ) -> Cow<'_, MigrationRequest> {
-        if let Some(r) = self.requests.get(&(vm.clone(), attempt)) {
-            return Cow::Borrowed(r);
-        }
-        Cow::Owned(MigrationRequest {
-            vm: vm.clone(),
-            vm_name: vm.to_string(),
-            source: source.clone(),
-            destination: destination.clone(),
-            mode: MigrationMode::Live,
-            layout: PathLayout::default(),
-            attempt,
-            run_id: String::new(),
-        })
-    }
-
-    fn remember(&mut self, req: &MigrationRequest) {
-        self.requests
-            .entry((req.vm.clone(), req.attempt))
-            .or_insert_with(|| req.clone());
-    }
-
     /// The status input for a migration that ended, if the core knows that migration.
     pub fn pushed(&mut self, end: MigrationEnd) -> Option<Input> {
         if !self.known.contains(&end.handle) {
@@ -311,7 +279,6 @@ impl Exec {
                     .map_err(Into::into),
             },
             Command::StartMigration(req) => {
-                self.remember(req);
                 let result = c.start_migration(req);
                 if let Ok(h) = &result {
                     self.known.insert(h.clone());
@@ -322,54 +289,30 @@ impl Exec {
                     result: result.map_err(Into::into),
                 }
             }
-            Command::PollMigration {
-                vm,
-                attempt,
-                source,
-                destination,
-                handle,
-            } => {
-                let req = self.request(vm, *attempt, source, destination);
-                Input::MigrationStatus {
-                    vm: vm.clone(),
-                    attempt: *attempt,
-                    result: c.migration_status(&req, handle).map_err(Into::into),
-                }
-            }
-            Command::AbortMigration {
-                vm,
-                attempt,
-                source,
-                destination,
-                handle,
-            } => {
-                let req = self.request(vm, *attempt, source, destination);
-                Input::AbortDone {
-                    vm: vm.clone(),
-                    attempt: *attempt,
-                    result: c.abort_migration(&req, handle).map_err(Into::into),
-                }
-            }
+            Command::PollMigration { request, handle } => Input::MigrationStatus {
+                vm: request.vm.clone(),
+                attempt: request.attempt,
+                result: c.migration_status(request, handle).map_err(Into::into),
+            },
+            Command::AbortMigration { request, handle } => Input::AbortDone {
+                vm: request.vm.clone(),
+                attempt: request.attempt,
+                result: c.abort_migration(request, handle).map_err(Into::into),
+            },
             Command::Converge {
-                vm,
-                attempt,
-                source,
+                request,
                 handle,
                 aid,
-            } => {
-                let req = self.request(vm, *attempt, source, source);
-                Input::Converged {
-                    vm: vm.clone(),
-                    attempt: *attempt,
-                    result: c.converge(&req, handle, *aid).map_err(Into::into),
-                }
-            }
+            } => Input::Converged {
+                vm: request.vm.clone(),
+                attempt: request.attempt,
+                result: c.converge(request, handle, *aid).map_err(Into::into),
+            },
             Command::Locate {
                 vm,
                 attempt,
                 request,
             } => {
-                self.remember(request);
                 let result = c.locate(request);
                 if let Ok(Some(h)) = result.as_ref().map(|l| l.running_migration.clone()) {
                     self.known.insert(h);
@@ -384,43 +327,33 @@ impl Exec {
                 vm,
                 attempt,
                 request,
-            } => {
-                self.remember(request);
-                Input::Verified {
-                    vm: vm.clone(),
-                    attempt: *attempt,
-                    result: c.verify(request).map_err(Into::into),
-                }
-            }
+            } => Input::Verified {
+                vm: vm.clone(),
+                attempt: *attempt,
+                result: c.verify(request).map_err(Into::into),
+            },
             Command::ListLeftovers {
                 vm,
                 attempt,
                 request,
                 context,
-            } => {
-                self.remember(request);
-                Input::LeftoversListed {
-                    vm: vm.clone(),
-                    attempt: *attempt,
-                    result: c.leftovers(request, *context).map_err(Into::into),
-                }
-            }
+            } => Input::LeftoversListed {
+                vm: vm.clone(),
+                attempt: *attempt,
+                result: c.leftovers(request, *context).map_err(Into::into),
+            },
             Command::RemoveLeftover {
-                vm,
-                attempt,
+                request,
                 leftover,
                 context,
-            } => {
-                let req = self.request(vm, *attempt, &leftover.host, &leftover.host);
-                Input::LeftoverRemoved {
-                    vm: vm.clone(),
-                    attempt: *attempt,
-                    leftover: leftover.clone(),
-                    result: c
-                        .remove_leftover(&req, leftover, *context)
-                        .map_err(Into::into),
-                }
-            }
+            } => Input::LeftoverRemoved {
+                vm: request.vm.clone(),
+                attempt: request.attempt,
+                leftover: leftover.clone(),
+                result: c
+                    .remove_leftover(request, leftover, *context)
+                    .map_err(Into::into),
+            },
         }
     }
 }

@@ -83,7 +83,7 @@ impl Checker {
                 }
                 (
                     Command::RemoveLeftover {
-                        vm,
+                        request: vmove_core::MigrationRequest { vm, .. },
                         context: LeftoverContext::AfterSuccess,
                         leftover,
                         ..

@@ -227,7 +227,10 @@ impl World {
                     result: Ok(handle),
                 }
             }
-            Command::PollMigration { vm, attempt, .. } => {
+            Command::PollMigration {
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
+                ..
+            } => {
                 let name = self.migs.get(&vm).map(|_| ());
                 let status = match (name, self.migs.get(&vm)) {
                     (Some(()), Some(m)) => {
@@ -264,7 +267,10 @@ impl World {
                     result: Ok(status),
                 }
             }
-            Command::AbortMigration { vm, attempt, .. } => {
+            Command::AbortMigration {
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
+                ..
+            } => {
                 let name = self
                     .find(&vm)
                     .first()
@@ -299,7 +305,10 @@ impl World {
                     result: Ok(()),
                 }
             }
-            Command::Converge { vm, attempt, .. } => Input::Converged {
+            Command::Converge {
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
+                ..
+            } => Input::Converged {
                 vm,
                 attempt,
                 result: Ok(false),
@@ -395,10 +404,10 @@ impl World {
                 }
             }
             Command::RemoveLeftover {
-                vm,
-                attempt,
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
                 leftover,
                 context,
+                ..
             } => {
                 if self.remove_fails.contains(&leftover.what) {
                     return Some(Input::LeftoverRemoved {
