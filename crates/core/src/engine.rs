@@ -359,8 +359,6 @@ impl Core {
             "vmove stopped while this move was in flight",
         );
         self.commands.push_back(Command::Locate {
-            vm: self.vms[idx].id.clone(),
-            attempt: req.attempt,
             request: req.clone(),
         });
         self.vms[idx].state = MoveState::Locating {

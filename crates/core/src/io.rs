@@ -59,22 +59,16 @@ pub enum Command {
     },
     /// Find where the VM is now. Answer: [`Input::Located`].
     Locate {
-        vm: VmId,
-        attempt: u32,
         /// The request of the attempt whose outcome is unclear.
         request: MigrationRequest,
     },
     /// Prove the VM arrived. Answer: [`Input::Verified`].
     Verify {
-        vm: VmId,
-        attempt: u32,
         /// The attempt's request.
         request: MigrationRequest,
     },
     /// List leftovers. Answer: [`Input::LeftoversListed`].
     ListLeftovers {
-        vm: VmId,
-        attempt: u32,
         /// The attempt's request.
         request: MigrationRequest,
         /// Which side and why.
@@ -143,34 +137,20 @@ impl Command {
 
     /// What the answer to this command is matched to it by.
     pub fn key(&self) -> Key {
-        let id = |r: &MigrationRequest| (r.vm.clone(), r.attempt);
         match self {
             Command::RefreshHost { host } => Key::Refresh(host.clone()),
-            Command::StartMigration(r) => {
-                let (vm, attempt) = id(r);
-                Key::Start(vm, attempt)
-            }
-            Command::PollMigration { request, .. } => {
-                let (vm, attempt) = id(request);
-                Key::Poll(vm, attempt)
-            }
-            Command::AbortMigration { request, .. } => {
-                let (vm, attempt) = id(request);
-                Key::Abort(vm, attempt)
-            }
-            Command::Converge { request, .. } => {
-                let (vm, attempt) = id(request);
-                Key::Converge(vm, attempt)
-            }
-            Command::Locate { vm, attempt, .. } => Key::Locate(vm.clone(), *attempt),
-            Command::Verify { vm, attempt, .. } => Key::Verify(vm.clone(), *attempt),
-            Command::ListLeftovers { vm, attempt, .. } => Key::List(vm.clone(), *attempt),
+            Command::StartMigration(r) => Key::Start(r.vm.clone(), r.attempt),
+            Command::PollMigration { request: r, .. } => Key::Poll(r.vm.clone(), r.attempt),
+            Command::AbortMigration { request: r, .. } => Key::Abort(r.vm.clone(), r.attempt),
+            Command::Converge { request: r, .. } => Key::Converge(r.vm.clone(), r.attempt),
+            Command::Locate { request: r } => Key::Locate(r.vm.clone(), r.attempt),
+            Command::Verify { request: r } => Key::Verify(r.vm.clone(), r.attempt),
+            Command::ListLeftovers { request: r, .. } => Key::List(r.vm.clone(), r.attempt),
             Command::RemoveLeftover {
-                request, leftover, ..
-            } => {
-                let (vm, attempt) = id(request);
-                Key::Remove(vm, attempt, leftover.clone())
-            }
+                request: r,
+                leftover,
+                ..
+            } => Key::Remove(r.vm.clone(), r.attempt, leftover.clone()),
         }
     }
 

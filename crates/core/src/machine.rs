@@ -536,8 +536,6 @@ impl VmMove {
         out: &mut Output,
     ) {
         out.commands.push(Command::Locate {
-            vm: self.id.clone(),
-            attempt: req.attempt,
             request: req.clone(),
         });
         self.timer = None;
@@ -617,8 +615,6 @@ impl VmMove {
 
     fn verify(&mut self, req: MigrationRequest, tries: u32, out: &mut Output) {
         out.commands.push(Command::Verify {
-            vm: self.id.clone(),
-            attempt: req.attempt,
             request: req.clone(),
         });
         self.timer = None;
@@ -1559,8 +1555,6 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                 } else if loc.on_source.is_some() {
                     // Back on the source: what the attempt left on the destination goes.
                     out.commands.push(Command::ListLeftovers {
-                        vm: vm.id.clone(),
-                        attempt: req.attempt,
                         request: req.clone(),
                         context: LeftoverContext::AfterFailedAttempt,
                     });
@@ -1611,8 +1605,6 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
             VmEvent::Timer,
         ) => {
             out.commands.push(Command::Locate {
-                vm: vm.id.clone(),
-                attempt: req.attempt,
                 request: req.clone(),
             });
             vm.timer = None;
@@ -1740,8 +1732,6 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
                     });
                     if s.cleanup {
                         out.commands.push(Command::ListLeftovers {
-                            vm: vm.id.clone(),
-                            attempt: req.attempt,
                             request: req.clone(),
                             context: LeftoverContext::AfterSuccess,
                         });
@@ -1789,8 +1779,6 @@ pub fn step(vm: &mut VmMove, ctx: Ctx<'_>, ev: VmEvent) -> Result<Output, Illega
         }
         (MoveState::Verifying { req, tries }, VmEvent::Timer) => {
             out.commands.push(Command::Verify {
-                vm: vm.id.clone(),
-                attempt: req.attempt,
                 request: req.clone(),
             });
             vm.timer = None;

@@ -51,18 +51,12 @@ fn every_command() -> Vec<Command> {
             aid: ConvergenceAid::PostCopy,
         },
         Command::Locate {
-            vm: VmId::new("u-7"),
-            attempt: 3,
             request: request(3),
         },
         Command::Verify {
-            vm: VmId::new("u-7"),
-            attempt: 3,
             request: request(3),
         },
         Command::ListLeftovers {
-            vm: VmId::new("u-7"),
-            attempt: 3,
             request: request(3),
             context: LeftoverContext::AfterFailedAttempt,
         },

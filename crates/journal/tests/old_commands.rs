@@ -1,6 +1,7 @@
 //! Journals written before commands carried their request (schema 4 and older): their
 //! `poll_migration`, `abort_migration`, `converge` and `remove_leftover` intents held copies of
-//! the request's parts. Opening such a journal gives each the request of its attempt's start
+//! the request's parts, and `locate`, `verify` and `list_leftovers` held `vm` and `attempt`
+//! beside their request. Opening such a journal gives each the request of its attempt's start
 //! (schema 5), so `status`, `history`, `report` and `resume` read it as before, and a resumed
 //! attempt hands the driver the request it was started with.
 #![allow(clippy::unwrap_used)]
@@ -58,7 +59,26 @@ fn old_shape(cmd: &Command) -> Option<Value> {
             "leftover": leftover,
             "context": context,
         }),
-        _ => return None,
+        Command::Locate { request } => json!({
+            "command": "locate",
+            "vm": request.vm,
+            "attempt": request.attempt,
+            "request": request,
+        }),
+        Command::Verify { request } => json!({
+            "command": "verify",
+            "vm": request.vm,
+            "attempt": request.attempt,
+            "request": request,
+        }),
+        Command::ListLeftovers { request, context } => json!({
+            "command": "list_leftovers",
+            "vm": request.vm,
+            "attempt": request.attempt,
+            "request": request,
+            "context": context,
+        }),
+        Command::RefreshHost { .. } | Command::StartMigration(_) => return None,
     })
 }
 
@@ -112,7 +132,10 @@ fn an_old_journal_of_a_finished_run_reads_as_it_was_written() {
         j.load_run("r1").unwrap()
     };
     let rewritten = make_old(&path, "r1");
-    assert!(rewritten >= 4, "polls and removals of two VMs: {rewritten}");
+    assert!(
+        rewritten >= 8,
+        "polls, proofs, listings and removals of two VMs: {rewritten}"
+    );
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         assert_eq!(schema::version(&conn).unwrap(), 4);
@@ -127,6 +150,17 @@ fn an_old_journal_of_a_finished_run_reads_as_it_was_written() {
     );
     assert_eq!(rec.entries.len(), written.entries.len());
     assert_eq!(rec.vms, written.vms, "status reads the same");
+    // Stored as this build writes them: nothing of the old shape is left.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let old_fields: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM entries WHERE kind = 'intent' AND name != 'start_migration'
+             AND (json_extract(body, '$.vm') IS NOT NULL OR json_extract(body, '$.source') IS NOT NULL)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(old_fields, 0);
     assert_consistent(&rec);
     assert!(rec.vms.iter().all(|v| v.phase == Phase::Moved));
 }

@@ -124,7 +124,7 @@ impl World {
                 result: Ok(MigrationStatus::Completed),
             },
             Command::Locate {
-                attempt, request, ..
+                request: request @ vmove_core::MigrationRequest { attempt, .. },
             } => Input::Located {
                 vm,
                 attempt,
@@ -135,7 +135,7 @@ impl World {
                 }),
             },
             Command::Verify {
-                attempt, request, ..
+                request: request @ vmove_core::MigrationRequest { attempt, .. },
             } => Input::Verified {
                 vm,
                 attempt,
@@ -147,8 +147,7 @@ impl World {
                 }),
             },
             Command::ListLeftovers {
-                attempt,
-                request,
+                request: request @ vmove_core::MigrationRequest { attempt, .. },
                 context,
                 ..
             } => {

@@ -49,19 +49,28 @@ fn input_matches(cmd: &Command, input: &Input) -> bool {
             },
         )
         | (
-            Command::Locate { vm, attempt, .. },
+            Command::Locate {
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
+                ..
+            },
             Input::Located {
                 vm: v, attempt: a, ..
             },
         )
         | (
-            Command::Verify { vm, attempt, .. },
+            Command::Verify {
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
+                ..
+            },
             Input::Verified {
                 vm: v, attempt: a, ..
             },
         )
         | (
-            Command::ListLeftovers { vm, attempt, .. },
+            Command::ListLeftovers {
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
+                ..
+            },
             Input::LeftoversListed {
                 vm: v, attempt: a, ..
             },

@@ -219,11 +219,7 @@ impl Exec {
                 vm: request.vm,
                 attempt: request.attempt,
             },
-            Command::Locate {
-                vm,
-                attempt,
-                request,
-            } => Input::Located {
+            Command::Locate { request } => Input::Located {
                 result: self
                     .on(
                         "locating the VM",
@@ -233,14 +229,10 @@ impl Exec {
                         |d| d.locate(&request),
                     )
                     .await,
-                vm,
-                attempt,
+                vm: request.vm,
+                attempt: request.attempt,
             },
-            Command::Verify {
-                vm,
-                attempt,
-                request,
-            } => Input::Verified {
+            Command::Verify { request } => Input::Verified {
                 result: self
                     .on(
                         "verifying the move",
@@ -250,15 +242,10 @@ impl Exec {
                         |d| d.verify(&request),
                     )
                     .await,
-                vm,
-                attempt,
+                vm: request.vm,
+                attempt: request.attempt,
             },
-            Command::ListLeftovers {
-                vm,
-                attempt,
-                request,
-                context,
-            } => Input::LeftoversListed {
+            Command::ListLeftovers { request, context } => Input::LeftoversListed {
                 result: self
                     .on(
                         "listing leftovers",
@@ -268,8 +255,8 @@ impl Exec {
                         |d| d.leftovers(&request, context),
                     )
                     .await,
-                vm,
-                attempt,
+                vm: request.vm,
+                attempt: request.attempt,
             },
             Command::RemoveLeftover {
                 request,

@@ -226,7 +226,7 @@ async fn a_hung_start_is_cut_off_then_resolved_by_looking_and_retried() {
     let located = collected
         .commands
         .iter()
-        .any(|(_, c)| matches!(c, vmove_core::Command::Locate { vm, .. } if *vm == build.id));
+        .any(|(_, c)| matches!(c, vmove_core::Command::Locate { request: vmove_core::MigrationRequest { vm, .. } } if *vm == build.id));
     assert!(
         located,
         "an unclear start must be resolved by looking at the hosts"

@@ -308,38 +308,25 @@ impl Exec {
                 attempt: request.attempt,
                 result: c.converge(request, handle, *aid).map_err(Into::into),
             },
-            Command::Locate {
-                vm,
-                attempt,
-                request,
-            } => {
+            Command::Locate { request } => {
                 let result = c.locate(request);
                 if let Ok(Some(h)) = result.as_ref().map(|l| l.running_migration.clone()) {
                     self.known.insert(h);
                 }
                 Input::Located {
-                    vm: vm.clone(),
-                    attempt: *attempt,
+                    vm: request.vm.clone(),
+                    attempt: request.attempt,
                     result: result.map_err(Into::into),
                 }
             }
-            Command::Verify {
-                vm,
-                attempt,
-                request,
-            } => Input::Verified {
-                vm: vm.clone(),
-                attempt: *attempt,
+            Command::Verify { request } => Input::Verified {
+                vm: request.vm.clone(),
+                attempt: request.attempt,
                 result: c.verify(request).map_err(Into::into),
             },
-            Command::ListLeftovers {
-                vm,
-                attempt,
-                request,
-                context,
-            } => Input::LeftoversListed {
-                vm: vm.clone(),
-                attempt: *attempt,
+            Command::ListLeftovers { request, context } => Input::LeftoversListed {
+                vm: request.vm.clone(),
+                attempt: request.attempt,
                 result: c.leftovers(request, *context).map_err(Into::into),
             },
             Command::RemoveLeftover {

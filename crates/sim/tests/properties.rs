@@ -76,9 +76,12 @@ impl Checker {
                         ),
                     );
                 }
-                (Command::Verify { vm, .. }, Input::Verified { result: Ok(v), .. })
-                    if v.is_proof() =>
-                {
+                (
+                    Command::Verify {
+                        request: vmove_core::MigrationRequest { vm, .. },
+                    },
+                    Input::Verified { result: Ok(v), .. },
+                ) if v.is_proof() => {
                     self.proven.insert(vm.clone());
                 }
                 (

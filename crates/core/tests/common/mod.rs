@@ -313,11 +313,8 @@ impl World {
                 attempt,
                 result: Ok(false),
             },
-            Command::Locate {
-                vm,
-                attempt,
-                request,
-            } => {
+            Command::Locate { request } => {
+                let (vm, attempt) = (request.vm.clone(), request.attempt);
                 if self.locate_failures > 0 {
                     self.locate_failures -= 1;
                     return Some(Input::Located {
@@ -353,11 +350,8 @@ impl World {
                     }),
                 }
             }
-            Command::Verify {
-                vm,
-                attempt,
-                request,
-            } => {
+            Command::Verify { request } => {
+                let (vm, attempt) = (request.vm.clone(), request.attempt);
                 let on_dst = self.hosts[&request.destination]
                     .1
                     .iter()
@@ -374,12 +368,8 @@ impl World {
                     }),
                 }
             }
-            Command::ListLeftovers {
-                vm,
-                attempt,
-                request,
-                context,
-            } => {
+            Command::ListLeftovers { request, context } => {
+                let (vm, attempt) = (request.vm.clone(), request.attempt);
                 let host = match context {
                     LeftoverContext::AfterSuccess => &request.source,
                     LeftoverContext::AfterFailedAttempt => &request.destination,

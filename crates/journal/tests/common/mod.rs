@@ -246,8 +246,6 @@ pub fn script(run: &str, vm_prefix: &str, n: usize) -> Vec<Step> {
         let k = intent(
             &mut s,
             Command::Verify {
-                vm: vm.clone(),
-                attempt,
                 request: req.clone(),
             },
         );
@@ -275,8 +273,6 @@ pub fn script(run: &str, vm_prefix: &str, n: usize) -> Vec<Step> {
         let k = intent(
             &mut s,
             Command::ListLeftovers {
-                vm: vm.clone(),
-                attempt,
                 request: req,
                 context: LeftoverContext::AfterSuccess,
             },

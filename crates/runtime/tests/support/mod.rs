@@ -302,8 +302,6 @@ impl Engine for ScriptEngine {
                     (St::Running { .. }, Ok(MigrationStatus::Completed)) => {
                         self.vms[i].1 = St::Verifying;
                         self.commands.push_back(Command::Verify {
-                            vm: vm.clone(),
-                            attempt: 1,
                             request: Self::req(vm.as_str()),
                         });
                     }
