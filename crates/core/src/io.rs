@@ -1,8 +1,13 @@
 //! What the core asks the outside world to do ([`Command`]) and what the world tells it back
 //! ([`Input`]).
 //!
-//! Every command that expects an answer is answered by exactly one input naming the same VM and
-//! attempt (host refreshes name the host). The runtime may also push [`Input::MigrationStatus`]
+//! Every command about an attempt carries that attempt's [`MigrationRequest`] (the machine's
+//! in-flight states hold it), so whoever carries it out (the runtime's drivers, the simulator)
+//! hands the driver the request the attempt was started with and remembers nothing. Every
+//! command that expects an answer is answered by exactly one input naming the same VM and
+//! attempt (host refreshes name the host): what an answer is matched to its command by is
+//! their [`Key`] ([`Command::key`], [`Input::key`]), and the answer to a command that could not
+//! be carried out is [`Command::failed`]. The runtime may also push [`Input::MigrationStatus`]
 //! unasked (when a driver learns that a migration ended); the core treats it like a poll reply.
 
 use crate::model::{
