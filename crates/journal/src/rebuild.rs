@@ -13,7 +13,6 @@ use vmove_core::{
 /// One VM's facts from the journal.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VmResume {
-    /// Id.
     pub vm: VmId,
     /// Name (the id if the VM was never selected).
     pub name: String,

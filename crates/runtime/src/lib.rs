@@ -89,6 +89,11 @@ impl Engine for Core {
     }
 }
 
+/// The default of [`RuntimeOptions::call_timeout`]: longer than any single driver call takes
+/// on a healthy host (a start or an abort over a slow link answers in well under a minute), so
+/// only a call that hangs is cut off.
+const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// How the runtime behaves.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RuntimeOptions {
@@ -106,7 +111,7 @@ pub struct RuntimeOptions {
 impl Default for RuntimeOptions {
     fn default() -> Self {
         RuntimeOptions {
-            call_timeout: Duration::from_secs(120),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
             speed: 1.0,
             start: Time::ZERO,
         }
@@ -198,6 +203,10 @@ fn sink_failure(name: &str, e: &SinkError) -> String {
 pub struct Runtime {
     options: RuntimeOptions,
 }
+
+/// A wake-up time that never comes (a year away), for the `select!` branch of a timer that is
+/// not set (the branch is disabled then; tokio still wants an instant).
+const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// What the run loop keeps between steps.
 struct Loop<E: Engine> {
@@ -295,7 +304,7 @@ impl Runtime {
                 stalled = true;
                 break;
             }
-            let far = Instant::now() + Duration::from_secs(86_400 * 365);
+            let far = Instant::now() + NEVER;
             tokio::select! {
                 biased;
                 msg = control.rx.recv(), if control_open => match msg {

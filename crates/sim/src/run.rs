@@ -14,14 +14,29 @@ use vmove_core::model::{HostId, MigrationHandle};
 use vmove_core::spec::{RunSpec, SpecError};
 use vmove_core::{Core, Event, Snapshot, Time};
 
+/// Steps in all before a run counts as a livelock ([`SimOptions::max_steps`]): far more than the
+/// largest simulated runs take (10,000 VMs need a few million), small enough to end a spinning
+/// core in minutes.
+const DEFAULT_MAX_STEPS: u64 = 100_000_000;
+
+/// Steps at one instant per VM and host before a run counts as a livelock
+/// ([`SimOptions::max_steps_per_instant`]): an instant's work grows with the VMs and hosts that
+/// answer at it (a refresh per host, a handful of commands per VM).
+const STEPS_PER_INSTANT_PER_VM_AND_HOST: u64 = 20;
+
+/// Steps at one instant allowed beside [`STEPS_PER_INSTANT_PER_VM_AND_HOST`], so that small
+/// runs get room too.
+const STEPS_PER_INSTANT_BASE: u64 = 10_000;
+
 /// How to run a simulation.
 #[derive(Clone, Debug)]
 pub struct SimOptions {
     /// Fail with [`SimRunError::Livelock`] after this many steps (commands plus clock jumps)
-    /// in all. `None`: 100 million.
+    /// in all. `None`: 100 million (`DEFAULT_MAX_STEPS`).
     pub max_steps: Option<u64>,
     /// Fail with [`SimRunError::Livelock`] after this many steps without the clock moving.
-    /// `None`: 20 per VM and host, plus 10,000.
+    /// `None`: 20 per VM and host, plus 10,000 (`STEPS_PER_INSTANT_PER_VM_AND_HOST`,
+    /// `STEPS_PER_INSTANT_BASE`).
     pub max_steps_per_instant: Option<u64>,
     /// Keep every event in [`SimOutcome::events`] (a 10,000-VM run with progress events is
     /// large: turn it off there; the observer still sees every event).
@@ -140,10 +155,11 @@ fn run(
     mut observer: Option<&mut dyn FnMut(&Step<'_>)>,
 ) -> Result<SimOutcome, SimRunError> {
     let vm_count = cluster.vm_specs().count() as u64;
-    let max_steps = opts.max_steps.unwrap_or(100_000_000);
-    let max_instant = opts
-        .max_steps_per_instant
-        .unwrap_or(20 * (vm_count + cluster.host_ids().len() as u64) + 10_000);
+    let max_steps = opts.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
+    let max_instant = opts.max_steps_per_instant.unwrap_or(
+        STEPS_PER_INSTANT_PER_VM_AND_HOST * (vm_count + cluster.host_ids().len() as u64)
+            + STEPS_PER_INSTANT_BASE,
+    );
     let mut instant_steps = 0u64;
     let mut now = cluster.now();
     let mut core = Core::new(spec, now)?;
