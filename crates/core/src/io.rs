@@ -1,8 +1,13 @@
 //! What the core asks the outside world to do ([`Command`]) and what the world tells it back
 //! ([`Input`]).
 //!
-//! Every command that expects an answer is answered by exactly one input naming the same VM and
-//! attempt (host refreshes name the host). The runtime may also push [`Input::MigrationStatus`]
+//! Every command about an attempt carries that attempt's [`MigrationRequest`] (the machine's
+//! in-flight states hold it), so whoever carries it out (the runtime's drivers, the simulator)
+//! hands the driver the request the attempt was started with and remembers nothing. Every
+//! command that expects an answer is answered by exactly one input naming the same VM and
+//! attempt (host refreshes name the host): what an answer is matched to its command by is
+//! their [`Key`] ([`Command::key`], [`Input::key`]), and the answer to a command that could not
+//! be carried out is [`Command::failed`]. The runtime may also push [`Input::MigrationStatus`]
 //! unasked (when a driver learns that a migration ended); the core treats it like a poll reply.
 
 use crate::model::{
@@ -36,38 +41,22 @@ pub enum Command {
     StartMigration(MigrationRequest),
     /// Read a migration's status. Answer: [`Input::MigrationStatus`].
     PollMigration {
-        /// VM.
-        vm: VmId,
-        /// Attempt.
-        attempt: u32,
-        /// Source host (where the job lives).
-        source: HostId,
-        /// Destination host.
-        destination: HostId,
+        /// The attempt's request (the job lives on its source).
+        request: MigrationRequest,
         /// The driver's handle.
         handle: MigrationHandle,
     },
     /// Abort a migration. Answer: [`Input::AbortDone`].
     AbortMigration {
-        /// VM.
-        vm: VmId,
-        /// Attempt.
-        attempt: u32,
-        /// Source host.
-        source: HostId,
-        /// Destination host.
-        destination: HostId,
+        /// The attempt's request.
+        request: MigrationRequest,
         /// The driver's handle.
         handle: MigrationHandle,
     },
     /// Apply a convergence aid. Answer: [`Input::Converged`].
     Converge {
-        /// VM.
-        vm: VmId,
-        /// Attempt.
-        attempt: u32,
-        /// Source host.
-        source: HostId,
+        /// The attempt's request.
+        request: MigrationRequest,
         /// The driver's handle.
         handle: MigrationHandle,
         /// Which aid.
@@ -75,28 +64,16 @@ pub enum Command {
     },
     /// Find where the VM is now. Answer: [`Input::Located`].
     Locate {
-        /// VM.
-        vm: VmId,
-        /// Attempt.
-        attempt: u32,
         /// The request of the attempt whose outcome is unclear.
         request: MigrationRequest,
     },
     /// Prove the VM arrived. Answer: [`Input::Verified`].
     Verify {
-        /// VM.
-        vm: VmId,
-        /// Attempt.
-        attempt: u32,
         /// The attempt's request.
         request: MigrationRequest,
     },
     /// List leftovers. Answer: [`Input::LeftoversListed`].
     ListLeftovers {
-        /// VM.
-        vm: VmId,
-        /// Attempt.
-        attempt: u32,
         /// The attempt's request.
         request: MigrationRequest,
         /// Which side and why.
@@ -104,35 +81,141 @@ pub enum Command {
     },
     /// Remove one leftover. Answer: [`Input::LeftoverRemoved`].
     RemoveLeftover {
-        /// VM.
-        vm: VmId,
-        /// Attempt.
-        attempt: u32,
-        /// The leftover.
+        /// The attempt's request.
+        request: MigrationRequest,
+        /// The leftover (it names its host).
         leftover: Leftover,
         /// Why it may be removed.
         context: LeftoverContext,
     },
 }
 
+/// What an answer is matched to its intent by: the kind of call and what it is about. A
+/// command and the input that answers it have the same key ([`Command::key`], [`Input::key`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Key {
+    /// A host refresh.
+    Refresh(HostId),
+    /// A start of the VM's attempt.
+    Start(VmId, u32),
+    /// A status read of the VM's attempt.
+    Poll(VmId, u32),
+    /// An abort of the VM's attempt.
+    Abort(VmId, u32),
+    /// A convergence aid for the VM's attempt.
+    Converge(VmId, u32),
+    /// A look at the hosts for the VM's attempt.
+    Locate(VmId, u32),
+    /// A proof of the VM's attempt.
+    Verify(VmId, u32),
+    /// A listing of the leftovers of the VM's attempt.
+    List(VmId, u32),
+    /// A removal of one leftover of the VM's attempt.
+    Remove(VmId, u32, Leftover),
+}
+
 impl Command {
-    /// The VM this command is about, if any.
-    pub fn vm(&self) -> Option<&VmId> {
+    /// The attempt's request, for every command about one VM.
+    pub fn request(&self) -> Option<&MigrationRequest> {
         match self {
             Command::RefreshHost { .. } => None,
-            Command::StartMigration(r) => Some(&r.vm),
-            Command::PollMigration { vm, .. }
-            | Command::AbortMigration { vm, .. }
-            | Command::Converge { vm, .. }
-            | Command::Locate { vm, .. }
-            | Command::Verify { vm, .. }
-            | Command::ListLeftovers { vm, .. }
-            | Command::RemoveLeftover { vm, .. } => Some(vm),
+            Command::StartMigration(request)
+            | Command::PollMigration { request, .. }
+            | Command::AbortMigration { request, .. }
+            | Command::Converge { request, .. }
+            | Command::Locate { request, .. }
+            | Command::Verify { request, .. }
+            | Command::ListLeftovers { request, .. }
+            | Command::RemoveLeftover { request, .. } => Some(request),
+        }
+    }
+
+    /// The VM this command is about, if any.
+    pub fn vm(&self) -> Option<&VmId> {
+        self.request().map(|r| &r.vm)
+    }
+
+    /// The attempt this command is about, if any.
+    pub fn attempt(&self) -> Option<u32> {
+        self.request().map(|r| r.attempt)
+    }
+
+    /// What the answer to this command is matched to it by.
+    pub fn key(&self) -> Key {
+        match self {
+            Command::RefreshHost { host } => Key::Refresh(host.clone()),
+            Command::StartMigration(r) => Key::Start(r.vm.clone(), r.attempt),
+            Command::PollMigration { request: r, .. } => Key::Poll(r.vm.clone(), r.attempt),
+            Command::AbortMigration { request: r, .. } => Key::Abort(r.vm.clone(), r.attempt),
+            Command::Converge { request: r, .. } => Key::Converge(r.vm.clone(), r.attempt),
+            Command::Locate { request: r } => Key::Locate(r.vm.clone(), r.attempt),
+            Command::Verify { request: r } => Key::Verify(r.vm.clone(), r.attempt),
+            Command::ListLeftovers { request: r, .. } => Key::List(r.vm.clone(), r.attempt),
+            Command::RemoveLeftover {
+                request: r,
+                leftover,
+                ..
+            } => Key::Remove(r.vm.clone(), r.attempt, leftover.clone()),
+        }
+    }
+
+    /// The answer to this command when it could not be carried out (a sink refused it, its
+    /// task died, the run is stopping): `failure` in the matching input. `requested_at` is when
+    /// it was asked (a host refresh's answer says it).
+    pub fn failed(&self, requested_at: Time, failure: Failure) -> Input {
+        match self.key() {
+            Key::Refresh(host) => Input::HostRefreshed {
+                host,
+                requested_at,
+                result: Err(failure),
+            },
+            Key::Start(vm, attempt) => Input::MigrationStarted {
+                vm,
+                attempt,
+                result: Err(failure),
+            },
+            Key::Poll(vm, attempt) => Input::MigrationStatus {
+                vm,
+                attempt,
+                result: Err(failure),
+            },
+            Key::Abort(vm, attempt) => Input::AbortDone {
+                vm,
+                attempt,
+                result: Err(failure),
+            },
+            Key::Converge(vm, attempt) => Input::Converged {
+                vm,
+                attempt,
+                result: Err(failure),
+            },
+            Key::Locate(vm, attempt) => Input::Located {
+                vm,
+                attempt,
+                result: Err(failure),
+            },
+            Key::Verify(vm, attempt) => Input::Verified {
+                vm,
+                attempt,
+                result: Err(failure),
+            },
+            Key::List(vm, attempt) => Input::LeftoversListed {
+                vm,
+                attempt,
+                result: Err(failure),
+            },
+            Key::Remove(vm, attempt, leftover) => Input::LeftoverRemoved {
+                vm,
+                attempt,
+                leftover,
+                result: Err(failure),
+            },
         }
     }
 }
 
-/// What the world tells the core.
+/// What the world tells the core. Every answer names the VM and attempt of the command it
+/// answers (a host refresh, the host): an answer for an older attempt is ignored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "input")]
 pub enum Input {
@@ -147,72 +230,56 @@ pub enum Input {
     },
     /// Answer to [`Command::StartMigration`].
     MigrationStarted {
-        /// VM.
         vm: VmId,
-        /// Attempt.
         attempt: u32,
         /// The handle, or why it did not start.
         result: Result<MigrationHandle, Failure>,
     },
     /// Answer to [`Command::PollMigration`], or pushed unasked.
     MigrationStatus {
-        /// VM.
         vm: VmId,
-        /// Attempt.
         attempt: u32,
         /// The status, or why it could not be read (that alone does not fail the attempt).
         result: Result<MigrationStatus, Failure>,
     },
     /// Answer to [`Command::AbortMigration`].
     AbortDone {
-        /// VM.
         vm: VmId,
-        /// Attempt.
         attempt: u32,
         /// Whether the abort was accepted.
         result: Result<(), Failure>,
     },
     /// Answer to [`Command::Converge`].
     Converged {
-        /// VM.
         vm: VmId,
-        /// Attempt.
         attempt: u32,
         /// `Ok(true)` applied, `Ok(false)` the driver has no such aid.
         result: Result<bool, Failure>,
     },
     /// Answer to [`Command::Locate`].
     Located {
-        /// VM.
         vm: VmId,
-        /// Attempt.
         attempt: u32,
         /// Where it is.
         result: Result<Location, Failure>,
     },
     /// Answer to [`Command::Verify`].
     Verified {
-        /// VM.
         vm: VmId,
-        /// Attempt.
         attempt: u32,
         /// The proof, or why it could not be checked.
         result: Result<Verification, Failure>,
     },
     /// Answer to [`Command::ListLeftovers`].
     LeftoversListed {
-        /// VM.
         vm: VmId,
-        /// Attempt.
         attempt: u32,
         /// The leftovers.
         result: Result<Vec<Leftover>, Failure>,
     },
     /// Answer to [`Command::RemoveLeftover`].
     LeftoverRemoved {
-        /// VM.
         vm: VmId,
-        /// Attempt.
         attempt: u32,
         /// What was to be removed.
         leftover: Leftover,
@@ -240,5 +307,27 @@ impl Input {
             | Input::LeftoversListed { vm, attempt, .. }
             | Input::LeftoverRemoved { vm, attempt, .. } => Some((vm, *attempt)),
         }
+    }
+
+    /// The key of the command this input answers ([`Command::key`]); `None` for an input
+    /// nobody asks for (a stop).
+    pub fn key(&self) -> Option<Key> {
+        Some(match self {
+            Input::HostRefreshed { host, .. } => Key::Refresh(host.clone()),
+            Input::MigrationStarted { vm, attempt, .. } => Key::Start(vm.clone(), *attempt),
+            Input::MigrationStatus { vm, attempt, .. } => Key::Poll(vm.clone(), *attempt),
+            Input::AbortDone { vm, attempt, .. } => Key::Abort(vm.clone(), *attempt),
+            Input::Converged { vm, attempt, .. } => Key::Converge(vm.clone(), *attempt),
+            Input::Located { vm, attempt, .. } => Key::Locate(vm.clone(), *attempt),
+            Input::Verified { vm, attempt, .. } => Key::Verify(vm.clone(), *attempt),
+            Input::LeftoversListed { vm, attempt, .. } => Key::List(vm.clone(), *attempt),
+            Input::LeftoverRemoved {
+                vm,
+                attempt,
+                leftover,
+                ..
+            } => Key::Remove(vm.clone(), *attempt, leftover.clone()),
+            Input::Stop { .. } => return None,
+        })
     }
 }

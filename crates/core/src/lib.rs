@@ -33,7 +33,7 @@ pub mod view;
 
 pub use engine::{Core, Recovered, RecoveredState};
 pub use event::{AttemptCall, Event, EventKind, Phase, Reason, WaitReason, Watchdog};
-pub use io::{Command, Input, LeftoverContext};
+pub use io::{Command, Input, Key, LeftoverContext};
 pub use model::*;
 pub use spec::{
     HostLimits, Order, RunSpec, SchedulerPolicy, Selection, Settings, SourceSpec, SpecError,

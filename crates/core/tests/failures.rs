@@ -271,7 +271,7 @@ fn cleanup_happens_only_after_verification() {
             }
         }
         if let Command::RemoveLeftover {
-            vm,
+            request: vmove_core::MigrationRequest { vm, .. },
             context: LeftoverContext::AfterSuccess,
             ..
         } = c

@@ -137,7 +137,10 @@ fn a_source_left_paused_by_an_interrupted_migration_is_finished_once_the_destina
     };
     let (commands, events) = drive(&mut core, |c| match c {
         Command::RefreshHost { host } => Some(refreshed(host, vec![])),
-        Command::Locate { vm, attempt, .. } => Some(Input::Located {
+        Command::Locate {
+            request: vmove_core::MigrationRequest { vm, attempt, .. },
+            ..
+        } => Some(Input::Located {
             vm: vm.clone(),
             attempt: *attempt,
             result: Ok(located(
@@ -145,7 +148,10 @@ fn a_source_left_paused_by_an_interrupted_migration_is_finished_once_the_destina
                 Some(seen(PowerState::Running, Activity::Idle)),
             )),
         }),
-        Command::Verify { vm, attempt, .. } => Some(Input::Verified {
+        Command::Verify {
+            request: vmove_core::MigrationRequest { vm, attempt, .. },
+            ..
+        } => Some(Input::Verified {
             vm: vm.clone(),
             attempt: *attempt,
             result: Ok(Verification {
@@ -156,10 +162,8 @@ fn a_source_left_paused_by_an_interrupted_migration_is_finished_once_the_destina
             }),
         }),
         Command::ListLeftovers {
-            vm,
-            attempt,
+            request: vmove_core::MigrationRequest { vm, attempt, .. },
             context,
-            ..
         } => {
             assert_eq!(*context, LeftoverContext::AfterSuccess);
             Some(Input::LeftoversListed {
@@ -169,8 +173,7 @@ fn a_source_left_paused_by_an_interrupted_migration_is_finished_once_the_destina
             })
         }
         Command::RemoveLeftover {
-            vm,
-            attempt,
+            request: vmove_core::MigrationRequest { vm, attempt, .. },
             leftover,
             ..
         } => Some(Input::LeftoverRemoved {
@@ -221,7 +224,10 @@ fn a_paused_source_is_never_stopped_when_the_destination_copy_is_not_proven_this
     let (commands, _) = drive(&mut core, |c| {
         match c {
         Command::RefreshHost { host } => Some(refreshed(host, vec![])),
-        Command::Locate { vm, attempt, .. } => Some(Input::Located {
+        Command::Locate {
+ request: vmove_core::MigrationRequest { vm, attempt, .. },
+ ..
+ } => Some(Input::Located {
             vm: vm.clone(),
             attempt: *attempt,
             result: Ok(located(
@@ -229,7 +235,10 @@ fn a_paused_source_is_never_stopped_when_the_destination_copy_is_not_proven_this
                 Some(seen(PowerState::Running, Activity::Idle)),
             )),
         }),
-        Command::Verify { vm, attempt, .. } => Some(Input::Verified {
+        Command::Verify {
+ request: vmove_core::MigrationRequest { vm, attempt, .. },
+ ..
+ } => Some(Input::Verified {
             vm: vm.clone(),
             attempt: *attempt,
             result: Ok(Verification {
@@ -283,7 +292,10 @@ fn a_source_left_paused_by_an_interrupted_migration_with_no_copy_elsewhere_is_re
             };
             Some(refreshed(host, vms))
         }
-        Command::Locate { vm, attempt, .. } => Some(Input::Located {
+        Command::Locate {
+            request: vmove_core::MigrationRequest { vm, attempt, .. },
+            ..
+        } => Some(Input::Located {
             vm: vm.clone(),
             attempt: *attempt,
             result: Ok(Location {
@@ -294,7 +306,10 @@ fn a_source_left_paused_by_an_interrupted_migration_with_no_copy_elsewhere_is_re
                 ..located(on_source.clone(), on_destination.clone())
             }),
         }),
-        Command::AbortMigration { vm, attempt, .. } => {
+        Command::AbortMigration {
+            request: vmove_core::MigrationRequest { vm, attempt, .. },
+            ..
+        } => {
             // The driver's roll-back: resume the paused source copy.
             on_source = Some(seen(PowerState::Running, Activity::Idle));
             Some(Input::AbortDone {
@@ -303,7 +318,10 @@ fn a_source_left_paused_by_an_interrupted_migration_with_no_copy_elsewhere_is_re
                 result: Ok(()),
             })
         }
-        Command::ListLeftovers { vm, attempt, .. } => Some(Input::LeftoversListed {
+        Command::ListLeftovers {
+            request: vmove_core::MigrationRequest { vm, attempt, .. },
+            ..
+        } => Some(Input::LeftoversListed {
             vm: vm.clone(),
             attempt: *attempt,
             result: Ok(vec![]),
@@ -316,7 +334,10 @@ fn a_source_left_paused_by_an_interrupted_migration_with_no_copy_elsewhere_is_re
                 result: Ok(MigrationHandle("job-2".into())),
             })
         }
-        Command::PollMigration { vm, attempt, .. } => {
+        Command::PollMigration {
+            request: vmove_core::MigrationRequest { vm, attempt, .. },
+            ..
+        } => {
             on_destination = on_source.take();
             Some(Input::MigrationStatus {
                 vm: vm.clone(),
@@ -324,7 +345,10 @@ fn a_source_left_paused_by_an_interrupted_migration_with_no_copy_elsewhere_is_re
                 result: Ok(MigrationStatus::Completed),
             })
         }
-        Command::Verify { vm, attempt, .. } => Some(Input::Verified {
+        Command::Verify {
+            request: vmove_core::MigrationRequest { vm, attempt, .. },
+            ..
+        } => Some(Input::Verified {
             vm: vm.clone(),
             attempt: *attempt,
             result: Ok(Verification {
@@ -384,7 +408,10 @@ fn a_vm_its_owner_paused_stays_paused_after_a_resume() {
     .unwrap();
     let (commands, _) = drive(&mut core, |c| match c {
         Command::RefreshHost { host } => Some(refreshed(host, vec![])),
-        Command::Locate { vm, attempt, .. } => Some(Input::Located {
+        Command::Locate {
+            request: vmove_core::MigrationRequest { vm, attempt, .. },
+            ..
+        } => Some(Input::Located {
             vm: vm.clone(),
             attempt: *attempt,
             result: Ok(Location {
@@ -393,7 +420,10 @@ fn a_vm_its_owner_paused_stays_paused_after_a_resume() {
                 running_migration: None,
             }),
         }),
-        Command::ListLeftovers { vm, attempt, .. } => Some(Input::LeftoversListed {
+        Command::ListLeftovers {
+            request: vmove_core::MigrationRequest { vm, attempt, .. },
+            ..
+        } => Some(Input::LeftoversListed {
             vm: vm.clone(),
             attempt: *attempt,
             result: Ok(vec![]),

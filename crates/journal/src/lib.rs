@@ -29,6 +29,7 @@
 //! - [`status`]: [`VmStatus`], the per-VM latest state kept in step with the events.
 //! - [`mod@rebuild`]: what resume needs per VM, computed from a loaded [`RunRecord`].
 //! - [`schema`]: the tables and their ordered migrations.
+//! - `upgrade`: rewrites of stored values whose shape changed (a migration's data work).
 //! - `sink` (feature `sink`): `JournalSink`, the runtime sink that keeps the write protocol, and
 //!   `Keeper`, the task that refreshes the lease and polls stop requests.
 //! - [`holder`]: [`Holder`], who drives a run, and whether a holder on this machine is provably
@@ -52,6 +53,7 @@ pub mod sink;
 pub mod status;
 #[cfg(feature = "test-util")]
 pub mod testing;
+mod upgrade;
 
 pub use clock::{Clock, ManualClock, SystemClock, WallTime};
 pub use error::{JournalError, Result};

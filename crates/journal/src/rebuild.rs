@@ -13,7 +13,6 @@ use vmove_core::{
 /// One VM's facts from the journal.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VmResume {
-    /// Id.
     pub vm: VmId,
     /// Name (the id if the VM was never selected).
     pub name: String,
@@ -230,8 +229,11 @@ fn rebuild_ordered(record: &RunRecord) -> (BTreeMap<VmId, VmResume>, Vec<VmId>) 
                     _ => {}
                 }
             }
-            EntryBody::Intent(Command::AbortMigration { vm, attempt, .. }) => {
-                if let Some(v) = out.get_mut(vm).filter(|v| v.attempt == *attempt) {
+            EntryBody::Intent(Command::AbortMigration { request, .. }) => {
+                if let Some(v) = out
+                    .get_mut(&request.vm)
+                    .filter(|v| v.attempt == request.attempt)
+                {
                     v.abort_asked = true;
                 }
             }

@@ -22,7 +22,7 @@ struct Migration {
 }
 
 /// The newest schema version this build knows.
-pub const LATEST: u32 = 4;
+pub const LATEST: u32 = 5;
 
 const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -116,6 +116,12 @@ CREATE TABLE notes (
 CREATE INDEX notes_run ON notes (run_id, at);
 "#,
         backfill: None,
+    },
+    Migration {
+        version: 5,
+        description: "commands about an attempt carry its request (rewritten from the start's intent)",
+        sql: "",
+        backfill: Some(crate::upgrade::commands_carry_requests),
     },
 ];
 

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use vmove_core::{Command, Event, Input, Snapshot, Time};
+use vmove_core::{Command, Event, Input, Key, Snapshot, Time};
 use vmove_runtime::{Control, EventSink, SinkError};
 
 /// A journal shared between the sink, the keeper and the caller.
@@ -42,53 +42,6 @@ pub async fn with_journal<R: Send + 'static>(
     .map_err(|e| JournalError::Worker(e.to_string()))?
 }
 
-/// What an answer is matched to its intent by.
-fn command_key(cmd: &Command) -> String {
-    match cmd {
-        Command::RefreshHost { host } => format!("refresh/{host}"),
-        Command::StartMigration(r) => format!("start/{}/{}", r.vm, r.attempt),
-        Command::PollMigration { vm, attempt, .. } => format!("poll/{vm}/{attempt}"),
-        Command::AbortMigration { vm, attempt, .. } => format!("abort/{vm}/{attempt}"),
-        Command::Converge { vm, attempt, .. } => format!("converge/{vm}/{attempt}"),
-        Command::Locate { vm, attempt, .. } => format!("locate/{vm}/{attempt}"),
-        Command::Verify { vm, attempt, .. } => format!("verify/{vm}/{attempt}"),
-        Command::ListLeftovers { vm, attempt, .. } => format!("list/{vm}/{attempt}"),
-        Command::RemoveLeftover {
-            vm,
-            attempt,
-            leftover,
-            ..
-        } => format!(
-            "remove/{vm}/{attempt}/{}",
-            serde_json::to_string(leftover).unwrap_or_default()
-        ),
-    }
-}
-
-/// The key of the intent `input` answers; `None` for an input nobody asks for (a stop).
-fn input_key(input: &Input) -> Option<String> {
-    Some(match input {
-        Input::HostRefreshed { host, .. } => format!("refresh/{host}"),
-        Input::MigrationStarted { vm, attempt, .. } => format!("start/{vm}/{attempt}"),
-        Input::MigrationStatus { vm, attempt, .. } => format!("poll/{vm}/{attempt}"),
-        Input::AbortDone { vm, attempt, .. } => format!("abort/{vm}/{attempt}"),
-        Input::Converged { vm, attempt, .. } => format!("converge/{vm}/{attempt}"),
-        Input::Located { vm, attempt, .. } => format!("locate/{vm}/{attempt}"),
-        Input::Verified { vm, attempt, .. } => format!("verify/{vm}/{attempt}"),
-        Input::LeftoversListed { vm, attempt, .. } => format!("list/{vm}/{attempt}"),
-        Input::LeftoverRemoved {
-            vm,
-            attempt,
-            leftover,
-            ..
-        } => format!(
-            "remove/{vm}/{attempt}/{}",
-            serde_json::to_string(leftover).unwrap_or_default()
-        ),
-        Input::Stop { .. } => return None,
-    })
-}
-
 /// What a failed write says: the journal's path and SQLite's verdict with its causes
 /// (`journal /x/journal.db: disk full (SQLITE_FULL): database or disk is full`).
 fn describe(path: &std::path::Path, e: &JournalError) -> String {
@@ -101,7 +54,7 @@ pub struct JournalSink {
     journal: SharedJournal,
     run: String,
     /// Intents without an outcome yet, by what their answer is matched with.
-    open: HashMap<String, VecDeque<IntentId>>,
+    open: HashMap<Key, VecDeque<IntentId>>,
     /// Answers and events since the last write, in the order they came. Kept when a write
     /// fails, and written with the next one that succeeds.
     buffer: Vec<StepRecord>,
@@ -181,7 +134,7 @@ impl JournalSink {
             ));
         }
         for (c, id) in commands.iter().zip(ids) {
-            self.open.entry(command_key(c)).or_default().push_back(id);
+            self.open.entry(c.key()).or_default().push_back(id);
         }
         Ok(())
     }
@@ -214,7 +167,7 @@ impl EventSink for JournalSink {
     }
 
     async fn on_input(&mut self, now: Time, input: &Input) -> Result<(), SinkError> {
-        let intent = input_key(input).and_then(|k| {
+        let intent = input.key().and_then(|k| {
             let q = self.open.get_mut(&k)?;
             let id = q.pop_front();
             if q.is_empty() {

@@ -423,13 +423,15 @@ fn every_call_has_its_intent(watched: &Watched, rec: &vmove_journal::RunRecord) 
                 r.vm == *vm && r.attempt == *a
             }
             (
-                EntryBody::Intent(Command::AbortMigration { vm: v, attempt, .. }),
+                EntryBody::Intent(Command::AbortMigration {
+                    request: vmove_core::MigrationRequest { vm: v, attempt, .. },
+                    ..
+                }),
                 Call::Abort(vm, a),
             ) => v == vm && attempt == a,
             (
                 EntryBody::Intent(Command::RemoveLeftover {
-                    vm: v,
-                    attempt,
+                    request: vmove_core::MigrationRequest { vm: v, attempt, .. },
                     leftover,
                     ..
                 }),

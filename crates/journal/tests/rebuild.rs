@@ -274,10 +274,7 @@ fn recovered_remembers_an_abort_asked_for_the_attempt_after_the_phase_moved_on()
         // The stall watchdog: the abort asked and answered (unknown), then the look at the hosts.
         transition(150, &vm, Phase::Migrating, Phase::Aborting),
         Step::Intent(Command::AbortMigration {
-            vm: vm.clone(),
-            attempt: 1,
-            source: "a".into(),
-            destination: "b".into(),
+            request: req.clone(),
             handle,
         }),
         Step::Outcome(

@@ -115,13 +115,16 @@ impl World {
                     result,
                 }
             }
-            Command::PollMigration { attempt, .. } => Input::MigrationStatus {
+            Command::PollMigration {
+                request: vmove_core::MigrationRequest { attempt, .. },
+                ..
+            } => Input::MigrationStatus {
                 vm,
                 attempt,
                 result: Ok(MigrationStatus::Completed),
             },
             Command::Locate {
-                attempt, request, ..
+                request: request @ vmove_core::MigrationRequest { attempt, .. },
             } => Input::Located {
                 vm,
                 attempt,
@@ -132,7 +135,7 @@ impl World {
                 }),
             },
             Command::Verify {
-                attempt, request, ..
+                request: request @ vmove_core::MigrationRequest { attempt, .. },
             } => Input::Verified {
                 vm,
                 attempt,
@@ -144,8 +147,7 @@ impl World {
                 }),
             },
             Command::ListLeftovers {
-                attempt,
-                request,
+                request: request @ vmove_core::MigrationRequest { attempt, .. },
                 context,
                 ..
             } => {
@@ -160,7 +162,9 @@ impl World {
                 }
             }
             Command::RemoveLeftover {
-                attempt, leftover, ..
+                request: vmove_core::MigrationRequest { attempt, .. },
+                leftover,
+                ..
             } => {
                 if let Some(f) = self.files.get_mut(&leftover.host) {
                     f.retain(|l| l != &leftover);

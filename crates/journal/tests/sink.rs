@@ -22,45 +22,62 @@ fn input_matches(cmd: &Command, input: &Input) -> bool {
             r.vm == *vm && r.attempt == *attempt
         }
         (
-            Command::PollMigration { vm, attempt, .. },
+            Command::PollMigration {
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
+                ..
+            },
             Input::MigrationStatus {
                 vm: v, attempt: a, ..
             },
         )
         | (
-            Command::AbortMigration { vm, attempt, .. },
+            Command::AbortMigration {
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
+                ..
+            },
             Input::AbortDone {
                 vm: v, attempt: a, ..
             },
         )
         | (
-            Command::Converge { vm, attempt, .. },
+            Command::Converge {
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
+                ..
+            },
             Input::Converged {
                 vm: v, attempt: a, ..
             },
         )
         | (
-            Command::Locate { vm, attempt, .. },
+            Command::Locate {
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
+                ..
+            },
             Input::Located {
                 vm: v, attempt: a, ..
             },
         )
         | (
-            Command::Verify { vm, attempt, .. },
+            Command::Verify {
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
+                ..
+            },
             Input::Verified {
                 vm: v, attempt: a, ..
             },
         )
         | (
-            Command::ListLeftovers { vm, attempt, .. },
+            Command::ListLeftovers {
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
+                ..
+            },
             Input::LeftoversListed {
                 vm: v, attempt: a, ..
             },
         ) => vm == v && attempt == a,
         (
             Command::RemoveLeftover {
-                vm,
-                attempt,
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
                 leftover,
                 ..
             },

@@ -6,10 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use vmove_core::spec::dur::format_duration;
-use vmove_core::{
-    Command, ErrorClass, Failure, HostId, Input, MigrationMode, MigrationRequest, PathLayout, Time,
-    VmId,
-};
+use vmove_core::{Command, ErrorClass, Failure, HostId, Input, MigrationRequest, Time};
 use vmove_driver::{Driver, DriverResult};
 
 /// The drivers of a run: which driver serves each host. One driver value may serve many hosts.
@@ -22,6 +19,14 @@ pub(crate) enum CallKind {
     ReadOnly,
     /// Changes state: after a time-out nobody knows whether it happened (indeterminate).
     StateChanging,
+}
+
+/// What a command task returns: the core's answer, and for a migration it started, that
+/// attempt's request (the run watches its end: [`Exec::watch_end`]).
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub input: Input,
+    pub started: Option<MigrationRequest>,
 }
 
 /// Everything a command task needs.
@@ -110,16 +115,10 @@ impl Exec {
         }
     }
 
-    /// Carries out `cmd` and returns the core's answer. `req` is the attempt's request for
-    /// commands that only carry a handle (poll, abort, converge, remove a leftover).
-    pub async fn execute(
-        self: Arc<Self>,
-        cmd: Command,
-        req: MigrationRequest,
-        requested_at: Time,
-    ) -> Input {
+    /// Carries out `cmd` and returns the core's answer.
+    pub async fn execute(self: Arc<Self>, cmd: Command, requested_at: Time) -> Answer {
         use CallKind::*;
-        match cmd {
+        let input = match cmd {
             Command::RefreshHost { host } => {
                 let result = async {
                     let d = self.driver(&host)?;
@@ -167,74 +166,60 @@ impl Exec {
                     .await
                 }
                 .await;
-                Input::MigrationStarted {
-                    vm: req.vm,
-                    attempt: req.attempt,
-                    result,
-                }
+                let started = result.is_ok().then(|| req.clone());
+                return Answer {
+                    input: Input::MigrationStarted {
+                        vm: req.vm,
+                        attempt: req.attempt,
+                        result,
+                    },
+                    started,
+                };
             }
-            Command::PollMigration {
-                vm,
-                attempt,
-                source,
-                handle,
-                ..
-            } => Input::MigrationStatus {
+            Command::PollMigration { request, handle } => Input::MigrationStatus {
                 result: self
                     .on(
                         "reading the migration's status",
-                        &source,
+                        &request.source,
                         None,
                         ReadOnly,
-                        |d| d.migration_status(&req, &handle),
+                        |d| d.migration_status(&request, &handle),
                     )
                     .await,
-                vm,
-                attempt,
+                vm: request.vm,
+                attempt: request.attempt,
             },
-            Command::AbortMigration {
-                vm,
-                attempt,
-                source,
-                handle,
-                ..
-            } => Input::AbortDone {
+            Command::AbortMigration { request, handle } => Input::AbortDone {
                 result: self
                     .on(
                         "aborting the migration",
-                        &source,
+                        &request.source,
                         None,
                         StateChanging,
-                        |d| d.abort_migration(&req, &handle),
+                        |d| d.abort_migration(&request, &handle),
                     )
                     .await,
-                vm,
-                attempt,
+                vm: request.vm,
+                attempt: request.attempt,
             },
             Command::Converge {
-                vm,
-                attempt,
-                source,
+                request,
                 handle,
                 aid,
             } => Input::Converged {
                 result: self
                     .on(
                         "applying a convergence aid",
-                        &source,
+                        &request.source,
                         None,
                         StateChanging,
-                        |d| d.converge(&req, &handle, aid),
+                        |d| d.converge(&request, &handle, aid),
                     )
                     .await,
-                vm,
-                attempt,
+                vm: request.vm,
+                attempt: request.attempt,
             },
-            Command::Locate {
-                vm,
-                attempt,
-                request,
-            } => Input::Located {
+            Command::Locate { request } => Input::Located {
                 result: self
                     .on(
                         "locating the VM",
@@ -244,14 +229,10 @@ impl Exec {
                         |d| d.locate(&request),
                     )
                     .await,
-                vm,
-                attempt,
+                vm: request.vm,
+                attempt: request.attempt,
             },
-            Command::Verify {
-                vm,
-                attempt,
-                request,
-            } => Input::Verified {
+            Command::Verify { request } => Input::Verified {
                 result: self
                     .on(
                         "verifying the move",
@@ -261,15 +242,10 @@ impl Exec {
                         |d| d.verify(&request),
                     )
                     .await,
-                vm,
-                attempt,
+                vm: request.vm,
+                attempt: request.attempt,
             },
-            Command::ListLeftovers {
-                vm,
-                attempt,
-                request,
-                context,
-            } => Input::LeftoversListed {
+            Command::ListLeftovers { request, context } => Input::LeftoversListed {
                 result: self
                     .on(
                         "listing leftovers",
@@ -279,12 +255,11 @@ impl Exec {
                         |d| d.leftovers(&request, context),
                     )
                     .await,
-                vm,
-                attempt,
+                vm: request.vm,
+                attempt: request.attempt,
             },
             Command::RemoveLeftover {
-                vm,
-                attempt,
+                request,
                 leftover,
                 context,
             } => Input::LeftoverRemoved {
@@ -294,13 +269,17 @@ impl Exec {
                         &leftover.host,
                         None,
                         StateChanging,
-                        |d| d.remove_leftover(&req, &leftover, context),
+                        |d| d.remove_leftover(&request, &leftover, context),
                     )
                     .await,
-                vm,
-                attempt,
+                vm: request.vm,
+                attempt: request.attempt,
                 leftover,
             },
+        };
+        Answer {
+            input,
+            started: None,
         }
     }
 }
@@ -317,154 +296,5 @@ pub(crate) fn call_kind(cmd: &Command) -> CallKind {
         | Command::Locate { .. }
         | Command::Verify { .. }
         | Command::ListLeftovers { .. } => CallKind::ReadOnly,
-    }
-}
-
-/// The answer to `cmd` when it could not be carried out (a sink refused it, its task died).
-pub(crate) fn failed_answer(cmd: &Command, requested_at: Time, failure: Failure) -> Input {
-    match cmd.clone() {
-        Command::RefreshHost { host } => Input::HostRefreshed {
-            host,
-            requested_at,
-            result: Err(failure),
-        },
-        Command::StartMigration(r) => Input::MigrationStarted {
-            vm: r.vm,
-            attempt: r.attempt,
-            result: Err(failure),
-        },
-        Command::PollMigration { vm, attempt, .. } => Input::MigrationStatus {
-            vm,
-            attempt,
-            result: Err(failure),
-        },
-        Command::AbortMigration { vm, attempt, .. } => Input::AbortDone {
-            vm,
-            attempt,
-            result: Err(failure),
-        },
-        Command::Converge { vm, attempt, .. } => Input::Converged {
-            vm,
-            attempt,
-            result: Err(failure),
-        },
-        Command::Locate { vm, attempt, .. } => Input::Located {
-            vm,
-            attempt,
-            result: Err(failure),
-        },
-        Command::Verify { vm, attempt, .. } => Input::Verified {
-            vm,
-            attempt,
-            result: Err(failure),
-        },
-        Command::ListLeftovers { vm, attempt, .. } => Input::LeftoversListed {
-            vm,
-            attempt,
-            result: Err(failure),
-        },
-        Command::RemoveLeftover {
-            vm,
-            attempt,
-            leftover,
-            ..
-        } => Input::LeftoverRemoved {
-            vm,
-            attempt,
-            leftover,
-            result: Err(failure),
-        },
-    }
-}
-
-/// Remembers each attempt's request, so commands that carry only a handle can give the driver
-/// the full request its contract asks for.
-#[derive(Debug, Default)]
-pub(crate) struct Requests {
-    by_attempt: HashMap<(VmId, u32), MigrationRequest>,
-}
-
-impl Requests {
-    /// Learns from a command and returns the request to hand its task.
-    pub fn resolve(&mut self, cmd: &Command, run_id: &str) -> MigrationRequest {
-        match cmd {
-            Command::StartMigration(r)
-            | Command::Locate { request: r, .. }
-            | Command::Verify { request: r, .. }
-            | Command::ListLeftovers { request: r, .. } => {
-                self.by_attempt.insert((r.vm.clone(), r.attempt), r.clone());
-                r.clone()
-            }
-            Command::PollMigration {
-                vm,
-                attempt,
-                source,
-                destination,
-                ..
-            }
-            | Command::AbortMigration {
-                vm,
-                attempt,
-                source,
-                destination,
-                ..
-            } => self.get_or(vm, *attempt, source, Some(destination), run_id),
-            Command::Converge {
-                vm,
-                attempt,
-                source,
-                ..
-            } => self.get_or(vm, *attempt, source, None, run_id),
-            Command::RemoveLeftover {
-                vm,
-                attempt,
-                leftover,
-                ..
-            } => self.get_or(vm, *attempt, &leftover.host, None, run_id),
-            Command::RefreshHost { host } => MigrationRequest {
-                vm: VmId::new(""),
-                vm_name: String::new(),
-                source: host.clone(),
-                destination: host.clone(),
-                mode: MigrationMode::Live,
-                layout: PathLayout::default(),
-                attempt: 0,
-                run_id: run_id.to_owned(),
-            },
-        }
-    }
-
-    fn get_or(
-        &self,
-        vm: &VmId,
-        attempt: u32,
-        source: &HostId,
-        destination: Option<&HostId>,
-        run_id: &str,
-    ) -> MigrationRequest {
-        if let Some(r) = self.by_attempt.get(&(vm.clone(), attempt)) {
-            return r.clone();
-        }
-        // The attempt was not started by this process (adopted after a resume): the best we know.
-        MigrationRequest {
-            vm: vm.clone(),
-            vm_name: vm.to_string(),
-            source: source.clone(),
-            destination: destination.unwrap_or(source).clone(),
-            mode: MigrationMode::Live,
-            layout: PathLayout::default(),
-            attempt,
-            run_id: run_id.to_owned(),
-        }
-    }
-
-    /// The request of an attempt this process started or looked at, if known.
-    pub fn get(&self, vm: &VmId, attempt: u32) -> Option<&MigrationRequest> {
-        self.by_attempt.get(&(vm.clone(), attempt))
-    }
-
-    /// Forgets every attempt of a VM whose move is over.
-    pub fn forget(&mut self, vm: &VmId) {
-        self.by_attempt.retain(|(v, _), _| v != vm);
     }
 }

@@ -37,14 +37,13 @@ pub mod sink;
 pub use exec::Drivers;
 pub use sink::{CollectSink, Collected, EventSink, NdjsonSink, SinkError};
 
-use exec::{CallKind, Exec, Requests, call_kind, failed_answer};
+use exec::{Answer, CallKind, Exec, call_kind};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use vmove_core::event::EventKind;
 use vmove_core::{Command, Core, ErrorClass, Event, Failure, Input, Snapshot, Time};
 
 /// What the runtime drives: [`Core`], or a stand-in with the same surface (tests script one to
@@ -90,6 +89,11 @@ impl Engine for Core {
     }
 }
 
+/// The default of [`RuntimeOptions::call_timeout`]: longer than any single driver call takes
+/// on a healthy host (a start or an abort over a slow link answers in well under a minute), so
+/// only a call that hangs is cut off.
+const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// How the runtime behaves.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RuntimeOptions {
@@ -107,7 +111,7 @@ pub struct RuntimeOptions {
 impl Default for RuntimeOptions {
     fn default() -> Self {
         RuntimeOptions {
-            call_timeout: Duration::from_secs(120),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
             speed: 1.0,
             start: Time::ZERO,
         }
@@ -200,6 +204,10 @@ pub struct Runtime {
     options: RuntimeOptions,
 }
 
+/// A wake-up time that never comes (a year away), for the `select!` branch of a timer that is
+/// not set (the branch is disabled then; tokio still wants an instant).
+const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// What the run loop keeps between steps.
 struct Loop<E: Engine> {
     core: E,
@@ -209,13 +217,11 @@ struct Loop<E: Engine> {
     last_now: Time,
     /// Run time at `epoch`.
     start: Time,
-    run_id: String,
     exec: Arc<Exec>,
     sinks: Vec<Box<dyn EventSink>>,
-    tasks: JoinSet<Input>,
+    tasks: JoinSet<Answer>,
     /// The answer to give when a task dies without answering.
     fallbacks: HashMap<tokio::task::Id, Input>,
-    requests: Requests,
     stop_requested: Option<bool>,
     sink_error: Option<String>,
     /// Inputs were given to the sinks since their last `on_step` (which writes them).
@@ -250,7 +256,6 @@ impl Runtime {
     ) -> RunResult {
         let epoch = Instant::now();
         let start = self.options.start;
-        let run_id = core.snapshot(start).run_id;
         let mut lp = Loop {
             core,
             epoch,
@@ -261,7 +266,6 @@ impl Runtime {
             },
             last_now: start,
             start,
-            run_id,
             exec: Arc::new(Exec {
                 drivers,
                 call_timeout: self.options.call_timeout,
@@ -270,7 +274,6 @@ impl Runtime {
             sinks,
             tasks: JoinSet::new(),
             fallbacks: HashMap::new(),
-            requests: Requests::default(),
             stop_requested: None,
             sink_error: None,
             unwritten: false,
@@ -301,7 +304,7 @@ impl Runtime {
                 stalled = true;
                 break;
             }
-            let far = Instant::now() + Duration::from_secs(86_400 * 365);
+            let far = Instant::now() + NEVER;
             tokio::select! {
                 biased;
                 msg = control.rx.recv(), if control_open => match msg {
@@ -312,17 +315,17 @@ impl Runtime {
                     None => control_open = false,
                 },
                 Some(joined) = lp.tasks.join_next_with_id() => {
-                    let input = match joined {
-                        Ok((id, input)) => {
+                    let answer = match joined {
+                        Ok((id, answer)) => {
                             lp.fallbacks.remove(&id);
-                            input
+                            answer
                         }
                         Err(e) => match lp.fallbacks.remove(&e.id()) {
-                            Some(input) => input,
+                            Some(input) => Answer { input, started: None },
                             None => continue,
                         },
                     };
-                    lp.feed(input).await;
+                    lp.feed_answer(answer).await;
                 }
                 Some(Ok(Some(input))) = lp.watchers.join_next(), if !lp.watchers.is_empty() => {
                     lp.feed(input).await;
@@ -381,6 +384,17 @@ impl<E: Engine> Loop<E> {
 
     /// Hands one input to the sinks, then to the core.
     async fn feed(&mut self, input: Input) {
+        self.feed_answer(Answer {
+            input,
+            started: None,
+        })
+        .await;
+    }
+
+    /// [`Loop::feed`] for a command's answer; the end of a migration it started is watched
+    /// (once the core knows of the start).
+    async fn feed_answer(&mut self, answer: Answer) {
+        let Answer { input, started } = answer;
         let now = self.now();
         let mut failed = None;
         for sink in &mut self.sinks {
@@ -389,15 +403,13 @@ impl<E: Engine> Loop<E> {
             }
         }
         self.unwritten = true;
-        let watch = match &input {
-            Input::MigrationStarted {
-                vm,
-                attempt,
-                result: Ok(handle),
-            } => self
-                .requests
-                .get(vm, *attempt)
-                .map(|req| (req.clone(), handle.clone())),
+        let watch = match (&input, started) {
+            (
+                Input::MigrationStarted {
+                    result: Ok(handle), ..
+                },
+                Some(req),
+            ) => Some((req, handle.clone())),
             _ => None,
         };
         self.core.handle_event(now, input);
@@ -464,7 +476,7 @@ impl<E: Engine> Loop<E> {
                         ErrorClass::Transient,
                         format!("not started: the run is stopping because {e}"),
                     );
-                    self.pending.push(failed_answer(&cmd, now, failure));
+                    self.pending.push(cmd.failed(now, failure));
                 } else {
                     commands.push(cmd);
                 }
@@ -510,7 +522,7 @@ impl<E: Engine> Loop<E> {
                                 ErrorClass::Transient,
                                 format!("not carried out: {e}"),
                             );
-                            self.pending.push(failed_answer(&cmd, now, failure));
+                            self.pending.push(cmd.failed(now, failure));
                         }
                         CallKind::ReadOnly => self.dispatch(cmd, now),
                         CallKind::StateChanging => self.held.push(cmd),
@@ -525,12 +537,6 @@ impl<E: Engine> Loop<E> {
     }
 
     async fn forward(&mut self, ev: &Event) {
-        if let EventKind::Moved { vm, .. }
-        | EventKind::Unmigratable { vm, .. }
-        | EventKind::Cancelled { vm, .. } = &ev.kind
-        {
-            self.requests.forget(vm);
-        }
         let mut failed = None;
         for sink in &mut self.sinks {
             if let Err(e) = sink.on_event(ev).await {
@@ -544,19 +550,15 @@ impl<E: Engine> Loop<E> {
 
     /// Carries out a command its sinks have seen (its intent is written).
     fn dispatch(&mut self, cmd: Command, now: Time) {
-        let req = self.requests.resolve(&cmd, &self.run_id);
         let class = match call_kind(&cmd) {
             CallKind::ReadOnly => ErrorClass::Transient,
             CallKind::StateChanging => ErrorClass::Indeterminate,
         };
-        let fallback = failed_answer(
-            &cmd,
+        let fallback = cmd.failed(
             now,
             Failure::new(class, "the driver call died without an answer"),
         );
-        let handle = self
-            .tasks
-            .spawn(Arc::clone(&self.exec).execute(cmd, req, now));
+        let handle = self.tasks.spawn(Arc::clone(&self.exec).execute(cmd, now));
         self.fallbacks.insert(handle.id(), fallback);
     }
 }

@@ -8,23 +8,35 @@
 //! ended; let the core handle its timeout. A bounded number of steps catches livelock.
 
 use crate::cluster::{MigrationEnd, SimCluster};
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use vmove_core::io::{Command, Input};
-use vmove_core::model::{
-    HostId, MigrationHandle, MigrationMode, MigrationRequest, PathLayout, VmId,
-};
+use vmove_core::model::{HostId, MigrationHandle};
 use vmove_core::spec::{RunSpec, SpecError};
 use vmove_core::{Core, Event, Snapshot, Time};
+
+/// Steps in all before a run counts as a livelock ([`SimOptions::max_steps`]): far more than the
+/// largest simulated runs take (10,000 VMs need a few million), small enough to end a spinning
+/// core in minutes.
+const DEFAULT_MAX_STEPS: u64 = 100_000_000;
+
+/// Steps at one instant per VM and host before a run counts as a livelock
+/// ([`SimOptions::max_steps_per_instant`]): an instant's work grows with the VMs and hosts that
+/// answer at it (a refresh per host, a handful of commands per VM).
+const STEPS_PER_INSTANT_PER_VM_AND_HOST: u64 = 20;
+
+/// Steps at one instant allowed beside [`STEPS_PER_INSTANT_PER_VM_AND_HOST`], so that small
+/// runs get room too.
+const STEPS_PER_INSTANT_BASE: u64 = 10_000;
 
 /// How to run a simulation.
 #[derive(Clone, Debug)]
 pub struct SimOptions {
     /// Fail with [`SimRunError::Livelock`] after this many steps (commands plus clock jumps)
-    /// in all. `None`: 100 million.
+    /// in all. `None`: 100 million (`DEFAULT_MAX_STEPS`).
     pub max_steps: Option<u64>,
     /// Fail with [`SimRunError::Livelock`] after this many steps without the clock moving.
-    /// `None`: 20 per VM and host, plus 10,000.
+    /// `None`: 20 per VM and host, plus 10,000 (`STEPS_PER_INSTANT_PER_VM_AND_HOST`,
+    /// `STEPS_PER_INSTANT_BASE`).
     pub max_steps_per_instant: Option<u64>,
     /// Keep every event in [`SimOutcome::events`] (a 10,000-VM run with progress events is
     /// large: turn it off there; the observer still sees every event).
@@ -143,10 +155,11 @@ fn run(
     mut observer: Option<&mut dyn FnMut(&Step<'_>)>,
 ) -> Result<SimOutcome, SimRunError> {
     let vm_count = cluster.vm_specs().count() as u64;
-    let max_steps = opts.max_steps.unwrap_or(100_000_000);
-    let max_instant = opts
-        .max_steps_per_instant
-        .unwrap_or(20 * (vm_count + cluster.host_ids().len() as u64) + 10_000);
+    let max_steps = opts.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
+    let max_instant = opts.max_steps_per_instant.unwrap_or(
+        STEPS_PER_INSTANT_PER_VM_AND_HOST * (vm_count + cluster.host_ids().len() as u64)
+            + STEPS_PER_INSTANT_BASE,
+    );
     let mut instant_steps = 0u64;
     let mut now = cluster.now();
     let mut core = Core::new(spec, now)?;
@@ -250,43 +263,14 @@ fn run(
 }
 
 /// Carries out the core's commands against a [`SimCluster`] (what a driver does for the runtime),
-/// remembering each attempt's request and the handles the core knows. [`simulate`] uses it; tests
+/// remembering the handles the core knows. [`simulate`] uses it; tests
 /// that drive the core themselves (crash and replay tests) use it too.
 #[derive(Debug, Default)]
 pub struct Exec {
-    requests: HashMap<(VmId, u32), MigrationRequest>,
     known: HashSet<MigrationHandle>,
 }
 
 impl Exec {
-    fn request(
-        &self,
-        vm: &VmId,
-        attempt: u32,
-        source: &HostId,
-        destination: &HostId,
-    ) -> Cow<'_, MigrationRequest> {
-        if let Some(r) = self.requests.get(&(vm.clone(), attempt)) {
-            return Cow::Borrowed(r);
-        }
-        Cow::Owned(MigrationRequest {
-            vm: vm.clone(),
-            vm_name: vm.to_string(),
-            source: source.clone(),
-            destination: destination.clone(),
-            mode: MigrationMode::Live,
-            layout: PathLayout::default(),
-            attempt,
-            run_id: String::new(),
-        })
-    }
-
-    fn remember(&mut self, req: &MigrationRequest) {
-        self.requests
-            .entry((req.vm.clone(), req.attempt))
-            .or_insert_with(|| req.clone());
-    }
-
     /// The status input for a migration that ended, if the core knows that migration.
     pub fn pushed(&mut self, end: MigrationEnd) -> Option<Input> {
         if !self.known.contains(&end.handle) {
@@ -311,7 +295,6 @@ impl Exec {
                     .map_err(Into::into),
             },
             Command::StartMigration(req) => {
-                self.remember(req);
                 let result = c.start_migration(req);
                 if let Ok(h) = &result {
                     self.known.insert(h.clone());
@@ -322,105 +305,58 @@ impl Exec {
                     result: result.map_err(Into::into),
                 }
             }
-            Command::PollMigration {
-                vm,
-                attempt,
-                source,
-                destination,
-                handle,
-            } => {
-                let req = self.request(vm, *attempt, source, destination);
-                Input::MigrationStatus {
-                    vm: vm.clone(),
-                    attempt: *attempt,
-                    result: c.migration_status(&req, handle).map_err(Into::into),
-                }
-            }
-            Command::AbortMigration {
-                vm,
-                attempt,
-                source,
-                destination,
-                handle,
-            } => {
-                let req = self.request(vm, *attempt, source, destination);
-                Input::AbortDone {
-                    vm: vm.clone(),
-                    attempt: *attempt,
-                    result: c.abort_migration(&req, handle).map_err(Into::into),
-                }
-            }
+            Command::PollMigration { request, handle } => Input::MigrationStatus {
+                vm: request.vm.clone(),
+                attempt: request.attempt,
+                result: c.migration_status(request, handle).map_err(Into::into),
+            },
+            Command::AbortMigration { request, handle } => Input::AbortDone {
+                vm: request.vm.clone(),
+                attempt: request.attempt,
+                result: c.abort_migration(request, handle).map_err(Into::into),
+            },
             Command::Converge {
-                vm,
-                attempt,
-                source,
+                request,
                 handle,
                 aid,
-            } => {
-                let req = self.request(vm, *attempt, source, source);
-                Input::Converged {
-                    vm: vm.clone(),
-                    attempt: *attempt,
-                    result: c.converge(&req, handle, *aid).map_err(Into::into),
-                }
-            }
-            Command::Locate {
-                vm,
-                attempt,
-                request,
-            } => {
-                self.remember(request);
+            } => Input::Converged {
+                vm: request.vm.clone(),
+                attempt: request.attempt,
+                result: c.converge(request, handle, *aid).map_err(Into::into),
+            },
+            Command::Locate { request } => {
                 let result = c.locate(request);
                 if let Ok(Some(h)) = result.as_ref().map(|l| l.running_migration.clone()) {
                     self.known.insert(h);
                 }
                 Input::Located {
-                    vm: vm.clone(),
-                    attempt: *attempt,
+                    vm: request.vm.clone(),
+                    attempt: request.attempt,
                     result: result.map_err(Into::into),
                 }
             }
-            Command::Verify {
-                vm,
-                attempt,
-                request,
-            } => {
-                self.remember(request);
-                Input::Verified {
-                    vm: vm.clone(),
-                    attempt: *attempt,
-                    result: c.verify(request).map_err(Into::into),
-                }
-            }
-            Command::ListLeftovers {
-                vm,
-                attempt,
-                request,
-                context,
-            } => {
-                self.remember(request);
-                Input::LeftoversListed {
-                    vm: vm.clone(),
-                    attempt: *attempt,
-                    result: c.leftovers(request, *context).map_err(Into::into),
-                }
-            }
+            Command::Verify { request } => Input::Verified {
+                vm: request.vm.clone(),
+                attempt: request.attempt,
+                result: c.verify(request).map_err(Into::into),
+            },
+            Command::ListLeftovers { request, context } => Input::LeftoversListed {
+                vm: request.vm.clone(),
+                attempt: request.attempt,
+                result: c.leftovers(request, *context).map_err(Into::into),
+            },
             Command::RemoveLeftover {
-                vm,
-                attempt,
+                request,
                 leftover,
                 context,
-            } => {
-                let req = self.request(vm, *attempt, &leftover.host, &leftover.host);
-                Input::LeftoverRemoved {
-                    vm: vm.clone(),
-                    attempt: *attempt,
-                    leftover: leftover.clone(),
-                    result: c
-                        .remove_leftover(&req, leftover, *context)
-                        .map_err(Into::into),
-                }
-            }
+            } => Input::LeftoverRemoved {
+                vm: request.vm.clone(),
+                attempt: request.attempt,
+                leftover: leftover.clone(),
+                result: c
+                    .remove_leftover(request, leftover, *context)
+                    .map_err(Into::into),
+            },
         }
     }
 }

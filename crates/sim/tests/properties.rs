@@ -76,14 +76,17 @@ impl Checker {
                         ),
                     );
                 }
-                (Command::Verify { vm, .. }, Input::Verified { result: Ok(v), .. })
-                    if v.is_proof() =>
-                {
+                (
+                    Command::Verify {
+                        request: vmove_core::MigrationRequest { vm, .. },
+                    },
+                    Input::Verified { result: Ok(v), .. },
+                ) if v.is_proof() => {
                     self.proven.insert(vm.clone());
                 }
                 (
                     Command::RemoveLeftover {
-                        vm,
+                        request: vmove_core::MigrationRequest { vm, .. },
                         context: LeftoverContext::AfterSuccess,
                         leftover,
                         ..

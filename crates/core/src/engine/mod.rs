@@ -276,8 +276,6 @@ impl Core {
             "vmove stopped while this move was in flight",
         );
         self.commands.push_back(Command::Locate {
-            vm: vm.id.clone(),
-            attempt: req.attempt,
             request: req.clone(),
         });
         vm.state = MoveState::Locating {

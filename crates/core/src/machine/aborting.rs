@@ -24,10 +24,7 @@ impl VmMove {
         out: &mut Output,
     ) -> MoveState {
         out.commands.push(Command::AbortMigration {
-            vm: self.id.clone(),
-            attempt: req.attempt,
-            source: req.source.clone(),
-            destination: req.destination.clone(),
+            request: req.clone(),
             handle: handle.clone(),
         });
         self.abort_waiting(&req, &why, rounds + 1, (0, ABORT_PATIENCE), out);

@@ -144,8 +144,7 @@ impl VmMove {
     ) -> bool {
         if let Some(l) = todo.front() {
             out.commands.push(Command::RemoveLeftover {
-                vm: self.id.clone(),
-                attempt: req.attempt,
+                request: req.clone(),
                 leftover: l.clone(),
                 context: ctx_kind,
             });

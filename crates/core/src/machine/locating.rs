@@ -24,8 +24,6 @@ impl VmMove {
         out: &mut Output,
     ) -> MoveState {
         out.commands.push(Command::Locate {
-            vm: self.id.clone(),
-            attempt: req.attempt,
             request: req.clone(),
         });
         self.timer = None;
@@ -244,8 +242,6 @@ pub(super) fn located(
     } else if loc.on_source.is_some() {
         // Back on the source: what the attempt left on the destination goes.
         out.commands.push(Command::ListLeftovers {
-            vm: vm.id.clone(),
-            attempt: req.attempt,
             request: req.clone(),
             context: LeftoverContext::AfterFailedAttempt,
         });
@@ -274,8 +270,6 @@ pub(super) fn timer(vm: &mut VmMove, state: MoveState) -> Next {
     let mut out = Output::default();
     if let Some(req) = state.request() {
         out.commands.push(Command::Locate {
-            vm: vm.id.clone(),
-            attempt: req.attempt,
             request: req.clone(),
         });
     }

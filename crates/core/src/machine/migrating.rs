@@ -140,9 +140,7 @@ pub(super) fn timer(vm: &mut VmMove, ctx: Ctx<'_>, mut m: Box<Migrating>) -> Nex
         match (action, aid) {
             (WatchdogAction::Escalate, Some(aid)) if !m.converging => {
                 out.commands.push(Command::Converge {
-                    vm: vm.id.clone(),
-                    attempt: m.req.attempt,
-                    source: m.req.source.clone(),
+                    request: m.req.clone(),
                     handle: m.handle.clone(),
                     aid,
                 });
@@ -173,10 +171,7 @@ pub(super) fn timer(vm: &mut VmMove, ctx: Ctx<'_>, mut m: Box<Migrating>) -> Nex
     if now >= m.next_poll {
         if !m.polling {
             out.commands.push(Command::PollMigration {
-                vm: vm.id.clone(),
-                attempt: m.req.attempt,
-                source: m.req.source.clone(),
-                destination: m.req.destination.clone(),
+                request: m.req.clone(),
                 handle: m.handle.clone(),
             });
             m.polling = true;

@@ -33,12 +33,9 @@ fn confirm_checks(s: &Settings) -> u32 {
 }
 
 /// Asks how the migration is doing.
-fn poll(vm: &VmMove, req: &MigrationRequest, handle: &MigrationHandle, out: &mut Output) {
+fn poll(req: &MigrationRequest, handle: &MigrationHandle, out: &mut Output) {
     out.commands.push(Command::PollMigration {
-        vm: vm.id.clone(),
-        attempt: req.attempt,
-        source: req.source.clone(),
-        destination: req.destination.clone(),
+        request: req.clone(),
         handle: handle.clone(),
     });
 }
@@ -52,7 +49,7 @@ pub(super) fn accepted(
     handle: MigrationHandle,
 ) -> Next {
     let mut out = Output::default();
-    poll(vm, &req, &handle, &mut out);
+    poll(&req, &handle, &mut out);
     vm.timer = Some(ctx.now + confirm_every(ctx.settings));
     let state = if ctx.abort_running {
         vm.abort(ctx, req, handle, run_stopped(), 0, &mut out)
@@ -133,7 +130,7 @@ pub(super) fn timer(
         vm.record_failure(&req, &why, &mut out);
         vm.abort(ctx, req, handle, why, 0, &mut out)
     } else {
-        poll(vm, &req, &handle, &mut out);
+        poll(&req, &handle, &mut out);
         vm.timer = Some(ctx.now + confirm_every(s));
         MoveState::Confirming {
             req,

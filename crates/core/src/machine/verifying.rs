@@ -22,8 +22,6 @@ impl VmMove {
         out: &mut Output,
     ) -> MoveState {
         out.commands.push(Command::Verify {
-            vm: self.id.clone(),
-            attempt: req.attempt,
             request: req.clone(),
         });
         self.timer = None;
@@ -73,8 +71,6 @@ pub(super) fn verified(
             });
             if s.cleanup {
                 out.commands.push(Command::ListLeftovers {
-                    vm: vm.id.clone(),
-                    attempt: req.attempt,
                     request: req.clone(),
                     context: LeftoverContext::AfterSuccess,
                 });

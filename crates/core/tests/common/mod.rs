@@ -227,7 +227,10 @@ impl World {
                     result: Ok(handle),
                 }
             }
-            Command::PollMigration { vm, attempt, .. } => {
+            Command::PollMigration {
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
+                ..
+            } => {
                 let name = self.migs.get(&vm).map(|_| ());
                 let status = match (name, self.migs.get(&vm)) {
                     (Some(()), Some(m)) => {
@@ -264,7 +267,10 @@ impl World {
                     result: Ok(status),
                 }
             }
-            Command::AbortMigration { vm, attempt, .. } => {
+            Command::AbortMigration {
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
+                ..
+            } => {
                 let name = self
                     .find(&vm)
                     .first()
@@ -299,16 +305,16 @@ impl World {
                     result: Ok(()),
                 }
             }
-            Command::Converge { vm, attempt, .. } => Input::Converged {
+            Command::Converge {
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
+                ..
+            } => Input::Converged {
                 vm,
                 attempt,
                 result: Ok(false),
             },
-            Command::Locate {
-                vm,
-                attempt,
-                request,
-            } => {
+            Command::Locate { request } => {
+                let (vm, attempt) = (request.vm.clone(), request.attempt);
                 if self.locate_failures > 0 {
                     self.locate_failures -= 1;
                     return Some(Input::Located {
@@ -344,11 +350,8 @@ impl World {
                     }),
                 }
             }
-            Command::Verify {
-                vm,
-                attempt,
-                request,
-            } => {
+            Command::Verify { request } => {
+                let (vm, attempt) = (request.vm.clone(), request.attempt);
                 let on_dst = self.hosts[&request.destination]
                     .1
                     .iter()
@@ -365,12 +368,8 @@ impl World {
                     }),
                 }
             }
-            Command::ListLeftovers {
-                vm,
-                attempt,
-                request,
-                context,
-            } => {
+            Command::ListLeftovers { request, context } => {
+                let (vm, attempt) = (request.vm.clone(), request.attempt);
                 let host = match context {
                     LeftoverContext::AfterSuccess => &request.source,
                     LeftoverContext::AfterFailedAttempt => &request.destination,
@@ -395,10 +394,10 @@ impl World {
                 }
             }
             Command::RemoveLeftover {
-                vm,
-                attempt,
+                request: vmove_core::MigrationRequest { vm, attempt, .. },
                 leftover,
                 context,
+                ..
             } => {
                 if self.remove_fails.contains(&leftover.what) {
                     return Some(Input::LeftoverRemoved {

@@ -16,17 +16,7 @@ use vmove_core::{Command, Event, EventKind, Input, Time, VmId};
 
 /// The attempt a command is about, stored beside it for queries by attempt.
 fn command_attempt(c: &Command) -> Option<u32> {
-    match c {
-        Command::RefreshHost { .. } => None,
-        Command::StartMigration(r) => Some(r.attempt),
-        Command::PollMigration { attempt, .. }
-        | Command::AbortMigration { attempt, .. }
-        | Command::Converge { attempt, .. }
-        | Command::Locate { attempt, .. }
-        | Command::Verify { attempt, .. }
-        | Command::ListLeftovers { attempt, .. }
-        | Command::RemoveLeftover { attempt, .. } => Some(*attempt),
-    }
+    c.attempt()
 }
 
 impl Journal {

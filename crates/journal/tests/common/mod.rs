@@ -207,10 +207,7 @@ pub fn script(run: &str, vm_prefix: &str, n: usize) -> Vec<Step> {
         ));
         s.push(transition(t + 1, &vm, Phase::Starting, Phase::Migrating));
         let poll = Command::PollMigration {
-            vm: vm.clone(),
-            attempt,
-            source: "a".into(),
-            destination: "b".into(),
+            request: request(&vm, &name, attempt, run),
             handle: handle.clone(),
         };
         let k = intent(&mut s, poll.clone());
@@ -249,8 +246,6 @@ pub fn script(run: &str, vm_prefix: &str, n: usize) -> Vec<Step> {
         let k = intent(
             &mut s,
             Command::Verify {
-                vm: vm.clone(),
-                attempt,
                 request: req.clone(),
             },
         );
@@ -278,8 +273,6 @@ pub fn script(run: &str, vm_prefix: &str, n: usize) -> Vec<Step> {
         let k = intent(
             &mut s,
             Command::ListLeftovers {
-                vm: vm.clone(),
-                attempt,
                 request: req,
                 context: LeftoverContext::AfterSuccess,
             },
@@ -300,8 +293,7 @@ pub fn script(run: &str, vm_prefix: &str, n: usize) -> Vec<Step> {
         let k = intent(
             &mut s,
             Command::RemoveLeftover {
-                vm: vm.clone(),
-                attempt,
+                request: request(&vm, &name, attempt, run),
                 leftover: leftover.clone(),
                 context: LeftoverContext::AfterSuccess,
             },

@@ -302,8 +302,6 @@ impl Engine for ScriptEngine {
                     (St::Running { .. }, Ok(MigrationStatus::Completed)) => {
                         self.vms[i].1 = St::Verifying;
                         self.commands.push_back(Command::Verify {
-                            vm: vm.clone(),
-                            attempt: 1,
                             request: Self::req(vm.as_str()),
                         });
                     }
@@ -334,10 +332,7 @@ impl Engine for ScriptEngine {
                         if let St::Running { handle, .. } = &self.vms[i].1 {
                             let name = self.vms[i].0.clone();
                             self.commands.push_back(Command::AbortMigration {
-                                vm: VmId::new(&name),
-                                attempt: 1,
-                                source: HostId::new("a"),
-                                destination: HostId::new("b"),
+                                request: Self::req(&name),
                                 handle: handle.clone(),
                             });
                             self.vms[i].1 = St::Aborting;
@@ -358,10 +353,7 @@ impl Engine for ScriptEngine {
             {
                 *next_poll = None;
                 self.commands.push_back(Command::PollMigration {
-                    vm: VmId::new(name.as_str()),
-                    attempt: 1,
-                    source: HostId::new("a"),
-                    destination: HostId::new("b"),
+                    request: Self::req(name),
                     handle: handle.clone(),
                 });
             }
