@@ -3,7 +3,7 @@
 
 use crate::args::Common;
 use crate::config;
-use crate::output::Record;
+use crate::output::{Record, RunOutcome, VmOutcome};
 use crate::settings::Effective;
 use crate::stdio;
 use anyhow::{Context, Result, anyhow, bail};
@@ -320,7 +320,7 @@ pub async fn resume(
         stop_seen,
         history: rec.events().cloned().collect(),
     };
-    crate::execute(
+    crate::execute::execute(
         core,
         built.drivers,
         options,
@@ -543,11 +543,13 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
     let end = rec.entries.iter().map(|e| e.at).max().unwrap_or(Time::ZERO);
     r.tally(end);
     r.outcome = match rec.summary.state {
-        RunState::Running => "unfinished".into(),
-        RunState::Failed => "failed".into(),
-        RunState::Aborted => "interrupted".into(),
-        RunState::Finished if r.vms.iter().all(|v| v.outcome == "moved") => "all_moved".into(),
-        RunState::Finished => "some_unmigratable".into(),
+        RunState::Running => RunOutcome::Unfinished,
+        RunState::Failed => RunOutcome::Failed,
+        RunState::Aborted => RunOutcome::Interrupted,
+        RunState::Finished if r.vms.iter().all(|v| v.outcome == VmOutcome::Moved) => {
+            RunOutcome::AllMoved
+        }
+        RunState::Finished => RunOutcome::SomeUnmigratable,
     };
     if r.error.is_none() {
         r.error = rec.summary.detail.clone();
