@@ -241,3 +241,20 @@ pub async fn plan(
     }
     Ok(rec.outcome.exit_code())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Moved with the journal reading from the calibration (`vmove-plan`'s
+    /// `no_history_gives_no_route` keeps its other half).
+    #[test]
+    fn no_history_gives_no_route() {
+        let c = calibration(Path::new("/nonexistent/journal.db"), 20).unwrap();
+        assert!(
+            c.routes.is_empty() && c.origin.contains("no journal"),
+            "{c:?}"
+        );
+    }
+}

@@ -7,7 +7,6 @@ use vmove_core::{Event, EventKind, HostId, MigrationMode, Phase, Reason, Time, V
 /// Latest figures of a running migration.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProgressFigures {
-    /// Bytes done.
     pub bytes_done: u64,
     /// Bytes total (0 if unknown).
     pub bytes_total: u64,
@@ -18,15 +17,12 @@ pub struct ProgressFigures {
 /// One VM's latest state in a run, as the events tell it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmStatus {
-    /// Id.
     pub vm: VmId,
-    /// Name.
     pub name: String,
     /// Source host (empty if the VM was never selected, which the core does not do).
     pub source: HostId,
     /// Destination of the current or last attempt, or where it ended up.
     pub destination: Option<HostId>,
-    /// Phase.
     pub phase: Phase,
     /// Live or offline.
     pub mode: Option<MigrationMode>,
@@ -42,9 +38,7 @@ pub struct VmStatus {
     pub last_error: Option<String>,
     /// Whether the move was proven on the destination.
     pub verified: bool,
-    /// Memory, bytes.
     pub memory_bytes: u64,
-    /// Disk, bytes.
     pub disk_bytes: u64,
     /// Run time of the last event about it.
     pub updated_at: Time,
