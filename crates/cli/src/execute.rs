@@ -1,111 +1,21 @@
-//! The flow of `migrate`, `evacuate`, `plan` and `resume`: the request is checked, the drivers
-//! built and the hosts listed, then the core runs to its end with its sinks (journal, record,
-//! progress), Ctrl-C handling, the journal's end, the summary table and `--report`.
+//! A run carried out: the core runs to its end with its sinks (journal, record, progress),
+//! Ctrl-C handling, the journal's end, the summary table, `--report` and the exit code. Used by
+//! `migrate`, `evacuate`, `resume` and `demo`.
 
 use crate::args::Common;
-use crate::config::ConfigFile;
-use crate::exit::EXIT_INTERRUPTED;
 use crate::interrupts::Interrupts;
 use crate::output::{self, LinesSink, Record, RecordSink, RunOutcome, SharedRecord, VmOutcome};
-use crate::request::{self, Chosen};
 use crate::settings::Effective;
-use crate::{drivers, runs, simrun, stdio};
-use anyhow::{Context, Result, anyhow};
-use std::collections::BTreeMap;
+use crate::stdio;
+use anyhow::{Result, anyhow};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use vmove_core::{Core, HostId, Selection, Time, VmInfo};
-use vmove_journal::sink::{JournalSink, Keeper, with_journal};
+use vmove_core::Core;
+use vmove_journal::StopRequest;
+use vmove_journal::sink::{JournalSink, Keeper, SharedJournal, with_journal};
 use vmove_runtime::{Control, Drivers, EventSink, NdjsonSink, Runtime, RuntimeOptions};
-
-/// `migrate`, `evacuate` and `plan`: build the spec, build the drivers, then plan or move.
-pub(crate) async fn plan_or_move(
-    chosen: Chosen,
-    cfg: &ConfigFile,
-    eff: &Effective,
-    common: &Common,
-    dry_run: bool,
-) -> Result<u8> {
-    let verb = match &chosen {
-        Chosen::Migrate(_) => "migrate",
-        Chosen::Evacuate(_) => "evacuate",
-    };
-    // Everything that can be refused is refused before any host is asked or the journal
-    // written: the report's file, the request, then the VMs the hosts list.
-    if let Some(path) = &common.report {
-        output::check_writable(path)?;
-    }
-    let draft = request::draft(&chosen, cfg, eff, request::run_id())?;
-    draft.precheck().map_err(|e| spec_error(e, eff))?;
-    // From here a SIGTERM, SIGHUP or Ctrl-C is heard: before the run it ends vmove at once
-    // (nothing was touched), during it, it stops the run as Ctrl-C does.
-    let mut interrupts = if dry_run {
-        None
-    } else {
-        Some(Interrupts::install()?)
-    };
-    let prepare = async {
-        let mut involved = request::involved(&draft.spec);
-        involved.extend(draft.search.iter().cloned());
-        involved.extend(draft.destinations.iter().cloned());
-        let built = drivers::build(&cfg.hosts, &involved).await?;
-        let mut to_list: Vec<HostId> = draft.search.clone();
-        to_list.extend(draft.spec.sources.iter().map(|s| s.host.clone()));
-        let listed = list_hosts(&built.drivers, &to_list, eff).await?;
-        let spec = if draft.unsourced.is_empty() {
-            draft.spec.clone()
-        } else {
-            let found = find_sources(&listed, &draft.search, &draft.unsourced);
-            draft.clone().resolve(&found)?
-        };
-        spec.validate().map_err(|e| spec_error(e, eff))?;
-        request::check_selection(&spec, &listed, chosen.placement())?;
-        anyhow::Ok((built, spec))
-    };
-    let (built, spec) = match &mut interrupts {
-        None => prepare.await?,
-        Some(i) => tokio::select! {
-            r = prepare => r?,
-            Some(what) = i.next() => {
-                errln!("vmove: {what} before the run started: nothing was touched");
-                return Ok(EXIT_INTERRUPTED);
-            }
-        },
-    };
-    if dry_run {
-        return simrun::plan(spec, &built.drivers, eff, common).await;
-    }
-    let journaling = if common.no_journal {
-        None
-    } else {
-        let j = runs::start(eff, cfg, &spec)?;
-        errln!(
-            "vmove: run {} (journal `{}`; `vmove status {}` from another terminal)",
-            j.run,
-            runs::journal_path(eff)?.display(),
-            j.run
-        );
-        Some(j)
-    };
-    let core = Core::new(spec, Time::ZERO)?;
-    let options = RuntimeOptions {
-        call_timeout: eff.call_timeout,
-        speed: built.speed,
-        start: Time::ZERO,
-    };
-    execute(
-        core,
-        built.drivers,
-        options,
-        common,
-        verb,
-        journaling,
-        interrupts,
-    )
-    .await
-}
 
 /// A spec error, with where the offending setting came from when it was set.
 pub(crate) fn spec_error(e: vmove_core::SpecError, eff: &Effective) -> anyhow::Error {
@@ -121,70 +31,31 @@ pub(crate) fn spec_error(e: vmove_core::SpecError, eff: &Effective) -> anyhow::E
     }
 }
 
-/// Lists the VMs of each host (once), saying so when a host is slow to answer.
-async fn list_hosts(
-    drivers: &Drivers,
-    hosts: &[HostId],
-    eff: &Effective,
-) -> Result<BTreeMap<HostId, Vec<VmInfo>>> {
-    let mut listed = BTreeMap::new();
-    for h in hosts {
-        if listed.contains_key(h) {
-            continue;
-        }
-        let d = drivers
-            .get(h)
-            .ok_or_else(|| anyhow!("no driver serves host `{h}`"))?;
-        let call = tokio::time::timeout(eff.call_timeout, d.list_vms(h));
-        tokio::pin!(call);
-        let vms = tokio::select! {
-            r = &mut call => r,
-            () = tokio::time::sleep(SLOW_HOST) => {
-                errln!(
-                    "vmove: waiting for host `{h}` to list its VMs (up to the call time-out, {})",
-                    vmove_core::spec::dur::format_duration(eff.call_timeout)
-                );
-                call.await
-            }
-        }
-        .map_err(|_| anyhow!("host `{h}` did not list its VMs within the call time-out"))?
-        .with_context(|| format!("host `{h}` could not list its VMs; nothing was started"))?;
-        listed.insert(h.clone(), vms);
-    }
-    Ok(listed)
-}
-
 /// How often a running run reads its stop request (`vmove abort` from another terminal).
 const STOP_POLL: Duration = Duration::from_secs(1);
 /// How many times per lease term the lease is refreshed: two refreshes may fail (a busy
 /// journal) before it expires.
 const LEASE_REFRESHES: u32 = 3;
 
-/// How long a host may take to answer before vmove says it is waiting for it.
-const SLOW_HOST: Duration = Duration::from_secs(2);
-
-/// Says which searched hosts hold VMs matching each pattern.
-fn find_sources(
-    listed: &BTreeMap<HostId, Vec<VmInfo>>,
-    search: &[HostId],
-    patterns: &[String],
-) -> BTreeMap<String, Vec<HostId>> {
-    let mut found: BTreeMap<String, Vec<HostId>> = BTreeMap::new();
-    for h in search {
-        let vms = listed.get(h).map(Vec::as_slice).unwrap_or(&[]);
-        for p in patterns {
-            let sel = vmove_core::select::apply(&Selection::Names(vec![p.clone()]), vms);
-            if !sel.chosen.is_empty() {
-                found.entry(p.clone()).or_default().push(h.clone());
-            }
-        }
-    }
-    found
+/// A journaled run being driven by this process.
+#[derive(Debug)]
+pub struct Journaling {
+    /// The journal (this process holds the run's lease through it).
+    pub journal: SharedJournal,
+    /// The run id.
+    pub run: String,
+    /// The lease time (refreshed every third of it).
+    pub lease: Duration,
+    /// A stop already asked of the run before this process drove it (resume feeds it first).
+    pub stop_seen: Option<StopRequest>,
+    /// The events earlier processes recorded (resume): the summary and progress lines start
+    /// from them.
+    pub history: Vec<vmove_core::Event>,
 }
 
 /// Ends the run's journal record: finished, aborted (stopped with VMs not moved) or failed. A
 /// run whose journal could not be written is left unfinished (resumable).
-async fn finish_journal(j: &runs::Journaling, result: &vmove_runtime::RunResult) {
+async fn finish_journal(j: &Journaling, result: &vmove_runtime::RunResult) {
     use vmove_journal::RunEnd;
     if result.sink_error.is_some() {
         let run = j.run.clone();
@@ -247,7 +118,7 @@ pub(crate) async fn execute(
     options: RuntimeOptions,
     common: &Common,
     verb: &str,
-    journaling: Option<runs::Journaling>,
+    journaling: Option<Journaling>,
     interrupts: Option<Interrupts>,
 ) -> Result<u8> {
     let mut first = Record::new(verb);

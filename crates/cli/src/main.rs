@@ -9,8 +9,10 @@
 //! - [`request`]: a command's selection + config -> the core's `RunSpec`.
 //! - [`drivers`]: the driver factory (the only file that knows the driver crates): it dispatches
 //!   each host's table to its driver crate.
-//! - [`execute`]: the flow of `migrate`, `evacuate`, `plan` and `resume`: drivers, host lists,
-//!   the run with its sinks, the journal's end, the summary and the exit code.
+//! - [`moves`]: the flow of `migrate`, `evacuate` and `plan`: the checks, drivers and host lists
+//!   before anything is touched, then the plan or the run.
+//! - [`execute`]: a run carried out with its sinks, Ctrl-C handling, the journal's end, the
+//!   summary and the exit code (`migrate`, `evacuate`, `resume`, `demo`).
 //! - [`interrupts`]: Ctrl-C, SIGTERM and SIGHUP.
 //! - [`simrun`]: `demo`, and printing `plan`'s plan (made by the `vmove-plan` crate).
 //! - [`runs`]: the journal: journaling a run, `resume`, `status`, `abort`, `history`, `report`.
@@ -35,6 +37,7 @@ mod exit;
 #[cfg(test)]
 mod fuzz;
 mod interrupts;
+mod moves;
 mod output;
 mod request;
 mod runs;
@@ -45,8 +48,8 @@ use anyhow::Result;
 use args::{Cli, Cmd, PlanWhat};
 use clap::Parser;
 use config::ConfigFile;
-use execute::plan_or_move;
 use exit::{EXIT_ERROR, EXIT_OK};
+use moves::plan_or_move;
 use request::Chosen;
 use settings::{Effective, env};
 use std::process::ExitCode;

@@ -3,6 +3,7 @@
 
 use crate::args::Common;
 use crate::config;
+use crate::execute::Journaling;
 use crate::output::{Record, RunOutcome, VmOutcome};
 use crate::settings::Effective;
 use crate::stdio;
@@ -11,28 +12,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use vmove_core::{Core, Phase, RunSpec, Time};
-use vmove_journal::sink::SharedJournal;
 use vmove_journal::{
-    ConfigFormat, Journal, JournalError, NewRun, Options, RunState, RunSummary, StopRequest,
-    VmStatus, WallTime,
+    ConfigFormat, Journal, JournalError, NewRun, Options, RunState, RunSummary, VmStatus, WallTime,
 };
 use vmove_runtime::RuntimeOptions;
-
-/// A journaled run being driven by this process.
-#[derive(Debug)]
-pub struct Journaling {
-    /// The journal (this process holds the run's lease through it).
-    pub journal: SharedJournal,
-    /// The run id.
-    pub run: String,
-    /// The lease time (refreshed every third of it).
-    pub lease: Duration,
-    /// A stop already asked of the run before this process drove it (resume feeds it first).
-    pub stop_seen: Option<StopRequest>,
-    /// The events earlier processes recorded (resume): the summary and progress lines start
-    /// from them.
-    pub history: Vec<vmove_core::Event>,
-}
 
 /// The journal file: `--journal` > `VMOVE_JOURNAL` > `[defaults] journal` > the user's data dir.
 pub fn journal_path(eff: &Effective) -> Result<PathBuf> {
