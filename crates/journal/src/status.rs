@@ -1,5 +1,7 @@
 //! The per-VM status row: the latest state of each VM of a run, kept up to date in the same
 //! transaction as every event, so `vmove status` reads one small table instead of the whole log.
+//! [`VmStatus::apply`] is THE fold of a VM's events into its state: the CLI's summary table and
+//! reports show the same rows.
 
 use serde::{Deserialize, Serialize};
 use vmove_core::{Event, EventKind, HostId, MigrationMode, Phase, Reason, Time, VmId, WaitReason};
@@ -99,10 +101,14 @@ impl VmStatus {
             EventKind::Waiting { reason, .. } => self.waiting = Some(reason.clone()),
             EventKind::AttemptStarted {
                 attempt,
+                source,
                 destination,
                 mode,
                 ..
             } => {
+                if self.source.as_str().is_empty() {
+                    self.source = source.clone();
+                }
                 self.attempt = self.attempt.max(*attempt);
                 self.destination = Some(destination.clone());
                 self.mode = Some(*mode);
@@ -125,8 +131,13 @@ impl VmStatus {
                 self.verified = true;
                 self.destination = Some(destination.clone());
             }
-            EventKind::Moved { destination, .. } => {
+            EventKind::Moved {
+                destination,
+                attempts,
+                ..
+            } => {
                 self.phase = Phase::Moved;
+                self.attempt = self.attempt.max(*attempts);
                 self.destination = Some(destination.clone());
             }
             EventKind::Unmigratable { reason, .. } => {

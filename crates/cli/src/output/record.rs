@@ -1,5 +1,7 @@
-//! The per-VM record of a run, folded from its events: behind the summary table, `--report`,
-//! `vmove report` and the plan's rows.
+//! The per-VM record of a run, from its events: behind the summary table, `--report`,
+//! `vmove report` and the plan's rows. Each VM's state is the journal's fold
+//! ([`VmStatus::apply`], the same `vmove status` reads); this adds only what a person reads
+//! about it (notes on waits, failed attempts, watchdogs, leftovers) and when its move ended.
 
 use super::describe::left_behind;
 use super::fmt::fmt_time;
@@ -9,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use vmove_core::event::EventKind;
 use vmove_core::{Event, Phase, Snapshot, Time, VmId, WaitReason};
+use vmove_journal::VmStatus;
 use vmove_runtime::{EventSink, SinkError};
 
 /// How one VM's move ended, in the words the table and the reports use.
@@ -120,6 +123,20 @@ pub struct VmRow {
     pub finished_at_secs: Option<f64>,
 }
 
+impl VmRow {
+    /// Shows a VM's state as the table and the reports print it.
+    fn show(&mut self, s: &VmStatus) {
+        self.name = s.name.clone();
+        self.source = (!s.source.as_str().is_empty()).then(|| s.source.to_string());
+        self.destination = s.destination.as_ref().map(ToString::to_string);
+        self.outcome = VmOutcome::of_phase(s.phase);
+        self.attempts = s.attempt;
+        self.reason = s.reason.as_ref().map(ToString::to_string);
+        self.memory_bytes = s.memory_bytes;
+        self.disk_bytes = s.disk_bytes;
+    }
+}
+
 /// The whole run, for the summary table and `--report`.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Record {
@@ -138,6 +155,10 @@ pub struct Record {
     /// Why the run failed as a whole.
     pub error: Option<String>,
     pub vms: Vec<VmRow>,
+    /// Each VM's state, folded from the events by the journal's [`VmStatus::apply`] (the one
+    /// fold of a VM's state); `vms[i]` shows `statuses[i]` plus the notes and end time.
+    #[serde(skip)]
+    statuses: Vec<VmStatus>,
     #[serde(skip)]
     index: HashMap<VmId, usize>,
 }
@@ -155,27 +176,32 @@ impl Record {
         }
     }
 
+    /// The index of `vm`'s status and row, both made when an event first names it (as the
+    /// journal makes its status rows).
+    fn index_of(&mut self, vm: &VmId, at: Time) -> usize {
+        if let Some(i) = self.index.get(vm) {
+            return *i;
+        }
+        self.statuses.push(VmStatus::new(vm.clone(), at));
+        self.vms.push(VmRow {
+            id: vm.to_string(),
+            name: vm.to_string(),
+            source: None,
+            destination: None,
+            outcome: VmOutcome::Unfinished,
+            attempts: 0,
+            reason: None,
+            notes: vec![],
+            memory_bytes: 0,
+            disk_bytes: 0,
+            finished_at_secs: None,
+        });
+        self.index.insert(vm.clone(), self.vms.len() - 1);
+        self.vms.len() - 1
+    }
+
     fn row(&mut self, vm: &VmId) -> &mut VmRow {
-        let i = match self.index.get(vm) {
-            Some(i) => *i,
-            None => {
-                self.vms.push(VmRow {
-                    id: vm.to_string(),
-                    name: vm.to_string(),
-                    source: None,
-                    destination: None,
-                    outcome: VmOutcome::Unfinished,
-                    attempts: 0,
-                    reason: None,
-                    notes: vec![],
-                    memory_bytes: 0,
-                    disk_bytes: 0,
-                    finished_at_secs: None,
-                });
-                self.index.insert(vm.clone(), self.vms.len() - 1);
-                self.vms.len() - 1
-            }
-        };
+        let i = self.index_of(vm, Time::ZERO);
         &mut self.vms[i]
     }
 
@@ -189,22 +215,22 @@ impl Record {
     /// Takes one event into the record.
     pub fn apply(&mut self, ev: &Event) {
         let secs = ev.at.as_millis() as f64 / 1000.0;
+        if let Some(vm) = ev.kind.vm() {
+            // The VM's state: the journal's fold; the row shows it.
+            let i = self.index_of(vm, ev.at);
+            self.statuses[i].apply(ev);
+            if matches!(
+                ev.kind,
+                EventKind::Moved { .. }
+                    | EventKind::Unmigratable { .. }
+                    | EventKind::Cancelled { .. }
+            ) {
+                self.vms[i].finished_at_secs = Some(secs);
+            }
+            self.vms[i].show(&self.statuses[i]);
+        }
         match &ev.kind {
             EventKind::RunStarted { run_id, .. } => self.run_id = run_id.clone(),
-            EventKind::Selected {
-                vm,
-                name,
-                source,
-                memory_bytes,
-                disk_bytes,
-                ..
-            } => {
-                let r = self.row(vm);
-                r.name = name.clone();
-                r.source = Some(source.to_string());
-                r.memory_bytes = *memory_bytes;
-                r.disk_bytes = *disk_bytes;
-            }
             EventKind::Waiting { vm, reason } => match reason {
                 WaitReason::BackingUp { since } => self.note(
                     vm,
@@ -222,18 +248,6 @@ impl Record {
                 // Slot waits and short-lived states are not worth a note.
                 _ => {}
             },
-            EventKind::AttemptStarted {
-                vm,
-                attempt,
-                source,
-                destination,
-                ..
-            } => {
-                let r = self.row(vm);
-                r.attempts = r.attempts.max(*attempt);
-                r.source.get_or_insert_with(|| source.to_string());
-                r.destination = Some(destination.to_string());
-            }
             EventKind::AttemptFailed {
                 vm,
                 attempt,
@@ -269,33 +283,6 @@ impl Record {
                     self.note(vm, text);
                 }
             }
-            EventKind::Moved {
-                vm,
-                name,
-                destination,
-                attempts,
-            } => {
-                let r = self.row(vm);
-                r.name = name.clone();
-                r.outcome = VmOutcome::Moved;
-                r.destination = Some(destination.to_string());
-                r.attempts = r.attempts.max(*attempts);
-                r.finished_at_secs = Some(secs);
-            }
-            EventKind::Unmigratable { vm, name, reason } => {
-                let r = self.row(vm);
-                r.name = name.clone();
-                r.outcome = VmOutcome::Unmigratable;
-                r.reason = Some(reason.to_string());
-                r.finished_at_secs = Some(secs);
-            }
-            EventKind::Cancelled { vm, name, reason } => {
-                let r = self.row(vm);
-                r.name = name.clone();
-                r.outcome = VmOutcome::Cancelled;
-                r.reason = Some(reason.to_string());
-                r.finished_at_secs = Some(secs);
-            }
             EventKind::RunFailed { error } => self.error = Some(error.clone()),
             EventKind::RunFinished {
                 moved,
@@ -323,17 +310,21 @@ impl Record {
     /// Fills what events did not say from the final snapshot, and counts outcomes.
     pub fn finish(&mut self, snap: &Snapshot) {
         for v in &snap.vms {
-            let r = self.row(&v.id);
-            r.name = v.name.clone();
-            r.source.get_or_insert_with(|| v.source.to_string());
+            let i = self.index_of(&v.id, snap.at);
+            let st = &mut self.statuses[i];
+            st.name = v.name.clone();
+            if st.source.as_str().is_empty() {
+                st.source = v.source.clone();
+            }
             if let Some(d) = &v.destination {
-                r.destination = Some(d.to_string());
+                st.destination = Some(d.clone());
             }
-            r.attempts = r.attempts.max(v.attempts);
-            r.outcome = VmOutcome::of_phase(v.phase);
+            st.attempt = st.attempt.max(v.attempts);
+            st.phase = v.phase;
             if let Some(reason) = &v.reason {
-                r.reason = Some(reason.to_string());
+                st.reason = Some(reason.clone());
             }
+            self.vms[i].show(&self.statuses[i]);
         }
         let count = |o: VmOutcome| self.vms.iter().filter(|r| r.outcome == o).count() as u32;
         self.moved = count(VmOutcome::Moved);
