@@ -33,7 +33,7 @@ pub enum ConfigError {
         path: PathBuf,
         /// How it was found.
         origin: Origin,
-        /// Why.
+        /// Why it could not be read.
         #[source]
         source: std::io::Error,
     },
@@ -54,7 +54,7 @@ pub enum ConfigError {
     /// A key nobody reads.
     #[error("{origin}: unknown key `{key}`{hint}")]
     UnknownKey {
-        /// Where.
+        /// Where the key was written (the file and table, or the variable or flag).
         origin: String,
         /// The key.
         key: String,

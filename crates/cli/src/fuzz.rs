@@ -210,7 +210,7 @@ proptest! {
                 .map(|(id, h)| (id.clone(), without_files(h.driver_table.clone())))
                 .collect();
             if !group.is_empty() {
-                let _ = crate::drivers::sim_from_config(&group);
+                let _ = vmove_sim::config::from_config(&group);
             }
         }
     }

@@ -3,7 +3,8 @@
 
 use crate::args::Common;
 use crate::config;
-use crate::output::Record;
+use crate::execute::Journaling;
+use crate::output::{Record, RunOutcome, VmOutcome};
 use crate::settings::Effective;
 use crate::stdio;
 use anyhow::{Context, Result, anyhow, bail};
@@ -11,28 +12,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use vmove_core::{Core, Phase, RunSpec, Time};
-use vmove_journal::sink::SharedJournal;
 use vmove_journal::{
-    ConfigFormat, Journal, JournalError, NewRun, Options, RunState, RunSummary, StopRequest,
-    VmStatus, WallTime,
+    ConfigFormat, Journal, JournalError, NewRun, Options, RunState, RunSummary, VmStatus, WallTime,
 };
 use vmove_runtime::RuntimeOptions;
-
-/// A journaled run being driven by this process.
-#[derive(Debug)]
-pub struct Journaling {
-    /// The journal (this process holds the run's lease through it).
-    pub journal: SharedJournal,
-    /// The run id.
-    pub run: String,
-    /// The lease time (refreshed every third of it).
-    pub lease: Duration,
-    /// A stop already asked of the run before this process drove it (resume feeds it first).
-    pub stop_seen: Option<StopRequest>,
-    /// The events earlier processes recorded (resume): the summary and progress lines start
-    /// from them.
-    pub history: Vec<vmove_core::Event>,
-}
 
 /// The journal file: `--journal` > `VMOVE_JOURNAL` > `[defaults] journal` > the user's data dir.
 pub fn journal_path(eff: &Effective) -> Result<PathBuf> {
@@ -320,7 +303,7 @@ pub async fn resume(
         stop_seen,
         history: rec.events().cloned().collect(),
     };
-    crate::execute(
+    crate::execute::execute(
         core,
         built.drivers,
         options,
@@ -543,11 +526,13 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
     let end = rec.entries.iter().map(|e| e.at).max().unwrap_or(Time::ZERO);
     r.tally(end);
     r.outcome = match rec.summary.state {
-        RunState::Running => "unfinished".into(),
-        RunState::Failed => "failed".into(),
-        RunState::Aborted => "interrupted".into(),
-        RunState::Finished if r.vms.iter().all(|v| v.outcome == "moved") => "all_moved".into(),
-        RunState::Finished => "some_unmigratable".into(),
+        RunState::Running => RunOutcome::Unfinished,
+        RunState::Failed => RunOutcome::Failed,
+        RunState::Aborted => RunOutcome::Interrupted,
+        RunState::Finished if r.vms.iter().all(|v| v.outcome == VmOutcome::Moved) => {
+            RunOutcome::AllMoved
+        }
+        RunState::Finished => RunOutcome::SomeUnmigratable,
     };
     if r.error.is_none() {
         r.error = rec.summary.detail.clone();

@@ -58,6 +58,11 @@ pub fn all_keys() -> Vec<String> {
     keys
 }
 
+/// Reads the process's environment (a function so the settings code can be tested with a map).
+pub fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok()
+}
+
 /// The environment variable for a key: `VMOVE_MAX_ATTEMPTS`.
 pub fn env_name(key: &str) -> String {
     format!("VMOVE_{}", key.to_ascii_uppercase())

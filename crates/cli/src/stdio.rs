@@ -1,7 +1,7 @@
 //! Writing to stdout and stderr without ever panicking or failing a run.
 //!
-//! `println!` panics when its write fails ("failed printing to stdout: Broken pipe", exit 101):
-//! `vmove evacuate ... | head -1` used to die that way and cancel the run's VMs. Rust ignores
+//! `println!` panics when its write fails ("failed printing to stdout: Broken pipe", exit 101),
+//! which would end `vmove evacuate ... | head -1` and cancel the run's VMs. Rust ignores
 //! SIGPIPE, so a write to a closed pipe returns `EPIPE`; every write of the binary goes through
 //! this module instead (`clippy::print_stdout` and `clippy::print_stderr` are denied in main.rs):
 //! - the first failed write to stdout marks it gone; later writes are dropped silently;

@@ -1,5 +1,7 @@
 //! The per-VM status row: the latest state of each VM of a run, kept up to date in the same
 //! transaction as every event, so `vmove status` reads one small table instead of the whole log.
+//! [`VmStatus::apply`] is THE fold of a VM's events into its state: the CLI's summary table and
+//! reports show the same rows.
 
 use serde::{Deserialize, Serialize};
 use vmove_core::{Event, EventKind, HostId, MigrationMode, Phase, Reason, Time, VmId, WaitReason};
@@ -7,7 +9,6 @@ use vmove_core::{Event, EventKind, HostId, MigrationMode, Phase, Reason, Time, V
 /// Latest figures of a running migration.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProgressFigures {
-    /// Bytes done.
     pub bytes_done: u64,
     /// Bytes total (0 if unknown).
     pub bytes_total: u64,
@@ -18,15 +19,12 @@ pub struct ProgressFigures {
 /// One VM's latest state in a run, as the events tell it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmStatus {
-    /// Id.
     pub vm: VmId,
-    /// Name.
     pub name: String,
     /// Source host (empty if the VM was never selected, which the core does not do).
     pub source: HostId,
     /// Destination of the current or last attempt, or where it ended up.
     pub destination: Option<HostId>,
-    /// Phase.
     pub phase: Phase,
     /// Live or offline.
     pub mode: Option<MigrationMode>,
@@ -42,9 +40,7 @@ pub struct VmStatus {
     pub last_error: Option<String>,
     /// Whether the move was proven on the destination.
     pub verified: bool,
-    /// Memory, bytes.
     pub memory_bytes: u64,
-    /// Disk, bytes.
     pub disk_bytes: u64,
     /// Run time of the last event about it.
     pub updated_at: Time,
@@ -105,10 +101,14 @@ impl VmStatus {
             EventKind::Waiting { reason, .. } => self.waiting = Some(reason.clone()),
             EventKind::AttemptStarted {
                 attempt,
+                source,
                 destination,
                 mode,
                 ..
             } => {
+                if self.source.as_str().is_empty() {
+                    self.source = source.clone();
+                }
                 self.attempt = self.attempt.max(*attempt);
                 self.destination = Some(destination.clone());
                 self.mode = Some(*mode);
@@ -131,8 +131,13 @@ impl VmStatus {
                 self.verified = true;
                 self.destination = Some(destination.clone());
             }
-            EventKind::Moved { destination, .. } => {
+            EventKind::Moved {
+                destination,
+                attempts,
+                ..
+            } => {
                 self.phase = Phase::Moved;
+                self.attempt = self.attempt.max(*attempts);
                 self.destination = Some(destination.clone());
             }
             EventKind::Unmigratable { reason, .. } => {

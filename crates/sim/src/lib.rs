@@ -5,6 +5,9 @@
 //!   pre-copy rounds and fair NIC sharing, injected faults, a virtual clock.
 //! - [`driver`]: [`SimDriver`], the [`vmove_driver::Driver`] over a shared cluster and a
 //!   [`SimClock`] (manual, or real time scaled).
+//! - [`config`]: a `driver = "sim"` host's `[hosts.<name>]` table -> the sim driver.
+//! - [`persist`]: [`persist::PersistentSim`], a sim cluster kept in a state file (a write-ahead
+//!   log of its state-changing calls) so that it outlives the process.
 //! - [`run`]: [`simulate`], the discrete-event loop driving [`vmove_core::Core`] against a
 //!   cluster on virtual time, with an observer hook called after every step.
 //! - [`scenarios`]: the demo, random and large clusters, [`scenarios::from_observed`] (for
@@ -15,7 +18,9 @@
 //! See `docs/simulation.md` for the model, its knobs and what it leaves out.
 
 pub mod cluster;
+pub mod config;
 pub mod driver;
+pub mod persist;
 pub mod run;
 pub mod scenarios;
 

@@ -15,6 +15,7 @@
 //! that acted on a request whose answer never came back. A torn last line is ignored (it was
 //! never applied). Reads are not logged: they change nothing.
 
+use crate::{SimClock, SimCluster, SimDriver};
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -30,7 +31,6 @@ use vmove_core::model::{
 };
 use vmove_core::time::Time;
 use vmove_driver::{Driver, DriverError, DriverResult};
-use vmove_sim::{SimClock, SimCluster, SimDriver};
 
 #[derive(Serialize, Deserialize)]
 struct Header {

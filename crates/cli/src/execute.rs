@@ -1,0 +1,237 @@
+//! A run carried out: the core runs to its end with its sinks (journal, record, progress),
+//! Ctrl-C handling, the journal's end, the summary table, `--report` and the exit code. Used by
+//! `migrate`, `evacuate`, `resume` and `demo`.
+
+use crate::args::Common;
+use crate::interrupts::Interrupts;
+use crate::output::{self, LinesSink, Record, RecordSink, RunOutcome, SharedRecord, VmOutcome};
+use crate::settings::Effective;
+use crate::stdio;
+use anyhow::{Result, anyhow};
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use vmove_core::Core;
+use vmove_journal::StopRequest;
+use vmove_journal::sink::{JournalSink, Keeper, SharedJournal, with_journal};
+use vmove_runtime::{Control, Drivers, EventSink, NdjsonSink, Runtime, RuntimeOptions};
+
+/// A spec error, with where the offending setting came from when it was set.
+pub(crate) fn spec_error(e: vmove_core::SpecError, eff: &Effective) -> anyhow::Error {
+    use vmove_core::SpecError;
+    let key = match &e {
+        SpecError::ZeroCap(k) => Some(k.as_str()),
+        SpecError::BadSetting { key, .. } => Some(*key),
+        _ => None,
+    };
+    match key.and_then(|k| eff.origins.get(k)) {
+        Some(origin) => anyhow!("{e} (set by {origin})"),
+        None => anyhow!(e),
+    }
+}
+
+/// How often a running run reads its stop request (`vmove abort` from another terminal).
+const STOP_POLL: Duration = Duration::from_secs(1);
+/// How many times per lease term the lease is refreshed: two refreshes may fail (a busy
+/// journal) before it expires.
+const LEASE_REFRESHES: u32 = 3;
+
+/// A journaled run being driven by this process.
+#[derive(Debug)]
+pub struct Journaling {
+    /// The journal (this process holds the run's lease through it).
+    pub journal: SharedJournal,
+    /// The run id.
+    pub run: String,
+    /// The lease time (refreshed every third of it).
+    pub lease: Duration,
+    /// A stop already asked of the run before this process drove it (resume feeds it first).
+    pub stop_seen: Option<StopRequest>,
+    /// The events earlier processes recorded (resume): the summary and progress lines start
+    /// from them.
+    pub history: Vec<vmove_core::Event>,
+}
+
+/// Ends the run's journal record: finished, aborted (stopped with VMs not moved) or failed. A
+/// run whose journal could not be written is left unfinished (resumable).
+async fn finish_journal(j: &Journaling, result: &vmove_runtime::RunResult) {
+    use vmove_journal::RunEnd;
+    if result.sink_error.is_some() {
+        let run = j.run.clone();
+        let _ = with_journal(&j.journal, move |jj| jj.release(&run)).await;
+        // The cause was said on stderr when it happened (once) and is in the summary.
+        errln!(
+            "vmove: the run stopped because its journal could not be written{}; it is left \
+             resumable: `vmove resume {}` once the journal can be written",
+            if result.held.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} action(s) on the hosts wait for it)",
+                    result.held.len()
+                )
+            },
+            j.run
+        );
+        return;
+    }
+    let end = match result.error() {
+        Some(e) => RunEnd::Failed(e),
+        None if result.stop_requested.is_some()
+            && result
+                .snapshot
+                .vms
+                .iter()
+                .any(|v| v.phase != vmove_core::Phase::Moved) =>
+        {
+            RunEnd::Aborted
+        }
+        None => RunEnd::Finished,
+    };
+    let run = j.run.clone();
+    // A closed output was said once on stderr when it happened; the journal keeps it too, so
+    // that `vmove status` shows why the run's own output stops where it does.
+    if let Some(kind) = stdio::stdout_failure() {
+        let note = format!(
+            "standard output {} during the run ({kind}); the run went on to its end without it",
+            if kind == std::io::ErrorKind::BrokenPipe {
+                "was closed by its reader"
+            } else {
+                "could not be written"
+            }
+        );
+        let r = run.clone();
+        if let Err(e) = with_journal(&j.journal, move |jj| jj.record_note(&r, &note)).await {
+            errln!("vmove: warning: the closed output could not be noted in the journal: {e}");
+        }
+    }
+    if let Err(e) = with_journal(&j.journal, move |jj| jj.finish_run(&run, end)).await {
+        errln!("vmove: warning: the run's end could not be journaled: {e}");
+    }
+}
+
+/// Runs a core to its end with the usual sinks, Ctrl-C handling, summary and report.
+pub(crate) async fn execute(
+    core: Core,
+    drivers: Drivers,
+    options: RuntimeOptions,
+    common: &Common,
+    verb: &str,
+    journaling: Option<Journaling>,
+    interrupts: Option<Interrupts>,
+) -> Result<u8> {
+    let mut first = Record::new(verb);
+    let mut names = std::collections::HashMap::new();
+    for ev in journaling.iter().flat_map(|j| &j.history) {
+        first.apply(ev);
+        if let vmove_core::event::EventKind::Selected { vm, name, .. } = &ev.kind {
+            names.insert(vm.clone(), name.clone());
+        }
+    }
+    let record: SharedRecord = Arc::new(Mutex::new(first));
+    let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
+    if let Some(j) = &journaling {
+        // First: the intent is durable before any other sink (or the driver) sees a command.
+        sinks.push(Box::new(JournalSink::new(
+            Arc::clone(&j.journal),
+            j.run.clone(),
+        )));
+    }
+    sinks.push(Box::new(RecordSink(Arc::clone(&record))));
+    if common.json {
+        sinks.push(Box::new(NdjsonSink::new(stdio::Stdout)));
+    } else if std::io::stderr().is_terminal() && !common.plain {
+        sinks.push(Box::new(output::BarsSink::new().with_names(names)));
+    } else {
+        sinks.push(Box::new(
+            LinesSink::new(Box::new(stdio::Stdout)).with_names(names),
+        ));
+    }
+
+    let (control, rx) = Control::new();
+    let keeper = journaling.as_ref().map(|j| {
+        if let Some(stop) = j.stop_seen {
+            // A stop asked before this process drove the run: the core hears it before any answer.
+            control.stop(stop.abort_running);
+        }
+        Keeper::start(
+            Arc::clone(&j.journal),
+            j.run.clone(),
+            control.clone(),
+            STOP_POLL,
+            j.lease / LEASE_REFRESHES,
+            j.stop_seen,
+        )
+    });
+    let presses = Arc::new(AtomicU32::new(0));
+    // The handler is installed here, before the run starts, so no early Ctrl-C is missed.
+    let mut interrupts = match interrupts {
+        Some(i) => i,
+        None => Interrupts::install()?,
+    };
+    let ctrl_c = {
+        let presses = Arc::clone(&presses);
+        tokio::spawn(async move {
+            while let Some(what) = interrupts.next().await {
+                match presses.fetch_add(1, Ordering::SeqCst) + 1 {
+                    1 => {
+                        errln!(
+                            "vmove: {what}: stopping: no new moves; running ones finish. Ctrl-C (or SIGTERM) again aborts them."
+                        );
+                        control.stop(false);
+                    }
+                    2 => {
+                        errln!(
+                            "vmove: {what}: aborting running migrations; every VM stays on one host."
+                        );
+                        control.stop(true);
+                    }
+                    _ => errln!("vmove: {what}: aborts asked; waiting for them to finish."),
+                }
+            }
+        })
+    };
+    let result = Runtime::new(options).run(core, drivers, sinks, rx).await;
+    ctrl_c.abort();
+    if let Some(k) = keeper {
+        k.stop();
+    }
+    if let Some(j) = &journaling {
+        finish_journal(j, &result).await;
+    }
+
+    let error = result.error();
+    // Ctrl-C, or `vmove abort` through the journal (the keeper's stop).
+    let interrupted = presses.load(Ordering::SeqCst) > 0 || result.stop_requested.is_some();
+    let mut rec = output::lock(&record).clone();
+    rec.outcome = if error.is_some() {
+        if rec.error.is_none() {
+            rec.error = error.clone();
+        }
+        RunOutcome::Failed
+    } else if interrupted {
+        RunOutcome::Interrupted
+    } else if rec.unmigratable > 0
+        || rec.cancelled > 0
+        || rec.vms.iter().any(|v| v.outcome != VmOutcome::Moved)
+    {
+        RunOutcome::SomeUnmigratable
+    } else {
+        RunOutcome::AllMoved
+    };
+    let code = rec.outcome.exit_code();
+    let table = rec.table();
+    if common.json {
+        stdio::err(&format!("\n{table}"));
+    } else {
+        stdio::out(&format!("\n{table}"));
+    }
+    if let Some(path) = &common.report {
+        rec.write(path)?;
+    }
+    if let Some(e) = error.filter(|_| result.sink_error.is_none() || journaling.is_none()) {
+        errln!("vmove: error: the run failed: {e}");
+    }
+    Ok(code)
+}

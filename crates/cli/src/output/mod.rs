@@ -1,0 +1,17 @@
+//! Rendering a run, by what is rendered:
+//! - [`live`]: live progress (indicatif bars on a terminal, plain timestamped lines otherwise);
+//! - [`describe`]: the one line each event gets;
+//! - [`record`]: the per-VM record folded from the events, and how a VM and a run ended;
+//! - [`report`]: the summary table and the `--report` files;
+//! - [`fmt`]: times, ETAs and lists for people.
+
+mod describe;
+mod fmt;
+mod live;
+mod record;
+mod report;
+
+pub use fmt::{fmt_eta, fmt_time};
+pub use live::{BarsSink, LinesSink};
+pub use record::{Record, RecordSink, RunOutcome, SharedRecord, VmOutcome, lock};
+pub use report::check_writable;

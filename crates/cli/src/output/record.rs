@@ -1,0 +1,365 @@
+//! The per-VM record of a run, from its events: behind the summary table, `--report`,
+//! `vmove report` and the plan's rows. Each VM's state is the journal's fold
+//! ([`VmStatus::apply`], the same `vmove status` reads); this adds only what a person reads
+//! about it (notes on waits, failed attempts, watchdogs, leftovers) and when its move ended.
+
+use super::describe::left_behind;
+use super::fmt::fmt_time;
+use async_trait::async_trait;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use vmove_core::event::EventKind;
+use vmove_core::{Event, Phase, Snapshot, Time, VmId, WaitReason};
+use vmove_journal::VmStatus;
+use vmove_runtime::{EventSink, SinkError};
+
+/// How one VM's move ended, in the words the table and the reports use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmOutcome {
+    Moved,
+    Unmigratable,
+    /// Not moved because the run stopped.
+    Cancelled,
+    /// Not over (the run stopped or failed before its end, or is still running).
+    #[default]
+    Unfinished,
+}
+
+impl VmOutcome {
+    /// The word shown and stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmOutcome::Moved => "moved",
+            VmOutcome::Unmigratable => "unmigratable",
+            VmOutcome::Cancelled => "cancelled",
+            VmOutcome::Unfinished => "unfinished",
+        }
+    }
+
+    /// The outcome a phase stands for at the end of a run.
+    pub fn of_phase(phase: Phase) -> VmOutcome {
+        match phase {
+            Phase::Moved => VmOutcome::Moved,
+            Phase::Unmigratable => VmOutcome::Unmigratable,
+            Phase::Cancelled => VmOutcome::Cancelled,
+            _ => VmOutcome::Unfinished,
+        }
+    }
+}
+
+impl std::fmt::Display for VmOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a run ended, in the words the reports use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Every VM moved.
+    AllMoved,
+    /// Some VMs are unmigratable or were not moved.
+    SomeUnmigratable,
+    /// Stopped by Ctrl-C, a signal or `vmove abort`.
+    Interrupted,
+    /// An error ended the run.
+    Failed,
+    /// Not over (a report of a run still running).
+    #[default]
+    Unfinished,
+}
+
+impl RunOutcome {
+    /// The word shown and stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::AllMoved => "all_moved",
+            RunOutcome::SomeUnmigratable => "some_unmigratable",
+            RunOutcome::Interrupted => "interrupted",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Unfinished => "unfinished",
+        }
+    }
+
+    /// The exit code of a run that ended so (`plan`'s too).
+    pub fn exit_code(self) -> u8 {
+        use crate::exit::{EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_UNMIGRATABLE};
+        match self {
+            RunOutcome::AllMoved => EXIT_OK,
+            RunOutcome::SomeUnmigratable | RunOutcome::Unfinished => EXIT_UNMIGRATABLE,
+            RunOutcome::Interrupted => EXIT_INTERRUPTED,
+            RunOutcome::Failed => EXIT_ERROR,
+        }
+    }
+}
+
+impl std::fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The record of one VM, built from events.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct VmRow {
+    pub id: String,
+    pub name: String,
+    pub source: Option<String>,
+    /// Destination (last tried, or where it is now).
+    pub destination: Option<String>,
+    pub outcome: VmOutcome,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Why it did not move.
+    pub reason: Option<String>,
+    /// What happened on the way (waits, failed attempts, watchdogs, leftovers kept).
+    pub notes: Vec<String>,
+    pub memory_bytes: u64,
+    pub disk_bytes: u64,
+    /// When its move ended (run time, seconds).
+    pub finished_at_secs: Option<f64>,
+}
+
+impl VmRow {
+    /// Shows a VM's state as the table and the reports print it.
+    fn show(&mut self, s: &VmStatus) {
+        self.name = s.name.clone();
+        self.source = (!s.source.as_str().is_empty()).then(|| s.source.to_string());
+        self.destination = s.destination.as_ref().map(ToString::to_string);
+        self.outcome = VmOutcome::of_phase(s.phase);
+        self.attempts = s.attempt;
+        self.reason = s.reason.as_ref().map(ToString::to_string);
+        self.memory_bytes = s.memory_bytes;
+        self.disk_bytes = s.disk_bytes;
+    }
+}
+
+/// The whole run, for the summary table and `--report`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Record {
+    pub run_id: String,
+    /// The command line's verb (`migrate`, `evacuate`, `demo`).
+    pub command: String,
+    /// Unix time the run started, seconds.
+    pub started_unix: u64,
+    /// Run time at the end, seconds.
+    pub duration_secs: f64,
+    pub outcome: RunOutcome,
+    pub moved: u32,
+    pub unmigratable: u32,
+    /// VMs not moved because the run stopped.
+    pub cancelled: u32,
+    /// Why the run failed as a whole.
+    pub error: Option<String>,
+    pub vms: Vec<VmRow>,
+    /// Each VM's state, folded from the events by the journal's [`VmStatus::apply`] (the one
+    /// fold of a VM's state); `vms[i]` shows `statuses[i]` plus the notes and end time.
+    #[serde(skip)]
+    statuses: Vec<VmStatus>,
+    #[serde(skip)]
+    index: HashMap<VmId, usize>,
+}
+
+impl Record {
+    /// An empty record for a command.
+    pub fn new(command: &str) -> Record {
+        Record {
+            command: command.to_owned(),
+            started_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            ..Record::default()
+        }
+    }
+
+    /// The index of `vm`'s status and row, both made when an event first names it (as the
+    /// journal makes its status rows).
+    fn index_of(&mut self, vm: &VmId, at: Time) -> usize {
+        if let Some(i) = self.index.get(vm) {
+            return *i;
+        }
+        self.statuses.push(VmStatus::new(vm.clone(), at));
+        self.vms.push(VmRow {
+            id: vm.to_string(),
+            name: vm.to_string(),
+            source: None,
+            destination: None,
+            outcome: VmOutcome::Unfinished,
+            attempts: 0,
+            reason: None,
+            notes: vec![],
+            memory_bytes: 0,
+            disk_bytes: 0,
+            finished_at_secs: None,
+        });
+        self.index.insert(vm.clone(), self.vms.len() - 1);
+        self.vms.len() - 1
+    }
+
+    fn row(&mut self, vm: &VmId) -> &mut VmRow {
+        let i = self.index_of(vm, Time::ZERO);
+        &mut self.vms[i]
+    }
+
+    fn note(&mut self, vm: &VmId, note: String) {
+        let r = self.row(vm);
+        if !r.notes.contains(&note) {
+            r.notes.push(note);
+        }
+    }
+
+    /// Takes one event into the record.
+    pub fn apply(&mut self, ev: &Event) {
+        let secs = ev.at.as_millis() as f64 / 1000.0;
+        if let Some(vm) = ev.kind.vm() {
+            // The VM's state: the journal's fold; the row shows it.
+            let i = self.index_of(vm, ev.at);
+            self.statuses[i].apply(ev);
+            if matches!(
+                ev.kind,
+                EventKind::Moved { .. }
+                    | EventKind::Unmigratable { .. }
+                    | EventKind::Cancelled { .. }
+            ) {
+                self.vms[i].finished_at_secs = Some(secs);
+            }
+            self.vms[i].show(&self.statuses[i]);
+        }
+        match &ev.kind {
+            EventKind::RunStarted { run_id, .. } => self.run_id = run_id.clone(),
+            EventKind::Waiting { vm, reason } => match reason {
+                WaitReason::BackingUp { since } => self.note(
+                    vm,
+                    format!("waited for a backup (seen from {})", fmt_time(*since)),
+                ),
+                WaitReason::OfflineAfterLive => {
+                    self.note(vm, "powered off: moved after the running VMs".into())
+                }
+                WaitReason::MigratingByOther => {
+                    self.note(vm, "waited for someone else's migration".into())
+                }
+                WaitReason::NoRoomYet => self.note(vm, "waited for room on a destination".into()),
+                WaitReason::HostUnreachable => self.note(vm, "waited for a host to answer".into()),
+                WaitReason::OtherJob(j) => self.note(vm, format!("waited for {j}")),
+                // Slot waits and short-lived states are not worth a note.
+                _ => {}
+            },
+            EventKind::AttemptFailed {
+                vm,
+                attempt,
+                class,
+                error,
+                retry_at,
+                ..
+            } => {
+                let class = serde_json::to_value(class)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let then = if retry_at.is_some() { ", retried" } else { "" };
+                self.note(
+                    vm,
+                    format!("attempt {attempt} failed ({class}: {error}){then}"),
+                );
+            }
+            EventKind::WatchdogFired { vm, attempt, which } => {
+                self.note(vm, format!("{which} watchdog fired on attempt {attempt}"))
+            }
+            EventKind::Escalated { vm, aid, .. } => {
+                self.note(vm, format!("convergence aid applied: {aid:?}"))
+            }
+            EventKind::LeftoverKept {
+                vm,
+                host,
+                what,
+                error,
+            } => self.note(vm, format!("left {what} on {host}: {error}")),
+            EventKind::LeftBehind { vm, .. } => {
+                if let Some(text) = left_behind(&ev.kind) {
+                    self.note(vm, text);
+                }
+            }
+            EventKind::RunFailed { error } => self.error = Some(error.clone()),
+            EventKind::RunFinished {
+                moved,
+                unmigratable,
+                cancelled,
+            } => {
+                self.moved = *moved;
+                self.unmigratable = *unmigratable;
+                self.cancelled = *cancelled;
+            }
+            _ => {}
+        }
+        self.duration_secs = self.duration_secs.max(secs);
+    }
+
+    /// Counts outcomes from the rows (a report rebuilt from a journal has no final snapshot).
+    pub fn tally(&mut self, end: Time) {
+        let count = |o: VmOutcome| self.vms.iter().filter(|r| r.outcome == o).count() as u32;
+        self.moved = count(VmOutcome::Moved);
+        self.unmigratable = count(VmOutcome::Unmigratable);
+        self.cancelled = count(VmOutcome::Cancelled);
+        self.duration_secs = self.duration_secs.max(end.as_millis() as f64 / 1000.0);
+    }
+
+    /// Fills what events did not say from the final snapshot, and counts outcomes.
+    pub fn finish(&mut self, snap: &Snapshot) {
+        for v in &snap.vms {
+            let i = self.index_of(&v.id, snap.at);
+            let st = &mut self.statuses[i];
+            st.name = v.name.clone();
+            if st.source.as_str().is_empty() {
+                st.source = v.source.clone();
+            }
+            if let Some(d) = &v.destination {
+                st.destination = Some(d.clone());
+            }
+            st.attempt = st.attempt.max(v.attempts);
+            st.phase = v.phase;
+            if let Some(reason) = &v.reason {
+                st.reason = Some(reason.clone());
+            }
+            self.vms[i].show(&self.statuses[i]);
+        }
+        let count = |o: VmOutcome| self.vms.iter().filter(|r| r.outcome == o).count() as u32;
+        self.moved = count(VmOutcome::Moved);
+        self.unmigratable = count(VmOutcome::Unmigratable);
+        self.cancelled = count(VmOutcome::Cancelled);
+        self.duration_secs = self.duration_secs.max(snap.at.as_millis() as f64 / 1000.0);
+        if self.error.is_none() {
+            self.error = snap.failed.clone();
+        }
+    }
+}
+
+/// The shared record, filled by a [`RecordSink`].
+pub type SharedRecord = Arc<Mutex<Record>>;
+
+/// Locks a record (a poisoned lock still holds a usable record).
+pub fn lock(r: &SharedRecord) -> std::sync::MutexGuard<'_, Record> {
+    r.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Fills a [`Record`] from the events.
+#[derive(Debug, Clone)]
+pub struct RecordSink(pub SharedRecord);
+
+#[async_trait]
+impl EventSink for RecordSink {
+    fn name(&self) -> &str {
+        "report"
+    }
+    async fn on_event(&mut self, event: &Event) -> Result<(), SinkError> {
+        lock(&self.0).apply(event);
+        Ok(())
+    }
+    async fn on_finish(&mut self, snapshot: &Snapshot) -> Result<(), SinkError> {
+        lock(&self.0).finish(snapshot);
+        Ok(())
+    }
+}
