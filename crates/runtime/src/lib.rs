@@ -338,6 +338,9 @@ impl Runtime {
                 }
             }
         }
+        if lp.core.is_finished() {
+            lp.close_unanswered_refreshes().await;
+        }
         lp.tasks.abort_all();
         lp.watchers.abort_all();
         let now = lp.now();
@@ -379,6 +382,41 @@ impl<E: Engine> Loop<E> {
             self.epoch + t.since_epoch()
         } else {
             self.epoch + Duration::from_secs_f64(t.as_millis() as f64 / 1000.0 / self.speed)
+        }
+    }
+
+    /// A finished run can end with host refreshes still in flight (the last move's end asks for
+    /// one). Their answers no longer matter to the core, but each was journaled as an intent:
+    /// the sinks are given its answer, "not answered before the run ended", so that every intent
+    /// of a finished run has its outcome. Only host refreshes: a call about a VM is never closed
+    /// here (a finished run has none in flight, and one of an unfinished run stays open for
+    /// resume to settle).
+    async fn close_unanswered_refreshes(&mut self) {
+        let now = self.now();
+        let unanswered: Vec<Input> = self
+            .fallbacks
+            .drain()
+            .filter_map(|(_, input)| match input {
+                Input::HostRefreshed {
+                    host, requested_at, ..
+                } => Some(Input::HostRefreshed {
+                    host,
+                    requested_at,
+                    result: Err(Failure::new(
+                        ErrorClass::Transient,
+                        "not answered before the run ended",
+                    )),
+                }),
+                _ => None,
+            })
+            .collect();
+        for input in &unanswered {
+            for sink in &mut self.sinks {
+                if let Err(e) = sink.on_input(now, input).await {
+                    self.sink_error
+                        .get_or_insert_with(|| sink_failure(sink.name(), &e));
+                }
+            }
         }
     }
 
