@@ -44,7 +44,7 @@ mod runs;
 mod settings;
 mod simrun;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use args::{Cli, Cmd, PlanWhat};
 use clap::Parser;
 use config::ConfigFile;
@@ -151,7 +151,11 @@ async fn run(cli: Cli) -> Result<u8> {
 async fn command(cli: Cli, cfg: &ConfigFile, eff: &Effective) -> Result<u8> {
     match cli.command {
         Cmd::Config => {
-            print_config(cfg, eff);
+            if cli.common.json {
+                print_config_json(cfg, eff)?;
+            } else {
+                print_config(cfg, eff);
+            }
             Ok(EXIT_OK)
         }
         Cmd::Demo(a) => simrun::demo(&a, eff, &cli.common).await,
@@ -171,11 +175,60 @@ async fn command(cli: Cli, cfg: &ConfigFile, eff: &Effective) -> Result<u8> {
             plan_or_move(Chosen::Evacuate(a), cfg, eff, &cli.common, dry).await
         }
         Cmd::Resume { run } => runs::resume(run, cfg, eff, &cli.common).await,
-        Cmd::Status { run, watch } => runs::status(run, watch, eff).await,
+        Cmd::Status { run, watch } => runs::status(run, watch, cli.common.json, eff).await,
         Cmd::Abort { run, now } => runs::abort(&run, now, eff),
-        Cmd::History => runs::history(eff),
+        Cmd::History => runs::history(eff, &cli.common),
         Cmd::Report { run } => runs::report(run, eff, &cli.common),
     }
+}
+
+/// `vmove config --json`: the same settings and hosts as the TOML `vmove config` prints, as one
+/// JSON object (`config_file`: the file used, or null; `settings`; `hosts`).
+fn print_config_json(cfg: &ConfigFile, eff: &Effective) -> Result<()> {
+    let mut text = settings::render(eff);
+    for (h, c) in &cfg.hosts {
+        text.push_str(&host_toml(h, c));
+    }
+    let table: toml::Table = toml::from_str(&text).context("cannot read back the settings")?;
+    let mut doc = serde_json::Map::new();
+    doc.insert(
+        "config_file".into(),
+        match &cfg.path {
+            Some((p, _)) => serde_json::Value::String(p.display().to_string()),
+            None => serde_json::Value::Null,
+        },
+    );
+    let settings = table
+        .get("defaults")
+        .cloned()
+        .unwrap_or(toml::Value::Table(toml::Table::new()));
+    doc.insert("settings".into(), serde_json::to_value(settings)?);
+    doc.insert(
+        "hosts".into(),
+        serde_json::to_value(
+            table
+                .get("hosts")
+                .cloned()
+                .unwrap_or(toml::Value::Table(toml::Table::new())),
+        )?,
+    );
+    stdio::out(&format!("{}\n", serde_json::Value::Object(doc)));
+    Ok(())
+}
+
+/// A host's table as `vmove config` prints it.
+fn host_toml(h: &vmove_core::HostId, c: &config::HostConfig) -> String {
+    format!(
+        "\n[hosts.{h}]\ndriver = \"{}\"{}{}\n",
+        c.driver.name(),
+        c.max_migrations
+            .map(|n| format!("\nmax_migrations = {n}"))
+            .unwrap_or_default(),
+        c.path
+            .as_ref()
+            .map(|p| format!("\npath = {:?}", p))
+            .unwrap_or_default()
+    )
 }
 
 fn print_config(cfg: &ConfigFile, eff: &Effective) {
@@ -185,16 +238,6 @@ fn print_config(cfg: &ConfigFile, eff: &Effective) {
     }
     stdio::out(&settings::render(eff));
     for (h, c) in &cfg.hosts {
-        outln!(
-            "\n[hosts.{h}]\ndriver = \"{}\"{}{}",
-            c.driver.name(),
-            c.max_migrations
-                .map(|n| format!("\nmax_migrations = {n}"))
-                .unwrap_or_default(),
-            c.path
-                .as_ref()
-                .map(|p| format!("\npath = {:?}", p))
-                .unwrap_or_default()
-        );
+        stdio::out(&host_toml(h, c));
     }
 }

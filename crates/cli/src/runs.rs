@@ -395,7 +395,7 @@ fn summary_head(s: &RunSummary) -> String {
 }
 
 /// `vmove status [RUN] [--watch]`.
-pub async fn status(run: Option<String>, watch: bool, eff: &Effective) -> Result<u8> {
+pub async fn status(run: Option<String>, watch: bool, json: bool, eff: &Effective) -> Result<u8> {
     let j = open_existing(eff)?;
     let run = match run {
         Some(r) => r,
@@ -404,6 +404,21 @@ pub async fn status(run: Option<String>, watch: bool, eff: &Effective) -> Result
     loop {
         let s = j.run_summary(&run)?;
         let vms = j.vm_status(&run)?;
+        if json {
+            // One JSON object per look (a line each under --watch: NDJSON).
+            let notes: Vec<serde_json::Value> = j
+                .notes(&run)?
+                .into_iter()
+                .map(|(at, text)| serde_json::json!({ "at": wall(at), "text": text }))
+                .collect();
+            let doc = serde_json::json!({ "run": s, "vms": vms, "notes": notes });
+            let line = serde_json::to_string(&doc).context("cannot encode the status as JSON")?;
+            if !stdio::out(&format!("{line}\n")) || !watch || s.state != RunState::Running {
+                return Ok(0);
+            }
+            tokio::time::sleep(STATUS_WATCH_EVERY).await;
+            continue;
+        }
         let mut out = summary_head(&s) + "\n";
         for v in &vms {
             out.push_str(&status_line(v));
@@ -436,9 +451,12 @@ pub async fn status(run: Option<String>, watch: bool, eff: &Effective) -> Result
             return Ok(0);
         }
         outln!();
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(STATUS_WATCH_EVERY).await;
     }
 }
+
+/// How often `vmove status --watch` looks again.
+const STATUS_WATCH_EVERY: Duration = Duration::from_secs(2);
 
 /// `vmove abort RUN [--now]`.
 pub fn abort(run: &str, now: bool, eff: &Effective) -> Result<u8> {
@@ -459,20 +477,37 @@ pub fn abort(run: &str, now: bool, eff: &Effective) -> Result<u8> {
 }
 
 /// `vmove history`.
-pub fn history(eff: &Effective) -> Result<u8> {
+pub fn history(eff: &Effective, common: &Common) -> Result<u8> {
+    if let Some(path) = &common.report {
+        crate::output::check_writable(path)?;
+    }
     // A new user's first `vmove history`: the default journal does not exist yet. That is no
     // error (and creates nothing); a journal named by --journal, VMOVE_JOURNAL or the config
     // that does not exist is (a mistyped path).
-    if eff.journal.is_none() {
-        let path = journal_path(eff)?;
-        if !path.exists() {
-            outln!("no runs yet (no journal at {})", path.display());
-            return Ok(0);
-        }
+    let runs = if eff.journal.is_none() && !journal_path(eff)?.exists() {
+        None
+    } else {
+        let j = open_existing(eff)?;
+        let mut runs = j.runs()?;
+        runs.sort_by_key(|r| r.created_at);
+        Some(runs)
+    };
+    if let Some(path) = &common.report {
+        write_history(path, runs.as_deref().unwrap_or_default())?;
     }
-    let j = open_existing(eff)?;
-    let mut runs = j.runs()?;
-    runs.sort_by_key(|r| r.created_at);
+    if common.json {
+        let doc = serde_json::json!({ "runs": runs.as_deref().unwrap_or_default() });
+        let line = serde_json::to_string(&doc).context("cannot encode the history as JSON")?;
+        stdio::out(&format!("{line}\n"));
+        return Ok(0);
+    }
+    let Some(runs) = runs else {
+        outln!(
+            "no runs yet (no journal at {})",
+            journal_path(eff)?.display()
+        );
+        return Ok(0);
+    };
     if runs.is_empty() {
         outln!("no runs in {}", journal_path(eff)?.display());
         return Ok(0);
@@ -505,6 +540,36 @@ pub fn history(eff: &Effective) -> Result<u8> {
 }
 
 /// `vmove report [RUN] [--report FILE]`: the CLI's report, rebuilt from the journal's events.
+/// `vmove history --report FILE`: the runs as JSON, or as a Markdown table when FILE ends in
+/// `.md` (as a run's report).
+fn write_history(path: &std::path::Path, runs: &[RunSummary]) -> Result<()> {
+    let text = if path.extension().is_some_and(|e| e == "md") {
+        let mut t = String::from(
+            "# vmove runs\n\n| run | state | created | VMs | moved | unmigratable | cancelled |\n|---|---|---|---|---|---|---|\n",
+        );
+        for r in runs {
+            let n = |p: Phase| r.phases.get(&p).copied().unwrap_or(0);
+            t.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} |\n",
+                r.id,
+                r.state.as_str(),
+                wall(r.created_at),
+                r.phases.values().sum::<u32>(),
+                n(Phase::Moved),
+                n(Phase::Unmigratable),
+                n(Phase::Cancelled)
+            ));
+        }
+        t
+    } else {
+        serde_json::to_string_pretty(&serde_json::json!({ "runs": runs }))
+            .context("cannot encode the history as JSON")?
+            + "\n"
+    };
+    std::fs::write(path, text)
+        .with_context(|| format!("cannot write the report `{}`", path.display()))
+}
+
 pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u8> {
     if let Some(path) = &common.report {
         crate::output::check_writable(path)?;

@@ -306,6 +306,25 @@ pub enum ErrorClass {
     Indeterminate,
 }
 
+impl ErrorClass {
+    /// The class as it is written everywhere, in text as in JSON (`transient`, `permanent`,
+    /// `destination_refused`, `indeterminate`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Transient => "transient",
+            ErrorClass::Permanent => "permanent",
+            ErrorClass::DestinationRefused => "destination_refused",
+            ErrorClass::Indeterminate => "indeterminate",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A classified failure, as the core sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {

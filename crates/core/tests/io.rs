@@ -153,3 +153,20 @@ fn commands_about_an_attempt_carry_its_request() {
         }
     }
 }
+
+/// "(Transient)" in the live lines, "transient" in JSON and reports: one word for each class.
+#[test]
+fn an_error_class_is_written_as_serde_writes_it() {
+    for c in [
+        ErrorClass::Transient,
+        ErrorClass::Permanent,
+        ErrorClass::DestinationRefused,
+        ErrorClass::Indeterminate,
+    ] {
+        assert_eq!(
+            serde_json::to_string(&c).expect("an error class serialises"),
+            format!("\"{c}\""),
+            "{c:?}"
+        );
+    }
+}

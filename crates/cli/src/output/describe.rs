@@ -71,7 +71,7 @@ pub fn describe(ev: &Event, names: &HashMap<VmId, String>) -> Option<String> {
             retry_at,
             ..
         } => format!(
-            "{}: attempt {attempt} failed ({class:?}): {error}{}",
+            "{}: attempt {attempt} failed ({class}): {error}{}",
             name(vm),
             retry_at
                 .map(|t| format!("; retry at {}", fmt_time(t)))

@@ -1,0 +1,101 @@
+//! `--json` and `--report` on the commands that read the journal (`status`, `history`) and on
+//! `config`: each was silently ignored there (issue 16). And one word per error class.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{SIM_HOSTS, Sandbox};
+
+/// A sandbox with one finished evacuation in its (default) journal.
+fn with_a_run(name: &str) -> Sandbox {
+    let sb = Sandbox::new(name);
+    sb.write("vmove.toml", SIM_HOSTS);
+    sb.run(&["evacuate", "a", "--to", "b", "--plain"])
+        .expect_code(2);
+    sb
+}
+
+fn json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[test]
+fn status_answers_json_when_asked() {
+    let sb = with_a_run("json-status");
+    let r = sb.run(&["status", "--json"]);
+    r.expect_code(0);
+    let doc = json(&r.stdout);
+    assert_eq!(doc["run"]["state"], "finished", "{doc:#}");
+    let vms = doc["vms"].as_array().unwrap();
+    assert_eq!(vms.len(), 4, "{doc:#}");
+    let huge = vms.iter().find(|v| v["name"] == "huge-1").unwrap();
+    assert_eq!(huge["phase"], "unmigratable", "{doc:#}");
+    assert!(doc["notes"].is_array(), "{doc:#}");
+}
+
+#[test]
+fn history_answers_json_when_asked() {
+    let sb = with_a_run("json-history");
+    let r = sb.run(&["history", "--json"]);
+    r.expect_code(0);
+    let doc = json(&r.stdout);
+    let runs = doc["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{doc:#}");
+    assert_eq!(runs[0]["state"], "finished", "{doc:#}");
+    // A new user's first look, in JSON too: no runs, no journal created.
+    let fresh = Sandbox::new("json-history-fresh");
+    let r = fresh.run(&["history", "--json"]);
+    r.expect_code(0);
+    assert_eq!(json(&r.stdout)["runs"], serde_json::json!([]));
+    assert!(
+        !fresh
+            .dir
+            .join("home/.local/share/vmove/journal.db")
+            .exists()
+    );
+}
+
+#[test]
+fn config_answers_json_when_asked() {
+    let sb = Sandbox::new("json-config");
+    sb.write("vmove.toml", SIM_HOSTS);
+    let r = sb.run(&["config", "--json"]);
+    r.expect_code(0);
+    let doc = json(&r.stdout);
+    assert_eq!(doc["hosts"]["a"]["driver"], "sim", "{doc:#}");
+    assert_eq!(doc["hosts"]["b"]["driver"], "sim", "{doc:#}");
+    assert!(
+        doc["config_file"].as_str().unwrap().ends_with("vmove.toml"),
+        "{doc:#}"
+    );
+    assert_eq!(doc["settings"]["max_attempts"], 3, "{doc:#}");
+    // The same figures as the TOML `vmove config` prints.
+    let text = sb.run(&["config"]);
+    assert!(text.stdout.contains("max_attempts = 3"), "{}", text.stdout);
+}
+
+#[test]
+fn history_report_writes_the_runs_it_lists() {
+    let sb = with_a_run("history-report");
+    sb.run(&["history", "--report", "h.json"]).expect_code(0);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sb.dir.join("h.json")).unwrap()).unwrap();
+    assert_eq!(doc["runs"].as_array().unwrap().len(), 1, "{doc:#}");
+    sb.run(&["history", "--report", "h.md"]).expect_code(0);
+    let md = std::fs::read_to_string(sb.dir.join("h.md")).unwrap();
+    assert!(md.contains("| finished |"), "{md}");
+    // A report that cannot be written is refused before anything is read.
+    let r = sb.run(&["history", "--report", "no/such/dir/h.json"]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("no/such/dir"), "{}", r.stderr);
+}
+
+#[test]
+fn the_live_lines_name_an_error_class_as_json_and_reports_do() {
+    let sb = Sandbox::new("class-words");
+    sb.write("vmove.toml", SIM_HOSTS);
+    let r = sb.run(&["evacuate", "a", "--to", "b", "--plain"]);
+    r.expect_code(2);
+    assert!(r.stdout.contains("failed (transient)"), "{}", r.stdout);
+    assert!(!r.stdout.contains("(Transient)"), "{}", r.stdout);
+}
