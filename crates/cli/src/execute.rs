@@ -117,11 +117,11 @@ pub(crate) async fn execute(
     drivers: Drivers,
     options: RuntimeOptions,
     common: &Common,
-    verb: &str,
+    command: &str,
     journaling: Option<Journaling>,
     interrupts: Option<Interrupts>,
 ) -> Result<u8> {
-    let mut first = Record::new(verb);
+    let mut first = Record::new(command);
     let mut names = std::collections::HashMap::new();
     for ev in journaling.iter().flat_map(|j| &j.history) {
         first.apply(ev);

@@ -25,10 +25,6 @@ pub(crate) async fn plan_or_move(
     common: &Common,
     dry_run: bool,
 ) -> Result<u8> {
-    let verb = match &chosen {
-        Chosen::Migrate(_) => "migrate",
-        Chosen::Evacuate(_) => "evacuate",
-    };
     // Everything that can be refused is refused before any host is asked or the journal
     // written: the report's file, the request, then the VMs the hosts list.
     if let Some(path) = &common.report {
@@ -97,7 +93,7 @@ pub(crate) async fn plan_or_move(
         built.drivers,
         options,
         common,
-        verb,
+        &crate::runs::command_line(),
         journaling,
         interrupts,
     )

@@ -191,6 +191,30 @@ fn restore_uris(recorded: &str, current: Option<&str>) -> (String, Vec<String>) 
     }
 }
 
+/// The command line vmove was started with, as a person would type it again (`vmove evacuate
+/// hv-01 --to hv-02`): arguments with spaces or shell characters single-quoted, URIs' user
+/// information hidden. Reports show it.
+pub fn command_line() -> String {
+    let quote = |a: &str| {
+        let plain = !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+%".contains(c));
+        if plain {
+            a.to_owned()
+        } else {
+            format!("'{}'", a.replace('\'', "'\\''"))
+        }
+    };
+    let words: Vec<String> = std::iter::once("vmove".to_owned())
+        .chain(
+            std::env::args_os()
+                .skip(1)
+                .map(|a| quote(&a.to_string_lossy())),
+        )
+        .collect();
+    vmove_driver::redact_uris(&words.join(" ")).into_owned()
+}
+
 /// Creates the journal record of a new run (the VM guard refuses one that overlaps a live run)
 /// and returns it, lease held.
 pub fn start(eff: &Effective, cfg: &config::ConfigFile, spec: &RunSpec) -> Result<Journaling> {
@@ -204,6 +228,7 @@ pub fn start(eff: &Effective, cfg: &config::ConfigFile, spec: &RunSpec) -> Resul
         spec: spec.clone(),
         config: strip_secrets(&text),
         config_format: ConfigFormat::Toml,
+        command: command_line(),
     })
     .map_err(|e| anyhow!("the run was refused; nothing was touched: {e}"))?;
     Ok(Journaling {
@@ -303,12 +328,18 @@ pub async fn resume(
         stop_seen,
         history: rec.events().cloned().collect(),
     };
+    // The report of a resumed run is the whole run's: it names the command that started it.
+    let command = if rec.summary.command.is_empty() {
+        command_line()
+    } else {
+        rec.summary.command.clone()
+    };
     crate::execute::execute(
         core,
         built.drivers,
         options,
         common,
-        "resume",
+        &command,
         Some(journaling),
         None,
     )
@@ -580,7 +611,11 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
         None => newest(&j, false)?,
     };
     let rec = j.load_run(&run)?;
-    let mut r = Record::new("report");
+    let mut r = Record::new(if rec.summary.command.is_empty() {
+        "(not recorded: journaled by a vmove older than schema 6)"
+    } else {
+        &rec.summary.command
+    });
     r.started_unix = u64::try_from(rec.summary.created_at.0 / 1000).unwrap_or(0);
     for ev in rec.events() {
         r.apply(ev);
@@ -602,8 +637,13 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
     if r.error.is_none() {
         r.error = rec.summary.detail.clone();
     }
-    outln!("{}", summary_head(&rec.summary));
-    stdio::out(&r.table());
+    if common.json {
+        let line = serde_json::to_string(&r).context("cannot encode the report as JSON")?;
+        stdio::out(&format!("{line}\n"));
+    } else {
+        outln!("{}", summary_head(&rec.summary));
+        stdio::out(&r.table());
+    }
     if let Some(path) = &common.report {
         r.write(path)?;
     }

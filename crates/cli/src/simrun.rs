@@ -97,7 +97,16 @@ pub async fn demo(args: &DemoArgs, eff: &Effective, common: &Common) -> Result<u
         start: Time::ZERO,
     };
     // The demo's cluster lives in this process only: nothing to resume, so it is not journaled.
-    crate::execute::execute(core, drivers, options, common, "demo", None, None).await
+    crate::execute::execute(
+        core,
+        drivers,
+        options,
+        common,
+        &crate::runs::command_line(),
+        None,
+        None,
+    )
+    .await
 }
 
 /// Asks each host the plan needs for its figures and VMs, as they are now.

@@ -99,3 +99,28 @@ fn the_live_lines_name_an_error_class_as_json_and_reports_do() {
     assert!(r.stdout.contains("failed (transient)"), "{}", r.stdout);
     assert!(!r.stdout.contains("(Transient)"), "{}", r.stdout);
 }
+
+/// `vmove report RUN` said "command: report" (its own verb), not the run's command.
+#[test]
+fn a_report_names_the_command_that_started_the_run() {
+    let sb = with_a_run("report-command");
+    sb.run(&["report", "--report", "r.json"]).expect_code(0);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sb.dir.join("r.json")).unwrap()).unwrap();
+    assert_eq!(doc["command"], "vmove evacuate a --to b --plain", "{doc:#}");
+    sb.run(&["report", "--report", "r.md"]).expect_code(0);
+    let md = std::fs::read_to_string(sb.dir.join("r.md")).unwrap();
+    assert!(
+        md.contains("- command: `vmove evacuate a --to b --plain`"),
+        "{md}"
+    );
+    // --json: the same report on stdout, as JSON.
+    let r = sb.run(&["report", "--json"]);
+    r.expect_code(0);
+    assert_eq!(
+        json(&r.stdout)["command"],
+        "vmove evacuate a --to b --plain",
+        "{}",
+        r.stdout
+    );
+}

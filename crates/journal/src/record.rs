@@ -95,6 +95,9 @@ pub struct NewRun {
     /// The configuration used, as text (no secrets: the caller strips them).
     pub config: String,
     pub config_format: ConfigFormat,
+    /// The command line that started it (`vmove evacuate hv-01 --to hv-02`), for reports;
+    /// URIs' user information is hidden before it is stored.
+    pub command: String,
 }
 
 /// A run's lease as stored.
@@ -123,6 +126,8 @@ pub struct StopRequest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
     pub id: String,
+    /// The command line that started it; empty for a run journaled before schema 6.
+    pub command: String,
     /// When it was created.
     pub created_at: WallTime,
     pub state: RunState,

@@ -22,7 +22,7 @@ struct Migration {
 }
 
 /// The newest schema version this build knows.
-pub const LATEST: u32 = 5;
+pub const LATEST: u32 = 6;
 
 const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -122,6 +122,12 @@ CREATE INDEX notes_run ON notes (run_id, at);
         description: "commands about an attempt carry its request (rewritten from the start's intent)",
         sql: "",
         backfill: Some(crate::upgrade::commands_carry_requests),
+    },
+    Migration {
+        version: 6,
+        description: "the command line that started each run",
+        sql: "ALTER TABLE runs ADD COLUMN command TEXT NOT NULL DEFAULT '';",
+        backfill: None,
     },
 ];
 

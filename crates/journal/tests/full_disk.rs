@@ -167,6 +167,7 @@ async fn a_full_journal_stops_new_starts_but_watches_running_migrations_to_their
         spec: spec.clone(),
         config: String::new(),
         config_format: ConfigFormat::Toml,
+        command: String::new(),
     })
     .unwrap();
     let journal: SharedJournal = Arc::new(Mutex::new(j));
@@ -355,6 +356,7 @@ async fn a_journal_that_can_be_written_again_mid_run_gets_what_it_missed_and_the
         spec: spec.clone(),
         config: String::new(),
         config_format: ConfigFormat::Toml,
+        command: String::new(),
     })
     .unwrap();
     let journal: SharedJournal = Arc::new(Mutex::new(j));

@@ -106,6 +106,9 @@ fn make_old(path: &Path, run: &str) -> usize {
             n += 1;
         }
     }
+    // A schema-4 journal has no column a later schema added (schema 6: `runs.command`).
+    conn.execute("ALTER TABLE runs DROP COLUMN command", [])
+        .unwrap();
     conn.execute("DELETE FROM schema_version WHERE version > 4", [])
         .unwrap();
     n

@@ -222,6 +222,7 @@ fn run_with_crash(cut: Option<u64>, act_on_crash: bool) -> (World, u64, Vec<Stri
         spec: spec.clone(),
         config: String::new(),
         config_format: vmove_journal::ConfigFormat::Json,
+        command: String::new(),
     })
     .unwrap();
     let mut core = Core::new(spec.clone(), world.cluster.now()).unwrap();

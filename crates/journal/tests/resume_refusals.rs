@@ -250,6 +250,7 @@ fn run(
         spec: spec.clone(),
         config: String::new(),
         config_format: vmove_journal::ConfigFormat::Json,
+        command: String::new(),
     })
     .unwrap();
     let mut core = Core::new(spec.clone(), Time::ZERO).unwrap();

@@ -109,6 +109,7 @@ async fn run(stop_after: Option<Duration>) -> (vmove_runtime::RunResult, vmove_j
         spec: spec.clone(),
         config: String::new(),
         config_format: ConfigFormat::Toml,
+        command: String::new(),
     })
     .unwrap();
     let journal = Arc::new(Mutex::new(j));

@@ -141,7 +141,7 @@ impl VmRow {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Record {
     pub run_id: String,
-    /// The command line's verb (`migrate`, `evacuate`, `demo`).
+    /// The command line that started the run (`vmove evacuate hv-01 --to hv-02`).
     pub command: String,
     /// Unix time the run started, seconds.
     pub started_unix: u64,

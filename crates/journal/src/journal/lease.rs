@@ -68,9 +68,9 @@ impl Journal {
         }
         check_selection_free(&tx, &run, &new.spec, now)?;
         tx.execute(
-            "INSERT INTO runs (id, created_at, config_format, config, spec, state, driver_host, driver_pid)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7)",
-            params![run, now.0, new.config_format.as_str(), redact(new.config.clone()), spec_json, holder.host, holder.pid],
+            "INSERT INTO runs (id, created_at, config_format, config, spec, state, driver_host, driver_pid, command)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8)",
+            params![run, now.0, new.config_format.as_str(), redact(new.config.clone()), spec_json, holder.host, holder.pid, redact(new.command.clone())],
         )?;
         let lease = write_lease(&tx, &run, &token, &holder, now, now, ttl)?;
         tx.commit()?;

@@ -101,10 +101,20 @@ pub(super) fn read_stop(conn: &Connection, run: &str) -> Result<Option<StopReque
 }
 
 pub(super) fn summary(conn: &Connection, run: &str) -> Result<RunSummary> {
-    type Row = (i64, String, Option<String>, Option<i64>, String, u32, i64);
+    type Row = (
+        i64,
+        String,
+        Option<String>,
+        Option<i64>,
+        String,
+        u32,
+        i64,
+        String,
+    );
     let row: Option<Row> = conn
         .query_row(
-            "SELECT created_at, state, state_detail, finished_at, driver_host, driver_pid, last_seq
+            "SELECT created_at, state, state_detail, finished_at, driver_host, driver_pid, last_seq,
+                    command
              FROM runs WHERE id = ?1",
             [run],
             |r| {
@@ -116,11 +126,12 @@ pub(super) fn summary(conn: &Connection, run: &str) -> Result<RunSummary> {
                     r.get(4)?,
                     r.get(5)?,
                     r.get(6)?,
+                    r.get(7)?,
                 ))
             },
         )
         .optional()?;
-    let (created, state, detail, finished, host, pid, last_seq) =
+    let (created, state, detail, finished, host, pid, last_seq, command) =
         row.ok_or_else(|| JournalError::UnknownRun(run.to_owned()))?;
     let state = RunState::parse(&state).ok_or(JournalError::Corrupt {
         what: "run state",
@@ -138,6 +149,7 @@ pub(super) fn summary(conn: &Connection, run: &str) -> Result<RunSummary> {
     }
     Ok(RunSummary {
         id: run.to_owned(),
+        command,
         created_at: WallTime(created),
         state,
         detail,

@@ -83,6 +83,7 @@ pub fn new_run(run: &str, select: Selection) -> NewRun {
         spec: spec(run, select),
         config: "[settings]\nmax_attempts = 4\n".into(),
         config_format: ConfigFormat::Toml,
+        command: String::new(),
     }
 }
 
