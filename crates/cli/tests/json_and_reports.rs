@@ -124,3 +124,46 @@ fn a_report_names_the_command_that_started_the_run() {
         r.stdout
     );
 }
+
+/// The summary said a VM "waited for a backup" but not for how long. db-1's backup lasts ten
+/// minutes of simulated time from the start.
+#[test]
+fn the_summary_says_how_long_a_vm_waited_for_a_backup() {
+    let sb = Sandbox::new("backup-wait");
+    sb.write("vmove.toml", SIM_HOSTS);
+    sb.run(&[
+        "evacuate",
+        "a",
+        "--to",
+        "b",
+        "--plain",
+        "--report",
+        "live.json",
+    ])
+    .expect_code(2);
+    sb.run(&["report", "--report", "rebuilt.json"])
+        .expect_code(0);
+    for file in ["live.json", "rebuilt.json"] {
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(sb.dir.join(file)).unwrap()).unwrap();
+        let db = doc["vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "db-1")
+            .unwrap();
+        let notes: Vec<&str> = db["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n.as_str())
+            .collect();
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.starts_with("waited for a backup for 10m")
+                    || n.starts_with("waited for a backup for 9m")),
+            "{file}: {notes:?}"
+        );
+    }
+}

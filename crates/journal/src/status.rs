@@ -91,6 +91,10 @@ impl VmStatus {
             }
             EventKind::Transition { to, .. } => {
                 self.phase = *to;
+                // A reason says why a VM did not move: once it is in play again, it is stale.
+                if !to.is_final() {
+                    self.reason = None;
+                }
                 if *to != Phase::Queued {
                     self.waiting = None;
                 }
@@ -137,6 +141,7 @@ impl VmStatus {
                 ..
             } => {
                 self.phase = Phase::Moved;
+                self.reason = None;
                 self.attempt = self.attempt.max(*attempts);
                 self.destination = Some(destination.clone());
             }
@@ -280,5 +285,50 @@ mod tests {
         ));
         assert_eq!(s.phase, Phase::Queued);
         assert_eq!(s.updated_at, Time(0));
+    }
+
+    /// Notes of VMs moved after a `resume` still said "run stopped before it moved": the fold
+    /// kept the reason of an earlier stop once the VM was in play again and moved.
+    #[test]
+    fn a_vm_that_moves_after_being_stopped_keeps_no_reason() {
+        let vm = VmId::new("u1");
+        let mut s = VmStatus::new(vm.clone(), Time(0));
+        s.apply(&ev(
+            1,
+            EventKind::Cancelled {
+                vm: vm.clone(),
+                name: "web1".into(),
+                reason: vmove_core::Reason::RunStopped,
+            },
+        ));
+        assert_eq!(s.reason, Some(vmove_core::Reason::RunStopped));
+        s.apply(&ev(
+            2,
+            EventKind::Transition {
+                vm: vm.clone(),
+                from: Phase::Cancelled,
+                to: Phase::Queued,
+            },
+        ));
+        assert_eq!(s.reason, None);
+        s.apply(&ev(
+            3,
+            EventKind::Cancelled {
+                vm: vm.clone(),
+                name: "web1".into(),
+                reason: vmove_core::Reason::RunStopped,
+            },
+        ));
+        s.apply(&ev(
+            4,
+            EventKind::Moved {
+                vm: vm.clone(),
+                name: "web1".into(),
+                destination: "b".into(),
+                attempts: 1,
+            },
+        ));
+        assert_eq!(s.phase, Phase::Moved);
+        assert_eq!(s.reason, None, "a moved VM has no reason for not moving");
     }
 }

@@ -4,7 +4,7 @@
 //! about it (notes on waits, failed attempts, watchdogs, leftovers) and when its move ended.
 
 use super::describe::left_behind;
-use super::fmt::fmt_time;
+use super::fmt::{fmt_eta, fmt_time};
 use async_trait::async_trait;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -161,6 +161,10 @@ pub struct Record {
     statuses: Vec<VmStatus>,
     #[serde(skip)]
     index: HashMap<VmId, usize>,
+    /// VMs seen waiting on a backup, and since when: their note says how long once the wait
+    /// is over.
+    #[serde(skip)]
+    backup_since: HashMap<VmId, Time>,
 }
 
 impl Record {
@@ -216,6 +220,28 @@ impl Record {
     pub fn apply(&mut self, ev: &Event) {
         let secs = ev.at.as_millis() as f64 / 1000.0;
         if let Some(vm) = ev.kind.vm() {
+            let backup_over = match &ev.kind {
+                EventKind::Waiting { reason, .. } => {
+                    !matches!(reason, WaitReason::BackingUp { .. })
+                }
+                EventKind::AttemptStarted { .. }
+                | EventKind::Moved { .. }
+                | EventKind::Unmigratable { .. }
+                | EventKind::Cancelled { .. } => true,
+                _ => false,
+            };
+            if backup_over {
+                if let Some(since) = self.backup_since.remove(vm) {
+                    let waited = fmt_eta(ev.at.saturating_since(since));
+                    self.note(
+                        vm,
+                        format!(
+                            "waited for a backup for {waited} (seen from {})",
+                            fmt_time(since)
+                        ),
+                    );
+                }
+            }
             // The VM's state: the journal's fold; the row shows it.
             let i = self.index_of(vm, ev.at);
             self.statuses[i].apply(ev);
@@ -232,10 +258,9 @@ impl Record {
         match &ev.kind {
             EventKind::RunStarted { run_id, .. } => self.run_id = run_id.clone(),
             EventKind::Waiting { vm, reason } => match reason {
-                WaitReason::BackingUp { since } => self.note(
-                    vm,
-                    format!("waited for a backup (seen from {})", fmt_time(*since)),
-                ),
+                WaitReason::BackingUp { since } => {
+                    self.backup_since.entry(vm.clone()).or_insert(*since);
+                }
                 WaitReason::OfflineAfterLive => {
                     self.note(vm, "powered off: moved after the running VMs".into())
                 }
@@ -256,10 +281,6 @@ impl Record {
                 retry_at,
                 ..
             } => {
-                let class = serde_json::to_value(class)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
                 let then = if retry_at.is_some() { ", retried" } else { "" };
                 self.note(
                     vm,
@@ -298,8 +319,23 @@ impl Record {
         self.duration_secs = self.duration_secs.max(secs);
     }
 
+    /// Notes the backup waits the run ended in.
+    fn close_backup_waits(&mut self) {
+        let open: Vec<(VmId, Time)> = self.backup_since.drain().collect();
+        for (vm, since) in open {
+            self.note(
+                &vm,
+                format!(
+                    "waiting for a backup (seen from {}) when the run ended",
+                    fmt_time(since)
+                ),
+            );
+        }
+    }
+
     /// Counts outcomes from the rows (a report rebuilt from a journal has no final snapshot).
     pub fn tally(&mut self, end: Time) {
+        self.close_backup_waits();
         let count = |o: VmOutcome| self.vms.iter().filter(|r| r.outcome == o).count() as u32;
         self.moved = count(VmOutcome::Moved);
         self.unmigratable = count(VmOutcome::Unmigratable);
@@ -309,6 +345,7 @@ impl Record {
 
     /// Fills what events did not say from the final snapshot, and counts outcomes.
     pub fn finish(&mut self, snap: &Snapshot) {
+        self.close_backup_waits();
         for v in &snap.vms {
             let i = self.index_of(&v.id, snap.at);
             let st = &mut self.statuses[i];
