@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::time::Duration;
 use vmove_core::event::EventKind;
-use vmove_core::{Event, Snapshot, VmId, WaitReason};
+use vmove_core::{Event, Snapshot, Time, VmId, WaitReason};
 use vmove_runtime::{EventSink, SinkError};
 
 /// Plain timestamped lines to a writer (stdout, or stderr under `--json`).
@@ -64,6 +64,14 @@ pub struct BarsSink {
     sizes: HashMap<VmId, u64>,
     selected: u64,
     done: u64,
+    /// What each waiting VM waits for: the overall bar shows the first and how many more, and
+    /// forgets a VM whose wait is over.
+    waits: BTreeMap<VmId, String>,
+    /// Per migration, its last progress figure and its run time: the rate is bytes per second
+    /// of run time (the demo's clock runs faster than the wall's).
+    last_progress: HashMap<VmId, (Time, u64)>,
+    /// Per migration, what its bar says besides the rate (destination and attempt).
+    labels: HashMap<VmId, String>,
 }
 
 impl std::fmt::Debug for BarsSink {
@@ -81,7 +89,12 @@ impl Default for BarsSink {
 impl BarsSink {
     /// Bars on stderr.
     pub fn new() -> Self {
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        Self::with_target(ProgressDrawTarget::stderr())
+    }
+
+    /// Bars drawn to `target`.
+    fn with_target(target: ProgressDrawTarget) -> Self {
+        let multi = MultiProgress::with_draw_target(target);
         let overall = multi.add(ProgressBar::new(0));
         if let Ok(style) = ProgressStyle::with_template(
             "{prefix:>12} [{bar:30.green/white}] {pos}/{len} VMs done  {msg}",
@@ -98,7 +111,33 @@ impl BarsSink {
             sizes: HashMap::new(),
             selected: 0,
             done: 0,
+            waits: BTreeMap::new(),
+            last_progress: HashMap::new(),
+            labels: HashMap::new(),
         }
+    }
+
+    fn name_of(&self, vm: &VmId) -> String {
+        self.names
+            .get(vm)
+            .cloned()
+            .unwrap_or_else(|| vm.to_string())
+    }
+
+    /// The overall bar's message: the first VM still waiting, and how many more.
+    fn show_waits(&self) {
+        let msg = match self.waits.iter().next() {
+            None => String::new(),
+            Some((vm, reason)) if self.waits.len() == 1 => {
+                format!("{}: {reason}", self.name_of(vm))
+            }
+            Some((vm, reason)) => format!(
+                "{}: {reason} (+{} more waiting)",
+                self.name_of(vm),
+                self.waits.len() - 1
+            ),
+        };
+        self.overall.set_message(msg);
     }
 
     /// Knows these VM names already (a resumed run's VMs were selected by an earlier process).
@@ -115,7 +154,7 @@ impl BarsSink {
             .multi
             .add(ProgressBar::new(self.sizes.get(vm).copied().unwrap_or(0)));
         if let Ok(style) = ProgressStyle::with_template(
-            "{prefix:>12} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+            "{prefix:>12} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {msg}",
         ) {
             b.set_style(style.progress_chars("=> "));
         }
@@ -130,6 +169,8 @@ impl BarsSink {
     }
 
     fn end_bar(&mut self, vm: &VmId) {
+        self.last_progress.remove(vm);
+        self.labels.remove(vm);
         if let Some(b) = self.bars.remove(vm) {
             b.finish_and_clear();
             self.multi.remove(&b);
@@ -143,6 +184,38 @@ impl EventSink for BarsSink {
         "progress"
     }
     async fn on_event(&mut self, ev: &Event) -> Result<(), SinkError> {
+        self.take(ev);
+        if let Some(line) = describe(ev, &self.names) {
+            // Printed above the bars; a terminal that went away is not worth stopping a run for.
+            let _ = self.multi.println(crate::stdio::printable(&line));
+        }
+        Ok(())
+    }
+    async fn on_finish(&mut self, _snapshot: &Snapshot) -> Result<(), SinkError> {
+        for (_, b) in std::mem::take(&mut self.bars) {
+            b.finish_and_clear();
+        }
+        self.overall.finish_and_clear();
+        let _ = self.multi.clear();
+        Ok(())
+    }
+}
+
+impl BarsSink {
+    /// Updates the bars from one event.
+    fn take(&mut self, ev: &Event) {
+        if let Some(vm) = ev.kind.vm() {
+            let still_waiting = matches!(
+                &ev.kind,
+                EventKind::Waiting { reason, .. } if !matches!(reason, WaitReason::NoSlot)
+            ) || matches!(
+                ev.kind,
+                EventKind::Progress { .. } | EventKind::Selected { .. }
+            );
+            if !still_waiting && self.waits.remove(vm).is_some() {
+                self.show_waits();
+            }
+        }
         match &ev.kind {
             EventKind::Selected {
                 vm,
@@ -164,7 +237,9 @@ impl EventSink for BarsSink {
             } => {
                 let b = self.vm_bar(vm);
                 b.set_position(0);
-                b.set_message(format!("-> {destination} (attempt {attempt})"));
+                let label = format!("-> {destination} (attempt {attempt})");
+                b.set_message(label.clone());
+                self.labels.insert(vm.clone(), label);
             }
             EventKind::Progress {
                 vm,
@@ -177,6 +252,15 @@ impl EventSink for BarsSink {
                     b.set_length(*bytes_total);
                 }
                 b.set_position(*bytes_done);
+                if let Some((then, before)) = self.last_progress.get(vm) {
+                    let secs = ev.at.saturating_since(*then).as_secs_f64();
+                    if secs > 0.0 && bytes_done >= before {
+                        let rate = (bytes_done - before) as f64 / secs;
+                        let label = self.labels.get(vm).cloned().unwrap_or_default();
+                        b.set_message(format!("{label} {}/s", indicatif::HumanBytes(rate as u64)));
+                    }
+                }
+                self.last_progress.insert(vm.clone(), (ev.at, *bytes_done));
             }
             EventKind::MigrationFailed {
                 vm,
@@ -210,27 +294,117 @@ impl EventSink for BarsSink {
                 self.overall.set_position(self.done);
             }
             EventKind::Waiting { vm, reason } if !matches!(reason, WaitReason::NoSlot) => {
-                let n = self
-                    .names
-                    .get(vm)
-                    .cloned()
-                    .unwrap_or_else(|| vm.to_string());
-                self.overall.set_message(format!("{n}: {reason}"));
+                self.waits.insert(vm.clone(), reason.to_string());
+                self.show_waits();
             }
             _ => {}
         }
-        if let Some(line) = describe(ev, &self.names) {
-            // Printed above the bars; a terminal that went away is not worth stopping a run for.
-            let _ = self.multi.println(crate::stdio::printable(&line));
-        }
-        Ok(())
     }
-    async fn on_finish(&mut self, _snapshot: &Snapshot) -> Result<(), SinkError> {
-        for (_, b) in std::mem::take(&mut self.bars) {
-            b.finish_and_clear();
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use vmove_core::model::{HostId, MigrationMode};
+
+    fn ev(secs: u64, kind: EventKind) -> Event {
+        Event {
+            at: Time(secs * 1000),
+            kind,
         }
-        self.overall.finish_and_clear();
-        let _ = self.multi.clear();
-        Ok(())
+    }
+
+    fn selected(vm: &VmId, name: &str) -> EventKind {
+        EventKind::Selected {
+            vm: vm.clone(),
+            name: name.into(),
+            source: HostId::new("hv-01"),
+            mode: MigrationMode::Live,
+            memory_bytes: 1,
+            disk_bytes: 1,
+        }
+    }
+
+    /// The overall bar kept "db-01: backing up" after db-01 moved.
+    #[test]
+    fn the_overall_bar_forgets_a_wait_that_is_over() {
+        let mut s = BarsSink::with_target(ProgressDrawTarget::hidden());
+        let (db, web) = (VmId::new("u-db"), VmId::new("u-web"));
+        s.take(&ev(0, selected(&db, "db-01")));
+        s.take(&ev(0, selected(&web, "web-01")));
+        let backing_up = WaitReason::BackingUp { since: Time(0) };
+        s.take(&ev(
+            1,
+            EventKind::Waiting {
+                vm: db.clone(),
+                reason: backing_up.clone(),
+            },
+        ));
+        assert!(
+            s.overall.message().starts_with("db-01: "),
+            "{}",
+            s.overall.message()
+        );
+        s.take(&ev(
+            2,
+            EventKind::Waiting {
+                vm: web.clone(),
+                reason: backing_up,
+            },
+        ));
+        assert!(
+            s.overall.message().contains("+1 more waiting"),
+            "{}",
+            s.overall.message()
+        );
+        s.take(&ev(
+            3,
+            EventKind::Moved {
+                vm: db.clone(),
+                name: "db-01".into(),
+                destination: HostId::new("hv-02"),
+                attempts: 1,
+            },
+        ));
+        assert!(
+            s.overall.message().starts_with("web-01: "),
+            "{}",
+            s.overall.message()
+        );
+        s.take(&ev(
+            4,
+            EventKind::AttemptStarted {
+                vm: web.clone(),
+                attempt: 1,
+                source: HostId::new("hv-01"),
+                destination: HostId::new("hv-02"),
+                mode: MigrationMode::Live,
+            },
+        ));
+        assert_eq!(s.overall.message(), "", "no VM waits any more");
+    }
+
+    /// In the demo (run time 25 times the wall's) a bar's rate mixed simulated bytes with wall
+    /// seconds; it is now bytes per second of run time, from the events' own times.
+    #[test]
+    fn a_bar_shows_its_rate_in_run_time() {
+        let mut s = BarsSink::with_target(ProgressDrawTarget::hidden());
+        let vm = VmId::new("u-1");
+        s.take(&ev(0, selected(&vm, "web-01")));
+        let progress = |done: u64| EventKind::Progress {
+            vm: vm.clone(),
+            attempt: 1,
+            bytes_done: done,
+            bytes_total: 10_000_000_000,
+            bytes_remaining: 10_000_000_000 - done,
+        };
+        s.take(&ev(10, progress(0)));
+        s.take(&ev(20, progress(1_000_000_000)));
+        let msg = s.bars[&vm].message();
+        assert!(
+            msg.ends_with(&format!(" {}/s", indicatif::HumanBytes(100_000_000))),
+            "{msg}"
+        );
     }
 }
