@@ -160,6 +160,20 @@ pub struct Common {
     /// Plain lines even on a terminal (no progress bars).
     #[arg(long, global = true)]
     pub plain: bool,
+    /// More log on stderr: -v info, -vv debug, -vvv trace (else warnings, or VMOVE_LOG).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less log on stderr: errors only.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also write the log to FILE (appended, created readable by its owner only).
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "FILE"
+    )]
+    pub log_file: Option<PathBuf>,
     /// `plan`: the transfer rate of one migration, MB/s [default: fitted from the journal's
     /// past migrations on the same route, else 125].
     #[arg(

@@ -192,7 +192,19 @@ pub(crate) async fn execute(
             }
         })
     };
+    tracing::info!(
+        journal = journaling
+            .as_ref()
+            .map(|j| j.run.as_str())
+            .unwrap_or("none"),
+        "run starting: {command}"
+    );
     let result = Runtime::new(options).run(core, drivers, sinks, rx).await;
+    tracing::info!(
+        elapsed_secs = result.elapsed.as_secs(),
+        error = result.error().as_deref().unwrap_or("none"),
+        "run ended"
+    );
     ctrl_c.abort();
     if let Some(k) = keeper {
         k.stop();

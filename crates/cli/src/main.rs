@@ -37,6 +37,7 @@ mod exit;
 #[cfg(test)]
 mod fuzz;
 mod interrupts;
+mod log;
 mod moves;
 mod output;
 mod request;
@@ -56,29 +57,48 @@ use std::process::ExitCode;
 
 /// The drivers' `tracing` messages go to stderr (never stdout, which `--json` owns), warnings
 /// and errors by default: a Hyper-V job that completed with warnings, TLS verification turned
-/// off, a provenance marker that could not be removed. `VMOVE_LOG` (or `RUST_LOG`) sets the
-/// level with tracing's filter syntax (`info`, `vmove_driver_libvirt=debug`). A value that is
-/// not a filter is said once and the default kept. A failed write is dropped (`stdio::Stderr`).
-fn install_log() {
+/// off, a provenance marker that could not be removed. `-v`/`-vv`/`-vvv` (info, debug, trace)
+/// and `-q` (errors) set the level; without them `VMOVE_LOG` (or `RUST_LOG`) does, with
+/// tracing's filter syntax (`info`, `vmove_driver_libvirt=debug`); a value that is not a filter
+/// is said once and the default kept. `--log-file` writes the same lines to a file too. Every
+/// line has URIs' user information hidden (`log::Redacting`); a failed write is dropped.
+fn install_log(common: &args::Common) -> Result<()> {
     use tracing_subscriber::EnvFilter;
-    let (var, value) = match (std::env::var("VMOVE_LOG"), std::env::var("RUST_LOG")) {
-        (Ok(v), _) => ("VMOVE_LOG", Some(v)),
-        (_, Ok(v)) => ("RUST_LOG", Some(v)),
-        _ => ("", None),
+    use tracing_subscriber::prelude::*;
+    let flag = match (common.quiet, common.verbose) {
+        (true, _) => Some("error"),
+        (false, 0) => None,
+        (false, 1) => Some("info"),
+        (false, 2) => Some("debug"),
+        (false, _) => Some("trace"),
     };
-    let filter = match value.filter(|v| !v.trim().is_empty()) {
-        Some(v) => EnvFilter::try_new(&v).unwrap_or_else(|e| {
-            errln!("vmove: warning: {var}={v:?} is not a log filter ({e}); logging warnings");
-            EnvFilter::new("warn")
-        }),
-        None => EnvFilter::new("warn"),
+    let filter = || match flag {
+        Some(level) => EnvFilter::new(level),
+        None => log::filter_from_env(),
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| stdio::Stderr)
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(|| log::Redacting(stdio::Stderr))
         .with_ansi(false)
         .with_target(false)
+        .with_filter(filter());
+    let file = match &common.log_file {
+        Some(path) => {
+            let f = log::open_file(path)?;
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(move || log::Redacting(log::Shared(f.clone())))
+                    .with_ansi(false)
+                    .with_target(false)
+                    .with_filter(filter()),
+            )
+        }
+        None => None,
+    };
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
         .try_init();
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -91,7 +111,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    install_log();
+    if let Err(e) = install_log(&cli.common) {
+        errln!("vmove: {e:#}");
+        return ExitCode::from(EXIT_ERROR);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

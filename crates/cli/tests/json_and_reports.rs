@@ -167,3 +167,47 @@ fn the_summary_says_how_long_a_vm_waited_for_a_backup() {
         );
     }
 }
+
+/// -v shows the CLI's info lines on stderr, never on stdout (which `--json` owns); --log-file
+/// writes them to a file readable by its owner only; -q hides warnings; a log file that cannot
+/// be opened is refused before anything runs.
+#[test]
+fn the_log_follows_v_q_and_log_file() {
+    let sb = Sandbox::new("log-flags");
+    sb.write("vmove.toml", SIM_HOSTS);
+    let r = sb.run(&[
+        "-v",
+        "--log-file",
+        "vmove.log",
+        "evacuate",
+        "a",
+        "--to",
+        "b",
+        "--json",
+    ]);
+    r.expect_code(2);
+    assert!(r.stderr.contains("run starting: vmove -v"), "{}", r.stderr);
+    for line in r.stdout.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("stdout line not JSON ({e}): {line}"));
+    }
+    let log = sb.dir.join("vmove.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("run starting: vmove -v"), "{text}");
+    assert!(text.contains("run ended"), "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+    }
+    // Without -v: warnings only, so no info line.
+    let r = sb.run(&["evacuate", "a", "--to", "b", "--plain", "--no-journal"]);
+    assert!(!r.stderr.contains("run starting"), "{}", r.stderr);
+    // -q and -v together are refused; a log file that cannot be opened is named.
+    let r = sb.run(&["-q", "-v", "config"]);
+    r.expect_code(1);
+    let r = sb.run(&["--log-file", "no/such/dir/v.log", "config"]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("no/such/dir/v.log"), "{}", r.stderr);
+}
