@@ -6,7 +6,13 @@ use std::path::PathBuf;
 
 /// Moves many virtual machines between hypervisor hosts that share no storage, reliably.
 #[derive(Parser, Debug)]
-#[command(name = "vmove", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "vmove",
+    version = env!("VMOVE_VERSION_TEXT"),
+    about,
+    long_about = None,
+    propagate_version = true
+)]
 pub struct Cli {
     /// Options every command takes.
     #[command(flatten)]
@@ -62,6 +68,15 @@ pub enum Cmd {
         /// The run id (default: the newest run).
         run: Option<String>,
     },
+    /// Print the shell completion script for SHELL on stdout (e.g. `vmove completions bash >
+    /// /etc/bash_completion.d/vmove`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout (e.g. `vmove man > /usr/local/share/man/man1/vmove.1`).
+    Man,
 }
 
 /// What `plan` plans.

@@ -139,6 +139,29 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<u8> {
+    // Generated from the CLI's definition; no config, journal or host is read.
+    match &cli.command {
+        Cmd::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(
+                *shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "vmove",
+                &mut buf,
+            );
+            stdio::out(&String::from_utf8_lossy(&buf));
+            return Ok(EXIT_OK);
+        }
+        Cmd::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut buf)
+                .context("cannot render the man page")?;
+            stdio::out(&String::from_utf8_lossy(&buf));
+            return Ok(EXIT_OK);
+        }
+        _ => {}
+    }
     let found = config::locate(cli.common.config.as_deref(), &env);
     let cfg = config::load(found)?;
     let file_origin = match &cfg.path {
@@ -202,6 +225,8 @@ async fn command(cli: Cli, cfg: &ConfigFile, eff: &Effective) -> Result<u8> {
         Cmd::Abort { run, now } => runs::abort(&run, now, eff),
         Cmd::History => runs::history(eff, &cli.common),
         Cmd::Report { run } => runs::report(run, eff, &cli.common),
+        // Answered before the config is read (`run`).
+        Cmd::Completions { .. } | Cmd::Man => Ok(EXIT_OK),
     }
 }
 
