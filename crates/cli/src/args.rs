@@ -106,6 +106,15 @@ pub struct Placement {
     /// Give a VM a priority; higher starts first (repeatable).
     #[arg(allow_negative_numbers = true, long = "priority", value_name = "VM=N")]
     pub priorities: Vec<String>,
+    /// Never move these VMs (names or glob patterns; repeatable or comma-separated), whatever
+    /// else selects them.
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        value_delimiter = ',',
+        value_name = "VM|PATTERN"
+    )]
+    pub exclude: Vec<String>,
     /// Only plan (same as `vmove plan ...`).
     #[arg(long)]
     pub dry_run: bool,

@@ -254,11 +254,12 @@ proptest! {
         from in prop::collection::vec("[a-d ]{0,2}", 0..2),
         pins in prop::collection::vec(prop_oneof![any::<String>(), "[a-z-]{0,5}=?[a-d]{0,2}".prop_map(|s| s)], 0..3),
         priorities in prop::collection::vec(prop_oneof![any::<String>(), "[a-z-]{0,5}=?-?[0-9]{0,12}".prop_map(|s| s)], 0..3),
+        exclude in prop::collection::vec(prop_oneof![any::<String>(), "[a-z*?\\[-]{0,5}".prop_map(|s| s)], 0..3),
         evacuate in any::<bool>(),
     ) {
         let cfg = config::parse(VALID, Path::new("fuzz.toml")).unwrap();
         let eff = settings::merge(&cfg.defaults, "fuzz", &no_env, &[], None).unwrap();
-        let placement = crate::args::Placement { to, pins, priorities, dry_run: false };
+        let placement = crate::args::Placement { to, pins, priorities, exclude, dry_run: false };
         let chosen = if evacuate {
             Chosen::Evacuate(crate::args::EvacuateArgs { hosts: vms, placement })
         } else {

@@ -40,6 +40,8 @@ pub struct Draft {
     pub search: Vec<HostId>,
     /// The allowed destinations (`--to`).
     pub destinations: Vec<HostId>,
+    /// VMs never moved (`--exclude`), on every source.
+    pub exclude: Vec<String>,
 }
 
 /// A fresh run id: seconds since 1970 and the process id, in hex.
@@ -62,6 +64,11 @@ fn kv<'a>(flag: &str, item: &'a str) -> Result<(&'a str, &'a str)> {
 pub fn draft(chosen: &Chosen, cfg: &ConfigFile, eff: &Effective, run_id: String) -> Result<Draft> {
     let placement = chosen.placement();
     let destinations: Vec<HostId> = dedup(placement.to.iter().map(|s| HostId::new(s.trim())));
+    let exclude: Vec<String> = placement
+        .exclude
+        .iter()
+        .map(|p| p.trim().to_owned())
+        .collect();
     if destinations.iter().any(|d| d.as_str().is_empty()) {
         bail!("flag `--to`: an empty host name");
     }
@@ -169,6 +176,7 @@ pub fn draft(chosen: &Chosen, cfg: &ConfigFile, eff: &Effective, run_id: String)
             host,
             select,
             destinations: destinations.clone(),
+            exclude: exclude.clone(),
         })
         .collect();
     let spec = RunSpec {
@@ -185,6 +193,7 @@ pub fn draft(chosen: &Chosen, cfg: &ConfigFile, eff: &Effective, run_id: String)
         unsourced,
         search,
         destinations,
+        exclude,
     })
 }
 
@@ -199,6 +208,7 @@ impl Draft {
                     host: h.clone(),
                     select: Selection::Names(self.unsourced.clone()),
                     destinations: self.destinations.clone(),
+                    exclude: self.exclude.clone(),
                 });
             }
         }
@@ -233,6 +243,7 @@ impl Draft {
                         host: h.clone(),
                         select: Selection::Names(vec![p.clone()]),
                         destinations: self.destinations.clone(),
+                        exclude: self.exclude.clone(),
                     }),
                 }
             }
@@ -266,7 +277,7 @@ pub fn check_selection(
     let mut chosen: BTreeMap<&str, &[HostId]> = BTreeMap::new();
     for src in &spec.sources {
         let vms = listed.get(&src.host).map(Vec::as_slice).unwrap_or(&[]);
-        let sel = vmove_core::select::apply(&src.select, vms);
+        let sel = vmove_core::select::apply_source(src, vms);
         let mut lost = sel.missing.clone();
         lost.extend(sel.unmatched_patterns.iter().cloned());
         if !lost.is_empty() {

@@ -1,7 +1,7 @@
 //! Resolving a [`Selection`](crate::spec::Selection) against a host's VM list.
 
 use crate::model::VmInfo;
-use crate::spec::Selection;
+use crate::spec::{Selection, SourceSpec};
 /// Pattern compiling lives with the [`Selection`] it validates; re-exported here for callers
 /// that resolve selections.
 pub use crate::spec::{compile, is_glob};
@@ -69,4 +69,27 @@ pub fn apply(sel: &Selection, vms: &[VmInfo]) -> Selected {
             }
         }
     }
+}
+
+/// Applies a source's selection less the VMs its exclusions match (a name, an id or a glob
+/// pattern): an excluded VM is never chosen, whatever the selection says.
+pub fn apply_source(src: &SourceSpec, vms: &[VmInfo]) -> Selected {
+    apply_excluding(&src.select, &src.exclude, vms)
+}
+
+/// [`apply`], then drops the VMs `exclude` matches.
+pub fn apply_excluding(sel: &Selection, exclude: &[String], vms: &[VmInfo]) -> Selected {
+    let mut selected = apply(sel, vms);
+    if exclude.is_empty() {
+        return selected;
+    }
+    let excluded = |vm: &VmInfo| {
+        exclude
+            .iter()
+            .any(|p| vm.id.as_str() == p || compile(p).is_ok_and(|m| m.is_match(&vm.name)))
+    };
+    selected
+        .chosen
+        .retain(|&i| vms.get(i).is_some_and(|vm| !excluded(vm)));
+    selected
 }

@@ -47,6 +47,10 @@ pub struct SourceSpec {
     pub select: Selection,
     /// Allowed destinations (at least one, never the source itself).
     pub destinations: Vec<HostId>,
+    /// VMs never taken from it (names or glob patterns, `--exclude`), whatever `select`
+    /// matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
 }
 
 /// What to do when a watchdog fires.
@@ -350,6 +354,9 @@ impl RunSpec {
                 for p in pats {
                     compile(p)?;
                 }
+            }
+            for p in &src.exclude {
+                compile(p)?;
             }
         }
         for host in self.pins.values() {

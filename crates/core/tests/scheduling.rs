@@ -68,6 +68,7 @@ fn vms_from_several_sources_in_one_run() {
         host: HostId::new("b"),
         select: Selection::All,
         destinations: vec![HostId::new("c")],
+        exclude: vec![],
     });
     let mut core = Core::new(s, Time::ZERO).unwrap();
     run(&mut core, &mut w, Time::ZERO, |_, _, _| {});

@@ -61,6 +61,7 @@ pub fn evacuation(
                 host: s.clone(),
                 select: Selection::All,
                 destinations: destinations.to_vec(),
+                exclude: vec![],
             })
             .collect(),
         hosts,

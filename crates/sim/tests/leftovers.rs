@@ -18,6 +18,7 @@ fn spec(run_id: &str) -> RunSpec {
             host: HostId::new("a"),
             select: Selection::All,
             destinations: vec![HostId::new("b")],
+            exclude: vec![],
         }],
         hosts: ["a", "b"]
             .into_iter()

@@ -85,6 +85,8 @@ pub(super) struct SourceState {
     pub(super) host: usize,
     /// Which of its VMs the run moves.
     pub(super) select: Selection,
+    /// Which it never moves.
+    pub(super) exclude: Vec<String>,
     /// Host indexes its VMs may go to (unless pinned).
     pub(super) destinations: Vec<usize>,
     /// Its selection is made (or given up): no more VMs come from it.
@@ -94,10 +96,16 @@ pub(super) struct SourceState {
 }
 
 impl SourceState {
-    pub(super) fn new(host: usize, select: Selection, destinations: Vec<usize>) -> Self {
+    pub(super) fn new(
+        host: usize,
+        select: Selection,
+        exclude: Vec<String>,
+        destinations: Vec<usize>,
+    ) -> Self {
         SourceState {
             host,
             select,
+            exclude,
             destinations,
             resolved: false,
             ready: BTreeSet::new(),
@@ -339,7 +347,8 @@ impl Core {
         self.sources[si].resolved = true;
         let host = self.sources[si].host;
         let host_id = self.hosts[host].id.clone();
-        let sel = select::apply(&self.sources[si].select, listed);
+        let sel =
+            select::apply_excluding(&self.sources[si].select, &self.sources[si].exclude, listed);
         for p in &sel.unmatched_patterns {
             self.emit(EventKind::SelectionUnmatched {
                 source: host_id.clone(),

@@ -92,7 +92,12 @@ impl Core {
                 .iter()
                 .map(|d| add_host(d, &mut hosts))
                 .collect();
-            sources.push(SourceState::new(host, s.select.clone(), destinations));
+            sources.push(SourceState::new(
+                host,
+                s.select.clone(),
+                s.exclude.clone(),
+                destinations,
+            ));
         }
         for h in spec.pins.values() {
             add_host(h, &mut hosts);

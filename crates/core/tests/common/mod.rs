@@ -517,6 +517,7 @@ pub fn spec(src: &str, dsts: &[&str], hosts: &[&str]) -> RunSpec {
             host: HostId::new(src),
             select: Selection::All,
             destinations: dsts.iter().map(|d| HostId::new(*d)).collect(),
+            exclude: vec![],
         }],
         hosts: hosts
             .iter()

@@ -65,6 +65,7 @@ pub fn spec(run: &str, select: Selection) -> RunSpec {
             host: "a".into(),
             select,
             destinations: vec!["b".into()],
+            exclude: vec![],
         }],
         hosts,
         layouts: BTreeMap::new(),
