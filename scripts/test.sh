@@ -31,11 +31,33 @@ unit=${PIPESTATUS[0]}
 say "real-libvirt lab tests (lab/ci.sh)"
 as_root bash lab/ci.sh 2>&1 | tee /tmp/vmove-test-lab.log
 lab=${PIPESTATUS[0]}
+
+# Last, as it rebuilds target/release/vmove without libvirt (the tests above used the full one).
+say "a build without libvirt, as on a Hyper-V admin's machine (cargo build -p vmove --no-default-features --features hyperv)"
+nolibvirt_failed=0
+if ! cargo build -p vmove --release --locked --no-default-features --features hyperv; then
+  echo "FAIL: vmove does not build without libvirt"; nolibvirt_failed=1
+elif ldd target/release/vmove | grep -q libvirt; then
+  echo "FAIL: the build without libvirt links libvirt:"; ldd target/release/vmove | grep libvirt; nolibvirt_failed=1
+elif ! target/release/vmove --version | grep -q 'drivers: sim, hyperv)'; then
+  echo "FAIL: its --version does not say 'drivers: sim, hyperv': $(target/release/vmove --version)"; nolibvirt_failed=1
+else
+  # The demo ends with one VM unmigratable on purpose (exit 2); anything else is a failure.
+  target/release/vmove demo --speed 40 --plain --no-journal > /tmp/vmove-nolibvirt-demo.log 2>&1
+  code=$?
+  if [ "$code" != 2 ] || ! grep -q '11 moved, 1 unmigratable' /tmp/vmove-nolibvirt-demo.log; then
+    echo "FAIL: the demo of the build without libvirt exited $code:"; tail -5 /tmp/vmove-nolibvirt-demo.log
+    nolibvirt_failed=1
+  else
+    echo "ok: built without libvirt ($(target/release/vmove --version)), no libvirt linked, the demo ran"
+  fi
+fi
+echo "build-checks: $((1 - nolibvirt_failed)) passed, $nolibvirt_failed failed" | tee -a /tmp/vmove-test-lab.log
 set -e
 
-say "exit codes: workspace tests $unit, lab tests $lab"
+say "exit codes: workspace tests $unit, lab tests $lab, build without libvirt $nolibvirt_failed"
 # One closing line over cargo's summaries and the lab scripts' ("lab-scripts: N passed, M failed").
 cat /tmp/vmove-test-unit.log /tmp/vmove-test-lab.log |
-  sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed; ([0-9]+) ignored.*/\1 \2 \3/p; s/^lab-scripts: ([0-9]+) passed, ([0-9]+) failed/\1 \2 0/p' |
+  sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed; ([0-9]+) ignored.*/\1 \2 \3/p; s/^(lab-scripts|build-checks): ([0-9]+) passed, ([0-9]+) failed/\2 \3 0/p' |
   awk '{p+=$1; f+=$2; i+=$3} END {printf "total: %d passed, %d failed, %d skipped\n", p, f, i}'
-[ "$unit" = 0 ] && [ "$lab" = 0 ]
+[ "$unit" = 0 ] && [ "$lab" = 0 ] && [ "$nolibvirt_failed" = 0 ]
