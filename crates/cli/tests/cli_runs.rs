@@ -201,13 +201,14 @@ fn runs_are_journaled_by_default_under_the_user_data_dir_and_not_with_no_journal
     assert!(r.stderr.contains("no unfinished run"), "{}", r.stderr);
 }
 
-/// Two sim hosts at 50x with VMs of different sizes and no dirty pages: `a` -> `b` at 100 MB/s.
+/// Two sim hosts at 10x (slow enough that a loaded machine's delays stay small beside the
+/// migrations' own times) with VMs of different sizes and no dirty pages: `a` -> `b` at 100 MB/s.
 const SIM_CAL: &str = r#"
 [defaults]
 progress_interval = "2s"
 [hosts.a]
 driver = "sim"
-speed = 50
+speed = 10
 migration_limit = 1
 stream_mb_s = 100
 vms = [
@@ -217,7 +218,7 @@ vms = [
 ]
 [hosts.b]
 driver = "sim"
-speed = 50
+speed = 10
 stream_mb_s = 100
 "#;
 
@@ -253,7 +254,7 @@ fn plan_without_history_says_it_used_defaults_and_with_history_uses_measured_fig
         "{}",
         r.stdout
     );
-    // The fitted rate is the sim host's 100 MB/s within the noise of real time at 50x.
+    // The fitted rate is the sim host's 100 MB/s within the noise of real time at 10x.
     let rate: f64 = r
         .stdout
         .split(" + bytes at ")
