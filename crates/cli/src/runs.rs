@@ -554,20 +554,25 @@ pub fn history(eff: &Effective, common: &Common) -> Result<u8> {
         "CANC"
     );
     for r in runs {
-        let n = |p: Phase| r.phases.get(&p).copied().unwrap_or(0);
-        let total: u32 = r.phases.values().sum();
-        outln!(
-            "{:<28} {:<9} {:<21} {:>5} {:>6} {:>6} {:>6}",
-            r.id,
-            r.state.as_str(),
-            wall(r.created_at),
-            total,
-            n(Phase::Moved),
-            n(Phase::Unmigratable),
-            n(Phase::Cancelled)
-        );
+        let [id, state, created, vms, moved, unmig, canc] = history_row(&r);
+        outln!("{id:<28} {state:<9} {created:<21} {vms:>5} {moved:>6} {unmig:>6} {canc:>6}");
     }
     Ok(0)
+}
+
+/// One run's cells in `vmove history` and its `--report` table: id, state, created, VMs,
+/// moved, unmigratable, cancelled.
+fn history_row(r: &RunSummary) -> [String; 7] {
+    let n = |p: Phase| r.phases.get(&p).copied().unwrap_or(0).to_string();
+    [
+        r.id.clone(),
+        r.state.as_str().to_owned(),
+        wall(r.created_at),
+        r.phases.values().sum::<u32>().to_string(),
+        n(Phase::Moved),
+        n(Phase::Unmigratable),
+        n(Phase::Cancelled),
+    ]
 }
 
 /// `vmove report [RUN] [--report FILE]`: the CLI's report, rebuilt from the journal's events.
@@ -579,17 +584,7 @@ fn write_history(path: &std::path::Path, runs: &[RunSummary]) -> Result<()> {
             "# vmove runs\n\n| run | state | created | VMs | moved | unmigratable | cancelled |\n|---|---|---|---|---|---|---|\n",
         );
         for r in runs {
-            let n = |p: Phase| r.phases.get(&p).copied().unwrap_or(0);
-            t.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} |\n",
-                r.id,
-                r.state.as_str(),
-                wall(r.created_at),
-                r.phases.values().sum::<u32>(),
-                n(Phase::Moved),
-                n(Phase::Unmigratable),
-                n(Phase::Cancelled)
-            ));
+            t.push_str(&format!("| {} |\n", history_row(r).join(" | ")));
         }
         t
     } else {
