@@ -350,6 +350,118 @@ impl fmt::Display for Failure {
     }
 }
 
+/// What a pre-flight finding is about: whether another destination could help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingScope {
+    /// The VM itself (its snapshots, its saved state, a host device): no destination helps.
+    Vm,
+    /// This destination (a network it lacks, a name it already has, no room): another may do.
+    Destination,
+    /// A host as a whole (unreachable, migration disabled), found by a driver's host check
+    /// (`Driver::preflight_host`) or while checking a route.
+    Host,
+}
+
+impl FindingScope {
+    /// The scope as it is written in text and JSON (`vm`, `destination`, `host`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingScope::Vm => "vm",
+            FindingScope::Destination => "destination",
+            FindingScope::Host => "host",
+        }
+    }
+}
+
+/// One thing a pre-flight check found, for a person to read and a program to match.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// A stable code, snake_case (`managed_save`, `snapshots`, `cdrom_missing`,
+    /// `network_missing`, `name_taken`...): the driver docs list every one.
+    pub code: String,
+    /// Whether another destination could help.
+    pub scope: FindingScope,
+    /// What was found, one sentence naming the thing (the file, the network, the device).
+    pub message: String,
+    /// What a person can do about it; empty when there is nothing to do.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub remedy: String,
+}
+
+impl Finding {
+    /// A finding with its code, scope and message, and no remedy yet.
+    pub fn new(code: impl Into<String>, scope: FindingScope, message: impl Into<String>) -> Self {
+        Finding {
+            code: code.into(),
+            scope,
+            message: message.into(),
+            remedy: String::new(),
+        }
+    }
+
+    /// Says what a person can do about it.
+    pub fn remedy(mut self, remedy: impl Into<String>) -> Self {
+        self.remedy = remedy.into();
+        self
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.message)?;
+        if !self.remedy.is_empty() {
+            write!(f, " (remedy: {})", self.remedy)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a pre-flight check of one route (a VM, its source, a destination, the mode and layout)
+/// found by reading only: the move is blocked when `blockers` is not empty; `warnings` do not
+/// stop it but a person should know them (a CD-ROM image that will be copied, a check that
+/// could not be made).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preflight {
+    /// What stops the move.
+    #[serde(default)]
+    pub blockers: Vec<Finding>,
+    /// What does not stop it.
+    #[serde(default)]
+    pub warnings: Vec<Finding>,
+}
+
+impl Preflight {
+    /// Nothing blocks the move.
+    pub fn is_clear(&self) -> bool {
+        self.blockers.is_empty()
+    }
+
+    /// Some blocker is about the VM itself: no destination will take it.
+    pub fn blocks_every_destination(&self) -> bool {
+        self.blockers.iter().any(|b| b.scope == FindingScope::Vm)
+    }
+
+    /// Adds a blocker.
+    pub fn block(&mut self, finding: Finding) {
+        self.blockers.push(finding);
+    }
+
+    /// Adds a warning.
+    pub fn warn(&mut self, finding: Finding) {
+        self.warnings.push(finding);
+    }
+
+    /// The blockers in one line, for a VM's reason: "a; b".
+    pub fn reason(&self) -> String {
+        self.blockers
+            .iter()
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
 /// A convergence aid a driver may apply to a live migration that does not converge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -205,6 +205,12 @@ impl Driver for HyperVDriver {
         self.read_footprint(host, vm).await
     }
 
+    async fn preflight(&self, req: &MigrationRequest) -> DriverResult<Preflight> {
+        // The route's checks come in the pre-flight change; until then: the VM is on the source.
+        self.read_footprint(&req.source, &req.vm).await?;
+        Ok(Preflight::default())
+    }
+
     async fn start_migration(&self, req: &MigrationRequest) -> DriverResult<MigrationHandle> {
         self.start(req).await
     }

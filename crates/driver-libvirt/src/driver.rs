@@ -112,6 +112,12 @@ impl Driver for LibvirtDriver {
         inventory::footprint(&self.inner, host, vm).await
     }
 
+    async fn preflight(&self, req: &MigrationRequest) -> DriverResult<Preflight> {
+        // The route's checks come in the pre-flight change; until then: the VM is on the source.
+        inventory::footprint(&self.inner, &req.source, &req.vm).await?;
+        Ok(Preflight::default())
+    }
+
     async fn start_migration(&self, req: &MigrationRequest) -> DriverResult<MigrationHandle> {
         jobs::start(&self.inner, req).await
     }

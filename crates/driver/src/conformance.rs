@@ -13,7 +13,8 @@ mod fixture;
 pub use checks::{
     abort_leaves_vm_on_source, already_migrating_is_refused, destination_path_taken_is_refused,
     footprint_and_unknown_vm, hosts_and_host_info, list_vms_shows_created_vm,
-    live_migration_end_to_end, offline_migration, start_on_missing_vm_fails,
+    live_migration_end_to_end, offline_migration, preflight_names_a_taken_destination_path,
+    preflight_reads_only, start_on_missing_vm_fails,
 };
 pub use fixture::{CheckResult, DEFAULT_MIGRATION_TIMEOUT, Fixture, VmShape};
 
@@ -43,7 +44,9 @@ macro_rules! conformance_tests {
             abort_leaves_vm_on_source,
             start_on_missing_vm_fails,
             destination_path_taken_is_refused,
-            already_migrating_is_refused
+            already_migrating_is_refused,
+            preflight_reads_only,
+            preflight_names_a_taken_destination_path
         }
     };
     (@names ; $($c:ident),+) => {

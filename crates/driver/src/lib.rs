@@ -120,6 +120,35 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     /// A VM not on the host is a `Permanent` error whose message says "not found".
     async fn footprint(&self, host: &HostId, vm: &VmId) -> DriverResult<Footprint>;
 
+    /// Pre-flight: can this VM move on this route (`req.source` to `req.destination`, in
+    /// `req.mode`, with `req.layout`)? Answers the blockers (each with its reason and what a
+    /// person can do) and the warnings, found by READING ONLY: nothing on either host changes
+    /// (the conformance suite checks it). The engine asks it before a VM's first attempt on a
+    /// destination and again before a retry; `vmove check` asks it for every VM and allowed
+    /// destination. An `Err` means the check itself could not be made (a host unreachable):
+    /// classed like any read, never `Indeterminate`. A VM not on the source is a `Permanent`
+    /// error whose message says "not found".
+    async fn preflight(&self, req: &MigrationRequest) -> DriverResult<Preflight>;
+
+    /// Pre-flight of a host as a whole, as a source or a destination of moves: reachable,
+    /// authenticated, migration enabled, ports, room. Read-only. The default reads
+    /// [`Driver::host_info`] and reports a host that does not answer as a blocker
+    /// (`host_unreachable`); drivers add what they can tell.
+    async fn preflight_host(&self, host: &HostId) -> DriverResult<Preflight> {
+        let mut found = Preflight::default();
+        if let Err(e) = self.host_info(host).await {
+            found.block(
+                Finding::new(
+                    "host_unreachable",
+                    FindingScope::Host,
+                    format!("{host} did not answer: {e}"),
+                )
+                .remedy("check the host's address, credentials and that its service runs"),
+            );
+        }
+        Ok(found)
+    }
+
     /// Starts one attempt and returns once the hypervisor has accepted it (it need not be running
     /// yet). Must refuse, without touching anything, when a destination path already holds a file
     /// (`DestinationRefused`), when the VM is not on the source (`Permanent`), or when the VM is

@@ -71,6 +71,9 @@ impl Driver for Watched {
     async fn footprint(&self, host: &HostId, vm: &VmId) -> DriverResult<Footprint> {
         self.inner.footprint(host, vm).await
     }
+    async fn preflight(&self, req: &MigrationRequest) -> DriverResult<vmove_core::Preflight> {
+        self.inner.preflight(req).await
+    }
     async fn start_migration(&self, req: &MigrationRequest) -> DriverResult<MigrationHandle> {
         self.log(Call::Start(req.vm.clone(), req.attempt));
         let r = self.inner.start_migration(req).await;

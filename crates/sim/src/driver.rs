@@ -15,7 +15,7 @@ use std::time::Instant;
 use vmove_core::io::LeftoverContext;
 use vmove_core::model::{
     ConvergenceAid, Footprint, HostId, HostInfo, Leftover, Location, MigrationHandle,
-    MigrationRequest, MigrationStatus, Verification, VmId, VmInfo,
+    MigrationRequest, MigrationStatus, Preflight, Verification, VmId, VmInfo,
 };
 use vmove_core::time::Time;
 use vmove_driver::{Driver, DriverResult};
@@ -150,6 +150,10 @@ impl Driver for SimDriver {
 
     async fn footprint(&self, host: &HostId, vm: &VmId) -> DriverResult<Footprint> {
         self.lock().footprint(host, vm)
+    }
+
+    async fn preflight(&self, req: &MigrationRequest) -> DriverResult<Preflight> {
+        self.lock().preflight(req)
     }
 
     async fn start_migration(&self, req: &MigrationRequest) -> DriverResult<MigrationHandle> {

@@ -27,7 +27,7 @@ use std::time::Instant;
 use vmove_core::io::LeftoverContext;
 use vmove_core::model::{
     ConvergenceAid, Footprint, HostId, HostInfo, Leftover, Location, MigrationHandle,
-    MigrationRequest, MigrationStatus, Verification, VmId, VmInfo,
+    MigrationRequest, MigrationStatus, Preflight, Verification, VmId, VmInfo,
 };
 use vmove_core::time::Time;
 use vmove_driver::{Driver, DriverError, DriverResult};
@@ -226,6 +226,10 @@ impl Driver for PersistentSim {
 
     async fn footprint(&self, host: &HostId, vm: &VmId) -> DriverResult<Footprint> {
         self.inner.footprint(host, vm).await
+    }
+
+    async fn preflight(&self, req: &MigrationRequest) -> DriverResult<Preflight> {
+        self.inner.preflight(req).await
     }
 
     async fn start_migration(&self, req: &MigrationRequest) -> DriverResult<MigrationHandle> {

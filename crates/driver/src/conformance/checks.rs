@@ -502,6 +502,122 @@ pub async fn destination_path_taken_is_refused(f: &dyn Fixture) -> CheckResult {
     .await
 }
 
+/// What a host shows of its VMs, for telling whether a call changed anything: each VM's
+/// identity, power state and activity, sorted.
+async fn host_picture(f: &dyn Fixture, host: &HostId) -> Result<Vec<String>, String> {
+    let vms = f
+        .driver()
+        .list_vms(host)
+        .await
+        .map_err(|e| format!("list_vms({host}) failed: {e}"))?;
+    let mut out: Vec<String> = vms
+        .into_iter()
+        .map(|v| format!("{} {} {:?} {:?}", v.id, v.name, v.power, v.activity))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Pre-flight reads only: for a plain VM, live and offline-shaped requests, it finds no blocker
+/// for the mode the VM is in, and neither host's VMs nor the VM's footprint change; an unknown
+/// VM is a `Permanent` error that says "not found".
+pub async fn preflight_reads_only(f: &dyn Fixture) -> CheckResult {
+    with_vm(f, shape("conf-preflight", true), |f, vm| async move {
+        let d = f.driver();
+        let before = (
+            host_picture(f, &f.source()).await?,
+            host_picture(f, &f.destination()).await?,
+            d.footprint(&f.source(), &vm)
+                .await
+                .map_err(|e| format!("footprint failed: {e}"))?,
+        );
+        let req = request(f, &vm, MigrationMode::Live, 1).await?;
+        let found = d
+            .preflight(&req)
+            .await
+            .map_err(|e| format!("preflight of a plain running VM failed: {e}"))?;
+        ensure!(
+            found.is_clear(),
+            "preflight blocks a plain running VM's live move: {}",
+            found.reason()
+        );
+        // Asked twice, and for the mode that does not fit: still reads only.
+        let _ = d.preflight(&req).await;
+        let offline = MigrationRequest {
+            mode: MigrationMode::Offline,
+            ..req.clone()
+        };
+        let _ = d.preflight(&offline).await;
+        let _ = d.preflight_host(&f.source()).await;
+        let _ = d.preflight_host(&f.destination()).await;
+        let after = (
+            host_picture(f, &f.source()).await?,
+            host_picture(f, &f.destination()).await?,
+            d.footprint(&f.source(), &vm)
+                .await
+                .map_err(|e| format!("footprint after preflight failed: {e}"))?,
+        );
+        ensure!(
+            before == after,
+            "preflight changed something: before {before:?}, after {after:?}"
+        );
+        let left = d
+            .leftovers(&req, LeftoverContext::AfterFailedAttempt)
+            .await
+            .map_err(|e| format!("leftovers failed: {e}"))?;
+        ensure!(
+            left.is_empty(),
+            "preflight left something on the destination: {left:?}"
+        );
+        let unknown = MigrationRequest {
+            vm: VmId::new(UNKNOWN_VM),
+            vm_name: "conf-no-such-vm".into(),
+            ..req
+        };
+        let err = d
+            .preflight(&unknown)
+            .await
+            .err()
+            .ok_or("preflight of an unknown VM succeeded")?;
+        ensure!(
+            err.class == ErrorClass::Permanent && err.message.to_lowercase().contains("not found"),
+            "preflight of an unknown VM gave a {:?} error not saying \"not found\": {err}",
+            err.class
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// Pre-flight names a destination path that already holds a file as a blocker about that
+/// destination, before any start is tried (fixtures that cannot occupy a path skip it).
+pub async fn preflight_names_a_taken_destination_path(f: &dyn Fixture) -> CheckResult {
+    with_vm(f, shape("conf-preclash", true), |f, vm| async move {
+        if !f.occupy_destination_path(&vm).await {
+            return Ok(());
+        }
+        let req = request(f, &vm, MigrationMode::Live, 1).await?;
+        let found = f
+            .driver()
+            .preflight(&req)
+            .await
+            .map_err(|e| format!("preflight failed: {e}"))?;
+        ensure!(
+            found
+                .blockers
+                .iter()
+                .any(|b| b.scope == FindingScope::Destination),
+            "preflight does not block a route whose destination path is taken: {found:?}"
+        );
+        ensure!(
+            find(f, &f.destination(), &vm).await?.is_none(),
+            "preflight put the VM on the destination"
+        );
+        Ok(())
+    })
+    .await
+}
+
 /// A second start for a VM already migrating fails; the first migration is unharmed.
 pub async fn already_migrating_is_refused(f: &dyn Fixture) -> CheckResult {
     let s = VmShape {

@@ -79,6 +79,10 @@ impl Driver for Clocked {
         self.sync();
         self.inner.footprint(host, vm).await
     }
+    async fn preflight(&self, req: &MigrationRequest) -> DriverResult<vmove_core::Preflight> {
+        self.sync();
+        self.inner.preflight(req).await
+    }
     async fn start_migration(&self, req: &MigrationRequest) -> DriverResult<MigrationHandle> {
         self.sync();
         if self.hang_first_start.lock().unwrap().remove(&req.vm_name) {

@@ -120,6 +120,10 @@ impl Driver for FakeDriver {
         self.aborted.lock().unwrap().insert(handle.0.clone());
         Ok(())
     }
+    async fn preflight(&self, req: &MigrationRequest) -> DriverResult<Preflight> {
+        self.note(format!("driver preflight {}", req.vm_name));
+        Ok(Preflight::default())
+    }
     async fn locate(&self, _req: &MigrationRequest) -> DriverResult<Location> {
         Ok(Location {
             on_source: None,

@@ -7,9 +7,9 @@ use super::spec::uuid_like;
 use super::state::SimCluster;
 use std::collections::BTreeSet;
 use vmove_core::model::{
-    ConvergenceAid, Disk, ErrorClass, Failure, Footprint, Health, HostId, HostInfo, Location,
-    MigrationHandle, MigrationMode, MigrationRequest, MigrationStatus, PowerState, Verification,
-    VmId, VmInfo,
+    ConvergenceAid, Disk, ErrorClass, Failure, Finding, FindingScope, Footprint, Health, HostId,
+    HostInfo, Location, MigrationHandle, MigrationMode, MigrationRequest, MigrationStatus,
+    PowerState, Preflight, Verification, VmId, VmInfo,
 };
 use vmove_driver::{DriverError, DriverResult};
 
@@ -87,6 +87,118 @@ impl SimCluster {
         })
     }
 
+    /// Pre-flight of a route, by reading only: the VM must be on the source; what
+    /// [`SimCluster::start_migration`] would refuse for good (the same host, a mode its power
+    /// state does not allow, a destination path taken, no room) is a blocker, with the same
+    /// words. A VM busy now (migrating, backing up) is no blocker: that passes.
+    pub fn preflight(&self, req: &MigrationRequest) -> DriverResult<Preflight> {
+        let src = self.reachable(&req.source)?;
+        let dst = self.reachable(&req.destination)?;
+        let v = self.vm_on(&req.vm, src)?;
+        let mut found = Preflight::default();
+        if let Some((code, e)) = self.route_refusal(req, src, dst, v) {
+            let (scope, remedy) = match e.class {
+                ErrorClass::DestinationRefused => (
+                    FindingScope::Destination,
+                    "choose another destination, or free it on this one",
+                ),
+                _ => (FindingScope::Vm, "change the request"),
+            };
+            found.block(Finding::new(code, scope, e.message).remedy(remedy));
+        }
+        Ok(found)
+    }
+
+    /// Where the VM's disks and log go on the destination.
+    fn destination_files(&self, req: &MigrationRequest, v: usize) -> (Vec<String>, String) {
+        let vs = &self.vms[v];
+        let disks = vs
+            .disk_paths
+            .iter()
+            .map(|p| destination_path(&req.layout, p, &vs.spec.name))
+            .collect();
+        (disks, destination_path(&req.layout, &vs.log_path, &vs.spec.name))
+    }
+
+    /// Why this route can never be taken as things are, with a finding's code: the same host,
+    /// a mode the VM's power state does not allow, a destination path taken, no room.
+    fn route_refusal(
+        &self,
+        req: &MigrationRequest,
+        src: usize,
+        dst: usize,
+        v: usize,
+    ) -> Option<(&'static str, DriverError)> {
+        let vs = &self.vms[v];
+        if src == dst {
+            return Some((
+                "same_host",
+                DriverError::permanent(format!(
+                    "source and destination are the same host `{}`",
+                    req.source
+                )),
+            ));
+        }
+        match (req.mode, vs.spec.power.is_live()) {
+            (MigrationMode::Live, false) => {
+                return Some((
+                    "mode",
+                    DriverError::permanent(format!(
+                        "VM {} is not running: it cannot be moved live",
+                        vs.spec.name
+                    )),
+                ));
+            }
+            (MigrationMode::Offline, true) => {
+                return Some((
+                    "mode",
+                    DriverError::permanent(format!(
+                        "VM {} is running: it cannot be moved offline",
+                        vs.spec.name
+                    )),
+                ));
+            }
+            _ => {}
+        }
+        let (dest_disk_paths, dest_log_path) = self.destination_files(req, v);
+        let mut seen = BTreeSet::new();
+        for p in dest_disk_paths
+            .iter()
+            .chain(std::iter::once(&dest_log_path))
+        {
+            if self.hosts[dst].files.contains_key(p) || !seen.insert(p) {
+                return Some((
+                    "path_taken",
+                    DriverError::destination_refused(format!(
+                        "{} already holds a file at {p}",
+                        req.destination
+                    )),
+                ));
+            }
+        }
+        let need_mem = if req.mode == MigrationMode::Live {
+            vs.spec.memory_bytes
+        } else {
+            0
+        };
+        let d = &self.hosts[dst];
+        let free_mem = d.spec.memory_bytes.saturating_sub(d.used_memory);
+        let free_disk = d.spec.disk_bytes.saturating_sub(d.used_disk);
+        if need_mem > free_mem || vs.spec.disk_bytes() > free_disk {
+            return Some((
+                "no_room",
+                DriverError::destination_refused(format!(
+                    "{} has no room for VM {} ({} memory and {} disk free)",
+                    req.destination,
+                    vs.spec.name,
+                    vmove_core::fmt_bytes(free_mem),
+                    vmove_core::fmt_bytes(free_disk)
+                )),
+            ));
+        }
+        None
+    }
+
     /// Starts one attempt. Refuses without touching anything when a check fails; then applies
     /// the VM's start script (see [`StartFault`]).
     pub fn start_migration(&mut self, req: &MigrationRequest) -> DriverResult<MigrationHandle> {
@@ -112,56 +224,16 @@ impl SimCluster {
                 vs.spec.name
             )));
         }
-        match (req.mode, vs.spec.power.is_live()) {
-            (MigrationMode::Live, false) => {
-                return Err(DriverError::permanent(format!(
-                    "VM {} is not running: it cannot be moved live",
-                    vs.spec.name
-                )));
-            }
-            (MigrationMode::Offline, true) => {
-                return Err(DriverError::permanent(format!(
-                    "VM {} is running: it cannot be moved offline",
-                    vs.spec.name
-                )));
-            }
-            _ => {}
+        if let Some((_, e)) = self.route_refusal(req, src, dst, v) {
+            return Err(e);
         }
-        let dest_disk_paths: Vec<String> = vs
-            .disk_paths
-            .iter()
-            .map(|p| destination_path(&req.layout, p, &vs.spec.name))
-            .collect();
-        let dest_log_path = destination_path(&req.layout, &vs.log_path, &vs.spec.name);
-        let mut seen = BTreeSet::new();
-        for p in dest_disk_paths
-            .iter()
-            .chain(std::iter::once(&dest_log_path))
-        {
-            if self.hosts[dst].files.contains_key(p) || !seen.insert(p) {
-                return Err(DriverError::destination_refused(format!(
-                    "{} already holds a file at {p}",
-                    req.destination
-                )));
-            }
-        }
+        let (dest_disk_paths, dest_log_path) = self.destination_files(req, v);
+        let vs = &self.vms[v];
         let need_mem = if req.mode == MigrationMode::Live {
             vs.spec.memory_bytes
         } else {
             0
         };
-        let d = &self.hosts[dst];
-        let free_mem = d.spec.memory_bytes.saturating_sub(d.used_memory);
-        let free_disk = d.spec.disk_bytes.saturating_sub(d.used_disk);
-        if need_mem > free_mem || vs.spec.disk_bytes() > free_disk {
-            return Err(DriverError::destination_refused(format!(
-                "{} has no room for VM {} ({} memory and {} disk free)",
-                req.destination,
-                vs.spec.name,
-                vmove_core::fmt_bytes(free_mem),
-                vmove_core::fmt_bytes(free_disk)
-            )));
-        }
         let fault = self.vms[v].script.front().copied();
         match fault {
             Some(StartFault::Transient) => {
