@@ -48,9 +48,6 @@ pub struct HyperVDriver {
     /// Disk sizes for `list_vms` only (one WMI query per disk is slow on a host with many VMs);
     /// `footprint` and `verify` always ask the host.
     pub(crate) sizes: Mutex<HashMap<(HostId, String), (u64, std::time::Instant)>>,
-    /// The last failure words of each VM on each route and the first attempt that failed with
-    /// them, for `same_as_before`.
-    failures: Mutex<HashMap<(VmId, HostId, HostId), (u32, String)>>,
 }
 
 /// How long `list_vms` trusts a disk size it read.
@@ -92,7 +89,6 @@ impl HyperVDriver {
             hosts: out,
             moved: Mutex::new(HashMap::new()),
             sizes: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
         })
     }
 
@@ -106,7 +102,6 @@ impl HyperVDriver {
             hosts,
             moved: Mutex::new(HashMap::new()),
             sizes: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
         }
     }
 
@@ -166,35 +161,6 @@ impl HyperVDriver {
             .query(ns, wql)
             .await
             .map_err(|e| read_err(id, "a WMI query", e))
-    }
-
-    /// A transient failure with the very words of this VM's failure on the same route at an
-    /// earlier attempt is the same refusal again: nothing changed that waiting changes, so it is
-    /// permanent (issue: an identical refusal on an unchanged VM must not burn every attempt).
-    /// Asked again for the same attempt (a second poll), the answer is the same.
-    pub(crate) fn same_as_before(
-        &self,
-        req: &MigrationRequest,
-        class: ErrorClass,
-        words: String,
-    ) -> (ErrorClass, String) {
-        let route = (req.vm.clone(), req.source.clone(), req.destination.clone());
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        // The entry keeps the first attempt that failed with these words.
-        let repeated = match map.get(&route) {
-            Some((_, w)) if *w == words => map.get(&route).is_some_and(|(a, _)| *a < req.attempt),
-            _ => {
-                map.insert(route, (req.attempt, words.clone()));
-                false
-            }
-        };
-        if class == ErrorClass::Transient && repeated {
-            return (
-                ErrorClass::Permanent,
-                format!("{words} (the same failure as the previous attempt: not retried)"),
-            );
-        }
-        (class, words)
     }
 
     pub(crate) fn remember(&self, req: &MigrationRequest, m: Moved) {
@@ -290,48 +256,5 @@ impl Driver for HyperVDriver {
         context: LeftoverContext,
     ) -> DriverResult<()> {
         self.remove_one_leftover(req, leftover, context).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn req(attempt: u32) -> MigrationRequest {
-        MigrationRequest {
-            vm: VmId::new("0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0"),
-            vm_name: "web".into(),
-            source: HostId::new("hv1"),
-            destination: HostId::new("hv2"),
-            mode: MigrationMode::Live,
-            layout: PathLayout::default(),
-            attempt,
-            run_id: "t".into(),
-        }
-    }
-
-    /// An identical transient failure at a later attempt on the same route is permanent; a
-    /// second poll of the same attempt, or other words, are not.
-    #[test]
-    fn the_same_transient_failure_again_is_permanent() {
-        let d = HyperVDriver::new(Vec::new());
-        let w = "Migration failed. (error 32768)".to_owned();
-        let t = ErrorClass::Transient;
-        assert_eq!(d.same_as_before(&req(1), t, w.clone()).0, t);
-        assert_eq!(d.same_as_before(&req(1), t, w.clone()).0, t);
-        let (c, m) = d.same_as_before(&req(2), t, w.clone());
-        assert_eq!(c, ErrorClass::Permanent);
-        assert!(m.contains("not retried"), "{m}");
-        // Asked again for attempt 2: the same answer.
-        assert_eq!(
-            d.same_as_before(&req(2), t, w.clone()).0,
-            ErrorClass::Permanent
-        );
-        // Other words at attempt 3: transient again.
-        assert_eq!(d.same_as_before(&req(3), t, "other".into()).0, t);
-        // Another route: its own history.
-        let mut other = req(4);
-        other.destination = HostId::new("hv3");
-        assert_eq!(d.same_as_before(&other, t, w).0, t);
     }
 }

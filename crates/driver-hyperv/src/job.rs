@@ -485,7 +485,6 @@ impl HyperVDriver {
             JobPhase::Failed => {
                 let errors = self.job_errors(&req.source, &handle.0).await;
                 let (class, words) = crate::job::failure(&job, &errors);
-                let (class, words) = self.same_as_before(req, class, words);
                 MigrationStatus::Failed(Failure::new(class, words))
             }
         })
