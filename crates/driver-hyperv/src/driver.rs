@@ -206,9 +206,11 @@ impl Driver for HyperVDriver {
     }
 
     async fn preflight(&self, req: &MigrationRequest) -> DriverResult<Preflight> {
-        // The route's checks come in the pre-flight change; until then: the VM is on the source.
-        self.read_footprint(&req.source, &req.vm).await?;
-        Ok(Preflight::default())
+        self.check_route(req).await
+    }
+
+    async fn preflight_host(&self, host: &HostId) -> DriverResult<Preflight> {
+        self.check_host(host).await
     }
 
     async fn start_migration(&self, req: &MigrationRequest) -> DriverResult<MigrationHandle> {

@@ -241,20 +241,109 @@ impl JobError {
     }
 }
 
+/// What Hyper-V says when a move fails for a reason waiting does not remove: (words, any of
+/// which in the message, lower case; the class; the source of the words). A job's `ErrorCode`
+/// is mostly 32768 ("Failed"), which alone says nothing; these messages say what failed.
+pub const MESSAGE_CLASSES: &[(&[&str], ErrorClass, &str)] = &[
+    (
+        &[
+            "0x8009030e",
+            "no credentials are available in the security package",
+        ],
+        ErrorClass::Permanent,
+        "event 20306 on a source whose migration authentication (CredSSP without a local sign-in, or Kerberos without constrained delegation) cannot reach the destination",
+    ),
+    (
+        &["0x80070005", "access is denied", "access denied"],
+        ErrorClass::Permanent,
+        "Win32 ERROR_ACCESS_DENIED: the source's account is not allowed on the destination (delegation, share or folder rights)",
+    ),
+    (
+        &["could not find ethernet switch"],
+        ErrorClass::DestinationRefused,
+        "Compare-VM incompatibility 33012: the destination has no switch of that name",
+    ),
+    (
+        &["configuration version"],
+        ErrorClass::DestinationRefused,
+        "a configuration version the destination does not run (Supported virtual machine configuration versions)",
+    ),
+    (
+        &[
+            "processor-specific features not supported",
+            "processor compatibility",
+        ],
+        ErrorClass::DestinationRefused,
+        "the destination's processor lacks features the running VM uses (Processor compatibility mode in Hyper-V)",
+    ),
+    (
+        &["physical disk", "pass-through"],
+        ErrorClass::Permanent,
+        "a pass-through disk, which storage migration cannot copy",
+    ),
+    (
+        &[
+            "0x80070002",
+            "0x80070003",
+            "cannot find the file specified",
+            "cannot find the path specified",
+        ],
+        ErrorClass::Permanent,
+        "Win32 ERROR_FILE_NOT_FOUND / ERROR_PATH_NOT_FOUND: a file the VM needs is missing",
+    ),
+    (
+        &["0x80070070", "not enough space on the disk"],
+        ErrorClass::DestinationRefused,
+        "Win32 ERROR_DISK_FULL on the destination",
+    ),
+    (
+        &[
+            "0x8007000e",
+            "0x800705aa",
+            "not enough memory",
+            "insufficient system resources",
+        ],
+        ErrorClass::DestinationRefused,
+        "Win32 ERROR_OUTOFMEMORY / ERROR_NO_SYSTEM_RESOURCES on the destination",
+    ),
+    (
+        &["0x800700b7", "already exists"],
+        ErrorClass::DestinationRefused,
+        "Win32 ERROR_ALREADY_EXISTS: the destination holds a VM or file of that identity",
+    ),
+];
+
+/// The class a failure message says, if one of `MESSAGE_CLASSES` matches; a refusal about the
+/// VM's checkpoints ("checkpoint"/"snapshot" with "cannot"/"not supported"/"incompatible") is
+/// permanent: it stays until the checkpoints change.
+pub fn class_of_message(words: &str) -> Option<ErrorClass> {
+    let w = words.to_lowercase();
+    for (needles, class, _) in MESSAGE_CLASSES {
+        if needles.iter().any(|n| w.contains(n)) {
+            return Some(*class);
+        }
+    }
+    let about_checkpoints = w.contains("checkpoint") || w.contains("snapshot");
+    if about_checkpoints
+        && ["cannot", "not supported", "incompatible"]
+            .iter()
+            .any(|n| w.contains(n))
+    {
+        return Some(ErrorClass::Permanent);
+    }
+    None
+}
+
 /// A failed job's class and words, from its `ErrorCode`, `ErrorDescription` and the
-/// `GetErrorEx` errors: permanent when either the code or any error says so, else
-/// destination-refused when the code says so, else transient.
+/// `GetErrorEx` errors: permanent when the code or any error says so, else what the message
+/// says (`class_of_message`), else the code's class (transient when it says nothing more than
+/// "failed").
 pub fn failure(job: &CimInstance, errors: &[JobError]) -> (ErrorClass, String) {
     let code = job.get_u32("ErrorCode").unwrap_or(0);
     let by_code = if code == 0 {
         ErrorClass::Transient
     } else {
         code_class(code)
-    };
-    let class = if errors.iter().any(JobError::is_permanent) {
-        ErrorClass::Permanent
-    } else {
-        by_code
     };
     let mut words = job
         .get_str("ErrorDescription")
@@ -266,6 +355,11 @@ pub fn failure(job: &CimInstance, errors: &[JobError]) -> (ErrorClass, String) {
             words.push_str(e.message.trim());
         }
     }
+    let class = if errors.iter().any(JobError::is_permanent) || by_code == ErrorClass::Permanent {
+        ErrorClass::Permanent
+    } else {
+        class_of_message(&words).unwrap_or(by_code)
+    };
     (class, format!("{words} (error {code})"))
 }
 
@@ -529,6 +623,80 @@ mod tests {
         assert_eq!(failure(&access, &[]).0, ErrorClass::Permanent);
         let memory = job(10).with("ErrorCode", CimValue::U16(32778));
         assert_eq!(failure(&memory, &[]).0, ErrorClass::DestinationRefused);
+    }
+
+    /// Each row of `MESSAGE_CLASSES` (and the checkpoint rule), as a failed job with the
+    /// generic ErrorCode 32768 carries it: the message decides, not the code.
+    #[test]
+    fn a_failure_message_that_names_its_cause_is_classed_by_it() {
+        let with = |m: &str| {
+            failure(
+                &job(10)
+                    .with("ErrorCode", CimValue::U16(32768))
+                    .with("ErrorDescription", CimValue::String(m.into())),
+                &[],
+            )
+            .0
+        };
+        use ErrorClass::*;
+        for (m, want) in [
+            (
+                "Failed to establish a connection with host 'HV2': No credentials are available in the security package (0x8009030E).",
+                Permanent,
+            ),
+            (
+                "The operation failed: Access is denied. (0x80070005)",
+                Permanent,
+            ),
+            (
+                "Could not find Ethernet switch 'LabOnly'.",
+                DestinationRefused,
+            ),
+            (
+                "The virtual machine 'x' has configuration version 12.0, which is not supported on 'HV2'.",
+                DestinationRefused,
+            ),
+            (
+                "The virtual machine 'x' is using processor-specific features not supported on physical computer 'HV2'.",
+                DestinationRefused,
+            ),
+            (
+                "The virtual machine 'x' cannot be migrated because it is attached to a physical disk.",
+                Permanent,
+            ),
+            (
+                "'E:\\ISO\\a.iso': The system cannot find the file specified. (0x80070002)",
+                Permanent,
+            ),
+            (
+                "There is not enough space on the disk. (0x80070070)",
+                DestinationRefused,
+            ),
+            (
+                "Insufficient system resources exist to complete the requested service. (0x800705AA)",
+                DestinationRefused,
+            ),
+            (
+                "Cannot create the file: it already exists. (0x800700B7)",
+                DestinationRefused,
+            ),
+            (
+                "The operation cannot be performed while the virtual machine's checkpoints are incompatible.",
+                Permanent,
+            ),
+            (
+                "Virtual machine migration operation failed at migration source 'HV1'.",
+                Transient,
+            ),
+        ] {
+            assert_eq!(with(m), want, "{m}");
+        }
+        // A code that says permanent stays permanent whatever the message.
+        let denied = job(10).with("ErrorCode", CimValue::U16(32769)).with(
+            "ErrorDescription",
+            CimValue::String("not enough memory".into()),
+        );
+        assert_eq!(failure(&denied, &[]).0, Permanent);
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub mod fake;
 mod inventory;
 pub mod job;
 pub mod paths;
+pub mod preflight;
 pub mod prepare;
 pub mod record;
 mod status;

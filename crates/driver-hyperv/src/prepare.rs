@@ -168,6 +168,62 @@ pub fn destination_name(
     computer_name.to_owned()
 }
 
+/// What a move of one VM on one route sends and fills, read from the hosts: built once for
+/// `start_migration` and for pre-flight (which asks the migratability check with the same
+/// settings, as Move-VM does).
+#[derive(Clone, Debug)]
+pub(crate) struct MoveLayout {
+    /// The VM's settings on the source.
+    pub(crate) vssd: CimInstance,
+    /// Every virtual hard disk that moves: the current configuration's, then the checkpoints'.
+    pub(crate) sasds: Vec<CimInstance>,
+    /// How many of `sasds` are the current configuration's.
+    pub(crate) current: usize,
+    /// The destination paths (or why the layout cannot be applied there).
+    pub(crate) plan: Result<paths::Plan, paths::PlanError>,
+}
+
+impl MoveLayout {
+    /// The first shared virtual hard disk's path, if the VM has one.
+    pub(crate) fn shared_vhd(&self) -> Option<String> {
+        self.sasds.iter().find(|s| is_shared_vhd(s)).map(|s| {
+            s.get_array("HostResource")
+                .first()
+                .cloned()
+                .unwrap_or_default()
+        })
+    }
+
+    /// The destination path of a source disk path.
+    pub(crate) fn target_of(&self, p: &str) -> Option<String> {
+        self.plan.as_ref().ok().and_then(|plan| {
+            plan.disks
+                .iter()
+                .find(|(s, _)| s.eq_ignore_ascii_case(p))
+                .map(|(_, t)| t.clone())
+        })
+    }
+
+    /// The current configuration's disk paths.
+    pub(crate) fn current_paths(&self) -> Vec<String> {
+        distinct_paths(&self.sasds[..self.current])
+    }
+
+    /// The files the move will create on the destination (disks, configuration): none may
+    /// exist before it.
+    pub(crate) fn targets(&self) -> Vec<String> {
+        let Ok(plan) = &self.plan else {
+            return Vec::new();
+        };
+        let mut targets: Vec<String> = plan.disks.iter().map(|(_, t)| t.clone()).collect();
+        if let (Some(root), Some(id)) = (&plan.root, self.vssd.get_str("InstanceID")) {
+            let guid = id.trim_start_matches("Microsoft:");
+            targets.push(paths::join(root, &format!("Virtual Machines\\{guid}.vmcx")));
+        }
+        targets
+    }
+}
+
 impl HyperVDriver {
     /// The name a move to `id` gives as `DestinationHost` (`destination_name`): the
     /// configured `host_name`, else the host's full DNS name, else its computer name.
@@ -180,6 +236,110 @@ impl HyperVDriver {
             .query(id, CIMV2, "SELECT * FROM Win32_ComputerSystem")
             .await?;
         Ok(destination_name(None, cs.first(), &computer_name))
+    }
+
+    /// What a move of `req` sends and fills (`MoveLayout`). Every virtual hard disk moves:
+    /// the current configuration's and every checkpoint's (the older links of each
+    /// differencing chain), as Move-VM -IncludeStorage does; a VHD referenced only by a
+    /// checkpoint is otherwise not moved (Windows-classic-samples VmAndStorageMigration.cs).
+    /// DVD and floppy images keep their paths.
+    pub(crate) async fn move_layout(&self, req: &MigrationRequest) -> DriverResult<MoveLayout> {
+        let guid = req.vm.as_str();
+        let vssd = self.vssd(&req.source, guid).await?;
+        let mut sasds = self.vhds(&req.source, guid).await?;
+        let current = sasds.len();
+        sasds.extend(self.checkpoint_vhds(&req.source, guid).await?);
+        let volumes: Vec<String> = self
+            .volumes(&req.destination)
+            .await?
+            .iter()
+            .filter_map(|v| v.get_str("DeviceID"))
+            .collect();
+        let plan = paths::plan(&req.layout, &req.vm_name, &distinct_paths(&sasds), &volumes);
+        Ok(MoveLayout {
+            vssd,
+            sasds,
+            current,
+            plan,
+        })
+    }
+
+    /// The migration service of the source and the parameters of the move (and of the
+    /// migratability check, which is asked with exactly these: with the source's paths it
+    /// would judge the wrong files; MigrationCommon.cs CheckMigratability passes the move's new
+    /// settings).
+    pub(crate) async fn move_params(
+        &self,
+        req: &MigrationRequest,
+        layout: &MoveLayout,
+        dest_addresses: &[String],
+    ) -> DriverResult<(crate::cim::Epr, Vec<(String, Param)>)> {
+        let guid = req.vm.as_str();
+        let dest_name = self.destination_name(&req.destination).await?;
+        let src_name = self.host_name(&req.source).await?;
+        let svc = self.service(&req.source).await?;
+        let svc_epr = Self::service_epr(&svc, &src_name);
+        let mut params: Vec<(String, Param)> = vec![
+            (
+                "ComputerSystem".into(),
+                Param::Ref(crate::cim::computer_system_epr(guid)),
+            ),
+            (
+                "DestinationHost".into(),
+                Param::Value(CimValue::String(dest_name)),
+            ),
+            (
+                "MigrationSettingData".into(),
+                Param::Embedded(migration_setting_data(dest_addresses)),
+            ),
+        ];
+        if let Some(root) = layout.plan.as_ref().ok().and_then(|p| p.root.as_ref()) {
+            params.push((
+                "NewSystemSettingData".into(),
+                Param::Embedded(system_settings(&layout.vssd, root)),
+            ));
+        }
+        let rasds: Vec<CimInstance> = layout
+            .sasds
+            .iter()
+            .filter_map(|s| {
+                let p = s.get_array("HostResource").into_iter().next()?;
+                Some(resource_settings(s, &layout.target_of(&p)?))
+            })
+            .collect();
+        if !rasds.is_empty() {
+            params.push(("NewResourceSettingData".into(), Param::EmbeddedArray(rasds)));
+        }
+        Ok((svc_epr, params))
+    }
+
+    /// `CheckVirtualSystemIsMigratableToHost` with the move's parameters: Ok when the host says
+    /// the VM is migratable; a "no" is `DestinationRefused`; a return value other than 0 is
+    /// classed by the migration service's table (`rv_error`).
+    pub(crate) async fn ask_migratable(
+        &self,
+        req: &MigrationRequest,
+        svc_epr: &crate::cim::Epr,
+        params: &[(String, Param)],
+    ) -> DriverResult<()> {
+        let (src, dst) = (&req.source, &req.destination);
+        let check = self
+            .host(src)?
+            .client
+            .invoke(svc_epr, "CheckVirtualSystemIsMigratableToHost", params)
+            .await
+            .map_err(|e| read_err(src, "CheckVirtualSystemIsMigratableToHost", e))?;
+        match check.get_u32("ReturnValue") {
+            Some(RV_COMPLETED) if check.get_bool("IsMigratable") == Some(true) => Ok(()),
+            Some(RV_COMPLETED) => Err(DriverError::destination_refused(format!(
+                "{} cannot be migrated to {dst} (CheckVirtualSystemIsMigratableToHost)",
+                req.vm_name
+            ))),
+            Some(rv) => Err(rv_error("CheckVirtualSystemIsMigratableToHost", rv)),
+            None => Err(DriverError::transient(
+                "CheckVirtualSystemIsMigratableToHost returned no ReturnValue",
+            )),
+        }
     }
 
     /// `EnableVirtualSystemMigration` of the host's migration service settings.
@@ -270,40 +430,20 @@ impl HyperVDriver {
         // A planned VM of this VM left on the destination by a failed attempt blocks the move:
         // it goes first, as Move-VM does.
         self.remove_planned_leftover(req).await?;
-        let vssd = self.vssd(src, &guid).await?;
-        // Every virtual hard disk moves: the current configuration's and every checkpoint's
-        // (the older links of each differencing chain), as Move-VM -IncludeStorage does; a VHD
-        // referenced only by a checkpoint is otherwise not moved (Windows-classic-samples
-        // VmAndStorageMigration.cs). DVD and floppy images keep their paths.
-        let mut sasds = self.vhds(src, &guid).await?;
-        let current = sasds.len();
-        sasds.extend(self.checkpoint_vhds(src, &guid).await?);
-        if let Some(shared) = sasds.iter().find(|s| is_shared_vhd(s)) {
+        let layout = self.move_layout(req).await?;
+        if let Some(shared) = layout.shared_vhd() {
             return Err(DriverError::permanent(format!(
-                "{} uses the shared virtual hard disk {}: a VM with a shared disk is not moved (detach it, or move the guest cluster another way)",
-                req.vm_name,
-                shared
-                    .get_array("HostResource")
-                    .first()
-                    .cloned()
-                    .unwrap_or_default()
+                "{} uses the shared virtual hard disk {shared}: a VM with a shared disk is not moved (detach it, or move the guest cluster another way)",
+                req.vm_name
             )));
         }
-        let disk_paths = distinct_paths(&sasds);
-        let current_paths = distinct_paths(&sasds[..current]);
-        let volumes: Vec<String> = self
-            .volumes(dst)
-            .await?
-            .iter()
-            .filter_map(|v| v.get_str("DeviceID"))
-            .collect();
-        let plan = paths::plan(&req.layout, &req.vm_name, &disk_paths, &volumes)
+        let plan = layout
+            .plan
+            .clone()
             .map_err(|e| DriverError::destination_refused(format!("{}: {e}", req.vm_name)))?;
+        let vssd = &layout.vssd;
         // Never overwrite: refuse if any target file exists on the destination.
-        let mut targets: Vec<String> = plan.disks.iter().map(|(_, t)| t.clone()).collect();
-        if let Some(root) = &plan.root {
-            targets.push(paths::join(root, &format!("Virtual Machines\\{guid}.vmcx")));
-        }
+        let targets = layout.targets();
         for t in &targets {
             if self.file_size(dst, t).await?.is_some() {
                 return Err(DriverError::destination_refused(format!(
@@ -318,76 +458,16 @@ impl HyperVDriver {
                 new_folders.push(f);
             }
         }
-        let target_of = |p: &str| {
-            plan.disks
-                .iter()
-                .find(|(s, _)| s.eq_ignore_ascii_case(p))
-                .map(|(_, t)| t.clone())
-        };
         let mut sizes = Vec::new();
-        for s in &current_paths {
+        for s in &layout.current_paths() {
             sizes.push((
                 s.clone(),
-                target_of(s).unwrap_or_else(|| s.clone()),
+                layout.target_of(s).unwrap_or_else(|| s.clone()),
                 self.file_size(src, s).await?.unwrap_or(0),
             ));
         }
-        let dest_name = self.destination_name(dst).await?;
-        let src_name = self.host_name(src).await?;
-        let svc = self.service(src).await?;
-        let svc_epr = Self::service_epr(&svc, &src_name);
-        // The move's parameters, built once: the migratability check is asked with exactly
-        // these (with the source's paths it would judge the wrong files: MigrationCommon.cs
-        // CheckMigratability passes the move's new settings).
-        let mut params: Vec<(String, Param)> = vec![
-            (
-                "ComputerSystem".into(),
-                Param::Ref(crate::cim::computer_system_epr(&guid)),
-            ),
-            (
-                "DestinationHost".into(),
-                Param::Value(CimValue::String(dest_name.clone())),
-            ),
-            (
-                "MigrationSettingData".into(),
-                Param::Embedded(migration_setting_data(&dest_addresses)),
-            ),
-        ];
-        if let Some(root) = &plan.root {
-            params.push((
-                "NewSystemSettingData".into(),
-                Param::Embedded(system_settings(&vssd, root)),
-            ));
-        }
-        let rasds: Vec<CimInstance> = sasds
-            .iter()
-            .filter_map(|s| {
-                let p = s.get_array("HostResource").into_iter().next()?;
-                Some(resource_settings(s, &target_of(&p)?))
-            })
-            .collect();
-        if !rasds.is_empty() {
-            params.push(("NewResourceSettingData".into(), Param::EmbeddedArray(rasds)));
-        }
-        let check = src_client
-            .invoke(&svc_epr, "CheckVirtualSystemIsMigratableToHost", &params)
-            .await
-            .map_err(|e| read_err(src, "CheckVirtualSystemIsMigratableToHost", e))?;
-        match check.get_u32("ReturnValue") {
-            Some(RV_COMPLETED) if check.get_bool("IsMigratable") == Some(true) => {}
-            Some(RV_COMPLETED) => {
-                return Err(DriverError::destination_refused(format!(
-                    "{} cannot be migrated to {dst} (CheckVirtualSystemIsMigratableToHost)",
-                    req.vm_name
-                )));
-            }
-            Some(rv) => return Err(rv_error("CheckVirtualSystemIsMigratableToHost", rv)),
-            None => {
-                return Err(DriverError::transient(
-                    "CheckVirtualSystemIsMigratableToHost returned no ReturnValue",
-                ));
-            }
-        }
+        let (svc_epr, params) = self.move_params(req, &layout, &dest_addresses).await?;
+        self.ask_migratable(req, &svc_epr, &params).await?;
         // From here on the destination paths may fill: record them on the destination (all
         // checked absent above) so that a failed attempt's copies and folders can be found, by
         // this process or one started after a crash, and only they removed. Then check again

@@ -151,6 +151,8 @@ async fn evacuate_twenty(foreign: bool) {
         w.add_drive("hv1", &ids[13], SUBTYPE_DVD, ISO);
         w.add_drive("hv1", &ids[13], SUBTYPE_FLOPPY, VFD);
         w.hosts.get_mut("hv2").unwrap().write_file(ISO, 700 << 20);
+        // The destination has the floppy image too (pre-flight blocks an image it lacks).
+        w.hosts.get_mut("hv2").unwrap().write_file(VFD, 1440 << 10);
         w.faults.failure_leaves_planned.insert(ids[7].clone());
     }
     w.tick();

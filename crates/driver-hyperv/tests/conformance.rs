@@ -51,6 +51,11 @@ impl Fixture for HvFixture {
             );
             if foreign {
                 w.add_drive("hv1", &g, SUBTYPE_DVD, "E:\\ISO\\install.iso");
+                // A library both hosts have (pre-flight blocks an image the destination lacks).
+                let dst = w.hosts.get_mut("hv2").unwrap();
+                if !dst.files.contains_key("e:\\iso\\install.iso") {
+                    dst.write_file("E:\\ISO\\install.iso", 700 << 20);
+                }
                 if shape.name != "conf-footprint" {
                     w.add_checkpoint("hv1", &g, "before the move", false);
                 }

@@ -185,6 +185,9 @@ impl World {
                 }
             }
         }
+        if let Some(p) = self.vm_problem(hk, dk, a) {
+            return Some(p);
+        }
         if dst.planned.contains_key(&a.guid) {
             return Some(format!(
                 "A planned virtual machine with the identifier {} already exists on '{}'.",
@@ -202,6 +205,67 @@ impl World {
                     "The volume of '{new}' does not exist on the destination."
                 ));
             }
+        }
+        None
+    }
+
+    /// Why this VM cannot run on the destination or cannot be sent there, if it cannot (the
+    /// checks `Compare-VM` reports as incompatibilities and a host fails the move for). Each
+    /// message is the fake's, worded after what real hosts say:
+    /// - the source's migration authentication is CredSSP and the call did not come from a
+    ///   session on the source: event 20306 "...failed to establish a connection for a
+    ///   Virtual Machine migration with host '<dst>': No credentials are available in the
+    ///   security package (0x8009030E)" (Microsoft Learn, "Set up hosts for live migration
+    ///   without Failover Clustering": CredSSP needs a sign-in on the source; the fake is only
+    ///   reached remotely);
+    /// - a network adapter connected to a switch the destination has no switch of that name
+    ///   for: "Could not find Ethernet switch '<name>'." (Compare-VM's incompatibility 33012,
+    ///   Microsoft Learn Compare-VM);
+    /// - a configuration version newer than the destination's Windows build runs (Microsoft
+    ///   Learn, "Supported virtual machine configuration versions");
+    /// - a pass-through disk: Hyper-V moves a VM's storage only when it is in virtual hard
+    ///   disks; a physical disk cannot be copied (Microsoft Learn, "Virtual Machine Live
+    ///   Migration Overview": storage migration moves virtual hard disks);
+    /// - a running VM and hosts of different processor vendors (processor compatibility mode
+    ///   covers one vendor's generations only: Microsoft Learn, "Processor compatibility mode
+    ///   in Hyper-V").
+    fn vm_problem(&self, hk: &str, dk: &str, a: &Asked) -> Option<String> {
+        let (src, dst) = (&self.hosts[hk], &self.hosts[dk]);
+        let vm = src.vms.get(&a.guid)?;
+        if src.migration_auth == 0 {
+            return Some(format!(
+                "The Virtual Machine Management Service failed to establish a connection for a Virtual Machine migration with host '{}': No credentials are available in the security package (0x8009030E).",
+                dst.computer_name
+            ));
+        }
+        for sw in &vm.nics {
+            if !dst.switches.iter().any(|d| d.eq_ignore_ascii_case(sw)) {
+                return Some(format!("Could not find Ethernet switch '{sw}'."));
+            }
+        }
+        let version = if vm.version.is_empty() {
+            "9.0"
+        } else {
+            &vm.version
+        };
+        let max = crate::preflight::max_config_version(dst.os_build);
+        if crate::preflight::parse_version(version).is_some_and(|v| v > max) {
+            return Some(format!(
+                "The virtual machine '{}' has configuration version {version}, which is not supported on '{}'.",
+                vm.name, dst.computer_name
+            ));
+        }
+        if !vm.passthrough_disks.is_empty() {
+            return Some(format!(
+                "The virtual machine '{}' cannot be migrated because it is attached to a physical disk.",
+                vm.name
+            ));
+        }
+        if vm.enabled_state == 2 && !src.cpu_vendor.eq_ignore_ascii_case(&dst.cpu_vendor) {
+            return Some(format!(
+                "The virtual machine '{}' is using processor-specific features not supported on physical computer '{}'.",
+                vm.name, dst.computer_name
+            ));
         }
         None
     }

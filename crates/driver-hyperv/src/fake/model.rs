@@ -169,3 +169,121 @@ pub fn management_service(host: &FakeHost) -> CimInstance {
     i.epr = Some(crate::cim::management_service_epr(&host.computer_name));
     i
 }
+
+/// A switch's `Name` on a host: a GUID, stable for (host, switch name) (the class reference
+/// gives `Name` as the switch's GUID and `ElementName` as its friendly name:
+/// MicrosoftDocs/win32 desktop-src/HyperV_v2/msvm-virtualethernetswitch.md).
+pub fn switch_guid(host: &FakeHost, name: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in format!("{}\\{}", host.computer_name, name.to_ascii_lowercase()).bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!(
+        "{:08X}-{:04X}-4000-8000-{:012X}",
+        h >> 32,
+        (h >> 16) & 0xffff,
+        h & 0xffff_ffff_ffff
+    )
+}
+
+/// A host's `Msvm_VirtualEthernetSwitch` (msvm-virtualethernetswitch.md: `Name` the GUID,
+/// `ElementName` the name `Get-VMSwitch` shows and `Connect-VMNetworkAdapter -SwitchName`
+/// takes).
+pub fn switch_instance(host: &FakeHost, name: &str) -> CimInstance {
+    let g = switch_guid(host, name);
+    let mut i = CimInstance::new("Msvm_VirtualEthernetSwitch")
+        .with("CreationClassName", s("Msvm_VirtualEthernetSwitch"))
+        .with("ElementName", s(name))
+        .with("EnabledState", CimValue::U16(2))
+        .with("Name", s(&g));
+    i.epr = Some(Epr::new(
+        class_uri(NS_V2, "Msvm_VirtualEthernetSwitch"),
+        vec![
+            (
+                "CreationClassName".into(),
+                "Msvm_VirtualEthernetSwitch".into(),
+            ),
+            ("Name".into(), g),
+        ],
+    ));
+    i
+}
+
+/// The `Msvm_EthernetPortAllocationSettingData` of a VM's `j`-th network adapter: its
+/// `HostResource` names the switch it connects to by object path
+/// (msvm-ethernetportallocationsettingdata.md, HostResource; os-win `networkutils.py`
+/// `connect_vnic_to_vswitch` sets `HostResource = [vswitch.path_()]`; libvirt's
+/// `hyperv_driver.c` reads the switch from it the same way).
+pub fn port_instance(host: &FakeHost, vm: &FakeVm, j: usize, switch: &str) -> CimInstance {
+    let path = format!(
+        "\\\\{}\\root\\virtualization\\v2:Msvm_VirtualEthernetSwitch.CreationClassName=\"Msvm_VirtualEthernetSwitch\",Name=\"{}\"",
+        host.computer_name,
+        switch_guid(host, switch)
+    );
+    CimInstance::new("Msvm_EthernetPortAllocationSettingData")
+        .with("EnabledState", CimValue::U16(2))
+        .with("HostResource", CimValue::Array(vec![s(&path)]))
+        .with(
+            "InstanceID",
+            s(&format!(
+                "Microsoft:{}\\C3F1A2B4-0000-4000-8000-{j:012X}\\C",
+                vm.guid
+            )),
+        )
+        .with("ResourceType", CimValue::U16(33))
+}
+
+/// A VM's `Msvm_ProcessorSettingData`: `LimitProcessorFeatures` is processor compatibility
+/// mode ("If True, the processor features available to the guest are limited to a common
+/// set, which enables migration to hosts with different processors":
+/// msvm-processorsettingdata.md).
+pub fn processor_instance(vm: &FakeVm) -> CimInstance {
+    CimInstance::new("Msvm_ProcessorSettingData")
+        .with(
+            "InstanceID",
+            s(&format!(
+                "Microsoft:{}\\b637f346-6a0e-4dec-af52-bd70cb80a21d\\0",
+                vm.guid
+            )),
+        )
+        .with(
+            "LimitProcessorFeatures",
+            CimValue::Bool(vm.limit_processor_features),
+        )
+        .with("ResourceType", CimValue::U16(3))
+        .with("VirtualQuantity", CimValue::U64(2))
+}
+
+/// `ResourceSubType` of a pass-through (physical) disk drive: a `Msvm_ResourceAllocationSettingData`
+/// of `ResourceType` 17 whose `HostResource` names the host's `Msvm_DiskDrive`
+/// (msvm-resourceallocationsettingdata.md, ResourceSubType and HostResource).
+pub const SUBTYPE_PHYSICAL_DISK: &str = "Microsoft:Hyper-V:Physical Disk Drive";
+
+/// The `Msvm_ResourceAllocationSettingData` of a VM's pass-through disks (the only resource
+/// allocation entries the fake shows besides what other classes carry).
+pub fn passthrough_instances(host: &FakeHost, vm: &FakeVm) -> Vec<CimInstance> {
+    vm.passthrough_disks
+        .iter()
+        .enumerate()
+        .map(|(k, n)| {
+            CimInstance::new("Msvm_ResourceAllocationSettingData")
+                .with(
+                    "HostResource",
+                    CimValue::Array(vec![s(&format!(
+                        "\\\\{}\\root\\virtualization\\v2:Msvm_DiskDrive.CreationClassName=\"Msvm_DiskDrive\",DeviceID=\"Microsoft:{n}\",SystemCreationClassName=\"Msvm_ComputerSystem\",SystemName=\"{}\"",
+                        host.computer_name, host.computer_name
+                    ))]),
+                )
+                .with(
+                    "InstanceID",
+                    s(&format!(
+                        "Microsoft:{}\\83F8638B-8DCA-4152-9EDA-2CA8B33039B4\\0\\{}\\D",
+                        vm.guid,
+                        vm.disks.len() + k
+                    )),
+                )
+                .with("ResourceSubType", s(SUBTYPE_PHYSICAL_DISK))
+                .with("ResourceType", CimValue::U16(17))
+        })
+        .collect()
+}

@@ -139,7 +139,7 @@ impl World {
             "Msvm_VirtualSystemMigrationServiceSettingData" if ns_ok(NS_V2) => {
                 out.push(
                     CimInstance::new(class)
-                        .with("AuthenticationType", CimValue::U32(1))
+                        .with("AuthenticationType", CimValue::U32(h.migration_auth))
                         .with("EnableSmbTransport", CimValue::Bool(false))
                         .with(
                             "EnableVirtualSystemMigration",
@@ -210,6 +210,36 @@ impl World {
                     );
                 }
             }
+            "Msvm_VirtualEthernetSwitch" if ns_ok(NS_V2) => {
+                for sw in &h.switches {
+                    out.push(model::switch_instance(h, sw));
+                }
+            }
+            "Msvm_EthernetPortAllocationSettingData" if ns_ok(NS_V2) => {
+                for vm in h.vms.values() {
+                    for (j, sw) in vm.nics.iter().enumerate() {
+                        out.push(model::port_instance(h, vm, j, sw));
+                    }
+                }
+            }
+            "Msvm_ProcessorSettingData" if ns_ok(NS_V2) => {
+                for vm in h.vms.values() {
+                    out.push(model::processor_instance(vm));
+                }
+            }
+            "Msvm_ResourceAllocationSettingData" if ns_ok(NS_V2) => {
+                for vm in h.vms.values() {
+                    out.extend(model::passthrough_instances(h, vm));
+                }
+            }
+            "Win32_Processor" if ns_ok(NS_CIMV2) => {
+                out.push(
+                    CimInstance::new(class)
+                        .with("DeviceID", s("CPU0"))
+                        .with("Manufacturer", s(&h.cpu_vendor))
+                        .with("Name", s(&h.cpu_name)),
+                );
+            }
             "Msvm_MigrationJob" if ns_ok(NS_V2) => {
                 for j in h.jobs.values() {
                     out.push(Self::job_instance(j, &self.faults));
@@ -263,6 +293,7 @@ impl World {
             "Win32_OperatingSystem" if ns_ok(NS_CIMV2) => {
                 out.push(
                     CimInstance::new(class)
+                        .with("BuildNumber", s(&h.os_build.to_string()))
                         .with("CSName", s(&h.computer_name))
                         .with(
                             "FreePhysicalMemory",
@@ -298,6 +329,16 @@ impl World {
             .with("InstanceID", s(&format!("Microsoft:{}", vm.guid)))
             .with("SnapshotDataRoot", s(&vm.snapshot_root))
             .with("SwapFileDataRoot", s(&vm.swap_root))
+            // The configuration version, "major.minor" (msvm-virtualsystemsettingdata.md,
+            // Version; Get-VM's Version column).
+            .with(
+                "Version",
+                s(if vm.version.is_empty() {
+                    "9.0"
+                } else {
+                    &vm.version
+                }),
+            )
             .with("VirtualSystemIdentifier", s(&vm.guid))
             .with("VirtualSystemType", s("Microsoft:Hyper-V:System:Realized"))
     }

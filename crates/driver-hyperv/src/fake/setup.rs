@@ -66,6 +66,26 @@ impl World {
         id
     }
 
+    /// Connects a new network adapter of a VM to the switch `switch` (created on the host if
+    /// it has none of that name).
+    pub fn add_nic(&mut self, host: &str, guid: &str, switch: &str) {
+        if let Some(h) = self.hosts.get_mut(host) {
+            if !h.switches.iter().any(|s| s.eq_ignore_ascii_case(switch)) {
+                h.switches.push(switch.to_owned());
+            }
+            if let Some(vm) = h.vms.get_mut(guid) {
+                vm.nics.push(switch.to_owned());
+            }
+        }
+    }
+
+    /// Attaches the host's disk number `disk` to a VM as a pass-through disk.
+    pub fn add_passthrough_disk(&mut self, host: &str, guid: &str, disk: u32) {
+        if let Some(vm) = self.hosts.get_mut(host).and_then(|h| h.vms.get_mut(guid)) {
+            vm.passthrough_disks.push(disk);
+        }
+    }
+
     /// Leaves a planned VM of `guid` on `host` (as a failed attempt does).
     pub fn add_planned(&mut self, host: &str, guid: &str, name: &str, config_root: &str) {
         // Its files are not modelled: no source says where a failed migration's planned VM

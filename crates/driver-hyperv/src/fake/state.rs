@@ -151,6 +151,16 @@ pub struct FakeVm {
     pub drives: Vec<FakeDrive>,
     /// Checkpoints, oldest first (`World::add_checkpoint`).
     pub checkpoints: Vec<FakeCheckpoint>,
+    /// The virtual switch (`Msvm_VirtualEthernetSwitch.ElementName`) each network adapter
+    /// connects to (`World::add_nic`).
+    pub nics: Vec<String>,
+    /// `Msvm_VirtualSystemSettingData.Version` (the configuration version, "9.0" when empty).
+    pub version: String,
+    /// `Msvm_ProcessorSettingData.LimitProcessorFeatures` (processor compatibility mode).
+    pub limit_processor_features: bool,
+    /// Host disks attached as pass-through disks (`Msvm_DiskDrive` device numbers,
+    /// `World::add_passthrough_disk`).
+    pub passthrough_disks: Vec<u32>,
 }
 
 /// A migration job (kept on the host that started it).
@@ -226,6 +236,18 @@ pub struct FakeHost {
     pub listener_ips: Vec<String>,
     /// Planned VMs by GUID (`Msvm_PlannedComputerSystem`).
     pub planned: BTreeMap<String, FakePlanned>,
+    /// Virtual switch names (`Msvm_VirtualEthernetSwitch.ElementName`).
+    pub switches: Vec<String>,
+    /// The Windows build (`Win32_OperatingSystem.BuildNumber`): it bounds the configuration
+    /// versions the host runs (`World::add_host`: 20348, Windows Server 2022).
+    pub os_build: u32,
+    /// `Win32_Processor.Manufacturer` (`GenuineIntel`, `AuthenticAMD`).
+    pub cpu_vendor: String,
+    /// `Win32_Processor.Name`.
+    pub cpu_name: String,
+    /// `Msvm_VirtualSystemMigrationServiceSettingData.AuthenticationType` (0 CredSSP,
+    /// 1 Kerberos).
+    pub migration_auth: u32,
 }
 
 /// A registry key under `HKEY_LOCAL_MACHINE` (names compare case-insensitively, as Windows'

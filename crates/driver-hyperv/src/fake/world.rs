@@ -73,6 +73,11 @@ impl World {
                 domain: "lab.example".into(),
                 migration_enabled: true,
                 listener_ips: vec![format!("192.0.2.{}", 10 + self.hosts.len())],
+                switches: vec!["External".into()],
+                os_build: 20348,
+                cpu_vendor: "GenuineIntel".into(),
+                cpu_name: "Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz".into(),
+                migration_auth: 1,
                 ..FakeHost::default()
             },
         );
@@ -201,10 +206,16 @@ impl World {
         if job.fail_at_end {
             if let Some(j) = self.hosts.get_mut(hk).and_then(|h| h.jobs.get_mut(id)) {
                 j.state = 10;
-                j.error = Some(format!(
+                // The host's words, then why (the destination's refusal, if the job had one).
+                let mut words = format!(
                     "Virtual machine migration operation for '{}' failed at migration source '{}'.",
                     job.vm, hk
-                ));
+                );
+                if let Some(why) = &job.error {
+                    words.push(' ');
+                    words.push_str(why);
+                }
+                j.error = Some(words);
             }
             if let Some(v) = self
                 .hosts

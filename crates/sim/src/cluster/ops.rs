@@ -117,7 +117,10 @@ impl SimCluster {
             .iter()
             .map(|p| destination_path(&req.layout, p, &vs.spec.name))
             .collect();
-        (disks, destination_path(&req.layout, &vs.log_path, &vs.spec.name))
+        (
+            disks,
+            destination_path(&req.layout, &vs.log_path, &vs.spec.name),
+        )
     }
 
     /// Why this route can never be taken as things are, with a finding's code: the same host,
