@@ -120,6 +120,8 @@ async fn catalogue_managed_save_is_refused_before_anything_is_touched() {
     assert!(e.message.contains("managed-save"), "{e}");
     assert_eq!(before, picture(), "start_migration touched something");
     assert!(virsh(b(), &["dominfo", &name]).is_err());
+    // libvirt refuses to undefine it while the saved state exists.
+    virsh(a(), &["managedsave-remove", &name]).unwrap();
     lab.cleanup(&name);
 }
 
