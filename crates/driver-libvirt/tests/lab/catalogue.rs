@@ -248,3 +248,24 @@ async fn catalogue_block_device_disk_is_refused() {
     assert!(found.blocks_every_destination());
     lab.cleanup(&name);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogue_plain_running_vm_is_clear_live_with_its_cpu_compared() {
+    if !lab_enabled("catalogue_plain_running_vm_is_clear_live_with_its_cpu_compared") {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = lab.mkvm("cat-live", &["--size", DISK_MIB]);
+    let before = picture();
+    let req = lab.request(&vm, &name, MigrationMode::Live);
+    let found = lab.driver.preflight(&req).await.unwrap();
+    // No blocker and no warning: the CPU comparison answered (else `cpu_unchecked`).
+    assert!(
+        found.is_clear() && found.warnings.is_empty(),
+        "{name}: {found:?}"
+    );
+    let host = lab.driver.preflight_host(&HostId::new(b())).await.unwrap();
+    assert!(host.is_clear() && host.warnings.is_empty(), "{host:?}");
+    assert_eq!(before, picture(), "{name}: pre-flight changed something");
+    lab.cleanup(&name);
+}
