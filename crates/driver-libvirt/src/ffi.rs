@@ -11,6 +11,8 @@
 //!   free memory, `MemFree`, which leaves out the page cache the kernel gives back on demand).
 //! - [`copy_volume_sparse`]: pipes a sparse download stream into a sparse upload stream with
 //!   `virStreamSparseRecvAll`, whose callbacks the crate does not expose.
+//! - [`snapshot_count`], [`checkpoint_count`], [`compare_hypervisor_cpu`] (pre-flight): not
+//!   wrapped (the crate has only the host-CPU comparison, `virConnectCompareCPU`).
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, c_char, c_int, c_longlong, c_void};

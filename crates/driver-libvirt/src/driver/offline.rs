@@ -112,11 +112,7 @@ pub(super) fn run_offline(p: Prepared, rec: &Migration) -> Result<(), DriverErro
         );
         return match new.undefine() {
             Ok(()) => Err(DriverError {
-                class: if err.class == ErrorClass::Indeterminate {
-                    ErrorClass::Indeterminate
-                } else {
-                    err.class
-                },
+                class: err.class,
                 message: format!(
                     "{}; the destination's definition was removed again, the VM stays on the source",
                     err.message
