@@ -1,6 +1,7 @@
 //! [`LibvirtDriver`]: the [`Driver`] implementation, which hands each call to the room of its
 //! phase:
 //! - `inventory.rs`: host figures, VM lists, footprints;
+//! - `preflight.rs`: what stops a move, found by reading only (`Driver::preflight`);
 //! - `prepare.rs`: the checks before a move, destination images pre-created, the destination XML
 //!   (`paths.rs`: where the files go);
 //! - `jobs.rs`: the migration's thread (live), its status, end, abort and convergence aids;
@@ -15,6 +16,7 @@ mod inventory;
 mod jobs;
 mod offline;
 mod paths;
+mod preflight;
 mod prepare;
 mod recovery;
 mod state;
@@ -113,9 +115,11 @@ impl Driver for LibvirtDriver {
     }
 
     async fn preflight(&self, req: &MigrationRequest) -> DriverResult<Preflight> {
-        // The route's checks come in the pre-flight change; until then: the VM is on the source.
-        inventory::footprint(&self.inner, &req.source, &req.vm).await?;
-        Ok(Preflight::default())
+        preflight::preflight(&self.inner, req).await
+    }
+
+    async fn preflight_host(&self, host: &HostId) -> DriverResult<Preflight> {
+        preflight::preflight_host(&self.inner, host).await
     }
 
     async fn start_migration(&self, req: &MigrationRequest) -> DriverResult<MigrationHandle> {

@@ -35,7 +35,54 @@ pub mod code {
     /// `VIR_ERR_OPERATION_UNSUPPORTED`: e.g. job statistics asked of a migration's incoming
     /// domain ("only on the source").
     pub const OPERATION_UNSUPPORTED: i32 = 84;
+    /// `VIR_ERR_NO_NETWORK`: no such network ("Network not found: no network with matching
+    /// name 'x'").
+    pub const NO_NETWORK: i32 = 43;
+    /// `VIR_ERR_NO_NODE_DEVICE`: no such host device.
+    pub const NO_NODE_DEVICE: i32 = 53;
+    /// `VIR_ERR_NO_INTERFACE`: no such host interface (a bridge the host lacks).
+    pub const NO_INTERFACE: i32 = 57;
+    /// `VIR_ERR_CONFIG_UNSUPPORTED`: the configuration asks what the hypervisor cannot do.
+    pub const CONFIG_UNSUPPORTED: i32 = 67;
+    /// `VIR_ERR_CPU_INCOMPATIBLE`: the guest CPU is not one this host can provide.
+    pub const CPU_INCOMPATIBLE: i32 = 91;
 }
+
+/// Messages of failures that no wait will change, whatever their error code (the VM's own
+/// configuration or metadata), with where libvirt (9.0) raises them:
+const PERMANENT_MESSAGES: &[&str] = &[
+    // src/qemu/qemu_migration.c, qemuMigrationSrcIsAllowed: VIR_ERR_OPERATION_INVALID
+    // "cannot migrate domain with %d snapshots".
+    "cannot migrate domain with",
+    // src/qemu/qemu_driver.c, qemuDomainUndefineFlags: VIR_ERR_OPERATION_INVALID
+    // "Refusing to undefine while domain managed save image exists".
+    "managed save image exists",
+    // src/qemu/qemu_driver.c, qemuDomainUndefineFlags: VIR_ERR_OPERATION_INVALID
+    // "cannot delete inactive domain with %d snapshots".
+    "cannot delete inactive domain with",
+    // src/qemu/qemu_migration.c, qemuMigrationSrcIsAllowedHostdev: "cannot migrate a domain
+    // with <hostdev mode='subsystem' type='%s'>" (VIR_ERR_OPERATION_UNSUPPORTED) and, in
+    // older releases, "domain has assigned non-USB host devices" (VIR_ERR_OPERATION_INVALID).
+    "<hostdev",
+    "host devices",
+    // src/qemu/qemu_migration.c: "migration of disk %s is not supported" /
+    // "cannot migrate a domain with a vhost-user" and the like: what this VM is made of.
+    "is not supported",
+];
+
+/// Messages that say only this destination lacks something:
+const DESTINATION_MESSAGES: &[&str] = &[
+    // src/storage_file/storage_source.c, virStorageSourceReportBrokenChain and
+    // src/qemu/qemu_domain.c: VIR_ERR_SYSTEM_ERROR "Cannot access storage file '%s'" (the
+    // destination's QEMU cannot open a CD-ROM or floppy image it lacks).
+    "cannot access storage file",
+    // src/conf/virnetworkobj.c / src/network/bridge_driver.c: VIR_ERR_NO_NETWORK
+    // "Network not found: no network with matching name '%s'".
+    "no network with matching name",
+    // src/conf/domain_conf.c, virDomainNetResolveActualType and the bridge helpers: a
+    // bridge the destination lacks ("Cannot get interface MTU on 'br0': No such device").
+    "no such device",
+];
 
 /// What kind of call failed: it decides what an unclear error means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +111,19 @@ pub fn classify(code: i32, message: &str, phase: Phase) -> ErrorClass {
             Phase::Change => ErrorClass::Indeterminate,
             Phase::Read | Phase::Prepare => ErrorClass::Transient,
         };
+    }
+    if DESTINATION_MESSAGES.iter().any(|s| has(s))
+        || matches!(
+            code,
+            code::NO_NETWORK | code::NO_INTERFACE | code::CPU_INCOMPATIBLE
+        )
+    {
+        return ErrorClass::DestinationRefused;
+    }
+    if PERMANENT_MESSAGES.iter().any(|s| has(s))
+        || matches!(code, code::CONFIG_UNSUPPORTED | code::NO_NODE_DEVICE)
+    {
+        return ErrorClass::Permanent;
     }
     match code {
         code::NO_DOMAIN => ErrorClass::Permanent,
@@ -294,6 +354,112 @@ mod tests {
         assert_eq!(
             classify(45, "authentication failed", Phase::Read),
             ErrorClass::Permanent
+        );
+    }
+    // Issue 15: failures that no wait changes, each with libvirt's own message (the source
+    // of each is cited at PERMANENT_MESSAGES / DESTINATION_MESSAGES).
+    #[test]
+    fn snapshots_refusing_migration_are_permanent() {
+        let m = "Requested operation is not valid: cannot migrate domain with 1 snapshots";
+        for p in [Phase::Prepare, Phase::Change] {
+            assert_eq!(classify(55, m, p), ErrorClass::Permanent);
+        }
+        let m = "Requested operation is not valid: cannot delete inactive domain with 2 snapshots";
+        assert_eq!(classify(55, m, Phase::Change), ErrorClass::Permanent);
+    }
+
+    #[test]
+    fn managed_save_refusing_undefine_is_permanent() {
+        let m = "Requested operation is not valid: Refusing to undefine while domain managed save image exists";
+        assert_eq!(classify(55, m, Phase::Change), ErrorClass::Permanent);
+    }
+
+    #[test]
+    fn a_media_file_the_destination_lacks_refuses_the_destination() {
+        let m = "Cannot access storage file '/var/lib/libvirt/images/debian.iso': No such file or directory";
+        assert_eq!(
+            classify(38, m, Phase::Change),
+            ErrorClass::DestinationRefused
+        );
+        // Also when it comes wrapped in the migration's generic failure code.
+        assert_eq!(
+            classify(9, &format!("operation failed: {m}"), Phase::Change),
+            ErrorClass::DestinationRefused
+        );
+    }
+
+    #[test]
+    fn a_network_or_bridge_the_destination_lacks_refuses_the_destination() {
+        let m = "Network not found: no network with matching name 'isolated'";
+        assert_eq!(
+            classify(43, m, Phase::Change),
+            ErrorClass::DestinationRefused
+        );
+        assert_eq!(
+            classify(1, m, Phase::Change),
+            ErrorClass::DestinationRefused
+        );
+        assert_eq!(
+            classify(
+                38,
+                "Cannot get interface MTU on 'br0': No such device",
+                Phase::Change
+            ),
+            ErrorClass::DestinationRefused
+        );
+        assert_eq!(
+            classify(
+                57,
+                "Interface not found: couldn't find interface named 'br0'",
+                Phase::Read
+            ),
+            ErrorClass::DestinationRefused
+        );
+    }
+
+    #[test]
+    fn an_incompatible_cpu_refuses_the_destination() {
+        let m = "the CPU is incompatible with host CPU: Host CPU does not provide required features: avx512f";
+        assert_eq!(
+            classify(91, m, Phase::Change),
+            ErrorClass::DestinationRefused
+        );
+    }
+
+    #[test]
+    fn host_devices_and_unsupported_configuration_are_permanent() {
+        for (c, m) in [
+            (
+                84,
+                "Operation not supported: cannot migrate a domain with <hostdev mode='subsystem' type='pci'>",
+            ),
+            (
+                55,
+                "Requested operation is not valid: domain has assigned non-USB host devices",
+            ),
+            (
+                67,
+                "unsupported configuration: USB device 1234:beef not found",
+            ),
+            (
+                53,
+                "Node device not found: no node device with matching name 'pci_0000_00_1f_0'",
+            ),
+        ] {
+            assert_eq!(classify(c, m, Phase::Change), ErrorClass::Permanent, "{m}");
+        }
+    }
+
+    #[test]
+    fn a_lost_connection_stays_indeterminate_whatever_the_message_says() {
+        // The message checks above must not hide a lost connection mid-migration.
+        assert_eq!(
+            classify(
+                38,
+                "Cannot recv data: Connection reset by peer",
+                Phase::Change
+            ),
+            ErrorClass::Indeterminate
         );
     }
 }

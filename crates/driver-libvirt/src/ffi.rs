@@ -11,6 +11,8 @@
 //!   free memory, `MemFree`, which leaves out the page cache the kernel gives back on demand).
 //! - [`copy_volume_sparse`]: pipes a sparse download stream into a sparse upload stream with
 //!   `virStreamSparseRecvAll`, whose callbacks the crate does not expose.
+//! - [`snapshot_count`], [`checkpoint_count`], [`compare_hypervisor_cpu`] (pre-flight): not
+//!   wrapped (the crate has only the host-CPU comparison, `virConnectCompareCPU`).
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, c_char, c_int, c_longlong, c_void};
@@ -321,5 +323,68 @@ pub fn state(dom: &Domain) -> Result<(i32, i32), Error> {
         Err(Error::last_error())
     } else {
         Ok((state, reason))
+    }
+}
+
+/// How many snapshots libvirt keeps metadata of for the domain (`virDomainSnapshotNum`, not
+/// wrapped by the crate; `list_all_snapshots` would build handles we do not need).
+pub fn snapshot_count(dom: &Domain) -> Result<u32, Error> {
+    // SAFETY: live domain handle.
+    let ret = unsafe { sys::virDomainSnapshotNum(dom.as_ptr(), 0) };
+    if ret < 0 {
+        Err(Error::last_error())
+    } else {
+        Ok(ret as u32)
+    }
+}
+
+/// How many checkpoints (incremental-backup metadata) the domain has
+/// (`virDomainListAllCheckpoints` with a NULL list returns only the count; not wrapped).
+pub fn checkpoint_count(dom: &Domain) -> Result<u32, Error> {
+    // SAFETY: live domain handle; a NULL list asks for the count only (libvirt docs of
+    // virDomainListAllCheckpoints: "if checkpoints is NULL, only the count is returned").
+    let ret = unsafe { sys::virDomainListAllCheckpoints(dom.as_ptr(), std::ptr::null_mut(), 0) };
+    if ret < 0 {
+        Err(Error::last_error())
+    } else {
+        Ok(ret as u32)
+    }
+}
+
+/// What `virConnectCompareHypervisorCPU` says of a CPU definition on this host's hypervisor
+/// (for the given emulator, arch, machine type and virt type; `None` lets libvirt choose):
+/// `VIR_CPU_COMPARE_INCOMPATIBLE` (0), `IDENTICAL` (1) or `SUPERSET` (2). Not wrapped by the
+/// crate (it has only the host-CPU comparison, `virConnectCompareCPU`).
+pub fn compare_hypervisor_cpu(
+    conn: &Connect,
+    emulator: Option<&str>,
+    arch: Option<&str>,
+    machine: Option<&str>,
+    virttype: Option<&str>,
+    cpu_xml: &str,
+) -> Result<i32, Error> {
+    use std::ffi::CString;
+    let opt = |s: Option<&str>| s.map(CString::new).transpose();
+    let (emulator, arch, machine, virttype) =
+        (opt(emulator)?, opt(arch)?, opt(machine)?, opt(virttype)?);
+    let ptr = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    let xml = CString::new(cpu_xml)?;
+    // SAFETY: live connection handle; every string is NUL-terminated and outlives the call,
+    // or NULL where libvirt accepts NULL (all but the XML).
+    let ret = unsafe {
+        sys::virConnectCompareHypervisorCPU(
+            conn.as_ptr(),
+            ptr(&emulator),
+            ptr(&arch),
+            ptr(&machine),
+            ptr(&virttype),
+            xml.as_ptr(),
+            0,
+        )
+    };
+    if ret < 0 {
+        Err(Error::last_error())
+    } else {
+        Ok(ret)
     }
 }

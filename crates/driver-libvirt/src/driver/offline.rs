@@ -101,13 +101,32 @@ pub(super) fn run_offline(p: Prepared, rec: &Migration) -> Result<(), DriverErro
             "the VM was started on the source during its offline move",
         ));
     }
-    p.dom.undefine().map_err(|e| {
-        from_virt(
+    if let Err(e) = p.dom.undefine() {
+        // The source keeps its definition: the destination's goes again, so that the VM is
+        // never left defined on both hosts (the copied images stay, listed as this attempt's
+        // leftovers). The source is unchanged and still the VM.
+        let err = from_virt(
             &e,
             "defined on the destination, but cannot undefine it on the source",
             Phase::Change,
-        )
-    })
+        );
+        return match new.undefine() {
+            Ok(()) => Err(DriverError {
+                class: err.class,
+                message: format!(
+                    "{}; the destination's definition was removed again, the VM stays on the source",
+                    err.message
+                ),
+                code: err.code,
+            }),
+            Err(u) => Err(DriverError::indeterminate(format!(
+                "{}; and removing the destination's definition failed too ({}): the VM is defined on both hosts",
+                err.message,
+                u.message()
+            ))),
+        };
+    }
+    Ok(())
 }
 
 pub(super) fn describe_facts(f: &FileFacts) -> String {

@@ -51,6 +51,26 @@ pub(super) fn prepare(inner: &Inner, req: &MigrationRequest) -> DriverResult<Pre
         DriverError::permanent(format!("VM {} not found on {}", req.vm_name, req.source))
     })?;
     let info = host::vm_info(&sconn, &dom)?;
+    // State and metadata the move would lose, and that make libvirt refuse the source's
+    // undefine after the copy is defined on the destination (issue: a managed-save VM ended
+    // defined on both hosts): refused before anything is touched. Pre-flight names them too.
+    if dom
+        .has_managed_save(0)
+        .map_err(host::read_err("cannot read the VM's saved state"))?
+    {
+        return Err(DriverError::permanent(format!(
+            "VM {} has a managed-save image on {}: not moved (start it and move it live, or `virsh managedsave-remove` it)",
+            info.name, req.source
+        )));
+    }
+    let snaps = crate::ffi::snapshot_count(&dom)
+        .map_err(host::read_err("cannot count the VM's snapshots"))?;
+    if snaps > 0 {
+        return Err(DriverError::permanent(format!(
+            "VM {} has {snaps} snapshot(s) on {}: not moved (libvirt keeps their metadata on the source only)",
+            info.name, req.source
+        )));
+    }
     match req.mode {
         MigrationMode::Live if !info.power.is_live() => {
             return Err(DriverError::permanent(format!(

@@ -4,6 +4,7 @@
 //! does both). Run one at a time: `cargo test -p vmove-driver-libvirt --test lab -- --test-threads=1`.
 #![allow(clippy::unwrap_used)]
 
+mod catalogue;
 mod common;
 mod conformance;
 mod interrupted;

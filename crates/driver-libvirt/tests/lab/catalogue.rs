@@ -1,0 +1,271 @@
+//! The catalogue of VM shapes people really have (issue 15): each either moves through the
+//! driver (pre-flight clear, start, end, verify, source leftovers removed) with equal disk
+//! checksums, or pre-flight refuses it with its code and nothing on either host changes. None
+//! ends defined on two hosts. Shut-off VMs with 16 MiB disks keep it fast; shapes are made
+//! with `lab/mkvm.sh --off` and the extra devices defined through `virsh define`.
+use crate::common::*;
+use std::collections::BTreeSet;
+use vmove_driver::*;
+
+const DISK_MIB: &str = "16";
+
+/// Both hosts' domains and image files (name and size): what "nothing touched" compares.
+fn picture() -> Vec<(String, BTreeSet<String>, BTreeSet<(String, u64)>)> {
+    [a(), b()]
+        .iter()
+        .map(|h| {
+            let doms: BTreeSet<String> = virsh(h, &["list", "--all", "--name"])
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            let files = std::fs::read_dir(lab_dir().join(h).join("lib/images"))
+                .unwrap()
+                .flatten()
+                .map(|e| {
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        e.metadata().map(|m| m.len()).unwrap_or(0),
+                    )
+                })
+                .collect();
+            (h.to_string(), doms, files)
+        })
+        .collect()
+}
+
+/// A shut-off VM on hostA with `devices` added to its definition (`{name}` is its name).
+fn shape(lab: &Lab, tag: &str, devices: &str) -> (VmId, String) {
+    let (vm, name) = lab.mkvm(tag, &["--off", "--size", DISK_MIB]);
+    if !devices.is_empty() {
+        let devices = devices.replace("{name}", &name);
+        let xml = virsh(a(), &["dumpxml", &name]).unwrap().replacen(
+            "</devices>",
+            &format!("{devices}</devices>"),
+            1,
+        );
+        let file = lab_dir().join(format!("{name}.xml"));
+        std::fs::write(&file, xml).unwrap();
+        let r = virsh(a(), &["define", file.to_str().unwrap()]);
+        let _ = std::fs::remove_file(&file);
+        r.unwrap_or_else(|e| panic!("defining shape {tag}: {e}"));
+    }
+    (vm, name)
+}
+
+/// Pre-flight (offline) must block with `code`; then nothing on either host has changed and
+/// the VM is defined on the source only.
+async fn refused(lab: &Lab, vm: &VmId, name: &str, code: &str) -> Preflight {
+    let before = picture();
+    let req = lab.request(vm, name, MigrationMode::Offline);
+    let found = lab.driver.preflight(&req).await.unwrap();
+    assert!(
+        found.blockers.iter().any(|b| b.code == code),
+        "{name}: pre-flight does not block with {code}: {found:?}"
+    );
+    for b in &found.blockers {
+        assert!(
+            !b.message.is_empty() && !b.remedy.is_empty(),
+            "{name}: a blocker without words: {b:?}"
+        );
+    }
+    assert_eq!(before, picture(), "{name}: pre-flight changed something");
+    assert!(virsh(a(), &["dominfo", name]).is_ok());
+    assert!(
+        virsh(b(), &["dominfo", name]).is_err(),
+        "{name} is on {}",
+        b()
+    );
+    found
+}
+
+/// Moves the VM offline through the driver (pre-flight clear first) and checks the disk's
+/// checksum on both sides, the VM on the destination only, and nothing of it left on the
+/// source once the source's leftovers are removed.
+async fn moves(lab: &Lab, vm: &VmId, name: &str) {
+    let req = lab.request(vm, name, MigrationMode::Offline);
+    let found = lab.driver.preflight(&req).await.unwrap();
+    assert!(found.is_clear(), "{name}: {found:?}");
+    let disk = format!("/var/lib/libvirt/images/{name}-0.qcow2");
+    let sum = checksum(a(), &disk);
+    lab.move_and_clean(&req).await;
+    assert_eq!(sum, checksum(b(), &disk));
+    let left = lab.left(&req, LeftoverContext::AfterSuccess).await;
+    lab.remove_all(&req, &left, LeftoverContext::AfterSuccess)
+        .await;
+    assert!(
+        virsh(a(), &["dominfo", name]).is_err(),
+        "{name} still on {}",
+        a()
+    );
+    assert_eq!(virsh(b(), &["domstate", name]).unwrap(), "shut off");
+    assert!(!outside(a(), &disk).exists(), "{disk} left on {}", a());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogue_managed_save_is_refused_before_anything_is_touched() {
+    if !lab_enabled("catalogue_managed_save_is_refused_before_anything_is_touched") {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = lab.mkvm("cat-msave", &["--size", DISK_MIB]);
+    virsh(a(), &["managedsave", &name]).unwrap();
+    refused(&lab, &vm, &name, "managed_save").await;
+    // The regression of issue 15: the offline path itself refuses, for good, and touches
+    // nothing (before, the copy was defined on hostB and the source refused its undefine).
+    let before = picture();
+    let req = lab.request(&vm, &name, MigrationMode::Offline);
+    let e = lab.driver.start_migration(&req).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Permanent, "{e}");
+    assert!(e.message.contains("managed-save"), "{e}");
+    assert_eq!(before, picture(), "start_migration touched something");
+    assert!(virsh(b(), &["dominfo", &name]).is_err());
+    // libvirt refuses to undefine it while the saved state exists.
+    virsh(a(), &["managedsave-remove", &name]).unwrap();
+    lab.cleanup(&name);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogue_snapshot_metadata_is_refused() {
+    if !lab_enabled("catalogue_snapshot_metadata_is_refused") {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = shape(&lab, "cat-snap", "");
+    virsh(a(), &["snapshot-create-as", &name, "s1"]).unwrap();
+    refused(&lab, &vm, &name, "snapshots").await;
+    let req = lab.request(&vm, &name, MigrationMode::Offline);
+    let e = lab.driver.start_migration(&req).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Permanent, "{e}");
+    assert!(virsh(b(), &["dominfo", &name]).is_err());
+    let _ = virsh(a(), &["snapshot-delete", &name, "s1", "--metadata"]);
+    lab.cleanup(&name);
+}
+
+const CDROM: &str = "<disk type='file' device='cdrom'><driver name='qemu' type='raw'/><source file='/var/lib/libvirt/images/{name}-cd.iso'/><target dev='sda' bus='sata'/><readonly/></disk>";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogue_cdrom_present_on_the_destination_moves() {
+    if !lab_enabled("catalogue_cdrom_present_on_the_destination_moves") {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = shape(&lab, "cat-cdok", CDROM);
+    for h in [a(), b()] {
+        let iso = format!("/var/lib/libvirt/images/{name}-cd.iso");
+        std::fs::write(outside(h, &iso), vec![7u8; 64 << 10]).unwrap();
+        virsh(h, &["pool-refresh", "images"]).unwrap();
+    }
+    moves(&lab, &vm, &name).await;
+    lab.cleanup(&name);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogue_cdrom_absent_on_the_destination_is_refused() {
+    if !lab_enabled("catalogue_cdrom_absent_on_the_destination_is_refused") {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = shape(&lab, "cat-cdno", CDROM);
+    let iso = format!("/var/lib/libvirt/images/{name}-cd.iso");
+    std::fs::write(outside(a(), &iso), vec![7u8; 64 << 10]).unwrap();
+    virsh(a(), &["pool-refresh", "images"]).unwrap();
+    let found = refused(&lab, &vm, &name, "media_missing").await;
+    let b0 = found
+        .blockers
+        .iter()
+        .find(|b| b.code == "media_missing")
+        .unwrap();
+    assert_eq!(b0.scope, FindingScope::Destination);
+    assert!(
+        b0.message.contains(&iso) && b0.remedy.contains("--eject"),
+        "{b0:?}"
+    );
+    lab.cleanup(&name);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogue_network_only_the_source_has_is_refused() {
+    if !lab_enabled("catalogue_network_only_the_source_has_is_refused") {
+        return;
+    }
+    let lab = Lab::new();
+    // Defined, not started: a started network would make a bridge in the machine's own
+    // network namespace, which the lab shares.
+    let net = format!("{}-net", lab.prefix);
+    let file = lab_dir().join(format!("{net}.xml"));
+    std::fs::write(
+        &file,
+        format!(
+            "<network><name>{net}</name><bridge name='vmv{}'/></network>",
+            std::process::id() % 100000
+        ),
+    )
+    .unwrap();
+    virsh(a(), &["net-define", file.to_str().unwrap()]).unwrap();
+    let _ = std::fs::remove_file(&file);
+    let (vm, name) = shape(
+        &lab,
+        "cat-net",
+        &format!(
+            "<interface type='network'><source network='{net}'/><model type='virtio'/></interface>"
+        ),
+    );
+    let found = refused(&lab, &vm, &name, "network_missing").await;
+    assert!(found.blockers.iter().any(|b| b.message.contains(&net)));
+    lab.cleanup(&name);
+    let _ = virsh(a(), &["net-undefine", &net]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogue_host_device_is_refused() {
+    if !lab_enabled("catalogue_host_device_is_refused") {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = shape(
+        &lab,
+        "cat-hostdev",
+        "<hostdev mode='subsystem' type='usb' managed='no'><source><vendor id='0x1d6b'/><product id='0x0002'/></source></hostdev>",
+    );
+    let found = refused(&lab, &vm, &name, "host_device").await;
+    assert!(found.blocks_every_destination());
+    lab.cleanup(&name);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogue_block_device_disk_is_refused() {
+    if !lab_enabled("catalogue_block_device_disk_is_refused") {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = shape(
+        &lab,
+        "cat-block",
+        "<disk type='block' device='disk'><driver name='qemu' type='raw'/><source dev='/dev/null'/><target dev='vdz' bus='virtio'/></disk>",
+    );
+    let found = refused(&lab, &vm, &name, "disk_not_file").await;
+    assert!(found.blocks_every_destination());
+    lab.cleanup(&name);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogue_plain_running_vm_is_clear_live_with_its_cpu_compared() {
+    if !lab_enabled("catalogue_plain_running_vm_is_clear_live_with_its_cpu_compared") {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = lab.mkvm("cat-live", &["--size", DISK_MIB]);
+    let before = picture();
+    let req = lab.request(&vm, &name, MigrationMode::Live);
+    let found = lab.driver.preflight(&req).await.unwrap();
+    // No blocker and no warning: the CPU comparison answered (else `cpu_unchecked`).
+    assert!(
+        found.is_clear() && found.warnings.is_empty(),
+        "{name}: {found:?}"
+    );
+    let host = lab.driver.preflight_host(&HostId::new(b())).await.unwrap();
+    assert!(host.is_clear() && host.warnings.is_empty(), "{host:?}");
+    assert_eq!(before, picture(), "{name}: pre-flight changed something");
+    lab.cleanup(&name);
+}
