@@ -184,6 +184,48 @@ fn dest_block(code: &str, message: String, remedy: &str) -> Finding {
 }
 
 /// [`Driver::preflight`] for libvirt.
+/// What in the VM's XML no destination can take, because vmove cannot carry it: host devices,
+/// disks that are not files, UEFI NVRAM, an emulated TPM's state. Pre-flight reports each as a
+/// blocker; `prepare` refuses the start with the first (Permanent), so a move that skipped
+/// pre-flight still touches nothing.
+pub(super) fn vm_blockers(name: &str, source: &HostId, f: &Facts) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for h in &f.hostdevs {
+        out.push(vm_block(
+            "host_device",
+            format!("VM {name} has a host device {h}: a device of {source} cannot move with it"),
+            "detach it (`virsh detach-device --config`) before the move and attach the destination's own device after",
+        ));
+    }
+    for d in &f.non_file_disks {
+        out.push(vm_block(
+            "disk_not_file",
+            format!("VM {name} has disk {d} that is not a file: vmove copies file-backed disks only"),
+            "move its data by hand (or make the storage reachable from the destination and move it with libvirt), or detach the disk",
+        ));
+    }
+    if let Some(nv) = &f.nvram {
+        let path = if nv.is_empty() {
+            "(not yet created)".to_owned()
+        } else {
+            nv.clone()
+        };
+        out.push(vm_block(
+            "uefi_nvram",
+            format!("VM {name} boots UEFI with an NVRAM file {path}: vmove does not copy it (its boot entries and secure-boot keys would be lost)"),
+            "copy the NVRAM file to the same path on the destination and move the VM with `virsh migrate`, or accept a fresh NVRAM from the template",
+        ));
+    }
+    if f.tpm_emulator {
+        out.push(vm_block(
+            "tpm_state",
+            format!("VM {name} has an emulated TPM whose state (swtpm files under /var/lib/libvirt/swtpm on {source}) vmove does not copy"),
+            "move it with `virsh migrate` on storage both hosts share, or remove the TPM if the guest does not need its keys",
+        ));
+    }
+    out
+}
+
 pub(super) async fn preflight(inner: &Inner, req: &MigrationRequest) -> DriverResult<Preflight> {
     let src = inner.host(&req.source)?;
     let dst = inner.host(&req.destination)?;
@@ -256,34 +298,8 @@ pub(super) async fn preflight(inner: &Inner, req: &MigrationRequest) -> DriverRe
         let (raw, desc) = describe(&dom, xml_flags)?;
         let f = facts(&raw).map_err(|e| DriverError::transient(e.to_string()))?;
 
-        for h in &f.hostdevs {
-            out.block(vm_block(
-                "host_device",
-                format!("VM {name} has a host device {h}: a device of {} cannot move with it", req.source),
-                "detach it (`virsh detach-device --config`) before the move and attach the destination's own device after",
-            ));
-        }
-        for d in &f.non_file_disks {
-            out.block(vm_block(
-                "disk_not_file",
-                format!("VM {name} has disk {d} that is not a file: vmove copies file-backed disks only"),
-                "move its data by hand (or make the storage reachable from the destination and move it with libvirt), or detach the disk",
-            ));
-        }
-        if let Some(nv) = &f.nvram {
-            let path = if nv.is_empty() { "(not yet created)".to_owned() } else { nv.clone() };
-            out.block(vm_block(
-                "uefi_nvram",
-                format!("VM {name} boots UEFI with an NVRAM file {path}: vmove does not copy it (its boot entries and secure-boot keys would be lost)"),
-                "copy the NVRAM file to the same path on the destination and move the VM with `virsh migrate`, or accept a fresh NVRAM from the template",
-            ));
-        }
-        if f.tpm_emulator {
-            out.block(vm_block(
-                "tpm_state",
-                format!("VM {name} has an emulated TPM whose state (swtpm files under /var/lib/libvirt/swtpm on {}) vmove does not copy", req.source),
-                "move it with `virsh migrate` on storage both hosts share, or remove the TPM if the guest does not need its keys",
-            ));
+        for b in vm_blockers(&name, &req.source, &f) {
+            out.block(b);
         }
 
         // The destination: the name and the id must be free.

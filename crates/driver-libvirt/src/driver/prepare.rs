@@ -97,6 +97,15 @@ pub(super) fn prepare(inner: &Inner, req: &MigrationRequest) -> DriverResult<Pre
         MigrationMode::Offline => sys::VIR_DOMAIN_XML_MIGRATABLE | sys::VIR_DOMAIN_XML_INACTIVE,
     };
     let (raw, desc) = describe(&dom, xml_flags)?;
+    // What no destination can take (host devices, disks that are not files, NVRAM, TPM state):
+    // refused for good before anything is touched, as pre-flight reports it.
+    let facts = super::preflight::facts(&raw).map_err(|e| DriverError::transient(e.to_string()))?;
+    if let Some(b) = super::preflight::vm_blockers(&desc.name, &req.source, &facts)
+        .into_iter()
+        .next()
+    {
+        return Err(DriverError::permanent(b.to_string()));
+    }
     let disks = host::disks_of(&sconn, &desc)?;
 
     // The destination must not know this VM (by id or by name).

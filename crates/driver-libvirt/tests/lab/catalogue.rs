@@ -230,6 +230,15 @@ async fn catalogue_host_device_is_refused() {
     );
     let found = refused(&lab, &vm, &name, "host_device").await;
     assert!(found.blocks_every_destination());
+    // A start that skipped pre-flight is refused for good too, touching nothing (before, the
+    // offline path defined the VM with its host device on hostB).
+    let before = picture();
+    let req = lab.request(&vm, &name, MigrationMode::Offline);
+    let e = lab.driver.start_migration(&req).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Permanent, "{e}");
+    assert!(e.message.contains("host device"), "{e}");
+    assert_eq!(before, picture(), "start_migration touched something");
+    assert!(virsh(b(), &["dominfo", &name]).is_err());
     lab.cleanup(&name);
 }
 
@@ -246,6 +255,12 @@ async fn catalogue_block_device_disk_is_refused() {
     );
     let found = refused(&lab, &vm, &name, "disk_not_file").await;
     assert!(found.blocks_every_destination());
+    let before = picture();
+    let req = lab.request(&vm, &name, MigrationMode::Offline);
+    let e = lab.driver.start_migration(&req).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Permanent, "{e}");
+    assert_eq!(before, picture(), "start_migration touched something");
+    assert!(virsh(b(), &["dominfo", &name]).is_err());
     lab.cleanup(&name);
 }
 
