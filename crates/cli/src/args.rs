@@ -35,6 +35,14 @@ pub enum Cmd {
         #[command(subcommand)]
         what: PlanWhat,
     },
+    /// Pre-flight, reading only: can each selected VM move to each allowed destination? Host
+    /// findings, then per VM and destination its blockers and warnings. Exit 0: all can move,
+    /// 2: some cannot, 1: an error.
+    Check {
+        /// What to check (the same arguments as `migrate` / `evacuate`).
+        #[command(subcommand)]
+        what: PlanWhat,
+    },
     /// Evacuate a built-in simulated cluster in (sped-up) real time.
     Demo(DemoArgs),
     /// Print the effective settings (after config file, environment and flags) and where they
@@ -79,12 +87,12 @@ pub enum Cmd {
     Man,
 }
 
-/// What `plan` plans.
+/// What `plan` plans (and `check` checks).
 #[derive(Subcommand, Debug)]
 pub enum PlanWhat {
-    /// Plan a `migrate`.
+    /// A `migrate`.
     Migrate(MigrateArgs),
-    /// Plan an `evacuate`.
+    /// An `evacuate`.
     Evacuate(EvacuateArgs),
 }
 

@@ -9,6 +9,8 @@
 //! - [`request`]: a command's selection + config -> the core's `RunSpec`.
 //! - [`drivers`]: the driver factory (the only file that knows the driver crates): it dispatches
 //!   each host's table to its driver crate.
+//! - [`check`]: `check`, the pre-flight of every selected VM on every allowed destination
+//!   (also `plan`'s first section); [`check_output`] prints it (text or `--json`).
 //! - [`moves`]: the flow of `migrate`, `evacuate` and `plan`: the checks, drivers and host lists
 //!   before anything is touched, then the plan or the run.
 //! - [`execute`]: a run carried out with its sinks, Ctrl-C handling, the journal's end, the
@@ -30,6 +32,8 @@
 #[macro_use]
 mod stdio;
 mod args;
+mod check;
+mod check_output;
 mod config;
 mod drivers;
 mod execute;
@@ -211,6 +215,13 @@ async fn command(cli: Cli, cfg: &ConfigFile, eff: &Effective) -> Result<u8> {
                 PlanWhat::Evacuate(a) => Chosen::Evacuate(a),
             };
             plan_or_move(chosen, cfg, eff, &cli.common, true).await
+        }
+        Cmd::Check { what } => {
+            let chosen = match what {
+                PlanWhat::Migrate(a) => Chosen::Migrate(a),
+                PlanWhat::Evacuate(a) => Chosen::Evacuate(a),
+            };
+            check::check(chosen, cfg, eff, &cli.common).await
         }
         Cmd::Migrate(a) => {
             let dry = a.placement.dry_run;

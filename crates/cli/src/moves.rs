@@ -14,7 +14,7 @@ use crate::{drivers, runs, simrun};
 use anyhow::{Context, Result, anyhow};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use vmove_core::{Core, HostId, Selection, Time, VmInfo};
+use vmove_core::{Core, HostId, RunSpec, Selection, Time, VmInfo};
 use vmove_runtime::{Drivers, RuntimeOptions};
 
 /// `migrate`, `evacuate` and `plan`: build the spec, build the drivers, then plan or move.
@@ -39,25 +39,8 @@ pub(crate) async fn plan_or_move(
     } else {
         Some(Interrupts::install()?)
     };
-    let prepare = async {
-        let mut involved = request::involved(&draft.spec);
-        involved.extend(draft.search.iter().cloned());
-        involved.extend(draft.destinations.iter().cloned());
-        let built = drivers::build(&cfg.hosts, &involved).await?;
-        let mut to_list: Vec<HostId> = draft.search.clone();
-        to_list.extend(draft.spec.sources.iter().map(|s| s.host.clone()));
-        let listed = list_hosts(&built.drivers, &to_list, eff).await?;
-        let spec = if draft.unsourced.is_empty() {
-            draft.spec.clone()
-        } else {
-            let found = find_sources(&listed, &draft.search, &draft.unsourced);
-            draft.clone().resolve(&found)?
-        };
-        spec.validate().map_err(|e| spec_error(e, eff))?;
-        request::check_selection(&spec, &listed, chosen.placement())?;
-        anyhow::Ok((built, spec))
-    };
-    let (built, spec) = match &mut interrupts {
+    let prepare = prepare(&chosen, &draft, cfg, eff);
+    let (built, spec, listed) = match &mut interrupts {
         None => prepare.await?,
         Some(i) => tokio::select! {
             r = prepare => r?,
@@ -68,7 +51,7 @@ pub(crate) async fn plan_or_move(
         },
     };
     if dry_run {
-        return simrun::plan(spec, &built.drivers, eff, common).await;
+        return simrun::plan(spec, &listed, &built.drivers, eff, common).await;
     }
     let journaling = if common.no_journal {
         None
@@ -98,6 +81,33 @@ pub(crate) async fn plan_or_move(
         interrupts,
     )
     .await
+}
+
+/// The drivers of every host a request involves, the complete spec (sources of unsourced
+/// patterns found) and the VMs each source lists now, with the selection checked against
+/// them: what `migrate`, `evacuate`, `plan` and `check` all do before anything else.
+pub(crate) async fn prepare(
+    chosen: &Chosen,
+    draft: &request::Draft,
+    cfg: &ConfigFile,
+    eff: &Effective,
+) -> Result<(drivers::Built, RunSpec, BTreeMap<HostId, Vec<VmInfo>>)> {
+    let mut involved = request::involved(&draft.spec);
+    involved.extend(draft.search.iter().cloned());
+    involved.extend(draft.destinations.iter().cloned());
+    let built = drivers::build(&cfg.hosts, &involved).await?;
+    let mut to_list: Vec<HostId> = draft.search.clone();
+    to_list.extend(draft.spec.sources.iter().map(|s| s.host.clone()));
+    let listed = list_hosts(&built.drivers, &to_list, eff).await?;
+    let spec = if draft.unsourced.is_empty() {
+        draft.spec.clone()
+    } else {
+        let found = find_sources(&listed, &draft.search, &draft.unsourced);
+        draft.clone().resolve(&found)?
+    };
+    spec.validate().map_err(|e| spec_error(e, eff))?;
+    request::check_selection(&spec, &listed, chosen.placement())?;
+    Ok((built, spec, listed))
 }
 
 /// Lists the VMs of each host (once), saying so when a host is slow to answer.

@@ -7,14 +7,16 @@
 //!   it gives: the figures it used, the order, destinations and an ETA.
 
 use crate::args::{Common, DemoArgs};
+use crate::check::CheckReport;
+use crate::check_output;
 use crate::output::{Record, RunOutcome, VmOutcome, fmt_eta, fmt_time};
 use crate::settings::Effective;
 use crate::stdio;
 use anyhow::{Context, Result, anyhow};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
-use vmove_core::{Core, HostId, RunSpec, Settings, Time, fmt_bytes};
+use vmove_core::{Core, HostId, RunSpec, Settings, Time, VmInfo, fmt_bytes};
 use vmove_driver::Driver;
 use vmove_plan::{Calibration, Flags, ObservedHost};
 use vmove_runtime::{Drivers, RuntimeOptions};
@@ -166,9 +168,12 @@ fn calibration(path: &Path, runs: usize) -> Result<Calibration> {
     }))
 }
 
-/// `vmove plan ...` / `--dry-run`: makes the plan (`vmove-plan`) and prints it.
+/// `vmove plan ...` / `--dry-run`: the pre-flight of every selected VM (`vmove check`'s), then
+/// the plan (`vmove-plan`) of the VMs that can move, printed; `--json`: the plan as one JSON
+/// document on stdout (docs/cli.md), the text on stderr.
 pub async fn plan(
-    spec: RunSpec,
+    mut spec: RunSpec,
+    listed: &BTreeMap<HostId, Vec<VmInfo>>,
     drivers: &Drivers,
     eff: &Effective,
     common: &Common,
@@ -184,6 +189,27 @@ pub async fn plan(
     let calibration = tokio::task::spawn_blocking(move || calibration(&path, history))
         .await
         .context("the calibration task failed")??;
+    // Pre-flight first: a VM that cannot move is listed with its findings and left out of the
+    // simulation (by its id, which `exclude` matches exactly).
+    let checked = crate::check::preflight(&spec, listed, drivers, eff, !common.json).await?;
+    for v in checked.blocked() {
+        for s in spec.sources.iter_mut().filter(|s| s.host == v.source) {
+            s.exclude.push(v.vm.as_str().to_owned());
+        }
+    }
+    let mut preflight_text = String::from("pre-flight:\n");
+    preflight_text.push_str(&check_output::hosts_text(&checked));
+    for v in checked
+        .vms
+        .iter()
+        .filter(|v| v.routes.iter().any(|r| r.verdict() != "ok"))
+    {
+        preflight_text.push('\n');
+        preflight_text.push_str(&check_output::vm_text(v));
+    }
+    preflight_text.push('\n');
+    preflight_text.push_str(&check_output::summary_line(&checked));
+    preflight_text.push_str("\n\n");
     let observed = observe(vmove_plan::involved(&spec), drivers, eff).await?;
     let plan = vmove_plan::plan(
         spec,
@@ -198,10 +224,8 @@ pub async fn plan(
         rec.apply(e);
     }
     rec.finish(&out.snapshot);
-    if common.json {
-        stdio::out(&out.ndjson());
-    }
-    let mut text = plan.figures.clone();
+    let mut text = preflight_text;
+    text.push_str(&plan.figures);
     text.push_str(&format!(
         "{:>3}  {:<24} {:<28} {:>10}  {:>8}\n",
         "#", "VM", "ROUTE", "SIZE", "START"
@@ -228,19 +252,28 @@ pub async fn plan(
             r.reason.clone().unwrap_or_else(|| r.outcome.to_string())
         ));
     }
+    for v in checked.blocked() {
+        text.push_str(&format!(
+            "  {} would not move: it cannot move ({}; pre-flight above)\n",
+            v.name,
+            v.why_not()
+        ));
+    }
     text.push_str(&format!(
         "ETA: {} ({:.1} s) for {} VMs ({} would move)\n",
         fmt_eta(plan.eta),
         plan.eta.as_secs_f64(),
-        rec.vms.len(),
+        rec.vms.len() + checked.blocked().count(),
         rec.moved
     ));
+    let blocked = checked.blocked().count();
     if common.json {
         stdio::err(&text);
+        stdio::out(&format!("{}\n", plan_json(&plan, &rec, &checked)));
     } else {
         stdio::out(&text);
     }
-    rec.outcome = if rec.vms.iter().all(|r| r.outcome == VmOutcome::Moved) {
+    rec.outcome = if blocked == 0 && rec.vms.iter().all(|r| r.outcome == VmOutcome::Moved) {
         RunOutcome::AllMoved
     } else {
         RunOutcome::SomeUnmigratable
@@ -249,6 +282,60 @@ pub async fn plan(
         rec.write(path)?;
     }
     Ok(rec.outcome.exit_code())
+}
+
+/// The plan as one JSON document: `{order[{order, vm, name, source, destination, mode,
+/// start_secs, end_secs}], not_moved[{vm, name, reason}], blocked[...as in `check --json`],
+/// preflight{...`check --json`}, eta_secs, vms, would_move, figures}`. Times are seconds from
+/// the run's start; `end_secs` is null for a VM the simulation did not move.
+fn plan_json(plan: &vmove_plan::Plan, rec: &Record, checked: &CheckReport) -> serde_json::Value {
+    use serde_json::json;
+    let secs = |t: Time| t.as_millis() as f64 / 1000.0;
+    let order: Vec<serde_json::Value> = plan
+        .order
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let name = rec
+                .vms
+                .iter()
+                .find(|r| r.id == m.vm.as_str())
+                .map(|r| r.name.clone())
+                .unwrap_or_else(|| m.vm.to_string());
+            json!({
+                "order": i + 1,
+                "vm": m.vm.as_str(),
+                "name": name,
+                "source": m.source.as_str(),
+                "destination": m.destination.as_str(),
+                "mode": m.mode.to_string(),
+                "start_secs": secs(m.start),
+                "end_secs": m.end.map(secs),
+            })
+        })
+        .collect();
+    let not_moved: Vec<serde_json::Value> = rec
+        .vms
+        .iter()
+        .filter(|r| r.outcome != VmOutcome::Moved)
+        .map(|r| {
+            json!({
+                "vm": r.id,
+                "name": r.name,
+                "reason": r.reason.clone().unwrap_or_else(|| r.outcome.to_string()),
+            })
+        })
+        .collect();
+    json!({
+        "order": order,
+        "not_moved": not_moved,
+        "blocked": checked.blocked().map(check_output::vm_json).collect::<Vec<_>>(),
+        "preflight": check_output::json(checked),
+        "eta_secs": plan.eta.as_secs_f64(),
+        "vms": rec.vms.len() + checked.blocked().count(),
+        "would_move": rec.moved,
+        "figures": plan.figures,
+    })
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use crate::figures::{Flags, assumptions_for, levels_used};
 use anyhow::{Context, Result, anyhow};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use vmove_core::{EventKind, HostId, RunSpec, Time, VmId};
+use vmove_core::{EventKind, HostId, MigrationMode, RunSpec, Time, VmId};
 use vmove_sim::scenarios::{ObservedHost, from_observed};
 use vmove_sim::{SimOptions, SimOutcome, simulate};
 
@@ -15,6 +15,8 @@ pub struct PlannedMove {
     pub vm: VmId,
     pub source: HostId,
     pub destination: HostId,
+    /// Live or offline, as the run would move it.
+    pub mode: MigrationMode,
     /// When its first attempt starts (run time).
     pub start: Time,
     /// When it is moved (run time); `None` if it would not move.
@@ -74,6 +76,7 @@ pub fn plan(
             vm,
             source,
             destination,
+            mode,
             ..
         } = &e.kind
             && seen.insert(vm.clone())
@@ -82,6 +85,7 @@ pub fn plan(
                 vm: vm.clone(),
                 source: source.clone(),
                 destination: destination.clone(),
+                mode: *mode,
                 start: e.at,
                 end: ends.get(vm).copied(),
             });
