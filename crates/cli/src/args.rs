@@ -246,6 +246,19 @@ pub struct Common {
     /// Do not journal this run (it cannot be resumed, watched or aborted from elsewhere).
     #[arg(long, global = true)]
     pub no_journal: bool,
+    /// migrate, evacuate, resume, demo: start no new moves after this (running ones finish): a
+    /// duration from now (`45m`), a UTC time of day (`02:00`, its next occurrence) or an RFC
+    /// 3339 time (`2026-12-04T02:00:00+01:00`).
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "TIME|DURATION"
+    )]
+    pub deadline: Option<String>,
+    /// The `--deadline` as read when vmove started (set by `main`, not a flag).
+    #[arg(skip)]
+    pub deadline_at: Option<std::time::SystemTime>,
     /// The settings knobs.
     #[command(flatten)]
     pub knobs: Knobs,
@@ -480,6 +493,16 @@ pub struct Knobs {
         help_heading = "Settings"
     )]
     pub path: Option<String>,
+    /// Cap on each migration's transfer rate, MiB/s (libvirt hosts; Hyper-V has none per
+    /// migration: a warning says so) [bandwidth_mib_s].
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "MIB/S",
+        help_heading = "Settings"
+    )]
+    pub bandwidth: Option<String>,
     /// Stop starting moves at the first unmigratable VM [fail_fast = true].
     #[arg(long, global = true, help_heading = "Settings")]
     pub fail_fast: bool,
@@ -570,6 +593,7 @@ impl Knobs {
         s("call_timeout", "--call-timeout", &self.call_timeout);
         s("journal", "--journal", &self.journal);
         s("journal_lease", "--journal-lease", &self.journal_lease);
+        s("bandwidth_mib_s", "--bandwidth", &self.bandwidth);
         let t = Some("true".to_string());
         let f = Some("false".to_string());
         if self.fail_fast {

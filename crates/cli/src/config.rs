@@ -132,6 +132,10 @@ pub struct HostConfig {
     pub put_in_subfolder: Option<bool>,
     /// Overrides `[defaults] preserve_drive_letter` for this destination.
     pub preserve_drive_letter: Option<bool>,
+    /// Maintenance hook run before an evacuation of this host starts (argv, no shell).
+    pub before_evacuate: Option<Vec<String>>,
+    /// Maintenance hook run after an evacuation of this host ends (argv, no shell).
+    pub after_evacuate: Option<Vec<String>>,
     /// The table as written, less `put_in_subfolder` and `preserve_drive_letter`: handed to the
     /// driver's constructor (it owns its keys and rejects unknown ones).
     pub driver_table: toml::Table,
@@ -362,12 +366,33 @@ fn host_config(mut t: toml::Table, origin: &str, at: &str) -> Result<HostConfig,
     };
     let put_in_subfolder = flag("put_in_subfolder")?;
     let preserve_drive_letter = flag("preserve_drive_letter")?;
+    let mut hook = |k: &str| -> Result<Option<Vec<String>>, ConfigError> {
+        let key = format!("{at}.{k}");
+        let must = "must be a command as an array of strings, program first \
+                    ([\"/usr/local/bin/drain\", \"--host\", \"hv-01\"]; no shell)";
+        match t.remove(k) {
+            None => Ok(None),
+            Some(toml::Value::Array(a)) => {
+                let argv: Option<Vec<String>> =
+                    a.iter().map(|v| v.as_str().map(str::to_owned)).collect();
+                match argv {
+                    Some(argv) if argv.first().is_some_and(|p| !p.is_empty()) => Ok(Some(argv)),
+                    _ => Err(bad(origin, &key, must, &toml::Value::Array(a))),
+                }
+            }
+            Some(other) => Err(bad(origin, &key, must, &other)),
+        }
+    };
+    let before_evacuate = hook("before_evacuate")?;
+    let after_evacuate = hook("after_evacuate")?;
     Ok(HostConfig {
         driver,
         max_migrations,
         path,
         put_in_subfolder,
         preserve_drive_letter,
+        before_evacuate,
+        after_evacuate,
         driver_table: t,
     })
 }

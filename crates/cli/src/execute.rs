@@ -9,7 +9,7 @@ use crate::settings::Effective;
 use crate::stdio;
 use anyhow::{Result, anyhow};
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use vmove_core::Core;
@@ -164,6 +164,25 @@ pub(crate) async fn execute(
             j.stop_seen,
         )
     });
+    // `--deadline`: when it passes, the stop the first Ctrl-C asks (no new moves; running ones
+    // finish).
+    let deadline_hit = Arc::new(AtomicBool::new(false));
+    let deadline = common.deadline_at.map(|at| {
+        let control = control.clone();
+        let hit = Arc::clone(&deadline_hit);
+        tokio::spawn(async move {
+            let wait = at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            tokio::time::sleep(wait).await;
+            hit.store(true, Ordering::SeqCst);
+            errln!(
+                "vmove: the deadline ({}) has passed: no new moves; running ones finish.",
+                crate::deadline::show(at)
+            );
+            control.stop(false);
+        })
+    });
     let presses = Arc::new(AtomicU32::new(0));
     // The handler is installed here, before the run starts, so no early Ctrl-C is missed.
     let mut interrupts = match interrupts {
@@ -206,10 +225,50 @@ pub(crate) async fn execute(
         "run ended"
     );
     ctrl_c.abort();
+    if let Some(d) = deadline {
+        d.abort();
+    }
     if let Some(k) = keeper {
         k.stop();
     }
+    // The VMs the deadline kept from starting: noted per VM, said, and journaled.
+    let deadline_note = match common.deadline_at {
+        Some(at) if deadline_hit.load(Ordering::SeqCst) => {
+            let mut rec = output::lock(&record);
+            let note = format!(
+                "not started: the run's deadline ({}) had passed",
+                crate::deadline::show(at)
+            );
+            let mut names = Vec::new();
+            for v in rec.vms.iter_mut() {
+                if v.outcome == VmOutcome::Cancelled {
+                    v.notes.push(note.clone());
+                    names.push(v.name.clone());
+                }
+            }
+            Some(if names.is_empty() {
+                format!(
+                    "the deadline ({}) passed; every VM had started by then",
+                    crate::deadline::show(at)
+                )
+            } else {
+                format!(
+                    "the deadline ({}) passed: {} VM(s) not started: {}",
+                    crate::deadline::show(at),
+                    names.len(),
+                    names.join(", ")
+                )
+            })
+        }
+        _ => None,
+    };
     if let Some(j) = &journaling {
+        if let Some(note) = deadline_note.clone() {
+            let r = j.run.clone();
+            if let Err(e) = with_journal(&j.journal, move |jj| jj.record_note(&r, &note)).await {
+                errln!("vmove: warning: the deadline could not be noted in the journal: {e}");
+            }
+        }
         finish_journal(j, &result).await;
     }
 
@@ -241,6 +300,9 @@ pub(crate) async fn execute(
     }
     if let Some(path) = &common.report {
         rec.write(path)?;
+    }
+    if let Some(note) = &deadline_note {
+        errln!("vmove: {note}");
     }
     if let Some(e) = error.filter(|_| result.sink_error.is_none() || journaling.is_none()) {
         errln!("vmove: error: the run failed: {e}");

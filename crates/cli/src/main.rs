@@ -35,11 +35,13 @@ mod args;
 mod check;
 mod check_output;
 mod config;
+mod deadline;
 mod drivers;
 mod execute;
 mod exit;
 #[cfg(test)]
 mod fuzz;
+mod hooks;
 mod interrupts;
 mod log;
 mod moves;
@@ -142,7 +144,23 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<u8> {
+async fn run(mut cli: Cli) -> Result<u8> {
+    // `--deadline` is read before anything else, so a bad one starts nothing.
+    if let Some(raw) = &cli.common.deadline {
+        let moves = match &cli.command {
+            Cmd::Demo(_) | Cmd::Resume { .. } => true,
+            Cmd::Migrate(a) => !a.placement.dry_run,
+            Cmd::Evacuate(a) => !a.placement.dry_run,
+            _ => false,
+        };
+        if !moves {
+            anyhow::bail!(
+                "`--deadline` is for runs that move VMs (migrate, evacuate, resume, demo)"
+            );
+        }
+        let at = deadline::parse(raw, std::time::SystemTime::now()).map_err(anyhow::Error::msg)?;
+        cli.common.deadline_at = Some(at);
+    }
     // Generated from the CLI's definition; no config, journal or host is read.
     match &cli.command {
         Cmd::Completions { shell } => {

@@ -10,7 +10,7 @@ use crate::interrupts::Interrupts;
 use crate::output;
 use crate::request::{self, Chosen};
 use crate::settings::Effective;
-use crate::{drivers, runs, simrun};
+use crate::{drivers, hooks, runs, simrun};
 use anyhow::{Context, Result, anyhow};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -65,13 +65,50 @@ pub(crate) async fn plan_or_move(
         );
         Some(j)
     };
+    // Maintenance hooks of the evacuated hosts: before anything moves (a failing one ends the
+    // run with nothing moved) and after the run ends (a failing one is a warning).
+    let evacuated: Vec<HostId> = match &chosen {
+        Chosen::Evacuate(a) => a.hosts.iter().map(HostId::new).collect(),
+        Chosen::Migrate(_) => Vec::new(),
+    };
+    let run_id = spec.run_id.clone();
+    let failed = hooks::run_phase(
+        cfg,
+        &evacuated,
+        hooks::Phase::BeforeEvacuate,
+        &run_id,
+        eff.hook_timeout,
+        journaling.as_ref(),
+    )
+    .await;
+    if let Some(f) = failed.first() {
+        let message = format!("{f}; the evacuation was not started and nothing was moved");
+        if let Some(j) = &journaling {
+            let (r, m) = (j.run.clone(), message.clone());
+            if let Err(e) = vmove_journal::sink::with_journal(&j.journal, move |jj| {
+                jj.finish_run(&r, vmove_journal::RunEnd::Failed(m))
+            })
+            .await
+            {
+                errln!("vmove: warning: the run's end could not be journaled: {e}");
+            }
+        }
+        return Err(anyhow!(message));
+    }
     let core = Core::new(spec, Time::ZERO)?;
     let options = RuntimeOptions {
         call_timeout: eff.call_timeout,
         speed: built.speed,
         start: Time::ZERO,
     };
-    execute(
+    let journal_of_hooks = journaling.as_ref().map(|j| crate::execute::Journaling {
+        journal: std::sync::Arc::clone(&j.journal),
+        run: j.run.clone(),
+        lease: j.lease,
+        stop_seen: None,
+        history: Vec::new(),
+    });
+    let code = execute(
         core,
         built.drivers,
         options,
@@ -80,7 +117,18 @@ pub(crate) async fn plan_or_move(
         journaling,
         interrupts,
     )
-    .await
+    .await;
+    // After the run, whatever its result (the result stands).
+    hooks::run_phase(
+        cfg,
+        &evacuated,
+        hooks::Phase::AfterEvacuate,
+        &run_id,
+        eff.hook_timeout,
+        journal_of_hooks.as_ref(),
+    )
+    .await;
+    code
 }
 
 /// The drivers of every host a request involves, the complete spec (sources of unsourced
@@ -95,7 +143,7 @@ pub(crate) async fn prepare(
     let mut involved = request::involved(&draft.spec);
     involved.extend(draft.search.iter().cloned());
     involved.extend(draft.destinations.iter().cloned());
-    let built = drivers::build(&cfg.hosts, &involved).await?;
+    let built = drivers::build(&cfg.hosts, &involved, crate::drivers::Cap::of(eff)).await?;
     let mut to_list: Vec<HostId> = draft.search.clone();
     to_list.extend(draft.spec.sources.iter().map(|s| s.host.clone()));
     let listed = list_hosts(&built.drivers, &to_list, eff).await?;

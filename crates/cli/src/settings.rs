@@ -10,13 +10,18 @@ use vmove_core::Settings;
 use vmove_core::spec::dur;
 
 /// `[defaults]` keys that are not [`Settings`] fields (the CLI and runtime read them).
-pub const EXTRA_KEYS: [&str; 5] = [
+pub const EXTRA_KEYS: [&str; 7] = [
     "put_in_subfolder",
     "preserve_drive_letter",
     "call_timeout",
     "journal",
     "journal_lease",
+    "bandwidth_mib_s",
+    "hook_timeout",
 ];
+
+/// The default of `hook_timeout`: the longest a maintenance hook may run.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The default lease time of a journaled run (refreshed every third of it).
 pub const DEFAULT_JOURNAL_LEASE: Duration = Duration::from_secs(30);
@@ -44,6 +49,11 @@ pub struct Effective {
     pub journal: Option<String>,
     /// The lease time of a journaled run (`journal_lease`).
     pub journal_lease: Duration,
+    /// `bandwidth_mib_s` / `--bandwidth`: each migration's transfer-rate cap, MiB/s (given to
+    /// the libvirt hosts that set none of their own; with the flag, to every libvirt host).
+    pub bandwidth_mib_s: Option<u64>,
+    /// `hook_timeout`: the longest a maintenance hook may run before it is killed (and fails).
+    pub hook_timeout: Duration,
     /// Key -> where its value came from (keys left at their default are absent).
     pub origins: BTreeMap<String, String>,
 }
@@ -105,7 +115,7 @@ fn check(
             toml::Value::Boolean(_) => Ok(()),
             other => Err(bad(format!("must be true or false, not {other}"))),
         },
-        "call_timeout" => duration_of(value).map(|_| ()).map_err(bad),
+        "call_timeout" | "hook_timeout" => duration_of(value).map(|_| ()).map_err(bad),
         "journal_lease" => duration_of(value)
             // Longer than any duration (`100000h`) is over the lease's own bound too: say that.
             .map_err(|e| {
@@ -130,6 +140,7 @@ fn check(
                 }
             })
             .map_err(bad),
+        "bandwidth_mib_s" => bandwidth_of(value).map(|_| ()).map_err(bad),
         "journal" => match value {
             toml::Value::String(p) if !p.is_empty() => Ok(()),
             other => Err(bad(format!("must be a file path, not {other}"))),
@@ -147,6 +158,19 @@ fn check(
             hint: " (docs/config.md lists every key of [defaults]; `vmove config` prints them)"
                 .into(),
         }),
+    }
+}
+
+/// A bandwidth cap, MiB/s: a whole number of at least 1.
+fn bandwidth_of(v: &toml::Value) -> Result<u64, String> {
+    match v {
+        toml::Value::Integer(n) if *n >= 1 => Ok(*n as u64),
+        toml::Value::Integer(n) => Err(format!(
+            "must be at least 1 MiB/s, not {n} (leave it out for no cap)"
+        )),
+        other => Err(format!(
+            "must be a whole number of MiB/s like 100, not {other}"
+        )),
     }
 }
 
@@ -214,6 +238,13 @@ pub fn merge(
         Some(v) => duration_of(&v).unwrap_or(DEFAULT_JOURNAL_LEASE),
         None => DEFAULT_JOURNAL_LEASE,
     };
+    let hook_timeout = match merged.remove("hook_timeout") {
+        Some(v) => duration_of(&v).unwrap_or(DEFAULT_HOOK_TIMEOUT),
+        None => DEFAULT_HOOK_TIMEOUT,
+    };
+    let bandwidth_mib_s = merged
+        .remove("bandwidth_mib_s")
+        .and_then(|v| bandwidth_of(&v).ok());
     let journal = merged
         .remove("journal")
         .and_then(|v| v.as_str().map(str::to_owned));
@@ -257,6 +288,8 @@ pub fn merge(
         path: path_flag,
         journal,
         journal_lease,
+        bandwidth_mib_s,
+        hook_timeout,
         origins,
     })
 }
@@ -277,6 +310,11 @@ pub fn render(eff: &Effective) -> String {
             "preserve_drive_letter" => format!("{k} = {}", eff.preserve_drive_letter),
             "call_timeout" => format!("{k} = \"{}\"", dur::format_duration(eff.call_timeout)),
             "journal_lease" => format!("{k} = \"{}\"", dur::format_duration(eff.journal_lease)),
+            "hook_timeout" => format!("{k} = \"{}\"", dur::format_duration(eff.hook_timeout)),
+            "bandwidth_mib_s" => match eff.bandwidth_mib_s {
+                Some(b) => format!("{k} = {b}"),
+                None => format!("# {k} = (not set: no cap)"),
+            },
             "journal" => match &eff.journal {
                 Some(p) => format!("{k} = {p:?}"),
                 None => format!("# {k} = (default: <user data dir>/vmove/journal.db)"),

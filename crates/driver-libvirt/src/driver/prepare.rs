@@ -11,6 +11,21 @@ use virt::connect::Connect;
 use virt::domain::{Domain, MigrateParameters};
 use virt::storage_vol::StorageVol;
 use virt::sys;
+
+/// The migration's typed parameters: the destination XML, and the source host's bandwidth cap
+/// (`bandwidth_mib_s`, or the run's `--bandwidth` the CLI put there) as
+/// `VIR_MIGRATE_PARAM_BANDWIDTH`, which libvirt reads in MiB/s ("the maximum bandwidth (in
+/// MiB/s) that will be used for migration", libvirt's libvirt-domain.h). None: no cap.
+pub(crate) fn migrate_params(
+    cfg: &crate::config::LibvirtHostConfig,
+    dest_xml: String,
+) -> MigrateParameters {
+    MigrateParameters {
+        dest_xml: Some(dest_xml),
+        bandwidth: cfg.bandwidth_mib_s,
+        ..MigrateParameters::default()
+    }
+}
 use vmove_driver::*;
 
 /// Everything a prepared migration needs on its thread.
@@ -283,11 +298,7 @@ pub(super) fn prepare(inner: &Inner, req: &MigrationRequest) -> DriverResult<Pre
     if p2p_uri.is_some() {
         flags |= sys::VIR_MIGRATE_PEER2PEER;
     }
-    let params = MigrateParameters {
-        dest_xml: Some(dest_xml.clone()),
-        bandwidth: src.cfg.bandwidth_mib_s,
-        ..MigrateParameters::default()
-    };
+    let params = migrate_params(&src.cfg, dest_xml.clone());
     Ok(Prepared {
         sconn,
         dconn,
@@ -300,4 +311,52 @@ pub(super) fn prepare(inner: &Inner, req: &MigrationRequest) -> DriverResult<Pre
         params,
         p2p_uri,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod params_tests {
+    use super::*;
+    use crate::config::LibvirtHostConfig;
+
+    fn cfg(extra: &str) -> LibvirtHostConfig {
+        toml::from_str(&format!("uri = \"qemu:///system\"\n{extra}")).unwrap()
+    }
+
+    /// The names of the typed parameters libvirt is handed.
+    fn names(p: &MigrateParameters) -> Vec<String> {
+        p.to_vec()
+            .iter()
+            .map(|t| {
+                t.field
+                    .iter()
+                    .take_while(|c| **c != 0)
+                    .map(|c| *c as u8 as char)
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn bandwidth_name() -> String {
+        sys::VIR_MIGRATE_PARAM_BANDWIDTH
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn migrate_params_carry_the_bandwidth_cap_in_mib_s() {
+        let p = migrate_params(&cfg("bandwidth_mib_s = 100"), "<domain/>".into());
+        // Handed to libvirt as VIR_MIGRATE_PARAM_BANDWIDTH, read back as libvirt reads it.
+        assert!(names(&p).contains(&bandwidth_name()), "{:?}", names(&p));
+        let back = MigrateParameters::from_vec(p.to_vec());
+        assert_eq!(back.bandwidth, Some(100));
+        assert_eq!(back.dest_xml.as_deref(), Some("<domain/>"));
+    }
+
+    #[test]
+    fn migrate_params_have_no_bandwidth_without_a_cap() {
+        let p = migrate_params(&cfg(""), "<domain/>".into());
+        assert!(!names(&p).contains(&bandwidth_name()), "{:?}", names(&p));
+    }
 }

@@ -1,0 +1,328 @@
+//! Maintenance hooks: per host, a command run before an evacuation of it starts
+//! (`before_evacuate`: put the host in maintenance, stop placement onto it) and one after the
+//! evacuation ends (`after_evacuate`: tell monitoring). Each is an argv array run without a
+//! shell, with `VMOVE_HOST`, `VMOVE_RUN_ID` and `VMOVE_PHASE` (`before_evacuate` or
+//! `after_evacuate`) in its environment, killed after `hook_timeout`. Its exit code and the last
+//! [`OUTPUT_LIMIT`] bytes of its output (stdout and stderr together) are shown and journaled,
+//! with URIs' user information hidden as in the logs.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How much of a hook's output is kept: its last 64 KiB.
+pub const OUTPUT_LIMIT: usize = 64 * 1024;
+
+/// When a hook runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    BeforeEvacuate,
+    AfterEvacuate,
+}
+
+impl Phase {
+    /// The name in the config and in `VMOVE_PHASE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::BeforeEvacuate => "before_evacuate",
+            Phase::AfterEvacuate => "after_evacuate",
+        }
+    }
+}
+
+/// How a hook ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Its exit code (`None`: killed by a signal, timed out, or never started).
+    pub code: Option<i32>,
+    /// Killed after the time-out.
+    pub timed_out: bool,
+    /// Why it could not be started at all.
+    pub spawn_error: Option<String>,
+    /// The last [`OUTPUT_LIMIT`] bytes of its output, redacted.
+    pub output: String,
+    /// Whether older output was dropped.
+    pub truncated: bool,
+}
+
+impl Outcome {
+    /// Whether the hook succeeded (exit 0 in time).
+    pub fn ok(&self) -> bool {
+        self.code == Some(0) && !self.timed_out
+    }
+
+    /// One line: `host hv-01: before_evacuate hook `/x/drain` exited 3`.
+    pub fn headline(&self, host: &str, phase: Phase, argv: &[String]) -> String {
+        let how = if let Some(e) = &self.spawn_error {
+            format!("could not be started: {e}")
+        } else if self.timed_out {
+            "did not end in time and was killed".to_owned()
+        } else {
+            match self.code {
+                Some(0) => "succeeded (exit 0)".to_owned(),
+                Some(c) => format!("failed (exit {c})"),
+                None => "was killed by a signal".to_owned(),
+            }
+        };
+        format!(
+            "host {host}: {} hook `{}` {how}",
+            phase.as_str(),
+            argv.first().map(String::as_str).unwrap_or("")
+        )
+    }
+
+    /// The headline and the output, as journaled and shown.
+    pub fn text(&self, host: &str, phase: Phase, argv: &[String]) -> String {
+        let mut t = self.headline(host, phase, argv);
+        if !self.output.trim().is_empty() {
+            t.push_str(if self.truncated {
+                "; its output (last 64 KiB):\n"
+            } else {
+                "; its output:\n"
+            });
+            t.push_str(self.output.trim_end());
+        }
+        t
+    }
+}
+
+/// Runs one hook to its end or its time-out.
+pub fn run(argv: &[String], host: &str, run_id: &str, phase: Phase, timeout: Duration) -> Outcome {
+    let mut out = Outcome {
+        code: None,
+        timed_out: false,
+        spawn_error: None,
+        output: String::new(),
+        truncated: false,
+    };
+    let Some((program, args)) = argv.split_first() else {
+        out.spawn_error = Some("the command is empty".into());
+        return out;
+    };
+    let (reader, writer) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            out.spawn_error = Some(format!("cannot make a pipe: {e}"));
+            return out;
+        }
+    };
+    let writer2 = match writer.try_clone() {
+        Ok(w) => w,
+        Err(e) => {
+            out.spawn_error = Some(format!("cannot make a pipe: {e}"));
+            return out;
+        }
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(writer2)
+        .env("VMOVE_HOST", host)
+        .env("VMOVE_RUN_ID", run_id)
+        .env("VMOVE_PHASE", phase.as_str());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            out.spawn_error = Some(format!("{program}: {e}"));
+            return out;
+        }
+    };
+    // `cmd` holds the pipe's write ends: dropped, the reader sees the end when the hook (and
+    // whatever it left running with the pipe) is done.
+    drop(cmd);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(tail(reader));
+    });
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                out.code = status.code();
+                break;
+            }
+            Ok(None) if start.elapsed() >= timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                out.timed_out = true;
+                break;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                out.spawn_error = Some(format!("cannot wait for it: {e}"));
+                let _ = child.kill();
+                break;
+            }
+        }
+    }
+    // A child of the hook may hold the pipe open: its output is not waited for long.
+    if let Ok((bytes, truncated)) = rx.recv_timeout(Duration::from_secs(2)) {
+        out.output = vmove_driver::redact_uris(&String::from_utf8_lossy(&bytes)).into_owned();
+        out.truncated = truncated;
+    }
+    out
+}
+
+/// Reads to the end, keeping the last [`OUTPUT_LIMIT`] bytes.
+fn tail(mut r: impl Read) -> (Vec<u8>, bool) {
+    let mut kept: Vec<u8> = Vec::new();
+    let mut truncated = false;
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > OUTPUT_LIMIT {
+                    let cut = kept.len() - OUTPUT_LIMIT;
+                    kept.drain(..cut);
+                    truncated = true;
+                }
+            }
+        }
+    }
+    (kept, truncated)
+}
+
+/// Runs the `phase` hooks of `hosts` (those that have one), each shown on stderr and noted in
+/// the run's journal. Before an evacuation the first failing hook ends the phase (no other
+/// host is put into maintenance) and is returned; after it every hook runs and the failures are
+/// returned.
+pub(crate) async fn run_phase(
+    cfg: &crate::config::ConfigFile,
+    hosts: &[vmove_core::HostId],
+    phase: Phase,
+    run_id: &str,
+    timeout: Duration,
+    journaling: Option<&crate::execute::Journaling>,
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    for h in hosts {
+        let Some(c) = cfg.hosts.get(h) else { continue };
+        let hook = match phase {
+            Phase::BeforeEvacuate => &c.before_evacuate,
+            Phase::AfterEvacuate => &c.after_evacuate,
+        };
+        let Some(argv) = hook.clone() else { continue };
+        let (host, rid) = (h.to_string(), run_id.to_owned());
+        let a = argv.clone();
+        let o = tokio::task::spawn_blocking(move || run(&a, &host, &rid, phase, timeout))
+            .await
+            .unwrap_or_else(|e| Outcome {
+                code: None,
+                timed_out: false,
+                spawn_error: Some(format!("its task failed: {e}")),
+                output: String::new(),
+                truncated: false,
+            });
+        let host = h.to_string();
+        let text = o.text(&host, phase, &argv);
+        if o.ok() {
+            errln!("vmove: {text}");
+        } else if phase == Phase::BeforeEvacuate {
+            errln!("vmove: error: {text}");
+        } else {
+            errln!("vmove: warning: {text}");
+        }
+        if let Some(j) = journaling {
+            let (r, note) = (j.run.clone(), text.clone());
+            if let Err(e) =
+                vmove_journal::sink::with_journal(&j.journal, move |jj| jj.record_note(&r, &note))
+                    .await
+            {
+                errln!("vmove: warning: the hook's outcome could not be journaled: {e}");
+            }
+        }
+        if !o.ok() {
+            failed.push(o.headline(&host, phase, &argv));
+            if phase == Phase::BeforeEvacuate {
+                break;
+            }
+        }
+    }
+    failed
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["/bin/sh".into(), "-c".into(), script.into()]
+    }
+
+    #[test]
+    fn hook_gets_its_environment_and_its_output_and_code_are_kept() {
+        let o = run(
+            &sh("echo host=$VMOVE_HOST run=$VMOVE_RUN_ID phase=$VMOVE_PHASE; echo err >&2; exit 3"),
+            "hv-01",
+            "r-1",
+            Phase::BeforeEvacuate,
+            Duration::from_secs(20),
+        );
+        assert_eq!(o.code, Some(3));
+        assert!(!o.ok());
+        assert!(
+            o.output
+                .contains("host=hv-01 run=r-1 phase=before_evacuate"),
+            "{}",
+            o.output
+        );
+        assert!(o.output.contains("err"), "{}", o.output);
+        assert!(
+            o.headline("hv-01", Phase::BeforeEvacuate, &sh(""))
+                .contains("exit 3")
+        );
+    }
+
+    #[test]
+    fn hook_past_its_timeout_is_killed_and_fails() {
+        let t = Instant::now();
+        let o = run(
+            &sh("exec sleep 30"),
+            "h",
+            "r",
+            Phase::AfterEvacuate,
+            Duration::from_millis(300),
+        );
+        assert!(o.timed_out && !o.ok());
+        assert!(t.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn hook_output_keeps_only_its_last_64_kib_and_hides_passwords() {
+        let o = run(
+            &sh(
+                "head -c 200000 /dev/zero | tr '\\0' x; echo; echo qemu+ssh://root:hunter2@h/system",
+            ),
+            "h",
+            "r",
+            Phase::AfterEvacuate,
+            Duration::from_secs(20),
+        );
+        assert!(o.ok());
+        assert!(o.truncated);
+        assert!(o.output.len() <= OUTPUT_LIMIT + 64, "{}", o.output.len());
+        assert!(
+            !o.output.contains("hunter2"),
+            "{}",
+            &o.output[o.output.len() - 100..]
+        );
+    }
+
+    #[test]
+    fn hook_that_cannot_start_says_why() {
+        let o = run(
+            &["/nonexistent/hook".into()],
+            "h",
+            "r",
+            Phase::BeforeEvacuate,
+            Duration::from_secs(5),
+        );
+        assert!(!o.ok());
+        let h = o.headline("h", Phase::BeforeEvacuate, &["/nonexistent/hook".into()]);
+        assert!(h.contains("could not be started"), "{h}");
+    }
+}
