@@ -199,7 +199,10 @@ pub async fn plan(
     }
     rec.finish(&out.snapshot);
     if common.json {
-        stdio::out(&out.ndjson());
+        stdio::out(&crate::output::events_ndjson(
+            &out.events,
+            std::time::SystemTime::now(),
+        ));
     }
     let mut text = plan.figures.clone();
     text.push_str(&format!(
