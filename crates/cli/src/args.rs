@@ -26,10 +26,13 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Move the named VMs (names or glob patterns, `HOST:PATTERN` to name the source).
+    #[command(after_long_help = MIGRATE_EXAMPLES)]
     Migrate(MigrateArgs),
     /// Move every VM off one or more hosts.
+    #[command(after_long_help = EVACUATE_EXAMPLES)]
     Evacuate(EvacuateArgs),
     /// Dry run: print the order, destinations and an ETA from a simulation of the plan.
+    #[command(after_long_help = PLAN_EXAMPLES)]
     Plan {
         /// What to plan.
         #[command(subcommand)]
@@ -54,6 +57,7 @@ pub enum Cmd {
         run: Option<String>,
     },
     /// Show a run's state per VM from the journal (works while the run goes, from anywhere).
+    #[command(after_long_help = STATUS_EXAMPLES)]
     Status {
         /// The run id (default: the newest run).
         run: Option<String>,
@@ -72,6 +76,7 @@ pub enum Cmd {
     /// List past and current runs.
     History,
     /// Print (and with --report FILE, write) a run's report, rebuilt from the journal.
+    #[command(after_long_help = REPORT_EXAMPLES)]
     Report {
         /// The run id (default: the newest run).
         run: Option<String>,
@@ -86,6 +91,88 @@ pub enum Cmd {
     /// Print the man page (roff) on stdout (e.g. `vmove man > /usr/local/share/man/man1/vmove.1`).
     Man,
 }
+
+/// `vmove migrate --help`'s examples.
+const MIGRATE_EXAMPLES: &str = "Examples:
+  vmove migrate web-01 web-02 --to hv-02
+      Move two VMs, found on any configured host that is not a destination, to hv-02.
+  vmove migrate 'hv-01:db-*' --to hv-02,hv-03 --exclude db-test --report move.md
+      Move hv-01's db-* VMs but db-test to hv-02 or hv-03; write a Markdown report.
+  vmove migrate web-01 --to hv-02 --json > events.ndjson
+      Print the events as NDJSON (see docs/events.md); the summary goes to stderr.";
+
+/// `vmove evacuate --help`'s examples.
+const EVACUATE_EXAMPLES: &str = "Examples:
+  vmove evacuate hv-01 --to hv-02,hv-03
+      Move every VM off hv-01 onto hv-02 and hv-03.
+  vmove evacuate hv-01 --to hv-02 --pin db-01=hv-02 --priority web-01=10 --dry-run
+      Plan it only: the order, each VM's destination and an ETA.
+  vmove evacuate hv-01 hv-04 --to hv-02 --report evacuation.json
+      Empty two hosts; write the report as JSON.";
+
+/// `vmove plan --help`'s examples.
+const PLAN_EXAMPLES: &str = "Examples:
+  vmove plan evacuate hv-01 --to hv-02,hv-03
+      The order, routes, sizes, predicted starts and an ETA, from a simulation.
+  vmove plan migrate 'web-*' --to hv-02 --json
+      The plan as one JSON document on stdout: order, routes, predicted times, blocked VMs.";
+
+/// `vmove status --help`'s examples.
+const STATUS_EXAMPLES: &str = "Examples:
+  vmove status
+      The newest run's VMs, one line each.
+  vmove status --watch
+      Redraw every 2 s until the run is over (from any terminal).
+  vmove status RUN --json
+      The run, its VMs and notes as one JSON object.";
+
+/// `vmove report --help`'s examples.
+const REPORT_EXAMPLES: &str = "Examples:
+  vmove report
+      The newest run's summary and what needs a person.
+  vmove report RUN --report run.md
+      Write run RUN's report as Markdown (a name not ending in .md: JSON).
+  vmove report RUN --json
+      The report as one JSON object on stdout.";
+
+/// A setting's value with a closed set of words: help and completions list them; the value
+/// is kept as written, so the settings check it with the config file's own message (and
+/// accept `largest-first` for `largest_first`).
+#[derive(Clone, Debug)]
+pub struct Listed(pub &'static [&'static str]);
+
+impl clap::builder::TypedValueParser for Listed {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        clap::builder::TypedValueParser::parse_ref(
+            &clap::builder::StringValueParser::new(),
+            cmd,
+            arg,
+            value,
+        )
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            self.0.iter().map(|v| clap::builder::PossibleValue::new(*v)),
+        ))
+    }
+}
+
+/// `stall_action` and `completion_action`.
+const WATCHDOG_ACTIONS: Listed = Listed(&["abort", "escalate"]);
+/// `order`.
+const ORDERS: Listed = Listed(&["largest_first", "smallest_first", "as_given"]);
+/// `policy`.
+const POLICIES: Listed = Listed(&["vmove", "seed"]);
 
 /// What `plan` plans (and `check` checks).
 #[derive(Subcommand, Debug)]
@@ -373,6 +460,7 @@ pub struct Knobs {
         long,
         global = true,
         value_name = "ACTION",
+        value_parser = WATCHDOG_ACTIONS,
         help_heading = "Settings"
     )]
     pub stall_action: Option<String>,
@@ -400,6 +488,7 @@ pub struct Knobs {
         long,
         global = true,
         value_name = "ACTION",
+        value_parser = WATCHDOG_ACTIONS,
         help_heading = "Settings"
     )]
     pub completion_action: Option<String>,
@@ -430,21 +519,23 @@ pub struct Knobs {
         help_heading = "Settings"
     )]
     pub backoff_jitter: Option<String>,
-    /// Start order: largest_first, smallest_first, as_given [order].
+    /// Start order [order].
     #[arg(
         allow_negative_numbers = true,
         long,
         global = true,
         value_name = "ORDER",
+        value_parser = ORDERS,
         help_heading = "Settings"
     )]
     pub order: Option<String>,
-    /// Scheduler: vmove or seed [policy].
+    /// Scheduler [policy].
     #[arg(
         allow_negative_numbers = true,
         long,
         global = true,
         value_name = "POLICY",
+        value_parser = POLICIES,
         help_heading = "Settings"
     )]
     pub policy: Option<String>,

@@ -15,7 +15,7 @@ use std::time::Duration;
 use vmove_core::Core;
 use vmove_journal::StopRequest;
 use vmove_journal::sink::{JournalSink, Keeper, SharedJournal, with_journal};
-use vmove_runtime::{Control, Drivers, EventSink, NdjsonSink, Runtime, RuntimeOptions};
+use vmove_runtime::{Control, Drivers, EventSink, Runtime, RuntimeOptions};
 
 /// A spec error, with where the offending setting came from when it was set.
 pub(crate) fn spec_error(e: vmove_core::SpecError, eff: &Effective) -> anyhow::Error {
@@ -140,7 +140,10 @@ pub(crate) async fn execute(
     }
     sinks.push(Box::new(RecordSink(Arc::clone(&record))));
     if common.json {
-        sinks.push(Box::new(NdjsonSink::new(stdio::Stdout)));
+        sinks.push(Box::new(
+            output::NdjsonSink::new(stdio::Stdout, std::time::SystemTime::now(), options.start)
+                .with_names(names.clone()),
+        ));
     } else if std::io::stderr().is_terminal() && !common.plain {
         sinks.push(Box::new(output::BarsSink::new().with_names(names)));
     } else {

@@ -353,11 +353,12 @@ fn wall(t: WallTime) -> String {
     .to_string()
 }
 
-fn status_line(v: &VmStatus) -> String {
+/// One VM's cells in `vmove status`: name, source, destination, and what it is doing.
+fn status_row(v: &VmStatus) -> Vec<String> {
     let dest = v
         .destination
         .as_ref()
-        .map(|d| format!(" -> {d}"))
+        .map(|d| format!("-> {d}"))
         .unwrap_or_default();
     let what = match v.phase {
         Phase::Moved => "moved".to_string(),
@@ -397,7 +398,12 @@ fn status_line(v: &VmStatus) -> String {
         (Some(e), p) if !p.is_final() => format!(" [last error: {e}]"),
         _ => String::new(),
     };
-    format!("{:<24} {:<10}{dest:<14} {what}{err}", v.name, v.source)
+    vec![
+        v.name.clone(),
+        v.source.to_string(),
+        dest,
+        format!("{what}{err}"),
+    ]
 }
 
 fn summary_head(s: &RunSummary) -> String {
@@ -451,10 +457,10 @@ pub async fn status(run: Option<String>, watch: bool, json: bool, eff: &Effectiv
             continue;
         }
         let mut out = summary_head(&s) + "\n";
-        for v in &vms {
-            out.push_str(&status_line(v));
-            out.push('\n');
-        }
+        let mut t = crate::output::Table::new(&["VM", "SOURCE", "DESTINATION", "STATE"]);
+        t.shrink = vec![0, 1, 2];
+        t.rows = vms.iter().map(status_row).collect();
+        out.push_str(&t.render(crate::output::terminal_width()));
         let count = |p: Phase| vms.iter().filter(|v| v.phase == p).count();
         out.push_str(&format!(
             "{} VMs: {} moved, {} moving, {} unmigratable, {} cancelled, {} other\n",
@@ -543,20 +549,20 @@ pub fn history(eff: &Effective, common: &Common) -> Result<u8> {
         outln!("no runs in {}", journal_path(eff)?.display());
         return Ok(0);
     }
-    outln!(
-        "{:<28} {:<9} {:<21} {:>5} {:>6} {:>6} {:>6}",
-        "RUN",
-        "STATE",
-        "CREATED",
-        "VMS",
-        "MOVED",
-        "UNMIG",
-        "CANC"
-    );
-    for r in runs {
-        let [id, state, created, vms, moved, unmig, canc] = history_row(&r);
-        outln!("{id:<28} {state:<9} {created:<21} {vms:>5} {moved:>6} {unmig:>6} {canc:>6}");
-    }
+    let mut t = crate::output::Table::new(&[
+        "RUN", "STATE", "CREATED", "VMS", "MOVED", "UNMIG", "CANC", "COMMAND",
+    ]);
+    t.right = vec![3, 4, 5, 6];
+    t.shrink = vec![0];
+    t.rows = runs
+        .iter()
+        .map(|r| {
+            let mut row = history_row(r).to_vec();
+            row.push(r.command.clone());
+            row
+        })
+        .collect();
+    stdio::out(&t.render(crate::output::terminal_width()));
     Ok(0)
 }
 
@@ -611,7 +617,9 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
     } else {
         &rec.summary.command
     });
-    r.started_unix = u64::try_from(rec.summary.created_at.0 / 1000).unwrap_or(0);
+    r.set_start_ms(u64::try_from(rec.summary.created_at.0).unwrap_or(0));
+    // The host that drove the run (this one may only read its journal).
+    r.host = rec.summary.driver.host.clone();
     for ev in rec.events() {
         r.apply(ev);
     }
@@ -620,6 +628,14 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
     }
     let end = rec.entries.iter().map(|e| e.at).max().unwrap_or(Time::ZERO);
     r.tally(end);
+    if rec.summary.state != RunState::Running {
+        r.set_end(
+            end,
+            rec.summary
+                .finished_at
+                .and_then(|t| u64::try_from(t.0).ok()),
+        );
+    }
     r.outcome = match rec.summary.state {
         RunState::Running => RunOutcome::Unfinished,
         RunState::Failed => RunOutcome::Failed,

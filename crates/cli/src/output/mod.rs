@@ -3,15 +3,21 @@
 //! - [`describe`]: the one line each event gets;
 //! - [`record`]: the per-VM record folded from the events, and how a VM and a run ended;
 //! - [`report`]: the summary table and the `--report` files;
+//! - [`ndjson`]: the events as NDJSON for programs (`--json`), in the versioned envelope;
+//! - [`table`]: tables fitted to the terminal's width;
 //! - [`fmt`]: times, ETAs and lists for people.
 
 mod describe;
 mod fmt;
 mod live;
+mod ndjson;
 mod record;
 mod report;
+mod table;
 
 pub use fmt::{fmt_eta, fmt_time};
 pub use live::{BarsSink, LinesSink};
+pub use ndjson::{NdjsonSink, events_ndjson};
 pub use record::{Record, RecordSink, RunOutcome, SharedRecord, VmOutcome, lock};
 pub use report::check_writable;
+pub use table::{Table, terminal_width};

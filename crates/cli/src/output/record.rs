@@ -11,6 +11,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use vmove_core::event::EventKind;
 use vmove_core::{Event, Phase, Snapshot, Time, VmId, WaitReason};
+
+/// The name of the host vmove runs on (Linux: the kernel's; else `HOSTNAME`/`COMPUTERNAME`),
+/// or `unknown`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
 use vmove_journal::VmStatus;
 use vmove_runtime::{EventSink, SinkError};
 
@@ -121,6 +134,19 @@ pub struct VmRow {
     pub disk_bytes: u64,
     /// When its move ended (run time, seconds).
     pub finished_at_secs: Option<f64>,
+    /// When its first attempt started (run time, seconds).
+    pub started_at_secs: Option<f64>,
+    /// When its first attempt started and its move ended, on the wall clock (RFC 3339, UTC;
+    /// the demo's: the run's start plus simulated time).
+    pub started: Option<String>,
+    pub ended: Option<String>,
+    /// Bytes copied over all its attempts (each attempt's last progress figure).
+    pub bytes_copied: u64,
+    /// How long it was paused for the switch-over, in milliseconds, when a driver says: no
+    /// event carries it yet, so this is null and the reports say `unknown`.
+    pub downtime_ms: Option<u64>,
+    /// What a person should do about a VM that did not move (see [`action_for`]).
+    pub action: Option<String>,
 }
 
 impl VmRow {
@@ -134,6 +160,54 @@ impl VmRow {
         self.reason = s.reason.as_ref().map(ToString::to_string);
         self.memory_bytes = s.memory_bytes;
         self.disk_bytes = s.disk_bytes;
+        self.action = match s.phase {
+            Phase::Moved => None,
+            _ => Some(action_for(s)),
+        };
+    }
+}
+
+/// What to do about a VM that did not move, for the "Action needed" section: said generally
+/// over the reason, so a reason the engine adds later still gets an answer.
+pub fn action_for(s: &VmStatus) -> String {
+    use vmove_core::Reason;
+    let again = "then move it again (`vmove migrate` naming it)";
+    match (&s.reason, s.phase) {
+        (None, Phase::Cancelled) | (Some(Reason::RunStopped | Reason::FailFast), _) => {
+            "the run stopped before it moved: resume the run (`vmove resume`) or move it in a new run"
+                .to_owned()
+        }
+        (None, _) => "not over: resume the run (`vmove resume`) to finish its move".to_owned(),
+        (Some(r), _) => match r {
+            Reason::NoDestinationFits { .. } => {
+                format!("free memory or disk on a destination, or name a larger one; {again}")
+            }
+            Reason::BackupTooLong { .. } => {
+                format!("let its backup finish (or raise `backup_wait`); {again}")
+            }
+            Reason::RunningOnBoth | Reason::LostAfterAttempt | Reason::NotLocated(_) => {
+                "look at both hosts by hand before anything else: find where it runs and which copy is current; vmove left it untouched"
+                    .to_owned()
+            }
+            Reason::NotVerified(_) => {
+                "check the copy on the destination by hand; the source copy was kept".to_owned()
+            }
+            Reason::SourceDown(_) | Reason::DestinationsDown => {
+                format!("bring the host back or check the network; {again}")
+            }
+            Reason::NoMigrationSlots(_) => {
+                format!("allow migrations on the host (its limit is 0); {again}")
+            }
+            Reason::NotFound | Reason::Vanished | Reason::FoundElsewhere(_) => {
+                "check where it is now and whether it still needs to move".to_owned()
+            }
+            Reason::PinnedToSource => {
+                "nothing, unless it should leave: unpin it in the config".to_owned()
+            }
+            // Failed attempts, refusals, bad states, and what later versions add: the reason
+            // says what stood in the way.
+            _ => format!("fix what the reason names; {again}"),
+        },
     }
 }
 
@@ -145,6 +219,13 @@ pub struct Record {
     pub command: String,
     /// Unix time the run started, seconds.
     pub started_unix: u64,
+    /// When the run started and ended on the wall clock (RFC 3339, UTC).
+    pub started: String,
+    pub ended: Option<String>,
+    /// vmove's version (with its commit and drivers, as `--version` says).
+    pub vmove_version: String,
+    /// The host vmove ran on (its hostname).
+    pub host: String,
     /// Run time at the end, seconds.
     pub duration_secs: f64,
     pub outcome: RunOutcome,
@@ -165,19 +246,55 @@ pub struct Record {
     /// is over.
     #[serde(skip)]
     backup_since: HashMap<VmId, Time>,
+    /// Unix time the run started, milliseconds: wall times are this plus run time.
+    #[serde(skip)]
+    started_ms: u64,
+    /// Each attempt's last bytes copied, per VM and attempt.
+    #[serde(skip)]
+    copied: HashMap<(VmId, u32), u64>,
 }
 
 impl Record {
     /// An empty record for a command.
     pub fn new(command: &str) -> Record {
-        Record {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(0))
+            .unwrap_or(0);
+        let mut r = Record {
             command: command.to_owned(),
-            started_unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            vmove_version: env!("VMOVE_VERSION_TEXT").to_owned(),
+            host: hostname(),
             ..Record::default()
-        }
+        };
+        r.set_start_ms(now_ms);
+        r
+    }
+
+    /// The run started at this Unix time, milliseconds (a report rebuilt from the journal
+    /// says when the run was created).
+    pub fn set_start_ms(&mut self, ms: u64) {
+        self.started_ms = ms;
+        self.started_unix = ms / 1000;
+        self.started = self.wall(Time::ZERO);
+    }
+
+    /// Run time `at` on the wall clock, RFC 3339 (UTC, seconds).
+    pub fn wall(&self, at: Time) -> String {
+        let t = std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(self.started_ms.saturating_add(at.as_millis()));
+        humantime::format_rfc3339_seconds(t).to_string()
+    }
+
+    /// Says when the run ended: at run time `end`, or at the wall time the journal kept.
+    pub fn set_end(&mut self, end: Time, wall_ms: Option<u64>) {
+        self.ended = Some(match wall_ms {
+            Some(ms) => humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+            )
+            .to_string(),
+            None => self.wall(end),
+        });
     }
 
     /// The index of `vm`'s status and row, both made when an event first names it (as the
@@ -199,6 +316,12 @@ impl Record {
             memory_bytes: 0,
             disk_bytes: 0,
             finished_at_secs: None,
+            started_at_secs: None,
+            started: None,
+            ended: None,
+            bytes_copied: 0,
+            downtime_ms: None,
+            action: None,
         });
         self.index.insert(vm.clone(), self.vms.len() - 1);
         self.vms.len() - 1
@@ -252,6 +375,24 @@ impl Record {
                     | EventKind::Cancelled { .. }
             ) {
                 self.vms[i].finished_at_secs = Some(secs);
+                self.vms[i].ended = Some(self.wall(ev.at));
+            }
+            if matches!(ev.kind, EventKind::AttemptStarted { .. })
+                && self.vms[i].started_at_secs.is_none()
+            {
+                self.vms[i].started_at_secs = Some(secs);
+                self.vms[i].started = Some(self.wall(ev.at));
+            }
+            if let EventKind::Progress {
+                attempt,
+                bytes_done,
+                ..
+            } = &ev.kind
+            {
+                let last = self.copied.entry((vm.clone(), *attempt)).or_insert(0);
+                let more = bytes_done.saturating_sub(*last);
+                *last = (*last).max(*bytes_done);
+                self.vms[i].bytes_copied += more;
             }
             self.vms[i].show(&self.statuses[i]);
         }
@@ -368,6 +509,7 @@ impl Record {
         self.unmigratable = count(VmOutcome::Unmigratable);
         self.cancelled = count(VmOutcome::Cancelled);
         self.duration_secs = self.duration_secs.max(snap.at.as_millis() as f64 / 1000.0);
+        self.set_end(snap.at, None);
         if self.error.is_none() {
             self.error = snap.failed.clone();
         }

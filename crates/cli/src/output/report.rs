@@ -2,74 +2,102 @@
 //! be written before a run starts.
 
 use super::fmt::fmt_time;
-use super::record::Record;
+use super::record::{Record, VmOutcome};
+use super::table::{Table, fit_line};
 use std::path::Path;
-use vmove_core::Time;
+use vmove_core::{Time, fmt_bytes};
 
 impl Record {
-    /// The summary table.
+    /// The summary table, fitted to the terminal ([`super::table::terminal_width`]), then the
+    /// totals, when and where the run ran, and what needs a person.
     pub fn table(&self) -> String {
-        let head = [
+        self.table_fitted(super::table::terminal_width())
+    }
+
+    /// The summary fitted to `width` (none: nothing cut).
+    pub fn table_fitted(&self, width: Option<usize>) -> String {
+        let mut t = Table::new(&[
             "VM",
             "SOURCE",
             "DESTINATION",
             "OUTCOME",
             "ATTEMPTS",
+            "SIZE",
             "REASON / NOTES",
-        ];
-        let rows: Vec<[String; 6]> = self
-            .vms
-            .iter()
-            .map(|r| {
-                let mut why: Vec<String> = r.reason.iter().cloned().collect();
-                why.extend(r.notes.iter().cloned());
-                [
-                    r.name.clone(),
-                    r.source.clone().unwrap_or_else(|| "-".into()),
-                    r.destination.clone().unwrap_or_else(|| "-".into()),
-                    r.outcome.to_string(),
-                    r.attempts.to_string(),
-                    if why.is_empty() {
-                        "-".into()
-                    } else {
-                        why.join("; ")
-                    },
-                ]
-            })
-            .collect();
-        let mut w = head.map(str::len);
-        for r in &rows {
-            for (i, c) in r.iter().enumerate().take(5) {
-                w[i] = w[i].max(c.chars().count());
-            }
-        }
-        let line = |cells: [&str; 6]| {
-            let mut s = String::new();
-            for (i, c) in cells.iter().enumerate() {
-                if i < 5 {
-                    s.push_str(&format!("{c:<width$}  ", width = w[i]));
+        ]);
+        t.right = vec![4, 5];
+        t.shrink = vec![0, 1, 2];
+        for r in &self.vms {
+            let mut why: Vec<String> = r.reason.iter().cloned().collect();
+            why.extend(r.notes.iter().cloned());
+            t.rows.push(vec![
+                r.name.clone(),
+                r.source.clone().unwrap_or_else(|| "-".into()),
+                r.destination.clone().unwrap_or_else(|| "-".into()),
+                r.outcome.to_string(),
+                r.attempts.to_string(),
+                fmt_bytes(r.memory_bytes + r.disk_bytes),
+                if why.is_empty() {
+                    "-".into()
                 } else {
-                    s.push_str(c);
-                }
-            }
-            s.trim_end().to_owned() + "\n"
-        };
-        let mut out = line(head);
-        for r in &rows {
-            out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]));
+                    why.join("; ")
+                },
+            ]);
         }
-        out.push_str(&format!(
-            "\n{} moved, {} unmigratable, {} cancelled in {}{}\n",
-            self.moved,
-            self.unmigratable,
-            self.cancelled,
-            fmt_time(Time((self.duration_secs * 1000.0) as u64)),
-            self.error
-                .as_ref()
-                .map(|e| format!("; the run failed: {e}"))
-                .unwrap_or_default()
+        let mut out = t.render(width);
+        out.push('\n');
+        out.push_str(&fit_line(
+            &format!(
+                "{} moved, {} unmigratable, {} cancelled in {}{}",
+                self.moved,
+                self.unmigratable,
+                self.cancelled,
+                fmt_time(Time((self.duration_secs * 1000.0) as u64)),
+                self.error
+                    .as_ref()
+                    .map(|e| format!("; the run failed: {e}"))
+                    .unwrap_or_default()
+            ),
+            width,
         ));
+        out.push_str(&fit_line(
+            &format!(
+                "started {}, ended {}, on {} by vmove {}",
+                self.started,
+                self.ended.as_deref().unwrap_or("(not yet)"),
+                self.host,
+                self.vmove_version
+            ),
+            width,
+        ));
+        let actions = self.actions();
+        if !actions.is_empty() {
+            let mut a = Table::new(&["ACTION NEEDED", "OUTCOME", "WHY, AND WHAT TO DO"]);
+            a.shrink = vec![0];
+            a.rows = actions
+                .into_iter()
+                .map(|(name, outcome, why, todo)| vec![name, outcome, format!("{why} -> {todo}")])
+                .collect();
+            out.push('\n');
+            out.push_str(&a.render(width));
+        }
         out
+    }
+
+    /// Every VM that did not move: its name, outcome, reason and what to do.
+    pub fn actions(&self) -> Vec<(String, String, String, String)> {
+        self.vms
+            .iter()
+            .filter(|r| r.outcome != VmOutcome::Moved)
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    r.outcome.to_string(),
+                    r.reason.clone().unwrap_or_else(|| "not over".into()),
+                    r.action.clone().unwrap_or_else(|| "-".into()),
+                )
+            })
+            .collect()
     }
 
     /// The report as Markdown.
@@ -82,11 +110,15 @@ impl Record {
                 .replace('|', "\\|")
         };
         let mut out = format!(
-            "# vmove run {}\n\n- command: `{}`\n- outcome: {}\n- duration: {}\n- moved: {}, unmigratable: {}, cancelled: {}\n",
+            "# vmove run {}\n\n- command: `{}`\n- outcome: {}\n- started: {}\n- ended: {}\n- duration: {}\n- ran on: {}\n- vmove: {}\n- moved: {}, unmigratable: {}, cancelled: {}\n",
             esc(&self.run_id),
             self.command,
             self.outcome,
+            self.started,
+            self.ended.as_deref().unwrap_or("(not yet)"),
             fmt_time(Time((self.duration_secs * 1000.0) as u64)),
+            esc(&self.host),
+            esc(&self.vmove_version),
             self.moved,
             self.unmigratable,
             self.cancelled
@@ -94,17 +126,39 @@ impl Record {
         if let Some(e) = &self.error {
             out.push_str(&format!("- error: {}\n", esc(e)));
         }
-        out.push_str("\n| VM | Source | Destination | Outcome | Attempts | Reason / notes |\n|---|---|---|---|---|---|\n");
+        let actions = self.actions();
+        if !actions.is_empty() {
+            out.push_str(
+                "\n## Action needed\n\n| VM | Outcome | Why | What to do |\n|---|---|---|---|\n",
+            );
+            for (name, outcome, why, todo) in actions {
+                out.push_str(&format!(
+                    "| {} | {} | {} | {} |\n",
+                    esc(&name),
+                    esc(&outcome),
+                    esc(&why),
+                    esc(&todo)
+                ));
+            }
+        }
+        out.push_str("\n## VMs\n\n| VM | Source | Destination | Outcome | Attempts | Started | Ended | Size | Copied | Downtime | Reason / notes |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
         for r in &self.vms {
             let mut why: Vec<String> = r.reason.iter().cloned().collect();
             why.extend(r.notes.iter().cloned());
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 esc(&r.name),
                 esc(r.source.as_deref().unwrap_or("-")),
                 esc(r.destination.as_deref().unwrap_or("-")),
                 esc(r.outcome.as_str()),
                 r.attempts,
+                r.started.as_deref().unwrap_or("-"),
+                r.ended.as_deref().unwrap_or("-"),
+                fmt_bytes(r.memory_bytes + r.disk_bytes),
+                fmt_bytes(r.bytes_copied),
+                r.downtime_ms
+                    .map(|ms| fmt_time(Time(ms)))
+                    .unwrap_or_else(|| "unknown".into()),
                 esc(&why.join("; "))
             ));
         }

@@ -30,7 +30,7 @@ impl Sandbox {
         let mut c = Command::new(env!("CARGO_BIN_EXE_vmove"));
         c.args(args).current_dir(&self.dir).stdin(Stdio::null());
         for (k, _) in std::env::vars() {
-            if k.starts_with("VMOVE_") {
+            if k.starts_with("VMOVE_") || k == "COLUMNS" {
                 c.env_remove(k);
             }
         }

@@ -51,7 +51,7 @@ impl Sandbox {
         let mut c = Command::new(bin());
         c.args(args).current_dir(&self.dir).stdin(Stdio::null());
         for (k, _) in std::env::vars() {
-            if k.starts_with("VMOVE_") || k == "RUST_BACKTRACE" {
+            if k.starts_with("VMOVE_") || k == "RUST_BACKTRACE" || k == "COLUMNS" {
                 c.env_remove(k);
             }
         }
