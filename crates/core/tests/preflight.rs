@@ -344,3 +344,29 @@ fn different_failures_on_one_route_still_use_every_attempt() {
         v.reason
     );
 }
+
+#[test]
+fn a_taken_destination_path_is_left_to_the_start_and_its_clean_up() {
+    let mut w = two_hosts();
+    w.add_vm("a", vm("again", PowerState::Running));
+    answer(
+        &mut w,
+        "again",
+        "b",
+        Ok(blocked(
+            FindingScope::Destination,
+            "path_taken",
+            "b already holds a file at /images/again.qcow2",
+            "free it",
+        )),
+    );
+    let mut core = Core::new(spec("a", &["b"], &["a", "b"]), Time::ZERO).unwrap();
+    let (ev, _) = run_all(&mut core, &mut w);
+    let v = outcome(&core, "again");
+    assert_eq!(v.phase, Phase::Moved, "{:?}", v.reason);
+    assert!(vm_events(&ev, "id-again").iter().any(|e| matches!(
+        e,
+        EventKind::PreflightFindings { blockers, warnings, .. }
+            if blockers.is_empty() && warnings[0].code == "path_taken"
+    )));
+}

@@ -114,6 +114,9 @@ pub(super) fn start(
     (MoveState::Starting { req }, out)
 }
 
+/// The finding code of a destination path that is taken (drivers use it for that finding).
+pub const PATH_TAKEN: &str = "path_taken";
+
 /// Queued, the scheduler chose `destination`: ask the pre-flight check of the next attempt
 /// there (the request that attempt would be started with). No slot is held; the VM leaves the
 /// ready set until the answer.
@@ -172,7 +175,7 @@ pub(super) fn preflighted(
     vm.preflight.asking = None;
     let (now, s) = (ctx.now, ctx.settings);
     let attempt = vm.attempts + 1;
-    let p = match result {
+    let mut p = match result {
         Ok(p) => p,
         Err(e) => {
             vm.preflight.failures += 1;
@@ -202,6 +205,16 @@ pub(super) fn preflighted(
         }
     };
     vm.preflight.failures = 0;
+    // A destination path taken is left to the start: its refusal is followed by the clean-up
+    // of the destination, which removes the file only if the driver proves it this VM's own (a
+    // partial copy an earlier run gave up), then retries there (see `discarding`); a foreign
+    // file stays, and the refusal skips the destination as before. Blocking here would strand
+    // our own partial copy for good.
+    let (taken, blockers): (Vec<_>, Vec<_>) = std::mem::take(&mut p.blockers)
+        .into_iter()
+        .partition(|f| f.code == PATH_TAKEN && f.scope != FindingScope::Vm);
+    p.blockers = blockers;
+    p.warnings.extend(taken);
     if !p.blockers.is_empty() || !p.warnings.is_empty() {
         out.events.push(EventKind::PreflightFindings {
             vm: vm.id.clone(),
