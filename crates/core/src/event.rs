@@ -169,6 +169,45 @@ pub enum Reason {
     NoMigrationSlots(HostId),
     /// Pinned to its own host.
     PinnedToSource,
+    /// A pre-flight check blocked it before anything was touched (0 attempts): a blocker about
+    /// the VM itself, or every allowed destination blocked it. Each blocker says what to do.
+    Blocked {
+        /// The blockers, each with the destination it was found for (`None`: about the VM
+        /// itself, whatever the destination).
+        blockers: Vec<Blocker>,
+    },
+    /// The pre-flight check could not be made (every try failed; the last error).
+    PreflightFailed {
+        /// Tries made.
+        tries: u32,
+        error: String,
+    },
+    /// The same failure twice on the same route (not a watchdog's abort), with no other
+    /// destination left: nothing changed, so a third try would fail the same way.
+    SameFailureTwice {
+        /// The destination.
+        destination: HostId,
+        error: String,
+    },
+}
+
+/// One pre-flight blocker of a [`Reason::Blocked`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocker {
+    /// The destination it was found for; `None` when it is about the VM itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<HostId>,
+    /// What was found, and what a person can do about it.
+    pub finding: crate::model::Finding,
+}
+
+impl fmt::Display for Blocker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.destination {
+            Some(d) => write!(f, "on {d}: {}", self.finding),
+            None => write!(f, "{}", self.finding),
+        }
+    }
 }
 
 impl fmt::Display for Reason {
@@ -227,6 +266,24 @@ impl fmt::Display for Reason {
                 "host {h} allows no migrations (it reports a limit of 0 at once): no slot will ever be free"
             ),
             Reason::PinnedToSource => write!(f, "pinned to the host it is already on"),
+            Reason::Blocked { blockers } => {
+                write!(f, "blocked by pre-flight before anything was touched: ")?;
+                for (i, b) in blockers.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, "; ")?;
+                    }
+                    write!(f, "{b}")?;
+                }
+                Ok(())
+            }
+            Reason::PreflightFailed { tries, error } => write!(
+                f,
+                "the pre-flight check could not be made ({tries} tries); last: {error}"
+            ),
+            Reason::SameFailureTwice { destination, error } => write!(
+                f,
+                "the same failure twice toward {destination}, nothing changed: {error}"
+            ),
         }
     }
 }
@@ -413,6 +470,33 @@ pub enum EventKind {
         /// The driver's error.
         error: String,
     },
+    /// A pre-flight check found blockers or warnings for the VM's next attempt toward
+    /// `destination` (a clear answer with no warnings says nothing). Blockers of scope `vm` end
+    /// the VM unmigratable; others skip this destination; warnings do not stop the move.
+    PreflightFindings {
+        vm: VmId,
+        /// The attempt the check precedes.
+        attempt: u32,
+        destination: HostId,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        blockers: Vec<crate::model::Finding>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<crate::model::Finding>,
+    },
+    /// A pre-flight check could not be made (a host did not answer): not a blocker; asked again
+    /// at `retry_at`, or, `tries` reaching `of`, the VM is unmigratable.
+    PreflightFailed {
+        vm: VmId,
+        attempt: u32,
+        destination: HostId,
+        error: String,
+        /// Failed checks in a row (1-based), and how many are allowed.
+        tries: u32,
+        /// See `tries`.
+        of: u32,
+        /// When it is asked again (`None`: given up).
+        retry_at: Option<Time>,
+    },
     /// A call about an attempt failed or did not answer (abort, locate, verify): what vmove does
     /// next is in `tries`/`of`/`retry_at`, so a person sees why nothing moves for minutes.
     CallFailed {
@@ -554,6 +638,8 @@ impl EventKind {
             | Verified { vm, .. }
             | LeftoverRemoved { vm, .. }
             | LeftoverKept { vm, .. }
+            | PreflightFindings { vm, .. }
+            | PreflightFailed { vm, .. }
             | Moved { vm, .. }
             | Unmigratable { vm, .. }
             | Cancelled { vm, .. }

@@ -12,7 +12,7 @@
 
 use crate::model::{
     ConvergenceAid, Failure, HostId, HostInfo, Leftover, Location, MigrationHandle,
-    MigrationRequest, MigrationStatus, Verification, VmId, VmInfo,
+    MigrationRequest, MigrationStatus, Preflight, Verification, VmId, VmInfo,
 };
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,13 @@ pub enum Command {
     RefreshHost {
         /// The host.
         host: HostId,
+    },
+    /// Ask, by reading only, whether the VM can move on this route before its next attempt
+    /// starts. `request` is the request the attempt would be started with (its `attempt` is the
+    /// number that attempt will have). Answer: [`Input::Preflighted`].
+    Preflight {
+        /// The request of the attempt it precedes.
+        request: MigrationRequest,
     },
     /// Start one attempt. Answer: [`Input::MigrationStarted`].
     StartMigration(MigrationRequest),
@@ -96,6 +103,8 @@ pub enum Command {
 pub enum Key {
     /// A host refresh.
     Refresh(HostId),
+    /// A pre-flight check of the VM's next attempt (its number) toward the destination.
+    Preflight(VmId, u32, HostId),
     /// A start of the VM's attempt.
     Start(VmId, u32),
     /// A status read of the VM's attempt.
@@ -119,7 +128,8 @@ impl Command {
     pub fn request(&self) -> Option<&MigrationRequest> {
         match self {
             Command::RefreshHost { .. } => None,
-            Command::StartMigration(request)
+            Command::Preflight { request }
+            | Command::StartMigration(request)
             | Command::PollMigration { request, .. }
             | Command::AbortMigration { request, .. }
             | Command::Converge { request, .. }
@@ -144,6 +154,9 @@ impl Command {
     pub fn key(&self) -> Key {
         match self {
             Command::RefreshHost { host } => Key::Refresh(host.clone()),
+            Command::Preflight { request: r } => {
+                Key::Preflight(r.vm.clone(), r.attempt, r.destination.clone())
+            }
             Command::StartMigration(r) => Key::Start(r.vm.clone(), r.attempt),
             Command::PollMigration { request: r, .. } => Key::Poll(r.vm.clone(), r.attempt),
             Command::AbortMigration { request: r, .. } => Key::Abort(r.vm.clone(), r.attempt),
@@ -167,6 +180,12 @@ impl Command {
             Key::Refresh(host) => Input::HostRefreshed {
                 host,
                 requested_at,
+                result: Err(failure),
+            },
+            Key::Preflight(vm, attempt, destination) => Input::Preflighted {
+                vm,
+                attempt,
+                destination,
                 result: Err(failure),
             },
             Key::Start(vm, attempt) => Input::MigrationStarted {
@@ -227,6 +246,16 @@ pub enum Input {
         requested_at: Time,
         /// Its info and VMs, or why they could not be read.
         result: Result<(HostInfo, Vec<VmInfo>), Failure>,
+    },
+    /// Answer to [`Command::Preflight`]: `attempt` is the attempt the check precedes (one more
+    /// than the VM's attempts so far).
+    Preflighted {
+        vm: VmId,
+        attempt: u32,
+        /// The destination checked.
+        destination: HostId,
+        /// What the check found, or why it could not be made (not a blocker: asked again).
+        result: Result<Preflight, Failure>,
     },
     /// Answer to [`Command::StartMigration`].
     MigrationStarted {
@@ -298,7 +327,8 @@ impl Input {
     pub fn vm_attempt(&self) -> Option<(&VmId, u32)> {
         match self {
             Input::HostRefreshed { .. } | Input::Stop { .. } => None,
-            Input::MigrationStarted { vm, attempt, .. }
+            Input::Preflighted { vm, attempt, .. }
+            | Input::MigrationStarted { vm, attempt, .. }
             | Input::MigrationStatus { vm, attempt, .. }
             | Input::AbortDone { vm, attempt, .. }
             | Input::Converged { vm, attempt, .. }
@@ -314,6 +344,12 @@ impl Input {
     pub fn key(&self) -> Option<Key> {
         Some(match self {
             Input::HostRefreshed { host, .. } => Key::Refresh(host.clone()),
+            Input::Preflighted {
+                vm,
+                attempt,
+                destination,
+                ..
+            } => Key::Preflight(vm.clone(), *attempt, destination.clone()),
             Input::MigrationStarted { vm, attempt, .. } => Key::Start(vm.clone(), *attempt),
             Input::MigrationStatus { vm, attempt, .. } => Key::Poll(vm.clone(), *attempt),
             Input::AbortDone { vm, attempt, .. } => Key::Abort(vm.clone(), *attempt),

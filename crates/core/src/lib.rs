@@ -32,7 +32,7 @@ pub mod time;
 pub mod view;
 
 pub use engine::{Core, Recovered, RecoveredState};
-pub use event::{AttemptCall, Event, EventKind, Phase, Reason, WaitReason, Watchdog};
+pub use event::{AttemptCall, Blocker, Event, EventKind, Phase, Reason, WaitReason, Watchdog};
 pub use io::{Command, Input, Key, LeftoverContext};
 pub use model::*;
 pub use spec::{

@@ -378,7 +378,9 @@ impl FindingScope {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     /// A stable code, snake_case (`managed_save`, `snapshots`, `cdrom_missing`,
-    /// `network_missing`, `name_taken`...): the driver docs list every one.
+    /// `network_missing`, `name_taken`, `path_taken`...): the driver docs list every one. The
+    /// engine leaves a `path_taken` finding of a destination to the start (a warning for it):
+    /// the refused start's clean-up removes the file if the driver proves it the VM's own.
     pub code: String,
     /// Whether another destination could help.
     pub scope: FindingScope,

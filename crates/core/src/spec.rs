@@ -154,6 +154,9 @@ pub struct Settings {
     pub seed: u64,
     /// Remove what a verified move leaves on the source.
     pub cleanup: bool,
+    /// Ask the driver's pre-flight check (by reading only) before each VM's attempt on a
+    /// destination, and before a retry: a VM it blocks is unmigratable with 0 attempts.
+    pub preflight: bool,
 }
 
 impl Default for Settings {
@@ -183,6 +186,7 @@ impl Default for Settings {
             policy: SchedulerPolicy::Vmove,
             seed: 0,
             cleanup: true,
+            preflight: true,
         }
     }
 }

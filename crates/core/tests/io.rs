@@ -36,6 +36,9 @@ fn every_command() -> Vec<Command> {
         Command::RefreshHost {
             host: HostId::new("a"),
         },
+        Command::Preflight {
+            request: request(3),
+        },
         Command::StartMigration(request(3)),
         Command::PollMigration {
             request: request(3),
@@ -83,6 +86,7 @@ fn every_failed_answer_has_the_key_of_its_command_and_carries_the_failure() {
                 assert_eq!(*requested_at, Time(42));
                 (None, result.as_ref().err())
             }
+            Input::Preflighted { result, .. } => (answer.vm_attempt(), result.as_ref().err()),
             Input::MigrationStarted { result, .. } => (answer.vm_attempt(), result.as_ref().err()),
             Input::MigrationStatus { result, .. } => (answer.vm_attempt(), result.as_ref().err()),
             Input::AbortDone { result, .. } => (answer.vm_attempt(), result.as_ref().err()),

@@ -156,6 +156,24 @@ impl VmStatus {
             EventKind::LeftoverKept { error, .. } => self.last_error = Some(error.clone()),
             EventKind::CallFailed { error, .. } => self.last_error = Some(error.clone()),
             EventKind::MigrationFailed { error, .. } => self.last_error = Some(error.clone()),
+            EventKind::PreflightFailed {
+                destination, error, ..
+            } => self.last_error = Some(format!("pre-flight toward {destination}: {error}")),
+            // A blocker is the VM's latest news (its reason follows if it ends the move);
+            // warnings alone change nothing a status line shows.
+            EventKind::PreflightFindings {
+                destination,
+                blockers,
+                ..
+            } => {
+                if !blockers.is_empty() {
+                    let said: Vec<String> = blockers.iter().map(ToString::to_string).collect();
+                    self.last_error = Some(format!(
+                        "pre-flight blocked it on {destination}: {}",
+                        said.join("; ")
+                    ));
+                }
+            }
             // Self-loops: these change nothing a status line shows.
             EventKind::Escalated { .. }
             | EventKind::WatchdogFired { .. }

@@ -78,7 +78,10 @@ fn old_shape(cmd: &Command) -> Option<Value> {
             "request": request,
             "context": context,
         }),
-        Command::RefreshHost { .. } | Command::StartMigration(_) => return None,
+        // Pre-flight came after schema 5: no older shape.
+        Command::RefreshHost { .. } | Command::StartMigration(_) | Command::Preflight { .. } => {
+            return None;
+        }
     })
 }
 

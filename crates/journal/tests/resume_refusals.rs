@@ -29,6 +29,8 @@ struct World {
     files: BTreeMap<HostId, Vec<Leftover>>,
     /// Every start: (attempt, destination).
     starts: Vec<(u32, HostId)>,
+    /// Every pre-flight check: (attempt it precedes, destination). All answer clear.
+    preflights: Vec<(u32, HostId)>,
 }
 
 fn vm_id() -> VmId {
@@ -46,6 +48,7 @@ impl World {
             leaves_file: leaves_file.iter().map(|h| HostId::new(*h)).collect(),
             files: BTreeMap::new(),
             starts: Vec::new(),
+            preflights: Vec::new(),
         }
     }
 
@@ -86,6 +89,15 @@ impl World {
                 host,
                 requested_at: now,
             },
+            Command::Preflight { request: req } => {
+                self.preflights.push((req.attempt, req.destination.clone()));
+                Input::Preflighted {
+                    vm,
+                    attempt: req.attempt,
+                    destination: req.destination,
+                    result: Ok(vmove_core::Preflight::default()),
+                }
+            }
             Command::StartMigration(req) => {
                 self.starts.push((req.attempt, req.destination.clone()));
                 let left = self.refusals.entry(req.destination.clone()).or_default();
@@ -345,4 +357,67 @@ fn a_resumed_run_does_not_try_a_destination_that_refused_the_vm_again() {
     );
     assert_eq!(attempts, 2);
     assert_eq!(w.at, HostId::new("c"));
+}
+
+/// A pre-flight check in flight when vmove dies (its intent journaled, no outcome) is a read:
+/// resume does not count it as an attempt nor locate anything; the resumed engine asks it again
+/// before the VM's first attempt, and the run ends as an uncrashed one does.
+#[test]
+fn a_pre_flight_in_flight_at_a_crash_is_asked_again_on_resume_and_the_run_ends_the_same() {
+    let spec = the_spec(&["b"]);
+    let mut w = World::new(&[], &[]);
+    let uncrashed = run(spec.clone(), &mut w, None);
+    assert_eq!(uncrashed.0, Phase::Moved);
+    assert_eq!(w.preflights.len(), 1);
+
+    let (_dir, path) = temp_path();
+    let clock = clock();
+    let mut j = open_as(&path, &clock, other(1));
+    let run_id = spec.run_id.clone();
+    j.create_run(&NewRun {
+        spec: spec.clone(),
+        config: String::new(),
+        config_format: vmove_journal::ConfigFormat::Json,
+        command: String::new(),
+    })
+    .unwrap();
+    let mut w = World::new(&[], &[]);
+    let mut core = Core::new(spec.clone(), Time::ZERO).unwrap();
+    let now = Time::ZERO;
+    // Drive until the first pre-flight intent is journaled, then die before its answer.
+    'crash: for _ in 0..100 {
+        while let Some(cmd) = core.poll_command() {
+            let id = j.record_intent(&run_id, now, &cmd).unwrap();
+            if let Command::Preflight { request } = &cmd {
+                w.preflights
+                    .push((request.attempt, request.destination.clone()));
+                break 'crash;
+            }
+            let input = w.answer(now, &cmd);
+            j.record_outcome(&run_id, id, now, &input).unwrap();
+            core.handle_event(now, input);
+            let events: Vec<Event> = std::iter::from_fn(|| core.poll_event()).collect();
+            if !events.is_empty() {
+                j.record_events(&run_id, &events).unwrap();
+            }
+        }
+    }
+    assert_eq!(
+        w.preflights.len(),
+        1,
+        "the crash came with a check in flight"
+    );
+    assert!(w.starts.is_empty());
+    drop(core);
+    let rec = j.load_run(&run_id).unwrap();
+    let mut core = Core::resume(spec, now, recovered(&rec)).unwrap();
+    let (_, again) = drive(&mut core, &mut w, &mut j, &run_id, now, |_| false);
+    assert!(!again);
+    assert_eq!(outcome(&core), uncrashed, "the run ends the same");
+    assert_eq!(
+        w.preflights,
+        vec![(1, HostId::new("b")), (1, HostId::new("b"))],
+        "asked again, for the same first attempt"
+    );
+    assert_eq!(w.starts, vec![(1, HostId::new("b"))]);
 }

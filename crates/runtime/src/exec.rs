@@ -232,6 +232,20 @@ impl Exec {
                 vm: request.vm,
                 attempt: request.attempt,
             },
+            Command::Preflight { request } => Input::Preflighted {
+                result: self
+                    .on(
+                        "checking whether the VM can move (pre-flight)",
+                        &request.source,
+                        Some(&request.destination),
+                        ReadOnly,
+                        |d| d.preflight(&request),
+                    )
+                    .await,
+                vm: request.vm,
+                attempt: request.attempt,
+                destination: request.destination,
+            },
             Command::Verify { request } => Input::Verified {
                 result: self
                     .on(
@@ -292,6 +306,7 @@ pub(crate) fn call_kind(cmd: &Command) -> CallKind {
         | Command::Converge { .. }
         | Command::RemoveLeftover { .. } => CallKind::StateChanging,
         Command::RefreshHost { .. }
+        | Command::Preflight { .. }
         | Command::PollMigration { .. }
         | Command::Locate { .. }
         | Command::Verify { .. }

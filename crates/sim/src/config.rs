@@ -86,6 +86,10 @@ struct SimVmConfig {
     /// Its first migration stops making progress this long after it starts ("5s"): a stall.
     #[serde(default)]
     stall_after: Option<String>,
+    /// Shapes a real hypervisor refuses to move: `managed_save`, `snapshots[:N]`,
+    /// `cdrom_missing:HOST`, `network_missing:HOST` (see `vmove_sim::cluster::Shape`).
+    #[serde(default)]
+    shape: Vec<String>,
 }
 
 fn d_memory() -> u64 {
@@ -219,6 +223,11 @@ pub fn from_config(group: &[(HostId, toml::Table)]) -> Result<(Arc<dyn Driver>, 
             }
             if v.off {
                 vm = vm.off();
+            }
+            for text in &v.shape {
+                let shape = crate::cluster::Shape::parse(text)
+                    .map_err(|e| anyhow::anyhow!("`hosts.{h}.vms` `{}`.shape: {e}", v.name))?;
+                vm = vm.with_shape(shape);
             }
             if let Some(b) = &v.backup_for {
                 let d = dur::parse_duration(b)

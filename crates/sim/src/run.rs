@@ -294,6 +294,13 @@ impl Exec {
                     .and_then(|i| c.list_vms(host).map(|v| (i, v)))
                     .map_err(Into::into),
             },
+            // Answered at once, like the other reads of the sim (pre-flight reads only).
+            Command::Preflight { request } => Input::Preflighted {
+                vm: request.vm.clone(),
+                attempt: request.attempt,
+                destination: request.destination.clone(),
+                result: c.preflight(request).map_err(Into::into),
+            },
             Command::StartMigration(req) => {
                 let result = c.start_migration(req);
                 if let Ok(h) = &result {

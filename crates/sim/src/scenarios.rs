@@ -134,6 +134,45 @@ pub fn demo() -> Demo {
     }
 }
 
+/// Shapes a real hypervisor refuses to move, beside plain VMs (not part of the demo): on `hv-01`,
+/// six plain VMs and `saved` (a managed-save image), `snapped` (2 snapshots), `iso` (a CD-ROM
+/// image `hv-02` lacks: it can go to `hv-03`) and `netless` (a network neither destination has),
+/// evacuated to `hv-02` and `hv-03`. The pre-flight blocks `saved`, `snapped` and `netless`
+/// before anything is touched; `iso` moves to `hv-03`; the others all move.
+pub fn shaped() -> Scenario {
+    use crate::cluster::Shape;
+    let hosts: Vec<HostSpec> = ["hv-01", "hv-02", "hv-03"]
+        .into_iter()
+        .map(|h| HostSpec {
+            memory_bytes: 256 * GIB,
+            ..HostSpec::new(h)
+        })
+        .collect();
+    let vm = |name: &str| VmSpec::running(name, "hv-01", 4 * GIB).with_disk(6 * GIB);
+    let mut vms: Vec<VmSpec> = (1..=6).map(|i| vm(&format!("plain-{i:02}"))).collect();
+    vms.push(vm("saved").with_shape(Shape::ManagedSave));
+    vms.push(vm("snapped").with_shape(Shape::Snapshots(2)));
+    vms.push(vm("iso").with_shape(Shape::CdromMissing(HostId::new("hv-02"))));
+    vms.push(
+        vm("netless")
+            .with_shape(Shape::NetworkMissing(HostId::new("hv-02")))
+            .with_shape(Shape::NetworkMissing(HostId::new("hv-03"))),
+    );
+    // Every name above is unique and on a defined host: this cannot fail.
+    #[allow(clippy::unwrap_used)]
+    let cluster = SimCluster::new(hosts, vms, Faults::default()).unwrap();
+    let spec = evacuation(
+        "shaped",
+        &[HostId::new("hv-01")],
+        &[HostId::new("hv-02"), HostId::new("hv-03")],
+        Settings {
+            seed: 7,
+            ..Settings::default()
+        },
+    );
+    Scenario { cluster, spec }
+}
+
 /// Knobs of [`random`]. Probabilities are per VM (or per host for hosts down / foreign).
 #[derive(Clone, Debug)]
 pub struct RandomParams {
@@ -585,6 +624,7 @@ pub fn from_observed(hosts: &[ObservedHost], a: &Assumptions) -> Result<SimClust
                 }],
                 power: v.power.clone(),
                 health: v.health.clone(),
+                shapes: vec![],
             };
             if matches!(s.health, Health::InService) {
                 s.health = Health::Ok;

@@ -138,6 +138,53 @@ pub fn describe(ev: &Event, names: &HashMap<VmId, String>) -> Option<String> {
                 )
             }
         }
+        EventKind::PreflightFindings {
+            vm,
+            destination,
+            blockers,
+            warnings,
+            ..
+        } => {
+            let list = |fs: &[vmove_core::Finding]| {
+                fs.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            match (blockers.is_empty(), warnings.is_empty()) {
+                (false, true) => format!(
+                    "{}: pre-flight toward {destination}: blocked: {}",
+                    name(vm),
+                    list(blockers)
+                ),
+                (false, false) => format!(
+                    "{}: pre-flight toward {destination}: blocked: {}; warnings: {}",
+                    name(vm),
+                    list(blockers),
+                    list(warnings)
+                ),
+                (true, _) => format!(
+                    "{}: pre-flight toward {destination}: warning: {}",
+                    name(vm),
+                    list(warnings)
+                ),
+            }
+        }
+        EventKind::PreflightFailed {
+            vm,
+            destination,
+            error,
+            tries,
+            of,
+            retry_at,
+            ..
+        } => format!(
+            "{}: pre-flight toward {destination} could not be made (try {tries} of {of}): {error}{}",
+            name(vm),
+            retry_at
+                .map(|t| format!("; again at {}", fmt_time(t)))
+                .unwrap_or_default()
+        ),
         EventKind::LeftBehind { vm, .. } => {
             format!("{}: {}", name(vm), left_behind(&ev.kind)?)
         }

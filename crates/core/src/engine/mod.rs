@@ -68,6 +68,8 @@ pub struct Core {
     finished: bool,
     failed: Option<String>,
     seed: SeedPass,
+    /// VMs whose pre-flight check is in flight.
+    preflights_in_flight: usize,
     now: Time,
 }
 
@@ -128,6 +130,7 @@ impl Core {
             dirty: true,
             finished: false,
             failed: None,
+            preflights_in_flight: 0,
             seed: SeedPass::default(),
             now,
             spec,
@@ -326,6 +329,26 @@ impl Core {
                 }
             }
             Input::Stop { abort_running } => self.stop(now, Reason::RunStopped, abort_running),
+            Input::Preflighted {
+                vm,
+                attempt,
+                destination,
+                result,
+            } => {
+                // An answer for the VM's next attempt; one for an attempt since started is stale.
+                if let Some(&idx) = self.vm_index.get(&vm)
+                    && attempt == self.vms[idx].vm.attempts + 1
+                {
+                    self.step(
+                        idx,
+                        now,
+                        VmEvent::Preflighted {
+                            destination,
+                            result,
+                        },
+                    );
+                }
+            }
             other => {
                 let Some((vm, attempt)) = other.vm_attempt() else {
                     return;
@@ -354,7 +377,11 @@ impl Core {
                     Input::LeftoverRemoved {
                         leftover, result, ..
                     } => VmEvent::LeftoverRemoved(leftover, result),
-                    Input::HostRefreshed { .. } | Input::Stop { .. } => return,
+                    Input::HostRefreshed { .. }
+                    | Input::Stop { .. }
+                    | Input::Preflighted { .. } => {
+                        return;
+                    }
                 };
                 self.step(idx, now, ev);
             }
@@ -522,6 +549,7 @@ impl Core {
     fn step(&mut self, idx: usize, now: Time, ev: VmEvent) {
         let before = self.vms[idx].vm.phase();
         let timer_before = self.vms[idx].vm.timer;
+        let asking_before = self.vms[idx].vm.preflight.asking.is_some();
         let stopping = self.stopping.clone();
         let ctx = Ctx {
             now,
@@ -541,6 +569,15 @@ impl Core {
                 return;
             }
         };
+        let asking = self.vms[idx].vm.preflight.asking.is_some();
+        if asking != asking_before {
+            if asking {
+                self.preflights_in_flight += 1;
+            } else {
+                self.preflights_in_flight -= 1;
+                self.dirty = true;
+            }
+        }
         let after = self.vms[idx].vm.phase();
         if before != after {
             let vm = self.vms[idx].vm.id.clone();

@@ -13,6 +13,9 @@ use crate::time::Time;
 use std::cmp::Reverse;
 use std::ops::Bound;
 
+/// How many pre-flight checks may be in flight per free slot of the sources.
+pub(super) const PREFLIGHT_AHEAD: usize = 2;
+
 /// The seed scheduler's pass (see [`Core::schedule_seed`]); its next pass is a timer.
 #[derive(Debug, Default)]
 pub(super) struct SeedPass {
@@ -39,6 +42,7 @@ impl Core {
     /// in step with its phase `after`.
     pub(super) fn derive_ready(&mut self, idx: usize, after: Phase) {
         let ready = after == Phase::Queued
+            && self.vms[idx].vm.preflight.asking.is_none()
             && self.vms[idx]
                 .vm
                 .wait
@@ -182,7 +186,18 @@ impl Core {
                 continue;
             }
             self.place_and_start(idx, now, false);
+            if self.preflight_full() {
+                // No more checks now: VMs with a clear answer get back in line as answers come.
+                done[si] = true;
+            }
         }
+    }
+
+    /// Pre-flight checks in flight reached the bound: about [`PREFLIGHT_AHEAD`] per free slot of
+    /// the sources (at least one), so that the VMs next in line are checked, not all at once.
+    fn preflight_full(&self) -> bool {
+        let free: u32 = self.sources.iter().map(|s| self.ledger.free(s.host)).sum();
+        self.preflights_in_flight >= (free.max(1) as usize).saturating_mul(PREFLIGHT_AHEAD)
     }
 
     /// The seed's algorithm, for comparison: passes every `poll_interval`; within a pass one VM at
@@ -231,8 +246,14 @@ impl Core {
     fn place_and_start(&mut self, idx: usize, now: Time, first_only: bool) -> bool {
         match self.place(idx, first_only) {
             Place::To(d) => {
-                self.start(idx, d, now);
-                return true;
+                let vm = &self.vms[idx].vm;
+                if !self.spec.settings.preflight || vm.preflight.clear.contains(&self.hosts[d].id) {
+                    self.start(idx, d, now);
+                    return true;
+                }
+                if vm.preflight.asking.is_none() && !self.preflight_full() {
+                    self.start_or_check(idx, d, now, true);
+                }
             }
             Place::Wait(w) => self.set_sched_wait(idx, now, w),
             Place::Never(r) => self.step(idx, now, VmEvent::Assessed(Assessment::Unmigratable(r))),
@@ -241,6 +262,11 @@ impl Core {
     }
 
     fn start(&mut self, idx: usize, dst: usize, now: Time) {
+        self.start_or_check(idx, dst, now, false);
+    }
+
+    /// Starts the VM's next attempt toward `dst`, or (`check`) asks its pre-flight check there.
+    fn start_or_check(&mut self, idx: usize, dst: usize, now: Time, check: bool) {
         let destination = self.hosts[dst].id.clone();
         let layout = self
             .spec
@@ -250,16 +276,22 @@ impl Core {
             .unwrap_or_default();
         let mode = self.vms[idx].vm.mode;
         let run_id = self.spec.run_id.clone();
-        self.step(
-            idx,
-            now,
+        let ev = if check {
+            VmEvent::Preflight {
+                destination,
+                mode,
+                layout,
+                run_id,
+            }
+        } else {
             VmEvent::Start {
                 destination,
                 mode,
                 layout,
                 run_id,
-            },
-        );
+            }
+        };
+        self.step(idx, now, ev);
     }
 
     /// A host whose own figures allow no migration at all (it reported a limit of 0) never
@@ -299,6 +331,10 @@ impl Core {
             Box::new(dests)
         };
         for d in iter {
+            // A destination whose pre-flight check blocked the VM is skipped for it.
+            if vm.preflight.blocked.contains_key(d) {
+                continue;
+            }
             let Some(&h) = self.host_index.get(d) else {
                 continue;
             };

@@ -23,6 +23,7 @@ impl VmMove {
         rounds: u32,
         out: &mut Output,
     ) -> MoveState {
+        self.aborted_attempt = Some(req.attempt);
         out.commands.push(Command::AbortMigration {
             request: req.clone(),
             handle: handle.clone(),

@@ -32,6 +32,7 @@ impl VmMove {
             _ => {}
         }
         self.finished_at = Some(now);
+        self.preflight.asking = None;
         self.timer = None;
         self.wait = None;
         state

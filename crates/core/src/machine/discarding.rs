@@ -19,9 +19,11 @@ impl VmMove {
     /// `refused_by`: the destination, when it refused the VM; `forgiven`: that refusal does not
     /// count (see [`discarded`]). Both are in the `AttemptFailed` event, so that a resumed run
     /// rebuilds [`VmMove::refused`] and [`VmMove::forgiven`] from the journal.
+    #[allow(clippy::too_many_arguments)]
     fn after_failure(
         &mut self,
         ctx: Ctx<'_>,
+        dest: &HostId,
         why: Failure,
         refused_by: Option<HostId>,
         forgiven: bool,
@@ -42,10 +44,30 @@ impl VmMove {
         if interrupted {
             self.uncounted += 1;
         }
+        // The next attempt asks its pre-flight checks again: something may have changed.
+        self.preflight.forget();
+        // The same failure as the last attempt's on the same route (the driver's refusal of the
+        // start or the migration's own failure; not vmove's abort, not its crash, not a
+        // destination's refusal, which already skips it): nothing changed, so that route is not
+        // tried a third time. It is then recorded as refused by that destination, so that a
+        // resumed run skips it too.
+        let ours = self.aborted_attempt == Some(self.attempts) || interrupted || forgiven;
+        let this =
+            (!ours && refused_by.is_none()).then(|| (dest.clone(), why.class, why.message.clone()));
+        let repeated = this.is_some() && this == self.last_failure;
+        self.last_failure = if repeated { None } else { this };
+        let mut refused_by = refused_by;
+        if repeated {
+            self.refused.insert(dest.clone());
+            refused_by = Some(dest.clone());
+        }
         let counted = self.counted_attempts();
         let other_left = self.open_destinations().next().is_some();
+        let retryable = why.class != ErrorClass::Permanent && counted < ctx.settings.max_attempts;
         let action = match ctx.stopping {
             Some(_) => None,
+            None if repeated && retryable && other_left => Some(RetryAction::TryElsewhere),
+            None if repeated && retryable => Some(RetryAction::GiveUp),
             None if forgiven || interrupted => {
                 Some(policy::after_cleared_refusal(ctx.settings, counted))
             }
@@ -93,7 +115,12 @@ impl VmMove {
                 self.finish(ctx.now, MoveState::Unmigratable { reason }, out)
             }
             Some(RetryAction::GiveUp) => {
-                let reason = if why.class == ErrorClass::DestinationRefused {
+                let reason = if repeated {
+                    Reason::SameFailureTwice {
+                        destination: dest.clone(),
+                        error: why.message,
+                    }
+                } else if why.class == ErrorClass::DestinationRefused {
                     Reason::AllDestinationsRefused(why.message)
                 } else {
                     Reason::Permanent(why.message)
@@ -127,7 +154,7 @@ fn discarded(
     }
     let refused_by = refused.then(|| req.destination.clone());
     let before = out.events.len();
-    let state = vm.after_failure(ctx, why, refused_by, cleared, out);
+    let state = vm.after_failure(ctx, &req.destination, why, refused_by, cleared, out);
     if state.phase().is_final() && (!tally.kept.is_empty() || tally.unlisted.is_some()) {
         let (what, why) = match tally.unlisted {
             Some(e) => (Vec::new(), format!("could not list it: {e}")),

@@ -28,7 +28,10 @@
 //! ```mermaid
 //! stateDiagram-v2
 //!     [*] --> Queued
-//!     Queued --> Starting: scheduler picks it (slot + destination)
+//!     Queued --> Queued: pre-flight asked for the chosen destination (no slot held), answered clear / destination blocked / warnings
+//!     Queued --> Starting: scheduler picks it (slot + destination with a clear pre-flight)
+//!     Queued --> Unmigratable: pre-flight blocker about the VM, or every destination blocked (0 attempts)
+//!     Queued --> BackingOff: pre-flight could not be made (asked again after the back-off)
 //!     Queued --> Moved: already on a destination
 //!     Queued --> Unmigratable: bad status / backup too long / not found / no room
 //!     Queued --> Cancelled: run stopped
@@ -80,7 +83,8 @@ pub use limits::{
 };
 use types::Next;
 pub use types::{
-    Assessment, Ctx, DiscardTally, Illegal, Migrating, MoveState, Output, VmEvent, VmMove,
+    Assessment, Ctx, DiscardTally, Illegal, Migrating, MoveState, Output, PreflightMemo, VmEvent,
+    VmMove,
 };
 
 /// A self-loop: the state stays as it is, nothing is produced.
@@ -133,6 +137,22 @@ fn transition(vm: &mut VmMove, ctx: Ctx<'_>, state: MoveState, ev: VmEvent) -> T
                 run_id,
             },
         ) => queued::start(vm, ctx, destination, mode, layout, run_id),
+        (
+            S::Queued,
+            E::Preflight {
+                destination,
+                mode,
+                layout,
+                run_id,
+            },
+        ) => queued::preflight(vm, destination, mode, layout, run_id),
+        (
+            S::Queued,
+            E::Preflighted {
+                destination,
+                result,
+            },
+        ) => queued::preflighted(vm, ctx, destination, result),
         (S::Queued, E::Timer) => queued::timer(vm, ctx),
         (S::Queued, E::Stop { reason, .. }) => queued::cancel(vm, ctx, reason),
 
@@ -300,6 +320,13 @@ fn transition(vm: &mut VmMove, ctx: Ctx<'_>, state: MoveState, ev: VmEvent) -> T
             st @ S::CleaningUp { .. },
             E::Status(_) | E::AbortDone(_) | E::Converged(_) | E::Stop { .. },
         ) => stay(st),
+
+        // Self-loop: a pre-flight answer that reaches a VM no longer queued (it backed off, or
+        // the run stopped) is stale; the next attempt asks again.
+        (st, E::Preflighted { .. }) if !matches!(st, S::Queued) => {
+            vm.preflight.asking = None;
+            stay(st)
+        }
 
         // ---------------- Final ----------------
         // Self-loop: anything reaching a finished VM is stale (late answers, observations,

@@ -2,9 +2,12 @@
 //! retry delay, then queued again).
 
 use super::types::{Assessment, Ctx, MoveState, Next, Output, VmMove};
-use crate::event::{EventKind, Reason, WaitReason};
+use crate::event::{Blocker, EventKind, Reason, WaitReason};
 use crate::io::Command;
-use crate::model::{HostId, MigrationMode, MigrationRequest, PathLayout};
+use crate::model::{
+    Failure, FindingScope, HostId, MigrationMode, MigrationRequest, PathLayout, Preflight,
+};
+use crate::policy;
 use crate::spec::Settings;
 use crate::time::Time;
 
@@ -109,6 +112,152 @@ pub(super) fn start(
     });
     out.commands.push(Command::StartMigration(req.clone()));
     (MoveState::Starting { req }, out)
+}
+
+/// The finding code of a destination path that is taken (drivers use it for that finding).
+pub const PATH_TAKEN: &str = "path_taken";
+
+/// Queued, the scheduler chose `destination`: ask the pre-flight check of the next attempt
+/// there (the request that attempt would be started with). No slot is held; the VM leaves the
+/// ready set until the answer.
+pub(super) fn preflight(
+    vm: &mut VmMove,
+    destination: HostId,
+    mode: MigrationMode,
+    layout: PathLayout,
+    run_id: String,
+) -> Next {
+    let mut out = Output::default();
+    let request = MigrationRequest {
+        vm: vm.id.clone(),
+        vm_name: vm.name.clone(),
+        source: vm.source.clone(),
+        destination: destination.clone(),
+        mode,
+        layout,
+        attempt: vm.attempts + 1,
+        run_id,
+    };
+    vm.preflight.asking = Some(destination);
+    out.commands.push(Command::Preflight { request });
+    (MoveState::Queued, out)
+}
+
+/// Every blocker recorded for the VM, each with its destination.
+fn all_blockers(vm: &VmMove) -> Vec<Blocker> {
+    vm.preflight
+        .blocked
+        .iter()
+        .flat_map(|(d, fs)| {
+            fs.iter().map(|f| Blocker {
+                destination: Some(d.clone()),
+                finding: f.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Queued, the pre-flight check answered: a blocker about the VM ends it (0 attempts, nothing
+/// touched); a blocker of the destination or host skips that destination (every allowed one
+/// blocked ends it); warnings are said and the move goes on; a check that could not be made is
+/// asked again after the back-off, at most `max_attempts` times.
+pub(super) fn preflighted(
+    vm: &mut VmMove,
+    ctx: Ctx<'_>,
+    destination: HostId,
+    result: Result<Preflight, Failure>,
+) -> Next {
+    let mut out = Output::default();
+    if vm.preflight.asking.as_ref() != Some(&destination) {
+        // Self-loop: an answer nobody waits for any more.
+        return (MoveState::Queued, out);
+    }
+    vm.preflight.asking = None;
+    let (now, s) = (ctx.now, ctx.settings);
+    let attempt = vm.attempts + 1;
+    let mut p = match result {
+        Ok(p) => p,
+        Err(e) => {
+            vm.preflight.failures += 1;
+            let tries = vm.preflight.failures;
+            let give_up = tries >= s.max_attempts;
+            let until = now + policy::backoff(s, vm.key, tries);
+            out.events.push(EventKind::PreflightFailed {
+                vm: vm.id.clone(),
+                attempt,
+                destination,
+                error: e.message.clone(),
+                tries,
+                of: s.max_attempts,
+                retry_at: (!give_up).then_some(until),
+            });
+            vm.last_error = Some(e.message.clone());
+            if give_up {
+                let reason = Reason::PreflightFailed {
+                    tries,
+                    error: e.message,
+                };
+                let state = vm.finish(now, MoveState::Unmigratable { reason }, &mut out);
+                return (state, out);
+            }
+            vm.timer = Some(until);
+            return (MoveState::BackingOff { until }, out);
+        }
+    };
+    vm.preflight.failures = 0;
+    // A destination path taken is left to the start: its refusal is followed by the clean-up
+    // of the destination, which removes the file only if the driver proves it this VM's own (a
+    // partial copy an earlier run gave up), then retries there (see `discarding`); a foreign
+    // file stays, and the refusal skips the destination as before. Blocking here would strand
+    // our own partial copy for good.
+    let (taken, blockers): (Vec<_>, Vec<_>) = std::mem::take(&mut p.blockers)
+        .into_iter()
+        .partition(|f| f.code == PATH_TAKEN && f.scope != FindingScope::Vm);
+    p.blockers = blockers;
+    p.warnings.extend(taken);
+    if !p.blockers.is_empty() || !p.warnings.is_empty() {
+        out.events.push(EventKind::PreflightFindings {
+            vm: vm.id.clone(),
+            attempt,
+            destination: destination.clone(),
+            blockers: p.blockers.clone(),
+            warnings: p.warnings.clone(),
+        });
+    }
+    if p.blocks_every_destination() {
+        let blockers = p
+            .blockers
+            .into_iter()
+            .filter(|f| f.scope == FindingScope::Vm)
+            .map(|finding| Blocker {
+                destination: None,
+                finding,
+            })
+            .collect();
+        let state = vm.finish(
+            now,
+            MoveState::Unmigratable {
+                reason: Reason::Blocked { blockers },
+            },
+            &mut out,
+        );
+        return (state, out);
+    }
+    if p.is_clear() {
+        vm.preflight.clear.insert(destination);
+        return (MoveState::Queued, out);
+    }
+    vm.preflight.clear.remove(&destination);
+    vm.preflight.blocked.insert(destination, p.blockers);
+    let blocked = &vm.preflight.blocked;
+    if vm.open_destinations().all(|d| blocked.contains_key(d)) {
+        let reason = Reason::Blocked {
+            blockers: all_blockers(vm),
+        };
+        let state = vm.finish(now, MoveState::Unmigratable { reason }, &mut out);
+        return (state, out);
+    }
+    (MoveState::Queued, out)
 }
 
 /// Queued, timer: the hold threshold passed with no newer observation.

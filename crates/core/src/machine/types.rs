@@ -6,13 +6,13 @@ use super::limits::{ABORT_PATIENCE, OBSERVE_RETRIES, REFUSED_ABORT_PATIENCE};
 use crate::event::{EventKind, Phase, Reason, WaitReason};
 use crate::io::Command;
 use crate::model::{
-    Failure, HostId, Leftover, Location, MigrationHandle, MigrationMode, MigrationRequest,
-    MigrationStatus, PathLayout, Progress, Verification, VmId,
+    ErrorClass, Failure, Finding, HostId, Leftover, Location, MigrationHandle, MigrationMode,
+    MigrationRequest, MigrationStatus, PathLayout, Preflight, Progress, Verification, VmId,
 };
 use crate::policy;
 use crate::spec::Settings;
 use crate::time::Time;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// The state of one VM's move. The data each phase needs lives in its variant.
 #[derive(Debug, Clone, PartialEq)]
@@ -189,6 +189,18 @@ pub enum Assessment {
 pub enum VmEvent {
     /// The engine's assessment of a queued VM.
     Assessed(Assessment),
+    /// The scheduler asks the pre-flight check of its next attempt toward `destination`.
+    Preflight {
+        destination: HostId,
+        mode: MigrationMode,
+        layout: PathLayout,
+        run_id: String,
+    },
+    /// Answer to Preflight.
+    Preflighted {
+        destination: HostId,
+        result: Result<Preflight, Failure>,
+    },
     /// The scheduler starts it toward `destination`.
     Start {
         destination: HostId,
@@ -228,6 +240,8 @@ impl VmEvent {
     pub fn name(&self) -> &'static str {
         match self {
             VmEvent::Assessed(_) => "assessed",
+            VmEvent::Preflight { .. } => "preflight",
+            VmEvent::Preflighted { .. } => "preflighted",
             VmEvent::Start { .. } => "start",
             VmEvent::Started(_) => "migration_started",
             VmEvent::Status(_) => "migration_status",
@@ -295,6 +309,15 @@ pub struct VmMove {
     /// When it reached a final phase.
     pub finished_at: Option<Time>,
     pub timer: Option<Time>,
+    /// What the pre-flight checks of its next attempt answered (forgotten when an attempt
+    /// fails, so that the attempt after it asks again).
+    pub preflight: PreflightMemo,
+    /// The last attempt's failure, when it was the driver's (a refusal of the start, the
+    /// migration's own failure), not vmove's abort nor vmove's own crash: (destination, class,
+    /// message). The same failure again on the same route does not burn another attempt there.
+    pub last_failure: Option<(HostId, ErrorClass, String)>,
+    /// The attempt vmove asked to abort (a watchdog, a stop): its failure is vmove's decision.
+    pub aborted_attempt: Option<u32>,
     /// Whether this VM's source copy was proven gone and the destination copy proven present.
     pub verified: bool,
     pub state: MoveState,
@@ -354,6 +377,9 @@ impl VmMove {
             finished_at: None,
             timer: None,
             verified: false,
+            preflight: PreflightMemo::default(),
+            last_failure: None,
+            aborted_attempt: None,
             state: MoveState::Queued,
         }
     }
@@ -373,6 +399,28 @@ impl VmMove {
         self.destinations
             .iter()
             .filter(|d| !self.refused.contains(*d))
+    }
+}
+
+/// The pre-flight answers for a VM's next attempt.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PreflightMemo {
+    /// The destination whose check is in flight (at most one per VM).
+    pub asking: Option<HostId>,
+    /// Destinations that answered clear.
+    pub clear: BTreeSet<HostId>,
+    /// Destinations that blocked it, with their blockers (scope destination or host).
+    pub blocked: BTreeMap<HostId, Vec<Finding>>,
+    /// Checks that could not be made, in a row.
+    pub failures: u32,
+}
+
+impl PreflightMemo {
+    /// Forgets every answer (after a failed attempt: the next one asks again).
+    pub fn forget(&mut self) {
+        self.clear.clear();
+        self.blocked.clear();
+        self.failures = 0;
     }
 }
 

@@ -46,6 +46,14 @@ pub struct World {
     pub remove_fails: Vec<String>,
     /// The next N locates fail (a host that does not answer).
     pub locate_failures: u32,
+    /// (VM name, destination) -> pre-flight answers to give, in turn (the last one stays);
+    /// absent: clear.
+    pub preflights: BTreeMap<(String, String), Vec<Result<Preflight, Failure>>>,
+    /// VM name -> the message its injected start failures carry, the same every attempt
+    /// (absent: each says its attempt).
+    pub start_failure_message: BTreeMap<String, String>,
+    /// Pre-flight checks asked: (VM name, destination, attempt).
+    pub preflight_log: Vec<(String, String, u32)>,
 }
 
 pub fn vm(name: &str, power: PowerState) -> VmInfo {
@@ -164,6 +172,25 @@ impl World {
                     result: Ok((info, vms)),
                 }
             }
+            Command::Preflight { request: req } => {
+                self.preflight_log.push((
+                    req.vm_name.clone(),
+                    req.destination.to_string(),
+                    req.attempt,
+                ));
+                let key = (req.vm_name.clone(), req.destination.to_string());
+                let result = match self.preflights.get_mut(&key) {
+                    Some(v) if v.len() > 1 => v.remove(0),
+                    Some(v) if v.len() == 1 => v[0].clone(),
+                    _ => Ok(Preflight::default()),
+                };
+                Input::Preflighted {
+                    vm: req.vm,
+                    attempt: req.attempt,
+                    destination: req.destination,
+                    result,
+                }
+            }
             Command::StartMigration(req) => {
                 if self.refuse_taken_paths {
                     let taken = self.leftovers.get(&req.destination).and_then(|v| {
@@ -201,7 +228,17 @@ impl World {
                         return Some(Input::MigrationStarted {
                             vm: req.vm,
                             attempt: req.attempt,
-                            result: Err(Failure::new(class, "injected failure")),
+                            // Each attempt's failure says its attempt: the same failure twice
+                            // on one route ends retries there (tests of that use their own).
+                            result: Err(Failure::new(
+                                class,
+                                self.start_failure_message
+                                    .get(&req.vm_name)
+                                    .cloned()
+                                    .unwrap_or_else(|| {
+                                        format!("injected failure (attempt {})", req.attempt)
+                                    }),
+                            )),
                         });
                     }
                 }

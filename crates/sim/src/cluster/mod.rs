@@ -37,6 +37,6 @@ pub use precopy::DEFAULT_DOWNTIME_MS;
 pub(crate) use precopy::MIN_FINAL_ROUND;
 pub(crate) use spec::MS_PER_SEC;
 pub use spec::{
-    DiskSpec, GIB, HostSpec, MIB, MigrationEnd, RouteSpec, SimError, VmSpec, uuid_like,
+    DiskSpec, GIB, HostSpec, MIB, MigrationEnd, RouteSpec, Shape, SimError, VmSpec, uuid_like,
 };
 pub use state::SimCluster;

@@ -3,7 +3,7 @@
 
 use super::faults::StartFault;
 use super::files::destination_path;
-use super::spec::uuid_like;
+use super::spec::{Shape, uuid_like};
 use super::state::SimCluster;
 use std::collections::BTreeSet;
 use vmove_core::model::{
@@ -96,6 +96,14 @@ impl SimCluster {
         let dst = self.reachable(&req.destination)?;
         let v = self.vm_on(&req.vm, src)?;
         let mut found = Preflight::default();
+        for (code, e, remedy) in self.shape_refusals(req, v) {
+            let scope = if e.class == ErrorClass::DestinationRefused {
+                FindingScope::Destination
+            } else {
+                FindingScope::Vm
+            };
+            found.block(Finding::new(code, scope, e.message).remedy(remedy));
+        }
         if let Some((code, e)) = self.route_refusal(req, src, dst, v) {
             let (scope, remedy) = match e.class {
                 ErrorClass::DestinationRefused => (
@@ -107,6 +115,52 @@ impl SimCluster {
             found.block(Finding::new(code, scope, e.message).remedy(remedy));
         }
         Ok(found)
+    }
+
+    /// What the VM's [`Shape`]s make its hypervisor refuse on this route, with a finding's code
+    /// and the remedy: about the VM (permanent) or about this destination (refused there).
+    fn shape_refusals(
+        &self,
+        req: &MigrationRequest,
+        v: usize,
+    ) -> Vec<(&'static str, DriverError, &'static str)> {
+        let vs = &self.vms[v];
+        let name = &vs.spec.name;
+        vs.spec
+            .shapes
+            .iter()
+            .filter_map(|s| match s {
+                Shape::ManagedSave => Some((
+                    "managed_save",
+                    DriverError::permanent(format!(
+                        "VM {name} has a managed save image: Refusing to undefine while domain managed save image exists"
+                    )),
+                    "start the VM (restoring its saved state) or remove the image with `virsh managedsave-remove`, then move it",
+                )),
+                Shape::Snapshots(n) => Some((
+                    "snapshots",
+                    DriverError::permanent(format!(
+                        "Requested operation is not valid: cannot migrate domain with {n} snapshots"
+                    )),
+                    "delete the snapshots (or their metadata, `virsh snapshot-delete --metadata`), then move it",
+                )),
+                Shape::CdromMissing(h) if *h == req.destination => Some((
+                    "cdrom_missing",
+                    DriverError::destination_refused(format!(
+                        "Cannot access storage file '/var/lib/libvirt/images/{name}.iso': No such file or directory (on {h})"
+                    )),
+                    "copy the image to the same path on the destination, or eject it",
+                )),
+                Shape::NetworkMissing(h) if *h == req.destination => Some((
+                    "network_missing",
+                    DriverError::destination_refused(format!(
+                        "Network not found: no network with matching name 'lab-{name}' (on {h})"
+                    )),
+                    "define and start the network on the destination, or choose another",
+                )),
+                Shape::CdromMissing(_) | Shape::NetworkMissing(_) => None,
+            })
+            .collect()
     }
 
     /// Where the VM's disks and log go on the destination.
@@ -228,6 +282,9 @@ impl SimCluster {
             )));
         }
         if let Some((_, e)) = self.route_refusal(req, src, dst, v) {
+            return Err(e);
+        }
+        if let Some((_, e, _)) = self.shape_refusals(req, v).into_iter().next() {
             return Err(e);
         }
         let (dest_disk_paths, dest_log_path) = self.destination_files(req, v);

@@ -120,6 +120,64 @@ pub struct VmSpec {
     pub power: PowerState,
     /// Primary status.
     pub health: Health,
+    /// Shapes of real VMs that a hypervisor refuses to move (see [`Shape`]).
+    pub shapes: Vec<Shape>,
+}
+
+/// A shape of a real VM that its hypervisor refuses to move: the sim's pre-flight blocks it
+/// with the real hypervisor's words, and its start, if ever asked, fails the same way (for good:
+/// nothing will change by waiting). The messages are libvirt's, as a real host reports them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// A managed-save image (`virsh managedsave`): the source refuses to undefine the domain
+    /// while it exists, so a move would leave it defined on both hosts. libvirt's qemu driver,
+    /// `qemuDomainUndefineFlags`: "Refusing to undefine while domain managed save image exists"
+    /// (seen on a real host, issue #15). About the VM: no destination helps.
+    ManagedSave,
+    /// Snapshot metadata: libvirt's `qemuMigrationSrcIsAllowed` refuses with "cannot migrate
+    /// domain with %d snapshots" (VIR_ERR_OPERATION_INVALID, "Requested operation is not
+    /// valid"). About the VM.
+    Snapshots(u32),
+    /// An attached CD-ROM image that this destination lacks: libvirt's storage file check
+    /// (`virStorageSourceReportBrokenChain` / `qemuDomainStorageSourceAccessAllow`) reports
+    /// "Cannot access storage file '%s': No such file or directory". About this destination.
+    CdromMissing(HostId),
+    /// A network the VM's interface uses that this destination does not define: libvirt's
+    /// `virNetworkObjFindByName` reports "Network not found: no network with matching name
+    /// '%s'" (VIR_ERR_NO_NETWORK). About this destination.
+    NetworkMissing(HostId),
+}
+
+impl Shape {
+    /// Parses `managed_save`, `snapshots` (or `snapshots:N`), `cdrom_missing:HOST`,
+    /// `network_missing:HOST`.
+    pub fn parse(text: &str) -> Result<Shape, String> {
+        let (kind, arg) = match text.split_once(':') {
+            Some((k, a)) => (k, Some(a)),
+            None => (text, None),
+        };
+        let host = |a: Option<&str>| match a {
+            Some(h) if !h.is_empty() => Ok(HostId::new(h)),
+            _ => Err(format!("shape `{text}` needs a host: `{kind}:HOST`")),
+        };
+        match kind {
+            "managed_save" if arg.is_none() => Ok(Shape::ManagedSave),
+            "snapshots" => match arg {
+                None => Ok(Shape::Snapshots(1)),
+                Some(n) => n
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .map(Shape::Snapshots)
+                    .ok_or_else(|| format!("shape `{text}`: `{n}` is not a count above 0")),
+            },
+            "cdrom_missing" => host(arg).map(Shape::CdromMissing),
+            "network_missing" => host(arg).map(Shape::NetworkMissing),
+            _ => Err(format!(
+                "unknown shape `{text}` (known: managed_save, snapshots[:N], cdrom_missing:HOST, network_missing:HOST)"
+            )),
+        }
+    }
 }
 
 impl VmSpec {
@@ -135,7 +193,13 @@ impl VmSpec {
             disks: vec![],
             power: PowerState::Running,
             health: Health::Ok,
+            shapes: vec![],
         }
+    }
+    /// Gives it a shape a hypervisor refuses to move.
+    pub fn with_shape(mut self, shape: Shape) -> VmSpec {
+        self.shapes.push(shape);
+        self
     }
     /// Adds a disk whose allocation equals its virtual size.
     pub fn with_disk(mut self, bytes: u64) -> VmSpec {
