@@ -89,6 +89,16 @@ impl PowerState {
     pub fn is_offline(&self) -> bool {
         matches!(self, PowerState::Off | PowerState::Saved)
     }
+
+    /// The mode a VM in this state is moved in: offline when it is off or saved, else live.
+    /// The one rule the engine and `vmove check` both use.
+    pub fn migration_mode(&self) -> MigrationMode {
+        if self.is_offline() {
+            MigrationMode::Offline
+        } else {
+            MigrationMode::Live
+        }
+    }
 }
 
 /// The primary operational status of a VM (Hyper-V's OperationalStatus[0]; libvirt: always Ok
@@ -392,6 +402,11 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// The code of a destination path that already holds a file. Every driver uses it for
+    /// that finding: the engine leaves such a route to the start and the clean-up after it (a
+    /// partial copy of an earlier failed attempt is what usually holds the path).
+    pub const PATH_TAKEN: &'static str = "path_taken";
+
     /// A finding with its code, scope and message, and no remedy yet.
     pub fn new(code: impl Into<String>, scope: FindingScope, message: impl Into<String>) -> Self {
         Finding {

@@ -307,7 +307,7 @@ impl HyperVDriver {
                     if self.file_size(dst, &t).await?.is_some() {
                         found.block(
                             Finding::new(
-                                "path_taken",
+                                Finding::PATH_TAKEN,
                                 FindingScope::Destination,
                                 format!("{t} already exists on {dst}"),
                             )

@@ -371,11 +371,7 @@ impl Core {
             if self.vm_index.contains_key(&info.id) {
                 continue;
             }
-            let mode = if info.power.is_offline() {
-                MigrationMode::Offline
-            } else {
-                MigrationMode::Live
-            };
+            let mode = info.power.migration_mode();
             let destinations: Arc<[HostId]> = match self.spec.pins.get(&info.name) {
                 Some(p) => Arc::from(vec![p.clone()]),
                 None => dests.clone(),

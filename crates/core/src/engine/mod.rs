@@ -70,6 +70,10 @@ pub struct Core {
     seed: SeedPass,
     /// VMs whose pre-flight check is in flight.
     preflights_in_flight: usize,
+    /// How many pre-flight checks may be in flight, fixed at the start of each scheduling pass
+    /// (about [`schedule::PREFLIGHT_AHEAD`] per free slot of the sources): summing the sources'
+    /// free slots after every VM a pass looks at made a pass over 250 sources quadratic.
+    preflight_cap: usize,
     now: Time,
 }
 
@@ -131,6 +135,7 @@ impl Core {
             finished: false,
             failed: None,
             preflights_in_flight: 0,
+            preflight_cap: 0,
             seed: SeedPass::default(),
             now,
             spec,

@@ -114,9 +114,6 @@ pub(super) fn start(
     (MoveState::Starting { req }, out)
 }
 
-/// The finding code of a destination path that is taken (drivers use it for that finding).
-pub const PATH_TAKEN: &str = "path_taken";
-
 /// Queued, the scheduler chose `destination`: ask the pre-flight check of the next attempt
 /// there (the request that attempt would be started with). No slot is held; the VM leaves the
 /// ready set until the answer.
@@ -212,7 +209,7 @@ pub(super) fn preflighted(
     // our own partial copy for good.
     let (taken, blockers): (Vec<_>, Vec<_>) = std::mem::take(&mut p.blockers)
         .into_iter()
-        .partition(|f| f.code == PATH_TAKEN && f.scope != FindingScope::Vm);
+        .partition(|f| f.code == crate::model::Finding::PATH_TAKEN && f.scope != FindingScope::Vm);
     p.blockers = blockers;
     p.warnings.extend(taken);
     if !p.blockers.is_empty() || !p.warnings.is_empty() {

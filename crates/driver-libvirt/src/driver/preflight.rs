@@ -437,7 +437,7 @@ pub(super) async fn preflight(inner: &Inner, req: &MigrationRequest) -> DriverRe
         for p in &dest_files {
             if vol_at(&dconn, p)?.is_some() {
                 out.block(dest_block(
-                    "destination_path_taken",
+                    Finding::PATH_TAKEN,
                     format!("destination path {p} already holds a file on {}; vmove does not overwrite it", req.destination),
                     "move or delete that file if it is not needed, or choose another destination folder",
                 ));

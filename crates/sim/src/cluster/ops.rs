@@ -225,7 +225,7 @@ impl SimCluster {
         {
             if self.hosts[dst].files.contains_key(p) || !seen.insert(p) {
                 return Some((
-                    "path_taken",
+                    Finding::PATH_TAKEN,
                     DriverError::destination_refused(format!(
                         "{} already holds a file at {p}",
                         req.destination
