@@ -16,7 +16,7 @@ use crate::exit::{EXIT_OK, EXIT_UNMIGRATABLE};
 use crate::request::{self, Chosen};
 use crate::settings::Effective;
 use crate::stdio;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -117,14 +117,34 @@ pub async fn check(
     eff: &Effective,
     common: &Common,
 ) -> Result<u8> {
+    // The report's file is refused before any host is asked, as for a run.
+    if let Some(path) = &common.report {
+        crate::output::check_writable(path)?;
+    }
     let draft = request::draft(&chosen, cfg, eff, request::run_id())?;
     draft.precheck().map_err(|e| spec_error(e, eff))?;
     let (built, spec, listed) = crate::moves::prepare(&chosen, &draft, cfg, eff).await?;
     let report = preflight(&spec, &listed, &built.drivers, eff, true).await?;
+    let json = format!("{}\n", check_output::json(&report));
+    let text = check_output::text(&report);
     if common.json {
-        stdio::out(&format!("{}\n", check_output::json(&report)));
+        stdio::out(&json);
     } else {
-        stdio::out(&check_output::text(&report));
+        stdio::out(&text);
+    }
+    // `--report FILE`: the findings as Markdown (`.md`) or as the `--json` document.
+    if let Some(path) = &common.report {
+        let body = if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("md"))
+        {
+            format!("# vmove check\n\n```text\n{text}```\n")
+        } else {
+            json
+        };
+        std::fs::write(path, body)
+            .with_context(|| format!("cannot write the report `{}`", path.display()))?;
+        errln!("vmove: wrote the check's report to {}", path.display());
     }
     Ok(if report.blocked().next().is_none() {
         EXIT_OK
@@ -151,11 +171,7 @@ pub fn routes(
             }
             // The run's own choice (the engine's `Selected` step): a VM that is off or saved
             // moves offline, any other live.
-            let mode = if info.power.is_offline() {
-                MigrationMode::Offline
-            } else {
-                MigrationMode::Live
-            };
+            let mode = info.power.migration_mode();
             let destinations = match spec.pins.get(&info.name) {
                 Some(p) => vec![p.clone()],
                 None => src.destinations.clone(),

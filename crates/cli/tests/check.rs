@@ -323,3 +323,53 @@ fn plan_json_is_the_plan_as_data_with_consistent_orders_and_the_blocked_vms() {
     // The text goes to stderr, out of the JSON's way.
     assert!(r.stderr.contains("ETA:"), "{}", r.stderr);
 }
+
+/// `--report FILE` writes the findings (it was accepted and silently ignored): JSON by default,
+/// Markdown for `.md`; a report that cannot be written is refused before any host is asked.
+#[test]
+fn check_report_writes_the_findings_to_the_file() {
+    let sb = sandbox("report", HOSTS);
+    let json = sb.path("check.json");
+    let r = sb.run(&[
+        "check",
+        "migrate",
+        "a:huge-1",
+        "--to",
+        "b,c",
+        "--report",
+        json.to_str().unwrap(),
+    ]);
+    r.no_panic().expect_code(2);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the report was written"))
+            .expect("the report is JSON");
+    assert_eq!(doc["vms"][0]["name"], "huge-1", "{doc}");
+    assert_eq!(doc["vms"][0]["can_move"], false, "{doc}");
+    let md = sb.path("check.md");
+    sb.run(&[
+        "check",
+        "migrate",
+        "a:huge-1",
+        "--to",
+        "b,c",
+        "--report",
+        md.to_str().unwrap(),
+    ])
+    .no_panic()
+    .expect_code(2);
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert!(text.starts_with("# vmove check"), "{text}");
+    assert!(text.contains("no_room"), "{text}");
+    let bad = sb.path("no-such-dir/check.json");
+    let r = sb.run(&[
+        "check",
+        "migrate",
+        "a:huge-1",
+        "--to",
+        "b,c",
+        "--report",
+        bad.to_str().unwrap(),
+    ]);
+    r.no_panic().expect_code(1);
+    assert!(r.stderr.contains("report"), "{}", r.stderr);
+}

@@ -51,22 +51,6 @@ pub fn event_line(ev: &Event, time: SystemTime, names: &HashMap<VmId, String>) -
     line
 }
 
-/// The events of a run in memory (`plan --json`'s simulated run) as NDJSON, timed from now.
-pub fn events_ndjson(events: &[Event], wall_start: SystemTime) -> String {
-    let mut names = HashMap::new();
-    let mut out = String::new();
-    for ev in events {
-        learn_name(&mut names, ev);
-        out.push_str(&event_line(
-            ev,
-            wall_time(wall_start, Time::ZERO, ev.at),
-            &names,
-        ));
-        out.push('\n');
-    }
-    out
-}
-
 fn learn_name(names: &mut HashMap<VmId, String>, ev: &Event) {
     if let EventKind::Selected { vm, name, .. }
     | EventKind::Moved { vm, name, .. }
