@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# `vmove check` on the lab's catalogue of VM shapes (issue 15): builds the shapes on hostA, runs
+# `vmove check migrate ... --to hostB` (text, then --json), asserts the exit code (2: some cannot
+# move) and each shape's verdict, and removes the shapes. Needs the lab up (lab/up.sh) and
+# VMOVE_BIN (default: target/debug/vmove). Writes only under the lab's folder.
+source "$(dirname "$0")/common.sh"
+ROOT="$(cd "$LAB_SCRIPTS/.." && pwd)"
+VMOVE_BIN="${VMOVE_BIN:-$ROOT/target/debug/vmove}"
+[ -x "$VMOVE_BIN" ] || die "no vmove binary at $VMOVE_BIN (build it, or set VMOVE_BIN)"
+cfg="$LAB/check-catalogue.toml"
+cat > "$cfg" <<TOML
+[defaults]
+journal = "$LAB/check-catalogue-journal.db"
+[hosts.hostA]
+driver = "libvirt"
+uri = "$(host_uri hostA)"
+[hosts.hostB]
+driver = "libvirt"
+uri = "$(host_uri hostB)"
+TOML
+shapes=(chk-plain chk-msave chk-snap chk-cdrom chk-hostdev chk-block)
+cleanup() {
+  for n in "${shapes[@]}"; do
+    vsh hostA managedsave-remove "$n" >/dev/null 2>&1 || true
+    vsh hostA snapshot-delete "$n" s1 --metadata >/dev/null 2>&1 || true
+    vsh hostA destroy "$n" >/dev/null 2>&1 || true
+    vsh hostA undefine "$n" --remove-all-storage >/dev/null 2>&1 || true
+  done
+}
+trap cleanup EXIT
+cleanup
+add_devices() { # NAME XML: appends devices to a shut-off VM's definition
+  local f="$LAB/$1.xml"
+  vsh hostA dumpxml "$1" | sed "s#</devices>#$2</devices>#" > "$f"
+  vsh hostA define "$f" >/dev/null; rm -f "$f"
+}
+"$LAB_SCRIPTS/mkvm.sh" hostA chk-plain --size 16 >/dev/null
+"$LAB_SCRIPTS/mkvm.sh" hostA chk-msave --size 16 >/dev/null
+vsh hostA managedsave chk-msave >/dev/null
+"$LAB_SCRIPTS/mkvm.sh" hostA chk-snap --size 16 --off >/dev/null
+vsh hostA snapshot-create-as chk-snap s1 >/dev/null
+"$LAB_SCRIPTS/mkvm.sh" hostA chk-cdrom --size 16 --off >/dev/null
+add_devices chk-cdrom "<disk type='file' device='cdrom'><driver name='qemu' type='raw'/><source file='/var/lib/libvirt/images/chk-cdrom-install.iso'/><target dev='sda' bus='sata'/><readonly/></disk>"
+"$LAB_SCRIPTS/mkvm.sh" hostA chk-hostdev --size 16 --off >/dev/null
+add_devices chk-hostdev "<hostdev mode='subsystem' type='usb' managed='no'><source><vendor id='0x1d6b'/><product id='0x0002'/></source></hostdev>"
+"$LAB_SCRIPTS/mkvm.sh" hostA chk-block --size 16 --off >/dev/null
+add_devices chk-block "<disk type='block' device='disk'><driver name='qemu' type='raw'/><source dev='/dev/null'/><target dev='vdz' bus='virtio'/></disk>"
+
+log "vmove check migrate ${shapes[*]/#/hostA:} --to hostB"
+set +e
+VMOVE_CONFIG="$cfg" "$VMOVE_BIN" check migrate "${shapes[@]/#/hostA:}" --to hostB > "$LAB/check-catalogue.txt"
+rc=$?
+VMOVE_CONFIG="$cfg" "$VMOVE_BIN" check migrate "${shapes[@]/#/hostA:}" --to hostB --json > "$LAB/check-catalogue.json"
+rc_json=$?
+set -e
+cat "$LAB/check-catalogue.txt"
+[ "$rc" = 2 ] && [ "$rc_json" = 2 ] || die "vmove check exited $rc / $rc_json, not 2"
+for code in managed_save snapshots media_missing host_device disk_not_file; do
+  grep -q "$code" "$LAB/check-catalogue.txt" || die "no $code finding in the output"
+done
+python3 - "$LAB/check-catalogue.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+can = {v["name"]: v["can_move"] for v in doc["vms"]}
+want = {"chk-plain": True, "chk-msave": False, "chk-snap": False, "chk-cdrom": False,
+        "chk-hostdev": False, "chk-block": False}
+assert can == want, f"verdicts {can} != {want}"
+PY
+# Nothing moved: every shape is still on hostA only.
+for n in "${shapes[@]}"; do
+  vsh hostA dominfo "$n" >/dev/null || die "$n left hostA"
+  ! vsh hostB dominfo "$n" >/dev/null 2>&1 || die "$n is defined on hostB"
+done
+log "CHECK-CATALOGUE PASSED"
