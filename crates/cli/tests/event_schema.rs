@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use vmove_core::event::EventKind;
-use vmove_core::model::{ConvergenceAid, ErrorClass, LeftoverKind, MigrationMode};
+use vmove_core::model::{
+    ConvergenceAid, ErrorClass, Finding, FindingScope, LeftoverKind, MigrationMode,
+};
 use vmove_core::{AttemptCall, Event, HostId, Phase, Reason, Time, VmId, WaitReason, Watchdog};
 
 fn repo() -> PathBuf {
@@ -223,6 +225,43 @@ fn one_of_every_kind() -> Vec<EventKind> {
             source: h("a"),
             destination: h("b"),
             error: "e".into(),
+        },
+        EventKind::PreflightFindings {
+            vm: vm(),
+            attempt: 1,
+            destination: h("b"),
+            blockers: vec![
+                Finding::new("snapshots", FindingScope::Vm, "VM web-01 has 1 snapshot(s)")
+                    .remedy("delete the snapshot metadata"),
+            ],
+            warnings: vec![Finding::new(
+                "bridge_unchecked",
+                FindingScope::Destination,
+                "b cannot tell its bridges",
+            )],
+        },
+        EventKind::PreflightFailed {
+            vm: vm(),
+            attempt: 1,
+            destination: h("b"),
+            error: "b did not answer".into(),
+            tries: 1,
+            of: 3,
+            retry_at: Some(Time(9)),
+        },
+        EventKind::Unmigratable {
+            vm: vm(),
+            name: "web-01".into(),
+            reason: Reason::Blocked {
+                blockers: vec![vmove_core::event::Blocker {
+                    destination: Some(h("b")),
+                    finding: Finding::new(
+                        "network_missing",
+                        FindingScope::Destination,
+                        "network lan is not on b",
+                    ),
+                }],
+            },
         },
         EventKind::CallFailed {
             vm: vm(),
