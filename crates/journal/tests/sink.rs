@@ -16,80 +16,9 @@ use vmove_sim::scenarios::{self, Demo, Scenario};
 use vmove_sim::{SimClock, SimDriver};
 
 fn input_matches(cmd: &Command, input: &Input) -> bool {
-    match (cmd, input) {
-        (Command::RefreshHost { host }, Input::HostRefreshed { host: h, .. }) => host == h,
-        (Command::StartMigration(r), Input::MigrationStarted { vm, attempt, .. }) => {
-            r.vm == *vm && r.attempt == *attempt
-        }
-        (
-            Command::PollMigration {
-                request: vmove_core::MigrationRequest { vm, attempt, .. },
-                ..
-            },
-            Input::MigrationStatus {
-                vm: v, attempt: a, ..
-            },
-        )
-        | (
-            Command::AbortMigration {
-                request: vmove_core::MigrationRequest { vm, attempt, .. },
-                ..
-            },
-            Input::AbortDone {
-                vm: v, attempt: a, ..
-            },
-        )
-        | (
-            Command::Converge {
-                request: vmove_core::MigrationRequest { vm, attempt, .. },
-                ..
-            },
-            Input::Converged {
-                vm: v, attempt: a, ..
-            },
-        )
-        | (
-            Command::Locate {
-                request: vmove_core::MigrationRequest { vm, attempt, .. },
-                ..
-            },
-            Input::Located {
-                vm: v, attempt: a, ..
-            },
-        )
-        | (
-            Command::Verify {
-                request: vmove_core::MigrationRequest { vm, attempt, .. },
-                ..
-            },
-            Input::Verified {
-                vm: v, attempt: a, ..
-            },
-        )
-        | (
-            Command::ListLeftovers {
-                request: vmove_core::MigrationRequest { vm, attempt, .. },
-                ..
-            },
-            Input::LeftoversListed {
-                vm: v, attempt: a, ..
-            },
-        ) => vm == v && attempt == a,
-        (
-            Command::RemoveLeftover {
-                request: vmove_core::MigrationRequest { vm, attempt, .. },
-                leftover,
-                ..
-            },
-            Input::LeftoverRemoved {
-                vm: v,
-                attempt: a,
-                leftover: l,
-                ..
-            },
-        ) => vm == v && attempt == a && leftover == l,
-        _ => false,
-    }
+    // The one identity of an answer (crates/core/src/io.rs): a copy of it here missed the
+    // pre-flight command when it came.
+    input.key().as_ref() == Some(&cmd.key())
 }
 
 /// Runs the demo, journaled; `stop_after` asks a stop through the journal from another handle.
