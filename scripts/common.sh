@@ -3,7 +3,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-say() { printf '==> %s\n' "$*" >&2; }
+# Each step names its wall-clock time and the seconds since the script began, so a slow step shows.
+say() { printf '==> [%s +%ss] %s\n' "$(date +%H:%M:%S)" "$SECONDS" "$*" >&2; }
 
 # Runs a command as root: directly when we are root, else through sudo.
 as_root() {
