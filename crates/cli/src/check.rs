@@ -50,9 +50,12 @@ pub struct RouteCheck {
 }
 
 impl RouteCheck {
-    /// `ok`, `warnings` or `blocked`.
+    /// `ok`, `warnings`, `may_pass` (blocked now, by findings that may pass: room, a taken
+    /// path) or `blocked`.
     pub fn verdict(&self) -> &'static str {
-        if !self.found.blockers.is_empty() {
+        if self.found.only_may_pass() {
+            "may_pass"
+        } else if !self.found.blockers.is_empty() {
             "blocked"
         } else if !self.found.warnings.is_empty() {
             "warnings"
@@ -75,6 +78,26 @@ impl VmCheck {
     /// Some route has no blocker.
     pub fn can_move(&self) -> bool {
         self.routes.iter().any(|r| r.found.is_clear())
+    }
+
+    /// It cannot move now, but some route is blocked only by findings that may pass (room, a
+    /// taken path): a run waits for them (bounded), so it may move later.
+    pub fn may_move_later(&self) -> bool {
+        !self.can_move() && self.routes.iter().any(|r| r.found.only_may_pass())
+    }
+
+    /// What it waits for, in a few words: `memory on b, path_taken on c`.
+    pub fn waits_for(&self) -> String {
+        let mut what: Vec<String> = Vec::new();
+        for r in self.routes.iter().filter(|r| r.found.only_may_pass()) {
+            for b in &r.found.blockers {
+                let w = format!("{} on {}", b.code, r.destination);
+                if !what.contains(&w) {
+                    what.push(w);
+                }
+            }
+        }
+        what.join(", ")
     }
 
     /// Why it cannot move, in a few words: the codes of the blockers about the VM itself
@@ -106,7 +129,21 @@ pub struct CheckReport {
 impl CheckReport {
     /// The VMs that cannot move.
     pub fn blocked(&self) -> impl Iterator<Item = &VmCheck> {
-        self.vms.iter().filter(|v| !v.can_move())
+        self.vms
+            .iter()
+            .filter(|v| !v.can_move() && !v.may_move_later())
+    }
+
+    /// The VMs that cannot move now but may later (see [`VmCheck::may_move_later`]).
+    pub fn later(&self) -> impl Iterator<Item = &VmCheck> {
+        self.vms.iter().filter(|v| v.may_move_later())
+    }
+
+    /// Every VM can move now (warnings allowed): exit 0; else 2, whether some cannot move for
+    /// good or only for now (as before findings could pass: a script that waits for 0 is
+    /// not told "go" while a destination is full).
+    pub fn all_can_move(&self) -> bool {
+        self.vms.iter().all(VmCheck::can_move)
     }
 }
 
@@ -146,7 +183,7 @@ pub async fn check(
             .with_context(|| format!("cannot write the report `{}`", path.display()))?;
         errln!("vmove: wrote the check's report to {}", path.display());
     }
-    Ok(if report.blocked().next().is_none() {
+    Ok(if report.all_can_move() {
         EXIT_OK
     } else {
         EXIT_UNMIGRATABLE

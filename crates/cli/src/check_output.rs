@@ -7,9 +7,11 @@ use crate::check::{CheckReport, VmCheck};
 use serde_json::{Value, json};
 use vmove_core::{Finding, Preflight};
 
-/// `ok`, `warnings` or `blocked`.
+/// `ok`, `warnings`, `may_pass` or `blocked`.
 fn verdict(p: &Preflight) -> &'static str {
-    if !p.blockers.is_empty() {
+    if p.only_may_pass() {
+        "may_pass"
+    } else if !p.blockers.is_empty() {
         "blocked"
     } else if !p.warnings.is_empty() {
         "warnings"
@@ -25,7 +27,13 @@ fn findings(p: &Preflight, indent: &str) -> Vec<String> {
     let mut one = |f: &Finding, warning: bool| {
         lines.push(format!(
             "{}{}: {}",
-            if warning { "warning " } else { "" },
+            if warning {
+                "warning "
+            } else if f.may_pass {
+                "may pass "
+            } else {
+                ""
+            },
             f.code,
             f.message
         ));
@@ -100,6 +108,8 @@ pub fn vm_text(v: &VmCheck) -> String {
         v.source,
         if v.can_move() {
             "can move".to_owned()
+        } else if v.may_move_later() {
+            format!("not now, may pass ({})", v.waits_for())
         } else {
             format!("cannot move ({})", v.why_not())
         }
@@ -129,14 +139,17 @@ pub fn vm_text(v: &VmCheck) -> String {
     out
 }
 
-/// "12 VMs: 10 can move, 2 cannot (db-01: snapshots; web-3: no allowed destination takes it)".
+/// "12 VMs: 9 can move, 2 cannot (db-01: snapshots; web-3: no allowed destination takes
+/// it), 1 not now (big: memory on b)": the last part only when some VM waits for findings
+/// that may pass.
 pub fn summary_line(r: &CheckReport) -> String {
     let n = r.vms.len();
     let blocked: Vec<&VmCheck> = r.blocked().collect();
+    let later: Vec<&VmCheck> = r.later().collect();
     let mut s = format!(
         "{n} {}: {} can move, {} cannot",
         if n == 1 { "VM" } else { "VMs" },
-        n - blocked.len(),
+        n - blocked.len() - later.len(),
         blocked.len()
     );
     if !blocked.is_empty() {
@@ -149,11 +162,24 @@ pub fn summary_line(r: &CheckReport) -> String {
                 .join("; ")
         ));
     }
+    if !later.is_empty() {
+        s.push_str(&format!(
+            ", {} not now ({})",
+            later.len(),
+            later
+                .iter()
+                .map(|v| format!("{}: {}", v.name, v.waits_for()))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
     s
 }
 
 /// One VM as JSON: `{vm, name, source, routes[{destination, mode, verdict, blockers,
-/// warnings}], can_move, reason}` (`reason` only when it cannot move).
+/// warnings}], can_move, may_pass, reason}` (`reason` only when it cannot move now;
+/// `may_pass: true` only when it cannot now but some route is blocked only by findings that
+/// may pass, and then `reason` names them).
 pub fn vm_json(v: &VmCheck) -> Value {
     let mut o = json!({
         "vm": v.vm.as_str(),
@@ -168,16 +194,21 @@ pub fn vm_json(v: &VmCheck) -> Value {
         })).collect::<Vec<_>>(),
         "can_move": v.can_move(),
     });
-    if !v.can_move() {
+    if v.may_move_later() {
+        o["may_pass"] = json!(true);
+        o["reason"] = json!(v.waits_for());
+    } else if !v.can_move() {
         o["reason"] = json!(v.why_not());
     }
     o
 }
 
 /// The whole check as one JSON document: `{hosts[{host, role, verdict, blockers, warnings}],
-/// vms[...], summary{vms, can_move, cannot_move, blocked[{name, reason}]}}`.
+/// vms[...], summary{vms, can_move, cannot_move, not_now, blocked[{name, reason}],
+/// waiting[{name, reason}], line}}`.
 pub fn json(r: &CheckReport) -> Value {
     let blocked: Vec<&VmCheck> = r.blocked().collect();
+    let later: Vec<&VmCheck> = r.later().collect();
     json!({
         "hosts": r.hosts.iter().map(|h| json!({
             "host": h.host.as_str(),
@@ -189,9 +220,11 @@ pub fn json(r: &CheckReport) -> Value {
         "vms": r.vms.iter().map(vm_json).collect::<Vec<_>>(),
         "summary": {
             "vms": r.vms.len(),
-            "can_move": r.vms.len() - blocked.len(),
+            "can_move": r.vms.len() - blocked.len() - later.len(),
             "cannot_move": blocked.len(),
+            "not_now": later.len(),
             "blocked": blocked.iter().map(|v| json!({"name": v.name, "reason": v.why_not()})).collect::<Vec<_>>(),
+            "waiting": later.iter().map(|v| json!({"name": v.name, "reason": v.waits_for()})).collect::<Vec<_>>(),
             "line": summary_line(r),
         },
     })

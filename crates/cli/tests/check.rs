@@ -160,6 +160,102 @@ fn check_json_is_one_document_with_hosts_vms_routes_and_a_summary() {
     assert!(r.stderr.trim().is_empty(), "{}", r.stderr);
 }
 
+/// `b` (64 GiB) holds `resident` (60 GiB) now: `mid-1` (10 GiB) does not fit there now, but
+/// would once `resident` left; `c` (8 GiB) is smaller than `mid-1` for good.
+const FULL_NOW: &str = r#"
+[hosts.a]
+driver = "sim"
+speed = 1000
+state_file = "state/sim.log"
+vms = [
+  { name = "mid-1", memory_gib = 10, disk_gib = 2 },
+  { name = "web-1", memory_gib = 1, disk_gib = 2 },
+]
+
+[hosts.b]
+driver = "sim"
+speed = 1000
+memory_gib = 64
+state_file = "state/sim.log"
+vms = [
+  { name = "resident", memory_gib = 60, disk_gib = 2 },
+]
+
+[hosts.c]
+driver = "sim"
+speed = 1000
+memory_gib = 8
+state_file = "state/sim.log"
+"#;
+
+#[test]
+fn check_shows_a_destination_full_now_as_may_pass_not_cannot_move_and_exits_2() {
+    let sb = sandbox("full-now", FULL_NOW);
+    let r = sb.run(&["check", "migrate", "a:mid-1", "a:web-1", "--to", "b,c"]);
+    r.no_panic().expect_code(2);
+    let table = r.stdout.split("DESTINATION").nth(1).unwrap_or_default();
+    let line = |dest: &str| {
+        table
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{dest} ")))
+            .unwrap_or_else(|| panic!("no row for {dest}:\n{}", r.stdout))
+            .to_owned()
+    };
+    assert!(
+        line("b").contains("may_pass") && line("b").contains("may pass no_room: b has no room"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        line("c").contains("blocked  ") && !line("c").contains("may pass"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("mid-1 (on a, live): not now, may pass (no_room on b)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("mid-1 (on a, live): cannot move"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("2 VMs: 1 can move, 0 cannot, 1 not now (mid-1: no_room on b)"),
+        "{}",
+        r.stdout
+    );
+    let r = sb.run(&[
+        "check", "migrate", "a:mid-1", "a:web-1", "--to", "b,c", "--json",
+    ]);
+    r.no_panic().expect_code(2);
+    let v = json(&r);
+    let mid = v["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "mid-1")
+        .unwrap()
+        .clone();
+    assert_eq!(mid["can_move"], false, "{mid}");
+    assert_eq!(mid["may_pass"], true, "{mid}");
+    assert_eq!(mid["reason"], "no_room on b", "{mid}");
+    assert_eq!(mid["routes"][0]["verdict"], "may_pass", "{mid}");
+    assert_eq!(mid["routes"][0]["blockers"][0]["may_pass"], true, "{mid}");
+    assert_eq!(mid["routes"][1]["verdict"], "blocked", "{mid}");
+    assert!(
+        mid["routes"][1]["blockers"][0].get("may_pass").is_none(),
+        "{mid}"
+    );
+    assert_eq!(v["summary"]["can_move"], 1, "{v}");
+    assert_eq!(v["summary"]["cannot_move"], 0, "{v}");
+    assert_eq!(v["summary"]["not_now"], 1, "{v}");
+    assert_eq!(v["summary"]["waiting"][0]["name"], "mid-1", "{v}");
+}
+
 #[test]
 fn check_refuses_bad_input_with_exit_1_and_a_clear_error() {
     let sb = sandbox("bad", HOSTS);

@@ -184,6 +184,13 @@ fn one_of_every_kind() -> Vec<EventKind> {
             vm: vm(),
             reason: WaitReason::NoSlot,
         },
+        EventKind::Waiting {
+            vm: vm(),
+            reason: WaitReason::MayPass {
+                destination: h("b"),
+                code: "memory".into(),
+            },
+        },
         EventKind::AttemptStarted {
             vm: vm(),
             attempt: 1,
@@ -233,6 +240,9 @@ fn one_of_every_kind() -> Vec<EventKind> {
             blockers: vec![
                 Finding::new("snapshots", FindingScope::Vm, "VM web-01 has 1 snapshot(s)")
                     .remedy("delete the snapshot metadata"),
+                Finding::new("memory", FindingScope::Destination, "b has 1 GiB free")
+                    .remedy("free memory there")
+                    .may_pass(),
             ],
             warnings: vec![Finding::new(
                 "bridge_unchecked",

@@ -94,6 +94,15 @@ pub enum WaitReason {
     NoRoomYet,
     /// Gone from its source and not seen elsewhere yet: its destinations are being looked at.
     Searching,
+    /// Every destination still open blocks it for now, at least one only with findings that
+    /// may pass (`Finding::may_pass`: room, a taken path): it is checked again after a back-off
+    /// or when a move at that destination ends, at most `backup_threshold` long.
+    MayPass {
+        /// The destination it waits for (the first that may pass).
+        destination: HostId,
+        /// The code of that destination's first finding (`memory`, `path_taken`...).
+        code: String,
+    },
 }
 
 impl fmt::Display for WaitReason {
@@ -108,6 +117,10 @@ impl fmt::Display for WaitReason {
             WaitReason::HostUnreachable => write!(f, "a host did not answer"),
             WaitReason::NoRoomYet => write!(f, "no destination has room yet"),
             WaitReason::Searching => write!(f, "gone from its source: looking for it"),
+            WaitReason::MayPass { destination, code } => write!(
+                f,
+                "waiting for {destination} ({code}, which may pass): checked again later"
+            ),
         }
     }
 }

@@ -388,9 +388,7 @@ impl FindingScope {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     /// A stable code, snake_case (`managed_save`, `snapshots`, `cdrom_missing`,
-    /// `network_missing`, `name_taken`, `path_taken`...): the driver docs list every one. The
-    /// engine leaves a `path_taken` finding of a destination to the start (a warning for it):
-    /// the refused start's clean-up removes the file if the driver proves it the VM's own.
+    /// `network_missing`, `name_taken`, `path_taken`...): the driver docs list every one.
     pub code: String,
     /// Whether another destination could help.
     pub scope: FindingScope,
@@ -399,13 +397,28 @@ pub struct Finding {
     /// What a person can do about it; empty when there is nothing to do.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub remedy: String,
+    /// Whether it may pass without anyone changing the VM (room on the destination that frees
+    /// as other VMs leave it, a destination path that a move or a person frees): a blocker that
+    /// may pass makes the engine wait for that destination (asked again, bounded), not give it
+    /// up. Absent in JSON (and in journals written before it existed) means `false`: lasting.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub may_pass: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Finding {
-    /// The code of a destination path that already holds a file. Every driver uses it for
-    /// that finding: the engine leaves such a route to the start and the clean-up after it (a
-    /// partial copy of an earlier failed attempt is what usually holds the path).
+    /// The code of a destination path that already holds a file that is not proven the VM's
+    /// own. Every driver uses it for that finding, as a blocker that may pass.
     pub const PATH_TAKEN: &'static str = "path_taken";
+    /// The code of a destination path that holds a partial copy an earlier attempt of this VM
+    /// left there, proven its own (libvirt's provenance marker, Hyper-V's attempt record, the
+    /// simulator's owner): a warning, since the start's refusal is followed by the clean-up
+    /// that removes it, and the VM is retried there at once (ARCHITECTURE.md, "A refusal
+    /// caused by our own leftover does not count").
+    pub const LEFTOVER: &'static str = "leftover";
 
     /// A finding with its code, scope and message, and no remedy yet.
     pub fn new(code: impl Into<String>, scope: FindingScope, message: impl Into<String>) -> Self {
@@ -414,7 +427,14 @@ impl Finding {
             scope,
             message: message.into(),
             remedy: String::new(),
+            may_pass: false,
         }
+    }
+
+    /// Marks it as one that may pass (see [`Finding::may_pass`]).
+    pub fn may_pass(mut self) -> Self {
+        self.may_pass = true;
+        self
     }
 
     /// Says what a person can do about it.
@@ -454,9 +474,16 @@ impl Preflight {
         self.blockers.is_empty()
     }
 
-    /// Some blocker is about the VM itself: no destination will take it.
+    /// Some lasting blocker is about the VM itself: no destination will take it.
     pub fn blocks_every_destination(&self) -> bool {
-        self.blockers.iter().any(|b| b.scope == FindingScope::Vm)
+        self.blockers
+            .iter()
+            .any(|b| b.scope == FindingScope::Vm && !b.may_pass)
+    }
+
+    /// Blockers there are, and every one may pass: the route is not open now, but may be later.
+    pub fn only_may_pass(&self) -> bool {
+        !self.blockers.is_empty() && self.blockers.iter().all(|b| b.may_pass)
     }
 
     /// Adds a blocker.

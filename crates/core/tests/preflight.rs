@@ -345,28 +345,263 @@ fn different_failures_on_one_route_still_use_every_attempt() {
     );
 }
 
+fn may_pass(code: &str, message: &str) -> Preflight {
+    let mut p = Preflight::default();
+    p.block(
+        Finding::new(code, FindingScope::Destination, message)
+            .remedy("free it there")
+            .may_pass(),
+    );
+    p
+}
+
+/// The checks of `vm` asked: (destination, time).
+fn checks_of(commands: &[(Time, Command)], vm: &str) -> Vec<(String, Time)> {
+    commands
+        .iter()
+        .filter_map(|(t, c)| match c {
+            Command::Preflight { request } if request.vm_name == vm => {
+                Some((request.destination.to_string(), *t))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn run_logged(core: &mut Core, w: &mut World) -> (Vec<Event>, Vec<(Time, Command)>) {
+    let mut commands = Vec::new();
+    let ev = run_timed(core, w, Time::ZERO, |_, _, t, c| {
+        commands.push((t, c.clone()))
+    });
+    (ev, commands)
+}
+
 #[test]
-fn a_taken_destination_path_is_left_to_the_start_and_its_clean_up() {
+fn a_destination_short_of_memory_now_that_frees_later_gets_the_vm() {
     let mut w = two_hosts();
-    w.add_vm("a", vm("again", PowerState::Running));
-    answer(
-        &mut w,
-        "again",
-        "b",
-        Ok(blocked(
-            FindingScope::Destination,
-            "path_taken",
-            "b already holds a file at /images/again.qcow2",
-            "free it",
-        )),
+    w.add_vm("a", vm("big", PowerState::Running));
+    let short = may_pass(
+        "memory",
+        "b has 1 GiB of memory available, VM big needs 4 GiB",
+    );
+    w.preflights.insert(
+        ("big".into(), "b".into()),
+        vec![Ok(short.clone()), Ok(short), Ok(Preflight::default())],
     );
     let mut core = Core::new(spec("a", &["b"], &["a", "b"]), Time::ZERO).unwrap();
-    let (ev, _) = run_all(&mut core, &mut w);
+    let (ev, commands) = run_logged(&mut core, &mut w);
+    let v = outcome(&core, "big");
+    assert_eq!(v.phase, Phase::Moved, "{:?}", v.reason);
+    assert_eq!(v.destination, Some(HostId::new("b")));
+    assert_eq!(v.attempts, 1, "waiting is no attempt");
+    let checks = checks_of(&commands, "big");
+    assert_eq!(checks.len(), 3, "{checks:?}");
+    // Asked again after the back-off (20 s, then 40 s: no jitter in these tests).
+    assert_eq!(checks[1].1, Time(20_000), "{checks:?}");
+    assert_eq!(checks[2].1, Time(60_000), "{checks:?}");
+    let waits: Vec<_> = vm_events(&ev, "id-big")
+        .into_iter()
+        .filter_map(|e| match e {
+            EventKind::Waiting { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        waits,
+        vec![WaitReason::MayPass {
+            destination: HostId::new("b"),
+            code: "memory".into()
+        }],
+        "said once, naming the destination and the finding"
+    );
+    assert!(
+        waits[0].to_string().contains("b (memory, which may pass)"),
+        "{}",
+        waits[0]
+    );
+}
+
+#[test]
+fn a_move_that_ends_at_the_destination_asks_a_waiting_vm_again_before_its_back_off() {
+    let mut w = two_hosts();
+    w.add_vm("a", vm("first", PowerState::Running));
+    w.add_vm("a", vm("big", PowerState::Running));
+    let short = may_pass("memory", "b has too little memory for VM big");
+    w.preflights.insert(
+        ("big".into(), "b".into()),
+        vec![Ok(short), Ok(Preflight::default())],
+    );
+    let mut s = spec("a", &["b"], &["a", "b"]);
+    s.settings.backoff_initial = std::time::Duration::from_secs(600);
+    s.settings.backoff_max = std::time::Duration::from_secs(600);
+    let mut core = Core::new(s, Time::ZERO).unwrap();
+    let (_, commands) = run_logged(&mut core, &mut w);
+    assert_eq!(outcome(&core, "first").phase, Phase::Moved);
+    assert_eq!(outcome(&core, "big").phase, Phase::Moved);
+    let checks = checks_of(&commands, "big");
+    assert_eq!(checks.len(), 2, "{checks:?}");
+    // `first` lands on b after its 30 s migration: big is asked again then, not at 600 s.
+    assert!(
+        checks[1].1 >= Time(30_000) && checks[1].1 < Time(60_000),
+        "{checks:?}"
+    );
+}
+
+#[test]
+fn a_destination_that_never_frees_ends_the_vm_blocked_after_the_hold_threshold() {
+    let mut w = two_hosts();
+    w.add_vm("a", vm("huge", PowerState::Running));
+    answer(
+        &mut w,
+        "huge",
+        "b",
+        Ok(may_pass(
+            "memory",
+            "b has 1 GiB available, VM huge needs 64 GiB",
+        )),
+    );
+    let mut s = spec("a", &["b"], &["a", "b"]);
+    s.settings.backup_threshold = std::time::Duration::from_secs(600);
+    let mut core = Core::new(s, Time::ZERO).unwrap();
+    let (ev, commands) = run_logged(&mut core, &mut w);
+    let v = outcome(&core, "huge");
+    assert_eq!(v.phase, Phase::Unmigratable);
+    assert_eq!(v.attempts, 0);
+    let Some(Reason::Blocked { blockers }) = &v.reason else {
+        panic!("expected Blocked, got {:?}", v.reason);
+    };
+    assert_eq!(blockers.len(), 1, "{blockers:?}");
+    assert_eq!(blockers[0].destination, Some(HostId::new("b")));
+    assert!(blockers[0].finding.may_pass && blockers[0].finding.code == "memory");
+    let only: Vec<Command> = commands.iter().map(|(_, c)| c.clone()).collect();
+    assert_eq!(touching(&only, "id-huge"), vec![], "nothing touched");
+    // Back-off 20, 40, 80, 160, 300 s..., the last check at the threshold (600 s) itself.
+    let times: Vec<Time> = checks_of(&commands, "huge").iter().map(|c| c.1).collect();
+    assert_eq!(
+        times,
+        vec![
+            Time::ZERO,
+            Time(20_000),
+            Time(60_000),
+            Time(140_000),
+            Time(300_000),
+            Time(600_000)
+        ]
+    );
+    let end = ev
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::Unmigratable { .. }))
+        .unwrap();
+    assert_eq!(end.at, Time(600_000));
+}
+
+#[test]
+fn a_destination_that_may_free_is_waited_for_when_the_other_blocks_for_good() {
+    let mut w = three_hosts();
+    w.add_vm("a", vm("vm1", PowerState::Running));
+    w.preflights.insert(
+        ("vm1".into(), "b".into()),
+        vec![
+            Ok(may_pass(
+                "disk_space",
+                "pool images on b has 1 GiB free, the disks take 8",
+            )),
+            Ok(Preflight::default()),
+        ],
+    );
+    answer(
+        &mut w,
+        "vm1",
+        "c",
+        Ok(blocked(
+            FindingScope::Destination,
+            "network_missing",
+            "network 'lab' not found on c",
+            "define it",
+        )),
+    );
+    let mut core = Core::new(spec("a", &["b", "c"], &["a", "b", "c"]), Time::ZERO).unwrap();
+    let (_, commands) = run_logged(&mut core, &mut w);
+    let v = outcome(&core, "vm1");
+    assert_eq!(v.phase, Phase::Moved, "{:?}", v.reason);
+    assert_eq!(v.destination, Some(HostId::new("b")));
+    let asked: Vec<String> = checks_of(&commands, "vm1")
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    // c's lasting blocker is not asked again; b is, after the back-off.
+    assert_eq!(asked, vec!["b", "c", "b"]);
+}
+
+#[test]
+fn a_taken_destination_path_is_waited_for_and_the_vm_moves_once_it_is_free() {
+    let mut w = two_hosts();
+    w.add_vm("a", vm("again", PowerState::Running));
+    w.preflights.insert(
+        ("again".into(), "b".into()),
+        vec![
+            Ok(may_pass(
+                Finding::PATH_TAKEN,
+                "b already holds a file at /images/again.qcow2",
+            )),
+            Ok(Preflight::default()),
+        ],
+    );
+    let mut core = Core::new(spec("a", &["b"], &["a", "b"]), Time::ZERO).unwrap();
+    let (ev, commands) = run_logged(&mut core, &mut w);
     let v = outcome(&core, "again");
     assert_eq!(v.phase, Phase::Moved, "{:?}", v.reason);
+    assert_eq!(v.attempts, 1, "no start while the path was taken");
     assert!(vm_events(&ev, "id-again").iter().any(|e| matches!(
         e,
-        EventKind::PreflightFindings { blockers, warnings, .. }
-            if blockers.is_empty() && warnings[0].code == "path_taken"
+        EventKind::PreflightFindings { blockers, .. }
+            if blockers.len() == 1 && blockers[0].code == "path_taken" && blockers[0].may_pass
     )));
+    let starts: Vec<Time> = commands
+        .iter()
+        .filter_map(|(t, c)| matches!(c, Command::StartMigration(_)).then_some(*t))
+        .collect();
+    assert_eq!(starts, vec![Time(20_000)]);
+}
+
+#[test]
+fn a_taken_destination_path_that_is_not_freed_ends_blocked_with_nothing_touched() {
+    let mut w = two_hosts();
+    w.add_vm("a", vm("clash", PowerState::Running));
+    answer(
+        &mut w,
+        "clash",
+        "b",
+        Ok(may_pass(
+            Finding::PATH_TAKEN,
+            "b already holds a file at /images/clash.qcow2",
+        )),
+    );
+    let mut s = spec("a", &["b"], &["a", "b"]);
+    s.settings.backup_threshold = std::time::Duration::from_secs(120);
+    let mut core = Core::new(s, Time::ZERO).unwrap();
+    let (_, commands) = run_logged(&mut core, &mut w);
+    let v = outcome(&core, "clash");
+    assert_eq!(v.phase, Phase::Unmigratable);
+    assert_eq!(v.attempts, 0);
+    assert!(
+        matches!(&v.reason, Some(Reason::Blocked { blockers }) if blockers[0].finding.code == "path_taken"),
+        "{:?}",
+        v.reason
+    );
+    let only: Vec<Command> = commands.iter().map(|(_, c)| c.clone()).collect();
+    assert_eq!(touching(&only, "id-clash"), vec![]);
+}
+
+#[test]
+fn a_finding_that_may_pass_is_said_so_in_json_and_old_json_reads_as_lasting() {
+    let f = Finding::new("memory", FindingScope::Destination, "short").may_pass();
+    let json = serde_json::to_value(&f).unwrap();
+    assert_eq!(json["may_pass"], serde_json::Value::Bool(true));
+    let lasting = Finding::new("snapshots", FindingScope::Vm, "1 snapshot");
+    let json = serde_json::to_value(&lasting).unwrap();
+    assert!(json.get("may_pass").is_none(), "{json}");
+    let old: Finding =
+        serde_json::from_str(r#"{"code":"memory","scope":"destination","message":"m"}"#).unwrap();
+    assert!(!old.may_pass);
 }

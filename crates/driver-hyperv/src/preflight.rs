@@ -303,15 +303,37 @@ impl HyperVDriver {
                 .remedy("choose a destination path on a volume the destination has"),
             ),
             Ok(_) => {
+                let mut own: Option<Vec<String>> = None;
                 for t in layout.targets() {
-                    if self.file_size(dst, &t).await?.is_some() {
+                    if self.file_size(dst, &t).await?.is_none() {
+                        continue;
+                    }
+                    // The VM's own attempt records on the destination name the paths its
+                    // earlier attempts copied to (docs/drivers/hyperv.md, attempt records).
+                    if own.is_none() {
+                        own = Some(self.own_record(req).await?.disks);
+                    }
+                    let ours = own
+                        .as_ref()
+                        .is_some_and(|d| d.iter().any(|p| p.eq_ignore_ascii_case(&t)));
+                    if ours {
+                        // A partial copy an earlier attempt left: the start is refused, and the
+                        // clean-up after it removes the copy.
+                        found.warn(Finding::new(
+                            Finding::LEFTOVER,
+                            FindingScope::Destination,
+                            format!("{t} on {dst} is a partial copy an earlier attempt of {name} left (its attempt record proves it): the start's clean-up removes it"),
+                        ));
+                    } else {
+                        // Someone else's file, which a person may free: may pass.
                         found.block(
                             Finding::new(
                                 Finding::PATH_TAKEN,
                                 FindingScope::Destination,
                                 format!("{t} already exists on {dst}"),
                             )
-                            .remedy("remove or rename that file on the destination, or choose another destination path"),
+                            .remedy("remove or rename that file on the destination, or choose another destination path")
+                            .may_pass(),
                         );
                     }
                 }
@@ -344,7 +366,8 @@ impl HyperVDriver {
                                     FindingScope::Destination,
                                     format!("{name}'s disks need {bytes} bytes on {vol} of {dst}, which has {f} free"),
                                 )
-                                .remedy("free space on the destination volume, or choose another destination or path"),
+                                .remedy("free space on the destination volume, or choose another destination or path")
+                                .may_pass(),
                             );
                         }
                     }
@@ -369,7 +392,8 @@ impl HyperVDriver {
                         FindingScope::Destination,
                         format!("{name} runs with {mem} bytes of memory; {dst} has {free} free"),
                     )
-                    .remedy("free memory on the destination, move the VM shut down, or choose another destination"),
+                    .remedy("free memory on the destination, move the VM shut down, or choose another destination")
+                    .may_pass(),
                 );
             }
         }
@@ -541,8 +565,11 @@ impl HyperVDriver {
             }
         }
 
-        // The host's own answer, with the move's very parameters.
-        if found.blockers.is_empty() {
+        // The host's own answer, with the move's very parameters. Not while a target holds
+        // the VM's own partial copy (`leftover`): the host would refuse for that copy, which
+        // the refused start's clean-up removes; the attempt after it is checked again.
+        let own_copy = found.warnings.iter().any(|w| w.code == Finding::LEFTOVER);
+        if found.blockers.is_empty() && !own_copy {
             let (svc_epr, params) = self.move_params(req, &layout, &dest_addresses).await?;
             match self.ask_migratable(req, &svc_epr, &params).await {
                 Ok(()) => {}

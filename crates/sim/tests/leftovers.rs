@@ -96,6 +96,16 @@ fn the_run_after_a_give_up_removes_the_partial_copy_and_moves_the_vm_to_that_des
     assert_eq!(v.phase, Phase::Moved, "{:?}", v.reason);
     assert_eq!(v.destination, Some(HostId::new("b")));
     assert_eq!(v.attempts, 2, "refused once (path taken), then moved");
+    // Pre-flight told its own copy from someone else's file: a warning, no blocker (a blocker
+    // would make it wait for a path only the start's clean-up frees).
+    assert!(
+        two.events.iter().any(|e| matches!(
+            &e.kind,
+            EventKind::PreflightFindings { blockers, warnings, .. }
+                if blockers.is_empty() && warnings.iter().any(|w| w.code == "leftover")
+        )),
+        "the own partial copy is a leftover warning"
+    );
     let refused = two.events.iter().any(|e| {
         matches!(&e.kind, EventKind::AttemptFailed { class, .. }
             if *class == vmove_core::ErrorClass::DestinationRefused)
@@ -110,4 +120,62 @@ fn the_run_after_a_give_up_removes_the_partial_copy_and_moves_the_vm_to_that_des
             "{p} removed"
         );
     }
+}
+
+/// A destination path held by a file nobody here owns may be freed (by a person, or a move),
+/// so pre-flight says `path_taken` as a blocker that may pass: the VM waits for it, asked again
+/// after a back-off, and when nobody frees it within `backup_threshold` it ends Blocked with 0
+/// attempts and the file untouched (before, the start was tried and refused).
+#[test]
+fn a_destination_path_someone_else_holds_is_waited_for_then_blocked_with_the_file_untouched() {
+    let vm = VmSpec::running("vm08", "a", 1 << 30).with_disk(2 << 30);
+    let mut cluster = SimCluster::new(
+        vec![HostSpec::new("a"), HostSpec::new("b")],
+        vec![vm],
+        Faults::default(),
+    )
+    .unwrap();
+    let disk = cluster
+        .files_on(&HostId::new("a"))
+        .into_iter()
+        .find(|(p, ..)| p.contains("vm08"))
+        .map(|(p, ..)| p)
+        .unwrap();
+    assert!(cluster.occupy_path(&HostId::new("b"), &disk));
+    let mut s = spec("run-1");
+    s.settings.backup_threshold = Duration::from_secs(300);
+    let out = simulate(s, cluster, SimOptions::default()).unwrap();
+    let v = &out.snapshot.vms[0];
+    assert_eq!(v.phase, Phase::Unmigratable, "{:?}", v.reason);
+    assert_eq!(v.attempts, 0);
+    let Some(Reason::Blocked { blockers }) = &v.reason else {
+        panic!("expected Blocked, got {:?}", v.reason);
+    };
+    assert_eq!(blockers.len(), 1, "{blockers:?}");
+    assert_eq!(blockers[0].finding.code, "path_taken");
+    assert!(blockers[0].finding.may_pass);
+    let waited = out.events.iter().any(|e| {
+        matches!(&e.kind, EventKind::Waiting { reason: vmove_core::WaitReason::MayPass { destination, code }, .. }
+            if destination.as_str() == "b" && code == "path_taken")
+    });
+    assert!(waited, "it waited for b, saying why");
+    let checks = out
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::PreflightFindings { .. }))
+        .count();
+    assert!(checks > 2, "asked again while it waited: {checks}");
+    assert!(
+        !out.events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::AttemptStarted { .. })),
+        "never started"
+    );
+    let still: Vec<_> = out
+        .cluster
+        .files_on(&HostId::new("b"))
+        .into_iter()
+        .filter(|(p, owner, ..)| *p == disk && owner.is_none())
+        .collect();
+    assert_eq!(still.len(), 1, "the file someone else holds is untouched");
 }

@@ -74,6 +74,12 @@ pub struct Core {
     /// (about [`schedule::PREFLIGHT_AHEAD`] per free slot of the sources): summing the sources'
     /// free slots after every VM a pass looks at made a pass over 250 sources quadratic.
     preflight_cap: usize,
+    /// VMs waiting for destinations whose pre-flight findings may pass
+    /// (`WaitReason::MayPass`): a move that ends at one of those destinations asks them again.
+    may_pass_waiting: BTreeSet<usize>,
+    /// Hosts where a move of ours ended since the last input (slots released there): what the
+    /// VMs of `may_pass_waiting` wait for may have passed.
+    ended_at: Vec<usize>,
     now: Time,
 }
 
@@ -136,6 +142,8 @@ impl Core {
             failed: None,
             preflights_in_flight: 0,
             preflight_cap: 0,
+            may_pass_waiting: BTreeSet::new(),
+            ended_at: Vec::new(),
             seed: SeedPass::default(),
             now,
             spec,
@@ -574,6 +582,12 @@ impl Core {
                 return;
             }
         };
+        let may_pass = matches!(self.vms[idx].vm.wait, Some(WaitReason::MayPass { .. }));
+        if may_pass {
+            self.may_pass_waiting.insert(idx);
+        } else {
+            self.may_pass_waiting.remove(&idx);
+        }
         let asking = self.vms[idx].vm.preflight.asking.is_some();
         if asking != asking_before {
             if asking {
@@ -607,6 +621,12 @@ impl Core {
     /// What follows from a VM's phase change `before` -> `after`: its slots, reservation, ready
     /// set and live count, then the transition's events and commands (and a fail-fast stop).
     fn apply(&mut self, idx: usize, now: Time, before: Phase, after: Phase, out: Output) {
+        if !after.holds_slot()
+            && let Some((src, dst)) = self.vms[idx].slot
+            && !self.may_pass_waiting.is_empty()
+        {
+            self.ended_at.extend([src, dst]);
+        }
         self.derive_slots(idx, now, after);
         self.derive_reservation(idx, now, after);
         self.derive_ready(idx, after);
@@ -627,6 +647,7 @@ impl Core {
 
     /// After every input or timeout: schedule, then check whether the run is over.
     fn after(&mut self, now: Time) {
+        self.recheck_may_pass(now);
         if self.initialized && self.stopping.is_none() {
             self.run_scheduler(now);
         }
@@ -649,6 +670,32 @@ impl Core {
                 unmigratable: u,
                 cancelled: c,
             });
+        }
+    }
+}
+
+impl Core {
+    /// A move of ours ended at some hosts: VMs waiting for one of them because of findings that
+    /// may pass (room, a taken path) are asked again now rather than after their back-off.
+    fn recheck_may_pass(&mut self, now: Time) {
+        if self.ended_at.is_empty() {
+            return;
+        }
+        let ended: BTreeSet<HostId> = std::mem::take(&mut self.ended_at)
+            .into_iter()
+            .map(|h| self.hosts[h].id.clone())
+            .collect();
+        let due: Vec<usize> = self
+            .may_pass_waiting
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let w = &self.vms[i].vm.preflight.waiting;
+                ended.iter().any(|h| w.contains_key(h))
+            })
+            .collect();
+        for idx in due {
+            self.step(idx, now, VmEvent::Timer);
         }
     }
 }

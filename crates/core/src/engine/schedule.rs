@@ -41,13 +41,12 @@ impl Core {
     /// Keeps a VM's membership of its source's ready set, and of the live moves still to do,
     /// in step with its phase `after`.
     pub(super) fn derive_ready(&mut self, idx: usize, after: Phase) {
-        let ready = after == Phase::Queued
-            && self.vms[idx].vm.preflight.asking.is_none()
-            && self.vms[idx]
-                .vm
-                .wait
-                .as_ref()
-                .is_none_or(|w| !is_observed_wait(w));
+        let ready =
+            after == Phase::Queued
+                && self.vms[idx].vm.preflight.asking.is_none()
+                && self.vms[idx].vm.wait.as_ref().is_none_or(|w| {
+                    !is_observed_wait(w) && !matches!(w, WaitReason::MayPass { .. })
+                });
         let offline = self.vms[idx].vm.mode == MigrationMode::Offline;
         let mut key = self.vms[idx].order_key;
         key.held_back = offline && self.spec.settings.offline_last;
@@ -346,8 +345,9 @@ impl Core {
             Box::new(dests)
         };
         for d in iter {
-            // A destination whose pre-flight check blocked the VM is skipped for it.
-            if vm.preflight.blocked.contains_key(d) {
+            // A destination whose pre-flight check blocked the VM is skipped for it (for now
+            // only, when its blockers may pass: `waiting` is forgotten when it is asked again).
+            if vm.preflight.blocked.contains_key(d) || vm.preflight.waiting.contains_key(d) {
                 continue;
             }
             let Some(&h) = self.host_index.get(d) else {

@@ -32,6 +32,15 @@ pub(super) fn assessed(vm: &mut VmMove, ctx: Ctx<'_>, a: Assessment) -> Next {
     let (now, s) = (ctx.now, ctx.settings);
     let state = match a {
         Assessment::Ready(mode) => {
+            if mode == vm.mode && matches!(vm.wait, Some(WaitReason::MayPass { .. })) {
+                // Waiting for a destination whose findings may pass: its timer (or a move
+                // that ends there) asks again, not every listing of the source.
+                return (MoveState::Queued, out);
+            }
+            if vm.preflight.waiting_since.is_some() {
+                // Another wait (or a new mode) interrupted that one: ask those destinations again.
+                vm.preflight.waiting.clear();
+            }
             vm.mode = mode;
             vm.held_since = None;
             vm.timer = None;
@@ -88,6 +97,10 @@ pub(super) fn start(
 ) -> Next {
     let mut out = Output::default();
     vm.attempts += 1;
+    vm.preflight.waiting.clear();
+    vm.preflight.waiting_since = None;
+    vm.preflight.waits = 0;
+    vm.preflight.said = None;
     vm.mode = mode;
     vm.wait = None;
     vm.timer = None;
@@ -140,11 +153,13 @@ pub(super) fn preflight(
     (MoveState::Queued, out)
 }
 
-/// Every blocker recorded for the VM, each with its destination.
+/// Every blocker recorded for the VM (lasting, and those that may pass), each with its
+/// destination.
 fn all_blockers(vm: &VmMove) -> Vec<Blocker> {
     vm.preflight
         .blocked
         .iter()
+        .chain(vm.preflight.waiting.iter())
         .flat_map(|(d, fs)| {
             fs.iter().map(|f| Blocker {
                 destination: Some(d.clone()),
@@ -154,10 +169,14 @@ fn all_blockers(vm: &VmMove) -> Vec<Blocker> {
         .collect()
 }
 
-/// Queued, the pre-flight check answered: a blocker about the VM ends it (0 attempts, nothing
-/// touched); a blocker of the destination or host skips that destination (every allowed one
-/// blocked ends it); warnings are said and the move goes on; a check that could not be made is
-/// asked again after the back-off, at most `max_attempts` times.
+/// Queued, the pre-flight check answered: a lasting blocker about the VM ends it (0 attempts,
+/// nothing touched); a lasting blocker of the destination or host skips that destination
+/// (every allowed one blocked ends it); a destination whose blockers all may pass
+/// (`Finding::may_pass`) is skipped for now, and when every open destination blocks the VM and
+/// some may pass, the VM waits (`WaitReason::MayPass`), asked again after a back-off or when a
+/// move at that destination ends, at most `backup_threshold` from the first such answer, then
+/// `Blocked`; warnings are said and the move goes on; a check that could not be made is asked
+/// again after the back-off, at most `max_attempts` times.
 pub(super) fn preflighted(
     vm: &mut VmMove,
     ctx: Ctx<'_>,
@@ -172,7 +191,7 @@ pub(super) fn preflighted(
     vm.preflight.asking = None;
     let (now, s) = (ctx.now, ctx.settings);
     let attempt = vm.attempts + 1;
-    let mut p = match result {
+    let p = match result {
         Ok(p) => p,
         Err(e) => {
             vm.preflight.failures += 1;
@@ -202,16 +221,6 @@ pub(super) fn preflighted(
         }
     };
     vm.preflight.failures = 0;
-    // A destination path taken is left to the start: its refusal is followed by the clean-up
-    // of the destination, which removes the file only if the driver proves it this VM's own (a
-    // partial copy an earlier run gave up), then retries there (see `discarding`); a foreign
-    // file stays, and the refusal skips the destination as before. Blocking here would strand
-    // our own partial copy for good.
-    let (taken, blockers): (Vec<_>, Vec<_>) = std::mem::take(&mut p.blockers)
-        .into_iter()
-        .partition(|f| f.code == crate::model::Finding::PATH_TAKEN && f.scope != FindingScope::Vm);
-    p.blockers = blockers;
-    p.warnings.extend(taken);
     if !p.blockers.is_empty() || !p.warnings.is_empty() {
         out.events.push(EventKind::PreflightFindings {
             vm: vm.id.clone(),
@@ -225,7 +234,7 @@ pub(super) fn preflighted(
         let blockers = p
             .blockers
             .into_iter()
-            .filter(|f| f.scope == FindingScope::Vm)
+            .filter(|f| f.scope == FindingScope::Vm && !f.may_pass)
             .map(|finding| Blocker {
                 destination: None,
                 finding,
@@ -240,27 +249,78 @@ pub(super) fn preflighted(
         );
         return (state, out);
     }
+    let memo = &mut vm.preflight;
+    memo.blocked.remove(&destination);
+    memo.waiting.remove(&destination);
     if p.is_clear() {
-        vm.preflight.clear.insert(destination);
+        memo.clear.insert(destination);
         return (MoveState::Queued, out);
     }
-    vm.preflight.clear.remove(&destination);
-    vm.preflight.blocked.insert(destination, p.blockers);
-    let blocked = &vm.preflight.blocked;
-    if vm.open_destinations().all(|d| blocked.contains_key(d)) {
+    memo.clear.remove(&destination);
+    if p.only_may_pass() {
+        memo.waiting.insert(destination, p.blockers);
+    } else {
+        memo.blocked.insert(destination, p.blockers);
+    }
+    let memo = &vm.preflight;
+    if !vm
+        .open_destinations()
+        .all(|d| memo.blocked.contains_key(d) || memo.waiting.contains_key(d))
+    {
+        // Another destination may take it: asked next.
+        return (MoveState::Queued, out);
+    }
+    let first_waiting = vm
+        .open_destinations()
+        .find_map(|d| memo.waiting.get(d).map(|fs| (d.clone(), fs)))
+        .map(|(d, fs)| (d, fs.first().map(|f| f.code.clone()).unwrap_or_default()));
+    let Some((wait_for, code)) = first_waiting else {
+        // Every open destination blocks it for good.
+        let reason = Reason::Blocked {
+            blockers: all_blockers(vm),
+        };
+        let state = vm.finish(now, MoveState::Unmigratable { reason }, &mut out);
+        return (state, out);
+    };
+    // Every open destination blocks it, some only for now: wait, bounded.
+    let since = *vm.preflight.waiting_since.get_or_insert(now);
+    let until = since + s.backup_threshold;
+    if now >= until {
         let reason = Reason::Blocked {
             blockers: all_blockers(vm),
         };
         let state = vm.finish(now, MoveState::Unmigratable { reason }, &mut out);
         return (state, out);
     }
+    vm.preflight.waits += 1;
+    vm.timer = Some((now + policy::backoff(s, vm.key, vm.preflight.waits)).min(until));
+    let reason = WaitReason::MayPass {
+        destination: wait_for,
+        code,
+    };
+    if vm.preflight.said.as_ref() != Some(&reason) {
+        out.events.push(EventKind::Waiting {
+            vm: vm.id.clone(),
+            reason: reason.clone(),
+        });
+        vm.preflight.said = Some(reason.clone());
+    }
+    vm.wait = Some(reason);
     (MoveState::Queued, out)
 }
 
-/// Queued, timer: the hold threshold passed with no newer observation.
+/// Queued, timer: the hold threshold passed with no newer observation; or, waiting for
+/// destinations whose findings may pass, the time to ask them again came (or the engine saw a
+/// move at one of them end): they are forgotten, and the scheduler asks again.
 pub(super) fn timer(vm: &mut VmMove, ctx: Ctx<'_>) -> Next {
     let mut out = Output::default();
     let (now, s) = (ctx.now, ctx.settings);
+    if matches!(vm.wait, Some(WaitReason::MayPass { .. })) {
+        vm.preflight.waiting.clear();
+        vm.wait = None;
+        vm.timer = None;
+        return (MoveState::Queued, out);
+    }
     let state = match (vm.held_since, &vm.wait) {
         (Some(since), Some(w)) if now >= since + s.backup_threshold => {
             let reason = held_too_long(s, w);

@@ -409,8 +409,20 @@ pub struct PreflightMemo {
     pub asking: Option<HostId>,
     /// Destinations that answered clear.
     pub clear: BTreeSet<HostId>,
-    /// Destinations that blocked it, with their blockers (scope destination or host).
+    /// Destinations that blocked it, with their blockers (scope destination or host), at least
+    /// one of them lasting.
     pub blocked: BTreeMap<HostId, Vec<Finding>>,
+    /// Destinations that blocked it only with findings that may pass (`Finding::may_pass`),
+    /// with them: skipped for now, asked again after a back-off or when a move there ends.
+    pub waiting: BTreeMap<HostId, Vec<Finding>>,
+    /// Since when it waits because every open destination blocks it and some may pass: the
+    /// wait ends `Blocked` after `backup_threshold`.
+    pub waiting_since: Option<Time>,
+    /// Checks that found every open destination blocking it with some that may pass, in a row
+    /// (the back-off between them grows with it).
+    pub waits: u32,
+    /// The wait last said for that (`Waiting` is said again only when it changes).
+    pub said: Option<WaitReason>,
     /// Checks that could not be made, in a row.
     pub failures: u32,
 }
@@ -420,6 +432,10 @@ impl PreflightMemo {
     pub fn forget(&mut self) {
         self.clear.clear();
         self.blocked.clear();
+        self.waiting.clear();
+        self.waiting_since = None;
+        self.waits = 0;
+        self.said = None;
         self.failures = 0;
     }
 }

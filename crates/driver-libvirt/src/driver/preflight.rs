@@ -404,11 +404,18 @@ pub(super) async fn preflight(inner: &Inner, req: &MigrationRequest) -> DriverRe
         if req.mode == MigrationMode::Live && info.power.is_live() {
             let free = host::available_memory(&dconn)?;
             if free < need_mem {
-                out.block(dest_block(
+                // Memory frees as VMs leave the destination: a blocker that may pass, unless
+                // the host has less memory in all than the VM needs (then it never passes).
+                let total = dconn
+                    .node_info()
+                    .ok()
+                    .map(|n| n.memory.saturating_mul(1024));
+                let f = dest_block(
                     "memory",
                     format!("{} has {free} bytes of memory available, VM {name} needs {need_mem}", req.destination),
                     "free memory there, or pick another destination",
-                ));
+                );
+                out.block(if total.is_some_and(|t| t < need_mem) { f } else { f.may_pass() });
             }
         }
 
@@ -435,12 +442,24 @@ pub(super) async fn preflight(inner: &Inner, req: &MigrationRequest) -> DriverRe
             dest_files = destination_paths(&base, &desc.name, req.layout.put_in_subfolder, &tops);
         }
         for p in &dest_files {
-            if vol_at(&dconn, p)?.is_some() {
+            if vol_at(&dconn, p)?.is_none() {
+                continue;
+            }
+            if crate::provenance::proven(&dconn, p, &req.vm)? {
+                // A partial copy an earlier attempt of this VM left (its provenance marker
+                // proves it): the start is refused, and the clean-up after that removes it.
+                out.warn(Finding::new(
+                    Finding::LEFTOVER,
+                    FindingScope::Destination,
+                    format!("destination path {p} on {} holds a partial copy an earlier attempt of VM {name} left (its provenance marker proves it): the start's clean-up removes it", req.destination),
+                ));
+            } else {
+                // Someone else's file, which a person (or a move) may free: may pass.
                 out.block(dest_block(
                     Finding::PATH_TAKEN,
                     format!("destination path {p} already holds a file on {}; vmove does not overwrite it", req.destination),
                     "move or delete that file if it is not needed, or choose another destination folder",
-                ));
+                ).may_pass());
             }
         }
         let need: u64 = disks.iter().map(|d| d.allocated_bytes).sum();
@@ -449,11 +468,14 @@ pub(super) async fn preflight(inner: &Inner, req: &MigrationRequest) -> DriverRe
                 if let Ok(pi) = pool.info()
                     && pi.available < need
                 {
-                    out.block(dest_block(
+                    // Space frees as images leave the pool: may pass, unless the pool is
+                    // smaller in all than the disks (then it never passes).
+                    let f = dest_block(
                         "disk_space",
                         format!("pool {} on {} has {} bytes free, the disks of VM {name} take {need}", dst.cfg.pool, req.destination, pi.available),
                         "free space in that pool, or pick another destination",
-                    ));
+                    );
+                    out.block(if pi.capacity < need { f } else { f.may_pass() });
                 }
             }
             Err(e) if e.class == ErrorClass::DestinationRefused => out.block(dest_block(

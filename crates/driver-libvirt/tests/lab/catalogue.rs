@@ -102,15 +102,33 @@ async fn moves(lab: &Lab, vm: &VmId, name: &str) {
     assert!(!outside(a(), &disk).exists(), "{disk} left on {}", a());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn catalogue_managed_save_is_refused_before_anything_is_touched() {
-    if !lab_enabled("catalogue_managed_save_is_refused_before_anything_is_touched") {
-        return;
-    }
-    let lab = Lab::new();
+/// Each catalogue test in both of the modes a user can choose for libvirt: the default (vmove
+/// drives each migration) and `p2p = true` (the source's libvirtd does): a refusal, a move and
+/// a roll-back must hold in each.
+macro_rules! in_both_modes {
+    ($name:ident, $p2p:ident, $body:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            if !lab_enabled(stringify!($name)) {
+                return;
+            }
+            $body(&Lab::new()).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $p2p() {
+            if !lab_enabled(stringify!($p2p)) {
+                return;
+            }
+            $body(&Lab::p2p()).await;
+        }
+    };
+}
+
+async fn catalogue_managed_save_is_refused_before_anything_is_touched_in(lab: &Lab) {
     let (vm, name) = lab.mkvm("cat-msave", &["--size", DISK_MIB]);
     virsh(a(), &["managedsave", &name]).unwrap();
-    refused(&lab, &vm, &name, "managed_save").await;
+    refused(lab, &vm, &name, "managed_save").await;
     // The regression of issue 15: the offline path itself refuses, for good, and touches
     // nothing (before, the copy was defined on hostB and the source refused its undefine).
     let before = picture();
@@ -124,16 +142,16 @@ async fn catalogue_managed_save_is_refused_before_anything_is_touched() {
     virsh(a(), &["managedsave-remove", &name]).unwrap();
     lab.cleanup(&name);
 }
+in_both_modes!(
+    catalogue_managed_save_is_refused_before_anything_is_touched,
+    catalogue_managed_save_is_refused_before_anything_is_touched_p2p,
+    catalogue_managed_save_is_refused_before_anything_is_touched_in
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn catalogue_snapshot_metadata_is_refused() {
-    if !lab_enabled("catalogue_snapshot_metadata_is_refused") {
-        return;
-    }
-    let lab = Lab::new();
-    let (vm, name) = shape(&lab, "cat-snap", "");
+async fn catalogue_snapshot_metadata_is_refused_in(lab: &Lab) {
+    let (vm, name) = shape(lab, "cat-snap", "");
     virsh(a(), &["snapshot-create-as", &name, "s1"]).unwrap();
-    refused(&lab, &vm, &name, "snapshots").await;
+    refused(lab, &vm, &name, "snapshots").await;
     let req = lab.request(&vm, &name, MigrationMode::Offline);
     let e = lab.driver.start_migration(&req).await.unwrap_err();
     assert_eq!(e.class, ErrorClass::Permanent, "{e}");
@@ -141,36 +159,36 @@ async fn catalogue_snapshot_metadata_is_refused() {
     let _ = virsh(a(), &["snapshot-delete", &name, "s1", "--metadata"]);
     lab.cleanup(&name);
 }
+in_both_modes!(
+    catalogue_snapshot_metadata_is_refused,
+    catalogue_snapshot_metadata_is_refused_p2p,
+    catalogue_snapshot_metadata_is_refused_in
+);
 
 const CDROM: &str = "<disk type='file' device='cdrom'><driver name='qemu' type='raw'/><source file='/var/lib/libvirt/images/{name}-cd.iso'/><target dev='sda' bus='sata'/><readonly/></disk>";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn catalogue_cdrom_present_on_the_destination_moves() {
-    if !lab_enabled("catalogue_cdrom_present_on_the_destination_moves") {
-        return;
-    }
-    let lab = Lab::new();
-    let (vm, name) = shape(&lab, "cat-cdok", CDROM);
+async fn catalogue_cdrom_present_on_the_destination_moves_in(lab: &Lab) {
+    let (vm, name) = shape(lab, "cat-cdok", CDROM);
     for h in [a(), b()] {
         let iso = format!("/var/lib/libvirt/images/{name}-cd.iso");
         std::fs::write(outside(h, &iso), vec![7u8; 64 << 10]).unwrap();
         virsh(h, &["pool-refresh", "images"]).unwrap();
     }
-    moves(&lab, &vm, &name).await;
+    moves(lab, &vm, &name).await;
     lab.cleanup(&name);
 }
+in_both_modes!(
+    catalogue_cdrom_present_on_the_destination_moves,
+    catalogue_cdrom_present_on_the_destination_moves_p2p,
+    catalogue_cdrom_present_on_the_destination_moves_in
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn catalogue_cdrom_absent_on_the_destination_is_refused() {
-    if !lab_enabled("catalogue_cdrom_absent_on_the_destination_is_refused") {
-        return;
-    }
-    let lab = Lab::new();
-    let (vm, name) = shape(&lab, "cat-cdno", CDROM);
+async fn catalogue_cdrom_absent_on_the_destination_is_refused_in(lab: &Lab) {
+    let (vm, name) = shape(lab, "cat-cdno", CDROM);
     let iso = format!("/var/lib/libvirt/images/{name}-cd.iso");
     std::fs::write(outside(a(), &iso), vec![7u8; 64 << 10]).unwrap();
     virsh(a(), &["pool-refresh", "images"]).unwrap();
-    let found = refused(&lab, &vm, &name, "media_missing").await;
+    let found = refused(lab, &vm, &name, "media_missing").await;
     let b0 = found
         .blockers
         .iter()
@@ -183,13 +201,13 @@ async fn catalogue_cdrom_absent_on_the_destination_is_refused() {
     );
     lab.cleanup(&name);
 }
+in_both_modes!(
+    catalogue_cdrom_absent_on_the_destination_is_refused,
+    catalogue_cdrom_absent_on_the_destination_is_refused_p2p,
+    catalogue_cdrom_absent_on_the_destination_is_refused_in
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn catalogue_network_only_the_source_has_is_refused() {
-    if !lab_enabled("catalogue_network_only_the_source_has_is_refused") {
-        return;
-    }
-    let lab = Lab::new();
+async fn catalogue_network_only_the_source_has_is_refused_in(lab: &Lab) {
     // Defined, not started: a started network would make a bridge in the machine's own
     // network namespace, which the lab shares.
     let net = format!("{}-net", lab.prefix);
@@ -205,30 +223,30 @@ async fn catalogue_network_only_the_source_has_is_refused() {
     virsh(a(), &["net-define", file.to_str().unwrap()]).unwrap();
     let _ = std::fs::remove_file(&file);
     let (vm, name) = shape(
-        &lab,
+        lab,
         "cat-net",
         &format!(
             "<interface type='network'><source network='{net}'/><model type='virtio'/></interface>"
         ),
     );
-    let found = refused(&lab, &vm, &name, "network_missing").await;
+    let found = refused(lab, &vm, &name, "network_missing").await;
     assert!(found.blockers.iter().any(|b| b.message.contains(&net)));
     lab.cleanup(&name);
     let _ = virsh(a(), &["net-undefine", &net]);
 }
+in_both_modes!(
+    catalogue_network_only_the_source_has_is_refused,
+    catalogue_network_only_the_source_has_is_refused_p2p,
+    catalogue_network_only_the_source_has_is_refused_in
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn catalogue_host_device_is_refused() {
-    if !lab_enabled("catalogue_host_device_is_refused") {
-        return;
-    }
-    let lab = Lab::new();
+async fn catalogue_host_device_is_refused_in(lab: &Lab) {
     let (vm, name) = shape(
-        &lab,
+        lab,
         "cat-hostdev",
         "<hostdev mode='subsystem' type='usb' managed='no'><source><vendor id='0x1d6b'/><product id='0x0002'/></source></hostdev>",
     );
-    let found = refused(&lab, &vm, &name, "host_device").await;
+    let found = refused(lab, &vm, &name, "host_device").await;
     assert!(found.blocks_every_destination());
     // A start that skipped pre-flight is refused for good too, touching nothing (before, the
     // offline path defined the VM with its host device on hostB).
@@ -241,19 +259,19 @@ async fn catalogue_host_device_is_refused() {
     assert!(virsh(b(), &["dominfo", &name]).is_err());
     lab.cleanup(&name);
 }
+in_both_modes!(
+    catalogue_host_device_is_refused,
+    catalogue_host_device_is_refused_p2p,
+    catalogue_host_device_is_refused_in
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn catalogue_block_device_disk_is_refused() {
-    if !lab_enabled("catalogue_block_device_disk_is_refused") {
-        return;
-    }
-    let lab = Lab::new();
+async fn catalogue_block_device_disk_is_refused_in(lab: &Lab) {
     let (vm, name) = shape(
-        &lab,
+        lab,
         "cat-block",
         "<disk type='block' device='disk'><driver name='qemu' type='raw'/><source dev='/dev/null'/><target dev='vdz' bus='virtio'/></disk>",
     );
-    let found = refused(&lab, &vm, &name, "disk_not_file").await;
+    let found = refused(lab, &vm, &name, "disk_not_file").await;
     assert!(found.blocks_every_destination());
     let before = picture();
     let req = lab.request(&vm, &name, MigrationMode::Offline);
@@ -263,13 +281,13 @@ async fn catalogue_block_device_disk_is_refused() {
     assert!(virsh(b(), &["dominfo", &name]).is_err());
     lab.cleanup(&name);
 }
+in_both_modes!(
+    catalogue_block_device_disk_is_refused,
+    catalogue_block_device_disk_is_refused_p2p,
+    catalogue_block_device_disk_is_refused_in
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn catalogue_plain_running_vm_is_clear_live_with_its_cpu_compared() {
-    if !lab_enabled("catalogue_plain_running_vm_is_clear_live_with_its_cpu_compared") {
-        return;
-    }
-    let lab = Lab::new();
+async fn catalogue_plain_running_vm_is_clear_live_with_its_cpu_compared_in(lab: &Lab) {
     let (vm, name) = lab.mkvm("cat-live", &["--size", DISK_MIB]);
     let before = picture();
     let req = lab.request(&vm, &name, MigrationMode::Live);
@@ -282,5 +300,150 @@ async fn catalogue_plain_running_vm_is_clear_live_with_its_cpu_compared() {
     let host = lab.driver.preflight_host(&HostId::new(b())).await.unwrap();
     assert!(host.is_clear() && host.warnings.is_empty(), "{host:?}");
     assert_eq!(before, picture(), "{name}: pre-flight changed something");
+    // And it moves live, in this lab's mode (with p2p the source's libvirtd drives it): the
+    // disk as the guest sees it equal, running on the destination only, nothing left behind.
+    let disk = format!("/var/lib/libvirt/images/{name}-0.qcow2");
+    let sum = checksum(a(), &disk);
+    lab.move_and_clean(&req).await;
+    assert_eq!(sum, checksum(b(), &disk));
+    let left = lab.left(&req, LeftoverContext::AfterSuccess).await;
+    lab.remove_all(&req, &left, LeftoverContext::AfterSuccess)
+        .await;
+    assert!(
+        virsh(a(), &["dominfo", &name]).is_err(),
+        "{name} still on {}",
+        a()
+    );
+    assert_eq!(virsh(b(), &["domstate", &name]).unwrap(), "running");
+    assert!(!outside(a(), &disk).exists(), "{disk} left on {}", a());
     lab.cleanup(&name);
 }
+in_both_modes!(
+    catalogue_plain_running_vm_is_clear_live_with_its_cpu_compared,
+    catalogue_plain_running_vm_is_clear_live_with_its_cpu_compared_p2p,
+    catalogue_plain_running_vm_is_clear_live_with_its_cpu_compared_in
+);
+
+/// A shut-off UEFI VM with its NVRAM file, as virt-install makes one: OVMF's code read-only
+/// from /usr/share/OVMF (libvirt does not read the firmware files at define, so the lab needs no
+/// `ovmf` package for a VM that does not run) and its variables in libvirt's nvram folder. The
+/// driver does not copy NVRAM: refused before anything is touched, by pre-flight and by the
+/// start; the VARS file stays where it was. (UEFI needs ACPI: libvirt refuses the define
+/// without `<features><acpi/>`, "UEFI requires ACPI on this architecture".)
+async fn catalogue_uefi_nvram_is_refused_in(lab: &Lab) {
+    let (vm, name) = lab.mkvm("cat-uefi", &["--off", "--size", DISK_MIB]);
+    let vars = format!("/var/lib/libvirt/qemu/nvram/{name}_VARS.fd");
+    std::fs::write(outside(a(), &vars), vec![0u8; 128 << 10]).unwrap();
+    let xml = virsh(a(), &["dumpxml", &name]).unwrap().replacen(
+        "</os>",
+        &format!(
+            "<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE.fd</loader><nvram>{vars}</nvram></os><features><acpi/></features>"
+        ),
+        1,
+    );
+    assert!(
+        !xml.contains("<features><acpi/></features><features>"),
+        "mkvm's XML has features now: {xml}"
+    );
+    let file = lab_dir().join(format!("{name}.xml"));
+    std::fs::write(&file, xml).unwrap();
+    let r = virsh(a(), &["define", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    r.unwrap_or_else(|e| panic!("defining {name} with UEFI: {e}"));
+    let found = refused(lab, &vm, &name, "uefi_nvram").await;
+    assert!(found.blocks_every_destination());
+    let b0 = found
+        .blockers
+        .iter()
+        .find(|b| b.code == "uefi_nvram")
+        .unwrap();
+    assert!(
+        b0.message.contains(&vars) || b0.message.contains("NVRAM"),
+        "{b0:?}"
+    );
+    let before = picture();
+    let req = lab.request(&vm, &name, MigrationMode::Offline);
+    let e = lab.driver.start_migration(&req).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Permanent, "{e}");
+    assert_eq!(before, picture(), "start_migration touched something");
+    assert!(virsh(b(), &["dominfo", &name]).is_err());
+    assert!(outside(a(), &vars).exists(), "the VARS file stays");
+    // libvirt does not undefine a VM whose NVRAM file exists without `--nvram` (which removes
+    // the file): the lab's clean-up passes it.
+    assert!(virsh(a(), &["undefine", &name]).is_err());
+    lab.cleanup(&name);
+    assert!(!outside(a(), &vars).exists());
+}
+in_both_modes!(
+    catalogue_uefi_nvram_is_refused,
+    catalogue_uefi_nvram_is_refused_p2p,
+    catalogue_uefi_nvram_is_refused_in
+);
+
+/// The source refuses to undefine the VM at the end of an offline move (the error of issue 15,
+/// "Refusing to undefine while domain managed save image exists"): the destination's definition
+/// is removed again, the VM stays defined on the source only, and after the clean-up of the
+/// attempt's leftovers nothing of it is on the destination.
+///
+/// How the lab makes libvirt refuse: a managed-save file put in libvirt's save folder behind its
+/// back. Pre-flight and the start ask `virDomainHasManagedSaveImage`, which answers from the
+/// daemon's own record of managed saves (it says no here: `virsh dominfo` shows "Managed save:
+/// no"), while the undefine looks for the file itself (libvirt's qemuDomainUndefineFlags,
+/// src/qemu/qemu_driver.c: `virFileExists` of the managed-save path, then the refusal above).
+/// Seen on this lab (libvirt 9.0).
+async fn catalogue_source_refusing_to_undefine_rolls_back_in(lab: &Lab) {
+    let (vm, name) = lab.mkvm("cat-noundef", &["--off", "--size", DISK_MIB]);
+    let save = outside(a(), &format!("/var/lib/libvirt/qemu/save/{name}.save"));
+    std::fs::write(&save, b"not libvirt's").unwrap();
+    let req = lab.request(&vm, &name, MigrationMode::Offline);
+    let found = lab.driver.preflight(&req).await.unwrap();
+    assert!(found.is_clear(), "{name}: {found:?}");
+    let disk = format!("/var/lib/libvirt/images/{name}-0.qcow2");
+    let sum = checksum(a(), &disk);
+    let h = lab.driver.start_migration(&req).await.unwrap();
+    let end = lab.wait_end(&req, &h).await;
+    let MigrationStatus::Failed(f) = &end else {
+        panic!("{name}: expected the move to fail, got {end:?}");
+    };
+    assert!(
+        f.message.contains("managed save image exists")
+            && f.message
+                .contains("removed again, the VM stays on the source"),
+        "{f:?}"
+    );
+    assert_ne!(f.class, ErrorClass::Indeterminate, "{f:?}");
+    // Defined on the source only, shut off, its disk unchanged.
+    assert_eq!(virsh(a(), &["domstate", &name]).unwrap(), "shut off");
+    assert!(
+        virsh(b(), &["dominfo", &name]).is_err(),
+        "{name} defined on {}",
+        b()
+    );
+    assert_eq!(sum, checksum(a(), &disk));
+    // The attempt's copies on the destination are its leftovers: listed, removed, and then
+    // nothing of the VM is there.
+    let left = lab.left(&req, LeftoverContext::AfterFailedAttempt).await;
+    assert!(
+        left.iter().all(|l| l.host == HostId::new(b())),
+        "only the destination holds leftovers after a failure: {left:?}"
+    );
+    assert!(!left.is_empty(), "the copied image is listed");
+    lab.remove_all(&req, &left, LeftoverContext::AfterFailedAttempt)
+        .await;
+    let _ = virsh(b(), &["pool-refresh", "images"]);
+    let on_b: Vec<String> = std::fs::read_dir(lab_dir().join(b()).join("lib/images"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&name))
+        .collect();
+    assert!(on_b.is_empty(), "left on {}: {on_b:?}", b());
+    assert!(virsh(b(), &["dominfo", &name]).is_err());
+    std::fs::remove_file(&save).unwrap();
+    lab.cleanup(&name);
+}
+in_both_modes!(
+    catalogue_source_refusing_to_undefine_rolls_back,
+    catalogue_source_refusing_to_undefine_rolls_back_p2p,
+    catalogue_source_refusing_to_undefine_rolls_back_in
+);

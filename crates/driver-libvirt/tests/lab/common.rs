@@ -122,14 +122,26 @@ impl Lab {
         Self::with_bandwidth(None)
     }
 
+    /// A lab whose hosts are configured with `p2p = true` (the source's libvirtd drives each
+    /// migration itself); its VMs' names differ from [`Lab::new`]'s.
+    pub(crate) fn p2p() -> Self {
+        let mut lab = Self::with(None, true);
+        lab.prefix.push('p');
+        lab
+    }
+
     /// A lab whose migrations are capped at `bandwidth_mib_s` (None: uncapped).
     pub(crate) fn with_bandwidth(bandwidth_mib_s: Option<u64>) -> Self {
+        Self::with(bandwidth_mib_s, false)
+    }
+
+    fn with(bandwidth_mib_s: Option<u64>, p2p: bool) -> Self {
         let cfg = |h: &str| LibvirtHostConfig {
             uri: uri(h),
             pool: "images".into(),
             path: None,
             migration_ports: None,
-            p2p: false,
+            p2p,
             auto_converge: false,
             post_copy: false,
             bandwidth_mib_s,
@@ -164,7 +176,8 @@ impl Lab {
     pub(crate) fn cleanup(&self, name: &str) {
         for h in [a(), b()] {
             let _ = virsh(h, &["destroy", name]);
-            let _ = virsh(h, &["undefine", name]);
+            // `--nvram`: a VM with an NVRAM file is not undefined without it.
+            let _ = virsh(h, &["undefine", name, "--nvram"]);
             for dir in ["lib/images", "log/qemu"] {
                 if let Ok(rd) = std::fs::read_dir(lab_dir().join(h).join(dir)) {
                     for e in rd.flatten() {

@@ -88,9 +88,15 @@ impl SimCluster {
     }
 
     /// Pre-flight of a route, by reading only: the VM must be on the source; what
-    /// [`SimCluster::start_migration`] would refuse for good (the same host, a mode its power
-    /// state does not allow, a destination path taken, no room) is a blocker, with the same
-    /// words. A VM busy now (migrating, backing up) is no blocker: that passes.
+    /// [`SimCluster::start_migration`] would refuse (the same host, a mode its power state does
+    /// not allow, a destination path taken, no room) is a blocker, with the same words. A VM
+    /// busy now (migrating, backing up) is no blocker: that passes. As the real drivers do
+    /// (docs/drivers/libvirt.md and hyperv.md, "Pre-flight"): room (`no_room`, when the host's
+    /// whole capacity would take the VM) and a path held
+    /// by a file this VM does not own (`path_taken`) are blockers that may pass (room frees as
+    /// VMs leave, a person or a move frees the path); paths held only by this VM's own partial
+    /// copies (the files an earlier attempt left, which the sim knows the owner of) are the
+    /// `leftover` warning, since the refused start's clean-up removes them.
     pub fn preflight(&self, req: &MigrationRequest) -> DriverResult<Preflight> {
         let src = self.reachable(&req.source)?;
         let dst = self.reachable(&req.destination)?;
@@ -112,9 +118,68 @@ impl SimCluster {
                 ),
                 _ => (FindingScope::Vm, "change the request"),
             };
-            found.block(Finding::new(code, scope, e.message).remedy(remedy));
+            if code == Finding::PATH_TAKEN && self.taken_only_by_own_copies(req, dst, v) {
+                found.warn(Finding::new(
+                    Finding::LEFTOVER,
+                    FindingScope::Destination,
+                    format!(
+                        "{} holds a partial copy of VM {} an earlier attempt left: the start's clean-up removes it",
+                        req.destination, self.vms[v].spec.name
+                    ),
+                ));
+            } else {
+                let mut f = Finding::new(code, scope, e.message).remedy(remedy);
+                let passes = match code {
+                    "no_room" => self.fits_when_free(req, dst, v),
+                    Finding::PATH_TAKEN => !self.paths_repeat(req, v),
+                    _ => false,
+                };
+                if passes {
+                    f = f.may_pass();
+                }
+                found.block(f);
+            }
         }
         Ok(found)
+    }
+
+    /// The VM would fit on `dst` once what is there now left it (its memory, for a live move,
+    /// and its disks within the host's whole capacity): room that is short now may pass; a
+    /// host smaller than the VM never takes it.
+    fn fits_when_free(&self, req: &MigrationRequest, dst: usize, v: usize) -> bool {
+        let vs = &self.vms[v];
+        let d = &self.hosts[dst].spec;
+        let need_mem = if req.mode == MigrationMode::Live {
+            vs.spec.memory_bytes
+        } else {
+            0
+        };
+        need_mem <= d.memory_bytes && vs.spec.disk_bytes() <= d.disk_bytes
+    }
+
+    /// The VM's destination paths on this route name one path twice (two of its files would
+    /// go to one place): that never passes.
+    fn paths_repeat(&self, req: &MigrationRequest, v: usize) -> bool {
+        let (disks, log) = self.destination_files(req, v);
+        let mut seen = BTreeSet::new();
+        !disks
+            .iter()
+            .chain(std::iter::once(&log))
+            .all(|p| seen.insert(p))
+    }
+
+    /// Every destination path of the VM that holds a file on `dst` holds one of the VM's own
+    /// (a partial copy an earlier attempt left).
+    fn taken_only_by_own_copies(&self, req: &MigrationRequest, dst: usize, v: usize) -> bool {
+        if self.paths_repeat(req, v) {
+            return false;
+        }
+        let (disks, log) = self.destination_files(req, v);
+        disks
+            .iter()
+            .chain(std::iter::once(&log))
+            .filter_map(|p| self.hosts[dst].files.get(p))
+            .all(|f| f.owner == Some(v))
     }
 
     /// What the VM's [`Shape`]s make its hypervisor refuse on this route, with a finding's code
