@@ -56,7 +56,8 @@ fn style() -> String {
          .lane{fill:#f5f5f5;fill-opacity:0.5;stroke:#eeeeee}.tick{stroke:#e0e0e0}\
          .foreign{fill:#616161;fill-opacity:0.6}\
          .predicted{fill:none;stroke:#1565c0;stroke-dasharray:4 2}\
-         .wait{fill-opacity:0.9}.sub{fill:#616161}",
+         .wait{fill-opacity:0.9}.sub{fill:#616161}\
+         .slot,.attempt{stroke:#ffffff;stroke-width:1}",
     );
     for o in AttemptOutcome::ALL {
         let _ = write!(s, ".o-{}{{fill:{}}}", o.as_str(), outcome_colour(o));

@@ -2,7 +2,8 @@
 //! row of characters over the run's time, one letter per outcome; the foreign migrations on a
 //! host as their count; then the VMs whose move was not one plain attempt (a wait other than
 //! their turn, a failed attempt, not moved) with their waits; and a legend. Fitted to a width
-//! (`COLUMNS`, or the terminal's, as tables are). Letters, not colours: it reads the same in a
+//! (`COLUMNS`, or the terminal's, as tables are); every other bar of a lane in lower case, so
+//! that bars one after the other show apart. Letters, not colours: it reads the same in a
 //! pipe, a log or a mail.
 
 use super::model::{AttemptOutcome, Timeline, WaitKind};
@@ -64,15 +65,18 @@ pub fn text(t: &Timeline, width: usize) -> String {
             .collect()
     };
     let mut out = String::new();
-    out.push_str(&format!(
-        "timeline of run {} ({}, one column = {}):\n",
-        printable(&t.run_id),
-        if t.simulated {
-            "simulated time"
-        } else {
-            "wall clock"
-        },
-        fmt_time(Time(step))
+    out.push_str(&wrap(
+        &format!(
+            "timeline of run {} ({}, one column = {}):",
+            printable(&t.run_id),
+            if t.simulated {
+                "simulated time"
+            } else {
+                "wall clock"
+            },
+            fmt_time(Time(step))
+        ),
+        width,
     ));
     let axis_end = fmt_time(Time(end));
     let zero = format!("{:<w$}", "0s", w = cols.saturating_sub(axis_end.len()));
@@ -82,14 +86,22 @@ pub fn text(t: &Timeline, width: usize) -> String {
         out.push_str(&format!("{}{limit}\n", printable(&h.name)));
         for (dir, lanes) in [("out", &h.outbound), ("in", &h.inbound)] {
             for (n, lane) in lanes.iter().enumerate() {
+                // Every other bar of a lane in lower case, so that two bars one after the
+                // other show where one ends.
                 let spans: Vec<(u64, u64, char, u8)> = lane
                     .bars
                     .iter()
-                    .map(|b| {
+                    .enumerate()
+                    .map(|(k, b)| {
+                        let letter = t.attempts[b.attempt].outcome.letter();
                         (
                             b.from_ms,
                             b.to_ms.unwrap_or(open_end),
-                            t.attempts[b.attempt].outcome.letter(),
+                            if k % 2 == 1 {
+                                letter.to_ascii_lowercase()
+                            } else {
+                                letter
+                            },
                             1,
                         )
                     })
@@ -163,15 +175,39 @@ pub fn text(t: &Timeline, width: usize) -> String {
         .iter()
         .map(|o| format!("{} {}", o.letter(), o.as_str()))
         .collect();
-    out.push_str(&format!(
-        "attempts: {}; . idle slot; 1-9 foreign migrations\n",
-        outcomes.join(", ")
+    out.push_str(&wrap(
+        &format!(
+            "attempts: {} (in a lane every other bar in lower case); . idle slot; 1-9 foreign migrations",
+            outcomes.join(", ")
+        ),
+        width,
     ));
     let waits: Vec<String> = WaitKind::ALL
         .iter()
         .filter(|k| **k != WaitKind::Queued)
         .map(|k| format!("{} {}", k.letter(), k.as_str().replace('_', " ")))
         .collect();
-    out.push_str(&format!("waits: {}\n", waits.join(", ")));
+    out.push_str(&wrap(&format!("waits: {}", waits.join(", ")), width));
+    out
+}
+
+/// `text` wrapped at spaces to `width` columns, later lines indented by two; each line ends
+/// with a newline.
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let len = line.chars().count();
+        if len > 2 && len + 1 + word.chars().count() > width {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = String::from("  ");
+        } else if !line.is_empty() && !line.ends_with("  ") {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
     out
 }
