@@ -1,7 +1,8 @@
 //! A run as a picture: the one timeline model every view draws (the HTML/SVG report, the text
 //! timeline of `report` and `plan`, and the live page), built from the journal's facts.
 //!
-//! - [`model`]: [`Timeline`] (serialisable) and its builder, [`TimelineBuilder`], fed a run's
+//! - [`model`]: [`Timeline`] (serialisable) and its builder, [`TimelineBuilder`] (in
+//!   `builder.rs`), fed a run's
 //!   entries ([`Timeline::from_run`]) or bare events (a run in progress, a plan's simulation);
 //! - [`mod@svg`]: the self-contained SVG ([`svg()`]);
 //! - [`html`]: the self-contained HTML report (the report's facts and the SVG inline);
@@ -10,6 +11,7 @@
 //!
 //! docs/timeline.md says what is drawn and from which journal facts.
 
+mod builder;
 pub mod html;
 pub mod model;
 pub mod sink;
