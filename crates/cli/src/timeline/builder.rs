@@ -89,6 +89,7 @@ impl TimelineBuilder {
             source: String::new(),
             outcome: "unfinished".to_owned(),
             reason: None,
+            ended_ms: None,
             waits: vec![],
             attempts: vec![],
         });
@@ -341,6 +342,7 @@ impl TimelineBuilder {
                 self.close_wait(id, at);
                 let i = self.vm(id);
                 self.vms[i].outcome = "moved".into();
+                self.vms[i].ended_ms = Some(at);
             }
             EventKind::Unmigratable { vm, reason, .. }
             | EventKind::Cancelled { vm, reason, .. } => {
@@ -363,6 +365,7 @@ impl TimelineBuilder {
                     "unmigratable".into()
                 };
                 self.vms[i].reason = Some(reason.to_string());
+                self.vms[i].ended_ms = Some(at);
             }
             EventKind::RunFinished { .. } | EventKind::RunFailed { .. } => self.over = true,
             _ => {}

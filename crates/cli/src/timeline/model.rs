@@ -276,6 +276,9 @@ pub struct VmLine {
     pub outcome: String,
     /// Why it did not move.
     pub reason: Option<String>,
+    /// When its move ended (moved, unmigratable, cancelled); `None`: not over.
+    #[serde(default)]
+    pub ended_ms: Option<u64>,
     pub waits: Vec<Wait>,
     /// Indexes into [`Timeline::attempts`], in order.
     pub attempts: Vec<usize>,

@@ -57,7 +57,8 @@ fn style() -> String {
          .foreign{fill:#616161;fill-opacity:0.6}\
          .predicted{fill:none;stroke:#1565c0;stroke-dasharray:4 2}\
          .wait{fill-opacity:0.9}.sub{fill:#616161}\
-         .slot,.attempt{stroke:#ffffff;stroke-width:1}",
+         .slot,.attempt{stroke:#ffffff;stroke-width:1}\
+         .e-unmigratable{fill:#b71c1c}.e-cancelled{fill:#ef6c00}",
     );
     for o in AttemptOutcome::ALL {
         let _ = write!(s, ".o-{}{{fill:{}}}", o.as_str(), outcome_colour(o));
@@ -326,6 +327,27 @@ pub fn svg(t: &Timeline) -> String {
                 &title,
             );
         }
+        // A VM given up or cancelled: a mark where its move ended, with the reason.
+        if let (Some(end), "unmigratable" | "cancelled") = (v.ended_ms, v.outcome.as_str()) {
+            let title = format!(
+                "{}: {} at {}: {}",
+                v.name,
+                v.outcome,
+                fmt_time(Time(end)),
+                v.reason.as_deref().unwrap_or("")
+            );
+            let attrs = format!(r#" data-vm="{}""#, escape(&v.id));
+            let x = c.x(end);
+            let _ = write!(
+                c.out,
+                r#"<rect class="end e-{}"{attrs} x="{:.1}" y="{:.1}" width="4" height="{:.1}"><title>{}</title></rect>"#,
+                v.outcome,
+                (x - 2.0).max(LABEL_W),
+                c.y + 1.0,
+                ROW_H - 2.0,
+                escape(&title)
+            );
+        }
         if let Some(p) = predicted.get(v.id.as_str()) {
             let title = format!(
                 "{} as planned: {} -> {}, {}",
@@ -382,6 +404,21 @@ pub fn svg(t: &Timeline) -> String {
             x + 16.0,
             c.y + 10.0,
             k.label()
+        );
+        x += 200.0;
+    }
+    c.y += 18.0;
+    x = PAD;
+    for (class, label) in [
+        ("e-unmigratable", "given up (unmigratable)"),
+        ("e-cancelled", "cancelled (the run stopped)"),
+    ] {
+        let _ = write!(
+            c.out,
+            r#"<rect class="{class}" x="{x:.1}" y="{:.1}" width="4" height="12"/><text x="{:.1}" y="{:.1}">{label}</text>"#,
+            c.y,
+            x + 10.0,
+            c.y + 10.0
         );
         x += 200.0;
     }

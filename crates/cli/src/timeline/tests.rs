@@ -146,6 +146,7 @@ fn the_demos_waits_and_outcomes_are_drawn_as_what_they_are() {
     let big = vm("analytics-01");
     assert!(big.attempts.is_empty() && big.outcome == "unmigratable");
     assert!(big.reason.as_deref().unwrap().contains("no destination"));
+    assert!(big.ended_ms.is_some(), "when it was given up");
     // The powered-off VMs wait for the running ones.
     assert!(
         vm("old-01")
@@ -233,6 +234,16 @@ fn the_svg_is_well_formed_with_one_bar_per_attempt() {
                 "{key}"
             );
         }
+        let ends = xml
+            .descendants()
+            .filter(|n| n.attribute("class").is_some_and(|c| c.starts_with("end ")))
+            .count();
+        let not_moved = t
+            .vms
+            .iter()
+            .filter(|v| v.outcome == "unmigratable" || v.outcome == "cancelled")
+            .count();
+        assert_eq!(ends, not_moved, "a mark per VM given up or cancelled");
         assert!(
             !doc.contains("<script") && !doc.contains("href"),
             "self-contained"
@@ -332,6 +343,8 @@ fn the_text_timeline_fits_its_width_and_shows_outcomes_waits_and_a_legend() {
             web.contains('F') && web.contains('M') && web.contains('w'),
             "{web}"
         );
+        let big = out.lines().find(|l| l.contains("analytics-01")).unwrap();
+        assert!(big.contains('X'), "given up: {big}");
         let db = out.lines().find(|l| l.contains("db-01")).unwrap();
         assert!(db.contains('b'), "{db}");
         assert!(out.contains("M moved") && out.contains("b backup"), "{out}");

@@ -58,6 +58,8 @@ pub fn text(t: &Timeline, width: usize) -> String {
     let cols = width - lw - 2;
     let end = t.span_ms();
     let open_end = t.end_ms.max(1);
+    // The last time a column holds.
+    let end_max = end.saturating_sub(1);
     let step = end.div_ceil(cols as u64).max(1);
     let row = |spans: &[(u64, u64, char, u8)], idle: char| -> String {
         (0..cols as u64)
@@ -149,6 +151,18 @@ pub fn text(t: &Timeline, width: usize) -> String {
                 .filter(|w| w.kind != WaitKind::Queued)
                 .map(|w| (w.from_ms, w.to_ms.unwrap_or(open_end), w.kind.letter(), 0))
                 .collect();
+            // Where a move was given up (X) or cancelled (C).
+            match (v.ended_ms, v.outcome.as_str()) {
+                (Some(end), "unmigratable") => {
+                    let at = end.min(end_max);
+                    spans.push((at, at, 'X', 2))
+                }
+                (Some(end), "cancelled") => {
+                    let at = end.min(end_max);
+                    spans.push((at, at, 'C', 2))
+                }
+                _ => {}
+            }
             for &i in &v.attempts {
                 let a = &t.attempts[i];
                 spans.push((
@@ -177,7 +191,7 @@ pub fn text(t: &Timeline, width: usize) -> String {
         .collect();
     out.push_str(&wrap(
         &format!(
-            "attempts: {} (in a lane every other bar in lower case); . idle slot; 1-9 foreign migrations",
+            "attempts: {} (in a lane every other bar in lower case); . idle slot; 1-9 foreign migrations; X given up, C cancelled",
             outcomes.join(", ")
         ),
         width,
