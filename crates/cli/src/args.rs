@@ -131,7 +131,10 @@ const REPORT_EXAMPLES: &str = "Examples:
   vmove report
       The newest run's summary and what needs a person.
   vmove report RUN --report run.md
-      Write run RUN's report as Markdown (a name not ending in .md: JSON).
+      Write run RUN's report as Markdown (.html: a page with the timeline; .svg: the
+      timeline; any other name: JSON).
+  vmove report RUN --timeline
+      The summary and a text timeline: per host slot lane, outcome letters over time.
   vmove report RUN --json
       The report as one JSON object on stdout.";
 
@@ -268,7 +271,8 @@ pub struct Common {
     /// Print events as NDJSON on stdout (and nothing else there).
     #[arg(long, global = true)]
     pub json: bool,
-    /// Write a report when done: JSON, or Markdown when FILE ends in .md.
+    /// Write a report when done: JSON, Markdown when FILE ends in .md, a self-contained HTML
+    /// page with the run's timeline for .html, the timeline alone for .svg.
     #[arg(
         allow_negative_numbers = true,
         long,
@@ -279,6 +283,10 @@ pub struct Common {
     /// Plain lines even on a terminal (no progress bars).
     #[arg(long, global = true)]
     pub plain: bool,
+    /// `report`, `plan`, `migrate`, `evacuate`, `resume`, `demo`: also print the run's text
+    /// timeline (per host slot lane a row of outcome letters over time; see docs/timeline.md).
+    #[arg(long, global = true)]
+    pub timeline: bool,
     /// More log on stderr: -v info, -vv debug, -vvv trace (else warnings, or VMOVE_LOG).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -129,6 +129,22 @@ pub(crate) async fn execute(
             names.insert(vm.clone(), name.clone());
         }
     }
+    // The run's timeline, built as it goes when it is drawn (`--timeline`, an HTML or SVG
+    // report): the events so far (a resumed run's), then the sink's.
+    let wants_timeline = common.timeline
+        || common
+            .report
+            .as_deref()
+            .is_some_and(|p| output::ReportFormat::of(p).needs_timeline());
+    let timeline = wants_timeline.then(|| {
+        let run = journaling.as_ref().map(|j| j.run.as_str()).unwrap_or("");
+        let mut b = crate::timeline::TimelineBuilder::new(run, first.started_unix * 1000);
+        b.simulated(options.speed > 1.0);
+        for ev in journaling.iter().flat_map(|j| &j.history) {
+            b.apply_event(ev);
+        }
+        Arc::new(Mutex::new(b))
+    });
     let record: SharedRecord = Arc::new(Mutex::new(first));
     let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
     if let Some(j) = &journaling {
@@ -139,6 +155,9 @@ pub(crate) async fn execute(
         )));
     }
     sinks.push(Box::new(RecordSink(Arc::clone(&record))));
+    if let Some(t) = &timeline {
+        sinks.push(Box::new(crate::timeline::sink::TimelineSink(Arc::clone(t))));
+    }
     if common.json {
         sinks.push(Box::new(
             output::NdjsonSink::new(stdio::Stdout, std::time::SystemTime::now(), options.start)
@@ -301,8 +320,26 @@ pub(crate) async fn execute(
     } else {
         stdio::out(&format!("\n{table}"));
     }
+    let timeline = timeline.map(|t| {
+        let mut b = crate::timeline::sink::lock(&t).clone();
+        b.over(true);
+        b.build()
+    });
+    if common.timeline
+        && let Some(t) = &timeline
+    {
+        let text = crate::timeline::text::text(
+            t,
+            output::terminal_width().unwrap_or(crate::timeline::text::DEFAULT_WIDTH),
+        );
+        if common.json {
+            stdio::err(&format!("\n{text}"));
+        } else {
+            stdio::out(&format!("\n{text}"));
+        }
+    }
     if let Some(path) = &common.report {
-        rec.write(path)?;
+        rec.write_with(path, timeline.as_ref())?;
     }
     if let Some(note) = &deadline_note {
         errln!("vmove: {note}");

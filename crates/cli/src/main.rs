@@ -50,6 +50,7 @@ mod request;
 mod runs;
 mod settings;
 mod simrun;
+mod timeline;
 
 use anyhow::{Context, Result};
 use args::{Cli, Cmd, PlanWhat};

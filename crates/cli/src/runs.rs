@@ -655,8 +655,20 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
         outln!("{}", summary_head(&rec.summary));
         stdio::out(&r.table());
     }
+    let timeline = crate::timeline::Timeline::from_run(&rec);
+    if common.timeline {
+        let text = crate::timeline::text::text(
+            &timeline,
+            crate::output::terminal_width().unwrap_or(crate::timeline::text::DEFAULT_WIDTH),
+        );
+        if common.json {
+            stdio::err(&text);
+        } else {
+            stdio::out(&format!("\n{text}"));
+        }
+    }
     if let Some(path) = &common.report {
-        r.write(path)?;
+        r.write_with(path, Some(&timeline))?;
     }
     if rec.summary.state == RunState::Running {
         errln!("vmove: note: run {run} is not over: this report is of the run so far");

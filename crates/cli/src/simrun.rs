@@ -267,6 +267,18 @@ pub async fn plan(
         rec.moved
     ));
     let blocked = checked.blocked().count();
+    // The plan's timeline: its simulated run, with the predicted bars (every VM's first
+    // attempt as planned).
+    let timeline =
+        crate::timeline::Timeline::from_events(&rec.run_id, rec.started_unix * 1000, &out.events)
+            .with_plan(&plan.order);
+    if common.timeline {
+        text.push('\n');
+        text.push_str(&crate::timeline::text::text(
+            &timeline,
+            crate::output::terminal_width().unwrap_or(crate::timeline::text::DEFAULT_WIDTH),
+        ));
+    }
     if common.json {
         stdio::err(&text);
         stdio::out(&format!("{}\n", plan_json(&plan, &rec, &checked)));
@@ -279,7 +291,7 @@ pub async fn plan(
         RunOutcome::SomeUnmigratable
     };
     if let Some(path) = &common.report {
-        rec.write(path)?;
+        rec.write_with(path, Some(&timeline))?;
     }
     Ok(rec.outcome.exit_code())
 }

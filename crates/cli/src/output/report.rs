@@ -1,4 +1,4 @@
-//! The summary table, the `--report` files (Markdown or JSON) and the check that `--report` can
+//! The summary table, the `--report` files (JSON, Markdown, or HTML/SVG with the timeline) and the check that `--report` can
 //! be written before a run starts.
 
 use super::fmt::fmt_time;
@@ -165,19 +165,76 @@ impl Record {
         out
     }
 
-    /// Writes `--report`: Markdown when the name ends in `.md`, else JSON.
-    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
-        use anyhow::Context;
-        let md = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("md"));
-        let text = if md {
-            self.markdown()
-        } else {
-            serde_json::to_string_pretty(self).context("the report could not be serialised")? + "\n"
+    /// Writes `--report` in the format its name says ([`ReportFormat::of`]): JSON, Markdown
+    /// (`.md`), HTML (`.html`/`.htm`: the report with the timeline inline) or the bare
+    /// timeline SVG (`.svg`). HTML and SVG need the run's timeline: without one, nothing is
+    /// written and the error says so.
+    pub fn write_with(
+        &self,
+        path: &Path,
+        timeline: Option<&crate::timeline::Timeline>,
+    ) -> anyhow::Result<()> {
+        use anyhow::{Context, bail};
+        let text = match (ReportFormat::of(path), timeline) {
+            (ReportFormat::Markdown, _) => self.markdown(),
+            (ReportFormat::Json, _) => {
+                serde_json::to_string_pretty(self).context("the report could not be serialised")?
+                    + "\n"
+            }
+            (ReportFormat::Html, Some(t)) => crate::timeline::html::html(self, t),
+            (ReportFormat::Svg, Some(t)) => crate::timeline::svg(t) + "\n",
+            (f @ (ReportFormat::Html | ReportFormat::Svg), None) => bail!(
+                "the report `{}` ({}) needs the run's timeline, which this command does not draw: name a .md or .json file",
+                path.display(),
+                f.as_str()
+            ),
         };
         std::fs::write(path, text)
             .with_context(|| format!("cannot write the report `{}`", path.display()))
+    }
+}
+
+/// The format of a `--report` file, by its name's ending (case ignored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// `.md`.
+    Markdown,
+    /// `.html` or `.htm`: the report and its timeline, one self-contained page.
+    Html,
+    /// `.svg`: the timeline alone.
+    Svg,
+    /// Anything else.
+    Json,
+}
+
+impl ReportFormat {
+    /// The format a file name asks for.
+    pub fn of(path: &Path) -> ReportFormat {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("md") => ReportFormat::Markdown,
+            Some("html" | "htm") => ReportFormat::Html,
+            Some("svg") => ReportFormat::Svg,
+            _ => ReportFormat::Json,
+        }
+    }
+
+    /// Whether it draws the timeline.
+    pub fn needs_timeline(self) -> bool {
+        matches!(self, ReportFormat::Html | ReportFormat::Svg)
+    }
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportFormat::Markdown => "Markdown",
+            ReportFormat::Html => "HTML",
+            ReportFormat::Svg => "SVG",
+            ReportFormat::Json => "JSON",
+        }
     }
 }
 

@@ -1,0 +1,269 @@
+//! The run's timeline from the CLI: `report --report run.html|run.svg` on a sim run (the SVG
+//! parsed: one bar per attempt), names escaped, `migrate --report run.html`, the text timeline
+//! of `report` and `plan`, and the HTML report loaded in headless Chromium.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{SIM_HOSTS, Sandbox};
+use std::collections::BTreeMap;
+
+/// A sandbox with one finished evacuation of the sim hosts (web-2 retried once, huge-1 fits
+/// nowhere, db-1 waits for its backup) in its journal.
+fn with_a_run(name: &str, config: &str) -> Sandbox {
+    let sb = Sandbox::new(name);
+    sb.write("vmove.toml", config);
+    sb.run(&["evacuate", "a", "--to", "b", "--plain"])
+        .expect_code(2);
+    sb
+}
+
+/// The run's id and each VM's attempts, from `report --json` (the journal's own figures).
+fn attempts(sb: &Sandbox) -> (String, BTreeMap<String, u64>) {
+    let r = sb.run(&["report", "--json"]);
+    r.expect_code(0);
+    let doc: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let per_vm = doc["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["id"].as_str().unwrap().to_owned(),
+                v["attempts"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    (doc["run_id"].as_str().unwrap().to_owned(), per_vm)
+}
+
+/// The `<svg>` element of a page (the HTML around it is not XML).
+fn svg_of(page: &str) -> &str {
+    let from = page.find("<svg").expect("an <svg> in the page");
+    let to = page.rfind("</svg>").expect("an </svg> in the page") + "</svg>".len();
+    &page[from..to]
+}
+
+/// Per VM id, the attempt bars (`rect` whose class starts with `class`) of a parsed SVG.
+fn bars(svg: &str, class: &str) -> BTreeMap<String, u64> {
+    let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("not XML ({e}): {svg}"));
+    let mut out = BTreeMap::new();
+    for n in doc.descendants().filter(|n| {
+        n.has_tag_name("rect")
+            && n.attribute("class")
+                .is_some_and(|c| c == class || c.starts_with(&format!("{class} ")))
+    }) {
+        *out.entry(n.attribute("data-vm").unwrap().to_owned())
+            .or_default() += 1;
+    }
+    out
+}
+
+fn without_zeros(m: BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    m.into_iter().filter(|(_, n)| *n > 0).collect()
+}
+
+#[test]
+fn report_html_holds_the_report_and_one_bar_per_attempt() {
+    let sb = with_a_run("tl-html", SIM_HOSTS);
+    let (run, per_vm) = attempts(&sb);
+    assert!(per_vm.values().any(|n| *n >= 2), "a retried VM: {per_vm:?}");
+    sb.run(&["report", &run, "--report", "run.html"])
+        .expect_code(0);
+    let page = std::fs::read_to_string(sb.dir.join("run.html")).unwrap();
+    assert!(
+        page.contains(&format!("<title>vmove run {run}</title>")),
+        "{page}"
+    );
+    // The report's facts: every VM, the action needed for the one that did not move.
+    for name in ["web-1", "web-2", "db-1", "huge-1"] {
+        assert!(page.contains(name), "{name} missing");
+    }
+    assert!(page.contains("Action needed") && page.contains("unmigratable"));
+    // Self-contained: nothing fetched, nothing run.
+    for outside in ["<script", "src=", "href=", "@import", "url("] {
+        assert!(!page.contains(outside), "{outside} in the page");
+    }
+    let svg = svg_of(&page);
+    let want = without_zeros(per_vm);
+    assert!(!bars(svg, "attempt o-moved").is_empty(), "moved bars");
+    assert_eq!(bars(svg, "attempt"), want, "one attempt bar per attempt");
+    assert_eq!(
+        bars(svg, "slot out"),
+        want,
+        "one outbound slot bar per attempt"
+    );
+    assert_eq!(
+        bars(svg, "slot in"),
+        want,
+        "one inbound slot bar per attempt"
+    );
+
+    // The bare SVG: the same bars, a document of its own.
+    sb.run(&["report", &run, "--report", "run.svg"])
+        .expect_code(0);
+    let svg = std::fs::read_to_string(sb.dir.join("run.svg")).unwrap();
+    assert_eq!(bars(&svg, "attempt"), want);
+}
+
+#[test]
+fn a_vm_named_like_a_script_does_not_inject_into_the_html_report() {
+    let evil = "<script>alert(1)</script>";
+    let config = SIM_HOSTS.replace(
+        "{ name = \"web-1\"",
+        &format!("{{ name = \"{evil}\", memory_gib = 1, disk_gib = 1 }},\n  {{ name = \"web-1\""),
+    );
+    let sb = with_a_run("tl-evil", &config);
+    sb.run(&["report", "--report", "run.html"]).expect_code(0);
+    let page = std::fs::read_to_string(sb.dir.join("run.html")).unwrap();
+    assert!(!page.contains("<script"), "a name injected markup");
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "the name is shown, escaped"
+    );
+    roxmltree::Document::parse(svg_of(&page)).unwrap();
+}
+
+#[test]
+fn migrate_writes_the_html_report_with_its_timeline_and_says_the_timeline() {
+    let sb = Sandbox::new("tl-migrate");
+    sb.write("vmove.toml", SIM_HOSTS);
+    let r = sb.run(&[
+        "migrate",
+        "web-1",
+        "web-2",
+        "--to",
+        "b",
+        "--plain",
+        "--report",
+        "m.html",
+        "--timeline",
+    ]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("timeline of run"), "{}", r.stdout);
+    let page = std::fs::read_to_string(sb.dir.join("m.html")).unwrap();
+    let (_, per_vm) = attempts(&sb);
+    assert_eq!(bars(svg_of(&page), "attempt"), without_zeros(per_vm));
+}
+
+#[test]
+fn report_and_plan_print_a_text_timeline_fitted_to_columns() {
+    let sb = with_a_run("tl-text", SIM_HOSTS);
+    let r = sb.run_env(&["report", "--timeline"], &[("COLUMNS", "70")]);
+    r.expect_code(0);
+    let from = r.stdout.find("timeline of run").expect("a timeline");
+    let text = &r.stdout[from..];
+    for line in text.lines().filter(|l| l.contains(" |")) {
+        assert!(line.chars().count() <= 70, "{line:?}");
+    }
+    let lane = |l: &&str| l.trim_start().starts_with("out ") || l.trim_start().starts_with("in ");
+    assert!(text.lines().filter(lane).count() >= 2, "{text}");
+    assert!(text.lines().filter(lane).any(|l| l.contains('M')), "{text}");
+    let web2 = text
+        .lines()
+        .find(|l| l.contains("web-2"))
+        .expect("web-2's row");
+    assert!(web2.contains('F') || web2.contains('R'), "{web2}");
+    assert!(text.contains("M moved"), "a legend: {text}");
+    // Without the flag, no timeline.
+    let plain = sb.run(&["report"]);
+    assert!(!plain.stdout.contains("timeline of run"));
+
+    let p = sb.run_env(
+        &["plan", "evacuate", "a", "--to", "b", "--timeline"],
+        &[("COLUMNS", "90")],
+    );
+    assert!(
+        p.stdout.contains("timeline of run"),
+        "{}{}",
+        p.stdout,
+        p.stderr
+    );
+    let from = p.stdout.find("timeline of run").unwrap();
+    assert!(
+        p.stdout[from..].lines().filter(lane).count() >= 2,
+        "{}",
+        p.stdout
+    );
+    sb.run(&[
+        "plan",
+        "evacuate",
+        "a",
+        "--to",
+        "b",
+        "--report",
+        "plan.html",
+    ]);
+    let page = std::fs::read_to_string(sb.dir.join("plan.html")).unwrap();
+    let planned = roxmltree::Document::parse(svg_of(&page))
+        .unwrap()
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("predicted") && n.attribute("data-vm").is_some())
+        .count();
+    assert!(planned >= 3, "the plan's predicted bars: {planned}");
+}
+
+/// Headless Chromium, where it is installed (`VMOVE_REQUIRE_BROWSER=1`: it must be).
+fn chromium() -> Option<std::path::PathBuf> {
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .filter_map(|name| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join(name))
+                    .find(|p| p.is_file())
+            })
+        })
+        .next();
+    if found.is_none() {
+        assert!(
+            std::env::var("VMOVE_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "VMOVE_REQUIRE_BROWSER=1 and no chromium on PATH"
+        );
+        eprintln!("SKIPPED: no chromium on PATH (Debian: apt-get install chromium)");
+    }
+    found
+}
+
+#[test]
+fn the_html_report_opens_in_chromium_and_shows_the_run() {
+    let Some(browser) = chromium() else {
+        return;
+    };
+    let sb = with_a_run("tl-browser", SIM_HOSTS);
+    let (run, per_vm) = attempts(&sb);
+    sb.run(&["report", &run, "--report", "run.html"])
+        .expect_code(0);
+    let url = format!("file://{}", sb.dir.join("run.html").display());
+    let out = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            sb.dir.join("chromium").display()
+        ))
+        .args(["--dump-dom", &url])
+        .env("HOME", sb.dir.join("home"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains(&format!("<span id=\"run-id\">{run}</span>")),
+        "the run id is not in the rendered DOM: {dom}"
+    );
+    // The browser's own serialisation of the SVG: one attempt bar per attempt.
+    let drawn = dom.matches("class=\"attempt o-").count() as u64;
+    let want: u64 = per_vm.values().sum();
+    assert!(want > 0);
+    assert_eq!(drawn, want, "{dom}");
+    assert_eq!(dom.matches("class=\"slot out o-").count() as u64, want);
+}
