@@ -75,6 +75,10 @@ pub enum Cmd {
     },
     /// List past and current runs.
     History,
+    /// Serve the journal's runs over HTTP: a page of the runs, a live page per run, and
+    /// Prometheus metrics at /metrics. Loopback only and read-only unless told otherwise.
+    #[command(after_long_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
     /// Print (and with --report FILE, write) a run's report, rebuilt from the journal.
     #[command(after_long_help = REPORT_EXAMPLES)]
     Report {
@@ -125,6 +129,15 @@ const STATUS_EXAMPLES: &str = "Examples:
       Redraw every 2 s until the run is over (from any terminal).
   vmove status RUN --json
       The run, its VMs and notes as one JSON object.";
+
+/// `vmove serve --help`'s examples.
+const SERVE_EXAMPLES: &str = "Examples:
+  vmove serve
+      Serve the journal's runs on http://127.0.0.1:9470/ (this machine only).
+  vmove serve --port 8080 --allow-control
+      Also show stop and abort buttons; they need the token printed once on stderr.
+  vmove serve --listen 0.0.0.0:9470
+      Reachable from other machines (said loudly): no TLS, read-only.";
 
 /// `vmove report --help`'s examples.
 const REPORT_EXAMPLES: &str = "Examples:
@@ -246,6 +259,25 @@ pub struct EvacuateArgs {
     /// Destinations and wishes.
     #[command(flatten)]
     pub placement: Placement,
+}
+
+/// `vmove serve`.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Listen on ADDR:PORT, any address (one other machines can reach is said loudly)
+    /// [default: 127.0.0.1:9470].
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "port")]
+    pub listen: Option<String>,
+    /// Listen on 127.0.0.1 at PORT (0: any free port) [default: 9470].
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Show stop and abort buttons for running runs (`vmove abort RUN [--now]`), behind a token
+    /// (printed once on stderr, or from $VMOVE_SERVE_TOKEN or --token-file).
+    #[arg(long)]
+    pub allow_control: bool,
+    /// With --allow-control: read the token from FILE (readable by its owner only).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// `vmove demo`.

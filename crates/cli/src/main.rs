@@ -18,6 +18,7 @@
 //! - [`interrupts`]: Ctrl-C, SIGTERM and SIGHUP.
 //! - [`simrun`]: `demo`, and printing `plan`'s plan (made by the `vmove-plan` crate).
 //! - [`runs`]: the journal: journaling a run, `resume`, `status`, `abort`, `history`, `report`.
+//! - [`serve`]: `serve`: the runs' pages, live updates and `/metrics` over HTTP.
 //! - [`output`]: progress bars or plain lines, the per-VM record, the summary table, `--report`.
 //! - [`stdio`]: writes to stdout and stderr that never panic (a closed pipe never ends a run).
 //! - [`exit`]: the exit codes.
@@ -48,6 +49,7 @@ mod moves;
 mod output;
 mod request;
 mod runs;
+mod serve;
 mod settings;
 mod simrun;
 mod timeline;
@@ -254,6 +256,7 @@ async fn command(cli: Cli, cfg: &ConfigFile, eff: &Effective) -> Result<u8> {
         Cmd::Status { run, watch } => runs::status(run, watch, cli.common.json, eff).await,
         Cmd::Abort { run, now } => runs::abort(&run, now, eff),
         Cmd::History => runs::history(eff, &cli.common),
+        Cmd::Serve(a) => serve::serve(&a, eff).await,
         Cmd::Report { run } => runs::report(run, eff, &cli.common),
         // Answered before the config is read (`run`).
         Cmd::Completions { .. } | Cmd::Man => Ok(EXIT_OK),

@@ -48,6 +48,17 @@ impl Journal {
         self.load_run_until(run, u64::MAX)
     }
 
+    /// The entries of a run after entry `after_seq` (exclusive), in order: what a reader that
+    /// tails a run another process is writing (`vmove serve`) reads at each look, instead of
+    /// the whole run again.
+    pub fn entries_after(&self, run: &str, after_seq: u64) -> Result<Vec<Entry>> {
+        let tx = self.conn.unchecked_transaction()?;
+        run_state(&tx, run)?;
+        let out = read_entries(&tx, run, after_seq.saturating_add(1), u64::MAX)?;
+        tx.finish()?;
+        Ok(out)
+    }
+
     /// A run as it stood after entry `last_seq` (replay tests cut the journal with this). The
     /// status table is the current one.
     pub fn load_run_until(&self, run: &str, last_seq: u64) -> Result<RunRecord> {
@@ -63,50 +74,7 @@ impl Journal {
             what: "config format",
             value: format,
         })?;
-        let mut entries = Vec::new();
-        {
-            let mut stmt = tx.prepare(
-                "SELECT seq, kind, at, answers, body, written_at FROM entries
-                 WHERE run_id = ?1 AND seq <= ?2 ORDER BY seq",
-            )?;
-            let rows = stmt.query_map(
-                params![run, i64::try_from(last_seq).unwrap_or(i64::MAX)],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)? as u64,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)? as u64,
-                        r.get::<_, Option<i64>>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, i64>(5)?,
-                    ))
-                },
-            )?;
-            for row in rows {
-                let (seq, kind, at, answers, body, written) = row?;
-                let body = match kind.as_str() {
-                    "intent" => EntryBody::Intent(decode(run, seq, &body)?),
-                    "outcome" => EntryBody::Outcome {
-                        intent: IntentId(answers.unwrap_or_default() as u64),
-                        input: decode(run, seq, &body)?,
-                    },
-                    "input" => EntryBody::Input(decode(run, seq, &body)?),
-                    "event" => EntryBody::Event(decode(run, seq, &body)?),
-                    other => {
-                        return Err(JournalError::Corrupt {
-                            what: "entry kind",
-                            value: other.to_owned(),
-                        });
-                    }
-                };
-                entries.push(Entry {
-                    seq,
-                    at: Time(at),
-                    written_at: WallTime(written),
-                    body,
-                });
-            }
-        }
+        let entries = read_entries(&tx, run, 0, last_seq)?;
         let vms = read_statuses(&tx, run)?;
         tx.finish()?;
         Ok(RunRecord {
@@ -118,4 +86,54 @@ impl Journal {
             vms,
         })
     }
+}
+
+/// A run's entries with `from <= seq <= until`, in order.
+fn read_entries(
+    conn: &rusqlite::Connection,
+    run: &str,
+    from: u64,
+    until: u64,
+) -> Result<Vec<Entry>> {
+    let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let mut entries = Vec::new();
+    let mut stmt = conn.prepare(
+        "SELECT seq, kind, at, answers, body, written_at FROM entries
+         WHERE run_id = ?1 AND seq >= ?2 AND seq <= ?3 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map(params![run, to_i64(from), to_i64(until)], |r| {
+        Ok((
+            r.get::<_, i64>(0)? as u64,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)? as u64,
+            r.get::<_, Option<i64>>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, i64>(5)?,
+        ))
+    })?;
+    for row in rows {
+        let (seq, kind, at, answers, body, written) = row?;
+        let body = match kind.as_str() {
+            "intent" => EntryBody::Intent(decode(run, seq, &body)?),
+            "outcome" => EntryBody::Outcome {
+                intent: IntentId(answers.unwrap_or_default() as u64),
+                input: decode(run, seq, &body)?,
+            },
+            "input" => EntryBody::Input(decode(run, seq, &body)?),
+            "event" => EntryBody::Event(decode(run, seq, &body)?),
+            other => {
+                return Err(JournalError::Corrupt {
+                    what: "entry kind",
+                    value: other.to_owned(),
+                });
+            }
+        };
+        entries.push(Entry {
+            seq,
+            at: Time(at),
+            written_at: WallTime(written),
+            body,
+        });
+    }
+    Ok(entries)
 }

@@ -1,0 +1,202 @@
+//! `vmove serve`: a read-only HTTP server over the journal: a page of the runs, a live page per
+//! run (server-sent events fed by one journal poller per run, `hub.rs`), `/metrics` for
+//! Prometheus, and, only with `--allow-control` and behind a token, the run's stop and abort.
+//!
+//! - [`hub`]: the journal handle and the per-run pollers.
+//! - [`view`]: a run folded for the page and the metrics.
+//! - [`page`]: the HTML (every value escaped) and the script and style built in.
+//! - [`metrics`]: the Prometheus text format.
+//! - [`http`]: the routes, the headers, the token check.
+//!
+//! Security model (docs/serve.md): loopback only unless `--listen` names another address
+//! (said loudly); requests whose `Host` is not a loopback name are refused when bound to
+//! loopback (DNS rebinding); pages are read-only; a POST is refused (403) without
+//! `--allow-control`, and needs the token in the `X-Vmove-Token` header with it. The token is
+//! generated at start and printed once on stderr, or read from `VMOVE_SERVE_TOKEN` or a file
+//! only its owner can read (`--token-file`), never from the command line.
+
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod page;
+pub mod view;
+
+use crate::args::ServeArgs;
+use crate::settings::Effective;
+use anyhow::{Context, Result, bail};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The port `vmove serve` listens on (loopback) when none is given.
+pub const DEFAULT_PORT: u16 = 9470;
+
+/// How often a watched run's journal is looked at: one look per run, whatever the clients.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(300);
+
+/// The environment variable a control token may be given in.
+pub const TOKEN_ENV: &str = "VMOVE_SERVE_TOKEN";
+
+/// Where to listen: `--listen ADDR` as given (any address, said loudly when not loopback),
+/// else 127.0.0.1 with `--port`.
+pub fn listen_addr(args: &ServeArgs) -> Result<SocketAddr> {
+    match &args.listen {
+        Some(text) => text.parse::<SocketAddr>().with_context(|| {
+            format!("`--listen {text}` is not an address and port (e.g. 127.0.0.1:9470, [::1]:9470, 0.0.0.0:9470)")
+        }),
+        None => Ok(SocketAddr::from(([127, 0, 0, 1], args.port.unwrap_or(DEFAULT_PORT)))),
+    }
+}
+
+/// The control token: `--token-file` (owner-only), `VMOVE_SERVE_TOKEN`, or a new one.
+/// Returns it and whether it was generated here (then it is printed once).
+fn control_token(args: &ServeArgs) -> Result<(String, bool)> {
+    if let Some(path) = &args.token_file {
+        return Ok((read_token_file(path)?, false));
+    }
+    if let Ok(t) = std::env::var(TOKEN_ENV) {
+        let t = t.trim().to_owned();
+        check_token(&t, TOKEN_ENV)?;
+        return Ok((t, false));
+    }
+    Ok((new_token()?, true))
+}
+
+fn check_token(t: &str, from: &str) -> Result<()> {
+    if t.len() < 16 {
+        bail!("the control token in {from} is too short: use at least 16 characters");
+    }
+    if !t.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!("the control token in {from} has spaces or characters that cannot go in a header");
+    }
+    Ok(())
+}
+
+fn read_token_file(path: &Path) -> Result<String> {
+    let shown = path.display();
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read the token file `{shown}`"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            bail!(
+                "the token file `{shown}` may be read by others (mode {mode:o}): `chmod 600 {shown}` first"
+            );
+        }
+    }
+    if !meta.is_file() {
+        bail!("the token file `{shown}` is not a file");
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the token file `{shown}`"))?;
+    let t = text.trim().to_owned();
+    check_token(&t, &format!("`{shown}`"))?;
+    Ok(t)
+}
+
+/// 32 random bytes from the system, as hex.
+fn new_token() -> Result<String> {
+    use std::io::Read;
+    let mut buf = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .context("cannot read /dev/urandom to make a control token")?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// `vmove serve`.
+pub async fn serve(args: &ServeArgs, eff: &Effective) -> Result<u8> {
+    let addr = listen_addr(args)?;
+    let journal = crate::runs::open_existing(eff)?;
+    let journal_path = journal.path().display().to_string();
+    let token = if args.allow_control {
+        let (t, generated) = control_token(args)?;
+        Some((t, generated))
+    } else {
+        if args.token_file.is_some() {
+            bail!("`--token-file` is for `--allow-control`: without it nothing can be changed");
+        }
+        None
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    let loopback = bound.ip().is_loopback();
+    if !loopback {
+        errln!(
+            "vmove: WARNING: serving on {bound}, which other machines can reach: anyone there \
+             sees every run's VM and host names. There is no TLS: put it behind a proxy with \
+             TLS and authentication, or use the default (loopback only) and an SSH tunnel."
+        );
+        if token.is_some() {
+            errln!(
+                "vmove: WARNING: --allow-control on a non-loopback address: the control token \
+                 travels in clear text."
+            );
+        }
+    }
+    let url = format!("http://{bound}/");
+    if let Some((t, generated)) = &token {
+        if *generated {
+            errln!(
+                "vmove serve: control is on (stop and abort buttons). Token (shown once): {t}\n  \
+                 open {url}#token={t} to have the page use it, or send it as the X-Vmove-Token header"
+            );
+        } else {
+            errln!(
+                "vmove serve: control is on (stop and abort buttons), token from {}",
+                if args.token_file.is_some() {
+                    "the token file"
+                } else {
+                    TOKEN_ENV
+                }
+            );
+        }
+    }
+    outln!("vmove serve: journal {journal_path}");
+    outln!("vmove serve: listening on {url}");
+    let ctx = Arc::new(http::Ctx {
+        hub: Arc::new(hub::Hub::new(journal, POLL_INTERVAL)),
+        token: token.map(|(t, _)| t),
+        loopback,
+        journal_path,
+    });
+    let mut interrupts = crate::interrupts::Interrupts::install()?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                match accepted {
+                    Ok((stream, _)) => http::spawn_connection(Arc::clone(&ctx), stream),
+                    // Out of file descriptors and the like: wait a little, go on.
+                    Err(e) => {
+                        errln!("vmove serve: cannot accept a connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+            sig = interrupts.next() => {
+                errln!("vmove serve: {}: stopping", sig.unwrap_or("signal"));
+                return Ok(0);
+            }
+        }
+    }
+}
+
+/// Whether this build draws timelines (the `timeline` module).
+pub fn timeline_built_in() -> bool {
+    false
+}
+
+/// `/runs/RUN/timeline.svg`.
+pub async fn timeline_svg(_ctx: &http::Ctx, _tail: &Arc<hub::Tail>) -> http::Resp {
+    http::text(
+        hyper::StatusCode::NOT_FOUND,
+        "this build of vmove draws no timeline",
+    )
+}

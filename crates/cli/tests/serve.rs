@@ -1,0 +1,490 @@
+//! `vmove serve` against a journal that another vmove process writes: the pages (escaped, with
+//! nothing from outside the binary), the live event stream, one journal poller per run whatever
+//! the clients, `/metrics` parsed by a Prometheus text-format parser and checked against the
+//! journal, and control: refused without `--allow-control`, behind a token with it.
+#![allow(clippy::unwrap_used)]
+
+mod serve_support;
+mod support;
+
+use serve_support::*;
+use std::time::{Duration, Instant};
+use support::Sandbox;
+
+/// A finished evacuation of [`SLOW_SIM`] in the sandbox's journal; its run id.
+fn finished_run(sb: &Sandbox) -> String {
+    sb.write("vmove.toml", SLOW_SIM);
+    sb.run_within(
+        &["evacuate", "a", "--to", "b", "--plain"],
+        &[],
+        Duration::from_secs(120),
+    )
+    .expect_code(0);
+    wait_for_run(sb)
+}
+
+/// Every `src=` and `href=` value in the tags of an HTML text (text between tags is not looked
+/// at: escaped text has no `<`).
+fn links(html: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let tags: Vec<&str> = html
+        .split('<')
+        .skip(1)
+        .map(|t| t.split('>').next().unwrap_or(""))
+        .collect();
+    for attr in [" src=", " href="] {
+        for tag in &tags {
+            let mut rest = *tag;
+            while let Some(i) = rest.find(attr) {
+                rest = &rest[i + attr.len()..];
+                let v = match rest.chars().next() {
+                    Some(q @ ('"' | '\'')) => rest[1..].split(q).next().unwrap_or(""),
+                    _ => rest
+                        .split(|c: char| c.is_whitespace() || c == '>')
+                        .next()
+                        .unwrap_or(""),
+                };
+                out.push(v.to_owned());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn pages_escape_a_hostile_vm_name_and_load_nothing_from_outside_the_binary() {
+    let sb = Sandbox::new("serve-pages");
+    let run = finished_run(&sb);
+    let srv = Server::start(&sb, &[], &[]);
+
+    let index = srv.get("/");
+    assert_eq!(index.status, 200, "{}", index.body);
+    assert!(index.body.contains(&run), "{}", index.body);
+
+    let page = srv.get(&format!("/runs/{run}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html"),
+        "{:?}",
+        page.headers
+    );
+    // The hostile name is there as text, never as markup.
+    assert!(
+        page.body.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains(HOSTILE), "{}", page.body);
+    assert!(!page.body.contains("<img src=x"), "{}", page.body);
+    // The JSON carries it as a JSON string (the page's script puts it in as text).
+    let state: serde_json::Value =
+        serde_json::from_str(&srv.get(&format!("/runs/{run}/state.json")).body).unwrap();
+    let names: Vec<&str> = state["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&HOSTILE), "{names:?}");
+    // The script never writes markup.
+    let js = srv.get("/assets/app.js");
+    assert_eq!(js.status, 200);
+    for bad in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+    ] {
+        assert!(!js.body.contains(bad), "the script uses {bad}");
+    }
+
+    // Nothing from outside: every src/href is a path on this server, and it answers it.
+    for (what, html) in [("index", &index.body), ("run page", &page.body)] {
+        let found = links(html);
+        assert!(!found.is_empty(), "{what}: no links at all?");
+        for l in found {
+            assert!(
+                !l.starts_with("//") && !l.contains("://") && !l.starts_with("data:"),
+                "{what} loads `{l}` from outside the binary"
+            );
+            assert!(
+                l.starts_with('/'),
+                "{what}: `{l}` is not a path on this server"
+            );
+            let r = srv.get(&l);
+            assert_eq!(r.status, 200, "{what}: `{l}` answered {}", r.status);
+        }
+        assert!(
+            !html.contains("@import") && !html.contains("url("),
+            "{what}"
+        );
+    }
+    let css = srv.get("/assets/style.css");
+    assert!(
+        !css.body.contains("url(")
+            && !css.body.contains("@import")
+            && !css.body.contains("@font-face")
+    );
+    // The policy lets the page load nothing from elsewhere either.
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+}
+
+#[test]
+fn a_request_naming_another_host_is_refused_on_loopback() {
+    let sb = Sandbox::new("serve-host");
+    let _run = finished_run(&sb);
+    let srv = Server::start(&sb, &[], &[]);
+    // DNS rebinding: a page of evil.example whose name now points at 127.0.0.1.
+    let r = request(srv.port, "GET", "/", &[("Host", "evil.example:9470")], None);
+    assert_eq!(r.status, 421, "{}", r.body);
+    let r = request(srv.port, "GET", "/", &[("Host", "localhost:9470")], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = srv.get("/runs/no-such-run");
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("no-such-run"), "{}", r.body);
+}
+
+#[test]
+fn events_follow_an_evacuation_that_another_process_runs() {
+    let sb = Sandbox::new("serve-live");
+    sb.write("vmove.toml", SLOW_SIM);
+    let mut ev = start_evacuation(&sb);
+    let run = wait_for_run(&sb);
+    let srv = Server::start(&sb, &[], &[]);
+    let mut events = Events::open(srv.port, &format!("/runs/{run}/events"));
+    let (kind, first) = events.next().unwrap();
+    assert_eq!(kind, "snapshot");
+    let moved_at_start = first["run"]["phases"]["moved"].as_u64().unwrap_or(0);
+    let mut phases_seen = std::collections::BTreeSet::new();
+    let mut moved_names = std::collections::BTreeSet::new();
+    let mut state = String::new();
+    let mut deltas = 0;
+    let until = Instant::now() + Duration::from_secs(90);
+    while state != "finished" {
+        assert!(Instant::now() < until, "the run did not end within 90 s");
+        let Some((kind, msg)) = events.next() else {
+            panic!("the stream ended before the run");
+        };
+        if kind == "delta" {
+            deltas += 1;
+        }
+        for v in msg["vms"].as_array().unwrap() {
+            let phase = v["phase"].as_str().unwrap().to_owned();
+            if phase == "moved" {
+                moved_names.insert(v["name"].as_str().unwrap().to_owned());
+            }
+            if phase == "migrating" {
+                assert!(v["bytes_total"].as_u64().is_some() || v["bytes_done"].is_null());
+            }
+            phases_seen.insert(phase);
+        }
+        state = msg["run"]["state"].as_str().unwrap_or("").to_owned();
+    }
+    assert!(deltas >= 3, "only {deltas} deltas");
+    assert!(
+        phases_seen.contains("migrating") && phases_seen.contains("moved"),
+        "{phases_seen:?}"
+    );
+    // Every VM that was not moved when the stream began was seen moving.
+    assert!(
+        moved_names.len() as u64 >= 6 - moved_at_start,
+        "{moved_names:?} (moved before: {moved_at_start})"
+    );
+    assert!(moved_names.contains(HOSTILE), "{moved_names:?}");
+    assert_eq!(wait_within(&mut ev, Duration::from_secs(30)), Some(0));
+}
+
+#[test]
+fn one_journal_poller_per_run_whatever_the_number_of_clients() {
+    let sb = Sandbox::new("serve-storm");
+    sb.write("vmove.toml", SLOW_SIM);
+    let _ev = start_evacuation(&sb);
+    let run = wait_for_run(&sb);
+    let srv = Server::start(&sb, &[], &[]);
+    let reads = |srv: &Server| -> u64 {
+        let m = srv.get("/metrics").body;
+        let line = m
+            .lines()
+            .find(|l| l.starts_with("vmove_serve_journal_reads_total "))
+            .unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let clients: Vec<Events> = (0..20)
+        .map(|_| Events::open(srv.port, &format!("/runs/{run}/events")))
+        .collect();
+    let before = reads(&srv);
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let after = reads(&srv);
+    let elapsed = start.elapsed().as_millis() as u64;
+    // One poller at 300 ms: about 10 looks in 3 s (plus the metrics' own), not 20 x 10.
+    let bound = elapsed / 300 + 6;
+    assert!(
+        after - before <= bound,
+        "{} journal reads in {elapsed} ms for 20 clients (bound {bound}): a poller per client?",
+        after - before
+    );
+    assert!(after > before, "no reads at all: is the run followed?");
+    drop(clients);
+}
+
+fn metric(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_agree_with_the_journal() {
+    let sb = Sandbox::new("serve-metrics");
+    let run = finished_run(&sb);
+    let srv = Server::start(&sb, &[], &[]);
+    let r = srv.get("/metrics");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"),
+        "{:?}",
+        r.headers
+    );
+    let lines = r.body.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+    // Conventions: the prefix, and counters (and only counters) end in _total.
+    for s in &scrape.samples {
+        assert!(s.metric.starts_with("vmove_"), "{}", s.metric);
+        let counter = matches!(s.value, prometheus_parse::Value::Counter(_));
+        assert_eq!(counter, s.metric.ends_with("_total"), "{}", s.metric);
+    }
+    // Against the journal, as `vmove report --json` reads it.
+    let rep = sb.run(&["report", &run, "--json"]);
+    rep.expect_code(0);
+    let rep: serde_json::Value = serde_json::from_str(rep.stdout.trim()).unwrap();
+    let vms = rep["vms"].as_array().unwrap();
+    let moved = vms
+        .iter()
+        .filter(|v| v["outcome"].as_str() == Some("moved"))
+        .count();
+    let attempts: u64 = vms.iter().map(|v| v["attempts"].as_u64().unwrap()).sum();
+    let l = [("run", run.as_str())];
+    assert_eq!(
+        metric(&scrape, "vmove_vms", &[("run", &run), ("state", "moved")]),
+        Some(moved as f64)
+    );
+    assert_eq!(moved, 6);
+    assert_eq!(
+        metric(&scrape, "vmove_vms", &[("run", &run), ("state", "queued")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&scrape, "vmove_attempts_total", &l),
+        Some(attempts as f64)
+    );
+    // The bytes the report counts (per attempt, the most it reported done), and not nothing.
+    let copied: u64 = vms
+        .iter()
+        .map(|v| v["bytes_copied"].as_u64().unwrap())
+        .sum();
+    assert!(copied > 6 * 1024 * 1024 * 1024, "{copied}");
+    assert_eq!(
+        metric(&scrape, "vmove_migrated_bytes_total", &l),
+        Some(copied as f64)
+    );
+    assert_eq!(metric(&scrape, "vmove_run_eta_seconds", &l), Some(0.0));
+    assert_eq!(
+        metric(
+            &scrape,
+            "vmove_run_running",
+            &[("run", &run), ("state", "finished")]
+        ),
+        Some(0.0)
+    );
+    for host in ["a", "b"] {
+        for who in ["ours", "foreign"] {
+            assert_eq!(
+                metric(
+                    &scrape,
+                    "vmove_migrations_in_flight",
+                    &[("run", &run), ("host", host), ("started_by", who)]
+                ),
+                Some(0.0),
+                "{host} {who}"
+            );
+        }
+    }
+    assert_eq!(
+        metric(
+            &scrape,
+            "vmove_attempt_failures_total",
+            &[("run", &run), ("class", "transient")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(
+            &scrape,
+            "vmove_watchdog_firings_total",
+            &[("run", &run), ("watchdog", "stall")]
+        ),
+        Some(0.0)
+    );
+    assert!(
+        metric(
+            &scrape,
+            "vmove_host_free_memory_bytes",
+            &[("run", &run), ("host", "b")]
+        )
+        .unwrap()
+            > 0.0
+    );
+}
+
+/// Whether the run was asked to stop, as `vmove status --json` reads it.
+fn stop_asked(sb: &Sandbox, run: &str) -> serde_json::Value {
+    let s = sb.run(&["status", run, "--json"]);
+    s.expect_code(0);
+    let v: serde_json::Value = serde_json::from_str(s.stdout.trim()).unwrap();
+    v["run"]["stop"].clone()
+}
+
+#[test]
+fn without_allow_control_every_post_is_refused_and_nothing_changes() {
+    let sb = Sandbox::new("serve-readonly");
+    sb.write("vmove.toml", SLOW_SIM);
+    let mut ev = start_evacuation(&sb);
+    let run = wait_for_run(&sb);
+    let srv = Server::start(&sb, &[], &[("VMOVE_SERVE_TOKEN", "0123456789abcdef0123")]);
+    for (path, headers) in [
+        (format!("/runs/{run}/abort"), vec![]),
+        (
+            format!("/runs/{run}/abort?now=1"),
+            vec![("X-Vmove-Token", "0123456789abcdef0123")],
+        ),
+        ("/".to_owned(), vec![]),
+        ("/metrics".to_owned(), vec![]),
+    ] {
+        let r = request(srv.port, "POST", &path, &headers, Some(""));
+        assert_eq!(r.status, 403, "{path}: {}", r.body);
+        assert!(r.body.contains("--allow-control"), "{}", r.body);
+    }
+    let r = request(srv.port, "PUT", &format!("/runs/{run}"), &[], Some(""));
+    assert_eq!(r.status, 405);
+    // No button on the page, and the run was not asked to stop.
+    let page = srv.get(&format!("/runs/{run}"));
+    assert!(!page.body.contains("id=\"abort\""), "{}", page.body);
+    assert!(stop_asked(&sb, &run).is_null());
+    assert_eq!(wait_within(&mut ev, Duration::from_secs(90)), Some(0));
+}
+
+#[test]
+fn with_allow_control_abort_needs_the_token_and_then_stops_the_run() {
+    let sb = Sandbox::new("serve-control");
+    sb.write("vmove.toml", SLOW_SIM);
+    let mut ev = start_evacuation(&sb);
+    let run = wait_for_run(&sb);
+    let srv = Server::start(&sb, &["--allow-control"], &[]);
+    // The token was made at start and said once on stderr, never on stdout.
+    let token = {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            let err = srv.stderr.lock().unwrap().clone();
+            if let Some(rest) = err.split("Token (shown once): ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+            assert!(Instant::now() < until, "no token on stderr: {err}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert_eq!(token.len(), 64, "{token}");
+    let page = srv.get(&format!("/runs/{run}"));
+    assert!(page.body.contains("id=\"abort\""), "{}", page.body);
+    let path = format!("/runs/{run}/abort");
+    let r = request(srv.port, "POST", &path, &[], Some(""));
+    assert_eq!(r.status, 401, "{}", r.body);
+    let wrong = format!("{}0", &token[..63]);
+    let r = request(
+        srv.port,
+        "POST",
+        &path,
+        &[("X-Vmove-Token", &wrong)],
+        Some(""),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    // A GET cannot stop it (a link or an <img> in another page).
+    let r = srv.get(&path);
+    assert_eq!(r.status, 405, "{}", r.body);
+    assert!(stop_asked(&sb, &run).is_null(), "stopped without the token");
+    let r = request(
+        srv.port,
+        "POST",
+        &path,
+        &[("X-Vmove-Token", &token)],
+        Some(""),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let stop = stop_asked(&sb, &run);
+    assert_eq!(
+        stop["abort_running"],
+        serde_json::Value::Bool(false),
+        "{stop}"
+    );
+    // The run stops starting moves: its driver ends it (exit 130: interrupted).
+    assert_eq!(wait_within(&mut ev, Duration::from_secs(90)), Some(130));
+    let s = sb.run(&["status", &run, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(s.stdout.trim()).unwrap();
+    assert_eq!(v["run"]["state"], "aborted", "{v}");
+}
+
+#[test]
+fn a_token_file_others_may_read_is_refused_and_no_flag_takes_a_token() {
+    let sb = Sandbox::new("serve-token");
+    let _run = finished_run(&sb);
+    let p = sb.write("token", "0123456789abcdef0123\n");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let r = sb.run_within(
+        &[
+            "serve",
+            "--port",
+            "0",
+            "--allow-control",
+            "--token-file",
+            p.to_str().unwrap(),
+        ],
+        &[],
+        Duration::from_secs(20),
+    );
+    r.expect_code(1).no_panic();
+    assert!(r.stderr.contains("chmod 600"), "{}", r.stderr);
+    // There is no flag that takes the token itself (argv is visible to every user).
+    let r = sb.run(&["serve", "--token", "0123456789abcdef0123"]);
+    r.expect_code(1);
+    let r = sb.run(&["serve", "--listen", "not-an-address"]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("not-an-address"), "{}", r.stderr);
+    // A short token from the environment is refused.
+    let r = sb.run_within(
+        &["serve", "--port", "0", "--allow-control"],
+        &[("VMOVE_SERVE_TOKEN", "short")],
+        Duration::from_secs(20),
+    );
+    r.expect_code(1);
+    assert!(r.stderr.contains("too short"), "{}", r.stderr);
+}
