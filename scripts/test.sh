@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test: installs the system packages (build dependencies; python3-venv for the independent
-# WS-Management client cross-check; libvirt + QEMU for the lab), runs the workspace's tests, then
+# WS-Management client cross-check; Kerberos; Chromium for the browser tests; libvirt + QEMU for
+# the lab), runs the workspace's tests, then
 # the real-libvirt lab tests on two libvirt hosts on this machine. Needs root (or sudo).
 source "$(dirname "$0")/common.sh"
 need_cargo
@@ -16,6 +17,11 @@ if ! command -v krb5kdc >/dev/null 2>&1 || ! command -v kadmin.local >/dev/null 
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     krb5-kdc krb5-admin-server libkrb5-dev gcc python3-dev >/dev/null
 fi
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  say "installing Chromium and its WebDriver (the HTML report and the live page in a real browser)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    chromium chromium-driver >/dev/null
+fi
 say "installing the lab's packages (libvirt, QEMU)"
 as_root bash lab/install.sh
 
@@ -24,7 +30,7 @@ cargo build --workspace --all-features --locked --release --bins
 
 say "unit, property, simulation, protocol-fake and CLI tests (cargo test --workspace --all-features)"
 set +e
-VMOVE_REQUIRE_PYPSRP=1 VMOVE_REQUIRE_CLI_E2E=1 VMOVE_REQUIRE_KERBEROS=1 VMOVE_BIN="$ROOT/target/release/vmove" \
+VMOVE_REQUIRE_PYPSRP=1 VMOVE_REQUIRE_CLI_E2E=1 VMOVE_REQUIRE_KERBEROS=1 VMOVE_REQUIRE_BROWSER=1 VMOVE_BIN="$ROOT/target/release/vmove" \
   cargo test --workspace --all-features --locked --release --no-fail-fast 2>&1 | tee /tmp/vmove-test-unit.log
 unit=${PIPESTATUS[0]}
 

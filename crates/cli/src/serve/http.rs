@@ -55,7 +55,7 @@ pub fn spawn_connection(ctx: Arc<Ctx>, stream: tokio::net::TcpStream) {
     });
 }
 
-fn full(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Resp {
+pub fn full(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Resp {
     let mut r = Response::new(Full::new(body.into()).boxed());
     *r.status_mut() = status;
     let h = r.headers_mut();
@@ -73,13 +73,12 @@ pub fn text(status: StatusCode, msg: &str) -> Resp {
 /// it may be framed, nothing is cached.
 fn secure(mut r: Resp) -> Resp {
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
+    // An answer with a policy of its own (the timeline's SVG, with its inline style) keeps it.
+    h.entry(header::CONTENT_SECURITY_POLICY).or_insert(
         HeaderValue::from_static(
             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
              connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        ),
-    );
+        ));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -190,13 +190,25 @@ pub async fn serve(args: &ServeArgs, eff: &Effective) -> Result<u8> {
 
 /// Whether this build draws timelines (the `timeline` module).
 pub fn timeline_built_in() -> bool {
-    false
+    true
 }
 
-/// `/runs/RUN/timeline.svg`.
-pub async fn timeline_svg(_ctx: &http::Ctx, _tail: &Arc<hub::Tail>) -> http::Resp {
-    http::text(
-        hyper::StatusCode::NOT_FOUND,
-        "this build of vmove draws no timeline",
-    )
+/// `/runs/RUN/timeline.svg`: the timeline module's SVG of the run as the poller has it.
+pub async fn timeline_svg(_ctx: &http::Ctx, tail: &Arc<hub::Tail>) -> http::Resp {
+    match tail.view.lock().await.timeline_svg() {
+        Some(svg) => {
+            let mut r = http::full(hyper::StatusCode::OK, "image/svg+xml", svg);
+            r.headers_mut().insert(
+                hyper::header::CONTENT_SECURITY_POLICY,
+                hyper::header::HeaderValue::from_static(
+                    "default-src 'none'; style-src 'unsafe-inline'",
+                ),
+            );
+            r
+        }
+        None => http::text(
+            hyper::StatusCode::NOT_FOUND,
+            "the run has no timeline yet",
+        ),
+    }
 }

@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use vmove_core::{Event, EventKind, HostId, Phase, Time, VmId};
+use crate::timeline::TimelineBuilder;
 use vmove_journal::{Entry, EntryBody, RunState, RunSummary, VmStatus};
 
 /// Every phase, in the order the page and `/metrics` list them.
@@ -127,6 +128,11 @@ pub struct RunView {
     timeline_changed: bool,
     changed_vms: BTreeSet<VmId>,
     changed_hosts: bool,
+    /// The run's timeline, built entry by entry as the page's poller reads them (the
+    /// `timeline` module's builder, the one model the reports draw too).
+    timeline: Option<TimelineBuilder>,
+    /// The latest wall-clock time an entry was written (ms).
+    last_written: i64,
 }
 
 impl RunView {
@@ -147,16 +153,29 @@ impl RunView {
             timeline_changed: false,
             changed_vms: BTreeSet::new(),
             changed_hosts: false,
+            timeline: None,
+            last_written: 0,
         }
     }
 
     /// Applies entries read after [`RunView::seq`] (older ones are skipped).
     pub fn apply_entries(&mut self, entries: &[Entry]) {
+        if self.timeline.is_none() {
+            if let Some(s) = &self.summary {
+                let epoch = u64::try_from(s.created_at.0).unwrap_or(0);
+                self.timeline = Some(TimelineBuilder::new(&self.run, epoch));
+                self.last_written = s.created_at.0;
+            }
+        }
         for e in entries {
             if e.seq <= self.seq {
                 continue;
             }
             self.seq = e.seq;
+            self.last_written = self.last_written.max(e.written_at.0);
+            if let Some(t) = &mut self.timeline {
+                t.apply_entry(e);
+            }
             self.now = self.now.max(e.at);
             if let EntryBody::Event(ev) = &e.body {
                 self.apply(ev);
@@ -394,6 +413,21 @@ impl RunView {
             "vms": vms,
             "timeline_changed": std::mem::take(&mut self.timeline_changed),
         }))
+    }
+
+    /// The run's timeline as SVG, as it stands (`Timeline::from_run`'s rules for a run that is
+    /// over and for sim hosts' run time).
+    pub fn timeline_svg(&mut self) -> Option<String> {
+        let created = self.summary.as_ref()?.created_at.0;
+        let over = self
+            .summary
+            .as_ref()
+            .is_some_and(|s| s.state != RunState::Running);
+        let elapsed = u64::try_from(self.last_written - created).unwrap_or(0);
+        let simulated = self.now.0 > elapsed.saturating_mul(2).saturating_add(2_000);
+        let t = self.timeline.as_mut()?;
+        t.simulated(simulated).over(over);
+        Some(crate::timeline::svg(&t.build()))
     }
 
     /// The VMs in selection order.
