@@ -65,13 +65,25 @@ pub enum Cmd {
         #[arg(long)]
         watch: bool,
     },
-    /// Ask a running run to stop starting moves (with --now, to abort running migrations).
+    /// Ask a running run to stop starting moves (with --now, to abort running migrations); with
+    /// VM, to abort that one VM's move (its migration, if running, is aborted; it stays on its
+    /// source and is not retried).
     Abort {
         /// The run id.
         run: String,
+        /// One VM of the run (its name or id): abort its move only.
+        vm: Option<String>,
         /// Abort running migrations too (every VM stays on exactly one host).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "vm")]
         now: bool,
+    },
+    /// Ask a running run not to move one VM that has not started yet (refused if it has:
+    /// `vmove abort RUN VM` aborts it).
+    Skip {
+        /// The run id.
+        run: String,
+        /// The VM (its name or id).
+        vm: String,
     },
     /// List past and current runs.
     History,

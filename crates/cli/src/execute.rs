@@ -48,6 +48,10 @@ pub struct Journaling {
     pub lease: Duration,
     /// A stop already asked of the run before this process drove it (resume feeds it first).
     pub stop_seen: Option<StopRequest>,
+    /// Per-VM stops to feed first (resume): those asked while no process drove the run, and
+    /// every `abort RUN VM` already delivered (its VM, if not over, is still to be stopped: the
+    /// engine that heard it died with it). Delivered skips are not fed again.
+    pub vm_stops_seen: Vec<vmove_journal::VmStopRequest>,
     /// The events earlier processes recorded (resume): the summary and progress lines start
     /// from them.
     pub history: Vec<vmove_core::Event>,
@@ -176,6 +180,9 @@ pub(crate) async fn execute(
         if let Some(stop) = j.stop_seen {
             // A stop asked before this process drove the run: the core hears it before any answer.
             control.stop(stop.abort_running);
+        }
+        for q in &j.vm_stops_seen {
+            control.stop_vm(q.vm.clone(), q.abort, q.by.clone(), q.at.to_string());
         }
         Keeper::start(
             Arc::clone(&j.journal),

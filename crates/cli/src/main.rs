@@ -254,7 +254,11 @@ async fn command(cli: Cli, cfg: &ConfigFile, eff: &Effective) -> Result<u8> {
         }
         Cmd::Resume { run } => runs::resume(run, cfg, eff, &cli.common).await,
         Cmd::Status { run, watch } => runs::status(run, watch, cli.common.json, eff).await,
-        Cmd::Abort { run, now } => runs::abort(&run, now, eff),
+        Cmd::Abort { run, vm: None, now } => runs::abort(&run, now, eff),
+        Cmd::Abort {
+            run, vm: Some(vm), ..
+        } => runs::stop_vm(&run, &vm, true, eff),
+        Cmd::Skip { run, vm } => runs::stop_vm(&run, &vm, false, eff),
         Cmd::History => runs::history(eff, &cli.common),
         Cmd::Serve(a) => serve::serve(&a, eff).await,
         Cmd::Report { run } => runs::report(run, eff, &cli.common),

@@ -106,6 +106,7 @@ pub(crate) async fn plan_or_move(
         run: j.run.clone(),
         lease: j.lease,
         stop_seen: None,
+        vm_stops_seen: Vec::new(),
         history: Vec::new(),
     });
     let code = execute(

@@ -236,6 +236,7 @@ pub fn start(eff: &Effective, cfg: &config::ConfigFile, spec: &RunSpec) -> Resul
         run: spec.run_id.clone(),
         lease: eff.journal_lease,
         stop_seen: None,
+        vm_stops_seen: Vec::new(),
         history: Vec::new(),
     })
 }
@@ -305,6 +306,13 @@ pub async fn resume(
         .filter(|r| matches!(r.state, vmove_core::RecoveredState::InFlight(_)))
         .count();
     let stop_seen = j.stop_requested(&run)?;
+    let vm_stops_seen: Vec<_> = j
+        .vm_stop_requests(&run, false)?
+        .into_iter()
+        .filter(|q| q.abort || q.delivered_at.is_none())
+        .collect();
+    // The undelivered ones are marked delivered by the keeper's first poll (feeding one twice
+    // is harmless: the engine ignores a VM already stopped or ended).
     errln!(
         "vmove: resuming run {run}: {} VMs recovered, {in_flight} possibly in flight (located before anything is done){}",
         recovered.len(),
@@ -326,6 +334,7 @@ pub async fn resume(
         run,
         lease: eff.journal_lease,
         stop_seen,
+        vm_stops_seen,
         history: rec.events().cloned().collect(),
     };
     // The report of a resumed run is the whole run's: it names the command that started it.
@@ -511,6 +520,32 @@ pub fn abort(run: &str, now: bool, eff: &Effective) -> Result<u8> {
         wall(s.at)
     );
     Ok(0)
+}
+
+/// `vmove skip RUN VM` (`abort` false) and `vmove abort RUN VM` (`abort` true): a per-VM stop
+/// request in the journal, refused (nothing written) when the run or VM is unknown, the run is
+/// not running, or the VM's phase does not allow it.
+pub fn stop_vm(run: &str, vm: &str, abort: bool, eff: &Effective) -> Result<u8> {
+    let mut j = open_existing(eff)?;
+    let action = if abort { "abort" } else { "skip" };
+    let q = j
+        .request_vm_stop(run, vm, abort, &who_asks())
+        .map_err(|e| anyhow!("cannot {action} VM `{vm}` of run `{run}`: {e}"))?;
+    outln!(
+        "asked run {run} to {} VM {} (at {}); its driving process sees it within about a second",
+        if abort { "abort the move of" } else { "skip" },
+        q.name,
+        wall(q.at)
+    );
+    Ok(0)
+}
+
+/// Who asks, for a per-VM stop's reason: `user@host`.
+fn who_asks() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "someone".into());
+    format!("{user}@{}", crate::output::hostname())
 }
 
 /// `vmove history`.

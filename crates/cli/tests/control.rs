@@ -273,3 +273,254 @@ fn hook_that_is_not_an_argv_array_is_refused_naming_the_key() {
         assert!(!sb.journal().exists());
     }
 }
+
+/// [`SLOW_HOSTS`] with the sim hosts' state kept in a file, so that they outlive a killed vmove
+/// (the crash test), and a short journal lease.
+fn slow_hosts_with_state(sb: &Sandbox) -> String {
+    let state = sb.path("sim.state").display().to_string();
+    let mut cfg = String::from("[defaults]\njournal_lease = \"1s\"\n");
+    for block in SLOW_HOSTS
+        .split("\n[hosts.")
+        .filter(|b| !b.trim().is_empty())
+    {
+        let block = block.trim_start_matches("[hosts.");
+        cfg.push_str(&format!(
+            "\n[hosts.{}\nstate_file = \"{state}\"\n",
+            block.trim_end()
+        ));
+    }
+    cfg
+}
+
+/// Starts `vmove evacuate a --to b --json` in the background (stdout and stderr to files).
+fn spawn_evacuation(sb: &Sandbox, log: &str) -> std::process::Child {
+    let out = std::fs::File::create(sb.path(&format!("{log}.out"))).unwrap();
+    let err = std::fs::File::create(sb.path(&format!("{log}.err"))).unwrap();
+    sb.cmd(&["evacuate", "a", "--to", "b", "--json"])
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap()
+}
+
+/// `vmove status --json` of the newest run once some VM migrates and another is queued:
+/// (run id, a migrating VM, a queued VM).
+fn wait_for_a_migrating_and_a_queued_vm(sb: &Sandbox) -> (String, String, String) {
+    let t0 = std::time::Instant::now();
+    loop {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "no VM was seen migrating"
+        );
+        let r = sb.run(&["status", "--json"]);
+        if r.code == Some(0)
+            && let Ok(doc) = serde_json::from_str::<serde_json::Value>(r.stdout.trim())
+        {
+            let vms = doc["vms"].as_array().cloned().unwrap_or_default();
+            let named = |phase: &str| {
+                vms.iter()
+                    .find(|v| v["phase"] == phase)
+                    .and_then(|v| v["name"].as_str().map(str::to_owned))
+            };
+            if let (Some(m), Some(q)) = (named("migrating"), named("queued")) {
+                let run = doc["run"]["id"].as_str().unwrap().to_owned();
+                return (run, m, q);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn wait_exit(child: &mut std::process::Child) -> Option<i32> {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(120),
+            "the run did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The NDJSON events of a log.
+fn events(sb: &Sandbox, log: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(sb.path(&format!("{log}.out")))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The report of `run` as JSON, and its VM named `name`.
+fn reported(sb: &Sandbox, run: &str, name: &str) -> serde_json::Value {
+    let r = sb.run(&["report", run, "--report", "r.json"]);
+    r.no_panic().expect_code(0);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sb.path("r.json")).unwrap()).unwrap();
+    report["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not in {report:#}"))
+}
+
+#[test]
+fn skip_and_abort_of_one_vm_from_another_terminal_stop_only_that_vm() {
+    let sb = Sandbox::new("vm-control");
+    sb.write("vmove.toml", &slow_hosts_with_state(&sb));
+    let mut child = spawn_evacuation(&sb, "run");
+    let (run, migrating, queued) = wait_for_a_migrating_and_a_queued_vm(&sb);
+
+    // A skip of a VM whose move has started is refused, naming what to do; nothing written.
+    let r = sb.run(&["skip", &run, &migrating]);
+    r.no_panic().expect_code(1);
+    assert!(
+        r.stderr.contains("already started")
+            && r.stderr.contains(&format!("vmove abort {run} {migrating}")),
+        "{}",
+        r.stderr
+    );
+    // Unknown VM: refused, naming it.
+    let r = sb.run(&["skip", &run, "ghost-vm"]);
+    r.no_panic().expect_code(1);
+    assert!(r.stderr.contains("`ghost-vm`"), "{}", r.stderr);
+    // `--now` is for the whole run.
+    let r = sb.run(&["abort", &run, &migrating, "--now"]);
+    r.no_panic().expect_code(1);
+
+    let r = sb.run(&["skip", &run, &queued]);
+    r.no_panic().expect_code(0);
+    assert!(
+        r.stdout.contains(&format!("skip VM {queued}")),
+        "{}",
+        r.stdout
+    );
+    let r = sb.run(&["abort", &run, &migrating]);
+    r.no_panic().expect_code(0);
+    assert!(r.stdout.contains("abort the move of"), "{}", r.stdout);
+
+    // Not everything moved: exit 2 (not 130: the run itself was not stopped).
+    let code = wait_exit(&mut child);
+    let err = std::fs::read_to_string(sb.path("run.err")).unwrap_or_default();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!("skip of VM {queued} requested")),
+        "{err}"
+    );
+    let evs = events(&sb, "run");
+    let asked: Vec<&serde_json::Value> = evs
+        .iter()
+        .filter(|e| e["event"] == "vm_stop_asked")
+        .collect();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(
+        asked.iter().all(|e| e.get("refused").is_none()),
+        "{asked:?}"
+    );
+    assert!(
+        evs.iter()
+            .any(|e| e["event"] == "abort_waiting" && e["vm_name"] == migrating.as_str())
+            || evs
+                .iter()
+                .any(|e| e["event"] == "attempt_failed" && e["vm_name"] == migrating.as_str()),
+        "the migration of {migrating} was aborted: {evs:?}"
+    );
+
+    let q = reported(&sb, &run, &queued);
+    assert_eq!(q["outcome"], "cancelled", "{q}");
+    let reason = q["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("skipped by") && reason.contains("before it started"),
+        "{reason}"
+    );
+    assert_eq!(q["attempts"], 0, "{q}");
+    let m = reported(&sb, &run, &migrating);
+    assert_eq!(m["outcome"], "cancelled", "{m}");
+    let reason = m["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("aborted by") && reason.contains("stays on its source"),
+        "{reason}"
+    );
+    assert_eq!(m["attempts"], 1, "aborted, not retried: {m}");
+    // The other four moved.
+    for i in 1..=6 {
+        let name = format!("vm-{i}");
+        if name != queued && name != migrating {
+            assert_eq!(reported(&sb, &run, &name)["outcome"], "moved");
+        }
+    }
+    // The run is over: a request now is refused, nothing written.
+    let r = sb.run(&["skip", &run, &queued]);
+    r.no_panic().expect_code(1);
+    assert!(r.stderr.contains("is already"), "{}", r.stderr);
+}
+
+#[test]
+fn skip_and_abort_of_a_vm_refuse_unknown_runs_and_missing_journals_creating_nothing() {
+    let sb = Sandbox::new("vm-control-bad");
+    sb.write("vmove.toml", SLOW_HOSTS);
+    let before = sb.snapshot();
+    for args in [
+        ["skip", "no-such-run", "vm-1"],
+        ["abort", "no-such-run", "vm-1"],
+    ] {
+        let r = sb.run(&args);
+        r.no_panic().expect_code(1);
+        assert!(r.stderr.contains("journal"), "{}", r.stderr);
+    }
+    assert_eq!(sb.snapshot(), before, "nothing created");
+    // With a journal: the unknown run is named.
+    let r = sb.run(&["evacuate", "a", "--to", "b", "--plain", "--deadline", "1s"]);
+    r.no_panic();
+    let r = sb.run(&["skip", "no-such-run", "vm-1"]);
+    r.no_panic().expect_code(1);
+    assert!(r.stderr.contains("`no-such-run`"), "{}", r.stderr);
+    // A missing VM argument is a usage error.
+    let r = sb.run(&["skip", "no-such-run"]);
+    r.no_panic().expect_code(1);
+}
+
+#[test]
+fn a_skip_written_while_no_process_drove_the_run_is_honoured_by_resume() {
+    let sb = Sandbox::new("vm-control-crash");
+    sb.write("vmove.toml", &slow_hosts_with_state(&sb));
+    let mut child = spawn_evacuation(&sb, "first");
+    let (run, _, queued) = wait_for_a_migrating_and_a_queued_vm(&sb);
+    // The driving process dies before it could poll anything.
+    child.kill().unwrap();
+    let _ = child.wait();
+    let r = sb.run(&["skip", &run, &queued]);
+    r.no_panic().expect_code(0);
+    let out = std::fs::File::create(sb.path("second.out")).unwrap();
+    let err = std::fs::File::create(sb.path("second.err")).unwrap();
+    let mut resumed = sb
+        .cmd(&["resume", &run, "--json"])
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let code = wait_exit(&mut resumed);
+    let err = std::fs::read_to_string(sb.path("second.err")).unwrap_or_default();
+    assert_eq!(code, Some(2), "{err}");
+    let q = reported(&sb, &run, &queued);
+    assert_eq!(q["outcome"], "cancelled", "{q}");
+    assert!(q["reason"].as_str().unwrap().contains("skipped by"), "{q}");
+    assert_eq!(q["attempts"], 0, "{q}");
+    // Asked once: the request is delivered, the engine heard it once.
+    let asked = events(&sb, "second")
+        .into_iter()
+        .filter(|e| e["event"] == "vm_stop_asked")
+        .count();
+    assert!(asked >= 1, "the resumed run heard the skip");
+    for i in 1..=6 {
+        let name = format!("vm-{i}");
+        if name != queued {
+            assert_eq!(reported(&sb, &run, &name)["outcome"], "moved", "{name}");
+        }
+    }
+}

@@ -347,8 +347,31 @@ fn one_of_every_kind() -> Vec<EventKind> {
             name: "web-01".into(),
             reason: Reason::SourceDown(h("a")),
         },
+        EventKind::Cancelled {
+            vm: vm(),
+            name: "web-01".into(),
+            reason: Reason::Skipped {
+                by: "ops@admin-1".into(),
+                at: "2026-12-03T14:06:10Z".into(),
+                aborted: true,
+            },
+        },
         EventKind::StopRequested {
             abort_running: true,
+        },
+        EventKind::VmStopAsked {
+            vm: vm(),
+            abort_running: false,
+            asked_by: "ops@admin-1".into(),
+            asked_at: "2026-12-03T14:06:10Z".into(),
+            refused: None,
+        },
+        EventKind::VmStopAsked {
+            vm: vm(),
+            abort_running: false,
+            asked_by: "ops@admin-1".into(),
+            asked_at: "2026-12-03T14:06:10Z".into(),
+            refused: Some("its move has already started (migrating)".into()),
         },
         EventKind::IllegalInput {
             vm: vm(),

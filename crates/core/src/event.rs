@@ -202,6 +202,16 @@ pub enum Reason {
         destination: HostId,
         error: String,
     },
+    /// An operator stopped this one VM's move from another terminal (`vmove skip RUN VM`, or
+    /// `vmove abort RUN VM`): who asked and when (wall clock, as the request was journaled).
+    /// `aborted`: its migration was running and was aborted (it stays on its source).
+    Skipped {
+        /// Who asked (user and host of the asking process).
+        by: String,
+        /// When, as the journal recorded it.
+        at: String,
+        aborted: bool,
+    },
 }
 
 /// One pre-flight blocker of a [`Reason::Blocked`].
@@ -296,6 +306,19 @@ impl fmt::Display for Reason {
             Reason::SameFailureTwice { destination, error } => write!(
                 f,
                 "the same failure twice toward {destination}, nothing changed: {error}"
+            ),
+            Reason::Skipped {
+                by,
+                at,
+                aborted: false,
+            } => write!(f, "skipped by {by} at {at} before it started"),
+            Reason::Skipped {
+                by,
+                at,
+                aborted: true,
+            } => write!(
+                f,
+                "its move was aborted by {by} at {at}; it stays on its source"
             ),
         }
     }
@@ -608,6 +631,21 @@ pub enum EventKind {
         /// Abort running migrations too.
         abort_running: bool,
     },
+    /// An operator asked to stop one VM's move (`vmove skip RUN VM`: only if it has not
+    /// started; `vmove abort RUN VM`: abort its migration if it runs). `refused` says why
+    /// nothing was done (it had started, or already moved); `None`: the VM ends `Cancelled`
+    /// with [`Reason::Skipped`] (after its migration's abort, if one ran).
+    VmStopAsked {
+        vm: VmId,
+        /// Abort its running migration (`vmove abort RUN VM`).
+        abort_running: bool,
+        /// Who asked.
+        asked_by: String,
+        /// When, wall clock as the journal recorded it (`at` is the event's run time).
+        asked_at: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refused: Option<String>,
+    },
     /// An input arrived that the VM's state does not accept (a bug somewhere; ignored).
     IllegalInput {
         vm: VmId,
@@ -656,6 +694,7 @@ impl EventKind {
             | Moved { vm, .. }
             | Unmigratable { vm, .. }
             | Cancelled { vm, .. }
+            | VmStopAsked { vm, .. }
             | IllegalInput { vm, .. } => Some(vm),
             _ => None,
         }

@@ -320,13 +320,26 @@ pub enum Input {
         /// Abort running migrations too.
         abort_running: bool,
     },
+    /// The operator asks to stop one VM's move (`vmove skip RUN VM` / `vmove abort RUN VM`):
+    /// a queued (or backing-off) VM is not moved; with `abort_running`, a running attempt is
+    /// aborted and not retried. Refused (said in `EventKind::VmStopAsked`, nothing changed)
+    /// when the VM has started and `abort_running` is false, or has already moved.
+    StopVm {
+        vm: VmId,
+        /// Abort its migration if one runs.
+        abort_running: bool,
+        /// Who asked (for the reason).
+        by: String,
+        /// When, wall clock as the journal recorded it (for the reason).
+        at: String,
+    },
 }
 
 impl Input {
     /// The VM and attempt this input answers for, if it is about one VM.
     pub fn vm_attempt(&self) -> Option<(&VmId, u32)> {
         match self {
-            Input::HostRefreshed { .. } | Input::Stop { .. } => None,
+            Input::HostRefreshed { .. } | Input::Stop { .. } | Input::StopVm { .. } => None,
             Input::Preflighted { vm, attempt, .. }
             | Input::MigrationStarted { vm, attempt, .. }
             | Input::MigrationStatus { vm, attempt, .. }
@@ -363,7 +376,7 @@ impl Input {
                 leftover,
                 ..
             } => Key::Remove(vm.clone(), *attempt, leftover.clone()),
-            Input::Stop { .. } => return None,
+            Input::Stop { .. } | Input::StopVm { .. } => return None,
         })
     }
 }

@@ -95,7 +95,7 @@ fn every_failed_answer_has_the_key_of_its_command_and_carries_the_failure() {
             Input::Verified { result, .. } => (answer.vm_attempt(), result.as_ref().err()),
             Input::LeftoversListed { result, .. } => (answer.vm_attempt(), result.as_ref().err()),
             Input::LeftoverRemoved { result, .. } => (answer.vm_attempt(), result.as_ref().err()),
-            Input::Stop { .. } => panic!("a stop answers nothing"),
+            Input::Stop { .. } | Input::StopVm { .. } => panic!("a stop answers nothing"),
         };
         assert_eq!(failed, Some(&failure), "{cmd:?}");
         assert_eq!(

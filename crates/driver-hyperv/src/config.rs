@@ -92,6 +92,25 @@ impl HyperVHostConfig {
         }
     }
 
+    /// Whether this configuration authenticates with Kerberos (`auth = "kerberos"`, or
+    /// `negotiate` with `realm`, `kdc` or `spn` set).
+    pub fn uses_kerberos(&self) -> bool {
+        match self.auth {
+            AuthMethod::Kerberos => true,
+            AuthMethod::Negotiate => self.kerberos().configured(),
+            AuthMethod::Ntlm | AuthMethod::Basic => false,
+        }
+    }
+
+    /// Refuses, by name, what this build cannot do: Kerberos in a binary built without the
+    /// feature `kerberos` (before anything connects).
+    pub fn check_built(&self) -> Result<(), String> {
+        if self.uses_kerberos() && !cfg!(feature = "kerberos") {
+            return Err(crate::wsman::KERBEROS_NOT_BUILT.to_owned());
+        }
+        Ok(())
+    }
+
     /// The port, defaulted by transport.
     pub fn port(&self) -> u16 {
         self.port.unwrap_or(match self.transport {
@@ -113,6 +132,28 @@ mod tests {
         assert_eq!(c.auth, AuthMethod::Negotiate);
         assert_eq!(c.port(), 5986);
         assert!(!c.insecure_skip_verify);
+    }
+
+    #[test]
+    fn kerberos_is_refused_by_name_in_a_build_without_it() {
+        for text in [
+            "address = \"hv1\"\nauth = \"kerberos\"",
+            "address = \"hv1\"\nrealm = \"LAB.EXAMPLE\"",
+        ] {
+            let c: HyperVHostConfig = toml::from_str(text).unwrap();
+            assert!(c.uses_kerberos());
+            let built = cfg!(feature = "kerberos");
+            match c.check_built() {
+                Ok(()) => assert!(built, "accepted without Kerberos built in"),
+                Err(e) => {
+                    assert!(!built, "refused with Kerberos built in: {e}");
+                    assert!(e.contains("Kerberos") && e.contains("`kerberos`"), "{e}");
+                }
+            }
+        }
+        let ntlm: HyperVHostConfig = toml::from_str("address = \"hv1\"\nauth = \"ntlm\"").unwrap();
+        assert!(!ntlm.uses_kerberos());
+        assert_eq!(ntlm.check_built(), Ok(()));
     }
 
     #[test]

@@ -81,6 +81,8 @@ impl HyperVDriver {
             let cfg: HyperVHostConfig = toml::Value::Table(t).try_into().map_err(|e| {
                 DriverError::permanent(format!("host {id}: invalid Hyper-V settings: {e}"))
             })?;
+            cfg.check_built()
+                .map_err(|e| DriverError::permanent(format!("host {id}: {e}")))?;
             let creds = Credentials::load(cfg.credentials_file.as_deref())
                 .map_err(|e| DriverError::permanent(format!("host {id}: {e}")))?;
             out.insert(id.clone(), Self::host_from(&cfg, creds));

@@ -134,6 +134,22 @@ pub enum JournalError {
         /// Its driver's host.
         host: String,
     },
+    /// A VM named in a request is not one of the run's.
+    #[error(
+        "run `{run}` has no VM `{vm}` (name it by its name or id, as `vmove status {run}` shows)"
+    )]
+    UnknownVm { run: String, vm: String },
+    /// A per-VM stop that cannot be honoured in the VM's phase; nothing was written.
+    #[error("cannot {action} VM `{name}` of run `{run}`: {why}")]
+    VmStopRefused {
+        run: String,
+        /// VM name.
+        name: String,
+        /// `skip` or `abort`.
+        action: &'static str,
+        /// Why (its phase, and what to do instead).
+        why: String,
+    },
     /// An outcome names an intent the run does not have.
     #[error("run `{run}` has no intent {intent}")]
     UnknownIntent { run: String, intent: u64 },

@@ -62,6 +62,6 @@ pub use journal::{Journal, MAX_LEASE, Options, TakeOver};
 pub use rebuild::{VmResume, rebuild, recovered};
 pub use record::{
     ConfigFormat, Entry, EntryBody, IntentId, IntentRecord, LeaseInfo, NewRun, RunEnd, RunRecord,
-    RunState, RunSummary, StepRecord, StopRequest,
+    RunState, RunSummary, StepRecord, StopRequest, VmStopRequest,
 };
 pub use status::{ProgressFigures, VmStatus};

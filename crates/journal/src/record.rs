@@ -283,3 +283,22 @@ impl RunRecord {
         })
     }
 }
+
+/// A per-VM stop request (`vmove skip RUN VM`, `vmove abort RUN VM`), as journaled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmStopRequest {
+    /// Its number in the journal (requests are delivered in this order).
+    pub id: i64,
+    pub vm: vmove_core::VmId,
+    /// The VM's name when it was asked.
+    pub name: String,
+    /// `abort`: abort its migration if one runs; `skip` (false): only if it has not started.
+    pub abort: bool,
+    /// When it was asked.
+    pub at: WallTime,
+    /// Who asked (user and host).
+    pub by: String,
+    /// When the run's driving process took it (it is fed to the engine once); `None`: not
+    /// yet (no process drove the run since, or it has not polled yet).
+    pub delivered_at: Option<WallTime>,
+}

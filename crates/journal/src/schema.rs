@@ -22,7 +22,7 @@ struct Migration {
 }
 
 /// The newest schema version this build knows.
-pub const LATEST: u32 = 6;
+pub const LATEST: u32 = 7;
 
 const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -127,6 +127,23 @@ CREATE INDEX notes_run ON notes (run_id, at);
         version: 6,
         description: "the command line that started each run",
         sql: "ALTER TABLE runs ADD COLUMN command TEXT NOT NULL DEFAULT '';",
+        backfill: None,
+    },
+    Migration {
+        version: 7,
+        description: "per-VM stop requests (`vmove skip RUN VM`, `vmove abort RUN VM`)",
+        sql: r#"
+CREATE TABLE vm_requests (
+    id           INTEGER PRIMARY KEY,
+    run_id       TEXT NOT NULL REFERENCES runs(id),
+    vm           TEXT NOT NULL,
+    kind         TEXT NOT NULL CHECK (kind IN ('skip', 'abort')),
+    requested_at INTEGER NOT NULL,
+    requested_by TEXT NOT NULL,
+    delivered_at INTEGER
+) STRICT;
+CREATE INDEX vm_requests_run ON vm_requests (run_id, id);
+"#,
         backfill: None,
     },
 ];

@@ -265,6 +265,27 @@ impl Keeper {
                         control.stop(stop.abort_running);
                     }
                 }
+                // Per-VM stops (`vmove skip RUN VM`, `vmove abort RUN VM`): each fed once.
+                let r = run.clone();
+                if let Ok(reqs) =
+                    with_journal(&journal, move |j| j.vm_stop_requests(&r, true)).await
+                    && !reqs.is_empty()
+                {
+                    for q in &reqs {
+                        say_on_stderr(format_args!(
+                            "vmove: {} of VM {} requested through the journal by {} at {}",
+                            if q.abort { "abort" } else { "skip" },
+                            q.name,
+                            q.by,
+                            q.at
+                        ));
+                        control.stop_vm(q.vm.clone(), q.abort, q.by.clone(), q.at.to_string());
+                    }
+                    let ids: Vec<i64> = reqs.iter().map(|q| q.id).collect();
+                    let r = run.clone();
+                    let _ =
+                        with_journal(&journal, move |j| j.mark_vm_stops_delivered(&r, &ids)).await;
+                }
             }
         });
         Keeper { task }

@@ -180,6 +180,7 @@ impl VmStatus {
             | EventKind::AbortWaiting { .. }
             | EventKind::LeftBehind { .. }
             | EventKind::LeftoverRemoved { .. }
+            | EventKind::VmStopAsked { .. }
             | EventKind::IllegalInput { .. } => {}
             // Not about one VM (filtered out above).
             EventKind::RunStarted { .. }

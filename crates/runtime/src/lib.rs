@@ -119,12 +119,22 @@ impl Default for RuntimeOptions {
 }
 
 /// A message to a running run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ControlMsg {
     /// Stop starting moves; with `abort_running`, abort the running ones too.
     Stop {
         /// Abort running migrations too.
         abort_running: bool,
+    },
+    /// Stop one VM's move (fed to the core as `Input::StopVm`).
+    StopVm {
+        vm: vmove_core::VmId,
+        /// Abort its migration if one runs.
+        abort_running: bool,
+        /// Who asked.
+        by: String,
+        /// When (wall clock).
+        at: String,
     },
 }
 
@@ -151,6 +161,25 @@ impl Control {
     /// Returns false when the run is already over.
     pub fn stop(&self, abort_running: bool) -> bool {
         self.tx.send(ControlMsg::Stop { abort_running }).is_ok()
+    }
+
+    /// Asks the run to stop one VM's move (`vmove skip RUN VM` / `vmove abort RUN VM`; the
+    /// core decides whether its phase allows it). Returns false when the run is already over.
+    pub fn stop_vm(
+        &self,
+        vm: vmove_core::VmId,
+        abort_running: bool,
+        by: String,
+        at: String,
+    ) -> bool {
+        self.tx
+            .send(ControlMsg::StopVm {
+                vm,
+                abort_running,
+                by,
+                at,
+            })
+            .is_ok()
     }
 }
 
@@ -311,6 +340,9 @@ impl Runtime {
                     Some(ControlMsg::Stop { abort_running }) => {
                         lp.stop_requested = Some(lp.stop_requested.unwrap_or(false) || abort_running);
                         lp.feed(Input::Stop { abort_running }).await;
+                    }
+                    Some(ControlMsg::StopVm { vm, abort_running, by, at }) => {
+                        lp.feed(Input::StopVm { vm, abort_running, by, at }).await;
                     }
                     None => control_open = false,
                 },

@@ -225,6 +225,19 @@ pub fn describe(ev: &Event, names: &HashMap<VmId, String>) -> Option<String> {
         EventKind::StopRequested {
             abort_running: false,
         } => "stop: no new moves; waiting for running ones".to_string(),
+        EventKind::VmStopAsked {
+            vm,
+            abort_running,
+            asked_by: by,
+            asked_at: at,
+            refused,
+        } => {
+            let what = if *abort_running { "abort" } else { "skip" };
+            match refused {
+                None => format!("{}: {what} asked by {by} at {at}", name(vm)),
+                Some(why) => format!("{}: {what} asked by {by} at {at} REFUSED: {why}", name(vm)),
+            }
+        }
         EventKind::IllegalInput { vm, phase, input } => {
             format!("{}: ignored {input} in phase {phase} (a bug)", name(vm))
         }

@@ -18,6 +18,6 @@ mod table;
 pub use fmt::{fmt_eta, fmt_time};
 pub use live::{BarsSink, LinesSink};
 pub use ndjson::NdjsonSink;
-pub use record::{Record, RecordSink, RunOutcome, SharedRecord, VmOutcome, lock};
+pub use record::{Record, RecordSink, RunOutcome, SharedRecord, VmOutcome, hostname, lock};
 pub use report::{ReportFormat, check_writable};
 pub use table::{Table, terminal_width};

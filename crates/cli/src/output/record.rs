@@ -204,6 +204,9 @@ pub fn action_for(s: &VmStatus) -> String {
             Reason::PinnedToSource => {
                 "nothing, unless it should leave: unpin it in the config".to_owned()
             }
+            Reason::Skipped { .. } => {
+                format!("nothing, unless it should still leave (an operator stopped its move); {again}")
+            }
             // Failed attempts, refusals, bad states, and what later versions add: the reason
             // says what stood in the way.
             _ => format!("fix what the reason names; {again}"),

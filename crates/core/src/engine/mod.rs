@@ -15,6 +15,7 @@
 //! - `vm.rs`: the per-VM entry (the move and the engine's facts about it).
 
 mod assess;
+mod control;
 mod hosts;
 mod schedule;
 pub mod slots;
@@ -342,6 +343,12 @@ impl Core {
                 }
             }
             Input::Stop { abort_running } => self.stop(now, Reason::RunStopped, abort_running),
+            Input::StopVm {
+                vm,
+                abort_running,
+                by,
+                at,
+            } => self.stop_vm(now, vm, abort_running, by, at),
             Input::Preflighted {
                 vm,
                 attempt,
@@ -392,6 +399,7 @@ impl Core {
                     } => VmEvent::LeftoverRemoved(leftover, result),
                     Input::HostRefreshed { .. }
                     | Input::Stop { .. }
+                    | Input::StopVm { .. }
                     | Input::Preflighted { .. } => {
                         return;
                     }
@@ -563,12 +571,14 @@ impl Core {
         let before = self.vms[idx].vm.phase();
         let timer_before = self.vms[idx].vm.timer;
         let asking_before = self.vms[idx].vm.preflight.asking.is_some();
-        let stopping = self.stopping.clone();
+        // A VM stopped alone sees the run as stopping with abort, with its own reason.
+        let own = self.vms[idx].vm.stopped.clone();
+        let stopping = own.clone().or_else(|| self.stopping.clone());
         let ctx = Ctx {
             now,
             settings: &self.spec.settings,
             stopping: stopping.as_ref(),
-            abort_running: self.abort_running,
+            abort_running: self.abort_running || own.is_some(),
         };
         let out = match machine::step(&mut self.vms[idx].vm, ctx, ev) {
             Ok(out) => out,

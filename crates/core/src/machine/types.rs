@@ -320,6 +320,10 @@ pub struct VmMove {
     pub aborted_attempt: Option<u32>,
     /// Whether this VM's source copy was proven gone and the destination copy proven present.
     pub verified: bool,
+    /// An operator stopped this VM's move alone (`vmove abort RUN VM` while it ran): the
+    /// reason it ends with. Its transitions see the run as stopping with abort, whatever the
+    /// rest of the run does, so the attempt is aborted and not retried.
+    pub stopped: Option<Reason>,
     pub state: MoveState,
 }
 
@@ -380,6 +384,7 @@ impl VmMove {
             preflight: PreflightMemo::default(),
             last_failure: None,
             aborted_attempt: None,
+            stopped: None,
             state: MoveState::Queued,
         }
     }

@@ -462,7 +462,7 @@ impl World {
     }
 
     /// The earliest migration completion.
-    fn next_completion(&self) -> Option<(Time, VmId)> {
+    pub fn next_completion(&self) -> Option<(Time, VmId)> {
         self.migs
             .iter()
             .filter(|(id, _)| {

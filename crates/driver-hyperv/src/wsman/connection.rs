@@ -3,6 +3,7 @@
 //! socket and one context for its whole life; if it breaks, the client opens a new one.
 
 use super::creds::Credentials;
+#[cfg(feature = "kerberos")]
 use super::kerberos::KerberosClient;
 use super::sealing;
 use super::transport::{AuthMethod, Scheme, TlsOptions, TransportConfig, TransportError};
@@ -11,9 +12,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
+#[cfg(feature = "kerberos")]
+use sspi::Kerberos;
 use sspi::{
-    AuthIdentity, BufferType, ClientRequestFlags, CredentialUse, DataRepresentation, Kerberos,
-    Ntlm, SecurityBuffer, SecurityStatus, Sspi, SspiImpl, Username,
+    AuthIdentity, BufferType, ClientRequestFlags, CredentialUse, DataRepresentation, Ntlm,
+    SecurityBuffer, SecurityStatus, Sspi, SspiImpl, Username,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +26,7 @@ use tokio::net::TcpStream;
 /// The security context of an authenticated connection.
 enum SecCtx {
     Ntlm(Box<Ntlm>),
+    #[cfg(feature = "kerberos")]
     Kerberos(Box<Kerberos>),
 }
 
@@ -259,6 +263,9 @@ impl Connection {
                     base64::engine::general_purpose::STANDARD.encode(raw)
                 ));
             }
+            #[cfg(not(feature = "kerberos"))]
+            _ if cfg.uses_kerberos() => return Err(super::transport::kerberos_not_built()),
+            #[cfg(feature = "kerberos")]
             _ if cfg.uses_kerberos() => {
                 let scheme = if cfg.auth == AuthMethod::Kerberos {
                     c.protocol = sealing::PROTOCOL_KERBEROS;
@@ -387,6 +394,7 @@ impl Connection {
 
     /// Kerberos: AS and TGS exchanges with the KDC, the AP-REQ to the listener on an empty POST,
     /// and the listener's AP-REP (mutual authentication) checked from the 200 answer.
+    #[cfg(feature = "kerberos")]
     async fn kerberos_handshake(
         &mut self,
         cfg: &TransportConfig,
@@ -499,6 +507,7 @@ impl Connection {
         let body = if self.seal {
             let sealed = match self.ctx.as_mut() {
                 Some(SecCtx::Ntlm(c)) => sealing::seal(c.as_mut(), self.protocol, soap.as_bytes())?,
+                #[cfg(feature = "kerberos")]
                 Some(SecCtx::Kerberos(c)) => {
                     sealing::seal(c.as_mut(), self.protocol, soap.as_bytes())?
                 }
@@ -538,6 +547,7 @@ impl Connection {
         let text = if sealed {
             match self.ctx.as_mut() {
                 Some(SecCtx::Ntlm(c)) => sealing::unseal(c.as_mut(), &body)?,
+                #[cfg(feature = "kerberos")]
                 Some(SecCtx::Kerberos(c)) => sealing::unseal(c.as_mut(), &body)?,
                 None => {
                     return Err(TransportError::Unsupported(

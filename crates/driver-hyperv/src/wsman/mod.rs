@@ -21,7 +21,9 @@ use connection::Connection;
 pub use creds::Credentials;
 pub use kerberos::KerberosOptions;
 pub use soap::{Param, SoapError, WmiError};
-pub use transport::{AuthMethod, Scheme, TlsOptions, TransportConfig, TransportError};
+pub use transport::{
+    AuthMethod, KERBEROS_NOT_BUILT, Scheme, TlsOptions, TransportConfig, TransportError,
+};
 
 /// A failed WS-Management call.
 #[derive(Debug, thiserror::Error)]

@@ -131,6 +131,15 @@ pub enum TransportError {
     #[error(transparent)]
     Seal(#[from] sealing::SealError),
 }
+/// What a build without the feature `kerberos` says when Kerberos is configured.
+pub const KERBEROS_NOT_BUILT: &str = "Kerberos is configured (`auth = \"kerberos\"`, or `realm`, `kdc` or `spn` set), but this vmove was built without Kerberos (the `kerberos` feature; the default build has it): use `auth = \"ntlm\"` (HTTP with sealing) or HTTPS, or a vmove built with `--features kerberos`";
+
+/// The error of a connection that would need Kerberos in a build without it.
+#[cfg(not(feature = "kerberos"))]
+pub(super) fn kerberos_not_built() -> TransportError {
+    TransportError::Unsupported(KERBEROS_NOT_BUILT.to_owned())
+}
+
 impl TransportConfig {
     /// Whether this configuration authenticates with Kerberos.
     pub fn uses_kerberos(&self) -> bool {

@@ -7,6 +7,8 @@
 //! - `write`: the entries a lease holder writes (intents, outcomes, inputs, events, steps).
 //! - `read`: what any process reads: runs, summaries, statuses, a whole run.
 //! - `notes`: what any process may write: notes for a person and stop requests.
+//! - `requests`: per-VM stop requests (`vmove skip RUN VM`, `vmove abort RUN VM`): written by
+//!   any process, polled and marked delivered by the run's driving process.
 //! - `rows`: the rows read inside a transaction, shared by the others.
 
 mod guard;
@@ -14,6 +16,7 @@ mod handle;
 mod lease;
 mod notes;
 mod read;
+mod requests;
 mod rows;
 mod write;
 
