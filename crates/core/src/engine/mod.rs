@@ -10,12 +10,15 @@
 //!   selection, a host that stays down);
 //! - `assess.rs`: what the hosts say about a queued VM (assess, reassess, locate answers);
 //! - `schedule.rs`: the ready sets, the schedulers (ours and the seed's) and placement;
+//! - `peers.rs`: the peers' policies (KubeVirt, Nova, Proxmox, vSphere, everything at once),
+//!   for the simulator's benchmark only;
 //! - [`slots`]: the slot ledger, and the slots and reservations derived from each VM's phase;
 //! - `timers.rs`: the timer queue;
 //! - `vm.rs`: the per-VM entry (the move and the engine's facts about it).
 
 mod assess;
 mod hosts;
+mod peers;
 mod schedule;
 pub mod slots;
 mod timers;
@@ -68,6 +71,8 @@ pub struct Core {
     finished: bool,
     failed: Option<String>,
     seed: SeedPass,
+    /// What a peer's policy remembers (`peers.rs`).
+    peers: peers::PeerState,
     /// VMs whose pre-flight check is in flight.
     preflights_in_flight: usize,
     /// How many pre-flight checks may be in flight, fixed at the start of each scheduling pass
@@ -137,6 +142,7 @@ impl Core {
             preflights_in_flight: 0,
             preflight_cap: 0,
             seed: SeedPass::default(),
+            peers: peers::PeerState::default(),
             now,
             spec,
         };
