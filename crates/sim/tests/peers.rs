@@ -193,3 +193,49 @@ fn no_peer_is_more_than_1_percent_ahead_of_vmove_at_the_same_limits_on_small_wor
         "vmove no slower in only {wins} of {cases} cases"
     );
 }
+
+#[test]
+fn a_fixed_destination_that_can_never_take_a_vm_does_not_hold_the_run_forever() {
+    // Proxmox's one target (dst-00) has 8 GiB of memory: the 16 GiB VM can never go there. The
+    // real `migrateall` would fail that VM; the model lets vmove's placement send it to dst-01
+    // rather than wait for room that never comes (the run would never end).
+    use vmove_sim::SimCluster;
+    use vmove_sim::cluster::{GIB, HostSpec, VmSpec};
+    use vmove_sim::scenarios::evacuation;
+    let hosts = vec![
+        HostSpec {
+            memory_bytes: 256 * GIB,
+            ..HostSpec::new("src-00")
+        },
+        HostSpec {
+            memory_bytes: 8 * GIB,
+            ..HostSpec::new("dst-00")
+        },
+        HostSpec {
+            memory_bytes: 256 * GIB,
+            ..HostSpec::new("dst-01")
+        },
+    ];
+    let vms = vec![
+        VmSpec::running("small", "src-00", 4 * GIB).with_disk(10 * GIB),
+        VmSpec::running("big", "src-00", 16 * GIB).with_disk(10 * GIB),
+    ];
+    let cluster = SimCluster::new(hosts, vms, Default::default()).expect("a cluster");
+    let mut spec = evacuation(
+        "fixed",
+        &[HostId::new("src-00")],
+        &[HostId::new("dst-00"), HostId::new("dst-01")],
+        Default::default(),
+    );
+    at_own_defaults(&mut spec.settings, SchedulerPolicy::PROXMOX);
+    let out = vmove_sim::simulate(spec, cluster, SimOptions::default()).expect("the run ends");
+    assert_eq!(out.snapshot.counts(), (2, 0, 0));
+    let on = |vm: &str| {
+        out.cluster
+            .vm_specs()
+            .find(|v| v.name == vm)
+            .and_then(|v| out.cluster.vm_host(&v.id).cloned())
+    };
+    assert_eq!(on("small"), Some(HostId::new("dst-00")), "the target");
+    assert_eq!(on("big"), Some(HostId::new("dst-01")), "where it fits");
+}

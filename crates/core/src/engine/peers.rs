@@ -125,10 +125,7 @@ impl Core {
             }
             let started = match self.peer_destination(idx, si, policy) {
                 Some(d) => self.peer_start(idx, d, now),
-                None => {
-                    self.peer_wait(idx, now);
-                    false
-                }
+                None => self.peer_wait(idx, now),
             };
             if started {
                 outbound[src] += 1;
@@ -278,12 +275,17 @@ impl Core {
     /// the policy fixed earlier that can never take it (no room at all, or its pre-flight
     /// check blocked it) is given up for vmove's placement, so that the run cannot wait forever
     /// (the real tool would fail that VM instead).
-    fn peer_wait(&mut self, idx: usize, now: Time) {
+    /// Returns whether it started after all (toward vmove's choice, in that last case).
+    fn peer_wait(&mut self, idx: usize, now: Time) -> bool {
         match self.place(idx, false) {
             Place::Never(r) => {
                 self.step(idx, now, VmEvent::Assessed(Assessment::Unmigratable(r)));
+                false
             }
-            Place::Wait(w) => self.set_sched_wait(idx, now, w),
+            Place::Wait(w) => {
+                self.set_sched_wait(idx, now, w);
+                false
+            }
             Place::To(h) => {
                 let policy = self.spec.settings.policy;
                 let fixed = self.source_state[self.vms[idx].source]
@@ -303,9 +305,10 @@ impl Core {
                         let c = self.peers.claimed.entry(d).or_default();
                         *c = c.saturating_sub(claim);
                     }
-                    self.peer_start(idx, h, now);
+                    self.peer_start(idx, h, now)
                 } else {
                     self.set_sched_wait(idx, now, WaitReason::NoSlot);
+                    false
                 }
             }
         }
