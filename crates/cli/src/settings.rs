@@ -145,6 +145,23 @@ fn check(
             toml::Value::String(p) if !p.is_empty() => Ok(()),
             other => Err(bad(format!("must be a file path, not {other}"))),
         },
+        "policy" => {
+            let mut t = toml::Table::new();
+            t.insert(key.to_owned(), value.clone());
+            let s = t
+                .try_into::<Settings>()
+                .map_err(|e| bad(e.message().trim().to_owned()))?;
+            if s.policy.is_peer() {
+                // A peer's policy is a model for the simulator's benchmark (`vmove-bench`): it
+                // ignores what keeps a real run safe (e.g. "everything at once" has no limit).
+                return Err(bad(format!(
+                    "`{}` is another tool's policy, modelled only for the simulator's benchmark \
+                     (vmove-bench); a run takes `vmove` or `seed`",
+                    s.policy.label()
+                )));
+            }
+            Ok(())
+        }
         k if known.iter().any(|x| x == k) => {
             let mut t = toml::Table::new();
             t.insert(k.to_owned(), value.clone());
@@ -372,6 +389,36 @@ mod tests {
             e.origins["backup_threshold"],
             "environment variable `VMOVE_BACKUP_THRESHOLD`"
         );
+    }
+
+    #[test]
+    fn a_peer_policy_is_refused_outside_the_simulator() {
+        // From the config file (a table with the peer's limits), and from the environment.
+        let file: toml::Table =
+            toml::from_str("policy = { kubevirt = { per_cluster = 5, outbound_per_node = 2 } }")
+                .unwrap();
+        let e = merge(&file, "config file `f`", &env_of(&[]), &[], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`policy`")
+                && e.contains("config file `f`")
+                && e.contains("kubevirt(5,2)")
+                && e.contains("simulator"),
+            "{e}"
+        );
+        let env = env_of(&[("VMOVE_POLICY", "all-at-once")]);
+        let e = merge(&toml::Table::new(), "f", &env, &[], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("VMOVE_POLICY") && e.contains("all-at-once") && e.contains("`vmove`"),
+            "{e}"
+        );
+        // vmove's own policies still pass.
+        let env = env_of(&[("VMOVE_POLICY", "seed")]);
+        let e = merge(&toml::Table::new(), "f", &env, &[], None).unwrap();
+        assert_eq!(e.settings.policy, vmove_core::spec::SchedulerPolicy::Seed);
     }
 
     #[test]

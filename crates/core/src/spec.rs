@@ -88,6 +88,107 @@ pub enum SchedulerPolicy {
     /// A faithful model of the seed module: passes every `poll_interval`, one VM at a time with
     /// start confirmation, completions noticed only at the next pass. For comparison benchmarks.
     Seed,
+    /// KubeVirt's migration controller (simulator only): every migration queued at once, started
+    /// first come first served while fewer than `per_cluster` run in the cluster and fewer than
+    /// `outbound_per_node` leave the VM's node; the destination is picked when the migration
+    /// starts (the scheduler places the target pod: most free memory). Defaults 5 and 2
+    /// ([`SchedulerPolicy::KUBEVIRT`]); sources in `engine/peers.rs` and docs/BENCHMARKS.md.
+    #[serde(rename = "kubevirt")]
+    KubeVirt {
+        /// `parallelMigrationsPerCluster`.
+        per_cluster: u32,
+        /// `parallelOutboundMigrationsPerNode`.
+        outbound_per_node: u32,
+    },
+    /// OpenStack Nova's `nova host-evacuate-live` (simulator only): every server's live
+    /// migration requested at once, its destination chosen by the scheduler at request time
+    /// (most free RAM after the earlier requests' claims), then run by the source compute's
+    /// executor, first in first out, `per_compute` at a time (`max_concurrent_live_migrations`,
+    /// default 1: [`SchedulerPolicy::NOVA`]).
+    Nova {
+        /// `max_concurrent_live_migrations` of the source compute.
+        per_compute: u32,
+    },
+    /// Proxmox VE's `pvenode migrateall TARGET` (simulator only), one call per source node: the
+    /// node's guests in VMID order, at most `max_workers` at a time, all to the one target node
+    /// given (here: the source's destinations taken in turn by source). Default 4
+    /// (`max_workers` of datacenter.cfg: [`SchedulerPolicy::PROXMOX`]).
+    Proxmox {
+        /// `--max-workers`.
+        max_workers: u32,
+    },
+    /// vSphere maintenance mode with DRS (simulator only): migrations queued by vCenter in the
+    /// order given, each started when both hosts are under `per_host` concurrent vMotions (its
+    /// cost limits: 4 on 1 GbE, 8 on 10 GbE, 2 for a vMotion without shared storage), placed by
+    /// DRS on the destination with the most free memory.
+    #[serde(rename = "vsphere")]
+    VSphere {
+        /// Concurrent vMotions per host.
+        per_host: u32,
+    },
+    /// A shell loop with `&` (simulator only): every migration started at once, in the order
+    /// given, destinations taken in turn; no limit of its own.
+    AllAtOnce,
+}
+
+impl SchedulerPolicy {
+    /// KubeVirt at its defaults (`parallelMigrationsPerCluster` 5,
+    /// `parallelOutboundMigrationsPerNode` 2: kubevirt/kubevirt `pkg/virt-config/virt-config.go`).
+    pub const KUBEVIRT: SchedulerPolicy = SchedulerPolicy::KubeVirt {
+        per_cluster: 5,
+        outbound_per_node: 2,
+    };
+    /// Nova at its default (`max_concurrent_live_migrations` 1: openstack/nova
+    /// `nova/conf/compute.py`).
+    pub const NOVA: SchedulerPolicy = SchedulerPolicy::Nova { per_compute: 1 };
+    /// Proxmox at the default of datacenter.cfg's `max_workers` (4, as the web UI's datacenter
+    /// options show it: proxmox/pve-manager `www/manager6/dc/OptionView.js`).
+    pub const PROXMOX: SchedulerPolicy = SchedulerPolicy::Proxmox { max_workers: 4 };
+
+    /// A peer's policy: modelled for the simulator's benchmark, never for a real run (the CLI
+    /// refuses it).
+    pub fn is_peer(&self) -> bool {
+        !matches!(self, SchedulerPolicy::Vmove | SchedulerPolicy::Seed)
+    }
+
+    /// A short name for tables: `kubevirt(5,2)`, `nova(1)`, `all-at-once`.
+    pub fn label(&self) -> String {
+        match self {
+            SchedulerPolicy::Vmove => "vmove".into(),
+            SchedulerPolicy::Seed => "seed".into(),
+            SchedulerPolicy::KubeVirt {
+                per_cluster,
+                outbound_per_node,
+            } if *per_cluster == u32::MAX => format!("kubevirt(-,{outbound_per_node})"),
+            SchedulerPolicy::KubeVirt {
+                per_cluster,
+                outbound_per_node,
+            } => format!("kubevirt({per_cluster},{outbound_per_node})"),
+            SchedulerPolicy::Nova { per_compute } => format!("nova({per_compute})"),
+            SchedulerPolicy::Proxmox { max_workers } => format!("proxmox({max_workers})"),
+            SchedulerPolicy::VSphere { per_host } => format!("vsphere({per_host})"),
+            SchedulerPolicy::AllAtOnce => "all-at-once".into(),
+        }
+    }
+
+    /// The policy's own limits that must be at least 1, by name.
+    fn limits(&self) -> Vec<(&'static str, u32)> {
+        match *self {
+            SchedulerPolicy::KubeVirt {
+                per_cluster,
+                outbound_per_node,
+            } => vec![
+                ("policy.kubevirt.per_cluster", per_cluster),
+                ("policy.kubevirt.outbound_per_node", outbound_per_node),
+            ],
+            SchedulerPolicy::Nova { per_compute } => vec![("policy.nova.per_compute", per_compute)],
+            SchedulerPolicy::Proxmox { max_workers } => {
+                vec![("policy.proxmox.max_workers", max_workers)]
+            }
+            SchedulerPolicy::VSphere { per_host } => vec![("policy.vsphere.per_host", per_host)],
+            _ => vec![],
+        }
+    }
 }
 
 /// The knobs of a run. Defaults are the seed's where it had one.
@@ -210,6 +311,9 @@ impl Settings {
         }
         if s.cluster_cap == Some(0) {
             return Err(SpecError::ZeroCap("cluster_cap".into()));
+        }
+        if let Some((key, _)) = s.policy.limits().into_iter().find(|&(_, v)| v == 0) {
+            return Err(SpecError::ZeroCap(key.into()));
         }
         if !(0.0..=1.0).contains(&s.backoff_jitter) {
             return Err(SpecError::BadSetting {

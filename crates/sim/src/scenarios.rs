@@ -3,6 +3,7 @@
 //! schedule's makespan.
 
 mod bound;
+pub mod peers;
 
 use crate::cluster::{
     DiskSpec, Faults, ForeignWindow, GIB, HostSpec, MIB, MidFault, RouteSpec, SimCluster, SimError,

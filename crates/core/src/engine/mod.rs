@@ -10,6 +10,8 @@
 //!   selection, a host that stays down);
 //! - `assess.rs`: what the hosts say about a queued VM (assess, reassess, locate answers);
 //! - `schedule.rs`: the ready sets, the schedulers (ours and the seed's) and placement;
+//! - `peers.rs`: the peers' policies (KubeVirt, Nova, Proxmox, vSphere, everything at once),
+//!   for the simulator's benchmark only;
 //! - [`slots`]: the slot ledger, and the slots and reservations derived from each VM's phase;
 //! - `timers.rs`: the timer queue;
 //! - `vm.rs`: the per-VM entry (the move and the engine's facts about it).
@@ -17,6 +19,7 @@
 mod assess;
 mod control;
 mod hosts;
+mod peers;
 mod schedule;
 pub mod slots;
 mod timers;
@@ -69,6 +72,8 @@ pub struct Core {
     finished: bool,
     failed: Option<String>,
     seed: SeedPass,
+    /// What a peer's policy remembers (`peers.rs`).
+    peers: peers::PeerState,
     /// VMs whose pre-flight check is in flight.
     preflights_in_flight: usize,
     /// How many pre-flight checks may be in flight, fixed at the start of each scheduling pass
@@ -146,6 +151,7 @@ impl Core {
             may_pass_waiting: BTreeSet::new(),
             ended_at: Vec::new(),
             seed: SeedPass::default(),
+            peers: peers::PeerState::default(),
             now,
             spec,
         };

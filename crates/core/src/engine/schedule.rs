@@ -28,7 +28,7 @@ pub(super) struct SeedPass {
 }
 
 /// Where a ready VM can go.
-enum Place {
+pub(super) enum Place {
     /// To this host, now.
     To(usize),
     /// Nowhere yet, for this reason.
@@ -109,14 +109,19 @@ impl Core {
         match self.spec.settings.policy {
             SchedulerPolicy::Vmove => self.schedule(now),
             SchedulerPolicy::Seed => self.schedule_seed(now),
+            SchedulerPolicy::KubeVirt { .. } => self.schedule_peer(now),
+            SchedulerPolicy::Nova { .. } => self.schedule_peer(now),
+            SchedulerPolicy::Proxmox { .. } => self.schedule_peer(now),
+            SchedulerPolicy::VSphere { .. } => self.schedule_peer(now),
+            SchedulerPolicy::AllAtOnce => self.schedule_peer(now),
         }
     }
 
-    fn offline_allowed(&self) -> bool {
+    pub(super) fn offline_allowed(&self) -> bool {
         !self.spec.settings.offline_last || self.live_pending_count == 0
     }
 
-    fn set_sched_wait(&mut self, idx: usize, now: Time, reason: WaitReason) {
+    pub(super) fn set_sched_wait(&mut self, idx: usize, now: Time, reason: WaitReason) {
         if self.vms[idx].vm.wait.as_ref() != Some(&reason) {
             self.step(
                 idx,
@@ -210,7 +215,7 @@ impl Core {
     /// Pre-flight checks in flight reached the bound: about [`PREFLIGHT_AHEAD`] per free slot of
     /// the sources (at least one) as the pass began, so that the VMs next in line are checked,
     /// not all at once.
-    fn preflight_full(&self) -> bool {
+    pub(super) fn preflight_full(&self) -> bool {
         self.preflights_in_flight >= self.preflight_cap
     }
 
@@ -280,7 +285,7 @@ impl Core {
     }
 
     /// Starts the VM's next attempt toward `dst`, or (`check`) asks its pre-flight check there.
-    fn start_or_check(&mut self, idx: usize, dst: usize, now: Time, check: bool) {
+    pub(super) fn start_or_check(&mut self, idx: usize, dst: usize, now: Time, check: bool) {
         let destination = self.hosts[dst].id.clone();
         let layout = self
             .spec
@@ -322,7 +327,7 @@ impl Core {
     /// Chooses a destination for a ready VM: one that is up, has a free slot (the source too),
     /// and room for it after the moves already headed there; the fewest migrations in flight
     /// first, then the most free memory.
-    fn place(&self, idx: usize, first_only: bool) -> Place {
+    pub(super) fn place(&self, idx: usize, first_only: bool) -> Place {
         let vm = &self.vms[idx].vm;
         let src = self.vms[idx].source;
         let need_mem = if vm.mode == MigrationMode::Live {

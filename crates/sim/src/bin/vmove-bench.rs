@@ -3,7 +3,8 @@
 //! Run: `cargo run --release -p vmove-sim --bin vmove-bench` (add `--quick` to skip the
 //! 10,000-VM run). Prints, for each workload at slots 2, 4 and 8, the makespan over a lower
 //! bound for `SchedulerPolicy::Vmove` and `SchedulerPolicy::Seed`, then the wall time and peak
-//! memory (VmHWM) of a 10,000-VM / 500-host evacuation.
+//! memory (VmHWM) of a 10,000-VM / 500-host evacuation. Between the two: vmove against its
+//! peers' policies (`peers_table`, `scenarios::peers`).
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -150,6 +151,7 @@ fn main() -> ExitCode {
         }
     }
     println!("\nworst vmove / lower bound: {worst:.4} (target <= 1.01)");
+    peers_table();
     if quick {
         return ExitCode::SUCCESS;
     }
@@ -204,4 +206,76 @@ fn main() -> ExitCode {
         wall.as_secs_f64()
     );
     ExitCode::SUCCESS
+}
+
+/// vmove against its peers (`scenarios::peers`): per workload, vmove at its default limit and at
+/// a limit that fills the NIC, each peer at its own defaults, each peer at vmove's limit.
+fn peers_table() {
+    use vmove_sim::scenarios::peers::{PEER_WORKLOADS, PeerRow, VMOVE_DEFAULT_LIMIT, compare};
+    /// Migrations of 250 MB/s that fill a 1.25 GB/s NIC.
+    const WIDE: u32 = 5;
+    println!("\nvmove against its peers (simulated; hosts on 10 GbE report no limit)\n");
+    println!(
+        "| workload | policy | limits | lower bound (s) | makespan (s) | / LB | / vmove | not converged | aided | unmigratable | GB sent | peak per host |"
+    );
+    println!("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut worst = 0.0f64;
+    let mut ahead_same = Vec::new();
+    let mut ahead_defaults = Vec::new();
+    for w in PEER_WORKLOADS {
+        let rows = compare(w, WIDE);
+        let ours = rows.first().and_then(|r| r.makespan).map_or(f64::NAN, secs);
+        let fmt = |r: &PeerRow| {
+            let m = r.makespan.map_or(f64::NAN, secs);
+            let lb = secs(r.lower_bound).max(0.001);
+            println!(
+                "| {} | {} | {} | {:.0} | {} | {:.3} | {:.2}x | {} | {} | {} | {:.0} | {} |",
+                w.name,
+                r.policy,
+                r.limits,
+                secs(r.lower_bound),
+                r.makespan.map_or_else(
+                    || format!("failed: {}", r.error.as_deref().unwrap_or("?")),
+                    |m| format!("{:.0}", secs(m))
+                ),
+                m / lb,
+                m / ours,
+                r.not_converged,
+                r.escalated,
+                r.unmigratable,
+                r.bytes_sent as f64 / 1e9,
+                r.peak_per_host,
+            );
+            m
+        };
+        for (i, r) in rows.iter().enumerate() {
+            let m = fmt(r);
+            if i == 0 {
+                worst = worst.max(m / secs(r.lower_bound).max(0.001));
+            } else if r.limits.starts_with("vmove's") && r.moved >= rows[0].moved && m < ours {
+                ahead_same.push(format!("{} on {}", r.policy, w.name));
+            } else if r.limits == "own defaults" && r.moved >= rows[0].moved && m < ours {
+                ahead_defaults.push(format!("{} on {} ({:.2}x)", r.policy, w.name, m / ours));
+            }
+        }
+    }
+    println!(
+        "\nworst vmove (limit {VMOVE_DEFAULT_LIMIT}) / lower bound: {worst:.4} (target <= 1.01)"
+    );
+    println!(
+        "peers ahead of vmove at the same limits (as many moved, sooner): {}",
+        if ahead_same.is_empty() {
+            "none".to_string()
+        } else {
+            ahead_same.join("; ")
+        }
+    );
+    println!(
+        "peers at their own defaults ahead of vmove's defaults: {}",
+        if ahead_defaults.is_empty() {
+            "none".to_string()
+        } else {
+            ahead_defaults.join("; ")
+        }
+    );
 }

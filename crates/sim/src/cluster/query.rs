@@ -13,6 +13,13 @@ impl SimCluster {
         self.now
     }
 
+    /// Bytes every migration sent up to its end or now (disks, memory rounds, the final
+    /// stop-and-copy), counting migrations that were aborted or failed: what a run cost the
+    /// network.
+    pub fn bytes_sent(&self) -> u64 {
+        self.migs.iter().map(|m| m.sent).sum()
+    }
+
     /// Every host's id, in definition order.
     pub fn host_ids(&self) -> Vec<HostId> {
         self.hosts.iter().map(|h| h.spec.id.clone()).collect()
