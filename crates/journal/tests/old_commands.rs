@@ -109,8 +109,11 @@ fn make_old(path: &Path, run: &str) -> usize {
             n += 1;
         }
     }
-    // A schema-4 journal has no column a later schema added (schema 6: `runs.command`).
+    // A schema-4 journal has no column or table a later schema added (schema 6:
+    // `runs.command`; schema 7: `vm_requests`).
     conn.execute("ALTER TABLE runs DROP COLUMN command", [])
+        .unwrap();
+    conn.execute_batch("DROP INDEX vm_requests_run; DROP TABLE vm_requests;")
         .unwrap();
     conn.execute("DELETE FROM schema_version WHERE version > 4", [])
         .unwrap();
