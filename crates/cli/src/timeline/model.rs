@@ -171,11 +171,13 @@ pub enum WaitKind {
     BackOff,
     /// A pre-flight check of its next attempt (from the check's intent to its answer).
     Preflight,
+    /// Pre-flight blocks it for now, with findings that may pass (room, a path someone holds).
+    MayPass,
 }
 
 impl WaitKind {
     /// Every kind, in the legend's order.
-    pub const ALL: [WaitKind; 11] = [
+    pub const ALL: [WaitKind; 12] = [
         WaitKind::Queued,
         WaitKind::Backup,
         WaitKind::ForeignMigration,
@@ -187,6 +189,7 @@ impl WaitKind {
         WaitKind::Searching,
         WaitKind::BackOff,
         WaitKind::Preflight,
+        WaitKind::MayPass,
     ];
 
     /// The word written (serde's, and the SVG's class `w-WORD`).
@@ -203,6 +206,7 @@ impl WaitKind {
             WaitKind::Searching => "searching",
             WaitKind::BackOff => "back_off",
             WaitKind::Preflight => "preflight",
+            WaitKind::MayPass => "may_pass",
         }
     }
 
@@ -220,6 +224,7 @@ impl WaitKind {
             WaitKind::Searching => "looked for",
             WaitKind::BackOff => "back-off before a retry",
             WaitKind::Preflight => "pre-flight check",
+            WaitKind::MayPass => "blocked for now (may pass)",
         }
     }
 
@@ -237,6 +242,7 @@ impl WaitKind {
             WaitKind::Searching => 's',
             WaitKind::BackOff => 'w',
             WaitKind::Preflight => 'c',
+            WaitKind::MayPass => 'm',
         }
     }
 
@@ -251,6 +257,7 @@ impl WaitKind {
             WaitReason::HostUnreachable => WaitKind::HostUnreachable,
             WaitReason::NoRoomYet => WaitKind::NoRoom,
             WaitReason::Searching => WaitKind::Searching,
+            WaitReason::MayPass { .. } => WaitKind::MayPass,
         }
     }
 }

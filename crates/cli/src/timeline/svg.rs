@@ -46,6 +46,7 @@ pub fn wait_colour(k: WaitKind) -> &'static str {
         WaitKind::Searching => "#ce93d8",
         WaitKind::BackOff => "#ffab91",
         WaitKind::Preflight => "#4dd0e1",
+        WaitKind::MayPass => "#ffb74d",
     }
 }
 
