@@ -299,6 +299,11 @@ pub struct DemoArgs {
     /// or $VMOVE_DEMO_SPEED].
     #[arg(allow_negative_numbers = true, long, value_name = "FACTOR")]
     pub speed: Option<f64>,
+    /// Also serve the demo's live page, as `vmove serve` does, on 127.0.0.1:PORT (0: any free
+    /// port) [default when given alone: 9470]. The demo is then journaled in a temporary folder
+    /// (removed at the end); the page stays up after the demo until Ctrl-C.
+    #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "9470")]
+    pub serve: Option<u16>,
 }
 
 /// Options every command takes; the settings knobs override the config file and environment.

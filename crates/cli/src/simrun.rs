@@ -92,23 +92,125 @@ pub async fn demo(args: &DemoArgs, eff: &Effective, common: &Common) -> Result<u
     for h in hosts {
         drivers.insert(h, Arc::clone(&driver));
     }
+    let run_id = spec.run_id.clone();
+    let spec_for_journal = spec.clone();
     let core = Core::new(spec, Time::ZERO).map_err(|e| crate::execute::spec_error(e, eff))?;
     let options = RuntimeOptions {
         call_timeout: eff.call_timeout,
         speed,
         start: Time::ZERO,
     };
-    // The demo's cluster lives in this process only: nothing to resume, so it is not journaled.
-    crate::execute::execute(
+    // The demo's cluster lives in this process only: nothing to resume, so it is not journaled,
+    // unless its page is served: then in a journal of its own, in a temporary folder.
+    let Some(port) = args.serve else {
+        return crate::execute::execute(
+            core,
+            drivers,
+            options,
+            common,
+            &crate::runs::command_line(),
+            None,
+            None,
+        )
+        .await;
+    };
+    let folder = DemoFolder::new()?;
+    let journal_path = folder.0.join("journal.db");
+    let open = || vmove_journal::Journal::open(&journal_path).map_err(|e| anyhow!(e.chain()));
+    let mut j = open()?;
+    j.create_run(&vmove_journal::NewRun {
+        spec: spec_for_journal,
+        config: String::new(),
+        config_format: vmove_journal::ConfigFormat::Toml,
+        command: crate::runs::command_line(),
+    })
+    .map_err(|e| anyhow!("the demo could not be journaled: {e}"))?;
+    let serve_args = crate::args::ServeArgs {
+        listen: None,
+        port: Some(port),
+        allow_control: false,
+        token_file: None,
+    };
+    let server = crate::serve::Listening::bind(&serve_args, open()?).await?;
+    let page = format!("{}runs/{}", server.url, run_id);
+    let said = format!("vmove demo: the live page is {page}\n");
+    if common.json {
+        stdio::err(&said);
+    } else {
+        stdio::out(&said);
+    }
+    let journaling = crate::execute::Journaling {
+        journal: Arc::new(std::sync::Mutex::new(j)),
+        run: run_id,
+        lease: eff.journal_lease,
+        stop_seen: None,
+        vm_stops_seen: Vec::new(),
+        history: Vec::new(),
+    };
+    let command = crate::runs::command_line();
+    let run = crate::execute::execute(
         core,
         drivers,
         options,
         common,
-        &crate::runs::command_line(),
+        &command,
+        Some(journaling),
         None,
-        None,
-    )
-    .await
+    );
+    let code = tokio::select! {
+        code = run => code?,
+        () = server.accept() => unreachable!("the server answers until dropped"),
+    };
+    // Stopped by the user (Ctrl-C, SIGTERM): they want to leave, not to look.
+    if code == crate::exit::EXIT_INTERRUPTED {
+        drop(folder);
+        return Ok(code);
+    }
+    stdio::err(&format!(
+        "vmove demo: the page stays at {page} until Ctrl-C\n"
+    ));
+    let mut interrupts = crate::interrupts::Interrupts::install()?;
+    tokio::select! {
+        () = server.accept() => {}
+        _ = interrupts.next() => {}
+    }
+    drop(folder);
+    Ok(code)
+}
+
+/// The served demo's journal folder (owner-only), removed when dropped.
+struct DemoFolder(std::path::PathBuf);
+
+impl DemoFolder {
+    fn new() -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "vmove-demo-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
+        ));
+        let mut b = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(0o700);
+        }
+        b.create(&dir).with_context(|| {
+            format!(
+                "cannot create the demo's journal folder `{}`",
+                dir.display()
+            )
+        })?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for DemoFolder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Asks each host the plan needs for its figures and VMs, as they are now.

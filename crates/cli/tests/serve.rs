@@ -415,7 +415,12 @@ fn with_allow_control_abort_needs_the_token_and_then_stops_the_run() {
     let path = format!("/runs/{run}/abort");
     let r = request(srv.port, "POST", &path, &[], Some(""));
     assert_eq!(r.status, 401, "{}", r.body);
-    let wrong = format!("{}0", &token[..63]);
+    // The token with its last character changed (a hex digit: '0' becomes '1', else '0').
+    let wrong = format!(
+        "{}{}",
+        &token[..63],
+        if token.ends_with('0') { '1' } else { '0' }
+    );
     let r = request(
         srv.port,
         "POST",
@@ -487,4 +492,229 @@ fn a_token_file_others_may_read_is_refused_and_no_flag_takes_a_token() {
     );
     r.expect_code(1);
     assert!(r.stderr.contains("too short"), "{}", r.stderr);
+}
+
+/// docs/grafana/vmove-dashboard.json asks only for metrics that `/metrics` serves, with labels
+/// it has: a renamed metric or label would leave a dashboard of empty panels.
+#[test]
+fn the_sample_grafana_dashboard_asks_only_for_what_metrics_serves() {
+    let sb = Sandbox::new("serve-grafana");
+    finished_run(&sb);
+    let srv = Server::start(&sb, &[], &[]);
+    let r = srv.get("/metrics");
+    assert_eq!(r.status, 200);
+    let lines = r.body.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/grafana/vmove-dashboard.json");
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    // Every query: the panels' expressions and the variables' queries.
+    let mut queries: Vec<String> = Vec::new();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            queries.push(t["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    for v in dash["templating"]["list"].as_array().unwrap() {
+        if v["type"] == "query" {
+            queries.push(v["query"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(queries.len() >= 10, "{queries:?}");
+    let mut asked = 0;
+    for q in &queries {
+        let bytes = q.as_bytes();
+        let mut i = 0;
+        while let Some(at) = q[i..].find("vmove_") {
+            let start = i + at;
+            let end = start
+                + q[start..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(q.len() - start);
+            let name = &q[start..end];
+            let served: Vec<_> = scrape.samples.iter().filter(|s| s.metric == name).collect();
+            assert!(!served.is_empty(), "{name} (in `{q}`) is not served");
+            // The labels the query groups or filters by.
+            let mut j = end;
+            if bytes.get(j) == Some(&b'{') {
+                let close = q[j..].find('}').unwrap() + j;
+                for m in q[j + 1..close].split(',') {
+                    let label = m.split(['=', '!']).next().unwrap().trim();
+                    assert!(
+                        served.iter().any(|s| s.labels.get(label).is_some()),
+                        "{name} has no label {label} (in `{q}`)"
+                    );
+                }
+                j = close;
+            }
+            asked += 1;
+            i = j;
+        }
+        for kw in ["by (", "label_values("] {
+            if let Some(at) = q.find(kw) {
+                let rest = &q[at + kw.len()..];
+                let labels = rest.split(')').next().unwrap();
+                let labels: Vec<&str> = if kw == "by (" {
+                    labels.split(',').map(str::trim).collect()
+                } else {
+                    labels.split(", ").skip(1).map(str::trim).collect()
+                };
+                for label in labels {
+                    assert!(
+                        scrape
+                            .samples
+                            .iter()
+                            .any(|s| q.contains(&s.metric) && s.labels.get(label).is_some()),
+                        "no metric of `{q}` has the label {label}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(asked >= queries.len(), "every query names a metric");
+}
+
+/// With `--allow-control`, one VM is skipped from the page's route, behind the same token; a
+/// VM the run does not have is refused naming it, and a GET changes nothing.
+#[test]
+fn with_allow_control_one_queued_vm_is_skipped_behind_the_token() {
+    let sb = Sandbox::new("serve-vm-skip");
+    sb.write("vmove.toml", SLOW_SIM);
+    let mut ev = start_evacuation(&sb);
+    let run = wait_for_run(&sb);
+    let token = "0123456789abcdef0123";
+    let srv = Server::start(&sb, &["--allow-control"], &[("VMOVE_SERVE_TOKEN", token)]);
+    let page = srv.get(&format!("/runs/{run}"));
+    assert!(page.body.contains("<th>control</th>"), "{}", page.body);
+    // web-4 is the last of six VMs on a host with one slot: still queued.
+    let path = format!("/runs/{run}/vms/web-4/skip");
+    assert_eq!(srv.get(&path).status, 405);
+    let r = request(srv.port, "POST", &path, &[], Some(""));
+    assert_eq!(r.status, 401, "{}", r.body);
+    let r = request(
+        srv.port,
+        "POST",
+        &format!("/runs/{run}/vms/ghost-vm/skip"),
+        &[("X-Vmove-Token", token)],
+        Some(""),
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(r.body.contains("ghost-vm"), "{}", r.body);
+    let r = request(
+        srv.port,
+        "POST",
+        &path,
+        &[("X-Vmove-Token", token)],
+        Some(""),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("skip VM web-4"), "{}", r.body);
+    // Everything else moves; web-4 is cancelled (exit 2: not every VM moved).
+    assert_eq!(wait_within(&mut ev, Duration::from_secs(120)), Some(2));
+    let s = sb.run(&["report", &run, "--json"]);
+    s.expect_code(0);
+    let v: serde_json::Value = serde_json::from_str(s.stdout.trim()).unwrap();
+    let vms = v["vms"].as_array().unwrap();
+    let web4 = vms.iter().find(|x| x["name"] == "web-4").unwrap();
+    assert_eq!(web4["outcome"], "cancelled", "{web4}");
+    assert_eq!(
+        vms.iter().filter(|x| x["outcome"] == "moved").count(),
+        5,
+        "{v}"
+    );
+}
+
+/// `vmove demo --serve 0`: the demo's live page while it runs and after (until Ctrl-C), from a
+/// journal in a temporary folder that is gone afterwards; the user's journal is not touched.
+#[test]
+fn the_demo_serves_its_live_page_until_ctrl_c_and_leaves_no_journal() {
+    use std::io::{BufRead, BufReader};
+    let sb = Sandbox::new("serve-demo");
+    let tmp = sb.path("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut child = sb
+        .cmd(&["demo", "--serve", "0", "--speed", "4", "--plain"])
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    // Killed if the test fails before its Ctrl-C.
+    let mut proc = Proc { child };
+    let page = loop {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "no page said");
+        if let Some(rest) = line.trim().strip_prefix("vmove demo: the live page is ") {
+            break rest.to_owned();
+        }
+    };
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut sink);
+    });
+    let rest = page.strip_prefix("http://127.0.0.1:").unwrap();
+    let (port, path) = rest.split_once('/').unwrap();
+    let port: u16 = port.parse().unwrap();
+    let path = format!("/{path}");
+    // The journal is in the temporary folder, owner-only.
+    let folders: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = folders[0].metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+    // The page names the demo's VMs once the run's first entries are journaled.
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = request(port, "GET", &path, &[], None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        if r.body.contains("analytics-01") {
+            break;
+        }
+        assert!(Instant::now() < until, "no VM on the page: {}", r.body);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The demo ends; the page stays, with the run over.
+    loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "the demo never said it ended"
+        );
+        if line.contains("the page stays at") {
+            break;
+        }
+    }
+    let m = request(port, "GET", "/metrics", &[], None);
+    assert_eq!(m.status, 200);
+    let lines = m.body.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+    let moved = metric(&scrape, "vmove_vms", &[("state", "moved")]);
+    assert_eq!(moved, Some(11.0), "{}", m.body);
+    // Ctrl-C: the demo's own exit code (one VM fits nowhere: 2), the folder gone.
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &proc.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let until = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(s) = proc.child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(Instant::now() < until, "still serving after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the journal folder is left"
+    );
+    assert!(!sb.journal().exists(), "the user's journal was written");
 }

@@ -12,8 +12,8 @@ mod serve_support;
 mod support;
 
 use base64::Engine;
-use serve_support::*;
 use serde_json::{Value, json};
+use serve_support::*;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -41,7 +41,9 @@ fn browser() -> Option<(PathBuf, PathBuf)> {
             "VMOVE_REQUIRE_BROWSER=1 and no chromium + chromedriver on PATH \
              (Debian: apt-get install chromium chromium-driver)"
         );
-        eprintln!("SKIPPED: no chromium + chromedriver on PATH (Debian: apt-get install chromium chromium-driver)");
+        eprintln!(
+            "SKIPPED: no chromium + chromedriver on PATH (Debian: apt-get install chromium chromium-driver)"
+        );
     }
     found
 }
@@ -58,12 +60,14 @@ fn free_port() -> u16 {
 /// One WebDriver command; its `value`.
 fn wd(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value {
     let text = body.map(|b| b.to_string());
-    let r = request(
+    // Chromium's start (the new session) can take long on a loaded 2-core machine.
+    let r = request_within(
         port,
         method,
         path,
         &[("Content-Type", "application/json")],
         text.as_deref(),
+        Duration::from_secs(120),
     );
     let v: Value = serde_json::from_str(&r.body)
         .unwrap_or_else(|e| panic!("{method} {path}: {} {e}: {}", r.status, r.body));
@@ -117,9 +121,14 @@ fn the_live_page_in_chromium_shows_vms_change_state_and_the_timeline_grow() {
     );
     let sid = session["sessionId"].as_str().unwrap().to_owned();
     let s = |p: &str| format!("/session/{sid}{p}");
-    wd(port, "POST", &s("/url"), Some(&json!({ "url": srv.url(&format!("/runs/{run}")) })));
+    wd(
+        port,
+        "POST",
+        &s("/url"),
+        Some(&json!({ "url": srv.url(&format!("/runs/{run}")) })),
+    );
 
-    let probe = r#"
+    let probe = r##"
         const img = document.getElementById("timeline");
         return {
             state: document.getElementById("run-state").textContent,
@@ -130,15 +139,20 @@ fn the_live_page_in_chromium_shows_vms_change_state_and_the_timeline_grow() {
             imgs_in_table: document.querySelectorAll("#vms img").length,
             timeline_src: img ? img.getAttribute("src") : "",
             timeline_width: img ? img.naturalWidth : 0,
-        };"#;
+        };"##;
     let mut seen: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
         Default::default();
     let mut srcs = std::collections::BTreeSet::new();
-    let mut last = Value::Null;
+    let mut last: Value;
     let mut svg_sizes = Vec::new();
     let until = Instant::now() + Duration::from_secs(120);
     loop {
-        let v = wd(port, "POST", &s("/execute/sync"), Some(&json!({ "script": probe, "args": [] })));
+        let v = wd(
+            port,
+            "POST",
+            &s("/execute/sync"),
+            Some(&json!({ "script": probe, "args": [] })),
+        );
         for pair in v["phases"].as_array().unwrap() {
             seen.entry(pair[0].as_str().unwrap().to_owned())
                 .or_default()
@@ -155,7 +169,10 @@ fn the_live_page_in_chromium_shows_vms_change_state_and_the_timeline_grow() {
         if done {
             break;
         }
-        assert!(Instant::now() < until, "the page never showed the run finished: {last}");
+        assert!(
+            Instant::now() < until,
+            "the page never showed the run finished: {last}"
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     // Give the timeline a moment to fetch its last picture, then keep a screenshot.
@@ -170,7 +187,12 @@ fn the_live_page_in_chromium_shows_vms_change_state_and_the_timeline_grow() {
     if let Some(copy) = std::env::var_os("VMOVE_SCREENSHOT") {
         std::fs::write(copy, &png).unwrap();
     }
-    let end = wd(port, "POST", &s("/execute/sync"), Some(&json!({ "script": probe, "args": [] })));
+    let end = wd(
+        port,
+        "POST",
+        &s("/execute/sync"),
+        Some(&json!({ "script": probe, "args": [] })),
+    );
     let _ = request(port, "DELETE", &s(""), &[], Some(""));
     drop(driver);
 
@@ -192,7 +214,10 @@ fn the_live_page_in_chromium_shows_vms_change_state_and_the_timeline_grow() {
     // The hostile name is on the page as text.
     assert!(seen.contains_key(HOSTILE), "{seen:?}");
     // The timeline grew: fetched again as the run went, drawn, more bars at the end.
-    assert!(srcs.len() >= 3, "the timeline was not fetched again: {srcs:?}");
+    assert!(
+        srcs.len() >= 3,
+        "the timeline was not fetched again: {srcs:?}"
+    );
     assert!(end["timeline_width"].as_u64().unwrap() > 0, "{end}");
     assert!(
         svg_sizes.first() < svg_sizes.last(),

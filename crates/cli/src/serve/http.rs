@@ -74,8 +74,8 @@ pub fn text(status: StatusCode, msg: &str) -> Resp {
 fn secure(mut r: Resp) -> Resp {
     let h = r.headers_mut();
     // An answer with a policy of its own (the timeline's SVG, with its inline style) keeps it.
-    h.entry(header::CONTENT_SECURITY_POLICY).or_insert(
-        HeaderValue::from_static(
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
              connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
         ));
@@ -151,7 +151,17 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
             let Some(run) = decode(run) else {
                 return secure(text(StatusCode::BAD_REQUEST, "bad run id in the path"));
             };
-            control(ctx, &req, &method, &run, &query).await
+            control(ctx, &req, &method, &run, &query, None).await
+        }
+        (["runs", run, "vms", vm, action @ ("skip" | "abort")], _) => {
+            let (Some(run), Some(vm)) = (decode(run), decode(vm)) else {
+                return secure(text(
+                    StatusCode::BAD_REQUEST,
+                    "bad run id or VM in the path",
+                ));
+            };
+            let abort = *action == "abort";
+            control(ctx, &req, &method, &run, &query, Some((&vm, abort))).await
         }
         (_, false) if method == Method::POST && ctx.token.is_none() => text(
             StatusCode::FORBIDDEN,
@@ -267,6 +277,7 @@ async fn control(
     method: &Method,
     run: &str,
     query: &str,
+    vm: Option<(&str, bool)>,
 ) -> Resp {
     if method != Method::POST {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "POST only");
@@ -294,6 +305,30 @@ async fn control(
     if !same_token(given, token.as_bytes()) {
         return text(StatusCode::FORBIDDEN, "wrong control token");
     }
+    if let Some((vm, abort)) = vm {
+        let action = if abort { "abort" } else { "skip" };
+        return match ctx.hub.request_vm_stop(run, vm, abort, &who_asks()).await {
+            Ok(name) => text(
+                StatusCode::OK,
+                &if abort {
+                    format!("asked run {run} to abort the move of VM {name}")
+                } else {
+                    format!("asked run {run} to skip VM {name}")
+                },
+            ),
+            Err(vmove_journal::JournalError::UnknownRun(_)) => text(
+                StatusCode::NOT_FOUND,
+                &format!("no run `{run}` in this journal"),
+            ),
+            Err(e @ vmove_journal::JournalError::UnknownVm { .. }) => {
+                text(StatusCode::NOT_FOUND, &format!("cannot {action}: {e}"))
+            }
+            Err(e) => text(
+                StatusCode::CONFLICT,
+                &format!("cannot {action} VM `{vm}` of run `{run}`: {}", e.chain()),
+            ),
+        };
+    }
     let now = query.split('&').any(|kv| kv == "now=1" || kv == "now=true");
     match ctx.hub.request_stop(run, now).await {
         Ok(()) => text(
@@ -313,6 +348,11 @@ async fn control(
             &format!("cannot ask run `{run}` to stop: {}", e.chain()),
         ),
     }
+}
+
+/// Who asks, for a per-VM stop's reason: the page's peer (the token holder) through this server.
+fn who_asks() -> String {
+    format!("vmove serve on {}", crate::output::hostname())
 }
 
 /// The body of an event stream: what the client's forwarding task sends.

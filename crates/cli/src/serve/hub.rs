@@ -197,4 +197,17 @@ impl Hub {
         self.with_journal(move |j| j.request_stop(&run, now).map(|_| ()))
             .await
     }
+
+    /// Asks `run` to skip one VM, or abort its move (`vmove skip|abort RUN VM`); the VM's name.
+    pub async fn request_vm_stop(
+        &self,
+        run: &str,
+        vm: &str,
+        abort: bool,
+        by: &str,
+    ) -> Result<String, JournalError> {
+        let (run, vm, by) = (run.to_owned(), vm.to_owned(), by.to_owned());
+        self.with_journal(move |j| j.request_vm_stop(&run, &vm, abort, &by).map(|q| q.name))
+            .await
+    }
 }

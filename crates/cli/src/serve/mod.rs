@@ -8,7 +8,7 @@
 //! - [`metrics`]: the Prometheus text format.
 //! - [`http`]: the routes, the headers, the token check.
 //!
-//! Security model (docs/serve.md): loopback only unless `--listen` names another address
+//! Security model (docs/cli.md, `vmove serve`): loopback only unless `--listen` names another address
 //! (said loudly); requests whose `Host` is not a loopback name are refused when bound to
 //! loopback (DNS rebinding); pages are read-only; a POST is refused (403) without
 //! `--allow-control`, and needs the token in the `X-Vmove-Token` header with it. The token is
@@ -109,80 +109,101 @@ fn new_token() -> Result<String> {
 
 /// `vmove serve`.
 pub async fn serve(args: &ServeArgs, eff: &Effective) -> Result<u8> {
-    let addr = listen_addr(args)?;
     let journal = crate::runs::open_existing(eff)?;
-    let journal_path = journal.path().display().to_string();
-    let token = if args.allow_control {
-        let (t, generated) = control_token(args)?;
-        Some((t, generated))
-    } else {
-        if args.token_file.is_some() {
-            bail!("`--token-file` is for `--allow-control`: without it nothing can be changed");
-        }
-        None
-    };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let bound = listener
-        .local_addr()
-        .context("cannot read the bound address")?;
-    let loopback = bound.ip().is_loopback();
-    if !loopback {
-        errln!(
-            "vmove: WARNING: serving on {bound}, which other machines can reach: anyone there \
-             sees every run's VM and host names. There is no TLS: put it behind a proxy with \
-             TLS and authentication, or use the default (loopback only) and an SSH tunnel."
-        );
-        if token.is_some() {
-            errln!(
-                "vmove: WARNING: --allow-control on a non-loopback address: the control token \
-                 travels in clear text."
-            );
-        }
-    }
-    let url = format!("http://{bound}/");
-    if let Some((t, generated)) = &token {
-        if *generated {
-            errln!(
-                "vmove serve: control is on (stop and abort buttons). Token (shown once): {t}\n  \
-                 open {url}#token={t} to have the page use it, or send it as the X-Vmove-Token header"
-            );
-        } else {
-            errln!(
-                "vmove serve: control is on (stop and abort buttons), token from {}",
-                if args.token_file.is_some() {
-                    "the token file"
-                } else {
-                    TOKEN_ENV
-                }
-            );
-        }
-    }
-    outln!("vmove serve: journal {journal_path}");
-    outln!("vmove serve: listening on {url}");
-    let ctx = Arc::new(http::Ctx {
-        hub: Arc::new(hub::Hub::new(journal, POLL_INTERVAL)),
-        token: token.map(|(t, _)| t),
-        loopback,
-        journal_path,
-    });
+    let server = Listening::bind(args, journal).await?;
+    outln!("vmove serve: journal {}", server.ctx.journal_path);
+    outln!("vmove serve: listening on {}", server.url);
     let mut interrupts = crate::interrupts::Interrupts::install()?;
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                match accepted {
-                    Ok((stream, _)) => http::spawn_connection(Arc::clone(&ctx), stream),
-                    // Out of file descriptors and the like: wait a little, go on.
-                    Err(e) => {
-                        errln!("vmove serve: cannot accept a connection: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
+    tokio::select! {
+        () = server.accept() => Ok(0),
+        sig = interrupts.next() => {
+            errln!("vmove serve: {}: stopping", sig.unwrap_or("signal"));
+            Ok(0)
+        }
+    }
+}
+
+/// A server bound to its address, not yet answering: `vmove serve`'s, or the one `vmove demo
+/// --serve` runs beside its evacuation.
+pub struct Listening {
+    listener: tokio::net::TcpListener,
+    ctx: Arc<http::Ctx>,
+    /// `http://ADDR:PORT/`, with the port bound (`--port 0` picks one).
+    pub url: String,
+}
+
+impl Listening {
+    /// Checks the arguments, makes or reads the control token (said once on stderr when made
+    /// here), binds the address (said loudly when other machines can reach it).
+    pub async fn bind(args: &ServeArgs, journal: vmove_journal::Journal) -> Result<Self> {
+        let addr = listen_addr(args)?;
+        let journal_path = journal.path().display().to_string();
+        let token = if args.allow_control {
+            let (t, generated) = control_token(args)?;
+            Some((t, generated))
+        } else {
+            if args.token_file.is_some() {
+                bail!("`--token-file` is for `--allow-control`: without it nothing can be changed");
             }
-            sig = interrupts.next() => {
-                errln!("vmove serve: {}: stopping", sig.unwrap_or("signal"));
-                return Ok(0);
+            None
+        };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let bound = listener
+            .local_addr()
+            .context("cannot read the bound address")?;
+        let loopback = bound.ip().is_loopback();
+        if !loopback {
+            errln!(
+                "vmove: WARNING: serving on {bound}, which other machines can reach: anyone there \
+                 sees every run's VM and host names. There is no TLS: put it behind a proxy with \
+                 TLS and authentication, or use the default (loopback only) and an SSH tunnel."
+            );
+            if token.is_some() {
+                errln!(
+                    "vmove: WARNING: --allow-control on a non-loopback address: the control token \
+                     travels in clear text."
+                );
+            }
+        }
+        let url = format!("http://{bound}/");
+        if let Some((t, generated)) = &token {
+            if *generated {
+                errln!(
+                    "vmove serve: control is on (stop and abort buttons). Token (shown once): {t}\n  \
+                     open {url}#token={t} to have the page use it, or send it as the X-Vmove-Token header"
+                );
+            } else {
+                errln!(
+                    "vmove serve: control is on (stop and abort buttons), token from {}",
+                    if args.token_file.is_some() {
+                        "the token file"
+                    } else {
+                        TOKEN_ENV
+                    }
+                );
+            }
+        }
+        let ctx = Arc::new(http::Ctx {
+            hub: Arc::new(hub::Hub::new(journal, POLL_INTERVAL)),
+            token: token.map(|(t, _)| t),
+            loopback,
+            journal_path,
+        });
+        Ok(Self { listener, ctx, url })
+    }
+
+    /// Answers connections, each on a task of its own, until dropped.
+    pub async fn accept(&self) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, _)) => http::spawn_connection(Arc::clone(&self.ctx), stream),
+                // Out of file descriptors and the like: wait a little, go on.
+                Err(e) => {
+                    errln!("vmove serve: cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
         }
     }
@@ -206,9 +227,6 @@ pub async fn timeline_svg(_ctx: &http::Ctx, tail: &Arc<hub::Tail>) -> http::Resp
             );
             r
         }
-        None => http::text(
-            hyper::StatusCode::NOT_FOUND,
-            "the run has no timeline yet",
-        ),
+        None => http::text(hyper::StatusCode::NOT_FOUND, "the run has no timeline yet"),
     }
 }

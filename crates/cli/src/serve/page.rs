@@ -182,8 +182,14 @@ pub fn run(view: &RunView, control: bool, timeline: bool) -> String {
             seg(&view.run)
         ));
     }
-    out.push_str("<h2>VMs</h2>\n<table id=\"vms\"><thead><tr><th>VM</th><th>source</th><th>destination</th>\
-        <th>state</th><th>attempt</th><th>progress</th><th>speed</th><th>ETA</th><th>why</th></tr></thead><tbody>\n");
+    out.push_str(
+        "<h2>VMs</h2>\n<table id=\"vms\"><thead><tr><th>VM</th><th>source</th><th>destination</th>\
+        <th>state</th><th>attempt</th><th>progress</th><th>speed</th><th>ETA</th><th>why</th>",
+    );
+    if control {
+        out.push_str("<th>control</th>");
+    }
+    out.push_str("</tr></thead><tbody>\n");
     for r in view.rows() {
         let st = &r.status;
         let pct = st

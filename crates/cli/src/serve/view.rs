@@ -3,10 +3,10 @@
 //! rows (slots in use, ours and foreign, free memory and disk from `HostSeen`), and the run's
 //! counters. Fed by the one poller of the run (`hub.rs`), which sends what changed as deltas.
 
+use crate::timeline::TimelineBuilder;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use vmove_core::{Event, EventKind, HostId, Phase, Time, VmId};
-use crate::timeline::TimelineBuilder;
 use vmove_journal::{Entry, EntryBody, RunState, RunSummary, VmStatus};
 
 /// Every phase, in the order the page and `/metrics` list them.

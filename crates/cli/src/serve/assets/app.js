@@ -77,6 +77,33 @@
     cell(tr, 6, v.speed_bytes_per_second ? units(v.speed_bytes_per_second) + "/s" : "").className = "num";
     cell(tr, 7, secs(v.eta_seconds)).className = "num";
     cell(tr, 8, v.reason || v.waiting || v.last_error || "").className = "why";
+    if (body.dataset.control === "1") { vmControl(tr, v); }
+  }
+  // Per VM (with --allow-control): skip one not started, abort one whose migration runs.
+  const SKIPPABLE = ["queued", "backing_off"];
+  const ABORTABLE = ["starting", "confirming", "migrating"];
+  function vmControl(tr, v) {
+    const td = cell(tr, 9, "");
+    const what = SKIPPABLE.includes(v.phase) ? "skip" : ABORTABLE.includes(v.phase) ? "abort" : null;
+    if (!what) { return; }
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = what;
+    b.className = "vm-" + what;
+    b.addEventListener("click", () => vmStop(v.vm, v.name, what));
+    td.appendChild(b);
+  }
+  function vmStop(vm, name, what) {
+    const said = document.getElementById("control-said");
+    const t = token();
+    if (!t) { said.textContent = "no token: nothing asked"; return; }
+    if (!confirm(what === "skip" ? "Skip VM " + name + " (it is not moved)?" : "Abort the move of VM " + name + " (it stays on its source)?")) { return; }
+    fetch(base + "/vms/" + encodeURIComponent(vm) + "/" + what, { method: "POST", headers: { "X-Vmove-Token": t } })
+      .then((r) => r.text().then((text) => {
+        if (r.status === 401 || r.status === 403) { sessionStorage.removeItem("vmove-token"); }
+        said.textContent = text;
+      }))
+      .catch((e) => { said.textContent = "not sent: " + e; });
   }
 
   // The timeline is fetched again when it changed, at most once per second.
