@@ -16,6 +16,7 @@
 
 mod assess;
 mod hosts;
+mod index;
 mod schedule;
 pub mod slots;
 mod timers;
@@ -31,6 +32,7 @@ use crate::spec::{RunSpec, Settings, SpecError};
 use crate::time::Time;
 use crate::view::{HostView, Snapshot, VmView};
 use hosts::{HostState, SourceState};
+use index::SchedIndex;
 use schedule::SeedPass;
 use slots::SlotLedger;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -74,6 +76,8 @@ pub struct Core {
     /// (about [`schedule::PREFLIGHT_AHEAD`] per free slot of the sources): summing the sources'
     /// free slots after every VM a pass looks at made a pass over 250 sources quadratic.
     preflight_cap: usize,
+    /// What a scheduling pass asks of the sources and destinations, kept up to date.
+    index: SchedIndex,
     now: Time,
 }
 
@@ -136,6 +140,7 @@ impl Core {
             failed: None,
             preflights_in_flight: 0,
             preflight_cap: 0,
+            index: SchedIndex::default(),
             seed: SeedPass::default(),
             now,
             spec,
@@ -147,6 +152,7 @@ impl Core {
         for h in 0..n {
             core.refresh_limit(h);
         }
+        core.build_index();
         let src_ids = core
             .sources
             .iter()
@@ -630,10 +636,11 @@ impl Core {
         if self.initialized && self.stopping.is_none() {
             self.run_scheduler(now);
         }
+        // The cheap tests first: this runs after every input.
         if !self.finished
             && self.initialized
-            && self.sources.iter().all(|s| s.resolved)
             && self.final_count == self.vms.len()
+            && self.sources.iter().all(|s| s.resolved)
         {
             self.finished = true;
             let (mut m, mut u, mut c) = (0, 0, 0);
