@@ -1,17 +1,18 @@
-//! 10,000 VMs across 500 hosts: half the hosts evacuated to the other half.
+//! Evacuations at scale: half the hosts evacuated to the other half (`scenarios::large`), every
+//! VM moved, where the core says, no host over its limit.
 //!
-//! About a minute in a debug build on a loaded 2-core machine (65 s measured), about 9 s in
-//! release (`cargo test --release -p vmove-sim --test scale`). It runs in both: building the
-//! workspace again in release for CI would cost more than the minute.
+//! 10,000 VMs across 500 hosts runs in the ordinary `cargo test` (debug) and in CI's release
+//! build (`cargo test --release -p vmove-sim --test scale`); 100,000 VMs across 5,000 hosts
+//! is ignored: it does not finish yet (see its test). Figures: docs/BENCHMARKS.md, Scale.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use vmove_core::Phase;
 use vmove_sim::scenarios;
 use vmove_sim::{SimOptions, simulate};
 
-#[test]
-fn evacuates_10_000_vms_across_500_hosts() {
-    let sc = scenarios::large(10_000, 500);
+/// Evacuates `vms` VMs across `hosts` hosts and checks the outcome; returns the run's wall time.
+fn evacuate(vms: usize, hosts: usize) -> Duration {
+    let sc = scenarios::large(vms, hosts);
     let lb = scenarios::lower_bound(&sc.cluster, &sc.spec);
     let limits: Vec<_> = sc.cluster.host_ids();
     let wall = Instant::now();
@@ -27,11 +28,11 @@ fn evacuates_10_000_vms_across_500_hosts() {
     let wall = wall.elapsed();
     let (moved, unmigratable, cancelled) = out.snapshot.counts();
     eprintln!(
-        "10,000 VMs / 500 hosts: makespan {} (lower bound {lb}), {} steps, {} events, wall {wall:?}",
+        "{vms} VMs / {hosts} hosts: makespan {} (lower bound {lb}), {} steps, {} events, wall {wall:?}",
         out.makespan, out.steps, out.event_count
     );
-    assert_eq!(out.snapshot.vms.len(), 10_000);
-    assert_eq!((moved, unmigratable, cancelled), (10_000, 0, 0));
+    assert_eq!(out.snapshot.vms.len(), vms);
+    assert_eq!((moved as usize, unmigratable, cancelled), (vms, 0, 0));
     for v in &out.snapshot.vms {
         assert_eq!(v.phase, Phase::Moved);
         assert_eq!(
@@ -53,4 +54,36 @@ fn evacuates_10_000_vms_across_500_hosts() {
         "makespan {} below the lower bound {lb}",
         out.makespan
     );
+    wall
+}
+
+/// In a release build, a run slower than this is a regression, not noise: the 10,000-VM run
+/// takes about 8 to 10 s there (on a loaded 2-core machine), and took 320 s when every
+/// scheduling pass looked at every source and, per source, at every destination.
+const RELEASE_WALL_LIMIT_10K: Duration = Duration::from_secs(30);
+
+#[test]
+fn evacuates_10_000_vms_across_500_hosts() {
+    let wall = evacuate(10_000, 500);
+    if !cfg!(debug_assertions) {
+        assert!(
+            wall < RELEASE_WALL_LIMIT_10K,
+            "10,000 VMs took {wall:?} in release (limit {RELEASE_WALL_LIMIT_10K:?}): a scheduling \
+             pass costs more than the work it does"
+        );
+    }
+}
+
+/// 100,000 VMs across 5,000 hosts (issue 19's target: under 10 s). It does not finish today:
+/// the pre-flight checks the scheduler asks grow faster than the VMs (about 20 per VM at
+/// 10,000, 39 at 20,000, nearly all at the first instant, where a check is answered at once
+/// and the destination it cleared is no longer the best ranked when the VM's turn comes): at
+/// 20,000 VMs the run already trips the simulator's guard of steps at one instant, and 100,000
+/// had not finished after 10 minutes in release.
+/// Asserts completeness only; run it with
+/// `cargo test --release -p vmove-sim --test scale -- --ignored --nocapture`.
+#[test]
+#[ignore = "does not finish yet: pre-flight checks grow faster than the VMs (docs/BENCHMARKS.md, Scale)"]
+fn evacuates_100_000_vms_across_5_000_hosts() {
+    evacuate(100_000, 5_000);
 }

@@ -89,6 +89,9 @@ pub(super) struct SourceState {
     pub(super) exclude: Vec<String>,
     /// Host indexes its VMs may go to (unless pinned).
     pub(super) destinations: Vec<usize>,
+    /// The same list by id, shared by its VMs (set when its selection is made): placement
+    /// reads the host indexes above for a VM whose list this is, instead of looking up each id.
+    pub(super) destination_ids: Option<Arc<[HostId]>>,
     /// Its selection is made (or given up): no more VMs come from it.
     pub(super) resolved: bool,
     /// Its queued VMs that may start as soon as a slot and a destination allow.
@@ -107,6 +110,7 @@ impl SourceState {
             select,
             exclude,
             destinations,
+            destination_ids: None,
             resolved: false,
             ready: BTreeSet::new(),
         }
@@ -158,6 +162,8 @@ impl Core {
     ) {
         self.hosts[h].refresh_outstanding = false;
         self.dirty = true;
+        // Its reachability and figures may change: the scheduler's index looks again.
+        self.ledger.touch(h);
         let recheck = self.spec.settings.recheck_interval;
         match result {
             Err(f) => {
@@ -227,8 +233,9 @@ impl Core {
             });
         }
         // Selections of sources listed for the first time.
-        for si in 0..self.sources.len() {
-            if self.sources[si].host == h && !self.sources[si].resolved {
+        for i in 0..self.index.host_sources[h].len() {
+            let si = self.index.host_sources[h][i];
+            if !self.sources[si].resolved {
                 self.resolve_source(si, &vms, now);
             }
         }
@@ -365,6 +372,7 @@ impl Core {
             .iter()
             .map(|&d| self.hosts[d].id.clone())
             .collect();
+        self.sources[si].destination_ids = Some(dests.clone());
         let mut new = Vec::new();
         for &li in &sel.chosen {
             let info = &listed[li];

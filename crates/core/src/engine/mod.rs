@@ -19,6 +19,7 @@
 mod assess;
 mod control;
 mod hosts;
+mod index;
 mod peers;
 mod schedule;
 pub mod slots;
@@ -35,6 +36,7 @@ use crate::spec::{RunSpec, Settings, SpecError};
 use crate::time::Time;
 use crate::view::{HostView, Snapshot, VmView};
 use hosts::{HostState, SourceState};
+use index::SchedIndex;
 use schedule::SeedPass;
 use slots::SlotLedger;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -86,6 +88,8 @@ pub struct Core {
     /// Hosts where a move of ours ended since the last input (slots released there): what the
     /// VMs of `may_pass_waiting` wait for may have passed.
     ended_at: Vec<usize>,
+    /// What a scheduling pass asks of the sources and destinations, kept up to date.
+    index: SchedIndex,
     now: Time,
 }
 
@@ -150,6 +154,7 @@ impl Core {
             preflight_cap: 0,
             may_pass_waiting: BTreeSet::new(),
             ended_at: Vec::new(),
+            index: SchedIndex::default(),
             seed: SeedPass::default(),
             peers: peers::PeerState::default(),
             now,
@@ -162,6 +167,7 @@ impl Core {
         for h in 0..n {
             core.refresh_limit(h);
         }
+        core.build_index();
         let src_ids = core
             .sources
             .iter()
@@ -667,10 +673,11 @@ impl Core {
         if self.initialized && self.stopping.is_none() {
             self.run_scheduler(now);
         }
+        // The cheap tests first: this runs after every input.
         if !self.finished
             && self.initialized
-            && self.sources.iter().all(|s| s.resolved)
             && self.final_count == self.vms.len()
+            && self.sources.iter().all(|s| s.resolved)
         {
             self.finished = true;
             let (mut m, mut u, mut c) = (0, 0, 0);

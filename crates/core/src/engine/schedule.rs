@@ -7,11 +7,13 @@ use super::timers::TimerKey;
 use super::vm::OrderKey;
 use crate::event::{Phase, Reason, WaitReason};
 use crate::machine::{Assessment, VmEvent};
-use crate::model::{HostId, MigrationMode};
+use crate::model::MigrationMode;
 use crate::spec::SchedulerPolicy;
 use crate::time::Time;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::ops::Bound;
+use std::sync::Arc;
 
 /// How many pre-flight checks may be in flight per free slot of the sources.
 pub(super) const PREFLIGHT_AHEAD: usize = 2;
@@ -81,6 +83,9 @@ impl Core {
             }
             _ => {}
         }
+        if let Some(si) = si {
+            self.update_eligible(si);
+        }
         // Live moves still to do (offline ones wait for them by default).
         let live_pending = self.vms[idx].vm.mode == MigrationMode::Live
             && !after.is_final()
@@ -103,8 +108,9 @@ impl Core {
     /// Runs the run's scheduler.
     pub(super) fn run_scheduler(&mut self, now: Time) {
         if self.dirty || self.spec.settings.policy == SchedulerPolicy::Seed {
-            let free: u32 = self.sources.iter().map(|s| self.ledger.free(s.host)).sum();
-            self.preflight_cap = (free.max(1) as usize).saturating_mul(PREFLIGHT_AHEAD);
+            self.sync_index();
+            let free = usize::try_from(self.index.source_free).unwrap_or(usize::MAX);
+            self.preflight_cap = free.max(1).saturating_mul(PREFLIGHT_AHEAD);
         }
         match self.spec.settings.policy {
             SchedulerPolicy::Vmove => self.schedule(now),
@@ -136,78 +142,99 @@ impl Core {
 
     /// Event-driven list scheduling: every source with a free slot gets its best ready VM that
     /// some destination can take now; repeated until nothing more can start.
+    ///
+    /// Largest first ACROSS sources: each turn takes, of every source that could start
+    /// something, the best ready VM not yet looked at in this pass. A source that cannot start
+    /// anything (its host full or unreachable, every destination of its list full, no ready VM
+    /// left) is done for the pass. The candidates come from the index (the eligible sources of
+    /// the groups with a destination not full) and wait in a heap by their next VM, so a pass
+    /// costs what it looks at, not sources x destinations. Within a pass slots are only taken
+    /// and ready sets only shrink, so a source found unable is unable for the rest of the pass,
+    /// and a heap entry is a lower bound of its source's next VM (checked when it comes up).
     fn schedule(&mut self, now: Time) {
         if !std::mem::take(&mut self.dirty) {
             return;
         }
+        if !self.ledger.cluster_has_room() {
+            return;
+        }
         let offline_ok = self.offline_allowed();
         let pins = !self.spec.pins.is_empty();
-        let n = self.sources.len();
-        // Per source: the last ready VM looked at in this call, and whether nothing more of it can
-        // start now.
-        let mut cursor: Vec<Option<OrderKey>> = vec![None; n];
-        let mut done = vec![false; n];
+        self.sync_index();
+        // Per candidate source: the next ready VM to look at (a lower bound: checked when it
+        // comes up).
+        let mut heap: BinaryHeap<Reverse<(OrderKey, usize)>> = BinaryHeap::new();
+        // No check can be asked in this pass (checks in flight only grow within it): a source
+        // whose first VM has no clear answer would be done at once, doing nothing.
+        let no_checks = self.spec.settings.preflight && self.preflight_full();
+        for g in 0..self.index.open.len() {
+            if !pins && self.index.open[g] == 0 {
+                continue;
+            }
+            for &si in &self.index.eligible[g] {
+                if let Some(&k) = self.sources[si].ready.first() {
+                    if no_checks
+                        && self.vms[k.vm].vm.preflight.clear.is_empty()
+                        && (self.vms[k.vm].vm.mode != MigrationMode::Offline || offline_ok)
+                    {
+                        continue;
+                    }
+                    heap.push(Reverse((k, si)));
+                }
+            }
+        }
         loop {
             if !self.ledger.cluster_has_room() {
                 return;
             }
-            // Largest first ACROSS sources: of every source that could start something, take the
-            // best VM not yet looked at.
-            let mut best: Option<(OrderKey, usize)> = None;
-            for si in 0..n {
-                if done[si] {
-                    continue;
-                }
-                let src = self.sources[si].host;
-                // A host that reports no slots at all is left to `place`, which says so.
-                let full = |h: usize| self.ledger.free(h) == 0 && !self.reports_no_slots(h);
-                if full(src)
-                    || !self.hosts[src].reachable
-                    || (!pins && self.sources[si].destinations.iter().all(|&d| full(d)))
-                {
-                    done[si] = true;
-                    continue;
-                }
-                let next = match cursor[si] {
-                    None => self.sources[si].ready.iter().next().copied(),
-                    Some(c) => self.sources[si]
-                        .ready
-                        .range((Bound::Excluded(c), Bound::Unbounded))
-                        .next()
-                        .copied(),
-                };
-                match next {
-                    None => done[si] = true,
-                    Some(k) if best.is_none_or(|(b, _)| k < b) => best = Some((k, si)),
-                    Some(_) => {}
-                }
+            self.sync_index();
+            let Some(Reverse((key, si))) = heap.pop() else {
+                return;
+            };
+            let src = self.sources[si].host;
+            if self.host_full(src)
+                || !self.hosts[src].reachable
+                || (!pins && self.index.open[self.index.group_of[si]] == 0)
+            {
+                continue;
             }
-            let Some((key, si)) = best else { return };
-            cursor[si] = Some(key);
-            let idx = key.vm;
-            if self.vms[idx].vm.mode == MigrationMode::Offline && !offline_ok {
-                self.set_sched_wait(idx, now, WaitReason::OfflineAfterLive);
-                if key.held_back {
-                    // Offline VMs sort after the live ones: nothing after this one can start.
-                    done[si] = true;
+            if !self.sources[si].ready.contains(&key) {
+                // Gone from the ready set since: its source's next VM is after it.
+                if let Some(&k) = self.sources[si]
+                    .ready
+                    .range((Bound::Excluded(key), Bound::Unbounded))
+                    .next()
+                {
+                    heap.push(Reverse((k, si)));
                 }
                 continue;
             }
-            if self.spec.settings.preflight
+            let idx = key.vm;
+            let done = if self.vms[idx].vm.mode == MigrationMode::Offline && !offline_ok {
+                self.set_sched_wait(idx, now, WaitReason::OfflineAfterLive);
+                // Offline VMs sort after the live ones: nothing after this one can start.
+                key.held_back
+            } else if self.spec.settings.preflight
                 && self.preflight_full()
                 && self.vms[idx].vm.preflight.clear.is_empty()
             {
                 // No check can be asked now and this VM has no clear answer for any destination:
                 // nothing more of this source starts before answers come (each makes the
-                // scheduler run again). Placing it anyway cost a pass over every destination per
-                // source and pass: 10,000 VMs on 500 hosts took minutes instead of seconds.
-                done[si] = true;
-                continue;
-            }
-            self.place_and_start(idx, now, false);
-            if self.preflight_full() {
+                // scheduler run again).
+                true
+            } else {
+                self.place_and_start(idx, now, false);
                 // No more checks now: VMs with a clear answer get back in line as answers come.
-                done[si] = true;
+                self.preflight_full()
+            };
+            if !done {
+                if let Some(&k) = self.sources[si]
+                    .ready
+                    .range((Bound::Excluded(key), Bound::Unbounded))
+                    .next()
+                {
+                    heap.push(Reverse((k, si)));
+                }
             }
         }
     }
@@ -316,7 +343,7 @@ impl Core {
     /// A host whose own figures allow no migration at all (it reported a limit of 0) never
     /// frees a slot: its VMs, and VMs that can go nowhere else, are unmigratable
     /// ([`Reason::NoMigrationSlots`]).
-    fn reports_no_slots(&self, h: usize) -> bool {
+    pub(super) fn reports_no_slots(&self, h: usize) -> bool {
         self.ledger.limit(h) == 0
             && self.hosts[h]
                 .info
@@ -336,62 +363,80 @@ impl Core {
             0
         };
         let need_disk = vm.disk_bytes;
-        let no_slots_ever = |h: usize| self.reports_no_slots(h);
-        if no_slots_ever(src) {
+        if self.reports_no_slots(src) {
             return Place::Never(Reason::NoMigrationSlots(self.hosts[src].id.clone()));
         }
+        // The VM's list is its source's (not pinned): its host indexes are known, and so is
+        // its group's set of destinations with a free slot.
+        let source = self.source_state.get(src).copied().flatten().filter(|&si| {
+            self.sources[si]
+                .destination_ids
+                .as_ref()
+                .is_some_and(|ids| Arc::ptr_eq(ids, &vm.destinations))
+        });
+        if let Some(si) = source.filter(|_| !first_only && !self.ledger.has_changes()) {
+            // Only a destination with a free slot can be chosen: look at those first, when the
+            // index is synced (the pass syncs it at each turn; otherwise the full look below).
+            // They are ranked by score: the first that fits is the best. If none fits, the full
+            // look below says why. (A rank that is not the host's score now would mean a change
+            // was not noted: the full look decides then, as a guard.)
+            for &(rank, h) in &self.index.open_hosts[self.index.group_of[si]] {
+                let id = &self.hosts[h].id;
+                if vm.refused.contains(id)
+                    || vm.preflight.blocked.contains_key(id)
+                    || vm.preflight.waiting.contains_key(id)
+                {
+                    continue;
+                }
+                if let Judged::Fits(score) = self.judge(src, h, need_mem, need_disk) {
+                    if score == rank {
+                        return Place::To(h);
+                    }
+                    break;
+                }
+            }
+        }
+        let indexes: Option<&[usize]> = source.map(|si| self.sources[si].destinations.as_slice());
         let mut zero_slots = None;
-        let mut best: Option<((u32, Reverse<u64>, usize), usize)> = None;
+        let mut best: Option<(Score, usize)> = None;
         let (mut no_slot, mut no_room, mut unreachable, mut considered) = (false, false, false, 0);
-        let mut dests = vm.open_destinations();
-        let iter: Box<dyn Iterator<Item = &HostId>> = if first_only {
-            Box::new(dests.next().into_iter())
-        } else {
-            Box::new(dests)
-        };
-        for d in iter {
+        let mut open_seen = false;
+        for (i, d) in vm.destinations.iter().enumerate() {
+            // Its open destinations (not refused), or only the first of them.
+            if vm.refused.contains(d) {
+                continue;
+            }
+            if first_only && std::mem::replace(&mut open_seen, true) {
+                break;
+            }
             // A destination whose pre-flight check blocked the VM is skipped for it (for now
             // only, when its blockers may pass: `waiting` is forgotten when it is asked again).
             if vm.preflight.blocked.contains_key(d) || vm.preflight.waiting.contains_key(d) {
                 continue;
             }
-            let Some(&h) = self.host_index.get(d) else {
-                continue;
+            let h = match indexes.and_then(|x| x.get(i)) {
+                Some(&h) => h,
+                None => match self.host_index.get(d) {
+                    Some(&h) => h,
+                    None => continue,
+                },
             };
-            let hs = &self.hosts[h];
-            if hs.down {
-                continue;
+            match self.judge(src, h, need_mem, need_disk) {
+                Judged::Down => continue,
+                Judged::Unreachable => unreachable = true,
+                Judged::TooSmall => {}
+                Judged::NoRoomYet => no_room = true,
+                Judged::NoSlotsEver => {
+                    zero_slots.get_or_insert(h);
+                }
+                Judged::NoSlot => no_slot = true,
+                Judged::Fits(score) => {
+                    if best.as_ref().is_none_or(|(b, _)| score < *b) {
+                        best = Some((score, h));
+                    }
+                }
             }
             considered += 1;
-            let Some(info) = hs.info.as_ref().filter(|_| hs.reachable) else {
-                unreachable = true;
-                continue;
-            };
-            if info.free_memory_bytes < need_mem || info.free_disk_bytes < need_disk {
-                continue;
-            }
-            let free_mem = info.free_memory_bytes.saturating_sub(hs.reserved_memory);
-            let free_disk = info.free_disk_bytes.saturating_sub(hs.reserved_disk);
-            if free_mem < need_mem || free_disk < need_disk {
-                no_room = true;
-                continue;
-            }
-            if no_slots_ever(h) {
-                zero_slots.get_or_insert(h);
-                continue;
-            }
-            if !self.ledger.can_start(src, h) {
-                no_slot = true;
-                continue;
-            }
-            let score = (
-                self.ledger.ours(h) + self.ledger.foreign(h),
-                Reverse(free_mem),
-                h,
-            );
-            if best.as_ref().is_none_or(|(b, _)| score < *b) {
-                best = Some((score, h));
-            }
         }
         if let Some((_, h)) = best {
             Place::To(h)
@@ -412,4 +457,56 @@ impl Core {
             })
         }
     }
+
+    /// What destination `h` says to a move from `src` needing that much memory and disk.
+    fn judge(&self, src: usize, h: usize, need_mem: u64, need_disk: u64) -> Judged {
+        let hs = &self.hosts[h];
+        if hs.down {
+            return Judged::Down;
+        }
+        let Some(info) = hs.info.as_ref().filter(|_| hs.reachable) else {
+            return Judged::Unreachable;
+        };
+        if info.free_memory_bytes < need_mem || info.free_disk_bytes < need_disk {
+            return Judged::TooSmall;
+        }
+        let free_mem = info.free_memory_bytes.saturating_sub(hs.reserved_memory);
+        let free_disk = info.free_disk_bytes.saturating_sub(hs.reserved_disk);
+        if free_mem < need_mem || free_disk < need_disk {
+            return Judged::NoRoomYet;
+        }
+        if self.reports_no_slots(h) {
+            return Judged::NoSlotsEver;
+        }
+        if !self.ledger.can_start(src, h) {
+            return Judged::NoSlot;
+        }
+        Judged::Fits((
+            self.ledger.ours(h) + self.ledger.foreign(h),
+            Reverse(free_mem),
+            h,
+        ))
+    }
+}
+
+/// How placement ranks the destinations that can take a VM now: the fewest migrations in
+/// flight, then the most free memory, then the host's index.
+pub(super) type Score = (u32, Reverse<u64>, usize);
+
+/// What one destination says to a VM (see `Core::judge`).
+enum Judged {
+    /// Down: not considered at all.
+    Down,
+    /// Not reachable (or never listed).
+    Unreachable,
+    /// Too small for it even empty.
+    TooSmall,
+    /// No room left after the moves already headed there.
+    NoRoomYet,
+    /// It reports no migration slots at all.
+    NoSlotsEver,
+    /// No free slot now (here or on the source).
+    NoSlot,
+    /// It can take the VM now, with this score.
+    Fits(Score),
 }

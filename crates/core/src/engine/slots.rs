@@ -23,6 +23,11 @@ pub struct SlotLedger {
     foreign: Vec<u32>,
     total_ours: u32,
     cluster_cap: Option<u32>,
+    /// Hosts whose free slots may have changed since the scheduler's index last looked
+    /// ([`SlotLedger::pop_changed`]), each once.
+    changed: Vec<usize>,
+    /// Whether each host is in `changed`.
+    marked: Vec<bool>,
 }
 
 impl SlotLedger {
@@ -34,7 +39,33 @@ impl SlotLedger {
             foreign: vec![0; n],
             total_ours: 0,
             cluster_cap,
+            changed: (0..n).collect(),
+            marked: vec![true; n],
         }
+    }
+
+    /// Notes that host `h`'s free slots (or what else the scheduler's index derives from the
+    /// host) may have changed.
+    pub fn touch(&mut self, h: usize) {
+        if let Some(m) = self.marked.get_mut(h) {
+            if !*m {
+                *m = true;
+                self.changed.push(h);
+            }
+        }
+    }
+
+    /// A host changed since the last call (every change to a host's limit, others' migrations
+    /// or ours, and every [`SlotLedger::touch`]), each once; `None` when none is left.
+    pub fn pop_changed(&mut self) -> Option<usize> {
+        let h = self.changed.pop()?;
+        self.marked[h] = false;
+        Some(h)
+    }
+
+    /// Whether a change is noted that the scheduler's index has not applied yet.
+    pub fn has_changes(&self) -> bool {
+        !self.changed.is_empty()
     }
 
     /// Effective limit: min of the host's reported limit (or `default`) and every cap given.
@@ -47,11 +78,13 @@ impl SlotLedger {
     /// Sets a host's effective limit.
     pub fn set_limit(&mut self, h: usize, limit: u32) {
         self.limit[h] = limit;
+        self.touch(h);
     }
 
     /// Sets how many migrations others run on a host.
     pub fn set_foreign(&mut self, h: usize, n: u32) {
         self.foreign[h] = n;
+        self.touch(h);
     }
 
     /// A host's limit.
@@ -94,6 +127,8 @@ impl SlotLedger {
         self.ours[src] += 1;
         self.ours[dst] += 1;
         self.total_ours += 1;
+        self.touch(src);
+        self.touch(dst);
     }
 
     /// Gives both slots back.
@@ -101,6 +136,8 @@ impl SlotLedger {
         self.ours[src] = self.ours[src].saturating_sub(1);
         self.ours[dst] = self.ours[dst].saturating_sub(1);
         self.total_ours = self.total_ours.saturating_sub(1);
+        self.touch(src);
+        self.touch(dst);
     }
 }
 
@@ -159,6 +196,8 @@ impl Core {
                 let disk = e.vm.disk_bytes;
                 self.hosts[dst].reserved_memory += memory;
                 self.hosts[dst].reserved_disk += disk;
+                // Its rank in placement changes.
+                self.ledger.touch(dst);
                 self.vms[idx].reservation = Some(Reservation {
                     host: dst,
                     memory,
@@ -215,6 +254,7 @@ impl Core {
         let hs = &mut self.hosts[r.host];
         hs.reserved_memory = hs.reserved_memory.saturating_sub(r.memory);
         hs.reserved_disk = hs.reserved_disk.saturating_sub(r.disk);
+        self.ledger.touch(r.host);
     }
 }
 
