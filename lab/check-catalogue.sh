@@ -22,7 +22,7 @@ uri = "$(host_uri hostB)"
 p2p = $2
 TOML
 }
-shapes=(chk-plain chk-msave chk-snap chk-cdrom chk-hostdev chk-block chk-uefi)
+shapes=(chk-plain chk-msave chk-snap chk-cdrom chk-hostdev chk-block chk-uefi chk-tpm)
 cleanup() {
   for n in "${shapes[@]}"; do
     vsh hostA managedsave-remove "$n" >/dev/null 2>&1 || true
@@ -55,6 +55,9 @@ add_devices chk-block "<disk type='block' device='disk'><driver name='qemu' type
 head -c 131072 /dev/zero > "$(host_dir hostA)/lib/qemu/nvram/chk-uefi_VARS.fd"
 vsh hostA dumpxml chk-uefi | sed "s#</os>#<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE.fd</loader><nvram>/var/lib/libvirt/qemu/nvram/chk-uefi_VARS.fd</nvram></os><features><acpi/></features>#" > "$LAB/chk-uefi.xml"
 vsh hostA define "$LAB/chk-uefi.xml" >/dev/null; rm -f "$LAB/chk-uefi.xml"
+# An emulated TPM 2.0 (libvirt defines it only with swtpm installed: lab/install.sh).
+"$LAB_SCRIPTS/mkvm.sh" hostA chk-tpm --size 16 --off >/dev/null
+add_devices chk-tpm "<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>"
 
 for mode in default p2p; do
   cfg="$LAB/check-catalogue-$mode.toml"
@@ -69,7 +72,7 @@ for mode in default p2p; do
   set -e
   cat "$out.txt"
   [ "$rc" = 2 ] && [ "$rc_json" = 2 ] || die "vmove check ($mode) exited $rc / $rc_json, not 2"
-  for code in managed_save snapshots media_missing host_device disk_not_file uefi_nvram; do
+  for code in managed_save snapshots media_missing host_device disk_not_file uefi_nvram tpm_state; do
     grep -q "$code" "$out.txt" || die "no $code finding in the output ($mode)"
   done
   python3 - "$out.json" <<'PY'
@@ -77,7 +80,7 @@ import json, sys
 doc = json.load(open(sys.argv[1]))
 can = {v["name"]: v["can_move"] for v in doc["vms"]}
 want = {"chk-plain": True, "chk-msave": False, "chk-snap": False, "chk-cdrom": False,
-        "chk-hostdev": False, "chk-block": False, "chk-uefi": False}
+        "chk-hostdev": False, "chk-block": False, "chk-uefi": False, "chk-tpm": False}
 assert can == want, f"verdicts {can} != {want}"
 # None of these shapes waits for something that may pass: each refusal is for good.
 assert doc["summary"]["not_now"] == 0, doc["summary"]

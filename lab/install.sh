@@ -11,7 +11,8 @@
 source "$(dirname "$0")/common.sh"
 need_root
 
-PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 libvirt-dev pkgconf qemu-utils sqlite3 tini)
+# swtpm: libvirt refuses to define a VM with an emulated TPM without it (the catalogue's TPM shape).
+PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 libvirt-dev pkgconf qemu-utils sqlite3 tini swtpm swtpm-tools)
 missing=()
 for p in "${PKGS[@]}"; do
   st="$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)"
@@ -20,7 +21,7 @@ for p in "${PKGS[@]}"; do
   fi
 done
 # qemu-img vanishes when apt "fixes" the qemu-utils conflict: check the binaries too.
-for b in /usr/bin/tini /usr/sbin/libvirtd /usr/bin/virsh /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/bin/qemu-io; do
+for b in /usr/bin/swtpm /usr/bin/tini /usr/sbin/libvirtd /usr/bin/virsh /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/bin/qemu-io; do
   [ -x "$b" ] || missing+=("(binary $b)")
 done
 
@@ -30,7 +31,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends --allow-downgrades \
     libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 libvirt-dev pkgconf \
-    qemu-utils/bookworm sqlite3 tini >/dev/null
+    qemu-utils/bookworm sqlite3 tini swtpm swtpm-tools >/dev/null
 else
   log "packages present"
 fi

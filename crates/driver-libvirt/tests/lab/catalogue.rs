@@ -380,6 +380,27 @@ in_both_modes!(
     catalogue_uefi_nvram_is_refused_in
 );
 
+/// A shut-off VM with an emulated TPM 2.0 (`<tpm><backend type='emulator'>`, as virt-install
+/// makes one for Windows 11): swtpm keeps its state in files on the host, which the driver does
+/// not copy. Refused by pre-flight, for every destination, before anything is touched. (libvirt
+/// refuses to define such a VM when swtpm is not installed: "TPM version '2.0' is not
+/// supported"; lab/install.sh installs it.)
+async fn catalogue_tpm_state_is_refused_in(lab: &Lab) {
+    let (vm, name) = shape(
+        lab,
+        "cat-tpm",
+        "<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>",
+    );
+    let found = refused(lab, &vm, &name, "tpm_state").await;
+    assert!(found.blocks_every_destination(), "{found:?}");
+    lab.cleanup(&name);
+}
+in_both_modes!(
+    catalogue_tpm_state_is_refused,
+    catalogue_tpm_state_is_refused_p2p,
+    catalogue_tpm_state_is_refused_in
+);
+
 /// The source refuses to undefine the VM at the end of an offline move (the error of issue 15,
 /// "Refusing to undefine while domain managed save image exists"): the destination's definition
 /// is removed again, the VM stays defined on the source only, and after the clean-up of the
