@@ -12,21 +12,9 @@ pub const APP_JS: &str = include_str!("assets/app.js");
 /// The pages' style.
 pub const STYLE_CSS: &str = include_str!("assets/style.css");
 
-/// Text made safe for HTML element content and quoted attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Text made safe for HTML element content and quoted attribute values: the timeline's one
+/// escape (control characters become U+FFFD, as the reports' pages do).
+pub use crate::timeline::escape as esc;
 
 /// A path segment percent-encoded (a run id in a link).
 pub fn seg(s: &str) -> String {
