@@ -207,68 +207,12 @@ proptest! {
         abort in any::<bool>(),
     ) {
         let name = format!("v{which}");
-        let mut asked = false;
-        // The loop of `common::run`, with the stop injected at run time `at`.
         let mut w = two_hosts();
         for i in 0..5 {
             w.add_vm("a", vm(&format!("v{i}"), PowerState::Running));
         }
         let mut core = Core::new(spec("a", &["b"], &["a", "b"]), Time::ZERO).unwrap();
-        let mut now = Time::ZERO;
-        let mut events = Vec::new();
-        for _ in 0..100_000 {
-            if !asked && now.0 >= at {
-                asked = true;
-                core.handle_event(now, stop_vm(&name, abort));
-            }
-            while let Some(c) = core.poll_command() {
-                if let Some(i) = w.answer(now, c) {
-                    core.handle_event(now, i);
-                }
-            }
-            while let Some(e) = core.poll_event() {
-                events.push(e);
-            }
-            if core.is_finished() {
-                break;
-            }
-            // As `common::run_timed`, except that time stops at `at` until the stop is asked.
-            let timer = core.poll_timeout();
-            let done = w.next_completion();
-            let due = match (timer, &done) {
-                (None, None) => break,
-                (Some(t), Some((tw, _))) => t.min(*tw),
-                (Some(t), None) => t,
-                (None, Some((tw, _))) => *tw,
-            };
-            if !asked && due.0 > at {
-                now = now.max(Time(at));
-                continue;
-            }
-            now = now.max(due);
-            match (timer, done) {
-                (Some(t), Some((tw, _))) if t <= tw => core.handle_timeout(now),
-                (_, Some((_, id))) => {
-                    let attempt = core
-                        .snapshot(now)
-                        .vms
-                        .iter()
-                        .find(|v| v.id == id)
-                        .map(|v| v.attempts)
-                        .unwrap();
-                    w.finish(&id);
-                    core.handle_event(
-                        now,
-                        Input::MigrationStatus {
-                            vm: id,
-                            attempt,
-                            result: Ok(MigrationStatus::Completed),
-                        },
-                    );
-                }
-                _ => core.handle_timeout(now),
-            }
-        }
+        let events = run_with_input_at(&mut core, &mut w, Time::ZERO, Time(at), stop_vm(&name, abort));
         prop_assert!(core.is_finished());
         for i in 0..5 {
             let id = VmId::new(format!("id-v{i}"));

@@ -494,11 +494,38 @@ pub fn run(
 pub fn run_timed(
     core: &mut Core,
     world: &mut World,
+    now: Time,
+    hook: impl FnMut(&Core, &mut World, Time, &Command),
+) -> Vec<Event> {
+    run_feeding(core, world, now, hook, None)
+}
+
+/// [`run`], with `input` handed to the core once, at run time `at`: the clock stops at `at`
+/// until it is (an operator's request arriving at that moment).
+pub fn run_with_input_at(
+    core: &mut Core,
+    world: &mut World,
+    now: Time,
+    at: Time,
+    input: Input,
+) -> Vec<Event> {
+    run_feeding(core, world, now, |_, _, _, _| {}, Some((at, input)))
+}
+
+fn run_feeding(
+    core: &mut Core,
+    world: &mut World,
     mut now: Time,
     mut hook: impl FnMut(&Core, &mut World, Time, &Command),
+    mut feed: Option<(Time, Input)>,
 ) -> Vec<Event> {
     let mut events = vec![];
     for _ in 0..200_000 {
+        if feed.as_ref().is_some_and(|(at, _)| now >= *at) {
+            if let Some((_, input)) = feed.take() {
+                core.handle_event(now, input);
+            }
+        }
         while let Some(c) = core.poll_command() {
             hook(core, world, now, &c);
             if let Some(i) = world.answer(now, c) {
@@ -513,6 +540,17 @@ pub fn run_timed(
         }
         let t_core = core.poll_timeout();
         let t_world = world.next_completion();
+        // Time stops where the input is due until it is fed.
+        if let Some(&(at, _)) = feed.as_ref() {
+            let due = match (t_core, &t_world) {
+                (Some(t), Some((tw, _))) => Some(t.min(*tw)),
+                (t, w) => t.or(w.as_ref().map(|(tw, _)| *tw)),
+            };
+            if due.is_none_or(|d| d > at) {
+                now = now.max(at);
+                continue;
+            }
+        }
         match (t_core, t_world) {
             (None, None) => panic!("livelock: nothing to wait for at {now}"),
             (Some(t), Some((tw, _))) if t <= tw => {
