@@ -94,16 +94,8 @@
     td.appendChild(b);
   }
   function vmStop(vm, name, what) {
-    const said = document.getElementById("control-said");
-    const t = token();
-    if (!t) { said.textContent = "no token: nothing asked"; return; }
-    if (!confirm(what === "skip" ? "Skip VM " + name + " (it is not moved)?" : "Abort the move of VM " + name + " (it stays on its source)?")) { return; }
-    fetch(base + "/vms/" + encodeURIComponent(vm) + "/" + what, { method: "POST", headers: { "X-Vmove-Token": t } })
-      .then((r) => r.text().then((text) => {
-        if (r.status === 401 || r.status === 403) { sessionStorage.removeItem("vmove-token"); }
-        said.textContent = text;
-      }))
-      .catch((e) => { said.textContent = "not sent: " + e; });
+    post("/vms/" + encodeURIComponent(vm) + "/" + what,
+      what === "skip" ? "Skip VM " + name + " (it is not moved)?" : "Abort the move of VM " + name + " (it stays on its source)?");
   }
 
   // The timeline is fetched again when it changed, at most once per second.
@@ -153,11 +145,17 @@
     return t;
   }
   function control(now) {
+    post("/abort" + (now ? "?now=1" : ""),
+      now ? "Abort run " + run + " now (running migrations are aborted)?" : "Stop run " + run + " (no new moves; running ones finish)?");
+  }
+  // One control request (POST under the run's path) with the token, once confirmed; the answer
+  // is said beside the buttons.
+  function post(path, question) {
     const said = document.getElementById("control-said");
     const t = token();
     if (!t) { said.textContent = "no token: nothing asked"; return; }
-    if (!confirm(now ? "Abort run " + run + " now (running migrations are aborted)?" : "Stop run " + run + " (no new moves; running ones finish)?")) { return; }
-    fetch(base + "/abort" + (now ? "?now=1" : ""), { method: "POST", headers: { "X-Vmove-Token": t } })
+    if (!confirm(question)) { return; }
+    fetch(base + path, { method: "POST", headers: { "X-Vmove-Token": t } })
       .then((r) => r.text().then((text) => {
         if (r.status === 401 || r.status === 403) { sessionStorage.removeItem("vmove-token"); }
         said.textContent = text;
