@@ -114,8 +114,19 @@ pub async fn demo(args: &DemoArgs, eff: &Effective, common: &Common) -> Result<u
         )
         .await;
     };
-    let folder = DemoFolder::new()?;
-    let journal_path = folder.0.join("journal.db");
+    // Owner-only (0700; tempfile's default follows the umask) under $TMPDIR, removed when
+    // dropped.
+    let mut folder = tempfile::Builder::new();
+    folder.prefix("vmove-demo-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        folder.permissions(std::fs::Permissions::from_mode(0o700));
+    }
+    let folder = folder
+        .tempdir()
+        .context("cannot create the demo's journal folder")?;
+    let journal_path = folder.path().join("journal.db");
     let open = || vmove_journal::Journal::open(&journal_path).map_err(|e| anyhow!(e.chain()));
     let mut j = open()?;
     j.create_run(&vmove_journal::NewRun {
@@ -176,41 +187,6 @@ pub async fn demo(args: &DemoArgs, eff: &Effective, common: &Common) -> Result<u
     }
     drop(folder);
     Ok(code)
-}
-
-/// The served demo's journal folder (owner-only), removed when dropped.
-struct DemoFolder(std::path::PathBuf);
-
-impl DemoFolder {
-    fn new() -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!(
-            "vmove-demo-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0)
-        ));
-        let mut b = std::fs::DirBuilder::new();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            b.mode(0o700);
-        }
-        b.create(&dir).with_context(|| {
-            format!(
-                "cannot create the demo's journal folder `{}`",
-                dir.display()
-            )
-        })?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for DemoFolder {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Asks each host the plan needs for its figures and VMs, as they are now.
