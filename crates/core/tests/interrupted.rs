@@ -519,3 +519,127 @@ fn an_attempt_that_failed_before_the_crash_still_counts() {
         }
     )));
 }
+
+/// A migration vmove's crash interrupted while its job still ran on the source is re-adopted;
+/// with libvirt's default (client-driven) migration that job cannot finish without the client
+/// that died, and ends a few seconds later with the VM back on its source (lab/crash-many.sh
+/// saw it on 7 of 34 attempts, and a VM given up as "failed 3 attempts; last: no migration job
+/// runs ..."). That failure is still the crash's: it does not count, and the VM moves on attempt
+/// 4 with max_attempts 3 (the two earlier attempts failed on their own and count).
+#[test]
+fn a_re_adopted_migration_that_fails_after_the_crash_does_not_count() {
+    let mut core = Core::resume(
+        the_spec(),
+        Time(1_000),
+        vec![recovered(3, 0, RecoveredState::InFlight(req(3)))],
+    )
+    .unwrap();
+    let mut job_runs = true;
+    let mut on_destination: Option<VmInfo> = None;
+    let (commands, events) = drive(&mut core, |c| match c {
+        Command::RefreshHost { host } => {
+            let vms = if host.as_str() == "a" {
+                vec![seen(PowerState::Running, Activity::Idle)]
+            } else {
+                on_destination.clone().into_iter().collect()
+            };
+            Some(refreshed(host, vms))
+        }
+        Command::Locate {
+            request: vmove_core::MigrationRequest { vm, attempt, .. },
+            ..
+        } => Some(Input::Located {
+            vm: vm.clone(),
+            attempt: *attempt,
+            result: Ok(Location {
+                on_source: Some(seen(
+                    PowerState::Running,
+                    if job_runs {
+                        Activity::MigratingOut
+                    } else {
+                        Activity::Idle
+                    },
+                )),
+                on_destination: on_destination.clone(),
+                running_migration: job_runs.then(|| MigrationHandle("adopted:id-v".into())),
+            }),
+        }),
+        Command::PollMigration {
+            request: vmove_core::MigrationRequest { vm, attempt, .. },
+            ..
+        } if *attempt == 3 => {
+            job_runs = false;
+            Some(Input::MigrationStatus {
+                vm: vm.clone(),
+                attempt: *attempt,
+                result: Ok(MigrationStatus::Failed(Failure::new(
+                    ErrorClass::Indeterminate,
+                    "no migration job runs and the VM is not running on the destination only",
+                ))),
+            })
+        }
+        Command::ListLeftovers {
+            request: vmove_core::MigrationRequest { vm, attempt, .. },
+            ..
+        } => Some(Input::LeftoversListed {
+            vm: vm.clone(),
+            attempt: *attempt,
+            result: Ok(vec![]),
+        }),
+        Command::StartMigration(r) => {
+            assert_eq!(r.attempt, 4);
+            Some(Input::MigrationStarted {
+                vm: r.vm.clone(),
+                attempt: r.attempt,
+                result: Ok(MigrationHandle("job-4".into())),
+            })
+        }
+        Command::PollMigration {
+            request: vmove_core::MigrationRequest { vm, attempt, .. },
+            ..
+        } => {
+            on_destination = Some(seen(PowerState::Running, Activity::Idle));
+            Some(Input::MigrationStatus {
+                vm: vm.clone(),
+                attempt: *attempt,
+                result: Ok(MigrationStatus::Completed),
+            })
+        }
+        Command::Verify {
+            request: vmove_core::MigrationRequest { vm, attempt, .. },
+            ..
+        } => Some(Input::Verified {
+            vm: vm.clone(),
+            attempt: *attempt,
+            result: Ok(Verification {
+                on_destination: true,
+                disks_present: true,
+                stopped_on_source: true,
+                detail: String::new(),
+            }),
+        }),
+        Command::RemoveLeftover { .. } => panic!("nothing was listed"),
+        other => panic!("unexpected command {other:?}"),
+    });
+    assert!(
+        commands
+            .iter()
+            .any(|c| matches!(c, Command::PollMigration { request, .. } if request.attempt == 3)),
+        "the running job was re-adopted: {commands:#?}"
+    );
+    let v = phase(&core);
+    assert_eq!(v.phase, Phase::Moved, "{:?}", v.reason);
+    assert_eq!(v.attempts, 4);
+    let failed: Vec<(u32, bool)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::AttemptFailed {
+                attempt,
+                interrupted,
+                ..
+            } => Some((*attempt, *interrupted)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed, vec![(3, true)], "attempt 3 was vmove's crash, not the VM's");
+}

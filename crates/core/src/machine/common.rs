@@ -47,10 +47,11 @@ impl VmMove {
         why: &Failure,
         out: &mut Output,
     ) {
-        // A failure this process saw itself: the attempt failed on its own, and counts.
-        if self.interrupted == Some(req.attempt) {
-            self.interrupted = None;
-        }
+        // An attempt vmove's crash interrupted stays the crash's even when this process saw
+        // it fail after re-adopting its job (`interrupted` is kept): with libvirt's default,
+        // client-driven migration a job found running after the crash cannot finish without the
+        // client that died, and ends failed moments later. It does not count; a permanent
+        // failure still ends the VM.
         self.last_error = Some(why.message.clone());
         out.events.push(EventKind::MigrationFailed {
             vm: self.id.clone(),

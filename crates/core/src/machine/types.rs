@@ -294,9 +294,9 @@ pub struct VmMove {
     /// `interrupted`). vmove's own crash is not the VM's failure.
     pub uncounted: u32,
     /// The attempt that was in flight when vmove stopped, set on resume
-    /// ([`crate::Core::resume`]) until that attempt ends or fails on its own (a failure this
-    /// process sees itself counts as usual). If it ends with the VM back on its source, it is
-    /// one of [`VmMove::uncounted`].
+    /// ([`crate::Core::resume`]) until that attempt ends, also when its job was re-adopted and
+    /// then failed (libvirt's client-driven job cannot finish without the client that died). If
+    /// it ends with the VM back on its source, it is one of [`VmMove::uncounted`].
     pub interrupted: Option<u32>,
     /// Why it waits (queued only).
     pub wait: Option<WaitReason>,
