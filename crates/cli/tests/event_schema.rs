@@ -302,6 +302,7 @@ fn one_of_every_kind() -> Vec<EventKind> {
         EventKind::Verified {
             vm: vm(),
             destination: h("b"),
+            downtime_ms: Some(41),
         },
         EventKind::LeftoverRemoved {
             vm: vm(),
@@ -431,6 +432,7 @@ fn the_schema_refuses_an_unknown_kind_an_unknown_field_and_a_missing_one() {
     let good = enveloped(EventKind::Verified {
         vm: VmId::new("u-1"),
         destination: HostId::new("b"),
+        downtime_ms: None,
     });
     assert!(v.is_valid(&good), "{good}");
     let mut new_kind = good.clone();

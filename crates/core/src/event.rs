@@ -587,7 +587,14 @@ pub enum EventKind {
         interrupted: bool,
     },
     /// The VM was proven on its destination.
-    Verified { vm: VmId, destination: HostId },
+    Verified {
+        vm: VmId,
+        destination: HostId,
+        /// The switchover's pause, ms, when the driver measured one
+        /// ([`crate::model::Verification::downtime_ms`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        downtime_ms: Option<u64>,
+    },
     /// A leftover was removed.
     LeftoverRemoved {
         vm: VmId,

@@ -542,6 +542,12 @@ pub struct Verification {
     pub stopped_on_source: bool,
     /// Words for a person when something is missing.
     pub detail: String,
+    /// How long the VM was paused for the switchover, ms, as the hypervisor measured it
+    /// (libvirt: the completed migration job's `downtime`, read on the destination). `None`
+    /// when the driver has no such figure (Hyper-V's migration job reports none; an offline
+    /// move has no switchover). Absent from journals of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime_ms: Option<u64>,
 }
 
 impl Verification {

@@ -113,6 +113,9 @@ impl HyperVDriver {
             disks_present,
             stopped_on_source,
             detail: detail.join("; "),
+            // Msvm_MigrationJob has no figure of the switchover's pause (its properties:
+            // Microsoft's class reference, docs/hyperv.md).
+            downtime_ms: None,
         };
         if v.is_proof() {
             // The VM's files on the destination are its own now, proven by the VM itself: its

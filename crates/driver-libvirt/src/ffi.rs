@@ -2,7 +2,7 @@
 //!
 //! Every function here takes the crate's safe handles, calls `virt::sys` directly and turns the
 //! result into owned Rust values. Why each one is needed:
-//! - [`job_stats`]: `Domain::job_stats()` builds a `Vec` from a NULL pointer when no job runs
+//! - [`job_stats`], [`completed_job_stats`]: `Domain::job_stats()` builds a `Vec` from a NULL pointer when no job runs
 //!   (abort in debug builds, UB in release); we call `virDomainGetJobStats` and read the typed
 //!   parameters with `virTypedParamsGet*`, then free them.
 //! - [`abort_job`], [`block_job_type`], [`backup_running`], [`start_post_copy`],
@@ -47,19 +47,38 @@ pub struct JobFigures {
     pub disk_bps: Option<u64>,
     /// Pre-copy iteration.
     pub iteration: Option<u64>,
-    /// Expected downtime, ms.
-    pub expected_downtime_ms: Option<u64>,
+    /// Downtime, ms: expected while the job runs, the measured pause of the switchover once a
+    /// migration completed (`VIR_DOMAIN_JOB_DOWNTIME`).
+    pub downtime_ms: Option<u64>,
 }
 
 /// The current job of a domain, `None` when it has none.
 pub fn job_stats(dom: &Domain) -> Result<Option<JobFigures>, Error> {
+    let (job_type, figures) = stats(dom, 0)?;
+    Ok((job_type != sys::VIR_DOMAIN_JOB_NONE as c_int).then_some(figures))
+}
+
+/// The statistics of the domain's last completed job, kept for the next reader
+/// (`VIR_DOMAIN_JOB_STATS_COMPLETED | KEEP_COMPLETED`); `None` when it has none. On the
+/// destination of a migration these are the migration's own: libvirt sends them over at its
+/// end, so that they survive the source domain's undefine (libvirt's migration cookie
+/// "statistics", libvir-list, J. Denemark, 2014).
+pub fn completed_job_stats(dom: &Domain) -> Result<Option<JobFigures>, Error> {
+    let flags =
+        sys::VIR_DOMAIN_JOB_STATS_COMPLETED | sys::VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED;
+    let (job_type, figures) = stats(dom, flags)?;
+    Ok((job_type == sys::VIR_DOMAIN_JOB_COMPLETED as c_int).then_some(figures))
+}
+
+/// `virDomainGetJobStats` with `flags`: the job's type and figures.
+fn stats(dom: &Domain, flags: u32) -> Result<(c_int, JobFigures), Error> {
     let mut job_type: c_int = 0;
     let mut params: sys::virTypedParameterPtr = std::ptr::null_mut();
     let mut nparams: c_int = 0;
     // SAFETY: `dom` is a live domain handle; the out-pointers point to our locals; libvirt
     // allocates `params` (possibly NULL when nparams is 0) and we free it below.
     let ret = unsafe {
-        sys::virDomainGetJobStats(dom.as_ptr(), &mut job_type, &mut params, &mut nparams, 0)
+        sys::virDomainGetJobStats(dom.as_ptr(), &mut job_type, &mut params, &mut nparams, flags)
     };
     if ret < 0 {
         return Err(Error::last_error());
@@ -93,13 +112,13 @@ pub fn job_stats(dom: &Domain) -> Result<Option<JobFigures>, Error> {
         mem_bps: ull(sys::VIR_DOMAIN_JOB_MEMORY_BPS),
         disk_bps: ull(sys::VIR_DOMAIN_JOB_DISK_BPS),
         iteration: ull(sys::VIR_DOMAIN_JOB_MEMORY_ITERATION),
-        expected_downtime_ms: ull(sys::VIR_DOMAIN_JOB_DOWNTIME),
+        downtime_ms: ull(sys::VIR_DOMAIN_JOB_DOWNTIME),
     };
     if !params.is_null() {
         // SAFETY: allocated by libvirt in virDomainGetJobStats; freed exactly once.
         unsafe { sys::virTypedParamsFree(params, nparams) };
     }
-    Ok((job_type != sys::VIR_DOMAIN_JOB_NONE as c_int).then_some(figures))
+    Ok((job_type, figures))
 }
 
 /// The host's memory figures (`virNodeGetMemoryStats`, all cells): each field's name (`total`,

@@ -274,6 +274,7 @@ mod tests {
             EventKind::Verified {
                 vm: vm.clone(),
                 destination: "b".into(),
+                downtime_ms: None,
             },
         ));
         s.apply(&ev(

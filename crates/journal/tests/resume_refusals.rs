@@ -156,6 +156,7 @@ impl World {
                     disks_present: self.at == request.destination,
                     stopped_on_source: self.at != request.source,
                     detail: String::new(),
+                    downtime_ms: None,
                 }),
             },
             Command::ListLeftovers {

@@ -188,9 +188,14 @@ pub fn describe(ev: &Event, names: &HashMap<VmId, String>) -> Option<String> {
         EventKind::LeftBehind { vm, .. } => {
             format!("{}: {}", name(vm), left_behind(&ev.kind)?)
         }
-        EventKind::Verified { vm, destination } => {
-            format!("{}: verified on {destination}", name(vm))
-        }
+        EventKind::Verified {
+            vm,
+            destination,
+            downtime_ms,
+        } => match downtime_ms {
+            Some(ms) => format!("{}: verified on {destination} (paused {ms} ms)", name(vm)),
+            None => format!("{}: verified on {destination}", name(vm)),
+        },
         EventKind::LeftoverRemoved { vm, host, what, .. } => {
             format!("{}: removed {what} from {host}", name(vm))
         }

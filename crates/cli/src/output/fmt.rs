@@ -17,6 +17,16 @@ pub fn fmt_time(t: Time) -> String {
     }
 }
 
+/// A switchover's pause: `41 ms` below a second, else as [`fmt_time`]; `unknown` when the
+/// driver measured none.
+pub fn fmt_downtime(ms: Option<u64>) -> String {
+    match ms {
+        Some(ms) if ms < 1000 => format!("{ms} ms"),
+        Some(ms) => fmt_time(Time(ms)),
+        None => "unknown".into(),
+    }
+}
+
 /// `12m05s` style for an ETA.
 pub fn fmt_eta(d: Duration) -> String {
     format_duration(Duration::from_secs(d.as_secs().max(1)))

@@ -124,6 +124,7 @@ mod tests {
             kind: EventKind::Verified {
                 vm,
                 destination: HostId::new("hv-02"),
+                downtime_ms: None,
             },
         };
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);

@@ -142,8 +142,9 @@ pub struct VmRow {
     pub ended: Option<String>,
     /// Bytes copied over all its attempts (each attempt's last progress figure).
     pub bytes_copied: u64,
-    /// How long it was paused for the switch-over, in milliseconds, when a driver says: no
-    /// event carries it yet, so this is null and the reports say `unknown`.
+    /// How long it was paused for the switch-over, in milliseconds, as its driver measured it
+    /// (the `verified` event's `downtime_ms`: libvirt and the simulator say it for a live move;
+    /// Hyper-V and offline moves have none, and the reports say `unknown`).
     pub downtime_ms: Option<u64>,
     /// What a person should do about a VM that did not move (see [`action_for`]).
     pub action: Option<String>,
@@ -396,6 +397,13 @@ impl Record {
                 let more = bytes_done.saturating_sub(*last);
                 *last = (*last).max(*bytes_done);
                 self.vms[i].bytes_copied += more;
+            }
+            if let EventKind::Verified {
+                downtime_ms: Some(ms),
+                ..
+            } = &ev.kind
+            {
+                self.vms[i].downtime_ms = Some(*ms);
             }
             self.vms[i].show(&self.statuses[i]);
         }

@@ -1,7 +1,7 @@
 //! The summary table, the `--report` files (JSON, Markdown, or HTML/SVG with the timeline) and the check that `--report` can
 //! be written before a run starts.
 
-use super::fmt::fmt_time;
+use super::fmt::{fmt_downtime, fmt_time};
 use super::record::{Record, VmOutcome};
 use super::table::{Table, fit_line};
 use std::path::Path;
@@ -156,9 +156,7 @@ impl Record {
                 r.ended.as_deref().unwrap_or("-"),
                 fmt_bytes(r.memory_bytes + r.disk_bytes),
                 fmt_bytes(r.bytes_copied),
-                r.downtime_ms
-                    .map(|ms| fmt_time(Time(ms)))
-                    .unwrap_or_else(|| "unknown".into()),
+                fmt_downtime(r.downtime_ms),
                 esc(&why.join("; "))
             ));
         }

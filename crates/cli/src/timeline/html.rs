@@ -4,7 +4,7 @@
 
 use super::escape;
 use super::model::Timeline;
-use crate::output::{Record, fmt_time};
+use crate::output::{Record, fmt_downtime, fmt_time};
 use std::fmt::Write;
 use vmove_core::{Time, fmt_bytes};
 
@@ -100,9 +100,7 @@ pub fn html(r: &Record, t: &Timeline) -> String {
             e(v.ended.as_deref().unwrap_or("-")),
             fmt_bytes(v.memory_bytes + v.disk_bytes),
             fmt_bytes(v.bytes_copied),
-            v.downtime_ms
-                .map(|ms| fmt_time(Time(ms)))
-                .unwrap_or_else(|| "unknown".into()),
+            fmt_downtime(v.downtime_ms),
             e(&why.join("; ")),
             o = e(v.outcome.as_str()),
         );

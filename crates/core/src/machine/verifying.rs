@@ -42,6 +42,7 @@ pub(super) fn verified(
     let mut out = Output::default();
     let (now, s) = (ctx.now, ctx.settings);
     let unanswered = matches!(&res, Err(e) if e.class != ErrorClass::Permanent);
+    let downtime_ms = res.as_ref().ok().and_then(|v| v.downtime_ms);
     let why_not = match res {
         Ok(v) if v.is_proof() => None,
         Ok(v) => Some(if v.detail.is_empty() {
@@ -68,6 +69,7 @@ pub(super) fn verified(
             out.events.push(EventKind::Verified {
                 vm: vm.id.clone(),
                 destination: req.destination.clone(),
+                downtime_ms,
             });
             if s.cleanup {
                 out.commands.push(Command::ListLeftovers {

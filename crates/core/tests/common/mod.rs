@@ -402,6 +402,7 @@ impl World {
                         disks_present: on_dst,
                         stopped_on_source: !on_src,
                         detail: String::new(),
+                        downtime_ms: None,
                     }),
                 }
             }

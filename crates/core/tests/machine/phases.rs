@@ -96,6 +96,7 @@ fn starting_transitions() {
             disks_present: true,
             stopped_on_source: true,
             detail: String::new(),
+            downtime_ms: None,
         })),
     );
     illegal(Phase::Starting, VmEvent::Timer);
@@ -338,6 +339,7 @@ fn locating_decides_from_what_the_hosts_show() {
             disks_present: true,
             stopped_on_source: true,
             detail: String::new(),
+            downtime_ms: None,
         })),
     );
 }
@@ -408,6 +410,7 @@ fn verifying_transitions() {
         disks_present: true,
         stopped_on_source: true,
         detail: String::new(),
+        downtime_ms: None,
     };
     let (p, c) = ok(Phase::Verifying, VmEvent::Verified(Ok(proof.clone())));
     assert_eq!(
@@ -443,6 +446,7 @@ fn verification_that_never_proves_is_unmigratable_and_touches_nothing() {
         disks_present: false,
         stopped_on_source: true,
         detail: "disk missing".into(),
+        downtime_ms: None,
     };
     for _ in 0..vmove_core::machine::VERIFY_RETRIES {
         let (c, _) = d.feed(VmEvent::Verified(Ok(bad.clone())));

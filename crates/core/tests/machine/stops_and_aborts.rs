@@ -42,6 +42,7 @@ fn verification_waits_out_a_host_that_does_not_answer() {
         disks_present: true,
         stopped_on_source: true,
         detail: String::new(),
+        downtime_ms: None,
     };
     d.feed(VmEvent::Verified(Ok(proof)));
     assert_eq!(d.v.phase(), Phase::CleaningUp);

@@ -336,7 +336,7 @@ mod tests {
             mem_bps: Some(1000),
             disk_bps: Some(500),
             iteration: Some(3),
-            expected_downtime_ms: None,
+            downtime_ms: None,
         };
         let p = progress_of(&j);
         assert_eq!(

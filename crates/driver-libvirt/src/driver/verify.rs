@@ -4,6 +4,7 @@ use super::recovery::{runs_this_attempts_copy, source_superseded};
 use super::state::{Inner, blocking_on};
 use crate::error::Phase;
 use crate::host::{self, describe, find_domain};
+use crate::ffi;
 use crate::provenance;
 use vmove_driver::*;
 
@@ -171,11 +172,26 @@ pub(super) async fn verify(inner: &Inner, req: &MigrationRequest) -> DriverResul
                     ));
                 }
             }
+            // The switchover's pause, as the destination recorded the completed migration. A
+            // figure, not part of the proof: an error reading it costs only the figure.
+            let downtime_ms = match (&ddom, mode) {
+                (Some(d), MigrationMode::Live) if on_destination => {
+                    match ffi::completed_job_stats(d) {
+                        Ok(job) => job.and_then(|j| j.downtime_ms),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "cannot read the completed migration's statistics");
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
             let v = Verification {
                 on_destination,
                 disks_present,
                 stopped_on_source,
                 detail: detail.join("; "),
+                downtime_ms,
             };
             if v.is_proof() {
                 // The images are the VM's disks now, proven by the VM itself: their provenance

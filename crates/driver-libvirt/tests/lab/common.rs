@@ -254,12 +254,14 @@ impl Lab {
         }
     }
 
-    pub(crate) async fn move_and_clean(&self, req: &MigrationRequest) {
+    /// Moves the VM and proves it arrived; returns the proof.
+    pub(crate) async fn move_and_clean(&self, req: &MigrationRequest) -> Verification {
         let h = self.driver.start_migration(req).await.unwrap();
         let end = self.wait_end(req, &h).await;
         assert_eq!(end, MigrationStatus::Completed);
         let v = self.driver.verify(req).await.unwrap();
         assert!(v.is_proof(), "{v:?}");
+        v
     }
 }
 

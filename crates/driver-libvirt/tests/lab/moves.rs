@@ -218,7 +218,13 @@ async fn two_disks_move_with_equal_checksums() {
     let before: Vec<String> = paths.iter().map(|p| checksum(a(), p)).collect();
     assert_ne!(before[0], before[1], "the disks hold different data");
     let req = lab.request(&vm, &name, MigrationMode::Live);
-    lab.move_and_clean(&req).await;
+    let proof = lab.move_and_clean(&req).await;
+    // The switchover's pause, from the completed job's statistics on the destination (the
+    // source domain is undefined by then); read again, it is still there (KEEP_COMPLETED).
+    let paused = proof.downtime_ms.expect("a live move's downtime");
+    assert!(paused > 0 && paused < 60_000, "downtime {paused} ms");
+    let again = lab.driver.verify(&req).await.unwrap();
+    assert_eq!(again.downtime_ms, Some(paused));
     let after: Vec<String> = paths.iter().map(|p| checksum(b(), p)).collect();
     assert_eq!(before, after);
     assert!(
@@ -248,7 +254,8 @@ async fn offline_move_keeps_content_and_stays_off() {
         .collect();
     let before: Vec<String> = paths.iter().map(|p| checksum(a(), p)).collect();
     let req = lab.request(&vm, &name, MigrationMode::Offline);
-    lab.move_and_clean(&req).await;
+    let proof = lab.move_and_clean(&req).await;
+    assert_eq!(proof.downtime_ms, None, "an offline move has no switchover");
     let after: Vec<String> = paths.iter().map(|p| checksum(b(), p)).collect();
     assert_eq!(before, after);
     assert_eq!(virsh(b(), &["domstate", &name]).unwrap(), "shut off");

@@ -261,6 +261,7 @@ pub fn script(run: &str, vm_prefix: &str, n: usize) -> Vec<Step> {
                     disks_present: true,
                     stopped_on_source: true,
                     detail: String::new(),
+                    downtime_ms: None,
                 }),
             },
         ));
@@ -269,6 +270,7 @@ pub fn script(run: &str, vm_prefix: &str, n: usize) -> Vec<Step> {
             EventKind::Verified {
                 vm: vm.clone(),
                 destination: "b".into(),
+                downtime_ms: None,
             },
         ));
         s.push(transition(t + 4, &vm, Phase::Verifying, Phase::CleaningUp));

@@ -138,6 +138,7 @@ impl Driver for FakeDriver {
             disks_present: true,
             stopped_on_source: true,
             detail: String::new(),
+            downtime_ms: None,
         })
     }
     async fn leftovers(

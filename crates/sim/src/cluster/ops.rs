@@ -493,6 +493,7 @@ impl SimCluster {
                 disks_present: false,
                 stopped_on_source: true,
                 detail: format!("VM {} is on no host", req.vm_name),
+                downtime_ms: None,
             });
         };
         let vs = &self.vms[v];
@@ -520,10 +521,21 @@ impl SimCluster {
         if !stopped_on_source {
             missing.push(format!("still on {}", req.source));
         }
+        // The pause of the migration that brought it here: the latest completed one of this
+        // VM into this host (none for an offline move).
+        let downtime_ms = self
+            .migs
+            .iter()
+            .rev()
+            .find(|m| {
+                m.vm == v && m.dst == dst && m.outcome == Some(MigrationStatus::Completed)
+            })
+            .and_then(|m| m.paused_ms);
         Ok(Verification {
             on_destination,
             disks_present,
             stopped_on_source,
+            downtime_ms,
             detail: if missing.is_empty() {
                 "verified".into()
             } else {

@@ -95,6 +95,7 @@ impl SimCluster {
             },
             dirty_rate: spec.dirty_rate,
             downtime_ms: DEFAULT_DOWNTIME_MS,
+            paused_ms: None,
             postcopy: false,
             hung: false,
             hang_at,
@@ -258,6 +259,8 @@ impl SimCluster {
                     // Stop-and-copy: the last `next` bytes go during the pause.
                     let mg = &mut self.migs[m];
                     mg.sent += next;
+                    let ms = (u128::from(next) * MS_PER_SEC).div_ceil(u128::from(mg.rate.max(1)));
+                    mg.paused_ms = Some(u64::try_from(ms).unwrap_or(u64::MAX).max(1));
                     return Some(self.end_migration(m, MigrationStatus::Completed));
                 }
                 let mg = &mut self.migs[m];

@@ -84,6 +84,9 @@ pub(super) struct Mig {
     pub(super) mem_total: u64,
     pub(super) dirty_rate: u64,
     pub(super) downtime_ms: u64,
+    /// The pause the final stop-and-copy took, ms (its bytes at the migration's rate), once a
+    /// pre-copy migration completed: what libvirt reports as the completed job's `downtime`.
+    pub(super) paused_ms: Option<u64>,
     pub(super) postcopy: bool,
     pub(super) hung: bool,
     pub(super) hang_at: Option<Time>,
