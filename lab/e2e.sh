@@ -132,6 +132,19 @@ left_a="$(cd "$(host_dir hostA)" && ls lib/images log/qemu | grep '^e2e-' | grep
 stray_b="$(cd "$(host_dir hostB)/lib/images" && ls | grep -E '^e2e-(backupforever|taken)' | grep -v '^e2e-taken-0.qcow2$' || true)"
 [ -z "$stray_b" ] && ok "nothing of a failed attempt left on hostB" || bad "left on hostB: $(echo $stray_b)"
 
+# The report says each live move's switchover pause (libvirt's completed job), none for the
+# offline ones.
+downtimes="$(python3 - "$LAB/e2e-report.json" <<'PY'
+import json, sys
+vms = {v["name"]: v for v in json.load(open(sys.argv[1]))["vms"]}
+bad = [n for n in ("e2e-run1", "e2e-run2", "e2e-run3", "e2e-two", "e2e-chain", "e2e-backup20")
+       if not isinstance(vms.get(n, {}).get("downtime_ms"), int) or vms[n]["downtime_ms"] <= 0]
+bad += [n for n in ("e2e-off1", "e2e-off2") if vms.get(n, {}).get("downtime_ms") is not None]
+print(" ".join(bad) if bad else "ok " + ", ".join(f"{n} {v['downtime_ms']} ms" for n, v in sorted(vms.items()) if v.get("downtime_ms")))
+PY
+)"
+case "$downtimes" in ok*) ok "downtime in the report: ${downtimes#ok }" ;; *) bad "downtime wrong in the report for: $downtimes" ;; esac
+
 echo "report: $LAB/e2e-report.json"
 if [ "${VMOVE_E2E_KEEP:-0}" != 1 ]; then "$LAB_SCRIPTS/down.sh"; fi
 [ "$fail" = 0 ] && echo "E2E PASSED" || echo "E2E FAILED"
