@@ -645,5 +645,9 @@ fn a_re_adopted_migration_that_fails_after_the_crash_does_not_count() {
             _ => None,
         })
         .collect();
-    assert_eq!(failed, vec![(3, true)], "attempt 3 was vmove's crash, not the VM's");
+    assert_eq!(
+        failed,
+        vec![(3, true)],
+        "attempt 3 was vmove's crash, not the VM's"
+    );
 }

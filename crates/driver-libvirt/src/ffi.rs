@@ -64,8 +64,7 @@ pub fn job_stats(dom: &Domain) -> Result<Option<JobFigures>, Error> {
 /// end, so that they survive the source domain's undefine (libvirt's migration cookie
 /// "statistics", libvir-list, J. Denemark, 2014).
 pub fn completed_job_stats(dom: &Domain) -> Result<Option<JobFigures>, Error> {
-    let flags =
-        sys::VIR_DOMAIN_JOB_STATS_COMPLETED | sys::VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED;
+    let flags = sys::VIR_DOMAIN_JOB_STATS_COMPLETED | sys::VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED;
     let (job_type, figures) = stats(dom, flags)?;
     Ok((job_type == sys::VIR_DOMAIN_JOB_COMPLETED as c_int).then_some(figures))
 }
@@ -78,7 +77,13 @@ fn stats(dom: &Domain, flags: u32) -> Result<(c_int, JobFigures), Error> {
     // SAFETY: `dom` is a live domain handle; the out-pointers point to our locals; libvirt
     // allocates `params` (possibly NULL when nparams is 0) and we free it below.
     let ret = unsafe {
-        sys::virDomainGetJobStats(dom.as_ptr(), &mut job_type, &mut params, &mut nparams, flags)
+        sys::virDomainGetJobStats(
+            dom.as_ptr(),
+            &mut job_type,
+            &mut params,
+            &mut nparams,
+            flags,
+        )
     };
     if ret < 0 {
         return Err(Error::last_error());

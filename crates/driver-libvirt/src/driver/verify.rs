@@ -3,8 +3,8 @@
 use super::recovery::{runs_this_attempts_copy, source_superseded};
 use super::state::{Inner, blocking_on};
 use crate::error::Phase;
-use crate::host::{self, describe, find_domain};
 use crate::ffi;
+use crate::host::{self, describe, find_domain};
 use crate::provenance;
 use vmove_driver::*;
 

@@ -527,9 +527,7 @@ impl SimCluster {
             .migs
             .iter()
             .rev()
-            .find(|m| {
-                m.vm == v && m.dst == dst && m.outcome == Some(MigrationStatus::Completed)
-            })
+            .find(|m| m.vm == v && m.dst == dst && m.outcome == Some(MigrationStatus::Completed))
             .and_then(|m| m.paused_ms);
         Ok(Verification {
             on_destination,
