@@ -718,3 +718,251 @@ fn the_demo_serves_its_live_page_until_ctrl_c_and_leaves_no_journal() {
     );
     assert!(!sb.journal().exists(), "the user's journal was written");
 }
+
+/// Sim hosts where one big VM and four small ones move two at a time: the small ones go one
+/// after another beside the big one, which is then left alone, one slot idle.
+const ONE_BIG: &str = r#"
+[defaults]
+progress_interval = "1s"
+[hosts.a]
+driver = "sim"
+speed = 10
+migration_limit = 2
+stream_mb_s = 100
+vms = [
+  { name = "big", memory_gib = 0.5, disk_gib = 10 },
+  { name = "s-1", memory_gib = 0.5, disk_gib = 1 },
+  { name = "s-2", memory_gib = 0.5, disk_gib = 1 },
+  { name = "s-3", memory_gib = 0.5, disk_gib = 1 },
+  { name = "s-4", memory_gib = 0.5, disk_gib = 1 },
+]
+[hosts.b]
+driver = "sim"
+speed = 10
+stream_mb_s = 100
+memory_gib = 64
+"#;
+
+/// The run's JSON once its ETA's basis is `basis` (a re-plan is made off the request's path:
+/// the first answers may still have the rate).
+fn run_json_with_basis(srv: &Server, run: &str, basis: &str) -> serde_json::Value {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = srv.get(&format!("/runs/{run}/state.json"));
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        if v["run"]["eta_basis"] == basis {
+            return v["run"].clone();
+        }
+        assert!(
+            Instant::now() < until,
+            "no ETA on the basis {basis} after 30 s: {}",
+            v["run"]
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The re-plan the docs describe (docs/cli.md, `vmove serve`), made here from the journal on
+/// its own: the spec, the VMs that are over left out of the hosts' lists, the hosts as last refreshed with the run's
+/// own migrations not counted as others', a VM in flight as the bytes its progress says are
+/// left, started first; the figures fitted from the run (the only one in the journal), no
+/// start-up. Returns the seconds from the run's latest entry to the predicted end.
+fn expected_replan_secs(journal: &std::path::Path, run: &str) -> u64 {
+    use vmove_core::Phase;
+    use vmove_core::model::Activity;
+    let j = vmove_journal::Journal::open(journal).unwrap();
+    let rec = j.load_run(run).unwrap();
+    let mut spec = rec.spec.clone();
+    let mut share = std::collections::BTreeMap::new();
+    let mut over = Vec::new();
+    for v in &rec.vms {
+        if v.phase.is_final() || matches!(v.phase, Phase::Verifying | Phase::CleaningUp) {
+            over.push(v.vm.clone());
+        } else if v.phase.holds_slot() {
+            let p = v.progress.as_ref().filter(|p| p.bytes_total > 0);
+            share.insert(
+                v.vm.clone(),
+                p.map_or(1.0, |p| p.bytes_remaining as f64 / p.bytes_total as f64),
+            );
+            spec.priorities.insert(v.name.clone(), i32::MAX);
+        }
+    }
+    let mut hosts = std::collections::BTreeMap::new();
+    for e in &rec.entries {
+        if let vmove_journal::EntryBody::Outcome {
+            input:
+                vmove_core::Input::HostRefreshed {
+                    host,
+                    result: Ok((info, vms)),
+                    ..
+                },
+            ..
+        } = &e.body
+        {
+            hosts.insert(host.clone(), (info.clone(), vms.clone()));
+        }
+    }
+    let ours: Vec<_> = rec.vms.iter().map(|v| v.vm.clone()).collect();
+    let observed: Vec<vmove_plan::ObservedHost> = vmove_plan::involved(&spec)
+        .into_iter()
+        .map(|h| {
+            let (mut info, vms) = hosts[&h].clone();
+            let mut kept = Vec::new();
+            for mut v in vms {
+                if over.contains(&v.id) {
+                    continue;
+                }
+                if ours.contains(&v.id) && v.activity.is_migration() {
+                    info.active_migrations = info.active_migrations.saturating_sub(1);
+                    if v.activity == Activity::MigratingIn {
+                        continue;
+                    }
+                    v.activity = Activity::Idle;
+                }
+                if let Some(s) = share.get(&v.id) {
+                    v.memory_bytes = (v.memory_bytes as f64 * s).round() as u64;
+                    v.disk_bytes = (v.disk_bytes as f64 * s).round() as u64;
+                }
+                kept.push(v);
+            }
+            vmove_plan::ObservedHost {
+                id: h,
+                info,
+                vms: kept,
+            }
+        })
+        .collect();
+    let mut cal = vmove_plan::Calibration::from_runs([&rec], |_| String::new());
+    cal.startup_ms = None;
+    let limit = spec.settings.default_host_limit;
+    let p = vmove_plan::plan(spec, &observed, limit, &cal, &Default::default()).unwrap();
+    (p.eta.as_millis() as u64).div_ceil(1000)
+}
+
+#[test]
+fn a_run_stopped_part_way_has_the_eta_of_the_re_plan_of_what_is_left() {
+    let sb = Sandbox::new("serve-eta-plan");
+    sb.write("vmove.toml", ONE_BIG);
+    let mut ev = start_evacuation(&sb);
+    let run = wait_for_run(&sb);
+    // Cut it (kill -9) once the four small ones moved and the big one still moves: what is
+    // left is the big one's rest, alone, one slot idle.
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < until,
+            "the small VMs did not move within 60 s"
+        );
+        let s = sb.run(&["status", &run, "--json"]);
+        if s.code == Some(0) {
+            let v: serde_json::Value = serde_json::from_str(s.stdout.trim()).unwrap();
+            let vms = v["vms"].as_array().unwrap();
+            let moved = |name: &str| {
+                vms.iter()
+                    .any(|x| x["name"] == name && x["phase"] == "moved")
+            };
+            if (1..=4).all(|i| moved(&format!("s-{i}"))) {
+                assert!(!moved("big"), "the big VM moved before the cut: {v}");
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ev.child.kill().unwrap();
+    ev.child.wait().unwrap();
+
+    let srv = Server::start(&sb, &[], &[]);
+    let r = run_json_with_basis(&srv, &run, "plan");
+    let eta = r["eta_seconds"].as_u64().unwrap();
+    let rate = r["eta_rate_seconds"].as_u64().unwrap();
+    let want = expected_replan_secs(&sb.journal(), &run);
+    // The same inputs, the same simulation: the same end (to the second it is rounded up to).
+    assert!(
+        eta.abs_diff(want) <= 1,
+        "ETA {eta} s, the re-plan of what is left says {want} s: {r}"
+    );
+    // The big VM's rest goes alone at one migration's rate; the rate so far had two at once.
+    assert!(
+        eta as f64 >= 1.5 * rate as f64 && eta >= rate + 2,
+        "the plan's ETA {eta} s should be well above the rate estimate {rate} s: {r}"
+    );
+    assert!(r["eta_plan_ms"].as_u64().is_some(), "{r}");
+    // The page and the metric say the basis.
+    let page = srv.get(&format!("/runs/{run}")).body;
+    assert!(page.contains("data-basis=\"plan\""), "{page}");
+    assert!(
+        page.contains("(plan: 1 VM(s) left, 1 in flight, "),
+        "{page}"
+    );
+    let m = srv.get("/metrics").body;
+    let lines = m.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+    assert_eq!(
+        metric(
+            &scrape,
+            "vmove_run_eta_seconds",
+            &[("run", &run), ("basis", "plan")]
+        ),
+        Some(eta as f64)
+    );
+}
+
+#[test]
+fn without_figures_of_a_host_the_eta_falls_back_to_the_rate_and_says_why() {
+    // `b` never answers: the run journals no figures of it, so nothing can be re-planned.
+    let sb = Sandbox::new("serve-eta-rate");
+    sb.write(
+        "vmove.toml",
+        r#"
+[hosts.a]
+driver = "sim"
+speed = 10
+vms = [{ name = "web-1", memory_gib = 0.5, disk_gib = 1 }]
+[hosts.b]
+driver = "sim"
+speed = 10
+down = [{ from = "0s", for = "1h" }]
+"#,
+    );
+    let _ev = start_evacuation(&sb);
+    let run = wait_for_run(&sb);
+    let srv = Server::start(&sb, &[], &[]);
+    let until = Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        let r = srv.get(&format!("/runs/{run}/state.json"));
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        if v["run"]["eta_basis_text"]
+            .as_str()
+            .unwrap()
+            .contains("no plan: ")
+        {
+            break v["run"].clone();
+        }
+        assert!(
+            Instant::now() < until,
+            "no re-plan tried in 30 s: {}",
+            v["run"]
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(r["eta_basis"], "rate", "{r}");
+    assert!(
+        r["eta_basis_text"]
+            .as_str()
+            .unwrap()
+            .contains("no figures of host `b`"),
+        "{r}"
+    );
+    let page = srv.get(&format!("/runs/{run}"));
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("data-basis=\"rate\""), "{}", page.body);
+    assert!(
+        page.body
+            .contains("(rate: bytes left over the run&#39;s rate so far; no plan: "),
+        "{}",
+        page.body
+    );
+    assert_eq!(srv.get("/metrics").status, 200);
+}

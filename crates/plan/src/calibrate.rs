@@ -451,6 +451,15 @@ impl RouteFit {
     }
 }
 
+/// [`samples_of_run`] of a journaled run: its events and its answers.
+pub fn samples_of_record(rec: &RunRecord) -> (Vec<Sample>, Option<u64>) {
+    let inputs = rec.entries.iter().filter_map(|e| match &e.body {
+        EntryBody::Outcome { input, .. } | EntryBody::Input(input) => Some(input),
+        _ => None,
+    });
+    samples_of_run(&rec.summary.id, rec.events(), inputs)
+}
+
 /// What the plan learnt from the journal, per route, and where from.
 #[derive(Clone, Debug, Default)]
 pub struct Calibration {
@@ -494,11 +503,7 @@ impl Calibration {
         let mut read = 0;
         for rec in runs {
             read += 1;
-            let inputs = rec.entries.iter().filter_map(|e| match &e.body {
-                EntryBody::Outcome { input, .. } | EntryBody::Input(input) => Some(input),
-                _ => None,
-            });
-            let (mut got, startup) = samples_of_run(&rec.summary.id, rec.events(), inputs);
+            let (mut got, startup) = samples_of_record(rec);
             if !got.is_empty() {
                 startups.extend(startup);
             }

@@ -11,12 +11,16 @@
 //!   lines that say which figures were used and where they came from.
 //! - [`mod@plan`]: [`plan()`], the simulated run and the [`Plan`] it gives: figures, order,
 //!   destinations, predicted start and end per VM, ETA, warnings.
+//! - [`remaining`]: the re-plan of what is left of a running run, from its journal alone
+//!   (`vmove serve`'s ETA).
 
 pub mod calibrate;
 pub mod figures;
 pub mod plan;
+pub mod remaining;
 
 pub use calibrate::Calibration;
 pub use figures::Flags;
 pub use plan::{Plan, PlannedMove, involved, plan};
+pub use remaining::{Remaining, remaining};
 pub use vmove_sim::scenarios::ObservedHost;

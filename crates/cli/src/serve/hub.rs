@@ -3,16 +3,24 @@
 //! changes to every client of that run. A hundred open pages cost the journal what one does:
 //! one look at the run's last sequence number per [`Hub::interval`], and a read of the new
 //! entries only when there are some.
+//!
+//! The run's ETA is a re-plan of what is left of it (`vmove_plan::remaining`), made here off
+//! the poller's path: when the view says something the plan depends on changed (a VM's
+//! migration ended, a host was refreshed), at most every [`Hub::replan_every`], one at a time
+//! per run, on a blocking thread with a journal handle of its own (the poller never waits for
+//! it); its outcome goes to the clients as a delta.
 
-use super::view::RunView;
+use super::view::{Planned, RunView};
 use anyhow::{Result, anyhow};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use vmove_journal::{Journal, JournalError, RunState, RunSummary};
+use vmove_plan::calibrate::{Sample, samples_of_record};
 
 /// How many deltas a slow client may fall behind before it is sent the whole run again.
 const BACKLOG: usize = 256;
@@ -33,12 +41,28 @@ pub struct Tail {
     /// The deltas, as JSON text.
     pub tx: broadcast::Sender<Arc<str>>,
     polling: AtomicBool,
+    planner: Mutex<Planner>,
+}
+
+/// A run's re-plans: whether one is being made, when the latest began, and the past runs'
+/// samples (read once: finished runs do not change).
+#[derive(Debug, Default)]
+struct Planner {
+    running: bool,
+    last: Option<Instant>,
+    history: Option<Arc<Vec<Sample>>>,
 }
 
 /// The journal, the runs being watched, and how often they are looked at.
 #[derive(Debug)]
 pub struct Hub {
     journal: Arc<Mutex<Journal>>,
+    /// The journal's file (re-plans open a handle of their own).
+    path: PathBuf,
+    /// The least time between two re-plans of a run.
+    pub replan_every: Duration,
+    /// Past runs the re-plan's figures are fitted from (besides the run itself).
+    pub plan_history: usize,
     tails: Mutex<HashMap<String, Arc<Tail>>>,
     pub interval: Duration,
     /// Reads of the journal made to follow runs (`vmove_serve_journal_reads_total`).
@@ -48,6 +72,9 @@ pub struct Hub {
 impl Hub {
     pub fn new(journal: Journal, interval: Duration) -> Hub {
         Hub {
+            path: journal.path().to_path_buf(),
+            replan_every: super::REPLAN_EVERY,
+            plan_history: super::PLAN_HISTORY,
             journal: Arc::new(Mutex::new(journal)),
             tails: Mutex::new(HashMap::new()),
             interval,
@@ -90,6 +117,7 @@ impl Hub {
                     view: tokio::sync::Mutex::new(RunView::new(run)),
                     tx: broadcast::channel(BACKLOG).0,
                     polling: AtomicBool::new(false),
+                    planner: Mutex::new(Planner::default()),
                 })
             }))
         };
@@ -109,7 +137,7 @@ impl Hub {
 
     /// Reads what the journal has of the run beyond the view and sends the change, if any, to
     /// the run's clients.
-    pub async fn catch_up(&self, tail: &Tail) -> Result<(), ReadError> {
+    pub async fn catch_up(&self, tail: &Arc<Tail>) -> Result<(), ReadError> {
         let mut view = tail.view.lock().await;
         // A finished run changes no more: no read.
         if view
@@ -144,7 +172,54 @@ impl Hub {
             // No client: nobody to tell (a client that comes later gets the snapshot).
             let _ = tail.tx.send(Arc::from(delta.to_string()));
         }
+        self.maybe_replan(tail, &mut view);
         Ok(())
+    }
+
+    /// Starts a re-plan of the run when one is wanted and allowed (none running, the latest
+    /// began at least [`Hub::replan_every`] ago); returns at once.
+    fn maybe_replan(&self, tail: &Arc<Tail>, view: &mut RunView) {
+        let running = view
+            .summary
+            .as_ref()
+            .is_some_and(|s| s.state == RunState::Running);
+        if !view.replan_wanted || !running {
+            return;
+        }
+        let history = {
+            let mut p = tail.planner.lock().unwrap_or_else(|p| p.into_inner());
+            if p.running || p.last.is_some_and(|t| t.elapsed() < self.replan_every) {
+                return;
+            }
+            p.running = true;
+            p.last = Some(Instant::now());
+            p.history.clone()
+        };
+        view.replan_wanted = false;
+        let (path, run, runs, tail) = (
+            self.path.clone(),
+            view.run.clone(),
+            self.plan_history,
+            Arc::clone(tail),
+        );
+        tokio::spawn(async move {
+            let (outcome, history) =
+                tokio::task::spawn_blocking(move || replan(&path, &run, runs, history))
+                    .await
+                    .unwrap_or_else(|e| (Err(format!("the re-plan failed: {e}")), None));
+            {
+                let mut p = tail.planner.lock().unwrap_or_else(|p| p.into_inner());
+                p.running = false;
+                if history.is_some() {
+                    p.history = history;
+                }
+            }
+            let mut view = tail.view.lock().await;
+            view.set_plan(outcome);
+            if let Some(delta) = view.take_delta(true) {
+                let _ = tail.tx.send(Arc::from(delta.to_string()));
+            }
+        });
     }
 
     /// Subscribes to a run's deltas and returns the snapshot to send first (deltas received
@@ -210,4 +285,61 @@ impl Hub {
         self.with_journal(move |j| j.request_vm_stop(&run, &vm, abort, &by).map(|q| q.name))
             .await
     }
+}
+
+/// One re-plan of `run` (on a blocking thread): a journal handle of its own, the past runs'
+/// samples (read the first time: the newest `runs` runs that are over, this one aside), the
+/// run as journaled so far, and `vmove_plan::remaining`. Gives the outcome (an error says why
+/// there is no plan) and the past runs' samples when it read them.
+fn replan(
+    path: &Path,
+    run: &str,
+    runs: usize,
+    history: Option<Arc<Vec<Sample>>>,
+) -> (Result<Planned, String>, Option<Arc<Vec<Sample>>>) {
+    let began = Instant::now();
+    let j = match Journal::open(path) {
+        Ok(j) => j,
+        Err(e) => return (Err(format!("cannot read the journal: {}", e.chain())), None),
+    };
+    let history = match history {
+        Some(h) => h,
+        None => match past_samples(&j, run, runs) {
+            Ok(h) => Arc::new(h),
+            Err(e) => {
+                return (
+                    Err(format!("cannot read the past runs: {}", e.chain())),
+                    None,
+                );
+            }
+        },
+    };
+    let outcome = match j.load_run(run) {
+        Err(e) => Err(format!("cannot read the run: {}", e.chain())),
+        Ok(record) => match vmove_plan::remaining(&record, &history) {
+            Ok(r) => Ok(Planned {
+                ends_at: r.ends_at(),
+                vms: r.vms,
+                in_flight: r.in_flight,
+                samples: r.samples,
+                took_ms: u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
+            }),
+            Err(e) => Err(format!("{e:#}")),
+        },
+    };
+    (outcome, Some(history))
+}
+
+/// The samples of the newest `runs` runs that are over, `run` aside.
+fn past_samples(j: &Journal, run: &str, runs: usize) -> Result<Vec<Sample>, JournalError> {
+    let mut out = Vec::new();
+    for s in j
+        .runs()?
+        .iter()
+        .filter(|s| s.id != run && s.state != RunState::Running)
+        .take(runs)
+    {
+        out.extend(samples_of_record(&j.load_run(&s.id)?).0);
+    }
+    Ok(out)
 }

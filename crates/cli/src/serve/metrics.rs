@@ -210,11 +210,15 @@ pub fn render(views: &[&RunView], journal_reads: u64) -> String {
             &mut out,
             name,
             "gauge",
-            "Seconds until the run ends: bytes left over the run's rate so far (absent until a byte moved).",
+            "Seconds until the run ends; basis: plan (the re-plan of what is left) or rate (bytes left over the run's rate so far; absent until a byte moved).",
         );
         for v in views {
-            if let Some(eta) = v.eta_secs() {
-                f.sample(name, &[("run", v.run.as_str())], eta);
+            if let (Some(eta), basis) = v.eta() {
+                f.sample(
+                    name,
+                    &[("run", v.run.as_str()), ("basis", basis.as_str())],
+                    eta,
+                );
             }
         }
     }

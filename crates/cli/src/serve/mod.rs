@@ -35,6 +35,13 @@ pub const DEFAULT_PORT: u16 = 9470;
 /// How often a watched run's journal is looked at: one look per run, whatever the clients.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(300);
 
+/// The least time between two re-plans of a run's ETA (`hub.rs`): a re-plan is made only when
+/// a VM's migration ended or a host was refreshed, and at most this often.
+pub const REPLAN_EVERY: Duration = Duration::from_secs(5);
+
+/// Past runs the re-plan's figures are fitted from (`vmove plan`'s default `--plan-history`).
+pub const PLAN_HISTORY: usize = 20;
+
 /// The environment variable a control token may be given in.
 pub const TOKEN_ENV: &str = "VMOVE_SERVE_TOKEN";
 

@@ -132,10 +132,12 @@ pub fn run(view: &RunView, control: bool, timeline: bool) -> String {
     out.push_str(&format!(
         "<p id=\"run-line\"><span id=\"run-state\" class=\"state state-{st}\">{st}</span> \
          <span id=\"run-counts\"></span> <span>ETA <b id=\"run-eta\">{eta}</b></span> \
-         <span class=\"sub\" id=\"run-eta-basis\">(estimate: bytes left over the run's rate so far)</span> \
+         <span class=\"sub\" id=\"run-eta-basis\" data-basis=\"{basis}\">{basis_text}</span> \
          <span id=\"live\" class=\"sub\">not live</span></p>\n",
         st = esc(state),
         eta = esc(&secs(view.eta_secs())),
+        basis = view.eta().1.as_str(),
+        basis_text = esc(&view.eta_basis_text()),
     ));
     out.push_str(&format!(
         "<p class=\"sub cmd\" id=\"run-command\">{}</p>\n",

@@ -26,6 +26,12 @@ pub const PHASES: [Phase; 13] = [
     Phase::Cancelled,
 ];
 
+/// Whether a VM in `phase` has no migration left (the re-plan leaves it out, as
+/// `vmove_plan::remaining` does).
+fn migration_over(phase: Phase) -> bool {
+    phase.is_final() || matches!(phase, Phase::Verifying | Phase::CleaningUp)
+}
+
 /// One VM: its status and the two latest progress marks of its current attempt.
 #[derive(Debug, Clone)]
 pub struct VmRow {
@@ -92,6 +98,38 @@ impl VmRow {
     }
 }
 
+/// What the run's ETA is based on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EtaBasis {
+    /// The re-plan of what is left (`vmove_plan::remaining`).
+    Plan,
+    /// The bytes left over the run's rate so far (no plan could be made).
+    Rate,
+}
+
+impl EtaBasis {
+    /// As the JSON's `eta_basis` and the metric's `basis` label say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EtaBasis::Plan => "plan",
+            EtaBasis::Rate => "rate",
+        }
+    }
+}
+
+/// The latest re-plan of what is left of the run.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// When the run is predicted to end (run time).
+    pub ends_at: Time,
+    /// VMs planned, of them in flight, and the measured migrations the figures came from.
+    pub vms: usize,
+    pub in_flight: usize,
+    pub samples: usize,
+    /// How long the re-plan took (reading the journal and simulating), ms.
+    pub took_ms: u64,
+}
+
 /// One host, as its latest `HostSeen` (and `HostUnreachable`) says.
 #[derive(Debug, Clone, Default)]
 pub struct HostRow {
@@ -133,6 +171,13 @@ pub struct RunView {
     timeline: Option<TimelineBuilder>,
     /// The latest wall-clock time an entry was written (ms).
     last_written: i64,
+    /// The latest re-plan of what is left, when it could be made (the ETA's basis then).
+    planned: Option<Planned>,
+    /// Why the latest re-plan could not be made, if it could not.
+    plan_error: Option<String>,
+    /// Something the plan depends on changed (a VM's migration ended, a host was refreshed)
+    /// since the latest re-plan began.
+    pub replan_wanted: bool,
 }
 
 impl RunView {
@@ -155,6 +200,9 @@ impl RunView {
             changed_hosts: false,
             timeline: None,
             last_written: 0,
+            planned: None,
+            plan_error: None,
+            replan_wanted: true,
         }
     }
 
@@ -200,6 +248,7 @@ impl RunView {
                 h.free_disk_bytes = Some(*free_disk_bytes);
                 h.unreachable = None;
                 self.changed_hosts = true;
+                self.replan_wanted = true;
             }
             EventKind::HostUnreachable { host, error } => {
                 self.hosts.entry(host.clone()).or_default().unreachable = Some(error.clone());
@@ -251,7 +300,11 @@ impl RunView {
             return;
         };
         let slot_before = row.status.phase.holds_slot();
+        let done_before = migration_over(row.status.phase);
         row.status.apply(ev);
+        if done_before != migration_over(row.status.phase) {
+            self.replan_wanted = true;
+        }
         match &ev.kind {
             EventKind::AttemptStarted { .. } => row.marks.clear(),
             EventKind::Progress {
@@ -306,10 +359,71 @@ impl RunView {
         out
     }
 
-    /// The run's ETA in seconds, a simple estimate (no plan is journaled with a run): the bytes
-    /// every unfinished VM still has to move over the rate the run has moved bytes at since
-    /// its first start. `Some(0)` for a run that is over; `None` before any byte moved.
+    /// Takes the outcome of a re-plan (`hub.rs` makes it off the poller's path).
+    pub fn set_plan(&mut self, outcome: Result<Planned, String>) {
+        match outcome {
+            Ok(p) => {
+                self.planned = Some(p);
+                self.plan_error = None;
+            }
+            Err(e) => {
+                self.planned = None;
+                self.plan_error = Some(e);
+            }
+        }
+    }
+
+    /// Whether the run is over (its ETA is 0).
+    fn over(&self) -> bool {
+        self.summary
+            .as_ref()
+            .is_some_and(|s| s.state != RunState::Running)
+    }
+
+    /// The run's ETA in seconds and its basis: the latest re-plan's end less the run time now
+    /// when one could be made, else [`RunView::rate_eta_secs`]. `Some(0)` for a run that is over.
+    pub fn eta(&self) -> (Option<u64>, EtaBasis) {
+        let basis = if self.planned.is_some() {
+            EtaBasis::Plan
+        } else {
+            EtaBasis::Rate
+        };
+        if self.over() {
+            return (Some(0), basis);
+        }
+        match &self.planned {
+            Some(p) => (
+                Some(p.ends_at.0.saturating_sub(self.now.0).div_ceil(1000)),
+                EtaBasis::Plan,
+            ),
+            None => (self.rate_eta_secs(), EtaBasis::Rate),
+        }
+    }
+
+    /// The run's ETA in seconds (see [`RunView::eta`]).
     pub fn eta_secs(&self) -> Option<u64> {
+        self.eta().0
+    }
+
+    /// What the ETA is based on, for a person (the page's `run-eta-basis`).
+    pub fn eta_basis_text(&self) -> String {
+        match (&self.planned, &self.plan_error) {
+            (Some(p), _) => format!(
+                "(plan: {} VM(s) left, {} in flight, simulated on the hosts as last journaled \
+                 with figures from {} measured migrations of past runs and this one)",
+                p.vms, p.in_flight, p.samples
+            ),
+            (None, Some(e)) => {
+                format!("(rate: bytes left over the run's rate so far; no plan: {e})")
+            }
+            (None, None) => "(rate: bytes left over the run's rate so far; no plan yet)".to_owned(),
+        }
+    }
+
+    /// A simple estimate: the bytes every unfinished VM still has to move over the rate the
+    /// run has moved bytes at since its first start. `Some(0)` for a run that is over; `None`
+    /// before any byte moved.
+    pub fn rate_eta_secs(&self) -> Option<u64> {
         if self
             .summary
             .as_ref()
@@ -334,6 +448,7 @@ impl RunView {
 
     fn run_json(&self) -> Value {
         let s = self.summary.as_ref();
+        let (eta, basis) = self.eta();
         let phases: BTreeMap<String, u32> = self
             .phases()
             .into_iter()
@@ -353,8 +468,11 @@ impl RunView {
             "phases": phases,
             "attempts": self.attempts,
             "bytes_copied": self.bytes_copied,
-            "eta_seconds": self.eta_secs(),
-            "eta_basis": "estimate: bytes left over the run's rate so far",
+            "eta_seconds": eta,
+            "eta_basis": basis.as_str(),
+            "eta_basis_text": self.eta_basis_text(),
+            "eta_rate_seconds": self.rate_eta_secs(),
+            "eta_plan_ms": self.planned.as_ref().map(|p| p.took_ms),
         })
     }
 

@@ -47,6 +47,9 @@
     }
     document.getElementById("run-counts").textContent = r.vms + " VMs: " + counts.join(", ");
     document.getElementById("run-eta").textContent = r.state === "running" ? secs(r.eta_seconds) : "over";
+    const basis = document.getElementById("run-eta-basis");
+    basis.textContent = r.eta_basis_text || "";
+    basis.setAttribute("data-basis", r.eta_basis || "");
     const ctl = document.getElementById("control");
     if (ctl && r.state !== "running") {
       for (const b of ctl.querySelectorAll("button")) { b.disabled = true; }
