@@ -482,3 +482,29 @@ async fn foreign_migration_is_seen_on_both_hosts_without_waiting_for_its_job() {
     assert_eq!((ha.active_migrations, hb.active_migrations), (1, 1));
     lab.cleanup(&name);
 }
+
+/// A job query that races a domain's stop is answered "domain is not running"
+/// (VIR_ERR_OPERATION_INVALID): that means no job, not a failed read. CI saw it end a p2p
+/// catalogue move with "cannot read the migration's job: ... domain is not running" (the
+/// source polled between the migration's end and its undefine). Made certain here with a
+/// domain that is shut off: the status of a migration adopted on it says no job runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_query_on_a_stopped_domain_means_no_job_not_a_failed_read() {
+    if !lab_enabled("a_job_query_on_a_stopped_domain_means_no_job_not_a_failed_read") {
+        return;
+    }
+    let lab = Lab::new();
+    let (vm, name) = lab.mkvm("stopped", &["--off", "--size", "16"]);
+    let req = lab.request(&vm, &name, MigrationMode::Live);
+    let status = lab
+        .driver
+        .migration_status(&req, &MigrationHandle(format!("adopted:{vm}")))
+        .await;
+    match status {
+        Ok(MigrationStatus::Failed(f)) => {
+            assert!(f.message.contains("no migration job runs"), "{f:?}")
+        }
+        other => panic!("expected: no job runs; got {other:?}"),
+    }
+    lab.cleanup(&name);
+}
