@@ -27,8 +27,14 @@ pub(crate) struct Medium {
 /// A network interface and what it plugs into.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Nic {
-    /// `type='network'`: a libvirt network by name.
-    Network(String),
+    /// `type='network'`: a libvirt network by name, and the port group it asks for, if any.
+    Network {
+        /// The network's name.
+        name: String,
+        /// `<source portgroup=...>`: the network's port group whose VLAN, bandwidth and
+        /// virtual port settings the interface takes.
+        portgroup: Option<String>,
+    },
     /// `type='bridge'`: a host bridge by name.
     Bridge(String),
     /// Anything else (`direct`, `user`, `ethernet`...): its type.
@@ -61,6 +67,16 @@ pub(crate) struct Facts {
 
 fn child<'a, 'i>(n: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
     n.children().find(|c| c.has_tag_name(name))
+}
+
+/// Whether a network's XML (`virNetworkGetXMLDesc`) defines the port group `name`; XML that
+/// does not parse has none.
+pub(crate) fn network_has_portgroup(xml: &str, name: &str) -> bool {
+    roxmltree::Document::parse(xml).is_ok_and(|doc| {
+        doc.root_element()
+            .children()
+            .any(|c| c.has_tag_name("portgroup") && c.attribute("name") == Some(name))
+    })
 }
 
 /// Reads the pre-flight facts from a domain's XML.
@@ -138,11 +154,16 @@ pub(crate) fn facts(xml: &str) -> Result<Facts, crate::xml::XmlError> {
                 let kind = d.attribute("type").unwrap_or("");
                 let src = child(d, "source");
                 f.nics.push(match kind {
-                    "network" => Nic::Network(
-                        src.and_then(|s| s.attribute("network"))
+                    "network" => Nic::Network {
+                        name: src
+                            .and_then(|s| s.attribute("network"))
                             .unwrap_or("")
                             .to_owned(),
-                    ),
+                        portgroup: src
+                            .and_then(|s| s.attribute("portgroup"))
+                            .filter(|p| !p.is_empty())
+                            .map(str::to_owned),
+                    },
                     "bridge" => Nic::Bridge(
                         src.and_then(|s| s.attribute("bridge"))
                             .unwrap_or("")
@@ -332,7 +353,7 @@ pub(super) async fn preflight(inner: &Inner, req: &MigrationRequest) -> DriverRe
         // Networks and bridges.
         for nic in &f.nics {
             match nic {
-                Nic::Network(net) => match dconn.lookup_network_by_name(net) {
+                Nic::Network { name: net, portgroup } => match dconn.lookup_network_by_name(net) {
                     Ok(n) => {
                         if !n.is_active().unwrap_or(false) {
                             out.block(dest_block(
@@ -340,6 +361,20 @@ pub(super) async fn preflight(inner: &Inner, req: &MigrationRequest) -> DriverRe
                                 format!("network {net} (of VM {name}) is defined on {} but not active", req.destination),
                                 &format!("start it there: `virsh net-start {net}` (and `virsh net-autostart {net}`)"),
                             ));
+                        }
+                        // libvirt passes over a port group the network lacks without an error
+                        // (bridge_driver.c: the lookup's miss only leaves the group's settings
+                        // out; seen on the lab with libvirt 9.0): the VM would start there
+                        // without its VLAN, bandwidth and virtual port settings.
+                        if let Some(pg) = portgroup {
+                            let xml = n.xml_desc(0).map_err(read("cannot read a network's definition"))?;
+                            if !network_has_portgroup(&xml, pg) {
+                                out.block(dest_block(
+                                    "portgroup_missing",
+                                    format!("network {net} on {} has no port group {pg} (VM {name}'s interface asks for it); libvirt would start the VM without that group's VLAN, bandwidth and port settings", req.destination),
+                                    &format!("add port group {pg} to network {net} there (`virsh net-edit {net}`), or pick a destination whose network has it"),
+                                ));
+                            }
                         }
                     }
                     Err(e) if code_of(&e) as u32 == sys::VIR_ERR_NO_NETWORK => out.block(dest_block(
@@ -576,6 +611,7 @@ mod tests {
     <disk type='block' device='disk'><source dev='/dev/sdz'/><target dev='vdb'/></disk>
     <disk type='network' device='disk'><source protocol='rbd' name='pool/img'/><target dev='vdc'/></disk>
     <interface type='network'><source network='default'/></interface>
+    <interface type='network'><source network='lan' portgroup='vlan42'/></interface>
     <interface type='bridge'><source bridge='br0'/></interface>
     <interface type='user'/>
     <hostdev mode='subsystem' type='usb'><source><vendor id='0x1234'/><product id='0xbeef'/></source></hostdev>
@@ -603,7 +639,14 @@ mod tests {
         assert_eq!(
             f.nics,
             vec![
-                Nic::Network("default".into()),
+                Nic::Network {
+                    name: "default".into(),
+                    portgroup: None
+                },
+                Nic::Network {
+                    name: "lan".into(),
+                    portgroup: Some("vlan42".into())
+                },
                 Nic::Bridge("br0".into()),
                 Nic::Other("user".into())
             ]
@@ -630,6 +673,22 @@ mod tests {
         assert_eq!(f.virt_type.as_deref(), Some("kvm"));
         assert_eq!(f.machine.as_deref(), Some("pc-q35-7.2"));
         assert_eq!(f.emulator.as_deref(), Some("/usr/bin/qemu-system-x86_64"));
+    }
+
+    #[test]
+    fn a_port_group_is_found_only_among_the_network_s_own_groups() {
+        let net = "<network><name>lan</name><forward mode='bridge'/><bridge name='br0'/>\
+            <portgroup name='vlan42' default='no'><vlan><tag id='42'/></vlan></portgroup>\
+            <portgroup name='other'/></network>";
+        assert!(network_has_portgroup(net, "vlan42"));
+        assert!(network_has_portgroup(net, "other"));
+        assert!(!network_has_portgroup(net, "vlan4"));
+        assert!(!network_has_portgroup(net, "lan"));
+        assert!(!network_has_portgroup(
+            "<network><name>x</name></network>",
+            "vlan42"
+        ));
+        assert!(!network_has_portgroup("<network><portgroup", "vlan42"));
     }
 
     #[test]
