@@ -57,6 +57,21 @@ pub struct Journaling {
     pub history: Vec<vmove_core::Event>,
 }
 
+impl Journaling {
+    /// The same run's journal, for notes written beside the run (the maintenance hooks after
+    /// it ends): nothing to feed the engine.
+    pub(crate) fn for_notes(&self) -> Journaling {
+        Journaling {
+            journal: std::sync::Arc::clone(&self.journal),
+            run: self.run.clone(),
+            lease: self.lease,
+            stop_seen: None,
+            vm_stops_seen: Vec::new(),
+            history: Vec::new(),
+        }
+    }
+}
+
 /// Ends the run's journal record: finished, aborted (stopped with VMs not moved) or failed. A
 /// run whose journal could not be written is left unfinished (resumable).
 async fn finish_journal(j: &Journaling, result: &vmove_runtime::RunResult) {

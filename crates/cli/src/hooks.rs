@@ -244,6 +244,80 @@ pub(crate) async fn run_phase(
     failed
 }
 
+/// The `before_evacuate` hooks of `hosts`, before anything moves: a failing one ends the run,
+/// journaled as failed, with nothing moved, and is the error returned.
+pub(crate) async fn before_run(
+    cfg: &crate::config::ConfigFile,
+    hosts: &[vmove_core::HostId],
+    run_id: &str,
+    timeout: Duration,
+    journaling: Option<&crate::execute::Journaling>,
+) -> anyhow::Result<()> {
+    let failed = run_phase(
+        cfg,
+        hosts,
+        Phase::BeforeEvacuate,
+        run_id,
+        timeout,
+        journaling,
+    )
+    .await;
+    let Some(f) = failed.first() else {
+        return Ok(());
+    };
+    let message = format!("{f}; the evacuation was not started and nothing was moved");
+    if let Some(j) = journaling {
+        let (r, m) = (j.run.clone(), message.clone());
+        if let Err(e) = vmove_journal::sink::with_journal(&j.journal, move |jj| {
+            jj.finish_run(&r, vmove_journal::RunEnd::Failed(m))
+        })
+        .await
+        {
+            errln!("vmove: warning: the run's end could not be journaled: {e}");
+        }
+    }
+    Err(anyhow::anyhow!(message))
+}
+
+/// The `after_evacuate` hooks of `hosts` once the run has ended, whatever its result (a failing
+/// one is a warning). A run left to resume (its journal could not be written, or this process
+/// is going away with it unfinished) has not ended: its hooks run when the resumed run ends.
+pub(crate) async fn after_run(
+    cfg: &crate::config::ConfigFile,
+    hosts: &[vmove_core::HostId],
+    run_id: &str,
+    timeout: Duration,
+    journaling: Option<&crate::execute::Journaling>,
+) {
+    let hooked = hosts
+        .iter()
+        .any(|h| cfg.hosts.get(h).is_some_and(|c| c.after_evacuate.is_some()));
+    if !hooked {
+        return;
+    }
+    if let Some(j) = journaling {
+        let r = j.run.clone();
+        let state = vmove_journal::sink::with_journal(&j.journal, move |jj| jj.run_summary(&r))
+            .await
+            .map(|s| s.state);
+        if matches!(state, Ok(vmove_journal::RunState::Running)) {
+            errln!(
+                "vmove: run {run_id} is left to resume (`vmove resume {run_id}`): its after_evacuate hooks run when it ends"
+            );
+            return;
+        }
+    }
+    run_phase(
+        cfg,
+        hosts,
+        Phase::AfterEvacuate,
+        run_id,
+        timeout,
+        journaling,
+    )
+    .await;
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -67,48 +67,25 @@ pub(crate) async fn plan_or_move(
     };
     // Maintenance hooks of the evacuated hosts: before anything moves (a failing one ends the
     // run with nothing moved) and after the run ends (a failing one is a warning).
-    let evacuated: Vec<HostId> = match &chosen {
-        Chosen::Evacuate(a) => a.hosts.iter().map(HostId::new).collect(),
-        Chosen::Migrate(_) => Vec::new(),
-    };
+    let evacuated = crate::request::evacuated(&spec);
     let run_id = spec.run_id.clone();
-    let failed = hooks::run_phase(
+    hooks::before_run(
         cfg,
         &evacuated,
-        hooks::Phase::BeforeEvacuate,
         &run_id,
         eff.hook_timeout,
         journaling.as_ref(),
     )
-    .await;
-    if let Some(f) = failed.first() {
-        let message = format!("{f}; the evacuation was not started and nothing was moved");
-        if let Some(j) = &journaling {
-            let (r, m) = (j.run.clone(), message.clone());
-            if let Err(e) = vmove_journal::sink::with_journal(&j.journal, move |jj| {
-                jj.finish_run(&r, vmove_journal::RunEnd::Failed(m))
-            })
-            .await
-            {
-                errln!("vmove: warning: the run's end could not be journaled: {e}");
-            }
-        }
-        return Err(anyhow!(message));
-    }
+    .await?;
     let core = Core::new(spec, Time::ZERO)?;
     let options = RuntimeOptions {
         call_timeout: eff.call_timeout,
         speed: built.speed,
         start: Time::ZERO,
     };
-    let journal_of_hooks = journaling.as_ref().map(|j| crate::execute::Journaling {
-        journal: std::sync::Arc::clone(&j.journal),
-        run: j.run.clone(),
-        lease: j.lease,
-        stop_seen: None,
-        vm_stops_seen: Vec::new(),
-        history: Vec::new(),
-    });
+    let journal_of_hooks = journaling
+        .as_ref()
+        .map(crate::execute::Journaling::for_notes);
     let code = execute(
         core,
         built.drivers,
@@ -120,10 +97,9 @@ pub(crate) async fn plan_or_move(
     )
     .await;
     // After the run, whatever its result (the result stands).
-    hooks::run_phase(
+    hooks::after_run(
         cfg,
         &evacuated,
-        hooks::Phase::AfterEvacuate,
         &run_id,
         eff.hook_timeout,
         journal_of_hooks.as_ref(),

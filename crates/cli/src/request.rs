@@ -345,6 +345,18 @@ fn dedup(it: impl Iterator<Item = HostId>) -> Vec<HostId> {
     it.filter(|h| seen.insert(h.clone())).collect()
 }
 
+/// The hosts a run evacuates: the sources it takes every VM of (`vmove evacuate HOST`; `migrate`
+/// always names its VMs), in the spec's order. Their maintenance hooks run before and after the
+/// run, and again around a resumed one (`runs::resume`): the one place that says which hosts
+/// those are, from the run's recorded spec.
+pub fn evacuated(spec: &RunSpec) -> Vec<HostId> {
+    spec.sources
+        .iter()
+        .filter(|s| matches!(s.select, Selection::All))
+        .map(|s| s.host.clone())
+        .collect()
+}
+
 /// Every host a spec touches (sources and destinations).
 pub fn involved(spec: &RunSpec) -> BTreeSet<HostId> {
     let mut s = BTreeSet::new();

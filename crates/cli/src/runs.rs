@@ -331,19 +331,29 @@ pub async fn resume(
     };
     let journaling = Journaling {
         journal: Arc::new(Mutex::new(j)),
-        run,
+        run: run.clone(),
         lease: eff.journal_lease,
         stop_seen,
         vm_stops_seen,
         history: rec.events().cloned().collect(),
     };
+    // The evacuated hosts' maintenance hooks, from the run's recorded config. A run that
+    // journaled nothing after its creation died before or during its before_evacuate hooks:
+    // they run again (a failing one ends the run with nothing moved). Otherwise they passed
+    // when the run started. The after_evacuate hooks run when the resumed run ends.
+    let evacuated = crate::request::evacuated(&rec.spec);
+    if rec.entries.is_empty() {
+        crate::hooks::before_run(&cfg, &evacuated, &run, eff.hook_timeout, Some(&journaling))
+            .await?;
+    }
+    let notes = journaling.for_notes();
     // The report of a resumed run is the whole run's: it names the command that started it.
     let command = if rec.summary.command.is_empty() {
         command_line()
     } else {
         rec.summary.command.clone()
     };
-    crate::execute::execute(
+    let code = crate::execute::execute(
         core,
         built.drivers,
         options,
@@ -352,7 +362,9 @@ pub async fn resume(
         Some(journaling),
         None,
     )
-    .await
+    .await;
+    crate::hooks::after_run(&cfg, &evacuated, &run, eff.hook_timeout, Some(&notes)).await;
+    code
 }
 
 fn wall(t: WallTime) -> String {

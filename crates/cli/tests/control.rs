@@ -524,3 +524,121 @@ fn a_skip_written_while_no_process_drove_the_run_is_honoured_by_resume() {
         }
     }
 }
+
+/// `slow_hosts_with_state` with maintenance hooks on `a`: one script for both phases that
+/// appends `PHASE RUN` to `hooks.log`. Its first run, with `stall_first`, writes its pid to
+/// `hook.pid` and sleeps (a process killed while its before hook runs).
+fn hooked_slow_hosts(sb: &Sandbox, stall_first: bool) -> String {
+    let log = sb.path("hooks.log");
+    let first = sb.path("hook.first");
+    let pid = sb.path("hook.pid");
+    let stall = if stall_first {
+        format!(
+            "if [ ! -e '{}' ]; then touch '{}'; echo \"started $VMOVE_PHASE $VMOVE_RUN_ID\" >> '{}'; echo $$ > '{}'; exec sleep 60; fi\n",
+            first.display(),
+            first.display(),
+            log.display(),
+            pid.display()
+        )
+    } else {
+        String::new()
+    };
+    let script = sb.write(
+        "hook.sh",
+        &format!(
+            "#!/bin/sh\n{stall}echo \"$VMOVE_PHASE $VMOVE_RUN_ID\" >> '{}'\n",
+            log.display()
+        ),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = script.display();
+    slow_hosts_with_state(sb).replacen(
+        "[hosts.a]\n",
+        &format!("[hosts.a]\nbefore_evacuate = [\"{s}\"]\nafter_evacuate = [\"{s}\"]\n"),
+        1,
+    )
+}
+
+fn hook_log(sb: &Sandbox) -> Vec<String> {
+    std::fs::read_to_string(sb.path("hooks.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A crash mid-evacuation used to leave the host in maintenance for good: the resumed run
+/// never ran the after_evacuate hook. It runs once the resumed run ends; the before hook, which
+/// passed when the run started, does not run again.
+#[test]
+fn a_resumed_evacuation_runs_the_after_hook_when_it_ends_and_not_the_before_hook_again() {
+    let sb = Sandbox::new("hooks-resume");
+    sb.write("vmove.toml", &hooked_slow_hosts(&sb, false));
+    let mut child = spawn_evacuation(&sb, "first");
+    let (run, _, _) = wait_for_a_migrating_and_a_queued_vm(&sb);
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(hook_log(&sb), vec![format!("before_evacuate {run}")]);
+    let r = sb.run(&["resume", &run]);
+    r.no_panic().expect_code(0);
+    assert_eq!(
+        hook_log(&sb),
+        vec![
+            format!("before_evacuate {run}"),
+            format!("after_evacuate {run}")
+        ],
+        "{}",
+        r.stderr
+    );
+    let s = sb.run(&["status", &run]);
+    assert!(s.stdout.contains("after_evacuate hook"), "{}", s.stdout);
+}
+
+/// Killed while its before hook ran (nothing journaled after the run's creation): the resumed
+/// run runs the before hook again before anything moves, then the evacuation, then the after
+/// hook.
+#[test]
+fn a_run_killed_during_its_before_hook_runs_it_again_on_resume() {
+    let sb = Sandbox::new("hooks-resume-before");
+    sb.write("vmove.toml", &hooked_slow_hosts(&sb, true));
+    let mut child = spawn_evacuation(&sb, "first");
+    let t0 = std::time::Instant::now();
+    let pid = loop {
+        if let Ok(p) = std::fs::read_to_string(sb.path("hook.pid"))
+            && let Ok(p) = p.trim().parse::<u32>()
+        {
+            break p;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "the hook did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    child.kill().unwrap();
+    let _ = child.wait();
+    // The hook the killed process started (its `sleep`), by its pid.
+    let _ = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status();
+    let run = hook_log(&sb)[0]
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .to_owned();
+    let r = sb.run(&["resume", &run]);
+    r.no_panic().expect_code(0);
+    assert_eq!(
+        hook_log(&sb),
+        vec![
+            format!("started before_evacuate {run}"),
+            format!("before_evacuate {run}"),
+            format!("after_evacuate {run}")
+        ],
+        "{}",
+        r.stderr
+    );
+    let rep = reported(&sb, &run, "vm-1");
+    assert_eq!(rep["outcome"], "moved", "{rep}");
+}
