@@ -211,17 +211,11 @@ async fn catalogue_network_only_the_source_has_is_refused_in(lab: &Lab) {
     // Defined, not started: a started network would make a bridge in the machine's own
     // network namespace, which the lab shares.
     let net = format!("{}-net", lab.prefix);
-    let file = lab_dir().join(format!("{net}.xml"));
-    std::fs::write(
-        &file,
-        format!(
-            "<network><name>{net}</name><bridge name='vmv{}'/></network>",
-            std::process::id() % 100000
-        ),
-    )
-    .unwrap();
-    virsh(a(), &["net-define", file.to_str().unwrap()]).unwrap();
-    let _ = std::fs::remove_file(&file);
+    define_network(
+        a(),
+        &net,
+        &format!("<bridge name='vmv{}'/>", std::process::id() % 100000),
+    );
     let (vm, name) = shape(
         lab,
         "cat-net",
@@ -252,20 +246,30 @@ fn network_on_both(lab: &Lab, tag: &str, groups_a: &[&str], groups_b: &[&str]) -
             // Empty groups: libvirt refuses a `<vlan>` for a network of this forward mode.
             .map(|g| format!("<portgroup name='{g}'/>"))
             .collect();
-        let file = lab_dir().join(format!("{net}-{h}.xml"));
-        std::fs::write(
-            &file,
-            format!(
-                "<network><name>{net}</name><forward mode='bridge'/><bridge name='vmvnone{}'/>{groups}</network>",
+        define_network(
+            h,
+            &net,
+            &format!(
+                "<forward mode='bridge'/><bridge name='vmvnone{}'/>{groups}",
                 std::process::id() % 100000
             ),
-        )
-        .unwrap();
-        virsh(h, &["net-define", file.to_str().unwrap()]).unwrap();
-        let _ = std::fs::remove_file(&file);
+        );
         virsh(h, &["net-start", &net]).unwrap();
     }
     net
+}
+
+/// Defines (does not start) network `net` on host `h` with `body` inside `<network>`.
+fn define_network(h: &str, net: &str, body: &str) {
+    let file = lab_dir().join(format!("{net}-{h}.xml"));
+    std::fs::write(
+        &file,
+        format!("<network><name>{net}</name>{body}</network>"),
+    )
+    .unwrap();
+    let r = virsh(h, &["net-define", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    r.unwrap_or_else(|e| panic!("defining network {net} on {h}: {e}"));
 }
 
 fn remove_network(net: &str) {
