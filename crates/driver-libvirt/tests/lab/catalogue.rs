@@ -102,29 +102,6 @@ async fn moves(lab: &Lab, vm: &VmId, name: &str) {
     assert!(!outside(a(), &disk).exists(), "{disk} left on {}", a());
 }
 
-/// Each catalogue test in both of the modes a user can choose for libvirt: the default (vmove
-/// drives each migration) and `p2p = true` (the source's libvirtd does): a refusal, a move and
-/// a roll-back must hold in each.
-macro_rules! in_both_modes {
-    ($name:ident, $p2p:ident, $body:ident) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            if !lab_enabled(stringify!($name)) {
-                return;
-            }
-            $body(&Lab::new()).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $p2p() {
-            if !lab_enabled(stringify!($p2p)) {
-                return;
-            }
-            $body(&Lab::p2p()).await;
-        }
-    };
-}
-
 async fn catalogue_managed_save_is_refused_before_anything_is_touched_in(lab: &Lab) {
     let (vm, name) = lab.mkvm("cat-msave", &["--size", DISK_MIB]);
     virsh(a(), &["managedsave", &name]).unwrap();

@@ -311,3 +311,27 @@ impl Fixture for Lab {
         tokio::time::sleep(d).await;
     }
 }
+
+/// Each lab test so written runs in both of the modes a user can choose for libvirt: the default (vmove
+/// drives each migration) and `p2p = true` (the source's libvirtd does): a refusal, a move and
+/// a roll-back must hold in each.
+macro_rules! in_both_modes {
+    ($name:ident, $p2p:ident, $body:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            if !lab_enabled(stringify!($name)) {
+                return;
+            }
+            $body(&Lab::new()).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $p2p() {
+            if !lab_enabled(stringify!($p2p)) {
+                return;
+            }
+            $body(&Lab::p2p()).await;
+        }
+    };
+}
+pub(crate) use in_both_modes;

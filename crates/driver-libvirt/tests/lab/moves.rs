@@ -205,12 +205,9 @@ async fn a_base_image_another_vm_still_uses_is_never_a_leftover() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_disks_move_with_equal_checksums() {
-    if !lab_enabled("two_disks_move_with_equal_checksums") {
-        return;
-    }
-    let lab = Lab::new();
+/// In both modes: the downtime is read from the destination's completed job whether vmove
+/// (default) or the source's libvirtd (`p2p`) drove the migration.
+async fn two_disks_move_with_equal_checksums_in(lab: &Lab) {
     let (vm, name) = lab.mkvm("two", &["--disks", "2", "--size", "64,32", "--fill", "8"]);
     let paths: Vec<String> = (0..2)
         .map(|i| format!("/var/lib/libvirt/images/{name}-{i}.qcow2"))
@@ -238,6 +235,11 @@ async fn two_disks_move_with_equal_checksums() {
     );
     lab.cleanup(&name);
 }
+in_both_modes!(
+    two_disks_move_with_equal_checksums,
+    two_disks_move_with_equal_checksums_p2p,
+    two_disks_move_with_equal_checksums_in
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_move_keeps_content_and_stays_off() {
