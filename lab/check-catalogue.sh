@@ -22,13 +22,17 @@ uri = "$(host_uri hostB)"
 p2p = $2
 TOML
 }
-shapes=(chk-plain chk-msave chk-snap chk-cdrom chk-hostdev chk-block chk-uefi chk-tpm)
+shapes=(chk-plain chk-msave chk-snap chk-cdrom chk-hostdev chk-block chk-uefi chk-tpm chk-pg chk-br)
 cleanup() {
   for n in "${shapes[@]}"; do
     vsh hostA managedsave-remove "$n" >/dev/null 2>&1 || true
     vsh hostA snapshot-delete "$n" s1 --metadata >/dev/null 2>&1 || true
     vsh hostA destroy "$n" >/dev/null 2>&1 || true
     vsh hostA undefine "$n" --remove-all-storage --nvram >/dev/null 2>&1 || true
+  done
+  for h in hostA hostB; do
+    vsh "$h" net-destroy chk-pgnet >/dev/null 2>&1 || true
+    vsh "$h" net-undefine chk-pgnet >/dev/null 2>&1 || true
   done
 }
 trap cleanup EXIT
@@ -58,6 +62,19 @@ vsh hostA define "$LAB/chk-uefi.xml" >/dev/null; rm -f "$LAB/chk-uefi.xml"
 # An emulated TPM 2.0 (libvirt defines it only with swtpm installed: lab/install.sh).
 "$LAB_SCRIPTS/mkvm.sh" hostA chk-tpm --size 16 --off >/dev/null
 add_devices chk-tpm "<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>"
+# A port group the destination's network lacks. The network, of the same name on both hosts,
+# forwards to a host bridge that does not exist: starting it creates nothing on the machine.
+for h in hostA hostB; do
+  pg=$([ "$h" = hostA ] && echo tenant-42 || echo tenant-7)
+  echo "<network><name>chk-pgnet</name><forward mode='bridge'/><bridge name='vmvchknone'/><portgroup name='$pg'/></network>" > "$LAB/chk-pgnet.xml"
+  vsh "$h" net-define "$LAB/chk-pgnet.xml" >/dev/null; rm -f "$LAB/chk-pgnet.xml"
+  vsh "$h" net-start chk-pgnet >/dev/null
+done
+"$LAB_SCRIPTS/mkvm.sh" hostA chk-pg --size 16 --off >/dev/null
+add_devices chk-pg "<interface type='network'><source network='chk-pgnet' portgroup='tenant-42'/><model type='virtio'/></interface>"
+# A host bridge the destination lacks.
+"$LAB_SCRIPTS/mkvm.sh" hostA chk-br --size 16 --off >/dev/null
+add_devices chk-br "<interface type='bridge'><source bridge='vmvchknobr'/><model type='virtio'/></interface>"
 
 for mode in default p2p; do
   cfg="$LAB/check-catalogue-$mode.toml"
@@ -72,7 +89,7 @@ for mode in default p2p; do
   set -e
   cat "$out.txt"
   [ "$rc" = 2 ] && [ "$rc_json" = 2 ] || die "vmove check ($mode) exited $rc / $rc_json, not 2"
-  for code in managed_save snapshots media_missing host_device disk_not_file uefi_nvram tpm_state; do
+  for code in managed_save snapshots media_missing host_device disk_not_file uefi_nvram tpm_state portgroup_missing bridge_missing; do
     grep -q "$code" "$out.txt" || die "no $code finding in the output ($mode)"
   done
   python3 - "$out.json" <<'PY'
@@ -80,7 +97,8 @@ import json, sys
 doc = json.load(open(sys.argv[1]))
 can = {v["name"]: v["can_move"] for v in doc["vms"]}
 want = {"chk-plain": True, "chk-msave": False, "chk-snap": False, "chk-cdrom": False,
-        "chk-hostdev": False, "chk-block": False, "chk-uefi": False, "chk-tpm": False}
+        "chk-hostdev": False, "chk-block": False, "chk-uefi": False, "chk-tpm": False,
+        "chk-pg": False, "chk-br": False}
 assert can == want, f"verdicts {can} != {want}"
 # None of these shapes waits for something that may pass: each refusal is for good.
 assert doc["summary"]["not_now"] == 0, doc["summary"]
