@@ -106,11 +106,9 @@ fn read_token_file(path: &Path) -> Result<String> {
 
 /// 32 random bytes from the system, as hex.
 fn new_token() -> Result<String> {
-    use std::io::Read;
     let mut buf = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .context("cannot read /dev/urandom to make a control token")?;
+    getrandom::fill(&mut buf)
+        .map_err(|e| anyhow::anyhow!("cannot get random bytes to make a control token: {e}"))?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -235,5 +233,21 @@ pub async fn timeline_svg(_ctx: &http::Ctx, tail: &Arc<hub::Tail>) -> http::Resp
             r
         }
         None => http::text(hyper::StatusCode::NOT_FOUND, "the run has no timeline yet"),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_control_token_is_64_hex_digits_a_header_takes_and_never_the_same() {
+        let a = new_token().unwrap();
+        let b = new_token().unwrap();
+        assert_eq!(a.len(), 64, "{a}");
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+        check_token(&a, "the test").unwrap();
+        assert_ne!(a, b);
     }
 }
