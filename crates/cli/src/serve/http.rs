@@ -226,7 +226,7 @@ async fn run_route(ctx: &Ctx, tail: &Arc<Tail>, rest: &[&str]) -> Resp {
             full(
                 StatusCode::OK,
                 "text/html; charset=utf-8",
-                page::run(&view, ctx.token.is_some(), super::timeline_built_in()),
+                page::run(&view, ctx.token.is_some()),
             )
         }
         ["state.json"] => {

@@ -214,11 +214,6 @@ impl Listening {
     }
 }
 
-/// Whether this build draws timelines (the `timeline` module).
-pub fn timeline_built_in() -> bool {
-    true
-}
-
 /// `/runs/RUN/timeline.svg`: the timeline module's SVG of the run as the poller has it.
 pub async fn timeline_svg(_ctx: &http::Ctx, tail: &Arc<hub::Tail>) -> http::Resp {
     match tail.view.lock().await.timeline_svg() {

@@ -115,15 +115,14 @@ fn secs(s: Option<u64>) -> String {
 }
 
 /// `/runs/RUN`: the run as it stands; its script keeps it up to date.
-pub fn run(view: &RunView, control: bool, timeline: bool) -> String {
+pub fn run(view: &RunView, control: bool) -> String {
     let s = view.summary.as_ref();
     let state = s.map(|s| s.state.as_str()).unwrap_or("");
     let mut out = head(&format!("vmove run {}", view.run));
     out.push_str(&format!(
-        "<body data-run=\"{}\" data-control=\"{}\" data-timeline=\"{}\">\n",
+        "<body data-run=\"{}\" data-control=\"{}\">\n",
         esc(&view.run),
         u8::from(control),
-        u8::from(timeline)
     ));
     out.push_str(&format!(
         "<header><p class=\"sub\"><a href=\"/\">all runs</a></p><h1>run <span id=\"run-id\">{}</span></h1>\n",
@@ -165,13 +164,11 @@ pub fn run(view: &RunView, control: bool, timeline: bool) -> String {
         ));
     }
     out.push_str("</tbody></table>\n");
-    if timeline {
-        out.push_str(&format!(
-            "<h2>Timeline</h2>\n<div id=\"timeline-box\"><img id=\"timeline\" alt=\"timeline of run {}\" src=\"/runs/{}/timeline.svg\"></div>\n",
-            esc(&view.run),
-            seg(&view.run)
-        ));
-    }
+    out.push_str(&format!(
+        "<h2>Timeline</h2>\n<div id=\"timeline-box\"><img id=\"timeline\" alt=\"timeline of run {}\" src=\"/runs/{}/timeline.svg\"></div>\n",
+        esc(&view.run),
+        seg(&view.run)
+    ));
     out.push_str(
         "<h2>VMs</h2>\n<table id=\"vms\"><thead><tr><th>VM</th><th>source</th><th>destination</th>\
         <th>state</th><th>attempt</th><th>progress</th><th>speed</th><th>ETA</th><th>why</th>",
