@@ -415,10 +415,16 @@ fn status_row(v: &VmStatus) -> Vec<String> {
         ),
         other => format!("{other} (attempt {})", v.attempt),
     };
-    let err = match (&v.last_error, v.phase) {
+    let mut err = match (&v.last_error, v.phase) {
         (Some(e), p) if !p.is_final() => format!(" [last error: {e}]"),
         _ => String::new(),
     };
+    if !v.warnings.is_empty() && !v.phase.is_final() {
+        err.push_str(&format!(
+            " [pre-flight warnings: {}]",
+            v.warnings.join("; ")
+        ));
+    }
     vec![
         v.name.clone(),
         v.source.to_string(),
@@ -727,6 +733,21 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_row_names_the_latest_pre_flight_warnings_until_the_vm_is_over() {
+        let mut v = VmStatus::new(vmove_core::VmId::new("u1"), Time::ZERO);
+        v.name = "web-1".into();
+        v.warnings = vec!["cpu_unchecked toward b: cannot compare the CPU".into()];
+        let row = status_row(&v);
+        assert!(
+            row[3]
+                .ends_with("[pre-flight warnings: cpu_unchecked toward b: cannot compare the CPU]"),
+            "{row:?}"
+        );
+        v.phase = Phase::Moved;
+        assert!(!status_row(&v)[3].contains("warnings"));
+    }
 
     #[test]
     fn a_password_in_a_uri_is_not_stored_and_comes_back_from_the_config_file_on_resume() {

@@ -38,6 +38,12 @@ pub struct VmStatus {
     pub reason: Option<Reason>,
     /// Last error seen.
     pub last_error: Option<String>,
+    /// The warnings of the VM's latest pre-flight check (`code toward DESTINATION: message`):
+    /// what a person may want to look at while the move goes on (a CPU that could not be
+    /// compared, a bridge that could not be checked...). Empty when the latest check had none;
+    /// absent from rows written before it was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Whether the move was proven on the destination.
     pub verified: bool,
     pub memory_bytes: u64,
@@ -61,6 +67,7 @@ impl VmStatus {
             progress: None,
             reason: None,
             last_error: None,
+            warnings: Vec::new(),
             verified: false,
             memory_bytes: 0,
             disk_bytes: 0,
@@ -159,13 +166,18 @@ impl VmStatus {
             EventKind::PreflightFailed {
                 destination, error, ..
             } => self.last_error = Some(format!("pre-flight toward {destination}: {error}")),
-            // A blocker is the VM's latest news (its reason follows if it ends the move);
-            // warnings alone change nothing a status line shows.
+            // A blocker is the VM's latest news (its reason follows if it ends the move); the
+            // warnings of the latest check are kept beside it.
             EventKind::PreflightFindings {
                 destination,
                 blockers,
+                warnings,
                 ..
             } => {
+                self.warnings = warnings
+                    .iter()
+                    .map(|w| format!("{} toward {destination}: {}", w.code, w.message))
+                    .collect();
                 if !blockers.is_empty() {
                     let said: Vec<String> = blockers.iter().map(ToString::to_string).collect();
                     self.last_error = Some(format!(
@@ -195,11 +207,56 @@ impl VmStatus {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     fn ev(at: u64, kind: EventKind) -> Event {
         Event { at: Time(at), kind }
+    }
+
+    /// `vmove status` did not show a pre-flight's warnings, only its blockers: the latest
+    /// check's warnings are kept, and a later check without any clears them.
+    #[test]
+    fn the_latest_pre_flight_warnings_are_kept_and_a_clear_check_forgets_them() {
+        use vmove_core::{Finding, FindingScope};
+        let vm = VmId::new("u1");
+        let mut s = VmStatus::new(vm.clone(), Time(0));
+        let findings = |at, destination: &str, warnings: Vec<Finding>| {
+            ev(
+                at,
+                EventKind::PreflightFindings {
+                    vm: vm.clone(),
+                    attempt: 1,
+                    destination: destination.into(),
+                    blockers: vec![],
+                    warnings,
+                },
+            )
+        };
+        s.apply(&findings(
+            1,
+            "b",
+            vec![Finding::new(
+                "cpu_unchecked",
+                FindingScope::Destination,
+                "cannot compare the CPU",
+            )],
+        ));
+        assert_eq!(
+            s.warnings,
+            vec!["cpu_unchecked toward b: cannot compare the CPU".to_string()]
+        );
+        assert_eq!(s.last_error, None, "a warning is not an error");
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains("cpu_unchecked"), "{json}");
+        s.apply(&findings(2, "c", vec![]));
+        assert!(s.warnings.is_empty());
+        // A row written before warnings were kept still reads.
+        let old = serde_json::to_string(&s).unwrap();
+        assert!(!old.contains("warnings"), "{old}");
+        let back: VmStatus = serde_json::from_str(&old).unwrap();
+        assert_eq!(back, s);
     }
 
     #[test]
