@@ -41,9 +41,11 @@
 
 pub mod clock;
 mod codec;
+mod db;
 pub mod error;
 pub mod holder;
 pub mod journal;
+pub mod location;
 pub mod proc;
 pub mod rebuild;
 pub mod record;
@@ -56,6 +58,7 @@ pub mod testing;
 mod upgrade;
 
 pub use clock::{Clock, ManualClock, SystemClock, WallTime};
+pub use db::Backend;
 pub use error::{JournalError, Result};
 pub use holder::Holder;
 pub use journal::{Journal, MAX_LEASE, Options, TakeOver};
