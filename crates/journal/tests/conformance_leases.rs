@@ -18,7 +18,6 @@ fn me() -> Holder {
     }
 }
 
-#[test]
 fn a_second_holder_is_refused_while_the_lease_is_valid_and_named_in_the_error() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -79,7 +78,6 @@ fn a_second_holder_is_refused_while_the_lease_is_valid_and_named_in_the_error() 
     ));
 }
 
-#[test]
 fn a_stale_lease_is_taken_over_only_after_it_expires_and_the_old_holder_is_fenced_off() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -131,7 +129,6 @@ fn a_stale_lease_is_taken_over_only_after_it_expires_and_the_old_holder_is_fence
     assert_eq!(second.load_run("r1").unwrap().entries.len(), 1);
 }
 
-#[test]
 fn release_lets_another_process_resume_at_once() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -154,7 +151,6 @@ fn release_lets_another_process_resume_at_once() {
     ));
 }
 
-#[test]
 fn finish_run_ends_writes_and_drops_the_lease() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -207,7 +203,6 @@ fn finish_run_ends_writes_and_drops_the_lease() {
     ));
 }
 
-#[test]
 fn stop_requests_come_from_any_process_and_now_is_never_downgraded() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -236,7 +231,6 @@ fn stop_requests_come_from_any_process_and_now_is_never_downgraded() {
     ));
 }
 
-#[test]
 fn a_run_overlapping_the_vms_of_a_live_run_is_refused_naming_the_vm_and_the_run() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -316,7 +310,6 @@ fn a_run_overlapping_the_vms_of_a_live_run_is_refused_naming_the_vm_and_the_run(
     b.record_event("rb", &sel_event).unwrap();
 }
 
-#[test]
 fn a_crashed_run_blocks_nobody_but_cannot_resume_over_a_vm_another_live_run_took() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -348,3 +341,13 @@ fn a_crashed_run_blocks_nobody_but_cannot_resume_over_a_vm_another_live_run_took
     b.finish_run("rb", RunEnd::Aborted).unwrap();
     resumer.acquire("ra").unwrap();
 }
+
+on_both_backends!(
+    a_second_holder_is_refused_while_the_lease_is_valid_and_named_in_the_error,
+    a_stale_lease_is_taken_over_only_after_it_expires_and_the_old_holder_is_fenced_off,
+    release_lets_another_process_resume_at_once,
+    finish_run_ends_writes_and_drops_the_lease,
+    stop_requests_come_from_any_process_and_now_is_never_downgraded,
+    a_run_overlapping_the_vms_of_a_live_run_is_refused_naming_the_vm_and_the_run,
+    a_crashed_run_blocks_nobody_but_cannot_resume_over_a_vm_another_live_run_took,
+);
