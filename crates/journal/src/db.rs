@@ -146,7 +146,7 @@ pub enum Backend {
 enum Inner {
     Sqlite(rusqlite::Connection),
     #[cfg(feature = "postgres")]
-    Pg(Box<postgres::Client>),
+    Pg(pg::Worker),
 }
 
 /// The connection. Interior mutability: a PostgreSQL client needs `&mut` for every query,
@@ -172,11 +172,15 @@ impl Db {
         }
     }
 
+    /// A PostgreSQL connection, made by `connect` on the connection's own thread (see
+    /// [`pg::Worker`]).
     #[cfg(feature = "postgres")]
-    pub(crate) fn pg(client: postgres::Client) -> Db {
-        Db {
-            inner: RefCell::new(Inner::Pg(Box::new(client))),
-        }
+    pub(crate) fn pg(
+        connect: impl FnOnce() -> Result<postgres::Client> + Send + 'static,
+    ) -> Result<Db> {
+        Ok(Db {
+            inner: RefCell::new(Inner::Pg(pg::Worker::start(connect)?)),
+        })
     }
 
     /// The SQLite connection back (a [`Db`] made by [`Db::sqlite`]).
@@ -212,7 +216,10 @@ impl Db {
         match &mut *self.inner.borrow_mut() {
             Inner::Sqlite(c) => Ok(c.execute_batch(sql)?),
             #[cfg(feature = "postgres")]
-            Inner::Pg(c) => Ok(c.batch_execute(sql)?),
+            Inner::Pg(w) => {
+                let sql = sql.to_owned();
+                w.call(move |c| Ok(c.batch_execute(&sql)?))
+            }
         }
     }
 
@@ -223,9 +230,9 @@ impl Db {
                 Ok(c.execute(sql, rusqlite::params_from_iter(params.iter()))? as u64)
             }
             #[cfg(feature = "postgres")]
-            Inner::Pg(c) => {
-                let refs = pg::refs(params);
-                Ok(c.execute(pg::placeholders(sql).as_str(), &refs)?)
+            Inner::Pg(w) => {
+                let (sql, params) = (pg::placeholders(sql), params.to_vec());
+                w.call(move |c| Ok(c.execute(sql.as_str(), &pg::refs(&params))?))
             }
         }
     }
@@ -246,10 +253,12 @@ impl Db {
                     .collect::<rusqlite::Result<Vec<_>>>()?)
             }
             #[cfg(feature = "postgres")]
-            Inner::Pg(c) => {
-                let refs = pg::refs(params);
-                let rows = c.query(pg::placeholders(sql).as_str(), &refs)?;
-                rows.iter().map(pg::row).collect()
+            Inner::Pg(w) => {
+                let (sql, params) = (pg::placeholders(sql), params.to_vec());
+                w.call(move |c| {
+                    let rows = c.query(sql.as_str(), &pg::refs(&params))?;
+                    rows.iter().map(pg::row).collect()
+                })
             }
         }
     }
@@ -378,6 +387,66 @@ mod pg {
     use super::{Row, Value};
     use crate::error::{JournalError, Result};
     use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+    use std::sync::mpsc;
+
+    type Job = Box<dyn FnOnce(&mut postgres::Client) + Send>;
+
+    /// The PostgreSQL client on a thread of its own. `postgres` (rust-postgres' blocking
+    /// client) runs each call on a tokio runtime of its own, which must never be entered from
+    /// a thread already inside a tokio runtime (it panics there) — and the journal is called
+    /// from such threads (the CLI's main task). So every call is handed to this thread and
+    /// waited for: the caller blocks exactly as on SQLite, whatever thread it is.
+    pub(crate) struct Worker {
+        jobs: mpsc::Sender<Job>,
+    }
+
+    impl Worker {
+        /// Starts the thread, which connects with `connect`; the connection's error, if any.
+        pub(super) fn start(
+            connect: impl FnOnce() -> Result<postgres::Client> + Send + 'static,
+        ) -> Result<Worker> {
+            let (jobs, rx) = mpsc::channel::<Job>();
+            let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<()>>(1);
+            std::thread::Builder::new()
+                .name("vmove-journal-pg".into())
+                .spawn(move || {
+                    let mut client = match connect() {
+                        Ok(c) => {
+                            let _ = ready_tx.send(Ok(()));
+                            c
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    // Ends when the journal (the sender) is dropped; the client closes then.
+                    while let Ok(job) = rx.recv() {
+                        job(&mut client);
+                    }
+                })
+                .map_err(|e| JournalError::Worker(format!("cannot start its thread: {e}")))?;
+            ready_rx
+                .recv()
+                .map_err(|_| JournalError::Worker("the connection's thread ended".into()))??;
+            Ok(Worker { jobs })
+        }
+
+        /// Runs `f` on the client, on the worker's thread, and waits for its answer.
+        pub(super) fn call<T: Send + 'static>(
+            &self,
+            f: impl FnOnce(&mut postgres::Client) -> Result<T> + Send + 'static,
+        ) -> Result<T> {
+            let (tx, rx) = mpsc::sync_channel(1);
+            let gone = || JournalError::Worker("the PostgreSQL connection's thread ended".into());
+            self.jobs
+                .send(Box::new(move |c| {
+                    let _ = tx.send(f(c));
+                }))
+                .map_err(|_| gone())?;
+            rx.recv().map_err(|_| gone())?
+        }
+    }
 
     /// `?N` → `$N` (the journal's statements hold no `?` inside a string literal).
     pub(super) fn placeholders(sql: &str) -> String {

@@ -149,8 +149,9 @@ impl Journal {
     /// A PostgreSQL journal: connects, checks and migrates its schema.
     #[cfg(feature = "postgres")]
     fn open_postgres(location: &str, opts: Options) -> Result<Journal> {
-        let client = crate::location::connect::open(location, opts.busy_timeout)?;
-        let conn = Db::pg(client);
+        crate::location::check_postgres_location(location)?;
+        let (loc, busy) = (location.to_owned(), opts.busy_timeout);
+        let conn = Db::pg(move || crate::location::connect::open(&loc, busy))?;
         schema::migrate_db(&conn, opts.clock.now()).map_err(|e| match e {
             JournalError::Postgres(e) => JournalError::OpenDatabase {
                 location: crate::location::redact(location),
