@@ -163,7 +163,7 @@ impl std::fmt::Debug for Db {
 
 /// The advisory-lock key every PostgreSQL write transaction takes ("vmove" in ASCII).
 #[cfg(feature = "postgres")]
-const WRITE_LOCK_KEY: i64 = 0x766d_6f76_65;
+const WRITE_LOCK_KEY: i64 = 0x0076_6d6f_7665;
 
 impl Db {
     pub(crate) fn sqlite(conn: rusqlite::Connection) -> Db {

@@ -194,6 +194,8 @@ fn watch(bin: &Path, dir: &Path, as_nobody: bool) {
         pid = std::process::id(),
         dir = dir.display()
     );
+    // Never waited for: it outlives this process on purpose (it is what stops the server after).
+    #[allow(clippy::zombie_processes)]
     Command::new("sh")
         .args(["-c", &script])
         .stdin(Stdio::null())

@@ -35,7 +35,7 @@ pub(super) fn ensure_running(conn: &Db, run: &str) -> Result<()> {
 }
 
 pub(super) fn read_lease(conn: &Db, run: &str) -> Result<Option<(String, LeaseInfo)>> {
-    Ok(conn.query_opt(
+    conn.query_opt(
         "SELECT token, holder_pid, holder_host, acquired_at, refreshed_at, expires_at,
                     holder_started, holder_boot
              FROM leases WHERE run_id = ?1",
@@ -56,7 +56,7 @@ pub(super) fn read_lease(conn: &Db, run: &str) -> Result<Option<(String, LeaseIn
                 },
             ))
         },
-    )?)
+    )
 }
 
 pub(super) fn read_statuses(conn: &Db, run: &str) -> Result<Vec<VmStatus>> {
