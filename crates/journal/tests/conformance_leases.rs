@@ -342,7 +342,55 @@ fn a_crashed_run_blocks_nobody_but_cannot_resume_over_a_vm_another_live_run_took
     resumer.acquire("ra").unwrap();
 }
 
+/// The VM guard holds between processes racing to create overlapping runs: the check and the
+/// run's row are written in one transaction, and write transactions take turns (SQLite's
+/// `BEGIN IMMEDIATE`; PostgreSQL's journal-wide advisory lock), so exactly one of several
+/// concurrent creators wins and the others are refused naming the winner. Each round, four
+/// handles (four connections, as four processes would have) start together.
+fn concurrent_creators_of_overlapping_runs_exactly_one_wins() {
+    const CREATORS: u32 = 4;
+    for round in 0..5 {
+        let (_dir, path) = temp_path();
+        let clock = clock();
+        drop(open_as(&path, &clock, me()));
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(CREATORS as usize));
+        let handles: Vec<_> = (0..CREATORS)
+            .map(|i| {
+                let (path, clock, barrier) = (path.clone(), clock.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let mut j = open_as(&path, &clock, other(500 + i));
+                    let run = format!("race{round}-{i}");
+                    barrier.wait();
+                    (run.clone(), j.create_run(&new_run(&run, Selection::All)))
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let winners: Vec<&String> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(run, _)| run)
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        for (run, r) in &results {
+            if let Err(e) = r {
+                assert!(
+                    matches!(e, JournalError::SelectionOverlap { other_run, .. } if other_run == winners[0]),
+                    "round {round}: {run}: {e}"
+                );
+            }
+        }
+        let j = open_as(&path, &clock, me());
+        assert_eq!(
+            j.runs().unwrap().len(),
+            1,
+            "round {round}: the losers wrote nothing"
+        );
+    }
+}
+
 on_both_backends!(
+    concurrent_creators_of_overlapping_runs_exactly_one_wins,
     a_second_holder_is_refused_while_the_lease_is_valid_and_named_in_the_error,
     a_stale_lease_is_taken_over_only_after_it_expires_and_the_old_holder_is_fenced_off,
     release_lets_another_process_resume_at_once,
