@@ -150,3 +150,63 @@ fn a_run_journaled_in_postgresql_is_read_back_by_history_status_and_report() {
         serde_json::from_str(&std::fs::read_to_string(sb.dir.join("r.json")).unwrap()).unwrap();
     assert_eq!(report["moved"], 3, "{report:#}");
 }
+
+/// A password-protected user: the password from `PGPASSWORD`, from a 0600 file named by
+/// `PGPASSFILE`, or from `~/.pgpass`; a password file others may read is refused; the password
+/// is never printed.
+#[test]
+fn the_password_comes_from_pgpassword_pgpassfile_or_pgpass_and_is_never_printed() {
+    let Some(server) = pg_server::server() else {
+        return;
+    };
+    let url = server.fresh_password_database("cli_password");
+    let sb = Sandbox::new("pg-password-sources");
+    sb.write("vmove.toml", SIM_HOSTS);
+    let pw = pg_server::PASSWORD;
+    let no_secret = |r: &common::Run| {
+        assert!(!r.stdout.contains(pw) && !r.stderr.contains(pw), "{r:?}");
+    };
+    // No password anywhere: the server's refusal, exit 1.
+    let r = sb.run(&["history", "--journal", &url]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("could not open the journal"), "{r:?}");
+    no_secret(&r);
+    // PGPASSWORD.
+    let r = sb.run_env(&["history", "--journal", &url], &[("PGPASSWORD", pw)]);
+    r.expect_code(0);
+    no_secret(&r);
+    // A password file named by PGPASSFILE, 0600; then readable by others: refused.
+    let line = format!("*:*:*:{}:{pw}\n", pg_server::PASSWORD_USER);
+    let file = sb.write("secrets/pgpass", &line);
+    let mode = |m: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    mode(0o600);
+    let r = sb.run_env(
+        &["history", "--journal", &url],
+        &[("PGPASSFILE", file.to_str().unwrap())],
+    );
+    r.expect_code(0);
+    no_secret(&r);
+    mode(0o644);
+    let r = sb.run_env(
+        &["history", "--journal", &url],
+        &[("PGPASSFILE", file.to_str().unwrap())],
+    );
+    r.expect_code(1);
+    assert!(r.stderr.contains("chmod 0600"), "{r:?}");
+    no_secret(&r);
+    // ~/.pgpass (the sandbox's HOME), 0600.
+    let home_file = sb.write("home/.pgpass", &line);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&home_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let r = sb.run(&["evacuate", "a", "--to", "b", "--plain", "--journal", &url]);
+    r.expect_code(2);
+    no_secret(&r);
+    let h = sb.run(&["history", "--journal", &url]);
+    h.expect_code(0);
+    assert_eq!(h.stdout.lines().skip(1).count(), 1, "{}", h.stdout);
+}

@@ -28,6 +28,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The server's superuser, and the user every test connects as.
 pub const USER: &str = "vmove";
 
+/// A second user, who must give a password ([`PASSWORD`]; `scram-sha-256`): the tests of where
+/// a password comes from (`PGPASSWORD`, `PGPASSFILE`, `~/.pgpass`).
+pub const PASSWORD_USER: &str = "vmove_pw";
+
+/// [`PASSWORD_USER`]'s password (a throw-away server's).
+pub const PASSWORD: &str = "throwaway-test-password";
+
 /// A running throw-away server.
 #[derive(Debug)]
 pub struct Server {
@@ -154,6 +161,15 @@ fn start(bin: PathBuf) -> Server {
         "--locale=C",
     ]);
     run_ok(c, "initdb");
+    // The password user first (pg_hba.conf: the first matching line decides), everyone else
+    // trusted on the private socket.
+    let hba = data.join("pg_hba.conf");
+    let rest = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        format!("local all {PASSWORD_USER} scram-sha-256\n{rest}"),
+    )
+    .unwrap();
     let opts = format!(
         "-k {} -c listen_addresses='' -c fsync=off -c full_page_writes=off -c max_connections=200",
         dir.display()
@@ -166,6 +182,19 @@ fn start(bin: PathBuf) -> Server {
         .args(["-w", "-t", "60", "start"]);
     run_ok(c, "pg_ctl start");
     watch(&bin, &dir, as_nobody);
+    let mut c = Command::new(bin.join("psql"));
+    c.arg("-h").arg(&dir).args([
+        "-U",
+        USER,
+        "-d",
+        "postgres",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-q",
+        "-c",
+        &format!("CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}'"),
+    ]);
+    run_ok(c, "psql (the password user)");
     Server {
         dir,
         bin,
@@ -231,6 +260,36 @@ impl Server {
         c.arg("-h").arg(&self.dir).args(["-U", USER, &name]);
         run_ok(c, "createdb");
         self.url(&name)
+    }
+
+    /// A new, empty database owned by [`PASSWORD_USER`], and its URL as that user (no password
+    /// in it: the test gives it through the environment or a password file).
+    pub fn fresh_password_database(&self, tag: &str) -> String {
+        let url = self.fresh_database(tag);
+        let name = url
+            .split_once("@/")
+            .and_then(|(_, r)| r.split_once('?'))
+            .map(|(db, _)| db.to_owned())
+            .unwrap();
+        let mut c = Command::new(self.bin.join("psql"));
+        c.arg("-h").arg(&self.dir).args([
+            "-U",
+            USER,
+            "-d",
+            &name,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-c",
+            &format!(
+                "ALTER DATABASE {name} OWNER TO {PASSWORD_USER}; ALTER SCHEMA public OWNER TO {PASSWORD_USER}"
+            ),
+        ]);
+        run_ok(c, "psql (owner)");
+        format!(
+            "postgresql://{PASSWORD_USER}@/{name}?host={}",
+            self.dir.display()
+        )
     }
 
     /// Stops the server now (tests of a database that goes away); [`Server::restart`] brings
