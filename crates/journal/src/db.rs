@@ -173,13 +173,15 @@ impl Db {
     }
 
     /// A PostgreSQL connection, made by `connect` on the connection's own thread (see
-    /// [`pg::Worker`]).
+    /// [`pg::Worker`]), and made again by it after the server went away (`shown`: the
+    /// location for the error while it cannot be).
     #[cfg(feature = "postgres")]
     pub(crate) fn pg(
-        connect: impl FnOnce() -> Result<postgres::Client> + Send + 'static,
+        connect: impl Fn() -> Result<postgres::Client> + Send + 'static,
+        shown: String,
     ) -> Result<Db> {
         Ok(Db {
-            inner: RefCell::new(Inner::Pg(pg::Worker::start(connect)?)),
+            inner: RefCell::new(Inner::Pg(pg::Worker::start(connect, shown)?)),
         })
     }
 
@@ -217,8 +219,18 @@ impl Db {
             Inner::Sqlite(c) => Ok(c.execute_batch(sql)?),
             #[cfg(feature = "postgres")]
             Inner::Pg(w) => {
-                let sql = sql.to_owned();
-                w.call(move |c| Ok(c.batch_execute(&sql)?))
+                // The worker must know when a transaction is open (see `pg::Worker`).
+                let begin = sql.starts_with("BEGIN");
+                let end = sql == "COMMIT" || sql == "ROLLBACK";
+                let owned = sql.to_owned();
+                let out = w.call(move |c: &mut postgres::Client| Ok(c.batch_execute(&owned)?));
+                if begin && out.is_ok() {
+                    w.set_in_tx(true);
+                }
+                if end {
+                    w.set_in_tx(false);
+                }
+                out
             }
         }
     }
@@ -232,7 +244,9 @@ impl Db {
             #[cfg(feature = "postgres")]
             Inner::Pg(w) => {
                 let (sql, params) = (pg::placeholders(sql), params.to_vec());
-                w.call(move |c| Ok(c.execute(sql.as_str(), &pg::refs(&params))?))
+                w.call(move |c: &mut postgres::Client| {
+                    Ok(c.execute(sql.as_str(), &pg::refs(&params))?)
+                })
             }
         }
     }
@@ -255,7 +269,7 @@ impl Db {
             #[cfg(feature = "postgres")]
             Inner::Pg(w) => {
                 let (sql, params) = (pg::placeholders(sql), params.to_vec());
-                w.call(move |c| {
+                w.call(move |c: &mut postgres::Client| {
                     let rows = c.query(sql.as_str(), &pg::refs(&params))?;
                     rows.iter().map(pg::row).collect()
                 })
@@ -389,7 +403,7 @@ mod pg {
     use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
     use std::sync::mpsc;
 
-    type Job = Box<dyn FnOnce(&mut postgres::Client) + Send>;
+    type Job = Box<dyn FnOnce(Result<&mut postgres::Client>) + Send>;
 
     /// The PostgreSQL client on a thread of its own. `postgres` (rust-postgres' blocking
     /// client) runs each call on a tokio runtime of its own, which must never be entered from
@@ -397,15 +411,20 @@ mod pg {
     /// from such threads (the CLI's main task). So every call is handed to this thread and
     /// waited for: the caller blocks exactly as on SQLite, whatever thread it is.
     pub(crate) struct Worker {
-        jobs: mpsc::Sender<Job>,
+        jobs: mpsc::Sender<(Job, bool)>,
+        /// A transaction is open on the connection: if the connection is lost, every statement
+        /// until its `COMMIT` or `ROLLBACK` fails rather than reconnecting (a new session would
+        /// run the rest of the transaction's statements outside it).
+        in_tx: std::cell::Cell<bool>,
     }
 
     impl Worker {
         /// Starts the thread, which connects with `connect`; the connection's error, if any.
         pub(super) fn start(
-            connect: impl FnOnce() -> Result<postgres::Client> + Send + 'static,
+            connect: impl Fn() -> Result<postgres::Client> + Send + 'static,
+            shown: String,
         ) -> Result<Worker> {
-            let (jobs, rx) = mpsc::channel::<Job>();
+            let (jobs, rx) = mpsc::channel::<(Job, bool)>();
             let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<()>>(1);
             std::thread::Builder::new()
                 .name("vmove-journal-pg".into())
@@ -421,15 +440,32 @@ mod pg {
                         }
                     };
                     // Ends when the journal (the sender) is dropped; the client closes then.
-                    while let Ok(job) = rx.recv() {
-                        job(&mut client);
+                    while let Ok((job, may_reconnect)) = rx.recv() {
+                        // The server went away (stopped, restarted, the network): connect
+                        // again, but never inside a transaction.
+                        if client.is_closed() && may_reconnect {
+                            if let Ok(c) = connect() {
+                                client = c;
+                            }
+                        }
+                        if client.is_closed() {
+                            job(Err(JournalError::OpenDatabase {
+                                location: shown.clone(),
+                                why: "the connection to the server was lost (it is made again at the next transaction)".into(),
+                            }));
+                        } else {
+                            job(Ok(&mut client));
+                        }
                     }
                 })
                 .map_err(|e| JournalError::Worker(format!("cannot start its thread: {e}")))?;
             ready_rx
                 .recv()
                 .map_err(|_| JournalError::Worker("the connection's thread ended".into()))??;
-            Ok(Worker { jobs })
+            Ok(Worker {
+                jobs,
+                in_tx: std::cell::Cell::new(false),
+            })
         }
 
         /// Runs `f` on the client, on the worker's thread, and waits for its answer.
@@ -440,11 +476,19 @@ mod pg {
             let (tx, rx) = mpsc::sync_channel(1);
             let gone = || JournalError::Worker("the PostgreSQL connection's thread ended".into());
             self.jobs
-                .send(Box::new(move |c| {
-                    let _ = tx.send(f(c));
-                }))
+                .send((
+                    Box::new(move |c: Result<&mut postgres::Client>| {
+                        let _ = tx.send(c.and_then(f));
+                    }),
+                    !self.in_tx.get(),
+                ))
                 .map_err(|_| gone())?;
             rx.recv().map_err(|_| gone())?
+        }
+
+        /// Marks a transaction open (after its `BEGIN`) or ended (after `COMMIT`/`ROLLBACK`).
+        pub(super) fn set_in_tx(&self, open: bool) {
+            self.in_tx.set(open);
         }
     }
 

@@ -151,7 +151,10 @@ impl Journal {
     fn open_postgres(location: &str, opts: Options) -> Result<Journal> {
         crate::location::check_postgres_location(location)?;
         let (loc, busy) = (location.to_owned(), opts.busy_timeout);
-        let conn = Db::pg(move || crate::location::connect::open(&loc, busy))?;
+        let conn = Db::pg(
+            move || crate::location::connect::open(&loc, busy),
+            crate::location::redact(location),
+        )?;
         schema::migrate_db(&conn, opts.clock.now()).map_err(|e| match e {
             JournalError::Postgres(e) => JournalError::OpenDatabase {
                 location: crate::location::redact(location),
