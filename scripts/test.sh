@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every test: installs the system packages (build dependencies; python3-venv for the independent
+# Every test: installs the system packages (build dependencies; PostgreSQL for the journal's
+# conformance suite on a throw-away server; python3-venv for the independent
 # WS-Management client cross-check; Kerberos; Chromium for the browser tests; libvirt + QEMU for
 # the lab), runs the workspace's tests, then
 # the real-libvirt lab tests on two libvirt hosts on this machine. Needs root (or sudo).
@@ -22,6 +23,10 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     chromium chromium-driver >/dev/null
 fi
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  say "installing PostgreSQL (the journal's conformance suite runs against a throw-away server it starts under a temporary folder; no system cluster is used)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+fi
 say "installing the lab's packages (libvirt, QEMU)"
 as_root bash lab/install.sh
 
@@ -30,7 +35,7 @@ cargo build --workspace --all-features --locked --release --bins
 
 say "unit, property, simulation, protocol-fake and CLI tests (cargo test --workspace --all-features)"
 set +e
-VMOVE_REQUIRE_PYPSRP=1 VMOVE_REQUIRE_CLI_E2E=1 VMOVE_REQUIRE_KERBEROS=1 VMOVE_REQUIRE_BROWSER=1 VMOVE_BIN="$ROOT/target/release/vmove" \
+VMOVE_REQUIRE_POSTGRES=1 VMOVE_REQUIRE_PYPSRP=1 VMOVE_REQUIRE_CLI_E2E=1 VMOVE_REQUIRE_KERBEROS=1 VMOVE_REQUIRE_BROWSER=1 VMOVE_BIN="$ROOT/target/release/vmove" \
   cargo test --workspace --all-features --locked --release --no-fail-fast 2>&1 | tee /tmp/vmove-test-unit.log
 unit=${PIPESTATUS[0]}
 

@@ -614,12 +614,14 @@ pub struct Knobs {
         help_heading = "Settings"
     )]
     pub call_timeout: Option<String>,
-    /// The journal file [journal; default <user data dir>/vmove/journal.db].
+    /// The journal: a file, or a shared PostgreSQL database (postgresql://USER@HOST/DB; the
+    /// password from PGPASSWORD, PGPASSFILE or ~/.pgpass, never in the URL) [journal; default
+    /// <user data dir>/vmove/journal.db].
     #[arg(
         allow_negative_numbers = true,
         long,
         global = true,
-        value_name = "FILE",
+        value_name = "FILE|URL",
         help_heading = "Settings"
     )]
     pub journal: Option<String>,

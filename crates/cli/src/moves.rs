@@ -60,7 +60,7 @@ pub(crate) async fn plan_or_move(
         errln!(
             "vmove: run {} (journal `{}`; `vmove status {}` from another terminal)",
             j.run,
-            runs::journal_path(eff)?.display(),
+            runs::journal_shown(eff)?,
             j.run
         );
         Some(j)

@@ -17,14 +17,43 @@ use vmove_journal::{
 };
 use vmove_runtime::RuntimeOptions;
 
-/// The journal file: `--journal` > `VMOVE_JOURNAL` > `[defaults] journal` > the user's data dir.
+/// The journal: `--journal` > `VMOVE_JOURNAL` > `[defaults] journal` > the user's data dir. A
+/// file, or a PostgreSQL database (`postgresql://` or `postgres://`), whose location may not
+/// hold a password (it is refused here, before anything connects or is written: the password
+/// comes from `PGPASSWORD`, `PGPASSFILE` or `~/.pgpass`). Any other `scheme://` is refused.
 pub fn journal_path(eff: &Effective) -> Result<PathBuf> {
     if let Some(p) = &eff.journal {
+        if vmove_journal::location::is_postgres(p) {
+            vmove_journal::location::check_postgres_location(p).map_err(|e| anyhow!(e.chain()))?;
+        } else if let Some((scheme, _)) = p.split_once("://").filter(|(s, _)| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        }) {
+            bail!(
+                "the journal `{}` is a `{scheme}://` location: a journal is a file or a PostgreSQL database (postgresql://...)",
+                vmove_driver::redact_uris(p)
+            );
+        }
         return Ok(PathBuf::from(p));
     }
     let base = directories::BaseDirs::new()
         .ok_or_else(|| anyhow!("no home directory to keep the journal in; set `--journal FILE`"))?;
     Ok(base.data_dir().join("vmove").join("journal.db"))
+}
+
+/// Whether the journal is a PostgreSQL database rather than a file.
+pub fn journal_is_database(eff: &Effective) -> bool {
+    eff.journal
+        .as_deref()
+        .is_some_and(vmove_journal::location::is_postgres)
+}
+
+/// The journal's location for a message: its path, or its URL with the user information hidden.
+pub fn journal_shown(eff: &Effective) -> Result<String> {
+    Ok(vmove_journal::location::redact(
+        &journal_path(eff)?.display().to_string(),
+    ))
 }
 
 /// Creates the journal's folder (and its missing parents) readable by its owner only (0700);
@@ -58,7 +87,10 @@ fn private_folder(dir: &std::path::Path) -> Result<()> {
 /// Opens the journal (creating it and its directory when missing).
 pub fn open(eff: &Effective) -> Result<Journal> {
     let path = journal_path(eff)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !journal_is_database(eff))
+    {
         private_folder(dir)?;
     }
     Journal::open_with(
@@ -76,13 +108,15 @@ pub fn open(eff: &Effective) -> Result<Journal> {
 /// a mistyped `--journal` is an error naming the path, and creates no folder and no database.
 pub fn open_existing(eff: &Effective) -> Result<Journal> {
     let path = journal_path(eff)?;
-    if path.is_dir() {
+    if journal_is_database(eff) {
+        // A database that is not there, or not reachable, is an error from the open (naming
+        // the location); an empty one is migrated and has no runs.
+    } else if path.is_dir() {
         bail!(
             "the journal `{}` is a folder, not a journal file",
             path.display()
         );
-    }
-    if !path.is_file() {
+    } else if !path.is_file() {
         bail!(
             "no journal at `{}`: no run was journaled there (check --journal, VMOVE_JOURNAL or `journal` in [defaults])",
             path.display()
@@ -592,14 +626,11 @@ pub fn history(eff: &Effective, common: &Common) -> Result<u8> {
         return Ok(0);
     }
     let Some(runs) = runs else {
-        outln!(
-            "no runs yet (no journal at {})",
-            journal_path(eff)?.display()
-        );
+        outln!("no runs yet (no journal at {})", journal_shown(eff)?);
         return Ok(0);
     };
     if runs.is_empty() {
-        outln!("no runs in {}", journal_path(eff)?.display());
+        outln!("no runs in {}", journal_shown(eff)?);
         return Ok(0);
     }
     let mut t = crate::output::Table::new(&[

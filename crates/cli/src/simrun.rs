@@ -218,14 +218,17 @@ async fn observe(
 /// Reads the newest `runs` runs of the journal at `path` for the plan's calibration (a missing
 /// file: no history).
 fn calibration(path: &Path, runs: usize) -> Result<Calibration> {
-    let shown = path.display().to_string();
+    let shown = vmove_journal::location::redact(&path.display().to_string());
+    let database = path
+        .to_str()
+        .is_some_and(vmove_journal::location::is_postgres);
     if runs == 0 {
         return Ok(Calibration {
             origin: "calibration turned off (--plan-history 0)".into(),
             ..Calibration::default()
         });
     }
-    if !path.exists() {
+    if !database && !path.exists() {
         return Ok(Calibration {
             origin: format!("no journal at `{shown}`"),
             ..Calibration::default()

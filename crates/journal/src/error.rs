@@ -27,6 +27,39 @@ pub enum JournalError {
     /// read-only...) and its result code; the source is SQLite's own words.
     #[error("{}", sqlite_cause(.0))]
     Sqlite(#[from] rusqlite::Error),
+    /// The PostgreSQL server refused an operation, or the connection to it failed. The message
+    /// is the server's (or the client's) own words; it never holds the password.
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL: {}", pg_cause(.0))]
+    Postgres(#[from] postgres::Error),
+    /// The PostgreSQL journal could not be reached or set up (the location is shown with any
+    /// password removed).
+    #[error("could not open the journal at {location}: {why}")]
+    OpenDatabase {
+        /// The database, redacted.
+        location: String,
+        /// Why.
+        why: String,
+    },
+    /// A `postgresql://` journal was named, but this build has no PostgreSQL support.
+    #[error(
+        "the journal {location} is a PostgreSQL database, but this vmove was built without the `postgres` feature"
+    )]
+    NoPostgres {
+        /// The database, redacted.
+        location: String,
+    },
+    /// A PostgreSQL journal's location holds a password.
+    #[error(
+        "the journal location {location} holds a password: give it in PGPASSWORD, in a file only its owner can read named by PGPASSFILE, or in ~/.pgpass, never in the location itself"
+    )]
+    PasswordInLocation {
+        /// The location, with the password removed.
+        location: String,
+    },
+    /// An operation only the SQLite backend has (a test hook).
+    #[error("{0} needs an SQLite journal")]
+    SqliteOnly(&'static str),
     /// The file was written by a newer vmove.
     #[error(
         "the journal has schema version {found}, newer than the {supported} this vmove knows: use a newer vmove"
@@ -241,6 +274,18 @@ impl JournalError {
             _ => return false,
         };
         matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull)
+    }
+}
+
+/// What a PostgreSQL error says: the server's message with its SQLSTATE, or the client's.
+#[cfg(feature = "postgres")]
+pub fn pg_cause(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(s) => format!("{e}: {s}"),
+            None => e.to_string(),
+        },
     }
 }
 

@@ -1,4 +1,5 @@
-//! vmove-journal: the crash-safe record of every run, in SQLite.
+//! vmove-journal: the crash-safe record of every run, in SQLite (the embedded default) or a
+//! shared PostgreSQL database (feature `postgres`, a `postgresql://` location).
 //!
 //! The runtime writes each [`Command`](vmove_core::Command) as an *intent* BEFORE carrying it
 //! out, its answer ([`Input`](vmove_core::Input)) as an *outcome* after, and every
@@ -38,12 +39,19 @@
 //! - [`clock`]: wall-clock time ([`WallTime`]), injectable for lease tests.
 //! - [`error`]: the error type, [`JournalError`].
 //! - `testing` (feature `test-util`): a journal in a temporary directory for other crates' tests.
+//! - `pg_server` (feature `test-util`): a throw-away PostgreSQL server for tests.
+//! - `location`: SQLite path or `postgresql://` URL; a PG journal's password sources.
+//! - `db` (internal): the one connection every statement goes through (SQLite or PostgreSQL).
 
 pub mod clock;
 mod codec;
+mod db;
 pub mod error;
 pub mod holder;
 pub mod journal;
+pub mod location;
+#[cfg(feature = "test-util")]
+pub mod pg_server;
 pub mod proc;
 pub mod rebuild;
 pub mod record;
@@ -56,6 +64,7 @@ pub mod testing;
 mod upgrade;
 
 pub use clock::{Clock, ManualClock, SystemClock, WallTime};
+pub use db::Backend;
 pub use error::{JournalError, Result};
 pub use holder::Holder;
 pub use journal::{Journal, MAX_LEASE, Options, TakeOver};

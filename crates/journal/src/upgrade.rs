@@ -12,8 +12,8 @@
 //! found; an intent whose attempt has none is left as written, and loading its run says where
 //! (a decode error naming the run and entry) rather than inventing a request for it.
 
+use crate::db::{Db, vals};
 use crate::error::Result;
-use rusqlite::{Connection, params};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -33,23 +33,17 @@ const HELD_REQUEST: &[&str] = &["locate", "verify", "list_leftovers"];
 const COPIES: &[&str] = &["vm", "attempt", "source", "destination"];
 
 /// Gives every intent of the old shape its attempt's request (schema 5).
-pub(crate) fn commands_carry_requests(conn: &Connection) -> Result<()> {
-    let mut stmt = conn.prepare(
+pub(crate) fn commands_carry_requests(conn: &Db) -> Result<()> {
+    let rows = conn.query_map(
         "SELECT run_id, seq, body FROM entries WHERE kind = 'intent' ORDER BY run_id, seq",
+        vals![],
+        |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?, r.get::<String>(2)?)),
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })?;
     // Per (run, VM, attempt): its request, from its start (first) or a command holding it.
     let mut requests: HashMap<(String, String, u64), Value> = HashMap::new();
     let mut old: Vec<(String, i64, Map<String, Value>)> = Vec::new();
     let mut copies: Vec<(String, i64, Map<String, Value>)> = Vec::new();
-    for row in rows {
-        let (run, seq, body) = row?;
+    for (run, seq, body) in rows {
         let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(&body) else {
             continue;
         };
@@ -75,7 +69,6 @@ pub(crate) fn commands_carry_requests(conn: &Connection) -> Result<()> {
             old.push((run, seq, fields));
         }
     }
-    drop(stmt);
     for (run, seq, mut fields) in old {
         let Some(request) = key_of(&run, &fields).and_then(|k| requests.get(&k)) else {
             continue;
@@ -90,14 +83,14 @@ pub(crate) fn commands_carry_requests(conn: &Connection) -> Result<()> {
 }
 
 /// Stores `fields` without the copies as the body of entry `seq` of `run`.
-fn rewrite(conn: &Connection, run: &str, seq: i64, mut fields: Map<String, Value>) -> Result<()> {
+fn rewrite(conn: &Db, run: &str, seq: i64, mut fields: Map<String, Value>) -> Result<()> {
     for copy in COPIES {
         fields.remove(*copy);
     }
     let body = Value::Object(fields).to_string();
     conn.execute(
         "UPDATE entries SET body = ?1 WHERE run_id = ?2 AND seq = ?3",
-        params![body, run, seq],
+        vals![body, run, seq],
     )?;
     Ok(())
 }

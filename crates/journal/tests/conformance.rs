@@ -21,7 +21,6 @@ fn me() -> Holder {
     }
 }
 
-#[test]
 fn append_reopen_replay_gives_back_exactly_what_was_written_in_order() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -68,7 +67,6 @@ fn append_reopen_replay_gives_back_exactly_what_was_written_in_order() {
     assert_eq!(rec.summary.state, RunState::Running);
 }
 
-#[test]
 fn load_run_until_cuts_the_run_after_any_entry() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -83,7 +81,6 @@ fn load_run_until_cuts_the_run_after_any_entry() {
     }
 }
 
-#[test]
 fn outcomes_must_answer_a_known_intent_once() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -123,7 +120,6 @@ fn outcomes_must_answer_a_known_intent_once() {
 
 /// A step (an answer, the events it caused, the intents of the commands it asks for) is one
 /// transaction: written in order, with the outcome matched to its intent, or not at all.
-#[test]
 fn a_step_is_written_in_order_and_all_or_nothing() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -200,7 +196,6 @@ fn a_step_is_written_in_order_and_all_or_nothing() {
     assert_eq!(j.load_run("r1").unwrap().entries.len(), 5);
 }
 
-#[test]
 fn history_lists_runs_newest_first_with_their_phase_counts() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -223,7 +218,6 @@ fn history_lists_runs_newest_first_with_their_phase_counts() {
     assert_eq!(runs[0].lease.as_ref().map(|l| l.holder.clone()), Some(me()));
 }
 
-#[test]
 fn status_rows_follow_the_events_and_record_events_is_all_or_nothing() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -283,7 +277,6 @@ fn status_rows_follow_the_events_and_record_events_is_all_or_nothing() {
 
 /// A note about a run (its output closed by its reader) is kept with the run, readable by any
 /// process, oldest first, redacted like every stored text; a note for an unknown run is refused.
-#[test]
 fn a_runs_notes_are_kept_in_order_redacted_and_only_for_known_runs() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -306,3 +299,13 @@ fn a_runs_notes_are_kept_in_order_redacted_and_only_for_known_runs() {
     assert!(j.record_note("nope", "x").is_err());
     assert!(j.notes("nope").unwrap().is_empty());
 }
+
+on_both_backends!(
+    append_reopen_replay_gives_back_exactly_what_was_written_in_order,
+    load_run_until_cuts_the_run_after_any_entry,
+    outcomes_must_answer_a_known_intent_once,
+    a_step_is_written_in_order_and_all_or_nothing,
+    history_lists_runs_newest_first_with_their_phase_counts,
+    status_rows_follow_the_events_and_record_events_is_all_or_nothing,
+    a_runs_notes_are_kept_in_order_redacted_and_only_for_known_runs,
+);

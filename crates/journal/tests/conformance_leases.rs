@@ -18,7 +18,6 @@ fn me() -> Holder {
     }
 }
 
-#[test]
 fn a_second_holder_is_refused_while_the_lease_is_valid_and_named_in_the_error() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -79,7 +78,6 @@ fn a_second_holder_is_refused_while_the_lease_is_valid_and_named_in_the_error() 
     ));
 }
 
-#[test]
 fn a_stale_lease_is_taken_over_only_after_it_expires_and_the_old_holder_is_fenced_off() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -131,7 +129,6 @@ fn a_stale_lease_is_taken_over_only_after_it_expires_and_the_old_holder_is_fence
     assert_eq!(second.load_run("r1").unwrap().entries.len(), 1);
 }
 
-#[test]
 fn release_lets_another_process_resume_at_once() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -154,7 +151,6 @@ fn release_lets_another_process_resume_at_once() {
     ));
 }
 
-#[test]
 fn finish_run_ends_writes_and_drops_the_lease() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -207,7 +203,6 @@ fn finish_run_ends_writes_and_drops_the_lease() {
     ));
 }
 
-#[test]
 fn stop_requests_come_from_any_process_and_now_is_never_downgraded() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -236,7 +231,6 @@ fn stop_requests_come_from_any_process_and_now_is_never_downgraded() {
     ));
 }
 
-#[test]
 fn a_run_overlapping_the_vms_of_a_live_run_is_refused_naming_the_vm_and_the_run() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -316,7 +310,6 @@ fn a_run_overlapping_the_vms_of_a_live_run_is_refused_naming_the_vm_and_the_run(
     b.record_event("rb", &sel_event).unwrap();
 }
 
-#[test]
 fn a_crashed_run_blocks_nobody_but_cannot_resume_over_a_vm_another_live_run_took() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -348,3 +341,61 @@ fn a_crashed_run_blocks_nobody_but_cannot_resume_over_a_vm_another_live_run_took
     b.finish_run("rb", RunEnd::Aborted).unwrap();
     resumer.acquire("ra").unwrap();
 }
+
+/// The VM guard holds between processes racing to create overlapping runs: the check and the
+/// run's row are written in one transaction, and write transactions take turns (SQLite's
+/// `BEGIN IMMEDIATE`; PostgreSQL's journal-wide advisory lock), so exactly one of several
+/// concurrent creators wins and the others are refused naming the winner. Each round, four
+/// handles (four connections, as four processes would have) start together.
+fn concurrent_creators_of_overlapping_runs_exactly_one_wins() {
+    const CREATORS: u32 = 4;
+    for round in 0..5 {
+        let (_dir, path) = temp_path();
+        let clock = clock();
+        drop(open_as(&path, &clock, me()));
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(CREATORS as usize));
+        let handles: Vec<_> = (0..CREATORS)
+            .map(|i| {
+                let (path, clock, barrier) = (path.clone(), clock.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let mut j = open_as(&path, &clock, other(500 + i));
+                    let run = format!("race{round}-{i}");
+                    barrier.wait();
+                    (run.clone(), j.create_run(&new_run(&run, Selection::All)))
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let winners: Vec<&String> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(run, _)| run)
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        for (run, r) in &results {
+            if let Err(e) = r {
+                assert!(
+                    matches!(e, JournalError::SelectionOverlap { other_run, .. } if other_run == winners[0]),
+                    "round {round}: {run}: {e}"
+                );
+            }
+        }
+        let j = open_as(&path, &clock, me());
+        assert_eq!(
+            j.runs().unwrap().len(),
+            1,
+            "round {round}: the losers wrote nothing"
+        );
+    }
+}
+
+on_both_backends!(
+    concurrent_creators_of_overlapping_runs_exactly_one_wins,
+    a_second_holder_is_refused_while_the_lease_is_valid_and_named_in_the_error,
+    a_stale_lease_is_taken_over_only_after_it_expires_and_the_old_holder_is_fenced_off,
+    release_lets_another_process_resume_at_once,
+    finish_run_ends_writes_and_drops_the_lease,
+    stop_requests_come_from_any_process_and_now_is_never_downgraded,
+    a_run_overlapping_the_vms_of_a_live_run_is_refused_naming_the_vm_and_the_run,
+    a_crashed_run_blocks_nobody_but_cannot_resume_over_a_vm_another_live_run_took,
+);

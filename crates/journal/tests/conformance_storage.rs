@@ -187,7 +187,6 @@ fn a_torn_wal_reopens_to_a_consistent_prefix() {
 
 /// A reader (`vmove status` in another terminal) reads while the driver writes: never blocked,
 /// never an error, and every read is a consistent snapshot that only moves forward.
-#[test]
 fn a_concurrent_reader_sees_consistent_snapshots_while_the_writer_writes() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -271,3 +270,5 @@ fn a_concurrent_reader_sees_consistent_snapshots_while_the_writer_writes() {
         "the reader read between writes: {partial_reads} times"
     );
 }
+
+on_both_backends!(a_concurrent_reader_sees_consistent_snapshots_while_the_writer_writes,);

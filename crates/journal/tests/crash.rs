@@ -113,7 +113,6 @@ fn spawn_child(mode: &str, path: &Path, run: &str) -> Child {
 /// every record the child acknowledged (a record is durable when its call returns), is a
 /// consistent prefix, leaves the earlier runs untouched, and the dead child's lease is taken
 /// over at once (it is provably dead: same boot, its pid gone), saying so.
-#[test]
 fn a_process_killed_mid_write_keeps_every_acknowledged_record_and_a_consistent_prefix() {
     let (_dir, path) = temp_path();
     let mut earlier: Vec<(String, Vec<vmove_journal::Entry>)> = Vec::new();
@@ -187,7 +186,6 @@ fn a_process_killed_mid_write_keeps_every_acknowledged_record_and_a_consistent_p
 
 /// Two processes race for one run's lease: exactly one wins; the loser is refused with the
 /// winner's pid in the message, and nothing is written for it.
-#[test]
 fn two_processes_competing_for_a_lease_only_one_drives_the_run() {
     let (_dir, path) = temp_path();
     {
@@ -227,3 +225,8 @@ fn two_processes_competing_for_a_lease_only_one_drives_the_run() {
     assert_eq!(rec.entries.len(), 1, "only the winner wrote");
     assert_eq!(rec.summary.driver.pid, winner);
 }
+
+on_both_backends!(
+    a_process_killed_mid_write_keeps_every_acknowledged_record_and_a_consistent_prefix,
+    two_processes_competing_for_a_lease_only_one_drives_the_run,
+);

@@ -22,7 +22,6 @@ fn run_held_by(path: &std::path::Path, clock: &vmove_journal::ManualClock, holde
     j.create_run(&new_run("r1", Selection::All)).unwrap();
 }
 
-#[test]
 fn a_dead_holder_on_this_machine_is_taken_over_at_once() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -49,7 +48,6 @@ fn a_dead_holder_on_this_machine_is_taken_over_at_once() {
     .unwrap();
 }
 
-#[test]
 fn a_live_holder_keeps_its_lease() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -69,7 +67,6 @@ fn a_live_holder_keeps_its_lease() {
     assert!(j.acquire_taking_over("r1").unwrap().1.is_none());
 }
 
-#[test]
 fn a_holder_of_another_boot_is_waited_for_until_its_lease_expires() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -98,7 +95,6 @@ fn a_holder_of_another_boot_is_waited_for_until_its_lease_expires() {
     assert!(took.is_none(), "an expired lease is simply taken");
 }
 
-#[test]
 fn a_reused_pid_does_not_keep_a_dead_holders_lease() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -121,7 +117,6 @@ fn a_reused_pid_does_not_keep_a_dead_holders_lease() {
     );
 }
 
-#[test]
 fn a_lease_longer_than_the_maximum_is_refused_with_a_clear_error() {
     let (_dir, path) = temp_path();
     for ttl in [
@@ -175,3 +170,11 @@ fn a_new_journal_and_its_wal_and_shm_files_are_readable_by_their_owner_only() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o640);
 }
+
+on_both_backends!(
+    a_dead_holder_on_this_machine_is_taken_over_at_once,
+    a_live_holder_keeps_its_lease,
+    a_holder_of_another_boot_is_waited_for_until_its_lease_expires,
+    a_reused_pid_does_not_keep_a_dead_holders_lease,
+    a_lease_longer_than_the_maximum_is_refused_with_a_clear_error,
+);

@@ -66,7 +66,6 @@ fn run_with_three_vms(
     j
 }
 
-#[test]
 fn a_skip_of_a_queued_vm_is_written_by_name_or_id_and_delivered_once() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -98,7 +97,6 @@ fn a_skip_of_a_queued_vm_is_written_by_name_or_id_and_delivered_once() {
     assert!(all[0].delivered_at.is_some() && all[1].delivered_at.is_none());
 }
 
-#[test]
 fn a_skip_of_a_started_vm_and_an_abort_of_a_moved_one_are_refused_writing_nothing() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -122,7 +120,6 @@ fn a_skip_of_a_started_vm_and_an_abort_of_a_moved_one_are_refused_writing_nothin
     assert_eq!(all.len(), 1, "only the abort of m was written: {all:?}");
 }
 
-#[test]
 fn unknown_runs_and_vms_and_ended_runs_are_refused_naming_them() {
     let (_dir, path) = temp_path();
     let clock = clock();
@@ -150,3 +147,9 @@ fn unknown_runs_and_vms_and_ended_runs_are_refused_naming_them() {
         JournalError::UnknownRun(_)
     ));
 }
+
+on_both_backends!(
+    a_skip_of_a_queued_vm_is_written_by_name_or_id_and_delivered_once,
+    a_skip_of_a_started_vm_and_an_abort_of_a_moved_one_are_refused_writing_nothing,
+    unknown_runs_and_vms_and_ended_runs_are_refused_naming_them,
+);

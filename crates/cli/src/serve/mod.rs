@@ -142,7 +142,7 @@ impl Listening {
     /// here), binds the address (said loudly when other machines can reach it).
     pub async fn bind(args: &ServeArgs, journal: vmove_journal::Journal) -> Result<Self> {
         let addr = listen_addr(args)?;
-        let journal_path = journal.path().display().to_string();
+        let journal_path = journal.location();
         let token = if args.allow_control {
             let (t, generated) = control_token(args)?;
             Some((t, generated))

@@ -3,8 +3,8 @@
 
 use crate::clock::WallTime;
 use crate::codec::decode;
+use crate::db::{Db, vals};
 use crate::error::{JournalError, Result};
-use rusqlite::{Connection, OptionalExtension, params};
 use vmove_core::{RunSpec, Selection, VmId};
 
 /// The facts of a live run that are needed to refuse a conflicting one.
@@ -17,25 +17,25 @@ struct LiveRun {
 }
 
 /// Another run that is live now: running, with an unexpired lease.
-fn live_runs(conn: &Connection, except: &str, now: WallTime) -> Result<Vec<LiveRun>> {
-    let mut stmt = conn.prepare(
+fn live_runs(conn: &Db, except: &str, now: WallTime) -> Result<Vec<LiveRun>> {
+    let rows = conn.query_map(
         "SELECT r.id, r.spec, l.holder_pid, l.holder_host,
                 EXISTS (SELECT 1 FROM vm_state v WHERE v.run_id = r.id)
          FROM runs r JOIN leases l ON l.run_id = r.id
          WHERE r.state = 'running' AND l.expires_at > ?2 AND r.id <> ?1",
+        vals![except, now.0],
+        |r| {
+            Ok((
+                r.get::<String>(0)?,
+                r.get::<String>(1)?,
+                r.get::<u32>(2)?,
+                r.get::<String>(3)?,
+                r.get::<bool>(4)?,
+            ))
+        },
     )?;
-    let rows = stmt.query_map(params![except, now.0], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, u32>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, bool>(4)?,
-        ))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let (id, spec, pid, host, has_vms) = row?;
+    for (id, spec, pid, host, has_vms) in rows {
         let spec = decode(&id, 0, &spec)?;
         out.push(LiveRun {
             id,
@@ -49,17 +49,16 @@ fn live_runs(conn: &Connection, except: &str, now: WallTime) -> Result<Vec<LiveR
 }
 
 /// Refuses if another live run holds `vm` in an unfinished phase.
-pub(super) fn check_vm_free(conn: &Connection, run: &str, vm: &VmId, now: WallTime) -> Result<()> {
+pub(super) fn check_vm_free(conn: &Db, run: &str, vm: &VmId, now: WallTime) -> Result<()> {
     let hit: Option<(String, String, u32, String)> = conn
-        .query_row(
+        .query_opt(
             "SELECT v.run_id, v.name, l.holder_pid, l.holder_host
              FROM vm_state v JOIN runs r ON r.id = v.run_id JOIN leases l ON l.run_id = v.run_id
              WHERE v.vm = ?1 AND v.run_id <> ?2 AND v.final = 0 AND r.state = 'running' AND l.expires_at > ?3
              LIMIT 1",
-            params![vm.as_str(), run, now.0],
+            vals![vm.as_str(), run, now.0],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?;
+        )?;
     match hit {
         None => Ok(()),
         Some((other_run, name, pid, host)) => Err(JournalError::VmInUse {
@@ -109,7 +108,7 @@ fn selections_may_overlap(a: &Selection, b: &Selection) -> bool {
 /// The VM guard at creation: refuses a run whose selection takes a VM another live run holds;
 /// while that other run has selected nothing yet, refuses a selection that may overlap its own.
 pub(super) fn check_selection_free(
-    conn: &Connection,
+    conn: &Db,
     run: &str,
     spec: &RunSpec,
     now: WallTime,
@@ -120,14 +119,12 @@ pub(super) fn check_selection_free(
                 continue;
             };
             if other.has_vms {
-                let mut stmt = conn.prepare(
+                let rows = conn.query_map(
                     "SELECT vm, name FROM vm_state WHERE run_id = ?1 AND source = ?2 AND final = 0 ORDER BY ord",
+                    vals![&other.id, src.host.as_str()],
+                    |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)),
                 )?;
-                let rows = stmt.query_map(params![other.id, src.host.as_str()], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                })?;
-                for row in rows {
-                    let (vm, name) = row?;
+                for (vm, name) in rows {
                     if selection_matches(&src.select, &name) {
                         return Err(JournalError::VmInUse {
                             vm,

@@ -2,10 +2,11 @@
 //! uses.
 
 use crate::clock::{Clock, SystemClock, WallTime};
+use crate::db::{Backend, Db, Tx};
 use crate::error::{JournalError, Result};
 use crate::record::Holder;
 use crate::schema;
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,7 +58,8 @@ impl Default for Options {
 /// The journal of runs. See the crate documentation for the guarantees.
 #[derive(Debug)]
 pub struct Journal {
-    pub(super) conn: Connection,
+    pub(super) conn: Db,
+    /// The SQLite file, or the PostgreSQL location as given (it holds no password).
     pub(super) path: PathBuf,
     pub(super) opts: Options,
     /// Lease tokens this handle holds, by run id.
@@ -93,7 +95,8 @@ impl Journal {
         Journal::open_with(path, Options::default())
     }
 
-    /// Opens with explicit options.
+    /// Opens with explicit options. A `postgresql://` or `postgres://` location opens a
+    /// PostgreSQL database (feature `postgres`), anything else an SQLite file.
     pub fn open_with(path: impl AsRef<Path>, opts: Options) -> Result<Journal> {
         let path = path.as_ref().to_path_buf();
         if opts.lease_ttl > MAX_LEASE || opts.lease_ttl.is_zero() {
@@ -101,6 +104,9 @@ impl Journal {
                 ttl: opts.lease_ttl,
                 max: MAX_LEASE,
             });
+        }
+        if let Some(location) = path.to_str().filter(|l| crate::location::is_postgres(l)) {
+            return Journal::open_postgres(location, opts);
         }
         let open_err = |source| JournalError::Open {
             path: path.clone(),
@@ -110,7 +116,7 @@ impl Journal {
             path: path.clone(),
             source: e,
         })?;
-        let mut conn = Connection::open_with_flags(
+        let conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
@@ -127,7 +133,8 @@ impl Journal {
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
             .map_err(open_err)?;
         // A damaged file often reads until the schema is looked at: keep the path with the cause.
-        schema::migrate(&mut conn, opts.clock.now()).map_err(|e| match e {
+        let conn = Db::sqlite(conn);
+        schema::migrate_db(&conn, opts.clock.now()).map_err(|e| match e {
             JournalError::Sqlite(source) => open_err(source),
             e => e,
         })?;
@@ -139,9 +146,54 @@ impl Journal {
         })
     }
 
-    /// Where the journal file is.
+    /// A PostgreSQL journal: connects, checks and migrates its schema.
+    #[cfg(feature = "postgres")]
+    fn open_postgres(location: &str, opts: Options) -> Result<Journal> {
+        crate::location::check_postgres_location(location)?;
+        let (loc, busy) = (location.to_owned(), opts.busy_timeout);
+        let conn = Db::pg(
+            move || crate::location::connect::open(&loc, busy),
+            crate::location::redact(location),
+        )?;
+        schema::migrate_db(&conn, opts.clock.now()).map_err(|e| match e {
+            JournalError::Postgres(e) => JournalError::OpenDatabase {
+                location: crate::location::redact(location),
+                why: crate::error::pg_cause(&e),
+            },
+            e => e,
+        })?;
+        Ok(Journal {
+            conn,
+            path: PathBuf::from(location),
+            opts,
+            held: HashMap::new(),
+        })
+    }
+
+    /// A build without the `postgres` feature refuses a PostgreSQL journal.
+    #[cfg(not(feature = "postgres"))]
+    fn open_postgres(location: &str, _opts: Options) -> Result<Journal> {
+        crate::location::check_postgres_location(location)?;
+        Err(JournalError::NoPostgres {
+            location: crate::location::redact(location),
+        })
+    }
+
+    /// Where the journal is: the SQLite file, or the PostgreSQL location as it was given (a
+    /// location with a password is refused at open, so this holds none). Opening it again
+    /// opens the same journal.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The journal's backend.
+    pub fn backend(&self) -> Backend {
+        self.conn.backend()
+    }
+
+    /// The location for a message: the path, or the URL with any password removed.
+    pub fn location(&self) -> String {
+        crate::location::redact(&self.path.display().to_string())
     }
 
     /// Who this handle acts as.
@@ -159,22 +211,25 @@ impl Journal {
     /// `SQLITE_FULL` exactly as on a full disk; without, lifts the cap (room again).
     #[cfg(feature = "test-util")]
     pub fn simulate_full_disk(&self, full: bool) -> Result<()> {
-        let pages: i64 = if full {
-            self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?
-        } else {
-            SQLITE_MAX_PAGE_COUNT
-        };
-        let _: i64 = self
-            .conn
-            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
-                r.get(0)
-            })?;
-        Ok(())
+        self.conn
+            .with_sqlite(|conn| -> Result<()> {
+                let pages: i64 = if full {
+                    conn.query_row("PRAGMA page_count", [], |r| r.get(0))?
+                } else {
+                    SQLITE_MAX_PAGE_COUNT
+                };
+                let _: i64 =
+                    conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                        r.get(0)
+                    })?;
+                Ok(())
+            })
+            .unwrap_or(Err(JournalError::SqliteOnly("simulating a full disk")))
     }
 
     /// The schema version of the open journal.
     pub fn schema_version(&self) -> Result<u32> {
-        schema::version(&self.conn)
+        schema::version_of(&self.conn)
     }
 
     pub(super) fn now(&self) -> WallTime {
@@ -192,9 +247,7 @@ impl Journal {
         )
     }
 
-    pub(super) fn write_tx(&mut self) -> Result<Transaction<'_>> {
-        Ok(self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+    pub(super) fn write_tx(&mut self) -> Result<Tx<'_>> {
+        self.conn.write_tx()
     }
 }

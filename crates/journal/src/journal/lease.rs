@@ -6,9 +6,9 @@ use super::handle::Journal;
 use super::rows::{ensure_running, read_lease};
 use crate::clock::WallTime;
 use crate::codec::{encode, redact};
+use crate::db::{Db, vals};
 use crate::error::{JournalError, Result};
 use crate::record::{Holder, LeaseInfo, NewRun, RunEnd, RunState};
-use rusqlite::{Connection, Transaction, params};
 use std::time::Duration;
 use vmove_core::VmId;
 
@@ -60,7 +60,7 @@ impl Journal {
         let tx = self.write_tx()?;
         let exists: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?1)",
-            [&run],
+            vals![&run],
             |r| r.get(0),
         )?;
         if exists {
@@ -70,7 +70,7 @@ impl Journal {
         tx.execute(
             "INSERT INTO runs (id, created_at, config_format, config, spec, state, driver_host, driver_pid, command)
              VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8)",
-            params![run, now.0, new.config_format.as_str(), redact(new.config.clone()), spec_json, holder.host, holder.pid, redact(new.command.clone())],
+            vals![run, now.0, new.config_format.as_str(), redact(new.config.clone()), spec_json, holder.host, holder.pid, redact(new.command.clone())],
         )?;
         let lease = write_lease(&tx, &run, &token, &holder, now, now, ttl)?;
         tx.commit()?;
@@ -128,9 +128,11 @@ impl Journal {
         }
         // The VM guard, for resume: none of our unfinished VMs may be held by another live run.
         let vms: Vec<String> = {
-            let mut stmt = tx.prepare("SELECT vm FROM vm_state WHERE run_id = ?1 AND final = 0")?;
-            stmt.query_map([run], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?
+            tx.query_map(
+                "SELECT vm FROM vm_state WHERE run_id = ?1 AND final = 0",
+                vals![run],
+                |r| r.get(0),
+            )?
         };
         for vm in vms {
             check_vm_free(&tx, run, &VmId(vm), now)?;
@@ -138,7 +140,7 @@ impl Journal {
         let lease = write_lease(&tx, run, &token, &holder, acquired_at, now, ttl)?;
         tx.execute(
             "UPDATE runs SET driver_host = ?2, driver_pid = ?3 WHERE id = ?1",
-            params![run, holder.host, holder.pid],
+            vals![run, holder.host, holder.pid],
         )?;
         tx.commit()?;
         self.held.insert(run.to_owned(), token);
@@ -180,7 +182,7 @@ impl Journal {
         let tx = self.write_tx()?;
         tx.execute(
             "DELETE FROM leases WHERE run_id = ?1 AND token = ?2",
-            params![run, token],
+            vals![run, token],
         )?;
         tx.commit()?;
         Ok(())
@@ -200,9 +202,9 @@ impl Journal {
         };
         tx.execute(
             "UPDATE runs SET state = ?2, state_detail = ?3, finished_at = ?4 WHERE id = ?1",
-            params![run, state.as_str(), detail, now.0],
+            vals![run, state.as_str(), detail, now.0],
         )?;
-        tx.execute("DELETE FROM leases WHERE run_id = ?1", [run])?;
+        tx.execute("DELETE FROM leases WHERE run_id = ?1", vals![run])?;
         tx.commit()?;
         self.held.remove(run);
         Ok(())
@@ -210,7 +212,7 @@ impl Journal {
 }
 
 fn write_lease(
-    tx: &Transaction<'_>,
+    tx: &Db,
     run: &str,
     token: &str,
     holder: &Holder,
@@ -225,7 +227,7 @@ fn write_lease(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (run_id) DO UPDATE SET token = ?2, holder_pid = ?3, holder_host = ?4,
              acquired_at = ?5, refreshed_at = ?6, expires_at = ?7, holder_started = ?8, holder_boot = ?9",
-        params![
+        vals![
             run,
             token,
             holder.pid,
@@ -247,7 +249,7 @@ fn write_lease(
 
 /// Checks that `token` holds the run's lease (and, for intents, that it has not expired).
 pub(super) fn check_lease(
-    conn: &Connection,
+    conn: &Db,
     run: &str,
     token: Option<&str>,
     now: WallTime,

@@ -5,9 +5,9 @@ use super::handle::Journal;
 use super::rows::{ensure_running, read_stop, run_state};
 use crate::clock::WallTime;
 use crate::codec::redact;
+use crate::db::vals;
 use crate::error::{JournalError, Result};
 use crate::record::StopRequest;
-use rusqlite::params;
 
 impl Journal {
     /// Writes a note for a person about the run, beside its moves (that its standard output
@@ -19,7 +19,7 @@ impl Journal {
         run_state(&tx, run)?;
         tx.execute(
             "INSERT INTO notes (run_id, at, text) VALUES (?1, ?2, ?3)",
-            params![run, now.0, redact(text.to_owned())],
+            vals![run, now.0, redact(text.to_owned())],
         )?;
         tx.commit()?;
         Ok(())
@@ -27,11 +27,11 @@ impl Journal {
 
     /// The run's notes, oldest first, with when each was written.
     pub fn notes(&self, run: &str) -> Result<Vec<(WallTime, String)>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT at, text FROM notes WHERE run_id = ?1 ORDER BY at, rowid")?;
-        let rows = st.query_map([run], |r| Ok((WallTime(r.get(0)?), r.get(1)?)))?;
-        Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+        self.conn.query_map(
+            "SELECT at, text FROM notes WHERE run_id = ?1 ORDER BY at, rowid",
+            vals![run],
+            |r| Ok((WallTime(r.get(0)?), r.get(1)?)),
+        )
     }
 
     // ----- stop requests (any process) -----
@@ -45,7 +45,7 @@ impl Journal {
         tx.execute(
             "UPDATE runs SET stop_request = CASE WHEN ?2 OR stop_request = 'now' THEN 'now' ELSE 'stop' END,
                  stop_requested_at = ?3 WHERE id = ?1",
-            params![run, now, at.0],
+            vals![run, now, at.0],
         )?;
         let req = read_stop(&tx, run)?;
         tx.commit()?;

@@ -4,28 +4,28 @@ use super::handle::Journal;
 use super::rows::{read_statuses, run_state, summary};
 use crate::clock::WallTime;
 use crate::codec::decode;
+use crate::db::{Db, vals};
 use crate::error::{JournalError, Result};
 use crate::record::{ConfigFormat, Entry, EntryBody, IntentId, RunRecord, RunSummary};
 use crate::status::VmStatus;
-use rusqlite::params;
 use vmove_core::{RunSpec, Time};
 
 impl Journal {
     /// Every run, newest first.
     pub fn runs(&self) -> Result<Vec<RunSummary>> {
         let ids: Vec<String> = {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT id FROM runs ORDER BY created_at DESC, rowid DESC")?;
-            stmt.query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?
+            self.conn.query_map(
+                "SELECT id FROM runs ORDER BY created_at DESC, rowid DESC",
+                vals![],
+                |r| r.get(0),
+            )?
         };
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.conn.read_tx()?;
         let out = ids
             .iter()
             .map(|id| summary(&tx, id))
             .collect::<Result<Vec<_>>>()?;
-        tx.finish()?;
+        tx.commit()?;
         Ok(out)
     }
 
@@ -36,10 +36,10 @@ impl Journal {
 
     /// The per-VM status of a run, in selection order (what `status` shows).
     pub fn vm_status(&self, run: &str) -> Result<Vec<VmStatus>> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.conn.read_tx()?;
         run_state(&tx, run)?;
         let out = read_statuses(&tx, run)?;
-        tx.finish()?;
+        tx.commit()?;
         Ok(out)
     }
 
@@ -52,21 +52,21 @@ impl Journal {
     /// tails a run another process is writing (`vmove serve`) reads at each look, instead of
     /// the whole run again.
     pub fn entries_after(&self, run: &str, after_seq: u64) -> Result<Vec<Entry>> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.conn.read_tx()?;
         run_state(&tx, run)?;
         let out = read_entries(&tx, run, after_seq.saturating_add(1), u64::MAX)?;
-        tx.finish()?;
+        tx.commit()?;
         Ok(out)
     }
 
     /// A run as it stood after entry `last_seq` (replay tests cut the journal with this). The
     /// status table is the current one.
     pub fn load_run_until(&self, run: &str, last_seq: u64) -> Result<RunRecord> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.conn.read_tx()?;
         let summary = summary(&tx, run)?;
         let (spec, config, format): (String, String, String) = tx.query_row(
             "SELECT spec, config, config_format FROM runs WHERE id = ?1",
-            [run],
+            vals![run],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
         let spec: RunSpec = decode(run, 0, &spec)?;
@@ -76,7 +76,7 @@ impl Journal {
         })?;
         let entries = read_entries(&tx, run, 0, last_seq)?;
         let vms = read_statuses(&tx, run)?;
-        tx.finish()?;
+        tx.commit()?;
         Ok(RunRecord {
             summary,
             spec,
@@ -89,30 +89,25 @@ impl Journal {
 }
 
 /// A run's entries with `from <= seq <= until`, in order.
-fn read_entries(
-    conn: &rusqlite::Connection,
-    run: &str,
-    from: u64,
-    until: u64,
-) -> Result<Vec<Entry>> {
+fn read_entries(conn: &Db, run: &str, from: u64, until: u64) -> Result<Vec<Entry>> {
     let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     let mut entries = Vec::new();
-    let mut stmt = conn.prepare(
+    let rows = conn.query_map(
         "SELECT seq, kind, at, answers, body, written_at FROM entries
          WHERE run_id = ?1 AND seq >= ?2 AND seq <= ?3 ORDER BY seq",
+        vals![run, to_i64(from), to_i64(until)],
+        |r| {
+            Ok((
+                r.get::<i64>(0)? as u64,
+                r.get::<String>(1)?,
+                r.get::<i64>(2)? as u64,
+                r.get::<Option<i64>>(3)?,
+                r.get::<String>(4)?,
+                r.get::<i64>(5)?,
+            ))
+        },
     )?;
-    let rows = stmt.query_map(params![run, to_i64(from), to_i64(until)], |r| {
-        Ok((
-            r.get::<_, i64>(0)? as u64,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)? as u64,
-            r.get::<_, Option<i64>>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, i64>(5)?,
-        ))
-    })?;
-    for row in rows {
-        let (seq, kind, at, answers, body, written) = row?;
+    for (seq, kind, at, answers, body, written) in rows {
         let body = match kind.as_str() {
             "intent" => EntryBody::Intent(decode(run, seq, &body)?),
             "outcome" => EntryBody::Outcome {

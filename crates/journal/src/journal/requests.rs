@@ -6,10 +6,10 @@
 use super::handle::Journal;
 use super::rows::ensure_running;
 use crate::clock::WallTime;
+use crate::db::{Db, vals};
 use crate::error::{JournalError, Result};
 use crate::record::VmStopRequest;
 use crate::schema::parse_phase;
-use rusqlite::{Connection, params};
 use vmove_core::{Phase, VmId};
 
 impl Journal {
@@ -51,12 +51,12 @@ impl Journal {
             }
             _ => {}
         }
-        tx.execute(
+        let rid: i64 = tx.query_row(
             "INSERT INTO vm_requests (run_id, vm, kind, requested_at, requested_by)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![run, id.as_str(), action, at.0, by],
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+            vals![run, id.as_str(), action, at.0, by],
+            |r| r.get(0),
         )?;
-        let rid = tx.last_insert_rowid();
         tx.commit()?;
         Ok(VmStopRequest {
             id: rid,
@@ -73,24 +73,24 @@ impl Journal {
     /// driving process took yet.
     pub fn vm_stop_requests(&self, run: &str, undelivered: bool) -> Result<Vec<VmStopRequest>> {
         super::rows::run_state(&self.conn, run)?;
-        let mut st = self.conn.prepare(
+        self.conn.query_map(
             "SELECT r.id, r.vm, COALESCE(s.name, r.vm), r.kind, r.requested_at, r.requested_by,
                     r.delivered_at
              FROM vm_requests r LEFT JOIN vm_state s ON s.run_id = r.run_id AND s.vm = r.vm
              WHERE r.run_id = ?1 AND (?2 = 0 OR r.delivered_at IS NULL) ORDER BY r.id",
-        )?;
-        let rows = st.query_map(params![run, undelivered], |r| {
-            Ok(VmStopRequest {
-                id: r.get(0)?,
-                vm: VmId::new(r.get::<_, String>(1)?),
-                name: r.get(2)?,
-                abort: r.get::<_, String>(3)? == "abort",
-                at: WallTime(r.get(4)?),
-                by: r.get(5)?,
-                delivered_at: r.get::<_, Option<i64>>(6)?.map(WallTime),
-            })
-        })?;
-        Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+            vals![run, undelivered],
+            |r| {
+                Ok(VmStopRequest {
+                    id: r.get(0)?,
+                    vm: VmId::new(r.get::<String>(1)?),
+                    name: r.get(2)?,
+                    abort: r.get::<String>(3)? == "abort",
+                    at: WallTime(r.get(4)?),
+                    by: r.get(5)?,
+                    delivered_at: r.get::<Option<i64>>(6)?.map(WallTime),
+                })
+            },
+        )
     }
 
     /// Marks requests delivered (taken by the driving process and fed to its engine).
@@ -101,7 +101,7 @@ impl Journal {
             tx.execute(
                 "UPDATE vm_requests SET delivered_at = ?3
                  WHERE run_id = ?1 AND id = ?2 AND delivered_at IS NULL",
-                params![run, id, at.0],
+                vals![run, id, at.0],
             )?;
         }
         tx.commit()?;
@@ -110,14 +110,13 @@ impl Journal {
 }
 
 /// The run's VM named `vm` (its id, else its name): its id, name and journaled phase.
-fn find_vm(conn: &Connection, run: &str, vm: &str) -> Result<(VmId, String, Phase)> {
-    let mut st = conn.prepare(
+fn find_vm(conn: &Db, run: &str, vm: &str) -> Result<(VmId, String, Phase)> {
+    let rows: Vec<(String, String, String)> = conn.query_map(
         "SELECT vm, name, phase FROM vm_state WHERE run_id = ?1 AND (vm = ?2 OR name = ?2)
          ORDER BY (vm = ?2) DESC, ord",
+        vals![run, vm],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    let rows: Vec<(String, String, String)> = st
-        .query_map(params![run, vm], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<std::result::Result<_, _>>()?;
     let unknown = || JournalError::UnknownVm {
         run: run.to_owned(),
         vm: vm.to_owned(),

@@ -7,11 +7,11 @@ use super::lease::check_lease;
 use super::rows::ensure_running;
 use crate::clock::WallTime;
 use crate::codec::{decode, encode, tag};
+use crate::db::{Db, vals};
 use crate::error::{JournalError, Result};
 use crate::record::{IntentId, StepRecord};
 use crate::schema;
 use crate::status::VmStatus;
-use rusqlite::{OptionalExtension, Transaction, params};
 use vmove_core::{Command, Event, EventKind, Input, Time, VmId};
 
 /// The attempt a command is about, stored beside it for queries by attempt.
@@ -114,7 +114,7 @@ impl Journal {
 
 /// An intent, inside a write transaction.
 fn intent_in(
-    tx: &Transaction<'_>,
+    tx: &Db,
     run: &str,
     token: Option<&str>,
     now: WallTime,
@@ -145,7 +145,7 @@ fn intent_in(
 
 /// An outcome (answering `intent`) or an unasked input, inside a write transaction.
 fn input_in(
-    tx: &Transaction<'_>,
+    tx: &Db,
     run: &str,
     token: Option<&str>,
     now: WallTime,
@@ -161,13 +161,11 @@ fn input_in(
     };
     let seq = begin_entry(tx, run, token, now, false)?;
     if let Some(id) = intent {
-        let kind: Option<String> = tx
-            .query_row(
-                "SELECT kind FROM entries WHERE run_id = ?1 AND seq = ?2",
-                params![run, id.0 as i64],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let kind: Option<String> = tx.query_opt(
+            "SELECT kind FROM entries WHERE run_id = ?1 AND seq = ?2",
+            vals![run, id.0 as i64],
+            |r| r.get(0),
+        )?;
         if kind.as_deref() != Some("intent") {
             return Err(JournalError::UnknownIntent {
                 run: run.to_owned(),
@@ -176,7 +174,7 @@ fn input_in(
         }
         let answered: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM entries WHERE run_id = ?1 AND answers = ?2)",
-            params![run, id.0 as i64],
+            vals![run, id.0 as i64],
             |r| r.get(0),
         )?;
         if answered {
@@ -194,13 +192,7 @@ fn input_in(
 }
 
 /// An event and its VM's status row, inside a write transaction.
-fn event_in(
-    tx: &Transaction<'_>,
-    run: &str,
-    token: Option<&str>,
-    now: WallTime,
-    event: &Event,
-) -> Result<u64> {
+fn event_in(tx: &Db, run: &str, token: Option<&str>, now: WallTime, event: &Event) -> Result<u64> {
     let body = encode(event)?;
     let name = tag(&body, "event");
     let seq = begin_entry(tx, run, token, now, false)?;
@@ -227,7 +219,7 @@ fn event_in(
 
 /// Checks the run and the lease and allocates the next sequence number.
 fn begin_entry(
-    tx: &Transaction<'_>,
+    tx: &Db,
     run: &str,
     token: Option<&str>,
     now: WallTime,
@@ -237,14 +229,14 @@ fn begin_entry(
     check_lease(tx, run, token, now, unexpired)?;
     let seq: i64 = tx.query_row(
         "UPDATE runs SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq",
-        [run],
+        vals![run],
         |r| r.get(0),
     )?;
     Ok(seq as u64)
 }
 
 fn insert_entry(
-    tx: &Transaction<'_>,
+    tx: &Db,
     run: &str,
     seq: u64,
     kind: &str,
@@ -259,7 +251,7 @@ fn insert_entry(
     tx.execute(
         "INSERT INTO entries (run_id, seq, kind, at, vm, attempt, name, answers, body, written_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
+        vals![
             run,
             seq as i64,
             kind,
@@ -275,26 +267,18 @@ fn insert_entry(
     Ok(())
 }
 
-fn update_status(
-    tx: &Transaction<'_>,
-    run: &str,
-    vm: &VmId,
-    seq: u64,
-    event: &Event,
-) -> Result<()> {
-    let row: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT ord, status FROM vm_state WHERE run_id = ?1 AND vm = ?2",
-            params![run, vm.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+fn update_status(tx: &Db, run: &str, vm: &VmId, seq: u64, event: &Event) -> Result<()> {
+    let row: Option<(i64, String)> = tx.query_opt(
+        "SELECT ord, status FROM vm_state WHERE run_id = ?1 AND vm = ?2",
+        vals![run, vm.as_str()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let (ord, mut status) = match row {
         Some((ord, json)) => (ord as usize, decode::<VmStatus>(run, seq, &json)?),
         None => {
             let n: i64 = tx.query_row(
                 "SELECT COUNT(*) FROM vm_state WHERE run_id = ?1",
-                [run],
+                vals![run],
                 |r| r.get(0),
             )?;
             (n as usize, VmStatus::new(vm.clone(), event.at))

@@ -16,10 +16,76 @@ use vmove_journal::{
     VmStatus,
 };
 
-/// A temporary directory holding one journal file.
+/// The throw-away PostgreSQL server of this test binary (shared with other crates' tests).
+#[path = "../../src/pg_server.rs"]
+pub mod pg_server;
+
+/// The journal backend a conformance test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+thread_local! {
+    static BACKEND: std::cell::Cell<(Backend, &'static str)> =
+        const { std::cell::Cell::new((Backend::Sqlite, "")) };
+}
+
+/// The backend of the running test ([`on_backend`]; SQLite for a test that is not run on both).
+pub fn backend() -> Backend {
+    BACKEND.get().0
+}
+
+/// Runs a conformance test against `backend`: on PostgreSQL, every [`temp_path`] is a fresh
+/// database of the binary's throw-away server; with no PostgreSQL installed the test says
+/// `skipped: no PostgreSQL` and passes (fails under `VMOVE_REQUIRE_POSTGRES=1`).
+pub fn on_backend(backend: Backend, name: &'static str, test: fn()) {
+    if backend == Backend::Postgres && pg_server::server().is_none() {
+        eprintln!("skipped: no PostgreSQL: {name}");
+        return;
+    }
+    BACKEND.set((backend, name));
+    test();
+}
+
+/// `on_both_backends!(a, b)`: tests `sqlite::a`, `postgres::a`, ... running the plain functions
+/// `a`, `b` against each backend (the PostgreSQL ones with the `postgres` feature).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($t:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $t() {
+                    $crate::common::on_backend($crate::common::Backend::Sqlite, stringify!($t), super::$t)
+                }
+            )*
+        }
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            $(
+                #[test]
+                fn $t() {
+                    $crate::common::on_backend($crate::common::Backend::Postgres, stringify!($t), super::$t)
+                }
+            )*
+        }
+    };
+}
+
+/// Where a test's journal is: a file in a new temporary directory, or (a test running on
+/// PostgreSQL) a fresh database's URL, the directory then unused.
 pub fn temp_path() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("journal.sqlite");
+    let path = match BACKEND.get() {
+        (Backend::Sqlite, _) => dir.path().join("journal.sqlite"),
+        (Backend::Postgres, name) => PathBuf::from(
+            pg_server::server()
+                .expect("on_backend checked the server")
+                .fresh_database(name),
+        ),
+    };
     (dir, path)
 }
 
