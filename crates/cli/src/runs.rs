@@ -238,6 +238,7 @@ pub fn start(eff: &Effective, cfg: &config::ConfigFile, spec: &RunSpec) -> Resul
         stop_seen: None,
         vm_stops_seen: Vec::new(),
         history: Vec::new(),
+        plan: None,
     })
 }
 
@@ -336,6 +337,7 @@ pub async fn resume(
         stop_seen,
         vm_stops_seen,
         history: rec.events().cloned().collect(),
+        plan: None,
     };
     // The report of a resumed run is the whole run's: it names the command that started it.
     let command = if rec.summary.command.is_empty() {
@@ -683,6 +685,20 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
     if r.error.is_none() {
         r.error = rec.summary.detail.clone();
     }
+    // The plan the run was started with (none: a run journaled before plans were, or one
+    // whose plan could not be made: its note says why).
+    let planned = j.planned_moves(&run)?;
+    let plan_line = if planned.is_empty() {
+        j.notes(&run)?
+            .into_iter()
+            .map(|(_, text)| text)
+            .rfind(|t| t.starts_with("no plan was made"))
+    } else {
+        Some(format!(
+            "planned: {} VM(s) when the run started (the timeline's predicted bars)",
+            planned.len()
+        ))
+    };
     if common.json {
         let line = serde_json::to_string(&r).context("cannot encode the report as JSON")?;
         stdio::out(&format!("{line}\n"));
@@ -690,7 +706,14 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
         outln!("{}", summary_head(&rec.summary));
         stdio::out(&r.table());
     }
-    let timeline = crate::timeline::Timeline::from_run(&rec);
+    if let Some(line) = &plan_line {
+        if common.json {
+            errln!("{line}");
+        } else {
+            outln!("{line}");
+        }
+    }
+    let timeline = crate::timeline::Timeline::from_run(&rec).with_plan(&planned);
     if common.timeline {
         let text = crate::timeline::text::text(
             &timeline,
