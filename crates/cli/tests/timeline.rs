@@ -320,6 +320,18 @@ fn a_run_journals_its_plan_and_its_report_draws_the_predicted_bars() {
         .expect_code(0);
     let page = std::fs::read_to_string(sb.dir.join("x.html")).unwrap();
     assert_eq!(predicted(svg_of(&page)), planned);
+    // The text timeline: the plan's moves at once beside each host's real lanes.
+    let t = sb.run_env(&["report", &run, "--timeline"], &[("COLUMNS", "80")]);
+    t.expect_code(0);
+    let planned_out = t
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("planned out"))
+        .unwrap_or_else(|| panic!("no planned row: {}", t.stdout));
+    assert!(
+        planned_out.chars().any(|c| c.is_ascii_digit()),
+        "{planned_out}"
+    );
 }
 
 /// A run whose plan cannot be made (a figure no link has) still runs to its end; it says so
@@ -357,6 +369,8 @@ fn a_run_whose_plan_cannot_be_made_still_runs_and_its_report_says_why() {
     let svg = std::fs::read_to_string(sb.dir.join("x.svg")).unwrap();
     assert!(predicted(&svg).is_empty(), "{svg}");
     assert_eq!(bars(&svg, "attempt").len(), 1, "the run's own bar");
+    let t = sb.run(&["report", &run, "--timeline"]);
+    assert!(!t.stdout.contains("planned out"), "{}", t.stdout);
 }
 
 /// A journaled plan row naming a VM that is not the run's is left out of the drawing (no
