@@ -707,10 +707,15 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
         stdio::out(&r.table());
     }
     if let Some(line) = &plan_line {
+        // Fitted to the tables' width (wrapped at spaces), whole in a pipe.
+        let text = crate::timeline::text::wrap(
+            line,
+            crate::output::terminal_width().unwrap_or(usize::MAX),
+        );
         if common.json {
-            errln!("{line}");
+            stdio::err(&text);
         } else {
-            outln!("{line}");
+            stdio::out(&text);
         }
     }
     let timeline = crate::timeline::Timeline::from_run(&rec).with_plan(&planned);

@@ -249,7 +249,7 @@ pub fn text(t: &Timeline, width: usize) -> String {
 
 /// `text` wrapped at spaces to `width` columns, later lines indented by two; each line ends
 /// with a newline.
-fn wrap(text: &str, width: usize) -> String {
+pub(crate) fn wrap(text: &str, width: usize) -> String {
     let mut out = String::new();
     let mut line = String::new();
     for word in text.split(' ') {
