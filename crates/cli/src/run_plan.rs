@@ -180,7 +180,6 @@ fn make(
             .map_err(|e| format!("it could not be journaled: {}", e.chain()))
     });
     if let Err(why) = &made {
-        tracing::warn!("no plan was made: {why}");
         errln!("vmove: warning: no plan was made: {why}");
         if let Err(e) = journal.record_note(&inner.run, &format!("no plan was made: {why}")) {
             errln!("vmove: warning: the missing plan could not be noted in the journal: {e}");
