@@ -55,6 +55,9 @@ pub struct Journaling {
     /// The events earlier processes recorded (resume): the summary and progress lines start
     /// from them.
     pub history: Vec<vmove_core::Event>,
+    /// Make the plan of the run when it starts and journal it (a new run, not a resume):
+    /// `crate::run_plan`.
+    pub plan: Option<crate::run_plan::PlanRequest>,
 }
 
 impl Journaling {
@@ -68,6 +71,7 @@ impl Journaling {
             stop_seen: None,
             vm_stops_seen: Vec::new(),
             history: Vec::new(),
+            plan: None,
         }
     }
 }
@@ -137,7 +141,7 @@ pub(crate) async fn execute(
     options: RuntimeOptions,
     common: &Common,
     command: &str,
-    journaling: Option<Journaling>,
+    mut journaling: Option<Journaling>,
     interrupts: Option<Interrupts>,
 ) -> Result<u8> {
     let mut first = Record::new(command);
@@ -172,6 +176,18 @@ pub(crate) async fn execute(
             Arc::clone(&j.journal),
             j.run.clone(),
         )));
+    }
+    // The run's plan, made off the run's path once the run has read its hosts.
+    let planner = journaling.as_mut().and_then(|j| {
+        let request = j.plan.take()?;
+        Some(crate::run_plan::RunPlanner::new(
+            request,
+            Arc::clone(&j.journal),
+            &j.run,
+        ))
+    });
+    if let Some(p) = &planner {
+        sinks.push(Box::new(p.sink()));
     }
     sinks.push(Box::new(RecordSink(Arc::clone(&record))));
     if let Some(t) = &timeline {
@@ -306,6 +322,11 @@ pub(crate) async fn execute(
         }
         _ => None,
     };
+    // The plan, if it was made (the run's end waits a little for one still being made).
+    let planned = match &planner {
+        Some(p) => p.finish().await,
+        None => None,
+    };
     if let Some(j) = &journaling {
         if let Some(note) = deadline_note.clone() {
             let r = j.run.clone();
@@ -345,7 +366,10 @@ pub(crate) async fn execute(
     let timeline = timeline.map(|t| {
         let mut b = crate::timeline::sink::lock(&t).clone();
         b.over(true);
-        b.build()
+        match &planned {
+            Some(order) => b.build().with_plan(order),
+            None => b.build(),
+        }
     });
     if common.timeline
         && let Some(t) = &timeline

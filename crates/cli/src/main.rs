@@ -17,6 +17,8 @@
 //!   summary and the exit code (`migrate`, `evacuate`, `resume`, `demo`).
 //! - [`interrupts`]: Ctrl-C, SIGTERM and SIGHUP.
 //! - [`simrun`]: `demo`, and printing `plan`'s plan (made by the `vmove-plan` crate).
+//! - [`run_plan`]: the plan a run is started with, made off its path and journaled beside it
+//!   (the reports draw its predicted bars).
 //! - [`runs`]: the journal: journaling a run, `resume`, `status`, `abort`, `history`, `report`.
 //! - [`serve`]: `serve`: the runs' pages, live updates and `/metrics` over HTTP.
 //! - [`output`]: progress bars or plain lines, the per-VM record, the summary table, `--report`.
@@ -48,6 +50,7 @@ mod log;
 mod moves;
 mod output;
 mod request;
+mod run_plan;
 mod runs;
 mod serve;
 mod settings;

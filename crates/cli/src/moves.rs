@@ -56,7 +56,14 @@ pub(crate) async fn plan_or_move(
     let journaling = if common.no_journal {
         None
     } else {
-        let j = runs::start(eff, cfg, &spec)?;
+        let mut j = runs::start(eff, cfg, &spec)?;
+        // The run's plan, journaled beside it (made once the run has read its hosts).
+        j.plan = Some(crate::run_plan::PlanRequest {
+            spec: spec.clone(),
+            journal_path: runs::journal_path(eff)?,
+            flags: simrun::plan_flags(common),
+            history: common.plan_history,
+        });
         errln!(
             "vmove: run {} (journal `{}`; `vmove status {}` from another terminal)",
             j.run,

@@ -272,6 +272,7 @@ pub fn start(eff: &Effective, cfg: &config::ConfigFile, spec: &RunSpec) -> Resul
         stop_seen: None,
         vm_stops_seen: Vec::new(),
         history: Vec::new(),
+        plan: None,
     })
 }
 
@@ -370,6 +371,7 @@ pub async fn resume(
         stop_seen,
         vm_stops_seen,
         history: rec.events().cloned().collect(),
+        plan: None,
     };
     // The evacuated hosts' maintenance hooks, from the run's recorded config. A run that
     // journaled nothing after its creation died before or during its before_evacuate hooks:
@@ -732,6 +734,20 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
     if r.error.is_none() {
         r.error = rec.summary.detail.clone();
     }
+    // The plan the run was started with (none: a run journaled before plans were, or one
+    // whose plan could not be made: its note says why).
+    let planned = j.planned_moves(&run)?;
+    let plan_line = if planned.is_empty() {
+        j.notes(&run)?
+            .into_iter()
+            .map(|(_, text)| text)
+            .rfind(|t| t.starts_with("no plan was made"))
+    } else {
+        Some(format!(
+            "planned: {} VM(s) when the run started (the timeline's predicted bars)",
+            planned.len()
+        ))
+    };
     if common.json {
         let line = serde_json::to_string(&r).context("cannot encode the report as JSON")?;
         stdio::out(&format!("{line}\n"));
@@ -739,7 +755,19 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
         outln!("{}", summary_head(&rec.summary));
         stdio::out(&r.table());
     }
-    let timeline = crate::timeline::Timeline::from_run(&rec);
+    if let Some(line) = &plan_line {
+        // Fitted to the tables' width (wrapped at spaces), whole in a pipe.
+        let text = crate::timeline::text::wrap(
+            line,
+            crate::output::terminal_width().unwrap_or(usize::MAX),
+        );
+        if common.json {
+            stdio::err(&text);
+        } else {
+            stdio::out(&text);
+        }
+    }
+    let timeline = crate::timeline::Timeline::from_run(&rec).with_plan(&planned);
     if common.timeline {
         let text = crate::timeline::text::text(
             &timeline,

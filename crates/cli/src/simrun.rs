@@ -129,6 +129,14 @@ pub async fn demo(args: &DemoArgs, eff: &Effective, common: &Common) -> Result<u
     let journal_path = folder.path().join("journal.db");
     let open = || vmove_journal::Journal::open(&journal_path).map_err(|e| anyhow!(e.chain()));
     let mut j = open()?;
+    // The demo's plan, journaled beside it and drawn on its page (calibrated from this
+    // journal alone: no history, default figures).
+    let plan = crate::run_plan::PlanRequest {
+        spec: spec_for_journal.clone(),
+        journal_path: journal_path.clone(),
+        flags: plan_flags(common),
+        history: common.plan_history,
+    };
     j.create_run(&vmove_journal::NewRun {
         spec: spec_for_journal,
         config: String::new(),
@@ -157,6 +165,7 @@ pub async fn demo(args: &DemoArgs, eff: &Effective, common: &Common) -> Result<u
         stop_seen: None,
         vm_stops_seen: Vec::new(),
         history: Vec::new(),
+        plan: Some(plan),
     };
     let command = crate::runs::command_line();
     let run = crate::execute::execute(
@@ -249,6 +258,51 @@ fn calibration(path: &Path, runs: usize) -> Result<Calibration> {
     }))
 }
 
+/// The `--plan-*` flags: what the user said about the plan's figures.
+pub(crate) fn plan_flags(common: &Common) -> Flags {
+    Flags {
+        bandwidth_mb_s: common.plan_bandwidth,
+        aggregate_mb_s: common.plan_aggregate,
+        overhead_secs: common.plan_overhead,
+    }
+}
+
+/// What a plan is made from besides the hosts' figures: the flags and the calibration fitted
+/// from the journal's newest runs. `vmove plan` and the plan a run journals when it starts
+/// (`crate::run_plan`) both read it here and plan with it.
+#[derive(Debug)]
+pub(crate) struct PlanInput {
+    flags: Flags,
+    calibration: Calibration,
+}
+
+impl PlanInput {
+    /// Checks the flags and reads the newest `history` runs of the journal at `journal` (a
+    /// missing file: no history). Blocks (reads the journal).
+    pub(crate) fn read(flags: Flags, journal: &Path, history: usize) -> Result<PlanInput> {
+        flags.check().map_err(|e| anyhow!(e))?;
+        let calibration = calibration(journal, history)?;
+        Ok(PlanInput { flags, calibration })
+    }
+
+    /// Plans `spec` on the `observed` hosts; `default_limit` is the slots of a host that
+    /// reports no limit.
+    pub(crate) fn plan(
+        &self,
+        spec: RunSpec,
+        observed: &[ObservedHost],
+        default_limit: u32,
+    ) -> Result<vmove_plan::Plan> {
+        vmove_plan::plan(
+            spec,
+            observed,
+            default_limit,
+            &self.calibration,
+            &self.flags,
+        )
+    }
+}
+
 /// `vmove plan ...` / `--dry-run`: the pre-flight of every selected VM (`vmove check`'s), then
 /// the plan (`vmove-plan`) of the VMs that can move, printed; `--json`: the plan as one JSON
 /// document on stdout (docs/cli.md), the text on stderr.
@@ -259,15 +313,10 @@ pub async fn plan(
     eff: &Effective,
     common: &Common,
 ) -> Result<u8> {
-    let flags = Flags {
-        bandwidth_mb_s: common.plan_bandwidth,
-        aggregate_mb_s: common.plan_aggregate,
-        overhead_secs: common.plan_overhead,
-    };
-    flags.check().map_err(|e| anyhow!(e))?;
+    let flags = plan_flags(common);
     let path = crate::runs::journal_path(eff)?;
     let history = common.plan_history;
-    let calibration = tokio::task::spawn_blocking(move || calibration(&path, history))
+    let input = tokio::task::spawn_blocking(move || PlanInput::read(flags, &path, history))
         .await
         .context("the calibration task failed")??;
     // Pre-flight first: a VM that cannot move is listed with its findings and left out of the
@@ -292,13 +341,7 @@ pub async fn plan(
     preflight_text.push_str(&check_output::summary_line(&checked));
     preflight_text.push_str("\n\n");
     let observed = observe(vmove_plan::involved(&spec), drivers, eff).await?;
-    let plan = vmove_plan::plan(
-        spec,
-        &observed,
-        eff.settings.default_host_limit,
-        &calibration,
-        &flags,
-    )?;
+    let plan = input.plan(spec, &observed, eff.settings.default_host_limit)?;
     let out = &plan.simulated;
     let mut rec = Record::new("plan");
     for e in &out.events {

@@ -966,3 +966,36 @@ down = [{ from = "0s", for = "1h" }]
     );
     assert_eq!(srv.get("/metrics").status, 200);
 }
+
+/// The live page's timeline of a run draws the plan the run journaled when it started: one
+/// predicted bar per planned VM, each a VM of the run.
+#[test]
+fn the_live_timeline_draws_the_plan_the_run_journaled() {
+    let sb = Sandbox::new("serve-planned");
+    let run = finished_run(&sb);
+    let srv = Server::start(&sb, &[], &[]);
+    let svg = srv.get(&format!("/runs/{run}/timeline.svg"));
+    assert_eq!(svg.status, 200, "{}", svg.body);
+    let state: serde_json::Value =
+        serde_json::from_str(&srv.get(&format!("/runs/{run}/state.json")).body).unwrap();
+    let ids: Vec<&str> = state["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["vm"].as_str().unwrap())
+        .collect();
+    let doc = roxmltree::Document::parse(&svg.body).unwrap();
+    let planned: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("rect") && n.attribute("class") == Some("predicted"))
+        .filter_map(|n| n.attribute("data-vm"))
+        .collect();
+    assert!(!planned.is_empty(), "no predicted bar: {}", svg.body);
+    let mut unique = planned.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), planned.len(), "one bar per VM: {planned:?}");
+    for vm in &planned {
+        assert!(ids.contains(vm), "{vm} is not the run's: {ids:?}");
+    }
+}

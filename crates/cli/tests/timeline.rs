@@ -267,3 +267,153 @@ fn the_html_report_opens_in_chromium_and_shows_the_run() {
     assert_eq!(drawn, want, "{dom}");
     assert_eq!(dom.matches("class=\"slot out o-").count() as u64, want);
 }
+
+/// Per VM id, the predicted bars (`rect.predicted` with a `data-vm`: not the legend's) of a
+/// parsed SVG.
+fn predicted(svg: &str) -> BTreeMap<String, u64> {
+    let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("not XML ({e}): {svg}"));
+    let mut out = BTreeMap::new();
+    for n in doc
+        .descendants()
+        .filter(|n| n.has_tag_name("rect") && n.attribute("class") == Some("predicted"))
+    {
+        if let Some(vm) = n.attribute("data-vm") {
+            *out.entry(vm.to_owned()).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// A run journals the plan it was started with: `report RUN --report x.svg|x.html` draws one
+/// predicted bar per planned VM, beside that VM's real bars; a planned VM is one of the run's,
+/// and every VM the run tried to move was planned.
+#[test]
+fn a_run_journals_its_plan_and_its_report_draws_the_predicted_bars() {
+    let sb = with_a_run("tl-planned", SIM_HOSTS);
+    let (run, per_vm) = attempts(&sb);
+    let r = sb.run(&["report", &run, "--report", "x.svg"]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("planned: "), "{}", r.stdout);
+    let svg = std::fs::read_to_string(sb.dir.join("x.svg")).unwrap();
+    let planned = predicted(&svg);
+    assert!(!planned.is_empty(), "no predicted bar: {svg}");
+    assert!(
+        planned.values().all(|n| *n == 1),
+        "one predicted bar per planned VM: {planned:?}"
+    );
+    for vm in planned.keys() {
+        assert!(per_vm.contains_key(vm), "{vm} is not the run's: {per_vm:?}");
+    }
+    // The VMs the run tried to move (huge-1 fits nowhere: tried by neither).
+    let tried: Vec<&String> = per_vm
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(v, _)| v)
+        .collect();
+    assert_eq!(planned.keys().collect::<Vec<_>>(), tried);
+    // Beside the real ones: the same rows hold the attempt bars.
+    let real = bars(&svg, "attempt");
+    assert!(planned.keys().all(|vm| real.contains_key(vm)), "{real:?}");
+    assert!(svg.contains("as planned"), "the legend says so");
+    // The HTML report draws them too.
+    sb.run(&["report", &run, "--report", "x.html"])
+        .expect_code(0);
+    let page = std::fs::read_to_string(sb.dir.join("x.html")).unwrap();
+    assert_eq!(predicted(svg_of(&page)), planned);
+    // The text timeline: the plan's moves at once beside each host's real lanes.
+    let t = sb.run_env(&["report", &run, "--timeline"], &[("COLUMNS", "80")]);
+    t.expect_code(0);
+    let planned_out = t
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("planned out"))
+        .unwrap_or_else(|| panic!("no planned row: {}", t.stdout));
+    assert!(
+        planned_out.chars().any(|c| c.is_ascii_digit()),
+        "{planned_out}"
+    );
+}
+
+/// A run whose plan cannot be made (a figure no link has) still runs to its end; it says so
+/// on stderr, and its report says why and draws no predicted bar.
+#[test]
+fn a_run_whose_plan_cannot_be_made_still_runs_and_its_report_says_why() {
+    let sb = Sandbox::new("tl-noplan");
+    sb.write("vmove.toml", SIM_HOSTS);
+    let r = sb.run(&[
+        "migrate",
+        "web-1",
+        "--to",
+        "b",
+        "--plain",
+        "--plan-bandwidth",
+        "0",
+    ]);
+    r.expect_code(0);
+    assert!(
+        r.stderr
+            .contains("warning: no plan was made: flag `--plan-bandwidth`"),
+        "{}",
+        r.stderr
+    );
+    let (run, per_vm) = attempts(&sb);
+    assert_eq!(per_vm.len(), 1, "{per_vm:?}");
+    let rep = sb.run(&["report", &run, "--report", "x.svg"]);
+    rep.expect_code(0);
+    assert!(
+        rep.stdout
+            .contains("no plan was made: flag `--plan-bandwidth` must be at least 1"),
+        "{}",
+        rep.stdout
+    );
+    let svg = std::fs::read_to_string(sb.dir.join("x.svg")).unwrap();
+    assert!(predicted(&svg).is_empty(), "{svg}");
+    assert_eq!(bars(&svg, "attempt").len(), 1, "the run's own bar");
+    let t = sb.run(&["report", &run, "--timeline"]);
+    assert!(!t.stdout.contains("planned out"), "{}", t.stdout);
+}
+
+/// A journaled plan row naming a VM that is not the run's is left out of the drawing (no
+/// panic); the run's own planned VMs are drawn.
+#[test]
+fn a_plan_row_of_a_vm_not_in_the_run_is_ignored() {
+    let sb = Sandbox::new("tl-stranger");
+    sb.write("vmove.toml", SIM_HOSTS);
+    sb.run(&[
+        "migrate",
+        "web-1",
+        "--to",
+        "b",
+        "--plain",
+        "--journal",
+        "j.db",
+    ])
+    .expect_code(0);
+    let r = sb.run(&["report", "--json", "--journal", "j.db"]);
+    r.expect_code(0);
+    let doc: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let run = doc["run_id"].as_str().unwrap().to_owned();
+    let web1 = doc["vms"][0]["id"].as_str().unwrap().to_owned();
+    {
+        let mut j = vmove_journal::Journal::open(sb.dir.join("j.db")).unwrap();
+        let mut plan = j.planned_moves(&run).unwrap();
+        assert_eq!(plan.len(), 1, "the run's plan: {plan:?}");
+        let mut stranger = plan[0].clone();
+        stranger.vm = vmove_core::VmId::new("not-a-vm-of-this-run");
+        plan.insert(0, stranger);
+        j.record_plan(&run, &plan).unwrap();
+    }
+    sb.run(&[
+        "report",
+        &run,
+        "--journal",
+        "j.db",
+        "--report",
+        "x.svg",
+        "--timeline",
+    ])
+    .expect_code(0);
+    let svg = std::fs::read_to_string(sb.dir.join("x.svg")).unwrap();
+    assert_eq!(predicted(&svg), BTreeMap::from([(web1, 1)]));
+    assert!(!svg.contains("not-a-vm-of-this-run"));
+}

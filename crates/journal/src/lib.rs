@@ -67,7 +67,7 @@ pub use clock::{Clock, ManualClock, SystemClock, WallTime};
 pub use db::Backend;
 pub use error::{JournalError, Result};
 pub use holder::Holder;
-pub use journal::{Journal, MAX_LEASE, Options, TakeOver};
+pub use journal::{Journal, MAX_LEASE, Options, PlannedMove, TakeOver};
 pub use rebuild::{VmResume, rebuild, recovered};
 pub use record::{
     ConfigFormat, Entry, EntryBody, IntentId, IntentRecord, LeaseInfo, NewRun, RunEnd, RunRecord,

@@ -27,7 +27,7 @@ struct Migration {
 }
 
 /// The newest schema version this build knows.
-pub const LATEST: u32 = 7;
+pub const LATEST: u32 = 8;
 
 const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -236,6 +236,37 @@ CREATE TABLE vm_requests (
     delivered_at BIGINT
 );
 CREATE INDEX vm_requests_run ON vm_requests (run_id, id);
+"#,
+        backfill: None,
+    },
+    Migration {
+        version: 8,
+        description: "the plan a run was started with: per VM its planned route, mode, start and end",
+        sql: r#"
+CREATE TABLE planned_moves (
+    run_id      TEXT NOT NULL REFERENCES runs(id),
+    ord         INTEGER NOT NULL,
+    vm          TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    mode        TEXT NOT NULL CHECK (mode IN ('live', 'offline')),
+    start_ms    INTEGER NOT NULL,
+    end_ms      INTEGER,
+    PRIMARY KEY (run_id, vm)
+) STRICT;
+"#,
+        pg: r#"
+CREATE TABLE planned_moves (
+    run_id      TEXT NOT NULL REFERENCES runs(id),
+    ord         BIGINT NOT NULL,
+    vm          TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    mode        TEXT NOT NULL CHECK (mode IN ('live', 'offline')),
+    start_ms    BIGINT NOT NULL,
+    end_ms      BIGINT,
+    PRIMARY KEY (run_id, vm)
+);
 "#,
         backfill: None,
     },

@@ -22,5 +22,5 @@ pub mod remaining;
 pub use calibrate::Calibration;
 pub use figures::Flags;
 pub use plan::{Plan, PlannedMove, involved, plan};
-pub use remaining::{Remaining, remaining};
+pub use remaining::{Remaining, observed, remaining};
 pub use vmove_sim::scenarios::ObservedHost;

@@ -5,23 +5,12 @@ use crate::figures::{Flags, assumptions_for, levels_used};
 use anyhow::{Context, Result, anyhow};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use vmove_core::{EventKind, HostId, MigrationMode, RunSpec, Time, VmId};
+use vmove_core::{EventKind, HostId, RunSpec};
 use vmove_sim::scenarios::{ObservedHost, from_observed};
 use vmove_sim::{SimOptions, SimOutcome, simulate};
 
-/// One VM's move as planned: its first attempt's route and when it starts and ends.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlannedMove {
-    pub vm: VmId,
-    pub source: HostId,
-    pub destination: HostId,
-    /// Live or offline, as the run would move it.
-    pub mode: MigrationMode,
-    /// When its first attempt starts (run time).
-    pub start: Time,
-    /// When it is moved (run time); `None` if it would not move.
-    pub end: Option<Time>,
-}
+/// One VM's move as planned (the journal's value: a run journals its plan as these).
+pub use vmove_journal::PlannedMove;
 
 /// What a plan predicts.
 #[derive(Debug)]
@@ -104,6 +93,7 @@ pub fn plan(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use vmove_core::VmId;
 
     /// A plan of the demo's evacuation with no history: every route's figures are defaults and
     /// say so, every VM is in the order once, and the ETA is the simulated end.

@@ -66,23 +66,28 @@ pub fn last_observed(record: &RunRecord) -> BTreeMap<HostId, ObservedHost> {
         let (EntryBody::Outcome { input, .. } | EntryBody::Input(input)) = &e.body else {
             continue;
         };
-        if let Input::HostRefreshed {
-            host,
-            result: Ok((info, vms)),
-            ..
-        } = input
-        {
-            out.insert(
-                host.clone(),
-                ObservedHost {
-                    id: host.clone(),
-                    info: info.clone(),
-                    vms: vms.clone(),
-                },
-            );
+        if let Some(o) = observed(input) {
+            out.insert(o.id.clone(), o);
         }
     }
     out
+}
+
+/// A host as a run observed it: a successful `host_refreshed` answer (its figures and VMs);
+/// `None` for any other input. What a plan of the run is made from, as the run reads it.
+pub fn observed(input: &Input) -> Option<ObservedHost> {
+    match input {
+        Input::HostRefreshed {
+            host,
+            result: Ok((info, vms)),
+            ..
+        } => Some(ObservedHost {
+            id: host.clone(),
+            info: info.clone(),
+            vms: vms.clone(),
+        }),
+        _ => None,
+    }
 }
 
 /// Re-plans what is left of the running run `record` (read so far) with the `history`

@@ -149,8 +149,9 @@ impl Hub {
         }
         let run = view.run.clone();
         let seq = view.seq;
+        let wants_plan = view.wants_predicted();
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let (summary, entries) = self
+        let (summary, entries, planned) = self
             .with_journal(move |j| {
                 let s = j.run_summary(&run)?;
                 let entries = if s.entries > seq {
@@ -158,7 +159,13 @@ impl Hub {
                 } else {
                     Vec::new()
                 };
-                Ok((s, entries))
+                // The plan the run was started with: journaled once, soon after it started.
+                let planned = if wants_plan {
+                    j.planned_moves(&run)?
+                } else {
+                    Vec::new()
+                };
+                Ok((s, entries, planned))
             })
             .await
             .map_err(|e| match e {
@@ -168,6 +175,7 @@ impl Hub {
         let summary_changed = view.summary.as_ref() != Some(&summary);
         view.summary = Some(summary);
         view.apply_entries(&entries);
+        view.set_predicted(planned);
         if let Some(delta) = view.take_delta(summary_changed) {
             // No client: nobody to tell (a client that comes later gets the snapshot).
             let _ = tail.tx.send(Arc::from(delta.to_string()));

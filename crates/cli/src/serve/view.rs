@@ -171,6 +171,8 @@ pub struct RunView {
     timeline: Option<TimelineBuilder>,
     /// The latest wall-clock time an entry was written (ms).
     last_written: i64,
+    /// The plan the run was started with (its predicted bars), once journaled.
+    predicted: Vec<vmove_journal::PlannedMove>,
     /// The latest re-plan of what is left, when it could be made (the ETA's basis then).
     planned: Option<Planned>,
     /// Why the latest re-plan could not be made, if it could not.
@@ -200,9 +202,23 @@ impl RunView {
             changed_hosts: false,
             timeline: None,
             last_written: 0,
+            predicted: Vec::new(),
             planned: None,
             plan_error: None,
             replan_wanted: true,
+        }
+    }
+
+    /// Whether the run's plan is still to be read (none journaled yet).
+    pub fn wants_predicted(&self) -> bool {
+        self.predicted.is_empty()
+    }
+
+    /// The plan the run was started with, as journaled (empty: none yet).
+    pub fn set_predicted(&mut self, moves: Vec<vmove_journal::PlannedMove>) {
+        if !moves.is_empty() && moves != self.predicted {
+            self.predicted = moves;
+            self.timeline_changed = true;
         }
     }
 
@@ -545,7 +561,7 @@ impl RunView {
         let simulated = self.now.0 > elapsed.saturating_mul(2).saturating_add(2_000);
         let t = self.timeline.as_mut()?;
         t.simulated(simulated).over(over);
-        Some(crate::timeline::svg(&t.build()))
+        Some(crate::timeline::svg(&t.build().with_plan(&self.predicted)))
     }
 
     /// The VMs in selection order.

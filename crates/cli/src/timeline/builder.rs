@@ -494,20 +494,25 @@ impl Timeline {
         b.build()
     }
 
-    /// Adds the plan's predicted bars (its moves' first attempts, as simulated).
+    /// Adds the plan's predicted bars (its moves' first attempts, as simulated, or as the run
+    /// journaled them): one per VM of the timeline; a planned move of a VM the timeline does
+    /// not have (not the run's, or not selected yet) is left out.
     pub fn with_plan(mut self, order: &[vmove_plan::PlannedMove]) -> Timeline {
         let names: HashMap<&str, &str> = self
             .vms
             .iter()
             .map(|v| (v.id.as_str(), v.name.as_str()))
             .collect();
+        let mut drawn = HashSet::new();
         self.predicted = order
             .iter()
-            .map(|m| Predicted {
+            .filter_map(|m| {
+                let name = names.get(m.vm.as_str())?;
+                drawn.insert(m.vm.as_str()).then_some((m, name))
+            })
+            .map(|(m, name)| Predicted {
                 vm: m.vm.to_string(),
-                name: names
-                    .get(m.vm.as_str())
-                    .map_or_else(|| m.vm.to_string(), |n| (*n).to_owned()),
+                name: (*name).to_owned(),
                 source: m.source.to_string(),
                 destination: m.destination.to_string(),
                 start_ms: m.start.as_millis(),

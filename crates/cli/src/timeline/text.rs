@@ -115,6 +115,42 @@ pub fn text(t: &Timeline, width: usize) -> String {
                 ));
             }
         }
+        // The plan's moves beside the real lanes: how many it expected at once, leaving and
+        // arriving (a VM it did not expect to move has no bar).
+        for (dir, leaving) in [("out", true), ("in", false)] {
+            let bars: Vec<(u64, u64)> = t
+                .predicted
+                .iter()
+                .filter(|p| {
+                    if leaving {
+                        p.source == h.name
+                    } else {
+                        p.destination == h.name
+                    }
+                })
+                .filter_map(|p| Some((p.start_ms, p.end_ms?)))
+                .collect();
+            if bars.is_empty() {
+                continue;
+            }
+            let line: String = (0..cols as u64)
+                .map(|c| {
+                    let (c0, c1) = (c * step, (c + 1) * step);
+                    let n = bars
+                        .iter()
+                        .filter(|(from, to)| *from < c1 && (*to > c0 || *from >= c0))
+                        .count();
+                    match n {
+                        0 => '.',
+                        n => char::from_digit(n.min(9) as u32, 10).unwrap_or('+'),
+                    }
+                })
+                .collect();
+            out.push_str(&format!(
+                "{} |{line}\n",
+                label(&format!("  planned {dir}"), lw)
+            ));
+        }
         if !h.foreign.is_empty() {
             let spans: Vec<(u64, u64, char, u8)> = h
                 .foreign
@@ -202,12 +238,18 @@ pub fn text(t: &Timeline, width: usize) -> String {
         .map(|k| format!("{} {}", k.letter(), k.as_str().replace('_', " ")))
         .collect();
     out.push_str(&wrap(&format!("waits: {}", waits.join(", ")), width));
+    if !t.predicted.is_empty() {
+        out.push_str(&wrap(
+            "planned out/in: as planned, how many moves at once (1-9) leaving/arriving at the host",
+            width,
+        ));
+    }
     out
 }
 
 /// `text` wrapped at spaces to `width` columns, later lines indented by two; each line ends
 /// with a newline.
-fn wrap(text: &str, width: usize) -> String {
+pub(crate) fn wrap(text: &str, width: usize) -> String {
     let mut out = String::new();
     let mut line = String::new();
     for word in text.split(' ') {

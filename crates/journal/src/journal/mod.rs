@@ -7,6 +7,8 @@
 //! - `write`: the entries a lease holder writes (intents, outcomes, inputs, events, steps).
 //! - `read`: what any process reads: runs, summaries, statuses, a whole run.
 //! - `notes`: what any process may write: notes for a person and stop requests.
+//! - `planned`: the plan a run was started with ([`PlannedMove`]): written once, read by the
+//!   reports and the live page.
 //! - `requests`: per-VM stop requests (`vmove skip RUN VM`, `vmove abort RUN VM`): written by
 //!   any process, polled and marked delivered by the run's driving process.
 //! - `rows`: the rows read inside a transaction, shared by the others.
@@ -15,6 +17,7 @@ mod guard;
 mod handle;
 mod lease;
 mod notes;
+mod planned;
 mod read;
 mod requests;
 mod rows;
@@ -22,3 +25,4 @@ mod write;
 
 pub use handle::{Journal, MAX_LEASE, Options};
 pub use lease::TakeOver;
+pub use planned::PlannedMove;
