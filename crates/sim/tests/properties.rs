@@ -59,6 +59,10 @@ impl Checker {
 
     fn step(&mut self, s: &Step<'_>) {
         self.steps += 1;
+        // A source the scheduler skips would have done nothing if looked at.
+        if let Err(e) = s.core.check_parking() {
+            self.fail(s.now, format!("parking: {e}"));
+        }
         for (cmd, input) in s.commands {
             match (cmd, input) {
                 (Command::RefreshHost { host }, Input::HostRefreshed { result: Ok(_), .. }) => {

@@ -20,6 +20,7 @@
 //! [`SlotLedger::touch`]: super::slots::SlotLedger::touch
 
 use super::Core;
+use super::park::Parking;
 use super::schedule::Score;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -83,6 +84,7 @@ impl Core {
             }
             ix.group_of.push(g);
         }
+        self.parking = Parking::new(self.sources.len(), ix.open.len(), n);
         self.index = ix;
         // Every host starts changed in the ledger: the first sync derives the rest.
         self.sync_index();
@@ -135,6 +137,8 @@ impl Core {
                 ix.source_free = ix.source_free - u64::from(ix.free[h]) * k + u64::from(free) * k;
                 ix.free[h] = free;
             }
+            // Sources parked on a fact about this host look again.
+            self.wake_host(h);
             for i in 0..self.index.host_sources[h].len() {
                 let si = self.index.host_sources[h][i];
                 self.update_eligible(si);
@@ -154,8 +158,19 @@ impl Core {
             && !self.sources[si].ready.is_empty();
         if eligible {
             self.index.eligible[g].insert(si);
+            // Parked on a VM that is no longer its next: it looks again.
+            if let Some(k) = self.parking.parked_key(si) {
+                if self.sources[si].ready.first() != Some(&k) {
+                    self.unpark(si);
+                }
+            }
+            if !self.parking.is_parked(si) {
+                self.parking.active[g].insert(si);
+            }
         } else {
             self.index.eligible[g].remove(&si);
+            self.unpark(si);
+            self.parking.active[g].remove(&si);
         }
     }
 }

@@ -20,6 +20,7 @@ mod assess;
 mod control;
 mod hosts;
 mod index;
+mod park;
 mod peers;
 mod schedule;
 pub mod slots;
@@ -90,6 +91,8 @@ pub struct Core {
     ended_at: Vec<usize>,
     /// What a scheduling pass asks of the sources and destinations, kept up to date.
     index: SchedIndex,
+    /// Sources a scheduling pass skips while no pre-flight check can be asked (`park.rs`).
+    parking: park::Parking,
     now: Time,
 }
 
@@ -155,6 +158,7 @@ impl Core {
             may_pass_waiting: BTreeSet::new(),
             ended_at: Vec::new(),
             index: SchedIndex::default(),
+            parking: park::Parking::default(),
             seed: SeedPass::default(),
             peers: peers::PeerState::default(),
             now,
@@ -580,6 +584,17 @@ impl Core {
     /// Runs one transition of a VM and applies its consequences (slots, reservations, timers,
     /// ready sets, events, commands).
     fn step(&mut self, idx: usize, now: Time, ev: VmEvent) {
+        // A source parked on this VM looks at it again, whatever the transition.
+        if let Some(si) = self
+            .source_state
+            .get(self.vms[idx].source)
+            .copied()
+            .flatten()
+        {
+            if self.parking.parked_vm(si) == Some(idx) {
+                self.unpark(si);
+            }
+        }
         let before = self.vms[idx].vm.phase();
         let timer_before = self.vms[idx].vm.timer;
         let asking_before = self.vms[idx].vm.preflight.asking.is_some();
@@ -610,6 +625,7 @@ impl Core {
         } else {
             self.may_pass_waiting.remove(&idx);
         }
+        self.sync_clear_hosts(idx, asking_before);
         let asking = self.vms[idx].vm.preflight.asking.is_some();
         if asking != asking_before {
             if asking {

@@ -158,6 +158,17 @@ impl Core {
         if !self.ledger.cluster_has_room() {
             return;
         }
+        self.parking.in_pass = true;
+        self.parking.last = None;
+        self.schedule_pass(now);
+        self.parking.in_pass = false;
+        self.parking.last = None;
+        self.parking.woken.clear();
+    }
+
+    /// One pass of [`Core::schedule`] (see there); parked sources (`park.rs`) are taken in
+    /// order with the others while a check can be asked, and skipped once none can.
+    fn schedule_pass(&mut self, now: Time) {
         let offline_ok = self.offline_allowed();
         let pins = !self.spec.pins.is_empty();
         self.sync_index();
@@ -167,30 +178,59 @@ impl Core {
         // No check can be asked in this pass (checks in flight only grow within it): a source
         // whose first VM has no clear answer would be done at once, doing nothing.
         let no_checks = self.spec.settings.preflight && self.preflight_full();
+        let mut to_park: Vec<(usize, OrderKey)> = Vec::new();
         for g in 0..self.index.open.len() {
             if !pins && self.index.open[g] == 0 {
                 continue;
             }
-            for &si in &self.index.eligible[g] {
+            for &si in &self.parking.active[g] {
                 if let Some(&k) = self.sources[si].ready.first() {
                     if no_checks
                         && self.vms[k.vm].vm.preflight.clear.is_empty()
                         && (self.vms[k.vm].vm.mode != MigrationMode::Offline || offline_ok)
                     {
+                        to_park.push((si, k));
                         continue;
                     }
                     heap.push(Reverse((k, si)));
                 }
             }
         }
+        for (si, k) in to_park {
+            self.try_park(si, k);
+        }
         loop {
             if !self.ledger.cluster_has_room() {
                 return;
             }
             self.sync_index();
-            let Some(Reverse((key, si))) = heap.pop() else {
-                return;
+            for (k, si) in self.parking.woken.drain(..) {
+                heap.push(Reverse((k, si)));
+            }
+            // The next candidate: the heap's, or while a check can be asked, a parked source's
+            // if its next VM comes first.
+            let checks = !(self.spec.settings.preflight && self.preflight_full());
+            let parked_first = checks
+                && self
+                    .parking
+                    .set
+                    .first()
+                    .is_some_and(|p| heap.peek().is_none_or(|Reverse(top)| p < top));
+            let (key, si) = if parked_first {
+                let Some(&(k, si)) = self.parking.set.first() else {
+                    return;
+                };
+                // Taken now: not woken into the heap as well.
+                self.parking.last = Some(k);
+                self.unpark(si);
+                (k, si)
+            } else {
+                let Some(Reverse(top)) = heap.pop() else {
+                    return;
+                };
+                top
             };
+            self.parking.last = Some(key);
             let src = self.sources[si].host;
             if self.host_full(src)
                 || !self.hosts[src].reachable
@@ -221,11 +261,18 @@ impl Core {
                 // No check can be asked now and this VM has no clear answer for any destination:
                 // nothing more of this source starts before answers come (each makes the
                 // scheduler run again).
+                self.try_park(si, key);
                 true
             } else {
                 self.place_and_start(idx, now, false);
                 // No more checks now: VMs with a clear answer get back in line as answers come.
-                self.preflight_full()
+                // A VM still first that did nothing: its source may be parked (a source whose
+                // VM started is done for the pass and looked at again in the next).
+                let full = self.preflight_full();
+                if full {
+                    self.try_park(si, key);
+                }
+                full
             };
             if !done {
                 if let Some(&k) = self.sources[si]
@@ -357,12 +404,7 @@ impl Core {
     pub(super) fn place(&self, idx: usize, first_only: bool) -> Place {
         let vm = &self.vms[idx].vm;
         let src = self.vms[idx].source;
-        let need_mem = if vm.mode == MigrationMode::Live {
-            vm.memory_bytes
-        } else {
-            0
-        };
-        let need_disk = vm.disk_bytes;
+        let (need_mem, need_disk) = self.needs(idx);
         if self.reports_no_slots(src) {
             return Place::Never(Reason::NoMigrationSlots(self.hosts[src].id.clone()));
         }
@@ -458,8 +500,19 @@ impl Core {
         }
     }
 
+    /// The memory and disk VM `idx` needs at its destination (no memory when it moves offline).
+    pub(super) fn needs(&self, idx: usize) -> (u64, u64) {
+        let vm = &self.vms[idx].vm;
+        let need_mem = if vm.mode == MigrationMode::Live {
+            vm.memory_bytes
+        } else {
+            0
+        };
+        (need_mem, vm.disk_bytes)
+    }
+
     /// What destination `h` says to a move from `src` needing that much memory and disk.
-    fn judge(&self, src: usize, h: usize, need_mem: u64, need_disk: u64) -> Judged {
+    pub(super) fn judge(&self, src: usize, h: usize, need_mem: u64, need_disk: u64) -> Judged {
         let hs = &self.hosts[h];
         if hs.down {
             return Judged::Down;
@@ -494,7 +547,7 @@ impl Core {
 pub(super) type Score = (u32, Reverse<u64>, usize);
 
 /// What one destination says to a VM (see `Core::judge`).
-enum Judged {
+pub(super) enum Judged {
     /// Down: not considered at all.
     Down,
     /// Not reachable (or never listed).

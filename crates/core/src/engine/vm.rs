@@ -60,6 +60,11 @@ pub(super) struct VmEntry {
     pub(super) live_pending: bool,
     /// Its place in the start order (`held_back` is set when it enters the ready set).
     pub(super) order_key: OrderKey,
+    /// The host indexes of its clear pre-flight answers (`preflight.clear`), kept in step with
+    /// them by `Core::step` so that the scheduler need not look each id up.
+    pub(super) clear_hosts: Vec<usize>,
+    /// The host index of the destination its pre-flight check in flight asks, if any.
+    pub(super) asking_host: Option<usize>,
 }
 
 /// The size part of a VM's [`OrderKey`] for `order`.
@@ -89,6 +94,8 @@ impl Core {
             missing_since: None,
             live_pending: false,
             order_key: OrderKey::new(0, 0, idx),
+            clear_hosts: Vec::new(),
+            asking_host: None,
         });
         idx
     }
@@ -96,5 +103,39 @@ impl Core {
     /// Sets a VM's place in the start order: by priority, then `size_key`, then index.
     pub(super) fn set_order(&mut self, idx: usize, priority: i32, size_key: u64) {
         self.vms[idx].order_key = OrderKey::new(priority, size_key, idx);
+    }
+}
+
+impl Core {
+    /// Keeps VM `idx`'s [`VmEntry::clear_hosts`] in step with its clear answers after a
+    /// transition: an answer changes at most the destination it was asked of; anything else
+    /// that changed them (they are forgotten after a failed attempt) rebuilds them.
+    pub(super) fn sync_clear_hosts(&mut self, idx: usize, asking_before: bool) {
+        let e = &mut self.vms[idx];
+        let memo = &e.vm.preflight;
+        match (asking_before, &memo.asking) {
+            (false, Some(d)) => e.asking_host = self.host_index.get(d).copied(),
+            (true, None) => {
+                if let Some(d) = e.asking_host.take() {
+                    let clear = memo.clear.contains(&self.hosts[d].id);
+                    let at = e.clear_hosts.iter().position(|&h| h == d);
+                    match (clear, at) {
+                        (true, None) => e.clear_hosts.push(d),
+                        (false, Some(i)) => {
+                            e.clear_hosts.swap_remove(i);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        if e.clear_hosts.len() != memo.clear.len() {
+            e.clear_hosts = memo
+                .clear
+                .iter()
+                .filter_map(|d| self.host_index.get(d).copied())
+                .collect();
+        }
     }
 }
