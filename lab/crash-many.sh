@@ -194,7 +194,10 @@ TOML
     local what=""
     for d in $VMS; do
       local s t
-      s="$(state "$SRC" "$d")"; t="$(state "$DST" "$d")"
+      # The destination first: p2p migrations go on after the kill, and a switchover between
+      # two domstate calls (source running, then destination running) is a correct move; the
+      # source running after the destination was seen running is two copies.
+      t="$(state "$DST" "$d")"; s="$(state "$SRC" "$d")"
       if [[ "$s" == running* && "$t" == running* ]]; then
         bad "kill $kills: $d runs on both hosts ($s / $t)"
       fi

@@ -136,7 +136,12 @@ t_resume="$(now)"
 running_on_both=0
 for _ in $(seq 1 600); do
   [ -d "/proc/$runner" ] || break
-  [ "$(state_of "$A")" = running ] && [ "$(state_of "$B")" = running ] && running_on_both=1
+  # The destination first, then the source: two domstate calls are not one instant, and a
+  # switchover between them (A running, then B running) is a correct move, not two copies. A
+  # source running AFTER the destination was seen running is: a correct A -> B move never
+  # runs the source again once the destination runs (it is paused, then ended).
+  sb="$(state_of "$B")"
+  [ "$sb" = running ] && [ "$(state_of "$A")" = running ] && running_on_both=1
   sleep 0.5
 done
 t_end="$(now)"

@@ -122,7 +122,11 @@ for _ in $(seq 1 600); do
   job_ended
   [ -d "/proc/$runner" ] || break
   # Still safe while it retries: never on both.
-  [ "$(state_of "$A")" = running ] && [ "$(state_of "$B")" = running ] && running_on_b=2
+  # The destination first, then the source: a switchover between two domstate calls (A
+  # running, then B running) is a correct move; the source running after the destination was
+  # seen running is two copies (a correct A -> B move never runs the source again).
+  sb="$(state_of "$B")"
+  [ "$sb" = running ] && [ "$(state_of "$A")" = running ] && running_on_b=2
   sleep 0.5
 done
 t_end="$(now)"
