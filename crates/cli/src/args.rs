@@ -55,6 +55,14 @@ pub enum Cmd {
     Resume {
         /// The run id (see `vmove history`).
         run: Option<String>,
+        /// Stand by: watch the journal (every 2 s) for a running run whose lease expired or
+        /// whose holder is provably dead, take it over and resume it, then watch again.
+        /// Ctrl-C or SIGTERM stops it (while it drives a run: as they stop `resume`).
+        #[arg(long, conflicts_with = "run")]
+        standby: bool,
+        /// With --standby: take over one run, drive it to its end and exit with its code.
+        #[arg(long, requires = "standby")]
+        once: bool,
     },
     /// Show a run's state per VM from the journal (works while the run goes, from anywhere).
     #[command(after_long_help = STATUS_EXAMPLES)]

@@ -20,6 +20,7 @@
 //! - [`run_plan`]: the plan a run is started with, made off its path and journaled beside it
 //!   (the reports draw its predicted bars).
 //! - [`runs`]: the journal: journaling a run, `resume`, `status`, `abort`, `history`, `report`.
+//! - [`standby`]: `resume --standby`: waits for runs whose holder stopped renewing its lease.
 //! - [`serve`]: `serve`: the runs' pages, live updates and `/metrics` over HTTP.
 //! - [`output`]: progress bars or plain lines, the per-VM record, the summary table, `--report`.
 //! - [`stdio`]: writes to stdout and stderr that never panic (a closed pipe never ends a run).
@@ -55,6 +56,7 @@ mod runs;
 mod serve;
 mod settings;
 mod simrun;
+mod standby;
 mod timeline;
 
 use anyhow::{Context, Result};
@@ -255,7 +257,12 @@ async fn command(cli: Cli, cfg: &ConfigFile, eff: &Effective) -> Result<u8> {
             let dry = a.placement.dry_run;
             plan_or_move(Chosen::Evacuate(a), cfg, eff, &cli.common, dry).await
         }
-        Cmd::Resume { run } => runs::resume(run, cfg, eff, &cli.common).await,
+        Cmd::Resume {
+            standby: true,
+            once,
+            ..
+        } => standby::standby(once, cfg, eff, &cli.common).await,
+        Cmd::Resume { run, .. } => runs::resume(run, cfg, eff, &cli.common).await,
         Cmd::Status { run, watch } => runs::status(run, watch, cli.common.json, eff).await,
         Cmd::Abort { run, vm: None, now } => runs::abort(&run, now, eff),
         Cmd::Abort {

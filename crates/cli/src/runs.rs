@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use vmove_core::{Core, Phase, RunSpec, Time};
 use vmove_journal::{
-    ConfigFormat, Journal, JournalError, NewRun, Options, RunState, RunSummary, VmStatus, WallTime,
+    ConfigFormat, Holder, Journal, JournalError, NewRun, Options, RunState, RunSummary, TakeOver,
+    VmStatus, WallTime,
 };
 use vmove_runtime::RuntimeOptions;
 
@@ -84,8 +85,46 @@ fn private_folder(dir: &std::path::Path) -> Result<()> {
         .with_context(|| format!("cannot create the journal's folder `{}`", dir.display()))
 }
 
+/// The environment variable that sets the host name this process writes in the leases it
+/// takes (default: the system's host name). It lets tests play two machines on one; it can
+/// only make a take-over wait longer, never sooner: a holder is proven dead only when its
+/// recorded host is this machine's real name and its boot is this one (docs/journal.md).
+pub const LEASE_HOST_ENV: &str = "VMOVE_LEASE_HOST";
+
+/// Who this process is in the leases it takes: this process, with its host named by
+/// `VMOVE_LEASE_HOST` when set.
+fn lease_holder() -> Result<Holder> {
+    let mut holder = Holder::current();
+    if let Some(name) = crate::settings::env(LEASE_HOST_ENV) {
+        let ok = !name.is_empty()
+            && name.len() <= 255
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
+        if !ok {
+            bail!(
+                "environment variable `{LEASE_HOST_ENV}`: `{}` is not a host name (letters, \
+                 digits, `-`, `.` and `_`, at most 255)",
+                name.escape_default()
+            );
+        }
+        holder.host = name;
+    }
+    Ok(holder)
+}
+
+/// How every command opens the journal: the lease time and who this process is.
+fn options(eff: &Effective) -> Result<Options> {
+    Ok(Options {
+        lease_ttl: eff.journal_lease,
+        holder: lease_holder()?,
+        ..Options::default()
+    })
+}
+
 /// Opens the journal (creating it and its directory when missing).
 pub fn open(eff: &Effective) -> Result<Journal> {
+    let opts = options(eff)?;
     let path = journal_path(eff)?;
     if let Some(dir) = path
         .parent()
@@ -93,20 +132,15 @@ pub fn open(eff: &Effective) -> Result<Journal> {
     {
         private_folder(dir)?;
     }
-    Journal::open_with(
-        &path,
-        Options {
-            lease_ttl: eff.journal_lease,
-            ..Options::default()
-        },
-    )
-    // The error names the path and SQLite's verdict; `chain` leaves out SQLite's bare code.
-    .map_err(|e| anyhow!(e.chain()))
+    Journal::open_with(&path, opts)
+        // The error names the path and SQLite's verdict; `chain` leaves out SQLite's bare code.
+        .map_err(|e| anyhow!(e.chain()))
 }
 
 /// Opens a journal that must already exist (`status`, `history`, `report`, `abort`, `resume`):
 /// a mistyped `--journal` is an error naming the path, and creates no folder and no database.
 pub fn open_existing(eff: &Effective) -> Result<Journal> {
+    let opts = options(eff)?;
     let path = journal_path(eff)?;
     if journal_is_database(eff) {
         // A database that is not there, or not reachable, is an error from the open (naming
@@ -122,15 +156,9 @@ pub fn open_existing(eff: &Effective) -> Result<Journal> {
             path.display()
         );
     }
-    Journal::open_with(
-        &path,
-        Options {
-            lease_ttl: eff.journal_lease,
-            ..Options::default()
-        },
-    )
-    // The error names the path and SQLite's verdict.
-    .map_err(|e| anyhow!(e.chain()))
+    Journal::open_with(&path, opts)
+        // The error names the path and SQLite's verdict.
+        .map_err(|e| anyhow!(e.chain()))
 }
 
 /// The fields of each driver's `[hosts.<name>]` table that hold a URI, whose user
@@ -310,6 +338,22 @@ pub async fn resume(
         JournalError::LeaseHeld { .. } => anyhow!("cannot resume: {e}"),
         e => anyhow!("cannot resume run `{run}`: {}", e.chain()),
     })?;
+    drive(j, run, took_over, current, eff, common, None).await
+}
+
+/// Drives a run whose lease `j` has just taken (`vmove resume`, `vmove resume --standby`): the
+/// one recovery path. The run is rebuilt from the journal, every VM possibly in flight is
+/// located on the hosts before anything is done, and the run goes on to its end.
+/// `interrupts`: the listener to hand the run (None: the run installs its own).
+pub(crate) async fn drive(
+    j: Journal,
+    run: String,
+    took_over: Option<TakeOver>,
+    current: &config::ConfigFile,
+    eff: &Effective,
+    common: &Common,
+    interrupts: Option<crate::interrupts::Interrupts>,
+) -> Result<u8> {
     if let Some(t) = took_over {
         // The lease had not expired, but its holder is provably dead (docs/journal.md).
         errln!("vmove: {t}");
@@ -396,14 +440,14 @@ pub async fn resume(
         common,
         &command,
         Some(journaling),
-        None,
+        interrupts,
     )
     .await;
     crate::hooks::after_run(&cfg, &evacuated, &run, eff.hook_timeout, Some(&notes)).await;
     code
 }
 
-fn wall(t: WallTime) -> String {
+pub(crate) fn wall(t: WallTime) -> String {
     humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(t.0).unwrap_or(0)),
     )

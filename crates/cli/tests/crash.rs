@@ -7,26 +7,13 @@
 //!   started twice, nothing removed twice, the placement rules kept.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::sim_state::*;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use vmove_core::{GIB, HostId, LeftoverContext, Time, VmId};
-use vmove_sim::{Faults, HostSpec, SimCluster, VmSpec};
-
-/// VMs on `a`: (name, memory GiB, disk GiB, transient start failures).
-const VMS: [(&str, u64, u64, u32); 10] = [
-    ("web-1", 2, 40, 0),
-    ("web-2", 2, 40, 1),
-    ("web-3", 2, 30, 0),
-    ("db-1", 8, 60, 0),
-    ("db-2", 8, 50, 1),
-    ("app-1", 4, 30, 0),
-    ("app-2", 4, 45, 0),
-    ("app-3", 4, 35, 0),
-    ("cache-1", 6, 20, 0),
-    ("big-1", 100, 10, 0),
-];
+use vmove_core::VmId;
 
 /// Simulated seconds per real second.
 const SPEED: u64 = 8;
@@ -40,23 +27,11 @@ impl Sandbox {
         let dir = std::env::temp_dir().join(format!("vmove-crash-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("home")).unwrap();
-        let mut cfg = format!(
-            "[defaults]\njournal = \"{j}\"\njournal_lease = \"1s\"\n\n[hosts.a]\ndriver = \"sim\"\nspeed = {SPEED}\nstate_file = \"{s}\"\nvms = [\n",
+        let cfg = format!(
+            "[defaults]\njournal = \"{j}\"\njournal_lease = \"1s\"\n\n{hosts}",
             j = dir.join("journal.db").display(),
-            s = dir.join("sim.state").display()
+            hosts = hosts_config(SPEED, &dir.join("sim.state"))
         );
-        for (n, m, d, f) in VMS {
-            cfg.push_str(&format!(
-                "  {{ name = \"{n}\", memory_gib = {m}, disk_gib = {d}, transient_failures = {f} }},\n"
-            ));
-        }
-        cfg.push_str("]\n");
-        for h in ["b", "c"] {
-            cfg.push_str(&format!(
-                "\n[hosts.{h}]\ndriver = \"sim\"\nspeed = {SPEED}\nmemory_gib = 64\nstate_file = \"{}\"\n",
-                dir.join("sim.state").display()
-            ));
-        }
         std::fs::write(dir.join("vmove.toml"), cfg).unwrap();
         Sandbox { dir }
     }
@@ -105,96 +80,6 @@ impl Drop for Sandbox {
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
-    }
-}
-
-/// The simulated cluster exactly as `drivers.rs` builds it from the sandbox's config.
-fn cluster() -> SimCluster {
-    let mut hosts = Vec::new();
-    for (h, mem) in [("a", 512), ("b", 64), ("c", 64)] {
-        let mut s = HostSpec::new(h);
-        s.migration_limit = None;
-        s.memory_bytes = mem * GIB;
-        s.disk_bytes = 16 * 1024 * GIB;
-        s.nic_bytes_per_sec = 1_250_000_000;
-        s.stream_cap_bytes_per_sec = 500_000_000;
-        hosts.push(s);
-    }
-    let mut faults = Faults::default();
-    let mut vms = Vec::new();
-    for (n, m, d, f) in VMS {
-        let vm = VmSpec::running(n, "a", m * GIB)
-            .with_dirty_rate(0)
-            .with_disk(d * GIB);
-        if f > 0 {
-            faults.transient_starts(&vm.id, f);
-        }
-        vms.push(vm);
-    }
-    SimCluster::new(hosts, vms, faults).unwrap()
-}
-
-/// The state file's calls, in order: (sim time, the JSON line).
-fn calls(path: &Path) -> Vec<(u64, serde_json::Value)> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .skip(1)
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .map(|v| (v["at"].as_u64().unwrap(), v))
-        .collect()
-}
-
-/// Replays the state file onto a fresh cluster, to where the last call left it, then runs it on
-/// until nothing more can happen (migrations still running end).
-fn replay(path: &Path) -> SimCluster {
-    let mut c = cluster();
-    for (at, v) in calls(path) {
-        c.advance_to(Time(at));
-        let req = serde_json::from_value(v["req"].clone()).unwrap();
-        let _ = match v["call"].as_str().unwrap() {
-            "start" => c.start_migration(&req).map(|_| ()),
-            "abort" => {
-                c.abort_migration(&req, &serde_json::from_value(v["handle"].clone()).unwrap())
-            }
-            "converge" => c
-                .converge(
-                    &req,
-                    &serde_json::from_value(v["handle"].clone()).unwrap(),
-                    serde_json::from_value(v["aid"].clone()).unwrap(),
-                )
-                .map(|_| ()),
-            "remove" => c.remove_leftover(
-                &req,
-                &serde_json::from_value(v["leftover"].clone()).unwrap(),
-                serde_json::from_value::<LeftoverContext>(v["context"].clone()).unwrap(),
-            ),
-            other => panic!("unknown call {other}"),
-        };
-    }
-    while let Some(t) = c.next_event_time() {
-        c.advance_to(t);
-    }
-    c
-}
-
-/// A small deterministic generator (the kill times are seeded).
-struct Lcg(u64);
-impl Lcg {
-    fn next_ms(&mut self, lo: u64, hi: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        lo + (self.0 >> 33) % (hi - lo)
-    }
-}
-
-fn wait_for(mut f: impl FnMut() -> bool, within: Duration, what: &str) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < within, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -369,98 +254,12 @@ fn kill_9_at_20_random_points_and_resume_moves_every_vm_once() {
     assert_eq!(vms.len(), VMS.len(), "{report:#}");
 
     // The hosts: replay the state file.
-    let state = sb.dir.join("sim.state");
-    let c = replay(&state);
-    let mut starts: BTreeMap<(String, u64), u32> = BTreeMap::new();
-    let mut removals: BTreeMap<(String, String), u32> = BTreeMap::new();
-    for (_, v) in calls(&state) {
-        match v["call"].as_str().unwrap() {
-            "start" => {
-                *starts
-                    .entry((
-                        v["req"]["vm"].as_str().unwrap().to_owned(),
-                        v["req"]["attempt"].as_u64().unwrap(),
-                    ))
-                    .or_default() += 1
-            }
-            "remove" => {
-                *removals
-                    .entry((
-                        v["leftover"]["host"].as_str().unwrap().to_owned(),
-                        v["leftover"]["what"].to_string(),
-                    ))
-                    .or_default() += 1
-            }
-            _ => {}
-        }
-    }
-    for (k, n) in &starts {
-        assert_eq!(*n, 1, "attempt {k:?} started {n} times");
-    }
-    for (k, n) in &removals {
-        assert_eq!(*n, 1, "{k:?} removed {n} times");
-    }
-    assert!(starts.len() >= VMS.len() - 1, "starts: {starts:?}");
-    for row in vms {
-        let name = row["name"].as_str().unwrap();
-        let id = VmId::new(row["id"].as_str().unwrap());
-        let outcome = row["outcome"].as_str().unwrap();
-        let host = c.vm_host(&id).cloned();
-        let files: Vec<HostId> = c
-            .host_ids()
-            .into_iter()
-            .filter(|h| c.files_on(h).iter().any(|f| f.1.as_ref() == Some(&id)))
-            .collect();
-        match outcome {
-            "moved" => {
-                let dest = row["destination"].as_str().unwrap();
-                assert!(["b", "c"].contains(&dest), "{name} moved to {dest}");
-                assert_eq!(
-                    host,
-                    Some(HostId::new(dest)),
-                    "{name}: journal and hosts agree"
-                );
-                assert_eq!(
-                    files,
-                    vec![HostId::new(dest)],
-                    "{name}: files on its host only"
-                );
-            }
-            "unmigratable" | "cancelled" => {
-                assert!(
-                    row["reason"].as_str().is_some_and(|r| !r.is_empty()),
-                    "{name} {outcome} without a reason"
-                );
-                assert!(host.is_some(), "{name} is on no host");
-            }
-            other => panic!("{name} ended {other}"),
-        }
-        // Exactly one host defines and runs it.
-        let defined: Vec<HostId> = c
-            .host_ids()
-            .into_iter()
-            .filter(|h| c.list_vms(h).unwrap().iter().any(|v| v.id == id))
-            .collect();
-        assert_eq!(defined.len(), 1, "{name} defined on {defined:?}");
-    }
+    assert_hosts_agree(&sb.dir.join("sim.state"), &report);
     // big-1 (100 GiB of memory; b and c have 64) fits nowhere: unmigratable with a reason, still on a.
     let big = vms.iter().find(|v| v["name"] == "big-1").unwrap();
     assert_eq!(big["outcome"], "unmigratable", "{big}");
     let moved = vms.iter().filter(|v| v["outcome"] == "moved").count();
     assert_eq!(moved, VMS.len() - 1, "every VM that fits moved: {report:#}");
-}
-
-/// Every VM of the replayed cluster is defined on exactly one host.
-fn assert_one_host_each(c: &SimCluster) {
-    for (n, ..) in VMS {
-        let id = VmSpec::running(n, "a", 0).id;
-        let defined: Vec<HostId> = c
-            .host_ids()
-            .into_iter()
-            .filter(|h| c.list_vms(h).unwrap().iter().any(|v| v.id == id))
-            .collect();
-        assert_eq!(defined.len(), 1, "{n} defined on {defined:?}");
-    }
 }
 
 /// Starts a run, waits for its first start, reads `status` while it goes, asks `abort`.

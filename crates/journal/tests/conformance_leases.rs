@@ -389,7 +389,67 @@ fn concurrent_creators_of_overlapping_runs_exactly_one_wins() {
     }
 }
 
+/// Standbys on several machines racing for one run whose holder stopped renewing its lease
+/// (`vmove resume --standby`): the take-over is the lease's transaction, so exactly one of them
+/// takes the run, the others are refused naming the winner, and only the winner may write.
+/// Each round, four handles (four connections, as four machines would have) start together.
+fn standbys_racing_for_an_expired_lease_exactly_one_takes_it_over() {
+    const STANDBYS: u32 = 4;
+    for round in 0..5 {
+        let (_dir, path) = temp_path();
+        let clock = clock();
+        let run = format!("r{round}");
+        open_as(&path, &clock, me())
+            .create_run(&new_run(&run, Selection::All))
+            .unwrap();
+        // The holder stops renewing: its lease runs out.
+        clock.advance(Duration::from_secs(31));
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(STANDBYS as usize));
+        let handles: Vec<_> = (0..STANDBYS)
+            .map(|i| {
+                let (path, clock, barrier, run) =
+                    (path.clone(), clock.clone(), barrier.clone(), run.clone());
+                std::thread::spawn(move || {
+                    let mut j = open_as(&path, &clock, other(700 + i));
+                    barrier.wait();
+                    let got = j.acquire_taking_over(&run).map(|(_, t)| t);
+                    let write =
+                        j.record_intent(&run, Time(1), &Command::RefreshHost { host: "a".into() });
+                    (700 + i, got, write.is_ok())
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let winners: Vec<u32> = results
+            .iter()
+            .filter(|(_, got, _)| got.is_ok())
+            .map(|(pid, ..)| *pid)
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        for (pid, got, wrote) in &results {
+            match got {
+                // An expired lease is taken, not a dead holder's: nothing to say.
+                Ok(took_over) => {
+                    assert_eq!(*took_over, None, "round {round}");
+                    assert!(wrote, "round {round}: the winner writes");
+                }
+                Err(e) => {
+                    assert!(
+                        matches!(e, JournalError::LeaseHeld { pid: w, .. } if *w == winners[0]),
+                        "round {round}: {pid}: {e}"
+                    );
+                    assert!(!wrote, "round {round}: {pid} wrote without the lease");
+                }
+            }
+        }
+        let j = open_as(&path, &clock, me());
+        assert_eq!(j.run_summary(&run).unwrap().driver, other(winners[0]));
+        assert_eq!(j.load_run(&run).unwrap().entries.len(), 1, "round {round}");
+    }
+}
+
 on_both_backends!(
+    standbys_racing_for_an_expired_lease_exactly_one_takes_it_over,
     concurrent_creators_of_overlapping_runs_exactly_one_wins,
     a_second_holder_is_refused_while_the_lease_is_valid_and_named_in_the_error,
     a_stale_lease_is_taken_over_only_after_it_expires_and_the_old_holder_is_fenced_off,

@@ -2,6 +2,8 @@
 //! directory with its own HOME, a finished run's output, a running `vmove` read line by line.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod sim_state;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
