@@ -106,8 +106,8 @@ fn commands_per_vm_do_not_grow_with_the_cluster() {
 }
 
 /// 100,000 VMs across 5,000 hosts (issue 19's target: under 10 s and 500 MiB). With the
-/// pre-flight checks spread it takes 9.4 M steps instead of 26 M and 80 s of CPU instead of
-/// 480 (peak RSS 1.5 GiB instead of 2.9), still far over CI's budget, so it stays ignored;
+/// pre-flight checks spread it takes 9.4 M steps instead of 26 M and 72 s of CPU instead of
+/// 597 (peak RSS 1.1 GiB instead of 2.9), still far over CI's budget, so it stays ignored;
 /// `vmove-bench --scale-run 100000 5000` measures it (docs/BENCHMARKS.md, Scale).
 /// Asserts completeness only; run it with
 /// `cargo test --release -p vmove-sim --test scale -- --ignored --nocapture`.
