@@ -54,6 +54,8 @@ pub(super) struct HostState {
     pub(super) announced: Option<(u32, u32)>,
     /// Our VMs that arrived here and whose reservation awaits a refresh that shows them.
     pub(super) settling: Vec<usize>,
+    /// Our pre-flight checks in flight toward it (`Core::check_at` spreads checks by them).
+    pub(super) checks: u32,
 }
 
 impl HostState {
@@ -74,6 +76,7 @@ impl HostState {
             releases: VecDeque::new(),
             announced: None,
             settling: Vec::new(),
+            checks: 0,
         }
     }
 }
@@ -87,8 +90,8 @@ pub(super) struct SourceState {
     pub(super) select: Selection,
     /// Which it never moves.
     pub(super) exclude: Vec<String>,
-    /// Host indexes its VMs may go to (unless pinned).
-    pub(super) destinations: Vec<usize>,
+    /// Host indexes its VMs may go to (unless pinned), shared by the sources with the same list.
+    pub(super) destinations: Arc<[usize]>,
     /// The same list by id, shared by its VMs (set when its selection is made): placement
     /// reads the host indexes above for a VM whose list this is, instead of looking up each id.
     pub(super) destination_ids: Option<Arc<[HostId]>>,
@@ -103,7 +106,7 @@ impl SourceState {
         host: usize,
         select: Selection,
         exclude: Vec<String>,
-        destinations: Vec<usize>,
+        destinations: Arc<[usize]>,
     ) -> Self {
         SourceState {
             host,
@@ -367,11 +370,20 @@ impl Core {
         } else {
             self.spec.settings.order
         };
-        let dests: Arc<[HostId]> = self.sources[si]
-            .destinations
-            .iter()
-            .map(|&d| self.hosts[d].id.clone())
-            .collect();
+        // One list by id for the sources with the same list (its first source makes it).
+        let shared = self.sources.iter().find_map(|s| {
+            s.destination_ids
+                .as_ref()
+                .filter(|_| Arc::ptr_eq(&s.destinations, &self.sources[si].destinations))
+        });
+        let dests: Arc<[HostId]> = match shared {
+            Some(ids) => ids.clone(),
+            None => self.sources[si]
+                .destinations
+                .iter()
+                .map(|&d| self.hosts[d].id.clone())
+                .collect(),
+        };
         self.sources[si].destination_ids = Some(dests.clone());
         let mut new = Vec::new();
         for &li in &sel.chosen {

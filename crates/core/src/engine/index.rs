@@ -75,7 +75,7 @@ impl Core {
                 ix.open_hosts.push(BTreeSet::new());
                 ix.eligible.push(BTreeSet::new());
                 let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
-                for &d in &s.destinations {
+                for &d in s.destinations.iter() {
                     *counts.entry(d).or_default() += 1;
                 }
                 for (d, c) in counts {

@@ -114,9 +114,16 @@ impl Core {
         let e = &mut self.vms[idx];
         let memo = &e.vm.preflight;
         match (asking_before, &memo.asking) {
-            (false, Some(d)) => e.asking_host = self.host_index.get(d).copied(),
+            (false, Some(d)) => {
+                e.asking_host = self.host_index.get(d).copied();
+                if let Some(h) = e.asking_host {
+                    self.hosts[h].checks += 1;
+                }
+            }
             (true, None) => {
                 if let Some(d) = e.asking_host.take() {
+                    debug_assert!(self.hosts[d].checks > 0, "a check in flight was counted");
+                    self.hosts[d].checks = self.hosts[d].checks.saturating_sub(1);
                     let clear = memo.clear.contains(&self.hosts[d].id);
                     let at = e.clear_hosts.iter().position(|&h| h == d);
                     match (clear, at) {
