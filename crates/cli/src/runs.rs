@@ -362,6 +362,7 @@ pub async fn resume(
     let options = RuntimeOptions {
         call_timeout: eff.call_timeout,
         speed: built.speed,
+        journal_wait: eff.journal_wait,
         start,
     };
     let journaling = Journaling {
