@@ -468,6 +468,33 @@ mod tests {
     }
 
     #[test]
+    fn journal_wait_defaults_to_five_minutes_and_refuses_what_is_not_a_duration() {
+        let e = merge(&toml::Table::new(), "f", &env_of(&[]), &[], None).unwrap();
+        assert_eq!(e.journal_wait, Duration::from_secs(300));
+        assert!(
+            render(&e).contains("journal_wait = \"5m\""),
+            "{}",
+            render(&e)
+        );
+        let flags = [("journal_wait", "--journal-wait", "90s".to_string())];
+        let e = merge(&toml::Table::new(), "f", &env_of(&[]), &flags, None).unwrap();
+        assert_eq!(e.journal_wait, Duration::from_secs(90));
+        assert_eq!(e.origins["journal_wait"], "flag `--journal-wait`");
+        for (raw, why) in [("0s", "longer than 0s"), ("soon", "soon")] {
+            let flags = [("journal_wait", "--journal-wait", raw.to_string())];
+            let err = merge(&toml::Table::new(), "f", &env_of(&[]), &flags, None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("`journal_wait`")
+                    && err.contains("flag `--journal-wait`")
+                    && err.contains(why),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn dashes_in_enum_values_are_accepted() {
         let flags = [("order", "--order", "smallest-first".to_string())];
         let e = merge(&toml::Table::new(), "f", &env_of(&[]), &flags, None).unwrap();
