@@ -642,6 +642,16 @@ pub struct Knobs {
         help_heading = "Settings"
     )]
     pub journal_lease: Option<String>,
+    /// How long a run waits for a journal that cannot be written before it ends, resumable
+    /// [journal_wait].
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        global = true,
+        value_name = "DURATION",
+        help_heading = "Settings"
+    )]
+    pub journal_wait: Option<String>,
     /// Destination base folder for every destination [path of each host].
     #[arg(
         allow_negative_numbers = true,
@@ -751,6 +761,7 @@ impl Knobs {
         s("call_timeout", "--call-timeout", &self.call_timeout);
         s("journal", "--journal", &self.journal);
         s("journal_lease", "--journal-lease", &self.journal_lease);
+        s("journal_wait", "--journal-wait", &self.journal_wait);
         s("bandwidth_mib_s", "--bandwidth", &self.bandwidth);
         let t = Some("true".to_string());
         let f = Some("false".to_string());

@@ -88,6 +88,7 @@ pub(crate) async fn plan_or_move(
     let options = RuntimeOptions {
         call_timeout: eff.call_timeout,
         speed: built.speed,
+        journal_wait: eff.journal_wait,
         start: Time::ZERO,
     };
     let journal_of_hooks = journaling

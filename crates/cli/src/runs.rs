@@ -406,6 +406,7 @@ pub(crate) async fn drive(
     let options = RuntimeOptions {
         call_timeout: eff.call_timeout,
         speed: built.speed,
+        journal_wait: eff.journal_wait,
         start,
     };
     let journaling = Journaling {

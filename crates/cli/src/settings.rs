@@ -10,12 +10,13 @@ use vmove_core::Settings;
 use vmove_core::spec::dur;
 
 /// `[defaults]` keys that are not [`Settings`] fields (the CLI and runtime read them).
-pub const EXTRA_KEYS: [&str; 7] = [
+pub const EXTRA_KEYS: [&str; 8] = [
     "put_in_subfolder",
     "preserve_drive_letter",
     "call_timeout",
     "journal",
     "journal_lease",
+    "journal_wait",
     "bandwidth_mib_s",
     "hook_timeout",
 ];
@@ -49,6 +50,8 @@ pub struct Effective {
     pub journal: Option<String>,
     /// The lease time of a journaled run (`journal_lease`).
     pub journal_lease: Duration,
+    /// How long a run waits for a journal that cannot be written (`journal_wait`).
+    pub journal_wait: Duration,
     /// `bandwidth_mib_s` / `--bandwidth`: each migration's transfer-rate cap, MiB/s (given to
     /// the libvirt hosts that set none of their own; with the flag, to every libvirt host).
     pub bandwidth_mib_s: Option<u64>,
@@ -115,7 +118,9 @@ fn check(
             toml::Value::Boolean(_) => Ok(()),
             other => Err(bad(format!("must be true or false, not {other}"))),
         },
-        "call_timeout" | "hook_timeout" => duration_of(value).map(|_| ()).map_err(bad),
+        "call_timeout" | "hook_timeout" | "journal_wait" => {
+            duration_of(value).map(|_| ()).map_err(bad)
+        }
         "journal_lease" => duration_of(value)
             // Longer than any duration (`100000h`) is over the lease's own bound too: say that.
             .map_err(|e| {
@@ -255,6 +260,10 @@ pub fn merge(
         Some(v) => duration_of(&v).unwrap_or(DEFAULT_JOURNAL_LEASE),
         None => DEFAULT_JOURNAL_LEASE,
     };
+    let journal_wait = match merged.remove("journal_wait") {
+        Some(v) => duration_of(&v).unwrap_or(vmove_runtime::DEFAULT_JOURNAL_WAIT),
+        None => vmove_runtime::DEFAULT_JOURNAL_WAIT,
+    };
     let hook_timeout = match merged.remove("hook_timeout") {
         Some(v) => duration_of(&v).unwrap_or(DEFAULT_HOOK_TIMEOUT),
         None => DEFAULT_HOOK_TIMEOUT,
@@ -305,6 +314,7 @@ pub fn merge(
         path: path_flag,
         journal,
         journal_lease,
+        journal_wait,
         bandwidth_mib_s,
         hook_timeout,
         origins,
@@ -327,6 +337,7 @@ pub fn render(eff: &Effective) -> String {
             "preserve_drive_letter" => format!("{k} = {}", eff.preserve_drive_letter),
             "call_timeout" => format!("{k} = \"{}\"", dur::format_duration(eff.call_timeout)),
             "journal_lease" => format!("{k} = \"{}\"", dur::format_duration(eff.journal_lease)),
+            "journal_wait" => format!("{k} = \"{}\"", dur::format_duration(eff.journal_wait)),
             "hook_timeout" => format!("{k} = \"{}\"", dur::format_duration(eff.hook_timeout)),
             "bandwidth_mib_s" => match eff.bandwidth_mib_s {
                 Some(b) => format!("{k} = {b}"),
@@ -454,6 +465,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown key `max_atempts`"), "{e}");
+    }
+
+    #[test]
+    fn journal_wait_defaults_to_five_minutes_and_refuses_what_is_not_a_duration() {
+        let e = merge(&toml::Table::new(), "f", &env_of(&[]), &[], None).unwrap();
+        assert_eq!(e.journal_wait, Duration::from_secs(300));
+        assert!(
+            render(&e).contains("journal_wait = \"5m\""),
+            "{}",
+            render(&e)
+        );
+        let flags = [("journal_wait", "--journal-wait", "90s".to_string())];
+        let e = merge(&toml::Table::new(), "f", &env_of(&[]), &flags, None).unwrap();
+        assert_eq!(e.journal_wait, Duration::from_secs(90));
+        assert_eq!(e.origins["journal_wait"], "flag `--journal-wait`");
+        for (raw, why) in [("0s", "longer than 0s"), ("soon", "soon")] {
+            let flags = [("journal_wait", "--journal-wait", raw.to_string())];
+            let err = merge(&toml::Table::new(), "f", &env_of(&[]), &flags, None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("`journal_wait`")
+                    && err.contains("flag `--journal-wait`")
+                    && err.contains(why),
+                "{err}"
+            );
+        }
     }
 
     #[test]

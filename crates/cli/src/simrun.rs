@@ -99,6 +99,7 @@ pub async fn demo(args: &DemoArgs, eff: &Effective, common: &Common) -> Result<u
         call_timeout: eff.call_timeout,
         speed,
         start: Time::ZERO,
+        journal_wait: eff.journal_wait,
     };
     // The demo's cluster lives in this process only: nothing to resume, so it is not journaled,
     // unless its page is served: then in a journal of its own, in a temporary folder.

@@ -310,8 +310,9 @@ fn a_journal_on_a_full_tmpfs_stops_new_moves_names_disk_full_once_and_resumes_on
     sim_config(&sb, &journal, 8, 30, 10);
     let out = std::fs::File::create(sb.path("run.out")).unwrap();
     let err = std::fs::File::create(sb.path("run.err")).unwrap();
+    // A journal that stays full: the run waits `journal_wait` for it, then ends resumable.
     let mut child = sb
-        .cmd(&["evacuate", "a", "--to", "b"])
+        .cmd(&["evacuate", "a", "--to", "b", "--journal-wait", "5s"])
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))
         .spawn()

@@ -322,3 +322,69 @@ fn bad_spec_is_refused_with_the_key_named() {
             .contains("bad VM name pattern `[unclosed`")
     );
 }
+
+/// The runtime pauses starts while its journal cannot be written, and resumes them when it can
+/// again: a pause is not a stop. While paused nothing starts and no pre-flight check is asked,
+/// but no VM is cancelled, no attempt is counted and nothing is said; once resumed the run
+/// moves every VM, each in one attempt.
+#[test]
+fn paused_starts_start_nothing_count_nothing_and_resume_where_they_were() {
+    let mut w = two_hosts();
+    for i in 0..5 {
+        w.add_vm("a", vm(&format!("v{i}"), PowerState::Running));
+    }
+    let mut core = Core::new(spec("a", &["b"], &["a", "b"]), Time::ZERO).unwrap();
+    core.pause_starts(Time::ZERO, true);
+    let mut asked = Vec::new();
+    for _ in 0..5 {
+        while let Some(c) = core.poll_command() {
+            asked.push(c.clone());
+            if let Some(i) = w.answer(Time::ZERO, c) {
+                core.handle_event(Time::ZERO, i);
+            }
+        }
+    }
+    assert!(!asked.is_empty(), "the hosts are still refreshed");
+    assert!(
+        asked
+            .iter()
+            .all(|c| matches!(c, Command::RefreshHost { .. })),
+        "nothing but refreshes while paused: {asked:?}"
+    );
+    let events: Vec<Event> = std::iter::from_fn(|| core.poll_event()).collect();
+    assert!(
+        !events.iter().any(|e| matches!(
+            e.kind,
+            EventKind::StopRequested { .. } | EventKind::AttemptStarted { .. }
+        )),
+        "{events:?}"
+    );
+    let snap = core.snapshot(Time::ZERO);
+    assert!(!snap.stopping);
+    assert!(
+        snap.vms
+            .iter()
+            .all(|v| v.phase == Phase::Queued && v.attempts == 0),
+        "{:?}",
+        snap.vms
+    );
+    // A second pause changes nothing; resuming starts moves at once.
+    core.pause_starts(Time(500), true);
+    assert!(core.poll_command().is_none());
+    core.pause_starts(Time(1000), false);
+    let next: Vec<Command> = std::iter::from_fn(|| core.poll_command()).collect();
+    assert!(
+        next.iter()
+            .any(|c| matches!(c, Command::StartMigration(_) | Command::Preflight { .. })),
+        "{next:?}"
+    );
+    for c in next {
+        if let Some(i) = w.answer(Time(1000), c) {
+            core.handle_event(Time(1000), i);
+        }
+    }
+    run(&mut core, &mut w, Time(1000), |_, _, _| {});
+    let snap = core.snapshot(Time(1000));
+    assert_eq!(snap.counts(), (5, 0, 0));
+    assert!(snap.vms.iter().all(|v| v.attempts == 1), "{:?}", snap.vms);
+}

@@ -129,7 +129,8 @@ impl JournalSink {
         if self.down {
             self.down = false;
             say_on_stderr(format_args!(
-                "vmove: journal {}: written again; held actions go on",
+                "vmove: journal {}: written again (what waited is written); held actions and new \
+                 moves go on",
                 self.path.display()
             ));
         }
@@ -140,15 +141,25 @@ impl JournalSink {
     }
 
     /// The sink error for a failed write; the first of an outage is said on stderr, with what
-    /// the run does about it (the runtime's rules: no new moves, reads go on, changes wait).
+    /// the run does about it (the runtime's rules: no new moves, reads go on, changes wait, the
+    /// run waits for the journal up to `journal_wait`). A lease another process took is lost
+    /// for good (fencing): a [`SinkError::lasting`], the run stops at once.
     fn failed(&mut self, e: &JournalError) -> SinkError {
         let what = describe(&self.path, e);
+        if matches!(e, JournalError::LeaseLost { .. }) {
+            say_on_stderr(format_args!(
+                "vmove: {what}\nvmove: this process does nothing more to the hosts for run `{}`",
+                self.run
+            ));
+            return SinkError::lasting(what);
+        }
         if !self.down {
             self.down = true;
             say_on_stderr(format_args!(
-                "vmove: {what}\nvmove: no new moves; running migrations are watched to their end; \
-                 nothing is removed or aborted until the journal can be written again \
-                 (then `vmove resume {}` goes on)",
+                "vmove: {what}\nvmove: the journal cannot be written: no new moves until it can; \
+                 running migrations are watched to their end; nothing is removed or aborted \
+                 until then. The run waits for it (journal_wait); if it stays away longer, the \
+                 run ends and `vmove resume {}` goes on",
                 self.run
             ));
         }

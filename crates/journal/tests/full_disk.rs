@@ -192,9 +192,11 @@ async fn a_full_journal_stops_new_starts_but_watches_running_migrations_to_their
         }
         d
     };
+    // The journal stays full in part 1: the run waits this long for it, then ends (held).
     let options = |start| RuntimeOptions {
         speed,
         start,
+        journal_wait: std::time::Duration::from_secs(3),
         ..Default::default()
     };
 
@@ -391,25 +393,27 @@ async fn a_journal_that_can_be_written_again_mid_run_gets_what_it_missed_and_the
         rx,
     )
     .await;
-    // The run stopped starting moves when the journal failed (that stays), but the held
-    // removals went on once it could be written: nothing is left waiting.
-    assert!(result.sink_error.is_some());
+    // The run paused its starts while the journal was full, and went on once it could be
+    // written: the held removals, then new moves; nothing is left waiting, nothing cancelled.
+    assert_eq!(result.error(), None);
+    assert_eq!(result.stop_requested, None);
     assert!(result.held.is_empty(), "{:?}", result.held);
     let rec = journal.lock().unwrap().load_run(&run_id).unwrap();
-    let starts = watched
-        .calls
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(c, _)| matches!(c, Call::Start(..)))
-        .count();
-    assert!(starts >= 3);
-    assert_eq!(
-        rec.vms.iter().filter(|v| v.phase == Phase::Moved).count(),
-        starts,
-        "every move that was running ended moved, in the journal too"
-    );
     assert!(rec.vms.iter().all(|v| v.phase.is_final()), "{:?}", rec.vms);
+    assert!(
+        !rec.vms.iter().any(|v| v.phase == Phase::Cancelled),
+        "{:?}",
+        rec.vms
+    );
+    // Every VM the demo can move is moved (as in a run without the outage), on one host.
+    let moved: Vec<_> = rec.vms.iter().filter(|v| v.phase == Phase::Moved).collect();
+    assert!(moved.len() >= 10, "{} moved: {:?}", moved.len(), rec.vms);
+    let c = watched.inner.cluster();
+    let c = c.lock().unwrap();
+    for v in &moved {
+        assert_eq!(c.vm_host(&v.vm), v.destination.as_ref(), "{}", v.name);
+    }
+    drop(c);
     // What happened while it was full was written when it came back: the progress polls'
     // answers (asked without their intents) are there as inputs.
     assert!(rec.entries.iter().any(|e| matches!(

@@ -17,17 +17,25 @@
 //! - A driver error becomes the core's [`vmove_core::Failure`] with the driver's class.
 //! - A driver call that does not answer within [`RuntimeOptions::call_timeout`] is cut off.
 //! - A task that panics is answered as if its call had timed out (the core never waits forever).
-//! - A sink error (a journal that cannot write: a full disk, a damaged file) asks the core to
-//!   stop starting moves (an `Input::Stop`, shown to the sinks like any input). The step's
-//!   commands are not all lost: a start is answered as a transient failure (it never
-//!   happened); a read-only call (refresh, progress poll, locate, verify, list leftovers)
-//!   changes nothing on the hosts and is carried out anyway, so running migrations are still
-//!   watched to their end and no watchdog fires because the journal is down; a call that
-//!   changes the hosts (abort, convergence aid, leftover removal) is **held**, unanswered,
-//!   and offered again to the sinks at the next step: carried out once its intent is written
-//!   (intent before action: nothing is removed from a source while the proof cannot be
-//!   journaled). When every VM not yet final waits on a held call, the run ends
-//!   ([`RunResult::held`]); `vmove resume` goes on from the journal and the hosts.
+//! - A sink that refuses a step (a journal that cannot write: its database went away, a full
+//!   disk) is an **outage**, a pause rather than the run's end. The core's starts are paused
+//!   ([`Engine::pause_starts`]: nothing new starts, no attempt is counted or failed). The
+//!   step's commands are not lost: a read-only call (refresh, progress poll, locate, verify,
+//!   list leftovers) changes nothing on the hosts and is carried out anyway, so running
+//!   migrations are still watched to their end and no watchdog fires because the journal is
+//!   down; a call that changes the hosts (a start, abort, convergence aid, leftover removal)
+//!   is **held**, unanswered, and offered again to the sinks at every step and every
+//!   [`JOURNAL_RETRY`]: carried out once its intent is written (intent before action: nothing
+//!   is removed from a source while the proof cannot be journaled). The sink keeps what it
+//!   could not write and writes it, in order, with the first step it accepts; then the held
+//!   calls go on, starts resume, and the run goes on as if nothing happened.
+//! - An outage longer than [`RuntimeOptions::journal_wait`], or a refusal waiting cannot cure
+//!   ([`SinkError::lasting`]: the journal lost the run's lease to another process), or an
+//!   error of any other hook, ends the waiting: the core is asked to stop starting moves (an
+//!   `Input::Stop`, shown to the sinks like any input), a held start is answered as a
+//!   transient failure (it never happened), and a call that changes the hosts stays held.
+//!   When every VM not yet final waits on a held call, the run ends ([`RunResult::held`]);
+//!   `vmove resume` goes on from the journal and the hosts.
 //! - If the core is neither finished nor waiting on anything (no task, no timer), the run ends
 //!   with [`RunResult::stalled`] rather than hang.
 
@@ -63,6 +71,8 @@ pub trait Engine: Send {
     fn is_finished(&self) -> bool;
     /// See [`Core::snapshot`].
     fn snapshot(&self, now: Time) -> Snapshot;
+    /// See [`Core::pause_starts`] (a stand-in that never starts anything may ignore it).
+    fn pause_starts(&mut self, _now: Time, _paused: bool) {}
 }
 
 impl Engine for Core {
@@ -87,12 +97,23 @@ impl Engine for Core {
     fn snapshot(&self, now: Time) -> Snapshot {
         Core::snapshot(self, now)
     }
+    fn pause_starts(&mut self, now: Time, paused: bool) {
+        Core::pause_starts(self, now, paused);
+    }
 }
 
 /// The default of [`RuntimeOptions::call_timeout`]: longer than any single driver call takes
 /// on a healthy host (a start or an abort over a slow link answers in well under a minute), so
 /// only a call that hangs is cut off.
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The default of [`RuntimeOptions::journal_wait`]: long enough for a database to fail over or
+/// restart, short enough that a journal gone for good does not keep a run waiting for long.
+pub const DEFAULT_JOURNAL_WAIT: Duration = Duration::from_secs(300);
+
+/// While the journal cannot be written, how often its step is offered again when nothing else
+/// happens (real time).
+pub const JOURNAL_RETRY: Duration = Duration::from_secs(1);
 
 /// How the runtime behaves.
 #[derive(Clone, Debug, PartialEq)]
@@ -106,6 +127,9 @@ pub struct RuntimeOptions {
     /// The run time at which the run loop starts (0 for a new run). A resumed run starts at the
     /// largest time its journal recorded, so the core never sees time go back.
     pub start: Time,
+    /// How long (real time) the run waits for a journal that cannot be written before it gives
+    /// up and ends as [`RunResult::held`] (see the crate docs).
+    pub journal_wait: Duration,
 }
 
 impl Default for RuntimeOptions {
@@ -114,6 +138,7 @@ impl Default for RuntimeOptions {
             call_timeout: DEFAULT_CALL_TIMEOUT,
             speed: 1.0,
             start: Time::ZERO,
+            journal_wait: DEFAULT_JOURNAL_WAIT,
         }
     }
 }
@@ -192,7 +217,8 @@ pub struct RunResult {
     pub elapsed: Duration,
     /// The strongest stop asked for: `Some(false)` stop starting, `Some(true)` abort running.
     pub stop_requested: Option<bool>,
-    /// The first sink error, if any (it stopped the run).
+    /// The sink error that stopped the run, if any (an outage the journal came back from is
+    /// not one).
     pub sink_error: Option<String>,
     /// The core was not finished but waited on nothing: the run was given up.
     pub stalled: bool,
@@ -220,8 +246,8 @@ impl RunResult {
 /// The words of a sink's failure: as the sink put them when they start with its name
 /// (`journal /x/journal.db: disk full (SQLITE_FULL)`), else `the NAME sink failed: ...`.
 fn sink_failure(name: &str, e: &SinkError) -> String {
-    if e.0.starts_with(name) {
-        e.0.clone()
+    if e.message().starts_with(name) {
+        e.message().to_owned()
     } else {
         format!("the {name} sink failed: {e}")
     }
@@ -236,6 +262,16 @@ pub struct Runtime {
 /// A wake-up time that never comes (a year away), for the `select!` branch of a timer that is
 /// not set (the branch is disabled then; tokio still wants an instant).
 const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A journal (a sink that refused a step) that cannot be written, and the run waits for it.
+struct Outage {
+    /// When its first step was refused.
+    since: Instant,
+    /// Why (the sink's words).
+    error: String,
+    /// When its step is offered again if nothing else happens first.
+    retry_at: Instant,
+}
 
 /// What the run loop keeps between steps.
 struct Loop<E: Engine> {
@@ -267,6 +303,10 @@ struct Loop<E: Engine> {
     /// each yields the end it learned of (an unasked status), or nothing if the driver cannot
     /// tell. Not counted as work in flight: the engine's own polls and timers go on beside them.
     watchers: JoinSet<Option<Input>>,
+    /// The journal cannot be written and the run waits for it (starts paused).
+    outage: Option<Outage>,
+    /// See [`RuntimeOptions::journal_wait`].
+    journal_wait: Duration,
 }
 
 impl Runtime {
@@ -309,12 +349,15 @@ impl Runtime {
             pending: Vec::new(),
             held: Vec::new(),
             watchers: JoinSet::new(),
+            outage: None,
+            journal_wait: self.options.journal_wait,
         };
         let mut control_open = true;
         let mut stalled = false;
         loop {
             lp.pump().await;
-            if lp.core.is_finished() {
+            // A finished run whose last records are not written yet waits for the journal.
+            if lp.core.is_finished() && lp.outage.is_none() {
                 break;
             }
             if !lp.pending.is_empty() {
@@ -323,13 +366,14 @@ impl Runtime {
                 }
                 continue;
             }
-            if lp.blocked_on_held() {
+            if lp.outage.is_none() && lp.blocked_on_held() {
                 // Nothing more can happen without the record: the run ends, resumable.
                 break;
             }
             let wake = lp.core.poll_timeout();
             let deadline = wake.map(|t| lp.instant_of(t));
-            if lp.tasks.is_empty() && deadline.is_none() {
+            let retry = lp.outage.as_ref().map(|o| o.retry_at);
+            if lp.tasks.is_empty() && deadline.is_none() && retry.is_none() {
                 stalled = true;
                 break;
             }
@@ -367,6 +411,9 @@ impl Runtime {
                     let now = lp.now().max(wake.unwrap_or(Time::ZERO));
                     lp.last_now = now;
                     lp.core.handle_timeout(now);
+                }
+                () = tokio::time::sleep_until(retry.unwrap_or(far)), if retry.is_some() => {
+                    lp.retry_journal();
                 }
             }
         }
@@ -492,10 +539,13 @@ impl<E: Engine> Loop<E> {
         }
     }
 
-    /// Records a sink error and asks the core to stop starting moves (once).
+    /// Records a sink error that ends the run's waiting and asks the core to stop starting
+    /// moves (once). A start held by an outage is answered as a failure (it never happened);
+    /// the other held calls stay held.
     fn sink_failed(&mut self, error: String) {
         if self.sink_error.is_none() {
-            self.sink_error = Some(error);
+            self.sink_error = Some(error.clone());
+            self.outage = None;
             if self.stop_requested.is_none() {
                 self.stop_requested = Some(false);
             }
@@ -503,7 +553,59 @@ impl<E: Engine> Loop<E> {
             self.pending.push(Input::Stop {
                 abort_running: false,
             });
+            let now = self.last_now;
+            let (starts, rest): (Vec<Command>, Vec<Command>) = std::mem::take(&mut self.held)
+                .into_iter()
+                .partition(|c| matches!(c, Command::StartMigration(_)));
+            self.held = rest;
+            for start in starts {
+                let failure =
+                    Failure::new(ErrorClass::Transient, format!("not carried out: {error}"));
+                self.pending.push(start.failed(now, failure));
+            }
         }
+    }
+
+    /// A sink refused a step: unless the run already gave up on it, the run waits for the
+    /// journal, starts paused (once per outage).
+    fn journal_lost(&mut self, error: String, now: Time) {
+        if self.sink_error.is_some() || self.outage.is_some() {
+            return;
+        }
+        let at = Instant::now();
+        self.outage = Some(Outage {
+            since: at,
+            error,
+            retry_at: at + JOURNAL_RETRY,
+        });
+        self.core.pause_starts(now, true);
+    }
+
+    /// Every sink took its step: what waited is written, held calls were carried out with
+    /// that step; starts go on.
+    fn journal_back(&mut self, now: Time) {
+        if self.outage.take().is_some() {
+            self.core.pause_starts(now, false);
+        }
+    }
+
+    /// The retry timer of an outage: past [`RuntimeOptions::journal_wait`] the run gives up
+    /// waiting; otherwise the next step is offered even if nothing else happens.
+    fn retry_journal(&mut self) {
+        let Some(o) = &mut self.outage else {
+            return;
+        };
+        if o.since.elapsed() >= self.journal_wait {
+            let e = format!(
+                "{} (not written again within {}, the journal_wait)",
+                o.error,
+                vmove_core::spec::dur::format_duration(self.journal_wait)
+            );
+            self.sink_failed(e);
+            return;
+        }
+        o.retry_at = Instant::now() + JOURNAL_RETRY;
+        self.unwritten = true;
     }
 
     /// Whether every VM not yet final waits on a held call (none is moving or being looked
@@ -562,7 +664,7 @@ impl<E: Engine> Loop<E> {
             } else {
                 Vec::new()
             };
-            let mut refused = None;
+            let mut refused: Option<(String, bool)> = None;
             for (i, sink) in self.sinks.iter_mut().enumerate() {
                 // A sink that refused before is offered the held commands again (first: they
                 // were asked for first); the others saw them already.
@@ -574,20 +676,33 @@ impl<E: Engine> Loop<E> {
                 };
                 self.down[i] = result.is_err();
                 if let Err(e) = result {
-                    refused.get_or_insert_with(|| sink_failure(sink.name(), &e));
+                    let lasting = e.is_lasting();
+                    let words = sink_failure(sink.name(), &e);
+                    match &mut refused {
+                        None => refused = Some((words, lasting)),
+                        Some((_, l)) => *l |= lasting,
+                    }
                 }
             }
             let all = held.into_iter().chain(commands);
-            if let Some(e) = refused {
-                // The step's intents are not written. The run stops starting moves (the stop
-                // goes in first, so the core learns of what follows already stopping); a start
-                // is answered as a failure (it did not happen); a read-only call is carried out
-                // (it changes nothing, and running migrations must still be watched); a call
-                // that changes the hosts waits for the record.
-                self.sink_failed(e.clone());
+            if let Some((e, lasting)) = refused {
+                // The step's intents are not written. A read-only call is carried out (it
+                // changes nothing, and running migrations must still be watched); a call that
+                // changes the hosts, a start included, waits for the record. The run waits
+                // for the journal with its starts paused, unless waiting cannot help or it
+                // gave up already: then it stops starting moves (the stop goes in first, so
+                // the core learns of what follows already stopping) and a start is answered
+                // as a failure (it did not happen).
+                if lasting {
+                    self.sink_failed(e.clone());
+                } else {
+                    self.journal_lost(e.clone(), now);
+                }
                 for cmd in all {
                     match call_kind(&cmd) {
-                        _ if matches!(cmd, Command::StartMigration(_)) => {
+                        _ if matches!(cmd, Command::StartMigration(_))
+                            && self.sink_error.is_some() =>
+                        {
                             let failure = Failure::new(
                                 ErrorClass::Transient,
                                 format!("not carried out: {e}"),
@@ -600,6 +715,7 @@ impl<E: Engine> Loop<E> {
                 }
                 continue;
             }
+            self.journal_back(now);
             for cmd in all {
                 self.dispatch(cmd, now);
             }

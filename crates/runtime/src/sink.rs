@@ -6,22 +6,52 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use vmove_core::{Command, Event, Input, Snapshot, Time};
 
-/// A sink could not do its work. The runtime then stops the run (no new moves; running ones
-/// finish) and reports the error: a journal that cannot write must not let the run go on blind.
+/// A sink could not do its work: a journal that cannot write must not let the run go on blind.
+///
+/// A refused [`EventSink::on_step`] is taken as an outage the sink may come back from (the
+/// runtime pauses new moves, holds what changes the hosts, and offers the step again; see the
+/// crate docs), unless the error is [`SinkError::lasting`] (the journal lost the run's lease
+/// to another process: it must not act again), which stops the run at once. An error of any
+/// other hook stops the run (no new moves; running ones finish).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct SinkError(pub String);
+#[error("{message}")]
+pub struct SinkError {
+    message: String,
+    lasting: bool,
+}
 
 impl SinkError {
     /// An error with these words.
     pub fn new(message: impl Into<String>) -> Self {
-        SinkError(message.into())
+        SinkError {
+            message: message.into(),
+            lasting: false,
+        }
+    }
+
+    /// An error waiting does not cure (the run's lease is another process's now): the runtime
+    /// stops the run at once instead of waiting for the sink.
+    pub fn lasting(message: impl Into<String>) -> Self {
+        SinkError {
+            message: message.into(),
+            lasting: true,
+        }
+    }
+
+    /// The words.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Made by [`SinkError::lasting`].
+    pub fn is_lasting(&self) -> bool {
+        self.lasting
     }
 }
 
 impl From<std::io::Error> for SinkError {
     fn from(e: std::io::Error) -> Self {
-        SinkError(e.to_string())
+        SinkError::new(e.to_string())
     }
 }
 
@@ -34,7 +64,10 @@ impl From<std::io::Error> for SinkError {
 ///   whose step said nothing. Its default calls [`EventSink::on_step_end`], then
 ///   [`EventSink::on_command`] for each command. The journal overrides it: what it was given
 ///   since its last write (inputs, events) and the commands' intents go to disk in one
-///   transaction, one sync instead of one per record;
+///   transaction, one sync instead of one per record. A sink that refuses a step keeps what
+///   it was given (inputs, events) and writes it with the next step it accepts: the runtime
+///   offers steps again while it waits (docs/journal.md, "A full or failing journal"), and
+///   the refused step's held commands with them;
 /// - [`EventSink::on_finish`] once, with the final snapshot.
 ///
 /// Sinks should be quick: the core waits for them.

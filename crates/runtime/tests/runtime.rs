@@ -320,24 +320,30 @@ async fn sinks_see_each_command_before_the_driver_carries_it_out() {
     }
 }
 
+/// A journal that never comes back: its command is held, never carried out; after
+/// `journal_wait` the run gives up waiting, stops, and the held start is answered as a failure
+/// (it never happened).
 #[tokio::test(start_paused = true)]
-async fn a_failing_sink_keeps_its_command_from_running_and_stops_the_run() {
+async fn a_failing_sink_keeps_its_command_from_running_and_stops_the_run_after_journal_wait() {
     let log = Log::default();
     let engine = ScriptEngine::new(&["vm1", "vm2"], 1);
     let seen = Arc::clone(&engine.seen);
     let (_c, rx) = Control::new();
-    let result = Runtime::default()
-        .run(
-            engine,
-            drivers(FakeDriver::new(Duration::from_secs(3), log.clone())),
-            vec![Box::new(OrderSink {
-                log: log.clone(),
-                refuse_starts: true,
-                refuse_once: false,
-            })],
-            rx,
-        )
-        .await;
+    let result = Runtime::new(RuntimeOptions {
+        journal_wait: Duration::from_secs(20),
+        ..RuntimeOptions::default()
+    })
+    .run(
+        engine,
+        drivers(FakeDriver::new(Duration::from_secs(3), log.clone())),
+        vec![Box::new(OrderSink {
+            log: log.clone(),
+            refuse_starts: true,
+            refuse_once: false,
+        })],
+        rx,
+    )
+    .await;
     assert!(
         !log.lock()
             .unwrap()
@@ -346,8 +352,13 @@ async fn a_failing_sink_keeps_its_command_from_running_and_stops_the_run() {
     );
     let err = result.error().unwrap();
     assert!(
-        err.contains("journal") && err.contains("disk full"),
+        err.contains("journal") && err.contains("disk full") && err.contains("journal_wait"),
         "{err}"
+    );
+    assert!(
+        result.elapsed >= Duration::from_secs(20) && result.elapsed < Duration::from_secs(25),
+        "the run waited journal_wait for the journal: {:?}",
+        result.elapsed
     );
     assert_eq!(result.stop_requested, Some(false));
     assert!(
@@ -426,8 +437,11 @@ impl EventSink for InputSink {
     }
 }
 
+/// A journal that refuses one step and then works again (a database that went away for a
+/// moment): the step's starts are held, not failed; once the journal takes them they are
+/// carried out, each once and after its intent; no stop, no error, every VM moved.
 #[tokio::test(start_paused = true)]
-async fn after_a_sink_error_nothing_new_starts_even_if_the_sink_recovers() {
+async fn a_journal_back_after_a_refused_step_carries_out_the_held_starts_and_the_run_goes_on() {
     let log = Log::default();
     // Three VMs may start at once; the journal refuses only the first start.
     let engine = ScriptEngine::new(&["vm1", "vm2", "vm3"], 3);
@@ -449,29 +463,91 @@ async fn after_a_sink_error_nothing_new_starts_even_if_the_sink_recovers() {
             rx,
         )
         .await;
-    assert!(result.sink_error.is_some());
+    assert_eq!(result.error(), None);
+    assert_eq!(result.stop_requested, None);
+    assert!(result.held.is_empty(), "{:?}", result.held);
+    let log = log.lock().unwrap().clone();
+    for vm in ["vm1", "vm2", "vm3"] {
+        assert_eq!(outcome(&seen, vm), Some(Outcome::Moved), "{vm}");
+        let starts: Vec<usize> = log
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| **l == format!("driver start {vm}"))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(starts.len(), 1, "{vm} started once: {log:?}");
+        let intent = log
+            .iter()
+            .position(|l| *l == format!("intent start {vm}"))
+            .unwrap();
+        assert!(intent < starts[0], "{log:?}");
+    }
+    let inputs = inputs.lock().unwrap();
+    assert!(
+        !inputs.iter().any(|i| matches!(
+            i,
+            Input::Stop { .. } | Input::MigrationStarted { result: Err(_), .. }
+        )),
+        "no stop, no start answered as failed: {inputs:?}"
+    );
+}
+
+/// Refuses every step with an error waiting cannot cure (the journal lost the run's lease).
+struct LeaseLostSink;
+
+#[async_trait]
+impl EventSink for LeaseLostSink {
+    fn name(&self) -> &str {
+        "journal"
+    }
+    async fn on_step(&mut self, _now: Time, commands: &[Command]) -> Result<(), SinkError> {
+        if commands
+            .iter()
+            .any(|c| matches!(c, Command::StartMigration(_)))
+        {
+            return Err(SinkError::lasting(
+                "journal x: the lease of run `r` was taken over",
+            ));
+        }
+        Ok(())
+    }
+    async fn on_event(&mut self, _event: &Event) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Fencing: a lost lease is not an outage to wait out. The run stops at once (no waiting for
+/// `journal_wait`), and its start is never carried out.
+#[tokio::test(start_paused = true)]
+async fn a_lasting_sink_error_stops_the_run_at_once_without_waiting() {
+    let log = Log::default();
+    let engine = ScriptEngine::new(&["vm1", "vm2"], 1);
+    let seen = Arc::clone(&engine.seen);
+    let (_c, rx) = Control::new();
+    let result = Runtime::default()
+        .run(
+            engine,
+            drivers(FakeDriver::new(Duration::from_secs(3), log.clone())),
+            vec![Box::new(LeaseLostSink)],
+            rx,
+        )
+        .await;
+    assert!(
+        result.elapsed < Duration::from_secs(5),
+        "{:?}",
+        result.elapsed
+    );
+    assert!(result.error().unwrap().contains("taken over"));
     assert!(
         !log.lock()
             .unwrap()
             .iter()
-            .any(|l| l.starts_with("driver start")),
-        "{:?}",
-        log.lock().unwrap()
+            .any(|l| l.starts_with("driver start"))
     );
-    for vm in ["vm1", "vm2", "vm3"] {
-        assert!(
-            matches!(
-                outcome(&seen, vm),
-                Some(Outcome::Failed(ErrorClass::Transient, _))
-            ),
-            "{vm}: {:?}",
-            outcome(&seen, vm)
-        );
-    }
-    // The stop the runtime asked for went through the sinks like any input.
-    assert!(inputs.lock().unwrap().contains(&Input::Stop {
-        abort_running: false
-    }));
+    assert!(
+        matches!(outcome(&seen, "vm1"), Some(Outcome::Failed(ErrorClass::Transient, m)) if m.contains("not carried out"))
+    );
+    assert_eq!(outcome(&seen, "vm2"), Some(Outcome::Cancelled));
 }
 
 /// Asks one host refresh and is finished at once: the refresh is still in flight when the run

@@ -69,6 +69,9 @@ pub struct Core {
     timers: TimerQueue,
     stopping: Option<Reason>,
     abort_running: bool,
+    /// Starts are paused ([`Core::pause_starts`]): the scheduler does not run, so nothing new
+    /// starts (and no pre-flight check is asked); everything already under way goes on.
+    starts_paused: bool,
     /// Every host has answered its first refresh (listed, or failed).
     initialized: bool,
     /// Something that may let a VM start changed since the scheduler last ran.
@@ -161,6 +164,7 @@ impl Core {
             timers: TimerQueue::default(),
             stopping: None,
             abort_running: false,
+            starts_paused: false,
             initialized: false,
             dirty: true,
             finished: false,
@@ -442,6 +446,24 @@ impl Core {
         self.after(now);
     }
 
+    /// Pauses (`true`) or resumes (`false`) starting moves, for as long as the caller cannot
+    /// record them (the runtime, while its journal cannot be written). Unlike
+    /// [`Input::Stop`] it is not a decision about the run: no VM is cancelled, no attempt is
+    /// counted or failed, nothing is emitted; queued VMs simply wait, and running moves, their
+    /// verification and clean-up go on. Resuming lets the scheduler run at once.
+    pub fn pause_starts(&mut self, now: Time, paused: bool) {
+        self.now = self.now.max(now);
+        if self.starts_paused == paused {
+            return;
+        }
+        self.starts_paused = paused;
+        if !paused {
+            self.dirty = true;
+            let now = self.now;
+            self.after(now);
+        }
+    }
+
     /// Tells the engine that time `now` has come (call at or after [`Core::poll_timeout`]).
     pub fn handle_timeout(&mut self, now: Time) {
         self.now = self.now.max(now);
@@ -702,7 +724,7 @@ impl Core {
     /// After every input or timeout: schedule, then check whether the run is over.
     fn after(&mut self, now: Time) {
         self.recheck_may_pass(now);
-        if self.initialized && self.stopping.is_none() {
+        if self.initialized && self.stopping.is_none() && !self.starts_paused {
             self.run_scheduler(now);
         }
         // The cheap tests first: this runs after every input.
