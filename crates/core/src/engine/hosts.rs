@@ -54,6 +54,8 @@ pub(super) struct HostState {
     pub(super) announced: Option<(u32, u32)>,
     /// Our VMs that arrived here and whose reservation awaits a refresh that shows them.
     pub(super) settling: Vec<usize>,
+    /// The VMs its last listing showed migrating that are not ours (for the slot ledger).
+    pub(super) foreign_vms: Vec<VmId>,
 }
 
 impl HostState {
@@ -74,6 +76,7 @@ impl HostState {
             releases: VecDeque::new(),
             announced: None,
             settling: Vec::new(),
+            foreign_vms: Vec::new(),
         }
     }
 }
@@ -308,6 +311,7 @@ impl Core {
             self.hosts[h].releases.pop_front();
         }
         let mut listed_foreign = 0u32;
+        self.hosts[h].foreign_vms.clear();
         for v in vms {
             if !v.activity.is_migration() {
                 continue;
@@ -318,6 +322,7 @@ impl Core {
             });
             if !ours {
                 listed_foreign += 1;
+                self.hosts[h].foreign_vms.push(v.id.clone());
             }
         }
         let ours_then = self.ledger.ours(h) + self.hosts[h].releases.len() as u32;
