@@ -4,6 +4,7 @@
 use super::guard::{check_selection_free, check_vm_free};
 use super::handle::Journal;
 use super::rows::{ensure_running, read_lease};
+use super::slots::drop_run_reservations;
 use crate::clock::WallTime;
 use crate::codec::{encode, redact};
 use crate::db::{Db, vals};
@@ -180,10 +181,14 @@ impl Journal {
             return Ok(());
         };
         let tx = self.write_tx()?;
-        tx.execute(
+        let mine = tx.execute(
             "DELETE FROM leases WHERE run_id = ?1 AND token = ?2",
             vals![run, token],
         )?;
+        // Its slot reservations die with the lease (a lease another process took keeps its own).
+        if mine > 0 {
+            drop_run_reservations(&tx, run)?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -205,6 +210,7 @@ impl Journal {
             vals![run, state.as_str(), detail, now.0],
         )?;
         tx.execute("DELETE FROM leases WHERE run_id = ?1", vals![run])?;
+        drop_run_reservations(&tx, run)?;
         tx.commit()?;
         self.held.remove(run);
         Ok(())
