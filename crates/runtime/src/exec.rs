@@ -27,6 +27,47 @@ pub(crate) enum CallKind {
 pub(crate) struct Answer {
     pub input: Input,
     pub started: Option<MigrationRequest>,
+    /// The slot ledger could not be asked (the shared journal is down): the run stops starting.
+    pub ledger_error: Option<String>,
+}
+
+/// A start under the slot ledger: its slots reserved first; not carried out when a host is
+/// full (answered `Input::StartDeferred`) or when the ledger cannot be asked (a transient
+/// failure, and the run stops starting, as when the journal cannot be written).
+pub(crate) async fn reserve_then_start(
+    exec: Arc<Exec>,
+    ledger: Arc<dyn crate::Ledger>,
+    source: vmove_core::HostView,
+    destination: vmove_core::HostView,
+    cmd: Command,
+    now: Time,
+) -> Answer {
+    let Command::StartMigration(req) = &cmd else {
+        return exec.execute(cmd, now).await;
+    };
+    match ledger.reserve(req, &source, &destination).await {
+        Ok(crate::LedgerAnswer::Granted) => exec.execute(cmd, now).await,
+        Ok(crate::LedgerAnswer::Full(busy)) => Answer {
+            input: Input::StartDeferred {
+                vm: req.vm.clone(),
+                attempt: req.attempt,
+                busy,
+            },
+            started: None,
+            ledger_error: None,
+        },
+        Err(e) => {
+            let why = format!("slot ledger: {e}");
+            Answer {
+                input: cmd.failed(
+                    now,
+                    Failure::new(ErrorClass::Transient, format!("not started: {why}")),
+                ),
+                started: None,
+                ledger_error: Some(why),
+            }
+        }
+    }
 }
 
 /// Everything a command task needs.
@@ -174,6 +215,7 @@ impl Exec {
                         result,
                     },
                     started,
+                    ledger_error: None,
                 };
             }
             Command::PollMigration { request, handle } => Input::MigrationStatus {
@@ -294,6 +336,7 @@ impl Exec {
         Answer {
             input,
             started: None,
+            ledger_error: None,
         }
     }
 }

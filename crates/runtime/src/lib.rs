@@ -9,6 +9,8 @@
 //! # Layout
 //! - [`sink`]: the [`EventSink`] trait (hooks before a command, on each answer, on each event,
 //!   at the end) and two general sinks, [`NdjsonSink`] and [`CollectSink`].
+//! - [`ledger`]: the [`Ledger`] port, the cross-process slot ledger consulted before a start
+//!   and told when a VM's slots are free again.
 //! - `exec`: one command against the drivers, with time-outs; the class of a time-out is
 //!   `Transient` for a read-only call and `Indeterminate` for a state-changing one.
 //! - this file: [`Runtime`], [`RuntimeOptions`], the stop handle ([`Control`]) and [`RunResult`].
@@ -32,9 +34,11 @@
 //!   with [`RunResult::stalled`] rather than hang.
 
 mod exec;
+pub mod ledger;
 pub mod sink;
 
 pub use exec::Drivers;
+pub use ledger::{Ledger, LedgerAnswer};
 pub use sink::{CollectSink, Collected, EventSink, NdjsonSink, SinkError};
 
 use exec::{Answer, CallKind, Exec, call_kind};
@@ -44,7 +48,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use vmove_core::{Command, Core, ErrorClass, Event, Failure, Input, Snapshot, Time};
+use vmove_core::{
+    Command, Core, ErrorClass, Event, EventKind, Failure, HostId, HostView, Input, Snapshot, Time,
+};
 
 /// What the runtime drives: [`Core`], or a stand-in with the same surface (tests script one to
 /// exercise the runtime alone).
@@ -63,6 +69,11 @@ pub trait Engine: Send {
     fn is_finished(&self) -> bool;
     /// See [`Core::snapshot`].
     fn snapshot(&self, now: Time) -> Snapshot;
+    /// See [`Core::host_view`]: what the slot ledger is given before a start. An engine that
+    /// has none (a scripted stand-in) starts without asking the ledger.
+    fn host_view(&self, _host: &HostId) -> Option<HostView> {
+        None
+    }
 }
 
 impl Engine for Core {
@@ -86,6 +97,9 @@ impl Engine for Core {
     }
     fn snapshot(&self, now: Time) -> Snapshot {
         Core::snapshot(self, now)
+    }
+    fn host_view(&self, host: &HostId) -> Option<HostView> {
+        Core::host_view(self, host)
     }
 }
 
@@ -231,6 +245,9 @@ fn sink_failure(name: &str, e: &SinkError) -> String {
 #[derive(Clone, Debug, Default)]
 pub struct Runtime {
     options: RuntimeOptions,
+    /// The cross-process slot ledger, if the run shares its hosts' slots with other processes
+    /// through a journal.
+    ledger: Option<Arc<dyn Ledger>>,
 }
 
 /// A wake-up time that never comes (a year away), for the `select!` branch of a timer that is
@@ -267,12 +284,23 @@ struct Loop<E: Engine> {
     /// each yields the end it learned of (an unasked status), or nothing if the driver cannot
     /// tell. Not counted as work in flight: the engine's own polls and timers go on beside them.
     watchers: JoinSet<Option<Input>>,
+    /// The cross-process slot ledger, if any.
+    ledger: Option<Arc<dyn Ledger>>,
 }
 
 impl Runtime {
     /// A runtime with these options.
     pub fn new(options: RuntimeOptions) -> Self {
-        Runtime { options }
+        Runtime {
+            options,
+            ledger: None,
+        }
+    }
+
+    /// The same runtime, asking `ledger` before every start (see [`ledger`]).
+    pub fn with_ledger(mut self, ledger: Arc<dyn Ledger>) -> Self {
+        self.ledger = Some(ledger);
+        self
     }
 
     /// Runs `core` to its end. Never panics on driver or sink trouble; see the module docs.
@@ -299,6 +327,7 @@ impl Runtime {
                 drivers,
                 call_timeout: self.options.call_timeout,
             }),
+            ledger: self.ledger.clone(),
             down: vec![false; sinks.len()],
             sinks,
             tasks: JoinSet::new(),
@@ -353,7 +382,7 @@ impl Runtime {
                             answer
                         }
                         Err(e) => match lp.fallbacks.remove(&e.id()) {
-                            Some(input) => Answer { input, started: None },
+                            Some(input) => Answer { input, started: None, ledger_error: None },
                             None => continue,
                         },
                     };
@@ -457,6 +486,7 @@ impl<E: Engine> Loop<E> {
         self.feed_answer(Answer {
             input,
             started: None,
+            ledger_error: None,
         })
         .await;
     }
@@ -464,9 +494,13 @@ impl<E: Engine> Loop<E> {
     /// [`Loop::feed`] for a command's answer; the end of a migration it started is watched
     /// (once the core knows of the start).
     async fn feed_answer(&mut self, answer: Answer) {
-        let Answer { input, started } = answer;
+        let Answer {
+            input,
+            started,
+            ledger_error,
+        } = answer;
         let now = self.now();
-        let mut failed = None;
+        let mut failed = ledger_error;
         for sink in &mut self.sinks {
             if let Err(e) = sink.on_input(now, &input).await {
                 failed.get_or_insert_with(|| sink_failure(sink.name(), &e));
@@ -608,6 +642,15 @@ impl<E: Engine> Loop<E> {
 
     async fn forward(&mut self, ev: &Event) {
         let mut failed = None;
+        // The engine gave a VM's slots back (its migration ended, or it was given up): so does
+        // the ledger. `Phase::holds_slot` is the engine's own rule.
+        if let (Some(ledger), EventKind::Transition { vm, from, to }) = (&self.ledger, &ev.kind)
+            && from.holds_slot()
+            && !to.holds_slot()
+            && let Err(e) = ledger.release(vm).await
+        {
+            failed = Some(format!("slot ledger: {e}"));
+        }
         for sink in &mut self.sinks {
             if let Err(e) = sink.on_event(ev).await {
                 failed.get_or_insert_with(|| sink_failure(sink.name(), &e));
@@ -628,7 +671,26 @@ impl<E: Engine> Loop<E> {
             now,
             Failure::new(class, "the driver call died without an answer"),
         );
-        let handle = self.tasks.spawn(Arc::clone(&self.exec).execute(cmd, now));
+        let exec = Arc::clone(&self.exec);
+        let handle = match (&cmd, &self.ledger) {
+            (Command::StartMigration(req), Some(ledger)) => {
+                match (
+                    self.core.host_view(&req.source),
+                    self.core.host_view(&req.destination),
+                ) {
+                    (Some(src), Some(dst)) => self.tasks.spawn(exec::reserve_then_start(
+                        exec,
+                        Arc::clone(ledger),
+                        src,
+                        dst,
+                        cmd,
+                        now,
+                    )),
+                    _ => self.tasks.spawn(exec.execute(cmd, now)),
+                }
+            }
+            _ => self.tasks.spawn(exec.execute(cmd, now)),
+        };
         self.fallbacks.insert(handle.id(), fallback);
     }
 }
