@@ -6,7 +6,7 @@ use super::handle::Journal;
 use super::rows::{ensure_running, read_lease};
 use super::slots::drop_run_reservations;
 use crate::clock::WallTime;
-use crate::codec::{encode, redact};
+use crate::codec::{decode, encode, redact};
 use crate::db::{Db, vals};
 use crate::error::{JournalError, Result};
 use crate::record::{Holder, LeaseInfo, NewRun, RunEnd, RunState};
@@ -137,6 +137,20 @@ impl Journal {
         };
         for vm in vms {
             check_vm_free(&tx, run, &VmId(vm), now)?;
+        }
+        // A run that has selected nothing yet (it died before its first listing) would select
+        // on resume: the guard of `create_run` against the live runs created meanwhile.
+        let selected: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM vm_state WHERE run_id = ?1)",
+            vals![run],
+            |r| r.get(0),
+        )?;
+        if !selected {
+            let spec: String =
+                tx.query_row("SELECT spec FROM runs WHERE id = ?1", vals![run], |r| {
+                    r.get(0)
+                })?;
+            check_selection_free(&tx, run, &decode(run, 0, &spec)?, now)?;
         }
         let lease = write_lease(&tx, run, &token, &holder, acquired_at, now, ttl)?;
         tx.execute(
