@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use vmove_core::Core;
 use vmove_journal::StopRequest;
-use vmove_journal::sink::{JournalSink, Keeper, SharedJournal, with_journal};
+use vmove_journal::sink::{JournalLedger, JournalSink, Keeper, SharedJournal, with_journal};
 use vmove_runtime::{Control, Drivers, EventSink, Runtime, RuntimeOptions};
 
 /// A spec error, with where the offending setting came from when it was set.
@@ -278,7 +278,16 @@ pub(crate) async fn execute(
             .unwrap_or("none"),
         "run starting: {command}"
     );
-    let result = Runtime::new(options).run(core, drivers, sinks, rx).await;
+    // The cross-process slot ledger: every start reserves its slots in the journal first, so
+    // that runs sharing hosts through one journal never go over a host's limit together.
+    let mut runtime = Runtime::new(options);
+    if let Some(j) = &journaling {
+        runtime = runtime.with_ledger(Arc::new(JournalLedger::new(
+            Arc::clone(&j.journal),
+            j.run.clone(),
+        )));
+    }
+    let result = runtime.run(core, drivers, sinks, rx).await;
     tracing::info!(
         elapsed_secs = result.elapsed.as_secs(),
         error = result.error().as_deref().unwrap_or("none"),

@@ -264,6 +264,18 @@ pub enum Input {
         /// The handle, or why it did not start.
         result: Result<MigrationHandle, Failure>,
     },
+    /// Answer to [`Command::StartMigration`] when the runtime did not carry it out because
+    /// the cross-process slot ledger found the source or the destination full: nothing was
+    /// asked of the hosts. `busy` names, per host, the slots other runs (other vmove
+    /// processes' reservations, and migrations the hosts show that are not this run's) hold
+    /// there, as the ledger counted them: the core counts them as foreign migrations until
+    /// the host's next listing. Not a failure of the VM: queued again, the attempt uncounted.
+    StartDeferred {
+        vm: VmId,
+        attempt: u32,
+        /// Per host, the slots others hold there.
+        busy: Vec<(HostId, u32)>,
+    },
     /// Answer to [`Command::PollMigration`], or pushed unasked.
     MigrationStatus {
         vm: VmId,
@@ -342,6 +354,7 @@ impl Input {
             Input::HostRefreshed { .. } | Input::Stop { .. } | Input::StopVm { .. } => None,
             Input::Preflighted { vm, attempt, .. }
             | Input::MigrationStarted { vm, attempt, .. }
+            | Input::StartDeferred { vm, attempt, .. }
             | Input::MigrationStatus { vm, attempt, .. }
             | Input::AbortDone { vm, attempt, .. }
             | Input::Converged { vm, attempt, .. }
@@ -363,7 +376,8 @@ impl Input {
                 destination,
                 ..
             } => Key::Preflight(vm.clone(), *attempt, destination.clone()),
-            Input::MigrationStarted { vm, attempt, .. } => Key::Start(vm.clone(), *attempt),
+            Input::MigrationStarted { vm, attempt, .. }
+            | Input::StartDeferred { vm, attempt, .. } => Key::Start(vm.clone(), *attempt),
             Input::MigrationStatus { vm, attempt, .. } => Key::Poll(vm.clone(), *attempt),
             Input::AbortDone { vm, attempt, .. } => Key::Abort(vm.clone(), *attempt),
             Input::Converged { vm, attempt, .. } => Key::Converge(vm.clone(), *attempt),

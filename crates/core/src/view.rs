@@ -46,6 +46,11 @@ pub struct HostView {
     pub ours: u32,
     /// Slots used by others.
     pub foreign: u32,
+    /// Of those, the VMs its last listing showed migrating that are not this run's (the rest
+    /// of `foreign` it only counted): the slot ledger matches them with other processes'
+    /// reservations so that no migration is counted twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign_vms: Vec<VmId>,
     /// Whether it answered its last refresh.
     pub reachable: bool,
 }

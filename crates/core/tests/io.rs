@@ -96,6 +96,7 @@ fn every_failed_answer_has_the_key_of_its_command_and_carries_the_failure() {
             Input::LeftoversListed { result, .. } => (answer.vm_attempt(), result.as_ref().err()),
             Input::LeftoverRemoved { result, .. } => (answer.vm_attempt(), result.as_ref().err()),
             Input::Stop { .. } | Input::StopVm { .. } => panic!("a stop answers nothing"),
+            Input::StartDeferred { .. } => panic!("a failed start is not a deferral"),
         };
         assert_eq!(failed, Some(&failure), "{cmd:?}");
         assert_eq!(
@@ -173,4 +174,16 @@ fn an_error_class_is_written_as_serde_writes_it() {
             "{c:?}"
         );
     }
+}
+
+#[test]
+fn a_deferred_start_has_the_key_of_its_start() {
+    let start = Command::StartMigration(request(3));
+    let deferred = Input::StartDeferred {
+        vm: VmId::new("u-7"),
+        attempt: 3,
+        busy: vec![(HostId::new("b"), 2)],
+    };
+    assert_eq!(deferred.key(), Some(start.key()));
+    assert_eq!(deferred.vm_attempt().map(|(_, a)| a), Some(3));
 }

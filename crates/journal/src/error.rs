@@ -183,6 +183,14 @@ pub enum JournalError {
         /// Why (its phase, and what to do instead).
         why: String,
     },
+    /// A slot reservation that makes no sense (a move from a host to itself); nothing was
+    /// written.
+    #[error("cannot reserve slots for VM `{vm}` of run `{run}`: {why}")]
+    BadSlotRequest {
+        run: String,
+        vm: String,
+        why: String,
+    },
     /// An outcome names an intent the run does not have.
     #[error("run `{run}` has no intent {intent}")]
     UnknownIntent { run: String, intent: u64 },

@@ -67,7 +67,9 @@ pub use clock::{Clock, ManualClock, SystemClock, WallTime};
 pub use db::Backend;
 pub use error::{JournalError, Result};
 pub use holder::Holder;
-pub use journal::{Journal, MAX_LEASE, Options, PlannedMove, TakeOver};
+pub use journal::{
+    HostCount, Journal, MAX_LEASE, Options, PlannedMove, SlotGrant, SlotReservation, TakeOver,
+};
 pub use rebuild::{VmResume, rebuild, recovered};
 pub use record::{
     ConfigFormat, Entry, EntryBody, IntentId, IntentRecord, LeaseInfo, NewRun, RunEnd, RunRecord,

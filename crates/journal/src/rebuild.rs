@@ -149,6 +149,15 @@ fn rebuild_ordered(record: &RunRecord) -> (BTreeMap<VmId, VmResume>, Vec<VmId>) 
                         }
                         v.handle = result.as_ref().ok().cloned();
                     }
+                    // Not carried out (the slot ledger found a host full): answered, and the
+                    // attempt does not count.
+                    Input::StartDeferred { .. } => {
+                        v.start_answered = true;
+                        v.handle = None;
+                        if !v.uncounted.contains(&attempt) {
+                            v.uncounted.push(attempt);
+                        }
+                    }
                     Input::Verified {
                         result: Ok(proof), ..
                     } if proof.is_proof() => {
@@ -270,8 +279,10 @@ impl VmResume {
         if self.is_final() {
             return false;
         }
-        let unsettled_start =
-            self.last_request.is_some() && !self.failed_attempts.contains(&self.attempt);
+        // A start the slot ledger deferred never reached the hosts (its attempt is uncounted).
+        let unsettled_start = self.last_request.is_some()
+            && !self.failed_attempts.contains(&self.attempt)
+            && !self.uncounted.contains(&self.attempt);
         let open_action = self.open_intents.iter().any(|i| {
             matches!(
                 i.command,

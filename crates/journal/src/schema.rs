@@ -27,7 +27,7 @@ struct Migration {
 }
 
 /// The newest schema version this build knows.
-pub const LATEST: u32 = 8;
+pub const LATEST: u32 = 9;
 
 const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -267,6 +267,35 @@ CREATE TABLE planned_moves (
     end_ms      BIGINT,
     PRIMARY KEY (run_id, vm)
 );
+"#,
+        backfill: None,
+    },
+    Migration {
+        version: 9,
+        description: "slot reservations: the cross-process slot ledger (a start's source and destination slots, held while its run's lease lives)",
+        sql: r#"
+CREATE TABLE slot_reservations (
+    run_id  TEXT NOT NULL REFERENCES runs(id),
+    token   TEXT NOT NULL,
+    vm      TEXT NOT NULL,
+    host    TEXT NOT NULL,
+    role    TEXT NOT NULL CHECK (role IN ('source', 'destination')),
+    since   INTEGER NOT NULL,
+    PRIMARY KEY (run_id, vm, role)
+) STRICT;
+CREATE INDEX slot_reservations_host ON slot_reservations (host);
+"#,
+        pg: r#"
+CREATE TABLE slot_reservations (
+    run_id  TEXT NOT NULL REFERENCES runs(id),
+    token   TEXT NOT NULL,
+    vm      TEXT NOT NULL,
+    host    TEXT NOT NULL,
+    role    TEXT NOT NULL CHECK (role IN ('source', 'destination')),
+    since   BIGINT NOT NULL,
+    PRIMARY KEY (run_id, vm, role)
+);
+CREATE INDEX slot_reservations_host ON slot_reservations (host);
 "#,
         backfill: None,
     },

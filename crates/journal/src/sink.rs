@@ -208,6 +208,80 @@ impl EventSink for JournalSink {
     }
 }
 
+/// The journal as the runtime's cross-process slot ledger ([`vmove_runtime::Ledger`]): a
+/// start's slots are reserved with [`Journal::reserve_slots`] under the run's lease, given
+/// back with [`Journal::release_slots`]. Every process sharing the journal (a PostgreSQL
+/// database, or one SQLite file on one machine) counts the others' reservations.
+#[derive(Clone)]
+pub struct JournalLedger {
+    journal: SharedJournal,
+    run: String,
+    path: std::path::PathBuf,
+}
+
+impl std::fmt::Debug for JournalLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalLedger")
+            .field("run", &self.run)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JournalLedger {
+    /// The ledger of run `run` (whose lease this process holds on `journal`).
+    pub fn new(journal: SharedJournal, run: impl Into<String>) -> Self {
+        let path = journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .path()
+            .to_path_buf();
+        JournalLedger {
+            journal,
+            run: run.into(),
+            path,
+        }
+    }
+}
+
+#[async_trait]
+impl vmove_runtime::Ledger for JournalLedger {
+    async fn reserve(
+        &self,
+        request: &vmove_core::MigrationRequest,
+        source: &vmove_core::HostView,
+        destination: &vmove_core::HostView,
+    ) -> Result<vmove_runtime::LedgerAnswer, String> {
+        let (run, vm) = (self.run.clone(), request.vm.clone());
+        let (src, dst) = (source.clone(), destination.clone());
+        // An expired lease nobody took over is renewed and the reservation asked again once,
+        // as the sink does for a step.
+        let grant = with_journal(&self.journal, move |j| {
+            match j.reserve_slots(&run, &vm, &src, &dst) {
+                Err(JournalError::LeaseExpired { .. }) => {
+                    j.refresh_lease(&run)?;
+                    j.reserve_slots(&run, &vm, &src, &dst)
+                }
+                other => other,
+            }
+        })
+        .await
+        .map_err(|e| describe(&self.path, &e))?;
+        Ok(match grant {
+            crate::SlotGrant::Reserved => vmove_runtime::LedgerAnswer::Granted,
+            crate::SlotGrant::Full(counts) => vmove_runtime::LedgerAnswer::Full(
+                counts.into_iter().map(|c| (c.host, c.others)).collect(),
+            ),
+        })
+    }
+
+    async fn release(&self, vm: &vmove_core::VmId) -> Result<(), String> {
+        let (run, vm) = (self.run.clone(), vm.clone());
+        with_journal(&self.journal, move |j| j.release_slots(&run, &vm))
+            .await
+            .map_err(|e| describe(&self.path, &e))
+    }
+}
+
 /// Refreshes the lease and polls stop requests while a run goes.
 #[derive(Debug)]
 pub struct Keeper {

@@ -342,6 +342,41 @@ fn a_crashed_run_blocks_nobody_but_cannot_resume_over_a_vm_another_live_run_took
     resumer.acquire("ra").unwrap();
 }
 
+/// A run that died before it selected anything cannot be resumed over a live run created since
+/// whose selection may take the same VMs (it would select them on resume).
+fn a_run_that_never_selected_cannot_resume_over_a_live_run_that_may_take_its_vms() {
+    let (_dir, path) = temp_path();
+    let clock = clock();
+    let mut a = open_as(&path, &clock, me());
+    a.create_run(&new_run("ra", Selection::Names(vec!["web*".into()])))
+        .unwrap();
+    drop(a); // crashed before its first listing
+    clock.advance(Duration::from_secs(31));
+    let mut b = open_as(&path, &clock, other(200));
+    b.create_run(&new_run("rb", Selection::Names(vec!["web0".into()])))
+        .unwrap();
+    let mut resumer = open_as(&path, &clock, other(300));
+    let err = resumer.acquire("ra").unwrap_err();
+    assert!(
+        matches!(&err, JournalError::SelectionOverlap { other_run, .. } if other_run == "rb"),
+        "{err}"
+    );
+    // Once `rb` has selected web0, the refusal names the VM.
+    let Step::Event(sel) = script("rb", "u", 1).remove(0) else {
+        panic!()
+    };
+    b.record_event("rb", &sel).unwrap();
+    let err = resumer.acquire("ra").unwrap_err();
+    assert!(
+        matches!(&err, JournalError::VmInUse { vm, other_run, .. } if vm == "u-0" && other_run == "rb"),
+        "{err}"
+    );
+    // Nothing was changed by the refusals; once `rb` ended, `ra` resumes.
+    assert_eq!(resumer.run_summary("ra").unwrap().driver, me());
+    b.finish_run("rb", RunEnd::Finished).unwrap();
+    resumer.acquire("ra").unwrap();
+}
+
 /// The VM guard holds between processes racing to create overlapping runs: the check and the
 /// run's row are written in one transaction, and write transactions take turns (SQLite's
 /// `BEGIN IMMEDIATE`; PostgreSQL's journal-wide advisory lock), so exactly one of several
@@ -458,4 +493,5 @@ on_both_backends!(
     stop_requests_come_from_any_process_and_now_is_never_downgraded,
     a_run_overlapping_the_vms_of_a_live_run_is_refused_naming_the_vm_and_the_run,
     a_crashed_run_blocks_nobody_but_cannot_resume_over_a_vm_another_live_run_took,
+    a_run_that_never_selected_cannot_resume_over_a_live_run_that_may_take_its_vms,
 );

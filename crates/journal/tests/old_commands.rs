@@ -110,11 +110,13 @@ fn make_old(path: &Path, run: &str) -> usize {
         }
     }
     // A schema-4 journal has no column or table a later schema added (schema 6:
-    // `runs.command`; schema 7: `vm_requests`; schema 8: `planned_moves`).
+    // `runs.command`; schema 7: `vm_requests`; schema 8: `planned_moves`; schema 9:
+    // `slot_reservations`).
     conn.execute("ALTER TABLE runs DROP COLUMN command", [])
         .unwrap();
     conn.execute_batch(
-        "DROP INDEX vm_requests_run; DROP TABLE vm_requests; DROP TABLE planned_moves;",
+        "DROP INDEX vm_requests_run; DROP TABLE vm_requests; DROP TABLE planned_moves;
+         DROP TABLE slot_reservations;",
     )
     .unwrap();
     conn.execute("DELETE FROM schema_version WHERE version > 4", [])

@@ -352,3 +352,49 @@ fn attempts_interrupted_by_a_crash_are_rebuilt_as_uncounted() {
     assert_eq!((r[0].attempts, r[0].uncounted), (4, 2));
     assert!(matches!(r[0].state, RecoveredState::InFlight(ref q) if q.attempt == 4));
 }
+
+#[test]
+fn a_deferred_start_is_answered_and_does_not_count() {
+    let (_dir, path) = temp_path();
+    let clock = clock();
+    let mut j = open_as(&path, &clock, other(1));
+    j.create_run(&new_run("r1", Selection::All)).unwrap();
+    let vm = VmId::new("u-0");
+    let steps = vec![
+        ev(
+            1,
+            vmove_core::EventKind::Selected {
+                vm: vm.clone(),
+                name: "web0".into(),
+                source: "a".into(),
+                mode: vmove_core::MigrationMode::Live,
+                memory_bytes: 1,
+                disk_bytes: 1,
+            },
+        ),
+        transition(2, &vm, Phase::Queued, Phase::Starting),
+        Step::Intent(Command::StartMigration(request(&vm, "web0", 1, "r1"))),
+        Step::Outcome(
+            0,
+            Input::StartDeferred {
+                vm: vm.clone(),
+                attempt: 1,
+                busy: vec![(HostId::new("b"), 1)],
+            },
+        ),
+        transition(3, &vm, Phase::Starting, Phase::Queued),
+    ];
+    write_steps(&mut j, "r1", &steps, &mut Vec::new());
+    let rec = j.load_run("r1").unwrap();
+    let v = &rebuild(&rec)[&vm];
+    assert_eq!((v.phase, v.attempt), (Phase::Queued, 1));
+    assert!(v.start_answered && v.handle.is_none());
+    assert_eq!(v.uncounted, vec![1], "not the VM's failure");
+    assert!(
+        !v.maybe_in_flight(),
+        "nothing to look for: it never started"
+    );
+    let r = recovered(&rec).into_iter().find(|r| r.id == vm).unwrap();
+    assert_eq!((r.attempts, r.uncounted), (1, 1));
+    assert!(matches!(r.state, RecoveredState::Queued), "{:?}", r.state);
+}

@@ -27,6 +27,48 @@ pub(crate) enum CallKind {
 pub(crate) struct Answer {
     pub input: Input,
     pub started: Option<MigrationRequest>,
+    /// The slot ledger could not be asked (the shared journal is down): the run waits for it.
+    pub ledger_error: Option<String>,
+}
+
+/// A start under the slot ledger: its slots reserved first; not carried out when a host is
+/// full, or when the ledger cannot be asked (both answered `Input::StartDeferred`; in the
+/// second case the run waits for the journal with its starts paused, as in any outage).
+pub(crate) async fn reserve_then_start(
+    exec: Arc<Exec>,
+    ledger: Arc<dyn crate::Ledger>,
+    source: vmove_core::HostView,
+    destination: vmove_core::HostView,
+    cmd: Command,
+    now: Time,
+) -> Answer {
+    let Command::StartMigration(req) = &cmd else {
+        return exec.execute(cmd, now).await;
+    };
+    match ledger.reserve(req, &source, &destination).await {
+        Ok(crate::LedgerAnswer::Granted) => exec.execute(cmd, now).await,
+        Ok(crate::LedgerAnswer::Full(busy)) => Answer {
+            input: Input::StartDeferred {
+                vm: req.vm.clone(),
+                attempt: req.attempt,
+                busy,
+            },
+            started: None,
+            ledger_error: None,
+        },
+        // The ledger cannot be asked (the shared journal is away): nothing was asked of the
+        // hosts, so the start is deferred, not failed (its attempt does not count), and the
+        // run waits for the journal with its starts paused.
+        Err(e) => Answer {
+            input: Input::StartDeferred {
+                vm: req.vm.clone(),
+                attempt: req.attempt,
+                busy: Vec::new(),
+            },
+            started: None,
+            ledger_error: Some(format!("slot ledger: {e}")),
+        },
+    }
 }
 
 /// Everything a command task needs.
@@ -174,6 +216,7 @@ impl Exec {
                         result,
                     },
                     started,
+                    ledger_error: None,
                 };
             }
             Command::PollMigration { request, handle } => Input::MigrationStatus {
@@ -294,6 +337,7 @@ impl Exec {
         Answer {
             input,
             started: None,
+            ledger_error: None,
         }
     }
 }

@@ -9,6 +9,8 @@
 //! # Layout
 //! - [`sink`]: the [`EventSink`] trait (hooks before a command, on each answer, on each event,
 //!   at the end) and two general sinks, [`NdjsonSink`] and [`CollectSink`].
+//! - [`ledger`]: the [`Ledger`] port, the cross-process slot ledger consulted before a start
+//!   and told when a VM's slots are free again.
 //! - `exec`: one command against the drivers, with time-outs; the class of a time-out is
 //!   `Transient` for a read-only call and `Indeterminate` for a state-changing one.
 //! - this file: [`Runtime`], [`RuntimeOptions`], the stop handle ([`Control`]) and [`RunResult`].
@@ -40,9 +42,11 @@
 //!   with [`RunResult::stalled`] rather than hang.
 
 mod exec;
+pub mod ledger;
 pub mod sink;
 
 pub use exec::Drivers;
+pub use ledger::{Ledger, LedgerAnswer};
 pub use sink::{CollectSink, Collected, EventSink, NdjsonSink, SinkError};
 
 use exec::{Answer, CallKind, Exec, call_kind};
@@ -52,7 +56,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use vmove_core::{Command, Core, ErrorClass, Event, Failure, Input, Snapshot, Time};
+use vmove_core::{
+    Command, Core, ErrorClass, Event, EventKind, Failure, HostId, HostView, Input, Snapshot, Time,
+};
 
 /// What the runtime drives: [`Core`], or a stand-in with the same surface (tests script one to
 /// exercise the runtime alone).
@@ -73,6 +79,11 @@ pub trait Engine: Send {
     fn snapshot(&self, now: Time) -> Snapshot;
     /// See [`Core::pause_starts`] (a stand-in that never starts anything may ignore it).
     fn pause_starts(&mut self, _now: Time, _paused: bool) {}
+    /// See [`Core::host_view`]: what the slot ledger is given before a start. An engine that
+    /// has none (a scripted stand-in) starts without asking the ledger.
+    fn host_view(&self, _host: &HostId) -> Option<HostView> {
+        None
+    }
 }
 
 impl Engine for Core {
@@ -99,6 +110,9 @@ impl Engine for Core {
     }
     fn pause_starts(&mut self, now: Time, paused: bool) {
         Core::pause_starts(self, now, paused);
+    }
+    fn host_view(&self, host: &HostId) -> Option<HostView> {
+        Core::host_view(self, host)
     }
 }
 
@@ -257,6 +271,9 @@ fn sink_failure(name: &str, e: &SinkError) -> String {
 #[derive(Clone, Debug, Default)]
 pub struct Runtime {
     options: RuntimeOptions,
+    /// The cross-process slot ledger, if the run shares its hosts' slots with other processes
+    /// through a journal.
+    ledger: Option<Arc<dyn Ledger>>,
 }
 
 /// A wake-up time that never comes (a year away), for the `select!` branch of a timer that is
@@ -307,12 +324,28 @@ struct Loop<E: Engine> {
     outage: Option<Outage>,
     /// See [`RuntimeOptions::journal_wait`].
     journal_wait: Duration,
+    /// The cross-process slot ledger, if any.
+    ledger: Option<Arc<dyn Ledger>>,
+    /// VMs whose slots the ledger could not take back during an outage (given again once the
+    /// journal is back).
+    unreleased: Vec<vmove_core::VmId>,
+    /// Since when the ledger fails, until it answers again.
+    ledger_down_since: Option<Instant>,
 }
 
 impl Runtime {
     /// A runtime with these options.
     pub fn new(options: RuntimeOptions) -> Self {
-        Runtime { options }
+        Runtime {
+            options,
+            ledger: None,
+        }
+    }
+
+    /// The same runtime, asking `ledger` before every start (see [`ledger`]).
+    pub fn with_ledger(mut self, ledger: Arc<dyn Ledger>) -> Self {
+        self.ledger = Some(ledger);
+        self
     }
 
     /// Runs `core` to its end. Never panics on driver or sink trouble; see the module docs.
@@ -339,6 +372,9 @@ impl Runtime {
                 drivers,
                 call_timeout: self.options.call_timeout,
             }),
+            ledger: self.ledger.clone(),
+            unreleased: Vec::new(),
+            ledger_down_since: None,
             down: vec![false; sinks.len()],
             sinks,
             tasks: JoinSet::new(),
@@ -397,7 +433,7 @@ impl Runtime {
                             answer
                         }
                         Err(e) => match lp.fallbacks.remove(&e.id()) {
-                            Some(input) => Answer { input, started: None },
+                            Some(input) => Answer { input, started: None, ledger_error: None },
                             None => continue,
                         },
                     };
@@ -504,6 +540,7 @@ impl<E: Engine> Loop<E> {
         self.feed_answer(Answer {
             input,
             started: None,
+            ledger_error: None,
         })
         .await;
     }
@@ -511,8 +548,26 @@ impl<E: Engine> Loop<E> {
     /// [`Loop::feed`] for a command's answer; the end of a migration it started is watched
     /// (once the core knows of the start).
     async fn feed_answer(&mut self, answer: Answer) {
-        let Answer { input, started } = answer;
+        let Answer {
+            input,
+            started,
+            ledger_error,
+        } = answer;
         let now = self.now();
+        if let Some(e) = ledger_error {
+            // The ledger could not be asked: the start did not happen (answered deferred, not
+            // counted); the run waits for the journal as in any outage.
+            self.ledger_failed();
+            self.journal_lost(e, now);
+        } else if self.ledger.is_some()
+            && matches!(
+                input,
+                Input::MigrationStarted { .. } | Input::StartDeferred { .. }
+            )
+        {
+            // The ledger answered a reservation.
+            self.ledger_down_since = None;
+        }
         let mut failed = None;
         for sink in &mut self.sinks {
             if let Err(e) = sink.on_input(now, &input).await {
@@ -574,7 +629,9 @@ impl<E: Engine> Loop<E> {
         }
         let at = Instant::now();
         self.outage = Some(Outage {
-            since: at,
+            // A ledger that keeps failing between steps the journal takes is one outage, from
+            // its first failure (or `journal_wait` would never run out).
+            since: self.ledger_down_since.unwrap_or(at),
             error,
             retry_at: at + JOURNAL_RETRY,
         });
@@ -584,8 +641,36 @@ impl<E: Engine> Loop<E> {
     /// Every sink took its step: what waited is written, held calls were carried out with
     /// that step; starts go on.
     fn journal_back(&mut self, now: Time) {
+        if self.ledger_down_since.is_some() {
+            // The journal took the step but the ledger has not answered since it failed: the
+            // retry timer lets a start ask it again ([`Loop::retry_journal`]), not every step.
+            return;
+        }
         if self.outage.take().is_some() {
             self.core.pause_starts(now, false);
+        }
+    }
+
+    /// Notes that the ledger could not be asked (the first time since it last answered).
+    fn ledger_failed(&mut self) {
+        self.ledger_down_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Gives the ledger the releases it could not take during an outage (those it still
+    /// cannot take stay kept, and the run waits for the journal again).
+    async fn release_kept(&mut self) {
+        let Some(ledger) = self.ledger.clone() else {
+            return;
+        };
+        for vm in std::mem::take(&mut self.unreleased) {
+            if let Err(e) = ledger.release(&vm).await {
+                self.unreleased.push(vm);
+                self.ledger_failed();
+                let now = self.last_now;
+                self.journal_lost(format!("slot ledger: {e}"), now);
+            } else {
+                self.ledger_down_since = None;
+            }
         }
     }
 
@@ -602,6 +687,15 @@ impl<E: Engine> Loop<E> {
                 vmove_core::spec::dur::format_duration(self.journal_wait)
             );
             self.sink_failed(e);
+            return;
+        }
+        if self.ledger_down_since.is_some() {
+            // Starts go on again so that the next one asks the ledger (if it still fails, the
+            // outage goes on from its first failure).
+            self.outage = None;
+            let now = self.last_now;
+            self.core.pause_starts(now, false);
+            self.unwritten = true;
             return;
         }
         o.retry_at = Instant::now() + JOURNAL_RETRY;
@@ -716,6 +810,7 @@ impl<E: Engine> Loop<E> {
                 continue;
             }
             self.journal_back(now);
+            self.release_kept().await;
             for cmd in all {
                 self.dispatch(cmd, now);
             }
@@ -724,6 +819,21 @@ impl<E: Engine> Loop<E> {
 
     async fn forward(&mut self, ev: &Event) {
         let mut failed = None;
+        // The engine gave a VM's slots back (its migration ended, or it was given up): so does
+        // the ledger. `Phase::holds_slot` is the engine's own rule.
+        // A release the ledger cannot take now (the shared journal is away) is an outage like
+        // the journal's: kept and given again once the journal is back, never a reason to end
+        // the run (the reservation only makes other processes wait meanwhile).
+        if let (Some(ledger), EventKind::Transition { vm, from, to }) = (&self.ledger, &ev.kind)
+            && from.holds_slot()
+            && !to.holds_slot()
+            && let Err(e) = ledger.release(vm).await
+        {
+            self.unreleased.push(vm.clone());
+            self.ledger_failed();
+            let now = self.last_now;
+            self.journal_lost(format!("slot ledger: {e}"), now);
+        }
         for sink in &mut self.sinks {
             if let Err(e) = sink.on_event(ev).await {
                 failed.get_or_insert_with(|| sink_failure(sink.name(), &e));
@@ -744,7 +854,26 @@ impl<E: Engine> Loop<E> {
             now,
             Failure::new(class, "the driver call died without an answer"),
         );
-        let handle = self.tasks.spawn(Arc::clone(&self.exec).execute(cmd, now));
+        let exec = Arc::clone(&self.exec);
+        let handle = match (&cmd, &self.ledger) {
+            (Command::StartMigration(req), Some(ledger)) => {
+                match (
+                    self.core.host_view(&req.source),
+                    self.core.host_view(&req.destination),
+                ) {
+                    (Some(src), Some(dst)) => self.tasks.spawn(exec::reserve_then_start(
+                        exec,
+                        Arc::clone(ledger),
+                        src,
+                        dst,
+                        cmd,
+                        now,
+                    )),
+                    _ => self.tasks.spawn(exec.execute(cmd, now)),
+                }
+            }
+            _ => self.tasks.spawn(exec.execute(cmd, now)),
+        };
         self.fallbacks.insert(handle.id(), fallback);
     }
 }

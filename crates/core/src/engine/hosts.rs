@@ -56,6 +56,8 @@ pub(super) struct HostState {
     pub(super) settling: Vec<usize>,
     /// Our pre-flight checks in flight toward it (`Core::check_at` spreads checks by them).
     pub(super) checks: u32,
+    /// The VMs its last listing showed migrating that are not ours (for the slot ledger).
+    pub(super) foreign_vms: Vec<VmId>,
 }
 
 impl HostState {
@@ -77,6 +79,7 @@ impl HostState {
             announced: None,
             settling: Vec::new(),
             checks: 0,
+            foreign_vms: Vec::new(),
         }
     }
 }
@@ -311,6 +314,7 @@ impl Core {
             self.hosts[h].releases.pop_front();
         }
         let mut listed_foreign = 0u32;
+        self.hosts[h].foreign_vms.clear();
         for v in vms {
             if !v.activity.is_migration() {
                 continue;
@@ -321,6 +325,7 @@ impl Core {
             });
             if !ours {
                 listed_foreign += 1;
+                self.hosts[h].foreign_vms.push(v.id.clone());
             }
         }
         let ours_then = self.ledger.ours(h) + self.hosts[h].releases.len() as u32;

@@ -385,6 +385,23 @@ impl Core {
                 by,
                 at,
             } => self.stop_vm(now, vm, abort_running, by, at),
+            Input::StartDeferred { vm, attempt, busy } => {
+                // What the slot ledger counted on each host: others' slots until the next
+                // listing says otherwise.
+                for (host, others) in busy {
+                    if let Some(&h) = self.host_index.get(&host)
+                        && others > self.ledger.foreign(h)
+                    {
+                        self.ledger.set_foreign(h, others);
+                        self.dirty = true;
+                    }
+                }
+                if let Some(&idx) = self.vm_index.get(&vm)
+                    && attempt == self.vms[idx].vm.attempts
+                {
+                    self.step(idx, now, VmEvent::Deferred);
+                }
+            }
             Input::Preflighted {
                 vm,
                 attempt,
@@ -436,6 +453,7 @@ impl Core {
                     Input::HostRefreshed { .. }
                     | Input::Stop { .. }
                     | Input::StopVm { .. }
+                    | Input::StartDeferred { .. }
                     | Input::Preflighted { .. } => {
                         return;
                     }
@@ -521,6 +539,24 @@ impl Core {
         self.failed.as_deref()
     }
 
+    /// One host's slot use (what the runtime's slot ledger is given before a start), without
+    /// the cost of a whole [`Core::snapshot`]; `None` for a host the run does not know.
+    pub fn host_view(&self, host: &HostId) -> Option<HostView> {
+        self.host_index.get(host).map(|&h| self.host_view_at(h))
+    }
+
+    fn host_view_at(&self, h: usize) -> HostView {
+        let hs = &self.hosts[h];
+        HostView {
+            id: hs.id.clone(),
+            limit: self.ledger.limit(h),
+            ours: self.ledger.ours(h),
+            foreign: self.ledger.foreign(h),
+            foreign_vms: hs.foreign_vms.clone(),
+            reachable: hs.reachable,
+        }
+    }
+
     /// A view of every VM and host.
     pub fn snapshot(&self, now: Time) -> Snapshot {
         let vms = self
@@ -564,17 +600,8 @@ impl Core {
                 }
             })
             .collect();
-        let hosts = self
-            .hosts
-            .iter()
-            .enumerate()
-            .map(|(h, hs)| HostView {
-                id: hs.id.clone(),
-                limit: self.ledger.limit(h),
-                ours: self.ledger.ours(h),
-                foreign: self.ledger.foreign(h),
-                reachable: hs.reachable,
-            })
+        let hosts = (0..self.hosts.len())
+            .map(|h| self.host_view_at(h))
             .collect();
         Snapshot {
             run_id: self.spec.run_id.clone(),

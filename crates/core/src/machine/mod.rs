@@ -37,6 +37,7 @@
 //!     Queued --> Cancelled: run stopped
 //!     Starting --> Confirming: driver accepted
 //!     Starting --> Locating: start failed
+//!     Starting --> Queued: not carried out, another process holds the slots (attempt not counted)
 //!     Confirming --> Migrating: seen running
 //!     Confirming --> Verifying: already completed
 //!     Confirming --> Aborting: not running after job_start_timeout x job_start_attempts
@@ -159,6 +160,7 @@ fn transition(vm: &mut VmMove, ctx: Ctx<'_>, state: MoveState, ev: VmEvent) -> T
         // ---------------- Starting ----------------
         (S::Starting { req }, E::Started(Ok(handle))) => starting::accepted(vm, ctx, req, handle),
         (S::Starting { req }, E::Started(Err(why))) => starting::start_failed(vm, req, why),
+        (S::Starting { .. }, E::Deferred) => starting::deferred(vm, ctx),
         // Self-loop: a stop while the start call is out; handled when its answer arrives.
         (st @ S::Starting { .. }, E::Stop { .. }) => stay(st),
 

@@ -3,7 +3,7 @@
 
 use super::aborting::run_stopped;
 use super::types::{Ctx, MoveState, Next, Output, VmMove};
-use crate::event::{EventKind, Watchdog};
+use crate::event::{EventKind, WaitReason, Watchdog};
 use crate::io::Command;
 use crate::model::{ErrorClass, Failure, MigrationHandle, MigrationRequest, MigrationStatus};
 use crate::spec::Settings;
@@ -69,6 +69,32 @@ pub(super) fn start_failed(vm: &mut VmMove, req: MigrationRequest, why: Failure)
     vm.record_failure(&req, &why, &mut out);
     let state = vm.locate(req, why, 0, None, &mut out);
     (state, out)
+}
+
+/// Starting, not carried out: another vmove process holds the last slot on one of the hosts
+/// (the runtime's slot ledger refused it; nothing was asked of the hosts). Not a failure of
+/// the VM: queued again, waiting for a slot, the attempt number used but not counted toward
+/// `max_attempts`. A run that is stopping cancels it instead.
+pub(super) fn deferred(vm: &mut VmMove, ctx: Ctx<'_>) -> Next {
+    let mut out = Output::default();
+    vm.uncounted += 1;
+    vm.started_at = None;
+    if let Some(reason) = ctx.stopping {
+        let state = vm.finish(
+            ctx.now,
+            MoveState::Cancelled {
+                reason: reason.clone(),
+            },
+            &mut out,
+        );
+        return (state, out);
+    }
+    vm.wait = Some(WaitReason::NoSlot);
+    out.events.push(EventKind::Waiting {
+        vm: vm.id.clone(),
+        reason: WaitReason::NoSlot,
+    });
+    (MoveState::Queued, out)
 }
 
 /// Confirming, a status: running (watch it), completed already (prove it), failed (look at the

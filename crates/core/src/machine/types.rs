@@ -210,6 +210,9 @@ pub enum VmEvent {
     },
     /// Answer to StartMigration.
     Started(Result<MigrationHandle, Failure>),
+    /// The start was not carried out: the cross-process slot ledger found a host full
+    /// (`Input::StartDeferred`). Not a failure of the VM; the attempt does not count.
+    Deferred,
     /// A status report (answer or push).
     Status(Result<MigrationStatus, Failure>),
     /// Answer to AbortMigration.
@@ -244,6 +247,7 @@ impl VmEvent {
             VmEvent::Preflighted { .. } => "preflighted",
             VmEvent::Start { .. } => "start",
             VmEvent::Started(_) => "migration_started",
+            VmEvent::Deferred => "start_deferred",
             VmEvent::Status(_) => "migration_status",
             VmEvent::AbortDone(_) => "abort_done",
             VmEvent::Converged(_) => "converged",

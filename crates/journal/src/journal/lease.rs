@@ -4,8 +4,9 @@
 use super::guard::{check_selection_free, check_vm_free};
 use super::handle::Journal;
 use super::rows::{ensure_running, read_lease};
+use super::slots::drop_run_reservations;
 use crate::clock::WallTime;
-use crate::codec::{encode, redact};
+use crate::codec::{decode, encode, redact};
 use crate::db::{Db, vals};
 use crate::error::{JournalError, Result};
 use crate::record::{Holder, LeaseInfo, NewRun, RunEnd, RunState};
@@ -137,6 +138,20 @@ impl Journal {
         for vm in vms {
             check_vm_free(&tx, run, &VmId(vm), now)?;
         }
+        // A run that has selected nothing yet (it died before its first listing) would select
+        // on resume: the guard of `create_run` against the live runs created meanwhile.
+        let selected: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM vm_state WHERE run_id = ?1)",
+            vals![run],
+            |r| r.get(0),
+        )?;
+        if !selected {
+            let spec: String =
+                tx.query_row("SELECT spec FROM runs WHERE id = ?1", vals![run], |r| {
+                    r.get(0)
+                })?;
+            check_selection_free(&tx, run, &decode(run, 0, &spec)?, now)?;
+        }
         let lease = write_lease(&tx, run, &token, &holder, acquired_at, now, ttl)?;
         tx.execute(
             "UPDATE runs SET driver_host = ?2, driver_pid = ?3 WHERE id = ?1",
@@ -180,10 +195,14 @@ impl Journal {
             return Ok(());
         };
         let tx = self.write_tx()?;
-        tx.execute(
+        let mine = tx.execute(
             "DELETE FROM leases WHERE run_id = ?1 AND token = ?2",
             vals![run, token],
         )?;
+        // Its slot reservations die with the lease (a lease another process took keeps its own).
+        if mine > 0 {
+            drop_run_reservations(&tx, run)?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -205,6 +224,7 @@ impl Journal {
             vals![run, state.as_str(), detail, now.0],
         )?;
         tx.execute("DELETE FROM leases WHERE run_id = ?1", vals![run])?;
+        drop_run_reservations(&tx, run)?;
         tx.commit()?;
         self.held.remove(run);
         Ok(())

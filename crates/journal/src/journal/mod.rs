@@ -11,6 +11,8 @@
 //!   reports and the live page.
 //! - `requests`: per-VM stop requests (`vmove skip RUN VM`, `vmove abort RUN VM`): written by
 //!   any process, polled and marked delivered by the run's driving process.
+//! - `slots`: the cross-process slot ledger: a start's slots reserved in one transaction that
+//!   counts every live run's reservations and the hosts' foreign migrations ([`SlotGrant`]).
 //! - `rows`: the rows read inside a transaction, shared by the others.
 
 mod guard;
@@ -21,8 +23,10 @@ mod planned;
 mod read;
 mod requests;
 mod rows;
+mod slots;
 mod write;
 
 pub use handle::{Journal, MAX_LEASE, Options};
 pub use lease::TakeOver;
 pub use planned::PlannedMove;
+pub use slots::{HostCount, SlotGrant, SlotReservation};
