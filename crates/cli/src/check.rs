@@ -211,7 +211,7 @@ pub fn routes(
             let mode = info.power.migration_mode();
             let destinations = match spec.pins.get(&info.name) {
                 Some(p) => vec![p.clone()],
-                None => src.destinations.clone(),
+                None => src.destinations.to_vec(),
             };
             out.push((info.clone(), src.host.clone(), destinations, mode));
         }
@@ -236,7 +236,7 @@ pub async fn preflight(
     let mut roles: BTreeMap<HostId, (bool, bool)> = BTreeMap::new();
     for s in &spec.sources {
         roles.entry(s.host.clone()).or_default().0 = true;
-        for d in &s.destinations {
+        for d in s.destinations.iter() {
             roles.entry(d.clone()).or_default().1 = true;
         }
     }

@@ -175,7 +175,7 @@ pub fn draft(chosen: &Chosen, cfg: &ConfigFile, eff: &Effective, run_id: String)
         .map(|(host, select)| SourceSpec {
             host,
             select,
-            destinations: destinations.clone(),
+            destinations: destinations.clone().into(),
             exclude: exclude.clone(),
         })
         .collect();
@@ -207,7 +207,7 @@ impl Draft {
                 spec.sources.push(SourceSpec {
                     host: h.clone(),
                     select: Selection::Names(self.unsourced.clone()),
-                    destinations: self.destinations.clone(),
+                    destinations: self.destinations.clone().into(),
                     exclude: self.exclude.clone(),
                 });
             }
@@ -242,7 +242,7 @@ impl Draft {
                     None => self.spec.sources.push(SourceSpec {
                         host: h.clone(),
                         select: Selection::Names(vec![p.clone()]),
-                        destinations: self.destinations.clone(),
+                        destinations: self.destinations.clone().into(),
                         exclude: self.exclude.clone(),
                     }),
                 }

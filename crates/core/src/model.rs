@@ -5,17 +5,22 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A host's name as written in the configuration (not necessarily its DNS name).
+///
+/// Shared text (`Arc<str>`): a clone is a reference count, not a copy of the name, so the
+/// thousands of copies a large run's destination lists and moves hold cost a pointer each.
+/// Serialized as the bare string, as before.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct HostId(pub String);
+pub struct HostId(Arc<str>);
 
 impl HostId {
     /// Builds a host id from anything string-like.
     pub fn new(s: impl Into<String>) -> Self {
-        HostId(s.into())
+        HostId(Arc::from(s.into()))
     }
     /// The name as a string slice.
     pub fn as_str(&self) -> &str {
@@ -31,7 +36,7 @@ impl fmt::Display for HostId {
 
 impl From<&str> for HostId {
     fn from(s: &str) -> Self {
-        HostId(s.to_owned())
+        HostId(Arc::from(s))
     }
 }
 

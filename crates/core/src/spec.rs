@@ -5,6 +5,7 @@ use crate::model::{HostId, PathLayout};
 use globset::{Glob, GlobMatcher};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Which VMs of a source host to move.
@@ -45,8 +46,9 @@ pub struct SourceSpec {
     pub host: HostId,
     /// Which of its VMs.
     pub select: Selection,
-    /// Allowed destinations (at least one, never the source itself).
-    pub destinations: Vec<HostId>,
+    /// Allowed destinations (at least one, never the source itself). Shared: sources with the
+    /// same list may hold one (`Arc::clone`); serialized as a plain list.
+    pub destinations: Arc<[HostId]>,
     /// VMs never taken from it (names or glob patterns, `--exclude`), whatever `select`
     /// matches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -450,7 +452,7 @@ impl RunSpec {
             if src.destinations.is_empty() {
                 return Err(SpecError::NoDestination(src.host.clone()));
             }
-            for d in &src.destinations {
+            for d in src.destinations.iter() {
                 if !self.hosts.contains_key(d) {
                     return Err(SpecError::UnknownHost(d.clone()));
                 }
@@ -634,5 +636,45 @@ mod tests {
         assert_eq!(d, Ok(17_000_000_216));
         let d = Duration::from_millis(17_000_000_216);
         assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+    }
+
+    /// Sources sharing one destination list are stored (the journal keeps the run's spec as
+    /// this JSON) exactly as separate lists were: plain arrays of host names, read back equal.
+    #[test]
+    fn shared_destination_lists_serialize_as_plain_lists() -> Result<(), serde_json::Error> {
+        use super::{Selection, SourceSpec};
+        use crate::model::HostId;
+        use std::sync::Arc;
+        let list: Arc<[HostId]> = vec![HostId::new("c"), HostId::from("d")].into();
+        let sources: Vec<SourceSpec> = ["a", "b"]
+            .iter()
+            .map(|h| SourceSpec {
+                host: HostId::new(*h),
+                select: Selection::All,
+                destinations: list.clone(),
+                exclude: vec![],
+            })
+            .collect();
+        let sel = serde_json::to_string(&Selection::All)?;
+        let stored = format!(
+            r#"[{{"host":"a","select":{sel},"destinations":["c","d"]}},{{"host":"b","select":{sel},"destinations":["c","d"]}}]"#
+        );
+        assert_eq!(serde_json::to_string(&sources)?, stored);
+        let back: Vec<SourceSpec> = serde_json::from_str(&stored)?;
+        assert_eq!(back, sources);
+        assert_eq!(serde_json::to_string(&back)?, stored);
+        Ok(())
+    }
+
+    /// A host id's clone shares its text (a reference count), so the many copies a large run
+    /// holds cost no copy of the name; it still reads, prints and compares as the name.
+    #[test]
+    fn a_host_id_clone_shares_its_name() {
+        use crate::model::HostId;
+        let a = HostId::new(String::from("hv-01"));
+        let b = a.clone();
+        assert!(std::ptr::eq(a.as_str(), b.as_str()));
+        assert_eq!(b, HostId::from("hv-01"));
+        assert_eq!(b.to_string(), "hv-01");
     }
 }

@@ -33,7 +33,7 @@ fn recover(core: &Core, spec: &RunSpec) -> Vec<Recovered> {
                 id: v.id,
                 name: v.name,
                 source: v.source,
-                destinations: spec.sources[0].destinations.clone(),
+                destinations: spec.sources[0].destinations.to_vec(),
                 memory_bytes: v.memory_bytes,
                 disk_bytes: v.disk_bytes,
                 mode: v.mode,

@@ -67,7 +67,7 @@ fn vms_from_several_sources_in_one_run() {
     s.sources.push(SourceSpec {
         host: HostId::new("b"),
         select: Selection::All,
-        destinations: vec![HostId::new("c")],
+        destinations: vec![HostId::new("c")].into(),
         exclude: vec![],
     });
     let mut core = Core::new(s, Time::ZERO).unwrap();

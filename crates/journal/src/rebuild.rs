@@ -313,7 +313,7 @@ impl VmResume {
                 .sources
                 .iter()
                 .find(|s| s.host == source)
-                .map(|s| s.destinations.clone())
+                .map(|s| s.destinations.to_vec())
                 .unwrap_or_default(),
         };
         let state = match self.phase {

@@ -55,7 +55,7 @@ pub(crate) fn levels_used(spec: &RunSpec, cluster: &SimCluster) -> String {
     let mut text = String::new();
     let mut seen = BTreeSet::new();
     for s in &spec.sources {
-        for d in &s.destinations {
+        for d in s.destinations.iter() {
             if !seen.insert((s.host.clone(), d.clone())) {
                 continue;
             }
@@ -122,7 +122,7 @@ pub(crate) fn assumptions_for(
     let flag_overhead = flags.overhead_secs.map(|s| (s * MS_PER_SEC).round() as u64);
     let mut routes: Vec<(HostId, HostId)> = Vec::new();
     for s in &spec.sources {
-        for d in &s.destinations {
+        for d in s.destinations.iter() {
             if !routes.contains(&(s.host.clone(), d.clone())) {
                 routes.push((s.host.clone(), d.clone()));
             }

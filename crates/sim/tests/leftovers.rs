@@ -17,7 +17,7 @@ fn spec(run_id: &str) -> RunSpec {
         sources: vec![SourceSpec {
             host: HostId::new("a"),
             select: Selection::All,
-            destinations: vec![HostId::new("b")],
+            destinations: vec![HostId::new("b")].into(),
             exclude: vec![],
         }],
         hosts: ["a", "b"]

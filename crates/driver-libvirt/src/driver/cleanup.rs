@@ -155,7 +155,7 @@ fn leftovers_sync(
                 let (_, desc) = describe(d, 0)?;
                 if desc
                     .provenance
-                    .is_some_and(|p| p.source_host == req.source.0)
+                    .is_some_and(|p| p.source_host == req.source.as_str())
                 {
                     out.push(Leftover {
                         host: req.destination.clone(),

@@ -265,7 +265,7 @@ pub(super) fn prepare(inner: &Inner, req: &MigrationRequest) -> DriverResult<Pre
         files.extend(d.backing_chain.iter().cloned());
     }
     let provenance = Provenance {
-        source_host: req.source.0.clone(),
+        source_host: req.source.to_string(),
         source_name: desc.name.clone(),
         run_id: req.run_id.clone(),
         attempt: req.attempt,

@@ -81,7 +81,7 @@ pub(super) fn source_superseded(
             req.destination, req.source
         )));
     };
-    if prov.source_host != req.source.0 {
+    if prov.source_host != req.source.as_str() {
         return Ok(Err(format!(
             "the definition on {} is a copy from {}, not from {}",
             req.destination, prov.source_host, req.source
@@ -143,7 +143,7 @@ pub(super) fn runs_this_attempts_copy(
     let (_, desc) = describe(&d, 0)?;
     Ok(match desc.provenance {
         Some(p)
-            if p.source_host == req.source.0
+            if p.source_host == req.source.as_str()
                 && p.run_id == req.run_id
                 && p.attempt == req.attempt =>
         {

@@ -137,7 +137,7 @@ pub(super) fn check_selection_free(
                 }
             } else if selections_may_overlap(&src.select, &theirs.select) {
                 return Err(JournalError::SelectionOverlap {
-                    source_host: src.host.0.clone(),
+                    source_host: src.host.to_string(),
                     other_run: other.id.clone(),
                     pid: other.pid,
                     host: other.host.clone(),

@@ -130,7 +130,7 @@ pub fn spec(run: &str, select: Selection) -> RunSpec {
         sources: vec![SourceSpec {
             host: "a".into(),
             select,
-            destinations: vec!["b".into()],
+            destinations: vec!["b".into()].into(),
             exclude: vec![],
         }],
         hosts,

@@ -90,7 +90,7 @@ pub fn lower_bound(cluster: &SimCluster, spec: &RunSpec) -> Time {
             }
             let live = v.power.is_live();
             let mut best: Option<u64> = None;
-            for d in &src.destinations {
+            for d in src.destinations.iter() {
                 let Some(ds) = cluster.host_spec(d) else {
                     continue;
                 };
