@@ -210,3 +210,48 @@ fn the_password_comes_from_pgpassword_pgpassfile_or_pgpass_and_is_never_printed(
     h.expect_code(0);
     assert_eq!(h.stdout.lines().skip(1).count(), 1, "{}", h.stdout);
 }
+
+/// TLS: a run journaled through `sslmode=verify-full` (the journal's throw-away TLS server, on
+/// 127.0.0.1) is read back by `history`; a wrong root certificate and an unknown sslmode are
+/// refused, exit 1, nothing written.
+#[test]
+fn a_journal_over_verified_tls_works_and_bad_tls_settings_are_refused() {
+    let Some(server) = pg_server::tls_server() else {
+        return;
+    };
+    let db = pg_server::Server::db_of(&server.fresh_database("cli_tls"));
+    let url = server.tcp_url(
+        "localhost",
+        &db,
+        &format!(
+            "sslmode=verify-full&sslrootcert={}",
+            server.ca_cert().display()
+        ),
+    );
+    let sb = Sandbox::new("pg-tls");
+    sb.write("vmove.toml", SIM_HOSTS);
+    sb.run(&["evacuate", "a", "--to", "b", "--plain", "--journal", &url])
+        .expect_code(2);
+    let h = sb.run(&["history", "--journal", &url]);
+    h.expect_code(0);
+    let rows: Vec<&str> = h.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{}", h.stdout);
+    assert!(rows[0].contains("finished"), "{}", h.stdout);
+    let before = files(&sb.dir);
+    let wrong = url.replace(
+        &server.ca_cert().display().to_string(),
+        &server.wrong_ca_cert().display().to_string(),
+    );
+    for (bad, says) in [
+        (wrong, "invalid peer certificate"),
+        (
+            url.replace("verify-full", "verify"),
+            "unknown sslmode `verify`",
+        ),
+    ] {
+        let r = sb.run(&["history", "--journal", &bad]);
+        r.expect_code(1);
+        assert!(r.stderr.contains(says), "{r:?}");
+    }
+    assert_eq!(files(&sb.dir), before);
+}

@@ -61,6 +61,8 @@ pub mod sink;
 pub mod status;
 #[cfg(feature = "test-util")]
 pub mod testing;
+#[cfg(feature = "postgres")]
+pub mod tls;
 mod upgrade;
 
 pub use clock::{Clock, ManualClock, SystemClock, WallTime};

@@ -145,8 +145,11 @@ pub(crate) mod connect {
             location: shown.clone(),
             why,
         };
-        let mut config: postgres::Config = location
-            .trim()
+        // `sslmode`/`sslrootcert` are read here (tokio-postgres's parser knows neither
+        // `verify-*` nor `sslrootcert`): an unknown mode or a bad root file stops before connecting.
+        let (url, tls) = crate::tls::split_tls_params(location.trim(), |k| std::env::var(k).ok())
+            .map_err(&fail)?;
+        let mut config: postgres::Config = url
             .parse()
             .map_err(|e: postgres::Error| fail(format!("not a PostgreSQL URL ({e})")))?;
         if config.get_hosts().is_empty() {
@@ -170,9 +173,27 @@ pub(crate) mod connect {
         if let Some(password) = password_for(&config)? {
             config.password(password);
         }
-        let mut client = config
-            .connect(postgres::NoTls)
-            .map_err(|e| fail(crate::error::pg_cause(&e)))?;
+        // Unix sockets never use TLS (libpq); otherwise the mode decides.
+        let over_tcp = config.get_hosts().iter().any(|h| matches!(h, Host::Tcp(_)));
+        let connector = if over_tcp {
+            crate::tls::connector(&tls).map_err(&fail)?
+        } else {
+            None
+        };
+        let connected = match connector {
+            None => {
+                config.ssl_mode(postgres::config::SslMode::Disable);
+                config.connect(postgres::NoTls)
+            }
+            Some(c) => {
+                config.ssl_mode(match tls.effective_mode() {
+                    crate::tls::SslMode::Prefer => postgres::config::SslMode::Prefer,
+                    _ => postgres::config::SslMode::Require,
+                });
+                config.connect(c)
+            }
+        };
+        let mut client = connected.map_err(|e| fail(crate::error::pg_cause(&e)))?;
         client
             .batch_execute(&format!(
                 "SET synchronous_commit = on; SET lock_timeout = {}; SET client_min_messages = warning",

@@ -44,6 +44,9 @@ pub struct Server {
     pub bin: PathBuf,
     /// Run as `nobody` (the test process is root).
     as_nobody: bool,
+    /// The TLS server only ([`tls_server`]): its port on 127.0.0.1 (its socket has that number
+    /// too).
+    pub tcp_port: Option<u16>,
 }
 
 /// Whether a missing PostgreSQL fails the test (`VMOVE_REQUIRE_POSTGRES=1`) instead of
@@ -98,9 +101,77 @@ pub fn server() -> Option<&'static Server> {
                 );
                 return None;
             };
-            Some(start(bin))
+            Some(start(bin, false))
         })
         .as_ref()
+}
+
+/// A second server of this test process, with TLS (`ssl = on`): a self-signed CA (`ca.crt` in
+/// its folder, [`Server::ca_cert`]), a server certificate for `localhost` and `127.0.0.1`, and
+/// another CA that did not sign it ([`Server::wrong_ca_cert`]), all made with the `openssl`
+/// command in its temporary folder. It listens on 127.0.0.1 (a free port, loopback only) as
+/// well as its socket; `pg_hba.conf` lets TCP in through TLS only (`hostssl`). `None` as
+/// [`server`].
+pub fn tls_server() -> Option<&'static Server> {
+    static SERVER: OnceLock<Option<Server>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| {
+            server()?;
+            Some(start(find_bin()?, true))
+        })
+        .as_ref()
+}
+
+/// The server's options: its socket in `dir`, and, for the TLS server, 127.0.0.1:`port`, TLS.
+fn server_opts(dir: &Path, tcp_port: Option<u16>) -> String {
+    let common = "-c fsync=off -c full_page_writes=off -c max_connections=200";
+    match tcp_port {
+        None => format!("-k {} -c listen_addresses='' {common}", dir.display()),
+        Some(port) => format!(
+            "-k {d} -c listen_addresses=127.0.0.1 -p {port} -c ssl=on -c ssl_cert_file={d}/server.crt -c ssl_key_file={d}/server.key {common}",
+            d = dir.display()
+        ),
+    }
+}
+
+/// The CA, the server's key and certificate, and a second CA, made in `dir` by `openssl`
+/// (as the server's user, who must own the key).
+fn make_certs(dir: &Path, as_nobody: bool) {
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2";
+    let script = format!(
+        "set -e; cd '{d}'; umask 077
+         printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n' > server.ext
+         for ca in ca wrong-ca; do
+           openssl req -x509 {ec} -keyout $ca.key -out $ca.crt -subj /CN=vmove-test-$ca \
+             -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+         done
+         openssl req {ec} -keyout server.key -out server.csr -subj /CN=localhost
+         openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext -out server.crt
+         chmod 0644 ca.crt wrong-ca.crt",
+        d = dir.display()
+    );
+    let mut c = if as_nobody {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "nobody", "--", "sh", "-c", &script]);
+        c
+    } else {
+        let mut c = Command::new("sh");
+        c.args(["-c", &script]);
+        c
+    };
+    c.stdout(Stdio::null());
+    run_ok(c, "openssl (the test certificates)");
+}
+
+/// `-p <port>` for the TLS server (the default server's programs use the default port).
+fn port_arg(tcp_port: Option<u16>) -> Vec<String> {
+    tcp_port.map_or_else(Vec::new, |p| vec!["-p".to_owned(), p.to_string()])
+}
+
+/// A port free on 127.0.0.1 now (the kernel's choice).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
 }
 
 /// Runs a PostgreSQL program, as `nobody` when the test process is root.
@@ -128,7 +199,7 @@ fn run_ok(mut c: Command, what: &str) {
     );
 }
 
-fn start(bin: PathBuf) -> Server {
+fn start(bin: PathBuf, tls: bool) -> Server {
     let as_nobody = euid_is_root();
     let dir = std::env::temp_dir().join(format!(
         "vmove-pg-{}-{}",
@@ -165,15 +236,22 @@ fn start(bin: PathBuf) -> Server {
     // trusted on the private socket.
     let hba = data.join("pg_hba.conf");
     let rest = std::fs::read_to_string(&hba).unwrap();
+    // The TLS server: TCP through TLS only (`hostssl`), on loopback.
+    let rest = if tls {
+        "local all all trust\nhostssl all all 127.0.0.1/32 trust\n".to_owned()
+    } else {
+        rest
+    };
     std::fs::write(
         &hba,
         format!("local all {PASSWORD_USER} scram-sha-256\n{rest}"),
     )
     .unwrap();
-    let opts = format!(
-        "-k {} -c listen_addresses='' -c fsync=off -c full_page_writes=off -c max_connections=200",
-        dir.display()
-    );
+    let tcp_port = tls.then(|| {
+        make_certs(&dir, as_nobody);
+        free_port()
+    });
+    let opts = server_opts(&dir, tcp_port);
     let mut c = pg_cmd(&bin, "pg_ctl", as_nobody);
     c.arg("-D")
         .arg(&data)
@@ -183,7 +261,7 @@ fn start(bin: PathBuf) -> Server {
     run_ok(c, "pg_ctl start");
     watch(&bin, &dir, as_nobody);
     let mut c = Command::new(bin.join("psql"));
-    c.arg("-h").arg(&dir).args([
+    c.arg("-h").arg(&dir).args(port_arg(tcp_port)).args([
         "-U",
         USER,
         "-d",
@@ -199,6 +277,7 @@ fn start(bin: PathBuf) -> Server {
         dir,
         bin,
         as_nobody,
+        tcp_port,
     }
 }
 
@@ -237,7 +316,72 @@ fn watch(bin: &Path, dir: &Path, as_nobody: bool) {
 impl Server {
     /// A URL of database `db` on this server (through its socket: no password needed).
     pub fn url(&self, db: &str) -> String {
-        format!("postgresql://{USER}@/{db}?host={}", self.dir.display())
+        match self.tcp_port {
+            None => format!("postgresql://{USER}@/{db}?host={}", self.dir.display()),
+            Some(p) => format!(
+                "postgresql://{USER}@/{db}?host={}&port={p}",
+                self.dir.display()
+            ),
+        }
+    }
+
+    /// The TLS server's URL of database `db` over TCP to `host` (`127.0.0.1` or `localhost`),
+    /// `params` appended to its query (`sslmode=...&sslrootcert=...`).
+    pub fn tcp_url(&self, host: &str, db: &str, params: &str) -> String {
+        let port = self.tcp_port.expect("tcp_url of the TLS server only");
+        format!("postgresql://{USER}@{host}:{port}/{db}?{params}")
+    }
+
+    /// The CA that signed the TLS server's certificate (a PEM file).
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// A CA that did not sign it.
+    pub fn wrong_ca_cert(&self) -> PathBuf {
+        self.dir.join("wrong-ca.crt")
+    }
+
+    /// The output of `sql` run by psql in database `db` through the socket (unaligned, no
+    /// headers): what the server sees (`pg_stat_ssl` of another session).
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .arg("-h")
+            .arg(&self.dir)
+            .args(self.port_arg())
+            .args([
+                "-U",
+                USER,
+                "-d",
+                db,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-c",
+                sql,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// The database name of a URL made by [`Server::url`].
+    pub fn db_of(url: &str) -> String {
+        url.split_once("@/")
+            .and_then(|(_, r)| r.split_once('?'))
+            .map(|(db, _)| db.to_owned())
+            .unwrap()
+    }
+
+    /// `-p <port>` for the programs that reach the server through its socket.
+    fn port_arg(&self) -> Vec<String> {
+        port_arg(self.tcp_port)
     }
 
     /// A new, empty database (named after `tag`), and its URL.
@@ -257,7 +401,10 @@ impl Server {
             .collect();
         let name = format!("t{n}_{tag}");
         let mut c = Command::new(self.bin.join("createdb"));
-        c.arg("-h").arg(&self.dir).args(["-U", USER, &name]);
+        c.arg("-h")
+            .arg(&self.dir)
+            .args(self.port_arg())
+            .args(["-U", USER, &name]);
         run_ok(c, "createdb");
         self.url(&name)
     }
@@ -266,13 +413,9 @@ impl Server {
     /// in it: the test gives it through the environment or a password file).
     pub fn fresh_password_database(&self, tag: &str) -> String {
         let url = self.fresh_database(tag);
-        let name = url
-            .split_once("@/")
-            .and_then(|(_, r)| r.split_once('?'))
-            .map(|(db, _)| db.to_owned())
-            .unwrap();
+        let name = Self::db_of(&url);
         let mut c = Command::new(self.bin.join("psql"));
-        c.arg("-h").arg(&self.dir).args([
+        c.arg("-h").arg(&self.dir).args(self.port_arg()).args([
             "-U",
             USER,
             "-d",
@@ -304,10 +447,7 @@ impl Server {
 
     /// Starts the stopped server again.
     pub fn restart(&self) {
-        let opts = format!(
-            "-k {} -c listen_addresses='' -c fsync=off -c full_page_writes=off -c max_connections=200",
-            self.dir.display()
-        );
+        let opts = server_opts(&self.dir, self.tcp_port);
         let mut c = pg_cmd(&self.bin, "pg_ctl", self.as_nobody);
         c.arg("-D")
             .arg(self.dir.join("data"))
