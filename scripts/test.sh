@@ -27,6 +27,10 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   say "installing PostgreSQL (the journal's conformance suite runs against a throw-away server it starts under a temporary folder; no system cluster is used)"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
 fi
+if ! command -v openssl >/dev/null 2>&1; then
+  say "installing openssl (the TLS tests make a throw-away CA and server certificate with it)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >/dev/null
+fi
 say "installing the lab's packages (libvirt, QEMU)"
 as_root bash lab/install.sh
 
