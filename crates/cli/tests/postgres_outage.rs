@@ -12,12 +12,15 @@
 //! Its own test binary: it stops the process's throw-away server.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::sim_state::{replay_onto, wait_for};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use vmove_core::event::EventKind;
-use vmove_core::{GIB, HostId, Input, LeftoverContext, Time, VmId};
+use vmove_core::{GIB, HostId, Input, Time, VmId};
 use vmove_journal::{EntryBody, Journal, RunState, pg_server};
 use vmove_sim::{Faults, HostSpec, SimCluster, VmSpec};
 
@@ -111,47 +114,6 @@ fn calls(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Replays the state file onto a fresh cluster, then runs it on until nothing more happens.
-fn replay(path: &Path) -> SimCluster {
-    let mut c = cluster();
-    for v in calls(&std::fs::read_to_string(path).unwrap()) {
-        c.advance_to(Time(v["at"].as_u64().unwrap()));
-        let req = serde_json::from_value(v["req"].clone()).unwrap();
-        let _ = match v["call"].as_str().unwrap() {
-            "start" => c.start_migration(&req).map(|_| ()),
-            "abort" => {
-                c.abort_migration(&req, &serde_json::from_value(v["handle"].clone()).unwrap())
-            }
-            "converge" => c
-                .converge(
-                    &req,
-                    &serde_json::from_value(v["handle"].clone()).unwrap(),
-                    serde_json::from_value(v["aid"].clone()).unwrap(),
-                )
-                .map(|_| ()),
-            "remove" => c.remove_leftover(
-                &req,
-                &serde_json::from_value(v["leftover"].clone()).unwrap(),
-                serde_json::from_value::<LeftoverContext>(v["context"].clone()).unwrap(),
-            ),
-            other => panic!("unknown call {other}"),
-        };
-    }
-    while let Some(t) = c.next_event_time() {
-        c.advance_to(t);
-    }
-    c
-}
-
-/// Polls `f` every 50 ms until it holds (a condition, not a guessed delay).
-fn wait_for(mut f: impl FnMut() -> bool, within: Duration, what: &str) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < within, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn count(text: &str, call: &str) -> usize {
     calls(text)
         .iter()
@@ -242,7 +204,7 @@ fn a_run_outlives_its_postgresql_journal_going_away_for_30_s() {
                 .or_default() += 1;
         }
     }
-    let c = replay(&sb.dir.join("sim.state"));
+    let c = replay_onto(cluster(), &sb.dir.join("sim.state"));
     let id_of = |name: &str| -> VmId {
         c.vm_specs()
             .find(|v| v.name == name)

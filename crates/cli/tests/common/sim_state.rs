@@ -87,7 +87,11 @@ pub fn calls(path: &Path) -> Vec<(u64, serde_json::Value)> {
 /// Replays the state file onto a fresh cluster, to where the last call left it, then runs it on
 /// until nothing more can happen (migrations still running end).
 pub fn replay(path: &Path) -> SimCluster {
-    let mut c = cluster();
+    replay_onto(cluster(), path)
+}
+
+/// [`replay`] onto a test's own fresh cluster (a test whose hosts and VMs are not [`cluster`]'s).
+pub fn replay_onto(mut c: SimCluster, path: &Path) -> SimCluster {
     for (at, v) in calls(path) {
         c.advance_to(Time(at));
         let req = serde_json::from_value(v["req"].clone()).unwrap();
