@@ -64,6 +64,12 @@ pub fn lower_bound(cluster: &SimCluster, spec: &RunSpec) -> Time {
         })
     };
     let permanent: std::collections::BTreeSet<VmId> = cluster.permanent_failures();
+    // Each host's VMs, in creation order, gathered once (not once per source).
+    let mut on_host: std::collections::HashMap<&HostId, Vec<&crate::cluster::VmSpec>> =
+        std::collections::HashMap::new();
+    for v in cluster.vm_specs() {
+        on_host.entry(&v.host).or_default().push(v);
+    }
     let mut longest = 0u64;
     let mut total = 0u128;
     let mut max_rate = 1u64;
@@ -80,8 +86,24 @@ pub fn lower_bound(cluster: &SimCluster, spec: &RunSpec) -> Time {
                 .filter_map(|x| vmove_core::select::compile(x).ok())
                 .collect(),
         };
+        // The source's destinations with the rate a move to each gets, fastest first: a VM's
+        // best rate is the first one it fits on (the same as the largest over all it fits on).
+        let mut targets: Vec<(u64, u64, u64)> = src
+            .destinations
+            .iter()
+            .filter_map(|d| cluster.host_spec(d))
+            .map(|ds| {
+                let r = ss
+                    .stream_cap_bytes_per_sec
+                    .min(ds.stream_cap_bytes_per_sec)
+                    .min(ss.nic_bytes_per_sec)
+                    .min(ds.nic_bytes_per_sec);
+                (r, ds.memory_bytes, ds.disk_bytes)
+            })
+            .collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.0));
         let mut source_bytes = 0u128;
-        for v in cluster.vm_specs().filter(|v| v.host == src.host) {
+        for v in on_host.get(&src.host).into_iter().flatten() {
             if !matchers.is_empty() && !matchers.iter().any(|m| m.is_match(&v.name)) {
                 continue;
             }
@@ -89,25 +111,15 @@ pub fn lower_bound(cluster: &SimCluster, spec: &RunSpec) -> Time {
                 continue;
             }
             let live = v.power.is_live();
-            let mut best: Option<u64> = None;
-            for d in src.destinations.iter() {
-                let Some(ds) = cluster.host_spec(d) else {
-                    continue;
-                };
-                if (live && v.memory_bytes > ds.memory_bytes) || v.disk_bytes() > ds.disk_bytes {
-                    continue;
-                }
-                let r = ss
-                    .stream_cap_bytes_per_sec
-                    .min(ds.stream_cap_bytes_per_sec)
-                    .min(ss.nic_bytes_per_sec)
-                    .min(ds.nic_bytes_per_sec);
-                best = Some(best.map_or(r, |b| b.max(r)));
-            }
+            let disk = v.disk_bytes();
+            let best = targets
+                .iter()
+                .find(|&&(_, mem, dsk)| !((live && v.memory_bytes > mem) || disk > dsk))
+                .map(|&(r, _, _)| r);
             let Some(rate) = best else { continue };
             max_rate = max_rate.max(rate);
             let (bytes, ms) = alone(
-                v.disk_bytes(),
+                disk,
                 if live { v.memory_bytes } else { 0 },
                 v.dirty_rate,
                 rate,
