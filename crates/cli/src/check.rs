@@ -275,13 +275,13 @@ pub async fn preflight(
         for (ri, dest) in dests.iter().enumerate() {
             let req = MigrationRequest {
                 vm: info.id.clone(),
-                vm_name: info.name.clone(),
+                vm_name: info.name.as_str().into(),
                 source: source.clone(),
                 destination: dest.clone(),
                 mode: *mode,
                 layout: spec.layouts.get(dest).cloned().unwrap_or_default(),
                 attempt: 1,
-                run_id: run_id.clone(),
+                run_id: run_id.as_str().into(),
             };
             let (d, gate, done, failed) = (d.clone(), gate.clone(), done.clone(), failed.clone());
             route_tasks.spawn(async move {

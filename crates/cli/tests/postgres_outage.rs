@@ -325,7 +325,7 @@ fn a_run_outlives_its_postgresql_journal_going_away_for_30_s() {
         assert!(
             rec.entries.iter().any(|e| matches!(&e.body,
                 EntryBody::Intent(vmove_core::Command::RemoveLeftover { request, .. })
-                    if request.vm_name == name)),
+                    if &*request.vm_name == name)),
             "{name}: a removal without its intent"
         );
     }

@@ -8,14 +8,35 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Equality and hashing of an id held as shared text (`Arc<str>`): equal when the texts are,
+/// and two clones of one id answer from the pointer alone, without reading the text (the
+/// engine's look-ups mostly compare an id with a clone of itself). Hashed as its text, so equal
+/// ids hash alike.
+macro_rules! shared_text_eq {
+    ($t:ty) => {
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+            }
+        }
+        impl std::hash::Hash for $t {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.0.hash(state);
+            }
+        }
+    };
+}
+
 /// A host's name as written in the configuration (not necessarily its DNS name).
 ///
 /// Shared text (`Arc<str>`): a clone is a reference count, not a copy of the name, so the
 /// thousands of copies a large run's destination lists and moves hold cost a pointer each.
 /// Serialized as the bare string, as before.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct HostId(Arc<str>);
+
+shared_text_eq!(HostId);
 
 impl HostId {
     /// Builds a host id from anything string-like.
@@ -42,14 +63,20 @@ impl From<&str> for HostId {
 
 /// A VM's stable identity: its UUID (libvirt) or GUID (Hyper-V). Names may repeat across hosts;
 /// ids do not.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Shared text (`Arc<str>`), as [`HostId`]: the engine keeps an id in its index, its moves, its
+/// timers and its commands, and a large run clones it millions of times; a clone is a reference
+/// count. Serialized as the bare string.
+#[derive(Clone, Debug, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct VmId(pub String);
+pub struct VmId(Arc<str>);
+
+shared_text_eq!(VmId);
 
 impl VmId {
     /// Builds a VM id from anything string-like.
     pub fn new(s: impl Into<String>) -> Self {
-        VmId(s.into())
+        VmId(Arc::from(s.into()))
     }
     /// The id as a string slice.
     pub fn as_str(&self) -> &str {
@@ -65,7 +92,7 @@ impl fmt::Display for VmId {
 
 impl From<&str> for VmId {
     fn from(s: &str) -> Self {
-        VmId(s.to_owned())
+        VmId(Arc::from(s))
     }
 }
 
@@ -252,8 +279,9 @@ pub struct PathLayout {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrationRequest {
     pub vm: VmId,
-    /// Its name (some hypervisors address VMs by name).
-    pub vm_name: String,
+    /// Its name (some hypervisors address VMs by name). Shared text, as the ids: the request
+    /// is cloned into every command of the attempt.
+    pub vm_name: Arc<str>,
     /// Where it is.
     pub source: HostId,
     /// Where it goes.
@@ -265,13 +293,18 @@ pub struct MigrationRequest {
     /// Which attempt this is (1-based); drivers put it in job names.
     pub attempt: u32,
     /// The run's id; drivers put it in job names so parallel runs don't mix their jobs.
-    pub run_id: String,
+    pub run_id: Arc<str>,
 }
 
 /// An opaque handle to a migration a driver started (a job id, a domain UUID...).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Shared text (`Arc<str>`), as [`VmId`]: every progress poll carries it; a clone is a
+/// reference count. Serialized as the bare string.
+#[derive(Clone, Debug, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct MigrationHandle(pub String);
+pub struct MigrationHandle(pub Arc<str>);
+
+shared_text_eq!(MigrationHandle);
 
 /// Progress figures of a migration in flight.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -360,7 +360,7 @@ fn checks_of(commands: &[(Time, Command)], vm: &str) -> Vec<(String, Time)> {
     commands
         .iter()
         .filter_map(|(t, c)| match c {
-            Command::Preflight { request } if request.vm_name == vm => {
+            Command::Preflight { request } if &*request.vm_name == vm => {
                 Some((request.destination.to_string(), *t))
             }
             _ => None,

@@ -14,13 +14,13 @@ fn recover(core: &Core, spec: &RunSpec) -> Vec<Recovered> {
         .map(|v| {
             let req = |dst: &HostId| MigrationRequest {
                 vm: v.id.clone(),
-                vm_name: v.name.clone(),
+                vm_name: v.name.as_str().into(),
                 source: v.source.clone(),
                 destination: dst.clone(),
                 mode: v.mode,
                 layout: spec.layouts.get(dst).cloned().unwrap_or_default(),
                 attempt: v.attempts,
-                run_id: spec.run_id.clone(),
+                run_id: spec.run_id.as_str().into(),
             };
             let state = match v.phase {
                 Phase::Queued | Phase::BackingOff => RecoveredState::Queued,
@@ -221,7 +221,7 @@ fn resume_keeps_the_remaining_backoff_of_a_failed_attempt() {
     let mut starts: BTreeMap<String, Time> = BTreeMap::new();
     run_timed(&mut resumed, &mut w, Time(1_000), |_, _, now, c| {
         if let Command::StartMigration(r) = c {
-            starts.entry(r.vm_name.clone()).or_insert(now);
+            starts.entry(r.vm_name.to_string()).or_insert(now);
         }
     });
     assert_eq!(resumed.snapshot(Time::ZERO).counts(), (5, 0, 0));

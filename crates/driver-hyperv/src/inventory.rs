@@ -475,7 +475,7 @@ impl HyperVDriver {
         let running_migration = self
             .running_job_of(&req.source, req.vm.as_str())
             .await?
-            .map(MigrationHandle);
+            .map(|s| MigrationHandle(s.into()));
         Ok(Location {
             on_source,
             on_destination,

@@ -550,11 +550,11 @@ impl HyperVDriver {
                         )
                     })?;
                 self.remember(req, moved);
-                Ok(MigrationHandle(job))
+                Ok(MigrationHandle(job.into()))
             }
             Some(RV_COMPLETED) => {
                 self.remember(req, moved);
-                Ok(MigrationHandle(format!("done:{guid}")))
+                Ok(MigrationHandle(format!("done:{guid}").into()))
             }
             Some(rv) => {
                 // Refused: no job, nothing created; the record goes (as above).

@@ -67,7 +67,7 @@ pub struct VmResume {
 impl VmResume {
     fn new(vm: VmId) -> Self {
         VmResume {
-            name: vm.0.clone(),
+            name: vm.as_str().to_owned(),
             vm,
             source: None,
             mode: MigrationMode::Live,

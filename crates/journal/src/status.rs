@@ -56,7 +56,7 @@ impl VmStatus {
     /// A VM first seen in `event` (a `Selected` event normally).
     pub fn new(vm: VmId, at: Time) -> Self {
         VmStatus {
-            name: vm.0.clone(),
+            name: vm.as_str().to_owned(),
             vm,
             source: HostId::new(""),
             destination: None,

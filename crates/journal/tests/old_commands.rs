@@ -284,5 +284,5 @@ fn an_old_journal_resumes_with_the_request_the_attempt_was_started_with() {
         .find(|c| matches!(c, Command::AbortMigration { .. }))
         .unwrap();
     assert_eq!(abort.request(), Some(&started));
-    assert_eq!(abort.request().unwrap().vm_name, "web0");
+    assert_eq!(&*abort.request().unwrap().vm_name, "web0");
 }

@@ -119,7 +119,7 @@ impl World {
                     ))
                 } else {
                     self.at = req.destination.clone();
-                    Ok(MigrationHandle(format!("job-{}", req.attempt)))
+                    Ok(MigrationHandle(format!("job-{}", req.attempt).into()))
                 };
                 Input::MigrationStarted {
                     vm,

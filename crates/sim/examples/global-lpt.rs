@@ -46,7 +46,7 @@ fn main() {
                 };
                 let req = MigrationRequest {
                     vm: id,
-                    vm_name: name,
+                    vm_name: name.into(),
                     source: src,
                     destination: d,
                     mode: MigrationMode::Live,

@@ -29,7 +29,7 @@ fn hosts() -> Vec<HostSpec> {
 fn req(vm: &VmSpec, attempt: u32) -> MigrationRequest {
     MigrationRequest {
         vm: vm.id.clone(),
-        vm_name: vm.name.clone(),
+        vm_name: vm.name.as_str().into(),
         source: HostId::new("a"),
         destination: HostId::new("b"),
         mode: if vm.power.is_live() {

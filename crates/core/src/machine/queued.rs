@@ -93,7 +93,7 @@ pub(super) fn start(
     destination: HostId,
     mode: MigrationMode,
     layout: PathLayout,
-    run_id: String,
+    run_id: std::sync::Arc<str>,
 ) -> Next {
     let mut out = Output::default();
     vm.attempts += 1;
@@ -108,7 +108,7 @@ pub(super) fn start(
     vm.started_at = Some(ctx.now);
     let req = MigrationRequest {
         vm: vm.id.clone(),
-        vm_name: vm.name.clone(),
+        vm_name: vm.name.as_str().into(),
         source: vm.source.clone(),
         destination,
         mode,
@@ -135,12 +135,12 @@ pub(super) fn preflight(
     destination: HostId,
     mode: MigrationMode,
     layout: PathLayout,
-    run_id: String,
+    run_id: std::sync::Arc<str>,
 ) -> Next {
     let mut out = Output::default();
     let request = MigrationRequest {
         vm: vm.id.clone(),
-        vm_name: vm.name.clone(),
+        vm_name: vm.name.as_str().into(),
         source: vm.source.clone(),
         destination: destination.clone(),
         mode,

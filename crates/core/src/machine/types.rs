@@ -194,7 +194,7 @@ pub enum VmEvent {
         destination: HostId,
         mode: MigrationMode,
         layout: PathLayout,
-        run_id: String,
+        run_id: std::sync::Arc<str>,
     },
     /// Answer to Preflight.
     Preflighted {
@@ -206,7 +206,7 @@ pub enum VmEvent {
         destination: HostId,
         mode: MigrationMode,
         layout: PathLayout,
-        run_id: String,
+        run_id: std::sync::Arc<str>,
     },
     /// Answer to StartMigration.
     Started(Result<MigrationHandle, Failure>),

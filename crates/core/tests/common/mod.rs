@@ -174,11 +174,11 @@ impl World {
             }
             Command::Preflight { request: req } => {
                 self.preflight_log.push((
-                    req.vm_name.clone(),
+                    req.vm_name.to_string(),
                     req.destination.to_string(),
                     req.attempt,
                 ));
-                let key = (req.vm_name.clone(), req.destination.to_string());
+                let key = (req.vm_name.to_string(), req.destination.to_string());
                 let result = match self.preflights.get_mut(&key) {
                     Some(v) if v.len() > 1 => v.remove(0),
                     Some(v) if v.len() == 1 => v[0].clone(),
@@ -193,11 +193,10 @@ impl World {
             }
             Command::StartMigration(req) => {
                 if self.refuse_taken_paths {
-                    let taken = self.leftovers.get(&req.destination).and_then(|v| {
-                        v.iter()
-                            .find(|l| l.what.contains(req.vm_name.as_str()))
-                            .cloned()
-                    });
+                    let taken = self
+                        .leftovers
+                        .get(&req.destination)
+                        .and_then(|v| v.iter().find(|l| l.what.contains(&*req.vm_name)).cloned());
                     if let Some(l) = taken {
                         return Some(Input::MigrationStarted {
                             vm: req.vm,
@@ -209,7 +208,7 @@ impl World {
                         });
                     }
                 }
-                if let Some(f) = self.start_failures.get_mut(&req.vm_name) {
+                if let Some(f) = self.start_failures.get_mut(&*req.vm_name) {
                     if !f.is_empty() {
                         let class = f.remove(0);
                         if class == ErrorClass::DestinationRefused && self.refused_start_leaves {
@@ -233,7 +232,7 @@ impl World {
                             result: Err(Failure::new(
                                 class,
                                 self.start_failure_message
-                                    .get(&req.vm_name)
+                                    .get(&*req.vm_name)
                                     .cloned()
                                     .unwrap_or_else(|| {
                                         format!("injected failure (attempt {})", req.attempt)
@@ -242,7 +241,7 @@ impl World {
                         });
                     }
                 }
-                let handle = MigrationHandle(format!("job-{}-{}", req.vm_name, req.attempt));
+                let handle = MigrationHandle(format!("job-{}-{}", req.vm_name, req.attempt).into());
                 self.set_activity(&req.source, &req.vm, Activity::MigratingOut);
                 self.log.push(format!(
                     "start {} {}->{}",
@@ -412,15 +411,13 @@ impl World {
                     LeftoverContext::AfterSuccess => &request.source,
                     LeftoverContext::AfterFailedAttempt => &request.destination,
                 };
-                let name = &request.vm_name;
+                let name: &str = &request.vm_name;
                 let list = self
                     .leftovers
                     .get(host)
                     .map(|v| {
                         v.iter()
-                            .filter(|l| {
-                                l.what.contains(name.as_str()) || l.what.contains(vm.as_str())
-                            })
+                            .filter(|l| l.what.contains(name) || l.what.contains(vm.as_str()))
                             .cloned()
                             .collect()
                     })

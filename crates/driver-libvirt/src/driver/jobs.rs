@@ -36,10 +36,8 @@ pub(super) async fn start(
     req: &MigrationRequest,
 ) -> DriverResult<MigrationHandle> {
     let src = inner.host(&req.source)?;
-    let handle = MigrationHandle(format!(
-        "{}:{}:{}:{}",
-        req.mode, req.vm, req.run_id, req.attempt
-    ));
+    let handle =
+        MigrationHandle(format!("{}:{}:{}:{}", req.mode, req.vm, req.run_id, req.attempt).into());
     let rec = Arc::new(Migration {
         mode: req.mode,
         vm: req.vm.clone(),
@@ -60,7 +58,7 @@ pub(super) async fn start(
         .migrations
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(handle.0.clone(), rec.clone());
+        .insert(handle.0.to_string(), rec.clone());
     tracing::info!(vm = %req.vm_name, from = %req.source, to = %req.destination, mode = %req.mode, "libvirt migration starting");
     // The migration call blocks until the end: it gets a blocking thread of its own.
     tokio::task::spawn_blocking(move || {

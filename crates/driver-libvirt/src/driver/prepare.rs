@@ -267,7 +267,7 @@ pub(super) fn prepare(inner: &Inner, req: &MigrationRequest) -> DriverResult<Pre
     let provenance = Provenance {
         source_host: req.source.to_string(),
         source_name: desc.name.clone(),
-        run_id: req.run_id.clone(),
+        run_id: req.run_id.to_string(),
         attempt: req.attempt,
         files,
         logs,

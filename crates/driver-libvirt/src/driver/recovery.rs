@@ -144,7 +144,7 @@ pub(super) fn runs_this_attempts_copy(
     Ok(match desc.provenance {
         Some(p)
             if p.source_host == req.source.as_str()
-                && p.run_id == req.run_id
+                && *p.run_id == *req.run_id
                 && p.attempt == req.attempt =>
         {
             Ok(())

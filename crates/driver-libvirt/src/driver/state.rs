@@ -59,7 +59,7 @@ impl Inner {
         self.migrations
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&handle.0)
+            .get(&*handle.0)
             .cloned()
     }
 

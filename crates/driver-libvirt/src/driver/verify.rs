@@ -41,9 +41,9 @@ pub(super) async fn locate(inner: &Inner, req: &MigrationRequest) -> DriverResul
             )
         });
         let running_migration = match (migrating, ours) {
-            (true, Some(h)) => Some(MigrationHandle(h)),
-            (true, None) => Some(MigrationHandle(format!("adopted:{vm}"))),
-            (false, Some(h)) => Some(MigrationHandle(h)), // our offline copy
+            (true, Some(h)) => Some(MigrationHandle(h.into())),
+            (true, None) => Some(MigrationHandle(format!("adopted:{vm}").into())),
+            (false, Some(h)) => Some(MigrationHandle(h.into())), // our offline copy
             (false, None) => None,
         };
         Ok(Location {

@@ -198,7 +198,7 @@ impl Lab {
     pub(crate) fn request(&self, vm: &VmId, name: &str, mode: MigrationMode) -> MigrationRequest {
         MigrationRequest {
             vm: vm.clone(),
-            vm_name: name.to_owned(),
+            vm_name: name.into(),
             source: HostId::new(a()),
             destination: HostId::new(b()),
             mode,

@@ -457,7 +457,7 @@ async fn a_migration_whose_client_died_at_the_switchover_is_rolled_back_or_left_
     assert_eq!(loc.on_source.unwrap().activity, Activity::Idle);
     assert!(loc.running_migration.is_none());
     lab.driver
-        .abort_migration(&req, &MigrationHandle(format!("adopted:{vm}")))
+        .abort_migration(&req, &MigrationHandle(format!("adopted:{vm}").into()))
         .await
         .unwrap();
     assert_eq!(

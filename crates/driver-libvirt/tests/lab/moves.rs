@@ -500,7 +500,7 @@ async fn a_job_query_on_a_stopped_domain_means_no_job_not_a_failed_read() {
     let req = lab.request(&vm, &name, MigrationMode::Live);
     let status = lab
         .driver
-        .migration_status(&req, &MigrationHandle(format!("adopted:{vm}")))
+        .migration_status(&req, &MigrationHandle(format!("adopted:{vm}").into()))
         .await;
     match status {
         Ok(MigrationStatus::Failed(f)) => {

@@ -62,7 +62,7 @@ pub(super) fn check_vm_free(conn: &Db, run: &str, vm: &VmId, now: WallTime) -> R
     match hit {
         None => Ok(()),
         Some((other_run, name, pid, host)) => Err(JournalError::VmInUse {
-            vm: vm.0.clone(),
+            vm: vm.as_str().to_owned(),
             name,
             other_run,
             pid,

@@ -136,7 +136,7 @@ impl Journal {
             )?
         };
         for vm in vms {
-            check_vm_free(&tx, run, &VmId(vm), now)?;
+            check_vm_free(&tx, run, &VmId::new(vm), now)?;
         }
         // A run that has selected nothing yet (it died before its first listing) would select
         // on resume: the guard of `create_run` against the live runs created meanwhile.

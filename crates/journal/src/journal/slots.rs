@@ -140,7 +140,7 @@ impl Journal {
             |r| {
                 Ok(SlotReservation {
                     run: r.get(0)?,
-                    vm: VmId(r.get(1)?),
+                    vm: VmId::new(r.get::<String>(1)?),
                     host: HostId::new(r.get::<String>(2)?),
                     role: r.get(3)?,
                     since: WallTime(r.get(4)?),
@@ -189,7 +189,7 @@ fn reserve_steps(
     if source.id == destination.id {
         return Err(JournalError::BadSlotRequest {
             run: run.to_owned(),
-            vm: vm.0.clone(),
+            vm: vm.as_str().to_owned(),
             why: format!(
                 "its source and destination are the same host `{}`",
                 source.id

@@ -249,7 +249,7 @@ pub fn script(run: &str, vm_prefix: &str, n: usize) -> Vec<Step> {
             attempt = 2;
             t += 20;
         }
-        let handle = MigrationHandle(format!("job-{vm}-{attempt}"));
+        let handle = MigrationHandle(format!("job-{vm}-{attempt}").into());
         s.push(transition(t, &vm, Phase::Queued, Phase::Starting));
         let k = intent(
             &mut s,

@@ -85,7 +85,7 @@ impl Driver for Clocked {
     }
     async fn start_migration(&self, req: &MigrationRequest) -> DriverResult<MigrationHandle> {
         self.sync();
-        if self.hang_first_start.lock().unwrap().remove(&req.vm_name) {
+        if self.hang_first_start.lock().unwrap().remove(&*req.vm_name) {
             std::future::pending::<()>().await;
         }
         self.inner.start_migration(req).await

@@ -69,13 +69,13 @@ impl Driver for FakeDriver {
     }
     async fn start_migration(&self, req: &MigrationRequest) -> DriverResult<MigrationHandle> {
         self.note(format!("driver start {}", req.vm_name));
-        if self.hang_start.contains(&req.vm_name) {
+        if self.hang_start.contains(&*req.vm_name) {
             std::future::pending::<()>().await;
         }
-        if self.panic_start.contains(&req.vm_name) {
+        if self.panic_start.contains(&*req.vm_name) {
             panic!("the fake driver was told to panic");
         }
-        if let Some(e) = self.fail_start.get(&req.vm_name) {
+        if let Some(e) = self.fail_start.get(&*req.vm_name) {
             return Err(e.clone());
         }
         let handle = format!("job-{}-{}", req.vm_name, req.attempt);
@@ -83,17 +83,17 @@ impl Driver for FakeDriver {
             .lock()
             .unwrap()
             .insert(handle.clone(), Instant::now());
-        Ok(MigrationHandle(handle))
+        Ok(MigrationHandle(handle.into()))
     }
     async fn migration_status(
         &self,
         req: &MigrationRequest,
         handle: &MigrationHandle,
     ) -> DriverResult<MigrationStatus> {
-        if self.hang_status.contains(&req.vm_name) {
+        if self.hang_status.contains(&*req.vm_name) {
             std::future::pending::<()>().await;
         }
-        if self.aborted.lock().unwrap().contains(&handle.0) {
+        if self.aborted.lock().unwrap().contains(&*handle.0) {
             return Ok(MigrationStatus::Failed(Failure::new(
                 ErrorClass::Transient,
                 "aborted",
@@ -103,7 +103,7 @@ impl Driver for FakeDriver {
             .started
             .lock()
             .unwrap()
-            .get(&handle.0)
+            .get(&*handle.0)
             .ok_or_else(|| DriverError::permanent("no such job"))?;
         if started.elapsed() >= self.complete_after {
             Ok(MigrationStatus::Completed)
@@ -117,7 +117,7 @@ impl Driver for FakeDriver {
         handle: &MigrationHandle,
     ) -> DriverResult<()> {
         self.note(format!("driver abort {}", req.vm_name));
-        self.aborted.lock().unwrap().insert(handle.0.clone());
+        self.aborted.lock().unwrap().insert(handle.0.to_string());
         Ok(())
     }
     async fn preflight(&self, req: &MigrationRequest) -> DriverResult<Preflight> {
@@ -227,7 +227,7 @@ impl ScriptEngine {
     fn req(name: &str) -> MigrationRequest {
         MigrationRequest {
             vm: VmId::new(name),
-            vm_name: name.to_owned(),
+            vm_name: name.into(),
             source: HostId::new("a"),
             destination: HostId::new("b"),
             mode: MigrationMode::Live,

@@ -523,11 +523,9 @@ impl SimCluster {
         }
         // The pause of the migration that brought it here: the latest completed one of this
         // VM into this host (none for an offline move).
-        let downtime_ms = self
-            .migs
-            .iter()
-            .rev()
-            .find(|m| m.vm == v && m.dst == dst && m.outcome == Some(MigrationStatus::Completed))
+        let downtime_ms = std::iter::successors(vs.last_mig, |&m| self.migs[m].previous)
+            .map(|m| &self.migs[m])
+            .find(|m| m.dst == dst && m.outcome == Some(MigrationStatus::Completed))
             .and_then(|m| m.paused_ms);
         Ok(Verification {
             on_destination,

@@ -67,7 +67,7 @@ impl SimCluster {
         self.hosts[dst].used_memory += need_mem;
         let overhead = self.routes.get(&(src, dst)).map_or(0, |r| r.overhead_ms);
         let spec = &self.vms[v].spec;
-        let handle = MigrationHandle(format!("sim-{m}/{}/{}", req.run_id, req.attempt));
+        let handle = MigrationHandle(format!("sim-{m}/{}/{}", req.run_id, req.attempt).into());
         self.migs.push(Mig {
             req: req.clone(),
             handle: handle.clone(),
@@ -105,7 +105,9 @@ impl SimCluster {
             reserved_memory: need_mem,
             outcome: None,
             epoch: 0,
+            previous: self.vms[v].last_mig,
         });
+        self.vms[v].last_mig = Some(m);
         self.handle_index.insert(handle, m);
         self.vms[v].active_mig = Some(m);
         self.hosts[src].active.push(m);

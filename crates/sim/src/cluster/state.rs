@@ -47,6 +47,9 @@ pub(super) struct Vm {
     pub(super) disk_paths: Vec<String>,
     pub(super) log_path: String,
     pub(super) active_mig: Option<usize>,
+    /// Its latest migration (index into `SimCluster::migs`); each points to the one before
+    /// ([`Mig::previous`]), so its own migrations are found without scanning everyone's.
+    pub(super) last_mig: Option<usize>,
     pub(super) starts: u32,
     pub(super) script: VecDeque<StartFault>,
     pub(super) backups: Vec<Window>,
@@ -96,6 +99,8 @@ pub(super) struct Mig {
     pub(super) reserved_memory: u64,
     pub(super) outcome: Option<MigrationStatus>,
     pub(super) epoch: u64,
+    /// The same VM's migration before this one.
+    pub(super) previous: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -236,6 +241,7 @@ impl SimCluster {
             disk_paths,
             log_path,
             active_mig: None,
+            last_mig: None,
             starts: 0,
             script: VecDeque::new(),
             backups: Vec::new(),
