@@ -267,7 +267,7 @@ fn run(
 /// that drive the core themselves (crash and replay tests) use it too.
 #[derive(Debug, Default)]
 pub struct Exec {
-    known: HashSet<MigrationHandle>,
+    known: HashSet<MigrationHandle, foldhash::fast::FixedState>,
 }
 
 impl Exec {

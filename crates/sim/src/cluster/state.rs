@@ -5,6 +5,10 @@ use super::faults::{Faults, ForeignWindow, MidFault, StartFault, Window};
 use super::spec::{HostSpec, RouteSpec, SimError, VmSpec};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+
+/// The simulator's maps keyed by ids: foldhash from a fixed state (fast on short strings, the
+/// same in every run; nothing depends on their order).
+pub(super) type IdMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 use vmove_core::model::{
     ErrorClass, Failure, HostId, LeftoverKind, MigrationHandle, MigrationRequest, MigrationStatus,
     VmId,
@@ -116,11 +120,11 @@ pub(super) struct Wake {
 pub struct SimCluster {
     pub(super) now: Time,
     pub(super) hosts: Vec<Host>,
-    pub(super) host_index: HashMap<HostId, usize>,
+    pub(super) host_index: IdMap<HostId, usize>,
     pub(super) vms: Vec<Vm>,
-    pub(super) vm_index: HashMap<VmId, usize>,
+    pub(super) vm_index: IdMap<VmId, usize>,
     pub(super) migs: Vec<Mig>,
-    pub(super) handle_index: HashMap<MigrationHandle, usize>,
+    pub(super) handle_index: IdMap<MigrationHandle, usize>,
     pub(super) wakes: BinaryHeap<Reverse<Wake>>,
     pub(super) seq: u64,
     /// Times at which foreign windows open or close, with the host (sorted; cursor below).
@@ -131,7 +135,7 @@ pub struct SimCluster {
     pub(super) edge_cursor: usize,
     pub(super) mid: Vec<MidFault>,
     /// Per (source, destination) index pair: the route's overhead and cap (none: defaults).
-    pub(super) routes: HashMap<(usize, usize), RouteSpec>,
+    pub(super) routes: IdMap<(usize, usize), RouteSpec>,
 }
 
 impl SimCluster {
@@ -144,11 +148,11 @@ impl SimCluster {
         let mut c = SimCluster {
             now: Time::ZERO,
             hosts: Vec::with_capacity(hosts.len()),
-            host_index: HashMap::with_capacity(hosts.len()),
+            host_index: IdMap::with_capacity_and_hasher(hosts.len(), Default::default()),
             vms: Vec::with_capacity(vms.len()),
-            vm_index: HashMap::with_capacity(vms.len()),
+            vm_index: IdMap::with_capacity_and_hasher(vms.len(), Default::default()),
             migs: Vec::new(),
-            handle_index: HashMap::new(),
+            handle_index: IdMap::default(),
             wakes: BinaryHeap::new(),
             seq: 0,
             world: Vec::new(),
@@ -156,7 +160,7 @@ impl SimCluster {
             edges: Vec::new(),
             edge_cursor: 0,
             mid: Vec::new(),
-            routes: HashMap::new(),
+            routes: IdMap::default(),
         };
         for h in hosts {
             c.add_host(h)?;
