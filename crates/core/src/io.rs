@@ -16,6 +16,7 @@ use crate::model::{
 };
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Why leftovers are listed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -42,28 +43,28 @@ pub enum Command {
     /// number that attempt will have). Answer: [`Input::Preflighted`].
     Preflight {
         /// The request of the attempt it precedes.
-        request: MigrationRequest,
+        request: Arc<MigrationRequest>,
     },
     /// Start one attempt. Answer: [`Input::MigrationStarted`].
-    StartMigration(MigrationRequest),
+    StartMigration(Arc<MigrationRequest>),
     /// Read a migration's status. Answer: [`Input::MigrationStatus`].
     PollMigration {
         /// The attempt's request (the job lives on its source).
-        request: MigrationRequest,
+        request: Arc<MigrationRequest>,
         /// The driver's handle.
         handle: MigrationHandle,
     },
     /// Abort a migration. Answer: [`Input::AbortDone`].
     AbortMigration {
         /// The attempt's request.
-        request: MigrationRequest,
+        request: Arc<MigrationRequest>,
         /// The driver's handle.
         handle: MigrationHandle,
     },
     /// Apply a convergence aid. Answer: [`Input::Converged`].
     Converge {
         /// The attempt's request.
-        request: MigrationRequest,
+        request: Arc<MigrationRequest>,
         /// The driver's handle.
         handle: MigrationHandle,
         /// Which aid.
@@ -72,24 +73,24 @@ pub enum Command {
     /// Find where the VM is now. Answer: [`Input::Located`].
     Locate {
         /// The request of the attempt whose outcome is unclear.
-        request: MigrationRequest,
+        request: Arc<MigrationRequest>,
     },
     /// Prove the VM arrived. Answer: [`Input::Verified`].
     Verify {
         /// The attempt's request.
-        request: MigrationRequest,
+        request: Arc<MigrationRequest>,
     },
     /// List leftovers. Answer: [`Input::LeftoversListed`].
     ListLeftovers {
         /// The attempt's request.
-        request: MigrationRequest,
+        request: Arc<MigrationRequest>,
         /// Which side and why.
         context: LeftoverContext,
     },
     /// Remove one leftover. Answer: [`Input::LeftoverRemoved`].
     RemoveLeftover {
         /// The attempt's request.
-        request: MigrationRequest,
+        request: Arc<MigrationRequest>,
         /// The leftover (it names its host).
         leftover: Leftover,
         /// Why it may be removed.

@@ -131,7 +131,7 @@ fn a_deferral_while_the_run_stops_cancels_the_vm() {
     core.handle_event(
         now,
         Input::StartDeferred {
-            vm: req.vm,
+            vm: req.vm.clone(),
             attempt: req.attempt,
             busy: vec![],
         },

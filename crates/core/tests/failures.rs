@@ -271,11 +271,12 @@ fn cleanup_happens_only_after_verification() {
             }
         }
         if let Command::RemoveLeftover {
-            request: vmove_core::MigrationRequest { vm, .. },
+            request: r,
             context: LeftoverContext::AfterSuccess,
             ..
         } = c
         {
+            let vm = &r.vm;
             assert!(verified.contains(vm), "removal before verification of {vm}");
             removed_after_success += 1;
         }

@@ -146,35 +146,36 @@ fn a_source_left_paused_by_an_interrupted_migration_is_finished_once_the_destina
     };
     let (commands, events) = drive(&mut core, |c| match c {
         Command::RefreshHost { host } => Some(refreshed(host, vec![])),
-        Command::Locate {
-            request: vmove_core::MigrationRequest { vm, attempt, .. },
-            ..
-        } => Some(Input::Located {
-            vm: vm.clone(),
-            attempt: *attempt,
-            result: Ok(located(
-                Some(paused_by_interrupted_migration()),
-                Some(seen(PowerState::Running, Activity::Idle)),
-            )),
-        }),
-        Command::Verify {
-            request: vmove_core::MigrationRequest { vm, attempt, .. },
-            ..
-        } => Some(Input::Verified {
-            vm: vm.clone(),
-            attempt: *attempt,
-            result: Ok(Verification {
-                on_destination: true,
-                disks_present: true,
-                stopped_on_source: true,
-                detail: String::new(),
-                downtime_ms: None,
-            }),
-        }),
+        Command::Locate { request: r, .. } => {
+            let (vm, attempt) = (&r.vm, &r.attempt);
+            Some(Input::Located {
+                vm: vm.clone(),
+                attempt: *attempt,
+                result: Ok(located(
+                    Some(paused_by_interrupted_migration()),
+                    Some(seen(PowerState::Running, Activity::Idle)),
+                )),
+            })
+        }
+        Command::Verify { request: r, .. } => {
+            let (vm, attempt) = (&r.vm, &r.attempt);
+            Some(Input::Verified {
+                vm: vm.clone(),
+                attempt: *attempt,
+                result: Ok(Verification {
+                    on_destination: true,
+                    disks_present: true,
+                    stopped_on_source: true,
+                    detail: String::new(),
+                    downtime_ms: None,
+                }),
+            })
+        }
         Command::ListLeftovers {
-            request: vmove_core::MigrationRequest { vm, attempt, .. },
+            request: r,
             context,
         } => {
+            let (vm, attempt) = (&r.vm, &r.attempt);
             assert_eq!(*context, LeftoverContext::AfterSuccess);
             Some(Input::LeftoversListed {
                 vm: vm.clone(),
@@ -183,15 +184,18 @@ fn a_source_left_paused_by_an_interrupted_migration_is_finished_once_the_destina
             })
         }
         Command::RemoveLeftover {
-            request: vmove_core::MigrationRequest { vm, attempt, .. },
+            request: r,
             leftover,
             ..
-        } => Some(Input::LeftoverRemoved {
-            vm: vm.clone(),
-            attempt: *attempt,
-            leftover: leftover.clone(),
-            result: Ok(()),
-        }),
+        } => {
+            let (vm, attempt) = (&r.vm, &r.attempt);
+            Some(Input::LeftoverRemoved {
+                vm: vm.clone(),
+                attempt: *attempt,
+                leftover: leftover.clone(),
+                result: Ok(()),
+            })
+        }
         other => panic!("unexpected command {other:?}"),
     });
     let v = phase(&core);
@@ -231,24 +235,22 @@ fn a_paused_source_is_never_stopped_when_the_destination_copy_is_not_proven_this
         vec![recovered(1, 0, RecoveredState::InFlight(req(1)))],
     )
     .unwrap();
-    let (commands, _) = drive(&mut core, |c| {
-        match c {
+    let (commands, _) = drive(&mut core, |c| match c {
         Command::RefreshHost { host } => Some(refreshed(host, vec![])),
-        Command::Locate {
- request: vmove_core::MigrationRequest { vm, attempt, .. },
- ..
- } => Some(Input::Located {
-            vm: vm.clone(),
-            attempt: *attempt,
-            result: Ok(located(
-                Some(paused_by_interrupted_migration()),
-                Some(seen(PowerState::Running, Activity::Idle)),
-            )),
-        }),
-        Command::Verify {
- request: vmove_core::MigrationRequest { vm, attempt, .. },
- ..
- } => Some(Input::Verified {
+        Command::Locate { request: r, .. } => {
+            let (vm, attempt) = (&r.vm, &r.attempt);
+            Some(Input::Located {
+                vm: vm.clone(),
+                attempt: *attempt,
+                result: Ok(located(
+                    Some(paused_by_interrupted_migration()),
+                    Some(seen(PowerState::Running, Activity::Idle)),
+                )),
+            })
+        }
+        Command::Verify { request: r, .. } => {
+            let (vm, attempt) = (&r.vm, &r.attempt);
+            Some(Input::Verified {
             vm: vm.clone(),
             attempt: *attempt,
             result: Ok(Verification {
@@ -258,9 +260,9 @@ fn a_paused_source_is_never_stopped_when_the_destination_copy_is_not_proven_this
                 detail: "paused on the source by an interrupted migration, and the copy on b was made by another run".into(),
                 downtime_ms: None,
             }),
-        }),
+        })
+        }
         other => panic!("unexpected command {other:?}"),
-    }
     });
     let v = phase(&core);
     assert_eq!(v.phase, Phase::Unmigratable);
@@ -303,24 +305,22 @@ fn a_source_left_paused_by_an_interrupted_migration_with_no_copy_elsewhere_is_re
             };
             Some(refreshed(host, vms))
         }
-        Command::Locate {
-            request: vmove_core::MigrationRequest { vm, attempt, .. },
-            ..
-        } => Some(Input::Located {
-            vm: vm.clone(),
-            attempt: *attempt,
-            result: Ok(Location {
-                running_migration: on_source
-                    .as_ref()
-                    .filter(|v| v.activity == Activity::MigrationInterrupted)
-                    .map(|_| MigrationHandle("adopted:id-v".into())),
-                ..located(on_source.clone(), on_destination.clone())
-            }),
-        }),
-        Command::AbortMigration {
-            request: vmove_core::MigrationRequest { vm, attempt, .. },
-            ..
-        } => {
+        Command::Locate { request: r, .. } => {
+            let (vm, attempt) = (&r.vm, &r.attempt);
+            Some(Input::Located {
+                vm: vm.clone(),
+                attempt: *attempt,
+                result: Ok(Location {
+                    running_migration: on_source
+                        .as_ref()
+                        .filter(|v| v.activity == Activity::MigrationInterrupted)
+                        .map(|_| MigrationHandle("adopted:id-v".into())),
+                    ..located(on_source.clone(), on_destination.clone())
+                }),
+            })
+        }
+        Command::AbortMigration { request: r, .. } => {
+            let (vm, attempt) = (&r.vm, &r.attempt);
             // The driver's roll-back: resume the paused source copy.
             on_source = Some(seen(PowerState::Running, Activity::Idle));
             Some(Input::AbortDone {
@@ -329,14 +329,14 @@ fn a_source_left_paused_by_an_interrupted_migration_with_no_copy_elsewhere_is_re
                 result: Ok(()),
             })
         }
-        Command::ListLeftovers {
-            request: vmove_core::MigrationRequest { vm, attempt, .. },
-            ..
-        } => Some(Input::LeftoversListed {
-            vm: vm.clone(),
-            attempt: *attempt,
-            result: Ok(vec![]),
-        }),
+        Command::ListLeftovers { request: r, .. } => {
+            let (vm, attempt) = (&r.vm, &r.attempt);
+            Some(Input::LeftoversListed {
+                vm: vm.clone(),
+                attempt: *attempt,
+                result: Ok(vec![]),
+            })
+        }
         Command::StartMigration(r) => {
             assert_eq!(r.attempt, 2);
             Some(Input::MigrationStarted {
@@ -345,10 +345,8 @@ fn a_source_left_paused_by_an_interrupted_migration_with_no_copy_elsewhere_is_re
                 result: Ok(MigrationHandle("job-2".into())),
             })
         }
-        Command::PollMigration {
-            request: vmove_core::MigrationRequest { vm, attempt, .. },
-            ..
-        } => {
+        Command::PollMigration { request: r, .. } => {
+            let (vm, attempt) = (&r.vm, &r.attempt);
             on_destination = on_source.take();
             Some(Input::MigrationStatus {
                 vm: vm.clone(),
@@ -356,20 +354,20 @@ fn a_source_left_paused_by_an_interrupted_migration_with_no_copy_elsewhere_is_re
                 result: Ok(MigrationStatus::Completed),
             })
         }
-        Command::Verify {
-            request: vmove_core::MigrationRequest { vm, attempt, .. },
-            ..
-        } => Some(Input::Verified {
-            vm: vm.clone(),
-            attempt: *attempt,
-            result: Ok(Verification {
-                on_destination: true,
-                disks_present: true,
-                stopped_on_source: true,
-                detail: String::new(),
-                downtime_ms: None,
-            }),
-        }),
+        Command::Verify { request: r, .. } => {
+            let (vm, attempt) = (&r.vm, &r.attempt);
+            Some(Input::Verified {
+                vm: vm.clone(),
+                attempt: *attempt,
+                result: Ok(Verification {
+                    on_destination: true,
+                    disks_present: true,
+                    stopped_on_source: true,
+                    detail: String::new(),
+                    downtime_ms: None,
+                }),
+            })
+        }
         Command::RemoveLeftover { .. } => panic!("nothing was listed"),
         other => panic!("unexpected command {other:?}"),
     });
@@ -420,26 +418,26 @@ fn a_vm_its_owner_paused_stays_paused_after_a_resume() {
     .unwrap();
     let (commands, _) = drive(&mut core, |c| match c {
         Command::RefreshHost { host } => Some(refreshed(host, vec![])),
-        Command::Locate {
-            request: vmove_core::MigrationRequest { vm, attempt, .. },
-            ..
-        } => Some(Input::Located {
-            vm: vm.clone(),
-            attempt: *attempt,
-            result: Ok(Location {
-                on_source: Some(seen(PowerState::Paused, Activity::Idle)),
-                on_destination: None,
-                running_migration: None,
-            }),
-        }),
-        Command::ListLeftovers {
-            request: vmove_core::MigrationRequest { vm, attempt, .. },
-            ..
-        } => Some(Input::LeftoversListed {
-            vm: vm.clone(),
-            attempt: *attempt,
-            result: Ok(vec![]),
-        }),
+        Command::Locate { request: r, .. } => {
+            let (vm, attempt) = (&r.vm, &r.attempt);
+            Some(Input::Located {
+                vm: vm.clone(),
+                attempt: *attempt,
+                result: Ok(Location {
+                    on_source: Some(seen(PowerState::Paused, Activity::Idle)),
+                    on_destination: None,
+                    running_migration: None,
+                }),
+            })
+        }
+        Command::ListLeftovers { request: r, .. } => {
+            let (vm, attempt) = (&r.vm, &r.attempt);
+            Some(Input::LeftoversListed {
+                vm: vm.clone(),
+                attempt: *attempt,
+                result: Ok(vec![]),
+            })
+        }
         // Stop the run at the retry: what matters is what came before.
         Command::StartMigration(r) => Some(Input::MigrationStarted {
             vm: r.vm.clone(),
@@ -548,29 +546,27 @@ fn a_re_adopted_migration_that_fails_after_the_crash_does_not_count() {
             };
             Some(refreshed(host, vms))
         }
-        Command::Locate {
-            request: vmove_core::MigrationRequest { vm, attempt, .. },
-            ..
-        } => Some(Input::Located {
-            vm: vm.clone(),
-            attempt: *attempt,
-            result: Ok(Location {
-                on_source: Some(seen(
-                    PowerState::Running,
-                    if job_runs {
-                        Activity::MigratingOut
-                    } else {
-                        Activity::Idle
-                    },
-                )),
-                on_destination: on_destination.clone(),
-                running_migration: job_runs.then(|| MigrationHandle("adopted:id-v".into())),
-            }),
-        }),
-        Command::PollMigration {
-            request: vmove_core::MigrationRequest { vm, attempt, .. },
-            ..
-        } if *attempt == 3 => {
+        Command::Locate { request: r, .. } => {
+            let (vm, attempt) = (&r.vm, &r.attempt);
+            Some(Input::Located {
+                vm: vm.clone(),
+                attempt: *attempt,
+                result: Ok(Location {
+                    on_source: Some(seen(
+                        PowerState::Running,
+                        if job_runs {
+                            Activity::MigratingOut
+                        } else {
+                            Activity::Idle
+                        },
+                    )),
+                    on_destination: on_destination.clone(),
+                    running_migration: job_runs.then(|| MigrationHandle("adopted:id-v".into())),
+                }),
+            })
+        }
+        Command::PollMigration { request: r, .. } if r.attempt == 3 => {
+            let (vm, attempt) = (&r.vm, &r.attempt);
             job_runs = false;
             Some(Input::MigrationStatus {
                 vm: vm.clone(),
@@ -581,14 +577,14 @@ fn a_re_adopted_migration_that_fails_after_the_crash_does_not_count() {
                 ))),
             })
         }
-        Command::ListLeftovers {
-            request: vmove_core::MigrationRequest { vm, attempt, .. },
-            ..
-        } => Some(Input::LeftoversListed {
-            vm: vm.clone(),
-            attempt: *attempt,
-            result: Ok(vec![]),
-        }),
+        Command::ListLeftovers { request: r, .. } => {
+            let (vm, attempt) = (&r.vm, &r.attempt);
+            Some(Input::LeftoversListed {
+                vm: vm.clone(),
+                attempt: *attempt,
+                result: Ok(vec![]),
+            })
+        }
         Command::StartMigration(r) => {
             assert_eq!(r.attempt, 4);
             Some(Input::MigrationStarted {
@@ -597,10 +593,8 @@ fn a_re_adopted_migration_that_fails_after_the_crash_does_not_count() {
                 result: Ok(MigrationHandle("job-4".into())),
             })
         }
-        Command::PollMigration {
-            request: vmove_core::MigrationRequest { vm, attempt, .. },
-            ..
-        } => {
+        Command::PollMigration { request: r, .. } => {
+            let (vm, attempt) = (&r.vm, &r.attempt);
             on_destination = Some(seen(PowerState::Running, Activity::Idle));
             Some(Input::MigrationStatus {
                 vm: vm.clone(),
@@ -608,20 +602,20 @@ fn a_re_adopted_migration_that_fails_after_the_crash_does_not_count() {
                 result: Ok(MigrationStatus::Completed),
             })
         }
-        Command::Verify {
-            request: vmove_core::MigrationRequest { vm, attempt, .. },
-            ..
-        } => Some(Input::Verified {
-            vm: vm.clone(),
-            attempt: *attempt,
-            result: Ok(Verification {
-                on_destination: true,
-                disks_present: true,
-                stopped_on_source: true,
-                detail: String::new(),
-                downtime_ms: None,
-            }),
-        }),
+        Command::Verify { request: r, .. } => {
+            let (vm, attempt) = (&r.vm, &r.attempt);
+            Some(Input::Verified {
+                vm: vm.clone(),
+                attempt: *attempt,
+                result: Ok(Verification {
+                    on_destination: true,
+                    disks_present: true,
+                    stopped_on_source: true,
+                    detail: String::new(),
+                    downtime_ms: None,
+                }),
+            })
+        }
         Command::RemoveLeftover { .. } => panic!("nothing was listed"),
         other => panic!("unexpected command {other:?}"),
     });

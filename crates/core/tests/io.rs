@@ -37,34 +37,34 @@ fn every_command() -> Vec<Command> {
             host: HostId::new("a"),
         },
         Command::Preflight {
-            request: request(3),
+            request: request(3).into(),
         },
-        Command::StartMigration(request(3)),
+        Command::StartMigration(request(3).into()),
         Command::PollMigration {
-            request: request(3),
+            request: request(3).into(),
             handle: handle.clone(),
         },
         Command::AbortMigration {
-            request: request(3),
+            request: request(3).into(),
             handle: handle.clone(),
         },
         Command::Converge {
-            request: request(3),
+            request: request(3).into(),
             handle,
             aid: ConvergenceAid::PostCopy,
         },
         Command::Locate {
-            request: request(3),
+            request: request(3).into(),
         },
         Command::Verify {
-            request: request(3),
+            request: request(3).into(),
         },
         Command::ListLeftovers {
-            request: request(3),
+            request: request(3).into(),
             context: LeftoverContext::AfterFailedAttempt,
         },
         Command::RemoveLeftover {
-            request: request(3),
+            request: request(3).into(),
             leftover: leftover(),
             context: LeftoverContext::AfterFailedAttempt,
         },
@@ -116,7 +116,7 @@ fn keys_tell_kinds_attempts_and_leftovers_apart() {
         }
     }
     let poll = |attempt| Command::PollMigration {
-        request: request(attempt),
+        request: request(attempt).into(),
         handle: MigrationHandle("job".into()),
     };
     assert_ne!(
@@ -125,7 +125,7 @@ fn keys_tell_kinds_attempts_and_leftovers_apart() {
         "an older attempt's answer is not matched"
     );
     let remove = |what: &str| Command::RemoveLeftover {
-        request: request(3),
+        request: request(3).into(),
         leftover: Leftover {
             what: what.into(),
             ..leftover()
@@ -178,7 +178,7 @@ fn an_error_class_is_written_as_serde_writes_it() {
 
 #[test]
 fn a_deferred_start_has_the_key_of_its_start() {
-    let start = Command::StartMigration(request(3));
+    let start = Command::StartMigration(request(3).into());
     let deferred = Input::StartDeferred {
         vm: VmId::new("u-7"),
         attempt: 3,

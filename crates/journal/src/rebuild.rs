@@ -124,7 +124,7 @@ fn rebuild_ordered(record: &RunRecord) -> (BTreeMap<VmId, VmResume>, Vec<VmId>) 
                     .or_insert_with(|| VmResume::new(req.vm.clone()));
                 if req.attempt >= v.attempt {
                     v.attempt = req.attempt;
-                    v.last_request = Some(req.clone());
+                    v.last_request = Some((**req).clone());
                     v.handle = None;
                     v.start_answered = false;
                     v.abort_asked = false;

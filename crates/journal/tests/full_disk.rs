@@ -431,21 +431,21 @@ fn every_call_has_its_intent(watched: &Watched, rec: &vmove_journal::RunRecord) 
             (EntryBody::Intent(Command::StartMigration(r)), Call::Start(vm, a)) => {
                 r.vm == *vm && r.attempt == *a
             }
-            (
-                EntryBody::Intent(Command::AbortMigration {
-                    request: vmove_core::MigrationRequest { vm: v, attempt, .. },
-                    ..
-                }),
-                Call::Abort(vm, a),
-            ) => v == vm && attempt == a,
+            (EntryBody::Intent(Command::AbortMigration { request: r, .. }), Call::Abort(vm, a)) => {
+                let (v, attempt) = (&r.vm, &r.attempt);
+                v == vm && attempt == a
+            }
             (
                 EntryBody::Intent(Command::RemoveLeftover {
-                    request: vmove_core::MigrationRequest { vm: v, attempt, .. },
+                    request: r,
                     leftover,
                     ..
                 }),
                 Call::Remove(vm, a, l),
-            ) => v == vm && attempt == a && leftover == l,
+            ) => {
+                let (v, attempt) = (&r.vm, &r.attempt);
+                v == vm && attempt == a && leftover == l
+            }
             _ => false,
         });
         assert!(found, "{call:?} has no intent in the journal");

@@ -195,7 +195,7 @@ fn interrupted_run(vm: &VmId) -> Vec<Step> {
             },
         ),
         transition(0, vm, Phase::Queued, Phase::Starting),
-        Step::Intent(Command::StartMigration(req.clone())),
+        Step::Intent(Command::StartMigration(req.clone().into())),
         Step::Outcome(
             0,
             Input::MigrationStarted {
@@ -206,7 +206,7 @@ fn interrupted_run(vm: &VmId) -> Vec<Step> {
         ),
         transition(1, vm, Phase::Starting, Phase::Migrating),
         Step::Intent(Command::Converge {
-            request: req.clone(),
+            request: req.clone().into(),
             handle: handle.clone(),
             aid: ConvergenceAid::AutoConverge,
         }),
@@ -220,7 +220,7 @@ fn interrupted_run(vm: &VmId) -> Vec<Step> {
         ),
         transition(150, vm, Phase::Migrating, Phase::Aborting),
         Step::Intent(Command::AbortMigration {
-            request: req,
+            request: req.into(),
             handle,
         }),
         Step::Outcome(

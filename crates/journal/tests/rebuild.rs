@@ -260,7 +260,7 @@ fn recovered_remembers_an_abort_asked_for_the_attempt_after_the_phase_moved_on()
             },
         ),
         transition(0, &vm, Phase::Queued, Phase::Starting),
-        Step::Intent(Command::StartMigration(req.clone())),
+        Step::Intent(Command::StartMigration(req.clone().into())),
         Step::Outcome(
             0,
             Input::MigrationStarted {
@@ -274,7 +274,7 @@ fn recovered_remembers_an_abort_asked_for_the_attempt_after_the_phase_moved_on()
         // The stall watchdog: the abort asked and answered (unknown), then the look at the hosts.
         transition(150, &vm, Phase::Migrating, Phase::Aborting),
         Step::Intent(Command::AbortMigration {
-            request: req.clone(),
+            request: req.clone().into(),
             handle,
         }),
         Step::Outcome(
@@ -336,13 +336,21 @@ fn attempts_interrupted_by_a_crash_are_rebuilt_as_uncounted() {
                 disk_bytes: 10 << 30,
             },
         ),
-        Step::Intent(Command::StartMigration(request(&vm, "web0", 1, "r1"))),
+        Step::Intent(Command::StartMigration(
+            request(&vm, "web0", 1, "r1").into(),
+        )),
         failed(1, true),
-        Step::Intent(Command::StartMigration(request(&vm, "web0", 2, "r1"))),
+        Step::Intent(Command::StartMigration(
+            request(&vm, "web0", 2, "r1").into(),
+        )),
         failed(2, false),
-        Step::Intent(Command::StartMigration(request(&vm, "web0", 3, "r1"))),
+        Step::Intent(Command::StartMigration(
+            request(&vm, "web0", 3, "r1").into(),
+        )),
         failed(3, true),
-        Step::Intent(Command::StartMigration(request(&vm, "web0", 4, "r1"))),
+        Step::Intent(Command::StartMigration(
+            request(&vm, "web0", 4, "r1").into(),
+        )),
     ];
     write_steps(&mut j, "r1", &steps, &mut Vec::new());
     let rec = j.load_run("r1").unwrap();
@@ -373,7 +381,9 @@ fn a_deferred_start_is_answered_and_does_not_count() {
             },
         ),
         transition(2, &vm, Phase::Queued, Phase::Starting),
-        Step::Intent(Command::StartMigration(request(&vm, "web0", 1, "r1"))),
+        Step::Intent(Command::StartMigration(
+            request(&vm, "web0", 1, "r1").into(),
+        )),
         Step::Outcome(
             0,
             Input::StartDeferred {

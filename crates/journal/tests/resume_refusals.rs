@@ -94,7 +94,7 @@ impl World {
                 Input::Preflighted {
                     vm,
                     attempt: req.attempt,
-                    destination: req.destination,
+                    destination: req.destination.clone(),
                     result: Ok(vmove_core::Preflight::default()),
                 }
             }
@@ -127,43 +127,44 @@ impl World {
                     result,
                 }
             }
-            Command::PollMigration {
-                request: vmove_core::MigrationRequest { attempt, .. },
-                ..
-            } => Input::MigrationStatus {
-                vm,
-                attempt,
-                result: Ok(MigrationStatus::Completed),
-            },
-            Command::Locate {
-                request: request @ vmove_core::MigrationRequest { attempt, .. },
-            } => Input::Located {
-                vm,
-                attempt,
-                result: Ok(Location {
-                    on_source: self.on(&request.source),
-                    on_destination: self.on(&request.destination),
-                    running_migration: None,
-                }),
-            },
-            Command::Verify {
-                request: request @ vmove_core::MigrationRequest { attempt, .. },
-            } => Input::Verified {
-                vm,
-                attempt,
-                result: Ok(Verification {
-                    on_destination: self.at == request.destination,
-                    disks_present: self.at == request.destination,
-                    stopped_on_source: self.at != request.source,
-                    detail: String::new(),
-                    downtime_ms: None,
-                }),
-            },
+            Command::PollMigration { request: r, .. } => {
+                let attempt = r.attempt;
+                Input::MigrationStatus {
+                    vm,
+                    attempt,
+                    result: Ok(MigrationStatus::Completed),
+                }
+            }
+            Command::Locate { request } => {
+                let attempt = request.attempt;
+                Input::Located {
+                    vm,
+                    attempt,
+                    result: Ok(Location {
+                        on_source: self.on(&request.source),
+                        on_destination: self.on(&request.destination),
+                        running_migration: None,
+                    }),
+                }
+            }
+            Command::Verify { request } => {
+                let attempt = request.attempt;
+                Input::Verified {
+                    vm,
+                    attempt,
+                    result: Ok(Verification {
+                        on_destination: self.at == request.destination,
+                        disks_present: self.at == request.destination,
+                        stopped_on_source: self.at != request.source,
+                        detail: String::new(),
+                        downtime_ms: None,
+                    }),
+                }
+            }
             Command::ListLeftovers {
-                request: request @ vmove_core::MigrationRequest { attempt, .. },
-                context,
-                ..
+                request, context, ..
             } => {
+                let attempt = request.attempt;
                 let host = match context {
                     LeftoverContext::AfterSuccess => &request.source,
                     LeftoverContext::AfterFailedAttempt => &request.destination,
@@ -175,10 +176,11 @@ impl World {
                 }
             }
             Command::RemoveLeftover {
-                request: vmove_core::MigrationRequest { attempt, .. },
+                request: r,
                 leftover,
                 ..
             } => {
+                let attempt = r.attempt;
                 if let Some(f) = self.files.get_mut(&leftover.host) {
                     f.retain(|l| l != &leftover);
                 }

@@ -208,10 +208,10 @@ impl Exec {
                     .await
                 }
                 .await;
-                let started = result.is_ok().then(|| req.clone());
+                let started = result.is_ok().then(|| (*req).clone());
                 return Answer {
                     input: Input::MigrationStarted {
-                        vm: req.vm,
+                        vm: req.vm.clone(),
                         attempt: req.attempt,
                         result,
                     },
@@ -229,7 +229,7 @@ impl Exec {
                         |d| d.migration_status(&request, &handle),
                     )
                     .await,
-                vm: request.vm,
+                vm: request.vm.clone(),
                 attempt: request.attempt,
             },
             Command::AbortMigration { request, handle } => Input::AbortDone {
@@ -242,7 +242,7 @@ impl Exec {
                         |d| d.abort_migration(&request, &handle),
                     )
                     .await,
-                vm: request.vm,
+                vm: request.vm.clone(),
                 attempt: request.attempt,
             },
             Command::Converge {
@@ -259,7 +259,7 @@ impl Exec {
                         |d| d.converge(&request, &handle, aid),
                     )
                     .await,
-                vm: request.vm,
+                vm: request.vm.clone(),
                 attempt: request.attempt,
             },
             Command::Locate { request } => Input::Located {
@@ -272,7 +272,7 @@ impl Exec {
                         |d| d.locate(&request),
                     )
                     .await,
-                vm: request.vm,
+                vm: request.vm.clone(),
                 attempt: request.attempt,
             },
             Command::Preflight { request } => Input::Preflighted {
@@ -285,9 +285,9 @@ impl Exec {
                         |d| d.preflight(&request),
                     )
                     .await,
-                vm: request.vm,
+                vm: request.vm.clone(),
                 attempt: request.attempt,
-                destination: request.destination,
+                destination: request.destination.clone(),
             },
             Command::Verify { request } => Input::Verified {
                 result: self
@@ -299,7 +299,7 @@ impl Exec {
                         |d| d.verify(&request),
                     )
                     .await,
-                vm: request.vm,
+                vm: request.vm.clone(),
                 attempt: request.attempt,
             },
             Command::ListLeftovers { request, context } => Input::LeftoversListed {
@@ -312,7 +312,7 @@ impl Exec {
                         |d| d.leftovers(&request, context),
                     )
                     .await,
-                vm: request.vm,
+                vm: request.vm.clone(),
                 attempt: request.attempt,
             },
             Command::RemoveLeftover {
@@ -329,7 +329,7 @@ impl Exec {
                         |d| d.remove_leftover(&request, &leftover, context),
                     )
                     .await,
-                vm: request.vm,
+                vm: request.vm.clone(),
                 attempt: request.attempt,
                 leftover,
             },

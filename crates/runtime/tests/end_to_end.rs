@@ -223,10 +223,9 @@ async fn a_hung_start_is_cut_off_then_resolved_by_looking_and_retried() {
     assert_eq!(class, vmove_core::ErrorClass::Indeterminate);
     assert!(error.contains("did not answer within 30s"), "{error}");
     assert!(at >= Time(30_000), "{at}");
-    let located = collected
-        .commands
-        .iter()
-        .any(|(_, c)| matches!(c, vmove_core::Command::Locate { request: vmove_core::MigrationRequest { vm, .. } } if *vm == build.id));
+    let located = collected.commands.iter().any(
+        |(_, c)| matches!(c, vmove_core::Command::Locate { request } if request.vm == build.id),
+    );
     assert!(
         located,
         "an unclear start must be resolved by looking at the hosts"

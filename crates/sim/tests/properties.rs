@@ -80,23 +80,22 @@ impl Checker {
                         ),
                     );
                 }
-                (
-                    Command::Verify {
-                        request: vmove_core::MigrationRequest { vm, .. },
-                    },
-                    Input::Verified { result: Ok(v), .. },
-                ) if v.is_proof() => {
+                (Command::Verify { request: r }, Input::Verified { result: Ok(v), .. })
+                    if v.is_proof() =>
+                {
+                    let vm = &r.vm;
                     self.proven.insert(vm.clone());
                 }
                 (
                     Command::RemoveLeftover {
-                        request: vmove_core::MigrationRequest { vm, .. },
+                        request: r,
                         context: LeftoverContext::AfterSuccess,
                         leftover,
                         ..
                     },
                     _,
-                ) if !self.proven.contains(vm) => {
+                ) if !self.proven.contains(&r.vm) => {
+                    let vm = &r.vm;
                     self.fail(
                         s.now,
                         format!(

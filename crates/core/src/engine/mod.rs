@@ -337,8 +337,9 @@ impl Core {
             },
             "vmove stopped while this move was in flight",
         );
+        let req = Arc::new(req);
         self.commands.push_back(Command::Locate {
-            request: req.clone(),
+            request: Arc::clone(&req),
         });
         vm.state = MoveState::Locating {
             req,

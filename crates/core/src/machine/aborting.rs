@@ -5,6 +5,7 @@ use super::types::{Ctx, MoveState, Next, Output, VmMove};
 use crate::event::AttemptCall;
 use crate::io::Command;
 use crate::model::{ErrorClass, Failure, MigrationHandle, MigrationRequest};
+use std::sync::Arc;
 
 /// Why a running attempt is given up when the run is stopped with abort.
 pub(super) fn run_stopped() -> Failure {
@@ -17,7 +18,7 @@ impl VmMove {
     pub(super) fn abort(
         &mut self,
         ctx: Ctx<'_>,
-        req: MigrationRequest,
+        req: Arc<MigrationRequest>,
         handle: MigrationHandle,
         why: Failure,
         rounds: u32,
@@ -43,7 +44,7 @@ impl VmMove {
 pub(super) fn stop(
     vm: &mut VmMove,
     ctx: Ctx<'_>,
-    req: MigrationRequest,
+    req: Arc<MigrationRequest>,
     handle: MigrationHandle,
 ) -> Next {
     let mut out = Output::default();
@@ -55,7 +56,7 @@ pub(super) fn stop(
 /// module doc of [`super`], "After an abort").
 pub(super) fn answered(
     vm: &mut VmMove,
-    req: MigrationRequest,
+    req: Arc<MigrationRequest>,
     why: Failure,
     rounds: u32,
     res: Result<(), Failure>,
@@ -83,7 +84,12 @@ pub(super) fn answered(
 
 /// Aborting, timer: the abort call never answered (it may yet take effect): look at the hosts
 /// anyway.
-pub(super) fn timer(vm: &mut VmMove, req: MigrationRequest, why: Failure, rounds: u32) -> Next {
+pub(super) fn timer(
+    vm: &mut VmMove,
+    req: Arc<MigrationRequest>,
+    why: Failure,
+    rounds: u32,
+) -> Next {
     let mut out = Output::default();
     let state = vm.locate(req, why, rounds, Some((0, ABORT_PATIENCE)), &mut out);
     (state, out)

@@ -6,12 +6,13 @@ use crate::event::EventKind;
 use crate::io::LeftoverContext;
 use crate::model::{Failure, Leftover, MigrationRequest};
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// Removes the next leftover, or, with none left, the move is done.
 fn next(
     vm: &mut VmMove,
     ctx: Ctx<'_>,
-    req: MigrationRequest,
+    req: Arc<MigrationRequest>,
     todo: VecDeque<Leftover>,
     mut out: Output,
 ) -> Next {
@@ -21,7 +22,7 @@ fn next(
             todo: Some(todo),
         }
     } else {
-        let destination = req.destination;
+        let destination = req.destination.clone();
         vm.finish(ctx.now, MoveState::Moved { destination }, &mut out)
     };
     (state, out)
@@ -31,7 +32,7 @@ fn next(
 pub(super) fn listed(
     vm: &mut VmMove,
     ctx: Ctx<'_>,
-    req: MigrationRequest,
+    req: Arc<MigrationRequest>,
     res: Result<Vec<Leftover>, Failure>,
 ) -> Next {
     let mut out = Output::default();
@@ -54,7 +55,7 @@ pub(super) fn listed(
 pub(super) fn removed(
     vm: &mut VmMove,
     ctx: Ctx<'_>,
-    req: MigrationRequest,
+    req: Arc<MigrationRequest>,
     mut todo: VecDeque<Leftover>,
     l: Leftover,
     res: Result<(), Failure>,

@@ -8,6 +8,7 @@ use crate::io::{Command, LeftoverContext};
 use crate::model::{Failure, Leftover, MigrationRequest};
 use crate::time::Time;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 impl VmMove {
     /// Ends the move in the final `state`, saying its outcome; returns that state.
@@ -139,7 +140,7 @@ impl VmMove {
     /// Asks to remove the first of `todo`, if there is one (whether it asked).
     pub(super) fn next_leftover(
         &self,
-        req: &MigrationRequest,
+        req: &Arc<MigrationRequest>,
         ctx_kind: LeftoverContext,
         todo: &VecDeque<Leftover>,
         out: &mut Output,

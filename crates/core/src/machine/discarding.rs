@@ -8,6 +8,7 @@ use crate::io::LeftoverContext;
 use crate::model::{ErrorClass, Failure, HostId, Leftover, MigrationRequest};
 use crate::policy::{self, RetryAction};
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// `1 leftover`, `2 leftovers`.
 fn plural(n: u32, one: &str, many: &str) -> String {
@@ -138,7 +139,7 @@ impl VmMove {
 fn discarded(
     vm: &mut VmMove,
     ctx: Ctx<'_>,
-    req: MigrationRequest,
+    req: Arc<MigrationRequest>,
     mut why: Failure,
     tally: DiscardTally,
     out: &mut Output,
@@ -189,7 +190,7 @@ fn discarded(
 fn next(
     vm: &mut VmMove,
     ctx: Ctx<'_>,
-    req: MigrationRequest,
+    req: Arc<MigrationRequest>,
     why: Failure,
     todo: VecDeque<Leftover>,
     tally: DiscardTally,
@@ -211,7 +212,7 @@ fn next(
 pub(super) fn listed(
     vm: &mut VmMove,
     ctx: Ctx<'_>,
-    req: MigrationRequest,
+    req: Arc<MigrationRequest>,
     why: Failure,
     mut tally: DiscardTally,
     res: Result<Vec<Leftover>, Failure>,
@@ -238,7 +239,7 @@ pub(super) fn listed(
 pub(super) fn removed(
     vm: &mut VmMove,
     ctx: Ctx<'_>,
-    req: MigrationRequest,
+    req: Arc<MigrationRequest>,
     why: Failure,
     mut todo: VecDeque<Leftover>,
     mut tally: DiscardTally,

@@ -8,6 +8,7 @@ use super::types::{Ctx, DiscardTally, MoveState, Next, Output, VmMove};
 use crate::event::{AttemptCall, Reason};
 use crate::io::{Command, LeftoverContext};
 use crate::model::{Activity, ErrorClass, Failure, Location, MigrationMode, MigrationRequest};
+use std::sync::Arc;
 
 /// Why nothing was removed from the destination when the VM was found on neither host.
 const ON_NEITHER: &str = "the VM was on neither host, so nothing was removed";
@@ -17,7 +18,7 @@ impl VmMove {
     /// so far; `abort_wait` as in [`MoveState::Locating`]).
     pub(super) fn locate(
         &mut self,
-        req: MigrationRequest,
+        req: Arc<MigrationRequest>,
         why: Failure,
         abort_rounds: u32,
         abort_wait: Option<(u32, u32)>,
@@ -61,7 +62,7 @@ impl VmMove {
     fn settle_interrupted(
         &mut self,
         ctx: Ctx<'_>,
-        req: MigrationRequest,
+        req: Arc<MigrationRequest>,
         why: Failure,
         tries: u32,
         abort_rounds: u32,
@@ -114,7 +115,7 @@ impl VmMove {
 pub(super) fn look_failed(
     vm: &mut VmMove,
     ctx: Ctx<'_>,
-    req: MigrationRequest,
+    req: Arc<MigrationRequest>,
     why: Failure,
     tries: u32,
     abort_rounds: u32,
@@ -167,7 +168,7 @@ pub(super) fn look_failed(
 pub(super) fn located(
     vm: &mut VmMove,
     ctx: Ctx<'_>,
-    req: MigrationRequest,
+    req: Arc<MigrationRequest>,
     why: Failure,
     tries: u32,
     abort_rounds: u32,

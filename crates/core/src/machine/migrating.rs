@@ -10,6 +10,7 @@ use crate::model::{
 };
 use crate::spec::{Settings, WatchdogAction};
 use crate::time::Time;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Convergence aids applied, in this order, when a watchdog fires with `Escalate`; once all were
@@ -33,7 +34,7 @@ impl VmMove {
     pub(super) fn start_migrating(
         &mut self,
         ctx: Ctx<'_>,
-        req: MigrationRequest,
+        req: Arc<MigrationRequest>,
         handle: MigrationHandle,
         out: &mut Output,
     ) -> MoveState {

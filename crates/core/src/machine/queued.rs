@@ -10,6 +10,7 @@ use crate::model::{
 use crate::policy;
 use crate::spec::Settings;
 use crate::time::Time;
+use std::sync::Arc;
 
 /// Why a VM held (by a backup, a job, a transition) for longer than `backup_threshold` is
 /// unmigratable.
@@ -106,7 +107,7 @@ pub(super) fn start(
     vm.timer = None;
     vm.progress = None;
     vm.started_at = Some(ctx.now);
-    let req = MigrationRequest {
+    let req = Arc::new(MigrationRequest {
         vm: vm.id.clone(),
         vm_name: vm.name.as_str().into(),
         source: vm.source.clone(),
@@ -115,7 +116,7 @@ pub(super) fn start(
         layout,
         attempt: vm.attempts,
         run_id,
-    };
+    });
     out.events.push(EventKind::AttemptStarted {
         vm: vm.id.clone(),
         attempt: req.attempt,
@@ -123,7 +124,7 @@ pub(super) fn start(
         destination: req.destination.clone(),
         mode,
     });
-    out.commands.push(Command::StartMigration(req.clone()));
+    out.commands.push(Command::StartMigration(Arc::clone(&req)));
     (MoveState::Starting { req }, out)
 }
 
@@ -138,7 +139,7 @@ pub(super) fn preflight(
     run_id: std::sync::Arc<str>,
 ) -> Next {
     let mut out = Output::default();
-    let request = MigrationRequest {
+    let request = Arc::new(MigrationRequest {
         vm: vm.id.clone(),
         vm_name: vm.name.as_str().into(),
         source: vm.source.clone(),
@@ -147,7 +148,7 @@ pub(super) fn preflight(
         layout,
         attempt: vm.attempts + 1,
         run_id,
-    };
+    });
     vm.preflight.asking = Some(destination);
     out.commands.push(Command::Preflight { request });
     (MoveState::Queued, out)

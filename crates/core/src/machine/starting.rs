@@ -7,6 +7,7 @@ use crate::event::{EventKind, WaitReason, Watchdog};
 use crate::io::Command;
 use crate::model::{ErrorClass, Failure, MigrationHandle, MigrationRequest, MigrationStatus};
 use crate::spec::Settings;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The shortest interval between looks at a started migration, so that a `progress_interval`
@@ -33,7 +34,7 @@ fn confirm_checks(s: &Settings) -> u32 {
 }
 
 /// Asks how the migration is doing.
-fn poll(req: &MigrationRequest, handle: &MigrationHandle, out: &mut Output) {
+fn poll(req: &Arc<MigrationRequest>, handle: &MigrationHandle, out: &mut Output) {
     out.commands.push(Command::PollMigration {
         request: req.clone(),
         handle: handle.clone(),
@@ -45,7 +46,7 @@ fn poll(req: &MigrationRequest, handle: &MigrationHandle, out: &mut Output) {
 pub(super) fn accepted(
     vm: &mut VmMove,
     ctx: Ctx<'_>,
-    req: MigrationRequest,
+    req: Arc<MigrationRequest>,
     handle: MigrationHandle,
 ) -> Next {
     let mut out = Output::default();
@@ -64,7 +65,7 @@ pub(super) fn accepted(
 }
 
 /// Starting, refused or failed: look at the hosts.
-pub(super) fn start_failed(vm: &mut VmMove, req: MigrationRequest, why: Failure) -> Next {
+pub(super) fn start_failed(vm: &mut VmMove, req: Arc<MigrationRequest>, why: Failure) -> Next {
     let mut out = Output::default();
     vm.record_failure(&req, &why, &mut out);
     let state = vm.locate(req, why, 0, None, &mut out);
@@ -102,7 +103,7 @@ pub(super) fn deferred(vm: &mut VmMove, ctx: Ctx<'_>) -> Next {
 pub(super) fn status(
     vm: &mut VmMove,
     ctx: Ctx<'_>,
-    req: MigrationRequest,
+    req: Arc<MigrationRequest>,
     handle: MigrationHandle,
     checks: u32,
     res: Result<MigrationStatus, Failure>,
@@ -132,7 +133,7 @@ pub(super) fn status(
 pub(super) fn timer(
     vm: &mut VmMove,
     ctx: Ctx<'_>,
-    req: MigrationRequest,
+    req: Arc<MigrationRequest>,
     handle: MigrationHandle,
     checks: u32,
 ) -> Next {

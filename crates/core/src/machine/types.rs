@@ -13,6 +13,7 @@ use crate::policy;
 use crate::spec::Settings;
 use crate::time::Time;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 /// The state of one VM's move. The data each phase needs lives in its variant.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,10 +21,10 @@ pub enum MoveState {
     /// Waiting to be started (see [`VmMove::wait`]).
     Queued,
     /// Start asked.
-    Starting { req: MigrationRequest },
+    Starting { req: Arc<MigrationRequest> },
     /// Accepted; waiting to see it running.
     Confirming {
-        req: MigrationRequest,
+        req: Arc<MigrationRequest>,
         handle: MigrationHandle,
         /// Checks made so far.
         checks: u32,
@@ -32,7 +33,7 @@ pub enum MoveState {
     Migrating(Box<Migrating>),
     /// Abort asked.
     Aborting {
-        req: MigrationRequest,
+        req: Arc<MigrationRequest>,
         handle: MigrationHandle,
         /// Why the attempt is being given up.
         why: Failure,
@@ -41,7 +42,7 @@ pub enum MoveState {
     },
     /// Looking at the hosts.
     Locating {
-        req: MigrationRequest,
+        req: Arc<MigrationRequest>,
         /// What went wrong (the attempt's failure).
         why: Failure,
         /// Locate calls that failed so far (at most [`OBSERVE_RETRIES`]).
@@ -58,7 +59,7 @@ pub enum MoveState {
     },
     /// Removing what a failed attempt left on the destination.
     Discarding {
-        req: MigrationRequest,
+        req: Arc<MigrationRequest>,
         /// The attempt's failure.
         why: Failure,
         /// Leftovers still to remove (`None` until listed).
@@ -70,13 +71,13 @@ pub enum MoveState {
     BackingOff { until: Time },
     /// Proving the VM arrived.
     Verifying {
-        req: MigrationRequest,
+        req: Arc<MigrationRequest>,
         /// Failed or inconclusive verifications so far.
         tries: u32,
     },
     /// Removing what the move left on the source.
     CleaningUp {
-        req: MigrationRequest,
+        req: Arc<MigrationRequest>,
         /// Leftovers still to remove (`None` until listed).
         todo: Option<VecDeque<Leftover>>,
     },
@@ -111,7 +112,7 @@ impl DiscardTally {
 /// The data of a running migration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Migrating {
-    pub req: MigrationRequest,
+    pub req: Arc<MigrationRequest>,
     pub handle: MigrationHandle,
     /// When it was seen running.
     pub since: Time,
@@ -152,7 +153,7 @@ impl MoveState {
     }
 
     /// The request of the attempt in flight, if any.
-    pub fn request(&self) -> Option<&MigrationRequest> {
+    pub fn request(&self) -> Option<&Arc<MigrationRequest>> {
         match self {
             MoveState::Starting { req }
             | MoveState::Confirming { req, .. }

@@ -6,6 +6,7 @@ use super::types::{Ctx, MoveState, Next, Output, VmMove};
 use crate::event::{AttemptCall, EventKind, Reason};
 use crate::io::{Command, LeftoverContext};
 use crate::model::{ErrorClass, Failure, MigrationRequest, Verification};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The longest wait between verifications that disprove (a VM that just arrived may need a
@@ -17,7 +18,7 @@ impl VmMove {
     /// Asks for the proof (`tries` failed or inconclusive so far).
     pub(super) fn verify(
         &mut self,
-        req: MigrationRequest,
+        req: Arc<MigrationRequest>,
         tries: u32,
         out: &mut Output,
     ) -> MoveState {
@@ -35,7 +36,7 @@ impl VmMove {
 pub(super) fn verified(
     vm: &mut VmMove,
     ctx: Ctx<'_>,
-    req: MigrationRequest,
+    req: Arc<MigrationRequest>,
     tries: u32,
     res: Result<Verification, Failure>,
 ) -> Next {
@@ -79,7 +80,7 @@ pub(super) fn verified(
                 vm.timer = None;
                 MoveState::CleaningUp { req, todo: None }
             } else {
-                let destination = req.destination;
+                let destination = req.destination.clone();
                 vm.finish(now, MoveState::Moved { destination }, &mut out)
             }
         }
@@ -111,7 +112,7 @@ pub(super) fn verified(
 }
 
 /// Verifying, timer: ask again.
-pub(super) fn timer(vm: &mut VmMove, req: MigrationRequest, tries: u32) -> Next {
+pub(super) fn timer(vm: &mut VmMove, req: Arc<MigrationRequest>, tries: u32) -> Next {
     let mut out = Output::default();
     let state = vm.verify(req, tries, &mut out);
     (state, out)

@@ -185,9 +185,9 @@ impl World {
                     _ => Ok(Preflight::default()),
                 };
                 Input::Preflighted {
-                    vm: req.vm,
+                    vm: req.vm.clone(),
                     attempt: req.attempt,
-                    destination: req.destination,
+                    destination: req.destination.clone(),
                     result,
                 }
             }
@@ -199,7 +199,7 @@ impl World {
                         .and_then(|v| v.iter().find(|l| l.what.contains(&*req.vm_name)).cloned());
                     if let Some(l) = taken {
                         return Some(Input::MigrationStarted {
-                            vm: req.vm,
+                            vm: req.vm.clone(),
                             attempt: req.attempt,
                             result: Err(Failure::new(
                                 ErrorClass::DestinationRefused,
@@ -225,7 +225,7 @@ impl World {
                                 });
                         }
                         return Some(Input::MigrationStarted {
-                            vm: req.vm,
+                            vm: req.vm.clone(),
                             attempt: req.attempt,
                             // Each attempt's failure says its attempt: the same failure twice
                             // on one route ends retries there (tests of that use their own).
@@ -258,15 +258,13 @@ impl World {
                     },
                 );
                 Input::MigrationStarted {
-                    vm: req.vm,
+                    vm: req.vm.clone(),
                     attempt: req.attempt,
                     result: Ok(handle),
                 }
             }
-            Command::PollMigration {
-                request: vmove_core::MigrationRequest { vm, attempt, .. },
-                ..
-            } => {
+            Command::PollMigration { request: r, .. } => {
+                let (vm, attempt) = (r.vm.clone(), r.attempt);
                 let name = self.migs.get(&vm).map(|_| ());
                 let status = match (name, self.migs.get(&vm)) {
                     (Some(()), Some(m)) => {
@@ -303,10 +301,8 @@ impl World {
                     result: Ok(status),
                 }
             }
-            Command::AbortMigration {
-                request: vmove_core::MigrationRequest { vm, attempt, .. },
-                ..
-            } => {
+            Command::AbortMigration { request: r, .. } => {
+                let (vm, attempt) = (r.vm.clone(), r.attempt);
                 let name = self
                     .find(&vm)
                     .first()
@@ -341,12 +337,9 @@ impl World {
                     result: Ok(()),
                 }
             }
-            Command::Converge {
-                request: vmove_core::MigrationRequest { vm, attempt, .. },
-                ..
-            } => Input::Converged {
-                vm,
-                attempt,
+            Command::Converge { request: r, .. } => Input::Converged {
+                vm: r.vm.clone(),
+                attempt: r.attempt,
                 result: Ok(false),
             },
             Command::Locate { request } => {
@@ -429,11 +422,12 @@ impl World {
                 }
             }
             Command::RemoveLeftover {
-                request: vmove_core::MigrationRequest { vm, attempt, .. },
+                request: r,
                 leftover,
                 context,
                 ..
             } => {
+                let (vm, attempt) = (r.vm.clone(), r.attempt);
                 if self.remove_fails.contains(&leftover.what) {
                     return Some(Input::LeftoverRemoved {
                         vm,

@@ -45,14 +45,14 @@ fn leftover() -> Leftover {
 fn state(p: Phase) -> MoveState {
     match p {
         Phase::Queued => MoveState::Queued,
-        Phase::Starting => MoveState::Starting { req: req() },
+        Phase::Starting => MoveState::Starting { req: req().into() },
         Phase::Confirming => MoveState::Confirming {
-            req: req(),
+            req: req().into(),
             handle: h(),
             checks: 0,
         },
         Phase::Migrating => MoveState::Migrating(Box::new(Migrating {
-            req: req(),
+            req: req().into(),
             handle: h(),
             since: Time::ZERO,
             last_progress_at: Time::ZERO,
@@ -65,31 +65,31 @@ fn state(p: Phase) -> MoveState {
             converging: false,
         })),
         Phase::Aborting => MoveState::Aborting {
-            req: req(),
+            req: req().into(),
             handle: h(),
             why: Failure::new(ErrorClass::Transient, "stalled"),
             rounds: 1,
         },
         Phase::Locating => MoveState::Locating {
-            req: req(),
+            req: req().into(),
             why: Failure::new(ErrorClass::Transient, "x"),
             tries: 0,
             abort_rounds: 0,
             abort_wait: None,
         },
         Phase::Discarding => MoveState::Discarding {
-            req: req(),
+            req: req().into(),
             why: Failure::new(ErrorClass::Transient, "x"),
             todo: None,
             tally: Default::default(),
         },
         Phase::BackingOff => MoveState::BackingOff { until: Time(5000) },
         Phase::Verifying => MoveState::Verifying {
-            req: req(),
+            req: req().into(),
             tries: 0,
         },
         Phase::CleaningUp => MoveState::CleaningUp {
-            req: req(),
+            req: req().into(),
             todo: None,
         },
         Phase::Moved => MoveState::Moved {

@@ -348,7 +348,7 @@ fn locating_decides_from_what_the_hosts_show() {
 fn locating_after_an_indeterminate_start_readopts_a_running_job() {
     let mut d = Driven::at(Phase::Locating, Time(1));
     d.v.state = MoveState::Locating {
-        req: req(),
+        req: req().into(),
         why: Failure::new(ErrorClass::Indeterminate, "lost"),
         tries: 0,
         abort_rounds: 0,
@@ -372,7 +372,7 @@ fn discarding_then_retry_policy() {
     // A removal answer for something else is illegal.
     let mut d = Driven::at(Phase::Discarding, Time(1000));
     d.v.state = MoveState::Discarding {
-        req: req(),
+        req: req().into(),
         why: Failure::new(ErrorClass::Transient, "x"),
         todo: Some(VecDeque::from([leftover()])),
         tally: Default::default(),

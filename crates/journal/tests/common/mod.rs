@@ -222,7 +222,10 @@ pub fn script(run: &str, vm_prefix: &str, n: usize) -> Vec<Step> {
         let mut attempt = 1;
         if i == 0 {
             s.push(transition(t, &vm, Phase::Queued, Phase::Starting));
-            let k = intent(&mut s, Command::StartMigration(request(&vm, &name, 1, run)));
+            let k = intent(
+                &mut s,
+                Command::StartMigration(request(&vm, &name, 1, run).into()),
+            );
             s.push(Step::Outcome(
                 k,
                 Input::MigrationStarted {
@@ -253,7 +256,7 @@ pub fn script(run: &str, vm_prefix: &str, n: usize) -> Vec<Step> {
         s.push(transition(t, &vm, Phase::Queued, Phase::Starting));
         let k = intent(
             &mut s,
-            Command::StartMigration(request(&vm, &name, attempt, run)),
+            Command::StartMigration(request(&vm, &name, attempt, run).into()),
         );
         s.push(ev(
             t,
@@ -275,7 +278,7 @@ pub fn script(run: &str, vm_prefix: &str, n: usize) -> Vec<Step> {
         ));
         s.push(transition(t + 1, &vm, Phase::Starting, Phase::Migrating));
         let poll = Command::PollMigration {
-            request: request(&vm, &name, attempt, run),
+            request: request(&vm, &name, attempt, run).into(),
             handle: handle.clone(),
         };
         let k = intent(&mut s, poll.clone());
@@ -314,7 +317,7 @@ pub fn script(run: &str, vm_prefix: &str, n: usize) -> Vec<Step> {
         let k = intent(
             &mut s,
             Command::Verify {
-                request: req.clone(),
+                request: req.clone().into(),
             },
         );
         s.push(Step::Outcome(
@@ -343,7 +346,7 @@ pub fn script(run: &str, vm_prefix: &str, n: usize) -> Vec<Step> {
         let k = intent(
             &mut s,
             Command::ListLeftovers {
-                request: req,
+                request: req.into(),
                 context: LeftoverContext::AfterSuccess,
             },
         );
@@ -363,7 +366,7 @@ pub fn script(run: &str, vm_prefix: &str, n: usize) -> Vec<Step> {
         let k = intent(
             &mut s,
             Command::RemoveLeftover {
-                request: request(&vm, &name, attempt, run),
+                request: request(&vm, &name, attempt, run).into(),
                 leftover: leftover.clone(),
                 context: LeftoverContext::AfterSuccess,
             },

@@ -274,7 +274,7 @@ impl ScriptEngine {
                 free -= 1;
                 self.vms[i].1 = St::Starting;
                 self.commands
-                    .push_back(Command::StartMigration(Self::req(&self.vms[i].0)));
+                    .push_back(Command::StartMigration(Self::req(&self.vms[i].0).into()));
             }
         }
     }
@@ -307,7 +307,7 @@ impl Engine for ScriptEngine {
                     (St::Running { .. }, Ok(MigrationStatus::Completed)) => {
                         self.vms[i].1 = St::Verifying;
                         self.commands.push_back(Command::Verify {
-                            request: Self::req(vm.as_str()),
+                            request: Self::req(vm.as_str()).into(),
                         });
                     }
                     (
@@ -337,7 +337,7 @@ impl Engine for ScriptEngine {
                         if let St::Running { handle, .. } = &self.vms[i].1 {
                             let name = self.vms[i].0.clone();
                             self.commands.push_back(Command::AbortMigration {
-                                request: Self::req(&name),
+                                request: Self::req(&name).into(),
                                 handle: handle.clone(),
                             });
                             self.vms[i].1 = St::Aborting;
@@ -358,7 +358,7 @@ impl Engine for ScriptEngine {
             {
                 *next_poll = None;
                 self.commands.push_back(Command::PollMigration {
-                    request: Self::req(name),
+                    request: Self::req(name).into(),
                     handle: handle.clone(),
                 });
             }
