@@ -448,7 +448,7 @@ impl Core {
                         if let Ok(loc) = &result {
                             self.note_location(idx, loc);
                         }
-                        VmEvent::Located(result)
+                        VmEvent::Located(result.map(Box::new))
                     }
                     Input::Verified { result, .. } => VmEvent::Verified(result),
                     Input::LeftoversListed { result, .. } => VmEvent::Leftovers(result),

@@ -254,7 +254,7 @@ fn transition(vm: &mut VmMove, ctx: Ctx<'_>, state: MoveState, ev: VmEvent) -> T
                 abort_wait,
             },
             E::Located(Ok(loc)),
-        ) => locating::located(vm, ctx, req, why, tries, abort_rounds, abort_wait, loc),
+        ) => locating::located(vm, ctx, req, why, tries, abort_rounds, abort_wait, *loc),
         (st @ S::Locating { .. }, E::Timer) => locating::timer(vm, st),
         // Self-loop: late status/abort/convergence answers; the Locate answer decides.
         (

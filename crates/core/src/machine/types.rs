@@ -221,7 +221,7 @@ pub enum VmEvent {
     /// Answer to Converge.
     Converged(Result<bool, Failure>),
     /// Answer to Locate.
-    Located(Result<Location, Failure>),
+    Located(Result<Box<Location>, Failure>),
     /// Answer to Verify.
     Verified(Result<Verification, Failure>),
     /// Answer to ListLeftovers.

@@ -245,11 +245,11 @@ fn start() -> VmEvent {
 }
 
 fn loc(src: Option<VmInfo>, dst: Option<VmInfo>, job: bool) -> VmEvent {
-    VmEvent::Located(Ok(Location {
+    VmEvent::Located(Ok(Box::new(Location {
         on_source: src,
         on_destination: dst,
         running_migration: job.then(h),
-    }))
+    })))
 }
 
 /// The leftover call `c` is, if it is exactly one: a listing or a removal, and its context.
