@@ -48,7 +48,11 @@ impl Seen {
     pub(super) fn insert(&mut self, h: usize, v: VmInfo) {
         match self.0.binary_search_by_key(&h, |(k, _)| *k) {
             Ok(i) => self.0[i].1 = v,
-            Err(i) => self.0.insert(i, (h, v)),
+            Err(i) => {
+                // Room for this one only (a vector's first push makes room for four).
+                self.0.reserve_exact(1);
+                self.0.insert(i, (h, v));
+            }
         }
     }
 
