@@ -442,6 +442,9 @@ impl RunSpec {
             }
         }
         let mut seen = BTreeSet::new();
+        // The last destination list checked whole, and its hosts: sources sharing a list (a
+        // large evacuation's thousands) check it once, then only that they are not in it.
+        let mut checked: Option<(&std::sync::Arc<[HostId]>, BTreeSet<&HostId>)> = None;
         for src in &self.sources {
             if !seen.insert(&src.host) {
                 return Err(SpecError::DuplicateSource(src.host.clone()));
@@ -452,12 +455,22 @@ impl RunSpec {
             if src.destinations.is_empty() {
                 return Err(SpecError::NoDestination(src.host.clone()));
             }
-            for d in src.destinations.iter() {
-                if !self.hosts.contains_key(d) {
-                    return Err(SpecError::UnknownHost(d.clone()));
+            match &checked {
+                Some((list, hosts)) if std::sync::Arc::ptr_eq(list, &src.destinations) => {
+                    if hosts.contains(&src.host) {
+                        return Err(SpecError::SameSourceAndDestination(src.host.clone()));
+                    }
                 }
-                if *d == src.host {
-                    return Err(SpecError::SameSourceAndDestination(d.clone()));
+                _ => {
+                    for d in src.destinations.iter() {
+                        if !self.hosts.contains_key(d) {
+                            return Err(SpecError::UnknownHost(d.clone()));
+                        }
+                        if *d == src.host {
+                            return Err(SpecError::SameSourceAndDestination(d.clone()));
+                        }
+                    }
+                    checked = Some((&src.destinations, src.destinations.iter().collect()));
                 }
             }
             if let Selection::Names(pats) = &src.select {

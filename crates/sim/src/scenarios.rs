@@ -430,6 +430,8 @@ pub fn large(vms: usize, hosts: usize) -> Scenario {
         .iter()
         .chain(&dst)
         .map(|h| HostSpec {
+            // The run's own ids (one allocation per name, shared by the spec and the cluster).
+            id: h.clone(),
             memory_bytes: 1024 * GIB,
             disk_bytes: 256 * 1024 * GIB,
             ..HostSpec::new(h.as_str())

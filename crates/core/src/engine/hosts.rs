@@ -451,8 +451,15 @@ impl Core {
                 VmEvent::Assessed(Assessment::Unmigratable(Reason::NotFound)),
             );
         }
+        // Whether the source is in its shared list, asked once (the list can hold thousands).
+        let source_in_shared = dests.contains(&host_id);
         for idx in new {
             let vm = &self.vms[idx].vm;
+            let pinned_to_source = if Arc::ptr_eq(&vm.destinations, &dests) {
+                source_in_shared
+            } else {
+                vm.destinations.contains(&vm.source)
+            };
             if let Some(reason) = self.stopping.clone() {
                 self.step(
                     idx,
@@ -462,7 +469,7 @@ impl Core {
                         reason,
                     },
                 );
-            } else if vm.destinations.contains(&vm.source) {
+            } else if pinned_to_source {
                 self.step(
                     idx,
                     now,

@@ -74,6 +74,8 @@ pub fn lower_bound(cluster: &SimCluster, spec: &RunSpec) -> Time {
     let mut total = 0u128;
     let mut max_rate = 1u64;
     let mut dests = std::collections::BTreeSet::new();
+    // Destination lists already added to `dests` (sources often share one).
+    let mut lists_seen: Vec<std::sync::Arc<[HostId]>> = Vec::new();
     let mut per_source_bound = 0u64;
     for src in &spec.sources {
         let Some(ss) = cluster.host_spec(&src.host) else {
@@ -134,7 +136,13 @@ pub fn lower_bound(cluster: &SimCluster, spec: &RunSpec) -> Time {
         per_source_bound = per_source_bound
             .max((source_bytes * MS_PER_SEC / u128::from(throughput(&src.host))) as u64);
         total += source_bytes;
-        dests.extend(src.destinations.iter().cloned());
+        if !lists_seen
+            .iter()
+            .any(|l| std::sync::Arc::ptr_eq(l, &src.destinations))
+        {
+            lists_seen.push(src.destinations.clone());
+            dests.extend(src.destinations.iter().cloned());
+        }
     }
     let dest_tp: u128 = dests
         .iter()
