@@ -392,6 +392,11 @@ impl Core {
         };
         let mut chosen: Option<(Score, usize)> = None;
         for &h in &e.clear_hosts {
+            // A destination without a free slot cannot take it (`judge` says `NoSlot` or
+            // worse): passed over before anything else about it is read.
+            if self.ledger.free(h) == 0 {
+                continue;
+            }
             let id = &self.hosts[h].id;
             if e.vm.refused.contains(id)
                 || e.vm.preflight.blocked.contains_key(id)
