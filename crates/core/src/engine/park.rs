@@ -217,11 +217,7 @@ impl Core {
         };
         for &(_, h) in below.rev().take(WITNESS_LOOKS) {
             let d = &self.hosts[h].id;
-            if self.vms[idx].clear_hosts.contains(&h)
-                || vm.refused.contains(d)
-                || vm.preflight.blocked.contains_key(d)
-                || vm.preflight.waiting.contains_key(d)
-            {
+            if self.vms[idx].clear_hosts.contains(&h) || vm.passed_over(d) {
                 continue;
             }
             if let Judged::Fits(score) = self.judge(src, h, need_mem, need_disk) {

@@ -397,11 +397,7 @@ impl Core {
             if self.ledger.free(h) == 0 {
                 continue;
             }
-            let id = &self.hosts[h].id;
-            if e.vm.refused.contains(id)
-                || e.vm.preflight.blocked.contains_key(id)
-                || e.vm.preflight.waiting.contains_key(id)
-            {
+            if e.vm.passed_over(&self.hosts[h].id) {
                 continue;
             }
             if let Judged::Fits(score) = self.judge(e.source, h, need_mem, need_disk) {
@@ -449,11 +445,7 @@ impl Core {
             if !matches!(self.judge(src, h, need_mem, need_disk), Judged::Fits(_)) {
                 continue;
             }
-            let id = &self.hosts[h].id;
-            if e.vm.refused.contains(id)
-                || e.vm.preflight.blocked.contains_key(id)
-                || e.vm.preflight.waiting.contains_key(id)
-            {
+            if e.vm.passed_over(&self.hosts[h].id) {
                 continue;
             }
             return h;
@@ -530,11 +522,7 @@ impl Core {
             // look below says why. (A rank that is not the host's score now would mean a change
             // was not noted: the full look decides then, as a guard.)
             for &(rank, h) in &self.index.open_hosts[self.index.group_of[si]] {
-                let id = &self.hosts[h].id;
-                if vm.refused.contains(id)
-                    || vm.preflight.blocked.contains_key(id)
-                    || vm.preflight.waiting.contains_key(id)
-                {
+                if vm.passed_over(&self.hosts[h].id) {
                     continue;
                 }
                 if let Judged::Fits(score) = self.judge(src, h, need_mem, need_disk) {

@@ -404,6 +404,14 @@ impl VmMove {
         self.attempts.saturating_sub(self.uncounted)
     }
 
+    /// Whether destination `d` is passed over for this VM now: refused, or its pre-flight check
+    /// there blocked it (for good, or until its findings pass).
+    pub fn passed_over(&self, d: &HostId) -> bool {
+        self.refused.contains(d)
+            || self.preflight.blocked.contains_key(d)
+            || self.preflight.waiting.contains_key(d)
+    }
+
     /// Destinations still allowed (not refused).
     pub fn open_destinations(&self) -> impl Iterator<Item = &HostId> {
         self.destinations
