@@ -415,10 +415,38 @@ impl TimelineBuilder {
     }
 }
 
+/// When, within one millisecond, a slot is given back, taken for an instant, taken: slots freed
+/// at `t` come first, then attempts refused at once, one after the other (each takes a slot and
+/// gives it back at `t`, so the next can take the same one), then the starts at `t`, which may
+/// take the slots those gave back. Lanes ([`assign`]) and the peak use ([`Timeline::peak_use`])
+/// order an instant's changes this way, so they agree.
+const FREED: u8 = 0;
+const INSTANT: u8 = 1;
+const TAKEN: u8 = 2;
+
+/// A point of that order: (ms, phase, the attempt refused at once, before (0) or after (1) it).
+type SlotPoint = (u64, u8, usize, u8);
+
+/// Attempt `i`'s slot as (from, to) in [`SlotPoint`] order: refused at once, it holds it for an
+/// instant of its start's millisecond, after the other attempts refused then with lower
+/// indexes; otherwise from `TAKEN` of its start to `FREED` of its end (`None`: still held).
+fn slot_span(a: &Attempt, i: usize) -> (SlotPoint, Option<SlotPoint>) {
+    match a.slot_end_ms.or(a.end_ms) {
+        Some(end) if end <= a.start_ms => (
+            (a.start_ms, INSTANT, i, 0),
+            Some((a.start_ms, INSTANT, i, 1)),
+        ),
+        Some(end) => ((a.start_ms, TAKEN, 0, 0), Some((end, FREED, 0, 0))),
+        None => ((a.start_ms, TAKEN, 0, 0), None),
+    }
+}
+
 /// Assigns the attempts `mine` picks to lanes, greedily by start time: each goes to the first
 /// lane whose last bar gave its slot back by its start, else to a new lane. Interval
 /// partitioning in start order: the number of lanes is the peak number of attempts holding a
-/// slot at once.
+/// slot at once. Within a millisecond, starts are ordered as [`slot_span`] says: an attempt
+/// refused at once that sorted after a start at the same instant used to open a lane of its
+/// own, one more than the peak.
 fn assign(
     attempts: &mut [Attempt],
     mine: impl Fn(&Attempt) -> bool,
@@ -427,8 +455,10 @@ fn assign(
     let mut order: Vec<usize> = (0..attempts.len())
         .filter(|i| mine(&attempts[*i]))
         .collect();
-    order.sort_by_key(|i| (attempts[*i].start_ms, *i));
+    order.sort_by_key(|i| (slot_span(&attempts[*i], *i).0, *i));
     let mut lanes: Vec<Lane> = Vec::new();
+    // Each lane's last slot end, in (ms, phase) order (`None`: still held).
+    let mut ends: Vec<Option<SlotPoint>> = Vec::new();
     for i in order {
         let a = &attempts[i];
         let to = a.slot_end_ms.or(a.end_ms);
@@ -437,19 +467,18 @@ fn assign(
             from_ms: a.start_ms,
             to_ms: to,
         };
-        let free = lanes.iter().position(|l| {
-            l.bars
-                .last()
-                .is_none_or(|b| b.to_ms.is_some_and(|end| end <= a.start_ms))
-        });
+        let (from, until) = slot_span(a, i);
+        let free = ends.iter().position(|e| e.is_some_and(|end| end <= from));
         let lane = match free {
             Some(l) => l,
             None => {
                 lanes.push(Lane::default());
+                ends.push(None);
                 lanes.len() - 1
             }
         };
         lanes[lane].bars.push(bar);
+        ends[lane] = until;
         set(&mut attempts[i], lane);
     }
     lanes
@@ -537,19 +566,18 @@ impl Timeline {
     /// the lanes to.
     #[cfg(test)]
     pub fn peak_use(&self, host: &str) -> (usize, usize, usize) {
-        // +1 at a start, -1 at a slot's end; ends before starts at the same time (a freed
-        // slot is refilled at once).
-        let mut marks: Vec<(u64, i8, u8)> = Vec::new();
-        for a in &self.attempts {
-            let end = a.slot_end_ms.or(a.end_ms).unwrap_or(u64::MAX);
-            if end <= a.start_ms {
-                // Refused at once: it held no slot for any time.
-                continue;
-            }
+        // +1 where a slot is taken, -1 where it is given back, in `SlotPoint` order
+        // (`slot_span`): within a millisecond, slots freed, then attempts refused at once one
+        // after the other, then starts (a freed slot is refilled at once); a give-back before
+        // a take at the same point.
+        let mut marks: Vec<(SlotPoint, i8, u8)> = Vec::new();
+        for (i, a) in self.attempts.iter().enumerate() {
+            let (from, until) = slot_span(a, i);
+            let until = until.unwrap_or((u64::MAX, FREED, 0, 0));
             for (side, hit) in [(0u8, a.source == host), (1u8, a.destination == host)] {
                 if hit {
-                    marks.push((a.start_ms, 1, side));
-                    marks.push((end, -1, side));
+                    marks.push((from, 1, side));
+                    marks.push((until, -1, side));
                 }
             }
         }
