@@ -457,8 +457,6 @@ fn assign(
         .collect();
     order.sort_by_key(|i| (slot_span(&attempts[*i], *i).0, *i));
     let mut lanes: Vec<Lane> = Vec::new();
-    // Each lane's last slot end, in (ms, phase) order (`None`: still held).
-    let mut ends: Vec<Option<SlotPoint>> = Vec::new();
     for i in order {
         let a = &attempts[i];
         let to = a.slot_end_ms.or(a.end_ms);
@@ -467,18 +465,22 @@ fn assign(
             from_ms: a.start_ms,
             to_ms: to,
         };
-        let (from, until) = slot_span(a, i);
-        let free = ends.iter().position(|e| e.is_some_and(|end| end <= from));
+        let from = slot_span(a, i).0;
+        let free = lanes.iter().position(|l| {
+            l.bars.last().is_none_or(|b| {
+                slot_span(&attempts[b.attempt], b.attempt)
+                    .1
+                    .is_some_and(|end| end <= from)
+            })
+        });
         let lane = match free {
             Some(l) => l,
             None => {
                 lanes.push(Lane::default());
-                ends.push(None);
                 lanes.len() - 1
             }
         };
         lanes[lane].bars.push(bar);
-        ends[lane] = until;
         set(&mut attempts[i], lane);
     }
     lanes
