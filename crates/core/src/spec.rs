@@ -653,6 +653,48 @@ mod tests {
 
     /// Sources sharing one destination list are stored (the journal keeps the run's spec as
     /// this JSON) exactly as separate lists were: plain arrays of host names, read back equal.
+    /// Sources sharing one destination list have it checked once (`RunSpec::validate`): a
+    /// later source that is itself in the shared list is still refused, naming it, and an
+    /// unknown host in the list is still named.
+    #[test]
+    fn a_shared_destination_list_is_checked_for_every_source() {
+        use super::{HostLimits, RunSpec, Selection, Settings, SourceSpec, SpecError};
+        use crate::model::HostId;
+        use std::sync::Arc;
+        let spec = |list: &[&str], hosts: &[&str]| {
+            let list: Arc<[HostId]> = list.iter().map(|h| HostId::new(*h)).collect();
+            RunSpec {
+                run_id: "t".into(),
+                sources: ["a", "c"]
+                    .iter()
+                    .map(|h| SourceSpec {
+                        host: HostId::new(*h),
+                        select: Selection::All,
+                        destinations: list.clone(),
+                        exclude: vec![],
+                    })
+                    .collect(),
+                hosts: hosts
+                    .iter()
+                    .map(|h| (HostId::new(*h), HostLimits::default()))
+                    .collect(),
+                layouts: Default::default(),
+                pins: Default::default(),
+                priorities: Default::default(),
+                settings: Settings::default(),
+            }
+        };
+        assert!(matches!(
+            spec(&["c", "d"], &["a", "c", "d"]).validate(),
+            Err(SpecError::SameSourceAndDestination(h)) if h.as_str() == "c"
+        ));
+        assert!(matches!(
+            spec(&["d", "e"], &["a", "c", "d"]).validate(),
+            Err(SpecError::UnknownHost(h)) if h.as_str() == "e"
+        ));
+        assert!(spec(&["d", "e"], &["a", "c", "d", "e"]).validate().is_ok());
+    }
+
     #[test]
     fn shared_destination_lists_serialize_as_plain_lists() -> Result<(), serde_json::Error> {
         use super::{Selection, SourceSpec};
