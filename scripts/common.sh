@@ -34,3 +34,22 @@ need_cargo() {
     exit 1
   }
 }
+
+# Free space where the run writes: the build (target/), /tmp (the logs) and /var/tmp (the lab's
+# disks). A CI run once failed with "No space left on device" in the lab tests and nothing in the
+# log said how much there had been; each step's line now says. Warns when under `$2` GiB.
+disk_report() {
+  local when="$1" want_gib="${2:-0}" dir line avail_kib mount seen=" "
+  for dir in "${CARGO_TARGET_DIR:-$ROOT/target}" /tmp /var/tmp; do
+    while [ ! -d "$dir" ]; do dir="$(dirname "$dir")"; done
+    line="$(df -Pk "$dir" 2>/dev/null | awk 'NR==2 {print $4, $6}')"
+    [ -n "$line" ] || continue
+    avail_kib="${line%% *}"; mount="${line#* }"
+    case "$seen" in *" $mount "*) continue ;; esac
+    seen="$seen$mount "
+    say "disk $when: $((avail_kib / 1024 / 1024)) GiB free on $mount (holds $dir)"
+    if [ "$want_gib" -gt 0 ] && [ "$avail_kib" -lt $((want_gib * 1024 * 1024)) ]; then
+      say "warning: under $want_gib GiB free on $mount; the next step may fail with 'No space left on device'"
+    fi
+  done
+}

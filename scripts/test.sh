@@ -34,6 +34,7 @@ fi
 say "installing the lab's packages (libvirt, QEMU)"
 as_root bash lab/install.sh
 
+disk_report "before the build" 6
 say "building (release)"
 cargo build --workspace --all-features --locked --release --bins
 
@@ -43,6 +44,7 @@ VMOVE_REQUIRE_POSTGRES=1 VMOVE_REQUIRE_PYPSRP=1 VMOVE_REQUIRE_CLI_E2E=1 VMOVE_RE
   cargo test --workspace --all-features --locked --release --no-fail-fast 2>&1 | tee /tmp/vmove-test-unit.log
 unit=${PIPESTATUS[0]}
 
+disk_report "before the lab" 2
 say "real-libvirt lab tests (lab/ci.sh)"
 as_root bash lab/ci.sh 2>&1 | tee /tmp/vmove-test-lab.log
 lab=${PIPESTATUS[0]}
@@ -70,6 +72,7 @@ fi
 echo "build-checks: $((1 - nolibvirt_failed)) passed, $nolibvirt_failed failed" | tee -a /tmp/vmove-test-lab.log
 set -e
 
+disk_report "at the end"
 say "exit codes: workspace tests $unit, lab tests $lab, build without libvirt $nolibvirt_failed"
 # One closing line over cargo's summaries and the lab scripts' ("lab-scripts: N passed, M failed").
 cat /tmp/vmove-test-unit.log /tmp/vmove-test-lab.log |
