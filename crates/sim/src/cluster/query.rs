@@ -97,6 +97,30 @@ impl SimCluster {
         out
     }
 
+    /// How long the VM's first migrations surely run before they fail or hang, when each takes
+    /// at least `attempt_ms` to finish: the `after_ms` of its mid-way faults on the 1st, 2nd, ...
+    /// started migration, counted while each fires before `attempt_ms` (such an attempt cannot
+    /// have finished first, so it is lost and the next one runs). A fault on a later attempt is
+    /// not counted once one on an earlier attempt might not fire. Permanent failures are left
+    /// to [`Self::permanent_failures`].
+    pub fn surely_lost_ms(&self, vm: &VmId, attempt_ms: u64) -> u64 {
+        let mut lost = 0;
+        for nth in 1.. {
+            let fired = self
+                .mid
+                .iter()
+                .filter(|m| &m.vm == vm && m.nth_start == nth && m.after_ms < attempt_ms)
+                .filter(|m| m.fail != Some(ErrorClass::Permanent))
+                .map(|m| m.after_ms)
+                .min();
+            match fired {
+                Some(ms) => lost += ms,
+                None => break,
+            }
+        }
+        lost
+    }
+
     /// If a backup holds the VM now, when the (chained) backup windows let it go.
     pub fn blocked_from_start_until(&self, vm: &VmId) -> Option<Time> {
         let v = self.vm_idx(vm)?;

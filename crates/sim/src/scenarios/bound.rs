@@ -41,8 +41,12 @@ pub fn alone(disk: u64, memory: u64, dirty_rate: u64, rate: u64) -> (u64, u64) {
 /// of (a) the longest single move alone at its best rate (after a backup that holds it from the
 /// start), (b) per source host, the bytes of its VMs over its best throughput
 /// (min(slots x per-migration cap, NIC)), (c) all bytes over the destinations' summed
-/// throughput, (d) all bytes over the cluster cap's throughput. VMs that will not move (bad
-/// status, permanent failure, no destination fits) are left out.
+/// throughput, (d) all bytes over the cluster cap's throughput, (e) per source host, and over
+/// the destinations' and the cluster cap's slots, the time its moves hold a slot over its
+/// slots: each move alone, plus the attempts that surely fail or hang part-way before it could
+/// have ended ([`SimCluster::surely_lost_ms`]; such an attempt holds its slot that long
+/// whatever its rate, and (a) counts it too). VMs that will not move (bad status, permanent
+/// failure, no destination fits) are left out: a run that gives a VM up may end sooner.
 pub fn lower_bound(cluster: &SimCluster, spec: &RunSpec) -> Time {
     let s = &spec.settings;
     let limit = |h: &HostId| -> u64 {
@@ -77,6 +81,7 @@ pub fn lower_bound(cluster: &SimCluster, spec: &RunSpec) -> Time {
     // Destination lists already added to `dests` (sources often share one).
     let mut lists_seen: Vec<std::sync::Arc<[HostId]>> = Vec::new();
     let mut per_source_bound = 0u64;
+    let mut total_slot_ms = 0u128;
     for src in &spec.sources {
         let Some(ss) = cluster.host_spec(&src.host) else {
             continue;
@@ -105,6 +110,8 @@ pub fn lower_bound(cluster: &SimCluster, spec: &RunSpec) -> Time {
             .collect();
         targets.sort_by_key(|t| std::cmp::Reverse(t.0));
         let mut source_bytes = 0u128;
+        // Milliseconds of the source's slots its moves hold at least (lost attempts too).
+        let mut source_slot_ms = 0u128;
         for v in on_host.get(&src.host).into_iter().flatten() {
             if !matchers.is_empty() && !matchers.iter().any(|m| m.is_match(&v.name)) {
                 continue;
@@ -130,12 +137,16 @@ pub fn lower_bound(cluster: &SimCluster, spec: &RunSpec) -> Time {
             if ready > s.backup_threshold.as_millis() as u64 {
                 continue; // held past the threshold: it will not move
             }
-            longest = longest.max(ready + ms);
+            let lost = cluster.surely_lost_ms(&v.id, ms);
+            longest = longest.max(ready + lost + ms);
             source_bytes += u128::from(bytes);
+            source_slot_ms += u128::from(lost + ms);
         }
         per_source_bound = per_source_bound
-            .max((source_bytes * MS_PER_SEC / u128::from(throughput(&src.host))) as u64);
+            .max((source_bytes * MS_PER_SEC / u128::from(throughput(&src.host))) as u64)
+            .max((source_slot_ms / u128::from(limit(&src.host))) as u64);
         total += source_bytes;
+        total_slot_ms += source_slot_ms;
         if !lists_seen
             .iter()
             .any(|l| std::sync::Arc::ptr_eq(l, &src.destinations))
@@ -150,8 +161,21 @@ pub fn lower_bound(cluster: &SimCluster, spec: &RunSpec) -> Time {
         .sum::<u128>()
         .max(1);
     let dest_bound = (total * MS_PER_SEC / dest_tp) as u64;
+    let dest_slots: u128 = dests
+        .iter()
+        .map(|d| u128::from(limit(d)))
+        .sum::<u128>()
+        .max(1);
+    let dest_slot_bound = (total_slot_ms / dest_slots) as u64;
     let cap_bound = s.cluster_cap.map_or(0, |c| {
-        (total * MS_PER_SEC / (u128::from(c) * u128::from(max_rate))) as u64
+        ((total * MS_PER_SEC / (u128::from(c) * u128::from(max_rate))) as u64)
+            .max((total_slot_ms / u128::from(c.max(1))) as u64)
     });
-    Time(longest.max(per_source_bound).max(dest_bound).max(cap_bound))
+    Time(
+        longest
+            .max(per_source_bound)
+            .max(dest_bound)
+            .max(dest_slot_bound)
+            .max(cap_bound),
+    )
 }
