@@ -209,7 +209,7 @@ pub fn routes(
             // The run's own choice (the engine's `Selected` step): a VM that is off or saved
             // moves offline, any other live.
             let mode = info.power.migration_mode();
-            let destinations = match spec.pins.get(&info.name) {
+            let destinations = match spec.pins.get(&*info.name) {
                 Some(p) => vec![p.clone()],
                 None => src.destinations.to_vec(),
             };
@@ -275,7 +275,7 @@ pub async fn preflight(
         for (ri, dest) in dests.iter().enumerate() {
             let req = MigrationRequest {
                 vm: info.id.clone(),
-                vm_name: info.name.as_str().into(),
+                vm_name: info.name.clone(),
                 source: source.clone(),
                 destination: dest.clone(),
                 mode: *mode,
@@ -387,7 +387,7 @@ pub async fn preflight(
         }
         vms.push(VmCheck {
             vm: info.id,
-            name: info.name,
+            name: info.name.to_string(),
             source,
             routes,
         });

@@ -293,7 +293,7 @@ pub fn check_selection(
         }
         for i in sel.chosen {
             if let Some(v) = vms.get(i) {
-                chosen.insert(v.name.as_str(), &src.destinations);
+                chosen.insert(&*v.name, &src.destinations);
             }
         }
     }

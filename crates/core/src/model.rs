@@ -186,7 +186,9 @@ impl Activity {
 pub struct VmInfo {
     /// Stable identity.
     pub id: VmId,
-    pub name: String,
+    /// Shared text: a host's listing is read again every poll interval, and a large run lists
+    /// each VM thousands of times; a clone is a reference count, not an allocation.
+    pub name: Arc<str>,
     pub power: PowerState,
     /// Primary operational status.
     pub health: Health,

@@ -35,7 +35,7 @@ pub fn apply(sel: &Selection, vms: &[VmInfo]) -> Selected {
                 if is_glob(p) {
                     if let Ok(m) = compile(p) {
                         for (i, vm) in vms.iter().enumerate() {
-                            if m.is_match(&vm.name) {
+                            if m.is_match(&*vm.name) {
                                 hit = true;
                                 if !taken[i] {
                                     taken[i] = true;
@@ -49,7 +49,7 @@ pub fn apply(sel: &Selection, vms: &[VmInfo]) -> Selected {
                     }
                 } else {
                     for (i, vm) in vms.iter().enumerate() {
-                        if vm.name == *p || vm.id.as_str() == p {
+                        if *vm.name == **p || vm.id.as_str() == p {
                             hit = true;
                             if !taken[i] {
                                 taken[i] = true;
@@ -86,7 +86,7 @@ pub fn apply_excluding(sel: &Selection, exclude: &[String], vms: &[VmInfo]) -> S
     let excluded = |vm: &VmInfo| {
         exclude
             .iter()
-            .any(|p| vm.id.as_str() == p || compile(p).is_ok_and(|m| m.is_match(&vm.name)))
+            .any(|p| vm.id.as_str() == p || compile(p).is_ok_and(|m| m.is_match(&*vm.name)))
     };
     selected
         .chosen

@@ -58,7 +58,7 @@ fn eligibility_already_on_destination_counts_as_moved_without_an_attempt() {
         // While `first` holds the only slot, someone moves x to b by hand.
         if !moved_by_hand && matches!(c, Command::RefreshHost { .. }) && !w.migs.is_empty() {
             let a = w.hosts.get_mut(&HostId::new("a")).unwrap();
-            let pos = a.1.iter().position(|v| v.name == "x").unwrap();
+            let pos = a.1.iter().position(|v| &*v.name == "x").unwrap();
             let v = a.1.remove(pos);
             w.hosts.get_mut(&HostId::new("b")).unwrap().1.push(v);
             moved_by_hand = true;

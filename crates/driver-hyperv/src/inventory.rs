@@ -91,7 +91,10 @@ impl HyperVDriver {
         let guid = i.get_str("Name")?;
         let (health, activity) = status_of(&op_status(i));
         Some(VmInfo {
-            name: i.get_str("ElementName").unwrap_or_else(|| guid.clone()),
+            name: i
+                .get_str("ElementName")
+                .unwrap_or_else(|| guid.clone())
+                .into(),
             power: power_of(i.get_u32("EnabledState").unwrap_or(0)),
             health,
             activity,

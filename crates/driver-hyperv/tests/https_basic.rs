@@ -130,7 +130,7 @@ async fn ntlm_over_https_works_without_sealing() {
         .await
         .unwrap();
     assert_eq!(
-        vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+        vms.iter().map(|v| &*v.name).collect::<Vec<_>>(),
         vec!["tls-ntlm"]
     );
 }

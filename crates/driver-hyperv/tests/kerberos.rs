@@ -260,7 +260,7 @@ async fn kerberos_lists_and_moves_a_vm_over_http_with_kerberos_sealing() {
     ]);
     let hv1 = HostId::new("hv1");
     let vms = d.list_vms(&hv1).await.unwrap();
-    let web = vms.iter().find(|v| v.name == "krb-web").unwrap();
+    let web = vms.iter().find(|v| &*v.name == "krb-web").unwrap();
     assert_eq!(web.power, PowerState::Running);
 
     let r = MigrationRequest {

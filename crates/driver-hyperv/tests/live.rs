@@ -137,7 +137,7 @@ async fn live_move_of_a_disposable_vm() {
         .unwrap();
     let req = MigrationRequest {
         vm: info.id.clone(),
-        vm_name: info.name.as_str().into(),
+        vm_name: info.name.clone(),
         source: src.clone(),
         destination: dst.clone(),
         mode: if info.power.is_live() {
@@ -244,7 +244,7 @@ async fn live_cancel_of_a_disposable_vm_s_move() {
         .unwrap();
     let req = MigrationRequest {
         vm: info.id.clone(),
-        vm_name: info.name.as_str().into(),
+        vm_name: info.name.clone(),
         source: src.clone(),
         destination: dst.clone(),
         mode: if info.power.is_live() {

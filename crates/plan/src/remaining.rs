@@ -230,7 +230,7 @@ mod tests {
             let listed = s.cluster.list_vms(&h).unwrap();
             for v in &listed {
                 let mut st = VmStatus::new(v.id.clone(), Time(0));
-                st.name = v.name.clone();
+                st.name = v.name.to_string();
                 st.source = h.clone();
                 st.memory_bytes = v.memory_bytes;
                 st.disk_bytes = v.disk_bytes;

@@ -620,7 +620,7 @@ pub fn from_observed(hosts: &[ObservedHost], a: &Assumptions) -> Result<SimClust
         for v in here {
             let mut s = VmSpec {
                 id: v.id.clone(),
-                name: v.name.clone(),
+                name: v.name.to_string(),
                 host: h.id.clone(),
                 memory_bytes: v.memory_bytes,
                 dirty_rate: if v.power.is_live() { a.dirty_rate } else { 0 },

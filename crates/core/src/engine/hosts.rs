@@ -397,14 +397,14 @@ impl Core {
                 continue;
             }
             let mode = info.power.migration_mode();
-            let destinations: Arc<[HostId]> = match self.spec.pins.get(&info.name) {
+            let destinations: Arc<[HostId]> = match self.spec.pins.get(&*info.name) {
                 Some(p) => Arc::from(vec![p.clone()]),
                 None => dests.clone(),
             };
             let idx = self.push_vm(
                 VmMove::new(
                     info.id.clone(),
-                    info.name.clone(),
+                    info.name.to_string(),
                     host_id.clone(),
                     destinations,
                     info.memory_bytes,
@@ -415,7 +415,7 @@ impl Core {
             );
             self.vms[idx].seen.insert(host, info.clone());
             self.hosts[host].seen_ours.insert(idx);
-            let prio = self.spec.priorities.get(&info.name).copied().unwrap_or(0);
+            let prio = self.spec.priorities.get(&*info.name).copied().unwrap_or(0);
             self.set_order(
                 idx,
                 prio,
@@ -423,7 +423,7 @@ impl Core {
             );
             self.emit(EventKind::Selected {
                 vm: info.id.clone(),
-                name: info.name.clone(),
+                name: info.name.to_string(),
                 source: host_id.clone(),
                 mode,
                 memory_bytes: info.memory_bytes,

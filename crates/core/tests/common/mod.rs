@@ -271,7 +271,7 @@ impl World {
                         let vm_name = self
                             .find(&vm)
                             .first()
-                            .map(|(_, v)| v.name.clone())
+                            .map(|(_, v)| v.name.to_string())
                             .unwrap_or_default();
                         if self.stuck_pending.contains(&vm_name) {
                             MigrationStatus::Pending
@@ -306,7 +306,7 @@ impl World {
                 let name = self
                     .find(&vm)
                     .first()
-                    .map(|(_, v)| v.name.clone())
+                    .map(|(_, v)| v.name.to_string())
                     .unwrap_or_default();
                 if let Some(d) = self.slow_abort.get(&name).copied() {
                     if self.migs.contains_key(&vm) {
@@ -461,7 +461,7 @@ impl World {
                 let name = self
                     .find(id)
                     .first()
-                    .map(|(_, v)| v.name.clone())
+                    .map(|(_, v)| v.name.to_string())
                     .unwrap_or_default();
                 !self.stuck_pending.contains(&name)
                     && !self.stall.contains(&name)

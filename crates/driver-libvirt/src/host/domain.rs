@@ -264,7 +264,7 @@ pub fn vm_info(conn: &Connect, dom: &Domain) -> DriverResult<VmInfo> {
     let disks = disks_of(conn, &desc)?;
     Ok(VmInfo {
         id: VmId::new(desc.uuid.clone()),
-        name: desc.name.clone(),
+        name: desc.name.as_str().into(),
         power,
         health,
         activity,

@@ -70,7 +70,7 @@ async fn request(
         .ok_or_else(|| format!("the VM {vm} the fixture created is not listed on {src}"))?;
     Ok(MigrationRequest {
         vm: vm.clone(),
-        vm_name: info.name.into(),
+        vm_name: info.name,
         source: src,
         destination: f.destination(),
         mode,

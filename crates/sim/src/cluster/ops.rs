@@ -47,7 +47,7 @@ impl SimCluster {
                     k += 1;
                     out.push(VmInfo {
                         id: VmId::new(uuid_like(&name)),
-                        name,
+                        name: name.into(),
                         power: PowerState::Running,
                         health: Health::Ok,
                         activity: if f.inbound {
@@ -596,7 +596,7 @@ impl SimCluster {
         let backing = !incoming && self.backing_up(v);
         VmInfo {
             id: vs.spec.id.clone(),
-            name: vs.spec.name.clone(),
+            name: vs.listed_name.clone(),
             power: if incoming {
                 PowerState::Off
             } else {

@@ -46,6 +46,8 @@ pub(super) struct Host {
 #[derive(Debug)]
 pub(super) struct Vm {
     pub(super) spec: VmSpec,
+    /// `spec.name`, shared: every listing of the host hands it out (a reference count each).
+    pub(super) listed_name: std::sync::Arc<str>,
     pub(super) host: usize,
     /// Current disk paths, one per disk (on `host`).
     pub(super) disk_paths: Vec<String>,
@@ -240,6 +242,7 @@ impl SimCluster {
         self.hosts[host].vms.insert(idx);
         self.vm_index.insert(spec.id.clone(), idx);
         self.vms.push(Vm {
+            listed_name: spec.name.as_str().into(),
             spec,
             host,
             disk_paths,
