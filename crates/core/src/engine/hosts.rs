@@ -13,7 +13,7 @@ use crate::model::{Failure, HostId, HostInfo, MigrationMode, VmId, VmInfo};
 use crate::select;
 use crate::spec::{Order, SchedulerPolicy, Selection};
 use crate::time::Time;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 /// Consecutive failed refreshes after which a host is considered down. A failed refresh is
@@ -272,16 +272,25 @@ impl Core {
     /// Where a listing shows our VMs (unless a locate answer newer than the listing said
     /// otherwise); returns the VMs whose whereabouts changed.
     fn note_listing(&mut self, h: usize, requested_at: Time, vms: &[VmInfo]) -> Vec<usize> {
-        let mut listed: BTreeMap<usize, VmInfo> = BTreeMap::new();
-        for v in vms {
-            if let Some(&i) = self.vm_index.get(&v.id) {
-                listed.insert(i, v.clone());
+        // Ours in the listing, by index; of a VM listed twice the last entry counts. A sorted
+        // vector, not a map: a host is listed every poll interval.
+        let mut listed: Vec<(usize, &VmInfo)> = vms
+            .iter()
+            .filter_map(|v| self.vm_index.get(&v.id).map(|&i| (i, v)))
+            .collect();
+        listed.sort_by_key(|&(i, _)| i);
+        listed.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                *kept = *later;
             }
-        }
+            same
+        });
         let mut changed = Vec::new();
         let previously: Vec<usize> = self.hosts[h].seen_ours.iter().copied().collect();
         for i in previously {
-            if !listed.contains_key(&i) && self.vms[i].observed_at <= requested_at {
+            let still = listed.binary_search_by_key(&i, |&(j, _)| j).is_ok();
+            if !still && self.vms[i].observed_at <= requested_at {
                 self.vms[i].seen.remove(&h);
                 self.hosts[h].seen_ours.remove(&i);
                 changed.push(i);
@@ -289,7 +298,7 @@ impl Core {
         }
         for (i, v) in listed {
             if self.vms[i].observed_at <= requested_at {
-                self.vms[i].seen.insert(h, v);
+                self.vms[i].seen.insert(h, v.clone());
                 self.hosts[h].seen_ours.insert(i);
                 changed.push(i);
             }
