@@ -7,6 +7,7 @@
 #                  different bases and port bases (they share the network namespace).
 # VMOVE_LAB_PORT_BASE  first migration port (default 49152)
 # VMOVE_LAB_NET    `loopback` (default) or `netns`: see below.
+# VMOVE_LAB_MIN_FREE_MIB  up.sh refuses to start with less free under VMOVE_LAB_DIR (default 1024)
 #
 # Host i (0-based, by letter: hostA=0, hostB=1, ...) listens on 127.0.0.(BASE+i):16509, has host
 # UUID 00000000-0000-4000-8000-0000000000(a+i) and migration ports PORT_BASE+32*i .. +31.

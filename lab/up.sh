@@ -14,6 +14,14 @@ need_root
 "$LAB_SCRIPTS/install.sh"
 
 mkdir -p "$LAB"
+# The hosts' disk images, logs and QEMU caches live under $LAB: a CI run's lab took 1.4 GiB. Out
+# of space, libvirt and qemu-img fail in ways that name neither the disk nor the lab (a CI run
+# once failed 16 lab tests so), so say it here, before anything starts.
+min_free_mib="${VMOVE_LAB_MIN_FREE_MIB:-1024}"
+free_mib="$(df -Pk "$LAB" | awk 'NR==2 {print int($4 / 1024)}')"
+if [ -n "$free_mib" ] && [ "$free_mib" -lt "$min_free_mib" ]; then
+  die "only $free_mib MiB free under $LAB; the lab needs at least $min_free_mib MiB (its hosts' disk images and logs). Free some space, or set VMOVE_LAB_DIR to a folder on a roomier disk (VMOVE_LAB_MIN_FREE_MIB sets this floor)"
+fi
 
 write_config() {
   local h="$1" d ip; d="$(host_dir "$h")"; ip="$(host_ip "$h")"
