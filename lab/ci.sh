@@ -30,7 +30,7 @@ export VMOVE_BIN VMOVE_E2E_KEEP=1
 home_data="${HOME:-/root}/.local/share/vmove"
 home_stamp="$(mktemp)"
 passed=0; failed=0; failures=()
-for s in e2e slots stall-net stall-daemon crash crash-many check-catalogue ledger; do
+for s in e2e slots stall-net stall-daemon crash crash-many check-catalogue ledger low-disk; do
   [ -f "$LAB_SCRIPTS/$s.sh" ] || continue
   log "lab script: $s.sh"
   if bash "$LAB_SCRIPTS/$s.sh"; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$s"); fi
