@@ -301,10 +301,10 @@ async fn an_offline_copy_whose_source_changes_meanwhile_is_not_defined_on_the_de
 
 /// Starts a non-p2p `virsh migrate` of `name` (the client drives Begin..Confirm, as vmove does
 /// by default) and kills it (SIGKILL) as soon as the source shows the VM paused: the
-/// switchover, between Perform and Confirm. Returns the source's and the destination's
-/// `domstate --reason` a moment after the kill ("absent" when not defined), or None when the
-/// window was missed (the migration ended first).
-fn kill_client_at_the_switchover(name: &str, after: Duration) -> Option<(String, String)> {
+/// switchover, between Perform and Confirm, `after` the source's pause. Returns what the round
+/// saw: whether the pause was seen, and the source's and the destination's `domstate --reason`
+/// a moment after the kill ("absent" when not defined).
+fn kill_client_at_the_switchover(name: &str, after: Duration) -> Switchover {
     use std::io::BufRead;
     // The source's lifecycle events tell the moment it pauses for the switchover
     // ("Suspended Migrated") as it happens: polling `domstate` missed that window on a quiet
@@ -365,8 +365,61 @@ fn kill_client_at_the_switchover(name: &str, after: Duration) -> Option<(String,
     std::thread::sleep(Duration::from_secs(2));
     let state = |h: &str| virsh(h, &["domstate", "--reason", name]).unwrap_or("absent".into());
     let (s, d) = (state(a()), state(b()));
-    eprintln!("switchover round of {name}: event seen {hit}, source {s:?}, destination {d:?}");
-    (hit && s.starts_with("paused (migrating)")).then_some((s, d))
+    eprintln!(
+        "switchover round of {name} ({} us after the pause): event seen {hit}, source {s:?}, destination {d:?}",
+        after.as_micros()
+    );
+    Switchover {
+        paused_seen: hit,
+        source: s,
+        destination: d,
+    }
+}
+
+/// What one round of [`kill_client_at_the_switchover`] saw.
+struct Switchover {
+    paused_seen: bool,
+    source: String,
+    destination: String,
+}
+
+impl Switchover {
+    /// The client died between Perform and Confirm: the state the test is about.
+    fn in_window(&self) -> bool {
+        self.paused_seen && self.source.starts_with("paused (migrating)")
+    }
+
+    /// Killed during Perform: the migration was cancelled and the source runs.
+    fn too_early(&self) -> bool {
+        self.paused_seen && self.source.starts_with("running")
+    }
+}
+
+/// The next round's wait after the pause, in microseconds: 10 ms further each round until a
+/// round comes too late, then halfway between the latest round that came too early and the
+/// earliest that came too late. The window lies 20-80 ms in on this lab but can be narrower
+/// than 10 ms (a CI run stepped from 20 ms, too early, to 30 ms, too late, and never hit it).
+fn next_wait_us(early: Option<u64>, late: Option<u64>) -> u64 {
+    match (early, late) {
+        (e, None) => e.map_or(0, |e| e + 10_000),
+        (e, Some(l)) => {
+            let e = e.unwrap_or(0).min(l);
+            e + (l - e) / 2
+        }
+    }
+}
+
+/// The wait steps 10 ms a round until a round comes too late, then bisects; a late bound under
+/// the early one (the window moves from round to round) waits at the late one.
+#[test]
+fn the_switchover_wait_steps_10_ms_then_bisects() {
+    assert_eq!(next_wait_us(None, None), 0);
+    assert_eq!(next_wait_us(Some(0), None), 10_000);
+    assert_eq!(next_wait_us(Some(20_000), None), 30_000);
+    assert_eq!(next_wait_us(Some(20_000), Some(30_000)), 25_000);
+    assert_eq!(next_wait_us(Some(25_000), Some(25_001)), 25_000);
+    assert_eq!(next_wait_us(None, Some(10_000)), 5_000);
+    assert_eq!(next_wait_us(Some(30_000), Some(20_000)), 20_000);
 }
 
 /// What libvirt leaves when the client of a non-p2p migration dies at the switchover, and
@@ -379,7 +432,9 @@ fn kill_client_at_the_switchover(name: &str, after: Duration) -> Option<(String,
 /// The moment: virsh's client is killed 0, 10, 20... ms after the source's "Suspended
 /// Migrated" event (the switchover), one round each, until a round finds the source "paused
 /// (migrating)". Killed during Perform the migration is cancelled (source running); after
-/// Confirm the move is whole (source gone). On this lab the state lies 20-80 ms in.
+/// Confirm the move is whole (source gone). On this lab the state lies 20-80 ms in; once a
+/// round comes too late, the next ones bisect between it and the latest that came too early
+/// ([`next_wait_us`]).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_whose_client_died_at_the_switchover_is_rolled_back_or_left_alone() {
     if !lab_enabled("a_migration_whose_client_died_at_the_switchover_is_rolled_back_or_left_alone")
@@ -389,6 +444,7 @@ async fn a_migration_whose_client_died_at_the_switchover_is_rolled_back_or_left_
     const ROUNDS: usize = 16;
     let lab = Lab::new();
     let mut seen = Vec::new();
+    let (mut early, mut late): (Option<u64>, Option<u64>) = (None, None);
     for round in 0..ROUNDS {
         if !seen.is_empty() {
             break;
@@ -398,12 +454,19 @@ async fn a_migration_whose_client_died_at_the_switchover_is_rolled_back_or_left_
             &["--size", "256", "--fill", "160"],
         );
         let req = lab.request(&vm, &name, MigrationMode::Live);
-        let Some((s, d)) =
-            kill_client_at_the_switchover(&name, Duration::from_millis(10 * round as u64))
-        else {
+        let wait = next_wait_us(early, late);
+        let round = kill_client_at_the_switchover(&name, Duration::from_micros(wait));
+        if !round.in_window() {
+            // A round that never saw the pause tells nothing of the window.
+            if round.too_early() {
+                early = Some(early.map_or(wait, |e| e.max(wait)));
+            } else if round.paused_seen {
+                late = Some(late.map_or(wait, |l| l.min(wait)));
+            }
             lab.cleanup(&name);
             continue;
-        };
+        }
+        let (s, d) = (round.source, round.destination);
         let loc = lab.driver.locate(&req).await.unwrap();
         let src = loc.on_source.clone().unwrap();
         assert_eq!(src.activity, Activity::MigrationInterrupted, "{s} / {d}");
