@@ -656,24 +656,32 @@ mod tests {
     /// Sources sharing one destination list have it checked once (`RunSpec::validate`): a
     /// later source that is itself in the shared list is still refused, naming it, and an
     /// unknown host in the list is still named.
+    /// Sources on `hosts`, every one given the same destination list (one `Arc`).
+    fn sources_sharing(
+        hosts: &[&str],
+        list: &std::sync::Arc<[crate::model::HostId]>,
+    ) -> Vec<super::SourceSpec> {
+        hosts
+            .iter()
+            .map(|h| super::SourceSpec {
+                host: crate::model::HostId::new(*h),
+                select: super::Selection::All,
+                destinations: list.clone(),
+                exclude: vec![],
+            })
+            .collect()
+    }
+
     #[test]
     fn a_shared_destination_list_is_checked_for_every_source() {
-        use super::{HostLimits, RunSpec, Selection, Settings, SourceSpec, SpecError};
+        use super::{HostLimits, RunSpec, Settings, SpecError};
         use crate::model::HostId;
         use std::sync::Arc;
         let spec = |list: &[&str], hosts: &[&str]| {
             let list: Arc<[HostId]> = list.iter().map(|h| HostId::new(*h)).collect();
             RunSpec {
                 run_id: "t".into(),
-                sources: ["a", "c"]
-                    .iter()
-                    .map(|h| SourceSpec {
-                        host: HostId::new(*h),
-                        select: Selection::All,
-                        destinations: list.clone(),
-                        exclude: vec![],
-                    })
-                    .collect(),
+                sources: sources_sharing(&["a", "c"], &list),
                 hosts: hosts
                     .iter()
                     .map(|h| (HostId::new(*h), HostLimits::default()))
@@ -701,15 +709,7 @@ mod tests {
         use crate::model::HostId;
         use std::sync::Arc;
         let list: Arc<[HostId]> = vec![HostId::new("c"), HostId::from("d")].into();
-        let sources: Vec<SourceSpec> = ["a", "b"]
-            .iter()
-            .map(|h| SourceSpec {
-                host: HostId::new(*h),
-                select: Selection::All,
-                destinations: list.clone(),
-                exclude: vec![],
-            })
-            .collect();
+        let sources = sources_sharing(&["a", "b"], &list);
         let sel = serde_json::to_string(&Selection::All)?;
         let stored = format!(
             r#"[{{"host":"a","select":{sel},"destinations":["c","d"]}},{{"host":"b","select":{sel},"destinations":["c","d"]}}]"#
