@@ -177,7 +177,9 @@ impl Core {
                 let hs = &mut self.hosts[h];
                 hs.failures += 1;
                 hs.reachable = false;
-                hs.answered = true;
+                if !std::mem::replace(&mut hs.answered, true) {
+                    self.answered_count += 1;
+                }
                 if first {
                     let host = hs.id.clone();
                     self.emit(EventKind::HostUnreachable {
@@ -192,7 +194,7 @@ impl Core {
             }
             Ok((info, vms)) => self.on_listing(h, now, requested_at, info, vms),
         }
-        if !self.initialized && self.hosts.iter().all(|hs| hs.answered) {
+        if !self.initialized && self.answered_count == self.hosts.len() {
             self.initialized = true;
             // VMs recovered from a journal are placed once every host has been listed.
             let pending: Vec<usize> = self.searching.iter().copied().collect();
@@ -218,7 +220,9 @@ impl Core {
             hs.failures = 0;
             hs.reachable = true;
             hs.down = false;
-            hs.answered = true;
+            if !std::mem::replace(&mut hs.answered, true) {
+                self.answered_count += 1;
+            }
             hs.info = Some(info.clone());
             hs.last_ok_requested_at = Some(requested_at);
         }
@@ -298,8 +302,11 @@ impl Core {
         }
         for (i, v) in listed {
             if self.vms[i].observed_at <= requested_at {
-                self.vms[i].seen.insert(h, v.clone());
-                self.hosts[h].seen_ours.insert(i);
+                // Most listings say what the one before said: nothing to replace then.
+                if self.vms[i].seen.get(&h) != Some(v) {
+                    self.vms[i].seen.insert(h, v.clone());
+                    self.hosts[h].seen_ours.insert(i);
+                }
                 changed.push(i);
             }
         }

@@ -53,6 +53,10 @@ use vm::VmEntry;
 #[derive(Debug)]
 pub struct Core {
     spec: RunSpec,
+    /// `spec.run_id`, shared by every request the run makes (a reference count each).
+    run_id: Arc<str>,
+    /// Hosts that have answered a refresh (`HostState::answered`), until all have.
+    answered_count: usize,
     hosts: Vec<HostState>,
     host_index: IdMap<HostId, usize>,
     sources: Vec<SourceState>,
@@ -153,6 +157,8 @@ impl Core {
             spec.settings.cluster_cap,
         );
         let mut core = Core {
+            run_id: spec.run_id.as_str().into(),
+            answered_count: 0,
             hosts,
             host_index,
             source_state: Vec::new(),

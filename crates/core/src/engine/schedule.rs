@@ -469,7 +469,7 @@ impl Core {
             .cloned()
             .unwrap_or_default();
         let mode = self.vms[idx].vm.mode;
-        let run_id: Arc<str> = self.spec.run_id.as_str().into();
+        let run_id = self.run_id.clone();
         let ev = if check {
             VmEvent::Preflight {
                 destination,

@@ -154,7 +154,7 @@ impl SimCluster {
         } else {
             0
         };
-        need_mem <= d.memory_bytes && vs.spec.disk_bytes() <= d.disk_bytes
+        need_mem <= d.memory_bytes && vs.disk_bytes <= d.disk_bytes
     }
 
     /// The VM's destination paths on this route name one path twice (two of its files would
@@ -306,7 +306,7 @@ impl SimCluster {
         let d = &self.hosts[dst];
         let free_mem = d.spec.memory_bytes.saturating_sub(d.used_memory);
         let free_disk = d.spec.disk_bytes.saturating_sub(d.used_disk);
-        if need_mem > free_mem || vs.spec.disk_bytes() > free_disk {
+        if need_mem > free_mem || vs.disk_bytes > free_disk {
             return Some((
                 "no_room",
                 DriverError::destination_refused(format!(
@@ -616,7 +616,7 @@ impl SimCluster {
                 Activity::Idle
             },
             memory_bytes: vs.spec.memory_bytes,
-            disk_bytes: vs.spec.disk_bytes(),
+            disk_bytes: vs.disk_bytes,
         }
     }
 }

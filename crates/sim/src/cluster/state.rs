@@ -48,6 +48,9 @@ pub(super) struct Vm {
     pub(super) spec: VmSpec,
     /// `spec.name`, shared: every listing of the host hands it out (a reference count each).
     pub(super) listed_name: std::sync::Arc<str>,
+    /// `spec.disk_bytes()`, summed once: every listing reports it, and a VM's disks do not
+    /// change in the simulator.
+    pub(super) disk_bytes: u64,
     pub(super) host: usize,
     /// Current disk paths, one per disk (on `host`).
     pub(super) disk_paths: Vec<String>,
@@ -243,6 +246,7 @@ impl SimCluster {
         self.vm_index.insert(spec.id.clone(), idx);
         self.vms.push(Vm {
             listed_name: spec.name.as_str().into(),
+            disk_bytes: spec.disk_bytes(),
             spec,
             host,
             disk_paths,
