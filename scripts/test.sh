@@ -69,13 +69,20 @@ else
     echo "ok: built without libvirt ($(target/release/vmove --version)), no libvirt linked, the demo ran"
   fi
 fi
-echo "build-checks: $((1 - nolibvirt_failed)) passed, $nolibvirt_failed failed" | tee -a /tmp/vmove-test-lab.log
+
+# The API docs build without a warning (broken intra-doc links, links to private items).
+say "API docs (RUSTDOCFLAGS='-D warnings' cargo doc --no-deps --workspace --all-features)"
+docs_failed=0
+if ! RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --all-features --locked; then
+  echo "FAIL: the API docs have warnings"; docs_failed=1
+fi
+echo "build-checks: $((2 - nolibvirt_failed - docs_failed)) passed, $((nolibvirt_failed + docs_failed)) failed" | tee -a /tmp/vmove-test-lab.log
 set -e
 
 disk_report "at the end"
-say "exit codes: workspace tests $unit, lab tests $lab, build without libvirt $nolibvirt_failed"
+say "exit codes: workspace tests $unit, lab tests $lab, build without libvirt $nolibvirt_failed, API docs $docs_failed"
 # One closing line over cargo's summaries and the lab scripts' ("lab-scripts: N passed, M failed").
 cat /tmp/vmove-test-unit.log /tmp/vmove-test-lab.log |
   sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed; ([0-9]+) ignored.*/\1 \2 \3/p; s/^(lab-scripts|build-checks): ([0-9]+) passed, ([0-9]+) failed/\2 \3 0/p' |
   awk '{p+=$1; f+=$2; i+=$3} END {printf "total: %d passed, %d failed, %d skipped\n", p, f, i}'
-[ "$unit" = 0 ] && [ "$lab" = 0 ] && [ "$nolibvirt_failed" = 0 ]
+[ "$unit" = 0 ] && [ "$lab" = 0 ] && [ "$nolibvirt_failed" = 0 ] && [ "$docs_failed" = 0 ]

@@ -32,6 +32,9 @@
 //! (`| head`) changes none of them.
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
+// The doc comments of `args` are clap's `--help` text, where `[key]` names a setting's config
+// key and `<user>` a value to fill in: not links or HTML for rustdoc.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 #[macro_use]
 mod stdio;

@@ -133,7 +133,7 @@ impl PowerState {
     }
 }
 
-/// The primary operational status of a VM (Hyper-V's OperationalStatus[0]; libvirt: always Ok
+/// The primary operational status of a VM (Hyper-V's `OperationalStatus[0]`; libvirt: always Ok
 /// unless the domain reports a crashed/blocked state).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "status", content = "detail")]

@@ -1,4 +1,4 @@
-//! Resolving a [`Selection`](crate::spec::Selection) against a host's VM list.
+//! Resolving a [`Selection`] against a host's VM list.
 
 use crate::model::VmInfo;
 use crate::spec::{Selection, SourceSpec};

@@ -11,7 +11,7 @@
 //!   lines that say which figures were used and where they came from.
 //! - [`mod@plan`]: [`plan()`], the simulated run and the [`Plan`] it gives: figures, order,
 //!   destinations, predicted start and end per VM, ETA, warnings.
-//! - [`remaining`]: the re-plan of what is left of a running run, from its journal alone
+//! - [`mod@remaining`]: the re-plan of what is left of a running run, from its journal alone
 //!   (`vmove serve`'s ETA).
 
 pub mod calibrate;
