@@ -5,7 +5,7 @@
 pub mod sim_state;
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A scratch directory with an isolated HOME and user config dir.
@@ -62,36 +62,10 @@ impl Drop for Sandbox {
     }
 }
 
-#[derive(Debug)]
-pub struct Run {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl From<Output> for Run {
-    fn from(o: Output) -> Run {
-        Run {
-            code: o.status.code(),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
-    }
-}
+pub mod run;
+pub use run::Run;
 
 impl Run {
-    #[track_caller]
-    pub fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "stdout:\n{}\nstderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
     /// A config error: exit 1, one line on stderr containing every `needle`, nothing on stdout.
     #[track_caller]
     pub fn expect_config_error(&self, needles: &[&str]) {
