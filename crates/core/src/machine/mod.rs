@@ -9,8 +9,8 @@
 //! asked, an answer to a finished VM) are accepted and ignored, each self-loop commented.
 //!
 //! Slots and destination reservations are NOT handled here: the engine derives them from the
-//! phase before and after every transition ([`Phase::holds_slot`](crate::event::Phase::holds_slot)), so every exit path releases
-//! them.
+//! phase before and after every transition
+//! ([`Phase::holds_slot`](crate::event::Phase::holds_slot)), so every exit path releases them.
 //!
 //! After an abort, what a look that finds the job still running does depends on the abort's answer:
 //! accepted, unanswered (the `Aborting` timer) or indeterminate, the abort may still take effect
