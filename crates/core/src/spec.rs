@@ -653,9 +653,6 @@ mod tests {
 
     /// Sources sharing one destination list are stored (the journal keeps the run's spec as
     /// this JSON) exactly as separate lists were: plain arrays of host names, read back equal.
-    /// Sources sharing one destination list have it checked once (`RunSpec::validate`): a
-    /// later source that is itself in the shared list is still refused, naming it, and an
-    /// unknown host in the list is still named.
     /// Sources on `hosts`, every one given the same destination list (one `Arc`).
     fn sources_sharing(
         hosts: &[&str],
@@ -672,6 +669,9 @@ mod tests {
             .collect()
     }
 
+    /// Sources sharing one destination list have it checked once (`RunSpec::validate`): a
+    /// later source that is itself in the shared list is still refused, naming it, and an
+    /// unknown host in the list is still named.
     #[test]
     fn a_shared_destination_list_is_checked_for_every_source() {
         use super::{HostLimits, RunSpec, Settings, SpecError};
