@@ -174,12 +174,10 @@ impl Core {
         match result {
             Err(f) => {
                 let first = self.hosts[h].failures == 0;
+                self.note_answered(h);
                 let hs = &mut self.hosts[h];
                 hs.failures += 1;
                 hs.reachable = false;
-                if !std::mem::replace(&mut hs.answered, true) {
-                    self.answered_count += 1;
-                }
                 if first {
                     let host = hs.id.clone();
                     self.emit(EventKind::HostUnreachable {
@@ -206,6 +204,13 @@ impl Core {
         }
     }
 
+    /// Host `h` answered a refresh (listed or failed): counted once, for `Core::initialized`.
+    fn note_answered(&mut self, h: usize) {
+        if !std::mem::replace(&mut self.hosts[h].answered, true) {
+            self.answered_count += 1;
+        }
+    }
+
     /// A host's refresh succeeded.
     fn on_listing(
         &mut self,
@@ -215,14 +220,12 @@ impl Core {
         info: HostInfo,
         vms: Vec<VmInfo>,
     ) {
+        self.note_answered(h);
         {
             let hs = &mut self.hosts[h];
             hs.failures = 0;
             hs.reachable = true;
             hs.down = false;
-            if !std::mem::replace(&mut hs.answered, true) {
-                self.answered_count += 1;
-            }
             hs.info = Some(info.clone());
             hs.last_ok_requested_at = Some(requested_at);
         }
@@ -276,10 +279,9 @@ impl Core {
     }
 
     /// Where a listing shows our VMs (unless a locate answer newer than the listing said
-    /// otherwise); returns the VMs whose whereabouts changed.
-    ///
-    /// Also returns, in index order, those of ours the listing shows as the host's last listing
-    /// did (`Core::settled_ready` tells whether assessing them again would change anything).
+    /// otherwise); returns the VMs to assess again (those it shows, and those it no longer
+    /// shows) and, in index order, those it shows as the host's last listing did
+    /// (`Core::settled_ready` tells whether assessing them again would change anything).
     fn note_listing(
         &mut self,
         h: usize,
