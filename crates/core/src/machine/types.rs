@@ -272,8 +272,27 @@ pub struct Illegal {
 }
 
 /// One VM's move: identity, figures, and its state.
+///
+/// Laid out in the order written (`repr(C)`): first the fields the engine reads of every VM a
+/// host's listing shows, to tell whether assessing it again would change anything.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct VmMove {
+    /// Mode as last assessed.
+    pub mode: MigrationMode,
+    /// Since when it is held by a backup or job.
+    pub held_since: Option<Time>,
+    pub timer: Option<Time>,
+    /// Why it waits (queued only).
+    pub wait: Option<WaitReason>,
+    /// An operator stopped this VM's move alone (`vmove abort RUN VM` while it ran): the
+    /// reason it ends with. Its transitions see the run as stopping with abort, whatever the
+    /// rest of the run does, so the attempt is aborted and not retried.
+    pub stopped: Option<Reason>,
+    /// What the pre-flight checks of its next attempt answered (forgotten when an attempt
+    /// fails, so that the attempt after it asks again).
+    pub preflight: PreflightMemo,
+    pub state: MoveState,
     pub id: VmId,
     pub name: String,
     /// Stable key for per-VM randomness.
@@ -290,8 +309,6 @@ pub struct VmMove {
     pub memory_bytes: u64,
     /// Disk, bytes.
     pub disk_bytes: u64,
-    /// Mode as last assessed.
-    pub mode: MigrationMode,
     /// Attempts started (attempt numbers never repeat).
     pub attempts: u32,
     /// Attempts that do not count toward `max_attempts`: each was in flight when vmove itself
@@ -303,20 +320,12 @@ pub struct VmMove {
     /// then failed (libvirt's client-driven job cannot finish without the client that died). If
     /// it ends with the VM back on its source, it is one of [`VmMove::uncounted`].
     pub interrupted: Option<u32>,
-    /// Why it waits (queued only).
-    pub wait: Option<WaitReason>,
-    /// Since when it is held by a backup or job.
-    pub held_since: Option<Time>,
     pub progress: Option<Progress>,
     pub last_error: Option<String>,
     /// When the current attempt started.
     pub started_at: Option<Time>,
     /// When it reached a final phase.
     pub finished_at: Option<Time>,
-    pub timer: Option<Time>,
-    /// What the pre-flight checks of its next attempt answered (forgotten when an attempt
-    /// fails, so that the attempt after it asks again).
-    pub preflight: PreflightMemo,
     /// The last attempt's failure, when it was the driver's (a refusal of the start, the
     /// migration's own failure), not vmove's abort nor vmove's own crash: (destination, class,
     /// message). The same failure again on the same route does not burn another attempt there.
@@ -325,11 +334,6 @@ pub struct VmMove {
     pub aborted_attempt: Option<u32>,
     /// Whether this VM's source copy was proven gone and the destination copy proven present.
     pub verified: bool,
-    /// An operator stopped this VM's move alone (`vmove abort RUN VM` while it ran): the
-    /// reason it ends with. Its transitions see the run as stopping with abort, whatever the
-    /// rest of the run does, so the attempt is aborted and not retried.
-    pub stopped: Option<Reason>,
-    pub state: MoveState,
 }
 
 /// What a transition produced.
@@ -421,10 +425,16 @@ impl VmMove {
 }
 
 /// The pre-flight answers for a VM's next attempt.
+///
+/// Laid out in the order written (`repr(C)`): the two fields read of every listed VM first.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[repr(C)]
 pub struct PreflightMemo {
     /// The destination whose check is in flight (at most one per VM).
     pub asking: Option<HostId>,
+    /// Since when it waits because every open destination blocks it and some may pass: the
+    /// wait ends `Blocked` after `backup_threshold`.
+    pub waiting_since: Option<Time>,
     /// Destinations that answered clear.
     pub clear: BTreeSet<HostId>,
     /// Destinations that blocked it, with their blockers (scope destination or host), at least
@@ -433,9 +443,6 @@ pub struct PreflightMemo {
     /// Destinations that blocked it only with findings that may pass (`Finding::may_pass`),
     /// with them: skipped for now, asked again after a back-off or when a move there ends.
     pub waiting: BTreeMap<HostId, Vec<Finding>>,
-    /// Since when it waits because every open destination blocks it and some may pass: the
-    /// wait ends `Blocked` after `backup_threshold`.
-    pub waiting_since: Option<Time>,
     /// Checks that found every open destination blocking it with some that may pass, in a row
     /// (the back-off between them grows with it).
     pub waits: u32,

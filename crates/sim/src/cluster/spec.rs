@@ -105,21 +105,24 @@ pub struct DiskSpec {
 }
 
 /// A VM of the simulated cluster.
+///
+/// Laid out in the order written (`repr(C)`): what a host's listing reads of a VM first.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct VmSpec {
     /// Its id (uuid-like).
     pub id: VmId,
-    pub name: String,
-    /// Where it is defined.
-    pub host: HostId,
     /// Memory, bytes.
     pub memory_bytes: u64,
-    /// Guest memory dirty rate, bytes/s.
-    pub dirty_rate: u64,
-    pub disks: Vec<DiskSpec>,
     pub power: PowerState,
     /// Primary status.
     pub health: Health,
+    pub name: String,
+    /// Where it is defined.
+    pub host: HostId,
+    /// Guest memory dirty rate, bytes/s.
+    pub dirty_rate: u64,
+    pub disks: Vec<DiskSpec>,
     /// Shapes of real VMs that a hypervisor refuses to move (see [`Shape`]).
     pub shapes: Vec<Shape>,
 }
