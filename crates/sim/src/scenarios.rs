@@ -3,6 +3,7 @@
 //! schedule's makespan.
 
 mod bound;
+pub mod oracle;
 pub mod peers;
 
 use crate::cluster::{
