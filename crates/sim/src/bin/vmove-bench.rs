@@ -174,8 +174,8 @@ fn main() -> ExitCode {
         }
     }
     println!("\nworst vmove / lower bound: {worst:.4} (target <= 1.01)");
-    peers_table();
-    order_headroom_table();
+    let wide_rows = peers_table();
+    order_headroom_table(&wide_rows);
     if quick {
         return ExitCode::SUCCESS;
     }
@@ -371,12 +371,15 @@ fn scale_table() -> ExitCode {
     }
 }
 
+/// Migrations per host at which the peers' workloads fill their NICs: five of 250 MB/s fill
+/// 1.25 GB/s.
+const WIDE: u32 = 5;
+
 /// vmove against its peers (`scenarios::peers`): per workload, vmove at its default limit and at
-/// a limit that fills the NIC, each peer at its own defaults, each peer at vmove's limit.
-fn peers_table() {
+/// a limit that fills the NIC, each peer at its own defaults, each peer at vmove's limit. Returns
+/// vmove's run at [`WIDE`] per host of each workload, in `PEER_WORKLOADS`' order.
+fn peers_table() -> Vec<vmove_sim::scenarios::peers::PeerRow> {
     use vmove_sim::scenarios::peers::{PEER_WORKLOADS, PeerRow, VMOVE_DEFAULT_LIMIT, compare};
-    /// Migrations of 250 MB/s that fill a 1.25 GB/s NIC.
-    const WIDE: u32 = 5;
     println!("\nvmove against its peers (simulated; hosts on 10 GbE report no limit)\n");
     println!(
         "| workload | policy | limits | lower bound (s) | makespan (s) | / LB | / vmove | not converged | aided | unmigratable | GB sent | peak per host |"
@@ -385,8 +388,9 @@ fn peers_table() {
     let mut worst = 0.0f64;
     let mut ahead_same = Vec::new();
     let mut ahead_defaults = Vec::new();
+    let mut wide_rows = Vec::new();
     for w in PEER_WORKLOADS {
-        let rows = compare(w, WIDE);
+        let mut rows = compare(w, WIDE);
         let ours = rows.first().and_then(|r| r.makespan).map_or(f64::NAN, secs);
         let fmt = |r: &PeerRow| {
             let m = r.makespan.map_or(f64::NAN, secs);
@@ -421,6 +425,8 @@ fn peers_table() {
                 ahead_defaults.push(format!("{} on {} ({:.2}x)", r.policy, w.name, m / ours));
             }
         }
+        // `compare`'s second row is vmove at `WIDE` per host.
+        wide_rows.push(rows.swap_remove(1));
     }
     println!(
         "\nworst vmove (limit {VMOVE_DEFAULT_LIMIT}) / lower bound: {worst:.4} (target <= 1.01)"
@@ -441,16 +447,17 @@ fn peers_table() {
             ahead_defaults.join("; ")
         }
     );
+    wide_rows
 }
 
 /// How much of vmove's gap to the lower bound is its order: per peer workload, at 5 per host,
 /// vmove's largest-first against an oracle's order that knows each move's time (or only each
 /// VM's size) and packs every source's slots to end together (`scenarios::oracle`). The
 /// oracle is not a policy vmove has: it is what a plan with that knowledge could reach.
-fn order_headroom_table() {
+/// `vmove_rows` are vmove's own runs at `WIDE` per host, one per workload ([`peers_table`]).
+fn order_headroom_table(vmove_rows: &[vmove_sim::scenarios::peers::PeerRow]) {
     use vmove_sim::scenarios::oracle::{self, Knows};
-    use vmove_sim::scenarios::peers::{PEER_WORKLOADS, measure, peer_workload};
-    const WIDE: u32 = 5;
+    use vmove_sim::scenarios::peers::{PEER_WORKLOADS, PeerRow, measure, peer_workload};
     println!(
         "\norder headroom at {WIDE} per host (simulated): vmove's largest-first against an oracle's \
          order that packs each source's slots (not a vmove policy)\n"
@@ -460,26 +467,24 @@ fn order_headroom_table() {
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut worst = 0.0f64;
-    for w in PEER_WORKLOADS {
-        let run = |knows: Option<Knows>| {
+    for (w, ours) in PEER_WORKLOADS.iter().zip(vmove_rows) {
+        let oracle_run = |knows: Knows| {
             let mut sc = peer_workload(w);
             sc.spec.settings.default_host_limit = WIDE;
-            if let Some(k) = knows {
-                oracle::order(&mut sc, WIDE, k);
-            }
+            oracle::order(&mut sc, WIDE, knows);
             measure(sc, format!("{WIDE} per host"))
         };
-        let rows = [run(None), run(Some(Knows::Times)), run(Some(Knows::Sizes))];
-        let lb = secs(rows[0].lower_bound).max(0.001);
-        let cell = |r: &vmove_sim::scenarios::peers::PeerRow| match r.makespan {
+        let rows = [oracle_run(Knows::Times), oracle_run(Knows::Sizes)];
+        let lb = secs(ours.lower_bound).max(0.001);
+        let cell = |r: &PeerRow| match r.makespan {
             Some(m) => (format!("{:.0}", secs(m)), format!("{:.3}", secs(m) / lb)),
             None => (
                 format!("failed: {}", r.error.as_deref().unwrap_or("?")),
                 "-".into(),
             ),
         };
-        let (a, b, c) = (cell(&rows[0]), cell(&rows[1]), cell(&rows[2]));
-        if let Some(m) = rows[1].makespan {
+        let (a, b, c) = (cell(ours), cell(&rows[0]), cell(&rows[1]));
+        if let Some(m) = rows[0].makespan {
             worst = worst.max(secs(m) / lb);
         }
         println!(
