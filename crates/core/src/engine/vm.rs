@@ -217,8 +217,11 @@ mod tests {
             vm + offset_of!(VmMove, mode) + 1,
             vm + offset_of!(VmMove, held_since) + size_of::<Option<Time>>(),
             vm + offset_of!(VmMove, timer) + size_of::<Option<Time>>(),
-            vm + offset_of!(VmMove, wait) + 8,
-            vm + offset_of!(VmMove, stopped) + 8,
+            vm + offset_of!(VmMove, wait) + size_of::<Option<crate::event::WaitReason>>(),
+            vm + offset_of!(VmMove, stopped) + size_of::<Option<crate::event::Reason>>(),
+            vm + offset_of!(VmMove, preflight)
+                + offset_of!(PreflightMemo, asking)
+                + size_of::<Option<crate::model::HostId>>(),
             vm + offset_of!(VmMove, preflight)
                 + offset_of!(PreflightMemo, waiting_since)
                 + size_of::<Option<Time>>(),
