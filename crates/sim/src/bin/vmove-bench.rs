@@ -9,6 +9,23 @@
 //! alone: `--scale-run VMS HOSTS`.
 
 use std::process::ExitCode;
+
+/// `println!` that ends the program quietly when its reader has gone (`vmove-bench | head`):
+/// the bench's only product is what it prints, so nothing is left to do (before, it panicked
+/// with "failed printing to stdout: Broken pipe"). Any other write error is said on stderr and
+/// ends it with status 1.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("vmove-bench: cannot write its output: {e}");
+            std::process::exit(1);
+        }
+    }};
+}
 use std::time::Instant;
 use vmove_core::Time;
 use vmove_core::spec::SchedulerPolicy;
@@ -104,7 +121,7 @@ fn main() -> ExitCode {
         };
         return match scale_run(vms, hosts) {
             Ok(r) => {
-                println!("{}", r.to_line());
+                out!("{}", r.to_line());
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -117,11 +134,11 @@ fn main() -> ExitCode {
         return scale_table();
     }
     let quick = args.iter().any(|a| a == "--quick");
-    println!("makespan / lower bound (simulated; lower is better, 1.00 is optimal)\n");
-    println!(
+    out!("makespan / lower bound (simulated; lower is better, 1.00 is optimal)\n");
+    out!(
         "| workload | slots | lower bound (s) | vmove (s) | vmove / LB | seed (s) | seed / LB | seed / vmove |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    out!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut worst = 0.0f64;
     for w in WORKLOADS {
         for slots in [2u32, 4, 8] {
@@ -163,7 +180,7 @@ fn main() -> ExitCode {
                 (Some(a), Some(b)) => format!("{:.2}x", secs(b) / secs(a).max(0.001)),
                 _ => "-".into(),
             };
-            println!(
+            out!(
                 "| {} | {slots} | {:.0} | {} | {ours:.4} | {} | {:.3} | {vs} |",
                 w.name,
                 secs(lb),
@@ -173,7 +190,7 @@ fn main() -> ExitCode {
             );
         }
     }
-    println!("\nworst vmove / lower bound: {worst:.4} (target <= 1.01)");
+    out!("\nworst vmove / lower bound: {worst:.4} (target <= 1.01)");
     let wide_rows = peers_table();
     order_headroom_table(&wide_rows);
     if quick {
@@ -304,15 +321,13 @@ fn scale_table() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!(
+    out!(
         "\nEvacuations of `scenarios::large` (half the hosts to the other half, slots 2, no faults), one process each:\n"
     );
-    println!(
+    out!(
         "| VMs | hosts | moved | makespan / lower bound (s) | steps | commands | events | wall (s) | CPU (s) | peak memory (MiB) | of which the cluster built (MiB) | wall per step (ns) |"
     );
-    println!(
-        "| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-    );
+    out!("| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut ok = true;
     for &(vms, hosts) in SCALE_SIZES {
         let child = std::process::Command::new(&exe)
@@ -339,7 +354,7 @@ fn scale_table() -> ExitCode {
             continue;
         };
         let mib = |k: u64| k as f64 / 1024.0;
-        println!(
+        out!(
             "| {} | {} | {} | {:.0} / {:.0} ({:.4}) | {} | {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} |",
             r.vms,
             r.hosts,
@@ -361,7 +376,7 @@ fn scale_table() -> ExitCode {
             ok = false;
         }
     }
-    println!(
+    out!(
         "\ntargets (issue 19): 100,000 VMs in < 10 s wall and < 500 MiB; wall per step flat across sizes"
     );
     if ok {
@@ -380,11 +395,11 @@ const WIDE: u32 = 5;
 /// vmove's run at [`WIDE`] per host of each workload, in `PEER_WORKLOADS`' order.
 fn peers_table() -> Vec<vmove_sim::scenarios::peers::PeerRow> {
     use vmove_sim::scenarios::peers::{PEER_WORKLOADS, PeerRow, VMOVE_DEFAULT_LIMIT, compare};
-    println!("\nvmove against its peers (simulated; hosts on 10 GbE report no limit)\n");
-    println!(
+    out!("\nvmove against its peers (simulated; hosts on 10 GbE report no limit)\n");
+    out!(
         "| workload | policy | limits | lower bound (s) | makespan (s) | / LB | / vmove | not converged | aided | unmigratable | GB sent | peak per host |"
     );
-    println!("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    out!("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut worst = 0.0f64;
     let mut ahead_same = Vec::new();
     let mut ahead_defaults = Vec::new();
@@ -395,7 +410,7 @@ fn peers_table() -> Vec<vmove_sim::scenarios::peers::PeerRow> {
         let fmt = |r: &PeerRow| {
             let m = r.makespan.map_or(f64::NAN, secs);
             let lb = secs(r.lower_bound).max(0.001);
-            println!(
+            out!(
                 "| {} | {} | {} | {:.0} | {} | {:.3} | {:.2}x | {} | {} | {} | {:.0} | {} |",
                 w.name,
                 r.policy,
@@ -428,10 +443,8 @@ fn peers_table() -> Vec<vmove_sim::scenarios::peers::PeerRow> {
         // `compare`'s second row is vmove at `WIDE` per host.
         wide_rows.push(rows.swap_remove(1));
     }
-    println!(
-        "\nworst vmove (limit {VMOVE_DEFAULT_LIMIT}) / lower bound: {worst:.4} (target <= 1.01)"
-    );
-    println!(
+    out!("\nworst vmove (limit {VMOVE_DEFAULT_LIMIT}) / lower bound: {worst:.4} (target <= 1.01)");
+    out!(
         "peers ahead of vmove at the same limits (as many moved, sooner): {}",
         if ahead_same.is_empty() {
             "none".to_string()
@@ -439,7 +452,7 @@ fn peers_table() -> Vec<vmove_sim::scenarios::peers::PeerRow> {
             ahead_same.join("; ")
         }
     );
-    println!(
+    out!(
         "peers at their own defaults ahead of vmove's defaults: {}",
         if ahead_defaults.is_empty() {
             "none".to_string()
@@ -458,14 +471,14 @@ fn peers_table() -> Vec<vmove_sim::scenarios::peers::PeerRow> {
 fn order_headroom_table(vmove_rows: &[vmove_sim::scenarios::peers::PeerRow]) {
     use vmove_sim::scenarios::oracle::{self, Knows};
     use vmove_sim::scenarios::peers::{PEER_WORKLOADS, PeerRow, measure, peer_workload};
-    println!(
+    out!(
         "\norder headroom at {WIDE} per host (simulated): vmove's largest-first against an oracle's \
          order that packs each source's slots (not a vmove policy)\n"
     );
-    println!(
+    out!(
         "| workload | lower bound (s) | vmove, largest first (s) | / LB | oracle, times known (s) | / LB | oracle, sizes only (s) | / LB |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    out!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut worst = 0.0f64;
     for (w, ours) in PEER_WORKLOADS.iter().zip(vmove_rows) {
         let oracle_run = |knows: Knows| {
@@ -487,10 +500,16 @@ fn order_headroom_table(vmove_rows: &[vmove_sim::scenarios::peers::PeerRow]) {
         if let Some(m) = rows[0].makespan {
             worst = worst.max(secs(m) / lb);
         }
-        println!(
+        out!(
             "| {} | {lb:.0} | {} | {} | {} | {} | {} | {} |",
-            w.name, a.0, a.1, b.0, b.1, c.0, c.1
+            w.name,
+            a.0,
+            a.1,
+            b.0,
+            b.1,
+            c.0,
+            c.1
         );
     }
-    println!("\nworst oracle (times known) / lower bound: {worst:.4}");
+    out!("\nworst oracle (times known) / lower bound: {worst:.4}");
 }
