@@ -21,13 +21,20 @@ const AIDS: [ConvergenceAid; 2] = [ConvergenceAid::AutoConverge, ConvergenceAid:
 /// does not fire again at the same instant.
 const MIN_WATCH_DELAY: Duration = Duration::from_millis(1);
 
+/// How long a migration of `memory` and `disk` bytes may take before the completion watchdog
+/// fires: `completion_timeout_per_gib` for every GiB of memory and disk, at least
+/// `completion_timeout_min`.
+pub(crate) fn completion_timeout(s: &Settings, memory: u64, disk: u64) -> Duration {
+    let gib = memory.saturating_add(disk) as f64 / crate::model::GIB as f64;
+    let per = Duration::try_from_secs_f64(s.completion_timeout_per_gib.as_secs_f64() * gib)
+        .unwrap_or(Duration::MAX);
+    per.max(s.completion_timeout_min)
+}
+
 impl VmMove {
-    /// When the migration must be complete: `completion_timeout_per_gib` for every GiB of
-    /// memory and disk, at least `completion_timeout_min`.
+    /// When the migration must be complete ([`completion_timeout`] from `now`).
     fn completion_deadline(&self, s: &Settings, now: Time) -> Time {
-        let gib = (self.memory_bytes + self.disk_bytes) as f64 / crate::model::GIB as f64;
-        let per = Duration::from_secs_f64(s.completion_timeout_per_gib.as_secs_f64() * gib);
-        now + per.max(s.completion_timeout_min)
+        now + completion_timeout(s, self.memory_bytes, self.disk_bytes)
     }
 
     /// Seen running (or re-adopted): watch it, unless the run is being stopped with abort.
@@ -54,6 +61,7 @@ impl VmMove {
             polling: false,
             escalations: 0,
             converging: false,
+            post_copy: false,
         };
         self.timer = Some(
             m.next_poll
@@ -122,7 +130,10 @@ pub(super) fn timer(vm: &mut VmMove, ctx: Ctx<'_>, mut m: Box<Migrating>) -> Nex
     let mut out = Output::default();
     let (now, s) = (ctx.now, ctx.settings);
     let stall_at = m.last_progress_at + s.stall_timeout;
-    let fired = if now >= stall_at {
+    let fired = if m.post_copy {
+        // Past the point of no return: nothing to abort, only an end to wait for.
+        None
+    } else if now >= stall_at {
         Some((Watchdog::Stall, s.stall_action))
     } else if now >= m.deadline {
         Some((Watchdog::Completion, s.completion_action))
@@ -201,10 +212,12 @@ pub(super) fn converged(
     m.converging = false;
     let state = match res {
         Ok(true) => {
+            let aid = if m.escalations <= 1 { AIDS[0] } else { AIDS[1] };
+            m.post_copy |= aid == ConvergenceAid::PostCopy;
             out.events.push(EventKind::Escalated {
                 vm: vm.id.clone(),
                 attempt: m.req.attempt,
-                aid: if m.escalations <= 1 { AIDS[0] } else { AIDS[1] },
+                aid,
             });
             MoveState::Migrating(m)
         }

@@ -130,6 +130,13 @@ pub struct Migrating {
     pub escalations: u32,
     /// A convergence request is outstanding.
     pub converging: bool,
+    /// Post-copy was applied: the guest runs on the destination and fetches the rest of its
+    /// memory from the source. Such a migration cannot be undone (QEMU's post-copy docs: "a
+    /// failure of either side causes the guest to be lost"; libvirt's own tests, tp-libvirt
+    /// `migration/async_job/abort_migration_with_wrong_api_flag`: a post-copy migration cannot
+    /// be aborted by `virsh domjobabort`), so the watchdogs no longer abort it: it is watched
+    /// to its end.
+    pub post_copy: bool,
 }
 
 impl MoveState {

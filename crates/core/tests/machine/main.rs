@@ -63,6 +63,7 @@ fn state(p: Phase) -> MoveState {
             deadline: Time(1_000_000),
             escalations: 0,
             converging: false,
+            post_copy: false,
         })),
         Phase::Aborting => MoveState::Aborting {
             req: req().into(),

@@ -199,8 +199,14 @@ fn migrating_transitions() {
     illegal(Phase::Migrating, VmEvent::Started(Ok(h())));
 }
 
+/// Auto-converge first, then post-copy; once post-copy is applied the guest runs on the
+/// destination and the move cannot be undone (QEMU's post-copy docs; a post-copy migration
+/// cannot be aborted by `virsh domjobabort`: libvirt's tests, tp-libvirt
+/// `abort_migration_with_wrong_api_flag`): the watchdogs fire no more and it is watched to its
+/// end. Before this, the next firing aborted it (an abort that loses the guest, or that the
+/// hypervisor refuses), and in the simulator the move began again from nothing.
 #[test]
-fn escalation_applies_convergence_aids_before_aborting() {
+fn escalation_applies_convergence_aids_and_never_aborts_after_post_copy() {
     let settings = Settings {
         stall_action: WatchdogAction::Escalate,
         ..Settings::default()
@@ -230,11 +236,63 @@ fn escalation_applies_convergence_aids_before_aborting() {
         }
     )));
     step(&mut v, ctx(Time(300_200)), VmEvent::Converged(Ok(true))).unwrap();
-    let out = step(&mut v, ctx(Time(450_200)), VmEvent::Timer).unwrap();
+    for t in [450_200, 600_300, 3_600_000] {
+        // The last poll answered: the next firing asks again.
+        step(
+            &mut v,
+            ctx(Time(t - 1)),
+            VmEvent::Status(Ok(MigrationStatus::Running(Default::default()))),
+        )
+        .unwrap();
+        let out = step(&mut v, ctx(Time(t)), VmEvent::Timer).unwrap();
+        assert!(
+            !out.commands
+                .iter()
+                .any(|c| matches!(c, Command::AbortMigration { .. })),
+            "aborted at {t} ms"
+        );
+        assert!(
+            out.commands
+                .iter()
+                .any(|c| matches!(c, Command::PollMigration { .. })),
+            "still watched at {t} ms"
+        );
+        assert_eq!(v.phase(), Phase::Migrating);
+    }
+    step(
+        &mut v,
+        ctx(Time(3_600_100)),
+        VmEvent::Status(Ok(MigrationStatus::Completed)),
+    )
+    .unwrap();
+    assert_eq!(v.phase(), Phase::Verifying);
+}
+
+/// An aid the hypervisor did not apply (post-copy not enabled): the next firing aborts, as
+/// before; only an applied post-copy stops the watchdogs.
+#[test]
+fn escalation_aborts_when_post_copy_was_not_applied() {
+    let settings = Settings {
+        stall_action: WatchdogAction::Escalate,
+        ..Settings::default()
+    };
+    let mut v = vm_in(Phase::Migrating);
+    let ctx = |now| Ctx {
+        now,
+        settings: &settings,
+        stopping: None,
+        abort_running: false,
+    };
+    step(&mut v, ctx(Time(150_000)), VmEvent::Timer).unwrap();
+    step(&mut v, ctx(Time(150_100)), VmEvent::Converged(Ok(true))).unwrap();
+    step(&mut v, ctx(Time(300_100)), VmEvent::Timer).unwrap();
+    let out = step(&mut v, ctx(Time(300_200)), VmEvent::Converged(Ok(false))).unwrap();
     assert!(
         out.commands
             .iter()
-            .any(|c| matches!(c, Command::AbortMigration { .. }))
+            .any(|c| matches!(c, Command::AbortMigration { .. })),
+        "{:?}",
+        out.commands
     );
     assert_eq!(v.phase(), Phase::Aborting);
 }
