@@ -198,6 +198,10 @@ pub struct VmInfo {
     pub memory_bytes: u64,
     /// Disk space its disks take now (allocated), in bytes.
     pub disk_bytes: u64,
+    /// How fast the guest dirties its memory, in bytes/s, where the hypervisor measured it
+    /// (libvirt's dirty-rate calculation); `None` where it did not or cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dirty_rate: Option<u64>,
 }
 
 /// What a host reports about itself.

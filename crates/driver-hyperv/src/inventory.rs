@@ -100,6 +100,7 @@ impl HyperVDriver {
             activity,
             memory_bytes: memory.get(&guid.to_ascii_uppercase()).copied().unwrap_or(0),
             disk_bytes: disk.get(&guid.to_ascii_uppercase()).copied().unwrap_or(0),
+            dirty_rate: None,
             id: VmId::new(guid),
         })
     }

@@ -61,6 +61,7 @@ impl World {
             activity: Activity::Idle,
             memory_bytes: 1 << 30,
             disk_bytes: 4 << 30,
+            dirty_rate: None,
         }
     }
 

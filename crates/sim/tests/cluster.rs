@@ -473,3 +473,43 @@ fn a_route_rate_measured_per_concurrency_uses_the_nearest_measured_level_and_nev
     let mut c = SimCluster::new(hosts(), vec![], Faults::default()).unwrap();
     assert!(c.set_route(&a, &b, bad).is_err(), "a zero rate is refused");
 }
+
+/// A host's listing reports a running VM's dirty rate, as a libvirt host does after a dirty-rate
+/// calculation (`virDomainStartDirtyRateCalc`, then the `dirtyrate.*` domain statistics), and
+/// none for a VM that is not running; with `set_dirty_rates_reported(false)` it reports none, as
+/// vmove's libvirt and Hyper-V drivers do today.
+#[test]
+fn a_listing_reports_a_running_vms_dirty_rate_unless_told_not_to() {
+    let vms = vec![
+        VmSpec::running("busy", "a", 4 * GIB).with_dirty_rate(150 * MIB),
+        VmSpec::running("quiet", "a", 4 * GIB),
+        VmSpec::running("off", "a", GIB)
+            .with_dirty_rate(10 * MIB)
+            .off(),
+    ];
+    let mut c = SimCluster::new(hosts(), vms, Faults::default()).unwrap();
+    let rates = |c: &SimCluster| {
+        let mut r: Vec<(String, Option<u64>)> = c
+            .list_vms(&HostId::new("a"))
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.name.to_string(), v.dirty_rate))
+            .collect();
+        r.sort();
+        r
+    };
+    assert_eq!(
+        rates(&c),
+        vec![
+            ("busy".to_string(), Some(150 * MIB)),
+            ("off".to_string(), None),
+            ("quiet".to_string(), Some(0)),
+        ]
+    );
+    c.set_dirty_rates_reported(false);
+    assert!(
+        rates(&c).iter().all(|(_, r)| r.is_none()),
+        "{:?}",
+        rates(&c)
+    );
+}

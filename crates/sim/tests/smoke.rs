@@ -135,6 +135,7 @@ fn from_observed_mirrors_capacity_foreign_migrations_and_backups() {
         activity,
         memory_bytes: 8 * GIB,
         disk_bytes: 40 * GIB,
+        dirty_rate: None,
     };
     let hosts = vec![
         ObservedHost {

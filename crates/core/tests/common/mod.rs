@@ -65,6 +65,7 @@ pub fn vm(name: &str, power: PowerState) -> VmInfo {
         activity: Activity::Idle,
         memory_bytes: 1 << 30,
         disk_bytes: 4 << 30,
+        dirty_rate: None,
     }
 }
 

@@ -31,6 +31,7 @@ fn info(power: PowerState) -> VmInfo {
         activity: Activity::Idle,
         memory_bytes: 1 << 30,
         disk_bytes: 1 << 30,
+        dirty_rate: None,
     }
 }
 

@@ -270,6 +270,7 @@ pub fn vm_info(conn: &Connect, dom: &Domain) -> DriverResult<VmInfo> {
         activity,
         memory_bytes: desc.memory_kib * 1024,
         disk_bytes: disks.iter().map(|d| d.allocated_bytes).sum(),
+        dirty_rate: None,
     })
 }
 

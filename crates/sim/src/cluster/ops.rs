@@ -57,6 +57,7 @@ impl SimCluster {
                         },
                         memory_bytes: 0,
                         disk_bytes: 0,
+                        dirty_rate: None,
                     });
                 }
             }
@@ -617,6 +618,10 @@ impl SimCluster {
             },
             memory_bytes: vs.spec.memory_bytes,
             disk_bytes: vs.disk_bytes,
+            dirty_rate: (self.dirty_rates_reported
+                && !incoming
+                && vs.spec.power == PowerState::Running)
+                .then_some(vs.spec.dirty_rate),
         }
     }
 }

@@ -145,6 +145,9 @@ pub struct SimCluster {
     pub(super) mid: Vec<MidFault>,
     /// Per (source, destination) index pair: the route's overhead and cap (none: defaults).
     pub(super) routes: IdMap<(usize, usize), RouteSpec>,
+    /// Whether listings report running VMs' dirty rates (as a libvirt host does after a
+    /// dirty-rate calculation; [`SimCluster::set_dirty_rates_reported`]).
+    pub(super) dirty_rates_reported: bool,
 }
 
 impl SimCluster {
@@ -170,6 +173,7 @@ impl SimCluster {
             edge_cursor: 0,
             mid: Vec::new(),
             routes: IdMap::default(),
+            dirty_rates_reported: true,
         };
         for h in hosts {
             c.add_host(h)?;
@@ -352,6 +356,13 @@ impl SimCluster {
         }
         self.clean_wakes();
         Ok(())
+    }
+
+    /// Whether hosts' listings report each running VM's dirty rate (`VmInfo::dirty_rate`; on by
+    /// default, as a libvirt host that measured it would). Off, they report none, as vmove's
+    /// libvirt and Hyper-V drivers do today.
+    pub fn set_dirty_rates_reported(&mut self, reported: bool) {
+        self.dirty_rates_reported = reported;
     }
 
     /// Sets how migrations from `source` to `destination` behave (see [`RouteSpec`]); applies
