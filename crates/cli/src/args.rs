@@ -206,7 +206,7 @@ impl clap::builder::TypedValueParser for Listed {
 /// `stall_action` and `completion_action`.
 const WATCHDOG_ACTIONS: Listed = Listed(&["abort", "escalate"]);
 /// `order`.
-const ORDERS: Listed = Listed(&["largest_first", "smallest_first", "as_given"]);
+const ORDERS: Listed = Listed(&["packed", "largest_first", "smallest_first", "as_given"]);
 /// `policy`.
 const POLICIES: Listed = Listed(&["vmove", "seed"]);
 

@@ -199,7 +199,7 @@ fn migrate_help_shows_examples_and_settings_list_their_values() {
     );
     let flat = r.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
-        flat.contains("[possible values: largest_first, smallest_first, as_given]"),
+        flat.contains("[possible values: packed, largest_first, smallest_first, as_given]"),
         "{}",
         r.stdout
     );

@@ -67,12 +67,25 @@ pub enum WatchdogAction {
     Escalate,
 }
 
+/// Queued VMs per slot of a source above which [`Order::Packed`] does not plan that source
+/// (largest first instead): a plan's cost grows with the square of its VMs, and with many
+/// waves left, largest first leaves little for a plan to gain.
+pub const PACK_JOBS_PER_SLOT: usize = 8;
+
 /// In which order VMs are started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Order {
-    /// Largest (memory + disk) first: minimises the total time (LPT).
+    /// Largest first, and each source's queue planned so that its slots end together: the
+    /// queued VMs are split over the source's slots (after what its running moves still have to
+    /// send), each by the bytes its move is expected to send (memory and disks, and memory sent
+    /// again while the guest dirties it, where the host measured a dirty rate), and started in
+    /// the order of that plan (`engine/pack.rs`). Planned again as moves end, fail or become
+    /// ready. Sources with more than [`PACK_JOBS_PER_SLOT`] queued VMs per slot start their
+    /// largest first until they have fewer.
     #[default]
+    Packed,
+    /// Largest (memory + disk) first (LPT).
     LargestFirst,
     /// Smallest first: the most VMs moved early.
     SmallestFirst,
@@ -285,7 +298,7 @@ impl Default for Settings {
             default_host_limit: 2,
             max_parallel: None,
             cluster_cap: None,
-            order: Order::LargestFirst,
+            order: Order::Packed,
             policy: SchedulerPolicy::Vmove,
             seed: 0,
             cleanup: true,

@@ -65,14 +65,16 @@ fn a_parked_source_would_do_nothing_if_looked_at_after_every_input() {
     let (violations, parked, inputs, core) = run_checking(scenarios::large(2_000, 200));
     assert!(violations.is_empty(), "{}", violations.join("\n"));
     assert!(core.is_finished(), "the evacuation did not finish");
-    // Not vacuous: parked sources were checked after many inputs (2,077 of 189,921 here since
+    // Not vacuous: parked sources were checked after many inputs (861 of 188,190 here since
+    // `order = "packed"`: a source whose planned first VM awaits its check is not parked, it
+    // waits; 2,077 of 189,921 before it, since
     // a VM cleared for a destination that can take it starts there instead of asking again;
     // on 100 hosts that left 660 of 197,787, and before it 1,255 of 198,958 when checks were
     // spread over the destinations, 2,017 of 101,621 at 1,000 VMs before that: parking holds
     // while checks are at their bound between a check and its answer, so fewer checks park
     // less, and more destinations more).
     assert!(
-        parked >= 1_000,
+        parked >= 500,
         "parked sources were checked after only {parked} of {inputs} inputs"
     );
     let snap = core.snapshot(vmove_core::Time::ZERO);

@@ -102,6 +102,15 @@ pub(super) struct SourceState {
     pub(super) resolved: bool,
     /// Its queued VMs that may start as soon as a slot and a destination allow.
     pub(super) ready: BTreeSet<vm::OrderKey>,
+    /// Its plan (`pack.rs`) is to be made again: a VM of it changed phase, or its ready set
+    /// changed. It is then in `Core::pack_due`.
+    pub(super) pack_due: bool,
+    /// Under [`Order::Packed`](crate::spec::Order::Packed): the VM of it whose pre-flight check
+    /// the scheduler asked instead of starting it, in the plan's order. Until that check
+    /// answers, no later VM of the source starts in its place (`pack.rs`).
+    pub(super) awaiting: Option<usize>,
+    /// Its ready VMs are in the order of a plan (`pack.rs`), not largest first.
+    pub(super) planned: bool,
 }
 
 impl SourceState {
@@ -119,6 +128,9 @@ impl SourceState {
             destination_ids: None,
             resolved: false,
             ready: BTreeSet::new(),
+            pack_due: false,
+            awaiting: None,
+            planned: false,
         }
     }
 }

@@ -20,6 +20,7 @@ mod assess;
 mod control;
 mod hosts;
 mod index;
+pub mod pack;
 mod park;
 mod peers;
 mod schedule;
@@ -53,6 +54,11 @@ use vm::VmEntry;
 #[derive(Debug)]
 pub struct Core {
     spec: RunSpec,
+    /// A migration's transfer rate, as the last progress figures that had one said: what a
+    /// plan (`pack.rs`) takes a move's rate to be.
+    rate_seen: Option<u64>,
+    /// Sources whose plan is to be made again (`SourceState::pack_due`), each once.
+    pack_due: Vec<usize>,
     /// `spec.run_id`, shared by every request the run makes (a reference count each).
     run_id: Arc<str>,
     /// Hosts that have answered a refresh (`HostState::answered`), until all have.
@@ -157,6 +163,8 @@ impl Core {
             spec.settings.cluster_cap,
         );
         let mut core = Core {
+            rate_seen: None,
+            pack_due: Vec::new(),
             run_id: spec.run_id.as_str().into(),
             answered_count: 0,
             hosts,
@@ -447,7 +455,14 @@ impl Core {
                 }
                 let ev = match other {
                     Input::MigrationStarted { result, .. } => VmEvent::Started(result),
-                    Input::MigrationStatus { result, .. } => VmEvent::Status(result),
+                    Input::MigrationStatus { result, .. } => {
+                        if let Ok(crate::model::MigrationStatus::Running(p)) = &result
+                            && let Some(r) = p.transfer_rate.filter(|&r| r > 0)
+                        {
+                            self.rate_seen = Some(r);
+                        }
+                        VmEvent::Status(result)
+                    }
                     Input::AbortDone { result, .. } => VmEvent::AbortDone(result),
                     Input::Converged { result, .. } => VmEvent::Converged(result),
                     Input::Located { result, .. } => {
@@ -744,6 +759,15 @@ impl Core {
         self.derive_slots(idx, now, after);
         self.derive_reservation(idx, now, after);
         self.derive_ready(idx, after);
+        if before != after
+            && let Some(si) = self
+                .source_state
+                .get(self.vms[idx].source)
+                .copied()
+                .flatten()
+        {
+            self.mark_pack_due(si);
+        }
         if after.is_final() && !before.is_final() {
             self.final_count += 1;
         }

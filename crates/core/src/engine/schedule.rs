@@ -68,12 +68,14 @@ impl Core {
                 self.dirty = true;
                 if let Some(si) = si {
                     self.sources[si].ready.insert(key);
+                    self.mark_pack_due(si);
                 }
                 self.vms[idx].ready_key = Some(key);
             }
             (false, Some(old)) => {
                 if let Some(si) = si {
                     self.sources[si].ready.remove(&old);
+                    self.mark_pack_due(si);
                 }
                 self.vms[idx].ready_key = None;
             }
@@ -83,12 +85,20 @@ impl Core {
                 if let Some(si) = si {
                     self.sources[si].ready.remove(&old);
                     self.sources[si].ready.insert(key);
+                    self.mark_pack_due(si);
                 }
                 self.vms[idx].ready_key = Some(key);
             }
             _ => {}
         }
         if let Some(si) = si {
+            if self.sources[si].awaiting == Some(idx)
+                && (after != Phase::Queued || self.vms[idx].vm.preflight.asking.is_none())
+            {
+                // Its check answered (or it left the queue): the source goes on.
+                self.sources[si].awaiting = None;
+                self.dirty = true;
+            }
             self.update_eligible(si);
         }
         // Live moves still to do (offline ones wait for them by default).
@@ -176,6 +186,7 @@ impl Core {
     fn schedule_pass(&mut self, now: Time) {
         let offline_ok = self.offline_allowed();
         let pins = !self.spec.pins.is_empty();
+        self.pack_due_sources();
         self.sync_index();
         // Per candidate source: the next ready VM to look at (a lower bound: checked when it
         // comes up).
@@ -189,6 +200,9 @@ impl Core {
                 continue;
             }
             for &si in &self.parking.active[g] {
+                if self.sources[si].awaiting.is_some() {
+                    continue;
+                }
                 if let Some(&k) = self.sources[si].ready.first() {
                     if no_checks
                         && self.vms[k.vm].vm.preflight.clear.is_empty()
@@ -269,7 +283,7 @@ impl Core {
                 self.try_park(si, key);
                 true
             } else {
-                self.place_and_start(idx, now, false);
+                let started = self.place_and_start(idx, now, false);
                 // No more checks now: VMs with a clear answer get back in line as answers come.
                 // A VM still first that did nothing: its source may be parked (a source whose
                 // VM started is done for the pass and looked at again in the next).
@@ -277,7 +291,16 @@ impl Core {
                 if full {
                     self.try_park(si, key);
                 }
-                full
+                // Its check asked: under a plan, the source waits for that answer rather than
+                // start a later VM in its place.
+                let awaits = !started
+                    && self.packs()
+                    && self.sources[si].planned
+                    && self.vms[idx].vm.preflight.asking.is_some();
+                if awaits {
+                    self.sources[si].awaiting = Some(idx);
+                }
+                full || awaits
             };
             if !done {
                 if let Some(&k) = self.sources[si]

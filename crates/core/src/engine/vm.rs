@@ -122,7 +122,7 @@ pub(super) struct VmEntry {
 pub(super) fn size_key(order: Order, memory_bytes: u64, disk_bytes: u64) -> u64 {
     let size = memory_bytes.saturating_add(disk_bytes);
     match order {
-        Order::LargestFirst => u64::MAX - size,
+        Order::LargestFirst | Order::Packed => u64::MAX - size,
         Order::SmallestFirst => size,
         Order::AsGiven => 0,
     }

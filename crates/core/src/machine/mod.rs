@@ -74,6 +74,7 @@ mod discarding;
 mod limits;
 mod locating;
 mod migrating;
+pub(crate) use migrating::completion_timeout;
 mod queued;
 mod starting;
 mod types;

@@ -199,6 +199,24 @@ fn migrating_transitions() {
     illegal(Phase::Migrating, VmEvent::Started(Ok(h())));
 }
 
+/// Settings whose stall watchdog tries the convergence aids before it aborts.
+fn escalating() -> Settings {
+    Settings {
+        stall_action: WatchdogAction::Escalate,
+        ..Settings::default()
+    }
+}
+
+/// A step's context at `now` under `settings`, no stop asked.
+fn running_at(settings: &Settings, now: Time) -> Ctx<'_> {
+    Ctx {
+        now,
+        settings,
+        stopping: None,
+        abort_running: false,
+    }
+}
+
 /// Auto-converge first, then post-copy; once post-copy is applied the guest runs on the
 /// destination and the move cannot be undone (QEMU's post-copy docs; a post-copy migration
 /// cannot be aborted by `virsh domjobabort`: libvirt's tests, tp-libvirt
@@ -207,17 +225,9 @@ fn migrating_transitions() {
 /// hypervisor refuses), and in the simulator the move began again from nothing.
 #[test]
 fn escalation_applies_convergence_aids_and_never_aborts_after_post_copy() {
-    let settings = Settings {
-        stall_action: WatchdogAction::Escalate,
-        ..Settings::default()
-    };
+    let settings = escalating();
     let mut v = vm_in(Phase::Migrating);
-    let ctx = |now| Ctx {
-        now,
-        settings: &settings,
-        stopping: None,
-        abort_running: false,
-    };
+    let ctx = |now| running_at(&settings, now);
     let out = step(&mut v, ctx(Time(150_000)), VmEvent::Timer).unwrap();
     assert!(out.commands.iter().any(|c| matches!(
         c,
@@ -272,17 +282,9 @@ fn escalation_applies_convergence_aids_and_never_aborts_after_post_copy() {
 /// before; only an applied post-copy stops the watchdogs.
 #[test]
 fn escalation_aborts_when_post_copy_was_not_applied() {
-    let settings = Settings {
-        stall_action: WatchdogAction::Escalate,
-        ..Settings::default()
-    };
+    let settings = escalating();
     let mut v = vm_in(Phase::Migrating);
-    let ctx = |now| Ctx {
-        now,
-        settings: &settings,
-        stopping: None,
-        abort_running: false,
-    };
+    let ctx = |now| running_at(&settings, now);
     step(&mut v, ctx(Time(150_000)), VmEvent::Timer).unwrap();
     step(&mut v, ctx(Time(150_100)), VmEvent::Converged(Ok(true))).unwrap();
     step(&mut v, ctx(Time(300_100)), VmEvent::Timer).unwrap();
