@@ -239,39 +239,3 @@ fn a_fixed_destination_that_can_never_take_a_vm_does_not_hold_the_run_forever() 
     assert_eq!(on("small"), Some(HostId::new("dst-00")), "the target");
     assert_eq!(on("big"), Some(HostId::new("dst-01")), "where it fits");
 }
-
-/// The bench's order-headroom table: on the hot workload at 5 per host, largest first (by
-/// size) ends over 1.01x the lower bound: a hot VM looks small by its size, starts late and ends
-/// alone. vmove's plan (`order = "packed"`, the default) ends within 1.01x when the hosts report
-/// each guest's dirty rate (the simulator's listings do, as a libvirt host that measured it
-/// would); with no dirty rate reported (vmove's libvirt and Hyper-V drivers today) it plans by
-/// sizes and ends later than with them. This pins what docs/BENCHMARKS.md says of that row.
-#[test]
-fn on_the_hot_workload_the_plan_ends_within_1_01_with_the_hosts_dirty_rates_and_largest_first_does_not()
- {
-    use vmove_core::spec::Order;
-    use vmove_sim::scenarios::peers::PEER_WORKLOADS;
-    let w = PEER_WORKLOADS
-        .iter()
-        .find(|w| w.hot > 0.0)
-        .expect("the peers' workloads have a hot one");
-    let ratio = |order: Order, rates: bool| {
-        let mut sc = peer_workload(w);
-        sc.spec.settings.default_host_limit = 5;
-        sc.spec.settings.order = order;
-        sc.cluster.set_dirty_rates_reported(rates);
-        let row = measure(sc, "5 per host".into());
-        assert_eq!(row.unmigratable, 0, "{order:?}: every VM moves");
-        let m = row.makespan.expect("the run finishes");
-        m.0 as f64 / row.lower_bound.0.max(1) as f64
-    };
-    let packed = ratio(Order::Packed, true);
-    let largest_first = ratio(Order::LargestFirst, true);
-    let blind = ratio(Order::Packed, false);
-    assert!(packed <= 1.01, "packed: {packed:.4}");
-    assert!(largest_first > 1.01, "largest first: {largest_first:.4}");
-    assert!(
-        blind > packed,
-        "packed without dirty rates {blind:.4} against with them {packed:.4}"
-    );
-}

@@ -426,17 +426,17 @@ impl Core {
                 // Counted with the ready set below.
                 continue;
             }
-            let whole = self.expected_bytes_of(idx, h, rate);
             known &= self.length_known(idx, h, rate);
+            let whole = || self.expected_bytes_of(idx, h, rate);
             match &e.vm.state {
                 MoveState::Queued
                     if e.ready_key.is_none()
                         && !(live_only && e.vm.mode == MigrationMode::Offline) =>
                 {
-                    waiting.push(whole)
+                    waiting.push(whole())
                 }
-                MoveState::Starting { .. } | MoveState::Confirming { .. } => running.push(whole),
-                MoveState::Migrating(g) => running.push(whole.saturating_sub(g.best_done)),
+                MoveState::Starting { .. } | MoveState::Confirming { .. } => running.push(whole()),
+                MoveState::Migrating(g) => running.push(whole().saturating_sub(g.best_done)),
                 _ => {}
             }
         }

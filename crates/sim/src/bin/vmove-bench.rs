@@ -591,25 +591,19 @@ fn order_headroom_table(vmove_rows: &[vmove_sim::scenarios::peers::PeerRow]) {
     let mut worst = 0.0f64;
     let mut worst_largest = 0.0f64;
     for (w, ours) in PEER_WORKLOADS.iter().zip(vmove_rows) {
-        let oracle_run = |knows: Knows| {
+        // The workload at `WIDE` per host, changed by `tweak`, measured.
+        let run = |tweak: &dyn Fn(&mut vmove_sim::scenarios::Scenario)| {
             let mut sc = peer_workload(w);
             sc.spec.settings.default_host_limit = WIDE;
-            oracle::order(&mut sc, WIDE, knows);
+            tweak(&mut sc);
             measure(sc, format!("{WIDE} per host"))
         };
-        let largest = {
-            let mut sc = peer_workload(w);
-            sc.spec.settings.default_host_limit = WIDE;
-            sc.spec.settings.order = Order::LargestFirst;
-            measure(sc, format!("{WIDE} per host"))
-        };
-        let blind = {
-            let mut sc = peer_workload(w);
-            sc.spec.settings.default_host_limit = WIDE;
-            sc.cluster.set_dirty_rates_reported(false);
-            measure(sc, format!("{WIDE} per host"))
-        };
-        let rows = [oracle_run(Knows::Times), oracle_run(Knows::Sizes)];
+        let largest = run(&|sc| sc.spec.settings.order = Order::LargestFirst);
+        let blind = run(&|sc| sc.cluster.set_dirty_rates_reported(false));
+        let rows = [
+            run(&|sc| oracle::order(sc, WIDE, Knows::Times)),
+            run(&|sc| oracle::order(sc, WIDE, Knows::Sizes)),
+        ];
         let lb = secs(ours.lower_bound).max(0.001);
         let cell = |r: &PeerRow| match r.makespan {
             Some(m) => (format!("{:.0}", secs(m)), format!("{:.3}", secs(m) / lb)),

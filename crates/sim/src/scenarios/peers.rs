@@ -99,6 +99,20 @@ pub const PEER_WORKLOADS: &[PeerWorkload] = &[
     },
 ];
 
+/// A host of the peers' workloads: 10 GbE (a 1.25 GB/s NIC shared by every migration touching
+/// it, 250 MB/s per migration), no migration limit of its own (vmove's default applies), 4 TiB
+/// of memory and 256 TiB of disk.
+pub fn ten_gbe_host(id: &HostId) -> HostSpec {
+    HostSpec {
+        migration_limit: None,
+        memory_bytes: 4096 * GIB,
+        disk_bytes: 256 * 1024 * GIB,
+        nic_bytes_per_sec: 1_250_000_000,
+        stream_cap_bytes_per_sec: 250_000_000,
+        ..HostSpec::new(id.as_str())
+    }
+}
+
 /// The cluster and run of a workload, with vmove's default settings: hosts on 10 GbE
 /// (1.25 GB/s NICs shared by every migration touching the host, 250 MB/s per migration) that
 /// report no migration limit (vmove's default of 2 applies), VMs of 2-32 GiB memory and
@@ -111,18 +125,7 @@ pub fn peer_workload(w: &PeerWorkload) -> Scenario {
     let dst: Vec<HostId> = (0..w.destinations.max(1))
         .map(|i| HostId::new(format!("dst-{i:02}")))
         .collect();
-    let hosts: Vec<HostSpec> = src
-        .iter()
-        .chain(&dst)
-        .map(|h| HostSpec {
-            migration_limit: None,
-            memory_bytes: 4096 * GIB,
-            disk_bytes: 256 * 1024 * GIB,
-            nic_bytes_per_sec: 1_250_000_000,
-            stream_cap_bytes_per_sec: 250_000_000,
-            ..HostSpec::new(h.as_str())
-        })
-        .collect();
+    let hosts: Vec<HostSpec> = src.iter().chain(&dst).map(ten_gbe_host).collect();
     let mut vms = Vec::new();
     let mut faults = Faults::default();
     for s in &src {
