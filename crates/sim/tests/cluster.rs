@@ -108,6 +108,34 @@ fn postcopy_finishes_a_non_converging_migration() {
     assert_eq!(status, MigrationStatus::Completed);
 }
 
+/// Like libvirt: "In case the job is a migration in a post-copy mode, this function will
+/// report an error unless VIR_DOMAIN_ABORT_JOB_POSTCOPY flag is used" (libvirt's API doc of
+/// `virDomainAbortJob`/`virDomainAbortJobFlags`). The simulator refuses such an abort and the
+/// migration goes on to its end; before post-copy the same abort is accepted.
+#[test]
+fn an_abort_of_a_migration_in_post_copy_is_refused_and_it_goes_on() {
+    let vm = VmSpec::running("hot", "a", 2 * GIB).with_dirty_rate(RATE * 4);
+    let mut c = SimCluster::new(hosts(), vec![vm.clone()], Faults::default()).unwrap();
+    let r = req(&vm, 1);
+    let h = c.start_migration(&r).unwrap();
+    c.advance_to(Time(60_000));
+    assert!(c.converge(&r, &h, ConvergenceAid::PostCopy).unwrap());
+    let err = c.abort_migration(&r, &h).unwrap_err();
+    assert!(err.to_string().contains("post-copy"), "{err}");
+    let (_, status) = run_to_end(&mut c, Time(120_000)).unwrap();
+    assert_eq!(status, MigrationStatus::Completed);
+    assert_eq!(c.vm_host(&vm.id), Some(&HostId::new("b")));
+    // Before post-copy: aborted.
+    let mut c = SimCluster::new(hosts(), vec![vm.clone()], Faults::default()).unwrap();
+    let h = c.start_migration(&r).unwrap();
+    c.advance_to(Time(60_000));
+    c.abort_migration(&r, &h).unwrap();
+    assert!(matches!(
+        c.migration_status(&r, &h).unwrap(),
+        MigrationStatus::Failed(_)
+    ));
+}
+
 #[test]
 fn concurrent_migrations_share_the_nic() {
     // NIC 1 GB/s, stream cap 500 MB/s: two at once still get 500 MB/s each; four get 250.

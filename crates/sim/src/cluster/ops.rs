@@ -414,6 +414,14 @@ impl SimCluster {
     ) -> DriverResult<()> {
         self.reachable(&req.source)?;
         let m = self.mig_of(req, handle)?;
+        // libvirt's API doc of virDomainAbortJob: "In case the job is a migration in a
+        // post-copy mode, this function will report an error unless
+        // VIR_DOMAIN_ABORT_JOB_POSTCOPY flag is used" (and that flag pauses the guest).
+        if self.migs[m].outcome.is_none() && self.migs[m].postcopy {
+            return Err(DriverError::permanent(
+                "the migration is in post-copy: it cannot be aborted",
+            ));
+        }
         if self.migs[m].outcome.is_none() {
             self.settle(m);
             self.end_migration(
