@@ -215,6 +215,11 @@ fn one_of_every_kind() -> Vec<EventKind> {
             attempt: 1,
             which: Watchdog::Stall,
         },
+        EventKind::NotAborted {
+            vm: vm(),
+            attempt: 1,
+            why: "in post-copy".into(),
+        },
         EventKind::AbortWaiting {
             vm: vm(),
             attempt: 1,

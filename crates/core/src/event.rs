@@ -468,6 +468,17 @@ pub enum EventKind {
         attempt: u32,
         aid: ConvergenceAid,
     },
+    /// A stop asked to abort this VM's migration (`vmove abort`, a stop with abort), and vmove
+    /// did not ask it: the migration is in post-copy, where the guest already runs on the
+    /// destination and a failure of either side loses it (QEMU's post-copy documentation;
+    /// libvirt refuses such an abort unless told to pause the guest instead). It is watched to
+    /// its end, as a graceful stop would.
+    NotAborted {
+        vm: VmId,
+        attempt: u32,
+        /// Why ("in post-copy: the guest runs on the destination").
+        why: String,
+    },
     /// A watchdog fired.
     WatchdogFired {
         vm: VmId,
@@ -688,6 +699,7 @@ impl EventKind {
             | Progress { vm, .. }
             | Escalated { vm, .. }
             | WatchdogFired { vm, .. }
+            | NotAborted { vm, .. }
             | AbortWaiting { vm, .. }
             | CallFailed { vm, .. }
             | MigrationFailed { vm, .. }

@@ -42,6 +42,7 @@ fn recover(core: &Core, spec: &RunSpec) -> Vec<Recovered> {
                 refused: Vec::new(),
                 forgiven: Vec::new(),
                 state,
+                aids: Default::default(),
             }
         })
         .collect()

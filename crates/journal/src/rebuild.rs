@@ -5,9 +5,10 @@
 
 use crate::record::{EntryBody, IntentRecord, RunRecord};
 use std::collections::BTreeMap;
+use vmove_core::machine::AidsAsked;
 use vmove_core::{
-    Command, EventKind, HostId, Input, Leftover, MigrationHandle, MigrationMode, MigrationRequest,
-    Phase, Reason, Recovered, RecoveredState, RunSpec, Time, Verification, VmId,
+    Command, ConvergenceAid, EventKind, HostId, Input, Leftover, MigrationHandle, MigrationMode,
+    MigrationRequest, Phase, Reason, Recovered, RecoveredState, RunSpec, Time, Verification, VmId,
 };
 
 /// One VM's facts from the journal.
@@ -62,6 +63,9 @@ pub struct VmResume {
     pub removed_leftovers: Vec<Leftover>,
     /// Intents about this VM without an outcome, oldest first: done or not, only the hosts know.
     pub open_intents: Vec<IntentRecord>,
+    /// The convergence aids asked for the last attempt, in order, each with its recorded answer
+    /// (`Some(true)`: applied; `None`: no answer recorded, so it may have been).
+    pub aids: Vec<(ConvergenceAid, Option<bool>)>,
 }
 
 impl VmResume {
@@ -90,6 +94,19 @@ impl VmResume {
             verified_event: false,
             removed_leftovers: Vec::new(),
             open_intents: Vec::new(),
+            aids: Vec::new(),
+        }
+    }
+
+    /// The aids of the last attempt as the core's resume takes them. An aid asked with no
+    /// answer recorded counts as applied: for post-copy, the safe side is never to abort.
+    pub fn aids_asked(&self) -> AidsAsked {
+        AidsAsked {
+            asked: u32::try_from(self.aids.len()).unwrap_or(u32::MAX),
+            post_copy: self
+                .aids
+                .iter()
+                .any(|&(aid, answer)| aid == ConvergenceAid::PostCopy && answer != Some(false)),
         }
     }
 
@@ -130,6 +147,15 @@ fn rebuild_ordered(record: &RunRecord) -> (BTreeMap<VmId, VmResume>, Vec<VmId>) 
                     v.abort_asked = false;
                     v.verification = None;
                     v.verified_event = false;
+                    v.aids.clear();
+                }
+            }
+            EntryBody::Intent(Command::Converge { request, aid, .. }) => {
+                if let Some(v) = out
+                    .get_mut(&request.vm)
+                    .filter(|v| v.attempt == request.attempt)
+                {
+                    v.aids.push((*aid, None));
                 }
             }
             EntryBody::Outcome { input, .. } | EntryBody::Input(input) => {
@@ -156,6 +182,12 @@ fn rebuild_ordered(record: &RunRecord) -> (BTreeMap<VmId, VmResume>, Vec<VmId>) 
                         v.handle = None;
                         if !v.uncounted.contains(&attempt) {
                             v.uncounted.push(attempt);
+                        }
+                    }
+                    // One aid is asked at a time: the answer is the last one asked's.
+                    Input::Converged { result, .. } => {
+                        if let Some(last) = v.aids.iter_mut().rev().find(|(_, a)| a.is_none()) {
+                            last.1 = Some(matches!(result, Ok(true)));
                         }
                     }
                     Input::Verified {
@@ -360,6 +392,7 @@ impl VmResume {
             refused: self.refused.clone(),
             forgiven: self.forgiven.clone(),
             state,
+            aids: self.aids_asked(),
         })
     }
 }

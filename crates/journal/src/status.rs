@@ -189,6 +189,7 @@ impl VmStatus {
             // Self-loops: these change nothing a status line shows.
             EventKind::Escalated { .. }
             | EventKind::WatchdogFired { .. }
+            | EventKind::NotAborted { .. }
             | EventKind::AbortWaiting { .. }
             | EventKind::LeftBehind { .. }
             | EventKind::LeftoverRemoved { .. }

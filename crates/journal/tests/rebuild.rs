@@ -408,3 +408,108 @@ fn a_deferred_start_is_answered_and_does_not_count() {
     assert_eq!((r.attempts, r.uncounted), (1, 1));
     assert!(matches!(r.state, RecoveredState::Queued), "{:?}", r.state);
 }
+
+/// The convergence aids of the attempt in flight reach the core's resume: an aid applied, one
+/// refused, and one asked with no answer recorded (vmove died while asking it). Post-copy
+/// asked and unanswered counts as applied: the guest may already run on the destination, and
+/// the resumed run must never abort such a migration. A later attempt starts with none.
+#[test]
+fn recovered_carries_the_aids_asked_for_the_attempt_in_flight() {
+    use vmove_core::machine::AidsAsked;
+    use vmove_core::{ConvergenceAid, EventKind, MigrationMode};
+    let clock = clock();
+    let vm = VmId::new("u-0");
+    let req = request(&vm, "web0", 1, "r1");
+    let handle = MigrationHandle("job-1".into());
+    let converge = |aid| {
+        Step::Intent(Command::Converge {
+            request: req.clone().into(),
+            handle: handle.clone(),
+            aid,
+        })
+    };
+    // `k`: the intent answered, in the order written (0 is the start).
+    let answered = |k, applied| {
+        Step::Outcome(
+            k,
+            Input::Converged {
+                vm: vm.clone(),
+                attempt: 1,
+                result: Ok(applied),
+            },
+        )
+    };
+    let start = [
+        ev(
+            0,
+            EventKind::Selected {
+                vm: vm.clone(),
+                name: "web0".into(),
+                source: "a".into(),
+                mode: MigrationMode::Live,
+                memory_bytes: 1 << 30,
+                disk_bytes: 10 << 30,
+            },
+        ),
+        transition(0, &vm, Phase::Queued, Phase::Starting),
+        Step::Intent(Command::StartMigration(req.clone().into())),
+        Step::Outcome(
+            0,
+            Input::MigrationStarted {
+                vm: vm.clone(),
+                attempt: 1,
+                result: Ok(handle.clone()),
+            },
+        ),
+        transition(1, &vm, Phase::Starting, Phase::Confirming),
+        transition(5, &vm, Phase::Confirming, Phase::Migrating),
+    ];
+    let aids_at = |steps: &[Step]| {
+        let (_dir, path) = temp_path();
+        let mut j = open_as(&path, &clock, other(1));
+        j.create_run(&new_run("r1", Selection::All)).unwrap();
+        write_steps(&mut j, "r1", steps, &mut Vec::new());
+        let rec = j.load_run("r1").unwrap();
+        let r = recovered(&rec).into_iter().next().unwrap();
+        assert!(
+            matches!(r.state, RecoveredState::InFlight(_)),
+            "{:?}",
+            r.state
+        );
+        r.aids
+    };
+    let mut steps = start.to_vec();
+    assert_eq!(aids_at(&steps), AidsAsked::default());
+    steps.extend([converge(ConvergenceAid::AutoConverge), answered(1, true)]);
+    assert_eq!(
+        aids_at(&steps),
+        AidsAsked {
+            asked: 1,
+            post_copy: false
+        }
+    );
+    // Post-copy refused: asked, not applied.
+    let mut refused = steps.clone();
+    refused.extend([converge(ConvergenceAid::PostCopy), answered(2, false)]);
+    assert_eq!(
+        aids_at(&refused),
+        AidsAsked {
+            asked: 2,
+            post_copy: false
+        }
+    );
+    // Post-copy applied, and asked with no answer: both in post-copy for the resume.
+    let mut applied = steps.clone();
+    applied.extend([converge(ConvergenceAid::PostCopy), answered(2, true)]);
+    let mut unanswered = steps.clone();
+    unanswered.push(converge(ConvergenceAid::PostCopy));
+    for s in [&applied, &unanswered] {
+        assert_eq!(
+            aids_at(s),
+            AidsAsked {
+                asked: 2,
+                post_copy: true
+            }
+        );
+    }
+}

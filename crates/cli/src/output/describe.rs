@@ -81,6 +81,10 @@ pub fn describe(ev: &Event, names: &HashMap<VmId, String>) -> Option<String> {
             format!("{}: {which} watchdog fired on attempt {attempt}", name(vm))
         }
         EventKind::Escalated { vm, aid, .. } => format!("{}: applying {aid:?}", name(vm)),
+        EventKind::NotAborted { vm, attempt, why } => format!(
+            "{}: attempt {attempt} not aborted ({why}); waiting for it to end",
+            name(vm)
+        ),
         EventKind::AbortWaiting {
             vm,
             source,

@@ -32,7 +32,7 @@ pub use hosts::HOST_DOWN_AFTER_FAILURES;
 
 use crate::event::{Event, EventKind, Phase, Reason, WaitReason};
 use crate::io::{Command, Input};
-use crate::machine::{self, Assessment, Ctx, MoveState, Output, VmEvent, VmMove};
+use crate::machine::{self, AidsAsked, Assessment, Ctx, MoveState, Output, VmEvent, VmMove};
 use crate::model::{ErrorClass, Failure, HostId, MigrationMode, MigrationRequest, VmId};
 use crate::spec::{RunSpec, Settings, SpecError};
 use crate::time::Time;
@@ -274,6 +274,13 @@ impl Core {
             vm.uncounted = r.uncounted.min(r.attempts);
             vm.refused = r.refused.into_iter().collect();
             vm.forgiven = r.forgiven.into_iter().collect();
+            if matches!(
+                r.state,
+                RecoveredState::InFlight(_) | RecoveredState::Aborting(_)
+            ) {
+                // `resume_in_flight` locates that attempt as number `attempts` (at least 1).
+                vm.resumed_aids = Some((r.attempts.max(1), r.aids));
+            }
             let idx = core.push_vm(vm, src);
             core.set_order(idx, prio, size_key);
             match r.state {
@@ -868,6 +875,10 @@ pub struct Recovered {
     pub forgiven: Vec<HostId>,
     /// Where its move stood.
     pub state: RecoveredState,
+    /// The convergence aids asked for the attempt in flight (`InFlight` and `Aborting` only):
+    /// a re-adopted migration is not given them again, and one that entered post-copy (or may
+    /// have) is never aborted.
+    pub aids: AidsAsked,
 }
 
 /// Where a recovered VM's move stood when the journal was last written.

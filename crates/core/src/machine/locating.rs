@@ -196,7 +196,12 @@ pub(super) fn located(
         vm.settle_interrupted(ctx, req, why, tries, abort_rounds, loc, &mut out)
     } else if let Some(handle) = loc.running_migration {
         let we_gave_up = abort_rounds > 0 || ctx.abort_running;
-        if !we_gave_up && why.class == ErrorClass::Indeterminate {
+        // The journal says this attempt entered post-copy (or may have): it cannot be aborted,
+        // whatever was decided before; re-adopted, it is watched to its end.
+        let post_copy = vm
+            .resumed_aids
+            .is_some_and(|(attempt, aids)| attempt == req.attempt && aids.post_copy);
+        if post_copy || (!we_gave_up && why.class == ErrorClass::Indeterminate) {
             // The start did happen: re-adopt the migration.
             vm.start_migrating(ctx, req, handle, &mut out)
         } else if let Some((looks, patience)) = abort_wait.filter(|&(l, patience)| l + 1 < patience)

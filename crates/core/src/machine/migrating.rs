@@ -46,8 +46,17 @@ impl VmMove {
         out: &mut Output,
     ) -> MoveState {
         let now = ctx.now;
-        if ctx.abort_running {
+        // What the journal says this attempt was given before vmove stopped (a resume only).
+        let aids = self
+            .resumed_aids
+            .filter(|&(attempt, _)| attempt == req.attempt)
+            .map(|(_, aids)| aids)
+            .unwrap_or_default();
+        if ctx.abort_running && !aids.post_copy {
             return self.abort(ctx, req, handle, run_stopped(), 0, out);
+        }
+        if ctx.abort_running {
+            out.events.push(not_aborted_event(self, &req));
         }
         let m = Migrating {
             deadline: self.completion_deadline(ctx.settings, now),
@@ -59,9 +68,9 @@ impl VmMove {
             best_remaining: u64::MAX,
             next_poll: now + ctx.settings.progress_interval,
             polling: false,
-            escalations: 0,
+            escalations: aids.asked,
             converging: false,
-            post_copy: false,
+            post_copy: aids.post_copy,
         };
         self.timer = Some(
             m.next_poll
@@ -190,13 +199,33 @@ pub(super) fn timer(vm: &mut VmMove, ctx: Ctx<'_>, mut m: Box<Migrating>) -> Nex
         }
         m.next_poll = now + s.progress_interval;
     }
-    vm.timer = Some(
+    // In post-copy the watchdogs are off: only the next poll is due (their deadlines, long
+    // passed, would otherwise wake it every millisecond).
+    let watch = if m.post_copy {
+        m.next_poll
+    } else {
         m.next_poll
             .min(m.deadline.max(now))
             .min(m.last_progress_at + s.stall_timeout)
-            .max(now + MIN_WATCH_DELAY),
-    );
+    };
+    vm.timer = Some(watch.max(now + MIN_WATCH_DELAY));
     (MoveState::Migrating(m), out)
+}
+
+/// Migrating, a stop with abort, in post-copy: not aborted (see [`Migrating::post_copy`]); the
+/// watch goes on.
+pub(super) fn not_aborted(vm: &mut VmMove, m: Box<Migrating>) -> Next {
+    let mut out = Output::default();
+    out.events.push(not_aborted_event(vm, &m.req));
+    (MoveState::Migrating(m), out)
+}
+
+fn not_aborted_event(vm: &VmMove, req: &MigrationRequest) -> EventKind {
+    EventKind::NotAborted {
+        vm: vm.id.clone(),
+        attempt: req.attempt,
+        why: "in post-copy: the guest runs on the destination, and an abort would lose it".into(),
+    }
 }
 
 /// Migrating, a convergence aid's answer: applied (say so), or not (the next firing tries the

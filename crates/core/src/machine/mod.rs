@@ -85,8 +85,8 @@ pub use limits::{
 };
 use types::Next;
 pub use types::{
-    Assessment, Ctx, DiscardTally, Illegal, Migrating, MoveState, Output, PreflightMemo, VmEvent,
-    VmMove,
+    AidsAsked, Assessment, Ctx, DiscardTally, Illegal, Migrating, MoveState, Output, PreflightMemo,
+    VmEvent, VmMove,
 };
 
 /// A self-loop: the state stays as it is, nothing is produced.
@@ -202,6 +202,14 @@ fn transition(vm: &mut VmMove, ctx: Ctx<'_>, state: MoveState, ev: VmEvent) -> T
         (S::Migrating(m), E::Status(res)) => migrating::status(vm, ctx, m, res),
         (S::Migrating(m), E::Timer) => migrating::timer(vm, ctx, m),
         (S::Migrating(m), E::Converged(res)) => migrating::converged(vm, ctx, m, res),
+        // A migration in post-copy cannot be aborted: it is watched to its end.
+        (
+            S::Migrating(m),
+            E::Stop {
+                abort_running: true,
+                ..
+            },
+        ) if m.post_copy => migrating::not_aborted(vm, m),
         (
             S::Migrating(m),
             E::Stop {

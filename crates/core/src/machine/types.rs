@@ -341,6 +341,21 @@ pub struct VmMove {
     pub aborted_attempt: Option<u32>,
     /// Whether this VM's source copy was proven gone and the destination copy proven present.
     pub verified: bool,
+    /// The convergence aids a journal recorded for the attempt in flight when vmove stopped,
+    /// set on resume ([`crate::Core::resume`]) with that attempt's number: if its migration is
+    /// found still running, the watch re-adopting it starts from them. It does not ask them
+    /// again, and a migration that entered post-copy (or may have) is never aborted.
+    pub resumed_aids: Option<(u32, AidsAsked)>,
+}
+
+/// The convergence aids asked for one attempt, as its journal recorded them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AidsAsked {
+    /// How many were asked (the watch's escalation step: the next firing asks the next aid).
+    pub asked: u32,
+    /// Post-copy was applied, or was asked and no answer was recorded: the guest may already
+    /// run on the destination, so the migration is watched to its end, never aborted.
+    pub post_copy: bool,
 }
 
 /// What a transition produced.
@@ -397,6 +412,7 @@ impl VmMove {
             finished_at: None,
             timer: None,
             verified: false,
+            resumed_aids: None,
             preflight: PreflightMemo::default(),
             last_failure: None,
             aborted_attempt: None,

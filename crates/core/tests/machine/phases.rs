@@ -278,6 +278,149 @@ fn escalation_applies_convergence_aids_and_never_aborts_after_post_copy() {
     assert_eq!(v.phase(), Phase::Verifying);
 }
 
+/// Drives a running migration under `settings` from `from` to `until`: each timer firing at
+/// its time, each poll answered with `bytes_done` growing by 1 MiB (so the stall watchdog, on
+/// its own, never fires), each convergence aid answered `applied`. Returns every command and
+/// how many times the timer fired.
+fn watch_until(
+    v: &mut VmMove,
+    settings: &Settings,
+    until: Time,
+    applied: bool,
+) -> (Vec<Command>, u64) {
+    let mut asked = Vec::new();
+    let mut firings = 0u64;
+    let mut done = 0u64;
+    // `vm_in` sets the state alone: its first poll is due at 2 s.
+    v.timer = v.timer.or(Some(Time(2_000)));
+    while let Some(t) = v.timer.filter(|&t| t <= until) {
+        firings += 1;
+        let out = step(v, running_at(settings, t), VmEvent::Timer).unwrap();
+        for c in out.commands {
+            let answer = match &c {
+                Command::PollMigration { .. } => {
+                    done += 1 << 20;
+                    Some(VmEvent::Status(Ok(MigrationStatus::Running(Progress {
+                        bytes_done: done,
+                        ..Default::default()
+                    }))))
+                }
+                Command::Converge { .. } => Some(VmEvent::Converged(Ok(applied))),
+                _ => None,
+            };
+            asked.push(c);
+            if let Some(ev) = answer {
+                let out = step(v, running_at(settings, Time(t.0 + 1)), ev).unwrap();
+                asked.extend(out.commands);
+            }
+        }
+        if v.phase() != Phase::Migrating {
+            break;
+        }
+    }
+    (asked, firings)
+}
+
+/// With the settings a new user has (`completion_action = escalate`, the default), a migration
+/// that keeps going but does not end gets auto-converge, then post-copy, from the completion
+/// watchdog; once post-copy is applied it is never aborted, however long it takes.
+#[test]
+fn with_default_settings_a_migration_in_post_copy_is_never_aborted() {
+    let settings = Settings::default();
+    assert_eq!(settings.completion_action, WatchdogAction::Escalate);
+    let mut v = vm_in(Phase::Migrating);
+    let day = Time(24 * 3_600_000);
+    let (asked, firings) = watch_until(&mut v, &settings, day, true);
+    // Woken for its polls (and the two firings that asked the aids), not every millisecond
+    // once the passed deadlines no longer matter.
+    let polls = day.0 / settings.progress_interval.as_millis() as u64;
+    assert!(
+        firings <= polls + 10,
+        "{firings} timer firings in a day for {polls} polls"
+    );
+    let aids: Vec<ConvergenceAid> = asked
+        .iter()
+        .filter_map(|c| match c {
+            Command::Converge { aid, .. } => Some(*aid),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        aids,
+        [ConvergenceAid::AutoConverge, ConvergenceAid::PostCopy]
+    );
+    assert!(
+        !asked
+            .iter()
+            .any(|c| matches!(c, Command::AbortMigration { .. })),
+        "aborted in post-copy"
+    );
+    assert_eq!(v.phase(), Phase::Migrating, "still watched after a day");
+    step(
+        &mut v,
+        running_at(&settings, Time(day.0 + 1)),
+        VmEvent::Status(Ok(MigrationStatus::Completed)),
+    )
+    .unwrap();
+    assert_eq!(v.phase(), Phase::Verifying);
+}
+
+/// The same with the aids not applied: the completion watchdog aborts once both were tried
+/// (what keeps the test above from passing by never firing).
+#[test]
+fn with_default_settings_a_migration_no_aid_helped_is_aborted() {
+    let settings = Settings::default();
+    let mut v = vm_in(Phase::Migrating);
+    let (asked, _) = watch_until(&mut v, &settings, Time(24 * 3_600_000), false);
+    assert!(
+        asked
+            .iter()
+            .any(|c| matches!(c, Command::AbortMigration { .. })),
+        "not aborted after {} commands",
+        asked.len()
+    );
+    assert_eq!(v.phase(), Phase::Aborting);
+}
+
+/// A stop with abort (`vmove stop --abort`, `vmove abort RUN VM`) while the migration is in
+/// post-copy: not aborted (the guest runs on the destination; libvirt refuses such an abort,
+/// or pauses the guest with `VIR_DOMAIN_ABORT_JOB_POSTCOPY`), said so, and watched to its end.
+#[test]
+fn a_stop_with_abort_lets_a_migration_in_post_copy_end() {
+    let settings = Settings::default();
+    let mut v = vm_in(Phase::Migrating);
+    if let MoveState::Migrating(m) = &mut v.state {
+        m.post_copy = true;
+    }
+    let out = step(&mut v, running_at(&settings, Time(5_000)), stop(true)).unwrap();
+    assert!(
+        !out.commands
+            .iter()
+            .any(|c| matches!(c, Command::AbortMigration { .. })),
+        "{:?}",
+        out.commands
+    );
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e, EventKind::NotAborted { attempt: 1, .. })),
+        "{:?}",
+        out.events
+    );
+    assert_eq!(v.phase(), Phase::Migrating);
+    step(
+        &mut v,
+        running_at(&settings, Time(6_000)),
+        VmEvent::Status(Ok(MigrationStatus::Completed)),
+    )
+    .unwrap();
+    assert_eq!(v.phase(), Phase::Verifying);
+    // Not in post-copy: the same stop aborts.
+    let mut w = vm_in(Phase::Migrating);
+    step(&mut w, running_at(&settings, Time(5_000)), stop(true)).unwrap();
+    assert_eq!(w.phase(), Phase::Aborting);
+}
+
 /// An aid the hypervisor did not apply (post-copy not enabled): the next firing aborts, as
 /// before; only an applied post-copy stops the watchdogs.
 #[test]
