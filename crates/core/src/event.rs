@@ -105,6 +105,21 @@ pub enum WaitReason {
     },
 }
 
+impl WaitReason {
+    /// Whether the scheduler set this wait (no slot, no room, no destination answering, the
+    /// running VMs first): it ends when the scheduler places the VM, not when a host's listing
+    /// changes (`BackingUp`, `MigratingByOther`...) or a pre-flight finding passes (`MayPass`).
+    pub fn is_schedulers(&self) -> bool {
+        matches!(
+            self,
+            WaitReason::NoSlot
+                | WaitReason::OfflineAfterLive
+                | WaitReason::NoRoomYet
+                | WaitReason::HostUnreachable
+        )
+    }
+}
+
 impl fmt::Display for WaitReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -185,3 +185,47 @@ fn from_observed_mirrors_capacity_foreign_migrations_and_backups() {
         "bandwidth x default limit 2"
     );
 }
+
+/// Each `waiting` event says something new: a VM is never said to wait for the same reason
+/// twice in a row while nothing else happened to it (no transition, no other wait). Before, a
+/// powered-off VM held back for the running ones was said to wait `offline_after_live` again
+/// after every listing of its source (once a minute: 351 times in the `faulty-1` run), and under
+/// the seed's policy a VM without a slot `no_slot` the same way (1,036 lines of `seed-policy-7`).
+#[test]
+fn a_vm_is_not_said_to_wait_for_the_same_reason_twice_in_a_row() {
+    use std::collections::HashMap;
+    use vmove_core::spec::SchedulerPolicy;
+    let mut runs = Vec::new();
+    for seed in [1u64, 42, 977] {
+        runs.push((
+            format!("faulty-{seed}"),
+            scenarios::random(seed, &RandomParams::faulty(3, 3, 10)),
+        ));
+    }
+    let mut seed = scenarios::random(7, &RandomParams::faulty(2, 2, 6));
+    seed.spec.settings.policy = SchedulerPolicy::Seed;
+    runs.push(("seed-policy-7".into(), seed));
+    for (name, sc) in runs {
+        let out = simulate(sc.spec, sc.cluster, SimOptions::default()).expect("the run finishes");
+        let mut last = HashMap::new();
+        let mut waits = 0;
+        for e in &out.events {
+            match &e.kind {
+                EventKind::Waiting { vm, reason } => {
+                    waits += 1;
+                    assert_ne!(
+                        last.insert(vm.clone(), reason.clone()).as_ref(),
+                        Some(reason),
+                        "{name}: {vm} said to wait for {reason} again at {} with nothing in between",
+                        e.at
+                    );
+                }
+                EventKind::Transition { vm, .. } => {
+                    last.remove(vm);
+                }
+                _ => {}
+            }
+        }
+        assert!(waits > 0, "{name}: some VM waits");
+    }
+}

@@ -6,7 +6,7 @@ use super::assess::is_observed_wait;
 use super::slots::SlotLedger;
 use super::timers::TimerKey;
 use super::vm;
-use crate::event::{EventKind, Phase, Reason};
+use crate::event::{EventKind, Phase, Reason, WaitReason};
 use crate::io::Command;
 use crate::machine::{Assessment, VmEvent, VmMove};
 use crate::model::{Failure, HostId, HostInfo, MigrationMode, VmId, VmInfo};
@@ -340,9 +340,9 @@ impl Core {
         (changed, unchanged)
     }
 
-    /// Queued VM `idx` is ready with nothing pending (no wait, hold, timer, check or search, its
-    /// source not parked on it) and its hosts still say it is ready in its mode: assessing it
-    /// again would be a transition that changes nothing (`machine::queued::assessed`). A host
+    /// Queued VM `idx` is ready with nothing pending (no wait but the scheduler's own, no hold,
+    /// timer, check or search, its source not parked on it) and its hosts still say it is ready
+    /// in its mode: assessing it again would be a transition that changes nothing (`machine::queued::assessed`). A host
     /// lists every VM of it each `poll_interval`: at 100,000 VMs, most of those assessments were
     /// such no-ops, each reading the VM's state from memory.
     fn settled_ready(&self, idx: usize) -> bool {
@@ -350,7 +350,7 @@ impl Core {
         let vm = &e.vm;
         self.stopping.is_none()
             && vm.stopped.is_none()
-            && vm.wait.is_none()
+            && vm.wait.as_ref().is_none_or(WaitReason::is_schedulers)
             && vm.held_since.is_none()
             && vm.timer.is_none()
             && vm.preflight.waiting_since.is_none()

@@ -38,6 +38,13 @@ pub(super) fn assessed(vm: &mut VmMove, ctx: Ctx<'_>, a: Assessment) -> Next {
                 // that ends there) asks again, not every listing of the source.
                 return (MoveState::Queued, out);
             }
+            if mode == vm.mode && vm.wait.as_ref().is_some_and(WaitReason::is_schedulers) {
+                // Still ready as the scheduler left it: its wait stands until the scheduler
+                // places the VM. Clearing it here made the scheduler say the same wait again
+                // after every listing of the source (`waiting` `offline_after_live` once a
+                // minute for each powered-off VM held back).
+                return (MoveState::Queued, out);
+            }
             if vm.preflight.waiting_since.is_some() {
                 // Another wait (or a new mode) interrupted that one: ask those destinations again.
                 vm.preflight.waiting.clear();
