@@ -483,15 +483,16 @@ pub enum EventKind {
         attempt: u32,
         aid: ConvergenceAid,
     },
-    /// A stop asked to abort this VM's migration (`vmove abort`, a stop with abort), and vmove
-    /// did not ask it: the migration is in post-copy, where the guest already runs on the
-    /// destination and a failure of either side loses it (QEMU's post-copy documentation;
+    /// vmove did not abort this VM's migration where it otherwise would have: a stop asked it
+    /// (`vmove abort`, a stop with abort), or it made no progress for a stall timeout (said
+    /// again after each one). The migration is in post-copy, where the guest already runs on
+    /// the destination and a failure of either side loses it (QEMU's post-copy documentation;
     /// libvirt refuses such an abort unless told to pause the guest instead). It is watched to
     /// its end, as a graceful stop would.
     NotAborted {
         vm: VmId,
         attempt: u32,
-        /// Why ("in post-copy: the guest runs on the destination").
+        /// Why ("in post-copy: the guest runs on the destination...").
         why: String,
     },
     /// A watchdog fired.

@@ -140,7 +140,19 @@ pub(super) fn timer(vm: &mut VmMove, ctx: Ctx<'_>, mut m: Box<Migrating>) -> Nex
     let (now, s) = (ctx.now, ctx.settings);
     let stall_at = m.last_progress_at + s.stall_timeout;
     let fired = if m.post_copy {
-        // Past the point of no return: nothing to abort, only an end to wait for.
+        // Past the point of no return: nothing to abort, only an end to wait for. A stall is
+        // said (once per stall timeout), for a person: it cannot be acted on.
+        if now >= stall_at {
+            out.events.push(EventKind::NotAborted {
+                vm: vm.id.clone(),
+                attempt: m.req.attempt,
+                why: format!(
+                    "in post-copy with no progress for {}: the guest runs on the destination and an abort would lose it; if its link is cut, QEMU pauses it until the migration is resumed (virsh migrate --postcopy-resume)",
+                    crate::spec::dur::format_duration(s.stall_timeout)
+                ),
+            });
+            m.last_progress_at = now;
+        }
         None
     } else if now >= stall_at {
         Some((Watchdog::Stall, s.stall_action))

@@ -382,6 +382,64 @@ fn with_default_settings_a_migration_no_aid_helped_is_aborted() {
     assert_eq!(v.phase(), Phase::Aborting);
 }
 
+/// In post-copy with no progress (a cut link pauses a post-copy guest in QEMU until the
+/// migration is resumed): never aborted, but said once per stall timeout (`not_aborted`), so
+/// that a person sees it; the watch goes on, woken by its polls only.
+#[test]
+fn a_stalled_migration_in_post_copy_is_said_once_per_stall_timeout_and_not_aborted() {
+    let settings = Settings::default();
+    let mut v = vm_in(Phase::Migrating);
+    if let MoveState::Migrating(m) = &mut v.state {
+        m.post_copy = true;
+    }
+    v.timer = Some(Time(2_000));
+    let hour = Time(3_600_000);
+    let mut said = Vec::new();
+    let mut firings = 0u64;
+    while let Some(t) = v.timer.filter(|&t| t <= hour) {
+        firings += 1;
+        let out = step(&mut v, running_at(&settings, t), VmEvent::Timer).unwrap();
+        assert!(
+            !out.commands
+                .iter()
+                .any(|c| matches!(c, Command::AbortMigration { .. })),
+            "aborted at {t}"
+        );
+        for e in out.events {
+            if let EventKind::NotAborted { why, .. } = e {
+                assert!(why.contains("no progress for 2m30s"), "{why}");
+                said.push(t);
+            }
+        }
+        if out
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::PollMigration { .. }))
+        {
+            // The same bytes every time: no progress.
+            step(
+                &mut v,
+                running_at(&settings, Time(t.0 + 1)),
+                VmEvent::Status(Ok(MigrationStatus::Running(Progress {
+                    bytes_done: 5,
+                    bytes_remaining: 7,
+                    ..Default::default()
+                }))),
+            )
+            .unwrap();
+        }
+    }
+    assert_eq!(v.phase(), Phase::Migrating);
+    // 150 s stall timeout: 24 in an hour (the first after 150 s of no progress).
+    assert!((23..=24).contains(&said.len()), "{said:?}");
+    assert!(
+        said.windows(2).all(|w| w[1].0 - w[0].0 >= 150_000),
+        "{said:?}"
+    );
+    let polls = hour.0 / settings.progress_interval.as_millis() as u64;
+    assert!(firings <= polls + 2, "{firings} firings for {polls} polls");
+}
+
 /// A stop with abort (`vmove stop --abort`, `vmove abort RUN VM`) while the migration is in
 /// post-copy: not aborted (the guest runs on the destination; libvirt refuses such an abort,
 /// or pauses the guest with `VIR_DOMAIN_ABORT_JOB_POSTCOPY`), said so, and watched to its end.
