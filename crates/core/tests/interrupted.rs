@@ -44,6 +44,18 @@ fn recovered(attempts: u32, uncounted: u32, state: RecoveredState) -> Recovered 
     }
 }
 
+/// A verification that proves the move: on the destination with its disks, stopped on the
+/// source.
+fn proof() -> Verification {
+    Verification {
+        on_destination: true,
+        disks_present: true,
+        stopped_on_source: true,
+        detail: String::new(),
+        downtime_ms: None,
+    }
+}
+
 /// The VM as a host shows it.
 fn seen(power: PowerState, activity: Activity) -> VmInfo {
     VmInfo {
@@ -164,13 +176,7 @@ fn a_source_left_paused_by_an_interrupted_migration_is_finished_once_the_destina
             Some(Input::Verified {
                 vm: vm.clone(),
                 attempt: *attempt,
-                result: Ok(Verification {
-                    on_destination: true,
-                    disks_present: true,
-                    stopped_on_source: true,
-                    detail: String::new(),
-                    downtime_ms: None,
-                }),
+                result: Ok(proof()),
             })
         }
         Command::ListLeftovers {
@@ -361,13 +367,7 @@ fn a_source_left_paused_by_an_interrupted_migration_with_no_copy_elsewhere_is_re
             Some(Input::Verified {
                 vm: vm.clone(),
                 attempt: *attempt,
-                result: Ok(Verification {
-                    on_destination: true,
-                    disks_present: true,
-                    stopped_on_source: true,
-                    detail: String::new(),
-                    downtime_ms: None,
-                }),
+                result: Ok(proof()),
             })
         }
         Command::RemoveLeftover { .. } => panic!("nothing was listed"),
@@ -609,13 +609,7 @@ fn a_re_adopted_migration_that_fails_after_the_crash_does_not_count() {
             Some(Input::Verified {
                 vm: vm.clone(),
                 attempt: *attempt,
-                result: Ok(Verification {
-                    on_destination: true,
-                    disks_present: true,
-                    stopped_on_source: true,
-                    detail: String::new(),
-                    downtime_ms: None,
-                }),
+                result: Ok(proof()),
             })
         }
         Command::RemoveLeftover { .. } => panic!("nothing was listed"),
@@ -749,13 +743,7 @@ fn resume_a_migration_with_aids(
         Command::Verify { request: r } => Some(Input::Verified {
             vm: r.vm.clone(),
             attempt: r.attempt,
-            result: Ok(Verification {
-                on_destination: true,
-                disks_present: true,
-                stopped_on_source: true,
-                detail: String::new(),
-                downtime_ms: None,
-            }),
+            result: Ok(proof()),
         }),
         Command::ListLeftovers { request: r, .. } => Some(Input::LeftoversListed {
             vm: r.vm.clone(),
@@ -765,6 +753,12 @@ fn resume_a_migration_with_aids(
         _ => None,
     })
 }
+
+/// What the journal says of an attempt that was switched to post-copy: both aids asked.
+const IN_POST_COPY: AidsAsked = AidsAsked {
+    asked: 2,
+    post_copy: true,
+};
 
 fn asked_abort_or_aid(commands: &[Command]) -> Vec<&'static str> {
     commands
@@ -784,11 +778,7 @@ fn asked_abort_or_aid(commands: &[Command]) -> Vec<&'static str> {
 /// guest already ran on the destination.
 #[test]
 fn a_resumed_migration_the_journal_says_is_in_post_copy_is_never_aborted() {
-    let aids = AidsAsked {
-        asked: 2,
-        post_copy: true,
-    };
-    let (commands, _) = resume_a_migration_with_aids(aids, false);
+    let (commands, _) = resume_a_migration_with_aids(IN_POST_COPY, false);
     assert_eq!(asked_abort_or_aid(&commands), Vec::<&str>::new());
     assert!(commands.iter().any(|c| matches!(c, Command::Verify { .. })));
     // What keeps this from passing by never firing: with no aid recorded, the same hour
@@ -802,11 +792,7 @@ fn a_resumed_migration_the_journal_says_is_in_post_copy_is_never_aborted() {
 /// aborted but said so (`not_aborted`) and watched to its end.
 #[test]
 fn a_stop_with_abort_after_a_resume_does_not_abort_a_migration_in_post_copy() {
-    let aids = AidsAsked {
-        asked: 2,
-        post_copy: true,
-    };
-    let (commands, events) = resume_a_migration_with_aids(aids, true);
+    let (commands, events) = resume_a_migration_with_aids(IN_POST_COPY, true);
     assert_eq!(asked_abort_or_aid(&commands), Vec::<&str>::new());
     assert!(
         events

@@ -12,8 +12,8 @@ use common::*;
 use serde_json::{Value, json};
 use std::path::Path;
 use vmove_core::{
-    Command, ConvergenceAid, Core, ErrorClass, EventKind, Failure, Input, MigrationHandle,
-    MigrationMode, Phase, RecoveredState, Selection, Time, VmId,
+    Command, ConvergenceAid, Core, ErrorClass, Failure, Input, MigrationHandle, Phase,
+    RecoveredState, Selection, Time, VmId,
 };
 use vmove_journal::{EntryBody, RunRecord, recovered, schema};
 
@@ -182,28 +182,8 @@ fn an_old_journal_of_a_finished_run_reads_as_it_was_written() {
 fn interrupted_run(vm: &VmId) -> Vec<Step> {
     let req = request(vm, "web0", 1, "r1");
     let handle = MigrationHandle("job-1".into());
-    vec![
-        ev(
-            0,
-            EventKind::Selected {
-                vm: vm.clone(),
-                name: "web0".into(),
-                source: "a".into(),
-                mode: MigrationMode::Live,
-                memory_bytes: 1 << 30,
-                disk_bytes: 10 << 30,
-            },
-        ),
-        transition(0, vm, Phase::Queued, Phase::Starting),
-        Step::Intent(Command::StartMigration(req.clone().into())),
-        Step::Outcome(
-            0,
-            Input::MigrationStarted {
-                vm: vm.clone(),
-                attempt: 1,
-                result: Ok(handle.clone()),
-            },
-        ),
+    let mut steps = started(vm, &req, &handle);
+    steps.extend([
         transition(1, vm, Phase::Starting, Phase::Migrating),
         Step::Intent(Command::Converge {
             request: req.clone().into(),
@@ -232,7 +212,8 @@ fn interrupted_run(vm: &VmId) -> Vec<Step> {
             },
         ),
         transition(151, vm, Phase::Aborting, Phase::Locating),
-    ]
+    ]);
+    steps
 }
 
 #[test]

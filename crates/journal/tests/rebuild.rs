@@ -239,7 +239,7 @@ fn recovered_keeps_a_verified_move_in_flight_until_its_cleanup_is_over() {
 /// again; only the phase `Aborting` itself said an abort had been asked.
 #[test]
 fn recovered_remembers_an_abort_asked_for_the_attempt_after_the_phase_moved_on() {
-    use vmove_core::{ErrorClass, EventKind, Failure, MigrationMode};
+    use vmove_core::{ErrorClass, Failure};
     let (_dir, path) = temp_path();
     let clock = clock();
     let mut j = open_as(&path, &clock, other(1));
@@ -247,28 +247,8 @@ fn recovered_remembers_an_abort_asked_for_the_attempt_after_the_phase_moved_on()
     let vm = VmId::new("u-0");
     let req = request(&vm, "web0", 1, "r1");
     let handle = MigrationHandle("job-1".into());
-    let steps = [
-        ev(
-            0,
-            EventKind::Selected {
-                vm: vm.clone(),
-                name: "web0".into(),
-                source: "a".into(),
-                mode: MigrationMode::Live,
-                memory_bytes: 1 << 30,
-                disk_bytes: 10 << 30,
-            },
-        ),
-        transition(0, &vm, Phase::Queued, Phase::Starting),
-        Step::Intent(Command::StartMigration(req.clone().into())),
-        Step::Outcome(
-            0,
-            Input::MigrationStarted {
-                vm: vm.clone(),
-                attempt: 1,
-                result: Ok(handle.clone()),
-            },
-        ),
+    let mut steps = started(&vm, &req, &handle);
+    steps.extend([
         transition(1, &vm, Phase::Starting, Phase::Confirming),
         transition(5, &vm, Phase::Confirming, Phase::Migrating),
         // The stall watchdog: the abort asked and answered (unknown), then the look at the hosts.
@@ -286,7 +266,7 @@ fn recovered_remembers_an_abort_asked_for_the_attempt_after_the_phase_moved_on()
             },
         ),
         transition(151, &vm, Phase::Aborting, Phase::Locating),
-    ];
+    ]);
     write_steps(&mut j, "r1", &steps, &mut Vec::new());
     let rec = j.load_run("r1").unwrap();
     assert_eq!(rebuild(&rec)[&vm].phase, Phase::Locating);
@@ -299,7 +279,7 @@ fn recovered_remembers_an_abort_asked_for_the_attempt_after_the_phase_moved_on()
 /// the VM's own (`interrupted` false, or absent in older journals) is not among them.
 #[test]
 fn attempts_interrupted_by_a_crash_are_rebuilt_as_uncounted() {
-    use vmove_core::{ErrorClass, EventKind, MigrationMode};
+    use vmove_core::{ErrorClass, EventKind};
     let (_d, path) = temp_path();
     let clock = clock();
     let mut j = open_as(&path, &clock, other(1));
@@ -325,17 +305,7 @@ fn attempts_interrupted_by_a_crash_are_rebuilt_as_uncounted() {
         )
     };
     let steps = vec![
-        ev(
-            1,
-            EventKind::Selected {
-                vm: vm.clone(),
-                name: "web0".into(),
-                source: "a".into(),
-                mode: MigrationMode::Live,
-                memory_bytes: 1 << 30,
-                disk_bytes: 10 << 30,
-            },
-        ),
+        selected(1, &vm),
         Step::Intent(Command::StartMigration(
             request(&vm, "web0", 1, "r1").into(),
         )),
@@ -415,8 +385,8 @@ fn a_deferred_start_is_answered_and_does_not_count() {
 /// the resumed run must never abort such a migration. A later attempt starts with none.
 #[test]
 fn recovered_carries_the_aids_asked_for_the_attempt_in_flight() {
+    use vmove_core::ConvergenceAid;
     use vmove_core::machine::AidsAsked;
-    use vmove_core::{ConvergenceAid, EventKind, MigrationMode};
     let clock = clock();
     let vm = VmId::new("u-0");
     let req = request(&vm, "web0", 1, "r1");
@@ -439,31 +409,11 @@ fn recovered_carries_the_aids_asked_for_the_attempt_in_flight() {
             },
         )
     };
-    let start = [
-        ev(
-            0,
-            EventKind::Selected {
-                vm: vm.clone(),
-                name: "web0".into(),
-                source: "a".into(),
-                mode: MigrationMode::Live,
-                memory_bytes: 1 << 30,
-                disk_bytes: 10 << 30,
-            },
-        ),
-        transition(0, &vm, Phase::Queued, Phase::Starting),
-        Step::Intent(Command::StartMigration(req.clone().into())),
-        Step::Outcome(
-            0,
-            Input::MigrationStarted {
-                vm: vm.clone(),
-                attempt: 1,
-                result: Ok(handle.clone()),
-            },
-        ),
+    let mut start = started(&vm, &req, &handle);
+    start.extend([
         transition(1, &vm, Phase::Starting, Phase::Confirming),
         transition(5, &vm, Phase::Confirming, Phase::Migrating),
-    ];
+    ]);
     let aids_at = |steps: &[Step]| {
         let (_dir, path) = temp_path();
         let mut j = open_as(&path, &clock, other(1));
@@ -478,7 +428,7 @@ fn recovered_carries_the_aids_asked_for_the_attempt_in_flight() {
         );
         r.aids
     };
-    let mut steps = start.to_vec();
+    let mut steps = start.clone();
     assert_eq!(aids_at(&steps), AidsAsked::default());
     steps.extend([converge(ConvergenceAid::AutoConverge), answered(1, true)]);
     assert_eq!(

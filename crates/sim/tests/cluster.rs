@@ -4,8 +4,8 @@
 use vmove_core::Time;
 use vmove_core::io::LeftoverContext;
 use vmove_core::model::{
-    Activity, ConvergenceAid, ErrorClass, HostId, MigrationMode, MigrationRequest, MigrationStatus,
-    PathLayout,
+    Activity, ConvergenceAid, ErrorClass, HostId, MigrationHandle, MigrationMode, MigrationRequest,
+    MigrationStatus, PathLayout,
 };
 use vmove_sim::cluster::{GIB, MIB};
 use vmove_sim::scenarios::alone;
@@ -96,13 +96,20 @@ fn non_converging_migration_needs_an_aid() {
     assert!(at > Time(600_000));
 }
 
-#[test]
-fn postcopy_finishes_a_non_converging_migration() {
+/// A VM dirtying four times faster than the link, its migration a minute in (it never
+/// converges on its own).
+fn hot_migration() -> (SimCluster, VmSpec, MigrationRequest, MigrationHandle) {
     let vm = VmSpec::running("hot", "a", 2 * GIB).with_dirty_rate(RATE * 4);
     let mut c = SimCluster::new(hosts(), vec![vm.clone()], Faults::default()).unwrap();
     let r = req(&vm, 1);
     let h = c.start_migration(&r).unwrap();
     c.advance_to(Time(60_000));
+    (c, vm, r, h)
+}
+
+#[test]
+fn postcopy_finishes_a_non_converging_migration() {
+    let (mut c, _, r, h) = hot_migration();
     assert!(c.converge(&r, &h, ConvergenceAid::PostCopy).unwrap());
     let (_, status) = run_to_end(&mut c, Time(120_000)).unwrap();
     assert_eq!(status, MigrationStatus::Completed);
@@ -114,11 +121,7 @@ fn postcopy_finishes_a_non_converging_migration() {
 /// migration goes on to its end; before post-copy the same abort is accepted.
 #[test]
 fn an_abort_of_a_migration_in_post_copy_is_refused_and_it_goes_on() {
-    let vm = VmSpec::running("hot", "a", 2 * GIB).with_dirty_rate(RATE * 4);
-    let mut c = SimCluster::new(hosts(), vec![vm.clone()], Faults::default()).unwrap();
-    let r = req(&vm, 1);
-    let h = c.start_migration(&r).unwrap();
-    c.advance_to(Time(60_000));
+    let (mut c, vm, r, h) = hot_migration();
     assert!(c.converge(&r, &h, ConvergenceAid::PostCopy).unwrap());
     let err = c.abort_migration(&r, &h).unwrap_err();
     assert!(err.to_string().contains("post-copy"), "{err}");
@@ -126,9 +129,7 @@ fn an_abort_of_a_migration_in_post_copy_is_refused_and_it_goes_on() {
     assert_eq!(status, MigrationStatus::Completed);
     assert_eq!(c.vm_host(&vm.id), Some(&HostId::new("b")));
     // Before post-copy: aborted.
-    let mut c = SimCluster::new(hosts(), vec![vm.clone()], Faults::default()).unwrap();
-    let h = c.start_migration(&r).unwrap();
-    c.advance_to(Time(60_000));
+    let (mut c, _, r, h) = hot_migration();
     c.abort_migration(&r, &h).unwrap();
     assert!(matches!(
         c.migration_status(&r, &h).unwrap(),

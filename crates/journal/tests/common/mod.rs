@@ -193,6 +193,38 @@ pub fn transition(at: u64, vm: &VmId, from: Phase, to: Phase) -> Step {
     )
 }
 
+/// The live VM `web0` (id `vm`, 1 GiB of memory, 10 GiB of disk, on host `a`) selected at `at`.
+pub fn selected(at: u64, vm: &VmId) -> Step {
+    ev(
+        at,
+        EventKind::Selected {
+            vm: vm.clone(),
+            name: "web0".into(),
+            source: "a".into(),
+            mode: MigrationMode::Live,
+            memory_bytes: 1 << 30,
+            disk_bytes: 10 << 30,
+        },
+    )
+}
+
+/// The first entries of a run of one live VM `web0` ([`selected`]), then its attempt `req` started and answered `handle` (the start is intent 0).
+pub fn started(vm: &VmId, req: &MigrationRequest, handle: &MigrationHandle) -> Vec<Step> {
+    vec![
+        selected(0, vm),
+        transition(0, vm, Phase::Queued, Phase::Starting),
+        Step::Intent(Command::StartMigration(req.clone().into())),
+        Step::Outcome(
+            0,
+            Input::MigrationStarted {
+                vm: vm.clone(),
+                attempt: req.attempt,
+                result: Ok(handle.clone()),
+            },
+        ),
+    ]
+}
+
 /// The entries a run of `n` VMs writes: the first VM fails its first start (transient) and moves
 /// at attempt 2; every VM is verified and cleaned up. `vm_prefix` keeps VM ids apart across runs.
 pub fn script(run: &str, vm_prefix: &str, n: usize) -> Vec<Step> {
