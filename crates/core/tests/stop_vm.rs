@@ -244,3 +244,61 @@ proptest! {
         }
     }
 }
+
+/// `vmove abort RUN VM` on a VM whose migration was switched to post-copy: refused, saying
+/// why (the guest already runs on the destination; an abort would lose it), nothing asked of
+/// the hosts, and the VM ends moved. A stall drives the watchdog to its aids here (the world
+/// applies them both).
+#[test]
+fn abort_of_a_vm_in_post_copy_is_refused_and_it_moves() {
+    let mut w = two_hosts();
+    w.add_vm("a", vm("hot", PowerState::Running));
+    w.stall.push("hot".into());
+    let mut s = spec("a", &["b"], &["a", "b"]);
+    s.settings.stall_action = WatchdogAction::Escalate;
+    let mut core = Core::new(s, Time::ZERO).unwrap();
+    let mut now = Time::ZERO;
+    let mut aids = Vec::new();
+    while aids.len() < 2 {
+        while let Some(c) = core.poll_command() {
+            let answer = match &c {
+                Command::Converge { request, aid, .. } => {
+                    aids.push(*aid);
+                    Some(Input::Converged {
+                        vm: request.vm.clone(),
+                        attempt: request.attempt,
+                        result: Ok(true),
+                    })
+                }
+                _ => w.answer(now, c),
+            };
+            if let Some(i) = answer {
+                core.handle_event(now, i);
+            }
+        }
+        now = core.poll_timeout().expect("a timer is set");
+        assert!(now < Time(3_600_000), "no aid asked in an hour");
+        core.handle_timeout(now);
+    }
+    assert_eq!(aids[1], ConvergenceAid::PostCopy);
+    core.handle_event(now, stop_vm("hot", true));
+    let mut said = Vec::new();
+    while let Some(e) = core.poll_event() {
+        said.push(e.kind);
+    }
+    assert!(
+        said.iter().any(|k| matches!(
+            k,
+            EventKind::VmStopAsked { refused: Some(why), abort_running: true, .. }
+                if why.contains("post-copy")
+        )),
+        "{said:?}"
+    );
+    w.stall.clear();
+    let mut aborted = false;
+    run(&mut core, &mut w, now, |_, _, c| {
+        aborted |= matches!(c, Command::AbortMigration { .. });
+    });
+    assert!(!aborted, "its migration was aborted");
+    assert_eq!(outcome(&core, "hot").phase, Phase::Moved);
+}

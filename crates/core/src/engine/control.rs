@@ -3,7 +3,7 @@
 
 use super::Core;
 use crate::event::{EventKind, Phase, Reason};
-use crate::machine::VmEvent;
+use crate::machine::{MoveState, VmEvent};
 use crate::model::VmId;
 use crate::time::Time;
 
@@ -31,6 +31,15 @@ impl Core {
             _ if queued => None,
             Phase::Verifying | Phase::CleaningUp => {
                 Some(format!("it has already moved ({phase}): nothing to stop"))
+            }
+            // See `Migrating::post_copy`: the abort would lose the guest.
+            _ if abort_running
+                && matches!(&self.vms[idx].vm.state, MoveState::Migrating(m) if m.post_copy) =>
+            {
+                Some(
+                    "it is in post-copy: the guest already runs on the destination and an abort would lose it; it is left to end"
+                        .to_owned(),
+                )
             }
             _ if abort_running => None,
             _ => Some(format!(
