@@ -342,9 +342,10 @@ impl Core {
 
     /// Queued VM `idx` is ready with nothing pending (no wait but the scheduler's own, no hold,
     /// timer, check or search, its source not parked on it) and its hosts still say it is ready
-    /// in its mode: assessing it again would be a transition that changes nothing (`machine::queued::assessed`). A host
-    /// lists every VM of it each `poll_interval`: at 100,000 VMs, most of those assessments were
-    /// such no-ops, each reading the VM's state from memory.
+    /// in its mode: assessing it again would be a transition that changes nothing
+    /// (`machine::queued::assessed`). A host lists every VM of it each `poll_interval`: at
+    /// 100,000 VMs, most of those assessments were such no-ops, each reading the VM's state from
+    /// memory.
     fn settled_ready(&self, idx: usize) -> bool {
         let e = &self.vms[idx];
         let vm = &e.vm;
