@@ -333,6 +333,33 @@ mod tests {
         );
     }
 
+    /// A migration in post-copy that vmove did not abort: a line, and a note in the summary
+    /// and the report (the reason a person reads for a stop that did not take effect).
+    #[test]
+    fn a_migration_not_aborted_in_post_copy_is_a_line_and_a_note() {
+        let names = HashMap::from([(VmId::new("u7"), "vm07".to_string())]);
+        let ev = Event {
+            at: Time(61_000),
+            kind: EventKind::NotAborted {
+                vm: VmId::new("u7"),
+                attempt: 2,
+                why: "in post-copy: the guest runs on the destination".into(),
+            },
+        };
+        assert_eq!(
+            describe(&ev, &names).as_deref(),
+            Some(
+                "[  1m01s] vm07: attempt 2 not aborted (in post-copy: the guest runs on the destination); waiting for it to end"
+            )
+        );
+        let mut r = Record::new("migrate");
+        r.apply(&ev);
+        assert_eq!(
+            r.vms[0].notes,
+            ["attempt 2 not aborted: in post-copy: the guest runs on the destination"]
+        );
+    }
+
     /// The end-to-end test of these lines (tests/cli_runs.rs) does not reach a look that waits:
     /// its first abort fails, and a failed abort is asked again at once, without waiting.
     #[test]

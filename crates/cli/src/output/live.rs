@@ -286,6 +286,10 @@ impl BarsSink {
                     format!("aborting: waiting for {source} (look {look} of {looks})")
                 });
             }
+            EventKind::NotAborted { vm, .. } => {
+                self.vm_bar(vm)
+                    .set_message("in post-copy: not aborted, waiting for it to end");
+            }
             EventKind::Moved { vm, .. }
             | EventKind::Unmigratable { vm, .. }
             | EventKind::Cancelled { vm, .. } => {

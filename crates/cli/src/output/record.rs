@@ -445,6 +445,9 @@ impl Record {
             EventKind::Escalated { vm, aid, .. } => {
                 self.note(vm, format!("convergence aid applied: {aid:?}"))
             }
+            EventKind::NotAborted { vm, attempt, why } => {
+                self.note(vm, format!("attempt {attempt} not aborted: {why}"))
+            }
             EventKind::LeftoverKept {
                 vm,
                 host,
