@@ -46,17 +46,13 @@ impl VmMove {
         out: &mut Output,
     ) -> MoveState {
         let now = ctx.now;
-        // What the journal says this attempt was given before vmove stopped (a resume only).
-        let aids = self
-            .resumed_aids
-            .filter(|&(attempt, _)| attempt == req.attempt)
-            .map(|(_, aids)| aids)
-            .unwrap_or_default();
+        let aids = self.resumed_aids_for(req.attempt);
         if ctx.abort_running && !aids.post_copy {
             return self.abort(ctx, req, handle, run_stopped(), 0, out);
         }
         if ctx.abort_running {
-            out.events.push(not_aborted_event(self, &req));
+            out.events
+                .push(not_aborted_event(self, &req, IN_POST_COPY.into()));
         }
         let m = Migrating {
             deadline: self.completion_deadline(ctx.settings, now),
@@ -143,14 +139,11 @@ pub(super) fn timer(vm: &mut VmMove, ctx: Ctx<'_>, mut m: Box<Migrating>) -> Nex
         // Past the point of no return: nothing to abort, only an end to wait for. A stall is
         // said (once per stall timeout), for a person: it cannot be acted on.
         if now >= stall_at {
-            out.events.push(EventKind::NotAborted {
-                vm: vm.id.clone(),
-                attempt: m.req.attempt,
-                why: format!(
-                    "in post-copy with no progress for {}: the guest runs on the destination and an abort would lose it; if its link is cut, QEMU pauses it until the migration is resumed (virsh migrate --postcopy-resume)",
-                    crate::spec::dur::format_duration(s.stall_timeout)
-                ),
-            });
+            let why = format!(
+                "in post-copy with no progress for {}: the guest runs on the destination and an abort would lose it; if its link is cut, QEMU pauses it until the migration is resumed (virsh migrate --postcopy-resume)",
+                crate::spec::dur::format_duration(s.stall_timeout)
+            );
+            out.events.push(not_aborted_event(vm, &m.req, why));
             m.last_progress_at = now;
         }
         None
@@ -228,15 +221,21 @@ pub(super) fn timer(vm: &mut VmMove, ctx: Ctx<'_>, mut m: Box<Migrating>) -> Nex
 /// watch goes on.
 pub(super) fn not_aborted(vm: &mut VmMove, m: Box<Migrating>) -> Next {
     let mut out = Output::default();
-    out.events.push(not_aborted_event(vm, &m.req));
+    out.events
+        .push(not_aborted_event(vm, &m.req, IN_POST_COPY.into()));
     (MoveState::Migrating(m), out)
 }
 
-fn not_aborted_event(vm: &VmMove, req: &MigrationRequest) -> EventKind {
+/// Why a stop did not abort a migration in post-copy.
+const IN_POST_COPY: &str =
+    "in post-copy: the guest runs on the destination, and an abort would lose it";
+
+/// The `NotAborted` event of the attempt `req`, saying `why`.
+fn not_aborted_event(vm: &VmMove, req: &MigrationRequest, why: String) -> EventKind {
     EventKind::NotAborted {
         vm: vm.id.clone(),
         attempt: req.attempt,
-        why: "in post-copy: the guest runs on the destination, and an abort would lose it".into(),
+        why,
     }
 }
 

@@ -421,6 +421,15 @@ impl VmMove {
         }
     }
 
+    /// What the journal says attempt `attempt` was given before vmove stopped (a resume only;
+    /// none asked otherwise).
+    pub fn resumed_aids_for(&self, attempt: u32) -> AidsAsked {
+        self.resumed_aids
+            .filter(|&(a, _)| a == attempt)
+            .map(|(_, aids)| aids)
+            .unwrap_or_default()
+    }
+
     pub fn phase(&self) -> Phase {
         self.state.phase()
     }
