@@ -16,15 +16,19 @@ trap teardown EXIT
 "$LAB_SCRIPTS/up.sh"
 
 cd "$ROOT"
-# --release: reuses the build of scripts/test.sh (cargo test --workspace --release).
+# The release `vmove` binary: the lab test that kills vmove at a switchover and the scripts
+# below run it. --release: reuses the build of scripts/test.sh (cargo test --workspace --release).
+if [ -z "${VMOVE_BIN:-}" ]; then
+  cargo build --workspace --all-features --locked --release --bins
+  VMOVE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/vmove"
+fi
+export VMOVE_BIN
 log "running the lab tests (cargo test --release -p vmove-driver-libvirt --test lab)"
 VMOVE_LAB=1 VMOVE_LAB_DIR="$LAB" cargo test --workspace --all-features --locked --release --test lab -- --test-threads=1
 
 # End-to-end checks through the real CLI (issue 3's lab evidence): each script asserts and exits
-# non-zero on the first check that does not hold. They need the release `vmove` binary.
-VMOVE_BIN="${VMOVE_BIN:-$ROOT/target/release/vmove}"
-[ -x "$VMOVE_BIN" ] || (cd "$ROOT" && cargo build --workspace --all-features --locked --release --bins)
-export VMOVE_BIN VMOVE_E2E_KEEP=1
+# non-zero on the first check that does not hold.
+export VMOVE_E2E_KEEP=1
 # The lab keeps its data in its own folders: nothing of vmove's may change under the user's
 # home (its default journal is ~/.local/share/vmove/journal.db). Checked after the scripts.
 home_data="${HOME:-/root}/.local/share/vmove"

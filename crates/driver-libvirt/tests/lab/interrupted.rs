@@ -386,20 +386,45 @@ impl Gate {
     }
 }
 
-/// A loopback proxy between `virsh` and the source's libvirtd that lets the test stop the
-/// client's migration at a chosen step: once the client's Perform call has gone through,
-/// the source's messages to the client are held (`down`); `up` holds the client's to the
-/// source when set.
+/// One proxied connection: its two gates and its two sockets.
+struct Conn {
+    up: std::sync::Arc<std::sync::Mutex<Gate>>,
+    down: std::sync::Arc<std::sync::Mutex<Gate>>,
+    streams: [std::net::TcpStream; 2],
+}
+
+impl Conn {
+    fn close(&self) {
+        for s in &self.streams {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// What the proxy's threads share: the connections, and which one the cut fell on.
+#[derive(Default)]
+struct Cuts {
+    conns: std::sync::Mutex<Vec<Conn>>,
+    /// Set until the first Perform call (of any connection) goes through; that connection's
+    /// index is then `cut`.
+    armed: std::sync::atomic::AtomicBool,
+    cut: std::sync::Mutex<Option<usize>>,
+}
+
+/// A loopback proxy between a client (`virsh`, or `vmove`) and the source's libvirtd that lets
+/// a test stop the client's migration at one of libvirt's steps. Each connection is forwarded
+/// as it is; once the first call to Perform has gone through, the source's messages to that
+/// client are held back (its `down` gate), so the client cannot go on to Finish. Later
+/// connections, and later Performs, pass.
 struct CutProxy {
     port: u16,
-    up: std::sync::Arc<std::sync::Mutex<Option<Gate>>>,
-    down: std::sync::Arc<std::sync::Mutex<Option<Gate>>>,
-    streams: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    cuts: std::sync::Arc<Cuts>,
 }
 
 impl CutProxy {
-    /// Listens on 127.0.0.1 and forwards the first connection to `host`'s libvirtd.
+    /// Listens on 127.0.0.1 and forwards every connection to `host`'s libvirtd.
     fn start(host: &str) -> CutProxy {
+        use std::sync::atomic::Ordering;
         use std::sync::{Arc, Mutex};
         let target = uri(host)
             .strip_prefix("qemu+tcp://")
@@ -408,110 +433,172 @@ impl CutProxy {
             .expect("a lab URI is qemu+tcp://<ip>/system");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let up: Arc<Mutex<Option<Gate>>> = Arc::default();
-        let down: Arc<Mutex<Option<Gate>>> = Arc::default();
-        let streams: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
-        let (u, d, st) = (up.clone(), down.clone(), streams.clone());
+        let cuts = Arc::new(Cuts::default());
+        cuts.armed.store(true, Ordering::SeqCst);
+        let shared = cuts.clone();
         std::thread::spawn(move || {
-            let Ok((client, _)) = listener.accept() else {
-                return;
-            };
-            let daemon = std::net::TcpStream::connect(&target).unwrap();
-            *u.lock().unwrap() = Some(Gate {
-                hold: false,
-                held: Vec::new(),
-                seen_held: Vec::new(),
-                out: daemon.try_clone().unwrap(),
-            });
-            *d.lock().unwrap() = Some(Gate {
-                hold: false,
-                held: Vec::new(),
-                seen_held: Vec::new(),
-                out: client.try_clone().unwrap(),
-            });
-            st.lock()
-                .unwrap()
-                .extend([client.try_clone().unwrap(), daemon.try_clone().unwrap()]);
-            let (mut from_client, mut from_daemon) = (client, daemon);
-            let (d2, st2) = (d.clone(), st.clone());
-            std::thread::spawn(move || {
-                while let Some((head, msg)) = rpc::read(&mut from_daemon) {
-                    let mut g = d2.lock().unwrap();
-                    if g.as_mut().unwrap().pass(head, msg).is_err() {
-                        break;
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(daemon) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                let gate = |out: &std::net::TcpStream| {
+                    Arc::new(Mutex::new(Gate {
+                        hold: false,
+                        held: Vec::new(),
+                        seen_held: Vec::new(),
+                        out: out.try_clone().unwrap(),
+                    }))
+                };
+                let (up, down) = (gate(&daemon), gate(&client));
+                let index = {
+                    let mut conns = shared.conns.lock().unwrap();
+                    conns.push(Conn {
+                        up: up.clone(),
+                        down: down.clone(),
+                        streams: [client.try_clone().unwrap(), daemon.try_clone().unwrap()],
+                    });
+                    conns.len() - 1
+                };
+                let pair = Arc::new([client.try_clone().unwrap(), daemon.try_clone().unwrap()]);
+                let close = move || {
+                    for s in pair.iter() {
+                        let _ = s.shutdown(std::net::Shutdown::Both);
                     }
-                }
-                for s in st2.lock().unwrap().iter() {
-                    let _ = s.shutdown(std::net::Shutdown::Both);
-                }
-            });
-            while let Some((head, msg)) = rpc::read(&mut from_client) {
-                let perform = head.prog == rpc::REMOTE
-                    && head.proc_ == rpc::PERFORM3_PARAMS
-                    && head.kind == rpc::CALL;
-                if perform {
-                    // Held from before the call goes on: its reply cannot slip through.
-                    d.lock().unwrap().as_mut().unwrap().hold = true;
-                }
-                if u.lock().unwrap().as_mut().unwrap().pass(head, msg).is_err() {
-                    break;
-                }
-            }
-            for s in st.lock().unwrap().iter() {
-                let _ = s.shutdown(std::net::Shutdown::Both);
+                };
+                let close2 = close.clone();
+                let (mut from_client, mut from_daemon) = (client, daemon);
+                let down2 = down.clone();
+                std::thread::spawn(move || {
+                    while let Some((head, msg)) = rpc::read(&mut from_daemon) {
+                        if down2.lock().unwrap().pass(head, msg).is_err() {
+                            break;
+                        }
+                    }
+                    close2();
+                });
+                let shared = shared.clone();
+                std::thread::spawn(move || {
+                    while let Some((head, msg)) = rpc::read(&mut from_client) {
+                        let perform = head.prog == rpc::REMOTE
+                            && head.proc_ == rpc::PERFORM3_PARAMS
+                            && head.kind == rpc::CALL;
+                        if perform && shared.armed.swap(false, Ordering::SeqCst) {
+                            // Held from before the call goes on: its reply cannot slip through.
+                            down.lock().unwrap().hold = true;
+                            *shared.cut.lock().unwrap() = Some(index);
+                        }
+                        if up.lock().unwrap().pass(head, msg).is_err() {
+                            break;
+                        }
+                    }
+                    close();
+                });
             }
         });
-        CutProxy {
-            port,
-            up,
-            down,
-            streams,
-        }
+        CutProxy { port, cuts }
     }
 
     fn uri(&self) -> String {
         format!("qemu+tcp://127.0.0.1:{}/system", self.port)
     }
 
-    /// Waits (60 s at most) until `gate` holds a message of `proc_` and `kind`; `what` names it.
+    /// The gates of the connection the cut fell on, once it did.
+    fn cut(
+        &self,
+    ) -> Option<(
+        std::sync::Arc<std::sync::Mutex<Gate>>,
+        std::sync::Arc<std::sync::Mutex<Gate>>,
+    )> {
+        let i = (*self.cuts.cut.lock().unwrap())?;
+        let conns = self.cuts.conns.lock().unwrap();
+        Some((conns[i].up.clone(), conns[i].down.clone()))
+    }
+
+    /// Waits (120 s at most) until the cut connection holds a message of `proc_` and `kind`
+    /// going up (to the daemon) or down (to the client); `what` names it. Panics if `client`
+    /// ends first, with what it wrote on stderr.
     fn wait_held(
         &self,
-        gate: &std::sync::Mutex<Option<Gate>>,
+        up: bool,
         proc_: i32,
         kind: i32,
         what: &str,
-        child: &mut std::process::Child,
+        client: &mut std::process::Child,
     ) -> rpc::Head {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
         loop {
-            if let Some(h) = gate
-                .lock()
-                .unwrap()
-                .as_ref()
-                .and_then(|g| g.holds(proc_, kind))
-            {
-                return h;
+            if let Some((u, d)) = self.cut() {
+                let gate = if up { u } else { d };
+                if let Some(h) = gate.lock().unwrap().holds(proc_, kind) {
+                    return h;
+                }
             }
-            if let Some(st) = child.try_wait().unwrap() {
+            if let Some(st) = client.try_wait().unwrap() {
                 let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
+                if let Some(mut e) = client.stderr.take() {
                     let _ = std::io::Read::read_to_string(&mut e, &mut err);
                 }
-                panic!("virsh migrate ended ({st}) before {what}: {err}");
+                panic!("the client ended ({st}) before {what}: {err}");
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "{what} was not seen in 60 s"
+                "{what} was not seen in 120 s"
             );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
 
-    /// Closes both sides: the source's libvirtd sees its client's connection end.
-    fn close(&self) {
-        for s in self.streams.lock().unwrap().iter() {
-            let _ = s.shutdown(std::net::Shutdown::Both);
+    /// Holds the cut at `cut`: after Perform's reply is held, [`Cut::BeforeConfirm`] lets it
+    /// through and holds the client's calls to the source instead, until the call to Confirm.
+    fn hold_at(&self, cut: Cut, client: &mut std::process::Child) {
+        let perform = self.wait_held(
+            false,
+            rpc::PERFORM3_PARAMS,
+            rpc::REPLY,
+            "the reply to Perform",
+            client,
+        );
+        assert_eq!(perform.status, rpc::OK, "Perform failed: {perform:?}");
+        if let Cut::BeforeConfirm = cut {
+            let (up, down) = self.cut().unwrap();
+            up.lock().unwrap().hold = true;
+            down.lock().unwrap().release().unwrap();
+            self.wait_held(
+                true,
+                rpc::CONFIRM3_PARAMS,
+                rpc::CALL,
+                "the call to Confirm",
+                client,
+            );
         }
+    }
+
+    /// Closes every connection so far: the source's libvirtd sees its clients' connections end.
+    fn close(&self) {
+        for c in self.cuts.conns.lock().unwrap().iter() {
+            c.close();
+        }
+    }
+}
+
+/// Waits (60 s at most) until the hosts ran their close callbacks for a killed client's
+/// connections: the source's ends the migration job, the destination's removes a copy Finish
+/// never started.
+fn wait_for_the_close_callbacks(name: &str) {
+    // No domain on the source (a whole p2p move undefines it) has no job either.
+    let job = || virsh(a(), &["domjobinfo", name]).unwrap_or_else(|_| "None".into());
+    let incoming =
+        || virsh(b(), &["domstate", "--reason", name]).is_ok_and(|s| s.starts_with("paused"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !job().contains("None") || incoming() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the close callbacks did not run in 60 s: source job {:?}, destination {:?}",
+            job(),
+            virsh(b(), &["domstate", "--reason", name])
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -541,49 +628,12 @@ fn kill_client_at_the_switchover(name: &str, cut: Cut) -> (String, String) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let perform = proxy.wait_held(
-        &proxy.down,
-        rpc::PERFORM3_PARAMS,
-        rpc::REPLY,
-        "the reply to Perform",
-        &mut child,
-    );
-    assert_eq!(perform.status, rpc::OK, "Perform failed: {perform:?}");
-    if let Cut::BeforeConfirm = cut {
-        proxy.up.lock().unwrap().as_mut().unwrap().hold = true;
-        proxy
-            .down
-            .lock()
-            .unwrap()
-            .as_mut()
-            .unwrap()
-            .release()
-            .unwrap();
-        proxy.wait_held(
-            &proxy.up,
-            rpc::CONFIRM3_PARAMS,
-            rpc::CALL,
-            "the call to Confirm",
-            &mut child,
-        );
-    }
+    proxy.hold_at(cut, &mut child);
     let _ = child.kill();
     let _ = child.wait();
     proxy.close();
-    // The hosts run their close callbacks for the client's connections: the source's ends
-    // the migration job, the destination's removes a copy Finish never started.
+    wait_for_the_close_callbacks(name);
     let state = |h: &str| virsh(h, &["domstate", "--reason", name]).unwrap_or("absent".into());
-    let job = || virsh(a(), &["domjobinfo", name]).unwrap_or_default();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !job().contains("None") || state(b()).starts_with("paused") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the close callbacks did not run in 60 s: source job {:?}, destination {:?}",
-            job(),
-            state(b())
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let (s, d) = (state(a()), state(b()));
     eprintln!("client of {name} killed {cut:?}: source {s:?}, destination {d:?}");
     (s, d)
@@ -676,4 +726,155 @@ async fn a_migration_whose_client_died_at_the_switchover_is_rolled_back_or_left_
         "paused (user)"
     );
     lab.cleanup(&name);
+}
+
+/// The `vmove` binary: `VMOVE_BIN`, else the one built beside this test binary
+/// (`target/<profile>/vmove`; `lab/ci.sh` builds it before the lab tests).
+fn vmove_bin() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("VMOVE_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("vmove"))
+        .unwrap();
+    assert!(
+        bin.exists(),
+        "{} is missing: build it (cargo build --release -p vmove) or set VMOVE_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `vmove` with `args`, its output in `dir/<tag>.out` and `.err`.
+fn spawn_vmove(dir: &std::path::Path, tag: &str, args: &[&str]) -> std::process::Child {
+    let file = |ext: &str| std::fs::File::create(dir.join(format!("{tag}.{ext}"))).unwrap();
+    Command::new(vmove_bin())
+        .arg("--config")
+        .arg(dir.join("vmove.toml"))
+        .arg("--plain")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(file("out"))
+        .stderr(file("err"))
+        .spawn()
+        .unwrap()
+}
+
+/// What `vmove` wrote in `dir` under `tag`.
+fn said(dir: &std::path::Path, tag: &str) -> String {
+    let read =
+        |ext: &str| std::fs::read_to_string(dir.join(format!("{tag}.{ext}"))).unwrap_or_default();
+    format!("stdout:\n{}\nstderr:\n{}", read("out"), read("err"))
+}
+
+/// `vmove` itself killed (SIGKILL) at each step of a switchover, with the settings a new user
+/// has and with `p2p`, then `vmove resume`: the VM ends running on the destination only, its
+/// disk's content unchanged, nothing of it left on the source, and nothing paused.
+/// - Without `p2p` (the default: vmove's process drives Begin..Confirm), killed before Finish
+///   (Perform's reply held by a [`CutProxy`] between vmove and the source's libvirtd): the
+///   source is left paused with no copy elsewhere; the resume rolls it back (resumes the
+///   source) and moves it again.
+/// - Without `p2p`, killed before Confirm (the call held): the destination's copy runs and
+///   carries this attempt's provenance; the resume proves it and removes the paused source.
+/// - With `p2p` the source's libvirtd drives every step inside the one Perform call: killed
+///   with Perform's reply held, the move is whole and vmove did not hear of it; the resume
+///   proves it and cleans up.
+#[test]
+fn vmove_killed_at_each_step_of_a_switchover_ends_with_one_running_copy_with_and_without_p2p() {
+    if !lab_enabled(
+        "vmove_killed_at_each_step_of_a_switchover_ends_with_one_running_copy_with_and_without_p2p",
+    ) {
+        return;
+    }
+    let lab = Lab::new();
+    let cases = [
+        (false, Cut::BeforeFinish),
+        (false, Cut::BeforeConfirm),
+        (true, Cut::BeforeFinish),
+    ];
+    for (p2p, cut) in cases {
+        let (_, name) = lab.mkvm(
+            &format!("vmkilled{}{}", cut as u8, if p2p { "p" } else { "" }),
+            &["--size", "256", "--fill", "160"],
+        );
+        let path = format!("/var/lib/libvirt/images/{name}-0.qcow2");
+        let before = checksum(a(), &path);
+        let dir = lab_dir().join(format!("{name}-run"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let proxy = CutProxy::start(a());
+        // A new user's config: the hosts and, so this test keeps to its folder, the journal.
+        std::fs::write(
+            dir.join("vmove.toml"),
+            format!(
+                "[defaults]\njournal = \"{}\"\n\n[hosts.{}]\ndriver = \"libvirt\"\nuri = \"{}\"\n{}\n\
+                 [hosts.{}]\ndriver = \"libvirt\"\nuri = \"{}\"\n",
+                dir.join("journal.db").display(),
+                a(),
+                proxy.uri(),
+                if p2p { "p2p = true\n" } else { "" },
+                b(),
+                uri(b())
+            ),
+        )
+        .unwrap();
+        let mut run = spawn_vmove(
+            &dir,
+            "run",
+            &["migrate", &format!("{}:{name}", a()), "--to", b()],
+        );
+        proxy.hold_at(cut, &mut run);
+        let _ = run.kill();
+        let _ = run.wait();
+        proxy.close();
+        wait_for_the_close_callbacks(&name);
+        let state = |h: &str| virsh(h, &["domstate", "--reason", &name]).unwrap_or("absent".into());
+        let (s, d) = (state(a()), state(b()));
+        eprintln!("vmove killed {cut:?} (p2p {p2p}) with {name}: source {s:?}, destination {d:?}");
+        if p2p {
+            assert!(d.starts_with("running"), "p2p: {s} / {d}");
+        } else {
+            assert!(s.starts_with("paused (migrating)"), "{cut:?}: {s} / {d}");
+        }
+
+        let mut resume = spawn_vmove(&dir, "resume", &["resume"]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        let status = loop {
+            if let Some(st) = resume.try_wait().unwrap() {
+                break st;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = resume.kill();
+                let _ = resume.wait();
+                panic!(
+                    "vmove resume did not end in 300 s\n{}",
+                    said(&dir, "resume")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let (s, d) = (state(a()), state(b()));
+        eprintln!("after the resume: source {s:?}, destination {d:?}");
+        assert!(
+            status.success(),
+            "{cut:?}: {status}\n{}",
+            said(&dir, "resume")
+        );
+        assert!(d.starts_with("running"), "{cut:?}: destination {d}");
+        assert_eq!(s, "absent", "{cut:?}: the source is still defined");
+        assert!(
+            !outside(a(), &path).exists(),
+            "{cut:?}: the source's disk is left"
+        );
+        assert_eq!(
+            checksum(b(), &path),
+            before,
+            "{cut:?}: the disk's content changed"
+        );
+        lab.cleanup(&name);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
