@@ -551,7 +551,25 @@ impl CutProxy {
 
     /// Holds the cut at `cut`: after Perform's reply is held, [`Cut::BeforeConfirm`] lets it
     /// through and holds the client's calls to the source instead, until the call to Confirm.
-    fn hold_at(&self, cut: Cut, client: &mut std::process::Child) {
+    fn hold_at(&self, cut: Cut, name: &str, client: &mut std::process::Child) {
+        if let Cut::DuringPerform = cut {
+            // The source's migration job copies the disks: a VM with a 768 MiB fill takes
+            // seconds there, and each look below takes a few ms.
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            while self.cut().is_none()
+                || !virsh(a(), &["domjobinfo", name]).is_ok_and(|j| j.contains("Unbounded"))
+            {
+                if let Some(st) = client.try_wait().unwrap() {
+                    panic!("the client ended ({st}) before Perform ran");
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "Perform did not run in 120 s"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            return;
+        }
         let perform = self.wait_held(
             false,
             rpc::PERFORM3_PARAMS,
@@ -572,6 +590,16 @@ impl CutProxy {
                 client,
             );
         }
+    }
+
+    /// Whether the reply to the cut Perform came (and is held): Perform had ended.
+    fn perform_ended(&self) -> bool {
+        self.cut().is_some_and(|(_, down)| {
+            down.lock()
+                .unwrap()
+                .holds(rpc::PERFORM3_PARAMS, rpc::REPLY)
+                .is_some()
+        })
     }
 
     /// Closes every connection so far: the source's libvirtd sees its clients' connections end.
@@ -605,6 +633,8 @@ fn wait_for_the_close_callbacks(name: &str) {
 /// Where the cut stops a client-driven migration.
 #[derive(Clone, Copy, Debug)]
 enum Cut {
+    /// Perform runs on the source (its migration job copies the disks); the client dies.
+    DuringPerform,
     /// Perform has ended on the source; the client dies before it calls Finish on the
     /// destination.
     BeforeFinish,
@@ -628,7 +658,7 @@ fn kill_client_at_the_switchover(name: &str, cut: Cut) -> (String, String) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    proxy.hold_at(cut, &mut child);
+    proxy.hold_at(cut, name, &mut child);
     let _ = child.kill();
     let _ = child.wait();
     proxy.close();
@@ -675,6 +705,7 @@ async fn a_migration_whose_client_died_at_the_switchover_is_rolled_back_or_left_
             .clone()
             .expect("a handle to roll it back");
         match cut {
+            Cut::DuringPerform => unreachable!("not a case of this test"),
             Cut::BeforeFinish => {
                 assert_eq!(d, "absent", "{cut:?}: {s} / {d}");
                 lab.driver.abort_migration(&req, &handle).await.unwrap();
@@ -773,15 +804,19 @@ fn said(dir: &std::path::Path, tag: &str) -> String {
 /// `vmove` itself killed (SIGKILL) at each step of a switchover, with the settings a new user
 /// has and with `p2p`, then `vmove resume`: the VM ends running on the destination only, its
 /// disk's content unchanged, nothing of it left on the source, and nothing paused.
-/// - Without `p2p` (the default: vmove's process drives Begin..Confirm), killed before Finish
+/// - Without `p2p` (the default: vmove's process drives Begin..Confirm), killed while Perform
+///   copies the disks: the destination's incoming copy is destroyed, Perform fails and the
+///   source runs on; the resume moves it again.
+/// - Without `p2p`, killed before Finish
 ///   (Perform's reply held by a [`CutProxy`] between vmove and the source's libvirtd): the
 ///   source is left paused with no copy elsewhere; the resume rolls it back (resumes the
 ///   source) and moves it again.
 /// - Without `p2p`, killed before Confirm (the call held): the destination's copy runs and
 ///   carries this attempt's provenance; the resume proves it and removes the paused source.
-/// - With `p2p` the source's libvirtd drives every step inside the one Perform call: killed
-///   with Perform's reply held, the move is whole and vmove did not hear of it; the resume
-///   proves it and cleans up.
+/// - With `p2p` the source's libvirtd drives every step inside the one Perform call. Killed
+///   while Perform copies the disks, the migration goes on and the resume (started at once)
+///   re-adopts it; killed with Perform's reply held, the move is whole and vmove did not hear
+///   of it; each time the resume proves it and cleans up.
 #[test]
 fn vmove_killed_at_each_step_of_a_switchover_ends_with_one_running_copy_with_and_without_p2p() {
     if !lab_enabled(
@@ -791,14 +826,20 @@ fn vmove_killed_at_each_step_of_a_switchover_ends_with_one_running_copy_with_and
     }
     let lab = Lab::new();
     let cases = [
+        (false, Cut::DuringPerform),
         (false, Cut::BeforeFinish),
         (false, Cut::BeforeConfirm),
+        (true, Cut::DuringPerform),
         (true, Cut::BeforeFinish),
     ];
     for (p2p, cut) in cases {
+        let data: &[&str] = match cut {
+            Cut::DuringPerform => &["--size", "1024", "--fill", "768"],
+            _ => &["--size", "256", "--fill", "160"],
+        };
         let (_, name) = lab.mkvm(
             &format!("vmkilled{}{}", cut as u8, if p2p { "p" } else { "" }),
-            &["--size", "256", "--fill", "160"],
+            data,
         );
         let path = format!("/var/lib/libvirt/images/{name}-0.qcow2");
         let before = checksum(a(), &path);
@@ -826,18 +867,33 @@ fn vmove_killed_at_each_step_of_a_switchover_ends_with_one_running_copy_with_and
             "run",
             &["migrate", &format!("{}:{name}", a()), "--to", b()],
         );
-        proxy.hold_at(cut, &mut run);
+        proxy.hold_at(cut, &name, &mut run);
         let _ = run.kill();
         let _ = run.wait();
+        if let Cut::DuringPerform = cut {
+            assert!(
+                !proxy.perform_ended(),
+                "Perform ended before vmove was killed: the case was not reached"
+            );
+        }
         proxy.close();
-        wait_for_the_close_callbacks(&name);
+        if !(p2p && matches!(cut, Cut::DuringPerform)) {
+            wait_for_the_close_callbacks(&name);
+        }
         let state = |h: &str| virsh(h, &["domstate", "--reason", &name]).unwrap_or("absent".into());
         let (s, d) = (state(a()), state(b()));
         eprintln!("vmove killed {cut:?} (p2p {p2p}) with {name}: source {s:?}, destination {d:?}");
-        if p2p {
-            assert!(d.starts_with("running"), "p2p: {s} / {d}");
-        } else {
-            assert!(s.starts_with("paused (migrating)"), "{cut:?}: {s} / {d}");
+        match (p2p, cut) {
+            // The source's libvirtd goes on with the migration (resume re-adopts it).
+            (true, Cut::DuringPerform) => {}
+            // The whole move ran inside Perform.
+            (true, _) => assert!(d.starts_with("running"), "p2p: {s} / {d}"),
+            // The destination's incoming copy is destroyed, Perform fails, the source runs on.
+            (false, Cut::DuringPerform) => {
+                assert!(s.starts_with("running"), "{cut:?}: {s} / {d}");
+                assert_eq!(d, "absent", "{cut:?}: {s} / {d}");
+            }
+            (false, _) => assert!(s.starts_with("paused (migrating)"), "{cut:?}: {s} / {d}"),
         }
 
         let mut resume = spawn_vmove(&dir, "resume", &["resume"]);
