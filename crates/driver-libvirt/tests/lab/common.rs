@@ -125,17 +125,25 @@ impl Lab {
     /// A lab whose hosts are configured with `p2p = true` (the source's libvirtd drives each
     /// migration itself); its VMs' names differ from [`Lab::new`]'s.
     pub(crate) fn p2p() -> Self {
-        let mut lab = Self::with(None, true);
+        let mut lab = Self::with(None, true, false);
         lab.prefix.push('p');
+        lab
+    }
+
+    /// A lab whose hosts are configured with `post_copy = true` and migrations capped at
+    /// `bandwidth_mib_s`; its VMs' names differ from [`Lab::new`]'s.
+    pub(crate) fn post_copy(bandwidth_mib_s: u64) -> Self {
+        let mut lab = Self::with(Some(bandwidth_mib_s), false, true);
+        lab.prefix.push_str("pc");
         lab
     }
 
     /// A lab whose migrations are capped at `bandwidth_mib_s` (None: uncapped).
     pub(crate) fn with_bandwidth(bandwidth_mib_s: Option<u64>) -> Self {
-        Self::with(bandwidth_mib_s, false)
+        Self::with(bandwidth_mib_s, false, false)
     }
 
-    fn with(bandwidth_mib_s: Option<u64>, p2p: bool) -> Self {
+    fn with(bandwidth_mib_s: Option<u64>, p2p: bool, post_copy: bool) -> Self {
         let cfg = |h: &str| LibvirtHostConfig {
             uri: uri(h),
             pool: "images".into(),
@@ -143,7 +151,7 @@ impl Lab {
             migration_ports: None,
             p2p,
             auto_converge: false,
-            post_copy: false,
+            post_copy,
             bandwidth_mib_s,
             max_downtime_ms: None,
             keepalive_interval_s: 5,

@@ -510,3 +510,135 @@ async fn a_job_query_on_a_stopped_domain_means_no_job_not_a_failed_read() {
     }
     lab.cleanup(&name);
 }
+
+/// The convergence aids on a real migration (libvirt and QEMU, not a fake). Hosts configured
+/// with `post_copy = true` and a 2 MiB/s cap: a Linux guest's migration is still copying when
+/// the aids are asked.
+/// - A raised downtime doubles the allowed downtime libvirt reports (from at least the
+///   driver's 150 ms floor).
+/// - Post-copy is accepted. Asked while libvirt still mirrors the disks, it is refused (QEMU's
+///   migration has not started: "Postcopy must be started after migration has been started"),
+///   so it is asked again until it takes.
+/// - In post-copy (its bandwidth held at 1 MiB/s with `virsh migrate-setspeed --postcopy` so
+///   the phase lasts) the guest runs on hostB, and the driver's abort is refused (libvirt's
+///   `virDomainAbortJob`: "In case the job is a migration in a post-copy mode, this function
+///   will report an error"); the migration goes on.
+/// - It ends Completed, is proven, and the guest counts on hostB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn convergence_aids_on_a_real_migration_and_post_copy_is_never_aborted() {
+    if !lab_enabled("convergence_aids_on_a_real_migration_and_post_copy_is_never_aborted") {
+        return;
+    }
+    let lab = Lab::post_copy(2);
+    let (vm, name) = lab.mkvm("aids", &["--linux", "--size", "64"]);
+    let log_b = lab_dir()
+        .join(b())
+        .join(format!("log/qemu/{name}-serial0.log"));
+    let log_a = lab_dir()
+        .join(a())
+        .join(format!("log/qemu/{name}-serial0.log"));
+    for _ in 0..120 {
+        if last_counter(&log_a) >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(last_counter(&log_a) >= 3, "the guest did not boot on hostA");
+    let req = lab.request(&vm, &name, MigrationMode::Live);
+    let h = lab.driver.start_migration(&req).await.unwrap();
+    let downtime = || -> u64 {
+        virsh(a(), &["migrate-getmaxdowntime", &name])
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+
+    // The allowed downtime, doubled.
+    let mut raised = None;
+    for _ in 0..200 {
+        let before = downtime();
+        match lab
+            .driver
+            .converge(&req, &h, ConvergenceAid::RaiseDowntime)
+            .await
+        {
+            Ok(true) => {
+                raised = Some((before, downtime()));
+                break;
+            }
+            Ok(false) => panic!("the raise was not applied (downtime {before} ms)"),
+            Err(e) => eprintln!("raise refused for now: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (before, after) = raised.expect("the allowed downtime was never raised");
+    assert_eq!(after, before.max(150) * 2, "{before} -> {after}");
+
+    // Post-copy, at 1 MiB/s so that it lasts.
+    virsh(a(), &["migrate-setspeed", "--postcopy", &name, "1"]).unwrap();
+    let mut refused_first = Vec::new();
+    let mut applied = false;
+    for _ in 0..240 {
+        match lab
+            .driver
+            .converge(&req, &h, ConvergenceAid::PostCopy)
+            .await
+        {
+            Ok(true) => {
+                applied = true;
+                break;
+            }
+            Ok(false) => panic!("post-copy was not applied though configured"),
+            Err(e) => refused_first.push(e.to_string()),
+        }
+        let st = lab.driver.migration_status(&req, &h).await.unwrap();
+        assert!(
+            matches!(st, MigrationStatus::Running(_) | MigrationStatus::Pending),
+            "the migration ended before post-copy took: {st:?} ({refused_first:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(applied, "post-copy never took: {refused_first:?}");
+    eprintln!(
+        "post-copy took after {} refusals ({:?})",
+        refused_first.len(),
+        refused_first.last()
+    );
+    let mut in_post_copy = false;
+    for _ in 0..100 {
+        if virsh(b(), &["domstate", "--reason", &name])
+            .is_ok_and(|s| s.starts_with("running (post-copy)"))
+        {
+            in_post_copy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        in_post_copy,
+        "the destination is not running in post-copy: {:?}",
+        virsh(b(), &["domstate", "--reason", &name])
+    );
+    let abort = lab.driver.abort_migration(&req, &h).await;
+    assert!(
+        abort.is_err(),
+        "an abort in post-copy was accepted: {abort:?}"
+    );
+    assert!(
+        virsh(b(), &["domstate", "--reason", &name]).is_ok_and(|s| s.starts_with("running")),
+        "the guest does not run on hostB after the refused abort"
+    );
+    // Let it finish.
+    virsh(a(), &["migrate-setspeed", "--postcopy", &name, "8192"]).unwrap();
+    let end = lab.wait_end(&req, &h).await;
+    assert_eq!(end, MigrationStatus::Completed);
+    let v = lab.driver.verify(&req).await.unwrap();
+    assert!(v.is_proof(), "{v:?}");
+    let on_b = last_counter(&log_b);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        last_counter(&log_b) > on_b,
+        "the guest does not count on hostB (last {on_b})"
+    );
+    lab.cleanup(&name);
+}
