@@ -60,7 +60,9 @@ pub fn expected_bytes(
         return plain;
     }
     let give_up = timeout.map(|t| {
-        let at_rate = u128::from(r) * t.as_millis() / 1000;
+        // Saturating: a rate near u64::MAX times a time-out near Duration::MAX overflows u128
+        // (it wrapped in release builds and panicked in debug ones).
+        let at_rate = u128::from(r).saturating_mul(t.as_millis()) / 1000;
         u64::try_from(at_rate)
             .unwrap_or(u64::MAX)
             .saturating_add(memory)
