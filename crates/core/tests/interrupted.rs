@@ -408,6 +408,104 @@ fn a_source_left_paused_by_an_interrupted_migration_with_no_copy_elsewhere_is_re
     );
 }
 
+/// Killed before or during Perform (no p2p), vmove leaves the VM running on its source with no
+/// job, and on the destination the incoming copy libvirt destroys once it sees the client's
+/// connection closed: that takes a moment (its QEMU is stopped). A resume at once (a person
+/// quick with the command, `vmove resume --standby`) found it there: the clean-up listed
+/// nothing (its disks in use) and the retry's pre-flight found the VM "already defined" on the
+/// destination, so the VM ended unmigratable and the copy's images stayed behind (seen on the
+/// lab, `lab/crash.sh` without p2p). The copy still arriving is now looked at again before
+/// anything else is done.
+#[test]
+fn an_incoming_copy_still_on_the_destination_after_a_resume_is_waited_out_before_the_clean_up() {
+    let mut core = Core::resume(
+        the_spec(),
+        Time(1_000),
+        vec![recovered(1, 0, RecoveredState::InFlight(req(1)))],
+    )
+    .unwrap();
+    let mut on_source = Some(seen(PowerState::Running, Activity::Idle));
+    // The incoming copy goes after the second look.
+    let mut incoming_looks = 2;
+    let mut on_destination = Some(seen(PowerState::Paused, Activity::MigratingIn));
+    let mut locates = 0;
+    let (commands, _) = drive(&mut core, |c| match c {
+        Command::RefreshHost { host } => {
+            let vms = if host.as_str() == "a" {
+                on_source.clone().into_iter().collect()
+            } else {
+                on_destination.clone().into_iter().collect()
+            };
+            Some(refreshed(host, vms))
+        }
+        Command::Locate { request: r } => {
+            locates += 1;
+            let answer = Location {
+                on_source: on_source.clone(),
+                on_destination: on_destination.clone(),
+                running_migration: None,
+            };
+            if on_destination.is_some() {
+                incoming_looks -= 1;
+                if incoming_looks == 0 {
+                    on_destination = None;
+                }
+            }
+            Some(Input::Located {
+                vm: r.vm.clone(),
+                attempt: r.attempt,
+                result: Ok(answer),
+            })
+        }
+        Command::ListLeftovers { request: r, .. } => {
+            assert!(
+                locates > 2,
+                "the clean-up was asked while the incoming copy was still on the destination"
+            );
+            Some(Input::LeftoversListed {
+                vm: r.vm.clone(),
+                attempt: r.attempt,
+                result: Ok(vec![]),
+            })
+        }
+        Command::StartMigration(r) => {
+            assert!(
+                on_destination.is_none(),
+                "started again beside the incoming copy"
+            );
+            Some(Input::MigrationStarted {
+                vm: r.vm.clone(),
+                attempt: r.attempt,
+                result: Ok(MigrationHandle("job-2".into())),
+            })
+        }
+        Command::PollMigration { request: r, .. } => {
+            on_destination = on_source.take();
+            Some(Input::MigrationStatus {
+                vm: r.vm.clone(),
+                attempt: r.attempt,
+                result: Ok(MigrationStatus::Completed),
+            })
+        }
+        Command::Verify { request: r } => Some(Input::Verified {
+            vm: r.vm.clone(),
+            attempt: r.attempt,
+            result: Ok(proof()),
+        }),
+        Command::RemoveLeftover { .. } => panic!("nothing was listed"),
+        other => panic!("unexpected command {other:?}"),
+    });
+    assert!(
+        !commands
+            .iter()
+            .any(|c| matches!(c, Command::AbortMigration { .. })),
+        "nothing to abort: {commands:#?}"
+    );
+    let v = phase(&core);
+    assert_eq!(v.phase, Phase::Moved, "{:?}", v.reason);
+    assert_eq!(v.attempts, 2);
+}
+
 /// A VM its owner paused (reason "user": no interrupted migration) is never resumed: an
 /// attempt found back on its source goes the usual way (clean-up, retry), no abort.
 #[test]

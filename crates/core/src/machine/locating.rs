@@ -1,6 +1,8 @@
 //! `Locating`: every failure comes here. The hosts are asked where the VM is, and only then is
 //! it decided what follows: re-adopt a job that still runs, abort it (again), verify a VM that
-//! arrived, clear the destination of what the attempt left (the VM is back on its source),
+//! arrived, wait out a copy still arriving on the destination (libvirt removes the incoming copy
+//! of a client that went away), clear the destination of what the attempt left (the VM is back
+//! on its source),
 //! settle a migration a killed client left between its steps, or give up touching nothing.
 
 use super::limits::{ABORT_PATIENCE, ABORT_RETRIES, OBSERVE_RETRIES};
@@ -187,6 +189,10 @@ pub(super) fn located(
         .on_destination
         .as_ref()
         .is_some_and(|v| !v.activity.is_migration() && if live { v.power.is_live() } else { true });
+    let dst_arriving = loc
+        .on_destination
+        .as_ref()
+        .is_some_and(|v| v.activity.is_migration());
     let src_interrupted = loc
         .on_source
         .as_ref()
@@ -243,6 +249,22 @@ pub(super) fn located(
     } else if dst_arrived && !src_running {
         // It arrived despite the error: prove it.
         vm.verify(req, 0, &mut out)
+    } else if dst_arriving && loc.on_source.is_some() && tries + 1 < OBSERVE_RETRIES {
+        // A copy still arriving on the destination, and no job of ours: libvirt destroys the
+        // incoming copy of a client that went away (vmove killed before or during Perform,
+        // without p2p) a moment after it sees the connection closed. Until then its disks are
+        // in use (the clean-up would list nothing) and a retry's pre-flight would find the VM
+        // defined there: look again.
+        vm.relocate_later(
+            ctx,
+            MoveState::Locating {
+                req,
+                why,
+                tries: tries + 1,
+                abort_rounds,
+                abort_wait,
+            },
+        )
     } else if loc.on_source.is_some() {
         // Back on the source: what the attempt left on the destination goes.
         out.commands.push(Command::ListLeftovers {
