@@ -409,6 +409,12 @@ struct Cuts {
     /// index is then `cut`.
     armed: std::sync::atomic::AtomicBool,
     cut: std::sync::Mutex<Option<usize>>,
+    /// The cut holds the call to Perform itself (not its reply): the client stops after
+    /// Prepare, with an incoming copy on the destination.
+    hold_perform_call: std::sync::atomic::AtomicBool,
+    /// How long a connection whose client went away is kept open towards the daemon, ms: the
+    /// daemon sees its client leave that much later (0: at once).
+    linger_ms: std::sync::atomic::AtomicU64,
 }
 
 /// A loopback proxy between a client (`virsh`, or `vmove`) and the source's libvirtd that lets
@@ -472,7 +478,8 @@ impl CutProxy {
                 std::thread::spawn(move || {
                     while let Some((head, msg)) = rpc::read(&mut from_daemon) {
                         if down2.lock().unwrap().pass(head, msg).is_err() {
-                            break;
+                            // The client went away: the other thread closes (after the linger).
+                            return;
                         }
                     }
                     close2();
@@ -484,14 +491,21 @@ impl CutProxy {
                             && head.proc_ == rpc::PERFORM3_PARAMS
                             && head.kind == rpc::CALL;
                         if perform && shared.armed.swap(false, Ordering::SeqCst) {
-                            // Held from before the call goes on: its reply cannot slip through.
-                            down.lock().unwrap().hold = true;
+                            if shared.hold_perform_call.load(Ordering::SeqCst) {
+                                up.lock().unwrap().hold = true;
+                            } else {
+                                // Held from before the call goes on: its reply cannot slip
+                                // through.
+                                down.lock().unwrap().hold = true;
+                            }
                             *shared.cut.lock().unwrap() = Some(index);
                         }
                         if up.lock().unwrap().pass(head, msg).is_err() {
                             break;
                         }
                     }
+                    let linger = shared.linger_ms.load(Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(linger));
                     close();
                 });
             }
@@ -552,6 +566,16 @@ impl CutProxy {
     /// Holds the cut at `cut`: after Perform's reply is held, [`Cut::BeforeConfirm`] lets it
     /// through and holds the client's calls to the source instead, until the call to Confirm.
     fn hold_at(&self, cut: Cut, name: &str, client: &mut std::process::Child) {
+        if let Cut::BeforePerform = cut {
+            self.wait_held(
+                true,
+                rpc::PERFORM3_PARAMS,
+                rpc::CALL,
+                "the call to Perform",
+                client,
+            );
+            return;
+        }
         if let Cut::DuringPerform = cut {
             // The source's migration job copies the disks: a VM with a 768 MiB fill takes
             // seconds there, and each look below takes a few ms.
@@ -590,6 +614,21 @@ impl CutProxy {
                 client,
             );
         }
+    }
+
+    /// Makes the cut hold the call to Perform instead of its reply.
+    fn hold_the_perform_call(&self) {
+        self.cuts
+            .hold_perform_call
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Keeps each connection whose client went away open towards the daemon for `linger`.
+    fn linger(&self, linger: Duration) {
+        self.cuts.linger_ms.store(
+            linger.as_millis() as u64,
+            std::sync::atomic::Ordering::SeqCst,
+        );
     }
 
     /// Whether the reply to the cut Perform came (and is held): Perform had ended.
@@ -633,6 +672,9 @@ fn wait_for_the_close_callbacks(name: &str) {
 /// Where the cut stops a client-driven migration.
 #[derive(Clone, Copy, Debug)]
 enum Cut {
+    /// Prepare has made the incoming copy on the destination; the client dies with its call to
+    /// Perform held back (the proxy must be told: [`CutProxy::hold_the_perform_call`]).
+    BeforePerform,
     /// Perform runs on the source (its migration job copies the disks); the client dies.
     DuringPerform,
     /// Perform has ended on the source; the client dies before it calls Finish on the
@@ -705,7 +747,7 @@ async fn a_migration_whose_client_died_at_the_switchover_is_rolled_back_or_left_
             .clone()
             .expect("a handle to roll it back");
         match cut {
-            Cut::DuringPerform => unreachable!("not a case of this test"),
+            Cut::BeforePerform | Cut::DuringPerform => unreachable!("not a case of this test"),
             Cut::BeforeFinish => {
                 assert_eq!(d, "absent", "{cut:?}: {s} / {d}");
                 lab.driver.abort_migration(&req, &handle).await.unwrap();
@@ -804,7 +846,11 @@ fn said(dir: &std::path::Path, tag: &str) -> String {
 /// `vmove` itself killed (SIGKILL) at each step of a switchover, with the settings a new user
 /// has and with `p2p`, then `vmove resume`: the VM ends running on the destination only, its
 /// disk's content unchanged, nothing of it left on the source, and nothing paused.
-/// - Without `p2p` (the default: vmove's process drives Begin..Confirm), killed while Perform
+/// - Without `p2p` (the default: vmove's process drives Begin..Confirm), killed before Perform
+///   with the destination seeing vmove's connection close 3 s late, and resumed at once: the
+///   resume finds the incoming copy still there, looks again, and moves the VM once it is gone
+///   (before, the retry's pre-flight found the VM "already defined" there: unmigratable).
+/// - Without `p2p`, killed while Perform
 ///   copies the disks: the destination's incoming copy is destroyed, Perform fails and the
 ///   source runs on; the resume moves it again.
 /// - Without `p2p`, killed before Finish
@@ -825,20 +871,32 @@ fn vmove_killed_at_each_step_of_a_switchover_ends_with_one_running_copy_with_and
         return;
     }
     let lab = Lab::new();
+    // (p2p, cut, resumed at once): at once, `vmove resume` starts while the hosts may still
+    // be running their close callbacks (as `vmove resume --standby` or a person quick with the
+    // command does); otherwise once they are done and the state left is checked.
     let cases = [
-        (false, Cut::DuringPerform),
-        (false, Cut::BeforeFinish),
-        (false, Cut::BeforeConfirm),
-        (true, Cut::DuringPerform),
-        (true, Cut::BeforeFinish),
+        (false, Cut::BeforePerform, true),
+        (false, Cut::DuringPerform, false),
+        (false, Cut::DuringPerform, true),
+        (false, Cut::BeforeFinish, false),
+        (false, Cut::BeforeFinish, true),
+        (false, Cut::BeforeConfirm, false),
+        (false, Cut::BeforeConfirm, true),
+        (true, Cut::DuringPerform, true),
+        (true, Cut::BeforeFinish, false),
     ];
-    for (p2p, cut) in cases {
+    for (p2p, cut, at_once) in cases {
         let data: &[&str] = match cut {
             Cut::DuringPerform => &["--size", "1024", "--fill", "768"],
             _ => &["--size", "256", "--fill", "160"],
         };
         let (_, name) = lab.mkvm(
-            &format!("vmkilled{}{}", cut as u8, if p2p { "p" } else { "" }),
+            &format!(
+                "vmkilled{}{}{}",
+                cut as u8,
+                if p2p { "p" } else { "" },
+                if at_once { "n" } else { "" }
+            ),
             data,
         );
         let path = format!("/var/lib/libvirt/images/{name}-0.qcow2");
@@ -847,6 +905,14 @@ fn vmove_killed_at_each_step_of_a_switchover_ends_with_one_running_copy_with_and
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let proxy = CutProxy::start(a());
+        // The destination through a proxy too: killed before Perform, the destination keeps
+        // the incoming copy until it sees vmove's connection closed, 3 s late here (libvirt
+        // needs a moment of its own to stop that copy's QEMU: a resume at once found it there).
+        let to_b = CutProxy::start(b());
+        if let Cut::BeforePerform = cut {
+            proxy.hold_the_perform_call();
+            to_b.linger(Duration::from_secs(3));
+        }
         // A new user's config: the hosts and, so this test keeps to its folder, the journal.
         std::fs::write(
             dir.join("vmove.toml"),
@@ -858,7 +924,7 @@ fn vmove_killed_at_each_step_of_a_switchover_ends_with_one_running_copy_with_and
                 proxy.uri(),
                 if p2p { "p2p = true\n" } else { "" },
                 b(),
-                uri(b())
+                to_b.uri()
             ),
         )
         .unwrap();
@@ -877,15 +943,21 @@ fn vmove_killed_at_each_step_of_a_switchover_ends_with_one_running_copy_with_and
             );
         }
         proxy.close();
-        if !(p2p && matches!(cut, Cut::DuringPerform)) {
+        if !at_once {
             wait_for_the_close_callbacks(&name);
         }
         let state = |h: &str| virsh(h, &["domstate", "--reason", &name]).unwrap_or("absent".into());
         let (s, d) = (state(a()), state(b()));
-        eprintln!("vmove killed {cut:?} (p2p {p2p}) with {name}: source {s:?}, destination {d:?}");
+        let case = format!("{cut:?} (p2p {p2p}, resumed at once {at_once})");
+        eprintln!("vmove killed {case} with {name}: source {s:?}, destination {d:?}");
         match (p2p, cut) {
-            // The source's libvirtd goes on with the migration (resume re-adopts it).
-            (true, Cut::DuringPerform) => {}
+            // The incoming copy is still there (its host does not know vmove is gone yet).
+            (false, Cut::BeforePerform) => {
+                assert!(s.starts_with("running"), "{case}: {s} / {d}");
+                assert!(d.starts_with("paused"), "{case}: {s} / {d}");
+            }
+            // Not settled yet: whatever the hosts show now.
+            _ if at_once => {}
             // The whole move ran inside Perform.
             (true, _) => assert!(d.starts_with("running"), "p2p: {s} / {d}"),
             // The destination's incoming copy is destroyed, Perform fails, the source runs on.
@@ -916,19 +988,19 @@ fn vmove_killed_at_each_step_of_a_switchover_ends_with_one_running_copy_with_and
         eprintln!("after the resume: source {s:?}, destination {d:?}");
         assert!(
             status.success(),
-            "{cut:?}: {status}\n{}",
+            "{case}: {status}\n{}",
             said(&dir, "resume")
         );
-        assert!(d.starts_with("running"), "{cut:?}: destination {d}");
-        assert_eq!(s, "absent", "{cut:?}: the source is still defined");
+        assert!(d.starts_with("running"), "{case}: destination {d}");
+        assert_eq!(s, "absent", "{case}: the source is still defined");
         assert!(
             !outside(a(), &path).exists(),
-            "{cut:?}: the source's disk is left"
+            "{case}: the source's disk is left"
         );
         assert_eq!(
             checksum(b(), &path),
             before,
-            "{cut:?}: the disk's content changed"
+            "{case}: the disk's content changed"
         );
         lab.cleanup(&name);
         let _ = std::fs::remove_dir_all(&dir);
