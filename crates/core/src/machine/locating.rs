@@ -46,6 +46,26 @@ impl VmMove {
         state
     }
 
+    /// Looks again after `recheck_interval`, with one more look counted (`tries + 1`).
+    fn look_again(
+        &mut self,
+        ctx: Ctx<'_>,
+        req: Arc<MigrationRequest>,
+        why: Failure,
+        tries: u32,
+        abort_rounds: u32,
+        abort_wait: Option<(u32, u32)>,
+    ) -> MoveState {
+        let state = MoveState::Locating {
+            req,
+            why,
+            tries: tries + 1,
+            abort_rounds,
+            abort_wait,
+        };
+        self.relocate_later(ctx, state)
+    }
+
     /// `Locating` found the VM paused on its source by a migration whose driving client went
     /// away between the migration's steps ([`Activity::MigrationInterrupted`]; libvirt: after
     /// Perform, before Confirm: vmove killed while it drove a non-p2p migration). Neither copy
@@ -75,14 +95,7 @@ impl VmMove {
         match (dst_copy, loc.running_migration) {
             (Some(v), _) if !v.activity.is_migration() => self.verify(req, 0, out),
             (Some(_), _) if tries + 1 < OBSERVE_RETRIES => {
-                let state = MoveState::Locating {
-                    req,
-                    why,
-                    tries: tries + 1,
-                    abort_rounds,
-                    abort_wait: None,
-                };
-                self.relocate_later(ctx, state)
+                self.look_again(ctx, req, why, tries, abort_rounds, None)
             }
             (None, Some(handle)) if abort_rounds < ABORT_RETRIES => {
                 self.abort(ctx, req, handle, why, abort_rounds, out)
@@ -152,16 +165,7 @@ pub(super) fn look_failed(
             Some(now + ctx.settings.recheck_interval),
             &mut out,
         );
-        vm.relocate_later(
-            ctx,
-            MoveState::Locating {
-                req,
-                why,
-                tries: tries + 1,
-                abort_rounds,
-                abort_wait,
-            },
-        )
+        vm.look_again(ctx, req, why, tries, abort_rounds, abort_wait)
     };
     (state, out)
 }
@@ -255,16 +259,7 @@ pub(super) fn located(
         // without p2p) a moment after it sees the connection closed. Until then its disks are
         // in use (the clean-up would list nothing) and a retry's pre-flight would find the VM
         // defined there: look again.
-        vm.relocate_later(
-            ctx,
-            MoveState::Locating {
-                req,
-                why,
-                tries: tries + 1,
-                abort_rounds,
-                abort_wait,
-            },
-        )
+        vm.look_again(ctx, req, why, tries, abort_rounds, abort_wait)
     } else if loc.on_source.is_some() {
         // Back on the source: what the attempt left on the destination goes.
         out.commands.push(Command::ListLeftovers {
