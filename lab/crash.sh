@@ -39,6 +39,12 @@ teardown() {
 }
 trap teardown EXIT
 
+vmove="${VMOVE_BIN:-}"
+if [ -z "$vmove" ]; then
+  (cd "$ROOT" && cargo build --release -p vmove >&2)
+  vmove="${CARGO_TARGET_DIR:-$ROOT/target}/release/vmove"
+fi
+
 # One crash run in `mode` (default: no p2p; p2p: p2p = true on the source); returns non-zero
 # when an assertion failed.
 crash_run() {
@@ -95,11 +101,6 @@ uri = "$(host_uri "$DST")"
 max_migrations = 1
 TOML
 
-  vmove="${VMOVE_BIN:-}"
-  if [ -z "$vmove" ]; then
-    (cd "$ROOT" && cargo build --release -p vmove >&2)
-    vmove="${CARGO_TARGET_DIR:-$ROOT/target}/release/vmove"
-  fi
   # An array, not a function: `cmd &` must make $! the vmove process itself (a backgrounded
   # function is a subshell; killing it would orphan vmove, not kill it).
   VM=("$vmove" --config "$cfg" --plain)

@@ -2,8 +2,8 @@
 //! it decided what follows: re-adopt a job that still runs, abort it (again), verify a VM that
 //! arrived, wait out a copy still arriving on the destination (libvirt removes the incoming copy
 //! of a client that went away), clear the destination of what the attempt left (the VM is back
-//! on its source),
-//! settle a migration a killed client left between its steps, or give up touching nothing.
+//! on its source), settle a migration a killed client left between its steps, or give up
+//! touching nothing.
 
 use super::limits::{ABORT_PATIENCE, ABORT_RETRIES, OBSERVE_RETRIES};
 use super::types::{Ctx, DiscardTally, MoveState, Next, Output, VmMove};

@@ -353,8 +353,7 @@ mod rpc {
 /// back (keepalives always pass, so neither side gives up on the other).
 struct Gate {
     hold: bool,
-    held: Vec<Vec<u8>>,
-    seen_held: Vec<rpc::Head>,
+    held: Vec<(rpc::Head, Vec<u8>)>,
     out: std::net::TcpStream,
 }
 
@@ -362,8 +361,7 @@ impl Gate {
     fn pass(&mut self, head: rpc::Head, msg: Vec<u8>) -> std::io::Result<()> {
         use std::io::Write;
         if self.hold && head.prog == rpc::REMOTE {
-            self.seen_held.push(head);
-            self.held.push(msg);
+            self.held.push((head, msg));
             return Ok(());
         }
         self.out.write_all(&msg)
@@ -372,32 +370,32 @@ impl Gate {
     fn release(&mut self) -> std::io::Result<()> {
         use std::io::Write;
         self.hold = false;
-        for msg in std::mem::take(&mut self.held) {
+        for (_, msg) in std::mem::take(&mut self.held) {
             self.out.write_all(&msg)?;
         }
         Ok(())
     }
 
+    /// The header of a message of `proc_` and `kind` held now.
     fn holds(&self, proc_: i32, kind: i32) -> Option<rpc::Head> {
-        self.seen_held
+        self.held
             .iter()
-            .copied()
+            .map(|(h, _)| *h)
             .find(|h| h.proc_ == proc_ && h.kind == kind)
     }
 }
 
-/// One proxied connection: its two gates and its two sockets.
+/// One proxied connection: its two gates and its two sockets (client, daemon).
 struct Conn {
     up: std::sync::Arc<std::sync::Mutex<Gate>>,
     down: std::sync::Arc<std::sync::Mutex<Gate>>,
-    streams: [std::net::TcpStream; 2],
+    streams: std::sync::Arc<[std::net::TcpStream; 2]>,
 }
 
-impl Conn {
-    fn close(&self) {
-        for s in &self.streams {
-            let _ = s.shutdown(std::net::Shutdown::Both);
-        }
+/// Closes both sockets of a proxied connection.
+fn shut(streams: &[std::net::TcpStream; 2]) {
+    for s in streams {
+        let _ = s.shutdown(std::net::Shutdown::Both);
     }
 }
 
@@ -405,9 +403,7 @@ impl Conn {
 #[derive(Default)]
 struct Cuts {
     conns: std::sync::Mutex<Vec<Conn>>,
-    /// Set until the first Perform call (of any connection) goes through; that connection's
-    /// index is then `cut`.
-    armed: std::sync::atomic::AtomicBool,
+    /// The connection whose call to Perform went through first (of any connection).
     cut: std::sync::Mutex<Option<usize>>,
     /// The cut holds the call to Perform itself (not its reply): the client stops after
     /// Prepare, with an incoming copy on the destination.
@@ -440,7 +436,6 @@ impl CutProxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let cuts = Arc::new(Cuts::default());
-        cuts.armed.store(true, Ordering::SeqCst);
         let shared = cuts.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
@@ -452,29 +447,22 @@ impl CutProxy {
                     Arc::new(Mutex::new(Gate {
                         hold: false,
                         held: Vec::new(),
-                        seen_held: Vec::new(),
                         out: out.try_clone().unwrap(),
                     }))
                 };
                 let (up, down) = (gate(&daemon), gate(&client));
+                let streams = Arc::new([client.try_clone().unwrap(), daemon.try_clone().unwrap()]);
                 let index = {
                     let mut conns = shared.conns.lock().unwrap();
                     conns.push(Conn {
                         up: up.clone(),
                         down: down.clone(),
-                        streams: [client.try_clone().unwrap(), daemon.try_clone().unwrap()],
+                        streams: streams.clone(),
                     });
                     conns.len() - 1
                 };
-                let pair = Arc::new([client.try_clone().unwrap(), daemon.try_clone().unwrap()]);
-                let close = move || {
-                    for s in pair.iter() {
-                        let _ = s.shutdown(std::net::Shutdown::Both);
-                    }
-                };
-                let close2 = close.clone();
                 let (mut from_client, mut from_daemon) = (client, daemon);
-                let down2 = down.clone();
+                let (down2, streams2) = (down.clone(), streams.clone());
                 std::thread::spawn(move || {
                     while let Some((head, msg)) = rpc::read(&mut from_daemon) {
                         if down2.lock().unwrap().pass(head, msg).is_err() {
@@ -482,7 +470,7 @@ impl CutProxy {
                             return;
                         }
                     }
-                    close2();
+                    shut(&streams2);
                 });
                 let shared = shared.clone();
                 std::thread::spawn(move || {
@@ -490,7 +478,8 @@ impl CutProxy {
                         let perform = head.prog == rpc::REMOTE
                             && head.proc_ == rpc::PERFORM3_PARAMS
                             && head.kind == rpc::CALL;
-                        if perform && shared.armed.swap(false, Ordering::SeqCst) {
+                        let mut cut = shared.cut.lock().unwrap();
+                        if perform && cut.is_none() {
                             if shared.hold_perform_call.load(Ordering::SeqCst) {
                                 up.lock().unwrap().hold = true;
                             } else {
@@ -498,15 +487,16 @@ impl CutProxy {
                                 // through.
                                 down.lock().unwrap().hold = true;
                             }
-                            *shared.cut.lock().unwrap() = Some(index);
+                            *cut = Some(index);
                         }
+                        drop(cut);
                         if up.lock().unwrap().pass(head, msg).is_err() {
                             break;
                         }
                     }
                     let linger = shared.linger_ms.load(Ordering::SeqCst);
                     std::thread::sleep(Duration::from_millis(linger));
-                    close();
+                    shut(&streams);
                 });
             }
         });
@@ -644,7 +634,7 @@ impl CutProxy {
     /// Closes every connection so far: the source's libvirtd sees its clients' connections end.
     fn close(&self) {
         for c in self.cuts.conns.lock().unwrap().iter() {
-            c.close();
+            shut(&c.streams);
         }
     }
 }
