@@ -36,10 +36,10 @@ impl Core {
             _ if abort_running
                 && matches!(&self.vms[idx].vm.state, MoveState::Migrating(m) if m.post_copy) =>
             {
-                Some(
-                    "it is in post-copy: the guest already runs on the destination and an abort would lose it; it is left to end"
-                        .to_owned(),
-                )
+                Some(format!(
+                    "it is {}; it is left to end",
+                    crate::machine::IN_POST_COPY
+                ))
             }
             _ if abort_running => None,
             _ => Some(format!(

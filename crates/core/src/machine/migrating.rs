@@ -226,8 +226,9 @@ pub(super) fn not_aborted(vm: &mut VmMove, m: Box<Migrating>) -> Next {
     (MoveState::Migrating(m), out)
 }
 
-/// Why a stop did not abort a migration in post-copy.
-const IN_POST_COPY: &str =
+/// Why a stop did not abort a migration in post-copy (also why `vmove abort RUN VM` refuses
+/// to abort one).
+pub(crate) const IN_POST_COPY: &str =
     "in post-copy: the guest runs on the destination, and an abort would lose it";
 
 /// The `NotAborted` event of the attempt `req`, saying `why`.

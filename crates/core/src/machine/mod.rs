@@ -74,7 +74,7 @@ mod discarding;
 mod limits;
 mod locating;
 mod migrating;
-pub(crate) use migrating::completion_timeout;
+pub(crate) use migrating::{IN_POST_COPY, completion_timeout};
 mod queued;
 mod starting;
 mod types;
