@@ -291,7 +291,7 @@ impl Core {
     }
 
     /// Where a listing shows our VMs (unless a locate answer newer than the listing said
-    /// otherwise); returns the VMs to assess again (those it shows, and those it no longer
+    /// otherwise; a VM it shows in a final phase is no longer followed, `Core::unfollow`); returns the VMs to assess again (those it shows, and those it no longer
     /// shows) and, in index order, those it shows as the host's last listing did
     /// (`Core::settled_ready` tells whether assessing them again would change anything).
     fn note_listing(
@@ -305,6 +305,7 @@ impl Core {
         let mut listed: Vec<(usize, &VmInfo)> = vms
             .iter()
             .filter_map(|v| self.vm_index.get(&v.id).map(|&i| (i, v)))
+            .filter(|&(i, _)| !self.unfollowed[i])
             .collect();
         listed.sort_by_key(|&(i, _)| i);
         listed.dedup_by(|later, kept| {
@@ -326,6 +327,10 @@ impl Core {
             }
         }
         for (i, v) in listed {
+            if self.vms[i].vm.phase().is_final() {
+                self.unfollow(i);
+                continue;
+            }
             if self.vms[i].observed_at <= requested_at {
                 // Most listings say what the one before said: nothing to replace then.
                 if self.vms[i].seen.get(&h) != Some(v) {
@@ -338,6 +343,16 @@ impl Core {
             }
         }
         (changed, unchanged)
+    }
+
+    /// VM `idx`, in a final phase, is no longer followed through the hosts' listings: what they
+    /// showed of it is forgotten, and later listings pass over it (`Core::unfollowed`).
+    fn unfollow(&mut self, idx: usize) {
+        debug_assert!(self.vms[idx].vm.phase().is_final());
+        self.unfollowed[idx] = true;
+        for (&h, _) in &std::mem::take(&mut self.vms[idx].seen) {
+            self.hosts[h].seen_ours.remove(&idx);
+        }
     }
 
     /// Queued VM `idx` is ready with nothing pending (no wait but the scheduler's own, no hold,

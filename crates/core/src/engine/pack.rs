@@ -420,7 +420,9 @@ impl Core {
         let mut known = true;
         for &idx in &self.hosts[h].seen_ours {
             let e = &self.vms[idx];
-            if e.source != h {
+            // A VM that has moved, or never will, is no part of the plan (nor is whether its
+            // length is known).
+            if e.source != h || e.vm.phase().is_final() {
                 continue;
             }
             let queued_ready = matches!(e.vm.state, MoveState::Queued) && e.ready_key.is_some();

@@ -133,6 +133,7 @@ impl Core {
     pub(super) fn push_vm(&mut self, vm: VmMove, source: usize) -> usize {
         let idx = self.vms.len();
         self.vm_index.insert(vm.id.clone(), idx);
+        self.unfollowed.push(false);
         self.vms.push(VmEntry {
             vm,
             source,
