@@ -291,9 +291,10 @@ impl Core {
     }
 
     /// Where a listing shows our VMs (unless a locate answer newer than the listing said
-    /// otherwise; a VM it shows in a final phase is no longer followed, `Core::unfollow`); returns the VMs to assess again (those it shows, and those it no longer
-    /// shows) and, in index order, those it shows as the host's last listing did
-    /// (`Core::settled_ready` tells whether assessing them again would change anything).
+    /// otherwise; a VM it shows in a final phase is no longer followed, `Core::unfollow`);
+    /// returns the VMs to assess again (those it shows, and those it no longer shows) and, in
+    /// index order, those it shows as the host's last listing did (`Core::settled_ready` tells
+    /// whether assessing them again would change anything).
     fn note_listing(
         &mut self,
         h: usize,
