@@ -92,18 +92,21 @@ fn run(sc: Scenario) -> (f64, f64, Vec<String>) {
     )
 }
 
-/// Five quiet VMs on 2 slots, 31, 31, 21, 21 and 21 GB: largest first runs both 31s, then two
+/// Five quiet VMs, 31, 31, 21, 21 and 21 GB (memory and disk): (name, memory, disk, dirty rate).
+const FIVE_QUIET: [(&str, u64, u64, u64); 5] = [
+    ("a", GB, 30 * GB, 0),
+    ("b", GB, 30 * GB, 0),
+    ("c", GB, 20 * GB, 0),
+    ("d", GB, 20 * GB, 0),
+    ("e", GB, 20 * GB, 0),
+];
+
+/// [`FIVE_QUIET`] on 2 slots: largest first runs both 31s, then two
 /// 21s, then the last 21 alone (one slot ends 84 s after the other, at 250 MB/s); the plan puts
 /// the two 31s on one slot and the three 21s on the other, both ending together.
 #[test]
 fn packed_ends_a_sources_slots_together_where_largest_first_leaves_one_late() {
-    let vms = [
-        ("a", GB, 30 * GB, 0),
-        ("b", GB, 30 * GB, 0),
-        ("c", GB, 20 * GB, 0),
-        ("d", GB, 20 * GB, 0),
-        ("e", GB, 20 * GB, 0),
-    ];
+    let vms = FIVE_QUIET;
     let (packed, lb, _) = run(one_into_one(&vms, Order::Packed, None));
     let (largest, lb2, _) = run(one_into_one(&vms, Order::LargestFirst, None));
     assert_eq!(lb, lb2);
@@ -127,13 +130,7 @@ fn packed_ends_a_sources_slots_together_where_largest_first_leaves_one_late() {
 /// did in an intermediate build).
 #[test]
 fn a_vm_that_cannot_move_is_no_part_of_its_sources_plan() {
-    let vms = [
-        ("a", GB, 30 * GB, 0),
-        ("b", GB, 30 * GB, 0),
-        ("c", GB, 20 * GB, 0),
-        ("d", GB, 20 * GB, 0),
-        ("e", GB, 20 * GB, 0),
-    ];
+    let vms = FIVE_QUIET;
     // The largest: first in line, so refused at once.
     let snapped = || {
         VmSpec::running("snapped", "src", GB)
