@@ -215,6 +215,13 @@ mod tests {
     /// at `PERMANENT_MESSAGES` / `DESTINATION_MESSAGES` and in docs/drivers/libvirt.md.
     const CASES: &[(i32, &str, Phase, ErrorClass, &str)] = &[
         (
+            1,
+            "internal error: unable to execute QEMU command 'migrate-start-postcopy': Postcopy must be started after migration has been started",
+            Change,
+            Transient,
+            "post-copy asked while libvirt still mirrors the disks passes (QEMU's migration/migration.c; the lab's convergence-aids test; the simulator refuses it the same way)",
+        ),
+        (
             68,
             "Timed out during operation: cannot acquire state change lock (held by monitor=remoteDispatchDomainBackupBegin)",
             Change,

@@ -115,6 +115,33 @@ fn postcopy_finishes_a_non_converging_migration() {
     assert_eq!(status, MigrationStatus::Completed);
 }
 
+/// Post-copy asked while the disks are still copied is refused for now (QEMU's migration has
+/// not started: see `SimCluster::converge`), and taken once the memory is being sent.
+#[test]
+fn post_copy_is_refused_during_the_disk_copy_and_taken_after_it() {
+    let vm = VmSpec::running("hot", "a", 2 * GIB)
+        .with_disk(10 * GIB)
+        .with_dirty_rate(RATE * 4);
+    let mut c = SimCluster::new(hosts(), vec![vm.clone()], Faults::default()).unwrap();
+    let r = req(&vm, 1);
+    let h = c.start_migration(&r).unwrap();
+    // 10 GiB at 500 MB/s: about 21 s of disk copy.
+    c.advance_to(Time(5_000));
+    let err = c.converge(&r, &h, ConvergenceAid::PostCopy).unwrap_err();
+    assert_eq!(err.class, ErrorClass::Transient, "{err}");
+    assert!(
+        err.to_string()
+            .contains("Postcopy must be started after migration has been started"),
+        "{err}"
+    );
+    // Refused: nothing changed, the migration still cannot converge on its own.
+    c.advance_to(Time(60_000));
+    assert!(c.converge(&r, &h, ConvergenceAid::PostCopy).unwrap());
+    let (_, status) = run_to_end(&mut c, Time(180_000)).unwrap();
+    assert_eq!(status, MigrationStatus::Completed);
+    assert_eq!(c.vm_host(&vm.id), Some(&HostId::new("b")));
+}
+
 /// Like libvirt: "In case the job is a migration in a post-copy mode, this function will
 /// report an error unless VIR_DOMAIN_ABORT_JOB_POSTCOPY flag is used" (libvirt's API doc of
 /// `virDomainAbortJob`/`virDomainAbortJobFlags`). The simulator refuses such an abort and the

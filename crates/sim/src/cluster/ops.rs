@@ -4,7 +4,7 @@
 use super::faults::StartFault;
 use super::files::destination_path;
 use super::spec::{Shape, uuid_like};
-use super::state::SimCluster;
+use super::state::{SimCluster, Stage};
 use std::collections::BTreeSet;
 use vmove_core::model::{
     ConvergenceAid, Disk, ErrorClass, Failure, Finding, FindingScope, Footprint, Health, HostId,
@@ -453,6 +453,18 @@ impl SimCluster {
             return Ok(false);
         }
         let mg = &mut self.migs[m];
+        // QEMU refuses post-copy until its own migration has started (`qmp_migrate_start_postcopy`
+        // in QEMU's migration/migration.c: "Postcopy must be started after migration has been
+        // started"), and libvirt starts it only once its copy of the disks is mirrored: asked
+        // during the disk copy, post-copy is refused, and taken when asked again later (seen on
+        // the lab: `convergence_aids_on_a_real_migration_and_post_copy_is_never_aborted`). The
+        // libvirt driver classes the error as transient.
+        if aid == ConvergenceAid::PostCopy && matches!(mg.stage, Stage::Setup { .. } | Stage::Disk)
+        {
+            return Err(DriverError::transient(
+                "cannot switch to post-copy: unable to execute QEMU command 'migrate-start-postcopy': Postcopy must be started after migration has been started",
+            ));
+        }
         match aid {
             ConvergenceAid::AutoConverge => mg.dirty_rate /= 4,
             ConvergenceAid::PostCopy => mg.postcopy = true,
