@@ -488,7 +488,10 @@ pub enum EventKind {
     /// again after each one). The migration is in post-copy, where the guest already runs on
     /// the destination and a failure of either side loses it (QEMU's post-copy documentation;
     /// libvirt refuses such an abort unless told to pause the guest instead). It is watched to
-    /// its end, as a graceful stop would.
+    /// its end, as a graceful stop would. Also said when post-copy, the last convergence aid,
+    /// was refused for a passing reason while the migration progresses (QEMU refuses it while
+    /// libvirt still copies the disks): it is asked again at the next firing
+    /// (`Migrating::post_copy_refused_at`).
     NotAborted {
         vm: VmId,
         attempt: u32,

@@ -229,3 +229,53 @@ fn a_vm_is_not_said_to_wait_for_the_same_reason_twice_in_a_row() {
         assert!(waits > 0, "{name}: some VM waits");
     }
 }
+
+/// A VM whose disks copy slower than the completion timeout allows (5 MB/s, under the
+/// 150 s per GiB of the default) and whose guest dirties memory faster than the link: the
+/// completion watchdog fires while the disks are still copied. Auto-converge is applied; post-copy
+/// is refused while the disks copy (the simulator refuses it then, as QEMU does) and asked again
+/// while the copy progresses, then taken once the memory is sent. The VM moves in one attempt.
+/// Before, the refusal aborted the attempt ("no convergence aid helped") and every next
+/// attempt copied the disks again from nothing, to be aborted at the same point.
+#[test]
+fn a_slow_disk_copy_is_not_aborted_for_a_post_copy_refused_until_the_memory_is_sent() {
+    use vmove_core::model::{ConvergenceAid, HostId};
+    use vmove_core::spec::Settings;
+    use vmove_sim::cluster::{GIB, MIB};
+    use vmove_sim::{Faults, HostSpec, SimCluster, VmSpec};
+    let hosts = ["a", "b"]
+        .into_iter()
+        .map(|h| HostSpec {
+            nic_bytes_per_sec: 5_000_000,
+            stream_cap_bytes_per_sec: 5_000_000,
+            ..HostSpec::new(h)
+        })
+        .collect();
+    let vm = VmSpec::running("slow", "a", GIB)
+        .with_disk(20 * GIB)
+        .with_dirty_rate(30 * MIB);
+    let cluster = SimCluster::new(hosts, vec![vm], Faults::default()).expect("a valid cluster");
+    let spec = scenarios::evacuation(
+        "slow-disk",
+        &[HostId::new("a")],
+        &[HostId::new("b")],
+        Settings::default(),
+    );
+    let out = simulate(spec, cluster, SimOptions::default()).expect("the run finishes");
+    let v = &out.snapshot.vms[0];
+    assert_eq!((v.phase, v.attempts), (Phase::Moved, 1), "{:?}", v.reason);
+    let refused = out.events.iter().any(|e| {
+        matches!(&e.kind, EventKind::NotAborted { why, .. } if why.contains("post-copy refused for now"))
+    });
+    let post_copy = out.events.iter().any(|e| {
+        matches!(
+            &e.kind,
+            EventKind::Escalated {
+                aid: ConvergenceAid::PostCopy,
+                ..
+            }
+        )
+    });
+    assert!(refused, "post-copy was refused during the disk copy");
+    assert!(post_copy, "post-copy was taken after it");
+}

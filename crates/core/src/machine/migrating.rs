@@ -67,6 +67,7 @@ impl VmMove {
             escalations: aids.asked,
             converging: false,
             post_copy: aids.post_copy,
+            post_copy_refused_at: None,
         };
         self.timer = Some(
             m.next_poll
@@ -251,15 +252,37 @@ pub(super) fn converged(
     let mut out = Output::default();
     let (now, s) = (ctx.now, ctx.settings);
     m.converging = false;
+    // The aid this answers: the escalation step counts it already.
+    let aid = if m.escalations <= 1 { AIDS[0] } else { AIDS[1] };
     let state = match res {
         Ok(true) => {
-            let aid = if m.escalations <= 1 { AIDS[0] } else { AIDS[1] };
             m.post_copy |= aid == ConvergenceAid::PostCopy;
             out.events.push(EventKind::Escalated {
                 vm: vm.id.clone(),
                 attempt: m.req.attempt,
                 aid,
             });
+            MoveState::Migrating(m)
+        }
+        // Post-copy refused for a passing reason (asked during the disk copy, see
+        // `Migrating::post_copy_refused_at`) while the migration progresses: asked again at the
+        // next firing (a stall timeout from the ask, which set the watch), not aborted.
+        Err(f)
+            if aid == ConvergenceAid::PostCopy
+                && f.class == ErrorClass::Transient
+                && m.post_copy_refused_at.is_none_or(|at| m.best_done > at) =>
+        {
+            m.post_copy_refused_at = Some(m.best_done);
+            m.escalations -= 1;
+            out.events.push(not_aborted_event(
+                vm,
+                &m.req,
+                format!(
+                    "post-copy refused for now ({}); asked again in {} if the migration still progresses",
+                    f.message,
+                    crate::spec::dur::format_duration(s.stall_timeout)
+                ),
+            ));
             MoveState::Migrating(m)
         }
         // No aid (or it failed): try the next step on the next firing, or abort.

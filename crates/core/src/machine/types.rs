@@ -137,6 +137,12 @@ pub struct Migrating {
     /// be aborted by `virsh domjobabort`), so the watchdogs no longer abort it: it is watched
     /// to its end.
     pub post_copy: bool,
+    /// The progress ([`Migrating::best_done`]) when post-copy, the last aid, was last refused for
+    /// a passing reason. QEMU refuses it until its own migration has started, and libvirt starts
+    /// that only once the disks are mirrored: a watchdog that fires during the disk copy finds
+    /// post-copy refused. It is asked again at the next firing if the migration has progressed
+    /// since the refusal; refused again without progress, the attempt is aborted.
+    pub post_copy_refused_at: Option<u64>,
 }
 
 impl MoveState {

@@ -65,6 +65,7 @@ fn state(p: Phase) -> MoveState {
             escalations: 0,
             converging: false,
             post_copy: false,
+            post_copy_refused_at: None,
         })),
         Phase::Aborting => MoveState::Aborting {
             req: req().into(),

@@ -500,6 +500,105 @@ fn escalation_aborts_when_post_copy_was_not_applied() {
     assert_eq!(v.phase(), Phase::Aborting);
 }
 
+/// QEMU's refusal of post-copy while libvirt still mirrors the disks ("Postcopy must be
+/// started after migration has been started": QEMU's migration/migration.c; seen on the lab),
+/// as the libvirt driver classes it.
+fn post_copy_refused_for_now() -> VmEvent {
+    VmEvent::Converged(Err(Failure::new(
+        ErrorClass::Transient,
+        "cannot switch to post-copy: unable to execute QEMU command 'migrate-start-postcopy': Postcopy must be started after migration has been started",
+    )))
+}
+
+/// Whether `out` asks post-copy.
+fn asks_post_copy(out: &vmove_core::machine::Output) -> bool {
+    out.commands.iter().any(|c| {
+        matches!(
+            c,
+            Command::Converge {
+                aid: ConvergenceAid::PostCopy,
+                ..
+            }
+        )
+    })
+}
+
+/// Whether `out` aborts the migration.
+fn aborts(out: &vmove_core::machine::Output) -> bool {
+    out.commands
+        .iter()
+        .any(|c| matches!(c, Command::AbortMigration { .. }))
+}
+
+/// The watchdogs fire while the disks are still copied (a slow link): auto-converge is
+/// applied, then post-copy is refused for a passing reason. The migration progresses: it is
+/// not aborted (before, it was: "no convergence aid helped", and the next attempt copied the
+/// disks again from nothing); post-copy is asked again at the next firing, and taken.
+#[test]
+fn a_post_copy_refused_during_the_disk_copy_is_asked_again_while_the_migration_progresses() {
+    let settings = escalating();
+    let mut v = vm_in(Phase::Migrating);
+    let ctx = |now| running_at(&settings, now);
+    step(&mut v, ctx(Time(150_000)), VmEvent::Timer).unwrap();
+    step(&mut v, ctx(Time(150_100)), VmEvent::Converged(Ok(true))).unwrap();
+    let out = step(&mut v, ctx(Time(300_100)), VmEvent::Timer).unwrap();
+    assert!(asks_post_copy(&out), "{:?}", out.commands);
+    let out = step(&mut v, ctx(Time(300_200)), post_copy_refused_for_now()).unwrap();
+    assert!(
+        !aborts(&out),
+        "aborted on a passing refusal: {:?}",
+        out.commands
+    );
+    assert_eq!(v.phase(), Phase::Migrating);
+    assert!(
+        out.events.iter().any(|e| matches!(e, EventKind::NotAborted { why, .. }
+            if why.contains("post-copy refused for now") && why.contains("Postcopy must be started"))),
+        "{:?}",
+        out.events
+    );
+    // The disk copy goes on.
+    step(
+        &mut v,
+        ctx(Time(350_000)),
+        VmEvent::Status(Ok(MigrationStatus::Running(Progress {
+            bytes_done: 5 << 30,
+            ..Default::default()
+        }))),
+    )
+    .unwrap();
+    // No progress for a stall timeout since: the next firing asks post-copy again.
+    let out = step(&mut v, ctx(Time(500_100)), VmEvent::Timer).unwrap();
+    assert!(asks_post_copy(&out), "asked again: {:?}", out.commands);
+    let out = step(&mut v, ctx(Time(500_200)), VmEvent::Converged(Ok(true))).unwrap();
+    assert!(out.events.iter().any(|e| matches!(
+        e,
+        EventKind::Escalated {
+            aid: ConvergenceAid::PostCopy,
+            ..
+        }
+    )));
+    assert!(matches!(&v.state, MoveState::Migrating(m) if m.post_copy));
+}
+
+/// Post-copy refused again with no progress since its last refusal: the attempt is aborted,
+/// as when no aid helps (a migration that neither progresses nor can switch is not waited on).
+#[test]
+fn a_post_copy_refused_again_without_progress_aborts_the_attempt() {
+    let settings = escalating();
+    let mut v = vm_in(Phase::Migrating);
+    let ctx = |now| running_at(&settings, now);
+    step(&mut v, ctx(Time(150_000)), VmEvent::Timer).unwrap();
+    step(&mut v, ctx(Time(150_100)), VmEvent::Converged(Ok(true))).unwrap();
+    step(&mut v, ctx(Time(300_100)), VmEvent::Timer).unwrap();
+    let out = step(&mut v, ctx(Time(300_200)), post_copy_refused_for_now()).unwrap();
+    assert!(!aborts(&out));
+    let out = step(&mut v, ctx(Time(450_200)), VmEvent::Timer).unwrap();
+    assert!(asks_post_copy(&out), "{:?}", out.commands);
+    let out = step(&mut v, ctx(Time(450_300)), post_copy_refused_for_now()).unwrap();
+    assert!(aborts(&out), "{:?}", out.commands);
+    assert_eq!(v.phase(), Phase::Aborting);
+}
+
 #[test]
 fn aborting_transitions() {
     assert_eq!(
