@@ -68,6 +68,8 @@ impl VmMove {
             converging: false,
             post_copy: aids.post_copy,
             post_copy_refused_at: None,
+            aid_asked_by: None,
+            refire: None,
         };
         self.timer = Some(
             m.next_poll
@@ -148,6 +150,9 @@ pub(super) fn timer(vm: &mut VmMove, ctx: Ctx<'_>, mut m: Box<Migrating>) -> Nex
             m.last_progress_at = now;
         }
         None
+    } else if let Some(which) = m.refire.take() {
+        // Its aid was not applied: it asks the next one (or aborts) now.
+        Some((which, WatchdogAction::Escalate))
     } else if now >= stall_at {
         Some((Watchdog::Stall, s.stall_action))
     } else if now >= m.deadline {
@@ -172,6 +177,7 @@ pub(super) fn timer(vm: &mut VmMove, ctx: Ctx<'_>, mut m: Box<Migrating>) -> Nex
                     aid,
                 });
                 m.converging = true;
+                m.aid_asked_by = Some(which);
                 m.escalations += 1;
                 // Give the aid a full stall timeout (and the completion a new one) to work.
                 m.last_progress_at = now;
@@ -295,8 +301,8 @@ pub(super) fn converged(
                 vm.record_failure(&m.req, &why, &mut out);
                 vm.abort(ctx, m.req, m.handle, why, 0, &mut out)
             } else {
-                // Make the stall watchdog fire at once: it tries the next aid, or aborts.
-                m.last_progress_at = Time(now.0.saturating_sub(s.stall_timeout.as_millis() as u64));
+                // The watchdog that asked it fires again at once: it asks the next aid.
+                m.refire = m.aid_asked_by;
                 vm.timer = Some(now);
                 MoveState::Migrating(m)
             }

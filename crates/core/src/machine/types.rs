@@ -3,7 +3,7 @@
 
 #[cfg(doc)]
 use super::limits::{ABORT_PATIENCE, OBSERVE_RETRIES, REFUSED_ABORT_PATIENCE};
-use crate::event::{EventKind, Phase, Reason, WaitReason};
+use crate::event::{EventKind, Phase, Reason, WaitReason, Watchdog};
 use crate::io::Command;
 use crate::model::{
     ErrorClass, Failure, Finding, HostId, Leftover, Location, MigrationHandle, MigrationMode,
@@ -143,6 +143,14 @@ pub struct Migrating {
     /// post-copy refused. It is asked again at the next firing if the migration has progressed
     /// since the refusal; refused again without progress, the attempt is aborted.
     pub post_copy_refused_at: Option<u64>,
+    /// The watchdog that asked the aid in flight or last asked ([`Migrating::converging`]).
+    pub aid_asked_by: Option<Watchdog>,
+    /// An aid was not applied: this watchdog (the one that asked it) fires again at once, to
+    /// ask the next aid or, with none left, to abort. Before, the stall watchdog was made to
+    /// fire instead, with its own action: under the default `stall_action = "abort"` a
+    /// completion watchdog's escalation ended at its first aid not applied, said as "stalled:
+    /// no progress" of a migration that progressed (seen on the lab).
+    pub refire: Option<Watchdog>,
 }
 
 impl MoveState {

@@ -66,6 +66,8 @@ fn state(p: Phase) -> MoveState {
             converging: false,
             post_copy: false,
             post_copy_refused_at: None,
+            aid_asked_by: None,
+            refire: None,
         })),
         Phase::Aborting => MoveState::Aborting {
             req: req().into(),

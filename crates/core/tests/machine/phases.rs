@@ -599,6 +599,76 @@ fn a_post_copy_refused_again_without_progress_aborts_the_attempt() {
     assert_eq!(v.phase(), Phase::Aborting);
 }
 
+/// With a new user's watchdogs (`completion_action = "escalate"`, `stall_action = "abort"`), the
+/// completion watchdog's first aid not applied (libvirt without `auto_converge` answers so) is
+/// followed at once by its next aid, post-copy. Before, the stall watchdog was made to fire
+/// instead, with its own action: the attempt was aborted as "stalled: no progress" while it
+/// progressed, and post-copy was never asked (seen on the lab).
+#[test]
+fn an_aid_not_applied_is_followed_by_the_next_one_under_the_default_stall_action() {
+    let settings = Settings::default();
+    assert_eq!(
+        (settings.stall_action, settings.completion_action),
+        (WatchdogAction::Abort, WatchdogAction::Escalate)
+    );
+    let mut v = vm_in(Phase::Migrating);
+    let ctx = |now| running_at(&settings, now);
+    // It progresses, and its completion deadline (1,000 s in) passes.
+    step(
+        &mut v,
+        ctx(Time(999_000)),
+        VmEvent::Status(Ok(MigrationStatus::Running(Progress {
+            bytes_done: 1 << 30,
+            ..Default::default()
+        }))),
+    )
+    .unwrap();
+    let out = step(&mut v, ctx(Time(1_000_100)), VmEvent::Timer).unwrap();
+    assert!(
+        out.commands.iter().any(|c| matches!(
+            c,
+            Command::Converge {
+                aid: ConvergenceAid::AutoConverge,
+                ..
+            }
+        )),
+        "{:?}",
+        out.commands
+    );
+    let out = step(&mut v, ctx(Time(1_000_200)), VmEvent::Converged(Ok(false))).unwrap();
+    assert!(!aborts(&out), "{:?}", out.commands);
+    let out = step(&mut v, ctx(Time(1_000_200)), VmEvent::Timer).unwrap();
+    assert!(
+        !aborts(&out),
+        "aborted: {:?} {:?}",
+        out.commands,
+        out.events
+    );
+    assert!(asks_post_copy(&out), "{:?}", out.commands);
+    assert!(
+        out.events.iter().any(|e| matches!(
+            e,
+            EventKind::WatchdogFired {
+                which: Watchdog::Completion,
+                ..
+            }
+        )),
+        "{:?}",
+        out.events
+    );
+    // Not applied either: no aid is left, the attempt is aborted, saying why.
+    let out = step(&mut v, ctx(Time(1_000_300)), VmEvent::Converged(Ok(false))).unwrap();
+    assert!(aborts(&out), "{:?}", out.commands);
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e, EventKind::MigrationFailed { error, .. }
+            if error.contains("no convergence aid helped"))),
+        "{:?}",
+        out.events
+    );
+}
+
 #[test]
 fn aborting_transitions() {
     assert_eq!(

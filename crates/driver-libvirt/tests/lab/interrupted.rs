@@ -791,48 +791,6 @@ async fn a_migration_whose_client_died_at_the_switchover_is_rolled_back_or_left_
     lab.cleanup(&name);
 }
 
-/// The `vmove` binary: `VMOVE_BIN`, else the one built beside this test binary
-/// (`target/<profile>/vmove`; `lab/ci.sh` builds it before the lab tests).
-fn vmove_bin() -> std::path::PathBuf {
-    if let Ok(p) = std::env::var("VMOVE_BIN") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("vmove"))
-        .unwrap();
-    assert!(
-        bin.exists(),
-        "{} is missing: build it (cargo build --release -p vmove) or set VMOVE_BIN",
-        bin.display()
-    );
-    bin
-}
-
-/// Runs `vmove` with `args`, its output in `dir/<tag>.out` and `.err`.
-fn spawn_vmove(dir: &std::path::Path, tag: &str, args: &[&str]) -> std::process::Child {
-    let file = |ext: &str| std::fs::File::create(dir.join(format!("{tag}.{ext}"))).unwrap();
-    Command::new(vmove_bin())
-        .arg("--config")
-        .arg(dir.join("vmove.toml"))
-        .arg("--plain")
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(file("out"))
-        .stderr(file("err"))
-        .spawn()
-        .unwrap()
-}
-
-/// What `vmove` wrote in `dir` under `tag`.
-fn said(dir: &std::path::Path, tag: &str) -> String {
-    let read =
-        |ext: &str| std::fs::read_to_string(dir.join(format!("{tag}.{ext}"))).unwrap_or_default();
-    format!("stdout:\n{}\nstderr:\n{}", read("out"), read("err"))
-}
-
 /// `vmove` itself killed (SIGKILL) at each step of a switchover, with the settings a new user
 /// has and with `p2p`, then `vmove resume`: the VM ends running on the destination only, its
 /// disk's content unchanged, nothing of it left on the source, and nothing paused.

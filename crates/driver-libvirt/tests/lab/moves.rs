@@ -642,3 +642,76 @@ async fn convergence_aids_on_a_real_migration_and_post_copy_is_never_aborted() {
     );
     lab.cleanup(&name);
 }
+
+/// vmove itself (the real binary), with hosts that allow post-copy and a 2 MiB/s cap, and
+/// watchdogs short enough to fire while libvirt still mirrors the disks: auto-converge is not
+/// armed (not applied), post-copy is refused by QEMU while the disks copy ("Postcopy must be
+/// started after migration has been started") and asked again while the copy progresses,
+/// until it takes; the VM moves in one attempt and runs on hostB only; without and with `p2p`.
+/// Before, the first aid not applied made the stall watchdog fire with its default action
+/// (abort): "stalled: no progress" of a migration that progressed, and every next attempt was
+/// aborted at the same point.
+#[test]
+fn vmove_asks_post_copy_again_after_a_refusal_during_the_disk_copy_and_the_vm_moves() {
+    if !lab_enabled(
+        "vmove_asks_post_copy_again_after_a_refusal_during_the_disk_copy_and_the_vm_moves",
+    ) {
+        return;
+    }
+    let lab = Lab::new();
+    for p2p in [false, true] {
+        let (_, name) = lab.mkvm(
+            if p2p { "pcagainp" } else { "pcagain" },
+            &["--linux", "--size", "64"],
+        );
+        let dir = lab_dir().join(format!("{name}-run"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let host = |h: &str| {
+            format!(
+                "[hosts.{h}]\ndriver = \"libvirt\"\nuri = \"{}\"\npool = \"images\"\npost_copy = true\nbandwidth_mib_s = 2\n{}",
+                uri(h),
+                if p2p { "p2p = true\n" } else { "" }
+            )
+        };
+        // The watchdogs: a completion timeout of 10 s (the disks alone take about 30 s at
+        // 2 MiB/s), and 10 s without progress for a stall, so that post-copy is asked again
+        // every 10 s.
+        std::fs::write(
+            dir.join("vmove.toml"),
+            format!(
+                "[defaults]\njournal = \"{}\"\ncompletion_timeout_min = \"10s\"\ncompletion_timeout_per_gib = \"1s\"\nstall_timeout = \"10s\"\n\n{}\n{}",
+                dir.join("journal.db").display(),
+                host(a()),
+                host(b())
+            ),
+        )
+        .unwrap();
+        let status = spawn_vmove(
+            &dir,
+            "run",
+            &["migrate", &format!("{}:{name}", a()), "--to", b()],
+        )
+        .wait()
+        .unwrap();
+        let out = said(&dir, "run");
+        eprintln!("p2p {p2p}:\n{out}");
+        assert!(status.success(), "p2p {p2p}: vmove exited {status}: {out}");
+        assert!(
+            out.contains("post-copy refused for now") && out.contains("Postcopy must be started"),
+            "p2p {p2p}: post-copy was not refused during the disk copy: {out}"
+        );
+        assert!(
+            out.contains("applying PostCopy"),
+            "p2p {p2p}: post-copy never took: {out}"
+        );
+        assert!(
+            !out.contains("no convergence aid helped") && !out.contains("stalled"),
+            "p2p {p2p}: an attempt was aborted: {out}"
+        );
+        let state = |h: &str| virsh(h, &["domstate", &name]).unwrap_or_else(|_| "absent".into());
+        assert_eq!(state(b()), "running", "p2p {p2p}: {out}");
+        assert_eq!(state(a()), "absent", "p2p {p2p}: {out}");
+        lab.cleanup(&name);
+    }
+}
