@@ -479,16 +479,24 @@ fn a_stop_with_abort_lets_a_migration_in_post_copy_end() {
     assert_eq!(w.phase(), Phase::Aborting);
 }
 
+/// A migrating VM under `settings` (escalating at a stall) with no progress: at 150 s the
+/// first aid is asked and applied; at 300.1 s post-copy is asked (that step's output).
+fn post_copy_asked(settings: &Settings) -> (VmMove, vmove_core::machine::Output) {
+    let mut v = vm_in(Phase::Migrating);
+    let ctx = |now| running_at(settings, now);
+    step(&mut v, ctx(Time(150_000)), VmEvent::Timer).unwrap();
+    step(&mut v, ctx(Time(150_100)), VmEvent::Converged(Ok(true))).unwrap();
+    let out = step(&mut v, ctx(Time(300_100)), VmEvent::Timer).unwrap();
+    (v, out)
+}
+
 /// An aid the hypervisor did not apply (post-copy not enabled): the next firing aborts, as
 /// before; only an applied post-copy stops the watchdogs.
 #[test]
 fn escalation_aborts_when_post_copy_was_not_applied() {
     let settings = escalating();
-    let mut v = vm_in(Phase::Migrating);
     let ctx = |now| running_at(&settings, now);
-    step(&mut v, ctx(Time(150_000)), VmEvent::Timer).unwrap();
-    step(&mut v, ctx(Time(150_100)), VmEvent::Converged(Ok(true))).unwrap();
-    step(&mut v, ctx(Time(300_100)), VmEvent::Timer).unwrap();
+    let (mut v, _) = post_copy_asked(&settings);
     let out = step(&mut v, ctx(Time(300_200)), VmEvent::Converged(Ok(false))).unwrap();
     assert!(
         out.commands
@@ -510,17 +518,24 @@ fn post_copy_refused_for_now() -> VmEvent {
     )))
 }
 
+/// A progress poll's answer: `bytes` done.
+fn done(bytes: u64) -> VmEvent {
+    VmEvent::Status(Ok(MigrationStatus::Running(Progress {
+        bytes_done: bytes,
+        ..Default::default()
+    })))
+}
+
+/// Whether `out` asks the convergence aid `aid`.
+fn asks(out: &vmove_core::machine::Output, aid: ConvergenceAid) -> bool {
+    out.commands
+        .iter()
+        .any(|c| matches!(c, Command::Converge { aid: a, .. } if *a == aid))
+}
+
 /// Whether `out` asks post-copy.
 fn asks_post_copy(out: &vmove_core::machine::Output) -> bool {
-    out.commands.iter().any(|c| {
-        matches!(
-            c,
-            Command::Converge {
-                aid: ConvergenceAid::PostCopy,
-                ..
-            }
-        )
-    })
+    asks(out, ConvergenceAid::PostCopy)
 }
 
 /// Whether `out` aborts the migration.
@@ -537,11 +552,8 @@ fn aborts(out: &vmove_core::machine::Output) -> bool {
 #[test]
 fn a_post_copy_refused_during_the_disk_copy_is_asked_again_while_the_migration_progresses() {
     let settings = escalating();
-    let mut v = vm_in(Phase::Migrating);
     let ctx = |now| running_at(&settings, now);
-    step(&mut v, ctx(Time(150_000)), VmEvent::Timer).unwrap();
-    step(&mut v, ctx(Time(150_100)), VmEvent::Converged(Ok(true))).unwrap();
-    let out = step(&mut v, ctx(Time(300_100)), VmEvent::Timer).unwrap();
+    let (mut v, out) = post_copy_asked(&settings);
     assert!(asks_post_copy(&out), "{:?}", out.commands);
     let out = step(&mut v, ctx(Time(300_200)), post_copy_refused_for_now()).unwrap();
     assert!(
@@ -557,15 +569,7 @@ fn a_post_copy_refused_during_the_disk_copy_is_asked_again_while_the_migration_p
         out.events
     );
     // The disk copy goes on.
-    step(
-        &mut v,
-        ctx(Time(350_000)),
-        VmEvent::Status(Ok(MigrationStatus::Running(Progress {
-            bytes_done: 5 << 30,
-            ..Default::default()
-        }))),
-    )
-    .unwrap();
+    step(&mut v, ctx(Time(350_000)), done(5 << 30)).unwrap();
     // No progress for a stall timeout since: the next firing asks post-copy again.
     let out = step(&mut v, ctx(Time(500_100)), VmEvent::Timer).unwrap();
     assert!(asks_post_copy(&out), "asked again: {:?}", out.commands);
@@ -585,11 +589,8 @@ fn a_post_copy_refused_during_the_disk_copy_is_asked_again_while_the_migration_p
 #[test]
 fn a_post_copy_refused_again_without_progress_aborts_the_attempt() {
     let settings = escalating();
-    let mut v = vm_in(Phase::Migrating);
     let ctx = |now| running_at(&settings, now);
-    step(&mut v, ctx(Time(150_000)), VmEvent::Timer).unwrap();
-    step(&mut v, ctx(Time(150_100)), VmEvent::Converged(Ok(true))).unwrap();
-    step(&mut v, ctx(Time(300_100)), VmEvent::Timer).unwrap();
+    let (mut v, _) = post_copy_asked(&settings);
     let out = step(&mut v, ctx(Time(300_200)), post_copy_refused_for_now()).unwrap();
     assert!(!aborts(&out));
     let out = step(&mut v, ctx(Time(450_200)), VmEvent::Timer).unwrap();
@@ -614,24 +615,10 @@ fn an_aid_not_applied_is_followed_by_the_next_one_under_the_default_stall_action
     let mut v = vm_in(Phase::Migrating);
     let ctx = |now| running_at(&settings, now);
     // It progresses, and its completion deadline (1,000 s in) passes.
-    step(
-        &mut v,
-        ctx(Time(999_000)),
-        VmEvent::Status(Ok(MigrationStatus::Running(Progress {
-            bytes_done: 1 << 30,
-            ..Default::default()
-        }))),
-    )
-    .unwrap();
+    step(&mut v, ctx(Time(999_000)), done(1 << 30)).unwrap();
     let out = step(&mut v, ctx(Time(1_000_100)), VmEvent::Timer).unwrap();
     assert!(
-        out.commands.iter().any(|c| matches!(
-            c,
-            Command::Converge {
-                aid: ConvergenceAid::AutoConverge,
-                ..
-            }
-        )),
+        asks(&out, ConvergenceAid::AutoConverge),
         "{:?}",
         out.commands
     );
