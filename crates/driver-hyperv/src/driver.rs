@@ -78,7 +78,7 @@ impl HyperVDriver {
             for k in ["driver", "max_migrations", "path"] {
                 t.remove(k);
             }
-            let cfg: HyperVHostConfig = toml::Value::Table(t).try_into().map_err(|e| {
+            let cfg: HyperVHostConfig = vmove_driver::host_settings(t).map_err(|e| {
                 DriverError::permanent(format!("host {id}: invalid Hyper-V settings: {e}"))
             })?;
             cfg.check_built()

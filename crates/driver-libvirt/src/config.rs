@@ -59,12 +59,22 @@ pub struct LibvirtHostConfig {
     /// How many keepalive probes may go unanswered before the connection is closed (default 3).
     #[serde(default = "default_keepalive_count")]
     pub keepalive_count: u32,
+    /// Measure each running VM's memory dirty rate (`virDomainStartDirtyRateCalc`, one second
+    /// of QEMU's page sampling, started by each listing and read by the next) and report it in
+    /// the listings: a source's plan (`order = "packed"`) needs it. Default true; false
+    /// reports none, and `packed` runs as largest first on the host's VMs.
+    #[serde(default = "default_true")]
+    pub measure_dirty_rates: bool,
     /// Read by the CLI (which driver serves the host); must be "libvirt" if given.
     #[serde(default)]
     pub driver: Option<String>,
     /// Read by the CLI (the host's slot limit); ignored here.
     #[serde(default)]
     pub max_migrations: Option<u32>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_keepalive_interval() -> u32 {

@@ -25,7 +25,6 @@ mod verify;
 use crate::LibvirtHostConfig;
 use crate::host::Host;
 use async_trait::async_trait;
-use serde::Deserialize;
 use state::Inner;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Once};
@@ -62,8 +61,8 @@ impl LibvirtDriver {
     pub fn from_config(hosts: &[(HostId, toml::Table)]) -> Result<LibvirtDriver, DriverError> {
         let mut out = Vec::new();
         for (id, table) in hosts {
-            let cfg = LibvirtHostConfig::deserialize(toml::Value::Table(table.clone()))
-                .map_err(|e| DriverError::permanent(format!("host {id}: {}", e.message())))?;
+            let cfg: LibvirtHostConfig = vmove_driver::host_settings(table.clone())
+                .map_err(|e| DriverError::permanent(format!("host {id}: {e}")))?;
             if let Some(d) = &cfg.driver
                 && d != "libvirt"
             {
@@ -213,6 +212,24 @@ mod tests {
         assert_eq!(d.hosts(), vec![HostId::new("kvm1")]);
         assert_eq!(d.port_capacity(&HostId::new("kvm1")), Some(32));
         assert_eq!(d.inner.hosts[&HostId::new("kvm1")].cfg.pool, "images");
+    }
+
+    #[test]
+    fn dirty_rates_are_measured_unless_a_host_says_not_and_a_bad_value_names_the_key() {
+        let cfg = |extra: &str| {
+            let t: toml::Table =
+                toml::from_str(&format!("uri = \"qemu+ssh://root@kvm1/system\"\n{extra}")).unwrap();
+            LibvirtDriver::from_config(&[(HostId::new("kvm1"), t)])
+        };
+        let measuring =
+            |d: LibvirtDriver| d.inner.hosts[&HostId::new("kvm1")].cfg.measure_dirty_rates;
+        assert!(measuring(cfg("").unwrap()), "the default measures");
+        assert!(!measuring(cfg("measure_dirty_rates = false").unwrap()));
+        let e = cfg("measure_dirty_rates = \"no\"").unwrap_err();
+        assert_eq!(
+            e.message,
+            "host kvm1: `measure_dirty_rates`: invalid type: string \"no\", expected a boolean"
+        );
     }
 
     #[test]

@@ -21,6 +21,22 @@ pub mod redact;
 
 pub use redact::redact_uris;
 
+/// Reads one host's `[hosts.<name>]` table into a driver's settings type. Its error names the
+/// key at fault, which serde's own message for a value of the wrong type does not
+/// ("`p2p`: invalid type: string \"yes\", expected a boolean"); an unknown key names itself.
+pub fn host_settings<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, String> {
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.message().trim_end();
+        if key.is_empty() || key == "." || message.contains(&format!("`{key}`")) {
+            message.to_owned()
+        } else {
+            format!("`{key}`: {message}")
+        }
+    })
+}
+
 /// An error from a driver, with the class that tells the core what to do about it. Its
 /// constructors, its `Display` and its conversion to the core's [`Failure`] hide user
 /// information in URIs ([`redact_uris`]), so a password in a configured URI reaches no

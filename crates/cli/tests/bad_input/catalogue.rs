@@ -71,6 +71,18 @@ pub fn bad_configs() -> Vec<(&'static str, String)> {
         ("nic-zero.toml", host("nic_gbps = 0")),
         ("nic-inf.toml", host("nic_gbps = inf")),
         ("sim-unknown-key.toml", host("cpus = 8")),
+        (
+            "libvirt-wrong-type.toml",
+            "[hosts.a]\ndriver = \"libvirt\"\nuri = \"qemu+tcp://127.0.0.1:1/system\"\np2p = \"yes\"\n\n\
+             [hosts.b]\ndriver = \"libvirt\"\nuri = \"qemu+tcp://127.0.0.1:1/system\"\n"
+                .to_owned(),
+        ),
+        (
+            "hyperv-wrong-type.toml",
+            "[hosts.a]\ndriver = \"hyperv\"\naddress = \"127.0.0.1\"\nrequest_timeout_secs = \"30s\"\n\n\
+             [hosts.b]\ndriver = \"hyperv\"\naddress = \"127.0.0.1\"\n"
+                .to_owned(),
+        ),
         ("vm-memory-negative.toml", vm_host("{ name = \"web-1\", memory_gib = -4 }")),
         ("vm-memory-nan.toml", vm_host("{ name = \"web-1\", memory_gib = nan }")),
         ("vm-disk-huge.toml", vm_host("{ name = \"web-1\", disk_gib = 1e300 }")),
@@ -512,6 +524,18 @@ pub fn catalogue(sb: &Sandbox) -> Vec<Case> {
         ),
         cfg("sim NIC 0", "nic-zero.toml", &["hosts.a.nic_gbps"]),
         cfg("sim NIC inf", "nic-inf.toml", &["hosts.a.nic_gbps"]),
+        // A driver's key of the wrong type: the error names the host and the key (serde's own
+        // message names neither).
+        cfg(
+            "libvirt host key of the wrong type",
+            "libvirt-wrong-type.toml",
+            &["host a", "`p2p`", "boolean"],
+        ),
+        cfg(
+            "Hyper-V host key of the wrong type",
+            "hyperv-wrong-type.toml",
+            &["host a", "`request_timeout_secs`"],
+        ),
         cfg(
             "sim host key nobody reads",
             "sim-unknown-key.toml",

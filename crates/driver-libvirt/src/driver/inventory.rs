@@ -58,7 +58,12 @@ pub(super) async fn list_vms(inner: &Inner, host: &HostId) -> DriverResult<Vec<V
             .map_err(read_err("cannot list VMs"))?
         {
             match host::vm_info(&conn, &d) {
-                Ok(v) => out.push(v),
+                Ok(v) => {
+                    if h.cfg.measure_dirty_rates {
+                        host::measure_dirty_rate(&d, &v);
+                    }
+                    out.push(v);
+                }
                 // Gone between the list and the look: not ours to report.
                 Err(e) if e.code == Some(i64::from(code::NO_DOMAIN)) => {}
                 Err(e) => return Err(e),

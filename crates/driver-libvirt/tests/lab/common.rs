@@ -125,7 +125,7 @@ impl Lab {
     /// A lab whose hosts are configured with `p2p = true` (the source's libvirtd drives each
     /// migration itself); its VMs' names differ from [`Lab::new`]'s.
     pub(crate) fn p2p() -> Self {
-        let mut lab = Self::with(None, true, false);
+        let mut lab = Self::with(None, true, false, true);
         lab.prefix.push('p');
         lab
     }
@@ -133,17 +133,30 @@ impl Lab {
     /// A lab whose hosts are configured with `post_copy = true` and migrations capped at
     /// `bandwidth_mib_s`; its VMs' names differ from [`Lab::new`]'s.
     pub(crate) fn post_copy(bandwidth_mib_s: u64) -> Self {
-        let mut lab = Self::with(Some(bandwidth_mib_s), false, true);
+        let mut lab = Self::with(Some(bandwidth_mib_s), false, true, true);
         lab.prefix.push_str("pc");
         lab
     }
 
     /// A lab whose migrations are capped at `bandwidth_mib_s` (None: uncapped).
     pub(crate) fn with_bandwidth(bandwidth_mib_s: Option<u64>) -> Self {
-        Self::with(bandwidth_mib_s, false, false)
+        Self::with(bandwidth_mib_s, false, false, true)
     }
 
-    fn with(bandwidth_mib_s: Option<u64>, p2p: bool, post_copy: bool) -> Self {
+    /// A lab whose hosts are configured with `measure_dirty_rates = false`; its VMs' names
+    /// differ from [`Lab::new`]'s.
+    pub(crate) fn not_measuring() -> Self {
+        let mut lab = Self::with(None, false, false, false);
+        lab.prefix.push_str("nm");
+        lab
+    }
+
+    fn with(
+        bandwidth_mib_s: Option<u64>,
+        p2p: bool,
+        post_copy: bool,
+        measure_dirty_rates: bool,
+    ) -> Self {
         let cfg = |h: &str| LibvirtHostConfig {
             uri: uri(h),
             pool: "images".into(),
@@ -156,6 +169,7 @@ impl Lab {
             max_downtime_ms: None,
             keepalive_interval_s: 5,
             keepalive_count: 3,
+            measure_dirty_rates,
             driver: None,
             max_migrations: None,
         };

@@ -7,6 +7,7 @@
 mod catalogue;
 mod common;
 mod conformance;
+mod dirty_rate;
 mod interrupted;
 mod moves;
 mod restart;

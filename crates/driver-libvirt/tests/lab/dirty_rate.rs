@@ -1,0 +1,149 @@
+//! The VMs' memory dirty rates in the listings: measured by QEMU (`virDomainStartDirtyRateCalc`,
+//! started by one listing) and read by the next, as `virsh domstats --dirtyrate` shows them.
+
+use crate::common::{Lab, a, lab_enabled, virsh};
+use std::time::{Duration, Instant};
+use vmove_driver::{Driver, HostId, MigrationMode, MigrationStatus, VmId, VmInfo};
+
+const MIB: u64 = 1024 * 1024;
+
+/// A field of `virsh domstats --dirtyrate NAME` on hostA (`calc_status`, `calc_start_time`,
+/// `megabytes_per_second`), `None` when virsh does not show it.
+fn domstat(name: &str, field: &str) -> Option<String> {
+    let out = virsh(a(), &["domstats", "--dirtyrate", name]).unwrap();
+    let key = format!("dirtyrate.{field}=");
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix(key.as_str()).map(str::to_owned))
+}
+
+/// Waits (at most 15 s) until QEMU's measurement of `name` has finished: `calc_status` 2.
+fn measured(name: &str) {
+    let until = Instant::now() + Duration::from_secs(15);
+    while domstat(name, "calc_status").as_deref() != Some("2") {
+        assert!(
+            Instant::now() < until,
+            "no measurement of {name} finished in 15 s: {:?}",
+            virsh(a(), &["domstats", "--dirtyrate", name])
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// What hostA's listing shows of `vm`.
+async fn listed(lab: &Lab, vm: &VmId) -> VmInfo {
+    let all = lab.driver.list_vms(&HostId::new(a())).await.unwrap();
+    all.into_iter()
+        .find(|v| &v.id == vm)
+        .unwrap_or_else(|| panic!("{vm} not listed on {}", a()))
+}
+
+/// QEMU's figure as the driver reports it: MiB/s as bytes/s.
+fn virsh_rate(name: &str) -> Option<u64> {
+    domstat(name, "megabytes_per_second").map(|m| m.parse::<u64>().unwrap() * MIB)
+}
+
+/// Guards the dirty rates a source's plan (`order = "packed"`) needs on libvirt hosts: before,
+/// every listing said `dirty_rate: None`, so on real hosts `packed` ran as largest first. A
+/// running VM's first listing has no figure (nothing measured yet) and starts a measurement;
+/// the next listing reports QEMU's figure (the one virsh shows); a VM that is off has none.
+/// While the VM migrates out, its listing still reports the last figure (the plan counts the
+/// moves in flight too), without waiting for the migration's job (asked with `NOWAIT`) and
+/// without starting a measurement (that call would wait 30 s for the migration's job).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_vm_is_listed_with_the_dirty_rate_qemu_measured_also_while_it_migrates() {
+    if !lab_enabled(
+        "a_running_vm_is_listed_with_the_dirty_rate_qemu_measured_also_while_it_migrates",
+    ) {
+        return;
+    }
+    // 1 MiB/s: the migration of 16 MiB of disk data lasts long enough to list it.
+    let lab = Lab::with_bandwidth(Some(1));
+    let (vm, name) = lab.mkvm("dirty", &["--fill", "16"]);
+    let (off, off_name) = lab.mkvm("dirtyoff", &["--off"]);
+
+    assert_eq!(
+        domstat(&name, "calc_status").as_deref(),
+        Some("0"),
+        "a fresh VM is measured"
+    );
+    let first = listed(&lab, &vm).await;
+    assert_eq!(
+        first.dirty_rate, None,
+        "no measurement has finished yet: {first:?}"
+    );
+    measured(&name);
+    let figure = virsh_rate(&name).expect("virsh shows the measured figure");
+    let second = listed(&lab, &vm).await;
+    assert_eq!(
+        second.dirty_rate,
+        Some(figure),
+        "the listing after the measurement"
+    );
+    assert_eq!(
+        listed(&lab, &off).await.dirty_rate,
+        None,
+        "{off_name} is off"
+    );
+    assert_eq!(
+        domstat(&off_name, "calc_status"),
+        None,
+        "{off_name}: nothing to measure"
+    );
+
+    // The second listing started another measurement: its figure is the one a migration keeps.
+    measured(&name);
+    let started = domstat(&name, "calc_start_time");
+    let figure = virsh_rate(&name).expect("virsh shows the measured figure");
+    let req = lab.request(&vm, &name, MigrationMode::Live);
+    let h = lab.driver.start_migration(&req).await.unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    let during = loop {
+        let t = Instant::now();
+        let v = listed(&lab, &vm).await;
+        if v.activity == vmove_driver::Activity::MigratingOut {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the listing during a migration took {:?}",
+                t.elapsed()
+            );
+            break v;
+        }
+        assert!(Instant::now() < until, "never listed migrating: {v:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        during.dirty_rate,
+        Some(figure),
+        "while it migrates: {during:?}"
+    );
+    assert_eq!(
+        domstat(&name, "calc_start_time"),
+        started,
+        "a measurement was started during the migration"
+    );
+    lab.driver.abort_migration(&req, &h).await.unwrap();
+    let end = lab.wait_end(&req, &h).await;
+    assert!(matches!(end, MigrationStatus::Failed(_)), "{end:?}");
+    lab.cleanup(&name);
+    lab.cleanup(&off_name);
+}
+
+/// With `measure_dirty_rates = false` the driver starts no measurement and reports none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_configured_not_to_measure_dirty_rates_reports_none_and_starts_none() {
+    if !lab_enabled("a_host_configured_not_to_measure_dirty_rates_reports_none_and_starts_none") {
+        return;
+    }
+    let lab = Lab::not_measuring();
+    let (vm, name) = lab.mkvm("nodirty", &[]);
+    for _ in 0..2 {
+        assert_eq!(listed(&lab, &vm).await.dirty_rate, None);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+    assert_eq!(
+        domstat(&name, "calc_status").as_deref(),
+        Some("0"),
+        "a measurement started"
+    );
+    lab.cleanup(&name);
+}
