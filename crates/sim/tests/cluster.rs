@@ -533,7 +533,7 @@ fn a_route_rate_measured_per_concurrency_uses_the_nearest_measured_level_and_nev
 /// A host's listing reports a running VM's dirty rate, as a libvirt host does after a dirty-rate
 /// calculation (`virDomainStartDirtyRateCalc`, then the `dirtyrate.*` domain statistics), and
 /// none for a VM that is not running; with `set_dirty_rates_reported(false)` it reports none, as
-/// vmove's libvirt and Hyper-V drivers do today.
+/// vmove's Hyper-V driver does; with `set_dirty_rates_reported_from(t)`, none before `t`.
 #[test]
 fn a_listing_reports_a_running_vms_dirty_rate_unless_told_not_to() {
     let vms = vec![
@@ -567,5 +567,19 @@ fn a_listing_reports_a_running_vms_dirty_rate_unless_told_not_to() {
         rates(&c).iter().all(|(_, r)| r.is_none()),
         "{:?}",
         rates(&c)
+    );
+    // Reported from a time on (the bench's model of hosts that measure late): none before it.
+    c.set_dirty_rates_reported(true);
+    c.set_dirty_rates_reported_from(Time(1_000));
+    assert!(
+        rates(&c).iter().all(|(_, r)| r.is_none()),
+        "before: {:?}",
+        rates(&c)
+    );
+    c.advance_to(Time(1_000));
+    assert_eq!(
+        rates(&c)[0],
+        ("busy".to_string(), Some(150 * MIB)),
+        "from it on"
     );
 }

@@ -267,10 +267,7 @@ pub fn vm_info(conn: &Connect, dom: &Domain) -> DriverResult<VmInfo> {
     // the figure would be the new QEMU's, of no guest yet.
     let dirty_rate = if active && power == PowerState::Running && activity != Activity::MigratingIn
     {
-        ffi::dirty_rate(dom).unwrap_or_else(|e| {
-            tracing::debug!(error = %e, "cannot read the VM's dirty rate");
-            None
-        })
+        read_dirty_rate(dom)
     } else {
         None
     };
@@ -290,17 +287,35 @@ pub fn vm_info(conn: &Connect, dom: &Domain) -> DriverResult<VmInfo> {
 /// enough to see a guest's working set dirtied again, short next to a poll interval.
 pub const DIRTY_RATE_CALC_S: i32 = 1;
 
+/// How long a listing waits for the measurements it started of VMs that had no figure yet:
+/// the measurement and QEMU's margin (its sampling thread wakes after the period).
+pub const DIRTY_RATE_WAIT: std::time::Duration = std::time::Duration::from_millis(1300);
+
+/// The VM's last measured dirty rate in bytes/s ([`ffi::dirty_rate`]); `None` when there is
+/// none or it cannot be read (logged at debug: no failure of the listing).
+pub fn read_dirty_rate(dom: &Domain) -> Option<u64> {
+    ffi::dirty_rate(dom).unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "cannot read the VM's dirty rate");
+        None
+    })
+}
+
 /// Starts a dirty-rate measurement of a VM a listing showed running with nothing else going
-/// on (`info`, from [`vm_info`]), for the next listing to read: a source's plan
+/// on (`info`, from [`vm_info`]); returns whether one started. A source's plan
 /// (`order = "packed"`) needs each VM's dirty rate to know how long its move takes. Started
 /// only with no job, block job or backup seen: the call takes the domain's modify job, which a
 /// migration or backup holds, and would wait for it (libvirt: 30 s, then "cannot acquire state
 /// change lock"). A refusal is no failure of the listing: one still measuring, a host whose
 /// QEMU (before 5.2) or libvirt (before 7.2) cannot, a VM stopped since.
-pub fn measure_dirty_rate(dom: &Domain, info: &VmInfo) {
-    if info.power == PowerState::Running && info.activity == Activity::Idle {
-        if let Err(e) = ffi::start_dirty_rate_calc(dom, DIRTY_RATE_CALC_S) {
+pub fn measure_dirty_rate(dom: &Domain, info: &VmInfo) -> bool {
+    if info.power != PowerState::Running || info.activity != Activity::Idle {
+        return false;
+    }
+    match ffi::start_dirty_rate_calc(dom, DIRTY_RATE_CALC_S) {
+        Ok(()) => true,
+        Err(e) => {
             tracing::debug!(vm = %info.name, error = %e, "cannot start a dirty-rate measurement");
+            false
         }
     }
 }

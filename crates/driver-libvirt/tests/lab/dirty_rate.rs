@@ -1,7 +1,8 @@
 //! The VMs' memory dirty rates in the listings: measured by QEMU (`virDomainStartDirtyRateCalc`,
-//! started by one listing) and read by the next, as `virsh domstats --dirtyrate` shows them.
+//! started by each listing, waited for by the listing that finds a VM never measured) and read
+//! as `virsh domstats --dirtyrate` shows them.
 
-use crate::common::{Lab, a, lab_enabled, virsh};
+use crate::common::{Lab, a, b, lab_dir, lab_enabled, said, spawn_vmove, uri, virsh};
 use std::time::{Duration, Instant};
 use vmove_driver::{Driver, HostId, MigrationMode, MigrationStatus, VmId, VmInfo};
 
@@ -44,8 +45,9 @@ fn virsh_rate(name: &str) -> Option<u64> {
 
 /// Guards the dirty rates a source's plan (`order = "packed"`) needs on libvirt hosts: before,
 /// every listing said `dirty_rate: None`, so on real hosts `packed` ran as largest first. A
-/// running VM's first listing has no figure (nothing measured yet) and starts a measurement;
-/// the next listing reports QEMU's figure (the one virsh shows); a VM that is off has none.
+/// running VM never measured is measured by its first listing, which waits for the figure and
+/// reports it (the one virsh then shows); each later listing reports the last figure and
+/// starts the next measurement; a VM that is off has none.
 /// While the VM migrates out, its listing still reports the last figure (the plan counts the
 /// moves in flight too), without waiting for the migration's job (asked with `NOWAIT`) and
 /// without starting a measurement (that call would wait 30 s for the migration's job).
@@ -68,16 +70,21 @@ async fn a_running_vm_is_listed_with_the_dirty_rate_qemu_measured_also_while_it_
     );
     let first = listed(&lab, &vm).await;
     assert_eq!(
-        first.dirty_rate, None,
-        "no measurement has finished yet: {first:?}"
+        domstat(&name, "calc_status").as_deref(),
+        Some("2"),
+        "measured by the listing"
     );
-    measured(&name);
     let figure = virsh_rate(&name).expect("virsh shows the measured figure");
+    assert_eq!(
+        first.dirty_rate,
+        Some(figure),
+        "the first listing waits for its figure"
+    );
     let second = listed(&lab, &vm).await;
     assert_eq!(
         second.dirty_rate,
         Some(figure),
-        "the listing after the measurement"
+        "the next listing reads the same figure"
     );
     assert_eq!(
         listed(&lab, &off).await.dirty_rate,
@@ -137,7 +144,13 @@ async fn a_host_configured_not_to_measure_dirty_rates_reports_none_and_starts_no
     let lab = Lab::not_measuring();
     let (vm, name) = lab.mkvm("nodirty", &[]);
     for _ in 0..2 {
+        let t = Instant::now();
         assert_eq!(listed(&lab, &vm).await.dirty_rate, None);
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "the listing waited: {:?}",
+            t.elapsed()
+        );
         tokio::time::sleep(Duration::from_millis(2500)).await;
     }
     assert_eq!(
@@ -146,4 +159,81 @@ async fn a_host_configured_not_to_measure_dirty_rates_reports_none_and_starts_no
         "a measurement started"
     );
     lab.cleanup(&name);
+}
+
+/// The real binary with a new user's settings (`order = "packed"`, 2 slots per host, pre-flight
+/// on) plans a libvirt source from its first listing: five idle VMs of 120, 110, 100, 100 and
+/// 100 MiB (memory plus allocated disk), whose measured dirty rate is 0 (SeaBIOS idles), so
+/// each move's length is known before any progress figure. The plan of the two slots, 120 + 110
+/// against 100 + 100 + 100 (300, where largest first's slots end at 310 and 210), starts the 120
+/// and a 100, and the source waits for the checks of the VMs its plan puts first. Without the
+/// rates (`measure_dirty_rates = false`, as every libvirt host was before the driver measured
+/// them) the source has no plan and starts whichever VMs' pre-flight checks answer first (seen
+/// on the lab: two of the 100s): this test then fails unless those happen to be the 120 and a
+/// 100.
+#[test]
+fn vmove_plans_a_libvirt_source_from_its_first_listing_with_the_measured_dirty_rates() {
+    if !lab_enabled(
+        "vmove_plans_a_libvirt_source_from_its_first_listing_with_the_measured_dirty_rates",
+    ) {
+        return;
+    }
+    let lab = Lab::new();
+    let fills = [
+        ("120", "56"),
+        ("110", "46"),
+        ("100a", "36"),
+        ("100b", "36"),
+        ("100c", "36"),
+    ];
+    let names: Vec<String> = fills
+        .iter()
+        .map(|(size, fill)| lab.mkvm(&format!("pk{size}"), &["--fill", fill]).1)
+        .collect();
+    let dir = lab_dir().join(format!("{}-pk-run", lab.prefix));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let host = |h: &str| {
+        format!(
+            "[hosts.{h}]\ndriver = \"libvirt\"\nuri = \"{}\"\npool = \"images\"\n",
+            uri(h)
+        )
+    };
+    std::fs::write(
+        dir.join("vmove.toml"),
+        format!(
+            "[defaults]\njournal = \"{}\"\n\n{}\n{}",
+            dir.join("journal.db").display(),
+            host(a()),
+            host(b())
+        ),
+    )
+    .unwrap();
+    let pattern = format!("{}:{}-pk*", a(), lab.prefix);
+    let status = spawn_vmove(&dir, "run", &["migrate", &pattern, "--to", b()])
+        .wait()
+        .unwrap();
+    let out = said(&dir, "run");
+    eprintln!("{out}");
+    assert!(status.success(), "vmove exited {status}: {out}");
+    // The VMs in the order their first attempts started.
+    let started: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(": attempt 1, "))
+        .filter_map(|l| l.split("] ").nth(1)?.split(": attempt 1,").next())
+        .collect();
+    assert_eq!(started.len(), 5, "{out}");
+    let mut first_two: Vec<&str> = started[..2].to_vec();
+    first_two.sort_unstable();
+    assert_eq!(
+        first_two[1], names[0],
+        "the 120 MiB VM starts first: {started:?}"
+    );
+    assert!(
+        names[2..].iter().any(|n| n == first_two[0]),
+        "the plan starts a 100 MiB VM beside the 120 MiB one, not the 110: {started:?}"
+    );
+    for n in &names {
+        lab.cleanup(n);
+    }
 }

@@ -585,10 +585,13 @@ fn order_headroom_table(vmove_rows: &[vmove_sim::scenarios::peers::PeerRow]) {
          against largest first and against an oracle's order made once before the run (not a vmove policy)\n"
     );
     out!(
-        "| workload | lower bound (s) | vmove, packed (s) | / LB | packed, no dirty rates (s) | / LB | vmove, largest first (s) | / LB | oracle, times known (s) | / LB | oracle, sizes only (s) | / LB |"
+        "| workload | lower bound (s) | vmove, packed (s) | / LB | packed, rates from the 2nd listing (s) | / LB | packed, no dirty rates (s) | / LB | vmove, largest first (s) | / LB | oracle, times known (s) | / LB | oracle, sizes only (s) | / LB |"
     );
-    out!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    out!(
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     let mut worst = 0.0f64;
+    let mut worst_second = 0.0f64;
     let mut worst_largest = 0.0f64;
     for (w, ours) in PEER_WORKLOADS.iter().zip(vmove_rows) {
         // The workload at `WIDE` per host, changed by `tweak`, measured.
@@ -600,6 +603,8 @@ fn order_headroom_table(vmove_rows: &[vmove_sim::scenarios::peers::PeerRow]) {
         };
         let largest = run(&|sc| sc.spec.settings.order = Order::LargestFirst);
         let blind = run(&|sc| sc.cluster.set_dirty_rates_reported(false));
+        // As vmove's libvirt driver measures them: known from each host's second listing.
+        let second = run(&|sc| sc.cluster.set_dirty_rates_reported_from(Time(1_000)));
         let rows = [
             run(&|sc| oracle::order(sc, WIDE, Knows::Times)),
             run(&|sc| oracle::order(sc, WIDE, Knows::Sizes)),
@@ -612,7 +617,10 @@ fn order_headroom_table(vmove_rows: &[vmove_sim::scenarios::peers::PeerRow]) {
                 "-".into(),
             ),
         };
-        let (a, n, l) = (cell(ours), cell(&blind), cell(&largest));
+        let (a, s, n, l) = (cell(ours), cell(&second), cell(&blind), cell(&largest));
+        if let Some(m) = second.makespan {
+            worst_second = worst_second.max(secs(m) / lb);
+        }
         let (b, c) = (cell(&rows[0]), cell(&rows[1]));
         if let Some(m) = rows[0].makespan {
             worst = worst.max(secs(m) / lb);
@@ -621,10 +629,12 @@ fn order_headroom_table(vmove_rows: &[vmove_sim::scenarios::peers::PeerRow]) {
             worst_largest = worst_largest.max(secs(m) / lb);
         }
         out!(
-            "| {} | {lb:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {lb:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             w.name,
             a.0,
             a.1,
+            s.0,
+            s.1,
             n.0,
             n.1,
             l.0,
@@ -635,6 +645,7 @@ fn order_headroom_table(vmove_rows: &[vmove_sim::scenarios::peers::PeerRow]) {
             c.1
         );
     }
-    out!("\nworst vmove, largest first / lower bound: {worst_largest:.4}");
+    out!("\nworst vmove, rates from the 2nd listing / lower bound: {worst_second:.4}");
+    out!("worst vmove, largest first / lower bound: {worst_largest:.4}");
     out!("worst oracle (times known) / lower bound: {worst:.4}");
 }

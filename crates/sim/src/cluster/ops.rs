@@ -639,6 +639,7 @@ impl SimCluster {
             memory_bytes: vs.spec.memory_bytes,
             disk_bytes: vs.disk_bytes,
             dirty_rate: (self.dirty_rates_reported
+                && self.now >= self.dirty_rates_from
                 && !incoming
                 && vs.spec.power == PowerState::Running)
                 .then_some(vs.spec.dirty_rate),

@@ -148,6 +148,8 @@ pub struct SimCluster {
     /// Whether listings report running VMs' dirty rates (as a libvirt host does after a
     /// dirty-rate calculation; [`SimCluster::set_dirty_rates_reported`]).
     pub(super) dirty_rates_reported: bool,
+    /// From when they are reported ([`SimCluster::set_dirty_rates_reported_from`]).
+    pub(super) dirty_rates_from: Time,
 }
 
 impl SimCluster {
@@ -174,6 +176,7 @@ impl SimCluster {
             mid: Vec::new(),
             routes: IdMap::default(),
             dirty_rates_reported: true,
+            dirty_rates_from: Time::ZERO,
         };
         for h in hosts {
             c.add_host(h)?;
@@ -360,9 +363,18 @@ impl SimCluster {
 
     /// Whether hosts' listings report each running VM's dirty rate (`VmInfo::dirty_rate`; on by
     /// default, as a libvirt host that measured it would). Off, they report none, as vmove's
-    /// libvirt and Hyper-V drivers do today.
+    /// Hyper-V driver does (and its libvirt driver with `measure_dirty_rates = false`).
     pub fn set_dirty_rates_reported(&mut self, reported: bool) {
         self.dirty_rates_reported = reported;
+    }
+
+    /// Listings report the dirty rates only from `from` on (before: none). vmove's libvirt
+    /// driver starts a one-second measurement with a VM's first listing and reports its figure
+    /// from the next (docs/drivers/libvirt.md, "Dirty rates in the listings"): with every host
+    /// listed at the run's start, `from` = 1 s has the rates first seen by the second listings,
+    /// one `poll_interval` in.
+    pub fn set_dirty_rates_reported_from(&mut self, from: Time) {
+        self.dirty_rates_from = from;
     }
 
     /// Sets how migrations from `source` to `destination` behave (see [`RouteSpec`]); applies
