@@ -138,6 +138,9 @@ pub(super) fn timer(vm: &mut VmMove, ctx: Ctx<'_>, mut m: Box<Migrating>) -> Nex
     let mut out = Output::default();
     let (now, s) = (ctx.now, ctx.settings);
     let stall_at = m.last_progress_at + s.stall_timeout;
+    // A watchdog firing again at once for the aid after one not applied: the same firing,
+    // said once.
+    let refiring = m.refire.is_some() && !m.post_copy;
     let fired = if m.post_copy {
         // Past the point of no return: nothing to abort, only an end to wait for. A stall is
         // said (once per stall timeout), for a person: it cannot be acted on.
@@ -161,11 +164,13 @@ pub(super) fn timer(vm: &mut VmMove, ctx: Ctx<'_>, mut m: Box<Migrating>) -> Nex
         None
     };
     if let Some((which, action)) = fired {
-        out.events.push(EventKind::WatchdogFired {
-            vm: vm.id.clone(),
-            attempt: m.req.attempt,
-            which,
-        });
+        if !refiring {
+            out.events.push(EventKind::WatchdogFired {
+                vm: vm.id.clone(),
+                attempt: m.req.attempt,
+                which,
+            });
+        }
         let aid = usize::try_from(m.escalations)
             .ok()
             .and_then(|i| AIDS.get(i).copied());
