@@ -378,6 +378,26 @@ pub(crate) fn vmove_bin() -> std::path::PathBuf {
     bin
 }
 
+/// A fresh folder for a lab test's `vmove` runs, `<lab dir>/<tag>-run`, with the `vmove.toml`
+/// of a new user plus `defaults` (more `[defaults]` lines): the journal in the folder (so the
+/// test keeps to it), and hostA and hostB, each by its URI and with its extra lines.
+pub(crate) fn run_folder(tag: &str, defaults: &str, hosts: [(String, &str); 2]) -> PathBuf {
+    let dir = lab_dir().join(format!("{tag}-run"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut text = format!(
+        "[defaults]\njournal = \"{}\"\n{defaults}",
+        dir.join("journal.db").display()
+    );
+    for (name, (uri, extra)) in [a(), b()].into_iter().zip(hosts) {
+        text.push_str(&format!(
+            "\n[hosts.{name}]\ndriver = \"libvirt\"\nuri = \"{uri}\"\n{extra}"
+        ));
+    }
+    std::fs::write(dir.join("vmove.toml"), text).unwrap();
+    dir
+}
+
 /// Runs `vmove` with `args`, its output in `dir/<tag>.out` and `.err`.
 pub(crate) fn spawn_vmove(dir: &std::path::Path, tag: &str, args: &[&str]) -> std::process::Child {
     let file = |ext: &str| std::fs::File::create(dir.join(format!("{tag}.{ext}"))).unwrap();

@@ -2,7 +2,7 @@
 //! started by each listing, waited for by the listing that finds a VM never measured) and read
 //! as `virsh domstats --dirtyrate` shows them.
 
-use crate::common::{Lab, a, b, lab_dir, lab_enabled, said, spawn_vmove, uri, virsh};
+use crate::common::{Lab, a, b, lab_enabled, run_folder, said, spawn_vmove, uri, virsh};
 use std::time::{Duration, Instant};
 use vmove_driver::{Driver, HostId, MigrationMode, MigrationStatus, VmId, VmInfo};
 
@@ -190,25 +190,11 @@ fn vmove_plans_a_libvirt_source_from_its_first_listing_with_the_measured_dirty_r
         .iter()
         .map(|(size, fill)| lab.mkvm(&format!("pk{size}"), &["--fill", fill]).1)
         .collect();
-    let dir = lab_dir().join(format!("{}-pk-run", lab.prefix));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let host = |h: &str| {
-        format!(
-            "[hosts.{h}]\ndriver = \"libvirt\"\nuri = \"{}\"\npool = \"images\"\n",
-            uri(h)
-        )
-    };
-    std::fs::write(
-        dir.join("vmove.toml"),
-        format!(
-            "[defaults]\njournal = \"{}\"\n\n{}\n{}",
-            dir.join("journal.db").display(),
-            host(a()),
-            host(b())
-        ),
-    )
-    .unwrap();
+    let dir = run_folder(
+        &format!("{}-pk", lab.prefix),
+        "",
+        [(uri(a()), ""), (uri(b()), "")],
+    );
     let pattern = format!("{}:{}-pk*", a(), lab.prefix);
     let status = spawn_vmove(&dir, "run", &["migrate", &pattern, "--to", b()])
         .wait()

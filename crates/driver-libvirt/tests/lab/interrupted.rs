@@ -849,9 +849,6 @@ fn vmove_killed_at_each_step_of_a_switchover_ends_with_one_running_copy_with_and
         );
         let path = format!("/var/lib/libvirt/images/{name}-0.qcow2");
         let before = checksum(a(), &path);
-        let dir = lab_dir().join(format!("{name}-run"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
         let proxy = CutProxy::start(a());
         // The destination through a proxy too: killed before Perform, the destination keeps
         // the incoming copy until it sees vmove's connection closed, 3 s late here (libvirt
@@ -861,21 +858,15 @@ fn vmove_killed_at_each_step_of_a_switchover_ends_with_one_running_copy_with_and
             proxy.hold_the_perform_call();
             to_b.linger(Duration::from_secs(3));
         }
-        // A new user's config: the hosts and, so this test keeps to its folder, the journal.
-        std::fs::write(
-            dir.join("vmove.toml"),
-            format!(
-                "[defaults]\njournal = \"{}\"\n\n[hosts.{}]\ndriver = \"libvirt\"\nuri = \"{}\"\n{}\n\
-                 [hosts.{}]\ndriver = \"libvirt\"\nuri = \"{}\"\n",
-                dir.join("journal.db").display(),
-                a(),
-                proxy.uri(),
-                if p2p { "p2p = true\n" } else { "" },
-                b(),
-                to_b.uri()
-            ),
-        )
-        .unwrap();
+        // A new user's config: the hosts (through the proxies) and the journal.
+        let dir = run_folder(
+            &name,
+            "",
+            [
+                (proxy.uri(), if p2p { "p2p = true\n" } else { "" }),
+                (to_b.uri(), ""),
+            ],
+        );
         let mut run = spawn_vmove(
             &dir,
             "run",

@@ -664,29 +664,18 @@ fn vmove_asks_post_copy_again_after_a_refusal_during_the_disk_copy_and_the_vm_mo
             if p2p { "pcagainp" } else { "pcagain" },
             &["--linux", "--size", "64"],
         );
-        let dir = lab_dir().join(format!("{name}-run"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let host = |h: &str| {
-            format!(
-                "[hosts.{h}]\ndriver = \"libvirt\"\nuri = \"{}\"\npool = \"images\"\npost_copy = true\nbandwidth_mib_s = 2\n{}",
-                uri(h),
-                if p2p { "p2p = true\n" } else { "" }
-            )
-        };
+        let host = format!(
+            "post_copy = true\nbandwidth_mib_s = 2\n{}",
+            if p2p { "p2p = true\n" } else { "" }
+        );
         // The watchdogs: a completion timeout of 10 s (the disks alone take about 30 s at
         // 2 MiB/s), and 10 s without progress for a stall, so that post-copy is asked again
         // every 10 s.
-        std::fs::write(
-            dir.join("vmove.toml"),
-            format!(
-                "[defaults]\njournal = \"{}\"\ncompletion_timeout_min = \"10s\"\ncompletion_timeout_per_gib = \"1s\"\nstall_timeout = \"10s\"\n\n{}\n{}",
-                dir.join("journal.db").display(),
-                host(a()),
-                host(b())
-            ),
-        )
-        .unwrap();
+        let dir = run_folder(
+            &name,
+            "completion_timeout_min = \"10s\"\ncompletion_timeout_per_gib = \"1s\"\nstall_timeout = \"10s\"\n",
+            [(uri(a()), &host), (uri(b()), &host)],
+        );
         let status = spawn_vmove(
             &dir,
             "run",
