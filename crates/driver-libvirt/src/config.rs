@@ -60,9 +60,10 @@ pub struct LibvirtHostConfig {
     #[serde(default = "default_keepalive_count")]
     pub keepalive_count: u32,
     /// Measure each running VM's memory dirty rate (`virDomainStartDirtyRateCalc`, one second
-    /// of QEMU's page sampling, started by each listing and read by the next) and report it in
-    /// the listings: a source's plan (`order = "packed"`) needs it. Default true; false
-    /// reports none, and `packed` runs as largest first on the host's VMs.
+    /// of QEMU's page sampling, started by each listing and read by the next; a VM never
+    /// measured is waited for by the listing that starts its first) and report it in the
+    /// listings: a source's plan (`order = "packed"`) needs it. Default true; false reports
+    /// none, and `packed` runs as largest first on the host's VMs.
     #[serde(default = "default_true")]
     pub measure_dirty_rates: bool,
     /// Read by the CLI (which driver serves the host); must be "libvirt" if given.
