@@ -46,8 +46,9 @@ pub struct LibvirtHostConfig {
     /// Migration bandwidth limit, MiB/s.
     #[serde(default)]
     pub bandwidth_mib_s: Option<u64>,
-    /// Cap when the watchdog raises the allowed downtime, ms (default 2000,
-    /// `DEFAULT_MAX_DOWNTIME_MS`).
+    /// Cap when the allowed downtime is raised (`ConvergenceAid::RaiseDowntime`), ms (default
+    /// 2000, `DEFAULT_MAX_DOWNTIME_MS`). The core's watchdogs do not ask that aid today
+    /// (auto-converge, then post-copy), so this has no effect yet.
     #[serde(default)]
     pub max_downtime_ms: Option<u64>,
     /// Seconds between libvirt keepalive probes on every connection vmove opens to the host
