@@ -296,6 +296,38 @@ fn plan_without_history_says_it_used_defaults_and_with_history_uses_measured_fig
     );
 }
 
+/// A VM with no disks (a network-booted guest): `vmove plan` predicts its move and `vmove
+/// migrate` moves it. Before, the plan's simulation never got past the instant the move began
+/// (a disk copy of no bytes was due "now" and never carried out): "no end after ... steps (at
+/// 0.000s): livelock", exit 1.
+#[test]
+fn a_vm_without_disks_is_planned_and_moved() {
+    let sb = Sandbox::new("no-disks");
+    sb.write(
+        "vmove.toml",
+        r#"
+[hosts.a]
+driver = "sim"
+speed = 50
+vms = [{ name = "pxe-1", memory_gib = 0.5, disk_gib = 0 }]
+[hosts.b]
+driver = "sim"
+speed = 50
+"#,
+    );
+    let r = sb.run(&["plan", "migrate", "a:pxe-1", "--to", "b"]);
+    r.expect_code(0);
+    assert!(
+        !r.stderr.contains("livelock") && r.stdout.contains("pxe-1"),
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    let m = sb.run(&["migrate", "a:pxe-1", "--to", "b", "--plain"]);
+    m.expect_code(0);
+    assert!(m.stdout.contains("moved"), "{}", m.stdout);
+}
+
 /// Two sim hosts with 2 slots each (`CAP` in place of a cap line for the plan's host a).
 const SIM_PAIRS: &str = r#"
 [defaults]

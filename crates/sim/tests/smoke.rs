@@ -279,3 +279,32 @@ fn a_slow_disk_copy_is_not_aborted_for_a_post_copy_refused_until_the_memory_is_s
     assert!(refused, "post-copy was refused during the disk copy");
     assert!(post_copy, "post-copy was taken after it");
 }
+
+/// VMs with no disks (network-booted guests), one running and one shut off, move. Before, a
+/// migration's disk copy of no bytes was due the instant it began, `advance_to` carried out
+/// nothing due at the current instant, and the run never got past it: "no end after 10061
+/// steps (at 0.000s): livelock" (also `vmove plan` of a real host listing such a VM).
+#[test]
+fn vms_without_disks_move_instead_of_livelocking_the_simulator() {
+    use vmove_core::model::HostId;
+    use vmove_core::spec::Settings;
+    use vmove_sim::cluster::GIB;
+    use vmove_sim::{Faults, HostSpec, SimCluster, VmSpec};
+    let hosts = ["a", "b"].into_iter().map(HostSpec::new).collect();
+    let vms = vec![
+        VmSpec::running("pxe-live", "a", GIB),
+        VmSpec::running("pxe-off", "a", GIB).off(),
+    ];
+    let cluster = SimCluster::new(hosts, vms, Faults::default()).expect("a valid cluster");
+    let spec = scenarios::evacuation(
+        "no-disks",
+        &[HostId::new("a")],
+        &[HostId::new("b")],
+        Settings::default(),
+    );
+    let out = simulate(spec, cluster, SimOptions::default()).expect("the run finishes");
+    for v in &out.snapshot.vms {
+        assert_eq!((v.phase, v.attempts), (Phase::Moved, 1), "{}: {:?}", v.name, v.reason);
+    }
+    assert_eq!(out.snapshot.vms.len(), 2);
+}

@@ -20,7 +20,11 @@ impl SimCluster {
     /// returns the migrations that ended, in the order they ended.
     pub fn advance_to(&mut self, t: Time) -> Vec<MigrationEnd> {
         let mut ended = Vec::new();
-        if t <= self.now {
+        // What is due now is carried out too: a stage of no bytes (the disk copy of a VM with
+        // no disks) ends the instant it begins, and a window may open at the start. Before,
+        // such a wake was left at `now` while `next_event_time` kept answering `now`, and a
+        // run never got past that instant (a livelock).
+        if t < self.now {
             return ended;
         }
         loop {
