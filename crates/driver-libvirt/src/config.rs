@@ -47,8 +47,8 @@ pub struct LibvirtHostConfig {
     #[serde(default)]
     pub bandwidth_mib_s: Option<u64>,
     /// Cap when the allowed downtime is raised (`ConvergenceAid::RaiseDowntime`), ms (default
-    /// 2000, `DEFAULT_MAX_DOWNTIME_MS`). The core's watchdogs do not ask that aid today
-    /// (auto-converge, then post-copy), so this has no effect yet.
+    /// 2000, `DEFAULT_MAX_DOWNTIME_MS`). A watchdog that escalates asks, after auto-converge, up
+    /// to four raises, each doubling the allowed downtime up to this cap, then post-copy.
     #[serde(default)]
     pub max_downtime_ms: Option<u64>,
     /// Seconds between libvirt keepalive probes on every connection vmove opens to the host

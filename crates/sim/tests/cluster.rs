@@ -96,6 +96,40 @@ fn non_converging_migration_needs_an_aid() {
     assert!(at > Time(600_000));
 }
 
+/// A raise of the allowed downtime doubles it up to the libvirt driver's default cap (from
+/// QEMU's 300 ms: 600, 1,200, 2,000 ms), then is not applied, as the driver answers at its cap
+/// (`converge` in crates/driver-libvirt/src/driver/jobs.rs). A VM dirtying memory twice as
+/// fast as the link never converges in 300 ms, but its memory (one second's worth of the link)
+/// fits in the raised downtime: it completes. Before, a raise quadrupled the downtime with no
+/// cap and was always applied, unlike the driver.
+#[test]
+fn a_raised_downtime_doubles_to_the_cap_and_then_is_not_applied() {
+    let vm = VmSpec::running("hot", "a", RATE)
+        .with_disk(GIB)
+        .with_dirty_rate(RATE * 2);
+    let mut c = SimCluster::new(hosts(), vec![vm.clone()], Faults::default()).unwrap();
+    let r = req(&vm, 1);
+    let h = c.start_migration(&r).unwrap();
+    assert!(
+        run_to_end(&mut c, Time(600_000)).is_none(),
+        "a VM dirtying faster than the link never converges in 300 ms"
+    );
+    for step in 1..=3 {
+        assert!(
+            c.converge(&r, &h, ConvergenceAid::RaiseDowntime).unwrap(),
+            "raise {step} not applied"
+        );
+    }
+    assert!(
+        !c.converge(&r, &h, ConvergenceAid::RaiseDowntime).unwrap(),
+        "a raise past the cap was applied"
+    );
+    let (at, status) = run_to_end(&mut c, Time(3_600_000)).unwrap();
+    assert_eq!(status, MigrationStatus::Completed);
+    assert!(at < Time(610_000), "completed at {at}");
+    assert_eq!(c.vm_host(&vm.id), Some(&HostId::new("b")));
+}
+
 /// A VM dirtying four times faster than the link, its migration a minute in (it never
 /// converges on its own).
 fn hot_migration() -> (SimCluster, VmSpec, MigrationRequest, MigrationHandle) {

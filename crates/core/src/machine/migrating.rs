@@ -14,8 +14,35 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Convergence aids applied, in this order, when a watchdog fires with `Escalate`; once all were
-/// tried, the next firing aborts.
-const AIDS: [ConvergenceAid; 2] = [ConvergenceAid::AutoConverge, ConvergenceAid::PostCopy];
+/// tried, the next firing aborts. An aid not applied is followed by the next one at once, an
+/// applied one is given a stall timeout to work.
+///
+/// The allowed downtime is raised up to [`RAISES`] times: each raise doubles it, up to the
+/// host's cap (the libvirt driver: from QEMU's 300 ms to `max_downtime_ms`, 2,000 ms by
+/// default: 600, 1,200, 2,000 ms, the fourth then not applied; a larger cap takes the four,
+/// to 4,800 ms). Proxmox raises it the same way while a migration does not converge
+/// (`increase_migrate_downtime` in proxmox/qemu-server `src/PVE/QemuMigrate.pm`, doubling),
+/// and Nova raises it in steps from the start (`live_migration_downtime_steps` in
+/// openstack/nova `nova/conf/libvirt.py`). A host that cannot raise it (Hyper-V) says so,
+/// and the ladder goes on at once.
+const AIDS: [ConvergenceAid; 2 + RAISES] = [
+    ConvergenceAid::AutoConverge,
+    ConvergenceAid::RaiseDowntime,
+    ConvergenceAid::RaiseDowntime,
+    ConvergenceAid::RaiseDowntime,
+    ConvergenceAid::RaiseDowntime,
+    ConvergenceAid::PostCopy,
+];
+
+/// How many times the watchdogs ask for the allowed downtime to be raised (see [`AIDS`]).
+const RAISES: usize = 4;
+
+/// The aid the escalation step `escalations` (aids asked so far, the one answered included)
+/// asked last.
+fn aid_asked(escalations: u32) -> ConvergenceAid {
+    let i = usize::try_from(escalations).unwrap_or(usize::MAX);
+    AIDS[i.saturating_sub(1).min(AIDS.len() - 1)]
+}
 
 /// The soonest the watch timer is set after a timer firing, so that a deadline already passed
 /// does not fire again at the same instant.
@@ -264,7 +291,7 @@ pub(super) fn converged(
     let (now, s) = (ctx.now, ctx.settings);
     m.converging = false;
     // The aid this answers: the escalation step counts it already.
-    let aid = if m.escalations <= 1 { AIDS[0] } else { AIDS[1] };
+    let aid = aid_asked(m.escalations);
     let state = match res {
         Ok(true) => {
             m.post_copy |= aid == ConvergenceAid::PostCopy;

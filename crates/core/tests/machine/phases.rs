@@ -217,8 +217,9 @@ fn running_at(settings: &Settings, now: Time) -> Ctx<'_> {
     }
 }
 
-/// Auto-converge first, then post-copy; once post-copy is applied the guest runs on the
-/// destination and the move cannot be undone (QEMU's post-copy docs; a post-copy migration
+/// Auto-converge first, then the allowed downtime raised (until the host says it is at its
+/// cap), then post-copy; once post-copy is applied the guest runs on the destination and the
+/// move cannot be undone (QEMU's post-copy docs; a post-copy migration
 /// cannot be aborted by `virsh domjobabort`: libvirt's tests, tp-libvirt
 /// `abort_migration_with_wrong_api_flag`): the watchdogs fire no more and it is watched to its
 /// end. Before this, the next firing aborted it (an abort that loses the guest, or that the
@@ -228,25 +229,10 @@ fn escalation_applies_convergence_aids_and_never_aborts_after_post_copy() {
     let settings = escalating();
     let mut v = vm_in(Phase::Migrating);
     let ctx = |now| running_at(&settings, now);
-    let out = step(&mut v, ctx(Time(150_000)), VmEvent::Timer).unwrap();
-    assert!(out.commands.iter().any(|c| matches!(
-        c,
-        Command::Converge {
-            aid: ConvergenceAid::AutoConverge,
-            ..
-        }
-    )));
-    step(&mut v, ctx(Time(150_100)), VmEvent::Converged(Ok(true))).unwrap();
-    let out = step(&mut v, ctx(Time(300_100)), VmEvent::Timer).unwrap();
-    assert!(out.commands.iter().any(|c| matches!(
-        c,
-        Command::Converge {
-            aid: ConvergenceAid::PostCopy,
-            ..
-        }
-    )));
-    step(&mut v, ctx(Time(300_200)), VmEvent::Converged(Ok(true))).unwrap();
-    for t in [450_200, 600_300, 3_600_000] {
+    let (_, out, at) = post_copy_asked(&settings, &mut v);
+    assert!(asks_post_copy(&out), "{:?}", out.commands);
+    step(&mut v, ctx(Time(at.0 + 100)), VmEvent::Converged(Ok(true))).unwrap();
+    for t in [at.0 + 150_100, at.0 + 300_200, 3_600_000] {
         // The last poll answered: the next firing asks again.
         step(
             &mut v,
@@ -322,8 +308,8 @@ fn watch_until(
 }
 
 /// With the settings a new user has (`completion_action = escalate`, the default), a migration
-/// that keeps going but does not end gets auto-converge, then post-copy, from the completion
-/// watchdog; once post-copy is applied it is never aborted, however long it takes.
+/// that keeps going but does not end gets auto-converge, then four raises of its allowed
+/// downtime, then post-copy, from the completion watchdog; once post-copy is applied it is never aborted, however long it takes.
 #[test]
 fn with_default_settings_a_migration_in_post_copy_is_never_aborted() {
     let settings = Settings::default();
@@ -331,7 +317,7 @@ fn with_default_settings_a_migration_in_post_copy_is_never_aborted() {
     let mut v = vm_in(Phase::Migrating);
     let day = Time(24 * 3_600_000);
     let (asked, firings) = watch_until(&mut v, &settings, day, true);
-    // Woken for its polls (and the two firings that asked the aids), not every millisecond
+    // Woken for its polls (and the six firings that asked the aids), not every millisecond
     // once the passed deadlines no longer matter.
     let polls = day.0 / settings.progress_interval.as_millis() as u64;
     assert!(
@@ -347,7 +333,14 @@ fn with_default_settings_a_migration_in_post_copy_is_never_aborted() {
         .collect();
     assert_eq!(
         aids,
-        [ConvergenceAid::AutoConverge, ConvergenceAid::PostCopy]
+        [
+            ConvergenceAid::AutoConverge,
+            ConvergenceAid::RaiseDowntime,
+            ConvergenceAid::RaiseDowntime,
+            ConvergenceAid::RaiseDowntime,
+            ConvergenceAid::RaiseDowntime,
+            ConvergenceAid::PostCopy
+        ]
     );
     assert!(
         !asked
@@ -479,15 +472,88 @@ fn a_stop_with_abort_lets_a_migration_in_post_copy_end() {
     assert_eq!(w.phase(), Phase::Aborting);
 }
 
-/// A migrating VM under `settings` (escalating at a stall) with no progress: at 150 s the
-/// first aid is asked and applied; at 300.1 s post-copy is asked (that step's output).
-fn post_copy_asked(settings: &Settings) -> (VmMove, vmove_core::machine::Output) {
-    let mut v = vm_in(Phase::Migrating);
+/// Migrating VM `v` under `settings` (escalating at a stall) with no progress, from its first
+/// firing at 150 s: auto-converge is asked and applied, then the allowed downtime is raised
+/// (applied three times, a stall timeout apart; the fourth answered "not applied", as a host
+/// at its cap answers), and at once post-copy is asked. Returns the aids asked before
+/// post-copy, that step's output and its time.
+fn post_copy_asked(
+    settings: &Settings,
+    v: &mut VmMove,
+) -> (Vec<ConvergenceAid>, vmove_core::machine::Output, Time) {
     let ctx = |now| running_at(settings, now);
-    step(&mut v, ctx(Time(150_000)), VmEvent::Timer).unwrap();
-    step(&mut v, ctx(Time(150_100)), VmEvent::Converged(Ok(true))).unwrap();
-    let out = step(&mut v, ctx(Time(300_100)), VmEvent::Timer).unwrap();
-    (v, out)
+    let mut asked = Vec::new();
+    let mut t = Time(150_000);
+    let mut answered = 0;
+    loop {
+        let out = step(v, ctx(t), VmEvent::Timer).unwrap();
+        let aid = out.commands.iter().find_map(|c| match c {
+            Command::Converge { aid, .. } => Some(*aid),
+            _ => None,
+        });
+        match aid {
+            Some(ConvergenceAid::PostCopy) | None => return (asked, out, t),
+            Some(aid) => asked.push(aid),
+        }
+        answered += 1;
+        // The fourth raise finds the cap: not applied, and the next aid is asked at once.
+        let applied = answered < 5;
+        step(v, ctx(Time(t.0 + 100)), VmEvent::Converged(Ok(applied))).unwrap();
+        t = if applied {
+            Time(t.0 + 100 + settings.stall_timeout.as_millis() as u64)
+        } else {
+            Time(t.0 + 100)
+        };
+    }
+}
+
+/// Under escalation the allowed downtime is raised before post-copy, the aid that cannot be
+/// undone: auto-converge, then raises while the host applies them, and post-copy only once a
+/// raise is not applied (the host's cap reached). Before, the watchdogs never asked for a
+/// raise: `max_downtime_ms` had no effect, and with a new user's libvirt settings
+/// (`auto_converge` and `post_copy` off) no aid was ever applied.
+#[test]
+fn the_allowed_downtime_is_raised_to_the_cap_before_post_copy_is_asked() {
+    let settings = escalating();
+    let mut v = vm_in(Phase::Migrating);
+    let (asked, out, at) = post_copy_asked(&settings, &mut v);
+    assert_eq!(
+        asked,
+        [
+            ConvergenceAid::AutoConverge,
+            ConvergenceAid::RaiseDowntime,
+            ConvergenceAid::RaiseDowntime,
+            ConvergenceAid::RaiseDowntime,
+            ConvergenceAid::RaiseDowntime
+        ]
+    );
+    assert!(asks_post_copy(&out), "{:?}", out.commands);
+    // Four aids applied, each given a stall timeout; the raise not applied costs no wait.
+    assert_eq!(at, Time(150_000 + 4 * 150_100 + 100));
+    // Each applied raise was said.
+    let mut w = vm_in(Phase::Migrating);
+    let ctx = |now| running_at(&settings, now);
+    step(&mut w, ctx(Time(150_000)), VmEvent::Timer).unwrap();
+    step(&mut w, ctx(Time(150_100)), VmEvent::Converged(Ok(true))).unwrap();
+    let out = step(&mut w, ctx(Time(300_100)), VmEvent::Timer).unwrap();
+    assert!(
+        asks(&out, ConvergenceAid::RaiseDowntime),
+        "{:?}",
+        out.commands
+    );
+    let out = step(&mut w, ctx(Time(300_200)), VmEvent::Converged(Ok(true))).unwrap();
+    assert!(
+        out.events.iter().any(|e| matches!(
+            e,
+            EventKind::Escalated {
+                aid: ConvergenceAid::RaiseDowntime,
+                ..
+            }
+        )),
+        "{:?}",
+        out.events
+    );
+    assert!(!aborts(&out));
 }
 
 /// An aid the hypervisor did not apply (post-copy not enabled): the next firing aborts, as
@@ -496,8 +562,9 @@ fn post_copy_asked(settings: &Settings) -> (VmMove, vmove_core::machine::Output)
 fn escalation_aborts_when_post_copy_was_not_applied() {
     let settings = escalating();
     let ctx = |now| running_at(&settings, now);
-    let (mut v, _) = post_copy_asked(&settings);
-    let out = step(&mut v, ctx(Time(300_200)), VmEvent::Converged(Ok(false))).unwrap();
+    let mut v = vm_in(Phase::Migrating);
+    let (_, _, at) = post_copy_asked(&settings, &mut v);
+    let out = step(&mut v, ctx(Time(at.0 + 100)), VmEvent::Converged(Ok(false))).unwrap();
     assert!(
         out.commands
             .iter()
@@ -553,9 +620,11 @@ fn aborts(out: &vmove_core::machine::Output) -> bool {
 fn a_post_copy_refused_during_the_disk_copy_is_asked_again_while_the_migration_progresses() {
     let settings = escalating();
     let ctx = |now| running_at(&settings, now);
-    let (mut v, out) = post_copy_asked(&settings);
+    let mut v = vm_in(Phase::Migrating);
+    let (_, out, at) = post_copy_asked(&settings, &mut v);
     assert!(asks_post_copy(&out), "{:?}", out.commands);
-    let out = step(&mut v, ctx(Time(300_200)), post_copy_refused_for_now()).unwrap();
+    let at = at.0;
+    let out = step(&mut v, ctx(Time(at + 100)), post_copy_refused_for_now()).unwrap();
     assert!(
         !aborts(&out),
         "aborted on a passing refusal: {:?}",
@@ -569,11 +638,16 @@ fn a_post_copy_refused_during_the_disk_copy_is_asked_again_while_the_migration_p
         out.events
     );
     // The disk copy goes on.
-    step(&mut v, ctx(Time(350_000)), done(5 << 30)).unwrap();
+    step(&mut v, ctx(Time(at + 50_000)), done(5 << 30)).unwrap();
     // No progress for a stall timeout since: the next firing asks post-copy again.
-    let out = step(&mut v, ctx(Time(500_100)), VmEvent::Timer).unwrap();
+    let out = step(&mut v, ctx(Time(at + 200_100)), VmEvent::Timer).unwrap();
     assert!(asks_post_copy(&out), "asked again: {:?}", out.commands);
-    let out = step(&mut v, ctx(Time(500_200)), VmEvent::Converged(Ok(true))).unwrap();
+    let out = step(
+        &mut v,
+        ctx(Time(at + 200_200)),
+        VmEvent::Converged(Ok(true)),
+    )
+    .unwrap();
     assert!(out.events.iter().any(|e| matches!(
         e,
         EventKind::Escalated {
@@ -590,19 +664,22 @@ fn a_post_copy_refused_during_the_disk_copy_is_asked_again_while_the_migration_p
 fn a_post_copy_refused_again_without_progress_aborts_the_attempt() {
     let settings = escalating();
     let ctx = |now| running_at(&settings, now);
-    let (mut v, _) = post_copy_asked(&settings);
-    let out = step(&mut v, ctx(Time(300_200)), post_copy_refused_for_now()).unwrap();
+    let mut v = vm_in(Phase::Migrating);
+    let (_, _, at) = post_copy_asked(&settings, &mut v);
+    let at = at.0;
+    let out = step(&mut v, ctx(Time(at + 100)), post_copy_refused_for_now()).unwrap();
     assert!(!aborts(&out));
-    let out = step(&mut v, ctx(Time(450_200)), VmEvent::Timer).unwrap();
+    let out = step(&mut v, ctx(Time(at + 150_100)), VmEvent::Timer).unwrap();
     assert!(asks_post_copy(&out), "{:?}", out.commands);
-    let out = step(&mut v, ctx(Time(450_300)), post_copy_refused_for_now()).unwrap();
+    let out = step(&mut v, ctx(Time(at + 150_200)), post_copy_refused_for_now()).unwrap();
     assert!(aborts(&out), "{:?}", out.commands);
     assert_eq!(v.phase(), Phase::Aborting);
 }
 
 /// With a new user's watchdogs (`completion_action = "escalate"`, `stall_action = "abort"`), the
 /// completion watchdog's first aid not applied (libvirt without `auto_converge` answers so) is
-/// followed at once by its next aid, post-copy. Before, the stall watchdog was made to fire
+/// followed at once by its next aid, and so on to post-copy (a host that cannot raise the
+/// allowed downtime, as Hyper-V, answers each raise so). Before, the stall watchdog was made to fire
 /// instead, with its own action: the attempt was aborted as "stalled: no progress" while it
 /// progressed, and post-copy was never asked (seen on the lab).
 #[test]
@@ -622,25 +699,34 @@ fn an_aid_not_applied_is_followed_by_the_next_one_under_the_default_stall_action
         "{:?}",
         out.commands
     );
-    let out = step(&mut v, ctx(Time(1_000_200)), VmEvent::Converged(Ok(false))).unwrap();
-    assert!(!aborts(&out), "{:?}", out.commands);
-    let out = step(&mut v, ctx(Time(1_000_200)), VmEvent::Timer).unwrap();
-    assert!(
-        !aborts(&out),
-        "aborted: {:?} {:?}",
-        out.commands,
-        out.events
-    );
+    let mut next = Vec::new();
+    let out = loop {
+        let out = step(&mut v, ctx(Time(1_000_200)), VmEvent::Converged(Ok(false))).unwrap();
+        assert!(!aborts(&out), "{:?}", out.commands);
+        let out = step(&mut v, ctx(Time(1_000_200)), VmEvent::Timer).unwrap();
+        assert!(
+            !aborts(&out),
+            "aborted: {:?} {:?}",
+            out.commands,
+            out.events
+        );
+        // The same firing as the one that asked auto-converge: said once (a second "completion
+        // watchdog fired" line at the same instant told the operator nothing new).
+        assert!(
+            !out.events
+                .iter()
+                .any(|e| matches!(e, EventKind::WatchdogFired { .. })),
+            "{:?}",
+            out.events
+        );
+        if asks(&out, ConvergenceAid::RaiseDowntime) {
+            next.push(ConvergenceAid::RaiseDowntime);
+        } else {
+            break out;
+        }
+    };
+    assert_eq!(next, [ConvergenceAid::RaiseDowntime; 4]);
     assert!(asks_post_copy(&out), "{:?}", out.commands);
-    // The same firing as the one that asked auto-converge: said once (a second "completion
-    // watchdog fired" line at the same instant told the operator nothing new).
-    assert!(
-        !out.events
-            .iter()
-            .any(|e| matches!(e, EventKind::WatchdogFired { .. })),
-        "{:?}",
-        out.events
-    );
     // Not applied either: no aid is left, the attempt is aborted, saying why.
     let out = step(&mut v, ctx(Time(1_000_300)), VmEvent::Converged(Ok(false))).unwrap();
     assert!(aborts(&out), "{:?}", out.commands);

@@ -645,7 +645,7 @@ async fn convergence_aids_on_a_real_migration_and_post_copy_is_never_aborted() {
 
 /// vmove itself (the real binary), with hosts that allow post-copy and a 2 MiB/s cap, and
 /// watchdogs short enough to fire while libvirt still mirrors the disks: auto-converge is not
-/// armed (not applied), post-copy is refused by QEMU while the disks copy ("Postcopy must be
+/// armed (not applied), nor is a raise of the allowed downtime (capped at QEMU's 300 ms), post-copy is refused by QEMU while the disks copy ("Postcopy must be
 /// started after migration has been started") and asked again while the copy progresses,
 /// until it takes; the VM moves in one attempt and runs on hostB only; without and with `p2p`.
 /// Before, the first aid not applied made the stall watchdog fire with its default action
@@ -664,8 +664,10 @@ fn vmove_asks_post_copy_again_after_a_refusal_during_the_disk_copy_and_the_vm_mo
             if p2p { "pcagainp" } else { "pcagain" },
             &["--linux", "--size", "64"],
         );
+        // `max_downtime_ms = 300`, QEMU's own allowed downtime: the raises the watchdogs ask
+        // before post-copy are not applied, so post-copy is asked while the disks still copy.
         let host = format!(
-            "post_copy = true\nbandwidth_mib_s = 2\n{}",
+            "post_copy = true\nbandwidth_mib_s = 2\nmax_downtime_ms = 300\n{}",
             if p2p { "p2p = true\n" } else { "" }
         );
         // The watchdogs: a completion timeout of 10 s (the disks alone take about 30 s at
@@ -696,6 +698,83 @@ fn vmove_asks_post_copy_again_after_a_refusal_during_the_disk_copy_and_the_vm_mo
         );
         assert!(
             !out.contains("no convergence aid helped") && !out.contains("stalled"),
+            "p2p {p2p}: an attempt was aborted: {out}"
+        );
+        let state = |h: &str| virsh(h, &["domstate", &name]).unwrap_or_else(|_| "absent".into());
+        assert_eq!(state(b()), "running", "p2p {p2p}: {out}");
+        assert_eq!(state(a()), "absent", "p2p {p2p}: {out}");
+        lab.cleanup(&name);
+    }
+}
+
+/// vmove itself (the real binary) with a new user's host settings (no `auto_converge`, no
+/// `post_copy`: the only aid such hosts can apply is a raised allowed downtime) and a 2 MiB/s
+/// cap, so that the migration outlives a 10 s completion timeout: the completion watchdog's
+/// auto-converge is not applied, and the allowed downtime is raised instead (libvirt's
+/// `migrate-getmaxdowntime` on the source reads more than QEMU's 300 ms while it runs); the
+/// migration goes on and the VM moves in its first attempt; without and with `p2p`. Before,
+/// the watchdogs never asked for a raise (`max_downtime_ms` had no effect): auto-converge and
+/// post-copy both not applied, every attempt was aborted at its completion timeout ("did not
+/// converge and no convergence aid helped").
+#[test]
+fn vmove_with_a_new_users_settings_raises_the_allowed_downtime_past_the_completion_timeout() {
+    if !lab_enabled(
+        "vmove_with_a_new_users_settings_raises_the_allowed_downtime_past_the_completion_timeout",
+    ) {
+        return;
+    }
+    let lab = Lab::new();
+    for p2p in [false, true] {
+        let (_, name) = lab.mkvm(
+            if p2p { "raisep" } else { "raise" },
+            &["--linux", "--size", "64"],
+        );
+        let host = format!(
+            "bandwidth_mib_s = 2\n{}",
+            if p2p { "p2p = true\n" } else { "" }
+        );
+        // A completion timeout of 10 s (the disks alone take about 30 s at 2 MiB/s); each raise
+        // applied is given a stall timeout (40 s) before the next firing.
+        let dir = run_folder(
+            &name,
+            "completion_timeout_min = \"10s\"\ncompletion_timeout_per_gib = \"1s\"\nstall_timeout = \"40s\"\n",
+            [(uri(a()), &host), (uri(b()), &host)],
+        );
+        let mut child = spawn_vmove(
+            &dir,
+            "run",
+            &["migrate", &format!("{}:{name}", a()), "--to", b()],
+        );
+        // The source's allowed downtime while the migration runs (libvirt answers only while
+        // a migration job runs; the largest figure read is kept).
+        let mut most = 0u64;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if let Some(ms) = virsh(a(), &["migrate-getmaxdowntime", &name])
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+            {
+                most = most.max(ms);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let out = said(&dir, "run");
+        eprintln!("p2p {p2p}: largest allowed downtime read {most} ms\n{out}");
+        assert!(status.success(), "p2p {p2p}: vmove exited {status}: {out}");
+        assert!(
+            out.contains("completion watchdog fired") && out.contains("applying RaiseDowntime"),
+            "p2p {p2p}: the allowed downtime was not raised: {out}"
+        );
+        assert!(
+            most > 300,
+            "p2p {p2p}: the source's allowed downtime never read above 300 ms (largest {most})"
+        );
+        assert!(
+            !out.contains("no convergence aid helped")
+                && !out.contains("attempt 1 failed")
+                && !out.contains("attempt 2,"),
             "p2p {p2p}: an attempt was aborted: {out}"
         );
         let state = |h: &str| virsh(h, &["domstate", &name]).unwrap_or_else(|_| "absent".into());

@@ -33,8 +33,8 @@ mod state;
 
 pub use faults::{Faults, ForeignWindow, MidFault, StartFault, Window};
 pub use files::destination_path;
-pub use precopy::DEFAULT_DOWNTIME_MS;
 pub(crate) use precopy::MIN_FINAL_ROUND;
+pub use precopy::{DEFAULT_DOWNTIME_MS, MAX_DOWNTIME_MS};
 pub(crate) use spec::MS_PER_SEC;
 pub use spec::{
     DiskSpec, GIB, HostSpec, MIB, MigrationEnd, RouteSpec, Shape, SimError, VmSpec, uuid_like,

@@ -3,6 +3,7 @@
 
 use super::faults::StartFault;
 use super::files::destination_path;
+use super::precopy::raised_downtime;
 use super::spec::{Shape, uuid_like};
 use super::state::{SimCluster, Stage};
 use std::collections::BTreeSet;
@@ -437,7 +438,8 @@ impl SimCluster {
     }
 
     /// Applies a convergence aid: auto-converge quarters the dirty rate, post-copy finishes the
-    /// current round and completes, raising the downtime quadruples it.
+    /// current round and completes, raising the downtime doubles it up to
+    /// [`MAX_DOWNTIME_MS`](super::MAX_DOWNTIME_MS) (not applied once there).
     pub fn converge(
         &mut self,
         req: &MigrationRequest,
@@ -468,7 +470,13 @@ impl SimCluster {
         match aid {
             ConvergenceAid::AutoConverge => mg.dirty_rate /= 4,
             ConvergenceAid::PostCopy => mg.postcopy = true,
-            ConvergenceAid::RaiseDowntime => mg.downtime_ms = mg.downtime_ms.saturating_mul(4),
+            ConvergenceAid::RaiseDowntime => {
+                let next = raised_downtime(mg.downtime_ms);
+                if next <= mg.downtime_ms {
+                    return Ok(false);
+                }
+                mg.downtime_ms = next;
+            }
         }
         Ok(true)
     }

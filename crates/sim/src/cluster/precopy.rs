@@ -12,6 +12,20 @@ use vmove_core::time::Time;
 /// Default allowed downtime of the final stop-and-copy, ms (QEMU's default is 300 ms).
 pub const DEFAULT_DOWNTIME_MS: u64 = 300;
 
+/// The most a raise (`ConvergenceAid::RaiseDowntime`) takes the allowed downtime to, ms: the
+/// libvirt driver's default cap (`max_downtime_ms`, `DEFAULT_MAX_DOWNTIME_MS` in
+/// crates/driver-libvirt/src/config.rs).
+pub const MAX_DOWNTIME_MS: u64 = 2000;
+
+/// The allowed downtime after a raise from `ms`: doubled, from at least 150 ms, up to
+/// [`MAX_DOWNTIME_MS`], as the libvirt driver raises it (`converge` in
+/// crates/driver-libvirt/src/driver/jobs.rs: `virDomainMigrateGetMaxDowntime`, then
+/// `virDomainMigrateSetMaxDowntime` with the doubled figure; libvirt's docs of the latter: the
+/// maximum tolerable time the guest is paused at the end of a live migration).
+pub(crate) fn raised_downtime(ms: u64) -> u64 {
+    (ms.max(150).saturating_mul(2)).min(MAX_DOWNTIME_MS)
+}
+
 /// The smallest budget of the final stop-and-copy: a memory round this small always fits,
 /// however slow the route (`alone` in `scenarios::bound` follows the same rule).
 pub(crate) const MIN_FINAL_ROUND: u64 = MIB;
