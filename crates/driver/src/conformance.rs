@@ -14,7 +14,7 @@ pub use checks::{
     abort_leaves_vm_on_source, already_migrating_is_refused, destination_path_taken_is_refused,
     footprint_and_unknown_vm, hosts_and_host_info, list_vms_shows_created_vm,
     live_migration_end_to_end, offline_migration, preflight_names_a_taken_destination_path,
-    preflight_reads_only, start_on_missing_vm_fails,
+    preflight_reads_only, start_on_missing_vm_fails, vm_without_disks_moves,
 };
 pub use fixture::{CheckResult, DEFAULT_MIGRATION_TIMEOUT, Fixture, VmShape};
 
@@ -41,6 +41,7 @@ macro_rules! conformance_tests {
             footprint_and_unknown_vm,
             live_migration_end_to_end,
             offline_migration,
+            vm_without_disks_moves,
             abort_leaves_vm_on_source,
             start_on_missing_vm_fails,
             destination_path_taken_is_refused,

@@ -304,7 +304,13 @@ fn vms_without_disks_move_instead_of_livelocking_the_simulator() {
     );
     let out = simulate(spec, cluster, SimOptions::default()).expect("the run finishes");
     for v in &out.snapshot.vms {
-        assert_eq!((v.phase, v.attempts), (Phase::Moved, 1), "{}: {:?}", v.name, v.reason);
+        assert_eq!(
+            (v.phase, v.attempts),
+            (Phase::Moved, 1),
+            "{}: {:?}",
+            v.name,
+            v.reason
+        );
     }
     assert_eq!(out.snapshot.vms.len(), 2);
 }

@@ -252,6 +252,16 @@ pub async fn footprint_and_unknown_vm(f: &dyn Fixture) -> CheckResult {
 
 /// Checks that the VM is on the destination only and that the source leftovers go away.
 async fn prove_and_clean(f: &dyn Fixture, req: &MigrationRequest) -> CheckResult {
+    prove_and_clean_leaving(f, req, true).await
+}
+
+/// [`prove_and_clean`], where a VM with no disks may leave nothing on the source
+/// (`leftovers_expected` false).
+async fn prove_and_clean_leaving(
+    f: &dyn Fixture,
+    req: &MigrationRequest,
+    leftovers_expected: bool,
+) -> CheckResult {
     let d = f.driver();
     let v = d
         .verify(req)
@@ -280,7 +290,7 @@ async fn prove_and_clean(f: &dyn Fixture, req: &MigrationRequest) -> CheckResult
         .await
         .map_err(|e| format!("leftovers failed: {e}"))?;
     ensure!(
-        !left.is_empty(),
+        !left.is_empty() || !leftovers_expected,
         "no leftovers on the source after a move (its disk images stay there)"
     );
     for l in &left {
@@ -371,6 +381,58 @@ pub async fn offline_migration(f: &dyn Fixture) -> CheckResult {
         prove_and_clean(f, &req).await
     })
     .await
+}
+
+/// A VM with no disks (a network-booted guest) moves live, and shut off moves offline: each
+/// completes, is listed on the destination in its power state and no longer on the source, is
+/// proven, and whatever it left on the source can be removed.
+pub async fn vm_without_disks_moves(f: &dyn Fixture) -> CheckResult {
+    for running in [true, false] {
+        let s = VmShape {
+            name: if running {
+                "conf-nodisk-live"
+            } else {
+                "conf-nodisk-off"
+            }
+            .into(),
+            running,
+            memory_mib: SMALL_VM_MIB,
+            disks_mib: vec![],
+        };
+        with_vm(f, s, |f, vm| async move {
+            let mode = if running {
+                MigrationMode::Live
+            } else {
+                MigrationMode::Offline
+            };
+            let req = request(f, &vm, mode, 1).await?;
+            let h = f
+                .driver()
+                .start_migration(&req)
+                .await
+                .map_err(|e| format!("start_migration of a VM with no disks failed: {e}"))?;
+            let end = wait_end(f, &req, &h).await?;
+            ensure!(
+                end == MigrationStatus::Completed,
+                "the {mode:?} migration of a VM with no disks ended {end:?}"
+            );
+            let info = find(f, &f.destination(), &vm)
+                .await?
+                .ok_or("the moved VM with no disks is not listed on the destination")?;
+            ensure!(
+                info.power.is_live() == running,
+                "the VM with no disks moved {mode:?} is {:?} on the destination",
+                info.power
+            );
+            ensure!(
+                find(f, &f.source(), &vm).await?.is_none(),
+                "the moved VM with no disks is still listed on the source"
+            );
+            prove_and_clean_leaving(f, &req, false).await
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// An aborted migration leaves the VM running on the source only; what it left on the
