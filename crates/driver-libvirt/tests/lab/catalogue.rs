@@ -160,6 +160,32 @@ in_both_modes!(
     catalogue_cdrom_present_on_the_destination_moves_in
 );
 
+/// A second disk in raw format at a path with a space in it (the lab's other shapes have one
+/// qcow2 disk at a plain path). A running VM of this shape with a non-ASCII name (`raw vm é`)
+/// was also moved live by the real binary on the lab, by hand.
+const RAW_DISK: &str = "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='/var/lib/libvirt/images/{name}-raw disk.img'/><target dev='vdb' bus='virtio'/></disk>";
+
+async fn catalogue_raw_disk_at_a_path_with_a_space_moves_in(lab: &Lab) {
+    let (vm, name) = shape(lab, "cat-raw", RAW_DISK);
+    let raw = format!("/var/lib/libvirt/images/{name}-raw disk.img");
+    // 8 MiB that are not zeros (zeros might be skipped by a copy and still compare equal).
+    let bytes: Vec<u8> = (0..8u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(outside(a(), &raw), bytes).unwrap();
+    virsh(a(), &["pool-refresh", "images"]).unwrap();
+    let sum = checksum(a(), &raw);
+    moves(lab, &vm, &name).await;
+    assert_eq!(sum, checksum(b(), &raw), "{raw} differs on {}", b());
+    assert!(!outside(a(), &raw).exists(), "{raw} left on {}", a());
+    lab.cleanup(&name);
+}
+in_both_modes!(
+    catalogue_raw_disk_at_a_path_with_a_space_moves,
+    catalogue_raw_disk_at_a_path_with_a_space_moves_p2p,
+    catalogue_raw_disk_at_a_path_with_a_space_moves_in
+);
+
 async fn catalogue_cdrom_absent_on_the_destination_is_refused_in(lab: &Lab) {
     let (vm, name) = shape(lab, "cat-cdno", CDROM);
     let iso = format!("/var/lib/libvirt/images/{name}-cd.iso");
