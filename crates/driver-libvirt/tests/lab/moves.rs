@@ -708,7 +708,7 @@ fn vmove_asks_post_copy_again_after_a_refusal_during_the_disk_copy_and_the_vm_mo
 }
 
 /// vmove itself (the real binary) with a new user's host settings (no `auto_converge`, no
-/// `post_copy`: the only aid such hosts can apply is a raised allowed downtime) and a 2 MiB/s
+/// `post_copy`: the only aid such hosts can apply is a raised allowed downtime) and a 4 MiB/s
 /// cap, so that the migration outlives a 10 s completion timeout: the completion watchdog's
 /// auto-converge is not applied, and the allowed downtime is raised instead (libvirt's
 /// `migrate-getmaxdowntime` on the source reads more than QEMU's 300 ms while it runs); the
@@ -724,42 +724,52 @@ fn vmove_with_a_new_users_settings_raises_the_allowed_downtime_past_the_completi
         return;
     }
     let lab = Lab::new();
-    for p2p in [false, true] {
-        let (_, name) = lab.mkvm(
-            if p2p { "raisep" } else { "raise" },
-            &["--linux", "--size", "64"],
-        );
-        let host = format!(
-            "bandwidth_mib_s = 2\n{}",
-            if p2p { "p2p = true\n" } else { "" }
-        );
-        // A completion timeout of 10 s (the disks alone take about 30 s at 2 MiB/s); each raise
-        // applied is given a stall timeout (40 s) before the next firing.
-        let dir = run_folder(
-            &name,
-            "completion_timeout_min = \"10s\"\ncompletion_timeout_per_gib = \"1s\"\nstall_timeout = \"40s\"\n",
-            [(uri(a()), &host), (uri(b()), &host)],
-        );
-        let mut child = spawn_vmove(
-            &dir,
-            "run",
-            &["migrate", &format!("{}:{name}", a()), "--to", b()],
-        );
-        // The source's allowed downtime while the migration runs (libvirt answers only while
-        // a migration job runs; the largest figure read is kept).
-        let mut most = 0u64;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if let Some(ms) = virsh(a(), &["migrate-getmaxdowntime", &name])
+    // Both modes at once (two runs, each with its own VM, folder and journal), so that the
+    // test takes one migration's time.
+    let mut runs: Vec<_> = [false, true]
+        .into_iter()
+        .map(|p2p| {
+            let (_, name) = lab.mkvm(
+                if p2p { "raisep" } else { "raise" },
+                &["--linux", "--size", "64"],
+            );
+            let host = format!(
+                "bandwidth_mib_s = 4\n{}",
+                if p2p { "p2p = true\n" } else { "" }
+            );
+            // A completion timeout of 10 s (the guest's 128 MiB of memory take about 35 s at
+            // 4 MiB/s); each raise applied is given a stall timeout (40 s) before the next
+            // firing.
+            let dir = run_folder(
+                &name,
+                "completion_timeout_min = \"10s\"\ncompletion_timeout_per_gib = \"1s\"\nstall_timeout = \"40s\"\n",
+                [(uri(a()), &host), (uri(b()), &host)],
+            );
+            let child = spawn_vmove(
+                &dir,
+                "run",
+                &["migrate", &format!("{}:{name}", a()), "--to", b()],
+            );
+            (p2p, name, dir, child, 0u64, None)
+        })
+        .collect();
+    // The source's allowed downtime while each migration runs (libvirt answers only while a
+    // migration job runs; the largest figure read is kept).
+    while runs.iter().any(|r| r.5.is_none()) {
+        for (_, name, _, child, most, status) in runs.iter_mut().filter(|r| r.5.is_none()) {
+            if let Some(s) = child.try_wait().unwrap() {
+                *status = Some(s);
+            } else if let Some(ms) = virsh(a(), &["migrate-getmaxdowntime", name])
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok())
             {
-                most = most.max(ms);
+                *most = (*most).max(ms);
             }
-            std::thread::sleep(Duration::from_millis(500));
-        };
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for (p2p, name, dir, _, most, status) in runs {
+        let status = status.unwrap();
         let out = said(&dir, "run");
         eprintln!("p2p {p2p}: largest allowed downtime read {most} ms\n{out}");
         assert!(status.success(), "p2p {p2p}: vmove exited {status}: {out}");
