@@ -562,6 +562,29 @@ pub enum ConvergenceAid {
     RaiseDowntime,
 }
 
+/// The most a [`ConvergenceAid::RaiseDowntime`] takes a migration's allowed downtime to unless
+/// the host says otherwise, ms (the libvirt driver's `max_downtime_ms` default; the simulator's
+/// cap).
+pub const DEFAULT_DOWNTIME_CAP_MS: u64 = 2000;
+
+/// The smallest allowed downtime a raise doubles from, ms: a host set lower than this gets
+/// 300 ms at the first raise rather than creeping up from a few ms.
+pub const DOWNTIME_RAISE_FLOOR_MS: u64 = 150;
+
+/// The allowed downtime after one [`ConvergenceAid::RaiseDowntime`] from `current_ms` on a host
+/// whose cap is `cap_ms`: doubled, from at least [`DOWNTIME_RAISE_FLOOR_MS`], up to the cap.
+/// `None` when that raises nothing (the migration is at or above the cap): the aid is then not
+/// applied, and the next one is asked. The one rule for every driver that raises (the libvirt
+/// driver, through `virDomainMigrateSetMaxDowntime`) and for the simulator's model of it, as
+/// Proxmox raises it (`increase_migrate_downtime`: doubled while the migration does not end).
+pub fn raised_downtime(current_ms: u64, cap_ms: u64) -> Option<u64> {
+    let next = current_ms
+        .max(DOWNTIME_RAISE_FLOOR_MS)
+        .saturating_mul(2)
+        .min(cap_ms);
+    (next > current_ms).then_some(next)
+}
+
 /// Where a VM is, as the hosts say (used after an unclear outcome and on resume).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Location {

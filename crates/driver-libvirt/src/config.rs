@@ -3,8 +3,9 @@
 use serde::Deserialize;
 
 /// The default cap of the allowed downtime a convergence aid may raise to, ms: 2 s, a pause
-/// most guests and their clients ride out (libvirt's own default is 300 ms).
-pub const DEFAULT_MAX_DOWNTIME_MS: u64 = 2000;
+/// most guests and their clients ride out (libvirt's own default is 300 ms). The core's
+/// [`vmove_driver::DEFAULT_DOWNTIME_CAP_MS`], which the simulator models too.
+pub const DEFAULT_MAX_DOWNTIME_MS: u64 = vmove_driver::DEFAULT_DOWNTIME_CAP_MS;
 
 /// One libvirt host. Example:
 /// ```toml
@@ -48,7 +49,8 @@ pub struct LibvirtHostConfig {
     pub bandwidth_mib_s: Option<u64>,
     /// Cap when the allowed downtime is raised (`ConvergenceAid::RaiseDowntime`), ms (default
     /// 2000, `DEFAULT_MAX_DOWNTIME_MS`). A watchdog that escalates asks, after auto-converge, up
-    /// to four raises, each doubling the allowed downtime up to this cap, then post-copy.
+    /// to four raises, each doubling the allowed downtime up to this cap
+    /// ([`vmove_driver::raised_downtime`]), then post-copy.
     #[serde(default)]
     pub max_downtime_ms: Option<u64>,
     /// Seconds between libvirt keepalive probes on every connection vmove opens to the host

@@ -507,6 +507,32 @@ fn post_copy_asked(
     }
 }
 
+/// One raise rule for every driver and the simulator (`model::raised_downtime`): doubled from
+/// at least 150 ms, up to the host's cap, and no raise at or above the cap. The libvirt driver
+/// and the simulator each had their own copy of it; the simulator's earlier one quadrupled
+/// without a cap.
+#[test]
+fn a_raise_doubles_from_the_floor_up_to_the_cap_and_is_no_raise_at_the_cap() {
+    use vmove_core::model::{DEFAULT_DOWNTIME_CAP_MS, raised_downtime};
+    let cap = DEFAULT_DOWNTIME_CAP_MS;
+    // QEMU's default 300 ms: 600, 1200, 2000 (capped), then nothing.
+    let mut ladder = vec![300];
+    while let Some(next) = raised_downtime(*ladder.last().unwrap(), cap) {
+        ladder.push(next);
+    }
+    assert_eq!(ladder, [300, 600, 1200, 2000]);
+    // A host set very low starts from the floor; one set above the cap is left alone.
+    assert_eq!(raised_downtime(0, cap), Some(300));
+    assert_eq!(raised_downtime(20, cap), Some(300));
+    assert_eq!(raised_downtime(5000, cap), None);
+    // A cap below the floor's double is still reached, and a cap of 0 raises nothing.
+    assert_eq!(raised_downtime(100, 200), Some(200));
+    assert_eq!(raised_downtime(100, 0), None);
+    // No overflow at the top of the range.
+    assert_eq!(raised_downtime(u64::MAX / 2 + 1, u64::MAX), Some(u64::MAX));
+    assert_eq!(raised_downtime(u64::MAX, u64::MAX), None);
+}
+
 /// Under escalation the allowed downtime is raised before post-copy, the aid that cannot be
 /// undone: auto-converge, then raises while the host applies them, and post-copy only once a
 /// raise is not applied (the host's cap reached). Before, the watchdogs never asked for a

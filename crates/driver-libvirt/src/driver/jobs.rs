@@ -25,10 +25,6 @@ const ABORT_TRIES: u32 = 100;
 const JOB_END_POLL: Duration = Duration::from_millis(200);
 const JOB_END_TRIES: u32 = 150;
 
-/// The smallest allowed downtime a raise doubles from, ms: a host set lower than this gets
-/// 300 ms at the first raise rather than creeping up from a few ms.
-const DOWNTIME_FLOOR_MS: u64 = 150;
-
 /// [`Driver::start_migration`]: prepares (checks, pre-created images), then runs the migration
 /// on a blocking thread of its own, which reports its outcome through the [`Migration`] record.
 pub(super) async fn start(
@@ -243,10 +239,9 @@ pub(super) async fn converge(
                 }
                 let now = ffi::max_downtime(&dom)
                     .map_err(read_err("cannot read the allowed downtime"))?;
-                let next = (now.max(DOWNTIME_FLOOR_MS) * 2).min(cap);
-                if next <= now {
+                let Some(next) = raised_downtime(now, cap) else {
                     return Ok(false);
-                }
+                };
                 dom.migrate_set_max_downtime(next, 0).map_err(|e| {
                     from_virt(&e, "cannot raise the allowed downtime", Phase::Change)
                 })?;

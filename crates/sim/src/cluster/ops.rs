@@ -3,7 +3,7 @@
 
 use super::faults::StartFault;
 use super::files::destination_path;
-use super::precopy::raised_downtime;
+use super::precopy::MAX_DOWNTIME_MS;
 use super::spec::{Shape, uuid_like};
 use super::state::{SimCluster, Stage};
 use std::collections::BTreeSet;
@@ -471,10 +471,11 @@ impl SimCluster {
             ConvergenceAid::AutoConverge => mg.dirty_rate /= 4,
             ConvergenceAid::PostCopy => mg.postcopy = true,
             ConvergenceAid::RaiseDowntime => {
-                let next = raised_downtime(mg.downtime_ms);
-                if next <= mg.downtime_ms {
+                let Some(next) =
+                    vmove_core::model::raised_downtime(mg.downtime_ms, MAX_DOWNTIME_MS)
+                else {
                     return Ok(false);
-                }
+                };
                 mg.downtime_ms = next;
             }
         }

@@ -13,18 +13,14 @@ use vmove_core::time::Time;
 pub const DEFAULT_DOWNTIME_MS: u64 = 300;
 
 /// The most a raise (`ConvergenceAid::RaiseDowntime`) takes the allowed downtime to, ms: the
-/// libvirt driver's default cap (`max_downtime_ms`, `DEFAULT_MAX_DOWNTIME_MS` in
-/// crates/driver-libvirt/src/config.rs).
-pub const MAX_DOWNTIME_MS: u64 = 2000;
-
-/// The allowed downtime after a raise from `ms`: doubled, from at least 150 ms, up to
-/// [`MAX_DOWNTIME_MS`], as the libvirt driver raises it (`converge` in
-/// crates/driver-libvirt/src/driver/jobs.rs: `virDomainMigrateGetMaxDowntime`, then
-/// `virDomainMigrateSetMaxDowntime` with the doubled figure; libvirt's docs of the latter: the
-/// maximum tolerable time the guest is paused at the end of a live migration).
-pub(crate) fn raised_downtime(ms: u64) -> u64 {
-    (ms.max(150).saturating_mul(2)).min(MAX_DOWNTIME_MS)
-}
+/// libvirt driver's default cap (`max_downtime_ms`), the core's
+/// [`DEFAULT_DOWNTIME_CAP_MS`](vmove_core::model::DEFAULT_DOWNTIME_CAP_MS). A raise follows the
+/// core's [`raised_downtime`](vmove_core::model::raised_downtime), the rule the libvirt driver
+/// applies (`converge` in crates/driver-libvirt/src/driver/jobs.rs:
+/// `virDomainMigrateGetMaxDowntime`, then `virDomainMigrateSetMaxDowntime` with the raised
+/// figure; libvirt's docs of the latter: the maximum tolerable time the guest is paused at the
+/// end of a live migration).
+pub const MAX_DOWNTIME_MS: u64 = vmove_core::model::DEFAULT_DOWNTIME_CAP_MS;
 
 /// The smallest budget of the final stop-and-copy: a memory round this small always fits,
 /// however slow the route (`alone` in `scenarios::bound` follows the same rule).
