@@ -34,11 +34,37 @@ export VMOVE_E2E_KEEP=1
 home_data="${HOME:-/root}/.local/share/vmove"
 home_stamp="$(mktemp)"
 passed=0; failed=0; failures=()
-for s in e2e slots stall-net stall-daemon crash crash-many check-catalogue ledger low-disk; do
-  [ -f "$LAB_SCRIPTS/$s.sh" ] || continue
-  log "lab script: $s.sh"
-  if bash "$LAB_SCRIPTS/$s.sh"; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$s"); fi
+# The scripts of one step (a quoted group) run at the same time. Only scripts on lab hosts of
+# their own share a step, and the three of this one mostly wait: stall-net.sh (hostI hostJ, in
+# namespaces) and stall-daemon.sh (hostM hostN) each wait out a watchdog on one slow VM, and
+# crash.sh (hostC hostD) waits out leases after its kills: about 75, 120 and 75 s one after the
+# other, 120 s together. Each one's output is printed whole once its step ends.
+steps=(e2e slots "stall-net stall-daemon crash" crash-many check-catalogue ledger low-disk)
+outs="$(mktemp -d)"
+for step in "${steps[@]}"; do
+  read -ra names <<<"$step"
+  if [ "${#names[@]}" = 1 ]; then
+    s="${names[0]}"
+    [ -f "$LAB_SCRIPTS/$s.sh" ] || continue
+    log "lab script: $s.sh"
+    if bash "$LAB_SCRIPTS/$s.sh"; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$s"); fi
+    continue
+  fi
+  pids=()
+  log "lab scripts at the same time: ${names[*]/%/.sh}"
+  for s in "${names[@]}"; do
+    bash "$LAB_SCRIPTS/$s.sh" >"$outs/$s.log" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${!names[@]}"; do
+    s="${names[$i]}"
+    if wait "${pids[$i]}"; then rc=0; else rc=$?; fi
+    log "lab script: $s.sh (exit $rc)"
+    cat "$outs/$s.log"
+    if [ "$rc" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$s"); fi
+  done
 done
+rm -rf "$outs"
 touched="$(find "$home_data" -newer "$home_stamp" 2>/dev/null || true)"
 rm -f "$home_stamp"
 if [ -n "$touched" ]; then
