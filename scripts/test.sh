@@ -44,7 +44,7 @@ VMOVE_REQUIRE_POSTGRES=1 VMOVE_REQUIRE_PYPSRP=1 VMOVE_REQUIRE_CLI_E2E=1 VMOVE_RE
   cargo test --workspace --all-features --locked --release --no-fail-fast 2>&1 | tee /tmp/vmove-test-unit.log
 unit=${PIPESTATUS[0]}
 
-disk_report "before the lab" 2
+disk_report "before the lab" 3
 # The build without libvirt and the API docs need no lab. They build while the lab runs (it
 # mostly waits on throttled migrations and watchdogs), at the lowest CPU priority so that the
 # lab's guests and timings come first, each in a target folder of its own: cargo locks a target

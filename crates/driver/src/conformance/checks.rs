@@ -142,6 +142,45 @@ async fn wait_for_end_agrees(
     }
 }
 
+/// Moves `vm` in `mode` (attempt 1) and checks that it arrived: the migration completes, the
+/// driver's [`Driver::wait_for_end`] agrees with its polls, and the VM is listed on the
+/// destination in the power state its mode keeps (running after a live move, off after an
+/// offline one) and no longer on the source. `what` names the VM in the errors. The request,
+/// for the proof and the clean-up that follow.
+async fn move_and_see_it_arrive(
+    f: &dyn Fixture,
+    vm: &VmId,
+    mode: MigrationMode,
+    what: &str,
+) -> Result<MigrationRequest, String> {
+    let req = request(f, vm, mode, 1).await?;
+    let h = f
+        .driver()
+        .start_migration(&req)
+        .await
+        .map_err(|e| format!("start_migration of {what} failed: {e}"))?;
+    let end = wait_end(f, &req, &h).await?;
+    ensure!(
+        end == MigrationStatus::Completed,
+        "the {mode:?} migration of {what} ended {end:?}"
+    );
+    wait_for_end_agrees(f, &req, &h, &end).await?;
+    let info = find(f, &f.destination(), vm)
+        .await?
+        .ok_or_else(|| format!("{what}, moved, is not listed on the destination"))?;
+    let live = mode == MigrationMode::Live;
+    ensure!(
+        info.power.is_live() == live,
+        "{what}, moved {mode:?}, is {:?} on the destination",
+        info.power
+    );
+    ensure!(
+        find(f, &f.source(), vm).await?.is_none(),
+        "{what}, moved {mode:?}, is still listed on the source"
+    );
+    Ok(req)
+}
+
 /// Runs `body` on a fresh VM and destroys the VM afterwards, whatever happened.
 async fn with_vm<'a, F, Fut>(f: &'a dyn Fixture, s: VmShape, body: F) -> CheckResult
 where
@@ -327,30 +366,7 @@ async fn prove_and_clean_leaving(
 /// A live migration completes, is proven, and its source leftovers can be removed.
 pub async fn live_migration_end_to_end(f: &dyn Fixture) -> CheckResult {
     with_vm(f, shape("conf-live", true), |f, vm| async move {
-        let req = request(f, &vm, MigrationMode::Live, 1).await?;
-        let h = f
-            .driver()
-            .start_migration(&req)
-            .await
-            .map_err(|e| format!("start_migration failed: {e}"))?;
-        let end = wait_end(f, &req, &h).await?;
-        ensure!(
-            end == MigrationStatus::Completed,
-            "the live migration ended {end:?}"
-        );
-        wait_for_end_agrees(f, &req, &h, &end).await?;
-        let info = find(f, &f.destination(), &vm)
-            .await?
-            .ok_or("the moved VM is not listed on the destination")?;
-        ensure!(
-            info.power.is_live(),
-            "the VM moved live is {:?} on the destination",
-            info.power
-        );
-        ensure!(
-            find(f, &f.source(), &vm).await?.is_none(),
-            "the moved VM is still listed on the source"
-        );
+        let req = move_and_see_it_arrive(f, &vm, MigrationMode::Live, "the VM").await?;
         prove_and_clean(f, &req).await
     })
     .await
@@ -359,25 +375,7 @@ pub async fn live_migration_end_to_end(f: &dyn Fixture) -> CheckResult {
 /// A shut-off VM moves offline and stays off.
 pub async fn offline_migration(f: &dyn Fixture) -> CheckResult {
     with_vm(f, shape("conf-offline", false), |f, vm| async move {
-        let req = request(f, &vm, MigrationMode::Offline, 1).await?;
-        let h = f
-            .driver()
-            .start_migration(&req)
-            .await
-            .map_err(|e| format!("start_migration failed: {e}"))?;
-        let end = wait_end(f, &req, &h).await?;
-        ensure!(
-            end == MigrationStatus::Completed,
-            "the offline migration ended {end:?}"
-        );
-        let info = find(f, &f.destination(), &vm)
-            .await?
-            .ok_or("the moved VM is not listed on the destination")?;
-        ensure!(
-            !info.power.is_live(),
-            "a VM moved offline is {:?} on the destination",
-            info.power
-        );
+        let req = move_and_see_it_arrive(f, &vm, MigrationMode::Offline, "the VM").await?;
         prove_and_clean(f, &req).await
     })
     .await
@@ -387,47 +385,18 @@ pub async fn offline_migration(f: &dyn Fixture) -> CheckResult {
 /// completes, is listed on the destination in its power state and no longer on the source, is
 /// proven, and whatever it left on the source can be removed.
 pub async fn vm_without_disks_moves(f: &dyn Fixture) -> CheckResult {
-    for running in [true, false] {
+    for (running, name, mode) in [
+        (true, "conf-nodisk-live", MigrationMode::Live),
+        (false, "conf-nodisk-off", MigrationMode::Offline),
+    ] {
         let s = VmShape {
-            name: if running {
-                "conf-nodisk-live"
-            } else {
-                "conf-nodisk-off"
-            }
-            .into(),
+            name: name.into(),
             running,
             memory_mib: SMALL_VM_MIB,
             disks_mib: vec![],
         };
         with_vm(f, s, |f, vm| async move {
-            let mode = if running {
-                MigrationMode::Live
-            } else {
-                MigrationMode::Offline
-            };
-            let req = request(f, &vm, mode, 1).await?;
-            let h = f
-                .driver()
-                .start_migration(&req)
-                .await
-                .map_err(|e| format!("start_migration of a VM with no disks failed: {e}"))?;
-            let end = wait_end(f, &req, &h).await?;
-            ensure!(
-                end == MigrationStatus::Completed,
-                "the {mode:?} migration of a VM with no disks ended {end:?}"
-            );
-            let info = find(f, &f.destination(), &vm)
-                .await?
-                .ok_or("the moved VM with no disks is not listed on the destination")?;
-            ensure!(
-                info.power.is_live() == running,
-                "the VM with no disks moved {mode:?} is {:?} on the destination",
-                info.power
-            );
-            ensure!(
-                find(f, &f.source(), &vm).await?.is_none(),
-                "the moved VM with no disks is still listed on the source"
-            );
+            let req = move_and_see_it_arrive(f, &vm, mode, "the VM with no disks").await?;
             prove_and_clean_leaving(f, &req, false).await
         })
         .await?;
