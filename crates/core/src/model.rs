@@ -562,6 +562,22 @@ pub enum ConvergenceAid {
     RaiseDowntime,
 }
 
+impl ConvergenceAid {
+    /// What the aid does, in words for a person (the plain output and the report): the NDJSON
+    /// keeps the serde name (`auto_converge`, `post_copy`, `raise_downtime`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            ConvergenceAid::AutoConverge => "auto-converge (the guest's vCPUs are throttled)",
+            ConvergenceAid::RaiseDowntime => {
+                "the allowed downtime raised (doubled, up to the host's cap)"
+            }
+            ConvergenceAid::PostCopy => {
+                "switched to post-copy (the guest runs on the destination from now on)"
+            }
+        }
+    }
+}
+
 /// The most a [`ConvergenceAid::RaiseDowntime`] takes a migration's allowed downtime to unless
 /// the host says otherwise, ms (the libvirt driver's `max_downtime_ms` default; the simulator's
 /// cap).

@@ -80,7 +80,9 @@ pub fn describe(ev: &Event, names: &HashMap<VmId, String>) -> Option<String> {
         EventKind::WatchdogFired { vm, attempt, which } => {
             format!("{}: {which} watchdog fired on attempt {attempt}", name(vm))
         }
-        EventKind::Escalated { vm, aid, .. } => format!("{}: applying {aid:?}", name(vm)),
+        EventKind::Escalated { vm, aid, .. } => {
+            format!("{}: convergence aid applied: {}", name(vm), aid.describe())
+        }
         EventKind::NotAborted { vm, attempt, why } => format!(
             "{}: attempt {attempt} not aborted ({why}); waiting for it to end",
             name(vm)
@@ -291,6 +293,7 @@ pub(super) fn left_behind(kind: &EventKind) -> Option<String> {
 mod tests {
     use super::*;
     use crate::output::Record;
+    use vmove_core::model::ConvergenceAid;
     use vmove_core::{HostId, Time};
 
     fn left(what: Vec<String>, why: &str) -> Event {
@@ -331,6 +334,46 @@ mod tests {
             r.table()
                 .contains("left on hostJ by attempt 1: /img/vm07.qcow2")
         );
+    }
+
+    /// A convergence aid applied is said in words, in the line and in the summary's note.
+    /// Before, both printed the enum's name: "applying RaiseDowntime".
+    #[test]
+    fn a_convergence_aid_applied_is_said_in_words_not_by_its_type_name() {
+        let names = HashMap::from([(VmId::new("u7"), "vm07".to_string())]);
+        for (aid, words) in [
+            (
+                ConvergenceAid::AutoConverge,
+                "auto-converge (the guest's vCPUs are throttled)",
+            ),
+            (
+                ConvergenceAid::RaiseDowntime,
+                "the allowed downtime raised (doubled, up to the host's cap)",
+            ),
+            (
+                ConvergenceAid::PostCopy,
+                "switched to post-copy (the guest runs on the destination from now on)",
+            ),
+        ] {
+            let ev = Event {
+                at: Time(61_000),
+                kind: EventKind::Escalated {
+                    vm: VmId::new("u7"),
+                    attempt: 1,
+                    aid,
+                },
+            };
+            assert_eq!(
+                describe(&ev, &names),
+                Some(format!("[  1m01s] vm07: convergence aid applied: {words}"))
+            );
+            let mut r = Record::new("migrate");
+            r.apply(&ev);
+            assert_eq!(
+                r.vms[0].notes,
+                [format!("convergence aid applied: {words}")]
+            );
+        }
     }
 
     /// A migration in post-copy that vmove did not abort: a line, and a note in the summary

@@ -443,7 +443,7 @@ impl Record {
                 self.note(vm, format!("{which} watchdog fired on attempt {attempt}"))
             }
             EventKind::Escalated { vm, aid, .. } => {
-                self.note(vm, format!("convergence aid applied: {aid:?}"))
+                self.note(vm, format!("convergence aid applied: {}", aid.describe()))
             }
             EventKind::NotAborted { vm, attempt, why } => {
                 self.note(vm, format!("attempt {attempt} not aborted: {why}"))

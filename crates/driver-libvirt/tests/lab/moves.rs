@@ -693,7 +693,7 @@ fn vmove_asks_post_copy_again_after_a_refusal_during_the_disk_copy_and_the_vm_mo
             "p2p {p2p}: post-copy was not refused during the disk copy: {out}"
         );
         assert!(
-            out.contains("applying PostCopy"),
+            out.contains("convergence aid applied: switched to post-copy"),
             "p2p {p2p}: post-copy never took: {out}"
         );
         assert!(
@@ -774,7 +774,8 @@ fn vmove_with_a_new_users_settings_raises_the_allowed_downtime_past_the_completi
         eprintln!("p2p {p2p}: largest allowed downtime read {most} ms\n{out}");
         assert!(status.success(), "p2p {p2p}: vmove exited {status}: {out}");
         assert!(
-            out.contains("completion watchdog fired") && out.contains("applying RaiseDowntime"),
+            out.contains("completion watchdog fired")
+                && out.contains("convergence aid applied: the allowed downtime raised"),
             "p2p {p2p}: the allowed downtime was not raised: {out}"
         );
         assert!(
