@@ -2,7 +2,7 @@
 //! watchdogs, and convergence aids before giving up.
 
 use super::aborting::run_stopped;
-use super::types::{Ctx, Migrating, MoveState, Next, Output, VmMove};
+use super::types::{AidAnswer, Ctx, Migrating, MoveState, Next, Output, VmMove};
 use crate::event::{EventKind, Watchdog};
 use crate::io::Command;
 use crate::model::{
@@ -42,6 +42,58 @@ const RAISES: usize = 4;
 fn aid_asked(escalations: u32) -> ConvergenceAid {
     let i = usize::try_from(escalations).unwrap_or(usize::MAX);
     AIDS[i.saturating_sub(1).min(AIDS.len() - 1)]
+}
+
+/// What the aids of an attempt came to, in words, for the failure when none helped: "applied:
+/// auto-converge, a raised allowed downtime (x2); not applied by the host: a raised allowed
+/// downtime, post-copy". Each aid is named once a kind of answer, in the ladder's order; a
+/// refusal of post-copy that was asked again later is the answer it last got.
+fn aids_tried(answers: &[(ConvergenceAid, AidAnswer)]) -> String {
+    let name = |aid: ConvergenceAid| match aid {
+        ConvergenceAid::AutoConverge => "auto-converge",
+        ConvergenceAid::RaiseDowntime => "a raised allowed downtime",
+        ConvergenceAid::PostCopy => "post-copy",
+    };
+    let mut applied: Vec<(ConvergenceAid, usize)> = Vec::new();
+    let mut not_applied: Vec<ConvergenceAid> = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
+    for (aid, answer) in answers {
+        match answer {
+            AidAnswer::Applied => match applied.iter_mut().find(|(a, _)| a == aid) {
+                Some((_, n)) => *n += 1,
+                None => applied.push((*aid, 1)),
+            },
+            AidAnswer::NotApplied => {
+                if !not_applied.contains(aid) {
+                    not_applied.push(*aid);
+                }
+            }
+            AidAnswer::Failed(msg) => failed.push(format!("{} ({msg})", name(*aid))),
+        }
+    }
+    let mut parts = Vec::new();
+    if !applied.is_empty() {
+        let list: Vec<String> = applied
+            .iter()
+            .map(|&(aid, n)| match n {
+                1 => name(aid).to_string(),
+                n => format!("{} (x{n})", name(aid)),
+            })
+            .collect();
+        parts.push(format!("applied: {}", list.join(", ")));
+    }
+    if !not_applied.is_empty() {
+        let list: Vec<&str> = not_applied.iter().map(|&aid| name(aid)).collect();
+        parts.push(format!("not applied by the host: {}", list.join(", ")));
+    }
+    if !failed.is_empty() {
+        parts.push(format!("failed: {}", failed.join(", ")));
+    }
+    if parts.is_empty() {
+        "none asked".to_string()
+    } else {
+        parts.join("; ")
+    }
 }
 
 /// The soonest the watch timer is set after a timer firing, so that a deadline already passed
@@ -97,6 +149,7 @@ impl VmMove {
             post_copy_refused_at: None,
             aid_asked_by: None,
             refire: None,
+            aid_answers: Vec::new(),
         };
         self.timer = Some(
             m.next_poll
@@ -292,6 +345,14 @@ pub(super) fn converged(
     m.converging = false;
     // The aid this answers: the escalation step counts it already.
     let aid = aid_asked(m.escalations);
+    m.aid_answers.push((
+        aid,
+        match &res {
+            Ok(true) => AidAnswer::Applied,
+            Ok(false) => AidAnswer::NotApplied,
+            Err(f) => AidAnswer::Failed(f.message.clone()),
+        },
+    ));
     let state = match res {
         Ok(true) => {
             m.post_copy |= aid == ConvergenceAid::PostCopy;
@@ -328,7 +389,10 @@ pub(super) fn converged(
             if m.escalations as usize >= AIDS.len() {
                 let why = Failure::new(
                     ErrorClass::Transient,
-                    "did not converge and no convergence aid helped",
+                    format!(
+                        "did not converge and no convergence aid helped ({})",
+                        aids_tried(&m.aid_answers)
+                    ),
                 );
                 vm.record_failure(&m.req, &why, &mut out);
                 vm.abort(ctx, m.req, m.handle, why, 0, &mut out)

@@ -85,8 +85,8 @@ pub use limits::{
 };
 use types::Next;
 pub use types::{
-    AidsAsked, Assessment, Ctx, DiscardTally, Illegal, Migrating, MoveState, Output, PreflightMemo,
-    VmEvent, VmMove,
+    AidAnswer, AidsAsked, Assessment, Ctx, DiscardTally, Illegal, Migrating, MoveState, Output,
+    PreflightMemo, VmEvent, VmMove,
 };
 
 /// A self-loop: the state stays as it is, nothing is produced.

@@ -6,8 +6,9 @@ use super::limits::{ABORT_PATIENCE, OBSERVE_RETRIES, REFUSED_ABORT_PATIENCE};
 use crate::event::{EventKind, Phase, Reason, WaitReason, Watchdog};
 use crate::io::Command;
 use crate::model::{
-    ErrorClass, Failure, Finding, HostId, Leftover, Location, MigrationHandle, MigrationMode,
-    MigrationRequest, MigrationStatus, PathLayout, Preflight, Progress, Verification, VmId,
+    ConvergenceAid, ErrorClass, Failure, Finding, HostId, Leftover, Location, MigrationHandle,
+    MigrationMode, MigrationRequest, MigrationStatus, PathLayout, Preflight, Progress,
+    Verification, VmId,
 };
 use crate::policy;
 use crate::spec::Settings;
@@ -151,6 +152,21 @@ pub struct Migrating {
     /// completion watchdog's escalation ended at its first aid not applied, said as "stalled:
     /// no progress" of a migration that progressed (seen on the lab).
     pub refire: Option<Watchdog>,
+    /// Each convergence aid the host answered in this attempt, in order: for the failure that
+    /// ends it when none helped, which says what was applied and what the host did not apply
+    /// (a user learns there which settings would have given the migration a chance).
+    pub aid_answers: Vec<(ConvergenceAid, AidAnswer)>,
+}
+
+/// How the host answered a convergence aid ([`Migrating::aid_answers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AidAnswer {
+    Applied,
+    /// The host does not apply it (not armed by its settings, a raise at its cap, a hypervisor
+    /// without it).
+    NotApplied,
+    /// The call failed, with its message.
+    Failed(String),
 }
 
 impl MoveState {

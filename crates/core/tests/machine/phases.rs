@@ -684,6 +684,39 @@ fn a_post_copy_refused_during_the_disk_copy_is_asked_again_while_the_migration_p
     assert!(matches!(&v.state, MoveState::Migrating(m) if m.post_copy));
 }
 
+/// When no aid helped, the failure says what the host applied and what it did not, so that an
+/// operator learns which settings (auto-converge, post-copy, a higher downtime cap) would have
+/// given the migration a chance. Before, it said only "did not converge and no convergence aid
+/// helped".
+#[test]
+fn when_no_aid_helps_the_failure_says_which_aids_were_applied_and_which_were_not() {
+    let settings = escalating();
+    let mut v = vm_in(Phase::Migrating);
+    // Auto-converge and three raises applied, the fourth raise not (the host's cap).
+    let (asked, out, at) = post_copy_asked(&settings, &mut v);
+    assert_eq!(asked.len(), 5, "{asked:?}");
+    assert!(asks_post_copy(&out), "{:?}", out.commands);
+    let out = step(
+        &mut v,
+        running_at(&settings, Time(at.0 + 100)),
+        VmEvent::Converged(Ok(false)),
+    )
+    .unwrap();
+    assert!(aborts(&out), "{:?}", out.commands);
+    let error = out
+        .events
+        .iter()
+        .find_map(|e| match e {
+            EventKind::MigrationFailed { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .expect("a migration_failed event");
+    assert_eq!(
+        error,
+        "did not converge and no convergence aid helped (applied: auto-converge, a raised allowed downtime (x3); not applied by the host: a raised allowed downtime, post-copy)"
+    );
+}
+
 /// Post-copy refused again with no progress since its last refusal: the attempt is aborted,
 /// as when no aid helps (a migration that neither progresses nor can switch is not waited on).
 #[test]
