@@ -46,8 +46,9 @@ fn aid_asked(escalations: u32) -> ConvergenceAid {
 
 /// What the aids of an attempt came to, in words, for the failure when none helped: "applied:
 /// auto-converge, a raised allowed downtime (x2); not applied by the host: a raised allowed
-/// downtime, post-copy". Each aid is named once a kind of answer, in the ladder's order; a
-/// refusal of post-copy that was asked again later is the answer it last got.
+/// downtime, post-copy". Each aid is named once per kind of answer, in the ladder's order (the
+/// applied ones with how many times), and a failure once per message: post-copy refused twice
+/// with the same message (asked again after a refusal for a passing reason) is said once.
 fn aids_tried(answers: &[(ConvergenceAid, AidAnswer)]) -> String {
     let name = |aid: ConvergenceAid| match aid {
         ConvergenceAid::AutoConverge => "auto-converge",
@@ -68,7 +69,12 @@ fn aids_tried(answers: &[(ConvergenceAid, AidAnswer)]) -> String {
                     not_applied.push(*aid);
                 }
             }
-            AidAnswer::Failed(msg) => failed.push(format!("{} ({msg})", name(*aid))),
+            AidAnswer::Failed(msg) => {
+                let said = format!("{} ({msg})", name(*aid));
+                if !failed.contains(&said) {
+                    failed.push(said);
+                }
+            }
         }
     }
     let mut parts = Vec::new();

@@ -733,6 +733,21 @@ fn a_post_copy_refused_again_without_progress_aborts_the_attempt() {
     let out = step(&mut v, ctx(Time(at + 150_200)), post_copy_refused_for_now()).unwrap();
     assert!(aborts(&out), "{:?}", out.commands);
     assert_eq!(v.phase(), Phase::Aborting);
+    // The failure names post-copy's refusal once, though it was refused twice.
+    let error = out
+        .events
+        .iter()
+        .find_map(|e| match e {
+            EventKind::MigrationFailed { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .expect("a migration_failed event");
+    assert!(
+        error.starts_with("did not converge and no convergence aid helped (applied: ")
+            && error.matches("failed: post-copy (").count() == 1
+            && error.matches("Postcopy must be started").count() == 1,
+        "{error}"
+    );
 }
 
 /// With a new user's watchdogs (`completion_action = "escalate"`, `stall_action = "abort"`), the
