@@ -7,8 +7,9 @@ use crate::record::{EntryBody, IntentRecord, RunRecord};
 use std::collections::BTreeMap;
 use vmove_core::machine::AidsAsked;
 use vmove_core::{
-    Command, ConvergenceAid, EventKind, HostId, Input, Leftover, MigrationHandle, MigrationMode,
-    MigrationRequest, Phase, Reason, Recovered, RecoveredState, RunSpec, Time, Verification, VmId,
+    Command, ConvergenceAid, ErrorClass, EventKind, HostId, Input, Leftover, MigrationHandle,
+    MigrationMode, MigrationRequest, Phase, Reason, Recovered, RecoveredState, RunSpec, Time,
+    Verification, VmId,
 };
 
 /// One VM's facts from the journal.
@@ -184,10 +185,23 @@ fn rebuild_ordered(record: &RunRecord) -> (BTreeMap<VmId, VmResume>, Vec<VmId>) 
                             v.uncounted.push(attempt);
                         }
                     }
-                    // One aid is asked at a time: the answer is the last one asked's.
+                    // One aid is asked at a time: the answer is the last one asked's. Post-copy
+                    // refused for a passing reason (QEMU refuses it while libvirt still copies
+                    // the disks) does not count as asked, as the running core counts it
+                    // (`machine::migrating::converged`): the resumed watch asks it again at its
+                    // next firing. Before, it counted, and the resumed ladder was at its end: the
+                    // next firing aborted the attempt.
                     Input::Converged { result, .. } => {
-                        if let Some(last) = v.aids.iter_mut().rev().find(|(_, a)| a.is_none()) {
-                            last.1 = Some(matches!(result, Ok(true)));
+                        if let Some(i) = v.aids.iter().rposition(|(_, a)| a.is_none()) {
+                            match result {
+                                Err(f)
+                                    if v.aids[i].0 == ConvergenceAid::PostCopy
+                                        && f.class == ErrorClass::Transient =>
+                                {
+                                    v.aids.remove(i);
+                                }
+                                _ => v.aids[i].1 = Some(matches!(result, Ok(true))),
+                            }
                         }
                     }
                     Input::Verified {

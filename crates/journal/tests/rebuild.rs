@@ -5,7 +5,8 @@ mod common;
 
 use common::*;
 use vmove_core::{
-    Command, HostId, Input, LeftoverKind, MigrationHandle, Phase, RecoveredState, Selection, VmId,
+    Command, ErrorClass, Failure, HostId, Input, LeftoverKind, MigrationHandle, Phase,
+    RecoveredState, Selection, VmId,
 };
 use vmove_journal::{EntryBody, Journal, RunRecord, rebuild, rebuild::in_flight, recovered};
 
@@ -443,6 +444,54 @@ fn recovered_carries_the_aids_asked_for_the_attempt_in_flight() {
     refused.extend([converge(ConvergenceAid::PostCopy), answered(2, false)]);
     assert_eq!(
         aids_at(&refused),
+        AidsAsked {
+            asked: 2,
+            post_copy: false
+        }
+    );
+    // Post-copy refused for a passing reason (QEMU, while libvirt still copies the disks): not
+    // counted, as the running core does not count it, so the resumed watch asks it again.
+    // Before, it counted as asked (2), and the resumed ladder was at its end.
+    let mut for_now = steps.clone();
+    for_now.extend([
+        converge(ConvergenceAid::PostCopy),
+        Step::Outcome(
+            2,
+            Input::Converged {
+                vm: vm.clone(),
+                attempt: 1,
+                result: Err(Failure::new(
+                    ErrorClass::Transient,
+                    "cannot switch to post-copy: Postcopy must be started after migration has been started",
+                )),
+            },
+        ),
+    ]);
+    assert_eq!(
+        aids_at(&for_now),
+        AidsAsked {
+            asked: 1,
+            post_copy: false
+        }
+    );
+    // Refused for good (a permanent error): asked, not applied, as `Ok(false)`.
+    let mut for_good = steps.clone();
+    for_good.extend([
+        converge(ConvergenceAid::PostCopy),
+        Step::Outcome(
+            2,
+            Input::Converged {
+                vm: vm.clone(),
+                attempt: 1,
+                result: Err(Failure::new(
+                    ErrorClass::Permanent,
+                    "post-copy not supported",
+                )),
+            },
+        ),
+    ]);
+    assert_eq!(
+        aids_at(&for_good),
         AidsAsked {
             asked: 2,
             post_copy: false
