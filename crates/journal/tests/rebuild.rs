@@ -400,16 +400,17 @@ fn recovered_carries_the_aids_asked_for_the_attempt_in_flight() {
         })
     };
     // `k`: the intent answered, in the order written (0 is the start).
-    let answered = |k, applied| {
+    let answered_with = |k, result| {
         Step::Outcome(
             k,
             Input::Converged {
                 vm: vm.clone(),
                 attempt: 1,
-                result: Ok(applied),
+                result,
             },
         )
     };
+    let answered = |k, applied| answered_with(k, Ok(applied));
     let mut start = started(&vm, &req, &handle);
     start.extend([
         transition(1, &vm, Phase::Starting, Phase::Confirming),
@@ -455,17 +456,7 @@ fn recovered_carries_the_aids_asked_for_the_attempt_in_flight() {
     let mut for_now = steps.clone();
     for_now.extend([
         converge(ConvergenceAid::PostCopy),
-        Step::Outcome(
-            2,
-            Input::Converged {
-                vm: vm.clone(),
-                attempt: 1,
-                result: Err(Failure::new(
-                    ErrorClass::Transient,
-                    "cannot switch to post-copy: Postcopy must be started after migration has been started",
-                )),
-            },
-        ),
+        answered_with(2, Err(Failure::new(ErrorClass::Transient, "cannot switch to post-copy: Postcopy must be started after migration has been started"))),
     ]);
     assert_eq!(
         aids_at(&for_now),
@@ -478,16 +469,12 @@ fn recovered_carries_the_aids_asked_for_the_attempt_in_flight() {
     let mut for_good = steps.clone();
     for_good.extend([
         converge(ConvergenceAid::PostCopy),
-        Step::Outcome(
+        answered_with(
             2,
-            Input::Converged {
-                vm: vm.clone(),
-                attempt: 1,
-                result: Err(Failure::new(
-                    ErrorClass::Permanent,
-                    "post-copy not supported",
-                )),
-            },
+            Err(Failure::new(
+                ErrorClass::Permanent,
+                "post-copy not supported",
+            )),
         ),
     ]);
     assert_eq!(

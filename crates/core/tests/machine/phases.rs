@@ -631,6 +631,17 @@ fn asks_post_copy(out: &vmove_core::machine::Output) -> bool {
     asks(out, ConvergenceAid::PostCopy)
 }
 
+/// The error of the `migration_failed` event `out` says (it must say one).
+fn migration_failure(out: &vmove_core::machine::Output) -> String {
+    out.events
+        .iter()
+        .find_map(|e| match e {
+            EventKind::MigrationFailed { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .expect("a migration_failed event")
+}
+
 /// Whether `out` aborts the migration.
 fn aborts(out: &vmove_core::machine::Output) -> bool {
     out.commands
@@ -703,14 +714,7 @@ fn when_no_aid_helps_the_failure_says_which_aids_were_applied_and_which_were_not
     )
     .unwrap();
     assert!(aborts(&out), "{:?}", out.commands);
-    let error = out
-        .events
-        .iter()
-        .find_map(|e| match e {
-            EventKind::MigrationFailed { error, .. } => Some(error.clone()),
-            _ => None,
-        })
-        .expect("a migration_failed event");
+    let error = migration_failure(&out);
     assert_eq!(
         error,
         "did not converge and no convergence aid helped (applied: auto-converge, a raised allowed downtime (x3); not applied by the host: a raised allowed downtime, post-copy)"
@@ -734,14 +738,7 @@ fn a_post_copy_refused_again_without_progress_aborts_the_attempt() {
     assert!(aborts(&out), "{:?}", out.commands);
     assert_eq!(v.phase(), Phase::Aborting);
     // The failure names post-copy's refusal once, though it was refused twice.
-    let error = out
-        .events
-        .iter()
-        .find_map(|e| match e {
-            EventKind::MigrationFailed { error, .. } => Some(error.clone()),
-            _ => None,
-        })
-        .expect("a migration_failed event");
+    let error = migration_failure(&out);
     assert!(
         error.starts_with("did not converge and no convergence aid helped (applied: ")
             && error.matches("failed: post-copy (").count() == 1
