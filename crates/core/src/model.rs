@@ -563,6 +563,26 @@ pub enum ConvergenceAid {
 }
 
 impl ConvergenceAid {
+    /// The aid's short name in a sentence, for a failure that lists the aids an attempt tried
+    /// ("applied: auto-converge, a raised allowed downtime (x2)"); [`ConvergenceAid::describe`]
+    /// says what it does.
+    pub fn noun(self) -> &'static str {
+        match self {
+            ConvergenceAid::AutoConverge => "auto-converge",
+            ConvergenceAid::RaiseDowntime => "a raised allowed downtime",
+            ConvergenceAid::PostCopy => "post-copy",
+        }
+    }
+
+    /// Whether a refusal of this aid is one that may pass, so the aid is not counted as asked
+    /// and is asked again: post-copy refused for a passing reason (QEMU refuses it while libvirt
+    /// still copies the disks). The one rule for the running core
+    /// (`machine::migrating::converged`, which also wants progress since the last such refusal)
+    /// and for the journal's rebuild of an attempt in flight.
+    pub fn refused_for_now(self, why: &Failure) -> bool {
+        self == ConvergenceAid::PostCopy && why.class == ErrorClass::Transient
+    }
+
     /// What the aid does, in words for a person (the plain output and the report): the NDJSON
     /// keeps the serde name (`auto_converge`, `post_copy`, `raise_downtime`).
     pub fn describe(self) -> &'static str {

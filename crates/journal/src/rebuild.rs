@@ -7,9 +7,8 @@ use crate::record::{EntryBody, IntentRecord, RunRecord};
 use std::collections::BTreeMap;
 use vmove_core::machine::AidsAsked;
 use vmove_core::{
-    Command, ConvergenceAid, ErrorClass, EventKind, HostId, Input, Leftover, MigrationHandle,
-    MigrationMode, MigrationRequest, Phase, Reason, Recovered, RecoveredState, RunSpec, Time,
-    Verification, VmId,
+    Command, ConvergenceAid, EventKind, HostId, Input, Leftover, MigrationHandle, MigrationMode,
+    MigrationRequest, Phase, Reason, Recovered, RecoveredState, RunSpec, Time, Verification, VmId,
 };
 
 /// One VM's facts from the journal.
@@ -194,10 +193,7 @@ fn rebuild_ordered(record: &RunRecord) -> (BTreeMap<VmId, VmResume>, Vec<VmId>) 
                     Input::Converged { result, .. } => {
                         if let Some(i) = v.aids.iter().rposition(|(_, a)| a.is_none()) {
                             match result {
-                                Err(f)
-                                    if v.aids[i].0 == ConvergenceAid::PostCopy
-                                        && f.class == ErrorClass::Transient =>
-                                {
+                                Err(f) if v.aids[i].0.refused_for_now(f) => {
                                     v.aids.remove(i);
                                 }
                                 _ => v.aids[i].1 = Some(matches!(result, Ok(true))),

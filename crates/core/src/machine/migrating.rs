@@ -50,11 +50,6 @@ fn aid_asked(escalations: u32) -> ConvergenceAid {
 /// applied ones with how many times), and a failure once per message: post-copy refused twice
 /// with the same message (asked again after a refusal for a passing reason) is said once.
 fn aids_tried(answers: &[(ConvergenceAid, AidAnswer)]) -> String {
-    let name = |aid: ConvergenceAid| match aid {
-        ConvergenceAid::AutoConverge => "auto-converge",
-        ConvergenceAid::RaiseDowntime => "a raised allowed downtime",
-        ConvergenceAid::PostCopy => "post-copy",
-    };
     let mut applied: Vec<(ConvergenceAid, usize)> = Vec::new();
     let mut not_applied: Vec<ConvergenceAid> = Vec::new();
     let mut failed: Vec<String> = Vec::new();
@@ -70,7 +65,7 @@ fn aids_tried(answers: &[(ConvergenceAid, AidAnswer)]) -> String {
                 }
             }
             AidAnswer::Failed(msg) => {
-                let said = format!("{} ({msg})", name(*aid));
+                let said = format!("{} ({msg})", aid.noun());
                 if !failed.contains(&said) {
                     failed.push(said);
                 }
@@ -82,14 +77,14 @@ fn aids_tried(answers: &[(ConvergenceAid, AidAnswer)]) -> String {
         let list: Vec<String> = applied
             .iter()
             .map(|&(aid, n)| match n {
-                1 => name(aid).to_string(),
-                n => format!("{} (x{n})", name(aid)),
+                1 => aid.noun().to_string(),
+                n => format!("{} (x{n})", aid.noun()),
             })
             .collect();
         parts.push(format!("applied: {}", list.join(", ")));
     }
     if !not_applied.is_empty() {
-        let list: Vec<&str> = not_applied.iter().map(|&aid| name(aid)).collect();
+        let list: Vec<&str> = not_applied.iter().map(|&aid| aid.noun()).collect();
         parts.push(format!("not applied by the host: {}", list.join(", ")));
     }
     if !failed.is_empty() {
@@ -373,8 +368,7 @@ pub(super) fn converged(
         // `Migrating::post_copy_refused_at`) while the migration progresses: asked again at the
         // next firing (a stall timeout from the ask, which set the watch), not aborted.
         Err(f)
-            if aid == ConvergenceAid::PostCopy
-                && f.class == ErrorClass::Transient
+            if aid.refused_for_now(&f)
                 && m.post_copy_refused_at.is_none_or(|at| m.best_done > at) =>
         {
             m.post_copy_refused_at = Some(m.best_done);

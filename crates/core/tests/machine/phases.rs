@@ -533,6 +533,21 @@ fn a_raise_doubles_from_the_floor_up_to_the_cap_and_is_no_raise_at_the_cap() {
     assert_eq!(raised_downtime(u64::MAX, u64::MAX), None);
 }
 
+/// One rule for a refusal that does not count an aid as asked (`ConvergenceAid::refused_for_now`),
+/// read by the running core and by the journal's rebuild: only post-copy, only for a passing
+/// reason. Each had its own copy of it.
+#[test]
+fn only_post_copy_refused_for_a_passing_reason_is_refused_for_now() {
+    let passing = Failure::new(ErrorClass::Transient, "disks still copied");
+    let lasting = Failure::new(ErrorClass::Permanent, "post-copy not enabled");
+    assert!(ConvergenceAid::PostCopy.refused_for_now(&passing));
+    assert!(!ConvergenceAid::PostCopy.refused_for_now(&lasting));
+    for aid in [ConvergenceAid::AutoConverge, ConvergenceAid::RaiseDowntime] {
+        assert!(!aid.refused_for_now(&passing), "{aid:?}");
+        assert!(!aid.refused_for_now(&lasting), "{aid:?}");
+    }
+}
+
 /// Under escalation the allowed downtime is raised before post-copy, the aid that cannot be
 /// undone: auto-converge, then raises while the host applies them, and post-copy only once a
 /// raise is not applied (the host's cap reached). Before, the watchdogs never asked for a
