@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 mod common;
 use common::*;
-use vmove_core::machine::AidsAsked;
+use vmove_core::machine::{AidAnswer, AidsAsked};
 use vmove_core::*;
 
 fn the_spec() -> RunSpec {
@@ -852,11 +852,16 @@ fn resume_a_migration_with_aids(
     })
 }
 
-/// What the journal says of an attempt that was switched to post-copy: both aids asked.
-const IN_POST_COPY: AidsAsked = AidsAsked {
-    asked: 2,
-    post_copy: true,
-};
+/// What the journal says of an attempt that was switched to post-copy: both aids asked and
+/// applied.
+fn in_post_copy() -> AidsAsked {
+    AidsAsked {
+        answers: vec![
+            (ConvergenceAid::AutoConverge, AidAnswer::Applied),
+            (ConvergenceAid::PostCopy, AidAnswer::Applied),
+        ],
+    }
+}
 
 fn asked_abort_or_aid(commands: &[Command]) -> Vec<&'static str> {
     commands
@@ -876,7 +881,7 @@ fn asked_abort_or_aid(commands: &[Command]) -> Vec<&'static str> {
 /// guest already ran on the destination.
 #[test]
 fn a_resumed_migration_the_journal_says_is_in_post_copy_is_never_aborted() {
-    let (commands, _) = resume_a_migration_with_aids(IN_POST_COPY, false);
+    let (commands, _) = resume_a_migration_with_aids(in_post_copy(), false);
     assert_eq!(asked_abort_or_aid(&commands), Vec::<&str>::new());
     assert!(commands.iter().any(|c| matches!(c, Command::Verify { .. })));
     // What keeps this from passing by never firing: with no aid recorded, the same hour
@@ -890,7 +895,7 @@ fn a_resumed_migration_the_journal_says_is_in_post_copy_is_never_aborted() {
 /// aborted but said so (`not_aborted`) and watched to its end.
 #[test]
 fn a_stop_with_abort_after_a_resume_does_not_abort_a_migration_in_post_copy() {
-    let (commands, events) = resume_a_migration_with_aids(IN_POST_COPY, true);
+    let (commands, events) = resume_a_migration_with_aids(in_post_copy(), true);
     assert_eq!(asked_abort_or_aid(&commands), Vec::<&str>::new());
     assert!(
         events

@@ -5,7 +5,7 @@
 
 use crate::record::{EntryBody, IntentRecord, RunRecord};
 use std::collections::BTreeMap;
-use vmove_core::machine::AidsAsked;
+use vmove_core::machine::{AidAnswer, AidsAsked};
 use vmove_core::{
     Command, ConvergenceAid, EventKind, HostId, Input, Leftover, MigrationHandle, MigrationMode,
     MigrationRequest, Phase, Reason, Recovered, RecoveredState, RunSpec, Time, Verification, VmId,
@@ -64,8 +64,8 @@ pub struct VmResume {
     /// Intents about this VM without an outcome, oldest first: done or not, only the hosts know.
     pub open_intents: Vec<IntentRecord>,
     /// The convergence aids asked for the last attempt, in order, each with its recorded answer
-    /// (`Some(true)`: applied; `None`: no answer recorded, so it may have been).
-    pub aids: Vec<(ConvergenceAid, Option<bool>)>,
+    /// ([`AidAnswer::Unanswered`]: none recorded, so it may have been applied).
+    pub aids: Vec<(ConvergenceAid, AidAnswer)>,
 }
 
 impl VmResume {
@@ -99,14 +99,11 @@ impl VmResume {
     }
 
     /// The aids of the last attempt as the core's resume takes them. An aid asked with no
-    /// answer recorded counts as applied: for post-copy, the safe side is never to abort.
+    /// answer recorded may have been applied: for post-copy, the safe side is never to abort
+    /// (`AidsAsked::post_copy`).
     pub fn aids_asked(&self) -> AidsAsked {
         AidsAsked {
-            asked: u32::try_from(self.aids.len()).unwrap_or(u32::MAX),
-            post_copy: self
-                .aids
-                .iter()
-                .any(|&(aid, answer)| aid == ConvergenceAid::PostCopy && answer != Some(false)),
+            answers: self.aids.clone(),
         }
     }
 
@@ -155,7 +152,7 @@ fn rebuild_ordered(record: &RunRecord) -> (BTreeMap<VmId, VmResume>, Vec<VmId>) 
                     .get_mut(&request.vm)
                     .filter(|v| v.attempt == request.attempt)
                 {
-                    v.aids.push((*aid, None));
+                    v.aids.push((*aid, AidAnswer::Unanswered));
                 }
             }
             EntryBody::Outcome { input, .. } | EntryBody::Input(input) => {
@@ -191,12 +188,16 @@ fn rebuild_ordered(record: &RunRecord) -> (BTreeMap<VmId, VmResume>, Vec<VmId>) 
                     // next firing. Before, it counted, and the resumed ladder was at its end: the
                     // next firing aborted the attempt.
                     Input::Converged { result, .. } => {
-                        if let Some(i) = v.aids.iter().rposition(|(_, a)| a.is_none()) {
+                        if let Some(i) = v
+                            .aids
+                            .iter()
+                            .rposition(|(_, a)| *a == AidAnswer::Unanswered)
+                        {
                             match result {
                                 Err(f) if v.aids[i].0.refused_for_now(f) => {
                                     v.aids.remove(i);
                                 }
-                                _ => v.aids[i].1 = Some(matches!(result, Ok(true))),
+                                _ => v.aids[i].1 = AidAnswer::of(result),
                             }
                         }
                     }

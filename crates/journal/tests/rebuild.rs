@@ -387,7 +387,7 @@ fn a_deferred_start_is_answered_and_does_not_count() {
 #[test]
 fn recovered_carries_the_aids_asked_for_the_attempt_in_flight() {
     use vmove_core::ConvergenceAid;
-    use vmove_core::machine::AidsAsked;
+    use vmove_core::machine::{AidAnswer, AidsAsked};
     let clock = clock();
     let vm = VmId::new("u-0");
     let req = request(&vm, "web0", 1, "r1");
@@ -430,26 +430,19 @@ fn recovered_carries_the_aids_asked_for_the_attempt_in_flight() {
         );
         r.aids
     };
+    // How many were asked, and whether the attempt may be in post-copy.
+    let facts = |steps: &[Step]| {
+        let aids = aids_at(steps);
+        (aids.asked(), aids.post_copy())
+    };
     let mut steps = start.clone();
     assert_eq!(aids_at(&steps), AidsAsked::default());
     steps.extend([converge(ConvergenceAid::AutoConverge), answered(1, true)]);
-    assert_eq!(
-        aids_at(&steps),
-        AidsAsked {
-            asked: 1,
-            post_copy: false
-        }
-    );
+    assert_eq!(facts(&steps), (1, false));
     // Post-copy refused: asked, not applied.
     let mut refused = steps.clone();
     refused.extend([converge(ConvergenceAid::PostCopy), answered(2, false)]);
-    assert_eq!(
-        aids_at(&refused),
-        AidsAsked {
-            asked: 2,
-            post_copy: false
-        }
-    );
+    assert_eq!(facts(&refused), (2, false));
     // Post-copy refused for a passing reason (QEMU, while libvirt still copies the disks): not
     // counted, as the running core does not count it, so the resumed watch asks it again.
     // Before, it counted as asked (2), and the resumed ladder was at its end.
@@ -458,13 +451,7 @@ fn recovered_carries_the_aids_asked_for_the_attempt_in_flight() {
         converge(ConvergenceAid::PostCopy),
         answered_with(2, Err(Failure::new(ErrorClass::Transient, "cannot switch to post-copy: Postcopy must be started after migration has been started"))),
     ]);
-    assert_eq!(
-        aids_at(&for_now),
-        AidsAsked {
-            asked: 1,
-            post_copy: false
-        }
-    );
+    assert_eq!(facts(&for_now), (1, false));
     // Refused for good (a permanent error): asked, not applied, as `Ok(false)`.
     let mut for_good = steps.clone();
     for_good.extend([
@@ -477,12 +464,23 @@ fn recovered_carries_the_aids_asked_for_the_attempt_in_flight() {
             )),
         ),
     ]);
+    assert_eq!(facts(&for_good), (2, false));
+    // Each answer as it was, for the failure a resumed watch gives when no aid helps (before,
+    // only `Some(false)` was kept, and the resumed failure named only the aids answered after
+    // the resume).
     assert_eq!(
-        aids_at(&for_good),
-        AidsAsked {
-            asked: 2,
-            post_copy: false
-        }
+        aids_at(&for_good).answers,
+        [
+            (ConvergenceAid::AutoConverge, AidAnswer::Applied),
+            (
+                ConvergenceAid::PostCopy,
+                AidAnswer::Failed("post-copy not supported".into())
+            ),
+        ]
+    );
+    assert_eq!(
+        aids_at(&refused).answers[1],
+        (ConvergenceAid::PostCopy, AidAnswer::NotApplied)
     );
     // Post-copy applied, and asked with no answer: both in post-copy for the resume.
     let mut applied = steps.clone();
@@ -490,12 +488,10 @@ fn recovered_carries_the_aids_asked_for_the_attempt_in_flight() {
     let mut unanswered = steps.clone();
     unanswered.push(converge(ConvergenceAid::PostCopy));
     for s in [&applied, &unanswered] {
-        assert_eq!(
-            aids_at(s),
-            AidsAsked {
-                asked: 2,
-                post_copy: true
-            }
-        );
+        assert_eq!(facts(s), (2, true));
     }
+    assert_eq!(
+        aids_at(&unanswered).answers[1],
+        (ConvergenceAid::PostCopy, AidAnswer::Unanswered)
+    );
 }

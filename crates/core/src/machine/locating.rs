@@ -208,7 +208,7 @@ pub(super) fn located(
         let we_gave_up = abort_rounds > 0 || ctx.abort_running;
         // The journal says this attempt entered post-copy (or may have): it cannot be aborted,
         // whatever was decided before; re-adopted, it is watched to its end.
-        let post_copy = vm.resumed_aids_for(req.attempt).post_copy;
+        let post_copy = vm.resumed_aids_for(req.attempt).post_copy();
         if post_copy || (!we_gave_up && why.class == ErrorClass::Indeterminate) {
             // The start did happen: re-adopt the migration.
             vm.start_migrating(ctx, req, handle, &mut out)

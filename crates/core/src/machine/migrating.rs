@@ -53,6 +53,7 @@ fn aids_tried(answers: &[(ConvergenceAid, AidAnswer)]) -> String {
     let mut applied: Vec<(ConvergenceAid, usize)> = Vec::new();
     let mut not_applied: Vec<ConvergenceAid> = Vec::new();
     let mut failed: Vec<String> = Vec::new();
+    let mut unanswered: Vec<ConvergenceAid> = Vec::new();
     for (aid, answer) in answers {
         match answer {
             AidAnswer::Applied => match applied.iter_mut().find(|(a, _)| a == aid) {
@@ -68,6 +69,11 @@ fn aids_tried(answers: &[(ConvergenceAid, AidAnswer)]) -> String {
                 let said = format!("{} ({msg})", aid.noun());
                 if !failed.contains(&said) {
                     failed.push(said);
+                }
+            }
+            AidAnswer::Unanswered => {
+                if !unanswered.contains(aid) {
+                    unanswered.push(*aid);
                 }
             }
         }
@@ -89,6 +95,13 @@ fn aids_tried(answers: &[(ConvergenceAid, AidAnswer)]) -> String {
     }
     if !failed.is_empty() {
         parts.push(format!("failed: {}", failed.join(", ")));
+    }
+    if !unanswered.is_empty() {
+        let list: Vec<&str> = unanswered.iter().map(|&aid| aid.noun()).collect();
+        parts.push(format!(
+            "asked before vmove stopped, answer not recorded: {}",
+            list.join(", ")
+        ));
     }
     if parts.is_empty() {
         "none asked".to_string()
@@ -127,7 +140,7 @@ impl VmMove {
     ) -> MoveState {
         let now = ctx.now;
         let aids = self.resumed_aids_for(req.attempt);
-        if ctx.abort_running && !aids.post_copy {
+        if ctx.abort_running && !aids.post_copy() {
             return self.abort(ctx, req, handle, run_stopped(), 0, out);
         }
         if ctx.abort_running {
@@ -144,13 +157,13 @@ impl VmMove {
             best_remaining: u64::MAX,
             next_poll: now + ctx.settings.progress_interval,
             polling: false,
-            escalations: aids.asked,
+            escalations: aids.asked(),
             converging: false,
-            post_copy: aids.post_copy,
+            post_copy: aids.post_copy(),
             post_copy_refused_at: None,
             aid_asked_by: None,
             refire: None,
-            aid_answers: Vec::new(),
+            aid_answers: aids.answers,
         };
         self.timer = Some(
             m.next_poll
@@ -346,14 +359,7 @@ pub(super) fn converged(
     m.converging = false;
     // The aid this answers: the escalation step counts it already.
     let aid = aid_asked(m.escalations);
-    m.aid_answers.push((
-        aid,
-        match &res {
-            Ok(true) => AidAnswer::Applied,
-            Ok(false) => AidAnswer::NotApplied,
-            Err(f) => AidAnswer::Failed(f.message.clone()),
-        },
-    ));
+    m.aid_answers.push((aid, AidAnswer::of(&res)));
     let state = match res {
         Ok(true) => {
             m.post_copy |= aid == ConvergenceAid::PostCopy;

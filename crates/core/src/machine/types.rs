@@ -152,9 +152,10 @@ pub struct Migrating {
     /// completion watchdog's escalation ended at its first aid not applied, said as "stalled:
     /// no progress" of a migration that progressed (seen on the lab).
     pub refire: Option<Watchdog>,
-    /// Each convergence aid the host answered in this attempt, in order: for the failure that
-    /// ends it when none helped, which says what was applied and what the host did not apply
-    /// (a user learns there which settings would have given the migration a chance).
+    /// Each convergence aid the host answered in this attempt, in order, those answered before
+    /// a resume included (the journal's, [`AidsAsked`]): for the failure that ends it when none
+    /// helped, which says what was applied and what the host did not apply (a user learns there
+    /// which settings would have given the migration a chance).
     pub aid_answers: Vec<(ConvergenceAid, AidAnswer)>,
 }
 
@@ -167,6 +168,21 @@ pub enum AidAnswer {
     NotApplied,
     /// The call failed, with its message.
     Failed(String),
+    /// Asked before vmove stopped, with no answer in its journal: it may have been applied.
+    Unanswered,
+}
+
+impl AidAnswer {
+    /// The answer a driver's result says: applied (`Ok(true)`), not applied (`Ok(false)`), or
+    /// failed with the error's message. The one reading of a `Converged` answer, for the
+    /// running core and for the journal's rebuild of an attempt in flight.
+    pub fn of(result: &Result<bool, Failure>) -> Self {
+        match result {
+            Ok(true) => AidAnswer::Applied,
+            Ok(false) => AidAnswer::NotApplied,
+            Err(f) => AidAnswer::Failed(f.message.clone()),
+        }
+    }
 }
 
 impl MoveState {
@@ -378,14 +394,29 @@ pub struct VmMove {
     pub resumed_aids: Option<(u32, AidsAsked)>,
 }
 
-/// The convergence aids asked for one attempt, as its journal recorded them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The convergence aids asked for one attempt, as its journal recorded them: each with its
+/// answer, in order ([`AidAnswer::Unanswered`] when none was recorded). A resumed watch starts
+/// from them: its ladder goes on from the next aid, and the failure when none helped names
+/// those answered before the resume too.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AidsAsked {
+    pub answers: Vec<(ConvergenceAid, AidAnswer)>,
+}
+
+impl AidsAsked {
     /// How many were asked (the watch's escalation step: the next firing asks the next aid).
-    pub asked: u32,
+    pub fn asked(&self) -> u32 {
+        u32::try_from(self.answers.len()).unwrap_or(u32::MAX)
+    }
+
     /// Post-copy was applied, or was asked and no answer was recorded: the guest may already
     /// run on the destination, so the migration is watched to its end, never aborted.
-    pub post_copy: bool,
+    pub fn post_copy(&self) -> bool {
+        self.answers.iter().any(|(aid, answer)| {
+            *aid == ConvergenceAid::PostCopy
+                && matches!(answer, AidAnswer::Applied | AidAnswer::Unanswered)
+        })
+    }
 }
 
 /// What a transition produced.
@@ -455,8 +486,9 @@ impl VmMove {
     /// none asked otherwise).
     pub fn resumed_aids_for(&self, attempt: u32) -> AidsAsked {
         self.resumed_aids
-            .filter(|&(a, _)| a == attempt)
-            .map(|(_, aids)| aids)
+            .as_ref()
+            .filter(|(a, _)| *a == attempt)
+            .map(|(_, aids)| aids.clone())
             .unwrap_or_default()
     }
 

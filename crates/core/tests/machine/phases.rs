@@ -736,6 +736,71 @@ fn when_no_aid_helps_the_failure_says_which_aids_were_applied_and_which_were_not
     );
 }
 
+/// A watch resumed after vmove stopped goes on from the aids its journal recorded, and when
+/// none helped its failure names those too: applied, refused, and one asked with no answer
+/// recorded. Before, a resumed watch kept only how many had been asked, and its failure named
+/// just the aids answered after the resume ("applied: a raised allowed downtime ...", with
+/// auto-converge and the first raises gone).
+#[test]
+fn a_resumed_watch_names_the_aids_answered_before_the_resume_when_none_helped() {
+    use vmove_core::machine::{AidAnswer, AidsAsked};
+    let settings = escalating();
+    let mut v = vm_in(Phase::Confirming);
+    v.resumed_aids = Some((
+        v.attempts,
+        AidsAsked {
+            answers: vec![
+                (ConvergenceAid::AutoConverge, AidAnswer::Applied),
+                (ConvergenceAid::RaiseDowntime, AidAnswer::Applied),
+                (ConvergenceAid::RaiseDowntime, AidAnswer::Unanswered),
+            ],
+        },
+    ));
+    let ctx = |now| running_at(&settings, now);
+    step(
+        &mut v,
+        ctx(Time(1_000)),
+        VmEvent::Status(Ok(MigrationStatus::Running(Progress {
+            bytes_done: 1 << 20,
+            bytes_remaining: 1 << 30,
+            ..Default::default()
+        }))),
+    )
+    .unwrap();
+    assert_eq!(v.phase(), Phase::Migrating);
+    // No progress from here: each firing asks the next aid, which the host does not apply.
+    let mut asked = Vec::new();
+    let mut t = 1_000 + settings.stall_timeout.as_millis() as u64;
+    let out = loop {
+        let out = step(&mut v, ctx(Time(t)), VmEvent::Timer).unwrap();
+        let Some(aid) = out.commands.iter().find_map(|c| match c {
+            Command::Converge { aid, .. } => Some(*aid),
+            _ => None,
+        }) else {
+            panic!("a firing that asks no aid: {:?}", out.commands);
+        };
+        asked.push(aid);
+        let out = step(&mut v, ctx(Time(t + 100)), VmEvent::Converged(Ok(false))).unwrap();
+        if aborts(&out) {
+            break out;
+        }
+        t += 200;
+    };
+    // The ladder went on from the fourth aid, not from the start.
+    assert_eq!(
+        asked,
+        [
+            ConvergenceAid::RaiseDowntime,
+            ConvergenceAid::RaiseDowntime,
+            ConvergenceAid::PostCopy
+        ]
+    );
+    assert_eq!(
+        migration_failure(&out),
+        "did not converge and no convergence aid helped (applied: auto-converge, a raised allowed downtime; not applied by the host: a raised allowed downtime, post-copy; asked before vmove stopped, answer not recorded: a raised allowed downtime)"
+    );
+}
+
 /// Post-copy refused again with no progress since its last refusal: the attempt is aborted,
 /// as when no aid helps (a migration that neither progresses nor can switch is not waited on).
 #[test]
