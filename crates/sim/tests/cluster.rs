@@ -617,3 +617,39 @@ fn a_listing_reports_a_running_vms_dirty_rate_unless_told_not_to() {
         "from it on"
     );
 }
+
+/// The simulator reads a migration's index back from its handle (`sim-{index}/...`): a handle
+/// it did not make, one whose index is out of range, one of another run, or one asked about
+/// another VM is "not found", a driver's error, never a panic or another VM's migration.
+#[test]
+fn a_handle_the_simulator_did_not_make_is_not_found() {
+    let (c, vm, r, handle) = hot_migration();
+    assert!(c.migration_status(&r, &handle).is_ok());
+    let other_vm = MigrationRequest {
+        vm: vmove_core::model::VmId::new("someone-else"),
+        ..r.clone()
+    };
+    for (request, h) in [
+        (&r, MigrationHandle("job-1".into())),
+        (&r, MigrationHandle("sim-".into())),
+        (&r, MigrationHandle("sim-0".into())),
+        (
+            &r,
+            MigrationHandle("sim-99999999999999999999999/t/1".into()),
+        ),
+        (&r, MigrationHandle("sim-7/t/1".into())),
+        (&r, MigrationHandle("sim-0/another-run/1".into())),
+        (&r, MigrationHandle("sim--1/t/1".into())),
+        (&other_vm, handle.clone()),
+    ] {
+        let err = c.migration_status(request, &h).unwrap_err();
+        assert!(
+            err.to_string().contains("not found"),
+            "{h:?} for {}: {err}",
+            request.vm
+        );
+    }
+    // The same text in another allocation (a handle read back from a journal) is found.
+    let copied = MigrationHandle(handle.0.to_string().into());
+    assert!(c.migration_status(&r, &copied).is_ok(), "{}", vm.id);
+}

@@ -597,9 +597,21 @@ impl SimCluster {
         req: &MigrationRequest,
         handle: &MigrationHandle,
     ) -> DriverResult<usize> {
-        match self.handle_index.get(handle) {
-            Some(&m) if self.migs[m].req.vm == req.vm => Ok(m),
-            _ => Err(DriverError::permanent(format!(
+        // A handle names its migration's index (`sim-{index}/...`, made by `begin`): no map to
+        // look it up in (at 100,000 VMs, a progress poll's look-up in one was a cache miss).
+        let found = handle
+            .0
+            .strip_prefix("sim-")
+            .and_then(|rest| rest.split_once('/'))
+            .and_then(|(index, _)| index.parse::<usize>().ok())
+            .filter(|&m| {
+                self.migs
+                    .get(m)
+                    .is_some_and(|mg| mg.handle == *handle && mg.req.vm == req.vm)
+            });
+        match found {
+            Some(m) => Ok(m),
+            None => Err(DriverError::permanent(format!(
                 "migration {} of VM {} not found",
                 handle.0, req.vm
             ))),

@@ -77,6 +77,7 @@ impl SimCluster {
         self.hosts[dst].used_memory += need_mem;
         let overhead = self.routes.get(&(src, dst)).map_or(0, |r| r.overhead_ms);
         let spec = &self.vms[v].spec;
+        // The handle names the migration's index: `mig_of` reads it back.
         let handle = MigrationHandle(format!("sim-{m}/{}/{}", req.run_id, req.attempt).into());
         self.migs.push(Mig {
             req: req.clone(),
@@ -118,7 +119,6 @@ impl SimCluster {
             previous: self.vms[v].last_mig,
         });
         self.vms[v].last_mig = Some(m);
-        self.handle_index.insert(handle, m);
         self.vms[v].active_mig = Some(m);
         self.hosts[src].active.push(m);
         self.hosts[dst].active.push(m);

@@ -133,7 +133,6 @@ pub struct SimCluster {
     pub(super) vms: Vec<Vm>,
     pub(super) vm_index: IdMap<VmId, usize>,
     pub(super) migs: Vec<Mig>,
-    pub(super) handle_index: IdMap<MigrationHandle, usize>,
     pub(super) wakes: BinaryHeap<Reverse<Wake>>,
     pub(super) seq: u64,
     /// Times at which foreign windows open or close, with the host (sorted; cursor below).
@@ -166,7 +165,6 @@ impl SimCluster {
             vms: Vec::with_capacity(vms.len()),
             vm_index: IdMap::with_capacity_and_hasher(vms.len(), Default::default()),
             migs: Vec::new(),
-            handle_index: IdMap::default(),
             wakes: BinaryHeap::new(),
             seq: 0,
             world: Vec::new(),
