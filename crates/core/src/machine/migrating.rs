@@ -170,7 +170,7 @@ impl VmMove {
                 .min(m.deadline)
                 .min(now + ctx.settings.stall_timeout),
         );
-        MoveState::Migrating(Box::new(m))
+        MoveState::Migrating(m)
     }
 }
 
@@ -179,7 +179,7 @@ impl VmMove {
 pub(super) fn status(
     vm: &mut VmMove,
     ctx: Ctx<'_>,
-    mut m: Box<Migrating>,
+    mut m: Migrating,
     res: Result<MigrationStatus, Failure>,
 ) -> Next {
     let mut out = Output::default();
@@ -228,7 +228,7 @@ pub(super) fn status(
 /// Migrating, timer: the stall watchdog (no progress for `stall_timeout`) or the completion
 /// watchdog fires (apply the next convergence aid when the action is `Escalate`, else abort);
 /// a progress poll is due.
-pub(super) fn timer(vm: &mut VmMove, ctx: Ctx<'_>, mut m: Box<Migrating>) -> Next {
+pub(super) fn timer(vm: &mut VmMove, ctx: Ctx<'_>, mut m: Migrating) -> Next {
     let mut out = Output::default();
     let (now, s) = (ctx.now, ctx.settings);
     let stall_at = m.last_progress_at + s.stall_timeout;
@@ -325,7 +325,7 @@ pub(super) fn timer(vm: &mut VmMove, ctx: Ctx<'_>, mut m: Box<Migrating>) -> Nex
 
 /// Migrating, a stop with abort, in post-copy: not aborted (see [`Migrating::post_copy`]); the
 /// watch goes on.
-pub(super) fn not_aborted(vm: &mut VmMove, m: Box<Migrating>) -> Next {
+pub(super) fn not_aborted(vm: &mut VmMove, m: Migrating) -> Next {
     let mut out = Output::default();
     out.events
         .push(not_aborted_event(vm, &m.req, IN_POST_COPY.into()));
@@ -351,7 +351,7 @@ fn not_aborted_event(vm: &VmMove, req: &MigrationRequest, why: String) -> EventK
 pub(super) fn converged(
     vm: &mut VmMove,
     ctx: Ctx<'_>,
-    mut m: Box<Migrating>,
+    mut m: Migrating,
     res: Result<bool, Failure>,
 ) -> Next {
     let mut out = Output::default();

@@ -30,8 +30,10 @@ pub enum MoveState {
         /// Checks made so far.
         checks: u32,
     },
-    /// Running, watched.
-    Migrating(Box<Migrating>),
+    /// Running, watched. Kept in the state, not boxed (the state grows from 128 to 136 bytes):
+    /// every progress poll reads it, and at 100,000 VMs a box of its own was a cache miss per
+    /// poll apart from the VM's entry.
+    Migrating(Migrating),
     /// Abort asked.
     Aborting {
         req: Arc<MigrationRequest>,

@@ -52,7 +52,7 @@ fn state(p: Phase) -> MoveState {
             handle: h(),
             checks: 0,
         },
-        Phase::Migrating => MoveState::Migrating(Box::new(Migrating {
+        Phase::Migrating => MoveState::Migrating(Migrating {
             req: req().into(),
             handle: h(),
             since: Time::ZERO,
@@ -69,7 +69,7 @@ fn state(p: Phase) -> MoveState {
             aid_asked_by: None,
             refire: None,
             aid_answers: Vec::new(),
-        })),
+        }),
         Phase::Aborting => MoveState::Aborting {
             req: req().into(),
             handle: h(),
