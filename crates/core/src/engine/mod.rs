@@ -293,7 +293,8 @@ impl Core {
                     core.searching.insert(idx);
                     core.vms[idx].vm.timer = Some(until);
                     core.vms[idx].vm.state = MoveState::BackingOff { until };
-                    core.timers.schedule(TimerKey::Vm(idx), until);
+                    core.timers
+                        .schedule(TimerKey::Vm(idx), until, |i| core.vms[i].vm.timer);
                     core.apply(
                         idx,
                         now,
@@ -524,7 +525,7 @@ impl Core {
     pub fn handle_timeout(&mut self, now: Time) {
         self.now = self.now.max(now);
         let now = self.now;
-        while let Some((_, key)) = self.timers.pop_due(now) {
+        while let Some((_, key)) = self.timers.pop_due(now, |i| self.vms[i].vm.timer) {
             match key {
                 TimerKey::Vm(idx) => {
                     self.vms[idx].vm.timer = None;
@@ -751,9 +752,12 @@ impl Core {
         let timer = self.vms[idx].vm.timer;
         if timer != timer_before {
             match timer {
-                Some(t) => self.timers.schedule(TimerKey::Vm(idx), t),
+                Some(t) => self
+                    .timers
+                    .schedule(TimerKey::Vm(idx), t, |i| self.vms[i].vm.timer),
                 None => {
-                    self.timers.cancel(TimerKey::Vm(idx));
+                    self.timers
+                        .cancel(TimerKey::Vm(idx), |i| self.vms[i].vm.timer);
                 }
             }
         }

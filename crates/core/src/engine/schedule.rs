@@ -351,7 +351,9 @@ impl Core {
                     self.seed.pause_until = now + self.spec.settings.job_start_timeout;
                     // Wake up when the pause is over.
                     self.timers
-                        .schedule(TimerKey::SeedPass, self.seed.pause_until);
+                        .schedule(TimerKey::SeedPass, self.seed.pause_until, |i| {
+                            self.vms[i].vm.timer
+                        });
                     return;
                 }
             }
@@ -359,7 +361,8 @@ impl Core {
         // Pass over: sleep `poll_interval`.
         self.seed.active = false;
         let t = now + self.spec.settings.poll_interval;
-        self.timers.schedule(TimerKey::SeedPass, t);
+        self.timers
+            .schedule(TimerKey::SeedPass, t, |i| self.vms[i].vm.timer);
     }
 
     /// Places a ready VM and starts it, or tells it why it waits or can never go; returns

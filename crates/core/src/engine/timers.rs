@@ -23,13 +23,18 @@ pub(super) enum TimerKey {
 ///
 /// A binary heap with lazy deletion: a replaced or cancelled wake-up stays in the heap until it
 /// reaches the top, where it is dropped (its key's time differs). Every change leaves a current
-/// wake-up on top, so [`TimerQueue::next`] is exact. Each key's time is in a vector indexed like
-/// the engine's tables, so telling a current entry from a stale one costs no lookup.
+/// wake-up on top, so [`TimerQueue::next`] is exact.
+///
+/// A VM's wake-up is its own timer ([`VmMove::timer`](crate::machine::VmMove::timer)), the one
+/// record of it: the queue only orders them, and each call that may look at one is given
+/// `vm_due`, which reads a VM's timer by index. The engine sets a VM's timer first, then tells
+/// the queue (`schedule`, or `cancel` when it is cleared). Before, the queue kept each VM's time
+/// in a table of its own, the same fact twice, and at 100,000 VMs reading that table when a
+/// wake-up reached the top was a cache miss per progress poll. Hosts' and the seed pass's times
+/// are kept here, each in a vector indexed like the engine's tables.
 #[derive(Debug, Clone, Default)]
 pub(super) struct TimerQueue {
     heap: BinaryHeap<Reverse<(Time, TimerKey)>>,
-    /// When each VM's wake-up is due, by VM index.
-    vms: Vec<Option<Time>>,
     /// When each host's wake-up is due, by host index.
     hosts: Vec<Option<Time>>,
     /// When the seed scheduler's next pass is due.
@@ -37,24 +42,41 @@ pub(super) struct TimerQueue {
 }
 
 impl TimerQueue {
-    /// Wakes `key` at `at`, instead of any time set for it before.
-    pub(super) fn schedule(&mut self, key: TimerKey, at: Time) {
-        *self.slot(key) = Some(at);
+    /// Wakes `key` at `at`, instead of any time set for it before. For a VM, its timer must
+    /// already say `at` (`vm_due`).
+    pub(super) fn schedule(
+        &mut self,
+        key: TimerKey,
+        at: Time,
+        vm_due: impl Fn(usize) -> Option<Time>,
+    ) {
+        match self.own_slot(key) {
+            Some(slot) => *slot = Some(at),
+            None => debug_assert!(
+                matches!(key, TimerKey::Vm(i) if vm_due(i) == Some(at)),
+                "set the VM's timer first"
+            ),
+        }
         self.heap.push(Reverse((at, key)));
-        self.drop_stale();
+        self.drop_stale(&vm_due);
     }
 
-    /// Forgets the wake-up of `key`, if it had one; returns when it was due.
-    pub(super) fn cancel(&mut self, key: TimerKey) -> Option<Time> {
-        let at = self.slot(key).take();
-        self.drop_stale();
-        at
+    /// Forgets the wake-up of `key`, if it had one (for a VM, its timer is already cleared).
+    pub(super) fn cancel(&mut self, key: TimerKey, vm_due: impl Fn(usize) -> Option<Time>) {
+        match self.own_slot(key) {
+            Some(slot) => *slot = None,
+            None => debug_assert!(
+                matches!(key, TimerKey::Vm(i) if vm_due(i).is_none()),
+                "clear the VM's timer first"
+            ),
+        }
+        self.drop_stale(&vm_due);
     }
 
-    /// When `key` is due, if it is set.
+    /// When host or seed-pass `key` is due, if it is set (a VM's is its timer).
     pub(super) fn due_at(&self, key: TimerKey) -> Option<Time> {
         match key {
-            TimerKey::Vm(i) => self.vms.get(i).copied().flatten(),
+            TimerKey::Vm(_) => None,
             TimerKey::Host(h) => self.hosts.get(h).copied().flatten(),
             TimerKey::SeedPass => self.seed_pass,
         }
@@ -65,32 +87,48 @@ impl TimerQueue {
         self.heap.peek().map(|&Reverse(top)| top)
     }
 
-    /// Takes the earliest wake-up if it is due at or before `now`.
-    pub(super) fn pop_due(&mut self, now: Time) -> Option<(Time, TimerKey)> {
-        let (at, key) = self.next().filter(|&(at, _)| at <= now)?;
-        self.heap.pop();
-        *self.slot(key) = None;
-        self.drop_stale();
-        Some((at, key))
+    /// Takes the earliest wake-up if it is due at or before `now`. A VM's timer still says it
+    /// when it is taken (the engine clears it next): copies of the same wake-up left by a key
+    /// set away and back again are taken with it, so that it wakes once.
+    pub(super) fn pop_due(
+        &mut self,
+        now: Time,
+        vm_due: impl Fn(usize) -> Option<Time>,
+    ) -> Option<(Time, TimerKey)> {
+        let top = self.next().filter(|&(at, _)| at <= now)?;
+        while self.next() == Some(top) {
+            self.heap.pop();
+        }
+        if let Some(slot) = self.own_slot(top.1) {
+            *slot = None;
+        }
+        self.drop_stale(&vm_due);
+        Some(top)
     }
 
-    /// Where `key`'s time is kept (the vectors grow on first use of an index).
-    fn slot(&mut self, key: TimerKey) -> &mut Option<Time> {
-        let (table, i) = match key {
-            TimerKey::Vm(i) => (&mut self.vms, i),
-            TimerKey::Host(h) => (&mut self.hosts, h),
-            TimerKey::SeedPass => return &mut self.seed_pass,
-        };
-        if table.len() <= i {
-            table.resize(i + 1, None);
+    /// Where host or seed-pass `key`'s time is kept (the vector grows on first use of an
+    /// index); `None` for a VM, whose time is its timer.
+    fn own_slot(&mut self, key: TimerKey) -> Option<&mut Option<Time>> {
+        match key {
+            TimerKey::Host(h) => {
+                if self.hosts.len() <= h {
+                    self.hosts.resize(h + 1, None);
+                }
+                self.hosts.get_mut(h)
+            }
+            TimerKey::SeedPass => Some(&mut self.seed_pass),
+            TimerKey::Vm(_) => None,
         }
-        &mut table[i]
     }
 
     /// Pops replaced and cancelled wake-ups off the top.
-    fn drop_stale(&mut self) {
+    fn drop_stale(&mut self, vm_due: &impl Fn(usize) -> Option<Time>) {
         while let Some(&Reverse((at, key))) = self.heap.peek() {
-            if self.due_at(key) == Some(at) {
+            let due = match key {
+                TimerKey::Vm(i) => vm_due(i),
+                key => self.due_at(key),
+            };
+            if due == Some(at) {
                 break;
             }
             self.heap.pop();
@@ -106,9 +144,65 @@ mod tests {
         Time(ms)
     }
 
+    /// The queue as the engine uses it: a VM's timer is set or cleared first, then the queue
+    /// is told; a VM's timer is cleared once its wake-up is taken.
+    #[derive(Default)]
+    struct Engine {
+        q: TimerQueue,
+        /// Each VM's timer, by index.
+        vms: Vec<Option<Time>>,
+    }
+
+    impl Engine {
+        fn set_vm(&mut self, i: usize, at: Option<Time>) {
+            if self.vms.len() <= i {
+                self.vms.resize(i + 1, None);
+            }
+            self.vms[i] = at;
+        }
+
+        fn schedule(&mut self, key: TimerKey, at: Time) {
+            if let TimerKey::Vm(i) = key {
+                self.set_vm(i, Some(at));
+            }
+            let vms = &self.vms;
+            self.q.schedule(key, at, |i| vms.get(i).copied().flatten());
+        }
+
+        fn cancel(&mut self, key: TimerKey) -> Option<Time> {
+            let was = self.due_at(key);
+            if let TimerKey::Vm(i) = key {
+                self.set_vm(i, None);
+            }
+            let vms = &self.vms;
+            self.q.cancel(key, |i| vms.get(i).copied().flatten());
+            was
+        }
+
+        fn due_at(&self, key: TimerKey) -> Option<Time> {
+            match key {
+                TimerKey::Vm(i) => self.vms.get(i).copied().flatten(),
+                key => self.q.due_at(key),
+            }
+        }
+
+        fn next(&self) -> Option<(Time, TimerKey)> {
+            self.q.next()
+        }
+
+        fn pop_due(&mut self, now: Time) -> Option<(Time, TimerKey)> {
+            let vms = &self.vms;
+            let taken = self.q.pop_due(now, |i| vms.get(i).copied().flatten());
+            if let Some((_, TimerKey::Vm(i))) = taken {
+                self.set_vm(i, None);
+            }
+            taken
+        }
+    }
+
     #[test]
     fn wake_ups_are_taken_earliest_first_and_only_when_due() {
-        let mut q = TimerQueue::default();
+        let mut q = Engine::default();
         q.schedule(TimerKey::Host(0), t(30));
         q.schedule(TimerKey::Vm(5), t(10));
         q.schedule(TimerKey::SeedPass, t(20));
@@ -122,7 +216,7 @@ mod tests {
 
     #[test]
     fn ties_are_broken_by_key_vms_then_hosts_then_the_seed_pass() {
-        let mut q = TimerQueue::default();
+        let mut q = Engine::default();
         q.schedule(TimerKey::SeedPass, t(5));
         q.schedule(TimerKey::Host(0), t(5));
         q.schedule(TimerKey::Vm(2), t(5));
@@ -143,7 +237,7 @@ mod tests {
 
     #[test]
     fn scheduling_a_key_again_replaces_its_time() {
-        let mut q = TimerQueue::default();
+        let mut q = Engine::default();
         q.schedule(TimerKey::Vm(0), t(10));
         q.schedule(TimerKey::Vm(0), t(40));
         assert_eq!(q.due_at(TimerKey::Vm(0)), Some(t(40)));
@@ -155,7 +249,7 @@ mod tests {
 
     #[test]
     fn a_cancelled_wake_up_is_never_taken() {
-        let mut q = TimerQueue::default();
+        let mut q = Engine::default();
         q.schedule(TimerKey::Host(3), t(10));
         q.schedule(TimerKey::Vm(1), t(20));
         assert_eq!(q.cancel(TimerKey::Host(3)), Some(t(10)));
@@ -167,13 +261,36 @@ mod tests {
 
     #[test]
     fn a_key_set_back_to_an_earlier_time_wakes_once() {
-        let mut q = TimerQueue::default();
+        let mut q = Engine::default();
         q.schedule(TimerKey::Vm(0), t(10));
         q.schedule(TimerKey::Vm(0), t(20));
         q.schedule(TimerKey::Vm(0), t(10));
         q.schedule(TimerKey::Vm(0), t(10));
         assert_eq!(q.pop_due(t(100)), Some((t(10), TimerKey::Vm(0))));
         assert_eq!(q.pop_due(t(100)), None, "one wake-up per key");
+        assert_eq!(q.next(), None);
+    }
+
+    /// A VM's wake-up is its timer: one changed by a step is not taken at its old time, even
+    /// when the queue hears of the change only after another key's change (a step that also
+    /// schedules a host refresh), and one set back to a time it had before wakes once.
+    #[test]
+    fn a_vms_wake_up_follows_its_timer() {
+        let mut q = Engine::default();
+        q.schedule(TimerKey::Vm(0), t(10));
+        // The step moves the VM's timer to 50, then schedules a host refresh before it tells
+        // the queue.
+        q.set_vm(0, Some(t(50)));
+        q.schedule(TimerKey::Host(1), t(30));
+        assert_eq!(q.next(), Some((t(30), TimerKey::Host(1))), "10 is stale");
+        q.schedule(TimerKey::Vm(0), t(50));
+        assert_eq!(q.pop_due(t(40)), Some((t(30), TimerKey::Host(1))));
+        assert_eq!(q.pop_due(t(40)), None);
+        // Set away and back: the two entries at 50 wake it once.
+        q.schedule(TimerKey::Vm(0), t(70));
+        q.schedule(TimerKey::Vm(0), t(50));
+        assert_eq!(q.pop_due(t(100)), Some((t(50), TimerKey::Vm(0))));
+        assert_eq!(q.pop_due(t(100)), None, "one wake-up");
         assert_eq!(q.next(), None);
     }
 }
