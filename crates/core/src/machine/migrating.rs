@@ -51,58 +51,45 @@ fn aid_asked(escalations: u32) -> ConvergenceAid {
 /// with the same message (asked again after a refusal for a passing reason) is said once.
 fn aids_tried(answers: &[(ConvergenceAid, AidAnswer)]) -> String {
     let mut applied: Vec<(ConvergenceAid, usize)> = Vec::new();
-    let mut not_applied: Vec<ConvergenceAid> = Vec::new();
+    let mut not_applied: Vec<String> = Vec::new();
     let mut failed: Vec<String> = Vec::new();
-    let mut unanswered: Vec<ConvergenceAid> = Vec::new();
+    let mut unanswered: Vec<String> = Vec::new();
+    let once = |list: &mut Vec<String>, said: String| {
+        if !list.contains(&said) {
+            list.push(said);
+        }
+    };
     for (aid, answer) in answers {
         match answer {
             AidAnswer::Applied => match applied.iter_mut().find(|(a, _)| a == aid) {
                 Some((_, n)) => *n += 1,
                 None => applied.push((*aid, 1)),
             },
-            AidAnswer::NotApplied => {
-                if !not_applied.contains(aid) {
-                    not_applied.push(*aid);
-                }
-            }
-            AidAnswer::Failed(msg) => {
-                let said = format!("{} ({msg})", aid.noun());
-                if !failed.contains(&said) {
-                    failed.push(said);
-                }
-            }
-            AidAnswer::Unanswered => {
-                if !unanswered.contains(aid) {
-                    unanswered.push(*aid);
-                }
-            }
+            AidAnswer::NotApplied => once(&mut not_applied, aid.noun().into()),
+            AidAnswer::Failed(msg) => once(&mut failed, format!("{} ({msg})", aid.noun())),
+            AidAnswer::Unanswered => once(&mut unanswered, aid.noun().into()),
         }
     }
-    let mut parts = Vec::new();
-    if !applied.is_empty() {
-        let list: Vec<String> = applied
-            .iter()
-            .map(|&(aid, n)| match n {
-                1 => aid.noun().to_string(),
-                n => format!("{} (x{n})", aid.noun()),
-            })
-            .collect();
-        parts.push(format!("applied: {}", list.join(", ")));
-    }
-    if !not_applied.is_empty() {
-        let list: Vec<&str> = not_applied.iter().map(|&aid| aid.noun()).collect();
-        parts.push(format!("not applied by the host: {}", list.join(", ")));
-    }
-    if !failed.is_empty() {
-        parts.push(format!("failed: {}", failed.join(", ")));
-    }
-    if !unanswered.is_empty() {
-        let list: Vec<&str> = unanswered.iter().map(|&aid| aid.noun()).collect();
-        parts.push(format!(
-            "asked before vmove stopped, answer not recorded: {}",
-            list.join(", ")
-        ));
-    }
+    let applied: Vec<String> = applied
+        .iter()
+        .map(|&(aid, n)| match n {
+            1 => aid.noun().to_string(),
+            n => format!("{} (x{n})", aid.noun()),
+        })
+        .collect();
+    let parts: Vec<String> = [
+        ("applied", applied),
+        ("not applied by the host", not_applied),
+        ("failed", failed),
+        (
+            "asked before vmove stopped, answer not recorded",
+            unanswered,
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, list)| !list.is_empty())
+    .map(|(label, list)| format!("{label}: {}", list.join(", ")))
+    .collect();
     if parts.is_empty() {
         "none asked".to_string()
     } else {
