@@ -166,7 +166,7 @@ impl Core {
         if self.timers.due_at(key).is_some_and(|t| t <= at) {
             return;
         }
-        self.timers.schedule(key, at, |i| self.vms[i].vm.timer);
+        self.timers.schedule(key, at, vm::vm_timers(&self.vms));
     }
 
     /// A host's refresh answered: its figures, our VMs on it, foreign migrations, the selection

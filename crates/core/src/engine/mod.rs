@@ -48,7 +48,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 pub(crate) type IdMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 use std::sync::Arc;
 use timers::{TimerKey, TimerQueue};
-use vm::VmEntry;
+use vm::{VmEntry, vm_timers};
 
 /// The migration engine of one run. Pure: driven by inputs and time, it emits commands and events.
 #[derive(Debug)]
@@ -294,7 +294,7 @@ impl Core {
                     core.vms[idx].vm.timer = Some(until);
                     core.vms[idx].vm.state = MoveState::BackingOff { until };
                     core.timers
-                        .schedule(TimerKey::Vm(idx), until, |i| core.vms[i].vm.timer);
+                        .schedule(TimerKey::Vm(idx), until, vm_timers(&core.vms));
                     core.apply(
                         idx,
                         now,
@@ -525,7 +525,7 @@ impl Core {
     pub fn handle_timeout(&mut self, now: Time) {
         self.now = self.now.max(now);
         let now = self.now;
-        while let Some((_, key)) = self.timers.pop_due(now, |i| self.vms[i].vm.timer) {
+        while let Some((_, key)) = self.timers.pop_due(now, vm_timers(&self.vms)) {
             match key {
                 TimerKey::Vm(idx) => {
                     self.vms[idx].vm.timer = None;
@@ -754,10 +754,9 @@ impl Core {
             match timer {
                 Some(t) => self
                     .timers
-                    .schedule(TimerKey::Vm(idx), t, |i| self.vms[i].vm.timer),
+                    .schedule(TimerKey::Vm(idx), t, vm_timers(&self.vms)),
                 None => {
-                    self.timers
-                        .cancel(TimerKey::Vm(idx), |i| self.vms[i].vm.timer);
+                    self.timers.cancel(TimerKey::Vm(idx), vm_timers(&self.vms));
                 }
             }
         }

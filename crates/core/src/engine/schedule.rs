@@ -4,7 +4,7 @@
 use super::Core;
 use super::assess::is_observed_wait;
 use super::timers::TimerKey;
-use super::vm::OrderKey;
+use super::vm::{OrderKey, vm_timers};
 use crate::event::{Phase, Reason, WaitReason};
 use crate::machine::{Assessment, VmEvent};
 use crate::model::MigrationMode;
@@ -350,10 +350,11 @@ impl Core {
                     self.seed.waiting_on = Some(idx);
                     self.seed.pause_until = now + self.spec.settings.job_start_timeout;
                     // Wake up when the pause is over.
-                    self.timers
-                        .schedule(TimerKey::SeedPass, self.seed.pause_until, |i| {
-                            self.vms[i].vm.timer
-                        });
+                    self.timers.schedule(
+                        TimerKey::SeedPass,
+                        self.seed.pause_until,
+                        vm_timers(&self.vms),
+                    );
                     return;
                 }
             }
@@ -362,7 +363,7 @@ impl Core {
         self.seed.active = false;
         let t = now + self.spec.settings.poll_interval;
         self.timers
-            .schedule(TimerKey::SeedPass, t, |i| self.vms[i].vm.timer);
+            .schedule(TimerKey::SeedPass, t, vm_timers(&self.vms));
     }
 
     /// Places a ready VM and starts it, or tells it why it waits or can never go; returns

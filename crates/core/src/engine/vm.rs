@@ -118,6 +118,12 @@ pub(super) struct VmEntry {
     pub(super) asking_host: Option<usize>,
 }
 
+/// Each VM's wake-up, by index, as the timer queue reads it (`TimerQueue`): its move's own
+/// timer, the one record of it.
+pub(super) fn vm_timers(vms: &[VmEntry]) -> impl Fn(usize) -> Option<Time> + '_ {
+    move |i| vms.get(i).and_then(|e| e.vm.timer)
+}
+
 /// The size part of a VM's [`OrderKey`] for `order`.
 pub(super) fn size_key(order: Order, memory_bytes: u64, disk_bytes: u64) -> u64 {
     let size = memory_bytes.saturating_add(disk_bytes);
