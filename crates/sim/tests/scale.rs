@@ -154,3 +154,85 @@ fn checks_per_vm_do_not_grow_with_the_destinations() {
          50: checks asked once the first destinations are crowded herd to the best ranked one"
     );
 }
+
+// `vmove-bench`'s arguments: a bad one is refused at once, named, with status 2 and nothing
+// run. Before, the bench read its arguments by hand and ignored what it did not know:
+// `vmove-bench --bogus` (or `--quick extra`) ran every table, minutes of work, and
+// `--scale-run 10 0` printed a row for "0 hosts".
+
+/// Runs `vmove-bench` with `args`: its status, standard output and standard error.
+fn bench(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmove-bench"))
+        .args(args)
+        .output()
+        .expect("vmove-bench runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn vmove_bench_refuses_an_argument_it_does_not_know_and_runs_nothing() {
+    for args in [
+        &["--bogus"][..],
+        &["--quick", "extra"],
+        &["--quick", "--scale"],
+    ] {
+        let (code, stdout, stderr) = bench(args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?} printed a table: {stdout}");
+        let named = args.last().expect("an argument");
+        assert!(
+            stderr.contains(named.trim_start_matches('-')),
+            "{args:?}: the error does not name {named}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn vmove_bench_scale_run_refuses_sizes_that_measure_nothing_and_names_them() {
+    for (args, names) in [
+        (&["--scale-run"][..], "--scale-run"),
+        (&["--scale-run", "abc", "5"], "\"abc\""),
+        (&["--scale-run", "5", "-3"], "-3"),
+        (
+            &["--scale-run", "99999999999999999999", "5"],
+            "99999999999999999999",
+        ),
+        (&["--scale-run", "0", "2"], "VMS must be 1 to"),
+        (&["--scale-run", "20000000", "4"], "VMS must be 1 to"),
+        (&["--scale-run", "10", "0"], "HOSTS must be at least 2"),
+        (&["--scale-run", "10", "1"], "HOSTS must be at least 2"),
+        (
+            &["--scale-run", "5", "11"],
+            "HOSTS must be at most twice the VMs (10), not 11",
+        ),
+    ] {
+        let (code, stdout, stderr) = bench(args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?} printed: {stdout}");
+        assert!(
+            stderr.contains(names),
+            "{args:?}: {names:?} not in: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn vmove_bench_scale_run_prints_one_row_for_the_smallest_sizes_it_takes() {
+    for (vms, hosts) in [("1", "2"), ("5", "10")] {
+        let (code, stdout, stderr) = bench(&["--scale-run", vms, hosts]);
+        assert_eq!(code, Some(0), "{vms} {hosts}: {stderr}");
+        let row: Vec<&str> = stdout
+            .trim_end()
+            .strip_prefix("scale-row ")
+            .unwrap_or_else(|| panic!("not a scale-row: {stdout}"))
+            .split(' ')
+            .collect();
+        // VMs, hosts, VMs moved: every one.
+        assert_eq!(row[..3], [vms, hosts, vms], "{stdout}");
+    }
+}

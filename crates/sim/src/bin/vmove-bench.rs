@@ -112,13 +112,86 @@ fn cpu_secs() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// Most VMs `--scale-run` takes: about 4 KB of memory each, so 10,000,000 take some 40 GB
+/// (the 100,000-VM row peaks under 400 MiB). Beyond it the run would fail for want of memory
+/// after minutes, instead of at once with a clear message.
+const MAX_SCALE_VMS: usize = 10_000_000;
+
+/// What `vmove-bench` is asked to print: one of the modes, or everything.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "vmove-bench",
+    about = "vmove's scheduler against the seed's and its peers' policies, on simulated clusters",
+    long_about = "vmove's scheduler against the seed's and its peers' policies, on simulated \
+                  clusters. With no option it prints every table: vmove and the seed against a \
+                  lower bound, vmove against its peers, packed against largest first over many \
+                  seeds, and the scale table. docs/BENCHMARKS.md keeps the results.",
+    group = clap::ArgGroup::new("mode").multiple(false)
+)]
+struct Args {
+    /// Only the tables of vmove against the seed, its peers and the lower bound (no spread
+    /// nor scale table).
+    #[arg(long, group = "mode")]
+    quick: bool,
+    /// Only the table of packed against largest first over many seeds.
+    #[arg(long, group = "mode")]
+    spread: bool,
+    /// Only the scale table (evacuations of 1,000 to 100,000 VMs, each in a process of its own).
+    #[arg(long, group = "mode")]
+    scale: bool,
+    /// One evacuation of the scale table: VMS VMs on HOSTS hosts (half of them sources), printed
+    /// as one `scale-row` line.
+    #[arg(long, group = "mode", num_args = 2, value_names = ["VMS", "HOSTS"])]
+    scale_run: Option<Vec<String>>,
+}
+
+/// `--scale-run`'s two numbers, checked: the VMs (1 to [`MAX_SCALE_VMS`]) and the hosts (at
+/// least 2, a source and a destination; at most twice the VMs, so that every source has one).
+fn scale_size(values: &[String]) -> Result<(usize, usize), String> {
+    let [vms, hosts] = values else {
+        return Err("--scale-run wants two numbers: VMS and HOSTS".into());
+    };
+    let number = |what: &str, text: &str| {
+        text.parse::<usize>()
+            .map_err(|e| format!("--scale-run: {what} {text:?} is not a whole number ({e})"))
+    };
+    let (vms, hosts) = (number("VMS", vms)?, number("HOSTS", hosts)?);
+    if !(1..=MAX_SCALE_VMS).contains(&vms) {
+        return Err(format!(
+            "--scale-run: VMS must be 1 to {MAX_SCALE_VMS}, not {vms}"
+        ));
+    }
+    if hosts < 2 {
+        return Err(format!(
+            "--scale-run: HOSTS must be at least 2 (half are sources, half destinations), not {hosts}"
+        ));
+    }
+    if hosts > vms.saturating_mul(2) {
+        return Err(format!(
+            "--scale-run: HOSTS must be at most twice the VMs ({}), not {hosts}: half the hosts are \
+             sources, and a source without VMs measures nothing",
+            vms.saturating_mul(2)
+        ));
+    }
+    Ok((vms, hosts))
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(i) = args.iter().position(|a| a == "--scale-run") {
-        let size = |k: usize| args.get(i + k).and_then(|a| a.parse::<usize>().ok());
-        let (Some(vms), Some(hosts)) = (size(1), size(2)) else {
-            eprintln!("--scale-run wants two numbers: VMs and hosts");
-            return ExitCode::FAILURE;
+    let args = match <Args as clap::Parser>::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            // Help and version to stdout with status 0; a bad argument to stderr with status 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    if let Some(values) = &args.scale_run {
+        let (vms, hosts) = match scale_size(values) {
+            Ok(size) => size,
+            Err(e) => {
+                eprintln!("vmove-bench: {e}");
+                return ExitCode::from(2);
+            }
         };
         return match scale_run(vms, hosts) {
             Ok(r) => {
@@ -126,19 +199,19 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("{e}");
+                eprintln!("vmove-bench: {e}");
                 ExitCode::FAILURE
             }
         };
     }
-    if args.iter().any(|a| a == "--scale") {
+    if args.scale {
         return scale_table();
     }
-    if args.iter().any(|a| a == "--spread") {
+    if args.spread {
         spread_table();
         return ExitCode::SUCCESS;
     }
-    let quick = args.iter().any(|a| a == "--quick");
+    let quick = args.quick;
     out!("makespan / lower bound (simulated; lower is better, 1.00 is optimal)\n");
     out!(
         "| workload | slots | lower bound (s) | vmove (s) | vmove / LB | seed (s) | seed / LB | seed / vmove |"
