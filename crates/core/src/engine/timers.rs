@@ -19,6 +19,47 @@ pub(super) enum TimerKey {
     SeedPass,
 }
 
+/// A wake-up as the heap holds it: its time, then its key packed in one word so that an entry
+/// takes 16 bytes, not 24 (at 100,000 VMs a pop walks about 17 levels of the heap, and each level
+/// further from the top is likely a cache miss: a smaller entry puts more of them in a line).
+/// The packing keeps [`TimerKey`]'s order: the kind in the top two bits (VMs, hosts, the seed
+/// pass), the index below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    at: Time,
+    key: u64,
+}
+
+impl Entry {
+    const KIND: u32 = 62;
+    const INDEX: u64 = (1 << Self::KIND) - 1;
+
+    fn new(at: Time, key: TimerKey) -> Self {
+        let (kind, index) = match key {
+            TimerKey::Vm(i) => (0, i),
+            TimerKey::Host(h) => (1, h),
+            TimerKey::SeedPass => (2, 0),
+        };
+        // An index never reaches 2^62: it indexes a vector in memory.
+        debug_assert!(index as u64 <= Self::INDEX, "index {index} does not fit");
+        Entry {
+            at,
+            key: (kind << Self::KIND) | (index as u64 & Self::INDEX),
+        }
+    }
+
+    fn get(self) -> (Time, TimerKey) {
+        // The index was a `usize` when packed.
+        let index = (self.key & Self::INDEX) as usize;
+        let key = match self.key >> Self::KIND {
+            0 => TimerKey::Vm(index),
+            1 => TimerKey::Host(index),
+            _ => TimerKey::SeedPass,
+        };
+        (self.at, key)
+    }
+}
+
 /// Wake-ups by key: setting a key's time again replaces its earlier one.
 ///
 /// A binary heap with lazy deletion: a replaced or cancelled wake-up stays in the heap until it
@@ -34,7 +75,7 @@ pub(super) enum TimerKey {
 /// are kept here, each in a vector indexed like the engine's tables.
 #[derive(Debug, Clone, Default)]
 pub(super) struct TimerQueue {
-    heap: BinaryHeap<Reverse<(Time, TimerKey)>>,
+    heap: BinaryHeap<Reverse<Entry>>,
     /// When each host's wake-up is due, by host index.
     hosts: Vec<Option<Time>>,
     /// When the seed scheduler's next pass is due.
@@ -57,7 +98,7 @@ impl TimerQueue {
                 "set the VM's timer first"
             ),
         }
-        self.heap.push(Reverse((at, key)));
+        self.heap.push(Reverse(Entry::new(at, key)));
         self.drop_stale(&vm_due);
     }
 
@@ -84,7 +125,7 @@ impl TimerQueue {
 
     /// The earliest wake-up, without taking it.
     pub(super) fn next(&self) -> Option<(Time, TimerKey)> {
-        self.heap.peek().map(|&Reverse(top)| top)
+        self.heap.peek().map(|&Reverse(top)| top.get())
     }
 
     /// Takes the earliest wake-up if it is due at or before `now`. A VM's timer still says it
@@ -123,7 +164,7 @@ impl TimerQueue {
 
     /// Pops replaced and cancelled wake-ups off the top.
     fn drop_stale(&mut self, vm_due: &impl Fn(usize) -> Option<Time>) {
-        while let Some(&Reverse((at, key))) = self.heap.peek() {
+        while let Some((at, key)) = self.next() {
             let due = match key {
                 TimerKey::Vm(i) => vm_due(i),
                 key => self.due_at(key),
@@ -197,6 +238,29 @@ mod tests {
                 self.set_vm(i, None);
             }
             taken
+        }
+    }
+
+    /// A packed entry orders as its time and key do, and unpacks to them.
+    #[test]
+    fn a_packed_wake_up_keeps_its_key_and_order() {
+        let big = usize::MAX >> 2; // the largest index that fits
+        let keys = [
+            TimerKey::Vm(0),
+            TimerKey::Vm(1),
+            TimerKey::Vm(big),
+            TimerKey::Host(0),
+            TimerKey::Host(big),
+            TimerKey::SeedPass,
+        ];
+        for at in [t(0), t(5)] {
+            for (i, &a) in keys.iter().enumerate() {
+                assert_eq!(Entry::new(at, a).get(), (at, a));
+                for &b in &keys[i + 1..] {
+                    assert!(Entry::new(at, a) < Entry::new(at, b), "{a:?} before {b:?}");
+                    assert!(Entry::new(t(9), a) > Entry::new(at, b), "time first");
+                }
+            }
         }
     }
 
