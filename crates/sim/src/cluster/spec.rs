@@ -114,14 +114,14 @@ pub struct VmSpec {
     pub id: VmId,
     /// Memory, bytes.
     pub memory_bytes: u64,
+    /// Guest memory dirty rate, bytes/s.
+    pub dirty_rate: u64,
     pub power: PowerState,
     /// Primary status.
     pub health: Health,
     pub name: String,
     /// Where it is defined.
     pub host: HostId,
-    /// Guest memory dirty rate, bytes/s.
-    pub dirty_rate: u64,
     pub disks: Vec<DiskSpec>,
     /// Shapes of real VMs that a hypervisor refuses to move (see [`Shape`]).
     pub shapes: Vec<Shape>,
