@@ -282,22 +282,28 @@ pub struct PathLayout {
 }
 
 /// A request to start one attempt of one move.
+///
+/// Laid out in the order written (`repr(C)`): what every progress poll reads of it (the VM,
+/// the attempt, the source) first, so that with the reference counts in front of it they take
+/// one cache line of its shared allocation (the request is an `Arc`, cloned into every command
+/// of the attempt), not two.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(C)]
 pub struct MigrationRequest {
     pub vm: VmId,
-    /// Its name (some hypervisors address VMs by name). Shared text, as the ids: the request
-    /// is cloned into every command of the attempt.
-    pub vm_name: Arc<str>,
+    /// Which attempt this is (1-based); drivers put it in job names.
+    pub attempt: u32,
+    /// Live or offline.
+    pub mode: MigrationMode,
     /// Where it is.
     pub source: HostId,
     /// Where it goes.
     pub destination: HostId,
-    /// Live or offline.
-    pub mode: MigrationMode,
+    /// Its name (some hypervisors address VMs by name). Shared text, as the ids: the request
+    /// is cloned into every command of the attempt.
+    pub vm_name: Arc<str>,
     /// Destination file layout.
     pub layout: PathLayout,
-    /// Which attempt this is (1-based); drivers put it in job names.
-    pub attempt: u32,
     /// The run's id; drivers put it in job names so parallel runs don't mix their jobs.
     pub run_id: Arc<str>,
 }
