@@ -269,6 +269,8 @@ pub(super) fn timer(vm: &mut VmMove, ctx: Ctx<'_>, mut m: Migrating) -> Next {
                 m.last_progress_at = now;
                 m.deadline = m.deadline.max(now + s.stall_timeout);
             }
+            // Post-copy asked and not answered: its answer decides (`may_be_in_post_copy`).
+            _ if may_be_in_post_copy(&m) => {}
             _ => {
                 let why = Failure::new(
                     ErrorClass::Transient,
@@ -314,10 +316,17 @@ pub(super) fn timer(vm: &mut VmMove, ctx: Ctx<'_>, mut m: Migrating) -> Next {
 /// watch goes on.
 pub(super) fn not_aborted(vm: &mut VmMove, m: Migrating) -> Next {
     let mut out = Output::default();
-    out.events
-        .push(not_aborted_event(vm, &m.req, IN_POST_COPY.into()));
+    let why = if m.post_copy {
+        IN_POST_COPY
+    } else {
+        POST_COPY_ASKED
+    };
+    out.events.push(not_aborted_event(vm, &m.req, why.into()));
     (MoveState::Migrating(m), out)
 }
+
+/// Why a stop did not abort a migration while post-copy was asked and not answered yet.
+const POST_COPY_ASKED: &str = "post-copy was asked and has not answered yet: the guest may already run on the destination, and an abort would lose it; aborted if the answer says it was not applied";
 
 /// Why a stop did not abort a migration in post-copy (also why `vmove abort RUN VM` refuses
 /// to abort one).
@@ -397,5 +406,28 @@ pub(super) fn converged(
             }
         }
     };
-    (state, out)
+    // A stop with abort that came while post-copy was asked waited for this answer
+    // (`may_be_in_post_copy`): not in post-copy, the migration is aborted now.
+    match state {
+        MoveState::Migrating(m) if ctx.abort_running && !m.post_copy => {
+            let state = vm.abort(
+                ctx,
+                m.req,
+                m.handle,
+                super::aborting::run_stopped(),
+                0,
+                &mut out,
+            );
+            (state, out)
+        }
+        state => (state, out),
+    }
+}
+
+/// Post-copy was applied, or was asked and has not answered yet: the host may already have
+/// switched the guest to the destination, so the migration is not aborted (a stop with abort
+/// waits for the answer, a watchdog lets it come). A resume reads a journal's post-copy asked
+/// with no answer the same way (`AidsAsked::post_copy`).
+pub(super) fn may_be_in_post_copy(m: &Migrating) -> bool {
+    m.post_copy || (m.converging && aid_asked(m.escalations) == ConvergenceAid::PostCopy)
 }

@@ -209,7 +209,7 @@ fn transition(vm: &mut VmMove, ctx: Ctx<'_>, state: MoveState, ev: VmEvent) -> T
                 abort_running: true,
                 ..
             },
-        ) if m.post_copy => migrating::not_aborted(vm, m),
+        ) if migrating::may_be_in_post_copy(&m) => migrating::not_aborted(vm, m),
         (
             S::Migrating(m),
             E::Stop {

@@ -597,6 +597,94 @@ fn the_allowed_downtime_is_raised_to_the_cap_before_post_copy_is_asked() {
     assert!(!aborts(&out));
 }
 
+/// A stop with abort while post-copy is asked and not answered: the host may already have
+/// switched the guest to the destination, so the migration is not aborted yet. Applied, it is
+/// watched to its end; not applied, it is aborted then. Before, the stop aborted it at once (only
+/// an applied post-copy counted), while a resume already read "asked, no answer" as possibly in
+/// post-copy.
+#[test]
+fn a_stop_with_abort_while_post_copy_is_asked_waits_for_its_answer() {
+    let settings = escalating();
+    let reason = Reason::RunStopped;
+    let stopping = |now| Ctx {
+        now,
+        settings: &settings,
+        stopping: Some(&reason),
+        abort_running: true,
+    };
+    for applied in [true, false] {
+        let mut v = vm_in(Phase::Migrating);
+        let (_, _, at) = post_copy_asked(&settings, &mut v);
+        let out = step(&mut v, stopping(Time(at.0 + 10)), stop(true)).unwrap();
+        let aborts = |out: &vmove_core::machine::Output| {
+            out.commands
+                .iter()
+                .any(|c| matches!(c, Command::AbortMigration { .. }))
+        };
+        assert!(!aborts(&out), "{:?}", out.commands);
+        assert!(
+            out.events
+                .iter()
+                .any(|e| matches!(e, EventKind::NotAborted { why, .. } if why.contains("post-copy was asked"))),
+            "{:?}",
+            out.events
+        );
+        assert_eq!(v.phase(), Phase::Migrating);
+        let out = step(
+            &mut v,
+            stopping(Time(at.0 + 100)),
+            VmEvent::Converged(Ok(applied)),
+        )
+        .unwrap();
+        if applied {
+            assert!(!aborts(&out), "{:?}", out.commands);
+            assert_eq!(v.phase(), Phase::Migrating);
+        } else {
+            assert!(aborts(&out), "{:?}", out.commands);
+            assert_eq!(v.phase(), Phase::Aborting);
+        }
+    }
+    // Refused for a passing reason while the run stops with abort: not in post-copy, aborted.
+    let mut v = vm_in(Phase::Migrating);
+    let (_, _, at) = post_copy_asked(&settings, &mut v);
+    step(&mut v, stopping(Time(at.0 + 10)), stop(true)).unwrap();
+    step(
+        &mut v,
+        stopping(Time(at.0 + 100)),
+        post_copy_refused_for_now(),
+    )
+    .unwrap();
+    assert_eq!(v.phase(), Phase::Aborting);
+}
+
+/// A watchdog that fires while post-copy is asked and not answered (a call that hangs longer
+/// than the stall timeout) does not abort: the answer decides.
+#[test]
+fn a_watchdog_firing_while_post_copy_is_asked_does_not_abort() {
+    let settings = escalating();
+    let ctx = |now| running_at(&settings, now);
+    let mut v = vm_in(Phase::Migrating);
+    let (_, _, at) = post_copy_asked(&settings, &mut v);
+    let late = Time(at.0 + 2 * settings.stall_timeout.as_millis() as u64);
+    let out = step(&mut v, ctx(late), VmEvent::Timer).unwrap();
+    assert!(
+        !out.commands
+            .iter()
+            .any(|c| matches!(c, Command::AbortMigration { .. })),
+        "{:?}",
+        out.commands
+    );
+    assert_eq!(v.phase(), Phase::Migrating);
+    // Not applied: the next firing aborts, as before.
+    step(
+        &mut v,
+        ctx(Time(late.0 + 100)),
+        VmEvent::Converged(Ok(false)),
+    )
+    .unwrap();
+    assert_eq!(v.phase(), Phase::Aborting);
+}
+
 /// An aid the hypervisor did not apply (post-copy not enabled): the next firing aborts, as
 /// before; only an applied post-copy stops the watchdogs.
 #[test]
