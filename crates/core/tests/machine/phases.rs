@@ -675,7 +675,7 @@ fn a_watchdog_firing_while_post_copy_is_asked_does_not_abort() {
         out.commands
     );
     assert_eq!(v.phase(), Phase::Migrating);
-    // Not applied: the next firing aborts, as before.
+    // Not applied, with no aid left: aborted at once, as before.
     step(
         &mut v,
         ctx(Time(late.0 + 100)),
