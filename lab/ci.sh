@@ -17,7 +17,8 @@ trap teardown EXIT
 
 cd "$ROOT"
 # The release `vmove` binary: the lab test that kills vmove at a switchover and the scripts
-# below run it. --release: reuses the build of scripts/test.sh (cargo test --workspace --release).
+# below run it. scripts/test.sh passes the one its `cargo test --workspace --release` built (the
+# workspace tests ran it); run alone, the lab builds it. --release: reuses that build.
 if [ -z "${VMOVE_BIN:-}" ]; then
   cargo build --workspace --all-features --locked --release --bins
   VMOVE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/vmove"

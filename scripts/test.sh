@@ -35,12 +35,21 @@ say "installing the lab's packages (libvirt, QEMU)"
 as_root bash lab/install.sh
 
 disk_report "before the build" 6
-say "building (release)"
-cargo build --workspace --all-features --locked --release --bins
+# One build for the tests and the binary they run. `cargo test` builds the crates again with the
+# features the tests' dev-dependencies add (tokio's `test-util`, the driver's and the journal's
+# `test-util` helpers): a `cargo build --bins` first was a second build of most of the tree, about
+# 3 of CI's minutes. Those features only add functions the tests call (a paused clock, the
+# conformance suite, a throw-away journal); the `vmove` binary they build runs the same code.
+# The lab below runs that binary too. The shipped build (no dev-dependencies, as the README's
+# first command makes it) is built and its demo run while the lab runs, after the build without
+# libvirt (the build checks below).
+say "building (release): the tests and the vmove binary they run"
+cargo test --workspace --all-features --locked --release --no-run
+vmove_bin="${CARGO_TARGET_DIR:-$ROOT/target}/release/vmove"
 
 say "unit, property, simulation, protocol-fake and CLI tests (cargo test --workspace --all-features)"
 set +e
-VMOVE_REQUIRE_POSTGRES=1 VMOVE_REQUIRE_PYPSRP=1 VMOVE_REQUIRE_CLI_E2E=1 VMOVE_REQUIRE_KERBEROS=1 VMOVE_REQUIRE_BROWSER=1 VMOVE_BIN="$ROOT/target/release/vmove" \
+VMOVE_REQUIRE_POSTGRES=1 VMOVE_REQUIRE_PYPSRP=1 VMOVE_REQUIRE_CLI_E2E=1 VMOVE_REQUIRE_KERBEROS=1 VMOVE_REQUIRE_BROWSER=1 VMOVE_BIN="$vmove_bin" \
   cargo test --workspace --all-features --locked --release --no-fail-fast 2>&1 | tee /tmp/vmove-test-unit.log
 unit=${PIPESTATUS[0]}
 
@@ -54,13 +63,24 @@ disk_report "before the lab" 3
 checks_target="${CARGO_TARGET_DIR:-$ROOT/target}"
 nolibvirt_target="$checks_target/ci-nolibvirt"
 doc_target="$checks_target/ci-doc"
-say "in the background while the lab runs: a build without libvirt (cargo build -p vmove --no-default-features --features hyperv, into $nolibvirt_target) and the API docs (RUSTDOCFLAGS='-D warnings' cargo doc --no-deps --workspace --all-features, into $doc_target); their logs: /tmp/vmove-build-nolibvirt.log, /tmp/vmove-build-doc.log"
+say "in the background while the lab runs: a build without libvirt (cargo build -p vmove --no-default-features --features hyperv, into $nolibvirt_target), then the shipped build (cargo build -p vmove, the same folder), and the API docs (RUSTDOCFLAGS='-D warnings' cargo doc --no-deps --workspace --all-features, into $doc_target); their logs: /tmp/vmove-build-nolibvirt.log, /tmp/vmove-build-shipped.log, /tmp/vmove-build-doc.log"
 (
   CARGO_TARGET_DIR="$nolibvirt_target" nice -n 19 \
     cargo build -p vmove --release --locked --no-default-features --features hyperv \
-    > /tmp/vmove-build-nolibvirt.log 2>&1
+    > /tmp/vmove-build-nolibvirt.log 2>&1 &&
+    cp "$nolibvirt_target/release/vmove" "$nolibvirt_target/vmove-without-libvirt"
 ) &
 nolibvirt_pid=$!
+# The shipped build, as the README's first command makes it (`cargo build --release --locked -p
+# vmove`: default features, no dev-dependencies): after the build without libvirt, whose binary is
+# copied aside first, in the same folder (most of the tree is built there already).
+(
+  wait_for() { while kill -0 "$1" 2>/dev/null; do sleep 5; done; }
+  wait_for "$nolibvirt_pid"
+  CARGO_TARGET_DIR="$nolibvirt_target" nice -n 19 \
+    cargo build -p vmove --release --locked > /tmp/vmove-build-shipped.log 2>&1
+) &
+shipped_pid=$!
 (
   CARGO_TARGET_DIR="$doc_target" RUSTDOCFLAGS="-D warnings" nice -n 19 \
     cargo doc --no-deps --workspace --all-features --locked > /tmp/vmove-build-doc.log 2>&1
@@ -68,12 +88,12 @@ nolibvirt_pid=$!
 doc_pid=$!
 
 say "real-libvirt lab tests (lab/ci.sh)"
-as_root bash lab/ci.sh 2>&1 | tee /tmp/vmove-test-lab.log
+as_root env VMOVE_BIN="$vmove_bin" bash lab/ci.sh 2>&1 | tee /tmp/vmove-test-lab.log
 lab=${PIPESTATUS[0]}
 
 say "a build without libvirt, as on a Hyper-V admin's machine (waiting for the background build)"
 nolibvirt_failed=0
-nolibvirt="$nolibvirt_target/release/vmove"
+nolibvirt="$nolibvirt_target/vmove-without-libvirt"
 if ! wait "$nolibvirt_pid"; then
   echo "FAIL: vmove does not build without libvirt:"; tail -30 /tmp/vmove-build-nolibvirt.log; nolibvirt_failed=1
 elif ldd "$nolibvirt" | grep -q libvirt; then
@@ -92,6 +112,26 @@ else
   fi
 fi
 
+# The shipped build: what the README's first command builds (the tests above and the lab ran the
+# binary `cargo test` built, whose dependencies carry the tests' extra features).
+say "the shipped build, as the README's first command makes it (waiting for the background build)"
+shipped_failed=0
+shipped="$nolibvirt_target/release/vmove"
+if ! wait "$shipped_pid" || ! grep -q 'Finished' /tmp/vmove-build-shipped.log; then
+  echo "FAIL: the shipped build failed:"; tail -30 /tmp/vmove-build-shipped.log; shipped_failed=1
+elif ! "$shipped" --version | grep -q 'drivers: sim, libvirt, hyperv)'; then
+  echo "FAIL: its --version does not say 'drivers: sim, libvirt, hyperv': $("$shipped" --version)"; shipped_failed=1
+else
+  "$shipped" demo --speed 40 --plain --no-journal > /tmp/vmove-shipped-demo.log 2>&1
+  code=$?
+  if [ "$code" != 2 ] || ! grep -q '11 moved, 1 unmigratable' /tmp/vmove-shipped-demo.log; then
+    echo "FAIL: the demo of the shipped build exited $code:"; tail -5 /tmp/vmove-shipped-demo.log
+    shipped_failed=1
+  else
+    echo "ok: the shipped build ($("$shipped" --version)) ran the demo"
+  fi
+fi
+
 # The API docs build without a warning (broken intra-doc links, links to private items).
 say "API docs (waiting for the background build)"
 docs_failed=0
@@ -100,13 +140,13 @@ if ! wait "$doc_pid"; then
 else
   echo "ok: the API docs built without a warning"
 fi
-echo "build-checks: $((2 - nolibvirt_failed - docs_failed)) passed, $((nolibvirt_failed + docs_failed)) failed" | tee -a /tmp/vmove-test-lab.log
+echo "build-checks: $((3 - nolibvirt_failed - shipped_failed - docs_failed)) passed, $((nolibvirt_failed + shipped_failed + docs_failed)) failed" | tee -a /tmp/vmove-test-lab.log
 set -e
 
 disk_report "at the end"
-say "exit codes: workspace tests $unit, lab tests $lab, build without libvirt $nolibvirt_failed, API docs $docs_failed"
+say "exit codes: workspace tests $unit, lab tests $lab, build without libvirt $nolibvirt_failed, shipped build $shipped_failed, API docs $docs_failed"
 # One closing line over cargo's summaries and the lab scripts' ("lab-scripts: N passed, M failed").
 cat /tmp/vmove-test-unit.log /tmp/vmove-test-lab.log |
   sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed; ([0-9]+) ignored.*/\1 \2 \3/p; s/^(lab-scripts|build-checks): ([0-9]+) passed, ([0-9]+) failed/\2 \3 0/p' |
   awk '{p+=$1; f+=$2; i+=$3} END {printf "total: %d passed, %d failed, %d skipped\n", p, f, i}'
-[ "$unit" = 0 ] && [ "$lab" = 0 ] && [ "$nolibvirt_failed" = 0 ] && [ "$docs_failed" = 0 ]
+[ "$unit" = 0 ] && [ "$lab" = 0 ] && [ "$nolibvirt_failed" = 0 ] && [ "$shipped_failed" = 0 ] && [ "$docs_failed" = 0 ]
