@@ -82,6 +82,12 @@ impl VmId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// Whether `other` is this very id: the same shared text (one allocation, a pointer
+    /// compare), not merely equal text. A driver that hands out the id it was given shows it
+    /// so; one that reads each listing afresh never does.
+    pub fn is_same_text(&self, other: &VmId) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl fmt::Display for VmId {

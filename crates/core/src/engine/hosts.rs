@@ -58,6 +58,14 @@ pub(super) struct HostState {
     pub(super) checks: u32,
     /// The VMs its last listing showed migrating that are not ours (for the slot ledger).
     pub(super) foreign_vms: Vec<VmId>,
+    /// By position in its last listing, the VM of ours shown there and its index: a listing
+    /// that shows the same VMs in the same order, by the same shared ids, finds each one's
+    /// index without hashing its id (`ListingHint::index_of`). A host lists all its VMs every
+    /// `poll_interval`: at 100,000 VMs those look-ups were a cache miss or two per VM listed.
+    /// Only a hint: an id that is not this very one is looked up in `Core::vm_index`, which
+    /// never forgets an id nor gives it another index (`Core::push_vm` forgets every hint if
+    /// it ever did).
+    pub(super) listing_hint: Vec<Option<(VmId, usize)>>,
 }
 
 impl HostState {
@@ -80,6 +88,7 @@ impl HostState {
             settling: Vec::new(),
             checks: 0,
             foreign_vms: Vec::new(),
+            listing_hint: Vec::new(),
         }
     }
 }
@@ -303,11 +312,22 @@ impl Core {
     ) -> (Vec<usize>, Vec<usize>) {
         // Ours in the listing, by index; of a VM listed twice the last entry counts. A sorted
         // vector, not a map: a host is listed every poll interval.
-        let mut listed: Vec<(usize, &VmInfo)> = vms
-            .iter()
-            .filter_map(|v| self.vm_index.get(&v.id).map(|&i| (i, v)))
-            .filter(|&(i, _)| !self.unfollowed[i])
-            .collect();
+        let mut hint = ListingHint::new(std::mem::take(&mut self.hosts[h].listing_hint));
+        let mut listed: Vec<(usize, &VmInfo)> = Vec::with_capacity(vms.len());
+        for v in vms {
+            if let Some(i) = hint.index_of(&v.id, |id| self.vm_index.get(id).copied())
+                && !self.unfollowed[i]
+            {
+                listed.push((i, v));
+            }
+        }
+        let hint = hint.finish();
+        debug_assert!(
+            hint.iter()
+                .flatten()
+                .all(|(id, i)| self.vm_index.get(id) == Some(i))
+        );
+        self.hosts[h].listing_hint = hint;
         listed.sort_by_key(|&(i, _)| i);
         listed.dedup_by(|later, kept| {
             let same = later.0 == kept.0;
@@ -564,6 +584,217 @@ impl Core {
                 );
             } else {
                 self.reassess(idx, now);
+            }
+        }
+    }
+}
+
+/// A host's last listing as [`HostState::listing_hint`] keeps it, read along the next one and
+/// rewritten in place as it goes: each VM shown is looked for at the read cursor and a few
+/// places after it (VMs that left the host since shift the rest), and what is found is moved to
+/// the write cursor, which never passes the read one (a VM that arrived is inserted there). A
+/// listing like the last one moves and writes nothing; its ids are not cloned again.
+struct ListingHint {
+    /// Slots before `write` are this listing's; from `read` on, the last listing's not yet
+    /// read; between them, slots read and left (VMs that left, or found further on).
+    slots: Vec<Option<(VmId, usize)>>,
+    read: usize,
+    write: usize,
+}
+
+/// How many places past the read cursor a VM is looked for: as many VMs as may leave a host
+/// between two of its listings and still let the rest be found.
+const HINT_LOOKAHEAD: usize = 4;
+
+impl ListingHint {
+    fn new(slots: Vec<Option<(VmId, usize)>>) -> Self {
+        ListingHint {
+            slots,
+            read: 0,
+            write: 0,
+        }
+    }
+
+    /// The index of the VM the listing shows next, `id`, if it is ours: from the last
+    /// listing when it showed this very id (the same shared text) near the read cursor, else
+    /// from `lookup`. A VM not ours where the last listing showed one not ours takes its place,
+    /// so that a host's foreign VMs do not hold the cursor back.
+    fn index_of(
+        &mut self,
+        id: &VmId,
+        lookup: impl FnOnce(&VmId) -> Option<usize>,
+    ) -> Option<usize> {
+        let end = (self.read + HINT_LOOKAHEAD).min(self.slots.len());
+        let found = (self.read..end).find(|&k| {
+            self.slots[k]
+                .as_ref()
+                .is_some_and(|(known, _)| known.is_same_text(id))
+        });
+        if let Some(at) = found {
+            // Slot `write` is this listing's next; what it held was read and left.
+            self.slots.swap(self.write, at);
+            self.read = at + 1;
+            let index = self.slots[self.write].as_ref().map(|&(_, i)| i);
+            self.write += 1;
+            return index;
+        }
+        let index = lookup(id);
+        let slot = index.map(|i| (id.clone(), i));
+        if index.is_none() && self.slots.get(self.read).is_some_and(Option::is_none) {
+            self.read += 1;
+        }
+        if self.write < self.read {
+            self.slots[self.write] = slot;
+        } else {
+            self.slots.insert(self.write, slot);
+            self.read += 1;
+        }
+        self.write += 1;
+        index
+    }
+
+    /// The hint for the next listing: this listing's slots.
+    fn finish(mut self) -> Vec<Option<(VmId, usize)>> {
+        self.slots.truncate(self.write);
+        self.slots
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// Reads `listing` with the hint `last` as `Core::note_listing` does: each position's index
+    /// and how many were looked up by id; the new hint is left in `last`.
+    fn read(
+        last: &mut Vec<Option<(VmId, usize)>>,
+        listing: &[VmId],
+        ours: &HashMap<String, usize>,
+    ) -> (Vec<Option<usize>>, usize) {
+        let mut hint = ListingHint::new(std::mem::take(last));
+        let mut lookups = 0;
+        let found = listing
+            .iter()
+            .map(|id| {
+                hint.index_of(id, |id| {
+                    lookups += 1;
+                    ours.get(id.as_str()).copied()
+                })
+            })
+            .collect();
+        *last = hint.finish();
+        (found, lookups)
+    }
+
+    fn ids(n: usize) -> Vec<VmId> {
+        (0..n).map(|i| VmId::new(format!("vm-{i}"))).collect()
+    }
+
+    fn ours(ids: &[VmId]) -> HashMap<String, usize> {
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str().to_string(), i))
+            .collect()
+    }
+
+    #[test]
+    fn a_listing_like_the_last_finds_every_vm_without_a_look_up() {
+        let vms = ids(20);
+        let map = ours(&vms);
+        let mut hint = Vec::new();
+        let (first, lookups) = read(&mut hint, &vms, &map);
+        assert_eq!(lookups, 20);
+        assert_eq!(first, (0..20).map(Some).collect::<Vec<_>>());
+        let (again, lookups) = read(&mut hint, &vms, &map);
+        assert_eq!((again, lookups), (first, 0));
+    }
+
+    #[test]
+    fn a_vm_gone_or_come_since_the_last_listing_costs_one_look_up_not_the_rest() {
+        let vms = ids(30);
+        let map = ours(&vms);
+        let mut hint = Vec::new();
+        read(&mut hint, &vms[..20], &map);
+        // Two left from the middle, one arrived at the end and one before the last.
+        let mut next: Vec<VmId> = vms[..20].to_vec();
+        next.remove(12);
+        next.remove(5);
+        next.push(vms[25].clone());
+        next.insert(next.len() - 2, vms[26].clone());
+        let (found, lookups) = read(&mut hint, &next, &map);
+        assert_eq!(lookups, 2, "only the two that arrived are looked up");
+        let expected: Vec<Option<usize>> = next
+            .iter()
+            .map(|id| map.get(id.as_str()).copied())
+            .collect();
+        assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn the_same_name_read_afresh_is_looked_up_and_foreign_vms_do_not_hold_the_cursor() {
+        let vms = ids(10);
+        let map = ours(&vms[..6]);
+        let mut hint = Vec::new();
+        // Four VMs not ours in a row in the middle: more than the look-ahead.
+        let listing: Vec<VmId> = [0, 1, 6, 7, 8, 9, 2, 3, 4, 5]
+            .iter()
+            .map(|&i| vms[i].clone())
+            .collect();
+        read(&mut hint, &listing, &map);
+        let (found, lookups) = read(&mut hint, &listing, &map);
+        assert_eq!(
+            lookups, 4,
+            "the VMs not ours are looked up each time, ours are not"
+        );
+        assert_eq!(
+            found,
+            vec![
+                Some(0),
+                Some(1),
+                None,
+                None,
+                None,
+                None,
+                Some(2),
+                Some(3),
+                Some(4),
+                Some(5)
+            ]
+        );
+        // A driver that reads its listing afresh: equal names, other allocations.
+        let fresh: Vec<VmId> = listing.iter().map(|id| VmId::new(id.as_str())).collect();
+        let (found_fresh, lookups) = read(&mut hint, &fresh, &map);
+        assert_eq!(lookups, 10);
+        assert_eq!(found_fresh, found);
+    }
+
+    proptest! {
+        /// Whatever the listings do between two reads (VMs leave, arrive, are reordered, are
+        /// read afresh), every VM's index is the one its id has.
+        #[test]
+        fn the_hint_never_gives_a_vm_an_index_its_id_has_not(
+            steps in proptest::collection::vec(
+                (proptest::collection::vec(0usize..40, 0..30), any::<u64>()),
+                1..12,
+            )
+        ) {
+            let vms = ids(40);
+            // Every third VM is not ours.
+            let map: HashMap<String, usize> = vms.iter().enumerate()
+                .filter(|(i, _)| i % 3 != 0)
+                .map(|(i, id)| (id.as_str().to_string(), i))
+                .collect();
+            let mut hint = Vec::new();
+            for (picks, fresh_mask) in steps {
+                let listing: Vec<VmId> = picks.iter().enumerate().map(|(k, &i)| {
+                    if fresh_mask >> (k % 64) & 1 == 1 { VmId::new(vms[i].as_str()) } else { vms[i].clone() }
+                }).collect();
+                let (found, _) = read(&mut hint, &listing, &map);
+                let expected: Vec<Option<usize>> = listing.iter().map(|id| map.get(id.as_str()).copied()).collect();
+                prop_assert_eq!(found, expected);
+                prop_assert_eq!(hint.len(), listing.len());
             }
         }
     }

@@ -138,7 +138,13 @@ impl Core {
     /// Adds a VM to the run; returns its index.
     pub(super) fn push_vm(&mut self, vm: VmMove, source: usize) -> usize {
         let idx = self.vms.len();
-        self.vm_index.insert(vm.id.clone(), idx);
+        if self.vm_index.insert(vm.id.clone(), idx).is_some() {
+            // An id given another index (no path adds one twice today): the hosts' listing
+            // hints may name the old one, and are only hints (`HostState::listing_hint`).
+            for host in &mut self.hosts {
+                host.listing_hint.clear();
+            }
+        }
         self.unfollowed.push(false);
         self.vms.push(VmEntry {
             vm,
