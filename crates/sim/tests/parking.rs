@@ -12,6 +12,14 @@ use vmove_sim::scenarios::Scenario;
 /// every input and time-out; returns the violations (at most 10), after how many inputs parked
 /// sources were checked, how many inputs there were, and the core at the end.
 fn run_checking(sc: Scenario) -> (Vec<String>, u64, u64, Core) {
+    run_checking_with(sc, Core::check_parking)
+}
+
+/// [`run_checking`] with another check: `check` returns how many things it checked.
+fn run_checking_with(
+    sc: Scenario,
+    check_core: impl Fn(&Core) -> Result<usize, String>,
+) -> (Vec<String>, u64, u64, Core) {
     let mut cluster = sc.cluster;
     let mut now = cluster.now();
     let mut core = Core::new(sc.spec, now).expect("a valid spec");
@@ -19,7 +27,7 @@ fn run_checking(sc: Scenario) -> (Vec<String>, u64, u64, Core) {
     let (mut violations, mut parked, mut inputs) = (Vec::new(), 0u64, 0u64);
     let mut check = |core: &Core, now, inputs: &mut u64| {
         *inputs += 1;
-        match core.check_parking() {
+        match check_core(core) {
             Ok(n) => parked += u64::from(n > 0),
             Err(e) if violations.len() < 10 => violations.push(format!("at {now}: {e}")),
             Err(_) => {}
@@ -80,4 +88,31 @@ fn a_parked_source_would_do_nothing_if_looked_at_after_every_input() {
     let snap = core.snapshot(vmove_core::Time::ZERO);
     assert_eq!(snap.vms.len(), 2_000);
     assert!(snap.vms.iter().all(|v| v.phase == Phase::Moved));
+}
+
+/// A running migration's watch steps (a poll, its answer, a watchdog, an aid) skip deriving
+/// the VM's slots, reservation, readiness, checks and waits again, and do not look for a source
+/// parked on it (the core's `is_watch_step`). After every input of evacuations with every kind
+/// of fault (failures, hangs, migrations that do not converge, backups, hosts down, foreign
+/// migrations) and of a large clean one, every running migration is as those derivations would
+/// leave it, so skipping them changes nothing.
+#[test]
+fn a_running_migrations_watch_step_would_change_nothing_it_skips_after_every_input() {
+    let mut scenarios: Vec<(String, Scenario)> = (1..=6u64)
+        .map(|seed| {
+            let p = scenarios::RandomParams::faulty(4, 3, 12);
+            (format!("faulty seed {seed}"), scenarios::random(seed, &p))
+        })
+        .collect();
+    scenarios.push(("large 1,000 VMs".into(), scenarios::large(1_000, 100)));
+    for (name, sc) in scenarios {
+        let (violations, watched, inputs, core) = run_checking_with(sc, Core::check_watches);
+        assert!(violations.is_empty(), "{name}: {}", violations.join("\n"));
+        assert!(core.is_finished(), "{name}: the run did not finish");
+        // Not vacuous: running migrations were checked after most inputs.
+        assert!(
+            watched * 2 > inputs,
+            "{name}: running migrations were checked after only {watched} of {inputs} inputs"
+        );
+    }
 }

@@ -146,16 +146,20 @@ impl Core {
         }
     }
 
+    /// Whether source `si` may start a VM now: its host not full (as last synced), reachable,
+    /// and a VM of it ready.
+    pub(super) fn source_eligible(&self, si: usize) -> bool {
+        let src = self.sources[si].host;
+        !self.index.full[src] && self.hosts[src].reachable && !self.sources[si].ready.is_empty()
+    }
+
     /// Puts source `si` in its group's eligible set or takes it out (its host as last synced).
     pub(super) fn update_eligible(&mut self, si: usize) {
-        let src = self.sources[si].host;
         let Some(g) = self.index.group_of.get(si).copied() else {
             // Not built yet (the engine is being created): the build syncs every source.
             return;
         };
-        let eligible = !self.index.full[src]
-            && self.hosts[src].reachable
-            && !self.sources[si].ready.is_empty();
+        let eligible = self.source_eligible(si);
         if eligible {
             self.index.eligible[g].insert(si);
             // Parked on a VM that is no longer its next: it looks again.
