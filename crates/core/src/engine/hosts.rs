@@ -61,8 +61,8 @@ pub(super) struct HostState {
     /// By position in its last listing, the VM of ours shown there and its index: a listing
     /// that shows the same VMs in the same order, by the same shared ids, finds each one's
     /// index without hashing its id (`ListingHint::index_of`). A host lists all its VMs every
-    /// `poll_interval`: at 100,000 VMs those look-ups were a cache miss or two per VM listed.
-    /// Only a hint: an id that is not this very one is looked up in `Core::vm_index`, which
+    /// `poll_interval`: at 100,000 VMs those look-ups hashed an id and probed a table of 100,000
+    /// per VM listed. Only a hint: an id that is not this very one is looked up in `Core::vm_index`, which
     /// never forgets an id nor gives it another index (`Core::push_vm` forgets every hint if
     /// it ever did).
     pub(super) listing_hint: Vec<Option<(VmId, usize)>>,
