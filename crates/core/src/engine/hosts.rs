@@ -592,14 +592,19 @@ impl Core {
 /// A host's last listing as [`HostState::listing_hint`] keeps it, read along the next one and
 /// rewritten in place as it goes: each VM shown is looked for at the read cursor and a few
 /// places after it (VMs that left the host since shift the rest), and what is found is moved to
-/// the write cursor, which never passes the read one (a VM that arrived is inserted there). A
-/// listing like the last one moves and writes nothing; its ids are not cloned again.
+/// the write cursor, which never passes the read one. A listing like the last one moves and
+/// writes nothing; its ids are not cloned again. Once a VM that arrived finds no slot left
+/// behind the read cursor, the rest of the listing's slots go to `spill` (inserting each would
+/// shift the unread rest: quadratic for a driver whose every listing is new text).
 struct ListingHint {
     /// Slots before `write` are this listing's; from `read` on, the last listing's not yet
     /// read; between them, slots read and left (VMs that left, or found further on).
     slots: Vec<Option<(VmId, usize)>>,
     read: usize,
     write: usize,
+    /// This listing's slots after those before `write`, once it no longer fits in place.
+    spill: Vec<Option<(VmId, usize)>>,
+    spilling: bool,
 }
 
 /// How many places past the read cursor a VM is looked for: as many VMs as may leave a host
@@ -612,6 +617,8 @@ impl ListingHint {
             slots,
             read: 0,
             write: 0,
+            spill: Vec::new(),
+            spilling: false,
         }
     }
 
@@ -631,9 +638,15 @@ impl ListingHint {
                 .is_some_and(|(known, _)| known.is_same_text(id))
         });
         if let Some(at) = found {
+            self.read = at + 1;
+            if self.spilling {
+                let kept = self.slots[at].take();
+                let index = kept.as_ref().map(|&(_, i)| i);
+                self.spill.push(kept);
+                return index;
+            }
             // Slot `write` is this listing's next; what it held was read and left.
             self.slots.swap(self.write, at);
-            self.read = at + 1;
             let index = self.slots[self.write].as_ref().map(|&(_, i)| i);
             self.write += 1;
             return index;
@@ -643,19 +656,20 @@ impl ListingHint {
         if index.is_none() && self.slots.get(self.read).is_some_and(Option::is_none) {
             self.read += 1;
         }
-        if self.write < self.read {
+        if !self.spilling && self.write < self.read {
             self.slots[self.write] = slot;
+            self.write += 1;
         } else {
-            self.slots.insert(self.write, slot);
-            self.read += 1;
+            self.spilling = true;
+            self.spill.push(slot);
         }
-        self.write += 1;
         index
     }
 
     /// The hint for the next listing: this listing's slots.
     fn finish(mut self) -> Vec<Option<(VmId, usize)>> {
         self.slots.truncate(self.write);
+        self.slots.append(&mut self.spill);
         self.slots
     }
 }
@@ -768,6 +782,29 @@ mod tests {
         let (found_fresh, lookups) = read(&mut hint, &fresh, &map);
         assert_eq!(lookups, 10);
         assert_eq!(found_fresh, found);
+    }
+
+    #[test]
+    fn a_listing_read_afresh_every_time_is_looked_up_whole_and_the_hint_follows_it() {
+        // A driver that reads every listing anew (new text for every id, as libvirt's and
+        // Hyper-V's do): nothing is found by pointer, every VM is looked up, and the hint is one
+        // slot per VM shown, this listing's (those past the first go to the spill: no slot is
+        // inserted before the unread rest).
+        let vms = ids(3_000);
+        let map = ours(&vms);
+        let mut hint = Vec::new();
+        for _ in 0..3 {
+            let fresh: Vec<VmId> = vms.iter().map(|id| VmId::new(id.as_str())).collect();
+            let (found, lookups) = read(&mut hint, &fresh, &map);
+            assert_eq!(lookups, 3_000);
+            assert_eq!(found, (0..3_000).map(Some).collect::<Vec<_>>());
+            assert_eq!(hint.len(), 3_000);
+            assert!(
+                hint.iter()
+                    .zip(&fresh)
+                    .all(|(h, id)| h.as_ref().is_some_and(|(known, _)| known.is_same_text(id)))
+            );
+        }
     }
 
     proptest! {
