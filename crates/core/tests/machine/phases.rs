@@ -241,12 +241,7 @@ fn escalation_applies_convergence_aids_and_never_aborts_after_post_copy() {
         )
         .unwrap();
         let out = step(&mut v, ctx(Time(t)), VmEvent::Timer).unwrap();
-        assert!(
-            !out.commands
-                .iter()
-                .any(|c| matches!(c, Command::AbortMigration { .. })),
-            "aborted at {t} ms"
-        );
+        assert!(!aborts(&out), "aborted at {t} ms");
         assert!(
             out.commands
                 .iter()
@@ -392,12 +387,7 @@ fn a_stalled_migration_in_post_copy_is_said_once_per_stall_timeout_and_not_abort
     while let Some(t) = v.timer.filter(|&t| t <= hour) {
         firings += 1;
         let out = step(&mut v, running_at(&settings, t), VmEvent::Timer).unwrap();
-        assert!(
-            !out.commands
-                .iter()
-                .any(|c| matches!(c, Command::AbortMigration { .. })),
-            "aborted at {t}"
-        );
+        assert!(!aborts(&out), "aborted at {t}");
         for e in out.events {
             if let EventKind::NotAborted { why, .. } = e {
                 assert!(why.contains("no progress for 2m30s"), "{why}");
@@ -444,13 +434,7 @@ fn a_stop_with_abort_lets_a_migration_in_post_copy_end() {
         m.post_copy = true;
     }
     let out = step(&mut v, running_at(&settings, Time(5_000)), stop(true)).unwrap();
-    assert!(
-        !out.commands
-            .iter()
-            .any(|c| matches!(c, Command::AbortMigration { .. })),
-        "{:?}",
-        out.commands
-    );
+    assert!(!aborts(&out), "{:?}", out.commands);
     assert!(
         out.events
             .iter()
@@ -616,11 +600,6 @@ fn a_stop_with_abort_while_post_copy_is_asked_waits_for_its_answer() {
         let mut v = vm_in(Phase::Migrating);
         let (_, _, at) = post_copy_asked(&settings, &mut v);
         let out = step(&mut v, stopping(Time(at.0 + 10)), stop(true)).unwrap();
-        let aborts = |out: &vmove_core::machine::Output| {
-            out.commands
-                .iter()
-                .any(|c| matches!(c, Command::AbortMigration { .. }))
-        };
         assert!(!aborts(&out), "{:?}", out.commands);
         assert!(
             out.events
@@ -667,13 +646,7 @@ fn a_watchdog_firing_while_post_copy_is_asked_does_not_abort() {
     let (_, _, at) = post_copy_asked(&settings, &mut v);
     let late = Time(at.0 + 2 * settings.stall_timeout.as_millis() as u64);
     let out = step(&mut v, ctx(late), VmEvent::Timer).unwrap();
-    assert!(
-        !out.commands
-            .iter()
-            .any(|c| matches!(c, Command::AbortMigration { .. })),
-        "{:?}",
-        out.commands
-    );
+    assert!(!aborts(&out), "{:?}", out.commands);
     assert_eq!(v.phase(), Phase::Migrating);
     // Not applied, with no aid left: aborted at once, as before.
     step(
@@ -694,13 +667,7 @@ fn escalation_aborts_when_post_copy_was_not_applied() {
     let mut v = vm_in(Phase::Migrating);
     let (_, _, at) = post_copy_asked(&settings, &mut v);
     let out = step(&mut v, ctx(Time(at.0 + 100)), VmEvent::Converged(Ok(false))).unwrap();
-    assert!(
-        out.commands
-            .iter()
-            .any(|c| matches!(c, Command::AbortMigration { .. })),
-        "{:?}",
-        out.commands
-    );
+    assert!(aborts(&out), "{:?}", out.commands);
     assert_eq!(v.phase(), Phase::Aborting);
 }
 
