@@ -388,3 +388,46 @@ fn paused_starts_start_nothing_count_nothing_and_resume_where_they_were() {
     assert_eq!(snap.counts(), (5, 0, 0));
     assert!(snap.vms.iter().all(|v| v.attempts == 1), "{:?}", snap.vms);
 }
+
+/// The run's first event names every destination once, in order, whether sources share one
+/// list (one `Arc`, read once), hold equal lists of their own, or alternate between lists.
+#[test]
+fn run_started_names_each_destination_once_whatever_lists_the_sources_share() {
+    let ids = |names: &[&str]| -> std::sync::Arc<[HostId]> {
+        names.iter().map(|n| HostId::new(*n)).collect()
+    };
+    let shared = ids(&["d2", "d1"]);
+    let source = |host: &str, destinations: std::sync::Arc<[HostId]>| SourceSpec {
+        host: HostId::new(host),
+        select: Selection::All,
+        destinations,
+        exclude: vec![],
+    };
+    let mut s = spec(
+        "s1",
+        &["d1"],
+        &["s1", "s2", "s3", "s4", "s5", "d1", "d2", "d3", "d4"],
+    );
+    s.sources = vec![
+        source("s1", shared.clone()),
+        source("s2", shared.clone()),
+        source("s3", ids(&["d3", "d1"])),
+        // The shared list again, after another: read again, named once.
+        source("s4", shared),
+        // Equal to the shared list, its own allocation; then one only it names.
+        source("s5", ids(&["d1", "d2", "d4"])),
+    ];
+    let mut core = Core::new(s, Time::ZERO).unwrap();
+    let first = core.poll_event().map(|e| e.kind);
+    let Some(EventKind::RunStarted {
+        sources,
+        destinations,
+        ..
+    }) = first
+    else {
+        panic!("the first event is not RunStarted: {first:?}");
+    };
+    let names = |v: &[HostId]| v.iter().map(|h| h.as_str().to_string()).collect::<Vec<_>>();
+    assert_eq!(names(&sources), ["s1", "s2", "s3", "s4", "s5"]);
+    assert_eq!(names(&destinations), ["d1", "d2", "d3", "d4"]);
+}
