@@ -432,3 +432,66 @@ fn the_lower_bound_counts_an_attempt_that_surely_fails_part_way() {
     let sc = with_faults(&[(1, alone.0 + 1, true)]);
     assert_eq!(scenarios::lower_bound(&sc.cluster, &sc.spec), alone);
 }
+
+/// Sources that share one destination list (one `Arc`) but not their speed get each its own
+/// rates in the bound: it is the same as with a list of their own each, and the one large VM of
+/// a source whose streams are slow bounds the run by its move alone at that speed.
+#[test]
+fn the_lower_bound_gives_sources_sharing_a_list_each_their_own_rates() {
+    use vmove_sim::{Faults, HostSpec, VmSpec};
+    const GIB: u64 = 1 << 30;
+    let (slow, fast) = (100_000_000, 1_250_000_000);
+    let host = |name: &str, stream: u64| HostSpec {
+        nic_bytes_per_sec: fast,
+        stream_cap_bytes_per_sec: stream,
+        memory_bytes: 1024 * GIB,
+        disk_bytes: 1024 * GIB,
+        ..HostSpec::new(name)
+    };
+    let cluster = |slow_first: bool| {
+        let (a, b) = if slow_first {
+            (slow, fast)
+        } else {
+            (fast, slow)
+        };
+        let hosts = vec![
+            host("s-a", a),
+            host("s-b", b),
+            host("d-1", fast),
+            host("d-2", fast),
+        ];
+        let vms = ["s-a", "s-b"]
+            .iter()
+            .map(|h| VmSpec::running(format!("{h}-vm"), *h, 8 * GIB))
+            .collect();
+        SimCluster::new(hosts, vms, Faults::default()).expect("cluster")
+    };
+    let ids = |names: &[&str]| names.iter().map(|n| HostId::new(*n)).collect::<Vec<_>>();
+    let shared = scenarios::evacuation(
+        "shared",
+        &ids(&["s-a", "s-b"]),
+        &ids(&["d-1", "d-2"]),
+        vmove_core::Settings::default(),
+    );
+    assert!(std::sync::Arc::ptr_eq(
+        &shared.sources[0].destinations,
+        &shared.sources[1].destinations
+    ));
+    let mut own = shared.clone();
+    for s in &mut own.sources {
+        s.destinations = s.destinations.iter().cloned().collect();
+    }
+    for slow_first in [true, false] {
+        let c = cluster(slow_first);
+        let (with_shared, with_own) = (
+            scenarios::lower_bound(&c, &shared),
+            scenarios::lower_bound(&c, &own),
+        );
+        assert_eq!(with_shared, with_own, "slow source first: {slow_first}");
+        // 8 GiB at the slow source's 100 MB/s per migration: about 86 s.
+        assert!(
+            with_shared.0 > 85_000,
+            "{with_shared}, slow source first: {slow_first}"
+        );
+    }
+}
