@@ -134,22 +134,31 @@ impl Core {
         let mut sources = Vec::new();
         // Sources with the same list share it (an evacuation's sources usually all have the
         // same: at 2,500 sources of 2,500 destinations a list each took 50 MB).
+        // A list the spec shares (`Arc::clone`) is looked up once, not each of its ids again for
+        // every source that holds it (6.25 M look-ups by name at 2,500 x 2,500).
         let mut lists: BTreeMap<Vec<usize>, Arc<[usize]>> = BTreeMap::new();
+        let mut last: Option<(&Arc<[HostId]>, Arc<[usize]>)> = None;
         for s in &spec.sources {
             let host = add_host(&s.host, &mut hosts);
-            let destinations: Vec<usize> = s
-                .destinations
-                .iter()
-                .map(|d| add_host(d, &mut hosts))
-                .collect();
-            let destinations = match lists.get(&destinations) {
-                Some(shared) => shared.clone(),
-                None => {
-                    let shared: Arc<[usize]> = Arc::from(destinations.as_slice());
-                    lists.insert(destinations, shared.clone());
-                    shared
+            let destinations = match &last {
+                Some((ids, shared)) if Arc::ptr_eq(ids, &s.destinations) => shared.clone(),
+                _ => {
+                    let destinations: Vec<usize> = s
+                        .destinations
+                        .iter()
+                        .map(|d| add_host(d, &mut hosts))
+                        .collect();
+                    match lists.get(&destinations) {
+                        Some(shared) => shared.clone(),
+                        None => {
+                            let shared: Arc<[usize]> = Arc::from(destinations.as_slice());
+                            lists.insert(destinations, shared.clone());
+                            shared
+                        }
+                    }
                 }
             };
+            last = Some((&s.destinations, destinations.clone()));
             sources.push(SourceState::new(
                 host,
                 s.select.clone(),
