@@ -7,6 +7,7 @@ use crate::config::ConfigFile;
 use crate::settings::Effective;
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use vmove_core::{HostId, HostLimits, PathLayout, RunSpec, Selection, SourceSpec, VmInfo};
 
 /// What a run selects.
@@ -38,8 +39,9 @@ pub struct Draft {
     pub unsourced: Vec<String>,
     /// The hosts to search for them.
     pub search: Vec<HostId>,
-    /// The allowed destinations (`--to`).
-    pub destinations: Vec<HostId>,
+    /// The allowed destinations (`--to`): one list every source shares (the engine maps a
+    /// shared list to its hosts once, not once per source).
+    pub destinations: Arc<[HostId]>,
     /// VMs never moved (`--exclude`), on every source.
     pub exclude: Vec<String>,
 }
@@ -170,12 +172,13 @@ pub fn draft(chosen: &Chosen, cfg: &ConfigFile, eff: &Effective, run_id: String)
             )
         })
         .collect();
+    let destinations: Arc<[HostId]> = destinations.into();
     let sources = by_source
         .into_iter()
         .map(|(host, select)| SourceSpec {
             host,
             select,
-            destinations: destinations.clone().into(),
+            destinations: destinations.clone(),
             exclude: exclude.clone(),
         })
         .collect();
@@ -207,7 +210,7 @@ impl Draft {
                 spec.sources.push(SourceSpec {
                     host: h.clone(),
                     select: Selection::Names(self.unsourced.clone()),
-                    destinations: self.destinations.clone().into(),
+                    destinations: self.destinations.clone(),
                     exclude: self.exclude.clone(),
                 });
             }
@@ -242,7 +245,7 @@ impl Draft {
                     None => self.spec.sources.push(SourceSpec {
                         host: h.clone(),
                         select: Selection::Names(vec![p.clone()]),
-                        destinations: self.destinations.clone().into(),
+                        destinations: self.destinations.clone(),
                         exclude: self.exclude.clone(),
                     }),
                 }
@@ -365,4 +368,78 @@ pub fn involved(spec: &RunSpec) -> BTreeSet<HostId> {
         s.extend(src.destinations.iter().cloned());
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::{EvacuateArgs, MigrateArgs, Placement};
+    use crate::{config, settings};
+
+    const HOSTS: &str = r#"
+[hosts.a]
+driver = "sim"
+vms = [{ name = "web-1", memory_gib = 2 }]
+
+[hosts.b]
+driver = "sim"
+vms = [{ name = "web-2", memory_gib = 2 }]
+
+[hosts.c]
+driver = "sim"
+
+[hosts.d]
+driver = "sim"
+"#;
+
+    fn placement() -> Placement {
+        Placement {
+            to: vec!["c".into(), "d".into()],
+            pins: vec![],
+            priorities: vec![],
+            exclude: vec![],
+            dry_run: false,
+        }
+    }
+
+    fn draft_of(chosen: &Chosen) -> Draft {
+        let cfg = config::parse(HOSTS, std::path::Path::new("test.toml")).expect("config");
+        let eff =
+            settings::merge(&cfg.defaults, "test", &|_: &str| None, &[], None).expect("settings");
+        draft(chosen, &cfg, &eff, "test".into()).expect("draft")
+    }
+
+    /// Every source of a request holds the one `--to` list (one `Arc`), also the sources a
+    /// pattern found on a host adds: the engine maps a shared list to its hosts once, where
+    /// a list per source was looked up host by host again for each.
+    #[test]
+    fn every_source_of_a_request_shares_one_destination_list() {
+        let evacuate = draft_of(&Chosen::Evacuate(EvacuateArgs {
+            hosts: vec!["a".into(), "b".into()],
+            placement: placement(),
+        }));
+        let lists: Vec<&Arc<[HostId]>> = evacuate
+            .spec
+            .sources
+            .iter()
+            .map(|s| &s.destinations)
+            .collect();
+        assert_eq!(lists.len(), 2);
+        assert!(Arc::ptr_eq(lists[0], lists[1]), "two lists for one --to");
+        let names: Vec<&str> = lists[0].iter().map(HostId::as_str).collect();
+        assert_eq!(names, ["c", "d"]);
+
+        let migrate = draft_of(&Chosen::Migrate(MigrateArgs {
+            vms: vec!["a:web-1".into(), "web-2".into()],
+            from: vec![],
+            placement: placement(),
+        }));
+        let found = BTreeMap::from([("web-2".to_string(), vec![HostId::new("b")])]);
+        let spec = migrate.resolve(&found).expect("resolve");
+        assert_eq!(spec.sources.len(), 2);
+        assert!(
+            Arc::ptr_eq(&spec.sources[0].destinations, &spec.sources[1].destinations),
+            "the source a pattern was found on holds a list of its own"
+        );
+    }
 }
