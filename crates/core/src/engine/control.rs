@@ -62,7 +62,7 @@ impl Core {
             aborted: !queued,
         };
         if !queued {
-            self.vms[idx].vm.stopped = Some(reason.clone());
+            self.vms[idx].vm.stopped = Some(Box::new(reason.clone()));
         }
         self.step(
             idx,

@@ -730,9 +730,13 @@ impl Core {
             }
         }
         let timer_before = self.vms[idx].vm.timer;
-        let asking_before = self.vms[idx].vm.preflight.asking.is_some();
+        // A running migration has no pre-flight check in flight (`Core::check_watches`): its
+        // steps need not read the line that tells.
+        debug_assert!(before != Phase::Migrating || self.vms[idx].vm.preflight.asking.is_none());
+        let asking_before =
+            before != Phase::Migrating && self.vms[idx].vm.preflight.asking.is_some();
         // A VM stopped alone sees the run as stopping with abort, with its own reason.
-        let own = self.vms[idx].vm.stopped.clone();
+        let own = self.vms[idx].vm.stopped.as_deref().cloned();
         let stopping = own.clone().or_else(|| self.stopping.clone());
         let ctx = Ctx {
             now,
