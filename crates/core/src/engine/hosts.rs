@@ -164,9 +164,12 @@ impl Core {
             return;
         }
         hs.refresh_outstanding = true;
-        self.commands.push_back(Command::RefreshHost {
-            host: hs.id.clone(),
-        });
+        self.commands.push_back((
+            Command::RefreshHost {
+                host: hs.id.clone(),
+            },
+            None,
+        ));
     }
 
     /// Asks for a refresh of a host at `at`, unless one is due sooner.

@@ -82,7 +82,17 @@ pub struct Core {
     /// VMs in a final phase.
     final_count: usize,
     ledger: SlotLedger,
-    commands: VecDeque<Command>,
+    /// Commands to hand out, each with the index of the VM it is about (`None`: a host's).
+    commands: VecDeque<(Command, Option<usize>)>,
+    /// The VM of the command handed out last ([`Core::poll_command`]) and its index. The answer
+    /// to a command names its VM by the id the command gave (a driver hands it back, as the
+    /// simulator does), and a driver answers a command before the next is asked for (the
+    /// runtime's serial path; the simulator always): that answer finds its VM here, by the
+    /// address of its id (`VmId::is_same_text`), without a look-up in `vm_index`. At 100,000
+    /// VMs each look-up there was a cache miss or two, and a run answers a progress poll per
+    /// running migration every `progress_interval`. Only a shortcut: an id not this very one
+    /// is looked up (`Core::vm_of`), and a VM's index never changes.
+    last_handed: Option<(VmId, usize)>,
     events: VecDeque<Event>,
     timers: TimerQueue,
     stopping: Option<Reason>,
@@ -192,6 +202,7 @@ impl Core {
             final_count: 0,
             ledger,
             commands: VecDeque::new(),
+            last_handed: None,
             events: VecDeque::new(),
             timers: TimerQueue::default(),
             stopping: None,
@@ -379,9 +390,12 @@ impl Core {
             "vmove stopped while this move was in flight",
         );
         let req = Arc::new(req);
-        self.commands.push_back(Command::Locate {
-            request: Arc::clone(&req),
-        });
+        self.commands.push_back((
+            Command::Locate {
+                request: Arc::clone(&req),
+            },
+            Some(idx),
+        ));
         vm.state = MoveState::Locating {
             req,
             why,
@@ -442,7 +456,7 @@ impl Core {
                         self.dirty = true;
                     }
                 }
-                if let Some(&idx) = self.vm_index.get(&vm)
+                if let Some(idx) = self.vm_of(&vm)
                     && attempt == self.vms[idx].vm.attempts
                 {
                     self.step(idx, now, VmEvent::Deferred);
@@ -455,7 +469,7 @@ impl Core {
                 result,
             } => {
                 // An answer for the VM's next attempt; one for an attempt since started is stale.
-                if let Some(&idx) = self.vm_index.get(&vm)
+                if let Some(idx) = self.vm_of(&vm)
                     && attempt == self.vms[idx].vm.attempts + 1
                 {
                     self.step(
@@ -472,7 +486,7 @@ impl Core {
                 let Some((vm, attempt)) = other.vm_attempt() else {
                     return;
                 };
-                let Some(&idx) = self.vm_index.get(vm) else {
+                let Some(idx) = self.vm_of(vm) else {
                     return;
                 };
                 if attempt != self.current_attempt(idx) {
@@ -566,9 +580,30 @@ impl Core {
 
     /// The next command to carry out, if any.
     pub fn poll_command(&mut self) -> Option<Command> {
-        let next = self.commands.pop_front();
+        let (next, idx) = self.commands.pop_front()?;
         rewind_when_empty(&mut self.commands);
-        next
+        if let (Some(idx), Some(vm)) = (idx, next.vm()) {
+            debug_assert_eq!(
+                self.vm_index.get(vm),
+                Some(&idx),
+                "a command's VM is its own"
+            );
+            match &mut self.last_handed {
+                // The same VM again (a watch's commands): nothing to replace.
+                Some((known, i)) if *i == idx && known.is_same_text(vm) => {}
+                last => *last = Some((vm.clone(), idx)),
+            }
+        }
+        Some(next)
+    }
+
+    /// The index of VM `vm`: the VM of the command handed out last when `vm` is its very id
+    /// (`Core::last_handed`), else looked up.
+    fn vm_of(&self, vm: &VmId) -> Option<usize> {
+        match &self.last_handed {
+            Some((known, idx)) if known.is_same_text(vm) => Some(*idx),
+            _ => self.vm_index.get(vm).copied(),
+        }
     }
 
     /// The next event for observers, if any.
@@ -829,7 +864,8 @@ impl Core {
         for e in out.events {
             self.emit(e);
         }
-        self.commands.extend(out.commands);
+        self.commands
+            .extend(out.commands.into_iter().map(|c| (c, Some(idx))));
         if after == Phase::Unmigratable
             && before != Phase::Unmigratable
             && self.spec.settings.fail_fast
