@@ -653,3 +653,51 @@ fn a_handle_the_simulator_did_not_make_is_not_found() {
     let copied = MigrationHandle(handle.0.to_string().into());
     assert!(c.migration_status(&r, &copied).is_ok(), "{}", vm.id);
 }
+
+/// A progress poll finds the migration's source host through the migration's own record (no
+/// look-up by name): it still answers as a look-up did, in the same order. The source not
+/// answering is a passing failure; an unknown source host, or a source the migration did not
+/// start from, is checked by name first, as before.
+#[test]
+fn a_poll_answers_as_its_source_host_does() {
+    let vm = VmSpec::running("v", "a", GIB).with_disk(GIB);
+    let faults = Faults {
+        host_down: vec![(
+            HostId::new("a"),
+            Window {
+                from: Time(1_000),
+                to: Time(2_000),
+            },
+        )],
+        ..Faults::default()
+    };
+    let mut c = SimCluster::new(hosts(), vec![vm.clone()], faults).unwrap();
+    let r = req(&vm, 1);
+    let h = c.start_migration(&r).unwrap();
+    assert!(c.migration_status(&r, &h).is_ok());
+    c.advance_to(Time(1_000));
+    let err = c.migration_status(&r, &h).unwrap_err();
+    assert_eq!(err.class, ErrorClass::Transient, "{err}");
+    assert!(err.to_string().contains("host a does not answer"), "{err}");
+    // Another host named as the source: looked up by name, and the handle still names the VM's
+    // migration (as before: a poll reads the migration the handle names).
+    let via_b = MigrationRequest {
+        source: HostId::new("b"),
+        ..r.clone()
+    };
+    assert!(c.migration_status(&via_b, &h).is_ok());
+    let unknown = MigrationRequest {
+        source: HostId::new("zz"),
+        ..r.clone()
+    };
+    let err = c.migration_status(&unknown, &h).unwrap_err();
+    assert_eq!(err.class, ErrorClass::Permanent, "{err}");
+    assert!(err.to_string().contains("unknown host `zz`"), "{err}");
+    // The source down and a handle it did not make: the host's silence is said first.
+    let err = c
+        .migration_status(&r, &MigrationHandle("job-1".into()))
+        .unwrap_err();
+    assert!(err.to_string().contains("does not answer"), "{err}");
+    c.advance_to(Time(2_000));
+    assert!(c.migration_status(&r, &h).is_ok());
+}

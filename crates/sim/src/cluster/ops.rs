@@ -398,8 +398,20 @@ impl SimCluster {
         req: &MigrationRequest,
         handle: &MigrationHandle,
     ) -> DriverResult<MigrationStatus> {
-        self.reachable(&req.source)?;
-        let m = self.mig_of(req, handle)?;
+        // The migration's record names its source host by index: a poll of one of ours finds
+        // it there, without looking the host's name up (at 100,000 VMs each look-up was a
+        // cache miss or two, and every running migration is polled each `progress_interval`).
+        // Anything else goes the long way, with its errors in the same order.
+        let m = match self.find_mig(req, handle) {
+            Some(m) if self.migs[m].req.source == req.source => {
+                self.answers(self.migs[m].src, &req.source)?;
+                m
+            }
+            _ => {
+                self.reachable(&req.source)?;
+                self.mig_of(req, handle)?
+            }
+        };
         let mg = &self.migs[m];
         if let Some(o) = &mg.outcome {
             return Ok(o.clone());
@@ -574,12 +586,18 @@ impl SimCluster {
         let h = self
             .host_idx(host)
             .ok_or_else(|| DriverError::permanent(format!("unknown host `{host}`")))?;
+        self.answers(h, host)?;
+        Ok(h)
+    }
+
+    /// Host `h`, named `host`, answers now (it is not in one of its down windows).
+    fn answers(&self, h: usize, host: &HostId) -> DriverResult<()> {
         if !self.up(h) {
             return Err(DriverError::transient(format!(
                 "host {host} does not answer"
             )));
         }
-        Ok(h)
+        Ok(())
     }
 
     pub(super) fn vm_on(&self, vm: &VmId, h: usize) -> DriverResult<usize> {
@@ -597,9 +615,20 @@ impl SimCluster {
         req: &MigrationRequest,
         handle: &MigrationHandle,
     ) -> DriverResult<usize> {
-        // A handle names its migration's index (`sim-{index}/...`, made by `begin`): no map to
-        // look it up in (at 100,000 VMs, a progress poll's look-up in one was a cache miss).
-        let found = handle
+        match self.find_mig(req, handle) {
+            Some(m) => Ok(m),
+            None => Err(DriverError::permanent(format!(
+                "migration {} of VM {} not found",
+                handle.0, req.vm
+            ))),
+        }
+    }
+
+    /// The migration `handle` of `req`'s VM, if the cluster ran it. A handle names its
+    /// migration's index (`sim-{index}/...`, made by `begin`): no map to look it up in (at
+    /// 100,000 VMs, a progress poll's look-up in one was a cache miss).
+    fn find_mig(&self, req: &MigrationRequest, handle: &MigrationHandle) -> Option<usize> {
+        handle
             .0
             .strip_prefix("sim-")
             .and_then(|rest| rest.split_once('/'))
@@ -608,14 +637,7 @@ impl SimCluster {
                 self.migs
                     .get(m)
                     .is_some_and(|mg| mg.handle == *handle && mg.req.vm == req.vm)
-            });
-        match found {
-            Some(m) => Ok(m),
-            None => Err(DriverError::permanent(format!(
-                "migration {} of VM {} not found",
-                handle.0, req.vm
-            ))),
-        }
+            })
     }
 
     pub(super) fn backing_up(&self, v: usize) -> bool {
