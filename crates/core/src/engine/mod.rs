@@ -84,15 +84,15 @@ pub struct Core {
     ledger: SlotLedger,
     /// Commands to hand out, each with the index of the VM it is about (`None`: a host's).
     commands: VecDeque<(Command, Option<usize>)>,
-    /// The VM of the command handed out last ([`Core::poll_command`]) and its index. The answer
-    /// to a command names its VM by the id the command gave (a driver hands it back, as the
-    /// simulator does), and a driver answers a command before the next is asked for (the
-    /// runtime's serial path; the simulator always): that answer finds its VM here, by the
-    /// address of its id (`VmId::is_same_text`), without a look-up in `vm_index`. At 100,000
+    /// The index of the VM of the command handed out last ([`Core::poll_command`]). The answer
+    /// to a command names its VM by the id the command gave, the VM's own (a driver hands it
+    /// back, as the simulator does), and a driver answers a command before the next is asked
+    /// for (the simulator always): that answer finds its VM here, by the address of its id
+    /// (`VmId::is_same_text` with the VM's own), without a look-up in `vm_index`. At 100,000
     /// VMs each look-up there was a cache miss or two, and a run answers a progress poll per
-    /// running migration every `progress_interval`. Only a shortcut: an id not this very one
-    /// is looked up (`Core::vm_of`), and a VM's index never changes.
-    last_handed: Option<(VmId, usize)>,
+    /// running migration every `progress_interval`. Only a shortcut: an id that is not this
+    /// VM's very own is looked up (`Core::vm_of`).
+    last_handed: Option<usize>,
     events: VecDeque<Event>,
     timers: TimerQueue,
     stopping: Option<Reason>,
@@ -582,26 +582,22 @@ impl Core {
     pub fn poll_command(&mut self) -> Option<Command> {
         let (next, idx) = self.commands.pop_front()?;
         rewind_when_empty(&mut self.commands);
-        if let (Some(idx), Some(vm)) = (idx, next.vm()) {
-            debug_assert_eq!(
-                self.vm_index.get(vm),
-                Some(&idx),
+        if let Some(idx) = idx {
+            debug_assert!(
+                next.vm()
+                    .is_none_or(|vm| self.vm_index.get(vm) == Some(&idx)),
                 "a command's VM is its own"
             );
-            match &mut self.last_handed {
-                // The same VM again (a watch's commands): nothing to replace.
-                Some((known, i)) if *i == idx && known.is_same_text(vm) => {}
-                last => *last = Some((vm.clone(), idx)),
-            }
+            self.last_handed = Some(idx);
         }
         Some(next)
     }
 
-    /// The index of VM `vm`: the VM of the command handed out last when `vm` is its very id
-    /// (`Core::last_handed`), else looked up.
+    /// The index of VM `vm`: the VM of the command handed out last when `vm` is that VM's very
+    /// own id (`Core::last_handed`), else looked up.
     fn vm_of(&self, vm: &VmId) -> Option<usize> {
-        match &self.last_handed {
-            Some((known, idx)) if known.is_same_text(vm) => Some(*idx),
+        match self.last_handed {
+            Some(idx) if self.vms[idx].vm.id.is_same_text(vm) => Some(idx),
             _ => self.vm_index.get(vm).copied(),
         }
     }
