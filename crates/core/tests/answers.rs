@@ -44,31 +44,7 @@ fn run_answering_last_first(core: &mut Core, w: &mut World, fresh: bool) -> Vec<
         if core.is_finished() {
             return events;
         }
-        match (core.poll_timeout(), w.next_completion()) {
-            (None, None) => panic!("livelock: nothing to wait for at {now}"),
-            (Some(t), Some((tw, _))) if t <= tw => {
-                now = now.max(t);
-                core.handle_timeout(now);
-            }
-            (_, Some((tw, id))) => {
-                now = now.max(tw);
-                let snapshot = core.snapshot(now);
-                let attempt = snapshot.vms.iter().find(|v| v.id == id).unwrap().attempts;
-                w.finish(&id);
-                core.handle_event(
-                    now,
-                    Input::MigrationStatus {
-                        vm: id,
-                        attempt,
-                        result: Ok(MigrationStatus::Completed),
-                    },
-                );
-            }
-            (Some(t), None) => {
-                now = now.max(t);
-                core.handle_timeout(now);
-            }
-        }
+        now = advance(core, w, now);
     }
     panic!("did not finish in 100000 steps");
 }

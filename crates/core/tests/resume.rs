@@ -92,38 +92,7 @@ fn resume_after_a_crash_at_every_command_reaches_the_same_placement() {
                 }
             }
             assert!(!core.is_finished(), "cut {cut} beyond the run");
-            let t_core = core.poll_timeout();
-            let done = w.migs.iter().map(|(id, m)| (m.done_at, id.clone())).min();
-            match (t_core, done) {
-                (Some(t), Some((tw, _))) if t <= tw => {
-                    now = t;
-                    core.handle_timeout(now);
-                }
-                (_, Some((tw, id))) => {
-                    now = now.max(tw);
-                    let attempt = core
-                        .snapshot(now)
-                        .vms
-                        .iter()
-                        .find(|v| v.id == id)
-                        .unwrap()
-                        .attempts;
-                    w.finish(&id);
-                    core.handle_event(
-                        now,
-                        Input::MigrationStatus {
-                            vm: id,
-                            attempt,
-                            result: Ok(MigrationStatus::Completed),
-                        },
-                    );
-                }
-                (Some(t), None) => {
-                    now = t;
-                    core.handle_timeout(now);
-                }
-                (None, None) => panic!("stuck before cut {cut}"),
-            }
+            now = advance(&mut core, &mut w, now);
         }
         let recovered = recover(&core, &the_spec());
         drop(core);

@@ -544,38 +544,46 @@ fn run_feeding(
                 continue;
             }
         }
-        match (t_core, t_world) {
-            (None, None) => panic!("livelock: nothing to wait for at {now}"),
-            (Some(t), Some((tw, _))) if t <= tw => {
-                now = now.max(t);
-                core.handle_timeout(now);
-            }
-            (Some(_), Some((tw, id))) | (None, Some((tw, id))) => {
-                now = now.max(tw);
-                let attempt = core
-                    .snapshot(now)
-                    .vms
-                    .iter()
-                    .find(|v| v.id == id)
-                    .map(|v| v.attempts)
-                    .unwrap();
-                world.finish(&id);
-                core.handle_event(
-                    now,
-                    Input::MigrationStatus {
-                        vm: id,
-                        attempt,
-                        result: Ok(MigrationStatus::Completed),
-                    },
-                );
-            }
-            (Some(t), None) => {
-                now = now.max(t);
-                core.handle_timeout(now);
-            }
-        }
+        now = advance(core, world, now);
     }
     panic!("did not finish in 200000 steps");
+}
+
+/// Moves the clock to what comes next and hands it to the core: its own timeout, or the
+/// world's next migration to finish (the core's timeout first on a tie). Returns the new time;
+/// panics when neither is pending (a livelock).
+pub fn advance(core: &mut Core, world: &mut World, mut now: Time) -> Time {
+    match (core.poll_timeout(), world.next_completion()) {
+        (None, None) => panic!("livelock: nothing to wait for at {now}"),
+        (Some(t), Some((tw, _))) if t <= tw => {
+            now = now.max(t);
+            core.handle_timeout(now);
+        }
+        (Some(_), Some((tw, id))) | (None, Some((tw, id))) => {
+            now = now.max(tw);
+            let attempt = core
+                .snapshot(now)
+                .vms
+                .iter()
+                .find(|v| v.id == id)
+                .map(|v| v.attempts)
+                .unwrap();
+            world.finish(&id);
+            core.handle_event(
+                now,
+                Input::MigrationStatus {
+                    vm: id,
+                    attempt,
+                    result: Ok(MigrationStatus::Completed),
+                },
+            );
+        }
+        (Some(t), None) => {
+            now = now.max(t);
+            core.handle_timeout(now);
+        }
+    }
+    now
 }
 
 pub fn spec(src: &str, dsts: &[&str], hosts: &[&str]) -> RunSpec {
