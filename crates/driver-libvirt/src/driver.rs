@@ -26,8 +26,8 @@ use crate::LibvirtHostConfig;
 use crate::host::Host;
 use async_trait::async_trait;
 use state::Inner;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Once};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Condvar, Mutex, Once};
 use vmove_driver::*;
 
 /// The libvirt driver: one value serves every configured libvirt host.
@@ -52,8 +52,24 @@ impl LibvirtDriver {
                 hosts,
                 migrations: Mutex::new(HashMap::new()),
                 created: Mutex::new(HashMap::new()),
+                measuring: Mutex::new(HashSet::new()),
+                measured: Condvar::new(),
+                #[cfg(feature = "test-util")]
+                start_delay: Mutex::new(std::time::Duration::ZERO),
             }),
         }
+    }
+
+    /// Tests only: each migration started from now on waits `delay` between being recorded
+    /// and its migration call, as one whose source is slow to begin does: a listing then
+    /// certainly finds its VM with no migration job yet.
+    #[cfg(feature = "test-util")]
+    pub fn delay_migration_starts(&self, delay: std::time::Duration) {
+        *self
+            .inner
+            .start_delay
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = delay;
     }
 
     /// Builds the driver from the `[hosts.<name>]` tables of the hosts it serves. An unknown or

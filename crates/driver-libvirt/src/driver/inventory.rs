@@ -5,6 +5,7 @@ use super::state::blocking_on;
 use crate::error::{Phase, code};
 use crate::ffi;
 use crate::host::{self, JOB_MIGRATION_IN, JOB_MIGRATION_OUT, describe, find_domain, read_err};
+use std::sync::Arc;
 use virt::sys;
 use vmove_driver::*;
 
@@ -48,8 +49,9 @@ pub(super) async fn host_info(inner: &Inner, host: &HostId) -> DriverResult<Host
 
 /// [`Driver::list_vms`]: every domain defined on the host (one gone between the list and the look
 /// is left out).
-pub(super) async fn list_vms(inner: &Inner, host: &HostId) -> DriverResult<Vec<VmInfo>> {
+pub(super) async fn list_vms(inner: &Arc<Inner>, host: &HostId) -> DriverResult<Vec<VmInfo>> {
     let h = inner.host(host)?;
+    let inner = inner.clone();
     blocking_on(vec![h.clone()], Phase::Read, move || {
         let conn = h.conn()?;
         let mut out = Vec::new();
@@ -62,6 +64,7 @@ pub(super) async fn list_vms(inner: &Inner, host: &HostId) -> DriverResult<Vec<V
             match host::vm_info(&conn, &d) {
                 Ok(v) => {
                     if h.cfg.measure_dirty_rates
+                        && let Some(_measuring) = inner.begin_measuring(&v.id)
                         && host::measure_dirty_rate(&d, &v)
                         && v.dirty_rate.is_none()
                     {

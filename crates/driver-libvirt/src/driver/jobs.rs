@@ -49,15 +49,22 @@ pub(super) async fn start(
     });
     let on_thread = inner.clone();
     let r = req.clone();
-    let prepared = blocking(Phase::Prepare, move || prepare(&on_thread, &r)).await?;
-    inner
-        .migrations
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(handle.0.to_string(), rec.clone());
+    let (h, recorded) = (handle.clone(), rec.clone());
+    let prepared = blocking(Phase::Prepare, move || {
+        let prepared = prepare(&on_thread, &r)?;
+        // Recorded before the migration call: from here on no listing starts a dirty-rate
+        // measurement of the VM (one would wait 30 s for the migration's job).
+        on_thread.register(&h, recorded);
+        Ok(prepared)
+    })
+    .await?;
     tracing::info!(vm = %req.vm_name, from = %req.source, to = %req.destination, mode = %req.mode, "libvirt migration starting");
+    #[cfg(feature = "test-util")]
+    let delay = *inner.start_delay.lock().unwrap_or_else(|p| p.into_inner());
     // The migration call blocks until the end: it gets a blocking thread of its own.
     tokio::task::spawn_blocking(move || {
+        #[cfg(feature = "test-util")]
+        std::thread::sleep(delay);
         let r = match rec.mode {
             MigrationMode::Live => run_live(prepared, &rec),
             MigrationMode::Offline => run_offline(prepared, &rec),

@@ -115,7 +115,11 @@ async fn a_running_vm_is_listed_with_the_dirty_rate_qemu_measured_also_while_it_
             );
             break v;
         }
-        assert!(Instant::now() < until, "never listed migrating: {v:?}");
+        assert!(
+            Instant::now() < until,
+            "never listed migrating: {v:?}, the migration: {:?}",
+            lab.driver.migration_status(&req, &h).await
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(
@@ -133,6 +137,73 @@ async fn a_running_vm_is_listed_with_the_dirty_rate_qemu_measured_also_while_it_
     assert!(matches!(end, MigrationStatus::Failed(_)), "{end:?}");
     lab.cleanup(&name);
     lab.cleanup(&off_name);
+}
+
+/// Guards the listing that follows a migration's start: it finds the VM idle when the
+/// migration's call has not yet begun its job on the source (a loaded source's `Begin` is slow;
+/// here the driver's test hook makes it 2 s late). It must start no measurement: started just
+/// after `Begin`, the call waits libvirt's 30 s for the migration's job, and the listing with
+/// it (seen in CI: a listing 30 s late that still said idle). Before the fix, this listing
+/// started one (`calc_start_time` changed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_just_after_a_migration_was_asked_for_starts_no_measurement_that_would_wait_for_its_job()
+ {
+    if !lab_enabled(
+        "a_listing_just_after_a_migration_was_asked_for_starts_no_measurement_that_would_wait_for_its_job",
+    ) {
+        return;
+    }
+    let lab = Lab::with_bandwidth(Some(1));
+    let (vm, name) = lab.mkvm("late", &["--fill", "16"]);
+    listed(&lab, &vm).await;
+    measured(&name);
+    let started = domstat(&name, "calc_start_time");
+    assert!(started.is_some(), "the first listing measured {name}");
+
+    lab.driver.delay_migration_starts(Duration::from_secs(2));
+    let req = lab.request(&vm, &name, MigrationMode::Live);
+    let h = lab.driver.start_migration(&req).await.unwrap();
+    let t = Instant::now();
+    let before_its_job = listed(&lab, &vm).await;
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "the listing took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        before_its_job.activity,
+        vmove_driver::Activity::Idle,
+        "the migration's job had begun already: {before_its_job:?}"
+    );
+    assert_eq!(
+        domstat(&name, "calc_start_time"),
+        started,
+        "a measurement was started once the migration was asked for"
+    );
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = Instant::now();
+        let v = listed(&lab, &vm).await;
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "a listing took {:?}",
+            t.elapsed()
+        );
+        if v.activity == vmove_driver::Activity::MigratingOut {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "never listed migrating: {v:?}, the migration: {:?}",
+            lab.driver.migration_status(&req, &h).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(domstat(&name, "calc_start_time"), started);
+    lab.driver.abort_migration(&req, &h).await.unwrap();
+    let end = lab.wait_end(&req, &h).await;
+    assert!(matches!(end, MigrationStatus::Failed(_)), "{end:?}");
+    lab.cleanup(&name);
 }
 
 /// With `measure_dirty_rates = false` the driver starts no measurement and reports none.
