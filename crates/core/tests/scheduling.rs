@@ -131,6 +131,68 @@ fn stop_gracefully_cancels_queued_and_lets_running_finish() {
     }
 }
 
+/// Guards a stop that comes before the source's first listing (a `--deadline` already past, a
+/// Ctrl-C at once): the run waits for the listing and cancels the VMs it selects, so that it
+/// names what it leaves behind. Before, the stop gave up every source not listed yet, and the
+/// run ended "finished" with no VM at all while the source still held them.
+#[test]
+fn a_stop_before_the_first_listing_cancels_the_vms_the_listing_selects() {
+    for abort_running in [false, true] {
+        let mut w = two_hosts();
+        for i in 0..3 {
+            w.add_vm("a", vm(&format!("v{i}"), PowerState::Running));
+        }
+        let mut core = Core::new(spec("a", &["b"], &["a", "b"]), Time::ZERO).unwrap();
+        core.handle_event(Time::ZERO, Input::Stop { abort_running });
+        let events = run(&mut core, &mut w, Time::ZERO, |_, _, _| {});
+        assert!(core.is_finished());
+        assert_eq!(core.failure(), None);
+        let (m, u, c) = core.snapshot(Time::ZERO).counts();
+        assert_eq!((m, u, c), (0, 0, 3), "abort_running {abort_running}");
+        assert!(events.iter().any(|e| matches!(
+            e.kind,
+            EventKind::RunFinished {
+                moved: 0,
+                unmigratable: 0,
+                cancelled: 3
+            }
+        )));
+        assert_eq!(w.hosts[&HostId::new("a")].1.len(), 3);
+        assert!(w.migs.is_empty());
+    }
+}
+
+/// A stop before the first listing of a source that does not answer: the run does not wait
+/// out the retries that give a host up; the source is given up at its first failed refresh,
+/// and the run fails naming it (it cannot say which VMs it leaves there).
+#[test]
+fn a_stop_before_the_first_listing_of_a_source_that_does_not_answer_fails_the_run_naming_it() {
+    let mut w = two_hosts();
+    w.add_vm("a", vm("v0", PowerState::Running));
+    w.down.push(HostId::new("a"));
+    let mut core = Core::new(spec("a", &["b"], &["a", "b"]), Time::ZERO).unwrap();
+    core.handle_event(
+        Time::ZERO,
+        Input::Stop {
+            abort_running: false,
+        },
+    );
+    let events = run(&mut core, &mut w, Time::ZERO, |_, _, _| {});
+    assert!(core.is_finished());
+    let failure = core.failure().unwrap();
+    assert!(
+        failure.contains("could not list source host a") && failure.contains("before the stop"),
+        "{failure}"
+    );
+    let unreachable = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::HostUnreachable { .. }))
+        .count();
+    assert_eq!(unreachable, 1, "{events:?}");
+    let last = events.last().unwrap();
+    assert_eq!(last.at, Time::ZERO, "the run waited: {last:?}");
+}
+
 #[test]
 fn stop_with_abort_leaves_every_vm_on_exactly_one_host() {
     let mut w = two_hosts();

@@ -211,6 +211,9 @@ impl Core {
                 }
                 if self.hosts[h].failures >= HOST_DOWN_AFTER_FAILURES && !self.hosts[h].down {
                     self.host_down(h, now, &f.message);
+                } else if self.stopping.is_some() {
+                    // Stopping: a source not listed yet is not waited for again.
+                    self.unlisted_source(h, &format!("not listed before the stop: {}", f.message));
                 }
                 self.schedule_refresh(h, now + recheck);
             }
@@ -448,14 +451,7 @@ impl Core {
     fn host_down(&mut self, h: usize, now: Time, why: &str) {
         self.hosts[h].down = true;
         let host = self.hosts[h].id.clone();
-        for si in 0..self.sources.len() {
-            if self.sources[si].host == h && !self.sources[si].resolved {
-                self.sources[si].resolved = true;
-                let msg = format!("could not list source host {host}: {why}");
-                self.failed.get_or_insert(msg.clone());
-                self.emit(EventKind::RunFailed { error: msg });
-            }
-        }
+        self.unlisted_source(h, why);
         for i in 0..self.vms.len() {
             if self.vms[i].vm.phase() == Phase::Queued && self.vms[i].source == h {
                 self.step(
@@ -463,6 +459,21 @@ impl Core {
                     now,
                     VmEvent::Assessed(Assessment::Unmigratable(Reason::SourceDown(host.clone()))),
                 );
+            }
+        }
+    }
+
+    /// Host `h` will not be listed (down, or the run stops and it did not answer): each source
+    /// on it not listed yet is given up, and fails the run (its VMs are unknown: the run cannot
+    /// say what it leaves there).
+    fn unlisted_source(&mut self, h: usize, why: &str) {
+        let host = self.hosts[h].id.clone();
+        for si in 0..self.sources.len() {
+            if self.sources[si].host == h && !self.sources[si].resolved {
+                self.sources[si].resolved = true;
+                let msg = format!("could not list source host {host}: {why}");
+                self.failed.get_or_insert(msg.clone());
+                self.emit(EventKind::RunFailed { error: msg });
             }
         }
     }

@@ -717,9 +717,11 @@ impl Core {
         self.emit(EventKind::StopRequested {
             abort_running: self.abort_running,
         });
-        for si in 0..self.sources.len() {
-            self.sources[si].resolved = true;
-        }
+        // A source not listed yet stays to be listed: its selected VMs are cancelled when its
+        // listing comes (`resolve_source`), so that the run names what it leaves behind. Before,
+        // a stop (a deadline already past, a Ctrl-C) that came before the first listing ended
+        // the run with no VM at all, said to be finished, while the source still held them. A
+        // source that does not answer is given up at its next failed refresh (`on_refresh`).
         for i in 0..self.vms.len() {
             if !self.vms[i].vm.phase().is_final() {
                 self.step(
