@@ -56,6 +56,10 @@ pub fn bad_configs() -> Vec<(&'static str, String)> {
         ("zero-interval.toml", format!("[defaults]\npoll_interval = \"0s\"\n{SIM_CONFIG}")),
         ("huge-interval.toml", format!("[defaults]\nstall_timeout = 1e20\n{SIM_CONFIG}")),
         ("dup-host.toml", with("[hosts.a]\ndriver = \"sim\"")),
+        (
+            "vm-memory-text.toml",
+            vm_host("{ name = \"web-1\", memory_gib = \"lots\" }"),
+        ),
         ("driver-int.toml", with("[hosts.d]\ndriver = 3")),
         ("driver-xen.toml", with("[hosts.d]\ndriver = \"xen\"")),
         ("cap-zero.toml", with("[hosts.d]\ndriver = \"sim\"\nmax_migrations = 0")),
@@ -502,6 +506,11 @@ pub fn catalogue(sb: &Sandbox) -> Vec<Case> {
             "a config file that is a folder",
             "state",
             &["cannot read the config file"],
+        ),
+        cfg(
+            "a sim VM's memory that is text",
+            "vm-memory-text.toml",
+            &["`hosts.a.vms[0].memory_gib`"],
         ),
         cfg(
             "a config file that is missing",
