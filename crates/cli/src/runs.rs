@@ -283,8 +283,7 @@ pub fn command_line() -> String {
 pub fn start(eff: &Effective, cfg: &config::ConfigFile, spec: &RunSpec) -> Result<Journaling> {
     let mut j = open(eff)?;
     let text = match &cfg.path {
-        Some((p, _)) => std::fs::read_to_string(p)
-            .with_context(|| format!("cannot read the config file `{}`", p.display()))?,
+        Some((p, origin)) => config::read_text(p, origin)?,
         None => String::new(),
     };
     j.create_run(&NewRun {
@@ -367,7 +366,7 @@ pub(crate) async fn drive(
     let today = current
         .path
         .as_ref()
-        .and_then(|(p, _)| std::fs::read_to_string(p).ok());
+        .and_then(|(p, origin)| config::read_text(p, origin).ok());
     let (text, missing) = restore_uris(&rec.config, today.as_deref());
     for m in missing {
         errln!(

@@ -505,7 +505,12 @@ pub fn catalogue(sb: &Sandbox) -> Vec<Case> {
         cfg(
             "a config file that is a folder",
             "state",
-            &["cannot read the config file"],
+            &["the config file `state`", "not a regular file but a folder"],
+        ),
+        cfg(
+            "a config file that is /dev/zero",
+            "/dev/zero",
+            &["`/dev/zero`", "not a regular file but a character device"],
         ),
         cfg(
             "a sim VM's memory that is text",
