@@ -27,6 +27,14 @@ pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 /// The default lease time of a journaled run (refreshed every third of it).
 pub const DEFAULT_JOURNAL_LEASE: Duration = Duration::from_secs(30);
 
+/// The shortest `journal_lease`. The lease is refreshed every third of it (execute.rs,
+/// `LEASE_REFRESHES`) by the keeper, whose loop also reads the run's stop requests every second
+/// and waits its turn behind the run's own journal writes (one fsync each, or a round trip to
+/// PostgreSQL): a lease of a few milliseconds expired before its first refresh, and the run
+/// looped on "the lease ... expired". At 1s, two refreshes may each be late by a third of a
+/// second before it expires.
+pub const MIN_JOURNAL_LEASE: Duration = Duration::from_secs(1);
+
 /// Keys whose string values may be written with dashes (`largest-first`).
 const ENUM_KEYS: [&str; 4] = ["order", "policy", "stall_action", "completion_action"];
 
@@ -134,7 +142,16 @@ fn check(
                 }
             })
             .and_then(|d| {
-                if d > vmove_journal::MAX_LEASE {
+                if d < MIN_JOURNAL_LEASE {
+                    Err(format!(
+                        "must be at least {}, not {} (the lease is refreshed every third of it, \
+                         by the task that also polls the journal for stop requests every second \
+                         and behind the run's own journal writes: a shorter one expires while a \
+                         write waits, and the run stops)",
+                        dur::format_duration(MIN_JOURNAL_LEASE),
+                        dur::format_duration(d)
+                    ))
+                } else if d > vmove_journal::MAX_LEASE {
                     Err(format!(
                         "must be at most {} (a lease keeps other processes off the run's VMs \
                          until it expires; a dead holder on this machine is taken over at once)",
@@ -208,7 +225,7 @@ fn duration_of(v: &toml::Value) -> Result<Duration, String> {
         }
     };
     if d.is_zero() {
-        return Err("must be longer than 0s".into());
+        return Err("must be at least 1ms, not 0s".into());
     }
     Ok(d)
 }
@@ -480,7 +497,12 @@ mod tests {
         let e = merge(&toml::Table::new(), "f", &env_of(&[]), &flags, None).unwrap();
         assert_eq!(e.journal_wait, Duration::from_secs(90));
         assert_eq!(e.origins["journal_wait"], "flag `--journal-wait`");
-        for (raw, why) in [("0s", "longer than 0s"), ("soon", "soon")] {
+        for (raw, why) in [
+            ("0s", "at least 1ms, not 0s"),
+            ("soon", "soon"),
+            ("0.5ms", "whole number of milliseconds"),
+            ("1e-9", "whole number of milliseconds"),
+        ] {
             let flags = [("journal_wait", "--journal-wait", raw.to_string())];
             let err = merge(&toml::Table::new(), "f", &env_of(&[]), &flags, None)
                 .unwrap_err()
@@ -490,6 +512,47 @@ mod tests {
                     && err.contains("flag `--journal-wait`")
                     && err.contains(why),
                 "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_journal_lease_under_1s_is_refused_naming_the_floor() {
+        for raw in ["999ms", "1ms", "0.5"] {
+            let flags = [("journal_lease", "--journal-lease", raw.to_string())];
+            let err = merge(&toml::Table::new(), "f", &env_of(&[]), &flags, None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("`journal_lease`") && err.contains("must be at least 1s"),
+                "{raw}: {err}"
+            );
+        }
+        for raw in ["\"0.5ms\"", "1e-9"] {
+            let file: toml::Table = toml::from_str(&format!("journal_lease = {raw}")).unwrap();
+            let err = merge(&file, "config file `f`", &env_of(&[]), &[], None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("`journal_lease`") && err.contains("whole number of milliseconds"),
+                "{raw}: {err}"
+            );
+        }
+        let flags = [("journal_lease", "--journal-lease", "1s".to_string())];
+        let e = merge(&toml::Table::new(), "f", &env_of(&[]), &flags, None).unwrap();
+        assert_eq!(e.journal_lease, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_sub_millisecond_interval_is_refused_naming_the_key() {
+        for (key, raw) in [("stall_timeout", "1e-9"), ("poll_interval", "\"0.5ms\"")] {
+            let file: toml::Table = toml::from_str(&format!("{key} = {raw}")).unwrap();
+            let err = merge(&file, "config file `f`", &env_of(&[]), &[], None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("`{key}`")) && err.contains("whole number of milliseconds"),
+                "{key}: {err}"
             );
         }
     }

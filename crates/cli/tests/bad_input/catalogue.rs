@@ -146,12 +146,12 @@ pub fn catalogue(sb: &Sandbox) -> Vec<Case> {
         mvc(
             "poll interval 0s",
             &["--poll-interval", "0s"],
-            &["--poll-interval", "longer than 0s"],
+            &["--poll-interval", "at least 1ms"],
         ),
         case(
             "poll interval 0s at config",
             &["config", "--poll-interval", "0s"],
-            &["--poll-interval", "longer than 0s"],
+            &["--poll-interval", "at least 1ms"],
         ),
         case(
             "recheck interval 0 at config",
@@ -511,6 +511,22 @@ pub fn catalogue(sb: &Sandbox) -> Vec<Case> {
             "a config file that is /dev/zero",
             "/dev/zero",
             &["`/dev/zero`", "not a regular file but a character device"],
+        ),
+        // Sub-millisecond durations, a lease too short to be refreshed, another tool's policy.
+        mvc(
+            "journal lease of half a millisecond",
+            &["--journal-lease", "0.5ms"],
+            &["--journal-lease", "`0.5ms`", "whole number of milliseconds"],
+        ),
+        mvc(
+            "journal lease of 10ms",
+            &["--journal-lease", "10ms"],
+            &["--journal-lease", "must be at least 1s, not 10ms"],
+        ),
+        case(
+            "stall timeout of a nanosecond at config",
+            &["config", "--stall-timeout", "1e-9"],
+            &["--stall-timeout", "whole number of milliseconds"],
         ),
         cfg(
             "a sim VM's memory that is text",
