@@ -35,6 +35,10 @@ pub const DEFAULT_JOURNAL_LEASE: Duration = Duration::from_secs(30);
 /// second before it expires.
 pub const MIN_JOURNAL_LEASE: Duration = Duration::from_secs(1);
 
+/// The simulator's models of other tools' policies (`SchedulerPolicy`'s peers, as written):
+/// refused by a run, by name.
+const PEER_POLICIES: [&str; 5] = ["kubevirt", "nova", "proxmox", "vsphere", "all_at_once"];
+
 /// Keys whose string values may be written with dashes (`largest-first`).
 const ENUM_KEYS: [&str; 4] = ["order", "policy", "stall_action", "completion_action"];
 
@@ -168,21 +172,35 @@ fn check(
             other => Err(bad(format!("must be a file path, not {other}"))),
         },
         "policy" => {
+            // A peer's policy is a model for the simulator's benchmark (`vmove-bench`): it
+            // ignores what keeps a real run safe (e.g. "everything at once" has no limit).
+            let peer = |name: &str| {
+                bad(format!(
+                    "`{name}` is another tool's policy, modelled only for the simulator's \
+                     benchmark (vmove-bench); a run takes `vmove` or `seed`"
+                ))
+            };
+            // By name first: serde's own words for `kubevirt` ("invalid type: unit variant,
+            // expected struct variant") say nothing useful, and its list of expected values
+            // names the peers, which a run refuses.
+            if let toml::Value::String(name) = value {
+                return match name.as_str() {
+                    "vmove" | "seed" => Ok(()),
+                    // Named as the benchmark's tables name it (`all-at-once`).
+                    n if PEER_POLICIES.contains(&n) => Err(peer(&n.replace('_', "-"))),
+                    other => Err(bad(format!(
+                        "must be `vmove` or `seed`, not `{}`",
+                        other.escape_debug()
+                    ))),
+                };
+            }
             let mut t = toml::Table::new();
             t.insert(key.to_owned(), value.clone());
-            let s = t
-                .try_into::<Settings>()
-                .map_err(|e| bad(e.message().trim().to_owned()))?;
-            if s.policy.is_peer() {
-                // A peer's policy is a model for the simulator's benchmark (`vmove-bench`): it
-                // ignores what keeps a real run safe (e.g. "everything at once" has no limit).
-                return Err(bad(format!(
-                    "`{}` is another tool's policy, modelled only for the simulator's benchmark \
-                     (vmove-bench); a run takes `vmove` or `seed`",
-                    s.policy.label()
-                )));
+            match t.try_into::<Settings>() {
+                Ok(s) if s.policy.is_peer() => Err(peer(&s.policy.label())),
+                Ok(_) => Ok(()),
+                Err(_) => Err(bad(format!("must be `vmove` or `seed`, not {value}"))),
             }
-            Ok(())
         }
         k if known.iter().any(|x| x == k) => {
             let mut t = toml::Table::new();
@@ -554,6 +572,65 @@ mod tests {
                 err.contains(&format!("`{key}`")) && err.contains("whole number of milliseconds"),
                 "{key}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn another_tools_policy_is_refused_by_name_and_only_accepted_policies_are_listed() {
+        for name in [
+            "kubevirt",
+            "nova",
+            "proxmox",
+            "vsphere",
+            "all_at_once",
+            "all-at-once",
+        ] {
+            let file: toml::Table = toml::from_str(&format!("policy = \"{name}\"")).unwrap();
+            let flags = [("policy", "--policy", name.to_string())];
+            for (file, in_env, flags) in [
+                (file, false, &[][..]),
+                (toml::Table::new(), true, &[][..]),
+                (toml::Table::new(), false, &flags[..]),
+            ] {
+                let env = |k: &str| (in_env && k == "VMOVE_POLICY").then(|| name.to_string());
+                let err = merge(&file, "config file `f`", &env, flags, None)
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    err.contains("`policy`")
+                        && err.contains("another tool's policy")
+                        && err.contains("a run takes `vmove` or `seed`")
+                        && !err.contains("variant"),
+                    "{name}: {err}"
+                );
+            }
+        }
+        let tables = [
+            "policy = \"bogus\"",
+            "policy = 3",
+            "policy = { bogus = {} }",
+            "policy = { nova = { per_compute = \"x\" } }",
+        ];
+        for text in tables {
+            let file: toml::Table = toml::from_str(text).unwrap();
+            let err = merge(&file, "config file `f`", &env_of(&[]), &[], None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("must be `vmove` or `seed`")
+                    && !err.contains("kubevirt")
+                    && !err.contains("proxmox"),
+                "{text}: {err}"
+            );
+        }
+        let file: toml::Table = toml::from_str("policy = { nova = { per_compute = 2 } }").unwrap();
+        let err = merge(&file, "config file `f`", &env_of(&[]), &[], None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`nova(2)` is another tool's policy"), "{err}");
+        for ok in ["vmove", "seed"] {
+            let flags = [("policy", "--policy", ok.to_string())];
+            assert!(merge(&toml::Table::new(), "f", &env_of(&[]), &flags, None).is_ok());
         }
     }
 

@@ -528,6 +528,11 @@ pub fn catalogue(sb: &Sandbox) -> Vec<Case> {
             &["config", "--stall-timeout", "1e-9"],
             &["--stall-timeout", "whole number of milliseconds"],
         ),
+        mvc(
+            "policy kubevirt",
+            &["--policy", "kubevirt"],
+            &["--policy", "`kubevirt` is another tool's policy"],
+        ),
         cfg(
             "a sim VM's memory that is text",
             "vm-memory-text.toml",
