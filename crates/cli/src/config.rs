@@ -20,6 +20,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use vmove_core::HostId;
 
+/// The largest config file vmove reads: 16 MiB, thousands of times a config with a thousand
+/// hosts. A larger file (or `/dev/zero`) is refused before it is read, not read into memory.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 /// The top-level tables.
 pub const TOP_KEYS: [&str; 4] = ["defaults", "hosts", "pins", "priorities"];
 
@@ -36,6 +40,31 @@ pub enum ConfigError {
         /// Why it could not be read.
         #[source]
         source: std::io::Error,
+    },
+    /// Not a regular file (a device, a FIFO, a folder): nothing was read from it.
+    #[error(
+        "the config file `{path}` (found through {origin}) is not a regular file but {kind}: \
+         give the path of a TOML file"
+    )]
+    NotAFile {
+        /// The file.
+        path: PathBuf,
+        /// How it was found.
+        origin: Origin,
+        /// What it is instead ("a character device").
+        kind: &'static str,
+    },
+    /// Larger than [`MAX_CONFIG_BYTES`]: not read whole.
+    #[error(
+        "the config file `{path}` (found through {origin}) is larger than {} MiB, the most vmove \
+         reads: a config file is a few kilobytes, is it the right file?",
+        MAX_CONFIG_BYTES >> 20
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// How it was found.
+        origin: Origin,
     },
     /// Not TOML.
     #[error(
@@ -182,14 +211,87 @@ pub fn load(found: Option<(PathBuf, Origin)>) -> Result<ConfigFile, ConfigError>
     let Some((path, origin)) = found else {
         return Ok(ConfigFile::default());
     };
-    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-        path: path.clone(),
-        origin: origin.clone(),
-        source,
-    })?;
+    let text = read_text(&path, &origin)?;
     let mut cfg = parse(&text, &path)?;
     cfg.path = Some((path, origin));
     Ok(cfg)
+}
+
+/// The text of the config file at `path`, read with a bound: a path that is not a regular file
+/// (a device, a FIFO, a folder) is refused before anything is read from it, and so is a file
+/// larger than [`MAX_CONFIG_BYTES`] (checked again while reading: it may grow meanwhile).
+/// Every reading of a config file goes through here (the journal's copy of it too).
+pub fn read_text(path: &Path, origin: &Origin) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let read_err = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        origin: origin.clone(),
+        source,
+    };
+    // Opening a FIFO for reading waits for a writer: look at what the path is first (through
+    // symbolic links), then again at what was opened.
+    let kind = |m: &std::fs::Metadata| -> Option<&'static str> {
+        let t = m.file_type();
+        if t.is_file() {
+            return None;
+        }
+        if t.is_dir() {
+            return Some("a folder");
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if t.is_char_device() {
+                return Some("a character device");
+            }
+            if t.is_block_device() {
+                return Some("a block device");
+            }
+            if t.is_fifo() {
+                return Some("a FIFO (named pipe)");
+            }
+            if t.is_socket() {
+                return Some("a socket");
+            }
+        }
+        Some("not a file")
+    };
+    let not_a_file = |kind| ConfigError::NotAFile {
+        path: path.to_path_buf(),
+        origin: origin.clone(),
+        kind,
+    };
+    let too_large = || ConfigError::TooLarge {
+        path: path.to_path_buf(),
+        origin: origin.clone(),
+    };
+    if let Some(k) = kind(&std::fs::metadata(path).map_err(read_err)?) {
+        return Err(not_a_file(k));
+    }
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if let Some(k) = kind(&meta) {
+        return Err(not_a_file(k));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_large());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        read_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "it is not UTF-8 text (byte {})",
+                e.utf8_error().valid_up_to()
+            ),
+        ))
+    })
 }
 
 /// Parses config text; `path` is only for messages.
@@ -441,6 +543,74 @@ mod tests {
 
     fn p(text: &str) -> Result<ConfigFile, ConfigError> {
         parse(text, Path::new("t.toml"))
+    }
+
+    /// A folder of its own under the system's temporary folder, removed when dropped.
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let d =
+                std::env::temp_dir().join(format!("vmove-config-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).expect("temporary folder");
+            TempDir(d)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn load_err(path: &Path) -> String {
+        match load(Some((path.to_path_buf(), Origin::Flag))) {
+            Ok(_) => panic!("`{}` was accepted", path.display()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_config_file_over_16_mib_is_refused_naming_the_file_and_the_limit() {
+        let dir = TempDir::new("large");
+        let big = dir.0.join("big.toml");
+        // A valid TOML file (a comment) one byte over the limit: refused on its size alone.
+        let mut text = "#".repeat(usize::try_from(MAX_CONFIG_BYTES).expect("fits"));
+        text.push('\n');
+        std::fs::write(&big, &text).expect("write");
+        let e = load_err(&big);
+        assert!(
+            e.contains(&format!("`{}`", big.display())) && e.contains("larger than 16 MiB"),
+            "{e}"
+        );
+        text.pop();
+        std::fs::write(&big, &text).expect("write");
+        assert!(load(Some((big, Origin::Flag))).is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_config_path_that_is_a_device_a_fifo_or_a_folder_is_refused_without_reading_it() {
+        let dir = TempDir::new("kinds");
+        let fifo = dir.0.join("fifo.toml");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        for (path, kind) in [
+            (Path::new("/dev/zero"), "a character device"),
+            (Path::new("/dev/null"), "a character device"),
+            (fifo.as_path(), "a FIFO"),
+            (dir.0.as_path(), "a folder"),
+        ] {
+            let e = load_err(path);
+            assert!(
+                e.contains(&format!("`{}`", path.display()))
+                    && e.contains("not a regular file")
+                    && e.contains(kind),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -227,7 +227,8 @@ fn restore_uris(recorded: &str, current: Option<&str>) -> (String, Vec<String>) 
                 let Some(toml::Value::String(v)) = host.get(*field) else {
                     continue;
                 };
-                if !v.contains(&format!("://{}@", vmove_driver::redact::REDACTED)) {
+                // Its user information (`://***@`) or a secret query value (`?password=***`).
+                if !v.contains(vmove_driver::redact::REDACTED) {
                     continue;
                 }
                 let today = cur
@@ -282,8 +283,7 @@ pub fn command_line() -> String {
 pub fn start(eff: &Effective, cfg: &config::ConfigFile, spec: &RunSpec) -> Result<Journaling> {
     let mut j = open(eff)?;
     let text = match &cfg.path {
-        Some((p, _)) => std::fs::read_to_string(p)
-            .with_context(|| format!("cannot read the config file `{}`", p.display()))?,
+        Some((p, origin)) => config::read_text(p, origin)?,
         None => String::new(),
     };
     j.create_run(&NewRun {
@@ -366,12 +366,12 @@ pub(crate) async fn drive(
     let today = current
         .path
         .as_ref()
-        .and_then(|(p, _)| std::fs::read_to_string(p).ok());
+        .and_then(|(p, origin)| config::read_text(p, origin).ok());
     let (text, missing) = restore_uris(&rec.config, today.as_deref());
     for m in missing {
         errln!(
-            "vmove: warning: `{m}` was recorded without its user information and today's config \
-             file has no matching URI: resume connects without it"
+            "vmove: warning: `{m}` was recorded without its user information or secret \
+             parameters and today's config file has no matching URI: resume connects without them"
         );
     }
     let cfg = config::parse(&text, std::path::Path::new("(the run's recorded config)"))
@@ -882,6 +882,29 @@ mod tests {
         let (same, missing) = restore_uris(&stored, None);
         assert_eq!(same, stored);
         assert_eq!(missing.len(), 2);
+    }
+
+    #[test]
+    fn a_password_in_a_uri_query_is_not_stored_and_comes_back_from_the_config_file_on_resume() {
+        let uri = "qemu+tcp://root:S3cretPW42@127.0.0.9/system?password=S3cretPW42&x=1";
+        let text = format!("[hosts.kvm1]\ndriver = \"libvirt\"\nuri = \"{uri}\"\n");
+        let stored = strip_secrets(&text);
+        assert!(!stored.contains("S3cretPW42"), "{stored}");
+        assert!(
+            stored.contains("qemu+tcp://***@127.0.0.9/system?password=***&x=1"),
+            "{stored}"
+        );
+        let (back, missing) = restore_uris(&stored, Some(&text));
+        let t: toml::Table = toml::from_str(&back).unwrap();
+        assert_eq!(t["hosts"]["kvm1"]["uri"].as_str(), Some(uri));
+        assert!(missing.is_empty(), "{missing:?}");
+        // Only the query held a secret: restored all the same.
+        let uri = "qemu+tcp://127.0.0.9/system?password=S3cretPW42";
+        let text = format!("[hosts.kvm1]\ndriver = \"libvirt\"\nuri = \"{uri}\"\n");
+        let stored = strip_secrets(&text);
+        assert!(!stored.contains("S3cretPW42"), "{stored}");
+        let (back, _) = restore_uris(&stored, Some(&text));
+        assert!(back.contains(uri), "{back}");
     }
 
     #[test]

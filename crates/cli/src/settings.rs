@@ -27,6 +27,18 @@ pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 /// The default lease time of a journaled run (refreshed every third of it).
 pub const DEFAULT_JOURNAL_LEASE: Duration = Duration::from_secs(30);
 
+/// The shortest `journal_lease`. The lease is refreshed every third of it (execute.rs,
+/// `LEASE_REFRESHES`) by the keeper, whose loop also reads the run's stop requests every second
+/// and waits its turn behind the run's own journal writes (one fsync each, or a round trip to
+/// PostgreSQL): a lease of a few milliseconds expired before its first refresh, and the run
+/// looped on "the lease ... expired". At 1s, two refreshes may each be late by a third of a
+/// second before it expires.
+pub const MIN_JOURNAL_LEASE: Duration = Duration::from_secs(1);
+
+/// The simulator's models of other tools' policies (`SchedulerPolicy`'s peers, as written):
+/// refused by a run, by name.
+const PEER_POLICIES: [&str; 5] = ["kubevirt", "nova", "proxmox", "vsphere", "all_at_once"];
+
 /// Keys whose string values may be written with dashes (`largest-first`).
 const ENUM_KEYS: [&str; 4] = ["order", "policy", "stall_action", "completion_action"];
 
@@ -134,7 +146,16 @@ fn check(
                 }
             })
             .and_then(|d| {
-                if d > vmove_journal::MAX_LEASE {
+                if d < MIN_JOURNAL_LEASE {
+                    Err(format!(
+                        "must be at least {}, not {} (the lease is refreshed every third of it, \
+                         by the task that also polls the journal for stop requests every second \
+                         and behind the run's own journal writes: a shorter one expires while a \
+                         write waits, and the run stops)",
+                        dur::format_duration(MIN_JOURNAL_LEASE),
+                        dur::format_duration(d)
+                    ))
+                } else if d > vmove_journal::MAX_LEASE {
                     Err(format!(
                         "must be at most {} (a lease keeps other processes off the run's VMs \
                          until it expires; a dead holder on this machine is taken over at once)",
@@ -151,21 +172,35 @@ fn check(
             other => Err(bad(format!("must be a file path, not {other}"))),
         },
         "policy" => {
+            // A peer's policy is a model for the simulator's benchmark (`vmove-bench`): it
+            // ignores what keeps a real run safe (e.g. "everything at once" has no limit).
+            let peer = |name: &str| {
+                bad(format!(
+                    "`{name}` is another tool's policy, modelled only for the simulator's \
+                     benchmark (vmove-bench); a run takes `vmove` or `seed`"
+                ))
+            };
+            // By name first: serde's own words for `kubevirt` ("invalid type: unit variant,
+            // expected struct variant") say nothing useful, and its list of expected values
+            // names the peers, which a run refuses.
+            if let toml::Value::String(name) = value {
+                return match name.as_str() {
+                    "vmove" | "seed" => Ok(()),
+                    // Named as the benchmark's tables name it (`all-at-once`).
+                    n if PEER_POLICIES.contains(&n) => Err(peer(&n.replace('_', "-"))),
+                    other => Err(bad(format!(
+                        "must be `vmove` or `seed`, not `{}`",
+                        other.escape_debug()
+                    ))),
+                };
+            }
             let mut t = toml::Table::new();
             t.insert(key.to_owned(), value.clone());
-            let s = t
-                .try_into::<Settings>()
-                .map_err(|e| bad(e.message().trim().to_owned()))?;
-            if s.policy.is_peer() {
-                // A peer's policy is a model for the simulator's benchmark (`vmove-bench`): it
-                // ignores what keeps a real run safe (e.g. "everything at once" has no limit).
-                return Err(bad(format!(
-                    "`{}` is another tool's policy, modelled only for the simulator's benchmark \
-                     (vmove-bench); a run takes `vmove` or `seed`",
-                    s.policy.label()
-                )));
+            match t.try_into::<Settings>() {
+                Ok(s) if s.policy.is_peer() => Err(peer(&s.policy.label())),
+                Ok(_) => Ok(()),
+                Err(_) => Err(bad(format!("must be `vmove` or `seed`, not {value}"))),
             }
-            Ok(())
         }
         k if known.iter().any(|x| x == k) => {
             let mut t = toml::Table::new();
@@ -208,7 +243,7 @@ fn duration_of(v: &toml::Value) -> Result<Duration, String> {
         }
     };
     if d.is_zero() {
-        return Err("must be longer than 0s".into());
+        return Err("must be at least 1ms, not 0s".into());
     }
     Ok(d)
 }
@@ -480,7 +515,12 @@ mod tests {
         let e = merge(&toml::Table::new(), "f", &env_of(&[]), &flags, None).unwrap();
         assert_eq!(e.journal_wait, Duration::from_secs(90));
         assert_eq!(e.origins["journal_wait"], "flag `--journal-wait`");
-        for (raw, why) in [("0s", "longer than 0s"), ("soon", "soon")] {
+        for (raw, why) in [
+            ("0s", "at least 1ms, not 0s"),
+            ("soon", "soon"),
+            ("0.5ms", "whole number of milliseconds"),
+            ("1e-9", "whole number of milliseconds"),
+        ] {
             let flags = [("journal_wait", "--journal-wait", raw.to_string())];
             let err = merge(&toml::Table::new(), "f", &env_of(&[]), &flags, None)
                 .unwrap_err()
@@ -491,6 +531,106 @@ mod tests {
                     && err.contains(why),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn a_journal_lease_under_1s_is_refused_naming_the_floor() {
+        for raw in ["999ms", "1ms", "0.5"] {
+            let flags = [("journal_lease", "--journal-lease", raw.to_string())];
+            let err = merge(&toml::Table::new(), "f", &env_of(&[]), &flags, None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("`journal_lease`") && err.contains("must be at least 1s"),
+                "{raw}: {err}"
+            );
+        }
+        for raw in ["\"0.5ms\"", "1e-9"] {
+            let file: toml::Table = toml::from_str(&format!("journal_lease = {raw}")).unwrap();
+            let err = merge(&file, "config file `f`", &env_of(&[]), &[], None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("`journal_lease`") && err.contains("whole number of milliseconds"),
+                "{raw}: {err}"
+            );
+        }
+        let flags = [("journal_lease", "--journal-lease", "1s".to_string())];
+        let e = merge(&toml::Table::new(), "f", &env_of(&[]), &flags, None).unwrap();
+        assert_eq!(e.journal_lease, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_sub_millisecond_interval_is_refused_naming_the_key() {
+        for (key, raw) in [("stall_timeout", "1e-9"), ("poll_interval", "\"0.5ms\"")] {
+            let file: toml::Table = toml::from_str(&format!("{key} = {raw}")).unwrap();
+            let err = merge(&file, "config file `f`", &env_of(&[]), &[], None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("`{key}`")) && err.contains("whole number of milliseconds"),
+                "{key}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn another_tools_policy_is_refused_by_name_and_only_accepted_policies_are_listed() {
+        for name in [
+            "kubevirt",
+            "nova",
+            "proxmox",
+            "vsphere",
+            "all_at_once",
+            "all-at-once",
+        ] {
+            let file: toml::Table = toml::from_str(&format!("policy = \"{name}\"")).unwrap();
+            let flags = [("policy", "--policy", name.to_string())];
+            for (file, in_env, flags) in [
+                (file, false, &[][..]),
+                (toml::Table::new(), true, &[][..]),
+                (toml::Table::new(), false, &flags[..]),
+            ] {
+                let env = |k: &str| (in_env && k == "VMOVE_POLICY").then(|| name.to_string());
+                let err = merge(&file, "config file `f`", &env, flags, None)
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    err.contains("`policy`")
+                        && err.contains("another tool's policy")
+                        && err.contains("a run takes `vmove` or `seed`")
+                        && !err.contains("variant"),
+                    "{name}: {err}"
+                );
+            }
+        }
+        let tables = [
+            "policy = \"bogus\"",
+            "policy = 3",
+            "policy = { bogus = {} }",
+            "policy = { nova = { per_compute = \"x\" } }",
+        ];
+        for text in tables {
+            let file: toml::Table = toml::from_str(text).unwrap();
+            let err = merge(&file, "config file `f`", &env_of(&[]), &[], None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("must be `vmove` or `seed`")
+                    && !err.contains("kubevirt")
+                    && !err.contains("proxmox"),
+                "{text}: {err}"
+            );
+        }
+        let file: toml::Table = toml::from_str("policy = { nova = { per_compute = 2 } }").unwrap();
+        let err = merge(&file, "config file `f`", &env_of(&[]), &[], None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`nova(2)` is another tool's policy"), "{err}");
+        for ok in ["vmove", "seed"] {
+            let flags = [("policy", "--policy", ok.to_string())];
+            assert!(merge(&toml::Table::new(), "f", &env_of(&[]), &flags, None).is_ok());
         }
     }
 

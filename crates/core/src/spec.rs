@@ -343,10 +343,10 @@ impl Settings {
             ("job_start_timeout", s.job_start_timeout),
             ("stall_timeout", s.stall_timeout),
         ] {
-            if d.is_zero() {
+            if d < Duration::from_millis(1) {
                 return Err(SpecError::BadSetting {
                     key,
-                    reason: "must be longer than 0s".into(),
+                    reason: format!("must be at least 1ms, not {}", dur::format_duration(d)),
                 });
             }
         }
@@ -534,7 +534,8 @@ pub mod dur {
     /// would overflow the clocks they are added to (`--stall-timeout 999999999999999999999d`).
     pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 
-    /// A number of seconds as a duration: finite, not negative, at most [`MAX_DURATION`].
+    /// A number of seconds as a duration: finite, not negative, at most [`MAX_DURATION`], and
+    /// a whole number of milliseconds ([`whole_ms`]).
     pub fn from_secs_f64(secs: f64) -> Result<Duration, String> {
         if !secs.is_finite() || secs < 0.0 {
             return Err(format!("`{secs}` is not a duration (seconds, 0 or more)"));
@@ -542,7 +543,27 @@ pub mod dur {
         if secs > MAX_DURATION.as_secs_f64() {
             return Err(too_long(&format!("{secs}")));
         }
-        Ok(Duration::from_secs_f64(secs))
+        whole_ms(secs, &format!("{secs}"), " seconds")
+    }
+
+    /// `secs` as a duration if it is a whole number of milliseconds: time in vmove is counted
+    /// in milliseconds (the core's clock, the journal, every printed duration), so "0.5ms" or
+    /// `1e-9` would be kept as something else than written, and printed as "0s". The error of
+    /// float arithmetic is forgiven (0.3 is 0.29999... in binary) and the value rounded:
+    /// `from_secs_f64` truncates, and "17000000216ms" read back as 17000000215 ms (found by the
+    /// CLI's fuzzing). `text` and `unit` are the value as written, for the message.
+    fn whole_ms(secs: f64, text: &str, unit: &str) -> Result<Duration, String> {
+        let ms = secs * 1000.0;
+        let whole = ms.round();
+        // The error of the float arithmetic, not a fraction anyone writes.
+        if (ms - whole).abs() <= (ms * 1e-12).max(1e-9) {
+            return Ok(Duration::from_millis(whole as u64));
+        }
+        Err(format!(
+            "`{text}`{unit} is not a whole number of milliseconds (vmove counts time in ms, \
+             and nothing shorter than 1ms): write e.g. \"{}\"",
+            format_duration(Duration::from_millis((whole as u64).max(1)))
+        ))
     }
 
     fn too_long(text: &str) -> String {
@@ -552,7 +573,8 @@ pub mod dur {
         )
     }
 
-    /// Parses "90s", "1h 30m", "250ms", "2m30s", "45" (seconds).
+    /// Parses "90s", "1h 30m", "250ms", "2m30s", "45" (seconds): a whole number of
+    /// milliseconds ("1.5ms" is refused).
     pub fn parse_duration(text: &str) -> Result<Duration, String> {
         let t = text.trim();
         if t.is_empty() {
@@ -601,9 +623,7 @@ pub mod dur {
             if !secs.is_finite() || secs > MAX_DURATION.as_secs_f64() {
                 return Err(too_long(text));
             }
-            // Whole microseconds, rounded: `from_secs_f64` truncates, and "17000000216ms"
-            // read back as 17000000215 ms (found by the CLI's fuzzing).
-            let part = Duration::from_micros((secs * 1e6).round() as u64);
+            let part = whole_ms(secs, text, "")?;
             total = total
                 .checked_add(part)
                 .filter(|d| *d <= MAX_DURATION)
@@ -658,10 +678,55 @@ mod tests {
 
     #[test]
     fn a_printed_duration_reads_back_to_the_millisecond() {
-        let d = parse_duration("17000000216.1ms").map(|d| d.as_millis());
+        let d = parse_duration("17000000216.0ms").map(|d| d.as_millis());
         assert_eq!(d, Ok(17_000_000_216));
         let d = Duration::from_millis(17_000_000_216);
         assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+    }
+
+    #[test]
+    fn a_duration_that_is_not_a_whole_number_of_milliseconds_is_refused() {
+        for text in ["0.5ms", "1.5ms", "1.0005s", "1ms 0.5ms", "0.0000001s"] {
+            let e = parse_duration(text).expect_err(text);
+            assert!(
+                e.contains(&format!("`{text}`")) && e.contains("whole number of milliseconds"),
+                "{text}: {e}"
+            );
+        }
+        for secs in [1e-9, 0.0005, 1.0001] {
+            let e = from_secs_f64(secs).expect_err("sub-millisecond");
+            assert!(e.contains("whole number of milliseconds"), "{secs}: {e}");
+        }
+        let e = parse_duration("0.5ms").expect_err("0.5ms");
+        assert!(e.contains("write e.g. \"1ms\""), "{e}");
+        // Whole milliseconds written as fractions still read exactly.
+        for (text, ms) in [
+            ("0.3s", 300),
+            ("1.001s", 1001),
+            ("2ms 1ms", 3),
+            ("0.25m", 15_000),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(ms)),
+                "{text}"
+            );
+        }
+        assert_eq!(from_secs_f64(0.3), Ok(Duration::from_millis(300)));
+        assert_eq!(from_secs_f64(0.0), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn an_interval_of_zero_is_refused_as_under_1ms() {
+        let s = super::Settings {
+            stall_timeout: Duration::ZERO,
+            ..Default::default()
+        };
+        let e = super::Settings::validate(&s).expect_err("0s").to_string();
+        assert!(
+            e.contains("stall_timeout") && e.contains("at least 1ms"),
+            "{e}"
+        );
     }
 
     /// Sources sharing one destination list are stored (the journal keeps the run's spec as

@@ -25,14 +25,34 @@ pub use redact::redact_uris;
 /// key at fault, which serde's own message for a value of the wrong type does not
 /// ("`p2p`: invalid type: string \"yes\", expected a boolean"); an unknown key names itself.
 pub fn host_settings<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, String> {
+    settings_at(table, None)
+}
+
+/// [`host_settings`] whose error names the key's whole path from the config file's top,
+/// `at` first: with `at` = `hosts.a`, "`hosts.a.vms[0].memory_gib`: invalid type: string
+/// \"lots\", expected f64" (for a table whose nested tables and arrays a bare key would not
+/// place).
+pub fn host_settings_at<T: serde::de::DeserializeOwned>(
+    table: toml::Table,
+    at: &str,
+) -> Result<T, String> {
+    settings_at(table, Some(at))
+}
+
+fn settings_at<T: serde::de::DeserializeOwned>(
+    table: toml::Table,
+    at: Option<&str>,
+) -> Result<T, String> {
     serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         let key = e.path().to_string();
         let inner = e.into_inner();
         let message = inner.message().trim_end();
-        if key.is_empty() || key == "." || message.contains(&format!("`{key}`")) {
-            message.to_owned()
-        } else {
-            format!("`{key}`: {message}")
+        let bare = key.is_empty() || key == ".";
+        match at {
+            None if bare || message.contains(&format!("`{key}`")) => message.to_owned(),
+            None => format!("`{key}`: {message}"),
+            Some(at) if bare => format!("`{at}`: {message}"),
+            Some(at) => format!("`{at}.{key}`: {message}"),
         }
     })
 }

@@ -12,7 +12,8 @@ pub fn is_postgres(location: &str) -> bool {
     l.starts_with("postgresql://") || l.starts_with("postgres://")
 }
 
-/// `location` with the password of a URL's user information removed (what every message shows).
+/// `location` with a URL's user information and its secret query parameters' values
+/// (`?password=`) hidden (what every message shows): the one URI redaction of vmove.
 pub fn redact(location: &str) -> String {
     vmove_driver::redact_uris(location).into_owned()
 }
@@ -38,25 +39,10 @@ pub fn url_has_password(url: &str) -> bool {
 pub fn check_postgres_location(location: &str) -> Result<()> {
     if url_has_password(location) {
         return Err(JournalError::PasswordInLocation {
-            location: redact_password_param(&redact(location)),
+            location: redact(location),
         });
     }
     Ok(())
-}
-
-/// Drops a `password=` query parameter's value (userinfo passwords are `redact`'s).
-fn redact_password_param(url: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else {
-        return url.to_owned();
-    };
-    let q: Vec<String> = query
-        .split('&')
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-            _ => kv.to_owned(),
-        })
-        .collect();
-    format!("{base}?{}", q.join("&"))
 }
 
 /// One line of a password file: `hostname:port:database:username:password`, `*` matching

@@ -182,10 +182,8 @@ pub fn from_config(group: &[(HostId, toml::Table)]) -> Result<(Arc<dyn Driver>, 
     let mut faults = Faults::default();
     let mut speed: Option<f64> = None;
     for (h, t) in group {
-        let c: SimHostConfig = t
-            .clone()
-            .try_into()
-            .map_err(|e: toml::de::Error| anyhow::anyhow!("`hosts.{h}`: {}", e.message().trim()))?;
+        let c: SimHostConfig = vmove_driver::host_settings_at(t.clone(), &format!("hosts.{h}"))
+            .map_err(anyhow::Error::msg)?;
         check_sim_host(h, &c)?;
         if speed.is_some_and(|s| s != c.speed) {
             bail!("`hosts.{h}.speed`: every sim host of a run must have the same speed");
@@ -268,4 +266,64 @@ pub fn from_config(group: &[(HostId, toml::Table)]) -> Result<(Arc<dyn Driver>, 
         Arc::new(SimDriver::new(cluster, SimClock::scaled(speed))),
         speed,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(text: &str) -> String {
+        let t: toml::Table = toml::from_str(text).expect("TOML");
+        match from_config(&[(HostId::new("a"), t)]) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn a_sim_host_key_of_the_wrong_type_is_named_with_its_path() {
+        for (text, key) in [
+            (
+                "driver = \"sim\"\nmemory_gib = \"lots\"",
+                "`hosts.a.memory_gib`",
+            ),
+            ("driver = \"sim\"\nmemory_gib = 1.5", "`hosts.a.memory_gib`"),
+            ("driver = \"sim\"\nmemory_gib = nan", "`hosts.a.memory_gib`"),
+            (
+                "driver = \"sim\"\nmigration_limit = -1",
+                "`hosts.a.migration_limit`",
+            ),
+            (
+                "driver = \"sim\"\nstream_mb_s = 0.5",
+                "`hosts.a.stream_mb_s`",
+            ),
+        ] {
+            let e = refusal(text);
+            assert!(e.starts_with(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_sim_vm_key_of_the_wrong_type_is_named_with_its_path() {
+        for (vm, key) in [
+            ("memory_gib = \"lots\"", "`hosts.a.vms[0].memory_gib`"),
+            ("dirty_mib_s = 1e20", "`hosts.a.vms[0].dirty_mib_s`"),
+            (
+                "transient_failures = -1",
+                "`hosts.a.vms[0].transient_failures`",
+            ),
+        ] {
+            let text = format!("driver = \"sim\"\nvms = [{{ name = \"w\", {vm} }}]\n");
+            let e = refusal(&text);
+            assert!(e.starts_with(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_sim_key_is_named() {
+        let e = refusal("driver = \"sim\"\nmemroy_gib = 4");
+        assert!(e.contains("`memroy_gib`"), "{e}");
+        let e = refusal("driver = \"sim\"\nvms = [{ name = \"w\", colour = 1 }]");
+        assert!(e.contains("`colour`") && e.contains("vms[0]"), "{e}");
+    }
 }

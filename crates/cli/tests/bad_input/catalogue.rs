@@ -56,6 +56,10 @@ pub fn bad_configs() -> Vec<(&'static str, String)> {
         ("zero-interval.toml", format!("[defaults]\npoll_interval = \"0s\"\n{SIM_CONFIG}")),
         ("huge-interval.toml", format!("[defaults]\nstall_timeout = 1e20\n{SIM_CONFIG}")),
         ("dup-host.toml", with("[hosts.a]\ndriver = \"sim\"")),
+        (
+            "vm-memory-text.toml",
+            vm_host("{ name = \"web-1\", memory_gib = \"lots\" }"),
+        ),
         ("driver-int.toml", with("[hosts.d]\ndriver = 3")),
         ("driver-xen.toml", with("[hosts.d]\ndriver = \"xen\"")),
         ("cap-zero.toml", with("[hosts.d]\ndriver = \"sim\"\nmax_migrations = 0")),
@@ -142,12 +146,12 @@ pub fn catalogue(sb: &Sandbox) -> Vec<Case> {
         mvc(
             "poll interval 0s",
             &["--poll-interval", "0s"],
-            &["--poll-interval", "longer than 0s"],
+            &["--poll-interval", "at least 1ms"],
         ),
         case(
             "poll interval 0s at config",
             &["config", "--poll-interval", "0s"],
-            &["--poll-interval", "longer than 0s"],
+            &["--poll-interval", "at least 1ms"],
         ),
         case(
             "recheck interval 0 at config",
@@ -501,7 +505,38 @@ pub fn catalogue(sb: &Sandbox) -> Vec<Case> {
         cfg(
             "a config file that is a folder",
             "state",
-            &["cannot read the config file"],
+            &["the config file `state`", "not a regular file but a folder"],
+        ),
+        cfg(
+            "a config file that is /dev/zero",
+            "/dev/zero",
+            &["`/dev/zero`", "not a regular file but a character device"],
+        ),
+        // Sub-millisecond durations, a lease too short to be refreshed, another tool's policy.
+        mvc(
+            "journal lease of half a millisecond",
+            &["--journal-lease", "0.5ms"],
+            &["--journal-lease", "`0.5ms`", "whole number of milliseconds"],
+        ),
+        mvc(
+            "journal lease of 10ms",
+            &["--journal-lease", "10ms"],
+            &["--journal-lease", "must be at least 1s, not 10ms"],
+        ),
+        case(
+            "stall timeout of a nanosecond at config",
+            &["config", "--stall-timeout", "1e-9"],
+            &["--stall-timeout", "whole number of milliseconds"],
+        ),
+        mvc(
+            "policy kubevirt",
+            &["--policy", "kubevirt"],
+            &["--policy", "`kubevirt` is another tool's policy"],
+        ),
+        cfg(
+            "a sim VM's memory that is text",
+            "vm-memory-text.toml",
+            &["`hosts.a.vms[0].memory_gib`"],
         ),
         cfg(
             "a config file that is missing",
