@@ -26,12 +26,16 @@ pub(crate) async fn plan_or_move(
     dry_run: bool,
 ) -> Result<u8> {
     // Everything that can be refused is refused before any host is asked or the journal
-    // written: the report's file, the request, then the VMs the hosts list.
+    // written: the report's file, the request, a journal file that is another application's
+    // database, then the VMs the hosts list.
     if let Some(path) = &common.report {
         output::check_writable(path)?;
     }
     let draft = request::draft(&chosen, cfg, eff, request::run_id())?;
     draft.precheck().map_err(|e| spec_error(e, eff))?;
+    if !dry_run && !common.no_journal {
+        runs::check_location(eff)?;
+    }
     // From here a SIGTERM, SIGHUP or Ctrl-C is heard: before the run it ends vmove at once
     // (nothing was touched), during it, it stops the run as Ctrl-C does.
     let mut interrupts = if dry_run {

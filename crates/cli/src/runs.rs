@@ -137,8 +137,16 @@ pub fn open(eff: &Effective) -> Result<Journal> {
         .map_err(|e| anyhow!(e.chain()))
 }
 
-/// Opens a journal that must already exist (`status`, `history`, `report`, `abort`, `resume`):
-/// a mistyped `--journal` is an error naming the path, and creates no folder and no database.
+/// Refuses a journal file that is another application's SQLite database (or one SQLite cannot
+/// read) before a run asks any host: nothing is created or written.
+pub fn check_location(eff: &Effective) -> Result<()> {
+    Journal::check_location(journal_path(eff)?).map_err(|e| anyhow!(e.chain()))
+}
+
+/// Opens a journal that must already exist (`status`, `history`, `report`, `abort`, `resume`,
+/// `serve`): a mistyped `--journal` is an error naming the path, and creates no folder and no
+/// database; an empty file reads as a journal with no runs and is left as it is
+/// (`Journal::is_blank`); another application's SQLite database is refused, untouched.
 pub fn open_existing(eff: &Effective) -> Result<Journal> {
     let opts = options(eff)?;
     let path = journal_path(eff)?;
@@ -156,7 +164,7 @@ pub fn open_existing(eff: &Effective) -> Result<Journal> {
             path.display()
         );
     }
-    Journal::open_with(&path, opts)
+    Journal::open_existing_with(&path, opts)
         // The error names the path and SQLite's verdict.
         .map_err(|e| anyhow!(e.chain()))
 }

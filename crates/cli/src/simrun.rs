@@ -244,7 +244,8 @@ fn calibration(path: &Path, runs: usize) -> Result<Calibration> {
             ..Calibration::default()
         });
     }
-    let j = vmove_journal::Journal::open(path)
+    // Read only: an empty file stays empty, another application's database is refused.
+    let j = vmove_journal::Journal::open_existing(path)
         .with_context(|| format!("cannot open the journal `{shown}` to calibrate the plan"))?;
     let summaries = j.runs().context("cannot list the journal's runs")?;
     let mut records = Vec::new();

@@ -44,6 +44,11 @@ pub async fn standby(
     // No journal, or one that cannot be reached: an error now, rather than a standby that
     // watches nothing.
     let mut journal = Some(runs::open_existing(eff)?);
+    if journal.as_ref().is_some_and(|j| j.is_blank()) {
+        // An empty file a run will journal into: the standby watches the file itself, so it
+        // becomes a journal now (as the run's own open would make it).
+        journal = Some(runs::open(eff)?);
+    }
     let mut interrupts = Interrupts::install()?;
     errln!(
         "vmove: standing by: watching the journal `{shown}` every {} s for a running run whose \
@@ -62,7 +67,8 @@ pub async fn standby(
         left_alone.retain(|_, since| since.elapsed() < RETRY_FAILED);
         let found = match journal.take() {
             Some(j) => Ok(j),
-            None => runs::open_existing(eff),
+            None => runs::open_existing(eff)
+                .and_then(|j| if j.is_blank() { runs::open(eff) } else { Ok(j) }),
         }
         .and_then(|mut j| {
             let found = next_run(&mut j, &left_alone)?;

@@ -417,3 +417,91 @@ fn a_lease_over_an_hour_is_refused_naming_the_setting_and_the_maximum() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("journal_lease = \"1h\""), "{out}");
 }
+
+/// The files in the sandbox's top folder, sorted (what a command left there).
+fn files_in(sb: &Sandbox) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(&sb.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn read_only_commands_leave_an_empty_journal_file_empty_and_say_it_holds_no_run() {
+    let sb = Sandbox::new("empty");
+    std::fs::write(sb.path("journal.db"), b"").unwrap();
+    let before = files_in(&sb);
+    let cases: [(&[&str], i32, &str); 6] = [
+        (&["history"], 0, "no runs in"),
+        (&["history", "--json"], 0, "{\"runs\":[]}"),
+        (&["status"], 1, "the journal holds no run"),
+        (&["report"], 1, "the journal holds no run"),
+        (&["resume"], 1, "the journal holds no unfinished run"),
+        (&["serve", "--port", "0"], 1, "is an empty file"),
+    ];
+    for (args, want, says) in cases {
+        let mut a = args.to_vec();
+        a.extend(["--journal", "journal.db"]);
+        let (code, out, err) = sb.run(&a);
+        assert_eq!(code, Some(want), "{args:?}: {out}{err}");
+        assert!(
+            out.contains(says) || err.contains(says),
+            "{args:?}: {out}{err}"
+        );
+        assert_eq!(
+            std::fs::metadata(sb.path("journal.db")).unwrap().len(),
+            0,
+            "{args:?} wrote into the empty file"
+        );
+        assert_eq!(files_in(&sb), before, "{args:?} made files beside it");
+    }
+}
+
+#[test]
+fn another_applications_sqlite_file_is_refused_in_one_line_as_not_a_vmove_journal_and_left_unchanged()
+ {
+    let sb = Sandbox::new("foreign");
+    let other = sb.path("other.db");
+    {
+        let conn = rusqlite::Connection::open(&other).unwrap();
+        conn.execute_batch("CREATE TABLE runs (x); CREATE TABLE accounts (id INTEGER, name TEXT);")
+            .unwrap();
+    }
+    let bytes = std::fs::read(&other).unwrap();
+    let config = sim_config(&sb, &other, 2, 1, 50);
+    let state = std::fs::read(sb.path("sim.state")).ok();
+    for args in [
+        &["history"][..],
+        &["status"],
+        &["report"],
+        &["resume"],
+        &["abort", "r1"],
+        &["serve", "--port", "0"],
+        &["evacuate", "a", "--to", "b"],
+    ] {
+        let mut a = args.to_vec();
+        a.extend([
+            "--config",
+            config.to_str().unwrap(),
+            "--journal",
+            "other.db",
+        ]);
+        let (code, out, err) = sb.run(&a);
+        assert_eq!(code, Some(1), "{args:?}: {out}{err}");
+        let line = err.trim_end();
+        assert!(
+            line.contains("other.db is not a vmove journal")
+                && line.contains("name another file as the journal (--journal"),
+            "{args:?}: {err}"
+        );
+        assert!(!line.contains('\n'), "{args:?}: one line: {err}");
+        assert!(!line.contains("CREATE TABLE"), "{args:?}: no SQL: {err}");
+        assert_eq!(std::fs::read(&other).unwrap(), bytes, "{args:?} changed it");
+        assert!(!out.contains("moved"), "{args:?}: nothing was done: {out}");
+    }
+    // The evacuation touched no host.
+    assert_eq!(std::fs::read(sb.path("sim.state")).ok(), state);
+    assert!(!sb.path("other.db-wal").exists() && !sb.path("other.db-shm").exists());
+}

@@ -15,6 +15,19 @@ pub enum JournalError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The file is an SQLite database of another application (tables, but not vmove's
+    /// `schema_version`): refused before anything was written to it.
+    #[error(
+        "{} is not a vmove journal: it is another SQLite database (tables {tables}); nothing was \
+         written to it: name another file as the journal (--journal, VMOVE_JOURNAL or `journal` \
+         in [defaults])",
+        path.display()
+    )]
+    NotAJournal {
+        path: PathBuf,
+        /// Its first tables, for the message.
+        tables: String,
+    },
     /// The journal file could not be created.
     #[error("could not create the journal file {}", path.display())]
     Create {
@@ -230,8 +243,17 @@ const PRIMARY_CODE_MASK: i32 = 0xff;
 /// words a user needs to act ("disk full", "damaged"), the code to search for. Codes from
 /// <https://www.sqlite.org/rescode.html>.
 pub fn sqlite_cause(e: &rusqlite::Error) -> String {
-    let rusqlite::Error::SqliteFailure(f, _) = e else {
-        return format!("SQLite failed ({e})");
+    let f = match e {
+        rusqlite::Error::SqliteFailure(f, _) => f,
+        // SQLite's words about a statement, without the statement (a schema runs to pages).
+        rusqlite::Error::SqlInputError { error, msg, .. } => {
+            return format!(
+                "SQLite refused a statement ({}; result code {})",
+                one_line(msg),
+                error.extended_code
+            );
+        }
+        e => return format!("SQLite failed ({})", one_line(&e.to_string())),
     };
     use rusqlite::ffi;
     let (what, code) = match f.extended_code & PRIMARY_CODE_MASK {
@@ -257,6 +279,21 @@ pub fn sqlite_cause(e: &rusqlite::Error) -> String {
     }
 }
 
+/// The longest text of SQLite's (or another cause's) an error message embeds.
+const CAUSE_MAX_CHARS: usize = 200;
+
+/// A cause's text as one short line: its first line, at most [`CAUSE_MAX_CHARS`] characters
+/// (SQLite's messages may carry whole statements).
+fn one_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("").trim_end();
+    let line = line.strip_suffix(" in").unwrap_or(line);
+    let mut out: String = line.chars().take(CAUSE_MAX_CHARS).collect();
+    if out.len() < line.len() || s.trim_end().contains('\n') {
+        out.push_str(" ...");
+    }
+    out
+}
+
 impl JournalError {
     /// The whole message, each cause after a colon (`Display` gives only the first): what a
     /// sink or a log line that cannot print a chain shows.
@@ -264,9 +301,14 @@ impl JournalError {
         let mut out = self.to_string();
         let mut next = std::error::Error::source(self);
         while let Some(e) = next {
-            let s = e.to_string();
-            // SQLite's bare result code (`Error code 13: ...`) repeats what `sqlite_cause` said.
-            if !out.ends_with(&s) && !s.starts_with("Error code ") {
+            // A statement SQLite refused was said by `sqlite_cause` (without the statement), and
+            // its bare result code (`Error code 13: ...`) too; any other cause in one short line.
+            let said = matches!(
+                e.downcast_ref::<rusqlite::Error>(),
+                Some(rusqlite::Error::SqlInputError { .. })
+            );
+            let s = one_line(&e.to_string());
+            if !said && !out.ends_with(&s) && !s.starts_with("Error code ") {
                 out.push_str(": ");
                 out.push_str(&s);
             }

@@ -272,3 +272,81 @@ fn a_concurrent_reader_sees_consistent_snapshots_while_the_writer_writes() {
 }
 
 on_both_backends!(a_concurrent_reader_sees_consistent_snapshots_while_the_writer_writes,);
+
+#[test]
+fn an_empty_file_opened_as_an_existing_journal_reads_no_runs_and_stays_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.sqlite");
+    std::fs::write(&path, b"").unwrap();
+    let mut j = Journal::open_existing(&path).unwrap();
+    assert!(j.is_blank());
+    assert!(j.runs().unwrap().is_empty());
+    assert!(matches!(
+        j.request_stop("r1", false),
+        Err(JournalError::UnknownRun(_))
+    ));
+    drop(j);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(files.len(), 1, "nothing beside it: {files:?}");
+    // A missing file is an error, and is not created.
+    let missing = dir.path().join("missing.sqlite");
+    let err = Journal::open_existing(&missing).unwrap_err();
+    assert!(err.to_string().contains("missing.sqlite"), "{err}");
+    assert!(!missing.exists());
+    // A journal opens as one (not blank); a run's open of the empty file makes it a journal.
+    let j = Journal::open(&path).unwrap();
+    assert!(!j.is_blank());
+    drop(j);
+    let j = Journal::open_existing(&path).unwrap();
+    assert!(!j.is_blank());
+    assert_eq!(j.schema_version().unwrap(), schema::LATEST);
+}
+
+#[test]
+fn another_applications_sqlite_file_is_refused_as_not_a_journal_and_left_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE runs (x); CREATE TABLE \"a\nb\" (y);")
+            .unwrap();
+    }
+    let bytes = std::fs::read(&path).unwrap();
+    for existing in [false, true] {
+        let err = if existing {
+            Journal::open_existing(&path)
+        } else {
+            Journal::open(&path)
+        }
+        .unwrap_err();
+        assert!(
+            matches!(&err, JournalError::NotAJournal { path: p, .. } if *p == path),
+            "{err:?}"
+        );
+        let msg = err.chain();
+        assert!(msg.contains("is not a vmove journal"), "{msg}");
+        assert!(msg.contains("`runs`") && msg.contains("`a\\nb`"), "{msg}");
+        assert!(!msg.contains('\n'), "one line: {msg}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "left as it was");
+    }
+}
+
+#[test]
+fn an_error_from_a_statement_sqlite_refused_names_its_words_without_the_statement() {
+    // vmove's marker, but a table in the way of the first migration.
+    let (_dir, path) = temp_path();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER, description TEXT);
+             CREATE TABLE runs (x);",
+        )
+        .unwrap();
+    }
+    let msg = Journal::open(&path).unwrap_err().chain();
+    assert!(msg.contains("journal.sqlite"), "{msg}");
+    assert!(msg.contains("table runs already exists"), "{msg}");
+    assert!(!msg.contains('\n') && !msg.contains("CREATE"), "{msg}");
+    assert!(msg.len() < 400, "{msg}");
+}

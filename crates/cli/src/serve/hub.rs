@@ -306,7 +306,7 @@ fn replan(
     history: Option<Arc<Vec<Sample>>>,
 ) -> (Result<Planned, String>, Option<Arc<Vec<Sample>>>) {
     let began = Instant::now();
-    let j = match Journal::open(path) {
+    let j = match Journal::open_existing(path) {
         Ok(j) => j,
         Err(e) => return (Err(format!("cannot read the journal: {}", e.chain())), None),
     };

@@ -115,6 +115,15 @@ fn new_token() -> Result<String> {
 /// `vmove serve`.
 pub async fn serve(args: &ServeArgs, eff: &Effective) -> Result<u8> {
     let journal = crate::runs::open_existing(eff)?;
+    if journal.is_blank() {
+        // Its page would never show the runs journaled there later: it reads an empty journal
+        // standing for the file, and the file is left as it is.
+        anyhow::bail!(
+            "the journal `{}` is an empty file: no run was journaled there yet; serve it once a \
+             run has been (check --journal, VMOVE_JOURNAL or `journal` in [defaults])",
+            journal.location()
+        );
+    }
     let server = Listening::bind(args, journal).await?;
     outln!("vmove serve: journal {}", server.ctx.journal_path);
     outln!("vmove serve: listening on {}", server.url);

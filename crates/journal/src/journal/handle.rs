@@ -64,6 +64,9 @@ pub struct Journal {
     pub(super) opts: Options,
     /// Lease tokens this handle holds, by run id.
     pub(super) held: HashMap<String, String>,
+    /// The file holds no journal yet (an empty file, opened by [`Journal::open_existing_with`]):
+    /// this handle reads and writes an empty journal in memory, and the file is left as it was.
+    pub(super) blank: bool,
 }
 
 /// Tells apart the lease tokens of one process (with its pid, host and the time).
@@ -88,6 +91,75 @@ fn create_private(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// How a journal is opened: created when missing, or only if it is there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// The file is created when missing, and an empty one becomes a journal.
+    Create,
+    /// The file must exist; an empty one is read as an empty journal and left as it is.
+    Existing,
+}
+
+/// What an SQLite file holds, looked at before anything is written to it.
+#[derive(Debug, PartialEq, Eq)]
+enum Holds {
+    /// No table: an empty (or new) file.
+    Nothing,
+    /// vmove's `schema_version` table (a journal, of any version).
+    Journal,
+    /// Tables, but not vmove's schema marker: another application's database (its tables).
+    Other(Vec<String>),
+}
+
+/// The columns of vmove's `schema_version` table, which marks a journal.
+const MARKER_COLUMNS: [&str; 3] = ["version", "applied_at", "description"];
+
+/// Reads what the file holds (SQLite's own catalogue only: nothing is written).
+fn what_it_holds(conn: &Connection) -> rusqlite::Result<Holds> {
+    let names: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') \
+             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if names.is_empty() {
+        return Ok(Holds::Nothing);
+    }
+    if names.iter().any(|n| n == "schema_version") {
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('schema_version')")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if MARKER_COLUMNS
+            .iter()
+            .all(|c| columns.iter().any(|n| n == c))
+        {
+            return Ok(Holds::Journal);
+        }
+    }
+    Ok(Holds::Other(names))
+}
+
+/// How many of another database's tables a message names.
+const TABLES_SHOWN: usize = 5;
+
+/// Another database's tables for a message: the first few, each escaped and cut short.
+fn tables_shown(names: &[String]) -> String {
+    let mut out: Vec<String> = names
+        .iter()
+        .take(TABLES_SHOWN)
+        .map(|n| {
+            let n: String = n.chars().take(40).collect();
+            format!("`{}`", n.escape_default())
+        })
+        .collect();
+    if names.len() > TABLES_SHOWN {
+        out.push(format!("and {} more", names.len() - TABLES_SHOWN));
+    }
+    out.join(", ")
+}
+
 impl Journal {
     /// Opens (creating if needed) the journal at `path`, with the system clock and this process as
     /// holder, and migrates its schema.
@@ -96,9 +168,80 @@ impl Journal {
     }
 
     /// Opens with explicit options. A `postgresql://` or `postgres://` location opens a
-    /// PostgreSQL database (feature `postgres`), anything else an SQLite file.
+    /// PostgreSQL database (feature `postgres`), anything else an SQLite file. A file that is
+    /// another application's SQLite database is refused ([`JournalError::NotAJournal`]) before
+    /// anything is written to it.
     pub fn open_with(path: impl AsRef<Path>, opts: Options) -> Result<Journal> {
-        let path = path.as_ref().to_path_buf();
+        Journal::open_in(path.as_ref(), opts, Mode::Create)
+    }
+
+    /// Opens a journal that is already there, for commands that only read it (or write into
+    /// runs it already holds), with the system clock and this process as holder.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Journal> {
+        Journal::open_existing_with(path, Options::default())
+    }
+
+    /// Opens a journal that is already there: a missing file is an error (nothing is
+    /// created), an empty file is read as an empty journal ([`Journal::is_blank`]) and left
+    /// byte for byte as it is, another application's database is refused
+    /// ([`JournalError::NotAJournal`]) and left as it is. A journal of an older schema is
+    /// migrated as [`Journal::open_with`] does. A PostgreSQL database opens as with
+    /// [`Journal::open_with`] (an empty one is migrated).
+    pub fn open_existing_with(path: impl AsRef<Path>, opts: Options) -> Result<Journal> {
+        Journal::open_in(path.as_ref(), opts, Mode::Existing)
+    }
+
+    /// Refuses, with nothing written and nothing created, a file that cannot be a journal:
+    /// another application's SQLite database ([`JournalError::NotAJournal`]), or a file SQLite
+    /// cannot read. A missing or empty file, a journal, and a PostgreSQL location pass (the
+    /// open says the rest). What a run checks before it asks any host.
+    pub fn check_location(path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let postgres = path.to_str().is_some_and(crate::location::is_postgres);
+        if postgres || !path.is_file() {
+            return Ok(());
+        }
+        let open_err = |source| JournalError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(DEFAULT_BUSY_TIMEOUT).map_err(open_err)?;
+        match what_it_holds(&conn).map_err(open_err)? {
+            Holds::Other(tables) => Err(JournalError::NotAJournal {
+                path: path.to_path_buf(),
+                tables: tables_shown(&tables),
+            }),
+            Holds::Nothing | Holds::Journal => Ok(()),
+        }
+    }
+
+    /// Whether the file held no journal when it was opened (an empty file, opened by
+    /// [`Journal::open_existing_with`]): the handle then reads an empty journal kept in memory
+    /// (no runs), and nothing it does reaches the file.
+    pub fn is_blank(&self) -> bool {
+        self.blank
+    }
+
+    /// An empty journal in memory standing for the empty file at `path`.
+    fn blank(path: PathBuf, opts: Options) -> Result<Journal> {
+        let conn = Db::sqlite(Connection::open_in_memory()?);
+        schema::migrate_db(&conn, opts.clock.now())?;
+        Ok(Journal {
+            conn,
+            path,
+            opts,
+            held: HashMap::new(),
+            blank: true,
+        })
+    }
+
+    fn open_in(path: &Path, opts: Options, mode: Mode) -> Result<Journal> {
+        let path = path.to_path_buf();
         if opts.lease_ttl > MAX_LEASE || opts.lease_ttl.is_zero() {
             return Err(JournalError::BadLease {
                 ttl: opts.lease_ttl,
@@ -112,18 +255,31 @@ impl Journal {
             path: path.clone(),
             source,
         };
-        create_private(&path).map_err(|e| JournalError::Create {
-            path: path.clone(),
-            source: e,
-        })?;
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(open_err)?;
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if mode == Mode::Create {
+            create_private(&path).map_err(|e| JournalError::Create {
+                path: path.clone(),
+                source: e,
+            })?;
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let conn = Connection::open_with_flags(&path, flags).map_err(open_err)?;
         conn.busy_timeout(opts.busy_timeout).map_err(open_err)?;
+        // Before anything is written (WAL mode is written into the file's header): another
+        // application's database is refused, an empty file only read.
+        match what_it_holds(&conn).map_err(open_err)? {
+            Holds::Other(tables) => {
+                return Err(JournalError::NotAJournal {
+                    path,
+                    tables: tables_shown(&tables),
+                });
+            }
+            Holds::Nothing if mode == Mode::Existing => {
+                drop(conn);
+                return Journal::blank(path, opts);
+            }
+            Holds::Nothing | Holds::Journal => {}
+        }
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .map_err(open_err)?;
@@ -143,6 +299,7 @@ impl Journal {
             path,
             opts,
             held: HashMap::new(),
+            blank: false,
         })
     }
 
@@ -167,6 +324,7 @@ impl Journal {
             path: PathBuf::from(location),
             opts,
             held: HashMap::new(),
+            blank: false,
         })
     }
 
