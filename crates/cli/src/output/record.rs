@@ -284,19 +284,15 @@ impl Record {
     }
 
     /// Run time `at` on the wall clock, RFC 3339 (UTC, seconds).
+    /// A time RFC 3339 cannot write (a journal may hold any) is said to be out of range.
     pub fn wall(&self, at: Time) -> String {
-        let t = std::time::UNIX_EPOCH
-            + std::time::Duration::from_millis(self.started_ms.saturating_add(at.as_millis()));
-        humantime::format_rfc3339_seconds(t).to_string()
+        super::wall_ms(self.started_ms.saturating_add(at.as_millis()))
     }
 
     /// Says when the run ended: at run time `end`, or at the wall time the journal kept.
     pub fn set_end(&mut self, end: Time, wall_ms: Option<u64>) {
         self.ended = Some(match wall_ms {
-            Some(ms) => humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
-            )
-            .to_string(),
+            Some(ms) => super::wall_ms(ms),
             None => self.wall(end),
         });
     }
@@ -554,5 +550,41 @@ impl EventSink for RecordSink {
     async fn on_finish(&mut self, snapshot: &Snapshot) -> Result<(), SinkError> {
         lock(&self.0).finish(snapshot);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_journal_entry_time_out_of_range_is_said_when_resumed_not_a_panic() {
+        // A resume folds the journal's entries into the record: their times are whatever
+        // the journal holds (`at = -5` reads as a time near u64::MAX).
+        let mut r = Record::new("resume");
+        r.set_start_ms(1_800_000_000_000);
+        let ev = Event {
+            at: Time(u64::MAX - 4),
+            kind: EventKind::AttemptStarted {
+                vm: VmId::new("vm-1"),
+                attempt: 1,
+                source: vmove_core::HostId::new("a"),
+                destination: vmove_core::HostId::new("b"),
+                mode: vmove_core::MigrationMode::Live,
+            },
+        };
+        r.apply(&ev);
+        let started = r.vms[0].started.clone().unwrap_or_default();
+        assert!(started.ends_with("(out of range)"), "{started}");
+        r.set_end(Time(u64::MAX), Some(u64::MAX));
+        assert!(
+            r.ended
+                .as_deref()
+                .unwrap_or_default()
+                .ends_with("(out of range)"),
+            "{:?}",
+            r.ended
+        );
+        assert_eq!(r.wall(Time(1_000)), "2027-01-15T08:00:01Z");
     }
 }
