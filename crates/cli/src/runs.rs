@@ -758,6 +758,12 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
     }
     let end = rec.entries.iter().map(|e| e.at).max().unwrap_or(Time::ZERO);
     r.tally(end);
+    // `vmove resume` goes on only with a run that has not ended.
+    r.set_next(if rec.summary.state == RunState::Running {
+        crate::output::NextRun::Resume(run.clone())
+    } else {
+        crate::output::NextRun::NewRun
+    });
     if rec.summary.state != RunState::Running {
         r.set_end(
             end,

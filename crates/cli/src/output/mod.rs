@@ -18,6 +18,8 @@ mod table;
 pub use fmt::{fmt_downtime, fmt_eta, fmt_time, unix_ms, wall_ms, wall_ms_millis};
 pub use live::{BarsSink, LinesSink};
 pub use ndjson::NdjsonSink;
-pub use record::{Record, RecordSink, RunOutcome, SharedRecord, VmOutcome, hostname, lock};
+pub use record::{
+    NextRun, Record, RecordSink, RunOutcome, SharedRecord, VmOutcome, hostname, lock,
+};
 pub use report::{ReportFormat, check_writable};
 pub use table::{Table, terminal_width};
