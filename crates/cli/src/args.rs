@@ -411,6 +411,10 @@ pub struct Common {
     /// The `--deadline` as read when vmove started (set by `main`, not a flag).
     #[arg(skip)]
     pub deadline_at: Option<std::time::SystemTime>,
+    /// The run is `vmove demo`'s (set by the demo, not a flag): a VM it did not move can only
+    /// be moved by another demo.
+    #[arg(skip)]
+    pub demo: bool,
     /// The settings knobs.
     #[command(flatten)]
     pub knobs: Knobs,

@@ -7,6 +7,17 @@ use crate::check::{CheckReport, VmCheck};
 use serde_json::{Value, json};
 use vmove_core::{Finding, Preflight};
 
+/// `s` padded with spaces on the right to `w` characters (by hand: a `{:<w$}` width over
+/// 65,535 panics, and a host name may be longer).
+fn pad(s: &str, w: usize) -> String {
+    let mut out = s.to_owned();
+    out.extend(std::iter::repeat_n(
+        ' ',
+        w.saturating_sub(s.chars().count()),
+    ));
+    out
+}
+
 /// `ok`, `warnings`, `may_pass` or `blocked`.
 fn verdict(p: &Preflight) -> &'static str {
     if p.only_may_pass() {
@@ -76,14 +87,14 @@ pub fn hosts_text(r: &CheckReport) -> String {
     let w = r
         .hosts
         .iter()
-        .map(|h| h.host.as_str().len())
+        .map(|h| h.host.as_str().chars().count())
         .max()
         .unwrap_or(0);
     let role_w = r.hosts.iter().map(|h| h.role.len() + 2).max().unwrap_or(0);
     for h in &r.hosts {
         let role = format!("({})", h.role);
-        let head = format!("  {:<w$}  {role:<role_w$}  ", h.host.as_str());
-        let lines = findings(&h.found, &" ".repeat(head.len() + 9));
+        let head = format!("  {}  {}  ", pad(h.host.as_str(), w), pad(&role, role_w));
+        let lines = findings(&h.found, &" ".repeat(head.chars().count() + 9));
         match lines.first() {
             Some(first) => out.push_str(&format!("{head}{:<8} {first}\n", verdict(&h.found))),
             None => out.push_str(&format!("{head}{}\n", verdict(&h.found))),
@@ -117,17 +128,18 @@ pub fn vm_text(v: &VmCheck) -> String {
     let w = v
         .routes
         .iter()
-        .map(|r| r.destination.as_str().len())
+        .map(|r| r.destination.as_str().chars().count())
         .max()
         .unwrap_or(0)
         .max("DESTINATION".len());
     out.push_str(&format!(
-        "  {:<w$}  {:<8}  FINDINGS\n",
-        "DESTINATION", "VERDICT"
+        "  {}  {:<8}  FINDINGS\n",
+        pad("DESTINATION", w),
+        "VERDICT"
     ));
     for r in &v.routes {
-        let head = format!("  {:<w$}  {:<8}  ", r.destination.as_str(), r.verdict());
-        let lines = findings(&r.found, &" ".repeat(head.len()));
+        let head = format!("  {}  {:<8}  ", pad(r.destination.as_str(), w), r.verdict());
+        let lines = findings(&r.found, &" ".repeat(head.chars().count()));
         match lines.first() {
             Some(first) => out.push_str(&format!("{head}{first}\n")),
             None => out.push_str(&format!("{}\n", head.trim_end())),

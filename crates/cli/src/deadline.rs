@@ -108,7 +108,7 @@ fn rfc3339(s: &str) -> Result<SystemTime, String> {
 
 /// A deadline as people read it: `2026-12-04T02:00:00Z`.
 pub fn show(at: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(at).to_string()
+    crate::output::wall_ms(crate::output::unix_ms(at))
 }
 
 #[cfg(test)]

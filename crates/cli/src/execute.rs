@@ -350,6 +350,15 @@ pub(crate) async fn execute(
     // Ctrl-C, or `vmove abort` through the journal (the keeper's stop).
     let interrupted = presses.load(Ordering::SeqCst) > 0 || result.stop_requested.is_some();
     let mut rec = output::lock(&record).clone();
+    // Only a journaled run left unfinished (its journal could not be written, see
+    // `finish_journal`) can be resumed: any other ended finished, aborted (stopped by a signal,
+    // the deadline or `vmove abort`) or failed, and a run without a journal never can.
+    // The demo's cluster (and the journal of a served demo) dies with the process.
+    rec.set_next(match &journaling {
+        _ if common.demo => output::NextRun::Demo,
+        Some(j) if result.sink_error.is_some() => output::NextRun::Resume(j.run.clone()),
+        _ => output::NextRun::NewRun,
+    });
     rec.outcome = if error.is_some() {
         if rec.error.is_none() {
             rec.error = error.clone();

@@ -456,11 +456,10 @@ pub(crate) async fn drive(
     code
 }
 
+/// A journal's wall time as RFC 3339; one RFC 3339 cannot write (before 1970, after 9999: a
+/// journal may hold any) is said to be out of range, with its milliseconds.
 pub(crate) fn wall(t: WallTime) -> String {
-    humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(t.0).unwrap_or(0)),
-    )
-    .to_string()
+    crate::output::wall_ms(t.0)
 }
 
 /// One VM's cells in `vmove status`: name, source, destination, and what it is doing.
@@ -767,6 +766,12 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
     }
     let end = rec.entries.iter().map(|e| e.at).max().unwrap_or(Time::ZERO);
     r.tally(end);
+    // `vmove resume` goes on only with a run that has not ended.
+    r.set_next(if rec.summary.state == RunState::Running {
+        crate::output::NextRun::Resume(run.clone())
+    } else {
+        crate::output::NextRun::NewRun
+    });
     if rec.summary.state != RunState::Running {
         r.set_end(
             end,
@@ -845,6 +850,22 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_expiry_past_the_year_9999_is_said_out_of_range_not_a_panic() {
+        // `status` and `report` print the lease's expiry and the run's times as a journal
+        // holds them: any i64.
+        assert_eq!(
+            wall(WallTime(253_402_300_800_000)),
+            "253402300800000 ms since the Unix epoch (out of range)"
+        );
+        assert_eq!(
+            wall(WallTime(-5)),
+            "-5 ms since the Unix epoch (out of range)"
+        );
+        assert!(wall(WallTime(i64::MAX)).ends_with("(out of range)"));
+        assert_eq!(wall(WallTime(1_000)), "1970-01-01T00:00:01Z");
+    }
 
     #[test]
     fn a_status_row_names_the_latest_pre_flight_warnings_until_the_vm_is_over() {

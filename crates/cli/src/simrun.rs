@@ -63,6 +63,11 @@ fn demo_speed(flag: Option<f64>, env: &dyn Fn(&str) -> Option<String>) -> Result
 
 /// `vmove demo`.
 pub async fn demo(args: &DemoArgs, eff: &Effective, common: &Common) -> Result<u8> {
+    // Its summary's advice for a VM not moved is another demo, not a resume or a migrate.
+    let common = &Common {
+        demo: true,
+        ..common.clone()
+    };
     let factor = demo_speed(args.speed, &crate::settings::env)?;
     if let Some(path) = &common.report {
         crate::output::check_writable(path)?;

@@ -469,3 +469,34 @@ fn check_report_writes_the_findings_to_the_file() {
     r.no_panic().expect_code(1);
     assert!(r.stderr.contains("report"), "{}", r.stderr);
 }
+
+#[test]
+fn a_host_name_of_65536_characters_is_printed_without_a_panic() {
+    // A `{:<w$}` width over 65,535 panics ("Formatting argument out of range"); the name is
+    // padded by hand and printed whole.
+    let long = "x".repeat(65_536);
+    let sb = sandbox(
+        "long-host",
+        &format!(
+            "[hosts.{long}]\ndriver = \"sim\"\nvms = [{{ name = \"v\" }}]\n\n[hosts.b]\ndriver = \"sim\"\n"
+        ),
+    );
+    let plan = sb.run(&["--no-journal", "plan", "evacuate", &long, "--to", "b"]);
+    plan.no_panic().expect_code(0);
+    assert!(
+        plan.stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with(&long)),
+        "the source host is printed whole"
+    );
+    let check = sb.run(&["--no-journal", "check", "evacuate", "b", "--to", &long]);
+    check.no_panic().expect_code(0);
+    assert!(
+        check
+            .stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with(&long)),
+        "the destination host is printed whole"
+    );
+    assert!(check.stdout.contains("0 VMs"), "{}", &check.stdout[..200]);
+}

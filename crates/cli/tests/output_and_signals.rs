@@ -309,3 +309,29 @@ fn sighup_once_lets_running_moves_finish_prints_the_summary_and_exits_130() {
 fn sighup_twice_aborts_running_moves() {
     check_abort("HUP");
 }
+
+#[test]
+fn after_sigterm_twice_the_summary_does_not_say_to_resume_the_aborted_run() {
+    // The run is recorded aborted, and `vmove resume` refuses an aborted run: the advice for
+    // the VMs it did not move is a new run, in the summary as in `vmove report`.
+    let (sb, r) = evacuation_signalled("TERM-advice", "TERM", 2);
+    r.no_panic().expect_code(130);
+    let summary = r
+        .stdout
+        .split("ACTION NEEDED")
+        .nth(1)
+        .expect("an action table");
+    assert!(!summary.contains("vmove resume"), "{summary}");
+    assert!(summary.contains("`vmove migrate` naming it"), "{summary}");
+    let report = sb.run(&["report"]);
+    report.no_panic().expect_code(0);
+    assert!(!report.stdout.contains("vmove resume"), "{}", report.stdout);
+    assert!(
+        report.stdout.contains("`vmove migrate` naming it"),
+        "{}",
+        report.stdout
+    );
+    // What it would have said does not work.
+    let resume = sb.run(&["resume"]);
+    assert_ne!(resume.code, Some(0), "{}", resume.stderr);
+}

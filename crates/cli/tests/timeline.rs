@@ -417,3 +417,18 @@ fn a_plan_row_of_a_vm_not_in_the_run_is_ignored() {
     assert_eq!(predicted(&svg), BTreeMap::from([(web1, 1)]));
     assert!(!svg.contains("not-a-vm-of-this-run"));
 }
+
+#[test]
+fn a_text_timeline_fitted_to_70000_columns_is_printed_without_a_panic() {
+    // `COLUMNS` over 65,535 once fed a `{:<w$}` width, which panics.
+    let sb = with_a_run("tl-wide", SIM_HOSTS);
+    let r = sb.run_env(&["report", "--timeline"], &[("COLUMNS", "70000")]);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    r.expect_code(0);
+    let from = r.stdout.find("timeline of run").expect("a timeline");
+    let axis = r.stdout[from..]
+        .lines()
+        .find(|l| l.contains("|0s"))
+        .expect("the time axis");
+    assert_eq!(axis.chars().count(), 70_000, "the axis spans the width");
+}

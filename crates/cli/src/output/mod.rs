@@ -15,9 +15,11 @@ mod record;
 mod report;
 mod table;
 
-pub use fmt::{fmt_downtime, fmt_eta, fmt_time};
+pub use fmt::{fmt_downtime, fmt_eta, fmt_time, unix_ms, wall_ms, wall_ms_millis};
 pub use live::{BarsSink, LinesSink};
 pub use ndjson::NdjsonSink;
-pub use record::{Record, RecordSink, RunOutcome, SharedRecord, VmOutcome, hostname, lock};
+pub use record::{
+    NextRun, Record, RecordSink, RunOutcome, SharedRecord, VmOutcome, hostname, lock,
+};
 pub use report::{ReportFormat, check_writable};
 pub use table::{Table, terminal_width};

@@ -26,7 +26,7 @@ pub fn wall_time(wall_start: SystemTime, start: Time, at: Time) -> SystemTime {
 
 /// RFC 3339 in UTC with milliseconds (`2026-12-03T14:05:09.123Z`).
 pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    super::wall_ms_millis(super::unix_ms(t))
 }
 
 /// One event as one NDJSON line (no newline): `{"schema":1,"time":"…",<the event>,"vm_name":…}`;

@@ -151,8 +151,9 @@ pub struct VmRow {
 }
 
 impl VmRow {
-    /// Shows a VM's state as the table and the reports print it.
-    fn show(&mut self, s: &VmStatus) {
+    /// Shows a VM's state as the table and the reports print it; `next` says how a VM the run
+    /// did not move can still be moved (see [`action_for`]).
+    fn show(&mut self, s: &VmStatus, next: &NextRun) {
         self.name = s.name.clone();
         self.source = (!s.source.as_str().is_empty()).then(|| s.source.to_string());
         self.destination = s.destination.as_ref().map(ToString::to_string);
@@ -163,28 +164,57 @@ impl VmRow {
         self.disk_bytes = s.disk_bytes;
         self.action = match s.phase {
             Phase::Moved => None,
-            _ => Some(action_for(s)),
+            _ => Some(action_for(s, next)),
         };
     }
 }
 
+/// How a VM a run did not move can still be moved: what the "Action needed" advice may name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum NextRun {
+    /// A new run only: the run ended (finished, failed, or aborted: a run stopped by a signal,
+    /// its deadline or `vmove abort` is recorded aborted, docs/cli.md) or was not journaled.
+    #[default]
+    NewRun,
+    /// `vmove resume RUN` goes on with this run (journaled and not ended: killed, or left
+    /// resumable by a journal that could not be written), or a new run.
+    Resume(String),
+    /// Another `vmove demo`: the demo's cluster lived in its process only.
+    Demo,
+}
+
 /// What to do about a VM that did not move, for the "Action needed" section: said generally
-/// over the reason, so a reason the engine adds later still gets an answer.
-pub fn action_for(s: &VmStatus) -> String {
+/// over the reason, so a reason the engine adds later still gets an answer. Only what will
+/// work: `vmove resume` only when `next` says the run can be resumed.
+pub fn action_for(s: &VmStatus, next: &NextRun) -> String {
     use vmove_core::Reason;
-    let again = "then move it again (`vmove migrate` naming it)";
-    match (&s.reason, s.phase) {
-        (None, Phase::Cancelled) | (Some(Reason::RunStopped | Reason::FailFast), _) => {
-            "the run stopped before it moved: resume the run (`vmove resume`) or move it in a new run"
-                .to_owned()
+    let new_run = match next {
+        NextRun::Demo => "run the demo again (`vmove demo`)",
+        _ => "move it in a new run (`vmove migrate` naming it)",
+    };
+    let again = match next {
+        NextRun::Demo => "then run the demo again (`vmove demo`)",
+        _ => "then move it again (`vmove migrate` naming it)",
+    };
+    let stopped = matches!(
+        (&s.reason, s.phase),
+        (None, Phase::Cancelled) | (Some(Reason::RunStopped | Reason::FailFast), _)
+    );
+    match (&s.reason, next) {
+        (_, NextRun::Resume(run)) if stopped => {
+            format!("resume the run (`vmove resume {run}`) or {new_run}")
         }
-        (None, _) => "not over: resume the run (`vmove resume`) to finish its move".to_owned(),
+        _ if stopped => new_run.to_owned(),
+        (None, NextRun::Resume(run)) => {
+            format!("resume the run (`vmove resume {run}`) to finish its move")
+        }
+        (None, _) => format!("check where it is now, then {new_run}"),
         (Some(r), _) => match r {
             Reason::NoDestinationFits { .. } => {
                 format!("free memory or disk on a destination, or name a larger one; {again}")
             }
             Reason::BackupTooLong { .. } => {
-                format!("let its backup finish (or raise `backup_wait`); {again}")
+                format!("let its backup finish (or raise `backup_threshold`); {again}")
             }
             Reason::RunningOnBoth | Reason::LostAfterAttempt | Reason::NotLocated(_) => {
                 "look at both hosts by hand before anything else: find where it runs and which copy is current; vmove left it untouched"
@@ -256,6 +286,9 @@ pub struct Record {
     /// Each attempt's last bytes copied, per VM and attempt.
     #[serde(skip)]
     copied: HashMap<(VmId, u32), u64>,
+    /// How a VM the run did not move can still be moved (see [`action_for`]).
+    #[serde(skip)]
+    next: NextRun,
 }
 
 impl Record {
@@ -284,19 +317,15 @@ impl Record {
     }
 
     /// Run time `at` on the wall clock, RFC 3339 (UTC, seconds).
+    /// A time RFC 3339 cannot write (a journal may hold any) is said to be out of range.
     pub fn wall(&self, at: Time) -> String {
-        let t = std::time::UNIX_EPOCH
-            + std::time::Duration::from_millis(self.started_ms.saturating_add(at.as_millis()));
-        humantime::format_rfc3339_seconds(t).to_string()
+        super::wall_ms(self.started_ms.saturating_add(at.as_millis()))
     }
 
     /// Says when the run ended: at run time `end`, or at the wall time the journal kept.
     pub fn set_end(&mut self, end: Time, wall_ms: Option<u64>) {
         self.ended = Some(match wall_ms {
-            Some(ms) => humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
-            )
-            .to_string(),
+            Some(ms) => super::wall_ms(ms),
             None => self.wall(end),
         });
     }
@@ -405,7 +434,7 @@ impl Record {
             {
                 self.vms[i].downtime_ms = Some(*ms);
             }
-            self.vms[i].show(&self.statuses[i]);
+            self.vms[i].show(&self.statuses[i], &self.next);
         }
         match &ev.kind {
             EventKind::RunStarted { run_id, .. } => self.run_id = run_id.clone(),
@@ -474,6 +503,15 @@ impl Record {
         self.duration_secs = self.duration_secs.max(secs);
     }
 
+    /// Says how a VM the run did not move can still be moved (`vmove resume RUN` only when
+    /// the run is journaled and not ended), and words every VM's action after it.
+    pub fn set_next(&mut self, next: NextRun) {
+        self.next = next;
+        for (row, status) in self.vms.iter_mut().zip(&self.statuses) {
+            row.show(status, &self.next);
+        }
+    }
+
     /// Notes the backup waits the run ended in.
     fn close_backup_waits(&mut self) {
         let open: Vec<(VmId, Time)> = self.backup_since.drain().collect();
@@ -516,7 +554,7 @@ impl Record {
             if let Some(reason) = &v.reason {
                 st.reason = Some(reason.clone());
             }
-            self.vms[i].show(&self.statuses[i]);
+            self.vms[i].show(&self.statuses[i], &self.next);
         }
         let count = |o: VmOutcome| self.vms.iter().filter(|r| r.outcome == o).count() as u32;
         self.moved = count(VmOutcome::Moved);
@@ -554,5 +592,107 @@ impl EventSink for RecordSink {
     async fn on_finish(&mut self, snapshot: &Snapshot) -> Result<(), SinkError> {
         lock(&self.0).finish(snapshot);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmove_core::Reason;
+
+    fn status(reason: Option<Reason>, phase: Phase) -> VmStatus {
+        let mut s = VmStatus::new(VmId::new("vm-1"), Time::ZERO);
+        s.reason = reason;
+        s.phase = phase;
+        s
+    }
+
+    #[test]
+    fn a_journal_entry_time_out_of_range_is_said_when_resumed_not_a_panic() {
+        // A resume folds the journal's entries into the record: their times are whatever
+        // the journal holds (`at = -5` reads as a time near u64::MAX).
+        let mut r = Record::new("resume");
+        r.set_start_ms(1_800_000_000_000);
+        let ev = Event {
+            at: Time(u64::MAX - 4),
+            kind: EventKind::AttemptStarted {
+                vm: VmId::new("vm-1"),
+                attempt: 1,
+                source: vmove_core::HostId::new("a"),
+                destination: vmove_core::HostId::new("b"),
+                mode: vmove_core::MigrationMode::Live,
+            },
+        };
+        r.apply(&ev);
+        let started = r.vms[0].started.clone().unwrap_or_default();
+        assert!(started.ends_with("(out of range)"), "{started}");
+        r.set_end(Time(u64::MAX), Some(u64::MAX));
+        assert!(
+            r.ended
+                .as_deref()
+                .unwrap_or_default()
+                .ends_with("(out of range)"),
+            "{:?}",
+            r.ended
+        );
+        assert_eq!(r.wall(Time(1_000)), "2027-01-15T08:00:01Z");
+    }
+
+    #[test]
+    fn the_remedy_for_a_vm_still_backing_up_names_the_backup_threshold_setting() {
+        let s = status(
+            Some(Reason::BackupTooLong {
+                threshold_secs: 3600,
+            }),
+            Phase::Unmigratable,
+        );
+        let action = action_for(&s, &NextRun::NewRun);
+        assert!(action.contains("raise `backup_threshold`"), "{action}");
+    }
+
+    #[test]
+    fn every_setting_a_remedy_names_is_a_real_setting_key() {
+        // The remedies' source: every backquoted snake_case word in it is a setting's name,
+        // and must be a `[defaults]` key (`vmove config` lists them), or the remedy sends
+        // people to a setting that does not exist.
+        let source = include_str!("record.rs");
+        let start = source.find("pub fn action_for(").unwrap_or(0);
+        let body = &source[start..];
+        let body = &body[..body.find("\n}\n").unwrap_or(body.len())];
+        let keys = crate::settings::all_keys();
+        let mut named = Vec::new();
+        for quoted in body.split('`').skip(1).step_by(2) {
+            let word = !quoted.is_empty()
+                && quoted.contains('_')
+                && quoted.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+            if word {
+                assert!(
+                    keys.iter().any(|k| k == quoted),
+                    "a remedy names `{quoted}`, which is not a setting (the settings: {keys:?})"
+                );
+                named.push(quoted);
+            }
+        }
+        assert!(named.contains(&"backup_threshold"), "{named:?}");
+    }
+
+    #[test]
+    fn a_vm_of_a_run_that_cannot_be_resumed_is_not_sent_to_vmove_resume() {
+        for s in [
+            status(None, Phase::Cancelled),
+            status(Some(Reason::RunStopped), Phase::Cancelled),
+            status(Some(Reason::FailFast), Phase::Cancelled),
+            status(None, Phase::Migrating),
+        ] {
+            let new_run = action_for(&s, &NextRun::NewRun);
+            assert!(!new_run.contains("resume"), "{new_run}");
+            assert!(new_run.contains("`vmove migrate` naming it"), "{new_run}");
+            let demo = action_for(&s, &NextRun::Demo);
+            assert!(!demo.contains("resume"), "{demo}");
+            assert!(!demo.contains("migrate"), "{demo}");
+            assert!(demo.contains("`vmove demo`"), "{demo}");
+            let resumable = action_for(&s, &NextRun::Resume("run-1".into()));
+            assert!(resumable.contains("`vmove resume run-1`"), "{resumable}");
+        }
     }
 }

@@ -72,9 +72,7 @@ fn style() -> String {
 
 /// Run time `ms` on the wall clock, RFC 3339 to the second.
 pub fn wall(t: &Timeline, ms: u64) -> String {
-    let at = std::time::UNIX_EPOCH
-        + std::time::Duration::from_millis(t.epoch_unix_ms.saturating_add(ms));
-    humantime::format_rfc3339_seconds(at).to_string()
+    crate::output::wall_ms(t.epoch_unix_ms.saturating_add(ms))
 }
 
 /// A tick step for a span: 1, 2 or 5 times a power of ten seconds (or minutes, hours), about

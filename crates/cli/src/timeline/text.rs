@@ -43,7 +43,10 @@ fn label(s: &str, w: usize) -> String {
     let s = printable(s);
     let n = s.chars().count();
     if n <= w {
-        format!("{s:<w$}")
+        // `w` is at most 18 here, but padded by hand as every other width is.
+        let mut c = s.into_owned();
+        c.push_str(&" ".repeat(w - n));
+        c
     } else {
         let mut c: String = s.chars().take(w.saturating_sub(1)).collect();
         c.push('~');
@@ -81,7 +84,9 @@ pub fn text(t: &Timeline, width: usize) -> String {
         width,
     ));
     let axis_end = fmt_time(Time(end));
-    let zero = format!("{:<w$}", "0s", w = cols.saturating_sub(axis_end.len()));
+    // Padded by hand: `COLUMNS` may ask for more than the 65,535 a `{:<w$}` width allows.
+    let mut zero = String::from("0s");
+    zero.push_str(&" ".repeat(cols.saturating_sub(axis_end.len()).saturating_sub(2)));
     out.push_str(&format!("{} |{zero}{axis_end}\n", label("", lw)));
     for h in &t.hosts {
         let limit = h.limit.map(|l| format!(" (limit {l})")).unwrap_or_default();
