@@ -4,6 +4,7 @@
 //! (docs/cli.md, "vmove check").
 
 use crate::check::{CheckReport, VmCheck};
+use crate::stdio::escaped;
 use serde_json::{Value, json};
 use vmove_core::{Finding, Preflight};
 
@@ -46,10 +47,10 @@ fn findings(p: &Preflight, indent: &str) -> Vec<String> {
                 ""
             },
             f.code,
-            f.message
+            escaped(&f.message)
         ));
         if !f.remedy.is_empty() {
-            lines.push(format!("{indent}  remedy: {}", f.remedy));
+            lines.push(format!("{indent}  remedy: {}", escaped(&f.remedy)));
         }
     };
     for f in &p.blockers {
@@ -76,7 +77,7 @@ pub fn text(r: &CheckReport) -> String {
         out.push_str(&vm_text(v));
     }
     out.push('\n');
-    out.push_str(&summary_line(r));
+    out.push_str(&escaped(&summary_line(r)));
     out.push('\n');
     out
 }
@@ -87,13 +88,17 @@ pub fn hosts_text(r: &CheckReport) -> String {
     let w = r
         .hosts
         .iter()
-        .map(|h| h.host.as_str().chars().count())
+        .map(|h| escaped(h.host.as_str()).chars().count())
         .max()
         .unwrap_or(0);
     let role_w = r.hosts.iter().map(|h| h.role.len() + 2).max().unwrap_or(0);
     for h in &r.hosts {
         let role = format!("({})", h.role);
-        let head = format!("  {}  {}  ", pad(h.host.as_str(), w), pad(&role, role_w));
+        let head = format!(
+            "  {}  {}  ",
+            pad(&escaped(h.host.as_str()), w),
+            pad(&role, role_w)
+        );
         let lines = findings(&h.found, &" ".repeat(head.chars().count() + 9));
         match lines.first() {
             Some(first) => out.push_str(&format!("{head}{:<8} {first}\n", verdict(&h.found))),
@@ -113,8 +118,8 @@ pub fn vm_text(v: &VmCheck) -> String {
         .first()
         .map(|r| r.mode.to_string())
         .unwrap_or_else(|| "live".into());
-    let mut out = format!(
-        "{} (on {}, {mode}): {}\n",
+    let head = format!(
+        "{} (on {}, {mode}): {}",
         v.name,
         v.source,
         if v.can_move() {
@@ -125,10 +130,11 @@ pub fn vm_text(v: &VmCheck) -> String {
             format!("cannot move ({})", v.why_not())
         }
     );
+    let mut out = format!("{}\n", escaped(&head));
     let w = v
         .routes
         .iter()
-        .map(|r| r.destination.as_str().chars().count())
+        .map(|r| escaped(r.destination.as_str()).chars().count())
         .max()
         .unwrap_or(0)
         .max("DESTINATION".len());
@@ -138,7 +144,11 @@ pub fn vm_text(v: &VmCheck) -> String {
         "VERDICT"
     ));
     for r in &v.routes {
-        let head = format!("  {}  {:<8}  ", pad(r.destination.as_str(), w), r.verdict());
+        let head = format!(
+            "  {}  {:<8}  ",
+            pad(&escaped(r.destination.as_str()), w),
+            r.verdict()
+        );
         let lines = findings(&r.found, &" ".repeat(head.chars().count()));
         match lines.first() {
             Some(first) => out.push_str(&format!("{head}{first}\n")),

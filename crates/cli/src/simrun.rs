@@ -345,7 +345,9 @@ pub async fn plan(
         preflight_text.push_str(&check_output::vm_text(v));
     }
     preflight_text.push('\n');
-    preflight_text.push_str(&check_output::summary_line(&checked));
+    preflight_text.push_str(&crate::stdio::escaped(&check_output::summary_line(
+        &checked,
+    )));
     preflight_text.push_str("\n\n");
     let observed = observe(vmove_plan::involved(&spec), drivers, eff).await?;
     let plan = input.plan(spec, &observed, eff.settings.default_host_limit)?;
@@ -363,13 +365,16 @@ pub async fn plan(
     ));
     for (i, m) in plan.order.iter().enumerate() {
         let row = rec.vms.iter().find(|r| r.id == m.vm.as_str());
-        let name = row
-            .map(|r| r.name.clone())
-            .unwrap_or_else(|| m.vm.to_string());
+        let name = crate::stdio::escaped(
+            &row.map(|r| r.name.clone())
+                .unwrap_or_else(|| m.vm.to_string()),
+        )
+        .into_owned();
         let size = row
             .map(|r| fmt_bytes(r.memory_bytes + r.disk_bytes))
             .unwrap_or_default();
-        let route = format!("{} -> {}", m.source, m.destination);
+        let route =
+            crate::stdio::escaped(&format!("{} -> {}", m.source, m.destination)).into_owned();
         text.push_str(&format!(
             "{:>3}  {name:<24} {route:<28} {size:>10}  {:>8}\n",
             i + 1,

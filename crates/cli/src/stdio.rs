@@ -76,6 +76,29 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(s)
 }
 
+/// `name` (a VM's, a host's, a hypervisor's reason: anything vmove did not write itself) for
+/// one line of a terminal: every control character escaped, newline, carriage return and tab
+/// included (`\n`, `\r`, `\t`; the others `\u{1b}`), so a name cannot start a line of its
+/// own, forge one, or move the cursor. Used on each name (or each one-line text holding names)
+/// before it is laid out, so columns are aligned on the escaped width; [`printable`] is the
+/// net under every write, which keeps vmove's own newlines.
+pub fn escaped(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut s = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        match c {
+            '\n' => s.push_str("\\n"),
+            '\r' => s.push_str("\\r"),
+            '\t' => s.push_str("\\t"),
+            c if c.is_control() => s.extend(c.escape_unicode()),
+            c => s.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(s)
+}
+
 /// Writes `text` to stdout (flushed, control characters escaped by [`printable`]); false when
 /// stdout is gone. Never panics.
 pub fn out(text: &str) -> bool {

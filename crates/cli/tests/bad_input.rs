@@ -219,6 +219,90 @@ memory_gib = 64
 }
 
 #[test]
+fn newlines_and_tabs_in_vm_names_are_escaped_so_no_line_can_be_forged() {
+    let sb = Sandbox::new("newline-names");
+    sb.write(
+        "vmove.toml",
+        r#"
+[hosts.a]
+driver = "sim"
+speed = 1000
+vms = [
+  { name = "new\n[   9.9s] forged: MOVED to b", memory_gib = 1, disk_gib = 1 },
+  { name = "tab\tname", memory_gib = 1, disk_gib = 1 },
+  { name = "cr\rname", memory_gib = 1, disk_gib = 1 },
+]
+
+[hosts.b]
+driver = "sim"
+speed = 1000
+memory_gib = 64
+"#,
+    );
+    // No line of any of these starts with the forged text, and no tab or carriage return is
+    // printed: each name shows escaped, on the line it belongs to.
+    let clean = |what: &str, text: &str| {
+        assert!(
+            !text.lines().any(|l| l.starts_with("[   9.9s] forged")),
+            "a forged line in {what}:\n{text}"
+        );
+        assert!(
+            !text.contains('\t') && !text.contains('\r'),
+            "a raw tab or carriage return in {what}: {text:?}"
+        );
+    };
+    let check = sb.run(&["check", "evacuate", "a", "--to", "b"]);
+    check.no_panic();
+    clean("check", &check.stdout);
+    assert!(check.stdout.contains("tab\\tname"), "{}", check.stdout);
+    let plan = sb.run(&["plan", "evacuate", "a", "--to", "b"]);
+    plan.no_panic().expect_code(0);
+    clean("plan", &plan.stdout);
+    assert!(
+        plan.stdout.contains("new\\n[   9.9s] forged"),
+        "{}",
+        plan.stdout
+    );
+    let r = sb.run(&["evacuate", "a", "--to", "b", "--plain"]);
+    r.no_panic().expect_code(0);
+    clean("the run", &r.stdout);
+    clean("stderr", &r.stderr);
+    // The event lines and the summary table.
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with('[') && l.contains("new\\n[   9.9s] forged: MOVED to b: MOVED")),
+        "{}",
+        r.stdout
+    );
+    let row = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("tab\\tname "))
+        .expect("the summary row of tab\\tname");
+    let head = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("VM "))
+        .expect("the summary's heading");
+    // Aligned on the escaped width: the SOURCE column starts at the same place.
+    assert_eq!(
+        row.find(" a ").map(|i| i + 1),
+        head.find("SOURCE"),
+        "{head}\n{row}"
+    );
+    for cmd in [&["status"][..], &["history"][..], &["report"][..]] {
+        let s = sb.run(cmd);
+        s.no_panic().expect_code(0);
+        clean(cmd[0], &s.stdout);
+    }
+    assert!(
+        sb.run(&["status"]).stdout.contains("cr\\rname"),
+        "status shows the name escaped"
+    );
+}
+
+#[test]
 fn a_host_reporting_zero_slots_makes_its_vms_unmigratable_instead_of_waiting_forever() {
     for (name, zero_on) in [("source", "a"), ("destination", "b")] {
         let sb = Sandbox::new(&format!("zero-slots-{name}"));

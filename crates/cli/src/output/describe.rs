@@ -262,7 +262,12 @@ pub fn describe(ev: &Event, names: &HashMap<VmId, String>) -> Option<String> {
         }
         EventKind::Transition { .. } | EventKind::Progress { .. } => return None,
     };
-    Some(format!("[{:>7}] {s}", fmt_time(ev.at)))
+    // One line, whatever the names and reasons in it hold.
+    Some(format!(
+        "[{:>7}] {}",
+        fmt_time(ev.at),
+        crate::stdio::escaped(&s)
+    ))
 }
 
 /// What a failed attempt left on its destination when the move ended, for a person.

@@ -163,7 +163,12 @@ impl BarsSink {
             .get(vm)
             .cloned()
             .unwrap_or_else(|| vm.to_string());
-        b.set_prefix(name.chars().take(12).collect::<String>());
+        b.set_prefix(
+            crate::stdio::escaped(&name)
+                .chars()
+                .take(12)
+                .collect::<String>(),
+        );
         self.bars.insert(vm.clone(), b.clone());
         b
     }

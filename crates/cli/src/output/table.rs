@@ -118,8 +118,17 @@ impl Table {
             return String::new();
         }
         let last = n - 1;
-        let mut w: Vec<usize> = self.head.iter().map(|h| len(h)).collect();
-        for r in &self.rows {
+        // Every cell on one line: its control characters (newlines, tabs) escaped, and the
+        // columns aligned on what is printed.
+        let esc = |r: &Vec<String>| -> Vec<String> {
+            r.iter()
+                .map(|c| crate::stdio::escaped(c).into_owned())
+                .collect()
+        };
+        let head = esc(&self.head);
+        let rows: Vec<Vec<String>> = self.rows.iter().map(esc).collect();
+        let mut w: Vec<usize> = head.iter().map(|h| len(h)).collect();
+        for r in &rows {
             for (i, c) in r.iter().enumerate().take(n) {
                 w[i] = w[i].max(len(c));
             }
@@ -157,7 +166,7 @@ impl Table {
         }
         let gap_text = " ".repeat(gap);
         let mut out = String::new();
-        for r in std::iter::once(&self.head).chain(&self.rows) {
+        for r in std::iter::once(&head).chain(&rows) {
             let cells: Vec<String> = (0..n)
                 .map(|i| r.get(i).cloned().unwrap_or_default())
                 .collect();
