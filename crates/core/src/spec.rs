@@ -535,7 +535,7 @@ pub mod dur {
     pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 
     /// A number of seconds as a duration: finite, not negative, at most [`MAX_DURATION`], and
-    /// a whole number of milliseconds ([`whole_ms`]).
+    /// a whole number of milliseconds (see `whole_ms`).
     pub fn from_secs_f64(secs: f64) -> Result<Duration, String> {
         if !secs.is_finite() || secs < 0.0 {
             return Err(format!("`{secs}` is not a duration (seconds, 0 or more)"));
