@@ -415,6 +415,12 @@ const LARGE_SEED: u64 = 10_000;
 
 /// A large evacuation: `vms` VMs spread evenly over the first half of `hosts` hosts, moved to
 /// the other half; no faults; sizes from a fixed seed.
+///
+/// The VMs are made host by host (the first `vms / sources` on the first source, and so on),
+/// as an inventory read host by host is: a host's records, and the names and ids they hand
+/// out, then lie side by side in memory, and a listing reads them in order. Dealt round-robin
+/// (VM `n` on source `n % sources`), a listing of one host read 40 records 2,500 apart at
+/// 100,000 VMs, each a cache miss: the scale table's 100,000-VM row took 4 % longer.
 pub fn large(vms: usize, hosts: usize) -> Scenario {
     let half = (hosts / 2).max(1);
     let per_source = vms.div_ceil(half);
@@ -440,7 +446,7 @@ pub fn large(vms: usize, hosts: usize) -> Scenario {
         .collect();
     let mut vm_specs = Vec::with_capacity(vms);
     for n in 0..vms {
-        let s = &src[n % src.len()];
+        let s = &src[(n / per_source).min(src.len() - 1)];
         let v = VmSpec::running(
             format!("vm{n:05}"),
             s.as_str(),
