@@ -223,6 +223,19 @@ pub enum JournalError {
         #[source]
         source: serde_json::Error,
     },
+    /// A stored number that no vmove writes below 0 (an entry's sequence number or run time, an
+    /// answered intent's number, a status's entry): read as an unsigned number it would turn
+    /// into one near 2^64 (a run time that far set off every watchdog of a resumed run).
+    #[error(
+        "the journal's run {run} holds {value} as {what}, below 0, which vmove never writes: the \
+         journal was edited or damaged (nothing was changed)"
+    )]
+    Negative {
+        run: String,
+        /// What the number is, with where it is (`the run time of entry 12`).
+        what: String,
+        value: i64,
+    },
     /// A stored value is not one this build knows.
     #[error("the journal holds an unknown {what} `{value}`")]
     Corrupt {

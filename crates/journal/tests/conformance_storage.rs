@@ -350,3 +350,62 @@ fn an_error_from_a_statement_sqlite_refused_names_its_words_without_the_statemen
     assert!(!msg.contains('\n') && !msg.contains("CREATE"), "{msg}");
     assert!(msg.len() < 400, "{msg}");
 }
+
+/// A number vmove never writes below 0, edited to one (an entry's run time, the intent an
+/// outcome answers, the entry a status was set by), is refused when the
+/// run is read, naming the run, the number and where it is; nothing is changed. Before, each
+/// was read as an unsigned number: a run time of -5 became one near 2^64, and a resumed run
+/// started there, with every watchdog of its migrations in flight long past.
+#[test]
+fn a_negative_time_or_number_edited_into_an_entry_is_refused_when_the_run_is_read() {
+    let edits: [(&str, &str, &str); 3] = [
+        (
+            "UPDATE entries SET at = -5 WHERE run_id = 'r1' AND seq = 3",
+            "-5 as the run time of entry 3",
+            "at",
+        ),
+        (
+            "UPDATE entries SET answers = -2 WHERE run_id = 'r1' AND kind = 'outcome' \
+             AND seq = (SELECT MIN(seq) FROM entries WHERE run_id = 'r1' AND kind = 'outcome')",
+            "-2 as the intent entry",
+            "answers",
+        ),
+        (
+            "UPDATE vm_state SET updated_seq = -1 WHERE run_id = 'r1'",
+            "-1 as the entry a VM's status was last set by",
+            "updated_seq",
+        ),
+    ];
+    for (sql, said, column) in edits {
+        let (_dir, path) = temp_path();
+        let clock = clock();
+        let mut j = open_as(&path, &clock, me());
+        j.create_run(&new_run("r1", Selection::All)).unwrap();
+        write_steps(&mut j, "r1", &script("r1", "u", 3), &mut Vec::new());
+        j.load_run("r1").expect("the run reads before the edit");
+        drop(j);
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            assert!(
+                conn.execute(sql, []).unwrap() > 0,
+                "{column}: the edit hit a row"
+            );
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let j = Journal::open_existing(&path).unwrap();
+        let err = j.load_run("r1").unwrap_err();
+        assert!(
+            matches!(&err, JournalError::Negative { run, .. } if run == "r1"),
+            "{column}: {err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains(said), "{column}: {msg}");
+        assert!(msg.contains("run r1") && msg.contains("below 0"), "{msg}");
+        drop(j);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "{column}: nothing changed"
+        );
+    }
+}

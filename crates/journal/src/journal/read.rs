@@ -88,6 +88,16 @@ impl Journal {
     }
 }
 
+/// A stored number that vmove writes as 0 or more, as one; [`JournalError::Negative`] naming
+/// `what` (with where it is) if it is below 0.
+pub(super) fn not_negative(run: &str, n: i64, what: impl FnOnce() -> String) -> Result<u64> {
+    u64::try_from(n).map_err(|_| JournalError::Negative {
+        run: run.to_owned(),
+        what: what(),
+        value: n,
+    })
+}
+
 /// A run's entries with `from <= seq <= until`, in order.
 fn read_entries(conn: &Db, run: &str, from: u64, until: u64) -> Result<Vec<Entry>> {
     let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
@@ -98,9 +108,9 @@ fn read_entries(conn: &Db, run: &str, from: u64, until: u64) -> Result<Vec<Entry
         vals![run, to_i64(from), to_i64(until)],
         |r| {
             Ok((
-                r.get::<i64>(0)? as u64,
+                r.get::<i64>(0)?,
                 r.get::<String>(1)?,
-                r.get::<i64>(2)? as u64,
+                r.get::<i64>(2)?,
                 r.get::<Option<i64>>(3)?,
                 r.get::<String>(4)?,
                 r.get::<i64>(5)?,
@@ -108,10 +118,15 @@ fn read_entries(conn: &Db, run: &str, from: u64, until: u64) -> Result<Vec<Entry
         },
     )?;
     for (seq, kind, at, answers, body, written) in rows {
+        let seq = not_negative(run, seq, || "an entry's sequence number".into())?;
+        let at = not_negative(run, at, || format!("the run time of entry {seq}"))?;
+        let answers = answers
+            .map(|a| not_negative(run, a, || format!("the intent entry {seq} answers")))
+            .transpose()?;
         let body = match kind.as_str() {
             "intent" => EntryBody::Intent(decode(run, seq, &body)?),
             "outcome" => EntryBody::Outcome {
-                intent: IntentId(answers.unwrap_or_default() as u64),
+                intent: IntentId(answers.unwrap_or_default()),
                 input: decode(run, seq, &body)?,
             },
             "input" => EntryBody::Input(decode(run, seq, &body)?),

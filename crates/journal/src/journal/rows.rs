@@ -63,10 +63,13 @@ pub(super) fn read_statuses(conn: &Db, run: &str) -> Result<Vec<VmStatus>> {
     let rows = conn.query_map(
         "SELECT updated_seq, status FROM vm_state WHERE run_id = ?1 ORDER BY ord",
         vals![run],
-        |r| Ok((r.get::<i64>(0)? as u64, r.get::<String>(1)?)),
+        |r| Ok((r.get::<i64>(0)?, r.get::<String>(1)?)),
     )?;
     let mut out = Vec::new();
     for (seq, json) in rows {
+        let seq = super::read::not_negative(run, seq, || {
+            "the entry a VM's status was last set by".into()
+        })?;
         out.push(decode(run, seq, &json)?);
     }
     Ok(out)
