@@ -230,32 +230,7 @@ pub fn read_text(path: &Path, origin: &Origin) -> Result<String, ConfigError> {
     };
     // Opening a FIFO for reading waits for a writer: look at what the path is first (through
     // symbolic links), then again at what was opened.
-    let kind = |m: &std::fs::Metadata| -> Option<&'static str> {
-        let t = m.file_type();
-        if t.is_file() {
-            return None;
-        }
-        if t.is_dir() {
-            return Some("a folder");
-        }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::FileTypeExt;
-            if t.is_char_device() {
-                return Some("a character device");
-            }
-            if t.is_block_device() {
-                return Some("a block device");
-            }
-            if t.is_fifo() {
-                return Some("a FIFO (named pipe)");
-            }
-            if t.is_socket() {
-                return Some("a socket");
-            }
-        }
-        Some("not a file")
-    };
+    let kind = vmove_driver::files::not_a_regular_file;
     let not_a_file = |kind| ConfigError::NotAFile {
         path: path.to_path_buf(),
         origin: origin.clone(),

@@ -121,6 +121,47 @@ memory_gib = 256
 state_file = "state/sim.log"
 "#;
 
+/// A sim `state_file` that is a device, a FIFO or a folder is refused before the run starts,
+/// naming the path and what it is, with nothing journaled. Before, `/dev/null` took the
+/// cluster's log and kept nothing (a resume found the hosts as the config first made them,
+/// every VM back on its source), and a FIFO blocked the run once its pipe was full.
+#[cfg(unix)]
+#[test]
+fn a_sim_state_file_that_is_a_device_a_fifo_or_a_folder_is_refused_naming_it() {
+    let sb = Sandbox::new("state-kinds");
+    let fifo = sb.path("state.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    std::fs::create_dir_all(sb.path("folder")).unwrap();
+    for (file, kind) in [
+        ("/dev/null", "a character device"),
+        ("state.fifo", "a FIFO"),
+        ("folder", "a folder"),
+    ] {
+        sb.write("vmove.toml", &SLOW_SHARED.replace("state/sim.log", file));
+        let journal = sb.path(&format!("j-{}/journal.db", kind.replace(' ', "-")));
+        let run = sb.run_within(
+            &["evacuate", "a", "--to", "b", "--plain"],
+            &[("VMOVE_JOURNAL", journal.to_str().unwrap())],
+            std::time::Duration::from_secs(30),
+        );
+        run.no_panic();
+        assert_ne!(run.code, Some(0), "{file}: {}", run.stderr);
+        assert!(run.code.is_some(), "{file}: it did not end: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!("the sim state file `{file}`"))
+                && run.stderr.contains("not a regular file")
+                && run.stderr.contains(kind),
+            "{file}: {}",
+            run.stderr
+        );
+        assert!(!journal.exists(), "{file}: nothing journaled");
+    }
+}
+
 #[test]
 fn a_second_process_on_the_same_sim_state_file_is_refused_while_the_first_runs() {
     let sb = Sandbox::new("state-lock");

@@ -5,6 +5,7 @@
 //! - [`DriverError`]: an error with its [`ErrorClass`], so the core can decide retry or give up.
 //! - [`redact`]: [`redact_uris`], the one helper that hides user information (passwords) in
 //!   URIs, for every error, journal row, log line and printout.
+//! - [`files`]: what a path named as a file is when it is not a regular file, said one way.
 //! - `conformance` (feature `test-util`): the tests every driver runs against a fixture it sets up.
 //!
 //! One driver value serves every host of its kind named in the configuration; hosts are
@@ -17,6 +18,7 @@ pub use vmove_core::model::*;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
+pub mod files;
 pub mod redact;
 
 pub use redact::redact_uris;

@@ -109,12 +109,37 @@ impl PersistentSim {
                 )
             })?;
         }
+        // A device, a FIFO or a folder is refused before it is opened (through symbolic links),
+        // and what was opened is looked at again: `/dev/null` kept nothing of the cluster,
+        // silently, and a FIFO blocked the run once its buffer was full.
+        let not_a_file = |kind: &str| {
+            anyhow::anyhow!(
+                "the sim state file `{}` is not a regular file but {kind}: name a file for \
+                 `state_file` (it is made if missing)",
+                path.display()
+            )
+        };
+        if let Some(kind) = std::fs::metadata(path)
+            .ok()
+            .as_ref()
+            .and_then(vmove_driver::files::not_a_regular_file)
+        {
+            return Err(not_a_file(kind));
+        }
         let log = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(path)
             .with_context(|| format!("cannot open the sim state file `{}`", path.display()))?;
+        if let Some(kind) = log
+            .metadata()
+            .ok()
+            .as_ref()
+            .and_then(vmove_driver::files::not_a_regular_file)
+        {
+            return Err(not_a_file(kind));
+        }
         // One process at a time: two that replay the same file each believe they own the
         // cluster, and both moved the same VM. The lock (flock) goes with the process, so a
         // killed vmove leaves none behind for `resume` to trip on.

@@ -80,10 +80,20 @@ fn check_token(t: &str, from: &str) -> Result<()> {
     Ok(())
 }
 
+/// The most a token file may hold: a token is 64 hex characters (`new_token`); a file far
+/// longer is not a token file, and is not read whole (a path to a large file by mistake, or one
+/// that grows).
+const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
 fn read_token_file(path: &Path) -> Result<String> {
+    use std::io::Read;
     let shown = path.display();
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot read the token file `{shown}`"))?;
+    // What it is first: a device (`/dev/zero`, mode 666) is not a token file, whoever may read it.
+    if let Some(kind) = vmove_driver::files::not_a_regular_file(&meta) {
+        bail!("the token file `{shown}` is not a regular file but {kind}");
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -94,11 +104,22 @@ fn read_token_file(path: &Path) -> Result<String> {
             );
         }
     }
-    if !meta.is_file() {
-        bail!("the token file `{shown}` is not a file");
+    let too_large = || {
+        anyhow::anyhow!(
+            "the token file `{shown}` is larger than {MAX_TOKEN_FILE_BYTES} bytes: it is not a \
+             token file (a token is one line of at least 16 characters)"
+        )
+    };
+    if meta.len() > MAX_TOKEN_FILE_BYTES {
+        return Err(too_large());
     }
-    let text = std::fs::read_to_string(path)
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_TOKEN_FILE_BYTES + 1).read_to_string(&mut text))
         .with_context(|| format!("cannot read the token file `{shown}`"))?;
+    if text.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(too_large());
+    }
     let t = text.trim().to_owned();
     check_token(&t, &format!("`{shown}`"))?;
     Ok(t)
@@ -253,5 +274,34 @@ mod tests {
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
         check_token(&a, "the test").unwrap();
         assert_ne!(a, b);
+    }
+
+    /// A token file is read only if it is a regular file of at most `MAX_TOKEN_FILE_BYTES`:
+    /// `/dev/zero` is named as a device (it was refused as "may be read by others", mode 666,
+    /// and with that mode fixed it would have been read until memory ran out), and a file of
+    /// a megabyte is refused naming the limit, not read.
+    #[cfg(unix)]
+    #[test]
+    fn a_token_file_that_is_a_device_or_too_large_is_refused_without_reading_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let e = read_token_file(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`/dev/zero` is not a regular file but a character device"),
+            "{e}"
+        );
+        let dir = std::env::temp_dir().join(format!("vmove-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let big = dir.join("big");
+        std::fs::write(&big, "a".repeat(1 << 20)).unwrap();
+        std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = read_token_file(&big).unwrap_err().to_string();
+        assert!(e.contains("larger than 4096 bytes"), "{e}");
+        let ok = dir.join("ok");
+        std::fs::write(&ok, "0123456789abcdef0123\n").unwrap();
+        std::fs::set_permissions(&ok, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_token_file(&ok).unwrap(), "0123456789abcdef0123");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
