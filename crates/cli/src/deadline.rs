@@ -36,7 +36,10 @@ pub fn parse(raw: &str, now: SystemTime) -> Result<SystemTime, String> {
         }
         at
     } else {
-        let d = humantime::parse_duration(s)
+        // The one way vmove reads a duration, as for every setting (units ms to d, whole
+        // milliseconds, at most 365 days): humantime's own took `1ns` and `1w`, which no other
+        // duration of vmove does.
+        let d = vmove_core::spec::dur::parse_duration(s)
             .map_err(|e| format!("`--deadline {s}`: {e}; {expected}"))?;
         if d.is_zero() {
             return Err(format!(
@@ -150,6 +153,11 @@ mod tests {
             ("2026-12-04T02:00:00", "time zone"),
             ("2026-12-04T02:00:00+1", "offset"),
             ("2026-13-04T02:00:00Z", "--deadline"),
+            // Units and lengths no other duration of vmove takes (humantime's were taken here).
+            ("1ns", "unknown unit `ns`"),
+            ("1w", "unknown unit `w`"),
+            ("1.5ms", "not a whole number of milliseconds"),
+            ("400d", "longer than"),
         ] {
             let e = parse(raw, now()).expect_err(raw);
             assert!(e.contains(needle), "{raw}: {e}");

@@ -521,6 +521,7 @@ fn status_row(v: &VmStatus) -> Vec<String> {
     ]
 }
 
+/// The first line of `status`: the run, its state, who drives it, its lease and stop.
 fn summary_head(s: &RunSummary) -> String {
     let mut out = format!(
         "run {}: {} (created {}, driven by pid {} on {})",
@@ -543,7 +544,9 @@ fn summary_head(s: &RunSummary) -> String {
     if let Some(d) = &s.detail {
         out.push_str(&format!("; {d}"));
     }
-    out
+    // One line: every part of it read from the journal (the run's id, the driving host's name,
+    // the detail, which may name VMs) is escaped with it.
+    crate::stdio::escaped(&out).into_owned()
 }
 
 /// `vmove status [RUN] [--watch]`.
@@ -850,6 +853,35 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// `status`'s first line is one line whatever the journal holds: the driving host's name and
+    /// the detail (which may name VMs) come from the journal, and a newline in either printed a
+    /// line of its own, one that could pass for vmove's.
+    #[test]
+    fn the_status_header_escapes_what_the_journal_holds_so_it_stays_one_line() {
+        let s = RunSummary {
+            id: "r1".into(),
+            command: "vmove evacuate a".into(),
+            created_at: vmove_journal::WallTime(0),
+            state: vmove_journal::RunState::Failed,
+            detail: Some("web\nFORGED: gave up".into()),
+            finished_at: None,
+            driver: vmove_journal::Holder {
+                pid: 7,
+                host: "evil\rhost\tX".into(),
+                started: None,
+                boot: None,
+            },
+            stop: None,
+            lease: None,
+            entries: 0,
+            phases: Default::default(),
+        };
+        let head = summary_head(&s);
+        assert!(!head.chars().any(char::is_control), "{head:?}");
+        assert!(head.contains("on evil\\rhost\\tX"), "{head}");
+        assert!(head.contains("; web\\nFORGED: gave up"), "{head}");
+    }
 
     #[test]
     fn a_lease_expiry_past_the_year_9999_is_said_out_of_range_not_a_panic() {
