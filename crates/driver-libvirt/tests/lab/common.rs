@@ -130,6 +130,14 @@ impl Lab {
         lab
     }
 
+    /// [`Lab::p2p`] with migrations capped at `bandwidth_mib_s` (a migration that lasts long
+    /// enough to be looked at in p2p mode too).
+    pub(crate) fn p2p_with_bandwidth(bandwidth_mib_s: Option<u64>) -> Self {
+        let mut lab = Self::with(bandwidth_mib_s, true, false, true);
+        lab.prefix.push('p');
+        lab
+    }
+
     /// A lab whose hosts are configured with `post_copy = true` and migrations capped at
     /// `bandwidth_mib_s`; its VMs' names differ from [`Lab::new`]'s.
     pub(crate) fn post_copy(bandwidth_mib_s: u64) -> Self {

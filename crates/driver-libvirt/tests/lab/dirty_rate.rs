@@ -145,6 +145,9 @@ async fn a_running_vm_is_listed_with_the_dirty_rate_qemu_measured_also_while_it_
 /// after `Begin`, the call waits libvirt's 30 s for the migration's job, and the listing with
 /// it (seen in CI: a listing 30 s late that still said idle). Before the fix, this listing
 /// started one (`calc_start_time` changed).
+///
+/// In both modes a user can choose: with `p2p = true` the source's libvirtd drives the
+/// migration, and its job begins just as late after the driver's call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listing_just_after_a_migration_was_asked_for_starts_no_measurement_that_would_wait_for_its_job()
  {
@@ -153,9 +156,22 @@ async fn a_listing_just_after_a_migration_was_asked_for_starts_no_measurement_th
     ) {
         return;
     }
-    let lab = Lab::with_bandwidth(Some(1));
+    listing_just_after_a_migration_was_asked_for(&Lab::with_bandwidth(Some(1))).await;
+}
+
+/// [`a_listing_just_after_a_migration_was_asked_for_starts_no_measurement_that_would_wait_for_its_job`]
+/// with `p2p = true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_just_after_a_migration_was_asked_for_starts_no_measurement_p2p() {
+    if !lab_enabled("a_listing_just_after_a_migration_was_asked_for_starts_no_measurement_p2p") {
+        return;
+    }
+    listing_just_after_a_migration_was_asked_for(&Lab::p2p_with_bandwidth(Some(1))).await;
+}
+
+async fn listing_just_after_a_migration_was_asked_for(lab: &Lab) {
     let (vm, name) = lab.mkvm("late", &["--fill", "16"]);
-    listed(&lab, &vm).await;
+    listed(lab, &vm).await;
     measured(&name);
     let started = domstat(&name, "calc_start_time");
     assert!(started.is_some(), "the first listing measured {name}");
@@ -164,7 +180,7 @@ async fn a_listing_just_after_a_migration_was_asked_for_starts_no_measurement_th
     let req = lab.request(&vm, &name, MigrationMode::Live);
     let h = lab.driver.start_migration(&req).await.unwrap();
     let t = Instant::now();
-    let before_its_job = listed(&lab, &vm).await;
+    let before_its_job = listed(lab, &vm).await;
     assert!(
         t.elapsed() < Duration::from_secs(2),
         "the listing took {:?}",
@@ -183,7 +199,7 @@ async fn a_listing_just_after_a_migration_was_asked_for_starts_no_measurement_th
     let until = Instant::now() + Duration::from_secs(30);
     loop {
         let t = Instant::now();
-        let v = listed(&lab, &vm).await;
+        let v = listed(lab, &vm).await;
         assert!(
             t.elapsed() < Duration::from_secs(10),
             "a listing took {:?}",
