@@ -248,6 +248,21 @@ pub enum JournalError {
     Worker(String),
 }
 
+impl JournalError {
+    /// SQLite said the file is locked by another connection (`SQLITE_BUSY`), at the open or in
+    /// a statement.
+    pub fn is_busy(&self) -> bool {
+        let e = match self {
+            JournalError::Open { source, .. } | JournalError::Sqlite(source) => source,
+            _ => return false,
+        };
+        matches!(
+            e,
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy
+        )
+    }
+}
+
 /// The low byte of an extended SQLite result code is its primary code
 /// (<https://www.sqlite.org/rescode.html#extrc>).
 const PRIMARY_CODE_MASK: i32 = 0xff;

@@ -409,3 +409,31 @@ fn a_negative_time_or_number_edited_into_an_entry_is_refused_when_the_run_is_rea
         );
     }
 }
+
+/// Processes that start at the same moment on one journal file that does not exist yet each
+/// open it: none is refused as "locked by another process". Seen in CI (the lab's ledger
+/// script, two `vmove` runs started together): one of them failed at the open with SQLITE_BUSY,
+/// which SQLite returns at once, without waiting, to a connection that read the file before
+/// another one changed it (the switch to WAL mode, the schema's first migration). An open
+/// that meets it now tries again from the start, within the busy timeout.
+#[test]
+fn journals_opened_at_once_on_a_new_file_all_open() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sqlite");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let opens: Vec<_> = (0..6)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    Journal::open(&path).map(|_| ())
+                })
+            })
+            .collect();
+        for o in opens {
+            let r = o.join().unwrap();
+            assert!(r.is_ok(), "round {round}: {}", r.unwrap_err().chain());
+        }
+    }
+}

@@ -251,6 +251,27 @@ impl Journal {
         if let Some(location) = path.to_str().filter(|l| crate::location::is_postgres(l)) {
             return Journal::open_postgres(location, opts);
         }
+        // SQLite answers SQLITE_BUSY at once, without waiting out the busy timeout, to a
+        // connection that read the file before another one changed it: processes opening one
+        // new journal together (the switch to WAL mode, the schema's first migration) failed
+        // with "locked by another process" (seen in CI: two `vmove` runs started at once).
+        // Nothing is written before the migration's transaction, which is all or nothing, so
+        // an open that meets it starts again, until the busy timeout has passed.
+        let give_up = std::time::Instant::now() + opts.busy_timeout;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match Journal::open_sqlite(path.clone(), opts.clone(), mode) {
+                Err(e) if e.is_busy() && std::time::Instant::now() < give_up => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// One try at opening the SQLite journal at `path` (see [`Journal::open_in`]).
+    fn open_sqlite(path: PathBuf, opts: Options, mode: Mode) -> Result<Journal> {
         let open_err = |source| JournalError::Open {
             path: path.clone(),
             source,
