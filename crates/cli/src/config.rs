@@ -222,42 +222,24 @@ pub fn load(found: Option<(PathBuf, Origin)>) -> Result<ConfigFile, ConfigError>
 /// larger than [`MAX_CONFIG_BYTES`] (checked again while reading: it may grow meanwhile).
 /// Every reading of a config file goes through here (the journal's copy of it too).
 pub fn read_text(path: &Path, origin: &Origin) -> Result<String, ConfigError> {
-    use std::io::Read;
+    use vmove_driver::files::{BoundedReadError, read_regular_file_bounded};
     let read_err = |source| ConfigError::Read {
         path: path.to_path_buf(),
         origin: origin.clone(),
         source,
     };
-    // Opening a FIFO for reading waits for a writer: look at what the path is first (through
-    // symbolic links), then again at what was opened.
-    let kind = vmove_driver::files::not_a_regular_file;
-    let not_a_file = |kind| ConfigError::NotAFile {
-        path: path.to_path_buf(),
-        origin: origin.clone(),
-        kind,
-    };
-    let too_large = || ConfigError::TooLarge {
-        path: path.to_path_buf(),
-        origin: origin.clone(),
-    };
-    if let Some(k) = kind(&std::fs::metadata(path).map_err(read_err)?) {
-        return Err(not_a_file(k));
-    }
-    let file = std::fs::File::open(path).map_err(read_err)?;
-    let meta = file.metadata().map_err(read_err)?;
-    if let Some(k) = kind(&meta) {
-        return Err(not_a_file(k));
-    }
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(too_large());
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_err)?;
-    if bytes.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(too_large());
-    }
+    let (_, bytes) = read_regular_file_bounded(path, MAX_CONFIG_BYTES).map_err(|e| match e {
+        BoundedReadError::Io(source) => read_err(source),
+        BoundedReadError::NotAFile(kind) => ConfigError::NotAFile {
+            path: path.to_path_buf(),
+            origin: origin.clone(),
+            kind,
+        },
+        BoundedReadError::TooLarge => ConfigError::TooLarge {
+            path: path.to_path_buf(),
+            origin: origin.clone(),
+        },
+    })?;
     String::from_utf8(bytes).map_err(|e| {
         read_err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,

@@ -86,14 +86,23 @@ fn check_token(t: &str, from: &str) -> Result<()> {
 const MAX_TOKEN_FILE_BYTES: u64 = 4096;
 
 fn read_token_file(path: &Path) -> Result<String> {
-    use std::io::Read;
+    use vmove_driver::files::{BoundedReadError, read_regular_file_bounded};
     let shown = path.display();
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read the token file `{shown}`"))?;
-    // What it is first: a device (`/dev/zero`, mode 666) is not a token file, whoever may read it.
-    if let Some(kind) = vmove_driver::files::not_a_regular_file(&meta) {
-        bail!("the token file `{shown}` is not a regular file but {kind}");
-    }
+    // What it is first: a device (`/dev/zero`, mode 666) is not a token file, whoever may read
+    // it; then its size, then who may read it.
+    let (meta, bytes) = match read_regular_file_bounded(path, MAX_TOKEN_FILE_BYTES) {
+        Ok(read) => read,
+        Err(BoundedReadError::Io(e)) => {
+            return Err(e).with_context(|| format!("cannot read the token file `{shown}`"));
+        }
+        Err(BoundedReadError::NotAFile(kind)) => {
+            bail!("the token file `{shown}` is not a regular file but {kind}")
+        }
+        Err(BoundedReadError::TooLarge) => bail!(
+            "the token file `{shown}` is larger than {MAX_TOKEN_FILE_BYTES} bytes: it is not a \
+             token file (a token is one line of at least 16 characters)"
+        ),
+    };
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -104,22 +113,10 @@ fn read_token_file(path: &Path) -> Result<String> {
             );
         }
     }
-    let too_large = || {
-        anyhow::anyhow!(
-            "the token file `{shown}` is larger than {MAX_TOKEN_FILE_BYTES} bytes: it is not a \
-             token file (a token is one line of at least 16 characters)"
-        )
-    };
-    if meta.len() > MAX_TOKEN_FILE_BYTES {
-        return Err(too_large());
-    }
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_TOKEN_FILE_BYTES + 1).read_to_string(&mut text))
-        .with_context(|| format!("cannot read the token file `{shown}`"))?;
-    if text.len() as u64 > MAX_TOKEN_FILE_BYTES {
-        return Err(too_large());
-    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("the token file `{shown}` is not UTF-8 text"))?;
     let t = text.trim().to_owned();
     check_token(&t, &format!("`{shown}`"))?;
     Ok(t)
@@ -291,8 +288,8 @@ mod tests {
             e.contains("`/dev/zero` is not a regular file but a character device"),
             "{e}"
         );
-        let dir = std::env::temp_dir().join(format!("vmove-token-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let big = dir.join("big");
         std::fs::write(&big, "a".repeat(1 << 20)).unwrap();
         std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -302,6 +299,8 @@ mod tests {
         std::fs::write(&ok, "0123456789abcdef0123\n").unwrap();
         std::fs::set_permissions(&ok, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(read_token_file(&ok).unwrap(), "0123456789abcdef0123");
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&ok, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = read_token_file(&ok).unwrap_err().to_string();
+        assert!(e.contains("may be read by others (mode 644)"), "{e}");
     }
 }
