@@ -236,6 +236,19 @@ pub enum JournalError {
         what: String,
         value: i64,
     },
+    /// Entries are missing from a run, or one stands past its last: vmove numbers a run's
+    /// entries 1, 2, 3... in the transaction that writes each, and never deletes one, so a gap
+    /// or an entry past the run's count means the journal was edited or damaged, and a replay
+    /// of what is left would tell a wrong story (an intent without the outcome that answered it).
+    #[error(
+        "the journal's run {run} {what}, which vmove never leaves: the journal was edited or \
+         damaged (nothing was changed)"
+    )]
+    Gap {
+        run: String,
+        /// What is wrong, with where (`lacks entries 4 to 6`).
+        what: String,
+    },
     /// A stored value is not one this build knows.
     #[error("the journal holds an unknown {what} `{value}`")]
     Corrupt {

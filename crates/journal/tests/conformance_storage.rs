@@ -410,6 +410,68 @@ fn a_negative_time_or_number_edited_into_an_entry_is_refused_when_the_run_is_rea
     }
 }
 
+/// An entry deleted from a run (in the middle, or its last), or one added past the run's
+/// count, is refused when the run is read, naming the entries and the run, with nothing
+/// changed. Before, the run was read without them: an intent whose outcome was deleted
+/// replayed as a step still under way, and an entry after the run's count was replayed too.
+#[test]
+fn a_run_missing_an_entry_or_holding_one_past_its_last_is_refused_when_read() {
+    let edits: [(&str, &str); 3] = [
+        (
+            "DELETE FROM entries WHERE run_id = 'r1' AND seq IN (4, 5)",
+            "lacks entries 4 to 5",
+        ),
+        (
+            "DELETE FROM entries WHERE run_id = 'r1' \
+             AND seq = (SELECT last_seq FROM runs WHERE id = 'r1')",
+            "lacks entry ",
+        ),
+        (
+            "INSERT INTO entries (run_id, seq, kind, at, vm, attempt, name, answers, body, \
+             written_at) SELECT run_id, seq + 100, kind, at, vm, attempt, name, answers, body, \
+             written_at FROM entries WHERE run_id = 'r1' AND seq = 1",
+            "past its last",
+        ),
+    ];
+    for (sql, said) in edits {
+        let (_dir, path) = temp_path();
+        let clock = clock();
+        let mut j = open_as(&path, &clock, me());
+        j.create_run(&new_run("r1", Selection::All)).unwrap();
+        write_steps(&mut j, "r1", &script("r1", "u", 3), &mut Vec::new());
+        j.load_run("r1").expect("the run reads before the edit");
+        drop(j);
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            assert!(
+                conn.execute(sql, []).unwrap() > 0,
+                "{said}: the edit hit a row"
+            );
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let j = Journal::open_existing(&path).unwrap();
+        let err = j.load_run("r1").unwrap_err();
+        assert!(
+            matches!(&err, JournalError::Gap { run, .. } if run == "r1"),
+            "{said}: {err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains(said), "{msg}");
+        assert!(
+            msg.contains("run r1") && msg.contains("nothing was changed"),
+            "{msg}"
+        );
+        // A reader that tails the run meets the same refusal past the gap, not a shorter run.
+        assert!(j.entries_after("r1", 0).is_err(), "{said}: entries_after");
+        drop(j);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "{said}: nothing changed"
+        );
+    }
+}
+
 /// Processes that start at the same moment on one journal file that does not exist yet each
 /// open it: none is refused as "locked by another process". Seen in CI (the lab's ledger
 /// script, two `vmove` runs started together): one of them failed at the open with SQLITE_BUSY,

@@ -98,9 +98,21 @@ pub(super) fn not_negative(run: &str, n: i64, what: impl FnOnce() -> String) -> 
     })
 }
 
-/// A run's entries with `from <= seq <= until`, in order.
+/// A run's entries with `from <= seq <= until`, in order: all of them, or
+/// [`JournalError::Gap`] if one in that range is missing or one stands past the run's last
+/// (vmove numbers a run's entries 1, 2, 3... and deletes none).
 fn read_entries(conn: &Db, run: &str, from: u64, until: u64) -> Result<Vec<Entry>> {
     let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let last: i64 = conn.query_row("SELECT last_seq FROM runs WHERE id = ?1", vals![run], |r| {
+        r.get(0)
+    })?;
+    let last = not_negative(run, last, || "the run's count of entries".into())?;
+    let gap = |what: String| JournalError::Gap {
+        run: run.to_owned(),
+        what,
+    };
+    // The next sequence number the range must hold.
+    let mut next = from.max(1);
     let mut entries = Vec::new();
     let rows = conn.query_map(
         "SELECT seq, kind, at, answers, body, written_at FROM entries
@@ -118,7 +130,15 @@ fn read_entries(conn: &Db, run: &str, from: u64, until: u64) -> Result<Vec<Entry
         },
     )?;
     for (seq, kind, at, answers, body, written) in rows {
-        let seq = not_negative(run, seq, || "an entry's sequence number".into())?;
+        // `seq >= from` in the query: never below 0 here.
+        let seq = u64::try_from(seq).unwrap_or_default();
+        if seq > last {
+            return Err(gap(format!("holds entry {seq}, past its last ({last})")));
+        }
+        if seq != next {
+            return Err(gap(missing(next, seq - 1)));
+        }
+        next = seq + 1;
         let at = not_negative(run, at, || format!("the run time of entry {seq}"))?;
         let answers = answers
             .map(|a| not_negative(run, a, || format!("the intent entry {seq} answers")))
@@ -145,5 +165,18 @@ fn read_entries(conn: &Db, run: &str, from: u64, until: u64) -> Result<Vec<Entry
             body,
         });
     }
+    let end = until.min(last);
+    if next <= end {
+        return Err(gap(missing(next, end)));
+    }
     Ok(entries)
+}
+
+/// "lacks entry 4" or "lacks entries 4 to 6".
+fn missing(first: u64, last: u64) -> String {
+    if first == last {
+        format!("lacks entry {first}")
+    } else {
+        format!("lacks entries {first} to {last}")
+    }
 }
