@@ -302,8 +302,10 @@ pub enum Input {
     Located {
         vm: VmId,
         attempt: u32,
-        /// Where it is.
-        result: Result<Location, Failure>,
+        /// Where it is. Boxed: a location holds two VM records, and unboxed it made every
+        /// input (each progress answer too) three times the size of the next largest, copied
+        /// whole at each hand-over.
+        result: Result<Box<Location>, Failure>,
     },
     /// Answer to [`Command::Verify`].
     Verified {

@@ -165,10 +165,10 @@ fn a_source_left_paused_by_an_interrupted_migration_is_finished_once_the_destina
             Some(Input::Located {
                 vm: vm.clone(),
                 attempt: *attempt,
-                result: Ok(located(
+                result: Ok(Box::new(located(
                     Some(paused_by_interrupted_migration()),
                     Some(seen(PowerState::Running, Activity::Idle)),
-                )),
+                ))),
             })
         }
         Command::Verify { request: r, .. } => {
@@ -250,10 +250,10 @@ fn a_paused_source_is_never_stopped_when_the_destination_copy_is_not_proven_this
             Some(Input::Located {
                 vm: vm.clone(),
                 attempt: *attempt,
-                result: Ok(located(
+                result: Ok(Box::new(located(
                     Some(paused_by_interrupted_migration()),
                     Some(seen(PowerState::Running, Activity::Idle)),
-                )),
+                ))),
             })
         }
         Command::Verify { request: r, .. } => {
@@ -318,13 +318,13 @@ fn a_source_left_paused_by_an_interrupted_migration_with_no_copy_elsewhere_is_re
             Some(Input::Located {
                 vm: vm.clone(),
                 attempt: *attempt,
-                result: Ok(Location {
+                result: Ok(Box::new(Location {
                     running_migration: on_source
                         .as_ref()
                         .filter(|v| v.activity == Activity::MigrationInterrupted)
                         .map(|_| MigrationHandle("adopted:id-v".into())),
                     ..located(on_source.clone(), on_destination.clone())
-                }),
+                })),
             })
         }
         Command::AbortMigration { request: r, .. } => {
@@ -454,7 +454,7 @@ fn an_incoming_copy_still_on_the_destination_after_a_resume_is_waited_out_before
             Some(Input::Located {
                 vm: r.vm.clone(),
                 attempt: r.attempt,
-                result: Ok(answer),
+                result: Ok(Box::new(answer)),
             })
         }
         Command::ListLeftovers { request: r, .. } => {
@@ -523,11 +523,11 @@ fn a_vm_its_owner_paused_stays_paused_after_a_resume() {
             Some(Input::Located {
                 vm: vm.clone(),
                 attempt: *attempt,
-                result: Ok(Location {
+                result: Ok(Box::new(Location {
                     on_source: Some(seen(PowerState::Paused, Activity::Idle)),
                     on_destination: None,
                     running_migration: None,
-                }),
+                })),
             })
         }
         Command::ListLeftovers { request: r, .. } => {
@@ -651,7 +651,7 @@ fn a_re_adopted_migration_that_fails_after_the_crash_does_not_count() {
             Some(Input::Located {
                 vm: vm.clone(),
                 attempt: *attempt,
-                result: Ok(Location {
+                result: Ok(Box::new(Location {
                     on_source: Some(seen(
                         PowerState::Running,
                         if job_runs {
@@ -662,7 +662,7 @@ fn a_re_adopted_migration_that_fails_after_the_crash_does_not_count() {
                     )),
                     on_destination: on_destination.clone(),
                     running_migration: job_runs.then(|| MigrationHandle("adopted:id-v".into())),
-                }),
+                })),
             })
         }
         Command::PollMigration { request: r, .. } if r.attempt == 3 => {
@@ -774,7 +774,7 @@ fn resume_a_migration_with_aids(
         Command::Locate { request: r } => Some(Input::Located {
             vm: r.vm.clone(),
             attempt: r.attempt,
-            result: Ok(Location {
+            result: Ok(Box::new(Location {
                 // Aborted (the case without the journal's aids): back on the source alone.
                 on_source: (!done).then(|| {
                     if aborted {
@@ -795,7 +795,7 @@ fn resume_a_migration_with_aids(
                 }),
                 running_migration: (!done && !aborted)
                     .then(|| MigrationHandle("adopted:id-v".into())),
-            }),
+            })),
         }),
         Command::PollMigration { request: r, .. } => {
             polls += 1;

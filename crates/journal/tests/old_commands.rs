@@ -254,11 +254,11 @@ fn an_old_journal_resumes_with_the_request_the_attempt_was_started_with() {
         Input::Located {
             vm: vm.clone(),
             attempt: 1,
-            result: Ok(vmove_core::Location {
+            result: Ok(Box::new(vmove_core::Location {
                 on_source: None,
                 on_destination: None,
                 running_migration: Some(MigrationHandle("job-1".into())),
-            }),
+            })),
         },
     );
     let abort = std::iter::from_fn(|| core.poll_command())

@@ -141,11 +141,11 @@ impl World {
                 Input::Located {
                     vm,
                     attempt,
-                    result: Ok(Location {
+                    result: Ok(Box::new(Location {
                         on_source: self.on(&request.source),
                         on_destination: self.on(&request.destination),
                         running_migration: None,
-                    }),
+                    })),
                 }
             }
             Command::Verify { request } => {

@@ -271,7 +271,8 @@ impl Exec {
                         ReadOnly,
                         |d| d.locate(&request),
                     )
-                    .await,
+                    .await
+                    .map(Box::new),
                 vm: request.vm.clone(),
                 attempt: request.attempt,
             },

@@ -339,7 +339,7 @@ impl Exec {
                 Input::Located {
                     vm: request.vm.clone(),
                     attempt: request.attempt,
-                    result: result.map_err(Into::into),
+                    result: result.map(Box::new).map_err(Into::into),
                 }
             }
             Command::Verify { request } => Input::Verified {

@@ -510,7 +510,7 @@ impl Core {
                         if let Ok(loc) = &result {
                             self.note_location(idx, loc);
                         }
-                        VmEvent::Located(result.map(Box::new))
+                        VmEvent::Located(result)
                     }
                     Input::Verified { result, .. } => VmEvent::Verified(result),
                     Input::LeftoversListed { result, .. } => VmEvent::Leftovers(result),

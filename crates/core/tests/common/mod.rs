@@ -373,11 +373,11 @@ impl World {
                 Input::Located {
                     vm,
                     attempt,
-                    result: Ok(Location {
+                    result: Ok(Box::new(Location {
                         on_source,
                         on_destination,
                         running_migration,
-                    }),
+                    })),
                 }
             }
             Command::Verify { request } => {
