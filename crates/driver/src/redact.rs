@@ -54,7 +54,10 @@ pub fn redact_uris(text: &str) -> Cow<'_, str> {
                     .map_or(query_end, |e| e + p);
                 if let Some(eq) = text[p..end].find('=').map(|e| e + p) {
                     let value = &text[eq + 1..end];
-                    if is_secret_parameter(&text[p..eq]) && !value.is_empty() && value != REDACTED {
+                    if is_secret_parameter(&query_key(&text[p..eq]))
+                        && !value.is_empty()
+                        && value != REDACTED
+                    {
                         out.push_str(&text[done..=eq]);
                         out.push_str(REDACTED);
                         done = end;
@@ -92,6 +95,38 @@ pub fn is_secret_parameter(name: &str) -> bool {
         || n.contains("secret")
         || n.contains("token")
         || n.ends_with("key")
+}
+
+/// A query parameter's name as the URI's reader takes it: percent-decoded (RFC 3986 section
+/// 2.1; tokio-postgres decodes each key, so `?%70assword=x` is its `password`). A `%` not
+/// followed by two hex digits, or bytes that do not decode to UTF-8, stay as written.
+pub fn query_key(raw: &str) -> Cow<'_, str> {
+    if !raw.contains('%') {
+        return Cow::Borrowed(raw);
+    }
+    let b = raw.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| char::from(c).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            )
+        {
+            // Two hex digits: below 256.
+            out.push(u8::try_from(h * 16 + l).unwrap_or(b'%'));
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    match String::from_utf8(out) {
+        Ok(s) => Cow::Owned(s),
+        Err(_) => Cow::Borrowed(raw),
+    }
 }
 
 /// Whether `before` ends with a URI scheme (`qemu+tcp`, `https`).
@@ -167,6 +202,35 @@ mod tests {
             assert_eq!(redact_uris(input), want, "{input}");
             assert_eq!(redact_uris(want), want, "{want}");
         }
+    }
+
+    /// A parameter's name percent-encoded is the same name to the URI's reader
+    /// (tokio-postgres decodes keys): before, `?%70assword=s3cret` was printed and journaled
+    /// whole, since only the name as written was looked at.
+    #[test]
+    fn a_secret_parameter_whose_name_is_percent_encoded_is_hidden_too() {
+        let cases = [
+            (
+                "postgresql://vm@/vj?host=/tmp/s&%70assword=hunter2",
+                "postgresql://***@/vj?host=/tmp/s&%70assword=***",
+            ),
+            (
+                "qemu+tcp://h/system?%70%61%73%73word=S3cretB&x=1&PASS%57ORD=c",
+                "qemu+tcp://h/system?%70%61%73%73word=***&x=1&PASS%57ORD=***",
+            ),
+            ("https://h/p?%74oken=t", "https://h/p?%74oken=***"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact_uris(input), want, "{input}");
+        }
+        assert_eq!(query_key("%70assword"), "password");
+        assert_eq!(query_key("a%2"), "a%2", "a % without two hex digits stays");
+        assert_eq!(
+            query_key("%zz%ff"),
+            "%zz%ff",
+            "not UTF-8 once decoded: as written"
+        );
+        assert_eq!(query_key("plain"), "plain");
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub fn redact(location: &str) -> String {
 }
 
 /// Whether a PostgreSQL URL carries a password: in its user information
-/// (`postgresql://user:secret@host/db`) or as a `password=` parameter.
+/// (`postgresql://user:secret@host/db`) or as a `password=` parameter, its name written in any
+/// case or percent-encoded (`%70assword=`: tokio-postgres decodes keys).
 pub fn url_has_password(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split(['/', '?']).next().unwrap_or("");
@@ -30,7 +31,7 @@ pub fn url_has_password(url: &str) -> bool {
     let in_query = query.split('&').any(|kv| {
         kv.split('=')
             .next()
-            .is_some_and(|k| k.eq_ignore_ascii_case("password"))
+            .is_some_and(|k| vmove_driver::redact::query_key(k).eq_ignore_ascii_case("password"))
     });
     in_userinfo || in_query
 }
@@ -229,6 +230,9 @@ mod tests {
             "postgresql://vmove:s3cret@db.example/journal",
             "postgres://vmove:s3cret@db.example:5432/journal?sslmode=disable",
             "postgresql://vmove@db.example/journal?password=s3cret",
+            // The key percent-encoded, or in capitals: tokio-postgres reads it as `password`.
+            "postgresql://vm@/vj?host=/tmp/pgsock&%70assword=s3cret",
+            "postgresql://vm@/vj?PASS%57ORD=s3cret",
         ] {
             assert!(url_has_password(url), "{url}");
             let e = check_postgres_location(url).unwrap_err().to_string();
