@@ -153,11 +153,9 @@ pub fn open_existing(eff: &Effective) -> Result<Journal> {
     if journal_is_database(eff) {
         // A database that is not there, or not reachable, is an error from the open (naming
         // the location); an empty one is migrated and has no runs.
-    } else if path.is_dir() {
-        bail!(
-            "the journal `{}` is a folder, not a journal file",
-            path.display()
-        );
+    } else if path.exists() && !path.is_file() {
+        // A folder, a device, a FIFO: the journal's open names what it is, before SQLite
+        // opens anything.
     } else if !path.is_file() {
         bail!(
             "no journal at `{}`: no run was journaled there (check --journal, VMOVE_JOURNAL or `journal` in [defaults])",

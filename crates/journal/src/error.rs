@@ -28,6 +28,19 @@ pub enum JournalError {
         /// Its first tables, for the message.
         tables: String,
     },
+    /// The journal's path is a device, a FIFO, a folder or a socket: SQLite would open a
+    /// device as a database file (writing its header over a block device's first bytes) and
+    /// make its own files beside it (`/dev/null-journal`), and a FIFO waits for a writer.
+    #[error(
+        "the journal `{}` is not a regular file but {kind}: nothing was opened or written; name \
+         a file (--journal, VMOVE_JOURNAL or `journal` in [defaults])",
+        path.display()
+    )]
+    NotAFile {
+        path: PathBuf,
+        /// What it is instead ("a block device").
+        kind: &'static str,
+    },
     /// The journal file could not be created.
     #[error("could not create the journal file {}", path.display())]
     Create {

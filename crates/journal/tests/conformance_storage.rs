@@ -499,3 +499,64 @@ fn journals_opened_at_once_on_a_new_file_all_open() {
         }
     }
 }
+
+/// A journal path that is a folder, a FIFO or a character device is refused by every open and
+/// by the check a run makes first, naming what it is, with nothing created beside it. Before,
+/// SQLite opened a device as a database file: it wrote its header over a block device's first
+/// bytes, made `/dev/null-journal` beside `/dev/null`, and a FIFO gave "disk I/O error" or
+/// "no journal" (found by an audit).
+#[cfg(unix)]
+#[test]
+fn a_journal_path_that_is_a_folder_a_fifo_or_a_device_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("folder");
+    std::fs::create_dir(&folder).unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut cases = vec![(folder, "a folder"), (fifo, "a FIFO (named pipe)")];
+    // A character device of the test's own (the null device's numbers), where it may make one.
+    let null = dir.path().join("null");
+    if std::process::Command::new("mknod")
+        .arg(&null)
+        .args(["c", "1", "3"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        cases.push((null, "a character device"));
+    }
+    for (path, kind) in cases {
+        let refused = |r: Result<(), JournalError>, how: &str| {
+            let e = r.unwrap_err();
+            assert!(
+                matches!(&e, JournalError::NotAFile { kind: k, .. } if *k == kind),
+                "{how} {kind}: {e:?}"
+            );
+            let msg = e.to_string();
+            assert!(
+                msg.contains("is not a regular file but") && msg.contains(kind),
+                "{msg}"
+            );
+        };
+        refused(Journal::open(&path).map(drop), "open");
+        refused(Journal::open_existing(&path).map(drop), "open_existing");
+        refused(Journal::check_location(&path), "check_location");
+        let mut beside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        beside.sort();
+        assert!(
+            beside
+                .iter()
+                .all(|n| !n.contains("-journal") && !n.contains("-wal")),
+            "{kind}: {beside:?}"
+        );
+    }
+}

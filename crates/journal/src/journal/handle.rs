@@ -115,6 +115,23 @@ enum Holds {
 const MARKER_COLUMNS: [&str; 3] = ["version", "applied_at", "description"];
 
 /// Reads what the file holds (SQLite's own catalogue only: nothing is written).
+/// [`JournalError::NotAFile`] if `path` is there (through symbolic links) and is not a
+/// regular file; looked at before SQLite opens anything (it would write a block device's first
+/// bytes, make `/dev/null-journal` beside a character device, wait on a FIFO).
+fn not_a_file(path: &Path) -> Result<()> {
+    match std::fs::metadata(path)
+        .ok()
+        .as_ref()
+        .and_then(vmove_driver::files::not_a_regular_file)
+    {
+        Some(kind) => Err(JournalError::NotAFile {
+            path: path.to_path_buf(),
+            kind,
+        }),
+        None => Ok(()),
+    }
+}
+
 fn what_it_holds(conn: &Connection) -> rusqlite::Result<Holds> {
     let names: Vec<String> = conn
         .prepare(
@@ -198,7 +215,11 @@ impl Journal {
     pub fn check_location(path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let postgres = path.to_str().is_some_and(crate::location::is_postgres);
-        if postgres || !path.is_file() {
+        if postgres {
+            return Ok(());
+        }
+        not_a_file(path)?;
+        if !path.is_file() {
             return Ok(());
         }
         let open_err = |source| JournalError::Open {
@@ -251,6 +272,7 @@ impl Journal {
         if let Some(location) = path.to_str().filter(|l| crate::location::is_postgres(l)) {
             return Journal::open_postgres(location, opts);
         }
+        not_a_file(&path)?;
         // SQLite answers SQLITE_BUSY at once, without waiting out the busy timeout, to a
         // connection that read the file before another one changed it: processes opening one
         // new journal together (the switch to WAL mode, the schema's first migration) failed
