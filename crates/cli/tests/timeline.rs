@@ -420,7 +420,8 @@ fn a_plan_row_of_a_vm_not_in_the_run_is_ignored() {
 
 #[test]
 fn a_text_timeline_fitted_to_70000_columns_is_printed_without_a_panic() {
-    // `COLUMNS` over 65,535 once fed a `{:<w$}` width, which panics.
+    // `COLUMNS` over 65,535 once fed a `{:<w$}` width, which panics. (Now any width over 1000
+    // is taken as 1000.)
     let sb = with_a_run("tl-wide", SIM_HOSTS);
     let r = sb.run_env(&["report", "--timeline"], &[("COLUMNS", "70000")]);
     assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
@@ -430,5 +431,61 @@ fn a_text_timeline_fitted_to_70000_columns_is_printed_without_a_panic() {
         .lines()
         .find(|l| l.contains("|0s"))
         .expect("the time axis");
-    assert_eq!(axis.chars().count(), 70_000, "the axis spans the width");
+    assert_eq!(
+        axis.chars().count(),
+        1000,
+        "the axis spans the widest width"
+    );
+}
+
+/// The width of the text timeline in `out` (its time axis), if it holds one.
+fn axis_width(out: &str) -> Option<usize> {
+    let from = out.find("timeline of run")?;
+    out[from..]
+        .lines()
+        .find(|l| l.contains("|0s"))
+        .map(|l| l.chars().count())
+}
+
+/// `COLUMNS` wider than any terminal is taken as the widest vmove fits to, 1000 columns. Before,
+/// `COLUMNS=18446744073709551615` had the text timeline ask for that many columns once every VM
+/// had moved: `capacity overflow`, exit 101, and the run's `--report` never written
+/// (`COLUMNS=100000000` printed a 700 MB timeline). Now `plan`, the run and `report` each end
+/// as they would have, the report written, their timelines 1000 columns wide.
+#[test]
+fn a_columns_wider_than_any_terminal_is_taken_as_1000_and_the_run_still_writes_its_report() {
+    let sb = Sandbox::new("tl-huge-columns");
+    sb.write("vmove.toml", SIM_HOSTS);
+    for columns in ["18446744073709551615", "100000000"] {
+        let env = [("COLUMNS", columns)];
+        let p = sb.run_env(&["plan", "evacuate", "a", "--to", "b", "--timeline"], &env);
+        assert!(!p.stderr.contains("panicked"), "{columns}: {}", p.stderr);
+        assert_eq!(axis_width(&p.stdout), Some(1000), "{columns}: {}", p.stdout);
+    }
+    let r = sb.run_env(
+        &[
+            "evacuate",
+            "a",
+            "--to",
+            "b",
+            "--plain",
+            "--timeline",
+            "--report",
+            "r.json",
+        ],
+        &[("COLUMNS", "18446744073709551615")],
+    );
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    // huge-1 fits nowhere: the run's own exit code, as `with_a_run`'s.
+    r.expect_code(2);
+    assert_eq!(axis_width(&r.stdout), Some(1000), "{}", r.stdout);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sb.dir.join("r.json")).unwrap()).unwrap();
+    assert_eq!(report["outcome"], "some_unmigratable", "{report}");
+    let t = sb.run_env(
+        &["report", "--timeline"],
+        &[("COLUMNS", "18446744073709551615")],
+    );
+    t.expect_code(0);
+    assert_eq!(axis_width(&t.stdout), Some(1000), "{}", t.stdout);
 }

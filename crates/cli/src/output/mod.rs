@@ -22,4 +22,4 @@ pub use record::{
     NextRun, Record, RecordSink, RunOutcome, SharedRecord, VmOutcome, hostname, lock,
 };
 pub use report::{ReportFormat, check_writable};
-pub use table::{Table, terminal_width};
+pub use table::{MAX_WIDTH, Table, terminal_width};

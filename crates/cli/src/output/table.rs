@@ -1,8 +1,8 @@
 //! Tables for people that fit the terminal: `history`, `status`, the run summary and
 //! `vmove report`. The width is `COLUMNS` when it holds a number, else the terminal's width
-//! when stdout is a terminal; with neither (a pipe, a file) nothing is cut. To fit, the wide
-//! columns shrink: the last (reasons, notes, state) is wrapped onto more lines under itself,
-//! the others (names, ids) are cut with `…`.
+//! when stdout is a terminal, at most [`MAX_WIDTH`]; with neither (a pipe, a file) nothing is
+//! cut. To fit, the wide columns shrink: the last (reasons, notes, state) is wrapped onto more
+//! lines under itself, the others (names, ids) are cut with `…`.
 
 /// The narrowest a shrinking column gets (its heading is cut too).
 const MIN_COLUMN: usize = 8;
@@ -13,7 +13,15 @@ const GAP: &str = "  ";
 /// How far the last column is indented when it goes under its row.
 const STACK_INDENT: usize = 4;
 
-/// The width tables are fitted to, if any: `COLUMNS`, else the terminal's.
+/// The widest output is fitted to: a `COLUMNS` (or a terminal) wider is taken as this many
+/// columns. No terminal is wider in practice, and every width printed (the text timeline draws
+/// each row that wide) stays bounded: `COLUMNS=18446744073709551615` once asked the timeline
+/// for that many characters a row (`capacity overflow` after the run, its report unwritten),
+/// and `COLUMNS=100000000` printed 700 MB.
+pub const MAX_WIDTH: usize = 1000;
+
+/// The width tables are fitted to, if any: `COLUMNS`, else the terminal's; at most
+/// [`MAX_WIDTH`].
 pub fn terminal_width() -> Option<usize> {
     use std::io::IsTerminal;
     width_from(std::env::var("COLUMNS").ok().as_deref(), || {
@@ -24,12 +32,19 @@ pub fn terminal_width() -> Option<usize> {
     })
 }
 
-/// `COLUMNS` (a positive number) wins; else what `terminal` says.
+/// `COLUMNS` (a positive number) wins; else what `terminal` says; either at most [`MAX_WIDTH`]
+/// (a number too large for a `usize` too).
 fn width_from(columns: Option<&str>, terminal: impl FnOnce() -> Option<usize>) -> Option<usize> {
-    match columns.and_then(|c| c.trim().parse::<usize>().ok()) {
+    let columns = columns.and_then(|c| match c.trim().parse::<usize>() {
+        Ok(w) => Some(w),
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => Some(MAX_WIDTH),
+        Err(_) => None,
+    });
+    match columns {
         Some(w) if w > 0 => Some(w),
         _ => terminal(),
     }
+    .map(|w| w.min(MAX_WIDTH))
 }
 
 /// A table: a heading row and rows of cells; columns listed in `right` are aligned right,
@@ -283,6 +298,16 @@ mod tests {
         assert_eq!(width_from(Some("wide"), || Some(200)), Some(200));
         assert_eq!(width_from(Some("0"), || None), None);
         assert_eq!(width_from(None, || None), None);
+    }
+
+    #[test]
+    fn a_width_wider_than_the_widest_is_taken_as_the_widest() {
+        let widest = Some(MAX_WIDTH);
+        assert_eq!(width_from(Some("18446744073709551615"), || None), widest);
+        assert_eq!(width_from(Some("99999999999999999999999"), || None), widest);
+        assert_eq!(width_from(Some("4294967295"), || None), widest);
+        assert_eq!(width_from(None, || Some(65_535)), widest);
+        assert_eq!(width_from(Some("1000"), || None), Some(1000));
     }
 
     #[test]

@@ -395,3 +395,14 @@ fn predicted_bars_sit_beside_the_real_ones() {
         .count();
     assert_eq!(predicted, n);
 }
+
+#[test]
+fn a_text_timeline_asked_for_more_columns_than_the_widest_is_drawn_in_the_widest() {
+    // `usize::MAX` columns once asked for a row of that many characters: `capacity overflow`.
+    let (t, _) = demo();
+    for width in [usize::MAX, 100_000_000, crate::output::MAX_WIDTH + 1] {
+        let out = text::text(&t, width);
+        let widest = out.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+        assert_eq!(widest, crate::output::MAX_WIDTH, "{width}");
+    }
+}

@@ -54,9 +54,10 @@ fn label(s: &str, w: usize) -> String {
     }
 }
 
-/// The text timeline in `width` columns (at least 40 are used).
+/// The text timeline in `width` columns (at least 40 and at most
+/// [`crate::output::MAX_WIDTH`] are used: each row is drawn that wide).
 pub fn text(t: &Timeline, width: usize) -> String {
-    let width = width.max(40);
+    let width = width.clamp(40, crate::output::MAX_WIDTH);
     let lw = 18usize.min(width / 4);
     let cols = width - lw - 2;
     let end = t.span_ms();
