@@ -33,9 +33,14 @@ pub fn open_file(path: &Path) -> Result<Arc<Mutex<std::fs::File>>> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
+    // A FIFO, a device or a folder is refused before it is opened (opening a FIFO waits for a
+    // reader: vmove hung before anything ran), and what was opened is looked at again.
+    let refuse = |meta| crate::output::refuse_unless_regular("--log-file", "log file", path, meta);
+    refuse(&std::fs::metadata(path))?;
     let f = opts
         .open(path)
         .with_context(|| format!("cannot open the log file `{}`", path.display()))?;
+    refuse(&f.metadata())?;
     Ok(Arc::new(Mutex::new(f)))
 }
 

@@ -162,6 +162,60 @@ fn a_sim_state_file_that_is_a_device_a_fifo_or_a_folder_is_refused_naming_it() {
     }
 }
 
+/// `--report FILE` and `--log-file FILE` that are a FIFO, a device or a folder are refused
+/// before anything runs, naming the flag, the path and what it is, with nothing journaled and
+/// the hosts untouched. Before, a FIFO hung vmove for good before the run started (opening it to
+/// check it waits for a reader), and `/dev/null` swallowed the report or the log.
+#[cfg(unix)]
+#[test]
+fn a_report_or_log_file_that_is_a_fifo_a_device_or_a_folder_is_refused_naming_it() {
+    let sb = Sandbox::new("out-kinds");
+    sb.write("vmove.toml", SIM_CONFIG);
+    let fifo = sb.path("out.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    std::fs::create_dir_all(sb.path("folder")).unwrap();
+    for (flag, what) in [("--report", "report file"), ("--log-file", "log file")] {
+        for (file, kind) in [
+            ("out.fifo", "a FIFO (named pipe)"),
+            ("/dev/null", "a character device"),
+            ("folder", "a folder"),
+        ] {
+            let journal = sb.path(&format!("j{flag}-{}/journal.db", kind.replace(' ', "-")));
+            let before = sb.snapshot();
+            let run = sb.run_within(
+                &["evacuate", "a", "--to", "b", "--plain", flag, file],
+                &[("VMOVE_JOURNAL", journal.to_str().unwrap())],
+                std::time::Duration::from_secs(30),
+            );
+            run.no_panic();
+            assert_eq!(run.code, Some(1), "{flag} {file}: {}", run.stderr);
+            let said =
+                format!("flag `{flag}`: the {what} `{file}` is not a regular file but {kind}");
+            assert!(run.stderr.contains(&said), "{flag} {file}: {}", run.stderr);
+            assert!(!journal.exists(), "{flag} {file}: nothing journaled");
+            assert_eq!(sb.snapshot(), before, "{flag} {file}: nothing changed");
+        }
+    }
+    // A path that does not exist yet is made, as before.
+    let run = sb.run(&[
+        "migrate",
+        "a:keep-1",
+        "--to",
+        "b",
+        "--plain",
+        "--report",
+        "new.json",
+        "--log-file",
+        "new.log",
+    ]);
+    run.no_panic().expect_code(0);
+    assert!(sb.path("new.json").is_file() && sb.path("new.log").is_file());
+}
+
 #[test]
 fn a_second_process_on_the_same_sim_state_file_is_refused_while_the_first_runs() {
     let sb = Sandbox::new("state-lock");

@@ -21,5 +21,5 @@ pub use ndjson::NdjsonSink;
 pub use record::{
     NextRun, Record, RecordSink, RunOutcome, SharedRecord, VmOutcome, hostname, lock,
 };
-pub use report::{ReportFormat, check_writable};
+pub use report::{ReportFormat, check_writable, refuse_unless_regular};
 pub use table::{MAX_WIDTH, Table, terminal_width};

@@ -236,19 +236,40 @@ impl ReportFormat {
     }
 }
 
+/// Refuses a file named by `flag` (the `what`: "report file") that is not a regular file (a
+/// FIFO, a device, a folder), by `meta`, what was found at `path` (through symbolic links); a
+/// path where nothing is yet (an error) is fine: it will be made. Looked at before the file is
+/// opened: opening a FIFO to write to it waits for a reader that never comes (vmove hung before
+/// the run started), and `/dev/null` keeps nothing of what it is given.
+pub fn refuse_unless_regular(
+    flag: &str,
+    what: &str,
+    path: &Path,
+    meta: &std::io::Result<std::fs::Metadata>,
+) -> anyhow::Result<()> {
+    match meta
+        .as_ref()
+        .ok()
+        .and_then(vmove_driver::files::not_a_regular_file)
+    {
+        Some(kind) => anyhow::bail!(
+            "flag `{flag}`: the {what} `{}` is not a regular file but {kind}: name a file (it \
+             is made if missing)",
+            path.display()
+        ),
+        None => Ok(()),
+    }
+}
+
 /// Checks, before a run starts, that `--report` can be written (not only once every VM moved):
-/// not a folder, its folder exists, and a file can be made or appended to there. Nothing is left behind: a file made to check is removed again.
+/// a regular file or nothing yet ([`refuse_unless_regular`]), its folder exists, and a file can
+/// be made or appended to there. Nothing is left behind: a file made to check is removed again.
 pub fn check_writable(path: &Path) -> anyhow::Result<()> {
     use anyhow::{Context, bail};
     if path.as_os_str().is_empty() {
         bail!("flag `--report`: an empty file name");
     }
-    if path.is_dir() {
-        bail!(
-            "flag `--report`: `{}` is a folder, not a file",
-            path.display()
-        );
-    }
+    refuse_unless_regular("--report", "report file", path, &std::fs::metadata(path))?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
