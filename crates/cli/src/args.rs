@@ -367,8 +367,8 @@ pub struct Common {
         value_name = "MB/S"
     )]
     pub plan_bandwidth: Option<u64>,
-    /// `plan`: the fixed time each migration takes besides moving bytes, seconds [default:
-    /// fitted from the journal, else 0].
+    /// `plan`: the fixed time each migration takes besides moving bytes, seconds (at most 365
+    /// days, in whole milliseconds) [default: fitted from the journal, else 0].
     #[arg(
         allow_negative_numbers = true,
         long,

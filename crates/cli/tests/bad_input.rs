@@ -216,6 +216,56 @@ fn a_report_or_log_file_that_is_a_fifo_a_device_or_a_folder_is_refused_naming_it
     assert!(sb.path("new.json").is_file() && sb.path("new.log").is_file());
 }
 
+/// `--plan-overhead` is a duration in seconds, bounded as every duration of vmove is (at most
+/// 365 days, finite, not negative, whole milliseconds): outside, `plan` is refused naming the
+/// flag. Before, `--plan-overhead 1e17` was planned with, its header saying
+/// `18446744073709552.00 s fixed (flag)` (the seconds saturated as milliseconds).
+#[test]
+fn a_plan_overhead_over_365_days_or_not_a_number_of_seconds_is_refused_naming_the_flag() {
+    let sb = Sandbox::new("plan-overhead");
+    sb.write("vmove.toml", SIM_CONFIG);
+    let plan = |overhead: &str| {
+        let r = sb.run(&[
+            "plan",
+            "migrate",
+            "a:web-1",
+            "--to",
+            "b",
+            "--plan-overhead",
+            overhead,
+        ]);
+        r.no_panic();
+        r
+    };
+    for (bad, why) in [
+        ("1e17", "longer than 365d"),
+        ("31536001", "longer than 365d"),
+        ("NaN", "is not a duration"),
+        ("inf", "is not a duration"),
+        ("-1", "is not a duration"),
+        ("0.0005", "not a whole number of milliseconds"),
+    ] {
+        let r = plan(bad);
+        assert_eq!(r.code, Some(1), "{bad}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains("flag `--plan-overhead`") && r.stderr.contains(why),
+            "{bad}: {}",
+            r.stderr
+        );
+    }
+    // 365 days is the longest; a fraction of a second is fine.
+    for (good, said) in [("31536000", "31536000.00 s fixed"), ("2.5", "2.50 s fixed")] {
+        let r = plan(good);
+        assert_eq!(r.code, Some(0), "{good}: {}{}", r.stdout, r.stderr);
+        assert!(
+            format!("{}{}", r.stdout, r.stderr).contains(said),
+            "{good}: {}{}",
+            r.stdout,
+            r.stderr
+        );
+    }
+}
+
 #[test]
 fn a_second_process_on_the_same_sim_state_file_is_refused_while_the_first_runs() {
     let sb = Sandbox::new("state-lock");

@@ -29,7 +29,8 @@ pub struct Flags {
 }
 
 impl Flags {
-    /// Refuses figures no link has (a rate of 0, a negative or endless overhead), naming the flag.
+    /// Refuses figures no link has (a rate of 0; an overhead that is not a duration vmove
+    /// accepts: negative, not a number, over 365 days, finer than 1 ms), naming the flag.
     pub fn check(&self) -> Result<(), String> {
         if self.bandwidth_mb_s == Some(0) {
             return Err("flag `--plan-bandwidth` must be at least 1 (MB/s)".into());
@@ -37,12 +38,11 @@ impl Flags {
         if self.aggregate_mb_s == Some(0) {
             return Err("flag `--plan-aggregate` must be at least 1 (MB/s)".into());
         }
-        if let Some(o) = self.overhead_secs
-            && !(o.is_finite() && o >= 0.0)
-        {
-            return Err(format!(
-                "flag `--plan-overhead` must be 0 or more seconds, not {o}"
-            ));
+        // Bounded as every duration is: `1e17` was planned with, its header saying
+        // `18446744073709552.00 s fixed (flag)` (the milliseconds saturated).
+        if let Some(o) = self.overhead_secs {
+            vmove_core::spec::dur::from_secs_f64(o)
+                .map_err(|e| format!("flag `--plan-overhead` (seconds): {e}"))?;
         }
         Ok(())
     }
