@@ -35,7 +35,9 @@ pub fn open_file(path: &Path) -> Result<Arc<Mutex<std::fs::File>>> {
     }
     // A FIFO, a device or a folder is refused before it is opened (opening a FIFO waits for a
     // reader: vmove hung before anything ran), and what was opened is looked at again.
-    let refuse = |meta| crate::output::refuse_unless_regular("--log-file", "log file", path, meta);
+    let refuse = |meta: &std::io::Result<std::fs::Metadata>| {
+        crate::output::refuse_unless_regular("--log-file", "log file", path, meta)
+    };
     refuse(&std::fs::metadata(path))?;
     let f = opts
         .open(path)
