@@ -185,7 +185,6 @@ fn a_report_or_log_file_that_is_a_fifo_a_device_or_a_folder_is_refused_naming_it
             ("folder", "a folder"),
         ] {
             let journal = sb.path(&format!("j{flag}-{}/journal.db", kind.replace(' ', "-")));
-            let before = sb.snapshot();
             let run = sb.run_within(
                 &["evacuate", "a", "--to", "b", "--plain", flag, file],
                 &[("VMOVE_JOURNAL", journal.to_str().unwrap())],
@@ -197,7 +196,11 @@ fn a_report_or_log_file_that_is_a_fifo_a_device_or_a_folder_is_refused_naming_it
                 format!("flag `{flag}`: the {what} `{file}` is not a regular file but {kind}");
             assert!(run.stderr.contains(&said), "{flag} {file}: {}", run.stderr);
             assert!(!journal.exists(), "{flag} {file}: nothing journaled");
-            assert_eq!(sb.snapshot(), before, "{flag} {file}: nothing changed");
+            // (Not `sb.snapshot()`: it reads every file, and reading the FIFO waits forever.)
+            assert!(
+                !sb.path("state").exists(),
+                "{flag} {file}: no host was asked"
+            );
         }
     }
     // A path that does not exist yet is made, as before.
@@ -238,8 +241,8 @@ fn a_plan_overhead_over_365_days_or_not_a_number_of_seconds_is_refused_naming_th
         r
     };
     for (bad, why) in [
-        ("1e17", "longer than 365d"),
-        ("31536001", "longer than 365d"),
+        ("1e17", "the longest duration vmove accepts"),
+        ("31536001", "longer than 8760h"),
         ("NaN", "is not a duration"),
         ("inf", "is not a duration"),
         ("-1", "is not a duration"),
@@ -253,10 +256,14 @@ fn a_plan_overhead_over_365_days_or_not_a_number_of_seconds_is_refused_naming_th
             r.stderr
         );
     }
-    // 365 days is the longest; a fraction of a second is fine.
-    for (good, said) in [("31536000", "31536000.00 s fixed"), ("2.5", "2.50 s fixed")] {
+    // 365 days is the longest (planned with: the VM then stalls in the simulation, exit 2);
+    // a fraction of a second is fine.
+    for (good, said, code) in [
+        ("31536000", "31536000.00 s fixed", 2),
+        ("2.5", "2.50 s fixed", 0),
+    ] {
         let r = plan(good);
-        assert_eq!(r.code, Some(0), "{good}: {}{}", r.stdout, r.stderr);
+        assert_eq!(r.code, Some(code), "{good}: {}{}", r.stdout, r.stderr);
         assert!(
             format!("{}{}", r.stdout, r.stderr).contains(said),
             "{good}: {}{}",
