@@ -377,37 +377,48 @@ fn a_negative_time_or_number_edited_into_an_entry_is_refused_when_the_run_is_rea
         ),
     ];
     for (sql, said, column) in edits {
-        let (_dir, path) = temp_path();
-        let clock = clock();
-        let mut j = open_as(&path, &clock, me());
-        j.create_run(&new_run("r1", Selection::All)).unwrap();
-        write_steps(&mut j, "r1", &script("r1", "u", 3), &mut Vec::new());
-        j.load_run("r1").expect("the run reads before the edit");
-        drop(j);
-        {
-            let conn = rusqlite::Connection::open(&path).unwrap();
+        refused_after_edit(sql, column, |_, err| {
             assert!(
-                conn.execute(sql, []).unwrap() > 0,
-                "{column}: the edit hit a row"
+                matches!(&err, JournalError::Negative { run, .. } if run == "r1"),
+                "{column}: {err:?}"
             );
-        }
-        let bytes = std::fs::read(&path).unwrap();
-        let j = Journal::open_existing(&path).unwrap();
-        let err = j.load_run("r1").unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(said), "{column}: {msg}");
+            assert!(msg.contains("run r1") && msg.contains("below 0"), "{msg}");
+        });
+    }
+}
+
+/// Writes a three-step run `r1` to a fresh journal, edits the file behind the journal's back
+/// with `sql` (which must hit a row), opens it again and reads the run: `check` is given the
+/// journal and the refusal; the file's bytes must not have changed.
+fn refused_after_edit(sql: &str, what: &str, check: impl FnOnce(&Journal, JournalError)) {
+    let (_dir, path) = temp_path();
+    let clock = clock();
+    let mut j = open_as(&path, &clock, me());
+    j.create_run(&new_run("r1", Selection::All)).unwrap();
+    write_steps(&mut j, "r1", &script("r1", "u", 3), &mut Vec::new());
+    j.load_run("r1").expect("the run reads before the edit");
+    drop(j);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
         assert!(
-            matches!(&err, JournalError::Negative { run, .. } if run == "r1"),
-            "{column}: {err:?}"
-        );
-        let msg = err.to_string();
-        assert!(msg.contains(said), "{column}: {msg}");
-        assert!(msg.contains("run r1") && msg.contains("below 0"), "{msg}");
-        drop(j);
-        assert_eq!(
-            std::fs::read(&path).unwrap(),
-            bytes,
-            "{column}: nothing changed"
+            conn.execute(sql, []).unwrap() > 0,
+            "{what}: the edit hit a row"
         );
     }
+    let bytes = std::fs::read(&path).unwrap();
+    let j = Journal::open_existing(&path).unwrap();
+    let Err(err) = j.load_run("r1") else {
+        panic!("{what}: the edited run was read")
+    };
+    check(&j, err);
+    drop(j);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "{what}: nothing changed"
+    );
 }
 
 /// An entry deleted from a run (in the middle, or its last), or one added past the run's
@@ -434,41 +445,21 @@ fn a_run_missing_an_entry_or_holding_one_past_its_last_is_refused_when_read() {
         ),
     ];
     for (sql, said) in edits {
-        let (_dir, path) = temp_path();
-        let clock = clock();
-        let mut j = open_as(&path, &clock, me());
-        j.create_run(&new_run("r1", Selection::All)).unwrap();
-        write_steps(&mut j, "r1", &script("r1", "u", 3), &mut Vec::new());
-        j.load_run("r1").expect("the run reads before the edit");
-        drop(j);
-        {
-            let conn = rusqlite::Connection::open(&path).unwrap();
+        refused_after_edit(sql, said, |j, err| {
             assert!(
-                conn.execute(sql, []).unwrap() > 0,
-                "{said}: the edit hit a row"
+                matches!(&err, JournalError::Gap { run, .. } if run == "r1"),
+                "{said}: {err:?}"
             );
-        }
-        let bytes = std::fs::read(&path).unwrap();
-        let j = Journal::open_existing(&path).unwrap();
-        let err = j.load_run("r1").unwrap_err();
-        assert!(
-            matches!(&err, JournalError::Gap { run, .. } if run == "r1"),
-            "{said}: {err:?}"
-        );
-        let msg = err.to_string();
-        assert!(msg.contains(said), "{msg}");
-        assert!(
-            msg.contains("run r1") && msg.contains("nothing was changed"),
-            "{msg}"
-        );
-        // A reader that tails the run meets the same refusal past the gap, not a shorter run.
-        assert!(j.entries_after("r1", 0).is_err(), "{said}: entries_after");
-        drop(j);
-        assert_eq!(
-            std::fs::read(&path).unwrap(),
-            bytes,
-            "{said}: nothing changed"
-        );
+            let msg = err.to_string();
+            assert!(msg.contains(said), "{msg}");
+            assert!(
+                msg.contains("run r1") && msg.contains("nothing was changed"),
+                "{msg}"
+            );
+            // A reader that tails the run meets the same refusal past the gap, not a shorter
+            // run.
+            assert!(j.entries_after("r1", 0).is_err(), "{said}: entries_after");
+        });
     }
 }
 
