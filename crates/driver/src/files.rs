@@ -54,6 +54,17 @@ pub fn read_regular_file_bounded(
     Ok((meta, bytes))
 }
 
+/// What is at `path` (through symbolic links) if something is there and it is not a regular
+/// file ([`not_a_regular_file`]); `None` for a regular file, for nothing there yet, and for a
+/// path that cannot be looked at (opening it then says why). For a path about to be opened or
+/// made: a device, a FIFO or a folder is refused before anything opens it.
+pub fn not_a_regular_file_at(path: &std::path::Path) -> Option<&'static str> {
+    std::fs::metadata(path)
+        .ok()
+        .as_ref()
+        .and_then(not_a_regular_file)
+}
+
 /// What `m` describes, if it is not a regular file: "a folder", "a character device", "a block
 /// device", "a FIFO (named pipe)", "a socket", else "not a file". `None` for a regular file.
 pub fn not_a_regular_file(m: &Metadata) -> Option<&'static str> {
@@ -101,6 +112,10 @@ mod tests {
             of(std::path::Path::new("/dev/null")),
             Some("a character device")
         );
+        // By path: the same kinds, and nothing there yet is no refusal.
+        assert_eq!(not_a_regular_file_at(&file), None);
+        assert_eq!(not_a_regular_file_at(&dir.path().join("missing")), None);
+        assert_eq!(not_a_regular_file_at(dir.path()), Some("a folder"));
     }
 
     #[test]

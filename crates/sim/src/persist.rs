@@ -212,11 +212,7 @@ impl PersistentSim {
                 path.display()
             )
         };
-        if let Some(kind) = std::fs::metadata(path)
-            .ok()
-            .as_ref()
-            .and_then(vmove_driver::files::not_a_regular_file)
-        {
+        if let Some(kind) = vmove_driver::files::not_a_regular_file_at(path) {
             return Err(not_a_file(kind));
         }
         let log = OpenOptions::new()

@@ -119,11 +119,7 @@ const MARKER_COLUMNS: [&str; 3] = ["version", "applied_at", "description"];
 /// regular file; looked at before SQLite opens anything (it would write a block device's first
 /// bytes, make `/dev/null-journal` beside a character device, wait on a FIFO).
 fn not_a_file(path: &Path) -> Result<()> {
-    match std::fs::metadata(path)
-        .ok()
-        .as_ref()
-        .and_then(vmove_driver::files::not_a_regular_file)
-    {
+    match vmove_driver::files::not_a_regular_file_at(path) {
         Some(kind) => Err(JournalError::NotAFile {
             path: path.to_path_buf(),
             kind,
