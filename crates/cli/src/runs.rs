@@ -150,13 +150,11 @@ pub fn check_location(eff: &Effective) -> Result<()> {
 pub fn open_existing(eff: &Effective) -> Result<Journal> {
     let opts = options(eff)?;
     let path = journal_path(eff)?;
-    if journal_is_database(eff) {
-        // A database that is not there, or not reachable, is an error from the open (naming
-        // the location); an empty one is migrated and has no runs.
-    } else if path.exists() && !path.is_file() {
-        // A folder, a device, a FIFO: the journal's open names what it is, before SQLite
-        // opens anything.
-    } else if !path.is_file() {
+    // Only a file path with nothing there is refused here. A database that is not there, or
+    // not reachable, is an error from the open (naming the location; an empty one is migrated
+    // and has no runs), and a folder, a device or a FIFO is named by the journal's open before
+    // SQLite opens anything.
+    if !journal_is_database(eff) && !path.exists() {
         bail!(
             "no journal at `{}`: no run was journaled there (check --journal, VMOVE_JOURNAL or `journal` in [defaults])",
             path.display()
