@@ -238,7 +238,7 @@ pub struct Placement {
     #[arg(allow_negative_numbers = true, long = "priority", value_name = "VM=N")]
     pub priorities: Vec<String>,
     /// Never move these VMs (names or glob patterns; repeatable or comma-separated), whatever
-    /// else selects them.
+    /// else selects them. A VM named to be moved and excluded too is refused, as a mistake.
     #[arg(
         allow_negative_numbers = true,
         long,

@@ -300,6 +300,7 @@ pub fn check_selection(
             }
         }
     }
+    refuse_named_and_excluded(spec, listed)?;
     for (flag, items) in [
         ("--pin", &placement.pins),
         ("--priority", &placement.priorities),
@@ -328,6 +329,64 @@ pub fn check_selection(
                     .join(", ")
             );
         }
+    }
+    Ok(())
+}
+
+/// Refuses a VM named to be moved that `--exclude` leaves out, and a pattern every VM of which
+/// it leaves out: the run would move none of them, and exit 0 as if it had done what was asked.
+/// (A pattern that selects some VMs `--exclude` does not match is what `--exclude` is for.) A
+/// name or pattern counts over every source it was given or found on.
+fn refuse_named_and_excluded(spec: &RunSpec, listed: &BTreeMap<HostId, Vec<VmInfo>>) -> Result<()> {
+    // Name or pattern -> (VMs it selects, those excluded with the exclusion that matched).
+    let mut given: BTreeMap<&str, (usize, Vec<(&str, &str)>)> = BTreeMap::new();
+    for src in &spec.sources {
+        let Selection::Names(pats) = &src.select else {
+            continue;
+        };
+        if src.exclude.is_empty() {
+            continue;
+        }
+        let vms = listed.get(&src.host).map(Vec::as_slice).unwrap_or(&[]);
+        for p in pats {
+            let sel = vmove_core::select::apply(&Selection::Names(vec![p.clone()]), vms);
+            let entry = given.entry(p).or_default();
+            entry.0 += sel.chosen.len();
+            for vm in sel.chosen.iter().filter_map(|&i| vms.get(i)) {
+                if let Some(by) = vmove_core::select::excluded_by(&src.exclude, vm) {
+                    entry.1.push((&*vm.name, by));
+                }
+            }
+        }
+    }
+    let wrong: Vec<String> = given
+        .into_iter()
+        .filter(|(_, (selected, excluded))| *selected > 0 && excluded.len() == *selected)
+        .map(|(p, (_, excluded))| {
+            if vmove_core::select::is_glob(p) {
+                format!(
+                    "`{p}` selects only VMs `--exclude` leaves out ({})",
+                    excluded
+                        .iter()
+                        .map(|(vm, by)| format!("`{vm}` by `{by}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            } else {
+                let by: BTreeSet<&str> = excluded.iter().map(|(_, by)| *by).collect();
+                format!(
+                    "`{p}` is named to be moved but excluded by `--exclude {}`",
+                    by.into_iter().collect::<Vec<_>>().join(",")
+                )
+            }
+        })
+        .collect();
+    if !wrong.is_empty() {
+        bail!(
+            "{}: nothing was started; take {} out of the VMs to move or out of `--exclude`",
+            wrong.join("; "),
+            if wrong.len() == 1 { "it" } else { "them" }
+        );
     }
     Ok(())
 }

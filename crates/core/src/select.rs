@@ -83,13 +83,18 @@ pub fn apply_excluding(sel: &Selection, exclude: &[String], vms: &[VmInfo]) -> S
     if exclude.is_empty() {
         return selected;
     }
-    let excluded = |vm: &VmInfo| {
-        exclude
-            .iter()
-            .any(|p| vm.id.as_str() == p || compile(p).is_ok_and(|m| m.is_match(&*vm.name)))
-    };
+    selected.chosen.retain(|&i| {
+        vms.get(i)
+            .is_some_and(|vm| excluded_by(exclude, vm).is_none())
+    });
     selected
-        .chosen
-        .retain(|&i| vms.get(i).is_some_and(|vm| !excluded(vm)));
-    selected
+}
+
+/// The first of `exclude` (names, ids or glob patterns) that matches `vm`, if any: the one rule
+/// of what an exclusion leaves out.
+pub fn excluded_by<'a>(exclude: &'a [String], vm: &VmInfo) -> Option<&'a str> {
+    exclude
+        .iter()
+        .find(|p| vm.id.as_str() == p.as_str() || compile(p).is_ok_and(|m| m.is_match(&*vm.name)))
+        .map(String::as_str)
 }
