@@ -273,6 +273,63 @@ fn a_plan_overhead_over_365_days_or_not_a_number_of_seconds_is_refused_naming_th
     }
 }
 
+/// After the driving `vmove` is killed (`kill -9`), a new run on its VMs is still refused while
+/// its lease lasts (the killed run holds them, mid-move), but the refusal says its process is no
+/// longer running and names `vmove resume RUN`, which takes it over at once; nothing is touched.
+/// Before, it said the VMs were "being moved by run R, driven by process N", N long gone.
+#[test]
+fn a_run_on_the_vms_of_a_killed_run_says_its_process_is_gone_and_names_resume() {
+    let sb = Sandbox::new("killed-holder");
+    sb.write("vmove.toml", SLOW_SHARED);
+    let mut first = sb
+        .cmd(&["evacuate", "a", "--to", "b", "--plain"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(sb.path("state/sim.log"))
+        .unwrap_or_default()
+        .contains("\"call\":\"start\"")
+    {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let pid = first.id();
+    let history = sb.run(&["history"]);
+    let run = history
+        .stdout
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let before = sb.snapshot();
+    for args in [
+        &["migrate", "a:web-3", "--to", "b", "--plain"][..],
+        &["evacuate", "a", "--to", "c", "--plain"],
+    ] {
+        let r = sb.run(args);
+        r.no_panic().expect_code(1);
+        assert!(
+            r.stderr
+                .contains(&format!("run `{run}`, whose process {pid} on host `"))
+                && r.stderr.contains("` is no longer running")
+                && r.stderr.contains(&format!("`vmove resume {run}`"))
+                && !r.stderr.contains("driven by process"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert_eq!(sb.snapshot(), before, "{args:?} changed something");
+    }
+    // What it names works: the killed run is taken over at once and finished.
+    sb.run(&["resume", &run, "--plain"])
+        .no_panic()
+        .expect_code(0);
+}
+
 #[test]
 fn a_second_process_on_the_same_sim_state_file_is_refused_while_the_first_runs() {
     let sb = Sandbox::new("state-lock");

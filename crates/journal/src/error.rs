@@ -162,10 +162,13 @@ pub enum JournalError {
         /// When it expired.
         until: WallTime,
     },
-    /// A VM of this run is being moved by another live run.
+    /// A VM of this run is being moved by another live run (one with an unexpired lease: its
+    /// process may be gone, killed or crashed, and then the message says so and names
+    /// `vmove resume`, which takes it over at once).
     #[error(
-        "VM `{name}` ({vm}) is being moved by run `{other_run}`, driven by process {pid} on host `{host}`: \
-         two runs may not move the same VM"
+        "VM `{name}` ({vm}) is being moved by run `{other_run}`, {}: two runs may not move the same VM{}",
+        holder_words(*.pid, host, *.holder_dead),
+        resume_hint(other_run, *.holder_dead)
     )]
     VmInUse {
         vm: String,
@@ -177,12 +180,13 @@ pub enum JournalError {
         pid: u32,
         /// Its driver's host.
         host: String,
+        /// Its driver is provably gone (on this machine and boot, its pid gone or another
+        /// process's: [`crate::holder::holder_state`]); false while it runs or cannot be seen
+        /// from here.
+        holder_dead: bool,
     },
     /// The new run's selection may match VMs that another live run has not selected yet.
-    #[error(
-        "run `{other_run}` (process {pid} on host `{host}`) is still selecting VMs on source `{source_host}`, \
-         and its selection may overlap this one: wait until it has selected its VMs"
-    )]
+    #[error("{}", overlap_words(other_run, source_host, *.pid, host, *.holder_dead))]
     SelectionOverlap {
         /// The shared source host.
         source_host: String,
@@ -192,6 +196,8 @@ pub enum JournalError {
         pid: u32,
         /// Its driver's host.
         host: String,
+        /// Its driver is provably gone (as in [`JournalError::VmInUse`]).
+        holder_dead: bool,
     },
     /// A VM named in a request is not one of the run's.
     #[error(
@@ -391,6 +397,46 @@ pub fn pg_cause(e: &postgres::Error) -> String {
             None => e.to_string(),
         },
     }
+}
+
+/// Who drives another live run, as [`JournalError::VmInUse`] says it: `driven by process 4242
+/// on host `ops1``, or, when that process is provably gone, `whose process 4242 on host `ops1`
+/// is no longer running`.
+fn holder_words(pid: u32, host: &str, dead: bool) -> String {
+    if dead {
+        format!("whose process {pid} on host `{host}` is no longer running")
+    } else {
+        format!("driven by process {pid} on host `{host}`")
+    }
+}
+
+/// [`JournalError::SelectionOverlap`]'s message.
+fn overlap_words(run: &str, source_host: &str, pid: u32, host: &str, dead: bool) -> String {
+    if !dead {
+        return format!(
+            "run `{run}` (process {pid} on host `{host}`) is still selecting VMs on source \
+             `{source_host}`, and its selection may overlap this one: wait until it has selected \
+             its VMs"
+        );
+    }
+    format!(
+        "run `{run}` stopped while selecting VMs on source `{source_host}` (its process {pid} on \
+         host `{host}` is no longer running), and its selection may overlap this one: go on \
+         with that run with `vmove resume {run}` (it takes over at once), or wait for its lease \
+         to expire"
+    )
+}
+
+/// What to do about a run whose process is gone: resume it (a holder provably gone on this
+/// machine is taken over at once).
+fn resume_hint(run: &str, dead: bool) -> String {
+    if !dead {
+        return String::new();
+    }
+    format!(
+        "; go on with that run with `vmove resume {run}` (it takes over at once and finishes or \
+         rolls back what was left in flight)"
+    )
 }
 
 fn gone_note(gone: bool) -> &'static str {

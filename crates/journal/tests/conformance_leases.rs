@@ -263,6 +263,7 @@ fn a_run_overlapping_the_vms_of_a_live_run_is_refused_naming_the_vm_and_the_run(
             other_run,
             pid,
             host,
+            ..
         } => {
             assert_eq!(
                 (

@@ -117,6 +117,78 @@ fn a_reused_pid_does_not_keep_a_dead_holders_lease() {
     );
 }
 
+/// A new run refused because another live run holds its VMs (or is still selecting them) is
+/// told, when that run's process is provably gone, that it is no longer running and to go on
+/// with it by `vmove resume` (which takes it over at once); while it runs it is named as its
+/// driver. Refused either way: the gone run's VMs stay its own until it is resumed or its lease
+/// expires.
+fn a_run_refused_by_one_whose_process_is_gone_is_told_so_and_to_resume_it() {
+    let (_dir, path) = temp_path();
+    let clock = clock();
+    let mut child = sleeper();
+    let pid = child.id();
+    let mut held = open_as(&path, &clock, Holder::of_pid(pid));
+    held.create_run(&new_run("r1", Selection::Names(vec!["web1".into()])))
+        .unwrap();
+    let mut j = open_as(&path, &clock, other(7));
+    let web1 = || new_run("r2", Selection::Names(vec!["web1".into()]));
+    // While it runs and has selected nothing yet.
+    let err = j.create_run(&web1()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            JournalError::SelectionOverlap {
+                holder_dead: false,
+                ..
+            }
+        ) && msg.contains(&format!("(process {pid} on host"))
+            && msg.contains("wait until it has selected its VMs"),
+        "{msg}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let err = j.create_run(&web1()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            JournalError::SelectionOverlap {
+                holder_dead: true,
+                ..
+            }
+        ) && msg.contains(&format!("its process {pid} on host"))
+            && msg.contains("is no longer running")
+            && msg.contains("`vmove resume r1`"),
+        "{msg}"
+    );
+    // Once it has selected web1.
+    write_steps(&mut held, "r1", &script("r1", "u", 2)[..1], &mut Vec::new());
+    let sel = script("r1", "u", 2)
+        .into_iter()
+        .find(|s| matches!(s, Step::Event(e) if matches!(&e.kind, vmove_core::EventKind::Selected { name, .. } if name == "web1")))
+        .unwrap();
+    write_steps(&mut held, "r1", &[sel], &mut Vec::new());
+    let err = j.create_run(&web1()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            JournalError::VmInUse {
+                holder_dead: true,
+                ..
+            }
+        ) && msg.contains(&format!("run `r1`, whose process {pid} on host"))
+            && msg.contains("is no longer running")
+            && msg.contains("`vmove resume r1`")
+            && !msg.contains("driven by"),
+        "{msg}"
+    );
+    // Nothing of r2 was written; r1 is taken over at once, as the message says.
+    assert!(j.acquire("r2").is_err());
+    assert!(j.acquire_taking_over("r1").unwrap().1.is_some());
+}
+
 fn a_lease_longer_than_the_maximum_is_refused_with_a_clear_error() {
     let (_dir, path) = temp_path();
     for ttl in [
@@ -176,5 +248,6 @@ on_both_backends!(
     a_live_holder_keeps_its_lease,
     a_holder_of_another_boot_is_waited_for_until_its_lease_expires,
     a_reused_pid_does_not_keep_a_dead_holders_lease,
+    a_run_refused_by_one_whose_process_is_gone_is_told_so_and_to_resume_it,
     a_lease_longer_than_the_maximum_is_refused_with_a_clear_error,
 );

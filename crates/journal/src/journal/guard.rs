@@ -5,22 +5,41 @@ use crate::clock::WallTime;
 use crate::codec::decode;
 use crate::db::{Db, vals};
 use crate::error::{JournalError, Result};
+use crate::holder::{Holder, HolderState, holder_state};
 use vmove_core::{RunSpec, Selection, VmId};
 
 /// The facts of a live run that are needed to refuse a conflicting one.
 struct LiveRun {
     id: String,
     spec: RunSpec,
-    pid: u32,
-    host: String,
+    holder: Holder,
     has_vms: bool,
+}
+
+/// Whether a live run's holder is provably dead ([`holder_state`]: on this machine and boot,
+/// its pid gone or another process's): the refusal then says so and names `vmove resume`,
+/// which takes such a run over at once. Said only, never acted on: the run keeps its VMs
+/// until it is resumed or its lease expires.
+fn dead(holder: &Holder) -> bool {
+    matches!(holder_state(holder), HolderState::Dead(_))
+}
+
+/// A lease row's holder from its pid, host, start time and boot columns.
+fn holder_of(pid: u32, host: String, started: Option<i64>, boot: Option<String>) -> Holder {
+    Holder {
+        pid,
+        host,
+        started: started.map(|t| t as u64),
+        boot,
+    }
 }
 
 /// Another run that is live now: running, with an unexpired lease.
 fn live_runs(conn: &Db, except: &str, now: WallTime) -> Result<Vec<LiveRun>> {
     let rows = conn.query_map(
         "SELECT r.id, r.spec, l.holder_pid, l.holder_host,
-                EXISTS (SELECT 1 FROM vm_state v WHERE v.run_id = r.id)
+                EXISTS (SELECT 1 FROM vm_state v WHERE v.run_id = r.id),
+                l.holder_started, l.holder_boot
          FROM runs r JOIN leases l ON l.run_id = r.id
          WHERE r.state = 'running' AND l.expires_at > ?2 AND r.id <> ?1",
         vals![except, now.0],
@@ -28,20 +47,18 @@ fn live_runs(conn: &Db, except: &str, now: WallTime) -> Result<Vec<LiveRun>> {
             Ok((
                 r.get::<String>(0)?,
                 r.get::<String>(1)?,
-                r.get::<u32>(2)?,
-                r.get::<String>(3)?,
+                holder_of(r.get(2)?, r.get(3)?, r.get(5)?, r.get(6)?),
                 r.get::<bool>(4)?,
             ))
         },
     )?;
     let mut out = Vec::new();
-    for (id, spec, pid, host, has_vms) in rows {
+    for (id, spec, holder, has_vms) in rows {
         let spec = decode(&id, 0, &spec)?;
         out.push(LiveRun {
             id,
             spec,
-            pid,
-            host,
+            holder,
             has_vms,
         });
     }
@@ -50,23 +67,29 @@ fn live_runs(conn: &Db, except: &str, now: WallTime) -> Result<Vec<LiveRun>> {
 
 /// Refuses if another live run holds `vm` in an unfinished phase.
 pub(super) fn check_vm_free(conn: &Db, run: &str, vm: &VmId, now: WallTime) -> Result<()> {
-    let hit: Option<(String, String, u32, String)> = conn
-        .query_opt(
-            "SELECT v.run_id, v.name, l.holder_pid, l.holder_host
+    let hit: Option<(String, String, Holder)> = conn.query_opt(
+        "SELECT v.run_id, v.name, l.holder_pid, l.holder_host, l.holder_started, l.holder_boot
              FROM vm_state v JOIN runs r ON r.id = v.run_id JOIN leases l ON l.run_id = v.run_id
              WHERE v.vm = ?1 AND v.run_id <> ?2 AND v.final = 0 AND r.state = 'running' AND l.expires_at > ?3
              LIMIT 1",
-            vals![vm.as_str(), run, now.0],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )?;
+        vals![vm.as_str(), run, now.0],
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                holder_of(r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?),
+            ))
+        },
+    )?;
     match hit {
         None => Ok(()),
-        Some((other_run, name, pid, host)) => Err(JournalError::VmInUse {
+        Some((other_run, name, holder)) => Err(JournalError::VmInUse {
             vm: vm.as_str().to_owned(),
             name,
             other_run,
-            pid,
-            host,
+            holder_dead: dead(&holder),
+            pid: holder.pid,
+            host: holder.host,
         }),
     }
 }
@@ -130,8 +153,9 @@ pub(super) fn check_selection_free(
                             vm,
                             name,
                             other_run: other.id.clone(),
-                            pid: other.pid,
-                            host: other.host.clone(),
+                            pid: other.holder.pid,
+                            host: other.holder.host.clone(),
+                            holder_dead: dead(&other.holder),
                         });
                     }
                 }
@@ -139,8 +163,9 @@ pub(super) fn check_selection_free(
                 return Err(JournalError::SelectionOverlap {
                     source_host: src.host.to_string(),
                     other_run: other.id.clone(),
-                    pid: other.pid,
-                    host: other.host.clone(),
+                    pid: other.holder.pid,
+                    host: other.holder.host.clone(),
+                    holder_dead: dead(&other.holder),
                 });
             }
         }
