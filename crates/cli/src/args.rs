@@ -396,6 +396,8 @@ pub struct Common {
     )]
     pub plan_history: usize,
     /// Do not journal this run (it cannot be resumed, watched or aborted from elsewhere).
+    /// Refused by the commands that work on the journal (history, status, report, resume,
+    /// abort, skip, serve).
     #[arg(long, global = true)]
     pub no_journal: bool,
     /// migrate, evacuate, resume, demo: start no new moves after this (running ones finish): a

@@ -172,6 +172,16 @@ async fn run(mut cli: Cli) -> Result<u8> {
         let at = deadline::parse(raw, std::time::SystemTime::now()).map_err(anyhow::Error::msg)?;
         cli.common.deadline_at = Some(at);
     }
+    // A command that works on the journal only has nothing to do without it.
+    if cli.common.no_journal
+        && let Some(name) = journal_command(&cli.command)
+    {
+        anyhow::bail!(
+            "`vmove {name}` works on the journal, and `--no-journal` was given: leave \
+             `--no-journal` out (it is for a `migrate` or `evacuate` run that is not to be \
+             journaled)"
+        );
+    }
     // Generated from the CLI's definition; no config, journal or host is read.
     match &cli.command {
         Cmd::Completions { shell } => {
@@ -224,6 +234,28 @@ async fn run(mut cli: Cli) -> Result<u8> {
         // Said on stderr already; a short command whose output was lost did not do its job.
         Some(kind) if !moves && kind != std::io::ErrorKind::BrokenPipe => Ok(EXIT_ERROR),
         _ => Ok(code),
+    }
+}
+
+/// The commands that read or write the journal and nothing else (`--no-journal` refuses them),
+/// by name.
+fn journal_command(cmd: &Cmd) -> Option<&'static str> {
+    match cmd {
+        Cmd::History => Some("history"),
+        Cmd::Status { .. } => Some("status"),
+        Cmd::Report { .. } => Some("report"),
+        Cmd::Resume { .. } => Some("resume"),
+        Cmd::Abort { .. } => Some("abort"),
+        Cmd::Skip { .. } => Some("skip"),
+        Cmd::Serve(_) => Some("serve"),
+        Cmd::Migrate(_)
+        | Cmd::Evacuate(_)
+        | Cmd::Plan { .. }
+        | Cmd::Check { .. }
+        | Cmd::Demo(_)
+        | Cmd::Config
+        | Cmd::Completions { .. }
+        | Cmd::Man => None,
     }
 }
 

@@ -330,6 +330,48 @@ fn a_run_on_the_vms_of_a_killed_run_says_its_process_is_gone_and_names_resume() 
         .expect_code(0);
 }
 
+/// `--no-journal` with a command that works on the journal only (`history`, `status`, ...) is a
+/// contradiction: refused naming the command and the flag, exit 1, nothing read into the
+/// output and nothing changed. Before, `history` and `status` read the journal anyway and
+/// printed its runs, as if the flag had not been given.
+#[test]
+fn the_commands_that_work_on_the_journal_refuse_no_journal_naming_it() {
+    let sb = Sandbox::new("no-journal");
+    sb.write("vmove.toml", SIM_CONFIG);
+    sb.run(&["migrate", "a:keep-1", "--to", "b", "--plain"])
+        .no_panic()
+        .expect_code(0);
+    let before = sb.snapshot();
+    for args in [
+        &["history", "--no-journal"][..],
+        &["--no-journal", "status"],
+        &["status", "--watch", "--no-journal"],
+        &["report", "--no-journal"],
+        &["resume", "--no-journal"],
+        &["abort", "r1", "--no-journal"],
+        &["skip", "r1", "keep-1", "--no-journal"],
+        &["serve", "--port", "0", "--no-journal"],
+    ] {
+        let r = sb.run_within(args, &[], std::time::Duration::from_secs(15));
+        r.no_panic();
+        assert_eq!(r.code, Some(1), "{args:?}: {}{}", r.stdout, r.stderr);
+        let name = args.iter().find(|a| !a.starts_with('-')).unwrap();
+        assert!(
+            r.stderr.contains(&format!(
+                "`vmove {name}` works on the journal, and `--no-journal` was given"
+            )),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
+        assert_eq!(sb.snapshot(), before, "{args:?} changed something");
+    }
+    // Without it, history lists the run as before.
+    let h = sb.run(&["history"]);
+    h.no_panic().expect_code(0);
+    assert!(h.stdout.contains("keep-1"), "{}", h.stdout);
+}
+
 #[test]
 fn a_second_process_on_the_same_sim_state_file_is_refused_while_the_first_runs() {
     let sb = Sandbox::new("state-lock");
