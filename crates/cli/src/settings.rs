@@ -27,14 +27,6 @@ pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 /// The default lease time of a journaled run (refreshed every third of it).
 pub const DEFAULT_JOURNAL_LEASE: Duration = Duration::from_secs(30);
 
-/// The shortest `journal_lease`. The lease is refreshed every third of it (execute.rs,
-/// `LEASE_REFRESHES`) by the keeper, whose loop also reads the run's stop requests every second
-/// and waits its turn behind the run's own journal writes (one fsync each, or a round trip to
-/// PostgreSQL): a lease of a few milliseconds expired before its first refresh, and the run
-/// looped on "the lease ... expired". At 1s, two refreshes may each be late by a third of a
-/// second before it expires.
-pub const MIN_JOURNAL_LEASE: Duration = Duration::from_secs(1);
-
 /// The simulator's models of other tools' policies (`SchedulerPolicy`'s peers, as written):
 /// refused by a run, by name.
 const PEER_POLICIES: [&str; 5] = ["kubevirt", "nova", "proxmox", "vsphere", "all_at_once"];
@@ -133,7 +125,9 @@ fn check(
         "call_timeout" | "hook_timeout" | "journal_wait" => {
             duration_of(value).map(|_| ()).map_err(bad)
         }
-        "journal_lease" => duration_of(value)
+        // One rule, [`vmove_journal::lease_out_of_bounds`] (0s included: not the 1ms floor of
+        // the other durations).
+        "journal_lease" => any_duration_of(value)
             // Longer than any duration (`100000h`) is over the lease's own bound too: say that.
             .map_err(|e| {
                 if e.contains("is longer than") {
@@ -145,26 +139,7 @@ fn check(
                     e
                 }
             })
-            .and_then(|d| {
-                if d < MIN_JOURNAL_LEASE {
-                    Err(format!(
-                        "must be at least {}, not {} (the lease is refreshed every third of it, \
-                         by the task that also polls the journal for stop requests every second \
-                         and behind the run's own journal writes: a shorter one expires while a \
-                         write waits, and the run stops)",
-                        dur::format_duration(MIN_JOURNAL_LEASE),
-                        dur::format_duration(d)
-                    ))
-                } else if d > vmove_journal::MAX_LEASE {
-                    Err(format!(
-                        "must be at most {} (a lease keeps other processes off the run's VMs \
-                         until it expires; a dead holder on this machine is taken over at once)",
-                        dur::format_duration(vmove_journal::MAX_LEASE)
-                    ))
-                } else {
-                    Ok(())
-                }
-            })
+            .and_then(|d| vmove_journal::lease_out_of_bounds(d).map_or(Ok(()), Err))
             .map_err(bad),
         "bandwidth_mib_s" => bandwidth_of(value).map(|_| ()).map_err(bad),
         "journal" => match value {
@@ -231,8 +206,9 @@ fn bandwidth_of(v: &toml::Value) -> Result<u64, String> {
     }
 }
 
-fn duration_of(v: &toml::Value) -> Result<Duration, String> {
-    let d = match v {
+/// A duration, 0s included: [`duration_of`] without its floor.
+fn any_duration_of(v: &toml::Value) -> Result<Duration, String> {
+    Ok(match v {
         toml::Value::String(s) => dur::parse_duration(s)?,
         toml::Value::Integer(n) if *n >= 0 => dur::from_secs_f64(*n as f64)?,
         toml::Value::Float(f) => dur::from_secs_f64(*f)?,
@@ -241,7 +217,11 @@ fn duration_of(v: &toml::Value) -> Result<Duration, String> {
                 "must be a duration like \"90s\" or \"2m\", not {other}"
             ));
         }
-    };
+    })
+}
+
+fn duration_of(v: &toml::Value) -> Result<Duration, String> {
+    let d = any_duration_of(v)?;
     if d.is_zero() {
         return Err("must be at least 1ms, not 0s".into());
     }
@@ -292,7 +272,7 @@ pub fn merge(
         None => DEFAULT_CALL_TIMEOUT,
     };
     let journal_lease = match merged.remove("journal_lease") {
-        Some(v) => duration_of(&v).unwrap_or(DEFAULT_JOURNAL_LEASE),
+        Some(v) => any_duration_of(&v).unwrap_or(DEFAULT_JOURNAL_LEASE),
         None => DEFAULT_JOURNAL_LEASE,
     };
     let journal_wait = match merged.remove("journal_wait") {

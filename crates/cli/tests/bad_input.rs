@@ -372,6 +372,65 @@ fn the_commands_that_work_on_the_journal_refuse_no_journal_naming_it() {
     assert!(h.stdout.contains("keep-1"), "{}", h.stdout);
 }
 
+/// A `journal_lease` under 1s is refused with one message whatever the value (`0s` too) and
+/// wherever it comes from: "`journal_lease` must be at least 1s, not ...". Before, `0s` said
+/// "must be at least 1ms" (the floor of every other duration) and `10ms` "at least 1s".
+#[test]
+fn a_journal_lease_under_1s_is_refused_with_one_rule_and_one_message_even_0s() {
+    let sb = Sandbox::new("lease-floor");
+    sb.write("vmove.toml", SIM_CONFIG);
+    for (raw, shown) in [
+        ("0s", "0s"),
+        ("0", "0s"),
+        ("10ms", "10ms"),
+        ("999ms", "999ms"),
+    ] {
+        let said = format!("`journal_lease` must be at least 1s, not {shown} (");
+        let file = format!("lease-{raw}.toml");
+        sb.write(
+            &file,
+            &format!("[defaults]\njournal_lease = \"{raw}\"\n{SIM_CONFIG}"),
+        );
+        for (args, env, origin) in [
+            (
+                vec!["config", "--journal-lease", raw],
+                vec![],
+                "flag `--journal-lease`".to_owned(),
+            ),
+            (
+                vec!["migrate", "a:web-1", "--to", "b", "--journal-lease", raw],
+                vec![],
+                "flag `--journal-lease`".to_owned(),
+            ),
+            (
+                vec!["config"],
+                vec![("VMOVE_JOURNAL_LEASE", raw)],
+                "environment variable `VMOVE_JOURNAL_LEASE`".to_owned(),
+            ),
+            (
+                vec!["migrate", "a:web-1", "--to", "b", "--config", &file],
+                vec![],
+                file.clone(),
+            ),
+        ] {
+            let r = sb.run_env(&args, &env);
+            r.no_panic();
+            assert_eq!(r.code, Some(1), "{args:?} {env:?}: {}", r.stderr);
+            assert!(
+                r.stderr.contains(&said) && r.stderr.contains(&origin),
+                "{args:?} {env:?}: {}",
+                r.stderr
+            );
+            assert!(!r.stderr.contains("1ms"), "{}", r.stderr);
+            assert!(!sb.journal().exists(), "{args:?}: nothing journaled");
+        }
+    }
+    // 1s is the shortest allowed.
+    sb.run(&["config", "--journal-lease", "1s"])
+        .no_panic()
+        .expect_code(0);
+}
+
 #[test]
 fn a_second_process_on_the_same_sim_state_file_is_refused_while_the_first_runs() {
     let sb = Sandbox::new("state-lock");

@@ -128,18 +128,13 @@ pub enum JournalError {
         /// be taken over once it expires (never earlier: see docs/journal.md).
         holder_gone: bool,
     },
-    /// The lease time is out of bounds.
-    #[error(
-        "a journal lease of {} is not allowed: it must be longer than 0s and at most {} \
-         (a lease keeps every other process off the run's VMs until it expires)",
-        humantime::format_duration(*.ttl),
-        humantime::format_duration(*.max)
-    )]
+    /// The lease time is out of bounds ([`crate::lease_out_of_bounds`], the one rule).
+    #[error("`journal_lease` {why}")]
     BadLease {
         /// The lease asked for.
         ttl: std::time::Duration,
-        /// The longest allowed ([`crate::MAX_LEASE`]).
-        max: std::time::Duration,
+        /// Why it is not allowed (`must be at least 1s, not 10ms (...)`).
+        why: String,
     },
     /// This journal handle writes for a run it does not drive.
     #[error("this process does not hold the lease of run `{run}`: acquire it first")]

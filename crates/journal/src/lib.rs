@@ -70,7 +70,8 @@ pub use db::Backend;
 pub use error::{JournalError, Result};
 pub use holder::Holder;
 pub use journal::{
-    HostCount, Journal, MAX_LEASE, Options, PlannedMove, SlotGrant, SlotReservation, TakeOver,
+    HostCount, Journal, MAX_LEASE, MIN_LEASE, Options, PlannedMove, SlotGrant, SlotReservation,
+    TakeOver, lease_out_of_bounds,
 };
 pub use rebuild::{VmResume, rebuild, recovered};
 pub use record::{

@@ -9,7 +9,7 @@ use common::*;
 use std::process::{Child, Command as Proc};
 use std::time::Duration;
 use vmove_core::Selection;
-use vmove_journal::{Holder, Journal, JournalError, MAX_LEASE, Options};
+use vmove_journal::{Holder, Journal, JournalError, MAX_LEASE, MIN_LEASE, Options};
 
 /// A child process that does nothing for a minute (killed by the test).
 fn sleeper() -> Child {
@@ -189,12 +189,22 @@ fn a_run_refused_by_one_whose_process_is_gone_is_told_so_and_to_resume_it() {
     assert!(j.acquire_taking_over("r1").unwrap().1.is_some());
 }
 
-fn a_lease_longer_than_the_maximum_is_refused_with_a_clear_error() {
+fn a_lease_shorter_than_the_minimum_or_longer_than_the_maximum_is_refused_with_one_message() {
     let (_dir, path) = temp_path();
-    for ttl in [
-        Duration::from_secs(100_000 * 3600),
-        MAX_LEASE + Duration::from_secs(1),
-        Duration::ZERO,
+    for (ttl, why) in [
+        (
+            Duration::from_secs(100_000 * 3600),
+            "must be at most 1h, not 100000h",
+        ),
+        (
+            MAX_LEASE + Duration::from_secs(1),
+            "must be at most 1h, not 1h1s",
+        ),
+        (Duration::ZERO, "must be at least 1s, not 0s"),
+        (
+            MIN_LEASE - Duration::from_millis(1),
+            "must be at least 1s, not 999ms",
+        ),
     ] {
         let err = Journal::open_with(
             &path,
@@ -206,19 +216,22 @@ fn a_lease_longer_than_the_maximum_is_refused_with_a_clear_error() {
         .unwrap_err();
         let msg = err.to_string();
         assert!(
-            matches!(err, JournalError::BadLease { .. }) && msg.contains("at most 1h"),
+            matches!(err, JournalError::BadLease { .. })
+                && msg.starts_with(&format!("`journal_lease` {why} (")),
             "{msg}"
         );
     }
     assert!(!path.exists(), "nothing was created");
-    Journal::open_with(
-        &path,
-        Options {
-            lease_ttl: MAX_LEASE,
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    for ttl in [MIN_LEASE, MAX_LEASE] {
+        Journal::open_with(
+            &path,
+            Options {
+                lease_ttl: ttl,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+    }
 }
 
 #[cfg(unix)]
@@ -249,5 +262,5 @@ on_both_backends!(
     a_holder_of_another_boot_is_waited_for_until_its_lease_expires,
     a_reused_pid_does_not_keep_a_dead_holders_lease,
     a_run_refused_by_one_whose_process_is_gone_is_told_so_and_to_resume_it,
-    a_lease_longer_than_the_maximum_is_refused_with_a_clear_error,
+    a_lease_shorter_than_the_minimum_or_longer_than_the_maximum_is_refused_with_one_message,
 );

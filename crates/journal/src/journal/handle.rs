@@ -18,6 +18,39 @@ use std::time::Duration;
 /// on another machine (a dead holder on this machine is taken over at once: [`super::TakeOver`]).
 pub const MAX_LEASE: Duration = Duration::from_secs(3600);
 
+/// The shortest lease a run may have (`journal_lease`). The driving process refreshes it every
+/// third of it (the CLI's keeper, whose loop also reads the run's stop requests every second),
+/// behind the run's own journal writes (one fsync each, or a round trip to PostgreSQL): a lease
+/// of a few milliseconds expired before its first refresh, and the run looped on "the lease ...
+/// expired". At 1s, two refreshes may each be late by a third of a second before it expires.
+pub const MIN_LEASE: Duration = Duration::from_secs(1);
+
+/// The one rule of a lease's length, [`MIN_LEASE`] to [`MAX_LEASE`]: why `ttl` is not allowed,
+/// in words that follow the setting's name (`must be at least 1s, not 10ms (...)`), or `None`
+/// when it is. The settings' check of `journal_lease` and every open of a journal
+/// ([`JournalError::BadLease`]) read it.
+pub fn lease_out_of_bounds(ttl: Duration) -> Option<String> {
+    use vmove_core::spec::dur::format_duration;
+    if ttl < MIN_LEASE {
+        Some(format!(
+            "must be at least {}, not {} (the lease is refreshed every third of it, by the task \
+             that also polls the journal for stop requests every second and behind the run's own \
+             journal writes: a shorter one expires while a write waits, and the run stops)",
+            format_duration(MIN_LEASE),
+            format_duration(ttl)
+        ))
+    } else if ttl > MAX_LEASE {
+        Some(format!(
+            "must be at most {}, not {} (a lease keeps other processes off the run's VMs until it \
+             expires; a dead holder on this machine is taken over at once)",
+            format_duration(MAX_LEASE),
+            format_duration(ttl)
+        ))
+    } else {
+        None
+    }
+}
+
 /// The lease [`Options::default`] gives: refreshed every third of it, and a holder that crashed
 /// on another machine keeps the run's VMs for at most this long.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
@@ -259,10 +292,10 @@ impl Journal {
 
     fn open_in(path: &Path, opts: Options, mode: Mode) -> Result<Journal> {
         let path = path.to_path_buf();
-        if opts.lease_ttl > MAX_LEASE || opts.lease_ttl.is_zero() {
+        if let Some(why) = lease_out_of_bounds(opts.lease_ttl) {
             return Err(JournalError::BadLease {
                 ttl: opts.lease_ttl,
-                max: MAX_LEASE,
+                why,
             });
         }
         if let Some(location) = path.to_str().filter(|l| crate::location::is_postgres(l)) {

@@ -26,7 +26,7 @@ mod rows;
 mod slots;
 mod write;
 
-pub use handle::{Journal, MAX_LEASE, Options};
+pub use handle::{Journal, MAX_LEASE, MIN_LEASE, Options, lease_out_of_bounds};
 pub use lease::TakeOver;
 pub use planned::PlannedMove;
 pub use slots::{HostCount, SlotGrant, SlotReservation};
