@@ -56,18 +56,37 @@ fn stdout_failed(e: &io::Error) {
     }
 }
 
-/// `text` with every control character but newline and tab escaped (`\u{1b}`): names come
-/// from hypervisors and config files, and must not move a terminal's cursor or hide text.
+/// Whether `c` does not show itself but acts on the text around it, or shows nothing at all:
+/// a control character (Unicode category Cc: C0, DEL, C1), a format character (Cf: the bidi
+/// embeddings, overrides and isolates U+202A-U+202E and U+2066-U+2069, the marks U+200E,
+/// U+200F and U+061C, zero-width spaces and joiners, the soft hyphen...), or a line or
+/// paragraph separator (U+2028, U+2029, a line break to some terminals and viewers). A name
+/// holding one can reorder, hide or break what is shown after it (`invoice\u{202e}gpj.exe`
+/// shows as `invoiceexe.jpg`): every place vmove shows a name escapes these ([`printable`],
+/// [`escaped`], the HTML and SVG escape, the live page's script).
+pub fn is_hidden(c: char) -> bool {
+    use unicode_general_category::{GeneralCategory, get_general_category};
+    c.is_control()
+        || (!c.is_ascii()
+            && matches!(
+                get_general_category(c),
+                GeneralCategory::Format
+                    | GeneralCategory::LineSeparator
+                    | GeneralCategory::ParagraphSeparator
+            ))
+}
+
+/// `text` with every hidden character ([`is_hidden`]) but newline and tab escaped (`\u{1b}`,
+/// `\u{202e}`): names come from hypervisors and config files, and must not move a terminal's
+/// cursor, reorder the text or hide it.
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
+    let hidden = |c: char| is_hidden(c) && c != '\n' && c != '\t';
+    if !text.chars().any(hidden) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut s = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if c.is_control() && c != '\n' && c != '\t' {
+        if hidden(c) {
             s.extend(c.escape_unicode());
         } else {
             s.push(c);
@@ -77,13 +96,14 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// `name` (a VM's, a host's, a hypervisor's reason: anything vmove did not write itself) for
-/// one line of a terminal: every control character escaped, newline, carriage return and tab
-/// included (`\n`, `\r`, `\t`; the others `\u{1b}`), so a name cannot start a line of its
-/// own, forge one, or move the cursor. Used on each name (or each one-line text holding names)
-/// before it is laid out, so columns are aligned on the escaped width; [`printable`] is the
-/// net under every write, which keeps vmove's own newlines.
+/// one line of a terminal: every hidden character ([`is_hidden`]) escaped, newline, carriage
+/// return and tab included (`\n`, `\r`, `\t`; the others `\u{1b}`, `\u{202e}`), so a name
+/// cannot start a line of its own, forge one, move the cursor or reorder what follows it. Used
+/// on each name (or each one-line text holding names) before it is laid out, so columns are
+/// aligned on the escaped width; [`printable`] is the net under every write, which keeps
+/// vmove's own newlines.
 pub fn escaped(name: &str) -> std::borrow::Cow<'_, str> {
-    if !name.chars().any(char::is_control) {
+    if !name.chars().any(is_hidden) {
         return std::borrow::Cow::Borrowed(name);
     }
     let mut s = String::with_capacity(name.len() + 8);
@@ -92,7 +112,7 @@ pub fn escaped(name: &str) -> std::borrow::Cow<'_, str> {
             '\n' => s.push_str("\\n"),
             '\r' => s.push_str("\\r"),
             '\t' => s.push_str("\\t"),
-            c if c.is_control() => s.extend(c.escape_unicode()),
+            c if is_hidden(c) => s.extend(c.escape_unicode()),
             c => s.push(c),
         }
     }
@@ -178,4 +198,40 @@ macro_rules! outln {
 /// `eprintln!` that never panics: a line to stderr through [`err`].
 macro_rules! errln {
     ($($t:tt)*) => { $crate::stdio::err(&format!("{}\n", format_args!($($t)*))) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bidi_controls_and_format_characters_are_escaped_wherever_a_name_is_shown() {
+        for c in [
+            '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}', '\u{2066}', '\u{2067}',
+            '\u{2068}', '\u{2069}', '\u{200e}', '\u{200f}', '\u{061c}', '\u{200b}', '\u{200d}',
+            '\u{feff}', '\u{00ad}', '\u{2028}', '\u{2029}', '\u{1b}', '\u{7f}', '\u{85}',
+        ] {
+            assert!(is_hidden(c), "{c:?}");
+            let name = format!("a{c}b");
+            let shown = format!("a{}b", c.escape_unicode());
+            assert_eq!(escaped(&name), shown);
+            assert_eq!(printable(&name), shown);
+            assert_eq!(crate::timeline::escape(&name), shown);
+        }
+        // What shows itself is kept as it is: letters of any script, marks, symbols, spaces.
+        for name in [
+            "vm-01 db",
+            "Grüße",
+            "日本語",
+            "שלום",
+            "e\u{301}",
+            "🚀",
+            "a\u{a0}b",
+        ] {
+            assert_eq!(escaped(name), name);
+            assert_eq!(printable(name), name);
+        }
+        assert_eq!(printable("a\nb\tc"), "a\nb\tc");
+        assert_eq!(escaped("a\nb\tc\rd"), "a\\nb\\tc\\rd");
+    }
 }

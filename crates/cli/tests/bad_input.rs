@@ -529,6 +529,85 @@ memory_gib = 64
 }
 
 #[test]
+fn bidi_and_invisible_format_characters_in_vm_names_are_escaped_on_the_terminal_and_in_every_report()
+ {
+    // U+202E (right-to-left override) made `invoice\u{202e}gpj.exe` show as `invoiceexe.jpg`;
+    // the other bidi controls and format characters hid or reordered text the same way.
+    let hidden = [
+        '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}', '\u{2066}', '\u{2067}',
+        '\u{2068}', '\u{2069}', '\u{200e}', '\u{200f}', '\u{061c}', '\u{200b}', '\u{feff}',
+        '\u{2028}', '\u{2029}',
+    ];
+    let sb = Sandbox::new("bidi-names");
+    sb.write(
+        "vmove.toml",
+        r#"
+[hosts.a]
+driver = "sim"
+speed = 1000
+vms = [
+  { name = "invoice\u202Egpj.exe", memory_gib = 1, disk_gib = 1 },
+  { name = "x\u202A\u202B\u202C\u202D\u2066\u2067\u2068\u2069\u200E\u200F\u061C\u200B\uFEFF\u2028\u2029y", memory_gib = 1, disk_gib = 1 },
+]
+
+[hosts.b]
+driver = "sim"
+speed = 1000
+memory_gib = 64
+"#,
+    );
+    let clean = |what: &str, text: &str| {
+        assert!(
+            !text.chars().any(|c| hidden.contains(&c)),
+            "a raw bidi or format character in {what}: {text:?}"
+        );
+    };
+    let plan = sb.run(&["plan", "evacuate", "a", "--to", "b"]);
+    plan.no_panic().expect_code(0);
+    clean("plan", &plan.stdout);
+    let r = sb.run(&[
+        "evacuate",
+        "a",
+        "--to",
+        "b",
+        "--plain",
+        "--timeline",
+        "--report",
+        "r.md",
+    ]);
+    r.no_panic().expect_code(0);
+    clean("the run's stdout", &r.stdout);
+    clean("the run's stderr", &r.stderr);
+    assert!(r.stdout.contains("invoice\\u{202e}gpj.exe"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(
+            "x\\u{202a}\\u{202b}\\u{202c}\\u{202d}\\u{2066}\\u{2067}\\u{2068}\\u{2069}\\u{200e}\\u{200f}\\u{61c}\\u{200b}\\u{feff}\\u{2028}\\u{2029}y"
+        ),
+        "{}",
+        r.stdout
+    );
+    for cmd in [
+        &["status"][..],
+        &["history"][..],
+        &["report", "--timeline"][..],
+    ] {
+        let s = sb.run(cmd);
+        s.no_panic().expect_code(0);
+        clean(cmd[0], &s.stdout);
+    }
+    for file in ["r.html", "r.svg"] {
+        sb.run(&["report", "--report", file])
+            .no_panic()
+            .expect_code(0);
+    }
+    for file in ["r.md", "r.html", "r.svg"] {
+        let text = std::fs::read_to_string(sb.path(file)).unwrap();
+        clean(file, &text);
+        assert!(text.contains("invoice\\u{202e}gpj.exe"), "{file}: {text}");
+    }
+}
+
+#[test]
 fn newlines_and_tabs_in_vm_names_are_escaped_so_no_line_can_be_forged() {
     let sb = Sandbox::new("newline-names");
     sb.write(

@@ -137,7 +137,9 @@ impl BarsSink {
                 self.waits.len() - 1
             ),
         };
-        self.overall.set_message(msg);
+        // Drawn by indicatif, not through stdio: the name and the reason escaped here.
+        self.overall
+            .set_message(crate::stdio::escaped(&msg).into_owned());
     }
 
     /// Knows these VM names already (a resumed run's VMs were selected by an earlier process).
@@ -242,7 +244,8 @@ impl BarsSink {
             } => {
                 let b = self.vm_bar(vm);
                 b.set_position(0);
-                let label = format!("-> {destination} (attempt {attempt})");
+                let label = crate::stdio::escaped(&format!("-> {destination} (attempt {attempt})"))
+                    .into_owned();
                 b.set_message(label.clone());
                 self.labels.insert(vm.clone(), label);
             }
@@ -273,8 +276,12 @@ impl BarsSink {
                 destination,
                 ..
             } => {
-                self.vm_bar(vm)
-                    .set_message(format!("failed: looking at {source} and {destination}"));
+                self.vm_bar(vm).set_message(
+                    crate::stdio::escaped(&format!(
+                        "failed: looking at {source} and {destination}"
+                    ))
+                    .into_owned(),
+                );
             }
             EventKind::AttemptFailed { vm, .. } => self.end_bar(vm),
             EventKind::AbortWaiting {
@@ -285,11 +292,12 @@ impl BarsSink {
                 ..
             } => {
                 let b = self.vm_bar(vm);
-                b.set_message(if *look == 0 {
+                let text = if *look == 0 {
                     format!("aborting on {source}")
                 } else {
                     format!("aborting: waiting for {source} (look {look} of {looks})")
-                });
+                };
+                b.set_message(crate::stdio::escaped(&text).into_owned());
             }
             EventKind::NotAborted { vm, .. } => {
                 self.vm_bar(vm)
@@ -392,6 +400,39 @@ mod tests {
             },
         ));
         assert_eq!(s.overall.message(), "", "no VM waits any more");
+    }
+
+    /// The bars are drawn by indicatif, not through stdio's escaping: the overall bar showed a
+    /// waiting VM's name raw, and a VM's bar its destination's.
+    #[test]
+    fn the_bars_show_names_and_hosts_with_their_control_and_bidi_characters_escaped() {
+        let mut s = BarsSink::with_target(ProgressDrawTarget::hidden());
+        let vm = VmId::new("u-1");
+        s.take(&ev(0, selected(&vm, "evil\u{202e}gpj\u{1b}[2J")));
+        s.take(&ev(
+            1,
+            EventKind::Waiting {
+                vm: vm.clone(),
+                reason: WaitReason::BackingUp { since: Time(0) },
+            },
+        ));
+        let shown = s.overall.message();
+        assert!(
+            shown.starts_with("evil\\u{202e}gpj\\u{1b}[2J: "),
+            "{shown:?}"
+        );
+        s.take(&ev(
+            2,
+            EventKind::AttemptStarted {
+                vm: vm.clone(),
+                attempt: 1,
+                source: HostId::new("hv-01"),
+                destination: HostId::new("hv\u{2067}02"),
+                mode: MigrationMode::Live,
+            },
+        ));
+        let shown = s.vm_bar(&vm).message();
+        assert_eq!(shown, "-> hv\\u{2067}02 (attempt 1)");
     }
 
     /// In the demo (run time 25 times the wall's) a bar's rate mixed simulated bytes with wall

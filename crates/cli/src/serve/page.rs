@@ -13,7 +13,8 @@ pub const APP_JS: &str = include_str!("assets/app.js");
 pub const STYLE_CSS: &str = include_str!("assets/style.css");
 
 /// Text made safe for HTML element content and quoted attribute values: the timeline's one
-/// escape (control characters become U+FFFD, as the reports' pages do).
+/// escape (hidden characters, control and bidi ones, shown escaped as `\u{202e}`, as the
+/// reports' pages and the terminal do).
 pub use crate::timeline::escape as esc;
 
 /// A path segment percent-encoded (a run id in a link).

@@ -21,8 +21,11 @@ pub mod text;
 pub use model::{Predicted, Timeline, TimelineBuilder};
 pub use svg::svg;
 
-/// Escapes text for XML/HTML content and attribute values (`&`, `<`, `>`, `"`, `'`), and
-/// replaces control characters (which XML 1.0 does not allow) with U+FFFD.
+/// Escapes text for XML/HTML content and attribute values (`&`, `<`, `>`, `"`, `'`); tab and
+/// newline become a space, and every other hidden character ([`crate::stdio::is_hidden`]:
+/// control characters, which XML 1.0 does not allow, bidi overrides and isolates, zero-width
+/// and other format characters) is shown escaped, `\u{1b}`, `\u{202e}`, as on the terminal:
+/// a name cannot reorder or hide the text of a report or a page.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -33,7 +36,7 @@ pub fn escape(s: &str) -> String {
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
             '\t' | '\n' => out.push(' '),
-            c if c.is_control() => out.push('\u{FFFD}'),
+            c if crate::stdio::is_hidden(c) => out.extend(c.escape_unicode()),
             c => out.push(c),
         }
     }

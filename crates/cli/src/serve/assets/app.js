@@ -22,9 +22,16 @@
     if (s >= 60) { return Math.floor(s / 60) + "m" + String(s % 60).padStart(2, "0") + "s"; }
     return s + "s";
   }
+  // Text as shown: tab and newline a space, every other control, format (the bidi overrides
+  // and isolates, zero-width characters) or line/paragraph separator escaped as \u{202e}, as
+  // the server's pages do (a name cannot reorder or hide what follows it).
+  function shown(text) {
+    return String(text).replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) =>
+      c === "\t" || c === "\n" ? " " : "\\u{" + c.codePointAt(0).toString(16) + "}");
+  }
   function cell(tr, i, text) {
     while (tr.cells.length <= i) { tr.insertCell(-1); }
-    tr.cells[i].textContent = text === null || text === undefined ? "" : String(text);
+    tr.cells[i].textContent = text === null || text === undefined ? "" : shown(text);
     return tr.cells[i];
   }
   function rowFor(tbody, attr, key) {
@@ -48,7 +55,7 @@
     document.getElementById("run-counts").textContent = r.vms + " VMs: " + counts.join(", ");
     document.getElementById("run-eta").textContent = r.state === "running" ? secs(r.eta_seconds) : "over";
     const basis = document.getElementById("run-eta-basis");
-    basis.textContent = r.eta_basis_text || "";
+    basis.textContent = shown(r.eta_basis_text || "");
     basis.setAttribute("data-basis", r.eta_basis || "");
     const ctl = document.getElementById("control");
     if (ctl && r.state !== "running") {
@@ -98,7 +105,7 @@
   }
   function vmStop(vm, name, what) {
     post("/vms/" + encodeURIComponent(vm) + "/" + what,
-      what === "skip" ? "Skip VM " + name + " (it is not moved)?" : "Abort the move of VM " + name + " (it stays on its source)?");
+      what === "skip" ? "Skip VM " + shown(name) + " (it is not moved)?" : "Abort the move of VM " + shown(name) + " (it stays on its source)?");
   }
 
   // The timeline is fetched again when it changed, at most once per second.
@@ -161,7 +168,7 @@
     fetch(base + path, { method: "POST", headers: { "X-Vmove-Token": t } })
       .then((r) => r.text().then((text) => {
         if (r.status === 401 || r.status === 403) { sessionStorage.removeItem("vmove-token"); }
-        said.textContent = text;
+        said.textContent = shown(text);
       }))
       .catch((e) => { said.textContent = "not sent: " + e; });
   }
