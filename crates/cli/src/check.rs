@@ -175,7 +175,10 @@ pub async fn check(
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("md"))
         {
-            format!("# vmove check\n\n```text\n{text}```\n")
+            format!(
+                "# vmove check\n\n{}",
+                crate::output::markdown::code_block(&text)
+            )
         } else {
             json
         };

@@ -522,7 +522,10 @@ memory_gib = 64
         .lines()
         .find(|l| l.contains("evil"))
         .expect("a row for the VM");
-    assert!(row.contains("evil\\u{1b}[2J\\u{7}vm\\|x\\nnext |"), "{row}");
+    assert!(
+        row.contains("`evil\\u{1b}[2J\\u{7}vm\\|x\\nnext` |"),
+        "{row}"
+    );
     let s = sb.run(&["status"]);
     s.no_panic().expect_code(0);
     assert!(!s.stdout.contains('\u{1b}'), "{:?}", s.stdout);
@@ -605,6 +608,105 @@ memory_gib = 64
         clean(file, &text);
         assert!(text.contains("invoice\\u{202e}gpj.exe"), "{file}: {text}");
     }
+}
+
+#[test]
+fn markdown_in_vm_and_host_names_is_shown_as_text_in_the_markdown_report() {
+    // Before, `[click](http://evil.example)` was a live link in the report, `<img ...>` markup,
+    // `**bold**` bold, and a backtick in the command line ended its code span.
+    let sb = Sandbox::new("markdown-names");
+    sb.write(
+        "vmove.toml",
+        r#"
+[hosts."[src](evil.example)"]
+driver = "sim"
+speed = 1000
+vms = [
+  { name = "[click](http://evil.example)", memory_gib = 1, disk_gib = 1 },
+  { name = "<img src=x onerror=alert(1)>", memory_gib = 1, disk_gib = 1 },
+  { name = "**bold**_it_~~s~~", memory_gib = 1, disk_gib = 1 },
+  { name = "tick`|pipe", memory_gib = 1, disk_gib = 1 },
+  { name = "web-01", memory_gib = 1, disk_gib = 1 },
+]
+
+[hosts.b]
+driver = "sim"
+speed = 1000
+memory_gib = 64
+"#,
+    );
+    let r = sb.run(&[
+        "evacuate",
+        "[src](evil.example)",
+        "--to",
+        "b",
+        "--plain",
+        "--report",
+        "r.md",
+    ]);
+    r.no_panic().expect_code(0);
+    let md = std::fs::read_to_string(sb.path("r.md")).unwrap();
+    let row = |name: &str| {
+        md.lines()
+            .find(|l| l.starts_with("| ") && l.contains(name))
+            .unwrap_or_else(|| panic!("no row for {name} in:\n{md}"))
+            .to_owned()
+    };
+    // Each name in a code span (nothing in one is markup), the host too.
+    assert!(
+        row("[click]")
+            .starts_with("| `[click](http://evil.example)` | `[src](evil.example)` | b | moved |"),
+        "{md}"
+    );
+    assert!(
+        row("<img").starts_with("| `<img src=x onerror=alert(1)>` |"),
+        "{md}"
+    );
+    assert!(
+        row("**bold**").starts_with("| `**bold**_it_~~s~~` |"),
+        "{md}"
+    );
+    // A backtick lengthens the fence; `|` is escaped, so the row keeps its 11 cells.
+    let tick = row("tick");
+    assert!(tick.starts_with("| ``tick`\\|pipe`` |"), "{md}");
+    assert_eq!(tick.matches(" | ").count(), 10, "{tick}");
+    // Plain text stays plain.
+    assert!(row("web-01").starts_with("| web-01 | `[src]"), "{md}");
+    // Nowhere outside a code span (CommonMark's: a run of backticks to the next run as long).
+    let mut outside = String::new();
+    let mut rest = md.as_str();
+    while let Some(at) = rest.find('`') {
+        outside.push_str(&rest[..at]);
+        let fence = rest[at..].len() - rest[at..].trim_start_matches('`').len();
+        let after = &rest[at + fence..];
+        let close = (0..after.len()).find(|&i| {
+            after[i..].starts_with(&"`".repeat(fence))
+                && !after[i + fence..].starts_with('`')
+                && (i == 0 || !after[..i].ends_with('`'))
+        });
+        match close {
+            Some(i) => rest = &after[i + fence..],
+            None => {
+                outside.push_str(&rest[at..at + fence]);
+                rest = after;
+            }
+        }
+    }
+    outside.push_str(rest);
+    for live in [
+        "[click]", "[src]", "<img", "**bold", "~~s~~", "_it_", "|pipe",
+    ] {
+        assert!(
+            !outside.contains(live),
+            "`{live}` outside a code span in:\n{md}"
+        );
+    }
+    assert!(
+        md.contains(
+            "- command: `vmove evacuate '[src](evil.example)' --to b --plain --report r.md`"
+        ),
+        "{md}"
+    );
 }
 
 #[test]

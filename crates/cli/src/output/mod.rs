@@ -3,6 +3,7 @@
 //! - [`describe`]: the one line each event gets;
 //! - [`record`]: the per-VM record folded from the events, and how a VM and a run ended;
 //! - [`report`]: the summary table and the `--report` files;
+//! - [`markdown`]: outside text made inert for the Markdown reports;
 //! - [`ndjson`]: the events as NDJSON for programs (`--json`), in the versioned envelope;
 //! - [`table`]: tables fitted to the terminal's width;
 //! - [`fmt`]: times, ETAs and lists for people.
@@ -10,6 +11,7 @@
 mod describe;
 mod fmt;
 mod live;
+pub mod markdown;
 mod ndjson;
 mod record;
 mod report;

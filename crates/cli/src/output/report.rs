@@ -102,29 +102,27 @@ impl Record {
 
     /// The report as Markdown.
     pub fn markdown(&self) -> String {
-        // Table cells: `|` would end the cell; control characters (a VM name is whatever its
-        // hypervisor allows) are shown escaped, never written raw.
-        let esc = |s: &str| {
-            crate::stdio::printable(s)
-                .replace('\n', "\\n")
-                .replace('|', "\\|")
-        };
+        // What vmove did not write (a VM name is whatever its hypervisor allows) is never read
+        // as Markdown (super::markdown: a code span unless it is plain text; in table cells `|`
+        // escaped); control and bidi characters are shown escaped.
+        let esc = |s: &str| super::markdown::cell(s);
+        let text = |s: &str| super::markdown::inline(s);
         let mut out = format!(
-            "# vmove run {}\n\n- command: `{}`\n- outcome: {}\n- started: {}\n- ended: {}\n- duration: {}\n- ran on: {}\n- vmove: {}\n- moved: {}, unmigratable: {}, cancelled: {}\n",
-            esc(&self.run_id),
-            self.command,
+            "# vmove run {}\n\n- command: {}\n- outcome: {}\n- started: {}\n- ended: {}\n- duration: {}\n- ran on: {}\n- vmove: {}\n- moved: {}, unmigratable: {}, cancelled: {}\n",
+            text(&self.run_id),
+            super::markdown::code(&self.command),
             self.outcome,
             self.started,
             self.ended.as_deref().unwrap_or("(not yet)"),
             fmt_time(Time((self.duration_secs * 1000.0) as u64)),
-            esc(&self.host),
-            esc(&self.vmove_version),
+            text(&self.host),
+            text(&self.vmove_version),
             self.moved,
             self.unmigratable,
             self.cancelled
         );
         if let Some(e) = &self.error {
-            out.push_str(&format!("- error: {}\n", esc(e)));
+            out.push_str(&format!("- error: {}\n", text(e)));
         }
         let actions = self.actions();
         if !actions.is_empty() {
