@@ -2,9 +2,10 @@
 //! (`before_evacuate`: put the host in maintenance, stop placement onto it) and one after the
 //! evacuation ends (`after_evacuate`: tell monitoring). Each is an argv array run without a
 //! shell, with `VMOVE_HOST`, `VMOVE_RUN_ID` and `VMOVE_PHASE` (`before_evacuate` or
-//! `after_evacuate`) in its environment, killed after `hook_timeout`. Its exit code and the last
-//! [`OUTPUT_LIMIT`] bytes of its output (stdout and stderr together) are shown and journaled,
-//! with URIs' user information hidden as in the logs.
+//! `after_evacuate`) in its environment, in a process group of its own, killed after
+//! `hook_timeout`; when it ends, by itself or killed, every process it left in its group is
+//! killed too. Its exit code and the last [`OUTPUT_LIMIT`] bytes of its output (stdout and
+//! stderr together) are shown and journaled, with URIs' user information hidden as in the logs.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -86,7 +87,15 @@ impl Outcome {
     }
 }
 
-/// Runs one hook to its end or its time-out.
+/// How long the output of a hook that has ended is waited for: only a process it left in a
+/// session of its own (`setsid`) can still hold the pipe open then.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs one hook to its end or its time-out, in a process group of its own: when it ends (or
+/// is killed at its time-out), whatever it started and left running in that group is killed
+/// too (SIGKILL to the group), so nothing it started outlives it or holds its output open.
+/// What it printed before then is kept (its last [`OUTPUT_LIMIT`] bytes), even when a process
+/// that left the group still holds the output open (given up on after [`OUTPUT_GRACE`]).
 pub fn run(argv: &[String], host: &str, run_id: &str, phase: Phase, timeout: Duration) -> Outcome {
     let mut out = Outcome {
         code: None,
@@ -121,6 +130,12 @@ pub fn run(argv: &[String], host: &str, run_id: &str, phase: Phase, timeout: Dur
         .env("VMOVE_HOST", host)
         .env("VMOVE_RUN_ID", run_id)
         .env("VMOVE_PHASE", phase.as_str());
+    #[cfg(unix)]
+    {
+        // Its own process group, led by it: what it starts joins it, and is killed with it.
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -131,58 +146,109 @@ pub fn run(argv: &[String], host: &str, run_id: &str, phase: Phase, timeout: Dur
     // `cmd` holds the pipe's write ends: dropped, the reader sees the end when the hook (and
     // whatever it left running with the pipe) is done.
     drop(cmd);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(tail(reader));
-    });
+    // The output is read as it comes into `kept`, so what was read is there however long a
+    // process that holds the pipe lives.
+    let kept = std::sync::Arc::new(std::sync::Mutex::new(Tail::default()));
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    {
+        let kept = kept.clone();
+        std::thread::spawn(move || {
+            tail(reader, &kept);
+            let _ = done_tx.send(());
+        });
+    }
     let start = Instant::now();
     loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                out.code = status.code();
+        match exited(&mut child) {
+            Ok(true) => {
+                end_group(&mut child);
+                match child.wait() {
+                    Ok(status) => out.code = status.code(),
+                    Err(e) => out.spawn_error = Some(format!("cannot wait for it: {e}")),
+                }
                 break;
             }
-            Ok(None) if start.elapsed() >= timeout => {
-                let _ = child.kill();
+            Ok(false) if start.elapsed() >= timeout => {
+                end_group(&mut child);
                 let _ = child.wait();
                 out.timed_out = true;
                 break;
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Ok(false) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => {
                 out.spawn_error = Some(format!("cannot wait for it: {e}"));
-                let _ = child.kill();
+                end_group(&mut child);
+                let _ = child.wait();
                 break;
             }
         }
     }
-    // A child of the hook may hold the pipe open: its output is not waited for long.
-    if let Ok((bytes, truncated)) = rx.recv_timeout(Duration::from_secs(2)) {
-        out.output = vmove_driver::redact_uris(&String::from_utf8_lossy(&bytes)).into_owned();
-        out.truncated = truncated;
-    }
+    // Its group is gone: the pipe ends at once, unless a process left the group (`setsid`).
+    let _ = done_rx.recv_timeout(OUTPUT_GRACE);
+    let tail = std::mem::take(&mut *kept.lock().unwrap_or_else(|p| p.into_inner()));
+    out.output = vmove_driver::redact_uris(&String::from_utf8_lossy(&tail.bytes)).into_owned();
+    out.truncated = tail.truncated;
     out
 }
 
-/// Reads to the end, keeping the last [`OUTPUT_LIMIT`] bytes.
-fn tail(mut r: impl Read) -> (Vec<u8>, bool) {
-    let mut kept: Vec<u8> = Vec::new();
-    let mut truncated = false;
+/// Whether the hook has exited, without reaping it (on Unix): while it is a zombie its process
+/// id, which is its group's, cannot be taken by another process, so [`end_group`] kills only
+/// what it left.
+#[cfg(unix)]
+fn exited(child: &mut std::process::Child) -> std::io::Result<bool> {
+    use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};
+    waitid(
+        WaitId::Pid(Pid::from_child(child)),
+        WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
+    )
+    .map(|status| status.is_some())
+    .map_err(std::io::Error::from)
+}
+
+#[cfg(not(unix))]
+fn exited(child: &mut std::process::Child) -> std::io::Result<bool> {
+    child.try_wait().map(|s| s.is_some())
+}
+
+/// Kills the hook's process group (the hook, if it still runs, and every process it started
+/// that is still in the group). A group already gone is fine.
+#[cfg(unix)]
+fn end_group(child: &mut std::process::Child) {
+    use rustix::process::{Pid, Signal, kill_process_group};
+    if kill_process_group(Pid::from_child(child), Signal::KILL).is_err() {
+        let _ = child.kill();
+    }
+}
+
+#[cfg(not(unix))]
+fn end_group(child: &mut std::process::Child) {
+    let _ = child.kill();
+}
+
+/// The last [`OUTPUT_LIMIT`] bytes read, and whether older ones were dropped.
+#[derive(Debug, Default)]
+struct Tail {
+    bytes: Vec<u8>,
+    truncated: bool,
+}
+
+/// Reads to the end into `kept`, keeping the last [`OUTPUT_LIMIT`] bytes.
+fn tail(mut r: impl Read, kept: &std::sync::Mutex<Tail>) {
     let mut buf = [0u8; 8192];
     loop {
         match r.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                kept.extend_from_slice(&buf[..n]);
-                if kept.len() > OUTPUT_LIMIT {
-                    let cut = kept.len() - OUTPUT_LIMIT;
-                    kept.drain(..cut);
-                    truncated = true;
+                let mut k = kept.lock().unwrap_or_else(|p| p.into_inner());
+                k.bytes.extend_from_slice(&buf[..n]);
+                if k.bytes.len() > OUTPUT_LIMIT {
+                    let cut = k.bytes.len() - OUTPUT_LIMIT;
+                    k.bytes.drain(..cut);
+                    k.truncated = true;
                 }
             }
         }
     }
-    (kept, truncated)
 }
 
 /// Runs the `phase` hooks of `hosts` (those that have one), each shown on stderr and noted in
@@ -384,6 +450,42 @@ mod tests {
             "{}",
             &o.output[o.output.len() - 100..]
         );
+    }
+
+    /// A process the hook moved to a session of its own (`setsid`) is not killed with its
+    /// group and holds the output open: what the hook printed is kept all the same (before, it
+    /// was dropped after 2 s of waiting for the pipe's end).
+    #[cfg(unix)]
+    #[test]
+    fn a_hook_whose_child_left_its_group_still_has_its_output_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("detached.pid");
+        let t = Instant::now();
+        let o = run(
+            &sh(&format!(
+                "setsid sh -c 'echo $$ > {}; exec sleep 296' & echo kept-output; exit 0",
+                pid_file.display()
+            )),
+            "h",
+            "r",
+            Phase::AfterEvacuate,
+            Duration::from_secs(20),
+        );
+        // End the detached sleep this test started (only while it is still that sleep).
+        let until = Instant::now() + Duration::from_secs(5);
+        while !pid_file.exists() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+            let pid = pid.trim();
+            if std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\x00296\x00")
+            {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+        assert!(o.ok(), "{o:?}");
+        assert_eq!(o.output.trim(), "kept-output", "{o:?}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     }
 
     #[test]

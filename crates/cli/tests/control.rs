@@ -253,6 +253,132 @@ fn failing_post_hook_is_a_warning_and_the_run_result_stands() {
     assert!(r.stderr.contains("monitoring unreachable"), "{}", r.stderr);
 }
 
+/// The process a hook script started in the background, by the pid it wrote to `file`: whether
+/// it still runs, and, should a test fail with it running, ended when the test is over (only
+/// while it is still the `sleep 297` the script started).
+struct HookChild(std::path::PathBuf);
+
+impl HookChild {
+    fn pid(&self) -> u32 {
+        let text = std::fs::read_to_string(&self.0).expect("the hook wrote its child's pid");
+        text.trim().parse().unwrap()
+    }
+
+    /// Running: there, and not a zombie.
+    fn running(&self) -> bool {
+        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid())) {
+            Ok(stat) => !stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+            Err(_) => false,
+        }
+    }
+
+    /// Whether it has ended within `secs` (a killed process is reaped by its new parent).
+    fn ends_within(&self, secs: u64) -> bool {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while self.running() {
+            if std::time::Instant::now() > until {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        true
+    }
+}
+
+impl Drop for HookChild {
+    fn drop(&mut self) {
+        let Ok(text) = std::fs::read_to_string(&self.0) else {
+            return;
+        };
+        let pid = text.trim();
+        let ours =
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\x00297\x00");
+        if ours && self.running() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", pid])
+                .status();
+        }
+    }
+}
+
+/// A hook script in the sandbox that starts `sleep 297` in the background (its pid written to
+/// `NAME.pid`), prints `out`, then runs `then`.
+fn hook_with_child(sb: &Sandbox, name: &str, out: &str, then: &str) -> (String, HookChild) {
+    let pid = sb.path(&format!("{name}.pid"));
+    let p = sb.write(
+        &format!("{name}.sh"),
+        &format!(
+            "#!/bin/sh\nsleep 297 &\necho $! > '{}'\necho '{out}'\n{then}\n",
+            pid.display()
+        ),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (p.display().to_string(), HookChild(pid))
+}
+
+#[test]
+fn a_hooks_background_process_is_ended_with_it_and_what_the_hook_printed_is_kept() {
+    let sb = Sandbox::new("hooks-background");
+    // Exits 0 at once, leaving `sleep 297` behind with the output pipe open: before, its output
+    // was waited for 2 s, then dropped, and the sleep ran on after vmove returned.
+    let (before, child) = hook_with_child(&sb, "before", "draining a", "exit 0");
+    sb.write(
+        "vmove.toml",
+        &hooked_hosts(&format!("before_evacuate = [\"{before}\"]")),
+    );
+    let r = sb.run(&["evacuate", "a", "--to", "b", "--plain"]);
+    r.no_panic().expect_code(0);
+    assert!(
+        r.stderr
+            .contains("succeeded (exit 0); its output:\ndraining a"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        child.ends_within(5),
+        "the hook's background process {} still runs after vmove returned",
+        child.pid()
+    );
+}
+
+#[test]
+fn a_hook_past_its_timeout_is_killed_with_every_process_it_started_and_its_output_is_kept() {
+    let sb = Sandbox::new("hooks-timeout-group");
+    // Waits for its child past the time-out: before, only the shell was killed; its child ran
+    // on, holding the output pipe, and the output was lost.
+    let (before, child) = hook_with_child(&sb, "before", "entering maintenance", "wait");
+    sb.write(
+        "vmove.toml",
+        &hooked_hosts(&format!("before_evacuate = [\"{before}\"]")),
+    );
+    let started = std::time::Instant::now();
+    let r = sb.run_env(
+        &["evacuate", "a", "--to", "b", "--plain"],
+        &[("VMOVE_HOOK_TIMEOUT", "1s")],
+    );
+    r.no_panic().expect_code(1);
+    assert!(
+        r.stderr.contains("did not end in time and was killed")
+            && r.stderr.contains("its output:\nentering maintenance"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("nothing was moved"), "{}", r.stderr);
+    assert!(
+        child.ends_within(5),
+        "the hook's child {} still runs after vmove returned",
+        child.pid()
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn hook_that_is_not_an_argv_array_is_refused_naming_the_key() {
     let sb = Sandbox::new("hooks-bad");
