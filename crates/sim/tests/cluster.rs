@@ -480,6 +480,37 @@ fn a_route_overhead_delays_each_migration_by_exactly_that_and_takes_no_bandwidth
 }
 
 #[test]
+fn a_route_overhead_near_the_largest_time_holds_the_migration_in_set_up_instead_of_overflowing() {
+    use vmove_sim::RouteSpec;
+    // `now + overhead` overflowed: a panic with overflow checks, and without them a set-up
+    // that ended before it began (the migration moved at once, as if it had no overhead).
+    let vm = VmSpec::running("v", "a", 0).with_disk(GIB);
+    let (a, b) = (HostId::new("a"), HostId::new("b"));
+    for overhead_ms in [u64::MAX, u64::MAX - 500, u64::MAX / 2 + 1] {
+        let mut c = SimCluster::new(hosts(), vec![vm.clone()], Faults::default()).unwrap();
+        c.set_route(
+            &a,
+            &b,
+            RouteSpec {
+                overhead_ms,
+                ..RouteSpec::default()
+            },
+        )
+        .unwrap();
+        c.advance_to(Time(u64::MAX / 2 + 1000));
+        let r = req(&vm, 1);
+        let h = c.start_migration(&r).unwrap();
+        // Its set-up ends at the end of time: nothing is due before, and no byte moves.
+        assert_eq!(c.next_event_time(), Some(Time(u64::MAX)), "{overhead_ms}");
+        assert!(c.advance_to(Time(u64::MAX - 1)).is_empty(), "{overhead_ms}");
+        match c.migration_status(&r, &h).unwrap() {
+            MigrationStatus::Running(p) => assert_eq!(p.bytes_done, 0, "{overhead_ms}"),
+            other => panic!("{overhead_ms}: {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn a_route_aggregate_slows_concurrent_migrations_but_not_one_alone() {
     use vmove_sim::RouteSpec;
     // Stream 500 MB/s, NIC 1 GB/s; the route's hosts move 300 MB/s in all when several run.

@@ -26,6 +26,12 @@ pub const MAX_DOWNTIME_MS: u64 = vmove_core::model::DEFAULT_DOWNTIME_CAP_MS;
 /// however slow the route (`alone` in `scenarios::bound` follows the same rule).
 pub(crate) const MIN_FINAL_ROUND: u64 = MIB;
 
+/// `x` as a u64, the largest when it does not fit (`as` kept only its low 64 bits: a product of
+/// a rate and a duration past 2^64 became a small figure).
+pub(super) fn sat(x: u128) -> u64 {
+    u64::try_from(x).unwrap_or(u64::MAX)
+}
+
 impl SimCluster {
     pub(super) fn note_peak(&mut self, h: usize) {
         let ours = self.hosts[h].active.len() as u32;
@@ -87,7 +93,9 @@ impl SimCluster {
             dst,
             stage: if overhead > 0 {
                 Stage::Setup {
-                    until: Time(self.now.0 + overhead),
+                    // Saturating: an overhead near u64::MAX ms (a fitted figure from a journal's
+                    // extreme times) ends the set-up at the end of time, never before it began.
+                    until: Time(self.now.0.saturating_add(overhead)),
                 }
             } else {
                 Stage::Disk
@@ -139,7 +147,7 @@ impl SimCluster {
         let mg = &mut self.migs[m];
         let dt = now.0.saturating_sub(mg.updated.0);
         if dt > 0 && mg.rate > 0 && mg.stage != Stage::Ended {
-            let bytes = (u128::from(mg.rate) * u128::from(dt) / MS_PER_SEC) as u64;
+            let bytes = sat(u128::from(mg.rate) * u128::from(dt) / MS_PER_SEC);
             let bytes = bytes.min(mg.stage_total - mg.stage_done);
             mg.stage_done += bytes;
             mg.sent += bytes;
@@ -262,10 +270,9 @@ impl SimCluster {
                     return Some(self.end_migration(m, MigrationStatus::Completed));
                 }
                 let dur = now.0.saturating_sub(mg.round_started.0);
-                let dirtied = (u128::from(mg.dirty_rate) * u128::from(dur) / MS_PER_SEC) as u64;
+                let dirtied = sat(u128::from(mg.dirty_rate) * u128::from(dur) / MS_PER_SEC);
                 let next = dirtied.min(mg.mem_total);
-                let budget = ((u128::from(mg.rate) * u128::from(mg.downtime_ms) / MS_PER_SEC)
-                    as u64)
+                let budget = sat(u128::from(mg.rate) * u128::from(mg.downtime_ms) / MS_PER_SEC)
                     .max(MIN_FINAL_ROUND);
                 if next <= budget {
                     // Stop-and-copy: the last `next` bytes go during the pause.
@@ -345,7 +352,7 @@ impl SimCluster {
     pub(super) fn progress(&self, m: usize) -> Progress {
         let mg = &self.migs[m];
         let dt = self.now.0.saturating_sub(mg.updated.0);
-        let extra = ((u128::from(mg.rate) * u128::from(dt) / MS_PER_SEC) as u64)
+        let extra = sat(u128::from(mg.rate) * u128::from(dt) / MS_PER_SEC)
             .min(mg.stage_total - mg.stage_done);
         let stage_done = mg.stage_done + extra;
         let sent = mg.sent + extra;

@@ -74,8 +74,8 @@ impl SimCluster {
             }
         } else if mg.rate > 0 && !mg.hung {
             let rem = u128::from(mg.stage_total - mg.stage_done);
-            let ms = (rem * MS_PER_SEC).div_ceil(u128::from(mg.rate)) as u64;
-            at = Some(Time(now.0 + ms));
+            let ms = super::precopy::sat((rem * MS_PER_SEC).div_ceil(u128::from(mg.rate)));
+            at = Some(Time(now.0.saturating_add(ms)));
         }
         if let Some(h) = mg.hang_at.filter(|_| !mg.hung) {
             at = Some(at.map_or(h, |a| a.min(h)));
