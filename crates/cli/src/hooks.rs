@@ -461,10 +461,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pid_file = dir.path().join("detached.pid");
         let t = Instant::now();
+        // The hook ends only once the detached process has left its group (it writes its pid
+        // after `setsid`): ended sooner, the group's kill could reach that process before it
+        // left, on a loaded machine (seen in CI: no pid file, and the test waited for it).
         let o = run(
             &sh(&format!(
-                "setsid sh -c 'echo $$ > {}; exec sleep 296' & echo kept-output; exit 0",
-                pid_file.display()
+                "setsid sh -c 'echo $$ > {f}; exec sleep 296' & \
+                 while [ ! -s {f} ]; do sleep 0.01; done; echo kept-output; exit 0",
+                f = pid_file.display()
             )),
             "h",
             "r",
