@@ -234,7 +234,8 @@ pub struct Placement {
     /// Pin a VM to one destination (repeatable).
     #[arg(allow_negative_numbers = true, long = "pin", value_name = "VM=HOST")]
     pub pins: Vec<String>,
-    /// Give a VM a priority; higher starts first (repeatable).
+    /// Give a VM a priority, a whole number from -2147483648 to 2147483647; higher starts first
+    /// (repeatable).
     #[arg(allow_negative_numbers = true, long = "priority", value_name = "VM=N")]
     pub priorities: Vec<String>,
     /// Never move these VMs (names or glob patterns; repeatable or comma-separated), whatever

@@ -303,7 +303,7 @@ pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
                             bad(
                                 &origin,
                                 &format!("priorities.{vm}"),
-                                "must be a whole number",
+                                &format!("must be {}", priority_range()),
                                 &p,
                             )
                         })?;
@@ -461,6 +461,12 @@ fn expect_table(v: toml::Value, origin: &str, key: &str) -> Result<toml::Table, 
         toml::Value::Table(t) => Ok(t),
         other => Err(bad(origin, key, "must be a table", &other)),
     }
+}
+
+/// What a priority may be (`[priorities]`, `--priority VM=N`), in the words of both errors: the
+/// core's `i32`.
+pub fn priority_range() -> String {
+    format!("a whole number from {} to {}", i32::MIN, i32::MAX)
 }
 
 fn bad(origin: &str, key: &str, what: &str, got: &toml::Value) -> ConfigError {

@@ -5,7 +5,7 @@
 use crate::args::{EvacuateArgs, MigrateArgs, Placement};
 use crate::config::ConfigFile;
 use crate::settings::Effective;
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use vmove_core::{HostId, HostLimits, PathLayout, RunSpec, Selection, SourceSpec, VmInfo};
@@ -139,9 +139,17 @@ pub fn draft(chosen: &Chosen, cfg: &ConfigFile, eff: &Effective, run_id: String)
     let mut priorities = cfg.priorities.clone();
     for p in &placement.priorities {
         let (vm, n) = kv("--priority", p)?;
-        let n: i32 = n
-            .parse()
-            .with_context(|| format!("flag `--priority`: `{n}` is not a whole number"))?;
+        let n: i32 = n.parse().map_err(|e: std::num::ParseIntError| {
+            let range = crate::config::priority_range();
+            match e.kind() {
+                std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                    anyhow!("flag `--priority`: `{n}` is out of range: a priority is {range}")
+                }
+                _ => anyhow!(
+                    "flag `--priority`: `{n}` is not a whole number (a priority is {range})"
+                ),
+            }
+        })?;
         priorities.insert(vm.to_owned(), n);
     }
     let hosts: BTreeMap<HostId, HostLimits> = cfg

@@ -431,6 +431,67 @@ fn a_journal_lease_under_1s_is_refused_with_one_rule_and_one_message_even_0s() {
         .expect_code(0);
 }
 
+/// A priority outside the whole numbers a priority may be (-2^31 to 2^31-1) is refused naming
+/// that range, from the flag and from `[priorities]` alike; text that is no number at all is
+/// called so. Before, `--priority web-1=2147483648` was refused as "not a whole number".
+#[test]
+fn a_priority_out_of_range_is_refused_naming_the_range_not_as_not_a_number() {
+    let sb = Sandbox::new("priority-range");
+    sb.write("vmove.toml", SIM_CONFIG);
+    let range = "a priority is a whole number from -2147483648 to 2147483647";
+    let prio = |p: &str| {
+        let r = sb.run(&[
+            "plan",
+            "migrate",
+            "a:web-1",
+            "--to",
+            "b",
+            "--priority",
+            &format!("web-1={p}"),
+        ]);
+        r.no_panic();
+        r
+    };
+    for (bad, said) in [
+        ("2147483648", "`2147483648` is out of range: "),
+        ("-2147483649", "`-2147483649` is out of range: "),
+        (
+            "99999999999999999999999",
+            "`99999999999999999999999` is out of range: ",
+        ),
+        ("high", "`high` is not a whole number ("),
+        ("1.5", "`1.5` is not a whole number ("),
+    ] {
+        let r = prio(bad);
+        assert_eq!(r.code, Some(1), "{bad}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("flag `--priority`: {said}")) && r.stderr.contains(range),
+            "{bad}: {}",
+            r.stderr
+        );
+        assert!(r.stdout.is_empty(), "{bad}: {}", r.stdout);
+    }
+    for good in ["2147483647", "-2147483648"] {
+        prio(good).expect_code(0);
+    }
+    for (value, shown) in [("2147483648", "2147483648"), ("\"high\"", "\"high\"")] {
+        sb.write(
+            "prio.toml",
+            &format!("{SIM_CONFIG}\n[priorities]\nweb-1 = {value}\n"),
+        );
+        let r = sb.run(&["config", "--config", "prio.toml"]);
+        r.no_panic();
+        assert_eq!(r.code, Some(1), "{value}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!(
+                "`priorities.web-1` must be a whole number from -2147483648 to 2147483647, not {shown}"
+            )),
+            "{value}: {}",
+            r.stderr
+        );
+    }
+}
+
 #[test]
 fn a_second_process_on_the_same_sim_state_file_is_refused_while_the_first_runs() {
     let sb = Sandbox::new("state-lock");
