@@ -290,7 +290,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR:PORT", conflicts_with = "port")]
     pub listen: Option<String>,
     /// Listen on 127.0.0.1 at PORT (0: any free port) [default: 9470].
-    #[arg(long, value_name = "PORT")]
+    #[arg(allow_negative_numbers = true, long, value_name = "PORT")]
     pub port: Option<u16>,
     /// Show stop and abort buttons for running runs (`vmove abort RUN [--now]`), behind a token
     /// (printed once on stderr, or from $VMOVE_SERVE_TOKEN or --token-file).
@@ -311,7 +311,13 @@ pub struct DemoArgs {
     /// Also serve the demo's live page, as `vmove serve` does, on 127.0.0.1:PORT (0: any free
     /// port) [default when given alone: 9470]. The demo is then journaled in a temporary folder
     /// (removed at the end); the page stays up after the demo until Ctrl-C.
-    #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "9470")]
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        value_name = "PORT",
+        num_args = 0..=1,
+        default_missing_value = "9470"
+    )]
     pub serve: Option<u16>,
 }
 
@@ -405,7 +411,7 @@ pub struct Common {
     /// duration from now (`45m`), a UTC time of day (`02:00`, its next occurrence) or an RFC
     /// 3339 time (`2026-12-04T02:00:00+01:00`).
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "TIME|DURATION"
@@ -465,7 +471,7 @@ pub struct Knobs {
     pub default_host_limit: Option<String>,
     /// How often hosts are re-read [poll_interval].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -474,7 +480,7 @@ pub struct Knobs {
     pub poll_interval: Option<String>,
     /// Re-read interval while a VM waits on a host condition [recheck_interval].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -483,7 +489,7 @@ pub struct Knobs {
     pub recheck_interval: Option<String>,
     /// Wait per check for a started migration to show as running [job_start_timeout].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -501,7 +507,7 @@ pub struct Knobs {
     pub job_start_attempts: Option<String>,
     /// How long a VM may stay backing up [backup_threshold].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -510,7 +516,7 @@ pub struct Knobs {
     pub backup_threshold: Option<String>,
     /// How often a running migration's progress is read [progress_interval].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -519,7 +525,7 @@ pub struct Knobs {
     pub progress_interval: Option<String>,
     /// No progress for this long means stalled [stall_timeout].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -538,7 +544,7 @@ pub struct Knobs {
     pub stall_action: Option<String>,
     /// Longest time per GiB moved [completion_timeout_per_gib].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -547,7 +553,7 @@ pub struct Knobs {
     pub completion_timeout_per_gib: Option<String>,
     /// Shortest completion timeout [completion_timeout_min].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -566,7 +572,7 @@ pub struct Knobs {
     pub completion_action: Option<String>,
     /// First retry delay [backoff_initial].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -575,7 +581,7 @@ pub struct Knobs {
     pub backoff_initial: Option<String>,
     /// Longest retry delay [backoff_max].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -622,7 +628,7 @@ pub struct Knobs {
     pub seed: Option<String>,
     /// Longest a single driver call may take [call_timeout].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -642,7 +648,7 @@ pub struct Knobs {
     pub journal: Option<String>,
     /// How long a run's lease lasts without a refresh [journal_lease].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "DURATION",
@@ -652,7 +658,7 @@ pub struct Knobs {
     /// How long a run waits for a journal that cannot be written before it ends, resumable
     /// [journal_wait].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "DURATION",

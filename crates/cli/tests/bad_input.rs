@@ -492,6 +492,90 @@ fn a_priority_out_of_range_is_refused_naming_the_range_not_as_not_a_number() {
     }
 }
 
+/// A negative duration (`--poll-interval -1s`, `--deadline -5m`) or port (`serve --port -1`) is
+/// the flag's value, refused naming the flag and what it may be, not taken for a flag of its
+/// own. Before, each got clap's bare "unexpected argument '-1' found" and a usage line.
+#[test]
+fn negative_durations_and_ports_are_refused_naming_the_flag_and_what_it_may_be() {
+    let sb = Sandbox::new("negative-values");
+    sb.write("vmove.toml", SIM_CONFIG);
+    let mut cases: Vec<(Vec<&str>, Vec<String>)> = Vec::new();
+    for flag in [
+        "--poll-interval",
+        "--recheck-interval",
+        "--job-start-timeout",
+        "--backup-threshold",
+        "--progress-interval",
+        "--stall-timeout",
+        "--completion-timeout-per-gib",
+        "--completion-timeout-min",
+        "--backoff-initial",
+        "--backoff-max",
+        "--call-timeout",
+        "--journal-lease",
+        "--journal-wait",
+    ] {
+        cases.push((
+            vec!["config", flag, "-1s"],
+            vec![
+                format!("flag `{flag}`"),
+                "`-1s` is not a duration: a duration is never negative".into(),
+            ],
+        ));
+    }
+    cases.extend([
+        (
+            vec!["migrate", "a:web-1", "--to", "b", "--stall-timeout", "-5m"],
+            vec![
+                "flag `--stall-timeout`".into(),
+                "`-5m` is not a duration: a duration is never negative".into(),
+            ],
+        ),
+        (
+            vec!["config", "--poll-interval", "-1"],
+            vec![
+                "flag `--poll-interval`".into(),
+                "(seconds, 0 or more)".into(),
+            ],
+        ),
+        (
+            vec!["migrate", "a:web-1", "--to", "b", "--deadline", "-5m"],
+            vec![
+                "`--deadline -5m`".into(),
+                "a duration is never negative".into(),
+            ],
+        ),
+        (
+            vec!["serve", "--port", "-1"],
+            vec!["'--port <PORT>'".into(), "-1 is not in 0..=65535".into()],
+        ),
+        (
+            vec!["demo", "--serve", "-1"],
+            vec!["'--serve [<PORT>]'".into(), "-1 is not in 0..=65535".into()],
+        ),
+    ]);
+    let before = sb.snapshot();
+    for (args, needles) in &cases {
+        let r = sb.run_within(args, &[], std::time::Duration::from_secs(15));
+        r.no_panic();
+        assert_eq!(r.code, Some(1), "{args:?}: {}{}", r.stdout, r.stderr);
+        for n in needles {
+            assert!(
+                r.stderr.contains(n.as_str()),
+                "{args:?}: `{n}` not in {}",
+                r.stderr
+            );
+        }
+        assert!(
+            !r.stderr.contains("unexpected argument") && !r.stderr.contains("Usage:"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
+    }
+    assert_eq!(sb.snapshot(), before, "a refused command changed something");
+}
+
 #[test]
 fn a_second_process_on_the_same_sim_state_file_is_refused_while_the_first_runs() {
     let sb = Sandbox::new("state-lock");

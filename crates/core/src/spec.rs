@@ -580,6 +580,12 @@ pub mod dur {
         if t.is_empty() {
             return Err("an empty duration: write e.g. \"90s\", \"5m\" or \"1h\"".into());
         }
+        if t.starts_with('-') {
+            return Err(format!(
+                "`{text}` is not a duration: a duration is never negative (write e.g. \"90s\", \
+                 \"5m\" or \"1h\")"
+            ));
+        }
         if t.bytes().all(|b| b.is_ascii_digit()) {
             return match t.parse::<u64>() {
                 Ok(n) if n <= MAX_DURATION.as_secs() => Ok(Duration::from_secs(n)),
