@@ -49,6 +49,17 @@ pub fn parse(raw: &str, now: SystemTime) -> Result<SystemTime, String> {
         now.checked_add(d)
             .ok_or_else(|| format!("`--deadline {s}` is too far away"))?
     };
+    // One bound for every deadline, the one of every duration: a date years away is surely a
+    // typo (and a run that lasts a year is no run this flag is for).
+    let max = vmove_core::spec::dur::MAX_DURATION;
+    if at.duration_since(now).is_ok_and(|d| d > max) {
+        return Err(format!(
+            "`--deadline {s}` is more than {} ({} days) from now, the longest duration vmove \
+             accepts; nothing was started",
+            vmove_core::spec::dur::format_duration(max),
+            max.as_secs() / 86_400
+        ));
+    }
     Ok(at)
 }
 
@@ -162,5 +173,28 @@ mod tests {
             let e = parse(raw, now()).expect_err(raw);
             assert!(e.contains(needle), "{raw}: {e}");
         }
+    }
+
+    /// A deadline more than 365 days away (the longest duration vmove accepts) is refused
+    /// however it is written; before, `9999-12-31T23:59:59Z` was taken.
+    #[test]
+    fn a_deadline_more_than_365_days_away_is_refused_as_every_duration_is() {
+        for raw in [
+            "9999-12-31T23:59:59Z",
+            "2027-12-04T00:00:00Z",
+            "2027-12-03T15:00:01+01:00",
+        ] {
+            let e = parse(raw, now()).expect_err(raw);
+            assert!(
+                e.contains(&format!(
+                    "`--deadline {raw}` is more than 8760h (365 days) from now, the longest \
+                     duration vmove accepts"
+                )),
+                "{raw}: {e}"
+            );
+        }
+        // Exactly 365 days away is the latest allowed, as a duration and as a time.
+        assert_eq!(at("2027-12-03T14:00:00Z"), "2027-12-03T14:00:00Z");
+        assert_eq!(at("365d"), "2027-12-03T14:00:00Z");
     }
 }

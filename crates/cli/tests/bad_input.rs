@@ -576,6 +576,39 @@ fn negative_durations_and_ports_are_refused_naming_the_flag_and_what_it_may_be()
     assert_eq!(sb.snapshot(), before, "a refused command changed something");
 }
 
+/// A `--deadline` more than 365 days away (the bound of every duration of vmove) is refused
+/// before anything runs, naming it and the bound, nothing journaled and no host asked. Before,
+/// `--deadline 9999-12-31T23:59:59Z` was taken and the run went on.
+#[test]
+fn a_deadline_more_than_365_days_away_is_refused_before_anything_runs() {
+    let sb = Sandbox::new("deadline-far");
+    sb.write("vmove.toml", SIM_CONFIG);
+    let before = sb.snapshot();
+    for deadline in ["9999-12-31T23:59:59Z", "2999-01-01T00:00:00+01:00"] {
+        let r = sb.run(&[
+            "migrate",
+            "a:web-1",
+            "--to",
+            "b",
+            "--plain",
+            "--deadline",
+            deadline,
+        ]);
+        r.no_panic();
+        assert_eq!(r.code, Some(1), "{deadline}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains(&format!(
+                "`--deadline {deadline}` is more than 8760h (365 days) from now, the longest \
+                 duration vmove accepts; nothing was started"
+            )),
+            "{deadline}: {}",
+            r.stderr
+        );
+        assert!(r.stdout.is_empty(), "{deadline}: {}", r.stdout);
+        assert_eq!(sb.snapshot(), before, "{deadline}: something changed");
+    }
+}
+
 #[test]
 fn a_second_process_on_the_same_sim_state_file_is_refused_while_the_first_runs() {
     let sb = Sandbox::new("state-lock");
