@@ -609,6 +609,47 @@ fn a_deadline_more_than_365_days_away_is_refused_before_anything_runs() {
     }
 }
 
+/// A journal path that looks like a regular file but is none (a file of the kernel's, that says
+/// it is empty and gives data, `/proc/version`) is refused as not a vmove journal by every
+/// command, nothing written, no host asked. Before, `vmove --journal /proc/version history` said "no
+/// runs in /proc/version", exit 0.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_journal_that_is_a_kernel_file_is_refused_as_not_a_vmove_journal() {
+    let sb = Sandbox::new("proc-journal");
+    sb.write("vmove.toml", SIM_CONFIG);
+    let before = sb.snapshot();
+    for args in [
+        &["--journal", "/proc/version", "history"][..],
+        &["status", "--journal", "/proc/version"],
+        &["report", "--journal", "/proc/version"],
+        &["resume", "--journal", "/proc/version"],
+        &[
+            "migrate",
+            "a:web-1",
+            "--to",
+            "b",
+            "--plain",
+            "--journal",
+            "/proc/version",
+        ],
+    ] {
+        let r = sb.run(args);
+        r.no_panic();
+        assert_eq!(r.code, Some(1), "{args:?}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains(
+                "`/proc/version` is not a vmove journal: it is a file the kernel makes up (on a \
+                 proc file system)"
+            ),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
+        assert_eq!(sb.snapshot(), before, "{args:?} changed something");
+    }
+}
+
 #[test]
 fn a_second_process_on_the_same_sim_state_file_is_refused_while_the_first_runs() {
     let sb = Sandbox::new("state-lock");

@@ -41,6 +41,21 @@ pub enum JournalError {
         /// What it is instead ("a block device").
         kind: &'static str,
     },
+    /// The journal's path is a file on one of the kernel's own file systems (`/proc`, `/sys`,
+    /// ...): made up when read, kept on no disk. SQLite, which goes by the size, read
+    /// `/proc/version` (a size of 0) as an empty journal, and would write its header into a
+    /// writable one.
+    #[error(
+        "`{}` is not a vmove journal: it is a file the kernel makes up (on a {fs} file system), \
+         not one kept on a disk; nothing was written to it: name another file as the journal \
+         (--journal, VMOVE_JOURNAL or `journal` in [defaults])",
+        path.display()
+    )]
+    KernelFile {
+        path: PathBuf,
+        /// The file system (`proc`).
+        fs: &'static str,
+    },
     /// The journal file could not be created.
     #[error("could not create the journal file {}", path.display())]
     Create {

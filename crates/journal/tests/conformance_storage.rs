@@ -551,3 +551,45 @@ fn a_journal_path_that_is_a_folder_a_fifo_or_a_device_is_refused_naming_it() {
         );
     }
 }
+
+/// A journal path on one of the kernel's file systems (`/proc/version`: a size of 0, data when
+/// read) is refused by every open and by the check a run makes first, as not a vmove journal,
+/// without the file being opened. Before, SQLite (which goes by the size) read it as an empty
+/// journal: `vmove --journal /proc/version history` said "no runs" (found by an audit). A truly
+/// empty file is still an empty journal.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_file_of_the_kernels_is_refused_as_not_a_journal() {
+    for (file, fs) in [
+        ("/proc/version", "proc"),
+        ("/sys/kernel/mm/transparent_hugepage/enabled", "sysfs"),
+    ] {
+        let path = std::path::Path::new(file);
+        if !path.exists() {
+            continue;
+        }
+        let refused = |r: Result<(), JournalError>, how: &str| {
+            let e = r.unwrap_err();
+            assert!(
+                matches!(&e, JournalError::KernelFile { fs: f, .. } if *f == fs),
+                "{file} {how}: {e:?}"
+            );
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with(&format!(
+                    "`{file}` is not a vmove journal: it is a file the kernel makes up (on a {fs} file system)"
+                )),
+                "{file} {how}: {msg}"
+            );
+        };
+        refused(Journal::open_existing(path).map(drop), "open_existing");
+        refused(Journal::open(path).map(drop), "open");
+        refused(Journal::check_location(path), "check_location");
+    }
+    // An empty file of one's own is an empty journal, as before.
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    Journal::check_location(&empty).unwrap();
+    assert!(Journal::open_existing(&empty).unwrap().is_blank());
+}

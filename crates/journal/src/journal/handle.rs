@@ -161,6 +161,65 @@ fn not_a_file(path: &Path) -> Result<()> {
     }
 }
 
+/// [`JournalError::KernelFile`] if `path` is on one of the kernel's own file systems (`/proc`,
+/// `/sys`, ...), whose files are made up when read: SQLite goes by the size, so it read
+/// `/proc/version` (a size of 0) as an empty journal (`history` said "no runs"), and would
+/// write its header into a writable one. Asked of the file system by the path
+/// (`statfs(2)`), never by opening the file: closing a descriptor of a database file this
+/// process has open through SQLite would drop SQLite's POSIX locks on it (another connection
+/// of this process then took itself for the last one and checkpointed and deleted the WAL
+/// under the run's feet). A path that is not there is left to the open.
+fn kernel_file(path: &Path) -> Result<()> {
+    match kernel_file_system(path) {
+        Some(fs) => Err(JournalError::KernelFile {
+            path: path.to_path_buf(),
+            fs,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The kernel's file systems, by their magic number (`linux/magic.h`): none keeps a file on a
+/// disk, and most make up a file's content when it is read.
+#[cfg(target_os = "linux")]
+const KERNEL_FILE_SYSTEMS: [(u32, &str); 17] = [
+    (0x9fa0, "proc"),
+    (0x6265_6572, "sysfs"),
+    (0x6462_6720, "debugfs"),
+    (0x7472_6163, "tracefs"),
+    (0x7363_6673, "securityfs"),
+    (0x0027_e0eb, "cgroup"),
+    (0x6367_7270, "cgroup2"),
+    (0x6265_6570, "configfs"),
+    (0xcafe_4a11, "bpf"),
+    (0x6165_676c, "pstore"),
+    (0xde5e_81e4, "efivarfs"),
+    (0xf97c_ff8c, "selinuxfs"),
+    (0x4341_5d53, "smackfs"),
+    (0x4249_4e4d, "binfmt_misc"),
+    (0x6573_5543, "fusectl"),
+    (0x1980_0202, "mqueue"),
+    (0x6e73_6673, "nsfs"),
+];
+
+/// The name of the kernel file system `path` is on ([`KERNEL_FILE_SYSTEMS`]), if it is on one.
+#[cfg(target_os = "linux")]
+fn kernel_file_system(path: &Path) -> Option<&'static str> {
+    let fs = rustix::fs::statfs(path).ok()?;
+    // The magic numbers are 32 bits; `f_type` is wider on some targets.
+    let magic = fs.f_type as u32;
+    KERNEL_FILE_SYSTEMS
+        .iter()
+        .find(|(m, _)| *m == magic)
+        .map(|(_, name)| *name)
+}
+
+/// Other systems: no such file systems known.
+#[cfg(not(target_os = "linux"))]
+fn kernel_file_system(_path: &Path) -> Option<&'static str> {
+    None
+}
+
 fn what_it_holds(conn: &Connection) -> rusqlite::Result<Holds> {
     let names: Vec<String> = conn
         .prepare(
@@ -251,6 +310,7 @@ impl Journal {
         if !path.is_file() {
             return Ok(());
         }
+        kernel_file(path)?;
         let open_err = |source| JournalError::Open {
             path: path.to_path_buf(),
             source,
@@ -302,6 +362,7 @@ impl Journal {
             return Journal::open_postgres(location, opts);
         }
         not_a_file(&path)?;
+        kernel_file(&path)?;
         // SQLite answers SQLITE_BUSY at once, without waiting out the busy timeout, to a
         // connection that read the file before another one changed it: processes opening one
         // new journal together (the switch to WAL mode, the schema's first migration) failed
