@@ -402,14 +402,21 @@ pub(crate) async fn execute(
             stdio::out(&format!("\n{text}"));
         }
     }
-    if let Some(path) = &common.report {
-        rec.write_with(path, timeline.as_ref())?;
-    }
+    // A report that cannot be written (its path made a FIFO or a folder during the run, a full
+    // disk) is said last, after what the run has to say: it ends vmove with an error (exit 1),
+    // as before, but takes nothing else away.
+    let report = common
+        .report
+        .as_ref()
+        .and_then(|path| rec.write_with(path, timeline.as_ref()).err());
     if let Some(note) = &deadline_note {
         errln!("vmove: {note}");
     }
     if let Some(e) = error.filter(|_| result.sink_error.is_none() || journaling.is_none()) {
         errln!("vmove: error: the run failed: {e}");
     }
-    Ok(code)
+    match report {
+        Some(e) => Err(e),
+        None => Ok(code),
+    }
 }

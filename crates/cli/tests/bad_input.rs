@@ -219,6 +219,94 @@ fn a_report_or_log_file_that_is_a_fifo_a_device_or_a_folder_is_refused_naming_it
     assert!(sb.path("new.json").is_file() && sb.path("new.log").is_file());
 }
 
+/// `--report FILE` is looked at again when the report is written at the end: a FIFO put at its
+/// path during the run is refused at once, naming it, after the summary and the run's other
+/// lines, and vmove ends (exit 1, as for any report it cannot write); nothing is written into
+/// the FIFO. Before, the final write opened the FIFO and waited for a reader for good: vmove
+/// never ended.
+#[cfg(unix)]
+#[test]
+fn a_report_path_made_a_fifo_during_the_run_fails_at_the_end_without_hanging() {
+    use std::io::Read;
+    let sb = Sandbox::new("report-fifo-late");
+    sb.write("vmove.toml", SLOW_SHARED);
+    let mut child = sb
+        .cmd(&[
+            "evacuate", "a", "--to", "b", "--plain", "--report", "r.json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(sb.path("state/sim.log"))
+        .unwrap_or_default()
+        .contains("\"call\":\"start\"")
+    {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The run checked `r.json` before it started (nothing there yet: fine); a FIFO now.
+    let made = std::process::Command::new("mkfifo")
+        .arg(sb.path("r.json"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(90) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "vmove did not end: it waits on the FIFO\nstderr: {}",
+                err.join().unwrap()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the report was not written: flag `--report`: the report file `r.json` is not a \
+             regular file but a FIFO (named pipe)"
+        ),
+        "{stderr}"
+    );
+    // The run's own output is all there: every VM moved, the summary printed.
+    assert!(
+        stdout.contains("3 moved, 0 unmigratable, 0 cancelled"),
+        "{stdout}"
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::symlink_metadata(sb.path("r.json"))
+            .unwrap()
+            .file_type()
+            .is_fifo(),
+        "the FIFO is left as it was"
+    );
+}
+
 /// `--plan-overhead` is a duration in seconds, bounded as every duration of vmove is (at most
 /// 365 days, finite, not negative, whole milliseconds): outside, `plan` is refused naming the
 /// flag. Before, `--plan-overhead 1e17` was planned with, its header saying

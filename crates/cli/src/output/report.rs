@@ -185,9 +185,46 @@ impl Record {
                 f.as_str()
             ),
         };
-        std::fs::write(path, text)
-            .with_context(|| format!("cannot write the report `{}`", path.display()))
+        write_regular(path, &text)
     }
+}
+
+/// Writes the report's `text` to `path`, made if missing, replacing what it held: only into a
+/// regular file, and without ever waiting. The path was checked before the run
+/// ([`check_writable`]), but what is there may have changed meanwhile: it is looked at again by
+/// its path, then opened without blocking (a FIFO with no reader fails at once instead of
+/// waiting for one for good) and without truncating, and the opened file is looked at before
+/// anything is written (a FIFO with a reader, a device). Truncated only then.
+fn write_regular(path: &Path, text: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    let not_regular = || {
+        refuse_unless_regular("--report", "report file", path, &std::fs::metadata(path))
+            .map_err(|e| e.context("the report was not written"))
+    };
+    not_regular()?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    }
+    let cannot = || format!("cannot write the report `{}`", path.display());
+    let mut file = match options.open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            // A FIFO without a reader (ENXIO) is said as what it is.
+            not_regular()?;
+            return Err(e).with_context(cannot);
+        }
+    };
+    refuse_unless_regular("--report", "report file", path, &file.metadata())
+        .map_err(|e| e.context("the report was not written"))?;
+    file.set_len(0)
+        .and_then(|()| file.write_all(text.as_bytes()))
+        .and_then(|()| file.flush())
+        .with_context(cannot)
 }
 
 /// The format of a `--report` file, by its name's ending (case ignored).
