@@ -159,11 +159,15 @@ async fn evacuate_twenty(foreign: bool) {
     let (fake, _) = common::start(w).await;
     let _clock = fake.run_clock(1.0);
 
-    let dir = std::env::temp_dir().join(format!(
-        "vmove-hv-e2e-{}-{}",
-        std::process::id(),
-        if foreign { "sv" } else { "en" }
-    ));
+    let tmp = tempfile::Builder::new()
+        .prefix(if foreign {
+            "vmove-hv-e2e-sv-"
+        } else {
+            "vmove-hv-e2e-en-"
+        })
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path().to_path_buf();
     let cfg = write_config(
         &fake,
         &dir,
@@ -307,7 +311,7 @@ max_attempts = 3"#,
             );
         }
     });
-    std::fs::remove_dir_all(&dir).unwrap();
+    drop(tmp);
 }
 
 /// Regression guard: after vmove crashed, what a failed attempt had left on the destination (its
@@ -342,7 +346,11 @@ async fn vmove_resume_after_a_kill_removes_what_the_failed_attempt_left_and_move
         "E:\\Moved\\web",
     ];
 
-    let dir = std::env::temp_dir().join(format!("vmove-hv-kill-{}", std::process::id()));
+    let tmp = tempfile::Builder::new()
+        .prefix("vmove-hv-kill-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path().to_path_buf();
     let journal = dir.join("journal.db");
     // Polls far apart: the job fails (3 s) long before vmove would look at it again (15 s; the
     // resumed run keeps these settings).
@@ -453,5 +461,5 @@ max_attempts = 3"#,
             dst.registry.keys().collect::<Vec<_>>()
         );
     });
-    std::fs::remove_dir_all(&dir).unwrap();
+    drop(tmp);
 }

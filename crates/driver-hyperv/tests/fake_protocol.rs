@@ -379,9 +379,8 @@ async fn cleanup_removes_only_empty_source_folders_and_never_first_level_ones() 
 #[tokio::test]
 async fn from_config_reads_a_private_credentials_file_and_refuses_unknown_keys() {
     let (fake, _) = common::start(common::world()).await;
-    let dir = std::env::temp_dir().join(format!("vmove-hv-cfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cf = dir.join("hv.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let cf = dir.path().join("hv.toml");
     std::fs::write(
         &cf,
         format!(
@@ -408,7 +407,6 @@ async fn from_config_reads_a_private_credentials_file_and_refuses_unknown_keys()
     bad.insert("pasword".into(), toml::Value::String("x".into()));
     let e = HyperVDriver::from_config(&[(HostId::new("hv1"), bad)]).unwrap_err();
     assert!(e.message.contains("pasword"), "{e}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]

@@ -67,9 +67,8 @@ async fn https_basic_verifies_the_certificate_by_default() {
     assert!(e.message.contains("TLS"), "{e}");
 
     // The CA given in ca_file: accepted, and the VM is listed.
-    let dir = std::env::temp_dir().join(format!("vmove-hv-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = dir.join("ca.pem");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &p.ca_pem).unwrap();
     let vms = driver(&fake, Some(ca.clone()), false, AuthMethod::Basic)
         .list_vms(&hv1)
@@ -102,7 +101,6 @@ async fn https_basic_verifies_the_certificate_by_default() {
         bad.list_vms(&hv1).await.unwrap_err().class,
         ErrorClass::Permanent
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]

@@ -40,7 +40,8 @@ fn find_tool(name: &str) -> Option<PathBuf> {
 /// A KDC of our own, killed (by its PID) and removed when dropped.
 struct Kdc {
     child: Child,
-    dir: PathBuf,
+    /// Its folder (database, configuration, keytab, log), removed once the KDC is killed.
+    dir: tempfile::TempDir,
     port: u16,
     keytab: PathBuf,
 }
@@ -49,7 +50,6 @@ impl Drop for Kdc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -92,12 +92,11 @@ impl Kdc {
             })
             .collect::<Result<_, _>>()?;
         let (krb5kdc, kdb5_util, kadmin) = (&tools[0], &tools[1], &tools[2]);
-        let dir = std::env::temp_dir().join(format!(
-            "vmove-kdc-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let tmp = tempfile::Builder::new()
+            .prefix("vmove-kdc-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let dir = tmp.path().to_path_buf();
         let port = {
             let l = std::net::TcpListener::bind((KDC_ADDR, 0)).map_err(|e| e.to_string())?;
             l.local_addr().unwrap().port()
@@ -157,7 +156,7 @@ impl Kdc {
             .map_err(|e| format!("cannot start krb5kdc: {e}"))?;
         let mut kdc = Kdc {
             child,
-            dir,
+            dir: tmp,
             port,
             keytab,
         };
@@ -179,7 +178,7 @@ impl Kdc {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("kdc.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("kdc.log")).unwrap_or_default()
     }
 }
 
@@ -527,7 +526,7 @@ async fn without_kdc_the_kdc_is_found_through_krb5_conf_or_dns_srv() {
     env.push(("VMOVE_KRB_CHILD", "krb5.conf".into()));
     env.push((
         "KRB5_CONFIG",
-        kdc.dir.join("krb5.conf").display().to_string(),
+        kdc.dir.path().join("krb5.conf").display().to_string(),
     ));
     run_child(&env);
     // DNS: no krb5.conf; the realm's _kerberos._tcp SRV record names localhost:<port>.
@@ -650,7 +649,7 @@ async fn pypsrp_over_mit_gssapi_authenticates_and_enumerates_with_kerberos_encry
         .unwrap();
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/pypsrp_kerberos_check.py");
-    let ccache = kdc.dir.join("ccache");
+    let ccache = kdc.dir.path().join("ccache");
     let out = tokio::process::Command::new(py)
         .arg(script)
         .args([
@@ -659,7 +658,7 @@ async fn pypsrp_over_mit_gssapi_authenticates_and_enumerates_with_kerberos_encry
         ])
         .env("VMOVE_HYPERV_USER", format!("{USER}@{REALM}"))
         .env("VMOVE_HYPERV_PASSWORD", &pw)
-        .env("KRB5_CONFIG", kdc.dir.join("krb5.conf"))
+        .env("KRB5_CONFIG", kdc.dir.path().join("krb5.conf"))
         .env("KRB5CCNAME", format!("FILE:{}", ccache.display()))
         .output()
         .await

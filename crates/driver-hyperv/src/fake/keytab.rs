@@ -115,9 +115,25 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<KeytabEntry>, String> {
     Ok(out)
 }
 
-/// Reads a keytab file.
+/// The most a keytab the fake reads may hold (the test KDC's holds a few keys, under 1 KiB).
+pub const MAX_KEYTAB_BYTES: u64 = 1 << 20;
+
+/// Reads a keytab file: a regular file (a FIFO, a device or a folder is refused by what it is,
+/// before anything is read) of at most [`MAX_KEYTAB_BYTES`], through the one bounded read
+/// (`vmove_driver::files::read_regular_file_bounded`).
 pub fn read(path: &std::path::Path) -> Result<Vec<KeytabEntry>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    use vmove_driver::files::{BoundedReadError, read_regular_file_bounded};
+    let (_, bytes) = read_regular_file_bounded(path, MAX_KEYTAB_BYTES).map_err(|e| match e {
+        BoundedReadError::Io(e) => format!("cannot read the keytab `{}`: {e}", path.display()),
+        BoundedReadError::NotAFile(kind) => format!(
+            "the keytab `{}` is not a regular file but {kind}",
+            path.display()
+        ),
+        BoundedReadError::TooLarge => format!(
+            "the keytab `{}` is larger than {MAX_KEYTAB_BYTES} bytes",
+            path.display()
+        ),
+    })?;
     parse(&bytes)
 }
 
@@ -125,6 +141,57 @@ pub fn read(path: &std::path::Path) -> Result<Vec<KeytabEntry>, String> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// `read` on another thread, given up on after 5 s (a FIFO waited forever for a writer).
+    #[cfg(unix)]
+    fn read_error_within_5_s(path: &std::path::Path) -> String {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.to_path_buf();
+        std::thread::spawn(move || {
+            let _ = tx.send(read(&p).map(|e| e.len()));
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(5)) {
+            Ok(Err(e)) => e,
+            Ok(Ok(n)) => format!("read {n} entries, not refused"),
+            Err(_) => "no answer within 5 s (hangs)".into(),
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_keytab_that_is_a_fifo_a_folder_or_too_large_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.keytab");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let folder = dir.path().join("folder.keytab");
+        std::fs::create_dir(&folder).unwrap();
+        for (path, kind) in [(&fifo, "a FIFO (named pipe)"), (&folder, "a folder")] {
+            let e = read_error_within_5_s(path);
+            assert_eq!(
+                e,
+                format!(
+                    "the keytab `{}` is not a regular file but {kind}",
+                    path.display()
+                )
+            );
+        }
+        // One byte over the limit: refused on its size, before it is read (or parsed).
+        let big = dir.path().join("big.keytab");
+        let f = std::fs::File::create(&big).unwrap();
+        f.set_len(MAX_KEYTAB_BYTES + 1).unwrap();
+        let e = read_error_within_5_s(&big);
+        assert_eq!(
+            e,
+            format!(
+                "the keytab `{}` is larger than {MAX_KEYTAB_BYTES} bytes",
+                big.display()
+            )
+        );
+    }
 
     #[test]
     fn parses_an_mit_keytab_entry_and_skips_holes() {

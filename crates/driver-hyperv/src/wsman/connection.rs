@@ -6,7 +6,9 @@ use super::creds::Credentials;
 #[cfg(feature = "kerberos")]
 use super::kerberos::KerberosClient;
 use super::sealing;
-use super::transport::{AuthMethod, Scheme, TlsOptions, TransportConfig, TransportError};
+use super::transport::{
+    AuthMethod, MAX_CA_FILE_BYTES, Scheme, TlsOptions, TransportConfig, TransportError,
+};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -78,25 +80,59 @@ fn tls_config(opts: &TlsOptions, endpoint: &str) -> Result<rustls::ClientConfig,
         let _ = roots.add(cert);
     }
     if let Some(ca) = &opts.ca_file {
-        use rustls_pki_types::pem::PemObject;
-        let iter = rustls_pki_types::CertificateDer::pem_file_iter(ca).map_err(|e| {
-            TransportError::Tls {
-                endpoint: endpoint.into(),
-                reason: format!("cannot read CA file {}: {e}", ca.display()),
-            }
-        })?;
-        for cert in iter {
-            let cert = cert.map_err(|e| TransportError::Tls {
-                endpoint: endpoint.into(),
-                reason: format!("bad certificate in {}: {e}", ca.display()),
-            })?;
-            roots.add(cert).map_err(|e| TransportError::Tls {
-                endpoint: endpoint.into(),
-                reason: e.to_string(),
+        let tls = |reason: String| TransportError::Tls {
+            endpoint: endpoint.into(),
+            reason,
+        };
+        for cert in ca_certificates(ca).map_err(tls)? {
+            roots.add(cert).map_err(|e| {
+                tls(format!(
+                    "the CA file `{}` holds a certificate rustls refuses: {e}",
+                    ca.display()
+                ))
             })?;
         }
     }
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// The certificates of a `ca_file`: read through the one bounded, kind-checked read
+/// (`vmove_driver::files::read_regular_file_bounded`, at most [`MAX_CA_FILE_BYTES`]: a FIFO,
+/// a device or a folder is refused by what it is before anything is read from it, a larger
+/// file by its size), then parsed as PEM; a file with no certificate in it is refused too (a
+/// DER file trusted nothing, silently). Each error names the file and what is wrong.
+fn ca_certificates(
+    ca: &std::path::Path,
+) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use vmove_driver::files::{BoundedReadError, read_regular_file_bounded};
+    let (_, bytes) = read_regular_file_bounded(ca, MAX_CA_FILE_BYTES).map_err(|e| match e {
+        BoundedReadError::Io(e) => format!("cannot read the CA file `{}`: {e}", ca.display()),
+        BoundedReadError::NotAFile(kind) => format!(
+            "the CA file `{}` is not a regular file but {kind}",
+            ca.display()
+        ),
+        BoundedReadError::TooLarge => format!(
+            "the CA file `{}` is larger than {MAX_CA_FILE_BYTES} bytes: it is not a CA bundle",
+            ca.display()
+        ),
+    })?;
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(&bytes)
+        .map(|c| c.map(|c| c.into_owned()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            format!(
+                "the CA file `{}` holds a certificate that cannot be read: {e}",
+                ca.display()
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(format!(
+            "the CA file `{}` holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)",
+            ca.display()
+        ));
+    }
+    Ok(certs)
 }
 
 #[derive(Debug)]
@@ -571,5 +607,125 @@ impl Connection {
             reason: "the answer is not UTF-8".into(),
             before_send: false,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    /// `tls_config` with `ca` as its CA file, on another thread, given up on after `secs` (a
+    /// FIFO opened by the unbounded read waited forever for a writer): the error's text, or
+    /// why there is none.
+    fn ca_error_within(ca: &Path, secs: u64) -> String {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let opts = TlsOptions {
+            ca_file: Some(ca.to_path_buf()),
+            insecure_skip_verify: false,
+        };
+        std::thread::spawn(move || {
+            let _ = tx.send(tls_config(&opts, "hv1:5986").map(|_| ()));
+        });
+        match rx.recv_timeout(Duration::from_secs(secs)) {
+            Ok(Err(e)) => e.to_string(),
+            Ok(Ok(())) => "accepted, not refused".into(),
+            Err(_) => format!("no answer within {secs} s (hangs)"),
+        }
+    }
+
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_ca_file_that_is_a_fifo_a_folder_a_device_or_too_large_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| -> PathBuf { dir.path().join(name) };
+        // A FIFO: opening it to read waited for a writer that never comes.
+        let fifo = at("fifo.pem");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // A folder: before, "cannot read CA file" and the OS's word for it.
+        let folder = at("folder.pem");
+        std::fs::create_dir(&folder).unwrap();
+        // /dev/zero, through a link: before, read (a line with no end) until memory ran out.
+        let zero = at("zero.pem");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        for (path, kind) in [
+            (&fifo, "a FIFO (named pipe)"),
+            (&folder, "a folder"),
+            (&zero, "a character device"),
+        ] {
+            let e = ca_error_within(path, 5);
+            assert!(
+                e.contains(&format!(
+                    "the CA file `{}` is not a regular file but {kind}",
+                    path.display()
+                )) && e.contains("hv1:5986"),
+                "{e}"
+            );
+        }
+        // A CA bundle one byte over the limit (a good certificate, then text PEM ignores):
+        // before, read whole and accepted.
+        let pem = ca_pem();
+        let limit = usize::try_from(MAX_CA_FILE_BYTES).unwrap();
+        let mut text = pem.clone();
+        text.push_str(&"x".repeat(limit - text.len()));
+        text.push('\n');
+        let big = at("big.pem");
+        std::fs::write(&big, &text).unwrap();
+        let e = ca_error_within(&big, 5);
+        assert!(
+            e.contains(&format!(
+                "the CA file `{}` is larger than {MAX_CA_FILE_BYTES} bytes",
+                big.display()
+            )),
+            "{e}"
+        );
+        // At the limit it is read, and its certificate trusted.
+        text.truncate(limit - 1);
+        text.push('\n');
+        std::fs::write(&big, &text).unwrap();
+        assert_eq!(ca_error_within(&big, 5), "accepted, not refused");
+        // A file with no PEM certificate in it (a DER file, say) trusted nothing, silently.
+        let der = at("ca.der");
+        std::fs::write(&der, b"\x30\x82\x01\x0a not PEM").unwrap();
+        let e = ca_error_within(&der, 5);
+        assert!(
+            e.contains(&format!(
+                "the CA file `{}` holds no PEM certificate",
+                der.display()
+            )),
+            "{e}"
+        );
+        // A broken certificate block names the file.
+        let broken = at("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = ca_error_within(&broken, 5);
+        assert!(
+            e.contains(&format!("the CA file `{}`", broken.display())),
+            "{e}"
+        );
+        // A missing file says the OS's reason.
+        let missing = at("missing.pem");
+        let e = ca_error_within(&missing, 5);
+        assert!(
+            e.contains(&format!("the CA file `{}`", missing.display()))
+                && e.contains("No such file"),
+            "{e}"
+        );
     }
 }

@@ -22,7 +22,8 @@ pub use creds::Credentials;
 pub use kerberos::KerberosOptions;
 pub use soap::{Param, SoapError, WmiError};
 pub use transport::{
-    AuthMethod, KERBEROS_NOT_BUILT, Scheme, TlsOptions, TransportConfig, TransportError,
+    AuthMethod, KERBEROS_NOT_BUILT, MAX_CA_FILE_BYTES, Scheme, TlsOptions, TransportConfig,
+    TransportError,
 };
 
 /// A failed WS-Management call.

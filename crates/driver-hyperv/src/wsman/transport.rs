@@ -31,10 +31,16 @@ pub enum AuthMethod {
     Basic,
 }
 
+/// The most a `ca_file` may hold: a PEM bundle of CA certificates is 1-2 KiB a certificate (a
+/// whole system store, some 150 of them, is about 220 KiB); a larger file is not a CA bundle,
+/// and is not read whole.
+pub const MAX_CA_FILE_BYTES: u64 = 1 << 20;
+
 /// How an HTTPS listener's certificate is checked.
 #[derive(Clone, Debug, Default)]
 pub struct TlsOptions {
-    /// A PEM file of extra CA certificates to trust besides the system's.
+    /// A PEM file of extra CA certificates to trust besides the system's: a regular file of at
+    /// most [`MAX_CA_FILE_BYTES`] holding at least one certificate.
     pub ca_file: Option<PathBuf>,
     /// Accept any certificate. Explicit opt-in only.
     pub insecure_skip_verify: bool,
