@@ -16,7 +16,7 @@ use crate::exit::{EXIT_OK, EXIT_UNMIGRATABLE};
 use crate::request::{self, Chosen};
 use crate::settings::Effective;
 use crate::stdio;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -171,10 +171,8 @@ pub async fn check(
     }
     // `--report FILE`: the findings as Markdown (`.md`) or as the `--json` document.
     if let Some(path) = &common.report {
-        let body = if path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("md"))
-        {
+        use crate::output::ReportFormat;
+        let body = if ReportFormat::of(path) == ReportFormat::Markdown {
             format!(
                 "# vmove check\n\n{}",
                 crate::output::markdown::code_block(&text)
@@ -182,8 +180,7 @@ pub async fn check(
         } else {
             json
         };
-        std::fs::write(path, body)
-            .with_context(|| format!("cannot write the report `{}`", path.display()))?;
+        crate::output::write_regular(path, &body)?;
         errln!("vmove: wrote the check's report to {}", path.display());
     }
     Ok(if report.all_can_move() {

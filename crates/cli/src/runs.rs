@@ -722,12 +722,14 @@ fn history_row(r: &RunSummary) -> [String; 7] {
 /// `vmove history --report FILE`: the runs as JSON, or as a Markdown table when FILE ends in
 /// `.md` (as a run's report).
 fn write_history(path: &std::path::Path, runs: &[RunSummary]) -> Result<()> {
-    let text = if path.extension().is_some_and(|e| e == "md") {
+    use crate::output::ReportFormat;
+    let text = if ReportFormat::of(path) == ReportFormat::Markdown {
         let mut t = String::from(
             "# vmove runs\n\n| run | state | created | VMs | moved | unmigratable | cancelled |\n|---|---|---|---|---|---|---|\n",
         );
         for r in runs {
-            t.push_str(&format!("| {} |\n", history_row(r).join(" | ")));
+            let cells = history_row(r).map(|c| crate::output::markdown::cell(&c));
+            t.push_str(&format!("| {} |\n", cells.join(" | ")));
         }
         t
     } else {
@@ -735,8 +737,7 @@ fn write_history(path: &std::path::Path, runs: &[RunSummary]) -> Result<()> {
             .context("cannot encode the history as JSON")?
             + "\n"
     };
-    std::fs::write(path, text)
-        .with_context(|| format!("cannot write the report `{}`", path.display()))
+    crate::output::write_regular(path, &text)
 }
 
 pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u8> {
@@ -849,6 +850,41 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// `history --report x.md` puts each run in one table row, whatever its id holds: a `|`
+    /// would have split the row, markup been drawn as a link, a newline ended the table.
+    #[test]
+    fn a_run_id_holding_markup_or_a_pipe_stays_in_its_cell_of_the_history_markdown() {
+        let s = RunSummary {
+            id: "[x](http://evil.example)|forged\nrow".into(),
+            command: String::new(),
+            created_at: vmove_journal::WallTime(0),
+            state: vmove_journal::RunState::Finished,
+            detail: None,
+            finished_at: None,
+            driver: vmove_journal::Holder {
+                pid: 7,
+                host: "h".into(),
+                started: None,
+                boot: None,
+            },
+            stop: None,
+            lease: None,
+            entries: 0,
+            phases: Default::default(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("H.MD");
+        write_history(&path, &[s]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let rows: Vec<&str> = text.lines().filter(|l| l.starts_with('|')).collect();
+        assert_eq!(rows.len(), 3, "header, rule and one row: {text}");
+        assert!(
+            rows[2].contains("`[x](http://evil.example)\\|forged\\nrow`"),
+            "{text}"
+        );
+        assert_eq!(rows[2].matches(" | ").count(), 6, "seven cells: {text}");
+    }
 
     /// `status`'s first line is one line whatever the journal holds: the driving host's name and
     /// the detail (which may name VMs) come from the journal, and a newline in either printed a

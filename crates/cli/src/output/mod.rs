@@ -23,5 +23,5 @@ pub use ndjson::NdjsonSink;
 pub use record::{
     NextRun, Record, RecordSink, RunOutcome, SharedRecord, VmOutcome, hostname, lock,
 };
-pub use report::{ReportFormat, check_writable, refuse_unless_regular};
+pub use report::{ReportFormat, check_writable, refuse_unless_regular, write_regular};
 pub use table::{MAX_WIDTH, Table, terminal_width};

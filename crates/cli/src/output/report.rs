@@ -195,7 +195,7 @@ impl Record {
 /// its path, then opened without blocking (a FIFO with no reader fails at once instead of
 /// waiting for one for good) and without truncating, and the opened file is looked at before
 /// anything is written (a FIFO with a reader, a device). Truncated only then.
-fn write_regular(path: &Path, text: &str) -> anyhow::Result<()> {
+pub fn write_regular(path: &Path, text: &str) -> anyhow::Result<()> {
     use anyhow::Context;
     use std::io::Write;
     let not_regular = || {
