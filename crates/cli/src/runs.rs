@@ -851,20 +851,18 @@ pub fn report(run: Option<String>, eff: &Effective, common: &Common) -> Result<u
 mod tests {
     use super::*;
 
-    /// `history --report x.md` puts each run in one table row, whatever its id holds: a `|`
-    /// would have split the row, markup been drawn as a link, a newline ended the table.
-    #[test]
-    fn a_run_id_holding_markup_or_a_pipe_stays_in_its_cell_of_the_history_markdown() {
-        let s = RunSummary {
-            id: "[x](http://evil.example)|forged\nrow".into(),
-            command: String::new(),
+    /// A failed run's summary: its id, detail and driving host as a journal may hold them.
+    fn summary(id: &str, detail: Option<&str>, host: &str) -> RunSummary {
+        RunSummary {
+            id: id.into(),
+            command: "vmove evacuate a".into(),
             created_at: vmove_journal::WallTime(0),
-            state: vmove_journal::RunState::Finished,
-            detail: None,
+            state: vmove_journal::RunState::Failed,
+            detail: detail.map(Into::into),
             finished_at: None,
             driver: vmove_journal::Holder {
                 pid: 7,
-                host: "h".into(),
+                host: host.into(),
                 started: None,
                 boot: None,
             },
@@ -872,7 +870,14 @@ mod tests {
             lease: None,
             entries: 0,
             phases: Default::default(),
-        };
+        }
+    }
+
+    /// `history --report x.md` puts each run in one table row, whatever its id holds: a `|`
+    /// would have split the row, markup been drawn as a link, a newline ended the table.
+    #[test]
+    fn a_run_id_holding_markup_or_a_pipe_stays_in_its_cell_of_the_history_markdown() {
+        let s = summary("[x](http://evil.example)|forged\nrow", None, "h");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("H.MD");
         write_history(&path, &[s]).unwrap();
@@ -891,24 +896,7 @@ mod tests {
     /// line of its own, one that could pass for vmove's.
     #[test]
     fn the_status_header_escapes_what_the_journal_holds_so_it_stays_one_line() {
-        let s = RunSummary {
-            id: "r1".into(),
-            command: "vmove evacuate a".into(),
-            created_at: vmove_journal::WallTime(0),
-            state: vmove_journal::RunState::Failed,
-            detail: Some("web\nFORGED: gave up".into()),
-            finished_at: None,
-            driver: vmove_journal::Holder {
-                pid: 7,
-                host: "evil\rhost\tX".into(),
-                started: None,
-                boot: None,
-            },
-            stop: None,
-            lease: None,
-            entries: 0,
-            phases: Default::default(),
-        };
+        let s = summary("r1", Some("web\nFORGED: gave up"), "evil\rhost\tX");
         let head = summary_head(&s);
         assert!(!head.chars().any(char::is_control), "{head:?}");
         assert!(head.contains("on evil\\rhost\\tX"), "{head}");

@@ -12,6 +12,20 @@ mod support;
 use catalogue::{bad_configs, catalogue};
 use support::{SIM_CONFIG, Sandbox};
 
+/// A config of two sim hosts: `source` (as written in TOML's `[hosts.X]`, quoted if need be)
+/// holding one 1 GiB VM per name in `names` (each as written in a TOML basic string, escapes
+/// and all), and an empty `b` with room for them all.
+fn names_on_a_sim_host(source: &str, names: &[&str]) -> String {
+    let vms: Vec<String> = names
+        .iter()
+        .map(|n| format!("  {{ name = \"{n}\", memory_gib = 1, disk_gib = 1 }},\n"))
+        .collect();
+    format!(
+        "[hosts.{source}]\ndriver = \"sim\"\nspeed = 1000\nvms = [\n{}]\n\n[hosts.b]\ndriver = \"sim\"\nspeed = 1000\nmemory_gib = 64\n",
+        vms.concat()
+    )
+}
+
 #[test]
 fn every_bad_input_is_refused_clearly_without_a_panic_and_changes_nothing() {
     let sb = Sandbox::new("catalogue");
@@ -801,17 +815,7 @@ fn control_characters_in_vm_names_are_escaped_on_the_terminal_and_in_the_markdow
     let sb = Sandbox::new("control-chars");
     sb.write(
         "vmove.toml",
-        r#"
-[hosts.a]
-driver = "sim"
-speed = 1000
-vms = [{ name = "evil\u001b[2J\u0007vm|x\nnext", memory_gib = 1, disk_gib = 1 }]
-
-[hosts.b]
-driver = "sim"
-speed = 1000
-memory_gib = 64
-"#,
+        &names_on_a_sim_host("a", &[r#"evil\u001b[2J\u0007vm|x\nnext"#]),
     );
     let r = sb.run(&["evacuate", "a", "--to", "b", "--plain", "--report", "r.md"]);
     r.no_panic().expect_code(0);
@@ -851,20 +855,10 @@ fn bidi_and_invisible_format_characters_in_vm_names_are_escaped_on_the_terminal_
     let sb = Sandbox::new("bidi-names");
     sb.write(
         "vmove.toml",
-        r#"
-[hosts.a]
-driver = "sim"
-speed = 1000
-vms = [
-  { name = "invoice\u202Egpj.exe", memory_gib = 1, disk_gib = 1 },
-  { name = "x\u202A\u202B\u202C\u202D\u2066\u2067\u2068\u2069\u200E\u200F\u061C\u200B\uFEFF\u2028\u2029y", memory_gib = 1, disk_gib = 1 },
-]
-
-[hosts.b]
-driver = "sim"
-speed = 1000
-memory_gib = 64
-"#,
+        &names_on_a_sim_host("a", &[
+            r#"invoice\u202Egpj.exe"#,
+            r#"x\u202A\u202B\u202C\u202D\u2066\u2067\u2068\u2069\u200E\u200F\u061C\u200B\uFEFF\u2028\u2029y"#,
+        ]),
     );
     let clean = |what: &str, text: &str| {
         assert!(
@@ -924,23 +918,16 @@ fn markdown_in_vm_and_host_names_is_shown_as_text_in_the_markdown_report() {
     let sb = Sandbox::new("markdown-names");
     sb.write(
         "vmove.toml",
-        r#"
-[hosts."[src](evil.example)"]
-driver = "sim"
-speed = 1000
-vms = [
-  { name = "[click](http://evil.example)", memory_gib = 1, disk_gib = 1 },
-  { name = "<img src=x onerror=alert(1)>", memory_gib = 1, disk_gib = 1 },
-  { name = "**bold**_it_~~s~~", memory_gib = 1, disk_gib = 1 },
-  { name = "tick`|pipe", memory_gib = 1, disk_gib = 1 },
-  { name = "web-01", memory_gib = 1, disk_gib = 1 },
-]
-
-[hosts.b]
-driver = "sim"
-speed = 1000
-memory_gib = 64
-"#,
+        &names_on_a_sim_host(
+            r#""[src](evil.example)""#,
+            &[
+                "[click](http://evil.example)",
+                "<img src=x onerror=alert(1)>",
+                "**bold**_it_~~s~~",
+                "tick`|pipe",
+                "web-01",
+            ],
+        ),
     );
     let r = sb.run(&[
         "evacuate",
@@ -1021,21 +1008,14 @@ fn newlines_and_tabs_in_vm_names_are_escaped_so_no_line_can_be_forged() {
     let sb = Sandbox::new("newline-names");
     sb.write(
         "vmove.toml",
-        r#"
-[hosts.a]
-driver = "sim"
-speed = 1000
-vms = [
-  { name = "new\n[   9.9s] forged: MOVED to b", memory_gib = 1, disk_gib = 1 },
-  { name = "tab\tname", memory_gib = 1, disk_gib = 1 },
-  { name = "cr\rname", memory_gib = 1, disk_gib = 1 },
-]
-
-[hosts.b]
-driver = "sim"
-speed = 1000
-memory_gib = 64
-"#,
+        &names_on_a_sim_host(
+            "a",
+            &[
+                r#"new\n[   9.9s] forged: MOVED to b"#,
+                r#"tab\tname"#,
+                r#"cr\rname"#,
+            ],
+        ),
     );
     // No line of any of these starts with the forged text, and no tab or carriage return is
     // printed: each name shows escaped, on the line it belongs to.

@@ -133,34 +133,51 @@ fn a_run_refused_by_one_whose_process_is_gone_is_told_so_and_to_resume_it() {
     let mut j = open_as(&path, &clock, other(7));
     let web1 = || new_run("r2", Selection::Names(vec!["web1".into()]));
     // While it runs and has selected nothing yet.
-    let err = j.create_run(&web1()).unwrap_err();
-    let msg = err.to_string();
-    assert!(
-        matches!(
-            err,
-            JournalError::SelectionOverlap {
-                holder_dead: false,
-                ..
-            }
-        ) && msg.contains(&format!("(process {pid} on host"))
-            && msg.contains("wait until it has selected its VMs"),
-        "{msg}"
+    let refused = |j: &mut Journal, kind: fn(&JournalError) -> bool, says: &[&str], not: &str| {
+        let err = j.create_run(&web1()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            kind(&err) && says.iter().all(|s| msg.contains(s)) && !msg.contains(not),
+            "{msg}"
+        );
+    };
+    let gone = "is no longer running";
+    refused(
+        &mut j,
+        |e| {
+            matches!(
+                e,
+                JournalError::SelectionOverlap {
+                    holder_dead: false,
+                    ..
+                }
+            )
+        },
+        &[
+            &format!("(process {pid} on host"),
+            "wait until it has selected its VMs",
+        ],
+        gone,
     );
     child.kill().unwrap();
     child.wait().unwrap();
-    let err = j.create_run(&web1()).unwrap_err();
-    let msg = err.to_string();
-    assert!(
-        matches!(
-            err,
-            JournalError::SelectionOverlap {
-                holder_dead: true,
-                ..
-            }
-        ) && msg.contains(&format!("its process {pid} on host"))
-            && msg.contains("is no longer running")
-            && msg.contains("`vmove resume r1`"),
-        "{msg}"
+    refused(
+        &mut j,
+        |e| {
+            matches!(
+                e,
+                JournalError::SelectionOverlap {
+                    holder_dead: true,
+                    ..
+                }
+            )
+        },
+        &[
+            &format!("its process {pid} on host"),
+            gone,
+            "`vmove resume r1`",
+        ],
+        "driven by",
     );
     // Once it has selected web1.
     write_steps(&mut held, "r1", &script("r1", "u", 2)[..1], &mut Vec::new());
@@ -169,20 +186,23 @@ fn a_run_refused_by_one_whose_process_is_gone_is_told_so_and_to_resume_it() {
         .find(|s| matches!(s, Step::Event(e) if matches!(&e.kind, vmove_core::EventKind::Selected { name, .. } if name == "web1")))
         .unwrap();
     write_steps(&mut held, "r1", &[sel], &mut Vec::new());
-    let err = j.create_run(&web1()).unwrap_err();
-    let msg = err.to_string();
-    assert!(
-        matches!(
-            err,
-            JournalError::VmInUse {
-                holder_dead: true,
-                ..
-            }
-        ) && msg.contains(&format!("run `r1`, whose process {pid} on host"))
-            && msg.contains("is no longer running")
-            && msg.contains("`vmove resume r1`")
-            && !msg.contains("driven by"),
-        "{msg}"
+    refused(
+        &mut j,
+        |e| {
+            matches!(
+                e,
+                JournalError::VmInUse {
+                    holder_dead: true,
+                    ..
+                }
+            )
+        },
+        &[
+            &format!("run `r1`, whose process {pid} on host"),
+            gone,
+            "`vmove resume r1`",
+        ],
+        "driven by",
     );
     // Nothing of r2 was written; r1 is taken over at once, as the message says.
     assert!(j.acquire("r2").is_err());
