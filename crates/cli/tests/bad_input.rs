@@ -265,13 +265,7 @@ fn a_report_path_made_a_fifo_during_the_run_fails_at_the_end_without_hanging() {
         s
     });
     let started = std::time::Instant::now();
-    while !std::fs::read_to_string(sb.path("state/sim.log"))
-        .unwrap_or_default()
-        .contains("\"call\":\"start\"")
-    {
-        assert!(started.elapsed() < std::time::Duration::from_secs(30));
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    sb.wait_for_a_migration_start();
     // The run checked `r.json` before it started (nothing there yet: fine); a FIFO now.
     let made = std::process::Command::new("mkfifo")
         .arg(sb.path("r.json"))
@@ -383,20 +377,8 @@ fn a_plan_overhead_over_365_days_or_not_a_number_of_seconds_is_refused_naming_th
 fn a_run_on_the_vms_of_a_killed_run_says_its_process_is_gone_and_names_resume() {
     let sb = Sandbox::new("killed-holder");
     sb.write("vmove.toml", SLOW_SHARED);
-    let mut first = sb
-        .cmd(&["evacuate", "a", "--to", "b", "--plain"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while !std::fs::read_to_string(sb.path("state/sim.log"))
-        .unwrap_or_default()
-        .contains("\"call\":\"start\"")
-    {
-        assert!(started.elapsed() < std::time::Duration::from_secs(30));
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let mut first = sb.spawn_quiet(&["evacuate", "a", "--to", "b", "--plain"]);
+    sb.wait_for_a_migration_start();
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
     let pid = first.id();
@@ -757,20 +739,8 @@ fn a_second_process_on_the_same_sim_state_file_is_refused_while_the_first_runs()
     let sb = Sandbox::new("state-lock");
     sb.write("vmove.toml", SLOW_SHARED);
     // Two journals: the journal's own guard on overlapping runs is not what is tested here.
-    let mut first = sb
-        .cmd(&["evacuate", "a", "--to", "b", "--plain"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while !std::fs::read_to_string(sb.path("state/sim.log"))
-        .unwrap_or_default()
-        .contains("\"call\":\"start\"")
-    {
-        assert!(started.elapsed() < std::time::Duration::from_secs(30));
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let mut first = sb.spawn_quiet(&["evacuate", "a", "--to", "b", "--plain"]);
+    sb.wait_for_a_migration_start();
     let log_before = std::fs::read_to_string(sb.path("state/sim.log")).unwrap();
     let other_journal = sb.path("j2/journal.db");
     let second = sb.run_env(

@@ -42,6 +42,31 @@ impl Sandbox {
         p
     }
 
+    /// Starts `vmove ARGS` in the background, its output dropped.
+    pub fn spawn_quiet(&self, args: &[&str]) -> std::process::Child {
+        self.cmd(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Waits (30 s at most) until a sim host of the sandbox (state in `state/`) has started a
+    /// migration, as its call log says.
+    pub fn wait_for_a_migration_start(&self) {
+        let started = std::time::Instant::now();
+        while !std::fs::read_to_string(self.path("state/sim.log"))
+            .unwrap_or_default()
+            .contains("\"call\":\"start\"")
+        {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "no migration started within 30 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// The journal every command of the sandbox uses unless told otherwise.
     pub fn journal(&self) -> PathBuf {
         self.dir.join("j/journal.db")
