@@ -367,17 +367,12 @@ pub struct Common {
     pub log_file: Option<PathBuf>,
     /// `plan`: the transfer rate of one migration, MB/s [default: fitted from the journal's
     /// past migrations on the same route, else 125].
-    #[arg(
-        allow_negative_numbers = true,
-        long,
-        global = true,
-        value_name = "MB/S"
-    )]
+    #[arg(allow_hyphen_values = true, long, global = true, value_name = "MB/S")]
     pub plan_bandwidth: Option<u64>,
     /// `plan`: the fixed time each migration takes besides moving bytes, seconds (at most 365
     /// days, in whole milliseconds) [default: fitted from the journal, else 0].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "SECONDS"
@@ -385,17 +380,12 @@ pub struct Common {
     pub plan_overhead: Option<f64>,
     /// `plan`: what a host moves in all when several migrations run at once, MB/s [default:
     /// fitted from the journal, else: migrations do not slow each other].
-    #[arg(
-        allow_negative_numbers = true,
-        long,
-        global = true,
-        value_name = "MB/S"
-    )]
+    #[arg(allow_hyphen_values = true, long, global = true, value_name = "MB/S")]
     pub plan_aggregate: Option<u64>,
     /// `plan`: how many of the journal's newest runs to fit the figures from (0: none, use the
     /// flags and defaults).
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "RUNS",
@@ -435,7 +425,7 @@ pub struct Common {
 pub struct Knobs {
     /// Tries per VM before it is unmigratable [max_attempts].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "N",
@@ -444,7 +434,7 @@ pub struct Knobs {
     pub max_attempts: Option<String>,
     /// Cap on concurrent migrations per host [max_parallel].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "N",
@@ -453,7 +443,7 @@ pub struct Knobs {
     pub max_parallel: Option<String>,
     /// Cap on concurrent migrations across the cluster [cluster_cap].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "N",
@@ -462,7 +452,7 @@ pub struct Knobs {
     pub cluster_cap: Option<String>,
     /// Slot limit for hosts that report none [default_host_limit].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "N",
@@ -498,7 +488,7 @@ pub struct Knobs {
     pub job_start_timeout: Option<String>,
     /// Checks before a migration that never showed as running is aborted [job_start_attempts].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "N",
@@ -534,7 +524,7 @@ pub struct Knobs {
     pub stall_timeout: Option<String>,
     /// abort or escalate a stalled migration [stall_action].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "ACTION",
@@ -562,7 +552,7 @@ pub struct Knobs {
     pub completion_timeout_min: Option<String>,
     /// abort or escalate at the completion timeout [completion_action].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "ACTION",
@@ -590,7 +580,7 @@ pub struct Knobs {
     pub backoff_max: Option<String>,
     /// Random spread of retry delays, 0..1 [backoff_jitter].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "FRACTION",
@@ -599,7 +589,7 @@ pub struct Knobs {
     pub backoff_jitter: Option<String>,
     /// Start order [order].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "ORDER",
@@ -609,7 +599,7 @@ pub struct Knobs {
     pub order: Option<String>,
     /// Scheduler [policy].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "POLICY",
@@ -619,7 +609,7 @@ pub struct Knobs {
     pub policy: Option<String>,
     /// Seed of the retry jitter [seed].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "N",
@@ -677,7 +667,7 @@ pub struct Knobs {
     /// Cap on each migration's transfer rate, MiB/s (libvirt hosts; Hyper-V has none per
     /// migration: a warning says so) [bandwidth_mib_s].
     #[arg(
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         long,
         global = true,
         value_name = "MIB/S",

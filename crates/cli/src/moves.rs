@@ -31,6 +31,7 @@ pub(crate) async fn plan_or_move(
     if let Some(path) = &common.report {
         output::check_writable(path)?;
     }
+    let plan_flags = simrun::plan_flags(common)?;
     let draft = request::draft(&chosen, cfg, eff, request::run_id())?;
     draft.precheck().map_err(|e| spec_error(e, eff))?;
     if !dry_run && !common.no_journal {
@@ -65,7 +66,7 @@ pub(crate) async fn plan_or_move(
         j.plan = Some(crate::run_plan::PlanRequest {
             spec: spec.clone(),
             journal_path: runs::journal_path(eff)?,
-            flags: simrun::plan_flags(common),
+            flags: plan_flags,
             history: common.plan_history,
         });
         errln!(

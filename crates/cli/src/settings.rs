@@ -96,10 +96,19 @@ pub fn parse_raw(key: &str, raw: &str) -> toml::Value {
     normalise(key, v)
 }
 
+/// An enum key's value with `-` for `_` (`largest-first`), when that makes it a value the key
+/// takes; else as written, so that an error shows what was written (`-1%`, not `_1%`).
 fn normalise(key: &str, v: toml::Value) -> toml::Value {
     match v {
         toml::Value::String(s) if ENUM_KEYS.contains(&key) => {
-            toml::Value::String(s.replace('-', "_"))
+            let dashed = toml::Value::String(s.replace('-', "_"));
+            let mut t = toml::Table::new();
+            t.insert(key.to_owned(), dashed.clone());
+            if t.try_into::<Settings>().is_ok() {
+                dashed
+            } else {
+                toml::Value::String(s)
+            }
         }
         v => v,
     }

@@ -69,6 +69,7 @@ pub async fn demo(args: &DemoArgs, eff: &Effective, common: &Common) -> Result<u
         ..common.clone()
     };
     let factor = demo_speed(args.speed, &crate::settings::env)?;
+    let flags = plan_flags(common)?;
     if let Some(path) = &common.report {
         crate::output::check_writable(path)?;
     }
@@ -140,7 +141,7 @@ pub async fn demo(args: &DemoArgs, eff: &Effective, common: &Common) -> Result<u
     let plan = crate::run_plan::PlanRequest {
         spec: spec_for_journal.clone(),
         journal_path: journal_path.clone(),
-        flags: plan_flags(common),
+        flags,
         history: common.plan_history,
     };
     j.create_run(&vmove_journal::NewRun {
@@ -265,13 +266,17 @@ fn calibration(path: &Path, runs: usize) -> Result<Calibration> {
     }))
 }
 
-/// The `--plan-*` flags: what the user said about the plan's figures.
-pub(crate) fn plan_flags(common: &Common) -> Flags {
-    Flags {
+/// The `--plan-*` flags: what the user said about the plan's figures, checked
+/// ([`Flags::check`]): a run, a demo and `vmove plan` read them here before anything starts, so
+/// a figure no link has is refused, not left to a run's journaled plan to warn about.
+pub(crate) fn plan_flags(common: &Common) -> Result<Flags> {
+    let flags = Flags {
         bandwidth_mb_s: common.plan_bandwidth,
         aggregate_mb_s: common.plan_aggregate,
         overhead_secs: common.plan_overhead,
-    }
+    };
+    flags.check().map_err(|e| anyhow!(e))?;
+    Ok(flags)
 }
 
 /// What a plan is made from besides the hosts' figures: the flags and the calibration fitted
@@ -320,7 +325,7 @@ pub async fn plan(
     eff: &Effective,
     common: &Common,
 ) -> Result<u8> {
-    let flags = plan_flags(common);
+    let flags = plan_flags(common)?;
     let path = crate::runs::journal_path(eff)?;
     let history = common.plan_history;
     let input = tokio::task::spawn_blocking(move || PlanInput::read(flags, &path, history))

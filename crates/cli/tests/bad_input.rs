@@ -638,8 +638,14 @@ fn negative_durations_and_ports_are_refused_naming_the_flag_and_what_it_may_be()
             vec!["'--serve [<PORT>]'".into(), "-1 is not in 0..=65535".into()],
         ),
     ]);
+    refused_naming_the_flag(&sb, &cases);
+}
+
+/// Runs each of `cases` in `sb`: each is refused, exit 1, its stderr holding every needle, with
+/// no usage line of clap's, nothing on stdout, and nothing in the sandbox changed.
+fn refused_naming_the_flag(sb: &Sandbox, cases: &[(Vec<&str>, Vec<String>)]) {
     let before = sb.snapshot();
-    for (args, needles) in &cases {
+    for (args, needles) in cases {
         let r = sb.run_within(args, &[], std::time::Duration::from_secs(15));
         r.no_panic();
         assert_eq!(r.code, Some(1), "{args:?}: {}{}", r.stdout, r.stderr);
@@ -658,6 +664,52 @@ fn negative_durations_and_ports_are_refused_naming_the_flag_and_what_it_may_be()
         assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
     }
     assert_eq!(sb.snapshot(), before, "a refused command changed something");
+}
+
+/// A `--plan-*` figure no link has (`--plan-overhead NaN`, `-1`, `inf`) is refused before a
+/// run, a demo or a plan starts, naming the flag: before, a run went on and only warned that
+/// its journaled plan could not be made. And a number or choice flag given a value with a
+/// leading hyphen (`--max-attempts -inf`, `--order -1%`) is refused as that flag's value,
+/// shown as written: before, clap's bare "unexpected argument '-i' found", and `--order -1%`
+/// said `unknown variant `_1%``.
+#[test]
+fn a_bad_plan_figure_or_a_hyphen_value_is_refused_before_the_run_naming_the_flag() {
+    let sb = Sandbox::new("plan-figures");
+    sb.write("vmove.toml", SIM_CONFIG);
+    let mut cases: Vec<(Vec<&str>, Vec<String>)> = Vec::new();
+    for value in ["NaN", "-1", "inf"] {
+        for run in [
+            &["evacuate", "a", "--to", "b"][..],
+            &["migrate", "a:web-1", "--to", "b"],
+            &["plan", "evacuate", "a", "--to", "b"],
+            &["demo"],
+        ] {
+            let mut args = run.to_vec();
+            args.extend(["--plain", "--plan-overhead", value]);
+            cases.push((
+                args,
+                vec![
+                    "flag `--plan-overhead` (seconds)".into(),
+                    format!("`{value}` is not a duration"),
+                ],
+            ));
+        }
+    }
+    for (flag, value, says) in [
+        ("--max-attempts", "-inf", "`max_attempts`"),
+        ("--max-parallel", "-1%", "`max_parallel`"),
+        ("--backoff-jitter", "-1e-9", "must be between 0 and 1"),
+        ("--order", "-1%", "`-1%`"),
+        ("--stall-action", "-x", "`-x`"),
+        ("--seed", "-1%", "\"-1%\""),
+        ("--bandwidth", "-1%", "\"-1%\""),
+    ] {
+        cases.push((
+            vec!["evacuate", "a", "--to", "b", "--plain", flag, value],
+            vec![format!("flag `{flag}`"), says.into()],
+        ));
+    }
+    refused_naming_the_flag(&sb, &cases);
 }
 
 /// A `--deadline` more than 365 days away (the bound of every duration of vmove) is refused
