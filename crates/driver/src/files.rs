@@ -1,7 +1,8 @@
 //! What a path a user named as a file is, when it is not a regular file: said in one way for the
 //! config file (the CLI) and for the files a driver keeps (the simulator's `state_file`); and
-//! the one bounded read of such a file ([`read_regular_file_bounded`]: the config file and
-//! `serve`'s token file).
+//! the one bounded read of such a file ([`read_regular_file_bounded`]: the config file,
+//! `serve`'s token file, a Hyper-V host's CA file, the fake's keytab) and, for the callers that
+//! say its errors in words, one wording of them ([`BoundedReadError::describe`]).
 //!
 //! A device, a FIFO or a folder named as a file misleads in ways a missing file does not:
 //! `/dev/zero` reads forever, `/dev/null` swallows what is written to it (a state file there
@@ -20,6 +21,26 @@ pub enum BoundedReadError {
     /// The file holds more than the limit (by its size, or by what reading it gave: it may grow
     /// meanwhile).
     TooLarge,
+}
+
+impl BoundedReadError {
+    /// The error in words, for the file at `path` that a person knows as the `what` (`keytab`,
+    /// `CA file`) and that may hold at most `limit` bytes: `cannot read the keytab `p`: ...`,
+    /// `the keytab `p` is not a regular file but a FIFO (named pipe)`, `the keytab `p` is
+    /// larger than 1048576 bytes` followed by `too_large` (why such a file cannot be one: `: it
+    /// is not a CA bundle`, or nothing).
+    pub fn describe(&self, what: &str, path: &Path, limit: u64, too_large: &str) -> String {
+        let shown = path.display();
+        match self {
+            BoundedReadError::Io(e) => format!("cannot read the {what} `{shown}`: {e}"),
+            BoundedReadError::NotAFile(kind) => {
+                format!("the {what} `{shown}` is not a regular file but {kind}")
+            }
+            BoundedReadError::TooLarge => {
+                format!("the {what} `{shown}` is larger than {limit} bytes{too_large}")
+            }
+        }
+    }
 }
 
 /// The bytes of the regular file at `path`, at most `limit` of them, with the metadata of the

@@ -86,23 +86,18 @@ fn check_token(t: &str, from: &str) -> Result<()> {
 const MAX_TOKEN_FILE_BYTES: u64 = 4096;
 
 fn read_token_file(path: &Path) -> Result<String> {
-    use vmove_driver::files::{BoundedReadError, read_regular_file_bounded};
     let shown = path.display();
     // What it is first: a device (`/dev/zero`, mode 666) is not a token file, whoever may read
     // it; then its size, then who may read it.
-    let (meta, bytes) = match read_regular_file_bounded(path, MAX_TOKEN_FILE_BYTES) {
-        Ok(read) => read,
-        Err(BoundedReadError::Io(e)) => {
-            return Err(e).with_context(|| format!("cannot read the token file `{shown}`"));
-        }
-        Err(BoundedReadError::NotAFile(kind)) => {
-            bail!("the token file `{shown}` is not a regular file but {kind}")
-        }
-        Err(BoundedReadError::TooLarge) => bail!(
-            "the token file `{shown}` is larger than {MAX_TOKEN_FILE_BYTES} bytes: it is not a \
-             token file (a token is one line of at least 16 characters)"
-        ),
-    };
+    let (meta, bytes) = vmove_driver::files::read_regular_file_bounded(path, MAX_TOKEN_FILE_BYTES)
+        .map_err(|e| {
+            anyhow::anyhow!(e.describe(
+                "token file",
+                path,
+                MAX_TOKEN_FILE_BYTES,
+                ": it is not a token file (a token is one line of at least 16 characters)",
+            ))
+        })?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -122,18 +122,8 @@ pub const MAX_KEYTAB_BYTES: u64 = 1 << 20;
 /// before anything is read) of at most [`MAX_KEYTAB_BYTES`], through the one bounded read
 /// (`vmove_driver::files::read_regular_file_bounded`).
 pub fn read(path: &std::path::Path) -> Result<Vec<KeytabEntry>, String> {
-    use vmove_driver::files::{BoundedReadError, read_regular_file_bounded};
-    let (_, bytes) = read_regular_file_bounded(path, MAX_KEYTAB_BYTES).map_err(|e| match e {
-        BoundedReadError::Io(e) => format!("cannot read the keytab `{}`: {e}", path.display()),
-        BoundedReadError::NotAFile(kind) => format!(
-            "the keytab `{}` is not a regular file but {kind}",
-            path.display()
-        ),
-        BoundedReadError::TooLarge => format!(
-            "the keytab `{}` is larger than {MAX_KEYTAB_BYTES} bytes",
-            path.display()
-        ),
-    })?;
+    let (_, bytes) = vmove_driver::files::read_regular_file_bounded(path, MAX_KEYTAB_BYTES)
+        .map_err(|e| e.describe("keytab", path, MAX_KEYTAB_BYTES, ""))?;
     parse(&bytes)
 }
 

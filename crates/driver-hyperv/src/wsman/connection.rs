@@ -105,18 +105,8 @@ fn ca_certificates(
     ca: &std::path::Path,
 ) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
     use rustls_pki_types::pem::PemObject;
-    use vmove_driver::files::{BoundedReadError, read_regular_file_bounded};
-    let (_, bytes) = read_regular_file_bounded(ca, MAX_CA_FILE_BYTES).map_err(|e| match e {
-        BoundedReadError::Io(e) => format!("cannot read the CA file `{}`: {e}", ca.display()),
-        BoundedReadError::NotAFile(kind) => format!(
-            "the CA file `{}` is not a regular file but {kind}",
-            ca.display()
-        ),
-        BoundedReadError::TooLarge => format!(
-            "the CA file `{}` is larger than {MAX_CA_FILE_BYTES} bytes: it is not a CA bundle",
-            ca.display()
-        ),
-    })?;
+    let (_, bytes) = vmove_driver::files::read_regular_file_bounded(ca, MAX_CA_FILE_BYTES)
+        .map_err(|e| e.describe("CA file", ca, MAX_CA_FILE_BYTES, ": it is not a CA bundle"))?;
     let certs = rustls_pki_types::CertificateDer::pem_slice_iter(&bytes)
         .map(|c| c.map(|c| c.into_owned()))
         .collect::<Result<Vec<_>, _>>()
