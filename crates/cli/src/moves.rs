@@ -56,7 +56,7 @@ pub(crate) async fn plan_or_move(
         },
     };
     if dry_run {
-        return simrun::plan(spec, &listed, &built.drivers, eff, common).await;
+        return simrun::plan(spec, &listed, &built.drivers, eff, common, plan_flags).await;
     }
     let journaling = if common.no_journal {
         None

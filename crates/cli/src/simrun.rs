@@ -317,15 +317,16 @@ impl PlanInput {
 
 /// `vmove plan ...` / `--dry-run`: the pre-flight of every selected VM (`vmove check`'s), then
 /// the plan (`vmove-plan`) of the VMs that can move, printed; `--json`: the plan as one JSON
-/// document on stdout (docs/cli.md), the text on stderr.
+/// document on stdout (docs/cli.md), the text on stderr. `flags`: the `--plan-*` flags, as
+/// [`plan_flags`] read and checked them before anything was asked of the hosts.
 pub async fn plan(
     mut spec: RunSpec,
     listed: &BTreeMap<HostId, Vec<VmInfo>>,
     drivers: &Drivers,
     eff: &Effective,
     common: &Common,
+    flags: Flags,
 ) -> Result<u8> {
-    let flags = plan_flags(common)?;
     let path = crate::runs::journal_path(eff)?;
     let history = common.plan_history;
     let input = tokio::task::spawn_blocking(move || PlanInput::read(flags, &path, history))
