@@ -48,7 +48,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 pub(crate) type IdMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 use std::sync::Arc;
 use timers::{TimerKey, TimerQueue};
-use vm::{VmEntry, vm_timers};
+use vm::{VmEntry, vm_timers, warm};
 
 /// The migration engine of one run. Pure: driven by inputs and time, it emits commands and events.
 #[derive(Debug)]
@@ -553,7 +553,10 @@ impl Core {
     pub fn handle_timeout(&mut self, now: Time) {
         self.now = self.now.max(now);
         let now = self.now;
-        while let Some((_, key)) = self.timers.pop_due(now, vm_timers(&self.vms)) {
+        while let Some((_, key)) = self
+            .timers
+            .pop_due(now, vm_timers(&self.vms), warm(&self.vms))
+        {
             match key {
                 TimerKey::Vm(idx) => {
                     self.vms[idx].vm.timer = None;

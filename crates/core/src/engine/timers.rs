@@ -131,10 +131,16 @@ impl TimerQueue {
     /// Takes the earliest wake-up if it is due at or before `now`. A VM's timer still says it
     /// when it is taken (the engine clears it next): copies of the same wake-up left by a key
     /// set away and back again are taken with it, so that it wakes once.
+    ///
+    /// Once it is taken, `ahead` is told the VMs of the wake-ups that come next, so that their
+    /// records can be asked of memory while this one is worked on ([`warm`](super::vm::warm)):
+    /// the new top's (the next taken, `true`), then its two children's (`false`; one of them is
+    /// taken after it, unless a wake-up set meanwhile comes first).
     pub(super) fn pop_due(
         &mut self,
         now: Time,
         vm_due: impl Fn(usize) -> Option<Time>,
+        ahead: impl Fn(usize, bool),
     ) -> Option<(Time, TimerKey)> {
         let top = self.next().filter(|&(at, _)| at <= now)?;
         while self.next() == Some(top) {
@@ -144,6 +150,12 @@ impl TimerQueue {
             *slot = None;
         }
         self.drop_stale(&vm_due);
+        // A binary heap keeps its top at 0 and that top's children at 1 and 2.
+        for (n, &Reverse(entry)) in self.heap.as_slice().iter().take(3).enumerate() {
+            if let (_, TimerKey::Vm(i)) = entry.get() {
+                ahead(i, n == 0);
+            }
+        }
         Some(top)
     }
 
@@ -192,6 +204,8 @@ mod tests {
         q: TimerQueue,
         /// Each VM's timer, by index.
         vms: Vec<Option<Time>>,
+        /// What the last `pop_due` told its `ahead`, in order.
+        ahead: Vec<(usize, bool)>,
     }
 
     impl Engine {
@@ -233,7 +247,13 @@ mod tests {
 
         fn pop_due(&mut self, now: Time) -> Option<(Time, TimerKey)> {
             let vms = &self.vms;
-            let taken = self.q.pop_due(now, |i| vms.get(i).copied().flatten());
+            let ahead = std::cell::RefCell::new(Vec::new());
+            let taken = self.q.pop_due(
+                now,
+                |i| vms.get(i).copied().flatten(),
+                |i, next| ahead.borrow_mut().push((i, next)),
+            );
+            self.ahead = ahead.into_inner();
             if let Some((_, TimerKey::Vm(i))) = taken {
                 self.set_vm(i, None);
             }
@@ -276,6 +296,43 @@ mod tests {
         assert_eq!(q.pop_due(t(25)), Some((t(20), TimerKey::SeedPass)));
         assert_eq!(q.pop_due(t(25)), None);
         assert_eq!(q.next(), Some((t(30), TimerKey::Host(0))));
+    }
+
+    /// Each `pop_due` names, for `warm`, the VM of the wake-up taken next (flagged) and the VM
+    /// of the one taken after it, even with replaced wake-ups left in the heap; a host's is not
+    /// named.
+    #[test]
+    fn taking_a_wake_up_names_the_vms_of_the_next_two_the_next_one_flagged() {
+        let mut q = Engine::default();
+        for (i, at) in [70, 20, 50, 10, 90, 30, 60, 80, 40].into_iter().enumerate() {
+            q.schedule(TimerKey::Vm(i), t(at));
+        }
+        q.schedule(TimerKey::Host(0), t(55));
+        // Replaced: its wake-ups at 5 and 45 stay in the heap until they reach its top.
+        q.schedule(TimerKey::Vm(9), t(5));
+        q.schedule(TimerKey::Vm(9), t(45));
+        q.schedule(TimerKey::Vm(9), t(65));
+        let mut taken = Vec::new();
+        let mut told = Vec::new();
+        while let Some((_, key)) = q.pop_due(t(100)) {
+            taken.push(key);
+            told.push(q.ahead.clone());
+        }
+        assert_eq!(taken.len(), 11, "every wake-up once: {taken:?}");
+        for (k, told) in told.iter().enumerate() {
+            let flagged: Vec<usize> = told.iter().filter(|a| a.1).map(|a| a.0).collect();
+            match taken.get(k + 1) {
+                Some(&TimerKey::Vm(next)) => assert_eq!(flagged, [next], "after {k}: {told:?}"),
+                _ => assert!(flagged.is_empty(), "after {k}: {told:?}"),
+            }
+            if let Some(&TimerKey::Vm(after)) = taken.get(k + 2) {
+                assert!(
+                    told.iter().any(|&(i, _)| i == after),
+                    "after {k}, {after} comes second: {told:?}"
+                );
+            }
+            assert!(told.len() <= 3, "{told:?}");
+        }
     }
 
     #[test]
