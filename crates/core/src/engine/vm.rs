@@ -125,14 +125,15 @@ pub(super) fn vm_timers(vms: &[VmEntry]) -> impl Fn(usize) -> Option<Time> + '_ 
 }
 
 /// Asks the CPU to bring in, ahead of time, what the VM of an upcoming wake-up will read
-/// ([`TimerQueue::pop_due`](super::timers::TimerQueue::pop_due) names them): its timer and move
-/// state, and, for the wake-up taken next (`next`), the request and handle of its migration, which
-/// a progress poll clones into its command. A prefetch changes no value and no decision; it only
-/// lets the memory's answers overlap with the work on the wake-up before. At 100,000 VMs the
-/// records of the 5,000 migrations that run at once do not fit in the caches, and each progress
-/// poll waited on a miss for the VM's entry, then one for its request and one for its handle
-/// (docs/BENCHMARKS.md, 2026-12-07). The next wake-up's entry was asked for one wake-up earlier,
-/// while it was one of the top's children, so reading its state to find the request seldom waits.
+/// ([`TimerQueue::pop_due`](super::timers::TimerQueue::pop_due) names them): its timer and
+/// move state, and, for the wake-up taken next (`next`), its migration's request and handle,
+/// which a progress poll clones into its command, and its id, which the answer clones. A
+/// prefetch changes no value and no decision; it only lets the memory's answers overlap with
+/// the work on the wake-up before. At 100,000 VMs the records of the 5,000 migrations that run
+/// at once do not fit in the caches, and each progress poll waited on a miss for the VM's entry,
+/// then one each for its request, its handle and its id (docs/BENCHMARKS.md, 2026-12-07). The
+/// next wake-up's entry was asked for one wake-up earlier, while it was a child of the top, so
+/// reading its state to find the request seldom waits.
 pub(super) fn warm(vms: &[VmEntry]) -> impl Fn(usize, bool) + '_ {
     use mem_prefetch::prefetch_read_data;
     move |i, next| {
@@ -142,8 +143,11 @@ pub(super) fn warm(vms: &[VmEntry]) -> impl Fn(usize, bool) + '_ {
         prefetch_read_data::<_, 3>(&e.vm.state);
         if next && let MoveState::Migrating(m) = &e.vm.state {
             prefetch_read_data::<_, 3>(&*m.req);
-            if let Some(first) = m.handle.0.as_bytes().first() {
-                prefetch_read_data::<_, 3>(first);
+            // The VM's id is shared with the request: the answer to the poll clones it.
+            for text in [&*m.handle.0, e.vm.id.as_str()] {
+                if let Some(first) = text.as_bytes().first() {
+                    prefetch_read_data::<_, 3>(first);
+                }
             }
         }
     }
