@@ -191,7 +191,7 @@ fn check(
             t.insert(k.to_owned(), value.clone());
             t.try_into::<Settings>()
                 .map(|_| ())
-                .map_err(|e| bad(e.message().trim().to_owned()))
+                .map_err(|e| bad(vmove_driver::words::plain(e.message().trim())))
         }
         _ => Err(ConfigError::UnknownKey {
             origin: origin.to_owned(),
@@ -303,7 +303,7 @@ pub fn merge(
         .map_err(|e| ConfigError::BadValue {
             origin: "the merged settings".into(),
             key: "defaults".into(),
-            message: e.message().trim().to_owned(),
+            message: vmove_driver::words::plain(e.message().trim()),
         })?;
     // The knobs together, as a run checks them: a value no run accepts ("0s" intervals) is
     // refused here already, so `vmove config` says what a run would.

@@ -10,7 +10,7 @@ mod catalogue;
 mod support;
 
 use catalogue::{bad_configs, catalogue};
-use support::{SIM_CONFIG, Sandbox};
+use support::{Run, SIM_CONFIG, Sandbox};
 
 /// A config of two sim hosts: `source` (as written in TOML's `[hosts.X]`, quoted if need be)
 /// holding one 1 GiB VM per name in `names` (each as written in a TOML basic string, escapes
@@ -702,7 +702,7 @@ fn a_bad_plan_figure_or_a_hyphen_value_is_refused_before_the_run_naming_the_flag
         ("--backoff-jitter", "-1e-9", "must be between 0 and 1"),
         ("--order", "-1%", "`-1%`"),
         ("--stall-action", "-x", "`-x`"),
-        ("--seed", "-1%", "\"-1%\""),
+        ("--seed", "-1%", "not `-1%`"),
         ("--bandwidth", "-1%", "\"-1%\""),
     ] {
         cases.push((
@@ -711,6 +711,101 @@ fn a_bad_plan_figure_or_a_hyphen_value_is_refused_before_the_run_naming_the_flag
         ));
     }
     refused_saying(&sb, &cases);
+}
+
+/// A number or a boolean of the wrong kind, out of its range, is refused in plain words naming
+/// the range and the value as written, wherever it came from: a flag, an environment variable,
+/// the config file's `[defaults]` or a sim host's table. Before, serde's "invalid type: string
+/// \"lots\", expected u32".
+#[test]
+fn a_number_or_boolean_of_the_wrong_kind_is_refused_in_plain_words_wherever_it_was_written() {
+    let sb = Sandbox::new("plain-words");
+    sb.write("vmove.toml", SIM_CONFIG);
+    let whole = "must be a whole number from 0 to 4294967295";
+    let mut cases: Vec<(Vec<&str>, Vec<String>)> = Vec::new();
+    for (flag, value, says) in [
+        ("--max-attempts", "lots", format!("{whole}, not `lots`")),
+        ("--max-parallel", "-2", format!("{whole}, not `-2`")),
+        (
+            "--max-parallel",
+            "99999999999",
+            format!("{whole}, not `99999999999`"),
+        ),
+        ("--max-attempts", "1.5", format!("{whole}, not `1.5`")),
+        ("--backoff-jitter", "x", "must be a number, not `x`".into()),
+        (
+            "--seed",
+            "-1",
+            "must be a whole number from 0 to 18446744073709551615, not `-1`".into(),
+        ),
+    ] {
+        cases.push((
+            vec!["evacuate", "a", "--to", "b", "--plain", flag, value],
+            vec![format!("flag `{flag}`"), says],
+        ));
+    }
+    refused_saying(&sb, &cases);
+    let before = sb.snapshot();
+    let refused = |r: &Run, needles: &[&str]| {
+        r.no_panic();
+        assert_eq!(r.code, Some(1), "{}{}", r.stdout, r.stderr);
+        for n in needles {
+            assert!(r.stderr.contains(n), "`{n}` not in {}", r.stderr);
+        }
+        for serde_words in [
+            "expected u",
+            "expected f",
+            "expected a boolean",
+            "invalid type",
+        ] {
+            assert!(!r.stderr.contains(serde_words), "{}", r.stderr);
+        }
+    };
+    for (var, value, says) in [
+        (
+            "VMOVE_MAX_ATTEMPTS",
+            "lots",
+            format!("`max_attempts` {whole}, not `lots`"),
+        ),
+        (
+            "VMOVE_FAIL_FAST",
+            "3",
+            "`fail_fast` must be `true` or `false`, not `3`".into(),
+        ),
+    ] {
+        let r = sb.run_env(&["config"], &[(var, value)]);
+        refused(&r, &[var, &says]);
+    }
+    assert_eq!(
+        sb.snapshot(),
+        before,
+        "an environment variable changed something"
+    );
+    let file = |extra: &str| format!("{extra}\n{SIM_CONFIG}");
+    for (text, says) in [
+        (
+            file("[defaults]\ncluster_cap = \"lots\""),
+            format!("config file `vmove.toml`, [defaults]: `cluster_cap` {whole}, not `lots`"),
+        ),
+        (
+            SIM_CONFIG.replace("migration_limit = 2", "migration_limit = \"two\""),
+            format!("`hosts.a.migration_limit`: {whole}, not `two`"),
+        ),
+        (
+            SIM_CONFIG.replace(
+                "{ name = \"web-1\", memory_gib = 1,",
+                "{ name = \"web-1\", memory_gib = \"lots\",",
+            ),
+            "`hosts.a.vms[0].memory_gib`: must be a number, not `lots`".into(),
+        ),
+    ] {
+        let sb = Sandbox::new("plain-words-file");
+        sb.write("vmove.toml", &text);
+        let before = sb.snapshot();
+        let r = sb.run(&["evacuate", "a", "--to", "b", "--plain"]);
+        refused(&r, &[&says]);
+        assert_eq!(sb.snapshot(), before, "{text}");
+    }
 }
 
 /// A `--deadline` more than 365 days away (the bound of every duration of vmove) is refused

@@ -244,7 +244,7 @@ mod tests {
         let e = cfg("measure_dirty_rates = \"no\"").unwrap_err();
         assert_eq!(
             e.message,
-            "host kvm1: `measure_dirty_rates`: invalid type: string \"no\", expected a boolean"
+            "host kvm1: `measure_dirty_rates`: must be `true` or `false`, not `no`"
         );
     }
 

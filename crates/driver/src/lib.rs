@@ -6,6 +6,7 @@
 //! - [`redact`]: [`redact_uris`], the one helper that hides user information (passwords) in
 //!   URIs, for every error, journal row, log line and printout.
 //! - [`files`]: what a path named as a file is when it is not a regular file, said one way.
+//! - [`words`]: serde's words for a value of the wrong kind ("expected u32"), said for a person.
 //! - `conformance` (feature `test-util`): the tests every driver runs against a fixture it sets up.
 //!
 //! One driver value serves every host of its kind named in the configuration; hosts are
@@ -20,20 +21,21 @@ pub use vmove_core::model::*;
 pub mod conformance;
 pub mod files;
 pub mod redact;
+pub mod words;
 
 pub use redact::redact_uris;
 
 /// Reads one host's `[hosts.<name>]` table into a driver's settings type. Its error names the
-/// key at fault, which serde's own message for a value of the wrong type does not
-/// ("`p2p`: invalid type: string \"yes\", expected a boolean"); an unknown key names itself.
+/// key at fault (serde's own message for a value of the wrong type does not) and says what the
+/// key takes in plain words ([`words::plain`]): "`p2p`: must be `true` or `false`, not `yes`".
+/// An unknown key names itself.
 pub fn host_settings<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, String> {
     settings_at(table, None)
 }
 
 /// [`host_settings`] whose error names the key's whole path from the config file's top,
-/// `at` first: with `at` = `hosts.a`, "`hosts.a.vms[0].memory_gib`: invalid type: string
-/// \"lots\", expected f64" (for a table whose nested tables and arrays a bare key would not
-/// place).
+/// `at` first: with `at` = `hosts.a`, "`hosts.a.vms[0].memory_gib`: must be a number, not
+/// `lots`" (for a table whose nested tables and arrays a bare key would not place).
 pub fn host_settings_at<T: serde::de::DeserializeOwned>(
     table: toml::Table,
     at: &str,
@@ -48,7 +50,8 @@ fn settings_at<T: serde::de::DeserializeOwned>(
     serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         let key = e.path().to_string();
         let inner = e.into_inner();
-        let message = inner.message().trim_end();
+        let message = words::plain(inner.message().trim_end());
+        let message = message.as_str();
         let bare = key.is_empty() || key == ".";
         match at {
             None if bare || message.contains(&format!("`{key}`")) => message.to_owned(),

@@ -467,7 +467,14 @@ pub fn catalogue(sb: &Sandbox) -> Vec<Case> {
             "unknown-default.toml",
             &["max_atempts"],
         ),
-        cfg("wrong type", "wrong-type.toml", &["max_attempts"]),
+        cfg(
+            "wrong type",
+            "wrong-type.toml",
+            &[
+                "max_attempts",
+                "must be a whole number from 0 to 4294967295, not `three`",
+            ],
+        ),
         cfg(
             "0s interval in the config",
             "zero-interval.toml",
@@ -560,16 +567,16 @@ pub fn catalogue(sb: &Sandbox) -> Vec<Case> {
         cfg("sim NIC 0", "nic-zero.toml", &["hosts.a.nic_gbps"]),
         cfg("sim NIC inf", "nic-inf.toml", &["hosts.a.nic_gbps"]),
         // A driver's key of the wrong type: the error names the host and the key (serde's own
-        // message names neither).
+        // message names neither), and what the key takes in plain words.
         cfg(
             "libvirt host key of the wrong type",
             "libvirt-wrong-type.toml",
-            &["host a", "`p2p`", "boolean"],
+            &["host a", "`p2p`", "must be `true` or `false`"],
         ),
         cfg(
             "Hyper-V host key of the wrong type",
             "hyperv-wrong-type.toml",
-            &["host a", "`request_timeout_secs`"],
+            &["host a", "`request_timeout_secs`", "must be a whole number"],
         ),
         cfg(
             "sim host key nobody reads",
