@@ -713,7 +713,7 @@ fn a_bad_plan_figure_or_a_hyphen_value_is_refused_before_the_run_naming_the_flag
     refused_saying(&sb, &cases);
 }
 
-/// A number or a boolean of the wrong kind, out of its range, is refused in plain words naming
+/// A number or a boolean of the wrong kind or out of its range is refused in plain words naming
 /// the range and the value as written, wherever it came from: a flag, an environment variable,
 /// the config file's `[defaults]` or a sim host's table. Before, serde's "invalid type: string
 /// \"lots\", expected u32".
