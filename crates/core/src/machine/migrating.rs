@@ -150,7 +150,7 @@ impl VmMove {
             post_copy_refused_at: None,
             aid_asked_by: None,
             refire: None,
-            aid_answers: aids.answers,
+            aid_answers: aids.answers.into(),
         };
         self.timer = Some(
             m.next_poll

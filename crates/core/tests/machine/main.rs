@@ -68,7 +68,7 @@ fn state(p: Phase) -> MoveState {
             post_copy_refused_at: None,
             aid_asked_by: None,
             refire: None,
-            aid_answers: Vec::new(),
+            aid_answers: Default::default(),
         }),
         Phase::Aborting => MoveState::Aborting {
             req: req().into(),
