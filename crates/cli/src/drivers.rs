@@ -6,7 +6,7 @@
 //! CLI's layout keys (`put_in_subfolder`, `preserve_drive_letter`); `driver`, `max_migrations`
 //! and `path` stay in it, for drivers that want them.
 
-use crate::config::{DriverKind, HostConfig};
+use crate::config::{ConfigFile, DriverKind};
 use anyhow::{Context, Result, bail};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -62,11 +62,18 @@ impl Cap {
 /// Builds the drivers of the `involved` hosts (other configured hosts are left alone, so a
 /// host that cannot be reached does not stop a run that does not touch it). `cap` is the run's
 /// bandwidth cap: given to libvirt hosts; Hyper-V hosts get a warning that it does not apply.
+/// A host table that cannot be used is refused naming the config file it is in (as a
+/// `[defaults]` key is), when it came from one.
 pub async fn build(
-    hosts: &BTreeMap<HostId, HostConfig>,
+    cfg: &ConfigFile,
     involved: &BTreeSet<HostId>,
     cap: Option<Cap>,
 ) -> Result<Built> {
+    let hosts = &cfg.hosts;
+    let in_file = |e: anyhow::Error| match &cfg.path {
+        Some((p, _)) => e.context(format!("config file `{}`", p.display())),
+        None => e,
+    };
     let mut by_kind: BTreeMap<DriverKind, Vec<(HostId, toml::Table)>> = BTreeMap::new();
     for h in involved {
         let Some(c) = hosts.get(h) else {
@@ -83,19 +90,23 @@ pub async fn build(
     }
     let mut drivers = Drivers::new();
     let mut speed = 1.0;
-    for (kind, group) in by_kind {
+    // The sim driver opens its state file as it is built: built last, so that a refused host
+    // table of another kind leaves nothing behind.
+    let mut groups: Vec<_> = by_kind.into_iter().collect();
+    groups.sort_by_key(|(kind, _)| *kind == DriverKind::Sim);
+    for (kind, group) in groups {
         let driver: Arc<dyn Driver> = match kind {
             DriverKind::Sim => {
-                let (d, s) = vmove_sim::config::from_config(&group)?;
+                let (d, s) = vmove_sim::config::from_config(&group).map_err(in_file)?;
                 speed = s;
                 d
             }
-            DriverKind::Libvirt => libvirt(&group)?,
+            DriverKind::Libvirt => libvirt(&group).map_err(in_file)?,
             DriverKind::HyperV => {
                 if let Some(c) = cap {
                     errln!("vmove: warning: {}", hyperv_no_cap(c.mib_s, &group));
                 }
-                hyperv(&group)?
+                hyperv(&group).map_err(in_file)?
             }
         };
         for (h, _) in group {

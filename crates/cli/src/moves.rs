@@ -133,7 +133,7 @@ pub(crate) async fn prepare(
     let mut involved = request::involved(&draft.spec);
     involved.extend(draft.search.iter().cloned());
     involved.extend(draft.destinations.iter().cloned());
-    let built = drivers::build(&cfg.hosts, &involved, crate::drivers::Cap::of(eff)).await?;
+    let built = drivers::build(cfg, &involved, crate::drivers::Cap::of(eff)).await?;
     let mut to_list: Vec<HostId> = draft.search.clone();
     to_list.extend(draft.spec.sources.iter().map(|s| s.host.clone()));
     let listed = list_hosts(&built.drivers, &to_list, eff).await?;

@@ -381,7 +381,7 @@ pub(crate) async fn drive(
     let cfg = config::parse(&text, std::path::Path::new("(the run's recorded config)"))
         .context("the configuration recorded with the run cannot be read")?;
     let involved = crate::request::involved(&rec.spec);
-    let built = crate::drivers::build(&cfg.hosts, &involved, crate::drivers::Cap::of(eff)).await?;
+    let built = crate::drivers::build(&cfg, &involved, crate::drivers::Cap::of(eff)).await?;
     let start = rec.entries.iter().map(|e| e.at).max().unwrap_or(Time::ZERO);
     let recovered = vmove_journal::recovered(&rec);
     let in_flight = recovered

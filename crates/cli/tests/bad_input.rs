@@ -641,30 +641,48 @@ fn negative_durations_and_ports_are_refused_naming_the_flag_and_what_it_may_be()
     refused_saying(&sb, &cases);
 }
 
-/// Runs each of `cases` in `sb`: each is refused, exit 1, its stderr holding every needle, with
-/// no usage line of clap's and nothing on stdout, and leaves everything in the sandbox as it
-/// was.
+/// Runs each of `cases` in `sb`: each is refused ([`assert_refused`]) and leaves everything in
+/// the sandbox as it was.
 fn refused_saying(sb: &Sandbox, cases: &[(Vec<&str>, Vec<String>)]) {
+    refused_saying_with(sb, &[], cases);
+}
+
+/// [`refused_saying`], each case run with the environment variables `env`.
+fn refused_saying_with(sb: &Sandbox, env: &[(&str, &str)], cases: &[(Vec<&str>, Vec<String>)]) {
     let before = sb.snapshot();
     for (args, needles) in cases {
-        let r = sb.run_within(args, &[], std::time::Duration::from_secs(15));
-        r.no_panic();
-        assert_eq!(r.code, Some(1), "{args:?}: {}{}", r.stdout, r.stderr);
-        for n in needles {
-            assert!(
-                r.stderr.contains(n.as_str()),
-                "{args:?}: `{n}` not in {}",
-                r.stderr
-            );
-        }
+        let r = sb.run_within(args, env, std::time::Duration::from_secs(15));
+        assert_refused(&format!("{env:?} {args:?}"), &r, needles);
+        assert_eq!(sb.snapshot(), before, "{env:?} {args:?} changed something");
+    }
+}
+
+/// `r` (of `what`) was refused: exit 1, its stderr holding every needle, nothing on stdout, and
+/// neither clap's usage line nor serde's own words (`invalid type: string "lots", expected u32`:
+/// `vmove_driver::words::plain` says them in plain words).
+fn assert_refused(what: &str, r: &Run, needles: &[String]) {
+    r.no_panic();
+    assert_eq!(r.code, Some(1), "{what}: {}{}", r.stdout, r.stderr);
+    for n in needles {
         assert!(
-            !r.stderr.contains("unexpected argument") && !r.stderr.contains("Usage:"),
-            "{args:?}: {}",
+            r.stderr.contains(n.as_str()),
+            "{what}: `{n}` not in {}",
             r.stderr
         );
-        assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
-        assert_eq!(sb.snapshot(), before, "{args:?} changed something");
     }
+    for words in [
+        "unexpected argument",
+        "Usage:",
+        "invalid type: ",
+        "invalid value: ",
+        ", expected u",
+        ", expected i",
+        ", expected f",
+        ", expected a boolean",
+    ] {
+        assert!(!r.stderr.contains(words), "{what}: {}", r.stderr);
+    }
+    assert!(r.stdout.is_empty(), "{what}: {}", r.stdout);
 }
 
 /// A `--plan-*` figure no link has (`--plan-overhead NaN`, `-1`, `inf`) is refused before a
@@ -715,8 +733,10 @@ fn a_bad_plan_figure_or_a_hyphen_value_is_refused_before_the_run_naming_the_flag
 
 /// A number or a boolean of the wrong kind or out of its range is refused in plain words naming
 /// the range and the value as written, wherever it came from: a flag, an environment variable,
-/// the config file's `[defaults]` or a sim host's table. Before, serde's "invalid type: string
-/// \"lots\", expected u32".
+/// the config file's `[defaults]` or a host's table (sim, libvirt, Hyper-V), the last naming the
+/// config file too, and nothing written (a sim host's state file included). Before, serde's
+/// "invalid type: string \"lots\", expected u32"; a host's table did not name the file; and a
+/// libvirt host refused after a sim host was built left the sim's state file behind.
 #[test]
 fn a_number_or_boolean_of_the_wrong_kind_is_refused_in_plain_words_wherever_it_was_written() {
     let sb = Sandbox::new("plain-words");
@@ -745,22 +765,6 @@ fn a_number_or_boolean_of_the_wrong_kind_is_refused_in_plain_words_wherever_it_w
         ));
     }
     refused_saying(&sb, &cases);
-    let before = sb.snapshot();
-    let refused = |r: &Run, needles: &[&str]| {
-        r.no_panic();
-        assert_eq!(r.code, Some(1), "{}{}", r.stdout, r.stderr);
-        for n in needles {
-            assert!(r.stderr.contains(n), "`{n}` not in {}", r.stderr);
-        }
-        for serde_words in [
-            "expected u",
-            "expected f",
-            "expected a boolean",
-            "invalid type",
-        ] {
-            assert!(!r.stderr.contains(serde_words), "{}", r.stderr);
-        }
-    };
     for (var, value, says) in [
         (
             "VMOVE_MAX_ATTEMPTS",
@@ -773,37 +777,51 @@ fn a_number_or_boolean_of_the_wrong_kind_is_refused_in_plain_words_wherever_it_w
             "`fail_fast` must be `true` or `false`, not `3`".into(),
         ),
     ] {
-        let r = sb.run_env(&["config"], &[(var, value)]);
-        refused(&r, &[var, &says]);
+        refused_saying_with(
+            &sb,
+            &[(var, value)],
+            &[(vec!["config"], vec![var.into(), says])],
+        );
     }
-    assert_eq!(
-        sb.snapshot(),
-        before,
-        "an environment variable changed something"
-    );
     let file = |extra: &str| format!("{extra}\n{SIM_CONFIG}");
-    for (text, says) in [
+    let from_a = ["evacuate", "a", "--to", "b", "--plain"];
+    for (text, args, says) in [
         (
             file("[defaults]\ncluster_cap = \"lots\""),
+            from_a,
             format!("config file `vmove.toml`, [defaults]: `cluster_cap` {whole}, not `lots`"),
         ),
         (
             SIM_CONFIG.replace("migration_limit = 2", "migration_limit = \"two\""),
-            format!("`hosts.a.migration_limit`: {whole}, not `two`"),
+            from_a,
+            format!("config file `vmove.toml`: `hosts.a.migration_limit`: {whole}, not `two`"),
         ),
         (
             SIM_CONFIG.replace(
                 "{ name = \"web-1\", memory_gib = 1,",
                 "{ name = \"web-1\", memory_gib = \"lots\",",
             ),
-            "`hosts.a.vms[0].memory_gib`: must be a number, not `lots`".into(),
+            from_a,
+            "config file `vmove.toml`: `hosts.a.vms[0].memory_gib`: must be a number, not `lots`"
+                .into(),
+        ),
+        // Built, not connected: refused before any host is asked (port 1 has no daemon).
+        (
+            file("[hosts.l]\ndriver = \"libvirt\"\nuri = \"qemu+tcp://127.0.0.1:1/system\"\np2p = \"yes\""),
+            ["evacuate", "l", "--to", "b", "--plain"],
+            "config file `vmove.toml`: the libvirt hosts' configuration is not usable: host l: `p2p`: must be `true` or `false`, not `yes`".into(),
+        ),
+        (
+            file("[hosts.h]\ndriver = \"hyperv\"\naddress = \"127.0.0.1\"\nport = 99999"),
+            ["evacuate", "h", "--to", "b", "--plain"],
+            "config file `vmove.toml`: the Hyper-V hosts' configuration is not usable: host h: invalid Hyper-V settings: `port`: must be a whole number from 0 to 65535, not `99999`".into(),
         ),
     ] {
         let sb = Sandbox::new("plain-words-file");
         sb.write("vmove.toml", &text);
         let before = sb.snapshot();
-        let r = sb.run(&["evacuate", "a", "--to", "b", "--plain"]);
-        refused(&r, &[&says]);
+        let r = sb.run(&args);
+        assert_refused(&text, &r, &[says]);
         assert_eq!(sb.snapshot(), before, "{text}");
     }
 }
