@@ -185,6 +185,16 @@ pub struct ConfigFile {
     pub priorities: BTreeMap<String, i32>,
 }
 
+impl ConfigFile {
+    /// How messages name the file it was read from ("config file `vmove.toml`"), if it was
+    /// read from one.
+    pub fn named(&self) -> Option<String> {
+        self.path
+            .as_ref()
+            .map(|(p, _)| format!("config file `{}`", p.display()))
+    }
+}
+
 /// Finds the config file: `--config`, then `$VMOVE_CONFIG`, then `./vmove.toml`, then
 /// `<user config dir>/vmove/vmove.toml`. The first two must exist when given.
 pub fn locate(

@@ -70,8 +70,8 @@ pub async fn build(
     cap: Option<Cap>,
 ) -> Result<Built> {
     let hosts = &cfg.hosts;
-    let in_file = |e: anyhow::Error| match &cfg.path {
-        Some((p, _)) => e.context(format!("config file `{}`", p.display())),
+    let in_file = |e: anyhow::Error| match cfg.named() {
+        Some(file) => e.context(file),
         None => e,
     };
     let mut by_kind: BTreeMap<DriverKind, Vec<(HostId, toml::Table)>> = BTreeMap::new();

@@ -207,10 +207,9 @@ async fn run(mut cli: Cli) -> Result<u8> {
     }
     let found = config::locate(cli.common.config.as_deref(), &env);
     let cfg = config::load(found)?;
-    let file_origin = match &cfg.path {
-        Some((p, _)) => format!("config file `{}`", p.display()),
-        None => "the built-in defaults".to_owned(),
-    };
+    let file_origin = cfg
+        .named()
+        .unwrap_or_else(|| "the built-in defaults".to_owned());
     let eff = settings::merge(
         &cfg.defaults,
         &file_origin,
