@@ -7,6 +7,10 @@ need_root
 ROOT="$(cd "$LAB_SCRIPTS/.." && pwd)"
 
 "$LAB_SCRIPTS/install.sh"
+# swtpm's system folders (its logs, the local CA swtpm_setup makes at a TPM's first start): the
+# lab's hosts have their own (lab/up.sh), so nothing in them may change. Checked at the end.
+swtpm_dirs=(/var/log/swtpm /var/lib/swtpm-localca)
+swtpm_before="$(find "${swtpm_dirs[@]}" -printf "%p %s %T@\\n" 2>&1 || true)"
 teardown() {
   local rc=$?
   if [ "${VMOVE_LAB_KEEP:-0}" != 1 ]; then "$LAB_SCRIPTS/down.sh" || true; fi
@@ -73,6 +77,13 @@ if [ -n "$touched" ]; then
   failed=$((failed + 1)); failures+=("home-untouched")
 else
   log "nothing under $home_data changed"
+fi
+swtpm_after="$(find "${swtpm_dirs[@]}" -printf "%p %s %T@\\n" 2>&1 || true)"
+if [ "$swtpm_before" != "$swtpm_after" ]; then
+  log "the lab wrote into ${swtpm_dirs[*]}: before: $swtpm_before; after: $swtpm_after"
+  failed=$((failed + 1)); failures+=("swtpm-untouched")
+else
+  log "nothing under ${swtpm_dirs[*]} changed"
 fi
 echo "lab-scripts: $passed passed, $failed failed"
 [ "$failed" = 0 ] || die "lab scripts failed: ${failures[*]}"

@@ -12,8 +12,9 @@
 # Host i (0-based, by letter: hostA=0, hostB=1, ...) listens on 127.0.0.(BASE+i):16509, has host
 # UUID 00000000-0000-4000-8000-0000000000(a+i) and migration ports PORT_BASE+32*i .. +31.
 # Inside its namespace, /etc/libvirt, /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt and
-# /run/libvirt are bind mounts of $LAB/<host>/{etc,lib,log,cache,run}: a path P seen by that host's
-# libvirtd and QEMU is at $(host_path <host> P) from outside.
+# /run/libvirt are bind mounts of $LAB/<host>/{etc,lib,log,cache,run}, and the rest of /var/log is
+# $LAB/<host>/varlog (swtpm's logs); a path P seen by that host's libvirtd and QEMU is at
+# $(host_path <host> P) from outside.
 #
 # VMOVE_LAB_NET=netns (for network fault tests, e.g. lab/stall-net.sh): each host's libvirtd (and
 # so its QEMUs) runs in a network namespace of its own, `vmove-<host>`, whose `eth0` is one end
@@ -69,6 +70,7 @@ host_path() {
     /etc/libvirt*) printf '%s/etc%s' "$d" "${2#/etc/libvirt}" ;;
     /var/lib/libvirt*) printf '%s/lib%s' "$d" "${2#/var/lib/libvirt}" ;;
     /var/log/libvirt*) printf '%s/log%s' "$d" "${2#/var/log/libvirt}" ;;
+    /var/log/*) printf '%s/varlog%s' "$d" "${2#/var/log}" ;;
     /var/cache/libvirt*) printf '%s/cache%s' "$d" "${2#/var/cache/libvirt}" ;;
     /run/libvirt*) printf '%s/run%s' "$d" "${2#/run/libvirt}" ;;
     *) printf '%s' "$2" ;;

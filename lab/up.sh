@@ -119,6 +119,20 @@ start_host() {
       fi
     done
   fi
+  # A VM with an emulated TPM (lab tests move one) starts swtpm, which writes outside libvirt's
+  # folders: its log under /var/log/swtpm, and (swtpm_setup, at the TPM's first start) a local CA
+  # under the statedir of /etc/swtpm-localca.conf, /var/lib/swtpm-localca. Inside the host's
+  # namespace /var/log is the lab's own folder (with /var/log/libvirt bound into it again), and
+  # the CA's config file is the lab's, naming a folder of the lab: nothing lands on the machine.
+  mkdir -p "$d/varlog/libvirt"
+  local localca_mount=""
+  if [ -f /etc/swtpm-localca.conf ]; then
+    mkdir -p "$d/swtpm-localca"
+    if id tss >/dev/null 2>&1; then chown tss "$d/swtpm-localca"; fi
+    printf 'statedir = %s\nsigningkey = %s/signkey.pem\nissuercert = %s/issuercert.pem\ncertserial = %s/certserial\n' \
+      "$d/swtpm-localca" "$d/swtpm-localca" "$d/swtpm-localca" "$d/swtpm-localca" > "$d/swtpm-localca.conf"
+    localca_mount="mount --bind '$d/swtpm-localca.conf' /etc/swtpm-localca.conf &&"
+  fi
   log "starting $h on $ip"
   # setsid + all stdio redirected: the daemon outlives this script and holds none of its pipes.
   # tini -s (child subreaper) above libvirtd: libvirtd daemonizes each QEMU, so a QEMU's parent
@@ -133,9 +147,11 @@ start_host() {
     hostname $h &&
     mount --bind '$d/etc' /etc/libvirt &&
     mount --bind '$d/lib' /var/lib/libvirt &&
+    mount --bind '$d/varlog' /var/log &&
     mount --bind '$d/log' /var/log/libvirt &&
     mount --bind '$d/cache' /var/cache/libvirt &&
     mount --bind '$d/run' /run/libvirt &&
+    $localca_mount
     exec tini -s -- /usr/sbin/libvirtd --listen --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid
   " </dev/null >"$d/daemon.out" 2>&1 &
 }
