@@ -22,7 +22,7 @@ uri = "$(host_uri hostB)"
 p2p = $2
 TOML
 }
-shapes=(chk-plain chk-msave chk-snap chk-cdrom chk-hostdev chk-block chk-uefi chk-tpm chk-pg chk-br)
+shapes=(chk-plain chk-msave chk-snap chk-cdrom chk-hostdev chk-block chk-uefi chk-uefirun chk-tpm chk-tpmrun chk-pg chk-br)
 cleanup() {
   for n in "${shapes[@]}"; do
     vsh hostA managedsave-remove "$n" >/dev/null 2>&1 || true
@@ -59,9 +59,18 @@ add_devices chk-block "<disk type='block' device='disk'><driver name='qemu' type
 head -c 131072 /dev/zero > "$(host_dir hostA)/lib/qemu/nvram/chk-uefi_VARS.fd"
 vsh hostA dumpxml chk-uefi | sed "s#</os>#<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE.fd</loader><nvram>/var/lib/libvirt/qemu/nvram/chk-uefi_VARS.fd</nvram></os><features><acpi/></features>#" > "$LAB/chk-uefi.xml"
 vsh hostA define "$LAB/chk-uefi.xml" >/dev/null; rm -f "$LAB/chk-uefi.xml"
+# The same, running (OVMF, lab/install.sh): a live move carries its NVRAM, so it can move.
+"$LAB_SCRIPTS/mkvm.sh" hostA chk-uefirun --size 16 --off >/dev/null
+vsh hostA dumpxml chk-uefirun | sed "s#</os>#<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader><nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'>/var/lib/libvirt/qemu/nvram/chk-uefirun_VARS.fd</nvram></os><features><acpi/></features>#" > "$LAB/chk-uefirun.xml"
+vsh hostA define "$LAB/chk-uefirun.xml" >/dev/null; rm -f "$LAB/chk-uefirun.xml"
+vsh hostA start chk-uefirun >/dev/null
 # An emulated TPM 2.0 (libvirt defines it only with swtpm installed: lab/install.sh).
 "$LAB_SCRIPTS/mkvm.sh" hostA chk-tpm --size 16 --off >/dev/null
 add_devices chk-tpm "<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>"
+# The same, running: a live move carries the TPM's state (QEMU's migration stream), so it can move.
+"$LAB_SCRIPTS/mkvm.sh" hostA chk-tpmrun --size 16 --off >/dev/null
+add_devices chk-tpmrun "<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>"
+vsh hostA start chk-tpmrun >/dev/null
 # A port group the destination's network lacks. The network, of the same name on both hosts,
 # forwards to a host bridge that does not exist: starting it creates nothing on the machine.
 for h in hostA hostB; do
@@ -98,6 +107,7 @@ doc = json.load(open(sys.argv[1]))
 can = {v["name"]: v["can_move"] for v in doc["vms"]}
 want = {"chk-plain": True, "chk-msave": False, "chk-snap": False, "chk-cdrom": False,
         "chk-hostdev": False, "chk-block": False, "chk-uefi": False, "chk-tpm": False,
+        "chk-uefirun": True, "chk-tpmrun": True,
         "chk-pg": False, "chk-br": False}
 assert can == want, f"verdicts {can} != {want}"
 # None of these shapes waits for something that may pass: each refusal is for good.

@@ -12,7 +12,8 @@ source "$(dirname "$0")/common.sh"
 need_root
 
 # swtpm: libvirt refuses to define a VM with an emulated TPM without it (the catalogue's TPM shape).
-PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 libvirt-dev pkgconf qemu-utils sqlite3 tini swtpm swtpm-tools)
+# ovmf: the UEFI firmware (and its variables' template) the catalogue's running UEFI VMs boot.
+PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 libvirt-dev pkgconf qemu-utils sqlite3 tini swtpm swtpm-tools ovmf)
 missing=()
 for p in "${PKGS[@]}"; do
   st="$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)"
@@ -24,6 +25,7 @@ done
 for b in /usr/bin/swtpm /usr/bin/tini /usr/sbin/libvirtd /usr/bin/virsh /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/bin/qemu-io; do
   [ -x "$b" ] || missing+=("(binary $b)")
 done
+[ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || missing+=("(firmware /usr/share/OVMF/OVMF_CODE_4M.fd)")
 
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing (missing: ${missing[*]})"
@@ -31,7 +33,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends --allow-downgrades \
     libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 libvirt-dev pkgconf \
-    qemu-utils/bookworm sqlite3 tini swtpm swtpm-tools >/dev/null
+    qemu-utils/bookworm sqlite3 tini swtpm swtpm-tools ovmf >/dev/null
 else
   log "packages present"
 fi

@@ -687,7 +687,8 @@ pub struct Leftover {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LeftoverKind {
-    /// A disk image.
+    /// A disk image (or, in the libvirt driver, a UEFI VM's NVRAM file, which it moves and
+    /// removes as it does the disks).
     DiskImage,
     /// A log file.
     LogFile,

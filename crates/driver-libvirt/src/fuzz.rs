@@ -145,9 +145,10 @@ fn provenance() -> impl Strategy<Value = Provenance> {
             ),
             0..3,
         ),
+        prop::option::of(attr_text()),
     )
         .prop_map(
-            |((source_host, source_name, run_id, attempt), files, logs, sizes, sources)| {
+            |((source_host, source_name, run_id, attempt), files, logs, sizes, sources, nvram)| {
                 Provenance {
                     source_host,
                     source_name,
@@ -156,6 +157,7 @@ fn provenance() -> impl Strategy<Value = Provenance> {
                     files,
                     logs,
                     sizes,
+                    nvram,
                     sources: sources
                         .into_iter()
                         .map(|(path, bytes, mtime, ctime)| FileFacts {

@@ -55,8 +55,28 @@ pub struct DomainDesc {
     pub disks: Vec<DiskDesc>,
     /// Files the domain writes logs to (serial/console `type='file'`, `<log file=...>`).
     pub log_files: Vec<String>,
+    /// The UEFI variable store (`<os><nvram>`) when it is a named file.
+    pub nvram: Option<String>,
     /// The provenance record of an earlier move, if vmove left one.
     pub provenance: Option<Provenance>,
+}
+
+/// The file of an `<nvram>` element: its text (`<nvram>/path</nvram>`), else its
+/// `<source file=...>` (`<nvram type='file'>`, libvirt 8.5 and later); empty when libvirt has not
+/// named it yet or it is not a file.
+pub fn nvram_path(n: roxmltree::Node<'_, '_>) -> String {
+    if n.attribute("type").is_some_and(|t| t != "file") {
+        return String::new();
+    }
+    let text = n.text().unwrap_or("").trim();
+    if !text.is_empty() {
+        return text.to_owned();
+    }
+    child(n, "source")
+        .and_then(|s| s.attribute("file"))
+        .unwrap_or("")
+        .trim()
+        .to_owned()
 }
 
 /// What a moved domain's source left behind, recorded in the destination definition so it
@@ -82,6 +102,9 @@ pub struct Provenance {
     /// Offline moves: each source file as it was when its copy ended (what tells, after a
     /// crash that left the VM defined on both hosts, whether the source changed since).
     pub sources: Vec<FileFacts>,
+    /// A UEFI VM's variable store on the source (a live move carries its content; the file,
+    /// at the same path on both hosts, stays on the source until the clean-up).
+    pub nvram: Option<String>,
 }
 
 /// A file as libvirt's storage API describes it: its size and its last modification and
@@ -219,6 +242,7 @@ pub fn parse_domain(xml: &str) -> Result<DomainDesc, XmlError> {
                 match c.tag_name().name() {
                     "file" => out.files.push(path),
                     "log" => out.logs.push(path),
+                    "nvram" => out.nvram = Some(path),
                     "size" => out.sizes.push((
                         path,
                         c.attribute("bytes")
@@ -246,6 +270,10 @@ pub fn parse_domain(xml: &str) -> Result<DomainDesc, XmlError> {
         active: root.attribute("id").is_some_and(|id| id != "-1"),
         disks,
         log_files,
+        nvram: child(root, "os")
+            .and_then(|os| child(os, "nvram"))
+            .map(nvram_path)
+            .filter(|p| !p.is_empty()),
         provenance,
     })
 }
@@ -279,6 +307,9 @@ fn provenance_xml(p: &Provenance) -> String {
     }
     for f in &p.logs {
         s.push_str(&format!("<vmove:log path='{}'/>", escape(f)));
+    }
+    if let Some(f) = &p.nvram {
+        s.push_str(&format!("<vmove:nvram path='{}'/>", escape(f)));
     }
     for (f, b) in &p.sizes {
         s.push_str(&format!("<vmove:size path='{}' bytes='{b}'/>", escape(f)));
@@ -527,6 +558,33 @@ mod tests {
         assert!(out.contains("<emulator>/usr/bin/qemu-system-x86_64</emulator>"));
     }
 
+    /// A UEFI VM's NVRAM file, in each way libvirt writes it: a path as text, or (libvirt 8.5
+    /// and later) `type='file'` with a `<source file>`; none when it is not a file.
+    #[test]
+    fn the_nvram_file_is_read_in_both_forms_and_only_when_it_is_a_file() {
+        let with = |nvram: &str| {
+            let xml = RUNNING.replacen(
+                "<devices>",
+                &format!("<os><type arch='x86_64'>hvm</type>{nvram}</os><devices>"),
+                1,
+            );
+            assert!(xml.contains(nvram), "the sample has no <devices>");
+            parse_domain(&xml).unwrap().nvram
+        };
+        let p = "/var/lib/libvirt/qemu/nvram/vm1_VARS.fd";
+        assert_eq!(with(&format!("<nvram>{p}</nvram>")).as_deref(), Some(p));
+        assert_eq!(
+            with(&format!("<nvram type='file'><source file='{p}'/></nvram>")).as_deref(),
+            Some(p)
+        );
+        assert_eq!(
+            with("<nvram type='network'><source protocol='iscsi' name='x/1'/></nvram>"),
+            None
+        );
+        assert_eq!(with("<nvram/>"), None);
+        assert_eq!(parse_domain(RUNNING).unwrap().nvram, None);
+    }
+
     #[test]
     fn rewrite_without_flatten_keeps_chain() {
         let paths = vec![("vda".to_owned(), "/dst/a.qcow2".to_owned())];
@@ -546,6 +604,7 @@ mod tests {
             files: vec!["/a/vm1-0.qcow2".into(), "/a/vm1-0-base.qcow2".into()],
             logs: vec!["/var/log/libvirt/qemu/vm1.log".into()],
             sizes: vec![("/b/vm1-0.qcow2".into(), 67108864)],
+            nvram: Some("/var/lib/libvirt/qemu/nvram/vm1_VARS.fd".into()),
             sources: vec![
                 FileFacts {
                     path: "/a/vm1-0.qcow2".into(),

@@ -10,6 +10,7 @@ use crate::host::{self, Host, describe, find_domain, read_err, vol_at};
 use crate::provenance;
 use crate::xml;
 use virt::connect::Connect;
+use virt::sys;
 use vmove_driver::*;
 
 /// [`Driver::leftovers`]: what the move left on the host `context` names (a blocking read).
@@ -111,6 +112,19 @@ fn leftovers_sync(
                     });
                 }
             }
+            // A UEFI VM's NVRAM file, whose content the live move carried: listed with the
+            // disks (removed the same way), but its folder (libvirt's nvram folder) is not one
+            // of the VM's to empty.
+            if let Some(nv) = &prov.nvram
+                && !in_use.contains(nv)
+                && pools.vol_at(&sconn, nv)?.is_some()
+            {
+                out.push(Leftover {
+                    host: req.source.clone(),
+                    kind: LeftoverKind::DiskImage,
+                    what: nv.clone(),
+                });
+            }
             for l in &prov.logs {
                 if !in_use.contains(l) && pools.vol_at(&sconn, l)?.is_some() {
                     files.push(l.clone());
@@ -198,6 +212,39 @@ fn leftovers_sync(
     Ok(out)
 }
 
+/// The most vmove reads of an NVRAM file to compare it (OVMF's are 128 or 528 KiB, AAVMF's on
+/// ARM 64 MiB).
+const NVRAM_READ_LIMIT: u64 = 128 << 20;
+
+/// Whether the destination's NVRAM file (`dest_path`, the moved VM's) holds the content of the
+/// source's at `path`, byte for byte: else the source's is not removed, with the reason.
+fn nvram_carried(
+    sconn: &Connect,
+    dconn: &Connect,
+    req: &MigrationRequest,
+    path: &str,
+    dest_path: Option<&str>,
+) -> DriverResult<()> {
+    let Some(source) = host::read_small_file(sconn, path, NVRAM_READ_LIMIT)? else {
+        return Ok(()); // Already gone.
+    };
+    let dest = match dest_path {
+        Some(d) => host::read_small_file(dconn, d, NVRAM_READ_LIMIT)?,
+        None => None,
+    };
+    if dest.as_ref() == Some(&source) {
+        return Ok(());
+    }
+    Err(DriverError::permanent(format!(
+        "the NVRAM file {path} of VM {} is kept on {}: the destination's ({} on {}) does not hold its content yet (QEMU writes a moved VM's NVRAM into its file when the VM runs there; a VM moved paused has it in memory only): resume the VM on {}, then remove this file",
+        req.vm_name,
+        req.source,
+        dest_path.unwrap_or("no NVRAM file"),
+        req.destination,
+        req.destination
+    )))
+}
+
 /// A folder that is the target of a pool other than our transient ones, or the configured
 /// destination base: never removed.
 fn protected_folder(conn: &Connect, h: &Host, dir: &str) -> DriverResult<bool> {
@@ -274,6 +321,21 @@ fn remove_sync(
                     req.vm_name, req.destination, req.source
                 )));
             };
+            // A UEFI VM's NVRAM file: only once the destination's file holds its content.
+            // QEMU writes the moved content into the destination's file when the VM runs
+            // there (`postload_update_cb`, a VM state handler, in `hw/block/pflash_cfi01.c`):
+            // a VM moved while paused, and not run since, has it in memory only.
+            if lo.kind == LeftoverKind::DiskImage {
+                let (_, ddesc) = describe(&ddom, 0)?;
+                if ddesc
+                    .provenance
+                    .as_ref()
+                    .and_then(|p| p.nvram.as_ref())
+                    .is_some_and(|nv| *nv == lo.what)
+                {
+                    nvram_carried(&conn, &dconn, req, &lo.what, ddesc.nvram.as_deref())?;
+                }
+            }
             // Offline and still defined on the source (vmove stopped between the define on
             // the destination and the undefine on the source): only while the source is
             // unchanged since the copy.
@@ -353,7 +415,11 @@ fn remove_sync(
             if d.is_active().unwrap_or(true) {
                 return Err(DriverError::permanent("the definition's VM runs"));
             }
-            d.undefine().map_err(del_err(&lo.what))
+            // A UEFI VM's NVRAM file stays (libvirt refuses a plain undefine of a VM that has
+            // one, "cannot undefine domain with nvram"): it is a leftover of its own, removed
+            // under the same checks as the disks.
+            d.undefine_flags(sys::VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
+                .map_err(del_err(&lo.what))
         }
         LeftoverKind::EmptyFolder => {
             if protected_folder(&conn, h, &lo.what)? {

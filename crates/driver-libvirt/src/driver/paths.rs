@@ -45,8 +45,17 @@ pub(super) fn marker_folders(
     if req.layout.put_in_subfolder {
         extra.push(format!("{}/{}", base.trim_end_matches('/'), req.vm_name));
     }
-    provenance::folders(dconn, &extra)
+    let mut out = provenance::folders(dconn, &extra)?;
+    // libvirt's own NVRAM folder, where a live move pre-creates a UEFI VM's NVRAM file
+    // (prepare.rs): looked at on a best-effort basis, as other pools' folders are.
+    if !out.iter().any(|(f, _)| f == NVRAM_FOLDER) {
+        out.push((NVRAM_FOLDER.to_owned(), false));
+    }
+    Ok(out)
 }
+
+/// Where libvirt keeps UEFI VMs' NVRAM files unless a definition names another path.
+pub(super) const NVRAM_FOLDER: &str = "/var/lib/libvirt/qemu/nvram";
 
 /// Where each disk goes: `<base>[/<vm name>]/<file name>`, names made unique.
 pub(super) fn destination_paths(

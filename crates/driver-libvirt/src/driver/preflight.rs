@@ -50,8 +50,14 @@ pub(crate) struct Facts {
     pub(crate) hostdevs: Vec<String>,
     /// Disks (`device='disk'|'lun'`) that are not plain files: "target (type, source)".
     pub(crate) non_file_disks: Vec<String>,
-    /// `<os><nvram>`: its path (empty when libvirt has not yet named it).
+    /// `<os><nvram>`: its path (empty when libvirt has not yet named it, or when it is not a
+    /// file: see `nvram_type`).
     pub(crate) nvram: Option<String>,
+    /// `<nvram type=...>` when it is not a file (`block`, `network`: libvirt 8.5 and later).
+    pub(crate) nvram_type: Option<String>,
+    /// Files the VM boots from that stay on each host: `<os><loader>` (UEFI firmware, e.g.
+    /// OVMF's code), `<kernel>`, `<initrd>`, `<dtb>` of a direct boot.
+    pub(crate) boot_files: Vec<String>,
     /// `<tpm>` with an emulator backend (swtpm keeps its state in a file on the host).
     pub(crate) tpm_emulator: bool,
     /// The `<cpu>` element as written.
@@ -92,8 +98,21 @@ pub(crate) fn facts(xml: &str) -> Result<Facts, crate::xml::XmlError> {
             f.arch = t.attribute("arch").map(str::to_owned);
             f.machine = t.attribute("machine").map(str::to_owned);
         }
+        for tag in ["loader", "kernel", "initrd", "dtb"] {
+            if let Some(p) = child(os, tag)
+                .and_then(|n| n.text())
+                .map(str::trim)
+                .filter(|p| p.starts_with('/'))
+            {
+                f.boot_files.push(p.to_owned());
+            }
+        }
         if let Some(n) = child(os, "nvram") {
-            f.nvram = Some(n.text().unwrap_or("").trim().to_owned());
+            f.nvram = Some(crate::xml::nvram_path(n));
+            f.nvram_type = n
+                .attribute("type")
+                .filter(|t| *t != "file")
+                .map(str::to_owned);
         }
     }
     if let Some(cpu) = child(root, "cpu") {
@@ -204,12 +223,37 @@ fn dest_block(code: &str, message: String, remedy: &str) -> Finding {
     Finding::new(code, FindingScope::Destination, message).remedy(remedy)
 }
 
-/// [`Driver::preflight`] for libvirt.
-/// What in the VM's XML no destination can take, because vmove cannot carry it: host devices,
-/// disks that are not files, UEFI NVRAM, an emulated TPM's state. Pre-flight reports each as a
-/// blocker; `prepare` refuses the start with the first (Permanent), so a move that skipped
-/// pre-flight still touches nothing.
-pub(super) fn vm_blockers(name: &str, source: &HostId, f: &Facts) -> Vec<Finding> {
+/// What in the VM's XML no destination can take in this `mode`, because vmove cannot carry it:
+/// host devices, disks that are not files, a UEFI variable store (NVRAM) that is not a file,
+/// and, in an offline move, an NVRAM file or an emulated TPM's state.
+///
+/// A live move carries a UEFI VM's NVRAM: QEMU migrates the flash device's content with the
+/// VM's memory (`hw/block/pflash_cfi01.c`: `pflash_cfi01_realize` registers it as migratable
+/// RAM), and on the destination `pflash_post_load` sets a VM state handler,
+/// `postload_update_cb`, that writes the content to the device's own file as the VM starts
+/// there; libvirt neither copies the file nor removes the source's. The driver pre-creates the destination's file (prepare.rs) and
+/// lists the source's as a leftover of the move (cleanup.rs). Seen in the lab
+/// (`catalogue_uefi_moves_live_with_its_nvram`): the destination's file is byte for byte the
+/// source's, which differs from OVMF's template once the firmware has run. Pre-flight reports each as a blocker; `prepare` refuses the start with the first
+/// (Permanent), so a move that skipped pre-flight still touches nothing.
+///
+/// A live move carries an emulated TPM's state: QEMU's TPM emulator backend fetches swtpm's
+/// state blobs over its control channel and sends them in the migration stream (Stefan Berger's
+/// patch on qemu-devel, March 2018: "Extend the TPM emulator backend device with state migration
+/// support"; QEMU's `docs/specs/tpm.rst`, "Migration with the TPM emulator", lists network migration
+/// among the supported kinds), and the destination's swtpm starts from them; libvirt's swtpm
+/// `--migration` options concern only state on storage both hosts share (libvirt commit
+/// 188dfeb, "qemu: tpm: Pass --migration option to swtpm if supported and needed"). libvirt
+/// removes the source's state folder when it undefines the source at the migration's end. Seen
+/// in the lab (`catalogue_tpm_moves_live_with_its_state`): the destination's state file is byte
+/// for byte the source's, in both modes, and none is left on the source. Offline, no QEMU runs:
+/// the state files would stay behind.
+pub(super) fn vm_blockers(
+    name: &str,
+    source: &HostId,
+    mode: MigrationMode,
+    f: &Facts,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     for h in &f.hostdevs {
         out.push(vm_block(
@@ -225,7 +269,15 @@ pub(super) fn vm_blockers(name: &str, source: &HostId, f: &Facts) -> Vec<Finding
             "move its data by hand (or make the storage reachable from the destination and move it with libvirt), or detach the disk",
         ));
     }
-    if let Some(nv) = &f.nvram {
+    if let Some(t) = &f.nvram_type {
+        out.push(vm_block(
+            "uefi_nvram",
+            format!("VM {name} boots UEFI with its variable store (NVRAM) on a {t} device, not in a file: vmove cannot carry it"),
+            "move the VM with `virsh migrate` where both hosts reach that storage, or give it a file NVRAM",
+        ));
+    } else if let Some(nv) = &f.nvram
+        && mode == MigrationMode::Offline
+    {
         let path = if nv.is_empty() {
             "(not yet created)".to_owned()
         } else {
@@ -233,15 +285,15 @@ pub(super) fn vm_blockers(name: &str, source: &HostId, f: &Facts) -> Vec<Finding
         };
         out.push(vm_block(
             "uefi_nvram",
-            format!("VM {name} boots UEFI with an NVRAM file {path}: vmove does not copy it (its boot entries and secure-boot keys would be lost)"),
-            "copy the NVRAM file to the same path on the destination and move the VM with `virsh migrate`, or accept a fresh NVRAM from the template",
+            format!("VM {name} boots UEFI with an NVRAM file {path} that an offline move does not carry (its boot entries and secure-boot keys would be lost): only a live move does, in QEMU's migration stream"),
+            "start the VM and move it live (its NVRAM moves with it), or copy the NVRAM file to the same path on the destination and move the VM with `virsh migrate --offline`",
         ));
     }
-    if f.tpm_emulator {
+    if f.tpm_emulator && mode == MigrationMode::Offline {
         out.push(vm_block(
             "tpm_state",
-            format!("VM {name} has an emulated TPM whose state (swtpm files under /var/lib/libvirt/swtpm on {source}) vmove does not copy"),
-            "move it with `virsh migrate` on storage both hosts share, or remove the TPM if the guest does not need its keys",
+            format!("VM {name} has an emulated TPM whose state (swtpm files under /var/lib/libvirt/swtpm on {source}) an offline move cannot carry: only a live move does, in QEMU's migration stream"),
+            "start the VM and move it live (its TPM state moves with it), or remove the TPM if the guest does not need its keys",
         ));
     }
     out
@@ -319,7 +371,7 @@ pub(super) async fn preflight(inner: &Inner, req: &MigrationRequest) -> DriverRe
         let (raw, desc) = describe(&dom, xml_flags)?;
         let f = facts(&raw).map_err(|e| DriverError::transient(e.to_string()))?;
 
-        for b in vm_blockers(&name, &req.source, &f) {
+        for b in vm_blockers(&name, &req.source, req.mode, &f) {
             out.block(b);
         }
 
@@ -340,6 +392,23 @@ pub(super) async fn preflight(inner: &Inner, req: &MigrationRequest) -> DriverRe
         }
 
         // Media: the move keeps their paths; the destination must hold the same file.
+        // The files it boots from (UEFI firmware, a direct boot's kernel): QEMU on the
+        // destination opens them at the same paths; without them the move fails as the
+        // destination starts (live), or the VM cannot start there (offline: a warning).
+        for file in &f.boot_files {
+            if vol_at(&dconn, file)?.is_none() {
+                let found = dest_block(
+                    "boot_file_missing",
+                    format!("VM {name} boots from {file}, which is not on {} at that path", req.destination),
+                    "install it there (UEFI firmware: the `ovmf` package on Debian and Ubuntu, `edk2-ovmf` on Fedora and RHEL), or copy it to the same path",
+                );
+                if req.mode == MigrationMode::Live {
+                    out.block(found);
+                } else {
+                    out.warn(found);
+                }
+            }
+        }
         for m in &f.media {
             if vol_at(&dconn, &m.file)?.is_none() {
                 out.block(dest_block(
@@ -475,6 +544,13 @@ pub(super) async fn preflight(inner: &Inner, req: &MigrationRequest) -> DriverRe
         } else {
             let base = destination_base(&dconn, &dst, &req)?;
             dest_files = destination_paths(&base, &desc.name, req.layout.put_in_subfolder, &tops);
+        }
+        // A UEFI VM's NVRAM file, which a live move carries to the same path (prepare.rs).
+        if req.mode == MigrationMode::Live
+            && let Some(nv) = f.nvram.as_deref().filter(|p| !p.is_empty())
+            && f.nvram_type.is_none()
+        {
+            dest_files.push(nv.to_owned());
         }
         for p in &dest_files {
             if vol_at(&dconn, p)?.is_none() {
@@ -670,6 +746,7 @@ mod tests {
                 .starts_with("<cpu mode='custom'")
         );
         assert!(f.cpu_xml.as_deref().unwrap().ends_with("</cpu>"));
+        assert_eq!(f.boot_files, vec!["/usr/share/OVMF/OVMF_CODE.fd"]);
         assert_eq!(f.virt_type.as_deref(), Some("kvm"));
         assert_eq!(f.machine.as_deref(), Some("pc-q35-7.2"));
         assert_eq!(f.emulator.as_deref(), Some("/usr/bin/qemu-system-x86_64"));
@@ -698,6 +775,59 @@ mod tests {
         assert_eq!(f.media[0].file, "/iso/a.iso");
         assert!(f.hostdevs.is_empty() && f.non_file_disks.is_empty() && f.nics.is_empty());
         assert!(f.nvram.is_none() && !f.tpm_emulator && f.cpu_xml.is_none());
+    }
+
+    /// An emulated TPM's state and a UEFI NVRAM file move only live (QEMU carries both in the
+    /// migration stream): offline each is a blocker, live neither is; an NVRAM that is not a
+    /// file, and the other blockers, stand in both modes.
+    #[test]
+    fn an_emulated_tpm_and_an_nvram_file_block_an_offline_move_only() {
+        let tpm_only = Facts {
+            tpm_emulator: true,
+            ..Facts::default()
+        };
+        let src = HostId::new("a");
+        let offline = vm_blockers("vm1", &src, MigrationMode::Offline, &tpm_only);
+        assert_eq!(offline.len(), 1, "{offline:?}");
+        assert_eq!(offline[0].code, "tpm_state");
+        assert!(offline[0].remedy.contains("move it live"), "{offline:?}");
+        assert!(vm_blockers("vm1", &src, MigrationMode::Live, &tpm_only).is_empty());
+        let all = facts(SHAPES).unwrap();
+        let codes = |mode| -> Vec<String> {
+            vm_blockers("vm1", &src, mode, &all)
+                .into_iter()
+                .map(|f| f.code)
+                .collect()
+        };
+        let offline = codes(MigrationMode::Offline);
+        for c in ["host_device", "disk_not_file", "uefi_nvram", "tpm_state"] {
+            assert!(
+                offline.contains(&c.to_owned()),
+                "{c} missing offline: {offline:?}"
+            );
+        }
+        let live = codes(MigrationMode::Live);
+        for c in ["tpm_state", "uefi_nvram"] {
+            assert!(!live.contains(&c.to_owned()), "{c} live: {live:?}");
+        }
+        for c in ["host_device", "disk_not_file"] {
+            assert!(live.contains(&c.to_owned()), "{c} missing live: {live:?}");
+        }
+        let on_network = facts(&SHAPES.replace(
+            "<nvram>/var/lib/libvirt/qemu/nvram/vm1_VARS.fd</nvram>",
+            "<nvram type='network'><source protocol='iscsi' name='iqn.x/1'/></nvram>",
+        ))
+        .unwrap();
+        assert_eq!(on_network.nvram_type.as_deref(), Some("network"));
+        for mode in [MigrationMode::Live, MigrationMode::Offline] {
+            let found = vm_blockers("vm1", &src, mode, &on_network);
+            assert!(
+                found
+                    .iter()
+                    .any(|f| f.code == "uefi_nvram" && f.message.contains("network")),
+                "{mode:?}: {found:?}"
+            );
+        }
     }
 
     #[test]

@@ -112,10 +112,10 @@ pub(super) fn prepare(inner: &Inner, req: &MigrationRequest) -> DriverResult<Pre
         MigrationMode::Offline => sys::VIR_DOMAIN_XML_MIGRATABLE | sys::VIR_DOMAIN_XML_INACTIVE,
     };
     let (raw, desc) = describe(&dom, xml_flags)?;
-    // What no destination can take (host devices, disks that are not files, NVRAM, TPM state):
-    // refused for good before anything is touched, as pre-flight reports it.
+    // What no destination can take (host devices, disks that are not files, NVRAM and TPM
+    // state offline): refused for good before anything is touched, as pre-flight reports it.
     let facts = super::preflight::facts(&raw).map_err(|e| DriverError::transient(e.to_string()))?;
-    if let Some(b) = super::preflight::vm_blockers(&desc.name, &req.source, &facts)
+    if let Some(b) = super::preflight::vm_blockers(&desc.name, &req.source, req.mode, &facts)
         .into_iter()
         .next()
     {
@@ -175,6 +175,27 @@ pub(super) fn prepare(inner: &Inner, req: &MigrationRequest) -> DriverResult<Pre
             }
         }
     }
+    // A UEFI VM's variable store, in a live move (offline, one is refused above): QEMU sends the
+    // flash's content in the migration stream, and the destination's QEMU writes it into its
+    // own file when the VM runs there (seen in the lab: byte for byte the source's file). That
+    // file must be there, of the source's size, at the path the definition names (the same on
+    // both hosts): pre-created with the disks, after its provenance marker, and only where no
+    // file is, as they are. The source's is removed after the move only once the destination's
+    // holds its content (cleanup.rs).
+    let nvram = match (req.mode, facts.nvram.as_deref()) {
+        (MigrationMode::Live, Some(p)) if !p.is_empty() => {
+            let v = vol_at(&sconn, p)?.ok_or_else(|| {
+                DriverError::permanent(format!(
+                    "the NVRAM file {p} of VM {} is missing on {}",
+                    desc.name, req.source
+                ))
+            })?;
+            let size = host::vol_physical(&v)?;
+            dest_files.push((p.to_owned(), p.to_owned(), size, "raw".to_owned()));
+            Some(p.to_owned())
+        }
+        _ => None,
+    };
     for (_, dpath, _, _) in &dest_files {
         if vol_at(&dconn, dpath)?.is_some() {
             return Err(DriverError::destination_refused(format!(
@@ -252,13 +273,22 @@ pub(super) fn prepare(inner: &Inner, req: &MigrationRequest) -> DriverResult<Pre
         if req.mode == MigrationMode::Offline {
             copies.push((spath.clone(), dpath.clone()));
         }
-        if *capacity > 0 {
+        if *capacity > 0 && nvram.as_ref() != Some(dpath) {
             expect.push((dpath.clone(), *capacity));
         }
     }
 
     let mut logs = vec![format!("/var/log/libvirt/qemu/{}.log", desc.name)];
     logs.extend(desc.log_files.iter().cloned());
+    // An emulated TPM's swtpm logs beside (libvirt's `swtpmLogDir`, fixed at build:
+    // /var/log/swtpm/libvirt/qemu/<name>-swtpm.log): the source's copy is a leftover as QEMU's
+    // log is, listed only where a storage pool covers it.
+    if facts.tpm_emulator {
+        logs.push(format!(
+            "/var/log/swtpm/libvirt/qemu/{}-swtpm.log",
+            desc.name
+        ));
+    }
     let mut files = Vec::new();
     for d in &disks {
         files.push(d.path.clone());
@@ -273,6 +303,7 @@ pub(super) fn prepare(inner: &Inner, req: &MigrationRequest) -> DriverResult<Pre
         logs,
         sizes: expect.clone(),
         sources: Vec::new(),
+        nvram,
     };
     let targets: Vec<(String, String)> = desc
         .disks

@@ -357,7 +357,7 @@ fn paths_in_use_except(
     Ok(out)
 }
 
-/// Every file path one domain uses (tops, chains, logs). A running domain's live definition
+/// Every file path one domain uses (tops, chains, logs, its UEFI NVRAM file). A running domain's live definition
 /// lists the whole chain QEMU has open (it ends in `<backingStore/>`): taken from there. An
 /// inactive definition lists none, so its chains are followed volume by volume (three calls
 /// per layer). On a source host being cleaned most VMs run, and every removal asks this of
@@ -393,6 +393,7 @@ pub fn paths_of(conn: &Connect, desc: &DomainDesc, pools: &mut Pools) -> Vec<Str
     for l in &desc.log_files {
         out.push(l.clone());
     }
+    out.extend(desc.nvram.iter().cloned());
     out
 }
 

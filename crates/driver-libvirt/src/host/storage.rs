@@ -163,6 +163,47 @@ pub fn vol_physical(vol: &StorageVol) -> DriverResult<u64> {
         .map_err(read_err("cannot read a disk image's physical size"))
 }
 
+/// The content of the small file at `path` (at most `limit` bytes), read through a volume
+/// download stream (the host's files are seen through libvirt only); `None` when there is no
+/// file there.
+pub fn read_small_file(conn: &Connect, path: &str, limit: u64) -> DriverResult<Option<Vec<u8>>> {
+    let Some(vol) = vol_at(conn, path)? else {
+        return Ok(None);
+    };
+    let err = |e: virt::error::Error| from_virt(&e, &format!("cannot read {path}"), Phase::Read);
+    let size = vol_physical(&vol)?;
+    if size > limit {
+        return Err(DriverError::permanent(format!(
+            "{path} holds {size} bytes, more than the {limit} vmove reads of such a file"
+        )));
+    }
+    let stream = virt::stream::Stream::new(conn, 0).map_err(err)?;
+    vol.download(&stream, 0, 0, 0).map_err(err)?;
+    let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match stream.recv(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let n = usize::try_from(n).unwrap_or(0).min(buf.len());
+                out.extend_from_slice(&buf[..n]);
+                if out.len() as u64 > limit {
+                    let _ = stream.abort();
+                    return Err(DriverError::permanent(format!(
+                        "{path} grew past {limit} bytes while it was read"
+                    )));
+                }
+            }
+            Err(e) => {
+                let _ = stream.abort();
+                return Err(err(e));
+            }
+        }
+    }
+    stream.finish().map_err(err)?;
+    Ok(Some(out))
+}
+
 /// Size and modification and change times of the file at `path` (`None`: no such file), as
 /// the storage API reports them after a refresh of its folder.
 pub fn file_facts(conn: &Connect, path: &str) -> DriverResult<Option<xml::FileFacts>> {

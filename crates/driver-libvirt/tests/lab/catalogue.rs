@@ -443,11 +443,11 @@ in_both_modes!(
 );
 
 /// A shut-off UEFI VM with its NVRAM file, as virt-install makes one: OVMF's code read-only
-/// from /usr/share/OVMF (libvirt does not read the firmware files at define, so the lab needs no
-/// `ovmf` package for a VM that does not run) and its variables in libvirt's nvram folder. The
-/// driver does not copy NVRAM: refused before anything is touched, by pre-flight and by the
-/// start; the VARS file stays where it was. (UEFI needs ACPI: libvirt refuses the define
-/// without `<features><acpi/>`, "UEFI requires ACPI on this architecture".)
+/// from /usr/share/OVMF (libvirt does not read the firmware files at define) and its variables
+/// in libvirt's nvram folder. An offline move does not carry NVRAM (only a live one does):
+/// refused before anything is touched, by pre-flight and by the start; the VARS file stays
+/// where it was. (UEFI needs ACPI: libvirt refuses the define without `<features><acpi/>`,
+/// "UEFI requires ACPI on this architecture".)
 async fn catalogue_uefi_nvram_is_refused_in(lab: &Lab) {
     let (vm, name) = lab.mkvm("cat-uefi", &["--off", "--size", DISK_MIB]);
     let vars = format!("/var/lib/libvirt/qemu/nvram/{name}_VARS.fd");
@@ -498,17 +498,319 @@ in_both_modes!(
     catalogue_uefi_nvram_is_refused_in
 );
 
-/// A shut-off VM with an emulated TPM 2.0 (`<tpm><backend type='emulator'>`, as virt-install
-/// makes one for Windows 11): swtpm keeps its state in files on the host, which the driver does
-/// not copy. Refused by pre-flight, for every destination, before anything is touched. (libvirt
-/// refuses to define such a VM when swtpm is not installed: "TPM version '2.0' is not
-/// supported"; lab/install.sh installs it.)
-async fn catalogue_tpm_state_is_refused_in(lab: &Lab) {
-    let (vm, name) = shape(
-        lab,
-        "cat-tpm",
-        "<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>",
+/// OVMF's code and its variables' template, as Debian's `ovmf` package installs them
+/// (lab/install.sh).
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// A UEFI VM on hostA (mkvm `opts`, then OVMF's code and an NVRAM file libvirt makes from
+/// OVMF's template at the first start), started: its id, name and NVRAM path, once its NVRAM
+/// holds still. OVMF writes its variables as it boots (the file then differs from the
+/// template), and with nothing to boot it retries for ever, recording each try ("Attempt 1",
+/// "Attempt 2"...). With `linux` (mkvm's Linux guest, booted by OVMF) the writes end once Linux
+/// runs: returned running, when three reads two seconds apart agree. Without, returned paused
+/// once the firmware has written: a paused VM's NVRAM stays as it is.
+fn uefi_vm(lab: &Lab, tag: &str, opts: &[&str], linux: bool) -> (VmId, String, String) {
+    uefi_vm_booting(lab, tag, opts, linux, OVMF_CODE)
+}
+
+/// [`uefi_vm`] with its firmware's code at `code` (as hostA sees it).
+fn uefi_vm_booting(
+    lab: &Lab,
+    tag: &str,
+    opts: &[&str],
+    linux: bool,
+    code: &str,
+) -> (VmId, String, String) {
+    let mut off = vec!["--off"];
+    if linux {
+        off.push("--linux");
+    }
+    off.extend_from_slice(opts);
+    let (vm, name) = lab.mkvm(tag, &off);
+    let vars = format!("/var/lib/libvirt/qemu/nvram/{name}_VARS.fd");
+    let xml = virsh(a(), &["dumpxml", &name]).unwrap().replacen(
+        "</os>",
+        &format!(
+            "<loader readonly='yes' type='pflash'>{code}</loader><nvram template='{OVMF_VARS}'>{vars}</nvram></os><features><acpi/></features>"
+        ),
+        1,
     );
+    let file = lab_dir().join(format!("{name}.xml"));
+    std::fs::write(&file, xml).unwrap();
+    let r = virsh(a(), &["define", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    r.unwrap_or_else(|e| panic!("defining {name} with UEFI: {e}"));
+    virsh(a(), &["start", &name])
+        .unwrap_or_else(|e| panic!("starting {name} (OVMF installed?): {e}"));
+    let template = std::fs::read(OVMF_VARS).unwrap();
+    let read = || {
+        std::fs::read(outside(a(), &vars))
+            .ok()
+            .filter(|v| *v != template)
+    };
+    let mut same = 0;
+    let mut last = None;
+    for _ in 0..60 {
+        let now = read();
+        if now.is_some() && !linux {
+            virsh(a(), &["suspend", &name]).unwrap();
+            return (vm, name, vars);
+        }
+        same = if now.is_some() && now == last {
+            same + 1
+        } else {
+            0
+        };
+        if same == 2 {
+            return (vm, name, vars);
+        }
+        last = now;
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    panic!("{name}'s NVRAM did not settle in 120 s");
+}
+
+/// The NVRAM files of hostB's nvram folder that are provenance markers.
+fn nvram_markers_on_b() -> Vec<String> {
+    std::fs::read_dir(outside(b(), "/var/lib/libvirt/qemu/nvram"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".vmove-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A running UEFI VM (a Linux guest OVMF booted) moves live with its NVRAM: pre-flight is
+/// clear, the move pre-creates the destination's NVRAM file and QEMU writes the flash's content
+/// into it as the VM starts there, so hostB's file is byte for byte hostA's (which OVMF had
+/// changed from the template: a file made afresh from the template would differ). The source's
+/// file is listed as a leftover of the move and removed with the disk; no marker stays; the VM
+/// runs on hostB only.
+async fn catalogue_uefi_moves_live_with_its_nvram_in(lab: &Lab) {
+    let (vm, name, vars) = uefi_vm(lab, "cat-uefilive", &[], true);
+    let req = lab.request(&vm, &name, MigrationMode::Live);
+    let found = lab.driver.preflight(&req).await.unwrap();
+    assert!(found.blockers.is_empty(), "{name}: {found:?}");
+    let before = std::fs::read(outside(a(), &vars)).unwrap();
+    lab.move_and_clean(&req).await;
+    assert_eq!(virsh(b(), &["domstate", &name]).unwrap(), "running");
+    let after = std::fs::read(outside(b(), &vars)).unwrap();
+    assert!(after == before, "{name}: hostB's NVRAM is not hostA's");
+    assert!(after != std::fs::read(OVMF_VARS).unwrap());
+    let left = lab.left(&req, LeftoverContext::AfterSuccess).await;
+    assert!(
+        left.iter()
+            .any(|l| l.what == vars && l.host.as_str() == a()),
+        "{name}: the source's NVRAM is not a leftover: {left:?}"
+    );
+    lab.remove_all(&req, &left, LeftoverContext::AfterSuccess)
+        .await;
+    assert!(!outside(a(), &vars).exists(), "{vars} left on {}", a());
+    let disk = format!("/var/lib/libvirt/images/{name}-0.qcow2");
+    assert!(!outside(a(), &disk).exists(), "{disk} left on {}", a());
+    assert!(
+        virsh(a(), &["dominfo", &name]).is_err(),
+        "{name} still on {}",
+        a()
+    );
+    assert!(
+        nvram_markers_on_b().is_empty(),
+        "{:?}",
+        nvram_markers_on_b()
+    );
+    assert!(outside(b(), &vars).exists());
+    lab.cleanup(&name);
+}
+in_both_modes!(
+    catalogue_uefi_moves_live_with_its_nvram,
+    catalogue_uefi_moves_live_with_its_nvram_p2p,
+    catalogue_uefi_moves_live_with_its_nvram_in
+);
+
+/// A UEFI VM moved while paused has its NVRAM in the destination QEMU's memory only: QEMU
+/// writes it into the destination's file when the VM runs there. Until then the source's file,
+/// a leftover of the move, is kept (its removal refused, saying to resume the VM) and unchanged;
+/// once the VM runs on hostB its file is the source's, and the source's goes.
+async fn catalogue_uefi_moved_paused_keeps_the_source_nvram_until_it_runs_in(lab: &Lab) {
+    let (vm, name, vars) = uefi_vm(lab, "cat-uefipaused", &[], true);
+    virsh(a(), &["suspend", &name]).unwrap();
+    let before = std::fs::read(outside(a(), &vars)).unwrap();
+    let req = lab.request(&vm, &name, MigrationMode::Live);
+    lab.move_and_clean(&req).await;
+    assert_eq!(virsh(b(), &["domstate", &name]).unwrap(), "paused");
+    let left = lab.left(&req, LeftoverContext::AfterSuccess).await;
+    let (nvram, rest): (Vec<Leftover>, Vec<Leftover>) =
+        left.into_iter().partition(|l| l.what == vars);
+    assert_eq!(
+        nvram.len(),
+        1,
+        "{name}: the source's NVRAM is not a leftover"
+    );
+    lab.remove_all(&req, &rest, LeftoverContext::AfterSuccess)
+        .await;
+    let e = lab
+        .driver
+        .remove_leftover(&req, &nvram[0], LeftoverContext::AfterSuccess)
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("resume"), "{e}");
+    assert!(
+        std::fs::read(outside(a(), &vars)).unwrap() == before,
+        "the source's NVRAM changed"
+    );
+    virsh(b(), &["resume", &name]).unwrap();
+    let mut written = false;
+    for _ in 0..100 {
+        if std::fs::read(outside(b(), &vars)).is_ok_and(|v| v == before) {
+            written = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        written,
+        "{name}: hostB's NVRAM did not get the source's content once it ran"
+    );
+    lab.remove_all(&req, &nvram, LeftoverContext::AfterSuccess)
+        .await;
+    assert!(!outside(a(), &vars).exists(), "{vars} left on {}", a());
+    lab.cleanup(&name);
+}
+in_both_modes!(
+    catalogue_uefi_moved_paused_keeps_the_source_nvram_until_it_runs,
+    catalogue_uefi_moved_paused_keeps_the_source_nvram_until_it_runs_p2p,
+    catalogue_uefi_moved_paused_keeps_the_source_nvram_until_it_runs_in
+);
+
+/// A UEFI VM whose firmware is on the source only (its loader at a path of hostA's own,
+/// /var/lib/libvirt/firmware): pre-flight blocks its live move with `boot_file_missing` naming
+/// the file (the destination's QEMU could not start), and nothing changes on either host.
+async fn catalogue_firmware_the_destination_lacks_is_refused_in(lab: &Lab) {
+    let code = "/var/lib/libvirt/firmware/OVMF_CODE_4M.fd";
+    std::fs::create_dir_all(outside(a(), "/var/lib/libvirt/firmware")).unwrap();
+    std::fs::copy(OVMF_CODE, outside(a(), code)).unwrap();
+    let (vm, name, _) = uefi_vm_booting(lab, "cat-fwmissing", &["--size", DISK_MIB], false, code);
+    let before = picture();
+    let req = lab.request(&vm, &name, MigrationMode::Live);
+    let found = lab.driver.preflight(&req).await.unwrap();
+    let b0 = found
+        .blockers
+        .iter()
+        .find(|b| b.code == "boot_file_missing")
+        .unwrap_or_else(|| panic!("{name}: not blocked with boot_file_missing: {found:?}"));
+    assert!(b0.message.contains(code) && !b0.remedy.is_empty(), "{b0:?}");
+    assert_eq!(before, picture(), "{name}: pre-flight changed something");
+    assert!(!outside(b(), code).exists());
+    lab.cleanup(&name);
+    let _ = std::fs::remove_file(outside(a(), code));
+}
+in_both_modes!(
+    catalogue_firmware_the_destination_lacks_is_refused,
+    catalogue_firmware_the_destination_lacks_is_refused_p2p,
+    catalogue_firmware_the_destination_lacks_is_refused_in
+);
+
+/// A file at the destination's NVRAM path that is not vmove's (another VM's kept variables):
+/// pre-flight blocks the live move with `path_taken` naming it, the start refuses it
+/// (DestinationRefused) and the file is unchanged.
+async fn catalogue_uefi_nvram_path_taken_on_the_destination_is_refused_in(lab: &Lab) {
+    let (vm, name, vars) = uefi_vm(lab, "cat-uefitaken", &["--size", DISK_MIB], false);
+    let theirs = b"someone's kept UEFI variables".to_vec();
+    std::fs::write(outside(b(), &vars), &theirs).unwrap();
+    let req = lab.request(&vm, &name, MigrationMode::Live);
+    let found = lab.driver.preflight(&req).await.unwrap();
+    assert!(
+        found
+            .blockers
+            .iter()
+            .any(|b| b.code == Finding::PATH_TAKEN && b.message.contains(&vars)),
+        "{found:?}"
+    );
+    let e = lab.driver.start_migration(&req).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::DestinationRefused, "{e}");
+    assert_eq!(std::fs::read(outside(b(), &vars)).unwrap(), theirs);
+    assert!(virsh(b(), &["dominfo", &name]).is_err());
+    assert_eq!(virsh(a(), &["domstate", &name]).unwrap(), "paused");
+    let _ = std::fs::remove_file(outside(b(), &vars));
+    lab.cleanup(&name);
+}
+in_both_modes!(
+    catalogue_uefi_nvram_path_taken_on_the_destination_is_refused,
+    catalogue_uefi_nvram_path_taken_on_the_destination_is_refused_p2p,
+    catalogue_uefi_nvram_path_taken_on_the_destination_is_refused_in
+);
+
+/// A live move of a UEFI VM that fails (aborted: the 4 MiB/s cap keeps it from finishing
+/// first) leaves the NVRAM file it pre-created on the destination; a new driver instance (as
+/// after a crash: nothing in memory) proves it vmove's by its marker, lists it with the disk
+/// image and removes both. The VM stays on the source (paused, as it was) with its NVRAM
+/// untouched, and a new attempt finds the path free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_uefi_move_leaves_an_nvram_file_a_restarted_driver_removes() {
+    if !lab_enabled("a_failed_uefi_move_leaves_an_nvram_file_a_restarted_driver_removes") {
+        return;
+    }
+    let first = Lab::with_bandwidth(Some(4));
+    let (vm, name, vars) = uefi_vm(
+        &first,
+        "cat-uefiabort",
+        &["--size", "128", "--fill", "64"],
+        false,
+    );
+    let source_vars = std::fs::read(outside(a(), &vars)).unwrap();
+    let req = first.request(&vm, &name, MigrationMode::Live);
+    let h = first.driver.start_migration(&req).await.unwrap();
+    assert!(
+        outside(b(), &vars).exists(),
+        "the NVRAM file is pre-created"
+    );
+    first.driver.abort_migration(&req, &h).await.unwrap();
+    let end = first.wait_end(&req, &h).await;
+    assert!(matches!(end, MigrationStatus::Failed(_)), "{end:?}");
+    assert_eq!(virsh(a(), &["domstate", &name]).unwrap(), "paused");
+    drop(first);
+
+    let lab = Lab::restarted(&vm, &name);
+    let left = lab.left(&req, LeftoverContext::AfterFailedAttempt).await;
+    let disk = format!("/var/lib/libvirt/images/{name}-0.qcow2");
+    for want in [&vars, &disk] {
+        assert!(
+            left.iter()
+                .any(|l| &l.what == want && l.host.as_str() == b()),
+            "{want} is not listed: {left:?}"
+        );
+    }
+    lab.remove_all(&req, &left, LeftoverContext::AfterFailedAttempt)
+        .await;
+    assert!(!outside(b(), &vars).exists(), "the NVRAM file is removed");
+    assert!(
+        lab.left(&req, LeftoverContext::AfterFailedAttempt)
+            .await
+            .is_empty(),
+        "markers or files remain"
+    );
+    assert!(
+        std::fs::read(outside(a(), &vars)).unwrap() == source_vars,
+        "the source's NVRAM changed"
+    );
+    let found = lab.driver.preflight(&req).await.unwrap();
+    assert!(found.blockers.is_empty(), "{found:?}");
+    lab.cleanup(&name);
+}
+
+/// The emulated TPM 2.0 of the catalogue (`<tpm><backend type='emulator'>`, as virt-install makes
+/// one for Windows 11).
+const TPM: &str = "<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>";
+
+/// A shut-off VM with an emulated TPM 2.0: swtpm keeps its state in files on the host, which
+/// only a live move carries (in QEMU's migration stream). Refused offline by pre-flight, for
+/// every destination, before anything is touched. (libvirt refuses to define such a VM when
+/// swtpm is not installed: "TPM version '2.0' is not supported"; lab/install.sh installs it.)
+async fn catalogue_tpm_state_is_refused_in(lab: &Lab) {
+    let (vm, name) = shape(lab, "cat-tpm", TPM);
     let found = refused(lab, &vm, &name, "tpm_state").await;
     assert!(found.blocks_every_destination(), "{found:?}");
     lab.cleanup(&name);
@@ -517,6 +819,52 @@ in_both_modes!(
     catalogue_tpm_state_is_refused,
     catalogue_tpm_state_is_refused_p2p,
     catalogue_tpm_state_is_refused_in
+);
+
+/// A running VM with an emulated TPM 2.0 moves live with its TPM: pre-flight is clear, and after
+/// the move the destination's swtpm state is byte for byte the source's (a TPM made afresh on the
+/// destination would have new endorsement keys, so different bytes), the VM runs there only,
+/// and no TPM state is left on the source. (Its first start ran swtpm_setup, whose local CA and
+/// logs stay in the lab's folders: lab/up.sh.)
+async fn catalogue_tpm_moves_live_with_its_state_in(lab: &Lab) {
+    let (vm, name) = shape(lab, "cat-tpmlive", TPM);
+    virsh(a(), &["start", &name]).unwrap();
+    let state = format!("/var/lib/libvirt/swtpm/{vm}/tpm2/tpm2-00.permall");
+    let read_state = |h: &str| std::fs::read(outside(h, &state));
+    let before = read_state(a()).unwrap_or_else(|e| panic!("no TPM state of {name}: {e}"));
+    assert!(!before.is_empty());
+    let req = lab.request(&vm, &name, MigrationMode::Live);
+    let found = lab.driver.preflight(&req).await.unwrap();
+    assert!(found.blockers.is_empty(), "{name}: {found:?}");
+    let disk = format!("/var/lib/libvirt/images/{name}-0.qcow2");
+    let sum = checksum(a(), &disk);
+    lab.move_and_clean(&req).await;
+    assert_eq!(sum, checksum(b(), &disk));
+    let left = lab.left(&req, LeftoverContext::AfterSuccess).await;
+    lab.remove_all(&req, &left, LeftoverContext::AfterSuccess)
+        .await;
+    assert_eq!(virsh(b(), &["domstate", &name]).unwrap(), "running");
+    assert!(
+        virsh(a(), &["dominfo", &name]).is_err(),
+        "{name} still on {}",
+        a()
+    );
+    let after = read_state(b()).unwrap_or_else(|e| panic!("no TPM state on {}: {e}", b()));
+    assert!(
+        after == before,
+        "{name}: the destination's TPM state is not the source's"
+    );
+    assert!(
+        !outside(a(), &format!("/var/lib/libvirt/swtpm/{vm}")).exists(),
+        "{name}: TPM state left on {}",
+        a()
+    );
+    lab.cleanup(&name);
+}
+in_both_modes!(
+    catalogue_tpm_moves_live_with_its_state,
+    catalogue_tpm_moves_live_with_its_state_p2p,
+    catalogue_tpm_moves_live_with_its_state_in
 );
 
 /// The source refuses to undefine the VM at the end of an offline move (the error of issue 15,
