@@ -22,7 +22,7 @@ uri = "$(host_uri hostB)"
 p2p = $2
 TOML
 }
-shapes=(chk-plain chk-msave chk-snap chk-cdrom chk-hostdev chk-block chk-uefi chk-uefirun chk-tpm chk-tpmrun chk-pg chk-br)
+shapes=(chk-plain chk-msave chk-snap chk-cdrom chk-hostdev chk-block chk-uefi chk-uefirun chk-uefinet chk-tpm chk-tpmrun chk-pg chk-br)
 cleanup() {
   for n in "${shapes[@]}"; do
     vsh hostA managedsave-remove "$n" >/dev/null 2>&1 || true
@@ -53,8 +53,8 @@ add_devices chk-cdrom "<disk type='file' device='cdrom'><driver name='qemu' type
 add_devices chk-hostdev "<hostdev mode='subsystem' type='usb' managed='no'><source><vendor id='0x1d6b'/><product id='0x0002'/></source></hostdev>"
 "$LAB_SCRIPTS/mkvm.sh" hostA chk-block --size 16 --off >/dev/null
 add_devices chk-block "<disk type='block' device='disk'><driver name='qemu' type='raw'/><source dev='/dev/null'/><target dev='vdz' bus='virtio'/></disk>"
-# UEFI with its NVRAM file (libvirt does not read the firmware at define: no ovmf package needed
-# for a VM that does not run; UEFI needs <acpi/>, else "UEFI requires ACPI on this architecture").
+# UEFI with its NVRAM file, shut off: an offline move copies the file with the disks, so it can
+# move (UEFI needs <acpi/>, else "UEFI requires ACPI on this architecture").
 "$LAB_SCRIPTS/mkvm.sh" hostA chk-uefi --size 16 --off >/dev/null
 head -c 131072 /dev/zero > "$(host_dir hostA)/lib/qemu/nvram/chk-uefi_VARS.fd"
 vsh hostA dumpxml chk-uefi | sed "s#</os>#<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE.fd</loader><nvram>/var/lib/libvirt/qemu/nvram/chk-uefi_VARS.fd</nvram></os><features><acpi/></features>#" > "$LAB/chk-uefi.xml"
@@ -64,6 +64,10 @@ vsh hostA define "$LAB/chk-uefi.xml" >/dev/null; rm -f "$LAB/chk-uefi.xml"
 vsh hostA dumpxml chk-uefirun | sed "s#</os>#<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader><nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'>/var/lib/libvirt/qemu/nvram/chk-uefirun_VARS.fd</nvram></os><features><acpi/></features>#" > "$LAB/chk-uefirun.xml"
 vsh hostA define "$LAB/chk-uefirun.xml" >/dev/null; rm -f "$LAB/chk-uefirun.xml"
 vsh hostA start chk-uefirun >/dev/null
+# UEFI with its NVRAM on a network device, not a file: vmove cannot carry it (uefi_nvram).
+"$LAB_SCRIPTS/mkvm.sh" hostA chk-uefinet --size 16 --off >/dev/null
+vsh hostA dumpxml chk-uefinet | sed "s#</os>#<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader><nvram type='network'><source protocol='iscsi' name='iqn.2013-07.com.example:iscsi-nopool/1'><host name='127.0.0.1' port='3260'/></source></nvram></os><features><acpi/></features>#" > "$LAB/chk-uefinet.xml"
+vsh hostA define "$LAB/chk-uefinet.xml" >/dev/null; rm -f "$LAB/chk-uefinet.xml"
 # An emulated TPM 2.0 (libvirt defines it only with swtpm installed: lab/install.sh).
 "$LAB_SCRIPTS/mkvm.sh" hostA chk-tpm --size 16 --off >/dev/null
 add_devices chk-tpm "<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>"
@@ -106,8 +110,8 @@ import json, sys
 doc = json.load(open(sys.argv[1]))
 can = {v["name"]: v["can_move"] for v in doc["vms"]}
 want = {"chk-plain": True, "chk-msave": False, "chk-snap": False, "chk-cdrom": False,
-        "chk-hostdev": False, "chk-block": False, "chk-uefi": False, "chk-tpm": False,
-        "chk-uefirun": True, "chk-tpmrun": True,
+        "chk-hostdev": False, "chk-block": False, "chk-uefi": True, "chk-uefirun": True,
+        "chk-uefinet": False, "chk-tpm": False, "chk-tpmrun": True,
         "chk-pg": False, "chk-br": False}
 assert can == want, f"verdicts {can} != {want}"
 # None of these shapes waits for something that may pass: each refusal is for good.

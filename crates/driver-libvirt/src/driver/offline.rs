@@ -95,13 +95,17 @@ pub(super) fn run_offline(p: Prepared, rec: &Migration) -> Result<(), DriverErro
     let still_off = ffi::state(&p.dom)
         .map(|(s, _)| s as u32 == sys::VIR_DOMAIN_SHUTOFF)
         .unwrap_or(false);
+    // (Undefined keeping the NVRAM file, which libvirt otherwise refuses to leave: "cannot
+    // undefine domain with nvram". On the destination the copy stays, a pre-created image of
+    // this attempt; on the source it is a leftover of the move.)
+    let undefine = |d: &virt::domain::Domain| d.undefine_flags(sys::VIR_DOMAIN_UNDEFINE_KEEP_NVRAM);
     if !still_off {
-        let _ = new.undefine();
+        let _ = undefine(&new);
         return Err(DriverError::transient(
             "the VM was started on the source during its offline move",
         ));
     }
-    if let Err(e) = p.dom.undefine() {
+    if let Err(e) = undefine(&p.dom) {
         // The source keeps its definition: the destination's goes again, so that the VM is
         // never left defined on both hosts (the copied images stay, listed as this attempt's
         // leftovers). The source is unchanged and still the VM.
@@ -110,7 +114,7 @@ pub(super) fn run_offline(p: Prepared, rec: &Migration) -> Result<(), DriverErro
             "defined on the destination, but cannot undefine it on the source",
             Phase::Change,
         );
-        return match new.undefine() {
+        return match undefine(&new) {
             Ok(()) => Err(DriverError {
                 class: err.class,
                 message: format!(

@@ -225,17 +225,19 @@ fn dest_block(code: &str, message: String, remedy: &str) -> Finding {
 
 /// What in the VM's XML no destination can take in this `mode`, because vmove cannot carry it:
 /// host devices, disks that are not files, a UEFI variable store (NVRAM) that is not a file,
-/// and, in an offline move, an NVRAM file or an emulated TPM's state.
+/// and, in an offline move, an emulated TPM's state. Pre-flight reports each as a blocker;
+/// `prepare` refuses the start with the first (Permanent), so a move that skipped pre-flight
+/// still touches nothing.
 ///
-/// A live move carries a UEFI VM's NVRAM: QEMU migrates the flash device's content with the
-/// VM's memory (`hw/block/pflash_cfi01.c`: `pflash_cfi01_realize` registers it as migratable
-/// RAM), and on the destination `pflash_post_load` sets a VM state handler,
-/// `postload_update_cb`, that writes the content to the device's own file as the VM starts
-/// there; libvirt neither copies the file nor removes the source's. The driver pre-creates the destination's file (prepare.rs) and
-/// lists the source's as a leftover of the move (cleanup.rs). Seen in the lab
+/// A UEFI VM's NVRAM file moves in both modes. Live, QEMU migrates the flash device's content
+/// with the VM's memory (`hw/block/pflash_cfi01.c`: `pflash_cfi01_realize` registers it as
+/// migratable RAM), and on the destination `pflash_post_load` sets a VM state handler,
+/// `postload_update_cb`, that writes the content into the device's own file when the VM runs
+/// there; libvirt neither copies the file nor removes the source's. Offline, the driver copies
+/// the file as it copies the disks. Either way it pre-creates the destination's file
+/// (prepare.rs) and lists the source's as a leftover of the move (cleanup.rs). Seen in the lab
 /// (`catalogue_uefi_moves_live_with_its_nvram`): the destination's file is byte for byte the
-/// source's, which differs from OVMF's template once the firmware has run. Pre-flight reports each as a blocker; `prepare` refuses the start with the first
-/// (Permanent), so a move that skipped pre-flight still touches nothing.
+/// source's, which differs from OVMF's template once the firmware has run.
 ///
 /// A live move carries an emulated TPM's state: QEMU's TPM emulator backend fetches swtpm's
 /// state blobs over its control channel and sends them in the migration stream (Stefan Berger's
@@ -274,19 +276,6 @@ pub(super) fn vm_blockers(
             "uefi_nvram",
             format!("VM {name} boots UEFI with its variable store (NVRAM) on a {t} device, not in a file: vmove cannot carry it"),
             "move the VM with `virsh migrate` where both hosts reach that storage, or give it a file NVRAM",
-        ));
-    } else if let Some(nv) = &f.nvram
-        && mode == MigrationMode::Offline
-    {
-        let path = if nv.is_empty() {
-            "(not yet created)".to_owned()
-        } else {
-            nv.clone()
-        };
-        out.push(vm_block(
-            "uefi_nvram",
-            format!("VM {name} boots UEFI with an NVRAM file {path} that an offline move does not carry (its boot entries and secure-boot keys would be lost): only a live move does, in QEMU's migration stream"),
-            "start the VM and move it live (its NVRAM moves with it), or copy the NVRAM file to the same path on the destination and move the VM with `virsh migrate --offline`",
         ));
     }
     if f.tpm_emulator && mode == MigrationMode::Offline {
@@ -545,9 +534,8 @@ pub(super) async fn preflight(inner: &Inner, req: &MigrationRequest) -> DriverRe
             let base = destination_base(&dconn, &dst, &req)?;
             dest_files = destination_paths(&base, &desc.name, req.layout.put_in_subfolder, &tops);
         }
-        // A UEFI VM's NVRAM file, which a live move carries to the same path (prepare.rs).
-        if req.mode == MigrationMode::Live
-            && let Some(nv) = f.nvram.as_deref().filter(|p| !p.is_empty())
+        // A UEFI VM's NVRAM file, which a move carries to the same path (prepare.rs).
+        if let Some(nv) = f.nvram.as_deref().filter(|p| !p.is_empty())
             && f.nvram_type.is_none()
         {
             dest_files.push(nv.to_owned());
@@ -777,11 +765,11 @@ mod tests {
         assert!(f.nvram.is_none() && !f.tpm_emulator && f.cpu_xml.is_none());
     }
 
-    /// An emulated TPM's state and a UEFI NVRAM file move only live (QEMU carries both in the
-    /// migration stream): offline each is a blocker, live neither is; an NVRAM that is not a
-    /// file, and the other blockers, stand in both modes.
+    /// An emulated TPM's state moves only live (QEMU carries it in the migration stream):
+    /// offline it is a blocker, live it is none. A UEFI NVRAM file moves in both modes (the
+    /// driver copies it offline); one that is not a file, and the other blockers, stand in both.
     #[test]
-    fn an_emulated_tpm_and_an_nvram_file_block_an_offline_move_only() {
+    fn an_emulated_tpm_blocks_an_offline_move_only_and_an_nvram_file_neither() {
         let tpm_only = Facts {
             tpm_emulator: true,
             ..Facts::default()
@@ -800,18 +788,19 @@ mod tests {
                 .collect()
         };
         let offline = codes(MigrationMode::Offline);
-        for c in ["host_device", "disk_not_file", "uefi_nvram", "tpm_state"] {
+        for c in ["host_device", "disk_not_file", "tpm_state"] {
             assert!(
                 offline.contains(&c.to_owned()),
                 "{c} missing offline: {offline:?}"
             );
         }
         let live = codes(MigrationMode::Live);
-        for c in ["tpm_state", "uefi_nvram"] {
-            assert!(!live.contains(&c.to_owned()), "{c} live: {live:?}");
-        }
+        assert!(!live.contains(&"tpm_state".to_owned()), "{live:?}");
         for c in ["host_device", "disk_not_file"] {
             assert!(live.contains(&c.to_owned()), "{c} missing live: {live:?}");
+        }
+        for mode in [offline, live] {
+            assert!(!mode.contains(&"uefi_nvram".to_owned()), "{mode:?}");
         }
         let on_network = facts(&SHAPES.replace(
             "<nvram>/var/lib/libvirt/qemu/nvram/vm1_VARS.fd</nvram>",

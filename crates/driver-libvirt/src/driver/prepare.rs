@@ -175,28 +175,37 @@ pub(super) fn prepare(inner: &Inner, req: &MigrationRequest) -> DriverResult<Pre
             }
         }
     }
-    // A UEFI VM's variable store, in a live move (offline, one is refused above): QEMU sends the
-    // flash's content in the migration stream, and the destination's QEMU writes it into its
-    // own file when the VM runs there (seen in the lab: byte for byte the source's file). That
-    // file must be there, of the source's size, at the path the definition names (the same on
-    // both hosts): pre-created with the disks, after its provenance marker, and only where no
-    // file is, as they are. The source's is removed after the move only once the destination's
-    // holds its content (cleanup.rs).
-    let nvram = match (req.mode, facts.nvram.as_deref()) {
-        (MigrationMode::Live, Some(p)) if !p.is_empty() => {
-            let v = vol_at(&sconn, p)?.ok_or_else(|| {
-                DriverError::permanent(format!(
+    // A UEFI VM's variable store (a file: one that is not is refused above), at the path the
+    // definition names, the same on both hosts. Live, QEMU sends the flash's content in the
+    // migration stream and the destination's QEMU writes it into its own file when the VM runs
+    // there (seen in the lab: byte for byte the source's file): that file must be there, of the
+    // source's size. Offline, the file is copied byte for byte as the disks are. Either way it
+    // is pre-created with the disks, after its provenance marker, and only where no file is; the
+    // source's is removed after the move only once the destination's holds its content
+    // (cleanup.rs). A shut-off VM that never ran may have none yet: libvirt makes it from its
+    // template at the first start, and the path must be free on the destination all the same.
+    let mut free_too = Vec::new();
+    let nvram = match facts.nvram.as_deref().filter(|p| !p.is_empty()) {
+        Some(p) if facts.nvram_type.is_none() => match (vol_at(&sconn, p)?, req.mode) {
+            (Some(v), _) => {
+                let size = host::vol_physical(&v)?;
+                dest_files.push((p.to_owned(), p.to_owned(), size, "raw".to_owned()));
+                Some(p.to_owned())
+            }
+            (None, MigrationMode::Offline) => {
+                free_too.push(p.to_owned());
+                None
+            }
+            (None, MigrationMode::Live) => {
+                return Err(DriverError::permanent(format!(
                     "the NVRAM file {p} of VM {} is missing on {}",
                     desc.name, req.source
-                ))
-            })?;
-            let size = host::vol_physical(&v)?;
-            dest_files.push((p.to_owned(), p.to_owned(), size, "raw".to_owned()));
-            Some(p.to_owned())
-        }
+                )));
+            }
+        },
         _ => None,
     };
-    for (_, dpath, _, _) in &dest_files {
+    for dpath in dest_files.iter().map(|(_, d, _, _)| d).chain(&free_too) {
         if vol_at(&dconn, dpath)?.is_some() {
             return Err(DriverError::destination_refused(format!(
                 "destination path {dpath} already holds a file on {}; not overwriting it",

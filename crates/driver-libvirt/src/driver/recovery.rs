@@ -61,6 +61,22 @@ pub(super) fn unchanged_since_copy(
             Some(_) => {}
         }
     }
+    // A UEFI VM's NVRAM file, copied with the disks: unchanged too (a start writes it).
+    if let Some(nv) = &prov.nvram
+        && let Some(then) = prov.sources.iter().find(|s| &s.path == nv)
+    {
+        match facts(nv)? {
+            None => return Ok(Err(format!("source NVRAM file {nv} is gone"))),
+            Some(n) if &n != then => {
+                return Ok(Err(format!(
+                    "source NVRAM file {nv} changed after its copy ({}, now {})",
+                    describe_facts(then),
+                    describe_facts(&n)
+                )));
+            }
+            Some(_) => {}
+        }
+    }
     Ok(Ok(()))
 }
 
@@ -277,5 +293,40 @@ mod tests {
             ..prov.clone()
         };
         assert!(why(then.clone(), &files, &partial).contains("/a/vm-0-base.qcow2"));
+    }
+
+    /// A UEFI VM's NVRAM file copied with its disks counts as they do: changed (a start of the
+    /// source writes it) or gone since the copy, no proof.
+    #[test]
+    fn a_source_whose_nvram_changed_since_the_copy_is_not_unchanged() {
+        let nv = "/var/lib/libvirt/qemu/nvram/vm_VARS.fd";
+        let files = vec!["/a/vm-0.qcow2".to_owned()];
+        let then = vec![
+            facts("/a/vm-0.qcow2", 4521984, Some("1795735743.261969298")),
+            facts(nv, 540672, Some("1795735743.000000001")),
+        ];
+        let prov = Provenance {
+            source_host: "hostA".into(),
+            source_name: "vm".into(),
+            files: files.clone(),
+            sources: then.clone(),
+            nvram: Some(nv.into()),
+            ..Provenance::default()
+        };
+        let check = |now: Vec<FileFacts>| {
+            unchanged_since_copy(&prov, &files, |f: &str| {
+                Ok(now.iter().find(|t| t.path == f).cloned())
+            })
+            .unwrap()
+        };
+        assert_eq!(check(then.clone()), Ok(()));
+        let mut written = then.clone();
+        written[1].ctime = Some("1795735800.5".into());
+        let w = check(written).unwrap_err();
+        assert!(
+            w.contains(nv) && w.contains("changed after its copy"),
+            "{w}"
+        );
+        assert!(check(then[..1].to_vec()).unwrap_err().contains("is gone"));
     }
 }
