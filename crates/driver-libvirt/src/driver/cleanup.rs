@@ -6,6 +6,7 @@ use super::paths::{file_name, folder, marker_folders};
 use super::recovery::{runs_this_attempts_copy, source_superseded};
 use super::state::{Inner, blocking};
 use crate::error::{Phase, from_virt};
+use crate::ffi;
 use crate::host::{self, Host, describe, find_domain, read_err, vol_at};
 use crate::provenance;
 use crate::xml;
@@ -216,14 +217,16 @@ fn leftovers_sync(
 /// ARM 64 MiB).
 const NVRAM_READ_LIMIT: u64 = 128 << 20;
 
-/// Whether the destination's NVRAM file (`dest_path`, the moved VM's) holds the content of the
-/// source's at `path`, byte for byte: else the source's is not removed, with the reason.
+/// Whether the destination's NVRAM file (`dest_path`, the moved VM's, which runs there if
+/// `running`) holds the content of the source's at `path`, byte for byte: else the source's is
+/// not removed, with the reason.
 fn nvram_carried(
     sconn: &Connect,
     dconn: &Connect,
     req: &MigrationRequest,
     path: &str,
     dest_path: Option<&str>,
+    running: bool,
 ) -> DriverResult<()> {
     let Some(source) = host::read_small_file(sconn, path, NVRAM_READ_LIMIT)? else {
         return Ok(()); // Already gone.
@@ -234,6 +237,18 @@ fn nvram_carried(
     };
     if dest.as_ref() == Some(&source) {
         return Ok(());
+    }
+    if running && dest.is_some() {
+        // It ran there (QEMU wrote the moved content as it started) and may have written its
+        // variables since: which file is newer is for a person to tell.
+        return Err(DriverError::permanent(format!(
+            "the NVRAM file {path} of VM {} is kept on {}: the destination's ({} on {}) differs from it; VM {} runs there and may have changed its UEFI variables since the move: compare the two, then remove this file",
+            req.vm_name,
+            req.source,
+            dest_path.unwrap_or_default(),
+            req.destination,
+            req.vm_name
+        )));
     }
     Err(DriverError::permanent(format!(
         "the NVRAM file {path} of VM {} is kept on {}: the destination's ({} on {}) does not hold its content yet (QEMU writes a moved VM's NVRAM into its file when the VM runs there; a VM moved paused has it in memory only): resume the VM on {}, then remove this file",
@@ -333,7 +348,16 @@ fn remove_sync(
                     .and_then(|p| p.nvram.as_ref())
                     .is_some_and(|nv| *nv == lo.what)
                 {
-                    nvram_carried(&conn, &dconn, req, &lo.what, ddesc.nvram.as_deref())?;
+                    let running =
+                        ffi::state(&ddom).is_ok_and(|(st, _)| st as u32 == sys::VIR_DOMAIN_RUNNING);
+                    nvram_carried(
+                        &conn,
+                        &dconn,
+                        req,
+                        &lo.what,
+                        ddesc.nvram.as_deref(),
+                        running,
+                    )?;
                 }
             }
             // Offline and still defined on the source (vmove stopped between the define on

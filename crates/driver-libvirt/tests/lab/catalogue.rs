@@ -639,7 +639,8 @@ fn nvram_markers_on_b() -> Vec<String> {
 /// clear, the move pre-creates the destination's NVRAM file and QEMU writes the flash's content
 /// into it as the VM starts there, so hostB's file is byte for byte hostA's (which OVMF had
 /// changed from the template: a file made afresh from the template would differ). The source's
-/// file is listed as a leftover of the move and removed with the disk; no marker stays; the VM
+/// file is listed as a leftover of the move and removed with the disk (while the two files
+/// differ, it is kept: the VM may have written its variables since); no marker stays; the VM
 /// runs on hostB only.
 async fn catalogue_uefi_moves_live_with_its_nvram_in(lab: &Lab) {
     let (vm, name, vars) = uefi_vm(lab, "cat-uefilive", &[], true);
@@ -653,11 +654,23 @@ async fn catalogue_uefi_moves_live_with_its_nvram_in(lab: &Lab) {
     assert!(after == before, "{name}: hostB's NVRAM is not hostA's");
     assert!(after != std::fs::read(OVMF_VARS).unwrap());
     let left = lab.left(&req, LeftoverContext::AfterSuccess).await;
-    assert!(
-        left.iter()
-            .any(|l| l.what == vars && l.host.as_str() == a()),
-        "{name}: the source's NVRAM is not a leftover: {left:?}"
-    );
+    let nvram = left
+        .iter()
+        .find(|l| l.what == vars && l.host.as_str() == a())
+        .unwrap_or_else(|| panic!("{name}: the source's NVRAM is not a leftover: {left:?}"));
+    // Files that differ while the VM runs on hostB (it may have written its variables since
+    // the move): the source's is kept, for a person to compare.
+    let mut other = before.clone();
+    other[0] ^= 0xff;
+    std::fs::write(outside(a(), &vars), &other).unwrap();
+    let e = lab
+        .driver
+        .remove_leftover(&req, nvram, LeftoverContext::AfterSuccess)
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("compare"), "{e}");
+    assert!(outside(a(), &vars).exists());
+    std::fs::write(outside(a(), &vars), &before).unwrap();
     lab.remove_all(&req, &left, LeftoverContext::AfterSuccess)
         .await;
     assert!(!outside(a(), &vars).exists(), "{vars} left on {}", a());
