@@ -38,38 +38,25 @@ pub(super) fn unchanged_since_copy(
     if prov.sources.is_empty() {
         return Ok(Err("the destination's provenance records no size and change time of the source's disk files (a live move's, or an older vmove's): nothing proves the source unchanged since the copy".into()));
     }
-    for f in &prov.files {
+    // The disks, and a UEFI VM's NVRAM file copied with them (a start of the VM writes it).
+    let copied = (prov.files.iter().map(|f| ("disk", f)))
+        .chain(prov.nvram.iter().map(|f| ("NVRAM file", f)));
+    for (what, f) in copied {
         let Some(then) = prov.sources.iter().find(|s| &s.path == f) else {
             return Ok(Err(format!(
-                "the destination's provenance records no size and change time of source disk {f}"
+                "the destination's provenance records no size and change time of source {what} {f}"
             )));
         };
         if then.ctime.is_none() {
             return Ok(Err(format!(
-                "libvirt reported no change time of source disk {f} when it was copied: nothing proves it unchanged since"
+                "libvirt reported no change time of source {what} {f} when it was copied: nothing proves it unchanged since"
             )));
         }
         match facts(f)? {
-            None => return Ok(Err(format!("source disk {f} is gone"))),
+            None => return Ok(Err(format!("source {what} {f} is gone"))),
             Some(n) if &n != then => {
                 return Ok(Err(format!(
-                    "source disk {f} changed after its copy ({}, now {})",
-                    describe_facts(then),
-                    describe_facts(&n)
-                )));
-            }
-            Some(_) => {}
-        }
-    }
-    // A UEFI VM's NVRAM file, copied with the disks: unchanged too (a start writes it).
-    if let Some(nv) = &prov.nvram
-        && let Some(then) = prov.sources.iter().find(|s| &s.path == nv)
-    {
-        match facts(nv)? {
-            None => return Ok(Err(format!("source NVRAM file {nv} is gone"))),
-            Some(n) if &n != then => {
-                return Ok(Err(format!(
-                    "source NVRAM file {nv} changed after its copy ({}, now {})",
+                    "source {what} {f} changed after its copy ({}, now {})",
                     describe_facts(then),
                     describe_facts(&n)
                 )));

@@ -39,18 +39,40 @@ fn shape(lab: &Lab, tag: &str, devices: &str) -> (VmId, String) {
     let (vm, name) = lab.mkvm(tag, &["--off", "--size", DISK_MIB]);
     if !devices.is_empty() {
         let devices = devices.replace("{name}", &name);
-        let xml = virsh(a(), &["dumpxml", &name]).unwrap().replacen(
-            "</devices>",
-            &format!("{devices}</devices>"),
-            1,
-        );
-        let file = lab_dir().join(format!("{name}.xml"));
-        std::fs::write(&file, xml).unwrap();
-        let r = virsh(a(), &["define", file.to_str().unwrap()]);
-        let _ = std::fs::remove_file(&file);
-        r.unwrap_or_else(|e| panic!("defining shape {tag}: {e}"));
+        redefine(&name, "</devices>", &format!("{devices}</devices>"));
     }
     (vm, name)
+}
+
+/// Defines hostA's VM `name` again with the first `from` of its XML replaced by `to`.
+fn redefine(name: &str, from: &str, to: &str) {
+    let xml = virsh(a(), &["dumpxml", name])
+        .unwrap()
+        .replacen(from, to, 1);
+    let file = lab_dir().join(format!("{name}.xml"));
+    std::fs::write(&file, xml).unwrap();
+    let r = virsh(a(), &["define", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    r.unwrap_or_else(|e| panic!("defining {name} again ({to}): {e}"));
+}
+
+/// Makes hostA's VM `name` boot UEFI: `<os>` gains the firmware's code (`loader`) and `nvram`
+/// (an `<nvram>` element), `<features>` ACPI (without it libvirt refuses the define, "UEFI
+/// requires ACPI on this architecture"; mkvm's XML has no `<features>`).
+fn boot_uefi(name: &str, loader: &str, nvram: &str) {
+    assert!(
+        !virsh(a(), &["dumpxml", name])
+            .unwrap()
+            .contains("<features>"),
+        "mkvm's XML has features now"
+    );
+    redefine(
+        name,
+        "</os>",
+        &format!(
+            "<loader readonly='yes' type='pflash'>{loader}</loader>{nvram}</os><features><acpi/></features>"
+        ),
+    );
 }
 
 /// Pre-flight (offline) must block with `code`; then nothing on either host has changed and
@@ -452,22 +474,11 @@ fn shut_off_uefi(lab: &Lab, tag: &str, vars_content: Option<&[u8]>) -> (VmId, St
     if let Some(c) = vars_content {
         std::fs::write(outside(a(), &vars), c).unwrap();
     }
-    let xml = virsh(a(), &["dumpxml", &name]).unwrap().replacen(
-        "</os>",
-        &format!(
-            "<loader readonly='yes' type='pflash'>{OVMF_CODE}</loader><nvram template='{OVMF_VARS}'>{vars}</nvram></os><features><acpi/></features>"
-        ),
-        1,
+    boot_uefi(
+        &name,
+        OVMF_CODE,
+        &format!("<nvram template='{OVMF_VARS}'>{vars}</nvram>"),
     );
-    assert!(
-        !xml.contains("<features><acpi/></features><features>"),
-        "mkvm's XML has features now: {xml}"
-    );
-    let file = lab_dir().join(format!("{name}.xml"));
-    std::fs::write(&file, xml).unwrap();
-    let r = virsh(a(), &["define", file.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&file);
-    r.unwrap_or_else(|e| panic!("defining {name} with UEFI: {e}"));
     (vm, name, vars)
 }
 
@@ -523,18 +534,11 @@ in_both_modes!(
 /// both modes (`uefi_nvram`), by pre-flight and by the start, and nothing is touched.
 async fn catalogue_uefi_nvram_not_a_file_is_refused_in(lab: &Lab) {
     let (vm, name) = lab.mkvm("cat-uefinet", &["--off", "--size", DISK_MIB]);
-    let xml = virsh(a(), &["dumpxml", &name]).unwrap().replacen(
-        "</os>",
-        &format!(
-            "<loader readonly='yes' type='pflash'>{OVMF_CODE}</loader><nvram type='network'><source protocol='iscsi' name='iqn.2013-07.com.example:iscsi-nopool/1'><host name='127.0.0.1' port='3260'/></source></nvram></os><features><acpi/></features>"
-        ),
-        1,
+    boot_uefi(
+        &name,
+        OVMF_CODE,
+        "<nvram type='network'><source protocol='iscsi' name='iqn.2013-07.com.example:iscsi-nopool/1'><host name='127.0.0.1' port='3260'/></source></nvram>",
     );
-    let file = lab_dir().join(format!("{name}.xml"));
-    std::fs::write(&file, xml).unwrap();
-    let r = virsh(a(), &["define", file.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&file);
-    r.unwrap_or_else(|e| panic!("defining {name} with a network NVRAM: {e}"));
     let found = refused(lab, &vm, &name, "uefi_nvram").await;
     assert!(found.blocks_every_destination());
     let before = picture();
@@ -581,18 +585,11 @@ fn uefi_vm_booting(
     off.extend_from_slice(opts);
     let (vm, name) = lab.mkvm(tag, &off);
     let vars = format!("/var/lib/libvirt/qemu/nvram/{name}_VARS.fd");
-    let xml = virsh(a(), &["dumpxml", &name]).unwrap().replacen(
-        "</os>",
-        &format!(
-            "<loader readonly='yes' type='pflash'>{code}</loader><nvram template='{OVMF_VARS}'>{vars}</nvram></os><features><acpi/></features>"
-        ),
-        1,
+    boot_uefi(
+        &name,
+        code,
+        &format!("<nvram template='{OVMF_VARS}'>{vars}</nvram>"),
     );
-    let file = lab_dir().join(format!("{name}.xml"));
-    std::fs::write(&file, xml).unwrap();
-    let r = virsh(a(), &["define", file.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&file);
-    r.unwrap_or_else(|e| panic!("defining {name} with UEFI: {e}"));
     virsh(a(), &["start", &name])
         .unwrap_or_else(|e| panic!("starting {name} (OVMF installed?): {e}"));
     let template = std::fs::read(OVMF_VARS).unwrap();
