@@ -50,9 +50,6 @@ pub(crate) struct Facts {
     pub(crate) hostdevs: Vec<String>,
     /// Disks (`device='disk'|'lun'`) that are not plain files: "target (type, source)".
     pub(crate) non_file_disks: Vec<String>,
-    /// `<os><nvram>`: its path (empty when libvirt has not yet named it, or when it is not a
-    /// file: see `nvram_type`).
-    pub(crate) nvram: Option<String>,
     /// `<nvram type=...>` when it is not a file (`block`, `network`: libvirt 8.5 and later).
     pub(crate) nvram_type: Option<String>,
     /// Files the VM boots from that stay on each host: `<os><loader>` (UEFI firmware, e.g.
@@ -108,7 +105,6 @@ pub(crate) fn facts(xml: &str) -> Result<Facts, crate::xml::XmlError> {
             }
         }
         if let Some(n) = child(os, "nvram") {
-            f.nvram = Some(crate::xml::nvram_path(n));
             f.nvram_type = n
                 .attribute("type")
                 .filter(|t| *t != "file")
@@ -535,9 +531,7 @@ pub(super) async fn preflight(inner: &Inner, req: &MigrationRequest) -> DriverRe
             dest_files = destination_paths(&base, &desc.name, req.layout.put_in_subfolder, &tops);
         }
         // A UEFI VM's NVRAM file, which a move carries to the same path (prepare.rs).
-        if let Some(nv) = f.nvram.as_deref().filter(|p| !p.is_empty())
-            && f.nvram_type.is_none()
-        {
+        if let Some(nv) = &desc.nvram {
             dest_files.push(nv.to_owned());
         }
         for p in &dest_files {
@@ -722,8 +716,9 @@ mod tests {
         assert!(
             f.non_file_disks[1].contains("network") && f.non_file_disks[1].contains("pool/img")
         );
+        assert_eq!(f.nvram_type, None);
         assert_eq!(
-            f.nvram.as_deref(),
+            crate::xml::parse_domain(SHAPES).unwrap().nvram.as_deref(),
             Some("/var/lib/libvirt/qemu/nvram/vm1_VARS.fd")
         );
         assert!(f.tpm_emulator);
@@ -762,7 +757,7 @@ mod tests {
         assert_eq!(f.media.len(), 1);
         assert_eq!(f.media[0].file, "/iso/a.iso");
         assert!(f.hostdevs.is_empty() && f.non_file_disks.is_empty() && f.nics.is_empty());
-        assert!(f.nvram.is_none() && !f.tpm_emulator && f.cpu_xml.is_none());
+        assert!(f.nvram_type.is_none() && !f.tpm_emulator && f.cpu_xml.is_none());
     }
 
     /// An emulated TPM's state moves only live (QEMU carries it in the migration stream):

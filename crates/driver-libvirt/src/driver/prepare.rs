@@ -185,8 +185,8 @@ pub(super) fn prepare(inner: &Inner, req: &MigrationRequest) -> DriverResult<Pre
     // (cleanup.rs). A shut-off VM that never ran may have none yet: libvirt makes it from its
     // template at the first start, and the path must be free on the destination all the same.
     let mut free_too = Vec::new();
-    let nvram = match facts.nvram.as_deref().filter(|p| !p.is_empty()) {
-        Some(p) if facts.nvram_type.is_none() => match (vol_at(&sconn, p)?, req.mode) {
+    let nvram = match desc.nvram.as_deref() {
+        Some(p) => match (vol_at(&sconn, p)?, req.mode) {
             (Some(v), _) => {
                 let size = host::vol_physical(&v)?;
                 dest_files.push((p.to_owned(), p.to_owned(), size, "raw".to_owned()));
