@@ -46,7 +46,7 @@ pub(super) fn marker_folders(
         extra.push(format!("{}/{}", base.trim_end_matches('/'), req.vm_name));
     }
     let mut out = provenance::folders(dconn, &extra)?;
-    // libvirt's own NVRAM folder, where a live move pre-creates a UEFI VM's NVRAM file
+    // libvirt's own NVRAM folder, where a move pre-creates a UEFI VM's NVRAM file
     // (prepare.rs): looked at on a best-effort basis, as other pools' folders are.
     if !out.iter().any(|(f, _)| f == NVRAM_FOLDER) {
         out.push((NVRAM_FOLDER.to_owned(), false));
