@@ -7,10 +7,9 @@
 
 #[path = "bad_input/catalogue.rs"]
 mod catalogue;
-mod support;
 
+use crate::support::{Run, SIM_CONFIG, Sandbox};
 use catalogue::{bad_configs, catalogue};
-use support::{Run, SIM_CONFIG, Sandbox};
 
 /// A config of two sim hosts: `source` (as written in TOML's `[hosts.X]`, quoted if need be)
 /// holding one 1 GiB VM per name in `names` (each as written in a TOML basic string, escapes

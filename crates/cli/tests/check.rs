@@ -4,10 +4,8 @@
 //! host or in the journal, and a closed stdout.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
+use crate::support::{Run, SIM_CONFIG, Sandbox};
 use std::process::Stdio;
-use support::{Run, SIM_CONFIG, Sandbox};
 
 /// `a` holds a VM that fits on no destination (`huge-1`), one that fits on `c` only
 /// (`big-1`), a stopped one (`off-1`) and a small one; `b` is small, `c` roomy.

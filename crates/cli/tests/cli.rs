@@ -2,9 +2,7 @@
 //! env precedence. Every test runs in its own directory with its own HOME.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{Live, Run, SIM_HOSTS, Sandbox};
+use crate::common::{Live, Run, SIM_HOSTS, Sandbox};
 use std::time::Duration;
 
 // ---- demo -------------------------------------------------------------------------------

@@ -3,9 +3,7 @@
 //! own HOME.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{Run, SIM_HOSTS, Sandbox};
+use crate::common::{Run, SIM_HOSTS, Sandbox};
 
 // ---- real runs on sim hosts from the config ----------------------------------------------
 

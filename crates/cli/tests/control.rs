@@ -3,9 +3,7 @@
 //! sim hosts, journal in a temp folder.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
-use support::Sandbox;
+use crate::support::Sandbox;
 
 /// Sim hosts slow enough that a run lasts a while: `a` with six VMs (two move at once, each
 /// takes seconds of real time at speed 10), `b` roomy.

@@ -2,9 +2,7 @@
 //! shell completions and a man page generated from the CLI's own definition.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::Sandbox;
+use crate::common::Sandbox;
 
 #[test]
 fn version_names_the_commit_and_the_drivers_built_in() {

@@ -7,9 +7,7 @@
 //!   started twice, nothing removed twice, the placement rules kept.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::sim_state::*;
+use crate::common::sim_state::*;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -6,9 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::Sandbox;
+use crate::common::Sandbox;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -457,7 +455,7 @@ fn the_schema_refuses_an_unknown_kind_an_unknown_field_and_a_missing_one() {
     assert!(!v.is_valid(&bad_time), "a time that is no RFC 3339 passed");
 }
 
-/// For the lab: `VMOVE_EVENTS_NDJSON=FILE cargo test -p vmove --test event_schema` checks an
+/// For the lab: `VMOVE_EVENTS_NDJSON=FILE cargo test -p vmove --test integration event_schema::` checks an
 /// NDJSON file written by `vmove --json` elsewhere (lab/e2e.sh) against the same schema.
 #[test]
 fn an_ndjson_file_named_by_vmove_events_ndjson_follows_the_schema() {

@@ -1,9 +1,7 @@
 //! `--exclude`: VMs a run never moves, whatever selects them.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{SIM_HOSTS, Sandbox};
+use crate::common::{SIM_HOSTS, Sandbox};
 
 fn moved_names(sb: &Sandbox, report: &str) -> Vec<String> {
     let doc: serde_json::Value =

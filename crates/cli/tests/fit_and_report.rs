@@ -3,9 +3,7 @@
 //! that lists a setting's values and shows examples.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{SIM_HOSTS, Sandbox};
+use crate::common::{SIM_HOSTS, Sandbox};
 
 /// A sandbox with one finished evacuation in its (default) journal; huge-1 fits nowhere.
 fn with_a_run(name: &str) -> Sandbox {

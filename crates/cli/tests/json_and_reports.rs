@@ -2,9 +2,7 @@
 //! `config`: each was silently ignored there (issue 16). And one word per error class.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{SIM_HOSTS, Sandbox};
+use crate::common::{SIM_HOSTS, Sandbox};
 
 /// A sandbox with one finished evacuation in its (default) journal.
 fn with_a_run(name: &str) -> Sandbox {

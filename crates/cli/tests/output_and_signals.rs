@@ -3,12 +3,10 @@
 //! folder.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
+use crate::support::{Run, Sandbox};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use support::{Run, Sandbox};
 
 /// Sim hosts slow enough that a run lasts a few seconds: `a` with six VMs of 12 GiB each
 /// (about 2.6 s of real time per move at speed 10, two at once), `b` roomy.

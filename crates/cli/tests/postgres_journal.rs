@@ -5,9 +5,9 @@
 //! that cannot be reached.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
-use common::{SIM_HOSTS, Sandbox};
+use crate::common::{SIM_HOSTS, Sandbox};
 use vmove_journal::pg_server;
 
 const SECRET: &str = "hunter2-never-printed";

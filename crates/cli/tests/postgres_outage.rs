@@ -12,9 +12,7 @@
 //! Its own test binary: it stops the process's throw-away server.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::sim_state::{replay_onto, wait_for};
+use crate::common::sim_state::{replay_onto, wait_for};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -123,7 +121,7 @@ fn count(text: &str, call: &str) -> usize {
 
 #[test]
 fn a_run_outlives_its_postgresql_journal_going_away_for_30_s() {
-    let Some(server) = pg_server::server() else {
+    let Some(server) = pg_server::outage_server() else {
         return;
     };
     let url = server.fresh_database("outage_run");

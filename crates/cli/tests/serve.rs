@@ -4,12 +4,9 @@
 //! journal, and control: refused without `--allow-control`, behind a token with it.
 #![allow(clippy::unwrap_used)]
 
-mod serve_support;
-mod support;
-
-use serve_support::*;
+use crate::serve_support::*;
+use crate::support::Sandbox;
 use std::time::{Duration, Instant};
-use support::Sandbox;
 
 /// A finished evacuation of [`SLOW_SIM`] in the sandbox's journal; its run id.
 fn finished_run(sb: &Sandbox) -> String {

@@ -8,16 +8,13 @@
 //! says SKIPPED and passes, unless `VMOVE_REQUIRE_BROWSER=1` (scripts/test.sh sets it).
 #![allow(clippy::unwrap_used)]
 
-mod serve_support;
-mod support;
-
+use crate::serve_support::*;
+use crate::support::Sandbox;
 use base64::Engine;
 use serde_json::{Value, json};
-use serve_support::*;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::Sandbox;
 
 fn on_path(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;

@@ -14,10 +14,8 @@
 //! - the standby's clear errors: no journal, a journal it cannot reach, bad arguments.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::sim_state::*;
-use common::{Run, Sandbox};
+use crate::common::sim_state::*;
+use crate::common::{Run, Sandbox};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use vmove_journal::pg_server;

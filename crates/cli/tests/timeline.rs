@@ -3,9 +3,7 @@
 //! of `report` and `plan`, and the HTML report loaded in headless Chromium.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{SIM_HOSTS, Sandbox};
+use crate::common::{SIM_HOSTS, Sandbox};
 use std::collections::BTreeMap;
 
 /// A sandbox with one finished evacuation of the sim hosts (web-2 retried once, huge-1 fits

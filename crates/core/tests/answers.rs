@@ -2,8 +2,7 @@
 //! else by its text. A driver may answer commands in any order, and may name the VM with an id
 //! of its own making (text equal to the command's, not the same shared text).
 #![allow(clippy::unwrap_used)]
-mod common;
-use common::*;
+use crate::common::*;
 use vmove_core::*;
 
 /// The same input with every id made afresh (equal text, another allocation), as a driver that

@@ -2,8 +2,7 @@
 //! full (`Input::StartDeferred`): the VM waits for a slot, the attempt does not count, the
 //! others' slots are counted until the host's next listing.
 #![allow(clippy::unwrap_used)]
-mod common;
-use common::*;
+use crate::common::*;
 use vmove_core::*;
 
 fn host(core: &Core, id: &str) -> HostView {

@@ -1,8 +1,7 @@
 //! The engine on a whole run, and the seed's eligibility rules: what a VM's state on its source
 //! makes the engine do.
 #![allow(clippy::unwrap_used)]
-mod common;
-use common::*;
+use crate::common::*;
 use vmove_core::*;
 
 #[test]

@@ -1,8 +1,7 @@
 //! The engine's retries and failures: backoff, attempt limits, refusals, indeterminate starts,
 //! watchdogs and aborts, clean-up only after verification.
 #![allow(clippy::unwrap_used)]
-mod common;
-use common::*;
+use crate::common::*;
 use vmove_core::*;
 
 // ---- retries and failures ----

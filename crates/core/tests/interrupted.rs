@@ -4,8 +4,7 @@
 //! attempt vmove's own crash interrupted. Each test resumes a run whose journal says one VM was
 //! in flight, and answers the core's commands as the hosts would in that state.
 #![allow(clippy::unwrap_used)]
-mod common;
-use common::*;
+use crate::common::*;
 use vmove_core::machine::{AidAnswer, AidsAsked};
 use vmove_core::*;
 

@@ -1,7 +1,6 @@
 //! The engine and what failed attempts leave behind, and what a person sees while vmove waits.
 #![allow(clippy::unwrap_used)]
-mod common;
-use common::*;
+use crate::common::*;
 use vmove_core::*;
 
 // ---- leftovers of failed attempts, and what a person sees while vmove waits ----------------

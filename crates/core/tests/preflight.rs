@@ -3,8 +3,7 @@
 //! that fails is asked again (bounded), a retry asks again; and the same failure twice on one
 //! route does not burn every attempt.
 #![allow(clippy::unwrap_used)]
-mod common;
-use common::*;
+use crate::common::*;
 use vmove_core::*;
 
 fn three_hosts() -> World {

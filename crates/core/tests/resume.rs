@@ -1,8 +1,7 @@
 //! Crash at every point of a run and resume: the same final placement, no attempt started twice,
 //! nothing cleaned up twice, every VM on exactly one host.
 #![allow(clippy::unwrap_used)]
-mod common;
-use common::*;
+use crate::common::*;
 use std::collections::BTreeMap;
 use vmove_core::*;
 

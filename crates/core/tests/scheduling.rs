@@ -2,8 +2,7 @@
 //! sources, foreign migrations, stops, fail-fast, start order, the seed's policy, determinism,
 //! an unreachable source and a bad spec.
 #![allow(clippy::unwrap_used)]
-mod common;
-use common::*;
+use crate::common::*;
 use vmove_core::*;
 
 #[test]

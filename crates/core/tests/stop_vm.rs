@@ -4,9 +4,7 @@
 //! already moved is refused; the rest of the run goes on.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use vmove_core::*;
 

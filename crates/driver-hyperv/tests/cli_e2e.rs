@@ -8,10 +8,10 @@
 //! and moves the VM.
 //!
 //! Needs the CLI binary: `VMOVE_BIN=/path/to/vmove cargo test -p vmove-driver-hyperv
-//! --features test-util --test cli_e2e`. Skipped, loudly, without it.
+//! --features test-util --test integration cli_e2e::`. Skipped, loudly, without it.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The shared driver conformance suite, against the protocol fake over HTTP + NTLM sealing.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use async_trait::async_trait;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! nor anything while the VM is not safely on the source.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use vmove_driver::*;
 use vmove_driver_hyperv::HyperVDriver;

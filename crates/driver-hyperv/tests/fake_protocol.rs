@@ -1,7 +1,7 @@
 //! The driver and client against the fake: auth, paging, faults, layouts and the clean-up.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 use vmove_driver::*;

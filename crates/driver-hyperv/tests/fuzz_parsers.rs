@@ -4,7 +4,7 @@
 //! Arbitrary bytes and mutations of real messages: no input may panic (or overflow the stack).
 //!
 //! A short run is part of `cargo test` (64 cases per property, the default here); a longer one:
-//! `PROPTEST_CASES=20000 cargo test -p vmove-driver-hyperv --all-features --test fuzz_parsers`.
+//! `PROPTEST_CASES=20000 cargo test -p vmove-driver-hyperv --all-features --test integration fuzz_parsers::`.
 #![allow(clippy::unwrap_used)]
 
 use proptest::prelude::*;

@@ -7,7 +7,7 @@
 //! VM left by a failed attempt removed before the retry.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use vmove_driver::*;
 use vmove_driver_hyperv::fake::model::{SUBTYPE_DVD, SUBTYPE_FLOPPY};

@@ -2,7 +2,7 @@
 //! refused), and the explicit skip-verify option.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use vmove_driver::*;

@@ -8,7 +8,7 @@
 //! `VMOVE_REQUIRE_KERBEROS=1` so that a skip fails instead.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -483,13 +483,20 @@ fn tiny_dns(
     (dns_port, t)
 }
 
+/// `f`'s name as the test harness knows it: its module path without the binary's name (this file
+/// is a module of the crate's one integration-test binary).
+fn harness_name(f: &str) -> String {
+    let m = module_path!();
+    format!("{}::{f}", m.split_once("::").map_or(m, |(_, rest)| rest))
+}
+
 /// Runs `kdc_discovery_child` in a child process of this test binary with `env` (the KDC look-up
 /// reads process-wide variables, which this process's other tests must not see).
 fn run_child(env: &[(&str, String)]) {
     let mut c = Command::new(std::env::current_exe().unwrap());
     c.args([
         "--exact",
-        "kdc_discovery_child",
+        harness_name("kdc_discovery_child").as_str(),
         "--include-ignored",
         "--nocapture",
         "--test-threads=1",

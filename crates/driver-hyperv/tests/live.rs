@@ -13,7 +13,7 @@
 //! VMOVE_HYPERV_LIVE_CLEANUP=1                 # also remove the empty source folders
 //! VMOVE_HYPERV_LIVE_CANCEL=1                  # live_cancel_...: start the move, then cancel it
 //! VMOVE_HYPERV_USER / VMOVE_HYPERV_PASSWORD   # credentials (never on the command line)
-//! cargo test -p vmove-driver-hyperv --test live -- --ignored --nocapture
+//! cargo test -p vmove-driver-hyperv --test integration live:: -- --ignored --nocapture
 //! ```
 //!
 //! One check per behaviour of docs/drivers/hyperv.md "Behaviour by behaviour", read-only unless

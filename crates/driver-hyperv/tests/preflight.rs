@@ -5,7 +5,7 @@
 //! src/fake/migration.rs).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use vmove_driver::{
     Driver, FindingScope, HostId, MigrationMode, MigrationRequest, MigrationStatus, PathLayout,

@@ -2,7 +2,7 @@
 //! fake is not only agreeing with our own client. Skipped, loudly, when Python or PyPI is missing.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -5,7 +5,7 @@
 //! whose final boundary has no trailing `--`. Each test fails with the driver as it was.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 use vmove_driver::*;

@@ -122,6 +122,21 @@ pub fn tls_server() -> Option<&'static Server> {
         .as_ref()
 }
 
+/// Another server of this test process, for the tests that stop and restart it (an outage):
+/// every other test's server stays up under them. Each crate's integration tests are one
+/// process (ARCHITECTURE.md, "Test tiers"), so an outage of [`server`] would cut the
+/// connections of whatever other test runs at that moment (seen: "terminating connection due to
+/// administrator command" in a CLI test beside the CLI's outage test). `None` as [`server`].
+pub fn outage_server() -> Option<&'static Server> {
+    static SERVER: OnceLock<Option<Server>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| {
+            server()?;
+            Some(start(find_bin()?, false))
+        })
+        .as_ref()
+}
+
 /// The server's options: its socket in `dir`, and, for the TLS server, 127.0.0.1:`port`, TLS.
 fn server_opts(dir: &Path, tcp_port: Option<u16>) -> String {
     let common = "-c fsync=off -c full_page_writes=off -c max_connections=200";

@@ -1,7 +1,7 @@
 //! The command line that started a run is kept with it (schema 6), without secrets.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use vmove_core::Selection;
 use vmove_journal::Journal;

@@ -5,9 +5,7 @@
 //! `crash.rs`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 use vmove_core::{Command, EventKind, HostId, Input, Phase, Selection, Time, VmId};
 use vmove_journal::{EntryBody, Holder, IntentId, JournalError, RunEnd, RunState, StepRecord};

@@ -2,9 +2,7 @@
 //! finishing a run), stop requests and the VM guard between live runs.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 use vmove_core::{Command, EventKind, Input, Selection, Time};
 use vmove_journal::{Clock, Holder, JournalError, RunEnd, RunState};

@@ -4,9 +4,7 @@
 //! winners as there are slots.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 use vmove_core::{HostId, HostView, Selection, VmId};

@@ -2,9 +2,7 @@
 //! WAL mode with full sync, a torn WAL, and a concurrent reader.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 use vmove_core::{EventKind, Phase, Selection, Time, VmId};
 use vmove_journal::{Holder, Journal, JournalError, WallTime, schema};

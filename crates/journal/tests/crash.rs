@@ -3,9 +3,7 @@
 //! `VMOVE_JOURNAL_CHILD` set (see `child_process_entry`).
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command as Proc, Stdio};
@@ -92,10 +90,17 @@ fn write_steps_one(
     }
 }
 
+/// `f`'s name as the test harness knows it: its module path without the binary's name (this file
+/// is a module of the crate's one integration-test binary).
+fn harness_name(f: &str) -> String {
+    let m = module_path!();
+    format!("{}::{f}", m.split_once("::").map_or(m, |(_, rest)| rest))
+}
+
 fn spawn_child(mode: &str, path: &Path, run: &str) -> Child {
     Proc::new(std::env::current_exe().unwrap())
         .args([
-            "child_process_entry",
+            harness_name("child_process_entry").as_str(),
             "--exact",
             "--nocapture",
             "--test-threads=1",

@@ -6,9 +6,7 @@
 //! attempt hands the driver the request it was started with.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use std::path::Path;
 use vmove_core::{

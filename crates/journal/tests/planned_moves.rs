@@ -3,9 +3,7 @@
 //! is migrated to it with its runs intact and no plan.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use vmove_core::{MigrationMode, Selection, Time, VmId};
 use vmove_journal::{Holder, JournalError, PlannedMove, schema};
 

@@ -3,9 +3,7 @@
 #![allow(clippy::unwrap_used)]
 #![cfg(feature = "postgres")]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use vmove_core::Selection;
 use vmove_journal::{Backend, Journal, JournalError};
 

@@ -5,14 +5,12 @@
 #![allow(clippy::unwrap_used)]
 #![cfg(feature = "postgres")]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use vmove_core::Selection;
 
 #[test]
 fn a_journal_handle_outlives_a_server_restart() {
-    let Some(server) = pg_server::server() else {
+    let Some(server) = pg_server::outage_server() else {
         eprintln!("skipped: no PostgreSQL");
         return;
     };

@@ -1,9 +1,7 @@
 //! The resume facts computed from a journal cut at the points that matter.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use vmove_core::{
     Command, ErrorClass, Failure, HostId, Input, LeftoverKind, MigrationHandle, Phase,
     RecoveredState, Selection, VmId,

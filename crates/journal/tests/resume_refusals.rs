@@ -4,9 +4,7 @@
 //! run). The real core, journaled as the runtime journals it, against a tiny scripted world.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::BTreeMap;
 use vmove_core::{
     Activity, Command, Core, ErrorClass, Event, EventKind, Failure, Health, HostId, HostInfo,

@@ -5,9 +5,7 @@
 #![cfg(feature = "sink")]
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use vmove_core::{Command, Selection, Time};

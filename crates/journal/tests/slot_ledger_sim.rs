@@ -13,8 +13,7 @@
 #![cfg(all(feature = "sink", feature = "postgres"))]
 #![allow(clippy::unwrap_used)]
 
-#[path = "../src/pg_server.rs"]
-mod pg_server;
+use crate::common::pg_server;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

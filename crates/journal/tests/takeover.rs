@@ -3,9 +3,7 @@
 //! machine (same boot and pid namespace; its pid gone, or now another process's).
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::{Child, Command as Proc};
 use std::time::Duration;
 use vmove_core::Selection;

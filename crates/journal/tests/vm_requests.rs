@@ -3,9 +3,7 @@
 //! that does not allow them; polled undelivered by the driving process and marked delivered once.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 use vmove_core::{Event, EventKind, HostId, MigrationMode, Phase, Selection, Time, VmId};
 use vmove_journal::{Clock, Holder, JournalError, RunEnd};

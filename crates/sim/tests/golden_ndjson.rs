@@ -1,7 +1,7 @@
 //! The simulator's NDJSON for fixed seeds, byte for byte, against files kept in
 //! `tests/golden/`. A refactor must not change what a run does: if this fails, the change altered
 //! behaviour (an event, its order, a time, a word). When a change is *meant* to alter events,
-//! regenerate the files with `VMOVE_BLESS=1 cargo test -p vmove-sim --test golden_ndjson` and say
+//! regenerate the files with `VMOVE_BLESS=1 cargo test -p vmove-sim --test integration golden_ndjson::` and say
 //! why in the commit.
 //!
 //! The demo's runs are kept whole (a failure shows the first line that differs); the larger

@@ -2,7 +2,7 @@
 //! VM moved, where the core says, no host over its limit.
 //!
 //! 10,000 VMs across 500 hosts runs in the ordinary `cargo test` (debug) and in CI's release
-//! build (`cargo test --release -p vmove-sim --test scale`); 100,000 VMs across 5,000 hosts
+//! build (`cargo test --release -p vmove-sim --test integration scale::`); 100,000 VMs across 5,000 hosts
 //! is ignored: it takes about ten seconds in release, minutes in debug (see its test). Figures:
 //! docs/BENCHMARKS.md, Scale.
 
@@ -133,7 +133,7 @@ fn commands_and_checks_per_vm_do_not_grow_with_the_cluster() {
 /// and a peak of about 400 MiB (an earlier engine: 26 M steps, 597 s of CPU, 2.9 GiB); in a
 /// debug build it takes minutes, so it stays ignored, and `vmove-bench --scale` measures it
 /// (docs/BENCHMARKS.md, Scale). Asserts completeness only; run it with
-/// `cargo test --release -p vmove-sim --test scale -- --ignored --nocapture`.
+/// `cargo test --release -p vmove-sim --test integration scale:: -- --ignored --nocapture`.
 #[test]
 #[ignore = "minutes in a debug build; vmove-bench --scale measures it (docs/BENCHMARKS.md, Scale)"]
 fn evacuates_100_000_vms_across_5_000_hosts() {

@@ -180,9 +180,7 @@ impl Drop for Sandbox {
     }
 }
 
-#[path = "../common/run.rs"]
-mod run;
-pub use run::Run;
+pub use crate::common::run::Run;
 
 impl Run {
     #[track_caller]
