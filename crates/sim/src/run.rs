@@ -86,7 +86,8 @@ pub struct SimOutcome {
     pub snapshot: Snapshot,
     /// Per host: the peak of our migrations and of all migrations at once (cluster truth).
     pub peak_concurrency: BTreeMap<HostId, (u32, u32)>,
-    /// Steps taken.
+    /// Steps taken: each command carried out, and each turn of the loop that moved the clock
+    /// to the next wake-up (a clock jump), however much or little that wake-up held.
     pub steps: u64,
     /// Commands carried out.
     pub commands: u64,

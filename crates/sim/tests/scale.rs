@@ -128,9 +128,9 @@ fn commands_and_checks_per_vm_do_not_grow_with_the_cluster() {
     );
 }
 
-/// 100,000 VMs across 5,000 hosts (issue 19's target: under 10 s and 500 MiB). It takes 7.3 M
-/// steps, 9-13 s in release on a 2-core machine whose wall times vary by a fifth between runs,
-/// and a peak of about 400 MiB (an earlier engine: 26 M steps, 597 s of CPU, 2.9 GiB); in a
+/// 100,000 VMs across 5,000 hosts (issue 19's target: under 10 s and 500 MiB). It takes 7.2 M
+/// steps (5.6 M commands), 6-13 s in release on the 2-core machines it was measured on, whose
+/// wall times move with the hour, and a peak of about 400 MiB (an earlier engine: 26 M steps, 597 s of CPU, 2.9 GiB); in a
 /// debug build it takes minutes, so it stays ignored, and `vmove-bench --scale` measures it
 /// (docs/BENCHMARKS.md, Scale). Asserts completeness only; run it with
 /// `cargo test --release -p vmove-sim --test integration scale:: -- --ignored --nocapture`.
@@ -209,6 +209,16 @@ fn vmove_bench_scale_run_refuses_sizes_that_measure_nothing_and_names_them() {
             &["--scale-run", "5", "11"],
             "HOSTS must be at most twice the VMs (10), not 11",
         ),
+        (&["--scale-build", "7"][..], "--scale-build"),
+        (&["--scale-build", "x", "2"], "--scale-build: VMS \"x\""),
+        (
+            &["--scale-build", "10", "1"],
+            "--scale-build: HOSTS must be at least 2",
+        ),
+        (
+            &["--scale-build", "4", "2", "--scale-run", "4", "2"],
+            "--scale-run",
+        ),
     ] {
         let (code, stdout, stderr) = bench(args);
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
@@ -235,4 +245,27 @@ fn vmove_bench_scale_run_prints_one_row_for_the_smallest_sizes_it_takes() {
         // VMs, hosts, VMs moved: every one.
         assert_eq!(row[..3], [vms, hosts, vms], "{stdout}");
     }
+}
+
+/// `--scale-build` builds what `--scale-run` would run, and runs nothing: one line with the
+/// VMs asked for, the hosts, the VMs built and the lower bound, the same bound as the run's row.
+#[test]
+fn vmove_bench_scale_build_prints_the_cluster_the_run_would_take_and_runs_nothing() {
+    let (code, stdout, stderr) = bench(&["--scale-build", "40", "4"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let build: Vec<&str> = stdout
+        .trim_end()
+        .strip_prefix("scale-build ")
+        .unwrap_or_else(|| panic!("not a scale-build line: {stdout}"))
+        .split(' ')
+        .collect();
+    assert_eq!(build[..3], ["40", "4", "40"], "{stdout}");
+    let (code, run, stderr) = bench(&["--scale-run", "40", "4"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let run: Vec<&str> = run.trim_end().split(' ').collect();
+    // The run's row: `scale-row VMS HOSTS MOVED MAKESPAN BOUND ...`.
+    assert_eq!(
+        build[3], run[5],
+        "the build's lower bound is not the run's: {stdout} / {run:?}"
+    );
 }
