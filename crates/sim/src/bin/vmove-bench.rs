@@ -200,31 +200,30 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    if let Some(values) = &args.scale_build {
-        let (vms, hosts) = match scale_size("--scale-build", values) {
+    let one_size = [
+        ("--scale-build", &args.scale_build),
+        ("--scale-run", &args.scale_run),
+    ]
+    .into_iter()
+    .find_map(|(flag, values)| Some((flag, values.as_ref()?)));
+    if let Some((flag, values)) = one_size {
+        let (vms, hosts) = match scale_size(flag, values) {
             Ok(size) => size,
             Err(e) => {
                 eprintln!("vmove-bench: {e}");
                 return ExitCode::from(2);
             }
         };
-        let sc = scenarios::large(vms, hosts);
-        let lb = scenarios::lower_bound(&sc.cluster, &sc.spec);
-        out!(
-            "scale-build {vms} {hosts} {} {:.3}",
-            sc.cluster.vm_specs().count(),
-            secs(lb)
-        );
-        return ExitCode::SUCCESS;
-    }
-    if let Some(values) = &args.scale_run {
-        let (vms, hosts) = match scale_size("--scale-run", values) {
-            Ok(size) => size,
-            Err(e) => {
-                eprintln!("vmove-bench: {e}");
-                return ExitCode::from(2);
-            }
-        };
+        if flag == "--scale-build" {
+            let sc = scenarios::large(vms, hosts);
+            let lb = scenarios::lower_bound(&sc.cluster, &sc.spec);
+            out!(
+                "scale-build {vms} {hosts} {} {:.3}",
+                sc.cluster.vm_specs().count(),
+                secs(lb)
+            );
+            return ExitCode::SUCCESS;
+        }
         return match scale_run(vms, hosts) {
             Ok(r) => {
                 out!("{}", r.to_line());
