@@ -160,7 +160,7 @@ struct Args {
     scale_build: Option<Vec<String>>,
 }
 
-/// `--scale-run`'s two numbers, checked: the VMs (1 to [`MAX_SCALE_VMS`]) and the hosts (at
+/// `--scale-run`'s (or `--scale-build`'s, `flag`) two numbers, checked: the VMs (1 to [`MAX_SCALE_VMS`]) and the hosts (at
 /// least 2, a source and a destination; at most twice the VMs, so that every source has one).
 fn scale_size(flag: &str, values: &[String]) -> Result<(usize, usize), String> {
     let [vms, hosts] = values else {
@@ -599,7 +599,7 @@ fn scale_table() -> ExitCode {
         }
     }
     out!(
-        "\ntargets (issue 19): 100,000 VMs in < 10 s wall and < 500 MiB; the cost of the work (wall per command, per VM) flat across sizes"
+        "\ntargets (issue 19): 100,000 VMs in < 10 s wall and < 500 MiB; the work per command flat across sizes (its instructions: scripts/bench-instructions.sh)"
     );
     out!(
         "(a step is a command or a clock jump; the jumps per VM fall as the cluster grows, so the wall per step rises where the work does not)"
