@@ -231,17 +231,24 @@ fn vmove_bench_scale_run_refuses_sizes_that_measure_nothing_and_names_them() {
     }
 }
 
+/// The fields of `vmove-bench`'s one line of output, which starts with `kind` (`scale-row`,
+/// `scale-build`), after it.
+fn fields<'a>(kind: &str, stdout: &'a str) -> Vec<&'a str> {
+    stdout
+        .trim_end()
+        .strip_prefix(kind)
+        .and_then(|rest| rest.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("not a {kind} line: {stdout}"))
+        .split(' ')
+        .collect()
+}
+
 #[test]
 fn vmove_bench_scale_run_prints_one_row_for_the_smallest_sizes_it_takes() {
     for (vms, hosts) in [("1", "2"), ("5", "10")] {
         let (code, stdout, stderr) = bench(&["--scale-run", vms, hosts]);
         assert_eq!(code, Some(0), "{vms} {hosts}: {stderr}");
-        let row: Vec<&str> = stdout
-            .trim_end()
-            .strip_prefix("scale-row ")
-            .unwrap_or_else(|| panic!("not a scale-row: {stdout}"))
-            .split(' ')
-            .collect();
+        let row = fields("scale-row", &stdout);
         // VMs, hosts, VMs moved: every one.
         assert_eq!(row[..3], [vms, hosts, vms], "{stdout}");
     }
@@ -253,19 +260,14 @@ fn vmove_bench_scale_run_prints_one_row_for_the_smallest_sizes_it_takes() {
 fn vmove_bench_scale_build_prints_the_cluster_the_run_would_take_and_runs_nothing() {
     let (code, stdout, stderr) = bench(&["--scale-build", "40", "4"]);
     assert_eq!(code, Some(0), "{stderr}");
-    let build: Vec<&str> = stdout
-        .trim_end()
-        .strip_prefix("scale-build ")
-        .unwrap_or_else(|| panic!("not a scale-build line: {stdout}"))
-        .split(' ')
-        .collect();
+    let build = fields("scale-build", &stdout);
     assert_eq!(build[..3], ["40", "4", "40"], "{stdout}");
     let (code, run, stderr) = bench(&["--scale-run", "40", "4"]);
     assert_eq!(code, Some(0), "{stderr}");
-    let run: Vec<&str> = run.trim_end().split(' ').collect();
     // The run's row: `scale-row VMS HOSTS MOVED MAKESPAN BOUND ...`.
+    let row = fields("scale-row", &run);
     assert_eq!(
-        build[3], run[5],
-        "the build's lower bound is not the run's: {stdout} / {run:?}"
+        build[3], row[4],
+        "the build's lower bound is not the run's: {stdout} / {run}"
     );
 }

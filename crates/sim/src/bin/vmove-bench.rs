@@ -215,8 +215,7 @@ fn main() -> ExitCode {
             }
         };
         if flag == "--scale-build" {
-            let sc = scenarios::large(vms, hosts);
-            let lb = scenarios::lower_bound(&sc.cluster, &sc.spec);
+            let (sc, lb) = scale_scenario(vms, hosts);
             out!(
                 "scale-build {vms} {hosts} {} {:.3}",
                 sc.cluster.vm_specs().count(),
@@ -479,11 +478,19 @@ impl ScaleRow {
     }
 }
 
+/// What `--scale-run` builds before its run, and `--scale-build` alone: the evacuation of `vms`
+/// VMs on `hosts` hosts and its lower bound. One place, so that the instructions
+/// `scripts/bench-instructions.sh` subtracts are those of the run's own building.
+fn scale_scenario(vms: usize, hosts: usize) -> (scenarios::Scenario, Time) {
+    let sc = scenarios::large(vms, hosts);
+    let lb = scenarios::lower_bound(&sc.cluster, &sc.spec);
+    (sc, lb)
+}
+
 /// Runs one evacuation of `vms` VMs on `hosts` hosts in this process (`--scale-run VMS HOSTS`,
 /// which the table's parent starts once per size, so that each size's peak memory is its own).
 fn scale_run(vms: usize, hosts: usize) -> Result<ScaleRow, String> {
-    let sc = scenarios::large(vms, hosts);
-    let lb = scenarios::lower_bound(&sc.cluster, &sc.spec);
+    let (sc, lb) = scale_scenario(vms, hosts);
     let hwm_built_kib = vm_hwm_kib().ok_or("no VmHWM in /proc/self/status")?;
     let cpu0 = cpu_secs().ok_or("no CPU time in /proc/self/stat")?;
     let wall = Instant::now();
